@@ -1,0 +1,28 @@
+from django.contrib import admin
+
+from webapp.datasets.models import Dataset, DatasetJob, Layer, ShareLink
+
+
+class LayerInline(admin.TabularInline):
+    model = Layer
+    extra = 0
+    fields = ("name", "kind", "path", "ngff_version", "shape", "dtype", "voxel_size", "unit")
+
+
+@admin.register(Dataset)
+class DatasetAdmin(admin.ModelAdmin):
+    list_display = ("name", "slug", "owner", "visibility", "created")
+    list_filter = ("visibility",)
+    search_fields = ("name", "slug", "description")
+    inlines = [LayerInline]
+
+
+@admin.register(ShareLink)
+class ShareLinkAdmin(admin.ModelAdmin):
+    list_display = ("dataset", "label", "created_by", "created", "expires_at", "revoked_at")
+
+
+@admin.register(DatasetJob)
+class DatasetJobAdmin(admin.ModelAdmin):
+    list_display = ("id", "kind", "owner", "dataset", "status", "stage", "done", "total", "created")
+    list_filter = ("kind", "status")

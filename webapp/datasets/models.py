@@ -1,0 +1,161 @@
+"""Datasets, their layers, share links and background jobs.
+
+Files of a dataset live under ``Dataset.root`` (``DATA_ROOT/datasets/<slug>`` by default); a
+layer's ``path`` is relative to that root and is also its URL path under ``/data/<slug>/``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class Visibility(models.TextChoices):
+    PRIVATE = "private", "Private"
+    TEAM = "team", "Team"
+    PUBLIC = "public", "Public"
+
+
+class Dataset(models.Model):
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="datasets"
+    )
+    team = models.ForeignKey(
+        "accounts.Team", null=True, blank=True, on_delete=models.SET_NULL, related_name="datasets"
+    )
+    visibility = models.CharField(
+        max_length=10, choices=Visibility.choices, default=Visibility.PRIVATE
+    )
+    # Absolute directory holding the dataset's stores; empty means DATA_ROOT/datasets/<slug>.
+    root_dir = models.CharField(max_length=1000, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def root(self) -> Path:
+        if self.root_dir:
+            return Path(self.root_dir)
+        return Path(settings.DATA_ROOT) / "datasets" / self.slug
+
+
+class LayerKind(models.TextChoices):
+    IMAGE = "image", "Image"
+    SEGMENTATION = "segmentation", "Segmentation"
+    MESH = "mesh", "Mesh"
+
+
+class Layer(models.Model):
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="layers")
+    name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=20, choices=LayerKind.choices)
+    # Path of the store relative to the dataset root, e.g. "image.ome.zarr",
+    # "image.ome.zarr/labels/nuclei" or "meshes/nuclei".
+    path = models.CharField(max_length=500)
+    ngff_version = models.CharField(max_length=10, blank=True)  # "0.4", "0.5"; "" for meshes
+    shape = models.JSONField(default=list)  # full-resolution shape, axis order as `axes`
+    axes = models.JSONField(default=list)  # e.g. ["c", "z", "y", "x"]
+    dtype = models.CharField(max_length=20, blank=True)
+    voxel_size = models.JSONField(default=list)  # spatial axes only, order z, y, x
+    unit = models.CharField(max_length=30, default="nanometer")
+    channels = models.PositiveIntegerField(default=1)
+    levels = models.PositiveIntegerField(default=1)
+    contrast_min = models.FloatField(null=True, blank=True)
+    contrast_max = models.FloatField(null=True, blank=True)
+    # A mesh layer points at the segmentation whose objects it draws.
+    source_layer = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="derived_layers"
+    )
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["dataset", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["dataset", "name"], name="unique_layer_name_per_dataset"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.dataset.slug}/{self.name}"
+
+
+def new_share_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+class ShareLink(models.Model):
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="share_links")
+    token = models.CharField(max_length=64, unique=True, default=new_share_token)
+    label = models.CharField(max_length=200, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="share_links"
+    )
+    created = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created"]
+
+    def is_active(self, now=None) -> bool:
+        now = now or timezone.now()
+        if self.revoked_at is not None:
+            return False
+        return self.expires_at is None or self.expires_at > now
+
+
+class JobKind(models.TextChoices):
+    IMPORT = "import", "Import"
+    MESHES = "meshes", "Build meshes"
+
+
+class JobStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class DatasetJob(models.Model):
+    """A background job (import, mesh build): the row is the truth about its state."""
+
+    kind = models.CharField(max_length=20, choices=JobKind.choices)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="dataset_jobs"
+    )
+    dataset = models.ForeignKey(
+        Dataset, null=True, blank=True, on_delete=models.CASCADE, related_name="jobs"
+    )
+    params = models.JSONField(default=dict)
+    status = models.CharField(max_length=20, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    stage = models.CharField(max_length=100, blank=True)
+    done = models.PositiveBigIntegerField(default=0)
+    total = models.PositiveBigIntegerField(default=0)
+    error = models.TextField(blank=True)
+    log = models.TextField(blank=True)
+    celery_task_id = models.CharField(max_length=255, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+    started = models.DateTimeField(null=True, blank=True)
+    finished = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created"]
+
+    @property
+    def progress(self) -> float:
+        return (self.done / self.total) if self.total else 0.0

@@ -1,0 +1,22 @@
+"""Top-level URL map. Each app owns its own url modules."""
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+api_v1 = [
+    path("", include("webapp.accounts.api.urls")),
+    path("", include("webapp.datasets.api.urls")),
+    path("", include("webapp.viewer.api.urls")),
+]
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("accounts/", include("webapp.accounts.urls")),
+    path("api/v1/", include(api_v1)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    # Data for Neuroglancer: /data/<slug>/<path> and /s/<token>/data/<path>.
+    path("", include("webapp.datasets.serving_urls")),
+    path("", include("webapp.viewer.urls")),
+]
