@@ -9,7 +9,7 @@ import sys
 from pipeline.errors import PipelineError
 
 # Modules under pipeline.commands that each define ``register(subparsers)``.
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = ["convert", "mesh", "synth"]
 
 
 def build_parser() -> argparse.ArgumentParser:
