@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Protocol
 
 
@@ -14,7 +13,7 @@ def no_progress(stage: str, done: int, total: int) -> None:
     """A progress callback that ignores every report."""
 
 
-def tqdm_progress() -> Callable[[str, int, int], None]:
+def tqdm_progress() -> ProgressCallback:
     """A callback drawing one tqdm bar per stage on stderr."""
     from tqdm import tqdm
 

@@ -1,0 +1,393 @@
+"""Meshes and morphometrics for every object of an OME-Zarr label image.
+
+Per object: crop its bounding box (+1 voxel of zero padding so the surface closes), marching cubes
+(zmesh, anisotropic voxel size), Taubin smoothing, quadric simplification (fast_simplification),
+Neuroglancer precomputed output. Memory is bounded by the largest object's box, not the volume.
+
+Why smoothing, and where the surface area comes from: marching cubes on a binary mask follows
+the voxel staircase, which inflates the area of a smooth shape by about 8 % (a voxelised sphere of
+radius 20 scores sphericity 0.92). Ten Taubin iterations (lambda 0.5, mu -0.53) remove the
+staircase while keeping the enclosed volume within 0.5 % of the voxel volume; the sphere then
+scores 0.99, a cube 0.83 (ideal 0.806, its edges are rounded by half a voxel). The area is measured
+on this smoothed mesh *before* simplification, so morphometrics do not depend on the display level
+of detail. The simplified mesh is accepted only when its area and enclosed volume stay within
+``MAX_SIMPLIFY_CHANGE`` (2 %) of the smoothed mesh's; otherwise the face budget is doubled and
+the simplification retried. Area and volume are cheap, global proxies for the geometric error: a
+half-voxel deviation over a nucleus moves either by several per cent.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import fast_simplification
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import scipy.sparse as sp
+import zarr
+import zmesh
+
+from pipeline.errors import InvalidInputError
+from pipeline.morphometrics import (
+    LabelStats,
+    label_stats,
+    mesh_surface_area,
+    mesh_volume,
+    object_table,
+    write_table,
+)
+from pipeline.precomputed import (
+    NumberProperty,
+    write_mesh,
+    write_mesh_info,
+    write_segment_properties,
+)
+from pipeline.progress import ProgressCallback, no_progress
+from pipeline.volume_info import MeshResult
+
+PROPERTIES_NAME = "morphometrics"
+DEFAULT_SIMPLIFY_RATIO = 0.05
+MIN_FACES = 128
+MAX_SIMPLIFY_CHANGE = 0.02
+TAUBIN_ITERATIONS = 10
+_PROGRESS_INTERVAL_S = 0.2
+
+# Nanometres per unit, for the NGFF space units a microscope volume can plausibly use.
+_NM_PER_UNIT: dict[str, float] = {
+    "angstrom": 0.1,
+    "picometer": 1e-3,
+    "nanometer": 1.0,
+    "nm": 1.0,
+    "micrometer": 1e3,
+    "micron": 1e3,
+    "um": 1e3,
+    "millimeter": 1e6,
+    "mm": 1e6,
+    "centimeter": 1e7,
+    "meter": 1e9,
+}
+
+FloatArray = npt.NDArray[np.float64]
+IndexArray = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class LabelLevel:
+    """One level of an OME-Zarr label image, seen as a 3D z y x array in nanometres."""
+
+    array: _SpatialView
+    voxel_size_nm: tuple[float, float, float]
+    translation_nm: tuple[float, float, float]
+
+
+class _SpatialView:
+    """A zarr array with singleton non-spatial axes (t, c) dropped on reading."""
+
+    def __init__(self, array: zarr.Array[Any], spatial: Sequence[int]) -> None:
+        self._array = array
+        self._spatial = tuple(spatial)
+        self.shape: tuple[int, ...] = tuple(int(array.shape[i]) for i in self._spatial)
+        shards = getattr(array, "shards", None)
+        inner = shards if shards is not None else array.chunks
+        self.chunks: tuple[int, ...] = tuple(int(inner[i]) for i in self._spatial)
+
+    def __getitem__(self, key: tuple[slice, ...]) -> npt.NDArray[Any]:
+        index: list[Any] = [0] * len(self._array.shape)
+        for axis, sl in zip(self._spatial, key, strict=True):
+            index[axis] = sl
+        return np.asarray(self._array[tuple(index)])
+
+
+def _multiscales(attrs: dict[str, Any]) -> list[dict[str, Any]]:
+    ome = attrs.get("ome")
+    found = ome.get("multiscales") if isinstance(ome, dict) else attrs.get("multiscales")
+    if not isinstance(found, list) or not found:
+        raise InvalidInputError("not an OME-Zarr image: no multiscales metadata")
+    return found
+
+
+def _transform(transforms: Any, kind: str, ndim: int) -> list[float] | None:
+    for item in transforms or []:
+        if isinstance(item, dict) and item.get("type") == kind:
+            values = item.get(kind)
+            if not isinstance(values, list) or len(values) != ndim:
+                raise InvalidInputError(f"OME-Zarr {kind} must list {ndim} numbers")
+            return [float(v) for v in values]
+    return None
+
+
+def open_label_level(path: Path, level: int = 0) -> LabelLevel:
+    """Open level ``level`` of an NGFF 0.4 or 0.5 label image for reading."""
+    try:
+        group = zarr.open_group(str(path), mode="r")
+    except Exception as exc:  # zarr raises several kinds for a missing or broken store
+        raise InvalidInputError(f"cannot open OME-Zarr label image at {path}: {exc}") from exc
+    multiscale = _multiscales(group.attrs.asdict())[0]
+    datasets = multiscale.get("datasets") or []
+    if not 0 <= level < len(datasets):
+        raise InvalidInputError(f"level {level} absent: the image has {len(datasets)} levels")
+    try:
+        array = group[str(datasets[level]["path"])]
+    except KeyError as exc:
+        raise InvalidInputError(f"OME-Zarr level {level} array is missing") from exc
+    if not isinstance(array, zarr.Array):
+        raise InvalidInputError(f"OME-Zarr level {level} is not an array")
+    ndim = len(array.shape)
+    axes = multiscale.get("axes") or [{"name": n} for n in "tczyx"[-ndim:]]
+    names = [a["name"] if isinstance(a, dict) else str(a) for a in axes]
+    kinds = [a.get("type", "") if isinstance(a, dict) else "" for a in axes]
+    spatial = [i for i, (n, k) in enumerate(zip(names, kinds, strict=True)) if k == "space"]
+    spatial = spatial or [i for i, n in enumerate(names) if n in ("z", "y", "x")]
+    if len(spatial) != 3 or len(names) != ndim:
+        raise InvalidInputError(f"meshing needs a 3D label image, axes are {names}")
+    for i in range(ndim):
+        if i not in spatial and array.shape[i] != 1:
+            raise InvalidInputError(f"label image axis {names[i]!r} must have length 1")
+    units = {axes[i].get("unit") for i in spatial if isinstance(axes[i], dict)} - {None}
+    if len(units) > 1:
+        raise InvalidInputError(f"spatial axes mix units {sorted(units)}")
+    unit = units.pop() if units else "nanometer"  # NGFF leaves it open; precomputed means nm
+    if unit not in _NM_PER_UNIT:
+        raise InvalidInputError(f"unsupported space unit {unit!r}")
+    factor = _NM_PER_UNIT[unit]
+    scale = np.ones(ndim)
+    shift = np.zeros(ndim)
+    # Dataset transforms apply first, then the multiscale-wide ones.
+    for transforms in (
+        datasets[level].get("coordinateTransformations"),
+        multiscale.get("coordinateTransformations"),
+    ):
+        s = _transform(transforms, "scale", ndim)
+        t = _transform(transforms, "translation", ndim)
+        if s is not None:
+            scale, shift = scale * np.asarray(s), shift * np.asarray(s)
+        if t is not None:
+            shift = shift + np.asarray(t)
+    if np.any(scale[spatial] <= 0):
+        raise InvalidInputError("OME-Zarr scale must be positive")
+    vs = tuple(float(v) for v in scale[spatial] * factor)
+    tr = tuple(float(v) for v in shift[spatial] * factor)
+    return LabelLevel(_SpatialView(array, spatial), (vs[0], vs[1], vs[2]), (tr[0], tr[1], tr[2]))
+
+
+def smooth_taubin(
+    vertices: npt.ArrayLike,
+    faces: npt.ArrayLike,
+    iterations: int = TAUBIN_ITERATIONS,
+    lam: float = 0.5,
+    mu: float = -0.53,
+) -> FloatArray:
+    """Taubin lambda/mu smoothing with uniform neighbour weights (shrinks almost nothing)."""
+    v = np.asarray(vertices, dtype=np.float64)
+    f = np.asarray(faces, dtype=np.int64)
+    if iterations <= 0 or f.size == 0:
+        return v.copy()
+    n = len(v)
+    edges = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
+    adjacency = sp.coo_matrix(
+        (np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(n, n)
+    ).tocsr()
+    adjacency = ((adjacency + adjacency.T) > 0).astype(np.float64)
+    degree = np.asarray(adjacency.sum(axis=1)).ravel()
+    mean_of_neighbours = sp.diags(1.0 / np.maximum(degree, 1.0)) @ adjacency
+    for _ in range(iterations):
+        v = v + lam * (mean_of_neighbours @ v - v)
+        v = v + mu * (mean_of_neighbours @ v - v)
+    return v
+
+
+def is_closed_manifold(faces: npt.ArrayLike) -> bool:
+    """Each directed edge occurs once and so does its reverse: closed, consistently wound."""
+    f = np.asarray(faces, dtype=np.int64)
+    if f.size == 0:
+        return False
+    n = int(f.max()) + 1
+    tails = np.concatenate([f[:, 0], f[:, 1], f[:, 2]])
+    heads = np.concatenate([f[:, 1], f[:, 2], f[:, 0]])
+    forward = np.sort(tails * n + heads)
+    if np.any(forward[1:] == forward[:-1]):
+        return False
+    return bool(np.array_equal(forward, np.sort(heads * n + tails)))
+
+
+def simplify_mesh(
+    vertices: FloatArray,
+    faces: IndexArray,
+    ratio: float = DEFAULT_SIMPLIFY_RATIO,
+    min_faces: int = MIN_FACES,
+) -> tuple[FloatArray, IndexArray]:
+    """Quadric decimation to about ``ratio`` of the faces, never below ``min_faces``.
+
+    A result is accepted only if it is still a closed, consistently wound surface (the decimator
+    now and then leaves a folded pair of duplicate faces) and its area and enclosed volume moved
+    less than ``MAX_SIMPLIFY_CHANGE``; otherwise the face budget grows by a quarter and it tries
+    again, falling back to the input. Never returns an empty mesh.
+    """
+    n_faces = len(faces)
+    target = max(min_faces, math.ceil(n_faces * ratio))
+    area = mesh_surface_area(vertices, faces)
+    volume = abs(mesh_volume(vertices, faces))
+    while target < n_faces:
+        v2, f2 = fast_simplification.simplify(vertices, faces, target_count=target)
+        if len(f2) and is_closed_manifold(f2):
+            d_area = abs(mesh_surface_area(v2, f2) - area) / area
+            d_volume = abs(abs(mesh_volume(v2, f2)) - volume) / max(volume, 1e-12)
+            if d_area <= MAX_SIMPLIFY_CHANGE and d_volume <= MAX_SIMPLIFY_CHANGE:
+                return np.asarray(v2, dtype=np.float64), np.asarray(f2, dtype=np.int64)
+        target = math.ceil(target * 1.25)
+    return vertices, faces
+
+
+def mesh_mask(
+    mask: npt.NDArray[Any], voxel_size_nm: Sequence[float]
+) -> tuple[FloatArray, IndexArray]:
+    """Marching cubes of a binary z y x mask that has a zero border.
+
+    Returns vertices in nm, x y z order, with voxel (0, 0, 0)'s centre at the origin, and faces
+    wound outwards.
+    """
+    mesher = zmesh.Mesher(tuple(float(v) for v in voxel_size_nm))
+    mesher.mesh(np.ascontiguousarray(mask, dtype=np.uint8))
+    if 1 not in mesher.ids():
+        return np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64)
+    mesh = mesher.get(1, normals=False)
+    mesher.clear()
+    vertices = np.asarray(mesh.vertices, dtype=np.float64)[:, ::-1]  # z y x -> x y z
+    faces = np.asarray(mesh.faces, dtype=np.int64)
+    if mesh_volume(vertices, faces) < 0:  # reversing the axes mirrored the winding
+        faces = faces[:, ::-1]
+    return np.ascontiguousarray(vertices), np.ascontiguousarray(faces)
+
+
+@dataclass(frozen=True)
+class ObjectMesh:
+    """A display mesh (nm, x y z) and the surface area measured before simplification."""
+
+    vertices: FloatArray
+    faces: IndexArray
+    area_nm2: float
+
+
+def mesh_object(
+    level: LabelLevel,
+    segment_id: int,
+    bbox_min: Sequence[int],
+    bbox_max: Sequence[int],
+    simplify_ratio: float = DEFAULT_SIMPLIFY_RATIO,
+) -> ObjectMesh:
+    """Mesh one object from its bounding box crop."""
+    lo = np.asarray(bbox_min, dtype=np.int64)
+    hi = np.asarray(bbox_max, dtype=np.int64)
+    crop = level.array[tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))]
+    mask = np.pad(crop == segment_id, 1)
+    vertices, faces = mesh_mask(mask, level.voxel_size_nm)
+    if not len(faces):
+        raise InvalidInputError(f"object {segment_id} produced no surface")
+    origin_zyx = (lo - 1) * np.asarray(level.voxel_size_nm) + np.asarray(level.translation_nm)
+    vertices = vertices + origin_zyx[::-1]
+    smooth = smooth_taubin(vertices, faces)
+    area = mesh_surface_area(smooth, faces)
+    display_v, display_f = simplify_mesh(smooth, faces, simplify_ratio)
+    return ObjectMesh(display_v, display_f, area)
+
+
+class _Throttled:
+    """Forward progress at most every ``_PROGRESS_INTERVAL_S``, plus each stage's first and last."""
+
+    def __init__(self, progress: ProgressCallback) -> None:
+        self._progress = progress
+        self._stage = ""
+        self._last = -math.inf
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        if stage != self._stage or done >= total or now - self._last >= _PROGRESS_INTERVAL_S:
+            self._stage, self._last = stage, now
+            self._progress(stage, done, total)
+
+
+def _properties(mesh_dir: Path, table: pd.DataFrame) -> None:
+    ids = [int(i) for i in table["id"]]
+    volume = table["volume"].to_numpy(dtype=np.float64)
+    surface = table["surface_area"].to_numpy(dtype=np.float64)
+    spher = table["sphericity"].to_numpy(dtype=np.float64)
+    descriptions = [
+        f"volume {v:.2f} um^3, surface {a:.2f} um^2, sphericity {s:.3f}"
+        for v, a, s in zip(volume, surface, spher, strict=True)
+    ]
+    write_segment_properties(
+        mesh_dir,
+        ids,
+        labels=[f"object {i}" for i in ids],
+        descriptions=descriptions,
+        numbers=[
+            NumberProperty("volume_um3", "volume (um^3)", volume.tolist()),
+            NumberProperty("surface_um2", "surface area (um^2)", surface.tolist()),
+            NumberProperty("sphericity", "sphericity pi^(1/3) (6V)^(2/3) / A", spher.tolist()),
+        ],
+    )
+
+
+def _replace_dir(built: Path, target: Path) -> None:
+    """Swap a freshly built directory into place, removing the previous build."""
+    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    if target.exists():
+        os.replace(target, old)
+    os.replace(built, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def build_meshes(
+    labels_path: Path,
+    out_dir: Path,
+    *,
+    level: int = 0,
+    simplify_ratio: float = DEFAULT_SIMPLIFY_RATIO,
+    progress: ProgressCallback = no_progress,
+) -> MeshResult:
+    """Mesh and measure every object of the label image at ``labels_path``.
+
+    Writes into ``out_dir`` (replaced as a whole once complete): precomputed ``info``, manifests
+    and fragments, ``segment_properties/info`` and ``morphometrics.csv``/``.parquet``, whose
+    ``volume`` is in um^3 and ``surface_area`` in um^2. ``simplify_ratio`` is the fraction of
+    marching-cubes faces kept for display (0.05: 20x fewer), subject to ``MIN_FACES`` and the
+    ``MAX_SIMPLIFY_CHANGE`` check.
+    """
+    if not 0 < simplify_ratio <= 1:
+        raise InvalidInputError("simplify_ratio must be in (0, 1]")
+    source = open_label_level(Path(labels_path), level)
+    report = _Throttled(progress)
+    stats: LabelStats = label_stats(source.array, progress=report)
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    building = out_dir.with_name(f".{out_dir.name}.building-{os.getpid()}")
+    shutil.rmtree(building, ignore_errors=True)
+    try:
+        write_mesh_info(building)
+        report("meshing", 0, len(stats))
+        areas_um2: dict[int, float] = {}
+        for index, segment_id in enumerate(stats.ids.tolist()):
+            mesh = mesh_object(
+                source, segment_id, stats.bbox_min[index], stats.bbox_max[index], simplify_ratio
+            )
+            write_mesh(building, segment_id, mesh.vertices, mesh.faces)
+            areas_um2[segment_id] = mesh.area_nm2 * 1e-6
+            report("meshing", index + 1, len(stats))
+        voxel_size_um = [v * 1e-3 for v in source.voxel_size_nm]
+        table = object_table(stats, voxel_size_um, areas_um2)
+        _properties(building, table)
+        write_table(table, building / PROPERTIES_NAME)
+        _replace_dir(building, out_dir)
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+    return MeshResult(
+        path=out_dir.name, n_objects=len(stats), properties_csv=f"{PROPERTIES_NAME}.csv"
+    )

@@ -1,0 +1,166 @@
+"""Neuroglancer precomputed meshes (legacy single-resolution format) and segment properties.
+
+Layout written into a mesh directory (a ``precomputed://`` source of its own)::
+
+    info                        {"@type": "neuroglancer_legacy_mesh", "segment_properties": ...}
+    <id>:0                      manifest: {"fragments": ["<id>.frag"]}
+    <id>.frag                   uint32 vertex count, float32 xyz vertices, uint32 triangles (LE)
+    segment_properties/info     {"@type": "neuroglancer_segment_properties", "inline": {...}}
+
+Vertices are in nanometres, x y z order, with voxel centres at ``index * voxel_size``, which is how
+Neuroglancer places a mesh-only precomputed source over a zarr segmentation (checked in the probe).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from pipeline.errors import InvalidInputError
+
+MESH_INFO_TYPE = "neuroglancer_legacy_mesh"
+SEGMENT_PROPERTIES_TYPE = "neuroglancer_segment_properties"
+SEGMENT_PROPERTIES_DIR = "segment_properties"
+
+
+@dataclass(frozen=True)
+class NumberProperty:
+    """A numeric segment property (shown and filterable in Neuroglancer's segment list)."""
+
+    id: str
+    description: str
+    values: Sequence[float]
+
+
+def manifest_name(segment_id: int) -> str:
+    """File name of a segment's manifest in the legacy format (level of detail 0)."""
+    return f"{segment_id}:0"
+
+
+def fragment_name(segment_id: int) -> str:
+    """File name of a segment's single mesh fragment."""
+    return f"{segment_id}.frag"
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    """Write JSON atomically so a reader never sees a half-written file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, allow_nan=False, separators=(",", ":")))
+    os.replace(tmp, path)
+
+
+def write_mesh_info(mesh_dir: Path, *, with_properties: bool = True) -> None:
+    """Write the mesh source's ``info`` (pointing at ``segment_properties`` when asked)."""
+    mesh_dir.mkdir(parents=True, exist_ok=True)
+    info: dict[str, Any] = {"@type": MESH_INFO_TYPE}
+    if with_properties:
+        info["segment_properties"] = SEGMENT_PROPERTIES_DIR
+    _write_json(mesh_dir / "info", info)
+
+
+def encode_fragment(vertices_nm: npt.ArrayLike, faces: npt.ArrayLike) -> bytes:
+    """Encode one fragment: vertices (N, 3) in nm, x y z order; faces (M, 3) vertex indices."""
+    verts = np.ascontiguousarray(vertices_nm, dtype="<f4")
+    tris = np.ascontiguousarray(faces, dtype="<u4")
+    if verts.ndim != 2 or verts.shape[1] != 3 or tris.ndim != 2 or tris.shape[1] != 3:
+        raise InvalidInputError("a mesh needs (N, 3) vertices and (M, 3) triangle indices")
+    if tris.size and int(tris.max()) >= len(verts):
+        raise InvalidInputError("a triangle refers to a vertex that does not exist")
+    header = np.array([len(verts)], dtype="<u4")
+    return header.tobytes() + verts.tobytes() + tris.tobytes()
+
+
+def decode_fragment(data: bytes) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.uint32]]:
+    """Decode a fragment's bytes into (vertices (N, 3) float32 nm xyz, faces (M, 3) uint32)."""
+    if len(data) < 4:
+        raise InvalidInputError("mesh fragment shorter than its 4-byte header")
+    n_vertices = int(np.frombuffer(data, dtype="<u4", count=1)[0])
+    vertex_bytes = 12 * n_vertices
+    rest = len(data) - 4 - vertex_bytes
+    if rest < 0 or rest % 12:
+        raise InvalidInputError("mesh fragment size does not match its vertex count")
+    vertices = np.frombuffer(data, dtype="<f4", count=3 * n_vertices, offset=4).reshape(-1, 3)
+    faces = np.frombuffer(data, dtype="<u4", offset=4 + vertex_bytes).reshape(-1, 3)
+    return vertices.astype(np.float32), faces.astype(np.uint32)
+
+
+def read_fragment(path: Path) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.uint32]]:
+    """Read a fragment file written by :func:`write_mesh`."""
+    return decode_fragment(Path(path).read_bytes())
+
+
+def write_mesh(
+    mesh_dir: Path, segment_id: int, vertices_nm: npt.ArrayLike, faces: npt.ArrayLike
+) -> None:
+    """Write one segment's manifest and its single fragment."""
+    payload = encode_fragment(vertices_nm, faces)
+    frag = mesh_dir / fragment_name(segment_id)
+    tmp = frag.with_name(frag.name + ".tmp")
+    tmp.write_bytes(payload)
+    os.replace(tmp, frag)
+    _write_json(mesh_dir / manifest_name(segment_id), {"fragments": [frag.name]})
+
+
+def _finite(values: Sequence[float], name: str) -> list[float]:
+    out = [float(v) for v in values]
+    if not all(math.isfinite(v) for v in out):
+        raise InvalidInputError(f"segment property {name!r} has a value that is not finite")
+    return out
+
+
+def segment_properties_payload(
+    ids: Sequence[int],
+    labels: Sequence[str],
+    descriptions: Sequence[str] | None = None,
+    numbers: Sequence[NumberProperty] = (),
+) -> dict[str, Any]:
+    """Build the ``segment_properties/info`` JSON (inline form, ids as decimal strings)."""
+    n = len(ids)
+    if len(labels) != n or (descriptions is not None and len(descriptions) != n):
+        raise InvalidInputError("every segment needs exactly one label and description")
+    properties: list[dict[str, Any]] = [
+        {"id": "label", "type": "label", "values": [str(v) for v in labels]}
+    ]
+    if descriptions is not None:
+        properties.append(
+            {"id": "description", "type": "description", "values": [str(v) for v in descriptions]}
+        )
+    for prop in numbers:
+        if len(prop.values) != n:
+            raise InvalidInputError(f"segment property {prop.id!r} needs {n} values")
+        properties.append(
+            {
+                "id": prop.id,
+                "description": prop.description,
+                "type": "number",
+                "data_type": "float32",
+                "values": _finite(prop.values, prop.id),
+            }
+        )
+    return {
+        "@type": SEGMENT_PROPERTIES_TYPE,
+        "inline": {"ids": [str(int(i)) for i in ids], "properties": properties},
+    }
+
+
+def write_segment_properties(
+    mesh_dir: Path,
+    ids: Sequence[int],
+    labels: Sequence[str],
+    descriptions: Sequence[str] | None = None,
+    numbers: Sequence[NumberProperty] = (),
+) -> Path:
+    """Write ``<mesh_dir>/segment_properties/info`` and return its path."""
+    payload = segment_properties_payload(ids, labels, descriptions, numbers)
+    directory = mesh_dir / SEGMENT_PROPERTIES_DIR
+    directory.mkdir(parents=True, exist_ok=True)
+    _write_json(directory / "info", payload)
+    return directory / "info"
