@@ -1,0 +1,25 @@
+"""Writes for accounts: API tokens."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from rest_framework.authtoken.models import Token
+
+
+def api_token_get_or_create(user: AbstractBaseUser) -> Token:
+    """The user's API token, created on first use."""
+    token, _ = Token.objects.get_or_create(user=user)
+    return token
+
+
+@transaction.atomic
+def api_token_rotate(user: AbstractBaseUser) -> Token:
+    """Replace the user's API token: the old one stops working at once."""
+    Token.objects.filter(user=user).delete()
+    return Token.objects.create(user=user)
+
+
+def api_token_revoke(user: AbstractBaseUser) -> None:
+    """Delete the user's API token, if any."""
+    Token.objects.filter(user=user).delete()
