@@ -18,5 +18,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     # Data for Neuroglancer: /data/<slug>/<path> and /s/<token>/data/<path>.
     path("", include("webapp.datasets.serving_urls")),
+    # Dataset pages (import) before the viewer's catch-all datasets/<slug>/.
+    path("datasets/", include("webapp.datasets.urls")),
     path("", include("webapp.viewer.urls")),
 ]

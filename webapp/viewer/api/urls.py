@@ -1,3 +1,16 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from webapp.viewer.api.views import SavedStateDetailView, SavedStateListView
+
+urlpatterns = [
+    path(
+        "datasets/<slug:slug>/states/",
+        SavedStateListView.as_view(),
+        name="viewer-saved-state-list",
+    ),
+    path(
+        "datasets/<slug:slug>/states/<str:key>/",
+        SavedStateDetailView.as_view(),
+        name="viewer-saved-state-detail",
+    ),
+]

@@ -1,0 +1,125 @@
+"""Dataset list, viewer pages (own, other's, public, share links) and thumbnails."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+from django.test import Client
+from django.utils import timezone
+from PIL import Image
+
+from webapp.datasets.models import Dataset, Visibility
+from webapp.viewer.models import SavedState
+
+pytestmark = pytest.mark.django_db
+
+
+def page_state(response: Any) -> dict[str, Any]:
+    html = response.content.decode()
+    start = html.index('<script id="viewer-state" type="application/json">') + len(
+        '<script id="viewer-state" type="application/json">'
+    )
+    return json.loads(html[start : html.index("</script>", start)])
+
+
+def test_list_shows_only_visible_datasets(client: Client, make_dataset: Any, owner: Any) -> None:
+    make_dataset("mine", Visibility.PRIVATE)
+    make_dataset("open", Visibility.PUBLIC)
+    anonymous = client.get("/").content.decode()
+    assert "Cells open" in anonymous and "Cells mine" not in anonymous
+    client.force_login(owner)
+    html = client.get("/").content.decode()
+    assert "Cells mine" in html and "Cells open" in html
+    assert "40 \u00d7 60 \u00d7 80" in html  # shape
+    assert "192,000 voxels" in html and "375.0" in html  # 40*60*80 uint16 = 375 KB
+    assert "400 \u00d7 200 \u00d7 100 nm (zyx)" in html
+    assert "/datasets/mine/thumbnail.png" in html
+    assert 'href="/datasets/import/"' in html
+
+
+@pytest.mark.parametrize(
+    ("visibility", "who", "status"),
+    [
+        (Visibility.PRIVATE, "anonymous", 404),
+        (Visibility.PRIVATE, "other", 404),
+        (Visibility.PRIVATE, "owner", 200),
+        (Visibility.PUBLIC, "anonymous", 200),
+        (Visibility.PUBLIC, "other", 200),
+    ],
+)
+def test_viewer_page_permissions(
+    client: Client,
+    make_dataset: Any,
+    owner: Any,
+    other: Any,
+    visibility: str,
+    who: str,
+    status: int,
+) -> None:
+    make_dataset("cells", visibility)
+    if who != "anonymous":
+        client.force_login(owner if who == "owner" else other)
+    response = client.get("/datasets/cells/")
+    assert response.status_code == status
+    if status == 200:
+        html = response.content.decode()
+        assert '<iframe id="neuroglancer"' in html and 'src="/neuroglancer/v/annotome/"' in html
+        assert "Copy link" in html
+        state = page_state(response)
+        assert state["layers"][0]["source"].startswith("zarr3://http://testserver/data/cells/")
+
+
+def test_share_link_viewer(client: Client, make_dataset: Any, share_link: Any) -> None:
+    dataset = make_dataset("cells", Visibility.PRIVATE)
+    make_dataset("another", Visibility.PRIVATE)
+    link = share_link(dataset)
+    response = client.get(f"/s/{link.token}/datasets/cells/")
+    assert response.status_code == 200
+    state = page_state(response)
+    assert state["layers"][0]["source"] == (
+        f"zarr3://http://testserver/s/{link.token}/data/cells/image.ome.zarr"
+    )
+    assert client.get(f"/s/{link.token}/datasets/another/").status_code == 404
+    assert client.get("/s/not-a-token/datasets/cells/").status_code == 404
+    link.revoked_at = timezone.now()
+    link.save()
+    assert client.get(f"/s/{link.token}/datasets/cells/").status_code == 404
+
+
+def test_saved_state_opens_only_under_its_dataset(
+    client: Client, make_dataset: Any, owner: Any
+) -> None:
+    cells = make_dataset("cells", Visibility.PUBLIC)
+    other = make_dataset("other", Visibility.PUBLIC)
+    saved = SavedState.objects.create(
+        dataset=cells, state={"position": [1, 2, 3], "layers": []}, created_by=owner
+    )
+    response = client.get(f"/datasets/cells/?state={saved.key}")
+    assert response.status_code == 200
+    assert page_state(response)["position"] == [1, 2, 3]
+    wrong = client.get(f"/datasets/{other.slug}/?state={saved.key}")
+    assert wrong.status_code == 404
+    assert "This saved view does not exist" in wrong.content.decode()
+    assert page_state(wrong)["position"] == [40.0, 30.0, 20.0]  # default view of "other"
+
+
+def test_thumbnail_is_rendered_cached_and_permission_checked(
+    client: Client, nuclei_dataset: Dataset, owner: Any, other: Any
+) -> None:
+    assert client.get("/datasets/real/thumbnail.png").status_code == 404
+    client.force_login(other)
+    assert client.get("/datasets/real/thumbnail.png").status_code == 404
+    client.force_login(owner)
+    response = client.get("/datasets/real/thumbnail.png")
+    assert response.status_code == 200
+    assert response["Content-Type"] == "image/png"
+    picture = np.asarray(Image.open(io.BytesIO(b"".join(response.streaming_content))))
+    assert picture.shape == (256, 256, 3)
+    assert picture.std() > 10  # image texture, not a flat fill
+    saturated = (picture.max(axis=2).astype(int) - picture.min(axis=2)) > 120
+    assert saturated.sum() > 200  # coloured label outlines
+    assert (nuclei_dataset.root / "thumbnail.png").is_file()

@@ -1,0 +1,153 @@
+"""The typed state builder and the server-side viewer state of a dataset."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+
+from webapp.datasets.models import Dataset, Layer, LayerKind, Visibility
+from webapp.viewer.services import build_viewer_state, mesh_segment_ids, rebase_state_sources
+from webapp.viewer.state import Dimension, ImageLayer, SegmentationLayer
+
+BASE = "http://testserver/"
+pytestmark = pytest.mark.django_db
+
+
+def test_dimension_units_in_metres() -> None:
+    assert Dimension.from_voxel("x", 200, "nanometer").to_json() == pytest.approx([2e-7, "m"])
+    assert Dimension.from_voxel("x", 0.5, "micrometer").to_json() == pytest.approx([5e-7, "m"])
+    assert Dimension.from_voxel("x", 3, "pixel").to_json() == [3.0, ""]
+
+
+def test_default_state_geometry_sources_and_contrast(make_dataset: Any) -> None:
+    dataset = make_dataset(shape=(40, 60, 80), labels_version="0.4")
+    state = build_viewer_state(dataset, BASE).to_json()
+
+    # Voxel size is stored z, y, x = 400, 200, 100 nm; Neuroglancer axes are x, y, z.
+    assert list(state["dimensions"]) == ["x", "y", "z"]
+    assert state["dimensions"]["x"] == pytest.approx([1e-7, "m"])
+    assert state["dimensions"]["y"] == pytest.approx([2e-7, "m"])
+    assert state["dimensions"]["z"] == pytest.approx([4e-7, "m"])
+    assert state["position"] == [40.0, 30.0, 20.0]  # centre of x=80, y=60, z=40
+    assert state["layout"] == "4panel"
+    assert 0 < state["crossSectionScale"] < 1
+    assert state["projectionScale"] >= 80
+
+    image, seg = state["layers"]
+    assert image["type"] == "image"
+    assert image["source"] == "zarr3://http://testserver/data/cells/image.ome.zarr"
+    assert image["shaderControls"]["normalized"]["range"] == [100.0, 900.0]
+    assert "#uicontrol invlerp normalized" in image["shader"]
+    assert seg["type"] == "segmentation"
+    assert seg["name"] == "nuclei"
+    assert seg["source"] == [
+        "zarr2://http://testserver/data/cells/image.ome.zarr/labels/nuclei",
+        "precomputed://http://testserver/data/cells/meshes/nuclei",
+    ]
+    assert state["selectedLayer"] == {"layer": "nuclei", "visible": True}
+    json.dumps(state)  # plain JSON all the way down
+
+
+def test_share_token_sources(make_dataset: Any) -> None:
+    dataset = make_dataset()
+    state = build_viewer_state(dataset, BASE, share_token="tok").to_json()
+    assert state["layers"][0]["source"] == (
+        "zarr3://http://testserver/s/tok/data/cells/image.ome.zarr"
+    )
+    assert (
+        state["layers"][1]["source"][1]
+        == "precomputed://http://testserver/s/tok/data/cells/meshes/nuclei"
+    )
+
+
+def test_multichannel_2d_image_gets_one_coloured_layer_per_channel(owner: Any) -> None:
+    dataset = Dataset.objects.create(name="Cells 2D", slug="c2d", owner=owner)
+    Layer.objects.create(
+        dataset=dataset,
+        name="image",
+        kind=LayerKind.IMAGE,
+        path="image.ome.zarr",
+        ngff_version="0.5",
+        shape=[2, 100, 50],
+        axes=["c", "y", "x"],
+        voxel_size=[0.5, 0.25],
+        unit="micrometer",
+        dtype="uint8",
+        channels=2,
+    )
+    state = build_viewer_state(dataset, BASE).to_json()
+    assert list(state["dimensions"]) == ["x", "y"]
+    assert state["dimensions"]["x"] == pytest.approx([2.5e-7, "m"])
+    assert state["position"] == [25.0, 50.0]
+    layers = state["layers"]
+    assert [la["localPosition"] for la in layers] == [[0], [1]]
+    assert all(la["blend"] == "additive" for la in layers)
+    assert layers[0]["shaderControls"]["color"] != layers[1]["shaderControls"]["color"]
+    assert layers[0]["shaderControls"]["normalized"]["range"] == [0.0, 255.0]
+    assert "selectedLayer" not in state
+
+
+def test_segments_come_from_segment_properties_largest_first(tmp_path: Path) -> None:
+    mesh_dir = tmp_path / "meshes"
+    (mesh_dir / "props").mkdir(parents=True)
+    (mesh_dir / "info").write_text(
+        json.dumps({"@type": "neuroglancer_legacy_mesh", "segment_properties": "props"})
+    )
+    props = {
+        "@type": "neuroglancer_segment_properties",
+        "inline": {
+            "ids": ["3", "7", "9", "12"],
+            "properties": [
+                {"id": "volume", "type": "number", "data_type": "float32", "values": [5, 1, 9, 2]}
+            ],
+        },
+    }
+    (mesh_dir / "props" / "info").write_text(json.dumps(props))
+    assert mesh_segment_ids(mesh_dir) == [3, 7, 9, 12]
+    assert mesh_segment_ids(mesh_dir, limit=2) == [3, 9]
+
+
+def test_real_dataset_selects_every_meshed_segment(nuclei_dataset: Dataset) -> None:
+    state = build_viewer_state(nuclei_dataset, BASE).to_json()
+    seg = state["layers"][1]
+    assert seg["segments"] == [str(i) for i in range(1, 7)]
+    assert state["position"] == [24.0, 24.0, 24.0]
+    image = nuclei_dataset.layers.get(kind=LayerKind.IMAGE)
+    low, high = state["layers"][0]["shaderControls"]["normalized"]["range"]
+    assert (low, high) == (image.contrast_min, image.contrast_max)
+    assert low < high
+    assert Path(settings.DATA_ROOT, "datasets", "real", "meshes", "nuclei", "info").is_file()
+
+
+def test_rebase_points_saved_sources_at_the_current_access_path(make_dataset: Any) -> None:
+    dataset = make_dataset(visibility=Visibility.PUBLIC)
+    saved = build_viewer_state(dataset, "http://elsewhere:9000/", share_token="old").to_json()
+    saved["layers"][0]["source"] = {
+        "url": saved["layers"][0]["source"],
+        "transform": {"outputDimensions": {}},
+    }
+    saved["layers"].append({"type": "image", "name": "ext", "source": "zarr3://https://x.org/a"})
+    rebased = rebase_state_sources(saved, dataset, BASE)
+    assert rebased["layers"][0]["source"]["url"] == (
+        "zarr3://http://testserver/data/cells/image.ome.zarr"
+    )
+    assert rebased["layers"][0]["source"]["transform"] == {"outputDimensions": {}}
+    assert rebased["layers"][1]["source"] == [
+        "zarr3://http://testserver/data/cells/image.ome.zarr/labels/nuclei",
+        "precomputed://http://testserver/data/cells/meshes/nuclei",
+    ]
+    assert rebased["layers"][2]["source"] == "zarr3://https://x.org/a"
+    assert rebased["position"] == saved["position"]
+
+
+def test_layer_dataclasses_round_trip_flags() -> None:
+    hidden = SegmentationLayer(name="s", sources=["zarr3://a"], segments=[2, 1], visible=False)
+    data = hidden.to_json()
+    assert data["source"] == "zarr3://a"
+    assert data["segments"] == ["2", "1"]
+    assert data["visible"] is False
+    assert "blend" not in ImageLayer(name="i", source="zarr3://a", contrast=(0, 1)).to_json()

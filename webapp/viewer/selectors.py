@@ -1,0 +1,105 @@
+"""Read-side queries for the viewer pages."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+
+from webapp.datasets.models import Dataset, Layer, LayerKind
+from webapp.datasets.selectors import dataset_for_user, datasets_visible_to, share_link_active
+from webapp.viewer.models import SavedState
+
+UNIT_ABBREVIATIONS = {
+    "angstrom": "\u00c5",
+    "nanometer": "nm",
+    "micrometer": "\u00b5m",
+    "millimeter": "mm",
+    "centimeter": "cm",
+    "meter": "m",
+}
+
+
+@dataclass(frozen=True)
+class DatasetSummary:
+    """What a dataset card shows."""
+
+    dataset: Dataset
+    shape: list[int]
+    axes: list[str]
+    voxels: int
+    nbytes: int
+    voxel_size: list[float]
+    unit: str
+    layer_counts: dict[str, int]
+
+    @property
+    def voxels_text(self) -> str:
+        return f"{self.voxels:,}"
+
+    @property
+    def voxel_size_text(self) -> str:
+        """E.g. "200 x 200 x 200 nm (zyx)"; units outside the table keep their name."""
+        if not self.voxel_size:
+            return ""
+        unit = UNIT_ABBREVIATIONS.get(self.unit, self.unit)
+        spatial = "".join(a for a in self.axes if a not in ("c", "t"))
+        sizes = " \u00d7 ".join(f"{v:g}" for v in self.voxel_size)
+        return f"{sizes} {unit}" + (f" ({spatial})" if spatial else "")
+
+
+def _itemsize(dtype: str) -> int:
+    try:
+        return np.dtype(dtype or "uint8").itemsize
+    except TypeError:
+        return 1
+
+
+def dataset_summary(dataset: Dataset) -> DatasetSummary:
+    """Shape, size and voxel size of a dataset's first image (or labels) layer."""
+    layers: list[Layer] = list(dataset.layers.all())
+    reference = next((la for la in layers if la.kind == LayerKind.IMAGE), None) or next(
+        (la for la in layers if la.kind == LayerKind.SEGMENTATION), None
+    )
+    counts: dict[str, int] = {}
+    for layer in layers:
+        counts[layer.kind] = counts.get(layer.kind, 0) + 1
+    if reference is None:
+        return DatasetSummary(dataset, [], [], 0, 0, [], "", counts)
+    shape = [int(n) for n in reference.shape or []]
+    voxels = math.prod(shape) if shape else 0
+    return DatasetSummary(
+        dataset=dataset,
+        shape=shape,
+        axes=[str(a) for a in reference.axes or []],
+        voxels=voxels,
+        nbytes=voxels * _itemsize(reference.dtype),
+        voxel_size=[float(v) for v in reference.voxel_size or []],
+        unit=reference.unit,
+        layer_counts=counts,
+    )
+
+
+def dataset_summaries_for(user: AbstractBaseUser | AnonymousUser) -> list[DatasetSummary]:
+    """Cards for every dataset ``user`` may see."""
+    datasets = datasets_visible_to(user).select_related("owner").prefetch_related("layers")
+    return [dataset_summary(d) for d in datasets]
+
+
+def viewer_dataset(
+    slug: str, user: AbstractBaseUser | AnonymousUser, share_token: str | None = None
+) -> Dataset | None:
+    """The dataset ``slug`` if this user (or this active share link) may see it."""
+    if share_token is not None:
+        link = share_link_active(share_token)
+        if link is None or link.dataset.slug != slug:
+            return None
+        return link.dataset
+    return dataset_for_user(slug, user)
+
+
+def saved_state_for(dataset: Dataset, key: str) -> SavedState | None:
+    """The saved state ``key`` of ``dataset``; a key of another dataset does not match."""
+    return SavedState.objects.filter(dataset=dataset, key=key).first()

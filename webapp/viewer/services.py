@@ -1,0 +1,233 @@
+"""Viewer state for a dataset, and saved states behind "copy link" URLs."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db import transaction
+
+from webapp.datasets.data_urls import layer_source_url
+from webapp.datasets.models import Dataset, Layer, LayerKind
+from webapp.viewer.models import SavedState
+from webapp.viewer.state import (
+    Dimension,
+    ImageLayer,
+    SegmentationLayer,
+    ViewerLayer,
+    ViewerState,
+    camera_for_extent,
+)
+
+# Meshes are drawn for visible segments; beyond this many, show the largest ones.
+MAX_VISIBLE_SEGMENTS = 1000
+CHANNEL_COLORS = ["#ff00ff", "#00ff00", "#00ffff", "#ff0000", "#ffff00", "#0000ff", "#ffffff"]
+NON_SPATIAL_AXES = {"c", "t"}
+
+
+class StateError(ValueError):
+    """A viewer state that cannot be stored; the message says why."""
+
+
+def spatial_axes(layer: Layer) -> list[tuple[str, float, int]]:
+    """(name, voxel size, extent) of the spatial axes of ``layer`` in storage order (z, y, x)."""
+    axes = [str(a).lower() for a in (layer.axes or [])]
+    shape = list(layer.shape or [])
+    spatial = [(a, n) for a, n in zip(axes, shape, strict=False) if a not in NON_SPATIAL_AXES]
+    sizes = list(layer.voxel_size or [])
+    if len(sizes) < len(spatial):
+        sizes = [1.0] * (len(spatial) - len(sizes)) + sizes
+    sizes = sizes[-len(spatial) :] if spatial else []
+    return [(a, float(s), int(n)) for (a, n), s in zip(spatial, sizes, strict=True)]
+
+
+def default_contrast(layer: Layer) -> tuple[float, float]:
+    """The layer's stored contrast window, else the full range of its dtype."""
+    if layer.contrast_min is not None and layer.contrast_max is not None:
+        return float(layer.contrast_min), float(layer.contrast_max)
+    try:
+        dtype = np.dtype(layer.dtype or "uint8")
+    except TypeError:
+        return 0.0, 255.0
+    if dtype.kind in "ui":
+        info = np.iinfo(dtype)
+        return float(max(info.min, 0)), float(info.max)
+    return 0.0, 1.0
+
+
+def mesh_segment_ids(mesh_dir: Path, limit: int = MAX_VISIBLE_SEGMENTS) -> list[int]:
+    """Ids of the objects in a precomputed mesh directory, largest first when there are too many.
+
+    Reads the inline ``segment_properties`` (its ``volume`` property ranks them); without
+    properties, the ids of the ``<id>:0`` manifests.
+    """
+    ids: list[int] = []
+    volumes: list[float] | None = None
+    try:
+        info = json.loads((mesh_dir / "info").read_text())
+        props_rel = info.get("segment_properties")
+        if props_rel:
+            props = json.loads((mesh_dir / props_rel / "info").read_text())
+            inline = props.get("inline", {})
+            ids = [int(i) for i in inline.get("ids", [])]
+            for prop in inline.get("properties", []):
+                if prop.get("id") == "volume" and len(prop.get("values", [])) == len(ids):
+                    volumes = [float(v) for v in prop["values"]]
+    except (OSError, ValueError, TypeError, AttributeError):
+        ids = []
+    if not ids and mesh_dir.is_dir():
+        ids = sorted(int(p.name[:-2]) for p in mesh_dir.glob("*:0") if p.name[:-2].isdigit())
+    ids = [i for i in ids if i != 0]
+    if len(ids) > limit:
+        if volumes is not None:
+            ranked = sorted(zip(volumes, ids, strict=False), reverse=True)[:limit]
+            ids = [i for _, i in ranked]
+        else:
+            ids = ids[:limit]
+    return sorted(ids)
+
+
+def build_viewer_state(
+    dataset: Dataset, base_url: str, share_token: str | None = None
+) -> ViewerState:
+    """The default view of ``dataset``: images, then labels with their meshes, four panels."""
+    layers = list(dataset.layers.all().order_by("id"))
+    images = [la for la in layers if la.kind == LayerKind.IMAGE]
+    segmentations = [la for la in layers if la.kind == LayerKind.SEGMENTATION]
+    meshes = [la for la in layers if la.kind == LayerKind.MESH]
+    reference = (images or segmentations or [None])[0]
+
+    axes = spatial_axes(reference) if reference is not None else []
+    by_name = {name: (size, extent) for name, size, extent in axes}
+    names = [n for n in ("x", "y", "z") if n in by_name] or [a[0] for a in reversed(axes)]
+    unit = reference.unit if reference is not None else "nanometer"
+    dimensions = [Dimension.from_voxel(n, by_name[n][0], unit) for n in names]
+    extent_xyz = [by_name[n][1] for n in names]
+    position, cross_scale, projection_scale = camera_for_extent(extent_xyz)
+
+    view_layers: list[ViewerLayer] = []
+    for image in images:
+        contrast = default_contrast(image)
+        source = layer_source_url(image, base_url, share_token)
+        if image.channels > 1:
+            for c in range(image.channels):
+                view_layers.append(
+                    ImageLayer(
+                        name=f"{image.name} c{c}",
+                        source=source,
+                        contrast=contrast,
+                        color=CHANNEL_COLORS[c % len(CHANNEL_COLORS)],
+                        channel=c,
+                    )
+                )
+        else:
+            view_layers.append(ImageLayer(name=image.name, source=source, contrast=contrast))
+
+    selected: str | None = None
+    for seg in segmentations:
+        sources = [layer_source_url(seg, base_url, share_token)]
+        segments: list[int] = []
+        for mesh in (m for m in meshes if m.source_layer_id == seg.id):
+            sources.append(layer_source_url(mesh, base_url, share_token))
+            segments = sorted(set(segments) | set(mesh_segment_ids(dataset.root / mesh.path)))
+        view_layers.append(SegmentationLayer(name=seg.name, sources=sources, segments=segments))
+        selected = selected or seg.name
+    segmentation_ids = {s.id for s in segmentations}
+    for mesh in meshes:
+        if mesh.source_layer_id not in segmentation_ids:
+            view_layers.append(
+                SegmentationLayer(
+                    name=mesh.name,
+                    sources=[layer_source_url(mesh, base_url, share_token)],
+                    segments=mesh_segment_ids(dataset.root / mesh.path),
+                )
+            )
+            selected = selected or mesh.name
+
+    return ViewerState(
+        dimensions=dimensions,
+        position=position,
+        cross_section_scale=cross_scale,
+        projection_scale=projection_scale,
+        layers=view_layers,
+        selected_layer=selected,
+    )
+
+
+def _data_url_pattern(dataset: Dataset) -> re.Pattern[str]:
+    slug = re.escape(dataset.slug)
+    return re.compile(
+        rf"^(?P<scheme>[a-z0-9]+://)https?://[^/]+(?:/s/[^/]+)?/data/{slug}/(?P<rest>.*)$"
+    )
+
+
+def rebase_state_sources(
+    state: dict[str, Any], dataset: Dataset, base_url: str, share_token: str | None = None
+) -> dict[str, Any]:
+    """Point a saved state's data sources of ``dataset`` at this request's origin and access path.
+
+    A state saved through a share link names that link's URLs (and the saver's host); whoever
+    opens it later reads the data through their own access path instead.
+    """
+    pattern = _data_url_pattern(dataset)
+    prefix = base_url.rstrip("/") + (
+        f"/s/{share_token}/data/{dataset.slug}/" if share_token else f"/data/{dataset.slug}/"
+    )
+
+    def rebase_url(url: Any) -> Any:
+        if not isinstance(url, str):
+            return url
+        match = pattern.match(url)
+        return f"{match['scheme']}{prefix}{match['rest']}" if match else url
+
+    def rebase_source(source: Any) -> Any:
+        if isinstance(source, list):
+            return [rebase_source(s) for s in source]
+        if isinstance(source, dict):
+            return {**source, "url": rebase_url(source.get("url"))}
+        return rebase_url(source)
+
+    result = dict(state)
+    layers = state.get("layers")
+    if isinstance(layers, list):
+        result["layers"] = [
+            {**layer, "source": rebase_source(layer.get("source"))}
+            if isinstance(layer, dict)
+            else layer
+            for layer in layers
+        ]
+    return result
+
+
+def validate_state(state: Any) -> dict[str, Any]:
+    """Accept a Neuroglancer state: a JSON object whose ``layers``, if any, is a list of objects."""
+    if not isinstance(state, dict):
+        raise StateError("state must be a JSON object (the result of viewer.state.toJSON()).")
+    layers = state.get("layers", [])
+    if not isinstance(layers, list) or not all(isinstance(la, dict) for la in layers):
+        raise StateError("state.layers must be a list of layer objects.")
+    return state
+
+
+@transaction.atomic
+def saved_state_create(
+    dataset: Dataset, state: Any, user: AbstractBaseUser | AnonymousUser
+) -> SavedState:
+    """Store ``state`` for ``dataset`` and return the row (its ``key`` goes in the URL)."""
+    return SavedState.objects.create(
+        dataset=dataset,
+        state=validate_state(state),
+        created_by=user if user.is_authenticated else None,
+    )
+
+
+def saved_state_url(saved: SavedState, share_token: str | None = None) -> str:
+    """Site-relative URL that reopens ``saved``."""
+    slug = saved.dataset.slug
+    if share_token:
+        return f"/s/{share_token}/datasets/{slug}/?state={saved.key}"
+    return f"/datasets/{slug}/?state={saved.key}"

@@ -1,0 +1,164 @@
+"""Typed Neuroglancer 2.41 viewer state, as the JSON ``viewer.state.restoreState`` takes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+# OME-NGFF unit names (and common short forms) in metres.
+UNIT_IN_METRES: dict[str, float] = {
+    "angstrom": 1e-10,
+    "nanometer": 1e-9,
+    "nm": 1e-9,
+    "micrometer": 1e-6,
+    "micron": 1e-6,
+    "um": 1e-6,
+    "µm": 1e-6,
+    "millimeter": 1e-3,
+    "mm": 1e-3,
+    "centimeter": 1e-2,
+    "meter": 1.0,
+    "m": 1.0,
+}
+
+GRAYSCALE_SHADER = """#uicontrol invlerp normalized
+void main() {
+  emitGrayscale(normalized());
+}
+"""
+
+COLOR_SHADER = """#uicontrol invlerp normalized
+#uicontrol vec3 color color(default="white")
+void main() {
+  emitRGB(color * normalized());
+}
+"""
+
+Layout = Literal["4panel", "xy", "xz", "yz", "3d", "xy-3d", "xz-3d", "yz-3d"]
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One global coordinate axis: ``scale`` in ``unit`` per voxel (unit "m" or "")."""
+
+    name: str
+    scale: float
+    unit: str = "m"
+
+    @classmethod
+    def from_voxel(cls, name: str, size: float, unit: str) -> Dimension:
+        """Axis of a voxel of ``size`` ``unit``s (an OME unit name), expressed in metres."""
+        factor = UNIT_IN_METRES.get(unit.strip().lower())
+        if factor is None:
+            return cls(name, float(size), "")
+        return cls(name, float(size) * factor, "m")
+
+    def to_json(self) -> list[Any]:
+        return [self.scale, self.unit]
+
+
+@dataclass(frozen=True)
+class ImageLayer:
+    """A grayscale image, or one colour channel of a multichannel image."""
+
+    name: str
+    source: str
+    contrast: tuple[float, float]
+    opacity: float = 1.0
+    color: str | None = None  # "#rrggbb": draw as that colour, blended additively
+    channel: int | None = None  # index along the channel axis ("c'" in Neuroglancer)
+    visible: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        controls: dict[str, Any] = {"normalized": {"range": [self.contrast[0], self.contrast[1]]}}
+        data: dict[str, Any] = {
+            "type": "image",
+            "source": self.source,
+            "name": self.name,
+            "opacity": self.opacity,
+            "shader": GRAYSCALE_SHADER if self.color is None else COLOR_SHADER,
+            "shaderControls": controls,
+        }
+        if self.color is not None:
+            controls["color"] = self.color
+            data["blend"] = "additive"
+        if self.channel is not None:
+            data["localDimensions"] = {"c'": [1, ""]}
+            data["localPosition"] = [self.channel]
+        if not self.visible:
+            data["visible"] = False
+        return data
+
+
+@dataclass(frozen=True)
+class SegmentationLayer:
+    """Labels plus optional meshes and segment properties, as one Neuroglancer layer."""
+
+    name: str
+    sources: list[str]
+    segments: list[int] = field(default_factory=list)
+    selected_alpha: float = 0.45
+    not_selected_alpha: float = 0.15
+    object_alpha: float = 1.0
+    tab: str = "segments"
+    visible: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "type": "segmentation",
+            "source": self.sources[0] if len(self.sources) == 1 else list(self.sources),
+            "name": self.name,
+            "tab": self.tab,
+            "selectedAlpha": self.selected_alpha,
+            "notSelectedAlpha": self.not_selected_alpha,
+            "objectAlpha": self.object_alpha,
+            "segments": [str(s) for s in self.segments],
+        }
+        if not self.visible:
+            data["visible"] = False
+        return data
+
+
+ViewerLayer = ImageLayer | SegmentationLayer
+
+
+@dataclass(frozen=True)
+class ViewerState:
+    """Whole-viewer state: global axes, camera and layers."""
+
+    dimensions: list[Dimension]
+    position: list[float]  # voxel coordinates, in the order of ``dimensions``
+    cross_section_scale: float
+    projection_scale: float
+    layers: list[ViewerLayer]
+    selected_layer: str | None = None
+    layout: Layout = "4panel"
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "dimensions": {d.name: d.to_json() for d in self.dimensions},
+            "position": list(self.position),
+            "crossSectionScale": self.cross_section_scale,
+            "projectionScale": self.projection_scale,
+            "layers": [layer.to_json() for layer in self.layers],
+            "layout": self.layout,
+        }
+        if self.selected_layer is not None:
+            data["selectedLayer"] = {"layer": self.selected_layer, "visible": True}
+        return data
+
+
+def camera_for_extent(
+    shape_xyz: list[int], panel_pixels: int = 360
+) -> tuple[list[float], float, float]:
+    """Centre position, cross-section scale and projection scale that frame a whole volume.
+
+    Neuroglancer puts voxel ``i``'s centre at ``i + 0.5``, so the volume's centre is ``shape / 2``.
+    ``crossSectionScale`` is voxels per screen pixel; ``projectionScale`` is the 3D view's height
+    in voxels.
+    """
+    position = [n / 2 for n in shape_xyz]
+    extent = max(shape_xyz[:2]) if shape_xyz else 1
+    cross_section_scale = max(extent * 1.1 / panel_pixels, 0.05)
+    projection_scale = max(shape_xyz) * 2.0 if shape_xyz else 256.0
+    return position, round(cross_section_scale, 4), float(projection_scale)

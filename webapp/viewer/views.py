@@ -1,0 +1,94 @@
+"""Dataset list, viewer pages and thumbnails. Logic lives in services/selectors/thumbnails."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.middleware.csrf import get_token
+from django.shortcuts import render
+from django.views.decorators.http import require_safe
+
+from webapp.datasets.models import Dataset
+from webapp.viewer.neuroglancer_client import neuroglancer_client_url
+from webapp.viewer.selectors import (
+    dataset_summaries_for,
+    dataset_summary,
+    saved_state_for,
+    viewer_dataset,
+)
+from webapp.viewer.services import build_viewer_state, rebase_state_sources
+from webapp.viewer.thumbnails import thumbnail_path
+
+
+@require_safe
+def dataset_list(request: HttpRequest) -> HttpResponse:
+    """Cards for the datasets the visitor may see."""
+    return render(
+        request, "viewer/dataset_list.html", {"summaries": dataset_summaries_for(request.user)}
+    )
+
+
+@require_safe
+def dataset_viewer(request: HttpRequest, slug: str) -> HttpResponse:
+    """Neuroglancer on one dataset, for users allowed to see it."""
+    dataset = viewer_dataset(slug, request.user)
+    if dataset is None:
+        raise Http404("No such dataset, or you may not see it.")
+    return _render_viewer(request, dataset, share_token=None)
+
+
+@require_safe
+def shared_dataset_viewer(request: HttpRequest, token: str, slug: str) -> HttpResponse:
+    """The same viewer through a share link: no login, data read through the link's URLs."""
+    dataset = viewer_dataset(slug, request.user, share_token=token)
+    if dataset is None:
+        raise Http404("This share link does not exist, was revoked or has expired.")
+    return _render_viewer(request, dataset, share_token=token)
+
+
+def _render_viewer(request: HttpRequest, dataset: Dataset, share_token: str | None) -> HttpResponse:
+    base_url = request.build_absolute_uri("/")
+    default_state = build_viewer_state(dataset, base_url, share_token)
+    state: dict[str, Any] = default_state.to_json()
+    error = ""
+    status = 200
+    key = request.GET.get("state", "")
+    if key:
+        saved = saved_state_for(dataset, key)
+        if saved is None:
+            error = "This saved view does not exist for this dataset; showing the default view."
+            status = 404
+        else:
+            state = rebase_state_sources(saved.state, dataset, base_url, share_token)
+    config = {
+        "saveUrl": f"/api/v1/datasets/{dataset.slug}/states/",
+        "shareToken": share_token,
+        "csrfToken": get_token(request),
+        "stateKey": key if status == 200 else "",
+    }
+    context = {
+        "dataset": dataset,
+        "summary": dataset_summary(dataset),
+        "legend": default_state.layers,
+        "state": state,
+        "config": config,
+        "error": error,
+        "client_url": neuroglancer_client_url(),
+        "share_token": share_token,
+    }
+    return render(request, "viewer/dataset_viewer.html", context, status=status)
+
+
+@require_safe
+def dataset_thumbnail(request: HttpRequest, slug: str) -> HttpResponse:
+    """PNG thumbnail, rendered on first request and cached beside the data."""
+    dataset = viewer_dataset(slug, request.user)
+    if dataset is None:
+        raise Http404("No such dataset, or you may not see it.")
+    path = thumbnail_path(dataset)
+    if path is None:
+        raise Http404("This dataset has no image to draw a thumbnail from.")
+    response = FileResponse(path.open("rb"), content_type="image/png")
+    response["Cache-Control"] = "private, max-age=300"
+    return response
