@@ -1,0 +1,146 @@
+"""The lower-level OME-Zarr helpers: units, pyramid plans, chunked level writes, reading back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+from conftest import make_image, make_labels, validate_with_models
+
+from pipeline.errors import InvalidInputError
+from pipeline.ome_zarr_io import (
+    ArrayRegions,
+    DownsampledRegions,
+    compute_contrast,
+    create_image_group,
+    list_labels,
+    normalise_unit,
+    open_multiscale,
+    pyramid_factors,
+    write_label_image,
+    write_level,
+    write_pyramid,
+)
+
+
+@pytest.mark.parametrize(
+    ("given", "name"),
+    [
+        ("nm", "nanometer"),
+        ("µm", "micrometer"),
+        ("micron", "micrometer"),
+        ("Micrometer", "micrometer"),
+    ],
+)
+def test_units_are_normalised_to_ngff_names(given: str, name: str) -> None:
+    assert normalise_unit(given) == name
+
+
+def test_unknown_unit_is_refused() -> None:
+    with pytest.raises(InvalidInputError, match="unknown spatial unit 'furlong'"):
+        normalise_unit("furlong")
+
+
+def test_pyramid_plan_isotropic_anisotropic_and_2d() -> None:
+    assert pyramid_factors((300, 300, 300), (1, 1, 1), 64) == [(2, 2, 2)] * 3
+    # Thick sections (4x): y, x halve until the voxel is isotropic, then all three.
+    assert pyramid_factors((100, 1000, 1000), (400, 100, 100), 64) == [
+        (1, 2, 2),
+        (1, 2, 2),
+        (2, 2, 2),
+        (2, 2, 2),
+    ]
+    assert pyramid_factors((1000, 700), (1, 1), 256) == [(2, 2), (2, 2)]
+    assert pyramid_factors((40, 50, 60), (1, 1, 1), 64) == []  # fits one chunk: one level
+
+
+def test_downsampling_means_images_and_strides_labels(tmp_path: Path) -> None:
+    image = np.arange(5 * 7, dtype=np.uint8).reshape(5, 7)
+    level = zarr.create_array(str(tmp_path / "img"), shape=image.shape, dtype="u1", chunks=(2, 4))
+    level[:] = image
+    down = DownsampledRegions(level, (2, 2), labels=False)
+    assert down.shape == (3, 4)
+    got = down.read((slice(0, 3), slice(0, 4)))
+    padded = np.pad(image.astype(float), ((0, 1), (0, 1)), mode="edge")
+    expected = np.rint(padded.reshape(3, 2, 4, 2).mean(axis=(1, 3)))
+    np.testing.assert_array_equal(got, expected)
+    assert got.dtype == np.uint8
+    strided = DownsampledRegions(level, (2, 2), labels=True).read((slice(1, 3), slice(0, 4)))
+    np.testing.assert_array_equal(strided, image[2::2, ::2])
+
+
+def test_write_level_is_chunk_aligned_and_throttles_progress(tmp_path: Path) -> None:
+    data = make_image((37, 41, 29))
+    # A source whose cheap read unit (one full plane stack of 3) is not a chunk multiple.
+    source = ArrayRegions(data, (0, 1, 2), data.dtype, (3, 41, 29))
+    target = zarr.create_array(
+        str(tmp_path / "t"), shape=data.shape, dtype=data.dtype, chunks=(8, 8, 8)
+    )
+    reports: list[tuple[str, int, int]] = []
+    write_level(source, target, lambda s, d, t: reports.append((s, d, t)), "copy")
+    np.testing.assert_array_equal(target[:], data)
+    total = 5 * 6 * 4
+    assert reports[0] == ("copy", 0, total) and reports[-1] == ("copy", total, total)
+    assert len(reports) < total  # throttled, not one call per chunk
+
+
+def test_array_regions_reorder_and_drop_singletons() -> None:
+    raw = np.arange(1 * 4 * 5 * 3).reshape(1, 4, 5, 3)  # t, y, x, c (RGB-like)
+    regions = ArrayRegions(raw, (None, 1, 2, 0), np.dtype(np.float32), (1, 4, 5))
+    assert regions.shape == (3, 4, 5)
+    block = regions.read((slice(0, 3), slice(1, 3), slice(0, 5)))
+    np.testing.assert_array_equal(block, np.moveaxis(raw[0], -1, 0)[:, 1:3, :])
+    assert block.dtype == np.float32
+
+
+def test_written_pyramid_opens_as_multiscale(tmp_path: Path) -> None:
+    image = make_image((30, 50, 70))
+    labels = make_labels((30, 50, 70), dtype=np.uint16)
+    group = create_image_group(tmp_path / "img.ome.zarr")
+    plan = pyramid_factors((30, 50, 70), (2.0, 1.0, 1.0), 32)
+    write_pyramid(
+        ArrayRegions(image, (0, 1, 2), image.dtype, (1, 1, 1)),
+        group,
+        axes=("z", "y", "x"),
+        voxel_size=(2.0, 1.0, 1.0),
+        unit="micrometer",
+        plan=plan,
+        chunk=16,
+    )
+    write_label_image(
+        group,
+        "cells",
+        ArrayRegions(labels, (0, 1, 2), labels.dtype, (1, 1, 1)),
+        axes=("z", "y", "x"),
+        voxel_size=(2.0, 1.0, 1.0),
+        unit="micrometer",
+        plan=plan,
+        chunk=16,
+    )
+    validate_with_models(tmp_path / "img.ome.zarr")
+    ms = open_multiscale(tmp_path / "img.ome.zarr")
+    assert ms.ngff_version == "0.5" and ms.axes == ("z", "y", "x")
+    assert ms.voxel_size == (2.0, 1.0, 1.0) and ms.unit == "micrometer"
+    assert ms.scales == ((2.0, 1.0, 1.0), (2.0, 2.0, 2.0), (4.0, 4.0, 4.0))
+    assert [lv.shape for lv in ms.levels] == [(30, 50, 70), (30, 25, 35), (15, 13, 18)]
+    np.testing.assert_array_equal(ms.level(0).compute(), image)
+    assert list_labels(tmp_path / "img.ome.zarr") == ["cells"]
+    cells = open_multiscale(tmp_path / "img.ome.zarr" / "labels" / "cells")
+    np.testing.assert_array_equal(cells.levels[2][:], labels[::2, ::4, ::4])
+
+
+def test_contrast_is_a_percentile_window() -> None:
+    values = np.arange(1000, dtype=np.float32).reshape(10, 10, 10)
+    low, high = compute_contrast(values)
+    assert low == pytest.approx(4.995) and high == pytest.approx(994.005)
+    assert compute_contrast(np.zeros((4, 4), np.uint8)) == (0.0, 1.0)
+
+
+def test_open_multiscale_refuses_non_images(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInputError, match="no OME-Zarr directory"):
+        open_multiscale(tmp_path / "absent")
+    zarr.create_array(str(tmp_path / "arr"), shape=(3,), dtype="u1")
+    with pytest.raises(InvalidInputError, match="Zarr array, not an OME-Zarr image"):
+        open_multiscale(tmp_path / "arr")
