@@ -1,4 +1,7 @@
-"""Command-line entry point: each subcommand lives in ``pipeline/commands/<name>.py``."""
+"""Annotome pipeline: convert, mesh, segment, fit thresholds and evaluate, on files.
+
+Each subcommand lives in ``pipeline/commands/<name>.py``.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +12,13 @@ import sys
 from pipeline.errors import PipelineError
 
 # Modules under pipeline.commands that each define ``register(subparsers)``.
-COMMAND_MODULES: list[str] = ["convert", "mesh", "synth"]
+COMMAND_MODULES: list[str] = ["convert", "mesh", "synth", "segment", "fit_thresholds", "evaluate"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline", description=(__doc__ or "").splitlines()[0]
+    )
     subparsers = parser.add_subparsers(dest="command", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(f"pipeline.commands.{name}").register(subparsers)

@@ -210,14 +210,9 @@ def test_bad_inputs_raise_clear_errors(tmp_path: Path) -> None:
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    # Through pipeline.cli.main (argument parsing, error handling, exit codes) with only this
-    # subcommand loaded, so the test does not depend on the other subcommands' imports.
-    code = (
-        "import sys, pipeline.cli as cli; cli.COMMAND_MODULES = ['segment']; "
-        "sys.exit(cli.main(sys.argv[1:]))"
-    )
+    # The real entry point, as a user runs it.
     return subprocess.run(
-        [sys.executable, "-c", code, "segment", *args],
+        [sys.executable, "-m", "pipeline", "segment", *args],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -246,7 +241,6 @@ def test_cli_writes_an_ome_zarr_label_image(tmp_path: Path) -> None:
 def test_cli_rejects_wrong_dimensions_and_missing_inputs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(cli, "COMMAND_MODULES", ["segment"])
     np.save(tmp_path / "cube.npy", np.zeros((4, 4, 4), np.float32))
     (tmp_path / "taken.zarr").mkdir()
     assert cli.main(["segment", str(tmp_path / "cube.npy"), str(tmp_path / "taken.zarr")]) == 2
