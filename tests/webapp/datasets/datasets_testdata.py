@@ -1,0 +1,67 @@
+"""Factories and tiny volumes shared by the datasets tests (imported by name: unique module)."""
+
+from __future__ import annotations
+
+import factory
+import numpy as np
+from django.contrib.auth import get_user_model
+
+from webapp.accounts.models import Team
+from webapp.datasets.models import Dataset, Layer, LayerKind, Visibility
+
+SHAPE = (16, 24, 32)  # z, y, x: tiny, so imports and meshing take well under a second
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        django_get_or_create = ("username",)
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    password = factory.django.Password("pass-123-word")
+
+
+class TeamFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Team
+
+    name = factory.Sequence(lambda n: f"Team {n}")
+    slug = factory.Sequence(lambda n: f"team-{n}")
+
+
+class DatasetFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Dataset
+
+    name = factory.Sequence(lambda n: f"Dataset {n}")
+    slug = factory.Sequence(lambda n: f"dataset-{n}")
+    owner = factory.SubFactory(UserFactory)
+    visibility = Visibility.PRIVATE
+
+
+class LayerFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Layer
+
+    dataset = factory.SubFactory(DatasetFactory)
+    name = "image"
+    kind = LayerKind.IMAGE
+    path = "image.ome.zarr"
+    ngff_version = "0.5"
+    shape = factory.LazyFunction(lambda: list(SHAPE))
+    axes = factory.LazyFunction(lambda: ["z", "y", "x"])
+    dtype = "uint16"
+    voxel_size = factory.LazyFunction(lambda: [400.0, 200.0, 200.0])
+    unit = "nanometer"
+    levels = 1
+
+
+def make_volume(shape: tuple[int, int, int] = SHAPE) -> tuple[np.ndarray, np.ndarray]:
+    """A textured uint16 image and uint16 labels with two balls (ids 1 and 2)."""
+    rng = np.random.default_rng(0)
+    z, y, x = np.ogrid[: shape[0], : shape[1], : shape[2]]
+    labels = np.zeros(shape, dtype=np.uint16)
+    labels[(z - 8) ** 2 + (y - 8) ** 2 + (x - 8) ** 2 <= 25] = 1
+    labels[(z - 8) ** 2 + (y - 14) ** 2 + (x - 22) ** 2 <= 36] = 2
+    image = (rng.normal(100, 10, shape) + 800 * (labels > 0)).clip(0, 65535).astype(np.uint16)
+    return image, labels

@@ -1,0 +1,181 @@
+"""Writes on datasets, share links and jobs; each runs in a transaction and checks permission.
+
+Imports and mesh builds live in ``services_import`` and are re-exported here, so callers can
+use ``webapp.datasets.services`` for every dataset write.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from webapp.accounts.models import Team
+from webapp.datasets.models import Dataset, DatasetJob, JobStatus, ShareLink, Visibility
+from webapp.datasets.selectors import datasets_editable_by
+from webapp.datasets.services_errors import (
+    Conflict,
+    ImportRejected,
+    InvalidRequest,
+    NotAllowed,
+    ServiceError,
+)
+from webapp.datasets.services_import import (
+    import_job_create,
+    import_job_run,
+    meshes_build_run,
+    meshes_build_start,
+    slug_unique,
+)
+
+__all__ = [
+    "Conflict",
+    "ImportRejected",
+    "InvalidRequest",
+    "NotAllowed",
+    "ServiceError",
+    "dataset_delete",
+    "dataset_update",
+    "import_job_create",
+    "import_job_run",
+    "job_cancel",
+    "meshes_build_run",
+    "meshes_build_start",
+    "share_link_create",
+    "share_link_revoke",
+    "slug_unique",
+]
+
+logger = logging.getLogger(__name__)
+
+DATASET_EDITABLE_FIELDS = frozenset({"name", "description", "visibility", "team"})
+
+
+def _require_editor(dataset: Dataset, user: AbstractBaseUser, action: str) -> None:
+    if not datasets_editable_by(user).filter(id=dataset.id).exists():
+        raise NotAllowed(f"Only the dataset's owner can {action}.")
+
+
+def dataset_update(dataset: Dataset, user: AbstractBaseUser, **fields: Any) -> Dataset:
+    """Change name, description, visibility or team (``team`` a Team, its id or None)."""
+    _require_editor(dataset, user, "change it")
+    unknown = set(fields) - DATASET_EDITABLE_FIELDS
+    if unknown:
+        raise InvalidRequest(f"These fields cannot be changed: {', '.join(sorted(unknown))}.")
+    if "name" in fields:
+        name = (fields["name"] or "").strip()
+        if not name or len(name) > 200:
+            raise InvalidRequest("The name must have 1 to 200 characters.")
+        dataset.name = name
+    if "description" in fields:
+        dataset.description = fields["description"] or ""
+    if "visibility" in fields:
+        if fields["visibility"] not in Visibility.values:
+            raise InvalidRequest(
+                f"Unknown visibility {fields['visibility']!r}: use one of "
+                f"{', '.join(Visibility.values)}."
+            )
+        dataset.visibility = fields["visibility"]
+    if "team" in fields:
+        team = fields["team"]
+        if team is not None and not isinstance(team, Team):
+            team = Team.objects.filter(id=team).first()
+            if team is None:
+                raise InvalidRequest("That team does not exist.")
+        if team is not None and not (user.is_superuser or team.members.filter(id=user.id).exists()):
+            raise NotAllowed("You can only share a dataset with a team you belong to.")
+        dataset.team = team
+    if dataset.visibility == Visibility.TEAM and dataset.team_id is None:
+        raise InvalidRequest("Choose a team for a dataset with visibility 'team'.")
+    with transaction.atomic():
+        dataset.save()
+    return dataset
+
+
+def dataset_delete(dataset: Dataset, user: AbstractBaseUser) -> None:
+    """Delete the dataset, its layers, links and jobs, and its files under DATA_ROOT.
+
+    Files of a store registered in place are not touched: only the link to it is removed.
+    """
+    _require_editor(dataset, user, "delete it")
+    root = dataset.root
+    datasets_dir = (Path(settings.DATA_ROOT) / "datasets").resolve()
+    trash: Path | None = None
+    if os.path.lexists(root) and root.resolve().parent == datasets_dir:
+        # Move aside first so the files vanish with the row, then delete after commit.
+        trash = Path(settings.DATA_ROOT) / "tmp" / f"deleted-{dataset.slug}-{uuid.uuid4().hex}"
+        trash.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(root, trash)
+    try:
+        with transaction.atomic():
+            dataset.delete()
+    except BaseException:
+        if trash is not None:
+            os.rename(trash, root)
+        raise
+    if trash is not None:
+        moved = trash
+        transaction.on_commit(lambda: shutil.rmtree(moved, ignore_errors=True))
+
+
+def share_link_create(
+    dataset: Dataset,
+    user: AbstractBaseUser,
+    label: str = "",
+    expires_at: dt.datetime | None = None,
+) -> ShareLink:
+    """A new revocable link giving read access to ``dataset`` (owner only)."""
+    _require_editor(dataset, user, "share it by link")
+    if expires_at is not None and expires_at <= timezone.now():
+        raise InvalidRequest("The expiry date must be in the future.")
+    with transaction.atomic():
+        return ShareLink.objects.create(
+            dataset=dataset, created_by=user, label=(label or "")[:200], expires_at=expires_at
+        )
+
+
+def share_link_revoke(link: ShareLink, user: AbstractBaseUser) -> ShareLink:
+    """Revoke ``link`` now (owner only); revoking twice keeps the first time."""
+    _require_editor(link.dataset, user, "revoke its links")
+    with transaction.atomic():
+        if link.revoked_at is None:
+            link.revoked_at = timezone.now()
+            link.save(update_fields=["revoked_at"])
+    return link
+
+
+def job_cancel(job: DatasetJob, user: AbstractBaseUser) -> DatasetJob:
+    """Cancel a queued or running job; the running task stops at its next progress write."""
+    if job.owner_id != user.id and not user.is_superuser:
+        raise NotAllowed("Only the job's owner can cancel it.")
+    with transaction.atomic():
+        now = timezone.now()
+        cancelled = DatasetJob.objects.filter(
+            id=job.id, status__in=[JobStatus.QUEUED, JobStatus.RUNNING]
+        ).update(status=JobStatus.CANCELLED, finished=now, updated=now)
+        job.refresh_from_db()
+        if not cancelled:
+            raise Conflict(f"The job has already ended ({job.status}).")
+        if job.celery_task_id:
+            task_id = job.celery_task_id
+            transaction.on_commit(lambda: _revoke(task_id))
+    return job
+
+
+def _revoke(task_id: str) -> None:
+    """Tell workers to drop the task if it is still queued; the row stays the truth."""
+    try:
+        from webapp.celery import app
+
+        app.control.revoke(task_id)
+    except Exception:  # a broker without broadcast: the task sees the cancelled row
+        logger.warning("could not revoke Celery task %s", task_id, exc_info=True)
