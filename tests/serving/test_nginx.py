@@ -16,12 +16,13 @@ from django.conf import settings
 from django.core.signals import request_started
 from django.http import HttpRequest, StreamingHttpResponse
 from django.test import Client
-from django.urls import include, path
+from django.urls import path
 from django.utils import timezone
 
 from tests.serving.conftest import STORE_FILES, World
 from tests.serving.nginx_harness import free_port, render_nginx_conf, start_nginx
 from webapp.datasets.models import ShareLink
+from webapp.urls import urlpatterns as site_urlpatterns
 
 AUTH_CACHE_SECONDS = 1
 
@@ -37,10 +38,8 @@ def _events(request: HttpRequest, token: str) -> StreamingHttpResponse:
     return StreamingHttpResponse(stream(), content_type="text/event-stream")
 
 
-urlpatterns = [
-    path("", include("webapp.datasets.serving_urls")),
-    path("neuroglancer/events/<str:token>", _events),
-]
+# The whole site, with the events stream replaced by one that proves nginx does not buffer.
+urlpatterns = [path("neuroglancer/events/<str:token>", _events), *site_urlpatterns]
 pytestmark = [pytest.mark.nginx, pytest.mark.urls(__name__)]
 
 READABLE: dict[str, set[str]] = {

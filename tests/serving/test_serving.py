@@ -17,8 +17,6 @@ from tests.serving.conftest import CHUNK, STORE_FILES, World
 from webapp.datasets.data_access import data_access_cache_clear
 from webapp.datasets.models import Dataset, ShareLink, Visibility
 
-pytestmark = pytest.mark.urls("webapp.datasets.serving_urls")
-
 ALL_SLUGS = ("pub", "priv", "teamds", "second")
 READABLE: dict[str, set[str]] = {
     "anonymous": {"pub"},
