@@ -1,21 +1,20 @@
 # Annotome: `make up` runs the site on embedded defaults, `make test` runs the whole suite.
-PYTHON ?= python3.11
+# Python 3.11 is found by scripts/find_python.sh (python3.11, or python3 when it is 3.11);
+# set PYTHON=/path/to/python3.11 to choose.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
+export PORT
 
-.PHONY: up test lint bench system-deps venv dev-venv
+.PHONY: up test lint bench system-deps venv dev-venv clean-venv
 
 $(VENV)/.runtime: requirements.txt
-	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is needed ($(PYTHON) not found)"; exit 1; }
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements.txt
-	touch $@
+	@bash scripts/make_venv.sh $(VENV) requirements.txt
+	@touch $@
 
 $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
-	$(PY) -m pip install -q -r requirements-dev.txt
-	touch $@
+	@bash scripts/make_venv.sh $(VENV) requirements-dev.txt
+	@touch $@
 
 venv: $(VENV)/.runtime
 dev-venv: $(VENV)/.dev
@@ -25,7 +24,7 @@ up: $(VENV)/.runtime
 	$(PY) manage.py collectstatic --noinput -v0
 	$(PY) manage.py load_demo --if-absent
 	$(PY) manage.py ensure_demo_admin
-	PORT=$(PORT) $(PY) -m webapp.embedded
+	$(PY) -m webapp.embedded
 
 system-deps:
 	@bash scripts/install_system_deps.sh
@@ -39,3 +38,6 @@ lint: $(VENV)/.dev
 
 bench: $(VENV)/.dev system-deps
 	$(PY) bench/serve.py
+
+clean-venv:
+	rm -rf $(VENV)

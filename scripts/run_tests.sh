@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# Runs the whole suite. Uses PostgreSQL and Redis when they answer on their usual ports
-# (override with DATABASE_URL / CELERY_BROKER_URL); otherwise SQLite and the file broker.
+# Runs the whole suite: ruff (lint + format check), then pytest with every marker (unit,
+# integration, nginx, browser). Uses PostgreSQL and Redis when they answer on their usual ports
+# (or DATABASE_URL / CELERY_BROKER_URL as given); otherwise SQLite and the file-system broker.
+# With CI set, PostgreSQL and Redis are required: no silent fallback to the embedded ones.
+# PYTEST_WORKERS=N runs pytest-xdist with N processes. Extra arguments go to pytest.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 PY=.venv/bin/python
 
-reachable() { $PY - "$1" "$2" <<'PYEOF'
+reachable() {
+  $PY - "$1" "$2" <<'PYEOF'
 import socket, sys
 try:
     socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=1).close()
@@ -15,17 +19,31 @@ PYEOF
 }
 
 if [ -z "${DATABASE_URL:-}" ] && reachable 127.0.0.1 5432; then
-  export DATABASE_URL="postgres://postgres@127.0.0.1:5432/annotome"
+  # A database name of this run's own: pytest-django creates test_<name> and drops it at the
+  # end, so concurrent runs on one server must not share it.
+  export DATABASE_URL="postgres://postgres@127.0.0.1:5432/annotome_run$$"
 fi
 if [ -z "${CELERY_BROKER_URL:-}" ] && reachable 127.0.0.1 6379; then
   export CELERY_BROKER_URL="redis://127.0.0.1:6379/15"
 fi
 echo "database: ${DATABASE_URL:-sqlite (embedded)}"
 echo "broker:   ${CELERY_BROKER_URL:-filesystem (embedded)}"
-if [ -n "${CI:-}" ]; then
-  # CI must exercise the real services: refuse to fall back silently.
-  [ -n "${DATABASE_URL:-}" ] || { echo "CI: PostgreSQL not reachable"; exit 1; }
-  [ -n "${CELERY_BROKER_URL:-}" ] || { echo "CI: Redis not reachable"; exit 1; }
+if [ -n "${CI:-}" ] && [ "${CI}" != "false" ] && [ "${CI}" != "0" ]; then
+  case "${DATABASE_URL:-}" in
+    postgres://* | postgresql://*) ;;
+    *) echo "CI: PostgreSQL is required (not reachable on 127.0.0.1:5432, or DATABASE_URL is not postgres://)" >&2; exit 1 ;;
+  esac
+  case "${CELERY_BROKER_URL:-}" in
+    redis://* | rediss://*) ;;
+    *) echo "CI: Redis is required (not reachable on 127.0.0.1:6379, or CELERY_BROKER_URL is not redis://)" >&2; exit 1 ;;
+  esac
 fi
+
 $PY -m ruff check . || exit 1
-exec $PY -m pytest "$@"
+$PY -m ruff format --check . || { echo "Run: .venv/bin/ruff format ." >&2; exit 1; }
+
+xdist=()
+if [ "${PYTEST_WORKERS:-1}" -gt 1 ]; then
+  xdist=(-n "$PYTEST_WORKERS")
+fi
+exec $PY -m pytest "${xdist[@]}" "$@"

@@ -1,11 +1,31 @@
-"""Celery application: configured from Django settings (``CELERY_*``)."""
+"""Celery application: configured from Django settings (``CELERY_*``).
+
+Embedded mode uses the durable file-system broker in :mod:`webapp.celery_fs_transport`
+(``annotome-fs://``); production points ``CELERY_BROKER_URL`` at Redis or RabbitMQ.
+"""
+
+from __future__ import annotations
 
 import os
+from typing import Any
 
-from celery import Celery
+from celery import Celery, Task
+
+import webapp.celery_fs_transport  # noqa: F401  (registers the annotome-fs:// transport)
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings.dev")
 
 app = Celery("annotome")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@app.task(bind=True, name="annotome.ping")
+def ping(self: Task, payload: Any = None) -> dict[str, Any]:
+    """Round trip through broker, worker and result backend; says which worker answered."""
+    return {
+        "payload": payload,
+        "worker": self.request.hostname,
+        "pid": os.getpid(),
+        "eager": bool(self.request.is_eager),
+    }

@@ -7,30 +7,42 @@ no external server. ``webapp.settings.production`` tightens them.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import dj_database_url
 
-BASE_DIR = Path(__file__).resolve().parent.parent.parent
-VAR_DIR = Path(os.environ.get("ANNOTOME_VAR_DIR", BASE_DIR / "var")).resolve()
+from webapp.celery_fs_transport import TRANSPORT_ALIAS, spool_transport_options
+
+
+def env_str(name: str, default: object) -> str:
+    """Read an environment variable; unset or blank gives ``default`` (as a string)."""
+    raw = os.environ.get(name, "").strip()
+    return raw if raw else str(default)
 
 
 def env_bool(name: str, default: bool) -> bool:
-    """Read a boolean environment variable ("1", "true", "yes", "on" are true)."""
-    raw = os.environ.get(name)
-    if raw is None:
+    """Read a boolean environment variable ("1", "true", "yes", "on" are true; blank: default)."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
         return default
-    return raw.strip().lower() in {"1", "true", "yes", "on"}
+    return raw.lower() in {"1", "true", "yes", "on"}
 
 
 def env_list(name: str, default: list[str]) -> list[str]:
-    raw = os.environ.get(name)
-    if raw is None:
+    """Read a comma-separated list; unset or blank gives ``default``."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
         return default
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "embedded-insecure-key-do-not-use-in-production")
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+VAR_DIR = Path(env_str("ANNOTOME_VAR_DIR", BASE_DIR / "var")).resolve()
+
+
+EMBEDDED_SECRET_KEY = "embedded-insecure-key-do-not-use-in-production"
+SECRET_KEY = env_str("DJANGO_SECRET_KEY", EMBEDDED_SECRET_KEY)
 DEBUG = env_bool("DJANGO_DEBUG", True)
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
@@ -84,16 +96,25 @@ TEMPLATES = [
 
 DATABASES = {
     "default": dj_database_url.parse(
-        os.environ.get("DATABASE_URL", f"sqlite:///{VAR_DIR / 'annotome.sqlite3'}"),
-        conn_max_age=int(os.environ.get("DATABASE_CONN_MAX_AGE", "0")),
+        env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'annotome.sqlite3'}"),
+        conn_max_age=int(env_str("DATABASE_CONN_MAX_AGE", "0")),
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    try:  # a fresh checkout has no ./var yet; SQLite does not create directories
+        Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        pass
     # WAL lets the Celery worker write progress while the web process reads.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {"init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", "timeout": 30}
     )
-    DATABASES["default"].setdefault("TEST", {})["NAME"] = str(VAR_DIR / "test-annotome.sqlite3")
+    # A file, not :memory:, so Celery worker processes in integration tests can open the test
+    # database; per process so concurrent test runs in one checkout do not delete each other's.
+    DATABASES["default"].setdefault("TEST", {})["NAME"] = env_str(
+        "ANNOTOME_TEST_SQLITE",
+        str(Path(tempfile.gettempdir()) / f"annotome-test-{os.getpid()}.sqlite3"),
+    )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -108,7 +129,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "/static/"
-STATIC_ROOT = Path(os.environ.get("DJANGO_STATIC_ROOT", VAR_DIR / "static"))
+STATIC_ROOT = Path(env_str("DJANGO_STATIC_ROOT", VAR_DIR / "static"))
 STATICFILES_DIRS = [BASE_DIR / "frontend"]
 
 LOGIN_URL = "accounts:login"
@@ -116,25 +137,26 @@ LOGIN_REDIRECT_URL = "viewer:dataset-list"
 LOGOUT_REDIRECT_URL = "viewer:dataset-list"
 
 # Where OME-Zarr stores, meshes and uploads live.
-DATA_ROOT = Path(os.environ.get("ANNOTOME_DATA_ROOT", VAR_DIR / "data")).resolve()
-UPLOAD_ROOT = Path(os.environ.get("ANNOTOME_UPLOAD_ROOT", VAR_DIR / "uploads")).resolve()
+DATA_ROOT = Path(env_str("ANNOTOME_DATA_ROOT", VAR_DIR / "data")).resolve()
+UPLOAD_ROOT = Path(env_str("ANNOTOME_UPLOAD_ROOT", VAR_DIR / "uploads")).resolve()
 # Largest accepted upload and largest volume (voxels) an import may create.
-MAX_UPLOAD_BYTES = int(os.environ.get("ANNOTOME_MAX_UPLOAD_BYTES", str(8 * 1024**3)))
-MAX_VOLUME_VOXELS = int(os.environ.get("ANNOTOME_MAX_VOLUME_VOXELS", str(1 << 40)))
+MAX_UPLOAD_BYTES = int(env_str("ANNOTOME_MAX_UPLOAD_BYTES", str(8 * 1024**3)))
+MAX_VOLUME_VOXELS = int(env_str("ANNOTOME_MAX_VOLUME_VOXELS", str(1 << 40)))
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024**2
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024**2
 FILE_UPLOAD_TEMP_DIR = None
 
 # How data URLs are issued: "django" (the site streams files) or "nginx" (nginx serves /data
 # and asks the site once per cache period through auth_request).
-DATA_SERVING = os.environ.get("ANNOTOME_DATA_SERVING", "django")
+DATA_SERVING = env_str("ANNOTOME_DATA_SERVING", "django")
 # Origins allowed to read data cross-origin (Neuroglancer served elsewhere); "*" for any.
 DATA_CORS_ORIGINS = env_list("ANNOTOME_DATA_CORS_ORIGINS", ["*"])
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
+        # Token first so unauthenticated API calls get 401 with a WWW-Authenticate header.
         "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticatedOrReadOnly"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
@@ -149,12 +171,20 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
 }
 
-# Celery: embedded default is a durable file-system broker needing no server.
-CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
-CELERY_BROKER_SPOOL = Path(os.environ.get("ANNOTOME_BROKER_SPOOL", VAR_DIR / "broker")).resolve()
-CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", "django-db")
+# Celery: embedded default is a durable file-system broker needing no server
+# (webapp/celery_fs_transport.py); production sets CELERY_BROKER_URL to Redis or RabbitMQ.
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
+CELERY_BROKER_SPOOL = Path(env_str("ANNOTOME_BROKER_SPOOL", VAR_DIR / "broker")).resolve()
+CELERY_BROKER_TRANSPORT_OPTIONS: dict = {}
+if CELERY_BROKER_URL.split("://", 1)[0] in {"filesystem", TRANSPORT_ALIAS}:
+    CELERY_BROKER_TRANSPORT_OPTIONS = spool_transport_options(
+        CELERY_BROKER_SPOOL, float(env_str("ANNOTOME_BROKER_POLL_SECONDS", "0.1"))
+    )
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", "django-db")
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# Prefetch 1: a revoke for a queued task must reach the worker before the task does.
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TRACK_STARTED = True
 CELERY_RESULT_EXTENDED = True
@@ -164,5 +194,5 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("DJANGO_LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": env_str("DJANGO_LOG_LEVEL", "INFO")},
 }

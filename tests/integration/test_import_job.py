@@ -1,0 +1,89 @@
+"""Upload a volume through the API; a real worker imports it while the API shows progress."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import numpy as np
+import pytest
+import requests
+import tifffile
+from celery_harness import LiveWorker
+from django.contrib.auth import get_user_model
+from django_celery_results.models import TaskResult
+from rest_framework.authtoken.models import Token
+
+from webapp.datasets.models import DatasetJob
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def _tiff(volume: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, volume)
+    return buffer.getvalue()
+
+
+def _volume_and_labels() -> tuple[np.ndarray, np.ndarray]:
+    """64x96x80 uint16 image with three bright balls, and their labels."""
+    rng = np.random.default_rng(7)
+    shape = (64, 96, 80)
+    z, y, x = np.indices(shape)
+    labels = np.zeros(shape, dtype=np.uint16)
+    balls = [(20, 30, 25, 9), (40, 60, 50, 12), (30, 70, 20, 7)]
+    for label, (cz, cy, cx, r) in enumerate(balls, 1):
+        labels[(z - cz) ** 2 + (y - cy) ** 2 + (x - cx) ** 2 <= r * r] = label
+    image = rng.normal(400, 40, shape) + (labels > 0) * 2000
+    return image.clip(0, 65535).astype(np.uint16), labels
+
+
+@pytest.mark.worker_env(ANNOTOME_TEST_PROGRESS_DELAY="0.3")
+def test_uploaded_volume_is_imported_by_the_worker_with_visible_progress(
+    celery_worker: LiveWorker, live_server
+) -> None:
+    user = get_user_model().objects.create_user("importer", password="not-used-here")
+    session = requests.Session()
+    session.headers["Authorization"] = f"Token {Token.objects.create(user=user).key}"
+    image, labels = _volume_and_labels()
+
+    response = session.post(
+        f"{live_server.url}/api/v1/imports/",
+        data={"name": "Integration volume", "voxel_size": "200,100,100", "unit": "nanometer"},
+        files=[
+            ("file", ("volume.tif", _tiff(image), "image/tiff")),
+            ("labels", ("nuclei.tif", _tiff(labels), "image/tiff")),
+        ],
+        timeout=60,
+    )
+    assert response.status_code == 202, response.text
+    job_url = f"{live_server.url}/api/v1/jobs/{response.json()['id']}/"
+
+    polls: list[dict] = []
+    deadline = time.monotonic() + 240
+    while True:
+        job = session.get(job_url, timeout=30).json()
+        polls.append(job)
+        if job["status"] in {"succeeded", "failed", "cancelled"}:
+            break
+        assert time.monotonic() < deadline, f"job still {job['status']}: {job}"
+        time.sleep(0.05)
+    assert job["status"] == "succeeded", job
+    in_progress = [
+        p for p in polls if p["status"] == "running" and p["stage"] and 0 < p["done"] < p["total"]
+    ]
+    seen = [(p["status"], p["stage"], p["done"], p["total"]) for p in polls]
+    assert in_progress, f"no poll saw the job part-way: {seen}"
+    assert all(0.0 <= p["progress"] <= 1.0 for p in in_progress)
+
+    # The work was done by the worker process, not in this process.
+    task = TaskResult.objects.get(task_id=DatasetJob.objects.get(id=job["id"]).celery_task_id)
+    assert task.status == "SUCCESS" and task.worker.startswith(celery_worker.nodename_prefix)
+
+    datasets = session.get(f"{live_server.url}/api/v1/datasets/", timeout=30).json()["results"]
+    [dataset] = [d for d in datasets if d["slug"] == job["dataset"]]
+    layers = {layer["name"]: layer for layer in dataset["layers"]}
+    kinds = sorted(layer["kind"] for layer in layers.values())
+    assert kinds == ["image", "mesh", "segmentation"], layers
+    image_layer = next(layer for layer in layers.values() if layer["kind"] == "image")
+    assert image_layer["shape"][-3:] == [64, 96, 80]

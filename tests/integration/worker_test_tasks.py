@@ -1,0 +1,51 @@
+"""Tasks only the integration tests' workers load (``celery worker -I worker_test_tasks``)."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from pathlib import Path
+
+from celery import shared_task
+
+
+@shared_task(name="annotome_test.block_until_released", acks_late=True)
+def block_until_released(marker_dir: str, timeout: float = 120) -> dict[str, object]:
+    """Record a start marker, wait for ``<marker_dir>/release``, then record completion."""
+    folder = Path(marker_dir)
+    (folder / f"started-{os.getpid()}-{uuid.uuid4().hex[:6]}").touch()
+    deadline = time.monotonic() + timeout
+    while not (folder / "release").exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError("never released")
+        time.sleep(0.05)
+    with (folder / "done").open("a") as f:
+        f.write(f"{os.getpid()}\n")
+    return {"pid": os.getpid()}
+
+
+def _slow_down_progress_reports() -> None:
+    """With ANNOTOME_TEST_PROGRESS_DELAY=s, every job progress report takes s seconds longer.
+
+    The import itself is untouched; a small volume just converts too fast (and the writer
+    throttles row updates to one per 0.5 s) for a test to watch it part-way otherwise.
+    """
+    delay = float(os.environ.get("ANNOTOME_TEST_PROGRESS_DELAY") or 0)
+    if delay <= 0:
+        return
+    import django
+
+    django.setup()
+    from webapp.datasets.job_progress import JobProgressWriter
+
+    report = JobProgressWriter.__call__
+
+    def slow_report(self: JobProgressWriter, stage: str, done: int, total: int) -> None:
+        time.sleep(delay)
+        report(self, stage, done, total)
+
+    JobProgressWriter.__call__ = slow_report  # type: ignore[method-assign]
+
+
+_slow_down_progress_reports()
