@@ -15,6 +15,7 @@ Targets:
   embedded/cookie    the same, private dataset with a session cookie
   embedded-sync/...  (--compare-workers) the embedded server under sync workers, and
   embedded-gevent+sendfile/...  under gevent with gunicorn's sendfile (8 KB send loop)
+  embedded-django-routing/...   data URLs through Django's middleware and URL resolver
 Goals on a 2-core machine: production >= 0.8 of nginx, embedded >= 0.14 with p99 < 50 ms.
 """
 
@@ -256,6 +257,7 @@ def main() -> None:
             variants = {
                 "sync": {"GUNICORN_WORKER_CLASS": "sync"},
                 "gevent+sendfile": {"GUNICORN_SENDFILE": "1"},
+                "django-routing": {"ANNOTOME_DATA_FAST_PATH": "0"},
             }
             for label, extra in variants.items():
                 other = start_gunicorn(tmp / f"gunicorn-{label}", free_port(), {**env, **extra})

@@ -61,7 +61,8 @@ def _not_found(request: HttpRequest, status: int = 404) -> HttpResponse:
     return response
 
 
-def _serve(request: HttpRequest, slug: str, path: str, token: str | None) -> HttpResponseBase:
+def serve_data(request: HttpRequest, slug: str, path: str, token: str | None) -> HttpResponseBase:
+    """A data file of ``slug`` (through share link ``token`` when given), access checked."""
     if request.method == "OPTIONS":
         return _preflight(request)
     if request.method not in ("GET", "HEAD"):
@@ -84,13 +85,13 @@ def _serve(request: HttpRequest, slug: str, path: str, token: str | None) -> Htt
 @csrf_exempt
 def data_file(request: HttpRequest, slug: str, path: str) -> HttpResponseBase:
     """A file of dataset ``slug`` for a signed-in user or, for public datasets, anyone."""
-    return _serve(request, slug, path, None)
+    return serve_data(request, slug, path, None)
 
 
 @csrf_exempt
 def shared_data_file(request: HttpRequest, token: str, slug: str, path: str) -> HttpResponseBase:
     """A file of dataset ``slug`` through share link ``token`` (only that link's dataset)."""
-    return _serve(request, slug, path, token)
+    return serve_data(request, slug, path, token)
 
 
 @csrf_exempt
