@@ -1,0 +1,115 @@
+"""Model files: U-Net weights with everything needed to apply them (normalisation, voxel size).
+
+A model file is a ``torch.save`` dict of plain values and tensors, loaded with
+``weights_only=True`` (no code runs on load). ``metadata`` carries training facts such as
+``clamp_nm`` (the distance head predicts distance / clamp_nm) and the training patch shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pipeline.errors import InvalidInputError
+from pipeline.targets import DEFAULT_CLAMP_NM
+from pipeline.torch_setup import choose_device
+from pipeline.unet import UNet, UNetConfig
+
+MODEL_FORMAT = "annotome-unet"
+MODEL_FORMAT_VERSION = 1
+
+
+@dataclass
+class LoadedModel:
+    """A U-Net in eval mode on its device, with its normalisation and voxel size (nm)."""
+
+    model: UNet
+    config: UNetConfig
+    mean: float
+    std: float
+    voxel_size: tuple[float, ...]
+    metadata: dict[str, Any]
+    device: torch.device
+    path: Path | None = field(default=None)
+
+    @property
+    def clamp_nm(self) -> float:
+        """Distance head output x clamp_nm = distance in nm."""
+        return float(self.metadata.get("clamp_nm", DEFAULT_CLAMP_NM))
+
+
+def model_payload(
+    model: UNet,
+    *,
+    mean: float,
+    std: float,
+    voxel_size: tuple[float, ...],
+    metadata: dict[str, Any],
+) -> dict[str, Any]:
+    """The dict a model file holds (also embedded in training checkpoints)."""
+    return {
+        "format": MODEL_FORMAT,
+        "version": MODEL_FORMAT_VERSION,
+        "config": model.config.to_dict(),
+        "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+        "mean": float(mean),
+        "std": float(std),
+        "voxel_size": [float(v) for v in voxel_size],
+        "metadata": dict(metadata),
+    }
+
+
+def save_model(
+    path: Path,
+    model: UNet,
+    *,
+    mean: float,
+    std: float,
+    voxel_size: tuple[float, ...],
+    metadata: dict[str, Any],
+) -> None:
+    """Write a model file atomically (a temporary file renamed into place)."""
+    if std <= 0:
+        raise InvalidInputError("normalisation std must be positive")
+    payload = model_payload(model, mean=mean, std=std, voxel_size=voxel_size, metadata=metadata)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+
+
+def model_from_payload(payload: dict[str, Any], device: torch.device) -> UNet:
+    config = UNetConfig.from_dict(payload["config"])
+    model = UNet(config)
+    model.load_state_dict(payload["state_dict"])
+    return model.to(device)
+
+
+def load_model(path: Path, device: str = "auto") -> LoadedModel:
+    """Load a model file onto ``device`` (``auto``: CUDA when available) in eval mode."""
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidInputError(f"{path}: no model file here")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise InvalidInputError(f"{path.name} is not a readable model file: {exc}")
+    if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
+        raise InvalidInputError(f"{path.name} is not an Annotome U-Net model file")
+    if payload.get("version") != MODEL_FORMAT_VERSION:
+        raise InvalidInputError(f"{path.name}: model format version {payload.get('version')}")
+    target = choose_device(device)
+    model = model_from_payload(payload, target).eval()
+    return LoadedModel(
+        model=model,
+        config=model.config,
+        mean=float(payload["mean"]),
+        std=float(payload["std"]),
+        voxel_size=tuple(float(v) for v in payload["voxel_size"]),
+        metadata=dict(payload["metadata"]),
+        device=target,
+        path=path,
+    )

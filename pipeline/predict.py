@@ -1,0 +1,344 @@
+"""Whole-volume U-Net prediction, block by block, into OME-Zarr probability and distance maps.
+
+The output grid's blocks tile the volume; each is predicted from its block plus the U-Net's
+``margin`` of context (zero after normalisation outside the image), always at the full block size
+(edge blocks are cropped afterwards), so every call has the same shape. Block sizes are valid
+U-Net outputs, hence multiples of ``2**depth``, and the network is equivariant to such shifts:
+block-wise prediction equals whole-volume prediction exactly (up to float rounding).
+
+Outputs are NGFF 0.5 images ``probability.ome.zarr`` (sigmoid, float32) and
+``distance.ome.zarr`` (nm, float32) with chunks equal to the block, so concurrent blocks never
+share a chunk. After a block's data are written, an empty marker file ``done/<index>`` records
+it: a rerun (same parameters, checked against ``predict.json``) skips finished blocks. Blocks
+whose region holds no voxel of the optional tissue mask are skipped and read back as the fill
+values (probability 0, distance -clamp).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import zarr
+
+from pipeline.blocks import Block, ReadableArray, iter_blocks, run_blocks
+from pipeline.errors import InvalidInputError
+from pipeline.model_io import LoadedModel, load_model
+from pipeline.patches import read_normalised
+from pipeline.progress import ProgressCallback, no_progress
+from pipeline.torch_setup import (
+    compile_for_inference,
+    configure_backends,
+    configure_threads,
+    is_forking_pool,
+    memory_format,
+    to_memory_format,
+)
+
+PROBABILITY_HEAD = "probability"
+DISTANCE_HEAD = "distance"
+DEFAULT_BLOCK_EDGE = {3: 128, 2: 512}  # output voxels per axis; 3D: ~1.2 GB peak at width 16
+SPATIAL_AXES = ("z", "y", "x")
+NM_PER_UNIT = {
+    "angstrom": 0.1,
+    "picometer": 1e-3,
+    "nanometer": 1.0,
+    "micrometer": 1e3,
+    "millimeter": 1e6,
+    "centimeter": 1e7,
+    "meter": 1e9,
+}
+
+
+@dataclass(frozen=True)
+class PredictResult:
+    """What :func:`predict_volume` wrote; ``blocks_resumed`` were finished by an earlier run."""
+
+    probability_path: Path
+    distance_path: Path
+    blocks_done: int
+    blocks_skipped: int
+    blocks_resumed: int = 0
+    block_shape: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What a block task needs; pickles for process pools (the model travels as its path)."""
+
+    model_path: str | None
+    model: LoadedModel | None
+    device: str
+    image: ReadableArray
+    probability: Any
+    distance: Any
+    done_dir: str
+    block_shape: tuple[int, ...]
+    compile: bool
+    num_threads: int | None
+
+
+_MODELS: dict[tuple[str, str, bool], tuple[LoadedModel, torch.nn.Module]] = {}
+
+
+def _model_for(job: _Job) -> tuple[LoadedModel, torch.nn.Module]:
+    """The job's model and its callable (channels-last, maybe compiled), cached per process."""
+    key = (job.model_path or "in-memory", job.device, job.compile)
+    cached = _MODELS.get(key)
+    if cached is not None and (job.model is None or cached[0] is job.model):
+        return cached
+    loaded = job.model
+    if loaded is None:
+        assert job.model_path is not None
+        loaded = load_model(Path(job.model_path), job.device)
+    fmt = memory_format(loaded.device, loaded.config.dims)
+    module = to_memory_format(loaded.model, fmt).eval()
+    if job.compile:
+        module = compile_for_inference(module)
+    _MODELS.clear()  # one model per process at a time
+    _MODELS[key] = (loaded, module)
+    return loaded, module
+
+
+def _predict_blocks(job: _Job, blocks: Sequence[Block]) -> int:
+    """Predict and write a group of blocks (one batch); returns how many were written."""
+    configure_threads(job.num_threads)
+    loaded, module = _model_for(job)
+    configure_backends(loaded.device)
+    margin = loaded.config.margin
+    inputs = []
+    for block in blocks:
+        region = tuple(
+            slice(c.start - m, c.start + b + m)
+            for c, b, m in zip(block.core, job.block_shape, margin, strict=True)
+        )
+        inputs.append(read_normalised(job.image, region, loaded.mean, loaded.std))
+    fmt = memory_format(loaded.device, loaded.config.dims)
+    batch = torch.from_numpy(np.stack(inputs)[:, None]).to(loaded.device, memory_format=fmt)
+    with torch.inference_mode():
+        outputs = module(batch)
+        probability = torch.sigmoid(outputs[PROBABILITY_HEAD][:, 0]).float().cpu().numpy()
+        distance = (outputs[DISTANCE_HEAD][:, 0].float() * loaded.clamp_nm).cpu().numpy()
+    for i, block in enumerate(blocks):
+        crop = tuple(slice(0, n) for n in block.core_shape)
+        job.probability[block.core] = probability[i][crop]
+        job.distance[block.core] = distance[i][crop]
+        (Path(job.done_dir) / str(block.index)).touch()
+    return len(blocks)
+
+
+def default_block_shape(model: LoadedModel, image_shape: Sequence[int]) -> tuple[int, ...]:
+    """A valid output block near 128^3 (512^2 in 2D), no larger than the image needs."""
+    config = model.config
+    edge = DEFAULT_BLOCK_EDGE[config.dims]
+    wanted = tuple(min(edge, int(n)) for n in image_shape)
+    return config.output_shape(config.valid_input_shape(wanted))
+
+
+def _check_block_shape(model: LoadedModel, block_shape: Sequence[int]) -> tuple[int, ...]:
+    config = model.config
+    block = tuple(int(b) for b in block_shape)
+    if len(block) != config.dims or min(block) < 1:
+        raise InvalidInputError(f"block shape {block} must have {config.dims} positive sizes")
+    valid = config.output_shape(config.valid_input_shape(block))
+    if valid != block:
+        raise InvalidInputError(
+            f"block shape {block} is not a valid U-Net output size; the nearest larger is {valid}"
+        )
+    return block
+
+
+def _open_image(
+    image: ReadableArray | Path, level: int
+) -> tuple[ReadableArray, tuple[float, ...] | None]:
+    """An array-like as-is, or an OME-Zarr level with its voxel size in nm."""
+    if not isinstance(image, str | Path):
+        return image, None
+    from pipeline.ome_zarr_io import open_multiscale
+
+    multiscale = open_multiscale(Path(image))
+    if not 0 <= level < len(multiscale.levels):
+        raise InvalidInputError(f"{Path(image).name} has no level {level}")
+    if any(t != "space" for t in multiscale.axis_types):
+        raise InvalidInputError(f"{Path(image).name}: axes {multiscale.axes} are not all spatial")
+    scale = multiscale.scales[level]
+    units = [NM_PER_UNIT.get(str(u), 1.0) for u in multiscale.units]
+    return multiscale.levels[level], tuple(s * u for s, u in zip(scale, units, strict=True))
+
+
+def _mask_region(
+    core: tuple[slice, ...], image_shape: Sequence[int], mask_shape: Sequence[int]
+) -> tuple[slice, ...]:
+    """The mask voxels (same or coarser grid) covering a region of the image."""
+    out = []
+    for s, n, m in zip(core, image_shape, mask_shape, strict=True):
+        start = math.floor(s.start * m / n)
+        out.append(slice(start, max(start + 1, math.ceil(s.stop * m / n))))
+    return tuple(out)
+
+
+def _create_output(
+    path: Path,
+    shape: tuple[int, ...],
+    chunks: tuple[int, ...],
+    fill: float,
+    voxel_size: Sequence[float],
+    name: str,
+) -> Any:
+    from ome_zarr.format import FormatV05
+    from ome_zarr.writer import write_multiscales_metadata
+
+    axes = SPATIAL_AXES[-len(shape) :]
+    group = zarr.open_group(str(path), mode="w-", zarr_format=3)
+    array = group.create_array(
+        name="s0",
+        shape=shape,
+        dtype=np.float32,
+        chunks=chunks,
+        dimension_names=axes,
+        fill_value=fill,
+    )
+    scale = [float(v) for v in voxel_size]
+    datasets = [{"path": "s0", "coordinateTransformations": [{"type": "scale", "scale": scale}]}]
+    axes_meta = [{"name": a, "type": "space", "unit": "nanometer"} for a in axes]
+    write_multiscales_metadata(group, datasets=datasets, fmt=FormatV05(), axes=axes_meta, name=name)
+    return array
+
+
+def _prepare_outputs(
+    out_dir: Path, manifest: dict[str, Any], shape: tuple[int, ...], block: tuple[int, ...],
+    voxel_size: Sequence[float], clamp_nm: float,
+) -> tuple[Any, Any]:  # fmt: skip
+    """Create the outputs, or reopen them when a run with the same parameters left them."""
+    manifest_path = out_dir / "predict.json"
+    prob_path, dist_path = out_dir / "probability.ome.zarr", out_dir / "distance.ome.zarr"
+    if manifest_path.is_file():
+        previous = json.loads(manifest_path.read_text())
+        if previous != manifest:
+            raise InvalidInputError(
+                f"{out_dir} holds a prediction with other parameters: use another directory"
+            )
+        return (
+            zarr.open_array(str(prob_path / "s0"), mode="r+"),
+            zarr.open_array(str(dist_path / "s0"), mode="r+"),
+        )
+    if prob_path.exists() or dist_path.exists():
+        raise InvalidInputError(f"{out_dir} already holds prediction outputs without a manifest")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    chunks = tuple(min(b, n) for b, n in zip(block, shape, strict=True))
+    probability = _create_output(prob_path, shape, chunks, 0.0, voxel_size, PROBABILITY_HEAD)
+    distance = _create_output(dist_path, shape, chunks, -clamp_nm, voxel_size, DISTANCE_HEAD)
+    (out_dir / "done").mkdir(exist_ok=True)
+    manifest_path.write_text(json.dumps(manifest, indent=1))
+    return probability, distance
+
+
+def predict_volume(
+    model: LoadedModel | Path,
+    image: ReadableArray | Path,
+    out_dir: Path,
+    *,
+    level: int = 0,
+    block_shape: Sequence[int] | None = None,
+    mask: ReadableArray | None = None,
+    voxel_size: Sequence[float] | None = None,
+    executor: Any = None,
+    batch_size: int = 1,
+    compile: bool = False,
+    num_threads: int | None = None,
+    device: str = "auto",
+    progress: ProgressCallback = no_progress,
+) -> PredictResult:
+    """Predict probability and distance over ``image`` block by block (see the module doc).
+
+    ``model`` is a loaded model or a model file (a process pool needs a file: each worker loads
+    it once). ``image`` is a (z, y, x) or (y, x) array-like or an OME-Zarr path (``level``);
+    ``block_shape`` is the output block (default :func:`default_block_shape`); ``voxel_size``
+    (nm) for the output metadata defaults to the OME-Zarr's, else the model's.
+    """
+    if is_forking_pool(executor):
+        raise InvalidInputError(
+            "torch hangs in workers forked from a process that ran it: pass a pool from "
+            "pipeline.torch_setup.inference_process_pool (fork server) instead"
+        )
+    loaded = model if isinstance(model, LoadedModel) else load_model(Path(model), device)
+    model_path = None if isinstance(model, LoadedModel) else str(Path(model).resolve())
+    if model_path is None and executor is not None and loaded.path is not None:
+        model_path = str(loaded.path.resolve())
+    config = loaded.config
+    if PROBABILITY_HEAD not in {h.name for h in config.heads} or DISTANCE_HEAD not in {
+        h.name for h in config.heads
+    }:
+        raise InvalidInputError("the model needs a probability and a distance head to predict")
+    array, recorded = _open_image(image, level)
+    shape = tuple(int(n) for n in array.shape)
+    if len(shape) != config.dims:
+        raise InvalidInputError(f"image shape {shape} is not {config.dims}D as the model expects")
+    block = (
+        default_block_shape(loaded, shape)
+        if block_shape is None
+        else _check_block_shape(loaded, block_shape)
+    )
+    sizes = tuple(voxel_size or recorded or loaded.voxel_size)
+    if mask is not None and (
+        len(mask.shape) != len(shape)
+        or any(m > n or m < 1 for m, n in zip(mask.shape, shape, strict=True))
+    ):
+        raise InvalidInputError(
+            f"mask shape {tuple(mask.shape)} must be the image's {shape} or coarser"
+        )
+    manifest = {
+        "shape": list(shape),
+        "block_shape": list(block),
+        "voxel_size": [float(v) for v in sizes],
+        "model": model_path or "in-memory",
+        "mean": loaded.mean,
+        "std": loaded.std,
+        "clamp_nm": loaded.clamp_nm,
+    }
+    out_dir = Path(out_dir)
+    probability, distance = _prepare_outputs(
+        out_dir, manifest, shape, block, sizes, loaded.clamp_nm
+    )
+    done_dir = out_dir / "done"
+    finished = {p.name for p in done_dir.iterdir()}
+    todo: list[Block] = []
+    skipped = resumed = 0
+    for b in iter_blocks(shape, block):
+        if str(b.index) in finished:
+            resumed += 1
+        elif mask is not None and not np.any(mask[_mask_region(b.core, shape, mask.shape)]):
+            skipped += 1
+        else:
+            todo.append(b)
+    job = _Job(
+        model_path=model_path if executor is not None else None,
+        model=None if executor is not None and model_path is not None else loaded,
+        device=str(loaded.device) if executor is None else device,
+        image=array,
+        probability=probability,
+        distance=distance,
+        done_dir=str(done_dir),
+        block_shape=block,
+        compile=compile,
+        num_threads=num_threads,
+    )
+    groups = [todo[i : i + max(1, batch_size)] for i in range(0, len(todo), max(1, batch_size))]
+    counts = run_blocks(
+        partial(_predict_blocks, job), groups, executor, progress=progress, stage="predict"
+    )
+    return PredictResult(
+        probability_path=out_dir / "probability.ome.zarr",
+        distance_path=out_dir / "distance.ome.zarr",
+        blocks_done=sum(counts),
+        blocks_skipped=skipped,
+        blocks_resumed=resumed,
+        block_shape=block,
+    )

@@ -1,0 +1,573 @@
+"""Training the U-Net on ground-truth boxes: data, loss, early stopping, checkpoints, history.
+
+Targets per box come from :func:`pipeline.targets.instance_targets`. The loss is, per head,
+a class-weighted binary cross-entropy on the logits heads (weights ``N / (2 N_class)`` over all
+boxes, so both classes weigh the same in total) plus the mean squared error of the linear
+``distance`` head against ``distance / clamp_nm`` (in [-1, 1], so the two terms have comparable
+size; the model file records ``clamp_nm`` to scale predictions back to nm). Only voxels inside the
+boxes count. Adam at ``lr``; boxes split 80:20 into training and validation by box (a single box
+is split along its longest axis). Each epoch is ``iterations_per_epoch`` batches of random,
+augmented patches, then the loss over a fixed set of validation windows; training stops after
+``patience`` epochs without improvement. ``best.pt`` (a model file) holds the best weights,
+``last.pt`` everything needed to resume (weights, optimiser, history, random states).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from pipeline.augment import AugmentConfig, augment_sample
+from pipeline.blocks import ReadableArray
+from pipeline.errors import InvalidInputError
+from pipeline.model_io import model_from_payload, model_payload, save_model
+from pipeline.patches import (
+    PreparedBox,
+    Sample,
+    box_region,
+    extract_sample,
+    random_window,
+    tiling_windows,
+)
+from pipeline.progress import ProgressCallback, no_progress
+from pipeline.targets import DEFAULT_CLAMP_NM, instance_targets
+from pipeline.torch_setup import (
+    choose_device,
+    configure_backends,
+    configure_threads,
+    memory_format,
+    to_memory_format,
+)
+from pipeline.unet import UNet, UNetConfig
+
+PROBABILITY_HEAD = "probability"
+DISTANCE_HEAD = "distance"
+HISTORY_FIELDS = ("epoch", "train_loss", "val_loss", "seconds")
+CHECKPOINT_VERSION = 1
+STATISTICS_SLAB_VOXELS = 1 << 24
+
+
+@dataclass(frozen=True)
+class TrainingBox:
+    """A ground-truth box in a whole image: ``box`` is ``(z0, y0, x0, z1, y1, x1)`` in voxels.
+
+    ``labels`` (instance ids, same shape as the image) need only be right inside the box.
+    ``semantic`` gives, for extra logits heads, a mask array per head name.
+    """
+
+    image: ReadableArray
+    labels: ReadableArray
+    box: tuple[int, ...]
+    name: str
+    semantic: Mapping[str, ReadableArray] | None = None
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training parameters; ``patch_shape`` is the input patch (a valid U-Net input)."""
+
+    unet: UNetConfig = field(default_factory=UNetConfig)
+    patch_shape: tuple[int, ...] = (116, 116, 112)
+    voxel_size: tuple[float, ...] | None = None
+    batch_size: int = 4
+    lr: float = 1e-4
+    max_epochs: int = 100
+    iterations_per_epoch: int = 50
+    patience: int = 10
+    val_fraction: float = 0.2
+    max_val_patches: int = 32
+    seed: int = 0
+    augment: bool = True
+    clamp_nm: float = DEFAULT_CLAMP_NM
+    num_threads: int | None = None
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        # One value stands for every axis (as config files allow).
+        dims = self.unet.dims
+        if len(self.patch_shape) == 1:
+            object.__setattr__(self, "patch_shape", tuple(self.patch_shape) * dims)
+        if self.voxel_size is not None and len(self.voxel_size) == 1:
+            object.__setattr__(self, "voxel_size", tuple(self.voxel_size) * dims)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["unet"] = self.unet.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
+        """Build from plain values (a parsed config file); unknown keys are an error."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise InvalidInputError(f"unknown training settings: {', '.join(sorted(unknown))}")
+        values = dict(data)
+        if "unet" in values:
+            values["unet"] = UNetConfig.from_dict(dict(values["unet"]))
+        for key in ("patch_shape", "voxel_size"):
+            if values.get(key) is not None:
+                values[key] = tuple(values[key])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Where training left its files, and how it went."""
+
+    best_checkpoint: Path
+    last_checkpoint: Path
+    history_csv: Path
+    history_png: Path
+    best_val_loss: float
+    epochs: int
+
+
+@dataclass(frozen=True)
+class ClassWeights:
+    """Per-voxel BCE weights of background and foreground."""
+
+    background: float
+    foreground: float
+
+
+def class_weights(foregrounds: Sequence[np.ndarray]) -> ClassWeights:
+    """Weights inversely proportional to each class's share of all voxels: ``N / (2 N_c)``."""
+    total = sum(int(f.size) for f in foregrounds)
+    positive = sum(int(np.count_nonzero(f)) for f in foregrounds)
+    if positive == 0:
+        raise InvalidInputError("the ground truth is empty: no object voxel in any box")
+    if positive == total:
+        raise InvalidInputError("the ground truth has no background voxel in any box")
+    return ClassWeights(total / (2.0 * (total - positive)), total / (2.0 * positive))
+
+
+def check_config(config: TrainConfig) -> tuple[int, ...]:
+    """Validate the configuration; return the output window shape."""
+    dims = config.unet.dims
+    if config.voxel_size is None or len(config.voxel_size) != dims:
+        raise InvalidInputError(f"voxel_size needs {dims} values (nm), got {config.voxel_size}")
+    if len(config.patch_shape) != dims:
+        raise InvalidInputError(f"patch_shape {config.patch_shape} is not {dims}D")
+    if config.batch_size < 1 or config.iterations_per_epoch < 1 or config.max_epochs < 1:
+        raise InvalidInputError("batch_size, iterations_per_epoch and max_epochs must be >= 1")
+    if not 0.0 <= config.val_fraction < 1.0 or config.patience < 1 or config.lr <= 0:
+        raise InvalidInputError("need 0 <= val_fraction < 1, patience >= 1 and lr > 0")
+    heads = {h.name: h.kind for h in config.unet.heads}
+    if heads.get(DISTANCE_HEAD, "linear") != "linear":
+        raise InvalidInputError("the distance head must be linear")
+    extra_linear = [n for n, k in heads.items() if k == "linear" and n != DISTANCE_HEAD]
+    if extra_linear:
+        raise InvalidInputError(f"no training target for linear heads {extra_linear}")
+    return config.unet.output_shape(tuple(config.patch_shape))
+
+
+def split_boxes(
+    boxes: Sequence[TrainingBox], val_fraction: float, seed: int
+) -> tuple[list[TrainingBox], list[TrainingBox]]:
+    """Split by box (seeded); a single box is cut along its longest axis instead."""
+    if not boxes:
+        raise InvalidInputError("no training boxes")
+    if val_fraction == 0:
+        return list(boxes), []
+    if len(boxes) == 1:
+        box = boxes[0]
+        ndim = len(box.box) // 2
+        sizes = [box.box[ndim + a] - box.box[a] for a in range(ndim)]
+        axis = int(np.argmax(sizes))
+        cut = box.box[axis] + max(1, round(sizes[axis] * (1 - val_fraction)))
+        if sizes[axis] < 2:
+            raise InvalidInputError(f"box {box.name} is too small to split for validation")
+        train_box = list(box.box)
+        val_box = list(box.box)
+        train_box[ndim + axis] = cut
+        val_box[axis] = cut
+        return (
+            [replace(box, box=tuple(train_box), name=f"{box.name}:train")],
+            [replace(box, box=tuple(val_box), name=f"{box.name}:val")],
+        )
+    n_val = min(len(boxes) - 1, max(1, round(len(boxes) * val_fraction)))
+    order = np.random.default_rng(seed).permutation(len(boxes))
+    val = {int(i) for i in order[:n_val]}
+    return (
+        [b for i, b in enumerate(boxes) if i not in val],
+        [b for i, b in enumerate(boxes) if i in val],
+    )
+
+
+def image_statistics(boxes: Sequence[TrainingBox]) -> tuple[float, float]:
+    """Mean and standard deviation of the images over all boxes (float64 sums)."""
+    count, total, squares = 0, 0.0, 0.0
+    for box in boxes:
+        region = box_region(box.box, box.image.shape)
+        plane_size = math.prod(s.stop - s.start for s in region[1:])
+        step = max(1, STATISTICS_SLAB_VOXELS // plane_size)  # bounded memory, whole chunks
+        for start in range(region[0].start, region[0].stop, step):
+            stop = min(start + step, region[0].stop)
+            plane = np.asarray(box.image[(slice(start, stop), *region[1:])], np.float64)
+            count += plane.size
+            total += float(plane.sum())
+            squares += float(np.square(plane).sum())
+    mean = total / count
+    std = math.sqrt(max(squares / count - mean * mean, 0.0))
+    return mean, std if std > 0 else 1.0
+
+
+def prepare_box(box: TrainingBox, config: TrainConfig) -> PreparedBox:
+    """Compute a box's targets (one float32 array per head, box-sized)."""
+    if len(box.image.shape) != config.unet.dims or tuple(box.labels.shape) != tuple(
+        box.image.shape
+    ):
+        raise InvalidInputError(
+            f"box {box.name}: image {tuple(box.image.shape)} and labels "
+            f"{tuple(box.labels.shape)} must have the same {config.unet.dims}D shape"
+        )
+    region = box_region(box.box, box.image.shape)
+    assert config.voxel_size is not None
+    foreground, distance = instance_targets(
+        np.asarray(box.labels[region]), tuple(config.voxel_size), config.clamp_nm
+    )
+    targets: dict[str, np.ndarray] = {}
+    for head in config.unet.heads:
+        if head.name == PROBABILITY_HEAD:
+            targets[head.name] = foreground
+        elif head.name == DISTANCE_HEAD:
+            targets[head.name] = distance / np.float32(config.clamp_nm)
+        else:
+            if box.semantic is None or head.name not in box.semantic:
+                raise InvalidInputError(f"box {box.name}: no mask for head {head.name!r}")
+            targets[head.name] = (np.asarray(box.semantic[head.name][region]) > 0).astype(
+                np.float32
+            )
+    return PreparedBox(
+        name=box.name, image=box.image, start=tuple(s.start for s in region), targets=targets
+    )
+
+
+def masked_loss(
+    outputs: Mapping[str, torch.Tensor],
+    targets: Mapping[str, torch.Tensor],
+    mask: torch.Tensor,
+    kinds: Mapping[str, str],
+    weights: Mapping[str, ClassWeights],
+) -> torch.Tensor:
+    """Sum over heads of the masked mean loss (weighted BCE on logits, MSE on linear heads)."""
+    denominator = mask.sum().clamp_min(1.0)
+    total = torch.zeros((), device=mask.device)
+    for name, output in outputs.items():
+        target = targets[name]
+        if kinds[name] == "logits":
+            w = weights[name]
+            voxel_weight = torch.where(target > 0.5, w.foreground, w.background) * mask
+            loss = nn.functional.binary_cross_entropy_with_logits(
+                output, target, weight=voxel_weight, reduction="sum"
+            )
+        else:
+            loss = (torch.square(output - target) * mask).sum()
+        total = total + loss / denominator
+    return total
+
+
+class _Batches:
+    """Turns samples into device tensors in the model's memory format."""
+
+    def __init__(self, device: torch.device, fmt: torch.memory_format) -> None:
+        self.device = device
+        self.format = fmt
+
+    def tensor(self, arrays: Sequence[np.ndarray]) -> torch.Tensor:
+        stacked = torch.from_numpy(np.stack(arrays)[:, None])
+        return stacked.to(self.device, memory_format=self.format, non_blocking=True)
+
+    def collate(
+        self, samples: Sequence[Sample]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+        image = self.tensor([s.image for s in samples])
+        names = samples[0].targets.keys()
+        targets = {n: self.tensor([s.targets[n] for s in samples]) for n in names}
+        return image, targets, self.tensor([s.mask for s in samples])
+
+
+@dataclass
+class _State:
+    """What changes from epoch to epoch and goes into ``last.pt``."""
+
+    epoch: int = 0
+    best_loss: float = math.inf
+    since_best: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def _write_history(history: Sequence[Mapping[str, float]], csv_path: Path, png_path: Path) -> None:
+    with csv_path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=HISTORY_FIELDS)
+        writer.writeheader()
+        writer.writerows(history)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.0, 4.0), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    epochs = [row["epoch"] for row in history]
+    ax.plot(epochs, [row["train_loss"] for row in history], "o-", label="training")
+    val = [row["val_loss"] for row in history]
+    if not all(math.isnan(v) for v in val):
+        ax.plot(epochs, val, "s-", label="validation")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.set_yscale("log")
+    ax.legend()
+    fig.savefig(png_path)
+
+
+def _rng_state(rng: np.random.Generator) -> dict[str, Any]:
+    state = rng.bit_generator.state
+    inner = state["state"]
+    # As strings: 128-bit integers are not plain values for torch's weights-only loader.
+    return {
+        "bit_generator": state["bit_generator"],
+        "state": {k: str(v) for k, v in inner.items()},
+        "has_uint32": int(state["has_uint32"]),
+        "uinteger": int(state["uinteger"]),
+    }
+
+
+def _set_rng_state(rng: np.random.Generator, saved: Mapping[str, Any]) -> None:
+    rng.bit_generator.state = {
+        "bit_generator": saved["bit_generator"],
+        "state": {k: int(v) for k, v in saved["state"].items()},
+        "has_uint32": saved["has_uint32"],
+        "uinteger": saved["uinteger"],
+    }
+
+
+class Trainer:
+    """One training run: prepared boxes, model, optimiser and the epoch loop."""
+
+    def __init__(self, boxes: Sequence[TrainingBox], config: TrainConfig, out_dir: Path) -> None:
+        self.output_shape = check_config(config)
+        self.config = config
+        self.out_dir = out_dir
+        self.margin = config.unet.margin
+        train_boxes, val_boxes = split_boxes(boxes, config.val_fraction, config.seed)
+        self.mean, self.std = image_statistics([*train_boxes, *val_boxes])
+        self.train_boxes = [prepare_box(b, config) for b in train_boxes]
+        self.val_boxes = [prepare_box(b, config) for b in val_boxes]
+        self.kinds = {h.name: h.kind for h in config.unet.heads}
+        everything = [*self.train_boxes, *self.val_boxes]
+        self.weights = {
+            name: class_weights([b.targets[name] for b in everything])
+            for name, kind in self.kinds.items()
+            if kind == "logits"
+        }
+        self.device = choose_device(config.device)
+        configure_threads(config.num_threads)
+        configure_backends(self.device)
+        self.format = memory_format(self.device, config.unet.dims)
+        self.batches = _Batches(self.device, self.format)
+        torch.manual_seed(config.seed)
+        self.model = UNet(config.unet)
+        to_memory_format(self.model, self.format, self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        self.rng = np.random.default_rng(config.seed)
+        volumes = np.array([math.prod(b.shape) for b in self.train_boxes], dtype=np.float64)
+        self.box_probability = volumes / volumes.sum()
+        self.augment = AugmentConfig() if config.augment else None
+        self.val_windows = self._validation_windows()
+        self.state = _State()
+
+    def _validation_windows(self) -> list[tuple[PreparedBox, tuple[int, ...]]]:
+        windows = [
+            (box, start)
+            for box in self.val_boxes
+            for start in tiling_windows(box.shape, self.output_shape)
+        ]
+        if len(windows) > self.config.max_val_patches:
+            keep = np.linspace(0, len(windows) - 1, self.config.max_val_patches).round()
+            windows = [windows[int(i)] for i in keep]
+        return windows
+
+    def _sample(self, box: PreparedBox, start: tuple[int, ...], augment: bool) -> Sample:
+        sample = extract_sample(box, start, self.output_shape, self.margin, self.mean, self.std)
+        if not augment or self.augment is None:
+            return sample
+        names = list(sample.targets)
+        image, arrays = augment_sample(
+            sample.image, [*(sample.targets[n] for n in names), sample.mask], self.rng, self.augment
+        )
+        return Sample(
+            image=image, targets=dict(zip(names, arrays[:-1], strict=True)), mask=arrays[-1]
+        )
+
+    def _train_step(self) -> float:
+        samples = []
+        for _ in range(self.config.batch_size):
+            box = self.train_boxes[
+                int(self.rng.choice(len(self.train_boxes), p=self.box_probability))
+            ]
+            start = random_window(self.rng, box.shape, self.output_shape)
+            samples.append(self._sample(box, start, augment=True))
+        image, targets, mask = self.batches.collate(samples)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = masked_loss(self.model(image), targets, mask, self.kinds, self.weights)
+        loss.backward()  # type: ignore[no-untyped-call]
+        self.optimizer.step()
+        return float(loss.detach())
+
+    def validation_loss(self) -> float:
+        """Mean loss over the fixed validation windows (NaN when there are none)."""
+        if not self.val_windows:
+            return math.nan
+        self.model.eval()
+        total = 0.0
+        size = self.config.batch_size
+        with torch.inference_mode():
+            for i in range(0, len(self.val_windows), size):
+                chunk = self.val_windows[i : i + size]
+                samples = [self._sample(box, start, augment=False) for box, start in chunk]
+                image, targets, mask = self.batches.collate(samples)
+                loss = masked_loss(self.model(image), targets, mask, self.kinds, self.weights)
+                total += float(loss) * len(chunk)
+        self.model.train()
+        return total / len(self.val_windows)
+
+    def model_metadata(self) -> dict[str, Any]:
+        return {
+            "clamp_nm": self.config.clamp_nm,
+            "patch_shape": list(self.config.patch_shape),
+            "output_shape": list(self.output_shape),
+            "epoch": self.state.epoch,
+            "val_loss": self.state.best_loss,
+            "train_boxes": [b.name for b in self.train_boxes],
+            "val_boxes": [b.name for b in self.val_boxes],
+        }
+
+    def save_best(self, path: Path) -> None:
+        assert self.config.voxel_size is not None
+        save_model(
+            path,
+            self.model,
+            mean=self.mean,
+            std=self.std,
+            voxel_size=tuple(self.config.voxel_size),
+            metadata=self.model_metadata(),
+        )
+
+    def save_checkpoint(self, path: Path) -> None:
+        assert self.config.voxel_size is not None
+        payload = {
+            "checkpoint_version": CHECKPOINT_VERSION,
+            "model": model_payload(
+                self.model,
+                mean=self.mean,
+                std=self.std,
+                voxel_size=tuple(self.config.voxel_size),
+                metadata=self.model_metadata(),
+            ),
+            "optimizer": self.optimizer.state_dict(),
+            "unet": self.config.unet.to_dict(),
+            "epoch": self.state.epoch,
+            "best_loss": self.state.best_loss,
+            "since_best": self.state.since_best,
+            "history": self.state.history,
+            "numpy_rng": _rng_state(self.rng),
+            "torch_rng": torch.get_rng_state(),
+        }
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save(payload, tmp)
+        tmp.replace(path)
+
+    def load_checkpoint(self, path: Path) -> None:
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise InvalidInputError(f"{path}: cannot read the training checkpoint: {exc}")
+        if payload.get("checkpoint_version") != CHECKPOINT_VERSION:
+            raise InvalidInputError(f"{path}: not a training checkpoint of this version")
+        if payload["unet"] != self.config.unet.to_dict():
+            raise InvalidInputError(f"{path}: the checkpoint's U-Net differs from the config")
+        restored = model_from_payload(payload["model"], self.device)
+        self.model.load_state_dict(restored.state_dict())
+        to_memory_format(self.model, self.format)
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.state = _State(
+            epoch=int(payload["epoch"]),
+            best_loss=float(payload["best_loss"]),
+            since_best=int(payload["since_best"]),
+            history=[dict(row) for row in payload["history"]],
+        )
+        _set_rng_state(self.rng, payload["numpy_rng"])
+        torch.set_rng_state(payload["torch_rng"])
+
+    def run(self, progress: ProgressCallback) -> None:
+        """Train epochs until ``max_epochs`` or early stopping; save after each epoch."""
+        config = self.config
+        best_path, last_path = self.out_dir / "best.pt", self.out_dir / "last.pt"
+        csv_path, png_path = self.out_dir / "history.csv", self.out_dir / "history.png"
+        total = config.max_epochs * config.iterations_per_epoch
+        self.model.train()
+        while self.state.epoch < config.max_epochs and self.state.since_best < config.patience:
+            started = time.perf_counter()
+            losses = []
+            for i in range(config.iterations_per_epoch):
+                losses.append(self._train_step())
+                progress("train", self.state.epoch * config.iterations_per_epoch + i + 1, total)
+            train_loss = float(np.mean(losses))
+            val_loss = self.validation_loss()
+            monitored = train_loss if math.isnan(val_loss) else val_loss
+            self.state.epoch += 1
+            self.state.history.append(
+                {
+                    "epoch": self.state.epoch,
+                    "train_loss": train_loss,
+                    "val_loss": val_loss,
+                    "seconds": time.perf_counter() - started,
+                }
+            )
+            if monitored < self.state.best_loss:
+                self.state.best_loss = monitored
+                self.state.since_best = 0
+                self.save_best(best_path)
+            else:
+                self.state.since_best += 1
+            self.save_checkpoint(last_path)
+            _write_history(self.state.history, csv_path, png_path)
+        progress("train", total, total)
+
+
+def train(
+    boxes: list[TrainingBox],
+    config: TrainConfig,
+    out_dir: Path,
+    *,
+    resume: bool = False,
+    progress: ProgressCallback = no_progress,
+) -> TrainResult:
+    """Train a U-Net on ``boxes``; files go to ``out_dir`` (see the module docstring)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(boxes, config, out_dir)
+    last = out_dir / "last.pt"
+    if resume and last.is_file():
+        trainer.load_checkpoint(last)
+    elif not resume and last.exists():
+        raise InvalidInputError(f"{out_dir} already holds a training run: resume it or use another")
+    trainer.run(progress)
+    return TrainResult(
+        best_checkpoint=out_dir / "best.pt",
+        last_checkpoint=last,
+        history_csv=out_dir / "history.csv",
+        history_png=out_dir / "history.png",
+        best_val_loss=trainer.state.best_loss,
+        epochs=trainer.state.epoch,
+    )

@@ -1,0 +1,163 @@
+"""Training: loss goes down, class weights, early stopping, checkpoints, resume, determinism."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.errors import InvalidInputError
+from pipeline.model_io import load_model
+from pipeline.patches import extract_sample
+from pipeline.synthetic import make_nuclei_volume
+from pipeline.training import (
+    TrainConfig,
+    Trainer,
+    TrainingBox,
+    class_weights,
+    masked_loss,
+    split_boxes,
+    train,
+)
+from pipeline.unet import UNetConfig
+
+VOXEL = (200.0, 200.0, 200.0)
+
+
+@pytest.fixture(scope="module")
+def volume() -> tuple[np.ndarray, np.ndarray]:
+    return make_nuclei_volume((24, 56, 56), 10, seed=1, voxel_size_nm=VOXEL[0])
+
+
+def _boxes(volume: tuple[np.ndarray, np.ndarray]) -> list[TrainingBox]:
+    image, labels = volume
+    return [
+        TrainingBox(image, labels, (0, 0, 0, 24, 28, 56), "north"),
+        TrainingBox(image, labels, (0, 28, 0, 24, 56, 28), "south-west"),
+        TrainingBox(image, labels, (0, 28, 28, 24, 56, 56), "south-east"),
+    ]
+
+
+def _config(**changes: object) -> TrainConfig:
+    base = TrainConfig(
+        unet=UNetConfig(width=2),
+        patch_shape=(52, 52, 52),  # output 12^3: windows fit inside the 24-voxel-deep boxes
+        voxel_size=VOXEL,
+        batch_size=1,
+        lr=1e-3,
+        max_epochs=2,
+        iterations_per_epoch=2,
+        patience=5,
+        max_val_patches=2,
+        num_threads=2,
+        device="cpu",
+    )
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+def test_class_weights_from_class_ratio() -> None:
+    fg = np.zeros(100, np.float32)
+    fg[:25] = 1
+    weights = class_weights([fg[:50], fg[50:]])
+    assert weights.foreground == pytest.approx(2.0)  # 100 / (2 * 25)
+    assert weights.background == pytest.approx(2.0 / 3.0)  # 100 / (2 * 75)
+    with pytest.raises(InvalidInputError, match="empty"):
+        class_weights([np.zeros(10, np.float32)])
+
+
+def test_split_by_box_and_single_box_split(volume: tuple[np.ndarray, np.ndarray]) -> None:
+    boxes = _boxes(volume)
+    train_boxes, val_boxes = split_boxes(boxes, 0.2, seed=0)
+    assert len(train_boxes) == 2 and len(val_boxes) == 1
+    assert {b.name for b in train_boxes + val_boxes} == {b.name for b in boxes}
+    single_train, single_val = split_boxes(boxes[:1], 0.2, seed=0)
+    assert single_train[0].box == (0, 0, 0, 24, 28, 45) and single_val[0].box == (
+        0,
+        0,
+        45,
+        24,
+        28,
+        56,
+    )
+
+
+def test_loss_drops_and_best_model_reloads_identically(
+    volume: tuple[np.ndarray, np.ndarray], tmp_path: Path
+) -> None:
+    trainer = Trainer(_boxes(volume), _config(lr=1e-2, augment=False), tmp_path)
+    box = trainer.train_boxes[0]
+    samples = [
+        extract_sample(box, start, trainer.output_shape, trainer.margin, trainer.mean, trainer.std)
+        for start in ((0, 0, 0), (12, 16, 44))
+    ]
+    image, targets, mask = trainer.batches.collate(samples)
+    losses = []
+    for _ in range(12):
+        trainer.optimizer.zero_grad()
+        loss = masked_loss(trainer.model(image), targets, mask, trainer.kinds, trainer.weights)
+        loss.backward()  # type: ignore[no-untyped-call]
+        trainer.optimizer.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.9 * losses[0]
+    assert losses[-1] < min(losses[:6])
+    trainer.save_best(tmp_path / "model.pt")
+    loaded = load_model(tmp_path / "model.pt", "cpu")
+    assert loaded.mean == pytest.approx(float(volume[0][:, :, :].mean()), rel=1e-6)
+    assert loaded.metadata["clamp_nm"] == 4000.0 and loaded.voxel_size == VOXEL
+    x = torch.randn(1, 1, 52, 52, 52)
+    trainer.model.eval()
+    with torch.inference_mode():
+        expected, got = trainer.model(x), loaded.model(x)
+    for name in ("probability", "distance"):
+        assert torch.equal(expected[name], got[name])
+
+
+def test_early_stopping_keeps_best_and_writes_history(
+    volume: tuple[np.ndarray, np.ndarray], tmp_path: Path
+) -> None:
+    # An update far below float32 resolution never changes the weights: no improvement after
+    # the first epoch, so training stops after 1 + patience epochs.
+    result = train(_boxes(volume), _config(lr=1e-20, max_epochs=20, patience=2), tmp_path)
+    assert result.epochs == 3
+    rows = list(csv.DictReader(result.history_csv.open()))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert len({r["val_loss"] for r in rows}) == 1
+    assert result.best_val_loss == pytest.approx(float(rows[0]["val_loss"]))
+    assert load_model(result.best_checkpoint, "cpu").metadata["epoch"] == 1
+    assert result.history_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(InvalidInputError, match="resume"):
+        train(_boxes(volume), _config(), tmp_path)
+
+
+def test_resume_continues_and_matches_an_uninterrupted_run(
+    volume: tuple[np.ndarray, np.ndarray], tmp_path: Path
+) -> None:
+    boxes = _boxes(volume)
+    full = train(boxes, _config(max_epochs=3), tmp_path / "full")
+    again = train(boxes, _config(max_epochs=3), tmp_path / "again")
+    first = train(boxes, _config(max_epochs=2), tmp_path / "resumed")
+    assert first.epochs == 2
+    resumed = train(boxes, _config(max_epochs=3), tmp_path / "resumed", resume=True)
+    assert resumed.epochs == 3
+
+    def losses(path: Path) -> list[tuple[str, str]]:
+        return [(r["train_loss"], r["val_loss"]) for r in csv.DictReader(path.open())]
+
+    assert losses(full.history_csv) == losses(again.history_csv)  # seeds fix everything
+    assert losses(resumed.history_csv) == losses(full.history_csv)
+    assert resumed.best_val_loss == full.best_val_loss
+
+
+def test_bad_config_is_rejected(volume: tuple[np.ndarray, np.ndarray], tmp_path: Path) -> None:
+    with pytest.raises(InvalidInputError, match="not valid"):
+        train(_boxes(volume), _config(patch_shape=(51, 52, 52)), tmp_path)
+    image, labels = volume
+    empty = [TrainingBox(image, np.zeros_like(labels), (0, 0, 0, 24, 28, 56), "empty")]
+    with pytest.raises(InvalidInputError, match="empty"):
+        train(empty * 2, _config(), tmp_path)
+    with pytest.raises(InvalidInputError, match="voxel_size"):
+        train(_boxes(volume), _config(voxel_size=None), tmp_path)
