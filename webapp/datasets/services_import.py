@@ -313,6 +313,22 @@ def _job_end(job_id: int, status: str, *, error: str = "", log: str = "") -> Non
         DatasetJob.objects.filter(id=job_id).update(stage="cancelled", **fields)
 
 
+def _job_succeed(job_id: int, **fields: Any) -> None:
+    """Mark a running job succeeded; raise JobCancelled when it was cancelled meanwhile."""
+    now = timezone.now()
+    ended = DatasetJob.objects.filter(id=job_id, status=JobStatus.RUNNING).update(
+        status=JobStatus.SUCCEEDED,
+        stage="done",
+        done=1,
+        total=1,
+        finished=now,
+        updated=now,
+        **fields,
+    )
+    if not ended:
+        raise JobCancelled(f"job {job_id} is no longer running")
+
+
 def _tmp_dir(prefix: str, job_id: int) -> Path:
     return Path(settings.DATA_ROOT) / "tmp" / f"{prefix}-{job_id}"
 
@@ -576,17 +592,7 @@ def _publish(
                     if os.path.lexists(final):
                         raise IntegrityError(f"directory {final} appeared meanwhile")
                     os.rename(out, final)
-                    ended = DatasetJob.objects.filter(id=job.id, status=JobStatus.RUNNING).update(
-                        status=JobStatus.SUCCEEDED,
-                        dataset=dataset,
-                        stage="done",
-                        done=1,
-                        total=1,
-                        finished=timezone.now(),
-                        updated=timezone.now(),
-                    )
-                    if not ended:
-                        raise JobCancelled(f"job {job.id} is no longer running")
+                    _job_succeed(job.id, dataset=dataset)
                 return dataset
             except IntegrityError:
                 # Another import took the slug between our check and our insert: try the next.
@@ -697,16 +703,7 @@ def _meshes_work(job: DatasetJob, work: Path, writer: JobProgressWriter) -> None
                 os.rename(target, old)
             os.rename(built, target)
             swapped = True
-            ended = DatasetJob.objects.filter(id=job.id, status=JobStatus.RUNNING).update(
-                status=JobStatus.SUCCEEDED,
-                stage="done",
-                done=1,
-                total=1,
-                finished=timezone.now(),
-                updated=timezone.now(),
-            )
-            if not ended:
-                raise JobCancelled(f"job {job.id} is no longer running")
+            _job_succeed(job.id)
     except BaseException:
         if swapped:
             os.rename(target, built)
