@@ -23,7 +23,7 @@ if [ ! -x "$venv/bin/python" ]; then
   "$venv/bin/python" -m pip install -q --upgrade pip
 fi
 for requirements in "$@"; do
-  # TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu: the pinned torch without CUDA.
+  # TORCH_INDEX_URL (e.g. PyTorch's CPU-only wheel index): the pinned torch without CUDA.
   torch_pin=$(grep -E '^torch==' "$requirements" || true)
   if [ -n "${TORCH_INDEX_URL:-}" ] && [ -n "$torch_pin" ]; then
     "$venv/bin/python" -m pip install -q --index-url "$TORCH_INDEX_URL" "$torch_pin"
