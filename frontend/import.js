@@ -48,7 +48,7 @@
   function setBusy(busy) {
     submit.disabled = busy;
     cancel.hidden = !busy;
-    for (const input of form.querySelectorAll("input, select, textarea")) {
+    for (const input of form.querySelectorAll("input, select, textarea, #add-label, .remove-label")) {
       if (input.name !== "csrfmiddlewaretoken") input.disabled = busy;
     }
   }

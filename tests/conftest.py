@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+pytest_plugins = ["tests.celery_fixtures"]
+
 
 @pytest.fixture(autouse=True)
 def _isolated_data_dirs(settings: Any, tmp_path: Path) -> None:
