@@ -1,4 +1,4 @@
-"""Annotome pipeline: convert, mesh, segment, fit thresholds and evaluate, on files.
+"""Annotome pipeline on files: convert, train, predict, segment, measure, mesh, evaluate, run.
 
 Each subcommand lives in ``pipeline/commands/<name>.py``.
 """
@@ -12,7 +12,18 @@ import sys
 from pipeline.errors import PipelineError
 
 # Modules under pipeline.commands that each define ``register(subparsers)``.
-COMMAND_MODULES: list[str] = ["convert", "mesh", "synth", "segment", "fit_thresholds", "evaluate"]
+COMMAND_MODULES: list[str] = [
+    "convert",
+    "synth",
+    "train",
+    "predict",
+    "segment",
+    "measure",
+    "mesh",
+    "fit_thresholds",
+    "evaluate",
+    "run",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

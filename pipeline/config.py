@@ -1,0 +1,410 @@
+"""Pipeline run configuration: a YAML or TOML file loaded into typed, strictly validated sections.
+
+Every section is a frozen dataclass; a key the dataclass does not know, a value of the wrong
+type or a path that does not exist raises :class:`InvalidInputError` naming the key
+(``segment.block``) and the file. Relative paths are resolved against the config file's folder.
+The ``model`` section holds the :class:`pipeline.unet.UNetConfig` fields plus an optional
+``path`` of a trained model (then training is skipped); ``training`` holds the
+:class:`pipeline.training.TrainConfig` fields except ``unet`` and ``voxel_size``, which come from
+``model`` and ``data``. Both are checked against those dataclasses when the file is loaded.
+A sequence field (``block``, ``patch_shape``) also accepts a single number, meaning every axis.
+See ``examples/pipeline.yaml`` for a documented example.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+
+from pipeline.errors import InvalidInputError
+
+T = TypeVar("T")
+STEPS: tuple[str, ...] = ("train", "predict", "segment", "measure", "filter", "evaluate")
+# TrainConfig fields the pipeline fills in itself.
+DERIVED_TRAINING_KEYS = frozenset({"unet", "voxel_size"})
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """The image to segment and, optionally, ground truth in boxes (for training/evaluation)."""
+
+    image: Path  # OME-Zarr image (NGFF 0.4 or 0.5), single channel, 2D or 3D
+    labels: Path | None = None  # OME-Zarr label image of ground truth, same shape as the image
+    boxes: Path | None = None  # CSV: x, y, z, w, h, d (voxels), optional name column
+    voxel_size: tuple[float, ...] | None = None  # nm, z y x; default from the image metadata
+    level: int = 0
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The U-Net: a trained model file, or the architecture (``unet``) to train."""
+
+    path: Path | None = None
+    unet: Any = None  # pipeline.unet.UNetConfig, built from the section's other keys
+
+
+@dataclass(frozen=True)
+class PredictConfig:
+    block: tuple[int, ...] | None = None  # output block (a valid U-Net output); default ~128^3
+    mask: Path | None = None  # OME-Zarr tissue mask (non-zero = predict)
+    workers: int = 1  # processes
+    batch_size: int = 1  # blocks per forward pass
+    compile: bool = False  # torch.compile with weight freezing (CPU: ~1.5x, 10-40 s to compile)
+    num_threads: int | None = None  # torch threads per process (default: all cores)
+    device: str = "auto"
+
+
+@dataclass(frozen=True)
+class SegmentConfig:
+    seed_threshold: float = 705.6  # nm: seeds where the distance exceeds this
+    iou_threshold: float = 0.75  # merge block segments whose face IoU reaches this
+    block: tuple[int, ...] = (128,)
+    halo: tuple[int, ...] | None = None  # default: 2 x seed threshold / voxel size
+    workers: int = 1
+
+
+@dataclass(frozen=True)
+class MeshConfig:
+    simplify_ratio: float = 0.05  # fraction of marching-cubes faces kept for display
+
+
+@dataclass(frozen=True)
+class FilterConfig:
+    """Volume (um^3) / sphericity filter: fixed thresholds, or fitted on labelled detections.
+
+    ``method``: ``none`` keeps everything; ``fixed`` uses ``t_volume``/``t_sphericity``;
+    ``tables`` fits on the TP/FP tables ``tp``/``fp``; ``ground_truth`` labels the run's own
+    detections inside the ground-truth boxes as TP (matched) or FP and fits on them.
+    """
+
+    method: Literal["none", "fixed", "tables", "ground_truth"] = "none"
+    t_volume: float | None = None
+    t_sphericity: float | None = None
+    tp: Path | None = None
+    fp: Path | None = None
+    folds: int = 5
+    min_recall: float = 0.8
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    labels: Path | None = None  # default: data.labels
+    boxes: Path | None = None  # default: data.boxes
+    margin_um: float = 8.0
+    iou_threshold: float = 0.5
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """A whole run's configuration."""
+
+    data: DataConfig
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: Mapping[str, Any] = field(default_factory=dict)  # TrainConfig keyword arguments
+    predict: PredictConfig = field(default_factory=PredictConfig)
+    segment: SegmentConfig = field(default_factory=SegmentConfig)
+    mesh: MeshConfig = field(default_factory=MeshConfig)
+    filter: FilterConfig = field(default_factory=FilterConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    out: Path | None = None  # default output directory
+    source: Path | None = None  # the file this was loaded from
+
+    @property
+    def gt_labels(self) -> Path | None:
+        return self.evaluate.labels or self.data.labels
+
+    @property
+    def gt_boxes(self) -> Path | None:
+        return self.evaluate.boxes or self.data.boxes
+
+    def train_config(self, voxel_size: tuple[float, ...]) -> Any:
+        """The :class:`pipeline.training.TrainConfig` for this run."""
+        from pipeline.training import TrainConfig
+
+        return TrainConfig(unet=self.model.unet, voxel_size=voxel_size, **self.training)
+
+    def parameters(self) -> dict[str, Any]:
+        """The whole configuration as plain JSON-able data (for the manifest)."""
+        plain: dict[str, Any] = to_plain(self)
+        return plain
+
+
+def to_plain(value: Any) -> Any:
+    """Dataclasses, paths, tuples and mappings as JSON-able dicts, strings and lists."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): to_plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_plain(v) for v in value]
+    return value
+
+
+class _Where:
+    """Names the key being validated in error messages."""
+
+    def __init__(self, source: str, key: str = "") -> None:
+        self.source = source
+        self.key = key
+
+    def child(self, key: str | int) -> _Where:
+        name = f"{self.key}[{key}]" if isinstance(key, int) else f"{self.key}.{key}".lstrip(".")
+        return _Where(self.source, name)
+
+    def error(self, message: str) -> InvalidInputError:
+        return InvalidInputError(f"{self.source}: {self.key or 'top level'}: {message}")
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _convert(value: Any, tp: Any, where: _Where, base: Path) -> Any:
+    """``value`` checked against the type hint ``tp`` (and converted: lists to tuples, paths)."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        options = [a for a in args if a is not type(None)]
+        errors = []
+        for option in options:
+            try:
+                return _convert(value, option, where, base)
+            except InvalidInputError as exc:
+                errors.append(str(exc))
+        if len(errors) == 1:
+            raise InvalidInputError(errors[0])
+        raise where.error(f"{value!r} is none of {', '.join(map(_type_name, options))}")
+    if origin is Literal:
+        if value not in args:
+            raise where.error(f"{value!r} is not one of {', '.join(map(repr, args))}")
+        return value
+    if origin is tuple:
+        variadic = len(args) == 2 and args[1] is Ellipsis
+        if variadic and not isinstance(value, list | tuple):
+            value = [value]  # one number for every axis
+        if not isinstance(value, list | tuple):
+            raise where.error(f"expected a list, got {value!r}")
+        if not variadic and len(value) != len(args):
+            raise where.error(f"expected {len(args)} values, got {len(value)}")
+        item_types = [args[0]] * len(value) if variadic else list(args)
+        if variadic and not value:
+            raise where.error("expected at least one value")
+        return tuple(
+            _convert(v, t, where.child(i), base)
+            for i, (v, t) in enumerate(zip(value, item_types, strict=True))
+        )
+    if origin in (Mapping, dict):
+        if not isinstance(value, Mapping):
+            raise where.error(f"expected a table of keys, got {value!r}")
+        return dict(value)
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        return build_dataclass(tp, value, where, base)
+    if tp is Path:
+        if not isinstance(value, str) or not value:
+            raise where.error(f"expected a path, got {value!r}")
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else (base / path)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise where.error(f"expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise where.error(f"expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise where.error(f"expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise where.error(f"expected a string, got {value!r}")
+        return value
+    if isinstance(tp, type) and isinstance(value, tp):
+        return value
+    raise where.error(f"expected {_type_name(tp)}, got {value!r}")
+
+
+def build_dataclass(
+    cls: type[T],
+    values: Any,
+    where: _Where,
+    base: Path,
+    *,
+    exclude: frozenset[str] = frozenset(),
+) -> T:
+    """An instance of the dataclass ``cls`` from a mapping, strictly checked key by key."""
+    if values is None:
+        values = {}
+    if not isinstance(values, Mapping):
+        raise where.error(f"expected a table of keys, got {values!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in exclude}  # type: ignore[arg-type]
+    unknown = sorted(set(map(str, values)) - set(fields))
+    if unknown:
+        raise where.error(
+            f"unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(fields))}"
+        )
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for name, f in fields.items():
+        if name in values:
+            kwargs[name] = _convert(values[name], hints[name], where.child(name), base)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise where.child(name).error("required key is missing")
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError, InvalidInputError) as exc:
+        raise where.error(str(exc)) from exc
+
+
+def _check_paths_exist(value: Any, where: _Where) -> None:
+    """Every path in the (input) sections must exist."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for f in dataclasses.fields(value):
+            _check_paths_exist(getattr(value, f.name), where.child(f.name))
+    elif isinstance(value, Path) and not value.exists():
+        raise where.error(f"{value} does not exist")
+
+
+def _read_mapping(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise InvalidInputError(f"config file {path} does not exist")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix.lower() == ".toml":
+            data: Any = tomllib.loads(text)
+        elif path.suffix.lower() in (".yaml", ".yml"):
+            data = yaml.safe_load(text)
+        else:
+            raise InvalidInputError(f"{path.name}: config files end in .yaml, .yml or .toml")
+    except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
+        raise InvalidInputError(f"{path.name}: cannot parse: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InvalidInputError(f"{path.name}: expected sections (data, model, ...) at top level")
+    return data
+
+
+def _model_section(values: Any, where: _Where, base: Path) -> ModelConfig:
+    from pipeline.unet import UNetConfig
+
+    if values is None:
+        values = {}
+    if not isinstance(values, Mapping):
+        raise where.error(f"expected a table of keys, got {values!r}")
+    rest = {k: v for k, v in values.items() if k != "path"}
+    path = _convert(values["path"], Path, where.child("path"), base) if "path" in values else None
+    unet = build_dataclass(UNetConfig, rest, where, base)
+    return ModelConfig(path=path, unet=unet)
+
+
+def _training_section(values: Any, where: _Where, base: Path) -> dict[str, Any]:
+    """TrainConfig keyword arguments, type-checked against TrainConfig's fields."""
+    from pipeline.training import TrainConfig
+
+    if values is None:
+        return {}
+    if not isinstance(values, Mapping):
+        raise where.error(f"expected a table of keys, got {values!r}")
+    derived = sorted(DERIVED_TRAINING_KEYS & set(values))
+    if derived:
+        raise where.error(f"{', '.join(derived)} come from the model and data sections")
+    fields = {
+        f.name: f for f in dataclasses.fields(TrainConfig) if f.name not in DERIVED_TRAINING_KEYS
+    }
+    unknown = sorted(set(map(str, values)) - set(fields))
+    if unknown:
+        raise where.error(
+            f"unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(fields))}"
+        )
+    hints = typing.get_type_hints(TrainConfig)
+    return {k: _convert(v, hints[k], where.child(k), base) for k, v in values.items()}
+
+
+def _check_filter(config: FilterConfig, where: _Where) -> None:
+    fixed = config.t_volume is not None or config.t_sphericity is not None
+    tables = config.tp is not None or config.fp is not None
+    if config.method == "fixed" and (config.t_volume is None or config.t_sphericity is None):
+        raise where.error("method 'fixed' needs both t_volume and t_sphericity")
+    if config.method == "tables" and (config.tp is None or config.fp is None):
+        raise where.error("method 'tables' needs both tp and fp tables")
+    if fixed and config.method != "fixed":
+        raise where.error("t_volume/t_sphericity are only used with method 'fixed'")
+    if tables and config.method != "tables":
+        raise where.error("tp/fp are only used with method 'tables'")
+    if config.folds < 1 or not 0 <= config.min_recall <= 1:
+        raise where.error("folds must be >= 1 and min_recall in [0, 1]")
+
+
+def parse_config(data: Mapping[str, Any], *, base: Path, source: str = "config") -> PipelineConfig:
+    """Build and validate a :class:`PipelineConfig` from already-parsed data."""
+    top = _Where(source)
+    known = {f.name for f in dataclasses.fields(PipelineConfig)} - {"source"}
+    unknown = sorted(set(map(str, data)) - known)
+    if unknown:
+        raise top.error(f"unknown section(s) {', '.join(unknown)}; allowed: {', '.join(known)}")
+    if "data" not in data:
+        raise top.child("data").error("required section is missing")
+    sections: dict[str, Any] = {}
+    for f in dataclasses.fields(PipelineConfig):
+        name = f.name
+        if name not in data or name == "source":
+            continue
+        where = top.child(name)
+        if name == "model":
+            sections[name] = _model_section(data[name], where, base)
+        elif name == "training":
+            sections[name] = _training_section(data[name], where, base)
+        elif name == "out":
+            sections[name] = _convert(data[name], Path, where, base)
+        else:
+            hint = typing.get_type_hints(PipelineConfig)[name]
+            sections[name] = build_dataclass(hint, data[name], where, base)
+    if "model" not in sections:
+        sections["model"] = _model_section({}, top.child("model"), base)
+    if "training" not in sections:
+        sections["training"] = {}
+    config = PipelineConfig(**sections)
+    for name in ("data", "model", "predict", "filter", "evaluate"):
+        _check_paths_exist(getattr(config, name), top.child(name))
+    _check_filter(config.filter, top.child("filter"))
+    if config.data.level < 0:
+        raise top.child("data.level").error("must be >= 0")
+    for name, values in (
+        ("predict.block", config.predict.block or (1,)),
+        ("segment.block", config.segment.block),
+        ("segment.halo", config.segment.halo or (1,)),
+        ("data.voxel_size", config.data.voxel_size or (1.0,)),
+    ):
+        if min(values) <= 0:
+            raise top.child(name).error("values must be positive")
+    if min(config.predict.workers, config.predict.batch_size, config.segment.workers) < 1:
+        raise top.error("workers and batch_size must be >= 1")
+    if not 0 < config.mesh.simplify_ratio <= 1:
+        raise top.child("mesh.simplify_ratio").error("must be in (0, 1]")
+    return config
+
+
+def load_config(path: str | Path) -> PipelineConfig:
+    """Load a YAML (``.yaml``/``.yml``) or TOML (``.toml``) pipeline config file."""
+    path = Path(path).resolve()
+    config = parse_config(_read_mapping(path), base=path.parent, source=str(path))
+    return dataclasses.replace(config, source=path)
+
+
+def with_overrides(config: PipelineConfig, **sections: Any) -> PipelineConfig:
+    """A copy with some sections replaced (``dataclasses.replace`` at the top level)."""
+    return dataclasses.replace(config, **sections)

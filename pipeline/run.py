@@ -1,0 +1,587 @@
+"""A whole pipeline run: train -> predict -> segment -> measure (mesh) -> filter -> evaluate.
+
+Each step writes under the output directory and records in ``manifest.json`` a key: a digest of
+its parameters, its input files' fingerprints and the keys of the steps it reads from. A rerun
+skips a step whose key is unchanged and whose outputs exist; a step interrupted with the same key
+is resumed (training from its last checkpoint, prediction skipping finished blocks); a step whose
+key changed is redone from scratch, and so is everything after it (their keys change with it).
+``steps`` runs a subset; a chosen step whose inputs come from an unchosen one uses that step's
+recorded outputs and fails with a clear message when there are none.
+
+Output layout: ``model/`` (training), ``prediction/{probability,distance}.ome.zarr``,
+``segmentation.ome.zarr`` (label image), ``meshes/`` and ``detections.{csv,parquet}``,
+``filter/thresholds.json``, ``evaluation/`` (per-box tables and summary, before and after the
+filter), ``manifest.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline.config import STEPS, PipelineConfig, to_plain
+from pipeline.errors import InvalidInputError
+from pipeline.manifest import Manifest, StepTimer, code_version, digest_of, environment, fingerprint
+from pipeline.measure import DETECTIONS_NAME, MESHES_DIR, FilteredLabels, measure_labels
+from pipeline.progress import ProgressCallback, no_progress
+
+MODEL_DIR = "model"
+PREDICTION_DIR = "prediction"
+DISTANCE_NAME = "distance.ome.zarr"
+PROBABILITY_NAME = "probability.ome.zarr"
+SEGMENTATION_NAME = "segmentation.ome.zarr"
+FILTER_DIR = "filter"
+THRESHOLDS_JSON = "thresholds.json"
+EVALUATION_DIR = "evaluation"
+SUMMARY_JSON = "summary.json"
+NM_PER_METRE = 1e9
+
+
+@dataclass(frozen=True)
+class Volume:
+    """One level of an OME-Zarr image as a spatial array, with its voxel size in nm."""
+
+    path: Path
+    array: Any
+    voxel_size: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What :func:`run_pipeline` did and where the results are."""
+
+    out_dir: Path
+    manifest_path: Path
+    ran: list[str]
+    skipped: list[str]
+    outputs: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+class _Spatial:
+    """A zarr array with its singleton non-spatial axes (t, c) dropped on reading."""
+
+    def __init__(self, array: Any, spatial: Sequence[int]) -> None:
+        self._array = array
+        self._spatial = tuple(spatial)
+        self.shape: tuple[int, ...] = tuple(int(array.shape[i]) for i in self._spatial)
+        self.dtype: Any = array.dtype
+        self.chunks: tuple[int, ...] = tuple(int(array.chunks[i]) for i in self._spatial)
+
+    def __getitem__(self, key: Any) -> Any:
+        key = key if isinstance(key, tuple) else (key,)
+        index: list[Any] = [0] * len(self._array.shape)
+        for axis, k in zip(self._spatial, key, strict=False):
+            index[axis] = k
+        for axis in self._spatial[len(key) :]:
+            index[axis] = slice(None)
+        return np.asarray(self._array[tuple(index)])
+
+
+def open_volume(
+    path: Path, level: int = 0, voxel_size: tuple[float, ...] | None = None, what: str = "image"
+) -> Volume:
+    """Open one level of an OME-Zarr image or label image as a (z, y, x) or (y, x) array."""
+    from pipeline.ome_zarr_io import UNIT_METRES, normalise_unit, open_multiscale
+
+    image = open_multiscale(Path(path))
+    if not 0 <= level < len(image.levels):
+        raise InvalidInputError(
+            f"{what} {path.name} has {len(image.levels)} levels, not {level + 1}"
+        )
+    array = image.levels[level]
+    spatial = image.spatial_indices
+    others = [i for i in range(len(image.axes)) if i not in spatial]
+    if any(int(array.shape[i]) != 1 for i in others):
+        raise InvalidInputError(
+            f"{what} {path.name} has axes {''.join(image.axes)} with shape {tuple(array.shape)}: "
+            "the pipeline needs a single channel and time point"
+        )
+    if len(spatial) not in (2, 3):
+        raise InvalidInputError(f"{what} {path.name} must be 2D or 3D, has {len(spatial)} axes")
+    if voxel_size is None:
+        unit = image.unit
+        to_nm = UNIT_METRES[normalise_unit(unit)] * NM_PER_METRE if unit else 1.0
+        voxel_size = tuple(image.scales[level][i] * to_nm for i in spatial)
+    elif len(voxel_size) == 1:
+        voxel_size = voxel_size * len(spatial)
+    if len(voxel_size) != len(spatial):
+        raise InvalidInputError(
+            f"data.voxel_size has {len(voxel_size)} values for a {len(spatial)}D {what}"
+        )
+    view = array if not others else _Spatial(array, spatial)
+    return Volume(Path(path), view, tuple(float(v) for v in voxel_size))
+
+
+def _per_axis(values: tuple[int, ...], ndim: int, name: str) -> tuple[int, ...]:
+    if len(values) == 1:
+        return values * ndim
+    if len(values) != ndim:
+        raise InvalidInputError(f"{name} has {len(values)} values for {ndim}D data")
+    return values
+
+
+def _read_boxes(path: Path, shape: tuple[int, ...]) -> list[Any]:
+    from pipeline.evaluation import boxes_read_csv
+
+    boxes = boxes_read_csv(path, ndim=len(shape))
+    for box in boxes:
+        if any(s < 0 or s + n > dim for s, n, dim in zip(box.start, box.size, shape, strict=True)):
+            raise InvalidInputError(
+                f"{path.name}: box {box.name} ({box.start} + {box.size}) lies outside the "
+                f"volume {shape}"
+            )
+    return boxes
+
+
+def _check_ground_truth(labels: Volume, image: Volume, boxes: list[Any], what: str) -> None:
+    if labels.array.shape != image.array.shape:
+        raise InvalidInputError(
+            f"{what} shape {tuple(labels.array.shape)} differs from the image's "
+            f"{tuple(image.array.shape)}"
+        )
+    if not any(np.any(np.asarray(labels.array[box.slices()])) for box in boxes):
+        raise InvalidInputError(f"empty ground truth: no labelled voxel of {what} in any box")
+
+
+class _Run:
+    """State shared by the steps of one run."""
+
+    def __init__(
+        self,
+        config: PipelineConfig,
+        out_dir: Path,
+        steps: Sequence[str],
+        progress: ProgressCallback,
+    ) -> None:
+        self.config = config
+        self.out = out_dir
+        self.steps = list(steps)
+        self.progress = progress
+        self.manifest = Manifest.load_or_new(out_dir)
+        self.ran: list[str] = []
+        self.skipped: list[str] = []
+        self.keys: dict[str, str] = {}
+        self.image = open_volume(config.data.image, config.data.level, config.data.voxel_size)
+        self.ndim = len(self.image.array.shape)
+        self.gt: Volume | None = None
+        self.gt_boxes: list[Any] = []
+        if config.gt_labels is not None and config.gt_boxes is not None:
+            self.gt = open_volume(config.gt_labels, config.data.level, None, "ground-truth labels")
+            self.gt_boxes = _read_boxes(config.gt_boxes, self.image.array.shape)
+        self.inputs_fp = {
+            name: fingerprint(p)
+            for name, p in (
+                ("image", config.data.image),
+                ("labels", config.data.labels),
+                ("boxes", config.data.boxes),
+                ("model", config.model.path),
+                ("mask", config.predict.mask),
+                ("filter_tp", config.filter.tp),
+                ("filter_fp", config.filter.fp),
+                ("gt_labels", config.gt_labels),
+                ("gt_boxes", config.gt_boxes),
+            )
+            if p is not None
+        }
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+
+    def execute(
+        self,
+        name: str,
+        key_parts: dict[str, Any],
+        outputs: list[Path],
+        body: Callable[[Any, bool], None],
+    ) -> None:
+        """Run ``body(record, resume)`` unless the step is up to date; record its key."""
+        key = digest_of(key_parts)
+        self.keys[name] = key
+        record = self.manifest.step(name)
+        up_to_date = record.key == key and all(p.exists() for p in outputs)
+        if name not in self.steps:
+            if not (record.status in ("done", "skipped") and up_to_date):
+                raise InvalidInputError(
+                    f"step {name!r} is not selected and has no up-to-date outputs in {self.out}: "
+                    f"include it in the steps"
+                )
+            return
+        if record.status in ("done", "skipped") and up_to_date:
+            record.status = "skipped"
+            self.skipped.append(name)
+            self.manifest.save()
+            return
+        resume = record.key == key and record.status in ("running", "failed")
+        if not resume:
+            for path in outputs:
+                if path.is_dir():
+                    shutil.rmtree(path)
+                elif path.exists():
+                    path.unlink()
+        with StepTimer(self.manifest, name, key) as rec:
+            body(rec, resume)
+            rec.outputs.update({p.name: str(p) for p in outputs if p.exists()})
+        self.ran.append(name)
+
+    def executor(self, workers: int) -> ProcessPoolExecutor | None:
+        return ProcessPoolExecutor(max_workers=workers) if workers > 1 else None
+
+    # -- steps ---------------------------------------------------------------------------------
+
+    def model_path(self) -> Path:
+        if self.config.model.path is not None:
+            return self.config.model.path
+        return Path(self.manifest.step("train").outputs.get("best_checkpoint", ""))
+
+    def train(self) -> None:
+        config = self.config
+        if config.model.path is not None:
+            self.keys["train"] = digest_of({"model": self.inputs_fp["model"]})
+            if "train" in self.steps:
+                record = self.manifest.step("train")
+                record.status, record.key = "skipped", self.keys["train"]
+                record.outputs = {"best_checkpoint": str(config.model.path)}
+                self.skipped.append("train")
+            return
+        train_config = config.train_config(self.image.voxel_size)
+        parts = {
+            "training": to_plain(train_config),
+            **{k: self.inputs_fp.get(k) for k in ("image", "labels", "boxes")},
+        }
+        model_dir = self.out / MODEL_DIR
+
+        def body(record: Any, resume: bool) -> None:
+            from pipeline.training import TrainingBox, train
+
+            if config.data.labels is None or config.data.boxes is None:
+                raise InvalidInputError(
+                    "training needs data.labels and data.boxes (or give model.path)"
+                )
+            labels = open_volume(config.data.labels, config.data.level, None, "training labels")
+            boxes = _read_boxes(config.data.boxes, self.image.array.shape)
+            _check_ground_truth(labels, self.image, boxes, "data.labels")
+            training_boxes = [
+                TrainingBox(
+                    image=self.image.array,
+                    labels=labels.array,
+                    box=(*box.start, *(s + n for s, n in zip(box.start, box.size, strict=True))),
+                    name=box.name,
+                )
+                for box in boxes
+            ]
+            result = train(
+                training_boxes, train_config, model_dir, resume=resume, progress=self.progress
+            )
+            record.outputs["best_checkpoint"] = str(result.best_checkpoint)
+            record.metrics.update(
+                {"best_val_loss": float(result.best_val_loss), "epochs": int(result.epochs)}
+            )
+
+        self.execute("train", parts, [model_dir], body)
+        if "best_checkpoint" not in self.manifest.step("train").outputs:
+            raise InvalidInputError("training recorded no checkpoint: rerun the train step")
+
+    def predict(self) -> None:
+        config = self.config
+        out = self.out / PREDICTION_DIR
+        parts = {
+            "train": self.keys["train"],
+            "image": self.inputs_fp["image"],
+            "mask": self.inputs_fp.get("mask"),
+            "predict": to_plain(config.predict),
+            "level": config.data.level,
+        }
+
+        def body(record: Any, resume: bool) -> None:
+            from pipeline.predict import predict_volume
+
+            mask = None
+            if config.predict.mask is not None:
+                mask = open_volume(config.predict.mask, 0, None, "mask").array
+            executor = self.executor(config.predict.workers)
+            try:
+                block = config.predict.block
+                result = predict_volume(
+                    self.model_path(),
+                    self.image.array,
+                    out,
+                    block_shape=None
+                    if block is None
+                    else _per_axis(block, self.ndim, "predict.block"),
+                    mask=mask,
+                    voxel_size=self.image.voxel_size,
+                    executor=executor,
+                    batch_size=config.predict.batch_size,
+                    compile=config.predict.compile,
+                    num_threads=config.predict.num_threads,
+                    device=config.predict.device,
+                    progress=self.progress,
+                )
+            finally:
+                if executor is not None:
+                    executor.shutdown()
+            record.metrics.update(
+                {
+                    "blocks_done": result.blocks_done,
+                    "blocks_skipped": result.blocks_skipped,
+                    "blocks_resumed": result.blocks_resumed,
+                    "block_shape": list(result.block_shape),
+                }
+            )
+
+        self.execute("predict", parts, [out], body)
+
+    def segment(self) -> None:
+        config = self.config
+        out = self.out / SEGMENTATION_NAME
+        parts = {"predict": self.keys["predict"], "segment": to_plain(config.segment)}
+
+        def body(record: Any, resume: bool) -> None:
+            from pipeline.segment import segment_volume
+
+            if out.exists():
+                shutil.rmtree(out)  # segmentation has no partial resume
+            distance = open_volume(
+                self.out / PREDICTION_DIR / DISTANCE_NAME, 0, self.image.voxel_size, "distance"
+            )
+            halo = config.segment.halo
+            executor = self.executor(config.segment.workers)
+            try:
+                result = segment_volume(
+                    distance.array,
+                    out,
+                    block_shape=_per_axis(config.segment.block, self.ndim, "segment.block"),
+                    halo=None if halo is None else _per_axis(halo, self.ndim, "segment.halo"),
+                    voxel_size=self.image.voxel_size,
+                    seed_threshold=config.segment.seed_threshold,
+                    iou_threshold=config.segment.iou_threshold,
+                    executor=executor,
+                    progress=self.progress,
+                )
+            finally:
+                if executor is not None:
+                    executor.shutdown()
+            record.metrics.update(
+                {
+                    "objects": result.n_objects,
+                    "block_segments": result.n_segments,
+                    "merged": result.n_merged,
+                }
+            )
+
+        self.execute("segment", parts, [out], body)
+
+    def measure(self) -> None:
+        parts = {"segment": self.keys["segment"], "mesh": to_plain(self.config.mesh)}
+        outputs = [self.out / MESHES_DIR, self._detections("csv"), self._detections("parquet")]
+
+        def body(record: Any, resume: bool) -> None:
+            if self.ndim != 3:
+                raise InvalidInputError("measuring and meshing need a 3D volume")
+            result = measure_labels(
+                self.out / SEGMENTATION_NAME,
+                self.out,
+                simplify_ratio=self.config.mesh.simplify_ratio,
+                progress=self.progress,
+            )
+            record.metrics["objects"] = result.n_objects
+
+        self.execute("measure", parts, outputs, body)
+
+    def _detections(self, suffix: str) -> Path:
+        return self.out / f"{DETECTIONS_NAME}.{suffix}"
+
+    def filter(self) -> None:
+        config = self.config.filter
+        parts: dict[str, Any] = {"measure": self.keys["measure"], "filter": to_plain(config)}
+        if config.method == "tables":
+            parts["tables"] = [self.inputs_fp.get("filter_tp"), self.inputs_fp.get("filter_fp")]
+        if config.method == "ground_truth":
+            parts["gt"] = [self.inputs_fp.get("gt_labels"), self.inputs_fp.get("gt_boxes")]
+        out = self.out / FILTER_DIR
+
+        def body(record: Any, resume: bool) -> None:
+            from pipeline.measure import write_detections
+
+            table = pd.read_parquet(self._detections("parquet"))
+            t_volume, t_sphericity, details = self._thresholds(table)
+            out.mkdir(parents=True, exist_ok=True)
+            write_detections(table.drop(columns="kept"), self.out, t_volume, t_sphericity)
+            kept = pd.read_parquet(self._detections("parquet"))["kept"]
+            summary = {
+                "method": config.method,
+                "t_volume": t_volume,
+                "t_sphericity": t_sphericity,
+                "objects": len(kept),
+                "kept": int(kept.sum()),
+                **details,
+            }
+            (out / THRESHOLDS_JSON).write_text(json.dumps(summary, indent=2) + "\n")
+            record.metrics.update(summary)
+
+        self.execute("filter", parts, [out], body)
+
+    def _thresholds(self, table: pd.DataFrame) -> tuple[float | None, float | None, dict[str, Any]]:
+        config = self.config.filter
+        if config.method == "none":
+            return None, None, {}
+        if config.method == "fixed":
+            return config.t_volume, config.t_sphericity, {}
+        from pipeline.thresholds import fit_thresholds, labelled_table
+
+        if config.method == "tables":
+            from pipeline.commands.fit_thresholds import read_table
+
+            assert config.tp is not None and config.fp is not None
+            labelled = labelled_table(read_table(config.tp, "TP"), read_table(config.fp, "FP"))
+        else:
+            labelled = self._labelled_detections(table)
+        n_boxes = labelled["box"].nunique()
+        fit = fit_thresholds(
+            labelled, n_folds=min(config.folds, n_boxes), min_recall=config.min_recall
+        )
+        details = {
+            "labelled_tp": int(labelled["is_tp"].sum()),
+            "labelled_fp": int((~labelled["is_tp"]).sum()),
+        }
+        return fit.t_volume, fit.t_sphericity, details
+
+    def _labelled_detections(self, table: pd.DataFrame) -> pd.DataFrame:
+        """The run's detections in the ground-truth boxes, as TP (matched) or FP (centred in it)."""
+        from pipeline.evaluation import match_objects
+
+        if self.gt is None:
+            raise InvalidInputError(
+                "filter method 'ground_truth' needs ground-truth labels and boxes"
+            )
+        pred = open_volume(self.out / SEGMENTATION_NAME, 0, self.image.voxel_size, "segmentation")
+        rows = []
+        by_id = table.set_index("id")
+        centroids = by_id[["centroid_z", "centroid_y", "centroid_x"]].to_numpy()
+        for box in self.gt_boxes:
+            region = box.slices()
+            matching = match_objects(
+                np.asarray(pred.array[region]), np.asarray(self.gt.array[region])
+            )
+            tp = set(matching.matched_ids_pred.tolist())
+            lo = np.asarray(box.start, dtype=np.float64) - 0.5
+            hi = lo + np.asarray(box.size)
+            inside = np.all((centroids >= lo) & (centroids < hi), axis=1)
+            for object_id in by_id.index[inside].tolist() + sorted(tp):
+                rows.append((int(object_id), box.name, object_id in tp))
+        if not rows:
+            raise InvalidInputError("no detection lies in any ground-truth box: nothing to fit")
+        labelled = pd.DataFrame(rows, columns=["id", "box", "is_tp"]).drop_duplicates("id")
+        labelled = labelled.join(by_id[["volume", "sphericity"]], on="id")
+        labelled = labelled[np.isfinite(labelled["sphericity"])]
+        if not labelled["is_tp"].any():
+            raise InvalidInputError("no detection matches the ground truth: nothing to fit")
+        return labelled.reset_index(drop=True)
+
+    def evaluate(self) -> None:
+        config = self.config.evaluate
+        out = self.out / EVALUATION_DIR
+        parts = {
+            "filter": self.keys["filter"],
+            "evaluate": to_plain(config),
+            "gt": [self.inputs_fp.get("gt_labels"), self.inputs_fp.get("gt_boxes")],
+        }
+
+        def body(record: Any, resume: bool) -> None:
+            from pipeline.evaluation import evaluate_boxes
+
+            assert self.gt is not None
+            pred = open_volume(
+                self.out / SEGMENTATION_NAME, 0, self.image.voxel_size, "segmentation"
+            )
+            kept_ids = pd.read_parquet(self._detections("parquet")).query("kept")["id"]
+            out.mkdir(parents=True, exist_ok=True)
+            summary: dict[str, Any] = {}
+            for name, labels in (
+                ("all", pred.array),
+                ("filtered", FilteredLabels(pred.array, kept_ids.to_numpy())),
+            ):
+                table, scores = evaluate_boxes(
+                    labels,
+                    self.gt.array,
+                    self.gt_boxes,
+                    voxel_size_nm=self.image.voxel_size,
+                    margin_um=config.margin_um,
+                    iou_threshold=config.iou_threshold,
+                    progress=self.progress,
+                )
+                table.to_csv(out / f"per_box_{name}.csv", index=False)
+                summary[name] = {k: None if math.isnan(v) else v for k, v in scores.items()}
+            (out / SUMMARY_JSON).write_text(json.dumps(summary, indent=2) + "\n")
+            record.metrics.update(
+                {
+                    f"{name}_{k}": summary[name][k]
+                    for name in summary
+                    for k in ("precision", "recall", "f1")
+                }
+            )
+
+        self.execute("evaluate", parts, [out], body)
+
+
+def default_steps(config: PipelineConfig) -> list[str]:
+    """Every step, but evaluation only when there is ground truth to evaluate against."""
+    has_gt = config.gt_labels is not None and config.gt_boxes is not None
+    return [s for s in STEPS if s != "evaluate" or has_gt]
+
+
+def run_pipeline(
+    config: PipelineConfig,
+    out_dir: Path | None = None,
+    *,
+    steps: Sequence[str] | None = None,
+    progress: ProgressCallback = no_progress,
+) -> RunResult:
+    """Run (or resume) the pipeline described by ``config`` into ``out_dir``."""
+    out = Path(out_dir) if out_dir is not None else config.out
+    if out is None:
+        raise InvalidInputError("no output directory: give one (--out) or set 'out' in the config")
+    chosen = list(default_steps(config) if steps is None else steps)
+    unknown = [s for s in chosen if s not in STEPS]
+    if unknown:
+        raise InvalidInputError(f"unknown step(s) {', '.join(unknown)}; steps: {', '.join(STEPS)}")
+    if "evaluate" in chosen and (config.gt_labels is None or config.gt_boxes is None):
+        raise InvalidInputError(
+            "evaluation needs ground-truth labels and boxes (evaluate.labels/"
+            "boxes or data.labels/boxes)"
+        )
+    has_gt = config.gt_labels is not None and config.gt_boxes is not None
+    if config.filter.method == "ground_truth" and "filter" in chosen and not has_gt:
+        raise InvalidInputError("filter method 'ground_truth' needs ground-truth labels and boxes")
+    out.mkdir(parents=True, exist_ok=True)
+    run = _Run(config, out, chosen, progress)
+    if run.gt is not None:
+        _check_ground_truth(run.gt, run.image, run.gt_boxes, "ground-truth labels")
+    manifest = run.manifest
+    manifest.parameters = config.parameters()
+    manifest.inputs = dict(run.inputs_fp)
+    if config.source is not None:
+        manifest.inputs["config"] = fingerprint(config.source)
+    manifest.code = code_version()
+    manifest.environment = environment()
+    manifest.save()
+    last = max(STEPS.index(s) for s in chosen) if chosen else -1
+    for name in STEPS[: last + 1]:
+        getattr(run, name)()
+    manifest.save()
+    outputs: dict[str, str] = {}
+    metrics: dict[str, Any] = {}
+    for name in STEPS[: last + 1]:
+        record = manifest.step(name)
+        outputs.update({f"{name}.{k}": str(v) for k, v in record.outputs.items()})
+        metrics.update({f"{name}.{k}": v for k, v in record.metrics.items()})
+    return RunResult(out, manifest.path, run.ran, run.skipped, outputs, metrics)

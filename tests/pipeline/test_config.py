@@ -1,0 +1,204 @@
+"""Pipeline config files: YAML and TOML, strict validation with errors naming the key."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.config import PipelineConfig, load_config
+from pipeline.errors import InvalidInputError
+from pipeline.unet import HeadConfig
+
+REPO = Path(__file__).resolve().parents[2]
+
+YAML = """
+data:
+  image: image.ome.zarr
+  labels: image.ome.zarr/labels/nuclei
+  boxes: boxes.csv
+  voxel_size: [200, 100, 100]
+model:
+  width: 4
+  depth: 1
+  heads:
+    - {name: probability, kind: logits}
+    - {name: distance, kind: linear}
+training:
+  patch_shape: 44
+  batch_size: 2
+  lr: 0.001
+  augment: false
+predict:
+  block: [64, 128, 128]
+segment:
+  seed_threshold: 500
+  block: 64
+filter:
+  method: fixed
+  t_volume: 10
+  t_sphericity: 0.5
+evaluate:
+  margin_um: 2
+"""
+
+TOML = """
+[data]
+image = "image.ome.zarr"
+labels = "image.ome.zarr/labels/nuclei"
+boxes = "boxes.csv"
+voxel_size = [200, 100, 100]
+
+[model]
+width = 4
+depth = 1
+heads = [{name = "probability", kind = "logits"}, {name = "distance", kind = "linear"}]
+
+[training]
+patch_shape = 44
+batch_size = 2
+lr = 0.001
+augment = false
+
+[predict]
+block = [64, 128, 128]
+
+[segment]
+seed_threshold = 500
+block = 64
+
+[filter]
+method = "fixed"
+t_volume = 10
+t_sphericity = 0.5
+
+[evaluate]
+margin_um = 2
+"""
+
+
+@pytest.fixture
+def inputs(tmp_path: Path) -> Path:
+    """The files the example configs name (content does not matter to loading)."""
+    (tmp_path / "image.ome.zarr" / "labels" / "nuclei").mkdir(parents=True)
+    (tmp_path / "boxes.csv").write_text("x,y,z,w,h,d\n0,0,0,8,8,8\n")
+    return tmp_path
+
+
+def write(folder: Path, name: str, text: str) -> Path:
+    path = folder / name
+    path.write_text(text)
+    return path
+
+
+def check_example(config: PipelineConfig, folder: Path) -> None:
+    assert config.data.image == folder / "image.ome.zarr"
+    assert config.data.labels == folder / "image.ome.zarr" / "labels" / "nuclei"
+    assert config.data.voxel_size == (200.0, 100.0, 100.0)
+    assert config.model.path is None
+    assert config.model.unet.width == 4 and config.model.unet.depth == 1
+    assert config.model.unet.heads == (
+        HeadConfig("probability", "logits"),
+        HeadConfig("distance", "linear"),
+    )
+    assert config.training == {"patch_shape": (44,), "batch_size": 2, "lr": 0.001, "augment": False}
+    assert config.predict.block == (64, 128, 128)
+    assert config.segment.block == (64,)
+    assert config.segment.seed_threshold == 500.0
+    assert config.segment.iou_threshold == 0.75  # default
+    assert config.filter.method == "fixed" and config.filter.t_volume == 10.0
+    assert config.evaluate.margin_um == 2.0
+    assert config.gt_labels == config.data.labels and config.gt_boxes == config.data.boxes
+
+
+def test_yaml_and_toml_load_the_same_config(inputs: Path) -> None:
+    from_yaml = load_config(write(inputs, "run.yaml", YAML))
+    from_toml = load_config(write(inputs, "run.toml", TOML))
+    check_example(from_yaml, inputs)
+    check_example(from_toml, inputs)
+    a, b = from_yaml.parameters(), from_toml.parameters()
+    assert a.pop("source").endswith("run.yaml") and b.pop("source").endswith("run.toml")
+    assert a == b
+    assert from_yaml.source == inputs / "run.yaml"
+
+
+def test_train_config_is_built_from_model_training_and_voxel_size(inputs: Path) -> None:
+    config = load_config(write(inputs, "run.yaml", YAML))
+    train_config = config.train_config((200.0, 100.0, 100.0))
+    assert train_config.unet == config.model.unet
+    assert train_config.voxel_size == (200.0, 100.0, 100.0)
+    assert train_config.batch_size == 2 and train_config.augment is False
+
+
+def test_minimal_config_gets_defaults(inputs: Path) -> None:
+    config = load_config(write(inputs, "run.yml", "data:\n  image: image.ome.zarr\n"))
+    assert config.model.unet.width == 16 and config.model.unet.depth == 2
+    assert config.training == {}
+    assert config.filter.method == "none"
+    assert config.gt_labels is None and config.out is None
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d["segment"].update(blok=3), "segment: unknown key(s) blok"),
+        (lambda d: d["segment"].update(seed_threshold="high"), "segment.seed_threshold: expected"),
+        (lambda d: d["predict"].update(block=[64, "x"]), "predict.block[1]: expected an integer"),
+        (lambda d: d["training"].update(batch_size=2.5), "training.batch_size: expected"),
+        (lambda d: d["training"].update(epochs=3), "training: unknown key(s) epochs"),
+        (lambda d: d["training"].update(voxel_size=[1, 1, 1]), "come from the model and data"),
+        (lambda d: d["model"].update(widht=4), "model: unknown key(s) widht"),
+        (lambda d: d["model"].update(dims=4), "model: U-Net dims must be 2 or 3"),
+        (lambda d: d["model"].update(heads=[{"name": "p"}]), "model.heads[0].kind: required"),
+        (lambda d: d["data"].update(image="absent.ome.zarr"), "data.image: "),
+        (lambda d: d["data"].pop("image"), "data.image: required key is missing"),
+        (lambda d: d.pop("data"), "data: required section is missing"),
+        (lambda d: d.update(extra={}), "unknown section(s) extra"),
+        (lambda d: d["filter"].pop("t_volume"), "needs both t_volume and t_sphericity"),
+        (lambda d: d["filter"].update(method="magic"), "filter.method: 'magic' is not one of"),
+        (lambda d: d["training"].update(augment=1), "training.augment: expected true or false"),
+        (lambda d: d["segment"].update(block=0), "segment.block: values must be positive"),
+        (lambda d: d["mesh"].update(simplify_ratio=2), "mesh.simplify_ratio: must be in"),
+    ],
+)
+def test_bad_configs_name_the_key(inputs: Path, edit: object, message: str) -> None:
+    data = yaml.safe_load(YAML)
+    data["mesh"] = {}
+    edit(data)  # type: ignore[operator]
+    path = write(inputs, "bad.yaml", yaml.safe_dump(data))
+    with pytest.raises(InvalidInputError, match=re.escape(message)):
+        load_config(path)
+
+
+def test_missing_input_file_is_named_with_its_path(inputs: Path) -> None:
+    data = yaml.safe_load(YAML)
+    data["filter"] = {"method": "tables", "tp": "tp.csv", "fp": "fp.csv"}
+    with pytest.raises(InvalidInputError, match=r"filter\.tp: .*tp\.csv does not exist"):
+        load_config(write(inputs, "run.yaml", yaml.safe_dump(data)))
+
+
+def test_unreadable_files(inputs: Path) -> None:
+    with pytest.raises(InvalidInputError, match="does not exist"):
+        load_config(inputs / "absent.yaml")
+    with pytest.raises(InvalidInputError, match=r"\.yaml, \.yml or \.toml"):
+        load_config(write(inputs, "run.json", "{}"))
+    with pytest.raises(InvalidInputError, match="cannot parse"):
+        load_config(write(inputs, "run.toml", "data = [unclosed"))
+    with pytest.raises(InvalidInputError, match="sections"):
+        load_config(write(inputs, "run.yaml", "- just\n- a list\n"))
+
+
+def test_example_config_is_valid(tmp_path: Path) -> None:
+    example = tmp_path / "examples" / "pipeline.yaml"
+    example.parent.mkdir()
+    shutil.copy(REPO / "examples" / "pipeline.yaml", example)
+    (tmp_path / "data" / "image.ome.zarr" / "labels" / "nuclei").mkdir(parents=True)
+    (tmp_path / "data" / "boxes.csv").write_text("x,y,z,w,h,d\n0,0,0,8,8,8\n")
+    config = load_config(example)
+    assert config.out == tmp_path / "examples" / ".." / "runs" / "demo"
+    assert config.filter.method == "ground_truth"
+    assert config.train_config((200.0,) * 3).patch_shape == (116, 116, 112)
+    assert config.model.unet.output_shape((116, 116, 112)) == (76, 76, 72)
