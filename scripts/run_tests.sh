@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs the whole suite: ruff (lint + format check), mypy (strict on pipeline/), then pytest with every marker (unit,
-# integration, nginx, browser). Uses PostgreSQL and Redis when they answer on their usual ports
+# Runs the whole suite: ruff (lint + format check), mypy (strict on pipeline/), then pytest
+# with every marker (unit, integration, nginx, browser). Uses PostgreSQL and Redis when they answer on their usual ports
 # (or DATABASE_URL / CELERY_BROKER_URL as given); otherwise SQLite and the file-system broker.
 # With CI set, PostgreSQL and Redis are required: no silent fallback to the embedded ones.
 # PYTEST_WORKERS=N runs pytest-xdist with N processes. Extra arguments go to pytest.
