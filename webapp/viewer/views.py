@@ -10,6 +10,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_safe
 
 from webapp.datasets.models import Dataset
+from webapp.datasets.selectors import datasets_editable_by
 from webapp.viewer.neuroglancer_client import neuroglancer_client_url
 from webapp.viewer.selectors import (
     dataset_summaries_for,
@@ -61,6 +62,10 @@ def _render_viewer(request: HttpRequest, dataset: Dataset, share_token: str | No
             status = 404
         else:
             state = rebase_state_sources(saved.state, dataset, base_url, share_token)
+    # Share links are the owner's business (and a superuser's); never offered through a link.
+    can_share = (
+        share_token is None and datasets_editable_by(request.user).filter(id=dataset.id).exists()
+    )
     config = {
         "saveUrl": f"/api/v1/datasets/{dataset.slug}/states/",
         "shareToken": share_token,
@@ -76,6 +81,8 @@ def _render_viewer(request: HttpRequest, dataset: Dataset, share_token: str | No
         "error": error,
         "client_url": neuroglancer_client_url(),
         "share_token": share_token,
+        "can_share": can_share,
+        "share_links_url": f"/api/v1/datasets/{dataset.slug}/share-links/",
     }
     return render(request, "viewer/dataset_viewer.html", context, status=status)
 
