@@ -65,9 +65,11 @@ class PredictConfig:
 @dataclass(frozen=True)
 class SegmentConfig:
     seed_threshold: float = 705.6  # nm: seeds where the distance exceeds this
+    min_seed_voxels: int = 0  # drop smaller seeds (noise maxima); 0 keeps all, as published
+    smooth_nm: float = 0.0  # Gaussian sigma (nm) on the distance before seeding; 0: off
     iou_threshold: float = 0.75  # merge block segments whose face IoU reaches this
     block: tuple[int, ...] = (128,)
-    halo: tuple[int, ...] | None = None  # default: 2 x seed threshold / voxel size
+    halo: tuple[int, ...] | None = None  # default: (2 x seed threshold + 4 x smooth_nm) / voxel
     workers: int = 1
 
 

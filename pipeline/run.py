@@ -363,6 +363,8 @@ class _Run:
                     halo=None if halo is None else _per_axis(halo, self.ndim, "segment.halo"),
                     voxel_size=self.image.voxel_size,
                     seed_threshold=config.segment.seed_threshold,
+                    min_seed_voxels=config.segment.min_seed_voxels,
+                    smooth_nm=config.segment.smooth_nm,
                     iou_threshold=config.segment.iou_threshold,
                     executor=executor,
                     progress=self.progress,

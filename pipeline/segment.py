@@ -31,7 +31,7 @@ import numpy as np
 import zarr
 
 from pipeline.block_merge import DEFAULT_IOU_THRESHOLD, UnionFind, consecutive_ids, face_matches
-from pipeline.blocks import Block, ReadableArray, grid_shape, iter_blocks, read_padded, run_blocks
+from pipeline.blocks import Block, ReadableArray, grid_shape, iter_blocks, run_blocks
 from pipeline.errors import InvalidInputError
 from pipeline.progress import ProgressCallback, no_progress
 from pipeline.watershed import DEFAULT_SEED_THRESHOLD_NM, seeded_watershed
@@ -62,19 +62,23 @@ class _Job:
     grid: tuple[int, ...]
     seed_threshold: float
     mask_threshold: float
+    min_seed_voxels: int
+    smooth_sigma: tuple[float, ...]
     iou_threshold: float
     scratch: str
 
 
 def default_halo(
-    seed_threshold: float, voxel_size: Sequence[float] | None, ndim: int
+    seed_threshold: float, voxel_size: Sequence[float] | None, ndim: int, smooth_nm: float = 0.0
 ) -> tuple[int, ...]:
     """Context per axis: twice the seed depth in voxels, so the seed of any object reaching into
     the core is inside the block (a convex object's seed lies within ``seed_threshold`` of every
-    voxel of its surface; the factor 2 covers elongated shapes)."""
+    voxel of its surface; the factor 2 covers elongated shapes), plus the reach of the smoothing
+    (4 sigma, as scipy truncates the Gaussian)."""
     if voxel_size is None:
         return (FALLBACK_HALO_VOXELS,) * ndim
-    return tuple(max(1, math.ceil(2 * seed_threshold / float(v))) for v in voxel_size)
+    reach = 2 * seed_threshold + 4 * smooth_nm
+    return tuple(max(1, math.ceil(reach / float(v))) for v in voxel_size)
 
 
 def create_label_array(
@@ -127,9 +131,22 @@ def _face_slab(axis: int, start: int, region: tuple[slice, ...]) -> tuple[slice,
 
 def _segment_block(job: _Job, block: Block) -> int:
     """Pass 1 for one block: write local labels 1..n to the core, save face slabs; returns n."""
-    distance = read_padded(job.distance, block.outer).astype(np.float32, copy=False)
-    labels = seeded_watershed(
-        distance, seed_threshold=job.seed_threshold, mask_threshold=job.mask_threshold
+    # Only the part inside the volume: smoothing then sees the volume's own edge, as on the whole.
+    shape = tuple(int(n) for n in job.distance.shape)
+    inside = tuple(
+        slice(max(s.start, 0), min(s.stop, n)) for s, n in zip(block.outer, shape, strict=True)
+    )
+    where = tuple(
+        slice(i.start - o.start, i.stop - o.start) for i, o in zip(inside, block.outer, strict=True)
+    )
+    distance = np.asarray(job.distance[inside]).astype(np.float32, copy=False)
+    labels = np.zeros(tuple(s.stop - s.start for s in block.outer), dtype=LABEL_DTYPE)
+    labels[where] = seeded_watershed(
+        distance,
+        seed_threshold=job.seed_threshold,
+        mask_threshold=job.mask_threshold,
+        min_seed_voxels=job.min_seed_voxels,
+        smooth_sigma=job.smooth_sigma,
     )
     del distance
     inner = block.core_in_outer
@@ -202,6 +219,8 @@ def segment_volume(
     voxel_size: Sequence[float] | None = None,
     seed_threshold: float = DEFAULT_SEED_THRESHOLD_NM,
     mask_threshold: float = 0.0,
+    min_seed_voxels: int = 0,
+    smooth_nm: float = 0.0,
     iou_threshold: float = DEFAULT_IOU_THRESHOLD,
     executor: Any = None,
     scratch_dir: str | Path | None = None,
@@ -224,11 +243,16 @@ def segment_volume(
     if len(blocks_shape) != ndim:
         raise InvalidInputError(f"block shape {blocks_shape} does not match the map's {ndim}D")
     if halo is None:
-        halos = default_halo(seed_threshold, voxel_size, ndim)
+        halos = default_halo(seed_threshold, voxel_size, ndim, smooth_nm)
     else:
         halos = (halo,) * ndim if isinstance(halo, int) else tuple(halo)
     if len(halos) != ndim or min(halos) < 1:
         raise InvalidInputError(f"halo {halos}: need one value of at least 1 voxel per axis")
+    if smooth_nm < 0 or (smooth_nm > 0 and voxel_size is None):
+        raise InvalidInputError("smoothing needs a non-negative smooth_nm and the voxel size")
+    smooth_sigma = (
+        tuple(smooth_nm / float(v) for v in voxel_size) if voxel_size is not None else (0.0,) * ndim
+    )
     if isinstance(out, str | Path):
         chunks = tuple(OUTPUT_CHUNK if b % OUTPUT_CHUNK == 0 else b for b in blocks_shape)
         chunks = tuple(min(c, n) for c, n in zip(chunks, shape, strict=True))
@@ -253,6 +277,8 @@ def segment_volume(
             grid=grid,
             seed_threshold=seed_threshold,
             mask_threshold=mask_threshold,
+            min_seed_voxels=min_seed_voxels,
+            smooth_sigma=smooth_sigma,
             iou_threshold=iou_threshold,
             scratch=str(scratch),
         )

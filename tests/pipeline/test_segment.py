@@ -273,3 +273,19 @@ def test_2d_maps_are_segmented_block_by_block_too() -> None:
     result = segment_volume(distance, out, block_shape=(16, 16), voxel_size=(100.0, 100.0))
     assert result.n_objects == 4 and result.n_merged > 4
     assert_same_partition(out, seeded_watershed(distance))
+
+
+def test_smoothing_and_small_seed_removal_match_the_whole_map(
+    spheres: tuple[np.ndarray, np.ndarray], tmp_path: Path
+) -> None:
+    _, distance = spheres
+    noisy = distance + np.random.default_rng(3).normal(0, 150, distance.shape).astype(np.float32)
+    whole = seeded_watershed(noisy, smooth_sigma=(0.5, 1.0, 1.0), min_seed_voxels=4)
+    assert len(np.unique(seeded_watershed(noisy))) > len(np.unique(whole))  # noise seeds gone
+    out = tmp_path / "labels.zarr"
+    segment_volume(
+        noisy, out, block_shape=(16, 32, 32), voxel_size=VOXEL, smooth_nm=100.0, min_seed_voxels=4
+    )
+    assert_same_partition(np.asarray(zarr.open_array(str(out / "s0"), mode="r")[:]), whole)
+    with pytest.raises(InvalidInputError, match="voxel size"):
+        segment_volume(noisy, np.zeros(SHAPE, np.uint32), smooth_nm=100.0)

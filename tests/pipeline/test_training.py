@@ -15,11 +15,14 @@ from pipeline.model_io import load_model
 from pipeline.patches import extract_sample
 from pipeline.synthetic import make_nuclei_volume
 from pipeline.training import (
+    WEIGHT_KEY,
     TrainConfig,
     Trainer,
     TrainingBox,
     class_weights,
+    contact_weights,
     masked_loss,
+    prepare_box,
     split_boxes,
     train,
 )
@@ -161,3 +164,30 @@ def test_bad_config_is_rejected(volume: tuple[np.ndarray, np.ndarray], tmp_path:
         train(empty * 2, _config(), tmp_path)
     with pytest.raises(InvalidInputError, match="voxel_size"):
         train(_boxes(volume), _config(voxel_size=None), tmp_path)
+
+
+def test_contact_weights_only_near_touching_objects_and_off_by_default(
+    volume: tuple[np.ndarray, np.ndarray],
+) -> None:
+    labels = np.zeros((1, 8, 40), np.uint32)
+    labels[0, 2:6, 2:12] = 1
+    labels[0, 2:6, 12:22] = 2  # touches 1 along x = 11 | 12
+    labels[0, 2:6, 28:36] = 3  # alone
+    weights = contact_weights(labels, (100.0, 100.0, 100.0), 4.0, 250.0)
+    # The separating border is x = 11 (the lower side): 250 nm reaches two voxels either way.
+    np.testing.assert_array_equal(weights[0, 4, 7:16], [1, 1, 5, 5, 5, 5, 5, 1, 1])
+    assert (weights[0, :, 26:] == 1.0).all()
+    assert (contact_weights(np.ones((4, 4, 4), np.uint32), VOXEL, 4.0, 250.0) == 1).all()
+    box = _boxes(volume)[0]
+    assert WEIGHT_KEY not in prepare_box(box, _config()).targets
+    weighted = prepare_box(box, _config(contact_weight=4.0)).targets[WEIGHT_KEY]
+    assert weighted.max() == 5.0 and weighted.min() == 1.0
+    target = torch.zeros(1, 1, 2)
+    output = {"distance": torch.ones(1, 1, 2)}
+    mask = torch.ones(1, 1, 2)
+    plain = masked_loss(output, {"distance": target}, mask, {"distance": "linear"}, {})
+    extra = torch.tensor([[[1.0, 3.0]]])
+    heavier = masked_loss(
+        output, {"distance": target, WEIGHT_KEY: extra}, mask, {"distance": "linear"}, {}
+    )
+    assert float(plain) == pytest.approx(1.0) and float(heavier) == pytest.approx(2.0)

@@ -84,3 +84,13 @@ def test_thresholds_and_probability_mask() -> None:
     probability[:, :, :20] = 0.2
     labels = seeded_watershed(distance, probability=probability)
     assert labels[:, :, 21:].any() and not labels[:, :, :20].any()
+
+
+def test_small_seeds_are_dropped_and_flooded_by_neighbours() -> None:
+    _, distance = touching_spheres((40, 40, 40), (100.0,) * 3, [(2000.0,) * 3], [1500.0])
+    noisy = distance.copy()
+    noisy[20, 20, 34] = 900.0  # a one-voxel spike above the seed threshold near the surface
+    assert seeded_watershed(noisy, seed_threshold=705.6).max() == 2
+    cleaned = seeded_watershed(noisy, seed_threshold=705.6, min_seed_voxels=8)
+    assert cleaned.max() == 1
+    np.testing.assert_array_equal(cleaned > 0, noisy > 0)
