@@ -81,6 +81,13 @@ def normalise_unit(unit: str) -> str:
     return name
 
 
+def nanometres_per_unit(unit: str | None) -> float:
+    """Nanometres in one ``unit`` (NGFF name or alias); no unit recorded is taken as nanometres."""
+    if not unit:
+        return 1.0
+    return UNIT_METRES[normalise_unit(unit)] / UNIT_METRES["nanometer"]
+
+
 def spatial_chunk_edge(n_spatial: int, chunk: int) -> int:
     """Chunk edge along spatial axes: ``chunk`` in 3D, four times it in 2D (e.g. 256^2)."""
     return chunk if n_spatial == 3 else chunk * 4

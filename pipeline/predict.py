@@ -46,15 +46,6 @@ PROBABILITY_HEAD = "probability"
 DISTANCE_HEAD = "distance"
 DEFAULT_BLOCK_EDGE = {3: 128, 2: 512}  # output voxels per axis; 3D: ~1.2 GB peak at width 16
 SPATIAL_AXES = ("z", "y", "x")
-NM_PER_UNIT = {
-    "angstrom": 0.1,
-    "picometer": 1e-3,
-    "nanometer": 1.0,
-    "micrometer": 1e3,
-    "millimeter": 1e6,
-    "centimeter": 1e7,
-    "meter": 1e9,
-}
 
 
 @dataclass(frozen=True)
@@ -161,7 +152,7 @@ def _open_image(
     """An array-like as-is, or an OME-Zarr level with its voxel size in nm."""
     if not isinstance(image, str | Path):
         return image, None
-    from pipeline.ome_zarr_io import open_multiscale
+    from pipeline.ome_zarr_io import nanometres_per_unit, open_multiscale
 
     multiscale = open_multiscale(Path(image))
     if not 0 <= level < len(multiscale.levels):
@@ -169,7 +160,7 @@ def _open_image(
     if any(t != "space" for t in multiscale.axis_types):
         raise InvalidInputError(f"{Path(image).name}: axes {multiscale.axes} are not all spatial")
     scale = multiscale.scales[level]
-    units = [NM_PER_UNIT.get(str(u), 1.0) for u in multiscale.units]
+    units = [nanometres_per_unit(u) for u in multiscale.units]
     return multiscale.levels[level], tuple(s * u for s, u in zip(scale, units, strict=True))
 
 

@@ -43,7 +43,6 @@ FILTER_DIR = "filter"
 THRESHOLDS_JSON = "thresholds.json"
 EVALUATION_DIR = "evaluation"
 SUMMARY_JSON = "summary.json"
-NM_PER_METRE = 1e9
 
 
 @dataclass(frozen=True)
@@ -91,7 +90,7 @@ def open_volume(
     path: Path, level: int = 0, voxel_size: tuple[float, ...] | None = None, what: str = "image"
 ) -> Volume:
     """Open one level of an OME-Zarr image or label image as a (z, y, x) or (y, x) array."""
-    from pipeline.ome_zarr_io import UNIT_METRES, normalise_unit, open_multiscale
+    from pipeline.ome_zarr_io import nanometres_per_unit, open_multiscale
 
     image = open_multiscale(Path(path))
     if not 0 <= level < len(image.levels):
@@ -110,7 +109,7 @@ def open_volume(
         raise InvalidInputError(f"{what} {path.name} must be 2D or 3D, has {len(spatial)} axes")
     if voxel_size is None:
         unit = image.unit
-        to_nm = UNIT_METRES[normalise_unit(unit)] * NM_PER_METRE if unit else 1.0
+        to_nm = nanometres_per_unit(unit)
         voxel_size = tuple(image.scales[level][i] * to_nm for i in spatial)
     elif len(voxel_size) == 1:
         voxel_size = voxel_size * len(spatial)

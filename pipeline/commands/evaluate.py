@@ -17,7 +17,6 @@ from pipeline.progress import tqdm_progress
 PER_BOX_CSV = "evaluation_per_box.csv"
 SUMMARY_JSON = "evaluation_summary.json"
 PER_BOX_PNG = "evaluation_per_box.png"
-NANOMETRES_PER_METRE = 1e9
 
 
 def open_labels(path: Path, level: int) -> tuple[LabelVolume, tuple[float, ...] | None]:
@@ -30,7 +29,7 @@ def open_labels(path: Path, level: int) -> tuple[LabelVolume, tuple[float, ...] 
         except (OSError, ValueError) as exc:
             raise InvalidInputError(f"{path.name} is not a readable .npy array: {exc}") from exc
         return array, None
-    from pipeline.ome_zarr_io import UNIT_METRES, normalise_unit, open_multiscale
+    from pipeline.ome_zarr_io import nanometres_per_unit, open_multiscale
 
     image = open_multiscale(path)
     if not 0 <= level < len(image.levels):
@@ -43,7 +42,7 @@ def open_labels(path: Path, level: int) -> tuple[LabelVolume, tuple[float, ...] 
     unit = image.unit
     if unit is None:
         return image.levels[level], None
-    to_nm = UNIT_METRES[normalise_unit(unit)] * NANOMETRES_PER_METRE
+    to_nm = nanometres_per_unit(unit)
     return image.levels[level], tuple(image.scales[level][i] * to_nm for i in spatial)
 
 

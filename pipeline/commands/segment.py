@@ -16,8 +16,6 @@ from pipeline.progress import tqdm_progress
 from pipeline.segment import segment_volume
 from pipeline.watershed import DEFAULT_SEED_THRESHOLD_NM
 
-NM_PER_UNIT = {"nanometer": 1.0, "micrometer": 1e3, "millimeter": 1e6, "angstrom": 0.1}
-
 
 class NpyArray:
     """A ``.npy`` file read through a memory map opened lazily, so it pickles as its path."""
@@ -57,12 +55,12 @@ def open_distance(path: Path) -> tuple[Any, tuple[float, ...] | None]:
         raise InvalidInputError(f"{path.name} is neither a .npy file nor a Zarr store: {exc}")
     if isinstance(node, zarr.Array):
         return node, None
-    from pipeline.ome_zarr_io import open_multiscale
+    from pipeline.ome_zarr_io import nanometres_per_unit, open_multiscale
 
     image = open_multiscale(path)
     if any(t != "space" for t in image.axis_types):
         raise InvalidInputError(f"{path.name}: axes {image.axes} are not all spatial")
-    units = [NM_PER_UNIT.get(str(u), 1.0) for u in image.units]
+    units = [nanometres_per_unit(u) for u in image.units]
     return image.levels[0], tuple(s * u for s, u in zip(image.scales[0], units, strict=True))
 
 

@@ -144,3 +144,14 @@ def test_open_multiscale_refuses_non_images(tmp_path: Path) -> None:
     zarr.create_array(str(tmp_path / "arr"), shape=(3,), dtype="u1")
     with pytest.raises(InvalidInputError, match="Zarr array, not an OME-Zarr image"):
         open_multiscale(tmp_path / "arr")
+
+
+def test_nanometres_per_unit_names_aliases_missing_and_unknown() -> None:
+    from pipeline.ome_zarr_io import nanometres_per_unit
+
+    assert nanometres_per_unit("nanometer") == 1.0
+    assert nanometres_per_unit("um") == pytest.approx(1000.0)
+    assert nanometres_per_unit("millimeter") == pytest.approx(1e6)
+    assert nanometres_per_unit(None) == 1.0  # no unit recorded: nanometres
+    with pytest.raises(InvalidInputError, match="unknown spatial unit 'furlong'"):
+        nanometres_per_unit("furlong")
