@@ -25,14 +25,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import fast_simplification
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import scipy.sparse as sp
-import zarr
 import zmesh
 
 from pipeline.errors import InvalidInputError
@@ -53,6 +52,9 @@ from pipeline.precomputed import (
 from pipeline.progress import ProgressCallback, no_progress
 from pipeline.volume_info import MeshResult
 
+if TYPE_CHECKING:
+    from pipeline.ome_zarr_io import SpatialLevel
+
 PROPERTIES_NAME = "morphometrics"
 DEFAULT_SIMPLIFY_RATIO = 0.05
 MIN_FACES = 128
@@ -60,122 +62,19 @@ MAX_SIMPLIFY_CHANGE = 0.02
 TAUBIN_ITERATIONS = 10
 _PROGRESS_INTERVAL_S = 0.2
 
-# Nanometres per unit, for the NGFF space units a microscope volume can plausibly use.
-_NM_PER_UNIT: dict[str, float] = {
-    "angstrom": 0.1,
-    "picometer": 1e-3,
-    "nanometer": 1.0,
-    "nm": 1.0,
-    "micrometer": 1e3,
-    "micron": 1e3,
-    "um": 1e3,
-    "millimeter": 1e6,
-    "mm": 1e6,
-    "centimeter": 1e7,
-    "meter": 1e9,
-}
-
 FloatArray = npt.NDArray[np.float64]
 IndexArray = npt.NDArray[np.int64]
 
 
-@dataclass(frozen=True)
-class LabelLevel:
-    """One level of an OME-Zarr label image, seen as a 3D z y x array in nanometres."""
+def open_label_level(path: Path, level: int = 0) -> SpatialLevel:
+    """Open level ``level`` of an NGFF 0.4 or 0.5 3D label image, geometry in nanometres."""
+    # ome_zarr_io imports dask and ome_zarr (seconds): only meshing a store pays for it.
+    from pipeline.ome_zarr_io import open_spatial_level
 
-    array: _SpatialView
-    voxel_size_nm: tuple[float, float, float]
-    translation_nm: tuple[float, float, float]
-
-
-class _SpatialView:
-    """A zarr array with singleton non-spatial axes (t, c) dropped on reading."""
-
-    def __init__(self, array: zarr.Array[Any], spatial: Sequence[int]) -> None:
-        self._array = array
-        self._spatial = tuple(spatial)
-        self.shape: tuple[int, ...] = tuple(int(array.shape[i]) for i in self._spatial)
-        shards = getattr(array, "shards", None)
-        inner = shards if shards is not None else array.chunks
-        self.chunks: tuple[int, ...] = tuple(int(inner[i]) for i in self._spatial)
-
-    def __getitem__(self, key: tuple[slice, ...]) -> npt.NDArray[Any]:
-        index: list[Any] = [0] * len(self._array.shape)
-        for axis, sl in zip(self._spatial, key, strict=True):
-            index[axis] = sl
-        return np.asarray(self._array[tuple(index)])
-
-
-def _multiscales(attrs: dict[str, Any]) -> list[dict[str, Any]]:
-    ome = attrs.get("ome")
-    found = ome.get("multiscales") if isinstance(ome, dict) else attrs.get("multiscales")
-    if not isinstance(found, list) or not found:
-        raise InvalidInputError("not an OME-Zarr image: no multiscales metadata")
-    return found
-
-
-def _transform(transforms: Any, kind: str, ndim: int) -> list[float] | None:
-    for item in transforms or []:
-        if isinstance(item, dict) and item.get("type") == kind:
-            values = item.get(kind)
-            if not isinstance(values, list) or len(values) != ndim:
-                raise InvalidInputError(f"OME-Zarr {kind} must list {ndim} numbers")
-            return [float(v) for v in values]
-    return None
-
-
-def open_label_level(path: Path, level: int = 0) -> LabelLevel:
-    """Open level ``level`` of an NGFF 0.4 or 0.5 label image for reading."""
-    try:
-        group = zarr.open_group(str(path), mode="r")
-    except Exception as exc:  # zarr raises several kinds for a missing or broken store
-        raise InvalidInputError(f"cannot open OME-Zarr label image at {path}: {exc}") from exc
-    multiscale = _multiscales(group.attrs.asdict())[0]
-    datasets = multiscale.get("datasets") or []
-    if not 0 <= level < len(datasets):
-        raise InvalidInputError(f"level {level} absent: the image has {len(datasets)} levels")
-    try:
-        array = group[str(datasets[level]["path"])]
-    except KeyError as exc:
-        raise InvalidInputError(f"OME-Zarr level {level} array is missing") from exc
-    if not isinstance(array, zarr.Array):
-        raise InvalidInputError(f"OME-Zarr level {level} is not an array")
-    ndim = len(array.shape)
-    axes = multiscale.get("axes") or [{"name": n} for n in "tczyx"[-ndim:]]
-    names = [a["name"] if isinstance(a, dict) else str(a) for a in axes]
-    kinds = [a.get("type", "") if isinstance(a, dict) else "" for a in axes]
-    spatial = [i for i, (n, k) in enumerate(zip(names, kinds, strict=True)) if k == "space"]
-    spatial = spatial or [i for i, n in enumerate(names) if n in ("z", "y", "x")]
-    if len(spatial) != 3 or len(names) != ndim:
-        raise InvalidInputError(f"meshing needs a 3D label image, axes are {names}")
-    for i in range(ndim):
-        if i not in spatial and array.shape[i] != 1:
-            raise InvalidInputError(f"label image axis {names[i]!r} must have length 1")
-    units = {axes[i].get("unit") for i in spatial if isinstance(axes[i], dict)} - {None}
-    if len(units) > 1:
-        raise InvalidInputError(f"spatial axes mix units {sorted(units)}")
-    unit = units.pop() if units else "nanometer"  # NGFF leaves it open; precomputed means nm
-    if unit not in _NM_PER_UNIT:
-        raise InvalidInputError(f"unsupported space unit {unit!r}")
-    factor = _NM_PER_UNIT[unit]
-    scale = np.ones(ndim)
-    shift = np.zeros(ndim)
-    # Dataset transforms apply first, then the multiscale-wide ones.
-    for transforms in (
-        datasets[level].get("coordinateTransformations"),
-        multiscale.get("coordinateTransformations"),
-    ):
-        s = _transform(transforms, "scale", ndim)
-        t = _transform(transforms, "translation", ndim)
-        if s is not None:
-            scale, shift = scale * np.asarray(s), shift * np.asarray(s)
-        if t is not None:
-            shift = shift + np.asarray(t)
-    if np.any(scale[spatial] <= 0):
-        raise InvalidInputError("OME-Zarr scale must be positive")
-    vs = tuple(float(v) for v in scale[spatial] * factor)
-    tr = tuple(float(v) for v in shift[spatial] * factor)
-    return LabelLevel(_SpatialView(array, spatial), (vs[0], vs[1], vs[2]), (tr[0], tr[1], tr[2]))
+    opened = open_spatial_level(path, level, "label image")
+    if len(opened.axes) != 3:
+        raise InvalidInputError(f"meshing needs a 3D label image, axes are {list(opened.axes)}")
+    return opened
 
 
 def smooth_taubin(
@@ -277,7 +176,7 @@ class ObjectMesh:
 
 
 def mesh_object(
-    level: LabelLevel,
+    level: SpatialLevel,
     segment_id: int,
     bbox_min: Sequence[int],
     bbox_max: Sequence[int],

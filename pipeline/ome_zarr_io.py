@@ -111,6 +111,7 @@ class Multiscale:
     units: tuple[str | None, ...]
     scales: tuple[tuple[float, ...], ...]  # one per level, over all axes
     levels: tuple[ZarrArray, ...]
+    translations: tuple[tuple[float, ...], ...]  # one per level, over all axes (origin)
 
     @property
     def spatial_indices(self) -> tuple[int, ...]:
@@ -164,15 +165,19 @@ def _open_group(path: Path) -> zarr.Group:
     return node
 
 
-def _scale_of(transforms: Any, ndim: int, where: str) -> tuple[float, ...]:
-    scale: tuple[float, ...] = (1.0,) * ndim
+def _transforms_of(
+    transforms: Any, ndim: int, where: str
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The scale and translation of a list of NGFF coordinate transformations (identity if none)."""
+    found = {"scale": (1.0,) * ndim, "translation": (0.0,) * ndim}
     for transform in transforms or []:
-        if isinstance(transform, dict) and transform.get("type") == "scale":
-            values = transform.get("scale")
+        kind = transform.get("type") if isinstance(transform, dict) else None
+        if kind in found:
+            values = transform.get(kind)
             if not isinstance(values, list) or len(values) != ndim:
-                raise InvalidInputError(f"{where}: scale transform does not match the axes")
-            scale = tuple(float(v) for v in values)
-    return scale
+                raise InvalidInputError(f"{where}: {kind} transform does not match the axes")
+            found[kind] = tuple(float(v) for v in values)
+    return found["scale"], found["translation"]
 
 
 def open_multiscale(path: Path) -> Multiscale:
@@ -199,9 +204,12 @@ def open_multiscale(path: Path) -> Multiscale:
     )
     units = tuple(a.get("unit") if isinstance(a, dict) else None for a in raw_axes)
     ndim = len(axes)
-    global_scale = _scale_of(meta.get("coordinateTransformations"), ndim, path.name)
+    global_scale, global_shift = _transforms_of(
+        meta.get("coordinateTransformations"), ndim, path.name
+    )
     levels: list[ZarrArray] = []
     scales: list[tuple[float, ...]] = []
+    translations: list[tuple[float, ...]] = []
     for dataset in datasets:
         level_path = str(dataset.get("path", ""))
         try:
@@ -210,9 +218,13 @@ def open_multiscale(path: Path) -> Multiscale:
             raise InvalidInputError(f"{path.name}: pyramid level {level_path!r} is missing")
         if not isinstance(array, zarr.Array) or array.ndim != ndim:
             raise InvalidInputError(f"{path.name}: level {level_path!r} does not match the axes")
-        local = _scale_of(dataset.get("coordinateTransformations"), ndim, path.name)
+        scale, shift = _transforms_of(dataset.get("coordinateTransformations"), ndim, path.name)
         levels.append(array)
-        scales.append(tuple(a * b for a, b in zip(local, global_scale, strict=True)))
+        # The level's own transforms apply first, then the multiscale-wide ones.
+        scales.append(tuple(a * b for a, b in zip(scale, global_scale, strict=True)))
+        translations.append(
+            tuple(t * g + u for t, g, u in zip(shift, global_scale, global_shift, strict=True))
+        )
     return Multiscale(
         path=path,
         ngff_version=version,
@@ -222,6 +234,72 @@ def open_multiscale(path: Path) -> Multiscale:
         units=units,
         scales=tuple(scales),
         levels=tuple(levels),
+        translations=tuple(translations),
+    )
+
+
+class SpatialView:
+    """A zarr array read with its singleton non-spatial axes (t, c) dropped."""
+
+    def __init__(self, array: ZarrArray, spatial: Sequence[int]) -> None:
+        self._array = array
+        self._spatial = tuple(spatial)
+        self.shape: tuple[int, ...] = tuple(int(array.shape[i]) for i in self._spatial)
+        self.dtype: np.dtype[Any] = np.dtype(array.dtype)
+        self.chunks: tuple[int, ...] = tuple(int(array.chunks[i]) for i in self._spatial)
+        shards = getattr(array, "shards", None)
+        self.shards: tuple[int, ...] | None = (
+            None if shards is None else tuple(int(shards[i]) for i in self._spatial)
+        )
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        key = key if isinstance(key, tuple) else (key,)
+        index: list[Any] = [0] * len(self._array.shape)
+        for axis, k in zip(self._spatial, key, strict=False):
+            index[axis] = k
+        for axis in self._spatial[len(key) :]:
+            index[axis] = slice(None)
+        return np.asarray(self._array[tuple(index)])
+
+
+@dataclass(frozen=True)
+class SpatialLevel:
+    """One pyramid level seen as a spatial array (z, y, x or y, x), its geometry in nanometres."""
+
+    array: ZarrArray | SpatialView  # the zarr array itself when it has only spatial axes
+    axes: tuple[str, ...]
+    voxel_size_nm: tuple[float, ...]
+    translation_nm: tuple[float, ...]
+
+
+def open_spatial_level(path: Path, level: int = 0, what: str = "image") -> SpatialLevel:
+    """Open level ``level`` of an OME-Zarr image or label image as a spatial array.
+
+    Non-spatial axes (channel, time) must have length 1 and are dropped. Voxel size and origin
+    are converted to nanometres axis by axis; an axis without a unit is taken as nanometres.
+    ``what`` names the input in error messages.
+    """
+    image = open_multiscale(Path(path))
+    name = f"{what} {image.path.name}"
+    if not 0 <= level < len(image.levels):
+        raise InvalidInputError(f"{name} has no level {level}: it has {len(image.levels)} levels")
+    array = image.levels[level]
+    spatial = image.spatial_indices
+    if any(int(array.shape[i]) != 1 for i in range(array.ndim) if i not in spatial):
+        raise InvalidInputError(
+            f"{name} has axes {''.join(image.axes)} with shape {tuple(array.shape)}: "
+            "the pipeline needs a single channel and time point"
+        )
+    to_nm = [nanometres_per_unit(image.units[i]) for i in spatial]
+    voxel = tuple(image.scales[level][i] * f for i, f in zip(spatial, to_nm, strict=True))
+    if any(v <= 0 for v in voxel):
+        raise InvalidInputError(f"{name}: the OME-Zarr scale must be positive, not {voxel}")
+    origin = tuple(image.translations[level][i] * f for i, f in zip(spatial, to_nm, strict=True))
+    return SpatialLevel(
+        array=array if len(spatial) == array.ndim else SpatialView(array, spatial),
+        axes=tuple(image.axes[i] for i in spatial),
+        voxel_size_nm=voxel,
+        translation_nm=origin,
     )
 
 
@@ -473,12 +551,12 @@ def _downsample_stride(block: np.ndarray, factors: tuple[int, ...]) -> np.ndarra
     return block[tuple(slice(None, None, f) for f in factors)]
 
 
-def axes_metadata(axes: Sequence[str], unit: str) -> list[dict[str, str]]:
-    """NGFF axis entries: name, type, and the unit on spatial axes."""
+def axes_metadata(axes: Sequence[str], unit: str | None) -> list[dict[str, str]]:
+    """NGFF axis entries: name, type, and the unit (if any) on spatial axes."""
     out: list[dict[str, str]] = []
     for name in axes:
         if name in SPATIAL_AXES:
-            out.append({"name": name, "type": "space", "unit": unit})
+            out.append({"name": name, "type": "space", **({"unit": unit} if unit else {})})
         elif name == "c":
             out.append({"name": name, "type": "channel"})
         else:
@@ -498,6 +576,27 @@ def level_scales(
         it = iter(spatial)
         scales.append([next(it) if a in SPATIAL_AXES else 1.0 for a in axes])
     return scales
+
+
+def write_pyramid_metadata(
+    group: zarr.Group,
+    *,
+    axes: Sequence[str],
+    unit: str | None,
+    scales: Sequence[Sequence[float]],
+    name: str,
+) -> None:
+    """NGFF 0.5 multiscales metadata for levels ``s0..sN`` of ``group``, one scale per level."""
+    datasets = [
+        {
+            "path": f"s{i}",
+            "coordinateTransformations": [{"type": "scale", "scale": [float(v) for v in scale]}],
+        }
+        for i, scale in enumerate(scales)
+    ]
+    write_multiscales_metadata(
+        group, datasets=datasets, fmt=FormatV05(), axes=axes_metadata(axes, unit), name=name
+    )
 
 
 @dataclass(frozen=True)
@@ -552,16 +651,9 @@ def write_pyramid(
         write_level(current, target, progress, f"{stage} level {index}")
         levels.append(target)
     scales = level_scales(axes, voxel_size, plan)
-    datasets = [
-        {"path": f"s{i}", "coordinateTransformations": [{"type": "scale", "scale": scale}]}
-        for i, scale in enumerate(scales)
-    ]
-    fmt = FormatV05()
-    write_multiscales_metadata(
-        group, datasets=datasets, fmt=fmt, axes=axes_metadata(axes, unit), name=name
-    )
+    write_pyramid_metadata(group, axes=axes, unit=unit, scales=scales, name=name)
     if extra_metadata:
-        add_metadata(group, extra_metadata, fmt=fmt)
+        add_metadata(group, extra_metadata, fmt=FormatV05())
     return WrittenPyramid(levels=tuple(levels), scales=tuple(tuple(s) for s in scales))
 
 
@@ -588,6 +680,46 @@ def write_omero(
 def create_image_group(path: Path) -> zarr.Group:
     """Create an empty Zarr v3 group for an NGFF 0.5 image (fails if it exists)."""
     return zarr.open_group(str(path), mode="w-", zarr_format=3)
+
+
+def create_single_level_image(
+    path: Path,
+    shape: Sequence[int],
+    *,
+    dtype: Any,
+    chunks: Sequence[int],
+    voxel_size: Sequence[float] | None,
+    unit: str = "nanometer",
+    name: str,
+    fill_value: float = 0,
+    label: bool = False,
+) -> ZarrArray:
+    """Create an NGFF 0.5 image of spatial axes with one level ``s0`` that the caller fills.
+
+    Without ``voxel_size`` the scale is 1 and no unit is recorded; ``label`` marks it as a label
+    image (``image-label``). Fails if ``path`` exists.
+    """
+    axes = SPATIAL_AXES[-len(shape) :]
+    group = create_image_group(path)
+    array = group.create_array(
+        name="s0",
+        shape=tuple(shape),
+        dtype=dtype,
+        chunks=tuple(chunks),
+        dimension_names=axes,
+        fill_value=fill_value,
+    )
+    write_pyramid_metadata(
+        group,
+        axes=axes,
+        unit=unit if voxel_size is not None else None,
+        scales=[voxel_size if voxel_size is not None else [1.0] * len(shape)],
+        name=name,
+    )
+    if label:
+        fmt = FormatV05()
+        add_metadata(group, {"image-label": {"version": fmt.version}}, fmt=fmt)
+    return array
 
 
 def write_label_image(

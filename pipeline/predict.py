@@ -45,7 +45,6 @@ from pipeline.torch_setup import (
 PROBABILITY_HEAD = "probability"
 DISTANCE_HEAD = "distance"
 DEFAULT_BLOCK_EDGE = {3: 128, 2: 512}  # output voxels per axis; 3D: ~1.2 GB peak at width 16
-SPATIAL_AXES = ("z", "y", "x")
 
 
 @dataclass(frozen=True)
@@ -175,34 +174,6 @@ def _mask_region(
     return tuple(out)
 
 
-def _create_output(
-    path: Path,
-    shape: tuple[int, ...],
-    chunks: tuple[int, ...],
-    fill: float,
-    voxel_size: Sequence[float],
-    name: str,
-) -> Any:
-    from ome_zarr.format import FormatV05
-    from ome_zarr.writer import write_multiscales_metadata
-
-    axes = SPATIAL_AXES[-len(shape) :]
-    group = zarr.open_group(str(path), mode="w-", zarr_format=3)
-    array = group.create_array(
-        name="s0",
-        shape=shape,
-        dtype=np.float32,
-        chunks=chunks,
-        dimension_names=axes,
-        fill_value=fill,
-    )
-    scale = [float(v) for v in voxel_size]
-    datasets = [{"path": "s0", "coordinateTransformations": [{"type": "scale", "scale": scale}]}]
-    axes_meta = [{"name": a, "type": "space", "unit": "nanometer"} for a in axes]
-    write_multiscales_metadata(group, datasets=datasets, fmt=FormatV05(), axes=axes_meta, name=name)
-    return array
-
-
 def _prepare_outputs(
     out_dir: Path, manifest: dict[str, Any], shape: tuple[int, ...], block: tuple[int, ...],
     voxel_size: Sequence[float], clamp_nm: float,
@@ -224,8 +195,13 @@ def _prepare_outputs(
         raise InvalidInputError(f"{out_dir} already holds prediction outputs without a manifest")
     out_dir.mkdir(parents=True, exist_ok=True)
     chunks = tuple(min(b, n) for b, n in zip(block, shape, strict=True))
-    probability = _create_output(prob_path, shape, chunks, 0.0, voxel_size, PROBABILITY_HEAD)
-    distance = _create_output(dist_path, shape, chunks, -clamp_nm, voxel_size, DISTANCE_HEAD)
+    from pipeline.ome_zarr_io import create_single_level_image
+
+    common: dict[str, Any] = {"dtype": np.float32, "chunks": chunks, "voxel_size": voxel_size}
+    probability = create_single_level_image(prob_path, shape, name=PROBABILITY_HEAD, **common)
+    distance = create_single_level_image(
+        dist_path, shape, name=DISTANCE_HEAD, fill_value=-clamp_nm, **common
+    )
     (out_dir / "done").mkdir(exist_ok=True)
     manifest_path.write_text(json.dumps(manifest, indent=1))
     return probability, distance

@@ -39,7 +39,6 @@ from pipeline.watershed import DEFAULT_SEED_THRESHOLD_NM, seeded_watershed
 LABEL_DTYPE = np.uint32
 FALLBACK_HALO_VOXELS = 16
 OUTPUT_CHUNK = 64
-SPATIAL_AXES = ("z", "y", "x")
 
 
 @dataclass(frozen=True)
@@ -94,33 +93,22 @@ def create_label_array(
 
     The caller fills ``s0``. Fails with :class:`InvalidInputError` if ``path`` exists.
     """
-    # ome_zarr imports dask and pydantic models (seconds): only the writer pays for it.
-    from ome_zarr.format import FormatV05
-    from ome_zarr.writer import add_metadata, write_multiscales_metadata
+    # ome_zarr_io imports dask and pydantic models (seconds): only the writer pays for it.
+    from pipeline.ome_zarr_io import create_single_level_image
 
     path = Path(path)
     if path.exists():
         raise InvalidInputError(f"{path}: output already exists")
-    axes = SPATIAL_AXES[-len(shape) :]
-    group = zarr.open_group(str(path), mode="w-", zarr_format=3)
-    array = group.create_array(
-        name="s0",
-        shape=tuple(shape),
+    return create_single_level_image(
+        path,
+        shape,
         dtype=LABEL_DTYPE,
-        chunks=tuple(chunks),
-        dimension_names=axes,
-        fill_value=0,
+        chunks=chunks,
+        voxel_size=voxel_size,
+        unit=unit,
+        name=name,
+        label=True,
     )
-    scale = [float(v) for v in voxel_size] if voxel_size is not None else [1.0] * len(shape)
-    axes_meta = [
-        {"name": a, "type": "space", **({"unit": unit} if voxel_size is not None else {})}
-        for a in axes
-    ]
-    fmt = FormatV05()
-    datasets = [{"path": "s0", "coordinateTransformations": [{"type": "scale", "scale": scale}]}]
-    write_multiscales_metadata(group, datasets=datasets, fmt=fmt, axes=axes_meta, name=name)
-    add_metadata(group, {"image-label": {"version": fmt.version}}, fmt=fmt)
-    return array
 
 
 def _face_slab(axis: int, start: int, region: tuple[slice, ...]) -> tuple[slice, ...]:

@@ -192,6 +192,28 @@ def test_simplification_keeps_area_and_never_empties() -> None:
     assert len(kept_f) == len(tiny_f) > 0
 
 
+def test_meshes_follow_the_origin_and_unit_of_the_label_image(tmp_path: Path) -> None:
+    labels = np.zeros((24, 24, 24), dtype=np.uint32)
+    labels[ball(labels.shape, (12, 12, 12), 6)] = 3
+    path = write_label_zarr(tmp_path / "t.zarr", labels, (0.2, 0.2, 0.2))
+    group = zarr.open_group(str(path), mode="r+")
+    ome = group.attrs["ome"]
+    meta = ome["multiscales"][0]
+    for axis in meta["axes"]:
+        axis["unit"] = "micrometer"
+    meta["datasets"][0]["coordinateTransformations"].append(
+        {"type": "translation", "translation": [1.0, 2.0, 3.0]}
+    )
+    group.attrs["ome"] = ome
+    level = open_label_level(path)
+    assert level.voxel_size_nm == pytest.approx((200.0, 200.0, 200.0))
+    assert level.translation_nm == pytest.approx((1000.0, 2000.0, 3000.0))
+    build_meshes(path, tmp_path / "meshes")
+    vertices, _ = read_fragment(tmp_path / "meshes" / "3.frag")
+    # x y z in nm: the voxel centre times the voxel size, plus the origin
+    np.testing.assert_allclose(vertices.mean(axis=0), [5400.0, 4400.0, 3400.0], atol=100.0)
+
+
 def test_bad_input_is_reported(tmp_path: Path) -> None:
     zarr.open_group(str(tmp_path / "plain.zarr"), mode="w")
     with pytest.raises(InvalidInputError, match="multiscales"):

@@ -155,3 +155,56 @@ def test_nanometres_per_unit_names_aliases_missing_and_unknown() -> None:
     assert nanometres_per_unit(None) == 1.0  # no unit recorded: nanometres
     with pytest.raises(InvalidInputError, match="unknown spatial unit 'furlong'"):
         nanometres_per_unit("furlong")
+
+
+def _write_czyx_ngff04(path: Path, data: np.ndarray, global_scale: list[float]) -> Path:
+    """A one-level NGFF 0.4 image with a channel axis, micrometre units and an offset origin."""
+    group = zarr.open_group(str(path), mode="w", zarr_format=2)
+    group.create_array("0", data=data, chunks=(1, 4, 4, 4))
+    axes = [{"name": "c", "type": "channel"}] + [
+        {"name": a, "type": "space", "unit": "micrometer"} for a in "zyx"
+    ]
+    level = [
+        {"type": "scale", "scale": [1.0, 0.4, 0.2, 0.1]},
+        {"type": "translation", "translation": [0.0, 1.0, 2.0, 3.0]},
+    ]
+    group.attrs["multiscales"] = [
+        {
+            "version": "0.4",
+            "axes": axes,
+            "datasets": [{"path": "0", "coordinateTransformations": level}],
+            "coordinateTransformations": [{"type": "scale", "scale": global_scale}],
+        }
+    ]
+    return path
+
+
+def test_open_spatial_level_drops_singleton_channels_and_converts_to_nm(tmp_path: Path) -> None:
+    from pipeline.ome_zarr_io import SpatialView, open_spatial_level
+
+    data = np.arange(6 * 5 * 4, dtype=np.uint16).reshape(1, 6, 5, 4)
+    path = _write_czyx_ngff04(tmp_path / "img.zarr", data, [1.0, 2.0, 1.0, 1.0])
+    ms = open_multiscale(path)
+    # The level's transforms first, then the multiscale-wide scale (which scales the offset too).
+    assert ms.scales[0] == pytest.approx((1.0, 0.8, 0.2, 0.1))
+    assert ms.translations[0] == pytest.approx((0.0, 2.0, 2.0, 3.0))
+    level = open_spatial_level(path)
+    assert level.axes == ("z", "y", "x") and isinstance(level.array, SpatialView)
+    assert level.voxel_size_nm == pytest.approx((800.0, 200.0, 100.0))
+    assert level.translation_nm == pytest.approx((2000.0, 2000.0, 3000.0))
+    assert level.array.shape == (6, 5, 4) and level.array.chunks == (4, 4, 4)
+    np.testing.assert_array_equal(level.array[1:3, :, 2:], data[0, 1:3, :, 2:])
+    np.testing.assert_array_equal(level.array[1], data[0, 1])
+    with pytest.raises(InvalidInputError, match=r"label image img\.zarr has no level 1"):
+        open_spatial_level(path, 1, "label image")
+
+
+def test_open_spatial_level_refuses_several_channels_and_bad_scales(tmp_path: Path) -> None:
+    from pipeline.ome_zarr_io import open_spatial_level
+
+    two = _write_czyx_ngff04(tmp_path / "two.zarr", np.zeros((2, 4, 4, 4), np.uint8), [1.0] * 4)
+    with pytest.raises(InvalidInputError, match="single channel"):
+        open_spatial_level(two)
+    flat = _write_czyx_ngff04(tmp_path / "flat.zarr", np.zeros((1, 4, 4, 4), np.uint8), [0.0] * 4)
+    with pytest.raises(InvalidInputError, match="scale must be positive"):
+        open_spatial_level(flat)
