@@ -148,19 +148,13 @@ def _check_block_shape(model: LoadedModel, block_shape: Sequence[int]) -> tuple[
 def _open_image(
     image: ReadableArray | Path, level: int
 ) -> tuple[ReadableArray, tuple[float, ...] | None]:
-    """An array-like as-is, or an OME-Zarr level with its voxel size in nm."""
+    """An array-like as-is, or a volume file (OME-Zarr level, .npy) with its voxel size in nm."""
     if not isinstance(image, str | Path):
         return image, None
-    from pipeline.ome_zarr_io import nanometres_per_unit, open_multiscale
+    from pipeline.volumes import open_volume
 
-    multiscale = open_multiscale(Path(image))
-    if not 0 <= level < len(multiscale.levels):
-        raise InvalidInputError(f"{Path(image).name} has no level {level}")
-    if any(t != "space" for t in multiscale.axis_types):
-        raise InvalidInputError(f"{Path(image).name}: axes {multiscale.axes} are not all spatial")
-    scale = multiscale.scales[level]
-    units = [nanometres_per_unit(u) for u in multiscale.units]
-    return multiscale.levels[level], tuple(s * u for s, u in zip(scale, units, strict=True))
+    volume = open_volume(Path(image), level)
+    return volume.array, volume.voxel_size
 
 
 def _mask_region(

@@ -33,6 +33,7 @@ from pipeline.errors import InvalidInputError
 from pipeline.manifest import Manifest, StepTimer, code_version, digest_of, environment, fingerprint
 from pipeline.measure import DETECTIONS_NAME, MESHES_DIR, FilteredLabels, measure_labels
 from pipeline.progress import ProgressCallback, no_progress
+from pipeline.volumes import Volume, open_volume
 
 MODEL_DIR = "model"
 PREDICTION_DIR = "prediction"
@@ -46,15 +47,6 @@ SUMMARY_JSON = "summary.json"
 
 
 @dataclass(frozen=True)
-class Volume:
-    """One level of an OME-Zarr image as a spatial array, with its voxel size in nm."""
-
-    path: Path
-    array: Any
-    voxel_size: tuple[float, ...]
-
-
-@dataclass(frozen=True)
 class RunResult:
     """What :func:`run_pipeline` did and where the results are."""
 
@@ -64,61 +56,6 @@ class RunResult:
     skipped: list[str]
     outputs: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
-
-
-class _Spatial:
-    """A zarr array with its singleton non-spatial axes (t, c) dropped on reading."""
-
-    def __init__(self, array: Any, spatial: Sequence[int]) -> None:
-        self._array = array
-        self._spatial = tuple(spatial)
-        self.shape: tuple[int, ...] = tuple(int(array.shape[i]) for i in self._spatial)
-        self.dtype: Any = array.dtype
-        self.chunks: tuple[int, ...] = tuple(int(array.chunks[i]) for i in self._spatial)
-
-    def __getitem__(self, key: Any) -> Any:
-        key = key if isinstance(key, tuple) else (key,)
-        index: list[Any] = [0] * len(self._array.shape)
-        for axis, k in zip(self._spatial, key, strict=False):
-            index[axis] = k
-        for axis in self._spatial[len(key) :]:
-            index[axis] = slice(None)
-        return np.asarray(self._array[tuple(index)])
-
-
-def open_volume(
-    path: Path, level: int = 0, voxel_size: tuple[float, ...] | None = None, what: str = "image"
-) -> Volume:
-    """Open one level of an OME-Zarr image or label image as a (z, y, x) or (y, x) array."""
-    from pipeline.ome_zarr_io import nanometres_per_unit, open_multiscale
-
-    image = open_multiscale(Path(path))
-    if not 0 <= level < len(image.levels):
-        raise InvalidInputError(
-            f"{what} {path.name} has {len(image.levels)} levels, not {level + 1}"
-        )
-    array = image.levels[level]
-    spatial = image.spatial_indices
-    others = [i for i in range(len(image.axes)) if i not in spatial]
-    if any(int(array.shape[i]) != 1 for i in others):
-        raise InvalidInputError(
-            f"{what} {path.name} has axes {''.join(image.axes)} with shape {tuple(array.shape)}: "
-            "the pipeline needs a single channel and time point"
-        )
-    if len(spatial) not in (2, 3):
-        raise InvalidInputError(f"{what} {path.name} must be 2D or 3D, has {len(spatial)} axes")
-    if voxel_size is None:
-        unit = image.unit
-        to_nm = nanometres_per_unit(unit)
-        voxel_size = tuple(image.scales[level][i] * to_nm for i in spatial)
-    elif len(voxel_size) == 1:
-        voxel_size = voxel_size * len(spatial)
-    if len(voxel_size) != len(spatial):
-        raise InvalidInputError(
-            f"data.voxel_size has {len(voxel_size)} values for a {len(spatial)}D {what}"
-        )
-    view = array if not others else _Spatial(array, spatial)
-    return Volume(Path(path), view, tuple(float(v) for v in voxel_size))
 
 
 def _per_axis(values: tuple[int, ...], ndim: int, name: str) -> tuple[int, ...]:
@@ -171,6 +108,11 @@ class _Run:
         self.skipped: list[str] = []
         self.keys: dict[str, str] = {}
         self.image = open_volume(config.data.image, config.data.level, config.data.voxel_size)
+        if self.image.voxel_size is None:
+            raise InvalidInputError(
+                f"image {config.data.image.name} records no voxel size: give data.voxel_size"
+            )
+        self.voxel_size: tuple[float, ...] = self.image.voxel_size
         self.ndim = len(self.image.array.shape)
         self.gt: Volume | None = None
         self.gt_boxes: list[Any] = []
@@ -251,7 +193,7 @@ class _Run:
                 record.outputs = {"best_checkpoint": str(config.model.path)}
                 self.skipped.append("train")
             return
-        train_config = config.train_config(self.image.voxel_size)
+        train_config = config.train_config(self.voxel_size)
         parts = {
             "training": to_plain(train_config),
             **{k: self.inputs_fp.get(k) for k in ("image", "labels", "boxes")},
@@ -317,7 +259,7 @@ class _Run:
                     if block is None
                     else _per_axis(block, self.ndim, "predict.block"),
                     mask=mask,
-                    voxel_size=self.image.voxel_size,
+                    voxel_size=self.voxel_size,
                     executor=executor,
                     batch_size=config.predict.batch_size,
                     compile=config.predict.compile,
@@ -350,7 +292,7 @@ class _Run:
             if out.exists():
                 shutil.rmtree(out)  # segmentation has no partial resume
             distance = open_volume(
-                self.out / PREDICTION_DIR / DISTANCE_NAME, 0, self.image.voxel_size, "distance"
+                self.out / PREDICTION_DIR / DISTANCE_NAME, 0, self.voxel_size, "distance"
             )
             halo = config.segment.halo
             executor = self.executor(config.segment.workers)
@@ -360,7 +302,7 @@ class _Run:
                     out,
                     block_shape=_per_axis(config.segment.block, self.ndim, "segment.block"),
                     halo=None if halo is None else _per_axis(halo, self.ndim, "segment.halo"),
-                    voxel_size=self.image.voxel_size,
+                    voxel_size=self.voxel_size,
                     seed_threshold=config.segment.seed_threshold,
                     min_seed_voxels=config.segment.min_seed_voxels,
                     smooth_nm=config.segment.smooth_nm,
@@ -464,7 +406,7 @@ class _Run:
             raise InvalidInputError(
                 "filter method 'ground_truth' needs ground-truth labels and boxes"
             )
-        pred = open_volume(self.out / SEGMENTATION_NAME, 0, self.image.voxel_size, "segmentation")
+        pred = open_volume(self.out / SEGMENTATION_NAME, 0, self.voxel_size, "segmentation")
         rows = []
         by_id = table.set_index("id")
         centroids = by_id[["centroid_z", "centroid_y", "centroid_x"]].to_numpy()
@@ -501,9 +443,7 @@ class _Run:
             from pipeline.evaluation import evaluate_boxes
 
             assert self.gt is not None
-            pred = open_volume(
-                self.out / SEGMENTATION_NAME, 0, self.image.voxel_size, "segmentation"
-            )
+            pred = open_volume(self.out / SEGMENTATION_NAME, 0, self.voxel_size, "segmentation")
             kept_ids = pd.read_parquet(self._detections("parquet")).query("kept")["id"]
             out.mkdir(parents=True, exist_ok=True)
             summary: dict[str, Any] = {}
@@ -515,7 +455,7 @@ class _Run:
                     labels,
                     self.gt.array,
                     self.gt_boxes,
-                    voxel_size_nm=self.image.voxel_size,
+                    voxel_size_nm=self.voxel_size,
                     margin_um=config.margin_um,
                     iou_threshold=config.iou_threshold,
                     progress=self.progress,

@@ -8,53 +8,25 @@ import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from pipeline.errors import InvalidInputError
-from pipeline.evaluation import LabelVolume, boxes_read_csv, evaluate_boxes
+from pipeline.evaluation import boxes_read_csv, evaluate_boxes
 from pipeline.progress import tqdm_progress
+from pipeline.volumes import open_volume
 
 PER_BOX_CSV = "evaluation_per_box.csv"
 SUMMARY_JSON = "evaluation_summary.json"
 PER_BOX_PNG = "evaluation_per_box.png"
 
 
-def open_labels(path: Path, level: int) -> tuple[LabelVolume, tuple[float, ...] | None]:
-    """A label volume from a .npy file or an OME-Zarr label image, and its voxel size in nm."""
-    if path.suffix == ".npy":
-        if not path.is_file():
-            raise InvalidInputError(f"{path} does not exist")
-        try:
-            array = np.load(path, mmap_mode="r", allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise InvalidInputError(f"{path.name} is not a readable .npy array: {exc}") from exc
-        return array, None
-    from pipeline.ome_zarr_io import nanometres_per_unit, open_multiscale
-
-    image = open_multiscale(path)
-    if not 0 <= level < len(image.levels):
-        raise InvalidInputError(f"{path.name} has {len(image.levels)} levels, not {level + 1}")
-    spatial = image.spatial_indices
-    if len(spatial) != len(image.axes):
-        raise InvalidInputError(
-            f"{path.name} has non-spatial axes ({''.join(image.axes)}): give a label image"
-        )
-    unit = image.unit
-    if unit is None:
-        return image.levels[level], None
-    to_nm = nanometres_per_unit(unit)
-    return image.levels[level], tuple(image.scales[level][i] * to_nm for i in spatial)
-
-
 def run(args: argparse.Namespace) -> int:
     """Evaluate every box, write the per-box table, summary and bar plot."""
     from pipeline.plots import plot_metrics_per_box  # matplotlib only when needed
 
-    pred, pred_voxel = open_labels(args.pred, args.level)
-    gt, gt_voxel = open_labels(args.gt, args.level)
+    pred_volume = open_volume(args.pred, args.level, what="predicted labels")
+    gt_volume = open_volume(args.gt, args.level, what="ground-truth labels")
+    pred, pred_voxel = pred_volume.array, pred_volume.voxel_size
+    gt, gt_voxel = gt_volume.array, gt_volume.voxel_size
     ndim = len(gt.shape)
-    if ndim not in (2, 3):
-        raise InvalidInputError(f"labels must be 2D or 3D, not {ndim}D")
     boxes = boxes_read_csv(args.boxes, ndim=ndim)
     if args.voxel_size:
         voxel = tuple(float(v) for v in args.voxel_size)

@@ -15,17 +15,18 @@ from pipeline.errors import InvalidInputError
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipeline.commands.train import open_array
     from pipeline.model_io import load_model
     from pipeline.predict import predict_volume
     from pipeline.progress import tqdm_progress
     from pipeline.torch_setup import inference_process_pool
+    from pipeline.volumes import open_volume
 
     model = load_model(Path(args.model), args.device)
     voxel_size = tuple(args.voxel_size) if args.voxel_size else None
-    image, recorded = open_array(Path(args.image), args.level, voxel_size, "image")
+    volume = open_volume(Path(args.image), args.level, voxel_size, "image")
+    image, recorded = volume.array, volume.voxel_size
     ndim = len(image.shape)
-    mask = open_array(Path(args.mask), 0, None, "mask")[0] if args.mask else None
+    mask = open_volume(Path(args.mask), 0, None, "mask").array if args.mask else None
     block = None
     if args.block:
         if len(args.block) not in (1, ndim):

@@ -7,71 +7,19 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import zarr
-
 from pipeline.block_merge import DEFAULT_IOU_THRESHOLD
 from pipeline.errors import InvalidInputError
 from pipeline.progress import tqdm_progress
 from pipeline.segment import segment_volume
+from pipeline.volumes import open_volume
 from pipeline.watershed import DEFAULT_SEED_THRESHOLD_NM
 
 
-class NpyArray:
-    """A ``.npy`` file read through a memory map opened lazily, so it pickles as its path."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._data: np.ndarray | None = None
-        self.shape: tuple[int, ...] = tuple(self.data.shape)
-        self.dtype: np.dtype[Any] = self.data.dtype
-
-    @property
-    def data(self) -> np.ndarray:
-        if self._data is None:
-            self._data = np.load(self.path, mmap_mode="r")
-        return self._data
-
-    def __getitem__(self, key: Any) -> Any:
-        return self.data[key]
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_data": None}
-
-
-def open_distance(path: Path) -> tuple[Any, tuple[float, ...] | None]:
-    """The distance map at ``path`` (.npy, a zarr array, or an OME-Zarr image's first level) and
-    its voxel size in nm when the file records one."""
-    if not path.exists():
-        raise InvalidInputError(f"{path}: no such file or directory")
-    if path.suffix == ".npy":
-        try:
-            return NpyArray(path), None
-        except ValueError as exc:
-            raise InvalidInputError(f"{path.name} is not a readable .npy file: {exc}")
-    try:
-        node = zarr.open(store=str(path), mode="r")
-    except Exception as exc:
-        raise InvalidInputError(f"{path.name} is neither a .npy file nor a Zarr store: {exc}")
-    if isinstance(node, zarr.Array):
-        return node, None
-    from pipeline.ome_zarr_io import nanometres_per_unit, open_multiscale
-
-    image = open_multiscale(path)
-    if any(t != "space" for t in image.axis_types):
-        raise InvalidInputError(f"{path.name}: axes {image.axes} are not all spatial")
-    units = [nanometres_per_unit(u) for u in image.units]
-    return image.levels[0], tuple(s * u for s, u in zip(image.scales[0], units, strict=True))
-
-
 def run(args: argparse.Namespace) -> int:
-    distance, recorded_voxel_size = open_distance(Path(args.distance))
-    if len(distance.shape) not in (2, 3):
-        raise InvalidInputError(
-            f"{args.distance}: expected a 2D or 3D distance map, got shape {tuple(distance.shape)}"
-        )
+    volume = open_volume(Path(args.distance), what="distance map")
+    distance = volume.array
     ndim = len(distance.shape)
-    voxel_size = tuple(args.voxel_size) if args.voxel_size else recorded_voxel_size
+    voxel_size = tuple(args.voxel_size) if args.voxel_size else volume.voxel_size
     for name, values in (
         ("--block", args.block),
         ("--voxel-size", voxel_size),

@@ -20,29 +20,6 @@ CORNER_COLUMNS = {3: ("z0", "y0", "x0", "z1", "y1", "x1"), 2: ("y0", "x0", "y1",
 NAME_COLUMNS = ("name", "box", "box_name", "bbox_ID", "id")
 
 
-def open_array(
-    path: Path, level: int, voxel_size: tuple[float, ...] | None, what: str
-) -> tuple[Any, tuple[float, ...] | None]:
-    """A ``.npy`` file (memory-mapped, pickles as its path) or an OME-Zarr level, with the
-    voxel size in nm (the given one, else the OME-Zarr's; ``None`` for .npy without one)."""
-    if not path.exists():
-        raise InvalidInputError(f"{what} {path}: no such file or directory")
-    if path.suffix == ".npy":
-        from pipeline.commands.segment import NpyArray
-
-        try:
-            array = NpyArray(path)
-        except ValueError as exc:
-            raise InvalidInputError(f"{what} {path.name} is not a readable .npy file: {exc}")
-        if voxel_size is not None and len(voxel_size) == 1:
-            voxel_size = voxel_size * len(array.shape)
-        return array, voxel_size
-    from pipeline.run import open_volume
-
-    volume = open_volume(path, level, voxel_size, what)
-    return volume.array, volume.voxel_size
-
-
 def read_boxes(path: Path, shape: tuple[int, ...]) -> list[tuple[str, tuple[int, ...]]]:
     """(name, (starts..., stops...)) per row: corner columns, or the published x,y,z,w,h,d."""
     ndim = len(shape)
@@ -76,13 +53,15 @@ def run(args: argparse.Namespace) -> int:
     from pipeline.config import load_config
     from pipeline.progress import tqdm_progress
     from pipeline.training import TrainingBox, train
+    from pipeline.volumes import open_volume
 
     config = load_config(args.config)
     data = config.data
     if data.labels is None or data.boxes is None:
         raise InvalidInputError("training needs data.labels and data.boxes in the config")
-    image, voxel_size = open_array(data.image, data.level, data.voxel_size, "image")
-    labels, _ = open_array(data.labels, data.level, voxel_size, "labels")
+    image_volume = open_volume(data.image, data.level, data.voxel_size, "image")
+    image, voxel_size = image_volume.array, image_volume.voxel_size
+    labels = open_volume(data.labels, data.level, None, "labels").array
     shape = tuple(int(n) for n in image.shape)
     if voxel_size is None:
         raise InvalidInputError("data.voxel_size (nm) is needed for .npy images")
