@@ -140,11 +140,13 @@ def test_resume_continues_and_matches_an_uninterrupted_run(
     volume: tuple[np.ndarray, np.ndarray], tmp_path: Path
 ) -> None:
     boxes = _boxes(volume)
-    full = train(boxes, _config(max_epochs=3), tmp_path / "full")
-    again = train(boxes, _config(max_epochs=3), tmp_path / "again")
-    first = train(boxes, _config(max_epochs=2), tmp_path / "resumed")
+    # A warm-up longer than the first run: the resumed run must continue its ramp.
+    guards = {"warmup_steps": 5, "grad_clip_norm": 1.0}
+    full = train(boxes, _config(max_epochs=3, **guards), tmp_path / "full")
+    again = train(boxes, _config(max_epochs=3, **guards), tmp_path / "again")
+    first = train(boxes, _config(max_epochs=2, **guards), tmp_path / "resumed")
     assert first.epochs == 2
-    resumed = train(boxes, _config(max_epochs=3), tmp_path / "resumed", resume=True)
+    resumed = train(boxes, _config(max_epochs=3, **guards), tmp_path / "resumed", resume=True)
     assert resumed.epochs == 3
 
     def losses(path: Path) -> list[tuple[str, str]]:
@@ -191,3 +193,35 @@ def test_contact_weights_only_near_touching_objects_and_off_by_default(
         output, {"distance": target, WEIGHT_KEY: extra}, mask, {"distance": "linear"}, {}
     )
     assert float(plain) == pytest.approx(1.0) and float(heavier) == pytest.approx(2.0)
+
+
+def test_warmup_ramps_the_learning_rate_and_clipping_bounds_the_gradient(
+    volume: tuple[np.ndarray, np.ndarray], tmp_path: Path
+) -> None:
+    trainer = Trainer(_boxes(volume), _config(warmup_steps=4, grad_clip_norm=0.01), tmp_path)
+    norms: list[float] = []
+    lrs: list[float] = []
+    step = trainer.optimizer.step
+
+    def recording_step(*args: object, **kwargs: object) -> object:
+        grads = [p.grad.norm() for p in trainer.model.parameters() if p.grad is not None]
+        norms.append(float(torch.linalg.vector_norm(torch.stack(grads))))
+        lrs.append(trainer.optimizer.param_groups[0]["lr"])
+        return step(*args, **kwargs)
+
+    trainer.optimizer.step = recording_step  # type: ignore[method-assign]
+    for i in range(6):
+        trainer._train_step(i)
+    assert lrs == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3])
+    assert max(norms) <= 0.01 * 1.001
+
+    unguarded = Trainer(_boxes(volume), _config(), tmp_path / "plain")
+    unguarded._train_step(0)
+    assert unguarded.optimizer.param_groups[0]["lr"] == 1e-3
+    grads = [p.grad.norm() for p in unguarded.model.parameters() if p.grad is not None]
+    assert float(torch.linalg.vector_norm(torch.stack(grads))) > 0.01  # so clipping did act
+
+    with pytest.raises(InvalidInputError, match="warmup_steps"):
+        train(_boxes(volume), _config(warmup_steps=-1), tmp_path / "bad")
+    with pytest.raises(InvalidInputError, match="grad_clip_norm"):
+        train(_boxes(volume), _config(grad_clip_norm=0.0), tmp_path / "bad2")
