@@ -37,10 +37,12 @@ def test_network_output_matches_config_and_margin(dims: int, input_shape: tuple[
         assert tuple(tensor.shape) == (1, 1, *expected)
 
 
-def test_kaiming_uniform_initialisation() -> None:
+def test_kaiming_uniform_initialisation_and_zero_heads() -> None:
     model = UNet(UNetConfig(width=4))
-    convs = [m for m in model.modules() if isinstance(m, nn.Conv3d)]
-    assert len(convs) == 2 * 5 + 2 + 2  # five blocks of two, two upsamplings, two heads
+    heads = list(model.heads.values())
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv3d) and m not in heads]
+    assert len(convs) == 2 * 5 + 2  # five blocks of two, two upsamplings
+    assert len(heads) == 2 and not any(h.weight.detach().any() for h in heads)
     for conv in convs:
         fan_in = conv.weight[0].numel()
         bound = math.sqrt(6.0 / fan_in)  # gain sqrt(2) for ReLU times sqrt(3 / fan_in)
@@ -51,6 +53,19 @@ def test_kaiming_uniform_initialisation() -> None:
             assert float(weights.mean()) == pytest.approx(bound / 2, rel=0.25)
         assert conv.bias is not None and not conv.bias.detach().any()
     assert not any(isinstance(m, nn.BatchNorm3d) for m in model.modules())
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_every_seed_starts_from_zero_outputs_and_learns(seed: int) -> None:
+    torch.manual_seed(seed)
+    model = UNet(UNetConfig(width=2, depth=1))
+    x = torch.randn(1, 1, 28, 28, 28)
+    outputs = model(x)
+    assert all(not out.detach().any() for out in outputs.values())
+    # The heads' gradients are not zero, so training moves off the start at once.
+    sum(out.square().sum() + out.sum() for out in outputs.values()).backward()
+    assert all(head.weight.grad is not None and head.weight.grad.abs().sum() > 0
+               for head in model.heads.values())  # fmt: skip
 
 
 def test_heads_list_drives_outputs() -> None:
