@@ -29,6 +29,9 @@ CHANNEL_COLORS = ["#ff00ff", "#00ff00", "#00ffff", "#ff0000", "#ffff00", "#0000f
 NON_SPATIAL_AXES = {"c", "t"}
 
 
+LOCAL_SOURCE_PREFIX = "local://"  # annotation layers kept in the state itself
+
+
 class StateError(ValueError):
     """A viewer state that cannot be stored; the message says why."""
 
@@ -213,14 +216,42 @@ def validate_state(state: Any) -> dict[str, Any]:
     return state
 
 
+def _source_urls(source: Any) -> list[Any]:
+    if isinstance(source, list):
+        return [url for item in source for url in _source_urls(item)]
+    if isinstance(source, dict):
+        return [source.get("url")]
+    return [] if source is None else [source]
+
+
+def check_state_sources(state: dict[str, Any], dataset: Dataset) -> None:
+    """Refuse a state whose layers read anything but ``dataset``'s data (or local annotations).
+
+    A saved state is opened by other people through a link: it must not make their browsers
+    fetch from a server of the saver's choosing, nor mix in another dataset's data.
+    """
+    pattern = _data_url_pattern(dataset)
+    for layer in state.get("layers", []):
+        for url in _source_urls(layer.get("source")):
+            if not isinstance(url, str):
+                raise StateError("a layer source must be a URL string.")
+            if not (pattern.match(url) or url.startswith(LOCAL_SOURCE_PREFIX)):
+                raise StateError(
+                    f"layer {layer.get('name', '?')!r} reads {url[:200]!r}: a saved view may only "
+                    f"use this dataset's data sources."
+                )
+
+
 @transaction.atomic
 def saved_state_create(
     dataset: Dataset, state: Any, user: AbstractBaseUser | AnonymousUser
 ) -> SavedState:
     """Store ``state`` for ``dataset`` and return the row (its ``key`` goes in the URL)."""
+    state = validate_state(state)
+    check_state_sources(state, dataset)
     return SavedState.objects.create(
         dataset=dataset,
-        state=validate_state(state),
+        state=state,
         created_by=user if user.is_authenticated else None,
     )
 

@@ -92,6 +92,44 @@ def test_bad_states_get_clear_400s(
     assert needle in response.json()["message"]
 
 
+@pytest.mark.parametrize(
+    "source",
+    [
+        "precomputed://https://evil.example/mesh",
+        "zarr3://http://testserver/data/other/image.ome.zarr/",
+        ["zarr3://http://testserver/data/cells/image.ome.zarr/", "n5://https://x.example/a"],
+        {"url": "zarr://https://evil.example/cells/data/cells/x", "subsources": {}},
+        17,
+    ],
+)
+def test_states_naming_foreign_sources_are_refused(
+    client: Client, make_dataset: Any, owner: Any, source: Any
+) -> None:
+    make_dataset("cells", Visibility.PUBLIC)
+    make_dataset("other", Visibility.PUBLIC)
+    client.force_login(owner)
+    state = {"layers": [{"name": "img", "source": source}]}
+    response = post_state(client, "cells", {"state": state})
+    assert response.status_code == 400
+    assert "source" in response.json()["message"]
+    assert not SavedState.objects.exists()
+
+
+def test_states_with_own_and_local_sources_are_kept(
+    client: Client, make_dataset: Any, owner: Any
+) -> None:
+    make_dataset("cells", Visibility.PUBLIC)
+    client.force_login(owner)
+    layers = [
+        {"name": "img", "source": "zarr3://http://testserver/data/cells/image.ome.zarr/"},
+        {"name": "seg", "source": [{"url": "precomputed://http://h:8000/s/tok/data/cells/m"}]},
+        {"name": "notes", "type": "annotation", "source": "local://annotations"},
+        {"name": "nothing"},
+    ]
+    response = post_state(client, "cells", {"state": {"layers": layers}})
+    assert response.status_code == 201, response.content
+
+
 def test_malformed_json_is_400(client: Client, make_dataset: Any, owner: Any) -> None:
     make_dataset("cells", Visibility.PUBLIC)
     client.force_login(owner)

@@ -21,7 +21,7 @@ from webapp.viewer.api.serializers import (
 )
 from webapp.viewer.models import SavedState
 from webapp.viewer.selectors import saved_state_for, viewer_dataset
-from webapp.viewer.services import saved_state_create, saved_state_url
+from webapp.viewer.services import StateError, saved_state_create, saved_state_url
 
 DEFAULT_MAX_STATE_BYTES = 1024 * 1024
 
@@ -63,7 +63,10 @@ class SavedStateListView(APIView):
         serializer.is_valid(raise_exception=True)
         token = serializer.validated_data.get("share_token") or None
         dataset = _dataset_or_404(request, slug, token)
-        saved = saved_state_create(dataset, serializer.validated_data["state"], request.user)
+        try:
+            saved = saved_state_create(dataset, serializer.validated_data["state"], request.user)
+        except StateError as exc:
+            return Response({"message": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
         body = SavedStateSerializer(_payload(saved, token)).data
         return Response(body, status=status.HTTP_201_CREATED)
 
