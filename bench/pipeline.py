@@ -1,7 +1,7 @@
 """Whole-pipeline benchmark: predict, segment, measure+mesh on a synthetic nuclei volume.
 
-    .venv/bin/python bench/pipeline.py [--size 512] [--width 16] [--model PATH] [--no-compile]
-                                       [--block N] [--seg-block 128] [--workers N]
+    .venv/bin/python bench/pipeline.py [--size 512] [--width 16] [--model PATH] [--compile]
+                                       [--block N] [--seg-block 128] [--workers N] [--skip-predict]
 
 The image (size^3 voxels, 200 nm) is written chunk-wise as OME-Zarr from tiles of
 ``make_nuclei_volume`` (at most 256^3 at a time, so generating it needs bounded memory), with
@@ -10,8 +10,11 @@ which reports its time and its peak RSS (``ru_maxrss``), so the peaks are the pi
 generator's:
 
 - predict: U-Net probability + distance, block by block (untrained default model unless
-  ``--model``; weights do not change the speed). With torch.compile the compilation is done on a
-  warm-up block first and reported separately.
+  ``--model``; weights do not change the speed), eager as in the default configuration; with
+  ``--compile`` (torch.compile) the compilation is done on a warm-up block first and reported
+  separately. ``--skip-predict`` leaves inference out, for a memory check of the later stages on
+  a volume too large to run inference on here in reasonable time (block-wise inference needs the
+  same memory at any volume size).
 - segment: seeded watershed + face-IoU merge + relabel (process pool of ``--workers``).
 - measure: per-object statistics, meshes, simplification, detections table.
 
@@ -147,10 +150,19 @@ def generate(root: Path, size: int, seed: int) -> tuple[Path, Path, int]:
     return root / "image.ome.zarr", root / "truth_distance.ome.zarr", total
 
 
+def own_peak_rss_mb() -> float:
+    """This process's peak RSS (VmHWM). Unlike ``ru_maxrss``, which Linux carries over fork and
+    exec, it starts afresh in a spawned process, so a stage is not charged its parent's peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024.0
+    return rss_mb(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # not Linux
+
+
 def _stage(fn: Callable[..., dict[str, Any]], args: tuple[Any, ...], queue: Any) -> None:
     try:
         result = fn(*args)
-        result["rss_mb"] = rss_mb(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+        result["rss_mb"] = own_peak_rss_mb()
         queue.put(result)
     except BaseException as exc:  # report, do not hang the parent
         queue.put({"error": f"{type(exc).__name__}: {exc}"})
@@ -268,6 +280,8 @@ def save_untrained_model(path: Path, width: int) -> None:
 
     torch.manual_seed(0)
     model = UNet(UNetConfig(width=width))
+    for head in model.heads.values():  # untrained heads are zero; give the outputs some spread
+        torch.nn.init.normal_(head.weight, std=0.5)
     save_model(
         path, model, mean=0.0, std=1.0, voxel_size=(VOXEL_NM,) * 3, metadata={"clamp_nm": 4000.0}
     )
@@ -281,7 +295,10 @@ def main() -> None:
     parser.add_argument("--block", type=int, default=None, help="prediction output block edge")
     parser.add_argument("--seg-block", type=int, default=128, help="watershed block edge")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--no-compile", action="store_true", help="eager torch (no compile)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile (default: eager)")
+    parser.add_argument(
+        "--skip-predict", action="store_true", help="only segment + measure (memory check)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", type=Path, default=None, help="work here and keep the files")
     args = parser.parse_args()
@@ -298,18 +315,21 @@ def main() -> None:
             f"(generated in {generate_s:.0f} s)",
             flush=True,
         )
-        model_path = args.model or root / "untrained.pt"
-        if args.model is None:
-            save_untrained_model(model_path, args.width)
-        predict = in_process(
-            stage_predict,
-            str(model_path),
-            str(image_path),
-            str(root),
-            args.block,
-            not args.no_compile,
-            threads,
-        )
+        predict: dict[str, Any] | None = None
+        if not args.skip_predict:
+            model_path = args.model or root / "untrained.pt"
+            if args.model is None:
+                save_untrained_model(model_path, args.width)
+            predict = in_process(
+                stage_predict,
+                str(model_path),
+                str(image_path),
+                str(root),
+                args.block,
+                args.compile,
+                threads,
+            )
+            report_stage("predict", predict["seconds"], voxels, predict["rss_mb"])
         distance_path = root / "prediction" / "distance.ome.zarr" if args.model else truth_path
         segment = in_process(
             stage_segment,
@@ -318,51 +338,95 @@ def main() -> None:
             args.seg_block,
             args.workers,
         )
+        report_stage(
+            "segment",
+            segment["seconds"],
+            voxels,
+            segment["rss_mb"] + args.workers * segment["children_rss_mb"],
+        )
         measure = in_process(stage_measure, str(root / "labels.ome.zarr"), str(root / "measured"))
-        conv = conv3d_gflops(predict["channels"], min(predict["level1_edge"], 96), threads)
+        report_stage("measure+mesh", measure["seconds"], voxels, measure["rss_mb"])
+        conv = (
+            conv3d_gflops(predict["channels"], min(predict["level1_edge"], 96), threads)
+            if predict is not None
+            else None
+        )
     finally:
         if args.keep is None:
             shutil.rmtree(root, ignore_errors=True)
+    summarise(args, voxels, threads, predict, segment, measure, conv)
 
-    unet_rate = predict["gflops"] / predict["seconds"]
+
+def report_stage(name: str, seconds: float, voxels: int, rss: float) -> None:
+    """One line as each stage ends, so a long run shows where it is."""
+    print(f"  {name}: {seconds:.1f} s, {voxels / seconds:.3g} voxels/s, peak {rss:.0f} MB",
+          flush=True)  # fmt: skip
+
+
+def summarise(
+    args: argparse.Namespace,
+    voxels: int,
+    threads: int,
+    predict: dict[str, Any] | None,
+    segment: dict[str, Any],
+    measure: dict[str, Any],
+    conv: float | None,
+) -> None:
+    """The table of stages and the ratios against the targets."""
     post = segment["seconds"] + measure["seconds"]
-    total = predict["seconds"] + post
-    peak = max(predict["rss_mb"], segment["rss_mb"], segment["children_rss_mb"], measure["rss_mb"])
+    stages = [segment, measure] if predict is None else [predict, segment, measure]
+    total = sum(stage["seconds"] for stage in stages)
+    # The watershed's pool processes run alongside their parent: charge every one of them the
+    # largest child's peak (an upper bound, their peaks need not coincide).
+    segment_mb = segment["rss_mb"] + args.workers * segment["children_rss_mb"]
+    peak = max([stage["rss_mb"] for stage in stages] + [segment_mb])
     generator_gb = rss_mb(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1024
-    data_gb = voxels * (2 + 4 + 4 + 4) / 1e9  # image, probability, distance, labels
-    rows = [
-        (
-            "predict",
-            predict["seconds"],
-            f"{predict['blocks']} blocks of "
-            f"{'x'.join(map(str, predict['block_shape']))}, warm-up/compile "
-            f"{predict['warmup_seconds']:.1f} s",
-            predict["rss_mb"],
-        ),
+    # image, distance, labels (+ probability when predicted)
+    data_gb = voxels * (2 + 4 + 4 + (4 if predict is not None else 0)) / 1e9
+    rows = []
+    if predict is not None:
+        rows.append(
+            (
+                "predict",
+                predict["seconds"],
+                f"{predict['blocks']} blocks of "
+                f"{'x'.join(map(str, predict['block_shape']))}, warm-up/compile "
+                f"{predict['warmup_seconds']:.1f} s",
+                predict["rss_mb"],
+            )
+        )
+    rows += [
         (
             "segment",
             segment["seconds"],
-            f"{segment['objects']} objects, {args.workers} workers",
-            max(segment["rss_mb"], segment["children_rss_mb"]),
+            f"{segment['objects']} objects, {args.workers} workers (memory: parent + "
+            f"{args.workers} x the largest worker)",
+            segment_mb,
         ),
         ("measure+mesh", measure["seconds"], f"{measure['objects']} objects", measure["rss_mb"]),
-        ("whole run", total, "predict + segment + measure", peak),
+        ("whole run", total, "the stages above", peak),
     ]
     print(f"\n{'stage':<14}{'seconds':>10}{'voxels/s':>12}{'peak RSS MB':>13}  notes")
     for name, seconds, note, rss in rows:
         print(f"{name:<14}{seconds:>10.1f}{voxels / seconds:>12.3g}{rss:>13.0f}  {note}")
-    source = "model's prediction" if args.model else "ground-truth distance (untrained model)"
+    source = "model's prediction" if args.model else "ground-truth distance"
     print(f"\npost-processing ran on the {source}")
-    print(
-        f"U-Net: {predict['flop_per_output_voxel']:.3g} FLOP per output voxel, "
-        f"{unet_rate:.1f} GFLOP/s ({'eager' if args.no_compile else 'torch.compile'})"
-    )
-    print(
-        f"plain conv3d {predict['channels']}->{predict['channels']} channels_last_3d: "
-        f"{conv:.1f} GFLOP/s"
-    )
-    print(f"U-Net / conv3d rate: {unet_rate / conv:.2f}   (target >= 0.60)")
-    print(f"post-inference / inference time: {post / predict['seconds']:.2f}   (target <= 0.50)")
+    if predict is not None and conv is not None:
+        unet_rate = predict["gflops"] / predict["seconds"]
+        print(
+            f"U-Net: {predict['flop_per_output_voxel']:.3g} FLOP per output voxel, "
+            f"{unet_rate:.1f} GFLOP/s ({'torch.compile' if args.compile else 'eager'})"
+        )
+        print(
+            f"plain conv3d {predict['channels']}->{predict['channels']} channels_last_3d: "
+            f"{conv:.1f} GFLOP/s"
+        )
+        print(f"U-Net / conv3d rate: {unet_rate / conv:.2f}   (target >= 0.60)")
+        print(
+            f"post-inference / inference time: {post / predict['seconds']:.2f}   (target <= 0.50)"
+        )
+    else:
+        print("inference skipped (--skip-predict): no U-Net rate, no post/inference ratio")
     print(
         f"peak RSS {peak / 1024:.2f} GB over stages (target < 4 GB); arrays processed "
         f"{data_gb:.2f} GB; generator process {generator_gb:.2f} GB"

@@ -12,9 +12,10 @@ augmented patches, then the loss over a fixed set of validation windows; trainin
 published loss), voxels within ``contact_nm`` of an interface between two touching objects weigh
 ``1 + contact_weight`` in every head's loss: the separating dip of the distance map there decides
 whether touching nuclei get one seed each, and it is a small share of all voxels. Two guards for
-learning rates above the published 1e-4 (both off by default): a linear warm-up over
-``warmup_steps`` and gradient-norm clipping at ``grad_clip_norm``; without them a small network at
-lr 3e-3 sometimes lost all its ReLUs in the first steps and never learnt. ``best.pt`` (a
+learning rates above the published 1e-4 (off by default): a linear warm-up over
+``warmup_steps``, gradient-norm clipping at ``grad_clip_norm``, and ``lr_schedule: cosine`` (decay
+to zero by the last epoch; at a constant 3e-3 the validation loss of a small network jumped about
+until the end, and the epoch that happened to be best varied a lot between seeds). ``best.pt`` (a
 model file) holds the best weights, ``last.pt`` everything needed to resume (weights, optimiser,
 history, random states).
 """
@@ -90,6 +91,7 @@ class TrainConfig:
     batch_size: int = 4
     lr: float = 1e-4
     warmup_steps: int = 0
+    lr_schedule: str = "constant"  # or "cosine": decay to 0 over max_epochs after the warm-up
     grad_clip_norm: float | None = None
     max_epochs: int = 100
     iterations_per_epoch: int = 50
@@ -181,6 +183,10 @@ def check_config(config: TrainConfig) -> tuple[int, ...]:
         config.grad_clip_norm is not None and config.grad_clip_norm <= 0
     ):
         raise InvalidInputError("need warmup_steps >= 0 and grad_clip_norm > 0 (or unset)")
+    if config.lr_schedule not in ("constant", "cosine"):
+        raise InvalidInputError(
+            f"lr_schedule must be constant or cosine, not {config.lr_schedule!r}"
+        )
     heads = {h.name: h.kind for h in config.unet.heads}
     if heads.get(DISTANCE_HEAD, "linear") != "linear":
         raise InvalidInputError("the distance head must be linear")
@@ -455,9 +461,20 @@ class Trainer:
         )
 
     def _set_lr(self, step: int) -> None:
-        """Linear warm-up: the learning rate grows to ``lr`` over the first ``warmup_steps``."""
-        warmup = self.config.warmup_steps
-        scale = min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
+        """Linear warm-up to ``lr`` over ``warmup_steps``, then constant or a cosine decay.
+
+        A function of the step alone, so a resumed run continues the same schedule.
+        """
+        config = self.config
+        warmup = config.warmup_steps
+        if step < warmup:
+            scale = (step + 1) / warmup
+        elif config.lr_schedule == "cosine":
+            total = config.max_epochs * config.iterations_per_epoch
+            done = (step - warmup) / max(1, total - warmup)
+            scale = 0.5 * (1.0 + math.cos(math.pi * min(1.0, done)))
+        else:
+            scale = 1.0
         for group in self.optimizer.param_groups:
             group["lr"] = self.config.lr * scale
 

@@ -91,7 +91,7 @@ def test_split_by_box_and_single_box_split(volume: tuple[np.ndarray, np.ndarray]
 def test_loss_drops_and_best_model_reloads_identically(
     volume: tuple[np.ndarray, np.ndarray], tmp_path: Path
 ) -> None:
-    trainer = Trainer(_boxes(volume), _config(lr=1e-2, augment=False), tmp_path)
+    trainer = Trainer(_boxes(volume), _config(lr=3e-3, augment=False), tmp_path)
     box = trainer.train_boxes[0]
     samples = [
         extract_sample(box, start, trainer.output_shape, trainer.margin, trainer.mean, trainer.std)
@@ -99,14 +99,14 @@ def test_loss_drops_and_best_model_reloads_identically(
     ]
     image, targets, mask = trainer.batches.collate(samples)
     losses = []
-    for _ in range(12):
+    for _ in range(40):  # heads start at zero: the first steps mostly move the heads
         trainer.optimizer.zero_grad()
         loss = masked_loss(trainer.model(image), targets, mask, trainer.kinds, trainer.weights)
         loss.backward()  # type: ignore[no-untyped-call]
         trainer.optimizer.step()
         losses.append(float(loss.detach()))
-    assert losses[-1] < 0.9 * losses[0]
-    assert losses[-1] < min(losses[:6])
+    assert losses[-1] < 0.7 * losses[0]
+    assert losses[-1] < min(losses[:20])
     trainer.save_best(tmp_path / "model.pt")
     loaded = load_model(tmp_path / "model.pt", "cpu")
     assert loaded.mean == pytest.approx(float(volume[0][:, :, :].mean()), rel=1e-6)
@@ -141,7 +141,7 @@ def test_resume_continues_and_matches_an_uninterrupted_run(
 ) -> None:
     boxes = _boxes(volume)
     # A warm-up longer than the first run: the resumed run must continue its ramp.
-    guards = {"warmup_steps": 5, "grad_clip_norm": 1.0}
+    guards = {"warmup_steps": 5, "grad_clip_norm": 1.0, "lr_schedule": "cosine"}
     full = train(boxes, _config(max_epochs=3, **guards), tmp_path / "full")
     again = train(boxes, _config(max_epochs=3, **guards), tmp_path / "again")
     first = train(boxes, _config(max_epochs=2, **guards), tmp_path / "resumed")
@@ -195,7 +195,7 @@ def test_contact_weights_only_near_touching_objects_and_off_by_default(
     assert float(plain) == pytest.approx(1.0) and float(heavier) == pytest.approx(2.0)
 
 
-def test_warmup_ramps_the_learning_rate_and_clipping_bounds_the_gradient(
+def test_warmup_and_cosine_schedule_set_the_learning_rate_and_clipping_bounds_the_gradient(
     volume: tuple[np.ndarray, np.ndarray], tmp_path: Path
 ) -> None:
     trainer = Trainer(_boxes(volume), _config(warmup_steps=4, grad_clip_norm=0.01), tmp_path)
@@ -221,6 +221,17 @@ def test_warmup_ramps_the_learning_rate_and_clipping_bounds_the_gradient(
     grads = [p.grad.norm() for p in unguarded.model.parameters() if p.grad is not None]
     assert float(torch.linalg.vector_norm(torch.stack(grads))) > 0.01  # so clipping did act
 
+    cosine = Trainer(
+        _boxes(volume), _config(warmup_steps=2, lr_schedule="cosine"), tmp_path / "cosine"
+    )
+    ramp = []
+    for i in range(5):  # 2 epochs x 2 iterations, then past the end
+        cosine._set_lr(i)
+        ramp.append(cosine.optimizer.param_groups[0]["lr"])
+    assert ramp == pytest.approx([5e-4, 1e-3, 1e-3, 5e-4, 0.0], abs=1e-12)
+
+    with pytest.raises(InvalidInputError, match="lr_schedule"):
+        train(_boxes(volume), _config(lr_schedule="linear"), tmp_path / "bad3")
     with pytest.raises(InvalidInputError, match="warmup_steps"):
         train(_boxes(volume), _config(warmup_steps=-1), tmp_path / "bad")
     with pytest.raises(InvalidInputError, match="grad_clip_norm"):
