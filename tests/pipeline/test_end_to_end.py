@@ -6,14 +6,19 @@ its config, as a user would: a first run trains on the training volume, a second
 trained model file on the held-out volume (predict, seeded watershed at the default 705.6 nm,
 measure and mesh, filter, evaluate on the whole volume as one box with no margin).
 
-Sizes are chosen for a CPU test of a few minutes on two busy cores: 200 nm voxels (nuclei 8-22
-voxels in radius, so the 705.6 nm seed threshold lies ~3.5 voxels inside), a one-level U-Net of
-width 8 (receptive field 17 voxels, 3.4 um) trained on one thread for 300 steps of two 60^3
-patches (output 44^3), and the distance target clamped at 1500 nm (well above the seed threshold):
-the network only needs to see how far the nearest border is, up to the clamp, which a small
-receptive field covers and which it learns much faster than a 4 um clamp. Voxels within 1 um of a
-contact between two nuclei weigh 5x in the loss (``contact_weight``): they are a small share of
-all voxels, and the distance dip there is what gives touching nuclei one seed each.
+Sizes are chosen for a CPU test of a few minutes: 200 nm voxels (nuclei 8-22 voxels in radius, so
+the 705.6 nm seed threshold lies ~3.5 voxels inside), the published architecture (two
+downsamplings, valid convolutions) at width 4 (receptive field 41 voxels, 8.2 um) trained on one
+thread for 900 steps of two 84^3 patches (output 44^3) at lr 3e-3 (100-step warm-up, cosine decay,
+gradient clipping), and the distance target clamped at 1500 nm (well above the seed threshold):
+the network only needs to see how far the nearest border is, up to the clamp, which it learns much
+faster than a 4 um clamp. Voxels within 1 um of a contact between two nuclei weigh 5x in the loss
+(``contact_weight``): they are a small share of all voxels, and the distance dip there is what
+gives touching nuclei one seed each. About 6 minutes on one core. Measured with this configuration:
+object F1 0.969 (training seed 0, the test's), 0.94 (seed 2), 0.98 (seed 3), and 0.99 with seed 7
+on another pair of volumes (generator seeds 3, 4). Before: 300 steps of a one-level width-8 network
+passed only with some seeds (0.74-0.97); without the cosine decay seed 2 gave 0.87; with the
+U-Net's heads initialised like the other layers, seed 5 on volumes 3, 4 never learnt (F1 0).
 
 Segmentation smooths the predicted distance with a 200 nm (one voxel) Gaussian and drops seeds of
 fewer than 27 voxels: the small network's distance map is noisy at the voxel scale, and without
@@ -43,12 +48,15 @@ CLAMP = 1500.0
 SHAPE = (96, 128, 128)
 NUCLEI = 50
 TRAIN_SEED, TEST_SEED = 1, 2
-UNET = {"width": 8, "depth": 1}
+UNET = {"width": 4, "depth": 2}
 TRAINING = {
-    "patch_shape": [60, 60, 60],  # output 44^3
+    "patch_shape": [84, 84, 84],  # output 44^3
     "batch_size": 2,
-    "lr": 1e-3,
-    "max_epochs": 15,
+    "lr": 3e-3,
+    "warmup_steps": 100,
+    "lr_schedule": "cosine",
+    "grad_clip_norm": 1.0,
+    "max_epochs": 45,
     "iterations_per_epoch": 20,
     "patience": 15,
     "seed": 0,
