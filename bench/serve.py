@@ -198,6 +198,17 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=512)
     parser.add_argument("--workers", type=int, help="gunicorn workers (WEB_CONCURRENCY)")
     parser.add_argument(
+        "--variants",
+        type=lambda text: [v for v in text.split(",") if v],
+        help="with --compare-workers: only these variants (comma-separated)",
+    )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        metavar="LABEL:K=V,K=V",
+        help="with --compare-workers: one more server variant with these environment settings",
+    )
+    parser.add_argument(
         "--compare-workers",
         action="store_true",
         help="also run the embedded server under sync workers and gevent with sendfile",
@@ -258,7 +269,19 @@ def main() -> None:
                 "sync": {"GUNICORN_WORKER_CLASS": "sync"},
                 "gevent+sendfile": {"GUNICORN_SENDFILE": "1"},
                 "django-routing": {"ANNOTOME_DATA_FAST_PATH": "0"},
+                "gevent+reuseport": {"GUNICORN_REUSE_PORT": "1"},
+                "gevent-1worker": {"WEB_CONCURRENCY": "1"},
             }
+            for spec in args.variant or []:
+                label, _, pairs = spec.partition(":")
+                variants[label] = dict(pair.split("=", 1) for pair in pairs.split(",") if pair)
+            if args.variants:
+                unknown = set(args.variants) - set(variants)
+                if unknown:
+                    raise SystemExit(
+                        f"unknown variants {sorted(unknown)}; known: {sorted(variants)}"
+                    )
+                variants = {k: v for k, v in variants.items() if k in args.variants}
             for label, extra in variants.items():
                 other = start_gunicorn(tmp / f"gunicorn-{label}", free_port(), {**env, **extra})
                 servers.append(other)
