@@ -1,4 +1,4 @@
-"""Shared fixtures: every test gets its own data and upload directories."""
+"""Shared fixtures: every test gets its own data and upload directories and an empty cache."""
 
 from __future__ import annotations
 
@@ -17,3 +17,11 @@ def _isolated_data_dirs(settings: Any, tmp_path: Path) -> None:
     settings.UPLOAD_ROOT = tmp_path / "uploads"
     settings.DATA_ROOT.mkdir()
     settings.UPLOAD_ROOT.mkdir()
+
+
+@pytest.fixture(autouse=True)
+def _empty_cache() -> None:
+    """Throttle counts and cached access decisions must not leak from one test to the next."""
+    from django.core.cache import cache
+
+    cache.clear()

@@ -21,7 +21,11 @@ out = {name: getattr(s, name) for name in (
     "DEBUG", "ALLOWED_HOSTS", "CSRF_TRUSTED_ORIGINS", "CELERY_BROKER_URL",
     "CELERY_BROKER_TRANSPORT_OPTIONS", "SESSION_COOKIE_SECURE", "DATA_SERVING",
     "CELERY_TASK_ALWAYS_EAGER", "CELERY_TASK_ACKS_LATE", "CELERY_WORKER_PREFETCH_MULTIPLIER",
+    "CACHES", "VIEWER_STATE_SAVE_RATE",
 )}
+from django.core.cache import cache
+cache.set("annotome-settings-probe", 42, 30)
+out["cache_round_trip"] = cache.get("annotome-settings-probe")
 from webapp.celery import app
 out["transport"] = app.connection_for_write().transport.driver_name
 if connection.vendor == "sqlite":
@@ -70,6 +74,26 @@ def test_embedded_defaults_need_no_server(tmp_path: Path) -> None:
     assert values["CELERY_TASK_ALWAYS_EAGER"] is False
     assert values["CELERY_TASK_ACKS_LATE"] is True
     assert values["CELERY_WORKER_PREFETCH_MULTIPLIER"] == 1
+
+
+def test_cache_is_per_process_by_default_and_redis_when_configured(tmp_path: Path) -> None:
+    values = _ok(_settings(tmp_path, "webapp.settings.dev"))
+    assert values["CACHES"]["default"]["BACKEND"].endswith("LocMemCache")
+    assert values["cache_round_trip"] == 42 and values["VIEWER_STATE_SAVE_RATE"] == "60/min"
+    broker = os.environ.get("CELERY_BROKER_URL", "")
+    # `make test` exports the Redis URL when Redis answers (always on CI); without it, only the
+    # setting can be checked.
+    url = (
+        broker.rsplit("/", 1)[0] + "/14" if broker.startswith("redis://") else "redis://nowhere:1/0"
+    )
+    result = _settings(tmp_path, "webapp.settings.dev", CACHE_URL=url)
+    if broker.startswith("redis://"):
+        values = _ok(result)
+        assert values["CACHES"]["default"]["BACKEND"].endswith("RedisCache")
+        assert values["CACHES"]["default"]["LOCATION"] == url
+        assert values["cache_round_trip"] == 42  # through a real Redis
+    else:
+        assert result.returncode != 0 and "nowhere" in result.stderr
 
 
 def test_environment_overrides_hosts_broker_and_spool(tmp_path: Path) -> None:

@@ -152,6 +152,19 @@ DATA_SERVING = env_str("ANNOTOME_DATA_SERVING", "django")
 # Origins allowed to read data cross-origin (Neuroglancer served elsewhere); "*" for any.
 DATA_CORS_ORIGINS = env_list("ANNOTOME_DATA_CORS_ORIGINS", ["*"])
 
+# One cache for every process (throttle counts): Redis when CACHE_URL names it, otherwise each
+# process keeps its own in memory (the embedded default, one machine).
+CACHE_URL = env_str("CACHE_URL", "")
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
+        if CACHE_URL.startswith(("redis://", "rediss://", "unix://"))
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
+# How often one user (or one address, when anonymous) may save a viewer state ("copy link").
+VIEWER_STATE_SAVE_RATE = env_str("ANNOTOME_STATE_SAVE_RATE", "60/min")
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Token first so unauthenticated API calls get 401 with a WWW-Authenticate header.

@@ -130,6 +130,23 @@ def test_states_with_own_and_local_sources_are_kept(
     assert response.status_code == 201, response.content
 
 
+def test_saving_states_is_rate_limited_per_user_and_per_address(
+    client: Client, make_dataset: Any, owner: Any, settings: Any
+) -> None:
+    settings.VIEWER_STATE_SAVE_RATE = "3/min"
+    make_dataset("cells", Visibility.PUBLIC)
+    codes = [post_state(client, "cells", {"state": STATE}).status_code for _ in range(4)]
+    assert codes == [201, 201, 201, 429]
+    refused = post_state(client, "cells", {"state": STATE})
+    assert refused.status_code == 429 and "throttled" in refused.json()["message"]
+    assert SavedState.objects.count() == 3
+    key = SavedState.objects.values_list("key", flat=True).first()
+    assert client.get(f"/api/v1/datasets/cells/states/{key}/").status_code == 200  # reads: free
+
+    client.force_login(owner)  # a signed-in user has a budget of their own
+    assert post_state(client, "cells", {"state": STATE}).status_code == 201
+
+
 def test_malformed_json_is_400(client: Client, make_dataset: Any, owner: Any) -> None:
     make_dataset("cells", Visibility.PUBLIC)
     client.force_login(owner)

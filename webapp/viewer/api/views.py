@@ -11,6 +11,7 @@ from rest_framework import status
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
 from rest_framework.views import APIView
 
 from webapp.datasets.models import Dataset
@@ -28,6 +29,20 @@ DEFAULT_MAX_STATE_BYTES = 1024 * 1024
 
 def max_state_bytes() -> int:
     return int(getattr(settings, "VIEWER_STATE_MAX_BYTES", DEFAULT_MAX_STATE_BYTES))
+
+
+class StateSaveThrottle(SimpleRateThrottle):
+    """``VIEWER_STATE_SAVE_RATE`` saves per user, or per client address when anonymous."""
+
+    scope = "viewer-state-save"
+
+    def get_rate(self) -> str:
+        return str(getattr(settings, "VIEWER_STATE_SAVE_RATE", "60/min"))
+
+    def get_cache_key(self, request: Request, view: Any) -> str:
+        user = request.user
+        ident = f"user-{user.pk}" if user and user.is_authenticated else self.get_ident(request)
+        return f"throttle_{self.scope}_{ident}"
 
 
 def _dataset_or_404(request: Request, slug: str, share_token: str | None) -> Dataset:
@@ -49,6 +64,9 @@ def _payload(saved: SavedState, share_token: str | None) -> dict[str, Any]:
 
 class SavedStateListView(APIView):
     permission_classes = [AllowAny]  # access is the dataset's (or share link's), checked below
+
+    def get_throttles(self) -> list[BaseThrottle]:
+        return [StateSaveThrottle()] if self.request.method == "POST" else []
 
     @extend_schema(request=SavedStateCreateSerializer, responses={201: SavedStateSerializer})
     def post(self, request: Request, slug: str) -> Response:
