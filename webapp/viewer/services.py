@@ -27,6 +27,8 @@ from webapp.viewer.state import (
 MAX_VISIBLE_SEGMENTS = 1000
 CHANNEL_COLORS = ["#ff00ff", "#00ff00", "#00ffff", "#ff0000", "#ffff00", "#0000ff", "#ffffff"]
 NON_SPATIAL_AXES = {"c", "t"}
+QUAD_PANEL_PIXELS = 360  # about one of four panels on a laptop screen
+PLANE_PANEL_PIXELS = 640  # the single xy panel of a 2D image
 
 
 LOCAL_SOURCE_PREFIX = "local://"  # annotation layers kept in the state itself
@@ -110,7 +112,11 @@ def build_viewer_state(
     unit = reference.unit if reference is not None else "nanometer"
     dimensions = [Dimension.from_voxel(n, by_name[n][0], unit) for n in names]
     extent_xyz = [by_name[n][1] for n in names]
-    position, cross_scale, projection_scale = camera_for_extent(extent_xyz)
+    # A plane gets one large xy panel; a volume the four panels (xy, xz, yz, 3D).
+    planar = len(names) < 3
+    position, cross_scale, projection_scale = camera_for_extent(
+        extent_xyz, panel_pixels=PLANE_PANEL_PIXELS if planar else QUAD_PANEL_PIXELS
+    )
 
     view_layers: list[ViewerLayer] = []
     for image in images:
@@ -158,6 +164,7 @@ def build_viewer_state(
         projection_scale=projection_scale,
         layers=view_layers,
         selected_layer=selected,
+        layout="xy" if planar else "4panel",
     )
 
 

@@ -83,6 +83,8 @@ def test_multichannel_2d_image_gets_one_coloured_layer_per_channel(owner: Any) -
     assert list(state["dimensions"]) == ["x", "y"]
     assert state["dimensions"]["x"] == pytest.approx([2.5e-7, "m"])
     assert state["position"] == [25.0, 50.0]
+    assert state["layout"] == "xy"  # one large panel for a plane, not xz / yz / 3D
+    assert state["crossSectionScale"] == pytest.approx(100 * 1.1 / 640, abs=1e-4)
     layers = state["layers"]
     assert [la["localPosition"] for la in layers] == [[0], [1]]
     assert all(la["blend"] == "additive" for la in layers)
