@@ -92,3 +92,17 @@ def test_2d_multichannel_image_draws_each_channel_in_its_colour(
     # ...and the channels' regions lie left to right, as in the image.
     assert columns[0] < columns[1] < columns[2], found
     assert columns[1] - columns[0] > 80 and columns[2] - columns[1] > 80, found
+
+    # "Copy link" reopens the same plane the same way round.
+    page.click("#copy-link")
+    page.wait_for_function("() => document.getElementById('copy-link-url').value", timeout=20_000)
+    reopened = browser_context.new_page()
+    reopened.goto(page.input_value("#copy-link-url"))
+    assert wait_ready(reopened) == []
+    assert reopened.evaluate("() => annotome.viewer().coordinateSpace.value.names") == ["x", "y"]
+    again = colour_columns(
+        panel_pixels(reopened, 0, artifacts_dir / "viewer-2d-reopened.png"),
+        [hue_degrees(CHANNEL_COLORS[c]) for c in range(3)],
+    )
+    assert [n for n, _ in again] == pytest.approx(list(counts), rel=0.05), again
+    assert [x for _, x in again] == pytest.approx(list(columns), abs=3), again
