@@ -57,7 +57,7 @@ class PredictConfig:
     mask: Path | None = None  # OME-Zarr tissue mask (non-zero = predict)
     workers: int = 1  # processes
     batch_size: int = 1  # blocks per forward pass
-    compile: bool = False  # torch.compile with weight freezing (CPU: ~1.5x, 10-40 s to compile)
+    compile: bool = False  # torch.compile + weight freezing (no faster on the 2-core bench CPU)
     num_threads: int | None = None  # torch threads per process (default: all cores)
     device: str = "auto"
 

@@ -61,8 +61,10 @@ def to_memory_format(
 
 
 def compile_for_inference(model: torch.nn.Module) -> torch.nn.Module:
-    """``torch.compile`` with inductor weight freezing (1.5x over eager channels-last on CPU,
-    measured; the first call costs 10-40 s of compilation)."""
+    """``torch.compile`` with inductor weight freezing; the first call costs 10-40 s of compilation.
+
+    On the 2-core bench machine it was no faster than eager channels-last (bench/README.md:
+    203 vs 216 GFLOP/s at 256^3), so it is off by default; a GPU or a larger CPU may differ."""
     import torch._inductor.config as inductor_config
 
     inductor_config.freezing = True
