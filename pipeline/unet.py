@@ -233,6 +233,7 @@ class UNet(nn.Module):
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
         for head in self.heads.values():
+            assert isinstance(head, nn.Conv2d | nn.Conv3d)
             nn.init.zeros_(head.weight)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
