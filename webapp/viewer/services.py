@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +30,6 @@ CHANNEL_COLORS = ["#ff00ff", "#00ff00", "#00ffff", "#ff0000", "#ffff00", "#0000f
 NON_SPATIAL_AXES = {"c", "t"}
 QUAD_PANEL_PIXELS = 360  # about one of four panels on a laptop screen
 PLANE_PANEL_PIXELS = 640  # the single xy panel of a 2D image
-
-
 LOCAL_SOURCE_PREFIX = "local://"  # annotation layers kept in the state itself
 
 
@@ -175,6 +174,16 @@ def _data_url_pattern(dataset: Dataset) -> re.Pattern[str]:
     )
 
 
+def map_source_urls(source: Any, fn: Callable[[Any], Any]) -> Any:
+    """``source`` (a Neuroglancer layer source: a URL, ``{"url": ...}``, or a list of those) with
+    ``fn`` applied to every URL in it."""
+    if isinstance(source, list):
+        return [map_source_urls(item, fn) for item in source]
+    if isinstance(source, dict):
+        return {**source, "url": fn(source.get("url"))}
+    return fn(source)
+
+
 def rebase_state_sources(
     state: dict[str, Any], dataset: Dataset, base_url: str, share_token: str | None = None
 ) -> dict[str, Any]:
@@ -194,18 +203,11 @@ def rebase_state_sources(
         match = pattern.match(url)
         return f"{match['scheme']}{prefix}{match['rest']}" if match else url
 
-    def rebase_source(source: Any) -> Any:
-        if isinstance(source, list):
-            return [rebase_source(s) for s in source]
-        if isinstance(source, dict):
-            return {**source, "url": rebase_url(source.get("url"))}
-        return rebase_url(source)
-
     result = dict(state)
     layers = state.get("layers")
     if isinstance(layers, list):
         result["layers"] = [
-            {**layer, "source": rebase_source(layer.get("source"))}
+            {**layer, "source": map_source_urls(layer.get("source"), rebase_url)}
             if isinstance(layer, dict)
             else layer
             for layer in layers
@@ -223,14 +225,6 @@ def validate_state(state: Any) -> dict[str, Any]:
     return state
 
 
-def _source_urls(source: Any) -> list[Any]:
-    if isinstance(source, list):
-        return [url for item in source for url in _source_urls(item)]
-    if isinstance(source, dict):
-        return [source.get("url")]
-    return [] if source is None else [source]
-
-
 def check_state_sources(state: dict[str, Any], dataset: Dataset) -> None:
     """Refuse a state whose layers read anything but ``dataset``'s data (or local annotations).
 
@@ -238,15 +232,21 @@ def check_state_sources(state: dict[str, Any], dataset: Dataset) -> None:
     fetch from a server of the saver's choosing, nor mix in another dataset's data.
     """
     pattern = _data_url_pattern(dataset)
+
+    def check_url(url: Any, layer_name: Any) -> Any:
+        if not isinstance(url, str):
+            raise StateError("a layer source must be a URL string.")
+        if not (pattern.match(url) or url.startswith(LOCAL_SOURCE_PREFIX)):
+            raise StateError(
+                f"layer {layer_name!r} reads {url[:200]!r}: a saved view may only use this "
+                f"dataset's data sources."
+            )
+        return url
+
     for layer in state.get("layers", []):
-        for url in _source_urls(layer.get("source")):
-            if not isinstance(url, str):
-                raise StateError("a layer source must be a URL string.")
-            if not (pattern.match(url) or url.startswith(LOCAL_SOURCE_PREFIX)):
-                raise StateError(
-                    f"layer {layer.get('name', '?')!r} reads {url[:200]!r}: a saved view may only "
-                    f"use this dataset's data sources."
-                )
+        if layer.get("source") is not None:  # a layer without a source reads nothing
+            name = layer.get("name", "?")
+            map_source_urls(layer["source"], lambda url, name=name: check_url(url, name))
 
 
 @transaction.atomic

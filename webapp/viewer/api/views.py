@@ -11,7 +11,7 @@ from rest_framework import status
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
+from rest_framework.throttling import BaseThrottle, UserRateThrottle
 from rest_framework.views import APIView
 
 from webapp.datasets.models import Dataset
@@ -31,18 +31,13 @@ def max_state_bytes() -> int:
     return int(getattr(settings, "VIEWER_STATE_MAX_BYTES", DEFAULT_MAX_STATE_BYTES))
 
 
-class StateSaveThrottle(SimpleRateThrottle):
+class StateSaveThrottle(UserRateThrottle):
     """``VIEWER_STATE_SAVE_RATE`` saves per user, or per client address when anonymous."""
 
     scope = "viewer-state-save"
 
     def get_rate(self) -> str:
-        return str(getattr(settings, "VIEWER_STATE_SAVE_RATE", "60/min"))
-
-    def get_cache_key(self, request: Request, view: Any) -> str:
-        user = request.user
-        ident = f"user-{user.pk}" if user and user.is_authenticated else self.get_ident(request)
-        return f"throttle_{self.scope}_{ident}"
+        return str(settings.VIEWER_STATE_SAVE_RATE)
 
 
 def _dataset_or_404(request: Request, slug: str, share_token: str | None) -> Dataset:
