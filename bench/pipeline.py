@@ -199,30 +199,25 @@ def stage_predict(
         if block is None
         else loaded.config.output_shape(loaded.config.valid_input_shape((block,) * 3))
     )
-    warm = time.perf_counter()
+
+    def run(volume: Any, name: str) -> tuple[Any, float]:
+        start = time.perf_counter()
+        result = predict_volume(
+            loaded,
+            volume,
+            Path(out_dir) / name,
+            block_shape=block_shape,
+            compile=compile,
+            voxel_size=(VOXEL_NM,) * 3,
+        )
+        return result, time.perf_counter() - start
+
     # Warm-up on one block-sized volume: compilation (if any) and allocator growth.
     warm_image = np.asarray(
         image[tuple(slice(0, min(b, n)) for b, n in zip(block_shape, shape, strict=True))]
     )
-    predict_volume(
-        loaded,
-        warm_image,
-        Path(out_dir) / "warmup",
-        block_shape=block_shape,
-        compile=compile,
-        voxel_size=(VOXEL_NM,) * 3,
-    )
-    warm_seconds = time.perf_counter() - warm
-    start = time.perf_counter()
-    result = predict_volume(
-        loaded,
-        image,
-        Path(out_dir) / "prediction",
-        block_shape=block_shape,
-        compile=compile,
-        voxel_size=(VOXEL_NM,) * 3,
-    )
-    seconds = time.perf_counter() - start
+    _, warm_seconds = run(warm_image, "warmup")
+    result, seconds = run(image, "prediction")
     margin = loaded.config.margin
     block_input = tuple(b + 2 * m for b, m in zip(block_shape, margin, strict=True))
     flops = unet_conv_flops(loaded.config, block_input) * result.blocks_done
@@ -260,8 +255,10 @@ def stage_segment(distance_path: str, out_path: str, block: int, workers: int) -
         if executor is not None:
             executor.shutdown()
     seconds = time.perf_counter() - start
+    # The pool's processes run alongside this one: charge each the largest child's peak (an
+    # upper bound, their peaks need not coincide).
     children = rss_mb(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-    return {"seconds": seconds, "objects": result.n_objects, "children_rss_mb": children}
+    return {"seconds": seconds, "objects": result.n_objects, "pool_mb": workers * children}
 
 
 def stage_measure(labels_path: str, out_dir: str) -> dict[str, Any]:
@@ -302,6 +299,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", type=Path, default=None, help="work here and keep the files")
     args = parser.parse_args()
+    if args.skip_predict and args.model is not None:
+        parser.error("--skip-predict runs on the ground truth's distance: drop --model")
     threads = os.cpu_count() or 1
     root = args.keep or Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
     root.mkdir(parents=True, exist_ok=True)
@@ -338,12 +337,8 @@ def main() -> None:
             args.seg_block,
             args.workers,
         )
-        report_stage(
-            "segment",
-            segment["seconds"],
-            voxels,
-            segment["rss_mb"] + args.workers * segment["children_rss_mb"],
-        )
+        segment["rss_mb"] += segment.pop("pool_mb")  # parent + pool workers
+        report_stage("segment", segment["seconds"], voxels, segment["rss_mb"])
         measure = in_process(stage_measure, str(root / "labels.ome.zarr"), str(root / "measured"))
         report_stage("measure+mesh", measure["seconds"], voxels, measure["rss_mb"])
         conv = (
@@ -376,10 +371,7 @@ def summarise(
     post = segment["seconds"] + measure["seconds"]
     stages = [segment, measure] if predict is None else [predict, segment, measure]
     total = sum(stage["seconds"] for stage in stages)
-    # The watershed's pool processes run alongside their parent: charge every one of them the
-    # largest child's peak (an upper bound, their peaks need not coincide).
-    segment_mb = segment["rss_mb"] + args.workers * segment["children_rss_mb"]
-    peak = max([stage["rss_mb"] for stage in stages] + [segment_mb])
+    peak = max(stage["rss_mb"] for stage in stages)
     generator_gb = rss_mb(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1024
     # image, distance, labels (+ probability when predicted)
     data_gb = voxels * (2 + 4 + 4 + (4 if predict is not None else 0)) / 1e9
@@ -401,7 +393,7 @@ def summarise(
             segment["seconds"],
             f"{segment['objects']} objects, {args.workers} workers (memory: parent + "
             f"{args.workers} x the largest worker)",
-            segment_mb,
+            segment["rss_mb"],
         ),
         ("measure+mesh", measure["seconds"], f"{measure['objects']} objects", measure["rss_mb"]),
         ("whole run", total, "the stages above", peak),
