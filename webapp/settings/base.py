@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "django_celery_results",
+    "webapp.core",
     "webapp.accounts",
     "webapp.datasets",
     "webapp.viewer",
