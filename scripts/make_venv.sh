@@ -20,13 +20,26 @@ if [ ! -x "$venv/bin/python" ]; then
       exit 1
     fi
   fi
-  "$venv/bin/python" -m pip install -q --upgrade pip
+  echo "Created $venv; upgrading pip"
+  "$venv/bin/python" -m pip install --progress-bar on --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
 fi
+# pip's own progress (one line per package, a bar per download) instead of minutes of silence;
+# its notes about missing local mirror folders are noise here.
+pip_install() {
+  set +e
+  "$venv/bin/python" -m pip install --progress-bar on "$@" 2>&1 | grep -v "^WARNING: Location"
+  local status=${PIPESTATUS[0]}
+  set -e
+  return "$status"
+}
 for requirements in "$@"; do
+  count=$(grep -cE '^[A-Za-z0-9]' "$requirements" || true)
+  echo "Installing $requirements ($count pinned packages) into $venv; the first time takes a few minutes."
   # TORCH_INDEX_URL (e.g. PyTorch's CPU-only wheel index): the pinned torch without CUDA.
   torch_pin=$(grep -E '^torch==' "$requirements" || true)
   if [ -n "${TORCH_INDEX_URL:-}" ] && [ -n "$torch_pin" ]; then
-    "$venv/bin/python" -m pip install -q --index-url "$TORCH_INDEX_URL" "$torch_pin"
+    pip_install --index-url "$TORCH_INDEX_URL" "$torch_pin"
   fi
-  "$venv/bin/python" -m pip install -q -r "$requirements"
+  pip_install -r "$requirements"
+  echo "Installed $requirements."
 done

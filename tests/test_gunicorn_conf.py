@@ -22,17 +22,25 @@ print(json.dumps({
     "views": "webapp.viewer.views" in sys.modules,
     "frozen": gc.get_freeze_count(),
     "reuse_port": conf.reuse_port,
+    "worker_class": conf.worker_class,
+    "threads": conf.threads,
+    "sendfile": conf.sendfile,
 }))
 """
 
 
-def probe(**env: str) -> dict[str, object]:
+def run_probe(**env: str) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, "DJANGO_SETTINGS_MODULE": "webapp.settings.dev", **env}
-    out = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-c", PROBE], cwd=REPO_ROOT, env=full_env, capture_output=True,
-        text=True, check=True, timeout=120,
-    ).stdout  # fmt: skip
-    return json.loads(out.strip().splitlines()[-1])
+        text=True, timeout=120,
+    )  # fmt: skip
+
+
+def probe(**env: str) -> dict[str, object]:
+    result = run_probe(**env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def test_worker_start_imports_every_view_and_freezes_them_for_the_gc() -> None:
@@ -45,3 +53,14 @@ def test_worker_start_imports_every_view_and_freezes_them_for_the_gc() -> None:
 
 def test_reuse_port_is_opt_in() -> None:
     assert probe(GUNICORN_REUSE_PORT="1")["reuse_port"] is True
+
+
+def test_threads_by_default_and_monkey_patching_workers_refused() -> None:
+    result = probe()
+    assert result["worker_class"] == "gthread"
+    assert result["threads"] == 8 and result["sendfile"] is True
+    assert probe(GUNICORN_WORKER_CLASS="sync")["worker_class"] == "sync"
+    refused = run_probe(GUNICORN_WORKER_CLASS="gevent")
+    assert refused.returncode != 0
+    assert "GUNICORN_WORKER_CLASS=gevent is not supported" in refused.stderr
+    assert "zarr" in refused.stderr

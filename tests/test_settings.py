@@ -61,7 +61,7 @@ def _ok(result: subprocess.CompletedProcess[str]) -> dict:
 
 def test_embedded_defaults_need_no_server(tmp_path: Path) -> None:
     values = _ok(_settings(tmp_path, "webapp.settings.dev"))
-    assert values["DEBUG"] is True
+    assert values["DEBUG"] is False, "debug pages only when DJANGO_DEBUG=1"
     assert values["CELERY_BROKER_URL"] == "filesystem://"
     assert values["transport"] == "annotome-fs", "the durable file-system transport"
     options = values["CELERY_BROKER_TRANSPORT_OPTIONS"]
@@ -103,13 +103,13 @@ def test_environment_overrides_hosts_broker_and_spool(tmp_path: Path) -> None:
             "webapp.settings.dev",
             DJANGO_ALLOWED_HOSTS="a.example.org, b.example.org",
             DJANGO_CSRF_TRUSTED_ORIGINS="https://a.example.org",
-            DJANGO_DEBUG="0",
+            DJANGO_DEBUG="1",
             ANNOTOME_BROKER_SPOOL=str(tmp_path / "spool"),
         )
     )
     assert values["ALLOWED_HOSTS"] == ["a.example.org", "b.example.org"]
     assert values["CSRF_TRUSTED_ORIGINS"] == ["https://a.example.org"]
-    assert values["DEBUG"] is False
+    assert values["DEBUG"] is True
     assert values["CELERY_BROKER_TRANSPORT_OPTIONS"]["data_folder_in"] == str(
         tmp_path / "spool" / "queue"
     )

@@ -78,6 +78,15 @@ def worker_command(concurrency: int) -> list[str]:
     ]  # fmt: skip
 
 
+def login_hint() -> str:
+    """Where the demo admin's password is kept, when ``ensure_demo_admin`` generated it."""
+    var = Path(os.environ.get("ANNOTOME_VAR_DIR") or REPO_ROOT / "var")
+    kept = var / "demo_admin_password.txt"
+    if kept.is_file():
+        return f"\nLog in as admin; the password is in {kept}"
+    return ""
+
+
 def port_open(host: str, port: int) -> bool:
     try:
         socket.create_connection((host, port), timeout=0.5).close()
@@ -128,8 +137,8 @@ class Supervisor:
             if failed is not None:
                 break
             if not announced and port_open(host, port):
-                print(f"\nAnnotome is running at {url}  (Ctrl+C stops the site and the worker)\n",
-                      flush=True)  # fmt: skip
+                print(f"\nAnnotome is running at {url}  (Ctrl+C stops the site and the worker)"
+                      f"{login_hint()}\n", flush=True)  # fmt: skip
                 announced = True
             time.sleep(0.2)
         if failed is None:

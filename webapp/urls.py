@@ -4,13 +4,22 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from webapp.core import pages
+from webapp.core.api_root import ApiRootView
+
+handler400 = "webapp.core.pages.bad_request"
+handler404 = "webapp.core.pages.page_not_found"
+handler500 = "webapp.core.pages.server_error"
+
 api_v1 = [
+    path("", ApiRootView.as_view(), name="api-root"),
     path("", include("webapp.accounts.api.urls")),
     path("", include("webapp.datasets.api.urls")),
     path("", include("webapp.viewer.api.urls")),
 ]
 
 urlpatterns = [
+    path("favicon.ico", pages.favicon, name="favicon"),
     path("admin/", admin.site.urls),
     path("accounts/", include("webapp.accounts.urls")),
     path("api/v1/", include(api_v1)),

@@ -45,6 +45,7 @@ from webapp.datasets.models import (
 )
 from webapp.datasets.selectors import datasets_editable_by
 from webapp.datasets.services_errors import ImportRejected, InvalidRequest, NotAllowed
+from webapp.datasets.signals import layers_changed
 
 logger = logging.getLogger(__name__)
 
@@ -461,7 +462,8 @@ def _import_work(job: DatasetJob, work: Path, writer: JobProgressWriter) -> None
         meshes[name] = mesh_path
     writer.check_cancelled()
     writer.write("publishing", 0, 1)
-    _publish(job, out, image, labels, meshes)
+    dataset = _publish(job, out, image, labels, meshes)
+    layers_changed.send(sender=Dataset, dataset=dataset)
 
 
 def _datasets_dir() -> Path:

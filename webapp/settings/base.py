@@ -43,7 +43,9 @@ VAR_DIR = Path(env_str("ANNOTOME_VAR_DIR", BASE_DIR / "var")).resolve()
 
 EMBEDDED_SECRET_KEY = "embedded-insecure-key-do-not-use-in-production"
 SECRET_KEY = env_str("DJANGO_SECRET_KEY", EMBEDDED_SECRET_KEY)
-DEBUG = env_bool("DJANGO_DEBUG", True)
+# Off unless asked for: `make up` is a small deployment, whose error pages must not list URL
+# patterns or settings. DJANGO_DEBUG=1 turns Django's debug pages on for development.
+DEBUG = env_bool("DJANGO_DEBUG", False)
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 
@@ -57,6 +59,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI files served by the site: /api/docs/ works offline
     "django_celery_results",
     "webapp.core",
     "webapp.accounts",
@@ -183,6 +186,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Datasets, layers, imports, share links and viewer states.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # Celery: embedded default is a durable file-system broker needing no server

@@ -1,30 +1,23 @@
-"""Stub endpoints the Neuroglancer Python-integration client talks to.
+"""Server side of the Neuroglancer client's Python-integration channel.
 
-The client keeps an ``EventSource`` open on ``/neuroglancer/events/<token>`` (without it, it shows
-"Disconnected from Python server") and POSTs its state, actions and credential requests. We push
-no state through them (the viewer page calls ``viewer.state.restoreState``), so the stream only
-carries comments and the POSTs store nothing.
-
-The stream sleeps with ``time.sleep``: under gunicorn's gevent workers (monkey-patched) that
-yields to other requests, so an open viewer costs a greenlet, not a worker. It ends after
-``NEUROGLANCER_EVENTS_MAX_SECONDS`` so workers can be recycled and a test server can stop; the
-client reconnects by itself.
+The client keeps an ``EventSource`` on ``/neuroglancer/events/<token>`` and POSTs its state,
+actions and credential requests. The shim inlined into the client's ``index.html``
+(``neuroglancer_shim.js``) answers all of these in the browser, so these endpoints only serve a
+client loaded without it (an old cached page, a direct visit). The event stream is therefore
+finite: one comment, a long reconnection delay, and the end of the response, so it never holds
+a worker thread open; the POSTs store nothing.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
-
-from django.conf import settings
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from webapp.viewer.neuroglancer_client import NEUROGLANCER_TOKEN
 
-DEFAULT_KEEPALIVE_SECONDS = 15.0
-DEFAULT_MAX_SECONDS = 300.0
+#: How long a client without the shim waits before asking again (milliseconds).
+RECONNECT_MS = 60_000
 
 
 def _check_token(token: str) -> None:
@@ -32,32 +25,13 @@ def _check_token(token: str) -> None:
         raise Http404("Unknown viewer token.")
 
 
-def keepalive_events(keepalive_s: float, max_s: float) -> Iterator[bytes]:
-    """An SSE body of comments: one at once, then one every ``keepalive_s`` until ``max_s``."""
-    # The retry field tells a plain EventSource to reconnect quickly when the stream ends.
-    yield b"retry: 500\n: annotome viewer events\n\n"
-    deadline = time.monotonic() + max_s
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return
-        time.sleep(min(keepalive_s, remaining))
-        yield b": keep-alive\n\n"
-
-
 @require_GET
-def events(request: HttpRequest, token: str) -> StreamingHttpResponse:
-    """Held-open ``text/event-stream`` that never sends state."""
+def events(request: HttpRequest, token: str) -> HttpResponse:
+    """A ``text/event-stream`` that sends no state and ends at once."""
     _check_token(token)
-    keepalive_s = float(
-        getattr(settings, "NEUROGLANCER_EVENTS_KEEPALIVE_SECONDS", DEFAULT_KEEPALIVE_SECONDS)
-    )
-    max_s = float(getattr(settings, "NEUROGLANCER_EVENTS_MAX_SECONDS", DEFAULT_MAX_SECONDS))
-    response = StreamingHttpResponse(
-        keepalive_events(keepalive_s, max_s), content_type="text/event-stream"
-    )
+    body = f"retry: {RECONNECT_MS}\n: annotome viewer events (state is set by the page)\n\n"
+    response = HttpResponse(body.encode(), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
-    response["X-Accel-Buffering"] = "no"  # nginx must pass each comment through at once
     return response
 
 

@@ -1,19 +1,29 @@
-"""Dataset thumbnails: the middle z slice of a coarse pyramid level with the labels outlined."""
+"""Dataset thumbnails: the middle z slice of a coarse pyramid level with the labels outlined.
+
+Rendered where the data is produced (the import job in a Celery worker, ``load_demo``), on the
+``layers_changed`` signal, so that a page view normally only sends a file. A dataset without a
+current thumbnail (its layers are newer than the file) is rendered on request as a fallback.
+"""
 
 from __future__ import annotations
 
 import colorsys
+import logging
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import zarr
+from django.db.models import Max
 from PIL import Image
 
+from pipeline.errors import PipelineError
+from pipeline.ome_zarr_io import open_multiscale
 from webapp.datasets.models import Dataset, Layer, LayerKind
 from webapp.viewer.services import CHANNEL_COLORS, default_contrast
+
+logger = logging.getLogger(__name__)
 
 THUMBNAIL_NAME = "thumbnail.png"
 THUMBNAIL_SIZE = 256
@@ -21,18 +31,9 @@ THUMBNAIL_SIZE = 256
 MIN_LEVEL_PIXELS = 128
 
 
-def _multiscale_paths(group: Any) -> list[str]:
-    attrs = dict(group.attrs)
-    multiscales = attrs.get("ome", attrs).get("multiscales") or attrs.get("multiscales")
-    if not multiscales:
-        raise ValueError("not an OME-Zarr multiscale image")
-    return [d["path"] for d in multiscales[0]["datasets"]]
-
-
 def _middle_slice(store: Path, axes: list[str], min_pixels: int, level_shape: Any = None) -> Any:
     """Middle z slice (channels first, then y, x) of a coarse level of the image at ``store``."""
-    group = zarr.open_group(str(store), mode="r")
-    arrays = [group[p] for p in _multiscale_paths(group)]
+    arrays = list(open_multiscale(store).levels)
     array = arrays[0]
     if level_shape is not None:
         array = next((a for a in arrays if a.shape[-2:] == level_shape), arrays[0])
@@ -118,14 +119,45 @@ def _render_image(dataset: Dataset, image: Layer) -> np.ndarray:
     return np.clip(rgb, 0, 1)
 
 
-def thumbnail_path(dataset: Dataset) -> Path | None:
-    """Path of the cached thumbnail PNG, rendered on first use or when the dataset changed."""
+def _layers_changed_at(dataset: Dataset) -> float:
+    """When the newest image or label layer was created (what the thumbnail draws)."""
+    newest = dataset.layers.filter(kind__in=[LayerKind.IMAGE, LayerKind.SEGMENTATION]).aggregate(
+        newest=Max("created")
+    )["newest"]
+    return newest.timestamp() if newest is not None else 0.0
+
+
+def thumbnail_current(dataset: Dataset) -> Path | None:
+    """The thumbnail file if it exists and is not older than the layers it draws."""
     path = dataset.root / THUMBNAIL_NAME
-    if path.is_file() and path.stat().st_mtime >= dataset.updated.timestamp():
-        return path
+    try:
+        if path.stat().st_mtime >= _layers_changed_at(dataset):
+            return path
+    except OSError:
+        pass
+    return None
+
+
+def thumbnail_path(dataset: Dataset) -> Path | None:
+    """The current thumbnail, rendered now if there is none (datasets from before jobs did it)."""
+    return thumbnail_current(dataset) or thumbnail_write(dataset)
+
+
+def thumbnail_on_layers_changed(sender: Any, dataset: Dataset, **kwargs: Any) -> None:
+    """``layers_changed`` receiver: render the thumbnail now; a failure only costs the picture."""
+    try:
+        thumbnail_write(dataset)
+    except Exception:
+        logger.exception("could not render the thumbnail of dataset %s", dataset.slug)
+
+
+def thumbnail_write(dataset: Dataset) -> Path | None:
+    """Render the thumbnail and replace the file atomically; None when there is nothing to draw."""
+    path = dataset.root / THUMBNAIL_NAME
     try:
         picture = render_thumbnail(dataset)
-    except (OSError, ValueError, KeyError, IndexError):
+    except (OSError, ValueError, KeyError, IndexError, PipelineError):
+        logger.warning("no thumbnail for dataset %s", dataset.slug, exc_info=True)
         return None
     if picture is None:
         return None

@@ -123,3 +123,33 @@ def test_thumbnail_is_rendered_cached_and_permission_checked(
     saturated = (picture.max(axis=2).astype(int) - picture.min(axis=2)) > 120
     assert saturated.sum() > 200  # coloured label outlines
     assert (nuclei_dataset.root / "thumbnail.png").is_file()
+
+
+def test_thumbnail_follows_the_layers_not_the_datasets_name(
+    client: Client, nuclei_dataset: Dataset, owner: Any
+) -> None:
+    """Renaming does not redraw it; a new layer (or the layers_changed signal) does."""
+    import os
+
+    from webapp.datasets.models import Layer
+    from webapp.datasets.signals import layers_changed
+    from webapp.viewer.thumbnails import thumbnail_current
+
+    assert thumbnail_current(nuclei_dataset) is None
+    layers_changed.send(sender=Dataset, dataset=nuclei_dataset)  # what an import job sends
+    path = thumbnail_current(nuclei_dataset)
+    assert path is not None
+    os.utime(path, (1_000_000_000, 1_000_000_000))  # written long ago ...
+    Layer.objects.filter(dataset=nuclei_dataset).update(
+        created=timezone.datetime(2000, 1, 1, tzinfo=timezone.get_fixed_timezone(0))
+    )  # ... after the layers it draws
+    nuclei_dataset.name = "Renamed"
+    nuclei_dataset.save()
+    assert thumbnail_current(nuclei_dataset) == path
+    client.force_login(owner)
+    assert client.get("/datasets/real/thumbnail.png").status_code == 200
+    assert path.stat().st_mtime == 1_000_000_000, "a rename does not redraw the thumbnail"
+    Layer.objects.filter(dataset=nuclei_dataset, kind="segmentation").update(created=timezone.now())
+    assert thumbnail_current(nuclei_dataset) is None
+    assert client.get("/datasets/real/thumbnail.png").status_code == 200
+    assert path.stat().st_mtime > 1_000_000_000
