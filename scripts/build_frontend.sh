@@ -5,7 +5,8 @@
 #   2. API types: the OpenAPI schema (manage.py spectacular) -> frontend/generated/openapi.d.ts
 #      (openapi-typescript), when a Python file under webapp/ is newer than the schema;
 #   3. vite build.
-# --check also type-checks (tsc) and runs the unit tests (vitest): what `make test` runs.
+# --check also checks the formatting (prettier), type-checks (tsc) and runs the unit tests
+# (vitest): what `make test` runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=${VENV:-.venv}
@@ -76,6 +77,8 @@ step "vite build -> frontend/dist/"
 npm run --silent build
 
 if [ "$check" = 1 ]; then
+  step "format check (prettier; fix with: bash scripts/npm.sh run format)"
+  npm run --silent format:check
   step "type-check (tsc)"
   npm run --silent typecheck
   step "unit tests (vitest)"

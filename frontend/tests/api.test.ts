@@ -64,7 +64,9 @@ describe("requestJson", () => {
   });
 
   it("rejects with the server's message and status", async () => {
-    scriptFetch([{ status: 400, body: { message: "expires_at: the expiry date must be in the future" } }]);
+    scriptFetch([
+      { status: 400, body: { message: "expires_at: the expiry date must be in the future" } },
+    ]);
     const error = await requestJson("post", "/api/v1/x/", { body: {} }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ApiError);
     expect(error).toMatchObject({
@@ -112,18 +114,28 @@ describe("serverMessage", () => {
 
 describe("URLs", () => {
   it("fills path templates, encoded, and appends a query", () => {
-    expect(buildUrl("/api/v1/datasets/{slug}/states/{key}/", { slug: "a b", key: "k/1" }, {
-      share_token: "t",
-      skip: undefined,
-    })).toBe("/api/v1/datasets/a%20b/states/k%2F1/?share_token=t");
-    expect(() => buildUrl("/api/v1/jobs/{id}/")).toThrow("No value for {id} in /api/v1/jobs/{id}/.");
+    expect(
+      buildUrl(
+        "/api/v1/datasets/{slug}/states/{key}/",
+        { slug: "a b", key: "k/1" },
+        {
+          share_token: "t",
+          skip: undefined,
+        },
+      ),
+    ).toBe("/api/v1/datasets/a%20b/states/k%2F1/?share_token=t");
+    expect(() => buildUrl("/api/v1/jobs/{id}/")).toThrow(
+      "No value for {id} in /api/v1/jobs/{id}/.",
+    );
   });
 
   it("reads parameters back from a server-rendered URL and refuses other shapes", () => {
-    expect(pathParams("/api/v1/datasets/{slug}/share-links/", "/api/v1/datasets/cells/share-links/"))
-      .toEqual({ slug: "cells" });
-    expect(pathParams("/api/v1/datasets/{slug}/states/", "http://x/api/v1/datasets/n%C3%BC/states/"))
-      .toEqual({ slug: "nü" });
+    expect(
+      pathParams("/api/v1/datasets/{slug}/share-links/", "/api/v1/datasets/cells/share-links/"),
+    ).toEqual({ slug: "cells" });
+    expect(
+      pathParams("/api/v1/datasets/{slug}/states/", "http://x/api/v1/datasets/n%C3%BC/states/"),
+    ).toEqual({ slug: "nü" });
     expect(() => pathParams("/api/v1/datasets/{slug}/states/", "/api/v1/jobs/3/")).toThrow(
       "/api/v1/jobs/3/ is not a /api/v1/datasets/{slug}/states/ URL.",
     );
@@ -148,7 +160,11 @@ describe("api", () => {
       {
         method: "POST",
         url: "/api/v1/datasets/cells/states/",
-        headers: { Accept: "application/json", "Content-Type": "application/json", "X-CSRFToken": "tok" },
+        headers: {
+          Accept: "application/json",
+          "Content-Type": "application/json",
+          "X-CSRFToken": "tok",
+        },
         body: { state: { layers: [] }, share_token: null },
       },
     ]);
@@ -193,17 +209,26 @@ describe("uploadForm", () => {
     xhr.progress(10, 10);
     xhr.respond(202, { id: 7, status: "queued" });
     expect(await upload.result).toEqual({ id: 7, status: "queued" });
-    expect(progress).toEqual([[5, 10], [10, 10]]);
+    expect(progress).toEqual([
+      [5, 10],
+      [10, 10],
+    ]);
   });
 
   it("rejects with the server's message, or the fallback for the status", async () => {
     const fallback = (s: number) => (s === 413 ? "The upload is too large." : `HTTP ${s}`);
     const first = uploadForm("/api/v1/imports/", { form: new FormData(), fallback });
     FakeXhr.last!.respond(400, { message: "broken.tif is not a TIFF file" });
-    await expect(first.result).rejects.toMatchObject({ status: 400, message: "broken.tif is not a TIFF file" });
+    await expect(first.result).rejects.toMatchObject({
+      status: 400,
+      message: "broken.tif is not a TIFF file",
+    });
     const second = uploadForm("/api/v1/imports/", { form: new FormData(), fallback });
     FakeXhr.last!.respond(413, "<html>413 Request Entity Too Large</html>");
-    await expect(second.result).rejects.toMatchObject({ status: 413, message: "The upload is too large." });
+    await expect(second.result).rejects.toMatchObject({
+      status: 413,
+      message: "The upload is too large.",
+    });
   });
 
   it("tells a broken connection from an abort", async () => {

@@ -1,7 +1,12 @@
 // A stand-in for Neuroglancer's viewer object with the shape the bridge reads: layers whose data
 // sources the test moves from loading to loaded or failed. (The real viewer is exercised by the
 // browser tests in tests/browser/.)
-import type { LayerDataSource, ManagedLayer, Viewer, ViewerStateJson } from "../src/lib/neuroglancer";
+import type {
+  LayerDataSource,
+  ManagedLayer,
+  Viewer,
+  ViewerStateJson,
+} from "../src/lib/neuroglancer";
 
 export interface FakeViewer extends Viewer {
   restored: unknown[];

@@ -73,7 +73,8 @@ export class FakeXhr {
     this.emit("abort");
   }
   progress(loaded: number, total: number): void {
-    for (const listener of this.uploadListeners) listener({ lengthComputable: true, loaded, total });
+    for (const listener of this.uploadListeners)
+      listener({ lengthComputable: true, loaded, total });
   }
   respond(status: number, body: unknown): void {
     this.status = status;

@@ -38,9 +38,22 @@ function choose(input: HTMLInputElement, file: File): void {
 
 function job(fields: Partial<Job>): Job {
   return {
-    id: 4, kind: "import", status: "queued", stage: "", done: 0, total: 0, progress: 0, error: "",
-    name: "Spheres", dataset: null, viewer_url: null, created: "", updated: "", started: null,
-    finished: null, ...fields,
+    id: 4,
+    kind: "import",
+    status: "queued",
+    stage: "",
+    done: 0,
+    total: 0,
+    progress: 0,
+    error: "",
+    name: "Spheres",
+    dataset: null,
+    viewer_url: null,
+    created: "",
+    updated: "",
+    started: null,
+    finished: null,
+    ...fields,
   };
 }
 
@@ -114,9 +127,14 @@ describe("import page", () => {
     await vi.advanceTimersByTimeAsync(POLL_MS);
     expect(jobBar().value).toBe(75);
     await vi.advanceTimersByTimeAsync(POLL_MS);
-    expect(jobBar()).toEqual({ value: 100, caption: "Done.", status: "Import finished. Open Spheres in the viewer" });
-    expect(document.querySelector<HTMLAnchorElement>("#import-status a")!.getAttribute("href"))
-      .toBe("/datasets/spheres/");
+    expect(jobBar()).toEqual({
+      value: 100,
+      caption: "Done.",
+      status: "Import finished. Open Spheres in the viewer",
+    });
+    expect(
+      document.querySelector<HTMLAnchorElement>("#import-status a")!.getAttribute("href"),
+    ).toBe("/datasets/spheres/");
     expect(sent.map((r) => r.url)).toEqual(Array(3).fill("/api/v1/jobs/4/"));
     await vi.advanceTimersByTimeAsync(POLL_MS * 5);
     expect(sent).toHaveLength(3); // no polling after the end
@@ -156,11 +174,15 @@ describe("import page", () => {
       { status: 200, body: job({ status: "cancelled" }) },
     ];
     const sent = scriptFetch((request) =>
-      request.method === "POST" ? { status: 200, body: job({ status: "running" }) } : replies.shift()!,
+      request.method === "POST"
+        ? { status: 200, body: job({ status: "running" }) }
+        : replies.shift()!,
     );
     FakeXhr.last!.respond(202, job({ status: "queued" }));
     await vi.advanceTimersByTimeAsync(POLL_MS);
-    expect($("import-status").textContent).toBe("Could not read the job's progress (HTTP 502); retrying…");
+    expect($("import-status").textContent).toBe(
+      "Could not read the job's progress (HTTP 502); retrying…",
+    );
     await vi.advanceTimersByTimeAsync(POLL_MS * 3);
     expect(jobBar()).toEqual({ value: null, caption: "Reading", status: "" });
     $("import-cancel").click();

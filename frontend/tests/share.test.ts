@@ -7,9 +7,16 @@ import { scriptFetch } from "./helpers";
 
 function link(fields: Partial<ShareLink>): ShareLink {
   return {
-    id: 1, label: "", token: "t", created_by: "owner", created: "2026-03-03T10:00:00Z",
-    expires_at: null, revoked_at: null, active: true,
-    viewer_url: "http://site/s/t/datasets/cells/", data_url: "http://site/s/t/data/cells/",
+    id: 1,
+    label: "",
+    token: "t",
+    created_by: "owner",
+    created: "2026-03-03T10:00:00Z",
+    expires_at: null,
+    revoked_at: null,
+    active: true,
+    viewer_url: "http://site/s/t/datasets/cells/",
+    data_url: "http://site/s/t/data/cells/",
     ...fields,
   };
 }
@@ -38,10 +45,17 @@ describe("share-link list", () => {
     expect(items[1]?.querySelector("small")?.textContent).toMatch(/^created .+ · never expires$/);
     const url = items[1]?.querySelector<HTMLAnchorElement>(".share-url");
     expect([url?.href, url?.textContent, url?.target, url?.rel]).toEqual([
-      "http://site/s/u/datasets/cells/", "http://site/s/u/datasets/cells/", "_blank", "noopener",
+      "http://site/s/u/datasets/cells/",
+      "http://site/s/u/datasets/cells/",
+      "_blank",
+      "noopener",
     ]);
-    expect([...items[1]!.querySelectorAll("button")].map((b) => [b.className, b.type, b.textContent]))
-      .toEqual([["share-copy", "button", "Copy"], ["share-revoke", "button", "Revoke"]]);
+    expect(
+      [...items[1]!.querySelectorAll("button")].map((b) => [b.className, b.type, b.textContent]),
+    ).toEqual([
+      ["share-copy", "button", "Copy"],
+      ["share-revoke", "button", "Revoke"],
+    ]);
   });
 
   it("says when there is no active link", () => {
@@ -104,7 +118,10 @@ describe("share panel", () => {
       }
       const body = request.body as { label: string; expires_at: string | null };
       if (body.expires_at && new Date(body.expires_at) <= new Date()) {
-        return { status: 400, body: { message: "expires_at: the expiry date must be in the future." } };
+        return {
+          status: 400,
+          body: { message: "expires_at: the expiry date must be in the future." },
+        };
       }
       links = [link({ id: 5, label: body.label, expires_at: body.expires_at })];
       return { status: 201, body: links[0] };
@@ -125,7 +142,9 @@ describe("share panel", () => {
     (form.elements.namedItem("days") as HTMLInputElement).value = "7";
     form.requestSubmit();
     await vi.waitFor(() => expect(text("share-status")).toBe("Link created."));
-    await vi.waitFor(() => expect(document.querySelector(".share-label")?.textContent).toBe("reviewers"));
+    await vi.waitFor(() =>
+      expect(document.querySelector(".share-label")?.textContent).toBe("reviewers"),
+    );
     expect(document.getElementById("share-error")!.hidden).toBe(true);
     expect((form.elements.namedItem("label") as HTMLInputElement).value).toBe("");
     const create = sent.find((r) => r.method === "POST" && r.url.endsWith("/share-links/"));

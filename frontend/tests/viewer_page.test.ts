@@ -32,7 +32,11 @@ function loadedViewer(): ReturnType<typeof fakeViewer> {
   return viewer;
 }
 
-const CONFIG = { saveUrl: "/api/v1/datasets/cells/states/", shareToken: "sh4re", csrfToken: "c5rf" };
+const CONFIG = {
+  saveUrl: "/api/v1/datasets/cells/states/",
+  shareToken: "sh4re",
+  csrfToken: "c5rf",
+};
 
 describe("viewer page", () => {
   beforeEach(() => {
@@ -67,7 +71,9 @@ describe("viewer page", () => {
   it("copies a link: saves the state with the share token and CSRF token, shows the URL", async () => {
     const frame = page(CONFIG);
     withViewer(frame, loadedViewer());
-    const sent = scriptFetch([{ status: 201, body: { key: "k1", url: "/datasets/cells/?state=k1" } }]);
+    const sent = scriptFetch([
+      { status: 201, body: { key: "k1", url: "/datasets/cells/?state=k1" } },
+    ]);
     const hooks = mountViewerPage();
     await vi.advanceTimersByTimeAsync(100);
     expect((await hooks.ready).errors).toEqual([]);
@@ -108,7 +114,9 @@ describe("viewer page", () => {
   it("says so when the viewer never starts", async () => {
     page(CONFIG);
     const hooks = mountViewerPage();
-    const outcome = expect(hooks.ready).rejects.toThrow("Timed out waiting for the Neuroglancer viewer");
+    const outcome = expect(hooks.ready).rejects.toThrow(
+      "Timed out waiting for the Neuroglancer viewer",
+    );
     await vi.advanceTimersByTimeAsync(61_000);
     await outcome;
     expect(document.getElementById("viewer-error")!.textContent).toBe(
@@ -119,6 +127,8 @@ describe("viewer page", () => {
 
   it("refuses a save URL that is not the states endpoint", () => {
     page({ ...CONFIG, saveUrl: "/elsewhere/" });
-    expect(() => mountViewerPage()).toThrow("/elsewhere/ is not a /api/v1/datasets/{slug}/states/ URL.");
+    expect(() => mountViewerPage()).toThrow(
+      "/elsewhere/ is not a /api/v1/datasets/{slug}/states/ URL.",
+    );
   });
 });

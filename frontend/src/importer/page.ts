@@ -76,7 +76,8 @@ export function mountImportPage(form: HTMLFormElement, doc: Document = document)
   function readForm(): ImportInput {
     const value = (name: string): string => {
       const field = form.elements.namedItem(name);
-      return field instanceof HTMLInputElement || field instanceof HTMLSelectElement ||
+      return field instanceof HTMLInputElement ||
+        field instanceof HTMLSelectElement ||
         field instanceof HTMLTextAreaElement
         ? field.value
         : "";
@@ -115,7 +116,8 @@ export function mountImportPage(form: HTMLFormElement, doc: Document = document)
 
     upload = uploadForm("/api/v1/imports/", {
       form: data,
-      onProgress: (loaded, total) => setBar(uploadBar, uploadCaption, uploadProgress(loaded, total)),
+      onProgress: (loaded, total) =>
+        setBar(uploadBar, uploadCaption, uploadProgress(loaded, total)),
       fallback: (status) =>
         status === 413 ? "The upload is too large." : `The upload failed (HTTP ${status}).`,
       networkError: "The upload failed: the connection was interrupted.",
@@ -149,16 +151,18 @@ export function mountImportPage(form: HTMLFormElement, doc: Document = document)
 
   function poll(): void {
     if (jobId === null) return;
-    api.get("/api/v1/jobs/{id}/", { path: { id: jobId }, fallback: (status) => `HTTP ${status}` }).then(
-      (job) => {
-        if (renderJob(job)) setTimeout(poll, POLL_MS);
-      },
-      (error: unknown) => {
-        const detail = error instanceof Error ? error.message : String(error);
-        showStatus(`Could not read the job's progress (${detail}); retrying…`, true);
-        setTimeout(poll, POLL_MS * 3);
-      },
-    );
+    api
+      .get("/api/v1/jobs/{id}/", { path: { id: jobId }, fallback: (status) => `HTTP ${status}` })
+      .then(
+        (job) => {
+          if (renderJob(job)) setTimeout(poll, POLL_MS);
+        },
+        (error: unknown) => {
+          const detail = error instanceof Error ? error.message : String(error);
+          showStatus(`Could not read the job's progress (${detail}); retrying…`, true);
+          setTimeout(poll, POLL_MS * 3);
+        },
+      );
   }
 
   /** Shows one poll's answer; true while the job is still going. */

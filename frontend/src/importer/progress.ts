@@ -54,7 +54,11 @@ export function jobView(job: Job): JobView {
       return {
         value: 100,
         caption: "Done.",
-        outcome: { kind: "succeeded", viewerUrl: job.viewer_url, name: job.name || job.dataset || "" },
+        outcome: {
+          kind: "succeeded",
+          viewerUrl: job.viewer_url,
+          name: job.name || job.dataset || "",
+        },
       };
     case "cancelled":
       return {

@@ -49,7 +49,8 @@ export type CallOptions<O> = CommonOptions &
   ([PathParams<O>] extends [undefined] ? { path?: undefined } : { path: PathParams<O> }) &
   ([QueryParams<O>] extends [never] ? { query?: undefined } : { query?: QueryParams<O> }) &
   ([JsonBody<O>] extends [undefined] ? { body?: undefined } : { body: JsonBody<O> });
-type Args<O> = object extends CallOptions<O> ? [options?: CallOptions<O>] : [options: CallOptions<O>];
+type Args<O> =
+  object extends CallOptions<O> ? [options?: CallOptions<O>] : [options: CallOptions<O>];
 
 /** A failed API call: HTTP status (0 when the server was not reached), message for a person. */
 export class ApiError extends Error {
@@ -63,8 +64,7 @@ export class ApiError extends Error {
   }
 }
 
-export const defaultFallback = (status: number): string =>
-  `The request failed (HTTP ${status}).`;
+export const defaultFallback = (status: number): string => `The request failed (HTTP ${status}).`;
 
 /** The server's `message` from an error body (parsed or JSON text), else undefined. */
 export function serverMessage(body: unknown): string | undefined {
@@ -211,11 +211,15 @@ export async function requestJson<T>(
   return body as T;
 }
 
-function call(method: Method, template: string, options: CommonOptions & {
-  path?: Record<string, ParamValue> | undefined;
-  query?: Record<string, ParamValue | boolean | null | undefined> | undefined;
-  body?: unknown;
-} = {}): Promise<unknown> {
+function call(
+  method: Method,
+  template: string,
+  options: CommonOptions & {
+    path?: Record<string, ParamValue> | undefined;
+    query?: Record<string, ParamValue | boolean | null | undefined> | undefined;
+    body?: unknown;
+  } = {},
+): Promise<unknown> {
   const url = buildUrl(template, options.path, options.query);
   const rest: Parameters<typeof requestJson>[2] = { body: options.body };
   if (options.signal) rest.signal = options.signal;

@@ -13,7 +13,11 @@ export async function writeClipboard(text: string, win: Window = window): Promis
 }
 
 /** Selects `node`'s text and copies it: the Clipboard API first, then `execCommand("copy")`. */
-export async function copyNodeText(node: Node, text: string, win: Window = window): Promise<boolean> {
+export async function copyNodeText(
+  node: Node,
+  text: string,
+  win: Window = window,
+): Promise<boolean> {
   const range = win.document.createRange();
   range.selectNodeContents(node);
   const selection = win.getSelection();

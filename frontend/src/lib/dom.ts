@@ -28,18 +28,16 @@ type WritableKeys<T> = {
     ? never
     : IfEquals<{ [Q in P]: T[P] }, { -readonly [Q in P]: T[P] }, P>;
 }[keyof T];
-type IfEquals<X, Y, A> = (<T>() => T extends X ? 1 : 2) extends <T>() => T extends Y ? 1 : 2
-  ? A
-  : never;
+type IfEquals<X, Y, A> =
+  (<T>() => T extends X ? 1 : 2) extends <T>() => T extends Y ? 1 : 2 ? A : never;
 
 /** `el("a", {href, textContent}, [child, ...])`. */
 export function el<K extends keyof HTMLElementTagNameMap>(
   tag: K,
   props: Props<K> = {},
   children: (Node | string)[] = [],
-  doc: Document = document,
 ): HTMLElementTagNameMap[K] {
-  const node = Object.assign(doc.createElement(tag), props);
+  const node = Object.assign(document.createElement(tag), props);
   node.append(...children);
   return node;
 }

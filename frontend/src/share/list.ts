@@ -10,24 +10,36 @@ export interface ItemActions {
 }
 
 /** "created 3 Mar 2026, 10:00 · expires 10 Mar 2026, 10:00" (or "· never expires"). */
-export function linkDates(link: Pick<ShareLink, "created" | "expires_at">, locale?: string): string {
-  const expiry = link.expires_at ? `expires ${formatWhen(link.expires_at, locale)}` : "never expires";
+export function linkDates(
+  link: Pick<ShareLink, "created" | "expires_at">,
+  locale?: string,
+): string {
+  const expiry = link.expires_at
+    ? `expires ${formatWhen(link.expires_at, locale)}`
+    : "never expires";
   return `created ${formatWhen(link.created, locale)} · ${expiry}`;
 }
 
-export function shareItem(link: ShareLink, actions: ItemActions, doc: Document = document): HTMLLIElement {
-  const url = el("a", { href: link.viewer_url, textContent: link.viewer_url, target: "_blank", rel: "noopener", className: "share-url" }, [], doc);
-  const copy = el("button", { type: "button", textContent: "Copy", className: "share-copy" }, [], doc);
+export function shareItem(link: ShareLink, actions: ItemActions): HTMLLIElement {
+  const url = el("a", {
+    href: link.viewer_url,
+    textContent: link.viewer_url,
+    target: "_blank",
+    rel: "noopener",
+    className: "share-url",
+  });
+  const copy = el("button", { type: "button", textContent: "Copy", className: "share-copy" });
   copy.addEventListener("click", () => actions.copy(url, copy));
-  const revoke = el("button", { type: "button", textContent: "Revoke", className: "share-revoke" }, [], doc);
+  const revoke = el("button", { type: "button", textContent: "Revoke", className: "share-revoke" });
   revoke.addEventListener("click", () => actions.revoke(link, revoke));
+  const label = link.label || "Untitled link";
   return el("li", { className: "share-item" }, [
     el("div", { className: "share-meta" }, [
-      el("strong", { className: "share-label", textContent: link.label || "Untitled link" }, [], doc),
-      el("small", { textContent: linkDates(link) }, [], doc),
-    ], doc),
-    el("div", { className: "share-row" }, [url, copy, revoke], doc),
-  ], doc);
+      el("strong", { className: "share-label", textContent: label }),
+      el("small", { textContent: linkDates(link) }),
+    ]),
+    el("div", { className: "share-row" }, [url, copy, revoke]),
+  ]);
 }
 
 /** Replaces `list`'s items with the active links, or "No active links."; returns those shown. */
@@ -36,11 +48,10 @@ export function renderShareList(
   links: readonly ShareLink[],
   actions: ItemActions,
 ): ShareLink[] {
-  const doc = list.ownerDocument;
   const active = links.filter((link) => link.active);
-  list.replaceChildren(...active.map((link) => shareItem(link, actions, doc)));
+  list.replaceChildren(...active.map((link) => shareItem(link, actions)));
   if (!active.length) {
-    list.append(el("li", { className: "share-empty", textContent: "No active links." }, [], doc));
+    list.append(el("li", { className: "share-empty", textContent: "No active links." }));
   }
   return active;
 }

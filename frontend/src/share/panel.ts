@@ -8,7 +8,11 @@ import { type ItemActions, expiryFromDays, renderShareList } from "./list";
 
 const LIST = "/api/v1/datasets/{slug}/share-links/";
 
-export function mountSharePanel(panel: HTMLElement, toggle: HTMLElement, doc: Document = document): void {
+export function mountSharePanel(
+  panel: HTMLElement,
+  toggle: HTMLElement,
+  doc: Document = document,
+): void {
   const form = byId("share-form", HTMLFormElement, doc);
   const list = byId("share-list", HTMLElement, doc);
   const errorBox = byId("share-error", HTMLElement, doc);
