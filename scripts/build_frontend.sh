@@ -58,7 +58,8 @@ types=frontend/generated/openapi.d.ts
 if [ ! -f "$types" ] || [ ! -f "$schema" ] ||
   [ -n "$(find webapp requirements.txt -newer "$schema" \( -name '*.py' -o -name requirements.txt \) -print -quit)" ]; then
   step "API types from the OpenAPI schema (manage.py spectacular, openapi-typescript)"
-  mkdir -p frontend/generated
+  # dist/ too: Django's checks warn about a missing STATICFILES_DIRS entry before the first build.
+  mkdir -p frontend/generated frontend/dist
   log=frontend/generated/spectacular.log
   if ! DJANGO_SETTINGS_MODULE=webapp.settings.dev "$venv/bin/python" manage.py spectacular \
     --file "$schema.tmp" >"$log" 2>&1; then
