@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8000
 export PORT
 
-.PHONY: up test lint bench system-deps venv dev-venv clean-venv
+.PHONY: up test lint bench system-deps venv dev-venv clean-venv frontend
 
 $(VENV)/.runtime: requirements.txt
 	@bash scripts/make_venv.sh $(VENV) requirements.txt
@@ -19,7 +19,11 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 venv: $(VENV)/.runtime
 dev-venv: $(VENV)/.dev
 
-up: $(VENV)/.runtime
+# TypeScript -> frontend/dist/ (collected as static files); make test also type-checks and unit-tests it.
+frontend: $(VENV)/.runtime
+	@VENV=$(VENV) bash scripts/build_frontend.sh
+
+up: $(VENV)/.runtime frontend
 	$(PY) manage.py migrate --noinput -v0
 	$(PY) manage.py collectstatic --noinput -v0
 	$(PY) manage.py load_demo --if-absent

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs the whole suite: ruff (lint + format check), mypy (strict on pipeline/), then pytest
+# Runs the whole suite: ruff (lint + format check), mypy (strict on pipeline/), the frontend
+# (build, tsc, vitest: scripts/build_frontend.sh --check), then pytest
 # with every marker (unit, integration, nginx, browser). Uses PostgreSQL and Redis when they answer on their usual ports
 # (or DATABASE_URL / CELERY_BROKER_URL as given); otherwise SQLite and the file-system broker.
 # With CI set, PostgreSQL and Redis are required: no silent fallback to the embedded ones.
@@ -42,6 +43,8 @@ fi
 $PY -m ruff check . || exit 1
 $PY -m ruff format --check . || { echo "Run: .venv/bin/ruff format ." >&2; exit 1; }
 $PY -m mypy pipeline || { echo "mypy (strict for pipeline/) failed" >&2; exit 1; }
+# The frontend: build (pytest's pages load it), type-check, vitest unit tests.
+bash scripts/build_frontend.sh --check || { echo "frontend build, type-check or unit tests failed" >&2; exit 1; }
 
 xdist=()
 if [ "${PYTEST_WORKERS:-1}" -gt 1 ]; then

@@ -25,3 +25,30 @@ def _empty_cache() -> None:
     from django.core.cache import cache
 
     cache.clear()
+
+
+FRONTEND = Path(__file__).resolve().parent.parent / "frontend"
+BUILD_HINT = "run `bash scripts/build_frontend.sh` (make test does)"
+
+
+def frontend_build_problem() -> str | None:
+    """Why frontend/dist/ cannot stand for frontend/src/ (missing or older), or None."""
+    manifest = FRONTEND / "dist" / ".vite" / "manifest.json"
+    if not manifest.is_file():
+        return f"The frontend is not built (no frontend/dist/.vite/manifest.json): {BUILD_HINT}."
+    built = manifest.stat().st_mtime
+    inputs = [*(FRONTEND / "src").rglob("*"), FRONTEND / "vite.config.ts"]
+    inputs.append(FRONTEND / "package-lock.json")
+    newer = sorted(str(p.relative_to(FRONTEND.parent)) for p in inputs if p.stat().st_mtime > built)
+    if newer:
+        return f"The frontend build is older than {', '.join(newer[:3])}: {BUILD_HINT}."
+    return None
+
+
+@pytest.fixture(scope="session")
+def built_frontend() -> Path:
+    """frontend/dist/, built from the current sources; fails with what to run otherwise."""
+    problem = frontend_build_problem()
+    if problem:
+        pytest.fail(problem, pytrace=False)
+    return FRONTEND / "dist"

@@ -30,6 +30,11 @@ CHROMIUM_ARGS = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def _frontend_is_built(built_frontend: Path) -> None:
+    """Pages run the built scripts: a missing or stale build fails here, saying what to run."""
+
+
 @pytest.fixture
 def browser_context() -> Iterator[Any]:
     """A persistent Chromium context on a fresh profile directory, 1280x800."""

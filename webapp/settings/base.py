@@ -134,7 +134,8 @@ USE_TZ = True
 
 STATIC_URL = "/static/"
 STATIC_ROOT = Path(env_str("DJANGO_STATIC_ROOT", VAR_DIR / "static"))
-STATICFILES_DIRS = [BASE_DIR / "frontend"]
+# The built frontend (scripts/build_frontend.sh); sources under frontend/src are not served.
+STATICFILES_DIRS = [BASE_DIR / "frontend" / "dist"]
 
 LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "viewer:dataset-list"

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.test import Client
@@ -137,6 +138,8 @@ def test_import_page_needs_login_and_has_the_form(owner: Any) -> None:
     page = client.get("/datasets/import/")
     assert page.status_code == 200
     html = page.content.decode()
-    assert 'id="import-form"' in html and "import.js" in html and "csrfmiddlewaretoken" in html
-    assert 'data-api-url="/api/v1/imports/"' in html
-    assert Path("frontend/import.js").exists()
+    assert 'id="import-form"' in html and "csrfmiddlewaretoken" in html
+    # The page's script (built from frontend/src/pages/import.ts; tests/test_frontend_assets.py
+    # checks that it is built) and the limit it checks before uploading.
+    assert '<script type="module" src="/static/import.js"></script>' in html
+    assert f'data-max-bytes="{django_settings.MAX_UPLOAD_BYTES}"' in html

@@ -1,0 +1,19 @@
+// How sizes and times read on the pages.
+
+const BYTE_UNITS = ["B", "KB", "MB", "GB", "TB"] as const;
+
+/** 1536 -> "1.5 KB"; whole bytes without decimals; powers of 1024. */
+export function formatBytes(n: number): string {
+  let value = n;
+  let i = 0;
+  while (value >= 1024 && i < BYTE_UNITS.length - 1) {
+    value /= 1024;
+    i += 1;
+  }
+  return `${value.toFixed(i ? 1 : 0)} ${BYTE_UNITS[i]}`;
+}
+
+/** An ISO date-time in the reader's locale, e.g. "12 Mar 2026, 14:05". */
+export function formatWhen(iso: string, locale?: string): string {
+  return new Date(iso).toLocaleString(locale, { dateStyle: "medium", timeStyle: "short" });
+}

@@ -1,0 +1,55 @@
+// Builds each page's script and the style sheets into dist/, which Django collects as static
+// files (STATICFILES_DIRS). Entries keep plain names (templates use {% static 'viewer.js' %} and
+// {% static 'site.css' %}); the shared code (src/lib) is one content-hashed chunk under chunks/,
+// so a cached old entry still finds the chunk it was built with. dist/.vite/manifest.json lists
+// every output.
+import { defineConfig } from "vitest/config";
+
+const entries = {
+  viewer: "src/pages/viewer.ts",
+  import: "src/pages/import.ts",
+  share_links: "src/pages/share_links.ts",
+  // Style sheets: the key only has to be unique; the file keeps its source name.
+  "style:site": "src/styles/site.css",
+  "style:viewer": "src/styles/viewer.css",
+};
+
+/** "src/styles/viewer.css" -> "viewer.css"; other assets get a content hash. */
+function assetName(info: { originalFileNames: readonly string[] }): string {
+  const source = info.originalFileNames[0] ?? "";
+  return source.startsWith("src/styles/")
+    ? source.slice("src/styles/".length)
+    : "assets/[name]-[hash][extname]";
+}
+
+export default defineConfig({
+  publicDir: false,
+  logLevel: "info",
+  build: {
+    outDir: "dist",
+    emptyOutDir: true,
+    manifest: true,
+    sourcemap: true,
+    target: "es2022",
+    modulePreload: { polyfill: false },
+    rolldownOptions: {
+      input: entries,
+      output: {
+        entryFileNames: "[name].js",
+        chunkFileNames: "chunks/[name]-[hash].js",
+        assetFileNames: assetName,
+        codeSplitting: { groups: [{ name: "shared", test: /src[\\/]lib[\\/]/ }] },
+      },
+    },
+  },
+  test: {
+    // Pure logic runs in Node; files that need a DOM say `@vitest-environment happy-dom`.
+    environment: "node",
+    include: ["tests/**/*.test.ts"],
+    restoreMocks: true,
+    // One worker per environment rather than per file: half the run time on two cores; tests
+    // undo their stubs and timers (unstubGlobals, restoreMocks, afterEach hooks).
+    isolate: false,
+    unstubGlobals: true,
+  },
+});
