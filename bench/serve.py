@@ -13,8 +13,9 @@ Targets:
   production/share   the same through a share link path /s/<token>/data/...
   embedded/public    gunicorn (webapp/gunicorn_conf.py) + Django streaming the files, anonymous
   embedded/cookie    the same, private dataset with a session cookie
-  embedded-sync/...  (--compare-workers) the embedded server under sync workers, and
-  embedded-gevent+sendfile/...  under gevent with gunicorn's sendfile (8 KB send loop)
+  embedded-sync/...  (--compare-workers) the embedded server under sync workers,
+  embedded-gthread-nosendfile/...  without the kernel's sendfile (Python writes the blocks),
+  embedded-gthread-16/...       16 threads per worker instead of 8,
   embedded-django-routing/...   data URLs through Django's middleware and URL resolver
 Goals on a 2-core machine: production >= 0.8 of nginx, embedded >= 0.14 with p99 < 50 ms.
 """
@@ -211,7 +212,7 @@ def main() -> None:
     parser.add_argument(
         "--compare-workers",
         action="store_true",
-        help="also run the embedded server under sync workers and gevent with sendfile",
+        help="also run the embedded server under other worker settings (sync, no sendfile, ...)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args()
@@ -267,10 +268,11 @@ def main() -> None:
         if args.compare_workers:
             variants = {
                 "sync": {"GUNICORN_WORKER_CLASS": "sync"},
-                "gevent+sendfile": {"GUNICORN_SENDFILE": "1"},
+                "gthread-nosendfile": {"GUNICORN_SENDFILE": "0"},
+                "gthread-16": {"GUNICORN_THREADS": "16"},
                 "django-routing": {"ANNOTOME_DATA_FAST_PATH": "0"},
-                "gevent+reuseport": {"GUNICORN_REUSE_PORT": "1"},
-                "gevent-1worker": {"WEB_CONCURRENCY": "1"},
+                "gthread+reuseport": {"GUNICORN_REUSE_PORT": "1"},
+                "gthread-1worker": {"WEB_CONCURRENCY": "1"},
             }
             for spec in args.variant or []:
                 label, _, pairs = spec.partition(":")
