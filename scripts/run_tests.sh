@@ -43,6 +43,7 @@ fi
 $PY -m ruff check . || exit 1
 $PY -m ruff format --check . || { echo "Run: .venv/bin/ruff format ." >&2; exit 1; }
 $PY -m mypy pipeline || { echo "mypy (strict for pipeline/) failed" >&2; exit 1; }
+.venv/bin/lint-imports --no-cache || { echo "import-linter: a layering contract (pyproject.toml) is broken" >&2; exit 1; }
 # The frontend: build (pytest's pages load it), type-check, vitest unit tests.
 bash scripts/build_frontend.sh --check || { echo "frontend build, type-check or unit tests failed" >&2; exit 1; }
 
