@@ -131,7 +131,13 @@ def _watch(page: Any, bad: list[str], requested: list[str]) -> None:
 
     page.on("response", on_response)
     page.on("request", lambda r: requested.append(r.url))
-    page.on("requestfailed", lambda r: bad.append(f"failed {r.url} {r.failure}"))
+    def on_failed(request: Any) -> None:
+        # Neuroglancer cancels chunk requests it no longer needs (a page left, a view moved):
+        # ERR_ABORTED is the browser's own doing; resets and empty answers are the server's.
+        if "ERR_ABORTED" not in (request.failure or ""):
+            bad.append(f"failed {request.url} {request.failure}")
+
+    page.on("requestfailed", on_failed)
 
 
 def _all_images_loaded(page: Any) -> list[dict[str, Any]]:
