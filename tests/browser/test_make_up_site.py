@@ -131,6 +131,7 @@ def _watch(page: Any, bad: list[str], requested: list[str]) -> None:
 
     page.on("response", on_response)
     page.on("request", lambda r: requested.append(r.url))
+
     def on_failed(request: Any) -> None:
         # Neuroglancer cancels chunk requests it no longer needs (a page left, a view moved):
         # ERR_ABORTED is the browser's own doing; resets and empty answers are the server's.
