@@ -312,9 +312,9 @@ def test_upload_filenames_are_sanitized(raw: str, expected: str) -> None:
 
 @pytest.mark.parametrize("raw", ["..", "", "a/..", "x..tif", "///"])
 def test_upload_filenames_with_dotdot_are_refused(raw: str) -> None:
-    from webapp.datasets.api.views import BadRequest
+    from webapp.core.errors import InvalidRequest
 
-    with pytest.raises(BadRequest):
+    with pytest.raises(InvalidRequest):
         upload_filename_sanitize(raw)
 
 
