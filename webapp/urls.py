@@ -1,13 +1,17 @@
 """Top-level URL map. Each app owns its own url modules."""
 
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from webapp.core.api_views import api_not_found
 
 api_v1 = [
     path("", include("webapp.accounts.api.urls")),
     path("", include("webapp.datasets.api.urls")),
     path("", include("webapp.viewer.api.urls")),
+    # Last: any other API path (e.g. /jobs/<not a number>/) answers a JSON 404.
+    re_path(r"^(?P<path>.+/)$", api_not_found),
 ]
 
 urlpatterns = [

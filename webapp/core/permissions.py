@@ -218,10 +218,18 @@ class RestrictedByParent(RestrictedQuerySet[M]):
 
 
 class MayDoAction(BasePermission):
-    """Object permission: the caller may do the view's action for this method to the object.
+    """The caller may do the view's action for this method to the object.
 
-    Viewing needs no check here: the view's queryset already holds only what the caller may see.
+    Anything but viewing needs a signed-in caller (401 before any lookup, so an anonymous
+    caller learns nothing about which objects exist). Viewing needs no object check: the view's
+    queryset already holds only what the caller may see.
     """
+
+    message = "Sign in first (session or API token)."
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        action = view.action_for(request.method)  # type: ignore[attr-defined]
+        return action == VIEW or bool(request.user and request.user.is_authenticated)
 
     def has_object_permission(self, request: Request, view: APIView, obj: Any) -> bool:
         action = view.action_for(request.method)  # type: ignore[attr-defined]
