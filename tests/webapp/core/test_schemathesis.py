@@ -144,7 +144,7 @@ def _schemathesis(
     start, server_cpu = time.monotonic(), time.process_time()
     client_cpu = _children_cpu()
     result = subprocess.run(
-        command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False
+        command, cwd=schema.parent, env=env, capture_output=True, text=True, timeout=600, check=False
     )
     timing = (
         f"{time.monotonic() - start:.1f} s wall, CPU: schemathesis "
@@ -163,7 +163,8 @@ def test_schemathesis_finds_no_server_error_and_no_schema_lie(
 ) -> None:
     settings.VIEWER_STATE_SAVE_RATE = "100000/min"  # throttling is tested elsewhere
     url, objects, tokens = live_server.url, fuzz_world["objects"], fuzz_world["tokens"]
-    # The schema as the live server serves it, fetched once (generating it takes seconds).
+    # The schema as the live server serves it, fetched once (generating it takes seconds); its
+    # folder is schemathesis's working directory, for the files it keeps there.
     schema = tmp_path / "openapi.json"
     with urllib.request.urlopen(f"{url}/api/schema/?format=json", timeout=300) as response:
         schema.write_bytes(response.read())
