@@ -136,7 +136,7 @@ class TeamMember:
         if principal.user_id is None:
             return None
         team_model = model._meta.get_field(self.field).related_model
-        assert isinstance(team_model, type)
+        assert isinstance(team_model, type) and issubclass(team_model, models.Model)
         teams = team_model._default_manager.filter(**{self.members: principal.user_id})
         return Q(**dict(self.when)) & Q(**{f"{self.field}__in": teams.values("pk")})
 
@@ -207,7 +207,7 @@ class RestrictedByParent(RestrictedQuerySet[M]):
             known = ", ".join(sorted(self.parent_actions))
             raise ValueError(f"unknown action {action!r}; known: {known}")
         parent_model = self.model._meta.get_field(self.parent_field).related_model
-        assert isinstance(parent_model, type)
+        assert isinstance(parent_model, type) and issubclass(parent_model, models.Model)
         parents = parent_model._default_manager.all()
         assert isinstance(parents, RestrictedQuerySet)
         allowed = parents.restrict(user, self.parent_actions[action]).values("pk")

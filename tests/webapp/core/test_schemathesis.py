@@ -144,7 +144,13 @@ def _schemathesis(
     start, server_cpu = time.monotonic(), time.process_time()
     client_cpu = _children_cpu()
     result = subprocess.run(
-        command, cwd=schema.parent, env=env, capture_output=True, text=True, timeout=600, check=False
+        command,
+        cwd=schema.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     timing = (
         f"{time.monotonic() - start:.1f} s wall, CPU: schemathesis "
