@@ -3,6 +3,14 @@
 Every entry is checked before anything is written (names, symlinks, encryption, counts, declared
 sizes); bytes are counted again while extracting because declared sizes can lie. Extraction goes
 to a hidden sibling directory that is renamed to ``dest`` only when complete.
+
+Zip bombs are refused before the first byte is written, by the sizes the archive declares,
+against the smallest of three limits (:func:`extraction_limit`): the caller's ``max_total_bytes``;
+the free space of the destination's disk less a margin; and, past ``ratio_floor_bytes``,
+``max_ratio`` times the archive's own size (real data zips to a few times smaller at best: images
+and OME-Zarr chunks are already compressed, while a bomb expands a thousandfold). While
+extracting, every entry is held to its declared size and the total to the limit, and the free
+space is checked again as it goes.
 """
 
 from __future__ import annotations
@@ -18,6 +26,13 @@ from pathlib import Path, PurePosixPath
 from pipeline.errors import InvalidInputError
 
 COPY_BLOCK = 1 << 20
+# Expansion beyond which the ratio limit applies: small archives may compress as well as they like
+# (a sparse label TIFF of a few hundred MB can zip 100:1 or better).
+DEFAULT_RATIO_FLOOR_BYTES = 256 << 20
+DEFAULT_MAX_RATIO = 100.0
+# Space left free on the destination's disk, for everything else that writes there.
+DEFAULT_DISK_MARGIN_BYTES = 512 << 20
+DISK_RECHECK_BYTES = 64 << 20
 # Finder adds these to zips made on macOS; they are never data.
 IGNORED_PREFIXES = ("__MACOSX/",)
 IGNORED_NAMES = frozenset({".DS_Store", "Thumbs.db"})
@@ -50,8 +65,46 @@ def _check_entry(info: zipfile.ZipInfo) -> None:
         raise InvalidInputError(f"archive entry {shown} is encrypted")
 
 
+def _free_bytes(path: Path) -> int:
+    """Free bytes on the disk that holds ``path`` (or its nearest existing parent)."""
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return shutil.disk_usage(candidate).free
+    return shutil.disk_usage(Path.cwd()).free
+
+
+def extraction_limit(
+    archive_bytes: int,
+    dest: Path,
+    *,
+    max_total_bytes: int,
+    max_ratio: float = DEFAULT_MAX_RATIO,
+    ratio_floor_bytes: int = DEFAULT_RATIO_FLOOR_BYTES,
+    disk_margin_bytes: int = DEFAULT_DISK_MARGIN_BYTES,
+) -> tuple[int, str]:
+    """The most bytes an archive of ``archive_bytes`` may unpack to under ``dest``, and why.
+
+    The reason is a phrase for the refusal message.
+    """
+    free = _free_bytes(dest) - disk_margin_bytes
+    by_ratio = max(int(archive_bytes * max_ratio), ratio_floor_bytes)
+    limits = [
+        (max_total_bytes, f"the limit of {max_total_bytes:,} bytes"),
+        (
+            max(free, 0),
+            f"the {max(free, 0):,} bytes free on the disk (keeping {disk_margin_bytes:,} free)",
+        ),
+        (
+            by_ratio,
+            f"{max_ratio:g} times the archive's size ({archive_bytes:,} bytes), the most real "
+            f"data expands by; upload the files unzipped instead",
+        ),
+    ]
+    return min(limits, key=lambda limit: limit[0])
+
+
 def _entries(
-    archive: zipfile.ZipFile, max_total_bytes: int, max_files: int
+    archive: zipfile.ZipFile, limit: tuple[int, str], max_files: int
 ) -> list[zipfile.ZipInfo]:
     entries = [i for i in archive.infolist() if not _is_ignored(i.filename)]
     if len(entries) > max_files:
@@ -67,19 +120,22 @@ def _entries(
             raise InvalidInputError(f"archive entry {key!a} appears twice")
         seen.add(key)
         declared += info.file_size
-    if declared > max_total_bytes:
-        raise InvalidInputError(
-            f"archive unpacks to {declared:,} bytes, more than the limit of {max_total_bytes:,}"
-        )
+    if declared > limit[0]:
+        raise InvalidInputError(f"archive unpacks to {declared:,} bytes, more than {limit[1]}")
     if not any(not i.is_dir() for i in entries):
         raise InvalidInputError("archive contains no files")
     return entries
 
 
 def _extract(
-    archive: zipfile.ZipFile, entries: list[zipfile.ZipInfo], root: Path, max_total_bytes: int
+    archive: zipfile.ZipFile,
+    entries: list[zipfile.ZipInfo],
+    root: Path,
+    limit: tuple[int, str],
+    disk_margin_bytes: int,
 ) -> None:
     written = 0
+    next_disk_check = DISK_RECHECK_BYTES
     resolved_root = root.resolve()
     for info in entries:
         target = root.joinpath(*PurePosixPath(info.filename).parts)
@@ -89,22 +145,50 @@ def _extract(
             target.mkdir(parents=True, exist_ok=True)
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        with archive.open(info) as src, target.open("xb") as dst:
-            while block := src.read(COPY_BLOCK):
-                written += len(block)
-                if written > max_total_bytes:
-                    raise InvalidInputError(
-                        f"archive unpacks to more than the limit of {max_total_bytes:,} bytes"
-                    )
-                dst.write(block)
+        entry_written = 0
+        try:
+            with archive.open(info) as src, target.open("xb") as dst:
+                while block := src.read(COPY_BLOCK):
+                    entry_written += len(block)
+                    written += len(block)
+                    if entry_written > info.file_size:
+                        raise InvalidInputError(
+                            f"archive entry {info.filename!a} unpacks to more than the "
+                            f"{info.file_size:,} bytes its header declares"
+                        )
+                    if written > limit[0]:
+                        raise InvalidInputError(f"archive unpacks to more than {limit[1]}")
+                    if written >= next_disk_check:
+                        next_disk_check += DISK_RECHECK_BYTES
+                        if _free_bytes(root) < disk_margin_bytes:
+                            raise InvalidInputError(
+                                "the disk filled up while unpacking the archive (keeping "
+                                f"{disk_margin_bytes:,} bytes free); free some space and retry"
+                            )
+                    dst.write(block)
+        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+            raise InvalidInputError(
+                f"archive entry {info.filename!a} is damaged or does not match the size its "
+                f"header declares ({exc})"
+            ) from exc
 
 
-def safe_extract_zip(zip_path: Path, dest: Path, *, max_total_bytes: int, max_files: int) -> Path:
+def safe_extract_zip(
+    zip_path: Path,
+    dest: Path,
+    *,
+    max_total_bytes: int,
+    max_files: int,
+    max_ratio: float = DEFAULT_MAX_RATIO,
+    ratio_floor_bytes: int = DEFAULT_RATIO_FLOOR_BYTES,
+    disk_margin_bytes: int = DEFAULT_DISK_MARGIN_BYTES,
+) -> Path:
     """Extract ``zip_path`` into ``dest`` (absent or empty) and return what it holds.
 
     Returns ``dest/<entry>`` when the archive has a single top-level entry (a zipped
     ``image.ome.zarr`` folder or one TIFF), otherwise ``dest``. Raises InvalidInputError, leaving
-    nothing behind, for a corrupt archive, path traversal, links, or too many files or bytes.
+    nothing behind, for a corrupt archive, path traversal, links, too many files, or more bytes
+    than :func:`extraction_limit` allows (refused before writing when the sizes say so).
     """
     zip_path, dest = Path(zip_path), Path(dest)
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
@@ -112,9 +196,17 @@ def safe_extract_zip(zip_path: Path, dest: Path, *, max_total_bytes: int, max_fi
     partial = dest.parent / f".{dest.name}.partial-{uuid.uuid4().hex[:12]}"
     try:
         with zipfile.ZipFile(zip_path) as archive:
-            entries = _entries(archive, max_total_bytes, max_files)
+            limit = extraction_limit(
+                zip_path.stat().st_size,
+                dest.parent,
+                max_total_bytes=max_total_bytes,
+                max_ratio=max_ratio,
+                ratio_floor_bytes=ratio_floor_bytes,
+                disk_margin_bytes=disk_margin_bytes,
+            )
+            entries = _entries(archive, limit, max_files)
             partial.mkdir(parents=True)
-            _extract(archive, entries, partial, max_total_bytes)
+            _extract(archive, entries, partial, limit, disk_margin_bytes)
         if dest.exists():
             dest.rmdir()
         partial.rename(dest)

@@ -170,14 +170,42 @@ def _transforms_of(
 ) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """The scale and translation of a list of NGFF coordinate transformations (identity if none)."""
     found = {"scale": (1.0,) * ndim, "translation": (0.0,) * ndim}
+    if transforms is not None and not isinstance(transforms, list):
+        raise InvalidInputError(f"{where}: coordinateTransformations must be a list")
     for transform in transforms or []:
         kind = transform.get("type") if isinstance(transform, dict) else None
         if kind in found:
             values = transform.get(kind)
             if not isinstance(values, list) or len(values) != ndim:
                 raise InvalidInputError(f"{where}: {kind} transform does not match the axes")
-            found[kind] = tuple(float(v) for v in values)
+            try:
+                found[kind] = tuple(float(v) for v in values)
+            except (TypeError, ValueError):
+                raise InvalidInputError(f"{where}: {kind} transform values must be numbers")
     return found["scale"], found["translation"]
+
+
+def level_path_check(level_path: Any, where: str) -> str:
+    """A multiscale level's ``path``, if it names an array inside the image group.
+
+    NGFF level paths are relative to the image ("0", "s1"); an absolute path, ``..`` or ``.``
+    segments, backslashes or empty segments could reach files outside the store (or nothing at
+    all), so they are refused with a message instead of failing deep inside zarr.
+    """
+    if not isinstance(level_path, str) or not level_path:
+        raise InvalidInputError(f"{where}: a pyramid level has no path")
+    shown = ascii(level_path)
+    if level_path.startswith("/") or "\\" in level_path or "\x00" in level_path:
+        raise InvalidInputError(
+            f"{where}: pyramid level path {shown} must be relative to the image, inside it"
+        )
+    segments = level_path.split("/")
+    if any(segment in ("", ".", "..") for segment in segments):
+        raise InvalidInputError(
+            f"{where}: pyramid level path {shown} may not contain '..', '.' or empty parts: "
+            "levels must lie inside the image"
+        )
+    return level_path
 
 
 def open_multiscale(path: Path) -> Multiscale:
@@ -192,10 +220,16 @@ def open_multiscale(path: Path) -> Multiscale:
             f"{path.name}: OME-Zarr version {version} is not supported (use 0.4 or 0.5)"
         )
     meta = multiscales[0]
+    if not isinstance(meta, dict):
+        raise InvalidInputError(f"{path.name}: multiscales metadata is not an object")
     raw_axes = meta.get("axes")
     datasets = meta.get("datasets")
     if not isinstance(raw_axes, list) or not isinstance(datasets, list) or not datasets:
         raise InvalidInputError(f"{path.name}: multiscales metadata lacks axes or datasets")
+    if any(isinstance(a, dict) and "name" not in a for a in raw_axes):
+        raise InvalidInputError(f"{path.name}: an axis in the multiscales metadata has no name")
+    if not all(isinstance(d, dict) for d in datasets):
+        raise InvalidInputError(f"{path.name}: multiscales datasets must be objects with a path")
     axes = tuple(str(a["name"] if isinstance(a, dict) else a) for a in raw_axes)
     types = tuple(a.get("type") if isinstance(a, dict) else None for a in raw_axes)
     types = tuple(
@@ -211,10 +245,10 @@ def open_multiscale(path: Path) -> Multiscale:
     scales: list[tuple[float, ...]] = []
     translations: list[tuple[float, ...]] = []
     for dataset in datasets:
-        level_path = str(dataset.get("path", ""))
+        level_path = level_path_check(dataset.get("path"), path.name)
         try:
             array = group[level_path]
-        except KeyError:
+        except (KeyError, ValueError, FileNotFoundError):
             raise InvalidInputError(f"{path.name}: pyramid level {level_path!r} is missing")
         if not isinstance(array, zarr.Array) or array.ndim != ndim:
             raise InvalidInputError(f"{path.name}: level {level_path!r} does not match the axes")

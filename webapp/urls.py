@@ -7,6 +7,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from webapp.core import pages
 from webapp.core.api_root import ApiRootView
 
+# Pages get the site's templates; any /api/ path (an unknown endpoint, /jobs/<not a number>/)
+# gets the API's JSON error shape.
 handler400 = "webapp.core.pages.bad_request"
 handler404 = "webapp.core.pages.page_not_found"
 handler500 = "webapp.core.pages.server_error"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import stat
 import zipfile
 from pathlib import Path
@@ -10,9 +11,10 @@ import numpy as np
 import pytest
 from conftest import make_image, write_reference_ome_zarr
 
-from pipeline.archives import safe_extract_zip
+from pipeline.archives import DEFAULT_MAX_RATIO, extraction_limit, safe_extract_zip
 from pipeline.errors import InvalidInputError
 from pipeline.importers import read_ome_zarr_info
+from tests.zip_bombs import zeros_deflate_zip
 
 LIMITS = {"max_total_bytes": 10_000_000, "max_files": 1000}
 
@@ -95,18 +97,70 @@ def test_zip_bomb_by_declared_size_is_refused(tmp_path: Path) -> None:
     _nothing_left(tmp_path, tmp_path / "out")
 
 
-def test_zip_bomb_with_lying_header_is_caught_while_extracting(tmp_path: Path) -> None:
-    # Declared sizes say 100 bytes; the data inflates to 2 MB. Counting or the CRC must stop it.
-    archive = _zip(tmp_path / "liar.zip", {"a.bin": bytes(2_000_000)})
-    raw = bytearray(archive.read_bytes())
+def test_the_generated_bomb_is_a_real_zip(tmp_path: Path) -> None:
+    archive = zeros_deflate_zip(tmp_path / "small.zip", "zeros.bin", 4 << 20)
     with zipfile.ZipFile(archive) as zf:
-        info = zf.getinfo("a.bin")
-    central = raw.rfind(b"PK\x01\x02")
-    for offset in (info.header_offset + 22, central + 24):  # uncompressed-size fields
-        raw[offset : offset + 4] = (100).to_bytes(4, "little")
-    archive.write_bytes(bytes(raw))
-    with pytest.raises(InvalidInputError):
-        safe_extract_zip(archive, tmp_path / "out", max_total_bytes=1_000, max_files=10)
+        assert zf.read("zeros.bin") == bytes(4 << 20)  # CRC and sizes check out
+    assert archive.stat().st_size < 10_000
+
+
+def test_a_2_gib_zip_bomb_is_refused_before_writing_with_default_limits(tmp_path: Path) -> None:
+    # The case: a small archive that expands to 2 GiB, under the site's own size limit
+    # (4 x the 8 GiB upload limit) and with the disk's room: the expansion ratio refuses it.
+    archive = zeros_deflate_zip(tmp_path / "bomb.zip", "zeros.npy", 2 << 30)
+    assert archive.stat().st_size < 3 << 20
+    with pytest.raises(InvalidInputError) as refused:
+        safe_extract_zip(archive, tmp_path / "out", max_total_bytes=32 << 30, max_files=1000)
+    message = str(refused.value)
+    assert "unpacks to 2,147,483,648 bytes" in message
+    assert f"{DEFAULT_MAX_RATIO:g} times the archive's size" in message
+    assert "upload the files unzipped" in message
+    _nothing_left(tmp_path, tmp_path / "out")
+
+
+def test_expansion_ratio_applies_only_past_its_floor(tmp_path: Path) -> None:
+    archive = zeros_deflate_zip(tmp_path / "sparse.zip", "labels.tif", 8 << 20)  # ~1000:1
+    limits = {"max_total_bytes": 1 << 30, "max_files": 10}
+    with pytest.raises(InvalidInputError, match="times the archive's size"):
+        safe_extract_zip(archive, tmp_path / "out", ratio_floor_bytes=1 << 20, **limits)
+    _nothing_left(tmp_path, tmp_path / "out")
+    root = safe_extract_zip(archive, tmp_path / "out", **limits)  # default floor: 256 MiB
+    assert root.stat().st_size == 8 << 20
+
+
+def test_free_disk_space_limits_extraction(tmp_path: Path) -> None:
+    archive = zeros_deflate_zip(tmp_path / "big.zip", "zeros.bin", 64 << 20)
+    # A margin that leaves about 8 MiB usable (other processes may write meanwhile: the test
+    # only needs the disk, not the other limits, to be the one below 64 MiB).
+    margin = shutil.disk_usage(tmp_path).free - (8 << 20)
+    limit, why = extraction_limit(
+        archive.stat().st_size, tmp_path, max_total_bytes=1 << 40, disk_margin_bytes=margin
+    )
+    assert limit < 64 << 20 and "free on the disk" in why
+    with pytest.raises(InvalidInputError, match="free on the disk"):
+        safe_extract_zip(
+            archive, tmp_path / "out", max_total_bytes=1 << 40, max_files=10,
+            disk_margin_bytes=margin, ratio_floor_bytes=1 << 40,
+        )  # fmt: skip
+    _nothing_left(tmp_path, tmp_path / "out")
+
+
+def test_zip_bomb_with_lying_header_is_caught_while_extracting(tmp_path: Path) -> None:
+    # Both headers declare 1,000 bytes; the data inflates to 64 MiB. Declared sizes pass every
+    # limit, so only the stream can tell: it stops at the declared size with a clear message.
+    archive = zeros_deflate_zip(tmp_path / "liar.zip", "a.bin", 64 << 20, declared=1000)
+    with pytest.raises(InvalidInputError) as refused:
+        safe_extract_zip(archive, tmp_path / "out", max_total_bytes=1 << 20, max_files=10)
+    assert "'a.bin'" in str(refused.value)
+    assert "does not match the size its header declares" in str(refused.value)
+    _nothing_left(tmp_path, tmp_path / "out")
+
+
+def test_zip_bomb_with_small_declared_sizes_per_entry_cannot_pass_the_total(tmp_path: Path) -> None:
+    # Many honest-looking entries that together exceed the limit are refused before writing.
+    archive = _zip(tmp_path / "many.zip", {f"{i}.bin": bytes(300_000) for i in range(10)})
+    with pytest.raises(InvalidInputError, match="unpacks to 3,000,000 bytes, more than the limit"):
+        safe_extract_zip(archive, tmp_path / "out", max_total_bytes=1_000_000, max_files=100)
     _nothing_left(tmp_path, tmp_path / "out")
 
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import zarr
-from conftest import make_image, make_labels, validate_with_models
+from conftest import make_image, make_labels, validate_with_models, write_reference_ome_zarr
 
 from pipeline.errors import InvalidInputError
 from pipeline.ome_zarr_io import (
@@ -15,6 +19,7 @@ from pipeline.ome_zarr_io import (
     DownsampledRegions,
     compute_contrast,
     create_image_group,
+    level_path_check,
     list_labels,
     normalise_unit,
     open_multiscale,
@@ -208,3 +213,93 @@ def test_open_spatial_level_refuses_several_channels_and_bad_scales(tmp_path: Pa
     flat = _write_czyx_ngff04(tmp_path / "flat.zarr", np.zeros((1, 4, 4, 4), np.uint8), [0.0] * 4)
     with pytest.raises(InvalidInputError, match="scale must be positive"):
         open_spatial_level(flat)
+
+
+def ome_zarr_with_level_path(
+    root: Path, level_path: object, version: str = "0.5", labels: bool = False
+) -> Path:
+    """A real OME-Zarr (written by ome-zarr-py) whose first level ``path`` is then changed."""
+    store = write_reference_ome_zarr(
+        root / "scan.ome.zarr",
+        make_image((8, 12, 16)),
+        {"nuclei": make_labels((8, 12, 16))} if labels else {},
+        version=version,
+        scale={"z": 1.0, "y": 1.0, "x": 1.0},
+    )
+    target = store / "labels" / "nuclei" if labels else store
+    meta_file = target / ("zarr.json" if version == "0.5" else ".zattrs")
+    meta = json.loads(meta_file.read_text())
+    attrs = meta["attributes"]["ome"] if version == "0.5" else meta
+    attrs["multiscales"][0]["datasets"][0]["path"] = level_path
+    meta_file.write_text(json.dumps(meta))
+    return store
+
+
+BAD_LEVEL_PATHS = ["../other", "/etc", "0/../../x", "./0", "a//b", "..\\x", "", 5, None]
+
+
+@pytest.mark.parametrize("version", ["0.4", "0.5"])
+@pytest.mark.parametrize("level_path", BAD_LEVEL_PATHS)
+def test_level_paths_outside_the_image_are_refused_with_a_message(
+    tmp_path: Path, level_path: object, version: str
+) -> None:
+    store = ome_zarr_with_level_path(tmp_path, level_path, version)
+    (tmp_path / "other").mkdir()  # something for "../other" to reach, were it followed
+    with pytest.raises(
+        InvalidInputError, match=r"scan\.ome\.zarr: .*(level path|level has no path)"
+    ):
+        open_multiscale(store)
+
+
+def test_nested_relative_level_paths_are_fine(tmp_path: Path) -> None:
+    assert level_path_check("0", "x") == "0"
+    assert level_path_check("scale0/image", "x") == "scale0/image"
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda ms: ms.update(axes=[{"type": "space"}] * 3), "axis .* has no name"),
+        (lambda ms: ms.update(datasets=["0"]), "datasets must be objects"),
+        (
+            lambda ms: ms["datasets"][0].update(
+                coordinateTransformations=[{"type": "scale", "scale": ["a", 1, 1]}]
+            ),
+            "scale transform values must be numbers",
+        ),
+        (lambda ms: ms.update(coordinateTransformations={"x": 1}), "must be a list"),
+    ],
+)
+def test_malformed_multiscales_metadata_is_refused_with_a_message(
+    tmp_path: Path, mutate: Any, message: str
+) -> None:
+    store = write_reference_ome_zarr(
+        tmp_path / "scan.ome.zarr", make_image((8, 12, 16)), {}, version="0.4", scale={}
+    )
+    meta = json.loads((store / ".zattrs").read_text())
+    mutate(meta["multiscales"][0])
+    (store / ".zattrs").write_text(json.dumps(meta))
+    with pytest.raises(InvalidInputError, match=message):
+        open_multiscale(store)
+
+
+@pytest.mark.parametrize(
+    ("command", "labels"),
+    [(["convert", "{store}", "{out}"], False), (["mesh", "{store}/labels/nuclei", "{out}"], True)],
+)
+def test_cli_reports_a_bad_level_path_without_a_traceback(
+    tmp_path: Path, command: list[str], labels: bool
+) -> None:
+    store = ome_zarr_with_level_path(tmp_path, "../../x", "0.5", labels=labels)
+    argv = [part.format(store=store, out=tmp_path / "out") for part in command]
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline", *argv],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "pyramid level path '../../x' may not contain '..'" in result.stderr

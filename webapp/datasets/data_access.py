@@ -1,8 +1,10 @@
 """Who may read a dataset's files: one decision for the embedded data views and nginx's auth check.
 
-Rules: anyone reads public datasets; signed-in users read their own datasets, their teams' team
-datasets, and superusers read everything; an active share link reads exactly its own dataset.
-Anything else is "not found", never "forbidden", so private datasets do not leak their existence.
+The rule is ``Dataset.objects.restrict(user, "view")``'s (``models.DatasetQuerySet.rules``), read
+here on cached facts instead of by query; an active share link (``share_link_is_active``) reads
+exactly its own dataset. ``tests/webapp/test_access_agreement.py`` checks that this check and
+the queries agree for every role and visibility. Anything refused is "not found", never
+"forbidden", so private datasets do not leak their existence.
 
 Chunk requests are the hot path, so the facts behind a decision (a slug's id, visibility, owner
 and team; a share token's dataset and expiry; a user's team ids; the user behind a session
@@ -31,7 +33,8 @@ from django.db.models.signals import m2m_changed, post_delete, post_save
 from django.utils import timezone
 
 from webapp.accounts.models import Team
-from webapp.datasets.models import Dataset, ShareLink, Visibility
+from webapp.core.permissions import ANONYMOUS, Principal, rules_allow
+from webapp.datasets.models import Dataset, DatasetQuerySet, ShareLink, share_link_is_active
 
 DEFAULT_CACHE_SECONDS = 2.0
 _CACHE_MAX_ENTRIES = 20_000
@@ -49,14 +52,11 @@ class DatasetFacts:
     owner_id: int
     team_id: int | None
 
-    @property
-    def is_public(self) -> bool:
-        return self.visibility == Visibility.PUBLIC
-
 
 @dataclass(frozen=True)
 class ShareFacts:
     dataset_id: int
+    revoked_at: datetime | None
     expires_at: datetime | None
 
 
@@ -137,11 +137,11 @@ def dataset_facts(slug: str, use_cache: bool = True) -> DatasetFacts | None:
 def _share_facts(token: str, use_cache: bool) -> ShareFacts | None:
     def load() -> ShareFacts | None:
         row = (
-            ShareLink.objects.filter(token=token, revoked_at__isnull=True)
-            .values_list("dataset_id", "expires_at")
+            ShareLink.objects.filter(token=token)
+            .values_list("dataset_id", "revoked_at", "expires_at")
             .first()
         )
-        return None if row is None else ShareFacts(row[0], row[1])
+        return None if row is None else ShareFacts(*row)
 
     return _cached(("share", token), load, use_cache)
 
@@ -154,16 +154,14 @@ def _team_ids(user_id: int, use_cache: bool) -> frozenset[int]:
     return _cached(("teams", user_id), load, use_cache)
 
 
-@dataclass(frozen=True)
-class Principal:
-    user_id: int
-    is_superuser: bool
-
-
-def _principal(user: Any) -> Principal | None:
+def _session_user(user: Any) -> tuple[int, bool] | None:
     if user is None or not user.is_authenticated:
         return None
-    return Principal(user.pk, bool(user.is_superuser))
+    return int(user.pk), bool(user.is_superuser)
+
+
+def _dataset_view_allowed(facts: DatasetFacts, principal: Principal) -> bool:
+    return rules_allow(DatasetQuerySet.rules, "view", facts, principal)
 
 
 def data_access_for_user(
@@ -171,29 +169,25 @@ def data_access_for_user(
 ) -> DataAccess | None:
     """Access to dataset ``slug`` for ``user`` (a lazy ``request.user`` is fine), or None.
 
-    ``user`` is only evaluated for non-public datasets, so public chunks cost no session lookup.
-    With ``session_key`` (the session cookie) the user behind it is cached too, so a signed-in
-    user's chunks cost no session and user queries either; a logout applies within the cache
-    time (login and logout change the session key).
+    The rule is first read for an anonymous visitor: what anyone may read needs no session
+    lookup, and any cache may keep its bytes. With ``session_key`` (the session cookie) the user
+    behind it is cached too, so a signed-in user's chunks cost no session and user queries
+    either; a logout applies within the cache time (login and logout change the session key).
     """
     facts = dataset_facts(slug, use_cache)
     if facts is None:
         return None
-    if facts.is_public:
+    if _dataset_view_allowed(facts, ANONYMOUS):
         return DataAccess(facts, shared_cacheable=True)
     if session_key:
-        principal = _cached(("session", session_key), lambda: _principal(user), use_cache)
+        who = _cached(("session", session_key), lambda: _session_user(user), use_cache)
     else:
-        principal = _principal(user)
-    if principal is None:
+        who = _session_user(user)
+    if who is None:
         return None
-    if principal.is_superuser or principal.user_id == facts.owner_id:
-        return DataAccess(facts, shared_cacheable=False)
-    if (
-        facts.visibility == Visibility.TEAM
-        and facts.team_id is not None
-        and facts.team_id in _team_ids(principal.user_id, use_cache)
-    ):
+    user_id, is_superuser = who
+    principal = Principal(user_id, is_superuser, lambda: _team_ids(user_id, use_cache))
+    if _dataset_view_allowed(facts, principal):
         return DataAccess(facts, shared_cacheable=False)
     return None
 
@@ -204,9 +198,8 @@ def data_access_for_share_token(token: str, slug: str, use_cache: bool = True) -
     if not token:
         return None
     share = _share_facts(token, use_cache)
-    if share is None:
-        return None
-    if share.expires_at is not None and share.expires_at <= timezone.now():
+    now = timezone.now()
+    if share is None or not share_link_is_active(share.revoked_at, share.expires_at, now):
         return None
     facts = dataset_facts(slug, use_cache)
     if facts is None or facts.id != share.dataset_id:

@@ -5,8 +5,9 @@ They need none of the middleware (no CSRF on GET, no messages, no clickjacking h
 URL resolution beyond two fixed patterns, so this handler recognises ``/data/<slug>/<path>`` and
 ``/s/<token>/data/<slug>/<path>`` itself and calls the same view code
 (:func:`webapp.datasets.serving.serve_data`); the session is only opened when the dataset is not
-public and the session cookie's user is not already in the access cache. Every other URL goes
-through Django as usual. Request signals still fire, so database connections are managed as
+public and the session cookie's user is not already in the access cache. A NUL character in the
+path, query or a header is refused with a 400 here too (``webapp.core.middleware``). Every other
+URL goes through Django as usual. Request signals still fire, so database connections are managed as
 for any request.
 """
 
@@ -22,6 +23,7 @@ from django.core.handlers.wsgi import WSGIHandler, WSGIRequest
 from django.http import HttpResponseBase
 from django.utils.functional import SimpleLazyObject
 
+from webapp.core.middleware import nul_refusal
 from webapp.datasets.serving import serve_data
 
 _SLUG = r"(?P<slug>[-a-zA-Z0-9_]+)"
@@ -35,6 +37,9 @@ class DataFastPathHandler(WSGIHandler):
         match = DATA_URL_RE.match(request.path_info)
         if match is None:
             return super().get_response(request)
+        refusal = nul_refusal(request)
+        if refusal is not None:
+            return refusal
         session_key = request.COOKIES.get(settings.SESSION_COOKIE_NAME)
         if session_key:
             engine = import_module(settings.SESSION_ENGINE)

@@ -7,17 +7,48 @@ layer's ``path`` is relative to that root and is also its URL path under ``/data
 from __future__ import annotations
 
 import secrets
+from datetime import datetime
 from pathlib import Path
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
 from django.utils import timezone
+
+from webapp.core.permissions import (
+    FieldIs,
+    Owner,
+    RestrictedByParent,
+    RestrictedQuerySet,
+    Rules,
+    TeamMember,
+)
 
 
 class Visibility(models.TextChoices):
     PRIVATE = "private", "Private"
     TEAM = "team", "Team"
     PUBLIC = "public", "Public"
+
+
+class DatasetQuerySet(RestrictedQuerySet["Dataset"]):
+    """``Dataset.objects.restrict(user, action)``: the one rule of who may see and change a dataset.
+
+    View: public datasets for anyone, own datasets, and team datasets for their team's members.
+    Change, delete, share (by link): the owner. Superusers may do everything. The data-serving
+    access check (``data_access``) reads the same rule on cached facts.
+    """
+
+    rules: Rules = {
+        "view": (
+            FieldIs("visibility", Visibility.PUBLIC),
+            Owner("owner"),
+            TeamMember("team", when=(("visibility", Visibility.TEAM),)),
+        ),
+        "change": (Owner("owner"),),
+        "delete": (Owner("owner"),),
+        "share": (Owner("owner"),),
+    }
 
 
 class Dataset(models.Model):
@@ -37,6 +68,8 @@ class Dataset(models.Model):
     root_dir = models.CharField(max_length=1000, blank=True)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
+
+    objects = DatasetQuerySet.as_manager()
 
     class Meta:
         ordering = ["name", "id"]
@@ -96,6 +129,27 @@ def new_share_token() -> str:
     return secrets.token_urlsafe(24)
 
 
+def share_link_is_active(
+    revoked_at: datetime | None, expires_at: datetime | None, now: datetime
+) -> bool:
+    """A link works until it is revoked or its expiry time has come."""
+    return revoked_at is None and (expires_at is None or expires_at > now)
+
+
+class ShareLinkQuerySet(RestrictedByParent["ShareLink"]):
+    """A dataset's links are its owner's business: every action needs "share" on the dataset."""
+
+    parent_field = "dataset"
+    parent_actions = {"view": "share", "change": "share", "delete": "share"}
+
+    def active(self, now: datetime | None = None) -> ShareLinkQuerySet:
+        """Links that grant access now (:func:`share_link_is_active` as a filter)."""
+        now = now or timezone.now()
+        return self.filter(
+            Q(revoked_at__isnull=True) & (Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+        )
+
+
 class ShareLink(models.Model):
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="share_links")
     token = models.CharField(max_length=64, unique=True, default=new_share_token)
@@ -107,14 +161,13 @@ class ShareLink(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
 
+    objects = ShareLinkQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created"]
 
-    def is_active(self, now=None) -> bool:
-        now = now or timezone.now()
-        if self.revoked_at is not None:
-            return False
-        return self.expires_at is None or self.expires_at > now
+    def is_active(self, now: datetime | None = None) -> bool:
+        return share_link_is_active(self.revoked_at, self.expires_at, now or timezone.now())
 
 
 class JobKind(models.TextChoices):
@@ -128,6 +181,12 @@ class JobStatus(models.TextChoices):
     SUCCEEDED = "succeeded", "Succeeded"
     FAILED = "failed", "Failed"
     CANCELLED = "cancelled", "Cancelled"
+
+
+class DatasetJobQuerySet(RestrictedQuerySet["DatasetJob"]):
+    """Jobs are private to whoever started them (and superusers); "change" is cancelling."""
+
+    rules: Rules = {"view": (Owner("owner"),), "change": (Owner("owner"),)}
 
 
 class DatasetJob(models.Model):
@@ -152,6 +211,8 @@ class DatasetJob(models.Model):
     updated = models.DateTimeField(auto_now=True)
     started = models.DateTimeField(null=True, blank=True)
     finished = models.DateTimeField(null=True, blank=True)
+
+    objects = DatasetJobQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created"]

@@ -1,45 +1,35 @@
-"""Read-side queries for datasets; every permission decision about a dataset starts here."""
+"""Read-side queries for datasets. Who may see or change what is ``Dataset.objects.restrict``'s
+rule (``models.DatasetQuerySet``); these name its common uses."""
 
 from __future__ import annotations
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import Q, QuerySet
-from django.utils import timezone
+from django.db.models import QuerySet
 
-from webapp.datasets.models import Dataset, ShareLink, Visibility
+from webapp.datasets.models import Dataset, ShareLink
 
 
 def datasets_visible_to(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Dataset]:
     """Datasets ``user`` may see: public ones, their own, and their teams' team datasets."""
-    qs = Dataset.objects.all()
-    if not user.is_authenticated:
-        return qs.filter(visibility=Visibility.PUBLIC)
-    if user.is_superuser:
-        return qs
-    return qs.filter(
-        Q(visibility=Visibility.PUBLIC)
-        | Q(owner=user)
-        | Q(visibility=Visibility.TEAM, team__members=user)
-    ).distinct()
+    return Dataset.objects.restrict(user, "view")
 
 
 def dataset_for_user(slug: str, user: AbstractBaseUser | AnonymousUser) -> Dataset | None:
     """The dataset called ``slug`` if ``user`` may see it, else None (callers answer 404)."""
-    return datasets_visible_to(user).filter(slug=slug).first()
+    return Dataset.objects.restrict(user, "view").filter(slug=slug).first()
 
 
 def datasets_editable_by(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Dataset]:
     """Datasets ``user`` may change (owner or superuser)."""
-    if not user.is_authenticated:
-        return Dataset.objects.none()
-    if user.is_superuser:
-        return Dataset.objects.all()
-    return Dataset.objects.filter(owner=user)
+    return Dataset.objects.restrict(user, "change")
 
 
 def share_link_active(token: str) -> ShareLink | None:
     """The active (not revoked, not expired) share link with ``token``, else None."""
-    link = ShareLink.objects.select_related("dataset").filter(token=token).first()
-    if link is None or not link.is_active(timezone.now()):
-        return None
-    return link
+    return ShareLink.objects.active().select_related("dataset").filter(token=token).first()
+
+
+def dataset_for_share_token(token: str, slug: str) -> Dataset | None:
+    """Dataset ``slug`` if the active share link ``token`` is for it (a link opens one dataset)."""
+    link = share_link_active(token)
+    return link.dataset if link is not None and link.dataset.slug == slug else None

@@ -21,7 +21,6 @@ from django.utils import timezone
 
 from webapp.accounts.models import Team
 from webapp.datasets.models import Dataset, DatasetJob, JobStatus, ShareLink, Visibility
-from webapp.datasets.selectors import datasets_editable_by
 from webapp.datasets.services_errors import (
     Conflict,
     ImportRejected,
@@ -60,14 +59,14 @@ logger = logging.getLogger(__name__)
 DATASET_EDITABLE_FIELDS = frozenset({"name", "description", "visibility", "team"})
 
 
-def _require_editor(dataset: Dataset, user: AbstractBaseUser, action: str) -> None:
-    if not datasets_editable_by(user).filter(id=dataset.id).exists():
-        raise NotAllowed(f"Only the dataset's owner can {action}.")
+def _require(dataset: Dataset, user: AbstractBaseUser, action: str, doing: str) -> None:
+    if not Dataset.objects.allows(user, action, dataset):
+        raise NotAllowed(f"Only the dataset's owner can {doing}.")
 
 
 def dataset_update(dataset: Dataset, user: AbstractBaseUser, **fields: Any) -> Dataset:
     """Change name, description, visibility or team (``team`` a Team, its id or None)."""
-    _require_editor(dataset, user, "change it")
+    _require(dataset, user, "change", "change it")
     unknown = set(fields) - DATASET_EDITABLE_FIELDS
     if unknown:
         raise InvalidRequest(f"These fields cannot be changed: {', '.join(sorted(unknown))}.")
@@ -106,7 +105,7 @@ def dataset_delete(dataset: Dataset, user: AbstractBaseUser) -> None:
 
     Files of a store registered in place are not touched: only the link to it is removed.
     """
-    _require_editor(dataset, user, "delete it")
+    _require(dataset, user, "delete", "delete it")
     root = dataset.root
     datasets_dir = (Path(settings.DATA_ROOT) / "datasets").resolve()
     trash: Path | None = None
@@ -134,7 +133,7 @@ def share_link_create(
     expires_at: dt.datetime | None = None,
 ) -> ShareLink:
     """A new revocable link giving read access to ``dataset`` (owner only)."""
-    _require_editor(dataset, user, "share it by link")
+    _require(dataset, user, "share", "share it by link")
     if expires_at is not None and expires_at <= timezone.now():
         raise InvalidRequest("The expiry date must be in the future.")
     with transaction.atomic():
@@ -145,7 +144,7 @@ def share_link_create(
 
 def share_link_revoke(link: ShareLink, user: AbstractBaseUser) -> ShareLink:
     """Revoke ``link`` now (owner only); revoking twice keeps the first time."""
-    _require_editor(link.dataset, user, "revoke its links")
+    _require(link.dataset, user, "share", "revoke its links")
     with transaction.atomic():
         if link.revoked_at is None:
             link.revoked_at = timezone.now()
@@ -155,7 +154,7 @@ def share_link_revoke(link: ShareLink, user: AbstractBaseUser) -> ShareLink:
 
 def job_cancel(job: DatasetJob, user: AbstractBaseUser) -> DatasetJob:
     """Cancel a queued or running job; the running task stops at its next progress write."""
-    if job.owner_id != user.id and not user.is_superuser:
+    if not DatasetJob.objects.allows(user, "change", job):
         raise NotAllowed("Only the job's owner can cancel it.")
     with transaction.atomic():
         now = timezone.now()

@@ -1,23 +1,23 @@
-"""Domain errors raised by the dataset services; the API maps them to HTTP statuses."""
+"""Errors the dataset services raise: the shared domain errors, plus ImportRejected.
+
+The statuses they answer with are decided once, in :mod:`webapp.core.errors`.
+"""
 
 from __future__ import annotations
 
+from webapp.core.errors import Conflict, InvalidRequest, NotAllowed, NotFound, TooLarge
+from webapp.core.errors import DomainError as ServiceError
 
-class ServiceError(Exception):
-    """Base class: a request the service refuses, with a message meant for a person."""
-
-
-class NotAllowed(ServiceError):
-    """The user may see the object but not change it (HTTP 403)."""
-
-
-class InvalidRequest(ServiceError):
-    """The request's values are invalid (HTTP 400)."""
+__all__ = [
+    "Conflict",
+    "ImportRejected",
+    "InvalidRequest",
+    "NotAllowed",
+    "NotFound",
+    "ServiceError",
+    "TooLarge",
+]
 
 
 class ImportRejected(InvalidRequest):
     """An import's input was refused before any work started (HTTP 400)."""
-
-
-class Conflict(ServiceError):
-    """The object is in a state that forbids the change, e.g. cancelling a finished job (409)."""

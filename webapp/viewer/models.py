@@ -7,9 +7,18 @@ import secrets
 from django.conf import settings
 from django.db import models
 
+from webapp.core.permissions import RestrictedByParent
+
 
 def new_state_key() -> str:
     return secrets.token_urlsafe(9)
+
+
+class SavedStateQuerySet(RestrictedByParent["SavedState"]):
+    """A saved view is readable by whoever may view its dataset."""
+
+    parent_field = "dataset"
+    parent_actions = {"view": "view"}
 
 
 class SavedState(models.Model):
@@ -22,3 +31,5 @@ class SavedState(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )
     created = models.DateTimeField(auto_now_add=True)
+
+    objects = SavedStateQuerySet.as_manager()

@@ -9,7 +9,11 @@ import numpy as np
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
 from webapp.datasets.models import Dataset, Layer, LayerKind
-from webapp.datasets.selectors import dataset_for_user, datasets_visible_to, share_link_active
+from webapp.datasets.selectors import (
+    dataset_for_share_token,
+    dataset_for_user,
+    datasets_visible_to,
+)
 from webapp.viewer.models import SavedState
 
 UNIT_ABBREVIATIONS = {
@@ -93,10 +97,7 @@ def viewer_dataset(
 ) -> Dataset | None:
     """The dataset ``slug`` if this user (or this active share link) may see it."""
     if share_token is not None:
-        link = share_link_active(share_token)
-        if link is None or link.dataset.slug != slug:
-            return None
-        return link.dataset
+        return dataset_for_share_token(share_token, slug)
     return dataset_for_user(slug, user)
 
 

@@ -12,6 +12,7 @@ import numpy as np
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import transaction
 
+from webapp.core.errors import InvalidRequest
 from webapp.datasets.data_urls import layer_source_url
 from webapp.datasets.models import Dataset, Layer, LayerKind
 from webapp.viewer.models import SavedState
@@ -33,7 +34,7 @@ PLANE_PANEL_PIXELS = 640  # the single xy panel of a 2D image
 LOCAL_SOURCE_PREFIX = "local://"  # annotation layers kept in the state itself
 
 
-class StateError(ValueError):
+class StateError(InvalidRequest):
     """A viewer state that cannot be stored; the message says why."""
 
 

@@ -10,7 +10,6 @@ from django.shortcuts import render
 from django.views.decorators.http import require_safe
 
 from webapp.datasets.models import Dataset
-from webapp.datasets.selectors import datasets_editable_by
 from webapp.viewer.neuroglancer_client import neuroglancer_client_url
 from webapp.viewer.selectors import (
     dataset_summaries_for,
@@ -63,9 +62,7 @@ def _render_viewer(request: HttpRequest, dataset: Dataset, share_token: str | No
         else:
             state = rebase_state_sources(saved.state, dataset, base_url, share_token)
     # Share links are the owner's business (and a superuser's); never offered through a link.
-    can_share = (
-        share_token is None and datasets_editable_by(request.user).filter(id=dataset.id).exists()
-    )
+    can_share = share_token is None and Dataset.objects.allows(request.user, "share", dataset)
     config = {
         "saveUrl": f"/api/v1/datasets/{dataset.slug}/states/",
         "shareToken": share_token,

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import factory
 import numpy as np
+import zarr
 from django.contrib.auth import get_user_model
+from ome_zarr.format import FormatV04
+from ome_zarr.writer import write_image
 
 from webapp.accounts.models import Team
 from webapp.datasets.models import Dataset, Layer, LayerKind, Visibility
@@ -65,3 +71,15 @@ def make_volume(shape: tuple[int, int, int] = SHAPE) -> tuple[np.ndarray, np.nda
     labels[(z - 8) ** 2 + (y - 14) ** 2 + (x - 22) ** 2 <= 36] = 2
     image = (rng.normal(100, 10, shape) + 800 * (labels > 0)).clip(0, 65535).astype(np.uint16)
     return image, labels
+
+
+def ome_zarr_with_escaping_level(path: Path) -> Path:
+    """A real OME-Zarr 0.4 store whose first pyramid level path climbs out of it (``../``)."""
+    fmt = FormatV04()
+    group = zarr.open_group(str(path), mode="w", zarr_format=2)
+    axes = ["z", "y", "x"]
+    write_image(make_volume()[0], group, fmt=fmt, axes=axes, scale_factors=[])
+    attrs = json.loads((path / ".zattrs").read_text())
+    attrs["multiscales"][0]["datasets"][0]["path"] = "../outside"
+    (path / ".zattrs").write_text(json.dumps(attrs))
+    return path

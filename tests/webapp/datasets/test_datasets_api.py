@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import pytest
+from datasets_testdata import ome_zarr_with_escaping_level
 from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
@@ -312,9 +314,9 @@ def test_upload_filenames_are_sanitized(raw: str, expected: str) -> None:
 
 @pytest.mark.parametrize("raw", ["..", "", "a/..", "x..tif", "///"])
 def test_upload_filenames_with_dotdot_are_refused(raw: str) -> None:
-    from webapp.datasets.api.views import BadRequest
+    from webapp.core.errors import InvalidRequest
 
-    with pytest.raises(BadRequest):
+    with pytest.raises(InvalidRequest):
         upload_filename_sanitize(raw)
 
 
@@ -392,3 +394,34 @@ def test_openapi_schema_documents_the_datasets_api() -> None:
     assert "202" in upload["responses"]
     layer = schema["components"]["schemas"]["Layer"]["properties"]
     assert {"source_url", "contrast_window", "voxels", "bytes_estimate"} <= set(layer)
+
+
+@pytest.mark.parametrize("register", [False, True])
+def test_server_path_with_a_level_outside_the_store_is_400(
+    user_factory: Any, tmp_path: Path, register: bool
+) -> None:
+    staff = user_factory(username="staff", is_staff=True)
+    store = ome_zarr_with_escaping_level(tmp_path / "escape.ome.zarr")
+    data = {"name": "Escape", "server_path": str(store), "register_in_place": register}
+    response = _client(staff).post(IMPORTS, data, format="multipart")
+    assert response.status_code == 400, response.content
+    assert "pyramid level path '../outside' may not contain '..'" in response.json()["message"]
+    assert not DatasetJob.objects.exists()
+
+
+def test_zipped_store_with_a_level_outside_fails_its_job_with_the_reason(
+    owner: Any, tmp_path: Path
+) -> None:
+    store = ome_zarr_with_escaping_level(tmp_path / "escape.ome.zarr")
+    archive = tmp_path / "escape.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for file in sorted(store.rglob("*")):
+            zf.write(file, file.relative_to(tmp_path).as_posix())
+    with archive.open("rb") as fh:
+        upload = SimpleUploadedFile("escape.zip", fh.read(), content_type="application/zip")
+    response = _client(owner).post(IMPORTS, {"name": "Escape", "file": upload}, format="multipart")
+    assert response.status_code == 202, response.content
+    job = services.import_job_run(response.json()["id"])
+    assert job.status == JobStatus.FAILED
+    assert "pyramid level path '../outside' may not contain '..'" in job.error
+    assert "internal error" not in job.error

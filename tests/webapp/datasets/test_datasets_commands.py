@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from datasets_testdata import ome_zarr_with_escaping_level
 from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
@@ -143,3 +144,17 @@ def test_import_page_needs_login_and_has_the_form(owner: Any) -> None:
     # checks that it is built) and the limit it checks before uploading.
     assert '<script type="module" src="/static/import.js"></script>' in html
     assert f'data-max-bytes="{django_settings.MAX_UPLOAD_BYTES}"' in html
+
+
+@pytest.mark.parametrize("register", [False, True])
+def test_import_volume_names_a_level_path_outside_the_store(
+    owner: Any, tmp_path: Path, register: bool
+) -> None:
+    store = ome_zarr_with_escaping_level(tmp_path / "escape.ome.zarr")
+    args = ["--register-in-place"] if register else []
+    with pytest.raises(CommandError) as refused:
+        _call("import_volume", str(store), "--name", "Escape", "--owner", "owner", *args)
+    message = str(refused.value)
+    assert "escape.ome.zarr: pyramid level path '../outside' may not contain '..'" in message
+    assert "internal error" not in message
+    assert not Dataset.objects.exists()

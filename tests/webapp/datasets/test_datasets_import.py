@@ -16,6 +16,7 @@ from datasets_testdata import SHAPE, make_volume
 from ome_zarr.format import FormatV04
 from ome_zarr.writer import write_image, write_labels
 
+from tests.zip_bombs import zeros_deflate_zip
 from webapp.datasets import services
 from webapp.datasets.job_progress import JobCancelled, JobProgressWriter
 from webapp.datasets.models import Dataset, DatasetJob, JobStatus, Layer, LayerKind
@@ -344,6 +345,20 @@ def test_zip_with_path_traversal_fails_without_leftovers(
     assert job.status == JobStatus.FAILED and job.error
     assert not (tmp_path / "evil.tif").exists()
     _nothing_left(settings)
+
+
+def test_zip_bomb_import_fails_before_writing_anything(
+    owner: Any, tmp_path: Path, settings: Any
+) -> None:
+    # 512 MiB of zeros in a ~0.5 MB archive: under the site's size limits, refused by ratio
+    # before a byte lands under DATA_ROOT/tmp.
+    archive = zeros_deflate_zip(tmp_path / "bomb.zip", "volume.npy", 512 << 20)
+    job = _import(owner, archive)
+    assert job.status == JobStatus.FAILED
+    assert "unpacks to 536,870,912 bytes" in job.error and "unzipped" in job.error
+    _nothing_left(settings)
+    tmp = Path(settings.DATA_ROOT) / "tmp"
+    assert not tmp.exists() or list(tmp.iterdir()) == []
 
 
 def test_meshes_rebuild_swaps_files_and_keeps_one_mesh_layer(

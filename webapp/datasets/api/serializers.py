@@ -61,7 +61,12 @@ class LayerSerializer(serializers.ModelSerializer):
         help_text="Neuroglancer source, e.g. zarr3://http://host/data/<slug>/image.ome.zarr"
     )
     contrast_window = serializers.SerializerMethodField()
-    source_layer = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    source_layer = serializers.SlugRelatedField(
+        slug_field="name",
+        read_only=True,
+        allow_null=True,
+        help_text="Name of the segmentation a mesh layer draws; null for other layers.",
+    )
     voxels = serializers.SerializerMethodField()
     bytes_estimate = serializers.SerializerMethodField()
 

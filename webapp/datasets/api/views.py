@@ -11,19 +11,20 @@ from typing import Any
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db.models import Q, QuerySet
-from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import exceptions, generics, status
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework import generics, status
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from pipeline.errors import PipelineError
+from webapp.core.api_schema import ErrorSerializer
+from webapp.core.errors import InvalidRequest, NotAllowed, NotFound, TooLarge
+from webapp.core.parsers import StrictJSONParser
+from webapp.core.permissions import VIEW, MayDoAction, RestrictedAPIView
 from webapp.datasets import services
-from webapp.datasets.api.permissions import DatasetOwnerOnly, DatasetWriteByOwner
 from webapp.datasets.api.serializers import (
     DatasetSerializer,
     DatasetUpdateSerializer,
@@ -33,40 +34,13 @@ from webapp.datasets.api.serializers import (
     ShareLinkSerializer,
 )
 from webapp.datasets.models import Dataset, DatasetJob, Layer, ShareLink, Visibility
-from webapp.datasets.selectors import datasets_visible_to
-from webapp.datasets.services_errors import Conflict, NotAllowed, ServiceError
 from webapp.datasets.services_import import label_name_check
 
-
-class BadRequest(exceptions.APIException):
-    status_code = status.HTTP_400_BAD_REQUEST
-    default_detail = "The request is invalid."
-    default_code = "invalid"
-
-
-class PayloadTooLarge(exceptions.APIException):
-    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-    default_detail = "The upload is too large."
-    default_code = "too_large"
-
-
-class ConflictError(exceptions.APIException):
-    status_code = status.HTTP_409_CONFLICT
-    default_detail = "The object's state forbids this change."
-    default_code = "conflict"
-
-
-class ServiceErrorsAsHttp:
-    """Map domain errors to HTTP answers with their message (400, 403, 409)."""
-
-    def handle_exception(self, exc: Exception) -> Response:
-        if isinstance(exc, NotAllowed):
-            exc = exceptions.PermissionDenied(str(exc))
-        elif isinstance(exc, Conflict):
-            exc = ConflictError(str(exc))
-        elif isinstance(exc, (ServiceError, PipelineError)):
-            exc = BadRequest(str(exc))
-        return super().handle_exception(exc)  # type: ignore[misc]
+OWNER_ONLY = {
+    "change": "Only the dataset's owner can change it.",
+    "delete": "Only the dataset's owner can delete it.",
+    "share": "Only the dataset's owner can manage its share links.",
+}
 
 
 def _datasets_with_layers(qs: QuerySet[Dataset]) -> QuerySet[Dataset]:
@@ -84,17 +58,18 @@ def _datasets_with_layers(qs: QuerySet[Dataset]) -> QuerySet[Dataset]:
         OpenApiParameter("search", OpenApiTypes.STR, description="Part of name/description."),
     ]
 )
-class DatasetListView(ServiceErrorsAsHttp, generics.ListAPIView):
+class DatasetListView(RestrictedAPIView, generics.ListAPIView):
     """Datasets the caller may see (anonymous: the public ones), with layers and sources."""
 
     serializer_class = DatasetSerializer
+    queryset = Dataset.objects.all()
 
     def get_queryset(self) -> QuerySet[Dataset]:
-        qs = datasets_visible_to(self.request.user)
+        qs = super().get_queryset()
         visibility = self.request.query_params.get("visibility")
         if visibility:
             if visibility not in Visibility.values:
-                raise BadRequest(f"Unknown visibility {visibility!r}.")
+                raise InvalidRequest(f"Unknown visibility {visibility!r}.")
             qs = qs.filter(visibility=visibility)
         search = (self.request.query_params.get("search") or "").strip()
         if search:
@@ -106,16 +81,17 @@ class DatasetListView(ServiceErrorsAsHttp, generics.ListAPIView):
         return _datasets_with_layers(qs).order_by("name", "id")
 
 
-class DatasetDetailView(ServiceErrorsAsHttp, generics.RetrieveUpdateDestroyAPIView):
+class DatasetDetailView(RestrictedAPIView, generics.RetrieveUpdateDestroyAPIView):
     """One dataset: read by anyone who may see it; changed or deleted by its owner."""
 
     serializer_class = DatasetSerializer
-    permission_classes = [DatasetWriteByOwner]
+    queryset = Dataset.objects.all()
+    denied_messages = OWNER_ONLY
     lookup_field = "slug"
     http_method_names = ["get", "patch", "delete", "head", "options"]
 
     def get_queryset(self) -> QuerySet[Dataset]:
-        return _datasets_with_layers(datasets_visible_to(self.request.user))
+        return _datasets_with_layers(super().get_queryset())
 
     @extend_schema(request=DatasetUpdateSerializer, responses=DatasetSerializer)
     def patch(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -135,34 +111,25 @@ class DatasetDetailView(ServiceErrorsAsHttp, generics.RetrieveUpdateDestroyAPIVi
 # ---------------------------------------------------------------------------------------------
 
 
-class DatasetOwnedMixin(ServiceErrorsAsHttp):
-    """Resolve ``<slug>`` to a dataset the caller owns: 404 if invisible, 403 if not owner."""
-
-    permission_classes = [IsAuthenticated, DatasetOwnerOnly]
-
-    def get_dataset(self) -> Dataset:
-        dataset = get_object_or_404(
-            datasets_visible_to(self.request.user),  # type: ignore[attr-defined]
-            slug=self.kwargs["slug"],  # type: ignore[attr-defined]
-        )
-        self.check_object_permissions(self.request, dataset)  # type: ignore[attr-defined]
-        return dataset
-
-
-class ShareLinkListView(DatasetOwnedMixin, generics.GenericAPIView):
-    """The dataset's share links (owner only); POST creates one."""
+class ShareLinkListView(RestrictedAPIView):
+    """The dataset's share links, newest first (owner only; a plain list); POST creates one."""
 
     serializer_class = ShareLinkSerializer
+    queryset = ShareLink.objects.all()
+    permission_classes = [IsAuthenticated, MayDoAction]
+    pagination_class = None
+    method_actions = {"GET": "share", "HEAD": "share", "OPTIONS": VIEW, "POST": "share"}
+    denied_messages = OWNER_ONLY
 
     @extend_schema(responses=ShareLinkSerializer(many=True))
     def get(self, request: Request, slug: str) -> Response:
-        dataset = self.get_dataset()
-        links = dataset.share_links.select_related("dataset", "created_by")
+        dataset = self.get_restricted(Dataset.objects.all(), "share", slug=slug)
+        links = self.get_queryset().filter(dataset=dataset).select_related("dataset", "created_by")
         return Response(self.get_serializer(links, many=True).data)
 
     @extend_schema(request=ShareLinkCreateSerializer, responses={201: ShareLinkSerializer})
     def post(self, request: Request, slug: str) -> Response:
-        dataset = self.get_dataset()
+        dataset = self.get_restricted(Dataset.objects.all(), "share", slug=slug)
         form = ShareLinkCreateSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         link = services.share_link_create(
@@ -174,17 +141,26 @@ class ShareLinkListView(DatasetOwnedMixin, generics.GenericAPIView):
         return Response(self.get_serializer(link).data, status=status.HTTP_201_CREATED)
 
 
-class ShareLinkRevokeView(DatasetOwnedMixin, generics.GenericAPIView):
+class ShareLinkRevokeView(RestrictedAPIView):
     """Revoke a share link now: its URLs stop working (owner only)."""
 
     serializer_class = ShareLinkSerializer
+    queryset = ShareLink.objects.all()
+    permission_classes = [IsAuthenticated, MayDoAction]
+    method_actions = {"OPTIONS": VIEW, "POST": "share"}
+    denied_messages = OWNER_ONLY
 
     @extend_schema(request=None, responses=ShareLinkSerializer)
     def post(self, request: Request, slug: str, link_id: int) -> Response:
-        dataset = self.get_dataset()
-        link = get_object_or_404(ShareLink.objects.select_related("dataset"), id=link_id)
-        if link.dataset_id != dataset.id:
-            raise exceptions.NotFound("No such share link for this dataset.")
+        dataset = self.get_restricted(Dataset.objects.all(), "share", slug=slug)
+        link = (
+            ShareLink.objects.restrict(request.user, "change")
+            .select_related("dataset")
+            .filter(dataset=dataset, id=link_id)
+            .first()
+        )
+        if link is None:
+            raise NotFound("No such share link for this dataset.")
         link = services.share_link_revoke(link, request.user)
         return Response(self.get_serializer(link).data)
 
@@ -201,10 +177,10 @@ def upload_filename_sanitize(raw: str | None) -> str:
     """A safe file name from a client's: directories stripped, no '..', plain characters."""
     base = re.split(r"[\\/]", raw or "")[-1].strip()
     if base in ("", ".", "..") or ".." in base:
-        raise BadRequest(f"Refusing the file name {raw!r}: give a plain file name.")
+        raise InvalidRequest(f"Refusing the file name {raw!r}: give a plain file name.")
     name = _UNSAFE_CHARS.sub("_", base).lstrip("._")
     if not name:
-        raise BadRequest(f"Refusing the file name {raw!r}: give a plain file name.")
+        raise InvalidRequest(f"Refusing the file name {raw!r}: give a plain file name.")
     if len(name) > 150:
         stem, dot, ext = name.rpartition(".")
         name = (stem[: 140 - len(ext)] + dot + ext) if dot and len(ext) <= 10 else name[:150]
@@ -229,19 +205,19 @@ def _store_upload(upload: UploadedFile, directory: Path, name: str) -> Path:
     return dest
 
 
-class ImportCreateView(ServiceErrorsAsHttp, APIView):
+class ImportCreateView(APIView):
     """Upload a volume (and label images) and start an import job; answers 202 with the job."""
 
     permission_classes = [IsAuthenticated]
-    parser_classes = [MultiPartParser, FormParser, JSONParser]
+    parser_classes = [MultiPartParser, FormParser, StrictJSONParser]
 
     @extend_schema(
         request={"multipart/form-data": ImportRequestSerializer},
-        responses={202: JobSerializer},
+        responses={202: JobSerializer, 413: ErrorSerializer},
     )
     def post(self, request: Request) -> Response:
         limit = settings.MAX_UPLOAD_BYTES
-        too_large = PayloadTooLarge(
+        too_large = TooLarge(
             f"The upload is larger than this site's limit of {limit:,} bytes "
             f"(ANNOTOME_MAX_UPLOAD_BYTES)."
         )
@@ -258,7 +234,7 @@ class ImportCreateView(ServiceErrorsAsHttp, APIView):
         if sum(f.size or 0 for f in files) > limit:
             raise too_large
         if data.get("server_path") and not request.user.is_staff:
-            raise exceptions.PermissionDenied("Only staff can import from a server path.")
+            raise NotAllowed("Only staff can import from a server path.")
 
         upload_dir: Path | None = None
         try:
@@ -274,7 +250,7 @@ class ImportCreateView(ServiceErrorsAsHttp, APIView):
                 _label_name_from_file(upload_filename_sanitize(f.name)) for f in data["labels"]
             ]
             if len(set(names)) != len(names):
-                raise BadRequest(f"Label names must differ, got {names}.")
+                raise InvalidRequest(f"Label names must differ, got {names}.")
             for label_name, label_file in zip(names, data["labels"], strict=True):
                 label_name_check(label_name)
                 if upload_dir is None:
@@ -309,54 +285,55 @@ class ImportCreateView(ServiceErrorsAsHttp, APIView):
         )
 
 
-def _jobs_of(user: Any) -> QuerySet[DatasetJob]:
-    qs = DatasetJob.objects.select_related("dataset")
-    return qs if user.is_superuser else qs.filter(owner=user)
-
-
-class JobListView(generics.ListAPIView):
+class JobListView(RestrictedAPIView, generics.ListAPIView):
     """The caller's import and mesh jobs, newest first."""
 
     serializer_class = JobSerializer
-    permission_classes = [IsAuthenticated]
+    queryset = DatasetJob.objects.select_related("dataset")
+    permission_classes = [IsAuthenticated, MayDoAction]
 
     def get_queryset(self) -> QuerySet[DatasetJob]:
-        return _jobs_of(self.request.user).order_by("-created", "-id")
+        return super().get_queryset().order_by("-created", "-id")
 
 
-class JobDetailView(generics.RetrieveAPIView):
+class JobDetailView(RestrictedAPIView, generics.RetrieveAPIView):
     """One job: status, stage, progress, error, and the dataset once it exists."""
 
     serializer_class = JobSerializer
-    permission_classes = [IsAuthenticated]
-
-    def get_queryset(self) -> QuerySet[DatasetJob]:
-        return _jobs_of(self.request.user)
+    queryset = DatasetJob.objects.select_related("dataset")
+    permission_classes = [IsAuthenticated, MayDoAction]
 
 
-class JobCancelView(ServiceErrorsAsHttp, generics.GenericAPIView):
+class JobCancelView(RestrictedAPIView):
     """Cancel a queued or running job (409 when it already ended)."""
 
     serializer_class = JobSerializer
-    permission_classes = [IsAuthenticated]
+    queryset = DatasetJob.objects.select_related("dataset")
+    permission_classes = [IsAuthenticated, MayDoAction]
+    method_actions = {"OPTIONS": VIEW, "POST": "change"}
+    denied_messages = {"change": "Only the job's owner can cancel it."}
 
-    def get_queryset(self) -> QuerySet[DatasetJob]:
-        return _jobs_of(self.request.user)
-
-    @extend_schema(request=None, responses=JobSerializer)
+    @extend_schema(request=None, responses={200: JobSerializer, 409: ErrorSerializer})
     def post(self, request: Request, pk: int) -> Response:
-        job = services.job_cancel(self.get_object(), request.user)
+        job = self.get_restricted(self.queryset, "change", pk=pk)
+        job = services.job_cancel(job, request.user)
         return Response(self.get_serializer(job).data)
 
 
-class MeshesBuildView(DatasetOwnedMixin, generics.GenericAPIView):
+class MeshesBuildView(RestrictedAPIView):
     """Rebuild the meshes of a segmentation layer in a background job (owner only)."""
 
     serializer_class = JobSerializer
+    queryset = Dataset.objects.all()
+    permission_classes = [IsAuthenticated, MayDoAction]
+    method_actions = {"OPTIONS": VIEW, "POST": "change"}
+    denied_messages = {"change": "Only the dataset's owner can rebuild its meshes."}
 
     @extend_schema(request=None, responses={202: JobSerializer})
     def post(self, request: Request, slug: str, layer_name: str) -> Response:
-        dataset = self.get_dataset()
-        layer = get_object_or_404(Layer, dataset=dataset, name=layer_name)
+        dataset = self.get_restricted(self.queryset, "change", slug=slug)
+        layer = Layer.objects.filter(dataset=dataset, name=layer_name).first()
+        if layer is None:
+            raise NotFound(f"Dataset {slug!r} has no layer {layer_name!r}.")
         job = services.meshes_build_start(dataset, layer, user=request.user)
         return Response(self.get_serializer(job).data, status=status.HTTP_202_ACCEPTED)

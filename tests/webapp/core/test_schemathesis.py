@@ -1,0 +1,192 @@
+"""Schemathesis over the whole OpenAPI schema, against a live server on the test database.
+
+Any 5xx, any status code the schema does not list, any body, content type or header that does
+not match the schema, and any operation declared as needing authentication that answers an
+anonymous caller, fails the test. Runs as an anonymous visitor, as a user owning data (API
+token) and as a superuser, each with a fixed seed and a bounded number of examples per
+operation, so a run takes about the same time and finds the same things every time.
+
+The token's own DELETE and rotate operations end the token, so they run last, in a run of their
+own. The schemathesis command line runs in a subprocess (what a person would run by hand); the
+server is pytest-django's live server in this process, on the database the test created
+(PostgreSQL when ``DATABASE_URL`` names it, as in CI).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from rest_framework.authtoken.models import Token
+
+from webapp.accounts.models import Team
+from webapp.datasets.models import (
+    Dataset,
+    DatasetJob,
+    JobKind,
+    Layer,
+    LayerKind,
+    ShareLink,
+    Visibility,
+)
+from webapp.viewer.models import SavedState
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+REPO = Path(__file__).resolve().parents[3]
+SEED = 20261207
+MAX_EXAMPLES = int(os.environ.get("ANNOTOME_FUZZ_MAX_EXAMPLES", "12"))
+CHECKS = ",".join(
+    [
+        "not_a_server_error",
+        "status_code_conformance",
+        "content_type_conformance",
+        "response_headers_conformance",
+        "response_schema_conformance",
+        "ignored_auth",
+    ]
+)
+# DELETE and rotate end the token: its operations run last, in a run of their own.
+TOKEN_PATHS = r"^/api/v1/auth/token/"
+
+
+def _dataset(slug: str, owner: Any, visibility: str, team: Team | None = None) -> Dataset:
+    dataset = Dataset.objects.create(
+        name=f"Cells {slug}", slug=slug, owner=owner, visibility=visibility, team=team
+    )
+    common = {"shape": [16, 24, 32], "axes": ["z", "y", "x"], "voxel_size": [400.0, 200.0, 200.0]}
+    Layer.objects.create(
+        dataset=dataset, name="image", kind=LayerKind.IMAGE, path="image.ome.zarr",
+        ngff_version="0.5", dtype="uint16", contrast_min=0, contrast_max=1000, **common,
+    )  # fmt: skip
+    seg = Layer.objects.create(
+        dataset=dataset, name="nuclei", kind=LayerKind.SEGMENTATION,
+        path="image.ome.zarr/labels/nuclei", ngff_version="0.4", dtype="uint32", **common,
+    )  # fmt: skip
+    Layer.objects.create(
+        dataset=dataset, name="nuclei-meshes", kind=LayerKind.MESH, path="meshes/nuclei",
+        source_layer=seg,
+    )  # fmt: skip
+    Layer.objects.create(
+        dataset=dataset, name="loose-meshes", kind=LayerKind.MESH, path="meshes/loose"
+    )
+    return dataset
+
+
+@pytest.fixture
+def fuzz_world(transactional_db: None) -> dict[str, Any]:
+    """Users with tokens, datasets of every visibility, links, a job and a saved view."""
+    users = get_user_model().objects
+    owner = users.create_user("owner", password="owner-pass-123")
+    member = users.create_user("member", password="member-pass-123")
+    root = users.create_superuser("root", password="root-pass-123")
+    team = Team.objects.create(name="Lab", slug="lab")
+    team.members.add(owner, member)
+    public = _dataset("pub", owner, Visibility.PUBLIC)
+    _dataset("teamed", owner, Visibility.TEAM, team)
+    _dataset("priv", owner, Visibility.PRIVATE)
+    _dataset("members", member, Visibility.PRIVATE)
+    for slug in ("doomed-owner", "doomed-root"):
+        _dataset(slug, owner, Visibility.PRIVATE)
+    active = ShareLink.objects.create(dataset=public, created_by=owner, label="active")
+    revoked = ShareLink.objects.create(dataset=public, created_by=owner, label="revoked")
+    ShareLink.objects.filter(id=revoked.id).update(revoked_at=active.created)
+    job = DatasetJob.objects.create(kind=JobKind.IMPORT, owner=owner, params={"name": "queued"})
+    state = SavedState.objects.create(dataset=public, state={"layers": []}, created_by=owner)
+    return {
+        "tokens": {
+            "owner": Token.objects.create(user=owner).key,
+            "root": Token.objects.create(user=root).key,
+        },
+        "objects": {
+            "slug": ["pub", "teamed", "priv", "members"],
+            "link_id": [active.id, revoked.id],
+            "id": [job.id],
+            "key": [state.key],
+            "layer_name": ["nuclei", "image", "nuclei-meshes"],
+        },
+    }
+
+
+def _schemathesis(
+    base_url: str,
+    schema: Path,
+    objects: dict[str, Any],
+    *args: str,
+    token: str = "",
+    doomed: str = "",
+) -> tuple[int, str, str]:
+    env = {
+        **os.environ,
+        "SCHEMATHESIS_HOOKS": "tests.webapp.core.schemathesis_hooks",
+        "ANNOTOME_FUZZ_OBJECTS": json.dumps(objects),
+        "ANNOTOME_FUZZ_DOOMED_SLUG": doomed,
+        "PYTHONPATH": str(REPO),
+    }
+    command = [
+        sys.executable, "-m", "schemathesis.cli", "run", str(schema), "--url", base_url,
+        "--checks", CHECKS, "--phases", "examples,coverage,fuzzing",
+        "--max-examples", str(MAX_EXAMPLES), "--seed", str(SEED),
+        "--generation-database", "none", "--workers", "1", "--request-timeout", "30",
+        "--no-color", "--suppress-health-check", "all", *args,
+    ]  # fmt: skip
+    if token:
+        command += ["--header", f"Authorization: Token {token}"]
+    start, server_cpu = time.monotonic(), time.process_time()
+    client_cpu = _children_cpu()
+    result = subprocess.run(
+        command,
+        cwd=schema.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    timing = (
+        f"{time.monotonic() - start:.1f} s wall, CPU: schemathesis "
+        f"{_children_cpu() - client_cpu:.1f} s, server {time.process_time() - server_cpu:.1f} s"
+    )
+    return result.returncode, result.stdout + result.stderr, timing
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def test_schemathesis_finds_no_server_error_and_no_schema_lie(
+    live_server: Any, fuzz_world: dict[str, Any], settings: Any, tmp_path: Path
+) -> None:
+    settings.VIEWER_STATE_SAVE_RATE = "100000/min"  # throttling is tested elsewhere
+    url, objects, tokens = live_server.url, fuzz_world["objects"], fuzz_world["tokens"]
+    # The schema as the live server serves it, fetched once (generating it takes seconds); its
+    # folder is schemathesis's working directory, for the files it keeps there.
+    schema = tmp_path / "openapi.json"
+    with urllib.request.urlopen(f"{url}/api/schema/?format=json", timeout=300) as response:
+        schema.write_bytes(response.read())
+    not_token_paths = ["--exclude-path-regex", TOKEN_PATHS]
+    plan: list[tuple[str, str, str, list[str]]] = [  # who, token, dataset to delete, filters
+        ("anonymous", "", "", []),
+        ("owner", tokens["owner"], "doomed-owner", not_token_paths),
+        ("superuser", tokens["root"], "doomed-root", not_token_paths),
+        ("owner, token operations", tokens["owner"], "", ["--include-path-regex", TOKEN_PATHS]),
+    ]
+    runs = [
+        (who, _schemathesis(url, schema, objects, *filters, token=token, doomed=doomed))
+        for who, token, doomed, filters in plan
+    ]
+    for who, (_, output, seconds) in runs:
+        summary = [line for line in output.splitlines() if "passed" in line or "failed" in line]
+        print(f"schemathesis as {who}: {seconds}; {summary[-1:] if summary else output[-300:]}")
+    failed = [(who, output) for who, (code, output, _) in runs if code != 0]
+    assert not failed, "\n\n".join(f"=== as {who} ===\n{output[-12000:]}" for who, output in failed)
