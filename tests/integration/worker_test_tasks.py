@@ -37,7 +37,7 @@ def _slow_down_progress_reports() -> None:
     import django
 
     django.setup()
-    from webapp.datasets.job_progress import JobProgressWriter
+    from webapp.core.jobs.progress import JobProgressWriter
 
     report = JobProgressWriter.__call__
 

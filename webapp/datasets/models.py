@@ -13,6 +13,20 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from webapp.core.jobs.models import Job, JobState, JobStatus
+
+__all__ = [
+    "Dataset",
+    "DatasetJob",
+    "JobKind",
+    "JobState",
+    "JobStatus",
+    "Layer",
+    "LayerKind",
+    "ShareLink",
+    "Visibility",
+]
+
 
 class Visibility(models.TextChoices):
     PRIVATE = "private", "Private"
@@ -122,16 +136,8 @@ class JobKind(models.TextChoices):
     MESHES = "meshes", "Build meshes"
 
 
-class JobStatus(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    RUNNING = "running", "Running"
-    SUCCEEDED = "succeeded", "Succeeded"
-    FAILED = "failed", "Failed"
-    CANCELLED = "cancelled", "Cancelled"
-
-
-class DatasetJob(models.Model):
-    """A background job (import, mesh build): the row is the truth about its state."""
+class DatasetJob(Job):
+    """An import or mesh build (see ``webapp.core.jobs``): the row is the truth about it."""
 
     kind = models.CharField(max_length=20, choices=JobKind.choices)
     owner = models.ForeignKey(
@@ -141,21 +147,6 @@ class DatasetJob(models.Model):
         Dataset, null=True, blank=True, on_delete=models.CASCADE, related_name="jobs"
     )
     params = models.JSONField(default=dict)
-    status = models.CharField(max_length=20, choices=JobStatus.choices, default=JobStatus.QUEUED)
-    stage = models.CharField(max_length=100, blank=True)
-    done = models.PositiveBigIntegerField(default=0)
-    total = models.PositiveBigIntegerField(default=0)
-    error = models.TextField(blank=True)
-    log = models.TextField(blank=True)
-    celery_task_id = models.CharField(max_length=255, blank=True)
-    created = models.DateTimeField(auto_now_add=True)
-    updated = models.DateTimeField(auto_now=True)
-    started = models.DateTimeField(null=True, blank=True)
-    finished = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
-        ordering = ["-created"]
-
-    @property
-    def progress(self) -> float:
-        return (self.done / self.total) if self.total else 0.0
+    class Meta(Job.Meta):
+        pass

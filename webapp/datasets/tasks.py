@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from webapp.datasets.services_import import import_job_run, meshes_build_run
+from webapp.datasets.imports import import_job_run
+from webapp.datasets.meshes_jobs import meshes_build_run
 
 
 @shared_task(name="datasets.import")

@@ -204,6 +204,19 @@ CELERY_TASK_TRACK_STARTED = True
 CELERY_RESULT_EXTENDED = True
 CELERY_TASK_ALWAYS_EAGER = False
 
+# Background jobs (webapp.core.jobs): a running job's worker refreshes its heartbeat every
+# quarter of this lease; a job whose heartbeat is older (or whose worker process is gone) shows
+# as "retrying" and its redelivered task takes it over. On Redis the same time is the broker's
+# visibility timeout: a worker keeps its unacked messages alive, so only a dead worker's are
+# redelivered, one lease after it stopped (webapp/celery_redis_transport.py).
+JOB_LEASE_SECONDS = float(env_str("ANNOTOME_JOB_LEASE_SECONDS", "60"))
+if CELERY_BROKER_URL.split("://", 1)[0] in {"redis", "rediss"}:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": JOB_LEASE_SECONDS,
+        "unacked_restore_interval": max(1.0, JOB_LEASE_SECONDS / 4),
+        "unacked_restore_throttle": 1,
+    }
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -32,10 +32,10 @@ from webapp.datasets.api.serializers import (
     ShareLinkCreateSerializer,
     ShareLinkSerializer,
 )
+from webapp.datasets.import_rules import label_name_check
 from webapp.datasets.models import Dataset, DatasetJob, Layer, ShareLink, Visibility
 from webapp.datasets.selectors import datasets_visible_to
 from webapp.datasets.services_errors import Conflict, NotAllowed, ServiceError
-from webapp.datasets.services_import import label_name_check
 
 
 class BadRequest(exceptions.APIException):
