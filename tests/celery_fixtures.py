@@ -93,13 +93,16 @@ def celery_worker(
         celery_app.conf.broker_transport_options = spool_transport_options(spool)
     celery_app.conf.task_default_queue = queue
     _reset_app_routing(celery_app)
-    worker = WorkerProcess(env, tmp_path / "worker.log", queues=queue)
+    live = LiveWorker(
+        WorkerProcess(env, tmp_path / "worker.log", queues=queue), queue, env["DATABASE_URL"],
+        broker_url,
+    )  # fmt: skip
     try:
-        worker.start()
-        yield LiveWorker(worker, queue, env["DATABASE_URL"], broker_url)
+        live.process.start()
+        yield live
     finally:
         # The test is over and its queue is its own: no need to wait for a warm shutdown.
-        worker.stop(graceful=False)
+        live.process.stop(graceful=False)
         with celery_app.connection_for_write() as conn:
             conn.default_channel.queue_delete(queue)  # its Redis binding, or spool files
         for key, value in saved.items():
