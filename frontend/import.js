@@ -208,6 +208,13 @@
       showStatus("", false);
       return true;
     }
+    if (job.state === "retrying") {
+      // Its worker stopped (crash, restart): the job is redelivered and starts over.
+      jobBar.removeAttribute("value");
+      jobCaption.textContent = "Retrying: the worker stopped, the import starts over…";
+      showStatus("", false);
+      return true;
+    }
     if (job.status === "running") {
       if (job.total > 0) jobBar.value = pct; else jobBar.removeAttribute("value");
       const counts = job.total > 0 ? ` — ${pct} % (${job.done} of ${job.total})` : "";
