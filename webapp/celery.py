@@ -12,7 +12,7 @@ from typing import Any
 
 from celery import Celery, Task
 
-import webapp.celery_fs_transport  # noqa: F401  (registers the annotome-fs:// transport)
+import webapp.celery_fs_transport
 import webapp.celery_redis_transport  # noqa: F401  (redis:// keeps a live worker's messages)
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings.dev")

@@ -63,9 +63,7 @@ class Transport(redis.Transport):
                 "visibility_timeout", redis.Channel.visibility_timeout
             )
         )
-        self.cycle._keep_alive_tref = loop.call_repeatedly(
-            max(timeout / 4, 0.5), self._keep_alive
-        )
+        self.cycle._keep_alive_tref = loop.call_repeatedly(max(timeout / 4, 0.5), self._keep_alive)
 
     def _keep_alive(self) -> None:
         for channel in list(self.channels):

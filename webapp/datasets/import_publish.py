@@ -20,6 +20,7 @@ from django.utils.text import slugify
 
 from pipeline.layout import IMAGE_STORE
 from pipeline.naming import IMAGE_LAYER_NAME, mesh_layer_name
+from pipeline.units import DEFAULT_UNIT
 from pipeline.volume_info import LayerInfo
 from webapp.datasets.models import Dataset, DatasetJob, Layer, LayerKind, Visibility
 from webapp.datasets.services_errors import ImportRejected
@@ -85,7 +86,7 @@ def layer_fields(info: LayerInfo) -> dict[str, Any]:
         "axes": list(info.axes),
         "dtype": info.dtype,
         "voxel_size": [float(v) for v in info.voxel_size],
-        "unit": info.unit or "nanometer",
+        "unit": info.unit or DEFAULT_UNIT,
         "channels": int(info.channels),
         "levels": int(info.levels),
         "contrast_min": float(contrast[0]) if contrast else None,

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from pipeline.units import DEFAULT_UNIT
 from webapp.core.jobs.models import Job, JobState, JobStatus
 
 __all__ = [
@@ -83,7 +84,7 @@ class Layer(models.Model):
     axes = models.JSONField(default=list)  # e.g. ["c", "z", "y", "x"]
     dtype = models.CharField(max_length=20, blank=True)
     voxel_size = models.JSONField(default=list)  # spatial axes only, order z, y, x
-    unit = models.CharField(max_length=30, default="nanometer")
+    unit = models.CharField(max_length=30, default=DEFAULT_UNIT)
     channels = models.PositiveIntegerField(default=1)
     levels = models.PositiveIntegerField(default=1)
     contrast_min = models.FloatField(null=True, blank=True)
