@@ -116,10 +116,20 @@ def test_environment_overrides_hosts_broker_and_spool(tmp_path: Path) -> None:
         tmp_path / "spool" / "queue"
     )
     redis = _ok(
-        _settings(tmp_path, "webapp.settings.dev", CELERY_BROKER_URL="redis://127.0.0.1:6379/3")
+        _settings(
+            tmp_path,
+            "webapp.settings.dev",
+            CELERY_BROKER_URL="redis://127.0.0.1:6379/3",
+            ANNOTOME_JOB_LEASE_SECONDS="40",
+        )
     )
     assert redis["CELERY_BROKER_URL"] == "redis://127.0.0.1:6379/3"
-    assert redis["CELERY_BROKER_TRANSPORT_OPTIONS"] == {}
+    # The job lease is Redis's visibility timeout (a live worker keeps its messages fresh).
+    assert redis["CELERY_BROKER_TRANSPORT_OPTIONS"] == {
+        "visibility_timeout": 40.0,
+        "unacked_restore_interval": 10.0,
+        "unacked_restore_throttle": 1,
+    }
     assert redis["transport"] == "redis"
 
 

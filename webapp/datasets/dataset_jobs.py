@@ -13,7 +13,7 @@ from webapp.core.jobs.lifecycle import job_create_queued
 from webapp.core.jobs.progress import ProgressCallback
 from webapp.core.jobs.runner import JobRunner
 from webapp.datasets.models import DatasetJob
-from webapp.datasets.services_errors import InvalidRequest
+from webapp.datasets.services_errors import ServiceError
 
 
 def dataset_job_create(*, enqueue: bool, **fields: Any) -> DatasetJob:
@@ -29,11 +29,11 @@ def _task_for(kind: str) -> Any:
 
 
 class DatasetJobRunner(JobRunner[DatasetJob]):
-    """A dataset job's runner: bad input is PipelineError or the services' InvalidRequest; the
-    job's upload directory (if any) is removed once the job has ended."""
+    """A dataset job's runner: bad input is a PipelineError or a service's domain error (both
+    carry a message for a person); the job's upload directory is removed once the job ended."""
 
     model: ClassVar[type[DatasetJob]] = DatasetJob
-    user_errors = (PipelineError, InvalidRequest)
+    user_errors = (PipelineError, ServiceError)
 
     def load(self) -> DatasetJob:
         return DatasetJob.objects.select_related("owner", "dataset").get(id=self.job_id)

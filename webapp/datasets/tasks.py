@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from webapp.datasets.imports import import_job_run
-from webapp.datasets.meshes_jobs import meshes_build_run
+from webapp.datasets.services import import_job_run, meshes_build_run
 
 
 @shared_task(name="datasets.import")
