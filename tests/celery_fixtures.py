@@ -82,7 +82,10 @@ def celery_worker(
     )
     marker = request.node.get_closest_marker("worker_env")
     if marker is not None:
-        env.update({key: str(value) for key, value in marker.kwargs.items()})
+        # "{tmp_path}" in a value names this test's directory
+        env.update(
+            {key: str(value).format(tmp_path=tmp_path) for key, value in marker.kwargs.items()}
+        )
     saved = {
         "task_default_queue": celery_app.conf.task_default_queue,
         "broker_transport_options": celery_app.conf.broker_transport_options,
@@ -111,7 +114,9 @@ def celery_worker(
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "worker_env(**env): extra environment for celery_worker")
+    config.addinivalue_line(
+        "markers", "worker_env(**env): extra environment for celery_worker ({tmp_path} expands)"
+    )
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -248,12 +248,13 @@ class SitePoller:
 
 
 def test_a_sigkilled_worker_is_restarted_and_its_import_finishes(
-    embedded_factory: Callable[..., Embedded],
+    embedded_factory: Callable[..., Embedded], tmp_path: Path
 ) -> None:
+    pause = tmp_path / "pause-progress"  # while it exists, job progress reports wait
     embedded = embedded_factory(
         DJANGO_SETTINGS_MODULE="embedded_test_settings",
         PYTHONPATH=str(REPO_ROOT / "tests" / "integration"),
-        ANNOTOME_TEST_PROGRESS_DELAY="0.25",
+        ANNOTOME_TEST_PROGRESS_PAUSE=str(pause),
     )
     embedded.wait_ready()
     subprocess.run(
@@ -268,6 +269,7 @@ def test_a_sigkilled_worker_is_restarted_and_its_import_finishes(
     api = requests.Session()
     api.headers["Authorization"] = "Token " + "e" * 40
     image, labels = _small_volume()
+    pause.touch()
     response = api.post(
         f"{site}/api/v1/imports/",
         data={"name": "Survives", "voxel_size": "200,100,100", "unit": "nanometer"},
@@ -284,12 +286,17 @@ def test_a_sigkilled_worker_is_restarted_and_its_import_finishes(
     def job() -> dict:
         return api.get(job_url, timeout=30).json()
 
-    _wait_for(lambda: (j := job())["status"] == "running" and j["done"] > 0, 120, "progress")
+    _wait_for(
+        lambda: (j := job())["status"] == "running" and j["stage"] not in ("", "starting"),
+        120,
+        "the import's first progress report",
+    )
     worker_main = _group_leader(_descendants(embedded.proc.pid), "celery")
     os.killpg(worker_main, signal.SIGKILL)
     # Its worker is gone, nothing works on it now (within moments: the pool child may take a
     # little while to die).
     _wait_for(lambda: job()["state"] == "retrying", 10, "the job to show as retrying")
+    pause.unlink()
     _wait_for(lambda: "restarted the Celery worker" in embedded.output(), 60, "a restart")
     done = _wait_for(
         lambda: (j := job())["status"] not in ("queued", "running") and j, 240, "the import"

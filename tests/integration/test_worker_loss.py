@@ -31,7 +31,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 # Short enough that Redis redelivers a dead worker's message within seconds (it is also the
 # broker's visibility timeout there); the worker's heartbeat runs every quarter of it.
 LEASE_SECONDS = "4"
-SLOW_JOB = {"ANNOTOME_TEST_PROGRESS_DELAY": "0.25", "ANNOTOME_JOB_LEASE_SECONDS": LEASE_SECONDS}
+# While this file exists, a job's progress reports wait (after writing): the test kills a
+# worker at a known point of a running import, then lets the next attempt go on.
+PAUSE = "{tmp_path}/pause-progress"
+PAUSABLE_JOB = {"ANNOTOME_TEST_PROGRESS_PAUSE": PAUSE, "ANNOTOME_JOB_LEASE_SECONDS": LEASE_SECONDS}
 
 
 @pytest.fixture
@@ -76,15 +79,20 @@ def _job(job_id: int) -> DatasetJob:
     return DatasetJob.objects.get(id=job_id)
 
 
-def _wait_until_working(job_id: int) -> DatasetJob:
-    """Until the job has started and reported progress part-way through its conversion."""
+def _wait_until_paused(job_id: int) -> DatasetJob:
+    """Until the job's first progress report (it then waits while the pause file exists)."""
 
     def working() -> DatasetJob | None:
         job = _job(job_id)
         assert job.status in (JobStatus.QUEUED, JobStatus.RUNNING), (job.status, job.error)
-        return job if job.status == JobStatus.RUNNING and job.done > 0 else None
+        paused = job.status == JobStatus.RUNNING and job.stage not in ("starting", "restarting")
+        return job if paused else None
 
     return wait_for(working, 90, f"job {job_id} to report progress")
+
+
+def _pause_file(tmp_path: Path) -> Path:
+    return Path(PAUSE.format(tmp_path=tmp_path))
 
 
 def _wait_until_ended(job_id: int, states: list[str], timeout: float = 120) -> DatasetJob:
@@ -123,9 +131,13 @@ def _assert_published_once(job: DatasetJob, attempts: int) -> None:
     assert folders.count(job.dataset.slug) == 1 and len(folders) == Dataset.objects.count()
 
 
-@pytest.mark.worker_env(**SLOW_JOB)
+@pytest.mark.worker_env(**PAUSABLE_JOB)
 def test_pool_child_killed_when_idle_and_mid_import(
-    celery_worker: LiveWorker, owner: Any, volume: tuple[Path, Path], short_lease: None
+    celery_worker: LiveWorker,
+    owner: Any,
+    volume: tuple[Path, Path],
+    short_lease: None,
+    tmp_path: Path,
 ) -> None:
     worker = celery_worker.process
     # Idle: the child waiting for work is killed; the next job must still start.
@@ -137,21 +149,26 @@ def test_pool_child_killed_when_idle_and_mid_import(
 
     # Mid-import: the child running the job is killed; Celery requeues its task (acks_late,
     # reject_on_worker_lost) and a new child takes the job over from the dead attempt.
+    _pause_file(tmp_path).touch()
     job_id = _queue_import(owner, volume, "Child killed")
-    _wait_until_working(job_id)
+    _wait_until_paused(job_id)
     [busy_child] = worker.pool_children()
     os.kill(busy_child, signal.SIGKILL)
-    states: list[str] = []
-    second = _wait_until_ended(job_id, states)
+    wait_for(lambda: _job(job_id).state == "retrying", 10, "the job to show as retrying")
+    _pause_file(tmp_path).unlink()
+    second = _wait_until_ended(job_id, [])
     _assert_published_once(second, attempts=2)
-    assert "retrying" in states, states
     assert _store_digest(second.dataset) == _store_digest(first.dataset)
     _assert_tmp_is_empty()
 
 
-@pytest.mark.worker_env(**SLOW_JOB)
+@pytest.mark.worker_env(**PAUSABLE_JOB)
 def test_whole_worker_killed_when_idle_and_mid_import(
-    celery_worker: LiveWorker, owner: Any, volume: tuple[Path, Path], short_lease: None
+    celery_worker: LiveWorker,
+    owner: Any,
+    volume: tuple[Path, Path],
+    short_lease: None,
+    tmp_path: Path,
 ) -> None:
     # Idle: a job queued while no worker runs waits, and runs once one is back.
     celery_worker.process.kill()
@@ -166,17 +183,19 @@ def test_whole_worker_killed_when_idle_and_mid_import(
     # retrying at once (its worker process is gone), the broker redelivers the task to the
     # restarted worker (the spool requeues what the dead worker held; Redis restores it once
     # its keep-alive stopped for a lease) and a new attempt takes over.
+    _pause_file(tmp_path).touch()
     job_id = _queue_import(owner, volume, "Worker killed")
-    _wait_until_working(job_id)
+    _wait_until_paused(job_id)
     celery_worker.process.kill()
     # (within moments: the SIGKILLed pool child may take a little while to be gone)
     wait_for(lambda: _job(job_id).state == "retrying", 10, "the job to show as retrying")
     assert _job(job_id).status == JobStatus.RUNNING
+    _pause_file(tmp_path).unlink()
     celery_worker.restart()
     states: list[str] = []
     second = _wait_until_ended(job_id, states)
     _assert_published_once(second, attempts=2)
-    assert states[0] == "retrying" and "running" in states, states
+    assert states[0] == "retrying", states
     assert _store_digest(second.dataset) == _store_digest(first.dataset)
     _assert_tmp_is_empty()
 
