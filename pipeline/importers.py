@@ -27,16 +27,16 @@ import tifffile
 import zarr
 
 from pipeline.errors import InvalidInputError
+from pipeline.layout import IMAGE_STORE, LABELS_GROUP, label_group_path, label_store_path
+from pipeline.naming import label_name_check
 from pipeline.ome_zarr_io import (
     NGFF_WRITE_VERSION,
     SPATIAL_AXES,
-    UNIT_METRES,
     ArrayRegions,
     Multiscale,
     compute_contrast,
     create_image_group,
     list_labels,
-    normalise_unit,
     open_multiscale,
     pyramid_factors,
     spatial_chunk_edge,
@@ -45,13 +45,11 @@ from pipeline.ome_zarr_io import (
     write_pyramid,
 )
 from pipeline.progress import ProgressCallback, no_progress
+from pipeline.units import DEFAULT_UNIT, UNIT_METRES, normalise_unit
 from pipeline.volume_info import ConversionResult, LayerInfo
 
 SourceKind = Literal["tiff", "ome-tiff", "npy", "ome-zarr"]
-IMAGE_NAME = "image.ome.zarr"
-DEFAULT_UNIT = "nanometer"
 DEFAULT_MAX_VOXELS = 1 << 40  # about 1.1e12: anything larger is a mistake, not a volume
-LABEL_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 NPY_MAGIC = b"\x93NUMPY"
 CANONICAL_ORDER = ("c", "z", "y", "x")
@@ -258,9 +256,6 @@ def _check_tiff_complete(
                 )
 
 
-_OME_UNITS = {"µm": "micrometer", "nm": "nanometer", "mm": "millimeter", "Å": "angstrom"}
-
-
 def _ome_physical_size(
     tif: tifffile.TiffFile, axes: Sequence[str]
 ) -> tuple[tuple[float, ...] | None, str | None]:
@@ -282,7 +277,7 @@ def _ome_physical_size(
             return None, None
         sizes.append(float(value))
         raw = pixels.get(f"PhysicalSize{axis.upper()}Unit", "µm")
-        units.append(normalise_unit(_OME_UNITS.get(raw, raw)))
+        units.append(normalise_unit(raw))
     return _common_unit(sizes, units, "OME-XML")
 
 
@@ -449,12 +444,21 @@ def _multiscale_source(ms: Multiscale, name: str) -> _Source:
     return _Source(info, _GuardedReads(level0, where), layout.axis_of, layout.read_tile, name)
 
 
+def _label_name_allowed(name: str, store: str) -> None:
+    """A store's own label image must follow the naming rule too (it becomes a layer)."""
+    try:
+        label_name_check(name)
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"{store}: label name {name!r} is not allowed. {exc}") from None
+
+
 def _open_ome_zarr(path: Path) -> _Source:
     source = _multiscale_source(open_multiscale(path), path.name.split(".")[0])
     for label in list_labels(path):
-        if not LABEL_NAME_PATTERN.match(label):
-            raise InvalidInputError(f"{path.name}: label name {label!r} is not allowed")
-        source.labels[label] = _multiscale_source(open_multiscale(path / "labels" / label), label)
+        _label_name_allowed(label, path.name)
+        source.labels[label] = _multiscale_source(
+            open_multiscale(path / LABELS_GROUP / label), label
+        )
     return source
 
 
@@ -559,10 +563,7 @@ def _open_label_sources(image: _Source, labels: dict[str, Path] | None) -> dict[
     )
     try:
         for name, label_path in (labels or {}).items():
-            if not LABEL_NAME_PATTERN.match(name):
-                raise InvalidInputError(
-                    f"label name {name!r} is not allowed: use letters, digits, '_', '-', '.'"
-                )
+            label_name_check(name)
             if name in opened:
                 raise InvalidInputError(f"label name {name!r} is given twice")
             opened[name] = _open_source(Path(label_path), axes=None, max_voxels=None)
@@ -629,9 +630,9 @@ def convert_to_ome_zarr(
     if not 8 <= chunk <= 1024:
         raise InvalidInputError(f"chunk size {chunk} is out of range (8-1024)")
     out_dir = Path(out_dir)
-    final = out_dir / IMAGE_NAME
+    final = out_dir / IMAGE_STORE
     if final.exists():
-        raise InvalidInputError(f"{out_dir} already contains {IMAGE_NAME}")
+        raise InvalidInputError(f"{out_dir} already contains {IMAGE_STORE}")
     image = _open_source(Path(image_path), axes=axes, max_voxels=max_voxels)
     sources: dict[str, _Source] = {}
     try:
@@ -640,7 +641,7 @@ def convert_to_ome_zarr(
         sources = _open_label_sources(image, labels)
         created_dir = not out_dir.exists()
         out_dir.mkdir(parents=True, exist_ok=True)
-        partial = out_dir / f".{IMAGE_NAME}.partial-{uuid.uuid4().hex[:12]}"
+        partial = out_dir / f".{IMAGE_STORE}.partial-{uuid.uuid4().hex[:12]}"
         try:
             result = _write_store(image, sources, partial, sizes, resolved_unit, chunk, progress)
             os.rename(partial, final)
@@ -711,7 +712,7 @@ def _write_store(
             progress=progress,
         )
         label_infos[name] = _layer_info(
-            f"{IMAGE_NAME}/labels/{name}",
+            label_store_path(name),
             spatial_axes,
             label.info.shape,
             label_dtype,
@@ -721,7 +722,7 @@ def _write_store(
             None,
         )
     image_info = _layer_info(
-        IMAGE_NAME, info.axes, info.shape, out_dtype, voxel, unit, len(written.levels), contrast
+        IMAGE_STORE, info.axes, info.shape, out_dtype, voxel, unit, len(written.levels), contrast
     )
     return ConversionResult(image=image_info, labels=label_infos)
 
@@ -756,9 +757,8 @@ def read_ome_zarr_info(path: Path) -> tuple[LayerInfo, dict[str, LayerInfo]]:
     image = _registered_info(open_multiscale(path), "", contrast=True)
     labels: dict[str, LayerInfo] = {}
     for name in list_labels(path):
-        if not LABEL_NAME_PATTERN.match(name):
-            raise InvalidInputError(f"{path.name}: label name {name!r} is not allowed")
+        _label_name_allowed(name, path.name)
         labels[name] = _registered_info(
-            open_multiscale(path / "labels" / name), f"labels/{name}", contrast=False
+            open_multiscale(path / LABELS_GROUP / name), label_group_path(name), contrast=False
         )
     return image, labels

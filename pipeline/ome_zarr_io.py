@@ -23,69 +23,23 @@ from typing import Any, Protocol, TypeAlias, cast
 import dask.array as da
 import numpy as np
 import zarr
-from ome_zarr.axes import KNOWN_SPATIAL_UNITS
 from ome_zarr.format import FormatV05
 from ome_zarr.writer import add_metadata, write_label_metadata, write_multiscales_metadata
 
 from pipeline.errors import InvalidInputError
+from pipeline.layout import LABELS_GROUP
 from pipeline.progress import ProgressCallback, no_progress
+from pipeline.units import nanometres_per_unit
 
 ZarrArray: TypeAlias = "zarr.Array[Any]"
 NGFF_WRITE_VERSION = "0.5"
 SPATIAL_AXES = ("z", "y", "x")
-NGFF_SPACE_UNITS: frozenset[str] = frozenset(KNOWN_SPATIAL_UNITS)
-UNIT_ALIASES: dict[str, str] = {
-    "nm": "nanometer",
-    "nanometre": "nanometer",
-    "um": "micrometer",
-    "µm": "micrometer",  # micro sign
-    "μm": "micrometer",  # greek mu
-    "\\u00b5m": "micrometer",  # as ImageJ escapes it
-    "micron": "micrometer",
-    "microns": "micrometer",
-    "micrometre": "micrometer",
-    "mm": "millimeter",
-    "millimetre": "millimeter",
-    "cm": "centimeter",
-    "m": "meter",
-    "metre": "meter",
-    "pm": "picometer",
-    "å": "angstrom",
-    "a": "angstrom",
-}
-# Metres per unit, to bring axes with different units to one.
-UNIT_METRES: dict[str, float] = {
-    "angstrom": 1e-10,
-    "picometer": 1e-12,
-    "nanometer": 1e-9,
-    "micrometer": 1e-6,
-    "millimeter": 1e-3,
-    "centimeter": 1e-2,
-    "meter": 1.0,
-}
 CONTRAST_PERCENTILES = (0.5, 99.5)
 CONTRAST_SAMPLE_EDGE = 256  # spatial edge of the central crop sampled for contrast
 PROGRESS_MIN_INTERVAL_S = 0.2  # at most ~5 reports a second: a report may write a DB row
 MAX_LEVELS = 16
 MAX_WORKERS = 8
 MEMORY_BUDGET_BYTES = 1 << 30  # for tiles in flight; a strip TIFF's tile is a stack of pages
-
-
-def normalise_unit(unit: str) -> str:
-    """Return the NGFF name of a spatial unit (``nm`` -> ``nanometer``) or raise."""
-    name = unit.strip()
-    name = UNIT_ALIASES.get(name.lower(), UNIT_ALIASES.get(name, name.lower()))
-    if name not in NGFF_SPACE_UNITS:
-        allowed = ", ".join(sorted(NGFF_SPACE_UNITS))
-        raise InvalidInputError(f"unknown spatial unit {unit!r}: use one of {allowed}")
-    return name
-
-
-def nanometres_per_unit(unit: str | None) -> float:
-    """Nanometres in one ``unit`` (NGFF name or alias); no unit recorded is taken as nanometres."""
-    if not unit:
-        return 1.0
-    return UNIT_METRES[normalise_unit(unit)] / UNIT_METRES["nanometer"]
 
 
 def spatial_chunk_edge(n_spatial: int, chunk: int) -> int:
@@ -339,7 +293,7 @@ def open_spatial_level(path: Path, level: int = 0, what: str = "image") -> Spati
 
 def list_labels(path: Path) -> list[str]:
     """Names of the label images an OME-Zarr image lists under ``labels/`` (empty if none)."""
-    labels_dir = path / "labels"
+    labels_dir = path / LABELS_GROUP
     if not labels_dir.is_dir():
         return []
     ome, _ = _ome_attributes(_open_group(labels_dir))
@@ -769,7 +723,7 @@ def write_label_image(
     progress: ProgressCallback = no_progress,
 ) -> WrittenPyramid:
     """Write one label image under ``labels/<name>`` and list it in ``labels``' metadata."""
-    labels_group = image_group.require_group("labels")
+    labels_group = image_group.require_group(LABELS_GROUP)
     label_group = labels_group.create_group(name)
     written = write_pyramid(
         source,

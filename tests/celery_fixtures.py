@@ -82,7 +82,10 @@ def celery_worker(
     )
     marker = request.node.get_closest_marker("worker_env")
     if marker is not None:
-        env.update({key: str(value) for key, value in marker.kwargs.items()})
+        # "{tmp_path}" in a value names this test's directory
+        env.update(
+            {key: str(value).format(tmp_path=tmp_path) for key, value in marker.kwargs.items()}
+        )
     saved = {
         "task_default_queue": celery_app.conf.task_default_queue,
         "broker_transport_options": celery_app.conf.broker_transport_options,
@@ -93,13 +96,16 @@ def celery_worker(
         celery_app.conf.broker_transport_options = spool_transport_options(spool)
     celery_app.conf.task_default_queue = queue
     _reset_app_routing(celery_app)
-    worker = WorkerProcess(env, tmp_path / "worker.log", queues=queue)
+    live = LiveWorker(
+        WorkerProcess(env, tmp_path / "worker.log", queues=queue), queue, env["DATABASE_URL"],
+        broker_url,
+    )  # fmt: skip
     try:
-        worker.start()
-        yield LiveWorker(worker, queue, env["DATABASE_URL"], broker_url)
+        live.process.start()
+        yield live
     finally:
         # The test is over and its queue is its own: no need to wait for a warm shutdown.
-        worker.stop(graceful=False)
+        live.process.stop(graceful=False)
         with celery_app.connection_for_write() as conn:
             conn.default_channel.queue_delete(queue)  # its Redis binding, or spool files
         for key, value in saved.items():
@@ -108,7 +114,9 @@ def celery_worker(
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "worker_env(**env): extra environment for celery_worker")
+    config.addinivalue_line(
+        "markers", "worker_env(**env): extra environment for celery_worker ({tmp_path} expands)"
+    )
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

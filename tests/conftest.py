@@ -20,10 +20,15 @@ def _isolated_data_dirs(settings: Any, tmp_path: Path) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _empty_cache() -> None:
-    """Throttle counts and cached access decisions must not leak from one test to the next."""
+def _empty_cache(settings: Any, tmp_path: Path) -> None:
+    """Throttle counts must not leak from one test (or one concurrent test process) to the next:
+    the embedded file cache gets a directory per test; a configured Redis cache is cleared."""
     from django.core.cache import cache
 
+    if settings.CACHES["default"]["BACKEND"].endswith("FileBasedCache"):
+        settings.CACHES = {
+            "default": {**settings.CACHES["default"], "LOCATION": str(tmp_path / "cache")}
+        }
     cache.clear()
 
 

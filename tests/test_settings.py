@@ -76,9 +76,11 @@ def test_embedded_defaults_need_no_server(tmp_path: Path) -> None:
     assert values["CELERY_WORKER_PREFETCH_MULTIPLIER"] == 1
 
 
-def test_cache_is_per_process_by_default_and_redis_when_configured(tmp_path: Path) -> None:
+def test_cache_is_shared_files_by_default_and_redis_when_configured(tmp_path: Path) -> None:
     values = _ok(_settings(tmp_path, "webapp.settings.dev"))
-    assert values["CACHES"]["default"]["BACKEND"].endswith("LocMemCache")
+    assert values["CACHES"]["default"]["BACKEND"].endswith("FileBasedCache")
+    assert values["CACHES"]["default"]["LOCATION"] == str(tmp_path / "var" / "cache")
+    assert any((tmp_path / "var" / "cache").iterdir()), "the entry is a file other processes see"
     assert values["cache_round_trip"] == 42 and values["VIEWER_STATE_SAVE_RATE"] == "60/min"
     broker = os.environ.get("CELERY_BROKER_URL", "")
     # `make test` exports the Redis URL when Redis answers (always on CI); without it, only the
@@ -114,10 +116,20 @@ def test_environment_overrides_hosts_broker_and_spool(tmp_path: Path) -> None:
         tmp_path / "spool" / "queue"
     )
     redis = _ok(
-        _settings(tmp_path, "webapp.settings.dev", CELERY_BROKER_URL="redis://127.0.0.1:6379/3")
+        _settings(
+            tmp_path,
+            "webapp.settings.dev",
+            CELERY_BROKER_URL="redis://127.0.0.1:6379/3",
+            ANNOTOME_JOB_LEASE_SECONDS="40",
+        )
     )
     assert redis["CELERY_BROKER_URL"] == "redis://127.0.0.1:6379/3"
-    assert redis["CELERY_BROKER_TRANSPORT_OPTIONS"] == {}
+    # The job lease is Redis's visibility timeout (a live worker keeps its messages fresh).
+    assert redis["CELERY_BROKER_TRANSPORT_OPTIONS"] == {
+        "visibility_timeout": 40.0,
+        "unacked_restore_interval": 10.0,
+        "unacked_restore_throttle": 1,
+    }
     assert redis["transport"] == "redis"
 
 

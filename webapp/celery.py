@@ -1,7 +1,8 @@
 """Celery application: configured from Django settings (``CELERY_*``).
 
 Embedded mode uses the durable file-system broker in :mod:`webapp.celery_fs_transport`
-(``annotome-fs://``); production points ``CELERY_BROKER_URL`` at Redis or RabbitMQ.
+(``annotome-fs://``); production points ``CELERY_BROKER_URL`` at Redis (with the keep-alive of
+:mod:`webapp.celery_redis_transport`) or RabbitMQ.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from typing import Any
 
 from celery import Celery, Task
 
-import webapp.celery_fs_transport  # noqa: F401  (registers the annotome-fs:// transport)
+import webapp.celery_fs_transport
+import webapp.celery_redis_transport  # noqa: F401  (redis:// keeps a live worker's messages)
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings.dev")
 

@@ -227,11 +227,22 @@ class Channel(filesystem.Channel):
 
 
 class Transport(filesystem.Transport):
-    """Durable file-system transport (``annotome-fs://``, and ``filesystem://`` here)."""
+    """Durable file-system transport (``annotome-fs://``, and ``filesystem://`` here).
+
+    Declared asynchronous: a Celery worker then runs its event loop (``asynloop``) with the
+    prefork ``AsyncPool``, as it does on Redis, polling the spool from a hub timer. Without it
+    Celery falls back to ``synloop`` and billiard's threaded pool, whose children read jobs from
+    one shared pipe under one process-shared lock, held by whichever idle child waits in
+    ``read()``: a SIGKILL to that child leaves the lock taken for good, its replacement blocks
+    on it, and every later task stays "received" until the worker restarts.
+    """
 
     Channel = Channel
     driver_type = "filesystem"
     driver_name = "annotome-fs"
+    implements = filesystem.Transport.implements.extend(asynchronous=True)
+    #: Most messages delivered per poll of the event loop (the loop's other work runs between).
+    max_deliveries_per_poll = 100
     # Declared exchanges and bindings, one state per spool (the stock transport keeps one per
     # process, so a second spool in the same process would miss its bindings).
     _states: dict[str, virtual_base.BrokerState] = {}
@@ -240,3 +251,15 @@ class Transport(filesystem.Transport):
         super().__init__(client, **kwargs)
         control = str(client.transport_options.get("control_folder", "control"))
         self.state = self._states.setdefault(control, virtual_base.BrokerState())
+
+    def register_with_event_loop(self, connection: Any, loop: Any) -> None:
+        """Poll the spool every ``polling_interval`` seconds from the worker's event loop."""
+        loop.call_repeatedly(self.polling_interval or 0.1, self._deliver_ready, connection)
+
+    def _deliver_ready(self, connection: Any) -> None:
+        """Deliver what is ready now, without sleeping (QoS still bounds it by the prefetch)."""
+        for _ in range(self.max_deliveries_per_poll):
+            try:
+                self.cycle.get(self._deliver, timeout=0)
+            except Empty:
+                return

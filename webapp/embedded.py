@@ -1,12 +1,21 @@
 """``python -m webapp.embedded``: run the site and one Celery worker together (``make up``).
 
 Starts gunicorn (``webapp/gunicorn_conf.py``) on ``http://$HOST:$PORT`` (127.0.0.1:8000) and
-``celery -A webapp worker``, prints the URL, and stops both on Ctrl+C or SIGTERM: SIGTERM to each
-(graceful), SIGKILL after ``ANNOTOME_STOP_GRACE`` seconds (10). If either process dies on its own
-the other is stopped and the exit status is non-zero. Expects a migrated database.
+``celery -A webapp worker``, prints the URL, and supervises both:
 
-Environment: ``HOST``, ``PORT``, ``CELERY_WORKER_CONCURRENCY`` (2), ``ANNOTOME_STOP_GRACE``, and
-every setting read by ``webapp.settings``.
+- A child that dies (a SIGKILLed worker, an OOM-killed gunicorn master) is restarted, after
+  its process group (orphaned pool children or gunicorn workers) is killed: after 0.5 s, then
+  with a doubling delay (up to 15 s) while it keeps dying within ``ANNOTOME_RESTART_STABLE_SECONDS``
+  (30) of its start. After ``ANNOTOME_RESTART_MAX_FAST_FAILURES`` (5) such fast exits in a row the
+  runner gives up: it says so, stops the other child and exits non-zero. The worker's task is not
+  lost: the broker redelivers it (``task_acks_late``; the file-system spool requeues what the dead
+  worker held, Redis restores it after the lease) and the job takes over (``webapp.core.jobs``).
+- Ctrl+C or SIGTERM stops both: SIGTERM to each (graceful), SIGKILL to their process groups
+  after ``ANNOTOME_STOP_GRACE`` seconds (10).
+
+Environment: ``HOST``, ``PORT``, ``CELERY_WORKER_CONCURRENCY`` (2), ``ANNOTOME_STOP_GRACE``, the
+two restart knobs above, and every setting read by ``webapp.settings``. Expects a migrated
+database.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 GUNICORN_CONF = REPO_ROOT / "webapp" / "gunicorn_conf.py"
 PR_SET_PDEATHSIG = 1
+TICK_SECONDS = 0.2
 
 
 def _child_setup() -> None:
@@ -36,17 +46,55 @@ def _child_setup() -> None:
         pass  # not Linux: the runner's own signal handling still stops the children
 
 
+def exit_description(code: int | None) -> str:
+    """``status 3`` or ``signal 9 (SIGKILL)``."""
+    if code is None:
+        return "unknown status"
+    if code < 0:
+        try:
+            return f"signal {-code} ({signal.Signals(-code).name})"
+        except ValueError:
+            return f"signal {-code}"
+    return f"status {code}"
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """When a dead child is started again, and when the runner gives up on it."""
+
+    stable_seconds: float = 30.0  # a child that ran this long was healthy: delays start over
+    max_fast_failures: int = 5  # consecutive exits within stable_seconds of the start
+    first_delay: float = 0.5
+    max_delay: float = 15.0
+
+    @classmethod
+    def from_env(cls) -> RestartPolicy:
+        return cls(
+            stable_seconds=float(os.environ.get("ANNOTOME_RESTART_STABLE_SECONDS") or 30),
+            max_fast_failures=int(os.environ.get("ANNOTOME_RESTART_MAX_FAST_FAILURES") or 5),
+        )
+
+    def delay(self, fast_failures: int) -> float:
+        return min(self.first_delay * 2 ** max(fast_failures - 1, 0), self.max_delay)
+
+
 @dataclass
 class Child:
-    """One supervised process."""
+    """One supervised process (and its process group)."""
 
     name: str
     argv: list[str]
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    started_at: float = 0.0
+    fast_failures: int = 0
+    restarts: int = 0
+    restart_at: float | None = None
 
     def start(self, env: dict[str, str]) -> None:
         # preexec_fn is safe here: the runner has a single thread
         self.proc = subprocess.Popen(self.argv, cwd=REPO_ROOT, env=env, preexec_fn=_child_setup)
+        self.started_at = time.monotonic()
+        self.restart_at = None
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -95,12 +143,19 @@ def port_open(host: str, port: int) -> bool:
     return True
 
 
-class Supervisor:
-    """Runs the children, forwards stop requests, and reports an unexpected exit."""
+def say(message: str) -> None:
+    print(f"annotome: {message}", file=sys.stderr, flush=True)
 
-    def __init__(self, children: list[Child], grace: float) -> None:
+
+class Supervisor:
+    """Runs the children, restarts those that die, forwards stop requests."""
+
+    def __init__(
+        self, children: list[Child], grace: float, policy: RestartPolicy | None = None
+    ) -> None:
         self.children = children
         self.grace = grace
+        self.policy = policy or RestartPolicy()
         self.stop_requested: int | None = None
 
     def _on_signal(self, signum: int, _frame: object) -> None:
@@ -125,6 +180,32 @@ class Supervisor:
             if child.proc is not None:
                 child.proc.wait()
 
+    def on_exit(self, child: Child, now: float) -> bool:
+        """A child exited: schedule its restart; False when it fails too fast to go on."""
+        assert child.proc is not None
+        code = child.proc.returncode
+        # Whatever it left behind (pool children, gunicorn workers holding the port) goes too.
+        child.signal_group(signal.SIGKILL)
+        ran = now - child.started_at
+        if ran < self.policy.stable_seconds:
+            child.fast_failures += 1
+        else:  # it had been healthy: start counting again
+            child.fast_failures = 0
+        if child.fast_failures >= self.policy.max_fast_failures:
+            say(
+                f"the {child.name} keeps exiting: {child.fast_failures} times in a row within "
+                f"{self.policy.stable_seconds:g} s of starting (last: {exit_description(code)}). "
+                "Giving up and stopping everything; its output above says why."
+            )
+            return False
+        delay = self.policy.delay(child.fast_failures)
+        child.restart_at = now + delay
+        say(
+            f"the {child.name} exited ({exit_description(code)}) after {ran:.1f} s; "
+            f"restarting it in {delay:g} s."
+        )
+        return True
+
     def run(self, env: dict[str, str], url: str, host: str, port: int) -> int:
         signal.signal(signal.SIGINT, self._on_signal)
         signal.signal(signal.SIGTERM, self._on_signal)
@@ -132,23 +213,28 @@ class Supervisor:
             child.start(env)
         announced = False
         failed: Child | None = None
-        while self.stop_requested is None:
-            failed = next((c for c in self.children if not c.alive()), None)
-            if failed is not None:
-                break
+        while self.stop_requested is None and failed is None:
+            now = time.monotonic()
+            for child in self.children:
+                if child.restart_at is not None:
+                    if now >= child.restart_at:
+                        child.restarts += 1
+                        child.start(env)
+                        say(f"restarted the {child.name} (restart {child.restarts}).")
+                elif not child.alive() and not self.on_exit(child, now):
+                    failed = child
+                    break
             if not announced and port_open(host, port):
                 print(f"\nAnnotome is running at {url}  (Ctrl+C stops the site and the worker)"
                       f"{login_hint()}\n", flush=True)  # fmt: skip
                 announced = True
-            time.sleep(0.2)
+            time.sleep(TICK_SECONDS)
         if failed is None:
-            print("annotome: stopping the site and the worker...", file=sys.stderr, flush=True)
+            say("stopping the site and the worker...")
             self.stop_all()
             return 0
-        code = failed.proc.returncode if failed.proc is not None else 1
-        print(f"annotome: the {failed.name} exited unexpectedly (status {code}); "
-              "stopping everything.", file=sys.stderr, flush=True)  # fmt: skip
         self.stop_all()
+        code = failed.proc.returncode if failed.proc is not None else 1
         return code if code and code > 0 else 1
 
 
@@ -170,7 +256,7 @@ def main() -> int:
         Child("Celery worker", worker_command(concurrency)),
     ]
     url = f"http://{host}:{port}/"
-    return Supervisor(children, grace).run(env, url, host, port)
+    return Supervisor(children, grace, RestartPolicy.from_env()).run(env, url, host, port)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,9 @@ function job(fields: Partial<Job>): Job {
     id: 1,
     kind: "import",
     status: "queued",
+    state: "queued",
+    attempts: 0,
+    heartbeat: null,
     stage: "",
     done: 0,
     total: 0,
@@ -87,6 +90,15 @@ describe("captions", () => {
     expect(jobView(job({ status: "cancelled" })).outcome).toEqual({
       kind: "cancelled",
       message: "The import was cancelled; nothing was kept.",
+    });
+  });
+
+  it("says so while a job waits to be retried after its worker stopped", () => {
+    const view = jobView(job({ status: "running", state: "retrying", done: 3, total: 5 }));
+    expect(view).toEqual({
+      value: null,
+      caption: "Retrying: the worker stopped, the import starts over…",
+      outcome: null,
     });
   });
 

@@ -25,7 +25,8 @@ def _parse_labels(items: list[str] | None) -> dict[str, Path]:
 def run(args: argparse.Namespace) -> int:
     """Convert, print a summary, return the exit code."""
     # Imported here so that `python -m pipeline --help` does not load zarr, dask and ome-zarr.
-    from pipeline.importers import IMAGE_NAME, convert_to_ome_zarr
+    from pipeline.importers import convert_to_ome_zarr
+    from pipeline.layout import IMAGE_STORE
 
     result = convert_to_ome_zarr(
         args.input,
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     )
     image = result.image
     size = " x ".join(f"{v:g}" for v in image.voxel_size)
-    print(f"wrote {args.out_dir / IMAGE_NAME} (OME-Zarr {image.ngff_version})")
+    print(f"wrote {args.out_dir / IMAGE_STORE} (OME-Zarr {image.ngff_version})")
     print(f"  image: shape {image.shape} axes {''.join(image.axes)} {image.dtype}")
     print(f"         voxel {size} {image.unit}, {image.levels} levels, contrast {image.contrast}")
     for name, label in result.labels.items():

@@ -28,6 +28,21 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str, interva
         time.sleep(interval)
 
 
+def children_of(pid: int) -> list[int]:
+    """Live (not zombie) child processes of ``pid``, from /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(entry.name))
+    return sorted(found)
+
+
 def base_env(**overrides: str) -> dict[str, str]:
     """Environment for a child process of the project: test helpers importable, settings set."""
     env = dict(os.environ)
@@ -90,6 +105,21 @@ class WorkerProcess:
         wait_for(self._ready, ready_timeout, f"worker ready (log {self.log_path})")
         return self
 
+    def respawn(self) -> WorkerProcess:
+        """A new, not yet started worker like this one (same environment, log, queues)."""
+        return WorkerProcess(
+            self.env,
+            self.log_path,
+            queues=self.queues,
+            concurrency=self.concurrency,
+            pool=self.pool,
+        )
+
+    def pool_children(self) -> list[int]:
+        """PIDs of the worker's pool processes (the main process's live children)."""
+        assert self.proc is not None
+        return children_of(self.proc.pid)
+
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
 
@@ -138,3 +168,9 @@ class LiveWorker:
     @property
     def nodename_prefix(self) -> str:
         return self.process.nodename_prefix
+
+    def restart(self) -> WorkerProcess:
+        """Start a fresh worker process on the same queue (after a kill)."""
+        self.process.stop(graceful=False)
+        self.process = self.process.respawn().start()
+        return self.process

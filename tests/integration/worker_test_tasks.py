@@ -26,24 +26,30 @@ def block_until_released(marker_dir: str, timeout: float = 120) -> dict[str, obj
 
 
 def _slow_down_progress_reports() -> None:
-    """With ANNOTOME_TEST_PROGRESS_DELAY=s, every job progress report takes s seconds longer.
+    """Test knobs on every job progress report (the import itself is untouched):
 
-    The import itself is untouched; a small volume just converts too fast (and the writer
-    throttles row updates to one per 0.5 s) for a test to watch it part-way otherwise.
+    - ``ANNOTOME_TEST_PROGRESS_DELAY=s``: each report takes s seconds longer. A small volume
+      converts too fast (and the writer throttles row updates to one per 0.5 s) for a test to
+      watch it part-way otherwise.
+    - ``ANNOTOME_TEST_PROGRESS_PAUSE=path``: after each report, wait while ``path`` exists, so a
+      test can act (kill a worker) at a known point of a running job, then let it go on.
     """
     delay = float(os.environ.get("ANNOTOME_TEST_PROGRESS_DELAY") or 0)
-    if delay <= 0:
+    pause = os.environ.get("ANNOTOME_TEST_PROGRESS_PAUSE") or ""
+    if delay <= 0 and not pause:
         return
     import django
 
     django.setup()
-    from webapp.datasets.job_progress import JobProgressWriter
+    from webapp.core.jobs.progress import JobProgressWriter
 
     report = JobProgressWriter.__call__
 
     def slow_report(self: JobProgressWriter, stage: str, done: int, total: int) -> None:
         time.sleep(delay)
         report(self, stage, done, total)
+        while pause and os.path.exists(pause):
+            time.sleep(0.05)
 
     JobProgressWriter.__call__ = slow_report  # type: ignore[method-assign]
 

@@ -23,12 +23,8 @@ from conftest import (
 )
 
 from pipeline.errors import InvalidInputError
-from pipeline.importers import (
-    IMAGE_NAME,
-    convert_to_ome_zarr,
-    inspect_source,
-    read_ome_zarr_info,
-)
+from pipeline.importers import convert_to_ome_zarr, inspect_source, read_ome_zarr_info
+from pipeline.layout import IMAGE_STORE as IMAGE_NAME
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -428,7 +424,7 @@ def test_label_shape_mismatch_writes_nothing(tmp_path: Path, image_3d: np.ndarra
 def test_bad_label_name_and_float_labels(tmp_path: Path, image_3d: np.ndarray) -> None:
     np.save(tmp_path / "a.npy", image_3d)
     np.save(tmp_path / "l.npy", np.zeros(SHAPE_3D, np.float32))
-    with pytest.raises(InvalidInputError, match="not allowed"):
+    with pytest.raises(InvalidInputError, match="Invalid label name"):
         convert_to_ome_zarr(
             tmp_path / "a.npy",
             tmp_path / "ds",

@@ -21,31 +21,12 @@ from pipeline.ome_zarr_io import (
     create_image_group,
     level_path_check,
     list_labels,
-    normalise_unit,
     open_multiscale,
     pyramid_factors,
     write_label_image,
     write_level,
     write_pyramid,
 )
-
-
-@pytest.mark.parametrize(
-    ("given", "name"),
-    [
-        ("nm", "nanometer"),
-        ("µm", "micrometer"),
-        ("micron", "micrometer"),
-        ("Micrometer", "micrometer"),
-    ],
-)
-def test_units_are_normalised_to_ngff_names(given: str, name: str) -> None:
-    assert normalise_unit(given) == name
-
-
-def test_unknown_unit_is_refused() -> None:
-    with pytest.raises(InvalidInputError, match="unknown spatial unit 'furlong'"):
-        normalise_unit("furlong")
 
 
 def test_pyramid_plan_isotropic_anisotropic_and_2d() -> None:
@@ -149,17 +130,6 @@ def test_open_multiscale_refuses_non_images(tmp_path: Path) -> None:
     zarr.create_array(str(tmp_path / "arr"), shape=(3,), dtype="u1")
     with pytest.raises(InvalidInputError, match="Zarr array, not an OME-Zarr image"):
         open_multiscale(tmp_path / "arr")
-
-
-def test_nanometres_per_unit_names_aliases_missing_and_unknown() -> None:
-    from pipeline.ome_zarr_io import nanometres_per_unit
-
-    assert nanometres_per_unit("nanometer") == 1.0
-    assert nanometres_per_unit("um") == pytest.approx(1000.0)
-    assert nanometres_per_unit("millimeter") == pytest.approx(1e6)
-    assert nanometres_per_unit(None) == 1.0  # no unit recorded: nanometres
-    with pytest.raises(InvalidInputError, match="unknown spatial unit 'furlong'"):
-        nanometres_per_unit("furlong")
 
 
 def _write_czyx_ngff04(path: Path, data: np.ndarray, global_scale: list[float]) -> Path:

@@ -15,6 +15,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from pipeline.units import DEFAULT_UNIT
+from webapp.core.jobs.models import Job, JobState, JobStatus
 from webapp.core.permissions import (
     FieldIs,
     Owner,
@@ -23,6 +25,18 @@ from webapp.core.permissions import (
     Rules,
     TeamMember,
 )
+
+__all__ = [
+    "Dataset",
+    "DatasetJob",
+    "JobKind",
+    "JobState",
+    "JobStatus",
+    "Layer",
+    "LayerKind",
+    "ShareLink",
+    "Visibility",
+]
 
 
 class Visibility(models.TextChoices):
@@ -102,7 +116,7 @@ class Layer(models.Model):
     axes = models.JSONField(default=list)  # e.g. ["c", "z", "y", "x"]
     dtype = models.CharField(max_length=20, blank=True)
     voxel_size = models.JSONField(default=list)  # spatial axes only, order z, y, x
-    unit = models.CharField(max_length=30, default="nanometer")
+    unit = models.CharField(max_length=30, default=DEFAULT_UNIT)
     channels = models.PositiveIntegerField(default=1)
     levels = models.PositiveIntegerField(default=1)
     contrast_min = models.FloatField(null=True, blank=True)
@@ -175,22 +189,14 @@ class JobKind(models.TextChoices):
     MESHES = "meshes", "Build meshes"
 
 
-class JobStatus(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    RUNNING = "running", "Running"
-    SUCCEEDED = "succeeded", "Succeeded"
-    FAILED = "failed", "Failed"
-    CANCELLED = "cancelled", "Cancelled"
-
-
 class DatasetJobQuerySet(RestrictedQuerySet["DatasetJob"]):
     """Jobs are private to whoever started them (and superusers); "change" is cancelling."""
 
     rules: Rules = {"view": (Owner("owner"),), "change": (Owner("owner"),)}
 
 
-class DatasetJob(models.Model):
-    """A background job (import, mesh build): the row is the truth about its state."""
+class DatasetJob(Job):
+    """An import or mesh build (see ``webapp.core.jobs``): the row is the truth about it."""
 
     kind = models.CharField(max_length=20, choices=JobKind.choices)
     owner = models.ForeignKey(
@@ -200,23 +206,8 @@ class DatasetJob(models.Model):
         Dataset, null=True, blank=True, on_delete=models.CASCADE, related_name="jobs"
     )
     params = models.JSONField(default=dict)
-    status = models.CharField(max_length=20, choices=JobStatus.choices, default=JobStatus.QUEUED)
-    stage = models.CharField(max_length=100, blank=True)
-    done = models.PositiveBigIntegerField(default=0)
-    total = models.PositiveBigIntegerField(default=0)
-    error = models.TextField(blank=True)
-    log = models.TextField(blank=True)
-    celery_task_id = models.CharField(max_length=255, blank=True)
-    created = models.DateTimeField(auto_now_add=True)
-    updated = models.DateTimeField(auto_now=True)
-    started = models.DateTimeField(null=True, blank=True)
-    finished = models.DateTimeField(null=True, blank=True)
 
     objects = DatasetJobQuerySet.as_manager()
 
-    class Meta:
-        ordering = ["-created"]
-
-    @property
-    def progress(self) -> float:
-        return (self.done / self.total) if self.total else 0.0
+    class Meta(Job.Meta):
+        pass

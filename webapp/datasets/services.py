@@ -1,7 +1,7 @@
 """Writes on datasets, share links and jobs; each runs in a transaction and checks permission.
 
-Imports and mesh builds live in ``services_import`` and are re-exported here, so callers can
-use ``webapp.datasets.services`` for every dataset write.
+Imports (``imports``) and mesh builds (``meshes_jobs``) live in their own modules and are
+re-exported here, so callers use ``webapp.datasets.services`` for every dataset write.
 """
 
 from __future__ import annotations
@@ -20,20 +20,17 @@ from django.db import transaction
 from django.utils import timezone
 
 from webapp.accounts.models import Team
-from webapp.datasets.models import Dataset, DatasetJob, JobStatus, ShareLink, Visibility
+from webapp.core.jobs.lifecycle import job_cancel as _job_row_cancel
+from webapp.datasets.import_publish import slug_unique
+from webapp.datasets.imports import import_job_create, import_job_run
+from webapp.datasets.meshes_jobs import meshes_build_run, meshes_build_start
+from webapp.datasets.models import Dataset, DatasetJob, ShareLink, Visibility
 from webapp.datasets.services_errors import (
     Conflict,
     ImportRejected,
     InvalidRequest,
     NotAllowed,
     ServiceError,
-)
-from webapp.datasets.services_import import (
-    import_job_create,
-    import_job_run,
-    meshes_build_run,
-    meshes_build_start,
-    slug_unique,
 )
 
 __all__ = [
@@ -157,11 +154,7 @@ def job_cancel(job: DatasetJob, user: AbstractBaseUser) -> DatasetJob:
     if not DatasetJob.objects.allows(user, "change", job):
         raise NotAllowed("Only the job's owner can cancel it.")
     with transaction.atomic():
-        now = timezone.now()
-        cancelled = DatasetJob.objects.filter(
-            id=job.id, status__in=[JobStatus.QUEUED, JobStatus.RUNNING]
-        ).update(status=JobStatus.CANCELLED, finished=now, updated=now)
-        job.refresh_from_db()
+        cancelled = _job_row_cancel(job)
         if not cancelled:
             raise Conflict(f"The job has already ended ({job.status}).")
         if job.celery_task_id:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from webapp.datasets.services_import import import_job_run, meshes_build_run
+from webapp.datasets.services import import_job_run, meshes_build_run
 
 
 @shared_task(name="datasets.import")

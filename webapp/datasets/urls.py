@@ -8,18 +8,16 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import path
 
+from pipeline.units import space_units_common_first
 from webapp.datasets.models import Visibility
-from webapp.datasets.services_import import NGFF_SPACE_UNITS
 
 app_name = "datasets"
-
-COMMON_UNITS = ["nanometer", "micrometer", "millimeter", "angstrom"]
 
 
 @login_required
 def import_page(request: HttpRequest) -> HttpResponse:
     """The upload form; the work happens in import.js through /api/v1/imports/ and /jobs/."""
-    units = COMMON_UNITS + sorted(NGFF_SPACE_UNITS - set(COMMON_UNITS))
+    units = space_units_common_first()
     return render(
         request,
         "datasets/import.html",

@@ -159,14 +159,23 @@ DATA_SERVING = env_str("ANNOTOME_DATA_SERVING", "django")
 # Origins allowed to read data cross-origin (Neuroglancer served elsewhere); "*" for any.
 DATA_CORS_ORIGINS = env_list("ANNOTOME_DATA_CORS_ORIGINS", ["*"])
 
-# One cache for every process (throttle counts): Redis when CACHE_URL names it, otherwise each
-# process keeps its own in memory (the embedded default, one machine).
+# One cache for every process (throttle counts, so that a rate limit holds whichever gunicorn
+# worker answers): Redis when CACHE_URL names it (compose, several machines); otherwise files
+# under ANNOTOME_CACHE_DIR (var/cache), shared by every process of the one embedded machine.
+# Files rather than Django's database cache: no table to create, and no cache write competes
+# with job progress for SQLite's single write lock.
 CACHE_URL = env_str("CACHE_URL", "")
+CACHE_DIR = Path(env_str("ANNOTOME_CACHE_DIR", VAR_DIR / "cache")).resolve()
 CACHES = {
     "default": (
         {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
         if CACHE_URL.startswith(("redis://", "rediss://", "unix://"))
-        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+        else {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(CACHE_DIR),
+            # Past this many entries a third is culled (throttle counts reset): keep it high.
+            "OPTIONS": {"MAX_ENTRIES": 10_000},
+        }
     )
 }
 # How often one user (or one address, when anonymous) may save a viewer state ("copy link").
@@ -217,6 +226,19 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TRACK_STARTED = True
 CELERY_RESULT_EXTENDED = True
 CELERY_TASK_ALWAYS_EAGER = False
+
+# Background jobs (webapp.core.jobs): a running job's worker refreshes its heartbeat every
+# quarter of this lease; a job whose heartbeat is older (or whose worker process is gone) shows
+# as "retrying" and its redelivered task takes it over. On Redis the same time is the broker's
+# visibility timeout: a worker keeps its unacked messages alive, so only a dead worker's are
+# redelivered, one lease after it stopped (webapp/celery_redis_transport.py).
+JOB_LEASE_SECONDS = float(env_str("ANNOTOME_JOB_LEASE_SECONDS", "60"))
+if CELERY_BROKER_URL.split("://", 1)[0] in {"redis", "rediss"}:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": JOB_LEASE_SECONDS,
+        "unacked_restore_interval": max(1.0, JOB_LEASE_SECONDS / 4),
+        "unacked_restore_throttle": 1,
+    }
 
 LOGGING = {
     "version": 1,

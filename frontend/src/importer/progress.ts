@@ -44,6 +44,14 @@ function going(job: Job, caption?: string): JobView {
  * still going, so the page keeps polling instead of calling it failed.
  */
 export function jobView(job: Job): JobView {
+  if (job.state === "retrying") {
+    // Its worker stopped (a crash, a restart): the job is redelivered and starts over.
+    return {
+      value: null,
+      caption: "Retrying: the worker stopped, the import starts over…",
+      outcome: null,
+    };
+  }
   const status = job.status;
   switch (status) {
     case "queued":

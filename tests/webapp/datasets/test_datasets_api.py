@@ -11,9 +11,10 @@ from datasets_testdata import ome_zarr_with_escaping_level
 from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
+from webapp.core.jobs.lifecycle import job_start
+from webapp.core.jobs.progress import JobProgressWriter
 from webapp.datasets import services
 from webapp.datasets.api.views import upload_filename_sanitize
-from webapp.datasets.job_progress import JobProgressWriter
 from webapp.datasets.models import Dataset, DatasetJob, JobStatus, LayerKind, ShareLink
 
 pytestmark = pytest.mark.django_db
@@ -220,12 +221,14 @@ def test_upload_queues_a_job_that_imports_the_files(
     assert upload_root in Path(params["labels"]["nuclei"]).parents
 
     # While the worker runs, the job endpoint shows its progress.
-    DatasetJob.objects.filter(id=job["id"]).update(status=JobStatus.RUNNING)
-    JobProgressWriter(job["id"]).write("image level 0", 3, 4)
+    attempt = job_start(DatasetJob, job["id"])
+    assert attempt is not None and attempt.number == 1
+    JobProgressWriter(DatasetJob, attempt).write("image level 0", 3, 4)
     running = client.get(f"/api/v1/jobs/{job['id']}/").json()
     assert running["status"] == "running" and running["stage"] == "image level 0"
+    assert running["state"] == "running" and running["attempts"] == 1 and running["heartbeat"]
     assert (running["done"], running["total"], running["progress"]) == (3, 4, 0.75)
-    DatasetJob.objects.filter(id=job["id"]).update(status=JobStatus.QUEUED)
+    DatasetJob.objects.filter(id=job["id"]).update(status=JobStatus.QUEUED, attempts=0)
 
     services.import_job_run(job["id"])  # what the Celery worker does
     done = client.get(f"/api/v1/jobs/{job['id']}/").json()

@@ -17,8 +17,10 @@ from ome_zarr.format import FormatV04
 from ome_zarr.writer import write_image, write_labels
 
 from tests.zip_bombs import zeros_deflate_zip
+from webapp.core.jobs.errors import JobCancelled
+from webapp.core.jobs.lifecycle import job_start
+from webapp.core.jobs.progress import JobProgressWriter
 from webapp.datasets import services
-from webapp.datasets.job_progress import JobCancelled, JobProgressWriter
 from webapp.datasets.models import Dataset, DatasetJob, JobStatus, Layer, LayerKind
 from webapp.datasets.services import ImportRejected
 
@@ -204,9 +206,11 @@ def test_only_the_owner_cancels(owner: Any, other: Any, tiff_pair: tuple[Path, P
 
 
 def test_progress_writer_throttles_and_detects_cancellation(owner: Any) -> None:
-    job = DatasetJob.objects.create(kind="import", owner=owner, status=JobStatus.RUNNING)
+    job = DatasetJob.objects.create(kind="import", owner=owner)
+    attempt = job_start(DatasetJob, job.id)
+    assert attempt is not None
     now = [0.0]
-    writer = JobProgressWriter(job.id, min_interval=0.5, clock=lambda: now[0])
+    writer = JobProgressWriter(DatasetJob, attempt, min_interval=0.5, clock=lambda: now[0])
     for i in range(1000):  # 1000 chunk reports within 0.1 s: stage start and end only
         now[0] = i * 1e-4
         writer("image", i + 1, 1000)

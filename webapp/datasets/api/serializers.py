@@ -13,9 +13,17 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from webapp.datasets.data_urls import data_path, layer_source_url
-from webapp.datasets.models import Dataset, DatasetJob, Layer, LayerKind, ShareLink, Visibility
+from webapp.datasets.import_rules import unit_parse, voxel_size_parse
+from webapp.datasets.models import (
+    Dataset,
+    DatasetJob,
+    JobState,
+    Layer,
+    LayerKind,
+    ShareLink,
+    Visibility,
+)
 from webapp.datasets.services_errors import InvalidRequest
-from webapp.datasets.services_import import unit_parse, voxel_size_parse
 
 
 def viewer_url(slug: str, share_token: str | None = None) -> str:
@@ -199,6 +207,12 @@ class ShareLinkCreateSerializer(serializers.Serializer):
 
 class JobSerializer(serializers.ModelSerializer):
     progress = serializers.FloatField(read_only=True, help_text="done / total of the stage, 0-1.")
+    state = serializers.ChoiceField(
+        choices=JobState.choices,
+        read_only=True,
+        help_text="status as it stands now: 'retrying' while a running job's worker is gone "
+        "(lease expired or process dead) or while a new attempt restarts it.",
+    )
     name = serializers.SerializerMethodField(help_text="Name of the dataset being imported.")
     dataset = serializers.SerializerMethodField(help_text="Slug of the dataset, once it exists.")
     viewer_url = serializers.SerializerMethodField()
@@ -209,6 +223,9 @@ class JobSerializer(serializers.ModelSerializer):
             "id",
             "kind",
             "status",
+            "state",
+            "attempts",
+            "heartbeat",
             "stage",
             "done",
             "total",

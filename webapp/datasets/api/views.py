@@ -33,8 +33,8 @@ from webapp.datasets.api.serializers import (
     ShareLinkCreateSerializer,
     ShareLinkSerializer,
 )
+from webapp.datasets.import_rules import label_name_check
 from webapp.datasets.models import Dataset, DatasetJob, Layer, ShareLink, Visibility
-from webapp.datasets.services_import import label_name_check
 
 OWNER_ONLY = {
     "change": "Only the dataset's owner can change it.",

@@ -9,6 +9,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from pipeline.progress import tqdm_progress
+from pipeline.units import DEFAULT_UNIT
 from webapp.datasets.models import JobStatus, Visibility
 from webapp.datasets.services import ServiceError, import_job_create, import_job_run
 
@@ -82,7 +83,7 @@ class Command(BaseCommand):
         owner = owner_resolve(options["owner"])
         unit = options["unit"]
         if options["voxel_size"] and not unit:
-            unit = "nanometer"
+            unit = DEFAULT_UNIT
         try:
             job = import_job_create(
                 owner,
