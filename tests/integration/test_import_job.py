@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import io
 import time
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import requests
 import tifffile
-from celery_harness import LiveWorker
+from celery_harness import LiveWorker, wait_for
 from django.contrib.auth import get_user_model
 from django_celery_results.models import TaskResult
 from rest_framework.authtoken.models import Token
@@ -40,7 +42,7 @@ def _volume_and_labels() -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.mark.worker_env(ANNOTOME_TEST_PROGRESS_DELAY="0.3")
 def test_uploaded_volume_is_imported_by_the_worker_with_visible_progress(
-    celery_worker: LiveWorker, live_server
+    celery_worker: LiveWorker, live_server: Any, settings: Any
 ) -> None:
     user = get_user_model().objects.create_user("importer", password="not-used-here")
     session = requests.Session()
@@ -77,8 +79,16 @@ def test_uploaded_volume_is_imported_by_the_worker_with_visible_progress(
     assert all(0.0 <= p["progress"] <= 1.0 for p in in_progress)
 
     # The work was done by the worker process, not in this process.
-    task = TaskResult.objects.get(task_id=DatasetJob.objects.get(id=job["id"]).celery_task_id)
-    assert task.status == "SUCCESS" and task.worker.startswith(celery_worker.nodename_prefix)
+    # The row says succeeded once the dataset is published; the task then draws the thumbnail
+    # before it returns.
+    task_id = DatasetJob.objects.get(id=job["id"]).celery_task_id
+    task = wait_for(
+        lambda: TaskResult.objects.filter(task_id=task_id, status="SUCCESS").first(),
+        60,
+        "the task's result",
+    )
+    assert task.worker.startswith(celery_worker.nodename_prefix)
+    assert (Path(settings.DATA_ROOT) / "datasets" / job["dataset"] / "thumbnail.png").is_file()
 
     datasets = session.get(f"{live_server.url}/api/v1/datasets/", timeout=30).json()["results"]
     [dataset] = [d for d in datasets if d["slug"] == job["dataset"]]

@@ -108,8 +108,12 @@ def _wait_until_ended(job_id: int, states: list[str], timeout: float = 120) -> D
 
 
 def _store_digest(dataset: Dataset) -> dict[str, str]:
-    """Every file of the dataset directory (relative path -> SHA-256)."""
+    """Every file of the dataset directory (relative path -> SHA-256).
+
+    The task draws the thumbnail right after the row says succeeded: wait for it.
+    """
     root = dataset.root
+    wait_for(lambda: (root / "thumbnail.png").is_file(), 60, "the dataset's thumbnail")
     return {
         str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
         for path in sorted(root.rglob("*"))
