@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
+from pipeline.units import UNIT_SYMBOLS
 from webapp.datasets.models import Dataset, Layer, LayerKind
 from webapp.datasets.selectors import (
     dataset_for_share_token,
@@ -15,15 +16,6 @@ from webapp.datasets.selectors import (
     datasets_visible_to,
 )
 from webapp.viewer.models import SavedState
-
-UNIT_ABBREVIATIONS = {
-    "angstrom": "\u00c5",
-    "nanometer": "nm",
-    "micrometer": "\u00b5m",
-    "millimeter": "mm",
-    "centimeter": "cm",
-    "meter": "m",
-}
 
 
 @dataclass(frozen=True)
@@ -48,7 +40,7 @@ class DatasetSummary:
         """E.g. "200 x 200 x 200 nm (zyx)"; units outside the table keep their name."""
         if not self.voxel_size:
             return ""
-        unit = UNIT_ABBREVIATIONS.get(self.unit, self.unit)
+        unit = UNIT_SYMBOLS.get(self.unit, self.unit)
         spatial = "".join(a for a in self.axes if a not in ("c", "t"))
         sizes = " \u00d7 ".join(f"{v:g}" for v in self.voxel_size)
         return f"{sizes} {unit}" + (f" ({spatial})" if spatial else "")

@@ -5,21 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-# OME-NGFF unit names (and common short forms) in metres.
-UNIT_IN_METRES: dict[str, float] = {
-    "angstrom": 1e-10,
-    "nanometer": 1e-9,
-    "nm": 1e-9,
-    "micrometer": 1e-6,
-    "micron": 1e-6,
-    "um": 1e-6,
-    "µm": 1e-6,
-    "millimeter": 1e-3,
-    "mm": 1e-3,
-    "centimeter": 1e-2,
-    "meter": 1.0,
-    "m": 1.0,
-}
+from pipeline.errors import InvalidInputError
+from pipeline.units import UNIT_METRES, normalise_unit
 
 GRAYSCALE_SHADER = """#uicontrol invlerp normalized
 void main() {
@@ -48,7 +35,10 @@ class Dimension:
     @classmethod
     def from_voxel(cls, name: str, size: float, unit: str) -> Dimension:
         """Axis of a voxel of ``size`` ``unit``s (an OME unit name), expressed in metres."""
-        factor = UNIT_IN_METRES.get(unit.strip().lower())
+        try:
+            factor = UNIT_METRES.get(normalise_unit(unit))
+        except InvalidInputError:
+            factor = None
         if factor is None:
             return cls(name, float(size), "")
         return cls(name, float(size) * factor, "m")

@@ -19,13 +19,13 @@ from django.db.models import Max
 from PIL import Image
 
 from pipeline.errors import PipelineError
+from pipeline.layout import THUMBNAIL_NAME
 from pipeline.ome_zarr_io import open_multiscale
 from webapp.datasets.models import Dataset, Layer, LayerKind
 from webapp.viewer.services import CHANNEL_COLORS, default_contrast
 
 logger = logging.getLogger(__name__)
 
-THUMBNAIL_NAME = "thumbnail.png"
 THUMBNAIL_SIZE = 256
 # Read the coarsest pyramid level that still has at least this many pixels across.
 MIN_LEVEL_PIXELS = 128
