@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +11,8 @@ import numpy as np
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import transaction
 
+from pipeline.errors import InvalidInputError
+from pipeline.precomputed import VOLUME_PROPERTY, read_segment_properties, stored_segment_ids
 from webapp.datasets.data_urls import layer_source_url
 from webapp.datasets.models import Dataset, Layer, LayerKind
 from webapp.viewer.models import SavedState
@@ -66,32 +67,22 @@ def default_contrast(layer: Layer) -> tuple[float, float]:
 def mesh_segment_ids(mesh_dir: Path, limit: int = MAX_VISIBLE_SEGMENTS) -> list[int]:
     """Ids of the objects in a precomputed mesh directory, largest first when there are too many.
 
-    Reads the inline ``segment_properties`` (its ``volume`` property ranks them); without
-    properties, the ids of the ``<id>:0`` manifests.
+    Reads the segment properties through ``pipeline.precomputed`` (their volume ranks the
+    objects); without properties, the ids the meshes are stored under. An unreadable directory
+    gives no ids: the viewer still opens, without meshes.
     """
-    ids: list[int] = []
-    volumes: list[float] | None = None
     try:
-        info = json.loads((mesh_dir / "info").read_text())
-        props_rel = info.get("segment_properties")
-        if props_rel:
-            props = json.loads((mesh_dir / props_rel / "info").read_text())
-            inline = props.get("inline", {})
-            ids = [int(i) for i in inline.get("ids", [])]
-            for prop in inline.get("properties", []):
-                if prop.get("id") == "volume" and len(prop.get("values", [])) == len(ids):
-                    volumes = [float(v) for v in prop["values"]]
-    except (OSError, ValueError, TypeError, AttributeError):
-        ids = []
-    if not ids and mesh_dir.is_dir():
-        ids = sorted(int(p.name[:-2]) for p in mesh_dir.glob("*:0") if p.name[:-2].isdigit())
+        props = read_segment_properties(mesh_dir)
+        ids = props.ids if props is not None and props.ids else stored_segment_ids(mesh_dir)
+    except (InvalidInputError, OSError):
+        return []
+    volume = props.number(VOLUME_PROPERTY) if props is not None and props.ids else None
+    ranked = list(zip(volume.values, ids, strict=True)) if volume is not None else None
+    if ranked is not None:
+        ranked = [(v, i) for v, i in ranked if i != 0]
     ids = [i for i in ids if i != 0]
     if len(ids) > limit:
-        if volumes is not None:
-            ranked = sorted(zip(volumes, ids, strict=False), reverse=True)[:limit]
-            ids = [i for _, i in ranked]
-        else:
-            ids = ids[:limit]
+        ids = [i for _, i in sorted(ranked, reverse=True)[:limit]] if ranked else ids[:limit]
     return sorted(ids)
 
 
