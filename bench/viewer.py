@@ -159,7 +159,9 @@ def request_kind(url: str) -> str:
 
 
 def run(cmd: list[str], env: dict[str, str], tree: Path = REPO_ROOT) -> None:
-    subprocess.run(cmd, cwd=tree, env=env, check=True, stdout=subprocess.DEVNULL)
+    done = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd[1:])} failed:\n{done.stdout}\n{done.stderr}")
 
 
 def site_env(var_dir: Path) -> dict[str, str]:
@@ -425,15 +427,15 @@ def print_report(results: dict[str, list[Load]], details: bool) -> None:
     n = len(next(iter(results.values())))
     print(f"\ncold loads of /datasets/{DEMO_SLUG}/, {n} per target, interleaved; "
           f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
-    print(f"{'target':<8}{'median s':>10}{'p95 s':>8}{'requests':>10}{'MB':>8}   all loads (s)")
+    print(f"{'target':<12}{'median s':>10}{'p95 s':>8}{'requests':>10}{'MB':>8}   all loads (s)")
     for name, s in summaries.items():
         every = " ".join(f"{x.ready_ms / 1000:.2f}" for x in results[name])
         print(
-            f"{name:<8}{s['median_s']:>10.2f}{s['p95_s']:>8.2f}{s['requests']:>10.0f}"
+            f"{name:<12}{s['median_s']:>10.2f}{s['p95_s']:>8.2f}{s['requests']:>10.0f}"
             f"{s['mb']:>8.2f}   {every}"
         )
-    for other in ("nginx", "before"):
-        if "site" in summaries and other in summaries:
+    for other in summaries:
+        if other != "site" and "site" in summaries:
             a, b = summaries["site"], summaries[other]
             print(
                 f"site / {other}: time {a['median_s'] / b['median_s']:.2f}x (p95 "
@@ -475,6 +477,14 @@ def main() -> None:
         metavar="COMMIT",
         help="also run the site of COMMIT (git archive) on its own demo, as target 'before'",
     )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="LABEL:K=V,K=V",
+        help="also run the site with these environment settings, as target 'site-LABEL' "
+        "(e.g. none:ANNOTOME_VIEWER_DEFAULT_SEGMENTS=0)",
+    )
     parser.add_argument("--reuse", type=Path, help="var directory to keep and reuse across runs")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.add_argument("--shape", nargs=3, type=int, default=[256, 256, 256])
@@ -484,6 +494,14 @@ def main() -> None:
     targets = [t for t in args.targets.split(",") if t]
     if set(targets) - {"site", "nginx"} or not targets:
         raise SystemExit("--targets takes site and/or nginx")
+    variants: dict[str, dict[str, str]] = {}
+    for spec in args.variant:
+        label, _, pairs = spec.partition(":")
+        try:
+            variants[f"site-{label}"] = dict(p.split("=", 1) for p in pairs.split(",") if p)
+        except ValueError:
+            raise SystemExit(f"--variant {spec!r}: expected LABEL:K=V,K=V") from None
+    targets.extend(variants)
     if args.before:
         targets.append("before")
 
@@ -505,6 +523,10 @@ def main() -> None:
             )
             servers.append(nginx)
             urls["nginx"] = f"{nginx.url}/"
+        for name, extra in variants.items():
+            other = start_site(tmp / name, {**env, **extra})
+            servers.append(other)
+            urls[name] = f"{other.url}/datasets/{DEMO_SLUG}/"
         if args.before:
             tree = export_tree(args.before, tmp / "before-src")
             before_var = var_dir.with_name(var_dir.name + "-before") if args.reuse else tmp / "vb"

@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import transaction
 
 from pipeline.errors import InvalidInputError
-from pipeline.precomputed import VOLUME_PROPERTY, read_segment_properties, stored_segment_ids
+from pipeline.precomputed import read_segment_properties, stored_segment_ids
 from webapp.datasets.data_urls import layer_source_url
 from webapp.datasets.models import Dataset, Layer, LayerKind
 from webapp.viewer.models import SavedState
@@ -25,8 +26,6 @@ from webapp.viewer.state import (
     camera_for_extent,
 )
 
-# Meshes are drawn for visible segments; beyond this many, show the largest ones.
-MAX_VISIBLE_SEGMENTS = 1000
 CHANNEL_COLORS = ["#ff00ff", "#00ff00", "#00ffff", "#ff0000", "#ffff00", "#0000ff", "#ffffff"]
 NON_SPATIAL_AXES = {"c", "t"}
 QUAD_PANEL_PIXELS = 360  # about one of four panels on a laptop screen
@@ -64,26 +63,31 @@ def default_contrast(layer: Layer) -> tuple[float, float]:
     return 0.0, 1.0
 
 
-def mesh_segment_ids(mesh_dir: Path, limit: int = MAX_VISIBLE_SEGMENTS) -> list[int]:
-    """Ids of the objects in a precomputed mesh directory, largest first when there are too many.
+def mesh_segment_ids(mesh_dir: Path) -> list[int]:
+    """Ids of the objects in a precomputed mesh directory (sorted; 0 is never an object).
 
-    Reads the segment properties through ``pipeline.precomputed`` (their volume ranks the
-    objects); without properties, the ids the meshes are stored under. An unreadable directory
-    gives no ids: the viewer still opens, without meshes.
+    Read from the segment properties through ``pipeline.precomputed``; without properties, the
+    ids the meshes are stored under. An unreadable directory gives no ids: the viewer still
+    opens, without meshes.
     """
     try:
         props = read_segment_properties(mesh_dir)
         ids = props.ids if props is not None and props.ids else stored_segment_ids(mesh_dir)
     except (InvalidInputError, OSError):
         return []
-    volume = props.number(VOLUME_PROPERTY) if props is not None and props.ids else None
-    ranked = list(zip(volume.values, ids, strict=True)) if volume is not None else None
-    if ranked is not None:
-        ranked = [(v, i) for v, i in ranked if i != 0]
-    ids = [i for i in ids if i != 0]
-    if len(ids) > limit:
-        ids = [i for _, i in sorted(ranked, reverse=True)[:limit]] if ranked else ids[:limit]
-    return sorted(ids)
+    return sorted(i for i in set(ids) if i != 0)
+
+
+def default_segments(ids: list[int], limit: int | None = None) -> list[int]:
+    """The objects a dataset opens with selected: all of them when there are at most ``limit``
+    (``settings.VIEWER_DEFAULT_SEGMENTS``), else none.
+
+    Why not the largest few: Neuroglancer draws unselected objects faintly in 2D, so a partial
+    selection would dim most of the picture; with none selected it colours every object, and
+    each selected object costs two requests (manifest and fragment) before the view is ready.
+    """
+    limit = settings.VIEWER_DEFAULT_SEGMENTS if limit is None else limit
+    return list(ids) if len(ids) <= limit else []
 
 
 def build_viewer_state(
@@ -133,16 +137,25 @@ def build_viewer_state(
         for mesh in (m for m in meshes if m.source_layer_id == seg.id):
             sources.append(layer_source_url(mesh, base_url, share_token))
             segments = sorted(set(segments) | set(mesh_segment_ids(dataset.root / mesh.path)))
-        view_layers.append(SegmentationLayer(name=seg.name, sources=sources, segments=segments))
+        view_layers.append(
+            SegmentationLayer(
+                name=seg.name,
+                sources=sources,
+                segments=default_segments(segments),
+                n_objects=len(segments),
+            )
+        )
         selected = selected or seg.name
     segmentation_ids = {s.id for s in segmentations}
     for mesh in meshes:
         if mesh.source_layer_id not in segmentation_ids:
+            ids = mesh_segment_ids(dataset.root / mesh.path)
             view_layers.append(
                 SegmentationLayer(
                     name=mesh.name,
                     sources=[layer_source_url(mesh, base_url, share_token)],
-                    segments=mesh_segment_ids(dataset.root / mesh.path),
+                    segments=default_segments(ids),
+                    n_objects=len(ids),
                 )
             )
             selected = selected or mesh.name

@@ -123,3 +123,16 @@ def test_thumbnail_is_rendered_cached_and_permission_checked(
     saturated = (picture.max(axis=2).astype(int) - picture.min(axis=2)) > 120
     assert saturated.sum() > 200  # coloured label outlines
     assert (nuclei_dataset.root / "thumbnail.png").is_file()
+
+
+def test_legend_counts_objects_and_says_how_to_show_meshes(
+    client: Client, nuclei_dataset: Dataset, settings: Any
+) -> None:
+    nuclei_dataset.visibility = Visibility.PUBLIC
+    nuclei_dataset.save()
+    settings.VIEWER_DEFAULT_SEGMENTS = 5
+    html = client.get(f"/datasets/{nuclei_dataset.slug}/").content.decode()
+    assert "(6 objects, meshes: double-click an object to show its mesh)" in html
+    settings.VIEWER_DEFAULT_SEGMENTS = 50
+    html = client.get(f"/datasets/{nuclei_dataset.slug}/").content.decode()
+    assert "(6 objects, meshes)" in html

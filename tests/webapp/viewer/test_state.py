@@ -20,7 +20,12 @@ from pipeline.precomputed import (
 from pipeline.precomputed_multires import LodMesh, MultiresMeshWriter, OctreeLayout
 from pipeline.precomputed_sharding import ShardingSpec
 from webapp.datasets.models import Dataset, Layer, LayerKind, Visibility
-from webapp.viewer.services import build_viewer_state, mesh_segment_ids, rebase_state_sources
+from webapp.viewer.services import (
+    build_viewer_state,
+    default_segments,
+    mesh_segment_ids,
+    rebase_state_sources,
+)
 from webapp.viewer.state import Dimension, ImageLayer, SegmentationLayer
 
 BASE = "http://testserver/"
@@ -109,17 +114,36 @@ def test_multichannel_2d_image_gets_one_coloured_layer_per_channel(owner: Any) -
     assert "selectedLayer" not in state
 
 
-def test_segments_come_from_segment_properties_largest_first(tmp_path: Path) -> None:
+def test_segments_come_from_segment_properties(tmp_path: Path) -> None:
     mesh_dir = tmp_path / "meshes"
     write_mesh_info(mesh_dir)  # what the pipeline writes, read back through it
     write_segment_properties(
         mesh_dir,
-        [3, 7, 9, 12],
-        labels=["a", "b", "c", "d"],
-        numbers=[NumberProperty(VOLUME_PROPERTY, "volume", [5, 1, 9, 2])],
+        [12, 3, 0, 9, 7],
+        labels=["a", "b", "zero", "c", "d"],
+        numbers=[NumberProperty(VOLUME_PROPERTY, "volume", [5, 1, 0, 9, 2])],
     )
     assert mesh_segment_ids(mesh_dir) == [3, 7, 9, 12]
-    assert mesh_segment_ids(mesh_dir, limit=2) == [3, 9]
+
+
+def test_small_datasets_open_with_every_object_selected_large_ones_with_none() -> None:
+    assert default_segments([3, 7, 9], limit=3) == [3, 7, 9]
+    assert default_segments([3, 7, 9, 12], limit=3) == []
+    assert default_segments([], limit=0) == []
+
+
+def test_viewer_state_selects_objects_by_the_setting(
+    nuclei_dataset: Dataset, settings: Any
+) -> None:
+    settings.VIEWER_DEFAULT_SEGMENTS = 5
+    layer = build_viewer_state(nuclei_dataset, BASE).layers[1]
+    assert isinstance(layer, SegmentationLayer)
+    assert (layer.segments, layer.n_objects, len(layer.sources)) == ([], 6, 2)
+    assert layer.to_json()["segments"] == []
+    settings.VIEWER_DEFAULT_SEGMENTS = 6
+    assert build_viewer_state(nuclei_dataset, BASE).to_json()["layers"][1]["segments"] == [
+        str(i) for i in range(1, 7)
+    ]
 
 
 def test_segments_without_properties_come_from_the_stored_meshes(tmp_path: Path) -> None:
