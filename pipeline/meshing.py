@@ -2,7 +2,9 @@
 
 Per object: crop its bounding box (+1 voxel of zero padding so the surface closes), marching cubes
 (zmesh, anisotropic voxel size), Taubin smoothing, quadric simplification (fast_simplification),
-Neuroglancer precomputed output. Memory is bounded by the largest object's box, not the volume.
+Neuroglancer precomputed output: sharded multi-resolution meshes by default
+(:mod:`pipeline.precomputed_multires`), the legacy one-file-per-object format on request. Memory is
+bounded by the largest object's box, not the volume.
 
 Why smoothing, and where the surface area comes from: marching cubes on a binary mask follows
 the voxel staircase, which inflates the area of a smooth shape by about 8 % (a voxelised sphere of
@@ -22,10 +24,11 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import fast_simplification
 import numpy as np
@@ -44,11 +47,19 @@ from pipeline.morphometrics import (
     write_table,
 )
 from pipeline.precomputed import (
+    VOLUME_PROPERTY,
     NumberProperty,
     write_mesh,
     write_mesh_info,
     write_segment_properties,
 )
+from pipeline.precomputed_multires import (
+    LodMesh,
+    MultiresMeshWriter,
+    lod_scales,
+    octree_layout,
+)
+from pipeline.precomputed_sharding import sharding_for
 from pipeline.progress import ProgressCallback, no_progress
 from pipeline.volume_info import MeshResult
 
@@ -60,6 +71,9 @@ DEFAULT_SIMPLIFY_RATIO = 0.05
 MIN_FACES = 128
 MAX_SIMPLIFY_CHANGE = 0.02
 TAUBIN_ITERATIONS = 10
+LOD_MIN_FACES = 64  # a coarser level of detail keeps at least this many faces
+MeshFormat = Literal["multires", "legacy"]
+MESH_FORMATS: tuple[MeshFormat, ...] = ("multires", "legacy")
 _PROGRESS_INTERVAL_S = 0.2
 
 FloatArray = npt.NDArray[np.float64]
@@ -198,6 +212,26 @@ def mesh_object(
     return ObjectMesh(display_v, display_f, area)
 
 
+def lod_meshes(vertices: FloatArray, faces: IndexArray, levels: int) -> list[LodMesh]:
+    """``levels`` levels of detail: the display mesh, then a quarter of the faces per level
+    (halving the resolution of a surface quarters its faces), never below ``LOD_MIN_FACES``."""
+    lods = [LodMesh(np.asarray(vertices, np.float64), np.asarray(faces, np.int64))]
+    for lod in range(1, levels):
+        previous = lods[-1]
+        target = max(LOD_MIN_FACES, math.ceil(len(faces) / 4**lod))
+        if target >= len(previous.faces):
+            lods.append(previous)
+            continue
+        v2, f2 = fast_simplification.simplify(
+            previous.vertices, previous.faces, target_count=target
+        )
+        if not len(f2):
+            lods.append(previous)
+            continue
+        lods.append(LodMesh(np.asarray(v2, np.float64), np.asarray(f2, np.int64)))
+    return lods
+
+
 class _Throttled:
     """Forward progress at most every ``_PROGRESS_INTERVAL_S``, plus each stage's first and last."""
 
@@ -211,6 +245,44 @@ class _Throttled:
         if stage != self._stage or done >= total or now - self._last >= _PROGRESS_INTERVAL_S:
             self._stage, self._last = stage, now
             self._progress(stage, done, total)
+
+
+class _LegacySink:
+    """One manifest and one fragment file per object."""
+
+    def __init__(self, mesh_dir: Path) -> None:
+        self.mesh_dir = mesh_dir
+        write_mesh_info(mesh_dir)
+
+    def add(self, segment_id: int, mesh: ObjectMesh) -> None:
+        write_mesh(self.mesh_dir, segment_id, mesh.vertices, mesh.faces)
+
+
+class _MultiresSink:
+    """Levels of detail per object, into shard files."""
+
+    def __init__(self, writer: MultiresMeshWriter, voxel_size_nm: Sequence[float]) -> None:
+        self.writer = writer
+        self.voxel_size_nm = voxel_size_nm
+
+    def add(self, segment_id: int, mesh: ObjectMesh) -> None:
+        finest = LodMesh(mesh.vertices, mesh.faces)
+        depth = octree_layout([finest], self.voxel_size_nm).depth
+        lods = lod_meshes(mesh.vertices, mesh.faces, depth)
+        layout = octree_layout(lods, self.voxel_size_nm)  # coarser levels may reach further
+        self.writer.add(segment_id, lods, layout, lod_scales(len(lods), self.voxel_size_nm))
+
+
+@contextmanager
+def _mesh_sink(
+    mesh_format: MeshFormat, mesh_dir: Path, n_objects: int, voxel_size_nm: Sequence[float]
+) -> Iterator[_LegacySink | _MultiresSink]:
+    """Where :func:`build_meshes` puts each object's mesh; shards are written on success."""
+    if mesh_format == "legacy":
+        yield _LegacySink(mesh_dir)
+        return
+    with MultiresMeshWriter(mesh_dir, sharding_for(n_objects)) as writer:
+        yield _MultiresSink(writer, voxel_size_nm)
 
 
 def _properties(mesh_dir: Path, table: pd.DataFrame) -> None:
@@ -228,7 +300,7 @@ def _properties(mesh_dir: Path, table: pd.DataFrame) -> None:
         labels=[f"object {i}" for i in ids],
         descriptions=descriptions,
         numbers=[
-            NumberProperty("volume_um3", "volume (um^3)", volume.tolist()),
+            NumberProperty(VOLUME_PROPERTY, "volume (um^3)", volume.tolist()),
             NumberProperty("surface_um2", "surface area (um^2)", surface.tolist()),
             NumberProperty("sphericity", "sphericity pi^(1/3) (6V)^(2/3) / A", spher.tolist()),
         ],
@@ -250,18 +322,22 @@ def build_meshes(
     *,
     level: int = 0,
     simplify_ratio: float = DEFAULT_SIMPLIFY_RATIO,
+    mesh_format: MeshFormat = "multires",
     progress: ProgressCallback = no_progress,
 ) -> MeshResult:
     """Mesh and measure every object of the label image at ``labels_path``.
 
-    Writes into ``out_dir`` (replaced as a whole once complete): precomputed ``info``, manifests
-    and fragments, ``segment_properties/info`` and ``morphometrics.csv``/``.parquet``, whose
-    ``volume`` is in um^3 and ``surface_area`` in um^2. ``simplify_ratio`` is the fraction of
-    marching-cubes faces kept for display (0.05: 20x fewer), subject to ``MIN_FACES`` and the
-    ``MAX_SIMPLIFY_CHANGE`` check.
+    Writes into ``out_dir`` (replaced as a whole once complete): precomputed ``info``, the meshes
+    (``mesh_format``: sharded multi-resolution ``<shard>.shard`` files, or legacy ``<id>:0``
+    manifests and ``<id>.frag`` fragments), ``segment_properties/info`` and
+    ``morphometrics.csv``/``.parquet``, whose ``volume`` is in um^3 and ``surface_area`` in um^2.
+    ``simplify_ratio`` is the fraction of marching-cubes faces kept for display (0.05: 20x fewer;
+    the finest level of detail), subject to ``MIN_FACES`` and the ``MAX_SIMPLIFY_CHANGE`` check.
     """
     if not 0 < simplify_ratio <= 1:
         raise InvalidInputError("simplify_ratio must be in (0, 1]")
+    if mesh_format not in MESH_FORMATS:
+        raise InvalidInputError(f"mesh format must be one of {', '.join(MESH_FORMATS)}")
     source = open_label_level(Path(labels_path), level)
     report = _Throttled(progress)
     stats: LabelStats = label_stats(source.array, progress=report)
@@ -270,16 +346,17 @@ def build_meshes(
     building = out_dir.with_name(f".{out_dir.name}.building-{os.getpid()}")
     shutil.rmtree(building, ignore_errors=True)
     try:
-        write_mesh_info(building)
-        report("meshing", 0, len(stats))
+        building.mkdir(parents=True)
         areas_um2: dict[int, float] = {}
-        for index, segment_id in enumerate(stats.ids.tolist()):
-            mesh = mesh_object(
-                source, segment_id, stats.bbox_min[index], stats.bbox_max[index], simplify_ratio
-            )
-            write_mesh(building, segment_id, mesh.vertices, mesh.faces)
-            areas_um2[segment_id] = mesh.area_nm2 * 1e-6
-            report("meshing", index + 1, len(stats))
+        with _mesh_sink(mesh_format, building, len(stats), source.voxel_size_nm) as sink:
+            report("meshing", 0, len(stats))
+            for index, segment_id in enumerate(stats.ids.tolist()):
+                mesh = mesh_object(
+                    source, segment_id, stats.bbox_min[index], stats.bbox_max[index], simplify_ratio
+                )
+                sink.add(segment_id, mesh)
+                areas_um2[segment_id] = mesh.area_nm2 * 1e-6
+                report("meshing", index + 1, len(stats))
         voxel_size_um = [v * 1e-3 for v in source.voxel_size_nm]
         table = object_table(stats, voxel_size_um, areas_um2)
         _properties(building, table)

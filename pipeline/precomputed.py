@@ -1,6 +1,11 @@
-"""Neuroglancer precomputed meshes (legacy single-resolution format) and segment properties.
+"""Neuroglancer precomputed legacy meshes, and segment properties: the one reader and writer.
 
-Layout written into a mesh directory (a ``precomputed://`` source of its own)::
+Segment properties (``segment_properties/info``, inline form) belong to every mesh directory the
+pipeline writes, whatever the mesh format; the site reads them through
+:func:`read_segment_properties` too. New meshes are written in the sharded multi-resolution
+format (:mod:`pipeline.precomputed_multires`); the legacy writer stays for ``--format legacy``
+and for directories written before. Legacy layout of a mesh directory (a ``precomputed://``
+source of its own)::
 
     info                        {"@type": "neuroglancer_legacy_mesh", "segment_properties": ...}
     <id>:0                      manifest: {"fragments": ["<id>.frag"]}
@@ -29,6 +34,7 @@ from pipeline.errors import InvalidInputError
 MESH_INFO_TYPE = "neuroglancer_legacy_mesh"
 SEGMENT_PROPERTIES_TYPE = "neuroglancer_segment_properties"
 SEGMENT_PROPERTIES_DIR = "segment_properties"
+VOLUME_PROPERTY = "volume_um3"  # the numeric property meshing writes and the site ranks by
 
 
 @dataclass(frozen=True)
@@ -164,3 +170,89 @@ def write_segment_properties(
     directory.mkdir(parents=True, exist_ok=True)
     _write_json(directory / "info", payload)
     return directory / "info"
+
+
+@dataclass(frozen=True)
+class SegmentProperties:
+    """Inline segment properties as read back: ids with their label, description, numbers."""
+
+    ids: list[int]
+    labels: list[str]
+    descriptions: list[str] | None
+    numbers: list[NumberProperty]
+
+    def number(self, property_id: str) -> NumberProperty | None:
+        return next((p for p in self.numbers if p.id == property_id), None)
+
+
+def parse_segment_properties(payload: Any) -> SegmentProperties:
+    """Validate and parse a ``segment_properties/info`` JSON object (inline form)."""
+    if not isinstance(payload, dict) or payload.get("@type") != SEGMENT_PROPERTIES_TYPE:
+        raise InvalidInputError(f"not a {SEGMENT_PROPERTIES_TYPE} document")
+    inline = payload.get("inline")
+    if not isinstance(inline, dict) or not isinstance(inline.get("ids"), list):
+        raise InvalidInputError("segment properties lack an inline list of ids")
+    try:
+        ids = [int(i) for i in inline["ids"]]
+    except (TypeError, ValueError):
+        raise InvalidInputError("segment property ids must be decimal integers") from None
+    labels: list[str] = [""] * len(ids)
+    descriptions: list[str] | None = None
+    numbers: list[NumberProperty] = []
+    for prop in inline.get("properties", []):
+        if not isinstance(prop, dict) or not isinstance(prop.get("values"), list):
+            raise InvalidInputError("a segment property needs an object with a list of values")
+        values = prop["values"]
+        if len(values) != len(ids):
+            raise InvalidInputError(f"segment property {prop.get('id')!r} needs {len(ids)} values")
+        kind = prop.get("type")
+        if kind == "label":
+            labels = [str(v) for v in values]
+        elif kind == "description":
+            descriptions = [str(v) for v in values]
+        elif kind == "number":
+            name = str(prop.get("id", ""))
+            try:
+                floats = [float(v) for v in values]
+            except (TypeError, ValueError):
+                raise InvalidInputError(f"segment property {name!r} has a non-number") from None
+            numbers.append(NumberProperty(name, str(prop.get("description", "")), floats))
+    return SegmentProperties(ids, labels, descriptions, numbers)
+
+
+def read_segment_properties(mesh_dir: Path) -> SegmentProperties | None:
+    """The segment properties a mesh directory's ``info`` points at; None when it has none."""
+    try:
+        info = json.loads((Path(mesh_dir) / "info").read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as error:
+        raise InvalidInputError(f"{mesh_dir}/info is not readable JSON: {error}") from None
+    relative = info.get("segment_properties") if isinstance(info, dict) else None
+    if not relative:
+        return None
+    if not isinstance(relative, str) or relative.startswith("/") or ".." in relative.split("/"):
+        raise InvalidInputError(f"{mesh_dir}/info names segment properties outside the directory")
+    try:
+        payload = json.loads((Path(mesh_dir) / relative / "info").read_text())
+    except (OSError, ValueError) as error:
+        raise InvalidInputError(f"segment properties of {mesh_dir} unreadable: {error}") from None
+    return parse_segment_properties(payload)
+
+
+def stored_segment_ids(mesh_dir: Path) -> list[int]:
+    """Ids of the objects whose meshes a directory holds, without segment properties: legacy
+    ``<id>:0`` manifests, or the keys of a sharded multi-resolution directory."""
+    from pipeline.precomputed_sharding import ShardingSpec, sharded_keys
+
+    mesh_dir = Path(mesh_dir)
+    try:
+        info = json.loads((mesh_dir / "info").read_text())
+    except (OSError, ValueError):
+        info = {}
+    sharding = info.get("sharding") if isinstance(info, dict) else None
+    if sharding is not None:
+        return sorted(sharded_keys(mesh_dir, ShardingSpec.from_json(sharding)))
+    if not mesh_dir.is_dir():
+        return []
+    return sorted(int(p.name[:-2]) for p in mesh_dir.glob("*:0") if p.name[:-2].isdigit())

@@ -7,9 +7,10 @@ from pathlib import Path
 
 from pipeline.progress import tqdm_progress
 
-# Same as pipeline.meshing.DEFAULT_SIMPLIFY_RATIO; the command imports meshing only when it runs
-# so that ``python -m pipeline --help`` stays fast.
+# Same as pipeline.meshing.DEFAULT_SIMPLIFY_RATIO and MESH_FORMATS; the command imports meshing
+# only when it runs so that ``python -m pipeline --help`` stays fast.
 DEFAULT_SIMPLIFY_RATIO = 0.05
+MESH_FORMATS = ("multires", "legacy")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -29,6 +30,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=DEFAULT_SIMPLIFY_RATIO,
         help=f"fraction of faces kept for display (default {DEFAULT_SIMPLIFY_RATIO})",
     )
+    parser.add_argument(
+        "--format",
+        choices=MESH_FORMATS,
+        default=MESH_FORMATS[0],
+        help="multires: sharded multi-resolution Draco meshes (default); legacy: a manifest "
+        "and a fragment file per object",
+    )
     parser.set_defaults(func=run)
 
 
@@ -46,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
         args.out_dir,
         level=args.level,
         simplify_ratio=args.simplify_ratio,
+        mesh_format=args.format,
         progress=progress,
     )
     print(f"{result.n_objects} objects meshed into {args.out_dir} ({result.properties_csv})")

@@ -47,6 +47,28 @@ def saturated_hues(rgb: np.ndarray, min_pixels: int = 40) -> tuple[int, int]:
     return int((bins >= min_pixels).sum()), int(mask.sum())
 
 
+# What a segmentation layer's mesh render layers hold: whether each source is multi-resolution
+# (its metadata carries the vertex quantization), manifests loaded, and how many segments have
+# fragments in GPU memory (ChunkState.GPU_MEMORY is 0).
+MESH_CHUNKS_JS = """(name) => {
+  const layer = annotome.viewer().layerManager.getLayerByName(name).layer;
+  const out = {multiscale: [], manifests: 0, segmentsWithFragmentsOnGpu: 0};
+  for (const r of layer.renderLayers) {
+    const source = r.source;
+    if (!source || !source.fragmentSource) continue;
+    const metadata = source.parameters && source.parameters.metadata;
+    out.multiscale.push(!!(metadata && metadata.vertexQuantizationBits));
+    out.manifests += source.chunks.size;
+    const onGpu = new Set();  // fragment keys are "<segment id>/<lod>:<index>"
+    for (const [key, chunk] of source.fragmentSource.chunks) {
+      if (chunk.state === 0) onGpu.add(key.split('/')[0]);
+    }
+    out.segmentsWithFragmentsOnGpu += onGpu.size;
+  }
+  return out;
+}"""
+
+
 def wait_ready(page: Any) -> list[Any]:
     """Wait for the page's state to load and every visible chunk to be drawn; layer errors."""
     errors = page.evaluate("() => annotome.ready.then((r) => r.errors)")
@@ -103,6 +125,12 @@ def test_login_view_meshes_slices_and_copy_link(
              .displayState.segmentationGroupState.value.visibleSegments.size"""
     )
     assert visible == len(page.evaluate("() => annotome.state.layers[1].segments")) >= 10
+    # The meshes come from the sharded multi-resolution source: a manifest for every visible
+    # segment and at least one Draco fragment each, uploaded to the GPU.
+    meshes = page.evaluate(MESH_CHUNKS_JS, "nuclei")
+    assert meshes["multiscale"] == [True], meshes
+    assert meshes["manifests"] == visible, meshes
+    assert meshes["segmentsWithFragmentsOnGpu"] == visible, meshes
 
     # Slice panel (xy, top left): image texture plus segment colours.
     page.wait_for_timeout(300)
@@ -190,3 +218,42 @@ def test_login_view_meshes_slices_and_copy_link(
     )
     page.screenshot(path=str(artifacts_dir / "dataset-list.png"))
     assert [r for r in failed_requests if "missing.ome.zarr" not in r] == []
+
+
+def test_large_dataset_opens_without_selection_and_loads_meshes_on_demand(
+    live_server: Any, browser_context: Any, settings: Any, artifacts_dir: Path
+) -> None:
+    """Past VIEWER_DEFAULT_SEGMENTS objects nothing is selected at open (no mesh requests), the
+    2D panels still colour every object, and a selected object's mesh then loads and is drawn."""
+    settings.NEUROGLANCER_EVENTS_MAX_SECONDS = 20
+    settings.VIEWER_DEFAULT_SEGMENTS = 5
+    owner = get_user_model().objects.create_user("owner", password=PASSWORD)
+    build_nuclei_dataset(owner, slug="many", visibility=Visibility.PUBLIC)
+    page = browser_context.new_page()
+    mesh_requests: list[str] = []
+    page.on("request", lambda r: mesh_requests.append(r.url) if "/meshes/" in r.url else None)
+    page.goto(f"{live_server.url}/datasets/many/")
+    assert wait_ready(page) == []
+    assert page.evaluate("() => annotome.state.layers[1].segments") == []
+    assert [u.rsplit("/", 1)[1] for u in mesh_requests] == ["info", "info"]  # mesh + properties
+    xy = panel_pixels(page, 0, artifacts_dir / "xy-no-selection.png")
+    hues, coloured = saturated_hues(xy)
+    assert hues >= 3 and coloured > 500, (hues, coloured)  # every object still coloured
+
+    page.evaluate(
+        """() => { const vs = annotome.viewer().layerManager.getLayerByName('nuclei').layer
+             .displayState.segmentationGroupState.value.visibleSegments;
+           vs.add(2n); vs.add(5n); vs.add(11n); }"""
+    )
+    page.wait_for_timeout(200)
+    page.wait_for_function("() => annotome.viewer().isReady()", timeout=READY_MS)
+    meshes = page.evaluate(MESH_CHUNKS_JS, "nuclei")
+    assert meshes == {"multiscale": [True], "manifests": 3, "segmentsWithFragmentsOnGpu": 3}
+    assert any(u.endswith(".shard") for u in mesh_requests)
+    page.evaluate("() => annotome.viewer().state.restoreState({layout: '3d', showSlices: false})")
+    page.wait_for_timeout(200)
+    page.wait_for_function("() => annotome.viewer().isReady()", timeout=READY_MS)
+    page.wait_for_timeout(300)
+    drawn = panel_pixels(page, 0, artifacts_dir / "3d-three-meshes.png")
+    hues, coloured = saturated_hues(drawn, min_pixels=20)
+    assert hues >= 2 and coloured > 300, (hues, coloured)

@@ -18,7 +18,8 @@ from ome_zarr.writer import write_labels
 from pipeline.errors import InvalidInputError
 from pipeline.meshing import build_meshes, open_label_level, simplify_mesh, smooth_taubin
 from pipeline.morphometrics import mesh_surface_area, mesh_volume
-from pipeline.precomputed import read_fragment
+from pipeline.precomputed import read_fragment, stored_segment_ids
+from pipeline.precomputed_multires import read_multires_object
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -59,6 +60,17 @@ def ball(
     return np.asarray(d2 <= radius**2)
 
 
+def read_object(
+    mesh_dir: Path, segment_id: int
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    """An object's finest level as Neuroglancer would decode it, one vertex per position."""
+    stored = read_multires_object(mesh_dir, segment_id)
+    assert stored is not None, f"no mesh for {segment_id}"
+    vertices, faces = stored.level_mesh(0)
+    unique, inverse = np.unique(vertices, axis=0, return_inverse=True)
+    return unique.astype(np.float32), inverse.reshape(-1)[faces]
+
+
 def edge_use_counts(faces: npt.NDArray[np.integer]) -> npt.NDArray[np.int64]:
     """How many faces share each undirected edge."""
     edges = np.sort(np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]), axis=1)
@@ -80,9 +92,9 @@ def test_sphere_mesh_is_watertight_round_and_placed_in_nm_xyz(tmp_path: Path) ->
         "morphometrics.csv",
     )
     out = tmp_path / "meshes"
-    assert json.loads((out / "7:0").read_text()) == {"fragments": ["7.frag"]}
-    vertices, faces = read_fragment(out / "7.frag")
-    assert vertices.dtype == np.float32 and faces.dtype == np.uint32
+    assert json.loads((out / "info").read_text())["@type"] == "neuroglancer_multilod_draco"
+    assert sorted(p.name for p in out.glob("*.shard")) == ["0.shard"]
+    vertices, faces = read_object(out, 7)
     assert len(faces) >= 128 and int(faces.max()) < len(vertices)
     assert np.all(edge_use_counts(faces) == 2), "every edge must be shared by exactly two faces"
     assert mesh_volume(vertices, faces) > 0, "faces wind outwards"
@@ -109,7 +121,7 @@ def test_cube_sphericity_with_anisotropic_voxels_in_ngff_04(tmp_path: Path) -> N
     row = pd.read_csv(tmp_path / "m" / "morphometrics.csv").iloc[0]
     assert row["volume"] == pytest.approx(216.0)
     assert row["sphericity"] == pytest.approx(0.806, rel=0.05)
-    vertices, _ = read_fragment(tmp_path / "m" / "3.frag")
+    vertices, _ = read_object(tmp_path / "m", 3)
     extent = vertices.max(axis=0) - vertices.min(axis=0)  # x, y, z in nm
     np.testing.assert_allclose(extent, [30 * 200, 30 * 200, 15 * 400], rtol=0.03)
 
@@ -130,10 +142,11 @@ def test_objects_touching_and_crossing_chunks_get_closed_meshes_and_properties(
     assert result.n_objects == 3
     assert seen[-1] == ("meshing", 3, 3)
     for segment_id in (1, 2, 9):
-        _, faces = read_fragment(tmp_path / "m" / f"{segment_id}.frag")
+        _, faces = read_object(tmp_path / "m", segment_id)
         assert len(faces) > 0 and np.all(edge_use_counts(faces) == 2)
     info = json.loads((tmp_path / "m" / "info").read_text())
-    assert info == {"@type": "neuroglancer_legacy_mesh", "segment_properties": "segment_properties"}
+    assert info["@type"] == "neuroglancer_multilod_draco"
+    assert info["segment_properties"] == "segment_properties"
     props = json.loads((tmp_path / "m" / "segment_properties" / "info").read_text())
     assert props["@type"] == "neuroglancer_segment_properties"
     assert props["inline"]["ids"] == ["1", "2", "9"]
@@ -161,14 +174,17 @@ def test_empty_label_image_gives_valid_empty_output_and_rebuild_replaces(tmp_pat
     labels = np.zeros((20, 20, 20), dtype=np.uint8)
     labels[5:10, 5:10, 5:10] = 4
     out = tmp_path / "m"
-    build_meshes(write_label_zarr(tmp_path / "a.zarr", labels, (1.0, 1.0, 1.0)), out)
+    build_meshes(
+        write_label_zarr(tmp_path / "a.zarr", labels, (1.0, 1.0, 1.0)), out, mesh_format="legacy"
+    )
     assert (out / "4:0").exists()
     result = build_meshes(
         write_label_zarr(tmp_path / "e.zarr", np.zeros_like(labels), (1.0, 1.0, 1.0)), out
     )
     assert result.n_objects == 0
     assert not (out / "4:0").exists(), "a rebuild must not leave stale meshes behind"
-    assert json.loads((out / "info").read_text())["@type"] == "neuroglancer_legacy_mesh"
+    assert not list(out.glob("*.shard")) and stored_segment_ids(out) == []
+    assert json.loads((out / "info").read_text())["@type"] == "neuroglancer_multilod_draco"
     props = json.loads((out / "segment_properties" / "info").read_text())
     assert props["inline"]["ids"] == []
     assert all(p["values"] == [] for p in props["inline"]["properties"])
@@ -209,7 +225,7 @@ def test_meshes_follow_the_origin_and_unit_of_the_label_image(tmp_path: Path) ->
     assert level.voxel_size_nm == pytest.approx((200.0, 200.0, 200.0))
     assert level.translation_nm == pytest.approx((1000.0, 2000.0, 3000.0))
     build_meshes(path, tmp_path / "meshes")
-    vertices, _ = read_fragment(tmp_path / "meshes" / "3.frag")
+    vertices, _ = read_object(tmp_path / "meshes", 3)
     # x y z in nm: the voxel centre times the voxel size, plus the origin
     np.testing.assert_allclose(vertices.mean(axis=0), [5400.0, 4400.0, 3400.0], atol=100.0)
 
@@ -227,16 +243,19 @@ def test_cli_mesh_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     labels = np.zeros((24, 24, 24), dtype=np.uint32)
     labels[ball(labels.shape, (12, 12, 12), 6)] = 5
     path = write_label_zarr(tmp_path / "l.zarr", labels, (200.0, 200.0, 200.0))
-    done = subprocess.run(
-        [sys.executable, "-m", "pipeline", "mesh", str(path), str(tmp_path / "out")],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    assert "1 objects" in done.stdout
-    assert read_fragment(tmp_path / "out" / "5.frag")[1].size > 0
+    for fmt in ("multires", "legacy"):
+        done = subprocess.run(
+            [sys.executable, "-m", "pipeline", "mesh", str(path), str(tmp_path / fmt),
+             "--format", fmt],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert "1 objects" in done.stdout
+    assert read_object(tmp_path / "multires", 5)[1].size > 0
+    assert read_fragment(tmp_path / "legacy" / "5.frag")[1].size > 0
     from pipeline.cli import main
 
     assert main(["mesh", str(tmp_path / "nope"), str(tmp_path / "o2")]) == 2
@@ -245,6 +264,32 @@ def test_cli_mesh_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
 
 def test_cli_default_matches_the_library_default() -> None:
     from pipeline.commands import mesh as mesh_command
-    from pipeline.meshing import DEFAULT_SIMPLIFY_RATIO
+    from pipeline.meshing import DEFAULT_SIMPLIFY_RATIO, MESH_FORMATS
 
     assert mesh_command.DEFAULT_SIMPLIFY_RATIO == DEFAULT_SIMPLIFY_RATIO
+    assert mesh_command.MESH_FORMATS == MESH_FORMATS
+
+
+def test_legacy_format_still_writes_a_manifest_and_a_fragment_per_object(tmp_path: Path) -> None:
+    labels = np.zeros((30, 30, 30), dtype=np.uint32)
+    labels[ball(labels.shape, (15, 15, 15), 8)] = 7
+    out = tmp_path / "legacy"
+    path = write_label_zarr(tmp_path / "l.zarr", labels, (200.0,) * 3)
+    build_meshes(path, out, mesh_format="legacy")
+    assert json.loads((out / "info").read_text()) == {
+        "@type": "neuroglancer_legacy_mesh",
+        "segment_properties": "segment_properties",
+    }
+    assert json.loads((out / "7:0").read_text()) == {"fragments": ["7.frag"]}
+    vertices, faces = read_fragment(out / "7.frag")
+    assert vertices.dtype == np.float32 and faces.dtype == np.uint32
+    assert np.all(edge_use_counts(faces) == 2)
+    # the same object in both formats: the same surface up to the quantization of the new one
+    build_meshes(path, tmp_path / "multires")
+    mv, mf = read_object(tmp_path / "multires", 7)
+    assert len(mf) == len(faces)
+    assert mesh_volume(mv, mf) == pytest.approx(mesh_volume(vertices, faces), rel=0.005)
+    np.testing.assert_allclose(mv.min(axis=0), vertices.min(axis=0), atol=5.0)
+    np.testing.assert_allclose(mv.max(axis=0), vertices.max(axis=0), atol=5.0)
+    with pytest.raises(InvalidInputError, match="format"):
+        build_meshes(path, tmp_path / "x", mesh_format="obj")  # type: ignore[arg-type]

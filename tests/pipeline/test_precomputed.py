@@ -1,4 +1,5 @@
-"""Neuroglancer precomputed legacy meshes and segment properties: bytes and JSON as specified."""
+"""Neuroglancer precomputed legacy meshes and segment properties: bytes and JSON as specified,
+and segment properties read back as the site reads them."""
 
 from __future__ import annotations
 
@@ -11,10 +12,13 @@ import pytest
 
 from pipeline.errors import InvalidInputError
 from pipeline.precomputed import (
+    VOLUME_PROPERTY,
     NumberProperty,
     decode_fragment,
     encode_fragment,
+    parse_segment_properties,
     read_fragment,
+    read_segment_properties,
     write_mesh,
     write_mesh_info,
     write_segment_properties,
@@ -90,3 +94,66 @@ def test_segment_properties_are_validated(tmp_path: Path) -> None:
         write_segment_properties(
             tmp_path, [1, 2], ["a", "b"], numbers=[NumberProperty("x", "", [1])]
         )
+
+
+def test_segment_properties_read_back_through_the_info(tmp_path: Path) -> None:
+    write_mesh_info(tmp_path)
+    write_segment_properties(
+        tmp_path,
+        [3, 10],
+        labels=["a", "b"],
+        descriptions=["first", "second"],
+        numbers=[NumberProperty(VOLUME_PROPERTY, "volume", [1.5, 2.0])],
+    )
+    props = read_segment_properties(tmp_path)
+    assert props is not None
+    assert (props.ids, props.labels, props.descriptions) == (
+        [3, 10],
+        ["a", "b"],
+        ["first", "second"],
+    )
+    volume = props.number(VOLUME_PROPERTY)
+    assert volume is not None and list(volume.values) == [1.5, 2.0]
+    assert props.number("absent") is None
+    write_mesh_info(tmp_path / "bare", with_properties=False)
+    assert read_segment_properties(tmp_path / "bare") is None
+    assert read_segment_properties(tmp_path / "nowhere") is None
+
+
+@pytest.mark.parametrize(
+    "payload, message",
+    [
+        ({"@type": "other"}, "neuroglancer_segment_properties"),
+        ({"@type": "neuroglancer_segment_properties", "inline": {}}, "ids"),
+        ({"@type": "neuroglancer_segment_properties", "inline": {"ids": ["x"]}}, "decimal"),
+        (
+            {
+                "@type": "neuroglancer_segment_properties",
+                "inline": {
+                    "ids": ["1"],
+                    "properties": [{"id": "v", "type": "number", "values": []}],
+                },
+            },
+            "1 values",
+        ),
+        (
+            {
+                "@type": "neuroglancer_segment_properties",
+                "inline": {
+                    "ids": ["1"],
+                    "properties": [{"id": "v", "type": "number", "values": ["a"]}],
+                },
+            },
+            "non-number",
+        ),
+    ],
+)
+def test_malformed_segment_properties_are_refused(payload: object, message: str) -> None:
+    with pytest.raises(InvalidInputError, match=message):
+        parse_segment_properties(payload)
+
+
+def test_properties_outside_the_mesh_directory_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "info").write_text(json.dumps({"segment_properties": "../elsewhere"}))
+    with pytest.raises(InvalidInputError, match="outside"):
+        read_segment_properties(tmp_path)

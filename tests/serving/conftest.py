@@ -1,21 +1,26 @@
 """Factories and a small world of users, teams, datasets and share links for the serving tests.
 
 Dataset files are written straight into ``DATA_ROOT/datasets/<slug>/``: a tiny OME-Zarr 0.5
-store with one chunk, a v2 label group, precomputed meshes and segment properties.
+store with one chunk, a v2 label group, precomputed meshes (legacy, and sharded multi-resolution
+written by the pipeline) and segment properties.
 """
 
 from __future__ import annotations
 
 import json
+import tempfile
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from django.conf import settings
 from django.utils import timezone
 
+from pipeline.precomputed_multires import LodMesh, MultiresMeshWriter, OctreeLayout
+from pipeline.precomputed_sharding import ShardingSpec
 from webapp.accounts.models import Team
 from webapp.datasets.data_access import data_access_cache_clear
 from webapp.datasets.models import Dataset, ShareLink, Visibility
@@ -36,7 +41,36 @@ STORE_FILES: dict[str, tuple[str, str]] = {
     "mesh_manifest": ("meshes/nuclei/1:0", "application/json"),
     "mesh_fragment": ("meshes/nuclei/1", "application/octet-stream"),
     "segment_properties": ("meshes/nuclei/segment_properties/info", "application/json"),
+    "multires_info": ("meshes/cells/info", "application/json"),
+    "mesh_shard": ("meshes/cells/0.shard", "application/octet-stream"),
 }
+# Objects of the sharded multi-resolution mesh directory meshes/cells/ (tetrahedra, nm).
+SHARDED_MESH_IDS = (1, 7, 300)
+SHARDING = ShardingSpec(minishard_bits=1)
+
+
+def sharded_mesh_files() -> dict[str, bytes]:
+    """``info`` and ``0.shard`` of a mesh directory the pipeline writes (computed once)."""
+    if not _SHARDED:
+        with tempfile.TemporaryDirectory() as tmp:
+            with MultiresMeshWriter(Path(tmp), SHARDING, with_properties=False) as writer:
+                for n, segment_id in enumerate(SHARDED_MESH_IDS):
+                    vertices = (
+                        np.array(
+                            [[0, 0, 0], [100, 0, 0], [0, 100, 0], [0, 0, 100]], dtype=np.float64
+                        )
+                        + 1000.0 * n
+                    )
+                    faces = np.array([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]], dtype=np.int64)
+                    layout = OctreeLayout(vertices.min(axis=0), np.full(3, 100.0), 1)
+                    writer.add(segment_id, [LodMesh(vertices, faces)], layout, [1.0])
+            _SHARDED.update(
+                info=(Path(tmp) / "info").read_bytes(), shard=(Path(tmp) / "0.shard").read_bytes()
+            )
+    return _SHARDED
+
+
+_SHARDED: dict[str, bytes] = {}
 
 
 def write_store(root: Path, marker: str) -> None:
@@ -54,6 +88,8 @@ def write_store(root: Path, marker: str) -> None:
         "segment_properties": json.dumps(
             {"@type": "neuroglancer_segment_properties", "inline": {"ids": ["1"]}}
         ).encode(),
+        "multires_info": sharded_mesh_files()["info"],
+        "mesh_shard": sharded_mesh_files()["shard"],
     }
     for kind, (rel, _) in STORE_FILES.items():
         target = root / rel

@@ -8,6 +8,7 @@ import pytest
 from django.test import Client, RequestFactory
 
 from tests.serving.conftest import CHUNK, STORE_FILES, World
+from tests.serving.neuroglancer_reads import read_mesh_over_http
 from webapp.datasets.data_wsgi import DataFastPathHandler
 
 CHUNK_PATH = STORE_FILES["chunk"][0]
@@ -70,3 +71,23 @@ def test_other_urls_still_go_through_django(world: World) -> None:
     assert b'"pub"' in body and b'"priv"' not in body
     # Middleware still runs there: the security middleware's header on an ordinary page.
     assert call("/accounts/login/")[1].get("X-Content-Type-Options") == "nosniff"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sharded_meshes_read_with_ranges_as_neuroglancer_does(world: World) -> None:
+    """The embedded server's route answers the Range reads of a sharded mesh source."""
+    cookie = session_cookie(world.owner)
+
+    def get(url: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        extra = {f"HTTP_{k.upper().replace('-', '_')}": v for k, v in headers.items()}
+        status, response_headers, body = call(url, cookie, **extra)
+        return status, {k.lower(): v for k, v in response_headers.items()}, body
+
+    for segment_id, url in (
+        (1, "/data/priv/meshes/cells/"),
+        (300, f"/s/{world.link.token}/data/priv/meshes/cells/"),
+        (7, "/data/pub/meshes/cells/"),
+    ):
+        manifest, faces = read_mesh_over_http(get, url, segment_id)
+        assert [p.tolist() for p in manifest.positions] == [[[0, 0, 0]]]
+        assert faces == [4]

@@ -20,6 +20,7 @@ from django.urls import path
 from django.utils import timezone
 
 from tests.serving.conftest import STORE_FILES, World
+from tests.serving.neuroglancer_reads import read_mesh_over_http
 from tests.serving.nginx_harness import free_port, render_nginx_conf, start_nginx
 from webapp.datasets.models import ShareLink
 from webapp.urls import urlpatterns as site_urlpatterns
@@ -247,6 +248,27 @@ def test_http_semantics_through_nginx(world: World, proxy: Proxy) -> None:
     private = proxy.request(f"/data/priv/{rel}", headers=session_cookie(world, "owner"))
     assert private.headers["cache-control"].startswith("private")
     assert proxy.request(url, method="POST").status in (403, 405)
+
+
+def test_sharded_meshes_read_with_ranges_through_nginx(world: World, proxy: Proxy) -> None:
+    """nginx answers every Range read of a sharded mesh source itself (no Django request)."""
+    cookie = session_cookie(world, "owner")
+
+    def get(url: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        reply = proxy.request(url, headers={**cookie, **headers})
+        assert reply.headers["x-served-by"] == "nginx"
+        return reply.status, reply.headers, reply.body
+
+    for segment_id, url in (
+        (1, "/data/priv/meshes/cells/"),
+        (300, f"/s/{world.link.token}/data/priv/meshes/cells/"),
+    ):
+        manifest, faces = read_mesh_over_http(get, url, segment_id)
+        assert [p.tolist() for p in manifest.positions] == [[[0, 0, 0]]]
+        assert faces == [4]
+    info = proxy.request("/data/pub/meshes/cells/info")
+    assert info.headers["content-type"] == "application/json"
+    assert not [p for p in proxy.django_paths if "/data/" in p and "cells" in p]
 
 
 SECRET = b"TOP-SECRET-OUTSIDE-THE-STORE"

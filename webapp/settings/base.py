@@ -180,6 +180,11 @@ CACHES = {
 }
 # How often one user (or one address, when anonymous) may save a viewer state ("copy link").
 VIEWER_STATE_SAVE_RATE = env_str("ANNOTOME_STATE_SAVE_RATE", "60/min")
+# A dataset with at most this many objects opens with all of them selected (their meshes drawn
+# in the 3D panel); a larger one opens with none selected: the 2D panels still colour every
+# object, and meshes load for the objects the user selects. Each selected object costs
+# Neuroglancer two requests at open (the demo's 300: 13.9 s vs 6.4 s, bench/viewer.py).
+VIEWER_DEFAULT_SEGMENTS = int(env_str("ANNOTOME_VIEWER_DEFAULT_SEGMENTS", "50"))
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

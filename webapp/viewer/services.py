@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import transaction
 
+from pipeline.errors import InvalidInputError
+from pipeline.precomputed import read_segment_properties, stored_segment_ids
 from webapp.core.errors import InvalidRequest
 from webapp.datasets.data_urls import layer_source_url
 from webapp.datasets.models import Dataset, Layer, LayerKind
@@ -25,8 +27,6 @@ from webapp.viewer.state import (
     camera_for_extent,
 )
 
-# Meshes are drawn for visible segments; beyond this many, show the largest ones.
-MAX_VISIBLE_SEGMENTS = 1000
 CHANNEL_COLORS = ["#ff00ff", "#00ff00", "#00ffff", "#ff0000", "#ffff00", "#0000ff", "#ffffff"]
 NON_SPATIAL_AXES = {"c", "t"}
 QUAD_PANEL_PIXELS = 360  # about one of four panels on a laptop screen
@@ -64,36 +64,31 @@ def default_contrast(layer: Layer) -> tuple[float, float]:
     return 0.0, 1.0
 
 
-def mesh_segment_ids(mesh_dir: Path, limit: int = MAX_VISIBLE_SEGMENTS) -> list[int]:
-    """Ids of the objects in a precomputed mesh directory, largest first when there are too many.
+def mesh_segment_ids(mesh_dir: Path) -> list[int]:
+    """Ids of the objects in a precomputed mesh directory (sorted; 0 is never an object).
 
-    Reads the inline ``segment_properties`` (its ``volume`` property ranks them); without
-    properties, the ids of the ``<id>:0`` manifests.
+    Read from the segment properties through ``pipeline.precomputed``; without properties, the
+    ids the meshes are stored under. An unreadable directory gives no ids: the viewer still
+    opens, without meshes.
     """
-    ids: list[int] = []
-    volumes: list[float] | None = None
     try:
-        info = json.loads((mesh_dir / "info").read_text())
-        props_rel = info.get("segment_properties")
-        if props_rel:
-            props = json.loads((mesh_dir / props_rel / "info").read_text())
-            inline = props.get("inline", {})
-            ids = [int(i) for i in inline.get("ids", [])]
-            for prop in inline.get("properties", []):
-                if prop.get("id") == "volume" and len(prop.get("values", [])) == len(ids):
-                    volumes = [float(v) for v in prop["values"]]
-    except (OSError, ValueError, TypeError, AttributeError):
-        ids = []
-    if not ids and mesh_dir.is_dir():
-        ids = sorted(int(p.name[:-2]) for p in mesh_dir.glob("*:0") if p.name[:-2].isdigit())
-    ids = [i for i in ids if i != 0]
-    if len(ids) > limit:
-        if volumes is not None:
-            ranked = sorted(zip(volumes, ids, strict=False), reverse=True)[:limit]
-            ids = [i for _, i in ranked]
-        else:
-            ids = ids[:limit]
-    return sorted(ids)
+        props = read_segment_properties(mesh_dir)
+        ids = props.ids if props is not None and props.ids else stored_segment_ids(mesh_dir)
+    except (InvalidInputError, OSError):
+        return []
+    return sorted(i for i in set(ids) if i != 0)
+
+
+def default_segments(ids: list[int], limit: int | None = None) -> list[int]:
+    """The objects a dataset opens with selected: all of them when there are at most ``limit``
+    (``settings.VIEWER_DEFAULT_SEGMENTS``), else none.
+
+    Why not the largest few: Neuroglancer draws unselected objects faintly in 2D, so a partial
+    selection would dim most of the picture; with none selected it colours every object, and
+    each selected object costs two requests (manifest and fragment) before the view is ready.
+    """
+    limit = settings.VIEWER_DEFAULT_SEGMENTS if limit is None else limit
+    return list(ids) if len(ids) <= limit else []
 
 
 def build_viewer_state(
@@ -143,16 +138,25 @@ def build_viewer_state(
         for mesh in (m for m in meshes if m.source_layer_id == seg.id):
             sources.append(layer_source_url(mesh, base_url, share_token))
             segments = sorted(set(segments) | set(mesh_segment_ids(dataset.root / mesh.path)))
-        view_layers.append(SegmentationLayer(name=seg.name, sources=sources, segments=segments))
+        view_layers.append(
+            SegmentationLayer(
+                name=seg.name,
+                sources=sources,
+                segments=default_segments(segments),
+                n_objects=len(segments),
+            )
+        )
         selected = selected or seg.name
     segmentation_ids = {s.id for s in segmentations}
     for mesh in meshes:
         if mesh.source_layer_id not in segmentation_ids:
+            ids = mesh_segment_ids(dataset.root / mesh.path)
             view_layers.append(
                 SegmentationLayer(
                     name=mesh.name,
                     sources=[layer_source_url(mesh, base_url, share_token)],
-                    segments=mesh_segment_ids(dataset.root / mesh.path),
+                    segments=default_segments(ids),
+                    n_objects=len(ids),
                 )
             )
             selected = selected or mesh.name

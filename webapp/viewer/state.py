@@ -86,7 +86,8 @@ class SegmentationLayer:
 
     name: str
     sources: list[str]
-    segments: list[int] = field(default_factory=list)
+    segments: list[int] = field(default_factory=list)  # selected at open
+    n_objects: int = 0  # objects with meshes, selected or not (shown in the page's legend)
     selected_alpha: float = 0.45
     not_selected_alpha: float = 0.15
     object_alpha: float = 1.0

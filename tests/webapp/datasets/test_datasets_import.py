@@ -16,6 +16,7 @@ from datasets_testdata import SHAPE, make_volume
 from ome_zarr.format import FormatV04
 from ome_zarr.writer import write_image, write_labels
 
+from pipeline.precomputed import stored_segment_ids
 from tests.zip_bombs import zeros_deflate_zip
 from webapp.core.jobs.errors import JobCancelled
 from webapp.core.jobs.lifecycle import job_start
@@ -92,9 +93,8 @@ def test_import_tiff_with_labels_creates_dataset_layers_and_files(
     level0 = np.asarray(written[level0_path])
     np.testing.assert_array_equal(level0, make_volume()[1])
     mesh_info = json.loads((root / "meshes" / "nuclei" / "info").read_text())
-    assert mesh_info["@type"] == "neuroglancer_legacy_mesh"
-    assert (root / "meshes" / "nuclei" / "1:0").exists()
-    assert (root / "meshes" / "nuclei" / "2:0").exists()
+    assert mesh_info["@type"] == "neuroglancer_multilod_draco"
+    assert stored_segment_ids(root / "meshes" / "nuclei") == [1, 2]
     # The work directory is gone; the inputs (outside the upload root) are untouched.
     assert not (Path(settings.DATA_ROOT) / "tmp" / f"import-{job.id}").exists()
     assert image.exists() and labels.exists()
@@ -382,7 +382,7 @@ def test_meshes_rebuild_swaps_files_and_keeps_one_mesh_layer(
     rebuild = services.meshes_build_start(dataset, seg, user=owner, enqueue=False)
     rebuild = services.meshes_build_run(rebuild.id)
     assert rebuild.status == JobStatus.SUCCEEDED, rebuild.error
-    assert not (mesh_dir / "stale-file").exists() and (mesh_dir / "1:0").exists()
+    assert not (mesh_dir / "stale-file").exists() and 1 in stored_segment_ids(mesh_dir)
     meshes = Layer.objects.filter(dataset=dataset, kind=LayerKind.MESH)
     assert [(m.name, m.source_layer_id) for m in meshes] == [("nuclei-meshes", seg.id)]
 

@@ -153,3 +153,16 @@ def test_thumbnail_follows_the_layers_not_the_datasets_name(
     assert thumbnail_current(nuclei_dataset) is None
     assert client.get("/datasets/real/thumbnail.png").status_code == 200
     assert path.stat().st_mtime > 1_000_000_000
+
+
+def test_legend_counts_objects_and_says_how_to_show_meshes(
+    client: Client, nuclei_dataset: Dataset, settings: Any
+) -> None:
+    nuclei_dataset.visibility = Visibility.PUBLIC
+    nuclei_dataset.save()
+    settings.VIEWER_DEFAULT_SEGMENTS = 5
+    html = client.get(f"/datasets/{nuclei_dataset.slug}/").content.decode()
+    assert "(6 objects, meshes: double-click an object to show its mesh)" in html
+    settings.VIEWER_DEFAULT_SEGMENTS = 50
+    html = client.get(f"/datasets/{nuclei_dataset.slug}/").content.decode()
+    assert "(6 objects, meshes)" in html

@@ -6,15 +6,36 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from django.conf import settings
 
+from pipeline.precomputed import (
+    VOLUME_PROPERTY,
+    NumberProperty,
+    write_mesh,
+    write_mesh_info,
+    write_segment_properties,
+)
+from pipeline.precomputed_multires import LodMesh, MultiresMeshWriter, OctreeLayout
+from pipeline.precomputed_sharding import ShardingSpec
 from webapp.datasets.models import Dataset, Layer, LayerKind, Visibility
-from webapp.viewer.services import build_viewer_state, mesh_segment_ids, rebase_state_sources
+from webapp.viewer.services import (
+    build_viewer_state,
+    default_segments,
+    mesh_segment_ids,
+    rebase_state_sources,
+)
 from webapp.viewer.state import Dimension, ImageLayer, SegmentationLayer
 
 BASE = "http://testserver/"
 pytestmark = pytest.mark.django_db
+
+TETRAHEDRON = LodMesh(
+    np.array([[0, 0, 0], [100, 0, 0], [0, 100, 0], [0, 0, 100]], dtype=np.float64),
+    np.array([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]], dtype=np.int64),
+)
+TETRAHEDRON_LAYOUT = OctreeLayout(np.zeros(3), np.full(3, 100.0), 1)
 
 
 def test_dimension_units_in_metres() -> None:
@@ -93,24 +114,56 @@ def test_multichannel_2d_image_gets_one_coloured_layer_per_channel(owner: Any) -
     assert "selectedLayer" not in state
 
 
-def test_segments_come_from_segment_properties_largest_first(tmp_path: Path) -> None:
+def test_segments_come_from_segment_properties(tmp_path: Path) -> None:
     mesh_dir = tmp_path / "meshes"
-    (mesh_dir / "props").mkdir(parents=True)
-    (mesh_dir / "info").write_text(
-        json.dumps({"@type": "neuroglancer_legacy_mesh", "segment_properties": "props"})
+    write_mesh_info(mesh_dir)  # what the pipeline writes, read back through it
+    write_segment_properties(
+        mesh_dir,
+        [12, 3, 0, 9, 7],
+        labels=["a", "b", "zero", "c", "d"],
+        numbers=[NumberProperty(VOLUME_PROPERTY, "volume", [5, 1, 0, 9, 2])],
     )
-    props = {
-        "@type": "neuroglancer_segment_properties",
-        "inline": {
-            "ids": ["3", "7", "9", "12"],
-            "properties": [
-                {"id": "volume", "type": "number", "data_type": "float32", "values": [5, 1, 9, 2]}
-            ],
-        },
-    }
-    (mesh_dir / "props" / "info").write_text(json.dumps(props))
     assert mesh_segment_ids(mesh_dir) == [3, 7, 9, 12]
-    assert mesh_segment_ids(mesh_dir, limit=2) == [3, 9]
+
+
+def test_small_datasets_open_with_every_object_selected_large_ones_with_none() -> None:
+    assert default_segments([3, 7, 9], limit=3) == [3, 7, 9]
+    assert default_segments([3, 7, 9, 12], limit=3) == []
+    assert default_segments([], limit=0) == []
+
+
+def test_viewer_state_selects_objects_by_the_setting(
+    nuclei_dataset: Dataset, settings: Any
+) -> None:
+    settings.VIEWER_DEFAULT_SEGMENTS = 5
+    layer = build_viewer_state(nuclei_dataset, BASE).layers[1]
+    assert isinstance(layer, SegmentationLayer)
+    assert (layer.segments, layer.n_objects, len(layer.sources)) == ([], 6, 2)
+    assert layer.to_json()["segments"] == []
+    settings.VIEWER_DEFAULT_SEGMENTS = 6
+    assert build_viewer_state(nuclei_dataset, BASE).to_json()["layers"][1]["segments"] == [
+        str(i) for i in range(1, 7)
+    ]
+
+
+def test_segments_without_properties_come_from_the_stored_meshes(tmp_path: Path) -> None:
+    sharded = tmp_path / "sharded"
+    with MultiresMeshWriter(sharded, ShardingSpec(minishard_bits=2), with_properties=False) as w:
+        for segment_id in (12, 4, 2**40):
+            w.add(segment_id, [TETRAHEDRON], TETRAHEDRON_LAYOUT, [1.0])
+    assert mesh_segment_ids(sharded) == [4, 12, 2**40]
+    legacy = tmp_path / "legacy"
+    write_mesh_info(legacy, with_properties=False)
+    for segment_id in (5, 1):
+        write_mesh(legacy, segment_id, TETRAHEDRON.vertices, TETRAHEDRON.faces)
+    assert mesh_segment_ids(legacy) == [1, 5]
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "info").write_text('{"@type": "neuroglancer_legacy_mesh", "segment_properties": "p"}')
+    (broken / "p").mkdir()
+    (broken / "p" / "info").write_text("{not json")
+    assert mesh_segment_ids(broken) == []  # the viewer still opens, without meshes
+    assert mesh_segment_ids(tmp_path / "absent") == []
 
 
 def test_real_dataset_selects_every_meshed_segment(nuclei_dataset: Dataset) -> None:
