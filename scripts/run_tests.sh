@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the whole suite: ruff (lint + format check), mypy (strict on pipeline/), the frontend
+# Runs the whole suite: ruff (lint + format check), mypy (strict on pipeline/ and webapp/), the frontend
 # (build, tsc, vitest: scripts/build_frontend.sh --check), then pytest
 # with every marker (unit, integration, nginx, browser). Uses PostgreSQL and Redis when they answer on their usual ports
 # (or DATABASE_URL / CELERY_BROKER_URL as given); otherwise SQLite and the file-system broker.
@@ -42,7 +42,7 @@ fi
 
 $PY -m ruff check . || exit 1
 $PY -m ruff format --check . || { echo "Run: .venv/bin/ruff format ." >&2; exit 1; }
-$PY -m mypy pipeline || { echo "mypy (strict for pipeline/) failed" >&2; exit 1; }
+$PY -m mypy pipeline webapp || { echo "mypy (strict for pipeline/ and webapp/) failed" >&2; exit 1; }
 .venv/bin/lint-imports --no-cache || { echo "import-linter: a layering contract (pyproject.toml) is broken" >&2; exit 1; }
 # The frontend: build (pytest's pages load it), type-check, vitest unit tests.
 bash scripts/build_frontend.sh --check || { echo "frontend build, type-check or unit tests failed" >&2; exit 1; }

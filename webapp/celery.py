@@ -23,7 +23,7 @@ app.autodiscover_tasks()
 
 
 @app.task(bind=True, name="annotome.ping")
-def ping(self: Task, payload: Any = None) -> dict[str, Any]:
+def ping(self: Task[..., dict[str, Any]], payload: Any = None) -> dict[str, Any]:
     """Round trip through broker, worker and result backend; says which worker answered."""
     return {
         "payload": payload,

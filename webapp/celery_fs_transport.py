@@ -32,6 +32,7 @@ from kombu.transport import TRANSPORT_ALIASES, filesystem
 from kombu.transport.virtual import base as virtual_base
 from kombu.utils.encoding import bytes_to_str, str_to_bytes
 from kombu.utils.json import dumps, loads
+from kombu.utils.scheduling import FairCycle
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +91,8 @@ def requeue_claimed(processing: Path, queue: Path) -> int:
 class DurableQoS(virtual_base.QoS):
     """QoS that deletes the claimed file when a message is acked (or rejected without requeue)."""
 
+    channel: Channel  # always ours: Channel.QoS is this class
+
     def ack(self, delivery_tag: str) -> None:
         super().ack(delivery_tag)
         self.channel._release_claim(delivery_tag)
@@ -131,11 +134,16 @@ class Channel(filesystem.Channel):
             tmp.unlink(missing_ok=True)
             raise ChannelError(f"Cannot add message {name!r} to {folder}") from exc
 
-    def _put(self, queue: str, payload: dict[str, Any], **kwargs: Any) -> None:
+    # kombu-stubs name the second parameter "message" in the virtual base and "payload" here (as
+    # kombu's source does); kombu passes it by position.
+    def _put(  # type: ignore[override]
+        self, queue: str, payload: dict[str, Any], **kwargs: Any
+    ) -> None:
         name = f"{round(monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg"
         self._write_atomic(self.data_folder_out, name, payload)
 
-    def _get(self, queue: str) -> dict[str, Any]:
+    def _get(self, queue: str, timeout: float | None = None) -> dict[str, Any]:
+        """The queue's oldest message, claimed (``timeout`` is unused: the spool is polled)."""
         wanted = f"{queue}.msg"
         for name in sorted(os.listdir(self.data_folder_in)):
             if name.partition(".")[2] != wanted:
@@ -147,7 +155,7 @@ class Channel(filesystem.Channel):
             except OSError:
                 continue
             try:
-                payload = loads(bytes_to_str(claimed.read_bytes()))
+                payload: dict[str, Any] = loads(bytes_to_str(claimed.read_bytes()))
             except (OSError, ValueError) as exc:
                 raise ChannelError(f"Cannot read message {name!r}") from exc
             if queue in self._no_ack_queues:
@@ -159,12 +167,12 @@ class Channel(filesystem.Channel):
 
     def basic_get(self, queue: str, no_ack: bool = False, **kwargs: Any) -> Any:
         message = super().basic_get(queue, no_ack=no_ack, **kwargs)
-        if message is not None and no_ack:
+        if message is not None and no_ack and message.delivery_tag is not None:
             self._release_claim(message.delivery_tag)
         return message
 
     def basic_consume(
-        self, queue: str, no_ack: bool, callback: Any, consumer_tag: str, **kwargs: Any
+        self, queue: str, no_ack: bool, callback: Any, consumer_tag: str | None, **kwargs: Any
     ) -> Any:
         if no_ack:
             self._no_ack_queues.add(queue)
@@ -246,6 +254,7 @@ class Transport(filesystem.Transport):
     # Declared exchanges and bindings, one state per spool (the stock transport keeps one per
     # process, so a second spool in the same process would miss its bindings).
     _states: dict[str, virtual_base.BrokerState] = {}
+    cycle: FairCycle  # set by the base Transport's __init__
 
     def __init__(self, client: Any, **kwargs: Any) -> None:
         super().__init__(client, **kwargs)

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from typing import Any
 
+from kombu.asynchronous.timer import Entry
 from kombu.transport import TRANSPORT_ALIASES, redis
 
 logger = logging.getLogger(__name__)
@@ -28,6 +30,11 @@ TRANSPORT_ALIASES["rediss"] = "webapp.celery_redis_transport:Transport"
 
 class KeepAliveQoS(redis.QoS):
     """Redis QoS that can refresh the unacked-index timestamps of the messages it holds."""
+
+    channel: Channel  # always ours: Channel.QoS is this class
+    # Both made by QoS.__init__ (None only on the class).
+    _delivered: OrderedDict[str, Any]
+    _dirty: set[str]
 
     def held_tags(self) -> list[str]:
         """Delivery tags delivered to this consumer and not yet acknowledged."""
@@ -46,16 +53,19 @@ class KeepAliveQoS(redis.QoS):
 
 class Channel(redis.Channel):
     QoS = KeepAliveQoS
+    connection_errors: tuple[type[Exception], ...]  # set by redis.Channel.__init__ (not stubbed)
 
 
 class Transport(redis.Transport):
     """``redis://`` whose worker keeps its unacked messages from being restored to others."""
 
     Channel = Channel
+    #: The keep-alive timer (kept per transport, as its poller is: one each).
+    _keep_alive_tref: Entry | None = None
 
     def register_with_event_loop(self, connection: Any, loop: Any) -> None:
         super().register_with_event_loop(connection, loop)
-        previous = getattr(self.cycle, "_keep_alive_tref", None)
+        previous = self._keep_alive_tref
         if previous is not None:  # a reconnect registers again
             previous.cancel()
         timeout = float(
@@ -63,11 +73,14 @@ class Transport(redis.Transport):
                 "visibility_timeout", redis.Channel.visibility_timeout
             )
         )
-        self.cycle._keep_alive_tref = loop.call_repeatedly(max(timeout / 4, 0.5), self._keep_alive)
+        self._keep_alive_tref = loop.call_repeatedly(max(timeout / 4, 0.5), self._keep_alive)
 
     def _keep_alive(self) -> None:
-        for channel in list(self.channels):
+        for channel in list(self.channels or ()):  # a list from the base __init__ on
+            assert isinstance(channel, Channel)  # made by Transport.Channel
             try:
-                channel.qos.keep_alive()
+                qos = channel.qos
+                assert isinstance(qos, KeepAliveQoS)  # made by Channel.QoS
+                qos.keep_alive()
             except channel.connection_errors:
                 logger.debug("keep-alive of unacked messages: connection error", exc_info=True)

@@ -75,7 +75,7 @@ class RestartPolicy:
         )
 
     def delay(self, fast_failures: int) -> float:
-        return min(self.first_delay * 2 ** max(fast_failures - 1, 0), self.max_delay)
+        return min(self.first_delay * 2.0 ** max(fast_failures - 1, 0), self.max_delay)
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Top-level URL map. Each app owns its own url modules."""
 
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from webapp.core import pages
@@ -13,7 +13,7 @@ handler400 = "webapp.core.pages.bad_request"
 handler404 = "webapp.core.pages.page_not_found"
 handler500 = "webapp.core.pages.server_error"
 
-api_v1 = [
+api_v1: list[URLPattern | URLResolver] = [
     path("", ApiRootView.as_view(), name="api-root"),
     path("", include("webapp.accounts.api.urls")),
     path("", include("webapp.datasets.api.urls")),

@@ -4,7 +4,7 @@ from webapp.accounts.models import Team
 
 
 @admin.register(Team)
-class TeamAdmin(admin.ModelAdmin):
+class TeamAdmin(admin.ModelAdmin[Team]):
     list_display = ("name", "slug", "created")
     prepopulated_fields = {"slug": ("name",)}
     filter_horizontal = ("members",)

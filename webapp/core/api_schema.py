@@ -25,11 +25,13 @@ from rest_framework import serializers
 from rest_framework.permissions import SAFE_METHODS, AllowAny
 
 
-class ErrorSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class ErrorSerializer(serializers.Serializer[dict[str, Any]]):
     """The body of every error answer."""
 
     message = serializers.CharField(help_text="What went wrong, written for a person.")
-    errors = serializers.JSONField(
+    # DRF's metaclass moves declared fields out of the class, so ``errors`` stays the property
+    # at runtime; the stubs see a field overriding it.
+    errors = serializers.JSONField(  # type: ignore[assignment]
         required=False, help_text="Validation errors per field, when the request had some."
     )
 
@@ -71,5 +73,8 @@ class AutoSchema(SpectacularAutoSchema):
         for code in self._error_codes():
             if code not in responses:
                 error = OpenApiResponse(ErrorSerializer, description=ERROR_DESCRIPTIONS[code])
-                responses[code] = self._get_response_for_code(error, code, direction=direction)
+                # drf-spectacular leaves this (internal) method unannotated.
+                responses[code] = self._get_response_for_code(  # type: ignore[no-untyped-call]
+                    error, code, direction=direction
+                )
         return responses

@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, TypeVar
 
+from django.contrib.auth.models import User
 from django.db import models
 from django.db.models import Q
 from rest_framework import generics
@@ -35,12 +36,15 @@ from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from webapp.core.errors import NotFound
+from webapp.core.users import AnyUser
 
 VIEW = "view"
 CHANGE = "change"
 DELETE = "delete"
 
 M = TypeVar("M", bound=models.Model)
+#: The model of another object a view looks up (``get_restricted``).
+Other = TypeVar("Other", bound=models.Model)
 
 
 def _no_teams() -> frozenset[int]:
@@ -67,9 +71,11 @@ class Principal:
 ANONYMOUS = Principal(None)
 
 
-def principal_of(user: Any, team_ids: Callable[[], frozenset[int]] | None = None) -> Principal:
+def principal_of(
+    user: AnyUser | None, team_ids: Callable[[], frozenset[int]] | None = None
+) -> Principal:
     """The principal of a Django user (anonymous users and None give ``ANONYMOUS``)."""
-    if user is None or not user.is_authenticated:
+    if not isinstance(user, User):  # a User is always authenticated
         return ANONYMOUS
     if team_ids is None:
         uid = user.pk
@@ -180,7 +186,9 @@ class RestrictedQuerySet(models.QuerySet[M]):
 
     rules: ClassVar[Rules] = {}
 
-    def restrict(self, user: Any, action: str = VIEW) -> RestrictedQuerySet[M]:
+    def restrict(
+        self, user: AnyUser | Principal | None, action: str = VIEW
+    ) -> RestrictedQuerySet[M]:
         """The rows ``user`` (a Django user, anonymous, or a Principal) may do ``action`` to."""
         principal = user if isinstance(user, Principal) else principal_of(user)
         if action not in self.rules:
@@ -190,7 +198,7 @@ class RestrictedQuerySet(models.QuerySet[M]):
         q = rules_q(self.rules, action, principal, self.model)
         return self.none() if q is None else self.filter(q)
 
-    def allows(self, user: Any, action: str, obj: models.Model) -> bool:
+    def allows(self, user: AnyUser | Principal | None, action: str, obj: models.Model) -> bool:
         """Whether ``user`` may do ``action`` to ``obj`` (asks the database)."""
         return self.restrict(user, action).filter(pk=obj.pk).exists()
 
@@ -202,7 +210,9 @@ class RestrictedByParent(RestrictedQuerySet[M]):
     parent_field: ClassVar[str] = ""
     parent_actions: ClassVar[Mapping[str, str]] = {}
 
-    def restrict(self, user: Any, action: str = VIEW) -> RestrictedQuerySet[M]:
+    def restrict(
+        self, user: AnyUser | Principal | None, action: str = VIEW
+    ) -> RestrictedQuerySet[M]:
         if action not in self.parent_actions:
             known = ", ".join(sorted(self.parent_actions))
             raise ValueError(f"unknown action {action!r}; known: {known}")
@@ -228,20 +238,27 @@ class MayDoAction(BasePermission):
     message = "Sign in first (session or API token)."
 
     def has_permission(self, request: Request, view: APIView) -> bool:
-        action = view.action_for(request.method)  # type: ignore[attr-defined]
+        action = _restricted_view(view).action_for(request.method)
         return action == VIEW or bool(request.user and request.user.is_authenticated)
 
     def has_object_permission(self, request: Request, view: APIView, obj: Any) -> bool:
-        action = view.action_for(request.method)  # type: ignore[attr-defined]
+        restricted = _restricted_view(view)
+        action = restricted.action_for(request.method)
         if action == VIEW:
             return True
         if type(obj)._default_manager.all().allows(request.user, action, obj):
             return True
-        self.message = view.denied_message(action)  # type: ignore[attr-defined]
+        self.message = restricted.denied_message(action)
         return False
 
 
-class RestrictedAPIView(generics.GenericAPIView):  # type: ignore[type-arg]
+def _restricted_view(view: APIView) -> RestrictedAPIView[Any]:
+    if not isinstance(view, RestrictedAPIView):
+        raise TypeError(f"MayDoAction needs a RestrictedAPIView, not {type(view).__name__}")
+    return view
+
+
+class RestrictedAPIView(generics.GenericAPIView[M]):
     """Base of API views on restricted models: each method states its action.
 
     ``queryset`` is restricted to what the caller may view (404 for anything else); the object's
@@ -268,18 +285,18 @@ class RestrictedAPIView(generics.GenericAPIView):  # type: ignore[type-arg]
     def denied_message(self, action: str) -> str:
         return self.denied_messages.get(action, f"You may not {action} this.")
 
-    def get_queryset(self) -> models.QuerySet[Any]:
+    def get_queryset(self) -> models.QuerySet[M]:
         qs = super().get_queryset()
         assert isinstance(qs, RestrictedQuerySet), "queryset must be a RestrictedQuerySet"
         return qs.restrict(self.request.user, VIEW)
 
     def get_restricted(
         self,
-        queryset: models.QuerySet[M],
+        queryset: RestrictedQuerySet[Other],
         action: str,
         not_found: str = "No such object, or you may not see it.",
         **lookup: Any,
-    ) -> M:
+    ) -> Other:
         """The object of ``queryset`` matching ``lookup`` if the caller may do ``action`` to it.
 
         404 (``not_found``) when the caller may not see it, 403 (401 when anonymous) when they

@@ -24,21 +24,24 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User
 from django.contrib.auth.signals import user_logged_out
 from django.db.models.signals import m2m_changed, post_delete, post_save
 from django.utils import timezone
 
 from webapp.accounts.models import Team
 from webapp.core.permissions import ANONYMOUS, Principal, rules_allow
+from webapp.core.users import AnyUser
 from webapp.datasets.models import Dataset, DatasetQuerySet, ShareLink, share_link_is_active
 
 DEFAULT_CACHE_SECONDS = 2.0
 _CACHE_MAX_ENTRIES = 20_000
 _MISSING = object()
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -113,11 +116,12 @@ def _ttl() -> float:
     return float(getattr(settings, "DATA_ACCESS_CACHE_SECONDS", DEFAULT_CACHE_SECONDS))
 
 
-def _cached(key: tuple[str, Any], load: Callable[[], Any], use_cache: bool) -> Any:
+def _cached(key: tuple[str, Any], load: Callable[[], T], use_cache: bool) -> T:
     ttl = _ttl()
     if not use_cache or ttl <= 0:
         return load()
-    return _cache.get_or_load(key, load, ttl)
+    # The key's kind ("dataset", "share"...) names one loader, so the cached value is a T.
+    return cast(T, _cache.get_or_load(key, load, ttl))
 
 
 def dataset_facts(slug: str, use_cache: bool = True) -> DatasetFacts | None:
@@ -154,8 +158,8 @@ def _team_ids(user_id: int, use_cache: bool) -> frozenset[int]:
     return _cached(("teams", user_id), load, use_cache)
 
 
-def _session_user(user: Any) -> tuple[int, bool] | None:
-    if user is None or not user.is_authenticated:
+def _session_user(user: AnyUser | None) -> tuple[int, bool] | None:
+    if not isinstance(user, User):  # None or anonymous (a User is always authenticated)
         return None
     return int(user.pk), bool(user.is_superuser)
 
@@ -165,7 +169,7 @@ def _dataset_view_allowed(facts: DatasetFacts, principal: Principal) -> bool:
 
 
 def data_access_for_user(
-    slug: str, user: Any, use_cache: bool = True, session_key: str | None = None
+    slug: str, user: AnyUser | None, use_cache: bool = True, session_key: str | None = None
 ) -> DataAccess | None:
     """Access to dataset ``slug`` for ``user`` (a lazy ``request.user`` is fine), or None.
 
@@ -209,7 +213,7 @@ def data_access_for_share_token(token: str, slug: str, use_cache: bool = True) -
 
 def data_access(
     slug: str,
-    user: Any,
+    user: AnyUser | None,
     share_token: str | None = None,
     use_cache: bool = True,
     session_key: str | None = None,

@@ -19,8 +19,8 @@ from importlib import import_module
 from django.conf import settings
 from django.contrib.auth import get_user
 from django.contrib.auth.models import AnonymousUser
-from django.core.handlers.wsgi import WSGIHandler, WSGIRequest
-from django.http import HttpResponseBase
+from django.core.handlers.wsgi import WSGIHandler
+from django.http import HttpRequest, HttpResponseBase
 from django.utils.functional import SimpleLazyObject
 
 from webapp.core.middleware import nul_refusal
@@ -33,7 +33,7 @@ DATA_URL_RE = re.compile(rf"^/(?:s/(?P<token>[^/]+)/)?data/{_SLUG}/(?P<path>.+)$
 class DataFastPathHandler(WSGIHandler):
     """Django's WSGI handler with a direct route for data files."""
 
-    def get_response(self, request: WSGIRequest) -> HttpResponseBase:
+    def get_response(self, request: HttpRequest) -> HttpResponseBase:
         match = DATA_URL_RE.match(request.path_info)
         if match is None:
             return super().get_response(request)
@@ -44,7 +44,9 @@ class DataFastPathHandler(WSGIHandler):
         if session_key:
             engine = import_module(settings.SESSION_ENGINE)
             request.session = engine.SessionStore(session_key)
-            request.user = SimpleLazyObject(lambda: get_user(request))
+            # A lazy user, as Django's AuthenticationMiddleware sets it (a proxy the stubs
+            # cannot express as a User).
+            request.user = SimpleLazyObject(lambda: get_user(request))  # type: ignore[assignment]
         else:
             request.user = AnonymousUser()
         response = serve_data(request, match["slug"], match["path"], match["token"])

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from django.conf import settings
 
+from pipeline.progress import ProgressCallback
 from webapp.core.jobs.lifecycle import job_create_queued
-from webapp.core.jobs.progress import ProgressCallback
 from webapp.core.jobs.runner import JobRunner
 from webapp.datasets.models import DatasetJob
 
@@ -30,7 +30,7 @@ class DatasetJobRunner(JobRunner[DatasetJob]):
     """A dataset job's runner (bad input is the base's PipelineError or domain error); the job's
     upload directory is removed once the job ended."""
 
-    model: ClassVar[type[DatasetJob]] = DatasetJob
+    model = DatasetJob
 
     def load(self) -> DatasetJob:
         return DatasetJob.objects.select_related("owner", "dataset").get(id=self.job_id)

@@ -56,7 +56,7 @@ def slug_unique(name: str) -> str:
 
 
 def _slug_for(job: DatasetJob) -> str:
-    requested = job.params.get("slug")
+    requested: str | None = job.params.get("slug")
     if not requested:
         return slug_unique(job.params["name"])
     if Dataset.objects.filter(slug=requested).exists():

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 
 from pipeline import naming, units
 from pipeline.errors import InvalidInputError, PipelineError
@@ -66,7 +66,7 @@ def visibility_check(visibility: str) -> str:
     return visibility
 
 
-def team_check(owner: AbstractBaseUser, visibility: str, team_id: int | None) -> None:
+def team_check(owner: User, visibility: str, team_id: int | None) -> None:
     """A team dataset needs a team, and the owner must belong to it (or be a superuser)."""
     if visibility == Visibility.TEAM and team_id is None:
         raise ImportRejected("Choose a team for a dataset with visibility 'team'.")

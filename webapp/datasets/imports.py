@@ -16,14 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.utils.text import slugify
 
 from pipeline.archives import safe_extract_zip
 from pipeline.importers import convert_to_ome_zarr, read_ome_zarr_info
 from pipeline.layout import IMAGE_STORE, mesh_dir_path
 from pipeline.meshing import build_meshes
-from webapp.core.jobs.progress import JobProgressWriter, ProgressCallback
+from pipeline.progress import ProgressCallback
+from webapp.core.jobs.progress import JobProgressWriter
 from webapp.datasets.dataset_jobs import DatasetJobRunner, dataset_job_create, stage_prefixed
 from webapp.datasets.import_publish import dataset_publish, prefixed
 from webapp.datasets.import_rules import (
@@ -42,7 +43,7 @@ from webapp.datasets.signals import layers_changed
 
 
 def import_job_create(
-    owner: AbstractBaseUser,
+    owner: User,
     *,
     name: str,
     source_path: Path | str,

@@ -10,14 +10,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils.text import slugify
 
 from pipeline.layout import mesh_dir_path
 from pipeline.meshing import build_meshes
 from pipeline.naming import is_label_name, mesh_layer_name
-from webapp.core.jobs.progress import JobProgressWriter, ProgressCallback
+from pipeline.progress import ProgressCallback
+from webapp.core.jobs.progress import JobProgressWriter
 from webapp.datasets.dataset_jobs import DatasetJobRunner, dataset_job_create, stage_prefixed
 from webapp.datasets.import_publish import mesh_layer_fields
 from webapp.datasets.models import Dataset, DatasetJob, JobKind, Layer, LayerKind
@@ -28,7 +29,7 @@ def meshes_build_start(
     dataset: Dataset,
     layer: Layer,
     *,
-    user: AbstractBaseUser | None = None,
+    user: User | None = None,
     enqueue: bool = True,
 ) -> DatasetJob:
     """Record a job rebuilding the meshes of segmentation ``layer`` and queue it on commit."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import secrets
 from datetime import datetime
 from pathlib import Path
+from typing import ClassVar
 
 from django.conf import settings
 from django.db import models
@@ -53,7 +54,7 @@ class DatasetQuerySet(RestrictedQuerySet["Dataset"]):
     access check (``data_access``) reads the same rule on cached facts.
     """
 
-    rules: Rules = {
+    rules: ClassVar[Rules] = {
         "view": (
             FieldIs("visibility", Visibility.PUBLIC),
             Owner("owner"),
@@ -192,7 +193,7 @@ class JobKind(models.TextChoices):
 class DatasetJobQuerySet(RestrictedQuerySet["DatasetJob"]):
     """Jobs are private to whoever started them (and superusers); "change" is cancelling."""
 
-    rules: Rules = {"view": (Owner("owner"),), "change": (Owner("owner"),)}
+    rules: ClassVar[Rules] = {"view": (Owner("owner"),), "change": (Owner("owner"),)}
 
 
 class DatasetJob(Job):

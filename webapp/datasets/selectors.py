@@ -3,23 +3,23 @@ rule (``models.DatasetQuerySet``); these name its common uses."""
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import QuerySet
 
+from webapp.core.users import AnyUser
 from webapp.datasets.models import Dataset, ShareLink
 
 
-def datasets_visible_to(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Dataset]:
+def datasets_visible_to(user: AnyUser) -> QuerySet[Dataset]:
     """Datasets ``user`` may see: public ones, their own, and their teams' team datasets."""
     return Dataset.objects.restrict(user, "view")
 
 
-def dataset_for_user(slug: str, user: AbstractBaseUser | AnonymousUser) -> Dataset | None:
+def dataset_for_user(slug: str, user: AnyUser) -> Dataset | None:
     """The dataset called ``slug`` if ``user`` may see it, else None (callers answer 404)."""
     return Dataset.objects.restrict(user, "view").filter(slug=slug).first()
 
 
-def datasets_editable_by(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Dataset]:
+def datasets_editable_by(user: AnyUser) -> QuerySet[Dataset]:
     """Datasets ``user`` may change (owner or superuser)."""
     return Dataset.objects.restrict(user, "change")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -56,12 +56,12 @@ logger = logging.getLogger(__name__)
 DATASET_EDITABLE_FIELDS = frozenset({"name", "description", "visibility", "team"})
 
 
-def _require(dataset: Dataset, user: AbstractBaseUser, action: str, doing: str) -> None:
+def _require(dataset: Dataset, user: User, action: str, doing: str) -> None:
     if not Dataset.objects.allows(user, action, dataset):
         raise NotAllowed(f"Only the dataset's owner can {doing}.")
 
 
-def dataset_update(dataset: Dataset, user: AbstractBaseUser, **fields: Any) -> Dataset:
+def dataset_update(dataset: Dataset, user: User, **fields: Any) -> Dataset:
     """Change name, description, visibility or team (``team`` a Team, its id or None)."""
     _require(dataset, user, "change", "change it")
     unknown = set(fields) - DATASET_EDITABLE_FIELDS
@@ -97,7 +97,7 @@ def dataset_update(dataset: Dataset, user: AbstractBaseUser, **fields: Any) -> D
     return dataset
 
 
-def dataset_delete(dataset: Dataset, user: AbstractBaseUser) -> None:
+def dataset_delete(dataset: Dataset, user: User) -> None:
     """Delete the dataset, its layers, links and jobs, and its files under DATA_ROOT.
 
     Files of a store registered in place are not touched: only the link to it is removed.
@@ -125,7 +125,7 @@ def dataset_delete(dataset: Dataset, user: AbstractBaseUser) -> None:
 
 def share_link_create(
     dataset: Dataset,
-    user: AbstractBaseUser,
+    user: User,
     label: str = "",
     expires_at: dt.datetime | None = None,
 ) -> ShareLink:
@@ -139,7 +139,7 @@ def share_link_create(
         )
 
 
-def share_link_revoke(link: ShareLink, user: AbstractBaseUser) -> ShareLink:
+def share_link_revoke(link: ShareLink, user: User) -> ShareLink:
     """Revoke ``link`` now (owner only); revoking twice keeps the first time."""
     _require(link.dataset, user, "share", "revoke its links")
     with transaction.atomic():
@@ -149,7 +149,7 @@ def share_link_revoke(link: ShareLink, user: AbstractBaseUser) -> ShareLink:
     return link
 
 
-def job_cancel(job: DatasetJob, user: AbstractBaseUser) -> DatasetJob:
+def job_cancel(job: DatasetJob, user: User) -> DatasetJob:
     """Cancel a queued or running job; the running task stops at its next progress write."""
     if not DatasetJob.objects.allows(user, "change", job):
         raise NotAllowed("Only the job's owner can cancel it.")

@@ -66,9 +66,9 @@ def serve_data(request: HttpRequest, slug: str, path: str, token: str | None) ->
     if request.method == "OPTIONS":
         return _preflight(request)
     if request.method not in ("GET", "HEAD"):
-        response = HttpResponse(status=405)
-        response["Allow"] = ", ".join(ALLOWED_METHODS)
-        return response
+        refusal = HttpResponse(status=405)
+        refusal["Allow"] = ", ".join(ALLOWED_METHODS)
+        return refusal
     segments = store_path_segments(path)
     if segments is None:
         return _not_found(request)

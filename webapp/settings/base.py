@@ -11,8 +11,12 @@ import tempfile
 from pathlib import Path
 
 import dj_database_url
+import django_stubs_ext
 
 from webapp.celery_fs_transport import TRANSPORT_ALIAS, spool_transport_options
+
+# Lets classes generic only in django-stubs be subscripted at runtime (``admin.ModelAdmin[Team]``).
+django_stubs_ext.monkeypatch()
 
 
 def env_str(name: str, default: object) -> str:
@@ -217,7 +221,7 @@ SPECTACULAR_SETTINGS = {
 # (webapp/celery_fs_transport.py); production sets CELERY_BROKER_URL to Redis or RabbitMQ.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
 CELERY_BROKER_SPOOL = Path(env_str("ANNOTOME_BROKER_SPOOL", VAR_DIR / "broker")).resolve()
-CELERY_BROKER_TRANSPORT_OPTIONS: dict = {}
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {}
 if CELERY_BROKER_URL.split("://", 1)[0] in {"filesystem", TRANSPORT_ALIAS}:
     CELERY_BROKER_TRANSPORT_OPTIONS = spool_transport_options(
         CELERY_BROKER_SPOOL, float(env_str("ANNOTOME_BROKER_POLL_SECONDS", "0.1"))

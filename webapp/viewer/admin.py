@@ -4,5 +4,5 @@ from webapp.viewer.models import SavedState
 
 
 @admin.register(SavedState)
-class SavedStateAdmin(admin.ModelAdmin):
+class SavedStateAdmin(admin.ModelAdmin[SavedState]):
     list_display = ("key", "dataset", "created_by", "created")

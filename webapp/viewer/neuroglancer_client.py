@@ -17,7 +17,7 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.utils.http import http_date, parse_http_date_safe
 from django.views.decorators.http import require_safe
 from django.views.static import serve
@@ -74,7 +74,7 @@ def _index_response(request: HttpRequest) -> HttpResponse:
 
 
 @require_safe
-def client_file(request: HttpRequest, token: str, path: str = "") -> HttpResponse:
+def client_file(request: HttpRequest, token: str, path: str = "") -> HttpResponseBase:
     """One file of the client; the empty path is ``index.html`` (with the shim)."""
     if token != NEUROGLANCER_TOKEN:
         raise Http404("Unknown viewer token.")

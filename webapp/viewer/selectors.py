@@ -6,9 +6,9 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
 from pipeline.units import UNIT_SYMBOLS
+from webapp.core.users import AnyUser
 from webapp.datasets.models import Dataset, Layer, LayerKind
 from webapp.datasets.selectors import (
     dataset_for_share_token,
@@ -78,15 +78,13 @@ def dataset_summary(dataset: Dataset) -> DatasetSummary:
     )
 
 
-def dataset_summaries_for(user: AbstractBaseUser | AnonymousUser) -> list[DatasetSummary]:
+def dataset_summaries_for(user: AnyUser) -> list[DatasetSummary]:
     """Cards for every dataset ``user`` may see."""
     datasets = datasets_visible_to(user).select_related("owner").prefetch_related("layers")
     return [dataset_summary(d) for d in datasets]
 
 
-def viewer_dataset(
-    slug: str, user: AbstractBaseUser | AnonymousUser, share_token: str | None = None
-) -> Dataset | None:
+def viewer_dataset(slug: str, user: AnyUser, share_token: str | None = None) -> Dataset | None:
     """The dataset ``slug`` if this user (or this active share link) may see it."""
     if share_token is not None:
         return dataset_for_share_token(share_token, slug)

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import transaction
 
 from pipeline.errors import InvalidInputError
 from pipeline.precomputed import read_segment_properties, stored_segment_ids
 from webapp.core.errors import InvalidRequest
+from webapp.core.users import AnyUser
 from webapp.datasets.data_urls import layer_source_url
 from webapp.datasets.models import Dataset, Layer, LayerKind
 from webapp.viewer.models import SavedState
@@ -99,11 +100,13 @@ def build_viewer_state(
     images = [la for la in layers if la.kind == LayerKind.IMAGE]
     segmentations = [la for la in layers if la.kind == LayerKind.SEGMENTATION]
     meshes = [la for la in layers if la.kind == LayerKind.MESH]
-    reference = (images or segmentations or [None])[0]
+    reference = next(iter(images or segmentations), None)
 
     axes = spatial_axes(reference) if reference is not None else []
     by_name = {name: (size, extent) for name, size, extent in axes}
-    names = [n for n in ("x", "y", "z") if n in by_name] or [a[0] for a in reversed(axes)]
+    names: list[str] = [n for n in ("x", "y", "z") if n in by_name] or [
+        a[0] for a in reversed(axes)
+    ]
     unit = reference.unit if reference is not None else "nanometer"
     dimensions = [Dimension.from_voxel(n, by_name[n][0], unit) for n in names]
     extent_xyz = [by_name[n][1] for n in names]
@@ -251,13 +254,11 @@ def check_state_sources(state: dict[str, Any], dataset: Dataset) -> None:
     for layer in state.get("layers", []):
         if layer.get("source") is not None:  # a layer without a source reads nothing
             name = layer.get("name", "?")
-            map_source_urls(layer["source"], lambda url, name=name: check_url(url, name))
+            map_source_urls(layer["source"], partial(check_url, layer_name=name))
 
 
 @transaction.atomic
-def saved_state_create(
-    dataset: Dataset, state: Any, user: AbstractBaseUser | AnonymousUser
-) -> SavedState:
+def saved_state_create(dataset: Dataset, state: Any, user: AnyUser) -> SavedState:
     """Store ``state`` for ``dataset`` and return the row (its ``key`` goes in the URL)."""
     state = validate_state(state)
     check_state_sources(state, dataset)

@@ -85,7 +85,7 @@ def _render_viewer(request: HttpRequest, dataset: Dataset, share_token: str | No
 
 
 @require_safe
-def dataset_thumbnail(request: HttpRequest, slug: str) -> HttpResponse:
+def dataset_thumbnail(request: HttpRequest, slug: str) -> FileResponse:
     """PNG thumbnail, rendered on first request and cached beside the data."""
     dataset = viewer_dataset(slug, request.user)
     if dataset is None:

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from django.contrib.auth import authenticate
+from django.contrib.auth.models import User
 from drf_spectacular.utils import extend_schema
 from rest_framework import permissions, status
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import AnonRateThrottle
+from rest_framework.throttling import AnonRateThrottle, BaseThrottle
 from rest_framework.views import APIView
 
 from webapp.accounts.api.serializers import CredentialsSerializer, MeSerializer, TokenSerializer
 from webapp.accounts.services import api_token_get_or_create, api_token_revoke, api_token_rotate
+from webapp.core.users import signed_in_user
 
 
 class MeView(APIView):
@@ -20,7 +22,7 @@ class MeView(APIView):
 
     @extend_schema(responses=MeSerializer)
     def get(self, request: Request) -> Response:
-        return Response(MeSerializer(request.user).data)
+        return Response(MeSerializer(signed_in_user(request)).data)
 
 
 class LoginThrottle(AnonRateThrottle):
@@ -35,12 +37,12 @@ class TokenView(APIView):
             return [permissions.AllowAny()]
         return [permissions.IsAuthenticated()]
 
-    def get_throttles(self) -> list:
+    def get_throttles(self) -> list[BaseThrottle]:
         return [LoginThrottle()] if self.request.method == "POST" else []
 
     @extend_schema(responses=TokenSerializer)
     def get(self, request: Request) -> Response:
-        return Response({"token": api_token_get_or_create(request.user).key})
+        return Response({"token": api_token_get_or_create(signed_in_user(request)).key})
 
     @extend_schema(request=CredentialsSerializer, responses=TokenSerializer)
     def post(self, request: Request) -> Response:
@@ -51,13 +53,13 @@ class TokenView(APIView):
             username=creds.validated_data["username"],
             password=creds.validated_data["password"],
         )
-        if user is None or not user.is_active:
+        if not isinstance(user, User) or not user.is_active:  # None: wrong credentials
             raise AuthenticationFailed("Wrong username or password.")
         return Response({"token": api_token_get_or_create(user).key})
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request) -> Response:
-        api_token_revoke(request.user)
+        api_token_revoke(signed_in_user(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -66,4 +68,4 @@ class TokenRotateView(APIView):
 
     @extend_schema(request=None, responses=TokenSerializer)
     def post(self, request: Request) -> Response:
-        return Response({"token": api_token_rotate(request.user).key})
+        return Response({"token": api_token_rotate(signed_in_user(request)).key})

@@ -16,7 +16,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from webapp.core.jobs.errors import JobCancelled, JobSuperseded
@@ -38,9 +38,9 @@ def job_create_queued(
     """
     task_id = str(uuid.uuid4()) if task is not None else ""
     with transaction.atomic():
-        job = model.objects.create(celery_task_id=task_id, **fields)
+        job = model._default_manager.create(celery_task_id=task_id, **fields)
         if task is not None:
-            transaction.on_commit(partial(_send, task, job.id, task_id, task_kwargs or {}))
+            transaction.on_commit(partial(_send, task, job.pk, task_id, task_kwargs or {}))
     return job
 
 
@@ -75,7 +75,7 @@ def job_start(
     waited = False
     while True:
         row = (
-            model.objects.filter(id=job_id)
+            model._default_manager.filter(pk=job_id)
             .values("status", "attempts", "worker", "heartbeat", "started", "updated")
             .first()
         )
@@ -99,8 +99,8 @@ def job_start(
                 sleep(min(1.0, max(job_lease_seconds() / 10, 0.05)))
                 continue
         # Compare-and-set on what we read: of two deliveries racing here, one wins.
-        won = model.objects.filter(
-            id=job_id, status=row["status"], attempts=row["attempts"]
+        won = model._default_manager.filter(
+            pk=job_id, status=row["status"], attempts=row["attempts"]
         ).update(
             status=JobStatus.RUNNING,
             attempts=F("attempts") + 1,
@@ -124,13 +124,15 @@ def job_start(
             return Attempt(job_id, row["attempts"] + 1, took_over)
 
 
-def _fenced(model: type[Job], attempt: Attempt) -> Any:
-    return model.objects.filter(id=attempt.job_id, attempts=attempt.number)
+def _fenced(model: type[Job], attempt: Attempt) -> QuerySet[Job]:
+    return model._default_manager.filter(pk=attempt.job_id, attempts=attempt.number)
 
 
 def job_stop_reason(model: type[Job], attempt: Attempt) -> JobCancelled | JobSuperseded:
     """Why ``attempt``'s fenced write matched no row: superseded or cancelled (or gone)."""
-    attempts = model.objects.filter(id=attempt.job_id).values_list("attempts", flat=True).first()
+    attempts = (
+        model._default_manager.filter(pk=attempt.job_id).values_list("attempts", flat=True).first()
+    )
     if attempts is not None and attempts != attempt.number:
         return JobSuperseded(f"job {attempt.job_id}: attempt {attempt.number} was taken over")
     return JobCancelled(f"job {attempt.job_id} is no longer running")
@@ -186,7 +188,7 @@ def job_cancel(job: Job) -> bool:
     now = timezone.now()
     cancelled = (
         type(job)
-        .objects.filter(Q(id=job.id) & Q(status__in=ACTIVE_STATUSES))
+        ._default_manager.filter(Q(pk=job.pk) & Q(status__in=ACTIVE_STATUSES))
         .update(status=JobStatus.CANCELLED, finished=now, updated=now)
     )
     job.refresh_from_db()

@@ -30,6 +30,7 @@ from django.db.models import sql
 from django.db.models.sql.constants import ROW_COUNT
 from django.utils import timezone
 
+from pipeline.progress import ProgressCallback
 from webapp.core.jobs.errors import JobStopped
 from webapp.core.jobs.lease import heartbeat_interval_seconds
 from webapp.core.jobs.lifecycle import Attempt, job_stop_reason
@@ -37,7 +38,6 @@ from webapp.core.jobs.models import Job, JobStatus
 
 logger = logging.getLogger(__name__)
 
-ProgressCallback = Callable[[str, int, int], None]
 STAGE_MAX_LENGTH = 100
 
 
@@ -97,8 +97,8 @@ class JobProgressWriter:
 
     def check_cancelled(self) -> None:
         """Raise JobStopped if the job was cancelled or taken over (for use between stages)."""
-        running = self.model.objects.filter(
-            id=self.job_id, attempts=self.attempt.number, status=JobStatus.RUNNING
+        running = self.model._default_manager.filter(
+            pk=self.job_id, attempts=self.attempt.number, status=JobStatus.RUNNING
         ).exists()
         if not running:
             raise job_stop_reason(self.model, self.attempt)
@@ -123,10 +123,11 @@ class JobProgressWriter:
 
     def _update_row(self, stage: str, done: int, total: int) -> int:
         now = timezone.now()
-        queryset = self.model.objects.filter(
-            id=self.job_id, attempts=self.attempt.number, status=JobStatus.RUNNING
+        queryset = self.model._default_manager.filter(
+            pk=self.job_id, attempts=self.attempt.number, status=JobStatus.RUNNING
         )
         query = queryset.query.chain(sql.UpdateQuery)
+        assert isinstance(query, sql.UpdateQuery)  # chain(klass) returns a klass (stubs: Query)
         query.add_update_values(
             {"stage": stage, "done": done, "total": total, "updated": now, "heartbeat": now}
         )
@@ -177,8 +178,8 @@ class JobHeartbeat:
                 if writer.clock() - writer.last_beat < self.interval:
                     continue
                 beat = timezone.now()
-                alive = writer.model.objects.filter(
-                    id=writer.job_id, attempts=writer.attempt.number, status=JobStatus.RUNNING
+                alive = writer.model._default_manager.filter(
+                    pk=writer.job_id, attempts=writer.attempt.number, status=JobStatus.RUNNING
                 ).update(heartbeat=beat)
                 if not alive:
                     writer.stop_hint = True  # the next progress report finds out why

@@ -25,6 +25,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 from django.conf import settings
 
 from pipeline.errors import PipelineError
+from pipeline.progress import ProgressCallback
 from webapp.core.errors import DomainError
 from webapp.core.jobs.errors import JobCancelled, JobSuperseded
 from webapp.core.jobs.lifecycle import (
@@ -35,7 +36,7 @@ from webapp.core.jobs.lifecycle import (
     job_succeed,
 )
 from webapp.core.jobs.models import Job
-from webapp.core.jobs.progress import JobHeartbeat, JobProgressWriter, ProgressCallback
+from webapp.core.jobs.progress import JobHeartbeat, JobProgressWriter
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +52,8 @@ def jobs_tmp_root() -> Path:
 class JobRunner(Generic[J]):
     """Base class of a job kind's runner (see the module docstring)."""
 
-    model: ClassVar[type[Job]]
+    # Not a ClassVar only because a ClassVar may not name J; subclasses set it on the class.
+    model: type[J]
     work_prefix: ClassVar[str]
     failure_message: ClassVar[str] = (
         "The job failed because of an internal error ({kind}). The job log has the details; "
@@ -75,7 +77,7 @@ class JobRunner(Generic[J]):
 
     def load(self) -> J:
         """The job row the work needs (override to ``select_related``)."""
-        return self.model.objects.get(id=self.job_id)  # type: ignore[return-value]
+        return self.model._default_manager.get(pk=self.job_id)
 
     # --- provided ------------------------------------------------------------------------------
 
@@ -91,7 +93,7 @@ class JobRunner(Generic[J]):
         """Run the job to its end (or do nothing if it ended); return the reloaded row."""
         attempt = job_start(self.model, self.job_id)
         if attempt is None:
-            return self.model.objects.get(id=self.job_id)  # type: ignore[return-value]
+            return self.model._default_manager.get(pk=self.job_id)
         self.attempt = attempt
         job = self.load()
         writer = JobProgressWriter(self.model, attempt, also=self.also)
@@ -123,7 +125,7 @@ class JobRunner(Generic[J]):
             shutil.rmtree(work, ignore_errors=True)
             if not superseded:  # the attempt that took over still needs the inputs
                 self.cleanup(job)
-        return self.model.objects.get(id=self.job_id)  # type: ignore[return-value]
+        return self.model._default_manager.get(pk=self.job_id)
 
     def _what(self, attempt: Attempt) -> tuple[str, int, int]:
         return self.work_prefix, self.job_id, attempt.number

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from django.contrib.auth.models import User
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -33,7 +35,7 @@ def viewer_url(slug: str, share_token: str | None = None) -> str:
     return f"/datasets/{slug}/"
 
 
-def _base_url(context: dict[str, Any]) -> str:
+def _base_url(context: Mapping[str, Any]) -> str:
     request = context.get("request")
     return request.build_absolute_uri("/") if request is not None else "/"
 
@@ -59,17 +61,17 @@ def layer_bytes_estimate(layer: Layer) -> int:
     return int(sum(voxels * itemsize / shrink**level for level in range(max(layer.levels, 1))))
 
 
-class ContrastWindowSerializer(serializers.Serializer):
+class ContrastWindowSerializer(serializers.Serializer[dict[str, float]]):
     min = serializers.FloatField()
     max = serializers.FloatField()
 
 
-class LayerSerializer(serializers.ModelSerializer):
+class LayerSerializer(serializers.ModelSerializer[Layer]):
     source_url = serializers.SerializerMethodField(
         help_text="Neuroglancer source, e.g. zarr3://http://host/data/<slug>/image.ome.zarr"
     )
     contrast_window = serializers.SerializerMethodField()
-    source_layer = serializers.SlugRelatedField(
+    source_layer: serializers.SlugRelatedField[Layer] = serializers.SlugRelatedField(
         slug_field="name",
         read_only=True,
         allow_null=True,
@@ -116,8 +118,10 @@ class LayerSerializer(serializers.ModelSerializer):
         return layer_bytes_estimate(layer)
 
 
-class DatasetSerializer(serializers.ModelSerializer):
-    owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
+class DatasetSerializer(serializers.ModelSerializer[Dataset]):
+    owner: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True
+    )
     viewer_url = serializers.SerializerMethodField()
     layers = LayerSerializer(many=True, read_only=True)
     voxels = serializers.SerializerMethodField(help_text="Voxels of the image layer.")
@@ -155,7 +159,7 @@ class DatasetSerializer(serializers.ModelSerializer):
         return sum(layer_bytes_estimate(layer) for layer in dataset.layers.all())
 
 
-class DatasetUpdateSerializer(serializers.Serializer):
+class DatasetUpdateSerializer(serializers.Serializer[dict[str, Any]]):
     name = serializers.CharField(max_length=200, required=False)
     description = serializers.CharField(allow_blank=True, required=False)
     visibility = serializers.ChoiceField(choices=Visibility.choices, required=False)
@@ -164,8 +168,10 @@ class DatasetUpdateSerializer(serializers.Serializer):
     )
 
 
-class ShareLinkSerializer(serializers.ModelSerializer):
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+class ShareLinkSerializer(serializers.ModelSerializer[ShareLink]):
+    created_by: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True
+    )
     active = serializers.SerializerMethodField()
     viewer_url = serializers.SerializerMethodField(help_text="Viewer page opened by the link.")
     data_url = serializers.SerializerMethodField(help_text="Base URL of the dataset's data.")
@@ -200,12 +206,16 @@ class ShareLinkSerializer(serializers.ModelSerializer):
         return self._absolute(data_path(link.dataset, "", link.token).rstrip("/") + "/")
 
 
-class ShareLinkCreateSerializer(serializers.Serializer):
-    label = serializers.CharField(max_length=200, allow_blank=True, required=False, default="")
+class ShareLinkCreateSerializer(serializers.Serializer[dict[str, Any]]):
+    # DRF's metaclass moves declared fields out of the class, so ``Field.label`` (the form label)
+    # is not replaced at runtime; the stubs see a field overriding it.
+    label = serializers.CharField(  # type: ignore[assignment]
+        max_length=200, allow_blank=True, required=False, default=""
+    )
     expires_at = serializers.DateTimeField(allow_null=True, required=False, default=None)
 
 
-class JobSerializer(serializers.ModelSerializer):
+class JobSerializer(serializers.ModelSerializer[DatasetJob]):
     progress = serializers.FloatField(read_only=True, help_text="done / total of the stage, 0-1.")
     state = serializers.ChoiceField(
         choices=JobState.choices,
@@ -241,16 +251,18 @@ class JobSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = fields
 
+    # ``job.dataset`` is None without a query when ``dataset_id`` is.
+
     def get_name(self, job: DatasetJob) -> str:
-        if job.dataset_id is not None:
+        if job.dataset is not None:
             return job.dataset.name
         return str((job.params or {}).get("name", ""))
 
     def get_dataset(self, job: DatasetJob) -> str | None:
-        return job.dataset.slug if job.dataset_id is not None else None
+        return job.dataset.slug if job.dataset is not None else None
 
     def get_viewer_url(self, job: DatasetJob) -> str | None:
-        return viewer_url(job.dataset.slug) if job.dataset_id is not None else None
+        return viewer_url(job.dataset.slug) if job.dataset is not None else None
 
 
 def parse_number_list(raw: Any) -> list[Any]:
@@ -270,10 +282,10 @@ def parse_number_list(raw: Any) -> list[Any]:
 
 
 @extend_schema_field(OpenApiTypes.STR)
-class VoxelSizeField(serializers.Field):
+class VoxelSizeField(serializers.Field[list[float] | None, object, list[float] | None, object]):
     """Voxel size z, y, x: "200,200,200", "200 200 200" or a JSON list."""
 
-    def to_internal_value(self, data: Any) -> list[float] | None:
+    def to_internal_value(self, data: object) -> list[float] | None:
         if data in ("", None):
             return None
         try:
@@ -281,11 +293,11 @@ class VoxelSizeField(serializers.Field):
         except InvalidRequest as exc:
             raise serializers.ValidationError(str(exc))
 
-    def to_representation(self, value: Any) -> Any:
+    def to_representation(self, value: list[float] | None) -> list[float] | None:
         return value
 
 
-class ImportRequestSerializer(serializers.Serializer):
+class ImportRequestSerializer(serializers.Serializer[dict[str, Any]]):
     """Multipart form of ``POST /api/v1/imports/``.
 
     Label images: one or more ``labels`` files, named by ``label_names`` in the same order

@@ -24,6 +24,7 @@ from webapp.core.api_schema import ErrorSerializer
 from webapp.core.errors import InvalidRequest, NotAllowed, NotFound, TooLarge
 from webapp.core.parsers import StrictJSONParser
 from webapp.core.permissions import VIEW, MayDoAction, RestrictedAPIView
+from webapp.core.users import signed_in_user
 from webapp.datasets import services
 from webapp.datasets.api.serializers import (
     DatasetSerializer,
@@ -58,7 +59,7 @@ def _datasets_with_layers(qs: QuerySet[Dataset]) -> QuerySet[Dataset]:
         OpenApiParameter("search", OpenApiTypes.STR, description="Part of name/description."),
     ]
 )
-class DatasetListView(RestrictedAPIView, generics.ListAPIView):
+class DatasetListView(RestrictedAPIView[Dataset], generics.ListAPIView[Dataset]):
     """Datasets the caller may see (anonymous: the public ones), with layers and sources."""
 
     serializer_class = DatasetSerializer
@@ -81,7 +82,7 @@ class DatasetListView(RestrictedAPIView, generics.ListAPIView):
         return _datasets_with_layers(qs).order_by("name", "id")
 
 
-class DatasetDetailView(RestrictedAPIView, generics.RetrieveUpdateDestroyAPIView):
+class DatasetDetailView(RestrictedAPIView[Dataset], generics.RetrieveUpdateDestroyAPIView[Dataset]):
     """One dataset: read by anyone who may see it; changed or deleted by its owner."""
 
     serializer_class = DatasetSerializer
@@ -98,12 +99,12 @@ class DatasetDetailView(RestrictedAPIView, generics.RetrieveUpdateDestroyAPIView
         dataset = self.get_object()
         form = DatasetUpdateSerializer(data=request.data, partial=True)
         form.is_valid(raise_exception=True)
-        dataset = services.dataset_update(dataset, request.user, **form.validated_data)
+        dataset = services.dataset_update(dataset, signed_in_user(request), **form.validated_data)
         dataset = self.get_queryset().get(id=dataset.id)
         return Response(self.get_serializer(dataset).data)
 
     def perform_destroy(self, instance: Dataset) -> None:
-        services.dataset_delete(instance, self.request.user)
+        services.dataset_delete(instance, signed_in_user(self.request))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -111,7 +112,7 @@ class DatasetDetailView(RestrictedAPIView, generics.RetrieveUpdateDestroyAPIView
 # ---------------------------------------------------------------------------------------------
 
 
-class ShareLinkListView(RestrictedAPIView):
+class ShareLinkListView(RestrictedAPIView[ShareLink]):
     """The dataset's share links, newest first (owner only; a plain list); POST creates one."""
 
     serializer_class = ShareLinkSerializer
@@ -134,14 +135,14 @@ class ShareLinkListView(RestrictedAPIView):
         form.is_valid(raise_exception=True)
         link = services.share_link_create(
             dataset,
-            request.user,
+            signed_in_user(request),
             label=form.validated_data["label"],
             expires_at=form.validated_data["expires_at"],
         )
         return Response(self.get_serializer(link).data, status=status.HTTP_201_CREATED)
 
 
-class ShareLinkRevokeView(RestrictedAPIView):
+class ShareLinkRevokeView(RestrictedAPIView[ShareLink]):
     """Revoke a share link now: its URLs stop working (owner only)."""
 
     serializer_class = ShareLinkSerializer
@@ -161,7 +162,7 @@ class ShareLinkRevokeView(RestrictedAPIView):
         )
         if link is None:
             raise NotFound("No such share link for this dataset.")
-        link = services.share_link_revoke(link, request.user)
+        link = services.share_link_revoke(link, signed_in_user(request))
         return Response(self.get_serializer(link).data)
 
 
@@ -192,7 +193,7 @@ def _label_name_from_file(filename: str) -> str:
     return _LABEL_CHARS.sub("_", stem).strip("_-") or "labels"
 
 
-def _store_upload(upload: UploadedFile, directory: Path, name: str) -> Path:
+def _store_upload(upload: UploadedFile[bytes], directory: Path, name: str) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     dest = directory / name
     temp_path = getattr(upload, "temporary_file_path", None)
@@ -230,7 +231,7 @@ class ImportCreateView(APIView):
         form = ImportRequestSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
-        files: list[UploadedFile] = [f for f in [data.get("file"), *data["labels"]] if f]
+        files: list[UploadedFile[bytes]] = [f for f in [data.get("file"), *data["labels"]] if f]
         if sum(f.size or 0 for f in files) > limit:
             raise too_large
         if data.get("server_path") and not request.user.is_staff:
@@ -261,7 +262,7 @@ class ImportCreateView(APIView):
                     upload_filename_sanitize(label_file.name),
                 )
             job = services.import_job_create(
-                request.user,
+                signed_in_user(request),
                 name=data["name"],
                 source_path=source,
                 voxel_size=data["voxel_size"],
@@ -285,7 +286,7 @@ class ImportCreateView(APIView):
         )
 
 
-class JobListView(RestrictedAPIView, generics.ListAPIView):
+class JobListView(RestrictedAPIView[DatasetJob], generics.ListAPIView[DatasetJob]):
     """The caller's import and mesh jobs, newest first."""
 
     serializer_class = JobSerializer
@@ -296,7 +297,7 @@ class JobListView(RestrictedAPIView, generics.ListAPIView):
         return super().get_queryset().order_by("-created", "-id")
 
 
-class JobDetailView(RestrictedAPIView, generics.RetrieveAPIView):
+class JobDetailView(RestrictedAPIView[DatasetJob], generics.RetrieveAPIView[DatasetJob]):
     """One job: status, stage, progress, error, and the dataset once it exists."""
 
     serializer_class = JobSerializer
@@ -304,7 +305,7 @@ class JobDetailView(RestrictedAPIView, generics.RetrieveAPIView):
     permission_classes = [IsAuthenticated, MayDoAction]
 
 
-class JobCancelView(RestrictedAPIView):
+class JobCancelView(RestrictedAPIView[DatasetJob]):
     """Cancel a queued or running job (409 when it already ended)."""
 
     serializer_class = JobSerializer
@@ -316,14 +317,16 @@ class JobCancelView(RestrictedAPIView):
     @extend_schema(request=None, responses={200: JobSerializer, 409: ErrorSerializer})
     def post(self, request: Request, pk: int) -> Response:
         job = self.get_restricted(self.queryset, "change", pk=pk)
-        job = services.job_cancel(job, request.user)
+        job = services.job_cancel(job, signed_in_user(request))
         return Response(self.get_serializer(job).data)
 
 
-class MeshesBuildView(RestrictedAPIView):
+class MeshesBuildView(RestrictedAPIView[Dataset]):
     """Rebuild the meshes of a segmentation layer in a background job (owner only)."""
 
-    serializer_class = JobSerializer
+    # The view looks up a dataset but answers with the job it starts; the stubs tie
+    # ``serializer_class`` to the queryset's model.
+    serializer_class = JobSerializer  # type: ignore[assignment]
     queryset = Dataset.objects.all()
     permission_classes = [IsAuthenticated, MayDoAction]
     method_actions = {"OPTIONS": VIEW, "POST": "change"}
@@ -335,5 +338,5 @@ class MeshesBuildView(RestrictedAPIView):
         layer = Layer.objects.filter(dataset=dataset, name=layer_name).first()
         if layer is None:
             raise NotFound(f"Dataset {slug!r} has no layer {layer_name!r}.")
-        job = services.meshes_build_start(dataset, layer, user=request.user)
+        job = services.meshes_build_start(dataset, layer, user=signed_in_user(request))
         return Response(self.get_serializer(job).data, status=status.HTTP_202_ACCEPTED)

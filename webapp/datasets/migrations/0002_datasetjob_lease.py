@@ -1,10 +1,12 @@
 """DatasetJob on the core job base: attempts, heartbeat and the worker holding the lease."""
 
 from django.db import migrations, models
+from django.db.backends.base.schema import BaseDatabaseSchemaEditor
+from django.db.migrations.state import StateApps
 from django.db.models import F
 
 
-def started_jobs_had_one_attempt(apps, schema_editor):
+def started_jobs_had_one_attempt(apps: StateApps, schema_editor: BaseDatabaseSchemaEditor) -> None:
     """Rows from before attempts were counted: a started job ran once, its last sign of life
     was its last update."""
     DatasetJob = apps.get_model("datasets", "DatasetJob")

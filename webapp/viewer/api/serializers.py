@@ -9,7 +9,7 @@ from rest_framework import serializers
 from webapp.viewer.services import StateError, validate_state
 
 
-class SavedStateCreateSerializer(serializers.Serializer):
+class SavedStateCreateSerializer(serializers.Serializer[dict[str, Any]]):
     state = serializers.JSONField(
         help_text="Neuroglancer state, as viewer.state.toJSON() gives it."
     )
@@ -28,7 +28,7 @@ class SavedStateCreateSerializer(serializers.Serializer):
             raise serializers.ValidationError(str(exc))
 
 
-class SavedStateSerializer(serializers.Serializer):
+class SavedStateSerializer(serializers.Serializer[dict[str, Any]]):
     key = serializers.CharField()
     dataset = serializers.CharField(source="dataset.slug")
     url = serializers.CharField(help_text="Site-relative URL that reopens this view.")

@@ -60,7 +60,7 @@ def _payload(saved: SavedState, share_token: str | None) -> dict[str, Any]:
     }
 
 
-class SavedStateView(RestrictedAPIView):
+class SavedStateView(RestrictedAPIView[SavedState]):
     """Saving and reading a view both need only the right to view the dataset (or its link)."""
 
     queryset = SavedState.objects.all()
@@ -77,7 +77,9 @@ class SavedStateView(RestrictedAPIView):
 
 
 class SavedStateListView(SavedStateView):
-    serializer_class = SavedStateCreateSerializer
+    # The saved-state views answer with a payload dict, not the row; the stubs tie
+    # ``serializer_class`` to the queryset's model.
+    serializer_class = SavedStateCreateSerializer  # type: ignore[assignment]
 
     def get_throttles(self) -> list[BaseThrottle]:
         return [StateSaveThrottle()] if self.request.method == "POST" else []
@@ -100,7 +102,7 @@ class SavedStateListView(SavedStateView):
 
 
 class SavedStateDetailView(SavedStateView):
-    serializer_class = SavedStateDetailSerializer
+    serializer_class = SavedStateDetailSerializer  # type: ignore[assignment]  # a payload dict
 
     @extend_schema(
         parameters=[OpenApiParameter("share_token", str, description="Share-link token")],

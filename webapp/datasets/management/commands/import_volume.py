@@ -103,6 +103,7 @@ class Command(BaseCommand):
         if job.status != JobStatus.SUCCEEDED:
             raise CommandError(job.error or f"The import ended as {job.status}.")
         dataset = job.dataset
+        assert dataset is not None  # a succeeded import published its dataset
         layers = ", ".join(f"{layer.name} ({layer.kind})" for layer in dataset.layers.all())
         self.stdout.write(
             self.style.SUCCESS(f"Imported {dataset.name!r} as /datasets/{dataset.slug}/: {layers}")

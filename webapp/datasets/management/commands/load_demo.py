@@ -92,4 +92,5 @@ class Command(BaseCommand):
             job = import_job_run(job.id, progress=tqdm_progress())
         if job.status != JobStatus.SUCCEEDED:
             raise CommandError(job.error or f"The demo import ended as {job.status}.")
+        assert job.dataset is not None  # a succeeded import published its dataset
         self.stdout.write(self.style.SUCCESS(f"Demo dataset ready: /datasets/{job.dataset.slug}/"))
