@@ -17,7 +17,8 @@ Estimators:
 - numerical density Nv = sum Q- / (h sum A_k), A_k the region's area in reference section k;
 - total number N = Nv V, V the region's volume (mask voxels or the whole volume);
 - detected fraction D / N, D the detections in the region (pass the accepted true positives, as
-  false positives would inflate it), miss rate 1 - D / N;
+  false positives would inflate it), miss rate 1 - D / N (negative when D exceeds the estimate
+  of N: false positives among D, or chance; reported as it is);
 - sampled miss rate 1 - sum M / sum Q-, M the marked objects that match a detection: the share of
   the disector's own sample of objects that the segmentation missed, which is much tighter than
   D / N (binomial in sum Q- instead of the count error of N) and blind to false positives.
@@ -50,7 +51,6 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from scipy import stats
 
 from pipeline.errors import InvalidInputError
 
@@ -396,6 +396,8 @@ def _interval_n(
     n_hat: float, ce: float, sum_q: float, scale: float, z: float, confidence: float
 ) -> tuple[float, float]:
     if sum_q <= 0:
+        from scipy import stats  # scipy.stats takes a while to import: only when estimating
+
         upper = float(stats.chi2.ppf(confidence + (1 - confidence) / 2, 2)) / 2
         return 0.0, upper * scale
     return max(n_hat * (1 - z * ce), 0.0), n_hat * (1 + z * ce)
@@ -441,6 +443,8 @@ def estimate_from_pairs(
     scale = region_volume_um3 / (h_um * sum_a)  # N per counted object
     nv = sum_q / (h_um * sum_a)
     n_hat = nv * region_volume_um3
+    from scipy import stats
+
     z = float(stats.norm.ppf(0.5 + confidence / 2))
     ce = ratio_ce(q, area, smoothness=smoothness, sampling_fraction=sampling_fraction)
     sampled: tuple[float | None, float | None, float | None] = (None, None, None)
