@@ -35,7 +35,16 @@ Confidence intervals (``method``):
   bound of N is the exact Poisson (Garwood) one.
 - ``bootstrap``: percentile intervals from resampling the pairs with replacement (seeded). It
   treats the systematic pairs as independent, which overstates the variance when the density
-  varies smoothly along the axis: conservative.
+  varies smoothly along the axis: conservative for N; ``ce`` is then the bootstrap's sd / N.
+
+Measured on synthetic truth (balls 80-120 um across, 15 % dropped, 8 volumes x 25 plans per
+row; ``tests/pipeline/test_stereology.py`` checks a smaller run): N is unbiased (mean error
+under 1 %); inside a kidney-like ellipsoidal mask the 95 % intervals (``gundersen``, m = 0)
+cover the true N and miss rate in 96-100 % of plans with 6 to 16 pairs, and the sampled miss
+rate's Wilson interval in 94-100 %. When the region fills the volume to its faces, few pairs
+(K = 6, T longer than the objects) leave the interval of N too narrow (72 % coverage): the ends
+of the axis then change the counts abruptly; use 10 or more pairs there (100 % coverage), or a
+mask with some background around the region.
 
 Per reviewer, each reviewer's pairs are used; *pooled*, each pair's count is the mean over the
 reviewers who counted it (the same pairs counted twice are replicates, not new objects).
@@ -462,6 +471,7 @@ def estimate_from_pairs(
         boot_n = boot_q / (h_um * boot_a) * region_volume_um3
         tail = (1 - confidence) / 2 * 100
         n_low, n_high = (float(v) for v in np.percentile(boot_n, [tail, 100 - tail]))
+        ce = float(np.std(boot_n) / n_hat) if n_hat > 0 else float("nan")
         if sum_q <= 0:
             n_low, n_high = _interval_n(n_hat, ce, sum_q, scale, z, confidence)
         if m is not None and sum_q > 0:
