@@ -31,9 +31,9 @@ Confidence intervals (``method``):
   counting noise (nugget) of the counts, sum Q- (1 - h / T): Poisson with the finite-population
   correction for the share of the length the disectors cover; the ratio sum Q- / sum A by the
   delta method CE^2(R) = CE^2(Q) + CE^2(A) - 2 cov(Q, A) / (sum Q sum A) (Cruz-Orive 1999).
-  N's interval is N (1 +- z CE); D / N and the miss rate follow by monotone transformation; the sampled miss
-  rate gets the Wilson interval (statsmodels) on sum M of sum Q-. With sum Q- = 0 the upper
-  bound of N is the exact Poisson (Garwood) one.
+  N's interval is N (1 +- z CE); D / N and the miss rate follow by monotone transformation;
+  the sampled miss rate gets the Wilson interval (statsmodels) on sum M of sum Q-. With
+  sum Q- = 0 the upper bound of N is the exact Poisson (Garwood) one.
 - ``bootstrap``: percentile intervals from resampling the pairs with replacement (seeded). It
   treats the systematic pairs as independent, which overstates the variance when the density
   varies smoothly along the axis: conservative for N; ``ce`` is then the bootstrap's sd / N.
