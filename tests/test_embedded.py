@@ -126,6 +126,9 @@ class Embedded:
     def ping(self) -> dict:
         producer = Celery(
             "producer",
+            # Not the current app: shared_task calls of later tests in this process would
+            # publish through it, into this test's spool.
+            set_as_current=False,
             broker=f"{TRANSPORT_ALIAS}://",
             broker_transport_options=spool_transport_options(self.spool),
         )

@@ -104,7 +104,10 @@ def _wait_until_ended(job_id: int, states: list[str], timeout: float = 120) -> D
             states.append(job.state)
         return job if job.status not in (JobStatus.QUEUED, JobStatus.RUNNING) else None
 
-    return wait_for(ended, timeout, f"job {job_id} to end (states {states})")
+    try:
+        return wait_for(ended, timeout, f"job {job_id} to end")
+    except AssertionError as error:  # the states seen say where it stuck
+        raise AssertionError(f"{error} (states seen: {states})") from None
 
 
 def _store_digest(dataset: Dataset) -> dict[str, str]:
