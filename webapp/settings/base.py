@@ -68,6 +68,7 @@ INSTALLED_APPS = [
     "webapp.core",
     "webapp.accounts",
     "webapp.datasets",
+    "webapp.detections",
     "webapp.viewer",
 ]
 
