@@ -115,7 +115,7 @@ def mesh_file_bytes(mesh: ObjectMeshData, file_format: str) -> bytes:
         vertices=mesh.vertices / NM_PER_UM, faces=mesh.faces, process=False, validate=False
     )
     if file_format == "glb":
-        data = trimesh.Scene(surface).export(file_type="glb")
+        data = trimesh.Scene(surface).export(file_type="glb")  # type: ignore[no-untyped-call]
     else:
         data = surface.export(file_type=file_format)
     return data if isinstance(data, bytes) else str(data).encode()
