@@ -17,6 +17,7 @@ api_v1: list[URLPattern | URLResolver] = [
     path("", ApiRootView.as_view(), name="api-root"),
     path("", include("webapp.accounts.api.urls")),
     path("", include("webapp.datasets.api.urls")),
+    path("", include("webapp.detections.api.urls")),
     path("", include("webapp.viewer.api.urls")),
 ]
 

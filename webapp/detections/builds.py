@@ -1,0 +1,132 @@
+"""Build a segmentation layer's detections table in a job: measure, then swap the rows in.
+
+The pipeline measures the layer's label image block by block (``pipeline.detections``: memory
+is a block plus one row per object), with the mean intensity of the image the labels belong to
+and the surface areas its meshes recorded. The rows are then written in one transaction, in
+chunks: upserted by ``(layer, segment_id)`` so a segment keeps its row (and whatever refers to
+it), then the rows of segments that no longer exist are deleted. Readers see the old table or
+the new one, never a mix. Builds of one layer are serialised by a lock on the layer's row.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from django.db import transaction
+
+from pipeline.detections import DETECTION_COLUMNS, measure_detections_of_store
+from pipeline.progress import ProgressCallback
+from webapp.core.errors import InvalidRequest
+from webapp.core.jobs.progress import JobProgressWriter
+from webapp.core.jobs.runner import JobRunner
+from webapp.datasets.models import Layer, LayerKind
+from webapp.detections.models import Detection, DetectionBuild
+
+logger = logging.getLogger(__name__)
+
+#: Rows per INSERT ... ON CONFLICT statement: big enough to amortise the round trip, small
+#: enough that one chunk's model objects stay a few megabytes.
+CHUNK_ROWS = 2000
+_VALUE_COLUMNS = [c for c in DETECTION_COLUMNS if c != "segment_id"]
+
+
+def source_image_layer(layer: Layer) -> Layer | None:
+    """The image whose intensities the layer's objects are measured on: the image store that
+    holds the label image under ``labels/`` (NGFF), else the dataset's first image layer."""
+    images = list(Layer.objects.filter(dataset_id=layer.dataset_id, kind=LayerKind.IMAGE))
+    for image in images:
+        if layer.path.startswith(f"{image.path.rstrip('/')}/labels/"):
+            return image
+    return images[0] if images else None
+
+
+def mesh_layer_of(layer: Layer) -> Layer | None:
+    return Layer.objects.filter(
+        dataset_id=layer.dataset_id, kind=LayerKind.MESH, source_layer=layer
+    ).first()
+
+
+def _value(value: Any) -> Any:
+    """A table cell as the database takes it: NaN is a missing value (NULL)."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def _chunks(frame: pd.DataFrame, layer_id: int, build_id: int) -> Iterator[list[Detection]]:
+    columns = list(DETECTION_COLUMNS)
+    for start in range(0, len(frame), CHUNK_ROWS):
+        part = frame.iloc[start : start + CHUNK_ROWS]
+        rows = []
+        for values in part[columns].itertuples(index=False, name=None):
+            fields = {name: _value(v) for name, v in zip(columns, values, strict=True)}
+            rows.append(Detection(layer_id=layer_id, build_id=build_id, **fields))
+        yield rows
+
+
+def detections_replace(
+    layer: Layer, build: DetectionBuild, frame: pd.DataFrame, *, succeed: Any = None
+) -> int:
+    """Make ``frame`` (``DETECTION_COLUMNS``) the layer's table, atomically; returns its size.
+
+    ``succeed`` (the job's success, fenced by its attempt) runs in the same transaction, so a
+    cancelled or superseded build publishes nothing.
+    """
+    with transaction.atomic():
+        # One build of a layer writes at a time; readers are not blocked.
+        Layer.objects.select_for_update().filter(id=layer.id).first()
+        for rows in _chunks(frame, layer.id, build.id):
+            Detection.objects.bulk_create(
+                rows,
+                update_conflicts=True,
+                unique_fields=["layer", "segment_id"],
+                update_fields=["build", *_VALUE_COLUMNS],
+            )
+        Detection.objects.filter(layer=layer).exclude(build=build).delete()
+        if succeed is not None:
+            succeed(n_detections=len(frame))
+    return len(frame)
+
+
+class DetectionBuildRunner(JobRunner[DetectionBuild]):
+    """Measure one segmentation layer and replace its detections table."""
+
+    model = DetectionBuild
+    work_prefix = "detections"
+    failure_message = (
+        "Building the detections table failed because of an internal error ({kind}); "
+        "see the job log."
+    )
+
+    def load(self) -> DetectionBuild:
+        return DetectionBuild.objects.select_related("layer__dataset", "owner").get(id=self.job_id)
+
+    def work(self, job: DetectionBuild, work_dir: Path, progress: JobProgressWriter) -> None:
+        layer = job.layer
+        if layer.kind != LayerKind.SEGMENTATION:
+            raise InvalidRequest(f"Layer {layer.name!r} is not a segmentation layer.")
+        root = layer.dataset.root
+        image = source_image_layer(layer)
+        meshes = mesh_layer_of(layer)
+        frame = measure_detections_of_store(
+            root / layer.path,
+            image_path=root / image.path if image is not None else None,
+            meshes_dir=root / meshes.path if meshes is not None else None,
+            progress=progress,
+        )
+        progress.check_cancelled()
+        progress.write("saving", 0, len(frame))
+        detections_replace(layer, job, frame, succeed=self.succeed)
+        logger.info("detections of layer %s: %d rows", layer.id, len(frame))
+
+
+def detections_build_run(
+    job_id: int, *, progress: ProgressCallback | None = None
+) -> DetectionBuild:
+    """Run build ``job_id`` to its end (idempotent: an ended build is left as it is)."""
+    return DetectionBuildRunner(job_id, progress=progress).run()
