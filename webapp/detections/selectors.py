@@ -152,15 +152,18 @@ class DetectionQuery:
         return cls(tuple(ranges), region, ordering)
 
     def order_by(self) -> list[str]:
-        """The SQL order: the column (or the indexed one it is proportional to), then the
-        segment id in the same direction, so one index serves both directions."""
+        """The SQL order: the column, then the segment id, in the same direction, so that one
+        index serves both directions. A column without an index of its own is sorted by the
+        indexed column it grows with first (voxels by volume...), then by itself: the index
+        delivers the order, and only ties (if rounding makes any) are sorted."""
         descending = self.ordering.startswith("-")
         column = self.ordering.removeprefix("-")
-        column = ORDERING_PROXY.get(column, column)
         sign = "-" if descending else ""
         if column == "segment_id":
             return [f"{sign}segment_id"]
-        return [f"{sign}{column}", f"{sign}segment_id"]
+        proxy = ORDERING_PROXY.get(column)
+        first = [f"{sign}{proxy}"] if proxy else []
+        return [*first, f"{sign}{column}", f"{sign}segment_id"]
 
     def apply(self, queryset: QuerySet[Detection]) -> QuerySet[Detection]:
         for column, side, value in self.ranges:
