@@ -123,6 +123,11 @@ class DetectionQuery:
     region: tuple[int, int, int, int, int, int] | None = None
     ordering: str = DEFAULT_ORDERING
 
+    @property
+    def filters(self) -> bool:
+        """Whether it selects fewer than all rows."""
+        return bool(self.ranges) or self.region is not None
+
     @classmethod
     def from_params(cls, params: Mapping[str, str]) -> DetectionQuery:
         """Parse ``<column>_min``, ``<column>_max``, ``region`` and ``ordering``; 400 for a
@@ -185,6 +190,40 @@ def detections_of_layer(layer: Layer, query: DetectionQuery | None = None) -> Qu
     """The layer's detections, filtered and ordered by ``query``."""
     queryset = Detection.objects.filter(layer_id=layer.id)
     return (query or DetectionQuery()).apply(queryset)
+
+
+def detection_keys(layer: Layer, query: DetectionQuery) -> QuerySet[Detection, int]:
+    """The segment ids of the layer's detections in the query's order.
+
+    Lists page these first and fetch the page's rows afterwards (:func:`detection_rows`): every
+    index holds ``(layer, column, segment_id)``, so once the table is vacuumed a page deep in the
+    order skips its offset inside the index (index-only) instead of reading every skipped row.
+    """
+    return detections_of_layer(layer, query).values_list("segment_id", flat=True)
+
+
+def detection_rows(layer: Layer, segment_ids: Sequence[int]) -> list[dict[str, Any]]:
+    """The columns (and database id) of these detections, in the order of ``segment_ids``."""
+    position = {segment_id: i for i, segment_id in enumerate(segment_ids)}
+    rows = list(
+        Detection.objects.filter(layer_id=layer.id, segment_id__in=list(segment_ids)).values(
+            "id", *DETECTION_COLUMNS
+        )
+    )
+    rows.sort(key=lambda row: position[row["segment_id"]])
+    return rows
+
+
+def table_count(layer: Layer) -> int:
+    """How many detections the layer's table holds, without counting: the build that wrote the
+    rows recorded it in the transaction that wrote them."""
+    built = (
+        DetectionBuild.objects.filter(layer=layer, status=JobStatus.SUCCEEDED)
+        .order_by("-finished", "-id")
+        .values_list("n_detections", flat=True)
+        .first()
+    )
+    return int(built or 0)
 
 
 def detection_get(layer: Layer, segment_id: int) -> Detection:

@@ -31,6 +31,7 @@ from pipeline.mesh_export import (
     read_object_mesh,
 )
 from webapp.core.errors import InvalidRequest, NotFound
+from webapp.core.pagination import BoundedLimitOffsetPagination
 from webapp.core.permissions import VIEW, RestrictedAPIView
 from webapp.core.users import signed_in_user
 from webapp.datasets.models import Dataset, Layer
@@ -71,6 +72,18 @@ _QUERY_PARAMETERS = [
     ),
     *_RANGE_PARAMETERS,
 ]
+
+
+class DetectionPagination(BoundedLimitOffsetPagination):
+    """The core pagination, with the count taken from the table's build when the view knows
+    it (an unfiltered list: no COUNT over 100,000 rows per page)."""
+
+    known_count: int | None = None
+
+    def get_count(self, queryset: Any) -> int:
+        if self.known_count is not None:
+            return self.known_count
+        return int(super().get_count(queryset))
 
 
 class DownloadRenderer(BaseRenderer):
@@ -122,12 +135,31 @@ class DetectionListView(_LayerView, generics.ListAPIView[Detection]):
     """
 
     serializer_class = DetectionSerializer
+    pagination_class = DetectionPagination
 
     def get_queryset(self) -> QuerySet[Detection]:
         layer = self.layer()
         return selectors.detections_of_layer(
             layer, DetectionQuery.from_params(self.request.query_params)
         )
+
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Page the ordered segment ids, then read the page's rows (see ``detection_keys``).
+
+        The rows are the database's values as they are (numbers and nulls, in the
+        serializer's fields), so no per-field serializer work is done for a page.
+        """
+        layer = self.layer()
+        query = DetectionQuery.from_params(request.query_params)
+        paginator = self.paginator
+        assert isinstance(paginator, DetectionPagination)
+        if not query.filters:
+            paginator.known_count = selectors.table_count(layer)
+        page = paginator.paginate_queryset(
+            selectors.detection_keys(layer, query), request, view=self
+        )
+        rows = selectors.detection_rows(layer, page or [])
+        return paginator.get_paginated_response(rows)
 
 
 class DetectionDetailView(_LayerView):
