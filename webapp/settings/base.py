@@ -236,6 +236,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TRACK_STARTED = True
 CELERY_RESULT_EXTENDED = True
 CELERY_TASK_ALWAYS_EAGER = False
+# Where tasks are sent, also those a task queues (an import queues its detections builds): the
+# queue this site's workers consume (`celery worker -Q`); the integration tests give each
+# worker a queue of its own.
+CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "celery")
 
 # Background jobs (webapp.core.jobs): a running job's worker refreshes its heartbeat every
 # quarter of this lease; a job whose heartbeat is older (or whose worker process is gone) shows
