@@ -98,6 +98,12 @@ def _merged(vertices: npt.NDArray[Any], faces: npt.NDArray[Any]) -> ObjectMeshDa
     return ObjectMeshData(unique, inverse.reshape(-1)[f])
 
 
+def mesh_dir_check(mesh_dir: Path) -> None:
+    """Raise InvalidInputError unless ``mesh_dir`` holds a readable precomputed mesh ``info``
+    (before a stream starts: a failure after its first bytes could no longer be reported)."""
+    _info(Path(mesh_dir))
+
+
 def mesh_ids(mesh_dir: Path) -> list[int]:
     """Ids of every object with a mesh in ``mesh_dir``, sorted."""
     return stored_segment_ids(Path(mesh_dir))
