@@ -59,7 +59,7 @@ def test_rebuild_keeps_rows_of_segments_that_remain_and_drops_the_others(
     after = dict(Detection.objects.filter(layer=layer).values_list("segment_id", "id"))
     assert sorted(after) == list(range(21, 61))
     assert all(after[s] == ids_before[s] for s in range(21, 51))  # same rows, new values
-    assert set(Detection.objects.filter(layer=layer).values_list("build", flat=True)) == {second.id}
+    assert set(Detection.objects.filter(layer=layer).values_list("build_number", flat=True)) == {second.id}
     row = Detection.objects.get(layer=layer, segment_id=30)
     assert row.voxels == int(changed.set_index("segment_id").loc[30, "voxels"])
     assert first.id != second.id
@@ -139,3 +139,13 @@ def test_load_demo_ends_with_the_demo_table(
     assert np.all(
         np.array(Detection.objects.filter(layer=layer).values_list("surface_area", flat=True)) > 0
     )
+
+
+def test_deleting_builds_keeps_rows_and_deleting_the_dataset_removes_them(
+    make_layer: Any,
+) -> None:
+    layer = make_layer(rows=40)
+    DetectionBuild.objects.filter(layer=layer).delete()
+    assert Detection.objects.filter(layer=layer).count() == 40
+    layer.dataset.delete()
+    assert not Detection.objects.exists()
