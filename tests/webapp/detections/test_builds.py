@@ -59,7 +59,8 @@ def test_rebuild_keeps_rows_of_segments_that_remain_and_drops_the_others(
     after = dict(Detection.objects.filter(layer=layer).values_list("segment_id", "id"))
     assert sorted(after) == list(range(21, 61))
     assert all(after[s] == ids_before[s] for s in range(21, 51))  # same rows, new values
-    assert set(Detection.objects.filter(layer=layer).values_list("build_number", flat=True)) == {second.id}
+    builds = Detection.objects.filter(layer=layer).values_list("build_number", flat=True)
+    assert set(builds) == {second.id}
     row = Detection.objects.get(layer=layer, segment_id=30)
     assert row.voxels == int(changed.set_index("segment_id").loc[30, "voxels"])
     assert first.id != second.id
