@@ -1,5 +1,7 @@
 """Annotome pipeline on files: convert, train, predict, segment, measure, mesh, evaluate, run.
 
+Also ``detections`` (a label image's detections table without meshing).
+
 Each subcommand lives in ``pipeline/commands/<name>.py``.
 """
 
@@ -19,6 +21,7 @@ COMMAND_MODULES: list[str] = [
     "predict",
     "segment",
     "measure",
+    "detections",
     "mesh",
     "fit_thresholds",
     "evaluate",
