@@ -190,6 +190,9 @@ VIEWER_STATE_SAVE_RATE = env_str("ANNOTOME_STATE_SAVE_RATE", "60/min")
 # object, and meshes load for the objects the user selects. Each selected object costs
 # Neuroglancer two requests at open (the demo's 300: 13.9 s vs 6.4 s, bench/viewer.py).
 VIEWER_DEFAULT_SEGMENTS = int(env_str("ANNOTOME_VIEWER_DEFAULT_SEGMENTS", "50"))
+# Build a segmentation layer's detections table when an import publishes it (a background job
+# per layer). Off: tables are built only when asked (API rebuild, `build_detections`).
+DETECTIONS_AUTO_BUILD = env_bool("ANNOTOME_DETECTIONS_AUTO_BUILD", True)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

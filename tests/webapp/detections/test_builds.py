@@ -150,3 +150,19 @@ def test_deleting_builds_keeps_rows_and_deleting_the_dataset_removes_them(
     assert Detection.objects.filter(layer=layer).count() == 40
     layer.dataset.delete()
     assert not Detection.objects.exists()
+
+
+def test_build_detections_command(imported: Any, make_layer: Any) -> None:
+    from io import StringIO
+
+    from django.core.management.base import CommandError
+
+    dataset = imported[0]
+    out = StringIO()
+    call_command("build_detections", "--missing", stdout=out)
+    assert out.getvalue() == ""  # the imported layer has its table
+    call_command("build_detections", dataset.slug, "--layer", "nuclei", stdout=out)
+    assert f"{dataset.slug}/nuclei: 3 detections" in out.getvalue()
+    make_layer(slug="no-files")
+    with pytest.raises(CommandError, match="1 build"):
+        call_command("build_detections", "no-files", stdout=out, stderr=StringIO())
