@@ -1,6 +1,7 @@
 """Annotome pipeline on files: convert, train, predict, segment, measure, mesh, evaluate, run.
 
 Proofreading statistics too: agreement (kappas, consensus) and disector (miss-rate estimate).
+Also ``detections`` (a label image's detections table without meshing).
 
 Each subcommand lives in ``pipeline/commands/<name>.py``.
 """
@@ -21,6 +22,7 @@ COMMAND_MODULES: list[str] = [
     "predict",
     "segment",
     "measure",
+    "detections",
     "mesh",
     "fit_thresholds",
     "evaluate",

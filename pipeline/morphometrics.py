@@ -2,7 +2,8 @@
 
 Statistics are gathered block by block (a zarr array is read one chunk or shard at a time) and
 merged per id, so objects that cross block borders are measured exactly and memory is bounded by a
-block plus one row per object, not by the volume.
+block plus one row per object, not by the volume. Given an image of the same shape, the same pass
+sums its values per object (the mean image intensity of each object).
 """
 
 from __future__ import annotations
@@ -87,9 +88,19 @@ class LabelStats:
     centroids: npt.NDArray[np.float64]  # (N, 3) voxel coordinates z y x
     bbox_min: npt.NDArray[np.int64]  # (N, 3) inclusive
     bbox_max: npt.NDArray[np.int64]  # (N, 3) exclusive
+    # (N,) sum of the image's values over each object's voxels, when an image was given
+    intensity_sums: npt.NDArray[np.float64] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    @property
+    def mean_intensity(self) -> npt.NDArray[np.float64] | None:
+        """Mean image value per object (None when measured without an image)."""
+        if self.intensity_sums is None:
+            return None
+        result: npt.NDArray[np.float64] = self.intensity_sums / self.voxels
+        return result
 
 
 @dataclass
@@ -99,6 +110,7 @@ class _Partial:
     sums: npt.NDArray[np.float64]
     lo: npt.NDArray[np.int64]
     hi: npt.NDArray[np.int64]
+    intensity: npt.NDArray[np.float64] | None = None
 
 
 def block_shape_of(labels: LabelArray) -> tuple[int, ...]:
@@ -121,7 +133,11 @@ def iter_blocks(shape: Sequence[int], block: Sequence[int]) -> Iterator[tuple[sl
         )
 
 
-def _block_partial(block: npt.NDArray[Any], offset: npt.NDArray[np.int64]) -> _Partial | None:
+def _block_partial(
+    block: npt.NDArray[Any],
+    offset: npt.NDArray[np.int64],
+    image: npt.NDArray[Any] | None = None,
+) -> _Partial | None:
     if block.dtype.kind not in "ui":
         raise InvalidInputError(f"label images must hold integers, not {block.dtype}")
     if block.dtype.kind == "i" and block.size and int(block.min()) < 0:
@@ -143,8 +159,24 @@ def _block_partial(block: npt.NDArray[Any], offset: npt.NDArray[np.int64]) -> _P
     lo = boxes[:, 0::2] + offset
     hi = boxes[:, 1::2] + offset + 1
     sums = (centroids + offset) * counts[:, None]
+    intensity = None
+    if image is not None:
+        if image.shape != block.shape:
+            raise InvalidInputError(
+                f"the image block has shape {image.shape}, the label block {block.shape}"
+            )
+        # Float64 sums are exact for integer images up to 2**53 per object.
+        per_id = np.bincount(
+            dense.ravel(), weights=image.ravel().astype(np.float64, copy=False), minlength=n
+        )
+        intensity = np.asarray(per_id[keep][present], dtype=np.float64)
     return _Partial(
-        original[keep][present], counts[present], sums[present], lo[present], hi[present]
+        original[keep][present],
+        counts[present],
+        sums[present],
+        lo[present],
+        hi[present],
+        intensity,
     )
 
 
@@ -160,25 +192,40 @@ def _merge(parts: list[_Partial]) -> _Partial:
     np.add.at(sums, inverse, np.concatenate([p.sums for p in parts]))
     np.minimum.at(lo, inverse, np.concatenate([p.lo for p in parts]))
     np.maximum.at(hi, inverse, np.concatenate([p.hi for p in parts]))
-    return _Partial(unique.astype(np.uint64), voxels, sums, lo, hi)
+    intensity = None
+    if all(p.intensity is not None for p in parts):
+        intensity = np.zeros(n, dtype=np.float64)
+        np.add.at(intensity, inverse, np.concatenate([p.intensity for p in parts]))
+    return _Partial(unique.astype(np.uint64), voxels, sums, lo, hi, intensity)
 
 
 def label_stats(
     labels: LabelArray,
     block_shape: Sequence[int] | None = None,
     progress: ProgressCallback = no_progress,
+    *,
+    image: LabelArray | None = None,
 ) -> LabelStats:
-    """Voxel counts, centroids and bounding boxes of every non-zero id, one block at a time."""
+    """Voxel counts, centroids and bounding boxes of every non-zero id, one block at a time.
+
+    With ``image`` (same shape as ``labels``, read block by block at the same places), also the
+    sum of its values over each object (``LabelStats.intensity_sums``).
+    """
     shape = tuple(int(s) for s in labels.shape)
     if len(shape) != 3:
         raise InvalidInputError(f"expected a 3D label image (z, y, x), got shape {shape}")
+    if image is not None and tuple(int(s) for s in image.shape) != shape:
+        raise InvalidInputError(
+            f"the image has shape {tuple(image.shape)}, the labels {shape}: they must match"
+        )
     block = tuple(block_shape) if block_shape is not None else block_shape_of(labels)
     blocks = list(iter_blocks(shape, block))
     parts: list[_Partial] = []
     rows = 0
     for done, slices in enumerate(blocks, start=1):
         offset = np.array([s.start for s in slices], dtype=np.int64)
-        part = _block_partial(np.asarray(labels[slices]), offset)
+        image_block = None if image is None else np.asarray(image[slices])
+        part = _block_partial(np.asarray(labels[slices]), offset, image_block)
         if part is not None:
             parts.append(part)
             rows += len(part.ids)
@@ -189,7 +236,12 @@ def label_stats(
     if not parts:
         empty3 = np.zeros((0, 3), dtype=np.int64)
         return LabelStats(
-            np.zeros(0, np.uint64), np.zeros(0, np.int64), empty3.astype(np.float64), empty3, empty3
+            np.zeros(0, np.uint64),
+            np.zeros(0, np.int64),
+            empty3.astype(np.float64),
+            empty3,
+            empty3,
+            None if image is None else np.zeros(0, np.float64),
         )
     merged = _merge(parts)
     return LabelStats(
@@ -198,6 +250,7 @@ def label_stats(
         centroids=merged.sums / merged.voxels[:, None],
         bbox_min=merged.lo,
         bbox_max=merged.hi,
+        intensity_sums=merged.intensity,
     )
 
 

@@ -258,6 +258,8 @@ def test_a_sigkilled_worker_is_restarted_and_its_import_finishes(
         DJANGO_SETTINGS_MODULE="embedded_test_settings",
         PYTHONPATH=str(REPO_ROOT / "tests" / "integration"),
         ANNOTOME_TEST_PROGRESS_PAUSE=str(pause),
+        # no detections build after the import: DATA_ROOT/tmp must be empty when it ends
+        ANNOTOME_DETECTIONS_AUTO_BUILD="0",
     )
     embedded.wait_ready()
     subprocess.run(

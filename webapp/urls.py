@@ -17,6 +17,7 @@ api_v1: list[URLPattern | URLResolver] = [
     path("", ApiRootView.as_view(), name="api-root"),
     path("", include("webapp.accounts.api.urls")),
     path("", include("webapp.datasets.api.urls")),
+    path("", include("webapp.detections.api.urls")),
     path("", include("webapp.viewer.api.urls")),
 ]
 
@@ -31,5 +32,6 @@ urlpatterns = [
     path("", include("webapp.datasets.serving_urls")),
     # Dataset pages (import) before the viewer's catch-all datasets/<slug>/.
     path("datasets/", include("webapp.datasets.urls")),
+    path("datasets/", include("webapp.detections.urls")),
     path("", include("webapp.viewer.urls")),
 ]

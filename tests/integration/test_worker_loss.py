@@ -34,7 +34,13 @@ LEASE_SECONDS = "4"
 # While this file exists, a job's progress reports wait (after writing): the test kills a
 # worker at a known point of a running import, then lets the next attempt go on.
 PAUSE = "{tmp_path}/pause-progress"
-PAUSABLE_JOB = {"ANNOTOME_TEST_PROGRESS_PAUSE": PAUSE, "ANNOTOME_JOB_LEASE_SECONDS": LEASE_SECONDS}
+# No detections builds after an import: the worker (one process) must be free for the next
+# import the test queues, which it pauses and kills at a known point.
+PAUSABLE_JOB = {
+    "ANNOTOME_TEST_PROGRESS_PAUSE": PAUSE,
+    "ANNOTOME_JOB_LEASE_SECONDS": LEASE_SECONDS,
+    "ANNOTOME_DETECTIONS_AUTO_BUILD": "0",
+}
 
 
 @pytest.fixture

@@ -205,7 +205,11 @@ class RestrictedQuerySet(models.QuerySet[M]):
 
 class RestrictedByParent(RestrictedQuerySet[M]):
     """Rows whose permissions are their parent's: ``parent_actions`` maps an action on the row
-    to the action needed on the parent named by ``parent_field`` (e.g. a share link's dataset)."""
+    to the action needed on the parent named by ``parent_field`` (e.g. a share link's dataset).
+
+    ``parent_field`` may be a path through foreign keys (``"layer__dataset"``): the parent is
+    then the model at its end, e.g. the dataset of a detection's layer.
+    """
 
     parent_field: ClassVar[str] = ""
     parent_actions: ClassVar[Mapping[str, str]] = {}
@@ -216,7 +220,9 @@ class RestrictedByParent(RestrictedQuerySet[M]):
         if action not in self.parent_actions:
             known = ", ".join(sorted(self.parent_actions))
             raise ValueError(f"unknown action {action!r}; known: {known}")
-        parent_model = self.model._meta.get_field(self.parent_field).related_model
+        parent_model: Any = self.model
+        for name in self.parent_field.split("__"):
+            parent_model = parent_model._meta.get_field(name).related_model
         assert isinstance(parent_model, type) and issubclass(parent_model, models.Model)
         parents = parent_model._default_manager.all()
         assert isinstance(parents, RestrictedQuerySet)

@@ -10,7 +10,9 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
@@ -27,6 +29,23 @@ logger = logging.getLogger(__name__)
 
 J = TypeVar("J", bound=Job)
 
+_run_inline: ContextVar[bool] = ContextVar("jobs_run_inline", default=False)
+
+
+@contextmanager
+def jobs_run_inline() -> Iterator[None]:
+    """Jobs queued meanwhile run in this process once their row commits, not in a worker.
+
+    For commands whose results must be complete when they end, whether or not a worker runs
+    (``load_demo``: the demo's follow-up jobs, such as its detections tables, which other apps
+    queue on signals the command cannot know about).
+    """
+    token = _run_inline.set(True)
+    try:
+        yield
+    finally:
+        _run_inline.reset(token)
+
 
 def job_create_queued(
     model: type[J], *, task: Any, task_kwargs: dict[str, Any] | None = None, **fields: Any
@@ -34,18 +53,27 @@ def job_create_queued(
     """Create a queued job row and, once the transaction commits, send ``task(job.id)``.
 
     ``task`` is a Celery task (or None to leave the job for the caller to run in-process).
-    Sending on commit means a worker never sees a job id whose row it cannot read yet.
+    Sending on commit means a worker never sees a job id whose row it cannot read yet. Inside
+    :func:`jobs_run_inline` the task runs in this process instead, also on commit.
     """
     task_id = str(uuid.uuid4()) if task is not None else ""
+    inline = _run_inline.get()
     with transaction.atomic():
         job = model._default_manager.create(celery_task_id=task_id, **fields)
         if task is not None:
-            transaction.on_commit(partial(_send, task, job.pk, task_id, task_kwargs or {}))
+            transaction.on_commit(
+                partial(_send, task, job.pk, task_id, task_kwargs or {}, inline=inline)
+            )
     return job
 
 
-def _send(task: Any, job_id: int, task_id: str, kwargs: dict[str, Any]) -> None:
-    task.apply_async(args=[job_id], kwargs=kwargs, task_id=task_id)
+def _send(
+    task: Any, job_id: int, task_id: str, kwargs: dict[str, Any], *, inline: bool = False
+) -> None:
+    if inline:
+        task.apply(args=[job_id], kwargs=kwargs, task_id=task_id)
+    else:
+        task.apply_async(args=[job_id], kwargs=kwargs, task_id=task_id)
 
 
 @dataclass(frozen=True)

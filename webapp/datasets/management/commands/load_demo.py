@@ -17,6 +17,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from pipeline.progress import tqdm_progress
 from pipeline.synthetic import make_nuclei_volume
+from webapp.core.jobs.lifecycle import jobs_run_inline
 from webapp.datasets.models import Dataset, JobStatus, Visibility
 from webapp.datasets.services import dataset_delete, import_job_create, import_job_run
 
@@ -89,7 +90,10 @@ class Command(BaseCommand):
                 ),
                 enqueue=False,
             )
-            job = import_job_run(job.id, progress=tqdm_progress())
+            # What other apps queue when the layers appear (detections tables...) runs here
+            # too: the demo is complete when the command ends, with or without a worker.
+            with jobs_run_inline():
+                job = import_job_run(job.id, progress=tqdm_progress())
         if job.status != JobStatus.SUCCEEDED:
             raise CommandError(job.error or f"The demo import ended as {job.status}.")
         assert job.dataset is not None  # a succeeded import published its dataset

@@ -1,0 +1,224 @@
+"""The detections table of a label image: one row per object, in voxels and in micrometres.
+
+Statistics come from :func:`pipeline.morphometrics.label_stats` (one pass, block by block, so
+memory is bounded by a block plus one row per object); the same pass sums the image over each
+object when an image level of the same shape exists (the mean intensity). Surface areas come from
+the meshes: :func:`pipeline.meshing.build_meshes` measures each object's smoothed surface and
+writes it to ``morphometrics.parquet`` beside them (um^2); objects without one get no area and
+no sphericity. ``mean_probability`` stays empty here: a pipeline run that predicted the volume
+fills it.
+
+Units and positions: physical values are in micrometres whatever the store's unit. Voxel ``i``
+has its centre at ``translation + i * voxel_size`` (NGFF's pixel-centre convention, and where
+the meshes put it), so the box of voxels ``[lo, hi)`` spans ``translation + (lo - 0.5) *
+voxel_size`` to ``translation + (hi - 0.5) * voxel_size``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from pipeline.errors import InvalidInputError
+from pipeline.morphometrics import LabelArray, LabelStats, label_stats, sphericity
+from pipeline.progress import ProgressCallback, no_progress
+
+MORPHOMETRICS_PARQUET = "morphometrics.parquet"
+MORPHOMETRICS_CSV = "morphometrics.csv"
+
+#: The table's columns, in order (the database's and the exports' order too).
+DETECTION_COLUMNS: tuple[str, ...] = (
+    "segment_id",
+    "voxels",
+    "volume",
+    "surface_area",
+    "sphericity",
+    "mean_intensity",
+    "mean_probability",
+    "centroid_z",
+    "centroid_y",
+    "centroid_x",
+    "centroid_z_um",
+    "centroid_y_um",
+    "centroid_x_um",
+    "bbox_z0",
+    "bbox_y0",
+    "bbox_x0",
+    "bbox_z1",
+    "bbox_y1",
+    "bbox_x1",
+    "bbox_z0_um",
+    "bbox_y0_um",
+    "bbox_x0_um",
+    "bbox_z1_um",
+    "bbox_y1_um",
+    "bbox_x1_um",
+)
+#: What each column holds, for people reading an export or the API schema.
+COLUMN_DESCRIPTIONS: dict[str, str] = {
+    "segment_id": "the object's id in the label image",
+    "voxels": "number of voxels",
+    "volume": "volume in um^3 (voxels times the voxel volume)",
+    "surface_area": "surface area in um^2 of the object's smoothed mesh (empty without meshes)",
+    "sphericity": "pi^(1/3) (6 V)^(2/3) / A: 1 for a sphere (empty without a surface area)",
+    "mean_intensity": "mean value of the image over the object's voxels (first channel)",
+    "mean_probability": "mean foreground probability of a pipeline run's prediction",
+    **{f"centroid_{a}": f"centroid, {a} in voxels" for a in "zyx"},
+    **{f"centroid_{a}_um": f"centroid, {a} in um" for a in "zyx"},
+    **{f"bbox_{a}0": f"bounding box, first voxel along {a}" for a in "zyx"},
+    **{f"bbox_{a}1": f"bounding box, one past the last voxel along {a}" for a in "zyx"},
+    **{f"bbox_{a}0_um": f"bounding box, lower edge along {a} in um" for a in "zyx"},
+    **{f"bbox_{a}1_um": f"bounding box, upper edge along {a} in um" for a in "zyx"},
+}
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Where a label image's voxels lie: voxel size and origin in nanometres, z y x."""
+
+    voxel_size_nm: tuple[float, float, float]
+    translation_nm: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+    def __post_init__(self) -> None:
+        if len(self.voxel_size_nm) != 3 or any(not v > 0 for v in self.voxel_size_nm):
+            raise InvalidInputError(f"voxel size must be 3 positive numbers: {self.voxel_size_nm}")
+        if len(self.translation_nm) != 3:
+            raise InvalidInputError(f"translation must be 3 numbers: {self.translation_nm}")
+
+
+def detections_frame(
+    stats: LabelStats,
+    geometry: Geometry,
+    areas_um2: Mapping[int, float] | None = None,
+) -> pd.DataFrame:
+    """The detections table (``DETECTION_COLUMNS``) of measured objects."""
+    voxel_um = np.asarray(geometry.voxel_size_nm, dtype=np.float64) * 1e-3
+    origin_um = np.asarray(geometry.translation_nm, dtype=np.float64) * 1e-3
+    n = len(stats)
+    volume = stats.voxels.astype(np.float64) * float(np.prod(voxel_um))
+    areas = areas_um2 or {}
+    surface = np.array([areas.get(int(i), np.nan) for i in stats.ids.tolist()], dtype=np.float64)
+    spher = np.array(
+        [
+            sphericity(v, a) if np.isfinite(a) else np.nan
+            for v, a in zip(volume.tolist(), surface.tolist(), strict=True)
+        ],
+        dtype=np.float64,
+    )
+    mean = stats.mean_intensity
+    data: dict[str, npt.NDArray[Any]] = {
+        "segment_id": stats.ids.astype(np.int64),
+        "voxels": stats.voxels.astype(np.int64),
+        "volume": volume,
+        "surface_area": surface,
+        "sphericity": spher,
+        "mean_intensity": np.full(n, np.nan) if mean is None else mean,
+        "mean_probability": np.full(n, np.nan),
+    }
+    centroid_um = origin_um + stats.centroids * voxel_um
+    lo_um = origin_um + (stats.bbox_min - 0.5) * voxel_um
+    hi_um = origin_um + (stats.bbox_max - 0.5) * voxel_um
+    for axis, name in enumerate("zyx"):
+        data[f"centroid_{name}"] = stats.centroids[:, axis]
+    for axis, name in enumerate("zyx"):
+        data[f"centroid_{name}_um"] = centroid_um[:, axis]
+    for axis, name in enumerate("zyx"):
+        data[f"bbox_{name}0"] = stats.bbox_min[:, axis].astype(np.int64)
+    for axis, name in enumerate("zyx"):
+        data[f"bbox_{name}1"] = stats.bbox_max[:, axis].astype(np.int64)
+    for axis, name in enumerate("zyx"):
+        data[f"bbox_{name}0_um"] = lo_um[:, axis]
+    for axis, name in enumerate("zyx"):
+        data[f"bbox_{name}1_um"] = hi_um[:, axis]
+    return pd.DataFrame(data, columns=list(DETECTION_COLUMNS))
+
+
+def measure_detections(
+    labels: LabelArray,
+    geometry: Geometry,
+    *,
+    image: LabelArray | None = None,
+    areas_um2: Mapping[int, float] | None = None,
+    block_shape: Sequence[int] | None = None,
+    progress: ProgressCallback = no_progress,
+) -> pd.DataFrame:
+    """Measure every object of ``labels`` (z y x) block by block; see the module docstring."""
+    stats = label_stats(labels, block_shape, progress, image=image)
+    return detections_frame(stats, geometry, areas_um2)
+
+
+def mesh_areas_um2(meshes_dir: Path | None) -> dict[int, float]:
+    """Surface area (um^2) per object from the morphometrics ``build_meshes`` wrote (or {})."""
+    if meshes_dir is None:
+        return {}
+    parquet, csv = Path(meshes_dir) / MORPHOMETRICS_PARQUET, Path(meshes_dir) / MORPHOMETRICS_CSV
+    try:
+        if parquet.is_file():
+            table = pd.read_parquet(parquet, columns=["id", "surface_area"])
+        elif csv.is_file():
+            table = pd.read_csv(csv, usecols=["id", "surface_area"])
+        else:
+            return {}
+    except (ValueError, KeyError, OSError) as exc:
+        raise InvalidInputError(
+            f"cannot read the surface areas in {Path(meshes_dir).name}: {type(exc).__name__}"
+        )
+    table = table.dropna()
+    return dict(
+        zip(
+            table["id"].astype(np.int64).tolist(),
+            table["surface_area"].astype(np.float64).tolist(),
+            strict=True,
+        )
+    )
+
+
+def image_matching(image_path: Path, shape: Sequence[int]) -> LabelArray | None:
+    """The first channel of the pyramid level of the image at ``image_path`` whose spatial
+    shape is ``shape`` (the labels' voxels), or None when no level matches."""
+    from pipeline.ome_zarr_io import SpatialView, open_multiscale
+
+    image = open_multiscale(Path(image_path))
+    spatial = image.spatial_indices
+    if len(spatial) != len(shape):
+        return None
+    for array in image.levels:
+        if tuple(int(array.shape[i]) for i in spatial) == tuple(int(s) for s in shape):
+            view: LabelArray = array if len(spatial) == array.ndim else SpatialView(array, spatial)
+            return view
+    return None
+
+
+def measure_detections_of_store(
+    labels_path: Path,
+    *,
+    image_path: Path | None = None,
+    meshes_dir: Path | None = None,
+    block_shape: Sequence[int] | None = None,
+    progress: ProgressCallback = no_progress,
+) -> pd.DataFrame:
+    """The detections table of the OME-Zarr label image at ``labels_path`` (its full resolution),
+    with mean intensities from ``image_path`` and surface areas from ``meshes_dir``."""
+    from pipeline.meshing import open_label_level
+
+    level = open_label_level(Path(labels_path))
+    shape = tuple(int(s) for s in level.array.shape)
+    image = image_matching(image_path, shape) if image_path is not None else None
+    geometry = Geometry(
+        (level.voxel_size_nm[0], level.voxel_size_nm[1], level.voxel_size_nm[2]),
+        (level.translation_nm[0], level.translation_nm[1], level.translation_nm[2]),
+    )
+    return measure_detections(
+        level.array,
+        geometry,
+        image=image,
+        areas_um2=mesh_areas_um2(meshes_dir),
+        block_shape=block_shape,
+        progress=progress,
+    )

@@ -1,0 +1,37 @@
+"""Detections API routes, included under /api/v1/."""
+
+from django.urls import path
+
+from webapp.detections.api import views
+
+LAYER = "datasets/<slug:slug>/layers/<str:layer_name>/detections/"
+
+urlpatterns = [
+    path(
+        "datasets/<slug:slug>/detections/",
+        views.DatasetTablesView.as_view(),
+        name="api-dataset-detections",
+    ),
+    path(LAYER, views.DetectionListView.as_view(), name="api-detections-list"),
+    path(f"{LAYER}table/", views.DetectionTableView.as_view(), name="api-detections-table"),
+    path(
+        f"{LAYER}export.<str:table_format>",
+        views.DetectionExportView.as_view(),
+        name="api-detections-export",
+    ),
+    path(
+        f"{LAYER}meshes.zip",
+        views.DetectionMeshesZipView.as_view(),
+        name="api-detections-meshes-zip",
+    ),
+    path(
+        f"{LAYER}<int:segment_id>/",
+        views.DetectionDetailView.as_view(),
+        name="api-detection-detail",
+    ),
+    path(
+        f"{LAYER}<int:segment_id>/mesh.<str:file_format>",
+        views.DetectionMeshView.as_view(),
+        name="api-detection-mesh",
+    ),
+]

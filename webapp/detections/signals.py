@@ -1,0 +1,17 @@
+"""Build the detections table of every segmentation layer whose dataset's layers changed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+
+
+def detections_on_layers_changed(sender: Any, dataset: Any, **kwargs: Any) -> None:
+    """``layers_changed`` receiver: queue a build for each segmentation layer of ``dataset``
+    (unless ``DETECTIONS_AUTO_BUILD`` is off)."""
+    if not getattr(settings, "DETECTIONS_AUTO_BUILD", True):
+        return
+    from webapp.detections.services import detections_build_on_layers_changed
+
+    detections_build_on_layers_changed(dataset)
