@@ -131,9 +131,16 @@ def _store_digest(dataset: Dataset) -> dict[str, str]:
 
 
 def _assert_tmp_is_empty() -> None:
+    """The task removes its work directory after the thumbnail (its last step): wait for that."""
     tmp = Path(django_settings.DATA_ROOT) / "tmp"
-    left = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*")) if tmp.exists() else []
-    assert left == [], f"left under DATA_ROOT/tmp: {left}"
+
+    def left() -> list[str]:
+        return sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*")) if tmp.exists() else []
+
+    try:
+        wait_for(lambda: not left(), 30, "the work directories to be removed")
+    except AssertionError:
+        raise AssertionError(f"left under DATA_ROOT/tmp: {left()}") from None
 
 
 def _assert_published_once(job: DatasetJob, attempts: int) -> None:
