@@ -1,6 +1,7 @@
 """Annotome pipeline on files: convert, train, predict, segment, measure, mesh, evaluate, run.
 
-Proofreading statistics too: agreement (kappas, consensus) and disector (miss-rate estimate).
+Proofreading statistics too: agreement (kappas, consensus) and disector (miss-rate estimate);
+and the gallery's cards (one PNG per detection).
 
 Each subcommand lives in ``pipeline/commands/<name>.py``.
 """
@@ -27,6 +28,7 @@ COMMAND_MODULES: list[str] = [
     "run",
     "agreement",
     "disector",
+    "cards",
 ]
 
 
