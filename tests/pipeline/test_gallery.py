@@ -267,6 +267,20 @@ def test_pixels_beyond_the_volume_are_marked(tmp_path: Path) -> None:
     assert np.all(xy[-20, 20:] != OUTSIDE) and np.all(xy[20:, -20] != OUTSIDE)
 
 
+def test_an_image_smaller_than_its_labels_shows_outside(
+    volume: tuple[npt.NDArray[Any], npt.NDArray[Any]],
+) -> None:
+    """Ball 1's xy slice (z = 16) lies beyond an image of 14 z slices: that tile is outside."""
+    image, labels = volume
+    card_source = CardSource(
+        pyramid_from_array(image[:14], VOXEL), pyramid_from_array(labels, VOXEL)
+    )
+    pixels = decode(render_card(card_source, box_of(labels, 1)))
+    xy = tile_of(pixels, (0, 0), CardStyle())
+    assert np.all(np.isin(xy[:60], [OUTSIDE, OUTLINE]))
+    assert np.any(tile_of(pixels, (0, 1), CardStyle()) < GRAY_LEVELS)
+
+
 def mesh_area_nm2(card: Card, style: CardStyle) -> float:
     mesh = tile_of(decode(card), (1, 1), style)
     shaded = (mesh >= MESH_BASE) & (mesh < MESH_BASE + MESH_SHADES)
