@@ -2,7 +2,7 @@
 
 Why a PNG writer of our own: Pillow writes palette images without PNG's row filters, and a
 card's gray ramp is ordered in the palette, so filtering the indices (as Pillow does for gray
-images) makes the cards about half as large (measured on the demo: 19 KB to 9.5 KB a card).
+images) makes the cards about half as large (measured on demo cards: 19 KB to 10 KB a card).
 Why a bitmap font: Pillow's built-in font has no "µ", and a system font would make the bytes of a
 card depend on the machine; five-pixel glyphs stay legible on a 96-pixel tile.
 """

@@ -69,6 +69,7 @@ PERCENTILES = (1.0, 99.5)  # contrast window of a crop when none is given
 # order) 128 MB decodes every chunk once, 64 MB 1.3 times, 16 MB 5 times (bench/cards.py).
 CHUNK_CACHE_BYTES = 128 << 20
 PROGRESS_INTERVAL_S = 0.2
+MAX_CHECK_VOXELS = 1 << 26  # a box read at full resolution to find a thin object (64 M voxels)
 MIN_SCALE_BAR_TILE = 48  # on smaller tiles the bar and its label would hide the object
 
 FloatArray = npt.NDArray[np.float64]
@@ -452,6 +453,37 @@ def _choose_level(pyramid: Pyramid, pixel_nm: float) -> int:
     return chosen
 
 
+class _Strided:
+    """Every ``step``-th voxel of an array along each axis: a coarser level made on the fly
+    when a store has no pyramid level coarse enough, so a crop never holds more than about two
+    tiles of voxels per axis."""
+
+    def __init__(self, array: Any, step: tuple[int, ...]) -> None:
+        self._array = array
+        self._step = step
+        self.shape = tuple(-(-int(n) // s) for n, s in zip(array.shape, step, strict=True))
+        self.dtype = array.dtype
+
+    def __getitem__(self, key: tuple[slice, ...]) -> npt.NDArray[Any]:
+        region = tuple(
+            slice(k.start * s, k.stop * s, s) for k, s in zip(key, self._step, strict=True)
+        )
+        return np.asarray(self._array[region])
+
+
+def _level_for(pyramid: Pyramid, index: int, pixel_nm: float) -> Level:
+    """Level ``index``, strided along the axes whose voxels are still under half a pixel."""
+    level = pyramid.levels[index]
+    step = tuple(max(1, int(pixel_nm * (1 + 1e-6) // v)) for v in level.voxel_size_nm)
+    if all(s == 1 for s in step):
+        return level
+    return Level(
+        _Strided(level.array, step),
+        tuple(v * s for v, s in zip(level.voxel_size_nm, step, strict=True)),
+        level.origin_nm,
+    )
+
+
 @dataclass(frozen=True)
 class _Crop:
     """A box of one level read into memory: ``data[i]`` is level voxel ``lo + i``."""
@@ -682,14 +714,26 @@ def _read_labels(
 ) -> tuple[int, _Crop, npt.NDArray[np.bool_]]:
     """The label crop around a detection (level, crop, the object's mask in it): the coarsest
     level that resolves a tile pixel, or a finer one if the object vanished there (a thin
-    object can fall between a coarse level's strided voxels)."""
+    object can fall between a coarse level's strided voxels).
+
+    An object seen at no level (strided) is looked for at full resolution inside its box, when
+    the box is small enough to read: found there, the card is drawn from the finest crop (the
+    object too thin to show); found nowhere, the detection is refused.
+    """
     sid = int(detection.segment_id)
+    crop: _Crop | None = None
     for index in range(_choose_level(labels, pixel_nm), -1, -1):
-        crop = _read_field(labels.levels[index], centre_nm, half_nm, cache)
+        crop = _read_field(_level_for(labels, index, pixel_nm), centre_nm, half_nm, cache)
         if crop is not None:
             mask = crop.data == sid
             if mask.any():
                 return index, crop, mask
+    lo, hi = detection.bbox_min, detection.bbox_max
+    affordable = math.prod(b - a for a, b in zip(lo, hi, strict=True)) <= MAX_CHECK_VOXELS
+    if crop is not None and affordable:
+        thin = np.any(read_box(labels.levels[0].array, lo, hi, cache) == sid)
+        if thin:
+            return 0, crop, np.zeros(crop.data.shape, dtype=bool)
     raise InvalidInputError(
         f"segment {sid} is not in the labels around its bounding box "
         f"{list(detection.bbox_min)} to {list(detection.bbox_max)}: is the detections table "
@@ -825,7 +869,9 @@ def render_card(
         labels, detection, box_centre, field_nm / 2, pixel_nm, cache
     )
     image_index = _choose_level(image, pixel_nm)
-    image_crop = _read_field(image.levels[image_index], box_centre, field_nm / 2, cache)
+    image_crop = _read_field(
+        _level_for(image, image_index, pixel_nm), box_centre, field_nm / 2, cache
+    )
     canvas = np.full((style.size, style.size), BACKGROUND, dtype=np.uint8)
     slices, window = _draw_slices(
         canvas, style, source, sid, label_crop, object_mask, image_crop, box_centre, centre,

@@ -2,8 +2,8 @@
 
 Why not OpenGL or matplotlib: a Celery worker has no display or GPU, and the gallery needs
 thousands of 96-pixel pictures. Measured here (``bench/cards.py``) this renderer draws a nucleus
-mesh in about a millisecond, matplotlib's ``Poly3DCollection`` on Agg in tens of milliseconds,
-and matplotlib sorts whole faces (painter's algorithm), which misdraws where faces interpenetrate.
+mesh in 1-2 ms and matplotlib's ``Poly3DCollection`` on Agg in 34-39 ms; matplotlib also sorts
+whole faces (painter's algorithm, flat shading), which can misorder overlapping faces.
 
 Rasterisation is vectorised over faces: every pixel centre in every face's bounding box is a
 candidate, enumerated in one flat array, tested with barycentric weights at once, and the

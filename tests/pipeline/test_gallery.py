@@ -355,6 +355,37 @@ def test_large_objects_are_read_from_a_coarser_level(store: Path) -> None:
         assert outline.any() and np.array_equal(outline, expected)  # no scale bar on 24 px
 
 
+def test_a_store_without_pyramid_is_read_strided(
+    store: Path, volume: tuple[npt.NDArray[Any], npt.NDArray[Any]]
+) -> None:
+    """One level only: a large object on small tiles is read every 2nd voxel in y and x (the
+    400 nm grid the pyramid's level 1 holds), so its outline is that level's, and reads stay
+    within about two tiles of voxels."""
+    image, labels = volume
+    reads: list[tuple[int, ...]] = []
+    flat = CardSource(
+        spy(pyramid_from_array(image, VOXEL), reads), spy(pyramid_from_array(labels, VOXEL), reads)
+    )
+    style = CardStyle(tile=24)
+    card = render_card(flat, box_of(labels, 2), style)
+    assert card.level == 0 and max(max(r) for r in reads) <= 2 * style.tile + 4
+    pyramid = open_card_source(store / "image.ome.zarr", store / "image.ome.zarr/labels/nuclei")
+    reference = render_card(pyramid, box_of(labels, 2), style)
+    assert reference.level == 1 and reference.pixel_nm == card.pixel_nm
+    assert np.array_equal(decode(card) == OUTLINE, decode(reference) == OUTLINE)
+
+
+def test_an_object_too_thin_for_the_level_read_still_gets_a_card() -> None:
+    """A one-voxel line on an odd row vanishes from every-2nd-voxel reads: it is found at full
+    resolution inside its box, and the card shows its surroundings without an outline."""
+    image, labels = balls()
+    labels[25, 81, 10:90] = 9
+    card_source = CardSource(pyramid_from_array(image, VOXEL), pyramid_from_array(labels, VOXEL))
+    card = render_card(card_source, box_of(labels, 9), CardStyle(tile=48))
+    assert card.pixel_nm > 400 and card.mesh_source == "none"
+    assert not np.any(decode(card) == OUTLINE)
+
+
 class Spy:
     """An array recording the extent of every read."""
 
