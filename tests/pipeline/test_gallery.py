@@ -635,3 +635,26 @@ def test_mesh_render_draws_a_disc_either_winding() -> None:
     assert np.allclose(flipped.intensity, raster.intensity, atol=1e-6)
     # Lit from the upper left: that side is brighter.
     assert raster.intensity[30, 30] > raster.intensity[50, 50] > 0
+
+
+def test_read_segment_mesh_of_either_format_or_none(tmp_path: Path) -> None:
+    from pipeline.precomputed import read_segment_mesh, write_mesh, write_mesh_info
+
+    legacy = tmp_path / "legacy"
+    write_mesh_info(legacy)
+    vertices = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], dtype=np.float64)
+    faces = np.array([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]])
+    write_mesh(legacy, 5, vertices, faces)
+    found = read_segment_mesh(legacy, 5)
+    assert found is not None
+    assert np.allclose(found[0], vertices) and np.array_equal(found[1], faces)
+    assert read_segment_mesh(legacy, 6) is None
+    with pytest.raises(InvalidInputError, match="no info file"):
+        read_segment_mesh(tmp_path, 5)
+    (tmp_path / "odd").mkdir()
+    (tmp_path / "odd" / "info").write_text('{"@type": "neuroglancer_skeletons"}')
+    with pytest.raises(InvalidInputError, match="unknown mesh type"):
+        read_segment_mesh(tmp_path / "odd", 5)
+    (legacy / "7:0").write_text('{"fragments": ["../secret"]}')
+    with pytest.raises(InvalidInputError, match="names"):
+        read_segment_mesh(legacy, 7)
