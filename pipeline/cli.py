@@ -1,7 +1,8 @@
 """Annotome pipeline on files: convert, train, predict, segment, measure, mesh, evaluate, run.
 
-Proofreading statistics too: agreement (kappas, consensus) and disector (miss-rate estimate).
-Also ``detections`` (a label image's detections table without meshing).
+Proofreading statistics too: agreement (kappas, consensus) and disector (miss-rate estimate);
+the gallery's cards (one PNG per detection); ``detections`` (a label image's detections table
+without meshing).
 
 Each subcommand lives in ``pipeline/commands/<name>.py``.
 """
@@ -29,6 +30,7 @@ COMMAND_MODULES: list[str] = [
     "run",
     "agreement",
     "disector",
+    "cards",
 ]
 
 
