@@ -164,7 +164,9 @@ def iter_meshes_zip(
     """Stream a zip of ``<prefix><segment id>.<format>`` for each id that has a mesh.
 
     zipfile writes to a non-seekable sink (local headers with data descriptors), so each object
-    is read, converted, compressed and handed out before the next one is read.
+    is read, converted, compressed and handed out before the next one is read. An object whose
+    mesh files are missing or damaged cannot stop the stream (its first bytes are long sent, no
+    error status can follow): it is left out and named in ``<prefix>unreadable.txt``.
     """
     if file_format not in MESH_FILE_FORMATS:
         raise InvalidInputError(
@@ -172,8 +174,13 @@ def iter_meshes_zip(
         )
     sink = _Sink()
     with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:  # type: ignore[call-overload]
+        unreadable: list[str] = []
         for segment_id in segment_ids:
-            mesh = read_object_mesh(mesh_dir, int(segment_id))
+            try:
+                mesh = read_object_mesh(mesh_dir, int(segment_id))
+            except (InvalidInputError, OSError, ValueError) as exc:
+                unreadable.append(f"{int(segment_id)}: {exc}")
+                continue
             if mesh is None:
                 continue
             archive.writestr(
@@ -182,6 +189,13 @@ def iter_meshes_zip(
             chunk = sink.take()
             if chunk:
                 yield chunk
+        if unreadable:
+            archive.writestr(
+                f"{name_prefix}unreadable.txt",
+                "Meshes that could not be read (left out of this archive):\n"
+                + "\n".join(unreadable)
+                + "\n",
+            )
     tail = sink.take()
     if tail:
         yield tail

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import json
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -103,3 +105,19 @@ def test_zip_streams_one_file_per_object(layer: tuple[Path, Path, Path, np.ndarr
         loaded = trimesh.load(io.BytesIO(archive.read(name)), file_type="ply", process=False)
         expected = read_object_mesh(multires, segment_id)
         assert expected is not None and len(loaded.vertices) == len(expected.vertices)
+
+
+def test_zip_leaves_out_unreadable_meshes_and_names_them(
+    layer: tuple[Path, Path, Path, np.ndarray], tmp_path: Path
+) -> None:
+    """A damaged object must not break the stream mid-way (no error status can follow)."""
+
+    _, _, legacy, _ = layer
+    damaged = tmp_path / "legacy"
+    shutil.copytree(legacy, damaged)
+    manifest = damaged / "11:0"
+    for name in json.loads(manifest.read_text())["fragments"]:
+        (damaged / name).unlink()
+    archive = zipfile.ZipFile(io.BytesIO(b"".join(iter_meshes_zip(damaged, [4, 11], "obj"))))
+    assert archive.namelist() == ["4.obj", "unreadable.txt"]
+    assert archive.read("unreadable.txt").decode().splitlines()[1].startswith("11: ")
