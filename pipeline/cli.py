@@ -1,5 +1,7 @@
 """Annotome pipeline on files: convert, train, predict, segment, measure, mesh, evaluate, run.
 
+Proofreading statistics too: agreement (kappas, consensus) and disector (miss-rate estimate).
+
 Each subcommand lives in ``pipeline/commands/<name>.py``.
 """
 
@@ -23,6 +25,8 @@ COMMAND_MODULES: list[str] = [
     "fit_thresholds",
     "evaluate",
     "run",
+    "agreement",
+    "disector",
 ]
 
 

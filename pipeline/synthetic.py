@@ -211,3 +211,66 @@ def make_nuclei_volume(
     labels = labels.astype(np.uint32, copy=False)
     image = _render(labels, radial, int(labels.max()), rng)
     return image, labels
+
+
+def make_sphere_labels(
+    shape: tuple[int, int, int],
+    n_objects: int,
+    *,
+    radius_voxels: tuple[float, float] = (8.0, 12.0),
+    gap_voxels: float = 1.0,
+    seed: int = 0,
+    mask: npt.NDArray[np.bool_] | None = None,
+) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Disjoint balls, each wholly inside the volume (or ``mask``): labels 1..N, centres, radii.
+
+    For tests whose truth must be exact (counting, stereology): no ball touches another or the
+    edge, so every object is whole and separate. Random sequential addition; fewer than
+    ``n_objects`` when the space runs out. Voxel (z, y, x) belongs to a ball when its index is
+    within the radius of the centre.
+    """
+    if len(shape) != 3 or min(shape) < 1 or int(np.prod(shape)) > 1024**3:
+        raise InvalidInputError(f"synthetic shape must be 3D, up to 1024^3 voxels, got {shape}")
+    r_lo, r_hi = radius_voxels
+    if not 0 < r_lo <= r_hi or n_objects < 0 or gap_voxels < 0:
+        raise InvalidInputError("need 0 < min radius <= max radius, n_objects >= 0, gap >= 0")
+    rng = np.random.default_rng(seed)
+    size = np.asarray(shape, dtype=np.float64)
+    room = None
+    if mask is not None:
+        if mask.shape != tuple(shape):
+            raise InvalidInputError(f"the mask's shape {mask.shape} is not {tuple(shape)}")
+        # Distance to the nearest voxel outside the mask: a ball fits when it exceeds the radius.
+        room = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1, 1:-1]
+    centres = np.zeros((0, 3))
+    radii = np.zeros(0)
+    failed = 0
+    while len(radii) < n_objects and failed < _MAX_FAILED_ROUNDS:
+        r = float(rng.uniform(r_lo, r_hi))
+        margin = r + 1.0
+        if np.any(size - 2 * margin <= 0):
+            break
+        candidates = rng.uniform(margin, size - margin, (_CANDIDATES, 3))
+        distance = np.linalg.norm(candidates[:, None, :] - centres[None, :, :], axis=2)
+        ok = (distance > (r + radii + gap_voxels)[None, :]).all(axis=1)
+        if room is not None:
+            at = tuple(np.rint(candidates).astype(np.int64).T)
+            ok &= room[at] > r + 1.0
+        good = np.flatnonzero(ok)
+        if not len(good):
+            failed += 1
+            continue
+        failed = 0
+        centres = np.vstack([centres, candidates[good[0]]])
+        radii = np.append(radii, r)
+    labels = np.zeros(shape, dtype=np.uint32)
+    for index, (centre, r) in enumerate(zip(centres, radii, strict=True), start=1):
+        lo = np.maximum(np.ceil(centre - r).astype(int), 0)
+        hi = np.minimum(np.floor(centre + r).astype(int) + 1, shape)
+        axes = [np.arange(lo[i], hi[i]) - centre[i] for i in range(3)]
+        inside = (
+            axes[0][:, None, None] ** 2 + axes[1][None, :, None] ** 2 + axes[2][None, None, :] ** 2
+        ) <= r * r
+        box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+        labels[box][inside] = index
+    return labels, centres, radii

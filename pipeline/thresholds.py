@@ -21,7 +21,7 @@ exactly (see ``tests/pipeline/test_thresholds.py``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -304,3 +304,134 @@ def filter_agreement(
     a = detections_keep_mask(table, *thresholds_a)
     b = detections_keep_mask(table, *thresholds_b)
     return float((a == b).mean())
+
+
+# --- thresholds from proofreading verdicts ------------------------------------------------------
+
+#: Verdict -> positive (True), negative (False) or left out (None): the issue's default verdict set.
+DEFAULT_VERDICT_CLASSES: dict[str, bool | None] = {
+    "tp": True,
+    "tp_distortion": True,
+    "fp": False,
+    "uncertain": None,
+}
+CENTROID_COLUMNS: tuple[str, str, str] = ("centroid_z", "centroid_y", "centroid_x")
+
+
+def _grid_boxes(centroids: npt.NDArray[np.float64], cells: Sequence[int]) -> list[str]:
+    """Names of the grid cells ("z0y1x0") holding each centroid; the grid spans the centroids."""
+    lo, hi = centroids.min(axis=0), centroids.max(axis=0)
+    span = np.where(hi > lo, hi - lo, 1.0)
+    n = np.asarray(cells, dtype=np.int64)
+    index = np.minimum(((centroids - lo) / span * n).astype(np.int64), n - 1)
+    return [f"z{a}y{b}x{c}" for a, b, c in index]
+
+
+def verdict_labelled_table(
+    detections: pd.DataFrame,
+    *,
+    classes: Mapping[str, bool | None] = DEFAULT_VERDICT_CLASSES,
+    verdict_column: str = "verdict",
+    box_column: str | None = BOX_COLUMN,
+    grid: int | Sequence[int] = 2,
+    centroid_columns: Sequence[str] = CENTROID_COLUMNS,
+) -> pd.DataFrame:
+    """The labelled table :func:`fit_thresholds` wants, from proofread detections.
+
+    ``classes`` maps each verdict to positive, negative or None (left out: uncertain); detections
+    without a verdict are left out, a verdict outside ``classes`` is refused. The k-fold unit
+    ``box`` is the campaign's own box column when there is one; else the cell of a ``grid``
+    (cells per axis, spanning the centroids) holding the detection's centroid, so that folds are
+    spatially separate as the paper's boxes are; else one box "all". The index of
+    ``detections`` is kept, so that rows map back to their detections.
+    """
+    if verdict_column not in detections.columns:
+        raise InvalidInputError(f"the detections table has no {verdict_column!r} column")
+    verdicts = detections[verdict_column]
+    decided = verdicts.notna()
+    unknown = sorted(set(verdicts[decided].astype(str)) - set(classes))
+    if unknown:
+        raise InvalidInputError(
+            f"verdicts without a class: {', '.join(unknown)} (known: {', '.join(classes)})"
+        )
+    label = verdicts[decided].astype(str).map(lambda v: classes[v])
+    rows = detections.loc[label.index[label.notna()]]
+    is_tp = label[label.notna()].astype(bool).to_numpy()
+    if rows.empty:
+        raise InvalidInputError("no detection has a positive or negative verdict")
+    table = pd.DataFrame(
+        {
+            "volume": rows[volume_column(rows)].to_numpy(dtype=np.float64),
+            "sphericity": rows[sphericity_column(rows)].to_numpy(dtype=np.float64),
+            LABEL_COLUMN: is_tp,
+        },
+        index=rows.index,
+    )
+    if not np.isfinite(table[["volume", "sphericity"]].to_numpy()).all():
+        raise InvalidInputError("volume and sphericity must be finite numbers")
+    cells = [grid] * 3 if isinstance(grid, int) else list(grid)
+    if len(cells) != 3 or min(cells) < 1:
+        raise InvalidInputError(f"the grid needs 1 or more cells on each of 3 axes, got {grid}")
+    if box_column is not None and box_column in rows.columns and rows[box_column].notna().all():
+        table[BOX_COLUMN] = rows[box_column].astype(str).to_numpy()
+    elif all(c in rows.columns for c in centroid_columns):
+        centroids = rows[list(centroid_columns)].to_numpy(dtype=np.float64)
+        table[BOX_COLUMN] = _grid_boxes(centroids, cells)
+        # Folds are runs of boxes in order of appearance: order by cell so that they are
+        # neighbouring cells.
+        table = table.sort_values(BOX_COLUMN, kind="stable")
+    else:
+        table[BOX_COLUMN] = "all"
+    return table
+
+
+def verdict_filter_scores(
+    detections: pd.DataFrame,
+    t_volume: float,
+    t_sphericity: float,
+    *,
+    classes: Mapping[str, bool | None] = DEFAULT_VERDICT_CLASSES,
+    verdict_column: str = "verdict",
+) -> Scores:
+    """Precision and recall (of the positives) of a threshold pair against the verdicts."""
+    table = verdict_labelled_table(
+        detections, classes=classes, verdict_column=verdict_column, box_column=None
+    )
+    return filter_scores(table, t_volume, t_sphericity)
+
+
+def fit_thresholds_from_verdicts(
+    detections: pd.DataFrame,
+    *,
+    classes: Mapping[str, bool | None] = DEFAULT_VERDICT_CLASSES,
+    verdict_column: str = "verdict",
+    box_column: str | None = BOX_COLUMN,
+    grid: int | Sequence[int] = 2,
+    n_folds: int = 5,
+    min_recall: float = 0.8,
+    candidates: Candidates = "fp",
+    tie_break: TieBreak = "tightest",
+) -> ThresholdFit:
+    """:func:`fit_thresholds` on proofread detections (see :func:`verdict_labelled_table`).
+
+    The number of folds is capped at the number of boxes holding a positive, since a fold's
+    training boxes need one; with a single such box the search runs once, without folds.
+    """
+    table = verdict_labelled_table(
+        detections,
+        classes=classes,
+        verdict_column=verdict_column,
+        box_column=box_column,
+        grid=grid,
+        centroid_columns=CENTROID_COLUMNS,
+    )
+    if not table[LABEL_COLUMN].any():
+        raise InvalidInputError("no detection has a positive verdict: nothing to keep")
+    boxes_with_tp = table.loc[table[LABEL_COLUMN], BOX_COLUMN].nunique()
+    return fit_thresholds(
+        table,
+        n_folds=min(n_folds, int(boxes_with_tp)),
+        min_recall=min_recall,
+        candidates=candidates,
+        tie_break=tie_break,
+    )

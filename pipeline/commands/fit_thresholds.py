@@ -18,6 +18,7 @@ from pipeline.thresholds import (
     fit_thresholds,
     labelled_table,
     per_box_scores,
+    verdict_labelled_table,
 )
 
 THRESHOLDS_CSV = "thresholds_volume_sphericity.csv"
@@ -44,9 +45,23 @@ def run(args: argparse.Namespace) -> int:
     # matplotlib is imported only when plotting, so other subcommands start fast.
     from pipeline.plots import plot_metrics_per_box, plot_volume_sphericity
 
-    tp = read_table(args.tp, "true-positive")
-    fp = read_table(args.fp, "false-positive")
-    table = labelled_table(tp, fp, box_column=args.box_column)
+    if args.verdicts is not None:
+        if args.tp is not None or args.fp is not None:
+            raise InvalidInputError("give either --verdicts or --tp and --fp, not both")
+        classes: dict[str, bool | None] = {v: None for v in args.exclude}
+        classes |= {v: True for v in args.positive} | {v: False for v in args.negative}
+        table = verdict_labelled_table(
+            read_table(args.verdicts, "verdicts"),
+            classes=classes,
+            box_column=args.box_column,
+            grid=args.grid,
+        ).reset_index(drop=True)
+    elif args.tp is not None and args.fp is not None:
+        tp = read_table(args.tp, "true-positive")
+        fp = read_table(args.fp, "false-positive")
+        table = labelled_table(tp, fp, box_column=args.box_column)
+    else:
+        raise InvalidInputError("give --tp and --fp tables, or a --verdicts table")
     has_boxes = not (table[BOX_COLUMN] == "all").all()
     if args.boxes:
         if not has_boxes:
@@ -63,6 +78,11 @@ def run(args: argparse.Namespace) -> int:
         note = f"no {args.box_column!r} column: fitted once on all detections, without folds"
         print(f"warning: {note}", file=sys.stderr)
         folds = 1
+    with_tp = int(table.loc[table[LABEL_COLUMN], BOX_COLUMN].nunique())
+    if args.verdicts is not None and 1 < with_tp < folds:
+        note = f"{with_tp} boxes hold true positives: {with_tp} folds instead of {folds}"
+        print(f"warning: {note}", file=sys.stderr)
+        folds = with_tp
     fit = fit_thresholds(
         table,
         n_folds=folds,
@@ -94,8 +114,9 @@ def run(args: argparse.Namespace) -> int:
             for f in fit.folds
         ],
         "parameters": {
-            "tp": str(args.tp),
-            "fp": str(args.fp),
+            "tp": None if args.tp is None else str(args.tp),
+            "fp": None if args.fp is None else str(args.fp),
+            "verdicts": None if args.verdicts is None else str(args.verdicts),
             "boxes": args.boxes,
             "folds": folds,
             "min_recall": args.min_recall,
@@ -130,8 +151,39 @@ def register(subparsers: Any) -> None:
             "cross-validated over boxes, folds aggregated by the minimum of each threshold."
         ),
     )
-    parser.add_argument("--tp", type=Path, required=True, help="true positives (CSV[.gz]/Parquet)")
-    parser.add_argument("--fp", type=Path, required=True, help="false positives (CSV[.gz]/Parquet)")
+    parser.add_argument("--tp", type=Path, help="true positives (CSV[.gz]/Parquet)")
+    parser.add_argument("--fp", type=Path, help="false positives (CSV[.gz]/Parquet)")
+    parser.add_argument(
+        "--verdicts",
+        type=Path,
+        help="instead of --tp/--fp: proofread detections with volume, sphericity, verdict "
+        "(and box or centroid_z/y/x for the folds)",
+    )
+    parser.add_argument(
+        "--positive",
+        nargs="+",
+        default=["tp", "tp_distortion"],
+        metavar="VERDICT",
+        help="verdicts counted as true positives (default tp tp_distortion)",
+    )
+    parser.add_argument(
+        "--negative", nargs="+", default=["fp"], metavar="VERDICT", help="false-positive verdicts"
+    )
+    parser.add_argument(
+        "--exclude",
+        nargs="*",
+        default=["uncertain"],
+        metavar="VERDICT",
+        help="verdicts left out (default uncertain)",
+    )
+    parser.add_argument(
+        "--grid",
+        type=int,
+        nargs=3,
+        default=[2, 2, 2],
+        metavar=("Z", "Y", "X"),
+        help="with --verdicts and no box column: fold boxes are grid cells of the centroids",
+    )
     parser.add_argument("--out", type=Path, required=True, help="output directory")
     parser.add_argument(
         "--boxes", nargs="+", metavar="BOX", help="fit on these boxes only (e.g. validation ones)"

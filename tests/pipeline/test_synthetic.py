@@ -110,3 +110,24 @@ def test_cli_synth_writes_npy_files(tmp_path: Path) -> None:
     expected_image, expected_labels = make_nuclei_volume((48, 40, 44), 4, 3)
     np.testing.assert_array_equal(image, expected_image)
     np.testing.assert_array_equal(labels, expected_labels)
+
+
+def test_sphere_labels_are_whole_disjoint_balls_inside_the_mask() -> None:
+    from scipy import ndimage
+
+    from pipeline.synthetic import make_sphere_labels
+
+    mask = np.zeros((40, 60, 60), dtype=bool)
+    mask[5:35, 5:55, 5:40] = True
+    labels, centres, radii = make_sphere_labels(
+        (40, 60, 60), 30, radius_voxels=(3.0, 5.0), seed=2, mask=mask
+    )
+    assert labels.max() == len(radii) == len(centres) > 10
+    assert not labels[~mask].any()
+    # Each label is one connected ball of about 4/3 pi r^3 voxels, touching no other.
+    _, n_parts = ndimage.label(labels > 0)
+    assert n_parts == len(radii)
+    volumes = np.bincount(labels.ravel())[1:]
+    assert np.allclose(volumes, 4 / 3 * np.pi * radii**3, rtol=0.25)
+    again, _, _ = make_sphere_labels((40, 60, 60), 30, radius_voxels=(3.0, 5.0), seed=2, mask=mask)
+    assert np.array_equal(again, labels)
