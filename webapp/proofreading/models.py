@@ -12,7 +12,7 @@ round, where one expert's verdict is final.
 Nothing a reviewer did is ever lost: a verdict that is undone keeps its row (``undone_at``), and
 ``ReviewEvent`` is an append-only log of every create, change, undo, skip and flag (who, when,
 before, after). Items keep their segment id, so that a rebuild of the detections table that
-drops a segment leaves its verdicts (the item's ``detection`` becomes null).
+drops a segment leaves its verdicts (the item's ``detection`` then points at nothing).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any, ClassVar, TypeVar
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 
 from webapp.core.permissions import Principal, RestrictedByParent, RestrictedQuerySet, Rules
 from webapp.proofreading.verdict_sets import default_verdict_set
@@ -225,10 +225,16 @@ class CampaignItem(models.Model):
     campaign = models.ForeignKey(
         ProofreadingCampaign, on_delete=models.CASCADE, related_name="items"
     )
+    # No database constraint and nothing done on delete: a rebuild that drops a segment (or a
+    # dataset deletion) deletes detections in one statement, as it did before campaigns
+    # existed, instead of Django collecting every detection row to null the items' keys. A
+    # dangling key means "the segment vanished from the layer": read ``detection`` through
+    # ``select_related`` (a left join gives None) and filter with ``DETECTION_EXISTS``.
     detection = models.ForeignKey(
         "detections.Detection",
         null=True,
-        on_delete=models.SET_NULL,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
         related_name="proofreading_items",
     )
     segment_id = models.BigIntegerField()
@@ -259,6 +265,13 @@ class CampaignItem(models.Model):
 
     def __str__(self) -> str:
         return f"{self.campaign_id}:{self.segment_id}"
+
+
+def detection_exists() -> Exists:
+    """Filter for items whose detection still exists in the layer's table."""
+    from webapp.detections.models import Detection
+
+    return Exists(Detection.objects.filter(id=OuterRef("detection_id")))
 
 
 class Claim(models.Model):

@@ -474,7 +474,18 @@ def export_batches_of(
 ) -> Iterator[pd.DataFrame]:
     """The campaign's detections (its items only) with ``extra`` (``export_extra_columns``),
     batch by batch, in segment-id order."""
-    within = CampaignItem.objects.filter(campaign=campaign, detection__isnull=False).values(
-        "detection_id"
-    )
+    within = CampaignItem.objects.filter(campaign=campaign).values("detection_id")
     return export_batches(campaign.layer, extra=extra, within=within)
+
+
+def campaign_detections_frame(campaign: ProofreadingCampaign) -> pd.DataFrame:
+    """The campaign's detections with their verdict columns, as one table: what the threshold
+    page hands to ``pipeline.thresholds`` (``verdict_filter_scores``,
+    ``fit_thresholds_from_verdicts``, with ``verdict_sets.threshold_classes`` as classes)."""
+    extra = export_extra_columns(campaign)
+    frames = list(export_batches_of(campaign, extra))
+    if frames:
+        return pd.concat(frames, ignore_index=True)
+    from webapp.detections.exports import export_columns
+
+    return pd.DataFrame(columns=export_columns(extra))

@@ -63,6 +63,7 @@ from webapp.proofreading.models import (
     Role,
     Selection,
     Verdict,
+    detection_exists,
 )
 from webapp.proofreading.selection import Candidates, queue_keys, sample_indices
 from webapp.proofreading.verdict_sets import (
@@ -631,7 +632,7 @@ def _candidate_items(
     )
     queryset = (
         CampaignItem.objects.filter(
-            campaign=campaign, status=_round_status(round_), detection__isnull=False
+            detection_exists(), campaign=campaign, status=_round_status(round_)
         )
         .exclude(id__in=list(exclude))
         .annotate(others=_live_claims_of_others(round_, user, now))
@@ -791,37 +792,43 @@ def verdict_create(
     name = _verdict_name(campaign, verdict)
     with transaction.atomic():
         _serialise_on_sqlite(campaign)
-        item = _lock_item(campaign, item_id)
-        now = timezone.now()
-        mine = _has_live_verdict(item, user, round_)
-        if mine is not None:
-            raise Conflict(
-                f"You already gave verdict {mine.verdict!r} (id {mine.id}) on segment "
-                f"{item.segment_id} in round {round_}; change or undo it instead."
-            )
-        if item.detection_id is None:
-            raise Conflict(f"Segment {item.segment_id} is no longer in the layer's detections.")
-        _check_round_state(item, round_, campaign)
-        if _places_taken(item, round_, user, now) >= _capacity(campaign, round_):
-            raise Conflict(
-                f"Segment {item.segment_id} is already with {_capacity(campaign, round_)} "
-                "other reviewer(s) in this round; ask for the next one."
-            )
-        claim = Claim.objects.filter(item=item, reviewer=user, round=round_).first()
-        seconds = _seconds_for(campaign, user, claim, now)
-        created = Verdict.objects.create(
-            campaign=campaign,
-            item=item,
-            reviewer=user,
-            round=round_,
-            verdict=name,
-            seconds=seconds,
-            updated=now,
+        return _verdict_record(campaign, user, _lock_item(campaign, item_id), name, round_)
+
+
+def _verdict_record(
+    campaign: ProofreadingCampaign, user: User, item: CampaignItem, name: str, round_: int
+) -> Verdict:
+    """The verdict, under the item's lock (see :func:`verdict_create` for the refusals)."""
+    now = timezone.now()
+    mine = _has_live_verdict(item, user, round_)
+    if mine is not None:
+        raise Conflict(
+            f"You already gave verdict {mine.verdict!r} (id {mine.id}) on segment "
+            f"{item.segment_id} in round {round_}; change or undo it instead."
         )
-        if claim is not None:
-            claim.delete()
-        _event(campaign, item, user, EventAction.CREATE, round_, verdict=created, after=name)
-        item_recompute(campaign, item)
+    if item.detection is None:
+        raise Conflict(f"Segment {item.segment_id} is no longer in the layer's detections.")
+    _check_round_state(item, round_, campaign)
+    if _places_taken(item, round_, user, now) >= _capacity(campaign, round_):
+        raise Conflict(
+            f"Segment {item.segment_id} is already with {_capacity(campaign, round_)} "
+            "other reviewer(s) in this round; ask for the next one."
+        )
+    claim = Claim.objects.filter(item=item, reviewer=user, round=round_).first()
+    seconds = _seconds_for(campaign, user, claim, now)
+    created = Verdict.objects.create(
+        campaign=campaign,
+        item=item,
+        reviewer=user,
+        round=round_,
+        verdict=name,
+        seconds=seconds,
+        updated=now,
+    )
+    if claim is not None:
+        claim.delete()
+    _event(campaign, item, user, EventAction.CREATE, round_, verdict=created, after=name)
+    item_recompute(campaign, item)
     return created
 
 
@@ -839,21 +846,23 @@ def verdicts_create_bulk(
         raise InvalidRequest("items must name at least one item.")
     if len(set(item_ids)) != len(item_ids):
         raise InvalidRequest("items must not repeat an item.")
+    _require_open(campaign)
+    _require_round_role(campaign, user, round_)
+    name = _verdict_name(campaign, verdict)
     with transaction.atomic():
         _serialise_on_sqlite(campaign)
         # Lock in id order, so that two bulk verdicts on overlapping items cannot deadlock.
-        locked = set(
-            CampaignItem.objects.select_for_update()
+        locked = {
+            item.id: item
+            for item in CampaignItem.objects.select_for_update(of=("self",))
             .filter(campaign=campaign, id__in=list(item_ids))
+            .select_related("detection")
             .order_by("id")
-            .values_list("id", flat=True)
-        )
+        }
         missing = [i for i in item_ids if i not in locked]
         if missing:
             raise InvalidRequest(f"Item {missing[0]} is not part of campaign {campaign.id}.")
-        return [
-            verdict_create(campaign, user, item_id, verdict, round_=round_) for item_id in item_ids
-        ]
+        return [_verdict_record(campaign, user, locked[i], name, round_) for i in item_ids]
 
 
 def _own_live_verdict(campaign: ProofreadingCampaign, user: User, verdict_id: int) -> Verdict:
@@ -946,7 +955,7 @@ def verdict_undo(campaign: ProofreadingCampaign, user: User, verdict_id: int) ->
         handout = None
         # The reviewer's place is the one the verdict held: swapping it for a claim keeps the
         # item's count, so no capacity check is needed.
-        if item.status == _round_status(verdict.round) and item.detection_id is not None:
+        if item.status == _round_status(verdict.round) and item.detection is not None:
             claim, _ = Claim.objects.update_or_create(
                 item=item,
                 reviewer=user,

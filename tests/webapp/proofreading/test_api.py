@@ -13,8 +13,11 @@ import pytest
 from proofreading_testdata import SegmentationLayerFactory
 from rest_framework.test import APIClient
 
+from pipeline.thresholds import verdict_filter_scores
 from webapp.datasets.models import LayerKind, Visibility
+from webapp.proofreading import selectors
 from webapp.proofreading.models import CampaignItem, ProofreadingCampaign, Verdict
+from webapp.proofreading.verdict_sets import threshold_classes
 
 pytestmark = pytest.mark.django_db
 
@@ -379,6 +382,12 @@ def test_agreement_consensus_dashboard_and_exports_on_a_constructed_case(
     frame = parquet.to_pandas()
     assert len(frame) == 40 and frame["verdict"].notna().sum() == 10
     assert str(parquet.schema.field("round1_count").type) == "int64"
+
+    # The same table feeds pipeline.thresholds: scores of a filter against the verdicts.
+    detections = selectors.campaign_detections_frame(campaign)
+    classes = threshold_classes(campaign.verdict_set)
+    scores = verdict_filter_scores(detections, 0.0, 0.0, classes=classes)
+    assert (scores.precision, scores.recall) == (pytest.approx(0.5), pytest.approx(1.0))
 
 
 def test_members_and_settings(campaign: ProofreadingCampaign, people: dict[str, Any]) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from django.db.models.deletion import Collector
 from django.utils import timezone
 from proofreading_testdata import (
     SegmentationLayerFactory,
@@ -480,12 +481,20 @@ def test_a_rebuild_that_drops_a_segment_keeps_its_verdicts(
     segment = CampaignItem.objects.get(id=item_id).segment_id
     frame = synthetic_frame(40)
     table_with(campaign.layer, frame.loc[frame["segment_id"] != segment])
-    item = CampaignItem.objects.get(id=item_id)
+    item = CampaignItem.objects.select_related("detection").get(id=item_id)
     assert item.detection is None and item.segment_id == segment
     assert Verdict.objects.filter(item=item).count() == 1
     assert not Detection.objects.filter(layer=campaign.layer, segment_id=segment).exists()
     handed = next_ids(campaign, people["r2"], count=20)
     assert item_id not in handed
+    with pytest.raises(Conflict, match="no longer in the layer"):
+        services.verdict_create(campaign, people["r2"], item_id, "tp")
+
+
+def test_detections_stay_fast_to_delete() -> None:
+    """Items refer to detections without a constraint: deleting detections (a rebuild, a
+    dataset) stays one DELETE statement instead of loading every row to null the items."""
+    assert Collector(using="default").can_fast_delete(Detection.objects.all())
 
 
 def test_members_are_managed_by_managers(

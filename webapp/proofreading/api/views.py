@@ -23,6 +23,7 @@ from rest_framework.response import Response
 
 from webapp.core.api_schema import ErrorSerializer
 from webapp.core.errors import InvalidRequest, NotFound
+from webapp.core.parsers import StrictJSONParser
 from webapp.core.permissions import VIEW, MayDoAction, RestrictedAPIView
 from webapp.core.users import signed_in_user
 from webapp.datasets.models import Dataset, Layer, LayerKind
@@ -78,9 +79,12 @@ def _download_name(campaign: ProofreadingCampaign, suffix: str) -> str:
 
 
 class _CampaignView(RestrictedAPIView[M]):
-    """Base of the views under ``proofreading/campaigns/<campaign_id>/``."""
+    """Base of the views under ``proofreading/campaigns/<campaign_id>/``. Bodies are JSON only:
+    the pages send JSON, and a form-encoded list of 1,000 item ids would exceed Django's
+    field limit."""
 
     permission_classes = [IsAuthenticated, MayDoAction]
+    parser_classes = [StrictJSONParser]
     denied_messages: ClassVar[dict[str, str]] = MANAGERS_ONLY
 
     def campaign(self, action: str = VIEW) -> ProofreadingCampaign:
