@@ -85,10 +85,19 @@ def _dataset(slug: str, owner: Any, visibility: str, team: Team | None = None) -
     return dataset
 
 
-def _proofreading(dataset: Dataset, owner: Any) -> dict[str, list[Any]]:
-    """Two campaigns over the dataset's segmentation (a few detections): one with a verdict
-    (kept: deleting it is refused), one empty; the owner manages, reviews and adjudicates."""
-    layer = dataset.layers.get(name="nuclei")
+def _proofreading(owner: Any) -> dict[str, list[Any]]:
+    """Two campaigns over a segmentation with a few detections (in a dataset of its own: the
+    others' mesh layers have no files, which the detections endpoints meet only with rows):
+    one with a verdict (kept: deleting it is refused), one empty; the owner manages, reviews
+    and adjudicates."""
+    dataset = Dataset.objects.create(
+        name="Proofread", slug="proof", owner=owner, visibility=Visibility.PUBLIC
+    )
+    layer = Layer.objects.create(
+        dataset=dataset, name="nuclei", kind=LayerKind.SEGMENTATION,
+        path="image.ome.zarr/labels/nuclei", ngff_version="0.4", dtype="uint32",
+        shape=[16, 24, 32], axes=["z", "y", "x"], voxel_size=[400.0, 200.0, 200.0],
+    )  # fmt: skip
 
     def box(i: int) -> dict[str, Any]:
         voxels = {f"bbox_{a}{e}": i + (e == "1") for a in "zyx" for e in "01"}
@@ -139,7 +148,7 @@ def fuzz_world(transactional_db: None) -> dict[str, Any]:
     ShareLink.objects.filter(id=revoked.id).update(revoked_at=active.created)
     job = DatasetJob.objects.create(kind=JobKind.IMPORT, owner=owner, params={"name": "queued"})
     state = SavedState.objects.create(dataset=public, state={"layers": []}, created_by=owner)
-    campaigns = _proofreading(public, owner)
+    campaigns = _proofreading(owner)
     return {
         "tokens": {
             "owner": Token.objects.create(user=owner).key,
