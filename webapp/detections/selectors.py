@@ -303,15 +303,21 @@ def export_batches(
     *,
     extra: Sequence[ExtraColumn] = (),
     batch_rows: int = EXPORT_BATCH_ROWS,
+    within: QuerySet[Any] | None = None,
 ) -> Iterator[pd.DataFrame]:
     """The layer's table (``DETECTION_COLUMNS`` plus ``extra``), ``batch_rows`` at a time, by
     segment id: each batch is one keyset query, so memory holds one batch however big the
-    table (the order asked for is ignored: exports are in segment id order)."""
+    table (the order asked for is ignored: exports are in segment id order).
+
+    ``within``: a query of detection ids (``values("detection_id")``) the rows must be among,
+    e.g. a proofreading campaign's sample."""
     names = [column.name for column in extra]
     clash = set(names) & {*DETECTION_COLUMNS, "id"}
     if clash or len(set(names)) != len(names):
         raise ValueError(f"extra export columns clash: {sorted(clash) or names}")
     base = detections_of_layer(layer, query).order_by("segment_id")
+    if within is not None:
+        base = base.filter(id__in=within)
     last: int | None = None
     while True:
         page = base if last is None else base.filter(segment_id__gt=last)

@@ -69,6 +69,7 @@ INSTALLED_APPS = [
     "webapp.accounts",
     "webapp.datasets",
     "webapp.detections",
+    "webapp.proofreading",
     "webapp.viewer",
 ]
 
@@ -219,6 +220,16 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Choice sets whose field names other apps use too ("state", "status", "round", "role").
+    "ENUM_NAME_OVERRIDES": {
+        "CampaignStateEnum": "webapp.proofreading.models.CampaignState",
+        "CampaignItemStatusEnum": "webapp.proofreading.models.ItemStatus",
+        "CampaignRoleEnum": "webapp.proofreading.models.Role",
+        "ReviewRoundEnum": "webapp.proofreading.models.ROUNDS",
+        # The jobs' sets keep the names they had before the collision.
+        "StateEnum": "webapp.core.jobs.models.JobState",
+        "StatusEnum": "webapp.core.jobs.models.JobStatus",
+    },
 }
 
 # Celery: embedded default is a durable file-system broker needing no server

@@ -39,6 +39,8 @@ from webapp.datasets.models import (
     Visibility,
 )
 from webapp.detections.models import BBOX_COLUMNS, CENTROID_COLUMNS, Detection
+from webapp.proofreading import services as proofreading
+from webapp.proofreading.models import CampaignMember
 from webapp.viewer.models import SavedState
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -91,6 +93,49 @@ def _dataset(slug: str, owner: Any, visibility: str, team: Team | None = None) -
     return dataset
 
 
+def _proofreading(owner: Any) -> dict[str, list[Any]]:
+    """Two campaigns over a segmentation with a few detections (in a dataset of its own: the
+    others' mesh layers have no files, which the detections endpoints meet only with rows):
+    one with a verdict (kept: deleting it is refused), one empty; the owner manages, reviews
+    and adjudicates."""
+    dataset = Dataset.objects.create(
+        name="Proofread", slug="proof", owner=owner, visibility=Visibility.PUBLIC
+    )
+    layer = Layer.objects.create(
+        dataset=dataset, name="nuclei", kind=LayerKind.SEGMENTATION,
+        path="image.ome.zarr/labels/nuclei", ngff_version="0.4", dtype="uint32",
+        shape=[16, 24, 32], axes=["z", "y", "x"], voxel_size=[400.0, 200.0, 200.0],
+    )  # fmt: skip
+
+    def box(i: int) -> dict[str, Any]:
+        voxels = {f"bbox_{a}{e}": i + (e == "1") for a in "zyx" for e in "01"}
+        return voxels | {f"bbox_{a}{e}_um": 0.1 * i for a in "zyx" for e in "01"}
+
+    Detection.objects.bulk_create(
+        Detection(
+            layer=layer, segment_id=i + 1, voxels=10, volume=1.0 + i, sphericity=0.8,
+            **{f"centroid_{a}": float(i) for a in "zyx"},
+            **{f"centroid_{a}_um": 0.1 * i for a in "zyx"}, **box(i),
+        )
+        for i in range(6)
+    )  # fmt: skip
+    roles = [("owner", "reviewer"), ("owner", "expert"), ("member", "reviewer")]
+    settings = proofreading.CampaignSettings(name="fuzzed", seed=1)
+    kept = proofreading.campaign_create(owner, layer, settings, members=roles)
+    empty = proofreading.campaign_create(owner, layer, settings)
+    (handout,) = proofreading.items_next(kept, owner)
+    verdict = proofreading.verdict_create(kept, owner, handout.item.id, "tp")
+    point = proofreading.missed_object_add(kept, owner, 1, 2, 3, "fuzz")
+    return {
+        "campaign_id": [kept.id, empty.id],
+        "member_id": list(CampaignMember.objects.values_list("id", flat=True)),
+        "item_id": [handout.item.id],
+        "verdict_id": [verdict.id],
+        "missed_id": [point.id],
+        "table_format": ["csv", "parquet"],
+    }
+
+
 @pytest.fixture
 def fuzz_world(transactional_db: None) -> dict[str, Any]:
     """Users with tokens, datasets of every visibility, links, a job and a saved view."""
@@ -111,6 +156,7 @@ def fuzz_world(transactional_db: None) -> dict[str, Any]:
     ShareLink.objects.filter(id=revoked.id).update(revoked_at=active.created)
     job = DatasetJob.objects.create(kind=JobKind.IMPORT, owner=owner, params={"name": "queued"})
     state = SavedState.objects.create(dataset=public, state={"layers": []}, created_by=owner)
+    campaigns = _proofreading(owner)
     return {
         "tokens": {
             "owner": Token.objects.create(user=owner).key,
@@ -125,6 +171,7 @@ def fuzz_world(transactional_db: None) -> dict[str, Any]:
             "segment_id": [1, 2],
             "file_format": ["ply", "obj", "glb"],
             "table_format": ["csv", "parquet"],
+            **campaigns,
         },
     }
 
