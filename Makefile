@@ -27,6 +27,7 @@ up: $(VENV)/.runtime frontend
 	$(PY) manage.py migrate --noinput -v0
 	$(PY) manage.py collectstatic --noinput -v0
 	$(PY) manage.py load_demo --if-absent
+	$(PY) manage.py build_detections --missing --queue
 	$(PY) manage.py ensure_demo_admin
 	$(PY) -m webapp.embedded
 

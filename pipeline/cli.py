@@ -1,6 +1,8 @@
 """Annotome pipeline on files: convert, train, predict, segment, measure, mesh, evaluate, run.
 
-Proofreading statistics too: agreement (kappas, consensus) and disector (miss-rate estimate).
+Proofreading statistics too: agreement (kappas, consensus) and disector (miss-rate estimate);
+the gallery's cards (one PNG per detection); ``detections`` (a label image's detections table
+without meshing).
 
 Each subcommand lives in ``pipeline/commands/<name>.py``.
 """
@@ -21,12 +23,14 @@ COMMAND_MODULES: list[str] = [
     "predict",
     "segment",
     "measure",
+    "detections",
     "mesh",
     "fit_thresholds",
     "evaluate",
     "run",
     "agreement",
     "disector",
+    "cards",
 ]
 
 

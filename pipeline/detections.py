@@ -166,7 +166,9 @@ def mesh_areas_um2(meshes_dir: Path | None) -> dict[int, float]:
         else:
             return {}
     except (ValueError, KeyError, OSError) as exc:
-        raise InvalidInputError(f"cannot read the surface areas in {meshes_dir}: {exc}")
+        raise InvalidInputError(
+            f"cannot read the surface areas in {Path(meshes_dir).name}: {type(exc).__name__}"
+        )
     table = table.dropna()
     return dict(
         zip(

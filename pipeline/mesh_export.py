@@ -46,12 +46,15 @@ class ObjectMeshData:
 
 
 def _info(mesh_dir: Path) -> dict[str, Any]:
+    name = Path(mesh_dir).name
     try:
         info = json.loads((Path(mesh_dir) / "info").read_text())
-    except (OSError, ValueError) as exc:
-        raise InvalidInputError(f"no readable mesh info in {Path(mesh_dir).name}: {exc}")
+    except OSError as exc:  # the message names the file only, not where it lives
+        raise InvalidInputError(f"no readable mesh info in {name}: {exc.strerror or exc}")
+    except ValueError:
+        raise InvalidInputError(f"the mesh info in {name} is not JSON")
     if not isinstance(info, dict):
-        raise InvalidInputError(f"the mesh info in {Path(mesh_dir).name} is not an object")
+        raise InvalidInputError(f"the mesh info in {name} is not an object")
     return info
 
 
@@ -72,8 +75,8 @@ def read_object_mesh(mesh_dir: Path, segment_id: int) -> ObjectMeshData | None:
         return None
     try:
         names = json.loads(manifest.read_text()).get("fragments", [fragment_name(segment_id)])
-    except (OSError, ValueError, AttributeError) as exc:
-        raise InvalidInputError(f"the mesh manifest of segment {segment_id} is unreadable: {exc}")
+    except (OSError, ValueError, AttributeError):
+        raise InvalidInputError(f"the mesh manifest of segment {segment_id} is unreadable")
     parts_v, parts_f, start = [], [], 0
     for name in names:
         path = (mesh_dir / str(name)).resolve()
@@ -96,6 +99,12 @@ def _merged(vertices: npt.NDArray[Any], faces: npt.NDArray[Any]) -> ObjectMeshDa
         return ObjectMeshData(v, f)
     unique, inverse = np.unique(v, axis=0, return_inverse=True)
     return ObjectMeshData(unique, inverse.reshape(-1)[f])
+
+
+def mesh_dir_check(mesh_dir: Path) -> None:
+    """Raise InvalidInputError unless ``mesh_dir`` holds a readable precomputed mesh ``info``
+    (before a stream starts: a failure after its first bytes could no longer be reported)."""
+    _info(Path(mesh_dir))
 
 
 def mesh_ids(mesh_dir: Path) -> list[int]:

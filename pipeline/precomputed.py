@@ -256,3 +256,61 @@ def stored_segment_ids(mesh_dir: Path) -> list[int]:
     if not mesh_dir.is_dir():
         return []
     return sorted(int(p.name[:-2]) for p in mesh_dir.glob("*:0") if p.name[:-2].isdigit())
+
+
+def read_segment_mesh(
+    mesh_dir: Path, segment_id: int, *, detail_nm: float | None = None
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]] | None:
+    """One segment's mesh from a mesh directory of either format: (vertices (N, 3) nm x y z,
+    faces (M, 3)), or None when the directory holds no mesh for it.
+
+    Multi-resolution meshes give the coarsest level of detail whose scale is at most
+    ``detail_nm`` (Neuroglancer's rule for a pixel of that size), the finest without it; cut
+    vertices between fragments stay duplicated. Legacy meshes have one level.
+    """
+    from pipeline.precomputed_multires import MULTIRES_INFO_TYPE, read_multires_object
+
+    mesh_dir = Path(mesh_dir)
+    try:
+        info = json.loads((mesh_dir / "info").read_text())
+    except FileNotFoundError:
+        raise InvalidInputError(f"{mesh_dir} has no info file: not a precomputed mesh directory")
+    except (OSError, ValueError) as error:
+        raise InvalidInputError(f"{mesh_dir}/info is not readable JSON: {error}") from None
+    kind = info.get("@type") if isinstance(info, dict) else None
+    if kind == MULTIRES_INFO_TYPE:
+        stored = read_multires_object(mesh_dir, int(segment_id))
+        if stored is None:
+            return None
+        lod = 0
+        if detail_nm is not None:
+            for index, scale in enumerate(stored.manifest.lod_scales.tolist()):
+                if scale <= detail_nm and stored.levels[index]:
+                    lod = index
+        return stored.level_mesh(lod)
+    if kind != MESH_INFO_TYPE:
+        raise InvalidInputError(f"{mesh_dir}/info: unknown mesh type {kind!r}")
+    manifest_path = mesh_dir / manifest_name(int(segment_id))
+    if not manifest_path.is_file():
+        return None
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        names = [str(n) for n in manifest["fragments"]]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise InvalidInputError(f"mesh manifest {manifest_path.name} is malformed: {error}")
+    vertex_parts: list[npt.NDArray[np.float64]] = []
+    face_parts: list[npt.NDArray[np.int64]] = []
+    count = 0
+    for name in names:
+        if "/" in name or "\\" in name or name in ("", ".", ".."):
+            raise InvalidInputError(f"mesh manifest {manifest_path.name} names {name!r}")
+        try:
+            vertices, faces = read_fragment(mesh_dir / name)
+        except OSError as error:
+            raise InvalidInputError(f"mesh fragment {name} is unreadable: {error}") from None
+        vertex_parts.append(vertices.astype(np.float64))
+        face_parts.append(faces.astype(np.int64) + count)
+        count += len(vertices)
+    if not vertex_parts:
+        return np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64)
+    return np.concatenate(vertex_parts), np.concatenate(face_parts)

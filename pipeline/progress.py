@@ -13,8 +13,8 @@ def no_progress(stage: str, done: int, total: int) -> None:
     """A progress callback that ignores every report."""
 
 
-def tqdm_progress() -> ProgressCallback:
-    """A callback drawing one tqdm bar per stage on stderr."""
+def tqdm_progress(unit: str = "chunk") -> ProgressCallback:
+    """A callback drawing one tqdm bar per stage on stderr, counting ``unit``s."""
     from tqdm import tqdm
 
     bars: dict[str, tqdm] = {}
@@ -24,7 +24,7 @@ def tqdm_progress() -> ProgressCallback:
         if bar is None:
             for other in bars.values():
                 other.close()
-            bar = bars[stage] = tqdm(total=total, desc=stage, unit="chunk", leave=True)
+            bar = bars[stage] = tqdm(total=total, desc=stage, unit=unit, leave=True)
         bar.total = total
         bar.n = done
         bar.refresh()

@@ -95,6 +95,7 @@ def celery_worker(
         env["ANNOTOME_BROKER_SPOOL"] = str(spool)
         celery_app.conf.broker_transport_options = spool_transport_options(spool)
     celery_app.conf.task_default_queue = queue
+    env["CELERY_TASK_DEFAULT_QUEUE"] = queue  # tasks the worker itself queues stay on it
     _reset_app_routing(celery_app)
     live = LiveWorker(
         WorkerProcess(env, tmp_path / "worker.log", queues=queue), queue, env["DATABASE_URL"],

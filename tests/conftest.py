@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,18 @@ def _isolated_data_dirs(settings: Any, tmp_path: Path) -> None:
     settings.UPLOAD_ROOT = tmp_path / "uploads"
     settings.DATA_ROOT.mkdir()
     settings.UPLOAD_ROOT.mkdir()
+
+
+@pytest.fixture(autouse=True)
+def _celery_app_stays_current() -> Iterator[None]:
+    """A test must not leave another Celery app current: ``shared_task`` calls of every later
+    test in the process would publish through it (seen: imports sent into a deleted spool)."""
+    yield
+    from celery import current_app
+
+    from webapp.celery import app
+
+    assert current_app._get_current_object() is app, "a test left another Celery app current"
 
 
 @pytest.fixture(autouse=True)

@@ -126,6 +126,9 @@ class Embedded:
     def ping(self) -> dict:
         producer = Celery(
             "producer",
+            # Not the current app: shared_task calls of later tests in this process would
+            # publish through it, into this test's spool.
+            set_as_current=False,
             broker=f"{TRANSPORT_ALIAS}://",
             broker_transport_options=spool_transport_options(self.spool),
         )
@@ -255,6 +258,8 @@ def test_a_sigkilled_worker_is_restarted_and_its_import_finishes(
         DJANGO_SETTINGS_MODULE="embedded_test_settings",
         PYTHONPATH=str(REPO_ROOT / "tests" / "integration"),
         ANNOTOME_TEST_PROGRESS_PAUSE=str(pause),
+        # no detections build after the import: DATA_ROOT/tmp must be empty when it ends
+        ANNOTOME_DETECTIONS_AUTO_BUILD="0",
     )
     embedded.wait_ready()
     subprocess.run(

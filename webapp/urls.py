@@ -33,5 +33,6 @@ urlpatterns = [
     path("", include("webapp.datasets.serving_urls")),
     # Dataset pages (import) before the viewer's catch-all datasets/<slug>/.
     path("datasets/", include("webapp.datasets.urls")),
+    path("datasets/", include("webapp.detections.urls")),
     path("", include("webapp.viewer.urls")),
 ]

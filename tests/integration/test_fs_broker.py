@@ -124,6 +124,9 @@ def test_sigkilled_worker_task_is_redelivered_after_restart(
     )
     producer = Celery(
         "producer",
+        # Not the current app: shared_task calls of later tests in this process would
+        # publish through it, into this test's spool.
+        set_as_current=False,
         broker=f"{TRANSPORT_ALIAS}://",
         broker_transport_options=spool_transport_options(spool),
     )

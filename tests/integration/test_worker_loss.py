@@ -34,7 +34,13 @@ LEASE_SECONDS = "4"
 # While this file exists, a job's progress reports wait (after writing): the test kills a
 # worker at a known point of a running import, then lets the next attempt go on.
 PAUSE = "{tmp_path}/pause-progress"
-PAUSABLE_JOB = {"ANNOTOME_TEST_PROGRESS_PAUSE": PAUSE, "ANNOTOME_JOB_LEASE_SECONDS": LEASE_SECONDS}
+# No detections builds after an import: the worker (one process) must be free for the next
+# import the test queues, which it pauses and kills at a known point.
+PAUSABLE_JOB = {
+    "ANNOTOME_TEST_PROGRESS_PAUSE": PAUSE,
+    "ANNOTOME_JOB_LEASE_SECONDS": LEASE_SECONDS,
+    "ANNOTOME_DETECTIONS_AUTO_BUILD": "0",
+}
 
 
 @pytest.fixture
@@ -104,7 +110,10 @@ def _wait_until_ended(job_id: int, states: list[str], timeout: float = 120) -> D
             states.append(job.state)
         return job if job.status not in (JobStatus.QUEUED, JobStatus.RUNNING) else None
 
-    return wait_for(ended, timeout, f"job {job_id} to end (states {states})")
+    try:
+        return wait_for(ended, timeout, f"job {job_id} to end")
+    except AssertionError as error:  # the states seen say where it stuck
+        raise AssertionError(f"{error} (states seen: {states})") from None
 
 
 def _store_digest(dataset: Dataset) -> dict[str, str]:
@@ -122,9 +131,16 @@ def _store_digest(dataset: Dataset) -> dict[str, str]:
 
 
 def _assert_tmp_is_empty() -> None:
+    """The task removes its work directory after the thumbnail (its last step): wait for that."""
     tmp = Path(django_settings.DATA_ROOT) / "tmp"
-    left = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*")) if tmp.exists() else []
-    assert left == [], f"left under DATA_ROOT/tmp: {left}"
+
+    def left() -> list[str]:
+        return sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*")) if tmp.exists() else []
+
+    try:
+        wait_for(lambda: not left(), 30, "the work directories to be removed")
+    except AssertionError:
+        raise AssertionError(f"left under DATA_ROOT/tmp: {left()}") from None
 
 
 def _assert_published_once(job: DatasetJob, attempts: int) -> None:

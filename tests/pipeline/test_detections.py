@@ -232,3 +232,22 @@ def test_label_stats_without_image_has_no_intensity() -> None:
     assert stats.intensity_sums is None and stats.mean_intensity is None
     frame = pd.DataFrame({"id": stats.ids})
     assert len(frame) == 4
+
+
+def test_cli_writes_the_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pipeline.cli import main
+
+    labels, image = constructed()
+    store = write_reference_ome_zarr(
+        tmp_path / "image.ome.zarr", image, {"nuclei": labels}, version="0.4",
+        scale={"z": 2.0, "y": 0.5, "x": 0.25},
+    )  # fmt: skip
+    out = tmp_path / "out" / "detections"
+    assert (
+        main(["detections", str(store / "labels" / "nuclei"), str(out), "--image", str(store)]) == 0
+    )
+    assert "4 objects" in capsys.readouterr().out
+    table = pd.read_parquet(out.with_suffix(".parquet"))
+    assert table["segment_id"].tolist() == [5, 9, 12, 1_000_000]
+    assert table["mean_intensity"].notna().all()
+    assert main(["detections", str(tmp_path / "missing"), str(out)]) == 2

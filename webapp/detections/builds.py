@@ -65,7 +65,7 @@ def _chunks(frame: pd.DataFrame, layer_id: int, build_id: int) -> Iterator[list[
         rows = []
         for values in part[columns].itertuples(index=False, name=None):
             fields = {name: _value(v) for name, v in zip(columns, values, strict=True)}
-            rows.append(Detection(layer_id=layer_id, build_id=build_id, **fields))
+            rows.append(Detection(layer_id=layer_id, build_number=build_id, **fields))
         yield rows
 
 
@@ -76,7 +76,7 @@ def _upsert_orm(layer: Layer, build: DetectionBuild, frame: pd.DataFrame) -> Non
             rows,
             update_conflicts=True,
             unique_fields=["layer", "segment_id"],
-            update_fields=["build", *_VALUE_COLUMNS],
+            update_fields=["build_number", *_VALUE_COLUMNS],
         )
 
 
@@ -86,9 +86,11 @@ def _upsert_postgresql(layer: Layer, build: DetectionBuild, frame: pd.DataFrame)
     ~7 s instead of ~22 s, most of it maintaining the indexes), and no model objects."""
     quote = connection.ops.quote_name
     table = quote(Detection._meta.db_table)
-    columns = ["layer_id", "build_id", *DETECTION_COLUMNS]
+    columns = ["layer_id", "build_number", *DETECTION_COLUMNS]
     names = ", ".join(quote(c) for c in columns)
-    updates = ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}" for c in ["build_id", *_VALUE_COLUMNS])
+    updates = ", ".join(
+        f"{quote(c)} = EXCLUDED.{quote(c)}" for c in ["build_number", *_VALUE_COLUMNS]
+    )
     with connection.cursor() as cursor:
         cursor.execute("DROP TABLE IF EXISTS detections_load")
         cursor.execute(
@@ -122,7 +124,7 @@ def detections_replace(
             _upsert_postgresql(layer, build, frame)
         else:
             _upsert_orm(layer, build, frame)
-        Detection.objects.filter(layer=layer).exclude(build=build).delete()
+        Detection.objects.filter(layer=layer).exclude(build_number=build.id).delete()
         if succeed is not None:
             succeed(n_detections=len(frame))
     _tidy_after_write()

@@ -115,11 +115,10 @@ class Detection(models.Model):
 
     layer = models.ForeignKey("datasets.Layer", on_delete=models.CASCADE, related_name="detections")
     segment_id = models.BigIntegerField()
-    # The build that wrote this row's values last (rows of older builds are deleted at the end
-    # of a build: their segments no longer exist).
-    build = models.ForeignKey(
-        "DetectionBuild", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
+    # Id of the DetectionBuild that wrote this row's values last: at the end of a build, rows of
+    # older builds are deleted (their segments no longer exist). A number, not a foreign key:
+    # deleting a build must not touch (SET NULL) 100,000 rows, nor block deleting a layer.
+    build_number = models.BigIntegerField(default=0)
 
     voxels = models.BigIntegerField()
     volume = models.FloatField(help_text="um^3")

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
+
 
 def detections_on_layers_changed(sender: Any, dataset: Any, **kwargs: Any) -> None:
-    """``layers_changed`` receiver: queue a build for each segmentation layer of ``dataset``."""
+    """``layers_changed`` receiver: queue a build for each segmentation layer of ``dataset``
+    (unless ``DETECTIONS_AUTO_BUILD`` is off)."""
+    if not getattr(settings, "DETECTIONS_AUTO_BUILD", True):
+        return
     from webapp.detections.services import detections_build_on_layers_changed
 
     detections_build_on_layers_changed(dataset)

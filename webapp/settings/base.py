@@ -191,6 +191,9 @@ VIEWER_STATE_SAVE_RATE = env_str("ANNOTOME_STATE_SAVE_RATE", "60/min")
 # object, and meshes load for the objects the user selects. Each selected object costs
 # Neuroglancer two requests at open (the demo's 300: 13.9 s vs 6.4 s, bench/viewer.py).
 VIEWER_DEFAULT_SEGMENTS = int(env_str("ANNOTOME_VIEWER_DEFAULT_SEGMENTS", "50"))
+# Build a segmentation layer's detections table when an import publishes it (a background job
+# per layer). Off: tables are built only when asked (API rebuild, `build_detections`).
+DETECTIONS_AUTO_BUILD = env_bool("ANNOTOME_DETECTIONS_AUTO_BUILD", True)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -247,6 +250,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TRACK_STARTED = True
 CELERY_RESULT_EXTENDED = True
 CELERY_TASK_ALWAYS_EAGER = False
+# Where tasks are sent, also those a task queues (an import queues its detections builds): the
+# queue this site's workers consume (`celery worker -Q`); the integration tests give each
+# worker a queue of its own.
+CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "celery")
 
 # Background jobs (webapp.core.jobs): a running job's worker refreshes its heartbeat every
 # quarter of this lease; a job whose heartbeat is older (or whose worker process is gone) shows

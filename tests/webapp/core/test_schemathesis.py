@@ -38,7 +38,7 @@ from webapp.datasets.models import (
     ShareLink,
     Visibility,
 )
-from webapp.detections.models import Detection
+from webapp.detections.models import BBOX_COLUMNS, CENTROID_COLUMNS, Detection
 from webapp.proofreading import services as proofreading
 from webapp.proofreading.models import CampaignMember
 from webapp.viewer.models import SavedState
@@ -82,6 +82,14 @@ def _dataset(slug: str, owner: Any, visibility: str, team: Team | None = None) -
     Layer.objects.create(
         dataset=dataset, name="loose-meshes", kind=LayerKind.MESH, path="meshes/loose"
     )
+    for segment_id in (1, 2):  # a detections table (no build: its files do not exist)
+        Detection.objects.create(
+            layer=seg, segment_id=segment_id, voxels=10 * segment_id, volume=0.1 * segment_id,
+            surface_area=None if segment_id == 2 else 1.5, sphericity=None, mean_intensity=None,
+            mean_probability=None, **{c: 1.0 for c in CENTROID_COLUMNS},
+            **{c: (0 if c.endswith("0") else 3) for c in BBOX_COLUMNS if not c.endswith("_um")},
+            **{c: 0.5 for c in BBOX_COLUMNS if c.endswith("_um")},
+        )  # fmt: skip
     return dataset
 
 
@@ -152,6 +160,9 @@ def fuzz_world(transactional_db: None) -> dict[str, Any]:
             "key": [state.key],
             "layer_name": ["nuclei", "image", "nuclei-meshes"],
             **campaigns,
+            "segment_id": [1, 2],
+            "file_format": ["ply", "obj", "glb"],
+            "table_format": ["csv", "parquet"],
         },
     }
 

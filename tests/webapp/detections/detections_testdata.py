@@ -66,3 +66,28 @@ def table_with(layer: Layer, frame: pd.DataFrame) -> DetectionBuild:
     )
     build.refresh_from_db()
     return build
+
+
+def write_many_objects(dataset_dir: Any, cells: tuple[int, int, int]) -> tuple[int, ...]:
+    """A label image of ``prod(cells)`` boxes (4 x 9 x 9 voxels, one per 5 x 10 x 10 cell) and an
+    image, as OME-Zarr 0.5 stores ``labels.ome.zarr`` and ``image.ome.zarr``, written slab by
+    slab; returns the shape."""
+    from pipeline.ome_zarr_io import create_single_level_image
+
+    cell = (5, 10, 10)
+    shape = tuple(c * n for c, n in zip(cell, cells, strict=True))
+    kw: dict[str, Any] = {"chunks": (25, 100, 100), "voxel_size": VOXEL_NM}
+    labels = create_single_level_image(
+        dataset_dir / "labels.ome.zarr", shape, dtype="uint32", name="nuclei", label=True, **kw
+    )
+    image = create_single_level_image(
+        dataset_dir / "image.ome.zarr", shape, dtype="uint16", name="image", **kw
+    )
+    y, x = np.indices(shape[1:])
+    for z0 in range(0, shape[0], 25):
+        z = np.arange(z0, min(z0 + 25, shape[0]))[:, None, None]
+        inside = (z % cell[0] < 4) & (y % cell[1] < 9) & (x % cell[2] < 9)
+        ids = (z // cell[0]) * cells[1] * cells[2] + (y // cell[1]) * cells[2] + x // cell[2] + 1
+        labels[z0 : z0 + len(z)] = np.where(inside, ids, 0).astype(np.uint32)
+        image[z0 : z0 + len(z)] = np.where(inside, ids % 1000, 7).astype(np.uint16)
+    return shape

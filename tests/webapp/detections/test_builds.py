@@ -59,7 +59,8 @@ def test_rebuild_keeps_rows_of_segments_that_remain_and_drops_the_others(
     after = dict(Detection.objects.filter(layer=layer).values_list("segment_id", "id"))
     assert sorted(after) == list(range(21, 61))
     assert all(after[s] == ids_before[s] for s in range(21, 51))  # same rows, new values
-    assert set(Detection.objects.filter(layer=layer).values_list("build", flat=True)) == {second.id}
+    builds = Detection.objects.filter(layer=layer).values_list("build_number", flat=True)
+    assert set(builds) == {second.id}
     row = Detection.objects.get(layer=layer, segment_id=30)
     assert row.voxels == int(changed.set_index("segment_id").loc[30, "voxels"])
     assert first.id != second.id
@@ -139,3 +140,29 @@ def test_load_demo_ends_with_the_demo_table(
     assert np.all(
         np.array(Detection.objects.filter(layer=layer).values_list("surface_area", flat=True)) > 0
     )
+
+
+def test_deleting_builds_keeps_rows_and_deleting_the_dataset_removes_them(
+    make_layer: Any,
+) -> None:
+    layer = make_layer(rows=40)
+    DetectionBuild.objects.filter(layer=layer).delete()
+    assert Detection.objects.filter(layer=layer).count() == 40
+    layer.dataset.delete()
+    assert not Detection.objects.exists()
+
+
+def test_build_detections_command(imported: Any, make_layer: Any) -> None:
+    from io import StringIO
+
+    from django.core.management.base import CommandError
+
+    dataset = imported[0]
+    out = StringIO()
+    call_command("build_detections", "--missing", stdout=out)
+    assert out.getvalue() == ""  # the imported layer has its table
+    call_command("build_detections", dataset.slug, "--layer", "nuclei", stdout=out)
+    assert f"{dataset.slug}/nuclei: 3 detections" in out.getvalue()
+    make_layer(slug="no-files")
+    with pytest.raises(CommandError, match="1 build"):
+        call_command("build_detections", "no-files", stdout=out, stderr=StringIO())

@@ -350,6 +350,15 @@ def test_mesh_errors(api: APIClient, imported: Any, make_layer: Any) -> None:
     answer = api.get(url(no_meshes, "1/mesh.ply"))
     assert answer.status_code == 404 and "no mesh" in answer.json()["message"]
     assert api.get(url(no_meshes, "meshes.zip")).status_code == 404
+    # a mesh layer whose files are missing: 404 saying so, without the server's paths
+    Layer.objects.create(
+        dataset=no_meshes.dataset, name="nuclei-meshes", kind=LayerKind.MESH,
+        path="meshes/nuclei", source_layer=no_meshes,
+    )  # fmt: skip
+    for tail in ("1/mesh.glb", "meshes.zip"):
+        answer = api.get(url(no_meshes, tail))
+        assert answer.status_code == 404 and "cannot be read" in answer.json()["message"]
+        assert str(dataset.root.parent) not in answer.json()["message"]
     # any Accept header: the error is still JSON
     answer = api.get(url(layer, "2/mesh.stl"), HTTP_ACCEPT="model/obj")
     assert answer.status_code == 400

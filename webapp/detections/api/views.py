@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 from django.db.models import QuerySet
@@ -21,12 +22,14 @@ from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from pipeline.errors import PipelineError
 from pipeline.mesh_export import (
     MEDIA_TYPES as MESH_MEDIA_TYPES,
 )
 from pipeline.mesh_export import (
     MESH_FILE_FORMATS,
     iter_meshes_zip,
+    mesh_dir_check,
     mesh_file_bytes,
     read_object_mesh,
 )
@@ -110,6 +113,19 @@ def _download_name(layer: Layer, suffix: str) -> str:
 def _attachment(response: HttpResponse | StreamingHttpResponse, filename: str) -> None:
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     response["X-Content-Type-Options"] = "nosniff"
+
+
+def _readable_meshes(layer: Layer) -> Path:
+    """The directory of the layer's meshes; 404 when it has none or they cannot be read."""
+    meshes = mesh_layer_of(layer)
+    if meshes is None:
+        raise NotFound(f"Layer {layer.name!r} has no meshes.")
+    path = layer.dataset.root / meshes.path
+    try:
+        mesh_dir_check(path)
+    except PipelineError as exc:
+        raise NotFound(f"The meshes of layer {layer.name!r} cannot be read: {exc}")
+    return path
 
 
 class _LayerView(RestrictedAPIView[Detection]):
@@ -203,10 +219,8 @@ class DetectionMeshView(_LayerView):
             )
         layer = self.layer()
         detection = selectors.detection_get(layer, segment_id)
-        meshes = mesh_layer_of(layer)
-        mesh = None
-        if meshes is not None:
-            mesh = read_object_mesh(layer.dataset.root / meshes.path, detection.segment_id)
+        meshes = _readable_meshes(layer)
+        mesh = read_object_mesh(meshes, detection.segment_id)
         if mesh is None:
             raise NotFound(f"Detection {segment_id} of layer {layer.name!r} has no mesh.")
         response = HttpResponse(
@@ -282,15 +296,13 @@ class DetectionMeshesZipView(_LayerView):
                 f"{', '.join(MESH_FILE_FORMATS)}."
             )
         layer = self.layer()
-        meshes = mesh_layer_of(layer)
-        if meshes is None:
-            raise NotFound(f"Layer {layer.name!r} has no meshes.")
+        meshes = _readable_meshes(layer)
         ids = list(
             Detection.objects.filter(layer_id=layer.id)
             .order_by("segment_id")
             .values_list("segment_id", flat=True)
         )
-        stream = iter_meshes_zip(layer.dataset.root / meshes.path, ids, file_format)
+        stream = iter_meshes_zip(meshes, ids, file_format)
         response = StreamingHttpResponse(stream, content_type=MESH_MEDIA_TYPES["zip"])
         _attachment(response, _download_name(layer, f"meshes-{file_format}.zip"))
         return response

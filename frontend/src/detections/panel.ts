@@ -1,0 +1,78 @@
+// Viewer page: the Detections panel lists each segmentation layer's detections table (count,
+// build state, downloads) from /api/v1/datasets/<slug>/detections/, polls while a build runs,
+// and lets the dataset's owner start a rebuild.
+
+import { api, pathParams } from "../lib/api";
+import { byId } from "../lib/dom";
+import { type DetectionTable, isBuilding, renderTables } from "./status";
+
+const LIST = "/api/v1/datasets/{slug}/detections/";
+export const POLL_MS = 2000;
+
+export interface DetectionsPanel {
+  refresh(): Promise<DetectionTable[]>;
+}
+
+export function mountDetectionsPanel(
+  panel: HTMLElement,
+  toggle: HTMLButtonElement,
+  doc: Document = document,
+): DetectionsPanel {
+  const list = byId("detections-list", HTMLElement, doc);
+  const errorBox = byId("detections-error", HTMLElement, doc);
+  const slug = pathParams(LIST, panel.dataset.url ?? "").slug ?? "";
+  const canRebuild = panel.dataset.canRebuild === "1";
+  const win = doc.defaultView ?? window;
+  let timer: number | undefined;
+
+  function showError(message: string): void {
+    errorBox.textContent = message;
+    errorBox.hidden = !message;
+  }
+
+  async function rebuild(table: DetectionTable, button: HTMLButtonElement): Promise<void> {
+    button.disabled = true;
+    showError("");
+    try {
+      await api.post("/api/v1/datasets/{slug}/layers/{layer_name}/detections/table/", {
+        path: { slug, layer_name: table.layer },
+      });
+      await refresh();
+    } catch (error) {
+      showError(error instanceof Error ? error.message : String(error));
+      button.disabled = false;
+    }
+  }
+
+  async function refresh(): Promise<DetectionTable[]> {
+    win.clearTimeout(timer);
+    const tables = await api.get(LIST, { path: { slug } });
+    renderTables(list, tables, {
+      browseUrl: (t) =>
+        `/datasets/${encodeURIComponent(slug)}/detections/${encodeURIComponent(t.layer)}/`,
+      ...(canRebuild ? { rebuild: (t, b) => void rebuild(t, b) } : {}),
+    });
+    const total = tables.reduce((n, t) => n + t.count, 0);
+    toggle.textContent = tables.length
+      ? `Detections (${total.toLocaleString("en")})`
+      : "Detections";
+    if (tables.some(isBuilding)) {
+      timer = win.setTimeout(() => void refresh().catch(report), POLL_MS);
+    }
+    return tables;
+  }
+
+  function report(error: unknown): void {
+    showError(error instanceof Error ? error.message : String(error));
+  }
+
+  function setOpen(open: boolean): void {
+    panel.hidden = !open;
+    toggle.setAttribute("aria-expanded", String(open));
+  }
+
+  toggle.addEventListener("click", () => setOpen(panel.hidden));
+  doc.getElementById("detections-close")?.addEventListener("click", () => setOpen(false));
+  void refresh().catch(report);
+  return { refresh };
+}
