@@ -141,12 +141,17 @@ describe("PrefetchQueue", () => {
 describe("queueInitialState", () => {
   it("starts the campaign's layer with no segment and others hidden", () => {
     const state = queueInitialState(
-      { layers: [{ name: "image" }, { name: "nuclei", segments: ["1", "2"] }] },
+      {
+        layers: [{ name: "image" }, { name: "nuclei", segments: ["1", "2"] }],
+        selectedLayer: { layer: "image", visible: true },
+      },
       "nuclei",
     );
     expect(state.layers).toEqual([
       { name: "image" },
       { name: "nuclei", segments: [], notSelectedAlpha: 0 },
     ]);
+    expect(state["selectedLayer"]).toEqual({ layer: "nuclei", visible: false });
+    expect(queueInitialState({ layers: [] }, "nuclei")["selectedLayer"]).toBeUndefined();
   });
 });

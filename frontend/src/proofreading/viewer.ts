@@ -12,10 +12,22 @@ interface SegmentSet {
   has(id: bigint): boolean;
 }
 
-function segmentSet(viewer: Viewer, layerName: string): SegmentSet | undefined {
+interface SegmentGroup {
+  visibleSegments: SegmentSet;
+  /** Neuroglancer 2.41: segments remembered in the list, shown or not ("!17" when hidden). */
+  selectedSegments?: SegmentSet;
+}
+
+function segmentGroup(viewer: Viewer, layerName: string): SegmentGroup | undefined {
   const display = viewer.layerManager.getLayerByName(layerName)?.layer?.displayState as
-    { segmentationGroupState?: { value: { visibleSegments: SegmentSet } } } | undefined;
-  return display?.segmentationGroupState?.value.visibleSegments;
+    { segmentationGroupState?: { value: SegmentGroup } } | undefined;
+  return display?.segmentationGroupState?.value;
+}
+
+/** Empties the layer's segment list (hidden entries too), so that nothing is remembered. */
+function clearSegments(group: SegmentGroup): void {
+  group.visibleSegments.clear();
+  group.selectedSegments?.clear();
 }
 
 /** Shows `segmentId` alone in `layerName` (2D and its mesh in 3D) and moves the camera. */
@@ -25,10 +37,11 @@ export function showDetection(
   segmentId: number,
   camera: Camera,
 ): void {
-  const segments = segmentSet(viewer, layerName);
-  if (segments) {
-    segments.clear();
-    segments.add(BigInt(segmentId));
+  const group = segmentGroup(viewer, layerName);
+  if (group) {
+    clearSegments(group);
+    group.selectedSegments?.add(BigInt(segmentId));
+    group.visibleSegments.add(BigInt(segmentId));
   }
   viewer.state.restoreState({
     position: camera.position,
@@ -39,16 +52,20 @@ export function showDetection(
 
 /** Shows nothing of `layerName` (the queue is empty). */
 export function showNothing(viewer: Viewer, layerName: string): void {
-  segmentSet(viewer, layerName)?.clear();
+  const group = segmentGroup(viewer, layerName);
+  if (group) clearSegments(group);
 }
 
 /**
  * The page's initial state: the dataset's default view with the campaign's layer showing no
- * segment yet and unselected segments hidden in 2D (so the current one is shown alone).
+ * segment yet and unselected segments hidden in 2D (so the current one is shown alone), and
+ * Neuroglancer's layer side panel closed.
  */
 export function queueInitialState(state: ViewerStateJson, layerName: string): ViewerStateJson {
   return {
     ...state,
+    // The layer side panel would take a third of the view; the page has its own panel.
+    ...(state["selectedLayer"] ? { selectedLayer: { layer: layerName, visible: false } } : {}),
     layers: (state.layers ?? []).map((layer) =>
       layer.name === layerName ? { ...layer, segments: [], notSelectedAlpha: 0 } : layer,
     ),
