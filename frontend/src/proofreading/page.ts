@@ -220,7 +220,18 @@ export function mountQueuePage(doc: Document = document): QueueHooks {
     }
   }
 
+  /** Two animation frames of the viewer: Neuroglancer recomputes the chunks a view needs when
+   * it draws, so isReady() right after a camera change may still describe the old view. */
+  function frames(): Promise<void> {
+    const win = frame.contentWindow ?? doc.defaultView;
+    return new Promise((resolve) => {
+      if (!win) resolve();
+      else win.requestAnimationFrame(() => win.requestAnimationFrame(() => resolve()));
+    });
+  }
+
   async function drawn(): Promise<void> {
+    await frames();
     await waitFor(
       () => {
         const viewer = viewerIn(frame);
