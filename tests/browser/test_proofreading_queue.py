@@ -172,12 +172,23 @@ def test_reviewer_classifies_with_keys_undo_skip_flag_and_missed_point(
     assert "Decided by me: 5" in page.inner_text("#queue-counters")
     page.screenshot(path=str(artifacts_dir / "queue-after.png"))
 
+    # Keys reach the queue while Neuroglancer has the focus, and not Neuroglancer (whose digit
+    # keys would toggle layers).
+    box = page.locator("#neuroglancer").bounding_box()
+    page.mouse.click(box["x"] + box["width"] * 0.75, box["y"] + box["height"] * 0.75)
+    assert page.evaluate("() => document.activeElement.id") == "neuroglancer"
+    eighth = press_and_wait(page, "1", after)
+    assert_shows_alone(page, eighth)
+    layers = page.evaluate("() => annotome.viewer().state.toJSON().layers")
+    assert all(layer.get("visible", True) for layer in layers), layers
+
     expected = {
         first["segment_id"]: "tp",
         second["segment_id"]: "tp_distortion",
         fourth["segment_id"]: "uncertain",
         fifth["segment_id"]: "tp",
         sixth["segment_id"]: "fp",
+        after["segment_id"]: "tp",
     }
     live = {
         v.item.segment_id: v.verdict
