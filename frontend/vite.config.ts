@@ -11,6 +11,7 @@ const entries = {
   share_links: "src/pages/share_links.ts",
   detections_panel: "src/pages/detections_panel.ts",
   detections_table: "src/pages/detections_table.ts",
+  proofreading_queue: "src/pages/proofreading_queue.ts",
   // Style sheets: the key only has to be unique; the file keeps its source name.
   "style:site": "src/styles/site.css",
   "style:viewer": "src/styles/viewer.css",

@@ -34,5 +34,6 @@ urlpatterns = [
     # Dataset pages (import) before the viewer's catch-all datasets/<slug>/.
     path("datasets/", include("webapp.datasets.urls")),
     path("datasets/", include("webapp.detections.urls")),
+    path("proofreading/", include("webapp.proofreading.urls")),
     path("", include("webapp.viewer.urls")),
 ]

@@ -1,0 +1,12 @@
+"""Proofreading pages (the API is in api/urls.py)."""
+
+from django.urls import path
+
+from webapp.proofreading import views
+
+app_name = "proofreading"
+
+urlpatterns = [
+    path("", views.campaign_list, name="campaign-list"),
+    path("<int:campaign_id>/", views.queue_page, name="queue"),
+]
