@@ -172,3 +172,68 @@ def test_production_with_a_secret_key_is_safe_by_default(tmp_path: Path) -> None
     assert values["SESSION_COOKIE_SECURE"] is True
     assert values["DATA_SERVING"] == "nginx"
     assert values["ALLOWED_HOSTS"] == ["annotome.example.org"]
+
+
+SQLITE_WRITERS = """
+import json, threading, time
+import django
+django.setup()
+from django.db import connection, transaction
+
+with connection.cursor() as cursor:
+    cursor.execute("CREATE TABLE t (n integer)")
+connection.close()
+first_wrote, errors = threading.Event(), []
+
+def first():
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("INSERT INTO t VALUES (1)")
+        first_wrote.set()
+        time.sleep(0.5)
+    connection.close()
+
+def second():  # reads, then writes after the first has committed meanwhile
+    first_wrote.wait()
+    try:
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT count(*) FROM t")
+                time.sleep(0.8)
+                cursor.execute("INSERT INTO t VALUES (2)")
+    except Exception as exc:
+        errors.append(repr(exc))
+    connection.close()
+
+threads = [threading.Thread(target=first), threading.Thread(target=second)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+with connection.cursor() as cursor:
+    cursor.execute("SELECT count(*) FROM t")
+    rows = cursor.fetchone()[0]
+print(json.dumps({"errors": errors, "rows": rows}))
+"""
+
+
+def test_embedded_sqlite_transactions_wait_for_each_other_instead_of_failing(
+    tmp_path: Path,
+) -> None:
+    """Two processes of `make up` (a worker's job and an import) write in overlapping
+    transactions: the second waits for the first (IMMEDIATE), never 'database is locked'."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("DJANGO_", "ANNOTOME_", "CELERY_")) and key != "DATABASE_URL"
+    }
+    env.update(
+        DJANGO_SETTINGS_MODULE="webapp.settings.dev",
+        ANNOTOME_VAR_DIR=str(tmp_path / "var"),
+        PYTHONPATH=str(REPO_ROOT),
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", SQLITE_WRITERS],
+        env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert _ok(result) == {"errors": [], "rows": 2}

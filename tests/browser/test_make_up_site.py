@@ -230,20 +230,27 @@ def _sweep_urls(site: MakeUpSite, api: requests.Session, slugs: list[str]) -> li
         "link_id": [str(link["id"]) for link in link_list] + ["999999"],
         "key": [state_key, "nope"],
         "layer_name": ["nuclei", "image", "nope"],
+        "table_format": ["csv", "parquet", "nope"],
+        "file_format": ["ply", "obj", "glb", "nope"],
     }
+    # Any other id in a path (segments, campaigns, items...): one that may exist, one that not.
+    fallback = ["1", "999999"]
     urls: set[str] = set()
     for template in root["endpoints"].values():
         path = template.replace(site.url, "")
         names = re.findall(r"{(\w+)}", path)
         filled = [path]
         for name in names:
-            filled = [p.replace("{" + name + "}", v) for p in filled for v in values[name]]
+            choices = values.get(name, fallback)
+            filled = [p.replace("{" + name + "}", v) for p in filled for v in choices]
         urls.update(site.url + p for p in filled)
     token = link_list[0]["token"] if link_list else "no-such-token"
     pages = [
         "/", "/datasets/import/", "/accounts/login/", "/accounts/token/", "/api/docs/",
         "/api/schema/", "/favicon.ico", "/no/such/page/", "/admin/", "/admin/login/",
         "/neuroglancer/v/annotome/", f"/s/{token}/datasets/{slugs[0]}/",
+        "/proofreading/", "/proofreading/1/", "/proofreading/999999/",
+        f"/datasets/{slugs[0]}/detections/nuclei/", f"/datasets/{slugs[0]}/detections/nope/",
         f"/datasets/{slugs[0]}/?state={state_key}", "/datasets/no-such-dataset/",
     ]  # fmt: skip
     for slug in slugs:

@@ -117,9 +117,16 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
     except OSError:
         pass
-    # WAL lets the Celery worker write progress while the web process reads.
+    # WAL lets the Celery worker write progress while the web process reads. IMMEDIATE: a
+    # transaction takes the write lock when it begins, waiting up to the timeout; a deferred one
+    # that read first and then wrote failed at once with "database is locked" whenever another
+    # process had written meanwhile (seen: a detections build beside an import in `make up`).
     DATABASES["default"].setdefault("OPTIONS", {}).update(
-        {"init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", "timeout": 30}
+        {
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "timeout": 30,
+            "transaction_mode": "IMMEDIATE",
+        }
     )
     # A file, not :memory:, so Celery worker processes in integration tests can open the test
     # database; per process so concurrent test runs in one checkout do not delete each other's.
