@@ -74,8 +74,24 @@ if [ ! -f "$types" ] || [ ! -f "$schema" ] ||
   step "API types done ($((SECONDS - t0)) s so far)"
 fi
 
-step "vite build -> frontend/dist/"
-npm run --silent build
+# Skipped when nothing it reads changed since the last build. Otherwise built beside dist/ and
+# swapped in: pages being served (a test's live server, while `make up` runs in the same
+# checkout) never see a half-emptied dist/.
+built=frontend/dist/.annotome-build
+if [ -f "$built" ] && [ -z "$(find frontend/src frontend/generated frontend/vite.config.ts \
+  frontend/package.json frontend/package-lock.json frontend/tsconfig.json -newer "$built" -print -quit)" ]; then
+  step "vite build: frontend/dist/ is up to date"
+else
+  step "vite build -> frontend/dist/"
+  next="frontend/dist.next.$$"
+  rm -rf "$next"
+  npm run --silent build -- --outDir "dist.next.$$"
+  touch "$next/.annotome-build"
+  old="frontend/dist.old.$$"
+  [ -d frontend/dist ] && mv frontend/dist "$old"
+  mv "$next" frontend/dist
+  rm -rf "$old"
+fi
 
 if [ "$check" = 1 ]; then
   step "format check (prettier; fix with: bash scripts/npm.sh run format)"
