@@ -8,11 +8,9 @@ from typing import Any
 import numpy as np
 import pytest
 import requests
-from ball_volumes import balls_and_labels, tiff_bytes
 from celery_harness import LiveWorker, wait_for
-from django.contrib.auth import get_user_model
 from django_celery_results.models import TaskResult
-from rest_framework.authtoken.models import Token
+from import_uploads import balls_and_labels, token_session, upload_volume
 
 from webapp.detections.models import DetectionBuild
 
@@ -40,18 +38,10 @@ def _wait_table(session: requests.Session, url: str, build_id: int | None = None
 def test_import_then_worker_builds_the_table_and_rebuilds_it(
     celery_worker: LiveWorker, live_server: Any
 ) -> None:
-    user = get_user_model().objects.create_user("importer", password="not-used-here")
-    session = requests.Session()
-    session.headers["Authorization"] = f"Token {Token.objects.create(user=user).key}"
+    session = token_session("importer")
     image, labels = _volume_and_labels()
-    response = session.post(
-        f"{live_server.url}/api/v1/imports/",
-        data={"name": "Detections volume", "voxel_size": "400,200,200", "unit": "nanometer"},
-        files=[
-            ("file", ("volume.tif", tiff_bytes(image), "image/tiff")),
-            ("labels", ("nuclei.tif", tiff_bytes(labels), "image/tiff")),
-        ],
-        timeout=60,
+    response = upload_volume(
+        session, live_server.url, "Detections volume", "400,200,200", image, labels
     )
     assert response.status_code == 202, response.text
     job_url = f"{live_server.url}/api/v1/jobs/{response.json()['id']}/"
