@@ -578,7 +578,7 @@ export function mountQueuePage(doc: Document = document): QueueHooks {
       }
       await first;
       render();
-      await reloadMissed();
+      if (config.missedLayer) await reloadMissed();
       return loaded;
     },
     (error: unknown) => {
