@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import re
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -61,10 +62,11 @@ def campaign_list(request: HttpRequest) -> HttpResponse:
 
 
 def _render_list(request: HttpRequest, form: dict[str, str], status: int = 200) -> HttpResponse:
-    campaigns = list(selectors.campaigns_visible(request.user).order_by("-created", "-id"))
+    queryset = selectors.campaigns_visible(request.user).order_by("-created", "-id")
     dataset = request.GET.get("dataset", "")
     if dataset:
-        campaigns = [c for c in campaigns if c.layer.dataset.slug == dataset]
+        queryset = queryset.filter(layer__dataset__slug=dataset)
+    campaigns = list(queryset)
     expert_of = [
         c.id
         for c in campaigns
@@ -205,7 +207,11 @@ def _campaign_create(request: HttpRequest) -> HttpResponse:
         messages.error(request, str(exc))
         return _render_list(request, form, status=400)
     messages.success(request, f"Campaign {campaign.name!r} created with {campaign.n_items} items.")
-    return HttpResponseRedirect(reverse("proofreading:campaign-list"))
+    back = reverse("proofreading:campaign-list")
+    dataset = request.GET.get("dataset", "")
+    if dataset == layer.dataset.slug:  # back to the dataset's campaigns, where the form was
+        back += "?" + urlencode({"dataset": dataset})
+    return HttpResponseRedirect(back)
 
 
 ROUND_PARAM = {"1": FIRST_ROUND, "2": SECOND_ROUND}

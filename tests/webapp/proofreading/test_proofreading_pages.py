@@ -164,9 +164,16 @@ def test_owner_creates_a_campaign_with_every_setting_of_the_form(
     assert set(
         CampaignMember.objects.filter(campaign=sample).values_list("user__username", "role")
     ) == {("owner", "manager"), ("owner", "reviewer")}
-    # The dataset's link preselects its layer.
-    page = client.get(f"/proofreading/?dataset={layer.dataset.slug}").content.decode()
+    # The dataset's link preselects its layer, and the page comes back to the dataset's list.
+    slug = layer.dataset.slug
+    page = client.get(f"/proofreading/?dataset={slug}").content.decode()
     assert f'<option value="{layer.id}" selected>' in page
+    response = client.post(
+        f"/proofreading/?dataset={slug}", {"name": "Again", "layer": str(layer.id)}
+    )
+    assert response["Location"] == f"/proofreading/?dataset={slug}"
+    listing = client.get(response["Location"]).content.decode()
+    assert "Again" in listing and "Sample" in listing
 
 
 def _config(page: str) -> dict[str, Any]:
