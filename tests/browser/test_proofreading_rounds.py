@@ -186,6 +186,7 @@ def test_reviewer_drops_a_missed_point_at_the_mouse(
     )
     assert sorted(drawn) == sorted(points)
     assert page.inner_text("#queue-missed-count") == "2"
+    assert "missed objects: 2" in page.inner_text("#queue-counters")
     page.screenshot(path=str(artifacts_dir / "missed-point.png"))
 
     response = page.request.get(

@@ -194,7 +194,8 @@ export function mountQueuePage(doc: Document = document): QueueHooks {
 
   function renderCounters(): void {
     const rest = remaining === null ? "" : ` · remaining: ${Math.max(0, remaining)}`;
-    counters.textContent = `Decided by me: ${decided}${rest} · in hand: ${queue.size}`;
+    const missedText = config.missedLayer ? ` · missed objects: ${missedPoints.length}` : "";
+    counters.textContent = `Decided by me: ${decided}${rest} · in hand: ${queue.size}${missedText}`;
   }
 
   function panelPixels(): number {
@@ -423,6 +424,7 @@ export function mountQueuePage(doc: Document = document): QueueHooks {
 
   function drawMissed(): void {
     if (missedCount) missedCount.textContent = String(missedPoints.length);
+    renderCounters();
     const viewer = viewerIn(frame);
     if (viewer && config.missedLayer) {
       setPoints(
