@@ -411,6 +411,22 @@ def segment_properties_set_tags(
     return path
 
 
+def segment_properties_remove(mesh_dir: Path, property_id: str) -> Path | None:
+    """Remove property ``property_id`` from a mesh directory's segment properties (atomic
+    rewrite); the file when it changed, else None."""
+    path = segment_properties_file(mesh_dir)
+    payload = read_segment_properties_payload(mesh_dir)
+    if path is None or payload is None:
+        return None
+    inline = dict(payload["inline"])
+    properties = inline.get("properties", [])
+    kept = [p for p in properties if p.get("id") != property_id]
+    if len(kept) == len(properties):
+        return None
+    write_json_atomically(path, {**payload, "inline": {**inline, "properties": kept}})
+    return path
+
+
 def read_segment_properties(mesh_dir: Path) -> SegmentProperties | None:
     """The segment properties a mesh directory's ``info`` points at; None when it has none."""
     try:
