@@ -44,7 +44,7 @@ class VerdictPropertiesRunner(CurationRunner):
     work_prefix = "verdict-properties"
 
     def work(self, job: CurationJob, work_dir: Path, progress: JobProgressWriter) -> None:
-        progress.write("writing segment properties", 0, 1)
+        progress("writing segment properties", 0, 1)
         written = verdict_properties_write(job.layer)
         with transaction.atomic():
             self.succeed(params={**job.params, "files": [str(p) for p in written]})
@@ -67,7 +67,7 @@ class PublishRunner(CurationRunner):
         dataset = source.dataset
         name = str(job.params["name"])
         verdicts = [str(v) for v in job.params["verdicts"]]
-        progress.write("choosing objects", 0, 1)
+        progress("choosing objects", 0, 1)
         accepted = selectors.accepted_segments(campaign, verdicts)
         if not accepted:
             raise InvalidRequest("No detection has an accepted verdict any more.")
@@ -94,7 +94,7 @@ class PublishRunner(CurationRunner):
             progress=progress,
         )
         progress.check_cancelled()
-        progress.write("publishing", 0, 1)
+        progress("publishing", 0, 1)
         job.params = {**job.params, "kept": len(accepted), "campaign_id": campaign.id}
         self._publish(job, dataset, source, name, labels_rel, meshes_rel, work_dir, mesh_src)
         layers_changed.send(sender=Dataset, dataset=dataset)

@@ -18,6 +18,7 @@ from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import pandas as pd
 from django.contrib.auth.models import User
 from django.db import connection, transaction
 
@@ -135,8 +136,11 @@ def verdict_export_columns(layer: Layer) -> list[ExtraColumn]:
             cache[key] = [found.get(int(segments.get(i, -1))) for i in ids]
         return cache[key]
 
-    def campaign_ids(ids: Sequence[int]) -> list[int | None]:
-        return [campaign.id if v is not None else None for v in verdicts(ids)]
+    def campaign_ids(ids: Sequence[int]) -> Any:
+        # A nullable integer array: "5" or an empty cell in CSV, int64 with nulls in Parquet.
+        return pd.array(
+            [campaign.id if v is not None else None for v in verdicts(ids)], dtype="Int64"
+        )
 
     return [
         ExtraColumn("verdict", verdicts, "string"),
