@@ -25,19 +25,26 @@ def data_path(dataset: Dataset, path: str, share_token: str | None = None) -> st
 
 
 def layer_source_url(layer: Layer, base_url: str, share_token: str | None = None) -> str:
-    """Neuroglancer source for ``layer``, e.g. ``zarr3://http://host/data/demo/image.ome.zarr``.
+    """Neuroglancer source for ``layer``, e.g. ``zarr3://http://host/data/demo/image.ome.zarr``;
+    a mesh layer with files: ``http://host/data/demo/meshes/x/?v=<version>|neuroglancer-precomputed:``
+    (see :func:`mesh_source_version`).
 
     ``base_url`` is the site's origin (``request.build_absolute_uri("/")``).
     """
     url = base_url.rstrip("/") + data_path(layer.dataset, layer.path, share_token)
     if layer.kind == LayerKind.MESH:
-        return f"precomputed://{url}{mesh_source_version(layer)}"
+        version = mesh_source_version(layer)
+        if version:
+            # Neuroglancer's URL pipeline form: the query belongs to the http part (the
+            # ``precomputed://`` form hands it to the data source, which refuses queries).
+            return f"{url}/?v={version}|neuroglancer-precomputed:"
+        return f"precomputed://{url}"
     scheme = "zarr2" if layer.ngff_version == "0.4" else "zarr3"
     return f"{scheme}://{url}"
 
 
 def mesh_source_version(layer: Layer) -> str:
-    """``?v=<version>`` of a mesh layer's metadata (its newest modification time), or "".
+    """The version of a mesh layer's metadata (its newest modification time, hex), or "".
 
     Neuroglancer keeps the query of an ``http`` source on every file it reads from it, so a
     rewritten ``segment_properties/info`` (new verdicts) gets a new URL: neither the browser's
@@ -51,4 +58,4 @@ def mesh_source_version(layer: Layer) -> str:
             newest = max(newest, os.stat(root / name).st_mtime_ns)
         except OSError:
             continue
-    return f"?v={newest:x}" if newest else ""
+    return f"{newest:x}" if newest else ""
