@@ -17,6 +17,7 @@ from pathlib import Path, PurePosixPath
 from django.db import transaction
 
 from pipeline.curate import add_label_name, curate, remove_label_name
+from pipeline.naming import mesh_layer_name
 from pipeline.precomputed import VERDICT_PROPERTY, TagsProperty
 from webapp.core.errors import InvalidRequest
 from webapp.core.jobs.progress import JobProgressWriter
@@ -118,7 +119,7 @@ class PublishRunner(CurationRunner):
         try:
             with transaction.atomic():
                 if Layer.objects.filter(
-                    dataset=dataset, name__in=[name, f"{name}-meshes"]
+                    dataset=dataset, name__in=[name, mesh_layer_name(name)]
                 ).exists():
                     raise InvalidRequest(f"A layer named {name!r} appeared meanwhile.")
                 for target in (labels_target, meshes_target):
@@ -140,7 +141,7 @@ class PublishRunner(CurationRunner):
                 if mesh_src is not None:
                     Layer.objects.create(
                         dataset=dataset,
-                        name=f"{name}-meshes",
+                        name=mesh_layer_name(name),
                         kind=LayerKind.MESH,
                         source_layer=segmentation,
                         **mesh_layer_fields(segmentation, meshes_rel),

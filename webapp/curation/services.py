@@ -22,7 +22,13 @@ import pandas as pd
 from django.contrib.auth.models import User
 from django.db import connection, transaction
 
-from pipeline.naming import LABEL_NAME_PATTERN, is_label_name
+from pipeline.layout import mesh_dir_path
+from pipeline.naming import (
+    LABEL_NAME_PATTERN,
+    MESH_LAYER_SUFFIX,
+    is_label_name,
+    mesh_layer_name,
+)
 from pipeline.precomputed import (
     VERDICT_PROPERTY,
     segment_properties_file,
@@ -154,7 +160,9 @@ def verdict_export_columns(layer: Layer) -> list[ExtraColumn]:
 def _free_name(layer: Layer, base: str) -> str:
     base = base[: MAX_NAME_LENGTH - 8]
     name, n = base, 2
-    while Layer.objects.filter(dataset=layer.dataset, name__in=[name, f"{name}-meshes"]).exists():
+    while Layer.objects.filter(
+        dataset=layer.dataset, name__in=[name, mesh_layer_name(name)]
+    ).exists():
         name = f"{base}-{n}"
         n += 1
     return name
@@ -164,7 +172,7 @@ def curated_paths(layer: Layer, name: str) -> tuple[str, str]:
     """Dataset-relative paths of a curated layer's labels (beside the source's, under the same
     image's ``labels/``) and meshes (``meshes/<name>``)."""
     parent = PurePosixPath(layer.path).parent
-    return str(parent / name), f"meshes/{name}"
+    return str(parent / name), mesh_dir_path(name)
 
 
 def publish_start(
@@ -192,12 +200,14 @@ def publish_start(
         raise InvalidRequest("Choose at least one verdict whose objects the layer keeps.")
     if name is None or name == "":
         name = _free_name(layer, f"{layer.name}-curated")
-    elif not is_label_name(name) or name.endswith("-meshes"):
+    elif not is_label_name(name) or name.endswith(MESH_LAYER_SUFFIX):
         raise InvalidRequest(
             f"name must match {LABEL_NAME_PATTERN.pattern}, not be 'image' and not end in "
             "'-meshes'."
         )
-    elif Layer.objects.filter(dataset=layer.dataset, name__in=[name, f"{name}-meshes"]).exists():
+    elif Layer.objects.filter(
+        dataset=layer.dataset, name__in=[name, mesh_layer_name(name)]
+    ).exists():
         raise Conflict(f"Dataset {layer.dataset.slug!r} has a layer named {name!r} already.")
     if not selectors.accepted_segments(campaign, chosen):
         raise InvalidRequest(
