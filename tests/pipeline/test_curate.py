@@ -192,3 +192,25 @@ def test_cli_curates_from_an_id_file(
     out = np.asarray(open_multiscale(tmp_path / "out").levels[0])
     np.testing.assert_array_equal(out, np.where(np.isin(labels, [10, 40]), labels, 0))
     assert main(["curate", str(path), str(tmp_path / "out"), "--keep", "1"]) == 2  # exists
+
+
+def test_curation_reads_at_most_one_bounded_block_at_a_time(
+    layer: tuple[Path, Path, Path, np.ndarray], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fastremap
+
+    import pipeline.curate as curate_module
+
+    path, _, _, labels = layer
+    seen: list[int] = []
+    real = fastremap.mask_except
+
+    def recording(data: np.ndarray, keep: list[int], **kwargs: object) -> np.ndarray:
+        seen.append(data.size)
+        return real(data, keep, **kwargs)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(curate_module.fastremap, "mask_except", recording)
+    bound = 16**3 * 4
+    curate_labels(path, tmp_path / "out", [10, 20], max_block_voxels=bound)
+    assert seen and max(seen) <= bound  # never the whole volume (40x70x90 voxels)
+    assert labels.size > 10 * bound
