@@ -12,6 +12,7 @@ const entries = {
   detections_panel: "src/pages/detections_panel.ts",
   detections_table: "src/pages/detections_table.ts",
   proofreading_queue: "src/pages/proofreading_queue.ts",
+  curation_publish: "src/pages/curation_publish.ts",
   // Style sheets: the key only has to be unique; the file keeps its source name.
   "style:site": "src/styles/site.css",
   "style:viewer": "src/styles/viewer.css",
