@@ -8,18 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from curation_testdata import PASSWORD, PLAN, give_verdicts, make_campaign
 from django.contrib.auth import get_user_model
 
 from webapp.datasets.models import Dataset, Layer, LayerKind
 from webapp.detections.services import detections_build_now
-from webapp.proofreading import services
-from webapp.proofreading.models import CampaignItem, ProofreadingCampaign
-from webapp.proofreading.services import CampaignSettings
+from webapp.proofreading.models import ProofreadingCampaign
 
 _BUILDER = Path(__file__).resolve().parents[2] / "browser" / "nuclei_dataset.py"
-PASSWORD = "curate-pass-123"
-# Verdicts given to the first items (by segment id): the rest stay undecided.
-PLAN = ["tp", "tp", "tp_distortion", "fp", "fp", "uncertain"]
 
 
 def _load_builder() -> Any:
@@ -54,26 +50,6 @@ def dataset(people: dict[str, Any]) -> Dataset:
 @pytest.fixture
 def layer(dataset: Dataset) -> Layer:
     return Layer.objects.get(dataset=dataset, kind=LayerKind.SEGMENTATION)
-
-
-def make_campaign(layer: Layer, people: dict[str, Any], name: str = "Curate") -> Any:
-    return services.campaign_create(
-        people["owner"],
-        layer,
-        CampaignSettings(name=name, seed=1),
-        members=[("rev", "reviewer")],
-    )
-
-
-def give_verdicts(campaign: ProofreadingCampaign, user: Any, plan: list[str]) -> dict[int, str]:
-    """Verdicts by ``user`` on the campaign's first items by segment id; returns segment ->
-    verdict given."""
-    items = list(CampaignItem.objects.filter(campaign=campaign).order_by("segment_id"))
-    given = {}
-    for item, verdict in zip(items, plan, strict=False):
-        services.verdict_create(campaign, user, item.id, verdict)
-        given[item.segment_id] = verdict
-    return given
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import PASSWORD, PLAN, give_verdicts, make_campaign
+from curation_testdata import PASSWORD, PLAN, give_verdicts, make_campaign
 from django.db import transaction
 from rest_framework.test import APIClient
 
