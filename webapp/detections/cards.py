@@ -285,7 +285,7 @@ class CardBuildRunner(JobRunner[CardBuild]):
                 progress=_OffsetProgress(progress, offset, total),
             )
             offset += len(part)
-            written += result.written
+            written += result.written + result.skipped
             failed += len(result.failed)
             for sid, message in list(result.failed.items())[:5]:
                 logger.warning("card of segment %s (layer %s): %s", sid, layer.id, message)
@@ -293,7 +293,7 @@ class CardBuildRunner(JobRunner[CardBuild]):
         with transaction.atomic():
             self.succeed(n_cards=written, n_failed=failed)
         _remove_older_sets(layer.id, job.key)
-        logger.info("cards of layer %s: %d written, %d failed", layer.id, written, failed)
+        logger.info("cards of layer %s: %d in the set, %d failed", layer.id, written, failed)
 
 
 def cards_build_run(job_id: int, *, progress: ProgressCallback | None = None) -> CardBuild:

@@ -225,7 +225,8 @@ class CardBuild(Job):
     key = models.CharField(max_length=32)
     # {"priority": [segment ids rendered first]}: the first pages of a gallery.
     params = models.JSONField(default=dict)
-    # Set when it ended: cards written by this build, cards that could not be drawn.
+    # Set when it ended: cards the set holds (drawn by this build or already there, e.g. on
+    # demand), detections whose card could not be drawn.
     n_cards = models.PositiveIntegerField(null=True, blank=True)
     n_failed = models.PositiveIntegerField(null=True, blank=True)
 

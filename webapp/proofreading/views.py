@@ -23,6 +23,7 @@ from webapp.core.permissions import VIEW
 from webapp.core.users import signed_in_user
 from webapp.datasets.models import Dataset, Layer, LayerKind
 from webapp.proofreading import selectors, services
+from webapp.proofreading.gallery_views import queue_focus_item
 from webapp.proofreading.services import CampaignSettings
 from webapp.proofreading.verdict_sets import verdict_classes
 from webapp.viewer.neuroglancer_client import neuroglancer_client_url
@@ -109,7 +110,9 @@ def queue_page(request: HttpRequest, campaign_id: int) -> HttpResponse:
         ],
         "nextUrl": f"{api}next/",
         "exportUrl": f"{api}export.csv",
+        "galleryUrl": reverse("proofreading:gallery", args=[campaign.id]),
     }
+    config["focusItem"] = queue_focus_item(request, campaign, 2 if roles == ["expert"] else 1)
     context = {
         "campaign": campaign,
         "dataset": dataset,

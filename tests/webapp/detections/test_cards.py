@@ -31,9 +31,9 @@ def png_size(data: bytes) -> tuple[int, int]:
 
 def segment_ids(layer: Layer) -> list[int]:
     return list(
-        Detection.objects.filter(layer=layer).order_by("segment_id").values_list(
-            "segment_id", flat=True
-        )
+        Detection.objects.filter(layer=layer)
+        .order_by("segment_id")
+        .values_list("segment_id", flat=True)
     )
 
 
