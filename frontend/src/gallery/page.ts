@@ -44,6 +44,8 @@ export interface GalleryHooks {
   settled(): Promise<void>;
   errors: string[];
   perform(action: GalleryAction): Promise<void>;
+  /** Removes the page's key listener (unit tests mount several pages in one document). */
+  destroy(): void;
 }
 
 function message(error: unknown): string {
@@ -206,8 +208,11 @@ export function mountGalleryPage(doc: Document = document): GalleryHooks {
         grid.replaceChildren(...nodes);
         empty.hidden = items.length > 0;
         paint();
-        await Promise.all(nodes.map((node) => imageSettled(node.querySelector("img")!)));
-        if (firstPageMs === null) firstPageMs = performance.now();
+        if (firstPageMs === null) {
+          void Promise.all(nodes.map((node) => imageSettled(node.querySelector("img")!))).then(
+            () => (firstPageMs ??= performance.now()),
+          );
+        }
       } catch (error) {
         showError(error);
       } finally {
@@ -288,7 +293,7 @@ export function mountGalleryPage(doc: Document = document): GalleryHooks {
     if (!card || selection.isLocked(Number(card.dataset["itemId"]))) return;
     doc.defaultView?.location.assign(queueLink(config, Number(card.dataset["itemId"])));
   });
-  doc.addEventListener("keydown", (event) => {
+  function onKey(event: KeyboardEvent): void {
     const target = event.target as HTMLElement | null;
     if (target && (target.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName))) {
       return;
@@ -297,8 +302,12 @@ export function mountGalleryPage(doc: Document = document): GalleryHooks {
     const action = galleryActionForKey(event, config.verdictSet);
     if (!action) return;
     event.preventDefault();
+    event.stopPropagation();
     void perform(action);
-  });
+  }
+  // On the window, capturing: the page's keys are the gallery's before anything else's.
+  const win = doc.defaultView;
+  win?.addEventListener("keydown", onKey, true);
   for (const button of doc.querySelectorAll<HTMLButtonElement>("[data-verdict]")) {
     button.addEventListener("click", () => {
       void perform({ kind: "verdict", verdict: button.dataset["verdict"] ?? "" });
@@ -329,5 +338,6 @@ export function mountGalleryPage(doc: Document = document): GalleryHooks {
     },
     errors,
     perform,
+    destroy: () => win?.removeEventListener("keydown", onKey, true),
   };
 }
