@@ -351,16 +351,23 @@ def _source_for(key: str, opener: Callable[[], CardSource]) -> tuple[CardSource,
 
 def card_file(layer: Layer, segment_id: int, *, render: bool = True) -> CardFile:
     """The card of one detection of ``layer``: the job's file, or rendered now (see the
-    module docstring). 404 when the layer has no such detection or it cannot be drawn."""
-    row = Detection.objects.filter(layer_id=layer.id, segment_id=segment_id).values_list(
-        *_CARD_COLUMNS
-    )
-    found = row.first()
-    if found is None:
-        raise NotFound(f"Layer {layer.name!r} has no detection {segment_id}.")
+    module docstring). 404 when the layer has no such detection or it cannot be drawn.
+
+    A file in the current set needs no look-up of the detection: the set's key names the
+    detections build it was drawn from, so a segment gone from the table has no file there.
+    """
     key = current_card_key(layer)
     target = card_path(card_set_dir(layer.id, key), segment_id)
-    if target.is_file() or not render:
+    if target.is_file():
+        return CardFile(target, key)
+    found = (
+        Detection.objects.filter(layer_id=layer.id, segment_id=segment_id)
+        .values_list(*_CARD_COLUMNS)
+        .first()
+    )
+    if found is None:
+        raise NotFound(f"Layer {layer.name!r} has no detection {segment_id}.")
+    if not render:
         return CardFile(target, key)
     with _render_lock:
         if target.is_file():  # drawn meanwhile by another request or the job

@@ -100,8 +100,10 @@ def test_card_endpoint_renders_on_demand_with_etag_and_cache_control(
     assert other.status_code == 200 and other["ETag"] != etag
     head = api.head(url(layer, "1/card.png"))
     assert head.status_code == 200 and head["ETag"] == other["ETag"]
-    missing = api.get(url(layer, "999/card.png"))
-    assert missing.status_code == 404 and "999" in missing.json()["message"]
+    # An error is JSON whatever the client accepts (a browser's img asks for image/*).
+    missing = api.get(url(layer, "999/card.png"), HTTP_ACCEPT="image/png")
+    assert missing.status_code == 404 and missing["Content-Type"] == "application/json"
+    assert "999" in missing.json()["message"]
 
 
 def test_cards_of_a_private_dataset_are_not_found_by_others(

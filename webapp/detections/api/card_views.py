@@ -10,13 +10,14 @@ from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
-from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from webapp.core.jobs.models import JobState
 from webapp.core.users import signed_in_user
-from webapp.datasets.models import Dataset, Layer
+from webapp.datasets.models import Layer, Visibility
 from webapp.detections.api.views import _LayerView
 from webapp.detections.cards import CardFile, card_file, cards_build_start, cards_status
 from webapp.detections.models import CardBuild
@@ -25,18 +26,18 @@ from webapp.detections.models import CardBuild
 CARD_MAX_AGE = 300
 
 
-class PngRenderer(BaseRenderer):
-    """Lets the card view answer ``Accept: image/png``; error bodies are written as JSON."""
+class JsonErrorsNegotiation(BaseContentNegotiation):
+    """A card is always a PNG (a plain Django response no renderer touches), so ``Accept`` only
+    chooses how an error is written: always JSON, as the schema says, never a JSON body labelled
+    ``image/png`` (nor a 406 for a browser's ``Accept: image/*``)."""
 
-    media_type = "image/png"
-    format = "png"
+    def select_parser(self, request: Request, parsers: Any) -> Any:
+        return parsers[0] if parsers else None
 
-    def render(
-        self, data: Any, accepted_media_type: str | None = None, renderer_context: Any = None
-    ) -> bytes:
-        import json
-
-        return json.dumps(data).encode()
+    def select_renderer(
+        self, request: Request, renderers: Any, format_suffix: str | None = None
+    ) -> tuple[Any, str]:
+        return renderers[0], renderers[0].media_type
 
 
 class CardBuildSerializer(serializers.ModelSerializer[CardBuild]):
@@ -74,7 +75,7 @@ class CardStatusSerializer(serializers.Serializer[dict[str, Any]]):
 
 
 def _cache_control(layer: Layer) -> str:
-    public = Dataset.objects.filter(id=layer.dataset_id, visibility="public").exists()
+    public = layer.dataset.visibility == Visibility.PUBLIC  # the dataset came with the layer
     return f"{'public' if public else 'private'}, max-age={CARD_MAX_AGE}"
 
 
@@ -97,7 +98,8 @@ class DetectionCardView(_LayerView):
     """One detection's gallery card (PNG); 404 when the layer has no such detection or its card
     cannot be drawn (the layer's files are missing or do not match the table)."""
 
-    renderer_classes = [JSONRenderer, PngRenderer]
+    renderer_classes = [JSONRenderer]
+    content_negotiation_class = JsonErrorsNegotiation
 
     def get(self, request: Request, slug: str, layer_name: str, segment_id: int) -> HttpResponse:
         layer = self.layer()
