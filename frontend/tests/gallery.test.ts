@@ -16,6 +16,8 @@ const CONFIG = {
   csrfToken: "c5rf",
   verdictSet: VERDICTS,
   cardBase: "/api/v1/datasets/d/layers/nuclei/detections/",
+  datasetSlug: "d",
+  layerName: "nuclei",
   queueUrl: "/proofreading/7/",
 };
 
@@ -116,6 +118,15 @@ describe("gallery page", () => {
         return { status: 200, body: ids.map((id) => ({ item: item(id) })) };
       }
       if (request.url.includes("/items/")) return { status: 200, body: { count: 0, results: [] } };
+      if (request.url.includes("/cards/page/")) {
+        const segments = new URL(request.url, "http://x").searchParams.get("segments")!;
+        const cards = segments.split(",").map((s) => ({
+          segment_id: Number(s),
+          png: s === "40" ? null : "iVBORw0KGgo=",
+          error: s === "40" ? "Layer 'nuclei' has no detection 40." : "",
+        }));
+        return { status: 200, body: { key: "k", cards } };
+      }
       if (request.url.endsWith("/verdicts/bulk/")) {
         return bulkStatus === 201
           ? { status: 201, body: [] }
@@ -127,10 +138,17 @@ describe("gallery page", () => {
     destroy = hooks.destroy;
     await hooks.ready;
     expect(sent[0]!.body).toEqual({ count: 4, round: 1 });
+    // One request for the page's cards, in page order; a card without one says why.
+    const page = sent.filter((r) => r.url.includes("/cards/page/"));
+    expect(page.map((r) => r.url)).toEqual([
+      "/api/v1/datasets/d/layers/nuclei/detections/cards/page/?segments=10%2C20%2C30%2C40",
+    ]);
     const imgs = [...document.querySelectorAll<HTMLImageElement>("#gallery-grid img")];
-    expect(imgs.map((img) => img.getAttribute("src"))).toEqual(
-      [10, 20, 30, 40].map((s) => `/api/v1/datasets/d/layers/nuclei/detections/${s}/card.png`),
-    );
+    expect(imgs.map((img) => img.getAttribute("src"))).toEqual([
+      ...Array(3).fill("data:image/png;base64,iVBORw0KGgo="),
+      null,
+    ]);
+    expect(imgs[3]!.title).toContain("no detection 40");
     expect(document.querySelector(".gallery-card")!.textContent).toContain("12.5 µm³");
 
     clickCard(0);

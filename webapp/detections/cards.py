@@ -385,6 +385,37 @@ def card_file(layer: Layer, segment_id: int, *, render: bool = True) -> CardFile
     return CardFile(target, key)
 
 
+#: Cards one page request may ask for (a gallery page is 24).
+MAX_PAGE_CARDS = 100
+
+
+@dataclass(frozen=True)
+class PageCard:
+    segment_id: int
+    png: bytes | None
+    error: str
+
+
+def card_page(layer: Layer, segment_ids: Sequence[int]) -> tuple[str, list[PageCard]]:
+    """The cards of several detections at once (a gallery page: one request instead of one
+    per card), each the job's file or drawn now; a detection that has no card gets its reason
+    instead (the others are still answered). Returns the card set's key and the cards."""
+    if not 1 <= len(segment_ids) <= MAX_PAGE_CARDS:
+        raise InvalidRequest(f"segments must name 1 to {MAX_PAGE_CARDS} segment ids.")
+    cards: list[PageCard] = []
+    key = current_card_key(layer)
+    for sid in segment_ids:
+        try:
+            card = card_file(layer, sid)
+            cards.append(PageCard(sid, card.path.read_bytes(), ""))
+            key = card.key
+        except NotFound as exc:
+            cards.append(PageCard(sid, None, str(exc)))
+        except OSError:  # removed by a newer card set meanwhile
+            cards.append(PageCard(sid, None, "The layer's cards changed; ask again."))
+    return key, cards
+
+
 def cards_status(layer: Layer) -> CardBuild | None:
     """The layer's latest card build, if any."""
     return CardBuild.objects.filter(layer=layer).order_by("-created", "-id").first()

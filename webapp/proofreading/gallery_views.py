@@ -84,10 +84,12 @@ def gallery_page(request: HttpRequest, campaign_id: int) -> HttpResponse:
             {"name": c.name, "label": c.label, "colour": c.colour, "key": c.key, "kind": c.kind}
             for c in verdict_classes(campaign.verdict_set)
         ],
-        # Card of segment S: cardBase + "S/card.png".
+        # Cards of a page: cards/page/ of the layer; of segment S alone: cardBase + "S/card.png".
         "cardBase": reverse(
             "api-detections-list", kwargs={"slug": dataset.slug, "layer_name": layer.name}
         ),
+        "datasetSlug": dataset.slug,
+        "layerName": layer.name,
         "queueUrl": reverse("proofreading:queue", args=[campaign.id]),
         "nextUrl": f"{api}next/",
     }

@@ -28,6 +28,8 @@ export interface GalleryConfig {
   csrfToken: string;
   verdictSet: GalleryVerdict[];
   cardBase: string;
+  datasetSlug: string;
+  layerName: string;
   queueUrl: string;
 }
 
@@ -149,7 +151,6 @@ export function mountGalleryPage(doc: Document = document): GalleryHooks {
 
   function cardFor(item: Item): HTMLLIElement {
     const img = el("img", {
-      src: cardUrl(config, item.segment_id),
       alt: `Card of segment ${item.segment_id}`,
       width: 194,
       height: 194,
@@ -172,6 +173,32 @@ export function mountGalleryPage(doc: Document = document): GalleryHooks {
     card.dataset["itemId"] = String(item.id);
     card.dataset["segmentId"] = String(item.segment_id);
     return card;
+  }
+
+  /** The page's cards in one request (cards/page/); one request per card if that fails. */
+  async function showCards(nodes: HTMLLIElement[]): Promise<void> {
+    const images = new Map(
+      nodes.map((node) => [Number(node.dataset["segmentId"]), node.querySelector("img")!]),
+    );
+    if (images.size === 0) return;
+    try {
+      const page = await api.get(
+        "/api/v1/datasets/{slug}/layers/{layer_name}/detections/cards/page/",
+        {
+          path: { slug: config.datasetSlug, layer_name: config.layerName },
+          query: { segments: [...images.keys()].join(",") },
+        },
+      );
+      for (const card of page.cards) {
+        const img = images.get(card.segment_id);
+        if (!img) continue;
+        if (card.png) img.src = `data:image/png;base64,${card.png}`;
+        else img.title = card.error;
+      }
+    } catch (error) {
+      showError(error);
+      for (const [segment, img] of images) img.src = cardUrl(config, segment);
+    }
   }
 
   async function loadCounters(): Promise<void> {
@@ -208,6 +235,7 @@ export function mountGalleryPage(doc: Document = document): GalleryHooks {
         grid.replaceChildren(...nodes);
         empty.hidden = items.length > 0;
         paint();
+        await showCards(nodes);
         if (firstPageMs === null) {
           void Promise.all(nodes.map((node) => imageSettled(node.querySelector("img")!))).then(
             () => (firstPageMs ??= performance.now()),

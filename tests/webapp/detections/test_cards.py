@@ -179,3 +179,39 @@ def test_a_layer_whose_files_are_missing_fails_with_a_message(
 def test_card_files_live_under_the_data_root(imported: Imported, settings: Any) -> None:
     _, layer, _, _ = imported
     assert cards.layer_cards_dir(layer.id).is_relative_to(Path(settings.DATA_ROOT) / "var")
+
+
+def test_a_page_of_cards_in_one_request(imported: Imported, api: APIClient, owner: Any) -> None:
+    import base64
+
+    _, layer, _, _ = imported
+    api.force_authenticate(owner)
+    page = api.get(url(layer, "cards/page/"), {"segments": "40,1,999"})
+    assert page.status_code == 200, page.content
+    body = page.json()
+    assert [c["segment_id"] for c in body["cards"]] == [40, 1, 999]
+    forty, one, absent = body["cards"]
+    single = api.get(url(layer, "40/card.png"))
+    assert base64.b64decode(forty["png"]) == single.content and forty["error"] == ""
+    assert png_size(base64.b64decode(one["png"])) == (194, 194)
+    assert absent["png"] is None and "no detection 999" in absent["error"]
+    assert body["key"] == CardBuild.objects.get(layer=layer).key
+    etag = page["ETag"]
+    assert page["Cache-Control"] == "private, max-age=300"
+    again = api.get(url(layer, "cards/page/"), {"segments": "40,1,999"}, HTTP_IF_NONE_MATCH=etag)
+    assert again.status_code == 304
+    other = api.get(url(layer, "cards/page/"), {"segments": "1,40"}, HTTP_IF_NONE_MATCH=etag)
+    assert other.status_code == 200
+    for bad in ("", "1,x", "1,1", ",".join(str(i) for i in range(1, 102)), "-1"):
+        response = api.get(url(layer, "cards/page/"), {"segments": bad})
+        assert response.status_code == 400, bad
+        assert "segments" in response.json()["message"]
+
+
+def test_a_page_of_cards_of_an_unseen_dataset_is_not_found(
+    imported: Imported, api: APIClient, other: Any
+) -> None:
+    _, layer, _, _ = imported
+    api.force_authenticate(other)
+    assert api.get(url(layer, "cards/page/"), {"segments": "1"}).status_code == 404
+    assert not cards.layer_cards_dir(layer.id).exists()

@@ -4,22 +4,34 @@ build (GET status, POST rebuild). Permissions are the detections views': viewing
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 from typing import Any
 
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from webapp.core.errors import InvalidRequest
 from webapp.core.jobs.models import JobState
 from webapp.core.users import signed_in_user
 from webapp.datasets.models import Layer, Visibility
 from webapp.detections.api.views import _LayerView
-from webapp.detections.cards import CardFile, card_file, cards_build_start, cards_status
+from webapp.detections.cards import (
+    MAX_PAGE_CARDS,
+    CardFile,
+    card_file,
+    card_page,
+    cards_build_start,
+    cards_status,
+    current_card_key,
+)
 from webapp.detections.models import CardBuild
 
 #: Browsers revalidate after this (the ETag answers 304); a card changes only with its data.
@@ -146,3 +158,88 @@ class CardBuildView(_LayerView):
         cards_build_start(layer, user=signed_in_user(request), reason="rebuild", force=True)
         data = self.get_serializer(self._status(layer)).data
         return Response(data, status=status.HTTP_202_ACCEPTED)
+
+
+class PageCardSerializer(serializers.Serializer[Any]):
+    segment_id = serializers.IntegerField()
+    png = serializers.CharField(
+        allow_null=True, help_text="The card, base64 PNG (as card.png); null without a card."
+    )
+    error = serializers.CharField(help_text="Why there is no card ('' when there is one).")
+
+
+class CardPageSerializer(serializers.Serializer[Any]):
+    key = serializers.CharField(help_text="The card set the cards come from.")
+    cards = PageCardSerializer(many=True, help_text="In the order asked for.")
+
+
+def _segment_list(raw: str) -> list[int]:
+    parts = [p.strip() for p in raw.split(",") if p.strip()]
+    if not parts or len(parts) > MAX_PAGE_CARDS:
+        raise InvalidRequest(
+            f"segments must name 1 to {MAX_PAGE_CARDS} segment ids, separated by commas."
+        )
+    ids = []
+    for part in parts:
+        if not part.isdigit() or len(part) > 19 or int(part) >= 2**63:
+            raise InvalidRequest(f"segments must be segment ids (integers), not {part[:20]!r}.")
+        ids.append(int(part))
+    if len(set(ids)) != len(ids):
+        raise InvalidRequest("segments must not repeat a segment id.")
+    return ids
+
+
+def _page_etag(key: str, ids: list[int]) -> str:
+    return '"' + hashlib.sha256(f"{key}:{ids}".encode()).hexdigest()[:32] + '"'
+
+
+@extend_schema(
+    parameters=[
+        OpenApiParameter(
+            "segments",
+            OpenApiTypes.STR,
+            required=True,
+            pattern=r"^\d{1,19}(,\d{1,19}){0,99}$",
+            description=f"Up to {MAX_PAGE_CARDS} segment ids, comma-separated.",
+        )
+    ],
+    responses={
+        200: CardPageSerializer,
+        304: OpenApiResponse(description="If-None-Match names these cards as they are."),
+    },
+)
+class CardPageView(_LayerView):
+    """Several detections' cards in one answer (a gallery page: one request instead of one
+    per card), as base64 PNGs in the order asked for; each is the card job's or drawn now. A
+    detection without a card (not in the layer, or not drawable) gets its reason instead. ETag
+    (the card set and the segments) and Cache-Control as for one card."""
+
+    serializer_class = CardPageSerializer
+
+    def get(self, request: Request, slug: str, layer_name: str) -> HttpResponse:
+        layer = self.layer()
+        ids = _segment_list(request.query_params.get("segments", ""))
+        key = current_card_key(layer)
+        etag = _page_etag(key, ids)
+        headers = {"Cache-Control": _cache_control(layer), "ETag": etag}
+        inm = request.META.get("HTTP_IF_NONE_MATCH")
+        if inm and _matches(inm, etag):
+            response = HttpResponse(status=304)
+        else:
+            key, cards = card_page(layer, ids)
+            body = {
+                "key": key,
+                "cards": [
+                    {
+                        "segment_id": c.segment_id,
+                        "png": base64.b64encode(c.png).decode() if c.png is not None else None,
+                        "error": c.error,
+                    }
+                    for c in cards
+                ],
+            }
+            response = HttpResponse(json.dumps(body), content_type="application/json")
+            headers["ETag"] = _page_etag(key, ids)
+        for name, value in headers.items():
+            response[name] = value
+        return response

@@ -30,6 +30,7 @@ urlpatterns = [
         name="api-detection-detail",
     ),
     path(f"{LAYER}cards/", card_views.CardBuildView.as_view(), name="api-detections-cards"),
+    path(f"{LAYER}cards/page/", card_views.CardPageView.as_view(), name="api-detections-card-page"),
     path(
         f"{LAYER}<int:segment_id>/card.png",
         card_views.DetectionCardView.as_view(),
