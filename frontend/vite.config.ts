@@ -13,9 +13,11 @@ const entries = {
   detections_table: "src/pages/detections_table.ts",
   proofreading_queue: "src/pages/proofreading_queue.ts",
   curation_publish: "src/pages/curation_publish.ts",
+  proofreading_gallery: "src/pages/proofreading_gallery.ts",
   // Style sheets: the key only has to be unique; the file keeps its source name.
   "style:site": "src/styles/site.css",
   "style:viewer": "src/styles/viewer.css",
+  "style:gallery": "src/styles/gallery.css",
 };
 
 /** "src/styles/viewer.css" -> "viewer.css"; other assets get a content hash. */

@@ -32,6 +32,7 @@ __all__ = [
     "INDEXED_COLUMNS",
     "NUMERIC_COLUMNS",
     "ORDERING_PROXY",
+    "CardBuild",
     "Detection",
     "DetectionBuild",
     "JobState",
@@ -166,4 +167,44 @@ class DetectionBuild(Job):
     class Meta(Job.Meta):
         indexes: ClassVar[list[models.Index]] = [
             models.Index(fields=["layer", "-created"], name="detection_build_latest")
+        ]
+
+
+class CardBuildQuerySet(RestrictedByParent["CardBuild"]):
+    """A layer's card builds are visible with its dataset; starting one is changing it."""
+
+    parent_field = "layer__dataset"
+    parent_actions = {"view": "view", "change": "change"}
+
+
+class CardBuild(Job):
+    """Rendering of one layer's proofreading gallery cards (``webapp.detections.cards``).
+
+    ``key`` names the card set (``pipeline.gallery.card_set_key``: renderer, style, the layer's
+    stores and detections build): the cards live in ``cards_dir(layer) / key`` and a change of
+    any input gives a new key, so a stale card is never served.
+    """
+
+    layer = models.ForeignKey(
+        "datasets.Layer", on_delete=models.CASCADE, related_name="card_builds"
+    )
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="card_builds"
+    )
+    # Why it was started: "detections" (after a table build), "gallery" (a gallery was
+    # opened), "rebuild" (API).
+    reason = models.CharField(max_length=20, blank=True)
+    key = models.CharField(max_length=32)
+    # {"priority": [segment ids rendered first]}: the first pages of a gallery.
+    params = models.JSONField(default=dict)
+    # Set when it ended: cards the set holds (drawn by this build or already there, e.g. on
+    # demand), detections whose card could not be drawn.
+    n_cards = models.PositiveIntegerField(null=True, blank=True)
+    n_failed = models.PositiveIntegerField(null=True, blank=True)
+
+    objects = CardBuildQuerySet.as_manager()
+
+    class Meta(Job.Meta):
+        indexes: ClassVar[list[models.Index]] = [
+            models.Index(fields=["layer", "-created"], name="card_build_latest")
         ]

@@ -34,6 +34,7 @@ from webapp.core.permissions import VIEW
 from webapp.core.users import signed_in_user
 from webapp.datasets.models import Dataset, Layer, LayerKind
 from webapp.proofreading import selectors, services
+from webapp.proofreading.gallery_views import queue_focus_item
 from webapp.proofreading.models import FIRST_ROUND, SECOND_ROUND, QueueOrder, Role, Selection
 from webapp.proofreading.services import CampaignSettings
 from webapp.proofreading.verdict_sets import verdict_classes
@@ -263,7 +264,9 @@ def queue_page(request: HttpRequest, campaign_id: int) -> HttpResponse:
         "missedCsvUrl": f"{api}missed.csv",
         "missedLayer": "missed objects",
         "view": SECOND_ROUND_VIEW if round_ == SECOND_ROUND else {},
+        "galleryUrl": reverse("proofreading:gallery", args=[campaign.id]),
     }
+    config["focusItem"] = queue_focus_item(request, campaign, round_)
     context = {
         "campaign": campaign,
         "dataset": dataset,

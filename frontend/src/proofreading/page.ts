@@ -48,6 +48,8 @@ export interface QueueConfig {
   missedLayer?: string;
   /** The round's changes to the dataset's view (the second round: one 2D panel, faint segment). */
   view?: RoundView;
+  /** `?item=` (a card opened from the gallery), handed to the reviewer: shown first. */
+  focusItem?: number | null;
 }
 
 /** One step: from a key (or button) to the next detection drawn and centred. */
@@ -566,8 +568,22 @@ export function mountQueuePage(doc: Document = document): QueueHooks {
     byId(id, HTMLButtonElement, doc).addEventListener("click", () => void perform(action));
   }
 
+  /** The `?item=` item goes in front of the queue (the server handed it to the reviewer). */
+  async function focus(): Promise<void> {
+    if (!config.focusItem) return;
+    try {
+      const item = await api.get("/api/v1/proofreading/campaigns/{campaign_id}/items/{item_id}/", {
+        path: { campaign_id, item_id: config.focusItem },
+      });
+      queue.restore(item);
+      exhausted = false;
+    } catch (error) {
+      showError(error);
+    }
+  }
+
   const state = queueInitialState(baseState, config.layer, view, config.missedLayer);
-  const first = refill();
+  const first = refill().then(focus);
   void loadCounters();
   const ready = loadState(frame, state, TIMEOUTS).then(
     async (loaded) => {
