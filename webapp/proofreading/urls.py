@@ -2,11 +2,13 @@
 
 from django.urls import path
 
-from webapp.proofreading import views
+from webapp.proofreading import report_views, views
 
 app_name = "proofreading"
 
 urlpatterns = [
     path("", views.campaign_list, name="campaign-list"),
     path("<int:campaign_id>/", views.queue_page, name="queue"),
+    path("<int:campaign_id>/thresholds/", report_views.thresholds_page, name="thresholds"),
+    path("<int:campaign_id>/dashboard/", report_views.dashboard_page, name="dashboard"),
 ]

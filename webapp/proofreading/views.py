@@ -49,10 +49,17 @@ def campaign_list(request: HttpRequest) -> HttpResponse:
     dataset = request.GET.get("dataset", "")
     if dataset:
         campaigns = campaigns.filter(layer__dataset__slug=dataset)
+    listed = list(campaigns)
+    for campaign in listed:
+        # Links to the reports (dashboard, thresholds) for the roles that may read them.
+        roles = {m.role for m in getattr(campaign, "my_memberships", [])}
+        campaign.may_report = request.user.is_superuser or bool(  # type: ignore[attr-defined]
+            roles & {"manager", "expert"}
+        )
     return render(
         request,
         "proofreading/campaign_list.html",
-        {"campaigns": campaigns, "layers": _segmentation_layers(request), "dataset": dataset},
+        {"campaigns": listed, "layers": _segmentation_layers(request), "dataset": dataset},
     )
 
 
@@ -70,7 +77,12 @@ def _campaign_create(request: HttpRequest) -> HttpResponse:
         campaign = services.campaign_create(
             user,
             layer,
-            CampaignSettings(name=name, reviewers_per_item=reviewers),
+            CampaignSettings(
+                name=name,
+                reviewers_per_item=reviewers,
+                # The filter selection without bounds takes the layer's stored filter.
+                selection="filter" if request.POST.get("use_filter") else "all",
+            ),
             # The creator reviews too: a page-made campaign is usually proofread by its maker.
             members=[(user.username, "reviewer")] if request.POST.get("review") else [],
         )
@@ -117,5 +129,6 @@ def queue_page(request: HttpRequest, campaign_id: int) -> HttpResponse:
         "config": config,
         "client_url": neuroglancer_client_url(),
         "verdict_set": config["verdictSet"],
+        "may_report": selectors.may_report(campaign, request.user),
     }
     return render(request, "proofreading/queue.html", context)
