@@ -5,6 +5,11 @@
 
 import uPlot from "uplot";
 
+const INTEGER_STEPS = [
+  1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 20_000, 50_000,
+];
+INTEGER_STEPS.push(100_000, 200_000, 500_000, 1_000_000);
+
 export interface Bar {
   label: string;
   value: number | null;
@@ -32,7 +37,13 @@ export function barRange(bars: readonly Bar[], minTop: number): [number, number]
 
 export function barChart(
   root: HTMLElement,
-  options: { height?: number; minTop?: number; format?: (v: number) => string } = {},
+  options: {
+    height?: number;
+    minTop?: number;
+    format?: (v: number) => string;
+    /** Counts: ticks at whole numbers only. */
+    integer?: boolean;
+  } = {},
 ): BarChart {
   let plot: uPlot | undefined;
   let labels: string[] = [];
@@ -59,7 +70,12 @@ export function barChart(
           grid: { show: false },
           size: 40,
         },
-        { values: (_u, splits) => splits.map(fmt), grid: { stroke: "#e4e7ec" } },
+        {
+          values: (_u, splits) => splits.map(fmt),
+          grid: { stroke: "#e4e7ec" },
+          size: 56,
+          ...(options.integer ? { incrs: INTEGER_STEPS } : {}),
+        },
       ],
       legend: { show: false },
       cursor: { show: false },

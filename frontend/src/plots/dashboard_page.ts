@@ -46,10 +46,10 @@ export function mountDashboardPage(doc: Document = document): DashboardHooks {
   const banner = byId("dashboard-error", HTMLDivElement, doc);
   const updated = byId("dashboard-updated", HTMLElement, doc);
   const charts: Record<string, BarChart> = {
-    status: barChart(byId("plot-status", HTMLDivElement, doc)),
-    verdict: barChart(byId("plot-verdict", HTMLDivElement, doc)),
-    round: barChart(byId("plot-round", HTMLDivElement, doc)),
-    decisions: barChart(byId("plot-decisions", HTMLDivElement, doc)),
+    status: barChart(byId("plot-status", HTMLDivElement, doc), { integer: true }),
+    verdict: barChart(byId("plot-verdict", HTMLDivElement, doc), { integer: true }),
+    round: barChart(byId("plot-round", HTMLDivElement, doc), { integer: true }),
+    decisions: barChart(byId("plot-decisions", HTMLDivElement, doc), { integer: true }),
     seconds: barChart(byId("plot-seconds", HTMLDivElement, doc)),
     agreement: barChart(byId("plot-agreement", HTMLDivElement, doc), {
       format: (v) => `${Math.round(v * 100)} %`,

@@ -227,7 +227,9 @@ export function mountThresholdsPage(doc: Document = document): ThresholdHooks {
       series: [{}, { label: "detections", stroke: "transparent", points: { show: false } }],
       legend: { show: false },
       cursor: { drag: { x: false, y: false }, points: { show: false } },
-      hooks: { draw: [drawPoints] },
+      // Scales are set when uPlot commits (a microtask after construction, and after every
+      // resize): place the lines then, since their pixels depend on them.
+      hooks: { draw: [drawPoints, () => placeLines()] },
     };
     plot = new uPlot(options, [xRange.slice(), [null, null]] as uPlot.AlignedData, plotRoot);
     lines.volumeMin = makeLine("volumeMin", true, "volume ≥");
