@@ -306,7 +306,7 @@ export function mountThresholdsPage(doc: Document = document): ThresholdHooks {
       saveButton.disabled = true;
       saveStatus.textContent = "Saving…";
       try {
-        const saved = await api.put(
+        const saved = await api.post(
           "/api/v1/proofreading/campaigns/{campaign_id}/thresholds/filter/",
           {
             path,

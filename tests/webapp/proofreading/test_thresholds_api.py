@@ -63,12 +63,12 @@ def test_layer_filter_set_read_history_and_nonsense(layer: Layer, people: dict[s
     empty = owner.get(layer_url(layer))
     assert empty.status_code == 200, empty.content
     assert empty.json() == {"filter": None, "history": []}
-    first = owner.put(layer_url(layer), {"volume_min": 1.5, "sphericity_min": 0.6}, format="json")
-    assert first.status_code == 200, first.content
+    first = owner.post(layer_url(layer), {"volume_min": 1.5, "sphericity_min": 0.6}, format="json")
+    assert first.status_code == 201, first.content
     assert first.json()["filter"]["volume_min"] == 1.5
     assert first.json()["filter"]["volume_max"] is None
     assert first.json()["filter"]["created_by"] == "owner"
-    second = owner.put(
+    second = owner.post(
         layer_url(layer),
         {"volume_min": 2, "volume_max": 50, "sphericity_min": 0.7, "source": "by hand"},
         format="json",
@@ -85,12 +85,12 @@ def test_layer_filter_set_read_history_and_nonsense(layer: Layer, people: dict[s
         {"volume_min": "big"},
         {"sphericity_min": -0.1},
     ):
-        answer = owner.put(layer_url(layer), bad, format="json")
+        answer = owner.post(layer_url(layer), bad, format="json")
         assert answer.status_code == 400, (bad, answer.content)
         assert answer.json()["message"]
     assert DetectionFilter.objects.filter(layer=layer).count() == 2
     # Non-JSON and a NaN are refused too.
-    assert owner.put(layer_url(layer), "volume_min=1", content_type="text/plain").status_code in (
+    assert owner.post(layer_url(layer), "volume_min=1", content_type="text/plain").status_code in (
         400,
         415,
     )
@@ -100,15 +100,15 @@ def test_layer_filter_permissions(layer: Layer, people: dict[str, Any]) -> None:
     # The dataset is public: anyone may read the filter, only its owner set it.
     assert as_user(people["r1"]).get(layer_url(layer)).status_code == 200
     assert APIClient().get(layer_url(layer)).status_code == 200
-    refused = as_user(people["r1"]).put(layer_url(layer), {"volume_min": 1}, format="json")
+    refused = as_user(people["r1"]).post(layer_url(layer), {"volume_min": 1}, format="json")
     assert refused.status_code == 403, refused.content
-    assert APIClient().put(layer_url(layer), {"volume_min": 1}, format="json").status_code == 401
+    assert APIClient().post(layer_url(layer), {"volume_min": 1}, format="json").status_code == 401
     private = SegmentationLayerFactory(
         dataset=DatasetFactory(owner=people["owner"], visibility="private")
     )
     assert as_user(people["outsider"]).get(layer_url(private)).status_code == 404
     assert (
-        as_user(people["outsider"]).put(layer_url(private), {"volume_min": 1}, format="json")
+        as_user(people["outsider"]).post(layer_url(private), {"volume_min": 1}, format="json")
     ).status_code == 404
     assert not DetectionFilter.objects.exists()
 
@@ -120,7 +120,7 @@ def test_stored_filter_is_the_default_of_the_filter_selection(
     create = {"dataset": layer.dataset.slug, "layer": layer.name, "name": "filtered"}
     refused = owner.post(LIST, {**create, "selection": "filter"}, format="json")
     assert refused.status_code == 400 and "stored detection filter" in refused.json()["message"]
-    owner.put(
+    owner.post(
         layer_url(layer),
         {"volume_min": 5.0, "volume_max": 40.0, "sphericity_min": 0.5},
         format="json",
@@ -254,17 +254,17 @@ def test_threshold_permissions(fitted: ProofreadingCampaign, people: Any) -> Non
     assert outsider.get(data).status_code == 404
     assert outsider.post(fit, {}, format="json").status_code == 404
     assert outsider.get(filt).status_code == 404
-    assert outsider.put(filt, {"volume_min": 1}, format="json").status_code == 404
+    assert outsider.post(filt, {"volume_min": 1}, format="json").status_code == 404
     assert APIClient().get(data).status_code in (401, 403)
     reviewer = as_user(people["r1"])
     assert reviewer.get(data).status_code == 403
     assert reviewer.post(fit, {}, format="json").status_code == 403
     assert reviewer.get(filt).status_code == 200
-    refused = reviewer.put(filt, {"volume_min": 3, "sphericity_min": 0.5}, format="json")
+    refused = reviewer.post(filt, {"volume_min": 3, "sphericity_min": 0.5}, format="json")
     assert refused.status_code == 403, refused.content
     expert = as_user(people["expert"])
     assert expert.get(data).status_code == 200
-    assert expert.put(filt, {"volume_min": 3}, format="json").status_code == 403
+    assert expert.post(filt, {"volume_min": 3}, format="json").status_code == 403
     assert not DetectionFilter.objects.exists()
 
 
@@ -275,14 +275,14 @@ def test_manager_saves_the_fit_as_the_layers_filter(
     manager = UserFactory(username="manager2")
     services.member_add(fitted, people["owner"], "manager2", "manager")
     client = as_user(manager)
-    bad = client.put(
+    bad = client.post(
         url(fitted, "thresholds/filter/"), {"volume_min": 5, "volume_max": 1}, format="json"
     )
     assert bad.status_code == 400
-    saved = client.put(
+    saved = client.post(
         url(fitted, "thresholds/filter/"), {"volume_min": 3.0, "sphericity_min": 0.5}, format="json"
     )
-    assert saved.status_code == 200, saved.content
+    assert saved.status_code == 201, saved.content
     row = DetectionFilter.objects.get(layer=fitted.layer)
     assert (row.volume_min, row.volume_max, row.sphericity_min) == (3.0, None, 0.5)
     assert row.created_by == manager and f"campaign {fitted.id}" in row.source
@@ -326,3 +326,31 @@ def test_threshold_data_is_fast_for_100k(people: Any) -> None:
         f"{len(answer.content) / 1e6:.2f} MB"
     )
     assert seconds < 3.0
+
+
+# --- the pages ----------------------------------------------------------------------------------
+
+
+def test_report_pages_by_role(fitted: ProofreadingCampaign, people: Any, client: Any) -> None:
+    pages = [f"/proofreading/{fitted.id}/{tail}" for tail in ("thresholds/", "dashboard/")]
+    client.force_login(people["owner"])
+    for page in pages:
+        answer = client.get(page)
+        assert answer.status_code == 200, page
+    thresholds = client.get(pages[0]).content.decode()
+    assert "proofreading_thresholds.js" in thresholds and 'id="save-button"' in thresholds
+    assert "dashboard.csv" in client.get(pages[1]).content.decode()
+    listing = client.get("/proofreading/").content.decode()
+    assert pages[0] in listing and pages[1] in listing
+    assert pages[1] in client.get(f"/proofreading/{fitted.id}/").content.decode()
+    client.force_login(people["expert"])
+    # Experts read the reports but may not save the layer's filter.
+    assert 'id="save-button"' not in client.get(pages[0]).content.decode()
+    client.force_login(people["r1"])
+    assert [client.get(p).status_code for p in pages] == [403, 403]
+    assert pages[1] not in client.get("/proofreading/").content.decode()
+    assert pages[1] not in client.get(f"/proofreading/{fitted.id}/").content.decode()
+    client.force_login(people["outsider"])
+    assert [client.get(p).status_code for p in pages] == [404, 404]
+    client.logout()
+    assert client.get(pages[0]).status_code == 302

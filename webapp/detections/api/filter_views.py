@@ -1,8 +1,8 @@
 """The layer's detection filter: ``datasets/<slug>/layers/<layer>/detections/filter/``.
 
 GET (anyone who may view the dataset) answers the current filter and its recent history;
-PUT (the dataset's owner) stores a new one. Kept apart from ``views.py`` because it is a
-setting of the layer rather than a read of its table.
+POST (the dataset's owner) stores a new one (a new row: the history keeps the old ones). Kept
+apart from ``views.py`` because it is a setting of the layer rather than a read of its table.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from drf_spectacular.utils import extend_schema
-from rest_framework import serializers
+from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -88,20 +88,20 @@ def layer_filter_body(layer: Any) -> dict[str, Any]:
 
 class LayerFilterView(_LayerView):
     """The layer's detection filter (volume min/max, sphericity min, as the pipeline's
-    thresholds) and its history. PUT stores a new filter (the dataset's owner); all bounds
+    thresholds) and its history. POST stores a new filter (the dataset's owner); all bounds
     null clears it. A minimum above the maximum, a negative volume or a sphericity outside
     [0, 1] is a 400."""
 
     serializer_class = LayerFilterSerializer  # type: ignore[assignment]  # not a Detection
     parser_classes = [StrictJSONParser]
-    method_actions = {"GET": "view", "HEAD": "view", "OPTIONS": "view", "PUT": "change"}
+    method_actions = {"GET": "view", "HEAD": "view", "OPTIONS": "view", "POST": "change"}
     denied_messages = {"change": "Only the dataset's owner can set its detection filter."}
 
     def get(self, request: Request, slug: str, layer_name: str) -> Response:
         return Response(layer_filter_body(self.layer()))
 
-    @extend_schema(request=FilterInputSerializer, responses=LayerFilterSerializer)
-    def put(self, request: Request, slug: str, layer_name: str) -> Response:
+    @extend_schema(request=FilterInputSerializer, responses={201: LayerFilterSerializer})
+    def post(self, request: Request, slug: str, layer_name: str) -> Response:
         layer = self.layer("change")
         form = FilterInputSerializer(data=request.data)
         form.is_valid(raise_exception=True)
@@ -114,4 +114,4 @@ class LayerFilterView(_LayerView):
             ),
             source=data.get("source") or "API",
         )
-        return Response(layer_filter_body(layer))
+        return Response(layer_filter_body(layer), status=status.HTTP_201_CREATED)

@@ -2,7 +2,7 @@
 
 ``GET thresholds/`` (managers and experts: it shows the final verdicts) answers the decided
 detections as parallel arrays; ``POST thresholds/fit/`` (the same) runs
-``pipeline.thresholds``' search on them; ``PUT thresholds/filter/`` (managers, and the
+``pipeline.thresholds``' search on them; ``POST thresholds/filter/`` (managers, and the
 dataset's owner) stores a pair as the layer's detection filter. Non-members get 404.
 """
 
@@ -12,7 +12,7 @@ from dataclasses import asdict
 from typing import Any
 
 from drf_spectacular.utils import extend_schema
-from rest_framework import serializers
+from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -134,18 +134,18 @@ class ThresholdFitView(_CampaignView[ProofreadingCampaign]):
 
 
 class ThresholdFilterView(_CampaignView[ProofreadingCampaign]):
-    """The campaign's layer's detection filter: GET reads it (any member), PUT stores one
+    """The campaign's layer's detection filter: GET reads it (any member), POST stores one
     (the campaign's managers and the dataset's owner; 403 for reviewers and experts)."""
 
     serializer_class = LayerFilterSerializer  # type: ignore[assignment]
     queryset = ProofreadingCampaign.objects.all()
-    method_actions = {"GET": VIEW, "HEAD": VIEW, "OPTIONS": VIEW, "PUT": VIEW}
+    method_actions = {"GET": VIEW, "HEAD": VIEW, "OPTIONS": VIEW, "POST": VIEW}
 
     def get(self, request: Request, campaign_id: int) -> Response:
         return Response(layer_filter_body(self.campaign().layer))
 
-    @extend_schema(request=FilterInputSerializer, responses=LayerFilterSerializer)
-    def put(self, request: Request, campaign_id: int) -> Response:
+    @extend_schema(request=FilterInputSerializer, responses={201: LayerFilterSerializer})
+    def post(self, request: Request, campaign_id: int) -> Response:
         campaign = self.campaign()
         form = FilterInputSerializer(data=request.data)
         form.is_valid(raise_exception=True)
@@ -158,4 +158,4 @@ class ThresholdFilterView(_CampaignView[ProofreadingCampaign]):
             ),
             source=data.get("source", ""),
         )
-        return Response(layer_filter_body(campaign.layer))
+        return Response(layer_filter_body(campaign.layer), status=status.HTTP_201_CREATED)
