@@ -22,6 +22,7 @@ from typing import ClassVar
 from django.conf import settings
 from django.db import models
 
+from pipeline.detections import DETECTION_COLUMNS
 from webapp.core.jobs.models import Job, JobState, JobStatus
 from webapp.core.permissions import RestrictedByParent
 
@@ -38,40 +39,11 @@ __all__ = [
     "JobStatus",
 ]
 
-CENTROID_COLUMNS: tuple[str, ...] = (
-    "centroid_z",
-    "centroid_y",
-    "centroid_x",
-    "centroid_z_um",
-    "centroid_y_um",
-    "centroid_x_um",
-)
-BBOX_COLUMNS: tuple[str, ...] = (
-    "bbox_z0",
-    "bbox_y0",
-    "bbox_x0",
-    "bbox_z1",
-    "bbox_y1",
-    "bbox_x1",
-    "bbox_z0_um",
-    "bbox_y0_um",
-    "bbox_x0_um",
-    "bbox_z1_um",
-    "bbox_y1_um",
-    "bbox_x1_um",
-)
+# One source for the table's columns: pipeline.detections writes the table in this order.
+CENTROID_COLUMNS: tuple[str, ...] = tuple(c for c in DETECTION_COLUMNS if c.startswith("centroid_"))
+BBOX_COLUMNS: tuple[str, ...] = tuple(c for c in DETECTION_COLUMNS if c.startswith("bbox_"))
 #: Every numeric column, in the order of the API and of the exported tables.
-NUMERIC_COLUMNS: tuple[str, ...] = (
-    "segment_id",
-    "voxels",
-    "volume",
-    "surface_area",
-    "sphericity",
-    "mean_intensity",
-    "mean_probability",
-    *CENTROID_COLUMNS,
-    *BBOX_COLUMNS,
-)
+NUMERIC_COLUMNS: tuple[str, ...] = DETECTION_COLUMNS
 #: Columns with an index ``(layer, column, segment_id)``: sorting a layer's rows by one of them
 #: (either direction) walks the index, and a range on it is an index range.
 INDEXED_COLUMNS: tuple[str, ...] = (

@@ -394,9 +394,14 @@ class CampaignSettings:
     claim_seconds: int = 900
 
 
+MAX_NAME = 200
+
+
 def _check_settings(settings: CampaignSettings) -> None:
     if not settings.name.strip():
         raise InvalidRequest("name must not be empty.")
+    if len(settings.name.strip()) > MAX_NAME:
+        raise InvalidRequest(f"name must be at most {MAX_NAME} characters.")
     if settings.selection not in Selection.values:
         raise InvalidRequest(f"selection must be one of {', '.join(Selection.values)}.")
     if settings.order not in QueueOrder.values:
