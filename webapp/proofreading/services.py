@@ -421,7 +421,7 @@ def _check_settings(settings: CampaignSettings) -> None:
     )
     if settings.selection == Selection.FILTER and not filtered:
         raise InvalidRequest(
-            "The filter selection needs volume_min, volume_max or sphericity_min, and the "
+            "The filter selection needs volume_min or sphericity_min (or volume_max), and the "
             "layer has no stored detection filter to take them from."
         )
     if settings.selection == Selection.ALL and filtered:
