@@ -265,7 +265,13 @@ def test_dashboard_draws_plots_and_follows_verdicts(
     page = browser_context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
-    login(page, live_server.url, "owner", f"/proofreading/{campaign.id}/dashboard/")
+    # The campaign list links the manager to both reports; the dashboard opens from it.
+    login(page, live_server.url, "owner", "/proofreading/")
+    row = page.locator(f"tr[data-campaign='{campaign.id}']")
+    assert row.locator("a", has_text="Thresholds").count() == 1
+    page.screenshot(path=str(SHOTS / "campaign-list.png"), full_page=True)
+    row.locator("a", has_text="Dashboard").click()
+    page.wait_for_url(f"**/proofreading/{campaign.id}/dashboard/")
     page.evaluate("() => annotome.ready")
     assert page.inner_text("#progress-text").startswith(f"{decided} of {N} decided")
     for plot in ("status", "verdict", "round", "decisions", "seconds", "agreement"):
