@@ -14,10 +14,13 @@ const entries = {
   proofreading_queue: "src/pages/proofreading_queue.ts",
   curation_publish: "src/pages/curation_publish.ts",
   proofreading_gallery: "src/pages/proofreading_gallery.ts",
+  proofreading_thresholds: "src/pages/proofreading_thresholds.ts",
+  proofreading_dashboard: "src/pages/proofreading_dashboard.ts",
   // Style sheets: the key only has to be unique; the file keeps its source name.
   "style:site": "src/styles/site.css",
   "style:viewer": "src/styles/viewer.css",
   "style:gallery": "src/styles/gallery.css",
+  "style:plots": "src/styles/plots.css",
 };
 
 /** "src/styles/viewer.css" -> "viewer.css"; other assets get a content hash. */

@@ -251,6 +251,8 @@ def _sweep_urls(site: MakeUpSite, api: requests.Session, slugs: list[str]) -> li
         "/neuroglancer/v/annotome/", f"/s/{token}/datasets/{slugs[0]}/",
         "/proofreading/", "/proofreading/1/", "/proofreading/999999/",
         "/proofreading/1/gallery/", "/proofreading/999999/gallery/", "/proofreading/1/?item=1",
+        "/proofreading/1/thresholds/", "/proofreading/1/dashboard/",
+        "/proofreading/999999/thresholds/", "/proofreading/999999/dashboard/",
         f"/datasets/{slugs[0]}/detections/nuclei/", f"/datasets/{slugs[0]}/detections/nope/",
         f"/datasets/{slugs[0]}/?state={state_key}", "/datasets/no-such-dataset/",
     ]  # fmt: skip

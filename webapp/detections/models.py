@@ -35,6 +35,7 @@ __all__ = [
     "CardBuild",
     "Detection",
     "DetectionBuild",
+    "DetectionFilter",
     "JobState",
     "JobStatus",
 ]
@@ -177,6 +178,14 @@ class CardBuildQuerySet(RestrictedByParent["CardBuild"]):
     parent_actions = {"view": "view", "change": "change"}
 
 
+class DetectionFilterQuerySet(RestrictedByParent["DetectionFilter"]):
+    """A layer's filter is visible with its dataset; setting one is changing the dataset (the
+    proofreading app also lets a campaign's managers set it, checking that themselves)."""
+
+    parent_field = "layer__dataset"
+    parent_actions = {"view": "view", "change": "change"}
+
+
 class CardBuild(Job):
     """Rendering of one layer's proofreading gallery cards (``webapp.detections.cards``).
 
@@ -208,3 +217,41 @@ class CardBuild(Job):
         indexes: ClassVar[list[models.Index]] = [
             models.Index(fields=["layer", "-created"], name="card_build_latest")
         ]
+
+
+class DetectionFilter(models.Model):
+    """A segmentation layer's detection filter, as ``pipeline.thresholds`` applies it: keep
+    ``volume_min <= volume <= volume_max`` and ``sphericity >= sphericity_min`` (a null bound
+    does not filter).
+
+    Append-only: the layer's filter is its latest row, and the older rows are its history (who
+    set what, when, and from where), so a fit that turns out worse can be traced and undone by
+    setting the previous values again.
+    """
+
+    layer = models.ForeignKey(
+        "datasets.Layer", on_delete=models.CASCADE, related_name="detection_filters"
+    )
+    volume_min = models.FloatField(null=True, blank=True, help_text="um^3")
+    volume_max = models.FloatField(null=True, blank=True, help_text="um^3")
+    sphericity_min = models.FloatField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        on_delete=models.SET_NULL,
+        related_name="detection_filters",
+    )
+    created = models.DateTimeField(auto_now_add=True)
+    # Where the values came from, for a person: "API", "campaign 3: fit, recall >= 0.8", ...
+    source = models.CharField(max_length=200, blank=True)
+
+    objects = DetectionFilterQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["layer", "-id"]
+        indexes: ClassVar[list[models.Index]] = [
+            models.Index(fields=["layer", "-id"], name="detection_filter_latest")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.layer_id}: {self.volume_min}..{self.volume_max}, s>={self.sphericity_min}"

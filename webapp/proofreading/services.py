@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 import secrets
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -46,6 +46,7 @@ from pipeline.agreement import detection_consensus
 from pipeline.units import nanometres_per_unit
 from webapp.core.errors import Conflict, InvalidRequest, NotAllowed, NotFound
 from webapp.datasets.models import Dataset, Layer, LayerKind
+from webapp.detections.filters import layer_filter_values
 from webapp.detections.models import Detection
 from webapp.proofreading.models import (
     FIRST_ROUND,
@@ -283,12 +284,20 @@ def _optional_number(name: str, value: Any) -> float | None:
     return number
 
 
-def _candidates(layer: Layer, volume_min: float | None, sphericity_min: float | None) -> Candidates:
+def _candidates(
+    layer: Layer,
+    volume_min: float | None,
+    sphericity_min: float | None,
+    volume_max: float | None = None,
+) -> Candidates:
     """The layer's detections passing the filter, in segment-id order (the filter keeps
-    ``volume >= volume_min`` and ``sphericity >= sphericity_min``, as ``pipeline.thresholds``)."""
+    ``volume >= volume_min`` and ``sphericity >= sphericity_min``, as ``pipeline.thresholds``,
+    and ``volume <= volume_max``)."""
     queryset = Detection.objects.filter(layer_id=layer.id)
     if volume_min is not None:
         queryset = queryset.filter(volume__gte=volume_min)
+    if volume_max is not None:
+        queryset = queryset.filter(volume__lte=volume_max)
     if sphericity_min is not None:
         queryset = queryset.filter(sphericity__gte=sphericity_min)
     columns = ["id", "segment_id", "volume", "sphericity", "mean_probability"]
@@ -377,6 +386,7 @@ class CampaignSettings:
     selection: str = Selection.ALL
     volume_min: float | None = None
     sphericity_min: float | None = None
+    volume_max: float | None = None
     sample_size: int | None = None
     seed: int | None = None
     verdict_set: Any = None
@@ -406,13 +416,27 @@ def _check_settings(settings: CampaignSettings) -> None:
         raise InvalidRequest(
             f"claim_seconds must be between {MIN_CLAIM_SECONDS} and {MAX_CLAIM_SECONDS}."
         )
-    filtered = settings.volume_min is not None or settings.sphericity_min is not None
+    filtered = (
+        settings.volume_min is not None
+        or settings.sphericity_min is not None
+        or settings.volume_max is not None
+    )
     if settings.selection == Selection.FILTER and not filtered:
-        raise InvalidRequest("The filter selection needs volume_min or sphericity_min (or both).")
+        raise InvalidRequest(
+            "The filter selection needs volume_min or sphericity_min (or volume_max), and the "
+            "layer has no stored detection filter to take them from."
+        )
     if settings.selection == Selection.ALL and filtered:
         raise InvalidRequest(
-            "volume_min and sphericity_min apply to the filter and sample selections only."
+            "volume_min, volume_max and sphericity_min apply to the filter and sample "
+            "selections only."
         )
+    if (
+        settings.volume_min is not None
+        and settings.volume_max is not None
+        and settings.volume_min > settings.volume_max
+    ):
+        raise InvalidRequest("volume_min must not be larger than volume_max.")
     if settings.selection == Selection.SAMPLE and settings.sample_size is None:
         raise InvalidRequest("The sample selection needs sample_size (K).")
     if settings.selection != Selection.SAMPLE and settings.sample_size is not None:
@@ -433,7 +457,8 @@ def campaign_create(
     checked as :func:`member_add` does) besides; nothing is created if any is refused.
 
     Needs the right to change the layer's dataset (its owner). The selection and the order are
-    fixed for the campaign's life (stored with their seed, so they can be reproduced).
+    fixed for the campaign's life (stored with their seed, so they can be reproduced). The
+    filter selection without bounds takes the layer's stored filter (``detections.filters``).
     """
     if not Dataset.objects.allows(user, "change", layer.dataset):
         raise NotAllowed(
@@ -442,6 +467,19 @@ def campaign_create(
     if layer.kind != LayerKind.SEGMENTATION:
         raise InvalidRequest(
             f"Layer {layer.name!r} is a {layer.kind} layer; proofreading needs a segmentation."
+        )
+    if (
+        settings.selection == Selection.FILTER
+        and settings.volume_min is None
+        and settings.volume_max is None
+        and settings.sphericity_min is None
+    ):
+        stored = layer_filter_values(layer)
+        settings = replace(
+            settings,
+            volume_min=stored.volume_min,
+            volume_max=stored.volume_max,
+            sphericity_min=stored.sphericity_min,
         )
     _check_settings(settings)
     classes = (
@@ -452,8 +490,9 @@ def campaign_create(
     seed = settings.seed if settings.seed is not None else secrets.randbits(62)
     volume_min = _optional_number("volume_min", settings.volume_min)
     sphericity_min = _optional_number("sphericity_min", settings.sphericity_min)
+    volume_max = _optional_number("volume_max", settings.volume_max)
 
-    candidates = _candidates(layer, volume_min, sphericity_min)
+    candidates = _candidates(layer, volume_min, sphericity_min, volume_max)
     if len(candidates) == 0:
         if not Detection.objects.filter(layer_id=layer.id).exists():
             raise InvalidRequest(
@@ -465,6 +504,8 @@ def campaign_create(
         params["volume_min"] = volume_min
     if sphericity_min is not None:
         params["sphericity_min"] = sphericity_min
+    if volume_max is not None:
+        params["volume_max"] = volume_max
     if settings.selection == Selection.SAMPLE:
         assert settings.sample_size is not None
         population = len(candidates)

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from webapp.proofreading import gallery_views, views
+from webapp.proofreading import gallery_views, report_views, views
 
 app_name = "proofreading"
 
@@ -10,4 +10,6 @@ urlpatterns = [
     path("", views.campaign_list, name="campaign-list"),
     path("<int:campaign_id>/", views.queue_page, name="queue"),
     path("<int:campaign_id>/gallery/", gallery_views.gallery_page, name="gallery"),
+    path("<int:campaign_id>/thresholds/", report_views.thresholds_page, name="thresholds"),
+    path("<int:campaign_id>/dashboard/", report_views.dashboard_page, name="dashboard"),
 ]

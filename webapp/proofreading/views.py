@@ -75,6 +75,12 @@ def _render_list(request: HttpRequest, form: dict[str, str], status: int = 200) 
     ]
     waiting = selectors.second_round_waiting(expert_of)
     rows = [(c, waiting.get(c.id, 0) if c.id in expert_of else None) for c in campaigns]
+    for campaign in campaigns:
+        # Links to the reports (dashboard, thresholds) for the roles that may read them.
+        roles = {m.role for m in getattr(campaign, "my_memberships", [])}
+        campaign.may_report = request.user.is_superuser or bool(  # type: ignore[attr-defined]
+            roles & {Role.MANAGER, Role.EXPERT}
+        )
     layers = _segmentation_layers(request)
     defaults = {"selection": Selection.ALL, "order": QueueOrder.RANDOM, "reviewers_per_item": "1"}
     if dataset and "layer" not in form:

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from webapp.detections.api import card_views, views
+from webapp.detections.api import card_views, filter_views, views
 
 LAYER = "datasets/<slug:slug>/layers/<str:layer_name>/detections/"
 
@@ -13,6 +13,7 @@ urlpatterns = [
         name="api-dataset-detections",
     ),
     path(LAYER, views.DetectionListView.as_view(), name="api-detections-list"),
+    path(f"{LAYER}filter/", filter_views.LayerFilterView.as_view(), name="api-detections-filter"),
     path(f"{LAYER}table/", views.DetectionTableView.as_view(), name="api-detections-table"),
     path(
         f"{LAYER}export.<str:table_format>",

@@ -91,6 +91,12 @@ class CampaignCreateSerializer(serializers.Serializer[dict[str, Any]]):
     sphericity_min = serializers.FloatField(
         required=False, allow_null=True, help_text="Filter: sphericity >= this."
     )
+    volume_max = serializers.FloatField(
+        required=False,
+        allow_null=True,
+        help_text="Filter (and sample population): volume <= this, um^3. The filter selection "
+        "without any bound takes the layer's stored detection filter.",
+    )
     sample_size = serializers.IntegerField(
         required=False,
         allow_null=True,

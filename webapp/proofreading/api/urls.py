@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from webapp.proofreading.api import views
+from webapp.proofreading.api import threshold_views, views
 
 CAMPAIGN = "proofreading/campaigns/<int:campaign_id>/"
 
@@ -52,6 +52,21 @@ urlpatterns = [
         f"{CAMPAIGN}dashboard.csv",
         views.DashboardCsvView.as_view(),
         name="api-proofreading-dashboard-csv",
+    ),
+    path(
+        f"{CAMPAIGN}thresholds/",
+        threshold_views.ThresholdDataView.as_view(),
+        name="api-proofreading-thresholds",
+    ),
+    path(
+        f"{CAMPAIGN}thresholds/fit/",
+        threshold_views.ThresholdFitView.as_view(),
+        name="api-proofreading-thresholds-fit",
+    ),
+    path(
+        f"{CAMPAIGN}thresholds/filter/",
+        threshold_views.ThresholdFilterView.as_view(),
+        name="api-proofreading-thresholds-filter",
     ),
     path(
         f"{CAMPAIGN}export.<str:table_format>",

@@ -157,6 +157,7 @@ class CampaignListView(
             selection=data["selection"],
             volume_min=data.get("volume_min"),
             sphericity_min=data.get("sphericity_min"),
+            volume_max=data.get("volume_max"),
             sample_size=data.get("sample_size"),
             seed=data.get("seed"),
             verdict_set=data.get("verdict_set"),

@@ -1,0 +1,108 @@
+// Bar charts on uPlot for the dashboard: categories along x (one bar each), one colour per
+// category. Each category is its own series holding only its own value, so bars keep their
+// colours without per-bar styling; `update` swaps the values in place (polling) and rebuilds
+// only when the categories change.
+
+import uPlot from "uplot";
+
+const INTEGER_STEPS = [
+  1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 20_000, 50_000,
+];
+INTEGER_STEPS.push(100_000, 200_000, 500_000, 1_000_000);
+
+export interface Bar {
+  label: string;
+  value: number | null;
+  colour: string;
+}
+
+export interface BarChart {
+  update(bars: readonly Bar[]): void;
+  /** The values drawn last, by label (tests read them). */
+  values(): Record<string, number | null>;
+}
+
+/** uPlot's aligned data for `bars`: x = 0..n-1, series i holds only bar i's value. */
+export function barData(bars: readonly Bar[]): (number | null)[][] {
+  const x = bars.map((_, i) => i);
+  return [x, ...bars.map((bar, i) => x.map((j) => (j === i ? bar.value : null)))];
+}
+
+/** The y range: from 0 to a little above the largest value (at least `minTop`). */
+export function barRange(bars: readonly Bar[], minTop: number): [number, number] {
+  let top = minTop;
+  for (const bar of bars) if (bar.value !== null && bar.value > top) top = bar.value;
+  return [0, top * 1.1];
+}
+
+export function barChart(
+  root: HTMLElement,
+  options: {
+    height?: number;
+    minTop?: number;
+    format?: (v: number) => string;
+    /** Counts: ticks at whole numbers only. */
+    integer?: boolean;
+  } = {},
+): BarChart {
+  let plot: uPlot | undefined;
+  let labels: string[] = [];
+  let current: readonly Bar[] = [];
+  const height = options.height ?? 200;
+  const minTop = options.minTop ?? 1;
+
+  function build(bars: readonly Bar[]): void {
+    plot?.destroy();
+    labels = bars.map((b) => b.label);
+    const n = Math.max(1, bars.length);
+    const fmt = options.format ?? ((v: number) => String(Math.round(v * 100) / 100));
+    const opts: uPlot.Options = {
+      width: Math.max(260, root.clientWidth),
+      height,
+      scales: {
+        x: { time: false, range: () => [-0.5, n - 0.5] },
+        y: { range: () => barRange(current, minTop) },
+      },
+      axes: [
+        {
+          splits: () => labels.map((_, i) => i),
+          values: (_u, splits) => splits.map((i) => labels[i] ?? ""),
+          grid: { show: false },
+          size: 40,
+        },
+        {
+          values: (_u, splits) => splits.map(fmt),
+          grid: { stroke: "#e4e7ec" },
+          size: 56,
+          ...(options.integer ? { incrs: INTEGER_STEPS } : {}),
+        },
+      ],
+      legend: { show: false },
+      cursor: { show: false },
+      series: [
+        {},
+        ...bars.map((bar) => ({
+          label: bar.label,
+          fill: bar.colour,
+          stroke: bar.colour,
+          paths: uPlot.paths.bars!({ size: [0.7, 80] }),
+          points: { show: false },
+        })),
+      ],
+    };
+    plot = new uPlot(opts, barData(bars) as uPlot.AlignedData, root);
+  }
+
+  return {
+    update(bars) {
+      current = bars;
+      const same = bars.length === labels.length && bars.every((b, i) => b.label === labels[i]);
+      if (!plot || !same) build(bars);
+      else plot.setData(barData(bars) as uPlot.AlignedData);
+      root.dataset["values"] = JSON.stringify(bars.map((b) => b.value));
+    },
+    values() {
+      return Object.fromEntries(current.map((b) => [b.label, b.value]));
+    },
+  };
+}
