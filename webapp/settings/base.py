@@ -70,6 +70,7 @@ INSTALLED_APPS = [
     "webapp.datasets",
     "webapp.detections",
     "webapp.proofreading",
+    "webapp.stereology",
     "webapp.viewer",
 ]
 
