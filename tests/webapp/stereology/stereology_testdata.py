@@ -9,6 +9,7 @@ with its detections table built from it by ``pipeline.detections``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -48,15 +49,26 @@ def user(name: str) -> Any:
     return get_user_model().objects.create_user(name, password="pass-123-word")
 
 
-def synthetic_layer(
-    root: Path, owner: Any, *, shape: tuple[int, int, int] = (100, 100, 100), seed: int = 0
-) -> Truth:
-    """A dataset under ``root`` whose layer ``nuclei`` misses ``MISS`` of the true objects."""
+@cache
+def _volume(
+    shape: tuple[int, int, int], seed: int
+) -> tuple[npt.NDArray[np.uint32], frozenset[int], npt.NDArray[np.uint32]]:
+    """The truth, the objects dropped and the segmentation (made once per shape and seed)."""
     labels, _, radii = make_sphere_labels(shape, 450, radius_voxels=(4.0, 6.0), seed=seed)
     n = len(radii)
     rng = np.random.default_rng(1000 + seed)
     dropped = frozenset((rng.permutation(n)[: round(MISS * n)] + 1).tolist())
     segmentation = np.where(np.isin(labels, list(dropped)), 0, labels).astype(np.uint32)
+    labels.setflags(write=False)
+    segmentation.setflags(write=False)
+    return labels, dropped, segmentation
+
+
+def synthetic_layer(
+    root: Path, owner: Any, *, shape: tuple[int, int, int] = (100, 100, 100), seed: int = 0
+) -> Truth:
+    """A dataset under ``root`` whose layer ``nuclei`` misses ``MISS`` of the true objects."""
+    labels, dropped, segmentation = _volume(shape, seed)
     store = create_single_level_image(
         root / "image.ome.zarr",
         shape,
