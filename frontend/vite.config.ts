@@ -12,9 +12,11 @@ const entries = {
   detections_panel: "src/pages/detections_panel.ts",
   detections_table: "src/pages/detections_table.ts",
   proofreading_queue: "src/pages/proofreading_queue.ts",
+  stereology: "src/pages/stereology.ts",
   // Style sheets: the key only has to be unique; the file keeps its source name.
   "style:site": "src/styles/site.css",
   "style:viewer": "src/styles/viewer.css",
+  "style:stereology": "src/styles/stereology.css",
 };
 
 /** "src/styles/viewer.css" -> "viewer.css"; other assets get a content hash. */

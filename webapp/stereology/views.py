@@ -28,7 +28,7 @@ from webapp.datasets.models import Dataset, Layer, LayerKind
 from webapp.proofreading.models import ProofreadingCampaign, Role
 from webapp.proofreading.selectors import campaigns_visible
 from webapp.stereology import selectors, services
-from webapp.stereology.api.serializers import MarkSerializer, StudySerializer
+from webapp.stereology.api.serializers import DisectorMarkSerializer, DisectorStudySerializer
 from webapp.viewer.neuroglancer_client import neuroglancer_client_url
 from webapp.viewer.services import build_viewer_state
 
@@ -113,8 +113,8 @@ def study_page(request: HttpRequest, study_id: int) -> HttpResponse:
         "layer": study.campaign.layer.name,
         "csrfToken": get_token(request),
         "canMark": selectors.may_mark(study, request.user),
-        "study": StudySerializer(study).data,
-        "marks": MarkSerializer(
+        "study": DisectorStudySerializer(study).data,
+        "marks": DisectorMarkSerializer(
             selectors.marks_visible(study, request.user).filter(reviewer_id=request.user.pk),
             many=True,
         ).data,

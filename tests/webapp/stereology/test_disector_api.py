@@ -44,7 +44,7 @@ def test_full_truth_through_the_api_covers_the_true_miss_rate(
         assert answer.status_code == 201, answer.json()
         assert answer.json()["matched"] == (obj not in truth.dropped)
     for pair in range(10):
-        done = reviewer.put(f"{url}pairs/{pair}/counted/")
+        done = reviewer.post(f"{url}pairs/{pair}/counted/")
         assert done.status_code == 200 and done.json()["counted"] is True
     assert done.json()["counted_pairs"] == list(range(10))
     estimate = reviewer.get(f"{url}estimate/").json()
@@ -75,7 +75,7 @@ def test_members_see_studies_and_others_get_404(
         ).status_code
         == 404
     )
-    assert outsider.put(f"{url}pairs/0/counted/").status_code == 404
+    assert outsider.post(f"{url}pairs/0/counted/").status_code == 404
     assert outsider.delete(url).status_code == 404
     assert outsider.get(STUDIES).json()["count"] == 0
     assert _create(outsider, campaign).status_code == 404
@@ -156,7 +156,7 @@ def test_bad_marks_get_400(
     answer = reviewer.post(f"{STUDIES}{study['id']}/marks/", mark, format="json")
     assert answer.status_code == 400
     assert fragment in answer.json()["message"]
-    assert reviewer.put(f"{STUDIES}{study['id']}/pairs/99/counted/").status_code == 400
+    assert reviewer.post(f"{STUDIES}{study['id']}/pairs/99/counted/").status_code == 400
 
 
 def test_mask_layer_restricts_the_region(

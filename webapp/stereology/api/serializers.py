@@ -12,7 +12,7 @@ from webapp.stereology.models import DisectorMark, DisectorStudy
 from webapp.stereology.services import MAX_PAIRS, MAX_TOLERANCE_UM
 
 
-class PairSerializer(serializers.Serializer[dict[str, Any]]):
+class DisectorPairSerializer(serializers.Serializer[dict[str, Any]]):
     index = serializers.IntegerField()
     reference = serializers.IntegerField(help_text="z of the reference section (voxels)")
     lookup = serializers.IntegerField(help_text="z of the look-up section (voxels)")
@@ -24,7 +24,7 @@ class PairSerializer(serializers.Serializer[dict[str, Any]]):
     )
 
 
-class StudySerializer(serializers.ModelSerializer[DisectorStudy]):
+class DisectorStudySerializer(serializers.ModelSerializer[DisectorStudy]):
     campaign = serializers.IntegerField(source="campaign_id", read_only=True)
     dataset = serializers.CharField(source="campaign.layer.dataset.slug", read_only=True)
     layer = serializers.CharField(source="campaign.layer.name", read_only=True)
@@ -84,12 +84,12 @@ class StudySerializer(serializers.ModelSerializer[DisectorStudy]):
     def get_region_volume_um3(self, study: DisectorStudy) -> float:
         return float(study.plan["region_volume_um3"])
 
-    @extend_schema_field(PairSerializer(many=True))
+    @extend_schema_field(DisectorPairSerializer(many=True))
     def get_pairs(self, study: DisectorStudy) -> list[dict[str, Any]]:
-        return [PairSerializer(p).data for p in study.pairs]
+        return [DisectorPairSerializer(p).data for p in study.pairs]
 
 
-class StudyCreateSerializer(serializers.Serializer[dict[str, Any]]):
+class DisectorStudyCreateSerializer(serializers.Serializer[dict[str, Any]]):
     campaign = serializers.IntegerField(help_text="The proofreading campaign (you manage it).")
     name = serializers.CharField(max_length=200)
     n_pairs = serializers.IntegerField(
@@ -114,7 +114,7 @@ class StudyCreateSerializer(serializers.Serializer[dict[str, Any]]):
     )
 
 
-class MarkSerializer(serializers.ModelSerializer[DisectorMark]):
+class DisectorMarkSerializer(serializers.ModelSerializer[DisectorMark]):
     reviewer = serializers.CharField(source="reviewer.username", read_only=True)
     detection = serializers.IntegerField(
         source="detection_id", read_only=True, allow_null=True, help_text="The detection's id"
@@ -142,7 +142,7 @@ class MarkSerializer(serializers.ModelSerializer[DisectorMark]):
         read_only_fields = fields
 
 
-class MarkCreateSerializer(serializers.Serializer[dict[str, Any]]):
+class DisectorMarkCreateSerializer(serializers.Serializer[dict[str, Any]]):
     pair = serializers.IntegerField(min_value=0)
     z = serializers.FloatField(help_text="Voxels of the layer; must be the pair's reference z.")
     y = serializers.FloatField()
@@ -157,7 +157,7 @@ class PairCountedSerializer(serializers.Serializer[dict[str, Any]]):
     )
 
 
-class EstimateRowSerializer(serializers.Serializer[dict[str, Any]]):
+class DisectorEstimateRowSerializer(serializers.Serializer[dict[str, Any]]):
     reviewer = serializers.CharField(allow_null=True, help_text="Null: pooled over reviewers.")
     n_pairs = serializers.IntegerField(help_text="Pairs counted")
     q_minus = serializers.FloatField(help_text="Objects counted (sum of Q-)")
@@ -186,12 +186,12 @@ class EstimateRowSerializer(serializers.Serializer[dict[str, Any]]):
     confidence = serializers.FloatField()
 
 
-class EstimateSerializer(serializers.Serializer[dict[str, Any]]):
+class DisectorEstimateSerializer(serializers.Serializer[dict[str, Any]]):
     detections = serializers.IntegerField(help_text="Detections in the region (D)")
     n_pairs = serializers.IntegerField(help_text="Pairs in the plan")
     h_um = serializers.FloatField()
     region_volume_um3 = serializers.FloatField()
-    reviewers = EstimateRowSerializer(
+    reviewers = DisectorEstimateRowSerializer(
         many=True, help_text="Per reviewer (yours only unless you manage or are an expert)"
     )
-    pooled = EstimateRowSerializer(allow_null=True, help_text="Null before any pair is counted")
+    pooled = DisectorEstimateRowSerializer(allow_null=True, help_text="Null before any pair is counted")

@@ -56,7 +56,7 @@ class StudyListView(_StudyView, generics.ListAPIView[DisectorStudy]):
     layer (managers): K pairs of sections h apart along z by systematic uniform random sampling
     through the volume, or through a mask layer's region."""
 
-    serializer_class = s.StudySerializer
+    serializer_class = s.DisectorStudySerializer
     method_actions = {"GET": VIEW, "HEAD": VIEW, "OPTIONS": VIEW, "POST": VIEW}
 
     def get_queryset(self) -> QuerySet[DisectorStudy]:
@@ -69,10 +69,10 @@ class StudyListView(_StudyView, generics.ListAPIView[DisectorStudy]):
         return queryset.order_by("-created", "-id")
 
     @extend_schema(
-        request=s.StudyCreateSerializer, responses={201: s.StudySerializer, 409: CONFLICT}
+        request=s.DisectorStudyCreateSerializer, responses={201: s.DisectorStudySerializer, 409: CONFLICT}
     )
     def post(self, request: Request) -> Response:
-        form = s.StudyCreateSerializer(data=request.data)
+        form = s.DisectorStudyCreateSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
         user = signed_in_user(request)
@@ -107,7 +107,7 @@ class StudyListView(_StudyView, generics.ListAPIView[DisectorStudy]):
 class StudyDetailView(_StudyView):
     """One study with its plan (members); DELETE removes it with its marks (managers)."""
 
-    serializer_class = s.StudySerializer
+    serializer_class = s.DisectorStudySerializer
 
     def get(self, request: Request, study_id: int) -> Response:
         return Response(self.get_serializer(self.study()).data)
@@ -126,7 +126,7 @@ class MarkListView(_StudyView, generics.ListAPIView[DisectorMark]):
     the marked object matched a detection; POST marks an object seen in the pair's reference
     section but not in its look-up section (reviewers and experts)."""
 
-    serializer_class = s.MarkSerializer  # type: ignore[assignment]
+    serializer_class = s.DisectorMarkSerializer  # type: ignore[assignment]
     pagination_class = None
     method_actions = {"GET": VIEW, "HEAD": VIEW, "OPTIONS": VIEW, "POST": VIEW}
 
@@ -139,22 +139,22 @@ class MarkListView(_StudyView, generics.ListAPIView[DisectorMark]):
             marks = marks.filter(pair=int(pair))
         return marks.order_by("pair", "id")
 
-    @extend_schema(request=s.MarkCreateSerializer, responses={201: s.MarkSerializer, 409: CONFLICT})
+    @extend_schema(request=s.DisectorMarkCreateSerializer, responses={201: s.DisectorMarkSerializer, 409: CONFLICT})
     def post(self, request: Request, study_id: int) -> Response:
         study = self.study()
-        form = s.MarkCreateSerializer(data=request.data)
+        form = s.DisectorMarkCreateSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
         mark = services.mark_add(
             study, signed_in_user(request), data["pair"], data["z"], data["y"], data["x"]
         )
-        return Response(s.MarkSerializer(mark).data, status=status.HTTP_201_CREATED)
+        return Response(s.DisectorMarkSerializer(mark).data, status=status.HTTP_201_CREATED)
 
 
 class MarkDetailView(_StudyView):
     """DELETE removes a mark (whoever made it, or a manager)."""
 
-    serializer_class = s.MarkSerializer  # type: ignore[assignment]
+    serializer_class = s.DisectorMarkSerializer  # type: ignore[assignment]
     method_actions = {"OPTIONS": VIEW, "DELETE": VIEW}
 
     @extend_schema(responses={204: None, 409: CONFLICT})
@@ -169,11 +169,11 @@ class MarkDetailView(_StudyView):
 
 
 class PairCountedView(_StudyView):
-    """PUT: the caller has counted this pair (a pair with no marks then counts Q- = 0); DELETE
+    """POST: the caller has counted this pair (a pair with no marks then counts Q- = 0); DELETE
     takes that back (only without marks in it). Reviewers and experts."""
 
     serializer_class = s.PairCountedSerializer  # type: ignore[assignment]
-    method_actions = {"OPTIONS": VIEW, "PUT": VIEW, "DELETE": VIEW}
+    method_actions = {"OPTIONS": VIEW, "POST": VIEW, "DELETE": VIEW}
 
     def _answer(self, study: DisectorStudy, pair: int, counted: bool) -> Response:
         user = signed_in_user(self.request)
@@ -185,7 +185,7 @@ class PairCountedView(_StudyView):
         return Response(s.PairCountedSerializer(body).data)
 
     @extend_schema(request=None, responses={200: s.PairCountedSerializer, 409: CONFLICT})
-    def put(self, request: Request, study_id: int, pair: int) -> Response:
+    def post(self, request: Request, study_id: int, pair: int) -> Response:
         study = self.study()
         counted = services.pair_counted_set(study, signed_in_user(request), pair, True)
         return self._answer(study, pair, counted)
@@ -202,8 +202,8 @@ class EstimateView(_StudyView):
     detected fraction and miss rate with 95 % intervals (the physical disector,
     ``pipeline.stereology``), per reviewer and pooled."""
 
-    serializer_class = s.EstimateSerializer  # type: ignore[assignment]
+    serializer_class = s.DisectorEstimateSerializer  # type: ignore[assignment]
 
     def get(self, request: Request, study_id: int) -> Response:
         body = selectors.estimate(self.study(), request.user)
-        return Response(s.EstimateSerializer(body).data)
+        return Response(s.DisectorEstimateSerializer(body).data)
