@@ -8,6 +8,7 @@ import {
   estimateRows,
   markLabel,
   positionFor,
+  sectionFitScale,
   shownSection,
   voxelOf,
   withInterval,
@@ -46,6 +47,11 @@ describe("positions", () => {
     expect(positionFor(pair, "lookup", [100, 80, 60], [12.5, 7.25, 40.5])).toEqual([
       12.5, 7.25, 45.5,
     ]);
+  });
+
+  it("fits the whole section into the panel", () => {
+    expect(sectionFitScale([10, 650, 325])).toBeCloseTo(1.05);
+    expect(sectionFitScale([10, 96, 96], 96)).toBeCloseTo(1.05);
   });
 
   it("turns a viewer position into the voxel the API wants", () => {

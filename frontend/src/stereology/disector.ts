@@ -68,6 +68,12 @@ export function positionFor(
   return [x, y, sectionZ(pair, side) + 0.5];
 }
 
+/** Voxels per screen pixel that fit a whole section (`shape` z y x) into `pixels`. */
+export function sectionFitScale(shape: readonly number[], pixels = 650): number {
+  const side = Math.max(1, shape[1] ?? 1, shape[2] ?? 1);
+  return (side * 1.05) / Math.max(1, pixels);
+}
+
 /** A viewer position (x, y, z) as the voxel (z, y, x) the API stores. */
 export function voxelOf(position: readonly number[]): { z: number; y: number; x: number } {
   const [x = 0, y = 0, z = 0] = position;
@@ -126,7 +132,6 @@ export function annotationLayers(marks: readonly MarkLike[]): Record<string, unk
     source: "local://annotations",
     annotationColor: colour,
     annotations: marks.filter((m) => m.matched === matched).map(markAnnotation),
-    tool: null,
   });
   return [
     layer(MATCHED_LAYER, MATCHED_COLOUR, true),

@@ -27,6 +27,7 @@ import {
   estimateRows,
   markLabel,
   positionFor,
+  sectionFitScale,
   sectionZ,
   shownSection,
   voxelOf,
@@ -396,6 +397,8 @@ export function mountDisectorPage(doc: Document = document): DisectorHooks {
     ...baseState,
     layout: "xy",
     position: positionFor(first, "reference", config.study.shape),
+    // The whole section in the one xy panel (about 650 pixels high).
+    crossSectionScale: sectionFitScale(config.study.shape),
     layers: [...(baseState.layers ?? []), ...annotationLayers(marks)] as NonNullable<
       ViewerStateJson["layers"]
     >,
