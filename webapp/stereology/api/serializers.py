@@ -194,4 +194,6 @@ class DisectorEstimateSerializer(serializers.Serializer[dict[str, Any]]):
     reviewers = DisectorEstimateRowSerializer(
         many=True, help_text="Per reviewer (yours only unless you manage or are an expert)"
     )
-    pooled = DisectorEstimateRowSerializer(allow_null=True, help_text="Null before any pair is counted")
+    pooled = DisectorEstimateRowSerializer(
+        allow_null=True, help_text="Null before any pair is counted"
+    )

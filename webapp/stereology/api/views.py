@@ -69,7 +69,8 @@ class StudyListView(_StudyView, generics.ListAPIView[DisectorStudy]):
         return queryset.order_by("-created", "-id")
 
     @extend_schema(
-        request=s.DisectorStudyCreateSerializer, responses={201: s.DisectorStudySerializer, 409: CONFLICT}
+        request=s.DisectorStudyCreateSerializer,
+        responses={201: s.DisectorStudySerializer, 409: CONFLICT},
     )
     def post(self, request: Request) -> Response:
         form = s.DisectorStudyCreateSerializer(data=request.data)
@@ -139,7 +140,10 @@ class MarkListView(_StudyView, generics.ListAPIView[DisectorMark]):
             marks = marks.filter(pair=int(pair))
         return marks.order_by("pair", "id")
 
-    @extend_schema(request=s.DisectorMarkCreateSerializer, responses={201: s.DisectorMarkSerializer, 409: CONFLICT})
+    @extend_schema(
+        request=s.DisectorMarkCreateSerializer,
+        responses={201: s.DisectorMarkSerializer, 409: CONFLICT},
+    )
     def post(self, request: Request, study_id: int) -> Response:
         study = self.study()
         form = s.DisectorMarkCreateSerializer(data=request.data)
