@@ -78,7 +78,8 @@ def test_members_see_studies_and_others_get_404(
     assert outsider.post(f"{url}pairs/0/counted/").status_code == 404
     assert outsider.delete(url).status_code == 404
     assert outsider.get(STUDIES).json()["count"] == 0
-    assert _create(outsider, campaign).status_code == 404
+    refused = _create(outsider, campaign)
+    assert refused.status_code == 400 and "not one of its members" in refused.json()["message"]
     anonymous = APIClient()
     assert anonymous.get(url).status_code in (401, 403)
     assert anonymous.post(f"{url}marks/", {}, format="json").status_code in (401, 403)

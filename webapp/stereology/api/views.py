@@ -77,12 +77,14 @@ class StudyListView(_StudyView, generics.ListAPIView[DisectorStudy]):
         form.is_valid(raise_exception=True)
         data = form.validated_data
         user = signed_in_user(request)
-        campaign = self.get_restricted(
-            ProofreadingCampaign.objects.select_related("layer__dataset"),
-            VIEW,
-            not_found=NO_CAMPAIGN,
-            pk=data["campaign"],
+        campaign = (
+            ProofreadingCampaign.objects.restrict(user, VIEW)
+            .select_related("layer__dataset")
+            .filter(pk=data["campaign"])
+            .first()
         )
+        if campaign is None:  # a body's reference: 400, as the campaigns' own POST answers
+            raise InvalidRequest(f"campaign: {NO_CAMPAIGN}")
         mask = None
         if data.get("mask_layer"):
             mask = Layer.objects.filter(
