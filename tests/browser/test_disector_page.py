@@ -97,6 +97,7 @@ def test_reviewer_marks_objects_and_sees_matches_and_the_estimate(
     assert position[2] == pytest.approx(first["reference"] + 0.5)
     assert "Pair 1 / 4" in page.inner_text("#disector-where")
     assert "REFERENCE" in page.inner_text("#disector-where")
+    page.screenshot(path=str(artifacts_dir / "disector-open.png"))
 
     page.click("#disector-panel h2")  # keys go to the page
     hover_voxel(page, first["reference"], y_obj, x_obj)
