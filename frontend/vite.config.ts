@@ -13,9 +13,12 @@ const entries = {
   detections_table: "src/pages/detections_table.ts",
   proofreading_queue: "src/pages/proofreading_queue.ts",
   stereology: "src/pages/stereology.ts",
+  curation_publish: "src/pages/curation_publish.ts",
+  proofreading_gallery: "src/pages/proofreading_gallery.ts",
   // Style sheets: the key only has to be unique; the file keeps its source name.
   "style:site": "src/styles/site.css",
   "style:viewer": "src/styles/viewer.css",
+  "style:gallery": "src/styles/gallery.css",
   "style:stereology": "src/styles/stereology.css",
 };
 

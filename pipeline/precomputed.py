@@ -18,11 +18,13 @@ Neuroglancer places a mesh-only precomputed source over a zarr segmentation (che
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass
+import tempfile
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,7 @@ MESH_INFO_TYPE = "neuroglancer_legacy_mesh"
 SEGMENT_PROPERTIES_TYPE = "neuroglancer_segment_properties"
 SEGMENT_PROPERTIES_DIR = "segment_properties"
 VOLUME_PROPERTY = "volume_um3"  # the numeric property meshing writes and the site ranks by
+VERDICT_PROPERTY = "verdict"  # the tags property proofreading verdicts are written as
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,50 @@ class NumberProperty:
     id: str
     description: str
     values: Sequence[float]
+
+
+@dataclass(frozen=True)
+class TagsProperty:
+    """A Neuroglancer ``tags`` segment property: each segment carries some of ``tags`` (indices,
+    distinct and sorted), and the viewer's segment query selects by them (``#fp``, ``-#fp``).
+    Neuroglancer 2.41 reads the first tags property of a layer only."""
+
+    id: str
+    description: str
+    tags: Sequence[str]
+    values: Sequence[Sequence[int]]
+    tag_descriptions: Sequence[str] | None = None
+
+    def to_json(self, n: int) -> dict[str, Any]:
+        if len(self.values) != n:
+            raise InvalidInputError(f"segment property {self.id!r} needs {n} values")
+        if len(set(self.tags)) != len(self.tags) or any(
+            not t or " " in t or t.startswith(("#", "-")) for t in self.tags
+        ):
+            raise InvalidInputError(f"tags of {self.id!r} must be distinct words: {self.tags}")
+        if self.tag_descriptions is not None and len(self.tag_descriptions) != len(self.tags):
+            raise InvalidInputError(f"segment property {self.id!r}: one description per tag")
+        values: list[list[int]] = []
+        for entry in self.values:
+            indices = sorted({int(i) for i in entry})
+            if indices and (indices[0] < 0 or indices[-1] >= len(self.tags)):
+                raise InvalidInputError(f"segment property {self.id!r}: tag index out of range")
+            values.append(indices)
+        payload: dict[str, Any] = {
+            "id": self.id,
+            "type": "tags",
+            "tags": list(self.tags),
+            "values": values,
+        }
+        if self.description:
+            payload["description"] = self.description
+        if self.tag_descriptions is not None:
+            payload["tag_descriptions"] = list(self.tag_descriptions)
+        return payload
+
+    def tags_of(self, index: int) -> list[str]:
+        """The tag names segment number ``index`` carries."""
+        return [self.tags[i] for i in self.values[index]]
 
 
 def manifest_name(segment_id: int) -> str:
@@ -180,9 +227,13 @@ class SegmentProperties:
     labels: list[str]
     descriptions: list[str] | None
     numbers: list[NumberProperty]
+    tags: list[TagsProperty] = field(default_factory=list)
 
     def number(self, property_id: str) -> NumberProperty | None:
         return next((p for p in self.numbers if p.id == property_id), None)
+
+    def tag_property(self, property_id: str) -> TagsProperty | None:
+        return next((p for p in self.tags if p.id == property_id), None)
 
 
 def parse_segment_properties(payload: Any) -> SegmentProperties:
@@ -199,6 +250,7 @@ def parse_segment_properties(payload: Any) -> SegmentProperties:
     labels: list[str] = [""] * len(ids)
     descriptions: list[str] | None = None
     numbers: list[NumberProperty] = []
+    tags: list[TagsProperty] = []
     for prop in inline.get("properties", []):
         if not isinstance(prop, dict) or not isinstance(prop.get("values"), list):
             raise InvalidInputError("a segment property needs an object with a list of values")
@@ -217,7 +269,162 @@ def parse_segment_properties(payload: Any) -> SegmentProperties:
             except (TypeError, ValueError):
                 raise InvalidInputError(f"segment property {name!r} has a non-number") from None
             numbers.append(NumberProperty(name, str(prop.get("description", "")), floats))
-    return SegmentProperties(ids, labels, descriptions, numbers)
+        elif kind == "tags":
+            names = prop.get("tags")
+            if not isinstance(names, list) or not all(isinstance(t, list) for t in values):
+                raise InvalidInputError(f"tags property {prop.get('id')!r} is malformed")
+            described = prop.get("tag_descriptions")
+            tags.append(
+                TagsProperty(
+                    str(prop.get("id", "")),
+                    str(prop.get("description", "")),
+                    [str(t) for t in names],
+                    [[int(i) for i in v] for v in values],
+                    [str(d) for d in described] if isinstance(described, list) else None,
+                )
+            )
+    return SegmentProperties(ids, labels, descriptions, numbers, tags)
+
+
+def segment_properties_file(mesh_dir: Path) -> Path | None:
+    """The ``segment_properties/info`` file a mesh directory's ``info`` points at (None when
+    the directory has no info or no properties)."""
+    try:
+        info = json.loads((Path(mesh_dir) / "info").read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as error:
+        raise InvalidInputError(f"{mesh_dir}/info is not readable JSON: {error}") from None
+    relative = info.get("segment_properties") if isinstance(info, dict) else None
+    if not relative:
+        return None
+    if not isinstance(relative, str) or relative.startswith("/") or ".." in relative.split("/"):
+        raise InvalidInputError(f"{mesh_dir}/info names segment properties outside the directory")
+    return Path(mesh_dir) / relative / "info"
+
+
+def read_segment_properties_payload(mesh_dir: Path) -> dict[str, Any] | None:
+    """The raw ``segment_properties/info`` JSON (every property type kept), or None."""
+    path = segment_properties_file(mesh_dir)
+    if path is None:
+        return None
+    try:
+        payload = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as error:
+        raise InvalidInputError(f"segment properties of {mesh_dir} unreadable: {error}") from None
+    parse_segment_properties(payload)  # validates
+    return dict(payload)
+
+
+def write_json_atomically(path: Path, payload: Mapping[str, Any]) -> None:
+    """Write JSON through a uniquely named temporary file and a rename: a concurrent reader
+    (Neuroglancer through the data server) sees the old file or the new one, never half of
+    one, and two writers never share a temporary file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(payload, handle, allow_nan=False, separators=(",", ":"))
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def payload_with_tags(payload: Mapping[str, Any], prop: TagsProperty) -> dict[str, Any]:
+    """``payload`` with tags property ``prop`` put in place of one with its id (or added),
+    every other property untouched. It goes before any other tags property, because
+    Neuroglancer reads only the first."""
+    inline = dict(payload["inline"])
+    n = len(inline["ids"])
+    properties = [p for p in inline.get("properties", []) if p.get("id") != prop.id]
+    first_tags = next((i for i, p in enumerate(properties) if p.get("type") == "tags"), None)
+    at = len(properties) if first_tags is None else first_tags
+    properties.insert(at, prop.to_json(n))
+    inline["properties"] = properties
+    return {**payload, "inline": inline}
+
+
+def payload_subset(payload: Mapping[str, Any], keep: Collection[int]) -> dict[str, Any]:
+    """``payload`` restricted to the segments in ``keep`` (every property, in the same order)."""
+    inline = payload["inline"]
+    keep_set = {int(k) for k in keep}
+    rows = [i for i, sid in enumerate(inline["ids"]) if int(sid) in keep_set]
+    properties = [
+        {**p, "values": [p["values"][i] for i in rows]} for p in inline.get("properties", [])
+    ]
+    return {
+        **payload,
+        "inline": {**inline, "ids": [inline["ids"][i] for i in rows], "properties": properties},
+    }
+
+
+def tags_property_for(
+    ids: Sequence[int],
+    tag_of: Mapping[int, str],
+    tags: Sequence[str],
+    *,
+    property_id: str = VERDICT_PROPERTY,
+    description: str = "",
+    tag_descriptions: Sequence[str] | None = None,
+) -> TagsProperty:
+    """A tags property over ``ids`` where segment ``i`` carries ``tag_of[i]`` (none if absent).
+    A tag name not in ``tags`` is refused."""
+    index = {name: i for i, name in enumerate(tags)}
+    unknown = sorted({t for t in tag_of.values() if t not in index})
+    if unknown:
+        raise InvalidInputError(f"tags not declared: {unknown[:5]}")
+    values = [[index[tag_of[int(i)]]] if int(i) in tag_of else [] for i in ids]
+    return TagsProperty(property_id, description, list(tags), values, tag_descriptions)
+
+
+def segment_properties_set_tags(
+    mesh_dir: Path,
+    tag_of: Mapping[int, str],
+    tags: Sequence[str],
+    *,
+    property_id: str = VERDICT_PROPERTY,
+    description: str = "",
+    tag_descriptions: Sequence[str] | None = None,
+) -> Path:
+    """Put a tags property (e.g. proofreading verdicts) into a mesh directory's segment
+    properties, keeping every other property, and write the file atomically. Segments absent
+    from ``tag_of`` carry no tag. Returns the file written."""
+    path = segment_properties_file(mesh_dir)
+    payload = read_segment_properties_payload(mesh_dir)
+    if path is None or payload is None:
+        raise InvalidInputError(f"{mesh_dir} has no segment properties to add tags to")
+    ids = [int(i) for i in payload["inline"]["ids"]]
+    prop = tags_property_for(
+        ids,
+        tag_of,
+        tags,
+        property_id=property_id,
+        description=description,
+        tag_descriptions=tag_descriptions,
+    )
+    write_json_atomically(path, payload_with_tags(payload, prop))
+    return path
+
+
+def segment_properties_remove(mesh_dir: Path, property_id: str) -> Path | None:
+    """Remove property ``property_id`` from a mesh directory's segment properties (atomic
+    rewrite); the file when it changed, else None."""
+    path = segment_properties_file(mesh_dir)
+    payload = read_segment_properties_payload(mesh_dir)
+    if path is None or payload is None:
+        return None
+    inline = dict(payload["inline"])
+    properties = inline.get("properties", [])
+    kept = [p for p in properties if p.get("id") != property_id]
+    if len(kept) == len(properties):
+        return None
+    write_json_atomically(path, {**payload, "inline": {**inline, "properties": kept}})
+    return path
 
 
 def read_segment_properties(mesh_dir: Path) -> SegmentProperties | None:

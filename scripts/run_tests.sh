@@ -53,6 +53,7 @@ bash scripts/build_frontend.sh --check || { echo "frontend build, type-check or 
 workers="${PYTEST_WORKERS:-$(($(nproc) >= 2 ? 2 : 1))}"
 xdist=()
 if [ "$workers" -gt 1 ]; then
-  xdist=(-n "$workers" --dist loadfile)
+  xdist=(-n "$workers" --dist loadfile --no-loadscope-reorder)
 fi
-exec $PY -m pytest "${xdist[@]}" "$@"
+# --durations: every run (CI's too) lists its slowest tests, so the next tail is easy to find.
+exec $PY -m pytest "${xdist[@]}" --durations=25 "$@"

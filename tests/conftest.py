@@ -11,6 +11,37 @@ import pytest
 pytest_plugins = ["tests.celery_fixtures"]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """pytest-django's live server answers without Nagle's algorithm (TCP_NODELAY, as gunicorn
+    does): Django's handler writes a response's headers and body in separate sends, and on a
+    kept-alive connection the body then waited for the client's delayed ACK, 40 ms per request
+    (52 ms against 11 ms for a new connection; schemathesis, which keeps its connection, spent
+    three quarters of its 13.7 minutes waiting)."""
+    from django.core.servers.basehttp import WSGIRequestHandler
+
+    WSGIRequestHandler.disable_nagle_algorithm = True
+
+
+# Files that take minutes, longest first. `make test` runs two xdist processes with whole files
+# per process (--dist loadfile, --no-loadscope-reorder): these go out first, one to each process,
+# and the many short files fill in behind them. By default xdist sends the files with the most
+# tests first, which put these one- and few-test files at the end of the run as its tail
+# (24.5 minutes instead of about 18).
+HEAVY_FILES_FIRST = (
+    "tests/webapp/core/test_schemathesis.py",
+    "tests/pipeline/test_end_to_end.py",
+    "tests/browser/test_make_up_site.py",
+    "tests/test_embedded.py",
+)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Move the heavy files to the front, keeping every other order (the sort is stable)."""
+    rank = {path: index for index, path in enumerate(HEAVY_FILES_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
+
+
 @pytest.fixture(autouse=True)
 def _isolated_data_dirs(settings: Any, tmp_path: Path) -> None:
     """Point DATA_ROOT and UPLOAD_ROOT at a per-test directory."""

@@ -19,6 +19,7 @@ api_v1: list[URLPattern | URLResolver] = [
     path("", include("webapp.datasets.api.urls")),
     path("", include("webapp.detections.api.urls")),
     path("", include("webapp.proofreading.api.urls")),
+    path("", include("webapp.curation.api.urls")),
     path("", include("webapp.stereology.api.urls")),
     path("", include("webapp.viewer.api.urls")),
 ]

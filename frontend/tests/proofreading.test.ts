@@ -2,7 +2,9 @@ import { describe, expect, it } from "vitest";
 
 import { actionForKey } from "../src/proofreading/keys";
 import { PrefetchQueue } from "../src/proofreading/prefetch";
-import { queueInitialState } from "../src/proofreading/viewer";
+import type { Viewer } from "../src/lib/neuroglancer";
+import { type Item, earlierVerdictRows, missedAnnotation } from "../src/proofreading/page";
+import { mousePosition, queueInitialState } from "../src/proofreading/viewer";
 import {
   DEFAULT_MARGIN,
   MIN_CROSS_SECTION_SCALE,
@@ -153,5 +155,79 @@ describe("queueInitialState", () => {
     ]);
     expect(state["selectedLayer"]).toEqual({ layer: "nuclei", visible: false });
     expect(queueInitialState({ layers: [] }, "nuclei")["selectedLayer"]).toBeUndefined();
+  });
+});
+
+describe("the second round's view and the missed-object layer", () => {
+  it("switches to one 2D panel with a faint segment and adds the annotation layer", () => {
+    const state = queueInitialState(
+      { layout: "4panel", layers: [{ name: "image" }, { name: "nuclei" }] },
+      "nuclei",
+      { layout: "xy", selectedAlpha: 0.2 },
+      "missed objects",
+    );
+    expect(state["layout"]).toBe("xy");
+    expect(state.layers?.[1]).toEqual({
+      name: "nuclei",
+      segments: [],
+      notSelectedAlpha: 0,
+      selectedAlpha: 0.2,
+    });
+    expect(state.layers?.[2]).toMatchObject({
+      type: "annotation",
+      name: "missed objects",
+      source: "local://annotations",
+      annotations: [],
+    });
+    // The first round keeps the dataset's layout and opacity.
+    const first = queueInitialState({ layout: "4panel", layers: [{ name: "nuclei" }] }, "nuclei");
+    expect(first["layout"]).toBe("4panel");
+    expect(first.layers).toHaveLength(1);
+  });
+
+  it("puts a missed point at its voxel centre in the viewer's dimension order", () => {
+    const point = {
+      id: 4,
+      z: 10,
+      y: 20.25,
+      x: 30,
+      note: "",
+      created_by: "rev",
+      created: "2026-01-01T00:00:00Z",
+    };
+    expect(missedAnnotation(point, ["x", "y", "z"])).toEqual({
+      type: "point",
+      id: "missed-4",
+      point: [30.5, 20.75, 10.5],
+      description: "rev",
+    });
+    expect(missedAnnotation({ ...point, note: "dim" }, ["z", "y", "x"]).point).toEqual([
+      10.5, 20.75, 30.5,
+    ]);
+  });
+
+  it("reads the mouse position only while the pointer is over data", () => {
+    const viewer = (mouseState: unknown) => ({ mouseState }) as unknown as Viewer;
+    expect(mousePosition(viewer({ active: true, position: new Float32Array([1, 2, 3]) }))).toEqual([
+      1, 2, 3,
+    ]);
+    expect(mousePosition(viewer({ active: false, position: [1, 2, 3] }))).toBeUndefined();
+    expect(mousePosition(viewer({ active: true, position: [1, NaN, 3] }))).toBeUndefined();
+    expect(mousePosition(viewer(undefined))).toBeUndefined();
+  });
+
+  it("lists the first round's verdicts for the expert", () => {
+    const item = {
+      verdicts: [
+        { id: 1, reviewer: "a", round: 1, verdict: "uncertain", updated: "t1" },
+        { id: 2, reviewer: "b", round: 1, verdict: "tp", updated: "t2" },
+        { id: 3, reviewer: "x", round: 2, verdict: "fp", updated: "t3" },
+      ],
+    } as unknown as Item;
+    expect(earlierVerdictRows(item)).toEqual([
+      { reviewer: "a", verdict: "uncertain", when: "t1" },
+      { reviewer: "b", verdict: "tp", when: "t2" },
+    ]);
+    expect(earlierVerdictRows({ verdicts: null } as unknown as Item)).toEqual([]);
   });
 });

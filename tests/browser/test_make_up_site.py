@@ -251,6 +251,7 @@ def _sweep_urls(site: MakeUpSite, api: requests.Session, slugs: list[str]) -> li
         "/neuroglancer/v/annotome/", f"/s/{token}/datasets/{slugs[0]}/",
         "/proofreading/", "/proofreading/1/", "/proofreading/999999/",
         "/stereology/campaigns/1/", "/stereology/1/", "/stereology/999999/",
+        "/proofreading/1/gallery/", "/proofreading/999999/gallery/", "/proofreading/1/?item=1",
         f"/datasets/{slugs[0]}/detections/nuclei/", f"/datasets/{slugs[0]}/detections/nope/",
         f"/datasets/{slugs[0]}/?state={state_key}", "/datasets/no-such-dataset/",
     ]  # fmt: skip

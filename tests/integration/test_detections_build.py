@@ -2,42 +2,25 @@
 
 from __future__ import annotations
 
-import io
 import time
 from typing import Any
 
 import numpy as np
 import pytest
 import requests
-import tifffile
 from celery_harness import LiveWorker, wait_for
-from django.contrib.auth import get_user_model
 from django_celery_results.models import TaskResult
-from rest_framework.authtoken.models import Token
+from import_uploads import balls_and_labels, token_session, upload_volume
 
 from webapp.detections.models import DetectionBuild
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def _tiff(volume: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    tifffile.imwrite(buffer, volume)
-    return buffer.getvalue()
-
-
 def _volume_and_labels() -> tuple[np.ndarray, np.ndarray]:
     """A 32x48x40 image with three bright balls, and their labels (ids 1, 2, 5)."""
-    rng = np.random.default_rng(3)
-    shape = (32, 48, 40)
-    z, y, x = np.indices(shape)
-    labels = np.zeros(shape, dtype=np.uint16)
-    for label, (cz, cy, cx, r) in zip(
-        (1, 2, 5), [(10, 12, 10, 5), (20, 30, 25, 7), (16, 38, 8, 4)], strict=True
-    ):
-        labels[(z - cz) ** 2 + (y - cy) ** 2 + (x - cx) ** 2 <= r * r] = label
-    image = rng.normal(400, 40, shape) + (labels > 0) * 2000
-    return image.clip(0, 65535).astype(np.uint16), labels
+    balls = [(10, 12, 10, 5), (20, 30, 25, 7), (16, 38, 8, 4)]
+    return balls_and_labels((32, 48, 40), balls, ids=(1, 2, 5), seed=3)
 
 
 def _wait_table(session: requests.Session, url: str, build_id: int | None = None) -> dict[str, Any]:
@@ -55,18 +38,10 @@ def _wait_table(session: requests.Session, url: str, build_id: int | None = None
 def test_import_then_worker_builds_the_table_and_rebuilds_it(
     celery_worker: LiveWorker, live_server: Any
 ) -> None:
-    user = get_user_model().objects.create_user("importer", password="not-used-here")
-    session = requests.Session()
-    session.headers["Authorization"] = f"Token {Token.objects.create(user=user).key}"
+    session = token_session("importer")
     image, labels = _volume_and_labels()
-    response = session.post(
-        f"{live_server.url}/api/v1/imports/",
-        data={"name": "Detections volume", "voxel_size": "400,200,200", "unit": "nanometer"},
-        files=[
-            ("file", ("volume.tif", _tiff(image), "image/tiff")),
-            ("labels", ("nuclei.tif", _tiff(labels), "image/tiff")),
-        ],
-        timeout=60,
+    response = upload_volume(
+        session, live_server.url, "Detections volume", "400,200,200", image, labels
     )
     assert response.status_code == 202, response.text
     job_url = f"{live_server.url}/api/v1/jobs/{response.json()['id']}/"

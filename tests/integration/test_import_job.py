@@ -2,61 +2,35 @@
 
 from __future__ import annotations
 
-import io
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-import requests
-import tifffile
 from celery_harness import LiveWorker, wait_for
-from django.contrib.auth import get_user_model
 from django_celery_results.models import TaskResult
-from rest_framework.authtoken.models import Token
+from import_uploads import balls_and_labels, token_session, upload_volume
 
 from webapp.datasets.models import DatasetJob
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def _tiff(volume: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    tifffile.imwrite(buffer, volume)
-    return buffer.getvalue()
-
-
 def _volume_and_labels() -> tuple[np.ndarray, np.ndarray]:
     """64x96x80 uint16 image with three bright balls, and their labels."""
-    rng = np.random.default_rng(7)
-    shape = (64, 96, 80)
-    z, y, x = np.indices(shape)
-    labels = np.zeros(shape, dtype=np.uint16)
     balls = [(20, 30, 25, 9), (40, 60, 50, 12), (30, 70, 20, 7)]
-    for label, (cz, cy, cx, r) in enumerate(balls, 1):
-        labels[(z - cz) ** 2 + (y - cy) ** 2 + (x - cx) ** 2 <= r * r] = label
-    image = rng.normal(400, 40, shape) + (labels > 0) * 2000
-    return image.clip(0, 65535).astype(np.uint16), labels
+    return balls_and_labels((64, 96, 80), balls, seed=7)
 
 
 @pytest.mark.worker_env(ANNOTOME_TEST_PROGRESS_DELAY="0.3")
 def test_uploaded_volume_is_imported_by_the_worker_with_visible_progress(
     celery_worker: LiveWorker, live_server: Any, settings: Any
 ) -> None:
-    user = get_user_model().objects.create_user("importer", password="not-used-here")
-    session = requests.Session()
-    session.headers["Authorization"] = f"Token {Token.objects.create(user=user).key}"
+    session = token_session("importer")
     image, labels = _volume_and_labels()
-
-    response = session.post(
-        f"{live_server.url}/api/v1/imports/",
-        data={"name": "Integration volume", "voxel_size": "200,100,100", "unit": "nanometer"},
-        files=[
-            ("file", ("volume.tif", _tiff(image), "image/tiff")),
-            ("labels", ("nuclei.tif", _tiff(labels), "image/tiff")),
-        ],
-        timeout=60,
+    response = upload_volume(
+        session, live_server.url, "Integration volume", "200,100,100", image, labels
     )
     assert response.status_code == 202, response.text
     job_url = f"{live_server.url}/api/v1/jobs/{response.json()['id']}/"

@@ -7,7 +7,13 @@ links (Neuroglancer cannot add headers, so the token goes in the path).
 
 from __future__ import annotations
 
+import os
+
 from webapp.datasets.models import Dataset, Layer, LayerKind
+
+# Files whose rewrite must reach Neuroglancer at once: a mesh source's info and its segment
+# properties (verdict tags are rewritten as verdicts come in).
+_VERSIONED_MESH_FILES = ("info", "segment_properties/info")
 
 
 def data_path(dataset: Dataset, path: str, share_token: str | None = None) -> str:
@@ -19,12 +25,37 @@ def data_path(dataset: Dataset, path: str, share_token: str | None = None) -> st
 
 
 def layer_source_url(layer: Layer, base_url: str, share_token: str | None = None) -> str:
-    """Neuroglancer source for ``layer``, e.g. ``zarr3://http://host/data/demo/image.ome.zarr``.
+    """Neuroglancer source for ``layer``, e.g. ``zarr3://http://host/data/demo/image.ome.zarr``;
+    a mesh layer with files: ``http://host/data/demo/meshes/x/?v=<version>|neuroglancer-precomputed:``
+    (see :func:`mesh_source_version`).
 
     ``base_url`` is the site's origin (``request.build_absolute_uri("/")``).
     """
     url = base_url.rstrip("/") + data_path(layer.dataset, layer.path, share_token)
     if layer.kind == LayerKind.MESH:
+        version = mesh_source_version(layer)
+        if version:
+            # Neuroglancer's URL pipeline form: the query belongs to the http part (the
+            # ``precomputed://`` form hands it to the data source, which refuses queries).
+            return f"{url}/?v={version}|neuroglancer-precomputed:"
         return f"precomputed://{url}"
     scheme = "zarr2" if layer.ngff_version == "0.4" else "zarr3"
     return f"{scheme}://{url}"
+
+
+def mesh_source_version(layer: Layer) -> str:
+    """The version of a mesh layer's metadata (its newest modification time, hex), or "".
+
+    Neuroglancer keeps the query of an ``http`` source on every file it reads from it, so a
+    rewritten ``segment_properties/info`` (new verdicts) gets a new URL: neither the browser's
+    cache (``max-age``) nor a same-second, same-size rewrite (the ETag is mtime seconds and
+    size, as nginx makes it) can hand back the old file. The data server ignores the query.
+    """
+    newest = 0
+    root = layer.dataset.root / layer.path
+    for name in _VERSIONED_MESH_FILES:
+        try:
+            newest = max(newest, os.stat(root / name).st_mtime_ns)
+        except OSError:
+            continue
+    return f"{newest:x}" if newest else ""

@@ -10,3 +10,10 @@ class DetectionsConfig(AppConfig):
         from webapp.detections.signals import detections_on_layers_changed
 
         layers_changed.connect(detections_on_layers_changed, dispatch_uid="detections-build")
+
+        from django.db.models.signals import post_delete
+
+        from webapp.datasets.models import Layer
+        from webapp.detections.signals import cards_on_layer_deleted
+
+        post_delete.connect(cards_on_layer_deleted, sender=Layer, dispatch_uid="detections-cards")

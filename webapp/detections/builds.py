@@ -178,6 +178,9 @@ class DetectionBuildRunner(JobRunner[DetectionBuild]):
         progress("saving", 0, len(frame))
         detections_replace(layer, job, frame, succeed=self.succeed)
         logger.info("detections of layer %s: %d rows", layer.id, len(frame))
+        from webapp.detections.cards import cards_build_after_detections  # cards import builds
+
+        cards_build_after_detections(layer)
 
 
 def detections_build_run(

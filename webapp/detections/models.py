@@ -22,6 +22,7 @@ from typing import ClassVar
 from django.conf import settings
 from django.db import models
 
+from pipeline.detections import DETECTION_COLUMNS
 from webapp.core.jobs.models import Job, JobState, JobStatus
 from webapp.core.permissions import RestrictedByParent
 
@@ -31,46 +32,18 @@ __all__ = [
     "INDEXED_COLUMNS",
     "NUMERIC_COLUMNS",
     "ORDERING_PROXY",
+    "CardBuild",
     "Detection",
     "DetectionBuild",
     "JobState",
     "JobStatus",
 ]
 
-CENTROID_COLUMNS: tuple[str, ...] = (
-    "centroid_z",
-    "centroid_y",
-    "centroid_x",
-    "centroid_z_um",
-    "centroid_y_um",
-    "centroid_x_um",
-)
-BBOX_COLUMNS: tuple[str, ...] = (
-    "bbox_z0",
-    "bbox_y0",
-    "bbox_x0",
-    "bbox_z1",
-    "bbox_y1",
-    "bbox_x1",
-    "bbox_z0_um",
-    "bbox_y0_um",
-    "bbox_x0_um",
-    "bbox_z1_um",
-    "bbox_y1_um",
-    "bbox_x1_um",
-)
+# One source for the table's columns: pipeline.detections writes the table in this order.
+CENTROID_COLUMNS: tuple[str, ...] = tuple(c for c in DETECTION_COLUMNS if c.startswith("centroid_"))
+BBOX_COLUMNS: tuple[str, ...] = tuple(c for c in DETECTION_COLUMNS if c.startswith("bbox_"))
 #: Every numeric column, in the order of the API and of the exported tables.
-NUMERIC_COLUMNS: tuple[str, ...] = (
-    "segment_id",
-    "voxels",
-    "volume",
-    "surface_area",
-    "sphericity",
-    "mean_intensity",
-    "mean_probability",
-    *CENTROID_COLUMNS,
-    *BBOX_COLUMNS,
-)
+NUMERIC_COLUMNS: tuple[str, ...] = DETECTION_COLUMNS
 #: Columns with an index ``(layer, column, segment_id)``: sorting a layer's rows by one of them
 #: (either direction) walks the index, and a range on it is an index range.
 INDEXED_COLUMNS: tuple[str, ...] = (
@@ -194,4 +167,44 @@ class DetectionBuild(Job):
     class Meta(Job.Meta):
         indexes: ClassVar[list[models.Index]] = [
             models.Index(fields=["layer", "-created"], name="detection_build_latest")
+        ]
+
+
+class CardBuildQuerySet(RestrictedByParent["CardBuild"]):
+    """A layer's card builds are visible with its dataset; starting one is changing it."""
+
+    parent_field = "layer__dataset"
+    parent_actions = {"view": "view", "change": "change"}
+
+
+class CardBuild(Job):
+    """Rendering of one layer's proofreading gallery cards (``webapp.detections.cards``).
+
+    ``key`` names the card set (``pipeline.gallery.card_set_key``: renderer, style, the layer's
+    stores and detections build): the cards live in ``cards_dir(layer) / key`` and a change of
+    any input gives a new key, so a stale card is never served.
+    """
+
+    layer = models.ForeignKey(
+        "datasets.Layer", on_delete=models.CASCADE, related_name="card_builds"
+    )
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="card_builds"
+    )
+    # Why it was started: "detections" (after a table build), "gallery" (a gallery was
+    # opened), "rebuild" (API).
+    reason = models.CharField(max_length=20, blank=True)
+    key = models.CharField(max_length=32)
+    # {"priority": [segment ids rendered first]}: the first pages of a gallery.
+    params = models.JSONField(default=dict)
+    # Set when it ended: cards the set holds (drawn by this build or already there, e.g. on
+    # demand), detections whose card could not be drawn.
+    n_cards = models.PositiveIntegerField(null=True, blank=True)
+    n_failed = models.PositiveIntegerField(null=True, blank=True)
+
+    objects = CardBuildQuerySet.as_manager()
+
+    class Meta(Job.Meta):
+        indexes: ClassVar[list[models.Index]] = [
+            models.Index(fields=["layer", "-created"], name="card_build_latest")
         ]

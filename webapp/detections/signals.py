@@ -15,3 +15,10 @@ def detections_on_layers_changed(sender: Any, dataset: Any, **kwargs: Any) -> No
     from webapp.detections.services import detections_build_on_layers_changed
 
     detections_build_on_layers_changed(dataset)
+
+
+def cards_on_layer_deleted(sender: Any, instance: Any, **kwargs: Any) -> None:
+    """``post_delete`` of a layer: its gallery cards (a cache) go with it."""
+    from webapp.detections.cards import cards_forget_layer
+
+    cards_forget_layer(instance.id)

@@ -11,3 +11,11 @@ from webapp.detections.builds import detections_build_run
 def detections_build_task(job_id: int) -> str:
     """Run detections table build ``job_id``; returns its final status."""
     return detections_build_run(job_id).status
+
+
+@shared_task(name="detections.cards")
+def cards_build_task(job_id: int) -> str:
+    """Render the gallery cards of card build ``job_id``; returns its final status."""
+    from webapp.detections.cards import cards_build_run
+
+    return cards_build_run(job_id).status

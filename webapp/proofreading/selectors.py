@@ -35,6 +35,7 @@ from webapp.proofreading.models import (
     ProofreadingCampaign,
     ReviewEvent,
     Verdict,
+    detection_exists,
 )
 from webapp.proofreading.verdict_sets import uncertain_names, verdict_classes
 
@@ -101,6 +102,23 @@ def items_of(
         )
         prefetches.append(Prefetch("verdicts", queryset=everyone, to_attr="live_verdicts"))
     return queryset.prefetch_related(*prefetches).order_by("queue_key")
+
+
+def second_round_waiting(campaign_ids: Sequence[int]) -> dict[int, int]:
+    """Per campaign, how many items wait for an expert (routed to the second round, detection
+    still in the layer): the count the list and queue pages show experts. One query."""
+    if not campaign_ids:
+        return {}
+    rows = (
+        CampaignItem.objects.filter(
+            detection_exists(), campaign_id__in=list(campaign_ids), status=ItemStatus.SECOND_ROUND
+        )
+        .order_by()
+        .values("campaign_id")
+        .annotate(n=Count("id"))
+        .values_list("campaign_id", "n")
+    )
+    return {int(c): int(n) for c, n in rows}
 
 
 def item_of(campaign: ProofreadingCampaign, user: AnyUser, item_id: int) -> CampaignItem:

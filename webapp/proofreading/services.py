@@ -77,7 +77,9 @@ from webapp.proofreading.verdict_sets import (
 
 MAX_REVIEWERS_PER_ITEM = 10
 MIN_CLAIM_SECONDS, MAX_CLAIM_SECONDS = 30, 24 * 3600
-MAX_PREFETCH = 20
+# Items one ``next`` may hand out: a queue page's current one plus those it preloads, or a
+# gallery page (count = its page size).
+MAX_PREFETCH = 100
 ITEM_BATCH_ROWS = 5000
 MAX_REASON = 500
 # Voxel positions are stored as the detections' are: within +-2^31.
@@ -384,9 +386,14 @@ class CampaignSettings:
     claim_seconds: int = 900
 
 
+MAX_NAME = 200
+
+
 def _check_settings(settings: CampaignSettings) -> None:
     if not settings.name.strip():
         raise InvalidRequest("name must not be empty.")
+    if len(settings.name.strip()) > MAX_NAME:
+        raise InvalidRequest(f"name must be at most {MAX_NAME} characters.")
     if settings.selection not in Selection.values:
         raise InvalidRequest(f"selection must be one of {', '.join(Selection.values)}.")
     if settings.order not in QueueOrder.values:

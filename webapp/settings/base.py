@@ -70,6 +70,7 @@ INSTALLED_APPS = [
     "webapp.datasets",
     "webapp.detections",
     "webapp.proofreading",
+    "webapp.curation",
     "webapp.stereology",
     "webapp.viewer",
 ]
@@ -202,6 +203,9 @@ VIEWER_DEFAULT_SEGMENTS = int(env_str("ANNOTOME_VIEWER_DEFAULT_SEGMENTS", "50"))
 # Build a segmentation layer's detections table when an import publishes it (a background job
 # per layer). Off: tables are built only when asked (API rebuild, `build_detections`).
 DETECTIONS_AUTO_BUILD = env_bool("ANNOTOME_DETECTIONS_AUTO_BUILD", True)
+# Render a layer's proofreading gallery cards (a background job) once its detections table is
+# built. Off: cards are rendered when a gallery is opened (job) or asked for (on demand).
+CARDS_AUTO_BUILD = env_bool("ANNOTOME_CARDS_AUTO_BUILD", True)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

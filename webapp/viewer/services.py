@@ -177,8 +177,10 @@ def build_viewer_state(
 
 def _data_url_pattern(dataset: Dataset) -> re.Pattern[str]:
     slug = re.escape(dataset.slug)
+    # ``scheme://http://...`` or Neuroglancer's pipeline form ``http://...|scheme:`` (mesh
+    # sources with a version query, see ``datasets.data_urls.layer_source_url``).
     return re.compile(
-        rf"^(?P<scheme>[a-z0-9]+://)https?://[^/]+(?:/s/[^/]+)?/data/{slug}/(?P<rest>.*)$"
+        rf"^(?P<scheme>[a-z0-9]+://)?https?://[^/]+(?:/s/[^/]+)?/data/{slug}/(?P<rest>.*)$"
     )
 
 
@@ -209,7 +211,7 @@ def rebase_state_sources(
         if not isinstance(url, str):
             return url
         match = pattern.match(url)
-        return f"{match['scheme']}{prefix}{match['rest']}" if match else url
+        return f"{match['scheme'] or ''}{prefix}{match['rest']}" if match else url
 
     result = dict(state)
     layers = state.get("layers")

@@ -16,10 +16,19 @@ import {
 import { waitFor } from "../lib/wait";
 import { type QueueAction, type VerdictKey, actionForKey } from "./keys";
 import { PrefetchQueue } from "./prefetch";
-import { queueInitialState, showDetection, showNothing } from "./viewer";
+import {
+  type PointAnnotation,
+  type RoundView,
+  mousePosition,
+  queueInitialState,
+  setPoints,
+  showDetection,
+  showNothing,
+} from "./viewer";
 import { type Camera, cameraForBox, isCentredOn, voxelZyx } from "./zoom";
 
 export type Item = Schemas["Item"];
+export type MissedPoint = Schemas["MissedObject"];
 
 export interface VerdictOption extends VerdictKey {
   label: string;
@@ -35,6 +44,12 @@ export interface QueueConfig {
   prefetch: number;
   csrfToken: string;
   verdictSet: VerdictOption[];
+  /** The campaign's missed-object points are shown in an annotation layer of this name. */
+  missedLayer?: string;
+  /** The round's changes to the dataset's view (the second round: one 2D panel, faint segment). */
+  view?: RoundView;
+  /** `?item=` (a card opened from the gallery), handed to the reviewer: shown first. */
+  focusItem?: number | null;
 }
 
 /** One step: from a key (or button) to the next detection drawn and centred. */
@@ -59,6 +74,11 @@ export interface QueueHooks {
   timings: StepTiming[];
   errors: string[];
   perform(action: QueueAction): Promise<void>;
+  /** The campaign's missed-object points as last read from the API. */
+  missedPoints(): MissedPoint[];
+  /** Reads the points again and redraws the annotation layer. */
+  reloadMissed(): Promise<void>;
+  deleteMissed(id: number): Promise<void>;
 }
 
 export const TIMEOUTS = { viewerMs: 60_000, layersMs: 30_000 };
@@ -72,6 +92,30 @@ function message(error: unknown): string {
 function formatNumber(value: number | null | undefined, digits = 3): string {
   if (value === null || value === undefined || !Number.isFinite(value)) return "–";
   return Number(value.toPrecision(digits)).toString();
+}
+
+/** Rows of the second round's "earlier verdicts": reviewer, verdict, when (first round only). */
+export function earlierVerdictRows(
+  item: Item,
+): { reviewer: string; verdict: string; when: string }[] {
+  return (item.verdicts ?? [])
+    .filter((v) => v.round === 1)
+    .map((v) => ({ reviewer: v.reviewer, verdict: v.verdict, when: v.updated }));
+}
+
+/** A missed-object point (voxel z y x) as a point of the annotation layer: global coordinates
+ * in the order of the viewer's dimensions, voxel centres at i + 0.5 (see zoom.ts). */
+export function missedAnnotation(
+  point: MissedPoint,
+  dimensions: readonly string[],
+): PointAnnotation {
+  const voxel: Record<string, number> = { x: point.x, y: point.y, z: point.z };
+  return {
+    type: "point",
+    id: `missed-${point.id}`,
+    point: dimensions.map((name) => (voxel[name] ?? -0.5) + 0.5),
+    description: point.note ? `${point.created_by}: ${point.note}` : point.created_by,
+  };
 }
 
 /** Rows of the measurements panel: label, value. */
@@ -108,6 +152,16 @@ export function mountQueuePage(doc: Document = document): QueueHooks {
   const segmentLabel = byId("queue-segment", HTMLElement, doc);
   const measurements = byId("queue-measurements", HTMLElement, doc);
   const status = byId("queue-status", HTMLElement, doc);
+  // Optional parts of the panel (the second round's, the missed-object list).
+  const earlier = doc.getElementById("queue-earlier");
+  const earlierReason = doc.getElementById("queue-earlier-reason");
+  const missedCount = doc.getElementById("queue-missed-count");
+  const missedList = doc.getElementById("queue-missed-list");
+  const view: RoundView = config.view ?? {};
+  const dimensionNames = Object.keys(
+    (baseState["dimensions"] as Record<string, unknown> | undefined) ?? { x: 0, y: 0, z: 0 },
+  );
+  let missedPoints: MissedPoint[] = [];
 
   const queue = new PrefetchQueue<Item>(config.prefetch);
   const undoStack: { verdictId: number; item: Item }[] = [];
@@ -142,13 +196,35 @@ export function mountQueuePage(doc: Document = document): QueueHooks {
 
   function renderCounters(): void {
     const rest = remaining === null ? "" : ` · remaining: ${Math.max(0, remaining)}`;
-    counters.textContent = `Decided by me: ${decided}${rest} · in hand: ${queue.size}`;
+    const missedText = config.missedLayer ? ` · missed objects: ${missedPoints.length}` : "";
+    counters.textContent = `Decided by me: ${decided}${rest} · in hand: ${queue.size}${missedText}`;
   }
 
   function panelPixels(): number {
-    // Four panels: each 2D panel is about half the frame's smaller side.
+    // Four panels: each 2D panel is about half the frame's smaller side; one panel fills it.
     const side = Math.min(frame.clientWidth || 800, frame.clientHeight || 600);
-    return Math.max(64, side / 2);
+    const single = view.layout !== undefined && !view.layout.includes("panel");
+    return Math.max(64, single ? side : side / 2);
+  }
+
+  function renderEarlier(item: Item): void {
+    if (!earlier) return;
+    const rows = earlierVerdictRows(item);
+    earlier.replaceChildren(
+      ...(rows.length
+        ? rows.map((row) =>
+            el("li", {}, [
+              el("span", { className: "reviewer", textContent: row.reviewer }),
+              el("span", { className: "verdict-name", textContent: row.verdict }),
+              el("time", {
+                dateTime: row.when,
+                textContent: new Date(row.when).toLocaleString(),
+              }),
+            ]),
+          )
+        : [el("li", { textContent: "none you may see" })]),
+    );
+    if (earlierReason) earlierReason.textContent = item.reason ? `(${item.reason})` : "";
   }
 
   function render(): void {
@@ -165,6 +241,7 @@ export function mountQueuePage(doc: Document = document): QueueHooks {
     empty.hidden = true;
     currentBox.hidden = false;
     segmentLabel.textContent = String(item.segment_id);
+    renderEarlier(item);
     measurements.replaceChildren(
       ...measurementRows(item).flatMap(([label, value]) => [
         el("dt", { textContent: label }),
@@ -347,21 +424,95 @@ export function mountQueuePage(doc: Document = document): QueueHooks {
     });
   }
 
+  function drawMissed(): void {
+    if (missedCount) missedCount.textContent = String(missedPoints.length);
+    renderCounters();
+    const viewer = viewerIn(frame);
+    if (viewer && config.missedLayer) {
+      setPoints(
+        viewer,
+        config.missedLayer,
+        missedPoints.map((point) => missedAnnotation(point, dimensionNames)),
+      );
+    }
+    if (!missedList) return;
+    const latest = missedPoints.slice(-8).reverse();
+    missedList.replaceChildren(
+      ...latest.map((point) => {
+        const where = [point.x, point.y, point.z].map((v) => formatNumber(v, 4)).join(", ");
+        const remove = el("button", {
+          type: "button",
+          textContent: "×",
+          title: `Remove point ${point.id}`,
+        });
+        remove.dataset["missed"] = String(point.id);
+        remove.addEventListener("click", () => void deleteMissed(point.id));
+        return el("li", {}, [
+          el("span", { textContent: `${point.created_by}: ${where}` }),
+          el("time", {
+            dateTime: point.created,
+            textContent: new Date(point.created).toLocaleTimeString(),
+          }),
+          remove,
+        ]);
+      }),
+    );
+  }
+
+  async function reloadMissed(): Promise<void> {
+    const all: MissedPoint[] = [];
+    try {
+      for (let offset = 0; ; offset += 1000) {
+        const page = await api.get("/api/v1/proofreading/campaigns/{campaign_id}/missed/", {
+          path: { campaign_id },
+          query: { limit: 1000, offset },
+        });
+        all.push(...page.results);
+        if (!page.next || page.results.length === 0) break;
+      }
+      missedPoints = all;
+      drawMissed();
+    } catch (error) {
+      showError(error);
+    }
+  }
+
+  function deleteMissed(id: number): Promise<void> {
+    return serial(async () => {
+      try {
+        await api.delete("/api/v1/proofreading/campaigns/{campaign_id}/missed/{missed_id}/", {
+          path: { campaign_id, missed_id: id },
+        });
+        status.textContent = `Missed-object point ${id} removed.`;
+      } catch (error) {
+        showError(error);
+      }
+      await reloadMissed();
+    });
+  }
+
+  /** A missed-object point where the mouse points in a panel (M), else the view's centre. */
   function missed(): Promise<void> {
     const viewer = viewerIn(frame);
-    const position = viewer?.state.toJSON().position as number[] | undefined;
+    if (!viewer) return Promise.resolve();
+    const pointer = mousePosition(viewer);
+    const position = pointer ?? (viewer.state.toJSON().position as number[] | undefined);
     if (!position) return Promise.resolve();
-    const point = voxelZyx(position);
+    const byName: Record<string, number> = {};
+    dimensionNames.forEach((name, i) => (byName[name] = position[i] ?? NaN));
+    const point = voxelZyx([byName["x"] ?? NaN, byName["y"] ?? NaN, byName["z"] ?? NaN]);
     return serial(async () => {
       try {
         const made = await api.post("/api/v1/proofreading/campaigns/{campaign_id}/missed/", {
           path: { campaign_id },
           body: point,
         });
-        status.textContent = `Missed object marked at x ${formatNumber(made.x, 4)}, y ${formatNumber(made.y, 4)}, z ${formatNumber(made.z, 4)}.`;
+        const where = pointer ? "at the mouse" : "at the centre of the view";
+        status.textContent = `Missed object marked ${where}: x ${formatNumber(made.x, 4)}, y ${formatNumber(made.y, 4)}, z ${formatNumber(made.z, 4)}.`;
       } catch (error) {
         showError(error);
       }
+      await reloadMissed();
     });
   }
 
@@ -417,21 +568,36 @@ export function mountQueuePage(doc: Document = document): QueueHooks {
     byId(id, HTMLButtonElement, doc).addEventListener("click", () => void perform(action));
   }
 
-  const state = queueInitialState(baseState, config.layer);
-  const first = refill();
+  /** The `?item=` item goes in front of the queue (the server handed it to the reviewer). */
+  async function focus(): Promise<void> {
+    if (!config.focusItem) return;
+    try {
+      const item = await api.get("/api/v1/proofreading/campaigns/{campaign_id}/items/{item_id}/", {
+        path: { campaign_id, item_id: config.focusItem },
+      });
+      queue.restore(item);
+      exhausted = false;
+    } catch (error) {
+      showError(error);
+    }
+  }
+
+  const state = queueInitialState(baseState, config.layer, view, config.missedLayer);
+  const first = refill().then(focus);
   void loadCounters();
   const ready = loadState(frame, state, TIMEOUTS).then(
-    async (view) => {
+    async (loaded) => {
       // Keys pressed while Neuroglancer has the focus reach the page too (same origin).
       frame.contentWindow?.addEventListener("keydown", onKey, true);
-      if (view.errors.length) {
+      if (loaded.errors.length) {
         showError(
-          new Error(view.errors.map((e) => `${e.name}: ${e.errors.join("; ")}`).join(", ")),
+          new Error(loaded.errors.map((e) => `${e.name}: ${e.errors.join("; ")}`).join(", ")),
         );
       }
       await first;
       render();
-      return view;
+      if (config.missedLayer) await reloadMissed();
+      return loaded;
     },
     (error: unknown) => {
       showError(error);
@@ -455,5 +621,8 @@ export function mountQueuePage(doc: Document = document): QueueHooks {
     timings,
     errors,
     perform,
+    missedPoints: () => missedPoints,
+    reloadMissed,
+    deleteMissed,
   };
 }

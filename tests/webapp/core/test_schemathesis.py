@@ -29,6 +29,7 @@ from django.contrib.auth import get_user_model
 from rest_framework.authtoken.models import Token
 
 from webapp.accounts.models import Team
+from webapp.curation.models import CurationJob, CurationKind
 from webapp.datasets.models import (
     Dataset,
     DatasetJob,
@@ -163,6 +164,12 @@ def fuzz_world(transactional_db: None) -> dict[str, Any]:
     job = DatasetJob.objects.create(kind=JobKind.IMPORT, owner=owner, params={"name": "queued"})
     state = SavedState.objects.create(dataset=public, state={"layers": []}, created_by=owner)
     campaigns = _proofreading(owner)
+    curation = CurationJob.objects.create(
+        kind=CurationKind.PUBLISH,
+        owner=owner,
+        layer=Layer.objects.get(dataset__slug="proof", name="nuclei"),
+        params={"name": "fuzzed-curated", "verdicts": ["tp"]},
+    )
     return {
         "tokens": {
             "owner": Token.objects.create(user=owner).key,
@@ -171,7 +178,7 @@ def fuzz_world(transactional_db: None) -> dict[str, Any]:
         "objects": {
             "slug": ["pub", "teamed", "priv", "members"],
             "link_id": [active.id, revoked.id],
-            "id": [job.id],
+            "id": [job.id, curation.id],
             "key": [state.key],
             "layer_name": ["nuclei", "image", "nuclei-meshes"],
             "segment_id": [1, 2],

@@ -5,61 +5,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import factory
 import numpy as np
 import zarr
-from django.contrib.auth import get_user_model
 from ome_zarr.format import FormatV04
 from ome_zarr.writer import write_image
 
-from webapp.accounts.models import Team
-from webapp.datasets.models import Dataset, Layer, LayerKind, Visibility
-
-SHAPE = (16, 24, 32)  # z, y, x: tiny, so imports and meshing take well under a second
-
-
-class UserFactory(factory.django.DjangoModelFactory):
-    class Meta:
-        model = get_user_model()
-        django_get_or_create = ("username",)
-
-    username = factory.Sequence(lambda n: f"user{n}")
-    password = factory.django.Password("pass-123-word")
-
-
-class TeamFactory(factory.django.DjangoModelFactory):
-    class Meta:
-        model = Team
-
-    name = factory.Sequence(lambda n: f"Team {n}")
-    slug = factory.Sequence(lambda n: f"team-{n}")
-
-
-class DatasetFactory(factory.django.DjangoModelFactory):
-    class Meta:
-        model = Dataset
-
-    name = factory.Sequence(lambda n: f"Dataset {n}")
-    slug = factory.Sequence(lambda n: f"dataset-{n}")
-    owner = factory.SubFactory(UserFactory)
-    visibility = Visibility.PRIVATE
-
-
-class LayerFactory(factory.django.DjangoModelFactory):
-    class Meta:
-        model = Layer
-
-    dataset = factory.SubFactory(DatasetFactory)
-    name = "image"
-    kind = LayerKind.IMAGE
-    path = "image.ome.zarr"
-    ngff_version = "0.5"
-    shape = factory.LazyFunction(lambda: list(SHAPE))
-    axes = factory.LazyFunction(lambda: ["z", "y", "x"])
-    dtype = "uint16"
-    voxel_size = factory.LazyFunction(lambda: [400.0, 200.0, 200.0])
-    unit = "nanometer"
-    levels = 1
+from tests.model_factories import (  # noqa: F401  (re-exported for the datasets tests)
+    SHAPE,
+    DatasetFactory,
+    LayerFactory,
+    TeamFactory,
+    UserFactory,
+)
 
 
 def make_volume(shape: tuple[int, int, int] = SHAPE) -> tuple[np.ndarray, np.ndarray]:

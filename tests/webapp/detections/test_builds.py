@@ -166,3 +166,11 @@ def test_build_detections_command(imported: Any, make_layer: Any) -> None:
     make_layer(slug="no-files")
     with pytest.raises(CommandError, match="1 build"):
         call_command("build_detections", "no-files", stdout=out, stderr=StringIO())
+
+
+def test_the_model_has_a_field_for_every_column_of_the_pipelines_table() -> None:
+    from webapp.detections.models import NUMERIC_COLUMNS, Detection
+
+    fields = {field.name for field in Detection._meta.get_fields()}
+    assert NUMERIC_COLUMNS == DETECTION_COLUMNS
+    assert set(DETECTION_COLUMNS) <= fields

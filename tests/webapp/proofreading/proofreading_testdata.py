@@ -7,10 +7,11 @@ from typing import Any
 import factory
 import numpy as np
 import pandas as pd
-from django.contrib.auth import get_user_model
 
 from pipeline.detections import DETECTION_COLUMNS
-from webapp.datasets.models import Dataset, JobStatus, Layer, LayerKind, Visibility
+from tests import model_factories
+from tests.model_factories import UserFactory  # noqa: F401  (re-exported)
+from webapp.datasets.models import JobStatus, Layer, LayerKind, Visibility
 from webapp.detections.builds import detections_replace
 from webapp.detections.models import DetectionBuild
 from webapp.proofreading import services
@@ -21,39 +22,18 @@ SHAPE = (100, 1000, 1000)  # z, y, x voxels
 VOXEL_NM = (400.0, 200.0, 200.0)
 
 
-class UserFactory(factory.django.DjangoModelFactory):
-    class Meta:
-        model = get_user_model()
-        django_get_or_create = ("username",)
-
-    username = factory.Sequence(lambda n: f"user{n}")
-    password = factory.django.Password("pass-123-word")
-
-
-class DatasetFactory(factory.django.DjangoModelFactory):
-    class Meta:
-        model = Dataset
-
-    name = factory.Sequence(lambda n: f"Dataset {n}")
-    slug = factory.Sequence(lambda n: f"dataset-{n}")
-    owner = factory.SubFactory(UserFactory)
+class DatasetFactory(model_factories.DatasetFactory):
     visibility = Visibility.PUBLIC
 
 
-class SegmentationLayerFactory(factory.django.DjangoModelFactory):
-    class Meta:
-        model = Layer
-
+class SegmentationLayerFactory(model_factories.LayerFactory):
     dataset = factory.SubFactory(DatasetFactory)
     name = "nuclei"
     kind = LayerKind.SEGMENTATION
     path = "image.ome.zarr/labels/nuclei"
-    ngff_version = "0.5"
     shape = factory.LazyFunction(lambda: list(SHAPE))
-    axes = factory.LazyFunction(lambda: ["z", "y", "x"])
     dtype = "uint32"
     voxel_size = factory.LazyFunction(lambda: list(VOXEL_NM))
-    unit = "nanometer"
 
 
 def synthetic_frame(n: int, seed: int = 0) -> pd.DataFrame:

@@ -237,7 +237,7 @@ def test_bad_input_gets_clear_answers(
     assert first.status_code == 201
     double = r1.post(verdicts, {"item": item["id"], "verdict": "fp"}, format="json")
     assert double.status_code == 409 and "already gave verdict" in double.json()["message"]
-    for request in ({"count": 0}, {"count": 21}, {"round": 0}, {"count": "many"}):
+    for request in ({"count": 0}, {"count": 101}, {"round": 0}, {"count": "many"}):
         assert r1.post(url(campaign, "next/"), request, format="json").status_code == 400
     bulk = r1.post(url(campaign, "verdicts/bulk/"), {"items": [], "verdict": "tp"}, format="json")
     assert bulk.status_code == 400
@@ -471,3 +471,68 @@ def test_the_schema_documents_the_endpoints(api: APIClient) -> None:
         responses = paths[base + path][method]["responses"]
         assert {"400", "401", "403", "404", "409"} <= set(responses), (path, responses.keys())
     assert {"401", "404"} <= set(paths[base + "agreement/"]["get"]["responses"])
+
+
+def test_second_round_payload_and_the_experts_final_verdict(
+    campaign: ProofreadingCampaign, people: dict[str, Any]
+) -> None:
+    """The expert's hand-out carries the first-round verdicts with names and times (reviewers'
+    hand-outs carry none); the expert's verdict stays final whatever the first round does
+    afterwards, until the expert undoes it."""
+    r1, r2, expert = as_user(people["r1"]), as_user(people["r2"]), as_user(people["expert"])
+    handed = r1.post(url(campaign, "next/"), {"count": 1}, format="json").json()
+    assert handed[0]["item"]["verdicts"] is None and handed[0]["item"]["status"] is None
+    item = handed[0]["item"]["id"]
+    assert r2.post(url(campaign, "next/"), {"count": 1}, format="json").json()[0]["item"]["id"] == (
+        item
+    )
+    first = r1.post(
+        url(campaign, "verdicts/"), {"item": item, "verdict": "uncertain"}, format="json"
+    )
+    assert first.status_code == 201
+    assert (
+        r2.post(
+            url(campaign, "verdicts/"), {"item": item, "verdict": "tp"}, format="json"
+        ).status_code
+        == 201
+    )
+
+    (handout,) = expert.post(url(campaign, "next/"), {"round": 2}, format="json").json()
+    shown = handout["item"]
+    assert (shown["id"], shown["status"], shown["reason"]) == (item, "second_round", "uncertain")
+    assert [(v["reviewer"], v["round"], v["verdict"]) for v in shown["verdicts"]] == [
+        ("r1", 1, "uncertain"),
+        ("r2", 1, "tp"),
+    ]
+    assert all(v["created"] and v["updated"] for v in shown["verdicts"])
+    # A first-round reviewer cannot work in round 2 nor read the others' verdicts.
+    assert r1.post(url(campaign, "next/"), {"round": 2}, format="json").status_code == 403
+    assert r1.get(url(campaign, f"items/{item}/")).json()["verdicts"] is None
+
+    settled = expert.post(
+        url(campaign, "verdicts/"), {"item": item, "verdict": "fp", "round": 2}, format="json"
+    )
+    assert settled.status_code == 201
+    final = expert.get(url(campaign, f"items/{item}/")).json()
+    assert (final["status"], final["verdict"], final["verdict_source"]) == (
+        "decided",
+        "fp",
+        "expert",
+    )
+    # r1 changes their first-round verdict afterwards: the expert's verdict stands.
+    change = r1.patch(
+        url(campaign, f"verdicts/{first.json()['id']}/"), {"verdict": "tp"}, format="json"
+    )
+    assert change.status_code == 200
+    final = expert.get(url(campaign, f"items/{item}/")).json()
+    assert (final["verdict"], final["verdict_source"]) == ("fp", "expert")
+    # Only the expert's own undo takes it back: the consensus is then the first round's again
+    # (which now agrees, r1 having changed their verdict).
+    undo = expert.post(url(campaign, "undo/"), {"verdict": settled.json()["id"]}, format="json")
+    assert undo.status_code == 200
+    reopened = expert.get(url(campaign, f"items/{item}/")).json()
+    assert (reopened["status"], reopened["verdict"], reopened["verdict_source"]) == (
+        "decided",
+        "tp",
+        "first_round",
+    )

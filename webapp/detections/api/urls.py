@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from webapp.detections.api import views
+from webapp.detections.api import card_views, views
 
 LAYER = "datasets/<slug:slug>/layers/<str:layer_name>/detections/"
 
@@ -28,6 +28,13 @@ urlpatterns = [
         f"{LAYER}<int:segment_id>/",
         views.DetectionDetailView.as_view(),
         name="api-detection-detail",
+    ),
+    path(f"{LAYER}cards/", card_views.CardBuildView.as_view(), name="api-detections-cards"),
+    path(f"{LAYER}cards/page/", card_views.CardPageView.as_view(), name="api-detections-card-page"),
+    path(
+        f"{LAYER}<int:segment_id>/card.png",
+        card_views.DetectionCardView.as_view(),
+        name="api-detection-card",
     ),
     path(
         f"{LAYER}<int:segment_id>/mesh.<str:file_format>",

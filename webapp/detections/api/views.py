@@ -41,6 +41,7 @@ from webapp.datasets.models import Dataset, Layer
 from webapp.detections import exports, selectors, services
 from webapp.detections.api.serializers import DetectionSerializer, TableStatusSerializer
 from webapp.detections.builds import mesh_layer_of
+from webapp.detections.export_registry import layer_export_columns
 from webapp.detections.models import NUMERIC_COLUMNS, Detection
 from webapp.detections.selectors import DetectionQuery, layer_for_detections
 
@@ -247,7 +248,9 @@ class DetectionMeshView(_LayerView):
 )
 class DetectionExportView(_LayerView):
     """The layer's detections table as CSV or Parquet (the list's columns, in segment id
-    order), streamed; the list's range and region filters apply."""
+    order), streamed; the list's range and region filters apply. Once a proofreading campaign
+    over the layer has decided detections, two more columns: ``verdict`` (the final verdict)
+    and ``verdict_campaign`` (whose: the latest campaign with decided items)."""
 
     renderer_classes = [JSONRenderer, DownloadRenderer]
 
@@ -258,11 +261,12 @@ class DetectionExportView(_LayerView):
             raise InvalidRequest(f"Unknown table format {table_format[:20]!r}; use csv or parquet.")
         layer = self.layer()
         query = DetectionQuery.from_params(request.query_params)
-        batches = selectors.export_batches(layer, query)
+        extra = layer_export_columns(layer)  # e.g. proofreading verdicts (curation app)
+        batches = selectors.export_batches(layer, query, extra=extra)
         if table_format == "csv":
-            stream = exports.csv_stream(batches, exports.export_columns())
+            stream = exports.csv_stream(batches, exports.export_columns(extra))
         else:
-            stream = exports.parquet_stream(batches)
+            stream = exports.parquet_stream(batches, extra)
         response = StreamingHttpResponse(stream, content_type=exports.MEDIA_TYPES[table_format])
         _attachment(response, _download_name(layer, f"detections.{table_format}"))
         return response

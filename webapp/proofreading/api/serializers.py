@@ -317,7 +317,7 @@ class NextRequestSerializer(serializers.Serializer[dict[str, Any]]):
         min_value=1,
         max_value=MAX_PREFETCH,
         help_text="How many items to hand out (the first is the one to show; the others are "
-        "for the page to preload).",
+        "for the page to preload; a gallery asks for a page).",
     )
     round = _round_field()
 

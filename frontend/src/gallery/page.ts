@@ -1,0 +1,371 @@
+// The proofreading gallery page (webapp/proofreading/templates/proofreading/gallery.html): the
+// reviewer's next items as a grid of server-rendered cards. A page is claimed through `next/`
+// (count = page size: the same hand-out as the queue, so N reviewers per item still hold);
+// the mouse selects (click, Shift+click range, Ctrl+click toggle, A for the page), a verdict key
+// gives that verdict to every selected card in one `verdicts/bulk/` request (all or none), and
+// decided cards keep their place, drawn in their verdict's colour. N asks for the next page:
+// cards not decided yet stay (they are still the reviewer's), new ones fill the page.
+
+import { ApiError, api, setCsrfToken, type Schemas } from "../lib/api";
+import { byId, el, jsonScript } from "../lib/dom";
+import { type GalleryAction, PageSelection, galleryActionForKey } from "./selection";
+
+export type Item = Schemas["Item"];
+
+export interface GalleryVerdict {
+  name: string;
+  label: string;
+  colour: string;
+  key: string;
+  kind: string;
+}
+
+/** The page's `gallery-config` JSON (webapp/proofreading/gallery_views.py). */
+export interface GalleryConfig {
+  campaignId: number;
+  round: 1 | 2;
+  pageSize: number;
+  csrfToken: string;
+  verdictSet: GalleryVerdict[];
+  cardBase: string;
+  datasetSlug: string;
+  layerName: string;
+  queueUrl: string;
+}
+
+/** `window.annotome` on the gallery page; the browser test reads it. */
+export interface GalleryHooks {
+  ready: Promise<void>;
+  config: GalleryConfig;
+  items(): Item[];
+  selected(): number[];
+  decided(): Record<number, string>;
+  /** Milliseconds from navigation to the first page's cards all loaded (null before). */
+  firstPageMs(): number | null;
+  /** Resolves once every API call sent so far has answered. */
+  settled(): Promise<void>;
+  errors: string[];
+  perform(action: GalleryAction): Promise<void>;
+  /** Removes the page's key listener (unit tests mount several pages in one document). */
+  destroy(): void;
+}
+
+function message(error: unknown): string {
+  if (error instanceof ApiError) return error.message;
+  return error instanceof Error ? error.message : String(error);
+}
+
+function short(value: number | null | undefined, digits = 3): string {
+  if (value === null || value === undefined || !Number.isFinite(value)) return "–";
+  return Number(value.toPrecision(digits)).toString();
+}
+
+/** The card's caption: the measurements a glance needs. */
+export function cardMeasures(item: Item): string {
+  const d = item.detection;
+  if (!d) return "removed from the layer";
+  return `${short(d.volume)} µm³ · sph ${short(d.sphericity, 2)}`;
+}
+
+export function cardUrl(config: GalleryConfig, segmentId: number): string {
+  return `${config.cardBase}${segmentId}/card.png`;
+}
+
+export function queueLink(config: GalleryConfig, itemId: number): string {
+  return `${config.queueUrl}?item=${itemId}`;
+}
+
+/** Resolves when the image has loaded or failed (a failed card does not hold the page). */
+function imageSettled(img: HTMLImageElement): Promise<void> {
+  if (img.complete) return Promise.resolve();
+  return new Promise((resolve) => {
+    img.addEventListener("load", () => resolve(), { once: true });
+    img.addEventListener("error", () => resolve(), { once: true });
+  });
+}
+
+export function mountGalleryPage(doc: Document = document): GalleryHooks {
+  const config = jsonScript<GalleryConfig>("gallery-config", doc);
+  setCsrfToken(config.csrfToken);
+  const campaign_id = config.campaignId;
+  const grid = byId("gallery-grid", HTMLOListElement, doc);
+  const banner = byId("gallery-error", HTMLElement, doc);
+  const counters = byId("gallery-counters", HTMLElement, doc);
+  const status = byId("gallery-status", HTMLElement, doc);
+  const empty = byId("gallery-empty", HTMLElement, doc);
+  const colours = new Map(config.verdictSet.map((v) => [v.name, v]));
+
+  const selection = new PageSelection();
+  let items: Item[] = [];
+  const decided = new Map<number, string>();
+  const cards = new Map<number, HTMLLIElement>();
+  const errors: string[] = [];
+  let decidedByMe: number | null = null;
+  let pageNumber = 0;
+  let firstPageMs: number | null = null;
+  let writes: Promise<unknown> = Promise.resolve();
+  let loading: Promise<void> | null = null;
+
+  function showError(error: unknown): void {
+    const text = message(error);
+    errors.push(text);
+    banner.textContent = text;
+    banner.hidden = false;
+  }
+
+  function clearError(): void {
+    banner.hidden = true;
+    banner.textContent = "";
+  }
+
+  function serial<T>(task: () => Promise<T>): Promise<T> {
+    const run = writes.then(task, task);
+    writes = run.catch(() => undefined);
+    return run;
+  }
+
+  function renderCounters(): void {
+    const mine = decidedByMe === null ? "" : ` · decided by me: ${decidedByMe}`;
+    const here = items.length - selection.open;
+    counters.textContent = `Page ${pageNumber} · ${here} of ${items.length} decided · selected: ${selection.selected().length}${mine}`;
+  }
+
+  function paint(): void {
+    for (const item of items) {
+      const card = cards.get(item.id);
+      if (!card) continue;
+      const verdict = decided.get(item.id);
+      card.classList.toggle("selected", selection.has(item.id));
+      card.classList.toggle("decided", verdict !== undefined);
+      card.setAttribute("aria-selected", String(selection.has(item.id)));
+      const badge = card.querySelector<HTMLElement>(".card-verdict");
+      if (verdict !== undefined && badge) {
+        const option = colours.get(verdict);
+        card.style.setProperty("--verdict-colour", option?.colour ?? "#888");
+        badge.textContent = option?.label ?? verdict;
+        badge.hidden = false;
+      }
+    }
+    renderCounters();
+  }
+
+  function cardFor(item: Item): HTMLLIElement {
+    const img = el("img", {
+      alt: `Card of segment ${item.segment_id}`,
+      width: 194,
+      height: 194,
+      decoding: "async",
+      draggable: false,
+    });
+    const open = el("a", { href: queueLink(config, item.id), textContent: "open" });
+    open.addEventListener("click", (event) => event.stopPropagation());
+    const badge = el("span", { className: "card-verdict" });
+    badge.hidden = true;
+    const card = el("li", { className: "gallery-card", tabIndex: -1 }, [
+      img,
+      badge,
+      el("div", { className: "card-caption" }, [
+        el("strong", { textContent: `#${item.segment_id}` }),
+        el("span", { className: "card-measures", textContent: cardMeasures(item) }),
+        open,
+      ]),
+    ]);
+    card.dataset["itemId"] = String(item.id);
+    card.dataset["segmentId"] = String(item.segment_id);
+    return card;
+  }
+
+  /** The page's cards in one request (cards/page/); one request per card if that fails. */
+  async function showCards(nodes: HTMLLIElement[]): Promise<void> {
+    const images = new Map(
+      nodes.map((node) => [Number(node.dataset["segmentId"]), node.querySelector("img")!]),
+    );
+    if (images.size === 0) return;
+    try {
+      const page = await api.get(
+        "/api/v1/datasets/{slug}/layers/{layer_name}/detections/cards/page/",
+        {
+          path: { slug: config.datasetSlug, layer_name: config.layerName },
+          query: { segments: [...images.keys()].join(",") },
+        },
+      );
+      for (const card of page.cards) {
+        const img = images.get(card.segment_id);
+        if (!img) continue;
+        if (card.png) img.src = `data:image/png;base64,${card.png}`;
+        else img.title = card.error;
+      }
+    } catch (error) {
+      showError(error);
+      for (const [segment, img] of images) img.src = cardUrl(config, segment);
+    }
+  }
+
+  async function loadCounters(): Promise<void> {
+    try {
+      const mine = await api.get("/api/v1/proofreading/campaigns/{campaign_id}/items/", {
+        path: { campaign_id },
+        query: { decided_by_me: true, limit: 1 },
+      });
+      decidedByMe = mine.count;
+      renderCounters();
+    } catch (error) {
+      showError(error);
+    }
+  }
+
+  function loadPage(): Promise<void> {
+    if (loading) return loading;
+    loading = (async () => {
+      try {
+        const answer = await api.post("/api/v1/proofreading/campaigns/{campaign_id}/next/", {
+          path: { campaign_id },
+          body: { count: config.pageSize, round: config.round },
+        });
+        items = answer.map((handout) => handout.item);
+        pageNumber += 1;
+        decided.clear();
+        cards.clear();
+        selection.reset(items.map((item) => item.id));
+        const nodes = items.map((item) => {
+          const card = cardFor(item);
+          cards.set(item.id, card);
+          return card;
+        });
+        grid.replaceChildren(...nodes);
+        empty.hidden = items.length > 0;
+        paint();
+        await showCards(nodes);
+        if (firstPageMs === null) {
+          void Promise.all(nodes.map((node) => imageSettled(node.querySelector("img")!))).then(
+            () => (firstPageMs ??= performance.now()),
+          );
+        }
+      } catch (error) {
+        showError(error);
+      } finally {
+        loading = null;
+      }
+    })();
+    return loading;
+  }
+
+  function giveVerdict(verdict: string): Promise<void> {
+    const chosen = selection.selected();
+    if (chosen.length === 0) {
+      status.textContent = "Select cards first (click, Shift+click, or A for the page).";
+      return Promise.resolve();
+    }
+    for (const id of chosen) {
+      decided.set(id, verdict);
+      selection.lock(id);
+    }
+    paint();
+    return serial(async () => {
+      try {
+        await api.post("/api/v1/proofreading/campaigns/{campaign_id}/verdicts/bulk/", {
+          path: { campaign_id },
+          body: { items: chosen, verdict, round: config.round },
+        });
+        if (decidedByMe !== null) decidedByMe += chosen.length;
+        const label = colours.get(verdict)?.label ?? verdict;
+        status.textContent = `${chosen.length} card${chosen.length === 1 ? "" : "s"}: ${label}.`;
+        if (selection.open === 0) status.textContent += " Page done: N for the next page.";
+        renderCounters();
+      } catch (error) {
+        // All or none: nothing was recorded, the cards are open again.
+        for (const id of chosen) decided.delete(id);
+        selection.reset(items.map((item) => item.id));
+        for (const id of decided.keys()) selection.lock(id);
+        for (const id of chosen) {
+          cards.get(id)?.classList.remove("decided");
+          const badge = cards.get(id)?.querySelector<HTMLElement>(".card-verdict");
+          if (badge) badge.hidden = true;
+        }
+        paint();
+        showError(error);
+      }
+    });
+  }
+
+  function perform(action: GalleryAction): Promise<void> {
+    clearError();
+    switch (action.kind) {
+      case "verdict":
+        return giveVerdict(action.verdict);
+      case "selectPage":
+        selection.togglePage();
+        paint();
+        return Promise.resolve();
+      case "clear":
+        selection.clear();
+        paint();
+        return Promise.resolve();
+      case "next":
+        return serial(() => loadPage());
+    }
+  }
+
+  grid.addEventListener("click", (event) => {
+    const card = (event.target as HTMLElement).closest<HTMLLIElement>(".gallery-card");
+    if (!card) return;
+    event.preventDefault();
+    selection.click(Number(card.dataset["itemId"]), {
+      shift: event.shiftKey,
+      toggle: event.ctrlKey || event.metaKey,
+    });
+    paint();
+  });
+  grid.addEventListener("dblclick", (event) => {
+    const card = (event.target as HTMLElement).closest<HTMLLIElement>(".gallery-card");
+    if (!card || selection.isLocked(Number(card.dataset["itemId"]))) return;
+    doc.defaultView?.location.assign(queueLink(config, Number(card.dataset["itemId"])));
+  });
+  function onKey(event: KeyboardEvent): void {
+    const target = event.target as HTMLElement | null;
+    if (target && (target.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName))) {
+      return;
+    }
+    if (event.repeat) return;
+    const action = galleryActionForKey(event, config.verdictSet);
+    if (!action) return;
+    event.preventDefault();
+    event.stopPropagation();
+    void perform(action);
+  }
+  // On the window, capturing: the page's keys are the gallery's before anything else's.
+  const win = doc.defaultView;
+  win?.addEventListener("keydown", onKey, true);
+  for (const button of doc.querySelectorAll<HTMLButtonElement>("[data-verdict]")) {
+    button.addEventListener("click", () => {
+      void perform({ kind: "verdict", verdict: button.dataset["verdict"] ?? "" });
+    });
+  }
+  const buttons: [string, GalleryAction][] = [
+    ["gallery-select-page", { kind: "selectPage" }],
+    ["gallery-clear", { kind: "clear" }],
+    ["gallery-next", { kind: "next" }],
+  ];
+  for (const [id, action] of buttons) {
+    byId(id, HTMLButtonElement, doc).addEventListener("click", () => void perform(action));
+  }
+
+  const ready = loadPage();
+  void loadCounters();
+
+  return {
+    ready,
+    config,
+    items: () => items,
+    selected: () => selection.selected(),
+    decided: () => Object.fromEntries(decided),
+    firstPageMs: () => firstPageMs,
+    settled: async () => {
+      await writes;
+      await loading;
+    },
+    errors,
+    perform,
+    destroy: () => win?.removeEventListener("keydown", onKey, true),
+  };
+}
