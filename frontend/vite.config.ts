@@ -12,6 +12,7 @@ const entries = {
   detections_panel: "src/pages/detections_panel.ts",
   detections_table: "src/pages/detections_table.ts",
   proofreading_queue: "src/pages/proofreading_queue.ts",
+  stereology: "src/pages/stereology.ts",
   curation_publish: "src/pages/curation_publish.ts",
   proofreading_gallery: "src/pages/proofreading_gallery.ts",
   proofreading_thresholds: "src/pages/proofreading_thresholds.ts",
@@ -21,6 +22,7 @@ const entries = {
   "style:viewer": "src/styles/viewer.css",
   "style:gallery": "src/styles/gallery.css",
   "style:plots": "src/styles/plots.css",
+  "style:stereology": "src/styles/stereology.css",
 };
 
 /** "src/styles/viewer.css" -> "viewer.css"; other assets get a content hash. */

@@ -569,15 +569,25 @@ def disector_estimates(
 def detections_in_region(
     centroids_zyx: npt.ArrayLike, shape: Sequence[int], mask: Any = None
 ) -> int:
-    """How many detection centroids (voxel index coordinates) fall in the volume or the mask."""
+    """How many detection centroids (voxel index coordinates) fall in the volume or the mask.
+
+    The mask is read ``_MASK_SLAB`` sections at a time, only where centroids lie (one read per
+    slab rather than one per point: a Zarr mask decodes a whole chunk for every read).
+    """
     points = np.asarray(centroids_zyx, dtype=np.float64).reshape(-1, 3)
     index = np.floor(points + 0.5).astype(np.int64)
     inside = np.all((index >= 0) & (index < np.asarray(shape)[None, :]), axis=1)
     if mask is None:
         return int(inside.sum())
     kept = index[inside]
-    values = np.array([mask[tuple(p)] for p in kept], dtype=bool) if len(kept) else np.zeros(0)
-    return int(np.count_nonzero(values))
+    found = 0
+    slab_of = kept[:, 0] // _MASK_SLAB
+    for slab in np.unique(slab_of):
+        start = int(slab) * _MASK_SLAB
+        block = np.asarray(mask[start : start + _MASK_SLAB])
+        here = kept[slab_of == slab]
+        found += int(np.count_nonzero(block[here[:, 0] - start, here[:, 1], here[:, 2]]))
+    return found
 
 
 # --- does a marked object match a detection? ---------------------------------------------------

@@ -20,6 +20,7 @@ api_v1: list[URLPattern | URLResolver] = [
     path("", include("webapp.detections.api.urls")),
     path("", include("webapp.proofreading.api.urls")),
     path("", include("webapp.curation.api.urls")),
+    path("", include("webapp.stereology.api.urls")),
     path("", include("webapp.viewer.api.urls")),
 ]
 
@@ -36,5 +37,6 @@ urlpatterns = [
     path("datasets/", include("webapp.datasets.urls")),
     path("datasets/", include("webapp.detections.urls")),
     path("proofreading/", include("webapp.proofreading.urls")),
+    path("stereology/", include("webapp.stereology.urls")),
     path("", include("webapp.viewer.urls")),
 ]

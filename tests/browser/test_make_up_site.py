@@ -250,6 +250,7 @@ def _sweep_urls(site: MakeUpSite, api: requests.Session, slugs: list[str]) -> li
         "/api/schema/", "/favicon.ico", "/no/such/page/", "/admin/", "/admin/login/",
         "/neuroglancer/v/annotome/", f"/s/{token}/datasets/{slugs[0]}/",
         "/proofreading/", "/proofreading/1/", "/proofreading/999999/",
+        "/stereology/campaigns/1/", "/stereology/1/", "/stereology/999999/",
         "/proofreading/1/gallery/", "/proofreading/999999/gallery/", "/proofreading/1/?item=1",
         "/proofreading/1/thresholds/", "/proofreading/1/dashboard/",
         "/proofreading/999999/thresholds/", "/proofreading/999999/dashboard/",

@@ -249,6 +249,14 @@ def test_detections_in_region() -> None:
     centroids = [[1.0, 1, 1], [4.4, 2, 2], [4.6, 2, 2], [20, 1, 1]]
     assert detections_in_region(centroids, mask.shape) == 3
     assert detections_in_region(centroids, mask.shape, mask) == 2
+    # Across several slabs of sections: the same answer as point by point.
+    rng = np.random.default_rng(0)
+    big = rng.random((80, 12, 12)) < 0.5
+    points = rng.uniform(-1, 80, size=(300, 3)) * [1, 0.15, 0.15]
+    index = np.floor(points + 0.5).astype(int)
+    ok = np.all((index >= 0) & (index < big.shape), axis=1)
+    expected = sum(bool(big[tuple(p)]) for p in index[ok])
+    assert detections_in_region(points, big.shape, big) == expected > 0
 
 
 # --- synthetic truth ---------------------------------------------------------------------------

@@ -71,6 +71,7 @@ INSTALLED_APPS = [
     "webapp.detections",
     "webapp.proofreading",
     "webapp.curation",
+    "webapp.stereology",
     "webapp.viewer",
 ]
 

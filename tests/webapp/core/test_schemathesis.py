@@ -42,6 +42,7 @@ from webapp.datasets.models import (
 from webapp.detections.models import BBOX_COLUMNS, CENTROID_COLUMNS, Detection
 from webapp.proofreading import services as proofreading
 from webapp.proofreading.models import CampaignMember
+from webapp.stereology import services as stereology
 from webapp.viewer.models import SavedState
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -127,12 +128,17 @@ def _proofreading(owner: Any) -> dict[str, list[Any]]:
     (handout,) = proofreading.items_next(kept, owner)
     verdict = proofreading.verdict_create(kept, owner, handout.item.id, "tp")
     point = proofreading.missed_object_add(kept, owner, 1, 2, 3, "fuzz")
+    study = stereology.study_create(owner, kept, name="fuzzed", n_pairs=4, h_um=0.8, seed=1)
+    mark = stereology.mark_add(study, owner, 0, study.pairs[0]["reference"], 2, 3)
     return {
         "campaign_id": [kept.id, empty.id],
         "member_id": list(CampaignMember.objects.values_list("id", flat=True)),
         "item_id": [handout.item.id],
         "verdict_id": [verdict.id],
         "missed_id": [point.id],
+        "study_id": [study.id],
+        "mark_id": [mark.id],
+        "pair": [0, 1],
         "table_format": ["csv", "parquet"],
     }
 
