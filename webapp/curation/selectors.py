@@ -11,7 +11,11 @@ verdicts of the campaign it was published from.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
+from django.db.models import QuerySet
+
+from webapp.core.errors import InvalidRequest
 from webapp.core.users import AnyUser
 from webapp.curation.models import CurationJob, CurationKind
 from webapp.datasets.models import Layer, LayerKind
@@ -78,3 +82,25 @@ def publish_jobs_of(campaign: ProofreadingCampaign) -> list[CurationJob]:
 
 def curation_jobs_visible(user: AnyUser) -> list[CurationJob]:
     return list(CurationJob.objects.restrict(user, "view").order_by("-created", "-id")[:100])
+
+
+def detection_ids_with_verdict(layer: Layer, verdict: str) -> QuerySet[Any, int]:
+    """The ids of the layer's detections whose final verdict in the layer's verdict campaign is
+    ``verdict`` (the ``verdict=`` filter of the detections list and exports); 400 when the layer
+    has no verdicts or the campaign's verdict set has no such name."""
+    campaign = verdict_campaign_of(layer)
+    if campaign is None:
+        raise InvalidRequest(
+            "No proofreading campaign over this layer has decided a detection yet, so there is "
+            "no verdict to filter by."
+        )
+    names = [c.name for c in verdict_classes(campaign.verdict_set)]
+    if verdict not in names:
+        raise InvalidRequest(
+            f"Unknown verdict {verdict[:40]!r}: campaign {campaign.id} uses {', '.join(names)}."
+        )
+    return (
+        CampaignItem.objects.filter(campaign=campaign, status=ItemStatus.DECIDED, verdict=verdict)
+        .filter(detection_id__isnull=False)
+        .values_list("detection_id", flat=True)
+    )

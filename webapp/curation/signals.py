@@ -37,8 +37,10 @@ def campaign_deleted(sender: Any, instance: Any, **kwargs: Any) -> None:
 
 
 def connect() -> None:
+    from webapp.curation.selectors import detection_ids_with_verdict
     from webapp.curation.services import verdict_export_columns
     from webapp.detections.export_registry import register_export_columns
+    from webapp.detections.verdict_filter import register_verdict_filter
     from webapp.proofreading.models import CampaignItem, ProofreadingCampaign
 
     post_save.connect(item_saved, sender=CampaignItem, dispatch_uid="curation-item-verdict")
@@ -46,3 +48,4 @@ def connect() -> None:
         campaign_deleted, sender=ProofreadingCampaign, dispatch_uid="curation-campaign-deleted"
     )
     register_export_columns("curation-verdicts", verdict_export_columns)
+    register_verdict_filter(detection_ids_with_verdict)

@@ -27,6 +27,7 @@ from webapp.detections.models import (
     DetectionBuild,
     JobStatus,
 )
+from webapp.detections.verdict_filter import detection_ids_with_verdict
 
 INTEGER_COLUMNS = frozenset(
     {"segment_id", "voxels", *(f"bbox_{a}{e}" for a in "zyx" for e in "01")}
@@ -37,6 +38,7 @@ _BIGINT = 2**63 - 1
 _INT = 2**31 - 1
 DEFAULT_ORDERING = "segment_id"
 REGION_PARAM = "region"
+VERDICT_PARAM = "verdict"
 
 
 def layer_for_detections(
@@ -117,16 +119,17 @@ def parse_region(raw: str) -> tuple[int, int, int, int, int, int]:
 
 @dataclass(frozen=True)
 class DetectionQuery:
-    """What a list or export asks for: ranges per column, a region, an order."""
+    """What a list or export asks for: ranges per column, a region, a verdict, an order."""
 
     ranges: tuple[tuple[str, Literal["min", "max"], float], ...] = ()
     region: tuple[int, int, int, int, int, int] | None = None
     ordering: str = DEFAULT_ORDERING
+    verdict: str | None = None
 
     @property
     def filters(self) -> bool:
         """Whether it selects fewer than all rows."""
-        return bool(self.ranges) or self.region is not None
+        return bool(self.ranges) or self.region is not None or self.verdict is not None
 
     @classmethod
     def from_params(cls, params: Mapping[str, str]) -> DetectionQuery:
@@ -154,7 +157,10 @@ class DetectionQuery:
                 f"Cannot order by {ordering[:40]!r}; use one of: {', '.join(NUMERIC_COLUMNS)} "
                 "(with a leading '-' for descending)."
             )
-        return cls(tuple(ranges), region, ordering)
+        verdict = params.get(VERDICT_PARAM)
+        if verdict is not None and not 0 < len(verdict) <= 40:
+            raise InvalidRequest("verdict: give a verdict name of 1 to 40 characters.")
+        return cls(tuple(ranges), region, ordering, verdict)
 
     def order_by(self) -> list[str]:
         """The SQL order: the column, then the segment id, in the same direction, so that one
@@ -188,8 +194,11 @@ class DetectionQuery:
 
 def detections_of_layer(layer: Layer, query: DetectionQuery | None = None) -> QuerySet[Detection]:
     """The layer's detections, filtered and ordered by ``query``."""
+    query = query or DetectionQuery()
     queryset = Detection.objects.filter(layer_id=layer.id)
-    return (query or DetectionQuery()).apply(queryset)
+    if query.verdict is not None:
+        queryset = queryset.filter(id__in=detection_ids_with_verdict(layer, query.verdict))
+    return query.apply(queryset)
 
 
 def detection_keys(layer: Layer, query: DetectionQuery) -> QuerySet[Detection, int]:

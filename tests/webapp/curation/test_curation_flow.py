@@ -192,6 +192,41 @@ def test_layer_export_without_decisions_has_no_verdict_columns(
     assert rows and "verdict" not in rows[0]
 
 
+@pytest.mark.django_db
+def test_detections_list_and_export_filter_by_verdict(
+    layer: Layer, campaign: ProofreadingCampaign, given: dict[int, str], people: dict[str, Any]
+) -> None:
+    client = _client(people["owner"])
+    base = f"/api/v1/datasets/{layer.dataset.slug}/layers/{layer.name}/detections/"
+    decided = _decided(given)
+    for verdict in ("tp", "fp", "tp_distortion"):
+        want = sorted(sid for sid, v in decided.items() if v == verdict)
+        assert want, verdict
+        listed = client.get(f"{base}?verdict={verdict}&limit=100")
+        assert listed.status_code == 200, listed.content
+        assert sorted(r["segment_id"] for r in listed.json()["results"]) == want
+        assert listed.json()["count"] == len(want)
+        rows = _csv(client.get(f"{base}export.csv?verdict={verdict}"))
+        assert sorted(int(r["segment_id"]) for r in rows) == want
+        assert {r["verdict"] for r in rows} == {verdict}
+    # Combined with a column range: the intersection.
+    some = client.get(f"{base}?verdict=tp&volume_min=1e12").json()
+    assert some["count"] == 0 and some["results"] == []
+    unknown = client.get(f"{base}?verdict=maybe")
+    assert unknown.status_code == 400
+    assert "maybe" in unknown.json()["message"] and "fp" in unknown.json()["message"]
+
+
+@pytest.mark.django_db
+def test_verdict_filter_on_a_layer_without_decisions_is_a_400(
+    layer: Layer, campaign: ProofreadingCampaign, people: dict[str, Any]
+) -> None:
+    base = f"/api/v1/datasets/{layer.dataset.slug}/layers/{layer.name}/detections/"
+    answer = _client(people["owner"]).get(f"{base}?verdict=fp")
+    assert answer.status_code == 400
+    assert "no verdict" in answer.json()["message"]
+
+
 # --- publish a curated layer ----------------------------------------------------------------
 
 

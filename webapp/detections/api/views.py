@@ -74,6 +74,13 @@ _QUERY_PARAMETERS = [
         description="Only detections whose bounding box intersects this box of voxels, "
         "'z0,y0,x0,z1,y1,x1' (half-open: z0 <= z < z1), z1 > z0 etc.",
     ),
+    OpenApiParameter(
+        "verdict",
+        OpenApiTypes.STR,
+        description="Only detections with this final verdict (a verdict name of the layer's "
+        "verdict campaign: the latest proofreading campaign over it with a decided detection, "
+        "e.g. 'fp'); 400 when the layer has no verdicts or no such verdict.",
+    ),
     *_RANGE_PARAMETERS,
 ]
 
@@ -146,7 +153,8 @@ class _LayerView(RestrictedAPIView[Detection]):
 @extend_schema(parameters=_QUERY_PARAMETERS)
 class DetectionListView(_LayerView, generics.ListAPIView[Detection]):
     """A segmentation layer's detections, paged, sorted by any column (``ordering``), filtered
-    by column ranges (``<column>_min``, ``<column>_max``, inclusive) and by a region of voxels.
+    by column ranges (``<column>_min``, ``<column>_max``, inclusive), by a region of voxels and
+    by final verdict (``verdict``).
 
     An unknown column, or a value that is not a finite number, is a 400.
     """
@@ -237,7 +245,8 @@ class DetectionMeshView(_LayerView):
             "table_format", OpenApiTypes.STR, OpenApiParameter.PATH, enum=list(TABLE_FORMATS)
         ),
         *_RANGE_PARAMETERS,
-        _QUERY_PARAMETERS[1],
+        _QUERY_PARAMETERS[1],  # region
+        _QUERY_PARAMETERS[2],  # verdict
     ],
     responses={
         (200, "text/csv"): OpenApiResponse(OpenApiTypes.BINARY, description="The table as CSV."),
@@ -248,9 +257,9 @@ class DetectionMeshView(_LayerView):
 )
 class DetectionExportView(_LayerView):
     """The layer's detections table as CSV or Parquet (the list's columns, in segment id
-    order), streamed; the list's range and region filters apply. Once a proofreading campaign
-    over the layer has decided detections, two more columns: ``verdict`` (the final verdict)
-    and ``verdict_campaign`` (whose: the latest campaign with decided items)."""
+    order), streamed; the list's range, region and verdict filters apply. Once a proofreading
+    campaign over the layer has decided detections, two more columns: ``verdict`` (the final
+    verdict) and ``verdict_campaign`` (whose: the latest campaign with decided items)."""
 
     renderer_classes = [JSONRenderer, DownloadRenderer]
 
