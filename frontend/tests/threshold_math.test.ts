@@ -6,6 +6,9 @@ import {
   keeps,
   labelsOf,
   logRange,
+  formatTick,
+  logTicks,
+  sphericityRange,
 } from "../src/plots/threshold_math";
 
 const KINDS = ["positive", "positive", "negative", "uncertain"] as const;
@@ -88,5 +91,33 @@ describe("formatting and ranges", () => {
     expect(hi).toBeCloseTo(1000);
     expect(logRange([])).toEqual([0.1, 10]);
     expect(logRange([4, 4])).toEqual([2, 8]);
+  });
+});
+
+describe("log axis ticks and the sphericity range", () => {
+  it("labels a narrow range of volumes with several ticks", () => {
+    expect(logTicks(28, 215)).toEqual([50, 100, 200]);
+    expect(logTicks(60, 150)).toEqual([60, 70, 80, 90, 100]);
+  });
+
+  it("uses 1-2-5 steps over several decades", () => {
+    expect(logTicks(0.8, 3000)).toEqual([1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000]);
+    expect(logTicks(5, 2)).toEqual([]);
+  });
+
+  it("formats ticks as people read them", () => {
+    expect([0.05, 2, 300, 4000, 200000].map(formatTick)).toEqual([
+      "0.05",
+      "2",
+      "300",
+      "4,000",
+      "2e5",
+    ]);
+  });
+
+  it("fits the sphericity axis to the data, never below 0 and up to at least 1", () => {
+    expect(sphericityRange([0.86, 0.97, 0.91])).toEqual([0.8, 1]);
+    expect(sphericityRange([0.02, 1.04])).toEqual([0, 1.04]);
+    expect(sphericityRange([])).toEqual([0, 1]);
   });
 });

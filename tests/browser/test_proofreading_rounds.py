@@ -82,7 +82,7 @@ def test_expert_settles_an_uncertain_detection_in_the_second_round(
     assert item["id"] == uncertain.item.id
     # The earlier verdicts, with who and when; the raw data in one 2D panel, the segment faint.
     earlier = page.inner_text("#queue-earlier")
-    assert "rev" in earlier and "uncertain" in earlier, earlier
+    assert "rev" in earlier and "Uncertain" in earlier, earlier  # the label, not the name
     assert page.locator("#queue-earlier time").count() == 1
     assert "(uncertain)" in page.inner_text("#queue-earlier-reason")
     state = page.evaluate("() => annotome.viewer().state.toJSON()")

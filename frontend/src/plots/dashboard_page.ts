@@ -78,7 +78,7 @@ export function mountDashboardPage(doc: Document = document): DashboardHooks {
     );
     charts.verdict!.update(
       config.verdictSet.map((c) => ({
-        label: c.name,
+        label: c.label,
         value: data.by_verdict[c.name] ?? 0,
         colour: c.colour,
       })),

@@ -110,3 +110,49 @@ export function logRange(values: ArrayLike<number>, pad = 0.05): [number, number
   const factor = 10 ** ((Math.log10(hi) - Math.log10(lo)) * pad);
   return [lo / factor, hi * factor];
 }
+
+/** Tick values for a log axis over [lo, hi]: 1-2-5 steps per decade, or every integer
+ * multiple when the range spans less than a decade (so that even a narrow range of volumes
+ * gets several labelled ticks). */
+export function logTicks(lo: number, hi: number): number[] {
+  if (!(lo > 0) || !(hi > lo)) return [];
+  const first = Math.floor(Math.log10(lo));
+  const last = Math.ceil(Math.log10(hi));
+  const pick = (steps: number[]): number[] => {
+    const ticks: number[] = [];
+    for (let d = first; d <= last; d++) {
+      for (const s of steps) {
+        const v = s * 10 ** d;
+        if (v >= lo * (1 - 1e-9) && v <= hi * (1 + 1e-9)) ticks.push(Number(v.toPrecision(12)));
+      }
+    }
+    return ticks;
+  };
+  const coarse = pick([1, 2, 5]);
+  return coarse.length >= 3 ? coarse : pick([1, 2, 3, 4, 5, 6, 7, 8, 9]);
+}
+
+/** A tick label a person reads at once: 0.05, 2, 300, 4,000, 2e5. */
+export function formatTick(value: number): string {
+  if (value >= 1e5) return value.toExponential(0).replace("e+", "e");
+  if (value >= 1) return Math.round(value).toLocaleString("en-US");
+  return String(Number(value.toPrecision(2)));
+}
+
+/** The sphericity axis: the data's range with a margin, within [0, max(1, data)], so that
+ * points are not squeezed into the top of a fixed 0-1 axis. */
+export function sphericityRange(values: ArrayLike<number>): [number, number] {
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i] as number;
+    if (Number.isFinite(v)) {
+      if (v < lo) lo = v;
+      if (v > hi) hi = v;
+    }
+  }
+  if (!Number.isFinite(lo)) return [0, 1];
+  const low = Math.max(0, Math.floor((lo - 0.05) * 10) / 10);
+  const high = Math.max(1, Math.ceil(hi * 50) / 50);
+  return [low, high];
+}

@@ -18,7 +18,10 @@ import {
   filterScores,
   formatScore,
   labelsOf,
+  formatTick,
   logRange,
+  logTicks,
+  sphericityRange,
 } from "./threshold_math";
 
 interface Config {
@@ -212,8 +215,7 @@ export function mountThresholdsPage(doc: Document = document): ThresholdHooks {
       data.classes.map((c) => c.kind),
     );
     xRange = logRange(volume);
-    yRange = [0, 1];
-    for (const s of sphericity) if (s > yRange[1]) yRange = [0, s * 1.02];
+    yRange = sphericityRange(sphericity);
     const options: uPlot.Options = {
       ...plotSize(),
       scales: {
@@ -221,7 +223,15 @@ export function mountThresholdsPage(doc: Document = document): ThresholdHooks {
         y: { range: () => yRange },
       },
       axes: [
-        { label: "Volume (µm³, log scale)", stroke: "#1d2330", grid: { stroke: "#e4e7ec" } },
+        {
+          label: "Volume (µm³, log scale)",
+          stroke: "#1d2330",
+          grid: { stroke: "#e4e7ec" },
+          splits: () => logTicks(xRange[0], xRange[1]),
+          // uPlot passes null for ticks it leaves unlabelled (too dense).
+          values: (_u: uPlot, ticks: (number | null)[]) =>
+            ticks.map((t) => (t === null ? "" : formatTick(t))),
+        },
         { label: "Sphericity", stroke: "#1d2330", grid: { stroke: "#e4e7ec" } },
       ],
       series: [{}, { label: "detections", stroke: "transparent", points: { show: false } }],

@@ -174,6 +174,11 @@ export function mountQueuePage(doc: Document = document): QueueHooks {
   let writes: Promise<unknown> = Promise.resolve();
   let refilling: Promise<void> | null = null;
 
+  /** A verdict's label for people ("False positive"), its name when the set has none. */
+  function verdictLabel(name: string): string {
+    return config.verdictSet.find((v) => v.name === name)?.label ?? name;
+  }
+
   function showError(error: unknown): void {
     if (error instanceof DOMException && error.name === "AbortError") return;
     const text = message(error);
@@ -215,7 +220,7 @@ export function mountQueuePage(doc: Document = document): QueueHooks {
         ? rows.map((row) =>
             el("li", {}, [
               el("span", { className: "reviewer", textContent: row.reviewer }),
-              el("span", { className: "verdict-name", textContent: row.verdict }),
+              el("span", { className: "verdict-name", textContent: verdictLabel(row.verdict) }),
               el("time", {
                 dateTime: row.when,
                 textContent: new Date(row.when).toLocaleString(),
@@ -344,7 +349,7 @@ export function mountQueuePage(doc: Document = document): QueueHooks {
           body: { item: item.id, verdict, round: config.round },
         });
         undoStack.push({ verdictId: created.id, item });
-        status.textContent = `Segment ${item.segment_id}: ${verdict}.`;
+        status.textContent = `Segment ${item.segment_id}: ${verdictLabel(verdict)}.`;
       } catch (error) {
         decided -= 1;
         if (remaining !== null) remaining += 1;
