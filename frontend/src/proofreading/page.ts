@@ -200,7 +200,8 @@ export function mountQueuePage(doc: Document = document): QueueHooks {
   }
 
   function renderCounters(): void {
-    const rest = remaining === null ? "" : ` · remaining: ${Math.max(0, remaining)}`;
+    const what = config.round === 2 ? "waiting for an expert" : "remaining";
+    const rest = remaining === null ? "" : ` · ${what}: ${Math.max(0, remaining)}`;
     const missedText = config.missedLayer ? ` · missed objects: ${missedPoints.length}` : "";
     counters.textContent = `Decided by me: ${decided}${rest} · in hand: ${queue.size}${missedText}`;
   }
@@ -289,9 +290,13 @@ export function mountQueuePage(doc: Document = document): QueueHooks {
           path: { campaign_id },
           query: { decided_by_me: true, limit: 1 },
         }),
+        // Round 2 counts what waits for an expert, not the first round's undecided items.
         api.get("/api/v1/proofreading/campaigns/{campaign_id}/items/", {
           path: { campaign_id },
-          query: { decided_by_me: false, limit: 1 },
+          query:
+            config.round === 2
+              ? { status: "second_round", limit: 1 }
+              : { decided_by_me: false, limit: 1 },
         }),
       ]);
       decided = mine.count;
