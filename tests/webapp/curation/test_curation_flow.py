@@ -284,7 +284,7 @@ def test_manager_publishes_a_layer_of_only_the_accepted_objects(
     status = manager.get(f"/api/v1/curation/jobs/{job.id}/").json()
     assert status["state"] == "succeeded" and status["progress"] == 1.0
     assert status["result_layer"] == "nuclei-curated" and status["kept"] == 3
-    assert status["viewer_url"] == f"/datasets/{layer.dataset.slug}/"
+    assert status["viewer_url"] == f"/datasets/{layer.dataset.slug}/?show=nuclei-curated"
     assert _client(people["rev"]).get(f"/api/v1/curation/jobs/{job.id}/").status_code == 404
 
     accepted = {s for s, v in given.items() if v in ACCEPTED}
