@@ -12,7 +12,9 @@ Three parts, each with bounded memory whatever the volume or object count:
   files, legacy meshes file by file. Re-meshing with zmesh would give the same surfaces at the
   cost of a pass over the voxels and the simplification; copying is exact and cheaper.
 - the segment properties restricted to the kept objects (every property, any type), plus an
-  optional tags property (the verdicts).
+  optional tags property (the verdicts), and the meshing step's morphometrics table
+  (``morphometrics.csv`` / ``.parquet``: surface areas, which only the meshes give) restricted
+  to them, so that the curated layer's detections table has the source's surface areas.
 """
 
 from __future__ import annotations
@@ -252,8 +254,40 @@ def curate_meshes(
         if tags is not None:
             subset = payload_with_tags(subset, tags)
         write_json_atomically(dst / properties.relative_to(src), subset)
+    curate_morphometrics(src, dst, ids)
     write_json_atomically(dst / "info", info)
     return copied
+
+
+MORPHOMETRICS_FILES = ("morphometrics.parquet", "morphometrics.csv")
+
+
+def curate_morphometrics(src: Path, dst: Path, keep: Collection[int]) -> int:
+    """Copy mesh directory ``src``'s morphometrics table (each of ``morphometrics.parquet`` and
+    ``morphometrics.csv`` that exists, same format) to ``dst`` with only ``keep``'s rows, each
+    file written atomically; returns the rows kept (0 when there is no table)."""
+    import pandas as pd
+
+    ids = keep_array(keep).astype(np.int64)
+    rows = 0
+    for name in MORPHOMETRICS_FILES:
+        path = Path(src) / name
+        if not path.is_file():
+            continue
+        try:
+            table = pd.read_parquet(path) if name.endswith(".parquet") else pd.read_csv(path)
+            kept = table[table["id"].astype(np.int64).isin(ids)].reset_index(drop=True)
+        except (ValueError, KeyError, OSError) as error:
+            raise InvalidInputError(f"{path} is not readable: {type(error).__name__}") from None
+        target = Path(dst) / name
+        partial = target.with_name(f".{name}.partial")
+        if name.endswith(".parquet"):
+            kept.to_parquet(partial, index=False)
+        else:
+            kept.to_csv(partial, index=False)
+        os.replace(partial, target)
+        rows = len(kept)
+    return rows
 
 
 def curate(

@@ -929,7 +929,9 @@ def store_version(*paths: Path | None) -> str:
     """A cheap version of stores on disk: the sizes and modification times of their metadata
     files (``zarr.json``, ``.zarray``, ``.zattrs``, a mesh ``info``) and of the directories
     holding them. A re-import or a republished layer rewrites those; a writer that changes
-    chunks in place must pass its own version to :func:`card_set_key` instead."""
+    chunks in place must pass its own version to :func:`card_set_key` instead. An image's
+    ``labels`` group is not walked: a label image added beside it (a curated layer) changes no
+    pixel of the image, and a label image that matters is passed as a path of its own."""
     parts: list[str] = []
     names = {"zarr.json", ".zarray", ".zattrs", ".zgroup", "info"}
     for path in paths:
@@ -941,7 +943,11 @@ def store_version(*paths: Path | None) -> str:
         if path.is_dir():
             for root, dirs, files in os.walk(path):
                 # Chunk directories (numeric names) hold no metadata: do not walk them.
-                dirs[:] = sorted(d for d in dirs if not d.isdigit() and d != "c")
+                dirs[:] = sorted(
+                    d
+                    for d in dirs
+                    if not d.isdigit() and d != "c" and not (root == str(path) and d == "labels")
+                )
                 for name in sorted(files):
                     if name in names:
                         st = os.stat(os.path.join(root, name))

@@ -150,7 +150,10 @@ def test_verdict_tags_in_neuroglancer_and_a_curated_layer_without_false_positive
     caption = controls.locator(".curate-status").inner_text()
     accepted = sorted(s for s, v in given.items() if v in ("tp", "tp_distortion"))
     assert caption == f"Published layer nuclei-curated ({len(accepted)} objects).", caption
-    assert controls.locator("a.curate-open").get_attribute("href") == "/datasets/curate/"
+    assert (
+        controls.locator("a.curate-open").get_attribute("href")
+        == "/datasets/curate/?show=nuclei-curated"
+    )
 
     # The viewer: the original layer's loaded properties carry the verdict tags...
     page.goto(f"{live_server.url}/datasets/curate/")
@@ -176,4 +179,14 @@ def test_verdict_tags_in_neuroglancer_and_a_curated_layer_without_false_positive
     assert any("labels/nuclei-curated" in json.dumps(src) for src in curated_state["source"])
     page.wait_for_function("() => annotome.viewer().isReady()", timeout=READY_MS)
     page.screenshot(path=str(SHOTS / "viewer-curated.png"))
+
+    # The publication's link: the curated layer shown and selected, its source hidden.
+    page.goto(f"{live_server.url}/datasets/curate/?show=nuclei-curated")
+    assert page.evaluate("() => annotome.ready.then((r) => r.errors)") == []
+    state = page.evaluate("() => annotome.viewer().state.toJSON()")
+    shown = {la["name"]: la.get("visible", True) for la in state["layers"]}
+    assert shown["nuclei-curated"] is True and shown["nuclei"] is False, shown
+    assert state["selectedLayer"]["layer"] == "nuclei-curated"
+    page.wait_for_function("() => annotome.viewer().isReady()", timeout=READY_MS)
+    page.screenshot(path=str(SHOTS / "viewer-curated-only.png"))
     assert dialogs == []

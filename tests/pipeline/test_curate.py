@@ -214,3 +214,28 @@ def test_curation_reads_at_most_one_bounded_block_at_a_time(
     curate_labels(path, tmp_path / "out", [10, 20], max_block_voxels=bound)
     assert seen and max(seen) <= bound  # never the whole volume (40x70x90 voxels)
     assert labels.size > 10 * bound
+
+
+def test_curated_meshes_carry_the_kept_objects_morphometrics(
+    layer: tuple[Path, Path, Path, np.ndarray], tmp_path: Path
+) -> None:
+    import pandas as pd
+
+    from pipeline.detections import mesh_areas_um2
+
+    path, multires, _, _ = layer
+    assert (multires / "morphometrics.parquet").is_file()
+    keep = [20, 40]
+    curate(path, tmp_path / "labels", keep, meshes=multires, meshes_out=tmp_path / "meshes")
+    out = tmp_path / "meshes"
+    source = pd.read_parquet(multires / "morphometrics.parquet")
+    for name, read in (
+        ("morphometrics.parquet", pd.read_parquet),
+        ("morphometrics.csv", pd.read_csv),
+    ):
+        table = read(out / name)
+        assert list(table.columns) == list(source.columns)
+        assert sorted(table["id"].tolist()) == keep
+    expected = {k: v for k, v in mesh_areas_um2(multires).items() if k in keep}
+    assert len(expected) == 2 and mesh_areas_um2(out) == pytest.approx(expected)
+    assert not list(out.glob(".*partial"))

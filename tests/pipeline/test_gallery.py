@@ -658,3 +658,19 @@ def test_read_segment_mesh_of_either_format_or_none(tmp_path: Path) -> None:
     (legacy / "7:0").write_text('{"fragments": ["../secret"]}')
     with pytest.raises(InvalidInputError, match="names"):
         read_segment_mesh(legacy, 7)
+
+
+def test_store_version_of_an_image_ignores_label_images_added_beside_it(
+    store: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    image = tmp_path / "image.ome.zarr"
+    shutil.copytree(store / "image.ome.zarr", image)
+    labels = image / "labels" / "nuclei"
+    before = store_version(image, labels)
+    shutil.copytree(labels, image / "labels" / "curated")
+    (image / "labels" / "zarr.json").touch()
+    assert store_version(image, labels) == before
+    (image / "zarr.json").write_text((image / "zarr.json").read_text() + " ")
+    assert store_version(image, labels) != before

@@ -97,8 +97,11 @@ class PublishRunner(CurationRunner):
         progress.check_cancelled()
         progress("publishing", 0, 1)
         job.params = {**job.params, "kept": len(accepted), "campaign_id": campaign.id}
-        self._publish(job, dataset, source, name, labels_rel, meshes_rel, work_dir, mesh_src)
-        layers_changed.send(sender=Dataset, dataset=dataset)
+        layer = self._publish(
+            job, dataset, source, name, labels_rel, meshes_rel, work_dir, mesh_src
+        )
+        # Only the new layer changed: the source's table and cards stay as they are.
+        layers_changed.send(sender=Dataset, dataset=dataset, layers=[layer])
 
     def _publish(
         self,

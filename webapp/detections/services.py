@@ -7,6 +7,7 @@ by imports once they published), and again whenever its owner asks for a rebuild
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 from django.contrib.auth.models import User
 
@@ -65,13 +66,19 @@ def detections_build_start(
     )
 
 
-def detections_build_on_layers_changed(dataset: Dataset) -> list[DetectionBuild]:
-    """Queue a build for every segmentation layer of ``dataset``; a failure to queue one is
-    logged, never raised (it must not undo the import that sent the signal)."""
+def detections_build_on_layers_changed(
+    dataset: Dataset, *, layers: Iterable[Layer] | None = None
+) -> list[DetectionBuild]:
+    """Queue a build for every segmentation layer of ``dataset`` (only those of ``layers`` when
+    given: the ones that changed); a failure to queue one is logged, never raised (it must not
+    undo the import that sent the signal)."""
     builds = []
-    for layer in Layer.objects.select_related("dataset").filter(
+    queryset = Layer.objects.select_related("dataset").filter(
         dataset=dataset, kind=LayerKind.SEGMENTATION
-    ):
+    )
+    if layers is not None:
+        queryset = queryset.filter(id__in=[layer.id for layer in layers])
+    for layer in queryset:
         try:
             builds.append(detections_build_start(layer, reason="import"))
         except Exception:

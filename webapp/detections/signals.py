@@ -7,14 +7,17 @@ from typing import Any
 from django.conf import settings
 
 
-def detections_on_layers_changed(sender: Any, dataset: Any, **kwargs: Any) -> None:
-    """``layers_changed`` receiver: queue a build for each segmentation layer of ``dataset``
-    (unless ``DETECTIONS_AUTO_BUILD`` is off)."""
+def detections_on_layers_changed(
+    sender: Any, dataset: Any, layers: Any = None, **kwargs: Any
+) -> None:
+    """``layers_changed`` receiver: queue a build for each segmentation layer of ``dataset``,
+    or only of ``layers`` when the sender says which changed (a publication adds one layer and
+    leaves the others' tables as they are); nothing when ``DETECTIONS_AUTO_BUILD`` is off."""
     if not getattr(settings, "DETECTIONS_AUTO_BUILD", True):
         return
     from webapp.detections.services import detections_build_on_layers_changed
 
-    detections_build_on_layers_changed(dataset)
+    detections_build_on_layers_changed(dataset, layers=layers)
 
 
 def cards_on_layer_deleted(sender: Any, instance: Any, **kwargs: Any) -> None:

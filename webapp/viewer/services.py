@@ -93,9 +93,12 @@ def default_segments(ids: list[int], limit: int | None = None) -> list[int]:
 
 
 def build_viewer_state(
-    dataset: Dataset, base_url: str, share_token: str | None = None
+    dataset: Dataset, base_url: str, share_token: str | None = None, *, show: str | None = None
 ) -> ViewerState:
-    """The default view of ``dataset``: images, then labels with their meshes, four panels."""
+    """The default view of ``dataset``: images, then labels with their meshes, four panels.
+    ``show`` (a segmentation layer's name) shows that one alone among the segmentations (the
+    others stay in the state, hidden) and selects it: a curated layer is seen without its
+    source drawn over it."""
     layers = list(dataset.layers.all().order_by("id"))
     images = [la for la in layers if la.kind == LayerKind.IMAGE]
     segmentations = [la for la in layers if la.kind == LayerKind.SEGMENTATION]
@@ -147,6 +150,7 @@ def build_viewer_state(
                 sources=sources,
                 segments=default_segments(segments),
                 n_objects=len(segments),
+                visible=show is None or seg.name == show,
             )
         )
         selected = selected or seg.name
@@ -160,6 +164,7 @@ def build_viewer_state(
                     sources=[layer_source_url(mesh, base_url, share_token)],
                     segments=default_segments(ids),
                     n_objects=len(ids),
+                    visible=show is None or mesh.name == show,
                 )
             )
             selected = selected or mesh.name
@@ -170,7 +175,7 @@ def build_viewer_state(
         cross_section_scale=cross_scale,
         projection_scale=projection_scale,
         layers=view_layers,
-        selected_layer=selected,
+        selected_layer=show if show is not None else selected,
         layout="xy" if planar else "4panel",
     )
 

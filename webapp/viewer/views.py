@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db.models import Q
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.middleware.csrf import get_token
 from django.shortcuts import render
 from django.views.decorators.http import require_safe
 
-from webapp.datasets.models import Dataset
+from webapp.datasets.models import Dataset, LayerKind
 from webapp.viewer.neuroglancer_client import neuroglancer_client_url
 from webapp.viewer.selectors import (
     dataset_summaries_for,
@@ -49,10 +50,20 @@ def shared_dataset_viewer(request: HttpRequest, token: str, slug: str) -> HttpRe
 
 def _render_viewer(request: HttpRequest, dataset: Dataset, share_token: str | None) -> HttpResponse:
     base_url = request.build_absolute_uri("/")
-    default_state = build_viewer_state(dataset, base_url, share_token)
-    state: dict[str, Any] = default_state.to_json()
     error = ""
     status = 200
+    # ``?show=<segmentation layer>``: that layer alone among the segmentations (a publication's
+    # "open in the viewer"); a name the dataset does not have gets the default view.
+    show: str | None = request.GET.get("show", "") or None
+    shown_alone = Q(kind=LayerKind.SEGMENTATION) | Q(kind=LayerKind.MESH, source_layer=None)
+    if show is not None and not dataset.layers.filter(shown_alone, name=show).exists():
+        error = (
+            f"This dataset has no segmentation layer named {show[:64]!r}; showing the default view."
+        )
+        status = 404
+        show = None
+    default_state = build_viewer_state(dataset, base_url, share_token, show=show)
+    state: dict[str, Any] = default_state.to_json()
     key = request.GET.get("state", "")
     if key:
         saved = saved_state_for(dataset, key)

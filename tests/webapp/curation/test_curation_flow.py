@@ -284,7 +284,7 @@ def test_manager_publishes_a_layer_of_only_the_accepted_objects(
     status = manager.get(f"/api/v1/curation/jobs/{job.id}/").json()
     assert status["state"] == "succeeded" and status["progress"] == 1.0
     assert status["result_layer"] == "nuclei-curated" and status["kept"] == 3
-    assert status["viewer_url"] == f"/datasets/{layer.dataset.slug}/"
+    assert status["viewer_url"] == f"/datasets/{layer.dataset.slug}/?show=nuclei-curated"
     assert _client(people["rev"]).get(f"/api/v1/curation/jobs/{job.id}/").status_code == 404
 
     accepted = {s for s, v in given.items() if v in ACCEPTED}
@@ -347,3 +347,56 @@ def test_publish_with_chosen_verdicts_and_name(
     client = APIClient()
     client.login(username="owner", password=PASSWORD)
     assert client.get(f"/api/v1/datasets/{layer.dataset.slug}/").status_code == 200
+
+
+@pytest.mark.django_db
+def test_publishing_builds_only_the_new_layer_with_the_sources_surface_areas(
+    layer: Layer,
+    campaign: ProofreadingCampaign,
+    given: dict[int, str],
+    people: dict[str, Any],
+    settings: Any,
+) -> None:
+    from webapp.detections.builds import detections_build_run
+    from webapp.detections.cards import cards_build_run, cards_build_start
+    from webapp.detections.models import CardBuild, Detection, DetectionBuild
+    from webapp.proofreading.gallery_views import cards_for_gallery
+
+    settings.DETECTIONS_AUTO_BUILD = settings.CARDS_AUTO_BUILD = True
+    # The source's cards, built for its current data: opening the gallery queues nothing.
+    cards = cards_build_start(layer, reason="detections", enqueue=False)
+    assert cards_build_run(cards.id).status == JobStatus.SUCCEEDED
+    cards_for_gallery(campaign)
+    cards_for_gallery(campaign)
+    assert list(CardBuild.objects.filter(layer=layer).values_list("id", flat=True)) == [cards.id]
+    source_builds = list(DetectionBuild.objects.filter(layer=layer).values_list("id", "status"))
+
+    job = services.publish_start(campaign, people["owner"], enqueue=False)
+    assert publish_run(job.id).status == JobStatus.SUCCEEDED
+    curated = Layer.objects.get(dataset=layer.dataset, name="nuclei-curated")
+    # Only the new layer's table is queued; the source's table and card set stay current.
+    assert list(DetectionBuild.objects.filter(layer=layer).values_list("id", "status")) == (
+        source_builds
+    )
+    build = DetectionBuild.objects.get(layer=curated)
+    assert build.status == JobStatus.QUEUED and build.reason == "import"
+    cards_for_gallery(campaign)
+    cards_for_gallery(campaign)
+    assert list(CardBuild.objects.filter(layer=layer).values_list("id", flat=True)) == [cards.id]
+
+    # The curated table has the source's surface areas and sphericities for the kept objects.
+    assert detections_build_run(build.id).status == JobStatus.SUCCEEDED
+
+    def measures(of: Layer) -> dict[int, tuple[float | None, float | None]]:
+        rows = Detection.objects.filter(layer=of).values_list(
+            "segment_id", "surface_area", "sphericity"
+        )
+        return {int(s): (a, p) for s, a, p in rows}
+
+    accepted = sorted(s for s, v in given.items() if v in ACCEPTED)
+    kept, source = measures(curated), measures(layer)
+    assert sorted(kept) == accepted
+    for segment_id in accepted:
+        area, sphericity = kept[segment_id]
+        assert area is not None and sphericity is not None, segment_id
+        assert (area, sphericity) == pytest.approx(source[segment_id]), segment_id

@@ -166,3 +166,40 @@ def test_legend_counts_objects_and_says_how_to_show_meshes(
     settings.VIEWER_DEFAULT_SEGMENTS = 50
     html = client.get(f"/datasets/{nuclei_dataset.slug}/").content.decode()
     assert "(6 objects, meshes)" in html
+
+
+def test_show_parameter_shows_one_segmentation_and_hides_the_others(
+    client: Client, make_dataset: Any
+) -> None:
+    cells = make_dataset("cells", Visibility.PUBLIC)
+    from webapp.datasets.models import Layer, LayerKind
+
+    source = Layer.objects.get(dataset=cells, name="nuclei")
+    Layer.objects.create(
+        dataset=cells,
+        name="nuclei-curated",
+        kind=LayerKind.SEGMENTATION,
+        path="image.ome.zarr/labels/nuclei-curated",
+        ngff_version="0.5",
+        dtype="uint32",
+        shape=source.shape,
+        axes=source.axes,
+        voxel_size=source.voxel_size,
+        unit=source.unit,
+    )
+
+    def visibility(state: dict[str, Any]) -> dict[str, bool]:
+        return {la["name"]: la.get("visible", True) for la in state["layers"]}
+
+    plain = page_state(client.get("/datasets/cells/"))
+    assert visibility(plain) == {"image": True, "nuclei": True, "nuclei-curated": True}
+    response = client.get("/datasets/cells/?show=nuclei-curated")
+    assert response.status_code == 200
+    state = page_state(response)
+    assert visibility(state) == {"image": True, "nuclei": False, "nuclei-curated": True}
+    assert state["selectedLayer"]["layer"] == "nuclei-curated"
+    for bad in ("image", "nuclei meshes", "no-such-layer"):
+        wrong = client.get("/datasets/cells/", {"show": bad})
+        assert wrong.status_code == 404, bad
+        assert "has no segmentation layer named" in wrong.content.decode()
+        assert visibility(page_state(wrong)) == visibility(plain)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from rest_framework import serializers
 
@@ -27,7 +28,8 @@ class CurationJobSerializer(serializers.ModelSerializer[CurationJob]):
         help_text="Name of the published layer, once it exists."
     )
     viewer_url = serializers.SerializerMethodField(
-        help_text="The dataset's viewer page, once the layer exists."
+        help_text="The viewer page showing the published layer alone among the segmentations "
+        "(its source hidden), once the layer exists."
     )
 
     class Meta:
@@ -79,7 +81,8 @@ class CurationJobSerializer(serializers.ModelSerializer[CurationJob]):
     def get_viewer_url(self, job: CurationJob) -> str | None:
         if job.result_layer is None:
             return None
-        return f"/datasets/{job.layer.dataset.slug}/"
+        # The new layer shown alone among the segmentations, its source hidden.
+        return f"/datasets/{job.layer.dataset.slug}/?{urlencode({'show': job.result_layer.name})}"
 
 
 class PublishRequestSerializer(serializers.Serializer[dict[str, Any]]):
