@@ -235,14 +235,21 @@ export function estimateRows(row: EstimateRow): [string, string][] {
       withInterval(row.n_total, row.n_total_low, row.n_total_high, false),
     ],
     ["Detections (D)", fmt(row.detections)],
-    [
-      "Detected fraction D / N",
-      withheld ??
-        withInterval(row.detected_fraction, row.detected_fraction_low, row.detected_fraction_high),
-    ],
-    [
-      "Miss rate 1 − D / N",
-      withheld ?? withInterval(row.miss_rate, row.miss_rate_low, row.miss_rate_high),
-    ],
+    ...((withheld === null
+      ? [
+          [
+            "Detected fraction D / N",
+            withInterval(
+              row.detected_fraction,
+              row.detected_fraction_low,
+              row.detected_fraction_high,
+            ),
+          ],
+          [
+            "Miss rate 1 − D / N",
+            withInterval(row.miss_rate, row.miss_rate_low, row.miss_rate_high),
+          ],
+        ]
+      : [["D / N and miss rate 1 − D / N", withheld]]) as [string, string][]),
   ];
 }
