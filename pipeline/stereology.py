@@ -10,7 +10,10 @@ volume's end shows nothing, so there every object of the reference counts. Each 
 counted in the disectors whose slab [z, z + h) holds its end point (the last section of its part
 inside the volume): h of the L sections, so E[sum Q-] = N h K / L, unbiased as long as h is
 smaller than the smallest object's height along the axis (choose h about a quarter to a third of
-the mean object diameter; 50 um for glomeruli).
+the mean object diameter; 50 um for glomeruli). With ``lookup_inside`` (what the site uses) the
+references sample only the first L - h sections, so that every look-up section lies inside: a
+look-up section outside would turn every object of the reference into a count, which with h
+near the depth gives estimates of N many times too large.
 
 Estimators:
 

@@ -104,7 +104,8 @@ class DisectorStudyCreateSerializer(serializers.Serializer[dict[str, Any]]):
     mask_layer = serializers.CharField(
         required=False,
         allow_blank=True,
-        help_text="A layer of the dataset whose non-zero voxels are the region (optional).",
+        help_text="A segmentation (label) layer of the dataset whose non-zero voxels are the "
+        "region (optional); image layers are refused.",
     )
     tolerance_um = serializers.FloatField(
         default=0.0,
