@@ -10,7 +10,10 @@ volume's end shows nothing, so there every object of the reference counts. Each 
 counted in the disectors whose slab [z, z + h) holds its end point (the last section of its part
 inside the volume): h of the L sections, so E[sum Q-] = N h K / L, unbiased as long as h is
 smaller than the smallest object's height along the axis (choose h about a quarter to a third of
-the mean object diameter; 50 um for glomeruli).
+the mean object diameter; 50 um for glomeruli). With ``lookup_inside`` (what the site uses) the
+references sample only the first L - h sections, so that every look-up section lies inside: a
+look-up section outside would turn every object of the reference into a count, which with h
+near the depth gives estimates of N many times too large.
 
 Estimators:
 
@@ -165,6 +168,12 @@ class DisectorPlan:
         return plan
 
 
+def max_h_sections(length: int, n_pairs: int) -> int:
+    """The largest h (sections) for which ``n_pairs`` references, one section apart at least,
+    each have their look-up section h further inside a region ``length`` sections long."""
+    return max(length - n_pairs, 0)
+
+
 def plan_disector(
     shape: Sequence[int],
     voxel_size_nm: Sequence[float],
@@ -175,12 +184,18 @@ def plan_disector(
     seed: int | None = None,
     mask: Any = None,
     section_counts: Sequence[int] | None = None,
+    lookup_inside: bool = False,
 ) -> DisectorPlan:
     """Place ``n_pairs`` disectors by SURS through the volume, or through a mask's region.
 
     ``mask`` (3D array-like) or its precomputed ``section_counts`` (region voxels per section
     along ``axis``, as :func:`mask_section_counts` gives) restricts the region; without either
     the whole volume is the region. ``seed`` makes the random start reproducible.
+
+    ``lookup_inside``: place the references in the region's first L - h sections, so that every
+    look-up section lies inside the region too (the usual practice of the disector: Nv is then
+    estimated where both sections exist, and N = Nv V); an h that leaves fewer than
+    ``n_pairs`` such sections is refused (:func:`max_h_sections`).
     """
     if len(shape) != 3 or min(shape) < 1:
         raise InvalidInputError(f"need a 3D shape, got {tuple(shape)}")
@@ -217,6 +232,15 @@ def plan_disector(
         raise InvalidInputError(
             f"{n_pairs} pairs do not fit in the region's {length} sections along the axis"
         )
+    if lookup_inside:
+        if h_vox > max_h_sections(length, n_pairs):
+            raise InvalidInputError(
+                f"h = {h_vox} sections leaves no room for {n_pairs} pairs whose look-up "
+                f"section lies inside the region's {length} sections; the largest h is "
+                f"{max_h_sections(length, n_pairs)} sections"
+            )
+        last -= h_vox
+        length = last - first
     period = length / n_pairs
     rng = np.random.default_rng(seed)
     start = first + float(rng.uniform(0.0, period))

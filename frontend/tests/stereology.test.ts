@@ -12,6 +12,7 @@ import {
   shownSection,
   voxelOf,
   withInterval,
+  withheldReason,
 } from "../src/stereology/disector";
 
 const pair = {
@@ -85,31 +86,75 @@ describe("marks", () => {
 });
 
 describe("estimate rows", () => {
-  it("formats values with their intervals", () => {
+  const base = {
+    reviewer: null,
+    n_pairs: 3,
+    q_minus: 12,
+    matched: 10,
+    n_total: 300,
+    n_total_low: 200,
+    n_total_high: 400,
+    detections: 255,
+    detected_fraction: 0.85,
+    detected_fraction_low: 0.6375,
+    detected_fraction_high: 1.275,
+    miss_rate: 0.15,
+    miss_rate_low: -0.275,
+    miss_rate_high: 0.3625,
+    miss_rate_sampled: 1 / 6,
+    miss_rate_sampled_low: 0.05,
+    miss_rate_sampled_high: 0.4,
+    confidence: 0.95,
+  };
+
+  it("formats values with their intervals, open bounds in words", () => {
     expect(withInterval(0.15, 0.1, 0.2)).toBe("15.0 % (10.0 % – 20.0 %)");
-    expect(withInterval(1234.5, 1000, null, false)).toBe("1,230 (1,000 – –)");
-    const rows = estimateRows({
-      reviewer: null,
-      n_pairs: 3,
-      q_minus: 12,
-      matched: 10,
-      n_total: 300,
-      n_total_low: 200,
-      n_total_high: 400,
-      detections: 255,
-      detected_fraction: 0.85,
-      detected_fraction_low: 0.6375,
-      detected_fraction_high: 1.275,
-      miss_rate: 0.15,
-      miss_rate_low: -0.275,
-      miss_rate_high: 0.3625,
-      miss_rate_sampled: 1 / 6,
-      miss_rate_sampled_low: 0.05,
-      miss_rate_sampled_high: 0.4,
-      confidence: 0.95,
+    expect(withInterval(1234.5, 1000, null, false)).toBe("1,230 (at least 1,000)");
+    expect(withInterval(0.05, null, 0.12)).toBe("5.0 % (up to 12.0 %)");
+    expect(withInterval(0.5, 0.4, undefined)).toBe("50.0 % (at least 40.0 %)");
+    expect(withInterval(0.5, null, null)).toBe("50.0 %");
+    expect(withInterval(-10.719, null, -3.011)).not.toMatch(/– –|-\d/);
+  });
+
+  it("clips fractions to [0, 100 %] and puts the counted objects' miss rate first", () => {
+    const rows = estimateRows({ ...base, n_based_shown: true, n_based_withheld: null });
+    expect(rows[0]).toEqual(["Miss rate of the counted objects", "16.7 % (5.0 % – 40.0 %)"]);
+    expect(rows[2]).toEqual(["Objects counted (Q⁻)", "12 (10 detected)"]);
+    expect(rows[5]).toEqual(["Detected fraction D / N", "85.0 % (63.7 % – 100.0 %)"]);
+    expect(rows[6]).toEqual(["Miss rate 1 − D / N", "15.0 % (0.0 % – 36.3 %)"]);
+  });
+
+  it("withholds D / N with too few counted objects or when it exceeds 1", () => {
+    // The demo's case: one counted object, D / N = 11.719 (1171.9 %).
+    const one = estimateRows({
+      ...base,
+      q_minus: 1,
+      matched: 0,
+      detected_fraction: 11.719,
+      detected_fraction_low: 4.011,
+      detected_fraction_high: null,
+      miss_rate: -10.719,
+      miss_rate_low: null,
+      miss_rate_high: -3.011,
+      min_counted_objects: 10,
     });
-    expect(rows[1]).toEqual(["Objects counted (Q⁻)", "12 (10 detected)"]);
-    expect(rows[5]).toEqual(["Miss rate 1 − D / N", "15.0 % (-27.5 % – 36.3 %)"]);
-    expect(rows[6]![1]).toBe("16.7 % (5.0 % – 40.0 %)");
+    const text = one.map(([, value]) => value).join(" | ");
+    expect(one[5]).toEqual([
+      "D / N and miss rate 1 − D / N",
+      "not enough counted objects yet (1 counted; at least 10 needed)",
+    ]);
+    expect(one).toHaveLength(6);
+    expect(text).not.toMatch(/1171|-1071|– –/);
+    // The API's flag decides when present, even with nulled values.
+    const flagged = estimateRows({
+      ...base,
+      q_minus: 20,
+      detected_fraction: null,
+      miss_rate: null,
+      n_based_shown: false,
+      n_based_withheld: "exceeds_one",
+    });
+    expect(flagged[5]![1]).toMatch(/D exceeds the estimate of N \(20 counted\)/);
+    expect(withheldReason({ ...base, n_based_withheld: null, n_based_shown: true })).toBeNull();
   });
 });

@@ -118,6 +118,10 @@ def test_reviewer_marks_objects_and_sees_matches_and_the_estimate(
     estimate = page.inner_text("#disector-estimate")
     assert "Pooled" in estimate and "2 (1 detected)" in estimate
     assert "Miss rate of the counted objects" in estimate and "50.0 %" in estimate
+    # Two objects: D / N and 1 - D / N are withheld, not shown as 1000 % and -900 %.
+    assert "not enough counted objects yet (2 counted; at least 10 needed)" in estimate
+    assert "\u2013 \u2013" not in estimate and "-" not in estimate.split("Detections")[1]
+    page.locator("#disector-estimate").screenshot(path=str(artifacts_dir / "disector-estimate.png"))
     # The marks are points in the two annotation layers.
     counts = page.evaluate(
         """() => ['disector: detected', 'disector: missed'].map((n) =>

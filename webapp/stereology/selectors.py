@@ -30,6 +30,12 @@ from webapp.stereology.models import DisectorMark, DisectorStudy, PairCount
 
 log = logging.getLogger(__name__)
 REPORT = "report"
+# Below this many counted objects (sum of Q-) the N-based detected fraction D / N and miss rate
+# 1 - D / N are not shown: with a handful of objects N's relative error is of the order of
+# 1 / sqrt(sum Q-) (30 % at 10) and D / N swings far beyond 100 % (one object in a thin pair
+# gave 1172 % on the demo). The miss rate of the counted objects stays: it is bounded.
+MIN_COUNTED_OBJECTS = 10
+_N_BASED = ("detected_fraction", "miss_rate")
 
 
 def studies_visible(user: AnyUser) -> QuerySet[DisectorStudy]:
@@ -166,10 +172,37 @@ def estimate(study: DisectorStudy, user: AnyUser) -> dict[str, Any]:
     own = getattr(user, "username", None)
     everyone = may_report(study, user)
     base["reviewers"] = [
-        _finite(r.as_dict()) for r in results[:-1] if everyone or r.reviewer == own
+        _shown(_finite(r.as_dict())) for r in results[:-1] if everyone or r.reviewer == own
     ]
-    base["pooled"] = _finite(results[-1].as_dict())
+    base["pooled"] = _shown(_finite(results[-1].as_dict()))
     return base
+
+
+def _shown(row: dict[str, Any]) -> dict[str, Any]:
+    """Flag (and null) the N-based detected fraction and miss rate when they cannot be told yet:
+    fewer than ``MIN_COUNTED_OBJECTS`` counted objects, or D / N above 1 (D exceeds the
+    estimate of N). Otherwise clip their interval bounds to [0, 1] (a fraction of objects):
+    an open bound (null) of D / N becomes 1, of the miss rate 0."""
+    fraction = row.get("detected_fraction")
+    if row["q_minus"] < MIN_COUNTED_OBJECTS:
+        reason: str | None = "few_objects"
+    elif fraction is not None and fraction > 1:
+        reason = "exceeds_one"
+    else:
+        reason = None
+    row["min_counted_objects"] = MIN_COUNTED_OBJECTS
+    row["n_based_shown"] = reason is None and fraction is not None
+    row["n_based_withheld"] = reason
+    for key in _N_BASED:
+        if reason is not None:
+            row[key] = row[f"{key}_low"] = row[f"{key}_high"] = None
+            continue
+        if row[key] is None:
+            continue
+        low, high = row[f"{key}_low"], row[f"{key}_high"]
+        row[f"{key}_low"] = 0.0 if low is None else min(max(low, 0.0), 1.0)
+        row[f"{key}_high"] = 1.0 if high is None else min(max(high, 0.0), 1.0)
+    return row
 
 
 def _finite(values: dict[str, Any]) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from pipeline.stereology import (
     PointMatch,
     mask_section_counts,
     match_marked_point,
+    max_h_sections,
     plan_disector,
 )
 from webapp.core.errors import Conflict, InvalidRequest, NotAllowed
@@ -73,8 +74,11 @@ def _number(name: str, value: Any) -> float:
 def _mask_counts(mask_layer: Layer, campaign: ProofreadingCampaign, geometry: LayerGeometry) -> Any:
     if mask_layer.dataset_id != campaign.layer.dataset_id:
         raise InvalidRequest("The mask must be a layer of the campaign's dataset.")
-    if mask_layer.kind not in (LayerKind.SEGMENTATION, LayerKind.IMAGE):
-        raise InvalidRequest("The mask must be an image or segmentation layer (non-zero inside).")
+    if mask_layer.kind != LayerKind.SEGMENTATION:
+        raise InvalidRequest(
+            f"The mask must be a segmentation (label) layer, non-zero inside; "
+            f"{mask_layer.name!r} is of kind {mask_layer.kind!r}."
+        )
     mask_geometry = layer_geometry(mask_layer)
     if mask_geometry.shape != geometry.shape:
         raise InvalidRequest(
@@ -98,7 +102,10 @@ def study_create(
     tolerance_um: float = 0.0,
 ) -> DisectorStudy:
     """Place ``n_pairs`` disectors h apart along z through the layer (or the mask's region) by
-    systematic uniform random sampling (managers). 400 when h or K do not fit."""
+    systematic uniform random sampling (managers). 400 when h or K do not fit: every pair's
+    reference and look-up section must lie inside the volume (or the mask's z extent), since a
+    look-up section outside shows nothing and turns every object of the reference into a count
+    (an estimate of N many times too large when h is near the depth)."""
     _require(
         campaign, user, (Role.MANAGER,), "Only the campaign's managers create disector studies."
     )
@@ -129,14 +136,21 @@ def study_create(
     else:
         length = geometry.shape[0]
         where = "the volume"
-    if h_sections >= length:
-        raise InvalidRequest(
-            f"h = {h:g} um is {h_sections} sections of {section_um:g} um: it does not fit "
-            f"{where}, {length} sections ({length * section_um:g} um) along z. Choose a smaller h."
-        )
     if n_pairs > length:
         raise InvalidRequest(
             f"{n_pairs} pairs do not fit {where}'s {length} sections along z; choose K <= {length}."
+        )
+    largest = max_h_sections(length, n_pairs)
+    if h_sections > largest:
+        fits = (
+            f"the largest h that fits {n_pairs} pairs is {largest * section_um:g} um"
+            if largest >= 1
+            else f"no h fits {n_pairs} pairs: choose fewer pairs"
+        )
+        raise InvalidRequest(
+            f"h = {h:g} um ({h_sections} sections of {section_um:g} um) does not fit {where}, "
+            f"{length * section_um:g} um deep ({length} sections) along z: each pair's reference "
+            f"and look-up section must both lie inside it, and {fits}."
         )
     try:
         plan = plan_disector(
@@ -147,6 +161,7 @@ def study_create(
             axis=0,
             seed=seed,
             section_counts=counts,
+            lookup_inside=True,
         )
     except PipelineError as exc:
         raise InvalidRequest(str(exc)) from exc

@@ -21,6 +21,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_safe
 
+from pipeline.stereology import DEFAULT_H_UM, max_h_sections
 from webapp.core.errors import DomainError
 from webapp.core.permissions import VIEW
 from webapp.core.users import signed_in_user
@@ -32,6 +33,7 @@ from webapp.stereology.api.serializers import DisectorMarkSerializer, DisectorSt
 from webapp.viewer.neuroglancer_client import neuroglancer_client_url
 from webapp.viewer.services import build_viewer_state
 
+DEFAULT_K = 10
 NO_CAMPAIGN = "No such proofreading campaign, or you are not one of its members."
 
 
@@ -55,21 +57,45 @@ def campaign_studies(request: HttpRequest, campaign_id: int) -> HttpResponse:
     if request.method == "POST":
         return _study_create(request, campaign)
     studies = selectors.studies_visible(request.user).filter(campaign=campaign)
-    masks = Layer.objects.filter(dataset_id=campaign.layer.dataset_id).exclude(kind=LayerKind.MESH)
+    # Only label layers can be masks (non-zero inside): an image layer is not a region.
+    masks = Layer.objects.filter(
+        dataset_id=campaign.layer.dataset_id, kind=LayerKind.SEGMENTATION
+    ).exclude(id=campaign.layer_id)
+    depth_um, default_h = _depth_and_default_h(campaign)
     context = {
         "campaign": campaign,
         "studies": studies,
         "manager": _is_manager(campaign, request),
-        "masks": [m for m in masks if m.id != campaign.layer_id],
+        "masks": list(masks),
+        "default_k": DEFAULT_K,
+        "default_h": default_h,
+        "depth_um": depth_um,
     }
     return render(request, "stereology/campaign_studies.html", context)
+
+
+def _depth_and_default_h(campaign: ProofreadingCampaign) -> tuple[float | None, float]:
+    """The layer's depth along z (um) and the form's default h: 50 um when K = 10 pairs fit
+    with it, else about a tenth of the depth (one significant digit, at least one section)."""
+    try:
+        geometry = selectors.layer_geometry(campaign.layer)
+    except DomainError:
+        return None, DEFAULT_H_UM
+    section_um = geometry.voxel_size_nm[0] / 1000
+    sections = geometry.shape[0]
+    largest = max_h_sections(sections, DEFAULT_K) * section_um
+    if largest >= DEFAULT_H_UM:
+        return sections * section_um, DEFAULT_H_UM
+    tenth = sections * section_um / 10
+    nice = float(f"{tenth:.1g}")
+    return sections * section_um, max(min(nice, largest), section_um)
 
 
 def _study_create(request: HttpRequest, campaign: ProofreadingCampaign) -> HttpResponse:
     back = reverse("stereology:campaign-studies", args=[campaign.id])
     try:
         n_pairs = int(request.POST.get("n_pairs") or 0)
-        h_um = float(request.POST.get("h_um") or 50)
+        h_um = float(request.POST.get("h_um") or DEFAULT_H_UM)
         seed_text = request.POST.get("seed", "").strip()
         seed = int(seed_text) if seed_text else None
     except ValueError:

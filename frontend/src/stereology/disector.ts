@@ -158,6 +158,9 @@ export interface EstimateRow {
   miss_rate_sampled_low: number | null;
   miss_rate_sampled_high: number | null;
   confidence: number;
+  min_counted_objects?: number;
+  n_based_shown?: boolean;
+  n_based_withheld?: "few_objects" | "exceeds_one" | null;
 }
 
 function fmt(value: number | null | undefined, digits = 3): string {
@@ -170,7 +173,17 @@ function percent(value: number | null | undefined): string {
   return `${(value * 100).toFixed(1)} %`;
 }
 
-/** "12.3 % (8.1 % – 17.0 %)" */
+const clipUnit = (v: number | null | undefined): number | null | undefined =>
+  v === null || v === undefined || !Number.isFinite(v) ? v : Math.min(Math.max(v, 0), 1);
+
+const known = (v: number | null | undefined): v is number =>
+  v !== null && v !== undefined && Number.isFinite(v);
+
+/**
+ * "12.3 % (8.1 % – 17.0 %)"; an open bound reads "(up to 17.0 %)" or "(at least 8.1 %)", none
+ * at all drops the interval. Percentages are fractions of objects: values and bounds are
+ * clipped to [0, 100 %].
+ */
 export function withInterval(
   value: number | null | undefined,
   low: number | null | undefined,
@@ -178,12 +191,43 @@ export function withInterval(
   asPercent = true,
 ): string {
   const f = asPercent ? percent : (v: number | null | undefined) => fmt(v);
-  return `${f(value)} (${f(low)} – ${f(high)})`;
+  const [v, lo, hi] = asPercent
+    ? [clipUnit(value), clipUnit(low), clipUnit(high)]
+    : [value, low, high];
+  if (known(lo) && known(hi)) return `${f(v)} (${f(lo)} – ${f(hi)})`;
+  if (known(hi)) return `${f(v)} (up to ${f(hi)})`;
+  if (known(lo)) return `${f(v)} (at least ${f(lo)})`;
+  return f(v);
 }
 
-/** The results table's rows for one estimate: [label, value]. */
+/** Why D / N and 1 − D / N are not shown for `row`, or null when they are. */
+export function withheldReason(row: EstimateRow): string | null {
+  const needed = row.min_counted_objects ?? 10;
+  const counted = fmt(row.q_minus);
+  if (
+    row.n_based_withheld === "few_objects" ||
+    (row.n_based_withheld === undefined && row.q_minus < needed)
+  ) {
+    return `not enough counted objects yet (${counted} counted; at least ${needed} needed)`;
+  }
+  if (
+    row.n_based_withheld === "exceeds_one" ||
+    (row.detected_fraction !== null && row.detected_fraction > 1)
+  ) {
+    return `not enough counted objects yet: D exceeds the estimate of N (${counted} counted); count more pairs`;
+  }
+  return null;
+}
+
+/** The results table's rows for one estimate: [label, value]. The miss rate of the counted
+ * objects (bounded, from the marks) comes first: it is the headline. */
 export function estimateRows(row: EstimateRow): [string, string][] {
+  const withheld = withheldReason(row);
   return [
+    [
+      "Miss rate of the counted objects",
+      withInterval(row.miss_rate_sampled, row.miss_rate_sampled_low, row.miss_rate_sampled_high),
+    ],
     ["Pairs counted", String(row.n_pairs)],
     ["Objects counted (Q⁻)", `${fmt(row.q_minus)} (${fmt(row.matched)} detected)`],
     [
@@ -191,14 +235,21 @@ export function estimateRows(row: EstimateRow): [string, string][] {
       withInterval(row.n_total, row.n_total_low, row.n_total_high, false),
     ],
     ["Detections (D)", fmt(row.detections)],
-    [
-      "Detected fraction D / N",
-      withInterval(row.detected_fraction, row.detected_fraction_low, row.detected_fraction_high),
-    ],
-    ["Miss rate 1 − D / N", withInterval(row.miss_rate, row.miss_rate_low, row.miss_rate_high)],
-    [
-      "Miss rate of the counted objects",
-      withInterval(row.miss_rate_sampled, row.miss_rate_sampled_low, row.miss_rate_sampled_high),
-    ],
+    ...((withheld === null
+      ? [
+          [
+            "Detected fraction D / N",
+            withInterval(
+              row.detected_fraction,
+              row.detected_fraction_low,
+              row.detected_fraction_high,
+            ),
+          ],
+          [
+            "Miss rate 1 − D / N",
+            withInterval(row.miss_rate, row.miss_rate_low, row.miss_rate_high),
+          ],
+        ]
+      : [["D / N and miss rate 1 − D / N", withheld]]) as [string, string][]),
   ];
 }

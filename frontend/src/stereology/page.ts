@@ -2,8 +2,9 @@
 // Neuroglancer xy panel on the pair's reference section; Tab flips to the look-up section at the
 // same x, y and back. M marks the object under the mouse (the view's centre when the mouse is
 // off the panel) through the API, which says whether it matched a detection; the mark appears as
-// a point in the "detected" or "missed" annotation layer and in the panel's list. N records the
-// pair as counted and goes to the next, P goes back. The estimate panel reloads after each change.
+// a point in the "detected" or "missed" annotation layer and in the panel's list. A mark records
+// its pair as counted (services.mark_add: a pair with marks has been looked at), N records it too
+// (with no marks: Q- = 0) and goes to the next, P goes back. The estimate panel reloads after each change.
 
 import { ApiError, api, setCsrfToken } from "../lib/api";
 import { byId, el, jsonScript } from "../lib/dom";

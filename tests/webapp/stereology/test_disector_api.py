@@ -53,6 +53,10 @@ def test_full_truth_through_the_api_covers_the_true_miss_rate(
     assert pooled["miss_rate_low"] <= true_miss <= pooled["miss_rate_high"]
     assert pooled["miss_rate_sampled_low"] <= true_miss <= pooled["miss_rate_sampled_high"]
     assert pooled["n_total_low"] <= truth.n_objects <= pooled["n_total_high"]
+    assert pooled["n_based_shown"] is True and pooled["n_based_withheld"] is None
+    assert pooled["q_minus"] >= pooled["min_counted_objects"] == 10
+    for key in ("detected_fraction", "miss_rate"):
+        assert 0 <= pooled[f"{key}_low"] <= pooled[key] <= pooled[f"{key}_high"] <= 1
     listed = reviewer.get(f"{url}marks/?pair=0").json()
     assert listed and all(m["pair"] == 0 and m["reviewer"] == "r1" for m in listed)
 
@@ -193,6 +197,52 @@ def test_mask_layer_restricts_the_region(
     assert all(20 <= p["reference"] < 60 for p in study["pairs"])
     assert study["region_volume_um3"] == pytest.approx(40 * 80 * 80 * 1000.0)
     thin = _create(api, campaign, mask_layer="organ", h_um=450)
-    assert thin.status_code == 400 and "mask's region, 40 sections" in thin.json()["message"]
+    assert thin.status_code == 400
+    assert "mask's region, 400 um deep (40 sections)" in thin.json()["message"]
+    # A look-up section must lie inside the mask's z extent too (20..59): 8 pairs leave 320 um.
+    deep = _create(api, campaign, mask_layer="organ", n_pairs=8, h_um=330)
+    assert deep.status_code == 400, deep.json()
+    assert "the largest h that fits 8 pairs is 320 um" in deep.json()["message"]
+    fits = _create(api, campaign, mask_layer="organ", n_pairs=8, h_um=320).json()
+    assert all(20 <= p["reference"] < p["lookup"] < 60 for p in fits["pairs"])
     estimate = api.get(f"{STUDIES}{study['id']}/estimate/").json()
     assert 0 < estimate["detections"] < truth.n_objects - len(truth.dropped)
+
+
+def test_an_image_layer_is_no_mask(
+    api: APIClient, truth: Truth, campaign: ProofreadingCampaign, people: dict[str, Any]
+) -> None:
+    """Only segmentation (label) layers are regions: a raw image layer as mask gets 400."""
+    from webapp.datasets.models import Layer, LayerKind
+
+    Layer.objects.create(
+        dataset=truth.layer.dataset, name="image", kind=LayerKind.IMAGE,
+        path="image.ome.zarr", shape=[100, 100, 100], axes=["z", "y", "x"], dtype="uint8",
+        voxel_size=[10_000.0] * 3, unit="nanometer",
+    )  # fmt: skip
+    answer = _create(_as(api, people["owner"]), campaign, mask_layer="image")
+    assert answer.status_code == 400
+    assert "must be a segmentation (label) layer" in answer.json()["message"]
+    assert "'image' is of kind 'image'" in answer.json()["message"]
+
+
+def test_estimate_withholds_d_over_n_with_few_counted_objects(
+    api: APIClient, truth: Truth, campaign: ProofreadingCampaign, people: dict[str, Any]
+) -> None:
+    """One counted pair with one mark and a thin h (the demo's 1171.9 %): the N-based detected
+    fraction and miss rate are null and flagged; the counted objects' miss rate stays."""
+    study = _create(_as(api, people["owner"]), campaign, h_um=10).json()
+    url = f"{STUDIES}{study['id']}/"
+    reviewer = _as(APIClient(), people["r1"])
+    pair, _, (z, y, x) = perfect_marks(truth, study)[0]
+    mark = reviewer.post(f"{url}marks/", {"pair": pair, "z": z, "y": y, "x": x}, format="json")
+    assert mark.status_code == 201, mark.json()
+    estimate = reviewer.get(f"{url}estimate/").json()
+    for row in (estimate["pooled"], *estimate["reviewers"]):
+        assert row["q_minus"] == 1 and row["n_pairs"] == 1
+        assert row["n_based_shown"] is False and row["n_based_withheld"] == "few_objects"
+        assert row["min_counted_objects"] == 10
+        for key in ("detected_fraction", "miss_rate"):
+            assert row[key] is row[f"{key}_low"] is row[f"{key}_high"] is None
+        assert row["miss_rate_sampled"] in (0.0, 1.0)
+        assert 0 <= row["miss_rate_sampled_low"] <= row["miss_rate_sampled_high"] <= 1

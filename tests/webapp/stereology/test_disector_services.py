@@ -148,7 +148,8 @@ def test_matching_by_bounding_box_without_a_label_image(
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"n_pairs": 4, "h_um": 1000}, "does not fit the volume, 100 sections"),
+        ({"n_pairs": 4, "h_um": 1000}, "does not fit the volume, 1000 um deep (100 sections)"),
+        ({"n_pairs": 10, "h_um": 950}, "the largest h that fits 10 pairs is 900 um"),
         ({"n_pairs": 4, "h_um": 2}, "less than one section"),
         ({"n_pairs": 4, "h_um": -5}, "must be positive"),
         ({"n_pairs": 0}, "n_pairs (K) must be"),
@@ -210,3 +211,24 @@ def test_bad_marks_are_refused(
     ref = study.pairs[0]["reference"]
     with pytest.raises(InvalidRequest, match=message):
         services.mark_add(study, people["r1"], pair, ref + dz, y, 50)
+
+
+def test_look_up_sections_must_lie_inside_the_volume(
+    campaign: ProofreadingCampaign, people: dict[str, Any]
+) -> None:
+    """The demo's trap (K = 10 with h about the depth): refused with the depth and the largest
+    h for that K; at that h every look-up section lies inside, as at any accepted h."""
+    with pytest.raises(InvalidRequest) as refused:
+        services.study_create(people["owner"], campaign, name="Deep", n_pairs=10, h_um=990)
+    message = str(refused.value)
+    assert "1000 um deep" in message and "largest h that fits 10 pairs is 900 um" in message
+    for h_um, seed in ((900, 0), (500, 3), (50, 7), (10, 11)):
+        study = services.study_create(
+            people["owner"], campaign, name=f"h {h_um}", n_pairs=10, h_um=h_um, seed=seed
+        )
+        pairs = study.plan["pairs"]
+        assert len(pairs) == 10
+        assert all(p["lookup_in_volume"] and p["lookup"] < 100 for p in pairs), pairs
+        assert all(p["lookup"] - p["reference"] == h_um // 10 for p in pairs)
+    with pytest.raises(InvalidRequest, match="no h fits 100 pairs"):
+        services.study_create(people["owner"], campaign, name="All", n_pairs=100, h_um=10)

@@ -104,7 +104,8 @@ class DisectorStudyCreateSerializer(serializers.Serializer[dict[str, Any]]):
     mask_layer = serializers.CharField(
         required=False,
         allow_blank=True,
-        help_text="A layer of the dataset whose non-zero voxels are the region (optional).",
+        help_text="A segmentation (label) layer of the dataset whose non-zero voxels are the "
+        "region (optional); image layers are refused.",
     )
     tolerance_um = serializers.FloatField(
         default=0.0,
@@ -171,7 +172,9 @@ class DisectorEstimateRowSerializer(serializers.Serializer[dict[str, Any]]):
     n_total_high = serializers.FloatField(allow_null=True)
     ce = serializers.FloatField(allow_null=True, help_text="Coefficient of error of n_total")
     detections = serializers.IntegerField(allow_null=True)
-    detected_fraction = serializers.FloatField(allow_null=True)
+    detected_fraction = serializers.FloatField(
+        allow_null=True, help_text="detections / n_total (null when withheld: n_based_shown)"
+    )
     detected_fraction_low = serializers.FloatField(allow_null=True)
     detected_fraction_high = serializers.FloatField(allow_null=True)
     miss_rate = serializers.FloatField(allow_null=True, help_text="1 - detections / n_total")
@@ -184,6 +187,18 @@ class DisectorEstimateRowSerializer(serializers.Serializer[dict[str, Any]]):
     miss_rate_sampled_high = serializers.FloatField(allow_null=True)
     method = serializers.CharField()
     confidence = serializers.FloatField()
+    min_counted_objects = serializers.IntegerField(
+        help_text="Counted objects (q_minus) needed before D / N and 1 - D / N are shown"
+    )
+    n_based_shown = serializers.BooleanField(
+        help_text="False: detected_fraction* and miss_rate* (N-based) are null, withheld"
+    )
+    n_based_withheld = serializers.ChoiceField(
+        choices=["few_objects", "exceeds_one"],
+        allow_null=True,
+        help_text="Why the N-based values are withheld: fewer than min_counted_objects counted, "
+        "or D exceeds the estimate of N. Shown values' bounds are clipped to [0, 1].",
+    )
 
 
 class DisectorEstimateSerializer(serializers.Serializer[dict[str, Any]]):
