@@ -43,7 +43,10 @@ export interface ThresholdHooks {
   draws(): number;
 }
 
+// Points are drawn larger when there are few of them (a campaign's first verdicts).
 const POINT_PX = 3;
+const FEW_POINTS = 2000;
+const FEW_POINT_PX = 6;
 
 function swatch(colour: string): HTMLSpanElement {
   const span = el("span", { className: "legend-swatch" });
@@ -142,7 +145,7 @@ export function mountThresholdsPage(doc: Document = document): ThresholdHooks {
   function drawPoints(u: uPlot): void {
     const ctx = u.ctx;
     const { left, top, width, height } = u.bbox;
-    const size = POINT_PX * uPlot.pxRatio;
+    const size = (volume.length <= FEW_POINTS ? FEW_POINT_PX : POINT_PX) * uPlot.pxRatio;
     const half = size / 2;
     ctx.save();
     ctx.beginPath();
@@ -228,6 +231,8 @@ export function mountThresholdsPage(doc: Document = document): ThresholdHooks {
           stroke: "#1d2330",
           grid: { stroke: "#e4e7ec" },
           splits: () => logTicks(xRange[0], xRange[1]),
+          // Every split labelled (uPlot's log filter would keep the decades only).
+          filter: (_u: uPlot, splits: number[]) => splits,
           // uPlot passes null for ticks it leaves unlabelled (too dense).
           values: (_u: uPlot, ticks: (number | null)[]) =>
             ticks.map((t) => (t === null ? "" : formatTick(t))),
