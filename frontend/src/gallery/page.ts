@@ -6,7 +6,8 @@
 // decided cards keep their place, drawn in their verdict's colour. N asks for the next page:
 // cards not decided yet stay (they are still the reviewer's), new ones fill the page.
 
-import { ApiError, api, setCsrfToken, type Schemas } from "../lib/api";
+import { api, setCsrfToken, type Schemas } from "../lib/api";
+import { ErrorBanner, SerialWork } from "../lib/page_work";
 import { byId, el, jsonScript } from "../lib/dom";
 import { type GalleryAction, PageSelection, galleryActionForKey } from "./selection";
 
@@ -50,11 +51,6 @@ export interface GalleryHooks {
   destroy(): void;
 }
 
-function message(error: unknown): string {
-  if (error instanceof ApiError) return error.message;
-  return error instanceof Error ? error.message : String(error);
-}
-
 function short(value: number | null | undefined, digits = 3): string {
   if (value === null || value === undefined || !Number.isFinite(value)) return "–";
   return Number(value.toPrecision(digits)).toString();
@@ -89,7 +85,8 @@ export function mountGalleryPage(doc: Document = document): GalleryHooks {
   setCsrfToken(config.csrfToken);
   const campaign_id = config.campaignId;
   const grid = byId("gallery-grid", HTMLOListElement, doc);
-  const banner = byId("gallery-error", HTMLElement, doc);
+  const banner = new ErrorBanner(byId("gallery-error", HTMLElement, doc));
+  const errors = banner.errors;
   const counters = byId("gallery-counters", HTMLElement, doc);
   const status = byId("gallery-status", HTMLElement, doc);
   const empty = byId("gallery-empty", HTMLElement, doc);
@@ -99,29 +96,22 @@ export function mountGalleryPage(doc: Document = document): GalleryHooks {
   let items: Item[] = [];
   const decided = new Map<number, string>();
   const cards = new Map<number, HTMLLIElement>();
-  const errors: string[] = [];
   let decidedByMe: number | null = null;
   let pageNumber = 0;
   let firstPageMs: number | null = null;
-  let writes: Promise<unknown> = Promise.resolve();
+  const writes = new SerialWork();
   let loading: Promise<void> | null = null;
 
   function showError(error: unknown): void {
-    const text = message(error);
-    errors.push(text);
-    banner.textContent = text;
-    banner.hidden = false;
+    banner.show(error);
   }
 
   function clearError(): void {
-    banner.hidden = true;
-    banner.textContent = "";
+    banner.clear();
   }
 
   function serial<T>(task: () => Promise<T>): Promise<T> {
-    const run = writes.then(task, task);
-    writes = run.catch(() => undefined);
-    return run;
+    return writes.run(task);
   }
 
   function renderCounters(): void {
@@ -361,7 +351,7 @@ export function mountGalleryPage(doc: Document = document): GalleryHooks {
     decided: () => Object.fromEntries(decided),
     firstPageMs: () => firstPageMs,
     settled: async () => {
-      await writes;
+      await writes.settled();
       await loading;
     },
     errors,

@@ -5,6 +5,7 @@
 // run behind it, one at a time, in the order of the key presses.
 
 import { ApiError, api, setCsrfToken, type Schemas } from "../lib/api";
+import { ErrorBanner, SerialWork } from "../lib/page_work";
 import { byId, el, jsonScript } from "../lib/dom";
 import {
   type LoadedView,
@@ -84,11 +85,6 @@ export interface QueueHooks {
 export const TIMEOUTS = { viewerMs: 60_000, layersMs: 30_000 };
 const DRAWN_TIMEOUT_MS = 30_000;
 
-function message(error: unknown): string {
-  if (error instanceof ApiError) return error.message;
-  return error instanceof Error ? error.message : String(error);
-}
-
 function formatNumber(value: number | null | undefined, digits = 3): string {
   if (value === null || value === undefined || !Number.isFinite(value)) return "–";
   return Number(value.toPrecision(digits)).toString();
@@ -145,7 +141,8 @@ export function mountQueuePage(doc: Document = document): QueueHooks {
   setCsrfToken(config.csrfToken);
   const campaign_id = config.campaignId;
   const frame = byId("neuroglancer", HTMLIFrameElement, doc);
-  const banner = byId("queue-error", HTMLElement, doc);
+  const banner = new ErrorBanner(byId("queue-error", HTMLElement, doc));
+  const errors = banner.errors;
   const counters = byId("queue-counters", HTMLElement, doc);
   const empty = byId("queue-empty", HTMLElement, doc);
   const currentBox = byId("queue-current", HTMLElement, doc);
@@ -166,12 +163,11 @@ export function mountQueuePage(doc: Document = document): QueueHooks {
   const queue = new PrefetchQueue<Item>(config.prefetch);
   const undoStack: { verdictId: number; item: Item }[] = [];
   const timings: StepTiming[] = [];
-  const errors: string[] = [];
   let decided = 0;
   let remaining: number | null = null;
   let camera: Camera | undefined;
   let exhausted = false;
-  let writes: Promise<unknown> = Promise.resolve();
+  const writes = new SerialWork();
   let refilling: Promise<void> | null = null;
 
   /** A verdict's label for people ("False positive"), its name when the set has none. */
@@ -180,23 +176,15 @@ export function mountQueuePage(doc: Document = document): QueueHooks {
   }
 
   function showError(error: unknown): void {
-    if (error instanceof DOMException && error.name === "AbortError") return;
-    const text = message(error);
-    errors.push(text);
-    banner.textContent = text;
-    banner.hidden = false;
+    banner.show(error);
   }
 
   function clearError(): void {
-    banner.hidden = true;
-    banner.textContent = "";
+    banner.clear();
   }
 
-  /** Runs API calls one after the other (an undo must follow the verdict it undoes). */
   function serial<T>(task: () => Promise<T>): Promise<T> {
-    const run = writes.then(task, task);
-    writes = run.catch(() => undefined);
-    return run;
+    return writes.run(task);
   }
 
   function renderCounters(): void {
@@ -624,7 +612,7 @@ export function mountQueuePage(doc: Document = document): QueueHooks {
     queued: () => queue.ids(),
     counters: () => ({ decided, remaining }),
     settled: async () => {
-      await writes;
+      await writes.settled();
       await refilling;
     },
     drawn,

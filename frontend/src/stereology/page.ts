@@ -6,7 +6,8 @@
 // its pair as counted (services.mark_add: a pair with marks has been looked at), N records it too
 // (with no marks: Q- = 0) and goes to the next, P goes back. The estimate panel reloads after each change.
 
-import { ApiError, api, setCsrfToken } from "../lib/api";
+import { api, setCsrfToken } from "../lib/api";
+import { ErrorBanner, SerialWork } from "../lib/page_work";
 import { byId, el, jsonScript } from "../lib/dom";
 import {
   type LoadedView,
@@ -91,11 +92,6 @@ export interface DisectorHooks {
 
 export const TIMEOUTS = { viewerMs: 60_000, layersMs: 30_000 };
 
-function message(error: unknown): string {
-  if (error instanceof ApiError) return error.message;
-  return error instanceof Error ? error.message : String(error);
-}
-
 /** The annotation type Neuroglancer 2.41 numbers points with (AnnotationType.POINT). */
 const POINT = 0;
 
@@ -106,7 +102,8 @@ export function mountDisectorPage(doc: Document = document): DisectorHooks {
   const study_id = config.studyId;
   const pairs = config.study.pairs;
   const frame = byId("neuroglancer", HTMLIFrameElement, doc);
-  const banner = byId("disector-error", HTMLElement, doc);
+  const banner = new ErrorBanner(byId("disector-error", HTMLElement, doc));
+  const errors = banner.errors;
   const where = byId("disector-where", HTMLElement, doc);
   const pairLabel = byId("disector-pair", HTMLElement, doc);
   const sectionLabel = byId("disector-section", HTMLElement, doc);
@@ -119,31 +116,24 @@ export function mountDisectorPage(doc: Document = document): DisectorHooks {
 
   const marks: MarkLike[] = [...config.marks];
   const countedPairs = new Set<number>(config.countedPairs);
-  const errors: string[] = [];
   let pairIndex = Math.max(
     0,
     pairs.findIndex((p) => !countedPairs.has(p.index)),
   );
   let side: Side = "reference";
   let estimate: Estimate | undefined;
-  let writes: Promise<unknown> = Promise.resolve();
+  const writes = new SerialWork();
 
-  function serial<T>(work: () => Promise<T>): Promise<T> {
-    const next = writes.then(work, work);
-    writes = next.catch(() => undefined);
-    return next;
+  function serial<T>(task: () => Promise<T>): Promise<T> {
+    return writes.run(task);
   }
 
   function showError(error: unknown): void {
-    const text = message(error);
-    errors.push(text);
-    banner.textContent = text;
-    banner.hidden = false;
+    banner.show(error);
   }
 
   function clearError(): void {
-    banner.hidden = true;
-    banner.textContent = "";
+    banner.clear();
   }
 
   function pair(): PairSpec {
@@ -436,7 +426,7 @@ export function mountDisectorPage(doc: Document = document): DisectorHooks {
     errors,
     perform,
     settled: async () => {
-      await writes;
+      await writes.settled();
     },
   };
 }
