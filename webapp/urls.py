@@ -21,6 +21,7 @@ api_v1: list[URLPattern | URLResolver] = [
     path("", include("webapp.proofreading.api.urls")),
     path("", include("webapp.curation.api.urls")),
     path("", include("webapp.stereology.api.urls")),
+    path("", include("webapp.annotation.api.urls")),
     path("", include("webapp.viewer.api.urls")),
 ]
 

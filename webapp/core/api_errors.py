@@ -13,7 +13,7 @@ from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
-from webapp.core.errors import error_code_for, http_status_for
+from webapp.core.errors import DomainError, error_code_for, http_status_for
 
 
 def as_api_exception(exc: Exception) -> Exception:
@@ -45,4 +45,6 @@ def json_exception_handler(exc: Exception, context: dict[str, Any]) -> Response 
     if response is None:
         return None
     response.data = error_body(response.data)
+    if isinstance(exc, DomainError):
+        response.data.update(exc.extra)
     return response

@@ -21,8 +21,11 @@ class DomainError(Exception):
     code: ClassVar[str] = "invalid"
     default_message: ClassVar[str] = "The request is invalid."
 
-    def __init__(self, message: str = "") -> None:
+    def __init__(self, message: str = "", **extra: object) -> None:
         super().__init__(message or self.default_message)
+        # Facts the client acts on, added to the error body beside ``message`` (e.g. a stale
+        # write's 409 names the current version).
+        self.extra: dict[str, object] = extra
 
 
 class InvalidRequest(DomainError):

@@ -72,6 +72,7 @@ INSTALLED_APPS = [
     "webapp.proofreading",
     "webapp.curation",
     "webapp.stereology",
+    "webapp.annotation",
     "webapp.viewer",
 ]
 

@@ -1,0 +1,287 @@
+"""Task boxes of an annotation campaign: where annotators draw ground truth.
+
+A box is a block of the image in full-resolution voxel indices (z, y, x; ``start`` inclusive,
+``size`` voxels), always inside the volume. A 2D image is a volume of depth 1. Boxes come from
+four sources, each a function here so the site and the command line share them:
+
+- :func:`tile_boxes`: the whole volume or a region cut into boxes of one size (edge boxes are
+  clipped, never outside the volume);
+- :func:`stratified_sample`: K boxes at random, one per stratum of the tiles in scan order, among
+  the tiles that lie mostly inside a mask (a systematic uniform random sample, so the boxes
+  spread over the region instead of clustering as K independent draws may);
+- :func:`parse_boxes_csv`: a table of boxes in the published ``bboxes/*.csv`` form (an id
+  column, ``x, y, z`` corner and ``w, h, d`` size in voxels), with the line number of any bad
+  row;
+- :func:`boxes_around_points`: a box centred on each point (e.g. missed objects reported by
+  proofreaders), shifted to lie inside the volume.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from pipeline.errors import InvalidInputError
+
+Triple = tuple[int, int, int]
+
+# Column names of the published box tables (pipeline.evaluation reads the same tables).
+NAME_COLUMNS = ("bbox_ID", "id", "name", "box", "box_name")
+MAX_BOXES = 100_000
+MAX_NAME = 100
+
+
+@dataclass(frozen=True)
+class TaskBox:
+    """A box in full-resolution voxel indices, z y x."""
+
+    name: str
+    start: Triple
+    size: Triple
+
+    @property
+    def stop(self) -> Triple:
+        return (
+            self.start[0] + self.size[0],
+            self.start[1] + self.size[1],
+            self.start[2] + self.size[2],
+        )
+
+    @property
+    def voxels(self) -> int:
+        return self.size[0] * self.size[1] * self.size[2]
+
+
+def check_box(box: TaskBox, shape: Sequence[int]) -> None:
+    """Refuse a box of zero size or one that is not wholly inside a volume of ``shape``."""
+    if any(n <= 0 for n in box.size):
+        raise InvalidInputError(f"box {box.name!r} has a size of zero voxels: {box.size}")
+    if any(s < 0 for s in box.start) or any(e > n for e, n in zip(box.stop, shape, strict=True)):
+        raise InvalidInputError(
+            f"box {box.name!r} (start z y x {box.start}, size {box.size}) is not inside the "
+            f"volume of shape {tuple(int(n) for n in shape)}"
+        )
+
+
+def box_size_voxels(
+    box_size_um: Sequence[float], voxel_size_nm: Sequence[float], shape: Sequence[int]
+) -> Triple:
+    """A physical box size (z y x, um) in whole voxels, at least one and at most the volume."""
+    if len(box_size_um) != 3 or len(voxel_size_nm) != 3 or len(shape) != 3:
+        raise InvalidInputError("the box size, voxel size and shape need three values (z y x)")
+    out = []
+    for um, nm, n in zip(box_size_um, voxel_size_nm, shape, strict=True):
+        if not (math.isfinite(um) and um > 0):
+            raise InvalidInputError(f"the box size must be positive, got {list(box_size_um)} um")
+        if not (math.isfinite(nm) and nm > 0):
+            raise InvalidInputError(f"the voxel size must be positive, got {list(voxel_size_nm)}")
+        out.append(int(min(max(1, round(um * 1000.0 / nm)), int(n))))
+    return (out[0], out[1], out[2])
+
+
+def _region(shape: Sequence[int], region: TaskBox | None) -> TaskBox:
+    whole = TaskBox("volume", (0, 0, 0), (int(shape[0]), int(shape[1]), int(shape[2])))
+    if region is None:
+        return whole
+    check_box(region, shape)
+    return region
+
+
+def _tile_starts(lo: int, extent: int, step: int) -> list[int]:
+    return list(range(lo, lo + extent, step))
+
+
+def tile_boxes(
+    shape: Sequence[int], box: Sequence[int], region: TaskBox | None = None
+) -> list[TaskBox]:
+    """Cut ``region`` (the whole volume when None) into boxes of ``box`` voxels (z y x), in
+    scan order; boxes at the far edges are clipped to the region."""
+    area = _region(shape, region)
+    size = tuple(int(n) for n in box)
+    if len(size) != 3 or min(size) <= 0:
+        raise InvalidInputError(f"the box size must be three positive voxel counts, got {box}")
+    starts = [
+        _tile_starts(lo, extent, step)
+        for lo, extent, step in zip(area.start, area.size, size, strict=True)
+    ]
+    count = len(starts[0]) * len(starts[1]) * len(starts[2])
+    if count > MAX_BOXES:
+        raise InvalidInputError(
+            f"tiling gives {count:,} boxes, more than {MAX_BOXES:,}: choose a larger box or a "
+            "smaller region"
+        )
+    out = []
+    for iz, z in enumerate(starts[0]):
+        for iy, y in enumerate(starts[1]):
+            for ix, x in enumerate(starts[2]):
+                start = (z, y, x)
+                stop = [
+                    min(s + n, lo + extent)
+                    for s, n, lo, extent in zip(start, size, area.start, area.size, strict=True)
+                ]
+                out.append(
+                    TaskBox(
+                        f"tile-{iz}-{iy}-{ix}",
+                        start,
+                        (stop[0] - z, stop[1] - y, stop[2] - x),
+                    )
+                )
+    return out
+
+
+def mask_fraction(box: TaskBox, mask: npt.NDArray[np.generic], factor: Sequence[float]) -> float:
+    """The fraction of ``box`` inside a (coarse) mask: nonzero voxels of ``mask`` in the box's
+    footprint, where one mask voxel covers ``factor`` full-resolution voxels per axis."""
+    lo = [math.floor(s / f) for s, f in zip(box.start, factor, strict=True)]
+    hi = [
+        max(math.ceil(e / f), low + 1) for e, f, low in zip(box.stop, factor, lo, strict=True)
+    ]
+    part = mask[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
+    if part.size == 0:
+        return 0.0
+    return float(np.count_nonzero(part)) / float(part.size)
+
+
+def stratified_sample(
+    shape: Sequence[int],
+    box: Sequence[int],
+    count: int,
+    seed: int,
+    *,
+    region: TaskBox | None = None,
+    mask: npt.NDArray[np.generic] | None = None,
+    mask_factor: Sequence[float] = (1.0, 1.0, 1.0),
+    min_inside: float = 0.5,
+) -> list[TaskBox]:
+    """``count`` whole boxes drawn from the tiling of ``region``: the tiles (in scan order)
+    that are whole and, with a mask, at least ``min_inside`` inside it, are split into
+    ``count`` strata of consecutive tiles and one tile is drawn from each (seeded)."""
+    if count <= 0:
+        raise InvalidInputError("the number of boxes to sample must be positive")
+    if not 0.0 <= min_inside <= 1.0:
+        raise InvalidInputError("the part of a box inside the mask must be between 0 and 1")
+    size = tuple(int(n) for n in box)
+    tiles = [t for t in tile_boxes(shape, box, region) if t.size == size]
+    if mask is not None:
+        if mask.ndim != 3:
+            raise InvalidInputError(f"the mask must be 3D (z y x), got {mask.ndim}D")
+        tiles = [t for t in tiles if mask_fraction(t, mask, mask_factor) >= max(min_inside, 1e-9)]
+    if count > len(tiles):
+        where = "inside the mask" if mask is not None else "in the region"
+        raise InvalidInputError(
+            f"asked for {count} boxes but only {len(tiles)} whole boxes of {size} voxels fit "
+            f"{where}"
+        )
+    rng = np.random.default_rng(seed)
+    edges = np.linspace(0, len(tiles), count + 1)
+    out = []
+    for k in range(count):
+        lo, hi = math.floor(edges[k]), math.floor(edges[k + 1])
+        pick = tiles[int(rng.integers(lo, max(hi, lo + 1)))]
+        out.append(TaskBox(f"sample-{k + 1}", pick.start, pick.size))
+    return out
+
+
+def _cell_int(value: str, line: int, column: str) -> int:
+    text = value.strip()
+    try:
+        number = float(text)
+    except ValueError:
+        raise InvalidInputError(
+            f"line {line}: column {column!r} must be a number of voxels, got {text!r}"
+        ) from None
+    if not math.isfinite(number) or number != int(number):
+        raise InvalidInputError(
+            f"line {line}: column {column!r} must be a whole number of voxels, got {text!r}"
+        )
+    return int(number)
+
+
+def parse_boxes_csv(text: str, shape: Sequence[int], max_rows: int = MAX_BOXES) -> list[TaskBox]:
+    """Boxes from a CSV table (``x, y, z`` corner and ``w, h, d`` size in voxels; ``z`` and
+    ``d`` may be left out for a 2D image; an id column names them). Every problem is reported
+    with its line number (the header is line 1)."""
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    reader = csv.reader(io.StringIO(text))
+    try:
+        header = [h.strip() for h in next(reader)]
+    except StopIteration:
+        raise InvalidInputError("the boxes table is empty") from None
+    except csv.Error as exc:
+        raise InvalidInputError(f"line 1: not a CSV header ({exc})") from None
+    lower = {h.lower(): i for i, h in enumerate(header)}
+    two_d = int(shape[0]) == 1 and ("z" not in lower or "d" not in lower)
+    needed = ["x", "y", "w", "h"] + ([] if two_d else ["z", "d"])
+    missing = [c for c in needed if c not in lower]
+    if missing:
+        raise InvalidInputError(
+            f"line 1: the boxes table lacks the column(s) {', '.join(missing)} "
+            "(expected x, y, z corner and w, h, d size in voxels)"
+        )
+    name_index = next((lower[c.lower()] for c in NAME_COLUMNS if c.lower() in lower), None)
+    boxes: list[TaskBox] = []
+    names: set[str] = set()
+    try:
+        for row in reader:
+            line = reader.line_num
+            if not row or all(not cell.strip() for cell in row):
+                continue
+            if len(row) < len(header):
+                raise InvalidInputError(
+                    f"line {line}: {len(row)} values, the header has {len(header)} columns"
+                )
+            if len(boxes) >= max_rows:
+                raise InvalidInputError(f"line {line}: more than {max_rows:,} boxes")
+            value = {c: _cell_int(row[lower[c]], line, c) for c in needed}
+            if two_d:
+                value["z"], value["d"] = 0, 1
+            name = row[name_index].strip() if name_index is not None else f"box-{len(boxes) + 1}"
+            if not name or len(name) > MAX_NAME:
+                raise InvalidInputError(f"line {line}: the id must be 1-{MAX_NAME} characters")
+            if name in names:
+                raise InvalidInputError(f"line {line}: the id {name!r} appears twice")
+            names.add(name)
+            box = TaskBox(
+                name,
+                (value["z"], value["y"], value["x"]),
+                (value["d"], value["h"], value["w"]),
+            )
+            try:
+                check_box(box, shape)
+            except InvalidInputError as exc:
+                raise InvalidInputError(f"line {line}: {exc}") from None
+            boxes.append(box)
+    except csv.Error as exc:
+        raise InvalidInputError(f"line {reader.line_num}: not valid CSV ({exc})") from None
+    if not boxes:
+        raise InvalidInputError("the boxes table has no rows")
+    return boxes
+
+
+def boxes_around_points(
+    points: Iterable[tuple[str, Sequence[float]]], box: Sequence[int], shape: Sequence[int]
+) -> list[TaskBox]:
+    """A box of ``box`` voxels centred on each named point (z y x voxel positions), shifted to
+    lie inside the volume (clipped only where the volume is smaller than the box)."""
+    size = [min(int(n), int(s)) for n, s in zip(box, shape, strict=True)]
+    if min(size) <= 0:
+        raise InvalidInputError(f"the box size must be positive, got {list(box)}")
+    out = []
+    for name, point in points:
+        if len(point) != 3 or not all(math.isfinite(float(p)) for p in point):
+            raise InvalidInputError(f"point {name!r} needs three finite coordinates (z y x)")
+        start = []
+        for p, n, s in zip(point, size, shape, strict=True):
+            if not -0.5 <= float(p) < int(s) - 0.5 + 1e-9:
+                raise InvalidInputError(f"point {name!r} at {list(point)} is outside the volume")
+            lo = math.floor(float(p) + 0.5) - n // 2
+            start.append(min(max(lo, 0), int(s) - n))
+        out.append(TaskBox(name, (start[0], start[1], start[2]), (size[0], size[1], size[2])))
+    return out

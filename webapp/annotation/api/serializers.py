@@ -1,0 +1,335 @@
+"""Annotation API serializers: shapes and bounds here, meaning in the services; answers are
+documented field by field so the schema tells the truth."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from webapp.annotation.models import (
+    Annotation,
+    AnnotationCampaign,
+    AnnotationKind,
+    Assignment,
+    AssignmentState,
+    AuditAction,
+    AuditEntry,
+    BoxSource,
+    CampaignMember,
+    CampaignState,
+    Revision,
+    RevisionKind,
+    Role,
+    TaskBox,
+)
+from webapp.annotation.services import (
+    MAX_COMMENT,
+    MAX_OPS_PER_SAVE,
+    MAX_REASON,
+    MAX_REDUNDANCY,
+)
+
+MAX_VERSION = 2**31 - 1
+MAX_CSV = 5 * 1024 * 1024
+
+
+class LabelClassSerializer(serializers.Serializer[dict[str, Any]]):
+    name = serializers.CharField(max_length=40, help_text="Stored and exported, e.g. 'nucleus'.")
+    label = serializers.CharField(  # type: ignore[assignment]
+        max_length=100, required=False, help_text="What the page shows."
+    )
+    colour = serializers.CharField(max_length=7, help_text="'#rrggbb'.")
+    key = serializers.CharField(max_length=1, help_text="Keyboard shortcut of the class.")
+
+
+class GeometrySerializer(serializers.Serializer[dict[str, Any]]):
+    shape = serializers.ListField(child=serializers.FloatField(), help_text="z y x voxels.")
+    voxel_size_um = serializers.ListField(child=serializers.FloatField())
+    origin_um = serializers.ListField(child=serializers.FloatField())
+
+
+class CampaignSerializer(serializers.ModelSerializer[AnnotationCampaign]):
+    dataset = serializers.CharField(source="dataset.slug", read_only=True)
+    image_layer = serializers.CharField(source="image_layer.name", read_only=True)
+    label_schema = LabelClassSerializer(many=True, read_only=True)
+    box_size_um = serializers.ListField(child=serializers.FloatField(), read_only=True)
+    geometry = GeometrySerializer(read_only=True)
+    created_by = serializers.CharField(source="created_by.username", read_only=True, default=None)
+    my_roles = serializers.SerializerMethodField()
+
+    class Meta:
+        model = AnnotationCampaign
+        fields = [
+            "id",
+            "name",
+            "dataset",
+            "image_layer",
+            "instructions",
+            "label_schema",
+            "box_size_um",
+            "redundancy",
+            "deadline",
+            "state",
+            "match_tolerance_um",
+            "geometry",
+            "created_by",
+            "created",
+            "my_roles",
+        ]
+        read_only_fields = fields
+
+    def get_my_roles(self, campaign: AnnotationCampaign) -> list[str]:
+        from webapp.annotation.selectors import roles_of
+
+        request = self.context.get("request")
+        return roles_of(campaign, request.user) if request is not None else []
+
+
+class CampaignCreateSerializer(serializers.Serializer[dict[str, Any]]):
+    dataset = serializers.CharField(max_length=100, help_text="The dataset's slug.")
+    image_layer = serializers.CharField(max_length=100, help_text="An image layer's name.")
+    name = serializers.CharField(max_length=200)
+    instructions = serializers.CharField(required=False, allow_blank=True, max_length=50_000)
+    label_schema = LabelClassSerializer(many=True, required=False)
+    box_size_um = serializers.ListField(
+        child=serializers.FloatField(min_value=0.001, max_value=1e6),
+        min_length=3,
+        max_length=3,
+        required=False,
+        help_text="z y x in um (default 50 um each).",
+    )
+    redundancy = serializers.IntegerField(min_value=1, max_value=MAX_REDUNDANCY, default=1)
+    deadline = serializers.DateTimeField(required=False, allow_null=True)
+    match_tolerance_um = serializers.FloatField(min_value=0.001, max_value=1000, default=3.0)
+    members = serializers.ListField(
+        child=serializers.DictField(child=serializers.CharField(max_length=150)),
+        required=False,
+        max_length=200,
+        help_text="[{'username', 'role'}] added after the creator (its first manager).",
+    )
+
+
+class CampaignUpdateSerializer(serializers.Serializer[dict[str, Any]]):
+    name = serializers.CharField(max_length=200, required=False)
+    instructions = serializers.CharField(required=False, allow_blank=True, max_length=50_000)
+    deadline = serializers.DateTimeField(required=False, allow_null=True)
+    state = serializers.ChoiceField(choices=CampaignState.choices, required=False)
+    match_tolerance_um = serializers.FloatField(min_value=0.001, max_value=1000, required=False)
+    label_schema = LabelClassSerializer(many=True, required=False)
+
+
+class MemberSerializer(serializers.ModelSerializer[CampaignMember]):
+    username = serializers.CharField(source="user.username", read_only=True)
+
+    class Meta:
+        model = CampaignMember
+        fields = ["id", "username", "role", "created"]
+        read_only_fields = fields
+
+
+class MemberInputSerializer(serializers.Serializer[dict[str, Any]]):
+    username = serializers.CharField(max_length=150)
+    role = serializers.ChoiceField(choices=Role.choices)
+
+
+# --- boxes --------------------------------------------------------------------------------------
+
+
+class BoxSerializer(serializers.ModelSerializer[TaskBox]):
+    start = serializers.ListField(child=serializers.IntegerField(), help_text="z y x voxels.")
+    size = serializers.ListField(child=serializers.IntegerField(), help_text="z y x voxels.")
+    n_taken = serializers.IntegerField(read_only=True, help_text="Slots taken by annotators.")
+    n_submitted = serializers.IntegerField(read_only=True)
+    n_approved = serializers.IntegerField(read_only=True)
+    flagged = serializers.SerializerMethodField()
+
+    class Meta:
+        model = TaskBox
+        fields = [
+            "id",
+            "name",
+            "start",
+            "size",
+            "priority",
+            "source",
+            "source_ref",
+            "flagged",
+            "flag_reason",
+            "n_taken",
+            "n_submitted",
+            "n_approved",
+            "created",
+        ]
+        read_only_fields = fields
+
+    def get_flagged(self, box: TaskBox) -> bool:
+        return bool(box.flag_reason)
+
+
+class RegionSerializer(serializers.Serializer[dict[str, Any]]):
+    start = serializers.ListField(
+        child=serializers.IntegerField(min_value=0, max_value=2**31 - 1),
+        min_length=3,
+        max_length=3,
+        help_text="z y x voxels.",
+    )
+    size = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=2**31 - 1),
+        min_length=3,
+        max_length=3,
+    )
+
+
+class BoxesCreateSerializer(serializers.Serializer[dict[str, Any]]):
+    source = serializers.ChoiceField(  # type: ignore[assignment]
+        choices=BoxSource.choices,
+        help_text="tile: the volume or `region` in boxes of the campaign's size; sample: "
+        "`count` boxes by stratified random sampling (`seed`, `region`, `mask_layer`); csv: "
+        "the table in `csv` (id, x, y, z, w, h, d in voxels); missed: a box around each missed "
+        "object of the proofreading campaign `proofreading_campaign`.",
+    )
+    region = RegionSerializer(required=False)
+    count = serializers.IntegerField(min_value=1, max_value=100_000, required=False)
+    seed = serializers.IntegerField(min_value=0, max_value=2**31 - 1, default=0)
+    mask_layer = serializers.CharField(max_length=100, required=False)
+    min_inside = serializers.FloatField(min_value=0.0, max_value=1.0, default=0.5)
+    csv = serializers.CharField(max_length=MAX_CSV, required=False, trim_whitespace=False)
+    proofreading_campaign = serializers.IntegerField(
+        min_value=1, max_value=2**63 - 1, required=False
+    )
+    priority = serializers.IntegerField(min_value=-1000, max_value=1000, default=0)
+
+
+class BoxesCreatedSerializer(serializers.Serializer[dict[str, Any]]):
+    created = serializers.IntegerField()
+    boxes = BoxSerializer(many=True)
+
+
+# --- assignments --------------------------------------------------------------------------------
+
+
+class AssignmentSerializer(serializers.ModelSerializer[Assignment]):
+    campaign = serializers.IntegerField(source="box.campaign_id", read_only=True)
+    box = BoxSerializer(read_only=True)
+    annotator = serializers.CharField(source="annotator.username", read_only=True, default=None)
+    reviewer = serializers.CharField(source="reviewer.username", read_only=True, default=None)
+    count = serializers.SerializerMethodField(help_text="Current annotations.")
+
+    class Meta:
+        model = Assignment
+        fields = [
+            "id",
+            "campaign",
+            "box",
+            "slot",
+            "annotator",
+            "state",
+            "version",
+            "taken",
+            "submitted",
+            "reviewer",
+            "reviewed",
+            "review_comment",
+            "active_seconds",
+            "count",
+        ]
+        read_only_fields = fields
+
+    def get_count(self, assignment: Assignment) -> int:
+        return Annotation.objects.filter(assignment=assignment, valid_to__isnull=True).count()
+
+
+class AnnotationSerializer(serializers.ModelSerializer[Annotation]):
+    coords = serializers.ListField(
+        child=serializers.ListField(child=serializers.FloatField()),
+        help_text="Voxel positions z y x (voxel i's centre at i): point [p]; line and box "
+        "[a, b]; ellipsoid [centre, radii]; polyline [p1..pn].",
+    )
+
+    class Meta:
+        model = Annotation
+        fields = ["uid", "kind", "label", "object_id", "coords", "description", "valid_from"]
+        read_only_fields = fields
+
+
+class AnnotationStateSerializer(serializers.Serializer[dict[str, Any]]):
+    version = serializers.IntegerField()
+    current_version = serializers.IntegerField()
+    annotations = AnnotationSerializer(many=True)
+
+
+class OpSerializer(serializers.Serializer[dict[str, Any]]):
+    op = serializers.ChoiceField(choices=["upsert", "delete"])
+    uid = serializers.CharField(max_length=64)
+    kind = serializers.ChoiceField(choices=AnnotationKind.choices, required=False)
+    label = serializers.CharField(max_length=40, required=False)  # type: ignore[assignment]
+    object_id = serializers.IntegerField(min_value=0, max_value=2**63 - 1, required=False)
+    coords = serializers.ListField(
+        child=serializers.ListField(child=serializers.FloatField(), min_length=3, max_length=3),
+        required=False,
+        max_length=1000,
+    )
+    description = serializers.CharField(max_length=500, required=False, allow_blank=True)
+
+
+class SaveInputSerializer(serializers.Serializer[dict[str, Any]]):
+    base_version = serializers.IntegerField(min_value=0, max_value=MAX_VERSION)
+    ops = OpSerializer(many=True, max_length=MAX_OPS_PER_SAVE, min_length=1)  # type: ignore[call-arg]
+
+
+class SaveResultSerializer(serializers.Serializer[dict[str, Any]]):
+    version = serializers.IntegerField()
+    created = serializers.IntegerField()
+    changed = serializers.IntegerField()
+    deleted = serializers.IntegerField()
+    count = serializers.IntegerField()
+    active_seconds = serializers.FloatField()
+
+
+class ConflictSerializer(serializers.Serializer[dict[str, Any]]):
+    message = serializers.CharField()
+    current_version = serializers.IntegerField()
+
+
+class RestoreInputSerializer(serializers.Serializer[dict[str, Any]]):
+    version = serializers.IntegerField(min_value=0, max_value=MAX_VERSION)
+    base_version = serializers.IntegerField(min_value=0, max_value=MAX_VERSION)
+
+
+class SubmitInputSerializer(serializers.Serializer[dict[str, Any]]):
+    base_version = serializers.IntegerField(min_value=0, max_value=MAX_VERSION)
+
+
+class FlagInputSerializer(serializers.Serializer[dict[str, Any]]):
+    reason = serializers.CharField(max_length=MAX_REASON)
+
+
+class ReviewInputSerializer(serializers.Serializer[dict[str, Any]]):
+    comment = serializers.CharField(max_length=MAX_COMMENT, required=False, allow_blank=True)
+
+
+class RevisionSerializer(serializers.ModelSerializer[Revision]):
+    author = serializers.CharField(source="author.username", read_only=True, default=None)
+    kind = serializers.ChoiceField(choices=RevisionKind.choices, read_only=True)
+    summary = serializers.DictField(child=serializers.IntegerField(), read_only=True)
+
+    class Meta:
+        model = Revision
+        fields = ["number", "kind", "based_on", "restored_from", "author", "created", "summary"]
+        read_only_fields = fields
+
+
+class AuditSerializer(serializers.ModelSerializer[AuditEntry]):
+    actor = serializers.CharField(source="actor.username", read_only=True, default=None)
+    action = serializers.ChoiceField(choices=AuditAction.choices, read_only=True)
+    box = serializers.CharField(source="box.name", read_only=True, default=None)
+    detail = serializers.DictField(read_only=True)
+
+    class Meta:
+        model = AuditEntry
+        fields = ["id", "created", "actor", "action", "box", "assignment", "detail"]
+        read_only_fields = fields
+
+
+STATES = AssignmentState.choices

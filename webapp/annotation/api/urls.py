@@ -1,0 +1,54 @@
+"""Annotation API routes, included under /api/v1/."""
+
+from django.urls import path
+
+from webapp.annotation.api import views
+
+CAMPAIGN = "annotation/campaigns/<int:campaign_id>/"
+ASSIGNMENT = "annotation/assignments/<int:assignment_id>/"
+
+urlpatterns = [
+    path("annotation/campaigns/", views.CampaignListView.as_view(), name="api-annotation-list"),
+    path(CAMPAIGN, views.CampaignDetailView.as_view(), name="api-annotation-detail"),
+    path(f"{CAMPAIGN}members/", views.MemberListView.as_view(), name="api-annotation-members"),
+    path(
+        f"{CAMPAIGN}members/<int:member_id>/",
+        views.MemberDetailView.as_view(),
+        name="api-annotation-member",
+    ),
+    path(f"{CAMPAIGN}boxes/", views.BoxListView.as_view(), name="api-annotation-boxes"),
+    path(
+        f"{CAMPAIGN}boxes/<int:box_id>/", views.BoxDetailView.as_view(), name="api-annotation-box"
+    ),
+    path(
+        f"{CAMPAIGN}boxes/<int:box_id>/flag/",
+        views.BoxFlagView.as_view(),
+        name="api-annotation-box-flag",
+    ),
+    path(f"{CAMPAIGN}next/", views.NextTaskView.as_view(), name="api-annotation-next"),
+    path(
+        f"{CAMPAIGN}review/next/", views.NextReviewView.as_view(), name="api-annotation-review-next"
+    ),
+    path(
+        f"{CAMPAIGN}assignments/",
+        views.AssignmentListView.as_view(),
+        name="api-annotation-assignments",
+    ),
+    path(f"{CAMPAIGN}audit/", views.AuditListView.as_view(), name="api-annotation-audit"),
+    path(ASSIGNMENT, views.AssignmentDetailView.as_view(), name="api-annotation-assignment"),
+    path(
+        f"{ASSIGNMENT}annotations/",
+        views.AnnotationsView.as_view(),
+        name="api-annotation-annotations",
+    ),
+    path(
+        f"{ASSIGNMENT}revisions/", views.RevisionListView.as_view(), name="api-annotation-revisions"
+    ),
+    path(f"{ASSIGNMENT}restore/", views.RestoreView.as_view(), name="api-annotation-restore"),
+    path(f"{ASSIGNMENT}activity/", views.ActivityView.as_view(), name="api-annotation-activity"),
+    path(f"{ASSIGNMENT}skip/", views.SkipView.as_view(), name="api-annotation-skip"),
+    path(f"{ASSIGNMENT}flag/", views.FlagView.as_view(), name="api-annotation-flag"),
+    path(f"{ASSIGNMENT}submit/", views.SubmitView.as_view(), name="api-annotation-submit"),
+    path(f"{ASSIGNMENT}approve/", views.ApproveView.as_view(), name="api-annotation-approve"),
+    path(f"{ASSIGNMENT}reject/", views.RejectView.as_view(), name="api-annotation-reject"),
+]
