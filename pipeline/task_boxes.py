@@ -139,9 +139,7 @@ def mask_fraction(box: TaskBox, mask: npt.NDArray[np.generic], factor: Sequence[
     """The fraction of ``box`` inside a (coarse) mask: nonzero voxels of ``mask`` in the box's
     footprint, where one mask voxel covers ``factor`` full-resolution voxels per axis."""
     lo = [math.floor(s / f) for s, f in zip(box.start, factor, strict=True)]
-    hi = [
-        max(math.ceil(e / f), low + 1) for e, f, low in zip(box.stop, factor, lo, strict=True)
-    ]
+    hi = [max(math.ceil(e / f), low + 1) for e, f, low in zip(box.stop, factor, lo, strict=True)]
     part = mask[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
     if part.size == 0:
         return 0.0

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from tests.model_factories import DatasetFactory, LayerFactory, UserFactory
-
 from webapp.annotation import services
 from webapp.annotation.models import AnnotationCampaign, Role
 from webapp.datasets.models import Layer
