@@ -39,5 +39,6 @@ urlpatterns = [
     path("datasets/", include("webapp.detections.urls")),
     path("proofreading/", include("webapp.proofreading.urls")),
     path("stereology/", include("webapp.stereology.urls")),
+    path("annotation/", include("webapp.annotation.urls")),
     path("", include("webapp.viewer.urls")),
 ]
