@@ -26,6 +26,12 @@ Cards are deterministic (same inputs, same bytes) and small: an 8-bit palette PN
 mesh shades and a few overlay colours). Cached cards live in a directory named by
 :func:`card_set_key` (renderer version, style, and the caller's version of the layers), so a
 change of any of them renders into a new directory and a stale card is never served.
+
+Each card comes with its geometry (:class:`CardGeometry`, written beside a cached card as
+``<segment id>.json``): where its pixels lie in the layer, so that a point clicked on a slice
+tile maps back to a voxel (:func:`card_pixel_to_voxel`; the gallery's missed-object points). It
+must be stored, not recomputed: a slice moves off the object's centre when the object is not
+there (:func:`_slice_with_object`), which only the label data tells.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ import itertools
 import json
 import math
 import os
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
@@ -63,7 +70,7 @@ from pipeline.mesh_render import render_mesh
 from pipeline.progress import ProgressCallback, no_progress
 
 # Bump when a change to the drawing changes the pixels: cached card sets are keyed by it.
-RENDERER_VERSION = "1"
+RENDERER_VERSION = "2"  # 2: a geometry sidecar beside every card
 PERCENTILES = (1.0, 99.5)  # contrast window of a crop when none is given
 # Decoded chunks kept while rendering many cards. On the demo (64^3 chunks, 300 nuclei, spatial
 # order) 128 MB decodes every chunk once, 64 MB 1.3 times, 16 MB 5 times (bench/cards.py).
@@ -368,6 +375,143 @@ class Card:
     slices_nm: tuple[float, ...]  # position of each slice plane along its normal (z, y, x)
     window: tuple[float, float]
     mesh_source: MeshSource
+    geometry: CardGeometry
+
+
+@dataclass(frozen=True)
+class CardGeometry:
+    """Where a card's pixels lie in the layer: what maps a card pixel back to a voxel
+    (:func:`card_pixel_to_voxel`), stored beside a cached card (:func:`write_card`).
+
+    ``tile``, ``gap`` and ``size`` are the style's (pixels; a 2D card's one tile is ``size``
+    wide); ``field_nm``, ``centre_nm`` and ``slices_nm`` are the card's (z y x, or y x; no
+    slices in 2D); ``voxel_size_nm``, ``origin_nm`` and ``shape`` describe the label image's
+    level 0, in whose voxels positions are given (voxel ``i``'s centre at ``i``).
+    """
+
+    ndim: int
+    tile: int
+    gap: int
+    size: int
+    field_nm: float
+    centre_nm: tuple[float, ...]
+    slices_nm: tuple[float, ...]
+    voxel_size_nm: tuple[float, ...]
+    origin_nm: tuple[float, ...]
+    shape: tuple[int, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON values (lists for the tuples)."""
+        return {
+            key: list(value) if isinstance(value, tuple) else value
+            for key, value in asdict(self).items()
+        }
+
+    @classmethod
+    def from_json(cls, payload: Any) -> CardGeometry:
+        """The geometry :meth:`to_json` wrote; :class:`InvalidInputError` for anything else."""
+
+        def floats(name: str) -> tuple[float, ...]:
+            return tuple(float(v) for v in payload[name])
+
+        try:
+            geometry = cls(
+                ndim=int(payload["ndim"]),
+                tile=int(payload["tile"]),
+                gap=int(payload["gap"]),
+                size=int(payload["size"]),
+                field_nm=float(payload["field_nm"]),
+                centre_nm=floats("centre_nm"),
+                slices_nm=floats("slices_nm"),
+                voxel_size_nm=floats("voxel_size_nm"),
+                origin_nm=floats("origin_nm"),
+                shape=tuple(int(v) for v in payload["shape"]),
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise InvalidInputError(f"not a card geometry: {error!r}") from None
+        ndim = geometry.ndim
+        lengths = (
+            len(geometry.centre_nm),
+            len(geometry.voxel_size_nm),
+            len(geometry.origin_nm),
+            len(geometry.shape),
+        )
+        values = (
+            geometry.field_nm, *geometry.centre_nm, *geometry.slices_nm,
+            *geometry.voxel_size_nm, *geometry.origin_nm,
+        )  # fmt: skip
+        if (
+            ndim not in (2, 3)
+            or lengths != (ndim,) * 4
+            or len(geometry.slices_nm) != (3 if ndim == 3 else 0)
+            or not all(math.isfinite(v) for v in values)
+            or geometry.field_nm <= 0
+            or geometry.tile <= 0
+            or geometry.size <= 0
+            or geometry.gap < 0
+            or any(v <= 0 for v in geometry.voxel_size_nm)
+        ):
+            raise InvalidInputError("not a card geometry: sizes or values out of range")
+        return geometry
+
+
+def card_tile_at(geometry: CardGeometry, px: float, py: float) -> tuple[int, float, float] | None:
+    """Which tile a card position falls on, and where in it: (tile index, x, y in that tile's
+    pixels). Tiles: 0 xy, 1 zy, 2 xz (3D); 0 the one tile (2D). None on a 3D card's mesh tile,
+    a gap, or outside the card. Positions are continuous: pixel ``(c, r)`` spans
+    ``[c, c + 1) x [r, r + 1)``."""
+    if not (0 <= px < geometry.size and 0 <= py < geometry.size):
+        return None
+    if geometry.ndim == 2:
+        return 0, float(px), float(py)
+    step = geometry.tile + geometry.gap
+    col, x = divmod(float(px), step)
+    row, y = divmod(float(py), step)
+    if x >= geometry.tile or y >= geometry.tile:
+        return None
+    position = (int(row), int(col))
+    if position not in _TILE_POSITIONS:
+        return None
+    return _TILE_POSITIONS.index(position), x, y
+
+
+def card_pixel_to_voxel(
+    geometry: CardGeometry, px: float, py: float
+) -> tuple[float, float, float] | None:
+    """The voxel position (z, y, x of the label image's level 0, voxel ``i``'s centre at ``i``)
+    that card position ``(px, py)`` (pixels from the card's top-left corner, see
+    :func:`card_tile_at`) shows; along a slice tile's normal, the voxel of its slice. A 2D
+    card's positions have z = 0. None on the mesh tile, a gap, outside the card, or on a pixel
+    outside the volume. The gallery's script mirrors this (frontend/src/gallery/card_geometry.ts).
+    """
+    found = card_tile_at(geometry, px, py)
+    if found is None:
+        return None
+    index, x, y = found
+    if geometry.ndim == 2:
+        normal: int | None
+        normal, row_axis, col_axis = None, 0, 1
+        edge = geometry.size
+    else:
+        normal, row_axis, col_axis = _TILES_3D[index]
+        edge = geometry.tile
+    pixel_nm = geometry.field_nm / edge
+    nm = list(geometry.centre_nm)
+    nm[row_axis] += y * pixel_nm - geometry.field_nm / 2
+    nm[col_axis] += x * pixel_nm - geometry.field_nm / 2
+    voxel = [
+        (v - o) / s for v, o, s in zip(nm, geometry.origin_nm, geometry.voxel_size_nm, strict=True)
+    ]
+    if normal is not None:
+        plane = (geometry.slices_nm[normal] - geometry.origin_nm[normal]) / geometry.voxel_size_nm[
+            normal
+        ]
+        voxel[normal] = float(math.floor(plane + 0.5))
+    if not all(-0.5 <= v < n - 0.5 for v, n in zip(voxel, geometry.shape, strict=True)):
+        return None
+    if geometry.ndim == 2:
+        return (0.0, voxel[0], voxel[1])
+    return (voxel[0], voxel[1], voxel[2])
 
 
 # ---------------------------------------------------------------------------- reading
@@ -896,6 +1040,18 @@ def render_card(
         slices_nm=slices,
         window=window,
         mesh_source=mesh_source,
+        geometry=CardGeometry(
+            ndim=ndim,
+            tile=style.tile,
+            gap=style.gap,
+            size=style.size,
+            field_nm=field_nm,
+            centre_nm=tuple(float(c) for c in box_centre),
+            slices_nm=slices,
+            voxel_size_nm=tuple(float(v) for v in v0),
+            origin_nm=tuple(float(o) for o in o0),
+            shape=base.shape,
+        ),
     )
 
 
@@ -961,6 +1117,36 @@ def card_path(out_dir: Path, segment_id: int) -> Path:
     return Path(out_dir) / f"{int(segment_id)}.png"
 
 
+def card_geometry_path(out_dir: Path, segment_id: int) -> Path:
+    """Where a segment's card geometry lives in a card directory (beside its PNG)."""
+    return Path(out_dir) / f"{int(segment_id)}.json"
+
+
+def _write_atomic(target: Path, data: bytes) -> None:
+    tmp = target.with_name(f".{target.name}.{os.getpid()}-{threading.get_ident()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, target)
+
+
+def write_card(out_dir: Path, card: Card) -> Path:
+    """Write a card into a card directory, each file atomically: its geometry first, then the
+    PNG, so that whoever finds the PNG finds the geometry too. Returns the PNG's path."""
+    geometry = json.dumps(card.geometry.to_json(), separators=(",", ":"))
+    _write_atomic(card_geometry_path(out_dir, card.segment_id), geometry.encode())
+    target = card_path(out_dir, card.segment_id)
+    _write_atomic(target, card.png)
+    return target
+
+
+def read_card_geometry(out_dir: Path, segment_id: int) -> CardGeometry | None:
+    """The geometry of a cached card; None when it is absent or unreadable."""
+    try:
+        payload = json.loads(card_geometry_path(out_dir, segment_id).read_text())
+        return CardGeometry.from_json(payload)
+    except (OSError, ValueError, InvalidInputError):
+        return None
+
+
 @dataclass(frozen=True)
 class CardsResult:
     """What :func:`render_cards` did."""
@@ -1006,7 +1192,8 @@ def render_cards(
     progress: ProgressCallback = no_progress,
     cache_bytes: int = CHUNK_CACHE_BYTES,
 ) -> CardsResult:
-    """Render cards of many detections into ``out_dir/<segment id>.png``.
+    """Render cards of many detections into ``out_dir/<segment id>.png`` (with their geometry in
+    ``<segment id>.json``, :func:`write_card`).
 
     Detections are drawn in spatial order through one chunk cache of ``cache_bytes``, so memory
     stays bounded and clustered detections decode their chunks once. Files are written
@@ -1036,9 +1223,7 @@ def render_cards(
             except PipelineError as error:
                 failed[int(detection.segment_id)] = str(error)
             else:
-                tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-                tmp.write_bytes(card.png)
-                os.replace(tmp, target)
+                write_card(out_dir, card)
                 written += 1
                 total_bytes += len(card.png)
         now = time.monotonic()

@@ -4,6 +4,7 @@ import { setCsrfToken } from "../src/lib/api";
 import { cardUrl, mountGalleryPage, queueLink } from "../src/gallery/page";
 import { PageSelection, galleryActionForKey } from "../src/gallery/selection";
 import { type SentRequest, flush, scriptFetch } from "./helpers";
+import cases from "./card_geometry_cases.json";
 
 const VERDICTS = [
   { name: "tp", label: "True positive", colour: "#2ca02c", key: "1", kind: "positive" },
@@ -62,6 +63,7 @@ describe("gallery selection", () => {
     expect(galleryActionForKey({ key: "A" }, VERDICTS)).toEqual({ kind: "selectPage" });
     expect(galleryActionForKey({ key: "n" }, VERDICTS)).toEqual({ kind: "next" });
     expect(galleryActionForKey({ key: "Escape" }, VERDICTS)).toEqual({ kind: "clear" });
+    expect(galleryActionForKey({ key: "M" }, VERDICTS)).toEqual({ kind: "missed" });
     expect(galleryActionForKey({ key: "a", ctrlKey: true }, VERDICTS)).toBeNull();
     expect(galleryActionForKey({ key: "x" }, VERDICTS)).toBeNull();
     const keyedA = [{ name: "odd", key: "a" }];
@@ -87,6 +89,7 @@ function mount(): void {
     <button data-verdict="tp"></button><button data-verdict="fp"></button>
     <button id="gallery-next"></button>
     <p id="gallery-status"></p><p id="gallery-empty" hidden></p>
+    <span id="gallery-missed-count"></span><ul id="gallery-missed-list"></ul>
     <ol id="gallery-grid"></ol>
     <script type="application/json" id="gallery-config">${JSON.stringify(CONFIG)}</script>`;
 }
@@ -118,6 +121,9 @@ describe("gallery page", () => {
         return { status: 200, body: ids.map((id) => ({ item: item(id) })) };
       }
       if (request.url.includes("/items/")) return { status: 200, body: { count: 0, results: [] } };
+      if (request.url.includes("/missed/")) {
+        return { status: 200, body: { count: 0, next: null, previous: null, results: [] } };
+      }
       if (request.url.includes("/cards/page/")) {
         const segments = new URL(request.url, "http://x").searchParams.get("segments")!;
         const cards = segments.split(",").map((s) => ({
@@ -181,6 +187,119 @@ describe("gallery page", () => {
     expect(hooks.items().map((i) => i.id)).toEqual([4, 5, 6, 7]);
     expect(hooks.decided()).toEqual({});
     expect(document.querySelectorAll(".gallery-card")).toHaveLength(4);
+  });
+
+  it("drops a missed-object point where a slice tile is Alt+clicked or M is pressed", async () => {
+    mount();
+    const geometry = cases.geometries["3d"];
+    const points: Record<string, unknown>[] = [];
+    const sent = scriptFetch((request) => {
+      if (request.url.endsWith("/next/")) {
+        return { status: 200, body: [1, 2].map((id) => ({ item: item(id) })) };
+      }
+      if (request.url.includes("/items/")) return { status: 200, body: { count: 0, results: [] } };
+      if (request.url.includes("/cards/page/")) {
+        const cards = [10, 20].map((segment_id) => ({
+          segment_id,
+          png: "iVBORw0KGgo=",
+          error: "",
+          geometry: segment_id === 10 ? geometry : null,
+        }));
+        return { status: 200, body: { key: "k", cards } };
+      }
+      if (request.method === "POST" && request.url.endsWith("/missed/")) {
+        const body = request.body as Record<string, number>;
+        const made = {
+          id: points.length + 1,
+          note: "",
+          created_by: "rev",
+          created: "2026-01-01T10:00:00Z",
+          ...body,
+        };
+        points.push(made);
+        return { status: 201, body: made };
+      }
+      if (request.method === "DELETE" && request.url.includes("/missed/")) {
+        points.splice(0, 1);
+        return { status: 204 };
+      }
+      if (request.url.includes("/missed/")) {
+        return {
+          status: 200,
+          body: { count: points.length, next: null, previous: null, results: points },
+        };
+      }
+      return { status: 500 };
+    });
+    const hooks = mountGalleryPage();
+    destroy = hooks.destroy;
+    await hooks.ready;
+    await hooks.settled();
+    expect(hooks.geometry(10)).toEqual(geometry);
+    expect(hooks.geometry(20)).toBeNull();
+    const counters = document.getElementById("gallery-counters")!;
+    expect(counters.textContent).toContain("missed objects: 0");
+
+    // The card is drawn at twice its size: the click is scaled by natural size / drawn size.
+    const img = document.querySelectorAll<HTMLImageElement>("#gallery-grid img")[0]!;
+    img.getBoundingClientRect = () => ({ left: 10, top: 20, width: 388, height: 388 }) as DOMRect;
+    const at = (px: number, py: number, init: MouseEventInit = {}) =>
+      img.dispatchEvent(
+        new MouseEvent("click", {
+          bubbles: true,
+          clientX: 10 + 2 * px,
+          clientY: 20 + 2 * py,
+          ...init,
+        }),
+      );
+    at(48.5, 48.5, { altKey: true }); // the xy tile: the first hand-worked case
+    await hooks.settled();
+    const posts = () => sent.filter((r) => r.method === "POST" && r.url.endsWith("/missed/"));
+    expect(posts().map((r) => r.body)).toEqual([{ z: 15, y: 31.25, x: 30.75 }]);
+    expect(hooks.selected()).toEqual([]); // Alt+click does not select
+    expect(hooks.missedPoints()).toHaveLength(1);
+    expect(counters.textContent).toContain("missed objects: 1");
+    expect(document.getElementById("gallery-missed-count")!.textContent).toBe("1");
+    expect(document.getElementById("gallery-status")!.textContent).toContain("on card #10");
+    // A marker where it was dropped (in % of the card, so it follows the image's size).
+    const marker = document.querySelector<HTMLElement>(".gallery-card .missed-marker")!;
+    expect(marker.style.left).toBe(`${(100 * 48.5) / 194}%`);
+    expect(marker.style.top).toBe(`${(100 * 48.5) / 194}%`);
+
+    // The mesh tile, a card without geometry: nothing dropped, a hint.
+    at(150, 150, { altKey: true });
+    const other = document.querySelectorAll<HTMLImageElement>("#gallery-grid img")[1]!;
+    other.dispatchEvent(new MouseEvent("click", { bubbles: true, altKey: true }));
+    await hooks.settled();
+    expect(posts()).toHaveLength(1);
+    // M while pointing at the zy tile.
+    img.dispatchEvent(
+      new MouseEvent("mousemove", {
+        bubbles: true,
+        clientX: 10 + 2 * 108.5,
+        clientY: 20 + 2 * 20.5,
+      }),
+    );
+    key("m");
+    await hooks.settled();
+    expect(posts().map((r) => r.body)).toEqual([
+      { z: 15, y: 31.25, x: 30.75 },
+      { z: 10.8125, y: 17.25, x: 33 },
+    ]);
+    expect(counters.textContent).toContain("missed objects: 2");
+    // The list, latest first, each with a remove button.
+    const rows = document.querySelectorAll("#gallery-missed-list li");
+    expect([...rows].map((r) => r.querySelector("span")!.textContent)).toEqual([
+      "rev: 33, 17.25, 10.81",
+      "rev: 30.75, 31.25, 15",
+    ]);
+    document
+      .querySelector<HTMLButtonElement>("#gallery-missed-list button[data-missed='1']")!
+      .click();
+    await hooks.settled();
+    expect(sent.some((r) => r.method === "DELETE" && r.url.endsWith("/missed/1/"))).toBe(true);
+    expect(counters.textContent).toContain("missed objects: 1");
+    expect(hooks.errors).toEqual([]);
   });
 
   it("says so when the queue is empty", async () => {

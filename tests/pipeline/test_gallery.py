@@ -495,7 +495,8 @@ def test_render_cards_writes_skips_and_reports_failures(
     )
     assert result.written == 3 and result.skipped == 0
     assert list(result.failed) == [77] and "not in the labels" in result.failed[77]
-    assert sorted(p.name for p in (tmp_path / "cards").iterdir()) == ["1.png", "2.png", "3.png"]
+    pngs = sorted(p.name for p in (tmp_path / "cards").glob("*.png"))
+    assert pngs == ["1.png", "2.png", "3.png"]  # each with its geometry (test_card_geometry.py)
     assert reports[0] == ("cards", 0, 4) and reports[-1] == ("cards", 4, 4)
     for detection in detections[:3]:
         on_disk = (tmp_path / "cards" / f"{detection.segment_id}.png").read_bytes()
@@ -584,7 +585,9 @@ def test_cli_renders_cards(
     common += ["--voxel-size", *(str(v) for v in VOXEL)]
     assert cli.main([*common, "--out", str(tmp_path / "out"), "--segments", "1", "3"]) == 0
     assert "2 cards written" in capsys.readouterr().out
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["1.png", "3.png"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "1.json", "1.png", "3.json", "3.png",
+    ]  # fmt: skip
     assert decode((tmp_path / "out" / "1.png").read_bytes()).shape == (194, 194)
     assert cli.main([*common, "--out", str(tmp_path / "out"), "--segments", "5"]) == 2
     assert "segments not in the labels: 5" in capsys.readouterr().err

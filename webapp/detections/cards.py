@@ -18,12 +18,14 @@ newer set's build succeeds.
   (:func:`card_file`), so the first page of a gallery never waits for the job. On-demand
   renders are serialised per process (one lock, one open source and chunk cache per card set),
   which bounds them to what the pages being looked at ask for.
+- Every card has its geometry (``pipeline.gallery.CardGeometry``: where its pixels lie in the
+  layer) in ``<segment id>.json`` beside the PNG, written before it; a page of cards carries it,
+  so the gallery maps a click on a slice tile to a voxel (missed-object points).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import threading
 from collections import OrderedDict
@@ -38,15 +40,18 @@ from django.db import transaction
 
 from pipeline.errors import PipelineError
 from pipeline.gallery import (
+    CardGeometry,
     CardSource,
     CardStyle,
     ChunkCache,
     card_path,
     card_set_key,
     open_card_source,
+    read_card_geometry,
     render_card,
     render_cards,
     store_version,
+    write_card,
 )
 from pipeline.gallery import Detection as CardDetection
 from pipeline.progress import ProgressCallback
@@ -326,6 +331,14 @@ def current_card_key(layer: Layer) -> str:
 class CardFile:
     path: Path
     key: str
+    #: Set when the card was drawn by this request; else in the sidecar (:meth:`read_geometry`).
+    drawn: CardGeometry | None = None
+
+    def read_geometry(self) -> CardGeometry | None:
+        """The card's geometry: the one drawn now, else its sidecar's (None if unreadable)."""
+        if self.drawn is not None:
+            return self.drawn
+        return read_card_geometry(self.path.parent, int(self.path.stem))
 
     @property
     def etag(self) -> str:
@@ -379,10 +392,8 @@ def card_file(layer: Layer, segment_id: int, *, render: bool = True) -> CardFile
         except (PipelineError, InvalidRequest, OSError, ValueError) as exc:
             raise NotFound(f"The card of detection {segment_id} cannot be drawn: {exc}")
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}-{threading.get_ident()}.tmp")
-        tmp.write_bytes(card.png)
-        os.replace(tmp, target)
-    return CardFile(target, key)
+        write_card(target.parent, card)
+    return CardFile(target, key, card.geometry)
 
 
 #: Cards one page request may ask for (a gallery page is 24).
@@ -394,12 +405,14 @@ class PageCard:
     segment_id: int
     png: bytes | None
     error: str
+    geometry: CardGeometry | None = None
 
 
 def card_page(layer: Layer, segment_ids: Sequence[int]) -> tuple[str, list[PageCard]]:
     """The cards of several detections at once (a gallery page: one request instead of one
-    per card), each the job's file or drawn now; a detection that has no card gets its reason
-    instead (the others are still answered). Returns the card set's key and the cards."""
+    per card), each the job's file or drawn now, with its geometry (the sidecar's, or the
+    render's); a detection that has no card gets its reason instead (the others are still
+    answered). Returns the card set's key and the cards."""
     if not 1 <= len(segment_ids) <= MAX_PAGE_CARDS:
         raise InvalidRequest(f"segments must name 1 to {MAX_PAGE_CARDS} segment ids.")
     cards: list[PageCard] = []
@@ -407,7 +420,7 @@ def card_page(layer: Layer, segment_ids: Sequence[int]) -> tuple[str, list[PageC
     for sid in segment_ids:
         try:
             card = card_file(layer, sid)
-            cards.append(PageCard(sid, card.path.read_bytes(), ""))
+            cards.append(PageCard(sid, card.path.read_bytes(), "", card.read_geometry()))
             key = card.key
         except NotFound as exc:
             cards.append(PageCard(sid, None, str(exc)))

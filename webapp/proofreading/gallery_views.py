@@ -3,7 +3,9 @@
 The page (frontend/src/pages/proofreading_gallery.ts) claims a page of items through ``next/``
 (count = the page size), shows each item's card (``detections`` card endpoint: rendered by the
 layer's card job, or on demand for a card it has not reached) and gives one verdict to the
-selected items through ``verdicts/bulk/``. Opening the page makes sure the layer's cards are
+selected items through ``verdicts/bulk/``. Alt+click (or M) on a card's slice tile drops a
+missed-object point (``missed/``) on the voxel under the pointer, mapped through the card's
+geometry that ``cards/page/`` sends with it. Opening the page makes sure the layer's cards are
 being rendered for its current data, the campaign's next pending items first.
 """
 
@@ -92,6 +94,7 @@ def gallery_page(request: HttpRequest, campaign_id: int) -> HttpResponse:
         "layerName": layer.name,
         "queueUrl": reverse("proofreading:queue", args=[campaign.id]),
         "nextUrl": f"{api}next/",
+        "missedCsvUrl": f"{api}missed.csv",
     }
     context = {
         "campaign": campaign,

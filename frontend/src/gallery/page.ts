@@ -5,10 +5,20 @@
 // gives that verdict to every selected card in one `verdicts/bulk/` request (all or none), and
 // decided cards keep their place, drawn in their verdict's colour. N asks for the next page:
 // cards not decided yet stay (they are still the reviewer's), new ones fill the page.
+// Alt+click on a card's slice tile (or M while pointing at one) drops a missed-object point on
+// the voxel under the pointer (the card's geometry from `cards/page/`, card_geometry.ts); the
+// campaign's points are counted, listed, and marked on the cards whose slices hold them.
 
 import { api, setCsrfToken, type Schemas } from "../lib/api";
 import { ErrorBanner, SerialWork } from "../lib/page_work";
 import { byId, el, jsonScript } from "../lib/dom";
+import { type MissedPoint, MissedObjects } from "../lib/missed_objects";
+import {
+  type CardGeometry,
+  cardPixelToVoxel,
+  clientToCardPixel,
+  voxelToCardPixels,
+} from "./card_geometry";
 import { type GalleryAction, PageSelection, galleryActionForKey } from "./selection";
 
 export type Item = Schemas["Item"];
@@ -32,6 +42,8 @@ export interface GalleryConfig {
   datasetSlug: string;
   layerName: string;
   queueUrl: string;
+  /** The campaign's missed-object points as CSV (optional: the list's download link). */
+  missedCsvUrl?: string;
 }
 
 /** `window.annotome` on the gallery page; the browser test reads it. */
@@ -47,6 +59,11 @@ export interface GalleryHooks {
   settled(): Promise<void>;
   errors: string[];
   perform(action: GalleryAction): Promise<void>;
+  /** The card's geometry (null before its card came, or without one). */
+  geometry(segmentId: number): CardGeometry | null;
+  /** The campaign's missed-object points as last read from the API. */
+  missedPoints(): MissedPoint[];
+  reloadMissed(): Promise<void>;
   /** Removes the page's key listener (unit tests mount several pages in one document). */
   destroy(): void;
 }
@@ -90,12 +107,18 @@ export function mountGalleryPage(doc: Document = document): GalleryHooks {
   const counters = byId("gallery-counters", HTMLElement, doc);
   const status = byId("gallery-status", HTMLElement, doc);
   const empty = byId("gallery-empty", HTMLElement, doc);
+  const NO_SLICE =
+    "Missed-object points go on a card's slice tile (xy, zy or xz), inside the volume: " +
+    "Alt+click there, or point there and press M.";
   const colours = new Map(config.verdictSet.map((v) => [v.name, v]));
 
   const selection = new PageSelection();
   let items: Item[] = [];
   const decided = new Map<number, string>();
   const cards = new Map<number, HTMLLIElement>();
+  const geometries = new Map<number, CardGeometry>();
+  /** The pointer over the grid (for M): the card and client position. */
+  let hovered: { card: HTMLLIElement; x: number; y: number } | null = null;
   let decidedByMe: number | null = null;
   let pageNumber = 0;
   let firstPageMs: number | null = null;
@@ -114,10 +137,73 @@ export function mountGalleryPage(doc: Document = document): GalleryHooks {
     return writes.run(task);
   }
 
+  /** Whether the campaign's missed-object points were read (the counter shows them then). */
+  let missedRead = false;
+  const missedObjects = new MissedObjects({
+    campaignId: campaign_id,
+    count: doc.getElementById("gallery-missed-count"),
+    list: doc.getElementById("gallery-missed-list"),
+    serial,
+    status: (text) => (status.textContent = text),
+    showError,
+    onChange: () => {
+      missedRead = true;
+      drawMarkers();
+      renderCounters();
+    },
+  });
+
   function renderCounters(): void {
     const mine = decidedByMe === null ? "" : ` · decided by me: ${decidedByMe}`;
     const here = items.length - selection.open;
-    counters.textContent = `Page ${pageNumber} · ${here} of ${items.length} decided · selected: ${selection.selected().length}${mine}`;
+    const missed = missedRead ? ` · missed objects: ${missedObjects.points.length}` : "";
+    counters.textContent = `Page ${pageNumber} · ${here} of ${items.length} decided · selected: ${selection.selected().length}${mine}${missed}`;
+  }
+
+  /** The campaign's missed-object points on the cards whose slice tiles hold them. */
+  function drawMarkers(): void {
+    for (const item of items) {
+      const layer = cards.get(item.id)?.querySelector<HTMLElement>(".card-markers");
+      const geometry = geometries.get(item.segment_id);
+      if (!layer) continue;
+      const marks = geometry
+        ? missedObjects.points.flatMap((point) =>
+            voxelToCardPixels(geometry, point).map(({ px, py }) => {
+              const mark = el("span", {
+                className: "missed-marker",
+                title: `Missed object ${point.id} (${point.created_by})`,
+              });
+              mark.dataset["missed"] = String(point.id);
+              mark.style.left = `${(100 * px) / geometry.size}%`;
+              mark.style.top = `${(100 * py) / geometry.size}%`;
+              return mark;
+            }),
+          )
+        : [];
+      layer.replaceChildren(...marks);
+    }
+  }
+
+  /** A missed-object point at a client position on a card's image (its slice tiles only). */
+  function dropMissed(card: HTMLLIElement, clientX: number, clientY: number): Promise<void> {
+    const segment = Number(card.dataset["segmentId"]);
+    const geometry = geometries.get(segment);
+    const img = card.querySelector("img");
+    if (!geometry || !img) {
+      status.textContent = `The card of segment ${segment} has not come (or has no geometry): no point dropped.`;
+      return Promise.resolve();
+    }
+    const natural = {
+      width: img.naturalWidth || geometry.size,
+      height: img.naturalHeight || geometry.size,
+    };
+    const pixel = clientToCardPixel(img.getBoundingClientRect(), natural, clientX, clientY);
+    const voxel = pixel && cardPixelToVoxel(geometry, pixel.px, pixel.py);
+    if (!voxel) {
+      status.textContent = NO_SLICE;
+      return Promise.resolve();
+    }
+    return missedObjects.add(voxel, `on card #${segment}`).then(() => undefined);
   }
 
   function paint(): void {
@@ -151,8 +237,12 @@ export function mountGalleryPage(doc: Document = document): GalleryHooks {
     open.addEventListener("click", (event) => event.stopPropagation());
     const badge = el("span", { className: "card-verdict" });
     badge.hidden = true;
-    const card = el("li", { className: "gallery-card", tabIndex: -1 }, [
+    const picture = el("div", { className: "card-image" }, [
       img,
+      el("div", { className: "card-markers" }),
+    ]);
+    const card = el("li", { className: "gallery-card", tabIndex: -1 }, [
+      picture,
       badge,
       el("div", { className: "card-caption" }, [
         el("strong", { textContent: `#${item.segment_id}` }),
@@ -184,7 +274,9 @@ export function mountGalleryPage(doc: Document = document): GalleryHooks {
         if (!img) continue;
         if (card.png) img.src = `data:image/png;base64,${card.png}`;
         else img.title = card.error;
+        if (card.geometry) geometries.set(card.segment_id, card.geometry);
       }
+      drawMarkers();
     } catch (error) {
       showError(error);
       for (const [segment, img] of images) img.src = cardUrl(config, segment);
@@ -216,6 +308,8 @@ export function mountGalleryPage(doc: Document = document): GalleryHooks {
         pageNumber += 1;
         decided.clear();
         cards.clear();
+        geometries.clear();
+        hovered = null;
         selection.reset(items.map((item) => item.id));
         const nodes = items.map((item) => {
           const card = cardFor(item);
@@ -293,6 +387,12 @@ export function mountGalleryPage(doc: Document = document): GalleryHooks {
         return Promise.resolve();
       case "next":
         return serial(() => loadPage());
+      case "missed":
+        if (!hovered) {
+          status.textContent = NO_SLICE;
+          return Promise.resolve();
+        }
+        return dropMissed(hovered.card, hovered.x, hovered.y);
     }
   }
 
@@ -300,6 +400,12 @@ export function mountGalleryPage(doc: Document = document): GalleryHooks {
     const card = (event.target as HTMLElement).closest<HTMLLIElement>(".gallery-card");
     if (!card) return;
     event.preventDefault();
+    if (event.altKey) {
+      // Alt+click drops a missed-object point; it never changes the selection.
+      clearError();
+      void dropMissed(card, event.clientX, event.clientY);
+      return;
+    }
     selection.click(Number(card.dataset["itemId"]), {
       shift: event.shiftKey,
       toggle: event.ctrlKey || event.metaKey,
@@ -308,9 +414,14 @@ export function mountGalleryPage(doc: Document = document): GalleryHooks {
   });
   grid.addEventListener("dblclick", (event) => {
     const card = (event.target as HTMLElement).closest<HTMLLIElement>(".gallery-card");
-    if (!card || selection.isLocked(Number(card.dataset["itemId"]))) return;
+    if (!card || event.altKey || selection.isLocked(Number(card.dataset["itemId"]))) return;
     doc.defaultView?.location.assign(queueLink(config, Number(card.dataset["itemId"])));
   });
+  grid.addEventListener("mousemove", (event) => {
+    const card = (event.target as HTMLElement).closest<HTMLLIElement>(".gallery-card");
+    hovered = card ? { card, x: event.clientX, y: event.clientY } : null;
+  });
+  grid.addEventListener("mouseleave", () => (hovered = null));
   function onKey(event: KeyboardEvent): void {
     const target = event.target as HTMLElement | null;
     if (target && (target.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName))) {
@@ -342,6 +453,7 @@ export function mountGalleryPage(doc: Document = document): GalleryHooks {
 
   const ready = loadPage();
   void loadCounters();
+  const missedReady = missedObjects.reload();
 
   return {
     ready,
@@ -353,9 +465,13 @@ export function mountGalleryPage(doc: Document = document): GalleryHooks {
     settled: async () => {
       await writes.settled();
       await loading;
+      await missedReady;
     },
     errors,
     perform,
+    geometry: (segmentId) => geometries.get(segmentId) ?? null,
+    missedPoints: () => missedObjects.points,
+    reloadMissed: () => missedObjects.reload(),
     destroy: () => win?.removeEventListener("keydown", onKey, true),
   };
 }

@@ -88,7 +88,8 @@ export type GalleryAction =
   | { kind: "verdict"; verdict: string }
   | { kind: "selectPage" }
   | { kind: "clear" }
-  | { kind: "next" };
+  | { kind: "next" }
+  | { kind: "missed" };
 
 export interface GalleryKeyPress {
   key: string;
@@ -97,8 +98,9 @@ export interface GalleryKeyPress {
   altKey?: boolean;
 }
 
-/** The action for a key: the verdict set's keys first (a verdict keyed A or N wins), then A
- * (select page), N (next page), Escape (clear); null for anything else. */
+/** The action for a key: the verdict set's keys first (a verdict keyed A, N or M wins), then A
+ * (select page), N (next page), M (a missed-object point where the pointer is), Escape (clear);
+ * null for anything else. */
 export function galleryActionForKey(
   press: GalleryKeyPress,
   verdicts: readonly { name: string; key: string }[],
@@ -112,6 +114,8 @@ export function galleryActionForKey(
       return { kind: "selectPage" };
     case "n":
       return { kind: "next" };
+    case "m":
+      return { kind: "missed" };
     case "Escape":
       return { kind: "clear" };
     default:

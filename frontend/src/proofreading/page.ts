@@ -6,6 +6,7 @@
 
 import { ApiError, api, setCsrfToken, type Schemas } from "../lib/api";
 import { ErrorBanner, SerialWork } from "../lib/page_work";
+import { type MissedPoint, MissedObjects } from "../lib/missed_objects";
 import { byId, el, jsonScript } from "../lib/dom";
 import {
   type LoadedView,
@@ -29,7 +30,7 @@ import {
 import { type Camera, cameraForBox, isCentredOn, voxelZyx } from "./zoom";
 
 export type Item = Schemas["Item"];
-export type MissedPoint = Schemas["MissedObject"];
+export type { MissedPoint };
 
 export interface VerdictOption extends VerdictKey {
   label: string;
@@ -152,13 +153,10 @@ export function mountQueuePage(doc: Document = document): QueueHooks {
   // Optional parts of the panel (the second round's, the missed-object list).
   const earlier = doc.getElementById("queue-earlier");
   const earlierReason = doc.getElementById("queue-earlier-reason");
-  const missedCount = doc.getElementById("queue-missed-count");
-  const missedList = doc.getElementById("queue-missed-list");
   const view: RoundView = config.view ?? {};
   const dimensionNames = Object.keys(
     (baseState["dimensions"] as Record<string, unknown> | undefined) ?? { x: 0, y: 0, z: 0 },
   );
-  let missedPoints: MissedPoint[] = [];
 
   const queue = new PrefetchQueue<Item>(config.prefetch);
   const undoStack: { verdictId: number; item: Item }[] = [];
@@ -187,10 +185,22 @@ export function mountQueuePage(doc: Document = document): QueueHooks {
     return writes.run(task);
   }
 
+  const missedObjects = new MissedObjects({
+    campaignId: campaign_id,
+    count: doc.getElementById("queue-missed-count"),
+    list: doc.getElementById("queue-missed-list"),
+    serial,
+    status: (text) => (status.textContent = text),
+    showError,
+    onChange: drawMissed,
+  });
+
   function renderCounters(): void {
     const what = config.round === 2 ? "waiting for an expert" : "remaining";
     const rest = remaining === null ? "" : ` · ${what}: ${Math.max(0, remaining)}`;
-    const missedText = config.missedLayer ? ` · missed objects: ${missedPoints.length}` : "";
+    const missedText = config.missedLayer
+      ? ` · missed objects: ${missedObjects.points.length}`
+      : "";
     counters.textContent = `Decided by me: ${decided}${rest} · in hand: ${queue.size}${missedText}`;
   }
 
@@ -422,71 +432,17 @@ export function mountQueuePage(doc: Document = document): QueueHooks {
     });
   }
 
+  /** The points in the annotation layer (the count and list are the MissedObjects'). */
   function drawMissed(): void {
-    if (missedCount) missedCount.textContent = String(missedPoints.length);
     renderCounters();
     const viewer = viewerIn(frame);
     if (viewer && config.missedLayer) {
       setPoints(
         viewer,
         config.missedLayer,
-        missedPoints.map((point) => missedAnnotation(point, dimensionNames)),
+        missedObjects.points.map((point) => missedAnnotation(point, dimensionNames)),
       );
     }
-    if (!missedList) return;
-    const latest = missedPoints.slice(-8).reverse();
-    missedList.replaceChildren(
-      ...latest.map((point) => {
-        const where = [point.x, point.y, point.z].map((v) => formatNumber(v, 4)).join(", ");
-        const remove = el("button", {
-          type: "button",
-          textContent: "×",
-          title: `Remove point ${point.id}`,
-        });
-        remove.dataset["missed"] = String(point.id);
-        remove.addEventListener("click", () => void deleteMissed(point.id));
-        return el("li", {}, [
-          el("span", { textContent: `${point.created_by}: ${where}` }),
-          el("time", {
-            dateTime: point.created,
-            textContent: new Date(point.created).toLocaleTimeString(),
-          }),
-          remove,
-        ]);
-      }),
-    );
-  }
-
-  async function reloadMissed(): Promise<void> {
-    const all: MissedPoint[] = [];
-    try {
-      for (let offset = 0; ; offset += 1000) {
-        const page = await api.get("/api/v1/proofreading/campaigns/{campaign_id}/missed/", {
-          path: { campaign_id },
-          query: { limit: 1000, offset },
-        });
-        all.push(...page.results);
-        if (!page.next || page.results.length === 0) break;
-      }
-      missedPoints = all;
-      drawMissed();
-    } catch (error) {
-      showError(error);
-    }
-  }
-
-  function deleteMissed(id: number): Promise<void> {
-    return serial(async () => {
-      try {
-        await api.delete("/api/v1/proofreading/campaigns/{campaign_id}/missed/{missed_id}/", {
-          path: { campaign_id, missed_id: id },
-        });
-        status.textContent = `Missed-object point ${id} removed.`;
-      } catch (error) {
-        showError(error);
-      }
-      await reloadMissed();
-    });
   }
 
   /** A missed-object point where the mouse points in a panel (M), else the view's centre. */
@@ -499,19 +455,8 @@ export function mountQueuePage(doc: Document = document): QueueHooks {
     const byName: Record<string, number> = {};
     dimensionNames.forEach((name, i) => (byName[name] = position[i] ?? NaN));
     const point = voxelZyx([byName["x"] ?? NaN, byName["y"] ?? NaN, byName["z"] ?? NaN]);
-    return serial(async () => {
-      try {
-        const made = await api.post("/api/v1/proofreading/campaigns/{campaign_id}/missed/", {
-          path: { campaign_id },
-          body: point,
-        });
-        const where = pointer ? "at the mouse" : "at the centre of the view";
-        status.textContent = `Missed object marked ${where}: x ${formatNumber(made.x, 4)}, y ${formatNumber(made.y, 4)}, z ${formatNumber(made.z, 4)}.`;
-      } catch (error) {
-        showError(error);
-      }
-      await reloadMissed();
-    });
+    const where = pointer ? "at the mouse" : "at the centre of the view";
+    return missedObjects.add(point, where).then(() => undefined);
   }
 
   function perform(action: QueueAction): Promise<void> {
@@ -594,7 +539,7 @@ export function mountQueuePage(doc: Document = document): QueueHooks {
       }
       await first;
       render();
-      if (config.missedLayer) await reloadMissed();
+      if (config.missedLayer) await missedObjects.reload();
       return loaded;
     },
     (error: unknown) => {
@@ -619,8 +564,8 @@ export function mountQueuePage(doc: Document = document): QueueHooks {
     timings,
     errors,
     perform,
-    missedPoints: () => missedPoints,
-    reloadMissed,
-    deleteMissed,
+    missedPoints: () => missedObjects.points,
+    reloadMissed: () => missedObjects.reload(),
+    deleteMissed: (id) => missedObjects.remove(id),
   };
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import struct
 from pathlib import Path
 from typing import Any
@@ -9,8 +10,10 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
+from pipeline.gallery import CardGeometry, card_pixel_to_voxel, read_card_geometry
 from webapp.datasets.models import Dataset, Layer, Visibility
 from webapp.detections import cards
+from webapp.detections.api.card_views import CardGeometrySerializer
 from webapp.detections.models import CardBuild, Detection, JobStatus
 from webapp.detections.services import detections_build_now
 
@@ -206,6 +209,60 @@ def test_a_page_of_cards_in_one_request(imported: Imported, api: APIClient, owne
         response = api.get(url(layer, "cards/page/"), {"segments": bad})
         assert response.status_code == 400, bad
         assert "segments" in response.json()["message"]
+
+
+def xy_pixel_showing(geometry: dict[str, Any], voxel: tuple[float, ...]) -> tuple[float, float]:
+    """The centre of the xy tile's pixel that shows a voxel position (z y x)."""
+    pixel_nm = geometry["field_nm"] / geometry["tile"]
+    at = []
+    for axis in (2, 1):  # px along x, py along y
+        nm = geometry["origin_nm"][axis] + voxel[axis] * geometry["voxel_size_nm"][axis]
+        offset = nm - geometry["centre_nm"][axis] + geometry["field_nm"] / 2
+        at.append(math.floor(offset / pixel_nm) + 0.5)
+    return at[0], at[1]
+
+
+def test_a_page_of_cards_carries_their_geometry_drawn_now_or_from_the_job(
+    imported: Imported, api: APIClient, owner: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, layer, _, labels = imported
+    api.force_authenticate(owner)
+    centroids = {
+        d.segment_id: (d.centroid_z, d.centroid_y, d.centroid_x)
+        for d in Detection.objects.filter(layer=layer)
+    }
+
+    def check(card: dict[str, Any]) -> CardGeometry:
+        geometry = card["geometry"]
+        assert set(geometry) == set(CardGeometrySerializer().fields)  # as the schema says
+        assert geometry["ndim"] == 3 and geometry["size"] == 194 and geometry["tile"] == 96
+        assert geometry["shape"] == list(labels.shape)
+        # The xy tile's pixel on the object's centroid maps back to a voxel of the object.
+        centroid = centroids[card["segment_id"]]
+        found = card_pixel_to_voxel(
+            CardGeometry.from_json(geometry), *xy_pixel_showing(geometry, centroid)
+        )
+        assert found is not None
+        assert all(abs(a - b) <= 1 for a, b in zip(found, centroid, strict=True)), found
+        assert labels[tuple(math.floor(v + 0.5) for v in found)] == card["segment_id"]
+        return CardGeometry.from_json(geometry)
+
+    # Drawn on demand (no job has run): from the render, and the sidecar holds the same.
+    drawn = api.get(url(layer, "cards/page/"), {"segments": "1,999"}).json()
+    out = cards.card_set_dir(layer.id, drawn["key"])
+    assert check(drawn["cards"][0]) == read_card_geometry(out, 1)
+    assert drawn["cards"][1]["geometry"] is None and drawn["cards"][1]["png"] is None
+    # From the job's card set: read from the sidecars, nothing drawn now.
+    build = cards.cards_build_run(CardBuild.objects.get(layer=layer).id)
+    assert build.status == JobStatus.SUCCEEDED
+    monkeypatch.setattr(cards, "render_card", lambda *a, **kw: pytest.fail("drawn again"))
+    cached = api.get(url(layer, "cards/page/"), {"segments": "2,1"}).json()
+    for card in cached["cards"]:
+        assert check(card) == read_card_geometry(out, card["segment_id"])
+    # A card whose sidecar is unreadable is still served, without a geometry.
+    (out / "2.json").write_text("{")
+    again = api.get(url(layer, "cards/page/"), {"segments": "2"}).json()["cards"][0]
+    assert again["png"] and again["geometry"] is None
 
 
 def test_a_page_of_cards_of_an_unseen_dataset_is_not_found(

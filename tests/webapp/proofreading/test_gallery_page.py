@@ -65,6 +65,11 @@ def test_gallery_page_configures_pages_cards_and_keys_and_queues_the_cards(
     )
     assert config["queueUrl"] == f"/proofreading/{campaign.id}/"
     assert "proofreading_gallery.js" in html and "gallery.css" in html
+    # Missed-object points: the key is documented, the count, list and CSV are on the page.
+    missed_csv = f"/api/v1/proofreading/campaigns/{campaign.id}/missed.csv"
+    assert config["missedCsvUrl"] == missed_csv and f'href="{missed_csv}"' in html
+    assert "<kbd>Alt</kbd>+click" in html and "<kbd>M</kbd>" in html
+    assert 'id="gallery-missed-count"' in html and 'id="gallery-missed-list"' in html
     # The layer's cards are queued, the campaign's next pending items first.
     build = CardBuild.objects.get(layer=layer)
     assert build.reason == "gallery" and build.status == "queued"

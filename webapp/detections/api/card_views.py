@@ -160,12 +160,42 @@ class CardBuildView(_LayerView):
         return Response(data, status=status.HTTP_202_ACCEPTED)
 
 
+def _numbers(help_text: str) -> serializers.ListField:
+    return serializers.ListField(child=serializers.FloatField(), help_text=help_text)
+
+
+class CardGeometrySerializer(serializers.Serializer[Any]):
+    """Where a card's pixels lie in the layer (``pipeline.gallery.CardGeometry``): a position
+    (px, py) on a slice tile maps to the voxel it shows as ``pipeline.gallery.card_pixel_to_voxel``
+    does. A 3D card is 2 x 2 tiles of ``tile`` pixels with ``gap`` between (xy | zy over xz |
+    mesh); a 2D card one tile of ``size`` pixels. A tile pixel's centre lies ``(i + 0.5) *
+    field_nm / edge - field_nm / 2`` from ``centre_nm`` along the tile's axis."""
+
+    ndim = serializers.IntegerField(help_text="2 or 3: the layer's spatial axes.")
+    tile = serializers.IntegerField(help_text="Pixels per tile edge (3D cards).")
+    gap = serializers.IntegerField(help_text="Pixels between tiles (3D cards).")
+    size = serializers.IntegerField(help_text="Pixels per card edge.")
+    field_nm = serializers.FloatField(help_text="Edge of the square field every tile shows (nm).")
+    centre_nm = _numbers("The field's centre, z y x (or y x) nm in the layer's coordinates.")
+    slices_nm = _numbers("Position of the xy, xz and zy slices along z, y, x (nm); [] in 2D.")
+    voxel_size_nm = _numbers("The label image's full-resolution voxel size, z y x (or y x).")
+    origin_nm = _numbers("Position of voxel 0's centre, z y x (or y x) nm.")
+    shape = serializers.ListField(
+        child=serializers.IntegerField(), help_text="The label image's full-resolution shape."
+    )
+
+
 class PageCardSerializer(serializers.Serializer[Any]):
     segment_id = serializers.IntegerField()
     png = serializers.CharField(
         allow_null=True, help_text="The card, base64 PNG (as card.png); null without a card."
     )
     error = serializers.CharField(help_text="Why there is no card ('' when there is one).")
+    geometry = CardGeometrySerializer(
+        allow_null=True,
+        help_text="Where the card's pixels lie in the layer; null without a card (or when its "
+        "geometry cannot be read).",
+    )
 
 
 class CardPageSerializer(serializers.Serializer[Any]):
@@ -210,9 +240,10 @@ def _page_etag(key: str, ids: list[int]) -> str:
 )
 class CardPageView(_LayerView):
     """Several detections' cards in one answer (a gallery page: one request instead of one
-    per card), as base64 PNGs in the order asked for; each is the card job's or drawn now. A
-    detection without a card (not in the layer, or not drawable) gets its reason instead. ETag
-    (the card set and the segments) and Cache-Control as for one card."""
+    per card), as base64 PNGs in the order asked for, each with its geometry (where its pixels
+    lie in the layer); each is the card job's or drawn now. A detection without a card (not in
+    the layer, or not drawable) gets its reason instead. ETag (the card set and the segments)
+    and Cache-Control as for one card."""
 
     serializer_class = CardPageSerializer
 
@@ -234,6 +265,7 @@ class CardPageView(_LayerView):
                         "segment_id": c.segment_id,
                         "png": base64.b64encode(c.png).decode() if c.png is not None else None,
                         "error": c.error,
+                        "geometry": c.geometry.to_json() if c.geometry is not None else None,
                     }
                     for c in cards
                 ],
