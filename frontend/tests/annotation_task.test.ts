@@ -43,10 +43,35 @@ describe("coordinates", () => {
   it("round-trips every kind through Neuroglancer's geometry", () => {
     const cases: [string, number[][]][] = [
       ["point", [[5, 6, 7]]],
-      ["line", [[1, 2, 3], [4, 5, 6]]],
-      ["axis_aligned_bounding_box", [[-0.5, 9.5, 9.5], [4.5, 19.5, 29.5]]],
-      ["ellipsoid", [[5, 6, 7], [1, 2.5, 3]]],
-      ["polyline", [[1, 1, 1], [2, 2, 2], [3, 4, 5]]],
+      [
+        "line",
+        [
+          [1, 2, 3],
+          [4, 5, 6],
+        ],
+      ],
+      [
+        "axis_aligned_bounding_box",
+        [
+          [-0.5, 9.5, 9.5],
+          [4.5, 19.5, 29.5],
+        ],
+      ],
+      [
+        "ellipsoid",
+        [
+          [5, 6, 7],
+          [1, 2.5, 3],
+        ],
+      ],
+      [
+        "polyline",
+        [
+          [1, 1, 1],
+          [2, 2, 2],
+          [3, 4, 5],
+        ],
+      ],
     ];
     for (const [kind, coords] of cases) {
       const json = ngGeometryJson(kind as never, coords, XYZ);
@@ -66,7 +91,14 @@ describe("coordinates", () => {
   });
 
   it("gives ellipsoid radii without the half-voxel shift", () => {
-    const json = ngGeometryJson("ellipsoid", [[0, 0, 0], [1, 2, 3]], XYZ);
+    const json = ngGeometryJson(
+      "ellipsoid",
+      [
+        [0, 0, 0],
+        [1, 2, 3],
+      ],
+      XYZ,
+    );
     expect(json["center"]).toEqual([0.5, 0.5, 0.5]);
     expect(json["radii"]).toEqual([3, 2, 1]);
   });
@@ -98,7 +130,7 @@ describe("layers", () => {
 
   it("centres the camera on the box and fits its largest side", () => {
     const camera = cameraForTask({ start: [0, 10, 20], size: [10, 32, 64] }, XYZ, 400, 1.25);
-    expect(camera.position).toEqual([52, 26, 5]);
+    expect(camera.position).toEqual([52.5, 26.5, 5.5]);
     expect(camera.crossSectionScale).toBeCloseTo((64 * 1.25) / 400);
   });
 

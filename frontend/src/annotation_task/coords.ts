@@ -53,7 +53,8 @@ export interface Axes {
 export function axesOf(dimensionNames: readonly string[]): Axes {
   const index = (name: string): number => {
     const i = dimensionNames.indexOf(name);
-    if (i < 0) throw new Error(`The viewer has no ${name} dimension (${dimensionNames.join(", ")}).`);
+    if (i < 0)
+      throw new Error(`The viewer has no ${name} dimension (${dimensionNames.join(", ")}).`);
     return i;
   };
   const z = dimensionNames.indexOf("z");

@@ -153,17 +153,18 @@ export interface Camera {
   projectionScale: number;
 }
 
-/** Centred on the box, zoomed so its largest side fills `1 / margin` of a panel. */
+/** Centred on the box (on a voxel's centre, so a 2D panel shows one whole section and what is
+ * drawn there lands on it), zoomed so its largest side fills `1 / margin` of a panel. */
 export function cameraForTask(
   box: TaskBox,
   axes: Axes,
   panelPixels: number,
   margin = 1.25,
 ): Camera {
-  const centre = box.start.map((s, i) => s + (box.size[i] ?? 0) / 2);
+  const centre = box.start.map((s, i) => Math.floor(s + (box.size[i] ?? 0) / 2));
   const largest = Math.max(1, ...box.size);
   return {
-    position: Array.from(toViewer(centre, axes, 0)),
+    position: Array.from(toViewer(centre, axes)),
     crossSectionScale: (largest * margin) / Math.max(1, panelPixels),
     projectionScale: Math.hypot(...box.size.map((n) => Math.max(1, n))) * margin,
   };

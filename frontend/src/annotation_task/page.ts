@@ -7,7 +7,13 @@ import { ApiError, api, setCsrfToken } from "../lib/api";
 import { byId, el, jsonScript } from "../lib/dom";
 import { formatDuration } from "./format";
 import { ErrorBanner, SerialWork, errorMessage } from "../lib/page_work";
-import { type LoadedView, type Viewer, type ViewerStateJson, loadState, viewerIn } from "../lib/neuroglancer";
+import {
+  type LoadedView,
+  type Viewer,
+  type ViewerStateJson,
+  loadState,
+  viewerIn,
+} from "../lib/neuroglancer";
 import { type Axes, type NgAnnotation, axesOf, geometryOf, packRgb } from "./coords";
 import {
   ANNOTATIONS,
@@ -66,14 +72,16 @@ interface LocalSource {
   childDeleted: { add(fn: (id: string) => void): () => void };
 }
 interface ManagedLayerLike {
-  layer: { localAnnotations?: LocalSource } | null;
+  layer: {
+    localAnnotations?: LocalSource;
+    tool?: { restoreState(tool: unknown): void; toJSON(): unknown };
+  } | null;
   setVisible(visible: boolean): void;
 }
 
 function sourceOf(viewer: Viewer, name: string): LocalSource | undefined {
   const managed = viewer.layerManager.getLayerByName(name) as unknown as
-    | ManagedLayerLike
-    | undefined;
+    ManagedLayerLike | undefined;
   return managed?.layer?.localAnnotations;
 }
 
@@ -91,6 +99,8 @@ export interface TaskHooks {
   settled(): Promise<void>;
   timings: { readyMs?: number; lastSaveMs?: number; lastChangeToSavedMs?: number };
   annotations(): ApiAnnotation[];
+  /** The annotations layer's active tool (Neuroglancer's tool id), set by the tool buttons. */
+  tool(): unknown;
 }
 
 export const TIMEOUTS = { viewerMs: 60_000, layersMs: 30_000 };
@@ -437,6 +447,18 @@ export function mountTaskPage(doc: Document = document): TaskHooks {
     );
   }
 
+  function layerOf(name: string): ManagedLayerLike | undefined {
+    const viewer = viewerIn(frame);
+    return viewer?.layerManager.getLayerByName(name) as unknown as ManagedLayerLike | undefined;
+  }
+
+  function useTool(tool: string): void {
+    layerOf(ANNOTATIONS)?.layer?.tool?.restoreState(tool);
+    for (const button of doc.querySelectorAll<HTMLButtonElement>("[data-tool]")) {
+      button.setAttribute("aria-pressed", String(button.dataset["tool"] === tool));
+    }
+  }
+
   function chooseClass(name: string): void {
     currentClass = name;
     renderClasses();
@@ -499,6 +521,10 @@ export function mountTaskPage(doc: Document = document): TaskHooks {
     void leaveFor("flag", reason);
   });
 
+  for (const button of doc.querySelectorAll<HTMLButtonElement>("[data-tool]")) {
+    button.disabled = !config.editable;
+    button.addEventListener("click", () => useTool(button.dataset["tool"] ?? ""));
+  }
   renderClasses();
   showTime();
   saveStatus.textContent = "Loading annotations…";
@@ -512,7 +538,8 @@ export function mountTaskPage(doc: Document = document): TaskHooks {
     const layout = (baseState["layout"] as string | undefined) ?? "4panel";
     const panel = layout === "4panel" ? Math.min(width, height) / 2 : Math.min(width, height);
     const camera = cameraForTask(config.box, axes, panel);
-    const shape = config.geometry.shape ?? config.box.start.map((s, i) => s + (config.box.size[i] ?? 0));
+    const shape =
+      config.geometry.shape ?? config.box.start.map((s, i) => s + (config.box.size[i] ?? 0));
     const state: ViewerStateJson = {
       ...baseState,
       ...camera,
@@ -552,7 +579,9 @@ export function mountTaskPage(doc: Document = document): TaskHooks {
     view.viewer.state.changed.add(activity);
     frame.contentWindow?.addEventListener("keydown", onKey, true);
     if (view.errors.length) {
-      banner.show(new Error(view.errors.map((e) => `${e.name}: ${e.errors.join("; ")}`).join(", ")));
+      banner.show(
+        new Error(view.errors.map((e) => `${e.name}: ${e.errors.join("; ")}`).join(", ")),
+      );
     }
     showCount();
     showSaveState();
@@ -582,6 +611,7 @@ export function mountTaskPage(doc: Document = document): TaskHooks {
     },
     timings,
     annotations,
+    tool: () => layerOf(ANNOTATIONS)?.layer?.tool?.toJSON(),
   };
 }
 

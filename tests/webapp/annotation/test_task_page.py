@@ -55,9 +55,9 @@ def test_next_redirects_to_the_task_page_and_the_annotator_may_edit(
     assert config["editable"] is True and config["assignmentId"] == row.id
     assert config["box"]["start"] == list(row.box.start)
     state = json.loads(
-        page.content.decode().split('id="viewer-state" type="application/json">')[1].split(
-            "</script>"
-        )[0]
+        page.content.decode()
+        .split('id="viewer-state" type="application/json">')[1]
+        .split("</script>")[0]
     )
     assert [la["type"] for la in state["layers"]] == ["image"]
     # The annotations come from the API, never inside the page (or its URL).
@@ -89,7 +89,9 @@ def test_a_submitted_task_is_read_only_for_its_annotator(
     assert _config(response)["editable"] is False
 
 
-def test_nothing_left_and_non_annotators(campaign: AnnotationCampaign, people: dict[str, Any]) -> None:
+def test_nothing_left_and_non_annotators(
+    campaign: AnnotationCampaign, people: dict[str, Any]
+) -> None:
     for box in campaign.boxes.all():
         box.flag_reason = "no tissue"
         box.save()
