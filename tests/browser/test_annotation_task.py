@@ -62,18 +62,16 @@ def xy_panel(page: Any) -> dict[str, float]:
 def mouse_voxel(page: Any, x: float, y: float) -> list[float]:
     """Move the mouse to (x, y) and return the viewer's position under it as voxel z y x."""
     before = page.evaluate("() => Array.from(annotome.viewer().mouseState.position)")
+    page.mouse.move(x + 1, y)
     page.mouse.move(x, y)
-    pos = page.evaluate(
-        """async (before) => {
-            const m = annotome.viewer().mouseState;
-            for (let i = 0; i < 100; i++) {
-                if (m.active && Array.from(m.position).some((v, j) => v !== before[j])) break;
-                await new Promise((r) => requestAnimationFrame(r));
-            }
-            return Array.from(m.position);
-        }""",
-        before,
+    page.wait_for_function(
+        """(before) => { const m = annotome.viewer().mouseState;
+             return m.active && m.position.length >= 3
+               && Array.from(m.position).some((v, j) => v !== before[j]); }""",
+        arg=before,
+        timeout=10_000,
     )
+    pos = page.evaluate("() => Array.from(annotome.viewer().mouseState.position)")
     return [round(pos[2] - 0.5, 3), round(pos[1] - 0.5, 3), round(pos[0] - 0.5, 3)]
 
 
@@ -121,12 +119,6 @@ def test_annotator_draws_saves_reloads_deletes_and_submits(
     assert "<script>" not in page.inner_html("#task-instructions")
     assert "<strong>nucleus</strong>" in page.inner_html("#task-instructions")
     page.screenshot(path=str(artifacts_dir / "annotation-task-open.png"))
-    # The outside is dimmed (six filled boxes); zoomed out, the screenshot shows it.
-    scale = page.evaluate("() => annotome.viewer().state.toJSON().crossSectionScale")
-    page.evaluate("(s) => annotome.viewer().state.restoreState({crossSectionScale: s})", scale * 3)
-    page.wait_for_function("() => annotome.viewer().isReady()", timeout=READY_MS)
-    page.screenshot(path=str(artifacts_dir / "annotation-task-dimmed.png"))
-    page.evaluate("(s) => annotome.viewer().state.restoreState({crossSectionScale: s})", scale)
 
     panel = xy_panel(page)
     cx, cy = panel["x"] + panel["width"] / 2, panel["y"] + panel["height"] / 2
@@ -188,6 +180,11 @@ def test_annotator_draws_saves_reloads_deletes_and_submits(
     page.evaluate("() => annotome.settled()")
     version = page.evaluate("() => annotome.version()")
     assert page.evaluate("() => annotome.errors") == []
+    # The outside is dimmed (six filled boxes); zoomed out, the screenshot shows it.
+    scale = page.evaluate("() => annotome.viewer().state.toJSON().crossSectionScale")
+    page.evaluate("(s) => annotome.viewer().state.restoreState({crossSectionScale: s})", scale * 3)
+    page.wait_for_function("() => annotome.viewer().isReady()", timeout=READY_MS)
+    page.screenshot(path=str(artifacts_dir / "annotation-task-dimmed.png"))
     page.click("#task-submit")
     page.wait_for_url(lambda url: f"/task/{assignment.id}/" not in url)
 
