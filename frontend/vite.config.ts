@@ -17,12 +17,14 @@ const entries = {
   proofreading_gallery: "src/pages/proofreading_gallery.ts",
   proofreading_thresholds: "src/pages/proofreading_thresholds.ts",
   proofreading_dashboard: "src/pages/proofreading_dashboard.ts",
+  annotation_task: "src/pages/annotation_task.ts",
   // Style sheets: the key only has to be unique; the file keeps its source name.
   "style:site": "src/styles/site.css",
   "style:viewer": "src/styles/viewer.css",
   "style:gallery": "src/styles/gallery.css",
   "style:plots": "src/styles/plots.css",
   "style:stereology": "src/styles/stereology.css",
+  "style:annotation_task": "src/styles/annotation_task.css",
 };
 
 /** "src/styles/viewer.css" -> "viewer.css"; other assets get a content hash. */

@@ -1,7 +1,13 @@
 """Annotation pages (the API is in api/urls.py)."""
 
-from django.urls import URLPattern, path  # noqa: F401
+from django.urls import URLPattern, path
+
+from webapp.annotation import task_views
 
 app_name = "annotation"
 
-urlpatterns: list[URLPattern] = []
+urlpatterns: list[URLPattern] = [
+    # The annotator's task page (task_views.py)
+    path("task/<int:assignment_id>/", task_views.task_page, name="task"),
+    path("<int:campaign_id>/next/", task_views.next_task, name="next"),
+]

@@ -1,0 +1,618 @@
+// The annotator's task page (webapp/annotation/templates/annotation/task.html): Neuroglancer at
+// the task box, the outside dimmed, the annotations layer loaded from the API and saved back as
+// it changes (sync.ts), the task panel (classes with their keys, counters, submit / skip / flag,
+// versions with show and restore), view activity reported so time on task counts on the server.
+
+import { ApiError, api, setCsrfToken } from "../lib/api";
+import { byId, el, jsonScript } from "../lib/dom";
+import { formatDuration } from "./format";
+import { ErrorBanner, SerialWork, errorMessage } from "../lib/page_work";
+import {
+  type LoadedView,
+  type Viewer,
+  type ViewerStateJson,
+  loadState,
+  viewerIn,
+} from "../lib/neuroglancer";
+import { type Axes, type NgAnnotation, axesOf, geometryOf, packRgb } from "./coords";
+import {
+  ANNOTATIONS,
+  EARLIER,
+  type LabelClass,
+  type TaskBox,
+  annotationJson,
+  annotationsLayer,
+  cameraForTask,
+  dimmingLayer,
+  earlierLayer,
+  taskBoxLayer,
+} from "./layers";
+import { type ApiAnnotation, Ledger, type Op, Saver, StaleError } from "./sync";
+
+export interface TaskConfig {
+  assignmentId: number;
+  campaignId: number;
+  csrfToken: string;
+  editable: boolean;
+  isAnnotator: boolean;
+  assignment: { state: string; version: number; active_seconds: number; count: number };
+  box: TaskBox & { name: string };
+  labelSchema: LabelClass[];
+  geometry: { shape?: number[] };
+  imageLayer: string;
+  nextUrl: string;
+  reservedKeys: string;
+}
+
+interface Revision {
+  number: number;
+  kind: string;
+  restored_from: number | null;
+  author: string | null;
+  created: string;
+  summary: Record<string, number>;
+}
+
+/** The parts of Neuroglancer's local annotation source the page uses. */
+interface Reference {
+  value: NgAnnotation | null;
+  dispose(): void;
+}
+interface LocalSource {
+  readonly: boolean;
+  pending: Set<string>;
+  get(id: string): NgAnnotation | undefined;
+  getReference(id: string): Reference;
+  update(reference: Reference, annotation: NgAnnotation): void;
+  restoreState(json: unknown): void;
+  [Symbol.iterator](): Iterator<NgAnnotation>;
+  childAdded: { add(fn: (a: NgAnnotation) => void): () => void };
+  childUpdated: { add(fn: (a: NgAnnotation) => void): () => void };
+  childCommitted: { add(fn: (id: string) => void): () => void };
+  childDeleted: { add(fn: (id: string) => void): () => void };
+}
+interface ManagedLayerLike {
+  layer: {
+    localAnnotations?: LocalSource;
+    tool?: { restoreState(tool: unknown): void; toJSON(): unknown };
+  } | null;
+  setVisible(visible: boolean): void;
+}
+
+function sourceOf(viewer: Viewer, name: string): LocalSource | undefined {
+  const managed = viewer.layerManager.getLayerByName(name) as unknown as
+    ManagedLayerLike | undefined;
+  return managed?.layer?.localAnnotations;
+}
+
+/** `window.annotome` on the task page (tests and the benchmark read it). */
+export interface TaskHooks {
+  ready: Promise<LoadedView>;
+  config: TaskConfig;
+  viewer(): Viewer | undefined;
+  version(): number;
+  count(): number;
+  dirty(): number;
+  currentClass(): string;
+  errors: string[];
+  /** Resolves once every change so far is saved (or saving stopped). */
+  settled(): Promise<void>;
+  timings: { readyMs?: number; lastSaveMs?: number; lastChangeToSavedMs?: number };
+  annotations(): ApiAnnotation[];
+  /** The annotations layer's active tool (Neuroglancer's tool id), set by the tool buttons. */
+  tool(): unknown;
+}
+
+export const TIMEOUTS = { viewerMs: 60_000, layersMs: 30_000 };
+const ACTIVITY_MS = 15_000;
+const ASSIGNMENT = "/api/v1/annotation/assignments/{assignment_id}/" as const;
+
+export function mountTaskPage(doc: Document = document): TaskHooks {
+  const baseState = jsonScript<ViewerStateJson>("viewer-state", doc);
+  const config = jsonScript<TaskConfig>("task-config", doc);
+  setCsrfToken(config.csrfToken);
+  const assignment_id = config.assignmentId;
+  const frame = byId("neuroglancer", HTMLIFrameElement, doc);
+  const banner = new ErrorBanner(byId("task-error", HTMLElement, doc));
+  const saveStatus = byId("task-save", HTMLElement, doc);
+  const conflict = byId("task-conflict", HTMLElement, doc);
+  const conflictText = byId("task-conflict-text", HTMLElement, doc);
+  const countLabel = byId("task-count", HTMLElement, doc);
+  const timeLabel = byId("task-time", HTMLElement, doc);
+  const versionLabel = byId("task-version", HTMLElement, doc);
+  const classList = byId("task-classes", HTMLUListElement, doc);
+  const objectInput = byId("task-object-id", HTMLInputElement, doc);
+  const versionsList = byId("task-versions", HTMLOListElement, doc);
+  const flagForm = byId("task-flag-form", HTMLFormElement, doc);
+  byId("task-readonly", HTMLElement, doc).hidden = config.editable;
+  for (const id of ["task-submit", "task-skip", "task-flag"]) {
+    byId(id, HTMLButtonElement, doc).disabled = !config.editable;
+  }
+
+  const dimensionNames = Object.keys((baseState["dimensions"] as Record<string, unknown>) ?? {});
+  const axes: Axes = axesOf(dimensionNames);
+  const schema = config.labelSchema;
+  const colours = new Map(schema.map((c) => [c.name, c.colour]));
+  const colourOf = (label: string): string => colours.get(label) ?? "#ffffff";
+  let currentClass = schema[0]?.name ?? "";
+  /** Class and object id of each annotation (Neuroglancer holds only the display of them). */
+  const meta = new Map<string, { label: string; object_id: number }>();
+  let nextObjectId = 1;
+  let loading = false;
+  const ledger = new Ledger();
+  const timings: TaskHooks["timings"] = {};
+  const work = new SerialWork();
+  let activeSeconds = config.assignment.active_seconds;
+  let changeAt: number | undefined;
+
+  function source(): LocalSource | undefined {
+    const viewer = viewerIn(frame);
+    return viewer ? sourceOf(viewer, ANNOTATIONS) : undefined;
+  }
+
+  function read(uid: string): ApiAnnotation | undefined | null {
+    const src = source();
+    const a = src?.get(uid);
+    if (!src || !a) return undefined;
+    if (src.pending.has(uid)) return null;
+    const geometry = geometryOf(a, axes);
+    if (!geometry) return undefined;
+    const m = meta.get(uid) ?? { label: currentClass, object_id: 0 };
+    return { uid, ...geometry, ...m, description: a.description ?? "" };
+  }
+
+  function annotations(): ApiAnnotation[] {
+    const src = source();
+    if (!src) return [];
+    const out: ApiAnnotation[] = [];
+    for (const a of src) {
+      const r = read(a.id);
+      if (r) out.push(r);
+    }
+    return out;
+  }
+
+  function showTime(): void {
+    timeLabel.textContent = formatDuration(activeSeconds);
+  }
+
+  function showCount(): void {
+    const src = source();
+    let n = 0;
+    if (src) for (const _ of src) n++;
+    countLabel.textContent = String(n);
+  }
+
+  function showSaveState(): void {
+    if (!config.editable) {
+      saveStatus.textContent = `Read-only · version ${ledger.version}`;
+    } else if (saver.stale) {
+      saveStatus.textContent = "Not saved: a newer version exists";
+    } else if (saver.busy) {
+      saveStatus.textContent = "Saving…";
+    } else {
+      saveStatus.textContent = `All changes saved · version ${ledger.version}`;
+    }
+    saveStatus.dataset["version"] = String(ledger.version);
+    versionLabel.textContent = String(ledger.version);
+  }
+
+  const saver = new Saver({
+    ledger,
+    read,
+    post: async (base_version, ops) => {
+      try {
+        const answer = await api.post(`${ASSIGNMENT}annotations/`, {
+          path: { assignment_id },
+          body: { base_version, ops } as never,
+        });
+        activeSeconds = answer.active_seconds;
+        return answer;
+      } catch (error) {
+        if (error instanceof ApiError && error.status === 409) {
+          const current = (error.body as { current_version?: number } | null)?.current_version;
+          if (typeof current === "number") throw new StaleError(current);
+        }
+        throw error;
+      }
+    },
+    onSaved: (_version, _ops, ms) => {
+      timings.lastSaveMs = ms;
+      if (changeAt !== undefined) timings.lastChangeToSavedMs = Date.now() - changeAt;
+      changeAt = undefined;
+      banner.clear();
+      showSaveState();
+      showTime();
+      void loadRevisions();
+    },
+    onStale: (error) => {
+      conflictText.textContent =
+        `Your changes were not saved: version ${error.currentVersion} was saved since ` +
+        `(another tab or machine), after your version ${ledger.version}.`;
+      conflict.hidden = false;
+      showSaveState();
+    },
+    onError: (error) => {
+      banner.show(error);
+      showSaveState();
+    },
+  });
+  saver.enabled = config.editable;
+
+  function changed(uid: string): void {
+    if (loading || !config.editable) return;
+    changeAt ??= Date.now();
+    saver.mark(uid);
+    showSaveState();
+  }
+
+  function objectIdForNew(): number {
+    const typed = objectInput.value.trim();
+    if (typed !== "" && /^\d+$/.test(typed)) return Number(typed);
+    return nextObjectId++;
+  }
+
+  function adopt(a: NgAnnotation): void {
+    // A new annotation drawn with a tool: it takes the current class and an object id.
+    if (loading || meta.has(a.id)) return;
+    const m = { label: currentClass, object_id: objectIdForNew() };
+    meta.set(a.id, m);
+    const src = source();
+    if (!src) return;
+    const reference = src.getReference(a.id);
+    try {
+      if (reference.value) {
+        src.update(reference, {
+          ...reference.value,
+          properties: [packRgb(colourOf(m.label)), Math.min(m.object_id, 0xffffffff)],
+        });
+      }
+    } finally {
+      reference.dispose();
+    }
+  }
+
+  function setMeta(list: readonly ApiAnnotation[]): void {
+    meta.clear();
+    for (const a of list) {
+      meta.set(a.uid, { label: a.label, object_id: a.object_id });
+      nextObjectId = Math.max(nextObjectId, a.object_id + 1);
+    }
+  }
+
+  function loadInto(src: LocalSource, list: readonly ApiAnnotation[]): void {
+    loading = true;
+    try {
+      src.restoreState(list.map((a) => annotationJson(a, axes, colourOf)));
+    } finally {
+      loading = false;
+    }
+  }
+
+  async function fetchVersion(version?: number): Promise<{
+    version: number;
+    current_version: number;
+    annotations: ApiAnnotation[];
+  }> {
+    const body = await api.get(`${ASSIGNMENT}annotations/`, {
+      path: { assignment_id },
+      ...(version === undefined ? {} : { query: { version } }),
+    });
+    return body as never;
+  }
+
+  /** Load the server's current version into the layer; with `reapply`, this page's unsaved
+   * changes are put back on top and saved (merge). */
+  async function reloadCurrent(reapply: boolean): Promise<void> {
+    const src = source();
+    if (!src) return;
+    const unsaved = reapply
+      ? [...saver.dirty].map((uid) => ({ uid, value: read(uid) ?? undefined }))
+      : [];
+    const body = await fetchVersion();
+    saver.discard();
+    ledger.reset(body.current_version, body.annotations);
+    const merged = new Map(body.annotations.map((a) => [a.uid, a]));
+    for (const { uid, value } of unsaved) {
+      if (value) merged.set(uid, value);
+      else merged.delete(uid);
+    }
+    const list = [...merged.values()];
+    setMeta(list);
+    loadInto(src, list);
+    for (const { uid } of unsaved) saver.mark(uid);
+    conflict.hidden = true;
+    saver.resume();
+    showCount();
+    showSaveState();
+    await loadRevisions();
+  }
+
+  async function loadRevisions(): Promise<void> {
+    try {
+      const rows = (await api.get(`${ASSIGNMENT}revisions/`, {
+        path: { assignment_id },
+      })) as unknown as Revision[];
+      versionsList.replaceChildren(...rows.map(revisionItem));
+    } catch (error) {
+      banner.show(error);
+    }
+  }
+
+  function revisionItem(r: Revision): HTMLLIElement {
+    const what =
+      r.kind === "restore"
+        ? `restored version ${r.restored_from ?? "?"}`
+        : `+${r.summary["created"] ?? 0} ~${r.summary["changed"] ?? 0} −${r.summary["deleted"] ?? 0}`;
+    const show = el("button", { type: "button", textContent: "show", className: "link-button" });
+    show.addEventListener("click", () => void showVersion(r.number));
+    const items: (Node | string)[] = [
+      el("strong", { textContent: `v${r.number}` }),
+      ` ${what} · ${r.summary["count"] ?? 0} objects · ${r.author ?? "?"} · ${new Date(r.created).toLocaleString()} `,
+      show,
+    ];
+    if (config.editable && r.number < ledger.version) {
+      const restore = el("button", {
+        type: "button",
+        textContent: "restore",
+        className: "link-button",
+      });
+      restore.addEventListener("click", () => void restoreVersion(r.number));
+      items.push(" ", restore);
+    }
+    return el("li", { className: "task-version", value: r.number }, items);
+  }
+
+  async function showVersion(version: number): Promise<void> {
+    const viewer = viewerIn(frame);
+    if (!viewer) return;
+    try {
+      const body = await fetchVersion(version);
+      const src = sourceOf(viewer, EARLIER);
+      if (!src) return;
+      src.restoreState(body.annotations.map((a) => annotationJson(a, axes, colourOf)));
+      const managed = viewer.layerManager.getLayerByName(EARLIER) as unknown as ManagedLayerLike;
+      managed.setVisible(true);
+      saveStatus.textContent = `Showing version ${version} (grey, read-only) beside your work`;
+    } catch (error) {
+      banner.show(error);
+    }
+  }
+
+  function restoreVersion(version: number): Promise<void> {
+    return work.run(async () => {
+      try {
+        await saver.settled();
+        if (saver.stale) return;
+        await api.post(`${ASSIGNMENT}restore/`, {
+          path: { assignment_id },
+          body: { version, base_version: ledger.version },
+        });
+        await reloadCurrent(false);
+      } catch (error) {
+        banner.show(error);
+      }
+    });
+  }
+
+  async function leaveFor(action: "submit" | "skip" | "flag", reason = ""): Promise<void> {
+    await work.run(async () => {
+      try {
+        await saver.settled();
+        if (saver.stale || saver.dirty.size) {
+          banner.show(new Error("Save your changes first (see the message above)."));
+          return;
+        }
+        if (action === "submit") {
+          await api.post(`${ASSIGNMENT}submit/`, {
+            path: { assignment_id },
+            body: { base_version: ledger.version },
+          });
+        } else if (action === "skip") {
+          await api.post(`${ASSIGNMENT}skip/`, { path: { assignment_id } });
+        } else {
+          await api.post(`${ASSIGNMENT}flag/`, { path: { assignment_id }, body: { reason } });
+        }
+        saver.enabled = false;
+        doc.defaultView?.location.assign(config.nextUrl);
+      } catch (error) {
+        if (error instanceof ApiError && error.status === 409) {
+          const current = (error.body as { current_version?: number } | null)?.current_version;
+          if (typeof current === "number" && current !== ledger.version) {
+            saver.stale = new StaleError(current);
+            conflictText.textContent = `Not submitted: version ${current} was saved since your version ${ledger.version}.`;
+            conflict.hidden = false;
+            return;
+          }
+        }
+        banner.show(error);
+      }
+    });
+  }
+
+  function renderClasses(): void {
+    classList.replaceChildren(
+      ...schema.map((c) => {
+        const button = el("button", { type: "button", className: "task-class" }, [
+          el("span", { className: "task-swatch" }),
+          el("kbd", { textContent: c.key }),
+          ` ${c.label || c.name}`,
+        ]);
+        (button.firstChild as HTMLElement).style.background = c.colour;
+        button.setAttribute("aria-pressed", String(c.name === currentClass));
+        button.dataset["class"] = c.name;
+        button.addEventListener("click", () => chooseClass(c.name));
+        return el("li", {}, [button]);
+      }),
+    );
+  }
+
+  function layerOf(name: string): ManagedLayerLike | undefined {
+    const viewer = viewerIn(frame);
+    return viewer?.layerManager.getLayerByName(name) as unknown as ManagedLayerLike | undefined;
+  }
+
+  function useTool(tool: string): void {
+    layerOf(ANNOTATIONS)?.layer?.tool?.restoreState(tool);
+    for (const button of doc.querySelectorAll<HTMLButtonElement>("[data-tool]")) {
+      button.setAttribute("aria-pressed", String(button.dataset["tool"] === tool));
+    }
+  }
+
+  function chooseClass(name: string): void {
+    currentClass = name;
+    renderClasses();
+  }
+
+  let lastActivity = 0;
+  let activityTimer: ReturnType<typeof setTimeout> | undefined;
+  function activity(): void {
+    if (!config.editable) return;
+    const wait = lastActivity + ACTIVITY_MS - Date.now();
+    if (wait > 0) {
+      activityTimer ??= setTimeout(() => {
+        activityTimer = undefined;
+        activity();
+      }, wait);
+      return;
+    }
+    lastActivity = Date.now();
+    api.post(`${ASSIGNMENT}activity/`, { path: { assignment_id } }).then(
+      (row) => {
+        activeSeconds = row.active_seconds;
+        showTime();
+      },
+      () => undefined, // a lost report costs a little time on task, nothing else
+    );
+  }
+
+  function onKey(event: KeyboardEvent): void {
+    const target = event.target as HTMLElement | null;
+    if (target && (target.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName))) {
+      return;
+    }
+    if (event.ctrlKey || event.metaKey || event.altKey || event.shiftKey) return;
+    const chosen = schema.find((c) => c.key === event.key.toLowerCase());
+    if (!chosen) return;
+    event.preventDefault();
+    event.stopPropagation();
+    chooseClass(chosen.name);
+  }
+
+  doc.addEventListener("keydown", onKey, true);
+  byId("task-reload", HTMLButtonElement, doc).addEventListener("click", () => {
+    void work.run(() => reloadCurrent(false).catch((e: unknown) => banner.show(e)));
+  });
+  byId("task-merge", HTMLButtonElement, doc).addEventListener("click", () => {
+    void work.run(() => reloadCurrent(true).catch((e: unknown) => banner.show(e)));
+  });
+  byId("task-submit", HTMLButtonElement, doc).addEventListener("click", () => {
+    void leaveFor("submit");
+  });
+  byId("task-skip", HTMLButtonElement, doc).addEventListener("click", () => {
+    void leaveFor("skip");
+  });
+  byId("task-flag", HTMLButtonElement, doc).addEventListener("click", () => {
+    flagForm.hidden = !flagForm.hidden;
+  });
+  flagForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const reason = byId("task-flag-reason", HTMLInputElement, doc).value;
+    void leaveFor("flag", reason);
+  });
+
+  for (const button of doc.querySelectorAll<HTMLButtonElement>("[data-tool]")) {
+    button.disabled = !config.editable;
+    button.addEventListener("click", () => useTool(button.dataset["tool"] ?? ""));
+  }
+  renderClasses();
+  showTime();
+  saveStatus.textContent = "Loading annotations…";
+
+  const ready = (async (): Promise<LoadedView> => {
+    const body = await fetchVersion();
+    ledger.reset(body.current_version, body.annotations);
+    setMeta(body.annotations);
+    const width = frame.clientWidth || 800;
+    const height = frame.clientHeight || 600;
+    const layout = (baseState["layout"] as string | undefined) ?? "4panel";
+    const panel = layout === "4panel" ? Math.min(width, height) / 2 : Math.min(width, height);
+    const camera = cameraForTask(config.box, axes, panel);
+    const shape =
+      config.geometry.shape ?? config.box.start.map((s, i) => s + (config.box.size[i] ?? 0));
+    const state: ViewerStateJson = {
+      ...baseState,
+      ...camera,
+      layers: [
+        ...(baseState.layers ?? []),
+        dimmingLayer(config.box, shape, axes),
+        taskBoxLayer(config.box, axes),
+        earlierLayer(),
+        annotationsLayer(body.annotations, axes, schema, config.editable),
+      ] as NonNullable<ViewerStateJson["layers"]>,
+      selectedLayer: { layer: ANNOTATIONS, visible: true },
+    };
+    loading = true;
+    let view: LoadedView;
+    try {
+      view = await loadState(frame, state, TIMEOUTS);
+    } finally {
+      loading = false;
+    }
+    const src = sourceOf(view.viewer, ANNOTATIONS);
+    if (!src) throw new Error("The annotations layer was not created.");
+    src.readonly = !config.editable;
+    src.childAdded.add((a) => {
+      adopt(a);
+      changed(a.id);
+    });
+    src.childUpdated.add((a) => changed(a.id));
+    src.childCommitted.add((id) => {
+      changed(id);
+      showCount();
+    });
+    src.childDeleted.add((id) => {
+      changed(id);
+      meta.delete(id);
+      showCount();
+    });
+    view.viewer.state.changed.add(activity);
+    frame.contentWindow?.addEventListener("keydown", onKey, true);
+    if (view.errors.length) {
+      banner.show(
+        new Error(view.errors.map((e) => `${e.name}: ${e.errors.join("; ")}`).join(", ")),
+      );
+    }
+    showCount();
+    showSaveState();
+    timings.readyMs = performance.now();
+    void loadRevisions();
+    return view;
+  })().catch((error: unknown) => {
+    banner.show(error);
+    saveStatus.textContent = errorMessage(error);
+    throw error;
+  });
+
+  return {
+    ready,
+    config,
+    viewer: () => viewerIn(frame),
+    version: () => ledger.version,
+    count: () => annotations().length,
+    dirty: () => saver.dirty.size,
+    currentClass: () => currentClass,
+    errors: banner.errors,
+    settled: async () => {
+      await ready;
+      await saver.settled();
+      await work.settled();
+      showSaveState();
+    },
+    timings,
+    annotations,
+    tool: () => layerOf(ANNOTATIONS)?.layer?.tool?.toJSON(),
+  };
+}
+
+export type { Op };
