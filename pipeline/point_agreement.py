@@ -132,7 +132,9 @@ def _check_geometry(tolerance_um: float, voxel_size_um: Sequence[float]) -> Floa
     return voxel
 
 
-def positions_um(points: Sequence[Point], voxel_size_um: Sequence[float]) -> FloatArray:
+def positions_um(
+    points: Sequence[Point], voxel_size_um: Sequence[float] | FloatArray
+) -> FloatArray:
     """Positions in um (relative to the volume's corner; the origin cancels in distances)."""
     if not points:
         return np.zeros((0, 3), dtype=np.float64)
