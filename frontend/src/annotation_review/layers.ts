@@ -26,10 +26,20 @@ export type NgAnnotation =
     }
   | { type: "ellipsoid"; id: string; center: number[]; radii: number[]; description?: string };
 
+/** A local annotation source in the viewer's dimensions (without them a layer made after the
+ * viewer started has rank 0 and refuses every annotation). */
+export type AnnotationSourceJson =
+  string | { url: string; transform: { outputDimensions: Record<string, unknown> } };
+
+export function localSource(dimensions?: Record<string, unknown>): AnnotationSourceJson {
+  const url = "local://annotations";
+  return dimensions ? { url, transform: { outputDimensions: dimensions } } : url;
+}
+
 export interface AnnotationLayerJson {
   type: "annotation";
   name: string;
-  source: string;
+  source: AnnotationSourceJson;
   annotationColor: string;
   annotations: NgAnnotation[];
   [key: string]: unknown;
@@ -100,11 +110,12 @@ export function annotationLayer(
   colour: string,
   annotations: readonly StoredAnnotation[],
   dims: readonly string[],
+  dimensions?: Record<string, unknown>,
 ): AnnotationLayerJson {
   return {
     type: "annotation",
     name,
-    source: "local://annotations",
+    source: localSource(dimensions),
     annotationColor: colour,
     annotations: annotations.flatMap((a) => ngAnnotations(a, dims)),
   };
@@ -116,12 +127,13 @@ export function boxLayer(
   start: readonly number[],
   size: readonly number[],
   dims: readonly string[],
+  dimensions?: Record<string, unknown>,
 ): AnnotationLayerJson {
   const end = start.map((s, k) => s + (size[k] ?? 1));
   return {
     type: "annotation",
     name,
-    source: "local://annotations",
+    source: localSource(dimensions),
     annotationColor: "#00d0ff",
     annotations: [
       {
@@ -190,4 +202,23 @@ export function reviewActionForKey(press: KeyPress): ReviewAction | null {
 export function figure(value: number | null | undefined): string {
   if (value === null || value === undefined || !Number.isFinite(value)) return "–";
   return Number(value.toPrecision(3)).toString();
+}
+
+interface AnnotationSource {
+  restoreState(json: unknown): void;
+  toJSON(): unknown[];
+}
+
+/** Replaces an annotation layer's annotations; false until the layer's source exists. */
+export function setAnnotations(
+  viewer: { layerManager: { getLayerByName(name: string): { layer: unknown } | undefined } },
+  layerName: string,
+  annotations: readonly NgAnnotation[],
+): boolean {
+  const layer = viewer.layerManager.getLayerByName(layerName)?.layer as
+    { localAnnotations?: AnnotationSource } | null | undefined;
+  const source = layer?.localAnnotations;
+  if (!source) return false;
+  source.restoreState(annotations);
+  return true;
 }

@@ -16,6 +16,7 @@ import {
   waitForLayers,
 } from "../lib/neuroglancer";
 import { ErrorBanner, SerialWork } from "../lib/page_work";
+import { waitFor } from "../lib/wait";
 import {
   OTHER_COLOURS,
   REVIEWED_COLOUR,
@@ -27,6 +28,7 @@ import {
   dimensionNames,
   figure,
   reviewActionForKey,
+  setAnnotations,
 } from "./layers";
 
 export type Assignment = Schemas["Assignment"];
@@ -78,6 +80,7 @@ export function mountReviewPage(doc: Document = document): ReviewHooks {
   setCsrfToken(config.csrfToken);
   const campaign_id = config.campaignId;
   const dims = dimensionNames(baseState);
+  const dimensions = baseState["dimensions"] as Record<string, unknown> | undefined;
   const frame = byId("neuroglancer", HTMLIFrameElement, doc);
   const banner = new ErrorBanner(byId("review-error", HTMLElement, doc));
   const status = byId("review-status", HTMLElement, doc);
@@ -194,14 +197,15 @@ export function mountReviewPage(doc: Document = document): ReviewHooks {
         : Promise.resolve(undefined),
     ]);
     const layers = [
-      boxLayer(BOX_LAYER, a.box.start, a.box.size, dims),
-      annotationLayer(a.annotator, REVIEWED_COLOUR, mine, dims),
+      boxLayer(BOX_LAYER, a.box.start, a.box.size, dims, dimensions),
+      annotationLayer(a.annotator, REVIEWED_COLOUR, mine, dims, dimensions),
       ...siblings.map((s, k) =>
         annotationLayer(
           s.annotator,
           OTHER_COLOURS[k % OTHER_COLOURS.length] ?? "#ffffff",
           others[k] ?? [],
           dims,
+          dimensions,
         ),
       ),
     ];
@@ -224,7 +228,9 @@ export function mountReviewPage(doc: Document = document): ReviewHooks {
       })),
     ];
     const camera = cameraForTaskBox(a.box.start, a.box.size, dims, PANEL_PIXELS);
+    // The dataset's whole view plus the task's layers (the image layers are kept as they are).
     viewer.viewer.state.restoreState({
+      ...baseState,
       layers: [...(baseState.layers ?? []), ...layers],
       position: camera.position,
       crossSectionScale: camera.crossSectionScale,
@@ -236,6 +242,15 @@ export function mountReviewPage(doc: Document = document): ReviewHooks {
       layers.map((l) => l.name),
       TIMEOUTS.layersMs,
     );
+    // Neuroglancer makes a local annotation layer's source after the state is restored; the
+    // annotations are written into it then (as the proofreading queue does its points).
+    for (const layer of layers) {
+      await waitFor(
+        () => setAnnotations(viewer.viewer, layer.name, layer.annotations),
+        TIMEOUTS.layersMs,
+        `the annotation layer ${layer.name}`,
+      );
+    }
     current = a;
     agreement = boxAgreement;
     loads += 1;
@@ -249,7 +264,7 @@ export function mountReviewPage(doc: Document = document): ReviewHooks {
 
   async function showNothing(): Promise<void> {
     const viewer = await ready;
-    viewer.viewer.state.restoreState({ layers: baseState.layers ?? [] });
+    viewer.viewer.state.restoreState(baseState);
     current = undefined;
     shown = [];
     agreement = undefined;
