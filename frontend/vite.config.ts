@@ -18,6 +18,7 @@ const entries = {
   proofreading_thresholds: "src/pages/proofreading_thresholds.ts",
   proofreading_dashboard: "src/pages/proofreading_dashboard.ts",
   annotation_task: "src/pages/annotation_task.ts",
+  annotation_review: "src/pages/annotation_review.ts",
   // Style sheets: the key only has to be unique; the file keeps its source name.
   "style:site": "src/styles/site.css",
   "style:viewer": "src/styles/viewer.css",

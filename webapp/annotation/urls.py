@@ -2,7 +2,7 @@
 
 from django.urls import URLPattern, path
 
-from webapp.annotation import task_views
+from webapp.annotation import review_views, task_views
 
 app_name = "annotation"
 
@@ -10,4 +10,6 @@ urlpatterns: list[URLPattern] = [
     # The annotator's task page (task_views.py)
     path("task/<int:assignment_id>/", task_views.task_page, name="task"),
     path("<int:campaign_id>/next/", task_views.next_task, name="next"),
+    # review
+    path("<int:campaign_id>/review/", review_views.review_page, name="review"),
 ]

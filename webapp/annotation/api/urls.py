@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from webapp.annotation.api import views
+from webapp.annotation.api import review_views, views
 
 CAMPAIGN = "annotation/campaigns/<int:campaign_id>/"
 ASSIGNMENT = "annotation/assignments/<int:assignment_id>/"
@@ -51,4 +51,35 @@ urlpatterns = [
     path(f"{ASSIGNMENT}submit/", views.SubmitView.as_view(), name="api-annotation-submit"),
     path(f"{ASSIGNMENT}approve/", views.ApproveView.as_view(), name="api-annotation-approve"),
     path(f"{ASSIGNMENT}reject/", views.RejectView.as_view(), name="api-annotation-reject"),
+    # review: agreement, consensus, export
+    path(
+        f"{CAMPAIGN}agreement/",
+        review_views.AgreementView.as_view(),
+        name="api-annotation-agreement",
+    ),
+    path(
+        f"{CAMPAIGN}boxes/<int:box_id>/agreement/",
+        review_views.BoxAgreementView.as_view(),
+        name="api-annotation-box-agreement",
+    ),
+    path(
+        f"{CAMPAIGN}boxes/<int:box_id>/consensus/",
+        review_views.ConsensusView.as_view(),
+        name="api-annotation-consensus",
+    ),
+    path(
+        f"{CAMPAIGN}export.csv",
+        review_views.ExportCsvView.as_view(),
+        name="api-annotation-export-csv",
+    ),
+    path(
+        f"{CAMPAIGN}export.json",
+        review_views.ExportJsonView.as_view(),
+        name="api-annotation-export-json",
+    ),
+    path(
+        f"{CAMPAIGN}boxes.csv",
+        review_views.BoxesCsvView.as_view(),
+        name="api-annotation-boxes-csv",
+    ),
 ]

@@ -396,6 +396,7 @@ class NextReviewView(NextTaskView):
     parameters=[
         OpenApiParameter("state", OpenApiTypes.STR, enum=[c[0] for c in s.STATES]),
         OpenApiParameter("mine", OpenApiTypes.BOOL, description="Only the caller's."),
+        OpenApiParameter("box", OpenApiTypes.INT, description="Only this box's."),
     ]
 )
 class AssignmentListView(_CampaignView[Assignment], generics.ListAPIView[Assignment]):
@@ -415,6 +416,11 @@ class AssignmentListView(_CampaignView[Assignment], generics.ListAPIView[Assignm
             rows = rows.filter(state=state)
         if self.request.query_params.get("mine", "").lower() in ("1", "true", "yes"):
             rows = rows.filter(annotator_id=self.request.user.pk)
+        box = self.request.query_params.get("box")
+        if box:
+            if not box.isdigit() or len(box) > 18:
+                raise InvalidRequest("box must be a box id.")
+            rows = rows.filter(box_id=int(box))
         return rows.order_by("box_id", "slot")
 
 

@@ -1,0 +1,384 @@
+// The review page (webapp/annotation/templates/annotation/review.html): a reviewer's submitted
+// tasks one at a time in the embedded Neuroglancer. The task's annotations are a read-only
+// annotation layer named by its annotator; with N >= 2 the other annotators' work on the same
+// box is one more layer each (named by annotator), and the box's agreement is in the panel.
+// A approves, R rejects (a comment is required), N asks for the next task; after a decision
+// the next task is loaded in place (no reload of the page or the viewer).
+
+import { api, listItems, setCsrfToken, type Schemas } from "../lib/api";
+import { byId, el, jsonScript } from "../lib/dom";
+import {
+  type LoadedView,
+  type Viewer,
+  type ViewerStateJson,
+  loadState,
+  viewerIn,
+  waitForLayers,
+} from "../lib/neuroglancer";
+import { ErrorBanner, SerialWork } from "../lib/page_work";
+import { waitFor } from "../lib/wait";
+import {
+  OTHER_COLOURS,
+  REVIEWED_COLOUR,
+  type ReviewAction,
+  type StoredAnnotation,
+  annotationLayer,
+  boxLayer,
+  cameraForTaskBox,
+  dimensionNames,
+  figure,
+  reviewActionForKey,
+  setAnnotations,
+} from "./layers";
+
+export type Assignment = Schemas["Assignment"];
+export type BoxAgreement = Schemas["BoxAgreement"];
+export type Revision = Schemas["Revision"];
+
+/** The page's `review-config` JSON (webapp/annotation/review_views.py). */
+export interface ReviewConfig {
+  campaignId: number;
+  redundancy: number;
+  csrfToken: string;
+  toleranceUm: number;
+}
+
+/** One annotation layer the page made for the current task. */
+export interface ShownLayer {
+  name: string;
+  annotator: string;
+  assignment: number;
+  state: string;
+  count: number;
+  reviewed: boolean;
+}
+
+/** `window.annotome` on the review page; the browser test reads it. */
+export interface ReviewHooks {
+  ready: Promise<LoadedView>;
+  config: ReviewConfig;
+  viewer(): Viewer | undefined;
+  current(): Assignment | undefined;
+  layers(): ShownLayer[];
+  agreement(): BoxAgreement | undefined;
+  /** Tasks loaded so far (the first is 1); a decision loads the next. */
+  loads(): number;
+  decided(): number;
+  errors: string[];
+  /** Resolves when every action asked for so far has finished. */
+  settled(): Promise<unknown>;
+  perform(action: ReviewAction): Promise<void>;
+}
+
+export const TIMEOUTS = { viewerMs: 60_000, layersMs: 30_000 };
+const BOX_LAYER = "task box";
+const PANEL_PIXELS = 300;
+
+export function mountReviewPage(doc: Document = document): ReviewHooks {
+  const config = jsonScript<ReviewConfig>("review-config", doc);
+  const baseState = jsonScript<ViewerStateJson>("viewer-state", doc);
+  setCsrfToken(config.csrfToken);
+  const campaign_id = config.campaignId;
+  const dims = dimensionNames(baseState);
+  const dimensions = baseState["dimensions"] as Record<string, unknown> | undefined;
+  const frame = byId("neuroglancer", HTMLIFrameElement, doc);
+  const banner = new ErrorBanner(byId("review-error", HTMLElement, doc));
+  const status = byId("review-status", HTMLElement, doc);
+  const comment = byId("review-comment", HTMLTextAreaElement, doc);
+  const work = new SerialWork();
+
+  let current: Assignment | undefined;
+  let shown: ShownLayer[] = [];
+  let agreement: BoxAgreement | undefined;
+  let loads = 0;
+  let decided = 0;
+
+  function showError(error: unknown): void {
+    banner.show(error);
+  }
+
+  function setStatus(text: string): void {
+    status.textContent = text;
+  }
+
+  function renderCounters(): void {
+    byId("review-counters", HTMLElement, doc).textContent =
+      `${decided} decided in this session` + (current ? "" : " · nothing waits");
+  }
+
+  function renderFacts(a: Assignment): void {
+    byId("review-box", HTMLElement, doc).textContent = a.box.name;
+    const facts: [string, string][] = [
+      ["Annotator", a.annotator],
+      ["Version", String(a.version)],
+      ["Annotations", String(a.count)],
+      ["Submitted", a.submitted ? new Date(a.submitted).toLocaleString() : "–"],
+      ["Time on task", `${Math.round(a.active_seconds / 60)} min`],
+      ["Box (z y x)", `${a.box.start.join(" ")} + ${a.box.size.join(" ")} voxels`],
+    ];
+    if (a.review_comment) facts.push(["Last review", a.review_comment]);
+    byId("review-facts", HTMLElement, doc).replaceChildren(
+      ...facts.flatMap(([k, v]) => [el("dt", { textContent: k }), el("dd", { textContent: v })]),
+    );
+    byId("review-layers", HTMLElement, doc).replaceChildren(
+      ...shown.map((layer) =>
+        el("li", {
+          textContent:
+            `${layer.name}: ${layer.count} annotation(s), ${layer.state}` +
+            (layer.reviewed ? " (under review)" : ""),
+        }),
+      ),
+    );
+  }
+
+  function renderAgreement(): void {
+    const section = byId("review-agreement-section", HTMLElement, doc);
+    const body = byId("review-agreement", HTMLTableElement, doc).tBodies[0];
+    section.hidden = !agreement || agreement.pairs.length === 0;
+    if (!agreement || !body) return;
+    byId("review-tolerance", HTMLElement, doc).textContent =
+      `(points within ${figure(agreement.tolerance_um)} um; mean F1 ${figure(agreement.mean_f1)})`;
+    body.replaceChildren(
+      ...agreement.pairs.map((p) =>
+        el("tr", {}, [
+          el("td", { textContent: p.reference }),
+          el("td", { textContent: p.other }),
+          el("td", { textContent: `${p.matched} of ${p.n_reference} / ${p.n_other}` }),
+          el("td", { textContent: figure(p.precision) }),
+          el("td", { textContent: figure(p.recall) }),
+          el("td", { textContent: figure(p.f1) }),
+        ]),
+      ),
+    );
+  }
+
+  function renderHistory(revisions: readonly Revision[]): void {
+    byId("review-history", HTMLElement, doc).replaceChildren(
+      ...revisions.map((r) => {
+        const s = r.summary;
+        const what =
+          r.kind === "restore"
+            ? `restored version ${r.restored_from ?? "?"}`
+            : `+${s["created"] ?? 0} ~${s["changed"] ?? 0} −${s["deleted"] ?? 0}`;
+        return el("li", {
+          textContent: `v${r.number} ${new Date(r.created).toLocaleString()} ${r.author}: ${what} (${s["count"] ?? "?"} in all)`,
+        });
+      }),
+    );
+  }
+
+  async function annotationsOf(assignment: number): Promise<StoredAnnotation[]> {
+    const state = await api.get("/api/v1/annotation/assignments/{assignment_id}/annotations/", {
+      path: { assignment_id: assignment },
+    });
+    return state.annotations;
+  }
+
+  /** Draws the task: the box, the reviewed layer, the others' layers; the camera at the box. */
+  async function show(a: Assignment): Promise<void> {
+    const viewer = await ready;
+    const box_id = a.box.id;
+    const siblings = listItems(
+      await api.get("/api/v1/annotation/campaigns/{campaign_id}/assignments/", {
+        path: { campaign_id },
+        query: { box: box_id },
+      }),
+    ).filter((s) => s.id !== a.id && s.annotator && s.version > 0);
+    const [mine, others, revisions, boxAgreement] = await Promise.all([
+      annotationsOf(a.id),
+      Promise.all(siblings.map((s) => annotationsOf(s.id))),
+      api.get("/api/v1/annotation/assignments/{assignment_id}/revisions/", {
+        path: { assignment_id: a.id },
+      }),
+      config.redundancy >= 2
+        ? api.get("/api/v1/annotation/campaigns/{campaign_id}/boxes/{box_id}/agreement/", {
+            path: { campaign_id, box_id },
+          })
+        : Promise.resolve(undefined),
+    ]);
+    const layers = [
+      boxLayer(BOX_LAYER, a.box.start, a.box.size, dims, dimensions),
+      annotationLayer(a.annotator, REVIEWED_COLOUR, mine, dims, dimensions),
+      ...siblings.map((s, k) =>
+        annotationLayer(
+          s.annotator,
+          OTHER_COLOURS[k % OTHER_COLOURS.length] ?? "#ffffff",
+          others[k] ?? [],
+          dims,
+          dimensions,
+        ),
+      ),
+    ];
+    shown = [
+      {
+        name: a.annotator,
+        annotator: a.annotator,
+        assignment: a.id,
+        state: a.state,
+        count: mine.length,
+        reviewed: true,
+      },
+      ...siblings.map((s, k) => ({
+        name: s.annotator,
+        annotator: s.annotator,
+        assignment: s.id,
+        state: s.state,
+        count: others[k]?.length ?? 0,
+        reviewed: false,
+      })),
+    ];
+    const camera = cameraForTaskBox(a.box.start, a.box.size, dims, PANEL_PIXELS);
+    // The dataset's whole view plus the task's layers (the image layers are kept as they are).
+    viewer.viewer.state.restoreState({
+      ...baseState,
+      layers: [...(baseState.layers ?? []), ...layers],
+      position: camera.position,
+      crossSectionScale: camera.crossSectionScale,
+      projectionScale: camera.projectionScale,
+      selectedLayer: { layer: a.annotator, visible: false },
+    });
+    await waitForLayers(
+      viewer.viewer,
+      layers.map((l) => l.name),
+      TIMEOUTS.layersMs,
+    );
+    // Neuroglancer makes a local annotation layer's source after the state is restored; the
+    // annotations are written into it then (as the proofreading queue does its points).
+    for (const layer of layers) {
+      await waitFor(
+        () => setAnnotations(viewer.viewer, layer.name, layer.annotations),
+        TIMEOUTS.layersMs,
+        `the annotation layer ${layer.name}`,
+      );
+    }
+    current = a;
+    agreement = boxAgreement;
+    loads += 1;
+    byId("review-current", HTMLElement, doc).hidden = false;
+    byId("review-empty", HTMLElement, doc).hidden = true;
+    renderFacts(a);
+    renderAgreement();
+    renderHistory(revisions);
+    renderCounters();
+  }
+
+  async function showNothing(): Promise<void> {
+    const viewer = await ready;
+    viewer.viewer.state.restoreState(baseState);
+    current = undefined;
+    shown = [];
+    agreement = undefined;
+    loads += 1;
+    byId("review-current", HTMLElement, doc).hidden = true;
+    byId("review-empty", HTMLElement, doc).hidden = false;
+    renderCounters();
+  }
+
+  async function loadNext(): Promise<void> {
+    const next = await api.post("/api/v1/annotation/campaigns/{campaign_id}/review/next/", {
+      path: { campaign_id },
+    });
+    if (next) await show(next);
+    else await showNothing();
+  }
+
+  async function decide(kind: "approve" | "reject"): Promise<void> {
+    const a = current;
+    if (!a) {
+      setStatus("No task to decide: press N to look for one.");
+      return;
+    }
+    const text = comment.value.trim();
+    if (kind === "reject" && !text) {
+      setStatus("Say what to fix: a comment is required to reject (then press R again).");
+      comment.focus();
+      return;
+    }
+    const path = { assignment_id: a.id };
+    if (kind === "approve") {
+      await api.post("/api/v1/annotation/assignments/{assignment_id}/approve/", {
+        path,
+        body: { comment: text },
+      });
+    } else {
+      await api.post("/api/v1/annotation/assignments/{assignment_id}/reject/", {
+        path,
+        body: { comment: text },
+      });
+    }
+    decided += 1;
+    comment.value = "";
+    setStatus(
+      `${kind === "approve" ? "Approved" : "Rejected"} ${a.annotator}'s box ${a.box.name}.`,
+    );
+    await loadNext();
+  }
+
+  function perform(action: ReviewAction): Promise<void> {
+    return work.run(async () => {
+      banner.clear();
+      try {
+        if (action === "next") await loadNext();
+        else await decide(action);
+      } catch (error) {
+        showError(error);
+      }
+    });
+  }
+
+  function onKey(event: KeyboardEvent): void {
+    const target = event.target as HTMLElement | null;
+    if (target && (target.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName))) {
+      if (event.key === "Escape") target.blur();
+      return;
+    }
+    if (event.repeat) return;
+    const action = reviewActionForKey(event);
+    if (!action) return;
+    event.preventDefault();
+    event.stopPropagation();
+    void perform(action);
+  }
+
+  doc.addEventListener("keydown", onKey, true);
+  const buttons: [string, ReviewAction][] = [
+    ["review-approve", "approve"],
+    ["review-reject", "reject"],
+    ["review-next", "next"],
+  ];
+  for (const [id, action] of buttons) {
+    byId(id, HTMLButtonElement, doc).addEventListener("click", () => void perform(action));
+  }
+
+  const ready = loadState(frame, baseState, TIMEOUTS).then(
+    (loaded) => {
+      // Keys pressed while Neuroglancer has the focus reach the page too (same origin).
+      frame.contentWindow?.addEventListener("keydown", onKey, true);
+      if (loaded.errors.length) {
+        showError(
+          new Error(loaded.errors.map((e) => `${e.name}: ${e.errors.join("; ")}`).join(", ")),
+        );
+      }
+      return loaded;
+    },
+    (error: unknown) => {
+      showError(error);
+      throw error;
+    },
+  );
+  void perform("next");
+
+  return {
+    ready,
+    config,
+    viewer: () => viewerIn(frame),
+    current: () => current,
+    layers: () => shown,
+    agreement: () => agreement,
+    loads: () => loads,
+    decided: () => decided,
+    errors: banner.errors,
+    settled: () => work.settled(),
+    perform,
+  };
+}

@@ -1,0 +1,64 @@
+"""The review page: a reviewer's submitted tasks one at a time in the embedded Neuroglancer.
+
+The page is the viewer page's Neuroglancer iframe with the dataset's default state
+(``webapp.viewer.services.build_viewer_state``) and the campaign's API URLs; the page script
+(frontend/src/pages/annotation_review.ts) asks ``review/next/`` for a task, opens the viewer at
+its box with the annotator's annotations as a read-only annotation layer (and, with N >= 2, the
+other annotators' work on the box as layers named by annotator), shows the box's agreement and
+the task's history, and approves or rejects through the API (keys A, R, N), then loads the next
+task without reloading the page.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+from django.middleware.csrf import get_token
+from django.shortcuts import render
+from django.views.decorators.http import require_safe
+
+from webapp.annotation import selectors
+from webapp.viewer.neuroglancer_client import neuroglancer_client_url
+from webapp.viewer.services import build_viewer_state
+
+
+@login_required
+@require_safe
+def review_page(request: HttpRequest, campaign_id: int) -> HttpResponse:
+    """The review queue of a campaign (its reviewers; 404 for non-members, 403 for members
+    who do not review)."""
+    campaign = selectors.campaigns_visible(request.user).filter(id=campaign_id).first()
+    if campaign is None:
+        raise Http404("No such annotation campaign, or you are not one of its members.")
+    if not selectors.may(campaign, request.user, "review"):
+        raise PermissionDenied("Only the campaign's reviewers review its tasks.")
+    api = f"/api/v1/annotation/campaigns/{campaign.pk}/"
+    state: dict[str, Any] = build_viewer_state(
+        campaign.dataset, request.build_absolute_uri("/")
+    ).to_json()
+    may_report = selectors.may(campaign, request.user, "report")
+    config = {
+        "campaignId": campaign.pk,
+        "redundancy": campaign.redundancy,
+        "csrfToken": get_token(request),
+        "labelSchema": campaign.label_schema,
+        "toleranceUm": campaign.match_tolerance_um,
+        "nextUrl": f"{api}review/next/",
+    }
+    context = {
+        "campaign": campaign,
+        "dataset": campaign.dataset,
+        "state": state,
+        "config": config,
+        "client_url": neuroglancer_client_url(),
+        "may_report": may_report,
+        "exports": [
+            ("Ground truth CSV", f"{api}export.csv"),
+            ("JSON", f"{api}export.json"),
+            ("Boxes table", f"{api}boxes.csv"),
+        ],
+    }
+    return render(request, "annotation/review.html", context)
