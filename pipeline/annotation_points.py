@@ -40,8 +40,9 @@ translation by half a voxel), and the meshes put it there too, so a point sits o
 Bounds are the label image's extent (voxel ``i`` spans ``i - 0.5`` to ``i + 0.5``) when its shape
 is given, else the points' own.
 
-Memory: a few arrays of one row per point (about 100 bytes a point), plus the sharded writers'
-key tables; the id indexes' values are spilled to disk as they are added.
+Memory: a few arrays of one row per point and the two id indexes' bytes (36 and 32 bytes a
+point), a few hundred bytes a point in all: writing 100,000 points takes ~0.5 s and ~30 MB
+(``bench/annotation_points.py``).
 """
 
 from __future__ import annotations
