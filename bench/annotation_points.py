@@ -170,6 +170,7 @@ def main() -> int:
             print(f"speed-up over the baseline: {wheel[0] / median:.1f}x")
         levels = ", ".join(f"{c} cells <= {lim} ({p:,})" for c, lim, p in runs[0][3])
         print(f"levels: {levels}")
+        print(f"runs (s): {', '.join(f'{t:.2f}' for t in seconds)}")
         print(f"check: {_check(scratch / 'ours-0', n, args.limit)}")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
