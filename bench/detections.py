@@ -298,11 +298,13 @@ def main() -> int:
             print(f"build {status}: {error}")
             return 1
         saving = seconds - stages.get("saving", seconds)
-        measuring = stages.get("saving", seconds)
+        # The build writes the detections as Neuroglancer points between measuring and saving.
+        measuring = stages.get("annotation points", stages.get("saving", seconds))
+        points = stages.get("saving", seconds) - measuring
         print(
-            f"build: {seconds:.1f} s (measuring {measuring:.1f} s, writing {saving:.1f} s: "
-            f"{n / max(saving, 1e-9):,.0f} rows/s), peak RSS {rss_peak:.0f} MB "
-            f"(Django + libraries at start: {rss_before:.0f} MB)"
+            f"build: {seconds:.1f} s (measuring {measuring:.1f} s, points {points:.1f} s, "
+            f"writing {saving:.1f} s: {n / max(saving, 1e-9):,.0f} rows/s), peak RSS "
+            f"{rss_peak:.0f} MB (Django + libraries at start: {rss_before:.0f} MB)"
         )
         assert Detection.objects.filter(layer=layer).count() == n
         with connection.cursor() as cursor:

@@ -2,7 +2,7 @@
 
 Proofreading statistics too: agreement (kappas, consensus) and disector (miss-rate estimate);
 the gallery's cards (one PNG per detection); ``detections`` (a label image's detections table
-without meshing).
+without meshing); ``annotation-points`` (a detections table as Neuroglancer point annotations).
 
 Each subcommand lives in ``pipeline/commands/<name>.py``.
 """
@@ -32,6 +32,7 @@ COMMAND_MODULES: list[str] = [
     "disector",
     "cards",
     "curate",
+    "annotation_points",
 ]
 
 

@@ -35,6 +35,7 @@ function table(fields: Partial<DetectionTable> = {}): DetectionTable {
       parquet: `${BASE}export.parquet`,
       meshes_zip: `${BASE}meshes.zip`,
     },
+    points: null,
     ...fields,
   };
 }

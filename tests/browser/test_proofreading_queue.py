@@ -177,10 +177,14 @@ def test_reviewer_classifies_with_keys_undo_skip_flag_and_missed_point(
     box = page.locator("#neuroglancer").bounding_box()
     page.mouse.click(box["x"] + box["width"] * 0.75, box["y"] + box["height"] * 0.75)
     assert page.evaluate("() => document.activeElement.id") == "neuroglancer"
+    visibility = """() => Object.fromEntries(annotome.viewer().state.toJSON().layers
+                       .map((la) => [la.name, la.visible !== false]))"""
+    before_key = page.evaluate(visibility)
     eighth = press_and_wait(page, "1", after)
     assert_shows_alone(page, eighth)
-    layers = page.evaluate("() => annotome.viewer().state.toJSON().layers")
-    assert all(layer.get("visible", True) for layer in layers), layers
+    # No layer toggled (the detections points layer starts hidden and stays so).
+    assert page.evaluate(visibility) == before_key
+    assert before_key["nuclei"] is True and before_key.get("nuclei detections") is False
 
     expected = {
         first["segment_id"]: "tp",

@@ -13,10 +13,12 @@ from pipeline.errors import InvalidInputError
 from pipeline.precomputed_sharding import (
     ShardingSpec,
     ShardWriter,
+    hash_keys,
     murmurhash3_x86_128_low64,
     read_sharded,
     sharded_keys,
     sharding_for,
+    write_fixed_size_shards,
     write_shards,
 )
 
@@ -158,3 +160,52 @@ def test_duplicate_and_invalid_keys_are_refused(tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match="uint64"):
         write_shards(mesh_dir, ShardingSpec(), {2**64: b"x"})
     assert not list(mesh_dir.iterdir()), "a failed write leaves nothing behind"
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        ShardingSpec(),
+        ShardingSpec(shard_bits=3, minishard_bits=5),
+        ShardingSpec(
+            shard_bits=2, minishard_bits=1, preshift_bits=2, minishard_index_encoding="raw"
+        ),
+        ShardingSpec(shard_bits=4, minishard_bits=2, hash="identity"),
+    ],
+)
+def test_fixed_size_writer_writes_the_same_files_as_the_shard_writer(
+    tmp_path: Path, spec: ShardingSpec
+) -> None:
+    rng = np.random.default_rng(5)
+    keys = rng.choice(2**40, size=3000, replace=False).astype(np.uint64)
+    keys[:2] = (0, 2**64 - 1)
+    values = rng.integers(0, 256, size=(len(keys), 36), dtype=np.uint8)
+    write_shards(
+        tmp_path / "reference",
+        spec,
+        {int(k): v.tobytes() for k, v in zip(keys, values, strict=True)},
+    )
+    written = write_fixed_size_shards(tmp_path / "fixed", spec, keys, values)
+    reference = sorted((tmp_path / "reference").glob("*.shard"))
+    assert [p.name for p in written] == [p.name for p in reference]
+    for ours, theirs in zip(written, reference, strict=True):
+        assert ours.read_bytes() == theirs.read_bytes()
+    found = read_sharded(tmp_path / "fixed", spec, int(keys[7]))
+    assert found is not None and found.data == values[7].tobytes()
+    # Hashes given by the caller are used as they are.
+    hashed = hash_keys(spec, keys)
+    assert hashed[5] == spec.hashed(int(keys[5]))
+    again = write_fixed_size_shards(tmp_path / "again", spec, keys, values, hashed=hashed)
+    assert [p.read_bytes() for p in again] == [p.read_bytes() for p in written]
+
+
+def test_fixed_size_writer_refuses_bad_input(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInputError, match="distinct"):
+        write_fixed_size_shards(tmp_path, ShardingSpec(), [1, 1], np.zeros((2, 4), np.uint8))
+    with pytest.raises(InvalidInputError, match="one row"):
+        write_fixed_size_shards(tmp_path, ShardingSpec(), [1, 2], np.zeros((3, 4), np.uint8))
+    with pytest.raises(InvalidInputError, match="raw"):
+        write_fixed_size_shards(
+            tmp_path, ShardingSpec(data_encoding="gzip"), [1], np.zeros((1, 4), np.uint8)
+        )
+    assert write_fixed_size_shards(tmp_path / "none", ShardingSpec(), [], np.zeros((0, 4))) == []

@@ -8,6 +8,7 @@ links (Neuroglancer cannot add headers, so the token goes in the path).
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from webapp.datasets.models import Dataset, Layer, LayerKind
 
@@ -51,11 +52,31 @@ def mesh_source_version(layer: Layer) -> str:
     cache (``max-age``) nor a same-second, same-size rewrite (the ETag is mtime seconds and
     size, as nginx makes it) can hand back the old file. The data server ignores the query.
     """
+    return files_version(layer.dataset.root / layer.path, _VERSIONED_MESH_FILES)
+
+
+def files_version(root: Path, names: tuple[str, ...]) -> str:
+    """The newest modification time (ns, hex) of files ``names`` under ``root``, or "" when
+    none exists."""
     newest = 0
-    root = layer.dataset.root / layer.path
-    for name in _VERSIONED_MESH_FILES:
+    for name in names:
         try:
             newest = max(newest, os.stat(root / name).st_mtime_ns)
         except OSError:
             continue
     return f"{newest:x}" if newest else ""
+
+
+def annotation_source_url(
+    dataset: Dataset, path: str, base_url: str, share_token: str | None = None
+) -> str:
+    """Neuroglancer source for the precomputed annotation source at ``path`` in ``dataset``:
+    ``http://host/data/<slug>/<path>/?v=<version>|neuroglancer-precomputed:`` once its
+    ``info`` exists (versioned like a mesh source, see :func:`mesh_source_version`: a rebuilt
+    source gets a new URL, never the browser's copy of the old one), else
+    ``precomputed://http://host/data/<slug>/<path>``."""
+    url = base_url.rstrip("/") + data_path(dataset, path, share_token)
+    version = files_version(dataset.root / path, ("info",))
+    if version:
+        return f"{url}/?v={version}|neuroglancer-precomputed:"
+    return f"precomputed://{url}"

@@ -17,3 +17,7 @@ class DetectionsConfig(AppConfig):
         from webapp.detections.signals import cards_on_layer_deleted
 
         post_delete.connect(cards_on_layer_deleted, sender=Layer, dispatch_uid="detections-cards")
+
+        from webapp.detections.points import points_on_layer_deleted
+
+        post_delete.connect(points_on_layer_deleted, sender=Layer, dispatch_uid="detections-points")

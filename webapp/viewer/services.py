@@ -12,14 +12,17 @@ import numpy as np
 from django.conf import settings
 from django.db import transaction
 
+from pipeline.annotation_points import RELATIONSHIP
 from pipeline.errors import InvalidInputError
 from pipeline.precomputed import read_segment_properties, stored_segment_ids
 from webapp.core.errors import InvalidRequest
 from webapp.core.users import AnyUser
 from webapp.datasets.data_urls import layer_source_url
 from webapp.datasets.models import Dataset, Layer, LayerKind
+from webapp.detections.points import layer_points_source_url
 from webapp.viewer.models import SavedState
 from webapp.viewer.state import (
+    AnnotationLayer,
     Dimension,
     ImageLayer,
     SegmentationLayer,
@@ -92,10 +95,40 @@ def default_segments(ids: list[int], limit: int | None = None) -> list[int]:
     return list(ids) if len(ids) <= limit else []
 
 
+def detections_points_layer(
+    layer: Layer,
+    base_url: str,
+    share_token: str | None = None,
+    *,
+    visible: bool = False,
+    taken: set[str] | None = None,
+) -> AnnotationLayer | None:
+    """The detections of segmentation ``layer`` as a read-only point annotation layer named
+    "<layer> detections", linked to the segmentation layer of the same name (selecting a point
+    shows its segment); None until a detections build has written them
+    (``detections.points``). Hidden unless ``visible``: the viewer lists it, a click shows it.
+    ``taken``: names already in the state (a clash gets a numbered name)."""
+    source = layer_points_source_url(layer, base_url, share_token)
+    if source is None:
+        return None
+    name = f"{layer.name} detections"
+    n = 2
+    while taken is not None and name in taken:
+        name = f"{layer.name} detections {n}"
+        n += 1
+    return AnnotationLayer(
+        name=name,
+        source=source,
+        linked={RELATIONSHIP: layer.name},
+        visible=visible,
+    )
+
+
 def build_viewer_state(
     dataset: Dataset, base_url: str, share_token: str | None = None, *, show: str | None = None
 ) -> ViewerState:
-    """The default view of ``dataset``: images, then labels with their meshes, four panels.
+    """The default view of ``dataset``: images, then labels with their meshes, then each
+    segmentation's detections as points (hidden) when they are built, four panels.
     ``show`` (a segmentation layer's name) shows that one alone among the segmentations (the
     others stay in the state, hidden) and selects it: a curated layer is seen without its
     source drawn over it."""
@@ -168,6 +201,12 @@ def build_viewer_state(
                 )
             )
             selected = selected or mesh.name
+    layer_names = {layer.name for layer in view_layers}
+    for seg in segmentations:
+        points = detections_points_layer(seg, base_url, share_token, taken=layer_names)
+        if points is not None:
+            view_layers.append(points)
+            layer_names.add(points.name)
 
     return ViewerState(
         dimensions=dimensions,

@@ -110,7 +110,46 @@ class SegmentationLayer:
         return data
 
 
-ViewerLayer = ImageLayer | SegmentationLayer
+POINTS_SHADER = """#uicontrol vec3 color color(default="#ffd800")
+#uicontrol float size slider(min=2, max=20, default=7)
+void main() {
+  setColor(color);
+  setPointMarkerSize(size);
+}
+"""
+
+
+@dataclass(frozen=True)
+class AnnotationLayer:
+    """Read-only annotations from a precomputed source (e.g. a layer's detections as points).
+
+    ``linked`` maps the source's relationships to segmentation layer names (``{"segment_id":
+    "nuclei"}``): selecting a point then shows its segment, and the layer can filter its points
+    by the segments selected there.
+    """
+
+    name: str
+    source: str
+    linked: dict[str, str] = field(default_factory=dict)
+    visible: bool = True
+    shader: str = POINTS_SHADER
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "type": "annotation",
+            "source": self.source,
+            "name": self.name,
+            "tab": "annotations",
+            "shader": self.shader,
+        }
+        if self.linked:
+            data["linkedSegmentationLayer"] = dict(self.linked)
+        if not self.visible:
+            data["visible"] = False
+        return data
+
+
+ViewerLayer = ImageLayer | SegmentationLayer | AnnotationLayer
 
 
 @dataclass(frozen=True)

@@ -24,10 +24,13 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from django.contrib.auth import get_user_model
 from rest_framework.authtoken.models import Token
 
+from pipeline.annotation_points import write_detection_points
+from pipeline.detections import Geometry
 from webapp.accounts.models import Team
 from webapp.curation.models import CurationJob, CurationKind
 from webapp.datasets.models import (
@@ -40,6 +43,7 @@ from webapp.datasets.models import (
     Visibility,
 )
 from webapp.detections.models import BBOX_COLUMNS, CENTROID_COLUMNS, Detection
+from webapp.detections.points import layer_points_path
 from webapp.proofreading import services as proofreading
 from webapp.proofreading.models import CampaignMember
 from webapp.stereology import services as stereology
@@ -92,6 +96,13 @@ def _dataset(slug: str, owner: Any, visibility: str, team: Team | None = None) -
             **{c: (0 if c.endswith("0") else 3) for c in BBOX_COLUMNS if not c.endswith("_um")},
             **{c: 0.5 for c in BBOX_COLUMNS if c.endswith("_um")},
         )  # fmt: skip
+    # The same rows as points, as a build writes them: the status API then reports a source.
+    write_detection_points(
+        pd.DataFrame({"segment_id": [1, 2], **{f"centroid_{a}": [1.0, 1.0] for a in "zyx"}}),
+        dataset.root / layer_points_path(seg),
+        Geometry((400.0, 200.0, 200.0)),
+        shape=(16, 24, 32),
+    )
     return dataset
 
 

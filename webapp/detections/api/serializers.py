@@ -10,6 +10,7 @@ from rest_framework import serializers
 
 from pipeline.detections import COLUMN_DESCRIPTIONS, DETECTION_COLUMNS
 from webapp.detections.models import Detection, DetectionBuild, JobState
+from webapp.detections.points import layer_points_data_path, layer_points_source_url
 from webapp.detections.selectors import INTEGER_COLUMNS, TableStatus
 
 NULLABLE_COLUMNS = frozenset({"surface_area", "sphericity", "mean_intensity", "mean_probability"})
@@ -80,6 +81,19 @@ class TableDownloadsSerializer(serializers.Serializer[dict[str, str | None]]):
     )
 
 
+class DetectionPointsSerializer(serializers.Serializer[dict[str, str]]):
+    """The layer's detections as a Neuroglancer precomputed point annotation source."""
+
+    path = serializers.CharField(
+        help_text="Data URL of the source's directory (its files are served like the "
+        "dataset's other data)."
+    )
+    neuroglancer_source = serializers.CharField(
+        help_text="Neuroglancer data source string for an annotation layer (versioned: it "
+        "changes when the table is rebuilt)."
+    )
+
+
 class TableStatusSerializer(serializers.Serializer[TableStatus]):
     """A segmentation layer's detections table: how many rows, the latest build, downloads."""
 
@@ -101,6 +115,10 @@ class TableStatusSerializer(serializers.Serializer[TableStatus]):
     latest_build = DetectionBuildSerializer(source="latest", read_only=True, allow_null=True)
     has_meshes = serializers.BooleanField(read_only=True)
     downloads = serializers.SerializerMethodField()
+    points = serializers.SerializerMethodField(
+        help_text="The detections as Neuroglancer point annotations (written by each table "
+        "build; null before the first)."
+    )
 
     def get_layer(self, status: TableStatus) -> str:
         return status.layer.name
@@ -123,3 +141,12 @@ class TableStatusSerializer(serializers.Serializer[TableStatus]):
                 self._url("api-detections-meshes-zip", status) if status.has_meshes else None
             ),
         }
+
+    @extend_schema_field(DetectionPointsSerializer(allow_null=True))
+    def get_points(self, status: TableStatus) -> dict[str, str] | None:
+        request = self.context.get("request")
+        base_url = request.build_absolute_uri("/") if request is not None else "/"
+        source = layer_points_source_url(status.layer, base_url)
+        if source is None:
+            return None
+        return {"path": layer_points_data_path(status.layer), "neuroglancer_source": source}
