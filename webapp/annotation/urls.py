@@ -2,7 +2,7 @@
 
 from django.urls import URLPattern, path
 
-from webapp.annotation import task_views
+from webapp.annotation import task_views, views
 
 app_name = "annotation"
 
@@ -10,4 +10,9 @@ urlpatterns: list[URLPattern] = [
     # The annotator's task page (task_views.py)
     path("task/<int:assignment_id>/", task_views.task_page, name="task"),
     path("<int:campaign_id>/next/", task_views.next_task, name="next"),
+    # The managers' pages (views.py).
+    path("", views.campaign_list, name="campaign-list"),
+    path("<int:campaign_id>/", views.campaign_page, name="campaign"),
+    path("<int:campaign_id>/viewer/", views.boxes_viewer, name="boxes-viewer"),
+    path("<int:campaign_id>/audit/", views.audit_page, name="audit"),
 ]
