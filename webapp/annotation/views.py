@@ -185,6 +185,7 @@ def campaign_page(request: HttpRequest, campaign_id: int) -> HttpResponse:
     context = {
         "campaign": campaign,
         "dataset": campaign.dataset,
+        "shape": [int(n) for n in campaign.geometry.get("shape", [])],
         "roles": roles,
         "manager": manager,
         "members": members,

@@ -47,8 +47,8 @@ export function drawCoverage(
 ): number {
   const doc = svg.ownerDocument;
   svg.setAttribute("viewBox", `0 0 ${coverage.width} ${coverage.height}`);
-  svg.setAttribute("width", String(coverage.width));
-  svg.setAttribute("height", String(coverage.height));
+  // The page's style sheet sizes the map; the SVG keeps the thumbnail's aspect.
+  svg.style.aspectRatio = `${coverage.width} / ${coverage.height}`;
   if (coverage.thumbnail_url) {
     if (image.getAttribute("src") !== coverage.thumbnail_url) image.src = coverage.thumbnail_url;
     image.width = coverage.width;
