@@ -19,6 +19,9 @@ const entries = {
   proofreading_dashboard: "src/pages/proofreading_dashboard.ts",
   annotation_task: "src/pages/annotation_task.ts",
   annotation_review: "src/pages/annotation_review.ts",
+  annotation_campaigns: "src/pages/annotation_campaigns.ts",
+  annotation_campaign: "src/pages/annotation_campaign.ts",
+  annotation_audit: "src/pages/annotation_audit.ts",
   // Style sheets: the key only has to be unique; the file keeps its source name.
   "style:site": "src/styles/site.css",
   "style:viewer": "src/styles/viewer.css",
@@ -26,6 +29,7 @@ const entries = {
   "style:plots": "src/styles/plots.css",
   "style:stereology": "src/styles/stereology.css",
   "style:annotation_task": "src/styles/annotation_task.css",
+  "style:annotation": "src/styles/annotation.css",
 };
 
 /** "src/styles/viewer.css" -> "viewer.css"; other assets get a content hash. */

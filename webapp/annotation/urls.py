@@ -2,7 +2,7 @@
 
 from django.urls import URLPattern, path
 
-from webapp.annotation import review_views, task_views
+from webapp.annotation import review_views, task_views, views
 
 app_name = "annotation"
 
@@ -12,4 +12,9 @@ urlpatterns: list[URLPattern] = [
     path("<int:campaign_id>/next/", task_views.next_task, name="next"),
     # review
     path("<int:campaign_id>/review/", review_views.review_page, name="review"),
+    # The managers' pages (views.py).
+    path("", views.campaign_list, name="campaign-list"),
+    path("<int:campaign_id>/", views.campaign_page, name="campaign"),
+    path("<int:campaign_id>/viewer/", views.boxes_viewer, name="boxes-viewer"),
+    path("<int:campaign_id>/audit/", views.audit_page, name="audit"),
 ]

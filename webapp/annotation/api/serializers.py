@@ -333,3 +333,35 @@ class AuditSerializer(serializers.ModelSerializer[AuditEntry]):
 
 
 STATES = AssignmentState.choices
+
+
+# --- coverage map -------------------------------------------------------------------------------
+
+
+class CoverageBoxSerializer(serializers.Serializer[dict[str, Any]]):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    state = serializers.ChoiceField(
+        choices=["todo", "in_progress", "submitted", "approved", "flagged"],
+        help_text="Of the box's slots together: flagged; approved (all); submitted (all "
+        "submitted or approved); in_progress (any taken); todo.",
+    )
+    rect = serializers.ListField(
+        child=serializers.FloatField(),
+        help_text="x, y, width, height in the thumbnail's pixels: the box projected along z.",
+    )
+    crosses_slice = serializers.BooleanField(
+        help_text="Whether the box holds the thumbnail's slice (the middle z)."
+    )
+
+
+class CoverageSerializer(serializers.Serializer[dict[str, Any]]):
+    thumbnail_url = serializers.CharField(allow_null=True)
+    width = serializers.IntegerField(help_text="The thumbnail's width in pixels.")
+    height = serializers.IntegerField()
+    shape = serializers.ListField(child=serializers.IntegerField(), help_text="z y x voxels.")
+    slice_z = serializers.IntegerField(help_text="The z slice the thumbnail shows.")
+    total = serializers.IntegerField(help_text="Boxes in the campaign.")
+    truncated = serializers.BooleanField(help_text="Only the first boxes (by id) are drawn.")
+    counts = serializers.DictField(child=serializers.IntegerField(), help_text="Drawn, by state.")
+    boxes = CoverageBoxSerializer(many=True)

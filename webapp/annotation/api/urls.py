@@ -25,6 +25,7 @@ urlpatterns = [
         views.BoxFlagView.as_view(),
         name="api-annotation-box-flag",
     ),
+    path(f"{CAMPAIGN}coverage/", views.CoverageView.as_view(), name="api-annotation-coverage"),
     path(f"{CAMPAIGN}next/", views.NextTaskView.as_view(), name="api-annotation-next"),
     path(
         f"{CAMPAIGN}review/next/", views.NextReviewView.as_view(), name="api-annotation-review-next"

@@ -354,6 +354,20 @@ class BoxFlagView(BoxDetailView):
         return Response(self.get_serializer(self.box()).data)
 
 
+class CoverageView(_CampaignView[Any]):
+    """Where the boxes are (members): each box projected onto the dataset's thumbnail (the
+    middle z slice, whole y-x extent) with its state, for the coverage map."""
+
+    serializer_class = s.CoverageSerializer
+    queryset = TaskBox.objects.all()
+    pagination_class = None
+
+    def get(self, request: Request, campaign_id: int) -> Response:
+        from webapp.annotation.coverage import coverage_of
+
+        return Response(coverage_of(self.campaign()))
+
+
 # --- hand-out and review queue ------------------------------------------------------------------
 
 

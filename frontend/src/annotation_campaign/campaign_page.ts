@@ -1,0 +1,285 @@
+// The campaign page (annotation/campaign.html): members (managers add and remove them), the
+// boxes table (paged; managers clear flags), the four ways to add boxes, and the coverage map.
+
+import { ApiError, api, setCsrfToken } from "../lib/api";
+import { byId, el, jsonScript } from "../lib/dom";
+import { type Coverage, type StateStyle, drawCoverage } from "./coverage";
+
+export interface CampaignConfig {
+  campaignId: number;
+  campaignUrl: string;
+  manager: boolean;
+  redundancy: number;
+  states: Record<string, StateStyle>;
+  maxDrawn: number;
+}
+
+export interface CampaignHooks {
+  ready: Promise<void>;
+  /** Reloads the boxes table and the coverage map. */
+  refresh(): Promise<void>;
+  coverage(): Coverage | undefined;
+}
+
+const PAGE = 50;
+const BOXES = "/api/v1/annotation/campaigns/{campaign_id}/boxes/" as const;
+
+type BoxesBody = Parameters<typeof api.post<typeof BOXES>>[1]["body"];
+
+function message(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+function numberOf(id: string, doc: Document): number {
+  return Number(byId(id, HTMLInputElement, doc).value);
+}
+
+function region(prefix: string, doc: Document): BoxesBody["region"] | undefined {
+  if (!byId(`${prefix}-region-on`, HTMLInputElement, doc).checked) return undefined;
+  const triple = (what: string) =>
+    ["z", "y", "x"].map((a) => numberOf(`${prefix}-${what}-${a}`, doc));
+  return { start: triple("start"), size: triple("size") };
+}
+
+export function mountCampaignPage(doc: Document = document): CampaignHooks {
+  const config = jsonScript<CampaignConfig>("annotation-config", doc);
+  const input = doc.querySelector<HTMLInputElement>("input[name=csrfmiddlewaretoken]");
+  setCsrfToken(input?.value);
+  const path = { campaign_id: config.campaignId };
+  const table = byId("boxes-table", HTMLTableElement, doc);
+  const tbody = table.tBodies[0] ?? table.createTBody();
+  const pageLabel = byId("boxes-page", HTMLElement, doc);
+  const prev = byId("boxes-prev", HTMLButtonElement, doc);
+  const next = byId("boxes-next", HTMLButtonElement, doc);
+  const countLabel = byId("boxes-count", HTMLElement, doc);
+  const svg = doc.getElementById("coverage-svg") as SVGSVGElement | null;
+  const image = byId("coverage-image", HTMLImageElement, doc);
+  const coverageStatus = byId("coverage-status", HTMLElement, doc);
+  let offset = 0;
+  let total = 0;
+  let coverage: Coverage | undefined;
+
+  async function loadBoxes(): Promise<void> {
+    const body = await api.get(BOXES, { path, query: { limit: PAGE, offset } });
+    total = body.count;
+    const rows = body.results.map((box) => {
+      const flag = el("td", { className: "box-flag" });
+      if (box.flagged) {
+        flag.append(el("span", { className: "flag-reason", textContent: box.flag_reason }));
+        if (config.manager) {
+          const clear = el("button", {
+            type: "button",
+            className: "link-button flag-clear",
+            textContent: "Clear",
+          });
+          clear.addEventListener("click", () => void clearFlag(box.id));
+          flag.append(" ", clear);
+        }
+      }
+      const row = el("tr", {}, [
+        el("td", { textContent: box.name }),
+        el("td", { textContent: box.start.join(" ") }),
+        el("td", { textContent: box.size.join(" ") }),
+        el("td", { textContent: String(box.priority) }),
+        el("td", {
+          textContent: box.source_ref ? `${box.source} (${box.source_ref})` : box.source,
+        }),
+        flag,
+        el("td", { textContent: `${box.n_taken} / ${config.redundancy}` }),
+        el("td", { textContent: String(box.n_submitted) }),
+        el("td", { textContent: String(box.n_approved) }),
+      ]);
+      row.dataset["box"] = String(box.id);
+      return row;
+    });
+    tbody.replaceChildren(...rows);
+    table.dataset["count"] = String(total);
+    countLabel.textContent = `(${total.toLocaleString()})`;
+    const last = Math.min(offset + PAGE, total);
+    pageLabel.textContent = total
+      ? `${offset + 1}–${last} of ${total.toLocaleString()}`
+      : "none yet";
+    prev.disabled = offset === 0;
+    next.disabled = offset + PAGE >= total;
+  }
+
+  async function loadCoverage(): Promise<void> {
+    coverage = await api.get("/api/v1/annotation/campaigns/{campaign_id}/coverage/", { path });
+    if (svg) drawCoverage(svg, image, coverage, config.states);
+    for (const node of doc.querySelectorAll<HTMLElement>("#coverage-legend .count")) {
+      node.textContent = String(coverage.counts[node.dataset["state"] ?? ""] ?? 0);
+    }
+    coverageStatus.textContent = coverage.truncated
+      ? `The first ${coverage.boxes.length.toLocaleString()} of ${coverage.total.toLocaleString()} boxes are drawn.`
+      : coverage.thumbnail_url
+        ? ""
+        : "This dataset has no thumbnail: the boxes are drawn on a blank plane.";
+  }
+
+  async function refresh(): Promise<void> {
+    await Promise.all([loadBoxes(), loadCoverage()]);
+  }
+
+  async function clearFlag(boxId: number): Promise<void> {
+    try {
+      await api.delete("/api/v1/annotation/campaigns/{campaign_id}/boxes/{box_id}/flag/", {
+        path: { ...path, box_id: boxId },
+      });
+      await refresh();
+    } catch (error) {
+      showAddError(message(error));
+    }
+  }
+
+  prev.addEventListener("click", () => {
+    offset = Math.max(0, offset - PAGE);
+    void loadBoxes();
+  });
+  next.addEventListener("click", () => {
+    offset += PAGE;
+    void loadBoxes();
+  });
+
+  // --- managers: add boxes ---------------------------------------------------------------
+  const addStatus = doc.getElementById("add-status");
+  const addError = doc.getElementById("add-error");
+  function showAddError(text: string): void {
+    if (!addError) return;
+    addError.textContent = text;
+    addError.hidden = !text;
+  }
+
+  async function addBoxes(body: BoxesBody, button: HTMLButtonElement): Promise<void> {
+    button.disabled = true;
+    showAddError("");
+    if (addStatus) addStatus.textContent = "Adding boxes…";
+    try {
+      const result = await api.post(BOXES, { path, body });
+      if (addStatus) {
+        addStatus.textContent = `Added ${result.created.toLocaleString()} box${result.created === 1 ? "" : "es"}.`;
+        addStatus.dataset["added"] = String(result.created);
+      }
+      offset = 0;
+      await refresh();
+    } catch (error) {
+      if (addStatus) addStatus.textContent = "";
+      showAddError(message(error));
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  function onSubmit(id: string, build: () => Promise<BoxesBody | undefined>): void {
+    const form = doc.getElementById(id);
+    if (!(form instanceof HTMLFormElement)) return;
+    const button = form.querySelector<HTMLButtonElement>("button[type=submit]");
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      if (!button) return;
+      build().then(
+        (body) => (body ? addBoxes(body, button) : undefined),
+        (error: unknown) => showAddError(message(error)),
+      );
+    });
+  }
+
+  for (const prefix of ["tile", "sample"]) {
+    const toggle = doc.getElementById(`${prefix}-region-on`);
+    const fields = doc.getElementById(`${prefix}-region`);
+    if (toggle instanceof HTMLInputElement && fields) {
+      toggle.addEventListener("change", () => {
+        fields.hidden = !toggle.checked;
+      });
+    }
+  }
+
+  if (config.manager) {
+    onSubmit("add-tile", async () => {
+      const r = region("tile", doc);
+      return {
+        source: "tile",
+        seed: 0,
+        min_inside: 0.5,
+        priority: numberOf("tile-priority", doc),
+        ...(r ? { region: r } : {}),
+      };
+    });
+    onSubmit("add-sample", async () => {
+      const r = region("sample", doc);
+      const mask = byId("sample-mask", HTMLSelectElement, doc).value;
+      return {
+        source: "sample",
+        count: numberOf("sample-count", doc),
+        seed: numberOf("sample-seed", doc),
+        min_inside: numberOf("sample-min-inside", doc),
+        priority: numberOf("sample-priority", doc),
+        ...(mask ? { mask_layer: mask } : {}),
+        ...(r ? { region: r } : {}),
+      };
+    });
+    onSubmit("add-csv", async () => {
+      const file = byId("csv-file", HTMLInputElement, doc).files?.[0];
+      if (!file) throw new Error("Choose a CSV file first.");
+      return {
+        source: "csv",
+        csv: await file.text(),
+        seed: 0,
+        min_inside: 0.5,
+        priority: numberOf("csv-priority", doc),
+      };
+    });
+    onSubmit("add-missed", async () => ({
+      source: "missed",
+      proofreading_campaign: Number(byId("missed-campaign", HTMLSelectElement, doc).value),
+      seed: 0,
+      min_inside: 0.5,
+      priority: numberOf("missed-priority", doc),
+    }));
+    mountMembers(doc, path);
+  }
+
+  const ready = refresh().catch((error: unknown) => {
+    coverageStatus.textContent = `The boxes could not be loaded: ${message(error)}`;
+    throw error;
+  });
+  return { ready, refresh, coverage: () => coverage };
+}
+
+function mountMembers(doc: Document, path: { campaign_id: number }): void {
+  const form = doc.getElementById("member-form");
+  const error = doc.getElementById("member-error");
+  const show = (text: string): void => {
+    if (!error) return;
+    error.textContent = text;
+    error.hidden = !text;
+  };
+  if (form instanceof HTMLFormElement) {
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const username = byId("member-username", HTMLInputElement, doc).value.trim();
+      const role = byId("member-role", HTMLSelectElement, doc).value as "annotator";
+      api
+        .post("/api/v1/annotation/campaigns/{campaign_id}/members/", {
+          path,
+          body: { username, role },
+        })
+        .then(
+          () => doc.defaultView?.location.reload(),
+          (e: unknown) => show(message(e)),
+        );
+    });
+  }
+  for (const button of doc.querySelectorAll<HTMLButtonElement>("button.member-remove")) {
+    button.addEventListener("click", () => {
+      const memberId = Number(button.dataset["member"]);
+      api
+        .delete("/api/v1/annotation/campaigns/{campaign_id}/members/{member_id}/", {
+          path: { ...path, member_id: memberId },
+        })
+        .then(
+          () => doc.defaultView?.location.reload(),
+          (e: unknown) => show(e instanceof ApiError ? e.message : message(e)),
+        );
+    });
+  }
+}

@@ -1,0 +1,72 @@
+// @vitest-environment happy-dom
+import { describe, expect, it } from "vitest";
+
+import { detailText } from "../src/annotation_campaign/audit_page";
+import { type Coverage, drawCoverage, rectAttributes } from "../src/annotation_campaign/coverage";
+import { deadlineIso, schemaFromRows } from "../src/annotation_campaign/list_page";
+
+const styles = {
+  todo: { label: "To do", colour: "#9e9e9e" },
+  approved: { label: "Approved", colour: "#4caf50" },
+};
+
+describe("coverage map", () => {
+  it("draws a box's rectangle in its state's colour, dashed off the thumbnail's slice", () => {
+    const attrs = rectAttributes(
+      { id: 3, name: "b", state: "approved", rect: [10, 20, 0.2, 30], crosses_slice: false },
+      styles,
+    );
+    expect(attrs).toMatchObject({ x: "10", y: "20", width: "1", height: "30", fill: "#4caf50" });
+    expect(attrs["stroke-dasharray"]).toBe("3 2");
+    expect(attrs["data-box"]).toBe("3");
+  });
+
+  it("draws one rect per box over the thumbnail", () => {
+    const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+    const image = document.createElement("img");
+    const coverage: Coverage = {
+      thumbnail_url: "/datasets/d/thumbnail.png",
+      width: 256,
+      height: 128,
+      shape: [10, 100, 200],
+      slice_z: 5,
+      total: 2,
+      truncated: false,
+      counts: { todo: 2 },
+      boxes: [
+        { id: 1, name: "a", state: "todo", rect: [0, 0, 128, 128], crosses_slice: true },
+        { id: 2, name: "b", state: "todo", rect: [128, 0, 128, 128], crosses_slice: true },
+      ],
+    };
+    expect(drawCoverage(svg, image, coverage, styles)).toBe(2);
+    expect(svg.querySelectorAll("rect")).toHaveLength(2);
+    expect(svg.getAttribute("viewBox")).toBe("0 0 256 128");
+    expect(image.getAttribute("src")).toBe("/datasets/d/thumbnail.png");
+    expect(svg.querySelector("title")?.textContent).toBe("a: To do");
+  });
+});
+
+describe("creation form", () => {
+  it("keeps named classes and labels them by name when no label is given", () => {
+    expect(
+      schemaFromRows([
+        { name: " nucleus ", label: "", colour: "#ffcc00", key: "1" },
+        { name: "", label: "Nothing", colour: "#000000", key: "2" },
+      ]),
+    ).toEqual([{ name: "nucleus", label: "nucleus", colour: "#ffcc00", key: "1" }]);
+  });
+
+  it("reads the deadline as ISO 8601, or none", () => {
+    expect(deadlineIso("")).toBeNull();
+    expect(deadlineIso("not a date")).toBeNull();
+    expect(deadlineIso("2030-01-02T03:04")).toMatch(/^2030-01-0\dT\d\d:04:00\.000Z$/);
+  });
+});
+
+describe("audit log", () => {
+  it("writes an entry's detail as key=value pairs", () => {
+    expect(detailText({ user: "a1", role: "annotator", count: 3, fields: ["name"] })).toBe(
+      'user=a1, role=annotator, count=3, fields=["name"]',
+    );
+  });
+});
