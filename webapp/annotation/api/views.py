@@ -32,7 +32,7 @@ from webapp.annotation.models import (
 )
 from webapp.annotation.services import CampaignSpec
 from webapp.core.api_schema import ErrorSerializer
-from webapp.core.errors import InvalidRequest, NotFound
+from webapp.core.errors import InvalidRequest, NotFound, TooLarge
 from webapp.core.parsers import StrictJSONParser
 from webapp.core.permissions import VIEW, MayDoAction, RestrictedAPIView
 from webapp.core.users import signed_in_user
@@ -505,6 +505,10 @@ class AnnotationsView(_AssignmentView):
     )
     def post(self, request: Request, assignment_id: int) -> Response:
         row = self.assignment()
+        ops = request.data.get("ops") if isinstance(request.data, dict) else None
+        if isinstance(ops, list) and len(ops) > services.MAX_OPS_PER_SAVE:
+            # Too many changes is 413 (as the service says), not the serializer's 400.
+            raise TooLarge(f"At most {services.MAX_OPS_PER_SAVE:,} changes per save.")
         form = s.SaveInputSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         result = services.save(
