@@ -17,6 +17,7 @@ const entries = {
   proofreading_gallery: "src/pages/proofreading_gallery.ts",
   proofreading_thresholds: "src/pages/proofreading_thresholds.ts",
   proofreading_dashboard: "src/pages/proofreading_dashboard.ts",
+  annotation_dashboard: "src/pages/annotation_dashboard.ts",
   // Style sheets: the key only has to be unique; the file keeps its source name.
   "style:site": "src/styles/site.css",
   "style:viewer": "src/styles/viewer.css",

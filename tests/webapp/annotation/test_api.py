@@ -106,6 +106,8 @@ CASES: list[tuple[str, str, Any, tuple[int, ...]]] = [
     ("post", "campaigns/{c}/review/next/", None, (403, 403, 403, 200, 404, 401)),
     ("get", "campaigns/{c}/assignments/", None, (200, 200, 200, 200, 404, 401)),
     ("get", "campaigns/{c}/audit/", None, (200, 403, 403, 403, 404, 401)),
+    ("get", "campaigns/{c}/dashboard/", None, (200, 403, 403, 200, 404, 401)),
+    ("get", "campaigns/{c}/dashboard.csv", None, (200, 403, 403, 200, 404, 401)),
     ("get", "assignments/{a}/", None, (200, 200, 404, 200, 404, 401)),
     ("get", "assignments/{a}/annotations/", None, (200, 200, 404, 200, 404, 401)),
     (
@@ -364,3 +366,90 @@ def test_the_schema_documents_the_endpoints_and_the_409_body() -> None:
         assert "current_version" in body["properties"] and "current_version" in body["required"]
     save = paths["/api/v1/annotation/assignments/{assignment_id}/annotations/"]["post"]
     assert "413" in save["responses"]
+
+
+# --- dashboard ----------------------------------------------------------------------------------
+
+
+def test_the_dashboard_counts_states_annotators_and_approvals(
+    world: World, people: dict[str, Any]
+) -> None:
+    a1, a2, rv = people["a1"], people["a2"], people["rv"]
+    # a2 does the box of a1's submitted task too: N = 2, so the box completes when both are
+    # approved.
+    other = services.next_task(world.campaign, a2)
+    assert other is not None and other.box_id == world.submitted.box_id
+    centre = _centre(other.box)
+    ops = [point_op(f"q{i}", centre[0], centre[1] + i, centre[2]) for i in range(3)]
+    services.save(other, a2, 0, ops)
+    services.submit(other, a2, 1)
+    services.approve(world.submitted, rv)
+    services.reject(other, rv, "Two of these are one nucleus")
+    Assignment.objects.filter(pk=world.submitted.pk).update(active_seconds=90.0)
+
+    url = world.url("campaigns/{c}/dashboard/")
+    for role, expected in [("manager", 200), ("reviewer", 200), ("own", 403), ("outsider", 404)]:
+        assert _client(people, role).get(url).status_code == expected, role
+    assert _client(people, "anonymous").get(url).status_code == 401
+    data = _client(people, "reviewer").get(url).json()
+    assert data["boxes_total"] == 8 and data["boxes_complete"] == 0
+    assert data["boxes"] == {
+        "todo": 6,
+        "in_progress": 2,
+        "in_review": 0,
+        "complete": 0,
+        "flagged": 0,
+    }
+    assert data["slots"] == {
+        "todo": 13,
+        "in_progress": 1,
+        "submitted": 0,
+        "approved": 1,
+        "rejected": 1,
+    }
+    by_name = {r["annotator"]: r for r in data["annotators"]}
+    assert set(by_name) == {"a1", "a2", "a3"}
+    assert by_name["a1"]["tasks"] == 2 and by_name["a1"]["by_state"]["approved"] == 1
+    assert by_name["a1"]["objects"] == 1  # the approved task's point; the open one's not
+    assert by_name["a1"]["median_seconds_per_task"] == 90.0
+    assert by_name["a1"]["median_seconds_per_object"] == 90.0
+    assert by_name["a1"]["rejection_rate"] == 0.0
+    assert by_name["a2"]["rejection_rate"] == 1.0 and by_name["a2"]["reviews"] == 1
+    assert by_name["a3"]["tasks"] == 0 and by_name["a3"]["rejection_rate"] is None
+    assert data["timeline"]["bucket"] == "hour"
+    (point,) = data["timeline"]["points"]
+    assert (point["approved"], point["submitted"], point["approved_total"]) == (1, 2, 1)
+    assert data["agreement"] is None
+
+    # a2 fixes and resubmits, both approved: the box is complete.
+    services.submit(other, a2, 1)
+    services.approve(Assignment.objects.get(pk=other.pk), rv)
+    data = _client(people, "manager").get(url).json()
+    assert data["boxes_complete"] == 1 and data["progress"] == 1 / 8
+
+    csv = _client(people, "manager").get(world.url("campaigns/{c}/dashboard.csv"))
+    assert csv.status_code == 200 and csv["Content-Type"].startswith("text/csv")
+    assert "attachment" in csv["Content-Disposition"]
+    lines = csv.content.decode().splitlines()
+    assert lines[0] == "section,name,annotator,value"
+    assert "progress,boxes_complete,,1" in lines
+    assert "annotator,rejection_rate,a2,0.5" in lines
+    assert _client(people, "own").get(world.url("campaigns/{c}/dashboard.csv")).status_code == 403
+
+
+def test_the_dashboard_page_is_for_managers_and_reviewers(
+    world: World, people: dict[str, Any]
+) -> None:
+    from django.test import Client
+
+    url = f"/annotation/{world.campaign.pk}/dashboard/"
+    for username, expected in [("owner", 200), ("rv", 200), ("a1", 403), ("outsider", 404)]:
+        client = Client()
+        client.force_login(people[username])
+        response = client.get(url)
+        assert response.status_code == expected, username
+        if expected == 200:
+            page = response.content.decode()
+            assert 'id="plot-boxes"' in page and "annotation_dashboard.js" in page
+            assert f"/api/v1/annotation/campaigns/{world.campaign.pk}/dashboard.csv" in page
+    assert Client().get(url).status_code == 302

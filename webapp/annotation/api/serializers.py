@@ -333,3 +333,57 @@ class AuditSerializer(serializers.ModelSerializer[AuditEntry]):
 
 
 STATES = AssignmentState.choices
+
+
+# --- dashboard ----------------------------------------------------------------------------------
+
+
+def _counts(help_text: str) -> serializers.DictField:
+    return serializers.DictField(child=serializers.IntegerField(), help_text=help_text)
+
+
+class AnnotatorFiguresSerializer(serializers.Serializer[dict[str, Any]]):
+    annotator = serializers.CharField()
+    tasks = serializers.IntegerField(help_text="Slots this annotator holds now.")
+    by_state = _counts("Their slots per assignment state.")
+    objects = serializers.IntegerField(
+        help_text="Current annotations of their submitted and approved tasks."
+    )
+    median_seconds_per_task = serializers.FloatField(
+        allow_null=True, help_text="Server-measured, submitted and approved tasks."
+    )
+    median_seconds_per_object = serializers.FloatField(
+        allow_null=True, help_text="Median over their tasks with objects of seconds / objects."
+    )
+    reviews = serializers.IntegerField(help_text="Approvals and rejections of their tasks.")
+    rejections = serializers.IntegerField()
+    rejection_rate = serializers.FloatField(allow_null=True, help_text="rejections / reviews.")
+
+
+class ApprovalTimelinePointSerializer(serializers.Serializer[dict[str, Any]]):
+    start = serializers.DateTimeField(help_text="Start of the hour or day (UTC).")
+    approved = serializers.IntegerField()
+    submitted = serializers.IntegerField()
+    approved_total = serializers.IntegerField(help_text="Approvals up to the end of this one.")
+
+
+class ApprovalTimelineSerializer(serializers.Serializer[dict[str, Any]]):
+    bucket = serializers.ChoiceField(choices=["hour", "day"])
+    points = ApprovalTimelinePointSerializer(many=True)
+
+
+class AnnotationDashboardSerializer(serializers.Serializer[dict[str, Any]]):
+    redundancy = serializers.IntegerField()
+    boxes_total = serializers.IntegerField()
+    boxes_complete = serializers.IntegerField(help_text="Boxes with all N slots approved.")
+    progress = serializers.FloatField(allow_null=True, help_text="boxes_complete / boxes_total.")
+    boxes = _counts(
+        "Boxes per state: todo, in_progress, in_review (all slots submitted or approved), "
+        "complete (all approved), flagged."
+    )
+    slots = _counts("Assignments (slots) per state.")
+    annotators = AnnotatorFiguresSerializer(many=True)
+    timeline = ApprovalTimelineSerializer(help_text="Approvals and submissions per hour or day.")
+    agreement = serializers.JSONField(
+        allow_null=True, help_text="Point agreement: null until it is computed for campaigns."
+    )
