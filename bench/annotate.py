@@ -10,7 +10,10 @@ end. It creates a dataset with an image layer row of 200 x 1000 x 1000 voxels of
 files: the API never reads them), a campaign of 50 um boxes (1,600 boxes, N = 2: 3,200 slots)
 and ``--clients`` annotators, each with an API token.
 
-Each client is a thread with its own HTTP session (keep-alive) acting as one annotator: POST
+Each client is a thread with its own HTTP session (keep-alive) acting as one annotator, waiting
+``--think`` seconds on average (0.5-1.5x) before each request, as a person's page does (the task
+page batches changes and saves about once a second; 0 sends flat out, which measures queueing
+behind the server's 2 x 8 threads rather than a request's own time): POST
 ``next/`` for a task, then saves of ``--batch`` new points at a time based on the version it
 holds; with probability ``--stale`` a save is sent deliberately stale (based on the version
 before), which must be refused with 409 naming the current version, after which the client
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import shutil
 import statistics
@@ -112,8 +116,8 @@ class Tally:
 
 
 def client(
-    url: str, campaign: int, token: str, index: int, batch: int, stale: float, until: float,
-    tally: Tally,
+    url: str, campaign: int, token: str, index: int, batch: int, stale: float, think: float,
+    until: float, tally: Tally,
 ) -> None:  # fmt: skip
     import requests
 
@@ -124,6 +128,8 @@ def client(
     serial = 0
 
     def timed(kind: str, method: str, path: str, **kw: Any) -> Any:
+        if think:  # a person's pace: the page batches changes and sends them about once a second
+            time.sleep(think * (0.5 + rng.random()))
         started = time.perf_counter()
         response = session.request(method, path, timeout=60, **kw)
         tally.time(kind, started)
@@ -219,6 +225,9 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=30.0, help="seconds of load")
     parser.add_argument("--batch", type=int, default=10, help="points per save")
     parser.add_argument("--stale", type=float, default=0.1, help="share of saves sent stale")
+    parser.add_argument(
+        "--think", type=float, default=1.0, help="mean seconds before each request (0: flat out)"
+    )
     parser.add_argument("--database", default="postgres://postgres@127.0.0.1:5432/")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args()
@@ -241,16 +250,28 @@ def main() -> None:
         threads = [
             threading.Thread(
                 target=client,
-                args=(site.url, world["campaign"], token, i, args.batch, args.stale, until, tally),
+                args=(
+                    site.url,
+                    world["campaign"],
+                    token,
+                    i,
+                    args.batch,
+                    args.stale,
+                    args.think,
+                    until,
+                    tally,
+                ),
             )
             for i, token in enumerate(world["tokens"])
         ]
+        load_before = os.getloadavg()[0]
         started = time.perf_counter()
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
         elapsed = time.perf_counter() - started
+        load_after = os.getloadavg()[0]
         checked = verify(site.url, world["owner"], tally)
     finally:
         if site is not None:
@@ -265,7 +286,9 @@ def main() -> None:
     saves = len(ms["save"])
     print(
         f"Annotation under load: {args.clients} clients for {elapsed:.1f} s on PostgreSQL, "
-        f"{world['boxes']} boxes x N=2, {args.batch} points per save"
+        f"{world['boxes']} boxes x N=2, {args.batch} points per save, think time "
+        f"{args.think:g} s; load average "
+        f"{load_before:.1f} before, {load_after:.1f} after, {os.cpu_count()} CPUs"
     )
     print(f"  save (POST annotations/): {summary(ms['save'])}")
     print(f"  next task (POST next/):   {summary(ms['next'])}")
