@@ -22,6 +22,7 @@ const entries = {
   annotation_campaigns: "src/pages/annotation_campaigns.ts",
   annotation_campaign: "src/pages/annotation_campaign.ts",
   annotation_audit: "src/pages/annotation_audit.ts",
+  annotation_dashboard: "src/pages/annotation_dashboard.ts",
   // Style sheets: the key only has to be unique; the file keeps its source name.
   "style:site": "src/styles/site.css",
   "style:viewer": "src/styles/viewer.css",

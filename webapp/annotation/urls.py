@@ -2,7 +2,7 @@
 
 from django.urls import URLPattern, path
 
-from webapp.annotation import review_views, task_views, views
+from webapp.annotation import report_views, review_views, task_views, views
 
 app_name = "annotation"
 
@@ -17,4 +17,6 @@ urlpatterns: list[URLPattern] = [
     path("<int:campaign_id>/", views.campaign_page, name="campaign"),
     path("<int:campaign_id>/viewer/", views.boxes_viewer, name="boxes-viewer"),
     path("<int:campaign_id>/audit/", views.audit_page, name="audit"),
+    # the dashboard (report_views.py)
+    path("<int:campaign_id>/dashboard/", report_views.dashboard_page, name="dashboard"),
 ]

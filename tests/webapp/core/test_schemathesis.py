@@ -154,6 +154,43 @@ def _proofreading(owner: Any) -> dict[str, list[Any]]:
     }
 
 
+def _annotation(owner: Any) -> dict[str, list[Any]]:
+    """An annotation campaign over the public dataset's image, tiled in boxes, the owner its
+    manager, annotator and reviewer, one task taken with a saved point and one submitted; and an
+    empty campaign."""
+    from webapp.annotation import services as annotation
+    from webapp.annotation.models import Assignment, Role, TaskBox
+    from webapp.annotation.models import CampaignMember as AnnotationMember
+
+    layer = Layer.objects.get(dataset__slug="pub", name="image")
+    spec = annotation.CampaignSpec(name="fuzzed", box_size_um=[4.0, 2.4, 3.2], redundancy=2)
+    kept = annotation.campaign_create(owner, layer.dataset, layer, spec)
+    for role in (Role.ANNOTATOR, Role.REVIEWER):
+        annotation.member_add(kept, owner, "member", role)
+    annotation.member_add(kept, owner, "owner", Role.ANNOTATOR)
+    annotation.boxes_tile(kept, owner)
+    first = annotation.next_task(kept, owner)
+    assert first is not None
+    point = {"op": "upsert", "uid": "p1", "kind": "point", "label": "nucleus",
+             "coords": [[float(v + 2) for v in first.box.start]]}  # fmt: skip
+    annotation.save(first, owner, 0, [point])
+    annotation.submit(first, owner, 1)
+    second = annotation.next_task(kept, owner)
+    assert second is not None
+    annotation.save(second, owner, 0, [{**point, "coords": [list(map(float, second.box.start))]}])
+    empty = annotation.campaign_create(owner, layer.dataset, layer, spec)
+    return {
+        "campaign_id": [kept.id, empty.id],
+        "member_id": list(AnnotationMember.objects.values_list("id", flat=True)),
+        "box_id": list(TaskBox.objects.filter(campaign=kept).values_list("id", flat=True)[:4]),
+        "assignment_id": list(
+            Assignment.objects.filter(box__campaign=kept)
+            .order_by("-annotator_id", "id")
+            .values_list("id", flat=True)[:4]
+        ),
+    }
+
+
 @pytest.fixture
 def fuzz_world(transactional_db: None) -> dict[str, Any]:
     """Users with tokens, datasets of every visibility, links, a job and a saved view."""
@@ -175,6 +212,7 @@ def fuzz_world(transactional_db: None) -> dict[str, Any]:
     job = DatasetJob.objects.create(kind=JobKind.IMPORT, owner=owner, params={"name": "queued"})
     state = SavedState.objects.create(dataset=public, state={"layers": []}, created_by=owner)
     campaigns = _proofreading(owner)
+    annotation = _annotation(owner)
     curation = CurationJob.objects.create(
         kind=CurationKind.PUBLISH,
         owner=owner,
@@ -196,6 +234,10 @@ def fuzz_world(transactional_db: None) -> dict[str, Any]:
             "file_format": ["ply", "obj", "glb"],
             "table_format": ["csv", "parquet"],
             **campaigns,
+            # Path parameters both apps name alike hold the objects of both.
+            **annotation,
+            "campaign_id": campaigns["campaign_id"] + annotation["campaign_id"],
+            "member_id": campaigns["member_id"] + annotation["member_id"],
         },
     }
 

@@ -55,7 +55,9 @@ class CampaignSerializer(serializers.ModelSerializer[AnnotationCampaign]):
     label_schema = LabelClassSerializer(many=True, read_only=True)
     box_size_um = serializers.ListField(child=serializers.FloatField(), read_only=True)
     geometry = GeometrySerializer(read_only=True)
-    created_by = serializers.CharField(source="created_by.username", read_only=True, default=None)
+    created_by = serializers.CharField(
+        source="created_by.username", read_only=True, default=None, allow_null=True
+    )
     my_roles = serializers.SerializerMethodField()
 
     class Meta:
@@ -167,6 +169,23 @@ class BoxSerializer(serializers.ModelSerializer[TaskBox]):
         return bool(box.flag_reason)
 
 
+class BoxBriefSerializer(serializers.ModelSerializer[TaskBox]):
+    """A box as an assignment shows it: without its slot counts."""
+
+    start = serializers.ListField(child=serializers.IntegerField(), help_text="z y x voxels.")
+    size = serializers.ListField(child=serializers.IntegerField(), help_text="z y x voxels.")
+    flagged = serializers.SerializerMethodField()
+
+    class Meta:
+        model = TaskBox
+        fields = ["id", "name", "start", "size", "priority", "source", "source_ref", "flagged",
+                  "flag_reason", "created"]  # fmt: skip
+        read_only_fields = fields
+
+    def get_flagged(self, box: TaskBox) -> bool:
+        return bool(box.flag_reason)
+
+
 class RegionSerializer(serializers.Serializer[dict[str, Any]]):
     start = serializers.ListField(
         child=serializers.IntegerField(min_value=0, max_value=2**31 - 1),
@@ -211,9 +230,13 @@ class BoxesCreatedSerializer(serializers.Serializer[dict[str, Any]]):
 
 class AssignmentSerializer(serializers.ModelSerializer[Assignment]):
     campaign = serializers.IntegerField(source="box.campaign_id", read_only=True)
-    box = BoxSerializer(read_only=True)
-    annotator = serializers.CharField(source="annotator.username", read_only=True, default=None)
-    reviewer = serializers.CharField(source="reviewer.username", read_only=True, default=None)
+    box = BoxBriefSerializer(read_only=True)
+    annotator = serializers.CharField(
+        source="annotator.username", read_only=True, default=None, allow_null=True
+    )
+    reviewer = serializers.CharField(
+        source="reviewer.username", read_only=True, default=None, allow_null=True
+    )
     count = serializers.SerializerMethodField(help_text="Current annotations.")
 
     class Meta:
@@ -310,7 +333,9 @@ class ReviewInputSerializer(serializers.Serializer[dict[str, Any]]):
 
 
 class RevisionSerializer(serializers.ModelSerializer[Revision]):
-    author = serializers.CharField(source="author.username", read_only=True, default=None)
+    author = serializers.CharField(
+        source="author.username", read_only=True, default=None, allow_null=True
+    )
     kind = serializers.ChoiceField(choices=RevisionKind.choices, read_only=True)
     summary = serializers.DictField(child=serializers.IntegerField(), read_only=True)
 
@@ -321,9 +346,11 @@ class RevisionSerializer(serializers.ModelSerializer[Revision]):
 
 
 class AuditSerializer(serializers.ModelSerializer[AuditEntry]):
-    actor = serializers.CharField(source="actor.username", read_only=True, default=None)
+    actor = serializers.CharField(
+        source="actor.username", read_only=True, default=None, allow_null=True
+    )
     action = serializers.ChoiceField(choices=AuditAction.choices, read_only=True)
-    box = serializers.CharField(source="box.name", read_only=True, default=None)
+    box = serializers.CharField(source="box.name", read_only=True, default=None, allow_null=True)
     detail = serializers.DictField(read_only=True)
 
     class Meta:
@@ -365,3 +392,57 @@ class CoverageSerializer(serializers.Serializer[dict[str, Any]]):
     truncated = serializers.BooleanField(help_text="Only the first boxes (by id) are drawn.")
     counts = serializers.DictField(child=serializers.IntegerField(), help_text="Drawn, by state.")
     boxes = CoverageBoxSerializer(many=True)
+
+
+# --- dashboard ----------------------------------------------------------------------------------
+
+
+def _counts(help_text: str) -> serializers.DictField:
+    return serializers.DictField(child=serializers.IntegerField(), help_text=help_text)
+
+
+class AnnotatorFiguresSerializer(serializers.Serializer[dict[str, Any]]):
+    annotator = serializers.CharField()
+    tasks = serializers.IntegerField(help_text="Slots this annotator holds now.")
+    by_state = _counts("Their slots per assignment state.")
+    objects = serializers.IntegerField(
+        help_text="Current annotations of their submitted and approved tasks."
+    )
+    median_seconds_per_task = serializers.FloatField(
+        allow_null=True, help_text="Server-measured, submitted and approved tasks."
+    )
+    median_seconds_per_object = serializers.FloatField(
+        allow_null=True, help_text="Median over their tasks with objects of seconds / objects."
+    )
+    reviews = serializers.IntegerField(help_text="Approvals and rejections of their tasks.")
+    rejections = serializers.IntegerField()
+    rejection_rate = serializers.FloatField(allow_null=True, help_text="rejections / reviews.")
+
+
+class ApprovalTimelinePointSerializer(serializers.Serializer[dict[str, Any]]):
+    start = serializers.DateTimeField(help_text="Start of the hour or day (UTC).")
+    approved = serializers.IntegerField()
+    submitted = serializers.IntegerField()
+    approved_total = serializers.IntegerField(help_text="Approvals up to the end of this one.")
+
+
+class ApprovalTimelineSerializer(serializers.Serializer[dict[str, Any]]):
+    bucket = serializers.ChoiceField(choices=["hour", "day"])
+    points = ApprovalTimelinePointSerializer(many=True)
+
+
+class AnnotationDashboardSerializer(serializers.Serializer[dict[str, Any]]):
+    redundancy = serializers.IntegerField()
+    boxes_total = serializers.IntegerField()
+    boxes_complete = serializers.IntegerField(help_text="Boxes with all N slots approved.")
+    progress = serializers.FloatField(allow_null=True, help_text="boxes_complete / boxes_total.")
+    boxes = _counts(
+        "Boxes per state: todo, in_progress, in_review (all slots submitted or approved), "
+        "complete (all approved), flagged."
+    )
+    slots = _counts("Assignments (slots) per state.")
+    annotators = AnnotatorFiguresSerializer(many=True)
+    timeline = ApprovalTimelineSerializer(help_text="Approvals and submissions per hour or day.")
+    agreement = serializers.JSONField(
+        allow_null=True, help_text="Point agreement: null until it is computed for campaigns."
+    )

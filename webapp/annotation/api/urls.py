@@ -36,6 +36,12 @@ urlpatterns = [
         name="api-annotation-assignments",
     ),
     path(f"{CAMPAIGN}audit/", views.AuditListView.as_view(), name="api-annotation-audit"),
+    path(f"{CAMPAIGN}dashboard/", views.DashboardView.as_view(), name="api-annotation-dashboard"),
+    path(
+        f"{CAMPAIGN}dashboard.csv",
+        views.DashboardCsvView.as_view(),
+        name="api-annotation-dashboard-csv",
+    ),
     path(ASSIGNMENT, views.AssignmentDetailView.as_view(), name="api-annotation-assignment"),
     path(
         f"{ASSIGNMENT}annotations/",

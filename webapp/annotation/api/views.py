@@ -8,18 +8,21 @@ the services (403 with the reason). Hand-outs change state, so ``next`` is a POS
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar, TypeVar
 
 from django.db.models import Model, QuerySet
+from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, status
 from rest_framework.permissions import IsAuthenticated
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from pipeline.task_boxes import TaskBox as BoxSpec
-from webapp.annotation import selectors, services
+from webapp.annotation import dashboard, selectors, services
 from webapp.annotation.api import serializers as s
 from webapp.annotation.models import (
     AnnotationCampaign,
@@ -32,7 +35,7 @@ from webapp.annotation.models import (
 )
 from webapp.annotation.services import CampaignSpec
 from webapp.core.api_schema import ErrorSerializer
-from webapp.core.errors import InvalidRequest, NotFound
+from webapp.core.errors import InvalidRequest, NotFound, TooLarge
 from webapp.core.parsers import StrictJSONParser
 from webapp.core.permissions import VIEW, MayDoAction, RestrictedAPIView
 from webapp.core.users import signed_in_user
@@ -525,6 +528,10 @@ class AnnotationsView(_AssignmentView):
     )
     def post(self, request: Request, assignment_id: int) -> Response:
         row = self.assignment()
+        ops = request.data.get("ops") if isinstance(request.data, dict) else None
+        if isinstance(ops, list) and len(ops) > services.MAX_OPS_PER_SAVE:
+            # Too many changes is 413 (as the service says), not the serializer's 400.
+            raise TooLarge(f"At most {services.MAX_OPS_PER_SAVE:,} changes per save.")
         form = s.SaveInputSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         result = services.save(
@@ -656,3 +663,57 @@ class RejectView(_AssignmentView):
             self.assignment(), signed_in_user(request), form.validated_data.get("comment", "")
         )
         return Response(self.get_serializer(row).data)
+
+
+# --- dashboard ----------------------------------------------------------------------------------
+
+
+class _DownloadRenderer(BaseRenderer):
+    """Lets a download answer any ``Accept``: successes are Django responses no renderer
+    touches; an error body (a dict) is written as JSON."""
+
+    media_type = "*/*"
+    format = "download"
+
+    def render(
+        self, data: Any, accepted_media_type: str | None = None, renderer_context: Any = None
+    ) -> bytes:
+        import json
+
+        return json.dumps(data).encode()
+
+
+class DashboardView(_CampaignView[AnnotationCampaign]):
+    """Progress by state, per-annotator figures and approvals over time (managers and
+    reviewers); the dashboard page polls it."""
+
+    serializer_class = s.AnnotationDashboardSerializer  # type: ignore[assignment]  # a report
+    queryset = AnnotationCampaign.objects.all()
+    method_actions = {"GET": "report", "HEAD": "report", "OPTIONS": VIEW}
+
+    def get(self, request: Request, campaign_id: int) -> Response:
+        campaign = self.campaign("report")
+        return Response(s.AnnotationDashboardSerializer(dashboard.dashboard(campaign)).data)
+
+
+class DashboardCsvView(_CampaignView[AnnotationCampaign]):
+    """The dashboard as CSV, one figure a row: section, name, annotator, value."""
+
+    queryset = AnnotationCampaign.objects.all()
+    renderer_classes = [JSONRenderer, _DownloadRenderer]
+    method_actions = {"GET": "report", "HEAD": "report", "OPTIONS": VIEW}
+
+    @extend_schema(
+        responses={
+            (200, "text/csv"): OpenApiResponse(OpenApiTypes.BINARY, description="A CSV table.")
+        }
+    )
+    def get(self, request: Request, campaign_id: int) -> HttpResponse:
+        campaign = self.campaign("report")
+        response = HttpResponse(
+            dashboard.dashboard_csv(campaign), content_type="text/csv; charset=utf-8"
+        )
+        name = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{campaign.dataset.slug}-annotation{campaign.pk}")
+        response["Content-Disposition"] = f'attachment; filename="{name}-dashboard.csv"'
+        response["X-Content-Type-Options"] = "nosniff"
+        return response

@@ -1,0 +1,158 @@
+// The annotation campaign's dashboard (annotation/dashboard.html): boxes and slots by state,
+// approvals over time and per-annotator figures as uPlot bar charts (plots/bars.ts), and a table.
+// Refreshed by polling the dashboard endpoint every few seconds (no page reload); a failed poll
+// shows a banner and polling goes on.
+
+import { ApiError, api, type Schemas } from "../lib/api";
+import { byId, el, jsonScript } from "../lib/dom";
+import { type Bar, type BarChart, barChart } from "../plots/bars";
+import { formatPercent } from "../plots/dashboard_page";
+
+interface Config {
+  campaignId: number;
+  pollMs: number;
+  redundancy: number;
+  csvUrl: string;
+}
+type Dashboard = Schemas["AnnotationDashboard"];
+
+export interface AnnotationDashboardHooks {
+  ready: Promise<void>;
+  /** How many refreshes have been drawn. */
+  refreshes(): number;
+  last(): Dashboard | undefined;
+  refresh(): Promise<void>;
+  charts: Record<string, BarChart>;
+}
+
+const BOX_COLOURS: Record<string, string> = {
+  todo: "#9aa5b8",
+  in_progress: "#e0a526",
+  in_review: "#8a63d2",
+  complete: "#2f9e44",
+  flagged: "#d9480f",
+};
+const SLOT_COLOURS: Record<string, string> = {
+  todo: "#9aa5b8",
+  in_progress: "#e0a526",
+  submitted: "#8a63d2",
+  approved: "#2f9e44",
+  rejected: "#d9480f",
+};
+const ANNOTATOR_COLOUR = "#2f6fdb";
+
+function fixed(value: number | null | undefined, scale: number, digits: number): string {
+  return value === null || value === undefined ? "–" : (value / scale).toFixed(digits);
+}
+
+/** The x label of a timeline point: "MM-DD" per day, "MM-DD HH:00" per hour (UTC). */
+export function timelineLabel(start: string, bucket: string): string {
+  const day = start.slice(5, 10);
+  return bucket === "hour" ? `${day} ${start.slice(11, 13)}:00` : day;
+}
+
+export function mountAnnotationDashboard(doc: Document = document): AnnotationDashboardHooks {
+  const config = jsonScript<Config>("dashboard-config", doc);
+  const path = { campaign_id: config.campaignId };
+  const banner = byId("dashboard-error", HTMLDivElement, doc);
+  const updated = byId("dashboard-updated", HTMLElement, doc);
+  const plot = (id: string): HTMLDivElement => byId(id, HTMLDivElement, doc);
+  const charts: Record<string, BarChart> = {
+    boxes: barChart(plot("plot-boxes"), { integer: true }),
+    slots: barChart(plot("plot-slots"), { integer: true }),
+    timeline: barChart(plot("plot-timeline"), { integer: true }),
+    approved: barChart(plot("plot-approved"), { integer: true }),
+    minutes: barChart(plot("plot-minutes")),
+    rejections: barChart(plot("plot-rejections"), {
+      format: (v) => `${Math.round(v * 100)} %`,
+    }),
+  };
+  let refreshes = 0;
+  let last: Dashboard | undefined;
+
+  function draw(data: Dashboard): void {
+    byId("progress-text", HTMLElement, doc).textContent =
+      `${data.boxes_complete} of ${data.boxes_total} boxes complete (${formatPercent(data.progress)}); ` +
+      `${data.slots["approved"] ?? 0} of ${Object.values(data.slots).reduce((a, b) => a + b, 0)} tasks approved`;
+    const bar = byId("progress-bar", HTMLElement, doc);
+    bar.setAttribute("aria-valuenow", String(Math.round((data.progress ?? 0) * 100)));
+    byId("progress-fill", HTMLElement, doc).style.width = `${(data.progress ?? 0) * 100}%`;
+    const counts = (values: Record<string, number>, colours: Record<string, string>): Bar[] =>
+      Object.keys(colours).map((k) => ({
+        label: k.replace("_", " "),
+        value: values[k] ?? 0,
+        colour: colours[k]!,
+      }));
+    charts.boxes!.update(counts(data.boxes, BOX_COLOURS));
+    charts.slots!.update(counts(data.slots, SLOT_COLOURS));
+    const { bucket, points } = data.timeline;
+    byId("timeline-bucket", HTMLElement, doc).textContent = bucket;
+    charts.timeline!.update(
+      points.map((p) => ({
+        label: timelineLabel(p.start, bucket),
+        value: p.approved,
+        colour: "#2f9e44",
+      })),
+    );
+    const people = data.annotators;
+    const per = (value: (r: (typeof people)[number]) => number | null): Bar[] =>
+      people.map((r) => ({ label: r.annotator, value: value(r), colour: ANNOTATOR_COLOUR }));
+    charts.approved!.update(per((r) => r.by_state["approved"] ?? 0));
+    charts.minutes!.update(
+      per((r) => (r.median_seconds_per_task == null ? null : r.median_seconds_per_task / 60)),
+    );
+    charts.rejections!.update(per((r) => r.rejection_rate ?? null));
+    const body = byId("annotator-table", HTMLTableElement, doc).tBodies[0]!;
+    body.replaceChildren(
+      ...people.map((r) => {
+        const row = el(
+          "tr",
+          {},
+          [
+            r.annotator,
+            String(r.tasks),
+            String(r.by_state["in_progress"] ?? 0),
+            String(r.by_state["submitted"] ?? 0),
+            String(r.by_state["approved"] ?? 0),
+            String(r.by_state["rejected"] ?? 0),
+            String(r.objects),
+            fixed(r.median_seconds_per_task, 60, 1),
+            fixed(r.median_seconds_per_object, 1, 1),
+            `${formatPercent(r.rejection_rate)} (${r.rejections} of ${r.reviews})`,
+          ].map((text) => el("td", { textContent: text })),
+        );
+        row.dataset["annotator"] = r.annotator;
+        return row;
+      }),
+    );
+  }
+
+  async function refresh(): Promise<void> {
+    try {
+      const data = await api.get("/api/v1/annotation/campaigns/{campaign_id}/dashboard/", {
+        path,
+      });
+      draw(data);
+      last = data;
+      refreshes++;
+      banner.hidden = true;
+      updated.textContent = `Updated ${new Date().toLocaleTimeString()} (every ${config.pollMs / 1000} s)`;
+      updated.dataset["refreshes"] = String(refreshes);
+    } catch (error) {
+      banner.textContent = error instanceof ApiError ? error.message : String(error);
+      banner.hidden = false;
+      throw error;
+    }
+  }
+
+  const schedule = (): void => {
+    window.setTimeout(() => {
+      refresh()
+        .catch(() => {})
+        .finally(schedule);
+    }, config.pollMs);
+  };
+  const ready = refresh().finally(schedule);
+  window.addEventListener("resize", () => void refresh().catch(() => {}));
+  return { ready, refreshes: () => refreshes, last: () => last, refresh, charts };
+}
