@@ -15,8 +15,8 @@ Figures, all from the database as it is now:
 - ``timeline``: approvals and submissions per hour (when the campaign's first one is less than
   two days old) or per day, from the audit log, with the running total of approvals.
 
-Point agreement (per box and per annotator pair) is another module's (``pipeline``'s point
-agreement); the dashboard leaves it out until that exists.
+Point agreement comes from ``agreement.campaign_agreement`` (``pipeline.point_agreement``): the
+distribution of the boxes' mean F1 in tenths, and each annotator's pooled figures.
 """
 
 from __future__ import annotations
@@ -191,7 +191,36 @@ def dashboard(campaign: AnnotationCampaign) -> dict[str, Any]:
         "slots": {state: int(slots.get(state, 0)) for state in AssignmentState.values},
         "annotators": _annotators(campaign),
         "timeline": _timeline(campaign),
-        "agreement": None,
+        "agreement": _agreement(campaign),
+    }
+
+
+F1_BINS = 10
+
+
+def _agreement(campaign: AnnotationCampaign) -> dict[str, Any] | None:
+    """Boxes per tenth of mean pairwise F1 (the last bin holds 1.0), the campaign's mean, and
+    each annotator's pooled precision/recall/F1; None when no box has two handed-in tasks."""
+    from webapp.annotation.agreement import campaign_agreement
+
+    if campaign.redundancy < 2:
+        return None
+    result = campaign_agreement(campaign)
+    if not result["boxes_compared"]:
+        return None
+    bins = [0] * F1_BINS
+    for row in result["boxes"]:
+        if row["mean_f1"] is not None:
+            bins[min(int(row["mean_f1"] * F1_BINS), F1_BINS - 1)] += 1
+    return {
+        "tolerance_um": result["tolerance_um"],
+        "boxes_compared": result["boxes_compared"],
+        "mean_f1": result["mean_f1"],
+        "f1_bins": bins,
+        "annotators": [
+            {k: a[k] for k in ("annotator", "boxes", "precision", "recall", "mean_f1")}
+            for a in result["annotators"]
+        ],
     }
 
 

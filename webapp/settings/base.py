@@ -239,6 +239,10 @@ SPECTACULAR_SETTINGS = {
         "CampaignItemStatusEnum": "webapp.proofreading.models.ItemStatus",
         "CampaignRoleEnum": "webapp.proofreading.models.Role",
         "ReviewRoundEnum": "webapp.proofreading.models.ROUNDS",
+        "VerdictKindEnum": "webapp.proofreading.verdict_sets.KINDS",
+        "AnnotationRoleEnum": "webapp.annotation.models.Role",
+        "AnnotationKindEnum": "webapp.annotation.models.AnnotationKind",
+        "RevisionKindEnum": "webapp.annotation.models.RevisionKind",
         # The jobs' sets keep the names they had before the collision.
         "StateEnum": "webapp.core.jobs.models.JobState",
         "StatusEnum": "webapp.core.jobs.models.JobStatus",

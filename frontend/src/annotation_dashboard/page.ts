@@ -51,6 +51,15 @@ export function timelineLabel(start: string, bucket: string): string {
   return bucket === "hour" ? `${day} ${start.slice(11, 13)}:00` : day;
 }
 
+/** Bars of the F1 histogram: "0.0–0.1" ... "0.9–1.0", red to green. */
+export function agreementBins(bins: readonly number[]): Bar[] {
+  return bins.map((value, k) => ({
+    label: `${(k / bins.length).toFixed(1)}–${((k + 1) / bins.length).toFixed(1)}`,
+    value,
+    colour: `hsl(${Math.round((120 * k) / Math.max(bins.length - 1, 1))}, 60%, 45%)`,
+  }));
+}
+
 export function mountAnnotationDashboard(doc: Document = document): AnnotationDashboardHooks {
   const config = jsonScript<Config>("dashboard-config", doc);
   const path = { campaign_id: config.campaignId };
@@ -65,6 +74,10 @@ export function mountAnnotationDashboard(doc: Document = document): AnnotationDa
     minutes: barChart(plot("plot-minutes")),
     rejections: barChart(plot("plot-rejections"), {
       format: (v) => `${Math.round(v * 100)} %`,
+    }),
+    agreement: barChart(plot("plot-agreement"), { integer: true }),
+    agreementPeople: barChart(plot("plot-agreement-annotators"), {
+      format: (v) => v.toFixed(2),
     }),
   };
   let refreshes = 0;
@@ -102,6 +115,7 @@ export function mountAnnotationDashboard(doc: Document = document): AnnotationDa
       per((r) => (r.median_seconds_per_task == null ? null : r.median_seconds_per_task / 60)),
     );
     charts.rejections!.update(per((r) => r.rejection_rate ?? null));
+    drawAgreement(data.agreement);
     const body = byId("annotator-table", HTMLTableElement, doc).tBodies[0]!;
     body.replaceChildren(
       ...people.map((r) => {
@@ -124,6 +138,25 @@ export function mountAnnotationDashboard(doc: Document = document): AnnotationDa
         row.dataset["annotator"] = r.annotator;
         return row;
       }),
+    );
+  }
+
+  function drawAgreement(agreement: Dashboard["agreement"]): void {
+    if (!agreement) {
+      charts.agreement!.update([]);
+      charts.agreementPeople!.update([]);
+      return;
+    }
+    byId("agreement-text", HTMLElement, doc).textContent =
+      `Point agreement over ${agreement.boxes_compared} box${agreement.boxes_compared === 1 ? "" : "es"} ` +
+      `(matched within ${agreement.tolerance_um} µm): mean F1 ${agreement.mean_f1 == null ? "–" : agreement.mean_f1.toFixed(2)}.`;
+    charts.agreement!.update(agreementBins(agreement.f1_bins));
+    charts.agreementPeople!.update(
+      agreement.annotators.map((a) => ({
+        label: a.annotator,
+        value: a.mean_f1 ?? null,
+        colour: ANNOTATOR_COLOUR,
+      })),
     );
   }
 

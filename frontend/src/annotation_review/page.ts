@@ -106,10 +106,15 @@ export function mountReviewPage(doc: Document = document): ReviewHooks {
       `${decided} decided in this session` + (current ? "" : " · nothing waits");
   }
 
+  /** A layer's name: the annotator's, or the slot's when the account is gone. */
+  function layerName(a: Assignment): string {
+    return a.annotator ?? `slot ${a.slot + 1}`;
+  }
+
   function renderFacts(a: Assignment): void {
     byId("review-box", HTMLElement, doc).textContent = a.box.name;
     const facts: [string, string][] = [
-      ["Annotator", a.annotator],
+      ["Annotator", a.annotator ?? "–"],
       ["Version", String(a.version)],
       ["Annotations", String(a.count)],
       ["Submitted", a.submitted ? new Date(a.submitted).toLocaleString() : "–"],
@@ -198,10 +203,10 @@ export function mountReviewPage(doc: Document = document): ReviewHooks {
     ]);
     const layers = [
       boxLayer(BOX_LAYER, a.box.start, a.box.size, dims, dimensions),
-      annotationLayer(a.annotator, REVIEWED_COLOUR, mine, dims, dimensions),
+      annotationLayer(layerName(a), REVIEWED_COLOUR, mine, dims, dimensions),
       ...siblings.map((s, k) =>
         annotationLayer(
-          s.annotator,
+          layerName(s),
           OTHER_COLOURS[k % OTHER_COLOURS.length] ?? "#ffffff",
           others[k] ?? [],
           dims,
@@ -211,16 +216,16 @@ export function mountReviewPage(doc: Document = document): ReviewHooks {
     ];
     shown = [
       {
-        name: a.annotator,
-        annotator: a.annotator,
+        name: layerName(a),
+        annotator: layerName(a),
         assignment: a.id,
         state: a.state,
         count: mine.length,
         reviewed: true,
       },
       ...siblings.map((s, k) => ({
-        name: s.annotator,
-        annotator: s.annotator,
+        name: layerName(s),
+        annotator: layerName(s),
         assignment: s.id,
         state: s.state,
         count: others[k]?.length ?? 0,

@@ -426,6 +426,14 @@ def test_the_dashboard_counts_states_annotators_and_approvals(
     services.approve(Assignment.objects.get(pk=other.pk), rv)
     data = _client(people, "manager").get(url).json()
     assert data["boxes_complete"] == 1 and data["progress"] == 1 / 8
+    # a1's one point matches one of a2's three: F1 = 2 * 1 / (1 + 3) = 0.5, in the sixth tenth
+    agreement = data["agreement"]
+    assert agreement["boxes_compared"] == 1 and agreement["mean_f1"] == 0.5
+    assert agreement["f1_bins"] == [0, 0, 0, 0, 0, 1, 0, 0, 0, 0]
+    assert {a["annotator"]: a["mean_f1"] for a in agreement["annotators"]} == {
+        "a1": 0.5,
+        "a2": 0.5,
+    }
 
     csv = _client(people, "manager").get(world.url("campaigns/{c}/dashboard.csv"))
     assert csv.status_code == 200 and csv["Content-Type"].startswith("text/csv")

@@ -49,7 +49,7 @@ class GeometrySerializer(serializers.Serializer[dict[str, Any]]):
     origin_um = serializers.ListField(child=serializers.FloatField())
 
 
-class CampaignSerializer(serializers.ModelSerializer[AnnotationCampaign]):
+class AnnotationCampaignSerializer(serializers.ModelSerializer[AnnotationCampaign]):
     dataset = serializers.CharField(source="dataset.slug", read_only=True)
     image_layer = serializers.CharField(source="image_layer.name", read_only=True)
     label_schema = LabelClassSerializer(many=True, read_only=True)
@@ -88,7 +88,7 @@ class CampaignSerializer(serializers.ModelSerializer[AnnotationCampaign]):
         return roles_of(campaign, request.user) if request is not None else []
 
 
-class CampaignCreateSerializer(serializers.Serializer[dict[str, Any]]):
+class AnnotationCampaignCreateSerializer(serializers.Serializer[dict[str, Any]]):
     dataset = serializers.CharField(max_length=100, help_text="The dataset's slug.")
     image_layer = serializers.CharField(max_length=100, help_text="An image layer's name.")
     name = serializers.CharField(max_length=200)
@@ -112,7 +112,7 @@ class CampaignCreateSerializer(serializers.Serializer[dict[str, Any]]):
     )
 
 
-class CampaignUpdateSerializer(serializers.Serializer[dict[str, Any]]):
+class AnnotationCampaignUpdateSerializer(serializers.Serializer[dict[str, Any]]):
     name = serializers.CharField(max_length=200, required=False)
     instructions = serializers.CharField(required=False, allow_blank=True, max_length=50_000)
     deadline = serializers.DateTimeField(required=False, allow_null=True)
@@ -121,7 +121,7 @@ class CampaignUpdateSerializer(serializers.Serializer[dict[str, Any]]):
     label_schema = LabelClassSerializer(many=True, required=False)
 
 
-class MemberSerializer(serializers.ModelSerializer[CampaignMember]):
+class AnnotationMemberSerializer(serializers.ModelSerializer[CampaignMember]):
     username = serializers.CharField(source="user.username", read_only=True)
 
     class Meta:
@@ -130,7 +130,7 @@ class MemberSerializer(serializers.ModelSerializer[CampaignMember]):
         read_only_fields = fields
 
 
-class MemberInputSerializer(serializers.Serializer[dict[str, Any]]):
+class AnnotationMemberInputSerializer(serializers.Serializer[dict[str, Any]]):
     username = serializers.CharField(max_length=150)
     role = serializers.ChoiceField(choices=Role.choices)
 
@@ -431,6 +431,25 @@ class ApprovalTimelineSerializer(serializers.Serializer[dict[str, Any]]):
     points = ApprovalTimelinePointSerializer(many=True)
 
 
+class AgreementAnnotatorSerializer(serializers.Serializer[dict[str, Any]]):
+    annotator = serializers.CharField()
+    boxes = serializers.IntegerField()
+    precision = serializers.FloatField(allow_null=True)
+    recall = serializers.FloatField(allow_null=True)
+    mean_f1 = serializers.FloatField(allow_null=True)
+
+
+class DashboardAgreementSerializer(serializers.Serializer[dict[str, Any]]):
+    tolerance_um = serializers.FloatField()
+    boxes_compared = serializers.IntegerField()
+    mean_f1 = serializers.FloatField(allow_null=True)
+    f1_bins = serializers.ListField(
+        child=serializers.IntegerField(),
+        help_text="Boxes per tenth of their mean pairwise F1: [0, 0.1), ..., [0.9, 1.0].",
+    )
+    annotators = AgreementAnnotatorSerializer(many=True)
+
+
 class AnnotationDashboardSerializer(serializers.Serializer[dict[str, Any]]):
     redundancy = serializers.IntegerField()
     boxes_total = serializers.IntegerField()
@@ -443,6 +462,8 @@ class AnnotationDashboardSerializer(serializers.Serializer[dict[str, Any]]):
     slots = _counts("Assignments (slots) per state.")
     annotators = AnnotatorFiguresSerializer(many=True)
     timeline = ApprovalTimelineSerializer(help_text="Approvals and submissions per hour or day.")
-    agreement = serializers.JSONField(
-        allow_null=True, help_text="Point agreement: null until it is computed for campaigns."
+    agreement = DashboardAgreementSerializer(
+        allow_null=True,
+        help_text="Point agreement between annotators; null with N = 1 or before two "
+        "annotators have handed in one box.",
     )

@@ -98,7 +98,7 @@ class _AssignmentView(RestrictedAPIView[Any]):
 
 def _campaign_body(view: RestrictedAPIView[Any], campaign_id: int) -> Any:
     campaign = selectors.campaigns_visible(view.request.user).get(id=campaign_id)
-    return s.CampaignSerializer(campaign, context={"request": view.request}).data
+    return s.AnnotationCampaignSerializer(campaign, context={"request": view.request}).data
 
 
 # --- campaigns ----------------------------------------------------------------------------------
@@ -113,7 +113,7 @@ class CampaignListView(_CampaignView[AnnotationCampaign], generics.ListAPIView[A
     """The annotation campaigns the caller is a member of (GET); POST creates one over an
     image layer of a dataset the caller owns, with the caller as its first manager."""
 
-    serializer_class = s.CampaignSerializer
+    serializer_class = s.AnnotationCampaignSerializer
     queryset = AnnotationCampaign.objects.all()
     method_actions = {"GET": VIEW, "HEAD": VIEW, "OPTIONS": VIEW, "POST": VIEW}
 
@@ -125,10 +125,11 @@ class CampaignListView(_CampaignView[AnnotationCampaign], generics.ListAPIView[A
         return queryset.order_by("-created", "-id")
 
     @extend_schema(
-        request=s.CampaignCreateSerializer, responses={201: s.CampaignSerializer, 409: CONFLICT}
+        request=s.AnnotationCampaignCreateSerializer,
+        responses={201: s.AnnotationCampaignSerializer, 409: CONFLICT},
     )
     def post(self, request: Request) -> Response:
-        form = s.CampaignCreateSerializer(data=request.data)
+        form = s.AnnotationCampaignCreateSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
         user = signed_in_user(request)
@@ -159,7 +160,7 @@ class CampaignListView(_CampaignView[AnnotationCampaign], generics.ListAPIView[A
 class CampaignDetailView(_CampaignView[AnnotationCampaign]):
     """One campaign (members); PATCH changes its settings, DELETE removes it (managers)."""
 
-    serializer_class = s.CampaignSerializer
+    serializer_class = s.AnnotationCampaignSerializer
     queryset = AnnotationCampaign.objects.all()
 
     def get(self, request: Request, campaign_id: int) -> Response:
@@ -167,11 +168,12 @@ class CampaignDetailView(_CampaignView[AnnotationCampaign]):
         return Response(_campaign_body(self, campaign.pk))
 
     @extend_schema(
-        request=s.CampaignUpdateSerializer, responses={200: s.CampaignSerializer, 409: CONFLICT}
+        request=s.AnnotationCampaignUpdateSerializer,
+        responses={200: s.AnnotationCampaignSerializer, 409: CONFLICT},
     )
     def patch(self, request: Request, campaign_id: int) -> Response:
         campaign = self.campaign("change")
-        form = s.CampaignUpdateSerializer(data=request.data, partial=True)
+        form = s.AnnotationCampaignUpdateSerializer(data=request.data, partial=True)
         form.is_valid(raise_exception=True)
         services.campaign_update(campaign, signed_in_user(request), dict(form.validated_data))
         return Response(_campaign_body(self, campaign.pk))
@@ -186,23 +188,24 @@ class CampaignDetailView(_CampaignView[AnnotationCampaign]):
 class MemberListView(_CampaignView[CampaignMember]):
     """The campaign's members and roles (a plain list); POST adds a role (managers)."""
 
-    serializer_class = s.MemberSerializer
+    serializer_class = s.AnnotationMemberSerializer
     queryset = CampaignMember.objects.all()
     pagination_class = None
     method_actions = {"GET": VIEW, "HEAD": VIEW, "OPTIONS": VIEW, "POST": "change"}
 
-    @extend_schema(responses=s.MemberSerializer(many=True))
+    @extend_schema(responses=s.AnnotationMemberSerializer(many=True))
     def get(self, request: Request, campaign_id: int) -> Response:
         campaign = self.campaign()
         rows = CampaignMember.objects.filter(campaign=campaign).select_related("user")
         return Response(self.get_serializer(rows, many=True).data)
 
     @extend_schema(
-        request=s.MemberInputSerializer, responses={201: s.MemberSerializer, 409: CONFLICT}
+        request=s.AnnotationMemberInputSerializer,
+        responses={201: s.AnnotationMemberSerializer, 409: CONFLICT},
     )
     def post(self, request: Request, campaign_id: int) -> Response:
         campaign = self.campaign("change")
-        form = s.MemberInputSerializer(data=request.data)
+        form = s.AnnotationMemberInputSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         member = services.member_add(
             campaign,
@@ -216,7 +219,7 @@ class MemberListView(_CampaignView[CampaignMember]):
 class MemberDetailView(_CampaignView[CampaignMember]):
     """DELETE takes a role away (managers; the last manager stays)."""
 
-    serializer_class = s.MemberSerializer
+    serializer_class = s.AnnotationMemberSerializer
     queryset = CampaignMember.objects.all()
     method_actions = {"OPTIONS": VIEW, "DELETE": "change"}
 
