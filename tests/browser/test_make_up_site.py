@@ -256,6 +256,9 @@ def _sweep_urls(site: MakeUpSite, api: requests.Session, slugs: list[str]) -> li
         "/proofreading/999999/thresholds/", "/proofreading/999999/dashboard/",
         f"/datasets/{slugs[0]}/detections/nuclei/", f"/datasets/{slugs[0]}/detections/nope/",
         f"/datasets/{slugs[0]}/?state={state_key}", "/datasets/no-such-dataset/",
+        "/annotation/", "/annotation/1/", "/annotation/1/next/", "/annotation/task/1/",
+        "/annotation/1/review/", "/annotation/1/dashboard/", "/annotation/1/audit/",
+        "/annotation/1/viewer/", "/annotation/999999/", "/annotation/task/999999/",
     ]  # fmt: skip
     for slug in slugs:
         pages += [
@@ -379,6 +382,29 @@ def test_make_up_site_survives_a_new_users_visit(
     page.wait_for_selector(".swagger-ui .info .title", timeout=30_000)
     assert "Annotome API" in (page.text_content(".swagger-ui .info .title") or "")
     assert page.locator(".opblock").count() > 10
+
+    # An annotation campaign on the demo, so the sweep's ids reach real campaign, box,
+    # member and assignment rows (the admin manages it and annotates in it).
+    made = api.post(
+        f"{site.url}/api/v1/annotation/campaigns/",
+        json={
+            "dataset": demo_slug,
+            "image_layer": "image",
+            "name": "Sweep",
+            "members": [{"username": "admin", "role": "annotator"}],
+        },
+        timeout=30,
+    )
+    assert made.status_code == 201, made.text
+    campaign_id = made.json()["id"]
+    tiled = api.post(
+        f"{site.url}/api/v1/annotation/campaigns/{campaign_id}/boxes/",
+        json={"source": "tile"},
+        timeout=30,
+    )
+    assert tiled.status_code == 201, tiled.text
+    taken = api.post(f"{site.url}/api/v1/annotation/campaigns/{campaign_id}/next/", timeout=30)
+    assert taken.status_code == 200, taken.text
 
     # Several rounds over everything: anonymous, session, token.
     sessions = {"anonymous": requests.Session(), "session": session, "token": api}

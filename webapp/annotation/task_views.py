@@ -46,14 +46,23 @@ def instructions_html(text: str) -> SafeString:
 
 
 def _image_layers(state: dict[str, Any], layer_name: str) -> list[dict[str, Any]]:
-    """The campaign's image layer (one entry per channel of a multichannel image)."""
+    """The campaign's image layer (one entry per channel of a multichannel image), then the
+    dataset's detections as read-only point layers for context (hidden: a click in the layer
+    list shows them; loaded by area from their spatial index). Their links to segmentation
+    layers are dropped: the task page shows no segmentation layer."""
     layers: list[dict[str, Any]] = state.get("layers", [])
-    return [
+    images = [
         la
         for la in layers
         if la.get("type") == "image"
         and (la["name"] == layer_name or la["name"].startswith(f"{layer_name} c"))
     ]
+    points = [
+        {k: v for k, v in la.items() if k != "linkedSegmentationLayer"}
+        for la in layers
+        if la.get("type") == "annotation" and la["name"].endswith(" detections")
+    ]
+    return images + points
 
 
 def _may_edit(assignment: Assignment, request: HttpRequest) -> bool:

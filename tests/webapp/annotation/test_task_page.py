@@ -112,3 +112,25 @@ def test_instructions_are_markdown_without_raw_html() -> None:
     )
     assert "<strong>nuclei</strong>" in html
     assert "<script" not in html and "onerror" not in html and "javascript:" not in html
+
+
+def test_the_task_page_keeps_its_image_and_the_detections_as_context_points() -> None:
+    from webapp.annotation.task_views import _image_layers
+
+    state = {
+        "layers": [
+            {"type": "image", "name": "image"},
+            {"type": "image", "name": "other"},
+            {"type": "segmentation", "name": "nuclei"},
+            {
+                "type": "annotation",
+                "name": "nuclei detections",
+                "source": "precomputed://x",
+                "visible": False,
+                "linkedSegmentationLayer": {"segment_id": "nuclei"},
+            },
+        ]
+    }
+    kept = _image_layers(state, "image")
+    assert [la["name"] for la in kept] == ["image", "nuclei detections"]
+    assert "linkedSegmentationLayer" not in kept[1] and kept[1]["visible"] is False
