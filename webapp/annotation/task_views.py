@@ -17,18 +17,16 @@ from __future__ import annotations
 
 from typing import Any
 
-import markdown
-import nh3
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.middleware.csrf import get_token
 from django.shortcuts import render
 from django.urls import reverse
-from django.utils.safestring import SafeString, mark_safe
 from django.views.decorators.http import require_http_methods, require_safe
 
 from webapp.annotation import selectors, services
 from webapp.annotation.api.serializers import AssignmentSerializer
+from webapp.annotation.instructions import instructions_html
 from webapp.annotation.models import AnnotationCampaign, Assignment
 from webapp.core.errors import DomainError
 from webapp.core.users import signed_in_user
@@ -36,13 +34,6 @@ from webapp.viewer.neuroglancer_client import neuroglancer_client_url
 from webapp.viewer.services import build_viewer_state
 
 NO_TASK = "No such task, or you may not open it."
-
-
-def instructions_html(text: str) -> SafeString:
-    """The campaign's Markdown instructions as HTML, sanitised by nh3 (Ammonia's allow-list:
-    no script, style, event handler or javascript: URL survives)."""
-    html = markdown.markdown(text or "", extensions=["sane_lists"], output_format="html")
-    return mark_safe(nh3.clean(html))  # sanitised just above
 
 
 def _image_layers(state: dict[str, Any], layer_name: str) -> list[dict[str, Any]]:

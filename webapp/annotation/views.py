@@ -29,6 +29,7 @@ from webapp.annotation.coverage import (
     boxes_layer_json,
     state_counts,
 )
+from webapp.annotation.instructions import instructions_html
 from webapp.annotation.models import (
     AnnotationCampaign,
     AuditAction,
@@ -184,6 +185,7 @@ def campaign_page(request: HttpRequest, campaign_id: int) -> HttpResponse:
     counts = state_counts([campaign]).get(campaign.pk, {})
     context = {
         "campaign": campaign,
+        "instructions": instructions_html(campaign.instructions),
         "dataset": campaign.dataset,
         "shape": [int(n) for n in campaign.geometry.get("shape", [])],
         "roles": roles,

@@ -198,3 +198,14 @@ def test_a_campaign_without_boxes(people: dict[str, Any]) -> None:
     html = _as(people["owner"]).get(f"/annotation/{campaign.pk}/").content.decode()
     assert "Coverage" in html
     assert "no boxes yet" in _as(people["owner"]).get("/annotation/").content.decode()
+
+
+def test_the_campaign_page_renders_the_instructions_as_safe_markdown(
+    campaign: AnnotationCampaign, people: dict[str, Any]
+) -> None:
+    services.campaign_update(
+        campaign, people["owner"], {"instructions": "Click **every** nucleus.<script>x()</script>"}
+    )
+    page = _as(people["a1"]).get(f"/annotation/{campaign.pk}/").content.decode()
+    assert "<strong>every</strong>" in page
+    assert "<script>x()" not in page and "**every**" not in page
