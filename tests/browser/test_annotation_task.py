@@ -160,13 +160,13 @@ def test_annotator_draws_saves_reloads_deletes_and_submits(
     page.wait_for_function("() => annotome.count() === 4")
     drawn = page.evaluate("() => annotome.annotations()")
     points = sorted((a for a in drawn if a["kind"] == "point"), key=lambda a: a["object_id"])
-    assert flat([p["coords"][0] for p in points]) == pytest.approx(flat(expected), abs=0.01)
+    assert flat([p["coords"][0] for p in points]) == pytest.approx(flat(expected), abs=0.25)
     (bbox,) = [a for a in drawn if a["kind"] == "axis_aligned_bounding_box"]
     assert bbox["label"] == "mitosis" and points[0]["label"] == "nucleus"
     # In a 2D panel Neuroglancer gives the box one voxel of depth beyond the section drawn on.
     corners = sorted(bbox["coords"])
     assert flat([c[1:] for c in corners]) == pytest.approx(
-        flat([c[1:] for c in sorted([box_a, box_b])]), abs=0.01
+        flat([c[1:] for c in sorted([box_a, box_b])]), abs=0.25
     )
     assert [c[0] for c in corners] == [box_a[0], box_a[0] + 1]
     assert [p["object_id"] for p in points] == [1, 2, 3] and bbox["object_id"] == 4
@@ -195,7 +195,7 @@ def test_annotator_draws_saves_reloads_deletes_and_submits(
     assert sorted(a.kind for a in stored) == ["axis_aligned_bounding_box", "point", "point"]
     stored_points = sorted((a for a in stored if a.kind == "point"), key=lambda a: a.object_id)
     assert flat([p.coords[0] for p in stored_points]) == pytest.approx(
-        flat([expected[0], expected[2]]), abs=0.01
+        flat([expected[0], expected[2]]), abs=0.25
     )
     for p in stored_points:  # inside the task box, on the slice shown (its centre)
         assert all(
