@@ -5,20 +5,20 @@ and the approved ground truth as CSV, JSON and the boxes table."""
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from webapp.annotation import agreement, consensus, exports, selectors
 from webapp.annotation.api import review_serializers as rs
-from webapp.annotation.api.views import CONFLICT, _CampaignView
+from webapp.annotation.api.views import CONFLICT, _CampaignView, campaign_download
 from webapp.annotation.models import AnnotationCampaign, TaskBox
+from webapp.core.downloads import DownloadRenderer
 from webapp.core.errors import NotFound
 from webapp.core.permissions import VIEW
 from webapp.core.users import signed_in_user
@@ -36,33 +36,10 @@ CSV_RESPONSE = {(200, "text/csv"): OpenApiResponse(OpenApiTypes.BINARY, descript
 CSV_TYPE = "text/csv; charset=utf-8"
 
 
-class DownloadRenderer(BaseRenderer):
-    """Lets a download answer any ``Accept``: successes are Django responses no renderer
-    touches; an error body (a dict) is written as JSON."""
-
-    media_type = "*/*"
-    format = "download"
-
-    def render(
-        self, data: Any, accepted_media_type: str | None = None, renderer_context: Any = None
-    ) -> bytes:
-        return json.dumps(data).encode()
-
-
 def _params(request: Request) -> dict[str, Any]:
     form = rs.ConsensusInputSerializer(data=request.query_params)
     form.is_valid(raise_exception=True)
     return dict(form.validated_data)
-
-
-def _download(
-    body: str | bytes, content_type: str, campaign: AnnotationCampaign, name: str
-) -> HttpResponse:
-    response = HttpResponse(body, content_type=content_type)
-    base = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{campaign.dataset.slug}-annotation{campaign.pk}")
-    response["Content-Disposition"] = f'attachment; filename="{base}-{name}"'
-    response["X-Content-Type-Options"] = "nosniff"
-    return response
 
 
 @extend_schema(parameters=[TOLERANCE])
@@ -155,7 +132,9 @@ class ExportCsvView(_ExportView):
     @extend_schema(responses=CSV_RESPONSE)
     def get(self, request: Request, campaign_id: int) -> HttpResponse:
         campaign = self.campaign("report")
-        return _download(exports.export_csv(campaign), CSV_TYPE, campaign, "ground-truth.csv")
+        return campaign_download(
+            exports.export_csv(campaign), CSV_TYPE, campaign, "ground-truth.csv"
+        )
 
 
 class ExportJsonView(_ExportView):
@@ -172,7 +151,7 @@ class ExportJsonView(_ExportView):
     def get(self, request: Request, campaign_id: int) -> HttpResponse:
         campaign = self.campaign("report")
         body = json.dumps(exports.export_json(campaign), indent=1)
-        return _download(body, "application/json", campaign, "ground-truth.json")
+        return campaign_download(body, "application/json", campaign, "ground-truth.json")
 
 
 class BoxesCsvView(_ExportView):
@@ -182,4 +161,4 @@ class BoxesCsvView(_ExportView):
     @extend_schema(responses=CSV_RESPONSE)
     def get(self, request: Request, campaign_id: int) -> HttpResponse:
         campaign = self.campaign("report")
-        return _download(exports.boxes_csv(campaign), CSV_TYPE, campaign, "boxes.csv")
+        return campaign_download(exports.boxes_csv(campaign), CSV_TYPE, campaign, "boxes.csv")

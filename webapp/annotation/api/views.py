@@ -17,7 +17,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, status
 from rest_framework.permissions import IsAuthenticated
-from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -35,6 +35,7 @@ from webapp.annotation.models import (
 )
 from webapp.annotation.services import CampaignSpec
 from webapp.core.api_schema import ErrorSerializer
+from webapp.core.downloads import DownloadRenderer, attachment
 from webapp.core.errors import InvalidRequest, NotFound, TooLarge
 from webapp.core.parsers import StrictJSONParser
 from webapp.core.permissions import VIEW, MayDoAction, RestrictedAPIView
@@ -94,6 +95,16 @@ class _AssignmentView(RestrictedAPIView[Any]):
         if row is None:
             raise NotFound(NO_ASSIGNMENT)
         return row
+
+
+def campaign_download(
+    body: str | bytes, content_type: str, campaign: AnnotationCampaign, name: str
+) -> HttpResponse:
+    """A campaign's file as an attachment named ``<dataset>-annotation<id>-<name>``."""
+    response = HttpResponse(body, content_type=content_type)
+    base = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{campaign.dataset.slug}-annotation{campaign.pk}")
+    attachment(response, f"{base}-{name}")
+    return response
 
 
 def _campaign_body(view: RestrictedAPIView[Any], campaign_id: int) -> Any:
@@ -673,21 +684,6 @@ class RejectView(_AssignmentView):
 # --- dashboard ----------------------------------------------------------------------------------
 
 
-class _DownloadRenderer(BaseRenderer):
-    """Lets a download answer any ``Accept``: successes are Django responses no renderer
-    touches; an error body (a dict) is written as JSON."""
-
-    media_type = "*/*"
-    format = "download"
-
-    def render(
-        self, data: Any, accepted_media_type: str | None = None, renderer_context: Any = None
-    ) -> bytes:
-        import json
-
-        return json.dumps(data).encode()
-
-
 class DashboardView(_CampaignView[AnnotationCampaign]):
     """Progress by state, per-annotator figures and approvals over time (managers and
     reviewers); the dashboard page polls it."""
@@ -705,7 +701,7 @@ class DashboardCsvView(_CampaignView[AnnotationCampaign]):
     """The dashboard as CSV, one figure a row: section, name, annotator, value."""
 
     queryset = AnnotationCampaign.objects.all()
-    renderer_classes = [JSONRenderer, _DownloadRenderer]
+    renderer_classes = [JSONRenderer, DownloadRenderer]
     method_actions = {"GET": "report", "HEAD": "report", "OPTIONS": VIEW}
 
     @extend_schema(
@@ -715,10 +711,6 @@ class DashboardCsvView(_CampaignView[AnnotationCampaign]):
     )
     def get(self, request: Request, campaign_id: int) -> HttpResponse:
         campaign = self.campaign("report")
-        response = HttpResponse(
-            dashboard.dashboard_csv(campaign), content_type="text/csv; charset=utf-8"
+        return campaign_download(
+            dashboard.dashboard_csv(campaign), "text/csv; charset=utf-8", campaign, "dashboard.csv"
         )
-        name = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{campaign.dataset.slug}-annotation{campaign.pk}")
-        response["Content-Disposition"] = f'attachment; filename="{name}-dashboard.csv"'
-        response["X-Content-Type-Options"] = "nosniff"
-        return response

@@ -8,7 +8,6 @@ share the permission checks, the error bodies and the schema.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from django.http import HttpResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, status
-from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -33,6 +32,7 @@ from pipeline.mesh_export import (
     mesh_file_bytes,
     read_object_mesh,
 )
+from webapp.core.downloads import DownloadRenderer, attachment
 from webapp.core.errors import InvalidRequest, NotFound
 from webapp.core.pagination import BoundedLimitOffsetPagination
 from webapp.core.permissions import VIEW, RestrictedAPIView
@@ -97,30 +97,9 @@ class DetectionPagination(BoundedLimitOffsetPagination):
         return int(super().get_count(queryset))
 
 
-class DownloadRenderer(BaseRenderer):
-    """Lets a download view answer any ``Accept``: its successes are Django responses no
-    renderer touches; an error body (a dict) is written as JSON."""
-
-    media_type = "*/*"
-    format = "download"
-
-    def render(
-        self,
-        data: Any,
-        accepted_media_type: str | None = None,
-        renderer_context: Any = None,
-    ) -> bytes:
-        return json.dumps(data).encode()
-
-
 def _download_name(layer: Layer, suffix: str) -> str:
     base = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{layer.dataset.slug}-{layer.name}")
     return f"{base}-{suffix}"
-
-
-def _attachment(response: HttpResponse | StreamingHttpResponse, filename: str) -> None:
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    response["X-Content-Type-Options"] = "nosniff"
 
 
 def _readable_meshes(layer: Layer) -> Path:
@@ -235,7 +214,7 @@ class DetectionMeshView(_LayerView):
         response = HttpResponse(
             mesh_file_bytes(mesh, file_format), content_type=MESH_MEDIA_TYPES[file_format]
         )
-        _attachment(response, _download_name(layer, f"{segment_id}.{file_format}"))
+        attachment(response, _download_name(layer, f"{segment_id}.{file_format}"))
         return response
 
 
@@ -277,7 +256,7 @@ class DetectionExportView(_LayerView):
         else:
             stream = exports.parquet_stream(batches, extra)
         response = StreamingHttpResponse(stream, content_type=exports.MEDIA_TYPES[table_format])
-        _attachment(response, _download_name(layer, f"detections.{table_format}"))
+        attachment(response, _download_name(layer, f"detections.{table_format}"))
         return response
 
 
@@ -317,7 +296,7 @@ class DetectionMeshesZipView(_LayerView):
         )
         stream = iter_meshes_zip(meshes, ids, file_format)
         response = StreamingHttpResponse(stream, content_type=MESH_MEDIA_TYPES["zip"])
-        _attachment(response, _download_name(layer, f"meshes-{file_format}.zip"))
+        attachment(response, _download_name(layer, f"meshes-{file_format}.zip"))
         return response
 
 

@@ -17,11 +17,12 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, status
 from rest_framework.permissions import IsAuthenticated
-from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from webapp.core.api_schema import ErrorSerializer
+from webapp.core.downloads import DownloadRenderer, attachment
 from webapp.core.errors import InvalidRequest, NotFound
 from webapp.core.parsers import StrictJSONParser
 from webapp.core.permissions import VIEW, MayDoAction, RestrictedAPIView
@@ -51,26 +52,6 @@ MANAGERS_ONLY = {
 }
 CONFLICT = OpenApiResponse(ErrorSerializer, description="The campaign's state forbids this.")
 TABLE_FORMATS = ("csv", "parquet")
-
-
-class DownloadRenderer(BaseRenderer):
-    """Lets a download answer any ``Accept``: successes are Django responses no renderer
-    touches; an error body (a dict) is written as JSON."""
-
-    media_type = "*/*"
-    format = "download"
-
-    def render(
-        self, data: Any, accepted_media_type: str | None = None, renderer_context: Any = None
-    ) -> bytes:
-        import json
-
-        return json.dumps(data).encode()
-
-
-def _attachment(response: HttpResponse | StreamingHttpResponse, filename: str) -> None:
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    response["X-Content-Type-Options"] = "nosniff"
 
 
 def _download_name(campaign: ProofreadingCampaign, suffix: str) -> str:
@@ -628,7 +609,7 @@ class MissedCsvView(_CampaignView[MissedObject]):
         response = HttpResponse(
             selectors.missed_objects_csv(campaign), content_type=exports.MEDIA_TYPES["csv"]
         )
-        _attachment(response, _download_name(campaign, "missed-objects.csv"))
+        attachment(response, _download_name(campaign, "missed-objects.csv"))
         return response
 
 
@@ -674,7 +655,7 @@ class DashboardCsvView(_CampaignView[ProofreadingCampaign]):
         response = HttpResponse(
             selectors.dashboard_csv(campaign), content_type=exports.MEDIA_TYPES["csv"]
         )
-        _attachment(response, _download_name(campaign, "dashboard.csv"))
+        attachment(response, _download_name(campaign, "dashboard.csv"))
         return response
 
 
@@ -712,5 +693,5 @@ class ExportView(_CampaignView[ProofreadingCampaign]):
         else:
             stream = exports.parquet_stream(batches, extra)
         response = StreamingHttpResponse(stream, content_type=exports.MEDIA_TYPES[table_format])
-        _attachment(response, _download_name(campaign, f"verdicts.{table_format}"))
+        attachment(response, _download_name(campaign, f"verdicts.{table_format}"))
         return response
