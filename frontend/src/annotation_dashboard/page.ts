@@ -3,10 +3,11 @@
 // Refreshed by polling the dashboard endpoint every few seconds (no page reload); a failed poll
 // shows a banner and polling goes on.
 
-import { ApiError, api, type Schemas } from "../lib/api";
+import { api, type Schemas } from "../lib/api";
 import { byId, el, jsonScript } from "../lib/dom";
 import { type Bar, type BarChart, barChart } from "../plots/bars";
 import { formatPercent } from "../plots/dashboard_page";
+import { livePoll } from "../plots/live_poll";
 
 interface Config {
   campaignId: number;
@@ -80,8 +81,6 @@ export function mountAnnotationDashboard(doc: Document = document): AnnotationDa
       format: (v) => v.toFixed(2),
     }),
   };
-  let refreshes = 0;
-  let last: Dashboard | undefined;
 
   function draw(data: Dashboard): void {
     byId("progress-text", HTMLElement, doc).textContent =
@@ -160,32 +159,10 @@ export function mountAnnotationDashboard(doc: Document = document): AnnotationDa
     );
   }
 
-  async function refresh(): Promise<void> {
-    try {
-      const data = await api.get("/api/v1/annotation/campaigns/{campaign_id}/dashboard/", {
-        path,
-      });
-      draw(data);
-      last = data;
-      refreshes++;
-      banner.hidden = true;
-      updated.textContent = `Updated ${new Date().toLocaleTimeString()} (every ${config.pollMs / 1000} s)`;
-      updated.dataset["refreshes"] = String(refreshes);
-    } catch (error) {
-      banner.textContent = error instanceof ApiError ? error.message : String(error);
-      banner.hidden = false;
-      throw error;
-    }
-  }
-
-  const schedule = (): void => {
-    window.setTimeout(() => {
-      refresh()
-        .catch(() => {})
-        .finally(schedule);
-    }, config.pollMs);
-  };
-  const ready = refresh().finally(schedule);
-  window.addEventListener("resize", () => void refresh().catch(() => {}));
-  return { ready, refreshes: () => refreshes, last: () => last, refresh, charts };
+  const poll = livePoll(
+    () => api.get("/api/v1/annotation/campaigns/{campaign_id}/dashboard/", { path }),
+    draw,
+    { banner, updated, pollMs: config.pollMs },
+  );
+  return { ...poll, charts };
 }

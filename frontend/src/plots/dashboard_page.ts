@@ -3,7 +3,8 @@
 // charts; Fleiss' kappa from the agreement report. Refreshed by polling the two report
 // endpoints every few seconds (no page reload); a failed poll shows a banner and polling goes on.
 
-import { ApiError, api, type Schemas } from "../lib/api";
+import { api, type Schemas } from "../lib/api";
+import { livePoll } from "./live_poll";
 import { byId, el, jsonScript } from "../lib/dom";
 import { type Bar, type BarChart, barChart } from "./bars";
 
@@ -55,9 +56,6 @@ export function mountDashboardPage(doc: Document = document): DashboardHooks {
       format: (v) => `${Math.round(v * 100)} %`,
     }),
   };
-  let refreshes = 0;
-  let last: Dashboard | undefined;
-
   function draw(data: Dashboard, agreement: Agreement): void {
     byId("progress-text", HTMLElement, doc).textContent =
       `${data.decided} of ${data.total} decided (${formatPercent(data.progress)})`;
@@ -117,33 +115,20 @@ export function mountDashboardPage(doc: Document = document): DashboardHooks {
     );
   }
 
-  async function refresh(): Promise<void> {
-    try {
-      const [data, agreement] = await Promise.all([
+  const poll = livePoll(
+    () =>
+      Promise.all([
         api.get("/api/v1/proofreading/campaigns/{campaign_id}/dashboard/", { path }),
         api.get("/api/v1/proofreading/campaigns/{campaign_id}/agreement/", { path }),
-      ]);
-      draw(data, agreement);
-      last = data;
-      refreshes++;
-      banner.hidden = true;
-      updated.textContent = `Updated ${new Date().toLocaleTimeString()} (every ${config.pollMs / 1000} s)`;
-      updated.dataset["refreshes"] = String(refreshes);
-    } catch (error) {
-      banner.textContent = error instanceof ApiError ? error.message : String(error);
-      banner.hidden = false;
-      throw error;
-    }
-  }
-
-  const schedule = (): void => {
-    window.setTimeout(() => {
-      refresh()
-        .catch(() => {})
-        .finally(schedule);
-    }, config.pollMs);
+      ]),
+    ([data, agreement]) => draw(data, agreement),
+    { banner, updated, pollMs: config.pollMs },
+  );
+  return {
+    ready: poll.ready,
+    refreshes: poll.refreshes,
+    last: () => poll.last()?.[0],
+    refresh: poll.refresh,
+    charts,
   };
-  const ready = refresh().finally(schedule);
-  window.addEventListener("resize", () => void refresh().catch(() => {}));
-  return { ready, refreshes: () => refreshes, last: () => last, refresh, charts };
 }
