@@ -761,6 +761,7 @@ class SaveResult:
     changed: int
     deleted: int
     count: int
+    active_seconds: float  # time on task after this save (the page shows it)
 
 
 def _check_coords(kind: str, coords: Any, box: TaskBox, where: str) -> list[list[float]]:
@@ -906,7 +907,7 @@ def save(assignment: Assignment, user: User, base_version: int, ops: Sequence[An
         _touch(row, now)
         if not close and not new:
             row.save(update_fields=["active_seconds", "last_activity", "updated"])
-            return SaveResult(row.version, 0, 0, 0, _current_count(row.pk))
+            return SaveResult(row.version, 0, 0, 0, _current_count(row.pk), row.active_seconds)
         count = _current_count(row.pk) + created - deleted
         if count > MAX_ANNOTATIONS:
             raise TooLarge(f"A task holds at most {MAX_ANNOTATIONS:,} annotations.")
@@ -927,7 +928,7 @@ def save(assignment: Assignment, user: User, base_version: int, ops: Sequence[An
             assignment=row,
             detail={**summary, "version": number},
         )
-    return SaveResult(number, created, changed, deleted, count)
+    return SaveResult(number, created, changed, deleted, count, row.active_seconds)
 
 
 def _same(old: Annotation, op: dict[str, Any]) -> bool:
@@ -990,7 +991,9 @@ def restore(assignment: Assignment, user: User, version: int, base_version: int)
         row.save(update_fields=["version", "active_seconds", "last_activity", "updated"])
         _audit(row.box.campaign_id, user, AuditAction.ANNOTATIONS_RESTORE, assignment=row,
                restored=version, version=number)  # fmt: skip
-    return SaveResult(number, summary["created"], summary["changed"], deleted, len(target))
+    return SaveResult(
+        number, summary["created"], summary["changed"], deleted, len(target), row.active_seconds
+    )
 
 
 def _same_row(a: Annotation, b: Annotation) -> bool:

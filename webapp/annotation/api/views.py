@@ -556,8 +556,7 @@ class AnnotationsView(_AssignmentView):
             form.validated_data["base_version"],
             form.validated_data["ops"],
         )
-        row.refresh_from_db()
-        return Response({**result.__dict__, "active_seconds": row.active_seconds})
+        return Response(result.__dict__)
 
 
 class RevisionListView(_AssignmentView):
@@ -590,8 +589,7 @@ class RestoreView(_AssignmentView):
             form.validated_data["version"],
             form.validated_data["base_version"],
         )
-        row.refresh_from_db()
-        return Response({**result.__dict__, "active_seconds": row.active_seconds})
+        return Response(result.__dict__)
 
 
 class ActivityView(_AssignmentView):
