@@ -297,35 +297,32 @@ def test_manager_saves_the_fit_as_the_layers_filter(
     assert filtered.n_items == 7  # the five TPs, the FP of volume 3 and the flat FP of 0.5
 
 
-def test_threshold_data_is_fast_for_100k(people: Any) -> None:
-    """The data endpoint answers 100,000 decided detections as arrays, in well under a second
-    of server time on PostgreSQL (figures printed)."""
-    import time
-
-    frame = synthetic_frame(100_000, seed=3)
+def test_threshold_data_answers_every_decided_detection_as_arrays(people: Any) -> None:
+    """20,000 decided detections come back as parallel arrays, one entry each, with the verdict
+    of each. How fast (100,000 in under a second) is measured by ``bench/thresholds.py``."""
+    n = 20_000
+    frame = synthetic_frame(n, seed=3)
     layer = SegmentationLayerFactory(dataset=DatasetFactory(owner=people["owner"]))
     table_with(layer, frame)
     campaign = campaign_with(layer, people["owner"], seed=2)
     rng = np.random.default_rng(0)
     names = np.array(["tp", "tp_distortion", "fp", "uncertain"])
-    chosen = names[rng.integers(0, 4, 100_000)]
+    chosen = names[rng.integers(0, 4, n)]
     for name in names:
         CampaignItem.objects.filter(
             campaign=campaign, segment_id__in=(frame.segment_id[chosen == name]).tolist()
         ).update(status=ItemStatus.DECIDED, verdict=str(name))
-    client = as_user(people["owner"])
-    client.get(url(campaign, "thresholds/"))
-    start = time.perf_counter()
-    answer = client.get(url(campaign, "thresholds/"))
-    seconds = time.perf_counter() - start
+    answer = as_user(people["owner"]).get(url(campaign, "thresholds/"))
     assert answer.status_code == 200
     data = answer.json()
-    assert len(data["volume"]) == 100_000
-    print(
-        f"thresholds data: 100,000 detections in {seconds * 1000:.0f} ms, "
-        f"{len(answer.content) / 1e6:.2f} MB"
-    )
-    assert seconds < 3.0
+    assert len(data["volume"]) == n
+    assert len(data["sphericity"]) == n
+    assert data["decided"] == n and data["left_out"] == 0
+    classes = [c["name"] for c in data["classes"]]
+    got = dict(zip(*np.unique(np.array(classes)[data["verdict"]], return_counts=True), strict=True))
+    assert got == dict(zip(*np.unique(chosen, return_counts=True), strict=True))
+    by_id = dict(zip(data["segment_id"], data["volume"], strict=True))
+    assert by_id[int(frame.segment_id[7])] == pytest.approx(float(frame.volume[7]))
 
 
 # --- the pages ----------------------------------------------------------------------------------
