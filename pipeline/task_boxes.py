@@ -5,7 +5,8 @@ A box is a block of the image in full-resolution voxel indices (z, y, x; ``start
 four sources, each a function here so the site and the command line share them:
 
 - :func:`tile_boxes`: the whole volume or a region cut into boxes of one size (edge boxes are
-  clipped, never outside the volume);
+  clipped, never outside the volume; a remainder thinner than half a box joins its neighbour
+  instead of becoming a sliver task of a few voxels);
 - :func:`stratified_sample`: K boxes at random, one per stratum of the tiles in scan order, among
   the tiles that lie mostly inside a mask (a systematic uniform random sample, so the boxes
   spread over the region instead of clustering as K independent draws may);
@@ -93,21 +94,29 @@ def _region(shape: Sequence[int], region: TaskBox | None) -> TaskBox:
     return region
 
 
-def _tile_starts(lo: int, extent: int, step: int) -> list[int]:
-    return list(range(lo, lo + extent, step))
+def _tile_starts(lo: int, extent: int, step: int, min_edge: float) -> list[int]:
+    starts = list(range(lo, lo + extent, step))
+    if len(starts) > 1 and lo + extent - starts[-1] < min_edge * step:
+        starts.pop()  # the thin remainder joins the box before it
+    return starts
 
 
 def tile_boxes(
-    shape: Sequence[int], box: Sequence[int], region: TaskBox | None = None
+    shape: Sequence[int],
+    box: Sequence[int],
+    region: TaskBox | None = None,
+    *,
+    min_edge: float = 0.5,
 ) -> list[TaskBox]:
     """Cut ``region`` (the whole volume when None) into boxes of ``box`` voxels (z y x), in
-    scan order; boxes at the far edges are clipped to the region."""
+    scan order. Boxes at the far edges are clipped to the region; a remainder thinner than
+    ``min_edge`` of a box is added to the last box instead (a 6-voxel sliver is no task)."""
     area = _region(shape, region)
     size = tuple(int(n) for n in box)
     if len(size) != 3 or min(size) <= 0:
         raise InvalidInputError(f"the box size must be three positive voxel counts, got {box}")
     starts = [
-        _tile_starts(lo, extent, step)
+        _tile_starts(lo, extent, step, min_edge)
         for lo, extent, step in zip(area.start, area.size, size, strict=True)
     ]
     count = len(starts[0]) * len(starts[1]) * len(starts[2])
@@ -117,21 +126,15 @@ def tile_boxes(
             "smaller region"
         )
     out = []
-    for iz, z in enumerate(starts[0]):
-        for iy, y in enumerate(starts[1]):
-            for ix, x in enumerate(starts[2]):
-                start = (z, y, x)
-                stop = [
-                    min(s + n, lo + extent)
-                    for s, n, lo, extent in zip(start, size, area.start, area.size, strict=True)
-                ]
-                out.append(
-                    TaskBox(
-                        f"tile-{iz}-{iy}-{ix}",
-                        start,
-                        (stop[0] - z, stop[1] - y, stop[2] - x),
-                    )
-                )
+    # Each box ends where the next begins, the last at the region's end.
+    stops = [
+        [*axis[1:], lo + extent]
+        for axis, lo, extent in zip(starts, area.start, area.size, strict=True)
+    ]
+    for iz, (z, z1) in enumerate(zip(starts[0], stops[0], strict=True)):
+        for iy, (y, y1) in enumerate(zip(starts[1], stops[1], strict=True)):
+            for ix, (x, x1) in enumerate(zip(starts[2], stops[2], strict=True)):
+                out.append(TaskBox(f"tile-{iz}-{iy}-{ix}", (z, y, x), (z1 - z, y1 - y, x1 - x)))
     return out
 
 
@@ -165,7 +168,7 @@ def stratified_sample(
     if not 0.0 <= min_inside <= 1.0:
         raise InvalidInputError("the part of a box inside the mask must be between 0 and 1")
     size = tuple(int(n) for n in box)
-    tiles = [t for t in tile_boxes(shape, box, region) if t.size == size]
+    tiles = [t for t in tile_boxes(shape, box, region, min_edge=0.0) if t.size == size]
     if mask is not None:
         if mask.ndim != 3:
             raise InvalidInputError(f"the mask must be 3D (z y x), got {mask.ndim}D")

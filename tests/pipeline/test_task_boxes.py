@@ -37,6 +37,23 @@ def test_tiling_covers_the_volume_once_and_clips_the_edges() -> None:
     assert len({b.name for b in boxes}) == len(boxes)
 
 
+def test_tiling_adds_a_thin_remainder_to_the_last_box_instead_of_a_sliver_task() -> None:
+    shape = (10, 23, 34)  # y: 10 + 13 (a remainder of 3 < half a box); x: 10 + 10 + 14
+    boxes = tile_boxes(shape, (10, 10, 10))
+    assert sorted({b.size[1] for b in boxes}) == [10, 13]
+    assert sorted({b.size[2] for b in boxes}) == [10, 14]
+    assert len(boxes) == 1 * 2 * 3
+    cover = np.zeros(shape, np.int32)
+    for box in boxes:
+        z, y, x = box.start
+        d, h, w = box.size
+        cover[z : z + d, y : y + h, x : x + w] += 1
+    assert (cover == 1).all()
+    # A volume smaller than half a box is still one (clipped) box, and min_edge=0 keeps slivers.
+    assert [b.size for b in tile_boxes((4, 4, 4), (10, 10, 10))] == [(4, 4, 4)]
+    assert len(tile_boxes(shape, (10, 10, 10), min_edge=0.0)) == 1 * 3 * 4
+
+
 def test_tiling_a_region_stays_inside_it() -> None:
     region = TaskBox("r", (2, 3, 4), (4, 7, 9))
     boxes = tile_boxes((10, 20, 20), (3, 3, 3), region)
