@@ -83,6 +83,12 @@ def test_dashboard_draws_plots_and_follows_an_approval(
     cells = {r.split("\t")[0]: r.split("\t")[1:7] for r in rows}
     # tasks, in progress, submitted, approved, rejected, objects
     assert cells == {"ann1": ["1", "0", "0", "1", "0", "3"], "ann2": ["1", "0", "1", "0", "0", "2"]}
+    # Both annotators handed in the first box: its agreement (3 points against 2, the 2 within
+    # the tolerance: F1 0.8) is plotted, and the figures are shown.
+    assert page.is_visible("#plot-agreement") and page.is_visible("#plot-agreement-annotators")
+    bins = page.evaluate("() => annotome.charts.agreement.values()")
+    assert sum(v or 0 for v in bins.values()) == 1, bins
+    assert "over 1 box" in page.inner_text("#agreement-text")
     csv_href = page.get_attribute("#dashboard-csv", "href")
     assert csv_href == f"/api/v1/annotation/campaigns/{campaign.id}/dashboard.csv"
     page.screenshot(path=str(artifacts_dir / "annotation-dashboard-before.png"), full_page=True)

@@ -141,6 +141,12 @@ export function mountAnnotationDashboard(doc: Document = document): AnnotationDa
   }
 
   function drawAgreement(agreement: Dashboard["agreement"]): void {
+    // Until two annotators have handed in one box there is nothing to plot: the figures stay
+    // hidden and the note (from the template) says when they will appear.
+    for (const id of ["plot-agreement", "plot-agreement-annotators"]) {
+      const figure = plot(id).closest("figure");
+      if (figure) figure.hidden = !agreement || agreement.boxes_compared === 0;
+    }
     if (!agreement) {
       charts.agreement!.update([]);
       charts.agreementPeople!.update([]);

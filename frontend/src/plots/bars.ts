@@ -35,6 +35,32 @@ export function barRange(bars: readonly Bar[], minTop: number): [number, number]
   return [0, top * 1.1];
 }
 
+/** Characters' width in the axis font (12 px sans-serif), generous so labels never touch. */
+const CHAR_PX = 7.5;
+
+/** Every how many bars a label is written so that labels of this length do not overlap on a
+ * plot `widthPx` wide (1: all of them; the others keep their bars, unlabelled). */
+export function labelStep(labels: readonly string[], widthPx: number): number {
+  if (labels.length === 0 || widthPx <= 0) return 1;
+  const longest = Math.max(...labels.map((l) => l.length));
+  const needed = longest * CHAR_PX + 10;
+  return Math.max(1, Math.ceil((needed * labels.length) / widthPx));
+}
+
+/** How the category labels are written: all on one line when they fit; else with each word on
+ * a line of its own ("in progress" over two lines) when that fits; else every `step`-th. */
+export function labelLayout(
+  labels: readonly string[],
+  widthPx: number,
+): { step: number; wrap: boolean } {
+  if (labelStep(labels, widthPx) === 1) return { step: 1, wrap: false };
+  const longestWords = labels.map((l) =>
+    l.split(" ").reduce((a, w) => (w.length > a.length ? w : a), ""),
+  );
+  if (labelStep(longestWords, widthPx) === 1) return { step: 1, wrap: true };
+  return { step: labelStep(labels, widthPx), wrap: false };
+}
+
 export function barChart(
   root: HTMLElement,
   options: {
@@ -65,10 +91,19 @@ export function barChart(
       },
       axes: [
         {
-          splits: () => labels.map((_, i) => i),
-          values: (_u, splits) => splits.map((i) => labels[i] ?? ""),
+          splits: (u) => {
+            const { step } = labelLayout(labels, u.bbox.width / uPlot.pxRatio);
+            return labels.map((_, i) => i).filter((i) => i % step === 0);
+          },
+          values: (u, splits) => {
+            const { wrap } = labelLayout(labels, u.bbox.width / uPlot.pxRatio);
+            return splits.map((i) => {
+              const label = labels[i] ?? "";
+              return wrap ? label.split(" ").join("\n") : label;
+            });
+          },
           grid: { show: false },
-          size: 40,
+          size: 48,
         },
         {
           values: (_u, splits) => splits.map(fmt),
