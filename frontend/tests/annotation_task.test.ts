@@ -9,7 +9,14 @@ import {
   toViewer,
   toVoxel,
 } from "../src/annotation_task/coords";
-import { cameraForTask, outsideSlabs } from "../src/annotation_task/layers";
+import {
+  annotationsLayer,
+  cameraForTask,
+  dimmingLayer,
+  outsideSlabs,
+  toolForKey,
+  toolId,
+} from "../src/annotation_task/layers";
 import {
   type ApiAnnotation,
   Ledger,
@@ -126,6 +133,46 @@ describe("layers", () => {
     expect(total + 5 * 6 * 7).toBe(10 * 12 * 14);
     // A box at the edge leaves no empty slab.
     expect(outsideSlabs({ start: [0, 0, 0], size: [10, 12, 14] }, outer)).toHaveLength(0);
+  });
+
+  it("dims only the volume around the box, nothing beyond its edges", () => {
+    const layer = dimmingLayer({ start: [0, 10, 20], size: [8, 8, 8] }, [16, 32, 64], XYZ);
+    const boxes = layer["annotations"] as { pointA: number[]; pointB: number[] }[];
+    expect(boxes).toHaveLength(5); // the box touches the volume's z = 0 face
+    for (const b of boxes) {
+      for (const p of [b.pointA, b.pointB]) {
+        p.forEach((v, i) => {
+          expect(v).toBeGreaterThanOrEqual(0);
+          expect(v).toBeLessThanOrEqual([64, 32, 16][i] ?? 0); // viewer x y z
+        });
+      }
+    }
+  });
+
+  it("maps Shift+letter to a drawing tool, nothing else, and no tool bindings", () => {
+    const key = (k: string, mods: Partial<KeyboardEvent> = {}) =>
+      toolForKey({
+        key: k,
+        shiftKey: true,
+        ctrlKey: false,
+        altKey: false,
+        metaKey: false,
+        ...mods,
+      });
+    expect(key("B")).toBe("annotateBoundingBox");
+    expect(key("l")).toBe("annotateLine"); // caps lock
+    expect(key("E")).toBe("annotateSphere");
+    expect(key("B", { shiftKey: false })).toBeUndefined();
+    expect(key("B", { ctrlKey: true })).toBeUndefined();
+    expect(key("Q")).toBeUndefined();
+    expect(key("Shift")).toBeUndefined();
+    expect(toolId("annotateLine")).toBe("annotateLine");
+    expect(toolId({ type: "annotatePoint" })).toBe("annotatePoint");
+    expect(toolId(undefined)).toBeUndefined();
+    // Neuroglancer drops a layer's toolBindings of legacy annotation tools: none are sent.
+    const layer = annotationsLayer([], XYZ, [], true);
+    expect(layer["toolBindings"]).toBeUndefined();
+    expect(layer["tool"]).toBe("annotatePoint");
   });
 
   it("centres the camera on the box and fits its largest side", () => {

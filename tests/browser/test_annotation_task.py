@@ -1,9 +1,12 @@
 """An annotator draws in the viewer and the server keeps it: the task page opens at the box
-(outside dimmed), three points and a bounding box placed with Neuroglancer's own tools (Ctrl+click,
-Shift+B) are saved within a second, are there again after a reload (from the server), one point
-deleted with Ctrl+Alt+right-click, and Submit hands the task in at the version the page saved.
-A second test opens a task holding 2,000 points and moves one: the open and save times are
-printed (``bench/annotate_page.py`` runs it as the benchmark)."""
+(the volume outside it dimmed, nothing beyond the volume), the tools switch with Shift+key in the
+viewer and in the page (and the tool buttons follow Neuroglancer's own), three points and a
+bounding box placed with Neuroglancer's tools (Ctrl+click) are saved within a second, are there
+again after a reload (from the server), one point deleted with Ctrl+Alt+right-click, and Submit
+hands the task in at the version the page saved. A second test shows and restores an earlier
+version and meets two stale writes (another session saved first): the banner, Merge, Reload.
+A third opens a task holding 2,000 points and moves one: the open and save times are printed
+(``bench/annotate_page.py`` runs it as the benchmark)."""
 
 from __future__ import annotations
 
@@ -12,9 +15,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+import requests
 from django.contrib.auth import get_user_model
 from nuclei_dataset import build_nuclei_dataset
+from PIL import Image
+from rest_framework.authtoken.models import Token
 
 from webapp.annotation import services
 from webapp.annotation.models import AnnotationCampaign, Assignment, AssignmentState, Role
@@ -22,6 +29,7 @@ from webapp.datasets.models import Layer, LayerKind, Visibility
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 READY_MS = 90_000
+DIMMING = "outside the box"  # the dimming layer's name (frontend/src/annotation_task/layers.ts)
 PASSWORD = "annotate-pass-123"
 BOX = 32  # voxels per side of a task box
 
@@ -95,6 +103,24 @@ def open_task(page: Any) -> None:
     page.wait_for_function("() => annotome.viewer().isReady()", timeout=READY_MS)
 
 
+def assert_tool(page: Any, tool: str) -> None:
+    """The annotations layer's tool is ``tool`` and its button (only) is pressed."""
+    page.wait_for_function("(t) => annotome.tool() === t", arg=tool, timeout=5_000)
+    pressed = page.eval_on_selector_all(
+        "[data-tool][aria-pressed=true]", "(bs) => bs.map((b) => b.dataset.tool)"
+    )
+    assert pressed == [tool]
+
+
+RENDERED = "() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))"
+
+
+def panel_mean(shot: Image.Image, x: float, y: float, r: int = 6) -> float:
+    """Mean grey level of a (2r+1)-pixel square of a screenshot around (x, y)."""
+    crop = shot.convert("L").crop((int(x) - r, int(y) - r, int(x) + r + 1, int(y) + r + 1))
+    return float(np.asarray(crop, dtype=np.float64).mean())
+
+
 def test_annotator_draws_saves_reloads_deletes_and_submits(
     live_server: Any, browser_context: Any, settings: Any, artifacts_dir: Path
 ) -> None:
@@ -130,15 +156,26 @@ def test_annotator_draws_saves_reloads_deletes_and_submits(
         expected.append(mouse_voxel(page, x, y))
         ctrl_click(page, x, y)
     page.wait_for_function("() => annotome.count() === 3")
-    # A bounding box with the box tool (Shift+B), class "mitosis" (key 2).
+    # The tools by Shift+key with the focus in the viewer, then Neuroglancer's own tool button.
+    assert_tool(page, "annotatePoint")
+    for key, tool in (
+        ("L", "annotateLine"),
+        ("E", "annotateSphere"),
+        ("Y", "annotatePolyline"),
+        ("P", "annotatePoint"),
+    ):
+        page.keyboard.press(f"Shift+{key}")
+        assert_tool(page, tool)
+    frame = page.frame_locator("#neuroglancer")
+    frame.locator("[title='Annotate ellipsoid']").click()
+    assert_tool(page, "annotateSphere")
+    # A bounding box with the box tool (Shift+B, the focus in the page), class "mitosis" (key 2).
+    page.click("#task-panel h3")
+    assert page.evaluate("() => document.activeElement === document.body")
     page.keyboard.press("2")
     assert page.evaluate("() => annotome.currentClass()") == "mitosis"
     page.keyboard.press("Shift+B")
-    shift_b = page.evaluate("() => annotome.tool()")
-    print(f"\nShift+B in the viewer set the tool to {shift_b!r}")
-    if shift_b != "annotateBoundingBox":
-        page.click("button[data-tool=annotateBoundingBox]")  # the panel's tool buttons
-    assert page.evaluate("() => annotome.tool()") == "annotateBoundingBox"
+    assert_tool(page, "annotateBoundingBox")
     a = (cx - 2 * step, cy + 2 * step)
     b = (cx - 1 * step, cy + 2.6 * step)
     box_a, box_b = mouse_voxel(page, *a), mouse_voxel(page, *b)
@@ -180,11 +217,37 @@ def test_annotator_draws_saves_reloads_deletes_and_submits(
     page.evaluate("() => annotome.settled()")
     version = page.evaluate("() => annotome.version()")
     assert page.evaluate("() => annotome.errors") == []
-    # The outside is dimmed (six filled boxes); zoomed out, the screenshot shows it.
+    # The volume outside the box is dimmed (filled boxes), nothing beyond the volume (there
+    # Neuroglancer's grey background stays as it is); zoomed out, the screenshot shows it.
     scale = page.evaluate("() => annotome.viewer().state.toJSON().crossSectionScale")
     page.evaluate("(s) => annotome.viewer().state.restoreState({crossSectionScale: s})", scale * 3)
     page.wait_for_function("() => annotome.viewer().isReady()", timeout=READY_MS)
+    # Pixels per box side now; from the box's centre (the panel's centre, voxel 16 of a volume
+    # of 96), 1.2 sides on is in the volume outside the box, 1.6 sides up is beyond the volume.
+    px = BOX / (scale * 3)
+    inside = (cx + 1.2 * px, cy + 1.2 * px)
+    beyond = (cx + 0.5 * px, cy - 1.6 * px)
+    assert all(BOX <= v < 3 * BOX for v in mouse_voxel(page, *inside)[1:])
+    assert mouse_voxel(page, *beyond)[1] < 0
+    page.mouse.move(1100, 700)  # off the viewer: no hover, no panel overlay
+    page.evaluate(RENDERED)
     page.screenshot(path=str(artifacts_dir / "annotation-task-dimmed.png"))
+    dimmed = Image.open(artifacts_dir / "annotation-task-dimmed.png")
+    page.evaluate(
+        f"() => annotome.viewer().layerManager.getLayerByName({DIMMING!r}).setVisible(false)"
+    )
+    page.wait_for_function("() => annotome.viewer().isReady()", timeout=READY_MS)
+    page.evaluate(RENDERED)
+    page.screenshot(path=str(artifacts_dir / "annotation-task-undimmed.png"))
+    plain = Image.open(artifacts_dir / "annotation-task-undimmed.png")
+    print(
+        f"grey levels dimmed / plain: in the volume {panel_mean(dimmed, *inside):.1f} / "
+        f"{panel_mean(plain, *inside):.1f}, beyond it {panel_mean(dimmed, *beyond):.1f} / "
+        f"{panel_mean(plain, *beyond):.1f}"
+    )
+    assert panel_mean(dimmed, *inside) < 0.6 * panel_mean(plain, *inside)
+    assert panel_mean(dimmed, *beyond) == pytest.approx(panel_mean(plain, *beyond), abs=2)
+    assert panel_mean(plain, *beyond) == pytest.approx(128, abs=3)  # Neuroglancer's background
     page.click("#task-submit")
     page.wait_for_url(lambda url: f"/task/{assignment.id}/" not in url)
 
@@ -205,6 +268,141 @@ def test_annotator_draws_saves_reloads_deletes_and_submits(
         assert p.coords[0][0] == box.z0 + box.depth // 2
     assert not failed, failed
     print(f"browser test took {time.monotonic() - started:.1f} s")
+
+
+def test_versions_show_restore_and_stale_writes_merge_or_reload(
+    live_server: Any, browser_context: Any, settings: Any
+) -> None:
+    """An earlier version shown (read-only, beside the work) and restored (a new version equal
+    to it); then another session saves first, twice: the page's next save gets 409, the banner
+    says the current version and nothing is overwritten; Merge puts the page's change on top of
+    the other one as a new version, Reload drops the page's change for the server's state."""
+    settings.NEUROGLANCER_EVENTS_MAX_SECONDS = 20
+    started = time.monotonic()
+    users = get_user_model().objects
+    owner = users.create_user("owner", password=PASSWORD)
+    ann = users.create_user("ann", password=PASSWORD)
+    campaign = make_campaign(owner, ann)
+    assignment = services.next_task(campaign, ann)
+    assert assignment is not None
+    z0, y0, x0 = assignment.box.start
+    mid = BOX // 2
+
+    def point(uid: str, y: int, x: int) -> dict[str, Any]:
+        coords = [[z0 + mid, y0 + y, x0 + x]]
+        return {
+            "op": "upsert",
+            "uid": uid,
+            "kind": "point",
+            "label": "nucleus",
+            "object_id": int(uid[1:]),
+            "coords": coords,
+        }
+
+    def content(version: int | None) -> list[tuple[Any, ...]]:
+        rows = services.annotations_at(assignment.pk, version)
+        return sorted((a.uid, a.kind, a.label, a.object_id, a.coords) for a in rows)
+
+    services.save(assignment, ann, 0, [point("p1", 4, 4)])
+    services.save(assignment, ann, 1, [point("p2", 8, 8)])
+    # "Another session": the same annotator through the HTTP API with a token.
+    other = requests.Session()
+    other.headers["Authorization"] = f"Token {Token.objects.create(user=ann).key}"
+    save_url = f"{live_server.url}/api/v1/annotation/assignments/{assignment.pk}/annotations/"
+
+    page = browser_context.new_page()
+    failed: list[str] = []
+    page.on(
+        "response",
+        lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None,
+    )
+    login(page, live_server.url, "ann", f"/annotation/task/{assignment.pk}/")
+    page.wait_for_url("**/annotation/task/*/")
+    open_task(page)
+    page.wait_for_function("() => annotome.count() === 2 && annotome.version() === 2")
+    page.wait_for_selector("#task-versions li[data-version='1'] .task-version-restore")
+    earlier_js = """() => {
+        const l = annotome.viewer().layerManager.getLayerByName('earlier version');
+        return {visible: l.visible, readonly: l.layer.localAnnotations.readonly,
+                ids: [...l.layer.localAnnotations].map((a) => a.id)}; }"""
+
+    # Show version 1: beside the work, read-only; the work is as it was.
+    page.click("li[data-version='1'] .task-version-show")
+    page.wait_for_function("() => annotome.shownVersion() === 1")
+    assert page.evaluate(earlier_js) == {"visible": True, "readonly": True, "ids": ["p1"]}
+    assert "Showing version 1" in page.inner_text("#task-shown")
+    assert page.inner_text("li[data-version='1'] .task-version-show") == "hide"
+    work = page.evaluate("() => [annotome.count(), annotome.version(), annotome.dirty()]")
+    assert work == [2, 2, 0]
+    page.click("li[data-version='1'] .task-version-show")
+    page.wait_for_function("() => annotome.shownVersion() === undefined")
+    assert page.evaluate(earlier_js)["visible"] is False
+    assert page.is_hidden("#task-shown")
+
+    # Restore version 1: a new version 3 with version 1's content.
+    page.click("li[data-version='1'] .task-version-restore")
+    page.wait_for_function("() => annotome.version() === 3 && annotome.count() === 1")
+    page.wait_for_selector("li[data-version='3']")
+    assert "restored version 1" in page.inner_text("li[data-version='3']")
+    assert content(3) == content(1) == content(None) != content(2)
+    assert [a["uid"] for a in page.evaluate("() => annotome.annotations()")] == ["p1"]
+
+    # Another session saves first (version 4); the page draws a line (Shift+L, focus in the page).
+    answer = other.post(
+        save_url, json={"base_version": 3, "ops": [point("p9", 24, 24)]}, timeout=30
+    )
+    assert answer.status_code == 200 and answer.json()["version"] == 4, answer.text
+    page.keyboard.press("Shift+L")
+    assert_tool(page, "annotateLine")
+    panel = xy_panel(page)
+    cx, cy = panel["x"] + panel["width"] / 2, panel["y"] + panel["height"] / 2
+    step = min(panel["width"], panel["height"]) * 0.15
+    ctrl_click(page, cx - step, cy + step)
+    page.mouse.move(cx + step, cy + step)
+    ctrl_click(page, cx + step, cy + step)
+    page.wait_for_selector("#task-conflict:not([hidden])", timeout=10_000)
+    assert "version 4 was saved since" in page.inner_text("#task-conflict-text")
+    assert "Not saved" in page.inner_text("#task-save")
+    assert page.evaluate("() => annotome.version()") == 3
+    assert content(None) == content(4) and {r[0] for r in content(4)} == {"p1", "p9"}
+
+    # Merge: the server's version 4 plus the page's line, saved as version 5.
+    page.click("#task-merge")
+    page.wait_for_function("() => annotome.version() === 5 && annotome.dirty() === 0")
+    assert page.is_hidden("#task-conflict")
+    kinds = {a["uid"]: a["kind"] for a in page.evaluate("() => annotome.annotations()")}
+    (line,) = (uid for uid, kind in kinds.items() if kind == "line")
+    assert set(kinds) == {"p1", "p9", line}
+    assert {r[0]: r[1] for r in content(None)} == {"p1": "point", "p9": "point", line: "line"}
+    assert {r[0] for r in content(4)} == {"p1", "p9"}  # version 4 is kept as it was
+    assignment.refresh_from_db()
+    assert assignment.version == 5
+
+    # Again another session first (version 6 deletes p1); the page adds a point; Reload.
+    answer = other.post(
+        save_url, json={"base_version": 5, "ops": [{"op": "delete", "uid": "p1"}]}, timeout=30
+    )
+    assert answer.status_code == 200 and answer.json()["version"] == 6, answer.text
+    page.keyboard.press("Shift+P")
+    assert_tool(page, "annotatePoint")
+    ctrl_click(page, cx, cy - step)
+    page.wait_for_selector("#task-conflict:not([hidden])", timeout=10_000)
+    assert "version 6 was saved since" in page.inner_text("#task-conflict-text")
+    assert page.evaluate("() => annotome.count()") == 4
+    page.click("#task-reload")
+    page.wait_for_function("() => annotome.version() === 6 && annotome.count() === 2")
+    page.evaluate("() => annotome.settled()")
+    assert page.is_hidden("#task-conflict")
+    assert page.evaluate("() => annotome.dirty()") == 0
+    assert sorted(a["uid"] for a in page.evaluate("() => annotome.annotations()")) == sorted(
+        ["p9", line]
+    )
+    assignment.refresh_from_db()
+    assert assignment.version == 6 and {r[0] for r in content(None)} == {"p9", line}
+    assert page.evaluate("() => annotome.errors") == []
+    assert [f for f in failed if not f.startswith("409 ")] == []
+    assert len(failed) == 2, failed  # the two stale saves
+    print(f"\nversions and conflicts browser test took {time.monotonic() - started:.1f} s")
 
 
 def test_a_task_with_2000_points_opens_and_saves_smoothly(

@@ -1,8 +1,8 @@
 // The task page's layers and camera: the task box (one read-only bounding box), the dimming of
-// everything outside it (up to six filled boxes: in a 2D panel Neuroglancer fills a box's cut
-// with `setBoundingBoxFillColor`, so the outside is darkened and the inside left as it is), the
-// annotators' "annotations" layer (class colour and object id as annotation properties, tool
-// keys) and an empty "earlier version" layer that "show" fills.
+// the volume outside it (up to six filled boxes: in a 2D panel Neuroglancer fills a box's cut
+// with `setBoundingBoxFillColor`, so the volume around the box is darkened and the box left as
+// it is), the annotators' "annotations" layer (class colour and object id as annotation
+// properties) and an empty "earlier version" layer that "show" fills.
 
 import { type Axes, type Kind, ngGeometryJson, toViewer } from "./coords";
 import type { ApiAnnotation } from "./sync";
@@ -25,7 +25,10 @@ export const DIMMING = "outside the box";
 export const EARLIER = "earlier version";
 export const DIM_ALPHA = 0.6;
 
-/** Shift+key tool bindings of the annotations layer (Neuroglancer activates tools with Shift). */
+/** The drawing tools' Shift+key (the help's list). The page handles these keys itself: a
+ * layer's Neuroglancer `toolBindings` only take new-style tools, and the annotation tools are
+ * Neuroglancer's "legacy" layer tools, so such a binding is silently dropped (and a bound tool
+ * would only be held while the key is down). */
 export const TOOL_KEYS: Readonly<Record<string, string>> = {
   P: "annotatePoint",
   L: "annotateLine",
@@ -33,6 +36,24 @@ export const TOOL_KEYS: Readonly<Record<string, string>> = {
   E: "annotateSphere",
   Y: "annotatePolyline",
 };
+
+/** The tool a key press chooses: Shift+letter of TOOL_KEYS, no other modifier. */
+export function toolForKey(
+  event: Pick<KeyboardEvent, "key" | "shiftKey" | "ctrlKey" | "altKey" | "metaKey">,
+): string | undefined {
+  if (!event.shiftKey || event.ctrlKey || event.altKey || event.metaKey) return undefined;
+  const key = event.key.length === 1 ? event.key.toUpperCase() : "";
+  return Object.hasOwn(TOOL_KEYS, key) ? TOOL_KEYS[key] : undefined;
+}
+
+/** A tool's id from Neuroglancer's tool JSON (a string, or an object with a type). */
+export function toolId(json: unknown): string | undefined {
+  if (typeof json === "string") return json;
+  if (json && typeof json === "object" && typeof (json as { type?: unknown }).type === "string") {
+    return (json as { type: string }).type;
+  }
+  return undefined;
+}
 
 /** [lo, hi) voxel ranges z y x of the slabs around `box` within `outer` (start, end). */
 export function outsideSlabs(box: TaskBox, outer: { lo: number[]; hi: number[] }): number[][][] {
@@ -77,10 +98,11 @@ export function taskBoxLayer(box: TaskBox, axes: Axes): Record<string, unknown> 
   };
 }
 
-/** The dimming layer: slabs from the volume's edge (plus its own size beyond) to the box. */
+/** The dimming layer: slabs from the volume's edges (voxels [0, shape)) to the box. Nothing
+ * beyond the volume: there the fill would darken Neuroglancer's grey background into a slab. */
 export function dimmingLayer(box: TaskBox, shape: number[], axes: Axes): Record<string, unknown> {
-  const lo = shape.map((n) => -Math.max(n, 1));
-  const hi = shape.map((n) => 2 * Math.max(n, 1));
+  const lo = shape.map(() => 0);
+  const hi = shape.map((n, i) => Math.max(n, (box.start[i] ?? 0) + (box.size[i] ?? 0)));
   return {
     type: "annotation",
     name: DIMMING,
@@ -130,7 +152,7 @@ export function annotationsLayer(
       { id: "object", type: "uint32", default: 0 },
     ],
     shader: ANNOTATION_SHADER,
-    ...(editable ? { toolBindings: { ...TOOL_KEYS }, tool: "annotatePoint" } : {}),
+    ...(editable ? { tool: "annotatePoint" } : {}),
     annotations: annotations.map((a) => annotationJson(a, axes, colourOf)),
   };
 }

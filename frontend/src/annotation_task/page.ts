@@ -1,7 +1,8 @@
 // The annotator's task page (webapp/annotation/templates/annotation/task.html): Neuroglancer at
-// the task box, the outside dimmed, the annotations layer loaded from the API and saved back as
-// it changes (sync.ts), the task panel (classes with their keys, counters, submit / skip / flag,
-// versions with show and restore), view activity reported so time on task counts on the server.
+// the task box, the volume around it dimmed, the annotations layer loaded from the API and saved back as
+// it changes (sync.ts), the task panel (classes with their keys, drawing tools with Shift+key,
+// counters, submit / skip / flag, versions with show and restore), a stale save's conflict
+// banner (reload or merge), view activity reported so time on task counts on the server.
 
 import { ApiError, api, setCsrfToken } from "../lib/api";
 import { byId, el, jsonScript } from "../lib/dom";
@@ -26,6 +27,8 @@ import {
   dimmingLayer,
   earlierLayer,
   taskBoxLayer,
+  toolForKey,
+  toolId,
 } from "./layers";
 import { type ApiAnnotation, Ledger, type Op, Saver, StaleError } from "./sync";
 
@@ -74,7 +77,11 @@ interface LocalSource {
 interface ManagedLayerLike {
   layer: {
     localAnnotations?: LocalSource;
-    tool?: { restoreState(tool: unknown): void; toJSON(): unknown };
+    tool?: {
+      restoreState(tool: unknown): void;
+      toJSON(): unknown;
+      changed: { add(fn: () => void): unknown };
+    };
   } | null;
   setVisible(visible: boolean): void;
 }
@@ -99,8 +106,11 @@ export interface TaskHooks {
   settled(): Promise<void>;
   timings: { readyMs?: number; lastSaveMs?: number; lastChangeToSavedMs?: number };
   annotations(): ApiAnnotation[];
-  /** The annotations layer's active tool (Neuroglancer's tool id), set by the tool buttons. */
+  /** The annotations layer's active tool (Neuroglancer's tool id), set by the tool buttons,
+   * Shift+key or Neuroglancer's own tool buttons. */
   tool(): unknown;
+  /** The earlier version shown beside the work (read-only), if any. */
+  shownVersion(): number | undefined;
 }
 
 export const TIMEOUTS = { viewerMs: 60_000, layersMs: 30_000 };
@@ -123,6 +133,7 @@ export function mountTaskPage(doc: Document = document): TaskHooks {
   const classList = byId("task-classes", HTMLUListElement, doc);
   const objectInput = byId("task-object-id", HTMLInputElement, doc);
   const versionsList = byId("task-versions", HTMLOListElement, doc);
+  const shownLabel = byId("task-shown", HTMLElement, doc);
   const flagForm = byId("task-flag-form", HTMLFormElement, doc);
   byId("task-readonly", HTMLElement, doc).hidden = config.editable;
   for (const id of ["task-submit", "task-skip", "task-flag"]) {
@@ -209,10 +220,8 @@ export function mountTaskPage(doc: Document = document): TaskHooks {
         activeSeconds = answer.active_seconds;
         return answer;
       } catch (error) {
-        if (error instanceof ApiError && error.status === 409) {
-          const current = (error.body as { current_version?: number } | null)?.current_version;
-          if (typeof current === "number") throw new StaleError(current);
-        }
+        const current = staleVersion(error);
+        if (current !== undefined) throw new StaleError(current);
         throw error;
       }
     },
@@ -226,11 +235,10 @@ export function mountTaskPage(doc: Document = document): TaskHooks {
       void loadRevisions();
     },
     onStale: (error) => {
-      conflictText.textContent =
+      showConflict(
         `Your changes were not saved: version ${error.currentVersion} was saved since ` +
-        `(another tab or machine), after your version ${ledger.version}.`;
-      conflict.hidden = false;
-      showSaveState();
+          `(another tab or machine), after your version ${ledger.version}.`,
+      );
     },
     onError: (error) => {
       banner.show(error);
@@ -238,6 +246,19 @@ export function mountTaskPage(doc: Document = document): TaskHooks {
     },
   });
   saver.enabled = config.editable;
+
+  function showConflict(text: string): void {
+    conflictText.textContent = text;
+    conflict.hidden = false;
+    showSaveState();
+  }
+
+  /** The current version of a 409 answer, when it says one. */
+  function staleVersion(error: unknown): number | undefined {
+    if (!(error instanceof ApiError) || error.status !== 409) return undefined;
+    const current = (error.body as { current_version?: number } | null)?.current_version;
+    return typeof current === "number" ? current : undefined;
+  }
 
   function changed(uid: string): void {
     if (loading || !config.editable) return;
@@ -328,15 +349,22 @@ export function mountTaskPage(doc: Document = document): TaskHooks {
     await loadRevisions();
   }
 
+  let revisions: Revision[] = [];
+  let shownVersion: number | undefined;
+
   async function loadRevisions(): Promise<void> {
     try {
-      const rows = (await api.get(`${ASSIGNMENT}revisions/`, {
+      revisions = (await api.get(`${ASSIGNMENT}revisions/`, {
         path: { assignment_id },
       })) as unknown as Revision[];
-      versionsList.replaceChildren(...rows.map(revisionItem));
+      renderRevisions();
     } catch (error) {
       banner.show(error);
     }
+  }
+
+  function renderRevisions(): void {
+    versionsList.replaceChildren(...revisions.map(revisionItem));
   }
 
   function revisionItem(r: Revision): HTMLLIElement {
@@ -344,8 +372,13 @@ export function mountTaskPage(doc: Document = document): TaskHooks {
       r.kind === "restore"
         ? `restored version ${r.restored_from ?? "?"}`
         : `+${r.summary["created"] ?? 0} ~${r.summary["changed"] ?? 0} −${r.summary["deleted"] ?? 0}`;
-    const show = el("button", { type: "button", textContent: "show", className: "link-button" });
-    show.addEventListener("click", () => void showVersion(r.number));
+    const shown = r.number === shownVersion;
+    const show = el("button", {
+      type: "button",
+      textContent: shown ? "hide" : "show",
+      className: "link-button task-version-show",
+    });
+    show.addEventListener("click", () => void (shown ? hideVersion() : showVersion(r.number)));
     const items: (Node | string)[] = [
       el("strong", { textContent: `v${r.number}` }),
       ` ${what} · ${r.summary["count"] ?? 0} objects · ${r.author ?? "?"} · ${new Date(r.created).toLocaleString()} `,
@@ -355,14 +388,18 @@ export function mountTaskPage(doc: Document = document): TaskHooks {
       const restore = el("button", {
         type: "button",
         textContent: "restore",
-        className: "link-button",
+        className: "link-button task-version-restore",
       });
       restore.addEventListener("click", () => void restoreVersion(r.number));
       items.push(" ", restore);
     }
-    return el("li", { className: "task-version", value: r.number }, items);
+    const item = el("li", { className: "task-version", value: r.number }, items);
+    item.dataset["version"] = String(r.number);
+    if (shown) item.setAttribute("aria-current", "true");
+    return item;
   }
 
+  /** Fills the grey, read-only "earlier version" layer with `version`, beside the work. */
   async function showVersion(version: number): Promise<void> {
     const viewer = viewerIn(frame);
     if (!viewer) return;
@@ -370,13 +407,35 @@ export function mountTaskPage(doc: Document = document): TaskHooks {
       const body = await fetchVersion(version);
       const src = sourceOf(viewer, EARLIER);
       if (!src) return;
-      src.restoreState(body.annotations.map((a) => annotationJson(a, axes, colourOf)));
-      const managed = viewer.layerManager.getLayerByName(EARLIER) as unknown as ManagedLayerLike;
-      managed.setVisible(true);
-      saveStatus.textContent = `Showing version ${version} (grey, read-only) beside your work`;
+      src.readonly = true;
+      // In grey: without the class colour and object id (the layer has no such properties).
+      src.restoreState(
+        body.annotations.map((a) => {
+          const { props: _props, ...json } = annotationJson(a, axes, colourOf);
+          return json;
+        }),
+      );
+      layerOf(EARLIER)?.setVisible(true);
+      shownVersion = version;
+      shownLabel.textContent =
+        `Showing version ${version} in grey (read-only, ${body.annotations.length} objects) ` +
+        "beside your work.";
+      shownLabel.hidden = false;
+      renderRevisions();
     } catch (error) {
       banner.show(error);
     }
+  }
+
+  function hideVersion(): void {
+    const viewer = viewerIn(frame);
+    if (viewer) {
+      sourceOf(viewer, EARLIER)?.restoreState([]);
+      layerOf(EARLIER)?.setVisible(false);
+    }
+    shownVersion = undefined;
+    shownLabel.hidden = true;
+    renderRevisions();
   }
 
   function restoreVersion(version: number): Promise<void> {
@@ -390,7 +449,16 @@ export function mountTaskPage(doc: Document = document): TaskHooks {
         });
         await reloadCurrent(false);
       } catch (error) {
-        banner.show(error);
+        const current = staleVersion(error);
+        if (current === undefined) {
+          banner.show(error);
+          return;
+        }
+        saver.stale = new StaleError(current);
+        showConflict(
+          `Version ${version} was not restored: version ${current} was saved since your ` +
+            `version ${ledger.version}.`,
+        );
       }
     });
   }
@@ -416,14 +484,13 @@ export function mountTaskPage(doc: Document = document): TaskHooks {
         saver.enabled = false;
         doc.defaultView?.location.assign(config.nextUrl);
       } catch (error) {
-        if (error instanceof ApiError && error.status === 409) {
-          const current = (error.body as { current_version?: number } | null)?.current_version;
-          if (typeof current === "number" && current !== ledger.version) {
-            saver.stale = new StaleError(current);
-            conflictText.textContent = `Not submitted: version ${current} was saved since your version ${ledger.version}.`;
-            conflict.hidden = false;
-            return;
-          }
+        const current = staleVersion(error);
+        if (current !== undefined && current !== ledger.version) {
+          saver.stale = new StaleError(current);
+          showConflict(
+            `Not submitted: version ${current} was saved since your version ${ledger.version}.`,
+          );
+          return;
         }
         banner.show(error);
       }
@@ -454,8 +521,17 @@ export function mountTaskPage(doc: Document = document): TaskHooks {
 
   function useTool(tool: string): void {
     layerOf(ANNOTATIONS)?.layer?.tool?.restoreState(tool);
+    showTool();
+  }
+
+  /** The tool buttons say the layer's tool, whoever chose it (buttons, Shift+key, Neuroglancer's
+   * own tool buttons in the layer panel). */
+  function showTool(): void {
+    const tool = layerOf(ANNOTATIONS)?.layer?.tool;
+    if (!tool) return;
+    const current = toolId(tool.toJSON());
     for (const button of doc.querySelectorAll<HTMLButtonElement>("[data-tool]")) {
-      button.setAttribute("aria-pressed", String(button.dataset["tool"] === tool));
+      button.setAttribute("aria-pressed", String(button.dataset["tool"] === current));
     }
   }
 
@@ -486,9 +562,19 @@ export function mountTaskPage(doc: Document = document): TaskHooks {
     );
   }
 
+  /** Class keys and the tools' Shift+keys, in the page and in the viewer's frame (capture, so
+   * Neuroglancer, which reads Shift+letter as "activate the tool bound to the letter", does
+   * not see them). */
   function onKey(event: KeyboardEvent): void {
     const target = event.target as HTMLElement | null;
     if (target && (target.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName))) {
+      return;
+    }
+    const tool = config.editable ? toolForKey(event) : undefined;
+    if (tool) {
+      event.preventDefault();
+      event.stopPropagation();
+      useTool(tool);
       return;
     }
     if (event.ctrlKey || event.metaKey || event.altKey || event.shiftKey) return;
@@ -543,6 +629,8 @@ export function mountTaskPage(doc: Document = document): TaskHooks {
     const state: ViewerStateJson = {
       ...baseState,
       ...camera,
+      // The 3D panel's sections without their grey background: only the volume is drawn there.
+      hideCrossSectionBackground3D: true,
       layers: [
         ...(baseState.layers ?? []),
         dimmingLayer(config.box, shape, axes),
@@ -577,6 +665,8 @@ export function mountTaskPage(doc: Document = document): TaskHooks {
       showCount();
     });
     view.viewer.state.changed.add(activity);
+    layerOf(ANNOTATIONS)?.layer?.tool?.changed.add(showTool);
+    showTool();
     frame.contentWindow?.addEventListener("keydown", onKey, true);
     if (view.errors.length) {
       banner.show(
@@ -612,6 +702,7 @@ export function mountTaskPage(doc: Document = document): TaskHooks {
     timings,
     annotations,
     tool: () => layerOf(ANNOTATIONS)?.layer?.tool?.toJSON(),
+    shownVersion: () => shownVersion,
   };
 }
 
