@@ -33,6 +33,7 @@ COMMAND_MODULES: list[str] = [
     "cards",
     "curate",
     "annotation_points",
+    "label_export",
 ]
 
 

@@ -573,15 +573,21 @@ def write_pyramid_metadata(
     unit: str | None,
     scales: Sequence[Sequence[float]],
     name: str,
+    translations: Sequence[Sequence[float]] | None = None,
 ) -> None:
-    """NGFF 0.5 multiscales metadata for levels ``s0..sN`` of ``group``, one scale per level."""
-    datasets = [
+    """NGFF 0.5 multiscales metadata for levels ``s0..sN`` of ``group``, one scale per level
+    (and one translation per level when given)."""
+    datasets: list[dict[str, Any]] = [
         {
             "path": f"s{i}",
             "coordinateTransformations": [{"type": "scale", "scale": [float(v) for v in scale]}],
         }
         for i, scale in enumerate(scales)
     ]
+    for dataset, shift in zip(datasets, translations or [], strict=False):
+        dataset["coordinateTransformations"].append(
+            {"type": "translation", "translation": [float(v) for v in shift]}
+        )
     write_multiscales_metadata(
         group, datasets=datasets, fmt=FormatV05(), axes=axes_metadata(axes, unit), name=name
     )
@@ -681,11 +687,13 @@ def create_single_level_image(
     name: str,
     fill_value: float = 0,
     label: bool = False,
+    translation: Sequence[float] | None = None,
 ) -> ZarrArray:
     """Create an NGFF 0.5 image of spatial axes with one level ``s0`` that the caller fills.
 
-    Without ``voxel_size`` the scale is 1 and no unit is recorded; ``label`` marks it as a label
-    image (``image-label``). Fails if ``path`` exists.
+    Without ``voxel_size`` the scale is 1 and no unit is recorded; ``translation`` (in the
+    voxel size's unit) is the physical position of voxel 0; ``label`` marks it as a label image
+    (``image-label``). Fails if ``path`` exists.
     """
     axes = SPATIAL_AXES[-len(shape) :]
     group = create_image_group(path)
@@ -703,6 +711,7 @@ def create_single_level_image(
         unit=unit if voxel_size is not None else None,
         scales=[voxel_size if voxel_size is not None else [1.0] * len(shape)],
         name=name,
+        translations=None if translation is None else [translation],
     )
     if label:
         fmt = FormatV05()
