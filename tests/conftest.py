@@ -31,6 +31,7 @@ HEAVY_FILES_FIRST = (
     "tests/webapp/core/test_schemathesis.py",
     "tests/pipeline/test_end_to_end.py",
     "tests/browser/test_make_up_site.py",
+    "tests/browser/test_annotation_story.py",
     "tests/test_embedded.py",
 )
 

@@ -14,9 +14,12 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +92,16 @@ class MakeUpSite:
         assert printed is None or printed.group(1) == kept
         return kept
 
+    def manage(self, *args: str, timeout: float = 120) -> str:
+        """``python manage.py ARGS`` with the site's environment (its database, its var dir),
+        as an operator would run it next to the running site; its output."""
+        done = subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=REPO_ROOT, env=self.env, capture_output=True, text=True, timeout=timeout,
+        )  # fmt: skip
+        assert done.returncode == 0, (args, done.stdout[-2000:], done.stderr[-3000:])
+        return done.stdout
+
     def get(self, path: str, **headers: str) -> tuple[int, bytes]:
         request = urllib.request.Request(self.url + path, headers=headers)
         try:
@@ -111,3 +124,55 @@ class MakeUpSite:
                 self.proc.wait(timeout=30)
         self._log.close()
         return int(self.proc.returncode)
+
+
+def postgres_answers() -> bool:
+    """The test run is on PostgreSQL (``DATABASE_URL``), so Redis is expected too."""
+    return os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://"))
+
+
+def postgres_and_redis(broker_db: int, cache_db: int) -> tuple[dict[str, str], Callable[[], None]]:
+    """A database of the caller's own on the run's PostgreSQL, and emptied Redis databases for
+    the broker and the cache (numbers of the caller's own: two sites may run at once under
+    xdist); the site's environment and a cleanup."""
+    import psycopg
+    import redis
+
+    base = os.environ["DATABASE_URL"].rsplit("/", 1)[0]
+    name = f"annotome_site_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    broker = f"redis://127.0.0.1:6379/{broker_db}"
+    cache = f"redis://127.0.0.1:6379/{cache_db}"
+    for url in (broker, cache):
+        redis.Redis.from_url(url).flushdb()
+
+    def cleanup() -> None:
+        with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        for url in (broker, cache):
+            redis.Redis.from_url(url).flushdb()
+
+    env = {"DATABASE_URL": f"{base}/{name}", "CELERY_BROKER_URL": broker, "CACHE_URL": cache}
+    return env, cleanup
+
+
+@contextmanager
+def make_up_site(
+    workdir: Path, *, on_postgres: bool, redis_dbs: tuple[int, int] = (12, 11)
+) -> Iterator[MakeUpSite]:
+    """``make up`` started and ready (on its own PostgreSQL database and Redis databases when
+    ``on_postgres``), stopped with Ctrl+C at the end, which it must announce."""
+    env: dict[str, str] = {}
+    cleanup = None
+    if on_postgres:
+        env, cleanup = postgres_and_redis(*redis_dbs)
+    runner = MakeUpSite(workdir, **env)
+    try:
+        runner.wait_ready()
+        yield runner
+    finally:
+        runner.stop()  # make itself dies of the SIGINT, as in a terminal
+        if cleanup is not None:
+            cleanup()
+        assert "stopping the site and the worker" in runner.output(), runner.output()[-3000:]

@@ -2,6 +2,7 @@
 import { describe, expect, it } from "vitest";
 
 import { detailText } from "../src/annotation_campaign/audit_page";
+import { groundTruthText, mayAcceptConsensus } from "../src/annotation_campaign/campaign_page";
 import { type Coverage, drawCoverage, rectAttributes } from "../src/annotation_campaign/coverage";
 import { deadlineIso, schemaFromRows } from "../src/annotation_campaign/list_page";
 
@@ -67,6 +68,27 @@ describe("audit log", () => {
   it("writes an entry's detail as key=value pairs", () => {
     expect(detailText({ user: "a1", role: "annotator", count: 3, fields: ["name"] })).toBe(
       'user=a1, role=annotator, count=3, fields=["name"]',
+    );
+  });
+});
+
+describe("boxes table: ground truth", () => {
+  const manager = { manager: true, redundancy: 2, quorum: 2 };
+
+  it("says what a box's ground truth is", () => {
+    expect(groundTruthText({ consensus_points: 3, n_approved: 2 })).toBe("consensus, 3 points");
+    expect(groundTruthText({ consensus_points: 1, n_approved: 2 })).toBe("consensus, 1 point");
+    expect(groundTruthText({ consensus_points: 0, n_approved: 2 })).toBe("consensus, 0 points");
+    expect(groundTruthText({ consensus_points: null, n_approved: 1 })).toBe("approved work");
+    expect(groundTruthText({ consensus_points: null, n_approved: 0 })).toBe("–");
+  });
+
+  it("offers the consensus to managers once a quorum of the box's tasks is approved", () => {
+    expect(mayAcceptConsensus({ n_approved: 2 }, manager)).toBe(true);
+    expect(mayAcceptConsensus({ n_approved: 1 }, manager)).toBe(false);
+    expect(mayAcceptConsensus({ n_approved: 2 }, { ...manager, manager: false })).toBe(false);
+    expect(mayAcceptConsensus({ n_approved: 1 }, { ...manager, redundancy: 1, quorum: 1 })).toBe(
+      false,
     );
   });
 });

@@ -14,10 +14,8 @@ and, where they answer (always in CI), on PostgreSQL and Redis.
 from __future__ import annotations
 
 import io
-import os
 import re
 import shutil
-import uuid
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +26,7 @@ import pytest
 import requests
 import tifffile
 from PIL import Image
-from site_harness import MakeUpSite, wait_for
+from site_harness import MakeUpSite, make_up_site, postgres_answers, wait_for
 
 from pipeline.importers import convert_to_ome_zarr
 from pipeline.synthetic import make_nuclei_volume
@@ -41,52 +39,13 @@ ROUNDS = 2  # every URL twice per caller: a failure after the first answer (a ca
 
 
 def _variants() -> list[str]:
-    found = ["embedded"]
-    if os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://")):
-        found.append("postgresql-redis")
-    return found
+    return ["embedded", "postgresql-redis"] if postgres_answers() else ["embedded"]
 
 
 @pytest.fixture(params=_variants())
 def site(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MakeUpSite]:
-    env: dict[str, str] = {}
-    cleanup = None
-    if request.param == "postgresql-redis":
-        env, cleanup = _postgres_and_redis()
-    runner = MakeUpSite(tmp_path, **env)
-    try:
-        runner.wait_ready()
+    with make_up_site(tmp_path, on_postgres=request.param == "postgresql-redis") as runner:
         yield runner
-    finally:
-        runner.stop()  # make itself dies of the SIGINT, as in a terminal
-        if cleanup is not None:
-            cleanup()
-        assert "stopping the site and the worker" in runner.output(), runner.output()[-3000:]
-
-
-def _postgres_and_redis() -> tuple[dict[str, str], Any]:
-    """A database of this test's own on the run's PostgreSQL, and an emptied Redis database."""
-    import psycopg
-    import redis
-
-    base = os.environ["DATABASE_URL"].rsplit("/", 1)[0]
-    name = f"annotome_site_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    broker = "redis://127.0.0.1:6379/12"
-    redis.Redis.from_url(broker).flushdb()
-
-    def cleanup() -> None:
-        with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        redis.Redis.from_url(broker).flushdb()
-
-    env = {
-        "DATABASE_URL": f"{base}/{name}",
-        "CELERY_BROKER_URL": broker,
-        "CACHE_URL": "redis://127.0.0.1:6379/11",
-    }
-    return env, cleanup
 
 
 # ---------------------------------------------------------------------------------------------

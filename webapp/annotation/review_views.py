@@ -21,6 +21,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_safe
 
 from webapp.annotation import selectors
+from webapp.annotation.views import export_links
 from webapp.viewer.neuroglancer_client import neuroglancer_client_url
 from webapp.viewer.services import build_viewer_state
 
@@ -55,10 +56,6 @@ def review_page(request: HttpRequest, campaign_id: int) -> HttpResponse:
         "config": config,
         "client_url": neuroglancer_client_url(),
         "may_report": may_report,
-        "exports": [
-            ("Ground truth CSV", f"{api}export.csv"),
-            ("JSON", f"{api}export.json"),
-            ("Boxes table", f"{api}boxes.csv"),
-        ],
+        "exports": export_links(campaign.pk),
     }
     return render(request, "annotation/review.html", context)

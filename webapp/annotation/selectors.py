@@ -39,11 +39,16 @@ def may(campaign: AnnotationCampaign, user: AnyUser, action: str) -> bool:
 
 
 def boxes_of(campaign: AnnotationCampaign) -> QuerySet[TaskBox]:
-    """Every member sees the campaign's boxes, with how many slots are in each state."""
-    return TaskBox.objects.filter(campaign=campaign).annotate(
-        n_approved=Count("assignments", filter=Q(assignments__state="approved")),
-        n_submitted=Count("assignments", filter=Q(assignments__state="submitted")),
-        n_taken=Count("assignments", filter=Q(assignments__annotator__isnull=False)),
+    """Every member sees the campaign's boxes, with how many slots are in each state (and
+    their accepted ground truth, joined)."""
+    return (
+        TaskBox.objects.filter(campaign=campaign)
+        .select_related("ground_truth")
+        .annotate(
+            n_approved=Count("assignments", filter=Q(assignments__state="approved")),
+            n_submitted=Count("assignments", filter=Q(assignments__state="submitted")),
+            n_taken=Count("assignments", filter=Q(assignments__annotator__isnull=False)),
+        )
     )
 
 

@@ -1,6 +1,6 @@
 """The managers' annotation pages: the campaign list (with the creation form), a campaign's
-page (settings, members, boxes, the four ways to add boxes, the coverage map), the boxes in
-the viewer, and the audit log.
+page (settings, members, boxes with their consensus to accept, the four ways to add boxes, the
+coverage map, the ground truth's downloads), the boxes in the viewer, and the audit log.
 
 Each page is a server-rendered frame plus a script that reads and writes through the API
 (``frontend/src/pages/annotation_campaigns.ts``, ``annotation_campaign.ts``,
@@ -21,6 +21,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_safe
 
 from webapp.annotation import selectors
+from webapp.annotation.agreement import default_quorum
 from webapp.annotation.coverage import (
     BOX_STATES,
     MAX_DRAWN,
@@ -68,6 +69,17 @@ def _links(campaign_id: int) -> dict[str, str]:
         "audit": f"{base}audit/",
         "viewer": f"{base}viewer/",
     }
+
+
+def export_links(campaign_id: int) -> list[tuple[str, str]]:
+    """The approved ground truth's downloads (managers and reviewers), as the review and
+    campaign pages offer them."""
+    api = f"{API}{campaign_id}/"
+    return [
+        ("Ground truth CSV", f"{api}export.csv"),
+        ("JSON", f"{api}export.json"),
+        ("Boxes table", f"{api}boxes.csv"),
+    ]
 
 
 def _owned_datasets(request: HttpRequest) -> list[dict[str, Any]]:
@@ -179,6 +191,7 @@ def campaign_page(request: HttpRequest, campaign_id: int) -> HttpResponse:
         "campaignUrl": api,
         "manager": manager,
         "redundancy": campaign.redundancy,
+        "quorum": default_quorum(campaign),
         "states": {s: {"label": STATE_LABELS[s], "colour": STATE_COLOURS[s]} for s in BOX_STATES},
         "maxDrawn": MAX_DRAWN,
     }
@@ -200,6 +213,7 @@ def campaign_page(request: HttpRequest, campaign_id: int) -> HttpResponse:
         "annotator": Role.ANNOTATOR in roles,
         "reviewer": Role.REVIEWER in roles,
         "reporter": manager or Role.REVIEWER in roles,
+        "exports": export_links(campaign.pk),
         "config": config,
         "csrf": get_token(request),
     }

@@ -1,7 +1,8 @@
 // The campaign page (annotation/campaign.html): members (managers add and remove them), the
-// boxes table (paged; managers clear flags), the four ways to add boxes, and the coverage map.
+// boxes table (paged; managers clear flags and, with N >= 2, accept a box's consensus as its
+// ground truth), the four ways to add boxes, and the coverage map.
 
-import { ApiError, api, setCsrfToken } from "../lib/api";
+import { ApiError, api, setCsrfToken, type Schemas } from "../lib/api";
 import { byId, el, jsonScript } from "../lib/dom";
 import { type Coverage, type StateStyle, drawCoverage } from "./coverage";
 
@@ -10,6 +11,8 @@ export interface CampaignConfig {
   campaignUrl: string;
   manager: boolean;
   redundancy: number;
+  /** Approved annotators a consensus point needs by default (a strict majority of N). */
+  quorum: number;
   states: Record<string, StateStyle>;
   maxDrawn: number;
 }
@@ -25,6 +28,23 @@ const PAGE = 50;
 const BOXES = "/api/v1/annotation/campaigns/{campaign_id}/boxes/" as const;
 
 type BoxesBody = Parameters<typeof api.post<typeof BOXES>>[1]["body"];
+type Box = Schemas["Box"];
+
+/** What the ground truth cell says of a box (pure: unit-tested). */
+export function groundTruthText(box: Pick<Box, "consensus_points" | "n_approved">): string {
+  if (box.consensus_points !== null && box.consensus_points !== undefined) {
+    return `consensus, ${box.consensus_points} point${box.consensus_points === 1 ? "" : "s"}`;
+  }
+  return box.n_approved > 0 ? "approved work" : "–";
+}
+
+/** Whether a manager may accept the box's consensus now (enough approved annotators). */
+export function mayAcceptConsensus(
+  box: Pick<Box, "n_approved">,
+  config: Pick<CampaignConfig, "manager" | "redundancy" | "quorum">,
+): boolean {
+  return config.manager && config.redundancy >= 2 && box.n_approved >= config.quorum;
+}
 
 function message(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
@@ -55,6 +75,12 @@ export function mountCampaignPage(doc: Document = document): CampaignHooks {
   const svg = doc.getElementById("coverage-svg") as SVGSVGElement | null;
   const image = byId("coverage-image", HTMLImageElement, doc);
   const coverageStatus = byId("coverage-status", HTMLElement, doc);
+  const boxesStatus = byId("boxes-status", HTMLElement, doc);
+  const boxesError = byId("boxes-error", HTMLElement, doc);
+  function showBoxesError(text: string): void {
+    boxesError.textContent = text;
+    boxesError.hidden = !text;
+  }
   let offset = 0;
   let total = 0;
   let coverage: Coverage | undefined;
@@ -88,6 +114,7 @@ export function mountCampaignPage(doc: Document = document): CampaignHooks {
         el("td", { textContent: `${box.n_taken} / ${config.redundancy}` }),
         el("td", { textContent: String(box.n_submitted) }),
         el("td", { textContent: String(box.n_approved) }),
+        truthCell(box),
       ]);
       row.dataset["box"] = String(box.id);
       return row;
@@ -101,6 +128,43 @@ export function mountCampaignPage(doc: Document = document): CampaignHooks {
       : "none yet";
     prev.disabled = offset === 0;
     next.disabled = offset + PAGE >= total;
+  }
+
+  function truthCell(box: Box): HTMLTableCellElement {
+    const cell = el("td", { className: "box-truth" }, [
+      el("span", { textContent: groundTruthText(box) }),
+    ]);
+    if (mayAcceptConsensus(box, config)) {
+      const accept = el("button", {
+        type: "button",
+        className: "link-button consensus-accept",
+        textContent: box.consensus_points === null ? "Accept consensus" : "Accept again",
+      });
+      accept.dataset["box"] = String(box.id);
+      accept.addEventListener("click", () => void acceptConsensus(box, accept));
+      cell.append(" ", accept);
+    }
+    return cell;
+  }
+
+  async function acceptConsensus(box: Box, button: HTMLButtonElement): Promise<void> {
+    button.disabled = true;
+    showBoxesError("");
+    try {
+      const result = await api.post(
+        "/api/v1/annotation/campaigns/{campaign_id}/boxes/{box_id}/consensus/",
+        { path: { ...path, box_id: box.id }, body: {} },
+      );
+      boxesStatus.textContent =
+        `Accepted the consensus of box ${box.name} as its ground truth: ` +
+        `${result.accepted?.count ?? result.points.length} point(s) found by at least ` +
+        `${result.quorum} of ${result.annotators.join(", ")} within ${result.tolerance_um} µm.`;
+      boxesStatus.dataset["accepted"] = String(box.id);
+      await loadBoxes();
+    } catch (error) {
+      showBoxesError(message(error));
+      button.disabled = false;
+    }
   }
 
   async function loadCoverage(): Promise<void> {

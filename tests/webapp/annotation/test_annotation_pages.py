@@ -71,13 +71,22 @@ def test_each_role_sees_its_links(campaign: AnnotationCampaign, people: dict[str
     ):
         assert needle in page, needle
     assert "member-remove" in page
+    # The ground truth's downloads; the boxes table offers the consensus (quorum of N = 2).
+    assert f"/api/v1/annotation/campaigns/{campaign.pk}/export.csv" in page
+    assert _json_script(page, "annotation-config")["quorum"] == 2
     assert manager.get(pages["audit"]).status_code == 200
     assert manager.get(pages["viewer"]).status_code == 200
     # Annotator: the next task, no forms, no audit log.
     annotator = _as(people["a1"])
     page = annotator.get(pages["page"]).content.decode()
     assert f"/annotation/{campaign.pk}/next/" in page
-    for needle in ('id="add-tile"', 'id="member-form"', pages["audit"], "member-remove"):
+    for needle in (
+        'id="add-tile"',
+        'id="member-form"',
+        pages["audit"],
+        "member-remove",
+        'id="campaign-exports"',
+    ):
         assert needle not in page, needle
     assert annotator.get(pages["audit"]).status_code == 403
     assert annotator.get(pages["viewer"]).status_code == 200
@@ -86,6 +95,7 @@ def test_each_role_sees_its_links(campaign: AnnotationCampaign, people: dict[str
     page = reviewer.get(pages["page"]).content.decode()
     assert f"/annotation/{campaign.pk}/review/" in page
     assert f"/annotation/{campaign.pk}/dashboard/" in page
+    assert f"/api/v1/annotation/campaigns/{campaign.pk}/export.csv" in page
     assert 'id="add-tile"' not in page
     assert reviewer.get(pages["audit"]).status_code == 403
 

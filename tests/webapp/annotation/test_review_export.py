@@ -112,6 +112,10 @@ def test_consensus_is_of_approved_tasks_and_a_manager_accepts_it(
     truth = BoxGroundTruth.objects.get(box_id=box_id)
     assert (truth.quorum, truth.tolerance_um, truth.accepted_by) == (2, 3.0, people["owner"])
     assert [p["coords"] for p in truth.points] == [[[2.0, 5.0, 5.5]], [[5.0, 10.0, 10.0]]]
+    # The boxes list says which box has an accepted consensus, and of how many points.
+    boxes = {b["id"]: b for b in api.get(f"{API}/{campaign.pk}/boxes/?limit=100").json()["results"]}
+    assert boxes.pop(box_id)["consensus_points"] == 2
+    assert {b["consensus_points"] for b in boxes.values()} == {None}
     entry = AuditEntry.objects.get(campaign=campaign, action="consensus.accept")
     assert entry.box_id == box_id and entry.detail["points"] == 2
     # Accepting again with quorum 1 replaces it.

@@ -145,6 +145,10 @@ class BoxSerializer(serializers.ModelSerializer[TaskBox]):
     n_submitted = serializers.IntegerField(read_only=True)
     n_approved = serializers.IntegerField(read_only=True)
     flagged = serializers.SerializerMethodField()
+    consensus_points = serializers.SerializerMethodField(
+        help_text="Points of the consensus a manager accepted as the box's ground truth; null "
+        "when none was accepted."
+    )
 
     class Meta:
         model = TaskBox
@@ -161,12 +165,18 @@ class BoxSerializer(serializers.ModelSerializer[TaskBox]):
             "n_taken",
             "n_submitted",
             "n_approved",
+            "consensus_points",
             "created",
         ]
         read_only_fields = fields
 
     def get_flagged(self, box: TaskBox) -> bool:
         return bool(box.flag_reason)
+
+    def get_consensus_points(self, box: TaskBox) -> int | None:
+        # selectors.boxes_of joins the ground truth; a box without one has no such attribute.
+        truth = getattr(box, "ground_truth", None)
+        return None if truth is None else len(truth.points)
 
 
 class BoxBriefSerializer(serializers.ModelSerializer[TaskBox]):

@@ -1,0 +1,50 @@
+"""Drawing in the embedded Neuroglancer with the mouse, as a person does: where the cross-section
+panel is, which voxel is under the pointer, Ctrl+click (draw) and Ctrl+Alt+right-click (delete).
+The page under test must expose ``annotome.viewer()`` (the task and review pages do)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+READY_MS = 90_000
+
+
+def xy_panel(page: Any) -> dict[str, float]:
+    """The first rendered data panel (the x-y cross-section) of the viewer iframe."""
+    panel = page.frame_locator("#neuroglancer").locator(".neuroglancer-rendered-data-panel").first
+    box: dict[str, float] = panel.bounding_box()
+    return box
+
+
+def mouse_voxel(page: Any, x: float, y: float) -> list[float]:
+    """Move the mouse to (x, y) and return the viewer's position under it as voxel z y x
+    (voxel i's centre at i)."""
+    before = page.evaluate("() => Array.from(annotome.viewer().mouseState.position)")
+    page.mouse.move(x + 1, y)
+    page.mouse.move(x, y)
+    page.wait_for_function(
+        """(before) => { const m = annotome.viewer().mouseState;
+             return m.active && m.position.length >= 3
+               && Array.from(m.position).some((v, j) => v !== before[j]); }""",
+        arg=before,
+        timeout=10_000,
+    )
+    pos = page.evaluate("() => Array.from(annotome.viewer().mouseState.position)")
+    return [round(pos[2] - 0.5, 3), round(pos[1] - 0.5, 3), round(pos[0] - 0.5, 3)]
+
+
+def ctrl_click(page: Any, x: float, y: float, *, alt: bool = False, button: str = "left") -> None:
+    page.mouse.move(x, y)
+    page.keyboard.down("Control")
+    if alt:
+        page.keyboard.down("Alt")
+    page.mouse.click(x, y, button=button)
+    if alt:
+        page.keyboard.up("Alt")
+    page.keyboard.up("Control")
+
+
+def viewer_ready(page: Any) -> None:
+    """The page's viewer loaded its state without errors and drew it."""
+    assert page.evaluate("() => annotome.ready.then((r) => r.errors)") == []
+    page.wait_for_function("() => annotome.viewer().isReady()", timeout=READY_MS)
