@@ -35,7 +35,6 @@ import os
 import random
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -47,7 +46,8 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from bench.viewer import Server, percentile, site_env, start_site  # noqa: E402
+from bench.site_db import manage, postgres_drop, postgres_site_env  # noqa: E402
+from bench.viewer import Server, percentile, start_site  # noqa: E402
 
 DATABASE = "annotome_bench_annotate"
 GOAL_P95_MS = 100.0
@@ -81,22 +81,6 @@ for i in range(%(clients)d):
 print(json.dumps({"campaign": campaign.id, "boxes": campaign.boxes.count(),
                   "owner": Token.objects.create(user=owner).key, "tokens": tokens}))
 """
-
-
-def manage(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"manage.py {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
-    return done.stdout
-
-
-def admin_sql(server: str, statement: str) -> None:
-    import psycopg
-
-    with psycopg.connect(server.rstrip("/") + "/postgres", autocommit=True) as conn:
-        conn.execute(statement)
 
 
 class Tally:
@@ -234,14 +218,8 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="annotome-bench-annotate-"))
     site: Server | None = None
-    admin_sql(args.database, f"DROP DATABASE IF EXISTS {DATABASE}")
-    admin_sql(args.database, f"CREATE DATABASE {DATABASE}")
     try:
-        env = site_env(tmp / "var")
-        env["DATABASE_URL"] = args.database.rstrip("/") + f"/{DATABASE}"
-        (tmp / "var").mkdir()
-        manage(env, "migrate", "--noinput", "-v0")
-        manage(env, "collectstatic", "--noinput", "-v0")
+        env = postgres_site_env(args.database, DATABASE, tmp / "var")
         code = SETUP_CODE % {"shape": list(SHAPE), "clients": args.clients}
         world = json.loads(manage(env, "shell", "-c", code).strip().splitlines()[-1])
         site = start_site(tmp / "site", env)
@@ -276,7 +254,7 @@ def main() -> None:
     finally:
         if site is not None:
             site.stop()
-        admin_sql(args.database, f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+        postgres_drop(args.database, DATABASE)
         if args.keep:
             print(f"kept {tmp}")
         else:

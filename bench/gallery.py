@@ -28,7 +28,6 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -37,6 +36,7 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from bench.site_db import manage  # noqa: E402
 from bench.viewer import (  # noqa: E402
     DEMO_SLUG,
     VIEWPORT,
@@ -96,15 +96,6 @@ campaign = services.campaign_create(
 print(campaign.id, campaign.n_items, latest.status, latest.n_cards,
       cards.card_set_dir(layer.id, latest.key))
 """
-
-
-def manage(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"manage.py {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
-    return done.stdout
 
 
 def open_gallery(playwright: Any, site: Server, campaign_id: int, user: str, reload: bool) -> Any:

@@ -25,7 +25,6 @@ import argparse
 import random
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,6 +34,7 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from bench.site_db import manage  # noqa: E402
 from bench.viewer import (  # noqa: E402
     DEMO_SLUG,
     VIEWPORT,
@@ -70,15 +70,6 @@ campaign = services.campaign_create(
 )
 print(campaign.id, campaign.n_items)
 """
-
-
-def manage(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"manage.py {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
-    return done.stdout
 
 
 def setup_campaign(env: dict[str, str]) -> tuple[int, int]:

@@ -35,8 +35,8 @@ import requests
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from bench.annotate import admin_sql, manage  # noqa: E402
-from bench.viewer import Server, site_env, start_site  # noqa: E402
+from bench.site_db import manage, postgres_drop, postgres_site_env  # noqa: E402
+from bench.viewer import Server, start_site  # noqa: E402
 
 DATABASE = "annotome_bench_thresholds"
 GOAL_MS = 1000.0
@@ -91,15 +91,9 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="annotome-bench-thresholds-"))
     site: Server | None = None
-    admin_sql(args.database, f"DROP DATABASE IF EXISTS {DATABASE}")
-    admin_sql(args.database, f"CREATE DATABASE {DATABASE}")
     rows: list[tuple[str, list[float], int]] = []
     try:
-        env = site_env(tmp / "var")
-        env["DATABASE_URL"] = args.database.rstrip("/") + f"/{DATABASE}"
-        (tmp / "var").mkdir()
-        manage(env, "migrate", "--noinput", "-v0")
-        manage(env, "collectstatic", "--noinput", "-v0")
+        env = postgres_site_env(args.database, DATABASE, tmp / "var")
         print(f"building {', '.join(map(str, args.sizes))} detections ...", file=sys.stderr)
         world = json.loads(
             manage(env, "shell", "-c", SETUP_CODE % {"sizes": args.sizes}).strip().splitlines()[-1]
@@ -118,7 +112,7 @@ def main() -> None:
     finally:
         if site is not None:
             site.stop()
-        admin_sql(args.database, f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+        postgres_drop(args.database, DATABASE)
         if args.keep:
             print(f"kept {tmp}")
         else:

@@ -22,13 +22,13 @@ from django.contrib.auth import get_user_model
 from nuclei_dataset import build_nuclei_dataset
 from PIL import Image
 from rest_framework.authtoken.models import Token
+from viewer_mouse import READY_MS, ctrl_click, mouse_voxel, viewer_ready, xy_panel
 
 from webapp.annotation import services
 from webapp.annotation.models import AnnotationCampaign, Assignment, AssignmentState, Role
 from webapp.datasets.models import Layer, LayerKind, Visibility
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-READY_MS = 90_000
 DIMMING = "outside the box"  # the dimming layer's name (frontend/src/annotation_task/layers.ts)
 PASSWORD = "annotate-pass-123"
 BOX = 32  # voxels per side of a task box
@@ -61,46 +61,8 @@ def make_campaign(owner: Any, annotator: Any) -> AnnotationCampaign:
     return campaign
 
 
-def xy_panel(page: Any) -> dict[str, float]:
-    panel = page.frame_locator("#neuroglancer").locator(".neuroglancer-rendered-data-panel").first
-    box: dict[str, float] = panel.bounding_box()
-    return box
-
-
-def mouse_voxel(page: Any, x: float, y: float) -> list[float]:
-    """Move the mouse to (x, y) and return the viewer's position under it as voxel z y x."""
-    before = page.evaluate("() => Array.from(annotome.viewer().mouseState.position)")
-    page.mouse.move(x + 1, y)
-    page.mouse.move(x, y)
-    page.wait_for_function(
-        """(before) => { const m = annotome.viewer().mouseState;
-             return m.active && m.position.length >= 3
-               && Array.from(m.position).some((v, j) => v !== before[j]); }""",
-        arg=before,
-        timeout=10_000,
-    )
-    pos = page.evaluate("() => Array.from(annotome.viewer().mouseState.position)")
-    return [round(pos[2] - 0.5, 3), round(pos[1] - 0.5, 3), round(pos[0] - 0.5, 3)]
-
-
 def flat(rows: list[list[float]]) -> list[float]:
     return [v for row in rows for v in row]
-
-
-def ctrl_click(page: Any, x: float, y: float, *, alt: bool = False, button: str = "left") -> None:
-    page.mouse.move(x, y)
-    page.keyboard.down("Control")
-    if alt:
-        page.keyboard.down("Alt")
-    page.mouse.click(x, y, button=button)
-    if alt:
-        page.keyboard.up("Alt")
-    page.keyboard.up("Control")
-
-
-def open_task(page: Any) -> None:
-    assert page.evaluate("() => annotome.ready.then((r) => r.errors)") == []
-    page.wait_for_function("() => annotome.viewer().isReady()", timeout=READY_MS)
 
 
 def assert_tool(page: Any, tool: str) -> None:
@@ -141,7 +103,7 @@ def test_annotator_draws_saves_reloads_deletes_and_submits(
     page.wait_for_url("**/annotation/task/*/")
     assignment = Assignment.objects.get(annotator=ann)
     box = assignment.box
-    open_task(page)
+    viewer_ready(page)
     assert "<script>" not in page.inner_html("#task-instructions")
     assert "<strong>nucleus</strong>" in page.inner_html("#task-instructions")
     page.screenshot(path=str(artifacts_dir / "annotation-task-open.png"))
@@ -193,7 +155,7 @@ def test_annotator_draws_saves_reloads_deletes_and_submits(
     page.screenshot(path=str(artifacts_dir / "annotation-task-drawn.png"))
 
     page.reload()
-    open_task(page)
+    viewer_ready(page)
     page.wait_for_function("() => annotome.count() === 4")
     drawn = page.evaluate("() => annotome.annotations()")
     points = sorted((a for a in drawn if a["kind"] == "point"), key=lambda a: a["object_id"])
@@ -318,7 +280,7 @@ def test_versions_show_restore_and_stale_writes_merge_or_reload(
     )
     login(page, live_server.url, "ann", f"/annotation/task/{assignment.pk}/")
     page.wait_for_url("**/annotation/task/*/")
-    open_task(page)
+    viewer_ready(page)
     page.wait_for_function("() => annotome.count() === 2 && annotome.version() === 2")
     page.wait_for_selector("#task-versions li[data-version='1'] .task-version-restore")
     earlier_js = """() => {
@@ -440,7 +402,7 @@ def test_a_task_with_2000_points_opens_and_saves_smoothly(
     baseline: list[float] = []
     for _ in range(loads):
         page.goto(f"{live_server.url}/annotation/task/{empty.id}/")
-        open_task(page)
+        viewer_ready(page)
         baseline.append(page.evaluate("() => performance.now()"))
     browser_context.clear_cookies()
     login(page, live_server.url, "ann", "/annotation/")
@@ -448,7 +410,7 @@ def test_a_task_with_2000_points_opens_and_saves_smoothly(
     saves: list[tuple[float, float]] = []
     for _ in range(loads):
         page.goto(f"{live_server.url}/annotation/task/{assignment.id}/")
-        open_task(page)
+        viewer_ready(page)
         page.wait_for_function("() => annotome.count() === 2000")
         opens.append(page.evaluate("() => performance.now()"))
         # Move one point (as an Alt+drag does: one update of the source), time until saved.
