@@ -150,7 +150,7 @@ class LabelsView(_AssignmentView):
             length = 0
         if length > max_request_bytes():
             raise TooLarge(
-                f"A labels save may be at most {max_request_bytes() // 1024**2} MiB; "
+                f"A labels save may be at most {max_request_bytes():,} bytes; "
                 "save fewer chunks at a time."
             )
         fields, files = request.POST, request.FILES
