@@ -17,6 +17,10 @@ Saves are optimistic: a save names the version it was based on; the assignment's
 and a save based on an older version is refused with 409 and the current version (the page then
 offers to reload or to apply its unsaved changes on top), so nothing is overwritten silently.
 
+Painted labels (``labels_save``) follow the same rule: their chunks are checked and written as
+blobs before the lock (so the lock is held for milliseconds), and the version is recorded under it;
+a save that lost the race leaves only unreferenced blobs.
+
 Time on task is measured here, from activity the server sees (the hand-out, saves, and the
 page's reports of view changes): the gap since the assignment's previous activity counts when it
 is at most ``ANNOTATION_IDLE_SECONDS`` (idle gaps count nothing).
