@@ -63,6 +63,7 @@ def test_manager_creates_a_campaign_adds_boxes_and_sees_them(
     for axis in "zyx":
         page.fill(f"#f-box-{axis}", "6.4")
     page.fill("#f-redundancy", "2")
+    page.check("#f-painted")
     page.click("#member-add")
     page.locator("#members-input .m-username").fill("ann")
     page.click("#f-submit")
@@ -70,6 +71,8 @@ def test_manager_creates_a_campaign_adds_boxes_and_sees_them(
     campaign = AnnotationCampaign.objects.get(name="Nuclei centres")
     assert [c["name"] for c in campaign.label_schema] == ["nucleus", "cell"]
     assert campaign.box_size_um == [6.4, 6.4, 6.4] and campaign.redundancy == 2
+    assert campaign.painted
+    assert "painted as voxel labels" in page.inner_text(".facts")
     assert sorted(campaign.members.values_list("user__username", "role")) == [
         ("ann", "annotator"),
         ("owner", "manager"),

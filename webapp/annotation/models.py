@@ -13,8 +13,14 @@ is a ``Revision`` (number 1, 2, ...; the assignment's ``version`` is the latest)
 the revision that changed or deleted it (``valid_to``; null while current). The annotations at
 version v are the rows with ``valid_from <= v`` and (``valid_to`` null or ``> v``); a save
 touches only the rows it changes, so a box with thousands of points saves a few rows at a time.
-A restore is a new revision that makes the current state equal to an earlier one. Painted label
-volumes (the next issue) are another kind of content of a revision, written the same way.
+A restore is a new revision that makes the current state equal to an earlier one.
+
+In a ``painted`` campaign a revision may also change the assignment's painted label volume (uint32
+ids over the box, stored as copy-on-write chunks by ``pipeline.label_store``): ``Revision.labels``
+then holds the new version's manifest (chunk -> blob map); null means the labels did not change.
+The labels at version v are those of the latest revision <= v whose ``labels`` is not null (none
+painted when there is none), so points and labels share one version sequence and a restore brings
+both back together.
 
 Coordinates are the image layer's full-resolution voxel positions z y x, voxel i's centre at i
 (as the proofreading app's missed-object points); physical positions are
@@ -95,6 +101,7 @@ class AuditAction(models.TextChoices):
     ASSIGNMENT_REJECT = "assignment.reject", "Task rejected"
     ANNOTATIONS_SAVE = "annotations.save", "Annotations saved"
     ANNOTATIONS_RESTORE = "annotations.restore", "Version restored"
+    LABELS_SAVE = "labels.save", "Labels saved"
     CONSENSUS_ACCEPT = "consensus.accept", "Consensus accepted"
 
 
@@ -199,6 +206,9 @@ class AnnotationCampaign(models.Model):
     deadline = models.DateTimeField(null=True, blank=True)
     state = models.CharField(
         max_length=10, choices=CampaignState.choices, default=CampaignState.OPEN
+    )
+    painted = models.BooleanField(
+        default=False, help_text="Objects are painted as voxel labels (not only marked)."
     )
     # Point agreement: points of two annotators within this distance (um) may match.
     match_tolerance_um = models.FloatField(default=3.0)
@@ -365,8 +375,12 @@ class Revision(models.Model):
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )
     created = models.DateTimeField(auto_now_add=True)
-    # {"created": n, "changed": n, "deleted": n, "count": annotations after this revision}
+    # {"created": n, "changed": n, "deleted": n, "count": annotations after this revision};
+    # a labels save: {"chunks_changed": n, "chunks": non-zero chunks after it}.
     summary = models.JSONField(default=dict)
+    # The painted labels' version manifest (``pipeline.label_versions.LabelVersion.to_json``)
+    # when this revision changed them; null: the labels are those of the revision before.
+    labels = models.JSONField(null=True, blank=True)
 
     class Meta:
         ordering = ["assignment", "number"]

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
 from django.db.models import Count, Q, QuerySet
 
+from pipeline.label_store import BlobStore, ChunkIndex, LabelGeometry
+from pipeline.label_versions import LabelVersion, version_empty
 from webapp.annotation.models import (
     AnnotationCampaign,
     Assignment,
@@ -83,3 +90,76 @@ def audit_of(
     if box_id is not None:
         rows = rows.filter(box_id=box_id)
     return rows
+
+
+# --- painted labels -----------------------------------------------------------------------------
+
+LABEL_CHUNK = (64, 64, 64)
+
+
+def label_geometry(box: TaskBox) -> LabelGeometry:
+    """Where a box's label volume lies: its voxels in the image grid, nm (the campaign's
+    geometry is in um), chunks of 64^3 clipped to the box."""
+    geometry = box.campaign.geometry
+    voxel = geometry.get("voxel_size_um") or [1.0, 1.0, 1.0]
+    origin = geometry.get("origin_um") or [0.0, 0.0, 0.0]
+    return LabelGeometry(
+        shape=box.size,
+        chunk=LABEL_CHUNK,
+        voxel_size_nm=(voxel[0] * 1000.0, voxel[1] * 1000.0, voxel[2] * 1000.0),
+        start=box.start,
+        image_origin_nm=(origin[0] * 1000.0, origin[1] * 1000.0, origin[2] * 1000.0),
+    )
+
+
+def label_blobs_root(campaign_id: int) -> Path:
+    return Path(settings.DATA_ROOT) / "annotation" / f"campaign-{campaign_id}" / "blobs"
+
+
+def label_blobs(campaign_id: int) -> BlobStore:
+    """The campaign's chunk blobs: one store for all its assignments, so a chunk painted alike
+    by two annotators (or left as it was by a restore) is stored once."""
+    durable = bool(getattr(settings, "ANNOTATION_LABELS_DURABLE", True))
+    return BlobStore(label_blobs_root(campaign_id), durable=durable)
+
+
+def label_version_at(assignment_id: int, version: int, geometry: LabelGeometry) -> LabelVersion:
+    """The labels manifest in force at ``version``: the latest revision <= it that changed the
+    labels, renumbered ``version`` (points and labels share one version sequence); empty when
+    none did."""
+    manifest = (
+        Revision.objects.filter(
+            assignment_id=assignment_id, number__lte=version, labels__isnull=False
+        )
+        .order_by("-number")
+        .values_list("labels", flat=True)
+        .first()
+    )
+    if manifest is None:
+        return LabelVersion(number=version, based_on=None) if version else version_empty()
+    found = LabelVersion.from_json(manifest, geometry)
+    return LabelVersion(
+        number=version,
+        based_on=found.based_on,
+        chunks=found.chunks,
+        changed=found.changed,
+        restored_from=found.restored_from,
+    )
+
+
+@dataclass(frozen=True)
+class Labels:
+    """An assignment's painted labels at one version: the chunk map and where its blobs are."""
+
+    version: int
+    geometry: LabelGeometry
+    chunks: Mapping[ChunkIndex, str]
+    blobs: BlobStore
+
+
+def labels_at(assignment: Assignment, version: int | None = None) -> Labels:
+    """The labels of ``version`` (the current one when None); the caller checks the number."""
+    number = assignment.version if version is None else version
+    geometry = label_geometry(assignment.box)
+    manifest = label_version_at(assignment.pk, number, geometry)
+    return Labels(number, geometry, manifest.chunks, label_blobs(assignment.box.campaign_id))

@@ -17,6 +17,10 @@ Saves are optimistic: a save names the version it was based on; the assignment's
 and a save based on an older version is refused with 409 and the current version (the page then
 offers to reload or to apply its unsaved changes on top), so nothing is overwritten silently.
 
+Painted labels (``labels_save``) follow the same rule: their chunks are checked and written as
+blobs before the lock (so the lock is held for milliseconds), and the version is recorded under it;
+a save that lost the race leaves only unreferenced blobs.
+
 Time on task is measured here, from activity the server sees (the hand-out, saves, and the
 page's reports of view changes): the gap since the assignment's previous activity counts when it
 is at most ``ANNOTATION_IDLE_SECONDS`` (idle gaps count nothing).
@@ -40,6 +44,20 @@ from django.utils import timezone
 
 from pipeline import task_boxes
 from pipeline.errors import PipelineError
+from pipeline.label_store import (
+    ChunkIndex,
+    LabelGeometry,
+    PayloadEncoding,
+    PayloadTooLargeError,
+    chunk_from_payload,
+    chunks_write,
+)
+from pipeline.label_versions import (
+    LabelVersion,
+    chunk_key_parse,
+    version_next,
+    version_restore,
+)
 from pipeline.task_boxes import TaskBox as BoxSpec
 from pipeline.units import nanometres_per_unit
 from webapp.annotation.models import (
@@ -59,6 +77,7 @@ from webapp.annotation.models import (
     Skip,
     TaskBox,
 )
+from webapp.annotation.selectors import label_blobs, label_geometry, label_version_at
 from webapp.core.errors import Conflict, InvalidRequest, NotAllowed, NotFound, TooLarge
 from webapp.datasets.models import Dataset, Layer, LayerKind
 
@@ -69,6 +88,9 @@ MAX_ANNOTATIONS = 20_000  # current annotations of one assignment
 MAX_POLYLINE_POINTS = 1_000
 MAX_REASON = 500
 MAX_COMMENT = 5_000
+# Chunks per labels save: Django refuses a multipart body of more files
+# (DATA_UPLOAD_MAX_NUMBER_FILES); a page that changed more saves in several requests.
+MAX_LABEL_CHUNKS_PER_SAVE = 100
 EDITABLE = (AssignmentState.IN_PROGRESS, AssignmentState.REJECTED)
 COORD_COUNTS = {
     AnnotationKind.POINT: (1, 1),
@@ -234,6 +256,7 @@ class CampaignSpec:
     redundancy: int = 1
     deadline: datetime | None = None
     match_tolerance_um: float = 3.0
+    painted: bool = False
 
 
 def campaign_create(
@@ -269,6 +292,7 @@ def campaign_create(
             redundancy=spec.redundancy,
             deadline=spec.deadline,
             match_tolerance_um=spec.match_tolerance_um,
+            painted=bool(spec.painted),
             geometry=geometry,
             created_by=actor,
         )
@@ -285,7 +309,15 @@ def _default_schema() -> list[dict[str, str]]:
     return default_label_schema()
 
 
-CHANGEABLE = ("name", "instructions", "deadline", "state", "match_tolerance_um", "label_schema")
+CHANGEABLE = (
+    "name",
+    "instructions",
+    "deadline",
+    "state",
+    "match_tolerance_um",
+    "label_schema",
+    "painted",
+)
 
 
 def campaign_update(
@@ -317,6 +349,8 @@ def campaign_update(
             if not (math.isfinite(value) and 0 < value <= 1000):
                 raise InvalidRequest("match_tolerance_um must be a distance of 0-1000 um.")
             row.match_tolerance_um = value
+        if "painted" in changes:
+            row.painted = bool(changes["painted"])
         if "label_schema" in changes:
             schema = label_schema_parse(changes["label_schema"])
             used = set(
@@ -837,6 +871,12 @@ def _parse_op(op: Any, index: int, box: TaskBox, classes: set[str]) -> dict[str,
 
 def _lock_for_write(assignment_id: int, user: User, base_version: int) -> Assignment:
     row = _lock_own(assignment_id, user, "edit")
+    _writable(row, base_version)
+    return row
+
+
+def _writable(row: Assignment, base_version: int) -> None:
+    """409 unless the task is editable and ``base_version`` is its current version."""
     if row.state not in EDITABLE:
         raise Conflict(
             f"This task is {row.get_state_display().lower()}: it can no longer be edited.",
@@ -849,7 +889,6 @@ def _lock_for_write(assignment_id: int, user: User, base_version: int) -> Assign
             "top of it.",
             current_version=row.version,
         )
-    return row
 
 
 def save(assignment: Assignment, user: User, base_version: int, ops: Sequence[Any]) -> SaveResult:
@@ -977,6 +1016,9 @@ def restore(assignment: Assignment, user: User, version: int, base_version: int)
             "deleted": deleted,
             "count": len(target),
         }
+        labels = _labels_restored(row, version)
+        if labels is not None:
+            summary.update(chunks_changed=len(labels.changed), chunks=len(labels.chunks))
         Revision.objects.create(
             assignment=row,
             number=number,
@@ -985,6 +1027,7 @@ def restore(assignment: Assignment, user: User, version: int, base_version: int)
             restored_from=version,
             author=user,
             summary=summary,
+            labels=None if labels is None else labels.to_json(),
         )
         _touch(row, timezone.now())
         row.version = number
@@ -996,6 +1039,19 @@ def restore(assignment: Assignment, user: User, version: int, base_version: int)
     )
 
 
+def _labels_restored(row: Assignment, version: int) -> LabelVersion | None:
+    """The labels manifest that brings back ``version``'s labels, or None when they are the
+    current ones already (or nothing was ever painted)."""
+    if not Revision.objects.filter(assignment=row, labels__isnull=False).exists():
+        return None
+    geometry = label_geometry(row.box)
+    current = label_version_at(row.pk, row.version, geometry)
+    target = label_version_at(row.pk, version, geometry)
+    if dict(current.chunks) == dict(target.chunks):
+        return None
+    return version_restore(current, row.version, target)
+
+
 def _same_row(a: Annotation, b: Annotation) -> bool:
     return (a.kind, a.label, a.object_id, a.coords, a.description) == (
         b.kind,
@@ -1003,6 +1059,103 @@ def _same_row(a: Annotation, b: Annotation) -> bool:
         b.object_id,
         b.coords,
         b.description,
+    )
+
+
+# --- painted labels ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LabelsSaveResult:
+    version: int
+    chunks_changed: int  # chunks whose content differs from the base version's
+    chunks: int  # non-zero chunks after the save
+    active_seconds: float
+
+
+def _labels_check(assignment: Assignment, user: User) -> LabelGeometry:
+    """403 unless the caller took the task, 400 unless its campaign paints; its geometry."""
+    if assignment.annotator_id != user.pk:
+        raise NotAllowed("Only the annotator who took this task may edit it.")
+    if not assignment.box.campaign.painted:
+        raise InvalidRequest(
+            "This campaign's objects are not painted: it takes annotations, not labels."
+        )
+    return label_geometry(assignment.box)
+
+
+def label_payloads_parse(
+    assignment: Assignment, user: User, payloads: Sequence[tuple[str, bytes, PayloadEncoding]]
+) -> dict[ChunkIndex, Any]:
+    """Chunks from request parts ``(key "z.y.x", bytes, encoding)``, every one checked (400
+    with the reason; 413 for a payload larger than its chunk) before anything is written."""
+    geometry = _labels_check(assignment, user)
+    if not payloads:
+        raise InvalidRequest("Send at least one chunk: a file part named z.y.x.")
+    if len(payloads) > MAX_LABEL_CHUNKS_PER_SAVE:
+        raise TooLarge(
+            f"At most {MAX_LABEL_CHUNKS_PER_SAVE} chunks per save; save the others in another."
+        )
+    chunks: dict[ChunkIndex, Any] = {}
+    for key, data, encoding in payloads:
+        index = chunk_key_parse(key, geometry)
+        if index in chunks:
+            raise InvalidRequest(f"Chunk {key} is sent twice.")
+        try:
+            chunks[index] = chunk_from_payload(data, geometry, index, encoding)
+        except PayloadTooLargeError as exc:
+            raise TooLarge(str(exc)) from exc
+    return chunks
+
+
+def labels_save(
+    assignment: Assignment, user: User, base_version: int, chunks: Any
+) -> LabelsSaveResult:
+    """Write changed chunks (index -> uint32 array) of the painted labels as one new version.
+
+    Every chunk is checked before any is written; the blobs are written before the row is
+    locked (a save of 100 chunks keeps the lock for milliseconds), then the base is checked
+    again under the lock: a save that lost the race gets 409 and leaves only unreferenced blobs.
+    """
+    box = assignment.box
+    geometry = _labels_check(assignment, user)
+    fresh = Assignment.objects.filter(pk=assignment.pk).first()
+    if fresh is None:
+        raise NotFound("No such assignment.")
+    _writable(fresh, base_version)  # a stale save writes nothing
+    if not isinstance(chunks, dict) or not chunks:
+        raise InvalidRequest("Send at least one chunk.")
+    if len(chunks) > MAX_LABEL_CHUNKS_PER_SAVE:
+        raise TooLarge(f"At most {MAX_LABEL_CHUNKS_PER_SAVE} chunks per save.")
+    written = chunks_write(label_blobs(box.campaign_id), geometry, chunks)
+    with transaction.atomic():
+        row = _lock_for_write(assignment.pk, user, base_version)
+        current = label_version_at(row.pk, row.version, geometry)
+        labels = version_next(current, row.version, written)
+        _touch(row, timezone.now())
+        if not labels.changed:
+            row.save(update_fields=["active_seconds", "last_activity", "updated"])
+            return LabelsSaveResult(row.version, 0, len(current.chunks), row.active_seconds)
+        summary = {"chunks_changed": len(labels.changed), "chunks": len(labels.chunks)}
+        Revision.objects.create(
+            assignment=row,
+            number=labels.number,
+            based_on=base_version,
+            author=user,
+            summary=summary,
+            labels=labels.to_json(),
+        )
+        row.version = labels.number
+        row.save(update_fields=["version", "active_seconds", "last_activity", "updated"])
+        _audit(
+            box.campaign_id,
+            user,
+            AuditAction.LABELS_SAVE,
+            assignment=row,
+            detail={**summary, "version": labels.number},
+        )
+    return LabelsSaveResult(
+        labels.number, summary["chunks_changed"], summary["chunks"], row.active_seconds
     )
 
 

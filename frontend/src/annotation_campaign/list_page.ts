@@ -148,6 +148,7 @@ export function mountListPage(doc: Document = document): ListHooks {
           redundancy: Number(byId("f-redundancy", HTMLInputElement, doc).value),
           deadline: deadlineIso(byId("f-deadline", HTMLInputElement, doc).value),
           match_tolerance_um: 3,
+          painted: byId("f-painted", HTMLInputElement, doc).checked,
           members,
         },
       })

@@ -22,9 +22,11 @@ import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 from django.contrib.auth import get_user_model
@@ -157,11 +159,12 @@ def _proofreading(owner: Any) -> dict[str, list[Any]]:
 
 def _annotation(owner: Any) -> dict[str, list[Any]]:
     """An annotation campaign over the public dataset's image, tiled in boxes, the owner its
-    manager, annotator and reviewer, one task taken with a saved point and one submitted; and an
-    empty campaign."""
+    manager, annotator and reviewer, one task taken with a saved point and one submitted; an
+    empty campaign; and a painted campaign with one task holding one saved labels chunk."""
     from webapp.annotation import services as annotation
     from webapp.annotation.models import Assignment, Role, TaskBox
     from webapp.annotation.models import CampaignMember as AnnotationMember
+    from webapp.annotation.selectors import label_geometry
 
     layer = Layer.objects.get(dataset__slug="pub", name="image")
     spec = annotation.CampaignSpec(name="fuzzed", box_size_um=[4.0, 2.4, 3.2], redundancy=2)
@@ -180,15 +183,27 @@ def _annotation(owner: Any) -> dict[str, list[Any]]:
     assert second is not None
     annotation.save(second, owner, 0, [{**point, "coords": [list(map(float, second.box.start))]}])
     empty = annotation.campaign_create(owner, layer.dataset, layer, spec)
+    painted = annotation.campaign_create(
+        owner, layer.dataset, layer, replace(spec, name="painted", painted=True)
+    )
+    annotation.member_add(painted, owner, "owner", Role.ANNOTATOR)
+    annotation.boxes_tile(painted, owner)
+    task = annotation.next_task(painted, owner)
+    assert task is not None
+    geometry = label_geometry(task.box)
+    labels = np.zeros(geometry.chunk_shape_at((0, 0, 0)), np.uint32)
+    labels[0, :2, :2] = 7
+    annotation.labels_save(task, owner, 0, {(0, 0, 0): labels})
     return {
-        "campaign_id": [kept.id, empty.id],
+        "campaign_id": [kept.id, empty.id, painted.id],
         "member_id": list(AnnotationMember.objects.values_list("id", flat=True)),
         "box_id": list(TaskBox.objects.filter(campaign=kept).values_list("id", flat=True)[:4]),
-        "assignment_id": list(
-            Assignment.objects.filter(box__campaign=kept)
+        "assignment_id": [
+            *Assignment.objects.filter(box__campaign=kept)
             .order_by("-annotator_id", "id")
-            .values_list("id", flat=True)[:4]
-        ),
+            .values_list("id", flat=True)[:4],
+            task.id,
+        ],
     }
 
 

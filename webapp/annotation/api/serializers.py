@@ -74,6 +74,7 @@ class AnnotationCampaignSerializer(serializers.ModelSerializer[AnnotationCampaig
             "deadline",
             "state",
             "match_tolerance_um",
+            "painted",
             "geometry",
             "created_by",
             "created",
@@ -104,6 +105,9 @@ class AnnotationCampaignCreateSerializer(serializers.Serializer[dict[str, Any]])
     redundancy = serializers.IntegerField(min_value=1, max_value=MAX_REDUNDANCY, default=1)
     deadline = serializers.DateTimeField(required=False, allow_null=True)
     match_tolerance_um = serializers.FloatField(min_value=0.001, max_value=1000, default=3.0)
+    painted = serializers.BooleanField(
+        default=False, help_text="Objects are painted as voxel labels (the labels endpoints)."
+    )
     members = serializers.ListField(
         child=serializers.DictField(child=serializers.CharField(max_length=150)),
         required=False,
@@ -119,6 +123,7 @@ class AnnotationCampaignUpdateSerializer(serializers.Serializer[dict[str, Any]])
     state = serializers.ChoiceField(choices=CampaignState.choices, required=False)
     match_tolerance_um = serializers.FloatField(min_value=0.001, max_value=1000, required=False)
     label_schema = LabelClassSerializer(many=True, required=False)
+    painted = serializers.BooleanField(required=False)
 
 
 class AnnotationMemberSerializer(serializers.ModelSerializer[CampaignMember]):
@@ -317,6 +322,40 @@ class SaveResultSerializer(serializers.Serializer[dict[str, Any]]):
     changed = serializers.IntegerField()
     deleted = serializers.IntegerField()
     count = serializers.IntegerField()
+    active_seconds = serializers.FloatField()
+
+
+class LabelGeometrySerializer(serializers.Serializer[dict[str, Any]]):
+    shape = serializers.ListField(child=serializers.IntegerField(), help_text="z y x voxels.")
+    chunk = serializers.ListField(child=serializers.IntegerField(), help_text="z y x voxels.")
+    start = serializers.ListField(
+        child=serializers.IntegerField(), help_text="The box's first voxel in the image, z y x."
+    )
+    voxel_size_nm = serializers.ListField(child=serializers.FloatField(), help_text="z y x.")
+    origin_nm = serializers.ListField(
+        child=serializers.FloatField(), help_text="Physical position of the box's voxel 0, z y x."
+    )
+
+
+class LabelsStateSerializer(serializers.Serializer[dict[str, Any]]):
+    version = serializers.IntegerField(help_text="The version these labels are of.")
+    current_version = serializers.IntegerField()
+    geometry = LabelGeometrySerializer()
+    chunks = serializers.IntegerField(help_text="Chunks holding labels (the others are 0).")
+    # The field shadows Field.source only in the stubs (DRF moves declared fields out).
+    source = serializers.CharField(  # type: ignore[assignment]
+        help_text="URL of this version as a read-only OME-Zarr label image (zarr v2 and v3, "
+        "zstd chunks); it never changes."
+    )
+    neuroglancer_source = serializers.CharField(help_text="The same for Neuroglancer.")
+
+
+class LabelsSaveResultSerializer(serializers.Serializer[dict[str, Any]]):
+    version = serializers.IntegerField()
+    chunks_changed = serializers.IntegerField(
+        help_text="Chunks whose content differs from the base version's."
+    )
+    chunks = serializers.IntegerField(help_text="Chunks holding labels after the save.")
     active_seconds = serializers.FloatField()
 
 

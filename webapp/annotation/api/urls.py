@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from webapp.annotation.api import review_views, views
+from webapp.annotation.api import label_views, review_views, views
 
 CAMPAIGN = "annotation/campaigns/<int:campaign_id>/"
 ASSIGNMENT = "annotation/assignments/<int:assignment_id>/"
@@ -52,6 +52,13 @@ urlpatterns = [
         f"{ASSIGNMENT}revisions/", views.RevisionListView.as_view(), name="api-annotation-revisions"
     ),
     path(f"{ASSIGNMENT}restore/", views.RestoreView.as_view(), name="api-annotation-restore"),
+    path(f"{ASSIGNMENT}labels/", label_views.LabelsView.as_view(), name="api-annotation-labels"),
+    # Read-only files of a labels version for Neuroglancer (not API operations: no schema).
+    path(
+        f"{ASSIGNMENT}labels/v<int:version>/<path:path>",
+        label_views.labels_zarr_file,
+        name="api-annotation-labels-zarr",
+    ),
     path(f"{ASSIGNMENT}activity/", views.ActivityView.as_view(), name="api-annotation-activity"),
     path(f"{ASSIGNMENT}skip/", views.SkipView.as_view(), name="api-annotation-skip"),
     path(f"{ASSIGNMENT}flag/", views.FlagView.as_view(), name="api-annotation-flag"),

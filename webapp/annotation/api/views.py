@@ -153,6 +153,7 @@ class CampaignListView(_CampaignView[AnnotationCampaign], generics.ListAPIView[A
                 f"Dataset {dataset.slug!r} has no image layer {data['image_layer'][:100]!r}."
             )
         spec = CampaignSpec(
+            painted=data["painted"],
             name=data["name"],
             instructions=data.get("instructions", ""),
             label_schema=data.get("label_schema"),

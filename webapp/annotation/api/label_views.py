@@ -1,0 +1,241 @@
+"""Painted labels of an assignment: chunked saves (multipart) and read-only OME-Zarr versions.
+
+``labels/`` answers the labels' geometry and where each version is served; a POST writes the
+chunks a page changed (one file part per chunk, named ``z.y.x``: raw uint32 little-endian in z y x
+C order, or gzip) as one new version. Who may do what is as for the point annotations: the
+annotator writes their own editable task, reviewers and managers read, anyone else gets 404.
+
+``labels/v<n>/<path>`` serves version n as an OME-Zarr label image, both as zarr v2 (NGFF 0.4:
+``.zgroup``, ``.zattrs``, ``s0/.zarray``, chunks ``s0/z/y/x``) and v3 (NGFF 0.5: ``zarr.json``,
+``s0/zarr.json``, chunks ``s0/c/z/y/x``): the stored blobs are those chunk files. A version never
+changes, so its files are cached for good; an all-zero chunk is absent (404, as zarr expects).
+These are files for Neuroglancer and zarr readers, not API operations: like the datasets'
+``/data/`` files they stay out of the OpenAPI schema.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework.authentication import TokenAuthentication
+from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.parsers import MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from pipeline.label_export import ZarrFormat, ome_zarr_files, zarr_chunk_index
+from pipeline.label_store import PayloadEncoding, chunk_encoded
+from webapp.annotation import selectors, services
+from webapp.annotation.api import serializers as s
+from webapp.annotation.api.views import STALE, _AssignmentView, _version_param
+from webapp.annotation.models import Assignment
+from webapp.core.api_schema import ErrorSerializer
+from webapp.core.errors import InvalidRequest, TooLarge
+from webapp.core.users import signed_in_user
+from webapp.datasets.serving import cors_headers
+
+GZIP_TYPES = ("application/gzip", "application/x-gzip")
+FIELDS = ("base_version", "encoding")
+IMMUTABLE = "private, max-age=31536000, immutable"
+# The metadata documents of both zarr formats; their paths never collide.
+ZARR_FORMATS: tuple[ZarrFormat, ...] = (2, 3)
+
+
+def max_request_bytes() -> int:
+    """Largest labels save accepted: 100 raw 64^3 chunks and their multipart headers."""
+    return int(getattr(settings, "ANNOTATION_LABELS_MAX_REQUEST_BYTES", 112 * 1024**2))
+
+
+class LabelsMultiPartParser(MultiPartParser):
+    """Multipart, with Django's limits on files and fields answered as 413, not 400."""
+
+    def parse(self, stream: Any, media_type: Any = None, parser_context: Any = None) -> Any:
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except TooManyFilesSent:
+            raise TooLarge(
+                f"At most {services.MAX_LABEL_CHUNKS_PER_SAVE} chunks per save."
+            ) from None
+        except (TooManyFieldsSent, RequestDataTooBig):
+            raise TooLarge("The form has too many or too large fields.") from None
+
+
+SAVE_FORM = {
+    "type": "object",
+    "properties": {
+        "base_version": {
+            "type": "integer",
+            "minimum": 0,
+            "description": "The version the changes are based on (409 when it is not current).",
+        },
+        "encoding": {
+            "type": "string",
+            "enum": ["raw", "gzip"],
+            "description": "How every chunk part is encoded (default raw; a part sent as "
+            "application/gzip is gzip either way).",
+        },
+    },
+    "required": ["base_version"],
+    "additionalProperties": {
+        "type": "string",
+        "format": "binary",
+        "description": "One part per changed chunk, named z.y.x (its index in the box's chunk "
+        "grid): uint32 little-endian ids in z y x C order, the chunk's shape (clipped at the "
+        "box's far edges).",
+    },
+}
+
+
+def _labels_body(request: HttpRequest, row: Assignment, version: int | None) -> dict[str, Any]:
+    labels = selectors.labels_at(row, version)
+    g = labels.geometry
+    url = request.build_absolute_uri(
+        f"/api/v1/annotation/assignments/{row.pk}/labels/v{labels.version}/"
+    )
+    return {
+        "version": labels.version,
+        "current_version": row.version,
+        "geometry": {
+            "shape": list(g.shape),
+            "chunk": list(g.chunk),
+            "start": list(g.start),
+            "voxel_size_nm": list(g.voxel_size_nm),
+            "origin_nm": list(g.origin_nm),
+        },
+        "chunks": len(labels.chunks),
+        "source": url,
+        "neuroglancer_source": f"zarr2://{url}",
+    }
+
+
+class LabelsView(_AssignmentView):
+    """GET: the painted labels' geometry and version ``?version=`` (default the current one) as
+    an OME-Zarr URL; POST: save changed chunks (the annotator of a painted campaign's task)
+    based on ``base_version``: 409 with the current version when another save came first."""
+
+    serializer_class = s.LabelsStateSerializer
+    parser_classes = [LabelsMultiPartParser]
+
+    @extend_schema(
+        parameters=[OpenApiParameter("version", OpenApiTypes.INT, description="An earlier one.")],
+        responses=s.LabelsStateSerializer,
+    )
+    def get(self, request: Request, assignment_id: int) -> Response:
+        row = self.assignment()
+        version = _version_param(request)
+        if version is not None and version > row.version:
+            raise InvalidRequest(f"version must be 0-{row.version}.")
+        return Response(_labels_body(request, row, version))
+
+    @extend_schema(
+        request={"multipart/form-data": SAVE_FORM},
+        responses={
+            200: s.LabelsSaveResultSerializer,
+            409: STALE,
+            413: OpenApiResponse(ErrorSerializer, description="Too many or too large chunks."),
+            415: OpenApiResponse(ErrorSerializer, description="Not a multipart form."),
+        },
+    )
+    def post(self, request: Request, assignment_id: int) -> Response:
+        row = self.assignment()
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if length > max_request_bytes():
+            raise TooLarge(
+                f"A labels save may be at most {max_request_bytes():,} bytes; "
+                "save fewer chunks at a time."
+            )
+        fields, files = request.POST, request.FILES
+        unknown = sorted(set(fields) - set(FIELDS))
+        if unknown:
+            raise InvalidRequest(
+                f"Unknown form field(s) {', '.join(k[:20] for k in unknown[:5])}: chunks are "
+                "file parts named z.y.x; the other fields are base_version and encoding."
+            )
+        base = fields.get("base_version", "")
+        if not base.isascii() or not base.isdigit() or len(base) > 9:
+            raise InvalidRequest("base_version must be the version number the changes are on.")
+        encoding = fields.get("encoding") or "raw"
+        if encoding not in ("raw", "gzip"):
+            raise InvalidRequest("encoding must be raw or gzip.")
+        payloads: list[tuple[str, bytes, PayloadEncoding]] = []
+        for key, parts in files.lists():
+            if len(parts) != 1:
+                raise InvalidRequest(f"Chunk {key[:20]} is sent twice.")
+            part = parts[0]
+            gzip = encoding == "gzip" or (part.content_type or "").lower() in GZIP_TYPES
+            payloads.append((key, part.read(), "gzip" if gzip else "raw"))
+        user = signed_in_user(request)
+        chunks = services.label_payloads_parse(row, user, payloads)
+        result = services.labels_save(row, user, int(base), chunks)
+        return Response(result.__dict__)
+
+
+# --- the OME-Zarr files of a version ------------------------------------------------------------
+
+
+def _reader(request: HttpRequest) -> Any:
+    """The caller: the session's user, or an API token's (for scripts reading labels)."""
+    if request.user.is_authenticated or "HTTP_AUTHORIZATION" not in request.META:
+        return request.user
+    try:
+        found = TokenAuthentication().authenticate(Request(request))
+    except AuthenticationFailed:
+        return None
+    return None if found is None else found[0]
+
+
+def _not_found(request: HttpRequest) -> HttpResponse:
+    response = HttpResponse(b"Not found\n", status=404, content_type="text/plain")
+    for name, value in cors_headers(request).items():
+        response[name] = value
+    return response
+
+
+@csrf_exempt
+def labels_zarr_file(
+    request: HttpRequest, assignment_id: int, version: int, path: str
+) -> HttpResponse:
+    """A file of version ``version`` of the assignment's labels as OME-Zarr (module docstring);
+    404 for what is not there, may not be seen, or is an all-zero chunk."""
+    if request.method not in ("GET", "HEAD"):
+        refusal = HttpResponse(status=405)
+        refusal["Allow"] = "GET, HEAD"
+        return refusal
+    user = _reader(request)
+    if user is None or not user.is_authenticated:
+        return _not_found(request)
+    row = selectors.assignments_visible(user).filter(pk=assignment_id).first()
+    if row is None or version > row.version:
+        return _not_found(request)
+    labels = selectors.labels_at(row, version)
+    body: bytes | None = None
+    content_type = "application/json"
+    for zarr_format in ZARR_FORMATS:
+        documents = ome_zarr_files(labels.geometry, name="labels", zarr_format=zarr_format)
+        if path in documents:
+            body = documents[path]
+            break
+        index = zarr_chunk_index(path, labels.geometry, zarr_format)
+        if index is not None:
+            body = chunk_encoded(labels.blobs, labels.chunks, index)
+            content_type = "application/octet-stream"
+            if body is None:
+                return _not_found(request)  # all zero: the fill value
+            break
+    if body is None:
+        return _not_found(request)
+    response = HttpResponse(body if request.method == "GET" else b"", content_type=content_type)
+    response["Content-Length"] = str(len(body))
+    response["Cache-Control"] = IMMUTABLE
+    for name, value in cors_headers(request).items():
+        response[name] = value
+    return response
