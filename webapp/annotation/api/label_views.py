@@ -213,7 +213,7 @@ def labels_zarr_file(
     user = _reader(request)
     if user is None or not user.is_authenticated:
         return _not_found(request)
-    row = selectors.assignments_visible(user).filter(pk=assignment_id).first()
+    row = selectors.assignment_visible(user, assignment_id)
     if row is None or version > row.version:
         return _not_found(request)
     labels = selectors.labels_at(row, version)

@@ -87,11 +87,7 @@ class _AssignmentView(RestrictedAPIView[Any]):
     method_actions = {"GET": VIEW, "HEAD": VIEW, "OPTIONS": VIEW, "POST": VIEW}
 
     def assignment(self) -> Assignment:
-        row = (
-            selectors.assignments_visible(self.request.user)
-            .filter(pk=self.kwargs["assignment_id"])
-            .first()
-        )
+        row = selectors.assignment_visible(self.request.user, self.kwargs["assignment_id"])
         if row is None:
             raise NotFound(NO_ASSIGNMENT)
         return row
