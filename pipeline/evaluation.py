@@ -34,6 +34,8 @@ from pipeline.progress import ProgressCallback, no_progress
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
+# Labels renumbered 1..n by renumber_labels, in the dtype of the labels they came from.
+RenumberedArray = npt.NDArray[np.integer[Any]]
 # Above this many (pred, gt) cells the contingency table is counted sparsely with np.unique.
 DENSE_TABLE_LIMIT = 1 << 24
 BOX_NAME_COLUMNS: tuple[str, ...] = ("name", "box", "box_name", "bbox_ID", "id")
@@ -69,31 +71,45 @@ class Overlaps:
         return iou
 
 
-def _renumber(labels: npt.NDArray[Any]) -> tuple[IntArray, IntArray]:
-    """Labels renumbered 1..n (0 kept) and the original id of each new number (index 0 = 0)."""
+def renumber_labels(labels: npt.NDArray[Any]) -> tuple[RenumberedArray, IntArray]:
+    """Labels renumbered 1..n (0 kept) and the original id of each new number (index 0 = 0).
+
+    New numbers follow the original ids' order, so results do not depend on voxel order. One
+    C pass (``fastremap.unique`` then ``remap``) keeps the input's dtype: a 256^3 volume takes
+    ~0.07 s where an int64 gather through a lookup table took ten times as long.
+    """
     if labels.dtype.kind not in "iu":
         raise InvalidInputError(f"label arrays must hold integers, not {labels.dtype}")
     if labels.dtype.kind == "i" and labels.size and labels.min() < 0:
         raise InvalidInputError("label arrays must not hold negative ids")
-    renumbered, mapping = fastremap.renumber(np.ascontiguousarray(labels), preserve_zero=True)
-    originals = np.zeros(len(mapping) + (0 if 0 in mapping else 1), dtype=np.int64)
-    new_ids = np.fromiter(mapping.values(), dtype=np.int64, count=len(mapping))
-    originals[new_ids] = np.fromiter(mapping.keys(), dtype=np.int64, count=len(mapping))
-    # fastremap numbers by first appearance; renumber again so new ids follow the original order.
-    order = np.argsort(originals[1:], kind="stable")
-    rank = np.zeros(originals.size, dtype=np.int64)
-    rank[1 + order] = np.arange(1, originals.size)
-    return rank[renumbered], np.concatenate([[0], originals[1:][order]])
+    labels = np.ascontiguousarray(labels)
+    found = np.zeros(0, dtype=np.int64)
+    if labels.size:
+        found = np.sort(np.asarray(fastremap.unique(labels), dtype=np.int64))
+    originals: IntArray = np.concatenate([[0], found[found != 0]]).astype(np.int64)
+    if labels.size == 0:
+        return labels.copy(), originals
+    rank = {int(original): new for new, original in enumerate(originals)}
+    renumbered: RenumberedArray = fastremap.remap(labels, rank)
+    return renumbered, originals
 
 
 def overlap_table(a: npt.NDArray[Any], b: npt.NDArray[Any]) -> Overlaps:
     """Contingency table of two label arrays of the same shape (any dimension)."""
     if a.shape != b.shape:
         raise InvalidInputError(f"label arrays differ in shape: {a.shape} and {b.shape}")
-    ra, ids_a = _renumber(a)
-    rb, ids_b = _renumber(b)
+    return overlaps_renumbered(*renumber_labels(a), *renumber_labels(b))
+
+
+def overlaps_renumbered(
+    ra: RenumberedArray, ids_a: IntArray, rb: RenumberedArray, ids_b: IntArray
+) -> Overlaps:
+    """:func:`overlap_table` of arrays already renumbered by :func:`renumber_labels`, so a caller
+    comparing N volumes pairwise renumbers each once."""
+    if ra.shape != rb.shape:
+        raise InvalidInputError(f"label arrays differ in shape: {ra.shape} and {rb.shape}")
     na, nb = len(ids_a), len(ids_b)
-    key = (ra * nb + rb).ravel()
+    key = (ra.astype(np.int64) * nb + rb).ravel()
     if na * nb <= DENSE_TABLE_LIMIT:
         counts = np.bincount(key, minlength=na * nb)
         cells = np.flatnonzero(counts)
@@ -137,9 +153,13 @@ def match_objects(
     pred: npt.NDArray[Any], gt: npt.NDArray[Any], iou_threshold: float = 0.5
 ) -> Matching:
     """Match objects one to one, maximising total IoU over the pairs with IoU >= threshold."""
+    return match_overlaps(overlap_table(pred, gt), iou_threshold)
+
+
+def match_overlaps(ov: Overlaps, iou_threshold: float = 0.5) -> Matching:
+    """:func:`match_objects` on a contingency table already counted."""
     if not 0 < iou_threshold <= 1:
         raise InvalidInputError("the IoU threshold must be in (0, 1]")
-    ov = overlap_table(pred, gt)
     iou = ov.pair_iou
     keep = iou >= iou_threshold
     pa, pb, piou = ov.pair_a[keep], ov.pair_b[keep], iou[keep]
@@ -258,7 +278,7 @@ def margin_voxels(margin_um: float, voxel_size_nm: Sequence[float]) -> tuple[int
     return tuple(math.ceil(margin_um * 1000.0 / v - 1e-9) for v in voxel_size_nm)
 
 
-def _centroids(labels: IntArray, n: int) -> FloatArray:
+def centroids_renumbered(labels: RenumberedArray, n: int) -> FloatArray:
     """Centroid (index coordinates) of labels 1..n in a renumbered array; row k-1 for label k."""
     flat = np.flatnonzero(labels)
     ids = labels.ravel()[flat]
@@ -299,8 +319,8 @@ def evaluate_box(
     matching = match_objects(pred_box, gt_box, iou_threshold)
     ov = matching.overlaps
     # Centroids of every predicted object touching the box, measured over the enlarged region.
-    renumbered, originals = _renumber(pred_outer)
-    centroids = _centroids(renumbered, len(originals) - 1)
+    renumbered, originals = renumber_labels(pred_outer)
+    centroids = centroids_renumbered(renumbered, len(originals) - 1)
     matched = np.zeros(ov.ids_a.size, dtype=bool)
     matched[matching.matched_a] = True
     unmatched = ov.ids_a[~matched]
