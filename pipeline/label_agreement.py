@@ -22,12 +22,13 @@ clusters unless the clusters share an annotator, so a cluster holds at most one 
 annotator even when matches chain (A-B-C-A'). A cluster of at least ``quorum`` annotators'
 objects (default: a strict majority) is a consensus object; it keeps the voxels covered by at
 least ``quorum`` of its objects. A voxel is given to one object only: when a lower quorum lets two
-clusters claim it, the one covering it with more objects wins, then the one found first.
-Consensus ids are 1..K in raster order of each object's first voxel (z, then y, then x), so they
-depend on the painted voxels only, not on the annotators' ids or order. Every object not in a
-consensus object is listed for the reviewer with its size, centroid and ``support`` (the number
-of annotators in its cluster; a cluster that reached the quorum but kept no voxel, possible when
-its objects overlap only pairwise, is listed too, with its support).
+clusters claim it, the one covering it with more objects wins. Consensus ids are 1..K in raster
+order of each object's first voxel (z, then y, then x), not taken from any annotator, so
+renumbering an annotator's ids changes nothing; exact ties (equal IoUs, equal votes) go by
+annotator order, then by their ids. Every object not in a consensus object is listed for the
+reviewer with its size, centroid and ``support`` (the number of annotators in its cluster; a
+cluster that reached the quorum but kept no voxel, possible when its objects overlap only
+pairwise, is listed too, with its support).
 """
 
 from __future__ import annotations
