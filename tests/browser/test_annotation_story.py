@@ -271,10 +271,11 @@ def play_the_story(site: MakeUpSite, story: Story, desk: Seat, reviewer: Seat) -
     page.wait_for_function(
         "(uid) => annotome.viewer().mouseState.pickedAnnotationId === uid", arg=doomed
     )
+    before_delete = page.evaluate("() => annotome.version()")  # before: the save may be quick
     ctrl_click(page, x, y, alt=True, button="right")
     page.wait_for_function("() => annotome.count() === 3", timeout=10_000)
     assert doomed not in [a["uid"] for a in page.evaluate("() => annotome.annotations()")]
-    saved(page, page.evaluate("() => annotome.version()") + 1)
+    saved(page, before_delete + 1)
     handed_in = page.evaluate("() => annotome.version()")
     submit(page, first)
 

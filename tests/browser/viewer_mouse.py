@@ -18,15 +18,28 @@ def xy_panel(page: Any) -> dict[str, float]:
 
 def mouse_voxel(page: Any, x: float, y: float) -> list[float]:
     """Move the mouse to (x, y) and return the viewer's position under it as voxel z y x
-    (voxel i's centre at i)."""
-    before = page.evaluate("() => Array.from(annotome.viewer().mouseState.position)")
+    (voxel i's centre at i).
+
+    Waits until Neuroglancer's mouse state is at (x, y) itself (its ``pageX``/``pageY``, in
+    the viewer frame's page), not merely changed: on a loaded machine an earlier event (the
+    click that focused the panel) can land after the move, and a point was then expected at
+    the panel's centre, one grid step from where it was drawn.
+    """
+    origin = page.evaluate(
+        """() => { const f = document.querySelector("#neuroglancer");
+             const r = f.getBoundingClientRect();
+             return [r.left + f.clientLeft, r.top + f.clientTop]; }"""
+    )
+    target = [x - origin[0], y - origin[1]]
     page.mouse.move(x + 1, y)
     page.mouse.move(x, y)
     page.wait_for_function(
-        """(before) => { const m = annotome.viewer().mouseState;
+        """([tx, ty]) => { const m = annotome.viewer().mouseState;
+             const w = document.querySelector("#neuroglancer").contentWindow;
              return m.active && m.position.length >= 3
-               && Array.from(m.position).some((v, j) => v !== before[j]); }""",
-        arg=before,
+               && Math.abs(m.pageX - w.scrollX - tx) < 1
+               && Math.abs(m.pageY - w.scrollY - ty) < 1; }""",
+        arg=target,
         timeout=10_000,
     )
     pos = page.evaluate("() => Array.from(annotome.viewer().mouseState.position)")
