@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import zarr
 from annotation_testdata import campaign_with, image_layer
+from django.test import Client
 from ome_zarr.io import parse_url
 from ome_zarr.reader import Label, Multiscales, Reader
 from rest_framework.test import APIClient
@@ -282,3 +283,16 @@ def test_morphometrics_of_painted_objects_per_version(
     # Who may read: as labels/ (the annotator, reviewers, managers; others 404).
     for name, expected in (("rv", 200), ("owner", 200), ("a2", 404), ("outsider", 404)):
         assert _client(people[name]).get(url).status_code == expected, name
+
+
+def test_the_campaign_and_review_pages_link_the_zip_of_a_painted_campaign(
+    painted: AnnotationCampaign, campaign: AnnotationCampaign, people: dict[str, Any]
+) -> None:
+    client = Client()
+    client.force_login(people["rv"])
+    for page in ("", "review/"):
+        html = client.get(f"/annotation/{painted.pk}/{page}").content.decode()
+        assert f'href="{API}/campaigns/{painted.pk}/labels.zip"' in html, page
+        html = client.get(f"/annotation/{campaign.pk}/{page}").content.decode()
+        assert f"{API}/campaigns/{campaign.pk}/export.csv" in html, page
+        assert "labels.zip" not in html, page
