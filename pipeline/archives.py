@@ -1,4 +1,5 @@
-"""Safe extraction of uploaded zip archives (zipped OME-Zarr directories, TIFF files).
+"""Safe extraction of uploaded zip archives (zipped OME-Zarr directories, TIFF files), and zips
+streamed out (:func:`iter_directory_zip`).
 
 Every entry is checked before anything is written (names, symlinks, encryption, counts, declared
 sizes); bytes are counted again while extracting because declared sizes can lie. Extraction goes
@@ -21,6 +22,7 @@ import stat
 import uuid
 import zipfile
 import zlib
+from collections.abc import Callable, Generator
 from pathlib import Path, PurePosixPath
 
 from pipeline.errors import InvalidInputError
@@ -230,3 +232,58 @@ def safe_extract_zip(
         raise
     tops = {PurePosixPath(i.filename).parts[0] for i in entries}
     return dest / tops.pop() if len(tops) == 1 else dest
+
+
+# --- zips streamed out ---------------------------------------------------------------------------
+
+
+class ZipStreamSink:
+    """A write-only stream collecting what zipfile writes until a generator takes it.
+
+    zipfile writes to a non-seekable sink with data descriptors after each entry, so a zip can
+    be handed out entry by entry while it is written.
+    """
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.position = 0
+
+    def write(self, data: bytes) -> int:
+        self.chunks.append(bytes(data))
+        self.position += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.position
+
+    def flush(self) -> None:
+        pass
+
+    def take(self) -> bytes:
+        data = b"".join(self.chunks)
+        self.chunks.clear()
+        return data
+
+
+def iter_directory_zip(
+    root: Path, *, stored: Callable[[str], bool] = lambda name: False
+) -> Generator[bytes, None, None]:
+    """Stream a zip of every file under ``root`` (names relative to it, ``/``-separated, in
+    sorted order), one file at a time, so memory holds one file, not the archive.
+
+    ``stored(name)`` says which entries to store uncompressed (bytes already compressed, such
+    as zarr chunks); the rest are deflated.
+    """
+    root = Path(root)
+    sink = ZipStreamSink()
+    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as archive:  # type: ignore[call-overload]
+        for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink()):
+            name = path.relative_to(root).as_posix()
+            method = zipfile.ZIP_STORED if stored(name) else zipfile.ZIP_DEFLATED
+            archive.write(path, name, compress_type=method)
+            chunk = sink.take()
+            if chunk:
+                yield chunk
+    chunk = sink.take()
+    if chunk:
+        yield chunk

@@ -153,6 +153,19 @@ def measure_detections(
     return detections_frame(stats, geometry, areas_um2)
 
 
+def measure_objects(labels: LabelArray, geometry: Geometry) -> pd.DataFrame:
+    """The detections table of a small label array measured in full: statistics as
+    :func:`measure_detections`, and each object's surface area (hence sphericity) from its
+    smoothed mesh as :func:`pipeline.meshing.build_meshes` measures it, without writing meshes
+    (a painted task box's objects, measured on request)."""
+    from pipeline.meshing import surface_areas_um2
+
+    stats = label_stats(labels)
+    return detections_frame(
+        stats, geometry, surface_areas_um2(labels, stats, geometry.voxel_size_nm)
+    )
+
+
 def mesh_areas_um2(meshes_dir: Path | None) -> dict[int, float]:
     """Surface area (um^2) per object from the morphometrics ``build_meshes`` wrote (or {})."""
     if meshes_dir is None:

@@ -9,7 +9,9 @@ into a directory. Scale and translation put the box at its physical position.
 
 :func:`export_training_labels` writes what ``pipeline`` training reads (``data.labels`` and
 ``data.boxes`` of :mod:`pipeline.config`): one label image the shape of the whole image, holding
-each box's labels at its voxels (only their chunks written), and the boxes table.
+each box's labels at its voxels (only their chunks written), and the boxes table; on request a
+uint8 mask image of the annotated regions (1 inside a box, where 0 means background; 0 outside,
+where nothing is known), for readers that take a mask rather than a boxes table.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ UNIT = "nanometer"
 AXES = ("z", "y", "x")
 TRAINING_LABELS = "labels.ome.zarr"
 TRAINING_BOXES = "boxes.csv"
+TRAINING_MASK = "mask.ome.zarr"
 
 
 def _json(data: Any) -> bytes:
@@ -206,6 +209,7 @@ class TrainingExport:
 
     labels: Path
     boxes: Path
+    mask: Path | None = None  # the annotated regions, when asked for
 
 
 def _boxes_check(image_shape: tuple[int, int, int], boxes: Sequence[GroundTruthBox]) -> None:
@@ -238,12 +242,15 @@ def export_training_labels(
     boxes: Sequence[GroundTruthBox],
     *,
     chunk: int = 64,
+    mask: bool = False,
 ) -> TrainingExport:
     """Write ``out_dir`` (new) with ``labels.ome.zarr`` and ``boxes.csv`` for training.
 
     The label image has the image's shape, voxel size and origin (NGFF 0.5); voxels outside
     the boxes are 0 and only chunks holding labels are written. Boxes must not overlap.
     ``boxes.csv`` has ``name, x, y, z, w, h, d`` in voxels, as ``boxes_read_csv`` reads it.
+    With ``mask``, also ``mask.ome.zarr``: uint8, 1 on every box's voxels, same grid (only the
+    chunks the boxes touch are written).
     """
     from pipeline.ome_zarr_io import create_single_level_image
 
@@ -270,10 +277,26 @@ def export_training_labels(
             name="ground truth",
             label=True,
         )
-        for box in boxes:
-            g = box.geometry
-            region = tuple(slice(s, s + n) for s, n in zip(g.start, g.shape, strict=True))
-            array[region] = labels_read(box.blobs, g, box.chunks)
+        regions = [
+            tuple(slice(s, s + n) for s, n in zip(b.geometry.start, b.geometry.shape, strict=True))
+            for b in boxes
+        ]
+        for box, region in zip(boxes, regions, strict=True):
+            array[region] = labels_read(box.blobs, box.geometry, box.chunks)
+        if mask:
+            annotated = create_single_level_image(
+                tmp / TRAINING_MASK,
+                image,
+                dtype="uint8",
+                chunks=tuple(min(chunk, n) for n in image),
+                voxel_size=first.voxel_size_nm,
+                translation=first.image_origin_nm,
+                unit=UNIT,
+                name="annotated regions",
+                label=True,
+            )
+            for region in regions:
+                annotated[region] = 1
         with open(tmp / TRAINING_BOXES, "w", newline="") as file:
             writer = csv.writer(file)
             writer.writerow(["name", "x", "y", "z", "w", "h", "d"])
@@ -284,4 +307,8 @@ def export_training_labels(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     _publish(tmp, out_dir)
-    return TrainingExport(labels=out_dir / TRAINING_LABELS, boxes=out_dir / TRAINING_BOXES)
+    return TrainingExport(
+        labels=out_dir / TRAINING_LABELS,
+        boxes=out_dir / TRAINING_BOXES,
+        mask=out_dir / TRAINING_MASK if mask else None,
+    )

@@ -23,6 +23,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from pipeline.archives import ZipStreamSink
 from pipeline.errors import InvalidInputError
 from pipeline.precomputed import fragment_name, manifest_name, read_fragment, stored_segment_ids
 
@@ -130,30 +131,6 @@ def mesh_file_bytes(mesh: ObjectMeshData, file_format: str) -> bytes:
     return data if isinstance(data, bytes) else str(data).encode()
 
 
-class _Sink:
-    """A write-only stream collecting what zipfile writes until the generator takes it."""
-
-    def __init__(self) -> None:
-        self.chunks: list[bytes] = []
-        self.position = 0
-
-    def write(self, data: bytes) -> int:
-        self.chunks.append(bytes(data))
-        self.position += len(data)
-        return len(data)
-
-    def tell(self) -> int:
-        return self.position
-
-    def flush(self) -> None:
-        pass
-
-    def take(self) -> bytes:
-        data = b"".join(self.chunks)
-        self.chunks.clear()
-        return data
-
-
 def iter_meshes_zip(
     mesh_dir: Path,
     segment_ids: Iterable[int],
@@ -172,7 +149,7 @@ def iter_meshes_zip(
         raise InvalidInputError(
             f"unknown mesh format {file_format!r}; use one of {', '.join(MESH_FILE_FORMATS)}"
         )
-    sink = _Sink()
+    sink = ZipStreamSink()
     with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:  # type: ignore[call-overload]
         unreadable: list[str] = []
         for segment_id in segment_ids:

@@ -485,8 +485,17 @@ def test_training_export_is_what_the_pipeline_reads(tmp_path: Path) -> None:
         truth[tuple(slice(s, s + n) for s, n in zip(g.start, g.shape, strict=True))] = labels_read(
             box.blobs, g, box.chunks
         )
-    out = export_training_labels(tmp_path / "export", image_shape, boxes)
+    out = export_training_labels(tmp_path / "export", image_shape, boxes, mask=True)
     volume = open_volume(out.labels, what="training labels")
+    # The mask of annotated regions: 1 on the boxes' voxels (labelled or not), 0 elsewhere.
+    assert out.mask is not None
+    annotated = np.zeros(image_shape, np.uint8)
+    for box in boxes:
+        g = box.geometry
+        annotated[tuple(slice(s, s + n) for s, n in zip(g.start, g.shape, strict=True))] = 1
+    mask = open_volume(out.mask, what="mask")
+    assert mask.voxel_size == GEOMETRY.voxel_size_nm
+    assert (np.asarray(mask.array[:]) == annotated).all()
     assert volume.voxel_size == GEOMETRY.voxel_size_nm
     assert open_spatial_level(out.labels).translation_nm == GEOMETRY.image_origin_nm
     assert (np.asarray(volume.array[:]) == truth).all()
@@ -521,10 +530,8 @@ def test_training_export_is_what_the_pipeline_reads(tmp_path: Path) -> None:
 def test_a_tiny_model_trains_on_an_exported_campaign(tmp_path: Path) -> None:
     """The export goes through the run's own readers into training (as ``data.labels/boxes``)."""
     from pipeline.ome_zarr_io import create_single_level_image
-    from pipeline.run import _check_ground_truth, _read_boxes
     from pipeline.synthetic import make_nuclei_volume
-    from pipeline.training import TrainConfig, TrainingBox, train
-    from pipeline.unet import UNetConfig
+    from tests.label_training import train_tiny_model
 
     voxel = (200.0, 200.0, 200.0)
     image, labels = make_nuclei_volume((24, 56, 56), 10, seed=1, voxel_size_nm=voxel[0])
@@ -544,36 +551,7 @@ def test_a_tiny_model_trains_on_an_exported_campaign(tmp_path: Path) -> None:
         version = version_next(version_empty(), 0, chunks_write(blobs, g, chunks_cut(cut, g)))
         boxes.append(GroundTruthBox(name, g, version.chunks, blobs))
     out = export_training_labels(tmp_path / "export", image.shape, boxes)
-
-    image_volume = open_volume(image_path)
-    gt = open_volume(out.labels, what="training labels")
-    read = _read_boxes(out.boxes, image_volume.array.shape)
-    _check_ground_truth(gt, image_volume, read, "data.labels")
-    config = TrainConfig(
-        unet=UNetConfig(width=2),
-        patch_shape=(52, 52, 52),
-        voxel_size=gt.voxel_size,
-        batch_size=1,
-        max_epochs=1,
-        iterations_per_epoch=1,
-        max_val_patches=1,
-        num_threads=2,
-        device="cpu",
-    )
-    result = train(
-        [
-            TrainingBox(
-                image=image_volume.array,
-                labels=gt.array,
-                box=(*b.start, *(s + n for s, n in zip(b.start, b.size, strict=True))),
-                name=b.name,
-            )
-            for b in read
-        ],
-        config,
-        tmp_path / "model",
-    )
-    assert result.best_checkpoint.is_file() and np.isfinite(result.best_val_loss)
+    train_tiny_model(image_path, out.labels, out.boxes, tmp_path / "run")
 
 
 def test_command_line_lists_and_exports_versions(

@@ -56,6 +56,6 @@ def review_page(request: HttpRequest, campaign_id: int) -> HttpResponse:
         "config": config,
         "client_url": neuroglancer_client_url(),
         "may_report": may_report,
-        "exports": export_links(campaign.pk),
+        "exports": export_links(campaign.pk, painted=campaign.painted),
     }
     return render(request, "annotation/review.html", context)

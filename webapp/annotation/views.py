@@ -71,15 +71,18 @@ def _links(campaign_id: int) -> dict[str, str]:
     }
 
 
-def export_links(campaign_id: int) -> list[tuple[str, str]]:
+def export_links(campaign_id: int, *, painted: bool = False) -> list[tuple[str, str]]:
     """The approved ground truth's downloads (managers and reviewers), as the review and
-    campaign pages offer them."""
+    campaign pages offer them; a painted campaign's also the label volumes for training."""
     api = f"{API}{campaign_id}/"
-    return [
+    links = [
         ("Ground truth CSV", f"{api}export.csv"),
         ("JSON", f"{api}export.json"),
         ("Boxes table", f"{api}boxes.csv"),
     ]
+    if painted:
+        links.append(("Painted labels for training (zip)", f"{api}labels.zip"))
+    return links
 
 
 def _owned_datasets(request: HttpRequest) -> list[dict[str, Any]]:
@@ -213,7 +216,7 @@ def campaign_page(request: HttpRequest, campaign_id: int) -> HttpResponse:
         "annotator": Role.ANNOTATOR in roles,
         "reviewer": Role.REVIEWER in roles,
         "reporter": manager or Role.REVIEWER in roles,
-        "exports": export_links(campaign.pk),
+        "exports": export_links(campaign.pk, painted=campaign.painted),
         "config": config,
         "csrf": get_token(request),
     }

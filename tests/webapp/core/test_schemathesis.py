@@ -160,7 +160,8 @@ def _proofreading(owner: Any) -> dict[str, list[Any]]:
 def _annotation(owner: Any) -> dict[str, list[Any]]:
     """An annotation campaign over the public dataset's image, tiled in boxes, the owner its
     manager, annotator and reviewer, one task taken with a saved point and one submitted; an
-    empty campaign; and a painted campaign with one task holding one saved labels chunk."""
+    empty campaign; and a painted campaign with one task holding one saved labels chunk and
+    another approved with one."""
     from webapp.annotation import services as annotation
     from webapp.annotation.models import Assignment, Role, TaskBox
     from webapp.annotation.models import CampaignMember as AnnotationMember
@@ -194,6 +195,14 @@ def _annotation(owner: Any) -> dict[str, list[Any]]:
     labels = np.zeros(geometry.chunk_shape_at((0, 0, 0)), np.uint32)
     labels[0, :2, :2] = 7
     annotation.labels_save(task, owner, 0, {(0, 0, 0): labels})
+    # A second painted task, approved: the painted labels' export (labels.zip) has a box.
+    annotation.member_add(painted, owner, "member", Role.ANNOTATOR)
+    annotation.member_add(painted, owner, "owner", Role.REVIEWER)
+    member = get_user_model().objects.get(username="member")
+    painted_two = annotation.next_task(painted, member)
+    assert painted_two is not None
+    annotation.labels_save(painted_two, member, 0, {(0, 0, 0): labels})
+    annotation.approve(annotation.submit(painted_two, member, 1), owner)
     return {
         "campaign_id": [kept.id, empty.id, painted.id],
         "member_id": list(AnnotationMember.objects.values_list("id", flat=True)),

@@ -31,7 +31,7 @@ from rest_framework.response import Response
 
 from pipeline.label_export import ZarrFormat, ome_zarr_files, zarr_chunk_index
 from pipeline.label_store import PayloadEncoding, chunk_encoded
-from webapp.annotation import selectors, services
+from webapp.annotation import label_exports, selectors, services
 from webapp.annotation.api import serializers as s
 from webapp.annotation.api.views import STALE, _AssignmentView, _version_param
 from webapp.annotation.models import Assignment
@@ -177,6 +177,32 @@ class LabelsView(_AssignmentView):
         chunks = services.label_payloads_parse(row, user, payloads)
         result = services.labels_save(row, user, int(base), chunks)
         return Response(result.__dict__)
+
+
+class LabelObjectsView(_AssignmentView):
+    """Morphometrics of the painted objects of version ``?version=`` (default the current one):
+    per object its voxels, volume (um^3), surface area (um^2) and sphericity measured by the
+    pipeline's own code, and its centroid (image voxels and um). Who may read: as ``labels/``."""
+
+    serializer_class = s.LabelObjectsSerializer
+
+    @extend_schema(
+        parameters=[OpenApiParameter("version", OpenApiTypes.INT, description="An earlier one.")],
+        responses=s.LabelObjectsSerializer,
+    )
+    def get(self, request: Request, assignment_id: int) -> Response:
+        row = self.assignment()
+        version = _version_param(request)
+        if version is not None and version > row.version:
+            raise InvalidRequest(f"version must be 0-{row.version}.")
+        labels = selectors.labels_at(row, version)
+        return Response(
+            {
+                "version": labels.version,
+                "current_version": row.version,
+                "objects": label_exports.label_objects(labels),
+            }
+        )
 
 
 # --- the OME-Zarr files of a version ------------------------------------------------------------

@@ -7,18 +7,18 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.http import HttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from webapp.annotation import agreement, consensus, exports, selectors
+from webapp.annotation import agreement, consensus, exports, label_exports, selectors
 from webapp.annotation.api import review_serializers as rs
-from webapp.annotation.api.views import CONFLICT, _CampaignView, campaign_download
+from webapp.annotation.api.views import CONFLICT, _CampaignView, campaign_download, download_name
 from webapp.annotation.models import AnnotationCampaign, TaskBox
-from webapp.core.downloads import DownloadRenderer
+from webapp.core.downloads import DownloadRenderer, attachment
 from webapp.core.errors import NotFound
 from webapp.core.permissions import VIEW
 from webapp.core.users import signed_in_user
@@ -162,3 +162,29 @@ class BoxesCsvView(_ExportView):
     def get(self, request: Request, campaign_id: int) -> HttpResponse:
         campaign = self.campaign("report")
         return campaign_download(exports.boxes_csv(campaign), CSV_TYPE, campaign, "boxes.csv")
+
+
+class LabelsZipView(_ExportView):
+    """A painted campaign's approved painted ground truth as a zip in the form ``pipeline``
+    training reads (managers and reviewers): ``labels.ome.zarr`` (one sparse uint32 label image
+    over the dataset's image grid, ``data.labels``), ``boxes.csv`` (``data.boxes``),
+    ``mask.ome.zarr`` (uint8, 1 on the exported boxes), ``boxes/<box id>.ome.zarr`` (each box
+    alone), ``sources.csv`` (whose labels, which version) and ``labels_objects.csv`` (each
+    object's morphometrics). A box's labels are, for now, those of its first approved task by
+    slot that has any; boxes without approved painted labels are left out. 400 when the
+    campaign is not painted or nothing painted is approved yet."""
+
+    @extend_schema(
+        responses={
+            (200, "application/zip"): OpenApiResponse(
+                OpenApiTypes.BINARY, description="A zip of OME-Zarr label images and CSV tables."
+            )
+        }
+    )
+    def get(self, request: Request, campaign_id: int) -> StreamingHttpResponse:
+        campaign = self.campaign("report")
+        response = StreamingHttpResponse(
+            label_exports.iter_labels_zip(campaign), content_type="application/zip"
+        )
+        attachment(response, download_name(campaign, "labels.zip"))
+        return response

@@ -350,6 +350,30 @@ class LabelsStateSerializer(serializers.Serializer[dict[str, Any]]):
     neuroglancer_source = serializers.CharField(help_text="The same for Neuroglancer.")
 
 
+class LabelObjectSerializer(serializers.Serializer[dict[str, Any]]):
+    segment_id = serializers.IntegerField(help_text="The object's id in the labels.")
+    voxels = serializers.IntegerField()
+    volume_um3 = serializers.FloatField(allow_null=True)
+    surface_area_um2 = serializers.FloatField(
+        allow_null=True, help_text="Area of the object's smoothed mesh, as the pipeline measures."
+    )
+    sphericity = serializers.FloatField(
+        allow_null=True, help_text="pi^(1/3) (6 V)^(2/3) / A: 1 for a sphere."
+    )
+    centroid_z = serializers.FloatField(help_text="In the image's voxels.")
+    centroid_y = serializers.FloatField()
+    centroid_x = serializers.FloatField()
+    centroid_z_um = serializers.FloatField(help_text="Physical position, um.")
+    centroid_y_um = serializers.FloatField()
+    centroid_x_um = serializers.FloatField()
+
+
+class LabelObjectsSerializer(serializers.Serializer[dict[str, Any]]):
+    version = serializers.IntegerField(help_text="The version measured.")
+    current_version = serializers.IntegerField()
+    objects = LabelObjectSerializer(many=True)
+
+
 class LabelsSaveResultSerializer(serializers.Serializer[dict[str, Any]]):
     version = serializers.IntegerField()
     chunks_changed = serializers.IntegerField(

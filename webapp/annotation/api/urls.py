@@ -53,6 +53,11 @@ urlpatterns = [
     ),
     path(f"{ASSIGNMENT}restore/", views.RestoreView.as_view(), name="api-annotation-restore"),
     path(f"{ASSIGNMENT}labels/", label_views.LabelsView.as_view(), name="api-annotation-labels"),
+    path(
+        f"{ASSIGNMENT}labels/objects/",
+        label_views.LabelObjectsView.as_view(),
+        name="api-annotation-label-objects",
+    ),
     # Read-only files of a labels version for Neuroglancer (not API operations: no schema).
     path(
         f"{ASSIGNMENT}labels/v<int:version>/<path:path>",
@@ -95,5 +100,10 @@ urlpatterns = [
         f"{CAMPAIGN}boxes.csv",
         review_views.BoxesCsvView.as_view(),
         name="api-annotation-boxes-csv",
+    ),
+    path(
+        f"{CAMPAIGN}labels.zip",
+        review_views.LabelsZipView.as_view(),
+        name="api-annotation-labels-zip",
     ),
 ]

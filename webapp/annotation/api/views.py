@@ -98,9 +98,14 @@ def campaign_download(
 ) -> HttpResponse:
     """A campaign's file as an attachment named ``<dataset>-annotation<id>-<name>``."""
     response = HttpResponse(body, content_type=content_type)
-    base = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{campaign.dataset.slug}-annotation{campaign.pk}")
-    attachment(response, f"{base}-{name}")
+    attachment(response, download_name(campaign, name))
     return response
+
+
+def download_name(campaign: AnnotationCampaign, name: str) -> str:
+    """``<dataset>-annotation<id>-<name>``, safe as a file name."""
+    base = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{campaign.dataset.slug}-annotation{campaign.pk}")
+    return f"{base}-{name}"
 
 
 def _campaign_body(view: RestrictedAPIView[Any], campaign_id: int) -> Any:
