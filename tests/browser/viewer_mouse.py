@@ -21,9 +21,9 @@ def mouse_voxel(page: Any, x: float, y: float) -> list[float]:
     (voxel i's centre at i).
 
     Waits until Neuroglancer's mouse state is at (x, y) itself (its ``pageX``/``pageY``, in
-    the viewer frame's page), not merely changed: on a loaded machine an earlier event (the
-    click that focused the panel) can land after the move, and a point was then expected at
-    the panel's centre, one grid step from where it was drawn.
+    the viewer frame's page), then has it compute the position there (it does so lazily, on
+    the next frame): waiting for the position merely to change read, on a loaded machine, a
+    late update from the click that focused the panel, one grid step from the point drawn.
     """
     origin = page.evaluate(
         """() => { const f = document.querySelector("#neuroglancer");
@@ -36,9 +36,10 @@ def mouse_voxel(page: Any, x: float, y: float) -> list[float]:
     page.wait_for_function(
         """([tx, ty]) => { const m = annotome.viewer().mouseState;
              const w = document.querySelector("#neuroglancer").contentWindow;
-             return m.active && m.position.length >= 3
-               && Math.abs(m.pageX - w.scrollX - tx) < 1
-               && Math.abs(m.pageY - w.scrollY - ty) < 1; }""",
+             if (Math.abs(m.pageX - w.scrollX - tx) >= 1 || Math.abs(m.pageY - w.scrollY - ty) >= 1)
+               return false;
+             // The position is computed lazily (on the next frame, or when asked): ask.
+             return m.updateUnconditionally() && m.position.length >= 3; }""",
         arg=target,
         timeout=10_000,
     )
