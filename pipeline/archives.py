@@ -237,16 +237,18 @@ def safe_extract_zip(
 # --- zips streamed out ---------------------------------------------------------------------------
 
 
-class ZipStreamSink:
-    """A write-only stream collecting what zipfile writes until a generator takes it.
+class StreamSink:
+    """A write-only stream collecting what a writer wrote until a generator takes it.
 
     zipfile writes to a non-seekable sink with data descriptors after each entry, so a zip can
-    be handed out entry by entry while it is written.
+    be handed out entry by entry while it is written; pyarrow's Parquet writer likewise row
+    group by row group (it also asks whether the sink is closed).
     """
 
     def __init__(self) -> None:
         self.chunks: list[bytes] = []
         self.position = 0
+        self.closed = False
 
     def write(self, data: bytes) -> int:
         self.chunks.append(bytes(data))
@@ -258,6 +260,9 @@ class ZipStreamSink:
 
     def flush(self) -> None:
         pass
+
+    def close(self) -> None:
+        self.closed = True
 
     def take(self) -> bytes:
         data = b"".join(self.chunks)
@@ -275,8 +280,8 @@ def iter_directory_zip(
     as zarr chunks); the rest are deflated.
     """
     root = Path(root)
-    sink = ZipStreamSink()
-    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as archive:  # type: ignore[call-overload]
+    sink = StreamSink()
+    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
         for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink()):
             name = path.relative_to(root).as_posix()
             method = zipfile.ZIP_STORED if stored(name) else zipfile.ZIP_DEFLATED

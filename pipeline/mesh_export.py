@@ -23,7 +23,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.archives import ZipStreamSink
+from pipeline.archives import StreamSink
 from pipeline.errors import InvalidInputError
 from pipeline.precomputed import fragment_name, manifest_name, read_fragment, stored_segment_ids
 
@@ -149,8 +149,8 @@ def iter_meshes_zip(
         raise InvalidInputError(
             f"unknown mesh format {file_format!r}; use one of {', '.join(MESH_FILE_FORMATS)}"
         )
-    sink = ZipStreamSink()
-    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:  # type: ignore[call-overload]
+    sink = StreamSink()
+    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
         unreadable: list[str] = []
         for segment_id in segment_ids:
             try:

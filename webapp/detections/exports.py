@@ -13,6 +13,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.archives import StreamSink
 from pipeline.detections import DETECTION_COLUMNS
 from webapp.detections.selectors import INTEGER_COLUMNS, ColumnKind, ExtraColumn
 
@@ -50,40 +51,12 @@ def csv_stream(batches: Iterable[pd.DataFrame], columns: Sequence[str]) -> Itera
         yield pd.DataFrame(columns=list(columns)).to_csv(index=False).encode()
 
 
-class _Sink:
-    """Where pyarrow writes; the generator takes what piled up after each row group."""
-
-    def __init__(self) -> None:
-        self.chunks: list[bytes] = []
-        self.position = 0
-        self.closed = False
-
-    def write(self, data: bytes) -> int:
-        self.chunks.append(bytes(data))
-        self.position += len(data)
-        return len(data)
-
-    def tell(self) -> int:
-        return self.position
-
-    def flush(self) -> None:
-        pass
-
-    def close(self) -> None:
-        self.closed = True
-
-    def take(self) -> bytes:
-        data = b"".join(self.chunks)
-        self.chunks.clear()
-        return data
-
-
 def parquet_stream(
     batches: Iterable[pd.DataFrame], extra: Sequence[ExtraColumn] = ()
 ) -> Iterator[bytes]:
     """Parquet, one row group per batch (an empty table is a valid file with the schema)."""
     schema = arrow_schema(extra)
-    sink = _Sink()
+    sink = StreamSink()
     writer = pq.ParquetWriter(pa.PythonFile(sink, mode="w"), schema)
     try:
         for frame in batches:
