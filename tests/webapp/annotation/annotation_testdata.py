@@ -47,6 +47,30 @@ def campaign_with(
     return campaign
 
 
+def painted_campaign(
+    people: dict[str, Any],
+    shape: tuple[int, int, int],
+    box_size_um: list[float],
+    origin_um: list[float],
+    redundancy: int = 1,
+) -> AnnotationCampaign:
+    """A painted campaign over a new image of ``shape`` whose origin is ``origin_um``, tiled;
+    annotators a1-a3 and reviewer rv of ``people``."""
+    campaign = campaign_with(
+        image_layer(people["owner"], shape=shape),
+        people["owner"],
+        annotators=(people["a1"], people["a2"], people["a3"]),
+        reviewers=(people["rv"],),
+        box_size_um=box_size_um,
+        redundancy=redundancy,
+    )
+    campaign.painted = True
+    campaign.geometry = {**campaign.geometry, "origin_um": origin_um}
+    campaign.save()
+    services.boxes_tile(campaign, people["owner"])
+    return campaign
+
+
 def point_op(uid: str, z: float, y: float, x: float, label: str = "nucleus") -> dict[str, Any]:
     return {
         "op": "upsert",

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 import zarr
-from annotation_testdata import UserFactory, campaign_with, image_layer, point_op
+from annotation_testdata import UserFactory, campaign_with, image_layer, painted_campaign, point_op
 from django.core.files.uploadedfile import SimpleUploadedFile
 from ome_zarr.io import parse_url
 from ome_zarr.reader import Label, Multiscales, Reader
@@ -44,19 +44,7 @@ API = "/api/v1/annotation/assignments/"
 
 @pytest.fixture
 def painted(people: dict[str, Any]) -> AnnotationCampaign:
-    layer = image_layer(people["owner"], shape=SHAPE)
-    campaign = campaign_with(
-        layer,
-        people["owner"],
-        annotators=(people["a1"], people["a2"], people["a3"]),
-        reviewers=(people["rv"],),
-        box_size_um=BOX_UM,
-    )
-    campaign.painted = True
-    campaign.geometry = {**campaign.geometry, "origin_um": ORIGIN_UM}
-    campaign.save()
-    services.boxes_tile(campaign, people["owner"])
-    return campaign
+    return painted_campaign(people, SHAPE, BOX_UM, ORIGIN_UM)
 
 
 @pytest.fixture

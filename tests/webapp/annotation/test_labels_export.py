@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 import zarr
-from annotation_testdata import campaign_with, image_layer
+from annotation_testdata import painted_campaign
 from django.test import Client
 from ome_zarr.io import parse_url
 from ome_zarr.reader import Label, Multiscales, Reader
@@ -66,20 +66,7 @@ def cube(value: int, at: tuple[int, int, int], size: int = 6) -> np.ndarray:
 @pytest.fixture
 def painted(people: dict[str, Any]) -> AnnotationCampaign:
     """N = 2, annotators a1-a3, reviewer rv; painted; 8 boxes."""
-    layer = image_layer(people["owner"], shape=SHAPE)
-    campaign = campaign_with(
-        layer,
-        people["owner"],
-        annotators=(people["a1"], people["a2"], people["a3"]),
-        reviewers=(people["rv"],),
-        box_size_um=BOX_UM,
-        redundancy=2,
-    )
-    campaign.painted = True
-    campaign.geometry = {**campaign.geometry, "origin_um": ORIGIN_UM}
-    campaign.save()
-    services.boxes_tile(campaign, people["owner"])
-    return campaign
+    return painted_campaign(people, SHAPE, BOX_UM, ORIGIN_UM, redundancy=2)
 
 
 def _paint(
