@@ -22,7 +22,14 @@ from django.contrib.auth import get_user_model
 from nuclei_dataset import build_nuclei_dataset
 from PIL import Image
 from rest_framework.authtoken.models import Token
-from viewer_mouse import READY_MS, ctrl_click, mouse_voxel, viewer_ready, xy_panel
+from viewer_mouse import (
+    READY_MS,
+    ctrl_click,
+    failed_responses,
+    mouse_voxel,
+    viewer_ready,
+    xy_panel,
+)
 
 from webapp.annotation import services
 from webapp.annotation.models import AnnotationCampaign, Assignment, AssignmentState, Role
@@ -94,11 +101,7 @@ def test_annotator_draws_saves_reloads_deletes_and_submits(
     campaign = make_campaign(owner, ann)
 
     page = browser_context.new_page()
-    failed: list[str] = []
-    page.on(
-        "response",
-        lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None,
-    )
+    failed = failed_responses(page)
     login(page, live_server.url, "ann", f"/annotation/{campaign.id}/next/")
     page.wait_for_url("**/annotation/task/*/")
     assignment = Assignment.objects.get(annotator=ann)
@@ -273,11 +276,7 @@ def test_versions_show_restore_and_stale_writes_merge_or_reload(
     save_url = f"{live_server.url}/api/v1/annotation/assignments/{assignment.pk}/annotations/"
 
     page = browser_context.new_page()
-    failed: list[str] = []
-    page.on(
-        "response",
-        lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None,
-    )
+    failed = failed_responses(page)
     login(page, live_server.url, "ann", f"/annotation/task/{assignment.pk}/")
     page.wait_for_url("**/annotation/task/*/")
     viewer_ready(page)

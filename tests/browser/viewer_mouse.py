@@ -58,6 +58,13 @@ def ctrl_click(page: Any, x: float, y: float, *, alt: bool = False, button: str 
     page.keyboard.up("Control")
 
 
+def failed_responses(page: Any) -> list[str]:
+    """A list that fills with "<status> <url>" of every answer of 400 or more the page gets."""
+    failed: list[str] = []
+    page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    return failed
+
+
 def viewer_ready(page: Any) -> None:
     """The page's viewer loaded its state without errors and drew it."""
     assert page.evaluate("() => annotome.ready.then((r) => r.errors)") == []
