@@ -1,0 +1,53 @@
+"""pipeline.box_image: the voxels of a task box, clipped to the image, and their uint8 display."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.box_image import read_box, stretch_uint8
+from pipeline.errors import InvalidInputError
+from pipeline.ome_zarr_io import create_single_level_image
+
+
+def _image(path: Path, data: np.ndarray) -> Path:
+    array = create_single_level_image(
+        path, data.shape, dtype=data.dtype, chunks=(8,) * data.ndim, voxel_size=None, name="img"
+    )
+    array[...] = data
+    return path
+
+
+def test_read_box_returns_the_voxels_in_their_dtype_clipped_to_the_image(tmp_path: Path) -> None:
+    data = np.arange(20 * 30 * 40, dtype=np.uint16).reshape(20, 30, 40)
+    image = _image(tmp_path / "img.ome.zarr", data)
+    block = read_box(image, (5, 10, 30), (10, 10, 20))
+    assert block.dtype == np.uint16
+    np.testing.assert_array_equal(block, data[5:15, 10:20, 30:40])
+
+
+def test_read_box_of_a_2d_image_is_one_voxel_deep(tmp_path: Path) -> None:
+    data = np.arange(30 * 40, dtype=np.float32).reshape(30, 40)
+    image = _image(tmp_path / "img.ome.zarr", data)
+    block = read_box(image, (0, 2, 3), (1, 4, 5))
+    assert block.shape == (1, 4, 5)
+    np.testing.assert_array_equal(block[0], data[2:6, 3:8])
+
+
+def test_read_box_refuses_boxes_outside_or_too_large(tmp_path: Path) -> None:
+    image = _image(tmp_path / "img.ome.zarr", np.zeros((8, 8, 8), np.uint8))
+    with pytest.raises(InvalidInputError, match="outside"):
+        read_box(image, (8, 0, 0), (4, 4, 4))
+    with pytest.raises(InvalidInputError, match="larger"):
+        read_box(image, (0, 0, 0), (1024, 1024, 1024))
+
+
+def test_stretch_uint8_maps_the_percentile_window_to_the_full_range() -> None:
+    block = np.linspace(100, 200, 1001, dtype=np.float32)
+    stretched, (low, high) = stretch_uint8(block, 0.0, 100.0)
+    assert (low, high) == (100.0, 200.0)
+    assert stretched[0] == 0 and stretched[-1] == 255 and stretched[500] in (127, 128)
+    flat, _ = stretch_uint8(np.full((4, 4), 7.0))
+    assert not flat.any()
