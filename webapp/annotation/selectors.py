@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.db.models import Count, Q, QuerySet
@@ -14,6 +15,7 @@ from pipeline.label_versions import LabelVersion, version_empty
 from webapp.annotation.models import (
     AnnotationCampaign,
     Assignment,
+    AssistJob,
     AuditEntry,
     CampaignMember,
     Revision,
@@ -185,3 +187,22 @@ def labels_at(assignment: Assignment, version: int | None = None) -> Labels:
     geometry = label_geometry(assignment.box)
     manifest = label_version_at(assignment.pk, number, geometry)
     return Labels(number, geometry, manifest.chunks, label_blobs(assignment.box.campaign_id))
+
+
+def assist_job_latest(assignment: Assignment) -> AssistJob | None:
+    """The assignment's latest propose-all job (the one its page shows)."""
+    return AssistJob.objects.filter(assignment=assignment).order_by("-created", "-id").first()
+
+
+def labels_provenance_at(assignment_id: int, version: int) -> dict[str, Any]:
+    """Where each painted object of ``version`` came from: the provenance of the labels
+    revision in force at it (as :func:`label_version_at`); empty when none was recorded."""
+    found = (
+        Revision.objects.filter(
+            assignment_id=assignment_id, number__lte=version, labels__isnull=False
+        )
+        .order_by("-number")
+        .values_list("provenance", flat=True)
+        .first()
+    )
+    return dict(found or {})
