@@ -50,6 +50,8 @@ SPLIT_H_VOXELS = 1.0
 #: fraction of the object/background contrast is cut from the foreground before splitting.
 VALLEY_WIDTH_VOXELS = 3
 VALLEY_CONTRAST = 0.1
+#: A click this close (nm) to an object's edge, outside it, still picks it.
+SNAP_NM = 400.0
 
 
 @dataclass(frozen=True)
@@ -140,9 +142,12 @@ def _smoothed(image: npt.NDArray[Any], voxel_size: Sequence[float]) -> npt.NDArr
 
 
 def _foreground(
-    smoothed: npt.NDArray[np.float32], bright: bool | None, at: Any = None
+    smoothed: npt.NDArray[np.float32],
+    bright: bool | None,
+    at: Any = None,
+    threshold: float | None = None,
 ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_], float]:
-    """Otsu foreground, its core without dark valleys, and the threshold.
+    """Foreground (Otsu's threshold unless given), its core without dark valleys, the threshold.
 
     Polarity comes from ``bright`` or, when None, from the voxel ``at``. The core drops the thin
     dark lines where two objects touch (black top-hat above a tenth of the object/background
@@ -151,7 +156,8 @@ def _foreground(
     empty = np.zeros(smoothed.shape, dtype=bool)
     if float(smoothed.min()) == float(smoothed.max()):
         return empty, empty, 0.0
-    threshold = float(threshold_otsu(smoothed))  # type: ignore[no-untyped-call]
+    if threshold is None:
+        threshold = float(threshold_otsu(smoothed))  # type: ignore[no-untyped-call]
     if bright is None:
         bright = bool(smoothed[at] > threshold)
     signal = smoothed if bright else -smoothed
@@ -300,40 +306,93 @@ def click_object(
     hi = [min(n, c + r + 1) for c, r, n in zip(click, reach, shape, strict=True)]
     region = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
     at = tuple(c - a for c, a in zip(click, lo, strict=True))
+    too_wide = (
+        f"The region at this voxel is wider than {max_diameter_nm / 1000:g} um: background, "
+        "or objects that could not be told apart."
+    )
     if predictions is not None:
         labels = _model_labels(predictions, region, seed_threshold_nm)
-        source: Source = "model"
-        scores = _probability_scores(labels, predictions.probability[region])
         if not labels[at]:
             return None, "The model sees no object at this voxel."
-    else:
-        smoothed = _smoothed(image[region], sizes)
-        foreground, core, threshold = _foreground(smoothed, None, at)
-        if not foreground[at]:
-            return None, "The image shows no object at this voxel."
+        scores = _probability_scores(labels, predictions.probability[region])
+        picked = labels == labels[at]
+        if _wider_than(picked, reach):
+            return None, too_wide
+        found = _objects(picked.astype(np.uint32), lo, "model", {1: scores[int(labels[at])]}, 1)
+        return found[0], f"An object of {found[0].voxels} voxels (model)."
+    smoothed = _smoothed(image[region], sizes)
+    if float(smoothed.min()) == float(smoothed.max()):
+        return None, "The image is flat here: there is no object to grow."
+    threshold = _click_threshold(smoothed, at, float(threshold_otsu(smoothed)))  # type: ignore[no-untyped-call]
+    # The clicked voxel's side of the threshold first (bright or dark objects); when that gives
+    # background (too wide), the other: a click just outside a small object's blurred edge.
+    reason = "The image shows no object at this voxel."
+    for bright in (bool(smoothed[at] > threshold), bool(smoothed[at] <= threshold)):
+        foreground, core, _ = _foreground(smoothed, bright, threshold=threshold)
+        seed = _snap(foreground, at, sizes)
+        if seed is None:
+            continue
         # Only the component holding the click: the rest of the window is not asked about.
         parts = np.asarray(cc3d.connected_components(foreground, connectivity=6))
-        piece = parts == parts[at]
+        piece = parts == parts[seed]
         labels = _split_touching(piece, core & piece, sizes)
-        source = "watershed"
-        scores = _contrast_scores(labels, smoothed, threshold)
-        if not labels[at]:
-            return None, "No object could be separated at this voxel."
-    chosen = int(labels[at])
-    picked = labels == chosen
+        if not labels[seed]:
+            reason = "No object could be separated at this voxel."
+            continue
+        picked = labels == labels[seed]
+        if _wider_than(picked, reach):
+            reason = too_wide
+            continue
+        scores = _contrast_scores(picked.astype(np.uint32), smoothed, threshold)
+        found = _objects(picked.astype(np.uint32), lo, "watershed", scores, 1)
+        return found[0], f"An object of {found[0].voxels} voxels (watershed)."
+    return None, reason
+
+
+def _click_threshold(smoothed: npt.NDArray[np.float32], at: tuple[int, ...], otsu: float) -> float:
+    """Otsu's threshold of the window, moved half-way towards the background when the clicked
+    object is dimmer than Otsu assumes (a dim nucleus next to bright ones)."""
+    near = tuple(slice(max(0, a - 1), a + 2) for a in at)
+    level = float(np.median(smoothed[near]))
+    below = smoothed[smoothed <= otsu]
+    above = smoothed[smoothed > otsu]
+    if not below.size or not above.size:
+        return otsu
+    background, objects = float(np.median(below)), float(np.median(above))
+    if level > otsu or level <= background:
+        return otsu  # the click is on a bright object, or on the background itself
+    if objects < background:  # dark objects: mirror
+        return otsu
+    return min(otsu, 0.5 * (background + level))
+
+
+def _snap(
+    foreground: npt.NDArray[np.bool_], at: tuple[int, ...], voxel_size: Sequence[float]
+) -> tuple[int, ...] | None:
+    """``at`` if in the foreground, else the nearest foreground voxel within SNAP_NM."""
+    if foreground[at]:
+        return at
+    reach = [max(1, math.ceil(SNAP_NM / v)) for v in voxel_size]
+    lo = [max(0, a - r) for a, r in zip(at, reach, strict=True)]
+    window = foreground[tuple(slice(a, a + 2 * r + 1) for a, r in zip(lo, reach, strict=True))]
+    where = np.argwhere(window)
+    if not len(where):
+        return None
+    offsets = (where + np.array(lo) - np.array(at)) * np.array(voxel_size)
+    nearest = np.argmin((offsets**2).sum(axis=1))
+    if float(np.sqrt((offsets[nearest] ** 2).sum())) > SNAP_NM:
+        return None
+    return tuple(int(v) for v in where[nearest] + np.array(lo))
+
+
+def _wider_than(mask: npt.NDArray[np.bool_], reach: Sequence[int]) -> bool:
+    """True when the mask spans more than ``reach`` voxels (max diameter) along an axis."""
     for axis in range(3):
-        lower = [slice(None)] * 3
-        upper = [slice(None)] * 3
-        lower[axis], upper[axis] = slice(0, 1), slice(-1, None)
-        if (lo[axis] > 0 and picked[tuple(lower)].any()) or (
-            hi[axis] < shape[axis] and picked[tuple(upper)].any()
-        ):
-            return None, (
-                f"The region at this voxel is wider than {max_diameter_nm / 1000:g} um: "
-                "background, or objects that could not be told apart."
-            )
-    found = _objects(picked.astype(np.uint32), lo, source, {1: scores.get(chosen, 0.0)}, 1)
-    return found[0], f"An object of {found[0].voxels} voxels ({source})."
+        others = tuple(a for a in range(3) if a != axis)
+        present = np.flatnonzero(mask.any(axis=others))
+        if present.size and present[-1] - present[0] + 1 > reach[axis] + 1:
+            return True
+    return False
 
 
 def propose_all(
