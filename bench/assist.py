@@ -72,11 +72,22 @@ class Tally:
     actions: list[int] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
     compute: list[float] = field(default_factory=list)
+    cut: list[bool] = field(default_factory=list)  # the object reaches a face of the box
 
-    def add(self, actions: int, human_s: float, compute_s: float = 0.0) -> None:
+    def add(self, actions: int, human_s: float, compute_s: float = 0.0, cut: bool = False) -> None:
         self.actions.append(actions)
         self.seconds.append(human_s + compute_s)
         self.compute.append(compute_s)
+        self.cut.append(cut)
+
+    def whole_mean(self) -> float:
+        """Mean actions over the objects wholly inside the box."""
+        kept = [a for a, c in zip(self.actions, self.cut, strict=True) if not c]
+        return statistics.mean(kept) if kept else float("nan")
+
+
+def touches_faces(mask: Mask) -> bool:
+    return any(mask[(slice(None),) * axis + (end,)].any() for axis in range(3) for end in (0, -1))
 
 
 def dice(a: Mask, b: Mask) -> float:
@@ -183,10 +194,11 @@ def main() -> None:
             mask = None if found is None else found.paste(truth.shape)
             by_click[tid] = (mask, elapsed)
             click_dice.append(0.0 if mask is None else dice(mask, truth))
+            cut = touches_faces(truth)
             actions, seconds = click_cost(mask, truth)
-            click.add(actions, seconds, elapsed)
+            click.add(actions, seconds, elapsed, cut)
             m_actions, m_seconds = manual_cost(truth)
-            manual.add(m_actions, m_seconds)
+            manual.add(m_actions, m_seconds, cut=cut)
         # Propose all, per box.
         t0 = time.perf_counter()
         proposals = propose_all(block, voxel)
@@ -208,11 +220,18 @@ def main() -> None:
                     strokes = correction_strokes(mask, truth)
                     actions += 2 * strokes
                     seconds += strokes * (STROKE_S + KEY_S)
-                propose.add(actions, seconds + reject_each * (THINK_S + KEY_S), share)
+                propose.add(
+                    actions, seconds + reject_each * (THINK_S + KEY_S), share, touches_faces(truth)
+                )
             else:  # no proposal for it: the annotator clicks it
                 mask, click_s = by_click[tid]
                 actions, seconds = click_cost(mask, truth)
-                propose.add(actions, seconds + reject_each * (THINK_S + KEY_S), share + click_s)
+                propose.add(
+                    actions,
+                    seconds + reject_each * (THINK_S + KEY_S),
+                    share + click_s,
+                    touches_faces(truth),
+                )
         print(
             f"box {b + 1}: origin {tuple(int(v) for v in origin)}, {len(targets)} targets, "
             f"{len(proposals)} proposals ({len(pairs)} matched), propose-all {elapsed:.2f} s"
@@ -255,6 +274,12 @@ def main() -> None:
         print(
             f"{name:24}{a:9.2f}{median:8.0f}{few:7.0%}{s:9.1f}{c:11.2f}{f'{base_s / s:.1f}x':>11}"
         )
+    whole = manual.cut.count(False)
+    print(
+        f"objects wholly inside the box ({whole} of {n_targets}), mean actions: manual "
+        f"{manual.whole_mean():.2f}, click {click.whole_mean():.2f}, propose-and-correct "
+        f"{propose.whole_mean():.2f}"
+    )
     print(
         f"(propose-and-correct includes {rejects_per_object:.2f} Esc per object for proposals "
         "matching no target; '<= 3': share of objects done in 3 actions or fewer; goal: <= 3 "

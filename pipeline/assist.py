@@ -86,6 +86,13 @@ class AssistObject:
             "source": self.source,
         }
 
+    def shifted(self, offset: Sequence[int]) -> AssistObject:
+        """The same object with its bbox moved by ``offset`` (z, y, x)."""
+        z, y, x = (int(v) for v in offset)
+        z0, y0, x0, z1, y1, x1 = self.bbox
+        bbox = (z0 + z, y0 + y, x0 + x, z1 + z, y1 + y, x1 + x)
+        return AssistObject(bbox=bbox, mask=self.mask, score=self.score, source=self.source)
+
     def paste(self, shape: Sequence[int]) -> npt.NDArray[np.bool_]:
         """The mask in a zero volume of ``shape`` (for measuring against a truth)."""
         out = np.zeros(tuple(shape), dtype=bool)
@@ -302,9 +309,8 @@ def click_object(
     if predictions is not None:
         _check_predictions(predictions, shape)
     reach = [max(1, math.ceil(max_diameter_nm / v)) for v in sizes]
-    lo = [max(0, c - r) for c, r in zip(click, reach, strict=True)]
-    hi = [min(n, c + r + 1) for c, r, n in zip(click, reach, shape, strict=True)]
-    region = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+    region = click_window(click, shape, sizes, max_diameter_nm)
+    lo = [r.start for r in region]
     at = tuple(c - a for c, a in zip(click, lo, strict=True))
     too_wide = (
         f"The region at this voxel is wider than {max_diameter_nm / 1000:g} um: background, "
@@ -335,7 +341,15 @@ def click_object(
         # Only the component holding the click: the rest of the window is not asked about.
         parts = np.asarray(cc3d.connected_components(foreground, connectivity=6))
         piece = parts == parts[seed]
-        labels = _split_touching(piece, core & piece, sizes)
+        # Split only the clicked component's bounding box: far fewer voxels than the window.
+        # One voxel of margin: the distance transform must see the background around it.
+        bounds = ndimage.find_objects(piece.astype(np.uint8))[0]
+        crop = tuple(
+            slice(max(0, c.start - 1), min(n, c.stop + 1))
+            for c, n in zip(bounds, piece.shape, strict=True)
+        )
+        labels = np.zeros(piece.shape, dtype=np.uint32)
+        labels[crop] = _split_touching(piece[crop], (core & piece)[crop], sizes)
         if not labels[seed]:
             reason = "No object could be separated at this voxel."
             continue
@@ -347,6 +361,23 @@ def click_object(
         found = _objects(picked.astype(np.uint32), lo, "watershed", scores, 1)
         return found[0], f"An object of {found[0].voxels} voxels (watershed)."
     return None, reason
+
+
+def click_window(
+    click: Sequence[int],
+    shape: Sequence[int],
+    voxel_size: Sequence[float],
+    max_diameter_nm: float = DEFAULT_MAX_DIAMETER_NM,
+) -> tuple[slice, ...]:
+    """The voxels a click looks at: ``max_diameter_nm`` on every side, clipped to ``shape``.
+
+    A caller holding a large image reads only these (the answer is the same as on the whole).
+    """
+    reach = [max(1, math.ceil(max_diameter_nm / float(v))) for v in voxel_size]
+    return tuple(
+        slice(max(0, int(c) - r), min(int(n), int(c) + r + 1))
+        for c, r, n in zip(click, reach, shape, strict=True)
+    )
 
 
 def _click_threshold(smoothed: npt.NDArray[np.float32], at: tuple[int, ...], otsu: float) -> float:

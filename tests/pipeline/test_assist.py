@@ -12,6 +12,7 @@ from scipy import ndimage
 from pipeline.assist import (
     AssistObject,
     Predictions,
+    click_window,
     object_from_click,
     predict_box,
     propose_all,
@@ -156,3 +157,20 @@ def test_predict_box_gives_maps_over_the_box(tmp_path: Path) -> None:
     assert float(predictions.distance.std()) > 0
     for found in propose_all(box, VOXEL, predictions, min_diameter_nm=200.0):
         assert found.source == "model"
+
+
+def test_a_click_reads_only_its_window() -> None:
+    """The site reads only click_window() of a box: the object is the same as on the whole."""
+    image, labels = make_nuclei_volume((48, 160, 160), n_nuclei=30, seed=4)
+    truth = labels == 5
+    where = np.argwhere(ndimage.binary_erosion(truth, iterations=2))
+    click = tuple(int(v) for v in where[len(where) // 2])
+    window = click_window(click, image.shape, VOXEL)
+    assert image[window].size < image.size / 2  # the test means something only if it is small
+    whole = object_from_click(image, click, VOXEL)
+    local = tuple(c - w.start for c, w in zip(click, window, strict=True))
+    part = object_from_click(image[window], local, VOXEL)
+    assert whole is not None and part is not None
+    moved = part.shifted([w.start for w in window])
+    assert moved.bbox == whole.bbox and np.array_equal(moved.mask, whole.mask)
+    assert dice(moved.paste(labels.shape), truth) >= 0.9

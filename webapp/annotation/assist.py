@@ -24,7 +24,7 @@ import numpy as np
 from django.contrib.auth.models import User
 from django.db import transaction
 
-from pipeline.assist import click_object, propose_all
+from pipeline.assist import click_object, click_window, propose_all
 from pipeline.box_image import read_box
 from webapp.annotation.models import Assignment, AssignmentState, AssistJob
 from webapp.annotation.selectors import label_geometry
@@ -80,12 +80,22 @@ def assist_click(
         raise InvalidRequest(
             f"The click {list(click)} lies outside the box of {list(size)} voxels (z, y, x)."
         )
-    image, voxel_size = box_image(assignment)
-    if any(c >= n for c, n in zip(click, image.shape, strict=True)):
+    box = assignment.box
+    voxel_size = label_geometry(box).voxel_size_nm
+    # Only the window the click looks at is read: a click costs the same in any box.
+    window = click_window(click, size, voxel_size)
+    layer = box.campaign.image_layer
+    origin = [s + w.start for s, w in zip(box.start, window, strict=True)]
+    image = read_box(
+        Path(layer.dataset.root) / layer.path, origin, [w.stop - w.start for w in window]
+    )
+    local = tuple(c - w.start for c, w in zip(click, window, strict=True))
+    if any(c >= n for c, n in zip(local, image.shape, strict=True)):
         return None, "The click lies past the image's edge (the box reaches beyond it)."
-    found, reason = click_object(image, click, voxel_size)
+    found, reason = click_object(image, local, voxel_size)
     if found is None:
         return None, reason
+    found = found.shifted([w.start for w in window])
     return found.proposal(f"click-{secrets.token_hex(6)}"), reason
 
 
