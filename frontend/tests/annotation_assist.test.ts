@@ -9,6 +9,8 @@ import {
   pollProposals,
   proposalBboxMask,
   proposalBoxMask,
+  provenanceField,
+  provenanceOf,
   startProposals,
   type Proposal,
 } from "../src/annotation_task/assist";
@@ -41,6 +43,23 @@ describe("run lengths", () => {
     expect(on).toEqual([at(1, 1, 2), at(1, 1, 3), at(1, 2, 3)]);
     expect(() => proposalBoxMask(p, [1, 3, 4])).toThrow(/outside the box/);
     expect(() => proposalBboxMask(proposal("e", [0, 0, 0, 0, 1, 1], []))).toThrow(/empty/);
+  });
+});
+
+describe("provenance", () => {
+  it("records how an object was made, as the labels save's form field", () => {
+    const p = proposal("job1-1", [0, 0, 0, 1, 1, 1], [0, 1], 1);
+    const field = provenanceField(
+      new Map([
+        [3, provenanceOf(p, "proposal")],
+        [7, { source: "manual" as const }],
+      ]),
+    );
+    expect(JSON.parse(field)).toEqual({
+      "3": { source: "proposal", proposal_source: "watershed" },
+      "7": { source: "manual" },
+    });
+    expect(() => provenanceField(new Map([[0, { source: "manual" as const }]]))).toThrow();
   });
 });
 

@@ -135,6 +135,28 @@ export function proposalBoxMask(p: Proposal, box: Shape3): Uint8Array {
   return out;
 }
 
+// --- provenance --------------------------------------------------------------------------------
+
+export type ObjectProvenance = Schemas["ObjectProvenance"];
+
+/** What a labels save records for an object painted from an accepted proposal: "click" for
+ * one grown from a click, "proposal" for one of a propose-all job, and what made it. */
+export function provenanceOf(p: Proposal, via: "click" | "proposal"): ObjectProvenance {
+  return { source: via, proposal_source: p.source };
+}
+
+/** The labels save's `provenance` form field for object ids -> provenance. */
+export function provenanceField(objects: ReadonlyMap<number, ObjectProvenance>): string {
+  const out: Record<string, ObjectProvenance> = {};
+  for (const [id, provenance] of objects) {
+    if (!Number.isInteger(id) || id <= 0 || id >= 2 ** 32) {
+      throw new Error(`${id} is not an object id.`);
+    }
+    out[String(id)] = provenance;
+  }
+  return JSON.stringify(out);
+}
+
 // --- the queue -------------------------------------------------------------------------------
 
 export type Decision = "accepted" | "rejected";
