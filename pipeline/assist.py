@@ -52,6 +52,8 @@ VALLEY_WIDTH_VOXELS = 3
 VALLEY_CONTRAST = 0.1
 #: A click this close (nm) to an object's edge, outside it, still picks it.
 SNAP_NM = 400.0
+#: The stage propose_all reports progress under (shown to the person waiting).
+STAGE = "proposing objects"
 
 
 @dataclass(frozen=True)
@@ -445,24 +447,24 @@ def propose_all(
     shape = tuple(int(n) for n in image.shape)
     everything = tuple(slice(0, n) for n in shape)
     stages = 3
-    progress("propose", 0, stages)
+    progress(STAGE, 0, stages)
     if predictions is not None:
         _check_predictions(predictions, shape)
-        progress("propose", 1, stages)
+        progress(STAGE, 1, stages)
         labels = _model_labels(predictions, everything, seed_threshold_nm)
-        progress("propose", 2, stages)
+        progress(STAGE, 2, stages)
         source: Source = "model"
         scores = _probability_scores(labels, predictions.probability)
     else:
         smoothed = _smoothed(image, sizes)
         foreground, core, threshold = _foreground(smoothed, True)
-        progress("propose", 1, stages)
+        progress(STAGE, 1, stages)
         labels = _split_touching(foreground, core, sizes)
-        progress("propose", 2, stages)
+        progress(STAGE, 2, stages)
         source = "watershed"
         scores = _contrast_scores(labels, smoothed, threshold)
     found = _objects(labels, (0, 0, 0), source, scores, _ball_voxels(min_diameter_nm, sizes))
-    progress("propose", 3, stages)
+    progress(STAGE, 3, stages)
     return sorted(found, key=lambda o: (-o.score, o.bbox))
 
 

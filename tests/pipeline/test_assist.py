@@ -99,7 +99,8 @@ def test_propose_all_finds_the_touching_balls_and_reports_progress() -> None:
     found = propose_all(image, VOXEL, progress=lambda *r: reports.append(r))
     assert matched(found, labels, 0.9) == len(CENTRES)
     assert len(found) == len(CENTRES)
-    assert reports[-1] == ("propose", 3, 3)
+    assert reports[-1] == ("proposing objects", 3, 3)
+    assert [done for _, done, _ in reports] == [0, 1, 2, 3]
     assert [o.score for o in found] == sorted((o.score for o in found), reverse=True)
 
 
