@@ -180,6 +180,7 @@ def test_a_worker_proposes_every_ball_with_progress(
         assert time.monotonic() < deadline, body
         time.sleep(0.1)
     assert body["progress"] == 1.0 and "3 objects" in body["message"]
+    assert seen == sorted(seen)  # progress only moves forward
     labels = truth()
     proposals = body["proposals"]
     assert len(proposals) == 3
