@@ -33,10 +33,10 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 API = "/api/v1/annotation/"
 # Statements of each request (the token lookup included).
-SAVE_STATEMENTS = 12
-SAVE_CHANGING_STATEMENTS = 13  # moves and deletes too: one more, closing the old rows
-NEXT_STATEMENTS = 15
-LABELS_GET_STATEMENTS = 4
+SAVE_STATEMENTS = 9
+SAVE_CHANGING_STATEMENTS = 10  # moves and deletes too: one more, closing the old rows
+NEXT_STATEMENTS = 14
+LABELS_GET_STATEMENTS = 3
 
 
 def _token_client(user: Any) -> APIClient:
