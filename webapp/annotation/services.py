@@ -40,7 +40,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import Count, Exists, F, OuterRef, Q, Subquery
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -638,49 +638,80 @@ def box_unflag(box: TaskBox, actor: User) -> TaskBox:
 def next_task(campaign: AnnotationCampaign, user: User) -> Assignment | None:
     """The annotator's next assignment: their rejected or unfinished one first, else a free
     slot of the highest-priority box they have not taken (boxes they skipped last, flagged
-    boxes never). None when nothing is left for them."""
+    boxes never). None when nothing is left for them.
+
+    Taking a slot is one statement (``_take``): an UPDATE of the first free slot, chosen by a
+    subquery that locks it (``FOR UPDATE SKIP LOCKED`` on PostgreSQL), returning its id. The
+    row comes back with what the API answers (box, annotator, count of current annotations).
+    """
     _require(campaign, user, "annotate", "Only the campaign's annotators take tasks.")
     _require_open(campaign)
     own = _own_open(campaign, user)
     if own is not None:
         return own
     for _attempt in range(5):
-        with transaction.atomic():
-            _serialise_on_sqlite(campaign.pk)
-            candidates = _free_slots(campaign, user)
-            if connection.vendor == "postgresql":
-                candidates = candidates.select_for_update(skip_locked=True, of=("self",))
-            chosen: Assignment | None = candidates.first()
-            if chosen is None:
-                return None
-            now = timezone.now()
-            try:
-                with transaction.atomic():
-                    updated = Assignment.objects.filter(
-                        pk=chosen.pk, annotator__isnull=True
-                    ).update(
-                        annotator=user,
-                        state=AssignmentState.IN_PROGRESS,
-                        taken=now,
-                        last_activity=now,
-                    )
-            except IntegrityError:
-                # This user took another slot of the same box meanwhile (another tab).
-                own = _own_open(campaign, user)
-                if own is not None:
-                    return own
-                continue
-            if updated:
-                chosen.refresh_from_db()
-                _audit(campaign, user, AuditAction.ASSIGNMENT_TAKE, assignment=chosen)
-                return chosen
+        try:
+            with transaction.atomic():
+                _serialise_on_sqlite(campaign.pk)
+                taken = _take(campaign, user)
+                if taken is None:
+                    return None
+                assignment_id, box_id = taken
+                AuditEntry.objects.create(
+                    campaign_id=campaign.pk,
+                    actor=user,
+                    action=AuditAction.ASSIGNMENT_TAKE,
+                    box_id=box_id,
+                    assignment_id=assignment_id,
+                    detail={},
+                )
+        except IntegrityError:
+            # This user took another slot of the same box meanwhile (another tab).
+            own = _own_open(campaign, user)
+            if own is not None:
+                return own
+            continue
+        row: Assignment = _with_answer(Assignment.objects.filter(pk=assignment_id)).get()
+        return row
     raise Conflict("Many annotators asked at once; ask again.")
+
+
+def _take(campaign: AnnotationCampaign, user: User) -> tuple[int, int] | None:
+    """Give the first free slot (``_free_slots``' order) to ``user``: its id and box id, or None
+    when none is left. One UPDATE whose subquery is the ORM's candidate query, locked with SKIP
+    LOCKED on PostgreSQL so annotators asking at once get different slots without waiting."""
+    candidates = _free_slots(campaign, user).values("pk")[:1]
+    if connection.vendor == "postgresql":
+        candidates = candidates.select_for_update(skip_locked=True, of=("self",))
+    chosen, chosen_params = candidates.query.sql_with_params()
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    table = connection.ops.quote_name(Assignment._meta.db_table)
+    sql = (
+        f"UPDATE {table} SET annotator_id = %s, state = %s, taken = %s, last_activity = %s, "
+        f"updated = %s WHERE id = ({chosen}) AND annotator_id IS NULL RETURNING id, box_id"
+    )
+    params = [user.pk, AssignmentState.IN_PROGRESS.value, now, now, now, *chosen_params]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    return None if row is None else (int(row[0]), int(row[1]))
+
+
+def _with_answer(rows: Any) -> Any:
+    """Assignments with what the API answers about them, in the same statement."""
+    current = Annotation.objects.filter(assignment=OuterRef("pk"), valid_to__isnull=True)
+    return rows.select_related("box", "annotator", "reviewer").annotate(
+        current_count=Subquery(
+            current.order_by().values("assignment").annotate(n=Count("id")).values("n")
+        )
+    )
 
 
 def _own_open(campaign: AnnotationCampaign, user: User) -> Assignment | None:
     row: Assignment | None = (
-        Assignment.objects.filter(box__campaign=campaign, annotator=user, state__in=EDITABLE)
-        .select_related("box")
+        _with_answer(
+            Assignment.objects.filter(box__campaign=campaign, annotator=user, state__in=EDITABLE)
+        )
         .order_by(
             # rejected ones first: a reviewer is waiting for them
             F("state").desc(),
