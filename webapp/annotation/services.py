@@ -680,21 +680,24 @@ def _take(campaign: AnnotationCampaign, user: User) -> tuple[int, int] | None:
     """Give the first free slot (``_free_slots``' order) to ``user``: its id and box id, or None
     when none is left. One UPDATE whose subquery is the ORM's candidate query, locked with SKIP
     LOCKED on PostgreSQL so annotators asking at once get different slots without waiting."""
-    candidates = _free_slots(campaign, user).values("pk")[:1]
-    if connection.vendor == "postgresql":
-        candidates = candidates.select_for_update(skip_locked=True, of=("self",))
-    chosen, chosen_params = candidates.query.sql_with_params()
     now = connection.ops.adapt_datetimefield_value(timezone.now())
     table = connection.ops.quote_name(Assignment._meta.db_table)
-    sql = (
-        f"UPDATE {table} SET annotator_id = %s, state = %s, taken = %s, last_activity = %s, "
-        f"updated = %s WHERE id = ({chosen}) AND annotator_id IS NULL RETURNING id, box_id"
-    )
-    params = [user.pk, AssignmentState.IN_PROGRESS.value, now, now, now, *chosen_params]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
-    return None if row is None else (int(row[0]), int(row[1]))
+    for skipped in (False, True):  # boxes the annotator skipped come last
+        candidates = _free_slots(campaign, user, skipped).values("pk")[:1]
+        if connection.vendor == "postgresql":
+            candidates = candidates.select_for_update(skip_locked=True, of=("self",))
+        chosen, chosen_params = candidates.query.sql_with_params()
+        sql = (
+            f"UPDATE {table} SET annotator_id = %s, state = %s, taken = %s, last_activity = %s, "
+            f"updated = %s WHERE id = ({chosen}) AND annotator_id IS NULL RETURNING id, box_id"
+        )
+        params = [user.pk, AssignmentState.IN_PROGRESS.value, now, now, now, *chosen_params]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            row = cursor.fetchone()
+        if row is not None:
+            return int(row[0]), int(row[1])
+    return None
 
 
 def _with_answer(rows: Any) -> Any:
@@ -723,9 +726,14 @@ def _own_open(campaign: AnnotationCampaign, user: User) -> Assignment | None:
     return row
 
 
-def _free_slots(campaign: AnnotationCampaign, user: User) -> Any:
+def _free_slots(campaign: AnnotationCampaign, user: User, skipped: bool) -> Any:
+    """Free slots of boxes ``user`` has no slot of, among the boxes they skipped or the
+    others, in hand-out order: highest priority first, then box and slot. Two queries rather
+    than one sorted on "skipped" first: this order is the ``taskbox_handout`` index's, so the
+    database walks the boxes in it and stops at the first free slot instead of sorting all of
+    a campaign's free slots (which grew with the campaign: 2 ms for 3,200, bench/README.md)."""
     mine = Assignment.objects.filter(box=OuterRef("box"), annotator=user)
-    skipped = Skip.objects.filter(box=OuterRef("box"), user=user)
+    skips = Skip.objects.filter(box=OuterRef("box"), user=user)
     return (
         Assignment.objects.filter(
             box__campaign=campaign,
@@ -734,8 +742,8 @@ def _free_slots(campaign: AnnotationCampaign, user: User) -> Any:
             box__flag_reason="",
         )
         .exclude(Exists(mine))
-        .annotate(skipped=Exists(skipped))
-        .order_by("skipped", "-box__priority", "box_id", "slot")
+        .filter(Exists(skips) if skipped else ~Exists(skips))
+        .order_by("-box__priority", "box__id", "slot")
     )
 
 
