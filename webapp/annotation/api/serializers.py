@@ -275,6 +275,9 @@ class AssignmentSerializer(serializers.ModelSerializer[Assignment]):
         read_only_fields = fields
 
     def get_count(self, assignment: Assignment) -> int:
+        known = getattr(assignment, "current_count", None)  # read with the row (hand-out)
+        if known is not None or hasattr(assignment, "current_count"):
+            return int(known or 0)
         return Annotation.objects.filter(assignment=assignment, valid_to__isnull=True).count()
 
 
