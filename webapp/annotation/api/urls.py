@@ -65,6 +65,11 @@ urlpatterns = [
         name="api-annotation-labels-meshes",
     ),
     path(
+        f"{ASSIGNMENT}labels/chunks/<str:key>",
+        label_views.labels_chunk_blob,
+        name="api-annotation-labels-chunk",
+    ),
+    path(
         f"{ASSIGNMENT}labels/fragments/<str:key>",
         label_mesh_views.labels_mesh_fragment,
         name="api-annotation-labels-fragment",
