@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.conf import settings
 from django.db.models import Count, Exists, Model, OuterRef, Q, QuerySet
@@ -25,6 +25,9 @@ from webapp.annotation.models import (
 )
 from webapp.core.permissions import principal_of, rules_allow
 from webapp.core.users import AnyUser
+
+if TYPE_CHECKING:
+    from pipeline.label_meshes import VersionMeshes
 
 M = TypeVar("M", bound=Model)
 
@@ -248,3 +251,19 @@ def labels_at(assignment: Assignment, version: int | None = None) -> Labels:
     geometry = label_geometry(assignment.box)
     manifest = label_version_at(assignment.pk, number, geometry)
     return Labels(number, geometry, manifest.chunks, label_blobs(assignment.box.campaign_id))
+
+
+def label_meshes_root(campaign_id: int) -> Path:
+    """The campaign's mesh cache: one for all its assignments, so an object painted alike by
+    two annotators, or unchanged by a save, is meshed once."""
+    return Path(settings.DATA_ROOT) / "annotation" / f"campaign-{campaign_id}" / "meshes"
+
+
+def label_meshes(assignment: Assignment, labels: Labels) -> VersionMeshes:
+    """The Neuroglancer mesh source of a labels version, built on first use and cached."""
+    # Meshing imports zmesh, scipy and pandas: only a request for meshes pays for them.
+    from pipeline.label_meshes import version_meshes
+
+    return version_meshes(
+        labels.blobs, labels.geometry, labels.chunks, label_meshes_root(assignment.box.campaign_id)
+    )

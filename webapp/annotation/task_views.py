@@ -96,6 +96,7 @@ def task_page(request: HttpRequest, assignment_id: int) -> HttpResponse:
         "csrfToken": get_token(request),
         "editable": _may_edit(assignment, request),
         "isAnnotator": is_annotator,
+        "painted": campaign.painted,
         "assignment": AssignmentSerializer(assignment).data,
         "box": {"name": box.name, "start": list(box.start), "size": list(box.size)},
         "labelSchema": campaign.label_schema,

@@ -30,6 +30,7 @@ import {
   toolForKey,
   toolId,
 } from "./layers";
+import { labelsLayer, labelsSegments, showLabelsVersion } from "./labels_layer";
 import { type ApiAnnotation, Ledger, type Op, Saver, StaleError } from "./sync";
 
 export interface TaskConfig {
@@ -38,6 +39,8 @@ export interface TaskConfig {
   csrfToken: string;
   editable: boolean;
   isAnnotator: boolean;
+  /** The campaign paints objects: its labels show as the "painted labels" layer. */
+  painted?: boolean;
   assignment: { state: string; version: number; active_seconds: number; count: number };
   box: TaskBox & { name: string };
   labelSchema: LabelClass[];
@@ -111,6 +114,9 @@ export interface TaskHooks {
   tool(): unknown;
   /** The earlier version shown beside the work (read-only), if any. */
   shownVersion(): number | undefined;
+  /** Shows a labels version (`labels/`'s `neuroglancer_sources`) in the "painted labels"
+   * layer without reloading anything else: what follows a labels save. */
+  showLabelsVersion(sources: readonly string[]): Promise<void>;
 }
 
 export const TIMEOUTS = { viewerMs: 60_000, layersMs: 30_000 };
@@ -308,6 +314,14 @@ export function mountTaskPage(doc: Document = document): TaskHooks {
     } finally {
       loading = false;
     }
+  }
+
+  /** The current labels version as a segmentation layer (a painted campaign's only). */
+  async function paintedLayers(): Promise<{ name: string; [key: string]: unknown }[]> {
+    if (!config.painted) return [];
+    const labels = await api.get(`${ASSIGNMENT}labels/`, { path: { assignment_id } });
+    const sources = labels.neuroglancer_sources;
+    return [labelsLayer(sources, undefined, await labelsSegments(sources))];
   }
 
   async function fetchVersion(version?: number): Promise<{
@@ -616,7 +630,7 @@ export function mountTaskPage(doc: Document = document): TaskHooks {
   saveStatus.textContent = "Loading annotations…";
 
   const ready = (async (): Promise<LoadedView> => {
-    const body = await fetchVersion();
+    const [body, painted] = await Promise.all([fetchVersion(), paintedLayers()]);
     ledger.reset(body.current_version, body.annotations);
     setMeta(body.annotations);
     const width = frame.clientWidth || 800;
@@ -636,6 +650,7 @@ export function mountTaskPage(doc: Document = document): TaskHooks {
         dimmingLayer(config.box, shape, axes),
         taskBoxLayer(config.box, axes),
         earlierLayer(),
+        ...painted,
         annotationsLayer(body.annotations, axes, schema, config.editable),
       ] as NonNullable<ViewerStateJson["layers"]>,
       selectedLayer: { layer: ANNOTATIONS, visible: true },
@@ -703,6 +718,9 @@ export function mountTaskPage(doc: Document = document): TaskHooks {
     annotations,
     tool: () => layerOf(ANNOTATIONS)?.layer?.tool?.toJSON(),
     shownVersion: () => shownVersion,
+    showLabelsVersion: async (sources) => {
+      await showLabelsVersion((await ready).viewer, sources);
+    },
   };
 }
 

@@ -351,6 +351,11 @@ class LabelsStateSerializer(serializers.Serializer[dict[str, Any]]):
         "zstd chunks); it never changes."
     )
     neuroglancer_source = serializers.CharField(help_text="The same for Neuroglancer.")
+    neuroglancer_sources = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="The sources of a Neuroglancer segmentation layer showing this version: the "
+        "OME-Zarr labels, then its objects' meshes (precomputed, absent while nothing is painted).",
+    )
 
 
 class LabelObjectSerializer(serializers.Serializer[dict[str, Any]]):

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from webapp.annotation.api import label_views, review_views, views
+from webapp.annotation.api import label_mesh_views, label_views, review_views, views
 
 CAMPAIGN = "annotation/campaigns/<int:campaign_id>/"
 ASSIGNMENT = "annotation/assignments/<int:assignment_id>/"
@@ -59,6 +59,21 @@ urlpatterns = [
         name="api-annotation-label-objects",
     ),
     # Read-only files of a labels version for Neuroglancer (not API operations: no schema).
+    path(
+        f"{ASSIGNMENT}labels/v<int:version>/meshes/<path:path>",
+        label_mesh_views.labels_mesh_file,
+        name="api-annotation-labels-meshes",
+    ),
+    path(
+        f"{ASSIGNMENT}labels/chunks/<str:key>",
+        label_views.labels_chunk_blob,
+        name="api-annotation-labels-chunk",
+    ),
+    path(
+        f"{ASSIGNMENT}labels/fragments/<str:key>",
+        label_mesh_views.labels_mesh_fragment,
+        name="api-annotation-labels-fragment",
+    ),
     path(
         f"{ASSIGNMENT}labels/v<int:version>/<path:path>",
         label_views.labels_zarr_file,
