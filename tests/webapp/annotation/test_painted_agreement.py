@@ -383,3 +383,35 @@ def test_the_export_holds_exactly_the_accepted_consensus_at_its_position(
         )
     ]
     assert sources[0]["accepted_by"] == "owner" and sources[0]["assignment_id"] == ""
+
+
+def test_dashboard_plots_painted_agreement_and_no_point_agreement(
+    painted: AnnotationCampaign, handed_in: dict[str, Assignment], people: dict[str, Any]
+) -> None:
+    rv = _client(people["rv"])
+    data = rv.get(f"{API}/campaigns/{painted.pk}/dashboard/").json()
+    assert data["agreement"] is None  # points: none in a painted campaign
+    label = data["painted_agreement"]
+    assert label["boxes_compared"] == 1
+    assert label["boxes"][0]["mean_f1"] == round((2 / 3 + 0.8 + 0.4) / 3, 4)
+    pairs = {(p["reference"], p["other"]): p for p in label["pairs"]}
+    assert pairs[("a2", "a3")]["f1"] == 0.4
+    assert pairs[("a1", "a3")]["dice"] == round(2 * 728 / (1240 + 728), 4)
+    text = rv.get(f"{API}/campaigns/{painted.pk}/dashboard.csv").content.decode()
+    rows = list(csv.reader(io.StringIO(text)))
+    assert ["label_agreement_pair", "f1", "a2 / a3", "0.4"] in rows
+    box = painted.boxes.get(pk=handed_in["a1"].box_id)
+    assert [
+        f"label_agreement_box {box.name}",
+        "mean_f1",
+        "",
+        str(label["boxes"][0]["mean_f1"]),
+    ] in rows
+    # The boxes list names an accepted truth.
+    for row in handed_in.values():
+        services.approve(row, people["rv"])
+    _client(people["owner"]).post(
+        _box_url(painted, handed_in["a1"], "label-truth"), {"source": "consensus"}, format="json"
+    )
+    boxes = rv.get(f"{API}/campaigns/{painted.pk}/boxes/", {"limit": 50}).json()["results"]
+    assert {b["id"]: b["label_truth"] for b in boxes}[box.pk] == "consensus (quorum 2), 3 objects"
