@@ -62,7 +62,7 @@ describe("painted agreement on the review page", () => {
       dice: 0.8247,
       mean_matched_iou: null,
     });
-    expect(cells).toEqual(["a1", "a2", "2 of 3 / 3", "0.667", "0.667", "0.667", "0.825", "–"]);
+    expect(cells).toEqual(["a1 / a2", "2 of 3 / 3", "0.667", "0.667", "0.667", "0.825", "–"]);
   });
 
   it("lists an object left out with where it is and why", () => {

@@ -133,7 +133,7 @@ def test_reviewer_sees_painted_agreement_manager_accepts_the_consensus_export_ho
     assert page.is_visible("#review-painted-section")
     assert not page.is_visible("#review-agreement-section")  # no point agreement
     cells = page.locator("#review-painted tbody tr").first.locator("td").all_inner_texts()
-    assert cells == ["a1", "a2", "1 of 2 / 2", "0.5", "0.5", "0.5", "0.699", "0.818"]
+    assert cells == ["a1 / a2", "1 of 2 / 2", "0.5", "0.5", "0.5", "0.699", "0.818"]
     assert "mean Dice 0.699" in page.inner_text("#review-painted-summary")
     assert "quorum 2 of 2" in page.inner_text("#review-consensus")
     left_out = page.locator("#review-unmatched li").all_inner_texts()
@@ -155,6 +155,15 @@ def test_reviewer_sees_painted_agreement_manager_accepts_the_consensus_export_ho
         page.wait_for_timeout(250)
     assert (200, f"{files}/s0/.zarray") in consensus_files, consensus_files
     assert (200, f"{files}/s0/0/0/0") in consensus_files, consensus_files
+    # At the consensus object's centre (image voxels z 9, y 17, x 25.5) the layer shows it.
+    page.evaluate(
+        """() => { const state = annotome.viewer().state;
+          const json = state.toJSON();
+          const at = {z: 9.5, y: 17.5, x: 26};
+          json.position = Object.keys(json.dimensions).map((name) => at[name]);
+          state.restoreState(json); }"""
+    )
+    page.wait_for_timeout(1500)
     page.screenshot(path=str(artifacts_dir / "painted-review.png"))
     page.click("#review-approve")
     review_loads(page, 2)

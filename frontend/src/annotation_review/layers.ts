@@ -267,8 +267,7 @@ export interface LabelPairFigures {
 
 export function labelPairCells(p: LabelPairFigures): string[] {
   return [
-    p.reference,
-    p.other,
+    `${p.reference} / ${p.other}`,
     `${p.matched} of ${p.n_reference} / ${p.n_other}`,
     figure(p.precision),
     figure(p.recall),
