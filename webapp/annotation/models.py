@@ -109,6 +109,7 @@ class AuditAction(models.TextChoices):
     ANNOTATIONS_RESTORE = "annotations.restore", "Version restored"
     LABELS_SAVE = "labels.save", "Labels saved"
     CONSENSUS_ACCEPT = "consensus.accept", "Consensus accepted"
+    LABEL_TRUTH_ACCEPT = "labels.truth", "Painted ground truth accepted"
 
 
 # --- permissions --------------------------------------------------------------------------------
@@ -461,6 +462,34 @@ class BoxGroundTruth(models.Model):
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )
     accepted = models.DateTimeField(auto_now=True)
+
+
+class LabelTruthSource(models.TextChoices):
+    CONSENSUS = "consensus", "Consensus of the annotators' volumes"
+    ASSIGNMENT = "assignment", "One annotator's volume"
+
+
+class BoxLabelTruth(models.Model):
+    """A painted box's accepted ground-truth label volume (else the first approved assignment
+    with labels is): the consensus of its annotators' volumes at a quorum, or one approved
+    assignment's volume. ``labels`` is a label version manifest (chunk -> blob in the campaign's
+    label store, as ``Revision.labels``) taken when it was accepted, so later saves or restores
+    of the assignments do not change it; ``members`` records the volumes it was made of."""
+
+    box = models.OneToOneField(TaskBox, on_delete=models.CASCADE, related_name="label_truth")
+    source = models.CharField(max_length=10, choices=LabelTruthSource.choices)
+    assignment = models.ForeignKey(
+        Assignment, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    quorum = models.PositiveSmallIntegerField(null=True, blank=True)
+    # [{"assignment": id, "annotator": name, "version": n}] of the volumes it was made of.
+    members = models.JSONField(default=list)
+    labels = models.JSONField()
+    objects_count = models.PositiveIntegerField(default=0)
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    accepted_at = models.DateTimeField(auto_now=True)
 
 
 class AuditEntry(models.Model):

@@ -47,6 +47,7 @@ def review_page(request: HttpRequest, campaign_id: int) -> HttpResponse:
         "csrfToken": get_token(request),
         "labelSchema": campaign.label_schema,
         "toleranceUm": campaign.match_tolerance_um,
+        "painted": campaign.painted,
         "nextUrl": f"{api}review/next/",
     }
     context = {

@@ -106,10 +106,10 @@ def campaign_of(user: AnyUser, campaign_id: int) -> AnnotationCampaign | None:
 
 def boxes_of(campaign: AnnotationCampaign) -> QuerySet[TaskBox]:
     """Every member sees the campaign's boxes, with how many slots are in each state (and
-    their accepted ground truth, joined)."""
+    their accepted ground truth, points and painted, joined)."""
     return (
         TaskBox.objects.filter(campaign=campaign)
-        .select_related("ground_truth")
+        .select_related("ground_truth", "label_truth")
         .annotate(
             n_approved=Count("assignments", filter=Q(assignments__state="approved")),
             n_submitted=Count("assignments", filter=Q(assignments__state="submitted")),

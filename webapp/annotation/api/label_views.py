@@ -287,11 +287,19 @@ def labels_zarr_file(
     row = selectors.assignment_visible(user, assignment_id)
     if row is None or version > row.version:
         return _not_found(request)
-    labels = selectors.labels_at(row, version)
+    return zarr_file_response(request, selectors.labels_at(row, version), path)
+
+
+def zarr_file_response(
+    request: HttpRequest, labels: selectors.Labels, path: str, name: str = "labels"
+) -> HttpResponse:
+    """File ``path`` of ``labels`` as an OME-Zarr label image (v2 and v3 documents, chunks as
+    stored), cached for good (what it serves never changes); 404 for an all-zero chunk or
+    anything else. The caller has checked who may read it."""
     body: bytes | None = None
     content_type = "application/json"
     for zarr_format in ZARR_FORMATS:
-        documents = ome_zarr_files(labels.geometry, name="labels", zarr_format=zarr_format)
+        documents = ome_zarr_files(labels.geometry, name=name, zarr_format=zarr_format)
         if path in documents:
             body = documents[path]
             break
@@ -306,6 +314,6 @@ def labels_zarr_file(
     response = HttpResponse(body if request.method == "GET" else b"", content_type=content_type)
     response["Content-Length"] = str(len(body))
     response["Cache-Control"] = IMMUTABLE
-    for name, value in cors_headers(request).items():
-        response[name] = value
+    for header, value in cors_headers(request).items():
+        response[header] = value
     return response

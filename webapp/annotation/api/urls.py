@@ -2,7 +2,13 @@
 
 from django.urls import path
 
-from webapp.annotation.api import label_mesh_views, label_views, review_views, views
+from webapp.annotation.api import (
+    label_mesh_views,
+    label_views,
+    painted_views,
+    review_views,
+    views,
+)
 
 CAMPAIGN = "annotation/campaigns/<int:campaign_id>/"
 ASSIGNMENT = "annotation/assignments/<int:assignment_id>/"
@@ -100,6 +106,33 @@ urlpatterns = [
         f"{CAMPAIGN}boxes/<int:box_id>/consensus/",
         review_views.ConsensusView.as_view(),
         name="api-annotation-consensus",
+    ),
+    # painted review: label agreement, consensus volume, accepted truth
+    path(
+        f"{CAMPAIGN}label-agreement/",
+        painted_views.LabelAgreementView.as_view(),
+        name="api-annotation-label-agreement",
+    ),
+    path(
+        f"{CAMPAIGN}boxes/<int:box_id>/label-agreement/",
+        painted_views.BoxLabelAgreementView.as_view(),
+        name="api-annotation-box-label-agreement",
+    ),
+    path(
+        f"{CAMPAIGN}boxes/<int:box_id>/label-consensus/",
+        painted_views.BoxLabelConsensusView.as_view(),
+        name="api-annotation-label-consensus",
+    ),
+    # Read-only files of a consensus volume for Neuroglancer (not API operations: no schema).
+    path(
+        f"{CAMPAIGN}boxes/<int:box_id>/label-consensus/<str:token>/<path:path>",
+        painted_views.consensus_zarr_file,
+        name="api-annotation-label-consensus-zarr",
+    ),
+    path(
+        f"{CAMPAIGN}boxes/<int:box_id>/label-truth/",
+        painted_views.BoxLabelTruthView.as_view(),
+        name="api-annotation-label-truth",
     ),
     path(
         f"{CAMPAIGN}export.csv",
