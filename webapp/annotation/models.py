@@ -36,6 +36,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from webapp.core.jobs.models import Job
 from webapp.core.permissions import (
     Principal,
     RestrictedByParent,
@@ -410,6 +411,10 @@ class Revision(models.Model):
     # The painted labels' version manifest (``pipeline.label_versions.LabelVersion.to_json``)
     # when this revision changed them; null: the labels are those of the revision before.
     labels = models.JSONField(null=True, blank=True)
+    # Where each painted object of this labels version came from (a labels revision only; the
+    # map of the version it was based on, updated by what the save sent):
+    # {"<object id>": {"source": "manual" | "click" | "proposal", "proposal_source": ...}}.
+    provenance = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["assignment", "number"]
@@ -516,4 +521,32 @@ class AuditEntry(models.Model):
         indexes: ClassVar[list[models.Index]] = [
             models.Index(fields=["campaign", "-created"], name="audit_campaign_created"),
             models.Index(fields=["campaign", "action"], name="audit_campaign_action"),
+        ]
+
+
+#: Where a painted object came from (labels save ``provenance``), and what proposed it.
+OBJECT_SOURCES = ("manual", "click", "proposal")
+PROPOSAL_SOURCES = ("model", "watershed")
+#: A propose-all job's state as the page sees it (``Job.state``: retrying is running,
+#: succeeded is done, cancelled is failed).
+ASSIST_STATES = ("queued", "running", "done", "failed")
+
+
+class AssistJob(Job):
+    """A "propose all in box" run over one assignment's box: its proposals once done.
+
+    ``proposals`` are the issue-10 contract's Proposal objects (box-local bbox and run lengths);
+    the latest job of an assignment is the one its page shows.
+    """
+
+    assignment = models.ForeignKey(Assignment, on_delete=models.CASCADE, related_name="+")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    message = models.CharField(max_length=500, blank=True)
+    proposals = models.JSONField(default=list, blank=True)
+
+    class Meta(Job.Meta):
+        indexes: ClassVar[list[models.Index]] = [
+            models.Index(fields=["assignment", "-created"], name="assist_job_assignment"),
         ]

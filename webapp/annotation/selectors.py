@@ -16,6 +16,7 @@ from webapp.annotation.models import (
     AnnotationCampaign,
     AnnotationCampaignQuerySet,
     Assignment,
+    AssistJob,
     AuditEntry,
     CampaignMember,
     MemberFacts,
@@ -267,3 +268,22 @@ def label_meshes(assignment: Assignment, labels: Labels) -> VersionMeshes:
     return version_meshes(
         labels.blobs, labels.geometry, labels.chunks, label_meshes_root(assignment.box.campaign_id)
     )
+
+
+def assist_job_latest(assignment: Assignment) -> AssistJob | None:
+    """The assignment's latest propose-all job (the one its page shows)."""
+    return AssistJob.objects.filter(assignment=assignment).order_by("-created", "-id").first()
+
+
+def labels_provenance_at(assignment_id: int, version: int) -> dict[str, Any]:
+    """Where each painted object of ``version`` came from: the provenance of the labels
+    revision in force at it (as :func:`label_version_at`); empty when none was recorded."""
+    found = (
+        Revision.objects.filter(
+            assignment_id=assignment_id, number__lte=version, labels__isnull=False
+        )
+        .order_by("-number")
+        .values_list("provenance", flat=True)
+        .first()
+    )
+    return dict(found or {})

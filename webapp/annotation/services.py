@@ -64,6 +64,8 @@ from pipeline.task_boxes import TaskBox as BoxSpec
 from pipeline.units import nanometres_per_unit
 from webapp.annotation import selectors
 from webapp.annotation.models import (
+    OBJECT_SOURCES,
+    PROPOSAL_SOURCES,
     Annotation,
     AnnotationCampaign,
     AnnotationKind,
@@ -80,7 +82,12 @@ from webapp.annotation.models import (
     Skip,
     TaskBox,
 )
-from webapp.annotation.selectors import label_blobs, label_geometry, label_version_at
+from webapp.annotation.selectors import (
+    label_blobs,
+    label_geometry,
+    label_version_at,
+    labels_provenance_at,
+)
 from webapp.core.errors import Conflict, InvalidRequest, NotAllowed, NotFound, TooLarge
 from webapp.datasets.models import Dataset, Layer, LayerKind
 
@@ -1191,6 +1198,7 @@ def restore(assignment: Assignment, user: User, version: int, base_version: int)
             author=user,
             summary=summary,
             labels=None if labels is None else labels.to_json(),
+            provenance={} if labels is None else labels_provenance_at(row.pk, version),
         )
         _touch(row, timezone.now())
         row.version = number
@@ -1271,10 +1279,58 @@ def label_payloads_parse(
     return chunks
 
 
+PROVENANCE_SOURCES = OBJECT_SOURCES
+MAX_PROVENANCE_BYTES = 1024**2
+
+
+def provenance_parse(text: str) -> dict[str, dict[str, str]]:
+    """The labels save's ``provenance`` field (JSON text), checked: an object mapping object ids
+    (decimal uint32, not 0) to {"source": manual|click|proposal, "proposal_source"?:
+    model|watershed}. 400 with the reason for anything else."""
+    if len(text) > MAX_PROVENANCE_BYTES:
+        raise TooLarge(f"provenance may be at most {MAX_PROVENANCE_BYTES:,} characters.")
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise InvalidRequest("provenance must be JSON text.") from None
+    if not isinstance(data, dict):
+        raise InvalidRequest('provenance must be a JSON object: {"<object id>": {"source": ...}}.')
+    checked: dict[str, dict[str, str]] = {}
+    for key, value in data.items():
+        if not (key.isascii() and key.isdigit() and len(key) <= 10 and 0 < int(key) < 2**32):
+            raise InvalidRequest(f"provenance key {key[:20]!r} is not an object id (1..2^32-1).")
+        if not isinstance(value, dict) or value.get("source") not in PROVENANCE_SOURCES:
+            raise InvalidRequest(
+                f"provenance of object {key}: source must be one of "
+                f"{', '.join(PROVENANCE_SOURCES)}."
+            )
+        extra = set(value) - {"source", "proposal_source"}
+        if extra:
+            raise InvalidRequest(
+                f"provenance of object {key}: unknown field(s) {', '.join(sorted(extra))[:60]}."
+            )
+        entry = {"source": str(value["source"])}
+        if "proposal_source" in value:
+            if value["proposal_source"] not in PROPOSAL_SOURCES:
+                raise InvalidRequest(
+                    f"provenance of object {key}: proposal_source must be model or watershed."
+                )
+            entry["proposal_source"] = str(value["proposal_source"])
+        checked[str(int(key))] = entry
+    return checked
+
+
 def labels_save(
-    assignment: Assignment, user: User, base_version: int, chunks: Any
+    assignment: Assignment,
+    user: User,
+    base_version: int,
+    chunks: Any,
+    provenance: dict[str, dict[str, str]] | None = None,
 ) -> LabelsSaveResult:
     """Write changed chunks (index -> uint32 array) of the painted labels as one new version.
+
+    ``provenance`` (checked by :func:`provenance_parse`) updates the base version's map of where
+    each object came from; the new version keeps the result.
 
     Every chunk is checked before any is written; the blobs are written before the row is
     locked (a save of 100 chunks keeps the lock for milliseconds), then the base is checked
@@ -1307,6 +1363,7 @@ def labels_save(
             author=user,
             summary=summary,
             labels=labels.to_json(),
+            provenance={**labels_provenance_at(row.pk, row.version), **(provenance or {})},
         )
         row.version = labels.number
         row.save(update_fields=["version", "active_seconds", "last_activity", "updated"])

@@ -45,7 +45,7 @@ from webapp.core.users import signed_in_user
 from webapp.datasets.serving import cors_headers
 
 GZIP_TYPES = ("application/gzip", "application/x-gzip")
-FIELDS = ("base_version", "encoding")
+FIELDS = ("base_version", "encoding", "provenance")
 IMMUTABLE = "private, max-age=31536000, immutable"
 # The metadata documents of both zarr formats; their paths never collide.
 ZARR_FORMATS: tuple[ZarrFormat, ...] = (2, 3)
@@ -83,6 +83,12 @@ SAVE_FORM = {
             "enum": ["raw", "gzip"],
             "description": "How every chunk part is encoded (default raw; a part sent as "
             "application/gzip is gzip either way).",
+        },
+        "provenance": {
+            "type": "string",
+            "description": 'JSON text: {"<object id>": {"source": "manual" | "click" | '
+            '"proposal", "proposal_source": "model" | "watershed" (optional)}}; updates where '
+            "the objects came from (400, nothing saved, when malformed).",
         },
     },
     "required": ["base_version"],
@@ -165,7 +171,8 @@ class LabelsView(_AssignmentView):
         if unknown:
             raise InvalidRequest(
                 f"Unknown form field(s) {', '.join(k[:20] for k in unknown[:5])}: chunks are "
-                "file parts named z.y.x; the other fields are base_version and encoding."
+                "file parts named z.y.x; the other fields are base_version, encoding and "
+                "provenance."
             )
         base = fields.get("base_version", "")
         if not base.isascii() or not base.isdigit() or len(base) > 9:
@@ -181,8 +188,10 @@ class LabelsView(_AssignmentView):
             gzip = encoding == "gzip" or (part.content_type or "").lower() in GZIP_TYPES
             payloads.append((key, part.read(), "gzip" if gzip else "raw"))
         user = signed_in_user(request)
-        chunks = services.label_payloads_parse(row, user, payloads)
-        result = services.labels_save(row, user, int(base), chunks)
+        chunks = services.label_payloads_parse(row, user, payloads)  # checks who, first
+        provenance_text = fields.get("provenance")
+        provenance = None if provenance_text is None else services.provenance_parse(provenance_text)
+        result = services.labels_save(row, user, int(base), chunks, provenance)
         return Response(result.__dict__)
 
 
@@ -203,12 +212,12 @@ class LabelObjectsView(_AssignmentView):
         if version is not None and version > row.version:
             raise InvalidRequest(f"version must be 0-{row.version}.")
         labels = selectors.labels_at(row, version)
+        provenance = selectors.labels_provenance_at(row.pk, labels.version)
+        objects = label_exports.label_objects(labels)
+        for item in objects:
+            item["provenance"] = provenance.get(str(item["segment_id"]))
         return Response(
-            {
-                "version": labels.version,
-                "current_version": row.version,
-                "objects": label_exports.label_objects(labels),
-            }
+            {"version": labels.version, "current_version": row.version, "objects": objects}
         )
 
 

@@ -8,6 +8,8 @@ from typing import Any
 from rest_framework import serializers
 
 from webapp.annotation.models import (
+    OBJECT_SOURCES,
+    PROPOSAL_SOURCES,
     Annotation,
     AnnotationCampaign,
     AnnotationKind,
@@ -372,6 +374,16 @@ class LabelsStateSerializer(serializers.Serializer[dict[str, Any]]):
     )
 
 
+class ObjectProvenanceSerializer(serializers.Serializer[dict[str, Any]]):
+    source = serializers.ChoiceField(  # type: ignore[assignment]
+        choices=OBJECT_SOURCES,
+        help_text="Painted by hand, accepted from a click, or accepted from a proposal.",
+    )
+    proposal_source = serializers.ChoiceField(
+        choices=PROPOSAL_SOURCES, required=False, help_text="What proposed it."
+    )
+
+
 class LabelObjectSerializer(serializers.Serializer[dict[str, Any]]):
     segment_id = serializers.IntegerField(help_text="The object's id in the labels.")
     voxels = serializers.IntegerField()
@@ -388,6 +400,9 @@ class LabelObjectSerializer(serializers.Serializer[dict[str, Any]]):
     centroid_z_um = serializers.FloatField(help_text="Physical position, um.")
     centroid_y_um = serializers.FloatField()
     centroid_x_um = serializers.FloatField()
+    provenance = ObjectProvenanceSerializer(
+        allow_null=True, help_text="Where the object came from, as the save that painted it said."
+    )
 
 
 class LabelObjectsSerializer(serializers.Serializer[dict[str, Any]]):

@@ -3,6 +3,7 @@
 from django.urls import path
 
 from webapp.annotation.api import (
+    assist_views,
     label_mesh_views,
     label_views,
     painted_views,
@@ -84,6 +85,16 @@ urlpatterns = [
         f"{ASSIGNMENT}labels/v<int:version>/<path:path>",
         label_views.labels_zarr_file,
         name="api-annotation-labels-zarr",
+    ),
+    path(
+        f"{ASSIGNMENT}assist/click/",
+        assist_views.AssistClickView.as_view(),
+        name="api-annotation-assist-click",
+    ),
+    path(
+        f"{ASSIGNMENT}assist/proposals/",
+        assist_views.AssistProposalsView.as_view(),
+        name="api-annotation-assist-proposals",
     ),
     path(f"{ASSIGNMENT}activity/", views.ActivityView.as_view(), name="api-annotation-activity"),
     path(f"{ASSIGNMENT}skip/", views.SkipView.as_view(), name="api-annotation-skip"),
