@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from webapp.annotation.api import label_views, review_views, views
+from webapp.annotation.api import label_image_views, label_views, review_views, views
 
 CAMPAIGN = "annotation/campaigns/<int:campaign_id>/"
 ASSIGNMENT = "annotation/assignments/<int:assignment_id>/"
@@ -57,6 +57,11 @@ urlpatterns = [
         f"{ASSIGNMENT}labels/objects/",
         label_views.LabelObjectsView.as_view(),
         name="api-annotation-label-objects",
+    ),
+    path(
+        f"{ASSIGNMENT}labels/image/",
+        label_image_views.LabelImageView.as_view(),
+        name="api-annotation-label-image",
     ),
     # Read-only files of a labels version for Neuroglancer (not API operations: no schema).
     path(
