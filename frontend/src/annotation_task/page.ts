@@ -30,6 +30,7 @@ import {
   toolForKey,
   toolId,
 } from "./layers";
+import { type PaintHooks, mountPaint } from "./paint";
 import { type ApiAnnotation, Ledger, type Op, Saver, StaleError } from "./sync";
 
 export interface TaskConfig {
@@ -45,6 +46,9 @@ export interface TaskConfig {
   imageLayer: string;
   nextUrl: string;
   reservedKeys: string;
+  /** A painted campaign: the page offers the painting editor (paint.ts). */
+  painted?: boolean;
+  labelsProvenance?: boolean;
 }
 
 interface Revision {
@@ -111,6 +115,8 @@ export interface TaskHooks {
   tool(): unknown;
   /** The earlier version shown beside the work (read-only), if any. */
   shownVersion(): number | undefined;
+  /** The painting editor of a painted campaign's task (its contract hooks), else null. */
+  paint: PaintHooks | null;
 }
 
 export const TIMEOUTS = { viewerMs: 60_000, layersMs: 30_000 };
@@ -614,6 +620,41 @@ export function mountTaskPage(doc: Document = document): TaskHooks {
   renderClasses();
   showTime();
   saveStatus.textContent = "Loading annotations…";
+  const paint = config.painted ? mountPaintTab() : null;
+
+  /** The painting editor in its tab beside Neuroglancer (which keeps its own state). */
+  function mountPaintTab(): PaintHooks {
+    const section = byId("paint", HTMLElement, doc);
+    const tabs = {
+      viewer: byId("tab-viewer", HTMLButtonElement, doc),
+      paint: byId("tab-paint", HTMLButtonElement, doc),
+    };
+    const show = (which: "viewer" | "paint"): void => {
+      section.hidden = which !== "paint";
+      frame.classList.toggle("paint-behind", which === "paint");
+      tabs.viewer.setAttribute("aria-selected", String(which === "viewer"));
+      tabs.paint.setAttribute("aria-selected", String(which === "paint"));
+    };
+    tabs.viewer.addEventListener("click", () => show("viewer"));
+    tabs.paint.addEventListener("click", () => show("paint"));
+    show("paint");
+    const hooks = mountPaint(
+      section,
+      {
+        assignmentId: assignment_id,
+        csrfToken: config.csrfToken,
+        editable: config.editable,
+        provenance: !!config.labelsProvenance,
+      },
+      (version) => {
+        // Points and labels share one version sequence: the points' next save builds on it.
+        ledger.version = Math.max(ledger.version, version);
+        byId("task-version", HTMLElement, doc).textContent = String(version);
+      },
+    );
+    hooks.ready.catch((e: unknown) => banner.show(e));
+    return hooks;
+  }
 
   const ready = (async (): Promise<LoadedView> => {
     const body = await fetchVersion();
@@ -703,6 +744,7 @@ export function mountTaskPage(doc: Document = document): TaskHooks {
     annotations,
     tool: () => layerOf(ANNOTATIONS)?.layer?.tool?.toJSON(),
     shownVersion: () => shownVersion,
+    paint,
   };
 }
 
