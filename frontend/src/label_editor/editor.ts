@@ -70,7 +70,6 @@ export class LabelEditor {
     last: [number, number];
     value: number;
   } | null = null;
-  private highestIssued = 0;
   private clickPending = false;
 
   constructor(shape: Shape, chunk: Shape, data?: Uint32Array) {
@@ -117,9 +116,10 @@ export class LabelEditor {
     this.radius = Math.max(MIN_RADIUS, Math.min(MAX_RADIUS, r));
   }
 
+  /** C: the next free id (one more than the largest in the volume); an active id not
+   * painted yet is that id already. */
   newObject(): number {
-    this.highestIssued = Math.max(this.highestIssued, this.volume.nextFreeId() - 1, this.activeId);
-    this.activeId = ++this.highestIssued;
+    this.activeId = this.volume.nextFreeId();
     return this.activeId;
   }
 
