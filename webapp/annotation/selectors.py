@@ -7,9 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import numpy as np
 from django.conf import settings
 from django.db.models import Count, Exists, Model, OuterRef, Q, QuerySet
 
+from pipeline.box_image import read_box, stretch_uint8
 from pipeline.label_store import BlobStore, ChunkIndex, LabelGeometry
 from pipeline.label_versions import LabelVersion, version_empty
 from webapp.annotation.models import (
@@ -287,3 +289,23 @@ def labels_provenance_at(assignment_id: int, version: int) -> dict[str, Any]:
         .first()
     )
     return dict(found or {})
+
+
+@dataclass(frozen=True)
+class BoxImage:
+    """A task box's image as the painting editor draws it: uint8 (z, y, x), clipped to the
+    image, and the raw values that map to 0 and 255."""
+
+    voxels: np.ndarray
+    value_range: tuple[float, float]
+
+
+def box_image(assignment: Assignment) -> BoxImage:
+    """The box's voxels of the campaign's image layer, stretched to uint8 by
+    :func:`pipeline.box_image.stretch_uint8`; raises ``InvalidInputError`` when the image is
+    missing or has no voxels in the box."""
+    box = assignment.box
+    layer = box.campaign.image_layer
+    raw = read_box(Path(layer.dataset.root) / layer.path, box.start, box.size)
+    voxels, value_range = stretch_uint8(raw)
+    return BoxImage(np.ascontiguousarray(voxels), value_range)

@@ -4,6 +4,7 @@ from django.urls import path
 
 from webapp.annotation.api import (
     assist_views,
+    label_image_views,
     label_mesh_views,
     label_views,
     painted_views,
@@ -64,6 +65,11 @@ urlpatterns = [
         f"{ASSIGNMENT}labels/objects/",
         label_views.LabelObjectsView.as_view(),
         name="api-annotation-label-objects",
+    ),
+    path(
+        f"{ASSIGNMENT}labels/image/",
+        label_image_views.LabelImageView.as_view(),
+        name="api-annotation-label-image",
     ),
     # Read-only files of a labels version for Neuroglancer (not API operations: no schema).
     path(
