@@ -40,7 +40,8 @@ export interface TaskConfig {
   csrfToken: string;
   editable: boolean;
   isAnnotator: boolean;
-  /** The campaign paints objects: its labels show as the "painted labels" layer. */
+  /** The campaign paints objects: the page offers the painting editor (paint.ts) and shows
+   * the saved labels as the "painted labels" layer. */
   painted?: boolean;
   assignment: { state: string; version: number; active_seconds: number; count: number };
   box: TaskBox & { name: string };
@@ -49,8 +50,6 @@ export interface TaskConfig {
   imageLayer: string;
   nextUrl: string;
   reservedKeys: string;
-  /** A painted campaign: the page offers the painting editor (paint.ts). */
-  painted?: boolean;
   labelsProvenance?: boolean;
 }
 
