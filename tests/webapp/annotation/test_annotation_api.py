@@ -358,6 +358,9 @@ def test_the_schema_documents_the_endpoints_and_the_409_body() -> None:
         # Neuroglancer, not operations.
         files = getattr(pattern, "name", "") in (
             "api-annotation-labels-zarr",
+            "api-annotation-labels-meshes",
+            "api-annotation-labels-chunk",
+            "api-annotation-labels-fragment",
             "api-annotation-label-consensus-zarr",
         )
         assert (route in paths) != files, route

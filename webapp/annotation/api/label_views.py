@@ -242,10 +242,9 @@ def _not_found(request: HttpRequest) -> HttpResponse:
     return response
 
 
-def _to_blob(request: HttpRequest, key: str) -> HttpResponse:
-    """A chunk file of a version is its blob, by content (``labels/chunks/<key>``): a redirect,
-    so a chunk unchanged between versions has one URL and the browser fetches it once."""
-    prefix = request.path.rsplit("/labels/v", 1)[0]
+def _to_blob(request: HttpRequest, prefix: str, key: str) -> HttpResponse:
+    """A chunk file of a version is its blob, by content (``<prefix>/labels/chunks/<key>``): a
+    redirect, so a chunk unchanged between versions has one URL and the browser fetches it once."""
     response = HttpResponseRedirect(f"{prefix}/labels/chunks/{key}")
     response["Cache-Control"] = IMMUTABLE  # a version's chunk never changes
     for name, value in cors_headers(request).items():
@@ -296,15 +295,21 @@ def labels_zarr_file(
     row = selectors.assignment_visible(user, assignment_id)
     if row is None or version > row.version:
         return _not_found(request)
-    return zarr_file_response(request, selectors.labels_at(row, version), path)
+    prefix = request.path.rsplit("/labels/v", 1)[0]
+    return zarr_file_response(request, selectors.labels_at(row, version), path, blobs_at=prefix)
 
 
 def zarr_file_response(
-    request: HttpRequest, labels: selectors.Labels, path: str, name: str = "labels"
+    request: HttpRequest,
+    labels: selectors.Labels,
+    path: str,
+    name: str = "labels",
+    blobs_at: str | None = None,
 ) -> HttpResponse:
     """File ``path`` of ``labels`` as an OME-Zarr label image (v2 and v3 documents, chunks as
     stored), cached for good (what it serves never changes); 404 for an all-zero chunk or
-    anything else. The caller has checked who may read it."""
+    anything else. A chunk redirects to ``<blobs_at>/labels/chunks/<key>`` when given, else is
+    answered here. The caller has checked who may read it."""
     body: bytes | None = None
     content_type = "application/json"
     for zarr_format in ZARR_FORMATS:
@@ -317,7 +322,14 @@ def zarr_file_response(
             key = labels.chunks.get(index)
             if key is None:
                 return _not_found(request)  # all zero: the fill value
-            return _to_blob(request, key)
+            if blobs_at is not None:
+                return _to_blob(request, blobs_at, key)
+            try:
+                body = labels.blobs.get(key)
+            except BlobError:
+                return _not_found(request)
+            content_type = "application/octet-stream"
+            break
     if body is None:
         return _not_found(request)
     response = HttpResponse(body if request.method == "GET" else b"", content_type=content_type)
