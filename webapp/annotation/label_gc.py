@@ -17,7 +17,7 @@ from typing import Any
 
 from django.conf import settings
 
-from webapp.annotation.models import AnnotationCampaign, Revision
+from webapp.annotation.models import AnnotationCampaign, BoxLabelTruth, Revision
 from webapp.annotation.selectors import label_blobs
 
 _CAMPAIGN_DIR = re.compile(r"campaign-(\d+)")
@@ -81,3 +81,12 @@ def labels_gc(campaign_id: int | None = None, min_age_s: float = 3600.0) -> GcRe
                 shutil.rmtree(entry, ignore_errors=True)
                 dirs += 1
     return GcResult(removed, dirs)
+
+
+def _truth_manifests(campaign_id: int) -> Iterable[Any]:
+    return BoxLabelTruth.objects.filter(box__campaign_id=campaign_id).values_list(
+        "labels", flat=True
+    )
+
+
+register_live_manifests(_truth_manifests)

@@ -306,10 +306,12 @@ def consensus_of(box: TaskBox, works: list[PaintedWork], quorum: int) -> Consens
     assert len(works) >= 2
     key = f"annotation:label-consensus:q{quorum}:{content_key(works)}"
     geometry = selectors.label_geometry(box)
+    blobs = selectors.label_blobs(box.campaign_id)
     cached = cache.get(key)
+    if cached is not None and not all(blobs.path(k).is_file() for k in cached["chunks"].values()):
+        cached = None  # the blob GC removed an unaccepted consensus's chunks: write them again
     if cached is None:
         result = _comparison(works).consensus(quorum)
-        blobs = selectors.label_blobs(box.campaign_id)
         parts = {i: result.labels[geometry.chunk_slices(i)] for i in geometry.chunk_indices()}
         written = chunks_write(blobs, geometry, parts)
         chunks = {chunk_key(i): k for i, k in sorted(written.items()) if k is not None}

@@ -415,3 +415,32 @@ def test_dashboard_plots_painted_agreement_and_no_point_agreement(
     )
     boxes = rv.get(f"{API}/campaigns/{painted.pk}/boxes/", {"limit": 50}).json()["results"]
     assert {b["id"]: b["label_truth"] for b in boxes}[box.pk] == "consensus (quorum 2), 3 objects"
+
+
+def test_blob_gc_keeps_accepted_truth_and_a_collected_consensus_is_written_again(
+    painted: AnnotationCampaign, handed_in: dict[str, Assignment], people: dict[str, Any]
+) -> None:
+    from webapp.annotation import label_truth
+    from webapp.annotation.label_gc import labels_gc
+
+    rv = _client(people["rv"])
+    url = _box_url(painted, handed_in["a1"], "label-consensus")
+    source = rv.get(url).json()["source"]
+    assert rv.get(f"{source}s0/0/0/0").status_code == 200
+    # The consensus is no version's: the GC takes its chunk, and asking again writes it again.
+    assert labels_gc(painted.pk, min_age_s=0).blobs_removed == 1
+    again = rv.get(rv.get(url).json()["source"] + "s0/0/0/0")
+    assert again.status_code == 200
+    box = painted.boxes.get(pk=handed_in["a1"].box_id)
+    assert (
+        chunk_decode(again.content, selectors.label_geometry(box), (0, 0, 0))
+        == (expected_consensus(2))
+    ).all()
+    # Accepted as ground truth, its chunk is live.
+    for row in handed_in.values():
+        services.approve(row, people["rv"])
+    box.campaign = painted
+    label_truth.label_truth_accept(box, people["owner"], "consensus")
+    assert labels_gc(painted.pk, min_age_s=0).blobs_removed == 0
+    truth = painted_agreement.truth_labels(box, BoxLabelTruth.objects.get(box=box))
+    assert all(truth.blobs.path(k).is_file() for k in truth.chunks.values())
