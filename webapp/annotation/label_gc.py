@@ -8,6 +8,7 @@ deleted, so every blob named by a stored manifest stays. Young blobs are kept wh
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 from collections.abc import Callable, Iterable
@@ -16,9 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
 
 from webapp.annotation.models import AnnotationCampaign, BoxLabelTruth, Revision
 from webapp.annotation.selectors import label_blobs
+
+logger = logging.getLogger(__name__)
+# A campaign's blobs are collected at most this often, by a job queued after a labels save.
+GC_EVERY_SECONDS = 3600
 
 _CAMPAIGN_DIR = re.compile(r"campaign-(\d+)")
 
@@ -90,3 +96,16 @@ def _truth_manifests(campaign_id: int) -> Iterable[Any]:
 
 
 register_live_manifests(_truth_manifests)
+
+
+def labels_gc_soon(campaign_id: int) -> None:
+    """Queue a GC of the campaign's blobs, at most once per ``GC_EVERY_SECONDS`` (the labels
+    save calls this: a campaign being painted is collected hourly, an idle one needs none)."""
+    if not cache.add(f"annotation:labels-gc:{campaign_id}", 1, GC_EVERY_SECONDS):
+        return
+    from webapp.annotation.tasks import labels_gc_task  # the task module imports this one
+
+    try:
+        labels_gc_task.delay(campaign_id)
+    except Exception:  # a save must never fail because housekeeping could not be queued
+        logger.exception("could not queue the label blob GC of campaign %s", campaign_id)

@@ -63,6 +63,7 @@ from pipeline.label_versions import (
 from pipeline.task_boxes import TaskBox as BoxSpec
 from pipeline.units import nanometres_per_unit
 from webapp.annotation import selectors
+from webapp.annotation.label_gc import labels_gc_soon
 from webapp.annotation.models import (
     OBJECT_SOURCES,
     PROPOSAL_SOURCES,
@@ -1374,6 +1375,7 @@ def labels_save(
             assignment=row,
             detail={**summary, "version": labels.number},
         )
+    transaction.on_commit(lambda: labels_gc_soon(box.campaign_id))
     return LabelsSaveResult(
         labels.number, summary["chunks_changed"], summary["chunks"], row.active_seconds
     )

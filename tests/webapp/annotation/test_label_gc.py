@@ -64,3 +64,24 @@ def test_gc_command_removes_the_folders_of_deleted_campaigns(people: dict[str, A
     assert "1 folders of deleted campaigns removed" in out.getvalue()
     assert not gone.exists() and selectors.label_blobs_root(kept.pk).is_dir()
     assert Path(annotation_root()).is_dir()
+
+
+def test_a_labels_save_queues_the_campaign_gc_at_most_hourly(
+    people: dict[str, Any], monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
+) -> None:
+    from django.core.cache import cache
+
+    from webapp.annotation import tasks
+
+    queued: list[int] = []
+    monkeypatch.setattr(tasks.labels_gc_task, "delay", queued.append)
+    campaign = painted_campaign(people, (20, 256, 256), [4.0, 25.6, 25.6], [0.0, 0.0, 0.0])
+    cache.delete(f"annotation:labels-gc:{campaign.pk}")
+    task = services.next_task(campaign, people["a1"])
+    assert task is not None
+    with django_capture_on_commit_callbacks(execute=True):
+        services.labels_save(task, people["a1"], 0, {(0, 0, 0): _chunk(1)})
+    with django_capture_on_commit_callbacks(execute=True):
+        services.labels_save(task, people["a1"], 1, {(0, 0, 0): _chunk(2)})
+    assert queued == [campaign.pk]
+    assert tasks.labels_gc_task.run(campaign.pk) == 0  # nothing unreferenced
