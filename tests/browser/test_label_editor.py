@@ -168,6 +168,9 @@ def test_annotator_paints_interpolates_undoes_saves_and_reloads(
     page.keyboard.press("Control+s")
     page.wait_for_function("() => annotome.paint.version() === 1", timeout=10_000)
     assert (stored(row) == after_v).all()
+    # The task panel follows: one version sequence for points and labels, the save listed.
+    page.wait_for_function("() => document.querySelector('#task-save').dataset.version === '1'")
+    page.wait_for_selector("#task-versions li")
     objects = page.request.get(
         f"{live_server.url}/api/v1/annotation/assignments/{row.pk}/labels/objects/"
     ).json()["objects"]
