@@ -3,7 +3,7 @@
 // buttons and keys (label_editor/editor.ts), and the chunked save to labels/ with a stale
 // save's "reload my changes on top". Each action redraws only the region it changed.
 
-import { ChunkGrid, loadVersion, saveForm } from "../label_editor/chunks";
+import { ChunkGrid, MAX_CHUNKS_PER_SAVE, loadVersion, saveForm } from "../label_editor/chunks";
 import { type Changed, LabelEditor, type Tool } from "../label_editor/editor";
 import type { Proposal } from "../label_editor/proposal";
 import { drawOutline, drawRegion } from "../label_editor/render";
@@ -299,6 +299,7 @@ export function mountPaint(
     return { data: new Uint8Array(await response.arrayBuffer()), shape };
   }
 
+  /** Saves the changed chunks, at most MAX_CHUNKS_PER_SAVE a request (each a version). */
   async function save(): Promise<void> {
     if (!editor || !config.editable) return;
     if (saving) return saving;
@@ -307,29 +308,34 @@ export function mountPaint(
       say("Nothing to save.");
       return;
     }
-    const form = saveForm(parts, version, config.provenance ? editor.provenanceNow() : undefined);
+    const provenance = config.provenance ? editor.provenanceNow() : undefined;
     say(`Saving ${parts.length} chunk(s)…`);
     saving = (async () => {
-      const response = await fetch(base, {
-        method: "POST",
-        body: form,
-        credentials: "same-origin",
-        headers: { "X-CSRFToken": config.csrfToken },
-      });
-      const body = (await response.json().catch(() => ({}))) as Record<string, unknown>;
-      if (response.status === 409) {
-        staleAt = Number(body["current_version"]);
-        conflict.hidden = false;
-        conflict.querySelector("span")!.textContent =
-          `Version ${staleAt} was saved elsewhere after yours (${version}).`;
-        say("Not saved: a newer version exists.");
-        return;
+      let changed = 0;
+      for (let i = 0; i < parts.length; i += MAX_CHUNKS_PER_SAVE) {
+        const batch = parts.slice(i, i + MAX_CHUNKS_PER_SAVE);
+        const response = await fetch(base, {
+          method: "POST",
+          body: saveForm(batch, version, provenance),
+          credentials: "same-origin",
+          headers: { "X-CSRFToken": config.csrfToken },
+        });
+        const body = (await response.json().catch(() => ({}))) as Record<string, unknown>;
+        if (response.status === 409) {
+          staleAt = Number(body["current_version"]);
+          conflict.hidden = false;
+          conflict.querySelector("span")!.textContent =
+            `Version ${staleAt} was saved elsewhere after yours (${version}).`;
+          say("Not saved: a newer version exists.");
+          return;
+        }
+        if (!response.ok) throw new Error(String(body["message"] ?? `HTTP ${response.status}`));
+        version = Number(body["version"]);
+        changed += Number(body["chunks_changed"]);
+        editor!.saved(batch);
+        onVersion(version);
       }
-      if (!response.ok) throw new Error(String(body["message"] ?? `HTTP ${response.status}`));
-      version = Number(body["version"]);
-      editor!.saved();
-      onVersion(version);
-      say(`Saved version ${version} (${String(body["chunks_changed"])} chunk(s) changed).`);
+      say(`Saved version ${version} (${changed} chunk(s) changed).`);
       showInfo();
     })().finally(() => {
       saving = null;
