@@ -24,6 +24,8 @@ export interface PaintHooks {
   version(): number;
   save(): Promise<void>;
   showProposal(p: Proposal): void;
+  /** Stops listening to the window's keys. */
+  dispose(): void;
   /** Redraws so far, the last one's time, and how long the last mouse move and key took to
    * handle, drawing included (the benchmark reads them). */
   stats: PaintStats;
@@ -250,7 +252,7 @@ export function mountPaint(
   }
 
   function active(): boolean {
-    return !root.hidden;
+    return root.isConnected && !root.hidden;
   }
 
   function onKey(event: KeyboardEvent): void {
@@ -436,6 +438,9 @@ export function mountPaint(
       redraw("all");
     },
     stats,
+    dispose(): void {
+      doc.defaultView?.removeEventListener("keydown", onKey, true);
+    },
   };
 }
 
