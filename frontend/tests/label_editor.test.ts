@@ -209,7 +209,14 @@ describe("chunk diffing and the save", () => {
     const file = form.get("0.1.2") as File;
     expect(file.name).toBe("0.1.2");
     expect(new Uint8Array(await file.arrayBuffer())).toEqual(far.bytes);
-    editor.saved();
+    // A change made while the save is under way (after its parts were taken) goes with the
+    // next save; the saved chunks are otherwise the new base.
+    editor.position[0] = 2;
+    editor.press("xy", 129, 69);
+    editor.release();
+    editor.saved(parts);
+    expect(editor.tracker.changed().map((p) => p.key)).toEqual(["0.1.2"]);
+    editor.undo();
     expect(editor.tracker.changed()).toEqual([]);
   });
 

@@ -168,6 +168,9 @@ def test_annotator_paints_interpolates_undoes_saves_and_reloads(
     page.keyboard.press("Control+s")
     page.wait_for_function("() => annotome.paint.version() === 1", timeout=10_000)
     assert (stored(row) == after_v).all()
+    # The task panel follows: one version sequence for points and labels, the save listed.
+    page.wait_for_function("() => document.querySelector('#task-save').dataset.version === '1'")
+    page.wait_for_selector("#task-versions li")
     objects = page.request.get(
         f"{live_server.url}/api/v1/annotation/assignments/{row.pk}/labels/objects/"
     ).json()["objects"]
@@ -206,18 +209,52 @@ def test_annotator_paints_interpolates_undoes_saves_and_reloads(
     assert (final[17, 28, 12:21] == object_id + 1).all()
     assert ((final == object_id) == (after_v == object_id)).all()
 
+    # A proposal (the assistance's hook) is outlined in yellow; Enter paints it as a new
+    # object, Esc drops the next one; onProposalDone hears both.
+    page.evaluate(
+        """() => { window.done = []; annotome.paint.editor.onProposalDone =
+             (accepted, p) => window.done.push([accepted, p.id]); }"""
+    )
+    proposal = {
+        "id": "p1",
+        "bbox": [24, 4, 20, 25, 10, 26],  # slice 24, y 4-9, x 20-25
+        "rle": [0, 36],
+        "voxels": 36,
+        "score": 0.8,
+        "source": "watershed",
+    }
+    page.evaluate("(p) => annotome.paint.showProposal(p)", proposal)
+    assert page.evaluate("() => annotome.paint.editor.slice('xy')") == 24
+    assert pixel(page, "xy", 20, 6) == [255, 255, 0, 255]  # on the outline
+    assert pixel(page, "xy", 22, 6)[:3] != [255, 255, 0]  # inside it
+    page.keyboard.press("Enter")
+    accepted = volume(page)
+    new_id = int(accepted[24, 6, 22])
+    assert new_id not in (0, object_id, object_id + 1, 50)
+    assert (accepted[24, 4:10, 20:26] == new_id).all() and (accepted == new_id).sum() == 36
+    assert page.evaluate("() => annotome.paint.editor.provenanceNow()")[str(new_id)] == {
+        "source": "proposal",
+        "proposal_source": "watershed",
+    }
+    page.evaluate("(p) => annotome.paint.showProposal({...p, id: 'p2'})", proposal)
+    page.keyboard.press("Escape")
+    assert page.evaluate("() => window.done") == [[True, "p1"], [False, "p2"]]
+    assert (volume(page) == accepted).all()
+
 
 # Listeners added after the page's own, so they run once its handler has drawn: each records
 # the time from the input event to the end of its handling, and from a key to the second
 # animation frame after it (the frame that shows the handled change).
 MEASURE = """() => {
-  const m = { move: [], hover: [], key: {}, frames: [], framing: false };
+  const m = { move: [], hover: [], key: {}, handled: {}, frames: [], framing: false };
+  const stats = annotome.paint.stats;
   const canvas = document.querySelector("[data-paint-view=xy] canvas");
   canvas.addEventListener("mousemove", (e) => {
-    (e.buttons ? m.move : m.hover).push(performance.now() - e.timeStamp);
+    (e.buttons ? m.move : m.hover).push([performance.now() - e.timeStamp, stats.lastMoveMs]);
   });
   window.addEventListener("keydown", (e) => {
     const t0 = e.timeStamp;
+    (m.handled[e.key] ??= []).push(stats.lastKeyMs);
     requestAnimationFrame(() => requestAnimationFrame(() => {
       (m.key[e.key] ??= []).push(performance.now() - t0);
     }));
@@ -303,8 +340,11 @@ def test_editor_draws_strokes_and_switches_slices_at_screen_rate(
     m = page.evaluate("() => editorBench")
     switches = m["key"]["f"] + m["key"]["d"]
     baseline = m["key"]["x"]
-    moves = m["move"]
-    hover = m["hover"]
+    moves = [v[0] for v in m["move"]]
+    hover = [v[0] for v in m["hover"]]
+    move_handled = [v[1] for v in m["move"]]
+    hover_handled = [v[1] for v in m["hover"]]
+    switch_handled = m["handled"]["f"] + m["handled"]["d"]
     assert len(moves) >= 8 * 30 and len(switches) == 60 and len(baseline) == 30
     print(
         f"\neditor {side}^3 box, xy canvas {canvas['width']:.0f} px: "
@@ -316,5 +356,9 @@ def test_editor_draws_strokes_and_switches_slices_at_screen_rate(
         f"slice switch key-to-frame median {percentile(switches, 50):.1f} ms p95 "
         f"{percentile(switches, 95):.1f} ms vs empty key-to-frame median "
         f"{percentile(baseline, 50):.1f} ms p95 {percentile(baseline, 95):.1f} ms "
-        f"(x{percentile(switches, 50) / percentile(baseline, 50):.2f})"
+        f"(x{percentile(switches, 50) / percentile(baseline, 50):.2f}); in the page's handlers: "
+        f"stroke move p50 {percentile(move_handled, 50):.2f} ms p95 "
+        f"{percentile(move_handled, 95):.2f} ms (hover {percentile(hover_handled, 50):.2f} ms), "
+        f"slice switch p50 {percentile(switch_handled, 50):.2f} ms p95 "
+        f"{percentile(switch_handled, 95):.2f} ms"
     )

@@ -662,7 +662,8 @@ export function mountTaskPage(doc: Document = document): TaskHooks {
       (version) => {
         // Points and labels share one version sequence: the points' next save builds on it.
         ledger.version = Math.max(ledger.version, version);
-        byId("task-version", HTMLElement, doc).textContent = String(version);
+        showSaveState();
+        void loadRevisions();
       },
     );
     hooks.ready.catch((e: unknown) => banner.show(e));

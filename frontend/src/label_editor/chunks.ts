@@ -7,6 +7,7 @@ import { decompress } from "fzstd";
 import type { LabelVolume, Shape } from "./volume";
 
 export interface ChunkPart {
+  n: number; // the chunk's number in the grid
   key: string; // "z.y.x"
   shape: Shape;
   bytes: Uint8Array;
@@ -155,6 +156,7 @@ export class ChunkTracker {
       }
       if (!same)
         parts.push({
+          n,
           key: this.grid.key(n),
           shape: this.grid.extent(n).shape,
           bytes: uint32le(now),
@@ -184,11 +186,18 @@ export class ChunkTracker {
     return { index: Uint32Array.from(index), value: Uint32Array.from(value) };
   }
 
-  /** After a save: the current voxels are the saved version. */
-  reset(): void {
-    this.base.clear();
+  /** After a save of ``parts``: what they held is the saved version of those chunks (changes
+   * made while the save was under way still differ from it and go with the next save). */
+  markSaved(parts: readonly ChunkPart[]): void {
+    for (const part of parts) {
+      const copy = new Uint8Array(part.bytes).buffer;
+      this.base.set(part.n, new Uint32Array(copy));
+    }
   }
 }
+
+/** The server's limit of chunks per save (services.MAX_LABEL_CHUNKS_PER_SAVE). */
+export const MAX_CHUNKS_PER_SAVE = 100;
 
 /** The multipart form of a labels save: base_version, optional provenance, one file part per
  * chunk named z.y.x. */

@@ -4,7 +4,7 @@
 // region each answers.
 
 import { Edit, History } from "./history";
-import { ChunkGrid, ChunkTracker } from "./chunks";
+import { ChunkGrid, ChunkTracker, type ChunkPart } from "./chunks";
 import { interpolate } from "./interpolate";
 import { type Proposal, proposalVoxels } from "./proposal";
 import { contrastLut } from "./render";
@@ -322,9 +322,9 @@ export class LabelEditor {
     this.setRadius(this.radius + (deltaY < 0 ? 1 : -1));
   }
 
-  /** After a save: the current voxels are the saved version. */
-  saved(): void {
-    this.tracker.reset();
+  /** After a save of ``parts`` (from ``tracker.changed()``). */
+  saved(parts: readonly ChunkPart[]): void {
+    this.tracker.markSaved(parts);
   }
 
   /** Replaces the voxels by another version's and re-applies this session's changes on top
