@@ -17,6 +17,7 @@ import {
 } from "../lib/neuroglancer";
 import { ErrorBanner, SerialWork } from "../lib/page_work";
 import { waitFor } from "../lib/wait";
+import { labelsLayer, labelsSegments } from "../annotation_task/labels_layer";
 import {
   OTHER_COLOURS,
   REVIEWED_COLOUR,
@@ -38,6 +39,8 @@ export type Revision = Schemas["Revision"];
 /** The page's `review-config` JSON (webapp/annotation/review_views.py). */
 export interface ReviewConfig {
   campaignId: number;
+  /** The campaign paints objects: each annotator's labels show as a segmentation layer. */
+  painted?: boolean;
   redundancy: number;
   csrfToken: string;
   toleranceUm: number;
@@ -172,6 +175,18 @@ export function mountReviewPage(doc: Document = document): ReviewHooks {
     );
   }
 
+  /** An assignment's current labels as a segmentation layer "<name> · painted". */
+  async function paintedLayerOf(
+    assignment: number,
+    name: string,
+  ): Promise<{ name: string; [key: string]: unknown }> {
+    const labels = await api.get("/api/v1/annotation/assignments/{assignment_id}/labels/", {
+      path: { assignment_id: assignment },
+    });
+    const sources = labels.neuroglancer_sources;
+    return labelsLayer(sources, `${name} · painted`, await labelsSegments(sources));
+  }
+
   async function annotationsOf(assignment: number): Promise<StoredAnnotation[]> {
     const state = await api.get("/api/v1/annotation/assignments/{assignment_id}/annotations/", {
       path: { assignment_id: assignment },
@@ -189,7 +204,10 @@ export function mountReviewPage(doc: Document = document): ReviewHooks {
         query: { box: box_id },
       }),
     ).filter((s) => s.id !== a.id && s.annotator && s.version > 0);
-    const [mine, others, revisions, boxAgreement] = await Promise.all([
+    const [painted, mine, others, revisions, boxAgreement] = await Promise.all([
+      config.painted
+        ? Promise.all([a, ...siblings].map((s) => paintedLayerOf(s.id, layerName(s))))
+        : Promise.resolve([]),
       annotationsOf(a.id),
       Promise.all(siblings.map((s) => annotationsOf(s.id))),
       api.get("/api/v1/annotation/assignments/{assignment_id}/revisions/", {
@@ -236,7 +254,7 @@ export function mountReviewPage(doc: Document = document): ReviewHooks {
     // The dataset's whole view plus the task's layers (the image layers are kept as they are).
     viewer.viewer.state.restoreState({
       ...baseState,
-      layers: [...(baseState.layers ?? []), ...layers],
+      layers: [...(baseState.layers ?? []), ...painted, ...layers],
       position: camera.position,
       crossSectionScale: camera.crossSectionScale,
       projectionScale: camera.projectionScale,
@@ -244,7 +262,7 @@ export function mountReviewPage(doc: Document = document): ReviewHooks {
     });
     await waitForLayers(
       viewer.viewer,
-      layers.map((l) => l.name),
+      [...painted, ...layers].map((l) => l.name),
       TIMEOUTS.layersMs,
     );
     // Neuroglancer makes a local annotation layer's source after the state is restored; the
