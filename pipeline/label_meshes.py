@@ -31,9 +31,11 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import math
 import os
 import shutil
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,7 +43,16 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.label_store import BlobStore, ChunkIndex, LabelArray, LabelGeometry, labels_read
+from pipeline.label_store import (
+    LABEL_DTYPE,
+    BlobStore,
+    ChunkIndex,
+    LabelArray,
+    LabelGeometry,
+    chunk_read,
+    chunks_touching,
+    region_check,
+)
 from pipeline.meshing import DEFAULT_SIMPLIFY_RATIO, mesh_labels_object, write_properties
 from pipeline.morphometrics import LabelStats, label_stats, object_table
 from pipeline.precomputed import encode_fragment, manifest_name, write_mesh_info
@@ -53,6 +64,7 @@ LOCKS = ".locks"
 FRAGMENT_REF = "../../" + FRAGMENTS + "/"
 # Bump when the meshes of unchanged voxels would come out differently (meshing code changed).
 MESH_CODE_VERSION = 1
+CHUNK_CACHE_BYTES = 64 * 1024**2  # decoded chunks kept while meshing one version
 
 
 @dataclass(frozen=True)
@@ -103,6 +115,56 @@ def object_key(
     return digest.hexdigest()
 
 
+class VersionArray:
+    """A version's labels as a read-only array read chunk by chunk (``labels[z0:z1, ...]``
+    decodes only the chunks that region touches): meshing then holds a few chunks and one
+    object's box at a time, never the whole box (up to 1024^3 voxels, 4 GiB). Decoded chunks
+    are kept, up to ``cache_bytes``, because neighbouring objects share chunks."""
+
+    def __init__(
+        self,
+        blobs: BlobStore,
+        geometry: LabelGeometry,
+        chunks: Mapping[ChunkIndex, str],
+        cache_bytes: int = CHUNK_CACHE_BYTES,
+    ) -> None:
+        self.blobs = blobs
+        self.geometry = geometry
+        self.chunks = chunks
+        chunk_bytes = math.prod(geometry.chunk) * LABEL_DTYPE.itemsize
+        self._keep = max(1, cache_bytes // chunk_bytes)
+        self._decoded: OrderedDict[ChunkIndex, LabelArray] = OrderedDict()
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.geometry.shape
+
+    def _chunk(self, index: ChunkIndex) -> LabelArray:
+        found = self._decoded.get(index)
+        if found is not None:
+            self._decoded.move_to_end(index)
+            return found
+        chunk = chunk_read(self.blobs, self.geometry, self.chunks, index)
+        self._decoded[index] = chunk
+        if len(self._decoded) > self._keep:
+            self._decoded.popitem(last=False)
+        return chunk
+
+    def __getitem__(self, region: tuple[slice, slice, slice]) -> LabelArray:
+        bounded = region_check(self.geometry, region)
+        out = np.zeros(tuple(r.stop - r.start for r in bounded), dtype=LABEL_DTYPE)
+        for index in chunks_touching(self.geometry, bounded):
+            if index not in self.chunks:
+                continue  # all zero
+            src, dst = [], []
+            for s, r in zip(self.geometry.chunk_slices(index), bounded, strict=True):
+                lo, hi = max(s.start, r.start), min(s.stop, r.stop)
+                src.append(slice(lo - s.start, hi - s.start))
+                dst.append(slice(lo - r.start, hi - r.start))
+            out[tuple(dst)] = self._chunk(index)[tuple(src)]
+        return out
+
+
 def _write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
@@ -128,7 +190,7 @@ def _locked(root: Path, key: str) -> Iterator[None]:
 
 def _object_area_nm2(
     root: Path,
-    labels: LabelArray,
+    labels: VersionArray,
     stats: LabelStats,
     index: int,
     geometry: LabelGeometry,
@@ -138,14 +200,18 @@ def _object_area_nm2(
     segment_id = int(stats.ids[index])
     lo = tuple(int(v) for v in stats.bbox_min[index])
     hi = tuple(int(v) for v in stats.bbox_max[index])
-    crop = labels[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))] == segment_id
+    box = (slice(lo[0], hi[0]), slice(lo[1], hi[1]), slice(lo[2], hi[2]))
+    crop = labels[box] == segment_id
     key = object_key(crop, (lo[0], lo[1], lo[2]), geometry, simplify_ratio)
     fragment = root / FRAGMENTS / key
     record = root / OBJECTS / f"{key}.json"
     if fragment.is_file() and record.is_file():
         return key, float(json.loads(record.read_text())["area_nm2"]), False
+    # Mesh the crop already read, placed where it lies: the same mesh as from the whole box.
+    voxel, origin = geometry.voxel_size_nm, geometry.origin_nm
+    crop_origin = tuple(origin[a] + lo[a] * voxel[a] for a in range(3))
     mesh = mesh_labels_object(
-        labels, segment_id, lo, hi, geometry.voxel_size_nm, geometry.origin_nm, simplify_ratio
+        crop.view(np.uint8), 1, (0, 0, 0), crop.shape, voxel, crop_origin, simplify_ratio
     )
     _write_atomic(fragment, encode_fragment(mesh.vertices, mesh.faces))
     _write_atomic(
@@ -183,8 +249,8 @@ def version_meshes(
             return found
         (root / FRAGMENTS).mkdir(parents=True, exist_ok=True)
         (root / OBJECTS).mkdir(parents=True, exist_ok=True)
-        labels = labels_read(blobs, geometry, chunks)
-        stats = label_stats(labels, block_shape=labels.shape)
+        labels = VersionArray(blobs, geometry, chunks)
+        stats = label_stats(labels, block_shape=geometry.chunk)
         building = root / f".{key}.building-{os.getpid()}-{threading.get_ident()}"
         shutil.rmtree(building, ignore_errors=True)
         mesh_dir = building / MESHES

@@ -1,7 +1,8 @@
 """Painted labels in Neuroglancer: labels saved through the API show on the task page as the
 "painted labels" segmentation layer, its voxels in the slices and its objects' meshes in 3D, and
 a new version shows in place (``showLabelsVersion``, what follows a save) fetching the changed
-chunk and the changed object's mesh and nothing else.
+chunk and the changed object's mesh and nothing else (counted on the server's side). The
+reviewer's page then shows the annotator's painted labels as a layer with meshes too.
 
 The nuclei volume is 96^3 voxels and the box covers it, so its labels are 2 x 2 x 2 chunks (64^3
 clipped to the box). The view is at the box's centre (48, 48, 48): the three slices cross every
@@ -212,4 +213,24 @@ def test_painted_labels_show_with_meshes_and_a_new_version_fetches_only_what_cha
     assert fragments_after[0].endswith(manifest_2.rsplit("/", 1)[1])
     # The image layer was left alone: no image data was asked for again.
     assert not [p for p in after if "/data/" in p], after
+
+    # The reviewer's page shows the annotator's painted labels as a layer too, with meshes.
+    rv = users.create_user("rv", password=PASSWORD)
+    services.member_add(campaign, owner, rv.username, Role.REVIEWER)
+    services.submit(Assignment.objects.get(pk=row.pk), ann, 2)
+    browser_context.clear_cookies()  # signed out: the login form is the page's only form
+    page.goto(f"{live_server.url}/accounts/login/?next=/annotation/{campaign.pk}/review/")
+    page.fill("#id_username", "rv")
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"**/annotation/{campaign.pk}/review/")
+    assert page.evaluate("() => annotome.ready.then((r) => r.errors)") == []
+    page.wait_for_function("() => annotome.loads() >= 1", timeout=READY_MS)
+    page.evaluate("() => annotome.settled()")
+    assert page.evaluate("() => annotome.errors") == []
+    state = page.evaluate(LAYER_STATE, "ann · painted")
+    assert [s["url"] for s in state["sources"]] == v2_sources
+    assert all(s["loaded"] and s["error"] is None for s in state["sources"])
+    assert state["segments"] == ["1", "2"]
+    page.wait_for_function(MESHES_LOADED, arg=["ann · painted", 2], timeout=READY_MS)
     print(f"requests after the swap ({len(after)}):", *after, sep="\n  ")

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.label_meshes import FRAGMENT_REF, version_meshes
+from pipeline.label_meshes import FRAGMENT_REF, VersionArray, version_meshes
 from pipeline.label_store import LabelGeometry
 from pipeline.label_volume import LabelVolume
 from pipeline.morphometrics import mesh_volume
@@ -131,3 +131,22 @@ def test_an_empty_version_has_a_source_without_objects(tmp_path: Path) -> None:
     built = version_meshes(volume.blobs, GEOMETRY, volume.current().chunks, tmp_path / "cache")
     assert built.object_ids == ()
     assert (built.path / "info").is_file()
+
+
+def test_a_version_read_chunk_by_chunk_is_the_version(tmp_path: Path) -> None:
+    volume = LabelVolume.create(tmp_path / "labels", GEOMETRY, durable=False)
+    rng = np.random.default_rng(5)
+    labels = rng.integers(0, 4, GEOMETRY.shape, dtype=np.uint32)
+    labels[:16, :16, :16] = 0  # an all-zero chunk, absent from the map
+    version = volume.save(
+        0, {i: labels[GEOMETRY.chunk_slices(i)] for i in GEOMETRY.chunk_indices()}
+    )
+    assert (0, 0, 0) not in version.chunks
+    array = VersionArray(volume.blobs, GEOMETRY, version.chunks, cache_bytes=2 * 16**3 * 4)
+    assert array.shape == GEOMETRY.shape
+    for _ in range(20):
+        lo = [int(rng.integers(0, n - 1)) for n in GEOMETRY.shape]
+        hi = [int(rng.integers(a + 1, n + 1)) for a, n in zip(lo, GEOMETRY.shape, strict=True)]
+        region = (slice(lo[0], hi[0]), slice(lo[1], hi[1]), slice(lo[2], hi[2]))
+        np.testing.assert_array_equal(array[region], labels[region])
+    assert len(array._decoded) <= 2  # the cache stays within its bytes

@@ -20,6 +20,7 @@ import {
 } from "../lib/neuroglancer";
 import { ErrorBanner, SerialWork } from "../lib/page_work";
 import { waitFor } from "../lib/wait";
+import { labelsLayer, labelsSegments } from "../annotation_task/labels_layer";
 import {
   OTHER_COLOURS,
   REVIEWED_COLOUR,
@@ -49,7 +50,8 @@ export interface ReviewConfig {
   redundancy: number;
   csrfToken: string;
   toleranceUm: number;
-  /** Objects are painted: the panel shows the label agreement and the consensus volume. */
+  /** Objects are painted: each annotator's labels show as a segmentation layer, the panel
+   * shows the label agreement and the consensus volume. */
   painted: boolean;
 }
 
@@ -223,6 +225,18 @@ export function mountReviewPage(doc: Document = document): ReviewHooks {
     );
   }
 
+  /** An assignment's current labels as a segmentation layer "<name> · painted". */
+  async function paintedLayerOf(
+    assignment: number,
+    name: string,
+  ): Promise<{ name: string; [key: string]: unknown }> {
+    const labels = await api.get("/api/v1/annotation/assignments/{assignment_id}/labels/", {
+      path: { assignment_id: assignment },
+    });
+    const sources = labels.neuroglancer_sources;
+    return labelsLayer(sources, `${name} · painted`, await labelsSegments(sources));
+  }
+
   async function annotationsOf(assignment: number): Promise<StoredAnnotation[]> {
     const state = await api.get("/api/v1/annotation/assignments/{assignment_id}/annotations/", {
       path: { assignment_id: assignment },
@@ -241,28 +255,32 @@ export function mountReviewPage(doc: Document = document): ReviewHooks {
       }),
     ).filter((s) => s.id !== a.id && s.annotator && s.version > 0);
     const compared = config.redundancy >= 2;
-    const [mine, others, revisions, boxAgreement, boxLabels, boxConsensus] = await Promise.all([
-      annotationsOf(a.id),
-      Promise.all(siblings.map((s) => annotationsOf(s.id))),
-      api.get("/api/v1/annotation/assignments/{assignment_id}/revisions/", {
-        path: { assignment_id: a.id },
-      }),
-      compared && !config.painted
-        ? api.get("/api/v1/annotation/campaigns/{campaign_id}/boxes/{box_id}/agreement/", {
-            path: { campaign_id, box_id },
-          })
-        : Promise.resolve(undefined),
-      compared && config.painted
-        ? api.get("/api/v1/annotation/campaigns/{campaign_id}/boxes/{box_id}/label-agreement/", {
-            path: { campaign_id, box_id },
-          })
-        : Promise.resolve(undefined),
-      compared && config.painted
-        ? api.get("/api/v1/annotation/campaigns/{campaign_id}/boxes/{box_id}/label-consensus/", {
-            path: { campaign_id, box_id },
-          })
-        : Promise.resolve(undefined),
-    ]);
+    const [painted, mine, others, revisions, boxAgreement, boxLabels, boxConsensus] =
+      await Promise.all([
+        config.painted
+          ? Promise.all([a, ...siblings].map((s) => paintedLayerOf(s.id, layerName(s))))
+          : Promise.resolve([]),
+        annotationsOf(a.id),
+        Promise.all(siblings.map((s) => annotationsOf(s.id))),
+        api.get("/api/v1/annotation/assignments/{assignment_id}/revisions/", {
+          path: { assignment_id: a.id },
+        }),
+        compared && !config.painted
+          ? api.get("/api/v1/annotation/campaigns/{campaign_id}/boxes/{box_id}/agreement/", {
+              path: { campaign_id, box_id },
+            })
+          : Promise.resolve(undefined),
+        compared && config.painted
+          ? api.get("/api/v1/annotation/campaigns/{campaign_id}/boxes/{box_id}/label-agreement/", {
+              path: { campaign_id, box_id },
+            })
+          : Promise.resolve(undefined),
+        compared && config.painted
+          ? api.get("/api/v1/annotation/campaigns/{campaign_id}/boxes/{box_id}/label-consensus/", {
+              path: { campaign_id, box_id },
+            })
+          : Promise.resolve(undefined),
+      ]);
     const consensusSource = boxConsensus?.neuroglancer_source;
     const segmentation = consensusSource
       ? [
@@ -308,7 +326,7 @@ export function mountReviewPage(doc: Document = document): ReviewHooks {
     // The dataset's whole view plus the task's layers (the image layers are kept as they are).
     viewer.viewer.state.restoreState({
       ...baseState,
-      layers: [...(baseState.layers ?? []), ...layers, ...segmentation],
+      layers: [...(baseState.layers ?? []), ...painted, ...layers, ...segmentation],
       position: camera.position,
       crossSectionScale: camera.crossSectionScale,
       projectionScale: camera.projectionScale,
@@ -316,7 +334,7 @@ export function mountReviewPage(doc: Document = document): ReviewHooks {
     });
     await waitForLayers(
       viewer.viewer,
-      [...layers, ...segmentation].map((l) => l.name),
+      [...painted, ...layers, ...segmentation].map((l) => l.name),
       TIMEOUTS.layersMs,
     );
     // Neuroglancer makes a local annotation layer's source after the state is restored; the
