@@ -181,10 +181,11 @@ def test_reviewer_sees_painted_agreement_manager_accepts_the_consensus_export_ho
     assert "a1's volume (2 objects)" in chooser.inner_text()
     chooser.locator("input[value=consensus]").check()
     assert chooser.locator("input.truth-quorum").input_value() == "2"
+    page.screenshot(path=str(artifacts_dir / "painted-chooser.png"))
     chooser.locator("button[type=submit]").click()
     page.wait_for_selector(f"#boxes-status[data-accepted='{box.pk}']")
     cell = f"#boxes-table tr[data-box='{box.pk}'] td.box-truth"
-    page.wait_for_selector(f"{cell}:has-text('consensus (quorum 2), 1 objects')")
+    page.wait_for_selector(f"{cell}:has-text('consensus (quorum 2), 1 object')")
     truth = BoxLabelTruth.objects.get(box=box)
     assert (truth.source, truth.quorum, truth.accepted_by) == ("consensus", 2, people["owner"])
     page.screenshot(path=str(artifacts_dir / "painted-truth.png"))
