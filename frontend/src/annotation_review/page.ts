@@ -27,6 +27,7 @@ import {
   type StoredAnnotation,
   annotationLayer,
   boxLayer,
+  boxPointGlobal,
   cameraForTaskBox,
   consensusLayer,
   dimensionNames,
@@ -203,8 +204,25 @@ export function mountReviewPage(doc: Document = document): ReviewHooks {
       `${consensus.unmatched.length} left out` +
       (consensus.pending ? ` (${consensus.pending} volume(s) not yet approved)` : "") +
       (consensus.unmatched.length ? ":" : ".");
+    const start = current?.box.start ?? [0, 0, 0];
     list.replaceChildren(
-      ...consensus.unmatched.map((o) => el("li", { textContent: unmatchedText(o) })),
+      ...consensus.unmatched.map((o) => {
+        const go = el("button", {
+          type: "button",
+          className: "link-button unmatched-show",
+          textContent: "show",
+        });
+        go.addEventListener("click", () => {
+          // Only the position changes: the layers and the zoom stay as they are.
+          viewerIn(frame)?.state.restoreState({
+            position: boxPointGlobal(start, o.centroid, dims),
+          });
+        });
+        const item = el("li", {}, [el("span", { textContent: unmatchedText(o) }), " ", go]);
+        item.dataset["annotator"] = o.annotator;
+        item.dataset["id"] = String(o.id);
+        return item;
+      }),
     );
   }
 
