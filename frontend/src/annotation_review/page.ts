@@ -248,6 +248,21 @@ export function mountReviewPage(doc: Document = document): ReviewHooks {
     return state.annotations;
   }
 
+  /** A painted box's agreement and consensus: the consensus first (it reads and matches the
+   * volumes once and leaves the agreement in the server's cache), then the agreement. */
+  async function paintedReport(box_id: number): Promise<[LabelAgreement, LabelConsensus]> {
+    const path = { campaign_id, box_id };
+    const found = await api.get(
+      "/api/v1/annotation/campaigns/{campaign_id}/boxes/{box_id}/label-consensus/",
+      { path },
+    );
+    const figures = await api.get(
+      "/api/v1/annotation/campaigns/{campaign_id}/boxes/{box_id}/label-agreement/",
+      { path },
+    );
+    return [figures, found];
+  }
+
   /** Draws the task: the box, the reviewed layer, the others' layers; the camera at the box. */
   async function show(a: Assignment): Promise<void> {
     const viewer = await ready;
@@ -259,7 +274,7 @@ export function mountReviewPage(doc: Document = document): ReviewHooks {
       }),
     ).filter((s) => s.id !== a.id && s.annotator && s.version > 0);
     const compared = config.redundancy >= 2;
-    const [mine, others, revisions, boxAgreement, boxLabels, boxConsensus] = await Promise.all([
+    const [mine, others, revisions, boxAgreement, painted] = await Promise.all([
       annotationsOf(a.id),
       Promise.all(siblings.map((s) => annotationsOf(s.id))),
       api.get("/api/v1/annotation/assignments/{assignment_id}/revisions/", {
@@ -270,17 +285,9 @@ export function mountReviewPage(doc: Document = document): ReviewHooks {
             path: { campaign_id, box_id },
           })
         : Promise.resolve(undefined),
-      compared && config.painted
-        ? api.get("/api/v1/annotation/campaigns/{campaign_id}/boxes/{box_id}/label-agreement/", {
-            path: { campaign_id, box_id },
-          })
-        : Promise.resolve(undefined),
-      compared && config.painted
-        ? api.get("/api/v1/annotation/campaigns/{campaign_id}/boxes/{box_id}/label-consensus/", {
-            path: { campaign_id, box_id },
-          })
-        : Promise.resolve(undefined),
+      compared && config.painted ? paintedReport(box_id) : Promise.resolve(undefined),
     ]);
+    const [boxLabels, boxConsensus] = painted ?? [undefined, undefined];
     const consensusSource = boxConsensus?.neuroglancer_source;
     const segmentation = consensusSource
       ? [
