@@ -8,12 +8,16 @@ annotators (the first by slot the reference) precision, recall, F1, voxel Dice a
 of the matched objects; the consensus keeps the voxels where a quorum (default a strict
 majority of the volumes compared) of matched objects agree and lists the objects left out.
 
-Reading and comparing the volumes of a box costs far more than a request should repeat, and a
-version never changes, so each result is cached under the (assignment, version) pairs it was
-computed from: a save, restore or review that changes what is handed in changes the key. The
+Reading and comparing the volumes of a box costs far more than a request should repeat (about
+2.5 s for three annotators' 256^3 volumes on a loaded 2-core machine, 0.04 s from the cache), and
+a version never changes, so each result is cached under a hash of what it was computed from: the
+annotators' names and their versions' chunk maps (blob keys are content hashes). A save or
+restore changes the key; a review that only changes a state does not. Computing a consensus
+leaves the agreement of the same volumes in the cache too (one read of the box for both). The
 consensus volume is written to the campaign's label store (content-addressed chunks, shared with
-the assignments' versions) and served as OME-Zarr files under a URL naming the versions, so
-Neuroglancer may cache it for good; accepting it as ground truth copies its manifest.
+the assignments' versions) and served as OME-Zarr files under a URL naming the quorum and the
+(assignment, version) pairs, so Neuroglancer may cache it for good; accepting it as ground truth
+copies its manifest.
 """
 
 from __future__ import annotations

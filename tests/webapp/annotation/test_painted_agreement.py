@@ -340,6 +340,9 @@ def test_accepting_the_truth_and_what_is_refused(
         format="json",
     )
     assert empty.status_code == 409
+    # Its consensus: nothing to compare, no files.
+    alone = owner.get(f"{API}/campaigns/{painted.pk}/boxes/{other_box.pk}/label-consensus/").json()
+    assert (alone["annotators"], alone["objects"], alone["source"]) == ([], [], None)
 
 
 def _only_node(path: Path) -> Any:
