@@ -3,7 +3,12 @@ import { describe, expect, it } from "vitest";
 
 import { labelTruthText, truthChoices } from "../src/annotation_campaign/campaign_page";
 import { labelBoxBars, labelPairBars } from "../src/annotation_dashboard/page";
-import { consensusLayer, labelPairCells, unmatchedText } from "../src/annotation_review/layers";
+import {
+  boxPointGlobal,
+  consensusLayer,
+  labelPairCells,
+  unmatchedText,
+} from "../src/annotation_review/layers";
 
 const work = (annotator: string, state: string, assignment: number, n_objects = 2) => ({
   annotator,
@@ -78,6 +83,10 @@ describe("painted agreement on the review page", () => {
     expect(
       unmatchedText({ annotator: "a1", id: 2, voxels: 9, centroid: [1, 2, 3], support: 2 }),
     ).toContain("matched by 2 annotators, below the quorum");
+  });
+
+  it("places a box-local centroid in the viewer's dimensions (voxel centres at i + 0.5)", () => {
+    expect(boxPointGlobal([0, 8, 16], [13.5, 3.5, 51.5], ["x", "y", "z"])).toEqual([68, 12, 14]);
   });
 
   it("makes the consensus a segmentation layer with every object selected", () => {

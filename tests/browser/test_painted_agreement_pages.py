@@ -136,11 +136,15 @@ def test_reviewer_sees_painted_agreement_manager_accepts_the_consensus_export_ho
     assert cells == ["a1 / a2", "1 of 2 / 2", "0.5", "0.5", "0.5", "0.699", "0.818"]
     assert "mean Dice 0.699" in page.inner_text("#review-painted-summary")
     assert "quorum 2 of 2" in page.inner_text("#review-consensus")
-    left_out = page.locator("#review-unmatched li").all_inner_texts()
+    left_out = page.locator("#review-unmatched li span").all_inner_texts()
     assert left_out == [
         "a1 #2: 512 voxels at 20 20 20 (box z y x), alone",
         "a2 #9: 64 voxels at 22 4 22 (box z y x), alone",
     ]
+    # "show" moves the viewer to the object: a2's #9 centred at box voxel 21.5 3.5 21.5.
+    page.click("#review-unmatched li[data-annotator='a2'] button.unmatched-show")
+    position = page.evaluate("() => annotome.viewer().state.toJSON().position")
+    assert position == [16 + 21.5 + 0.5, 8 + 3.5 + 0.5, 0 + 21.5 + 0.5]  # x y z
     layer = page.evaluate(CONSENSUS_LAYER_JS)
     assert layer is not None and layer["type"] == "segmentation" and layer["segments"] == ["1"]
     token = f"q2-{rows['a1'].pk}v{rows['a1'].version}-{rows['a2'].pk}v{rows['a2'].version}"
@@ -181,10 +185,11 @@ def test_reviewer_sees_painted_agreement_manager_accepts_the_consensus_export_ho
     assert "a1's volume (2 objects)" in chooser.inner_text()
     chooser.locator("input[value=consensus]").check()
     assert chooser.locator("input.truth-quorum").input_value() == "2"
+    page.screenshot(path=str(artifacts_dir / "painted-chooser.png"))
     chooser.locator("button[type=submit]").click()
     page.wait_for_selector(f"#boxes-status[data-accepted='{box.pk}']")
     cell = f"#boxes-table tr[data-box='{box.pk}'] td.box-truth"
-    page.wait_for_selector(f"{cell}:has-text('consensus (quorum 2), 1 objects')")
+    page.wait_for_selector(f"{cell}:has-text('consensus (quorum 2), 1 object')")
     truth = BoxLabelTruth.objects.get(box=box)
     assert (truth.source, truth.quorum, truth.accepted_by) == ("consensus", 2, people["owner"])
     page.screenshot(path=str(artifacts_dir / "painted-truth.png"))

@@ -289,3 +289,15 @@ export function unmatchedText(o: {
   const found = o.support > 1 ? `matched by ${o.support} annotators, below the quorum` : "alone";
   return `${o.annotator} #${o.id}: ${o.voxels} voxels at ${at} (box z y x), ${found}`;
 }
+
+/** A box-local position z y x (an object's centroid) as global coordinates of the viewer. */
+export function boxPointGlobal(
+  start: readonly number[],
+  local: readonly number[],
+  dims: readonly string[],
+): number[] {
+  return toGlobal(
+    start.map((s, k) => s + (local[k] ?? 0)),
+    dims,
+  );
+}

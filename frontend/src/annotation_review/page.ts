@@ -28,6 +28,7 @@ import {
   type StoredAnnotation,
   annotationLayer,
   boxLayer,
+  boxPointGlobal,
   cameraForTaskBox,
   consensusLayer,
   dimensionNames,
@@ -205,8 +206,25 @@ export function mountReviewPage(doc: Document = document): ReviewHooks {
       `${consensus.unmatched.length} left out` +
       (consensus.pending ? ` (${consensus.pending} volume(s) not yet approved)` : "") +
       (consensus.unmatched.length ? ":" : ".");
+    const start = current?.box.start ?? [0, 0, 0];
     list.replaceChildren(
-      ...consensus.unmatched.map((o) => el("li", { textContent: unmatchedText(o) })),
+      ...consensus.unmatched.map((o) => {
+        const go = el("button", {
+          type: "button",
+          className: "link-button unmatched-show",
+          textContent: "show",
+        });
+        go.addEventListener("click", () => {
+          // Only the position changes: the layers and the zoom stay as they are.
+          viewerIn(frame)?.state.restoreState({
+            position: boxPointGlobal(start, o.centroid, dims),
+          });
+        });
+        const item = el("li", {}, [el("span", { textContent: unmatchedText(o) }), " ", go]);
+        item.dataset["annotator"] = o.annotator;
+        item.dataset["id"] = String(o.id);
+        return item;
+      }),
     );
   }
 
@@ -244,6 +262,21 @@ export function mountReviewPage(doc: Document = document): ReviewHooks {
     return state.annotations;
   }
 
+  /** A painted box's agreement and consensus: the consensus first (it reads and matches the
+   * volumes once and leaves the agreement in the server's cache), then the agreement. */
+  async function paintedReport(box_id: number): Promise<[LabelAgreement, LabelConsensus]> {
+    const path = { campaign_id, box_id };
+    const found = await api.get(
+      "/api/v1/annotation/campaigns/{campaign_id}/boxes/{box_id}/label-consensus/",
+      { path },
+    );
+    const figures = await api.get(
+      "/api/v1/annotation/campaigns/{campaign_id}/boxes/{box_id}/label-agreement/",
+      { path },
+    );
+    return [figures, found];
+  }
+
   /** Draws the task: the box, the reviewed layer, the others' layers; the camera at the box. */
   async function show(a: Assignment): Promise<void> {
     const viewer = await ready;
@@ -255,7 +288,7 @@ export function mountReviewPage(doc: Document = document): ReviewHooks {
       }),
     ).filter((s) => s.id !== a.id && s.annotator && s.version > 0);
     const compared = config.redundancy >= 2;
-    const [painted, mine, others, revisions, boxAgreement, boxLabels, boxConsensus] =
+    const [paintedLayers, mine, others, revisions, boxAgreement, paintedFigures] =
       await Promise.all([
         config.painted
           ? Promise.all([a, ...siblings].map((s) => paintedLayerOf(s.id, layerName(s))))
@@ -270,17 +303,9 @@ export function mountReviewPage(doc: Document = document): ReviewHooks {
               path: { campaign_id, box_id },
             })
           : Promise.resolve(undefined),
-        compared && config.painted
-          ? api.get("/api/v1/annotation/campaigns/{campaign_id}/boxes/{box_id}/label-agreement/", {
-              path: { campaign_id, box_id },
-            })
-          : Promise.resolve(undefined),
-        compared && config.painted
-          ? api.get("/api/v1/annotation/campaigns/{campaign_id}/boxes/{box_id}/label-consensus/", {
-              path: { campaign_id, box_id },
-            })
-          : Promise.resolve(undefined),
+        compared && config.painted ? paintedReport(box_id) : Promise.resolve(undefined),
       ]);
+    const [boxLabels, boxConsensus] = paintedFigures ?? [undefined, undefined];
     const consensusSource = boxConsensus?.neuroglancer_source;
     const segmentation = consensusSource
       ? [
@@ -326,7 +351,7 @@ export function mountReviewPage(doc: Document = document): ReviewHooks {
     // The dataset's whole view plus the task's layers (the image layers are kept as they are).
     viewer.viewer.state.restoreState({
       ...baseState,
-      layers: [...(baseState.layers ?? []), ...painted, ...layers, ...segmentation],
+      layers: [...(baseState.layers ?? []), ...paintedLayers, ...layers, ...segmentation],
       position: camera.position,
       crossSectionScale: camera.crossSectionScale,
       projectionScale: camera.projectionScale,
@@ -334,7 +359,7 @@ export function mountReviewPage(doc: Document = document): ReviewHooks {
     });
     await waitForLayers(
       viewer.viewer,
-      [...painted, ...layers, ...segmentation].map((l) => l.name),
+      [...paintedLayers, ...layers, ...segmentation].map((l) => l.name),
       TIMEOUTS.layersMs,
     );
     // Neuroglancer makes a local annotation layer's source after the state is restored; the

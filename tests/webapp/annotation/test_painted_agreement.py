@@ -152,9 +152,9 @@ def test_agreement_is_cached_by_the_versions_and_changes_with_them(
     calls: list[int] = []
     real = painted_agreement._figures
 
-    def counted(works: list[Any]) -> dict[str, Any]:
+    def counted(works: list[Any], comparison: Any = None) -> dict[str, Any]:
         calls.append(len(works))
-        return real(works)
+        return real(works, comparison)
 
     monkeypatch.setattr(painted_agreement, "_figures", counted)
     assert rv.get(url).json() == first
@@ -175,6 +175,17 @@ def test_agreement_is_cached_by_the_versions_and_changes_with_them(
     again = rv.get(url).json()
     assert calls == [3]
     assert _pairs(again)[("a1", "a2")]["mean_matched_iou"] == 1.0
+    # The consensus of new volumes leaves their agreement in the cache: a2 once more.
+    services.reject(a2, people["rv"], "paint D bigger")
+    a2.refresh_from_db()
+    cube(fixed, 30, (12, 2, 50), 5)
+    services.labels_save(a2, people["a2"], a2.version, {(0, 0, 0): fixed})
+    a2.refresh_from_db()
+    services.submit(a2, people["a2"], a2.version)
+    rv.get(_box_url(painted, handed_in["a1"], "label-consensus"))
+    assert calls == [3, 3]  # computed with the consensus, from its comparison
+    assert rv.get(url).json()["annotators"][1]["version"] == a2.version
+    assert calls == [3, 3]  # and then read from the cache
 
 
 def test_campaign_agreement_rows_per_box_and_pooled_per_pair(
@@ -329,6 +340,9 @@ def test_accepting_the_truth_and_what_is_refused(
         format="json",
     )
     assert empty.status_code == 409
+    # Its consensus: nothing to compare, no files.
+    alone = owner.get(f"{API}/campaigns/{painted.pk}/boxes/{other_box.pk}/label-consensus/").json()
+    assert (alone["annotators"], alone["objects"], alone["source"]) == ([], [], None)
 
 
 def _only_node(path: Path) -> Any:

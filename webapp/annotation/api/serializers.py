@@ -194,10 +194,12 @@ class BoxSerializer(serializers.ModelSerializer[TaskBox]):
         truth = getattr(box, "label_truth", None)
         if truth is None:
             return None
+        n = truth.objects_count
+        objects = f"{n} object{'' if n == 1 else 's'}"
         if truth.source == "consensus":
-            return f"consensus (quorum {truth.quorum}), {truth.objects_count} objects"
+            return f"consensus (quorum {truth.quorum}), {objects}"
         annotator = next((m["annotator"] for m in truth.members), "?")
-        return f"{annotator}'s volume, {truth.objects_count} objects"
+        return f"{annotator}'s volume, {objects}"
 
 
 class BoxBriefSerializer(serializers.ModelSerializer[TaskBox]):
