@@ -304,6 +304,8 @@ def in_process(args: argparse.Namespace) -> None:
         world = json.loads(manage(env, "shell", "-c", code).strip().splitlines()[-1])
         world["batch"] = args.batch
         env["BENCH_WORLD"] = json.dumps(world)
+        # As the site runs (webapp/gunicorn_conf.py sets it for its workers).
+        env["DATABASE_CONN_MAX_AGE"] = str(args.conn_max_age)
         argv = [sys.executable, __file__, "--cpu-child", str(args.rounds)]
         if args.profile:
             argv += ["--profile", args.profile]
@@ -317,7 +319,8 @@ def in_process(args: argparse.Namespace) -> None:
     result = json.loads(line.removeprefix("CPU-RESULT "))
     print(
         f"In one process (Django test client, PostgreSQL, no concurrency), {args.rounds} tasks "
-        f"of {SAVES_PER_TASK} saves of {args.batch} points; load average "
+        f"of {SAVES_PER_TASK} saves of {args.batch} points, DATABASE_CONN_MAX_AGE "
+        f"{args.conn_max_age}; load average "
         f"{os.getloadavg()[0]:.1f}; medians:"
     )
     for kind, figures in result.items():
@@ -348,6 +351,9 @@ def main() -> None:
     )
     parser.add_argument("--rounds", type=int, default=60, help="--in-process: tasks done")
     parser.add_argument("--profile", help="--in-process: cProfile the saves into this file")
+    parser.add_argument(
+        "--conn-max-age", type=int, default=60, help="--in-process: as the site's (60 s)"
+    )
     parser.add_argument("--cpu-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.cpu_child is not None:
