@@ -317,7 +317,7 @@ class TaskBox(models.Model):
         ]
         indexes: ClassVar[list[models.Index]] = [
             # The hand-out walks a campaign's boxes in this order and stops at the first free
-            # slot, instead of sorting all of them (services._free_slots).
+            # slot, instead of sorting all of them (services._take).
             models.Index(fields=["campaign", "-priority", "id"], name="taskbox_handout"),
         ]
 

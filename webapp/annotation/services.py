@@ -40,7 +40,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, Exists, F, OuterRef, Q, Subquery
+from django.db.models import Count, F, OuterRef, Q, Subquery
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -685,21 +685,38 @@ def next_task(campaign: AnnotationCampaign, user: User) -> Assignment | None:
 
 
 def _take(campaign: AnnotationCampaign, user: User) -> tuple[int, int] | None:
-    """Give the first free slot (``_free_slots``' order) to ``user``: its id and box id, or None
-    when none is left. One UPDATE whose subquery is the ORM's candidate query, locked with SKIP
-    LOCKED on PostgreSQL so annotators asking at once get different slots without waiting."""
+    """Give the first free slot to ``user``: its id and box id, or None when none is left.
+
+    One UPDATE of the slot a subquery picks: a free slot (no annotator, to do) of an unflagged
+    box of the campaign where the user has no slot, boxes they skipped only when no other is
+    left; highest priority first, then box and slot, which is the ``taskbox_handout`` index's
+    order, so the database walks the boxes and stops at the first free slot rather than sort
+    them all. PostgreSQL locks the slot with SKIP LOCKED: annotators asking at once get
+    different slots without waiting. Plain SQL: building it with the ORM cost more CPU than
+    the database took to run it (bench/annotate.py).
+    """
+    q = connection.ops.quote_name
+    assignments, boxes = q(Assignment._meta.db_table), q(TaskBox._meta.db_table)
+    skips = q(Skip._meta.db_table)
+    lock = " FOR UPDATE OF a SKIP LOCKED" if connection.vendor == "postgresql" else ""
     now = connection.ops.adapt_datetimefield_value(timezone.now())
-    table = connection.ops.quote_name(Assignment._meta.db_table)
-    for skipped in (False, True):  # boxes the annotator skipped come last
-        candidates = _free_slots(campaign, user, skipped).values("pk")[:1]
-        if connection.vendor == "postgresql":
-            candidates = candidates.select_for_update(skip_locked=True, of=("self",))
-        chosen, chosen_params = candidates.query.sql_with_params()
+    for skipped in ("NOT EXISTS", "EXISTS"):  # boxes the annotator skipped come last
         sql = (
-            f"UPDATE {table} SET annotator_id = %s, state = %s, taken = %s, last_activity = %s, "
-            f"updated = %s WHERE id = ({chosen}) AND annotator_id IS NULL RETURNING id, box_id"
+            f"UPDATE {assignments} SET annotator_id = %s, state = %s, taken = %s, "
+            "last_activity = %s, updated = %s WHERE annotator_id IS NULL AND id = ("
+            f"SELECT a.id FROM {assignments} a JOIN {boxes} b ON b.id = a.box_id "
+            "WHERE b.campaign_id = %s AND a.annotator_id IS NULL AND a.state = %s "
+            "AND b.flag_reason = '' "
+            f"AND NOT EXISTS (SELECT 1 FROM {assignments} m "
+            "WHERE m.box_id = a.box_id AND m.annotator_id = %s) "
+            f"AND {skipped} (SELECT 1 FROM {skips} s "
+            "WHERE s.box_id = a.box_id AND s.user_id = %s) "
+            f"ORDER BY b.priority DESC, b.id, a.slot LIMIT 1{lock}) RETURNING id, box_id"
         )
-        params = [user.pk, AssignmentState.IN_PROGRESS.value, now, now, now, *chosen_params]
+        params: list[Any] = [
+            user.pk, AssignmentState.IN_PROGRESS.value, now, now, now,
+            campaign.pk, AssignmentState.TODO.value, user.pk, user.pk,
+        ]  # fmt: skip
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             row = cursor.fetchone()
@@ -719,40 +736,18 @@ def _with_answer(rows: Any) -> Any:
 
 
 def _own_open(campaign: AnnotationCampaign, user: User) -> Assignment | None:
-    row: Assignment | None = (
-        _with_answer(
-            Assignment.objects.filter(box__campaign=campaign, annotator=user, state__in=EDITABLE)
-        )
-        .order_by(
-            # rejected ones first: a reviewer is waiting for them
-            F("state").desc(),
-            "taken",
-            "id",
-        )
+    """The annotator's open assignment (rejected ones first: a reviewer is waiting for them),
+    with what the API answers; found by its id first, as usually there is none."""
+    found = (
+        Assignment.objects.filter(box__campaign=campaign, annotator=user, state__in=EDITABLE)
+        .order_by(F("state").desc(), "taken", "id")
+        .values_list("pk", flat=True)
         .first()
     )
+    if found is None:
+        return None
+    row: Assignment = _with_answer(Assignment.objects.filter(pk=found)).get()
     return row
-
-
-def _free_slots(campaign: AnnotationCampaign, user: User, skipped: bool) -> Any:
-    """Free slots of boxes ``user`` has no slot of, among the boxes they skipped or the
-    others, in hand-out order: highest priority first, then box and slot. Two queries rather
-    than one sorted on "skipped" first: this order is the ``taskbox_handout`` index's, so the
-    database walks the boxes in it and stops at the first free slot instead of sorting all of
-    a campaign's free slots (which grew with the campaign: 2 ms for 3,200, bench/README.md)."""
-    mine = Assignment.objects.filter(box=OuterRef("box"), annotator=user)
-    skips = Skip.objects.filter(box=OuterRef("box"), user=user)
-    return (
-        Assignment.objects.filter(
-            box__campaign=campaign,
-            annotator__isnull=True,
-            state=AssignmentState.TODO,
-            box__flag_reason="",
-        )
-        .exclude(Exists(mine))
-        .filter(Exists(skips) if skipped else ~Exists(skips))
-        .order_by("-box__priority", "box__id", "slot")
-    )
 
 
 def _lock_own(assignment_id: int, user: User, what: str) -> Assignment:
