@@ -203,7 +203,7 @@ export function mountPaint(
       if (!editor || event.button !== 0) return;
       event.preventDefault();
       const [u, v] = planePoint(view, event);
-      if (!config.editable && !event.altKey) return;
+      if (!config.editable) return; // reviewers look; only the annotator paints or asks
       editor.plane = view.plane;
       const changed = editor.press(view.plane, u, v, event.altKey);
       down = !event.altKey && ["brush", "eraser", "sphere"].includes(editor.tool);
