@@ -35,6 +35,7 @@ import os
 import random
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -46,8 +47,8 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from bench.site_db import manage, postgres_drop, postgres_site_env  # noqa: E402
-from bench.viewer import Server, percentile, start_site  # noqa: E402
+from bench.site_db import admin_sql, postgres_drop  # noqa: E402
+from bench.viewer import Server, export_tree, percentile, run, site_env, start_site  # noqa: E402
 
 DATABASE = "annotome_bench_annotate"
 GOAL_P95_MS = 100.0
@@ -81,6 +82,28 @@ for i in range(%(clients)d):
 print(json.dumps({"campaign": campaign.id, "boxes": campaign.boxes.count(),
                   "owner": Token.objects.create(user=owner).key, "tokens": tokens}))
 """
+
+
+def prepare(
+    server: str, database: str, var_dir: Path, tree: Path, clients: int
+) -> tuple[dict[str, str], dict[str, Any]]:
+    """A fresh database ``database`` migrated by ``tree``'s code (this checkout or a
+    ``--baseline`` export), static files, and the campaign, annotators and tokens made by it."""
+    admin_sql(server, f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+    admin_sql(server, f"CREATE DATABASE {database}")
+    env = site_env(var_dir)
+    env["DATABASE_URL"] = server.rstrip("/") + f"/{database}"
+    var_dir.mkdir(parents=True, exist_ok=True)
+    run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], env, tree)
+    run([sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"], env, tree)
+    code = SETUP_CODE % {"shape": list(SHAPE), "clients": clients}
+    done = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code],
+        cwd=tree, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise SystemExit(f"setup failed:\n{done.stdout}\n{done.stderr}")
+    return env, json.loads(done.stdout.strip().splitlines()[-1])
 
 
 class Tally:
@@ -203,6 +226,156 @@ def summary(values: list[float]) -> str:
     )
 
 
+CPU_KINDS = ("me", "next", "save", "submit", "annotations")
+
+
+def cpu_child(rounds: int, profile: str | None) -> None:
+    """In this process (Django set up from the environment): one annotator's rounds of
+    ``/me/``, next task, 5 saves of ``batch`` points, GET annotations and submit through the
+    Django test client (the whole middleware and DRF stack, no HTTP server), with the CPU time
+    of this process and the SQL statements of each request; ``profile``: cProfile the saves."""
+    import cProfile
+    import pstats
+
+    tree = os.environ.get("BENCH_TREE")
+    if tree:  # the code measured: this checkout or a --baseline export
+        sys.path.insert(0, tree)
+        for name in list(sys.modules):  # bench.viewer imported this checkout's webapp
+            if name.split(".")[0] in ("webapp", "pipeline"):
+                del sys.modules[name]
+    import django
+
+    import webapp
+
+    assert not tree or Path(webapp.__file__ or "").is_relative_to(tree), webapp.__file__
+
+    django.setup()
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from rest_framework.test import APIClient
+
+    world = json.loads(os.environ["BENCH_WORLD"])
+    api = "/api/v1/annotation/"
+    cpu: dict[str, list[float]] = defaultdict(list)
+    wall: dict[str, list[float]] = defaultdict(list)
+    queries: dict[str, list[int]] = defaultdict(list)
+    rng = random.Random(0)
+    profiles: list[cProfile.Profile] = []
+
+    def call(client: APIClient, kind: str, method: str, path: str, **kw: Any) -> Any:
+        started_cpu, started = time.process_time(), time.perf_counter()
+        with CaptureQueriesContext(connection) as captured:
+            response = getattr(client, method)(path, format="json", **kw)
+        cpu[kind].append((time.process_time() - started_cpu) * 1000)
+        wall[kind].append((time.perf_counter() - started) * 1000)
+        queries[kind].append(len(captured.captured_queries))
+        return response
+
+    serial = 0
+    # One client: Django's test client loads the middleware on its first request (~9 ms).
+    client = APIClient()
+    for r in range(rounds + (1 if profile else 0)):
+        profiling = r == rounds  # the profiled round, after the measured ones
+        client.credentials(HTTP_AUTHORIZATION=f"Token {world['tokens'][r % len(world['tokens'])]}")
+        call(client, "me", "get", "/api/v1/me/")
+        task = call(client, "next", "post", f"{api}campaigns/{world['campaign']}/next/").json()
+        pk, version = task["id"], task["version"]
+        z0, y0, x0 = task["box"]["start"]
+        for _ in range(SAVES_PER_TASK):
+            ops = []
+            for _ in range(world["batch"]):
+                serial += 1
+                ops.append({"op": "upsert", "uid": f"p{serial}", "kind": "point",
+                            "label": "nucleus",
+                            "coords": [[z0 + rng.random() * 40, y0 + rng.random() * 40,
+                                        x0 + rng.random() * 40]]})  # fmt: skip
+            if profiling:  # CPU time only: waiting on PostgreSQL is not this process's cost
+                profiler = cProfile.Profile(time.process_time)
+                saved = profiler.runcall(
+                    client.post, f"{api}assignments/{pk}/annotations/", format="json",
+                    data={"base_version": version, "ops": ops},
+                )  # fmt: skip
+                profiles.append(profiler)
+            else:
+                saved = call(client, "save", "post", f"{api}assignments/{pk}/annotations/",
+                             data={"base_version": version, "ops": ops})  # fmt: skip
+            assert saved.status_code == 200, saved.content
+            version = saved.json()["version"]
+        if profiling:
+            break
+        call(client, "annotations", "get", f"{api}assignments/{pk}/annotations/")
+        done = call(client, "submit", "post", f"{api}assignments/{pk}/submit/",
+                    data={"base_version": version})  # fmt: skip
+        assert done.status_code == 200, done.content
+    warm = max(1, rounds // 5)  # the first rounds import and warm caches
+    out = {}
+    for kind in CPU_KINDS:
+        skip = warm * (SAVES_PER_TASK if kind == "save" else 1)
+        out[kind] = {
+            "cpu_ms": statistics.median(cpu[kind][skip:]),
+            "wall_ms": statistics.median(wall[kind][skip:]),
+            "queries": statistics.median(queries[kind][skip:]),
+            "n": len(cpu[kind]) - skip,
+        }
+    print("CPU-RESULT " + json.dumps(out))
+    if profile:
+        stats = pstats.Stats(*profiles, stream=sys.stderr)
+        stats.dump_stats(profile)
+        print(f"cProfile of {len(profiles)} saves (CPU time of this process):", file=sys.stderr)
+        stats.sort_stats("cumulative").print_stats(45)
+        stats.sort_stats("tottime").print_stats(25)
+
+
+def in_process(args: argparse.Namespace, tree: Path, database: str) -> dict[str, Any]:
+    """``--in-process`` on ``tree``'s code: CPU time and statements per request (module doc)."""
+    tmp = Path(tempfile.mkdtemp(prefix="annotome-bench-annotate-cpu-"))
+    try:
+        env, world = prepare(args.database, database, tmp / "var", tree, 5)
+        world["batch"] = args.batch
+        env["BENCH_WORLD"] = json.dumps(world)
+        env["BENCH_TREE"] = str(tree)
+        # As the site runs (webapp/gunicorn_conf.py sets it for its workers).
+        env["DATABASE_CONN_MAX_AGE"] = str(args.conn_max_age)
+        argv = [sys.executable, str(Path(__file__).resolve()), "--cpu-child", str(args.rounds)]
+        if args.profile:
+            argv += ["--profile", args.profile]
+        done = subprocess.run(argv, cwd=tree, env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"in-process run failed:\n{done.stdout}\n{done.stderr}")
+    finally:
+        postgres_drop(args.database, database)
+        shutil.rmtree(tmp, ignore_errors=True)
+    line = next(x for x in done.stdout.splitlines() if x.startswith("CPU-RESULT "))
+    if args.profile:
+        print(done.stderr)
+    result: dict[str, Any] = json.loads(line.removeprefix("CPU-RESULT "))
+    return result
+
+
+def in_process_report(args: argparse.Namespace, runs: dict[str, dict[str, Any]]) -> None:
+    print(
+        f"In one process (Django test client, PostgreSQL, no concurrency), {args.rounds} tasks "
+        f"of {SAVES_PER_TASK} saves of {args.batch} points, DATABASE_CONN_MAX_AGE "
+        f"{args.conn_max_age}; load average {os.getloadavg()[0]:.1f}; medians:"
+    )
+    for name, result in runs.items():
+        print(f" {name}:")
+        for kind, figures in result.items():
+            print(
+                f"  {kind:<12} CPU {figures['cpu_ms']:6.1f} ms  wall {figures['wall_ms']:6.1f} ms"
+                f"  {figures['queries']:g} statements  (n={figures['n']})"
+            )
+    if len(runs) == 2:
+        (_, before), (_, after) = runs.items()
+        print(" this tree / baseline:")
+        for kind in after:
+            print(
+                f"  {kind:<12} CPU {after[kind]['cpu_ms'] / before[kind]['cpu_ms']:.2f}x  wall "
+                f"{after[kind]['wall_ms'] / before[kind]['wall_ms']:.2f}x  statements "
+                f"{before[kind]['queries']:g} -> {after[kind]['queries']:g}"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clients", type=int, default=50)
@@ -213,16 +386,57 @@ def main() -> None:
         "--think", type=float, default=1.0, help="mean seconds before each request (0: flat out)"
     )
     parser.add_argument("--database", default="postgres://postgres@127.0.0.1:5432/")
+    parser.add_argument("--database-name", default=DATABASE, help="the benchmark's database")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="instead: CPU time and statements per request in one process, no HTTP server",
+    )
+    parser.add_argument("--rounds", type=int, default=60, help="--in-process: tasks done")
+    parser.add_argument("--profile", help="--in-process: cProfile the saves into this file")
+    parser.add_argument(
+        "--conn-max-age", type=int, default=60, help="--in-process: as the site's (60 s)"
+    )
+    parser.add_argument(
+        "--baseline",
+        metavar="COMMIT",
+        help="first run the same on COMMIT's code (git archive), e.g. main: before/after",
+    )
+    parser.add_argument("--cpu-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.cpu_child is not None:
+        return cpu_child(args.cpu_child, args.profile)
+    trees = {"this tree": REPO_ROOT}
+    exported: Path | None = None
+    if args.baseline:
+        exported = Path(tempfile.mkdtemp(prefix="annotome-bench-annotate-baseline-"))
+        trees = {f"baseline {args.baseline}": export_tree(args.baseline, exported / "tree"),
+                 **trees}  # fmt: skip
+    try:
+        if args.in_process:
+            runs = {
+                name: in_process(args, tree, f"{args.database_name}_cpu{i}")
+                for i, (name, tree) in enumerate(trees.items())
+            }
+            return in_process_report(args, runs)
+        failed = False
+        for name, tree in trees.items():
+            failed |= load(args, tree, name)
+    finally:
+        if exported is not None:
+            shutil.rmtree(exported, ignore_errors=True)
+    if failed:
+        raise SystemExit(1)
 
+
+def load(args: argparse.Namespace, tree: Path, name: str) -> bool:
+    """The load run on ``tree``'s code, reported; whether it failed (errors, lost writes)."""
     tmp = Path(tempfile.mkdtemp(prefix="annotome-bench-annotate-"))
     site: Server | None = None
     try:
-        env = postgres_site_env(args.database, DATABASE, tmp / "var")
-        code = SETUP_CODE % {"shape": list(SHAPE), "clients": args.clients}
-        world = json.loads(manage(env, "shell", "-c", code).strip().splitlines()[-1])
-        site = start_site(tmp / "site", env)
+        env, world = prepare(args.database, args.database_name, tmp / "var", tree, args.clients)
+        site = start_site(tmp / "site", env, tree)
         tally = Tally()
         until = time.perf_counter() + args.duration
         threads = [
@@ -254,7 +468,7 @@ def main() -> None:
     finally:
         if site is not None:
             site.stop()
-        postgres_drop(args.database, DATABASE)
+        postgres_drop(args.database, args.database_name)
         if args.keep:
             print(f"kept {tmp}")
         else:
@@ -263,7 +477,7 @@ def main() -> None:
     ms, counts = tally.ms, tally.counts
     saves = len(ms["save"])
     print(
-        f"Annotation under load: {args.clients} clients for {elapsed:.1f} s on PostgreSQL, "
+        f"{name}: annotation under load: {args.clients} clients for {elapsed:.1f} s on PostgreSQL, "
         f"{world['boxes']} boxes x N=2, {args.batch} points per save, think time "
         f"{args.think:g} s; load average "
         f"{load_before:.1f} before, {load_after:.1f} after, {os.cpu_count()} CPUs"
@@ -294,8 +508,7 @@ def main() -> None:
         print(f"  goal {kind} p95 < {GOAL_P95_MS:.0f} ms: {verdict} ({p95:.1f} ms)")
     if tally.errors:
         print(f"  client errors ({len(tally.errors)}): {tally.errors[:5]}")
-    if tally.errors or checked["lost"] or checked["phantom"]:
-        raise SystemExit(1)
+    return bool(tally.errors or checked["lost"] or checked["phantom"])
 
 
 if __name__ == "__main__":

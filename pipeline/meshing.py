@@ -197,8 +197,31 @@ def mesh_object(
     simplify_ratio: float = DEFAULT_SIMPLIFY_RATIO,
 ) -> ObjectMesh:
     """Mesh one object from its bounding box crop."""
+    return mesh_labels_object(
+        level.array,
+        segment_id,
+        bbox_min,
+        bbox_max,
+        level.voxel_size_nm,
+        level.translation_nm,
+        simplify_ratio,
+    )
+
+
+def mesh_labels_object(
+    labels: Any,
+    segment_id: int,
+    bbox_min: Sequence[int],
+    bbox_max: Sequence[int],
+    voxel_size_nm: Sequence[float],
+    translation_nm: Sequence[float] = (0.0, 0.0, 0.0),
+    simplify_ratio: float = DEFAULT_SIMPLIFY_RATIO,
+) -> ObjectMesh:
+    """The display mesh and surface area of one object of ``labels`` (anything sliceable, z y x)
+    from its bounding box crop: what :func:`build_meshes` writes per object, for callers that
+    mesh objects one at a time (a painted task box's labels, re-meshing only what changed)."""
     smooth, faces = object_surface(
-        level.array, segment_id, bbox_min, bbox_max, level.voxel_size_nm, level.translation_nm
+        labels, segment_id, bbox_min, bbox_max, voxel_size_nm, translation_nm
     )
     area = mesh_surface_area(smooth, faces)
     display_v, display_f = simplify_mesh(smooth, faces, simplify_ratio)
@@ -316,7 +339,8 @@ def _mesh_sink(
         yield _MultiresSink(writer, voxel_size_nm)
 
 
-def _properties(mesh_dir: Path, table: pd.DataFrame) -> None:
+def write_properties(mesh_dir: Path, table: pd.DataFrame) -> None:
+    """Neuroglancer segment properties of an object table: volume, surface, sphericity."""
     ids = [int(i) for i in table["id"]]
     volume = table["volume"].to_numpy(dtype=np.float64)
     surface = table["surface_area"].to_numpy(dtype=np.float64)
@@ -390,7 +414,7 @@ def build_meshes(
                 report("meshing", index + 1, len(stats))
         voxel_size_um = [v * 1e-3 for v in source.voxel_size_nm]
         table = object_table(stats, voxel_size_um, areas_um2)
-        _properties(building, table)
+        write_properties(building, table)
         write_table(table, building / PROPERTIES_NAME)
         _replace_dir(building, out_dir)
     finally:

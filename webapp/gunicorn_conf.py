@@ -17,6 +17,7 @@ are refused); ``GUNICORN_WORKER_CONNECTIONS`` (1000 per worker), ``GUNICORN_TIME
 ``GUNICORN_KEEPALIVE`` (5 s), ``GUNICORN_ACCESSLOG`` ("-" for stdout; off by default, nginx logs in
 production), ``GUNICORN_CONTROL_SOCKET`` (a path to enable ``gunicornc``; off by default),
 ``GUNICORN_REUSE_PORT`` (0; 1: a listening socket per worker, the kernel spreads connections),
+``DATABASE_CONN_MAX_AGE`` (60 here: persistent database connections, one per worker thread),
 ``GUNICORN_SENDFILE`` (1: the kernel's sendfile for data files), ``FORWARDED_ALLOW_IPS`` (read by
 gunicorn itself; set it to nginx's address in containers).
 """
@@ -45,6 +46,11 @@ def worker_class_from_env() -> str:
         )
     return name
 
+
+# Persistent database connections for the site's threads (webapp/settings/base.py): each
+# worker thread keeps its connection for a minute instead of opening one per request. Set in
+# the environment the workers inherit (they load the settings after the fork).
+os.environ.setdefault("DATABASE_CONN_MAX_AGE", "60")
 
 wsgi_app = "webapp.wsgi:application"
 bind = [

@@ -37,7 +37,13 @@ from django.db import models
 from django.db.models import Q
 
 from webapp.core.jobs.models import Job
-from webapp.core.permissions import Principal, RestrictedByParent, RestrictedQuerySet, Rules
+from webapp.core.permissions import (
+    Principal,
+    RestrictedByParent,
+    RestrictedQuerySet,
+    Rules,
+    rules_allow,
+)
 
 M = TypeVar("M", bound=models.Model)
 
@@ -104,6 +110,7 @@ class AuditAction(models.TextChoices):
     ANNOTATIONS_RESTORE = "annotations.restore", "Version restored"
     LABELS_SAVE = "labels.save", "Labels saved"
     CONSENSUS_ACCEPT = "consensus.accept", "Consensus accepted"
+    LABEL_TRUTH_ACCEPT = "labels.truth", "Painted ground truth accepted"
 
 
 # --- permissions --------------------------------------------------------------------------------
@@ -134,8 +141,25 @@ class MemberOfVisibleCampaign:
     def allows(self, row: Any, principal: Principal) -> bool:
         if principal.user_id is None:
             return False
+        facts: MemberFacts | None = getattr(row, "member_facts", None)
+        if facts is not None and facts.user_id == principal.user_id:
+            # The hot path loaded the caller's roles with the row and its dataset: the same
+            # rule read in Python, no query (``selectors.with_member_facts``).
+            from webapp.datasets.models import DatasetQuerySet
+
+            return bool(facts.roles & set(self.roles)) and rules_allow(
+                DatasetQuerySet.rules, "view", row.dataset, principal
+            )
         member = self._members(principal.user_id).filter(campaign_id=row.pk).exists()
         return member and self._datasets(principal).filter(pk=row.dataset_id).exists()
+
+
+@dataclass(frozen=True)
+class MemberFacts:
+    """One user's roles in a campaign, read with the campaign's row (``member_facts``)."""
+
+    user_id: int
+    roles: frozenset[str]
 
 
 class AnnotationCampaignQuerySet(RestrictedQuerySet["AnnotationCampaign"]):
@@ -291,6 +315,11 @@ class TaskBox(models.Model):
                 fields=["campaign", "name"], name="unique_box_name_per_campaign"
             )
         ]
+        indexes: ClassVar[list[models.Index]] = [
+            # The hand-out walks a campaign's boxes in this order and stops at the first free
+            # slot, instead of sorting all of them (services._take).
+            models.Index(fields=["campaign", "-priority", "id"], name="taskbox_handout"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.campaign_id}/{self.name}"
@@ -438,6 +467,34 @@ class BoxGroundTruth(models.Model):
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )
     accepted = models.DateTimeField(auto_now=True)
+
+
+class LabelTruthSource(models.TextChoices):
+    CONSENSUS = "consensus", "Consensus of the annotators' volumes"
+    ASSIGNMENT = "assignment", "One annotator's volume"
+
+
+class BoxLabelTruth(models.Model):
+    """A painted box's accepted ground-truth label volume (else the first approved assignment
+    with labels is): the consensus of its annotators' volumes at a quorum, or one approved
+    assignment's volume. ``labels`` is a label version manifest (chunk -> blob in the campaign's
+    label store, as ``Revision.labels``) taken when it was accepted, so later saves or restores
+    of the assignments do not change it; ``members`` records the volumes it was made of."""
+
+    box = models.OneToOneField(TaskBox, on_delete=models.CASCADE, related_name="label_truth")
+    source = models.CharField(max_length=10, choices=LabelTruthSource.choices)
+    assignment = models.ForeignKey(
+        Assignment, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    quorum = models.PositiveSmallIntegerField(null=True, blank=True)
+    # [{"assignment": id, "annotator": name, "version": n}] of the volumes it was made of.
+    members = models.JSONField(default=list)
+    labels = models.JSONField()
+    objects_count = models.PositiveIntegerField(default=0)
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    accepted_at = models.DateTimeField(auto_now=True)
 
 
 class AuditEntry(models.Model):

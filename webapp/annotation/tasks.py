@@ -11,3 +11,11 @@ from webapp.annotation.assist import proposals_run
 def assist_proposals_task(job_id: int) -> str:
     """Run propose-all job ``job_id``; returns its final status."""
     return str(proposals_run(job_id).status)
+
+
+@shared_task(name="annotation.labels_gc")
+def labels_gc_task(campaign_id: int) -> int:
+    """Remove the campaign's unreferenced label blobs; returns how many went."""
+    from webapp.annotation.label_gc import labels_gc
+
+    return labels_gc(campaign_id).blobs_removed

@@ -109,10 +109,15 @@ TEMPLATES = [
     },
 ]
 
+# DATABASE_CONN_MAX_AGE: seconds a request-serving thread keeps its connection (0: one per
+# request). webapp/gunicorn_conf.py sets 60 for the site: opening a PostgreSQL connection cost
+# a request more CPU than its queries (bench/annotate.py). Health checks make a connection the
+# server dropped meanwhile reconnect at the next request instead of failing it.
 DATABASES = {
     "default": dj_database_url.parse(
         env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'annotome.sqlite3'}"),
         conn_max_age=int(env_str("DATABASE_CONN_MAX_AGE", "0")),
+        conn_health_checks=env_bool("DATABASE_CONN_HEALTH_CHECKS", True),
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -243,7 +248,8 @@ SPECTACULAR_SETTINGS = {
         "AnnotationRoleEnum": "webapp.annotation.models.Role",
         "AnnotationKindEnum": "webapp.annotation.models.AnnotationKind",
         "RevisionKindEnum": "webapp.annotation.models.RevisionKind",
-        "SourceEnum": "webapp.annotation.models.BoxSource",
+        "LabelTruthSourceEnum": "webapp.annotation.models.LabelTruthSource",
+        "BoxSourceEnum": "webapp.annotation.models.BoxSource",
         "ObjectSourceEnum": "webapp.annotation.models.OBJECT_SOURCES",
         "ProposalSourceEnum": "webapp.annotation.models.PROPOSAL_SOURCES",
         "AssistStateEnum": "webapp.annotation.models.ASSIST_STATES",

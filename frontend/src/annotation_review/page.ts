@@ -2,6 +2,9 @@
 // tasks one at a time in the embedded Neuroglancer. The task's annotations are a read-only
 // annotation layer named by its annotator; with N >= 2 the other annotators' work on the same
 // box is one more layer each (named by annotator), and the box's agreement is in the panel.
+// In a painted campaign the panel shows the painted agreement instead (per pair object P/R/F1,
+// voxel Dice, mean matched IoU) and the objects left out of the consensus, and the consensus
+// volume is a segmentation layer.
 // A approves, R rejects (a comment is required), N asks for the next task; after a decision
 // the next task is loaded in place (no reload of the page or the viewer).
 
@@ -17,6 +20,7 @@ import {
 } from "../lib/neuroglancer";
 import { ErrorBanner, SerialWork } from "../lib/page_work";
 import { waitFor } from "../lib/wait";
+import { labelsLayer, labelsSegments } from "../annotation_task/labels_layer";
 import {
   OTHER_COLOURS,
   REVIEWED_COLOUR,
@@ -24,16 +28,22 @@ import {
   type StoredAnnotation,
   annotationLayer,
   boxLayer,
+  boxPointGlobal,
   cameraForTaskBox,
+  consensusLayer,
   dimensionNames,
   figure,
+  labelPairCells,
   reviewActionForKey,
   setAnnotations,
+  unmatchedText,
 } from "./layers";
 
 export type Assignment = Schemas["Assignment"];
 export type BoxAgreement = Schemas["BoxAgreement"];
 export type Revision = Schemas["Revision"];
+export type LabelAgreement = Schemas["BoxLabelAgreement"];
+export type LabelConsensus = Schemas["LabelConsensus"];
 
 /** The page's `review-config` JSON (webapp/annotation/review_views.py). */
 export interface ReviewConfig {
@@ -41,6 +51,9 @@ export interface ReviewConfig {
   redundancy: number;
   csrfToken: string;
   toleranceUm: number;
+  /** Objects are painted: each annotator's labels show as a segmentation layer, the panel
+   * shows the label agreement and the consensus volume. */
+  painted: boolean;
 }
 
 /** One annotation layer the page made for the current task. */
@@ -61,6 +74,9 @@ export interface ReviewHooks {
   current(): Assignment | undefined;
   layers(): ShownLayer[];
   agreement(): BoxAgreement | undefined;
+  /** A painted campaign's label agreement and consensus of the current box. */
+  labelAgreement(): LabelAgreement | undefined;
+  consensus(): LabelConsensus | undefined;
   /** Tasks loaded so far (the first is 1); a decision loads the next. */
   loads(): number;
   decided(): number;
@@ -72,6 +88,7 @@ export interface ReviewHooks {
 
 export const TIMEOUTS = { viewerMs: 60_000, layersMs: 30_000 };
 const BOX_LAYER = "task box";
+const CONSENSUS_LAYER = "consensus";
 const PANEL_PIXELS = 300;
 
 export function mountReviewPage(doc: Document = document): ReviewHooks {
@@ -90,6 +107,8 @@ export function mountReviewPage(doc: Document = document): ReviewHooks {
   let current: Assignment | undefined;
   let shown: ShownLayer[] = [];
   let agreement: BoxAgreement | undefined;
+  let labelAgreement: LabelAgreement | undefined;
+  let consensus: LabelConsensus | undefined;
   let loads = 0;
   let decided = 0;
 
@@ -157,6 +176,58 @@ export function mountReviewPage(doc: Document = document): ReviewHooks {
     );
   }
 
+  function renderPainted(): void {
+    const section = byId("review-painted-section", HTMLElement, doc);
+    const body = byId("review-painted", HTMLTableElement, doc).tBodies[0];
+    section.hidden = !labelAgreement || labelAgreement.pairs.length === 0;
+    if (!labelAgreement || !body) return;
+    byId("review-painted-summary", HTMLElement, doc).textContent =
+      `(objects matched at IoU ≥ ${labelAgreement.iou_threshold}; mean F1 ` +
+      `${figure(labelAgreement.mean_f1)}, mean Dice ${figure(labelAgreement.mean_dice)})`;
+    body.replaceChildren(
+      ...labelAgreement.pairs.map((p) =>
+        el(
+          "tr",
+          {},
+          labelPairCells(p).map((text) => el("td", { textContent: text })),
+        ),
+      ),
+    );
+    const note = byId("review-consensus", HTMLElement, doc);
+    const list = byId("review-unmatched", HTMLElement, doc);
+    if (!consensus) {
+      note.textContent = "";
+      list.replaceChildren();
+      return;
+    }
+    note.textContent =
+      `Consensus (quorum ${consensus.quorum} of ${consensus.annotators.length}): ` +
+      `${consensus.objects.length} object(s), shown as the layer “${CONSENSUS_LAYER}”; ` +
+      `${consensus.unmatched.length} left out` +
+      (consensus.pending ? ` (${consensus.pending} volume(s) not yet approved)` : "") +
+      (consensus.unmatched.length ? ":" : ".");
+    const start = current?.box.start ?? [0, 0, 0];
+    list.replaceChildren(
+      ...consensus.unmatched.map((o) => {
+        const go = el("button", {
+          type: "button",
+          className: "link-button unmatched-show",
+          textContent: "show",
+        });
+        go.addEventListener("click", () => {
+          // Only the position changes: the layers and the zoom stay as they are.
+          viewerIn(frame)?.state.restoreState({
+            position: boxPointGlobal(start, o.centroid, dims),
+          });
+        });
+        const item = el("li", {}, [el("span", { textContent: unmatchedText(o) }), " ", go]);
+        item.dataset["annotator"] = o.annotator;
+        item.dataset["id"] = String(o.id);
+        return item;
+      }),
+    );
+  }
+
   function renderHistory(revisions: readonly Revision[]): void {
     byId("review-history", HTMLElement, doc).replaceChildren(
       ...revisions.map((r) => {
@@ -172,11 +243,38 @@ export function mountReviewPage(doc: Document = document): ReviewHooks {
     );
   }
 
+  /** An assignment's current labels as a segmentation layer "<name> · painted". */
+  async function paintedLayerOf(
+    assignment: number,
+    name: string,
+  ): Promise<{ name: string; [key: string]: unknown }> {
+    const labels = await api.get("/api/v1/annotation/assignments/{assignment_id}/labels/", {
+      path: { assignment_id: assignment },
+    });
+    const sources = labels.neuroglancer_sources;
+    return labelsLayer(sources, `${name} · painted`, await labelsSegments(sources));
+  }
+
   async function annotationsOf(assignment: number): Promise<StoredAnnotation[]> {
     const state = await api.get("/api/v1/annotation/assignments/{assignment_id}/annotations/", {
       path: { assignment_id: assignment },
     });
     return state.annotations;
+  }
+
+  /** A painted box's agreement and consensus: the consensus first (it reads and matches the
+   * volumes once and leaves the agreement in the server's cache), then the agreement. */
+  async function paintedReport(box_id: number): Promise<[LabelAgreement, LabelConsensus]> {
+    const path = { campaign_id, box_id };
+    const found = await api.get(
+      "/api/v1/annotation/campaigns/{campaign_id}/boxes/{box_id}/label-consensus/",
+      { path },
+    );
+    const figures = await api.get(
+      "/api/v1/annotation/campaigns/{campaign_id}/boxes/{box_id}/label-agreement/",
+      { path },
+    );
+    return [figures, found];
   }
 
   /** Draws the task: the box, the reviewed layer, the others' layers; the camera at the box. */
@@ -189,18 +287,35 @@ export function mountReviewPage(doc: Document = document): ReviewHooks {
         query: { box: box_id },
       }),
     ).filter((s) => s.id !== a.id && s.annotator && s.version > 0);
-    const [mine, others, revisions, boxAgreement] = await Promise.all([
-      annotationsOf(a.id),
-      Promise.all(siblings.map((s) => annotationsOf(s.id))),
-      api.get("/api/v1/annotation/assignments/{assignment_id}/revisions/", {
-        path: { assignment_id: a.id },
-      }),
-      config.redundancy >= 2
-        ? api.get("/api/v1/annotation/campaigns/{campaign_id}/boxes/{box_id}/agreement/", {
-            path: { campaign_id, box_id },
-          })
-        : Promise.resolve(undefined),
-    ]);
+    const compared = config.redundancy >= 2;
+    const [paintedLayers, mine, others, revisions, boxAgreement, paintedFigures] =
+      await Promise.all([
+        config.painted
+          ? Promise.all([a, ...siblings].map((s) => paintedLayerOf(s.id, layerName(s))))
+          : Promise.resolve([]),
+        annotationsOf(a.id),
+        Promise.all(siblings.map((s) => annotationsOf(s.id))),
+        api.get("/api/v1/annotation/assignments/{assignment_id}/revisions/", {
+          path: { assignment_id: a.id },
+        }),
+        compared && !config.painted
+          ? api.get("/api/v1/annotation/campaigns/{campaign_id}/boxes/{box_id}/agreement/", {
+              path: { campaign_id, box_id },
+            })
+          : Promise.resolve(undefined),
+        compared && config.painted ? paintedReport(box_id) : Promise.resolve(undefined),
+      ]);
+    const [boxLabels, boxConsensus] = paintedFigures ?? [undefined, undefined];
+    const consensusSource = boxConsensus?.neuroglancer_source;
+    const segmentation = consensusSource
+      ? [
+          consensusLayer(
+            consensusSource,
+            boxConsensus.objects.map((o) => o.id),
+            CONSENSUS_LAYER,
+          ),
+        ]
+      : [];
     const layers = [
       boxLayer(BOX_LAYER, a.box.start, a.box.size, dims, dimensions),
       annotationLayer(layerName(a), REVIEWED_COLOUR, mine, dims, dimensions),
@@ -236,7 +351,7 @@ export function mountReviewPage(doc: Document = document): ReviewHooks {
     // The dataset's whole view plus the task's layers (the image layers are kept as they are).
     viewer.viewer.state.restoreState({
       ...baseState,
-      layers: [...(baseState.layers ?? []), ...layers],
+      layers: [...(baseState.layers ?? []), ...paintedLayers, ...layers, ...segmentation],
       position: camera.position,
       crossSectionScale: camera.crossSectionScale,
       projectionScale: camera.projectionScale,
@@ -244,7 +359,7 @@ export function mountReviewPage(doc: Document = document): ReviewHooks {
     });
     await waitForLayers(
       viewer.viewer,
-      layers.map((l) => l.name),
+      [...paintedLayers, ...layers, ...segmentation].map((l) => l.name),
       TIMEOUTS.layersMs,
     );
     // Neuroglancer makes a local annotation layer's source after the state is restored; the
@@ -258,11 +373,14 @@ export function mountReviewPage(doc: Document = document): ReviewHooks {
     }
     current = a;
     agreement = boxAgreement;
+    labelAgreement = boxLabels;
+    consensus = boxConsensus;
     loads += 1;
     byId("review-current", HTMLElement, doc).hidden = false;
     byId("review-empty", HTMLElement, doc).hidden = true;
     renderFacts(a);
     renderAgreement();
+    renderPainted();
     renderHistory(revisions);
     renderCounters();
   }
@@ -273,6 +391,8 @@ export function mountReviewPage(doc: Document = document): ReviewHooks {
     current = undefined;
     shown = [];
     agreement = undefined;
+    labelAgreement = undefined;
+    consensus = undefined;
     loads += 1;
     byId("review-current", HTMLElement, doc).hidden = true;
     byId("review-empty", HTMLElement, doc).hidden = false;
@@ -380,6 +500,8 @@ export function mountReviewPage(doc: Document = document): ReviewHooks {
     current: () => current,
     layers: () => shown,
     agreement: () => agreement,
+    labelAgreement: () => labelAgreement,
+    consensus: () => consensus,
     loads: () => loads,
     decided: () => decided,
     errors: banner.errors,

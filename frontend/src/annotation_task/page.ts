@@ -30,6 +30,8 @@ import {
   toolForKey,
   toolId,
 } from "./layers";
+import { labelsLayer, labelsSegments, showLabelsVersion } from "./labels_layer";
+import { type PaintHooks, mountPaint } from "./paint";
 import { type ApiAnnotation, Ledger, type Op, Saver, StaleError } from "./sync";
 
 export interface TaskConfig {
@@ -38,6 +40,9 @@ export interface TaskConfig {
   csrfToken: string;
   editable: boolean;
   isAnnotator: boolean;
+  /** The campaign paints objects: the page offers the painting editor (paint.ts) and shows
+   * the saved labels as the "painted labels" layer. */
+  painted?: boolean;
   assignment: { state: string; version: number; active_seconds: number; count: number };
   box: TaskBox & { name: string };
   labelSchema: LabelClass[];
@@ -45,6 +50,7 @@ export interface TaskConfig {
   imageLayer: string;
   nextUrl: string;
   reservedKeys: string;
+  labelsProvenance?: boolean;
 }
 
 interface Revision {
@@ -111,6 +117,11 @@ export interface TaskHooks {
   tool(): unknown;
   /** The earlier version shown beside the work (read-only), if any. */
   shownVersion(): number | undefined;
+  /** Shows a labels version (`labels/`'s `neuroglancer_sources`) in the "painted labels"
+   * layer without reloading anything else: what follows a labels save. */
+  showLabelsVersion(sources: readonly string[]): Promise<void>;
+  /** The painting editor of a painted campaign's task (its contract hooks), else null. */
+  paint: PaintHooks | null;
 }
 
 export const TIMEOUTS = { viewerMs: 60_000, layersMs: 30_000 };
@@ -308,6 +319,14 @@ export function mountTaskPage(doc: Document = document): TaskHooks {
     } finally {
       loading = false;
     }
+  }
+
+  /** The current labels version as a segmentation layer (a painted campaign's only). */
+  async function paintedLayers(): Promise<{ name: string; [key: string]: unknown }[]> {
+    if (!config.painted) return [];
+    const labels = await api.get(`${ASSIGNMENT}labels/`, { path: { assignment_id } });
+    const sources = labels.neuroglancer_sources;
+    return [labelsLayer(sources, undefined, await labelsSegments(sources))];
   }
 
   async function fetchVersion(version?: number): Promise<{
@@ -614,9 +633,45 @@ export function mountTaskPage(doc: Document = document): TaskHooks {
   renderClasses();
   showTime();
   saveStatus.textContent = "Loading annotations…";
+  const paint = config.painted ? mountPaintTab() : null;
+
+  /** The painting editor in its tab beside Neuroglancer (which keeps its own state). */
+  function mountPaintTab(): PaintHooks {
+    const section = byId("paint", HTMLElement, doc);
+    const tabs = {
+      viewer: byId("tab-viewer", HTMLButtonElement, doc),
+      paint: byId("tab-paint", HTMLButtonElement, doc),
+    };
+    const show = (which: "viewer" | "paint"): void => {
+      section.hidden = which !== "paint";
+      frame.classList.toggle("paint-behind", which === "paint");
+      tabs.viewer.setAttribute("aria-selected", String(which === "viewer"));
+      tabs.paint.setAttribute("aria-selected", String(which === "paint"));
+    };
+    tabs.viewer.addEventListener("click", () => show("viewer"));
+    tabs.paint.addEventListener("click", () => show("paint"));
+    show("paint");
+    const hooks = mountPaint(
+      section,
+      {
+        assignmentId: assignment_id,
+        csrfToken: config.csrfToken,
+        editable: config.editable,
+        provenance: !!config.labelsProvenance,
+      },
+      (version) => {
+        // Points and labels share one version sequence: the points' next save builds on it.
+        ledger.version = Math.max(ledger.version, version);
+        showSaveState();
+        void loadRevisions();
+      },
+    );
+    hooks.ready.catch((e: unknown) => banner.show(e));
+    return hooks;
+  }
 
   const ready = (async (): Promise<LoadedView> => {
-    const body = await fetchVersion();
+    const [body, painted] = await Promise.all([fetchVersion(), paintedLayers()]);
     ledger.reset(body.current_version, body.annotations);
     setMeta(body.annotations);
     const width = frame.clientWidth || 800;
@@ -636,6 +691,7 @@ export function mountTaskPage(doc: Document = document): TaskHooks {
         dimmingLayer(config.box, shape, axes),
         taskBoxLayer(config.box, axes),
         earlierLayer(),
+        ...painted,
         annotationsLayer(body.annotations, axes, schema, config.editable),
       ] as NonNullable<ViewerStateJson["layers"]>,
       selectedLayer: { layer: ANNOTATIONS, visible: true },
@@ -703,6 +759,10 @@ export function mountTaskPage(doc: Document = document): TaskHooks {
     annotations,
     tool: () => layerOf(ANNOTATIONS)?.layer?.tool?.toJSON(),
     shownVersion: () => shownVersion,
+    showLabelsVersion: async (sources) => {
+      await showLabelsVersion((await ready).viewer, sources);
+    },
+    paint,
   };
 }
 

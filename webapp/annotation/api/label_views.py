@@ -9,6 +9,9 @@ annotator writes their own editable task, reviewers and managers read, anyone el
 ``.zgroup``, ``.zattrs``, ``s0/.zarray``, chunks ``s0/z/y/x``) and v3 (NGFF 0.5: ``zarr.json``,
 ``s0/zarr.json``, chunks ``s0/c/z/y/x``): the stored blobs are those chunk files. A version never
 changes, so its files are cached for good; an all-zero chunk is absent (404, as zarr expects).
+A chunk file redirects to its blob, ``labels/chunks/<key>`` (named by its content): a chunk that
+a save left as it was keeps its URL, so after a save Neuroglancer, pointed at the new version,
+downloads only the chunks that changed (the others come from the browser's cache).
 These are files for Neuroglancer and zarr readers, not API operations: like the datasets'
 ``/data/`` files they stay out of the OpenAPI schema.
 """
@@ -19,7 +22,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -29,8 +32,9 @@ from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from pipeline.errors import InvalidInputError
 from pipeline.label_export import ZarrFormat, ome_zarr_files, zarr_chunk_index
-from pipeline.label_store import PayloadEncoding, chunk_encoded
+from pipeline.label_store import BlobError, PayloadEncoding, blob_key_check
 from webapp.annotation import label_exports, selectors, services
 from webapp.annotation.api import serializers as s
 from webapp.annotation.api.views import STALE, _AssignmentView, _version_param
@@ -117,6 +121,9 @@ def _labels_body(request: HttpRequest, row: Assignment, version: int | None) -> 
         "chunks": len(labels.chunks),
         "source": url,
         "neuroglancer_source": f"zarr2://{url}",
+        # The meshes (label_mesh_views) only once there is something to mesh.
+        "neuroglancer_sources": [f"zarr2://{url}"]
+        + ([f"precomputed://{url}meshes/"] if labels.chunks else []),
     }
 
 
@@ -235,6 +242,43 @@ def _not_found(request: HttpRequest) -> HttpResponse:
     return response
 
 
+def _to_blob(request: HttpRequest, prefix: str, key: str) -> HttpResponse:
+    """A chunk file of a version is its blob, by content (``<prefix>/labels/chunks/<key>``): a
+    redirect, so a chunk unchanged between versions has one URL and the browser fetches it once."""
+    response = HttpResponseRedirect(f"{prefix}/labels/chunks/{key}")
+    response["Cache-Control"] = IMMUTABLE  # a version's chunk never changes
+    for name, value in cors_headers(request).items():
+        response[name] = value
+    return response
+
+
+@csrf_exempt
+def labels_chunk_blob(request: HttpRequest, assignment_id: int, key: str) -> HttpResponse:
+    """A labels chunk file by its blob key (where a version's chunk files redirect); 404 for an
+    unknown key or an assignment that may not be seen."""
+    if request.method not in ("GET", "HEAD"):
+        refusal = HttpResponse(status=405)
+        refusal["Allow"] = "GET, HEAD"
+        return refusal
+    user = _reader(request)
+    if user is None or not user.is_authenticated:
+        return _not_found(request)
+    row = selectors.assignment_visible(user, assignment_id)
+    if row is None:
+        return _not_found(request)
+    try:
+        body = selectors.label_blobs(row.box.campaign_id).get(blob_key_check(key))
+    except (InvalidInputError, BlobError):
+        return _not_found(request)
+    response = HttpResponse(body if request.method == "GET" else b"")
+    response["Content-Type"] = "application/octet-stream"
+    response["Content-Length"] = str(len(body))
+    response["Cache-Control"] = IMMUTABLE
+    for name, value in cors_headers(request).items():
+        response[name] = value
+    return response
+
+
 @csrf_exempt
 def labels_zarr_file(
     request: HttpRequest, assignment_id: int, version: int, path: str
@@ -251,26 +295,46 @@ def labels_zarr_file(
     row = selectors.assignment_visible(user, assignment_id)
     if row is None or version > row.version:
         return _not_found(request)
-    labels = selectors.labels_at(row, version)
+    prefix = request.path.rsplit("/labels/v", 1)[0]
+    return zarr_file_response(request, selectors.labels_at(row, version), path, blobs_at=prefix)
+
+
+def zarr_file_response(
+    request: HttpRequest,
+    labels: selectors.Labels,
+    path: str,
+    name: str = "labels",
+    blobs_at: str | None = None,
+) -> HttpResponse:
+    """File ``path`` of ``labels`` as an OME-Zarr label image (v2 and v3 documents, chunks as
+    stored), cached for good (what it serves never changes); 404 for an all-zero chunk or
+    anything else. A chunk redirects to ``<blobs_at>/labels/chunks/<key>`` when given, else is
+    answered here. The caller has checked who may read it."""
     body: bytes | None = None
     content_type = "application/json"
     for zarr_format in ZARR_FORMATS:
-        documents = ome_zarr_files(labels.geometry, name="labels", zarr_format=zarr_format)
+        documents = ome_zarr_files(labels.geometry, name=name, zarr_format=zarr_format)
         if path in documents:
             body = documents[path]
             break
         index = zarr_chunk_index(path, labels.geometry, zarr_format)
         if index is not None:
-            body = chunk_encoded(labels.blobs, labels.chunks, index)
-            content_type = "application/octet-stream"
-            if body is None:
+            key = labels.chunks.get(index)
+            if key is None:
                 return _not_found(request)  # all zero: the fill value
+            if blobs_at is not None:
+                return _to_blob(request, blobs_at, key)
+            try:
+                body = labels.blobs.get(key)
+            except BlobError:
+                return _not_found(request)
+            content_type = "application/octet-stream"
             break
     if body is None:
         return _not_found(request)
     response = HttpResponse(body if request.method == "GET" else b"", content_type=content_type)
     response["Content-Length"] = str(len(body))
     response["Cache-Control"] = IMMUTABLE
-    for name, value in cors_headers(request).items():
-        response[name] = value
+    for header, value in cors_headers(request).items():
+        response[header] = value
     return response

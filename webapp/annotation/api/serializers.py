@@ -156,6 +156,10 @@ class BoxSerializer(serializers.ModelSerializer[TaskBox]):
         help_text="Points of the consensus a manager accepted as the box's ground truth; null "
         "when none was accepted."
     )
+    label_truth = serializers.SerializerMethodField(
+        help_text="A painted box's accepted ground-truth volume: consensus (quorum q) or "
+        "assignment (one annotator's); null when none was accepted."
+    )
 
     class Meta:
         model = TaskBox
@@ -173,6 +177,7 @@ class BoxSerializer(serializers.ModelSerializer[TaskBox]):
             "n_submitted",
             "n_approved",
             "consensus_points",
+            "label_truth",
             "created",
         ]
         read_only_fields = fields
@@ -184,6 +189,17 @@ class BoxSerializer(serializers.ModelSerializer[TaskBox]):
         # selectors.boxes_of joins the ground truth; a box without one has no such attribute.
         truth = getattr(box, "ground_truth", None)
         return None if truth is None else len(truth.points)
+
+    def get_label_truth(self, box: TaskBox) -> str | None:
+        truth = getattr(box, "label_truth", None)
+        if truth is None:
+            return None
+        n = truth.objects_count
+        objects = f"{n} object{'' if n == 1 else 's'}"
+        if truth.source == "consensus":
+            return f"consensus (quorum {truth.quorum}), {objects}"
+        annotator = next((m["annotator"] for m in truth.members), "?")
+        return f"{annotator}'s volume, {objects}"
 
 
 class BoxBriefSerializer(serializers.ModelSerializer[TaskBox]):
@@ -277,6 +293,9 @@ class AssignmentSerializer(serializers.ModelSerializer[Assignment]):
         read_only_fields = fields
 
     def get_count(self, assignment: Assignment) -> int:
+        known = getattr(assignment, "current_count", None)  # read with the row (hand-out)
+        if known is not None or hasattr(assignment, "current_count"):
+            return int(known or 0)
         return Annotation.objects.filter(assignment=assignment, valid_to__isnull=True).count()
 
 
@@ -350,6 +369,11 @@ class LabelsStateSerializer(serializers.Serializer[dict[str, Any]]):
         "zstd chunks); it never changes."
     )
     neuroglancer_source = serializers.CharField(help_text="The same for Neuroglancer.")
+    neuroglancer_sources = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="The sources of a Neuroglancer segmentation layer showing this version: the "
+        "OME-Zarr labels, then its objects' meshes (precomputed, absent while nothing is painted).",
+    )
 
 
 class ObjectProvenanceSerializer(serializers.Serializer[dict[str, Any]]):
@@ -538,6 +562,33 @@ class DashboardAgreementSerializer(serializers.Serializer[dict[str, Any]]):
     annotators = AgreementAnnotatorSerializer(many=True)
 
 
+class DashboardLabelBoxSerializer(serializers.Serializer[dict[str, Any]]):
+    box = serializers.IntegerField()
+    name = serializers.CharField()
+    mean_f1 = serializers.FloatField(allow_null=True, help_text="Mean object F1 of its pairs.")
+    mean_dice = serializers.FloatField(allow_null=True, help_text="Mean voxel Dice of its pairs.")
+
+
+class DashboardLabelPairSerializer(serializers.Serializer[dict[str, Any]]):
+    reference = serializers.CharField()
+    other = serializers.CharField()
+    boxes = serializers.IntegerField(help_text="Boxes both painted.")
+    matched = serializers.IntegerField()
+    precision = serializers.FloatField(allow_null=True)
+    recall = serializers.FloatField(allow_null=True)
+    f1 = serializers.FloatField(allow_null=True)
+    dice = serializers.FloatField(allow_null=True)
+    mean_matched_iou = serializers.FloatField(allow_null=True)
+
+
+class DashboardLabelAgreementSerializer(serializers.Serializer[dict[str, Any]]):
+    boxes_compared = serializers.IntegerField()
+    mean_f1 = serializers.FloatField(allow_null=True)
+    mean_dice = serializers.FloatField(allow_null=True)
+    boxes = DashboardLabelBoxSerializer(many=True)
+    pairs = DashboardLabelPairSerializer(many=True, help_text="Pooled over their boxes.")
+
+
 class AnnotationDashboardSerializer(serializers.Serializer[dict[str, Any]]):
     redundancy = serializers.IntegerField()
     boxes_total = serializers.IntegerField()
@@ -552,6 +603,11 @@ class AnnotationDashboardSerializer(serializers.Serializer[dict[str, Any]]):
     timeline = ApprovalTimelineSerializer(help_text="Approvals and submissions per hour or day.")
     agreement = DashboardAgreementSerializer(
         allow_null=True,
-        help_text="Point agreement between annotators; null with N = 1 or before two "
-        "annotators have handed in one box.",
+        help_text="Point agreement between annotators; null with N = 1, before two "
+        "annotators have handed in one box, or in a painted campaign.",
+    )
+    painted_agreement = DashboardLabelAgreementSerializer(
+        allow_null=True,
+        help_text="A painted campaign's label agreement (object F1 at IoU >= 0.5, voxel Dice) "
+        "per box and per annotator pair; null otherwise or before two volumes of one box.",
     )

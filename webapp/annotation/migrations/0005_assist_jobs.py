@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('annotation', '0002_painted_labels'),
+        ('annotation', '0004_painted_label_truth'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
