@@ -203,6 +203,132 @@ def summary(values: list[float]) -> str:
     )
 
 
+CPU_KINDS = ("me", "next", "save", "submit", "annotations")
+
+
+def cpu_child(rounds: int, profile: str | None) -> None:
+    """In this process (Django set up from the environment): one annotator's rounds of
+    ``/me/``, next task, 5 saves of ``batch`` points, GET annotations and submit through the
+    Django test client (the whole middleware and DRF stack, no HTTP server), with the CPU time
+    of this process and the SQL statements of each request; ``profile``: cProfile the saves."""
+    import cProfile
+    import pstats
+
+    import django
+
+    django.setup()
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from rest_framework.test import APIClient
+
+    world = json.loads(os.environ["BENCH_WORLD"])
+    api = "/api/v1/annotation/"
+    cpu: dict[str, list[float]] = defaultdict(list)
+    wall: dict[str, list[float]] = defaultdict(list)
+    queries: dict[str, list[int]] = defaultdict(list)
+    rng = random.Random(0)
+    profiles: list[cProfile.Profile] = []
+
+    def call(client: APIClient, kind: str, method: str, path: str, **kw: Any) -> Any:
+        started_cpu, started = time.process_time(), time.perf_counter()
+        with CaptureQueriesContext(connection) as captured:
+            response = getattr(client, method)(path, format="json", **kw)
+        cpu[kind].append((time.process_time() - started_cpu) * 1000)
+        wall[kind].append((time.perf_counter() - started) * 1000)
+        queries[kind].append(len(captured.captured_queries))
+        return response
+
+    serial = 0
+    for r in range(rounds + (1 if profile else 0)):
+        profiling = r == rounds  # the profiled round, after the measured ones
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Token {world['tokens'][r % len(world['tokens'])]}")
+        call(client, "me", "get", "/api/v1/me/")
+        task = call(client, "next", "post", f"{api}campaigns/{world['campaign']}/next/").json()
+        pk, version = task["id"], task["version"]
+        z0, y0, x0 = task["box"]["start"]
+        for _ in range(SAVES_PER_TASK):
+            ops = []
+            for _ in range(world["batch"]):
+                serial += 1
+                ops.append({"op": "upsert", "uid": f"p{serial}", "kind": "point",
+                            "label": "nucleus",
+                            "coords": [[z0 + rng.random() * 40, y0 + rng.random() * 40,
+                                        x0 + rng.random() * 40]]})  # fmt: skip
+            if profiling:  # CPU time only: waiting on PostgreSQL is not this process's cost
+                profiler = cProfile.Profile(time.process_time)
+                saved = profiler.runcall(
+                    client.post, f"{api}assignments/{pk}/annotations/", format="json",
+                    data={"base_version": version, "ops": ops},
+                )  # fmt: skip
+                profiles.append(profiler)
+            else:
+                saved = call(client, "save", "post", f"{api}assignments/{pk}/annotations/",
+                             data={"base_version": version, "ops": ops})  # fmt: skip
+            assert saved.status_code == 200, saved.content
+            version = saved.json()["version"]
+        if profiling:
+            break
+        call(client, "annotations", "get", f"{api}assignments/{pk}/annotations/")
+        done = call(client, "submit", "post", f"{api}assignments/{pk}/submit/",
+                    data={"base_version": version})  # fmt: skip
+        assert done.status_code == 200, done.content
+    warm = max(1, rounds // 5)  # the first rounds import and warm caches
+    out = {}
+    for kind in CPU_KINDS:
+        skip = warm * (SAVES_PER_TASK if kind == "save" else 1)
+        out[kind] = {
+            "cpu_ms": statistics.median(cpu[kind][skip:]),
+            "wall_ms": statistics.median(wall[kind][skip:]),
+            "queries": statistics.median(queries[kind][skip:]),
+            "n": len(cpu[kind]) - skip,
+        }
+    print("CPU-RESULT " + json.dumps(out))
+    if profile:
+        stats = pstats.Stats(*profiles, stream=sys.stderr)
+        stats.dump_stats(profile)
+        print(f"cProfile of {len(profiles)} saves (CPU time of this process):", file=sys.stderr)
+        stats.sort_stats("cumulative").print_stats(45)
+        stats.sort_stats("tottime").print_stats(25)
+
+
+def in_process(args: argparse.Namespace) -> None:
+    """``--in-process``: CPU time and statements per request in one process (module doc)."""
+    import subprocess
+
+    tmp = Path(tempfile.mkdtemp(prefix="annotome-bench-annotate-cpu-"))
+    database = f"{args.database_name}_cpu"
+    try:
+        env = postgres_site_env(args.database, database, tmp / "var")
+        code = SETUP_CODE % {"shape": list(SHAPE), "clients": 5}
+        world = json.loads(manage(env, "shell", "-c", code).strip().splitlines()[-1])
+        world["batch"] = args.batch
+        env["BENCH_WORLD"] = json.dumps(world)
+        argv = [sys.executable, __file__, "--cpu-child", str(args.rounds)]
+        if args.profile:
+            argv += ["--profile", args.profile]
+        done = subprocess.run(argv, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"in-process run failed:\n{done.stdout}\n{done.stderr}")
+    finally:
+        postgres_drop(args.database, database)
+        shutil.rmtree(tmp, ignore_errors=True)
+    line = next(x for x in done.stdout.splitlines() if x.startswith("CPU-RESULT "))
+    result = json.loads(line.removeprefix("CPU-RESULT "))
+    print(
+        f"In one process (Django test client, PostgreSQL, no concurrency), {args.rounds} tasks "
+        f"of {SAVES_PER_TASK} saves of {args.batch} points; load average "
+        f"{os.getloadavg()[0]:.1f}; medians:"
+    )
+    for kind, figures in result.items():
+        print(
+            f"  {kind:<12} CPU {figures['cpu_ms']:6.1f} ms  wall {figures['wall_ms']:6.1f} ms  "
+            f"{figures['queries']:g} statements  (n={figures['n']})"
+        )
+    if args.profile:
+        print(done.stderr)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clients", type=int, default=50)
@@ -213,13 +339,26 @@ def main() -> None:
         "--think", type=float, default=1.0, help="mean seconds before each request (0: flat out)"
     )
     parser.add_argument("--database", default="postgres://postgres@127.0.0.1:5432/")
+    parser.add_argument("--database-name", default=DATABASE, help="the benchmark's database")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="instead: CPU time and statements per request in one process, no HTTP server",
+    )
+    parser.add_argument("--rounds", type=int, default=60, help="--in-process: tasks done")
+    parser.add_argument("--profile", help="--in-process: cProfile the saves into this file")
+    parser.add_argument("--cpu-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.cpu_child is not None:
+        return cpu_child(args.cpu_child, args.profile)
+    if args.in_process:
+        return in_process(args)
 
     tmp = Path(tempfile.mkdtemp(prefix="annotome-bench-annotate-"))
     site: Server | None = None
     try:
-        env = postgres_site_env(args.database, DATABASE, tmp / "var")
+        env = postgres_site_env(args.database, args.database_name, tmp / "var")
         code = SETUP_CODE % {"shape": list(SHAPE), "clients": args.clients}
         world = json.loads(manage(env, "shell", "-c", code).strip().splitlines()[-1])
         site = start_site(tmp / "site", env)
@@ -254,7 +393,7 @@ def main() -> None:
     finally:
         if site is not None:
             site.stop()
-        postgres_drop(args.database, DATABASE)
+        postgres_drop(args.database, args.database_name)
         if args.keep:
             print(f"kept {tmp}")
         else:

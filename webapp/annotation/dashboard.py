@@ -16,7 +16,9 @@ Figures, all from the database as it is now:
   two days old) or per day, from the audit log, with the running total of approvals.
 
 Point agreement comes from ``agreement.campaign_agreement`` (``pipeline.point_agreement``): the
-distribution of the boxes' mean F1 in tenths, and each annotator's pooled figures.
+distribution of the boxes' mean F1 in tenths, and each annotator's pooled figures. A painted
+campaign has no point agreement; its label agreement (``painted_agreement``: object F1 at IoU >=
+0.5 and voxel Dice) is given per box and per annotator pair.
 """
 
 from __future__ import annotations
@@ -191,7 +193,8 @@ def dashboard(campaign: AnnotationCampaign) -> dict[str, Any]:
         "slots": {state: int(slots.get(state, 0)) for state in AssignmentState.values},
         "annotators": _annotators(campaign),
         "timeline": _timeline(campaign),
-        "agreement": _agreement(campaign),
+        "agreement": None if campaign.painted else _agreement(campaign),
+        "painted_agreement": _painted_agreement(campaign),
     }
 
 
@@ -224,6 +227,31 @@ def _agreement(campaign: AnnotationCampaign) -> dict[str, Any] | None:
     }
 
 
+def _painted_agreement(campaign: AnnotationCampaign) -> dict[str, Any] | None:
+    """A painted campaign's label agreement (``painted_agreement.campaign_label_agreement``):
+    per box its mean F1 and Dice over its pairs, per annotator pair the pooled figures; None
+    for a campaign of points, with N = 1 or before two annotators have handed in one box."""
+    from webapp.annotation.painted_agreement import campaign_label_agreement
+
+    if not campaign.painted or campaign.redundancy < 2:
+        return None
+    result = campaign_label_agreement(campaign)
+    if not result["boxes_compared"]:
+        return None
+    return {
+        "boxes_compared": result["boxes_compared"],
+        "mean_f1": result["mean_f1"],
+        "mean_dice": result["mean_dice"],
+        "boxes": [
+            {k: b[k] for k in ("box", "name", "mean_f1", "mean_dice")} for b in result["boxes"]
+        ],
+        "pairs": [
+            {k: p[k] for k in ("reference", "other", *PAIR_FIGURES)} for p in result["pairs"]
+        ],
+    }
+
+
+PAIR_FIGURES = ("boxes", "matched", "precision", "recall", "f1", "dice", "mean_matched_iou")
 ANNOTATOR_FIGURES = (
     "tasks",
     "objects",
@@ -257,6 +285,19 @@ def dashboard_csv(campaign: AnnotationCampaign) -> str:
         rows.append(
             [f"per_{data['timeline']['bucket']}", f"submitted {start}", "", point["submitted"]]
         )
+    painted = data["painted_agreement"]
+    if painted is not None:
+        for box in painted["boxes"]:
+            for key in ("mean_f1", "mean_dice"):
+                value = box[key]
+                rows.append(
+                    [f"label_agreement_box {box['name']}", key, "", "" if value is None else value]
+                )
+        for pair in painted["pairs"]:
+            who = f"{pair['reference']} / {pair['other']}"
+            for key in PAIR_FIGURES:
+                value = pair[key]
+                rows.append(["label_agreement_pair", key, who, "" if value is None else value])
     out = io.StringIO()
     csv.writer(out, lineterminator="\n").writerows(rows)
     return out.getvalue()

@@ -1,11 +1,12 @@
 """A painted campaign's approved ground truth in the form ``pipeline`` training reads, and the
 morphometrics of painted objects measured by the pipeline's own code.
 
-Ground truth of a box, for now: the painted labels of its first approved assignment by slot that
-has any, at its approved version (an approved task is no longer edited, so its current
-version). When several annotators' labels are approved the others are not used: consensus of
-labels (``pipeline.label_agreement``) will replace this choice. An accepted point consensus does
-not choose labels. Boxes with no approved painted labels are left out of every file.
+Ground truth of a box: the label volume a manager accepted for it (``BoxLabelTruth``: the
+consensus of its annotators' volumes at a quorum, or one approved annotator's volume, as it was
+when accepted); when none was accepted, the painted labels of its first approved assignment by
+slot that has any, at its approved version (an approved task is no longer edited, so its current
+version). An accepted point consensus does not choose labels. Boxes with neither are left out of
+every file.
 
 ``labels.zip`` (:func:`iter_labels_zip`) holds:
 
@@ -18,7 +19,10 @@ not choose labels. Boxes with no approved painted labels are left out of every f
   0 in the labels means background), 0 elsewhere (where nothing is known): for readers that
   take a mask of annotated regions rather than a boxes table;
 - ``boxes/<box id>.ome.zarr``: each box's labels alone at its physical position;
-- ``sources.csv``: per box, whose labels at which version;
+- ``sources.csv``: per box, whose labels at which version (:data:`SOURCE_COLUMNS`): ``source``
+  ``consensus`` (``annotator`` "consensus", its ``quorum`` and ``members`` annotator@vN),
+  ``assignment`` (accepted: one annotator's volume) or ``approved`` (none accepted), who
+  accepted it and when;
 - ``labels_objects.csv``: every painted object's morphometrics (:data:`OBJECT_COLUMNS`).
 
 Files are written by :func:`pipeline.label_export.export_training_labels` and
@@ -42,8 +46,15 @@ from pipeline.detections import Geometry, measure_objects
 from pipeline.errors import InvalidInputError
 from pipeline.label_export import GroundTruthBox, export_ome_zarr, export_training_labels
 from pipeline.label_store import labels_read
-from webapp.annotation import selectors
-from webapp.annotation.models import AnnotationCampaign, Assignment, AssignmentState
+from webapp.annotation import painted_agreement, selectors
+from webapp.annotation.models import (
+    AnnotationCampaign,
+    Assignment,
+    AssignmentState,
+    BoxLabelTruth,
+    LabelTruthSource,
+    TaskBox,
+)
 from webapp.core.errors import InvalidRequest
 
 NOT_PAINTED = (
@@ -53,7 +64,20 @@ NOT_PAINTED = (
 NOTHING_APPROVED = "No box has approved painted labels yet: approve painted tasks first."
 OBJECTS_CSV = "labels_objects.csv"
 SOURCES_CSV = "sources.csv"
-SOURCE_COLUMNS = ("box", "box_id", "assignment_id", "annotator", "slot", "version", "objects")
+SOURCE_COLUMNS = (
+    "box",
+    "box_id",
+    "assignment_id",
+    "annotator",
+    "slot",
+    "version",
+    "objects",
+    "source",
+    "quorum",
+    "members",
+    "accepted_by",
+    "accepted_at",
+)
 #: One painted object's figures: ids, voxels, um^3, um^2, sphericity, centroid (image voxels
 #: and um, z y x).
 OBJECT_FIELDS = (
@@ -107,31 +131,71 @@ def label_objects(labels: selectors.Labels) -> list[dict[str, Any]]:
 
 @dataclass(frozen=True)
 class PaintedTruth:
-    """One box's ground-truth labels: the approved assignment they come from, and them."""
+    """One box's ground-truth labels and where they come from: ``source`` is ``consensus`` or
+    ``assignment`` (a manager accepted it: ``truth``) or ``approved`` (none accepted: the first
+    approved assignment by slot with labels, ``assignment``)."""
 
-    assignment: Assignment
+    box: TaskBox
+    source: str
     labels: selectors.Labels
+    assignment: Assignment | None = None
+    truth: BoxLabelTruth | None = None
 
 
 def painted_ground_truth(campaign: AnnotationCampaign) -> list[PaintedTruth]:
-    """Every box with approved painted labels, in box order (module docstring: the first
-    approved assignment by slot that has labels)."""
+    """Every box with painted ground truth, in box order (module docstring): its accepted
+    truth, else its first approved assignment by slot that has labels."""
     if not campaign.painted:
         raise InvalidRequest(NOT_PAINTED)
+    truths: dict[int, PaintedTruth] = {}
+    accepted = (
+        BoxLabelTruth.objects.filter(box__campaign=campaign)
+        .select_related("box", "assignment__annotator", "accepted_by")
+        .order_by("box_id")
+    )
+    for truth in accepted:
+        truth.box.campaign = campaign
+        labels = painted_agreement.truth_labels(truth.box, truth)
+        assignment = truth.assignment if truth.source == LabelTruthSource.ASSIGNMENT else None
+        truths[truth.box_id] = PaintedTruth(truth.box, truth.source, labels, assignment, truth)
     approved = (
         Assignment.objects.filter(box__campaign=campaign, state=AssignmentState.APPROVED)
+        .exclude(box_id__in=list(truths))
         .select_related("box", "annotator")
         .order_by("box_id", "slot")
     )
-    truths: dict[int, PaintedTruth] = {}
     for row in approved:
         if row.box_id in truths:
             continue
         row.box.campaign = campaign
         labels = selectors.labels_at(row, row.version)
         if labels.chunks:
-            truths[row.box_id] = PaintedTruth(row, labels)
+            truths[row.box_id] = PaintedTruth(row.box, "approved", labels, row)
     return [truths[k] for k in sorted(truths)]
+
+
+def _provenance(t: PaintedTruth) -> dict[str, Any]:
+    """Who a box's truth is from: the assignment's columns, or ``consensus`` and its members."""
+    row, truth = t.assignment, t.truth
+    members = ""
+    if truth is not None:
+        members = ";".join(f"{m['annotator']}@v{m['version']}" for m in truth.members)
+    accepted_by = ""
+    if truth is not None and truth.accepted_by is not None:
+        accepted_by = truth.accepted_by.username
+    return {
+        "box": t.box.name,
+        "box_id": t.box.pk,
+        "assignment_id": "" if row is None else row.pk,
+        "annotator": "consensus" if row is None else _annotator(row),
+        "slot": "" if row is None else row.slot,
+        "version": "" if row is None else t.labels.version,
+        "source": t.source,
+        "quorum": "" if truth is None or truth.quorum is None else truth.quorum,
+        "members": members,
+        "accepted_by": accepted_by,
+        "accepted_at": "" if truth is None else truth.accepted_at.isoformat(),
+    }
 
 
 def _annotator(row: Assignment) -> str:
@@ -145,7 +209,7 @@ def write_labels_export(campaign: AnnotationCampaign, out_dir: Path) -> Path:
     if not truths:
         raise InvalidRequest(NOTHING_APPROVED)
     boxes = [
-        GroundTruthBox(t.assignment.box.name, t.labels.geometry, t.labels.chunks, t.labels.blobs)
+        GroundTruthBox(t.box.name, t.labels.geometry, t.labels.chunks, t.labels.blobs)
         for t in truths
     ]
     try:
@@ -156,8 +220,8 @@ def write_labels_export(campaign: AnnotationCampaign, out_dir: Path) -> Path:
                 labels.blobs,
                 labels.geometry,
                 labels.chunks,
-                out_dir / "boxes" / f"{t.assignment.box_id}.ome.zarr",
-                name=t.assignment.box.name,
+                out_dir / "boxes" / f"{t.box.pk}.ome.zarr",
+                name=t.box.name,
             )
     except InvalidInputError as exc:
         raise InvalidRequest(f"The ground truth cannot be exported: {exc}.") from None
@@ -170,14 +234,16 @@ def write_labels_export(campaign: AnnotationCampaign, out_dir: Path) -> Path:
         sources = csv.writer(sources_file, lineterminator="\n")
         sources.writerow(SOURCE_COLUMNS)
         for t in truths:
-            row = t.assignment
+            provenance = _provenance(t)
             measured = label_objects(t.labels)
-            who = [row.box.name, row.box_id, row.pk, _annotator(row), t.labels.version]
+            who = [provenance[k] for k in OBJECT_COLUMNS[:5]]
             for entry in measured:
                 objects.writerow(
                     [*who, *("" if entry[k] is None else entry[k] for k in OBJECT_FIELDS)]
                 )
-            sources.writerow([*who[:4], row.slot, t.labels.version, len(measured)])
+            sources.writerow(
+                [len(measured) if k == "objects" else provenance[k] for k in SOURCE_COLUMNS]
+            )
     return out_dir
 
 

@@ -36,7 +36,14 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from webapp.core.permissions import Principal, RestrictedByParent, RestrictedQuerySet, Rules
+from webapp.core.jobs.models import Job
+from webapp.core.permissions import (
+    Principal,
+    RestrictedByParent,
+    RestrictedQuerySet,
+    Rules,
+    rules_allow,
+)
 
 M = TypeVar("M", bound=models.Model)
 
@@ -103,6 +110,7 @@ class AuditAction(models.TextChoices):
     ANNOTATIONS_RESTORE = "annotations.restore", "Version restored"
     LABELS_SAVE = "labels.save", "Labels saved"
     CONSENSUS_ACCEPT = "consensus.accept", "Consensus accepted"
+    LABEL_TRUTH_ACCEPT = "labels.truth", "Painted ground truth accepted"
 
 
 # --- permissions --------------------------------------------------------------------------------
@@ -133,8 +141,25 @@ class MemberOfVisibleCampaign:
     def allows(self, row: Any, principal: Principal) -> bool:
         if principal.user_id is None:
             return False
+        facts: MemberFacts | None = getattr(row, "member_facts", None)
+        if facts is not None and facts.user_id == principal.user_id:
+            # The hot path loaded the caller's roles with the row and its dataset: the same
+            # rule read in Python, no query (``selectors.with_member_facts``).
+            from webapp.datasets.models import DatasetQuerySet
+
+            return bool(facts.roles & set(self.roles)) and rules_allow(
+                DatasetQuerySet.rules, "view", row.dataset, principal
+            )
         member = self._members(principal.user_id).filter(campaign_id=row.pk).exists()
         return member and self._datasets(principal).filter(pk=row.dataset_id).exists()
+
+
+@dataclass(frozen=True)
+class MemberFacts:
+    """One user's roles in a campaign, read with the campaign's row (``member_facts``)."""
+
+    user_id: int
+    roles: frozenset[str]
 
 
 class AnnotationCampaignQuerySet(RestrictedQuerySet["AnnotationCampaign"]):
@@ -290,6 +315,11 @@ class TaskBox(models.Model):
                 fields=["campaign", "name"], name="unique_box_name_per_campaign"
             )
         ]
+        indexes: ClassVar[list[models.Index]] = [
+            # The hand-out walks a campaign's boxes in this order and stops at the first free
+            # slot, instead of sorting all of them (services._free_slots).
+            models.Index(fields=["campaign", "-priority", "id"], name="taskbox_handout"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.campaign_id}/{self.name}"
@@ -381,6 +411,10 @@ class Revision(models.Model):
     # The painted labels' version manifest (``pipeline.label_versions.LabelVersion.to_json``)
     # when this revision changed them; null: the labels are those of the revision before.
     labels = models.JSONField(null=True, blank=True)
+    # Where each painted object of this labels version came from (a labels revision only; the
+    # map of the version it was based on, updated by what the save sent):
+    # {"<object id>": {"source": "manual" | "click" | "proposal", "proposal_source": ...}}.
+    provenance = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["assignment", "number"]
@@ -435,6 +469,34 @@ class BoxGroundTruth(models.Model):
     accepted = models.DateTimeField(auto_now=True)
 
 
+class LabelTruthSource(models.TextChoices):
+    CONSENSUS = "consensus", "Consensus of the annotators' volumes"
+    ASSIGNMENT = "assignment", "One annotator's volume"
+
+
+class BoxLabelTruth(models.Model):
+    """A painted box's accepted ground-truth label volume (else the first approved assignment
+    with labels is): the consensus of its annotators' volumes at a quorum, or one approved
+    assignment's volume. ``labels`` is a label version manifest (chunk -> blob in the campaign's
+    label store, as ``Revision.labels``) taken when it was accepted, so later saves or restores
+    of the assignments do not change it; ``members`` records the volumes it was made of."""
+
+    box = models.OneToOneField(TaskBox, on_delete=models.CASCADE, related_name="label_truth")
+    source = models.CharField(max_length=10, choices=LabelTruthSource.choices)
+    assignment = models.ForeignKey(
+        Assignment, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    quorum = models.PositiveSmallIntegerField(null=True, blank=True)
+    # [{"assignment": id, "annotator": name, "version": n}] of the volumes it was made of.
+    members = models.JSONField(default=list)
+    labels = models.JSONField()
+    objects_count = models.PositiveIntegerField(default=0)
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    accepted_at = models.DateTimeField(auto_now=True)
+
+
 class AuditEntry(models.Model):
     """Append-only: who did what, when, to which object of the campaign."""
 
@@ -459,4 +521,32 @@ class AuditEntry(models.Model):
         indexes: ClassVar[list[models.Index]] = [
             models.Index(fields=["campaign", "-created"], name="audit_campaign_created"),
             models.Index(fields=["campaign", "action"], name="audit_campaign_action"),
+        ]
+
+
+#: Where a painted object came from (labels save ``provenance``), and what proposed it.
+OBJECT_SOURCES = ("manual", "click", "proposal")
+PROPOSAL_SOURCES = ("model", "watershed")
+#: A propose-all job's state as the page sees it (``Job.state``: retrying is running,
+#: succeeded is done, cancelled is failed).
+ASSIST_STATES = ("queued", "running", "done", "failed")
+
+
+class AssistJob(Job):
+    """A "propose all in box" run over one assignment's box: its proposals once done.
+
+    ``proposals`` are the issue-10 contract's Proposal objects (box-local bbox and run lengths);
+    the latest job of an assignment is the one its page shows.
+    """
+
+    assignment = models.ForeignKey(Assignment, on_delete=models.CASCADE, related_name="+")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    message = models.CharField(max_length=500, blank=True)
+    proposals = models.JSONField(default=list, blank=True)
+
+    class Meta(Job.Meta):
+        indexes: ClassVar[list[models.Index]] = [
+            models.Index(fields=["assignment", "-created"], name="assist_job_assignment"),
         ]

@@ -5,25 +5,34 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
+import numpy as np
 from django.conf import settings
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Exists, Model, OuterRef, Q, QuerySet
 
+from pipeline.box_image import read_box, stretch_uint8
 from pipeline.label_store import BlobStore, ChunkIndex, LabelGeometry
 from pipeline.label_versions import LabelVersion, version_empty
 from webapp.annotation.models import (
     AnnotationCampaign,
+    AnnotationCampaignQuerySet,
     Assignment,
+    AssistJob,
     AuditEntry,
     CampaignMember,
+    MemberFacts,
     Revision,
+    Role,
     TaskBox,
 )
+from webapp.core.permissions import principal_of, rules_allow
 from webapp.core.users import AnyUser
 
 if TYPE_CHECKING:
     from pipeline.label_meshes import VersionMeshes
+
+M = TypeVar("M", bound=Model)
 
 
 def campaigns_visible(user: AnyUser) -> QuerySet[AnnotationCampaign]:
@@ -46,15 +55,64 @@ def roles_of(campaign: AnnotationCampaign, user: AnyUser) -> list[str]:
 
 
 def may(campaign: AnnotationCampaign, user: AnyUser, action: str) -> bool:
+    """Whether ``user`` may do ``action`` to the campaign: read in Python from the roles loaded
+    with it (``with_member_facts``) when they were, else asked of the database."""
+    facts = getattr(campaign, "member_facts", None)
+    if facts is not None and facts.user_id == user.pk:
+        return rules_allow(AnnotationCampaignQuerySet.rules, action, campaign, principal_of(user))
     return AnnotationCampaign.objects.allows(user, action, campaign)
+
+
+_ROLE_FACTS = {f"_is_{role}": role for role in Role.values}
+
+
+def with_member_facts(rows: QuerySet[M], campaign: str, user_id: int) -> QuerySet[M]:
+    """``rows`` with the caller's roles in the campaign that ``campaign`` (a path to the
+    campaign's id, e.g. ``"box__campaign_id"``) names, as one EXISTS per role in the same
+    statement; ``attach_member_facts`` then hangs them on the campaign for ``may``."""
+    annotated: QuerySet[M] = rows.annotate(
+        **{
+            name: Exists(
+                CampaignMember.objects.filter(
+                    campaign_id=OuterRef(campaign), user_id=user_id, role=role
+                )
+            )
+            for name, role in _ROLE_FACTS.items()
+        }
+    )
+    return annotated
+
+
+def attach_member_facts(row: Any, campaign: AnnotationCampaign, user_id: int) -> None:
+    roles = frozenset(role for name, role in _ROLE_FACTS.items() if getattr(row, name))
+    campaign.member_facts = MemberFacts(user_id, roles)  # type: ignore[attr-defined]
+
+
+def campaign_of(user: AnyUser, campaign_id: int) -> AnnotationCampaign | None:
+    """The campaign if ``user`` may see it, with its dataset, image layer and the caller's
+    roles, in one statement (``may`` then asks nothing more)."""
+    if not user.is_authenticated or user.pk is None:
+        return None
+    row = (
+        with_member_facts(
+            AnnotationCampaign.objects.select_related("dataset", "image_layer"), "pk", user.pk
+        )
+        .filter(pk=campaign_id)
+        .order_by()
+        .first()
+    )
+    if row is None:
+        return None
+    attach_member_facts(row, row, user.pk)
+    return row if may(row, user, "view") else None
 
 
 def boxes_of(campaign: AnnotationCampaign) -> QuerySet[TaskBox]:
     """Every member sees the campaign's boxes, with how many slots are in each state (and
-    their accepted ground truth, joined)."""
+    their accepted ground truth, points and painted, joined)."""
     return (
         TaskBox.objects.filter(campaign=campaign)
-        .select_related("ground_truth")
+        .select_related("ground_truth", "label_truth")
         .annotate(
             n_approved=Count("assignments", filter=Q(assignments__state="approved")),
             n_submitted=Count("assignments", filter=Q(assignments__state="submitted")),
@@ -78,21 +136,28 @@ def assignments_visible(user: AnyUser) -> QuerySet[Assignment]:
 def assignment_visible(user: AnyUser, assignment_id: int) -> Assignment | None:
     """One assignment if ``user`` may see it (the rule of ``assignments_visible``), else None.
 
-    Every save and activity report of the task page starts here, so it is two small queries
-    (the row, then the one campaign rule that applies) rather than the list's OR of two
-    permission subqueries, which took three times as long to build and run (17 -> 11 ms a
-    call, a third of a save). A reviewer's or manager's rule ("report") implies "view", so
-    the annotator's own row needs "view" and any other row "report".
+    Every save and activity report of the task page starts here, so it is one statement: the
+    row with its box, campaign, dataset and the caller's roles, the campaign rule then read in
+    Python from them (the list's OR of two permission subqueries took three times as long to
+    build and run, and then a second query for the rule, 11 ms a call). A reviewer's or
+    manager's rule ("report") implies "view", so the annotator's own row needs "view" and any
+    other row "report".
     """
-    if not user.is_authenticated:
+    if not user.is_authenticated or user.pk is None:
         return None
     row = (
-        Assignment.objects.select_related("box__campaign", "annotator", "reviewer")
+        with_member_facts(
+            Assignment.objects.select_related("box__campaign__dataset", "annotator", "reviewer"),
+            "box__campaign_id",
+            user.pk,
+        )
         .filter(pk=assignment_id)
+        .order_by()  # the default ordering would join the box and campaign for nothing
         .first()
     )
     if row is None:
         return None
+    attach_member_facts(row, row.box.campaign, user.pk)
     action = "view" if row.annotator_id == user.pk else "report"
     return row if may(row.box.campaign, user, action) else None
 
@@ -205,3 +270,42 @@ def label_meshes(assignment: Assignment, labels: Labels) -> VersionMeshes:
     return version_meshes(
         labels.blobs, labels.geometry, labels.chunks, label_meshes_root(assignment.box.campaign_id)
     )
+
+
+def assist_job_latest(assignment: Assignment) -> AssistJob | None:
+    """The assignment's latest propose-all job (the one its page shows)."""
+    return AssistJob.objects.filter(assignment=assignment).order_by("-created", "-id").first()
+
+
+def labels_provenance_at(assignment_id: int, version: int) -> dict[str, Any]:
+    """Where each painted object of ``version`` came from: the provenance of the labels
+    revision in force at it (as :func:`label_version_at`); empty when none was recorded."""
+    found = (
+        Revision.objects.filter(
+            assignment_id=assignment_id, number__lte=version, labels__isnull=False
+        )
+        .order_by("-number")
+        .values_list("provenance", flat=True)
+        .first()
+    )
+    return dict(found or {})
+
+
+@dataclass(frozen=True)
+class BoxImage:
+    """A task box's image as the painting editor draws it: uint8 (z, y, x), clipped to the
+    image, and the raw values that map to 0 and 255."""
+
+    voxels: np.ndarray
+    value_range: tuple[float, float]
+
+
+def box_image(assignment: Assignment) -> BoxImage:
+    """The box's voxels of the campaign's image layer, stretched to uint8 by
+    :func:`pipeline.box_image.stretch_uint8`; raises ``InvalidInputError`` when the image is
+    missing or has no voxels in the box."""
+    box = assignment.box
+    layer = box.campaign.image_layer
+    raw = read_box(Path(layer.dataset.root) / layer.path, box.start, box.size)
+    voxels, value_range = stretch_uint8(raw)
+    return BoxImage(np.ascontiguousarray(voxels), value_range)

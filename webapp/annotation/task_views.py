@@ -25,6 +25,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_safe
 
 from webapp.annotation import selectors, services
+from webapp.annotation.api import label_views
 from webapp.annotation.api.serializers import AssignmentSerializer
 from webapp.annotation.instructions import instructions_html
 from webapp.annotation.models import AnnotationCampaign, Assignment
@@ -104,6 +105,8 @@ def task_page(request: HttpRequest, assignment_id: int) -> HttpResponse:
         "imageLayer": layer_name,
         "nextUrl": reverse("annotation:next", args=[campaign.pk]),
         "reservedKeys": "nsfu",
+        # The labels save's provenance field, once the server takes it (issue 10's assistance).
+        "labelsProvenance": "provenance" in label_views.FIELDS,
     }
     context = {
         "assignment": assignment,

@@ -195,6 +195,7 @@ def campaign_page(request: HttpRequest, campaign_id: int) -> HttpResponse:
         "manager": manager,
         "redundancy": campaign.redundancy,
         "quorum": default_quorum(campaign),
+        "painted": campaign.painted,
         "states": {s: {"label": STATE_LABELS[s], "colour": STATE_COLOURS[s]} for s in BOX_STATES},
         "maxDrawn": MAX_DRAWN,
     }

@@ -243,6 +243,11 @@ SPECTACULAR_SETTINGS = {
         "AnnotationRoleEnum": "webapp.annotation.models.Role",
         "AnnotationKindEnum": "webapp.annotation.models.AnnotationKind",
         "RevisionKindEnum": "webapp.annotation.models.RevisionKind",
+        "LabelTruthSourceEnum": "webapp.annotation.models.LabelTruthSource",
+        "BoxSourceEnum": "webapp.annotation.models.BoxSource",
+        "ObjectSourceEnum": "webapp.annotation.models.OBJECT_SOURCES",
+        "ProposalSourceEnum": "webapp.annotation.models.PROPOSAL_SOURCES",
+        "AssistStateEnum": "webapp.annotation.models.ASSIST_STATES",
         # The jobs' sets keep the names they had before the collision.
         "StateEnum": "webapp.core.jobs.models.JobState",
         "StatusEnum": "webapp.core.jobs.models.JobStatus",

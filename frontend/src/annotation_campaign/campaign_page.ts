@@ -1,6 +1,7 @@
 // The campaign page (annotation/campaign.html): members (managers add and remove them), the
 // boxes table (paged; managers clear flags and, with N >= 2, accept a box's consensus as its
-// ground truth), the four ways to add boxes, and the coverage map.
+// ground truth; in a painted campaign "Choose ground truth…": the consensus volume at a quorum or
+// one approved annotator's volume), the four ways to add boxes, and the coverage map.
 
 import { ApiError, api, setCsrfToken, type Schemas } from "../lib/api";
 import { byId, el, jsonScript } from "../lib/dom";
@@ -13,6 +14,8 @@ export interface CampaignConfig {
   redundancy: number;
   /** Approved annotators a consensus point needs by default (a strict majority of N). */
   quorum: number;
+  /** Objects are painted: the ground truth is a label volume chosen per box. */
+  painted: boolean;
   states: Record<string, StateStyle>;
   maxDrawn: number;
 }
@@ -29,6 +32,41 @@ const BOXES = "/api/v1/annotation/campaigns/{campaign_id}/boxes/" as const;
 
 type BoxesBody = Parameters<typeof api.post<typeof BOXES>>[1]["body"];
 type Box = Schemas["Box"];
+type LabelWork = Schemas["LabelWork"];
+
+/** What a manager may choose as a painted box's ground truth (pure: unit-tested): the consensus
+ * of the handed-in volumes (two or more, all approved) at a quorum (default a strict majority),
+ * or one approved volume. */
+export interface TruthChoices {
+  consensus: { available: boolean; quorum: number; max: number; reason: string };
+  volumes: { assignment: number; label: string }[];
+}
+
+export function truthChoices(annotators: readonly LabelWork[]): TruthChoices {
+  const n = annotators.length;
+  const pending = annotators.filter((a) => a.state !== "approved").map((a) => a.annotator);
+  const reason =
+    n < 2
+      ? "a consensus needs two or more handed-in volumes"
+      : pending.length
+        ? `review ${pending.join(", ")} first`
+        : "";
+  return {
+    consensus: { available: !reason, quorum: Math.floor(n / 2) + 1, max: Math.max(n, 1), reason },
+    volumes: annotators
+      .filter((a) => a.state === "approved")
+      .map((a) => ({
+        assignment: a.assignment,
+        label: `${a.annotator}'s volume (${a.n_objects} object${a.n_objects === 1 ? "" : "s"})`,
+      })),
+  };
+}
+
+/** What the ground truth cell says of a painted box (pure: unit-tested). */
+export function labelTruthText(box: Pick<Box, "label_truth" | "n_approved">): string {
+  if (box.label_truth) return box.label_truth;
+  return box.n_approved > 0 ? "first approved volume" : "–";
+}
 
 /** What the ground truth cell says of a box (pure: unit-tested). */
 export function groundTruthText(box: Pick<Box, "consensus_points" | "n_approved">): string {
@@ -131,6 +169,7 @@ export function mountCampaignPage(doc: Document = document): CampaignHooks {
   }
 
   function truthCell(box: Box): HTMLTableCellElement {
+    if (config.painted) return labelTruthCell(box);
     const cell = el("td", { className: "box-truth" }, [
       el("span", { textContent: groundTruthText(box) }),
     ]);
@@ -164,6 +203,104 @@ export function mountCampaignPage(doc: Document = document): CampaignHooks {
     } catch (error) {
       showBoxesError(message(error));
       button.disabled = false;
+    }
+  }
+
+  function labelTruthCell(box: Box): HTMLTableCellElement {
+    const cell = el("td", { className: "box-truth" }, [
+      el("span", { textContent: labelTruthText(box) }),
+    ]);
+    if (config.manager && box.n_approved > 0) {
+      const choose = el("button", {
+        type: "button",
+        className: "link-button truth-choose",
+        textContent: "Choose ground truth…",
+      });
+      choose.dataset["box"] = String(box.id);
+      choose.addEventListener("click", () => void openChooser(box, cell));
+      cell.append(" ", choose);
+    }
+    return cell;
+  }
+
+  /** The chooser of a painted box's ground truth, opened under its cell. */
+  async function openChooser(box: Box, cell: HTMLTableCellElement): Promise<void> {
+    showBoxesError("");
+    for (const old of doc.querySelectorAll("form.truth-chooser")) old.remove();
+    try {
+      const found = await api.get(
+        "/api/v1/annotation/campaigns/{campaign_id}/boxes/{box_id}/label-agreement/",
+        { path: { ...path, box_id: box.id } },
+      );
+      const choices = truthChoices(found.annotators);
+      const form = el("form", { className: "truth-chooser" });
+      form.dataset["box"] = String(box.id);
+      const option = (value: string, label: string, disabled: boolean): HTMLLabelElement => {
+        const radio = el("input", { type: "radio", name: "truth", value, disabled });
+        return el("label", { className: "inline" }, [radio, ` ${label}`]);
+      };
+      const quorum = el("input", {
+        type: "number",
+        name: "quorum",
+        min: "1",
+        max: String(choices.consensus.max),
+        value: String(choices.consensus.quorum),
+        className: "truth-quorum",
+      });
+      quorum.setAttribute("aria-label", "Quorum");
+      const consensusLabel = option(
+        "consensus",
+        `Consensus of ${found.annotators.length} volumes at a quorum of`,
+        !choices.consensus.available,
+      );
+      consensusLabel.append(" ", quorum);
+      if (choices.consensus.reason) consensusLabel.append(` (${choices.consensus.reason})`);
+      const accept = el("button", { type: "submit", textContent: "Accept as ground truth" });
+      const cancel = el("button", { type: "button", textContent: "Cancel" });
+      cancel.addEventListener("click", () => form.remove());
+      form.append(
+        consensusLabel,
+        ...choices.volumes.map((v) => option(`assignment:${v.assignment}`, v.label, false)),
+        accept,
+        " ",
+        cancel,
+      );
+      form.addEventListener("submit", (event) => {
+        event.preventDefault();
+        const picked = form.querySelector<HTMLInputElement>("input[name=truth]:checked");
+        if (!picked) {
+          showBoxesError("Choose the consensus or one annotator's volume first.");
+          return;
+        }
+        accept.disabled = true;
+        void acceptTruth(box, picked.value, Number(quorum.value)).finally(() => {
+          accept.disabled = false;
+        });
+      });
+      cell.append(form);
+    } catch (error) {
+      showBoxesError(message(error));
+    }
+  }
+
+  async function acceptTruth(box: Box, picked: string, quorum: number): Promise<void> {
+    showBoxesError("");
+    const body = picked.startsWith("assignment:")
+      ? { source: "assignment" as const, assignment: Number(picked.slice("assignment:".length)) }
+      : { source: "consensus" as const, quorum };
+    try {
+      const result = await api.post(
+        "/api/v1/annotation/campaigns/{campaign_id}/boxes/{box_id}/label-truth/",
+        { path: { ...path, box_id: box.id }, body },
+      );
+      const truth = result.accepted;
+      boxesStatus.textContent = truth
+        ? `Accepted ${truth.source === "consensus" ? `the consensus (quorum ${truth.quorum ?? "?"})` : `${truth.members[0]?.annotator ?? "?"}'s volume`} as the ground truth of box ${box.name}: ${truth.objects} object(s).`
+        : "";
+      boxesStatus.dataset["accepted"] = String(box.id);
+      await loadBoxes();
+    } catch (error) {
+      showBoxesError(message(error));
     }
   }
 

@@ -1,5 +1,7 @@
 // The annotation campaign's dashboard (annotation/dashboard.html): boxes and slots by state,
 // approvals over time and per-annotator figures as uPlot bar charts (plots/bars.ts), and a table.
+// A painted campaign has no point agreement (those plots stay hidden); its label agreement is
+// plotted instead: object F1 per box and voxel Dice per annotator pair.
 // Refreshed by polling the dashboard endpoint every few seconds (no page reload); a failed poll
 // shows a banner and polling goes on.
 
@@ -61,6 +63,21 @@ export function agreementBins(bins: readonly number[]): Bar[] {
   }));
 }
 
+/** Bars of the painted agreement (pure: unit-tested): F1 per box, Dice per annotator pair. */
+export function labelBoxBars(
+  boxes: readonly { name: string; mean_f1: number | null }[],
+  colour = ANNOTATOR_COLOUR,
+): Bar[] {
+  return boxes.map((b) => ({ label: b.name, value: b.mean_f1, colour }));
+}
+
+export function labelPairBars(
+  pairs: readonly { reference: string; other: string; dice: number | null }[],
+  colour = ANNOTATOR_COLOUR,
+): Bar[] {
+  return pairs.map((p) => ({ label: `${p.reference} / ${p.other}`, value: p.dice, colour }));
+}
+
 export function mountAnnotationDashboard(doc: Document = document): AnnotationDashboardHooks {
   const config = jsonScript<Config>("dashboard-config", doc);
   const path = { campaign_id: config.campaignId };
@@ -80,6 +97,8 @@ export function mountAnnotationDashboard(doc: Document = document): AnnotationDa
     agreementPeople: barChart(plot("plot-agreement-annotators"), {
       format: (v) => v.toFixed(2),
     }),
+    labelF1: barChart(plot("plot-label-f1"), { format: (v) => v.toFixed(2) }),
+    labelDice: barChart(plot("plot-label-dice"), { format: (v) => v.toFixed(2) }),
   };
 
   function draw(data: Dashboard): void {
@@ -115,6 +134,7 @@ export function mountAnnotationDashboard(doc: Document = document): AnnotationDa
     );
     charts.rejections!.update(per((r) => r.rejection_rate ?? null));
     drawAgreement(data.agreement);
+    drawLabelAgreement(data.painted_agreement);
     const body = byId("annotator-table", HTMLTableElement, doc).tBodies[0]!;
     body.replaceChildren(
       ...people.map((r) => {
@@ -163,6 +183,24 @@ export function mountAnnotationDashboard(doc: Document = document): AnnotationDa
         colour: ANNOTATOR_COLOUR,
       })),
     );
+  }
+
+  function drawLabelAgreement(painted: Dashboard["painted_agreement"]): void {
+    for (const id of ["plot-label-f1", "plot-label-dice"]) {
+      const figure = plot(id).closest("figure");
+      if (figure) figure.hidden = !painted;
+    }
+    if (!painted) {
+      charts.labelF1!.update([]);
+      charts.labelDice!.update([]);
+      return;
+    }
+    byId("agreement-text", HTMLElement, doc).textContent =
+      `Painted agreement over ${painted.boxes_compared} box${painted.boxes_compared === 1 ? "" : "es"} ` +
+      `(objects matched at IoU ≥ 0.5): mean F1 ${painted.mean_f1 == null ? "–" : painted.mean_f1.toFixed(2)}, ` +
+      `mean Dice ${painted.mean_dice == null ? "–" : painted.mean_dice.toFixed(2)}.`;
+    charts.labelF1!.update(labelBoxBars(painted.boxes));
+    charts.labelDice!.update(labelPairBars(painted.pairs));
   }
 
   const poll = livePoll(

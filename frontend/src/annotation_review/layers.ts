@@ -222,3 +222,70 @@ export function setAnnotations(
   source.restoreState(annotations);
   return true;
 }
+
+// --- painted campaigns ---------------------------------------------------------------------
+
+/** Neuroglancer's JSON of a read-only segmentation layer (a box's consensus volume). */
+export interface SegmentationLayerJson {
+  type: "segmentation";
+  name: string;
+  source: string;
+  segments: string[];
+  selectedAlpha: number;
+  [key: string]: unknown;
+}
+
+/** The consensus volume as a segmentation layer: `source` is the API's neuroglancer_source
+ * (zarr2://…/label-consensus/q<n>-<versions>/, an immutable URL), every object selected. */
+export function consensusLayer(
+  source: string,
+  objectIds: readonly number[],
+  name = "consensus",
+): SegmentationLayerJson {
+  return {
+    type: "segmentation",
+    name,
+    source,
+    segments: objectIds.map(String),
+    selectedAlpha: 0.45,
+  };
+}
+
+/** A pair of annotators' painted agreement, as the panel's row (pure: unit-tested). */
+export interface LabelPairFigures {
+  reference: string;
+  other: string;
+  matched: number;
+  n_reference: number;
+  n_other: number;
+  precision: number | null;
+  recall: number | null;
+  f1: number | null;
+  dice: number | null;
+  mean_matched_iou: number | null;
+}
+
+export function labelPairCells(p: LabelPairFigures): string[] {
+  return [
+    `${p.reference} / ${p.other}`,
+    `${p.matched} of ${p.n_reference} / ${p.n_other}`,
+    figure(p.precision),
+    figure(p.recall),
+    figure(p.f1),
+    figure(p.dice),
+    figure(p.mean_matched_iou),
+  ];
+}
+
+/** One object left out of the consensus, as the reviewer's list says it. */
+export function unmatchedText(o: {
+  annotator: string;
+  id: number;
+  voxels: number;
+  centroid: number[];
+  support: number;
+}): string {
+  const at = o.centroid.map((c) => Math.round(c)).join(" ");
+  const found = o.support > 1 ? `matched by ${o.support} annotators, below the quorum` : "alone";
+  return `${o.annotator} #${o.id}: ${o.voxels} voxels at ${at} (box z y x), ${found}`;
+}

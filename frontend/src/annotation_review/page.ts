@@ -2,6 +2,9 @@
 // tasks one at a time in the embedded Neuroglancer. The task's annotations are a read-only
 // annotation layer named by its annotator; with N >= 2 the other annotators' work on the same
 // box is one more layer each (named by annotator), and the box's agreement is in the panel.
+// In a painted campaign the panel shows the painted agreement instead (per pair object P/R/F1,
+// voxel Dice, mean matched IoU) and the objects left out of the consensus, and the consensus
+// volume is a segmentation layer.
 // A approves, R rejects (a comment is required), N asks for the next task; after a decision
 // the next task is loaded in place (no reload of the page or the viewer).
 
@@ -26,24 +29,30 @@ import {
   annotationLayer,
   boxLayer,
   cameraForTaskBox,
+  consensusLayer,
   dimensionNames,
   figure,
+  labelPairCells,
   reviewActionForKey,
   setAnnotations,
+  unmatchedText,
 } from "./layers";
 
 export type Assignment = Schemas["Assignment"];
 export type BoxAgreement = Schemas["BoxAgreement"];
 export type Revision = Schemas["Revision"];
+export type LabelAgreement = Schemas["BoxLabelAgreement"];
+export type LabelConsensus = Schemas["LabelConsensus"];
 
 /** The page's `review-config` JSON (webapp/annotation/review_views.py). */
 export interface ReviewConfig {
   campaignId: number;
-  /** The campaign paints objects: each annotator's labels show as a segmentation layer. */
-  painted?: boolean;
   redundancy: number;
   csrfToken: string;
   toleranceUm: number;
+  /** Objects are painted: the panel shows the label agreement and the consensus volume, and
+   * each annotator's labels are a segmentation layer "<annotator> · painted". */
+  painted: boolean;
 }
 
 /** One annotation layer the page made for the current task. */
@@ -64,6 +73,9 @@ export interface ReviewHooks {
   current(): Assignment | undefined;
   layers(): ShownLayer[];
   agreement(): BoxAgreement | undefined;
+  /** A painted campaign's label agreement and consensus of the current box. */
+  labelAgreement(): LabelAgreement | undefined;
+  consensus(): LabelConsensus | undefined;
   /** Tasks loaded so far (the first is 1); a decision loads the next. */
   loads(): number;
   decided(): number;
@@ -75,6 +87,7 @@ export interface ReviewHooks {
 
 export const TIMEOUTS = { viewerMs: 60_000, layersMs: 30_000 };
 const BOX_LAYER = "task box";
+const CONSENSUS_LAYER = "consensus";
 const PANEL_PIXELS = 300;
 
 export function mountReviewPage(doc: Document = document): ReviewHooks {
@@ -93,6 +106,8 @@ export function mountReviewPage(doc: Document = document): ReviewHooks {
   let current: Assignment | undefined;
   let shown: ShownLayer[] = [];
   let agreement: BoxAgreement | undefined;
+  let labelAgreement: LabelAgreement | undefined;
+  let consensus: LabelConsensus | undefined;
   let loads = 0;
   let decided = 0;
 
@@ -160,6 +175,41 @@ export function mountReviewPage(doc: Document = document): ReviewHooks {
     );
   }
 
+  function renderPainted(): void {
+    const section = byId("review-painted-section", HTMLElement, doc);
+    const body = byId("review-painted", HTMLTableElement, doc).tBodies[0];
+    section.hidden = !labelAgreement || labelAgreement.pairs.length === 0;
+    if (!labelAgreement || !body) return;
+    byId("review-painted-summary", HTMLElement, doc).textContent =
+      `(objects matched at IoU ≥ ${labelAgreement.iou_threshold}; mean F1 ` +
+      `${figure(labelAgreement.mean_f1)}, mean Dice ${figure(labelAgreement.mean_dice)})`;
+    body.replaceChildren(
+      ...labelAgreement.pairs.map((p) =>
+        el(
+          "tr",
+          {},
+          labelPairCells(p).map((text) => el("td", { textContent: text })),
+        ),
+      ),
+    );
+    const note = byId("review-consensus", HTMLElement, doc);
+    const list = byId("review-unmatched", HTMLElement, doc);
+    if (!consensus) {
+      note.textContent = "";
+      list.replaceChildren();
+      return;
+    }
+    note.textContent =
+      `Consensus (quorum ${consensus.quorum} of ${consensus.annotators.length}): ` +
+      `${consensus.objects.length} object(s), shown as the layer “${CONSENSUS_LAYER}”; ` +
+      `${consensus.unmatched.length} left out` +
+      (consensus.pending ? ` (${consensus.pending} volume(s) not yet approved)` : "") +
+      (consensus.unmatched.length ? ":" : ".");
+    list.replaceChildren(
+      ...consensus.unmatched.map((o) => el("li", { textContent: unmatchedText(o) })),
+    );
+  }
+
   function renderHistory(revisions: readonly Revision[]): void {
     byId("review-history", HTMLElement, doc).replaceChildren(
       ...revisions.map((r) => {
@@ -204,21 +254,44 @@ export function mountReviewPage(doc: Document = document): ReviewHooks {
         query: { box: box_id },
       }),
     ).filter((s) => s.id !== a.id && s.annotator && s.version > 0);
-    const [painted, mine, others, revisions, boxAgreement] = await Promise.all([
-      config.painted
-        ? Promise.all([a, ...siblings].map((s) => paintedLayerOf(s.id, layerName(s))))
-        : Promise.resolve([]),
+    const compared = config.redundancy >= 2;
+    // Each annotator's painted labels (their current version) as a segmentation layer.
+    const paintedLayers = config.painted
+      ? Promise.all([a, ...siblings].map((s) => paintedLayerOf(s.id, layerName(s))))
+      : Promise.resolve([]);
+    const [mine, others, revisions, boxAgreement, boxLabels, boxConsensus] = await Promise.all([
       annotationsOf(a.id),
       Promise.all(siblings.map((s) => annotationsOf(s.id))),
       api.get("/api/v1/annotation/assignments/{assignment_id}/revisions/", {
         path: { assignment_id: a.id },
       }),
-      config.redundancy >= 2
+      compared && !config.painted
         ? api.get("/api/v1/annotation/campaigns/{campaign_id}/boxes/{box_id}/agreement/", {
             path: { campaign_id, box_id },
           })
         : Promise.resolve(undefined),
+      compared && config.painted
+        ? api.get("/api/v1/annotation/campaigns/{campaign_id}/boxes/{box_id}/label-agreement/", {
+            path: { campaign_id, box_id },
+          })
+        : Promise.resolve(undefined),
+      compared && config.painted
+        ? api.get("/api/v1/annotation/campaigns/{campaign_id}/boxes/{box_id}/label-consensus/", {
+            path: { campaign_id, box_id },
+          })
+        : Promise.resolve(undefined),
     ]);
+    const painted = await paintedLayers;
+    const consensusSource = boxConsensus?.neuroglancer_source;
+    const segmentation = consensusSource
+      ? [
+          consensusLayer(
+            consensusSource,
+            boxConsensus.objects.map((o) => o.id),
+            CONSENSUS_LAYER,
+          ),
+        ]
+      : [];
     const layers = [
       boxLayer(BOX_LAYER, a.box.start, a.box.size, dims, dimensions),
       annotationLayer(layerName(a), REVIEWED_COLOUR, mine, dims, dimensions),
@@ -254,7 +327,7 @@ export function mountReviewPage(doc: Document = document): ReviewHooks {
     // The dataset's whole view plus the task's layers (the image layers are kept as they are).
     viewer.viewer.state.restoreState({
       ...baseState,
-      layers: [...(baseState.layers ?? []), ...painted, ...layers],
+      layers: [...(baseState.layers ?? []), ...painted, ...layers, ...segmentation],
       position: camera.position,
       crossSectionScale: camera.crossSectionScale,
       projectionScale: camera.projectionScale,
@@ -262,7 +335,7 @@ export function mountReviewPage(doc: Document = document): ReviewHooks {
     });
     await waitForLayers(
       viewer.viewer,
-      [...painted, ...layers].map((l) => l.name),
+      [...painted, ...layers, ...segmentation].map((l) => l.name),
       TIMEOUTS.layersMs,
     );
     // Neuroglancer makes a local annotation layer's source after the state is restored; the
@@ -276,11 +349,14 @@ export function mountReviewPage(doc: Document = document): ReviewHooks {
     }
     current = a;
     agreement = boxAgreement;
+    labelAgreement = boxLabels;
+    consensus = boxConsensus;
     loads += 1;
     byId("review-current", HTMLElement, doc).hidden = false;
     byId("review-empty", HTMLElement, doc).hidden = true;
     renderFacts(a);
     renderAgreement();
+    renderPainted();
     renderHistory(revisions);
     renderCounters();
   }
@@ -291,6 +367,8 @@ export function mountReviewPage(doc: Document = document): ReviewHooks {
     current = undefined;
     shown = [];
     agreement = undefined;
+    labelAgreement = undefined;
+    consensus = undefined;
     loads += 1;
     byId("review-current", HTMLElement, doc).hidden = true;
     byId("review-empty", HTMLElement, doc).hidden = false;
@@ -398,6 +476,8 @@ export function mountReviewPage(doc: Document = document): ReviewHooks {
     current: () => current,
     layers: () => shown,
     agreement: () => agreement,
+    labelAgreement: () => labelAgreement,
+    consensus: () => consensus,
     loads: () => loads,
     decided: () => decided,
     errors: banner.errors,

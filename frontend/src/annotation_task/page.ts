@@ -31,6 +31,7 @@ import {
   toolId,
 } from "./layers";
 import { labelsLayer, labelsSegments, showLabelsVersion } from "./labels_layer";
+import { type PaintHooks, mountPaint } from "./paint";
 import { type ApiAnnotation, Ledger, type Op, Saver, StaleError } from "./sync";
 
 export interface TaskConfig {
@@ -39,7 +40,8 @@ export interface TaskConfig {
   csrfToken: string;
   editable: boolean;
   isAnnotator: boolean;
-  /** The campaign paints objects: its labels show as the "painted labels" layer. */
+  /** The campaign paints objects: the page offers the painting editor (paint.ts) and shows
+   * the saved labels as the "painted labels" layer. */
   painted?: boolean;
   assignment: { state: string; version: number; active_seconds: number; count: number };
   box: TaskBox & { name: string };
@@ -48,6 +50,7 @@ export interface TaskConfig {
   imageLayer: string;
   nextUrl: string;
   reservedKeys: string;
+  labelsProvenance?: boolean;
 }
 
 interface Revision {
@@ -117,6 +120,8 @@ export interface TaskHooks {
   /** Shows a labels version (`labels/`'s `neuroglancer_sources`) in the "painted labels"
    * layer without reloading anything else: what follows a labels save. */
   showLabelsVersion(sources: readonly string[]): Promise<void>;
+  /** The painting editor of a painted campaign's task (its contract hooks), else null. */
+  paint: PaintHooks | null;
 }
 
 export const TIMEOUTS = { viewerMs: 60_000, layersMs: 30_000 };
@@ -628,6 +633,59 @@ export function mountTaskPage(doc: Document = document): TaskHooks {
   renderClasses();
   showTime();
   saveStatus.textContent = "Loading annotations…";
+  const paint = config.painted ? mountPaintTab() : null;
+
+  let labelsShown: Promise<void> = Promise.resolve();
+  let labelsWanted = 0;
+  /** After a labels save, the "painted labels" layer shows the saved version in place (only
+   * the changed chunks and objects are fetched); saves in quick succession show the last. */
+  function showSavedLabels(version: number): void {
+    labelsWanted = Math.max(labelsWanted, version);
+    labelsShown = labelsShown
+      .then(async () => {
+        if (version < labelsWanted) return;
+        const viewer = (await ready).viewer;
+        const labels = await api.get(`${ASSIGNMENT}labels/`, { path: { assignment_id } });
+        await showLabelsVersion(viewer, labels.neuroglancer_sources);
+      })
+      .catch((e: unknown) => banner.show(e));
+  }
+
+  /** The painting editor in its tab beside Neuroglancer (which keeps its own state). */
+  function mountPaintTab(): PaintHooks {
+    const section = byId("paint", HTMLElement, doc);
+    const tabs = {
+      viewer: byId("tab-viewer", HTMLButtonElement, doc),
+      paint: byId("tab-paint", HTMLButtonElement, doc),
+    };
+    const show = (which: "viewer" | "paint"): void => {
+      section.hidden = which !== "paint";
+      frame.classList.toggle("paint-behind", which === "paint");
+      tabs.viewer.setAttribute("aria-selected", String(which === "viewer"));
+      tabs.paint.setAttribute("aria-selected", String(which === "paint"));
+    };
+    tabs.viewer.addEventListener("click", () => show("viewer"));
+    tabs.paint.addEventListener("click", () => show("paint"));
+    show("paint");
+    const hooks = mountPaint(
+      section,
+      {
+        assignmentId: assignment_id,
+        csrfToken: config.csrfToken,
+        editable: config.editable,
+        provenance: !!config.labelsProvenance,
+      },
+      (version) => {
+        // Points and labels share one version sequence: the points' next save builds on it.
+        ledger.version = Math.max(ledger.version, version);
+        showSaveState();
+        void loadRevisions();
+        showSavedLabels(version);
+      },
+    );
+    hooks.ready.catch((e: unknown) => banner.show(e));
+    return hooks;
+  }
 
   const ready = (async (): Promise<LoadedView> => {
     const [body, painted] = await Promise.all([fetchVersion(), paintedLayers()]);
@@ -721,6 +779,7 @@ export function mountTaskPage(doc: Document = document): TaskHooks {
     showLabelsVersion: async (sources) => {
       await showLabelsVersion((await ready).viewer, sources);
     },
+    paint,
   };
 }
 

@@ -354,8 +354,15 @@ def test_the_schema_documents_the_endpoints_and_the_409_body() -> None:
 
     for pattern in urlpatterns:
         route = "/api/v1/" + str(pattern.pattern).replace("<int:", "{").replace(">", "}")
-        # A labels version's OME-Zarr files are data for Neuroglancer, not operations.
-        files = getattr(pattern, "name", "") == "api-annotation-labels-zarr"
+        # A labels version's (and a consensus volume's) OME-Zarr files are data for
+        # Neuroglancer, not operations.
+        files = getattr(pattern, "name", "") in (
+            "api-annotation-labels-zarr",
+            "api-annotation-labels-meshes",
+            "api-annotation-labels-chunk",
+            "api-annotation-labels-fragment",
+            "api-annotation-label-consensus-zarr",
+        )
         assert (route in paths) != files, route
     components = schema["components"]["schemas"]
     for tail, method in [

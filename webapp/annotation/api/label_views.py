@@ -45,7 +45,7 @@ from webapp.core.users import signed_in_user
 from webapp.datasets.serving import cors_headers
 
 GZIP_TYPES = ("application/gzip", "application/x-gzip")
-FIELDS = ("base_version", "encoding")
+FIELDS = ("base_version", "encoding", "provenance")
 IMMUTABLE = "private, max-age=31536000, immutable"
 # The metadata documents of both zarr formats; their paths never collide.
 ZARR_FORMATS: tuple[ZarrFormat, ...] = (2, 3)
@@ -83,6 +83,12 @@ SAVE_FORM = {
             "enum": ["raw", "gzip"],
             "description": "How every chunk part is encoded (default raw; a part sent as "
             "application/gzip is gzip either way).",
+        },
+        "provenance": {
+            "type": "string",
+            "description": 'JSON text: {"<object id>": {"source": "manual" | "click" | '
+            '"proposal", "proposal_source": "model" | "watershed" (optional)}}; updates where '
+            "the objects came from (400, nothing saved, when malformed).",
         },
     },
     "required": ["base_version"],
@@ -165,7 +171,8 @@ class LabelsView(_AssignmentView):
         if unknown:
             raise InvalidRequest(
                 f"Unknown form field(s) {', '.join(k[:20] for k in unknown[:5])}: chunks are "
-                "file parts named z.y.x; the other fields are base_version and encoding."
+                "file parts named z.y.x; the other fields are base_version, encoding and "
+                "provenance."
             )
         base = fields.get("base_version", "")
         if not base.isascii() or not base.isdigit() or len(base) > 9:
@@ -181,8 +188,10 @@ class LabelsView(_AssignmentView):
             gzip = encoding == "gzip" or (part.content_type or "").lower() in GZIP_TYPES
             payloads.append((key, part.read(), "gzip" if gzip else "raw"))
         user = signed_in_user(request)
-        chunks = services.label_payloads_parse(row, user, payloads)
-        result = services.labels_save(row, user, int(base), chunks)
+        chunks = services.label_payloads_parse(row, user, payloads)  # checks who, first
+        provenance_text = fields.get("provenance")
+        provenance = None if provenance_text is None else services.provenance_parse(provenance_text)
+        result = services.labels_save(row, user, int(base), chunks, provenance)
         return Response(result.__dict__)
 
 
@@ -203,12 +212,12 @@ class LabelObjectsView(_AssignmentView):
         if version is not None and version > row.version:
             raise InvalidRequest(f"version must be 0-{row.version}.")
         labels = selectors.labels_at(row, version)
+        provenance = selectors.labels_provenance_at(row.pk, labels.version)
+        objects = label_exports.label_objects(labels)
+        for item in objects:
+            item["provenance"] = provenance.get(str(item["segment_id"]))
         return Response(
-            {
-                "version": labels.version,
-                "current_version": row.version,
-                "objects": label_exports.label_objects(labels),
-            }
+            {"version": labels.version, "current_version": row.version, "objects": objects}
         )
 
 
@@ -233,10 +242,9 @@ def _not_found(request: HttpRequest) -> HttpResponse:
     return response
 
 
-def _to_blob(request: HttpRequest, key: str) -> HttpResponse:
-    """A chunk file of a version is its blob, by content (``labels/chunks/<key>``): a redirect,
-    so a chunk unchanged between versions has one URL and the browser fetches it once."""
-    prefix = request.path.rsplit("/labels/v", 1)[0]
+def _to_blob(request: HttpRequest, prefix: str, key: str) -> HttpResponse:
+    """A chunk file of a version is its blob, by content (``<prefix>/labels/chunks/<key>``): a
+    redirect, so a chunk unchanged between versions has one URL and the browser fetches it once."""
     response = HttpResponseRedirect(f"{prefix}/labels/chunks/{key}")
     response["Cache-Control"] = IMMUTABLE  # a version's chunk never changes
     for name, value in cors_headers(request).items():
@@ -287,11 +295,25 @@ def labels_zarr_file(
     row = selectors.assignment_visible(user, assignment_id)
     if row is None or version > row.version:
         return _not_found(request)
-    labels = selectors.labels_at(row, version)
+    prefix = request.path.rsplit("/labels/v", 1)[0]
+    return zarr_file_response(request, selectors.labels_at(row, version), path, blobs_at=prefix)
+
+
+def zarr_file_response(
+    request: HttpRequest,
+    labels: selectors.Labels,
+    path: str,
+    name: str = "labels",
+    blobs_at: str | None = None,
+) -> HttpResponse:
+    """File ``path`` of ``labels`` as an OME-Zarr label image (v2 and v3 documents, chunks as
+    stored), cached for good (what it serves never changes); 404 for an all-zero chunk or
+    anything else. A chunk redirects to ``<blobs_at>/labels/chunks/<key>`` when given, else is
+    answered here. The caller has checked who may read it."""
     body: bytes | None = None
     content_type = "application/json"
     for zarr_format in ZARR_FORMATS:
-        documents = ome_zarr_files(labels.geometry, name="labels", zarr_format=zarr_format)
+        documents = ome_zarr_files(labels.geometry, name=name, zarr_format=zarr_format)
         if path in documents:
             body = documents[path]
             break
@@ -300,12 +322,19 @@ def labels_zarr_file(
             key = labels.chunks.get(index)
             if key is None:
                 return _not_found(request)  # all zero: the fill value
-            return _to_blob(request, key)
+            if blobs_at is not None:
+                return _to_blob(request, blobs_at, key)
+            try:
+                body = labels.blobs.get(key)
+            except BlobError:
+                return _not_found(request)
+            content_type = "application/octet-stream"
+            break
     if body is None:
         return _not_found(request)
     response = HttpResponse(body if request.method == "GET" else b"", content_type=content_type)
     response["Content-Length"] = str(len(body))
     response["Cache-Control"] = IMMUTABLE
-    for name, value in cors_headers(request).items():
-        response[name] = value
+    for header, value in cors_headers(request).items():
+        response[header] = value
     return response

@@ -170,9 +170,10 @@ class LabelsZipView(_ExportView):
     over the dataset's image grid, ``data.labels``), ``boxes.csv`` (``data.boxes``),
     ``mask.ome.zarr`` (uint8, 1 on the exported boxes), ``boxes/<box id>.ome.zarr`` (each box
     alone), ``sources.csv`` (whose labels, which version) and ``labels_objects.csv`` (each
-    object's morphometrics). A box's labels are, for now, those of its first approved task by
-    slot that has any; boxes without approved painted labels are left out. 400 when the
-    campaign is not painted or nothing painted is approved yet."""
+    object's morphometrics). A box's labels are the ground-truth volume a manager accepted
+    (``label-truth/``: the consensus or one annotator's), else those of its first approved task
+    by slot that has any; boxes with neither are left out. 400 when the campaign is not
+    painted or nothing painted is approved yet."""
 
     @extend_schema(
         responses={

@@ -8,6 +8,8 @@ from typing import Any
 from rest_framework import serializers
 
 from webapp.annotation.models import (
+    OBJECT_SOURCES,
+    PROPOSAL_SOURCES,
     Annotation,
     AnnotationCampaign,
     AnnotationKind,
@@ -154,6 +156,10 @@ class BoxSerializer(serializers.ModelSerializer[TaskBox]):
         help_text="Points of the consensus a manager accepted as the box's ground truth; null "
         "when none was accepted."
     )
+    label_truth = serializers.SerializerMethodField(
+        help_text="A painted box's accepted ground-truth volume: consensus (quorum q) or "
+        "assignment (one annotator's); null when none was accepted."
+    )
 
     class Meta:
         model = TaskBox
@@ -171,6 +177,7 @@ class BoxSerializer(serializers.ModelSerializer[TaskBox]):
             "n_submitted",
             "n_approved",
             "consensus_points",
+            "label_truth",
             "created",
         ]
         read_only_fields = fields
@@ -182,6 +189,15 @@ class BoxSerializer(serializers.ModelSerializer[TaskBox]):
         # selectors.boxes_of joins the ground truth; a box without one has no such attribute.
         truth = getattr(box, "ground_truth", None)
         return None if truth is None else len(truth.points)
+
+    def get_label_truth(self, box: TaskBox) -> str | None:
+        truth = getattr(box, "label_truth", None)
+        if truth is None:
+            return None
+        if truth.source == "consensus":
+            return f"consensus (quorum {truth.quorum}), {truth.objects_count} objects"
+        annotator = next((m["annotator"] for m in truth.members), "?")
+        return f"{annotator}'s volume, {truth.objects_count} objects"
 
 
 class BoxBriefSerializer(serializers.ModelSerializer[TaskBox]):
@@ -275,6 +291,9 @@ class AssignmentSerializer(serializers.ModelSerializer[Assignment]):
         read_only_fields = fields
 
     def get_count(self, assignment: Assignment) -> int:
+        known = getattr(assignment, "current_count", None)  # read with the row (hand-out)
+        if known is not None or hasattr(assignment, "current_count"):
+            return int(known or 0)
         return Annotation.objects.filter(assignment=assignment, valid_to__isnull=True).count()
 
 
@@ -355,6 +374,16 @@ class LabelsStateSerializer(serializers.Serializer[dict[str, Any]]):
     )
 
 
+class ObjectProvenanceSerializer(serializers.Serializer[dict[str, Any]]):
+    source = serializers.ChoiceField(  # type: ignore[assignment]
+        choices=OBJECT_SOURCES,
+        help_text="Painted by hand, accepted from a click, or accepted from a proposal.",
+    )
+    proposal_source = serializers.ChoiceField(
+        choices=PROPOSAL_SOURCES, required=False, help_text="What proposed it."
+    )
+
+
 class LabelObjectSerializer(serializers.Serializer[dict[str, Any]]):
     segment_id = serializers.IntegerField(help_text="The object's id in the labels.")
     voxels = serializers.IntegerField()
@@ -371,6 +400,9 @@ class LabelObjectSerializer(serializers.Serializer[dict[str, Any]]):
     centroid_z_um = serializers.FloatField(help_text="Physical position, um.")
     centroid_y_um = serializers.FloatField()
     centroid_x_um = serializers.FloatField()
+    provenance = ObjectProvenanceSerializer(
+        allow_null=True, help_text="Where the object came from, as the save that painted it said."
+    )
 
 
 class LabelObjectsSerializer(serializers.Serializer[dict[str, Any]]):
@@ -528,6 +560,33 @@ class DashboardAgreementSerializer(serializers.Serializer[dict[str, Any]]):
     annotators = AgreementAnnotatorSerializer(many=True)
 
 
+class DashboardLabelBoxSerializer(serializers.Serializer[dict[str, Any]]):
+    box = serializers.IntegerField()
+    name = serializers.CharField()
+    mean_f1 = serializers.FloatField(allow_null=True, help_text="Mean object F1 of its pairs.")
+    mean_dice = serializers.FloatField(allow_null=True, help_text="Mean voxel Dice of its pairs.")
+
+
+class DashboardLabelPairSerializer(serializers.Serializer[dict[str, Any]]):
+    reference = serializers.CharField()
+    other = serializers.CharField()
+    boxes = serializers.IntegerField(help_text="Boxes both painted.")
+    matched = serializers.IntegerField()
+    precision = serializers.FloatField(allow_null=True)
+    recall = serializers.FloatField(allow_null=True)
+    f1 = serializers.FloatField(allow_null=True)
+    dice = serializers.FloatField(allow_null=True)
+    mean_matched_iou = serializers.FloatField(allow_null=True)
+
+
+class DashboardLabelAgreementSerializer(serializers.Serializer[dict[str, Any]]):
+    boxes_compared = serializers.IntegerField()
+    mean_f1 = serializers.FloatField(allow_null=True)
+    mean_dice = serializers.FloatField(allow_null=True)
+    boxes = DashboardLabelBoxSerializer(many=True)
+    pairs = DashboardLabelPairSerializer(many=True, help_text="Pooled over their boxes.")
+
+
 class AnnotationDashboardSerializer(serializers.Serializer[dict[str, Any]]):
     redundancy = serializers.IntegerField()
     boxes_total = serializers.IntegerField()
@@ -542,6 +601,11 @@ class AnnotationDashboardSerializer(serializers.Serializer[dict[str, Any]]):
     timeline = ApprovalTimelineSerializer(help_text="Approvals and submissions per hour or day.")
     agreement = DashboardAgreementSerializer(
         allow_null=True,
-        help_text="Point agreement between annotators; null with N = 1 or before two "
-        "annotators have handed in one box.",
+        help_text="Point agreement between annotators; null with N = 1, before two "
+        "annotators have handed in one box, or in a painted campaign.",
+    )
+    painted_agreement = DashboardLabelAgreementSerializer(
+        allow_null=True,
+        help_text="A painted campaign's label agreement (object F1 at IoU >= 0.5, voxel Dice) "
+        "per box and per annotator pair; null otherwise or before two volumes of one box.",
     )

@@ -2,7 +2,15 @@
 
 from django.urls import path
 
-from webapp.annotation.api import label_mesh_views, label_views, review_views, views
+from webapp.annotation.api import (
+    assist_views,
+    label_image_views,
+    label_mesh_views,
+    label_views,
+    painted_views,
+    review_views,
+    views,
+)
 
 CAMPAIGN = "annotation/campaigns/<int:campaign_id>/"
 ASSIGNMENT = "annotation/assignments/<int:assignment_id>/"
@@ -58,6 +66,11 @@ urlpatterns = [
         label_views.LabelObjectsView.as_view(),
         name="api-annotation-label-objects",
     ),
+    path(
+        f"{ASSIGNMENT}labels/image/",
+        label_image_views.LabelImageView.as_view(),
+        name="api-annotation-label-image",
+    ),
     # Read-only files of a labels version for Neuroglancer (not API operations: no schema).
     path(
         f"{ASSIGNMENT}labels/v<int:version>/meshes/<path:path>",
@@ -78,6 +91,16 @@ urlpatterns = [
         f"{ASSIGNMENT}labels/v<int:version>/<path:path>",
         label_views.labels_zarr_file,
         name="api-annotation-labels-zarr",
+    ),
+    path(
+        f"{ASSIGNMENT}assist/click/",
+        assist_views.AssistClickView.as_view(),
+        name="api-annotation-assist-click",
+    ),
+    path(
+        f"{ASSIGNMENT}assist/proposals/",
+        assist_views.AssistProposalsView.as_view(),
+        name="api-annotation-assist-proposals",
     ),
     path(f"{ASSIGNMENT}activity/", views.ActivityView.as_view(), name="api-annotation-activity"),
     path(f"{ASSIGNMENT}skip/", views.SkipView.as_view(), name="api-annotation-skip"),
@@ -100,6 +123,33 @@ urlpatterns = [
         f"{CAMPAIGN}boxes/<int:box_id>/consensus/",
         review_views.ConsensusView.as_view(),
         name="api-annotation-consensus",
+    ),
+    # painted review: label agreement, consensus volume, accepted truth
+    path(
+        f"{CAMPAIGN}label-agreement/",
+        painted_views.LabelAgreementView.as_view(),
+        name="api-annotation-label-agreement",
+    ),
+    path(
+        f"{CAMPAIGN}boxes/<int:box_id>/label-agreement/",
+        painted_views.BoxLabelAgreementView.as_view(),
+        name="api-annotation-box-label-agreement",
+    ),
+    path(
+        f"{CAMPAIGN}boxes/<int:box_id>/label-consensus/",
+        painted_views.BoxLabelConsensusView.as_view(),
+        name="api-annotation-label-consensus",
+    ),
+    # Read-only files of a consensus volume for Neuroglancer (not API operations: no schema).
+    path(
+        f"{CAMPAIGN}boxes/<int:box_id>/label-consensus/<str:token>/<path:path>",
+        painted_views.consensus_zarr_file,
+        name="api-annotation-label-consensus-zarr",
+    ),
+    path(
+        f"{CAMPAIGN}boxes/<int:box_id>/label-truth/",
+        painted_views.BoxLabelTruthView.as_view(),
+        name="api-annotation-label-truth",
     ),
     path(
         f"{CAMPAIGN}export.csv",

@@ -1,0 +1,447 @@
+// The task page's painting mode (painted campaigns): three slice views (xy, xz, yz) of the box
+// drawn on canvases from the box's image (labels/image/) and the label volume, the tools'
+// buttons and keys (label_editor/editor.ts), and the chunked save to labels/ with a stale
+// save's "reload my changes on top". Each action redraws only the region it changed.
+
+import { ChunkGrid, MAX_CHUNKS_PER_SAVE, loadVersion, saveForm } from "../label_editor/chunks";
+import { type Changed, LabelEditor, type Tool } from "../label_editor/editor";
+import type { Proposal } from "../label_editor/proposal";
+import { drawOutline, drawRegion } from "../label_editor/render";
+import { LabelVolume, PLANES, type Plane } from "../label_editor/volume";
+
+export interface PaintConfig {
+  assignmentId: number;
+  csrfToken: string;
+  editable: boolean;
+  /** Whether the server takes the save's provenance field. */
+  provenance: boolean;
+}
+
+/** What the page and tests reach: the editor's contract hooks and a few read-outs. */
+export interface PaintHooks {
+  editor: LabelEditor;
+  ready: Promise<void>;
+  version(): number;
+  save(): Promise<void>;
+  showProposal(p: Proposal): void;
+  /** Stops listening to the window's keys. */
+  dispose(): void;
+  /** Redraws so far, the last one's time, and how long the last mouse move and key took to
+   * handle, drawing included (the benchmark reads them). */
+  stats: PaintStats;
+}
+
+export interface PaintStats {
+  draws: number;
+  lastDrawMs: number;
+  lastPlane: Plane | null;
+  lastMoveMs: number;
+  lastKeyMs: number;
+}
+
+interface LabelsState {
+  version: number;
+  current_version: number;
+  geometry: { shape: number[]; chunk: number[] };
+}
+
+const VIEWS: Plane[] = ["xy", "xz", "yz"];
+const TOOLS: Tool[] = ["brush", "eraser", "sphere", "fill", "pick"];
+
+interface View {
+  plane: Plane;
+  canvas: HTMLCanvasElement;
+  ctx: CanvasRenderingContext2D;
+  pixels: ImageData;
+  cursor: HTMLElement;
+  label: HTMLElement;
+}
+
+export function mountPaint(
+  root: HTMLElement,
+  config: PaintConfig,
+  onVersion: (version: number) => void,
+): PaintHooks {
+  const doc = root.ownerDocument;
+  const base = `/api/v1/annotation/assignments/${config.assignmentId}/labels/`;
+  const status = root.querySelector<HTMLElement>("[data-paint=status]")!;
+  const conflict = root.querySelector<HTMLElement>("[data-paint=conflict]")!;
+  const info = root.querySelector<HTMLElement>("[data-paint=info]")!;
+  const filledList = root.querySelector<HTMLElement>("[data-paint=interpolated]")!;
+  let editor: LabelEditor | null = null;
+  let version = 0;
+  let saving: Promise<void> | null = null;
+  let staleAt: number | null = null;
+  const views: View[] = [];
+  const stats: PaintStats = {
+    draws: 0,
+    lastDrawMs: 0,
+    lastPlane: null,
+    lastMoveMs: 0,
+    lastKeyMs: 0,
+  };
+
+  function say(text: string): void {
+    status.textContent = text;
+  }
+
+  function showInfo(): void {
+    if (!editor) return;
+    const [z, y, x] = editor.position;
+    info.textContent =
+      `tool ${editor.tool} · object ${editor.activeId} · radius ${editor.radius} · ` +
+      `z ${z} y ${y} x ${x} · version ${version}` +
+      (editor.proposal ? ` · proposal ${editor.proposal.p.id}: Enter accepts, Esc rejects` : "");
+    for (const button of root.querySelectorAll<HTMLButtonElement>("[data-paint-tool]")) {
+      button.setAttribute("aria-pressed", String(button.dataset["paintTool"] === editor.tool));
+    }
+    filledList.textContent = editor.interpolated
+      .map(
+        (f) => `object ${f.id}, ${f.plane} slices ${f.slices[0]}–${f.slices[f.slices.length - 1]}`,
+      )
+      .join("; ");
+  }
+
+  /** Redraws the part of ``view`` inside the voxel box ``changed`` (or all of it). */
+  function draw(view: View, changed: Changed): void {
+    if (!editor || changed === null) return;
+    const t0 = performance.now();
+    const a = PLANES[view.plane];
+    const slice = editor.slice(view.plane);
+    let u0 = 0;
+    let v0 = 0;
+    let u1 = view.pixels.width;
+    let v1 = view.pixels.height;
+    if (changed !== "all") {
+      if (slice < changed.min[a.normal] || slice > changed.max[a.normal]) return;
+      u0 = changed.min[a.u];
+      v0 = changed.min[a.v];
+      u1 = changed.max[a.u] + 1;
+      v1 = changed.max[a.v] + 1;
+    }
+    const src = {
+      image: image,
+      labels: editor.volume,
+      lut: editor.lut,
+      alpha: 0.45,
+      active: editor.activeId,
+    };
+    drawRegion(view.pixels.data, src, view.plane, slice, u0, v0, u1, v1);
+    const shown = editor.proposal;
+    if (shown) {
+      const vol = editor.volume;
+      const mask = shown.mask;
+      drawOutline(
+        view.pixels.data,
+        view.pixels.width,
+        view.pixels.height,
+        (u, v) => mask[vol.planeIndex(view.plane, slice, u, v)] === 1,
+        0xffff00,
+        u0,
+        v0,
+        u1,
+        v1,
+      );
+    }
+    view.ctx.putImageData(view.pixels, 0, 0, u0, v0, u1 - u0, v1 - v0);
+    stats.draws++;
+    stats.lastDrawMs = performance.now() - t0;
+    stats.lastPlane = view.plane;
+  }
+
+  function redraw(changed: Changed): void {
+    if (changed === null) return;
+    // A proposal's outline spans slices: draw whole views while one is shown.
+    for (const view of views) draw(view, editor?.proposal ? "all" : changed);
+    showInfo();
+  }
+
+  let image: Uint8Array | null = null;
+
+  function makeView(plane: Plane, vol: LabelVolume): View {
+    const { width, height } = vol.planeSize(plane);
+    const canvas = root.querySelector<HTMLCanvasElement>(`[data-paint-view=${plane}] canvas`)!;
+    canvas.width = width;
+    canvas.height = height;
+    const ctx = canvas.getContext("2d")!;
+    const cursor = root.querySelector<HTMLElement>(`[data-paint-view=${plane}] .paint-cursor`)!;
+    const label = root.querySelector<HTMLElement>(`[data-paint-view=${plane}] .paint-slice`)!;
+    return { plane, canvas, ctx, pixels: ctx.createImageData(width, height), cursor, label };
+  }
+
+  /** Plane pixel (u, v) under a mouse event. */
+  function planePoint(view: View, event: MouseEvent): [number, number] {
+    const rect = view.canvas.getBoundingClientRect();
+    const u = ((event.clientX - rect.left) / rect.width) * view.canvas.width - 0.5;
+    const v = ((event.clientY - rect.top) / rect.height) * view.canvas.height - 0.5;
+    return [u, v];
+  }
+
+  function showCursor(view: View, event: MouseEvent): void {
+    if (!editor) return;
+    const rect = view.canvas.getBoundingClientRect();
+    const scale = rect.width / view.canvas.width;
+    const size = Math.max(2, (editor.radius * 2 + 1) * scale);
+    const s = view.cursor.style;
+    s.width = s.height = `${size}px`;
+    s.left = `${event.clientX - rect.left - size / 2}px`;
+    s.top = `${event.clientY - rect.top - size / 2}px`;
+    view.cursor.hidden = false;
+  }
+
+  function sliceLabels(): void {
+    if (!editor) return;
+    for (const view of views) {
+      const { depth } = editor.volume.planeSize(view.plane);
+      view.label.textContent = `${view.plane} ${editor.slice(view.plane) + 1}/${depth}`;
+    }
+  }
+
+  function wire(view: View): void {
+    let down = false;
+    view.canvas.addEventListener("mousedown", (event) => {
+      if (!editor || event.button !== 0) return;
+      event.preventDefault();
+      const [u, v] = planePoint(view, event);
+      if (!config.editable && !event.altKey) return;
+      editor.plane = view.plane;
+      const changed = editor.press(view.plane, u, v, event.altKey);
+      down = !event.altKey && ["brush", "eraser", "sphere"].includes(editor.tool);
+      redraw(changed);
+    });
+    view.canvas.addEventListener("mousemove", (event) => {
+      const t0 = performance.now();
+      showCursor(view, event);
+      if (down && editor) {
+        const [u, v] = planePoint(view, event);
+        redraw(editor.drag(u, v));
+      }
+      stats.lastMoveMs = performance.now() - t0;
+    });
+    const up = (): void => {
+      if (!down || !editor) return;
+      down = false;
+      editor.release();
+      showInfo();
+    };
+    view.canvas.addEventListener("mouseup", up);
+    view.canvas.addEventListener("mouseleave", () => {
+      view.cursor.hidden = true;
+      up();
+    });
+    view.canvas.addEventListener("mouseenter", () => {
+      if (editor) editor.plane = view.plane;
+    });
+    view.canvas.addEventListener(
+      "wheel",
+      (event) => {
+        if (!editor) return;
+        event.preventDefault();
+        editor.plane = view.plane;
+        if (event.shiftKey) {
+          editor.wheel(event.deltaY);
+          showCursor(view, event);
+          showInfo();
+        } else if (editor.step(event.deltaY > 0 ? 1 : -1, view.plane)) {
+          sliceLabels();
+          redraw("all");
+        }
+      },
+      { passive: false },
+    );
+  }
+
+  function active(): boolean {
+    return root.isConnected && !root.hidden;
+  }
+
+  function onKey(event: KeyboardEvent): void {
+    const t0 = performance.now();
+    try {
+      handleKey(event);
+    } finally {
+      stats.lastKeyMs = performance.now() - t0;
+    }
+  }
+
+  function handleKey(event: KeyboardEvent): void {
+    if (!editor || !active()) return;
+    const target = event.target as HTMLElement | null;
+    if (target && /^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName)) return;
+    if (!config.editable && !/^[fd]$/i.test(event.key)) return;
+    const done = editor.key(event);
+    if (!done) return;
+    event.preventDefault();
+    event.stopPropagation();
+    if (done.action === "save") {
+      void save();
+      return;
+    }
+    if (done.action === "slice") {
+      // Only the current plane's view moved: the other two show the same slices as before.
+      sliceLabels();
+      for (const view of views) if (view.plane === editor.plane) draw(view, done.changed);
+      showInfo();
+      return;
+    }
+    redraw(done.changed ?? (done.action === "new" ? "all" : null));
+    showInfo();
+  }
+
+  async function fetchLabels(): Promise<LabelsState> {
+    const response = await fetch(base, { credentials: "same-origin" });
+    if (!response.ok) throw new Error(`labels: HTTP ${response.status}`);
+    return (await response.json()) as LabelsState;
+  }
+
+  async function fetchImage(): Promise<{ data: Uint8Array; shape: number[] }> {
+    const response = await fetch(`${base}image/`, { credentials: "same-origin" });
+    if (!response.ok) throw new Error(`box image: HTTP ${response.status}`);
+    const shape = (response.headers.get("X-Shape") ?? "").split(",").map(Number);
+    return { data: new Uint8Array(await response.arrayBuffer()), shape };
+  }
+
+  /** Saves the changed chunks, at most MAX_CHUNKS_PER_SAVE a request (each a version). */
+  async function save(): Promise<void> {
+    if (!editor || !config.editable) return;
+    if (saving) return saving;
+    const parts = editor.tracker.changed();
+    if (!parts.length) {
+      say("Nothing to save.");
+      return;
+    }
+    const provenance = config.provenance ? editor.provenanceNow() : undefined;
+    say(`Saving ${parts.length} chunk(s)…`);
+    saving = (async () => {
+      let changed = 0;
+      for (let i = 0; i < parts.length; i += MAX_CHUNKS_PER_SAVE) {
+        const batch = parts.slice(i, i + MAX_CHUNKS_PER_SAVE);
+        const response = await fetch(base, {
+          method: "POST",
+          body: saveForm(batch, version, provenance),
+          credentials: "same-origin",
+          headers: { "X-CSRFToken": config.csrfToken },
+        });
+        const body = (await response.json().catch(() => ({}))) as Record<string, unknown>;
+        if (response.status === 409) {
+          staleAt = Number(body["current_version"]);
+          conflict.hidden = false;
+          conflict.querySelector("span")!.textContent =
+            `Version ${staleAt} was saved elsewhere after yours (${version}).`;
+          say("Not saved: a newer version exists.");
+          return;
+        }
+        if (!response.ok) throw new Error(String(body["message"] ?? `HTTP ${response.status}`));
+        version = Number(body["version"]);
+        changed += Number(body["chunks_changed"]);
+        editor!.saved(batch);
+        onVersion(version);
+      }
+      say(`Saved version ${version} (${changed} chunk(s) changed).`);
+      showInfo();
+    })().finally(() => {
+      saving = null;
+    });
+    return saving;
+  }
+
+  /** The conflict banner's "reload my changes on top": the current version with this
+   * session's changed voxels written over it, then saved. */
+  async function reloadOnTop(): Promise<void> {
+    if (!editor || staleAt === null) return;
+    const other = new LabelVolume(editor.volume.shape);
+    await loadVersion(base, staleAt, other, editor.grid);
+    const n = editor.rebase(other.data);
+    version = staleAt;
+    staleAt = null;
+    conflict.hidden = true;
+    onVersion(version);
+    redraw("all");
+    say(`Re-applied ${n} changed voxel(s) on version ${version}.`);
+    await save();
+  }
+
+  const ready = (async () => {
+    const [state, img] = await Promise.all([fetchLabels(), fetchImage()]);
+    const shape = state.geometry.shape as [number, number, number];
+    const chunk = state.geometry.chunk as [number, number, number];
+    version = state.version;
+    const vol = new LabelVolume(shape);
+    await loadVersion(base, version, vol, new ChunkGrid(vol.shape, chunk));
+    editor = new LabelEditor(shape, chunk, vol.data);
+    // The image may be clipped where the box reaches past it: pad it to the box with zeros.
+    if (img.shape.join() === shape.join()) {
+      image = img.data;
+    } else {
+      image = new Uint8Array(vol.data.length);
+      const [d, h, w] = img.shape as [number, number, number];
+      for (let z = 0; z < d; z++)
+        for (let y = 0; y < h; y++)
+          image.set(img.data.subarray((z * h + y) * w, (z * h + y + 1) * w), vol.index(z, y, 0));
+    }
+    for (const plane of VIEWS) {
+      const view = makeView(plane, vol);
+      views.push(view);
+      wire(view);
+    }
+    for (const button of root.querySelectorAll<HTMLButtonElement>("[data-paint-tool]")) {
+      button.disabled = !config.editable;
+      button.addEventListener("click", () => {
+        editor!.tool = button.dataset["paintTool"] as Tool;
+        showInfo();
+      });
+    }
+    const actions: Record<string, () => Changed> = {
+      new: () => (editor!.newObject(), "all"),
+      interpolate: () => editor!.interpolate(),
+      undo: () => editor!.undo(),
+      redo: () => editor!.redo(),
+    };
+    for (const button of root.querySelectorAll<HTMLButtonElement>("[data-paint-action]")) {
+      const name = button.dataset["paintAction"] ?? "";
+      button.disabled = !config.editable;
+      button.addEventListener("click", () => {
+        if (name === "save") void save().catch((e: unknown) => say(String(e)));
+        else redraw(actions[name]?.() ?? null);
+      });
+    }
+    const low = root.querySelector<HTMLInputElement>("[data-paint=low]")!;
+    const high = root.querySelector<HTMLInputElement>("[data-paint=high]")!;
+    const contrast = (): void => {
+      editor!.setWindow(Number(low.value), Number(high.value));
+      redraw("all");
+    };
+    low.addEventListener("input", contrast);
+    high.addEventListener("input", contrast);
+    conflict.querySelector("button")!.addEventListener("click", () => {
+      void reloadOnTop().catch((e: unknown) => say(String(e)));
+    });
+    sliceLabels();
+    redraw("all");
+    say(config.editable ? "Ready: paint with the mouse." : "Read-only.");
+  })();
+  ready.catch((e: unknown) => say(`The painting editor could not load: ${String(e)}`));
+  doc.defaultView?.addEventListener("keydown", onKey, true);
+
+  return {
+    get editor(): LabelEditor {
+      if (!editor) throw new Error("The painting editor is not loaded yet.");
+      return editor;
+    },
+    ready,
+    version: () => version,
+    save,
+    showProposal(p: Proposal): void {
+      if (!editor) return;
+      editor.showProposal(p);
+      sliceLabels();
+      redraw("all");
+    },
+    stats,
+    dispose(): void {
+      doc.defaultView?.removeEventListener("keydown", onKey, true);
+    },
+  };
+}
+
+export { TOOLS };

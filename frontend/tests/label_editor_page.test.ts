@@ -1,0 +1,168 @@
+// @vitest-environment happy-dom
+// The Paint tab's wiring (annotation_task/paint.ts) against a scripted server: loading the box's
+// image and labels, keys reaching the editor, the save's multipart form, and a stale save's
+// "reload my changes on top" (loads the current version, re-applies, saves on it).
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+
+import { mountPaint } from "../src/annotation_task/paint";
+
+const SHAPE = [2, 4, 6];
+const BASE = "/api/v1/annotation/assignments/9/labels/";
+
+function markup(): string {
+  const view = (p: string): string =>
+    `<figure data-paint-view="${p}"><canvas></canvas><div class="paint-cursor" hidden></div>` +
+    `<figcaption class="paint-slice"></figcaption></figure>`;
+  return `<section id="paint">
+    <button data-paint-tool="brush"></button><button data-paint-tool="eraser"></button>
+    <button data-paint-action="save"></button><button data-paint-action="undo"></button>
+    <input data-paint="low" value="0"><input data-paint="high" value="255">
+    <span data-paint="info"></span><span data-paint="status"></span>
+    <div data-paint="conflict" hidden><span></span><button>on top</button></div>
+    <span data-paint="interpolated"></span>${view("xy")}${view("xz")}${view("yz")}</section>`;
+}
+
+interface Posted {
+  base: string | null;
+  parts: Record<string, Uint32Array>;
+  provenance: string | null;
+}
+
+function fakeServer(saves: { status: number; body: unknown }[]): Posted[] {
+  const posted: Posted[] = [];
+  const image = new Uint8Array(SHAPE[0]! * SHAPE[1]! * SHAPE[2]!).map((_, i) => i);
+  vi.stubGlobal(
+    "fetch",
+    vi.fn(async (url: string, init: RequestInit = {}) => {
+      if (init.method === "POST") {
+        const form = init.body as FormData;
+        const parts: Record<string, Uint32Array> = {};
+        for (const [key, value] of form.entries()) {
+          if (typeof value !== "string") {
+            parts[key] = new Uint32Array(await (value as Blob).arrayBuffer());
+          }
+        }
+        posted.push({
+          base: form.get("base_version") as string | null,
+          parts,
+          provenance: form.get("provenance") as string | null,
+        });
+        const reply = saves.shift()!;
+        return new Response(JSON.stringify(reply.body), { status: reply.status });
+      }
+      if (url === BASE) {
+        const geometry = { shape: SHAPE, chunk: [2, 4, 4] };
+        return new Response(JSON.stringify({ version: 0, current_version: 0, geometry }));
+      }
+      if (url === `${BASE}image/`) {
+        return new Response(image, { headers: { "X-Shape": SHAPE.join(",") } });
+      }
+      return new Response("", { status: 404 }); // every stored chunk: all zero
+    }),
+  );
+  return posted;
+}
+
+beforeEach(() => {
+  document.body.innerHTML = markup();
+  // happy-dom draws nothing: a 2D context that keeps the last ImageData put.
+  vi.spyOn(HTMLCanvasElement.prototype, "getContext").mockImplementation(function (
+    this: HTMLCanvasElement,
+  ) {
+    const canvas = this;
+    return {
+      createImageData: (w: number, h: number) => ({
+        width: w,
+        height: h,
+        data: new Uint8ClampedArray(w * h * 4),
+      }),
+      putImageData: (img: ImageData) => {
+        (canvas as unknown as { drawn: ImageData }).drawn = img;
+      },
+    } as unknown as CanvasRenderingContext2D;
+  } as never);
+});
+
+const mounted: { dispose(): void }[] = [];
+
+afterEach(() => {
+  for (const paint of mounted.splice(0)) paint.dispose();
+  document.body.innerHTML = "";
+});
+
+function key(k: string, ctrl = false): void {
+  window.dispatchEvent(new KeyboardEvent("keydown", { key: k, ctrlKey: ctrl, cancelable: true }));
+}
+
+describe("the Paint tab", () => {
+  it("loads, draws the image, saves with Ctrl+S and re-applies its changes after a 409", async () => {
+    const posted = fakeServer([
+      { status: 409, body: { message: "stale", current_version: 3 } },
+      { status: 200, body: { version: 4, chunks_changed: 1, chunks: 1, active_seconds: 1 } },
+    ]);
+    const versions: number[] = [];
+    const root = document.getElementById("paint")!;
+    const paint = mountPaint(
+      root,
+      { assignmentId: 9, csrfToken: "t", editable: true, provenance: true },
+      (v) => versions.push(v),
+    );
+    mounted.push(paint);
+    await paint.ready;
+    const editor = paint.editor;
+    expect(editor.volume.shape).toEqual(SHAPE);
+    // The xy view of slice 1 shows the image's voxels (1, y, x) = 24 + 6y + x as grey.
+    const xy = root.querySelector<HTMLCanvasElement>("[data-paint-view=xy] canvas")!;
+    const drawn = (xy as unknown as { drawn: ImageData }).drawn;
+    expect([drawn.width, drawn.height]).toEqual([6, 4]);
+    expect(Array.from(drawn.data.subarray(4 * 7, 4 * 7 + 4))).toEqual([31, 31, 31, 255]);
+    // Paint one voxel with the brush, then Ctrl+S.
+    editor.radius = 0.5;
+    editor.press("xy", 5, 3);
+    editor.release();
+    key("s", true);
+    await vi.waitFor(() => expect(posted.length).toBe(1));
+    expect(posted[0]!.base).toBe("0");
+    expect(Object.keys(posted[0]!.parts)).toEqual(["0.0.1"]); // x 4-5: the clipped chunk
+    const part = posted[0]!.parts["0.0.1"]!;
+    expect(part.length).toBe(2 * 4 * 2);
+    expect(part[(1 * 4 + 3) * 2 + 1]).toBe(editor.activeId);
+    expect(JSON.parse(posted[0]!.provenance!)).toEqual({
+      [editor.activeId]: { source: "manual" },
+    });
+    const conflict = root.querySelector<HTMLElement>("[data-paint=conflict]")!;
+    await vi.waitFor(() => expect(conflict.hidden).toBe(false));
+    expect(conflict.textContent).toContain("Version 3");
+    // "Reload my changes on top": version 3 (all zero here) plus the voxel, saved on 3.
+    conflict.querySelector("button")!.click();
+    await vi.waitFor(() => expect(posted.length).toBe(2));
+    expect(posted[1]!.base).toBe("3");
+    expect(posted[1]!.parts["0.0.1"]).toEqual(part);
+    await vi.waitFor(() => expect(paint.version()).toBe(4));
+    expect(versions).toEqual([3, 4]);
+    expect(conflict.hidden).toBe(true);
+    expect(editor.tracker.changed()).toEqual([]);
+  });
+
+  it("reaches the editor's keys only while the tab is shown; E and B switch tools", async () => {
+    fakeServer([]);
+    const root = document.getElementById("paint")!;
+    const paint = mountPaint(
+      root,
+      { assignmentId: 9, csrfToken: "t", editable: true, provenance: false },
+      () => undefined,
+    );
+    mounted.push(paint);
+    await paint.ready;
+    key("e");
+    expect(paint.editor.tool).toBe("eraser");
+    const pressed = root.querySelector("[data-paint-tool=eraser]")!.getAttribute("aria-pressed");
+    expect(pressed).toBe("true");
+    root.hidden = true;
+    key("b");
+    expect(paint.editor.tool).toBe("eraser");
+    root.hidden = false;
+    key("b");
+    expect(paint.editor.tool).toBe("brush");
+  });
+});

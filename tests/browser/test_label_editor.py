@@ -1,0 +1,364 @@
+"""The painting editor in real Chromium: an annotator paints one object on three xy slices with
+mouse drags, interpolates between them (V), undoes and redoes it (Ctrl+Z, Ctrl+Y), saves
+(Ctrl+S) and reloads the page: the server holds exactly the voxels the page shows, and the
+canvases drew the object in its colour over the grey image and the image alone elsewhere.
+
+A second test paints strokes and switches slices in a box of ``ANNOTOME_BENCH_BOX`` voxels a
+side (64 in the suite; ``bench/editor.py`` runs it on 256^3) and prints how long each stroke
+event and each slice switch took, with an empty animation-frame round trip measured in the same
+page as the baseline."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from django.contrib.auth import get_user_model
+from nuclei_dataset import build_nuclei_dataset
+from viewer_mouse import failed_responses
+
+from pipeline.label_store import labels_read
+from webapp.annotation import selectors, services
+from webapp.annotation.models import AnnotationCampaign, Assignment, Role
+from webapp.datasets.models import Layer, LayerKind, Visibility
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+PASSWORD = "paint-pass-123"
+BOX = 32  # voxels per side of a task box
+SLICES = (12, 16, 20)  # the xy slices painted by hand
+PAINT_READY = "() => annotome.paint !== null && annotome.paint.ready.then(() => true)"
+
+
+def make_campaign(
+    owner: Any, annotator: Any, shape: int = 96, box: int = BOX
+) -> AnnotationCampaign:
+    dataset = build_nuclei_dataset(
+        owner,
+        slug="nuclei",
+        shape=(shape, shape, shape),
+        n_nuclei=max(20, (shape // 96) ** 3 * 20),
+        visibility=Visibility.PUBLIC,
+    )
+    layer = Layer.objects.get(dataset=dataset, kind=LayerKind.IMAGE)
+    voxel = services.layer_geometry(layer)["voxel_size_um"]
+    spec = services.CampaignSpec(
+        name="Nuclei painted",
+        instructions="Paint every nucleus.",
+        label_schema=None,
+        box_size_um=[box * v for v in voxel],
+        redundancy=1,
+    )
+    campaign = services.campaign_create(owner, dataset, layer, spec)
+    campaign.painted = True
+    campaign.save()
+    services.member_add(campaign, owner, annotator.username, Role.ANNOTATOR)
+    services.boxes_tile(campaign, owner)
+    return campaign
+
+
+def login(page: Any, url: str, username: str, next_path: str) -> None:
+    page.goto(f"{url}/accounts/login/?next={next_path}")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+
+
+def drag(page: Any, canvas: dict[str, float], points: list[tuple[float, float]]) -> None:
+    """A mouse drag over voxel positions (x, y) of the xy canvas, in small steps."""
+    scale = canvas["width"] / BOX
+
+    def at(x: float, y: float) -> tuple[float, float]:
+        return canvas["x"] + (x + 0.5) * scale, canvas["y"] + (y + 0.5) * scale
+
+    page.mouse.move(*at(*points[0]))
+    page.mouse.down()
+    for point in points[1:]:
+        page.mouse.move(*at(*point), steps=6)
+    page.mouse.up()
+
+
+def volume(page: Any) -> np.ndarray:
+    data = page.evaluate("() => Array.from(annotome.paint.editor.volume.data)")
+    return np.asarray(data, np.uint32).reshape(BOX, BOX, BOX)
+
+
+def pixel(page: Any, plane: str, u: int, v: int) -> list[int]:
+    return page.evaluate(
+        """([plane, u, v]) => Array.from(document
+             .querySelector(`[data-paint-view=${plane}] canvas`)
+             .getContext("2d").getImageData(u, v, 1, 1).data)""",
+        [plane, u, v],
+    )
+
+
+def stored(row: Assignment) -> np.ndarray:
+    row.refresh_from_db()
+    labels = selectors.labels_at(row)
+    return labels_read(labels.blobs, labels.geometry, labels.chunks)
+
+
+def test_annotator_paints_interpolates_undoes_saves_and_reloads(
+    live_server: Any, browser_context: Any, artifacts_dir: Path
+) -> None:
+    users = get_user_model().objects
+    owner = users.create_user("owner", password=PASSWORD)
+    ann = users.create_user("ann", password=PASSWORD)
+    campaign = make_campaign(owner, ann)
+    page = browser_context.new_page()
+    failed = failed_responses(page)
+    login(page, live_server.url, "ann", f"/annotation/{campaign.id}/next/")
+    page.wait_for_url("**/annotation/task/*/")
+    row = Assignment.objects.get(annotator=ann)
+    assert page.evaluate(PAINT_READY)
+    assert page.evaluate("() => annotome.paint.editor.volume.shape") == [BOX, BOX, BOX]
+    canvas = page.locator("[data-paint-view=xy] canvas").bounding_box()
+    assert canvas is not None and canvas["width"] == pytest.approx(512)
+
+    # New object (C), then one horizontal stroke on each of three slices (F/D move the slice).
+    page.keyboard.press("c")
+    object_id = page.evaluate("() => annotome.paint.editor.activeId")
+    assert object_id == 1
+    assert page.evaluate("() => annotome.paint.editor.slice('xy')") == BOX // 2
+    for z in SLICES:
+        current = page.evaluate("() => annotome.paint.editor.slice('xy')")
+        key = "f" if z > current else "d"
+        for _ in range(abs(z - current)):
+            page.keyboard.press(key)
+        assert page.evaluate("() => annotome.paint.editor.slice('xy')") == z
+        drag(page, canvas, [(10, 16), (16, 15), (22, 16)])
+    painted = volume(page)
+    assert sorted(set(np.nonzero(painted == object_id)[0])) == list(SLICES)
+    on_slice = (painted[16] == object_id).sum()
+    assert 150 < on_slice < 300  # a stroke 12 voxels long, 9 wide
+    assert painted[16, 16, 16] == object_id and painted[16, 16, 27] == 0
+
+    # V interpolates along z; Ctrl+Z takes it back, Ctrl+Y redoes it.
+    page.keyboard.press("v")
+    interpolated = page.evaluate("() => annotome.paint.editor.interpolated")
+    assert interpolated == [{"plane": "xy", "id": object_id, "slices": [13, 14, 15, 17, 18, 19]}]
+    after_v = volume(page)
+    assert sorted(set(np.nonzero(after_v == object_id)[0])) == list(range(12, 21))
+    assert "13" in page.inner_text("[data-paint=interpolated]")
+    page.keyboard.press("Control+z")
+    assert (volume(page) == painted).all()
+    page.keyboard.press("Control+y")
+    assert (volume(page) == after_v).all()
+
+    # The canvas of slice 20 shows the object coloured over the image, the image elsewhere.
+    body = page.request.get(
+        f"{live_server.url}/api/v1/annotation/assignments/{row.pk}/labels/image/"
+    )
+    assert body.status == 200
+    image = np.frombuffer(body.body(), np.uint8).reshape(BOX, BOX, BOX)
+    labelled = pixel(page, "xy", 16, 16)
+    background = pixel(page, "xy", 2, 2)
+    grey = int(image[20, 2, 2])
+    assert background == [grey, grey, grey, 255]
+    assert labelled[3] == 255 and len(set(labelled[:3])) > 1  # a colour, not grey
+    # The xz view through y = 16 shows the object over slices 12-20 (rows z) at x = 16.
+    assert len(set(pixel(page, "xz", 16, 14)[:3])) > 1
+    assert len(set(pixel(page, "xz", 16, 25)[:3])) == 1
+    page.screenshot(path=str(artifacts_dir / "label-editor-painted.png"))
+
+    # Ctrl+S saves version 1; the server holds exactly the page's voxels.
+    page.keyboard.press("Control+s")
+    page.wait_for_function("() => annotome.paint.version() === 1", timeout=10_000)
+    assert (stored(row) == after_v).all()
+    # The task panel follows: one version sequence for points and labels, the save listed.
+    page.wait_for_function("() => document.querySelector('#task-save').dataset.version === '1'")
+    page.wait_for_selector("#task-versions li")
+    objects = page.request.get(
+        f"{live_server.url}/api/v1/annotation/assignments/{row.pk}/labels/objects/"
+    ).json()["objects"]
+    assert [o["segment_id"] for o in objects] == [object_id]
+    assert objects[0]["voxels"] == int((after_v == object_id).sum())
+
+    # After a reload the labels come back from the stored chunks and are drawn.
+    page.reload()
+    assert page.evaluate(PAINT_READY)
+    assert page.evaluate("() => annotome.paint.version()") == 1
+    assert (volume(page) == after_v).all()
+    page.keyboard.press("f")  # slice 17 (an interpolated one)
+    assert page.evaluate("() => annotome.paint.editor.slice('xy')") == 17
+    assert len(set(pixel(page, "xy", 16, 16)[:3])) > 1
+    grey = int(image[17, 2, 2])
+    assert pixel(page, "xy", 2, 2) == [grey, grey, grey, 255]
+    assert [f for f in failed if "/labels/" in f and not f.startswith("404")] == []
+
+    # Another session saves first (version 2: object 50 on slice 2); this page's next save is
+    # stale (409), and "Reload my changes on top" saves its stroke over version 2.
+    theirs = stored(row)
+    theirs[2, 4:8, 4:8] = 50
+    services.labels_save(row, ann, 1, {(0, 0, 0): theirs})
+    page.keyboard.press("c")
+    assert page.evaluate("() => annotome.paint.editor.activeId") == object_id + 1
+    drag(page, canvas, [(10, 28), (22, 28)])  # slice 17
+    page.keyboard.press("Control+s")
+    page.wait_for_selector("[data-paint=conflict]:not([hidden])")
+    assert "Version 2" in page.inner_text("[data-paint=conflict]")
+    page.click("[data-paint=conflict] button")
+    page.wait_for_function("() => annotome.paint.version() === 3", timeout=10_000)
+    assert page.is_hidden("[data-paint=conflict]")
+    final = stored(row)
+    assert (final == volume(page)).all()
+    assert (final[2, 4:8, 4:8] == 50).all()
+    assert (final[17, 28, 12:21] == object_id + 1).all()
+    assert ((final == object_id) == (after_v == object_id)).all()
+
+    # A proposal (the assistance's hook) is outlined in yellow; Enter paints it as a new
+    # object, Esc drops the next one; onProposalDone hears both.
+    page.evaluate(
+        """() => { window.done = []; annotome.paint.editor.onProposalDone =
+             (accepted, p) => window.done.push([accepted, p.id]); }"""
+    )
+    proposal = {
+        "id": "p1",
+        "bbox": [24, 4, 20, 25, 10, 26],  # slice 24, y 4-9, x 20-25
+        "rle": [0, 36],
+        "voxels": 36,
+        "score": 0.8,
+        "source": "watershed",
+    }
+    page.evaluate("(p) => annotome.paint.showProposal(p)", proposal)
+    assert page.evaluate("() => annotome.paint.editor.slice('xy')") == 24
+    assert pixel(page, "xy", 20, 6) == [255, 255, 0, 255]  # on the outline
+    assert pixel(page, "xy", 22, 6)[:3] != [255, 255, 0]  # inside it
+    page.keyboard.press("Enter")
+    accepted = volume(page)
+    new_id = int(accepted[24, 6, 22])
+    assert new_id not in (0, object_id, object_id + 1, 50)
+    assert (accepted[24, 4:10, 20:26] == new_id).all() and (accepted == new_id).sum() == 36
+    assert page.evaluate("() => annotome.paint.editor.provenanceNow()")[str(new_id)] == {
+        "source": "proposal",
+        "proposal_source": "watershed",
+    }
+    page.evaluate("(p) => annotome.paint.showProposal({...p, id: 'p2'})", proposal)
+    page.keyboard.press("Escape")
+    assert page.evaluate("() => window.done") == [[True, "p1"], [False, "p2"]]
+    assert (volume(page) == accepted).all()
+
+
+# Listeners added after the page's own, so they run once its handler has drawn: each records
+# the time from the input event to the end of its handling, and from a key to the second
+# animation frame after it (the frame that shows the handled change).
+MEASURE = """() => {
+  const m = { move: [], hover: [], key: {}, handled: {}, frames: [], framing: false };
+  const stats = annotome.paint.stats;
+  const canvas = document.querySelector("[data-paint-view=xy] canvas");
+  canvas.addEventListener("mousemove", (e) => {
+    (e.buttons ? m.move : m.hover).push([performance.now() - e.timeStamp, stats.lastMoveMs]);
+  });
+  window.addEventListener("keydown", (e) => {
+    const t0 = e.timeStamp;
+    (m.handled[e.key] ??= []).push(stats.lastKeyMs);
+    requestAnimationFrame(() => requestAnimationFrame(() => {
+      (m.key[e.key] ??= []).push(performance.now() - t0);
+    }));
+  }, true);
+  const tick = (t) => {
+    if (m.framing) m.frames.push(t);
+    requestAnimationFrame(tick);
+  };
+  requestAnimationFrame(tick);
+  window.editorBench = m;
+}"""
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values, dtype=np.float64), q))
+
+
+def frame_gaps(page: Any) -> list[float]:
+    times = page.evaluate("() => editorBench.frames")
+    return [b - a for a, b in itertools.pairwise(times)]
+
+
+def test_editor_draws_strokes_and_switches_slices_at_screen_rate(
+    live_server: Any, browser_context: Any
+) -> None:
+    side = int(os.environ.get("ANNOTOME_BENCH_BOX", "64"))
+    users = get_user_model().objects
+    owner = users.create_user("owner", password=PASSWORD)
+    ann = users.create_user("ann", password=PASSWORD)
+    campaign = make_campaign(owner, ann, shape=side, box=side)
+    page = browser_context.new_page()
+    login(page, live_server.url, "ann", f"/annotation/{campaign.id}/next/")
+    page.wait_for_url("**/annotation/task/*/")
+    assert page.evaluate(PAINT_READY)
+    assert page.evaluate("() => annotome.paint.editor.volume.shape") == [side, side, side]
+    page.evaluate(MEASURE)
+    canvas = page.locator("[data-paint-view=xy] canvas").bounding_box()
+    assert canvas is not None
+    scale = canvas["width"] / side
+
+    # Baseline: frame gaps while idle, and key-to-frame of a key the editor ignores.
+    page.evaluate("() => { editorBench.framing = true; }")
+    page.wait_for_timeout(1000)
+    page.evaluate("() => { editorBench.framing = false; }")
+    idle_gaps = frame_gaps(page)
+    page.evaluate("() => { editorBench.frames = []; }")
+    for _ in range(30):
+        page.keyboard.press("x")
+        page.wait_for_timeout(40)
+    # Baseline of a stroke event: the same moves without the button (the cursor follows).
+    for k in range(4):
+        y = canvas["y"] + (side * (k + 1) / 10) * scale
+        page.mouse.move(canvas["x"] + 2 * scale, y)
+        page.mouse.move(canvas["x"] + (side - 3) * scale, y + 5 * scale, steps=40)
+
+    # Strokes: 8 drags across the slice, 40 mouse moves each, radius 4 then 12.
+    page.evaluate("() => { editorBench.framing = true; }")
+    for k in range(8):
+        if k == 4:
+            page.evaluate("() => annotome.paint.editor.setRadius(12)")
+        y = canvas["y"] + (side * (k + 1) / 10) * scale
+        page.mouse.move(canvas["x"] + 2 * scale, y)
+        page.mouse.down()
+        page.mouse.move(canvas["x"] + (side - 3) * scale, y + 5 * scale, steps=40)
+        page.mouse.up()
+    page.evaluate("() => { editorBench.framing = false; }")
+    stroke_gaps = frame_gaps(page)
+    z = page.evaluate("() => annotome.paint.editor.slice('xy')")
+    painted = page.evaluate(
+        "(z) => { const e = annotome.paint.editor; const [, h, w] = e.volume.shape;"
+        " let n = 0; for (let i = z * h * w; i < (z + 1) * h * w; i++)"
+        " if (e.volume.data[i]) n++; return n; }",
+        z,
+    )
+    assert painted > side * side // 10  # the strokes painted a good part of the slice
+
+    # Slice switches: F and D alternately, each waited for.
+    for k in range(60):
+        page.keyboard.press("f" if k % 2 == 0 else "d")
+        page.wait_for_timeout(40)
+    assert page.evaluate("() => annotome.paint.editor.slice('xy')") == z
+    page.wait_for_timeout(100)
+    m = page.evaluate("() => editorBench")
+    switches = m["key"]["f"] + m["key"]["d"]
+    baseline = m["key"]["x"]
+    moves = [v[0] for v in m["move"]]
+    hover = [v[0] for v in m["hover"]]
+    move_handled = [v[1] for v in m["move"]]
+    hover_handled = [v[1] for v in m["hover"]]
+    switch_handled = m["handled"]["f"] + m["handled"]["d"]
+    assert len(moves) >= 8 * 30 and len(switches) == 60 and len(baseline) == 30
+    print(
+        f"\neditor {side}^3 box, xy canvas {canvas['width']:.0f} px: "
+        f"stroke event p50 {percentile(moves, 50):.2f} ms p95 {percentile(moves, 95):.2f} ms "
+        f"({len(moves)} events) vs hover p50 {percentile(hover, 50):.2f} ms p95 "
+        f"{percentile(hover, 95):.2f} ms; frame gap while painting p50 "
+        f"{percentile(stroke_gaps, 50):.1f} ms p95 {percentile(stroke_gaps, 95):.1f} ms "
+        f"vs idle p50 {percentile(idle_gaps, 50):.1f} ms p95 {percentile(idle_gaps, 95):.1f} ms; "
+        f"slice switch key-to-frame median {percentile(switches, 50):.1f} ms p95 "
+        f"{percentile(switches, 95):.1f} ms vs empty key-to-frame median "
+        f"{percentile(baseline, 50):.1f} ms p95 {percentile(baseline, 95):.1f} ms "
+        f"(x{percentile(switches, 50) / percentile(baseline, 50):.2f}); in the page's handlers: "
+        f"stroke move p50 {percentile(move_handled, 50):.2f} ms p95 "
+        f"{percentile(move_handled, 95):.2f} ms (hover {percentile(hover_handled, 50):.2f} ms), "
+        f"slice switch p50 {percentile(switch_handled, 50):.2f} ms p95 "
+        f"{percentile(switch_handled, 95):.2f} ms"
+    )
