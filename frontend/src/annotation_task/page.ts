@@ -639,15 +639,20 @@ export function mountTaskPage(doc: Document = document): TaskHooks {
   let assistPanel: AssistPanel | null = null;
   const paint = config.painted ? mountPaintTab() : null;
 
-  /** After a labels save, Neuroglancer's "painted labels" layer shows the new version (its
-   * changed chunks and meshes only: the others keep their URLs). */
-  async function refreshPaintedLayer(): Promise<void> {
-    try {
-      const labels = await api.get(`${ASSIGNMENT}labels/`, { path: { assignment_id } });
-      await showLabelsVersion((await ready).viewer, labels.neuroglancer_sources);
-    } catch (e) {
-      banner.show(e);
-    }
+  let labelsShown: Promise<void> = Promise.resolve();
+  let labelsWanted = 0;
+  /** After a labels save, the "painted labels" layer shows the saved version in place (only
+   * the changed chunks and objects are fetched); saves in quick succession show the last. */
+  function showSavedLabels(version: number): void {
+    labelsWanted = Math.max(labelsWanted, version);
+    labelsShown = labelsShown
+      .then(async () => {
+        if (version < labelsWanted) return;
+        const viewer = (await ready).viewer;
+        const labels = await api.get(`${ASSIGNMENT}labels/`, { path: { assignment_id } });
+        await showLabelsVersion(viewer, labels.neuroglancer_sources);
+      })
+      .catch((e: unknown) => banner.show(e));
   }
 
   /** The painting editor in its tab beside Neuroglancer (which keeps its own state). */
@@ -679,7 +684,7 @@ export function mountTaskPage(doc: Document = document): TaskHooks {
         ledger.version = Math.max(ledger.version, version);
         showSaveState();
         void loadRevisions();
-        void refreshPaintedLayer();
+        showSavedLabels(version);
       },
     );
     hooks.ready
