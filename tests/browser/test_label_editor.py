@@ -34,8 +34,14 @@ PAINT_READY = "() => annotome.paint !== null && annotome.paint.ready.then(() => 
 
 
 def make_campaign(
-    owner: Any, annotator: Any, shape: int = 96, box: int = BOX
+    owner: Any,
+    annotator: Any,
+    shape: int = 96,
+    box: int = BOX,
+    around: tuple[int, int, int] | None = None,
 ) -> AnnotationCampaign:
+    """A painted campaign over the nuclei dataset: its boxes tile the volume, or one box is
+    centred ``around`` a voxel (z, y, x)."""
     dataset = build_nuclei_dataset(
         owner,
         slug="nuclei",
@@ -56,7 +62,10 @@ def make_campaign(
     campaign.painted = True
     campaign.save()
     services.member_add(campaign, owner, annotator.username, Role.ANNOTATOR)
-    services.boxes_tile(campaign, owner)
+    if around is None:
+        services.boxes_tile(campaign, owner)
+    else:
+        services.boxes_from_points(campaign, owner, [("target", around)], "test")
     return campaign
 
 

@@ -1,8 +1,9 @@
 """Painted labels in Neuroglancer: labels saved through the API show on the task page as the
 "painted labels" segmentation layer, its voxels in the slices and its objects' meshes in 3D, and
 a new version shows in place (``showLabelsVersion``, what follows a save) fetching the changed
-chunk and the changed object's mesh and nothing else (counted on the server's side). The
-reviewer's page then shows the annotator's painted labels as a layer with meshes too.
+chunk and the changed object's mesh and nothing else (counted on the server's side); a save
+from the page's painting editor shows in the layer by itself. The reviewer's page then shows
+the annotator's painted labels as a layer with meshes too.
 
 The nuclei volume is 96^3 voxels and the box covers it, so its labels are 2 x 2 x 2 chunks (64^3
 clipped to the box). The view is at the box's centre (48, 48, 48): the three slices cross every
@@ -33,6 +34,7 @@ from webapp.datasets.models import Layer, LayerKind, Visibility
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 PASSWORD = "paint-pass-123"
 LAYER = "painted labels"  # frontend/src/annotation_task/labels_layer.ts
+PAINT_READY = "() => annotome.paint !== null && annotome.paint.ready.then(() => true)"
 SIDE = 96
 
 
@@ -214,10 +216,43 @@ def test_painted_labels_show_with_meshes_and_a_new_version_fetches_only_what_cha
     # The image layer was left alone: no image data was asked for again.
     assert not [p for p in after if "/data/" in p], after
 
+    # A save from the page's painting editor shows in the layer by itself: a new object.
+    page.reload()
+    viewer_ready(page)
+    page.wait_for_function(PAINT_READY, timeout=READY_MS)
+    assert page.evaluate("() => annotome.paint.version()") == 2
+    new_id = page.evaluate(
+        """() => {
+          const e = annotome.paint.editor;
+          const id = e.newObject();
+          e.setRadius(4);
+          e.press("xy", 20, 70);
+          e.release();
+          return id;
+        }"""
+    )
+    page.evaluate("() => annotome.paint.save()")
+    page.wait_for_function("() => annotome.paint.version() === 3", timeout=10_000)
+    v3_sources = api.get(base).json()["neuroglancer_sources"]
+    assert v3_sources[0].endswith("/labels/v3/")
+    page.wait_for_function(
+        "([name, urls]) => JSON.stringify((" + LAYER_STATE + ")(name).sources.map((s) => s.url))"
+        " === JSON.stringify(urls)",
+        arg=[LAYER, v3_sources],
+        timeout=READY_MS,
+    )
+    page.wait_for_function(
+        "([name, id]) => (" + LAYER_STATE + ")(name).segments.includes(String(id))",
+        arg=[LAYER, new_id],
+        timeout=READY_MS,
+    )
+    page.wait_for_function(MESHES_LOADED, arg=[LAYER, 3], timeout=READY_MS)
+    assert page.evaluate("() => annotome.errors") == []
+
     # The reviewer's page shows the annotator's painted labels as a layer too, with meshes.
     rv = users.create_user("rv", password=PASSWORD)
     services.member_add(campaign, owner, rv.username, Role.REVIEWER)
-    services.submit(Assignment.objects.get(pk=row.pk), ann, 2)
+    services.submit(Assignment.objects.get(pk=row.pk), ann, 3)
     browser_context.clear_cookies()  # signed out: the login form is the page's only form
     page.goto(f"{live_server.url}/accounts/login/?next=/annotation/{campaign.pk}/review/")
     page.fill("#id_username", "rv")
@@ -229,8 +264,8 @@ def test_painted_labels_show_with_meshes_and_a_new_version_fetches_only_what_cha
     page.evaluate("() => annotome.settled()")
     assert page.evaluate("() => annotome.errors") == []
     state = page.evaluate(LAYER_STATE, "ann · painted")
-    assert [s["url"] for s in state["sources"]] == v2_sources
+    assert [s["url"] for s in state["sources"]] == v3_sources
     assert all(s["loaded"] and s["error"] is None for s in state["sources"])
-    assert state["segments"] == ["1", "2"]
-    page.wait_for_function(MESHES_LOADED, arg=["ann · painted", 2], timeout=READY_MS)
+    assert state["segments"] == sorted(["1", "2", str(new_id)])
+    page.wait_for_function(MESHES_LOADED, arg=["ann · painted", 3], timeout=READY_MS)
     print(f"requests after the swap ({len(after)}):", *after, sep="\n  ")

@@ -31,6 +31,7 @@ import {
   toolId,
 } from "./layers";
 import { labelsLayer, labelsSegments, showLabelsVersion } from "./labels_layer";
+import { type AssistPanel, mountAssist } from "./assist_panel";
 import { type PaintHooks, mountPaint } from "./paint";
 import { type ApiAnnotation, Ledger, type Op, Saver, StaleError } from "./sync";
 
@@ -122,6 +123,8 @@ export interface TaskHooks {
   showLabelsVersion(sources: readonly string[]): Promise<void>;
   /** The painting editor of a painted campaign's task (its contract hooks), else null. */
   paint: PaintHooks | null;
+  /** The assistance on the Paint tab (click-to-object, propose all), else null. */
+  assist(): AssistPanel | null;
 }
 
 export const TIMEOUTS = { viewerMs: 60_000, layersMs: 30_000 };
@@ -633,7 +636,24 @@ export function mountTaskPage(doc: Document = document): TaskHooks {
   renderClasses();
   showTime();
   saveStatus.textContent = "Loading annotations…";
+  let assistPanel: AssistPanel | null = null;
   const paint = config.painted ? mountPaintTab() : null;
+
+  let labelsShown: Promise<void> = Promise.resolve();
+  let labelsWanted = 0;
+  /** After a labels save, the "painted labels" layer shows the saved version in place (only
+   * the changed chunks and objects are fetched); saves in quick succession show the last. */
+  function showSavedLabels(version: number): void {
+    labelsWanted = Math.max(labelsWanted, version);
+    labelsShown = labelsShown
+      .then(async () => {
+        if (version < labelsWanted) return;
+        const viewer = (await ready).viewer;
+        const labels = await api.get(`${ASSIGNMENT}labels/`, { path: { assignment_id } });
+        await showLabelsVersion(viewer, labels.neuroglancer_sources);
+      })
+      .catch((e: unknown) => banner.show(e));
+  }
 
   /** The painting editor in its tab beside Neuroglancer (which keeps its own state). */
   function mountPaintTab(): PaintHooks {
@@ -664,9 +684,14 @@ export function mountTaskPage(doc: Document = document): TaskHooks {
         ledger.version = Math.max(ledger.version, version);
         showSaveState();
         void loadRevisions();
+        showSavedLabels(version);
       },
     );
-    hooks.ready.catch((e: unknown) => banner.show(e));
+    hooks.ready
+      .then(() => {
+        assistPanel = mountAssist(section, hooks, assignment_id, config.editable);
+      })
+      .catch((e: unknown) => banner.show(e));
     return hooks;
   }
 
@@ -763,6 +788,7 @@ export function mountTaskPage(doc: Document = document): TaskHooks {
       await showLabelsVersion((await ready).viewer, sources);
     },
     paint,
+    assist: () => assistPanel,
   };
 }
 
