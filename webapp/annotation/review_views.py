@@ -44,6 +44,7 @@ def review_page(request: HttpRequest, campaign_id: int) -> HttpResponse:
     config = {
         "campaignId": campaign.pk,
         "redundancy": campaign.redundancy,
+        "painted": campaign.painted,
         "csrfToken": get_token(request),
         "labelSchema": campaign.label_schema,
         "toleranceUm": campaign.match_tolerance_um,
