@@ -141,8 +141,11 @@ def assignments_visible(user: AnyUser) -> QuerySet[Assignment]:
     ).select_related("box__campaign", "annotator", "reviewer")
 
 
-def assignment_visible(user: AnyUser, assignment_id: int) -> Assignment | None:
-    """One assignment if ``user`` may see it (the rule of ``assignments_visible``), else None.
+def assignment_visible(
+    user: AnyUser, assignment_id: int, *, people: bool = True
+) -> Assignment | None:
+    """One assignment if ``user`` may see it (the rule of ``assignments_visible``), else None;
+    ``people=False`` leaves out the annotator's and reviewer's user rows (a save needs neither).
 
     Every save and activity report of the task page starts here, so it is one statement: the
     row with its box, campaign, dataset and the caller's roles, the campaign rule then read in
@@ -155,7 +158,9 @@ def assignment_visible(user: AnyUser, assignment_id: int) -> Assignment | None:
         return None
     row = (
         with_member_facts(
-            Assignment.objects.select_related("box__campaign__dataset", "annotator", "reviewer"),
+            Assignment.objects.select_related(
+                "box__campaign__dataset", *(("annotator", "reviewer") if people else ())
+            ),
             _column(TaskBox, "campaign_id"),  # the box is joined (select_related)
             user.pk,
         )

@@ -895,7 +895,7 @@ def _parse_op(op: Any, index: int, box: TaskBox, classes: set[str]) -> dict[str,
     if kind not in AnnotationKind.values:
         raise InvalidRequest(f"{where}.kind must be one of {', '.join(AnnotationKind.values)}.")
     label = op.get("label")
-    if label not in classes:
+    if not isinstance(label, str) or label not in classes:
         raise InvalidRequest(
             f"{where}.label {str(label)[:50]!r} is not a class of this campaign "
             f"({', '.join(sorted(classes))})."

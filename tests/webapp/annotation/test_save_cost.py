@@ -95,6 +95,43 @@ def test_a_save_of_ten_points(campaign: AnnotationCampaign, people: dict[str, An
     }
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"base_version": 0, "ops": [{"op": "upsert", "uid": "q", "kind": "point",
+                                     "label": ["nucleus"], "coords": [[5, 16, 16]]}]},
+        {"base_version": 0, "ops": [{"op": "upsert", "uid": "q", "kind": {"a": 1},
+                                     "label": "nucleus", "coords": [[5, 16, 16]]}]},
+        {"base_version": 0, "ops": [{"op": "upsert", "uid": "q", "kind": "point",
+                                     "label": "nucleus", "coords": [["5", 16, 16]]}]},
+        {"base_version": 0, "ops": [{"op": "upsert", "uid": 7, "kind": "point",
+                                     "label": "nucleus", "coords": [[5, 16, 16]]}]},
+        {"base_version": 0, "ops": ["upsert"]},
+        {"base_version": 0, "ops": {"op": "delete", "uid": "q"}},
+        {"base_version": 0},
+        {"base_version": "zero", "ops": [{"op": "delete", "uid": "q"}]},
+        {"base_version": True, "ops": [{"op": "delete", "uid": "q"}]},
+        {"base_version": -1, "ops": [{"op": "delete", "uid": "q"}]},
+        {"ops": [{"op": "delete", "uid": "q"}]},
+        ["not", "an", "object"],
+    ],
+)  # fmt: skip
+def test_the_one_validation_pass_refuses_malformed_saves(
+    campaign: AnnotationCampaign, people: dict[str, Any], body: Any
+) -> None:
+    """DRF no longer checks the ops before the service parses them: each malformed body is
+    still a 400 with a message, and nothing is saved."""
+    task = services.next_task(campaign, people["a1"])
+    assert task is not None
+    client = _token_client(people["a1"])
+    url = f"{API}assignments/{task.pk}/annotations/"
+    answer = client.post(url, body, format="json")
+    assert answer.status_code == 400, answer.content
+    assert answer.json()["message"]
+    assert Assignment.objects.get(pk=task.pk).version == 0
+    assert not Revision.objects.filter(assignment=task).exists()
+
+
 def test_a_next_task_hand_out(campaign: AnnotationCampaign, people: dict[str, Any]) -> None:
     client = _token_client(people["a1"])
     url = f"{API}campaigns/{campaign.pk}/next/"

@@ -88,8 +88,10 @@ class _AssignmentView(RestrictedAPIView[Any]):
     queryset = Assignment.objects.all()
     method_actions = {"GET": VIEW, "HEAD": VIEW, "OPTIONS": VIEW, "POST": VIEW}
 
-    def assignment(self) -> Assignment:
-        row = selectors.assignment_visible(self.request.user, self.kwargs["assignment_id"])
+    def assignment(self, people: bool = True) -> Assignment:
+        row = selectors.assignment_visible(
+            self.request.user, self.kwargs["assignment_id"], people=people
+        )
         if row is None:
             raise NotFound(NO_ASSIGNMENT)
         return row
@@ -547,7 +549,7 @@ class AnnotationsView(_AssignmentView):
         responses={200: s.SaveResultSerializer, 409: STALE, 413: TOO_LARGE},
     )
     def post(self, request: Request, assignment_id: int) -> Response:
-        row = self.assignment()
+        row = self.assignment(people=False)
         # ``SaveInputSerializer`` documents the body; the service parses every op itself (one
         # pass: validating them here first as well cost more than the rest of a save's Python).
         body = request.data if isinstance(request.data, dict) else {}
