@@ -47,7 +47,7 @@ export interface TaskConfig {
   assignment: { state: string; version: number; active_seconds: number; count: number };
   box: TaskBox & { name: string };
   labelSchema: LabelClass[];
-  geometry: { shape?: number[] };
+  geometry: { shape?: number[]; voxel_size_um?: number[] };
   imageLayer: string;
   nextUrl: string;
   reservedKeys: string;
@@ -678,6 +678,7 @@ export function mountTaskPage(doc: Document = document): TaskHooks {
         csrfToken: config.csrfToken,
         editable: config.editable,
         provenance: !!config.labelsProvenance,
+        voxelSizeUm: config.geometry.voxel_size_um,
       },
       (version) => {
         // Points and labels share one version sequence: the points' next save builds on it.

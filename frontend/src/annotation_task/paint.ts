@@ -2,6 +2,8 @@
 // drawn on canvases from the box's image (labels/image/) and the label volume, the tools'
 // buttons and keys (label_editor/editor.ts), and the chunked save to labels/ with a stale
 // save's "reload my changes on top". Each action redraws only the region it changed.
+// The views are drawn at the voxels' physical aspect ratio (the campaign's voxel size), so xz
+// and yz of 400 nm z / 200 nm xy voxels are not squashed; the mouse maps to voxels per axis.
 
 import { ChunkGrid, MAX_CHUNKS_PER_SAVE, loadVersion, saveForm } from "../label_editor/chunks";
 import { type Changed, LabelEditor, type Tool } from "../label_editor/editor";
@@ -15,6 +17,9 @@ export interface PaintConfig {
   editable: boolean;
   /** Whether the server takes the save's provenance field. */
   provenance: boolean;
+  /** The campaign's voxel size (z, y, x) in um (its geometry): the views are drawn at the
+   * voxels' physical aspect ratio. Missing: cubic voxels. */
+  voxelSizeUm?: readonly number[] | undefined;
 }
 
 /** What the page and tests reach: the editor's contract hooks and a few read-outs. */
@@ -46,6 +51,72 @@ interface LabelsState {
 }
 
 const VIEWS: Plane[] = ["xy", "xz", "yz"];
+
+/** The largest CSS box each view is drawn in (px): the xy view is the main one. */
+export const VIEW_FIT: Record<Plane, { maxWidth: number; maxHeight: number }> = {
+  xy: { maxWidth: 512, maxHeight: 1024 },
+  xz: { maxWidth: 320, maxHeight: 640 },
+  yz: { maxWidth: 320, maxHeight: 640 },
+};
+
+/** The voxel size (z, y, x, um) to draw with: the geometry's, or cubic when it is missing or
+ * not three positive numbers. */
+export function voxelSize(voxelUm: readonly number[] | undefined): [number, number, number] {
+  const v = (voxelUm ?? []).map(Number);
+  if (v.length !== 3 || !v.every((n) => Number.isFinite(n) && n > 0)) return [1, 1, 1];
+  return [v[0]!, v[1]!, v[2]!];
+}
+
+/** A view's CSS size: the box's physical extent along the view's u and v axes, as large as
+ * fits in ``fit``. With 400 nm z and 200 nm xy, an xz or yz pixel is twice as tall as wide, so
+ * a round nucleus looks round. */
+export function viewCssSize(
+  plane: Plane,
+  shape: readonly number[],
+  voxelUm: readonly number[],
+  fit: { maxWidth: number; maxHeight: number },
+): { width: number; height: number } {
+  const a = PLANES[plane];
+  const w = shape[a.u]! * voxelUm[a.u]!;
+  const h = shape[a.v]! * voxelUm[a.v]!;
+  const scale = Math.min(fit.maxWidth / w, fit.maxHeight / h);
+  return { width: w * scale, height: h * scale };
+}
+
+interface Rect {
+  left: number;
+  top: number;
+  width: number;
+  height: number;
+}
+
+/** Plane pixel (u, v) under a client point (voxel centres at whole numbers) of a canvas of
+ * ``pixels`` shown in ``rect``: each axis scaled on its own, exact however stretched. */
+export function planePointAt(
+  rect: Rect,
+  pixels: { width: number; height: number },
+  clientX: number,
+  clientY: number,
+): [number, number] {
+  const u = ((clientX - rect.left) / rect.width) * pixels.width - 0.5;
+  const v = ((clientY - rect.top) / rect.height) * pixels.height - 0.5;
+  return [u, v];
+}
+
+/** The brush cursor's CSS size: ``2 radius + 1`` voxels across each axis (an ellipse where
+ * the voxels are not square on screen). */
+export function cursorSize(
+  rect: Rect,
+  pixels: { width: number; height: number },
+  radius: number,
+): { width: number; height: number } {
+  const across = radius * 2 + 1;
+  return {
+    width: Math.max(2, (across * rect.width) / pixels.width),
+    height: Math.max(2, (across * rect.height) / pixels.height),
+  };
+}
+
 const TOOLS: Tool[] = ["brush", "eraser", "sphere", "fill", "pick"];
 
 interface View {
@@ -163,6 +234,9 @@ export function mountPaint(
     const canvas = root.querySelector<HTMLCanvasElement>(`[data-paint-view=${plane}] canvas`)!;
     canvas.width = width;
     canvas.height = height;
+    const css = viewCssSize(plane, vol.shape, voxelSize(config.voxelSizeUm), VIEW_FIT[plane]);
+    canvas.style.width = `${css.width}px`;
+    canvas.style.height = `${css.height}px`;
     const ctx = canvas.getContext("2d")!;
     const cursor = root.querySelector<HTMLElement>(`[data-paint-view=${plane}] .paint-cursor`)!;
     const label = root.querySelector<HTMLElement>(`[data-paint-view=${plane}] .paint-slice`)!;
@@ -172,20 +246,18 @@ export function mountPaint(
   /** Plane pixel (u, v) under a mouse event. */
   function planePoint(view: View, event: MouseEvent): [number, number] {
     const rect = view.canvas.getBoundingClientRect();
-    const u = ((event.clientX - rect.left) / rect.width) * view.canvas.width - 0.5;
-    const v = ((event.clientY - rect.top) / rect.height) * view.canvas.height - 0.5;
-    return [u, v];
+    return planePointAt(rect, view.canvas, event.clientX, event.clientY);
   }
 
   function showCursor(view: View, event: MouseEvent): void {
     if (!editor) return;
     const rect = view.canvas.getBoundingClientRect();
-    const scale = rect.width / view.canvas.width;
-    const size = Math.max(2, (editor.radius * 2 + 1) * scale);
+    const size = cursorSize(rect, view.canvas, editor.radius);
     const s = view.cursor.style;
-    s.width = s.height = `${size}px`;
-    s.left = `${event.clientX - rect.left - size / 2}px`;
-    s.top = `${event.clientY - rect.top - size / 2}px`;
+    s.width = `${size.width}px`;
+    s.height = `${size.height}px`;
+    s.left = `${event.clientX - rect.left - size.width / 2}px`;
+    s.top = `${event.clientY - rect.top - size.height / 2}px`;
     view.cursor.hidden = false;
   }
 
