@@ -6,12 +6,14 @@ import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 
 import {
   VIEW_FIT,
+  countObjects,
   cursorSize,
   mountPaint,
   planePointAt,
   viewCssSize,
   voxelSize,
 } from "../src/annotation_task/paint";
+import { objectsText } from "../src/annotation_task/format";
 
 const SHAPE = [2, 4, 6];
 const BASE = "/api/v1/annotation/assignments/9/labels/";
@@ -108,14 +110,17 @@ describe("the Paint tab", () => {
       { status: 200, body: { version: 4, chunks_changed: 1, chunks: 1, active_seconds: 1 } },
     ]);
     const versions: number[] = [];
+    const counts: number[] = [];
     const root = document.getElementById("paint")!;
     const paint = mountPaint(
       root,
       { assignmentId: 9, csrfToken: "t", editable: true, provenance: true },
       (v) => versions.push(v),
+      (n) => counts.push(n),
     );
     mounted.push(paint);
     await paint.ready;
+    expect(counts).toEqual([0]); // counted once loaded: the stored labels are empty
     const editor = paint.editor;
     expect(editor.volume.shape).toEqual(SHAPE);
     // The xy view of slice 1 shows the image's voxels (1, y, x) = 24 + 6y + x as grey.
@@ -147,6 +152,9 @@ describe("the Paint tab", () => {
     expect(posted[1]!.parts["0.0.1"]).toEqual(part);
     await vi.waitFor(() => expect(paint.version()).toBe(4));
     expect(versions).toEqual([3, 4]);
+    // The saved labels hold one object: the page's "Objects" hears of it after the save.
+    expect(counts).toEqual([0, 1]);
+    expect(paint.objects()).toBe(1);
     expect(conflict.hidden).toBe(true);
     expect(editor.tracker.changed()).toEqual([]);
   });
@@ -254,5 +262,19 @@ describe("the views' physical aspect ratio", () => {
     expect(style("xz")).toEqual(["320.0", "213.3"]);
     expect(style("xy")).toEqual(["512.0", "341.3"]);
     expect(style("yz")).toEqual(["320.0", "320.0"]);
+  });
+});
+
+describe("counting objects", () => {
+  it("counts distinct non-zero ids, runs and repeats once", () => {
+    expect(countObjects(new Uint32Array([0, 0, 0]))).toBe(0);
+    expect(countObjects(new Uint32Array([3, 3, 0, 5, 5, 3, 0, 7]))).toBe(3);
+    expect(countObjects(new Uint32Array([0, 1, 0, 1]))).toBe(1);
+  });
+
+  it("writes the side panel's Objects with the painted ones named in a painted campaign", () => {
+    expect(objectsText(4, null)).toBe("4");
+    expect(objectsText(1, 3)).toBe("3 painted · 1 point");
+    expect(objectsText(0, 0)).toBe("0 painted · 0 points");
   });
 });

@@ -180,6 +180,10 @@ def test_annotator_paints_interpolates_undoes_saves_and_reloads(
     # The task panel follows: one version sequence for points and labels, the save listed.
     page.wait_for_function("() => document.querySelector('#task-save').dataset.version === '1'")
     page.wait_for_selector("#task-versions li")
+    # The side panel's Objects counts the painted object (no points in this task).
+    page.wait_for_function(
+        "() => document.querySelector('#task-count').textContent === '1 painted · 0 points'"
+    )
     objects = page.request.get(
         f"{live_server.url}/api/v1/annotation/assignments/{row.pk}/labels/objects/"
     ).json()["objects"]
@@ -215,6 +219,7 @@ def test_annotator_paints_interpolates_undoes_saves_and_reloads(
     final = stored(row)
     assert (final == volume(page)).all()
     assert (final[2, 4:8, 4:8] == 50).all()
+    assert page.inner_text("#task-count") == "3 painted · 0 points"  # 50, and this page's two
     assert (final[17, 28, 12:21] == object_id + 1).all()
     assert ((final == object_id) == (after_v == object_id)).all()
 

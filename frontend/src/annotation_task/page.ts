@@ -6,7 +6,7 @@
 
 import { ApiError, api, setCsrfToken } from "../lib/api";
 import { byId, el, jsonScript } from "../lib/dom";
-import { formatDuration } from "./format";
+import { formatDuration, objectsText } from "./format";
 import { ErrorBanner, SerialWork, errorMessage } from "../lib/page_work";
 import {
   type LoadedView,
@@ -201,11 +201,15 @@ export function mountTaskPage(doc: Document = document): TaskHooks {
     timeLabel.textContent = formatDuration(activeSeconds);
   }
 
+  /** Painted objects in the labels as last loaded or saved (a painted campaign's). */
+  let paintedObjects = 0;
+
+  /** The side panel's "Objects": the points, plus the painted objects in a painted campaign. */
   function showCount(): void {
     const src = source();
     let n = 0;
     if (src) for (const _ of src) n++;
-    countLabel.textContent = String(n);
+    countLabel.textContent = objectsText(n, config.painted ? paintedObjects : null);
   }
 
   function showSaveState(): void {
@@ -686,6 +690,10 @@ export function mountTaskPage(doc: Document = document): TaskHooks {
         showSaveState();
         void loadRevisions();
         showSavedLabels(version);
+      },
+      (count) => {
+        paintedObjects = count;
+        showCount();
       },
     );
     hooks.ready
