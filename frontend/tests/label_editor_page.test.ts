@@ -202,10 +202,10 @@ describe("the views' physical aspect ratio", () => {
     });
     // Cubic voxels: the pixel aspect of the voxels (half as tall for xz's 32 x 16).
     expect(viewCssSize("xz", shape, [1, 1, 1], VIEW_FIT.xz)).toEqual({ width: 320, height: 160 });
-    // A tall yz (deep box, thin y) is shrunk to fit 640 px high, keeping its aspect.
+    // A tall yz (deep box, thin y) is shrunk to fit 512 px high, keeping its aspect.
     const deep = viewCssSize("yz", [256, 16, 16], anisotropic, VIEW_FIT.yz);
-    expect(deep.height).toBe(640);
-    expect(deep.width).toBeCloseTo((640 * 16 * 0.2) / (256 * 0.4));
+    expect(deep.height).toBe(512);
+    expect(deep.width).toBeCloseTo((512 * 16 * 0.2) / (256 * 0.4));
   });
 
   it("maps every voxel centre on screen back to its voxel, however stretched", () => {

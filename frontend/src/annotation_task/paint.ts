@@ -54,11 +54,12 @@ interface LabelsState {
 
 const VIEWS: Plane[] = ["xy", "xz", "yz"];
 
-/** The largest CSS box each view is drawn in (px): the xy view is the main one. */
+/** The largest CSS box each view is drawn in (px): the xy view is the main one; a deep box's
+ * xz and yz are no taller than it, so the three views stay in one row on a laptop screen. */
 export const VIEW_FIT: Record<Plane, { maxWidth: number; maxHeight: number }> = {
   xy: { maxWidth: 512, maxHeight: 1024 },
-  xz: { maxWidth: 320, maxHeight: 640 },
-  yz: { maxWidth: 320, maxHeight: 640 },
+  xz: { maxWidth: 320, maxHeight: 512 },
+  yz: { maxWidth: 320, maxHeight: 512 },
 };
 
 /** The voxel size (z, y, x, um) to draw with: the geometry's, or cubic when it is missing or
