@@ -4,7 +4,16 @@
 // "reload my changes on top" (loads the current version, re-applies, saves on it).
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 
-import { mountPaint } from "../src/annotation_task/paint";
+import {
+  VIEW_FIT,
+  countObjects,
+  cursorSize,
+  mountPaint,
+  planePointAt,
+  viewCssSize,
+  voxelSize,
+} from "../src/annotation_task/paint";
+import { objectsText } from "../src/annotation_task/format";
 
 const SHAPE = [2, 4, 6];
 const BASE = "/api/v1/annotation/assignments/9/labels/";
@@ -101,14 +110,17 @@ describe("the Paint tab", () => {
       { status: 200, body: { version: 4, chunks_changed: 1, chunks: 1, active_seconds: 1 } },
     ]);
     const versions: number[] = [];
+    const counts: number[] = [];
     const root = document.getElementById("paint")!;
     const paint = mountPaint(
       root,
       { assignmentId: 9, csrfToken: "t", editable: true, provenance: true },
       (v) => versions.push(v),
+      (n) => counts.push(n),
     );
     mounted.push(paint);
     await paint.ready;
+    expect(counts).toEqual([0]); // counted once loaded: the stored labels are empty
     const editor = paint.editor;
     expect(editor.volume.shape).toEqual(SHAPE);
     // The xy view of slice 1 shows the image's voxels (1, y, x) = 24 + 6y + x as grey.
@@ -140,6 +152,9 @@ describe("the Paint tab", () => {
     expect(posted[1]!.parts["0.0.1"]).toEqual(part);
     await vi.waitFor(() => expect(paint.version()).toBe(4));
     expect(versions).toEqual([3, 4]);
+    // The saved labels hold one object: the page's "Objects" hears of it after the save.
+    expect(counts).toEqual([0, 1]);
+    expect(paint.objects()).toBe(1);
     expect(conflict.hidden).toBe(true);
     expect(editor.tracker.changed()).toEqual([]);
   });
@@ -164,5 +179,102 @@ describe("the Paint tab", () => {
     root.hidden = false;
     key("b");
     expect(paint.editor.tool).toBe("brush");
+  });
+});
+
+describe("the views' physical aspect ratio", () => {
+  const shape = [16, 64, 32]; // z, y, x voxels
+  const anisotropic = [0.4, 0.2, 0.2]; // um: z voxels twice as deep as wide
+
+  it("draws each view at the box's physical extent, fitted in its box", () => {
+    // xy: 32 x 64 voxels of 0.2 um = 6.4 x 12.8 um, held by the height (1024 px).
+    expect(viewCssSize("xy", shape, anisotropic, VIEW_FIT.xy)).toEqual({
+      width: 512,
+      height: 1024,
+    });
+    // xz: x 6.4 um wide, z 16 * 0.4 = 6.4 um tall: square on screen although 32 x 16 voxels.
+    const xz = viewCssSize("xz", shape, anisotropic, VIEW_FIT.xz);
+    expect(xz).toEqual({ width: 320, height: 320 });
+    // yz: y 12.8 um wide, z 6.4 um tall.
+    expect(viewCssSize("yz", shape, anisotropic, VIEW_FIT.yz)).toEqual({
+      width: 320,
+      height: 160,
+    });
+    // Cubic voxels: the pixel aspect of the voxels (half as tall for xz's 32 x 16).
+    expect(viewCssSize("xz", shape, [1, 1, 1], VIEW_FIT.xz)).toEqual({ width: 320, height: 160 });
+    // A tall yz (deep box, thin y) is shrunk to fit 512 px high, keeping its aspect.
+    const deep = viewCssSize("yz", [256, 16, 16], anisotropic, VIEW_FIT.yz);
+    expect(deep.height).toBe(512);
+    expect(deep.width).toBeCloseTo((512 * 16 * 0.2) / (256 * 0.4));
+  });
+
+  it("maps every voxel centre on screen back to its voxel, however stretched", () => {
+    // The xz view above: 32 x 16 pixels in 320 x 320 px: 10 px per x voxel, 20 per z voxel.
+    const pixels = { width: 32, height: 16 };
+    const rect = { left: 100, top: 50, width: 320, height: 320 };
+    for (const [u, v] of [
+      [0, 0],
+      [31, 15],
+      [7, 9],
+    ] as const) {
+      const cx = rect.left + (u + 0.5) * 10;
+      const cy = rect.top + (v + 0.5) * 20;
+      const [pu, pv] = planePointAt(rect, pixels, cx, cy);
+      expect(pu).toBeCloseTo(u);
+      expect(pv).toBeCloseTo(v);
+    }
+    // A voxel's edges round to it: just inside its top-left and bottom-right corners.
+    const [u0, v0] = planePointAt(rect, pixels, rect.left + 70.1, rect.top + 180.1);
+    const [u1, v1] = planePointAt(rect, pixels, rect.left + 79.9, rect.top + 199.9);
+    expect([Math.round(u0), Math.round(v0), Math.round(u1), Math.round(v1)]).toEqual([7, 9, 7, 9]);
+    // The brush cursor covers 2r+1 voxels each way: an ellipse twice as tall as wide.
+    expect(cursorSize(rect, pixels, 2)).toEqual({ width: 50, height: 100 });
+  });
+
+  it("falls back to cubic voxels when the geometry has no usable voxel size", () => {
+    expect(voxelSize(undefined)).toEqual([1, 1, 1]);
+    expect(voxelSize([0.4, 0, 0.2])).toEqual([1, 1, 1]);
+    expect(voxelSize([0.4, 0.2])).toEqual([1, 1, 1]);
+    expect(voxelSize([0.4, 0.2, 0.2])).toEqual([0.4, 0.2, 0.2]);
+  });
+
+  it("sizes the mounted views from the config's voxel size", async () => {
+    fakeServer([]);
+    const root = document.getElementById("paint")!;
+    const paint = mountPaint(
+      root,
+      {
+        assignmentId: 9,
+        csrfToken: "t",
+        editable: true,
+        provenance: false,
+        voxelSizeUm: [2, 1, 1],
+      },
+      () => undefined,
+    );
+    mounted.push(paint);
+    await paint.ready;
+    // SHAPE 2 x 4 x 6: xz is 6 x 2 voxels, 6 x 4 um: 320 x 213.3 px; xy 6 x 4 um.
+    const style = (p: string): string[] => {
+      const c = root.querySelector<HTMLCanvasElement>(`[data-paint-view=${p}] canvas`)!;
+      return [c.style.width, c.style.height].map((s) => Number.parseFloat(s).toFixed(1));
+    };
+    expect(style("xz")).toEqual(["320.0", "213.3"]);
+    expect(style("xy")).toEqual(["512.0", "341.3"]);
+    expect(style("yz")).toEqual(["320.0", "320.0"]);
+  });
+});
+
+describe("counting objects", () => {
+  it("counts distinct non-zero ids, runs and repeats once", () => {
+    expect(countObjects(new Uint32Array([0, 0, 0]))).toBe(0);
+    expect(countObjects(new Uint32Array([3, 3, 0, 5, 5, 3, 0, 7]))).toBe(3);
+    expect(countObjects(new Uint32Array([0, 1, 0, 1]))).toBe(1);
+  });
+
+  it("writes the side panel's Objects with the painted ones named in a painted campaign", () => {
+    expect(objectsText(4, null)).toBe("4");
+    expect(objectsText(1, 3)).toBe("3 painted · 1 point");
+    expect(objectsText(0, 0)).toBe("0 painted · 0 points");
   });
 });

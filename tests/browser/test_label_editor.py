@@ -180,6 +180,10 @@ def test_annotator_paints_interpolates_undoes_saves_and_reloads(
     # The task panel follows: one version sequence for points and labels, the save listed.
     page.wait_for_function("() => document.querySelector('#task-save').dataset.version === '1'")
     page.wait_for_selector("#task-versions li")
+    # The side panel's Objects counts the painted object (no points in this task).
+    page.wait_for_function(
+        "() => document.querySelector('#task-count').textContent === '1 painted · 0 points'"
+    )
     objects = page.request.get(
         f"{live_server.url}/api/v1/annotation/assignments/{row.pk}/labels/objects/"
     ).json()["objects"]
@@ -215,6 +219,7 @@ def test_annotator_paints_interpolates_undoes_saves_and_reloads(
     final = stored(row)
     assert (final == volume(page)).all()
     assert (final[2, 4:8, 4:8] == 50).all()
+    assert page.inner_text("#task-count") == "3 painted · 0 points"  # 50, and this page's two
     assert (final[17, 28, 12:21] == object_id + 1).all()
     assert ((final == object_id) == (after_v == object_id)).all()
 
@@ -275,6 +280,42 @@ MEASURE = """() => {
   requestAnimationFrame(tick);
   window.editorBench = m;
 }"""
+
+
+def test_xz_and_yz_views_keep_the_physical_aspect_and_the_mouse_hits_its_voxel(
+    live_server: Any, browser_context: Any, artifacts_dir: Path
+) -> None:
+    """Voxels of 400 nm z and 200 nm xy: the xz and yz views of the 32^3 box are drawn twice as
+    tall as wide (256 x 512 px: as tall as the xy view), and a click on a voxel of the stretched
+    xz view paints that voxel and no other."""
+    users = get_user_model().objects
+    owner = users.create_user("owner", password=PASSWORD)
+    ann = users.create_user("ann", password=PASSWORD)
+    campaign = make_campaign(owner, ann, shape=64)
+    campaign.geometry = {**campaign.geometry, "voxel_size_um": [0.4, 0.2, 0.2]}
+    campaign.save()
+    page = browser_context.new_page()
+    login(page, live_server.url, "ann", f"/annotation/{campaign.id}/next/")
+    page.wait_for_url("**/annotation/task/*/")
+    assert page.evaluate(PAINT_READY)
+    sizes = {
+        plane: page.locator(f"[data-paint-view={plane}] canvas").bounding_box()
+        for plane in ("xy", "xz", "yz")
+    }
+    assert all(box is not None for box in sizes.values())
+    assert (sizes["xy"]["width"], sizes["xy"]["height"]) == (512, 512)  # type: ignore[index]
+    for plane in ("xz", "yz"):
+        assert (sizes[plane]["width"], sizes[plane]["height"]) == (256, 512)  # type: ignore[index]
+    # A one-voxel brush clicked on the centre of xz voxel (x 10, z 20) at slice y 16.
+    page.evaluate("() => { annotome.paint.editor.radius = 0.5; }")
+    object_id = page.evaluate("() => annotome.paint.editor.activeId")
+    # 8 px per x voxel, 16 per z voxel.
+    page.locator("[data-paint-view=xz] canvas").click(position={"x": 10.5 * 8, "y": 20.5 * 16})
+    painted = volume(page)
+    assert list(zip(*np.nonzero(painted), strict=True)) == [(20, 16, 10)]
+    assert painted[20, 16, 10] == object_id
+    page.locator("[data-paint-view=xz] canvas").hover(position={"x": 84, "y": 328})
+    page.screenshot(path=str(artifacts_dir / "label-editor-anisotropic.png"), full_page=True)
 
 
 def percentile(values: list[float], q: float) -> float:

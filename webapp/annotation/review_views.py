@@ -6,7 +6,9 @@ The page is the viewer page's Neuroglancer iframe with the dataset's default sta
 its box with the annotator's annotations as a read-only annotation layer (and, with N >= 2, the
 other annotators' work on the box as layers named by annotator), shows the box's agreement and
 the task's history, and approves or rejects through the API (keys A, R, N), then loads the next
-task without reloading the page.
+task without reloading the page. In a painted campaign it also lists the reviewed assignment's
+painted objects with their morphometrics (``labels/objects/``), plotted as volume against
+sphericity, each with a "show" that moves the viewer to it.
 """
 
 from __future__ import annotations

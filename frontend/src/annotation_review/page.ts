@@ -4,7 +4,9 @@
 // box is one more layer each (named by annotator), and the box's agreement is in the panel.
 // In a painted campaign the panel shows the painted agreement instead (per pair object P/R/F1,
 // voxel Dice, mean matched IoU) and the objects left out of the consensus, and the consensus
-// volume is a segmentation layer.
+// volume is a segmentation layer. The reviewed assignment's painted objects are listed with
+// their morphometrics (labels/objects/: volume, surface, sphericity, provenance), each with a
+// "show" that moves Neuroglancer to it, and drawn as volume against sphericity.
 // A approves, R rejects (a comment is required), N asks for the next task; after a decision
 // the next task is loaded in place (no reload of the page or the viewer).
 
@@ -20,6 +22,7 @@ import {
 } from "../lib/neuroglancer";
 import { ErrorBanner, SerialWork } from "../lib/page_work";
 import { waitFor } from "../lib/wait";
+import { type Scatter, scatterChart } from "../plots/scatter";
 import { labelsLayer, labelsSegments } from "../annotation_task/labels_layer";
 import {
   OTHER_COLOURS,
@@ -38,12 +41,22 @@ import {
   setAnnotations,
   unmatchedText,
 } from "./layers";
+import {
+  type LabelObject,
+  PROVENANCE_COLOURS,
+  centroidVoxel,
+  objectCells,
+  objectsSummary,
+  provenanceCounts,
+  scatterPoints,
+} from "./morphometrics";
 
 export type Assignment = Schemas["Assignment"];
 export type BoxAgreement = Schemas["BoxAgreement"];
 export type Revision = Schemas["Revision"];
 export type LabelAgreement = Schemas["BoxLabelAgreement"];
 export type LabelConsensus = Schemas["LabelConsensus"];
+export type LabelObjects = Schemas["LabelObjects"];
 
 /** The page's `review-config` JSON (webapp/annotation/review_views.py). */
 export interface ReviewConfig {
@@ -77,6 +90,10 @@ export interface ReviewHooks {
   /** A painted campaign's label agreement and consensus of the current box. */
   labelAgreement(): LabelAgreement | undefined;
   consensus(): LabelConsensus | undefined;
+  /** A painted campaign's reviewed assignment's objects (labels/objects/). */
+  objects(): LabelObjects | undefined;
+  /** The objects' scatter plot, once drawn. */
+  objectsPlot(): Scatter | undefined;
   /** Tasks loaded so far (the first is 1); a decision loads the next. */
   loads(): number;
   decided(): number;
@@ -109,6 +126,8 @@ export function mountReviewPage(doc: Document = document): ReviewHooks {
   let agreement: BoxAgreement | undefined;
   let labelAgreement: LabelAgreement | undefined;
   let consensus: LabelConsensus | undefined;
+  let objects: LabelObjects | undefined;
+  let objectsPlot: Scatter | undefined;
   let loads = 0;
   let decided = 0;
 
@@ -228,6 +247,51 @@ export function mountReviewPage(doc: Document = document): ReviewHooks {
     );
   }
 
+  /** Moves Neuroglancer to an image voxel (z, y, x); the layers and the zoom stay. */
+  function goTo(voxel: readonly number[]): void {
+    viewerIn(frame)?.state.restoreState({ position: boxPointGlobal([0, 0, 0], voxel, dims) });
+  }
+
+  function renderObjects(): void {
+    const section = byId("review-objects-section", HTMLElement, doc);
+    const body = byId("review-objects", HTMLTableElement, doc).tBodies[0];
+    section.hidden = !objects;
+    if (!objects || !body) return;
+    const list: readonly LabelObject[] = objects.objects;
+    byId("review-objects-summary", HTMLElement, doc).textContent =
+      `(${objectsSummary(list, objects.version)})`;
+    body.replaceChildren(
+      ...list.map((o) => {
+        const go = el("button", {
+          type: "button",
+          className: "link-button object-show",
+          textContent: "show",
+        });
+        go.addEventListener("click", () => goTo(centroidVoxel(o)));
+        const row = el("tr", {}, [
+          ...objectCells(o).map((text) => el("td", { textContent: text })),
+          el("td", {}, [go]),
+        ]);
+        row.dataset["id"] = String(o.segment_id);
+        return row;
+      }),
+    );
+    byId("review-objects-legend", HTMLElement, doc).replaceChildren(
+      ...provenanceCounts(list).map(([p, n]) => {
+        const swatch = el("span", { className: "legend-swatch" });
+        swatch.style.background = PROVENANCE_COLOURS[p];
+        return el("li", {}, [swatch, `${p} (${n})`]);
+      }),
+    );
+    // Drawn once the section is shown, so the plot takes the panel's width.
+    objectsPlot ??= scatterChart(byId("review-objects-plot", HTMLElement, doc), {
+      xLabel: "Volume (µm³, log)",
+      yLabel: "Sphericity",
+      height: 180,
+    });
+    objectsPlot.update(scatterPoints(list));
+  }
+
   function renderHistory(revisions: readonly Revision[]): void {
     byId("review-history", HTMLElement, doc).replaceChildren(
       ...revisions.map((r) => {
@@ -288,7 +352,7 @@ export function mountReviewPage(doc: Document = document): ReviewHooks {
       }),
     ).filter((s) => s.id !== a.id && s.annotator && s.version > 0);
     const compared = config.redundancy >= 2;
-    const [paintedLayers, mine, others, revisions, boxAgreement, paintedFigures] =
+    const [paintedLayers, mine, others, revisions, boxAgreement, paintedFigures, measured] =
       await Promise.all([
         config.painted
           ? Promise.all([a, ...siblings].map((s) => paintedLayerOf(s.id, layerName(s))))
@@ -304,6 +368,11 @@ export function mountReviewPage(doc: Document = document): ReviewHooks {
             })
           : Promise.resolve(undefined),
         compared && config.painted ? paintedReport(box_id) : Promise.resolve(undefined),
+        config.painted
+          ? api.get("/api/v1/annotation/assignments/{assignment_id}/labels/objects/", {
+              path: { assignment_id: a.id },
+            })
+          : Promise.resolve(undefined),
       ]);
     const [boxLabels, boxConsensus] = paintedFigures ?? [undefined, undefined];
     const consensusSource = boxConsensus?.neuroglancer_source;
@@ -375,12 +444,14 @@ export function mountReviewPage(doc: Document = document): ReviewHooks {
     agreement = boxAgreement;
     labelAgreement = boxLabels;
     consensus = boxConsensus;
+    objects = measured;
     loads += 1;
     byId("review-current", HTMLElement, doc).hidden = false;
     byId("review-empty", HTMLElement, doc).hidden = true;
     renderFacts(a);
     renderAgreement();
     renderPainted();
+    renderObjects();
     renderHistory(revisions);
     renderCounters();
   }
@@ -393,6 +464,7 @@ export function mountReviewPage(doc: Document = document): ReviewHooks {
     agreement = undefined;
     labelAgreement = undefined;
     consensus = undefined;
+    objects = undefined;
     loads += 1;
     byId("review-current", HTMLElement, doc).hidden = true;
     byId("review-empty", HTMLElement, doc).hidden = false;
@@ -502,6 +574,8 @@ export function mountReviewPage(doc: Document = document): ReviewHooks {
     agreement: () => agreement,
     labelAgreement: () => labelAgreement,
     consensus: () => consensus,
+    objects: () => objects,
+    objectsPlot: () => objectsPlot,
     loads: () => loads,
     decided: () => decided,
     errors: banner.errors,

@@ -6,7 +6,7 @@
 
 import { ApiError, api, setCsrfToken } from "../lib/api";
 import { byId, el, jsonScript } from "../lib/dom";
-import { formatDuration } from "./format";
+import { formatDuration, objectsText } from "./format";
 import { ErrorBanner, SerialWork, errorMessage } from "../lib/page_work";
 import {
   type LoadedView,
@@ -47,7 +47,7 @@ export interface TaskConfig {
   assignment: { state: string; version: number; active_seconds: number; count: number };
   box: TaskBox & { name: string };
   labelSchema: LabelClass[];
-  geometry: { shape?: number[] };
+  geometry: { shape?: number[]; voxel_size_um?: number[] };
   imageLayer: string;
   nextUrl: string;
   reservedKeys: string;
@@ -201,11 +201,15 @@ export function mountTaskPage(doc: Document = document): TaskHooks {
     timeLabel.textContent = formatDuration(activeSeconds);
   }
 
+  /** Painted objects in the labels as last loaded or saved (a painted campaign's). */
+  let paintedObjects = 0;
+
+  /** The side panel's "Objects": the points, plus the painted objects in a painted campaign. */
   function showCount(): void {
     const src = source();
     let n = 0;
     if (src) for (const _ of src) n++;
-    countLabel.textContent = String(n);
+    countLabel.textContent = objectsText(n, config.painted ? paintedObjects : null);
   }
 
   function showSaveState(): void {
@@ -678,6 +682,7 @@ export function mountTaskPage(doc: Document = document): TaskHooks {
         csrfToken: config.csrfToken,
         editable: config.editable,
         provenance: !!config.labelsProvenance,
+        voxelSizeUm: config.geometry.voxel_size_um,
       },
       (version) => {
         // Points and labels share one version sequence: the points' next save builds on it.
@@ -685,6 +690,10 @@ export function mountTaskPage(doc: Document = document): TaskHooks {
         showSaveState();
         void loadRevisions();
         showSavedLabels(version);
+      },
+      (count) => {
+        paintedObjects = count;
+        showCount();
       },
     );
     hooks.ready

@@ -2,6 +2,8 @@
 // drawn on canvases from the box's image (labels/image/) and the label volume, the tools'
 // buttons and keys (label_editor/editor.ts), and the chunked save to labels/ with a stale
 // save's "reload my changes on top". Each action redraws only the region it changed.
+// The views are drawn at the voxels' physical aspect ratio (the campaign's voxel size), so xz
+// and yz of 400 nm z / 200 nm xy voxels are not squashed; the mouse maps to voxels per axis.
 
 import { ChunkGrid, MAX_CHUNKS_PER_SAVE, loadVersion, saveForm } from "../label_editor/chunks";
 import { type Changed, LabelEditor, type Tool } from "../label_editor/editor";
@@ -15,6 +17,9 @@ export interface PaintConfig {
   editable: boolean;
   /** Whether the server takes the save's provenance field. */
   provenance: boolean;
+  /** The campaign's voxel size (z, y, x) in um (its geometry): the views are drawn at the
+   * voxels' physical aspect ratio. Missing: cubic voxels. */
+  voxelSizeUm?: readonly number[] | undefined;
 }
 
 /** What the page and tests reach: the editor's contract hooks and a few read-outs. */
@@ -22,6 +27,8 @@ export interface PaintHooks {
   editor: LabelEditor;
   ready: Promise<void>;
   version(): number;
+  /** Objects (distinct non-zero ids) in the labels as last loaded or saved. */
+  objects(): number;
   save(): Promise<void>;
   showProposal(p: Proposal): void;
   /** Stops listening to the window's keys. */
@@ -46,6 +53,87 @@ interface LabelsState {
 }
 
 const VIEWS: Plane[] = ["xy", "xz", "yz"];
+
+/** The largest CSS box each view is drawn in (px): the xy view is the main one; a deep box's
+ * xz and yz are no taller than it, so the three views stay in one row on a laptop screen. */
+export const VIEW_FIT: Record<Plane, { maxWidth: number; maxHeight: number }> = {
+  xy: { maxWidth: 512, maxHeight: 1024 },
+  xz: { maxWidth: 320, maxHeight: 512 },
+  yz: { maxWidth: 320, maxHeight: 512 },
+};
+
+/** The voxel size (z, y, x, um) to draw with: the geometry's, or cubic when it is missing or
+ * not three positive numbers. */
+export function voxelSize(voxelUm: readonly number[] | undefined): [number, number, number] {
+  const v = (voxelUm ?? []).map(Number);
+  if (v.length !== 3 || !v.every((n) => Number.isFinite(n) && n > 0)) return [1, 1, 1];
+  return [v[0]!, v[1]!, v[2]!];
+}
+
+/** A view's CSS size: the box's physical extent along the view's u and v axes, as large as
+ * fits in ``fit``. With 400 nm z and 200 nm xy, an xz or yz pixel is twice as tall as wide, so
+ * a round nucleus looks round. */
+export function viewCssSize(
+  plane: Plane,
+  shape: readonly number[],
+  voxelUm: readonly number[],
+  fit: { maxWidth: number; maxHeight: number },
+): { width: number; height: number } {
+  const a = PLANES[plane];
+  const w = shape[a.u]! * voxelUm[a.u]!;
+  const h = shape[a.v]! * voxelUm[a.v]!;
+  const scale = Math.min(fit.maxWidth / w, fit.maxHeight / h);
+  return { width: w * scale, height: h * scale };
+}
+
+interface Rect {
+  left: number;
+  top: number;
+  width: number;
+  height: number;
+}
+
+/** Plane pixel (u, v) under a client point (voxel centres at whole numbers) of a canvas of
+ * ``pixels`` shown in ``rect``: each axis scaled on its own, exact however stretched. */
+export function planePointAt(
+  rect: Rect,
+  pixels: { width: number; height: number },
+  clientX: number,
+  clientY: number,
+): [number, number] {
+  const u = ((clientX - rect.left) / rect.width) * pixels.width - 0.5;
+  const v = ((clientY - rect.top) / rect.height) * pixels.height - 0.5;
+  return [u, v];
+}
+
+/** The brush cursor's CSS size: ``2 radius + 1`` voxels across each axis (an ellipse where
+ * the voxels are not square on screen). */
+export function cursorSize(
+  rect: Rect,
+  pixels: { width: number; height: number },
+  radius: number,
+): { width: number; height: number } {
+  const across = radius * 2 + 1;
+  return {
+    width: Math.max(2, (across * rect.width) / pixels.width),
+    height: Math.max(2, (across * rect.height) / pixels.height),
+  };
+}
+
+/** How many objects (distinct non-zero ids) ``data`` holds; runs of one id are counted once,
+ * so a 256^3 box takes tens of milliseconds. */
+export function countObjects(data: Uint32Array): number {
+  const ids = new Set<number>();
+  let last = 0;
+  for (let i = 0; i < data.length; i++) {
+    const id = data[i]!;
+    if (id !== last) {
+      if (id) ids.add(id);
+      last = id;
+    }
+  }
+  return ids.size;
+}
 const TOOLS: Tool[] = ["brush", "eraser", "sphere", "fill", "pick"];
 
 interface View {
@@ -61,6 +149,7 @@ export function mountPaint(
   root: HTMLElement,
   config: PaintConfig,
   onVersion: (version: number) => void,
+  onObjects: (count: number) => void = () => undefined,
 ): PaintHooks {
   const doc = root.ownerDocument;
   const base = `/api/v1/annotation/assignments/${config.assignmentId}/labels/`;
@@ -70,6 +159,7 @@ export function mountPaint(
   const filledList = root.querySelector<HTMLElement>("[data-paint=interpolated]")!;
   let editor: LabelEditor | null = null;
   let version = 0;
+  let objects = 0;
   let saving: Promise<void> | null = null;
   let staleAt: number | null = null;
   const views: View[] = [];
@@ -83,6 +173,13 @@ export function mountPaint(
 
   function say(text: string): void {
     status.textContent = text;
+  }
+
+  /** Counts the objects (after a load or a save) and tells the page. */
+  function countNow(): void {
+    if (!editor) return;
+    objects = countObjects(editor.volume.data);
+    onObjects(objects);
   }
 
   function showInfo(): void {
@@ -163,6 +260,9 @@ export function mountPaint(
     const canvas = root.querySelector<HTMLCanvasElement>(`[data-paint-view=${plane}] canvas`)!;
     canvas.width = width;
     canvas.height = height;
+    const css = viewCssSize(plane, vol.shape, voxelSize(config.voxelSizeUm), VIEW_FIT[plane]);
+    canvas.style.width = `${css.width}px`;
+    canvas.style.height = `${css.height}px`;
     const ctx = canvas.getContext("2d")!;
     const cursor = root.querySelector<HTMLElement>(`[data-paint-view=${plane}] .paint-cursor`)!;
     const label = root.querySelector<HTMLElement>(`[data-paint-view=${plane}] .paint-slice`)!;
@@ -172,20 +272,18 @@ export function mountPaint(
   /** Plane pixel (u, v) under a mouse event. */
   function planePoint(view: View, event: MouseEvent): [number, number] {
     const rect = view.canvas.getBoundingClientRect();
-    const u = ((event.clientX - rect.left) / rect.width) * view.canvas.width - 0.5;
-    const v = ((event.clientY - rect.top) / rect.height) * view.canvas.height - 0.5;
-    return [u, v];
+    return planePointAt(rect, view.canvas, event.clientX, event.clientY);
   }
 
   function showCursor(view: View, event: MouseEvent): void {
     if (!editor) return;
     const rect = view.canvas.getBoundingClientRect();
-    const scale = rect.width / view.canvas.width;
-    const size = Math.max(2, (editor.radius * 2 + 1) * scale);
+    const size = cursorSize(rect, view.canvas, editor.radius);
     const s = view.cursor.style;
-    s.width = s.height = `${size}px`;
-    s.left = `${event.clientX - rect.left - size / 2}px`;
-    s.top = `${event.clientY - rect.top - size / 2}px`;
+    s.width = `${size.width}px`;
+    s.height = `${size.height}px`;
+    s.left = `${event.clientX - rect.left - size.width / 2}px`;
+    s.top = `${event.clientY - rect.top - size.height / 2}px`;
     view.cursor.hidden = false;
   }
 
@@ -338,6 +436,7 @@ export function mountPaint(
         onVersion(version);
       }
       say(`Saved version ${version} (${changed} chunk(s) changed).`);
+      countNow();
       showInfo();
     })().finally(() => {
       saving = null;
@@ -418,6 +517,7 @@ export function mountPaint(
     });
     sliceLabels();
     redraw("all");
+    countNow();
     say(config.editable ? "Ready: paint with the mouse." : "Read-only.");
   })();
   ready.catch((e: unknown) => say(`The painting editor could not load: ${String(e)}`));
@@ -430,6 +530,7 @@ export function mountPaint(
     },
     ready,
     version: () => version,
+    objects: () => objects,
     save,
     showProposal(p: Proposal): void {
       if (!editor) return;
