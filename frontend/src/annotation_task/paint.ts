@@ -22,6 +22,8 @@ export interface PaintHooks {
   editor: LabelEditor;
   ready: Promise<void>;
   version(): number;
+  /** Whether the editor holds painted changes not yet saved. */
+  unsaved(): boolean;
   save(): Promise<void>;
   showProposal(p: Proposal): void;
   /** Stops listening to the window's keys. */
@@ -430,6 +432,7 @@ export function mountPaint(
     },
     ready,
     version: () => version,
+    unsaved: () => !!editor && config.editable && editor.dirty,
     save,
     showProposal(p: Proposal): void {
       if (!editor) return;
