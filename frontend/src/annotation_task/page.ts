@@ -497,6 +497,15 @@ export function mountTaskPage(doc: Document = document): TaskHooks {
           banner.show(new Error("Save your changes first (see the message above)."));
           return;
         }
+        // Painted labels are saved by hand (Ctrl+S): leaving saves them first, so that the
+        // submitted version holds what the annotator sees; a stale or failed save stays.
+        if (paint?.unsaved()) {
+          await paint.save();
+          if (paint.unsaved()) {
+            banner.show(new Error("Save your painted labels first (see the message above)."));
+            return;
+          }
+        }
         if (action === "submit") {
           await api.post(`${ASSIGNMENT}submit/`, {
             path: { assignment_id },

@@ -29,6 +29,8 @@ export interface PaintHooks {
   version(): number;
   /** Objects (distinct non-zero ids) in the labels as last loaded or saved. */
   objects(): number;
+  /** Whether the editor holds painted changes not yet saved. */
+  unsaved(): boolean;
   save(): Promise<void>;
   showProposal(p: Proposal): void;
   /** Stops listening to the window's keys. */
@@ -531,6 +533,7 @@ export function mountPaint(
     ready,
     version: () => version,
     objects: () => objects,
+    unsaved: () => !!editor && config.editable && editor.dirty,
     save,
     showProposal(p: Proposal): void {
       if (!editor) return;
