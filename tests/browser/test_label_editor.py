@@ -173,12 +173,17 @@ def test_annotator_paints_interpolates_undoes_saves_and_reloads(
     assert len(set(pixel(page, "xz", 16, 25)[:3])) == 1
     page.screenshot(path=str(artifacts_dir / "label-editor-painted.png"))
 
-    # Ctrl+S saves version 1; the server holds exactly the page's voxels.
+    # The header says the painting is not saved yet; Ctrl+S saves version 1, and the server
+    # holds exactly the page's voxels.
+    assert "Painted changes not saved" in page.inner_text("#task-save")
     page.keyboard.press("Control+s")
     page.wait_for_function("() => annotome.paint.version() === 1", timeout=10_000)
     assert (stored(row) == after_v).all()
     # The task panel follows: one version sequence for points and labels, the save listed.
     page.wait_for_function("() => document.querySelector('#task-save').dataset.version === '1'")
+    page.wait_for_function(
+        "() => document.querySelector('#task-save').textContent.startsWith('All changes saved')"
+    )
     page.wait_for_selector("#task-versions li")
     # The side panel's Objects counts the painted object (no points in this task).
     page.wait_for_function(

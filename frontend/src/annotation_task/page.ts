@@ -212,9 +212,14 @@ export function mountTaskPage(doc: Document = document): TaskHooks {
     countLabel.textContent = objectsText(n, config.painted ? paintedObjects : null);
   }
 
+  /** The painting editor once mounted (the header also tells of its unsaved strokes). */
+  let painting: PaintHooks | null = null;
+
   function showSaveState(): void {
     if (!config.editable) {
       saveStatus.textContent = `Read-only · version ${ledger.version}`;
+    } else if (painting?.unsaved()) {
+      saveStatus.textContent = `Painted changes not saved (Ctrl+S) · version ${ledger.version}`;
     } else if (saver.stale) {
       saveStatus.textContent = "Not saved: a newer version exists";
     } else if (saver.busy) {
@@ -651,6 +656,16 @@ export function mountTaskPage(doc: Document = document): TaskHooks {
   saveStatus.textContent = "Loading annotations…";
   let assistPanel: AssistPanel | null = null;
   const paint = config.painted ? mountPaintTab() : null;
+  painting = paint;
+  if (paint) {
+    // Strokes and keys change what is unsaved: the header follows, and leaving the page with
+    // unsaved painting asks first.
+    byId("paint", HTMLElement, doc).addEventListener("pointerup", () => showSaveState());
+    doc.addEventListener("keyup", () => showSaveState());
+    doc.defaultView?.addEventListener("beforeunload", (event) => {
+      if (paint.unsaved()) event.preventDefault();
+    });
+  }
 
   let labelsShown: Promise<void> = Promise.resolve();
   let labelsWanted = 0;
