@@ -314,8 +314,9 @@ def test_a_sigkilled_worker_is_restarted_and_its_import_finishes(
     assert len(outcomes) > 10 and set(outcomes) == {200}, outcomes
     layers = api.get(f"{site}/api/v1/datasets/{done['dataset']}/", timeout=30).json()["layers"]
     assert sorted(layer["kind"] for layer in layers) == ["image", "mesh", "segmentation"]
+    # The job is marked succeeded just before its worker removes its work folder: wait for that.
     tmp = embedded.var / "data" / "tmp"
-    assert not tmp.exists() or list(tmp.iterdir()) == []
+    _wait_for(lambda: not tmp.exists() or list(tmp.iterdir()) == [], 30, "an empty DATA_ROOT/tmp")
     embedded.proc.send_signal(signal.SIGINT)
     assert embedded.proc.wait(timeout=30) == 0
 
