@@ -71,13 +71,10 @@ LAYERS_JS = """() => { const s = annotome.viewer().state.toJSON();
 # Neuroglancer asks for chunks the store does not hold (its fill value): 404 by design.
 ABSENT_CHUNK = re.compile(r"/data/[-\w]+/.+/c/[\d/]+$")
 # Painted labels' OME-Zarr files: zarr asks for all-zero chunks (absent) and probes metadata.
-# A version's mesh source answers 404 for an id that is not one of its objects: after a save
-# the task page shows the new version's objects while Neuroglancer may still ask the old
-# version's source for them (a race of the in-place swap, labels_layer.swapLabelsSources).
+# (A version's mesh source answers an id it lacks with an empty manifest, not 404.)
 ABSENT_LABELS = re.compile(
     r"/annotation/.+/(labels/v\d+|label-consensus/[-\w]+)/"
-    r"(s0/c/[\d/]+|s0/\d+/\d+/\d+|(s0/)?(\.zmetadata|zarr\.json|\.zattrs|\.zgroup|\.zarray)"
-    r"|meshes/\d+:0)$"
+    r"(s0/c/[\d/]+|s0/\d+/\d+/\d+|(s0/)?(\.zmetadata|zarr\.json|\.zattrs|\.zgroup|\.zarray))$"
 )
 
 

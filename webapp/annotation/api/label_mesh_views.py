@@ -59,7 +59,8 @@ def _method_refused(request: HttpRequest) -> HttpResponse | None:
 def labels_mesh_file(
     request: HttpRequest, assignment_id: int, version: int, path: str
 ) -> HttpResponse:
-    """A file of version ``version``'s mesh source; 404 for what is not there or not yours."""
+    """A file of version ``version``'s mesh source; 404 for what is not there or not yours
+    (an object id the version lacks: an empty manifest)."""
     refused = _method_refused(request)
     if refused is not None:
         return refused
@@ -70,7 +71,12 @@ def labels_mesh_file(
     try:
         body = (meshes.path / path).read_bytes()
     except FileNotFoundError:
-        return _not_found(request)  # an id that is not an object of this version
+        if path.endswith(":0"):
+            # An id this version does not hold has no mesh, and never will (a version never
+            # changes): an empty manifest. Neuroglancer asks for one when a page shows the ids
+            # of a newer version just before its sources have switched to it.
+            return _file_response(request, b'{"fragments": []}', "application/json")
+        return _not_found(request)
     return _file_response(request, body, "application/json")
 
 
