@@ -185,6 +185,7 @@ def test_annotator_paints_interpolates_undoes_saves_and_reloads(
         "() => document.querySelector('#task-save').textContent.startsWith('All changes saved')"
     )
     page.wait_for_selector("#task-versions li")
+    assert "painted: 1 chunk(s) changed" in page.inner_text("#task-versions li")
     # The side panel's Objects counts the painted object (no points in this task).
     page.wait_for_function(
         "() => document.querySelector('#task-count').textContent === '1 painted · 0 points'"

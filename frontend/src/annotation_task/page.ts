@@ -399,10 +399,14 @@ export function mountTaskPage(doc: Document = document): TaskHooks {
   }
 
   function revisionItem(r: Revision): HTMLLIElement {
+    const labelsSave = r.summary["chunks_changed"] !== undefined;
     const what =
       r.kind === "restore"
         ? `restored version ${r.restored_from ?? "?"}`
-        : `+${r.summary["created"] ?? 0} ~${r.summary["changed"] ?? 0} −${r.summary["deleted"] ?? 0}`;
+        : labelsSave
+          ? `painted: ${r.summary["chunks_changed"]} chunk(s) changed, ${r.summary["chunks"] ?? 0} painted`
+          : `+${r.summary["created"] ?? 0} ~${r.summary["changed"] ?? 0} −${r.summary["deleted"] ?? 0}`;
+    const count = labelsSave ? "" : ` · ${r.summary["count"] ?? 0} objects`;
     const shown = r.number === shownVersion;
     const show = el("button", {
       type: "button",
@@ -412,7 +416,7 @@ export function mountTaskPage(doc: Document = document): TaskHooks {
     show.addEventListener("click", () => void (shown ? hideVersion() : showVersion(r.number)));
     const items: (Node | string)[] = [
       el("strong", { textContent: `v${r.number}` }),
-      ` ${what} · ${r.summary["count"] ?? 0} objects · ${r.author ?? "?"} · ${new Date(r.created).toLocaleString()} `,
+      ` ${what}${count} · ${r.author ?? "?"} · ${new Date(r.created).toLocaleString()} `,
       show,
     ];
     if (config.editable && r.number < ledger.version) {
