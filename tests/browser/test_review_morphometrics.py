@@ -108,3 +108,20 @@ def test_reviewer_sees_the_painted_objects_measured_plotted_and_shown(
     page.locator("#review-panel").screenshot(path=str(artifacts_dir / "review-objects.png"))
     page.screenshot(path=str(artifacts_dir / "review-objects-page.png"))
     assert bad == []
+
+    # a1, a reviewer too, finds nothing to review: the one submitted task is a1's own, and the
+    # page says why rather than only "nothing waits".
+    services.member_add(campaign, campaign.members.get(role=Role.MANAGER).user, "a1", Role.REVIEWER)
+    own = browser_context.browser.new_context().new_page()  # a session of its own
+    own.goto(f"{live_server.url}/accounts/login/?next={path}")
+    own.fill("#id_username", "a1")
+    own.fill("#id_password", PASSWORD)
+    own.click("button[type=submit]")
+    own.wait_for_url(f"**{path}")
+    own.wait_for_function(
+        "() => document.querySelector('#review-empty [data-own]').textContent !== ''",
+        timeout=60_000,
+    )
+    assert "1 submitted task(s) of yours wait for another reviewer" in own.inner_text(
+        "#review-empty"
+    )

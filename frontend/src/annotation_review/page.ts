@@ -467,8 +467,20 @@ export function mountReviewPage(doc: Document = document): ReviewHooks {
     objects = undefined;
     loads += 1;
     byId("review-current", HTMLElement, doc).hidden = true;
-    byId("review-empty", HTMLElement, doc).hidden = false;
+    const empty = byId("review-empty", HTMLElement, doc);
+    empty.hidden = false;
     renderCounters();
+    // No one reviews their own work: say so when only the caller's own submissions wait.
+    const own = await api.get("/api/v1/annotation/campaigns/{campaign_id}/assignments/", {
+      path: { campaign_id },
+      query: { state: "submitted", mine: true },
+    });
+    const note = empty.querySelector<HTMLElement>("[data-own]");
+    if (note) {
+      note.textContent = own.count
+        ? ` ${own.count} submitted task(s) of yours wait for another reviewer: no one reviews their own work.`
+        : "";
+    }
   }
 
   async function loadNext(): Promise<void> {
