@@ -22,37 +22,16 @@ from django.views.decorators.csrf import csrf_exempt
 
 from pipeline.label_meshes import FRAGMENTS
 from webapp.annotation import selectors
-from webapp.annotation.api.label_views import IMMUTABLE, _not_found, _reader
-from webapp.annotation.models import Assignment
-from webapp.datasets.serving import cors_headers
+from webapp.annotation.api.label_files import (
+    file_response,
+    method_refused,
+    not_found,
+    visible_assignment,
+)
 
 # What a version's mesh source holds: nothing else is served from it.
 _SOURCE_FILE = re.compile(r"info|segment_properties/info|[1-9][0-9]{0,9}:0")
 _FRAGMENT_KEY = re.compile(r"[0-9a-f]{64}")
-
-
-def _visible(request: HttpRequest, assignment_id: int) -> Assignment | None:
-    user = _reader(request)
-    if user is None or not user.is_authenticated:
-        return None
-    return selectors.assignment_visible(user, assignment_id)
-
-
-def _file_response(request: HttpRequest, body: bytes, content_type: str) -> HttpResponse:
-    response = HttpResponse(body if request.method == "GET" else b"", content_type=content_type)
-    response["Content-Length"] = str(len(body))
-    response["Cache-Control"] = IMMUTABLE
-    for name, value in cors_headers(request).items():
-        response[name] = value
-    return response
-
-
-def _method_refused(request: HttpRequest) -> HttpResponse | None:
-    if request.method in ("GET", "HEAD"):
-        return None
-    refusal = HttpResponse(status=405)
-    refusal["Allow"] = "GET, HEAD"
-    return refusal
 
 
 @csrf_exempt
@@ -61,12 +40,12 @@ def labels_mesh_file(
 ) -> HttpResponse:
     """A file of version ``version``'s mesh source; 404 for what is not there or not yours
     (an object id the version lacks: an empty manifest)."""
-    refused = _method_refused(request)
+    refused = method_refused(request)
     if refused is not None:
         return refused
-    row = _visible(request, assignment_id)
+    row = visible_assignment(request, assignment_id)
     if row is None or version > row.version or not _SOURCE_FILE.fullmatch(path):
-        return _not_found(request)
+        return not_found(request)
     meshes = selectors.label_meshes(row, selectors.labels_at(row, version))
     try:
         body = (meshes.path / path).read_bytes()
@@ -75,24 +54,24 @@ def labels_mesh_file(
             # An id this version does not hold has no mesh, and never will (a version never
             # changes): an empty manifest. Neuroglancer asks for one when a page shows the ids
             # of a newer version just before its sources have switched to it.
-            return _file_response(request, b'{"fragments": []}', "application/json")
-        return _not_found(request)
-    return _file_response(request, body, "application/json")
+            return file_response(request, b'{"fragments": []}', "application/json")
+        return not_found(request)
+    return file_response(request, body, "application/json")
 
 
 @csrf_exempt
 def labels_mesh_fragment(request: HttpRequest, assignment_id: int, key: str) -> HttpResponse:
     """An object's mesh fragment by its content key (named by a manifest of this assignment's
     versions); 404 for an unknown key or an assignment that is not yours."""
-    refused = _method_refused(request)
+    refused = method_refused(request)
     if refused is not None:
         return refused
-    row = _visible(request, assignment_id)
+    row = visible_assignment(request, assignment_id)
     if row is None or not _FRAGMENT_KEY.fullmatch(key):
-        return _not_found(request)
+        return not_found(request)
     root = selectors.label_meshes_root(row.box.campaign_id)
     try:
         body = (root / FRAGMENTS / key).read_bytes()
     except FileNotFoundError:
-        return _not_found(request)
-    return _file_response(request, body, "application/octet-stream")
+        return not_found(request)
+    return file_response(request, body, "application/octet-stream")

@@ -26,8 +26,6 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework.authentication import TokenAuthentication
-from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -37,16 +35,22 @@ from pipeline.label_export import ZarrFormat, ome_zarr_files, zarr_chunk_index
 from pipeline.label_store import BlobError, PayloadEncoding, blob_key_check
 from webapp.annotation import label_exports, selectors, services
 from webapp.annotation.api import serializers as s
+from webapp.annotation.api.label_files import (
+    IMMUTABLE,
+    file_response,
+    method_refused,
+    not_found,
+    visible_assignment,
+    with_cors,
+)
 from webapp.annotation.api.views import STALE, _AssignmentView, _version_param
 from webapp.annotation.models import Assignment
 from webapp.core.api_schema import ErrorSerializer
 from webapp.core.errors import InvalidRequest, TooLarge
 from webapp.core.users import signed_in_user
-from webapp.datasets.serving import cors_headers
 
 GZIP_TYPES = ("application/gzip", "application/x-gzip")
 FIELDS = ("base_version", "encoding", "provenance")
-IMMUTABLE = "private, max-age=31536000, immutable"
 # The metadata documents of both zarr formats; their paths never collide.
 ZARR_FORMATS: tuple[ZarrFormat, ...] = (2, 3)
 
@@ -224,59 +228,29 @@ class LabelObjectsView(_AssignmentView):
 # --- the OME-Zarr files of a version ------------------------------------------------------------
 
 
-def _reader(request: HttpRequest) -> Any:
-    """The caller: the session's user, or an API token's (for scripts reading labels)."""
-    if request.user.is_authenticated or "HTTP_AUTHORIZATION" not in request.META:
-        return request.user
-    try:
-        found = TokenAuthentication().authenticate(Request(request))
-    except AuthenticationFailed:
-        return None
-    return None if found is None else found[0]
-
-
-def _not_found(request: HttpRequest) -> HttpResponse:
-    response = HttpResponse(b"Not found\n", status=404, content_type="text/plain")
-    for name, value in cors_headers(request).items():
-        response[name] = value
-    return response
-
-
 def _to_blob(request: HttpRequest, prefix: str, key: str) -> HttpResponse:
     """A chunk file of a version is its blob, by content (``<prefix>/labels/chunks/<key>``): a
     redirect, so a chunk unchanged between versions has one URL and the browser fetches it once."""
     response = HttpResponseRedirect(f"{prefix}/labels/chunks/{key}")
     response["Cache-Control"] = IMMUTABLE  # a version's chunk never changes
-    for name, value in cors_headers(request).items():
-        response[name] = value
-    return response
+    return with_cors(request, response)
 
 
 @csrf_exempt
 def labels_chunk_blob(request: HttpRequest, assignment_id: int, key: str) -> HttpResponse:
     """A labels chunk file by its blob key (where a version's chunk files redirect); 404 for an
     unknown key or an assignment that may not be seen."""
-    if request.method not in ("GET", "HEAD"):
-        refusal = HttpResponse(status=405)
-        refusal["Allow"] = "GET, HEAD"
-        return refusal
-    user = _reader(request)
-    if user is None or not user.is_authenticated:
-        return _not_found(request)
-    row = selectors.assignment_visible(user, assignment_id)
+    refused = method_refused(request)
+    if refused is not None:
+        return refused
+    row = visible_assignment(request, assignment_id)
     if row is None:
-        return _not_found(request)
+        return not_found(request)
     try:
         body = selectors.label_blobs(row.box.campaign_id).get(blob_key_check(key))
     except (InvalidInputError, BlobError):
-        return _not_found(request)
-    response = HttpResponse(body if request.method == "GET" else b"")
-    response["Content-Type"] = "application/octet-stream"
-    response["Content-Length"] = str(len(body))
-    response["Cache-Control"] = IMMUTABLE
-    for name, value in cors_headers(request).items():
-        response[name] = value
-    return response
+        return not_found(request)
+    return file_response(request, body, "application/octet-stream")
 
 
 @csrf_exempt
@@ -285,16 +259,12 @@ def labels_zarr_file(
 ) -> HttpResponse:
     """A file of version ``version`` of the assignment's labels as OME-Zarr (module docstring);
     404 for what is not there, may not be seen, or is an all-zero chunk."""
-    if request.method not in ("GET", "HEAD"):
-        refusal = HttpResponse(status=405)
-        refusal["Allow"] = "GET, HEAD"
-        return refusal
-    user = _reader(request)
-    if user is None or not user.is_authenticated:
-        return _not_found(request)
-    row = selectors.assignment_visible(user, assignment_id)
+    refused = method_refused(request)
+    if refused is not None:
+        return refused
+    row = visible_assignment(request, assignment_id)
     if row is None or version > row.version:
-        return _not_found(request)
+        return not_found(request)
     prefix = request.path.rsplit("/labels/v", 1)[0]
     return zarr_file_response(request, selectors.labels_at(row, version), path, blobs_at=prefix)
 
@@ -321,20 +291,15 @@ def zarr_file_response(
         if index is not None:
             key = labels.chunks.get(index)
             if key is None:
-                return _not_found(request)  # all zero: the fill value
+                return not_found(request)  # all zero: the fill value
             if blobs_at is not None:
                 return _to_blob(request, blobs_at, key)
             try:
                 body = labels.blobs.get(key)
             except BlobError:
-                return _not_found(request)
+                return not_found(request)
             content_type = "application/octet-stream"
             break
     if body is None:
-        return _not_found(request)
-    response = HttpResponse(body if request.method == "GET" else b"", content_type=content_type)
-    response["Content-Length"] = str(len(body))
-    response["Cache-Control"] = IMMUTABLE
-    for header, value in cors_headers(request).items():
-        response[header] = value
-    return response
+        return not_found(request)
+    return file_response(request, body, content_type)

@@ -13,7 +13,8 @@ from rest_framework.response import Response
 from webapp.annotation import label_truth, selectors
 from webapp.annotation import painted_agreement as pa
 from webapp.annotation.api import painted_serializers as ps
-from webapp.annotation.api.label_views import _not_found, _reader, zarr_file_response
+from webapp.annotation.api.label_files import method_refused, not_found, reader
+from webapp.annotation.api.label_views import zarr_file_response
 from webapp.annotation.api.review_views import REPORT, _BoxReportView
 from webapp.annotation.api.views import CONFLICT, _CampaignView
 from webapp.annotation.models import AnnotationCampaign, TaskBox
@@ -115,21 +116,20 @@ def consensus_zarr_file(
     """A file of a box's consensus volume as OME-Zarr (``token``: its quorum and the volumes'
     versions, so a URL's files never change); 404 for what is not there, may not be read
     (managers and reviewers read), names volumes no longer handed in, or an all-zero chunk."""
-    if request.method not in ("GET", "HEAD"):
-        refusal = HttpResponse(status=405)
-        refusal["Allow"] = "GET, HEAD"
-        return refusal
-    user = _reader(request)
-    if user is None or not user.is_authenticated:
-        return _not_found(request)
+    refused = method_refused(request)
+    if refused is not None:
+        return refused
+    user = reader(request)
+    if user is None:
+        return not_found(request)
     campaign = AnnotationCampaign.objects.restrict(user, "report").filter(pk=campaign_id).first()
     box = None if campaign is None else TaskBox.objects.filter(campaign=campaign, pk=box_id).first()
     if campaign is None or box is None or not campaign.painted:
-        return _not_found(request)
+        return not_found(request)
     box.campaign = campaign
     found = pa.consensus_at_token(box, token)
     if found is None:
-        return _not_found(request)
+        return not_found(request)
     geometry = selectors.label_geometry(box)
     labels = selectors.Labels(0, geometry, found.chunks, selectors.label_blobs(campaign.pk))
     return zarr_file_response(request, labels, path, name="consensus")
