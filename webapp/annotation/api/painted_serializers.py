@@ -6,12 +6,9 @@ from typing import Any
 
 from rest_framework import serializers
 
+from webapp.annotation.api.review_serializers import figure
 from webapp.annotation.models import LabelTruthSource
 from webapp.annotation.services import MAX_REDUNDANCY
-
-
-def _figure(help_text: str) -> serializers.FloatField:
-    return serializers.FloatField(allow_null=True, help_text=help_text)
 
 
 class LabelPairSerializer(serializers.Serializer[dict[str, Any]]):
@@ -20,11 +17,11 @@ class LabelPairSerializer(serializers.Serializer[dict[str, Any]]):
     n_reference = serializers.IntegerField(help_text="The reference's objects.")
     n_other = serializers.IntegerField()
     matched = serializers.IntegerField(help_text="Objects matched one to one at IoU >= 0.5.")
-    precision = _figure("matched / n_other; null when n_other is 0.")
-    recall = _figure("matched / n_reference; null when n_reference is 0.")
-    f1 = _figure("2 matched / (n_reference + n_other); null when both are 0.")
-    dice = _figure("Voxel Dice of the two foregrounds; null when both are empty.")
-    mean_matched_iou = _figure("Mean IoU of the matched objects; null when none matched.")
+    precision = figure("matched / n_other; null when n_other is 0.")
+    recall = figure("matched / n_reference; null when n_reference is 0.")
+    f1 = figure("2 matched / (n_reference + n_other); null when both are 0.")
+    dice = figure("Voxel Dice of the two foregrounds; null when both are empty.")
+    mean_matched_iou = figure("Mean IoU of the matched objects; null when none matched.")
 
 
 class BoxLabelPairSerializer(LabelPairSerializer):
@@ -42,11 +39,11 @@ class LabelSummarySerializer(serializers.Serializer[dict[str, Any]]):
     annotator = serializers.CharField()
     n_objects = serializers.IntegerField()
     foreground_voxels = serializers.IntegerField()
-    precision = _figure("Their matched objects / their objects, pooled over their pairs.")
-    recall = _figure("The others' matched objects / the others' objects, pooled.")
-    f1 = _figure("F1 of the pooled counts.")
-    dice = _figure("Dice of the pooled voxel counts.")
-    mean_matched_iou = _figure("Mean IoU of all their matches.")
+    precision = figure("Their matched objects / their objects, pooled over their pairs.")
+    recall = figure("The others' matched objects / the others' objects, pooled.")
+    f1 = figure("F1 of the pooled counts.")
+    dice = figure("Dice of the pooled voxel counts.")
+    mean_matched_iou = figure("Mean IoU of all their matches.")
 
 
 class LabelWorkSerializer(serializers.Serializer[dict[str, Any]]):
@@ -64,8 +61,8 @@ class BoxLabelAgreementSerializer(serializers.Serializer[dict[str, Any]]):
     name = serializers.CharField()
     iou_threshold = serializers.FloatField()
     annotators = LabelWorkSerializer(many=True, help_text="Submitted and approved volumes.")
-    mean_f1 = _figure("Mean F1 over the pairs.")
-    mean_dice = _figure("Mean Dice over the pairs.")
+    mean_f1 = figure("Mean F1 over the pairs.")
+    mean_dice = figure("Mean Dice over the pairs.")
     pairs = BoxLabelPairSerializer(many=True)
     summaries = LabelSummarySerializer(many=True)
 
@@ -74,8 +71,8 @@ class CampaignLabelAgreementSerializer(serializers.Serializer[dict[str, Any]]):
     campaign = serializers.IntegerField()
     iou_threshold = serializers.FloatField()
     boxes_compared = serializers.IntegerField(help_text="Boxes with two or more volumes.")
-    mean_f1 = _figure("Mean of the boxes' mean F1.")
-    mean_dice = _figure("Mean of the boxes' mean Dice.")
+    mean_f1 = figure("Mean of the boxes' mean F1.")
+    mean_dice = figure("Mean of the boxes' mean Dice.")
     boxes = BoxLabelAgreementSerializer(many=True)
     pairs = CampaignLabelPairSerializer(many=True, help_text="Per annotator pair, pooled.")
 

@@ -9,7 +9,8 @@ from rest_framework import serializers
 from webapp.annotation.services import MAX_REDUNDANCY
 
 
-def _figure(help_text: str) -> serializers.FloatField:
+def figure(help_text: str) -> serializers.FloatField:
+    """A figure that is null where its denominator is 0 (agreement of points or volumes)."""
     return serializers.FloatField(allow_null=True, help_text=help_text)
 
 
@@ -19,18 +20,18 @@ class PairAgreementSerializer(serializers.Serializer[dict[str, Any]]):
     n_reference = serializers.IntegerField()
     n_other = serializers.IntegerField()
     matched = serializers.IntegerField(help_text="Pairs within the tolerance (Hungarian).")
-    precision = _figure("matched / n_other; null when n_other is 0.")
-    recall = _figure("matched / n_reference; null when n_reference is 0.")
-    f1 = _figure("2 matched / (n_reference + n_other); null when both are 0.")
-    mean_distance_um = _figure("Mean distance of the matched pairs.")
+    precision = figure("matched / n_other; null when n_other is 0.")
+    recall = figure("matched / n_reference; null when n_reference is 0.")
+    f1 = figure("2 matched / (n_reference + n_other); null when both are 0.")
+    mean_distance_um = figure("Mean distance of the matched pairs.")
 
 
 class AnnotatorSummarySerializer(serializers.Serializer[dict[str, Any]]):
     annotator = serializers.CharField()
     n_points = serializers.IntegerField()
-    precision = _figure("Their matched points / their points, pooled over their pairs.")
-    recall = _figure("The others' matched points / the others' points, pooled.")
-    mean_f1 = _figure("Mean F1 of their pairs.")
+    precision = figure("Their matched points / their points, pooled over their pairs.")
+    recall = figure("The others' matched points / the others' points, pooled.")
+    mean_f1 = figure("Mean F1 of their pairs.")
 
 
 class BoxWorkSerializer(serializers.Serializer[dict[str, Any]]):
@@ -46,7 +47,7 @@ class BoxAgreementSerializer(serializers.Serializer[dict[str, Any]]):
     name = serializers.CharField()
     tolerance_um = serializers.FloatField()
     annotators = BoxWorkSerializer(many=True, help_text="Submitted and approved assignments.")
-    mean_f1 = _figure("Mean F1 over the pairs.")
+    mean_f1 = figure("Mean F1 over the pairs.")
     pairs = PairAgreementSerializer(many=True)
     summaries = AnnotatorSummarySerializer(many=True)
 
@@ -59,7 +60,7 @@ class CampaignAgreementSerializer(serializers.Serializer[dict[str, Any]]):
     campaign = serializers.IntegerField()
     tolerance_um = serializers.FloatField()
     boxes_compared = serializers.IntegerField(help_text="Boxes with two or more handed-in tasks.")
-    mean_f1 = _figure("Mean of the boxes' mean F1.")
+    mean_f1 = figure("Mean of the boxes' mean F1.")
     boxes = BoxAgreementSerializer(many=True)
     annotators = CampaignAnnotatorSerializer(many=True)
 
