@@ -1,0 +1,133 @@
+"""Post-processing parameters scaled to the objects: seed threshold, smoothing, minimum seed, clamp.
+
+The published values (seeds where the distance exceeds 705.6 nm, targets clamped at 4,000 nm) are
+absolute lengths measured on brain nuclei in X-ray nanotomography, with an equivalent radius of
+roughly 2.5-3 um. On other data the same lengths are too deep (small nuclei get no seed) or too
+shallow (large ones get several). Expressed relative to the ground truth's median equivalent
+radius ``r`` they carry over: seeds at ``SEED_FACTOR * r`` (the X-ray preset is about 0.25 r),
+smoothing sigma ``SMOOTH_FACTOR * r``, targets clamped at ``CLAMP_FACTOR * r`` (the distance inside
+an object never exceeds its radius; the clamp only has to leave room above it), and seeds smaller
+than ``MIN_SEED_FRACTION`` of the median object's voxels dropped as noise. These derived values are
+the starting point that fitting on the validation boxes refines.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import cc3d
+import numpy as np
+
+from pipeline.errors import InvalidInputError
+
+SEED_FACTOR = 0.3
+SMOOTH_FACTOR = 0.1
+CLAMP_FACTOR = 1.5
+MIN_SEED_FRACTION = 0.01
+
+
+@dataclass(frozen=True)
+class SegmentParams:
+    """Seeded-watershed settings in physical units (nm), and where they came from."""
+
+    seed_threshold_nm: float
+    smooth_nm: float
+    min_seed_voxels: int
+    clamp_nm: float
+    source: str  # "preset:<name>", "derived" or "fitted"
+    object_radius_nm: float | None = None  # the ground truth's median equivalent radius
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SegmentParams:
+        try:
+            radius = data.get("object_radius_nm")
+            return cls(
+                seed_threshold_nm=float(data["seed_threshold_nm"]),
+                smooth_nm=float(data["smooth_nm"]),
+                min_seed_voxels=int(data["min_seed_voxels"]),
+                clamp_nm=float(data["clamp_nm"]),
+                source=str(data["source"]),
+                object_radius_nm=None if radius is None else float(radius),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidInputError(f"segmentation parameters are incomplete: {exc}")
+
+
+PRESETS: dict[str, SegmentParams] = {
+    # Cell nuclei in X-ray holographic nanotomography of mouse olfactory bulb (the published run).
+    "xray-nuclei": SegmentParams(
+        seed_threshold_nm=705.6,
+        smooth_nm=0.0,
+        min_seed_voxels=0,
+        clamp_nm=4000.0,
+        source="preset:xray-nuclei",
+    ),
+}
+
+
+def preset(name: str) -> SegmentParams:
+    """A named preset; an unknown name is an error listing the known ones."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise InvalidInputError(
+            f"unknown segmentation preset {name!r}; known: {', '.join(sorted(PRESETS))}"
+        )
+
+
+def object_volumes_nm(labels: np.ndarray, voxel_size: Sequence[float]) -> np.ndarray:
+    """Physical volume (nm^3; nm^2 in 2D) of every object of an instance label array."""
+    labels = np.asarray(labels)
+    if len(voxel_size) != labels.ndim:
+        shape = f"{labels.ndim}D labels"
+        raise InvalidInputError(f"voxel size {tuple(voxel_size)} does not fit {shape}")
+    stats = cc3d.statistics(np.ascontiguousarray(labels))
+    counts = np.asarray(stats["voxel_counts"][1:], dtype=np.float64)
+    return counts[counts > 0] * float(np.prod(voxel_size))
+
+
+def equivalent_radius_nm(volume: np.ndarray, ndim: int) -> np.ndarray:
+    """Radius of the sphere (3D) or disc (2D) with the given volume or area."""
+    if ndim == 3:
+        return np.cbrt(3.0 * volume / (4.0 * math.pi))
+    return np.sqrt(volume / math.pi)
+
+
+def median_object_radius_nm(
+    labels: Sequence[np.ndarray], voxel_size: Sequence[float]
+) -> tuple[float, float]:
+    """(median equivalent radius in nm, median object size in voxels) over several label arrays."""
+    volumes = [object_volumes_nm(a, voxel_size) for a in labels]
+    every = np.concatenate(volumes) if volumes else np.zeros(0)
+    if every.size == 0:
+        raise InvalidInputError("the ground truth holds no objects to scale the segmentation by")
+    ndim = len(voxel_size)
+    radius = float(np.median(equivalent_radius_nm(every, ndim)))
+    voxels = float(np.median(every)) / float(np.prod(voxel_size))
+    return radius, voxels
+
+
+def derive_segment_params(
+    labels: Sequence[np.ndarray], voxel_size: Sequence[float]
+) -> SegmentParams:
+    """Parameters scaled to the median object of the ground truth (see the module docstring)."""
+    radius, voxels = median_object_radius_nm(labels, voxel_size)
+    return SegmentParams(
+        seed_threshold_nm=SEED_FACTOR * radius,
+        smooth_nm=SMOOTH_FACTOR * radius,
+        min_seed_voxels=max(1, round(MIN_SEED_FRACTION * voxels)),
+        clamp_nm=CLAMP_FACTOR * radius,
+        source="derived",
+        object_radius_nm=radius,
+    )
+
+
+def smooth_sigma_voxels(smooth_nm: float, voxel_size: Sequence[float]) -> tuple[float, ...]:
+    """The smoothing sigma per axis in voxels (anisotropic voxels get fewer along the long axis)."""
+    return tuple(float(smooth_nm) / float(v) for v in voxel_size)
