@@ -468,6 +468,26 @@ def propose_all(
     return sorted(found, key=lambda o: (-o.score, o.bbox))
 
 
+def classical_labels(
+    image: npt.NDArray[Any], voxel_size: Sequence[float]
+) -> npt.NDArray[np.uint32]:
+    """Every bright object of a 2D or 3D image without a model: the classical baseline.
+
+    Smoothing, Otsu, holes filled, touching objects split by a watershed from the distance
+    transform's h-maxima (as ``propose_all`` without a model). A 2D image is one slice of a volume
+    whose third axis is as fine as its finest axis.
+    """
+    array = np.asarray(image)
+    if array.ndim == 2:
+        finest = min(float(v) for v in voxel_size)
+        flat: npt.NDArray[np.uint32] = classical_labels(array[None], (finest, *voxel_size))[0]
+        return flat
+    sizes = _check(array, voxel_size)
+    smoothed = _smoothed(array, sizes)
+    foreground, core, _ = _foreground(smoothed, True)
+    return _split_touching(foreground, core, sizes)
+
+
 def predict_box(
     model_path: Path,
     image: npt.NDArray[Any],
