@@ -2,7 +2,8 @@
 
 Proofreading statistics too: agreement (kappas, consensus) and disector (miss-rate estimate);
 the gallery's cards (one PNG per detection); ``detections`` (a label image's detections table
-without meshing); ``annotation-points`` (a detections table as Neuroglancer point annotations).
+without meshing); ``annotation-points`` (a detections table as Neuroglancer point annotations);
+``parents`` (per-parent morphometrics of children inside parents, e.g. nuclei in glomeruli).
 
 Each subcommand lives in ``pipeline/commands/<name>.py``.
 """
@@ -34,6 +35,7 @@ COMMAND_MODULES: list[str] = [
     "curate",
     "annotation_points",
     "label_export",
+    "parents",
 ]
 
 
