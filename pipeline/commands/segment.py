@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
             seed_threshold=args.seed_threshold,
             iou_threshold=args.iou,
             executor=executor,
-            progress=tqdm_progress(),
+            progress=tqdm_progress("block"),
             name=args.name,
         )
     finally:

@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         config.train_config(tuple(voxel_size)),
         out,
         resume=args.resume,
-        progress=tqdm_progress(),
+        progress=tqdm_progress("step"),
     )
     print(
         f"{result.epochs} epochs, best validation loss {result.best_val_loss:.4g}; "
