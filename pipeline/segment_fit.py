@@ -44,6 +44,7 @@ SMOOTH_FACTORS = (0.0, 0.1, 0.2)
 MIN_SEED_MULTIPLES = (0, 1, 3)
 CONTEXT_FACTOR = 1.5  # context around a box, x r: the seeds of objects cut by its faces
 IOU_THRESHOLD = 0.5
+FIT_TABLE_NAME = "segment_fit.csv"
 
 
 @dataclass(frozen=True)

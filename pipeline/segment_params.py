@@ -149,14 +149,19 @@ class ChosenSegmentParams:
 
     def describe(self) -> str:
         """One line for the CLI."""
-        p = self.params
-        text = (
-            f"segmentation: seeds at {p.seed_threshold_nm:.1f} nm, smoothing {p.smooth_nm:.1f} nm, "
-            f"minimum seed {p.min_seed_voxels} voxels ({p.source}: {self.reason}"
-        )
-        if self.overrides:
-            text += f"; set explicitly: {', '.join(self.overrides)}"
-        return text + ")"
+        return describe_chosen(self.to_dict())
+
+
+def describe_chosen(chosen: Mapping[str, Any]) -> str:
+    """One line saying which settings a segmentation used and why (from ``to_dict()``)."""
+    text = (
+        f"segmentation: seeds at {chosen['seed_threshold_nm']:.1f} nm, smoothing "
+        f"{chosen['smooth_nm']:.1f} nm, minimum seed {chosen['min_seed_voxels']} voxels "
+        f"({chosen['source']}: {chosen['reason']}"
+    )
+    if chosen.get("overrides"):
+        text += f"; set explicitly: {', '.join(chosen['overrides'])}"
+    return text + ")"
 
 
 def choose_segment_params(
