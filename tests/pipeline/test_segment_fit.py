@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from pipeline.segment_params import (
     preset,
 )
 from pipeline.targets import instance_targets
+from pipeline.training import TrainConfig, TrainingBox, check_config, resolve_clamp
 from pipeline.unet import UNet, UNetConfig
 
 VOXEL = (100.0, 100.0, 100.0)
@@ -119,3 +121,16 @@ def test_choice_prefers_the_model_then_the_ground_truth_then_the_preset() -> Non
     assert asked.overrides == ("smooth_nm",) and "smooth_nm" in asked.describe()
     with pytest.raises(InvalidInputError, match="unknown segmentation preset"):
         choose_segment_params("confocal")
+
+
+def test_training_clamp_is_derived_from_the_ground_truth_unless_given() -> None:
+    labels = touching_balls(4, 2, 0)
+    box = TrainingBox(labels.astype(np.float32), labels, (0, 0, 0, *labels.shape), "b")
+    config = TrainConfig(voxel_size=VOXEL)
+    assert config.clamp_nm == "auto"
+    derived = derive_segment_params([labels], VOXEL).clamp_nm
+    assert resolve_clamp(config, [box]).clamp_nm == pytest.approx(derived)
+    assert derived < 1000.0  # 1.5 x a 400 nm radius, far below the published 4 um
+    assert resolve_clamp(dataclasses.replace(config, clamp_nm=1500.0), [box]).clamp_nm == 1500.0
+    with pytest.raises(InvalidInputError, match="clamp_nm"):
+        check_config(dataclasses.replace(config, clamp_nm=-1.0))
