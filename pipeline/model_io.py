@@ -2,7 +2,9 @@
 
 A model file is a ``torch.save`` dict of plain values and tensors, loaded with
 ``weights_only=True`` (no code runs on load). ``metadata`` carries training facts such as
-``clamp_nm`` (the distance head predicts distance / clamp_nm) and the training patch shape.
+``clamp_nm`` (the distance head predicts distance / clamp_nm) and the training patch shape, and
+after training ``segment_params`` (:class:`pipeline.segment_params.SegmentParams` as a dict: the
+seeded-watershed settings fitted on the validation boxes, which segmentation uses by default).
 """
 
 from __future__ import annotations
@@ -14,12 +16,15 @@ from typing import Any
 import torch
 
 from pipeline.errors import InvalidInputError
+from pipeline.segment_params import SegmentParams
 from pipeline.targets import DEFAULT_CLAMP_NM
 from pipeline.torch_setup import choose_device
 from pipeline.unet import UNet, UNetConfig
 
 MODEL_FORMAT = "annotome-unet"
 MODEL_FORMAT_VERSION = 1
+SEGMENT_PARAMS_KEY = "segment_params"
+SEGMENT_FIT_KEY = "segment_fit"
 
 
 @dataclass
@@ -39,6 +44,16 @@ class LoadedModel:
     def clamp_nm(self) -> float:
         """Distance head output x clamp_nm = distance in nm."""
         return float(self.metadata.get("clamp_nm", DEFAULT_CLAMP_NM))
+
+    @property
+    def segment_params(self) -> SegmentParams | None:
+        """The segmentation settings recorded after training (None for older model files)."""
+        return _segment_params(self.metadata)
+
+
+def _segment_params(metadata: dict[str, Any]) -> SegmentParams | None:
+    recorded = metadata.get(SEGMENT_PARAMS_KEY)
+    return None if recorded is None else SegmentParams.from_dict(recorded)
 
 
 def model_payload(
@@ -88,8 +103,7 @@ def model_from_payload(payload: dict[str, Any], device: torch.device) -> UNet:
     return model.to(device)
 
 
-def load_model(path: Path, device: str = "auto") -> LoadedModel:
-    """Load a model file onto ``device`` (``auto``: CUDA when available) in eval mode."""
+def _read_payload(path: Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise InvalidInputError(f"{path}: no model file here")
@@ -101,6 +115,33 @@ def load_model(path: Path, device: str = "auto") -> LoadedModel:
         raise InvalidInputError(f"{path.name} is not an Annotome U-Net model file")
     if payload.get("version") != MODEL_FORMAT_VERSION:
         raise InvalidInputError(f"{path.name}: model format version {payload.get('version')}")
+    return payload
+
+
+def model_segment_params(path: Path) -> SegmentParams | None:
+    """The segmentation settings a model file records, without building the network."""
+    return _segment_params(dict(_read_payload(path)["metadata"]))
+
+
+def record_segment_params(
+    path: Path, params: SegmentParams, fit: dict[str, Any] | None = None
+) -> None:
+    """Write ``params`` (and a summary of how they were fitted) into a model file's metadata."""
+    payload = _read_payload(path)
+    metadata = dict(payload["metadata"])
+    metadata[SEGMENT_PARAMS_KEY] = params.to_dict()
+    if fit is not None:
+        metadata[SEGMENT_FIT_KEY] = dict(fit)
+    payload["metadata"] = metadata
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+
+
+def load_model(path: Path, device: str = "auto") -> LoadedModel:
+    """Load a model file onto ``device`` (``auto``: CUDA when available) in eval mode."""
+    path = Path(path)
+    payload = _read_payload(path)
     target = choose_device(device)
     model = model_from_payload(payload, target).eval()
     return LoadedModel(

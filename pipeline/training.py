@@ -4,7 +4,10 @@ Targets per box come from :func:`pipeline.targets.instance_targets`. The loss is
 a class-weighted binary cross-entropy on the logits heads (weights ``N / (2 N_class)`` over all
 boxes, so both classes weigh the same in total) plus the mean squared error of the linear
 ``distance`` head against ``distance / clamp_nm`` (in [-1, 1], so the two terms have comparable
-size; the model file records ``clamp_nm`` to scale predictions back to nm). Only voxels inside the
+size; the model file records ``clamp_nm`` to scale predictions back to nm). ``clamp_nm: auto``
+(the default) takes the clamp from the ground truth's objects (1.5 x their median equivalent
+radius, :func:`pipeline.segment_params.derive_segment_params`): a fixed 4 um clamp leaves small
+objects' distances a sliver of the output range and cuts large ones short. Only voxels inside the
 boxes count. Adam at ``lr``; boxes split 80:20 into training and validation by box (a single box
 is split along its longest axis). Each epoch is ``iterations_per_epoch`` batches of random,
 augmented patches, then the loss over a fixed set of validation windows; training stops after
@@ -28,7 +31,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import edt
 import numpy as np
@@ -48,7 +51,8 @@ from pipeline.patches import (
     tiling_windows,
 )
 from pipeline.progress import ProgressCallback, no_progress
-from pipeline.targets import DEFAULT_CLAMP_NM, instance_targets, separate_touching
+from pipeline.segment_params import derive_segment_params
+from pipeline.targets import instance_targets, separate_touching
 from pipeline.torch_setup import (
     choose_device,
     configure_backends,
@@ -100,7 +104,7 @@ class TrainConfig:
     max_val_patches: int = 32
     seed: int = 0
     augment: bool = True
-    clamp_nm: float = DEFAULT_CLAMP_NM
+    clamp_nm: float | Literal["auto"] = "auto"  # auto: derived from the ground truth's objects
     contact_weight: float = 0.0
     contact_nm: float = 1000.0
     num_threads: int | None = None
@@ -177,6 +181,8 @@ def check_config(config: TrainConfig) -> tuple[int, ...]:
         raise InvalidInputError("batch_size, iterations_per_epoch and max_epochs must be >= 1")
     if not 0.0 <= config.val_fraction < 1.0 or config.patience < 1 or config.lr <= 0:
         raise InvalidInputError("need 0 <= val_fraction < 1, patience >= 1 and lr > 0")
+    if config.clamp_nm != "auto" and (isinstance(config.clamp_nm, str) or not config.clamp_nm > 0):
+        raise InvalidInputError(f"clamp_nm must be positive (nm) or auto, not {config.clamp_nm!r}")
     if config.contact_weight < 0 or config.contact_nm <= 0:
         raise InvalidInputError("need contact_weight >= 0 and contact_nm > 0")
     if config.warmup_steps < 0 or (
@@ -194,6 +200,18 @@ def check_config(config: TrainConfig) -> tuple[int, ...]:
     if extra_linear:
         raise InvalidInputError(f"no training target for linear heads {extra_linear}")
     return config.unet.output_shape(tuple(config.patch_shape))
+
+
+def resolve_clamp(config: TrainConfig, boxes: Sequence[TrainingBox]) -> TrainConfig:
+    """The config with ``clamp_nm: auto`` replaced by the clamp derived from the boxes' objects."""
+    if not isinstance(config.clamp_nm, str):
+        return config
+    assert config.voxel_size is not None
+    labels = [np.asarray(b.labels[box_region(b.box, b.labels.shape)]) for b in boxes]
+    if not any(a.any() for a in labels):
+        raise InvalidInputError("the ground truth is empty: no object in any box (clamp_nm: auto)")
+    clamp = derive_segment_params(labels, tuple(config.voxel_size)).clamp_nm
+    return replace(config, clamp_nm=clamp)
 
 
 def split_boxes(
@@ -275,15 +293,16 @@ def prepare_box(box: TrainingBox, config: TrainConfig) -> PreparedBox:
         )
     region = box_region(box.box, box.image.shape)
     assert config.voxel_size is not None
+    clamp = float(resolve_clamp(config, [box]).clamp_nm)  # Trainer resolves over all boxes
     foreground, distance = instance_targets(
-        np.asarray(box.labels[region]), tuple(config.voxel_size), config.clamp_nm
+        np.asarray(box.labels[region]), tuple(config.voxel_size), clamp
     )
     targets: dict[str, np.ndarray] = {}
     for head in config.unet.heads:
         if head.name == PROBABILITY_HEAD:
             targets[head.name] = foreground
         elif head.name == DISTANCE_HEAD:
-            targets[head.name] = distance / np.float32(config.clamp_nm)
+            targets[head.name] = distance / np.float32(clamp)
         else:
             if box.semantic is None or head.name not in box.semantic:
                 raise InvalidInputError(f"box {box.name}: no mask for head {head.name!r}")
@@ -407,6 +426,7 @@ class Trainer:
 
     def __init__(self, boxes: Sequence[TrainingBox], config: TrainConfig, out_dir: Path) -> None:
         self.output_shape = check_config(config)
+        config = resolve_clamp(config, boxes)
         self.config = config
         self.out_dir = out_dir
         self.margin = config.unet.margin

@@ -79,17 +79,20 @@ def run(args: argparse.Namespace) -> int:
     ):
         raise InvalidInputError("empty ground truth: no labelled voxel in any box")
     out = Path(args.out) if args.out else (config.out or Path(".")) / "model"
+    training_boxes = [TrainingBox(image, labels, box, name) for name, box in boxes]
+    train_config = config.train_config(tuple(voxel_size))
     result = train(
-        [TrainingBox(image, labels, box, name) for name, box in boxes],
-        config.train_config(tuple(voxel_size)),
-        out,
-        resume=args.resume,
-        progress=tqdm_progress("step"),
+        training_boxes, train_config, out, resume=args.resume, progress=tqdm_progress("step")
     )
     print(
         f"{result.epochs} epochs, best validation loss {result.best_val_loss:.4g}; "
         f"model {result.best_checkpoint}, history {result.history_csv}"
     )
+    from pipeline.commands.run import describe_fit
+    from pipeline.run import fit_and_record
+
+    recorded = fit_and_record(result.best_checkpoint, training_boxes, train_config, tqdm_progress())
+    print(describe_fit(recorded["segment_fit"]))
     return 0
 
 

@@ -110,7 +110,8 @@ def test_loss_drops_and_best_model_reloads_identically(
     trainer.save_best(tmp_path / "model.pt")
     loaded = load_model(tmp_path / "model.pt", "cpu")
     assert loaded.mean == pytest.approx(float(volume[0][:, :, :].mean()), rel=1e-6)
-    assert loaded.metadata["clamp_nm"] == 4000.0 and loaded.voxel_size == VOXEL
+    assert loaded.metadata["clamp_nm"] == trainer.config.clamp_nm and loaded.voxel_size == VOXEL
+    assert 1000.0 < trainer.config.clamp_nm < 8000.0  # auto: 1.5 x the median nucleus radius
     x = torch.randn(1, 1, 52, 52, 52)
     trainer.model.eval()
     with torch.inference_mode():
