@@ -73,8 +73,8 @@ def device_kind(device: str) -> str:
     return "gpu" if torch.cuda.is_available() else "cpu"
 
 
-def _round_output(unet: UNetConfig, wanted: int) -> int:
-    multiple = unet.output_multiple
+def _round_output(unet: UNetConfig, wanted: int, axis: int) -> int:
+    multiple = unet.output_multiple[axis]
     return max(multiple, math.ceil(wanted / multiple) * multiple)
 
 
@@ -102,7 +102,7 @@ def auto_training(
     dims = unet.dims
     largest = [max(int(shape[a]) for shape in box_shapes) for a in range(dims)]
     output = tuple(
-        _round_output(unet, min(sizes["output"][dims], largest[a] + unet.output_multiple))
+        _round_output(unet, min(sizes["output"][dims], largest[a] + unet.output_multiple[a]), a)
         for a in range(dims)
     )
     values: dict[str, Any] = {

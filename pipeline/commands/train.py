@@ -51,7 +51,7 @@ def read_boxes(path: Path, shape: tuple[int, ...]) -> list[tuple[str, tuple[int,
 
 def run(args: argparse.Namespace) -> int:
     from pipeline.config import load_config
-    from pipeline.progress import tqdm_progress
+    from pipeline.progress import PIPELINE_STAGE_UNITS, tqdm_progress
     from pipeline.training import TrainingBox, train
     from pipeline.volumes import open_volume
 
@@ -91,7 +91,12 @@ def run(args: argparse.Namespace) -> int:
     from pipeline.commands.run import describe_fit
     from pipeline.run import fit_and_record
 
-    recorded = fit_and_record(result.best_checkpoint, training_boxes, train_config, tqdm_progress())
+    recorded = fit_and_record(
+        result.best_checkpoint,
+        training_boxes,
+        train_config,
+        tqdm_progress("step", PIPELINE_STAGE_UNITS),
+    )
     print(describe_fit(recorded["segment_fit"]))
     return 0
 
