@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from pipeline.augment import AugmentConfig, augment_sample, draw_geometric
 
-GEOMETRY_ONLY = AugmentConfig(contrast=(1.0, 1.0), brightness=0.0, noise_std=0.0)
+GEOMETRY_ONLY = AugmentConfig.geometry_only()
 
 
 def _centre(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -44,7 +46,7 @@ def test_rotations_only_in_the_yx_plane() -> None:
     assert square == {0, 1, 2, 3}
     assert oblong == {0, 2}  # 90 degrees would change the patch shape
     image = np.arange(8 * 6 * 6, dtype=np.float32).reshape(8, 6, 6)
-    config = AugmentConfig(mirror=False, contrast=(1.0, 1.0), brightness=0.0, noise_std=0.0)
+    config = dataclasses.replace(GEOMETRY_ONLY, mirror=False)
     for seed in range(12):
         out, _ = augment_sample(image, [], np.random.default_rng(seed), config)
         for z in range(8):  # every z plane stays a z plane
@@ -54,7 +56,7 @@ def test_rotations_only_in_the_yx_plane() -> None:
 def test_intensity_changes_image_only() -> None:
     image = np.zeros((6, 8, 8), np.float32)
     target = np.ones((2, 4, 4), np.float32)
-    config = AugmentConfig(mirror=False, rotate=False, noise_probability=1.0)
+    config = AugmentConfig(mirror=False, rotate=False, noise_probability=1.0, noise_std=1.0)
     out, (t,) = augment_sample(image, [target], np.random.default_rng(3), config)
     assert out.dtype == np.float32 and out.std() > 0.05
     assert np.array_equal(t, target)
