@@ -33,6 +33,7 @@ from skimage.morphology import h_maxima
 from skimage.segmentation import watershed
 
 from pipeline.errors import InvalidInputError
+from pipeline.normalise import Scaling
 from pipeline.progress import ProgressCallback, no_progress
 from pipeline.watershed import DEFAULT_SEED_THRESHOLD_NM, seeded_watershed
 
@@ -493,14 +494,20 @@ def predict_box(
     image: npt.NDArray[Any],
     work_dir: Path,
     *,
+    scaling: Scaling | None = None,
     progress: ProgressCallback = no_progress,
 ) -> Predictions:
-    """A model's probability and distance maps over ``image`` (a box), through ``predict``."""
+    """A model's probability and distance maps over ``image`` (a box), through ``predict``.
+
+    The box is normalised as the model says, by its own intensities unless ``scaling`` is given:
+    pass the whole volume's (``load_model(path).normalisation.scaling(volume)``, computed once)
+    so that every box of a volume sees the same map, as whole-volume prediction does.
+    """
     import zarr
 
     from pipeline.predict import predict_volume  # torch: only when a model is used
 
-    result = predict_volume(Path(model_path), image, work_dir, progress=progress)
+    result = predict_volume(Path(model_path), image, work_dir, scaling=scaling, progress=progress)
     probability = np.asarray(zarr.open_array(str(result.probability_path / "s0"), mode="r")[:])
     distance = np.asarray(zarr.open_array(str(result.distance_path / "s0"), mode="r")[:])
     return Predictions(probability=probability, distance=distance)
