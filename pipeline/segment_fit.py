@@ -238,9 +238,14 @@ class _Crop:
         self.dtype = array.dtype
         self.ndim = len(self.shape)
 
-    def __getitem__(self, key: tuple[slice, ...]) -> np.ndarray:
-        pairs = zip(self.region, key, strict=True)
-        shifted = tuple(slice(r.start + k.start, r.start + k.stop) for r, k in pairs)
+    def __getitem__(self, key: Any) -> np.ndarray:
+        if key is Ellipsis:
+            key = (slice(None),) * self.ndim
+        pairs = zip(self.region, self.shape, key, strict=True)
+        within = [k.indices(n)[:2] for _, n, k in pairs]
+        shifted = tuple(
+            slice(r.start + a, r.start + b) for r, (a, b) in zip(self.region, within, strict=True)
+        )
         return np.asarray(self.array[shifted])
 
 
@@ -266,7 +271,11 @@ def predict_boxes(
 
     out: list[BoxPrediction] = []
     margin = model.config.margin
+    scalings: dict[int, Any] = {}  # per image: a percentile model maps the whole image's range
     for i, box in enumerate(boxes):
+        scaling = scalings.get(id(box.image))
+        if scaling is None:
+            scaling = scalings[id(box.image)] = model.normalisation.scaling(box.image)
         shape = tuple(int(n) for n in box.image.shape)
         inner = box_region(box.box, shape)
         region = tuple(
@@ -278,7 +287,8 @@ def predict_boxes(
             for s, m, n in zip(region, margin, shape, strict=True)
         )
         with tempfile.TemporaryDirectory(prefix="fit-predict-") as tmp:
-            result = predict_volume(model, _Crop(box.image, outer), Path(tmp) / "p")
+            crop = _Crop(box.image, outer)
+            result = predict_volume(model, crop, Path(tmp) / "p", scaling=scaling)
             import zarr
 
             distance = zarr.open_array(str(result.distance_path / "s0"), mode="r")
