@@ -272,3 +272,15 @@ def test_command_line_writes_csv_and_parquet(tmp_path: Path) -> None:
     estimates = pd.read_csv(tmp_path / "o2" / "parents.csv")["child_density_est_per_um3"]
     assert estimates[0] == pytest.approx(0.001)
     assert main(["parents", str(child_path), str(tmp_path / "p.npy"), str(tmp_path / "o3")]) == 2
+
+    # A semantic mask of the parents (all 1): its connected components are the parents.
+    np.save(tmp_path / "mask.npy", (flat_parents > 0).astype(np.uint8))
+    argv[2] = str(tmp_path / "mask.npy")
+    argv[3] = str(tmp_path / "o4")
+    assert main([*argv, "--parents-mask"]) == 0
+    from_mask = pd.read_csv(tmp_path / "o4" / "parents.csv")
+    assert from_mask["n_children"].tolist() == [4, 1]
+    assert (
+        from_mask["parent_area_um2"].tolist()
+        == pd.read_csv(tmp_path / "o2" / "parents.csv")["parent_area_um2"].tolist()
+    )
