@@ -11,6 +11,8 @@ PIPELINE_STAGE_UNITS: dict[str, str] = {
     "predict": "batch",
     "meshing": "object",
     "evaluate": "box",
+    "fit segmentation": "setting",
+    "predict validation boxes": "box",
 }
 
 
