@@ -166,6 +166,21 @@ def test_2d_abercrombie_with_given_caliper_diameter() -> None:
     assert "centroid_z_um" not in result.children.columns
 
 
+def test_2d_anisotropic_pixels() -> None:
+    # pixels 0.5 um (y) x 0.25 um (x): a 20 x 40 pixel parent is 10 x 10 um; children 10 pixels
+    # apart along y and 20 along x are both 5 um apart; 2 x 2 pixels = 4 x 0.125 = 0.5 um^2.
+    parents = np.zeros((30, 50), np.uint8)
+    parents[0:20, 0:40] = 1
+    children = np.zeros_like(parents)
+    children[4:6, 4:6], children[4:6, 24:26], children[14:16, 4:6] = 1, 2, 3
+    section = SectionModel(method="none")
+    result = parent_morphometrics(children, parents, (0.5, 0.25), section=section)
+    row = result.parents.iloc[0]
+    assert row["parent_area_um2"] == 100.0 and row["child_density_per_um2"] == pytest.approx(0.03)
+    assert row["child_area_mean_um2"] == pytest.approx(0.5)
+    assert result.children["nn_distance_um"].tolist() == pytest.approx([5.0, 5.0, 5.0])
+
+
 def test_2d_weibel_gomez_against_a_hand_computed_value() -> None:
     children, parents, _ = _scene_2d()
     section = SectionModel(method="weibel-gomez")
