@@ -426,7 +426,10 @@ def parent_morphometrics(
                     if len(profiles)
                     else float("nan")
                 )
-            n_v = np.array([abercrombie_density(x, caliper, thickness) for x in n_a])
+            # A parent without profiles has N_V = 0 even when D is unknown (no profile at all).
+            n_v = np.array(
+                [abercrombie_density(x, caliper, thickness) if x > 0 else 0.0 for x in n_a]
+            )
         else:
             fraction = table["child_area_fraction"].to_numpy(dtype=np.float64)
             n_v = np.array(

@@ -115,6 +115,11 @@ def test_tie_goes_to_the_smaller_parent_and_no_children_at_all() -> None:
     assert result.children["parent_id"].tolist() == [2]
     empty = parent_morphometrics(np.zeros_like(parents), parents, (1.0, 1.0, 1.0))
     assert empty.parents["n_children"].tolist() == [0, 0] and empty.children.empty
+    section = parent_morphometrics(
+        np.zeros((4, 8), np.uint8), parents[0], (1.0, 1.0), section=SectionModel(thickness_um=3.0)
+    )
+    assert math.isnan(section.caliper_diameter_um or math.nan)  # no profile to measure D on
+    assert section.parents["child_density_est_per_um3"].tolist() == [0.0, 0.0]
 
 
 # 2D case: pixels 0.5 um; parent 1 a 40 x 40 square (400 um^2) with four 4 x 4 children (4 um^2
