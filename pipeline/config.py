@@ -49,6 +49,9 @@ class ModelConfig:
 
     path: Path | None = None
     unet: Any = None  # pipeline.unet.UNetConfig, built from the section's other keys
+    # auto: pooling and kernels from the voxel size unless unet.pool/kernel are given
+    # (pipeline.anisotropy); off: the isotropic published network whatever the voxel size
+    anisotropy: Literal["auto", "off"] = "auto"
 
 
 @dataclass(frozen=True)
@@ -138,10 +141,16 @@ class PipelineConfig:
         return self.evaluate.boxes or self.data.boxes
 
     def train_config(self, voxel_size: tuple[float, ...]) -> Any:
-        """The :class:`pipeline.training.TrainConfig` for this run."""
+        """The :class:`pipeline.training.TrainConfig` for this run (U-Net pooling and default
+        patch chosen for the voxel size unless ``model.anisotropy`` is off or they are given)."""
+        from pipeline.anisotropy import unet_and_patch_for_voxel_size
         from pipeline.training import TrainConfig
 
-        return TrainConfig(unet=self.model.unet, voxel_size=voxel_size, **self.training)
+        unet, training = unet_and_patch_for_voxel_size(
+            self.model.unet, self.training, voxel_size,
+            TrainConfig(unet=self.model.unet).patch_shape, self.model.anisotropy,
+        )  # fmt: skip
+        return TrainConfig(unet=unet, voxel_size=voxel_size, **training)
 
     def parameters(self) -> dict[str, Any]:
         """The whole configuration as plain JSON-able data (for the manifest)."""
@@ -317,10 +326,13 @@ def _model_section(values: Any, where: _Where, base: Path) -> ModelConfig:
         values = {}
     if not isinstance(values, Mapping):
         raise where.error(f"expected a table of keys, got {values!r}")
-    rest = {k: v for k, v in values.items() if k != "path"}
+    rest = {k: v for k, v in values.items() if k not in ("path", "anisotropy")}
     path = _convert(values["path"], Path, where.child("path"), base) if "path" in values else None
+    anisotropy = _convert(
+        values.get("anisotropy", "auto"), Literal["auto", "off"], where.child("anisotropy"), base
+    )
     unet = build_dataclass(UNetConfig, rest, where, base)
-    return ModelConfig(path=path, unet=unet)
+    return ModelConfig(path=path, unet=unet, anisotropy=anisotropy)
 
 
 def _training_section(values: Any, where: _Where, base: Path) -> dict[str, Any]:

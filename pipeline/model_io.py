@@ -5,6 +5,11 @@ A model file is a ``torch.save`` dict of plain values and tensors, loaded with
 ``clamp_nm`` (the distance head predicts distance / clamp_nm) and the training patch shape, and
 after training ``segment_params`` (:class:`pipeline.segment_params.SegmentParams` as a dict: the
 seeded-watershed settings fitted on the validation boxes, which segmentation uses by default).
+``normalisation`` (a :class:`pipeline.normalise.Normalisation` as plain values) says how to
+normalise a volume before applying the model; files written before it existed hold only ``mean``
+and ``std`` and load as ``meanstd`` with those values, as they were used. Newer files keep
+``mean`` and ``std`` too (for a percentile model: the training image's low percentile and
+high - low), so that older code reading them applies the training image's map as it used to.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import Any
 import torch
 
 from pipeline.errors import InvalidInputError
+from pipeline.normalise import Normalisation
 from pipeline.segment_params import SegmentParams
 from pipeline.targets import DEFAULT_CLAMP_NM
 from pipeline.torch_setup import choose_device
@@ -29,7 +35,10 @@ SEGMENT_FIT_KEY = "segment_fit"
 
 @dataclass
 class LoadedModel:
-    """A U-Net in eval mode on its device, with its normalisation and voxel size (nm)."""
+    """A U-Net in eval mode on its device, with its normalisation and voxel size (nm).
+
+    ``mean`` and ``std`` are the file's legacy values; apply ``normalisation`` instead.
+    """
 
     model: UNet
     config: UNetConfig
@@ -38,6 +47,7 @@ class LoadedModel:
     voxel_size: tuple[float, ...]
     metadata: dict[str, Any]
     device: torch.device
+    normalisation: Normalisation
     path: Path | None = field(default=None)
 
     @property
@@ -56,22 +66,47 @@ def _segment_params(metadata: dict[str, Any]) -> SegmentParams | None:
     return None if recorded is None else SegmentParams.from_dict(recorded)
 
 
+def _legacy_mean_std(
+    mean: float | None, std: float | None, normalisation: Normalisation | None
+) -> tuple[float, float, Normalisation]:
+    """``mean``/``std`` for the file (what older readers apply) and the normalisation."""
+    if normalisation is None:
+        if mean is None or std is None:
+            raise InvalidInputError("a model file needs a normalisation (or a mean and std)")
+        normalisation = Normalisation.mean_std(mean, std)
+    if normalisation.values is None:
+        raise InvalidInputError("the model's normalisation has no training-image values")
+    first, second = normalisation.values
+    legacy = (first, second) if normalisation.method == "meanstd" else (first, second - first)
+    if mean is None or std is None:
+        mean, std = legacy
+    if not std > 0:
+        raise InvalidInputError("normalisation std must be positive")
+    return float(mean), float(std), normalisation
+
+
 def model_payload(
     model: UNet,
     *,
-    mean: float,
-    std: float,
+    mean: float | None = None,
+    std: float | None = None,
+    normalisation: Normalisation | None = None,
     voxel_size: tuple[float, ...],
     metadata: dict[str, Any],
 ) -> dict[str, Any]:
-    """The dict a model file holds (also embedded in training checkpoints)."""
+    """The dict a model file holds (also embedded in training checkpoints).
+
+    Give ``normalisation``, or only ``mean`` and ``std`` (a fixed ``meanstd`` normalisation).
+    """
+    mean, std, normalisation = _legacy_mean_std(mean, std, normalisation)
     return {
         "format": MODEL_FORMAT,
         "version": MODEL_FORMAT_VERSION,
         "config": model.config.to_dict(),
         "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
-        "mean": float(mean),
-        "std": float(std),
+        "mean": mean,
+        "std": std,
+        "normalisation": normalisation.to_dict(),
         "voxel_size": [float(v) for v in voxel_size],
         "metadata": dict(metadata),
     }
@@ -81,15 +116,21 @@ def save_model(
     path: Path,
     model: UNet,
     *,
-    mean: float,
-    std: float,
+    mean: float | None = None,
+    std: float | None = None,
+    normalisation: Normalisation | None = None,
     voxel_size: tuple[float, ...],
     metadata: dict[str, Any],
 ) -> None:
     """Write a model file atomically (a temporary file renamed into place)."""
-    if std <= 0:
-        raise InvalidInputError("normalisation std must be positive")
-    payload = model_payload(model, mean=mean, std=std, voxel_size=voxel_size, metadata=metadata)
+    payload = model_payload(
+        model,
+        mean=mean,
+        std=std,
+        normalisation=normalisation,
+        voxel_size=voxel_size,
+        metadata=metadata,
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     torch.save(payload, tmp)
@@ -144,13 +185,28 @@ def load_model(path: Path, device: str = "auto") -> LoadedModel:
     payload = _read_payload(path)
     target = choose_device(device)
     model = model_from_payload(payload, target).eval()
+    mean, std = float(payload["mean"]), float(payload["std"])
     return LoadedModel(
         model=model,
         config=model.config,
-        mean=float(payload["mean"]),
-        std=float(payload["std"]),
+        mean=mean,
+        std=std,
         voxel_size=tuple(float(v) for v in payload["voxel_size"]),
         metadata=dict(payload["metadata"]),
         device=target,
+        normalisation=payload_normalisation(payload, path.name),
         path=path,
     )
+
+
+def payload_normalisation(payload: dict[str, Any], name: str = "model") -> Normalisation:
+    """The model's normalisation; ``meanstd`` with the stored values for older files."""
+    stored = payload.get("normalisation")
+    if stored is None:
+        return Normalisation.mean_std(float(payload["mean"]), float(payload["std"]))
+    if not isinstance(stored, dict):
+        raise InvalidInputError(f"{name}: normalisation is not a table: {stored!r}")
+    try:
+        return Normalisation.from_dict(stored)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"{name}: unreadable normalisation {stored!r}: {exc}")

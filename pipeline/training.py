@@ -21,6 +21,14 @@ to zero by the last epoch; at a constant 3e-3 the validation loss of a small net
 until the end, and the epoch that happened to be best varied a lot between seeds). ``best.pt`` (a
 model file) holds the best weights, ``last.pt`` everything needed to resume (weights, optimiser,
 history, random states).
+
+Each training image is normalised by its own robust intensity range (``normalisation``, default
+the 1st and 99.8th percentiles to 0 and 1, see :mod:`pipeline.normalise`), as prediction will
+normalise each volume it is applied to; the model file records the method and percentiles.
+``normalisation: {method: meanstd}`` restores the former single mean and std over the boxes.
+Augmentation (``augment``, settings in ``augmentation``) adds intensity changes (gamma, contrast
+and brightness, noise, blur) to the mirrors and rotations, so that a model holds on a session
+with other contrast and noise.
 """
 
 from __future__ import annotations
@@ -42,6 +50,7 @@ from pipeline.augment import AugmentConfig, augment_sample
 from pipeline.blocks import ReadableArray
 from pipeline.errors import InvalidInputError
 from pipeline.model_io import model_from_payload, model_payload, save_model
+from pipeline.normalise import Normalisation, Scaling
 from pipeline.patches import (
     PreparedBox,
     Sample,
@@ -104,6 +113,8 @@ class TrainConfig:
     max_val_patches: int = 32
     seed: int = 0
     augment: bool = True
+    augmentation: AugmentConfig = field(default_factory=AugmentConfig)
+    normalisation: Normalisation = field(default_factory=Normalisation)
     clamp_nm: float | Literal["auto"] = "auto"  # auto: derived from the ground truth's objects
     contact_weight: float = 0.0
     contact_nm: float = 1000.0
@@ -133,6 +144,10 @@ class TrainConfig:
         values = dict(data)
         if "unet" in values:
             values["unet"] = UNetConfig.from_dict(dict(values["unet"]))
+        if isinstance(values.get("augmentation"), Mapping):
+            values["augmentation"] = AugmentConfig.from_dict(values["augmentation"])
+        if isinstance(values.get("normalisation"), Mapping):
+            values["normalisation"] = Normalisation.from_dict(values["normalisation"])
         for key in ("patch_shape", "voxel_size"):
             if values.get(key) is not None:
                 values[key] = tuple(values[key])
@@ -263,6 +278,28 @@ def image_statistics(boxes: Sequence[TrainingBox]) -> tuple[float, float]:
     mean = total / count
     std = math.sqrt(max(squares / count - mean * mean, 0.0))
     return mean, std if std > 0 else 1.0
+
+
+def image_scalings(
+    boxes: Sequence[TrainingBox], normalisation: Normalisation
+) -> tuple[Normalisation, dict[int, Scaling]]:
+    """The model's normalisation (with the training image's values) and each image's map.
+
+    Maps are keyed by ``id(image)``: boxes of one image share it. ``percentile``: every image by
+    its own range; the recorded values are the first box's image's (low, high). ``meanstd``
+    without values: one mean and std over all boxes, as before percentiles.
+    """
+    if normalisation.method == "meanstd":
+        mean, std = normalisation.values or image_statistics(boxes)
+        fixed = replace(normalisation, values=(mean, std))
+        return fixed, {id(b.image): Scaling(mean, std) for b in boxes}
+    scalings: dict[int, Scaling] = {}
+    for box in boxes:
+        if id(box.image) not in scalings:
+            scalings[id(box.image)] = normalisation.scaling(box.image)
+    first = scalings[id(boxes[0].image)]
+    values = (first.offset, first.offset + first.scale)
+    return replace(normalisation, values=values), scalings
 
 
 def contact_weights(
@@ -431,7 +468,9 @@ class Trainer:
         self.out_dir = out_dir
         self.margin = config.unet.margin
         train_boxes, val_boxes = split_boxes(boxes, config.val_fraction, config.seed)
-        self.mean, self.std = image_statistics([*train_boxes, *val_boxes])
+        self.normalisation, self.scalings = image_scalings(
+            [*train_boxes, *val_boxes], config.normalisation
+        )
         self.train_boxes = [prepare_box(b, config) for b in train_boxes]
         self.val_boxes = [prepare_box(b, config) for b in val_boxes]
         self.kinds = {h.name: h.kind for h in config.unet.heads}
@@ -453,7 +492,7 @@ class Trainer:
         self.rng = np.random.default_rng(config.seed)
         volumes = np.array([math.prod(b.shape) for b in self.train_boxes], dtype=np.float64)
         self.box_probability = volumes / volumes.sum()
-        self.augment = AugmentConfig() if config.augment else None
+        self.augment = config.augmentation if config.augment else None
         self.val_windows = self._validation_windows()
         self.state = _State()
 
@@ -468,8 +507,15 @@ class Trainer:
             windows = [windows[int(i)] for i in keep]
         return windows
 
+    def scaling(self, box: PreparedBox) -> Scaling:
+        """The intensity map of the box's image."""
+        return self.scalings[id(box.image)]
+
     def _sample(self, box: PreparedBox, start: tuple[int, ...], augment: bool) -> Sample:
-        sample = extract_sample(box, start, self.output_shape, self.margin, self.mean, self.std)
+        scaling = self.scaling(box)
+        sample = extract_sample(
+            box, start, self.output_shape, self.margin, scaling.offset, scaling.scale
+        )
         if not augment or self.augment is None:
             return sample
         names = list(sample.targets)
@@ -549,8 +595,7 @@ class Trainer:
         save_model(
             path,
             self.model,
-            mean=self.mean,
-            std=self.std,
+            normalisation=self.normalisation,
             voxel_size=tuple(self.config.voxel_size),
             metadata=self.model_metadata(),
         )
@@ -561,8 +606,7 @@ class Trainer:
             "checkpoint_version": CHECKPOINT_VERSION,
             "model": model_payload(
                 self.model,
-                mean=self.mean,
-                std=self.std,
+                normalisation=self.normalisation,
                 voxel_size=tuple(self.config.voxel_size),
                 metadata=self.model_metadata(),
             ),

@@ -8,7 +8,7 @@ from typing import Any
 
 from pipeline.config import STEPS
 from pipeline.errors import InvalidInputError
-from pipeline.progress import tqdm_progress
+from pipeline.progress import PIPELINE_STAGE_UNITS, tqdm_progress
 
 
 def parse_steps(text: str | None) -> list[str] | None:
@@ -42,7 +42,9 @@ def run(args: argparse.Namespace) -> int:
 
     steps = parse_steps(args.steps)
     config = load_config(args.config)
-    result = run_pipeline(config, args.out, steps=steps, progress=tqdm_progress())
+    result = run_pipeline(
+        config, args.out, steps=steps, progress=tqdm_progress("block", PIPELINE_STAGE_UNITS)
+    )
     print(
         f"ran: {', '.join(result.ran) or 'nothing'}; up to date: "
         f"{', '.join(result.skipped) or 'nothing'}"

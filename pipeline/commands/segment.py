@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
             min_seed_voxels=params.min_seed_voxels,
             iou_threshold=args.iou,
             executor=executor,
-            progress=tqdm_progress(),
+            progress=tqdm_progress("block"),
             name=args.name,
         )
     finally:
