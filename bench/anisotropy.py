@@ -1,15 +1,17 @@
 """Isotropic vs anisotropic U-Net pooling on synthetic nuclei with z voxels ``--ratio`` times xy.
 
-    .venv/bin/python bench/anisotropy.py [--ratio 3] [--seeds 1] [--steps 150] [--width 8]
-                                         [--edge 128] [--threads 1]
+    .venv/bin/python bench/anisotropy.py [--ratio 3] [--seeds 1] [--first-seed 0] [--steps 250]
+                                         [--width 4] [--lr 3e-3] [--window-um 6] [--edge 128]
+                                         [--threads 1]
 
 Two synthetic nuclei volumes (``pipeline.synthetic.make_nuclei_volume``, 250 nm isotropic,
 ``--edge`` voxels a side, touching nuclei of ~3 um radius) are subsampled along z by ``--ratio``
 (voxels ``(ratio * 250, 250, 250)`` nm, as a confocal stack). A U-Net is trained briefly on the
 first and applied to the second, once with the published 2x2x2 pooling and 3x3x3 kernels at every
 level (``model.anisotropy: off``) and once with the pooling and kernels chosen from the voxel size
-(``pipeline.anisotropy``: nnU-Net's rule). Each gets the smallest valid patch that covers the
-same physical length along every axis (``--patch-um``), the same steps, learning rate and seed.
+(``pipeline.anisotropy``: nnU-Net's rule). Each gets the smallest valid patch whose output covers
+``--window-um`` along every axis (the loss sees the same tissue per step; the isotropic network
+needs more input context along z for it), the same steps, learning rate and seed.
 Segmentation: seeded watershed with the settings derived from the training ground truth
 (``pipeline.segment_params``). Printed per network: pooling, receptive margin (voxels and um),
 patch, seconds per step, final training loss, the largest predicted distance (seeds need the
@@ -34,7 +36,7 @@ import zarr
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from pipeline.anisotropy import anisotropic_patch_shape, anisotropic_unet_config  # noqa: E402
+from pipeline.anisotropy import anisotropic_unet_config  # noqa: E402
 from pipeline.evaluation import detection_scores, match_objects  # noqa: E402
 from pipeline.model_io import load_model  # noqa: E402
 from pipeline.predict import predict_volume  # noqa: E402
@@ -60,7 +62,7 @@ def volume(edge: int, ratio: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def object_f1(distance: np.ndarray, labels: np.ndarray, params: SegmentParams,
-              voxel: tuple[float, ...]) -> float:  # fmt: skip
+              voxel: tuple[float, ...]) -> tuple[float, int]:  # fmt: skip
     segmented = seeded_watershed(
         distance,
         seed_threshold=params.seed_threshold_nm,
@@ -68,7 +70,8 @@ def object_f1(distance: np.ndarray, labels: np.ndarray, params: SegmentParams,
         smooth_sigma=smooth_sigma_voxels(params.smooth_nm, voxel),
     )
     tp = len(match_objects(segmented, labels, 0.5).matched_a)
-    return detection_scores(tp, int(segmented.max()) - tp, int(labels.max()) - tp)[2]
+    f1 = detection_scores(tp, int(segmented.max()) - tp, int(labels.max()) - tp)[2]
+    return f1, int(segmented.max())
 
 
 def run_one(
@@ -76,8 +79,9 @@ def run_one(
     train_volume: tuple[np.ndarray, np.ndarray], test_volume: tuple[np.ndarray, np.ndarray],
     params: SegmentParams, seed: int, work: Path,
 ) -> dict[str, object]:  # fmt: skip
-    reference = [math.ceil(args.patch_um * 1000.0 / XY_NM)] * 3
-    patch = anisotropic_patch_shape(unet, voxel, reference)
+    # The same physical output window for both (the loss sees the same tissue per step).
+    window = tuple(math.ceil(args.window_um * 1000.0 / v) for v in voxel)
+    patch = unet.valid_input_shape(window)
     steps_per_epoch = max(1, args.steps // 5)
     config = TrainConfig(
         unet=unet, patch_shape=patch, voxel_size=voxel, batch_size=2, lr=args.lr,
@@ -98,6 +102,7 @@ def run_one(
     predicted = predict_volume(model, test_image, out / "prediction", num_threads=args.threads)
     distance = np.asarray(zarr.open_array(str(predicted.distance_path / "s0"), mode="r")[:])
     margin = unet.margin
+    f1, objects = object_f1(distance, test_labels, params, voxel)
     return {
         "network": name,
         "pool": "/".join("".join(map(str, p)) for p in unet.pools),
@@ -106,7 +111,8 @@ def run_one(
         "patch": "x".join(map(str, patch)),
         "s_per_step": seconds / (config.max_epochs * steps_per_epoch),
         "loss": last_loss,
-        "f1": object_f1(distance, test_labels, params, voxel),
+        "f1": f1,
+        "objects": objects,
         "max_nm": float(distance.max()),
     }
 
@@ -115,11 +121,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ratio", type=int, default=3, help="z voxel / xy voxel (default 3)")
     parser.add_argument("--seeds", type=int, default=1, help="training seeds (default 1)")
-    parser.add_argument("--steps", type=int, default=150, help="training steps (default 150)")
-    parser.add_argument("--width", type=int, default=8, help="U-Net width (default 8)")
+    parser.add_argument("--first-seed", type=int, default=0, help="first training seed")
+    parser.add_argument("--steps", type=int, default=250, help="training steps (default 250)")
+    parser.add_argument("--width", type=int, default=4, help="U-Net width (default 4)")
     parser.add_argument("--edge", type=int, default=128, help="isotropic edge before subsampling")
-    parser.add_argument("--patch-um", type=float, default=17.0, help="patch length (um)")
-    parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    parser.add_argument("--window-um", type=float, default=6.0, help="output window (um)")
+    parser.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     args = parser.parse_args()
     voxel = (args.ratio * XY_NM, XY_NM, XY_NM)
@@ -127,7 +134,7 @@ def main() -> None:
     test_volume = volume(args.edge, args.ratio, seed=101)
     params = derive_segment_params([train_volume[1]], voxel)
     _, truth = instance_targets(test_volume[1], voxel, params.clamp_nm)
-    ceiling = object_f1(truth, test_volume[1], params, voxel)
+    ceiling, _ = object_f1(truth, test_volume[1], params, voxel)
     print(
         f"z:xy {args.ratio}, voxels {voxel} nm, train/test {train_volume[0].shape} with "
         f"{int(train_volume[1].max())}/{int(test_volume[1].max())} nuclei, {args.steps} steps, "
@@ -141,7 +148,7 @@ def main() -> None:
     }
     rows: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             for name, unet in networks.items():
                 row = run_one(name, unet, args, voxel, train_volume, test_volume, params, seed,
                               Path(tmp))  # fmt: skip
@@ -151,7 +158,8 @@ def main() -> None:
                     f"  seed {seed} {name:11s} pool {row['pool']:11s} margin {row['margin']:8s} "
                     f"({row['margin_um']} um) patch {row['patch']:10s} "
                     f"{row['s_per_step']:.2f} s/step loss {row['loss']:.3f} "
-                    f"max distance {row['max_nm']:.0f} nm F1 {row['f1']:.3f}",
+                    f"max distance {row['max_nm']:.0f} nm, {row['objects']} objects, "
+                    f"F1 {row['f1']:.3f}",
                     flush=True,
                 )
     print("\nnetwork      F1 mean  F1 min  s/step")
