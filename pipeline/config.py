@@ -67,9 +67,19 @@ class PredictConfig:
 
 @dataclass(frozen=True)
 class SegmentConfig:
-    seed_threshold: float = 705.6  # nm: seeds where the distance exceeds this
-    min_seed_voxels: int = 0  # drop smaller seeds (noise maxima); 0 keeps all, as published
-    smooth_nm: float = 0.0  # Gaussian sigma (nm) on the distance before seeding; 0: off
+    """Seeded watershed settings: a preset, optionally with single values overridden.
+
+    ``preset: auto`` uses the settings fitted after training and recorded in the model file,
+    else derives them from the ground truth's object size (``evaluate``/``data`` labels and
+    boxes), else falls back to ``xray-nuclei`` (the published 705.6 nm seeds, no smoothing, no
+    minimum seed) with a note; a preset name selects it. ``seed_threshold``, ``smooth_nm`` and
+    ``min_seed_voxels`` override the preset's value when given.
+    """
+
+    preset: str = "auto"  # auto, or a named preset (pipeline.segment_params.PRESETS)
+    seed_threshold: float | None = None  # nm: seeds where the distance exceeds this
+    min_seed_voxels: int | None = None  # drop smaller seeds (noise maxima); 0 keeps all
+    smooth_nm: float | None = None  # Gaussian sigma (nm) on the distance before seeding; 0: off
     iou_threshold: float = 0.75  # merge block segments whose face IoU reaches this
     block: tuple[int, ...] = (128,)
     halo: tuple[int, ...] | None = None  # default: (2 x seed threshold + 4 x smooth_nm) / voxel
@@ -363,6 +373,19 @@ def _check_filter(config: FilterConfig, where: _Where) -> None:
         raise where.error("folds must be >= 1 and min_recall in [0, 1]")
 
 
+def _check_segment(config: SegmentConfig, where: _Where) -> None:
+    from pipeline.segment_params import AUTO, PRESETS
+
+    if config.preset != AUTO and config.preset not in PRESETS:
+        raise where.child("preset").error(
+            f"unknown preset {config.preset!r}; known: {', '.join([AUTO, *sorted(PRESETS)])}"
+        )
+    for name in ("seed_threshold", "min_seed_voxels", "smooth_nm"):
+        value = getattr(config, name)
+        if value is not None and value < 0:
+            raise where.child(name).error("must not be negative")
+
+
 def parse_config(data: Mapping[str, Any], *, base: Path, source: str = "config") -> PipelineConfig:
     """Build and validate a :class:`PipelineConfig` from already-parsed data."""
     top = _Where(source)
@@ -407,6 +430,7 @@ def parse_config(data: Mapping[str, Any], *, base: Path, source: str = "config")
             raise top.child(name).error("values must be positive")
     if min(config.predict.workers, config.predict.batch_size, config.segment.workers) < 1:
         raise top.error("workers and batch_size must be >= 1")
+    _check_segment(config.segment, top.child("segment"))
     if not 0 < config.mesh.simplify_ratio <= 1:
         raise top.child("mesh.simplify_ratio").error("must be in (0, 1]")
     return config

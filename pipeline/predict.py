@@ -12,6 +12,12 @@ share a chunk. After a block's data are written, an empty marker file ``done/<in
 it: a rerun (same parameters, checked against ``predict.json``) skips finished blocks. Blocks
 whose region holds no voxel of the optional tissue mask are skipped and read back as the fill
 values (probability 0, distance -clamp).
+
+The input is normalised as the model file says (:mod:`pipeline.normalise`): a percentile model
+maps this volume's own robust intensity range to [0, 1] (so a session three times brighter than
+the training image gives the same inputs); the map is computed once, from a bounded sample of the
+whole volume, before any block, and recorded in ``predict.json``. Older models apply the training
+image's mean and std.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import zarr
 from pipeline.blocks import Block, ReadableArray, iter_blocks, run_blocks
 from pipeline.errors import InvalidInputError
 from pipeline.model_io import LoadedModel, load_model
+from pipeline.normalise import Scaling
 from pipeline.patches import read_normalised
 from pipeline.progress import ProgressCallback, no_progress
 from pipeline.torch_setup import (
@@ -73,6 +80,7 @@ class _Job:
     block_shape: tuple[int, ...]
     compile: bool
     num_threads: int | None
+    scaling: Scaling
 
 
 _MODELS: dict[tuple[str, str, bool], tuple[LoadedModel, torch.nn.Module]] = {}
@@ -109,7 +117,7 @@ def _predict_blocks(job: _Job, blocks: Sequence[Block]) -> int:
             slice(c.start - m, c.start + b + m)
             for c, b, m in zip(block.core, job.block_shape, margin, strict=True)
         )
-        inputs.append(read_normalised(job.image, region, loaded.mean, loaded.std))
+        inputs.append(read_normalised(job.image, region, job.scaling.offset, job.scaling.scale))
     fmt = memory_format(loaded.device, loaded.config.dims)
     batch = torch.from_numpy(np.stack(inputs)[:, None]).to(loaded.device, memory_format=fmt)
     with torch.inference_mode():
@@ -215,6 +223,7 @@ def predict_volume(
     compile: bool = False,
     num_threads: int | None = None,
     device: str = "auto",
+    scaling: Scaling | None = None,
     progress: ProgressCallback = no_progress,
 ) -> PredictResult:
     """Predict probability and distance over ``image`` block by block (see the module doc).
@@ -222,7 +231,9 @@ def predict_volume(
     ``model`` is a loaded model or a model file (a process pool needs a file: each worker loads
     it once). ``image`` is a (z, y, x) or (y, x) array-like or an OME-Zarr path (``level``);
     ``block_shape`` is the output block (default :func:`default_block_shape`); ``voxel_size``
-    (nm) for the output metadata defaults to the OME-Zarr's, else the model's.
+    (nm) for the output metadata defaults to the OME-Zarr's, else the model's. ``scaling``
+    overrides the intensity map the model's normalisation gives for ``image`` (pass the whole
+    volume's when ``image`` is a crop of it).
     """
     if is_forking_pool(executor):
         raise InvalidInputError(
@@ -255,13 +266,16 @@ def predict_volume(
         raise InvalidInputError(
             f"mask shape {tuple(mask.shape)} must be the image's {shape} or coarser"
         )
+    if scaling is None:
+        scaling = loaded.normalisation.scaling(array)
     manifest = {
         "shape": list(shape),
         "block_shape": list(block),
         "voxel_size": [float(v) for v in sizes],
         "model": model_path or "in-memory",
-        "mean": loaded.mean,
-        "std": loaded.std,
+        "normalisation": loaded.normalisation.method,
+        "mean": scaling.offset,  # the map applied: (x - mean) / std
+        "std": scaling.scale,
         "clamp_nm": loaded.clamp_nm,
     }
     out_dir = Path(out_dir)
@@ -290,6 +304,7 @@ def predict_volume(
         block_shape=block,
         compile=compile,
         num_threads=num_threads,
+        scaling=scaling,
     )
     groups = [todo[i : i + max(1, batch_size)] for i in range(0, len(todo), max(1, batch_size))]
     counts = run_blocks(

@@ -226,6 +226,9 @@ class _Run:
             record.metrics.update(
                 {"best_val_loss": float(result.best_val_loss), "epochs": int(result.epochs)}
             )
+            record.metrics.update(
+                fit_and_record(result.best_checkpoint, training_boxes, train_config, self.progress)
+            )
 
         self.execute("train", parts, [model_dir], body)
         if "best_checkpoint" not in self.manifest.step("train").outputs:
@@ -281,10 +284,40 @@ class _Run:
 
         self.execute("predict", parts, [out], body)
 
+    def segment_params(self) -> Any:
+        """The seeded-watershed settings: see :class:`pipeline.config.SegmentConfig`."""
+        from pipeline.model_io import model_segment_params
+        from pipeline.segment_params import choose_segment_params, derive_segment_params
+
+        config = self.config.segment
+        model = self.model_path()
+        gt, boxes = self.gt, self.gt_boxes
+
+        def derive() -> Any:
+            assert gt is not None
+            labels = [np.asarray(gt.array[box.slices()]) for box in boxes]
+            return derive_segment_params(labels, self.voxel_size)
+
+        return choose_segment_params(
+            config.preset,
+            model=model_segment_params(model) if model.is_file() else None,
+            model_name=f"model {model.name}",
+            derive=derive if gt is not None else None,
+            seed_threshold_nm=config.seed_threshold,
+            smooth_nm=config.smooth_nm,
+            min_seed_voxels=config.min_seed_voxels,
+        )
+
     def segment(self) -> None:
         config = self.config
         out = self.out / SEGMENTATION_NAME
-        parts = {"predict": self.keys["predict"], "segment": to_plain(config.segment)}
+        chosen = self.segment_params()
+        params = chosen.params
+        parts = {
+            "predict": self.keys["predict"],
+            "segment": to_plain(config.segment),
+            "params": params.to_dict(),
+        }
 
         def body(record: Any, resume: bool) -> None:
             from pipeline.segment import segment_volume
@@ -303,9 +336,9 @@ class _Run:
                     block_shape=_per_axis(config.segment.block, self.ndim, "segment.block"),
                     halo=None if halo is None else _per_axis(halo, self.ndim, "segment.halo"),
                     voxel_size=self.voxel_size,
-                    seed_threshold=config.segment.seed_threshold,
-                    min_seed_voxels=config.segment.min_seed_voxels,
-                    smooth_nm=config.segment.smooth_nm,
+                    seed_threshold=params.seed_threshold_nm,
+                    min_seed_voxels=params.min_seed_voxels,
+                    smooth_nm=params.smooth_nm,
                     iou_threshold=config.segment.iou_threshold,
                     executor=executor,
                     progress=self.progress,
@@ -318,6 +351,7 @@ class _Run:
                     "objects": result.n_objects,
                     "block_segments": result.n_segments,
                     "merged": result.n_merged,
+                    "params": chosen.to_dict(),
                 }
             )
 
@@ -472,6 +506,18 @@ class _Run:
             )
 
         self.execute("evaluate", parts, [out], body)
+
+
+def fit_and_record(
+    model_path: Path, boxes: Sequence[Any], train_config: Any, progress: ProgressCallback
+) -> dict[str, Any]:
+    """Fit the segmentation settings on the validation boxes, record them in the model file and
+    write the table of tried values next to it; returns what the manifest keeps."""
+    from pipeline.segment_fit import FIT_TABLE_NAME, fit_model_segment_params, write_fit_table
+
+    fit = fit_model_segment_params(model_path, boxes, train_config, progress=progress)
+    write_fit_table(fit, model_path.parent / FIT_TABLE_NAME)
+    return {"segment_params": fit.params.to_dict(), "segment_fit": fit.to_dict()}
 
 
 def default_steps(config: PipelineConfig) -> list[str]:

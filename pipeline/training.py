@@ -4,7 +4,10 @@ Targets per box come from :func:`pipeline.targets.instance_targets`. The loss is
 a class-weighted binary cross-entropy on the logits heads (weights ``N / (2 N_class)`` over all
 boxes, so both classes weigh the same in total) plus the mean squared error of the linear
 ``distance`` head against ``distance / clamp_nm`` (in [-1, 1], so the two terms have comparable
-size; the model file records ``clamp_nm`` to scale predictions back to nm). Only voxels inside the
+size; the model file records ``clamp_nm`` to scale predictions back to nm). ``clamp_nm: auto``
+(the default) takes the clamp from the ground truth's objects (1.5 x their median equivalent
+radius, :func:`pipeline.segment_params.derive_segment_params`): a fixed 4 um clamp leaves small
+objects' distances a sliver of the output range and cuts large ones short. Only voxels inside the
 boxes count. Adam at ``lr``; boxes split 80:20 into training and validation by box (a single box
 is split along its longest axis). Each epoch is ``iterations_per_epoch`` batches of random,
 augmented patches, then the loss over a fixed set of validation windows; training stops after
@@ -18,6 +21,14 @@ to zero by the last epoch; at a constant 3e-3 the validation loss of a small net
 until the end, and the epoch that happened to be best varied a lot between seeds). ``best.pt`` (a
 model file) holds the best weights, ``last.pt`` everything needed to resume (weights, optimiser,
 history, random states).
+
+Each training image is normalised by its own robust intensity range (``normalisation``, default
+the 1st and 99.8th percentiles to 0 and 1, see :mod:`pipeline.normalise`), as prediction will
+normalise each volume it is applied to; the model file records the method and percentiles.
+``normalisation: {method: meanstd}`` restores the former single mean and std over the boxes.
+Augmentation (``augment``, settings in ``augmentation``) adds intensity changes (gamma, contrast
+and brightness, noise, blur) to the mirrors and rotations, so that a model holds on a session
+with other contrast and noise.
 """
 
 from __future__ import annotations
@@ -28,7 +39,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import edt
 import numpy as np
@@ -39,6 +50,7 @@ from pipeline.augment import AugmentConfig, augment_sample
 from pipeline.blocks import ReadableArray
 from pipeline.errors import InvalidInputError
 from pipeline.model_io import model_from_payload, model_payload, save_model
+from pipeline.normalise import Normalisation, Scaling
 from pipeline.patches import (
     PreparedBox,
     Sample,
@@ -48,7 +60,8 @@ from pipeline.patches import (
     tiling_windows,
 )
 from pipeline.progress import ProgressCallback, no_progress
-from pipeline.targets import DEFAULT_CLAMP_NM, instance_targets, separate_touching
+from pipeline.segment_params import derive_segment_params
+from pipeline.targets import instance_targets, separate_touching
 from pipeline.torch_setup import (
     choose_device,
     configure_backends,
@@ -100,7 +113,9 @@ class TrainConfig:
     max_val_patches: int = 32
     seed: int = 0
     augment: bool = True
-    clamp_nm: float = DEFAULT_CLAMP_NM
+    augmentation: AugmentConfig = field(default_factory=AugmentConfig)
+    normalisation: Normalisation = field(default_factory=Normalisation)
+    clamp_nm: float | Literal["auto"] = "auto"  # auto: derived from the ground truth's objects
     contact_weight: float = 0.0
     contact_nm: float = 1000.0
     num_threads: int | None = None
@@ -129,6 +144,10 @@ class TrainConfig:
         values = dict(data)
         if "unet" in values:
             values["unet"] = UNetConfig.from_dict(dict(values["unet"]))
+        if isinstance(values.get("augmentation"), Mapping):
+            values["augmentation"] = AugmentConfig.from_dict(values["augmentation"])
+        if isinstance(values.get("normalisation"), Mapping):
+            values["normalisation"] = Normalisation.from_dict(values["normalisation"])
         for key in ("patch_shape", "voxel_size"):
             if values.get(key) is not None:
                 values[key] = tuple(values[key])
@@ -177,6 +196,8 @@ def check_config(config: TrainConfig) -> tuple[int, ...]:
         raise InvalidInputError("batch_size, iterations_per_epoch and max_epochs must be >= 1")
     if not 0.0 <= config.val_fraction < 1.0 or config.patience < 1 or config.lr <= 0:
         raise InvalidInputError("need 0 <= val_fraction < 1, patience >= 1 and lr > 0")
+    if config.clamp_nm != "auto" and (isinstance(config.clamp_nm, str) or not config.clamp_nm > 0):
+        raise InvalidInputError(f"clamp_nm must be positive (nm) or auto, not {config.clamp_nm!r}")
     if config.contact_weight < 0 or config.contact_nm <= 0:
         raise InvalidInputError("need contact_weight >= 0 and contact_nm > 0")
     if config.warmup_steps < 0 or (
@@ -194,6 +215,18 @@ def check_config(config: TrainConfig) -> tuple[int, ...]:
     if extra_linear:
         raise InvalidInputError(f"no training target for linear heads {extra_linear}")
     return config.unet.output_shape(tuple(config.patch_shape))
+
+
+def resolve_clamp(config: TrainConfig, boxes: Sequence[TrainingBox]) -> TrainConfig:
+    """The config with ``clamp_nm: auto`` replaced by the clamp derived from the boxes' objects."""
+    if not isinstance(config.clamp_nm, str):
+        return config
+    assert config.voxel_size is not None
+    labels = [np.asarray(b.labels[box_region(b.box, b.labels.shape)]) for b in boxes]
+    if not any(a.any() for a in labels):
+        raise InvalidInputError("the ground truth is empty: no object in any box (clamp_nm: auto)")
+    clamp = derive_segment_params(labels, tuple(config.voxel_size)).clamp_nm
+    return replace(config, clamp_nm=clamp)
 
 
 def split_boxes(
@@ -247,6 +280,28 @@ def image_statistics(boxes: Sequence[TrainingBox]) -> tuple[float, float]:
     return mean, std if std > 0 else 1.0
 
 
+def image_scalings(
+    boxes: Sequence[TrainingBox], normalisation: Normalisation
+) -> tuple[Normalisation, dict[int, Scaling]]:
+    """The model's normalisation (with the training image's values) and each image's map.
+
+    Maps are keyed by ``id(image)``: boxes of one image share it. ``percentile``: every image by
+    its own range; the recorded values are the first box's image's (low, high). ``meanstd``
+    without values: one mean and std over all boxes, as before percentiles.
+    """
+    if normalisation.method == "meanstd":
+        mean, std = normalisation.values or image_statistics(boxes)
+        fixed = replace(normalisation, values=(mean, std))
+        return fixed, {id(b.image): Scaling(mean, std) for b in boxes}
+    scalings: dict[int, Scaling] = {}
+    for box in boxes:
+        if id(box.image) not in scalings:
+            scalings[id(box.image)] = normalisation.scaling(box.image)
+    first = scalings[id(boxes[0].image)]
+    values = (first.offset, first.offset + first.scale)
+    return replace(normalisation, values=values), scalings
+
+
 def contact_weights(
     labels: np.ndarray, voxel_size: tuple[float, ...], weight: float, radius_nm: float
 ) -> np.ndarray:
@@ -275,15 +330,16 @@ def prepare_box(box: TrainingBox, config: TrainConfig) -> PreparedBox:
         )
     region = box_region(box.box, box.image.shape)
     assert config.voxel_size is not None
+    clamp = float(resolve_clamp(config, [box]).clamp_nm)  # Trainer resolves over all boxes
     foreground, distance = instance_targets(
-        np.asarray(box.labels[region]), tuple(config.voxel_size), config.clamp_nm
+        np.asarray(box.labels[region]), tuple(config.voxel_size), clamp
     )
     targets: dict[str, np.ndarray] = {}
     for head in config.unet.heads:
         if head.name == PROBABILITY_HEAD:
             targets[head.name] = foreground
         elif head.name == DISTANCE_HEAD:
-            targets[head.name] = distance / np.float32(config.clamp_nm)
+            targets[head.name] = distance / np.float32(clamp)
         else:
             if box.semantic is None or head.name not in box.semantic:
                 raise InvalidInputError(f"box {box.name}: no mask for head {head.name!r}")
@@ -407,11 +463,14 @@ class Trainer:
 
     def __init__(self, boxes: Sequence[TrainingBox], config: TrainConfig, out_dir: Path) -> None:
         self.output_shape = check_config(config)
+        config = resolve_clamp(config, boxes)
         self.config = config
         self.out_dir = out_dir
         self.margin = config.unet.margin
         train_boxes, val_boxes = split_boxes(boxes, config.val_fraction, config.seed)
-        self.mean, self.std = image_statistics([*train_boxes, *val_boxes])
+        self.normalisation, self.scalings = image_scalings(
+            [*train_boxes, *val_boxes], config.normalisation
+        )
         self.train_boxes = [prepare_box(b, config) for b in train_boxes]
         self.val_boxes = [prepare_box(b, config) for b in val_boxes]
         self.kinds = {h.name: h.kind for h in config.unet.heads}
@@ -433,7 +492,7 @@ class Trainer:
         self.rng = np.random.default_rng(config.seed)
         volumes = np.array([math.prod(b.shape) for b in self.train_boxes], dtype=np.float64)
         self.box_probability = volumes / volumes.sum()
-        self.augment = AugmentConfig() if config.augment else None
+        self.augment = config.augmentation if config.augment else None
         self.val_windows = self._validation_windows()
         self.state = _State()
 
@@ -448,8 +507,15 @@ class Trainer:
             windows = [windows[int(i)] for i in keep]
         return windows
 
+    def scaling(self, box: PreparedBox) -> Scaling:
+        """The intensity map of the box's image."""
+        return self.scalings[id(box.image)]
+
     def _sample(self, box: PreparedBox, start: tuple[int, ...], augment: bool) -> Sample:
-        sample = extract_sample(box, start, self.output_shape, self.margin, self.mean, self.std)
+        scaling = self.scaling(box)
+        sample = extract_sample(
+            box, start, self.output_shape, self.margin, scaling.offset, scaling.scale
+        )
         if not augment or self.augment is None:
             return sample
         names = list(sample.targets)
@@ -529,8 +595,7 @@ class Trainer:
         save_model(
             path,
             self.model,
-            mean=self.mean,
-            std=self.std,
+            normalisation=self.normalisation,
             voxel_size=tuple(self.config.voxel_size),
             metadata=self.model_metadata(),
         )
@@ -541,8 +606,7 @@ class Trainer:
             "checkpoint_version": CHECKPOINT_VERSION,
             "model": model_payload(
                 self.model,
-                mean=self.mean,
-                std=self.std,
+                normalisation=self.normalisation,
                 voxel_size=tuple(self.config.voxel_size),
                 metadata=self.model_metadata(),
             ),

@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidInputError(
             "the voxel size is unknown (.npy input): give --voxel-size in nm, or --margin-um 0"
         )
-    bar = tqdm_progress()
+    bar = tqdm_progress("box")
 
     def progress(stage: str, done: int, total: int) -> None:
         bar(stage, done, total)

@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
             compile=args.compile,
             num_threads=threads,
             device=args.device,
-            progress=tqdm_progress(),
+            progress=tqdm_progress("batch"),
         )
     finally:
         if executor is not None:

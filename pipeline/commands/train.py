@@ -51,7 +51,7 @@ def read_boxes(path: Path, shape: tuple[int, ...]) -> list[tuple[str, tuple[int,
 
 def run(args: argparse.Namespace) -> int:
     from pipeline.config import load_config
-    from pipeline.progress import tqdm_progress
+    from pipeline.progress import PIPELINE_STAGE_UNITS, tqdm_progress
     from pipeline.training import TrainingBox, train
     from pipeline.volumes import open_volume
 
@@ -79,17 +79,25 @@ def run(args: argparse.Namespace) -> int:
     ):
         raise InvalidInputError("empty ground truth: no labelled voxel in any box")
     out = Path(args.out) if args.out else (config.out or Path(".")) / "model"
+    training_boxes = [TrainingBox(image, labels, box, name) for name, box in boxes]
+    train_config = config.train_config(tuple(voxel_size))
     result = train(
-        [TrainingBox(image, labels, box, name) for name, box in boxes],
-        config.train_config(tuple(voxel_size)),
-        out,
-        resume=args.resume,
-        progress=tqdm_progress(),
+        training_boxes, train_config, out, resume=args.resume, progress=tqdm_progress("step")
     )
     print(
         f"{result.epochs} epochs, best validation loss {result.best_val_loss:.4g}; "
         f"model {result.best_checkpoint}, history {result.history_csv}"
     )
+    from pipeline.commands.run import describe_fit
+    from pipeline.run import fit_and_record
+
+    recorded = fit_and_record(
+        result.best_checkpoint,
+        training_boxes,
+        train_config,
+        tqdm_progress("step", PIPELINE_STAGE_UNITS),
+    )
+    print(describe_fit(recorded["segment_fit"]))
     return 0
 
 

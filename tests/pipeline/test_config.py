@@ -160,6 +160,25 @@ def test_anisotropy_auto_off_or_explicit_pooling(inputs: Path) -> None:
         load_config(write(inputs, "bad.yaml", yaml.safe_dump(data)))
 
 
+def test_normalisation_and_augmentation_settings(inputs: Path) -> None:
+    data = yaml.safe_load(YAML)
+    data["training"]["normalisation"] = {"method": "meanstd"}
+    data["training"]["augmentation"] = {"gamma": [0.5, 2], "blur_probability": 0}
+    config = load_config(write(inputs, "run.yaml", yaml.safe_dump(data)))
+    train_config = config.train_config((200.0, 100.0, 100.0))
+    assert train_config.normalisation.method == "meanstd"
+    assert train_config.augmentation.gamma == (0.5, 2.0)
+    assert train_config.augmentation.blur_probability == 0.0
+    plain = config.parameters()["training"]
+    assert plain["normalisation"]["percentiles"] == [1.0, 99.8]  # JSON-able, defaults filled
+    data["training"]["normalisation"] = {"method": "zscore"}
+    with pytest.raises(InvalidInputError, match=r"training\.normalisation\.method: 'zscore'"):
+        load_config(write(inputs, "bad.yaml", yaml.safe_dump(data)))
+    data["training"]["normalisation"] = {"percentiles": [99, 1]}
+    with pytest.raises(InvalidInputError, match="low < high"):
+        load_config(write(inputs, "bad.yaml", yaml.safe_dump(data)))
+
+
 def test_minimal_config_gets_defaults(inputs: Path) -> None:
     config = load_config(write(inputs, "run.yml", "data:\n  image: image.ome.zarr\n"))
     assert config.model.unet.width == 16 and config.model.unet.depth == 2

@@ -93,8 +93,11 @@ def test_loss_drops_and_best_model_reloads_identically(
 ) -> None:
     trainer = Trainer(_boxes(volume), _config(lr=3e-3, augment=False), tmp_path)
     box = trainer.train_boxes[0]
+    scaling = trainer.scaling(box)
     samples = [
-        extract_sample(box, start, trainer.output_shape, trainer.margin, trainer.mean, trainer.std)
+        extract_sample(
+            box, start, trainer.output_shape, trainer.margin, scaling.offset, scaling.scale
+        )
         for start in ((0, 0, 0), (12, 16, 44))
     ]
     image, targets, mask = trainer.batches.collate(samples)
@@ -109,8 +112,12 @@ def test_loss_drops_and_best_model_reloads_identically(
     assert losses[-1] < min(losses[:20])
     trainer.save_best(tmp_path / "model.pt")
     loaded = load_model(tmp_path / "model.pt", "cpu")
-    assert loaded.mean == pytest.approx(float(volume[0][:, :, :].mean()), rel=1e-6)
-    assert loaded.metadata["clamp_nm"] == 4000.0 and loaded.voxel_size == VOXEL
+    low, high = np.percentile(volume[0], [1.0, 99.8])  # the image is small: no sampling
+    assert loaded.normalisation.method == "percentile"
+    assert loaded.normalisation.values == pytest.approx((low, high), rel=1e-5)
+    assert (loaded.mean, loaded.std) == pytest.approx((low, high - low), rel=1e-5)
+    assert loaded.metadata["clamp_nm"] == trainer.config.clamp_nm and loaded.voxel_size == VOXEL
+    assert 1000.0 < trainer.config.clamp_nm < 8000.0  # auto: 1.5 x the median nucleus radius
     x = torch.randn(1, 1, 52, 52, 52)
     trainer.model.eval()
     with torch.inference_mode():
