@@ -64,6 +64,7 @@ class PredictResult:
     blocks_skipped: int
     blocks_resumed: int = 0
     block_shape: tuple[int, ...] = ()
+    scaling: Scaling | None = None  # the intensity map applied: (x - offset) / scale
 
 
 @dataclass(frozen=True)
@@ -317,4 +318,5 @@ def predict_volume(
         blocks_skipped=skipped,
         blocks_resumed=resumed,
         block_shape=block,
+        scaling=scaling,
     )

@@ -175,7 +175,7 @@ def test_normalisation_and_augmentation_settings(inputs: Path) -> None:
     with pytest.raises(InvalidInputError, match=r"training\.normalisation\.method: 'zscore'"):
         load_config(write(inputs, "bad.yaml", yaml.safe_dump(data)))
     data["training"]["normalisation"] = {"percentiles": [99, 1]}
-    with pytest.raises(InvalidInputError, match="low < high"):
+    with pytest.raises(InvalidInputError, match=r"training\.normalisation: .*low < high"):
         load_config(write(inputs, "bad.yaml", yaml.safe_dump(data)))
 
 
