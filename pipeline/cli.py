@@ -5,6 +5,11 @@ the gallery's cards (one PNG per detection); ``detections`` (a label image's det
 without meshing); ``annotation-points`` (a detections table as Neuroglancer point annotations).
 
 Each subcommand lives in ``pipeline/commands/<name>.py``.
+
+Exit status: 0 success; 2 bad input or configuration, or a training that failed (a
+:class:`~pipeline.errors.PipelineError`, message on stderr); 3 a stage produced nothing (no seed,
+zero objects, an empty table: see :mod:`pipeline.empty_results`) and ``--allow-empty`` was not
+given.
 """
 
 from __future__ import annotations

@@ -11,7 +11,9 @@ Outputs are NGFF 0.5 images ``probability.ome.zarr`` (sigmoid, float32) and
 share a chunk. After a block's data are written, an empty marker file ``done/<index>`` records
 it: a rerun (same parameters, checked against ``predict.json``) skips finished blocks. Blocks
 whose region holds no voxel of the optional tissue mask are skipped and read back as the fill
-values (probability 0, distance -clamp).
+values (probability 0, distance -clamp). The marker holds the block's largest predicted distance
+(nm), so :attr:`PredictResult.distance_max_nm` covers resumed blocks too: a distance map that
+never reaches the seed threshold segments into nothing, and the CLI says so.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class PredictResult:
     blocks_skipped: int
     blocks_resumed: int = 0
     block_shape: tuple[int, ...] = ()
+    distance_max_nm: float = math.nan  # over every predicted block (NaN: none predicted)
 
 
 @dataclass(frozen=True)
@@ -120,8 +123,21 @@ def _predict_blocks(job: _Job, blocks: Sequence[Block]) -> int:
         crop = tuple(slice(0, n) for n in block.core_shape)
         job.probability[block.core] = probability[i][crop]
         job.distance[block.core] = distance[i][crop]
-        (Path(job.done_dir) / str(block.index)).touch()
+        marker = Path(job.done_dir) / str(block.index)
+        marker.write_text(repr(float(distance[i][crop].max())))
     return len(blocks)
+
+
+def recorded_distance_max(done_dir: Path) -> float:
+    """The largest distance the finished blocks' markers record (NaN when none records one;
+    markers of older runs are empty)."""
+    values = []
+    for marker in done_dir.iterdir():
+        try:
+            values.append(float(marker.read_text()))
+        except ValueError:
+            continue
+    return max(values) if values else math.nan
 
 
 def default_block_shape(model: LoadedModel, image_shape: Sequence[int]) -> tuple[int, ...]:
@@ -302,4 +318,5 @@ def predict_volume(
         blocks_skipped=skipped,
         blocks_resumed=resumed,
         block_shape=block,
+        distance_max_nm=recorded_distance_max(done_dir),
     )

@@ -1,4 +1,7 @@
-"""``python -m pipeline segment DISTANCE OUT.zarr``: seeded watershed over a whole distance map."""
+"""``python -m pipeline segment DISTANCE OUT.zarr``: seeded watershed over a whole distance map.
+
+Zero objects is a warning and exit status 3 unless ``--allow-empty``.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.block_merge import DEFAULT_IOU_THRESHOLD
+from pipeline.empty_results import add_allow_empty_argument, report_empty, segment_empty
 from pipeline.errors import InvalidInputError
 from pipeline.progress import tqdm_progress
 from pipeline.segment import segment_volume
@@ -52,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         f"{result.n_objects} objects ({result.n_segments} block segments, "
         f"{result.n_merged} merged across faces) written to {args.out}"
     )
-    return 0
+    return report_empty([segment_empty(result.n_objects)], args.allow_empty)
 
 
 def register(subparsers: Any) -> None:
@@ -84,4 +88,5 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--workers", type=int, default=1, help="processes (default 1)")
     parser.add_argument("--name", default="nuclei", help="label image name")
+    add_allow_empty_argument(parser)
     parser.set_defaults(func=run)
