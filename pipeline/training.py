@@ -478,6 +478,12 @@ def _set_rng_state(rng: np.random.Generator, saved: Mapping[str, Any]) -> None:
     }
 
 
+def _box_labels(box: TrainingBox) -> np.ndarray:
+    """The instance ids inside a box, as integers (segmentation and matching need them)."""
+    labels = np.asarray(box.labels[box_region(box.box, box.image.shape)])
+    return labels if labels.dtype.kind in "iu" else labels.astype(np.int64)
+
+
 class Trainer:
     """One training run: prepared boxes, model, optimiser and the epoch loop."""
 
@@ -499,10 +505,8 @@ class Trainer:
         }
         assert config.voxel_size is not None
         self.voxel_size = tuple(float(v) for v in config.voxel_size)
-        self.val_labels = [
-            np.asarray(b.labels[box_region(b.box, b.image.shape)]) for b in val_boxes
-        ]
-        train_labels = [np.asarray(b.labels[box_region(b.box, b.image.shape)]) for b in train_boxes]
+        self.val_labels = [_box_labels(b) for b in val_boxes]
+        train_labels = [_box_labels(b) for b in train_boxes]
         self.segment_params = validation_params(
             derive_segment_params([*train_labels, *self.val_labels], self.voxel_size),
             config.clamp_nm,
