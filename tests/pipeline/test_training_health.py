@@ -176,3 +176,21 @@ def test_run_manifest_holds_each_epoch_and_a_failed_training_exits_2(
     assert failed["status"] == "failed" and "TrainingFailedError" in failed["error"]
     assert [r["attempt"] for r in failed["metrics"]["history"]] == [0, 0, 1, 1]
     assert not math.isnan(failed["metrics"]["history"][-1]["train_loss"])
+
+
+def test_windows_stitch_into_the_box_and_nan_figures_are_not_judged() -> None:
+    from pipeline.patches import tiling_windows
+    from pipeline.training_health import HeadFigures, health_problems
+    from pipeline.training_validation import BoxCanvas
+
+    truth = np.arange(10 * 7, dtype=np.float32).reshape(10, 7)
+    canvas = BoxCanvas(truth.shape)
+    padded = np.pad(truth, 4, constant_values=-1)
+    for start in tiling_windows(truth.shape, (4, 9)):  # x: one window wider than the box
+        region = tuple(slice(s + 4, s + 4 + n) for s, n in zip(start, (4, 9), strict=True))
+        canvas.paste(start, padded[region])
+    np.testing.assert_array_equal(canvas.array, truth)
+
+    assert health_problems({"training": HeadFigures()}, 100.0, 300.0) == []
+    low = health_problems({"validation": HeadFigures(99.0, 0.5)}, 100.0, 300.0)
+    assert len(low) == 1 and "reached only 99 nm" in low[0] and "validation" in low[0]
