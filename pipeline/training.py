@@ -78,6 +78,7 @@ from pipeline.training_health import (
 )
 from pipeline.training_validation import (
     BoxCanvas,
+    box_context,
     nan_scores,
     score_boxes,
     validation_params,
@@ -511,6 +512,10 @@ class Trainer:
             derive_segment_params([*train_labels, *self.val_labels], self.voxel_size),
             config.clamp_nm,
         )
+        self.val_contexts = [
+            box_context(b.start, b.shape, b.image.shape, self.segment_params, self.voxel_size)
+            for b in self.val_boxes
+        ]
         # Object-level validation needs the distance head and objects in the validation boxes.
         self.use_f1 = (
             config.val_interval > 0
@@ -642,82 +647,76 @@ class Trainer:
         row["val_distance_p99_nm"] = row["val_probability_gap"] = math.nan
         if not self.val_boxes:
             return row
-        loss_windows = set(self.val_windows)
-        if segment:
-            windows = [
-                (i, start)
-                for i, box in enumerate(self.val_boxes)
-                for start in tiling_windows(box.shape, self.output_shape)
-            ]
-        else:
-            windows = list(self.val_windows)
-        canvases = {
-            name: [BoxCanvas(box.shape) for box in self.val_boxes]
-            for name in (DISTANCE_HEAD, PROBABILITY_HEAD)
-            if name in self.kinds
-        }
-        losses: list[float] = []
         self.model.eval()
-        size = self.config.batch_size
         with torch.inference_mode():
-            for first in range(0, len(windows), size):
-                chunk = windows[first : first + size]
-                samples = [self._sample(self.val_boxes[i], start, False) for i, start in chunk]
-                image, targets, mask = self.batches.collate(samples)
-                outputs = self.model(image)
-                for k, window in enumerate(chunk):
-                    if window in loss_windows:
-                        one = slice(k, k + 1)
-                        losses.append(
-                            float(
-                                masked_loss(
-                                    {n: o[one] for n, o in outputs.items()},
-                                    {n: t[one] for n, t in targets.items()},
-                                    mask[one],
-                                    self.kinds,
-                                    self.weights,
-                                )
-                            )
-                        )
-                if segment:
-                    self._paste(canvases, chunk, outputs)
+            row["val_loss"] = self._window_loss()
+            if segment:
+                row.update(self._score(self._predict_contexts()))
         self.model.train()
-        row["val_loss"] = float(np.mean(losses))
-        if segment:
-            row.update(self._score(canvases))
         return row
 
-    def _paste(
-        self,
-        canvases: Mapping[str, list[BoxCanvas]],
-        chunk: Sequence[tuple[int, tuple[int, ...]]],
-        outputs: Mapping[str, torch.Tensor],
-    ) -> None:
-        for name, boxes in canvases.items():
-            values = outputs[name][:, 0].float()
-            if name == DISTANCE_HEAD:
-                values = values * self.config.clamp_nm
-            else:
-                values = torch.sigmoid(values)
-            array = values.cpu().numpy()
-            for k, (i, start) in enumerate(chunk):
-                boxes[i].paste(start, array[k])
+    def _window_loss(self) -> float:
+        total = 0.0
+        size = self.config.batch_size
+        for first in range(0, len(self.val_windows), size):
+            chunk = self.val_windows[first : first + size]
+            samples = [self._sample(self.val_boxes[i], start, False) for i, start in chunk]
+            image, targets, mask = self.batches.collate(samples)
+            loss = masked_loss(self.model(image), targets, mask, self.kinds, self.weights)
+            total += float(loss) * len(chunk)
+        return total / len(self.val_windows)
 
-    def _score(self, canvases: Mapping[str, list[BoxCanvas]]) -> dict[str, float]:
-        """Object scores (when usable) and health figures of the stitched validation boxes."""
+    def _predict_contexts(self) -> dict[str, list[np.ndarray]]:
+        """Distance (nm) and probability over each validation box's region (box plus halo),
+        stitched from the model's output windows."""
+        names = [n for n in (DISTANCE_HEAD, PROBABILITY_HEAD) if n in self.kinds]
+        canvases = {n: [BoxCanvas(c.shape) for c in self.val_contexts] for n in names}
+        windows = [
+            (i, tuple(o + w for o, w in zip(context.offset, start, strict=True)))
+            for i, context in enumerate(self.val_contexts)
+            for start in tiling_windows(context.shape, self.output_shape)
+        ]
+        size = self.config.batch_size
+        for first in range(0, len(windows), size):
+            chunk = windows[first : first + size]
+            samples = [self._sample(self.val_boxes[i], start, False) for i, start in chunk]
+            outputs = self.model(self.batches.tensor([s.image for s in samples]))
+            for name in names:
+                values = outputs[name][:, 0].float()
+                if name == DISTANCE_HEAD:
+                    values = values * self.config.clamp_nm
+                else:
+                    values = torch.sigmoid(values)
+                array = values.cpu().numpy()
+                for k, (i, start) in enumerate(chunk):
+                    region_start = tuple(
+                        w - o for w, o in zip(start, self.val_contexts[i].offset, strict=True)
+                    )
+                    canvases[name][i].paste(region_start, array[k])
+        return {n: [c.array for c in boxes] for n, boxes in canvases.items()}
+
+    def _score(self, maps: Mapping[str, list[np.ndarray]]) -> dict[str, float]:
+        """Object scores (when usable) and health figures of the stitched validation regions."""
         row: dict[str, float] = {}
-        distances = [c.array for c in canvases.get(DISTANCE_HEAD, [])]
-        probabilities = [c.array for c in canvases.get(PROBABILITY_HEAD, [])]
+        inner = [c.inner for c in self.val_contexts]
+        distances = maps.get(DISTANCE_HEAD, [])
+        probabilities = maps.get(PROBABILITY_HEAD, [])
         foreground = np.concatenate([(labels > 0).ravel() for labels in self.val_labels])
         figures = head_figures(
             foreground,
-            np.concatenate([d.ravel() for d in distances]) if distances else None,
-            np.concatenate([p.ravel() for p in probabilities]) if probabilities else None,
+            np.concatenate([d[r].ravel() for d, r in zip(distances, inner, strict=True)])
+            if distances
+            else None,
+            np.concatenate([p[r].ravel() for p, r in zip(probabilities, inner, strict=True)])
+            if probabilities
+            else None,
         )
         row["val_distance_p99_nm"] = figures.distance_p99_nm
         row["val_probability_gap"] = figures.probability_gap
         if self.use_f1:
-            scores = score_boxes(distances, self.val_labels, self.segment_params, self.voxel_size)
+            scores = score_boxes(
+                distances, self.val_labels, self.val_contexts, self.segment_params, self.voxel_size
+            )
             row.update(
                 {
                     "val_f1": scores.f1,

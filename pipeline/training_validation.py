@@ -5,9 +5,11 @@ objects: a distance map a little too low everywhere has a small loss and no seed
 ``val_interval`` epochs the trainer predicts each validation box whole (the model's valid
 outputs stitched over the box), segments it with :func:`pipeline.watershed.seeded_watershed` at
 the settings :func:`pipeline.segment_params.derive_segment_params` scales to the ground truth's
-objects, and matches the objects at IoU >= 0.5 (:mod:`pipeline.evaluation`). Ground truth exists
-only inside the box, so the segmentation is cut at the box as the labels are, and every predicted
-object in it counts.
+objects, and matches the objects at IoU >= 0.5 (:mod:`pipeline.evaluation`). As in the
+published evaluation, the prediction covers the box plus a margin (the segmentation's own halo,
+:func:`pipeline.segment.default_halo`, inside the image): an object cut by the box often has its
+seed outside it, and without the margin it would be missed. Matching is on the box (ground truth
+exists only there); an unmatched predicted object is a false positive only if centred in the box.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from pipeline.evaluation import Box, detection_scores, evaluate_box
+from pipeline.segment import default_halo
 from pipeline.segment_params import SegmentParams, smooth_sigma_voxels
 from pipeline.watershed import seeded_watershed
 
@@ -33,6 +36,40 @@ def validation_params(params: SegmentParams, clamp_nm: float) -> SegmentParams:
     if params.seed_threshold_nm <= ceiling:
         return replace(params, clamp_nm=clamp_nm)
     return replace(params, seed_threshold_nm=ceiling, clamp_nm=clamp_nm)
+
+
+@dataclass(frozen=True)
+class BoxContext:
+    """The region predicted for a validation box: the box plus ``halo``, inside the image."""
+
+    offset: tuple[int, ...]  # region start minus box start (<= 0 on every axis)
+    shape: tuple[int, ...]  # the region's shape
+    box_shape: tuple[int, ...]
+    halo: tuple[int, ...]
+
+    @property
+    def inner(self) -> tuple[slice, ...]:
+        """The box within the region."""
+        return tuple(slice(-o, -o + b) for o, b in zip(self.offset, self.box_shape, strict=True))
+
+
+def box_context(
+    start: Sequence[int],
+    box_shape: Sequence[int],
+    image_shape: Sequence[int],
+    params: SegmentParams,
+    voxel_size: Sequence[float],
+) -> BoxContext:
+    """The box enlarged by the segmentation's halo at ``params``, clipped to the image."""
+    halo = default_halo(params.seed_threshold_nm, voxel_size, len(box_shape), params.smooth_nm)
+    lo = [max(0, s - h) for s, h in zip(start, halo, strict=True)]
+    hi = [min(n, s + b + h) for s, b, h, n in zip(start, box_shape, halo, image_shape, strict=True)]
+    return BoxContext(
+        offset=tuple(a - s for a, s in zip(lo, start, strict=True)),
+        shape=tuple(b - a for a, b in zip(lo, hi, strict=True)),
+        box_shape=tuple(box_shape),
+        halo=tuple(halo),
+    )
 
 
 class BoxCanvas:
@@ -92,15 +129,20 @@ def segment_box(
 def score_boxes(
     distances_nm: Sequence[np.ndarray],
     labels: Sequence[np.ndarray],
+    contexts: Sequence[BoxContext],
     params: SegmentParams,
     voxel_size: Sequence[float],
 ) -> ValidationScores:
-    """Segment each box's distance map and match it to the box's labels (IoU >= 0.5)."""
+    """Segment each box's region (distance map over ``context.shape``) and match it to the
+    box's labels (IoU >= 0.5; see the module docstring)."""
     tp = fp = fn = objects = gt_objects = 0
-    for distance, truth in zip(distances_nm, labels, strict=True):
+    for distance, truth, context in zip(distances_nm, labels, contexts, strict=True):
         pred = segment_box(distance, params, voxel_size)
-        box = Box("validation", (0,) * truth.ndim, tuple(truth.shape))
-        row = evaluate_box(pred, truth, box, margin=(0,) * truth.ndim)
+        known = np.zeros(context.shape, dtype=truth.dtype)
+        known[context.inner] = truth
+        start = tuple(s.start for s in context.inner)
+        box = Box("validation", start, context.box_shape)
+        row = evaluate_box(pred, known, box, margin=context.halo)
         tp, fp, fn = tp + row["tp"], fp + row["fp"], fn + row["fn"]
         objects += row["n_pred"]
         gt_objects += row["n_gt"]
