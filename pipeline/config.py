@@ -130,6 +130,8 @@ class PipelineConfig:
     filter: FilterConfig = field(default_factory=FilterConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     out: Path | None = None  # default output directory
+    # A step that produces nothing (no seed, zero objects) is expected: `run` exits 0, not 3.
+    allow_empty: bool = False
     source: Path | None = None  # the file this was loaded from
 
     @property
@@ -407,6 +409,8 @@ def parse_config(data: Mapping[str, Any], *, base: Path, source: str = "config")
             sections[name] = _training_section(data[name], where, base)
         elif name == "out":
             sections[name] = _convert(data[name], Path, where, base)
+        elif name == "allow_empty":
+            sections[name] = _convert(data[name], bool, where, base)
         else:
             hint = typing.get_type_hints(PipelineConfig)[name]
             sections[name] = build_dataclass(hint, data[name], where, base)

@@ -18,6 +18,10 @@ maps this volume's own robust intensity range to [0, 1] (so a session three time
 the training image gives the same inputs); the map is computed once, from a bounded sample of the
 whole volume, before any block, and recorded in ``predict.json``. Older models apply the training
 image's mean and std.
+
+values (probability 0, distance -clamp). The marker holds the block's largest predicted distance
+(nm), so :attr:`PredictResult.distance_max_nm` covers resumed blocks too: a distance map that
+never reaches the seed threshold segments into nothing, and the CLI says so.
 """
 
 from __future__ import annotations
@@ -65,6 +69,7 @@ class PredictResult:
     blocks_resumed: int = 0
     block_shape: tuple[int, ...] = ()
     scaling: Scaling | None = None  # the intensity map applied: (x - offset) / scale
+    distance_max_nm: float = math.nan  # over every predicted block (NaN: none predicted)
 
 
 @dataclass(frozen=True)
@@ -129,8 +134,21 @@ def _predict_blocks(job: _Job, blocks: Sequence[Block]) -> int:
         crop = tuple(slice(0, n) for n in block.core_shape)
         job.probability[block.core] = probability[i][crop]
         job.distance[block.core] = distance[i][crop]
-        (Path(job.done_dir) / str(block.index)).touch()
+        marker = Path(job.done_dir) / str(block.index)
+        marker.write_text(repr(float(distance[i][crop].max())))
     return len(blocks)
+
+
+def recorded_distance_max(done_dir: Path) -> float:
+    """The largest distance the finished blocks' markers record (NaN when none records one;
+    markers of older runs are empty)."""
+    values = []
+    for marker in done_dir.iterdir():
+        try:
+            values.append(float(marker.read_text()))
+        except ValueError:
+            continue
+    return max(values) if values else math.nan
 
 
 def default_block_shape(model: LoadedModel, image_shape: Sequence[int]) -> tuple[int, ...]:
@@ -319,4 +337,5 @@ def predict_volume(
         blocks_resumed=resumed,
         block_shape=block,
         scaling=scaling,
+        distance_max_nm=recorded_distance_max(done_dir),
     )

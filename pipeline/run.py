@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -34,6 +34,9 @@ from pipeline.manifest import Manifest, StepTimer, code_version, digest_of, envi
 from pipeline.measure import DETECTIONS_NAME, MESHES_DIR, FilteredLabels, measure_labels
 from pipeline.progress import ProgressCallback, no_progress
 from pipeline.volumes import Volume, open_volume
+
+if TYPE_CHECKING:
+    from pipeline.training import TrainResult
 
 MODEL_DIR = "model"
 PREDICTION_DIR = "prediction"
@@ -87,6 +90,30 @@ def _check_ground_truth(labels: Volume, image: Volume, boxes: list[Any], what: s
         )
     if not any(np.any(np.asarray(labels.array[box.slices()])) for box in boxes):
         raise InvalidInputError(f"empty ground truth: no labelled voxel of {what} in any box")
+
+
+def _finite_or_none(value: float) -> float | None:
+    """JSON has no NaN: an unmeasured figure is null."""
+    return float(value) if math.isfinite(value) else None
+
+
+def _json_row(row: Any) -> dict[str, float | None]:
+    return {str(k): _finite_or_none(float(v)) for k, v in row.items()}
+
+
+def _train_metrics(result: TrainResult) -> dict[str, Any]:
+    """The train step's manifest metrics: the kept epoch, its scores, restarts, the history."""
+    return {
+        "best_val_loss": float(result.best_val_loss),
+        "epochs": int(result.epochs),
+        "best_epoch": int(result.best_epoch),
+        "best_val_f1": _finite_or_none(result.best_val_f1),
+        "val_objects": _finite_or_none(result.val_objects),
+        "seed_threshold_nm": _finite_or_none(result.seed_threshold_nm),
+        "attempts": int(result.attempts),
+        "restarts": [r.to_dict() for r in result.restarts],
+        "history": [_json_row(row) for row in result.history],
+    }
 
 
 class _Run:
@@ -219,13 +246,24 @@ class _Run:
                 )
                 for box in boxes
             ]
+            history: list[dict[str, float | None]] = []
+
+            def on_epoch(row: Any) -> None:
+                # Each epoch's row as it comes (the site plots them live).
+                history.append(_json_row(row))
+                record.metrics["history"] = history
+                self.manifest.save()
+
             result = train(
-                training_boxes, train_config, model_dir, resume=resume, progress=self.progress
+                training_boxes,
+                train_config,
+                model_dir,
+                resume=resume,
+                progress=self.progress,
+                metrics=on_epoch,
             )
             record.outputs["best_checkpoint"] = str(result.best_checkpoint)
-            record.metrics.update(
-                {"best_val_loss": float(result.best_val_loss), "epochs": int(result.epochs)}
-            )
+            record.metrics.update(_train_metrics(result))
             record.metrics.update(
                 fit_and_record(result.best_checkpoint, training_boxes, train_config, self.progress)
             )
@@ -279,6 +317,7 @@ class _Run:
                     "blocks_skipped": result.blocks_skipped,
                     "blocks_resumed": result.blocks_resumed,
                     "block_shape": list(result.block_shape),
+                    "distance_max_nm": _finite_or_none(result.distance_max_nm),
                 }
             )
 

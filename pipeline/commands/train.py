@@ -3,17 +3,22 @@
 The config (YAML or TOML, see :mod:`pipeline.config`) names the image and the instance labels
 (OME-Zarr, or ``.npy`` with ``data.voxel_size``), a boxes CSV (``z0,y0,x0,z1,y1,x1`` or the
 published ``x,y,z,w,h,d``), the ``model`` architecture and the ``training`` parameters.
+A training whose every attempt fails the health check exits 2 with what was seen and what to
+try; a kept model that segments no object in the validation boxes is a warning and exit 3
+unless ``--allow-empty``.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from pipeline.empty_results import add_allow_empty_argument, report_empty, validation_empty
 from pipeline.errors import InvalidInputError
 
 CORNER_COLUMNS = {3: ("z0", "y0", "x0", "z1", "y1", "x1"), 2: ("y0", "x0", "y1", "x1")}
@@ -84,9 +89,12 @@ def run(args: argparse.Namespace) -> int:
     result = train(
         training_boxes, train_config, out, resume=args.resume, progress=tqdm_progress("step")
     )
+    f1 = "" if math.isnan(result.best_val_f1) else f", object F1 {result.best_val_f1:.3f}"
+    restarts = f" after {len(result.restarts)} restart(s)" if result.restarts else ""
     print(
-        f"{result.epochs} epochs, best validation loss {result.best_val_loss:.4g}; "
-        f"model {result.best_checkpoint}, history {result.history_csv}"
+        f"{result.epochs} epochs{restarts}; kept epoch {result.best_epoch}: validation loss "
+        f"{result.best_val_loss:.4g}{f1}; model {result.best_checkpoint}, "
+        f"history {result.history_csv}"
     )
     from pipeline.commands.run import describe_fit
     from pipeline.run import fit_and_record
@@ -98,7 +106,9 @@ def run(args: argparse.Namespace) -> int:
         tqdm_progress("step", PIPELINE_STAGE_UNITS),
     )
     print(describe_fit(recorded["segment_fit"]))
-    return 0
+    for restart in result.restarts:
+        print(f"restarted after attempt {restart.attempt + 1}: {'; '.join(restart.problems)}")
+    return report_empty([validation_empty(result.val_objects)], args.allow_empty)
 
 
 def register(subparsers: Any) -> None:
@@ -110,4 +120,5 @@ def register(subparsers: Any) -> None:
         "--out", type=Path, default=None, help="output directory (default: OUT/model)"
     )
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    add_allow_empty_argument(parser)
     parser.set_defaults(func=run)

@@ -125,7 +125,11 @@ class OraclePredict:
                 name=name,
             )
         return types.SimpleNamespace(
-            blocks_done=1, blocks_skipped=0, blocks_resumed=0, block_shape=(40, 56, 56)
+            blocks_done=1,
+            blocks_skipped=0,
+            blocks_resumed=0,
+            block_shape=(40, 56, 56),
+            distance_max_nm=float(distance.max()),
         )
 
 

@@ -56,6 +56,8 @@ def _config(**changes: object) -> TrainConfig:
         iterations_per_epoch=2,
         patience=5,
         max_val_patches=2,
+        health_epochs=0,  # a few steps of a width-2 network are not meant to be healthy
+        val_interval=0,  # loss only: object validation is tested in test_training_health.py
         num_threads=2,
         device="cpu",
     )
