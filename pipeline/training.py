@@ -14,7 +14,11 @@ augmented patches, then the loss over a fixed set of validation windows; trainin
 ``patience`` epochs without improvement. With ``contact_weight`` > 0 (default 0, off: the
 published loss), voxels within ``contact_nm`` of an interface between two touching objects weigh
 ``1 + contact_weight`` in every head's loss: the separating dip of the distance map there decides
-whether touching nuclei get one seed each, and it is a small share of all voxels. Two guards for
+whether touching nuclei get one seed each, and it is a small share of all voxels. With
+``border_weight`` > 0 (default 0), background voxels in narrow gaps between objects (touching
+objects are first separated by their one-voxel line) weigh more by the U-Net border weight map of
+:mod:`pipeline.loss_weights` (``w0`` = ``border_weight``, sigma ``border_nm``); with both, the
+weights add. Two guards for
 learning rates above the published 1e-4 (off by default): a linear warm-up over
 ``warmup_steps``, gradient-norm clipping at ``grad_clip_norm``, and ``lr_schedule: cosine`` (decay
 to zero by the last epoch; at a constant 3e-3 the validation loss of a small network jumped about
@@ -60,6 +64,7 @@ from torch import nn
 from pipeline.augment import AugmentConfig, augment_sample
 from pipeline.blocks import ReadableArray
 from pipeline.errors import InvalidInputError, TrainingFailedError
+from pipeline.loss_weights import border_weights
 from pipeline.model_io import model_from_payload, model_payload, save_model
 from pipeline.normalise import Normalisation, Scaling
 from pipeline.patches import (
@@ -162,6 +167,8 @@ class TrainConfig:
     clamp_nm: float | Literal["auto"] = "auto"  # auto: derived from the ground truth's objects
     contact_weight: float = 0.0
     contact_nm: float = 1000.0
+    border_weight: float = 0.0  # w0 of the U-Net border weight map (0: off)
+    border_nm: float = 500.0  # its sigma (nm)
     val_interval: int = 1  # epochs between object-level validations (0: loss only)
     health_epochs: int = 3  # epochs before the heads' health check (0: no check)
     max_restarts: int = 2  # restarts from a new seed when the check fails
@@ -254,6 +261,8 @@ def check_config(config: TrainConfig) -> tuple[int, ...]:
         raise InvalidInputError(f"clamp_nm must be positive (nm) or auto, not {config.clamp_nm!r}")
     if config.contact_weight < 0 or config.contact_nm <= 0:
         raise InvalidInputError("need contact_weight >= 0 and contact_nm > 0")
+    if config.border_weight < 0 or config.border_nm <= 0:
+        raise InvalidInputError("need border_weight >= 0 and border_nm > 0")
     if min(config.val_interval, config.health_epochs, config.max_restarts) < 0:
         raise InvalidInputError("need val_interval, health_epochs and max_restarts >= 0")
     if config.warmup_steps < 0 or (
@@ -409,6 +418,14 @@ def prepare_box(box: TrainingBox, config: TrainConfig) -> PreparedBox:
             config.contact_weight,
             config.contact_nm,
         )
+    if config.border_weight > 0:
+        labels = np.asarray(box.labels[region])
+        separated = np.where(separate_touching(labels), labels, 0)
+        border = border_weights(
+            separated, tuple(config.voxel_size), config.border_weight, config.border_nm
+        )
+        extra = targets.get(WEIGHT_KEY)
+        targets[WEIGHT_KEY] = border if extra is None else extra + border - 1.0
     return PreparedBox(
         name=box.name, image=box.image, start=tuple(s.start for s in region), targets=targets
     )
