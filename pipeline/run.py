@@ -66,17 +66,12 @@ def _per_axis(values: tuple[int, ...], ndim: int, name: str) -> tuple[int, ...]:
     return values
 
 
-def _read_boxes(path: Path, shape: tuple[int, ...]) -> list[Any]:
-    from pipeline.evaluation import boxes_read_csv
+def _read_boxes(
+    path: Path, shape: tuple[int, ...], voxel_size: tuple[float, ...] | None = None
+) -> list[Any]:
+    from pipeline.box_table import box_table_read
 
-    boxes = boxes_read_csv(path, ndim=len(shape))
-    for box in boxes:
-        if any(s < 0 or s + n > dim for s, n, dim in zip(box.start, box.size, shape, strict=True)):
-            raise InvalidInputError(
-                f"{path.name}: box {box.name} ({box.start} + {box.size}) lies outside the "
-                f"volume {shape}"
-            )
-    return boxes
+    return box_table_read(path, shape=shape, voxel_size=voxel_size)
 
 
 def _check_ground_truth(labels: Volume, image: Volume, boxes: list[Any], what: str) -> None:
@@ -118,7 +113,7 @@ class _Run:
         self.gt_boxes: list[Any] = []
         if config.gt_labels is not None and config.gt_boxes is not None:
             self.gt = open_volume(config.gt_labels, config.data.level, None, "ground-truth labels")
-            self.gt_boxes = _read_boxes(config.gt_boxes, self.image.array.shape)
+            self.gt_boxes = _read_boxes(config.gt_boxes, self.image.array.shape, self.voxel_size)
         self.inputs_fp = {
             name: fingerprint(p)
             for name, p in (
@@ -208,7 +203,7 @@ class _Run:
                     "training needs data.labels and data.boxes (or give model.path)"
                 )
             labels = open_volume(config.data.labels, config.data.level, None, "training labels")
-            boxes = _read_boxes(config.data.boxes, self.image.array.shape)
+            boxes = _read_boxes(config.data.boxes, self.image.array.shape, self.voxel_size)
             _check_ground_truth(labels, self.image, boxes, "data.labels")
             training_boxes = [
                 TrainingBox(

@@ -8,8 +8,9 @@ import math
 from pathlib import Path
 from typing import Any
 
+from pipeline.box_table import box_table_read
 from pipeline.errors import InvalidInputError
-from pipeline.evaluation import boxes_read_csv, evaluate_boxes
+from pipeline.evaluation import evaluate_boxes
 from pipeline.progress import tqdm_progress
 from pipeline.volumes import open_volume
 
@@ -27,7 +28,6 @@ def run(args: argparse.Namespace) -> int:
     pred, pred_voxel = pred_volume.array, pred_volume.voxel_size
     gt, gt_voxel = gt_volume.array, gt_volume.voxel_size
     ndim = len(gt.shape)
-    boxes = boxes_read_csv(args.boxes, ndim=ndim)
     if args.voxel_size:
         voxel = tuple(float(v) for v in args.voxel_size)
     elif gt_voxel or pred_voxel:
@@ -38,6 +38,10 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidInputError(
             "the voxel size is unknown (.npy input): give --voxel-size in nm, or --margin-um 0"
         )
+    if len(voxel) == 1:
+        voxel = voxel * ndim
+    known_voxel = voxel if (args.voxel_size or gt_voxel or pred_voxel) else None
+    boxes = box_table_read(args.boxes, shape=tuple(gt.shape), voxel_size=known_voxel)
     bar = tqdm_progress()
 
     def progress(stage: str, done: int, total: int) -> None:

@@ -12,41 +12,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from pipeline.errors import InvalidInputError
 
-CORNER_COLUMNS = {3: ("z0", "y0", "x0", "z1", "y1", "x1"), 2: ("y0", "x0", "y1", "x1")}
-NAME_COLUMNS = ("name", "box", "box_name", "bbox_ID", "id")
 
+def read_boxes(
+    path: Path, shape: tuple[int, ...], voxel_size: tuple[float, ...] | None = None
+) -> list[tuple[str, tuple[int, ...]]]:
+    """(name, (starts..., stops...)) per row of a box table (:mod:`pipeline.box_table`)."""
+    from pipeline.box_table import box_table_read
 
-def read_boxes(path: Path, shape: tuple[int, ...]) -> list[tuple[str, tuple[int, ...]]]:
-    """(name, (starts..., stops...)) per row: corner columns, or the published x,y,z,w,h,d."""
-    ndim = len(shape)
-    try:
-        table = pd.read_csv(path, encoding="utf-8-sig")
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise InvalidInputError(f"{path.name}: cannot read the boxes table ({exc})")
-    corners = CORNER_COLUMNS[ndim]
-    boxes: list[tuple[str, tuple[int, ...]]] = []
-    if all(c in table.columns for c in corners):
-        name_col = next((c for c in NAME_COLUMNS if c in table.columns), None)
-        for i, row in table.iterrows():
-            name = str(row[name_col]) if name_col else f"box{i}"
-            boxes.append((name, tuple(int(row[c]) for c in corners)))
-    else:
-        from pipeline.evaluation import boxes_read_csv
-
-        for row_box in boxes_read_csv(path, ndim=ndim):
-            stops = tuple(s + n for s, n in zip(row_box.start, row_box.size, strict=True))
-            boxes.append((row_box.name, (*row_box.start, *stops)))
-    if not boxes:
-        raise InvalidInputError(f"{path.name}: the boxes table has no rows")
-    for name, box in boxes:
-        starts, stops = box[:ndim], box[ndim:]
-        if any(not 0 <= a < b <= n for a, b, n in zip(starts, stops, shape, strict=True)):
-            raise InvalidInputError(f"{path.name}: box {name} {box} is empty or outside {shape}")
-    return boxes
+    return [(b.name, b.corners) for b in box_table_read(path, shape=shape, voxel_size=voxel_size)]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -71,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         )
     if tuple(labels.shape) != shape:
         raise InvalidInputError(f"labels shape {tuple(labels.shape)} differs from image {shape}")
-    boxes = read_boxes(data.boxes, shape)
+    boxes = read_boxes(data.boxes, shape, tuple(voxel_size))
     ndim = len(shape)
     if not any(
         np.any(np.asarray(labels[tuple(slice(b[i], b[ndim + i]) for i in range(ndim))]))
