@@ -74,6 +74,16 @@ def _read_boxes(
     return box_table_read(path, shape=shape, voxel_size=voxel_size)
 
 
+def _fingerprint_volume(path: Path) -> dict[str, Any]:
+    """:func:`fingerprint` of a volume's file; an HDF5 volume's also names its dataset."""
+    from pipeline.volumes import split_hdf5_path
+
+    hdf5 = split_hdf5_path(path)
+    if hdf5 is None:
+        return fingerprint(path)
+    return {**fingerprint(hdf5[0]), "dataset": hdf5[1]}
+
+
 def _check_ground_truth(labels: Volume, image: Volume, boxes: list[Any], what: str) -> None:
     if labels.array.shape != image.array.shape:
         raise InvalidInputError(
@@ -114,8 +124,8 @@ class _Run:
         if config.gt_labels is not None and config.gt_boxes is not None:
             self.gt = open_volume(config.gt_labels, config.data.level, None, "ground-truth labels")
             self.gt_boxes = _read_boxes(config.gt_boxes, self.image.array.shape, self.voxel_size)
-        self.inputs_fp = {
-            name: fingerprint(p)
+        self.inputs_fp: dict[str, Any] = {
+            name: _fingerprint_volume(p)
             for name, p in (
                 ("image", config.data.image),
                 ("labels", config.data.labels),
@@ -129,6 +139,24 @@ class _Run:
             )
             if p is not None
         }
+        if config.data.semantic:
+            self.inputs_fp["semantic"] = {
+                k: _fingerprint_volume(p) for k, p in sorted(config.data.semantic.items())
+            }
+        if config.data.images:
+            self.inputs_fp["training_images"] = [
+                {
+                    "image": _fingerprint_volume(entry.image),
+                    "labels": _fingerprint_volume(entry.labels),
+                    "boxes": fingerprint(entry.boxes),
+                    "semantic": {
+                        k: _fingerprint_volume(p) for k, p in sorted((entry.semantic or {}).items())
+                    },
+                    "voxel_size": entry.voxel_size,
+                    "level": entry.level,
+                }
+                for entry in config.data.images
+            ]
 
     # -- bookkeeping ---------------------------------------------------------------------------
 
@@ -189,31 +217,25 @@ class _Run:
                 self.skipped.append("train")
             return
         train_config = config.train_config(self.voxel_size)
-        parts = {
+        parts: dict[str, Any] = {
             "training": to_plain(train_config),
             **{k: self.inputs_fp.get(k) for k in ("image", "labels", "boxes")},
         }
+        for key in ("semantic", "training_images"):  # only when used: older keys stay valid
+            if key in self.inputs_fp:
+                parts[key] = self.inputs_fp[key]
         model_dir = self.out / MODEL_DIR
 
         def body(record: Any, resume: bool) -> None:
-            from pipeline.training import TrainingBox, train
+            from pipeline.training import train
+            from pipeline.training_set import training_boxes as read_training_set
 
-            if config.data.labels is None or config.data.boxes is None:
+            images = config.training_images()
+            if not images:
                 raise InvalidInputError(
-                    "training needs data.labels and data.boxes (or give model.path)"
+                    "training needs data.labels and data.boxes, or data.images (or give model.path)"
                 )
-            labels = open_volume(config.data.labels, config.data.level, None, "training labels")
-            boxes = _read_boxes(config.data.boxes, self.image.array.shape, self.voxel_size)
-            _check_ground_truth(labels, self.image, boxes, "data.labels")
-            training_boxes = [
-                TrainingBox(
-                    image=self.image.array,
-                    labels=labels.array,
-                    box=(*box.start, *(s + n for s, n in zip(box.start, box.size, strict=True))),
-                    name=box.name,
-                )
-                for box in boxes
-            ]
+            training_boxes, _ = read_training_set(images, channels=config.model.unet.in_channels)
             result = train(
                 training_boxes, train_config, model_dir, resume=resume, progress=self.progress
             )

@@ -71,7 +71,8 @@ class TrainingBox:
     """A ground-truth box in a whole image: ``box`` is ``(z0, y0, x0, z1, y1, x1)`` in voxels.
 
     ``labels`` (instance ids, same shape as the image) need only be right inside the box.
-    ``semantic`` gives, for extra logits heads, a mask array per head name.
+    ``semantic`` gives, for extra logits heads, a mask array per head name. ``voxel_size``
+    (nm) is the box's image's own, when a training set mixes scales (default: the config's).
     """
 
     image: ReadableArray
@@ -79,6 +80,7 @@ class TrainingBox:
     box: tuple[int, ...]
     name: str
     semantic: Mapping[str, ReadableArray] | None = None
+    voxel_size: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -274,9 +276,10 @@ def prepare_box(box: TrainingBox, config: TrainConfig) -> PreparedBox:
             f"{tuple(box.labels.shape)} must have the same {config.unet.dims}D shape"
         )
     region = box_region(box.box, box.image.shape)
-    assert config.voxel_size is not None
+    voxel_size = box.voxel_size or config.voxel_size
+    assert voxel_size is not None
     foreground, distance = instance_targets(
-        np.asarray(box.labels[region]), tuple(config.voxel_size), config.clamp_nm
+        np.asarray(box.labels[region]), tuple(voxel_size), config.clamp_nm
     )
     targets: dict[str, np.ndarray] = {}
     for head in config.unet.heads:
@@ -293,7 +296,7 @@ def prepare_box(box: TrainingBox, config: TrainConfig) -> PreparedBox:
     if config.contact_weight > 0:
         targets[WEIGHT_KEY] = contact_weights(
             np.asarray(box.labels[region]),
-            tuple(config.voxel_size),
+            tuple(voxel_size),
             config.contact_weight,
             config.contact_nm,
         )

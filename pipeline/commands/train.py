@@ -1,8 +1,12 @@
-"""``python -m pipeline train --config CONFIG``: train the U-Net on ground-truth boxes.
+"""``python -m pipeline train``: train the U-Net on ground-truth boxes of one or more images.
 
-The config (YAML or TOML, see :mod:`pipeline.config`) names the image and the instance labels
-(OME-Zarr, or ``.npy`` with ``data.voxel_size``), a boxes CSV (``z0,y0,x0,z1,y1,x1`` or the
-published ``x,y,z,w,h,d``), the ``model`` architecture and the ``training`` parameters.
+The training set is, in order of precedence: ``--image/--labels/--boxes`` triples (repeat them
+for several images), a YAML list of ``{image, labels, boxes, voxel_size?, semantic?}`` entries
+(``--images``), or the config's ``data.images`` (or ``data.image/labels/boxes``). Images and
+labels are any format :func:`pipeline.volumes.open_volume` reads (OME-Zarr, TIFF, ``.npy``,
+``file.h5:/dataset``); box tables are :mod:`pipeline.box_table` tables. The ``model`` and
+``training`` sections come from ``--config`` (YAML or TOML, see :mod:`pipeline.config`); without
+one, the defaults for the images' dimensions.
 """
 
 from __future__ import annotations
@@ -10,8 +14,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from pipeline.errors import InvalidInputError
 
@@ -25,46 +27,67 @@ def read_boxes(
     return [(b.name, b.corners) for b in box_table_read(path, shape=shape, voxel_size=voxel_size)]
 
 
+def _cli_images(args: argparse.Namespace) -> list[Any]:
+    from pipeline.config import TrainingImage
+    from pipeline.training_set import training_images_read
+
+    triples = [args.image or [], args.labels or [], args.boxes or []]
+    if any(triples):
+        if len({len(t) for t in triples}) != 1:
+            raise InvalidInputError(
+                "give --image, --labels and --boxes once per training image "
+                f"(got {len(triples[0])}, {len(triples[1])} and {len(triples[2])})"
+            )
+        voxel = tuple(args.voxel_size) if args.voxel_size else None
+        return [
+            TrainingImage(Path(i), Path(lab), Path(b), voxel)
+            for i, lab, b in zip(*triples, strict=True)
+        ]
+    if args.images:
+        return training_images_read(args.images)
+    return []
+
+
 def run(args: argparse.Namespace) -> int:
-    from pipeline.config import load_config
+    from pipeline.config import TrainingImage, load_config
     from pipeline.progress import tqdm_progress
-    from pipeline.training import TrainingBox, train
+    from pipeline.training import TrainConfig, train
+    from pipeline.training_set import training_boxes
+    from pipeline.unet import UNetConfig
     from pipeline.volumes import open_volume
 
-    config = load_config(args.config)
-    data = config.data
-    if data.labels is None or data.boxes is None:
-        raise InvalidInputError("training needs data.labels and data.boxes in the config")
-    image_volume = open_volume(data.image, data.level, data.voxel_size, "image")
-    image, voxel_size = image_volume.array, image_volume.voxel_size
-    labels = open_volume(data.labels, data.level, None, "labels").array
-    shape = tuple(int(n) for n in image.shape)
-    if voxel_size is None:
-        raise InvalidInputError("data.voxel_size (nm) is needed for .npy images")
-    if len(shape) != config.model.unet.dims:
+    config = load_config(args.config) if args.config else None
+    images: list[TrainingImage] = _cli_images(args)
+    if not images and config is not None:
+        images = config.training_images()
+    if not images:
         raise InvalidInputError(
-            f"image shape {shape} is not {config.model.unet.dims}D as the model section says"
+            "no training images: give --image/--labels/--boxes, --images, or a config with "
+            "data.labels and data.boxes (or data.images)"
         )
-    if tuple(labels.shape) != shape:
-        raise InvalidInputError(f"labels shape {tuple(labels.shape)} differs from image {shape}")
-    boxes = read_boxes(data.boxes, shape, tuple(voxel_size))
-    ndim = len(shape)
-    if not any(
-        np.any(np.asarray(labels[tuple(slice(b[i], b[ndim + i]) for i in range(ndim))]))
-        for _, b in boxes
-    ):
-        raise InvalidInputError("empty ground truth: no labelled voxel in any box")
-    out = Path(args.out) if args.out else (config.out or Path(".")) / "model"
+    if config is not None:
+        unet = config.model.unet
+        training = dict(config.training)
+    else:
+        first = open_volume(images[0].image, images[0].level, images[0].voxel_size, "image")
+        unet = UNetConfig(dims=len(first.array.shape))
+        training = {}
+    boxes, voxel_size = training_boxes(images, channels=unet.in_channels)
+    spatial = len(boxes[0].box) // 2
+    if spatial != unet.dims:
+        raise InvalidInputError(f"the images are {spatial}D but the model is {unet.dims}D")
+    out = Path(args.out) if args.out else ((config.out if config else None) or Path(".")) / "model"
     result = train(
-        [TrainingBox(image, labels, box, name) for name, box in boxes],
-        config.train_config(tuple(voxel_size)),
+        boxes,
+        TrainConfig(unet=unet, voxel_size=voxel_size, **training),
         out,
         resume=args.resume,
         progress=tqdm_progress(),
     )
     print(
-        f"{result.epochs} epochs, best validation loss {result.best_val_loss:.4g}; "
-        f"model {result.best_checkpoint}, history {result.history_csv}"
+        f"{len(images)} image(s), {len(boxes)} boxes: {result.epochs} epochs, best validation "
+        f"loss {result.best_val_loss:.4g}; model {result.best_checkpoint}, "
+        f"history {result.history_csv}"
     )
     return 0
 
@@ -73,7 +96,18 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "train", help="train the U-Net on ground-truth boxes", description=__doc__
     )
-    parser.add_argument("--config", required=True, type=Path, help="YAML or TOML config file")
+    parser.add_argument("--config", type=Path, default=None, help="YAML or TOML config file")
+    parser.add_argument(
+        "--image", action="append", help="a training image (repeat with --labels and --boxes)"
+    )
+    parser.add_argument("--labels", action="append", help="its instance labels")
+    parser.add_argument("--boxes", action="append", help="its box table (CSV)")
+    parser.add_argument(
+        "--voxel-size", type=float, nargs="+", metavar="NM", help="voxel size of --image inputs"
+    )
+    parser.add_argument(
+        "--images", type=Path, default=None, help="YAML list of {image, labels, boxes} entries"
+    )
     parser.add_argument(
         "--out", type=Path, default=None, help="output directory (default: OUT/model)"
     )

@@ -223,7 +223,10 @@ def test_example_config_is_valid(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("table", "message"),
     [
-        ("x,y,z,w,h,d\n0,0,0,8,8,9\n", r"data\.boxes: .*boxes\.csv: line 2: column 'z'.*not inside"),
+        (
+            "x,y,z,w,h,d\n0,0,0,8,8,9\n",
+            r"data\.boxes: .*boxes\.csv: line 2: column 'z'.*not in",
+        ),
         ("x0,y0,z0,x1,y1,z1\n0,0,0,8,8,8\n0,0,0,4,x,4\n", r"line 3: column 'y1'"),
         ("name,x_um,y_um,z_um,w_um,h_um,d_um\na,0,0,0,0.8,0.8,2.0\n", r"line 2: column 'z_um'"),
         ("x,y,w,h\n0,0,4,4\n", r"line 1: a 3D image needs z and d"),
