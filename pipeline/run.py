@@ -340,13 +340,25 @@ class _Run:
 
         self.execute("segment", parts, [out], body)
 
+    def _not_for_2d(self, name: str, upstream: str) -> bool:
+        """Meshes, sphericity and their filter are 3D: a 2D run passes over them."""
+        if self.ndim == 3:
+            return False
+        self.keys[name] = digest_of({upstream: self.keys[upstream], "2d": True})
+        if name in self.steps:
+            record = self.manifest.step(name)
+            record.status, record.key = "skipped", self.keys[name]
+            record.metrics = {"reason": "2D image: no meshes or volume/sphericity filter"}
+            self.skipped.append(name)
+        return True
+
     def measure(self) -> None:
+        if self._not_for_2d("measure", "segment"):
+            return
         parts = {"segment": self.keys["segment"], "mesh": to_plain(self.config.mesh)}
         outputs = [self.out / MESHES_DIR, self._detections("csv"), self._detections("parquet")]
 
         def body(record: Any, resume: bool) -> None:
-            if self.ndim != 3:
-                raise InvalidInputError("measuring and meshing need a 3D volume")
             result = measure_labels(
                 self.out / SEGMENTATION_NAME,
                 self.out,
@@ -361,6 +373,8 @@ class _Run:
         return self.out / f"{DETECTIONS_NAME}.{suffix}"
 
     def filter(self) -> None:
+        if self._not_for_2d("filter", "measure"):
+            return
         config = self.config.filter
         parts: dict[str, Any] = {"measure": self.keys["measure"], "filter": to_plain(config)}
         if config.method == "tables":
@@ -461,13 +475,13 @@ class _Run:
 
             assert self.gt is not None
             pred = open_volume(self.out / SEGMENTATION_NAME, 0, self.voxel_size, "segmentation")
-            kept_ids = pd.read_parquet(self._detections("parquet")).query("kept")["id"]
             out.mkdir(parents=True, exist_ok=True)
             summary: dict[str, Any] = {}
-            for name, labels in (
-                ("all", pred.array),
-                ("filtered", FilteredLabels(pred.array, kept_ids.to_numpy())),
-            ):
+            variants: list[tuple[str, Any]] = [("all", pred.array)]
+            if self.ndim == 3:
+                kept_ids = pd.read_parquet(self._detections("parquet")).query("kept")["id"]
+                variants.append(("filtered", FilteredLabels(pred.array, kept_ids.to_numpy())))
+            for name, labels in variants:
                 table, scores = evaluate_boxes(
                     labels,
                     self.gt.array,
