@@ -485,7 +485,7 @@ def _check_box_tables(config: PipelineConfig, top: _Where) -> None:
     data = config.data
     unet = config.model.unet
     train = config.model.path is None
-    channels = unet.in_channels if train else 1
+    channels = unet.in_channels  # the image has this many channels, first, when > 1
     if data.boxes is not None or config.evaluate.boxes is not None:
         shape, voxel = _volume_geometry(
             top.child("data.image"), data.image, data.level, data.voxel_size, "image", channels

@@ -229,6 +229,45 @@ def boxes_read_csv(path: Path, ndim: int = 3) -> list[Box]:
     return box_table_read(path, ndim=ndim)
 
 
+def semantic_dice(
+    predicted: LabelVolume,
+    truth: LabelVolume,
+    boxes: Sequence[Box],
+    *,
+    threshold: float = 0.5,
+) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Pixel-level Dice of a semantic head inside each box: ``predicted`` (a probability map,
+    foreground where it exceeds ``threshold``) against ``truth`` (a mask, foreground where
+    non-zero); per box, and pooled over all boxes (1.0 where both are empty)."""
+    if tuple(predicted.shape) != tuple(truth.shape):
+        raise InvalidInputError(
+            f"prediction and mask differ in shape: {predicted.shape} and {truth.shape}"
+        )
+    if not boxes:
+        raise InvalidInputError("no boxes to evaluate")
+    rows = []
+    for box in boxes:
+        pred = np.asarray(predicted[box.slices()]) > threshold
+        gt = np.asarray(truth[box.slices()]) != 0
+        inter = int(np.count_nonzero(pred & gt))
+        total = int(np.count_nonzero(pred)) + int(np.count_nonzero(gt))
+        rows.append(
+            {
+                "box": box.name,
+                "dice_pixel": 2.0 * inter / total if total else 1.0,
+                "foreground_intersection": inter,
+                "foreground_sum": total,
+            }
+        )
+    table = pd.DataFrame(rows)
+    total = int(table["foreground_sum"].sum())
+    pooled = 2.0 * int(table["foreground_intersection"].sum()) / total if total else 1.0
+    return table, {
+        "dice_pixel": pooled,
+        "dice_pixel_mean_over_boxes": float(table["dice_pixel"].mean()),
+    }
+
+
 def margin_voxels(margin_um: float, voxel_size_nm: Sequence[float]) -> tuple[int, ...]:
     """The margin in whole voxels per axis (rounded up, so at least ``margin_um`` is covered)."""
     if margin_um < 0:

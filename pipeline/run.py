@@ -84,11 +84,12 @@ def _fingerprint_volume(path: Path) -> dict[str, Any]:
     return {**fingerprint(hdf5[0]), "dataset": hdf5[1]}
 
 
-def _check_ground_truth(labels: Volume, image: Volume, boxes: list[Any], what: str) -> None:
-    if labels.array.shape != image.array.shape:
+def _check_ground_truth(
+    labels: Volume, shape: tuple[int, ...], boxes: list[Any], what: str
+) -> None:
+    if tuple(labels.array.shape) != shape:
         raise InvalidInputError(
-            f"{what} shape {tuple(labels.array.shape)} differs from the image's "
-            f"{tuple(image.array.shape)}"
+            f"{what} shape {tuple(labels.array.shape)} differs from the image's {shape}"
         )
     if not any(np.any(np.asarray(labels.array[box.slices()])) for box in boxes):
         raise InvalidInputError(f"empty ground truth: no labelled voxel of {what} in any box")
@@ -112,18 +113,23 @@ class _Run:
         self.ran: list[str] = []
         self.skipped: list[str] = []
         self.keys: dict[str, str] = {}
-        self.image = open_volume(config.data.image, config.data.level, config.data.voxel_size)
+        channels = config.model.unet.in_channels
+        self.image = open_volume(
+            config.data.image, config.data.level, config.data.voxel_size, channels=channels
+        )
         if self.image.voxel_size is None:
             raise InvalidInputError(
                 f"image {config.data.image.name} records no voxel size: give data.voxel_size"
             )
         self.voxel_size: tuple[float, ...] = self.image.voxel_size
-        self.ndim = len(self.image.array.shape)
+        # Channels come first in an image for a model with in_channels > 1.
+        self.shape = tuple(int(n) for n in self.image.array.shape)[1 if channels > 1 else 0 :]
+        self.ndim = len(self.shape)
         self.gt: Volume | None = None
         self.gt_boxes: list[Any] = []
         if config.gt_labels is not None and config.gt_boxes is not None:
             self.gt = open_volume(config.gt_labels, config.data.level, None, "ground-truth labels")
-            self.gt_boxes = _read_boxes(config.gt_boxes, self.image.array.shape, self.voxel_size)
+            self.gt_boxes = _read_boxes(config.gt_boxes, self.shape, self.voxel_size)
         self.inputs_fp: dict[str, Any] = {
             name: _fingerprint_volume(p)
             for name, p in (
@@ -461,6 +467,27 @@ class _Run:
             raise InvalidInputError("no detection matches the ground truth: nothing to fit")
         return labelled.reset_index(drop=True)
 
+    def _head_scores(self, instances: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """Per head: object-level (and pixel-level) Dice of the instances, pixel-level Dice of
+        each semantic head that has a ground-truth mask (``data.semantic``)."""
+        from pipeline.evaluation import semantic_dice
+
+        scores: dict[str, dict[str, Any]] = {
+            "instances": {
+                "dice_object": instances.get("dice_object_mean_over_boxes"),
+                "dice_pixel": instances.get("dice_pixel"),
+            }
+        }
+        for head, gt_path in sorted(_semantic_gt(self.config).items()):
+            predicted = self.out / PREDICTION_DIR / f"{head}.ome.zarr"
+            if not predicted.exists():
+                continue
+            pred = open_volume(predicted, 0, self.voxel_size, f"{head} prediction")
+            gt = open_volume(gt_path, self.config.data.level, None, f"{head} mask")
+            _, head_scores = semantic_dice(pred.array, gt.array, self.gt_boxes)
+            scores[head] = {"dice_pixel": head_scores["dice_pixel"]}
+        return scores
+
     def evaluate(self) -> None:
         config = self.config.evaluate
         out = self.out / EVALUATION_DIR
@@ -469,6 +496,8 @@ class _Run:
             "evaluate": to_plain(config),
             "gt": [self.inputs_fp.get("gt_labels"), self.inputs_fp.get("gt_boxes")],
         }
+        if "semantic" in self.inputs_fp:
+            parts["semantic"] = self.inputs_fp["semantic"]
 
         def body(record: Any, resume: bool) -> None:
             from pipeline.evaluation import evaluate_boxes
@@ -493,16 +522,26 @@ class _Run:
                 )
                 table.to_csv(out / f"per_box_{name}.csv", index=False)
                 summary[name] = {k: None if math.isnan(v) else v for k, v in scores.items()}
+            summary["heads"] = self._head_scores(summary["all"])
             (out / SUMMARY_JSON).write_text(json.dumps(summary, indent=2) + "\n")
             record.metrics.update(
                 {
                     f"{name}_{k}": summary[name][k]
-                    for name in summary
+                    for name in ("all", "filtered")
+                    if name in summary
                     for k in ("precision", "recall", "f1")
                 }
             )
+            for head, scores in summary["heads"].items():
+                for k, v in scores.items():
+                    record.metrics[f"{head}_{k}"] = v
 
         self.execute("evaluate", parts, [out], body)
+
+
+def _semantic_gt(config: PipelineConfig) -> dict[str, Path]:
+    """Ground-truth masks of the semantic heads for the image segmented: ``data.semantic``."""
+    return dict(config.data.semantic or {})
 
 
 def default_steps(config: PipelineConfig) -> list[str]:
@@ -537,7 +576,7 @@ def run_pipeline(
     out.mkdir(parents=True, exist_ok=True)
     run = _Run(config, out, chosen, progress)
     if run.gt is not None:
-        _check_ground_truth(run.gt, run.image, run.gt_boxes, "ground-truth labels")
+        _check_ground_truth(run.gt, run.shape, run.gt_boxes, "ground-truth labels")
     manifest = run.manifest
     manifest.parameters = config.parameters()
     manifest.inputs = dict(run.inputs_fp)

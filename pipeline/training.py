@@ -338,9 +338,11 @@ def masked_loss(
 ) -> torch.Tensor:
     """Sum over heads of the masked mean loss (weighted BCE on logits, MSE on linear heads).
 
-    ``balance`` (several tasks at once): each head's loss is divided by its own total voxel
-    weight, a weighted mean, so a head whose class weights are large in this batch (a rare
-    class, e.g. podocyte nuclei next to whole glomeruli) does not outweigh the others.
+    ``balance`` (several tasks at once, as the podometrics study's dual-output U-Net): each
+    head's loss is divided by the loss a zero output would have on the same batch (ln 2 for a
+    weighted-mean BCE, the weighted mean of target^2 for a linear head), so every task starts at
+    1 and none dominates the gradient whatever its class balance or target scale; the class
+    weights still balance the classes within each logits head.
     """
     denominator = mask.sum().clamp_min(1.0)
     if WEIGHT_KEY in targets:
@@ -354,10 +356,10 @@ def masked_loss(
             loss = nn.functional.binary_cross_entropy_with_logits(
                 output, target, weight=voxel_weight, reduction="sum"
             )
-            norm = voxel_weight.sum().clamp_min(1e-6) if balance else denominator
+            norm = voxel_weight.sum().clamp_min(1e-6) * math.log(2.0) if balance else denominator
         else:
             loss = (torch.square(output - target) * mask).sum()
-            norm = mask.sum().clamp_min(1e-6) if balance else denominator
+            norm = (torch.square(target) * mask).sum().clamp_min(1e-6) if balance else denominator
         total = total + loss / norm
     return total
 
@@ -536,9 +538,7 @@ class Trainer:
             samples.append(self._sample(box, start, augment=True))
         image, targets, mask = self.batches.collate(samples)
         self.optimizer.zero_grad(set_to_none=True)
-        loss = masked_loss(
-            self.model(image), targets, mask, self.kinds, self.weights, self.balance
-        )
+        loss = masked_loss(self.model(image), targets, mask, self.kinds, self.weights, self.balance)
         loss.backward()  # type: ignore[no-untyped-call]
         if self.config.grad_clip_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip_norm)

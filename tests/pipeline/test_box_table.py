@@ -105,6 +105,8 @@ def test_evaluate_command_takes_a_corner_table(tmp_path: Path) -> None:
         margin_um=0.0,
         iou=0.5,
         level=0,
+        semantic=None,
+        semantic_threshold=0.5,
     )
     assert run(args) == 0
     assert '"f1": 1.0' in (tmp_path / "eval" / "evaluation_summary.json").read_text()
