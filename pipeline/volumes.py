@@ -166,7 +166,7 @@ class CanonicalArray:
         return {**self.__dict__, "_source": None}
 
 
-def _open_tiff(path: Path, what: str) -> tuple[Any, tuple[float, ...] | None]:
+def _open_canonical(path: Path, what: str) -> tuple[Any, tuple[float, ...] | None]:
     from pipeline.units import UNIT_METRES, normalise_unit
 
     array = CanonicalArray(path)
@@ -195,7 +195,7 @@ def _open_recorded(path: Path, level: int, what: str) -> tuple[Any, tuple[float,
     if hdf5 is not None:
         return _open_hdf5(hdf5[0], hdf5[1], what)
     if path.is_file() and path.suffix.lower() in TIFF_SUFFIXES:
-        return _open_tiff(path, what)
+        return _open_canonical(path, what)
     if path.suffix == ".npy":
         try:
             return NpyArray(path), None
@@ -234,7 +234,12 @@ def open_volume(
     path = Path(path)
     if not volume_path_exists(path):
         raise InvalidInputError(f"{what} {path}: no such file or directory")
-    array, recorded = _open_recorded(path, level, what)
+    if channels > 1 and path.is_dir():  # a multi-channel OME-Zarr: its c axis is kept
+        if level != 0:
+            raise InvalidInputError(f"{what} {path.name}: several channels are read at level 0")
+        array, recorded = _open_canonical(path, what)
+    else:
+        array, recorded = _open_recorded(path, level, what)
     full = tuple(int(n) for n in array.shape)
     if channels > 1:
         if len(full) not in (3, 4) or full[0] != channels:

@@ -179,3 +179,16 @@ def test_train_command_takes_triples_or_a_yaml_list(images: Path, tmp_path: Path
     assert _main(argv) == 0
     assert load_model(tmp_path / "m2" / "best.pt").metadata["train_boxes"]
     assert _main(["train", "--image", "x.npy", "--labels", "y.npy"]) == 2
+
+
+def test_multichannel_images_open_channels_first(tmp_path: Path) -> None:
+    image = np.random.default_rng(0).random((3, 20, 30)).astype(np.float32)
+    np.save(tmp_path / "a.npy", image)
+    convert_to_ome_zarr(tmp_path / "a.npy", tmp_path / "o", voxel_size=(250.0,) * 2, axes="cyx")
+    zarr_volume = open_volume(tmp_path / "o" / "image.ome.zarr", channels=3)
+    assert zarr_volume.array.shape == (3, 20, 30) and zarr_volume.voxel_size == (250.0, 250.0)
+    np.testing.assert_allclose(zarr_volume.array[:, 2:5, 3:9], image[:, 2:5, 3:9])
+    npy = open_volume(tmp_path / "a.npy", voxel_size=(250.0,), channels=3)
+    assert npy.voxel_size == (250.0, 250.0)
+    with pytest.raises(InvalidInputError, match="expected 2 channels first"):
+        open_volume(tmp_path / "a.npy", channels=2)
