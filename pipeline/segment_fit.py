@@ -28,8 +28,9 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from pipeline.box_table import Box
 from pipeline.errors import InvalidInputError
-from pipeline.evaluation import Box, detection_scores, evaluate_box
+from pipeline.evaluation import detection_scores, evaluate_box
 from pipeline.progress import ProgressCallback, no_progress
 from pipeline.segment_params import (
     SegmentParams,

@@ -126,6 +126,11 @@ CHECKPOINT_VERSION = 1
 STATISTICS_SLAB_VOXELS = 1 << 24
 WEIGHT_KEY = "_loss_weight"  # extra per-voxel loss weight, carried along with the targets
 FIGURE_STEPS = 8  # the training health figures come from the last batches of each epoch
+# Default patches: the published 3D one (output 76 x 76 x 72 at depth 2); in 2D a patch whose
+# output is at least 212 x 212 for the configured network (252 x 252 at depth 2, close to the
+# 256 x 256 tiles 2D nuclei models train on), so ``dims: 2`` alone gives a valid 2D setup.
+DEFAULT_PATCH_3D = (116, 116, 112)
+OUTPUT_2D = (212, 212)
 
 
 @dataclass(frozen=True)
@@ -133,7 +138,8 @@ class TrainingBox:
     """A ground-truth box in a whole image: ``box`` is ``(z0, y0, x0, z1, y1, x1)`` in voxels.
 
     ``labels`` (instance ids, same shape as the image) need only be right inside the box.
-    ``semantic`` gives, for extra logits heads, a mask array per head name.
+    ``semantic`` gives, for extra logits heads, a mask array per head name. ``voxel_size``
+    (nm) is the box's image's own, when a training set mixes scales (default: the config's).
     """
 
     image: ReadableArray
@@ -141,6 +147,7 @@ class TrainingBox:
     box: tuple[int, ...]
     name: str
     semantic: Mapping[str, ReadableArray] | None = None
+    voxel_size: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -148,7 +155,7 @@ class TrainConfig:
     """Training parameters; ``patch_shape`` is the input patch (a valid U-Net input)."""
 
     unet: UNetConfig = field(default_factory=UNetConfig)
-    patch_shape: tuple[int, ...] = (116, 116, 112)
+    patch_shape: tuple[int, ...] = ()  # () = for unet.dims: DEFAULT_PATCH_3D or OUTPUT_2D's input
     voxel_size: tuple[float, ...] | None = None
     batch_size: int = 4
     lr: float = 1e-4
@@ -172,12 +179,16 @@ class TrainConfig:
     val_interval: int = 1  # epochs between object-level validations (0: loss only)
     health_epochs: int = 3  # epochs before the heads' health check (0: no check)
     max_restarts: int = 2  # restarts from a new seed when the check fails
+    task_balance: bool | None = None  # masked_loss(balance=); default: on with semantic heads
     num_threads: int | None = None
     device: str = "auto"
 
     def __post_init__(self) -> None:
         # One value stands for every axis (as config files allow).
         dims = self.unet.dims
+        if not self.patch_shape:
+            default = DEFAULT_PATCH_3D if dims == 3 else self.unet.valid_input_shape(OUTPUT_2D)
+            object.__setattr__(self, "patch_shape", default)
         if len(self.patch_shape) == 1:
             object.__setattr__(self, "patch_shape", tuple(self.patch_shape) * dims)
         if self.voxel_size is not None and len(self.voxel_size) == 1:
@@ -331,12 +342,14 @@ def image_statistics(boxes: Sequence[TrainingBox]) -> tuple[float, float]:
     """Mean and standard deviation of the images over all boxes (float64 sums)."""
     count, total, squares = 0, 0.0, 0.0
     for box in boxes:
-        region = box_region(box.box, box.image.shape)
+        ndim = len(box.box) // 2
+        lead = (slice(None),) * (len(box.image.shape) - ndim)  # channels, pooled
+        region = box_region(box.box, box.image.shape[len(lead) :])
         plane_size = math.prod(s.stop - s.start for s in region[1:])
         step = max(1, STATISTICS_SLAB_VOXELS // plane_size)  # bounded memory, whole chunks
         for start in range(region[0].start, region[0].stop, step):
             stop = min(start + step, region[0].stop)
-            plane = np.asarray(box.image[(slice(start, stop), *region[1:])], np.float64)
+            plane = np.asarray(box.image[(*lead, slice(start, stop), *region[1:])], np.float64)
             count += plane.size
             total += float(plane.sum())
             squares += float(np.square(plane).sum())
@@ -384,20 +397,33 @@ def contact_weights(
     return out
 
 
+def spatial_shape(image: ReadableArray, unet: UNetConfig) -> tuple[int, ...]:
+    """The spatial shape of a training image: channels come first when ``in_channels`` > 1."""
+    shape = tuple(int(n) for n in image.shape)
+    channels = unet.in_channels
+    expected = unet.dims + (1 if channels > 1 else 0)
+    if len(shape) != expected or (channels > 1 and shape[0] != channels):
+        raise InvalidInputError(
+            f"image shape {shape} is not {unet.dims}D"
+            + (f" with {channels} channels first" if channels > 1 else "")
+        )
+    return shape[1:] if channels > 1 else shape
+
+
 def prepare_box(box: TrainingBox, config: TrainConfig) -> PreparedBox:
     """Compute a box's targets (one float32 array per head, box-sized)."""
-    if len(box.image.shape) != config.unet.dims or tuple(box.labels.shape) != tuple(
-        box.image.shape
-    ):
+    spatial = spatial_shape(box.image, config.unet)
+    if tuple(box.labels.shape) != spatial:
         raise InvalidInputError(
             f"box {box.name}: image {tuple(box.image.shape)} and labels "
             f"{tuple(box.labels.shape)} must have the same {config.unet.dims}D shape"
         )
-    region = box_region(box.box, box.image.shape)
-    assert config.voxel_size is not None
+    region = box_region(box.box, spatial)
+    voxel_size = box.voxel_size or config.voxel_size
+    assert voxel_size is not None
     clamp = float(resolve_clamp(config, [box]).clamp_nm)  # Trainer resolves over all boxes
     foreground, distance = instance_targets(
-        np.asarray(box.labels[region]), tuple(config.voxel_size), clamp
+        np.asarray(box.labels[region]), tuple(voxel_size), clamp
     )
     targets: dict[str, np.ndarray] = {}
     for head in config.unet.heads:
@@ -414,7 +440,7 @@ def prepare_box(box: TrainingBox, config: TrainConfig) -> PreparedBox:
     if config.contact_weight > 0:
         targets[WEIGHT_KEY] = contact_weights(
             np.asarray(box.labels[region]),
-            tuple(config.voxel_size),
+            tuple(voxel_size),
             config.contact_weight,
             config.contact_nm,
         )
@@ -422,7 +448,7 @@ def prepare_box(box: TrainingBox, config: TrainConfig) -> PreparedBox:
         labels = np.asarray(box.labels[region])
         separated = np.where(separate_touching(labels), labels, 0)
         border = border_weights(
-            separated, tuple(config.voxel_size), config.border_weight, config.border_nm
+            separated, tuple(voxel_size), config.border_weight, config.border_nm
         )
         extra = targets.get(WEIGHT_KEY)
         targets[WEIGHT_KEY] = border if extra is None else extra + border - 1.0
@@ -437,8 +463,16 @@ def masked_loss(
     mask: torch.Tensor,
     kinds: Mapping[str, str],
     weights: Mapping[str, ClassWeights],
+    balance: bool = False,
 ) -> torch.Tensor:
-    """Sum over heads of the masked mean loss (weighted BCE on logits, MSE on linear heads)."""
+    """Sum over heads of the masked mean loss (weighted BCE on logits, MSE on linear heads).
+
+    ``balance`` (several tasks at once, as the podometrics study's dual-output U-Net): each
+    head's loss is divided by the loss a zero output would have on the same batch (ln 2 for a
+    weighted-mean BCE, the weighted mean of target^2 for a linear head), so every task starts at
+    1 and none dominates the gradient whatever its class balance or target scale; the class
+    weights still balance the classes within each logits head.
+    """
     denominator = mask.sum().clamp_min(1.0)
     if WEIGHT_KEY in targets:
         mask = mask * targets[WEIGHT_KEY]
@@ -451,9 +485,11 @@ def masked_loss(
             loss = nn.functional.binary_cross_entropy_with_logits(
                 output, target, weight=voxel_weight, reduction="sum"
             )
+            norm = voxel_weight.sum().clamp_min(1e-6) * math.log(2.0) if balance else denominator
         else:
             loss = (torch.square(output - target) * mask).sum()
-        total = total + loss / denominator
+            norm = (torch.square(target) * mask).sum().clamp_min(1e-6) if balance else denominator
+        total = total + loss / norm
     return total
 
 
@@ -464,14 +500,16 @@ class _Batches:
         self.device = device
         self.format = fmt
 
-    def tensor(self, arrays: Sequence[np.ndarray]) -> torch.Tensor:
-        stacked = torch.from_numpy(np.stack(arrays)[:, None])
-        return stacked.to(self.device, memory_format=self.format, non_blocking=True)
+    def tensor(self, arrays: Sequence[np.ndarray], channels: bool = False) -> torch.Tensor:
+        stacked = np.stack(arrays)
+        batch = torch.from_numpy(stacked if channels else stacked[:, None])
+        return batch.to(self.device, memory_format=self.format, non_blocking=True)
 
     def collate(
         self, samples: Sequence[Sample]
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
-        image = self.tensor([s.image for s in samples])
+        channels = samples[0].image.ndim > samples[0].mask.ndim
+        image = self.tensor([s.image for s in samples], channels)
         names = samples[0].targets.keys()
         targets = {n: self.tensor([s.targets[n] for s in samples]) for n in names}
         return image, targets, self.tensor([s.mask for s in samples])
@@ -573,6 +611,8 @@ class Trainer:
         self.train_boxes = [prepare_box(b, config) for b in train_boxes]
         self.val_boxes = [prepare_box(b, config) for b in val_boxes]
         self.kinds = {h.name: h.kind for h in config.unet.heads}
+        semantic = set(self.kinds) - {PROBABILITY_HEAD, DISTANCE_HEAD}
+        self.balance = bool(semantic) if config.task_balance is None else config.task_balance
         everything = [*self.train_boxes, *self.val_boxes]
         self.weights = {
             name: class_weights([b.targets[name] for b in everything])
@@ -646,9 +686,18 @@ class Trainer:
         if not augment or self.augment is None:
             return sample
         names = list(sample.targets)
+        # Channels after the first ride along as extra arrays: same geometry, no intensity change.
+        extra = list(sample.image[1:]) if sample.image.ndim > sample.mask.ndim else []
+        first = sample.image[0] if extra else sample.image
         image, arrays = augment_sample(
-            sample.image, [*(sample.targets[n] for n in names), sample.mask], self.rng, self.augment
+            first,
+            [*extra, *(sample.targets[n] for n in names), sample.mask],
+            self.rng,
+            self.augment,
         )
+        if extra:
+            image = np.stack([image, *arrays[: len(extra)]])
+            arrays = arrays[len(extra) :]
         return Sample(
             image=image, targets=dict(zip(names, arrays[:-1], strict=True)), mask=arrays[-1]
         )
@@ -712,7 +761,7 @@ class Trainer:
         image, targets, mask = self.batches.collate(samples)
         self.optimizer.zero_grad(set_to_none=True)
         outputs = self.model(image)
-        loss = masked_loss(outputs, targets, mask, self.kinds, self.weights)
+        loss = masked_loss(outputs, targets, mask, self.kinds, self.weights, self.balance)
         loss.backward()  # type: ignore[no-untyped-call]
         if self.config.grad_clip_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip_norm)
@@ -744,7 +793,9 @@ class Trainer:
             chunk = self.val_windows[first : first + size]
             samples = [self._sample(self.val_boxes[i], start, False) for i, start in chunk]
             image, targets, mask = self.batches.collate(samples)
-            loss = masked_loss(self.model(image), targets, mask, self.kinds, self.weights)
+            loss = masked_loss(
+                self.model(image), targets, mask, self.kinds, self.weights, self.balance
+            )
             total += float(loss) * len(chunk)
         return total / len(self.val_windows)
 
