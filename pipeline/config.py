@@ -17,7 +17,7 @@ import dataclasses
 import tomllib
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -73,6 +73,7 @@ class ModelConfig:
     # auto: pooling and kernels from the voxel size unless unet.pool/kernel are given
     # (pipeline.anisotropy); off: the isotropic published network whatever the voxel size
     anisotropy: Literal["auto", "off"] = "auto"
+    unet_keys: tuple[str, ...] = ()  # the U-Net keys the file gives (the rest are chosen)
 
 
 @dataclass(frozen=True)
@@ -176,11 +177,30 @@ class PipelineConfig:
             )
         ]
 
-    def train_config(self, voxel_size: tuple[float, ...]) -> Any:
+    def train_config(
+        self, voxel_size: tuple[float, ...], boxes: Sequence[Any] | None = None
+    ) -> Any:
         """The :class:`pipeline.training.TrainConfig` for this run (U-Net pooling and default
-        patch chosen for the voxel size unless ``model.anisotropy`` is off or they are given)."""
+        patch chosen for the voxel size unless ``model.anisotropy`` is off or they are given).
+
+        With the training ``boxes``, what the file leaves out is chosen from the objects' size,
+        the boxes and the device (:func:`pipeline.training_auto.choose_train_config`), as runs
+        and ``train`` do; without, the dataclass defaults fill it.
+        """
         from pipeline.anisotropy import unet_and_patch_for_voxel_size
         from pipeline.training import TrainConfig
+
+        if boxes is not None:
+            from pipeline.training_auto import choose_train_config
+
+            return choose_train_config(
+                self.model.unet,
+                self.model.unet_keys,
+                self.training,
+                voxel_size=voxel_size,
+                boxes=boxes,
+                anisotropy=self.model.anisotropy,
+            )
 
         unet, training = unet_and_patch_for_voxel_size(
             self.model.unet, self.training, voxel_size,
@@ -382,7 +402,7 @@ def _model_section(values: Any, where: _Where, base: Path) -> ModelConfig:
         values.get("anisotropy", "auto"), Literal["auto", "off"], where.child("anisotropy"), base
     )
     unet = build_dataclass(UNetConfig, rest, where, base)
-    return ModelConfig(path=path, unet=unet, anisotropy=anisotropy)
+    return ModelConfig(path=path, unet=unet, anisotropy=anisotropy, unet_keys=tuple(sorted(rest)))
 
 
 def _training_section(values: Any, where: _Where, base: Path) -> dict[str, Any]:

@@ -249,7 +249,15 @@ class _Run:
                 record.outputs = {"best_checkpoint": str(config.model.path)}
                 self.skipped.append("train")
             return
-        train_config = config.train_config(self.voxel_size)
+        from pipeline.training_set import training_boxes as read_training_set
+
+        images = config.training_images()
+        if not images:
+            raise InvalidInputError(
+                "training needs data.labels and data.boxes, or data.images (or give model.path)"
+            )
+        training_boxes, _ = read_training_set(images, channels=config.model.unet.in_channels)
+        train_config = config.train_config(self.voxel_size, training_boxes)
         parts: dict[str, Any] = {
             "training": to_plain(train_config),
             **{k: self.inputs_fp.get(k) for k in ("image", "labels", "boxes")},
@@ -261,14 +269,7 @@ class _Run:
 
         def body(record: Any, resume: bool) -> None:
             from pipeline.training import train
-            from pipeline.training_set import training_boxes as read_training_set
 
-            images = config.training_images()
-            if not images:
-                raise InvalidInputError(
-                    "training needs data.labels and data.boxes, or data.images (or give model.path)"
-                )
-            training_boxes, _ = read_training_set(images, channels=config.model.unet.in_channels)
             history: list[dict[str, float | None]] = []
 
             def on_epoch(row: Any) -> None:

@@ -54,10 +54,10 @@ def _cli_images(args: argparse.Namespace) -> list[Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipeline.anisotropy import unet_and_patch_for_voxel_size
     from pipeline.config import TrainingImage, load_config
     from pipeline.progress import PIPELINE_STAGE_UNITS, tqdm_progress
-    from pipeline.training import TrainConfig, train
+    from pipeline.training import train
+    from pipeline.training_auto import choose_train_config
     from pipeline.training_set import training_boxes
     from pipeline.unet import UNetConfig
     from pipeline.volumes import open_volume
@@ -73,20 +73,20 @@ def run(args: argparse.Namespace) -> int:
         )
     if config is not None:
         unet_base = config.model.unet
+        unet_keys: tuple[str, ...] = config.model.unet_keys
         given = dict(config.training)
         anisotropy = config.model.anisotropy
     else:
         first = open_volume(images[0].image, images[0].level, images[0].voxel_size, "image")
         unet_base = UNetConfig(dims=len(first.array.shape))
-        given, anisotropy = {}, "auto"
+        unet_keys, given, anisotropy = ("dims",), {}, "auto"
     boxes, voxel_size = training_boxes(images, channels=unet_base.in_channels)
     spatial = len(boxes[0].box) // 2
     if spatial != unet_base.dims:
         raise InvalidInputError(f"the images are {spatial}D but the model is {unet_base.dims}D")
-    unet, training = unet_and_patch_for_voxel_size(
-        unet_base, given, voxel_size, TrainConfig(unet=unet_base).patch_shape, anisotropy
+    train_config = choose_train_config(
+        unet_base, unet_keys, given, voxel_size=voxel_size, boxes=boxes, anisotropy=anisotropy
     )
-    train_config = TrainConfig(unet=unet, voxel_size=voxel_size, **training)
     out = Path(args.out) if args.out else ((config.out if config else None) or Path(".")) / "model"
     result = train(boxes, train_config, out, resume=args.resume, progress=tqdm_progress("step"))
     f1 = "" if math.isnan(result.best_val_f1) else f", object F1 {result.best_val_f1:.3f}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from pipeline.training_auto import (
@@ -74,3 +75,47 @@ def test_2d_patches_are_2d() -> None:
     )
     assert len(values["patch_shape"]) == 2
     assert unet.output_shape(tuple(values["patch_shape"])) == (160, 160)
+
+
+def test_choose_train_config_from_the_boxes_objects_and_voxels() -> None:
+    from pipeline.synthetic import make_sphere_labels
+    from pipeline.training import TrainingBox
+    from pipeline.training_auto import choose_train_config
+
+    labels, _, _ = make_sphere_labels((24, 64, 64), 8, radius_voxels=(5.0, 6.0), seed=1)
+    image = (labels > 0).astype(np.float32)
+    boxes = [TrainingBox(image, labels, (0, 0, 0, 24, 64, 64), "all")]
+    config = choose_train_config(
+        UNetConfig(), (), {"seed": 3}, voxel_size=(300.0, 100.0, 100.0), boxes=boxes
+    )
+    assert config.seed == 3 and config.unet.width == 8  # CPU
+    assert config.unet.pool is not None  # z:xy 3: not pooled along z at the first level
+    output = config.unet.output_shape(config.patch_shape)
+    # The same physical length per axis, capped by the box (24 z slices, 64 y/x voxels).
+    assert output[1] == output[2] and output[0] < output[1]
+    assert output[0] <= 24 + config.unet.output_multiple[0]
+    total = config.max_epochs * config.iterations_per_epoch
+    assert config.warmup_steps == min(100, total // 10)
+    given = choose_train_config(
+        UNetConfig(width=4, depth=1),
+        ("width", "depth"),
+        {"warmup_steps": 0, "patch_shape": (44, 44, 44)},
+        voxel_size=(100.0, 100.0, 100.0),
+        boxes=boxes,
+        anisotropy="off",
+    )
+    assert (given.unet.width, given.unet.depth, given.warmup_steps) == (4, 1, 0)
+    assert given.patch_shape == (44, 44, 44)
+
+
+def test_choose_train_config_refuses_empty_ground_truth() -> None:
+    import pytest
+
+    from pipeline.errors import InvalidInputError
+    from pipeline.training import TrainingBox
+    from pipeline.training_auto import choose_train_config
+
+    empty = np.zeros((8, 16, 16), np.uint32)
+    box = TrainingBox(empty.astype(np.float32), empty, (0, 0, 0, 8, 16, 16), "b")
+    with pytest.raises(InvalidInputError, match="no object"):
+        choose_train_config(UNetConfig(), (), {}, voxel_size=(1.0, 1.0, 1.0), boxes=[box])
