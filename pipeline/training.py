@@ -591,7 +591,7 @@ def _set_rng_state(rng: np.random.Generator, saved: Mapping[str, Any]) -> None:
 
 def _box_labels(box: TrainingBox) -> np.ndarray:
     """The instance ids inside a box, as integers (segmentation and matching need them)."""
-    labels = np.asarray(box.labels[box_region(box.box, box.image.shape)])
+    labels = np.asarray(box.labels[box_region(box.box, box.labels.shape)])
     return labels if labels.dtype.kind in "iu" else labels.astype(np.int64)
 
 
