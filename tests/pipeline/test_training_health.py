@@ -194,3 +194,24 @@ def test_windows_stitch_into_the_box_and_nan_figures_are_not_judged() -> None:
     assert health_problems({"training": HeadFigures()}, 100.0, 300.0) == []
     low = health_problems({"validation": HeadFigures(99.0, 0.5)}, 100.0, 300.0)
     assert len(low) == 1 and "reached only 99 nm" in low[0] and "validation" in low[0]
+
+
+def test_a_failing_check_waits_only_while_the_training_figures_still_rise(
+    data: dict[str, np.ndarray], tmp_path: Path
+) -> None:
+    from pipeline.training import Trainer
+
+    trainer = Trainer(
+        _boxes(data["image"], data["labels"]), _config(health_epochs=2, max_epochs=10), tmp_path
+    )
+    threshold = trainer.segment_params.seed_threshold_nm
+    first = {"attempt": 0, "epoch": 1, "train_distance_p99_nm": 0.0, "train_probability_gap": 0.0}
+    trainer.state.history.append(first)
+
+    def row(distance: float, gap: float) -> dict[str, float]:
+        return {"train_distance_p99_nm": distance, "train_probability_gap": gap}
+
+    assert trainer._still_learning(row(0.6 * threshold, 0.0), epoch=2)  # rising distance
+    assert trainer._still_learning(row(0.0, 0.05), epoch=3)  # rising probability gap
+    assert not trainer._still_learning(row(0.1 * threshold, 0.01), epoch=2)  # stuck
+    assert not trainer._still_learning(row(0.6 * threshold, 0.05), epoch=4)  # waited enough
