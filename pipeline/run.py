@@ -69,24 +69,30 @@ def _per_axis(values: tuple[int, ...], ndim: int, name: str) -> tuple[int, ...]:
     return values
 
 
-def _read_boxes(path: Path, shape: tuple[int, ...]) -> list[Any]:
-    from pipeline.evaluation import boxes_read_csv
+def _read_boxes(
+    path: Path, shape: tuple[int, ...], voxel_size: tuple[float, ...] | None = None
+) -> list[Any]:
+    from pipeline.box_table import box_table_read
 
-    boxes = boxes_read_csv(path, ndim=len(shape))
-    for box in boxes:
-        if any(s < 0 or s + n > dim for s, n, dim in zip(box.start, box.size, shape, strict=True)):
-            raise InvalidInputError(
-                f"{path.name}: box {box.name} ({box.start} + {box.size}) lies outside the "
-                f"volume {shape}"
-            )
-    return boxes
+    return box_table_read(path, shape=shape, voxel_size=voxel_size)
 
 
-def _check_ground_truth(labels: Volume, image: Volume, boxes: list[Any], what: str) -> None:
-    if labels.array.shape != image.array.shape:
+def _fingerprint_volume(path: Path) -> dict[str, Any]:
+    """:func:`fingerprint` of a volume's file; an HDF5 volume's also names its dataset."""
+    from pipeline.volumes import split_hdf5_path
+
+    hdf5 = split_hdf5_path(path)
+    if hdf5 is None:
+        return fingerprint(path)
+    return {**fingerprint(hdf5[0]), "dataset": hdf5[1]}
+
+
+def _check_ground_truth(
+    labels: Volume, shape: tuple[int, ...], boxes: list[Any], what: str
+) -> None:
+    if tuple(labels.array.shape) != shape:
         raise InvalidInputError(
-            f"{what} shape {tuple(labels.array.shape)} differs from the image's "
-            f"{tuple(image.array.shape)}"
+            f"{what} shape {tuple(labels.array.shape)} differs from the image's {shape}"
         )
     if not any(np.any(np.asarray(labels.array[box.slices()])) for box in boxes):
         raise InvalidInputError(f"empty ground truth: no labelled voxel of {what} in any box")
@@ -134,20 +140,25 @@ class _Run:
         self.ran: list[str] = []
         self.skipped: list[str] = []
         self.keys: dict[str, str] = {}
-        self.image = open_volume(config.data.image, config.data.level, config.data.voxel_size)
+        channels = config.model.unet.in_channels
+        self.image = open_volume(
+            config.data.image, config.data.level, config.data.voxel_size, channels=channels
+        )
         if self.image.voxel_size is None:
             raise InvalidInputError(
                 f"image {config.data.image.name} records no voxel size: give data.voxel_size"
             )
         self.voxel_size: tuple[float, ...] = self.image.voxel_size
-        self.ndim = len(self.image.array.shape)
+        # Channels come first in an image for a model with in_channels > 1.
+        self.shape = tuple(int(n) for n in self.image.array.shape)[1 if channels > 1 else 0 :]
+        self.ndim = len(self.shape)
         self.gt: Volume | None = None
         self.gt_boxes: list[Any] = []
         if config.gt_labels is not None and config.gt_boxes is not None:
             self.gt = open_volume(config.gt_labels, config.data.level, None, "ground-truth labels")
-            self.gt_boxes = _read_boxes(config.gt_boxes, self.image.array.shape)
-        self.inputs_fp = {
-            name: fingerprint(p)
+            self.gt_boxes = _read_boxes(config.gt_boxes, self.shape, self.voxel_size)
+        self.inputs_fp: dict[str, Any] = {
+            name: _fingerprint_volume(p)
             for name, p in (
                 ("image", config.data.image),
                 ("labels", config.data.labels),
@@ -161,6 +172,24 @@ class _Run:
             )
             if p is not None
         }
+        if config.data.semantic:
+            self.inputs_fp["semantic"] = {
+                k: _fingerprint_volume(p) for k, p in sorted(config.data.semantic.items())
+            }
+        if config.data.images:
+            self.inputs_fp["training_images"] = [
+                {
+                    "image": _fingerprint_volume(entry.image),
+                    "labels": _fingerprint_volume(entry.labels),
+                    "boxes": fingerprint(entry.boxes),
+                    "semantic": {
+                        k: _fingerprint_volume(p) for k, p in sorted((entry.semantic or {}).items())
+                    },
+                    "voxel_size": entry.voxel_size,
+                    "level": entry.level,
+                }
+                for entry in config.data.images
+            ]
 
     # -- bookkeeping ---------------------------------------------------------------------------
 
@@ -221,31 +250,25 @@ class _Run:
                 self.skipped.append("train")
             return
         train_config = config.train_config(self.voxel_size)
-        parts = {
+        parts: dict[str, Any] = {
             "training": to_plain(train_config),
             **{k: self.inputs_fp.get(k) for k in ("image", "labels", "boxes")},
         }
+        for key in ("semantic", "training_images"):  # only when used: older keys stay valid
+            if key in self.inputs_fp:
+                parts[key] = self.inputs_fp[key]
         model_dir = self.out / MODEL_DIR
 
         def body(record: Any, resume: bool) -> None:
-            from pipeline.training import TrainingBox, train
+            from pipeline.training import train
+            from pipeline.training_set import training_boxes as read_training_set
 
-            if config.data.labels is None or config.data.boxes is None:
+            images = config.training_images()
+            if not images:
                 raise InvalidInputError(
-                    "training needs data.labels and data.boxes (or give model.path)"
+                    "training needs data.labels and data.boxes, or data.images (or give model.path)"
                 )
-            labels = open_volume(config.data.labels, config.data.level, None, "training labels")
-            boxes = _read_boxes(config.data.boxes, self.image.array.shape)
-            _check_ground_truth(labels, self.image, boxes, "data.labels")
-            training_boxes = [
-                TrainingBox(
-                    image=self.image.array,
-                    labels=labels.array,
-                    box=(*box.start, *(s + n for s, n in zip(box.start, box.size, strict=True))),
-                    name=box.name,
-                )
-                for box in boxes
-            ]
+            training_boxes, _ = read_training_set(images, channels=config.model.unet.in_channels)
             history: list[dict[str, float | None]] = []
 
             def on_epoch(row: Any) -> None:
@@ -264,6 +287,9 @@ class _Run:
             )
             record.outputs["best_checkpoint"] = str(result.best_checkpoint)
             record.metrics.update(_train_metrics(result))
+            record.metrics.update(
+                fit_and_record(result.best_checkpoint, training_boxes, train_config, self.progress)
+            )
 
         self.execute("train", parts, [model_dir], body)
         if "best_checkpoint" not in self.manifest.step("train").outputs:
@@ -320,10 +346,40 @@ class _Run:
 
         self.execute("predict", parts, [out], body)
 
+    def segment_params(self) -> Any:
+        """The seeded-watershed settings: see :class:`pipeline.config.SegmentConfig`."""
+        from pipeline.model_io import model_segment_params
+        from pipeline.segment_params import choose_segment_params, derive_segment_params
+
+        config = self.config.segment
+        model = self.model_path()
+        gt, boxes = self.gt, self.gt_boxes
+
+        def derive() -> Any:
+            assert gt is not None
+            labels = [np.asarray(gt.array[box.slices()]) for box in boxes]
+            return derive_segment_params(labels, self.voxel_size)
+
+        return choose_segment_params(
+            config.preset,
+            model=model_segment_params(model) if model.is_file() else None,
+            model_name=f"model {model.name}",
+            derive=derive if gt is not None else None,
+            seed_threshold_nm=config.seed_threshold,
+            smooth_nm=config.smooth_nm,
+            min_seed_voxels=config.min_seed_voxels,
+        )
+
     def segment(self) -> None:
         config = self.config
         out = self.out / SEGMENTATION_NAME
-        parts = {"predict": self.keys["predict"], "segment": to_plain(config.segment)}
+        chosen = self.segment_params()
+        params = chosen.params
+        parts = {
+            "predict": self.keys["predict"],
+            "segment": to_plain(config.segment),
+            "params": params.to_dict(),
+        }
 
         def body(record: Any, resume: bool) -> None:
             from pipeline.segment import segment_volume
@@ -342,9 +398,9 @@ class _Run:
                     block_shape=_per_axis(config.segment.block, self.ndim, "segment.block"),
                     halo=None if halo is None else _per_axis(halo, self.ndim, "segment.halo"),
                     voxel_size=self.voxel_size,
-                    seed_threshold=config.segment.seed_threshold,
-                    min_seed_voxels=config.segment.min_seed_voxels,
-                    smooth_nm=config.segment.smooth_nm,
+                    seed_threshold=params.seed_threshold_nm,
+                    min_seed_voxels=params.min_seed_voxels,
+                    smooth_nm=params.smooth_nm,
                     iou_threshold=config.segment.iou_threshold,
                     executor=executor,
                     progress=self.progress,
@@ -357,19 +413,31 @@ class _Run:
                     "objects": result.n_objects,
                     "block_segments": result.n_segments,
                     "merged": result.n_merged,
-                    "seed_threshold_nm": config.segment.seed_threshold,
+                    "params": chosen.to_dict(),
                 }
             )
 
         self.execute("segment", parts, [out], body)
 
+    def _not_for_2d(self, name: str, upstream: str) -> bool:
+        """Meshes, sphericity and their filter are 3D: a 2D run passes over them."""
+        if self.ndim == 3:
+            return False
+        self.keys[name] = digest_of({upstream: self.keys[upstream], "2d": True})
+        if name in self.steps:
+            record = self.manifest.step(name)
+            record.status, record.key = "skipped", self.keys[name]
+            record.metrics = {"reason": "2D image: no meshes or volume/sphericity filter"}
+            self.skipped.append(name)
+        return True
+
     def measure(self) -> None:
+        if self._not_for_2d("measure", "segment"):
+            return
         parts = {"segment": self.keys["segment"], "mesh": to_plain(self.config.mesh)}
         outputs = [self.out / MESHES_DIR, self._detections("csv"), self._detections("parquet")]
 
         def body(record: Any, resume: bool) -> None:
-            if self.ndim != 3:
-                raise InvalidInputError("measuring and meshing need a 3D volume")
             result = measure_labels(
                 self.out / SEGMENTATION_NAME,
                 self.out,
@@ -384,6 +452,8 @@ class _Run:
         return self.out / f"{DETECTIONS_NAME}.{suffix}"
 
     def filter(self) -> None:
+        if self._not_for_2d("filter", "measure"):
+            return
         config = self.config.filter
         parts: dict[str, Any] = {"measure": self.keys["measure"], "filter": to_plain(config)}
         if config.method == "tables":
@@ -470,6 +540,27 @@ class _Run:
             raise InvalidInputError("no detection matches the ground truth: nothing to fit")
         return labelled.reset_index(drop=True)
 
+    def _head_scores(self, instances: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """Per head: object-level (and pixel-level) Dice of the instances, pixel-level Dice of
+        each semantic head that has a ground-truth mask (``data.semantic``)."""
+        from pipeline.evaluation import semantic_dice
+
+        scores: dict[str, dict[str, Any]] = {
+            "instances": {
+                "dice_object": instances.get("dice_object_mean_over_boxes"),
+                "dice_pixel": instances.get("dice_pixel"),
+            }
+        }
+        for head, gt_path in sorted(_semantic_gt(self.config).items()):
+            predicted = self.out / PREDICTION_DIR / f"{head}.ome.zarr"
+            if not predicted.exists():
+                continue
+            pred = open_volume(predicted, 0, self.voxel_size, f"{head} prediction")
+            gt = open_volume(gt_path, self.config.data.level, None, f"{head} mask")
+            _, head_scores = semantic_dice(pred.array, gt.array, self.gt_boxes)
+            scores[head] = {"dice_pixel": head_scores["dice_pixel"]}
+        return scores
+
     def evaluate(self) -> None:
         config = self.config.evaluate
         out = self.out / EVALUATION_DIR
@@ -478,19 +569,21 @@ class _Run:
             "evaluate": to_plain(config),
             "gt": [self.inputs_fp.get("gt_labels"), self.inputs_fp.get("gt_boxes")],
         }
+        if "semantic" in self.inputs_fp:
+            parts["semantic"] = self.inputs_fp["semantic"]
 
         def body(record: Any, resume: bool) -> None:
             from pipeline.evaluation import evaluate_boxes
 
             assert self.gt is not None
             pred = open_volume(self.out / SEGMENTATION_NAME, 0, self.voxel_size, "segmentation")
-            kept_ids = pd.read_parquet(self._detections("parquet")).query("kept")["id"]
             out.mkdir(parents=True, exist_ok=True)
             summary: dict[str, Any] = {}
-            for name, labels in (
-                ("all", pred.array),
-                ("filtered", FilteredLabels(pred.array, kept_ids.to_numpy())),
-            ):
+            variants: list[tuple[str, Any]] = [("all", pred.array)]
+            if self.ndim == 3:
+                kept_ids = pd.read_parquet(self._detections("parquet")).query("kept")["id"]
+                variants.append(("filtered", FilteredLabels(pred.array, kept_ids.to_numpy())))
+            for name, labels in variants:
                 table, scores = evaluate_boxes(
                     labels,
                     self.gt.array,
@@ -502,16 +595,38 @@ class _Run:
                 )
                 table.to_csv(out / f"per_box_{name}.csv", index=False)
                 summary[name] = {k: None if math.isnan(v) else v for k, v in scores.items()}
+            summary["heads"] = self._head_scores(summary["all"])
             (out / SUMMARY_JSON).write_text(json.dumps(summary, indent=2) + "\n")
             record.metrics.update(
                 {
                     f"{name}_{k}": summary[name][k]
-                    for name in summary
+                    for name in ("all", "filtered")
+                    if name in summary
                     for k in ("precision", "recall", "f1")
                 }
             )
+            for head, scores in summary["heads"].items():
+                for k, v in scores.items():
+                    record.metrics[f"{head}_{k}"] = v
 
         self.execute("evaluate", parts, [out], body)
+
+
+def fit_and_record(
+    model_path: Path, boxes: Sequence[Any], train_config: Any, progress: ProgressCallback
+) -> dict[str, Any]:
+    """Fit the segmentation settings on the validation boxes, record them in the model file and
+    write the table of tried values next to it; returns what the manifest keeps."""
+    from pipeline.segment_fit import FIT_TABLE_NAME, fit_model_segment_params, write_fit_table
+
+    fit = fit_model_segment_params(model_path, boxes, train_config, progress=progress)
+    write_fit_table(fit, model_path.parent / FIT_TABLE_NAME)
+    return {"segment_params": fit.params.to_dict(), "segment_fit": fit.to_dict()}
+
+
+def _semantic_gt(config: PipelineConfig) -> dict[str, Path]:
+    """Ground-truth masks of the semantic heads for the image segmented: ``data.semantic``."""
+    return dict(config.data.semantic or {})
 
 
 def default_steps(config: PipelineConfig) -> list[str]:
@@ -546,7 +661,7 @@ def run_pipeline(
     out.mkdir(parents=True, exist_ok=True)
     run = _Run(config, out, chosen, progress)
     if run.gt is not None:
-        _check_ground_truth(run.gt, run.image, run.gt_boxes, "ground-truth labels")
+        _check_ground_truth(run.gt, run.shape, run.gt_boxes, "ground-truth labels")
     manifest = run.manifest
     manifest.parameters = config.parameters()
     manifest.inputs = dict(run.inputs_fp)

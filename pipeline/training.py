@@ -4,20 +4,35 @@ Targets per box come from :func:`pipeline.targets.instance_targets`. The loss is
 a class-weighted binary cross-entropy on the logits heads (weights ``N / (2 N_class)`` over all
 boxes, so both classes weigh the same in total) plus the mean squared error of the linear
 ``distance`` head against ``distance / clamp_nm`` (in [-1, 1], so the two terms have comparable
-size; the model file records ``clamp_nm`` to scale predictions back to nm). Only voxels inside the
+size; the model file records ``clamp_nm`` to scale predictions back to nm). ``clamp_nm: auto``
+(the default) takes the clamp from the ground truth's objects (1.5 x their median equivalent
+radius, :func:`pipeline.segment_params.derive_segment_params`): a fixed 4 um clamp leaves small
+objects' distances a sliver of the output range and cuts large ones short. Only voxels inside the
 boxes count. Adam at ``lr``; boxes split 80:20 into training and validation by box (a single box
 is split along its longest axis). Each epoch is ``iterations_per_epoch`` batches of random,
 augmented patches, then the loss over a fixed set of validation windows; training stops after
 ``patience`` epochs without improvement. With ``contact_weight`` > 0 (default 0, off: the
 published loss), voxels within ``contact_nm`` of an interface between two touching objects weigh
 ``1 + contact_weight`` in every head's loss: the separating dip of the distance map there decides
-whether touching nuclei get one seed each, and it is a small share of all voxels. Two guards for
+whether touching nuclei get one seed each, and it is a small share of all voxels. With
+``border_weight`` > 0 (default 0), background voxels in narrow gaps between objects (touching
+objects are first separated by their one-voxel line) weigh more by the U-Net border weight map of
+:mod:`pipeline.loss_weights` (``w0`` = ``border_weight``, sigma ``border_nm``); with both, the
+weights add. Two guards for
 learning rates above the published 1e-4 (off by default): a linear warm-up over
 ``warmup_steps``, gradient-norm clipping at ``grad_clip_norm``, and ``lr_schedule: cosine`` (decay
 to zero by the last epoch; at a constant 3e-3 the validation loss of a small network jumped about
 until the end, and the epoch that happened to be best varied a lot between seeds). ``best.pt`` (a
 model file) holds the best weights, ``last.pt`` everything needed to resume (weights, optimiser,
 history, random states).
+
+Each training image is normalised by its own robust intensity range (``normalisation``, default
+the 1st and 99.8th percentiles to 0 and 1, see :mod:`pipeline.normalise`), as prediction will
+normalise each volume it is applied to; the model file records the method and percentiles.
+``normalisation: {method: meanstd}`` restores the former single mean and std over the boxes.
+Augmentation (``augment``, settings in ``augmentation``) adds intensity changes (gamma, contrast
+and brightness, noise, blur) to the mirrors and rotations, so that a model holds on a session
+with other contrast and noise.
 
 Every ``val_interval`` epochs (default 1; 0: off) the validation boxes are also segmented and
 scored at object level (:mod:`pipeline.training_validation`); ``best.pt`` is then the epoch with
@@ -41,7 +56,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import edt
 import numpy as np
@@ -51,7 +66,9 @@ from torch import nn
 from pipeline.augment import AugmentConfig, augment_sample
 from pipeline.blocks import ReadableArray
 from pipeline.errors import InvalidInputError, TrainingFailedError
+from pipeline.loss_weights import border_weights
 from pipeline.model_io import model_from_payload, model_payload, save_model
+from pipeline.normalise import Normalisation, Scaling
 from pipeline.patches import (
     PreparedBox,
     Sample,
@@ -62,7 +79,7 @@ from pipeline.patches import (
 )
 from pipeline.progress import ProgressCallback, no_progress
 from pipeline.segment_params import derive_segment_params
-from pipeline.targets import DEFAULT_CLAMP_NM, instance_targets, separate_touching
+from pipeline.targets import instance_targets, separate_touching
 from pipeline.torch_setup import (
     choose_device,
     configure_backends,
@@ -114,6 +131,11 @@ FIGURE_STEPS = 8  # the training health figures come from the last batches of ea
 # A failing health check waits another epoch while a training figure still rises this much.
 PROGRESS_DISTANCE_FRACTION = 0.5  # of the seed threshold
 PROGRESS_GAP = 0.02
+# Default patches: the published 3D one (output 76 x 76 x 72 at depth 2); in 2D a patch whose
+# output is at least 212 x 212 for the configured network (252 x 252 at depth 2, close to the
+# 256 x 256 tiles 2D nuclei models train on), so ``dims: 2`` alone gives a valid 2D setup.
+DEFAULT_PATCH_3D = (116, 116, 112)
+OUTPUT_2D = (212, 212)
 
 
 @dataclass(frozen=True)
@@ -121,7 +143,8 @@ class TrainingBox:
     """A ground-truth box in a whole image: ``box`` is ``(z0, y0, x0, z1, y1, x1)`` in voxels.
 
     ``labels`` (instance ids, same shape as the image) need only be right inside the box.
-    ``semantic`` gives, for extra logits heads, a mask array per head name.
+    ``semantic`` gives, for extra logits heads, a mask array per head name. ``voxel_size``
+    (nm) is the box's image's own, when a training set mixes scales (default: the config's).
     """
 
     image: ReadableArray
@@ -129,6 +152,7 @@ class TrainingBox:
     box: tuple[int, ...]
     name: str
     semantic: Mapping[str, ReadableArray] | None = None
+    voxel_size: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -136,7 +160,7 @@ class TrainConfig:
     """Training parameters; ``patch_shape`` is the input patch (a valid U-Net input)."""
 
     unet: UNetConfig = field(default_factory=UNetConfig)
-    patch_shape: tuple[int, ...] = (116, 116, 112)
+    patch_shape: tuple[int, ...] = ()  # () = for unet.dims: DEFAULT_PATCH_3D or OUTPUT_2D's input
     voxel_size: tuple[float, ...] | None = None
     batch_size: int = 4
     lr: float = 1e-4
@@ -150,18 +174,26 @@ class TrainConfig:
     max_val_patches: int = 32
     seed: int = 0
     augment: bool = True
-    clamp_nm: float = DEFAULT_CLAMP_NM
+    augmentation: AugmentConfig = field(default_factory=AugmentConfig)
+    normalisation: Normalisation = field(default_factory=Normalisation)
+    clamp_nm: float | Literal["auto"] = "auto"  # auto: derived from the ground truth's objects
     contact_weight: float = 0.0
     contact_nm: float = 1000.0
+    border_weight: float = 0.0  # w0 of the U-Net border weight map (0: off)
+    border_nm: float = 500.0  # its sigma (nm)
     val_interval: int = 1  # epochs between object-level validations (0: loss only)
     health_epochs: int = 3  # epochs before the heads' health check (0: no check)
     max_restarts: int = 2  # restarts from a new seed when the check fails
+    task_balance: bool | None = None  # masked_loss(balance=); default: on with semantic heads
     num_threads: int | None = None
     device: str = "auto"
 
     def __post_init__(self) -> None:
         # One value stands for every axis (as config files allow).
         dims = self.unet.dims
+        if not self.patch_shape:
+            default = DEFAULT_PATCH_3D if dims == 3 else self.unet.valid_input_shape(OUTPUT_2D)
+            object.__setattr__(self, "patch_shape", default)
         if len(self.patch_shape) == 1:
             object.__setattr__(self, "patch_shape", tuple(self.patch_shape) * dims)
         if self.voxel_size is not None and len(self.voxel_size) == 1:
@@ -182,6 +214,10 @@ class TrainConfig:
         values = dict(data)
         if "unet" in values:
             values["unet"] = UNetConfig.from_dict(dict(values["unet"]))
+        if isinstance(values.get("augmentation"), Mapping):
+            values["augmentation"] = AugmentConfig.from_dict(values["augmentation"])
+        if isinstance(values.get("normalisation"), Mapping):
+            values["normalisation"] = Normalisation.from_dict(values["normalisation"])
         for key in ("patch_shape", "voxel_size"):
             if values.get(key) is not None:
                 values[key] = tuple(values[key])
@@ -237,8 +273,12 @@ def check_config(config: TrainConfig) -> tuple[int, ...]:
         raise InvalidInputError("batch_size, iterations_per_epoch and max_epochs must be >= 1")
     if not 0.0 <= config.val_fraction < 1.0 or config.patience < 1 or config.lr <= 0:
         raise InvalidInputError("need 0 <= val_fraction < 1, patience >= 1 and lr > 0")
+    if config.clamp_nm != "auto" and (isinstance(config.clamp_nm, str) or not config.clamp_nm > 0):
+        raise InvalidInputError(f"clamp_nm must be positive (nm) or auto, not {config.clamp_nm!r}")
     if config.contact_weight < 0 or config.contact_nm <= 0:
         raise InvalidInputError("need contact_weight >= 0 and contact_nm > 0")
+    if config.border_weight < 0 or config.border_nm <= 0:
+        raise InvalidInputError("need border_weight >= 0 and border_nm > 0")
     if min(config.val_interval, config.health_epochs, config.max_restarts) < 0:
         raise InvalidInputError("need val_interval, health_epochs and max_restarts >= 0")
     if config.warmup_steps < 0 or (
@@ -256,6 +296,18 @@ def check_config(config: TrainConfig) -> tuple[int, ...]:
     if extra_linear:
         raise InvalidInputError(f"no training target for linear heads {extra_linear}")
     return config.unet.output_shape(tuple(config.patch_shape))
+
+
+def resolve_clamp(config: TrainConfig, boxes: Sequence[TrainingBox]) -> TrainConfig:
+    """The config with ``clamp_nm: auto`` replaced by the clamp derived from the boxes' objects."""
+    if not isinstance(config.clamp_nm, str):
+        return config
+    assert config.voxel_size is not None
+    labels = [np.asarray(b.labels[box_region(b.box, b.labels.shape)]) for b in boxes]
+    if not any(a.any() for a in labels):
+        raise InvalidInputError("the ground truth is empty: no object in any box (clamp_nm: auto)")
+    clamp = derive_segment_params(labels, tuple(config.voxel_size)).clamp_nm
+    return replace(config, clamp_nm=clamp)
 
 
 def split_boxes(
@@ -295,18 +347,42 @@ def image_statistics(boxes: Sequence[TrainingBox]) -> tuple[float, float]:
     """Mean and standard deviation of the images over all boxes (float64 sums)."""
     count, total, squares = 0, 0.0, 0.0
     for box in boxes:
-        region = box_region(box.box, box.image.shape)
+        ndim = len(box.box) // 2
+        lead = (slice(None),) * (len(box.image.shape) - ndim)  # channels, pooled
+        region = box_region(box.box, box.image.shape[len(lead) :])
         plane_size = math.prod(s.stop - s.start for s in region[1:])
         step = max(1, STATISTICS_SLAB_VOXELS // plane_size)  # bounded memory, whole chunks
         for start in range(region[0].start, region[0].stop, step):
             stop = min(start + step, region[0].stop)
-            plane = np.asarray(box.image[(slice(start, stop), *region[1:])], np.float64)
+            plane = np.asarray(box.image[(*lead, slice(start, stop), *region[1:])], np.float64)
             count += plane.size
             total += float(plane.sum())
             squares += float(np.square(plane).sum())
     mean = total / count
     std = math.sqrt(max(squares / count - mean * mean, 0.0))
     return mean, std if std > 0 else 1.0
+
+
+def image_scalings(
+    boxes: Sequence[TrainingBox], normalisation: Normalisation
+) -> tuple[Normalisation, dict[int, Scaling]]:
+    """The model's normalisation (with the training image's values) and each image's map.
+
+    Maps are keyed by ``id(image)``: boxes of one image share it. ``percentile``: every image by
+    its own range; the recorded values are the first box's image's (low, high). ``meanstd``
+    without values: one mean and std over all boxes, as before percentiles.
+    """
+    if normalisation.method == "meanstd":
+        mean, std = normalisation.values or image_statistics(boxes)
+        fixed = replace(normalisation, values=(mean, std))
+        return fixed, {id(b.image): Scaling(mean, std) for b in boxes}
+    scalings: dict[int, Scaling] = {}
+    for box in boxes:
+        if id(box.image) not in scalings:
+            scalings[id(box.image)] = normalisation.scaling(box.image)
+    first = scalings[id(boxes[0].image)]
+    values = (first.offset, first.offset + first.scale)
+    return replace(normalisation, values=values), scalings
 
 
 def contact_weights(
@@ -326,26 +402,40 @@ def contact_weights(
     return out
 
 
+def spatial_shape(image: ReadableArray, unet: UNetConfig) -> tuple[int, ...]:
+    """The spatial shape of a training image: channels come first when ``in_channels`` > 1."""
+    shape = tuple(int(n) for n in image.shape)
+    channels = unet.in_channels
+    expected = unet.dims + (1 if channels > 1 else 0)
+    if len(shape) != expected or (channels > 1 and shape[0] != channels):
+        raise InvalidInputError(
+            f"image shape {shape} is not {unet.dims}D"
+            + (f" with {channels} channels first" if channels > 1 else "")
+        )
+    return shape[1:] if channels > 1 else shape
+
+
 def prepare_box(box: TrainingBox, config: TrainConfig) -> PreparedBox:
     """Compute a box's targets (one float32 array per head, box-sized)."""
-    if len(box.image.shape) != config.unet.dims or tuple(box.labels.shape) != tuple(
-        box.image.shape
-    ):
+    spatial = spatial_shape(box.image, config.unet)
+    if tuple(box.labels.shape) != spatial:
         raise InvalidInputError(
             f"box {box.name}: image {tuple(box.image.shape)} and labels "
             f"{tuple(box.labels.shape)} must have the same {config.unet.dims}D shape"
         )
-    region = box_region(box.box, box.image.shape)
-    assert config.voxel_size is not None
+    region = box_region(box.box, spatial)
+    voxel_size = box.voxel_size or config.voxel_size
+    assert voxel_size is not None
+    clamp = float(resolve_clamp(config, [box]).clamp_nm)  # Trainer resolves over all boxes
     foreground, distance = instance_targets(
-        np.asarray(box.labels[region]), tuple(config.voxel_size), config.clamp_nm
+        np.asarray(box.labels[region]), tuple(voxel_size), clamp
     )
     targets: dict[str, np.ndarray] = {}
     for head in config.unet.heads:
         if head.name == PROBABILITY_HEAD:
             targets[head.name] = foreground
         elif head.name == DISTANCE_HEAD:
-            targets[head.name] = distance / np.float32(config.clamp_nm)
+            targets[head.name] = distance / np.float32(clamp)
         else:
             if box.semantic is None or head.name not in box.semantic:
                 raise InvalidInputError(f"box {box.name}: no mask for head {head.name!r}")
@@ -355,10 +445,18 @@ def prepare_box(box: TrainingBox, config: TrainConfig) -> PreparedBox:
     if config.contact_weight > 0:
         targets[WEIGHT_KEY] = contact_weights(
             np.asarray(box.labels[region]),
-            tuple(config.voxel_size),
+            tuple(voxel_size),
             config.contact_weight,
             config.contact_nm,
         )
+    if config.border_weight > 0:
+        labels = np.asarray(box.labels[region])
+        separated = np.where(separate_touching(labels), labels, 0)
+        border = border_weights(
+            separated, tuple(voxel_size), config.border_weight, config.border_nm
+        )
+        extra = targets.get(WEIGHT_KEY)
+        targets[WEIGHT_KEY] = border if extra is None else extra + border - 1.0
     return PreparedBox(
         name=box.name, image=box.image, start=tuple(s.start for s in region), targets=targets
     )
@@ -370,8 +468,16 @@ def masked_loss(
     mask: torch.Tensor,
     kinds: Mapping[str, str],
     weights: Mapping[str, ClassWeights],
+    balance: bool = False,
 ) -> torch.Tensor:
-    """Sum over heads of the masked mean loss (weighted BCE on logits, MSE on linear heads)."""
+    """Sum over heads of the masked mean loss (weighted BCE on logits, MSE on linear heads).
+
+    ``balance`` (several tasks at once, as the podometrics study's dual-output U-Net): each
+    head's loss is divided by the loss a zero output would have on the same batch (ln 2 for a
+    weighted-mean BCE, the weighted mean of target^2 for a linear head), so every task starts at
+    1 and none dominates the gradient whatever its class balance or target scale; the class
+    weights still balance the classes within each logits head.
+    """
     denominator = mask.sum().clamp_min(1.0)
     if WEIGHT_KEY in targets:
         mask = mask * targets[WEIGHT_KEY]
@@ -384,9 +490,11 @@ def masked_loss(
             loss = nn.functional.binary_cross_entropy_with_logits(
                 output, target, weight=voxel_weight, reduction="sum"
             )
+            norm = voxel_weight.sum().clamp_min(1e-6) * math.log(2.0) if balance else denominator
         else:
             loss = (torch.square(output - target) * mask).sum()
-        total = total + loss / denominator
+            norm = (torch.square(target) * mask).sum().clamp_min(1e-6) if balance else denominator
+        total = total + loss / norm
     return total
 
 
@@ -397,14 +505,16 @@ class _Batches:
         self.device = device
         self.format = fmt
 
-    def tensor(self, arrays: Sequence[np.ndarray]) -> torch.Tensor:
-        stacked = torch.from_numpy(np.stack(arrays)[:, None])
-        return stacked.to(self.device, memory_format=self.format, non_blocking=True)
+    def tensor(self, arrays: Sequence[np.ndarray], channels: bool = False) -> torch.Tensor:
+        stacked = np.stack(arrays)
+        batch = torch.from_numpy(stacked if channels else stacked[:, None])
+        return batch.to(self.device, memory_format=self.format, non_blocking=True)
 
     def collate(
         self, samples: Sequence[Sample]
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
-        image = self.tensor([s.image for s in samples])
+        channels = samples[0].image.ndim > samples[0].mask.ndim
+        image = self.tensor([s.image for s in samples], channels)
         names = samples[0].targets.keys()
         targets = {n: self.tensor([s.targets[n] for s in samples]) for n in names}
         return image, targets, self.tensor([s.mask for s in samples])
@@ -496,14 +606,19 @@ class Trainer:
 
     def __init__(self, boxes: Sequence[TrainingBox], config: TrainConfig, out_dir: Path) -> None:
         self.output_shape = check_config(config)
+        config = resolve_clamp(config, boxes)
         self.config = config
         self.out_dir = out_dir
         self.margin = config.unet.margin
         train_boxes, val_boxes = split_boxes(boxes, config.val_fraction, config.seed)
-        self.mean, self.std = image_statistics([*train_boxes, *val_boxes])
+        self.normalisation, self.scalings = image_scalings(
+            [*train_boxes, *val_boxes], config.normalisation
+        )
         self.train_boxes = [prepare_box(b, config) for b in train_boxes]
         self.val_boxes = [prepare_box(b, config) for b in val_boxes]
         self.kinds = {h.name: h.kind for h in config.unet.heads}
+        semantic = set(self.kinds) - {PROBABILITY_HEAD, DISTANCE_HEAD}
+        self.balance = bool(semantic) if config.task_balance is None else config.task_balance
         everything = [*self.train_boxes, *self.val_boxes]
         self.weights = {
             name: class_weights([b.targets[name] for b in everything])
@@ -516,7 +631,7 @@ class Trainer:
         train_labels = [_box_labels(b) for b in train_boxes]
         self.segment_params = validation_params(
             derive_segment_params([*train_labels, *self.val_labels], self.voxel_size),
-            config.clamp_nm,
+            float(config.clamp_nm),  # resolved above
         )
         self.val_contexts = [
             box_context(b.start, b.shape, b.image.shape, self.segment_params, self.voxel_size)
@@ -537,9 +652,9 @@ class Trainer:
         configure_backends(self.device)
         self.format = memory_format(self.device, config.unet.dims)
         self.batches = _Batches(self.device, self.format)
-        self.augment = AugmentConfig() if config.augment else None
         volumes = np.array([math.prod(b.shape) for b in self.train_boxes], dtype=np.float64)
         self.box_probability = volumes / volumes.sum()
+        self.augment = config.augmentation if config.augment else None
         self.val_windows = self._validation_windows()
         self.state = _State()
         self._start_attempt(config.seed)
@@ -565,14 +680,30 @@ class Trainer:
             windows = [windows[int(i)] for i in keep]
         return windows
 
+    def scaling(self, box: PreparedBox) -> Scaling:
+        """The intensity map of the box's image."""
+        return self.scalings[id(box.image)]
+
     def _sample(self, box: PreparedBox, start: tuple[int, ...], augment: bool) -> Sample:
-        sample = extract_sample(box, start, self.output_shape, self.margin, self.mean, self.std)
+        scaling = self.scaling(box)
+        sample = extract_sample(
+            box, start, self.output_shape, self.margin, scaling.offset, scaling.scale
+        )
         if not augment or self.augment is None:
             return sample
         names = list(sample.targets)
+        # Channels after the first ride along as extra arrays: same geometry, no intensity change.
+        extra = list(sample.image[1:]) if sample.image.ndim > sample.mask.ndim else []
+        first = sample.image[0] if extra else sample.image
         image, arrays = augment_sample(
-            sample.image, [*(sample.targets[n] for n in names), sample.mask], self.rng, self.augment
+            first,
+            [*extra, *(sample.targets[n] for n in names), sample.mask],
+            self.rng,
+            self.augment,
         )
+        if extra:
+            image = np.stack([image, *arrays[: len(extra)]])
+            arrays = arrays[len(extra) :]
         return Sample(
             image=image, targets=dict(zip(names, arrays[:-1], strict=True)), mask=arrays[-1]
         )
@@ -636,7 +767,7 @@ class Trainer:
         image, targets, mask = self.batches.collate(samples)
         self.optimizer.zero_grad(set_to_none=True)
         outputs = self.model(image)
-        loss = masked_loss(outputs, targets, mask, self.kinds, self.weights)
+        loss = masked_loss(outputs, targets, mask, self.kinds, self.weights, self.balance)
         loss.backward()  # type: ignore[no-untyped-call]
         if self.config.grad_clip_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip_norm)
@@ -668,7 +799,9 @@ class Trainer:
             chunk = self.val_windows[first : first + size]
             samples = [self._sample(self.val_boxes[i], start, False) for i, start in chunk]
             image, targets, mask = self.batches.collate(samples)
-            loss = masked_loss(self.model(image), targets, mask, self.kinds, self.weights)
+            loss = masked_loss(
+                self.model(image), targets, mask, self.kinds, self.weights, self.balance
+            )
             total += float(loss) * len(chunk)
         return total / len(self.val_windows)
 
@@ -758,8 +891,7 @@ class Trainer:
         save_model(
             path,
             self.model,
-            mean=self.mean,
-            std=self.std,
+            normalisation=self.normalisation,
             voxel_size=self.voxel_size,
             metadata=self.model_metadata(),
         )
@@ -769,8 +901,7 @@ class Trainer:
             "checkpoint_version": CHECKPOINT_VERSION,
             "model": model_payload(
                 self.model,
-                mean=self.mean,
-                std=self.std,
+                normalisation=self.normalisation,
                 voxel_size=self.voxel_size,
                 metadata=self.model_metadata(),
             ),

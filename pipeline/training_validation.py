@@ -20,7 +20,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from pipeline.evaluation import Box, detection_scores, evaluate_box
+from pipeline.box_table import Box
+from pipeline.evaluation import detection_scores, evaluate_box
 from pipeline.segment import default_halo
 from pipeline.segment_params import SegmentParams, smooth_sigma_voxels
 from pipeline.watershed import seeded_watershed

@@ -20,7 +20,7 @@ def run(args: argparse.Namespace) -> int:
         if path is not None and not path.exists():
             raise InvalidInputError(f"{path} does not exist")
     table = measure_detections_of_store(
-        args.labels, image_path=args.image, meshes_dir=args.meshes, progress=tqdm_progress()
+        args.labels, image_path=args.image, meshes_dir=args.meshes, progress=tqdm_progress("block")
     )
     csv_path, parquet_path = write_table(table, args.out)
     print(f"{len(table)} objects: {csv_path}, {parquet_path.name}")

@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
         t_volume=args.t_volume,
         t_sphericity=args.t_sphericity,
         simplify_ratio=args.simplify_ratio,
-        progress=tqdm_progress(),
+        progress=tqdm_progress("block", {"meshing": "object"}),
     )
     print(
         f"{result.n_objects} objects measured, {result.n_kept} kept: "

@@ -63,11 +63,22 @@ def run(args: argparse.Namespace) -> int:
             compile=args.compile,
             num_threads=threads,
             device=args.device,
-            progress=tqdm_progress(),
+            progress=tqdm_progress("batch"),
         )
     finally:
         if executor is not None:
             executor.shutdown()
+    if result.scaling is not None:
+        normalisation = model.normalisation
+        how = (
+            "the training image's mean and std"
+            if normalisation.method == "meanstd"
+            else "percentiles {:g} and {:g} of this image".format(*normalisation.percentiles)
+        )
+        print(
+            f"intensities normalised as (x - {result.scaling.offset:.6g}) / "
+            f"{result.scaling.scale:.6g} ({how})"
+        )
     print(
         f"{result.blocks_done} blocks predicted, {result.blocks_skipped} outside the mask, "
         f"{result.blocks_resumed} already done (block {result.block_shape}); "

@@ -154,7 +154,9 @@ def _main(argv: list[str]) -> int:
         return 2
 
 
-def test_train_and_predict_command_lines(tmp_path: Path) -> None:
+def test_train_and_predict_command_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     image, labels = make_nuclei_volume((24, 40, 40), 6, seed=2, voxel_size_nm=200.0)
     np.save(tmp_path / "image.npy", image)
     np.save(tmp_path / "labels.npy", labels)
@@ -179,6 +181,7 @@ def test_train_and_predict_command_lines(tmp_path: Path) -> None:
     assert _main(argv) == 3  # a model trained one step forms no seed: a warning, exit 3
     assert _main([*argv, "--allow-empty"]) == 0
     assert _read(out / "distance.ome.zarr").shape == image.shape
+    assert "(percentiles 1 and 99.8 of this image)" in capsys.readouterr().out
 
     config.write_text(config.read_text().replace("width: 2", "width: 2, wdith: 3"))
     assert _main(["train", "--config", str(config), "--out", str(tmp_path / "m2")]) == 2

@@ -24,7 +24,7 @@ from pipeline.config import load_config
 from pipeline.errors import InvalidInputError
 from pipeline.importers import convert_to_ome_zarr
 from pipeline.manifest import MANIFEST_NAME
-from pipeline.model_io import save_model
+from pipeline.model_io import model_segment_params, save_model
 from pipeline.ome_zarr_io import ArrayRegions, write_pyramid
 from pipeline.run import run_pipeline
 from pipeline.segment import create_label_array
@@ -229,6 +229,10 @@ def test_real_training_and_prediction_with_a_tiny_unet(tmp_path: Path, dataset: 
     result = run_pipeline(config, out, steps=["train", "predict"])
     assert result.ran == ["train", "predict"]
     assert Path(result.outputs["train.best_checkpoint"]).is_file()
+    fitted = model_segment_params(Path(result.outputs["train.best_checkpoint"]))
+    assert fitted is not None and fitted.source == "fitted"  # fitted on the validation box
+    assert result.metrics["train.segment_params"] == fitted.to_dict()
+    assert (out / "model" / "segment_fit.csv").is_file()
     distance = zarr.open_array(str(out / "prediction" / "distance.ome.zarr" / "s0"), mode="r")
     assert distance.shape == SHAPE and np.isfinite(distance[:]).all()
     assert run_pipeline(config, out, steps=["train", "predict"]).ran == []
@@ -282,7 +286,7 @@ def run_cli(argv: list[str]) -> int:
     ("sections", "message"),
     [
         ({"data": {"image": "{d}/boxes.csv"}}, "no OME-Zarr directory"),
-        ({"data": {"image": "{d}/flat/image.ome.zarr"}}, "labels shape"),
+        ({"data": {"image": "{d}/flat/image.ome.zarr"}}, "2D but the table has z columns"),
         ({"data": {"labels": "{d}/ds/image.ome.zarr/labels/empty"}}, "empty ground truth"),
         ({"data": {"image": "{d}/nothing.ome.zarr"}}, "data.image"),
         ({"segment": {"blocks": 3}}, "unknown key(s) blocks"),
