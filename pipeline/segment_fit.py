@@ -271,7 +271,9 @@ class _Crop:
         self.dtype = array.dtype
         self.ndim = len(self.shape)
 
-    def __getitem__(self, key: tuple[slice, ...]) -> np.ndarray:
+    def __getitem__(self, key: Any) -> np.ndarray:
+        if key is Ellipsis:
+            key = tuple(slice(0, n) for n in self.shape)
         pairs = zip(self.region, key, strict=True)
         shifted = tuple(slice(r.start + k.start, r.start + k.stop) for r, k in pairs)
         return np.asarray(self.array[shifted])
@@ -299,7 +301,10 @@ def predict_boxes(
 
     out: list[BoxPrediction] = []
     margin = model.config.margin
+    scalings: dict[int, Any] = {}  # each image normalised by its own range, as in training
     for i, box in enumerate(boxes):
+        if id(box.image) not in scalings:
+            scalings[id(box.image)] = model.normalisation.scaling(box.image)
         shape = tuple(int(n) for n in box.image.shape)
         inner = box_region(box.box, shape)
         region = tuple(
@@ -311,7 +316,9 @@ def predict_boxes(
             for s, m, n in zip(region, margin, shape, strict=True)
         )
         with tempfile.TemporaryDirectory(prefix="fit-predict-") as tmp:
-            result = predict_volume(model, _Crop(box.image, outer), Path(tmp) / "p")
+            result = predict_volume(
+                model, _Crop(box.image, outer), Path(tmp) / "p", scaling=scalings[id(box.image)]
+            )
             import zarr
 
             distance = zarr.open_array(str(result.distance_path / "s0"), mode="r")
