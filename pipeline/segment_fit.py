@@ -28,8 +28,9 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from pipeline.box_table import Box
 from pipeline.errors import InvalidInputError
-from pipeline.evaluation import Box, detection_scores, evaluate_box
+from pipeline.evaluation import detection_scores, evaluate_box
 from pipeline.progress import ProgressCallback, no_progress
 from pipeline.segment_params import (
     SegmentParams,
@@ -273,9 +274,12 @@ class _Crop:
 
     def __getitem__(self, key: Any) -> np.ndarray:
         if key is Ellipsis:
-            key = tuple(slice(0, n) for n in self.shape)
-        pairs = zip(self.region, key, strict=True)
-        shifted = tuple(slice(r.start + k.start, r.start + k.stop) for r, k in pairs)
+            key = (slice(None),) * self.ndim
+        pairs = zip(self.region, self.shape, key, strict=True)
+        within = [k.indices(n)[:2] for _, n, k in pairs]
+        shifted = tuple(
+            slice(r.start + a, r.start + b) for r, (a, b) in zip(self.region, within, strict=True)
+        )
         return np.asarray(self.array[shifted])
 
 
@@ -301,10 +305,11 @@ def predict_boxes(
 
     out: list[BoxPrediction] = []
     margin = model.config.margin
-    scalings: dict[int, Any] = {}  # each image normalised by its own range, as in training
+    scalings: dict[int, Any] = {}  # per image: a percentile model maps the whole image's range
     for i, box in enumerate(boxes):
-        if id(box.image) not in scalings:
-            scalings[id(box.image)] = model.normalisation.scaling(box.image)
+        scaling = scalings.get(id(box.image))
+        if scaling is None:
+            scaling = scalings[id(box.image)] = model.normalisation.scaling(box.image)
         shape = tuple(int(n) for n in box.image.shape)
         inner = box_region(box.box, shape)
         region = tuple(
@@ -316,9 +321,8 @@ def predict_boxes(
             for s, m, n in zip(region, margin, shape, strict=True)
         )
         with tempfile.TemporaryDirectory(prefix="fit-predict-") as tmp:
-            result = predict_volume(
-                model, _Crop(box.image, outer), Path(tmp) / "p", scaling=scalings[id(box.image)]
-            )
+            crop = _Crop(box.image, outer)
+            result = predict_volume(model, crop, Path(tmp) / "p", scaling=scaling)
             import zarr
 
             distance = zarr.open_array(str(result.distance_path / "s0"), mode="r")
