@@ -17,7 +17,9 @@ learning rates above the published 1e-4 (off by default): a linear warm-up over
 to zero by the last epoch; at a constant 3e-3 the validation loss of a small network jumped about
 until the end, and the epoch that happened to be best varied a lot between seeds). ``best.pt`` (a
 model file) holds the best weights, ``last.pt`` everything needed to resume (weights, optimiser,
-history, random states).
+history, random states). Extra logits heads are semantic heads (a mask per head in
+``TrainingBox.semantic``); with them the heads' losses are balanced (``task_balance``, see
+:func:`masked_loss`). An image with ``unet.in_channels`` > 1 has its channels first.
 """
 
 from __future__ import annotations
