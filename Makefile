@@ -8,7 +8,8 @@ export PORT
 
 .PHONY: up test lint bench system-deps venv dev-venv clean-venv frontend
 
-$(VENV)/.runtime: requirements.txt
+# pyproject.toml: the project is installed into the venv too (pip install -e ., console scripts).
+$(VENV)/.runtime: requirements.txt pyproject.toml
 	@bash scripts/make_venv.sh $(VENV) requirements.txt
 	@touch $@
 

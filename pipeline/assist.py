@@ -33,6 +33,7 @@ from skimage.morphology import h_maxima
 from skimage.segmentation import watershed
 
 from pipeline.errors import InvalidInputError
+from pipeline.normalise import Scaling
 from pipeline.progress import ProgressCallback, no_progress
 from pipeline.watershed import DEFAULT_SEED_THRESHOLD_NM, seeded_watershed
 
@@ -468,19 +469,45 @@ def propose_all(
     return sorted(found, key=lambda o: (-o.score, o.bbox))
 
 
+def classical_labels(
+    image: npt.NDArray[Any], voxel_size: Sequence[float]
+) -> npt.NDArray[np.uint32]:
+    """Every bright object of a 2D or 3D image without a model: the classical baseline.
+
+    Smoothing, Otsu, holes filled, touching objects split by a watershed from the distance
+    transform's h-maxima (as ``propose_all`` without a model). A 2D image is one slice of a volume
+    whose third axis is as fine as its finest axis.
+    """
+    array = np.asarray(image)
+    if array.ndim == 2:
+        finest = min(float(v) for v in voxel_size)
+        flat: npt.NDArray[np.uint32] = classical_labels(array[None], (finest, *voxel_size))[0]
+        return flat
+    sizes = _check(array, voxel_size)
+    smoothed = _smoothed(array, sizes)
+    foreground, core, _ = _foreground(smoothed, True)
+    return _split_touching(foreground, core, sizes)
+
+
 def predict_box(
     model_path: Path,
     image: npt.NDArray[Any],
     work_dir: Path,
     *,
+    scaling: Scaling | None = None,
     progress: ProgressCallback = no_progress,
 ) -> Predictions:
-    """A model's probability and distance maps over ``image`` (a box), through ``predict``."""
+    """A model's probability and distance maps over ``image`` (a box), through ``predict``.
+
+    The box is normalised as the model says, by its own intensities unless ``scaling`` is given:
+    pass the whole volume's (``load_model(path).normalisation.scaling(volume)``, computed once)
+    so that every box of a volume sees the same map, as whole-volume prediction does.
+    """
     import zarr
 
     from pipeline.predict import predict_volume  # torch: only when a model is used
 
-    result = predict_volume(Path(model_path), image, work_dir, progress=progress)
+    result = predict_volume(Path(model_path), image, work_dir, scaling=scaling, progress=progress)
     probability = np.asarray(zarr.open_array(str(result.probability_path / "s0"), mode="r")[:])
     distance = np.asarray(zarr.open_array(str(result.distance_path / "s0"), mode="r")[:])
     return Predictions(probability=probability, distance=distance)

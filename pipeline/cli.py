@@ -2,9 +2,15 @@
 
 Proofreading statistics too: agreement (kappas, consensus) and disector (miss-rate estimate);
 the gallery's cards (one PNG per detection); ``detections`` (a label image's detections table
-without meshing); ``annotation-points`` (a detections table as Neuroglancer point annotations).
+without meshing); ``annotation-points`` (a detections table as Neuroglancer point annotations);
+``parents`` (per-parent morphometrics of children inside parents, e.g. nuclei in glomeruli).
 
 Each subcommand lives in ``pipeline/commands/<name>.py``.
+
+Exit status: 0 success; 2 bad input or configuration, or a training that failed (a
+:class:`~pipeline.errors.PipelineError`, message on stderr); 3 a stage produced nothing (no seed,
+zero objects, an empty table: see :mod:`pipeline.empty_results`) and ``--allow-empty`` was not
+given.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from pathlib import Path
 
 from pipeline.errors import PipelineError
 
@@ -34,13 +41,18 @@ COMMAND_MODULES: list[str] = [
     "curate",
     "annotation_points",
     "label_export",
+    "parents",
 ]
 
 
+#: The console script pyproject.toml installs (``annotome-pipeline = pipeline.cli:main``).
+CONSOLE_SCRIPT = "annotome-pipeline"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m pipeline", description=(__doc__ or "").splitlines()[0]
-    )
+    # Usage lines name the way the user called us.
+    prog = CONSOLE_SCRIPT if Path(sys.argv[0]).name == CONSOLE_SCRIPT else "python -m pipeline"
+    parser = argparse.ArgumentParser(prog=prog, description=(__doc__ or "").splitlines()[0])
     subparsers = parser.add_subparsers(dest="command", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(f"pipeline.commands.{name}").register(subparsers)

@@ -75,6 +75,9 @@ class ModelConfig:
 
     path: Path | None = None
     unet: Any = None  # pipeline.unet.UNetConfig, built from the section's other keys
+    # auto: pooling and kernels from the voxel size unless unet.pool/kernel are given
+    # (pipeline.anisotropy); off: the isotropic published network whatever the voxel size
+    anisotropy: Literal["auto", "off"] = "auto"
 
 
 @dataclass(frozen=True)
@@ -90,9 +93,19 @@ class PredictConfig:
 
 @dataclass(frozen=True)
 class SegmentConfig:
-    seed_threshold: float = 705.6  # nm: seeds where the distance exceeds this
-    min_seed_voxels: int = 0  # drop smaller seeds (noise maxima); 0 keeps all, as published
-    smooth_nm: float = 0.0  # Gaussian sigma (nm) on the distance before seeding; 0: off
+    """Seeded watershed settings: a preset, optionally with single values overridden.
+
+    ``preset: auto`` uses the settings fitted after training and recorded in the model file,
+    else derives them from the ground truth's object size (``evaluate``/``data`` labels and
+    boxes), else falls back to ``xray-nuclei`` (the published 705.6 nm seeds, no smoothing, no
+    minimum seed) with a note; a preset name selects it. ``seed_threshold``, ``smooth_nm`` and
+    ``min_seed_voxels`` override the preset's value when given.
+    """
+
+    preset: str = "auto"  # auto, or a named preset (pipeline.segment_params.PRESETS)
+    seed_threshold: float | None = None  # nm: seeds where the distance exceeds this
+    min_seed_voxels: int | None = None  # drop smaller seeds (noise maxima); 0 keeps all
+    smooth_nm: float | None = None  # Gaussian sigma (nm) on the distance before seeding; 0: off
     iou_threshold: float = 0.75  # merge block segments whose face IoU reaches this
     block: tuple[int, ...] = (128,)
     halo: tuple[int, ...] | None = None  # default: (2 x seed threshold + 4 x smooth_nm) / voxel
@@ -143,6 +156,8 @@ class PipelineConfig:
     filter: FilterConfig = field(default_factory=FilterConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     out: Path | None = None  # default output directory
+    # A step that produces nothing (no seed, zero objects) is expected: `run` exits 0, not 3.
+    allow_empty: bool = False
     source: Path | None = None  # the file this was loaded from
 
     @property
@@ -167,10 +182,16 @@ class PipelineConfig:
         ]
 
     def train_config(self, voxel_size: tuple[float, ...]) -> Any:
-        """The :class:`pipeline.training.TrainConfig` for this run."""
+        """The :class:`pipeline.training.TrainConfig` for this run (U-Net pooling and default
+        patch chosen for the voxel size unless ``model.anisotropy`` is off or they are given)."""
+        from pipeline.anisotropy import unet_and_patch_for_voxel_size
         from pipeline.training import TrainConfig
 
-        return TrainConfig(unet=self.model.unet, voxel_size=voxel_size, **self.training)
+        unet, training = unet_and_patch_for_voxel_size(
+            self.model.unet, self.training, voxel_size,
+            TrainConfig(unet=self.model.unet).patch_shape, self.model.anisotropy,
+        )  # fmt: skip
+        return TrainConfig(unet=unet, voxel_size=voxel_size, **training)
 
     def parameters(self) -> dict[str, Any]:
         """The whole configuration as plain JSON-able data (for the manifest)."""
@@ -360,10 +381,13 @@ def _model_section(values: Any, where: _Where, base: Path) -> ModelConfig:
         values = {}
     if not isinstance(values, Mapping):
         raise where.error(f"expected a table of keys, got {values!r}")
-    rest = {k: v for k, v in values.items() if k != "path"}
+    rest = {k: v for k, v in values.items() if k not in ("path", "anisotropy")}
     path = _convert(values["path"], Path, where.child("path"), base) if "path" in values else None
+    anisotropy = _convert(
+        values.get("anisotropy", "auto"), Literal["auto", "off"], where.child("anisotropy"), base
+    )
     unet = build_dataclass(UNetConfig, rest, where, base)
-    return ModelConfig(path=path, unet=unet)
+    return ModelConfig(path=path, unet=unet, anisotropy=anisotropy)
 
 
 def _training_section(values: Any, where: _Where, base: Path) -> dict[str, Any]:
@@ -404,6 +428,19 @@ def _check_filter(config: FilterConfig, where: _Where) -> None:
         raise where.error("folds must be >= 1 and min_recall in [0, 1]")
 
 
+def _check_segment(config: SegmentConfig, where: _Where) -> None:
+    from pipeline.segment_params import AUTO, PRESETS
+
+    if config.preset != AUTO and config.preset not in PRESETS:
+        raise where.child("preset").error(
+            f"unknown preset {config.preset!r}; known: {', '.join([AUTO, *sorted(PRESETS)])}"
+        )
+    for name in ("seed_threshold", "min_seed_voxels", "smooth_nm"):
+        value = getattr(config, name)
+        if value is not None and value < 0:
+            raise where.child(name).error("must not be negative")
+
+
 def parse_config(data: Mapping[str, Any], *, base: Path, source: str = "config") -> PipelineConfig:
     """Build and validate a :class:`PipelineConfig` from already-parsed data."""
     top = _Where(source)
@@ -425,6 +462,8 @@ def parse_config(data: Mapping[str, Any], *, base: Path, source: str = "config")
             sections[name] = _training_section(data[name], where, base)
         elif name == "out":
             sections[name] = _convert(data[name], Path, where, base)
+        elif name == "allow_empty":
+            sections[name] = _convert(data[name], bool, where, base)
         else:
             hint = typing.get_type_hints(PipelineConfig)[name]
             sections[name] = build_dataclass(hint, data[name], where, base)
@@ -448,6 +487,7 @@ def parse_config(data: Mapping[str, Any], *, base: Path, source: str = "config")
             raise top.child(name).error("values must be positive")
     if min(config.predict.workers, config.predict.batch_size, config.segment.workers) < 1:
         raise top.error("workers and batch_size must be >= 1")
+    _check_segment(config.segment, top.child("segment"))
     if not 0 < config.mesh.simplify_ratio <= 1:
         raise top.child("mesh.simplify_ratio").error("must be in (0, 1]")
     _check_box_tables(config, top)

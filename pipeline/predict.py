@@ -13,6 +13,16 @@ share a chunk. After a block's data are written, an empty marker file ``done/<in
 it: a rerun (same parameters, checked against ``predict.json``) skips finished blocks. Blocks
 whose region holds no voxel of the optional tissue mask are skipped and read back as the fill
 values (probability 0, distance -clamp).
+
+The input is normalised as the model file says (:mod:`pipeline.normalise`): a percentile model
+maps this volume's own robust intensity range to [0, 1] (so a session three times brighter than
+the training image gives the same inputs); the map is computed once, from a bounded sample of the
+whole volume, before any block, and recorded in ``predict.json``. Older models apply the training
+image's mean and std.
+
+values (probability 0, distance -clamp). The marker holds the block's largest predicted distance
+(nm), so :attr:`PredictResult.distance_max_nm` covers resumed blocks too: a distance map that
+never reaches the seed threshold segments into nothing, and the CLI says so.
 """
 
 from __future__ import annotations
@@ -32,6 +42,7 @@ import zarr
 from pipeline.blocks import Block, ReadableArray, iter_blocks, run_blocks
 from pipeline.errors import InvalidInputError
 from pipeline.model_io import LoadedModel, load_model
+from pipeline.normalise import Scaling
 from pipeline.patches import read_normalised
 from pipeline.progress import ProgressCallback, no_progress
 from pipeline.torch_setup import (
@@ -58,6 +69,8 @@ class PredictResult:
     blocks_skipped: int
     blocks_resumed: int = 0
     block_shape: tuple[int, ...] = ()
+    scaling: Scaling | None = None  # the intensity map applied: (x - offset) / scale
+    distance_max_nm: float = math.nan  # over every predicted block (NaN: none predicted)
     semantic_paths: dict[str, Path] = field(default_factory=dict)  # extra logits heads
 
 
@@ -75,6 +88,7 @@ class _Job:
     block_shape: tuple[int, ...]
     compile: bool
     num_threads: int | None
+    scaling: Scaling
     semantic: dict[str, Any] = field(default_factory=dict)  # extra logits head -> output array
 
 
@@ -112,7 +126,7 @@ def _predict_blocks(job: _Job, blocks: Sequence[Block]) -> int:
             slice(c.start - m, c.start + b + m)
             for c, b, m in zip(block.core, job.block_shape, margin, strict=True)
         )
-        inputs.append(read_normalised(job.image, region, loaded.mean, loaded.std))
+        inputs.append(read_normalised(job.image, region, job.scaling.offset, job.scaling.scale))
     fmt = memory_format(loaded.device, loaded.config.dims)
     stacked = np.stack(inputs)
     if stacked.ndim == loaded.config.dims + 1:  # one channel: add its axis
@@ -131,8 +145,21 @@ def _predict_blocks(job: _Job, blocks: Sequence[Block]) -> int:
         job.distance[block.core] = distance[i][crop]
         for name, values in semantic.items():
             job.semantic[name][block.core] = values[i][crop]
-        (Path(job.done_dir) / str(block.index)).touch()
+        marker = Path(job.done_dir) / str(block.index)
+        marker.write_text(repr(float(distance[i][crop].max())))
     return len(blocks)
+
+
+def recorded_distance_max(done_dir: Path) -> float:
+    """The largest distance the finished blocks' markers record (NaN when none records one;
+    markers of older runs are empty)."""
+    values = []
+    for marker in done_dir.iterdir():
+        try:
+            values.append(float(marker.read_text()))
+        except ValueError:
+            continue
+    return max(values) if values else math.nan
 
 
 def default_block_shape(model: LoadedModel, image_shape: Sequence[int]) -> tuple[int, ...]:
@@ -232,6 +259,7 @@ def predict_volume(
     compile: bool = False,
     num_threads: int | None = None,
     device: str = "auto",
+    scaling: Scaling | None = None,
     progress: ProgressCallback = no_progress,
 ) -> PredictResult:
     """Predict probability and distance over ``image`` block by block (see the module doc).
@@ -239,7 +267,9 @@ def predict_volume(
     ``model`` is a loaded model or a model file (a process pool needs a file: each worker loads
     it once). ``image`` is a (z, y, x) or (y, x) array-like or an OME-Zarr path (``level``);
     ``block_shape`` is the output block (default :func:`default_block_shape`); ``voxel_size``
-    (nm) for the output metadata defaults to the OME-Zarr's, else the model's.
+    (nm) for the output metadata defaults to the OME-Zarr's, else the model's. ``scaling``
+    overrides the intensity map the model's normalisation gives for ``image`` (pass the whole
+    volume's when ``image`` is a crop of it).
     """
     if is_forking_pool(executor):
         raise InvalidInputError(
@@ -278,13 +308,16 @@ def predict_volume(
         raise InvalidInputError(
             f"mask shape {tuple(mask.shape)} must be the image's {shape} or coarser"
         )
+    if scaling is None:
+        scaling = loaded.normalisation.scaling(array)
     manifest = {
         "shape": list(shape),
         "block_shape": list(block),
         "voxel_size": [float(v) for v in sizes],
         "model": model_path or "in-memory",
-        "mean": loaded.mean,
-        "std": loaded.std,
+        "normalisation": loaded.normalisation.method,
+        "mean": scaling.offset,  # the map applied: (x - mean) / std
+        "std": scaling.scale,
         "clamp_nm": loaded.clamp_nm,
     }
     out_dir = Path(out_dir)
@@ -313,6 +346,7 @@ def predict_volume(
         block_shape=block,
         compile=compile,
         num_threads=num_threads,
+        scaling=scaling,
         semantic=semantic_arrays,
     )
     groups = [todo[i : i + max(1, batch_size)] for i in range(0, len(todo), max(1, batch_size))]
@@ -326,5 +360,7 @@ def predict_volume(
         blocks_skipped=skipped,
         blocks_resumed=resumed,
         block_shape=block,
+        scaling=scaling,
+        distance_max_nm=recorded_distance_max(done_dir),
         semantic_paths={name: out_dir / f"{name}.ome.zarr" for name in semantic},
     )

@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Protocol
+
+#: Units of the stages of a whole pipeline run (``pipeline.run``) that do not count blocks.
+PIPELINE_STAGE_UNITS: dict[str, str] = {
+    "train": "step",
+    "predict": "batch",
+    "meshing": "object",
+    "evaluate": "box",
+    "fit segmentation": "setting",
+    "predict validation boxes": "box",
+}
 
 
 class ProgressCallback(Protocol):
@@ -13,10 +24,17 @@ def no_progress(stage: str, done: int, total: int) -> None:
     """A progress callback that ignores every report."""
 
 
-def tqdm_progress(unit: str = "chunk") -> ProgressCallback:
-    """A callback drawing one tqdm bar per stage on stderr, counting ``unit``s."""
+def tqdm_progress(unit: str, stage_units: Mapping[str, str] | None = None) -> ProgressCallback:
+    """A callback drawing one tqdm bar per stage on stderr.
+
+    ``unit`` says what a stage's ``done`` and ``total`` count ("step", "block", "object",
+    "box"), which the bar shows in its rate (``3.2block/s``); ``stage_units`` names the unit of
+    stages that count something else (``{"train": "step", "meshing": "object"}``). There is no
+    default: a caller that counted blocks and showed "it/s" or "chunk/s" told the user nothing.
+    """
     from tqdm import tqdm
 
+    units = dict(stage_units or {})
     bars: dict[str, tqdm] = {}
 
     def report(stage: str, done: int, total: int) -> None:
@@ -24,7 +42,9 @@ def tqdm_progress(unit: str = "chunk") -> ProgressCallback:
         if bar is None:
             for other in bars.values():
                 other.close()
-            bar = bars[stage] = tqdm(total=total, desc=stage, unit=unit, leave=True)
+            bar = bars[stage] = tqdm(
+                total=total, desc=stage, unit=units.get(stage, unit), leave=True
+            )
         bar.total = total
         bar.n = done
         bar.refresh()

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -34,6 +34,9 @@ from pipeline.manifest import Manifest, StepTimer, code_version, digest_of, envi
 from pipeline.measure import DETECTIONS_NAME, MESHES_DIR, FilteredLabels, measure_labels
 from pipeline.progress import ProgressCallback, no_progress
 from pipeline.volumes import Volume, open_volume
+
+if TYPE_CHECKING:
+    from pipeline.training import TrainResult
 
 MODEL_DIR = "model"
 PREDICTION_DIR = "prediction"
@@ -93,6 +96,30 @@ def _check_ground_truth(
         )
     if not any(np.any(np.asarray(labels.array[box.slices()])) for box in boxes):
         raise InvalidInputError(f"empty ground truth: no labelled voxel of {what} in any box")
+
+
+def _finite_or_none(value: float) -> float | None:
+    """JSON has no NaN: an unmeasured figure is null."""
+    return float(value) if math.isfinite(value) else None
+
+
+def _json_row(row: Any) -> dict[str, float | None]:
+    return {str(k): _finite_or_none(float(v)) for k, v in row.items()}
+
+
+def _train_metrics(result: TrainResult) -> dict[str, Any]:
+    """The train step's manifest metrics: the kept epoch, its scores, restarts, the history."""
+    return {
+        "best_val_loss": float(result.best_val_loss),
+        "epochs": int(result.epochs),
+        "best_epoch": int(result.best_epoch),
+        "best_val_f1": _finite_or_none(result.best_val_f1),
+        "val_objects": _finite_or_none(result.val_objects),
+        "seed_threshold_nm": _finite_or_none(result.seed_threshold_nm),
+        "attempts": int(result.attempts),
+        "restarts": [r.to_dict() for r in result.restarts],
+        "history": [_json_row(row) for row in result.history],
+    }
 
 
 class _Run:
@@ -242,12 +269,26 @@ class _Run:
                     "training needs data.labels and data.boxes, or data.images (or give model.path)"
                 )
             training_boxes, _ = read_training_set(images, channels=config.model.unet.in_channels)
+            history: list[dict[str, float | None]] = []
+
+            def on_epoch(row: Any) -> None:
+                # Each epoch's row as it comes (the site plots them live).
+                history.append(_json_row(row))
+                record.metrics["history"] = history
+                self.manifest.save()
+
             result = train(
-                training_boxes, train_config, model_dir, resume=resume, progress=self.progress
+                training_boxes,
+                train_config,
+                model_dir,
+                resume=resume,
+                progress=self.progress,
+                metrics=on_epoch,
             )
             record.outputs["best_checkpoint"] = str(result.best_checkpoint)
+            record.metrics.update(_train_metrics(result))
             record.metrics.update(
-                {"best_val_loss": float(result.best_val_loss), "epochs": int(result.epochs)}
+                fit_and_record(result.best_checkpoint, training_boxes, train_config, self.progress)
             )
 
         self.execute("train", parts, [model_dir], body)
@@ -299,15 +340,46 @@ class _Run:
                     "blocks_skipped": result.blocks_skipped,
                     "blocks_resumed": result.blocks_resumed,
                     "block_shape": list(result.block_shape),
+                    "distance_max_nm": _finite_or_none(result.distance_max_nm),
                 }
             )
 
         self.execute("predict", parts, [out], body)
 
+    def segment_params(self) -> Any:
+        """The seeded-watershed settings: see :class:`pipeline.config.SegmentConfig`."""
+        from pipeline.model_io import model_segment_params
+        from pipeline.segment_params import choose_segment_params, derive_segment_params
+
+        config = self.config.segment
+        model = self.model_path()
+        gt, boxes = self.gt, self.gt_boxes
+
+        def derive() -> Any:
+            assert gt is not None
+            labels = [np.asarray(gt.array[box.slices()]) for box in boxes]
+            return derive_segment_params(labels, self.voxel_size)
+
+        return choose_segment_params(
+            config.preset,
+            model=model_segment_params(model) if model.is_file() else None,
+            model_name=f"model {model.name}",
+            derive=derive if gt is not None else None,
+            seed_threshold_nm=config.seed_threshold,
+            smooth_nm=config.smooth_nm,
+            min_seed_voxels=config.min_seed_voxels,
+        )
+
     def segment(self) -> None:
         config = self.config
         out = self.out / SEGMENTATION_NAME
-        parts = {"predict": self.keys["predict"], "segment": to_plain(config.segment)}
+        chosen = self.segment_params()
+        params = chosen.params
+        parts = {
+            "predict": self.keys["predict"],
+            "segment": to_plain(config.segment),
+            "params": params.to_dict(),
+        }
 
         def body(record: Any, resume: bool) -> None:
             from pipeline.segment import segment_volume
@@ -326,9 +398,9 @@ class _Run:
                     block_shape=_per_axis(config.segment.block, self.ndim, "segment.block"),
                     halo=None if halo is None else _per_axis(halo, self.ndim, "segment.halo"),
                     voxel_size=self.voxel_size,
-                    seed_threshold=config.segment.seed_threshold,
-                    min_seed_voxels=config.segment.min_seed_voxels,
-                    smooth_nm=config.segment.smooth_nm,
+                    seed_threshold=params.seed_threshold_nm,
+                    min_seed_voxels=params.min_seed_voxels,
+                    smooth_nm=params.smooth_nm,
                     iou_threshold=config.segment.iou_threshold,
                     executor=executor,
                     progress=self.progress,
@@ -341,6 +413,7 @@ class _Run:
                     "objects": result.n_objects,
                     "block_segments": result.n_segments,
                     "merged": result.n_merged,
+                    "params": chosen.to_dict(),
                 }
             )
 
@@ -537,6 +610,18 @@ class _Run:
                     record.metrics[f"{head}_{k}"] = v
 
         self.execute("evaluate", parts, [out], body)
+
+
+def fit_and_record(
+    model_path: Path, boxes: Sequence[Any], train_config: Any, progress: ProgressCallback
+) -> dict[str, Any]:
+    """Fit the segmentation settings on the validation boxes, record them in the model file and
+    write the table of tried values next to it; returns what the manifest keeps."""
+    from pipeline.segment_fit import FIT_TABLE_NAME, fit_model_segment_params, write_fit_table
+
+    fit = fit_model_segment_params(model_path, boxes, train_config, progress=progress)
+    write_fit_table(fit, model_path.parent / FIT_TABLE_NAME)
+    return {"segment_params": fit.params.to_dict(), "segment_fit": fit.to_dict()}
 
 
 def _semantic_gt(config: PipelineConfig) -> dict[str, Path]:

@@ -14,7 +14,7 @@ the starting point that fitting on the validation boxes refines.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -131,3 +131,92 @@ def derive_segment_params(
 def smooth_sigma_voxels(smooth_nm: float, voxel_size: Sequence[float]) -> tuple[float, ...]:
     """The smoothing sigma per axis in voxels (anisotropic voxels get fewer along the long axis)."""
     return tuple(float(smooth_nm) / float(v) for v in voxel_size)
+
+
+AUTO = "auto"
+
+
+@dataclass(frozen=True)
+class ChosenSegmentParams:
+    """The settings a segmentation uses, why, and which single values the user overrode."""
+
+    params: SegmentParams
+    reason: str
+    overrides: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.params.to_dict(), "reason": self.reason, "overrides": list(self.overrides)}
+
+    def describe(self) -> str:
+        """One line for the CLI."""
+        return describe_chosen(self.to_dict())
+
+
+def describe_chosen(chosen: Mapping[str, Any]) -> str:
+    """One line saying which settings a segmentation used and why (from ``to_dict()``)."""
+    text = (
+        f"segmentation: seeds at {chosen['seed_threshold_nm']:.1f} nm, smoothing "
+        f"{chosen['smooth_nm']:.1f} nm, minimum seed {chosen['min_seed_voxels']} voxels "
+        f"({chosen['source']}: {chosen['reason']}"
+    )
+    if chosen.get("overrides"):
+        text += f"; set explicitly: {', '.join(chosen['overrides'])}"
+    return text + ")"
+
+
+def choose_segment_params(
+    name: str = AUTO,
+    *,
+    model: SegmentParams | None = None,
+    model_name: str = "the model",
+    derive: Callable[[], SegmentParams] | None = None,
+    seed_threshold_nm: float | None = None,
+    smooth_nm: float | None = None,
+    min_seed_voxels: int | None = None,
+) -> ChosenSegmentParams:
+    """Resolve ``preset: auto`` (or a named preset) and explicit single values.
+
+    ``auto``: the settings fitted after training and recorded in the model file; else derived
+    from the ground truth (``derive`` is called only then); else the X-ray preset, with a
+    reason saying that its absolute lengths suit only nuclei of that size.
+    """
+    if name == AUTO:
+        if model is not None:
+            chosen = ChosenSegmentParams(model, f"recorded in {model_name} after training")
+        elif derive is not None:
+            derived = derive()
+            chosen = ChosenSegmentParams(
+                derived,
+                f"{model_name} records none; derived from the ground truth's median object "
+                f"radius of {derived.object_radius_nm:.0f} nm",
+            )
+        else:
+            chosen = ChosenSegmentParams(
+                preset("xray-nuclei"),
+                f"{model_name} records none and no ground truth was given: the published X-ray "
+                "values, absolute lengths that suit nuclei of about 2.5-3 um radius only "
+                "(retrain, or give the ground truth, to scale them to your objects)",
+            )
+    else:
+        chosen = ChosenSegmentParams(preset(name), f"preset {name} requested")
+    overrides = {
+        "seed_threshold_nm": seed_threshold_nm,
+        "smooth_nm": smooth_nm,
+        "min_seed_voxels": min_seed_voxels,
+    }
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if not given:
+        return chosen
+    if (seed_threshold_nm is not None and seed_threshold_nm < 0) or (
+        (smooth_nm or 0) < 0 or (min_seed_voxels or 0) < 0
+    ):
+        raise InvalidInputError("seed threshold, smoothing and minimum seed must not be negative")
+    params = SegmentParams(
+        seed_threshold_nm=float(given.get("seed_threshold_nm", chosen.params.seed_threshold_nm)),
+        smooth_nm=float(given.get("smooth_nm", chosen.params.smooth_nm)),
+        min_seed_voxels=int(given.get("min_seed_voxels", chosen.params.min_seed_voxels)),
+        clamp_nm=chosen.params.clamp_nm,
+        source=chosen.params.source,
+        object_radius_nm=chosen.params.object_radius_nm,
+    )
+    return ChosenSegmentParams(params, chosen.reason, tuple(given))

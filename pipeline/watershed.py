@@ -53,6 +53,14 @@ def seeded_watershed(
     mask = distance > mask_threshold
     if probability is not None:
         mask &= probability >= probability_threshold
+    seeds = seed_labels(distance, mask, seed_threshold, min_seed_voxels)
+    return flood_seeds(distance, seeds, mask)
+
+
+def seed_labels(
+    distance: np.ndarray, mask: np.ndarray, seed_threshold: float, min_seed_voxels: int = 0
+) -> np.ndarray:
+    """Seeds (uint32 ids) of an already smoothed map: components deeper than the threshold."""
     seeds = np.asarray(
         cc3d.connected_components(
             (distance > seed_threshold) & mask,
@@ -69,6 +77,11 @@ def seeded_watershed(
                 in_place=True,
             )
         )
+    return seeds
+
+
+def flood_seeds(distance: np.ndarray, seeds: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Grow the seeds over ``-distance`` within the mask (uint32 labels; all 0 without seeds)."""
     if not seeds.any():
         return np.zeros(distance.shape, dtype=np.uint32)
     # float32 keeps the flooding priorities exact enough and halves the queue's memory.

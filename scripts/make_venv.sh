@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Creates the virtual environment $1 (default .venv) with Python 3.11 and installs requirement
-# files given after it. On Debian, installs pythonX.Y-venv with apt when `venv` is missing (root).
+# Creates the virtual environment $1 (default .venv) with Python 3.11, installs requirement
+# files given after it, then the project itself (`pip install -e .`, pyproject.toml) so that
+# `python -m pipeline`, `annotome-pipeline` and `import webapp` work from any directory.
+# On Debian, installs pythonX.Y-venv with apt when `venv` is missing (root).
 # TORCH_INDEX_URL (optional) is where the pinned torch comes from, e.g. the CPU-only index.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,3 +45,14 @@ for requirements in "$@"; do
   pip_install -r "$requirements"
   echo "Installed $requirements."
 done
+# The project, editable: the venv imports this checkout's pipeline/ and webapp/ from anywhere.
+# --no-deps: the pins above are its dependencies; --no-build-isolation: the venv's own setuptools
+# builds it (no download when it is 70.1 or newer, which builds editable wheels without `wheel`).
+if ! "$venv/bin/python" -c 'import setuptools, sys; v = tuple(int(p) for p in setuptools.__version__.split(".")[:2]); sys.exit(v < (70, 1))' 2>/dev/null; then
+  pip_install "setuptools>=70.1"
+fi
+echo "Installing the project ($(pwd)) into $venv, editable"
+# (setuptools warns that same-named folders in the working directory take precedence: that is
+# the point of an editable install of this checkout.)
+PYTHONWARNINGS="ignore::UserWarning" pip_install --no-deps --no-build-isolation --quiet -e .
+echo "Installed the project: python -m pipeline and $venv/bin/annotome-pipeline work from any directory."

@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
         chunk=args.chunk,
         max_voxels=args.max_voxels,
         axes=args.axes,
-        progress=no_progress if args.quiet else tqdm_progress(),
+        progress=no_progress if args.quiet else tqdm_progress("tile"),
     )
     image = result.image
     size = " x ".join(f"{v:g}" for v in image.voxel_size)

@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         _read_ids(args.keep),
         meshes=args.meshes,
         meshes_out=args.meshes_out,
-        progress=tqdm_progress(),
+        progress=tqdm_progress("block", {"meshes": "object"}),
     )
     print(
         f"kept {len(result.kept_ids)} ids: {result.blocks_written} of {result.blocks_total} "

@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         voxel = voxel * ndim
     known_voxel = voxel if (args.voxel_size or gt_voxel or pred_voxel) else None
     boxes = box_table_read(args.boxes, shape=tuple(gt.shape), voxel_size=known_voxel)
-    bar = tqdm_progress()
+    bar = tqdm_progress("box")
 
     def progress(stage: str, done: int, total: int) -> None:
         bar(stage, done, total)

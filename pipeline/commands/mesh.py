@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     """Build the meshes and print what was written."""
     from pipeline.meshing import build_meshes
 
-    bar = tqdm_progress()
+    bar = tqdm_progress("block", {"meshing": "object"})
 
     def progress(stage: str, done: int, total: int) -> None:
         bar(stage, done, total)

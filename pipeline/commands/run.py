@@ -1,4 +1,9 @@
-"""``python -m pipeline run --config CONFIG``: the whole pipeline."""
+"""``python -m pipeline run --config CONFIG``: the whole pipeline.
+
+A step that produced nothing (the kept model segments no validation object, the distance map
+never reaches the seed threshold, zero objects) is a warning and exit status 3 unless
+``--allow-empty`` or the config's ``allow_empty: true``.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import STEPS
+from pipeline.empty_results import add_allow_empty_argument, report_empty, run_empty
 from pipeline.errors import InvalidInputError
-from pipeline.progress import tqdm_progress
+from pipeline.progress import PIPELINE_STAGE_UNITS, tqdm_progress
 
 
 def parse_steps(text: str | None) -> list[str] | None:
@@ -24,6 +30,17 @@ def parse_steps(text: str | None) -> list[str] | None:
     return steps
 
 
+def describe_fit(fit: dict[str, Any]) -> str:
+    """One line on the fitting after training (from ``SegmentFit.to_dict()``)."""
+    p = fit["params"]
+    return (
+        f"fitted segmentation on {len(fit['boxes'])} validation box(es), {len(fit['table'])} "
+        f"combinations: seeds {p['seed_threshold_nm']:.1f} nm, smoothing {p['smooth_nm']:.1f} nm, "
+        f"minimum seed {p['min_seed_voxels']} voxels; object F1 {fit['f1']:.3f} "
+        f"(derived start {fit['start_f1']:.3f}); recorded in the model file"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     """Load the config, run the pipeline, print what ran and the headline metrics."""
     from pipeline.config import load_config
@@ -31,16 +48,26 @@ def run(args: argparse.Namespace) -> int:
 
     steps = parse_steps(args.steps)
     config = load_config(args.config)
-    result = run_pipeline(config, args.out, steps=steps, progress=tqdm_progress())
+    result = run_pipeline(
+        config, args.out, steps=steps, progress=tqdm_progress("block", PIPELINE_STAGE_UNITS)
+    )
     print(
         f"ran: {', '.join(result.ran) or 'nothing'}; up to date: "
         f"{', '.join(result.skipped) or 'nothing'}"
     )
-    for key in ("segment.objects", "filter.kept", "evaluate.all_f1", "evaluate.filtered_f1"):
+    if "segment.params" in result.metrics:
+        from pipeline.segment_params import describe_chosen
+
+        print(describe_chosen(result.metrics["segment.params"]))
+    if "train.segment_fit" in result.metrics:
+        print(describe_fit(result.metrics["train.segment_fit"]))
+    keys = ("train.best_val_f1", "segment.objects", "filter.kept", "evaluate.all_f1",
+            "evaluate.filtered_f1")  # fmt: skip
+    for key in keys:
         if key in result.metrics:
             print(f"{key}: {result.metrics[key]}")
     print(f"manifest: {result.manifest_path}")
-    return 0
+    return report_empty(run_empty(result.metrics), args.allow_empty or config.allow_empty)
 
 
 def register(subparsers: Any) -> None:
@@ -59,4 +86,5 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--steps", default=None, help=f"comma-separated subset of: {','.join(STEPS)}"
     )
+    add_allow_empty_argument(parser)
     parser.set_defaults(func=run)

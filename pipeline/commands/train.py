@@ -7,14 +7,19 @@ labels are any format :func:`pipeline.volumes.open_volume` reads (OME-Zarr, TIFF
 ``file.h5:/dataset``); box tables are :mod:`pipeline.box_table` tables. The ``model`` and
 ``training`` sections come from ``--config`` (YAML or TOML, see :mod:`pipeline.config`); without
 one, the defaults for the images' dimensions.
+A training whose every attempt fails the health check exits 2 with what was seen and what to
+try; a kept model that segments no object in the validation boxes is a warning and exit 3
+unless ``--allow-empty``.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 from typing import Any
 
+from pipeline.empty_results import add_allow_empty_argument, report_empty, validation_empty
 from pipeline.errors import InvalidInputError
 
 
@@ -49,8 +54,9 @@ def _cli_images(args: argparse.Namespace) -> list[Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pipeline.anisotropy import unet_and_patch_for_voxel_size
     from pipeline.config import TrainingImage, load_config
-    from pipeline.progress import tqdm_progress
+    from pipeline.progress import PIPELINE_STAGE_UNITS, tqdm_progress
     from pipeline.training import TrainConfig, train
     from pipeline.training_set import training_boxes
     from pipeline.unet import UNetConfig
@@ -66,30 +72,44 @@ def run(args: argparse.Namespace) -> int:
             "data.labels and data.boxes (or data.images)"
         )
     if config is not None:
-        unet = config.model.unet
-        training = dict(config.training)
+        unet_base = config.model.unet
+        given = dict(config.training)
+        anisotropy = config.model.anisotropy
     else:
         first = open_volume(images[0].image, images[0].level, images[0].voxel_size, "image")
-        unet = UNetConfig(dims=len(first.array.shape))
-        training = {}
-    boxes, voxel_size = training_boxes(images, channels=unet.in_channels)
+        unet_base = UNetConfig(dims=len(first.array.shape))
+        given, anisotropy = {}, "auto"
+    boxes, voxel_size = training_boxes(images, channels=unet_base.in_channels)
     spatial = len(boxes[0].box) // 2
-    if spatial != unet.dims:
-        raise InvalidInputError(f"the images are {spatial}D but the model is {unet.dims}D")
-    out = Path(args.out) if args.out else ((config.out if config else None) or Path(".")) / "model"
-    result = train(
-        boxes,
-        TrainConfig(unet=unet, voxel_size=voxel_size, **training),
-        out,
-        resume=args.resume,
-        progress=tqdm_progress(),
+    if spatial != unet_base.dims:
+        raise InvalidInputError(f"the images are {spatial}D but the model is {unet_base.dims}D")
+    unet, training = unet_and_patch_for_voxel_size(
+        unet_base, given, voxel_size, TrainConfig(unet=unet_base).patch_shape, anisotropy
     )
+    train_config = TrainConfig(unet=unet, voxel_size=voxel_size, **training)
+    out = Path(args.out) if args.out else ((config.out if config else None) or Path(".")) / "model"
+    result = train(boxes, train_config, out, resume=args.resume, progress=tqdm_progress("step"))
+    f1 = "" if math.isnan(result.best_val_f1) else f", object F1 {result.best_val_f1:.3f}"
+    restarts = f" after {len(result.restarts)} restart(s)" if result.restarts else ""
     print(
-        f"{len(images)} image(s), {len(boxes)} boxes: {result.epochs} epochs, best validation "
-        f"loss {result.best_val_loss:.4g}; model {result.best_checkpoint}, "
+        f"{len(images)} image(s), {len(boxes)} boxes: {result.epochs} epochs{restarts}; kept "
+        f"epoch {result.best_epoch}: validation loss {result.best_val_loss:.4g}{f1}; "
+        f"model {result.best_checkpoint}, "
         f"history {result.history_csv}"
     )
-    return 0
+    from pipeline.commands.run import describe_fit
+    from pipeline.run import fit_and_record
+
+    recorded = fit_and_record(
+        result.best_checkpoint,
+        boxes,
+        train_config,
+        tqdm_progress("step", PIPELINE_STAGE_UNITS),
+    )
+    print(describe_fit(recorded["segment_fit"]))
+    for restart in result.restarts:
+        print(f"restarted after attempt {restart.attempt + 1}: {'; '.join(restart.problems)}")
+    return report_empty([validation_empty(result.val_objects)], args.allow_empty)
 
 
 def register(subparsers: Any) -> None:
@@ -112,4 +132,5 @@ def register(subparsers: Any) -> None:
         "--out", type=Path, default=None, help="output directory (default: OUT/model)"
     )
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    add_allow_empty_argument(parser)
     parser.set_defaults(func=run)

@@ -175,3 +175,18 @@ def test_a_click_reads_only_its_window() -> None:
     moved = part.shifted([w.start for w in window])
     assert moved.bbox == whole.bbox and np.array_equal(moved.mask, whole.mask)
     assert dice(moved.paste(labels.shape), truth) >= 0.9
+
+
+def test_classical_labels_finds_separate_balls_in_2d_and_3d() -> None:
+    from pipeline.assist import classical_labels
+    from pipeline.synthetic import make_sphere_labels
+
+    truth, _, _ = make_sphere_labels((32, 64, 64), 6, radius_voxels=(5.0, 7.0), gap_voxels=3.0)
+    rng = np.random.default_rng(0)
+    image = 100.0 + 400.0 * (truth > 0) + rng.normal(0, 20, truth.shape)
+    labels = classical_labels(image, (100.0, 100.0, 100.0))
+    assert int(labels.max()) == int(truth.max())
+    plane = int(np.argmax([len(np.unique(p)) for p in truth]))
+    flat = classical_labels(image[plane], (100.0, 100.0))
+    assert flat.ndim == 2
+    assert int(flat.max()) == len(np.unique(truth[plane])) - 1

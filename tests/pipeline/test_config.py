@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 from pathlib import Path
@@ -144,9 +145,54 @@ def test_yaml_and_toml_load_the_same_config(inputs: Path) -> None:
 def test_train_config_is_built_from_model_training_and_voxel_size(inputs: Path) -> None:
     config = load_config(write(inputs, "run.yaml", YAML))
     train_config = config.train_config((200.0, 100.0, 100.0))
-    assert train_config.unet == config.model.unet
+    # z:xy 2: the U-Net's first level neither pools nor convolves along z (pipeline.anisotropy).
+    assert train_config.unet == dataclasses.replace(
+        config.model.unet, pool=((1, 2, 2),), kernel=((1, 3, 3), (3, 3, 3))
+    )
+    assert train_config.patch_shape == (44, 44, 44)  # given, so kept
     assert train_config.voxel_size == (200.0, 100.0, 100.0)
     assert train_config.batch_size == 2 and train_config.augment is False
+    assert config.train_config((100.0, 100.0, 100.0)).unet == config.model.unet
+
+
+def test_anisotropy_auto_off_or_explicit_pooling(inputs: Path) -> None:
+    voxel = (400.0, 100.0, 100.0)
+    data = yaml.safe_load(YAML)
+    del data["training"]["patch_shape"]
+    auto = load_config(write(inputs, "auto.yaml", yaml.safe_dump(data))).train_config(voxel)
+    assert auto.unet.pool == ((1, 2, 2),) and auto.unet.kernel == ((1, 3, 3), (3, 3, 3))
+    assert auto.patch_shape == (29, 116, 112)  # the default's length in nm along z too
+    data["model"]["anisotropy"] = "off"
+    off = load_config(write(inputs, "off.yaml", yaml.safe_dump(data))).train_config(voxel)
+    assert off.unet.is_isotropic and off.unet.pool is None and off.patch_shape == (116, 116, 112)
+    data["model"] |= {"anisotropy": "auto", "pool": [[2, 2, 2]]}
+    given = load_config(write(inputs, "given.yaml", yaml.safe_dump(data))).train_config(voxel)
+    assert given.unet.pool == ((2, 2, 2),) and given.patch_shape == (116, 116, 112)
+    data["model"] |= {"anisotropy": "sometimes"}
+    with pytest.raises(InvalidInputError, match=r"model\.anisotropy"):
+        load_config(write(inputs, "bad.yaml", yaml.safe_dump(data)))
+    data["model"] |= {"anisotropy": "auto", "pool": [[2, 2]]}
+    with pytest.raises(InvalidInputError, match=r"model.*pool"):
+        load_config(write(inputs, "bad.yaml", yaml.safe_dump(data)))
+
+
+def test_normalisation_and_augmentation_settings(inputs: Path) -> None:
+    data = yaml.safe_load(YAML)
+    data["training"]["normalisation"] = {"method": "meanstd"}
+    data["training"]["augmentation"] = {"gamma": [0.5, 2], "blur_probability": 0}
+    config = load_config(write(inputs, "run.yaml", yaml.safe_dump(data)))
+    train_config = config.train_config((200.0, 100.0, 100.0))
+    assert train_config.normalisation.method == "meanstd"
+    assert train_config.augmentation.gamma == (0.5, 2.0)
+    assert train_config.augmentation.blur_probability == 0.0
+    plain = config.parameters()["training"]
+    assert plain["normalisation"]["percentiles"] == [1.0, 99.8]  # JSON-able, defaults filled
+    data["training"]["normalisation"] = {"method": "zscore"}
+    with pytest.raises(InvalidInputError, match=r"training\.normalisation\.method: 'zscore'"):
+        load_config(write(inputs, "bad.yaml", yaml.safe_dump(data)))
+    data["training"]["normalisation"] = {"percentiles": [99, 1]}
+    with pytest.raises(InvalidInputError, match=r"training\.normalisation: .*low < high"):
+        load_config(write(inputs, "bad.yaml", yaml.safe_dump(data)))
 
 
 def test_minimal_config_gets_defaults(inputs: Path) -> None:

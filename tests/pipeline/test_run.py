@@ -24,7 +24,7 @@ from pipeline.config import load_config
 from pipeline.errors import InvalidInputError
 from pipeline.importers import convert_to_ome_zarr
 from pipeline.manifest import MANIFEST_NAME
-from pipeline.model_io import save_model
+from pipeline.model_io import model_segment_params, save_model
 from pipeline.ome_zarr_io import ArrayRegions, write_pyramid
 from pipeline.run import run_pipeline
 from pipeline.segment import create_label_array
@@ -125,7 +125,11 @@ class OraclePredict:
                 name=name,
             )
         return types.SimpleNamespace(
-            blocks_done=1, blocks_skipped=0, blocks_resumed=0, block_shape=(40, 56, 56)
+            blocks_done=1,
+            blocks_skipped=0,
+            blocks_resumed=0,
+            block_shape=(40, 56, 56),
+            distance_max_nm=float(distance.max()),
         )
 
 
@@ -225,6 +229,10 @@ def test_real_training_and_prediction_with_a_tiny_unet(tmp_path: Path, dataset: 
     result = run_pipeline(config, out, steps=["train", "predict"])
     assert result.ran == ["train", "predict"]
     assert Path(result.outputs["train.best_checkpoint"]).is_file()
+    fitted = model_segment_params(Path(result.outputs["train.best_checkpoint"]))
+    assert fitted is not None and fitted.source == "fitted"  # fitted on the validation box
+    assert result.metrics["train.segment_params"] == fitted.to_dict()
+    assert (out / "model" / "segment_fit.csv").is_file()
     distance = zarr.open_array(str(out / "prediction" / "distance.ome.zarr" / "s0"), mode="r")
     assert distance.shape == SHAPE and np.isfinite(distance[:]).all()
     assert run_pipeline(config, out, steps=["train", "predict"]).ran == []

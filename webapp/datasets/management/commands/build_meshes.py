@@ -36,7 +36,7 @@ class Command(BaseCommand):
                 job = meshes_build_start(dataset, layer, enqueue=False)
             except ServiceError as exc:
                 raise CommandError(str(exc))
-            job = meshes_build_run(job.id, progress=tqdm_progress())
+            job = meshes_build_run(job.id, progress=tqdm_progress("block", {"meshing": "object"}))
             if job.status != JobStatus.SUCCEEDED:
                 raise CommandError(job.error or f"Meshing {layer.name!r} ended as {job.status}.")
             self.stdout.write(self.style.SUCCESS(f"Built meshes of {dataset.slug}/{layer.name}."))

@@ -99,7 +99,7 @@ class Command(BaseCommand):
             )
         except ServiceError as exc:
             raise CommandError(str(exc))
-        job = import_job_run(job.id, progress=tqdm_progress())
+        job = import_job_run(job.id, progress=tqdm_progress("tile"))
         if job.status != JobStatus.SUCCEEDED:
             raise CommandError(job.error or f"The import ended as {job.status}.")
         dataset = job.dataset

@@ -93,7 +93,7 @@ class Command(BaseCommand):
             # What other apps queue when the layers appear (detections tables...) runs here
             # too: the demo is complete when the command ends, with or without a worker.
             with jobs_run_inline():
-                job = import_job_run(job.id, progress=tqdm_progress())
+                job = import_job_run(job.id, progress=tqdm_progress("tile"))
         if job.status != JobStatus.SUCCEEDED:
             raise CommandError(job.error or f"The demo import ended as {job.status}.")
         assert job.dataset is not None  # a succeeded import published its dataset

@@ -43,7 +43,9 @@ class Command(BaseCommand):
                 build = detections_build_start(layer, reason="command")
                 self.stdout.write(f"{what}: build {build.id} queued")
                 continue
-            build = detections_build_now(layer, progress=tqdm_progress())
+            build = detections_build_now(
+                layer, progress=tqdm_progress("block", {"saving": "detection"})
+            )
             if build.status == JobStatus.SUCCEEDED:
                 self.stdout.write(f"{what}: {build.n_detections} detections")
             else:

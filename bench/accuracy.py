@@ -1,0 +1,273 @@
+"""Accuracy benchmark: object F1 of the pipeline's default, automatic settings on varied data.
+
+    .venv/bin/python bench/accuracy.py [--seeds 5] [--sets nuclei,small,...] [--threads 2]
+                                       [--max-epochs N] [--out DIR]
+
+Public data only. Each set is a training image with its ground truth and a held-out test image:
+
+- ``nuclei``: synthetic touching, irregular nuclei (``make_nuclei_volume``), 200 nm voxels;
+- ``small`` / ``large``: the same generator at 400 nm and 100 nm voxels, so the objects are half
+  or twice as many voxels across (the published absolute seed threshold fits only one scale);
+- ``fluorescence``: the same nuclei drawn as a harder, fluorescence-like image: brightness varying
+  fourfold between nuclei, no dark line where they touch, z blurred twice as much as xy, few
+  photons, an uneven background (the X-ray-like images are easy for the classical baseline);
+- ``session``: as ``fluorescence``, with the test image three times brighter than the training
+  one (another microscope session);
+- ``anisotropic``: ``fluorescence`` generated at 200 nm and every third z slice kept (z:xy 3, as
+  in confocal stacks);
+- ``touching``: ``fluorescence`` with twice as many nuclei in the same volume, most touching;
+- ``dsb2018``: the real 2D fluorescence nuclei image of ``tests/data/dsb2018_2d`` (BBBC038, from
+  the stardist wheel, BSD-3; falls back to ``../shared/data``): the left 320 columns train, the
+  right 192 test.
+
+Per set and training seed the pipeline runs as a user runs it: ``train`` with a config that gives
+only the data, the seed and the thread count (every other setting is the pipeline's default, as
+a user who knows nothing of it gets), then ``predict`` and ``segment`` on the test image with the
+trained model's defaults. Objects are matched at IoU >= 0.5 over the whole test image. A run whose
+F1 is below 0.05 counts as collapsed; a training error counts as a failure and is printed. The
+classical baseline (smoothing, Otsu, distance-transform peaks, watershed:
+``pipeline.assist.classical_labels``) runs on the same test images in the same run. ``--max-epochs``
+caps training for a quick look (the figures are then not the defaults').
+Prints one row per set (F1 mean and minimum, collapsed runs, training seconds, baseline F1 and
+the ratio) and writes ``accuracy.csv`` (every run) and ``summary.csv`` to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pipeline.assist import classical_labels  # noqa: E402
+from pipeline.config import parse_config  # noqa: E402
+from pipeline.evaluation import detection_scores, match_objects  # noqa: E402
+from pipeline.importers import convert_to_ome_zarr  # noqa: E402
+from pipeline.run import SEGMENTATION_NAME, run_pipeline  # noqa: E402
+from pipeline.synthetic import make_nuclei_volume  # noqa: E402
+from pipeline.volumes import open_volume  # noqa: E402
+
+COLLAPSED_F1 = 0.05
+SHAPE = (64, 128, 128)
+NUCLEI = 35
+
+
+@dataclass(frozen=True)
+class Pair:
+    """Training and test images (with their instance labels) of one set, and the voxel size."""
+
+    train_image: np.ndarray
+    train_labels: np.ndarray
+    test_image: np.ndarray
+    test_labels: np.ndarray
+    voxel_size: tuple[float, ...]
+
+
+def _render_hard(labels: np.ndarray, seed: int, gain: float = 1.0) -> np.ndarray:
+    """A harder, fluorescence-like image of ``labels``: nuclei of very different brightness, no
+    dark line where they touch, blur along z twice that in xy, few photons, uneven background."""
+    rng = np.random.default_rng(seed)
+    n = int(labels.max())
+    brightness = np.concatenate([[0.0], rng.uniform(0.25, 1.0, n)]).astype(np.float32)
+    texture = ndimage.gaussian_filter(rng.standard_normal(labels.shape).astype(np.float32), 1.5)
+    texture /= texture.std() + 1e-6
+    image = brightness[labels] * (0.85 + 0.12 * texture)
+    ramp = np.linspace(0.05, 0.2, labels.shape[-1], dtype=np.float32)
+    image += ramp
+    image = ndimage.gaussian_filter(image, (2.0, 1.0, 1.0)[-labels.ndim :])
+    counts = rng.poisson(np.clip(image * gain, 0, None) * 40.0).astype(np.float32)
+    counts += rng.standard_normal(labels.shape).astype(np.float32) * 3.0 + 20.0
+    return np.clip(np.rint(counts), 0, 65535).astype(np.uint16)
+
+
+def _nuclei(
+    voxel_nm: float = 200.0, n: int = NUCLEI, shape: tuple[int, ...] = SHAPE, hard: bool = False,
+    test_gain: float = 1.0,
+) -> Pair:  # fmt: skip
+    a = make_nuclei_volume(shape, n, seed=1, voxel_size_nm=voxel_nm)  # type: ignore[arg-type]
+    b = make_nuclei_volume(shape, n, seed=2, voxel_size_nm=voxel_nm)  # type: ignore[arg-type]
+    if not hard:
+        return Pair(a[0], a[1], b[0], b[1], (voxel_nm,) * 3)
+    return Pair(
+        _render_hard(a[1], 1), a[1], _render_hard(b[1], 2, test_gain), b[1], (voxel_nm,) * 3
+    )
+
+
+def _anisotropic() -> Pair:
+    """Generated at 200 nm with z blurred, then every third z slice kept (z:xy 3)."""
+    iso = _nuclei(200.0, NUCLEI, (3 * SHAPE[0], SHAPE[1], SHAPE[2]), hard=True)
+    k = slice(None, None, 3)
+    return Pair(
+        iso.train_image[k], iso.train_labels[k], iso.test_image[k], iso.test_labels[k],
+        (600.0, 200.0, 200.0),
+    )  # fmt: skip
+
+
+def _dsb2018() -> Pair:
+    import tifffile
+
+    for folder in (ROOT / "tests/data/dsb2018_2d", ROOT.parent / "shared/data/dsb2018_2d"):
+        if (folder / "img2d.tif").is_file():
+            image = np.asarray(tifffile.imread(folder / "img2d.tif"))
+            labels = np.asarray(tifffile.imread(folder / "mask2d.tif")).astype(np.uint32)
+            cut = 320
+            return Pair(
+                image[:, :cut], labels[:, :cut], image[:, cut:], labels[:, cut:], (1000.0, 1000.0)
+            )
+    raise FileNotFoundError("dsb2018_2d not found in tests/data or ../shared/data")
+
+
+SETS: dict[str, Callable[[], Pair]] = {
+    "nuclei": _nuclei,
+    "small": lambda: _nuclei(400.0),
+    "large": lambda: _nuclei(100.0, NUCLEI // 3),
+    "fluorescence": lambda: _nuclei(200.0, hard=True),
+    "session": lambda: _nuclei(200.0, hard=True, test_gain=3.0),
+    "anisotropic": _anisotropic,
+    "touching": lambda: _nuclei(200.0, 2 * NUCLEI, hard=True),
+    "dsb2018": _dsb2018,
+}
+
+
+def object_f1(pred: np.ndarray, truth: np.ndarray) -> float:
+    matching = match_objects(pred, truth, 0.5)
+    tp = len(matching.matched_a)
+    n_pred = len(np.unique(pred[pred != 0]))
+    n_true = len(np.unique(truth[truth != 0]))
+    return detection_scores(tp, n_pred - tp, n_true - tp)[2]
+
+
+def _write(root: Path, image: np.ndarray, labels: np.ndarray, voxel: tuple[float, ...]) -> None:
+    root.mkdir(parents=True)
+    np.save(root / "image.npy", image)
+    np.save(root / "labels.npy", labels)
+    convert_to_ome_zarr(
+        root / "image.npy", root, voxel_size=voxel, unit="nanometer",
+        labels={"truth": root / "labels.npy"}, chunk=64,
+    )  # fmt: skip
+    shape = image.shape
+    columns = {"name": ["all"], "x": [0], "y": [0], "w": [shape[-1]], "h": [shape[-2]]}
+    if image.ndim == 3:
+        columns.update({"z": [0], "d": [shape[0]]})
+    pd.DataFrame(columns).to_csv(root / "boxes.csv", index=False)
+
+
+def _data_section(root: Path) -> dict[str, Any]:
+    return {
+        "image": str(root / "image.ome.zarr"),
+        "labels": str(root / "image.ome.zarr" / "labels" / "truth"),
+        "boxes": str(root / "boxes.csv"),
+    }
+
+
+def run_one(
+    pair: Pair, work: Path, seed: int, threads: int, max_epochs: int | None
+) -> dict[str, Any]:
+    """Train with the defaults and this seed, segment the test image; F1 and seconds."""
+    train_root, test_root = work / "train_data", work / "test_data"
+    if not train_root.exists():
+        _write(train_root, pair.train_image, pair.train_labels, pair.voxel_size)
+        _write(test_root, pair.test_image, pair.test_labels, pair.voxel_size)
+    run_dir = work / f"seed{seed}"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    training: dict[str, Any] = {"seed": seed, "num_threads": threads}
+    if max_epochs is not None:
+        training["max_epochs"] = max_epochs
+    started = time.perf_counter()
+    config = parse_config(
+        {"data": _data_section(train_root), "training": training}, base=work, source="bench"
+    )
+    trained = run_pipeline(config, run_dir / "train", steps=["train"])
+    train_seconds = time.perf_counter() - started
+    model = trained.outputs["train.best_checkpoint"]
+    apply = parse_config(
+        {"data": {"image": str(test_root / "image.ome.zarr")}, "model": {"path": model}},
+        base=work,
+        source="bench",
+    )
+    started = time.perf_counter()
+    run_pipeline(apply, run_dir / "apply", steps=["predict", "segment"])
+    apply_seconds = time.perf_counter() - started
+    pred = np.asarray(open_volume(run_dir / "apply" / SEGMENTATION_NAME, 0, None).array[:])
+    return {
+        "f1": object_f1(pred, pair.test_labels),
+        "objects": len(np.unique(pred[pred != 0])),
+        "train_s": train_seconds,
+        "apply_s": apply_seconds,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--sets", default=",".join(SETS))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--max-epochs", type=int, default=None)
+    parser.add_argument("--out", type=Path, default=Path("bench_accuracy"))
+    args = parser.parse_args()
+    names = [n.strip() for n in args.sets.split(",") if n.strip()]
+    unknown = [n for n in names if n not in SETS]
+    if unknown:
+        parser.error(f"unknown set(s) {unknown}; known: {', '.join(SETS)}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    summary: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="annotome-accuracy-") as tmp:
+        for name in names:
+            pair = SETS[name]()
+            n_true = len(np.unique(pair.test_labels[pair.test_labels != 0]))
+            started = time.perf_counter()
+            classical = classical_labels(pair.test_image, pair.voxel_size)
+            baseline = object_f1(classical, pair.test_labels)
+            baseline_s = time.perf_counter() - started
+            f1s: list[float] = []
+            for seed in range(args.seeds):
+                print(f"[{name}] seed {seed} ...", file=sys.stderr, flush=True)
+                try:
+                    row = run_one(pair, Path(tmp) / name, seed, args.threads, args.max_epochs)
+                except Exception as exc:  # a failed run is a result, not the end of the bench
+                    traceback.print_exc()
+                    row = {"f1": 0.0, "objects": 0, "train_s": math.nan, "apply_s": math.nan,
+                           "error": f"{type(exc).__name__}: {exc}"}  # fmt: skip
+                rows.append({"set": name, "seed": seed, **row})
+                f1s.append(float(row["f1"]))
+                print(f"[{name}] seed {seed}: F1 {row['f1']:.3f}", file=sys.stderr, flush=True)
+            train_s = [r["train_s"] for r in rows if r["set"] == name]
+            summary.append(
+                {
+                    "set": name,
+                    "objects": n_true,
+                    "f1_mean": float(np.mean(f1s)),
+                    "f1_min": float(np.min(f1s)),
+                    "collapsed": int(sum(f < COLLAPSED_F1 for f in f1s)),
+                    "runs": len(f1s),
+                    "train_s_median": float(np.nanmedian(train_s)),
+                    "baseline_f1": baseline,
+                    "baseline_s": baseline_s,
+                    "ratio_to_baseline": float(np.mean(f1s)) / baseline if baseline else math.inf,
+                }
+            )
+            pd.DataFrame(rows).to_csv(args.out / "accuracy.csv", index=False)
+            pd.DataFrame(summary).to_csv(args.out / "summary.csv", index=False)
+    table = pd.DataFrame(summary)
+    with pd.option_context("display.width", 160, "display.float_format", "{:.3f}".format):
+        print(table.to_string(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

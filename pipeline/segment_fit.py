@@ -1,0 +1,386 @@
+"""Fitting the seeded-watershed settings on the validation boxes: a small grid, object F1 decides.
+
+The derived settings (:func:`pipeline.segment_params.derive_segment_params`) are a good start, but
+how deep the predicted distance of a trained network reaches, and how noisy it is, depends on the
+data and the training. So the seed threshold (``SEED_FACTORS`` x the ground truth's median
+equivalent radius ``r``), the smoothing (``SMOOTH_FACTORS`` x ``r``) and the minimum seed size
+(``MIN_SEED_MULTIPLES`` x the derived value) are tried on every combination, plus the starting
+values themselves; each combination segments every validation box's predicted distance map and is
+judged by object F1 at IoU >= 0.5 over all boxes together, counted as ``evaluate`` counts (a
+predicted object centred in the context around a box is not a false positive). The best wins;
+ties go to the combination nearest the starting values. Cheap: the smoothed maps are computed once
+per smoothing, and a combination whose seeds equal an earlier one's (a minimum seed size that
+drops nothing) reuses its score instead of flooding again.
+
+Fitting judges the distance map alone, as :func:`pipeline.segment.segment_volume` segments it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from pipeline.box_table import Box
+from pipeline.errors import InvalidInputError
+from pipeline.evaluation import detection_scores, evaluate_box
+from pipeline.progress import ProgressCallback, no_progress
+from pipeline.segment_params import (
+    SegmentParams,
+    derive_segment_params,
+    median_object_radius_nm,
+    smooth_sigma_voxels,
+)
+from pipeline.watershed import flood_seeds, seed_labels, seeded_watershed
+
+SEED_FACTORS = (0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6)
+SMOOTH_FACTORS = (0.0, 0.1, 0.2)
+MIN_SEED_MULTIPLES = (0, 1, 3)
+CONTEXT_FACTOR = 1.5  # context around a box, x r: the seeds of objects cut by its faces
+IOU_THRESHOLD = 0.5
+FIT_TABLE_NAME = "segment_fit.csv"
+
+
+@dataclass(frozen=True)
+class BoxPrediction:
+    """A box's predicted distance (nm) over the box plus context; ``box`` locates the box in it."""
+
+    distance: np.ndarray
+    box: tuple[slice, ...]
+    name: str = "box"
+
+
+@dataclass(frozen=True)
+class SegmentFit:
+    """The search: the start, the winner, and every combination tried with its counts."""
+
+    start: SegmentParams
+    params: SegmentParams
+    start_f1: float
+    f1: float
+    table: list[dict[str, Any]]
+    boxes: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "start": self.start.to_dict(),
+            "params": self.params.to_dict(),
+            "start_f1": self.start_f1,
+            "f1": self.f1,
+            "boxes": list(self.boxes),
+            "table": [dict(row) for row in self.table],
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """What the model file keeps (the table goes to the run manifest and a CSV)."""
+        return {
+            "f1": self.f1,
+            "start_f1": self.start_f1,
+            "boxes": list(self.boxes),
+            "tried": len(self.table),
+        }
+
+
+def _grid(values: Sequence[float], start: float) -> list[float]:
+    return sorted({round(float(v), 6) for v in values} | {round(float(start), 6)})
+
+
+def _nearness(
+    seed: float, smooth: float, min_seed: int, start: SegmentParams, radius: float
+) -> float:
+    """How far a combination lies from the start (for breaking ties toward it)."""
+    return (
+        abs(math.log(seed / start.seed_threshold_nm))
+        + abs(smooth - start.smooth_nm) / radius
+        + abs(math.log((min_seed + 1) / (start.min_seed_voxels + 1)))
+    )
+
+
+def _check_inputs(
+    predictions: Sequence[BoxPrediction], truths: Sequence[np.ndarray], ndim: int
+) -> None:
+    if not predictions or len(predictions) != len(truths):
+        raise InvalidInputError(
+            f"fitting needs one ground-truth box per prediction, got {len(predictions)} "
+            f"predictions and {len(truths)} boxes"
+        )
+    for pred, truth in zip(predictions, truths, strict=True):
+        shape = tuple(s.stop - s.start for s in pred.box)
+        if pred.distance.ndim != ndim or tuple(truth.shape) != shape:
+            raise InvalidInputError(
+                f"box {pred.name}: ground truth {tuple(truth.shape)} does not fit the box "
+                f"{shape} of a {pred.distance.ndim}D prediction (voxel size has {ndim} values)"
+            )
+
+
+def fit_segment_params(
+    predictions: Sequence[BoxPrediction],
+    truths: Sequence[np.ndarray],
+    voxel_size: Sequence[float],
+    start: SegmentParams,
+    *,
+    progress: ProgressCallback = no_progress,
+) -> tuple[SegmentParams, SegmentFit]:
+    """The grid combination with the best object F1 on the boxes (see the module docstring).
+
+    ``truths`` are the boxes' instance labels (the shape of each ``prediction.box``). The result
+    keeps ``start``'s clamp (a training value) and has ``source="fitted"``.
+    """
+    voxel_size = tuple(float(v) for v in voxel_size)
+    _check_inputs(predictions, truths, len(voxel_size))
+    radius, voxels = median_object_radius_nm(list(truths), voxel_size)
+    derived_min = max(1, round(0.01 * voxels))
+    seeds = _grid([f * radius for f in SEED_FACTORS], start.seed_threshold_nm)
+    seeds = [s for s in seeds if s > 0]
+    smooths = _grid([f * radius for f in SMOOTH_FACTORS], start.smooth_nm)
+    min_seeds = sorted({m * derived_min for m in MIN_SEED_MULTIPLES} | {start.min_seed_voxels})
+    boxes, full_truths, margins = _judge_inputs(predictions, truths)
+    table: list[dict[str, Any]] = []
+    total = len(smooths) * len(seeds) * len(min_seeds)
+    scored: dict[bytes, tuple[int, int, int]] = {}
+    for smooth in smooths:
+        sigma = smooth_sigma_voxels(smooth, voxel_size)
+        maps = [
+            ndimage.gaussian_filter(np.asarray(p.distance, np.float32), sigma)
+            if smooth > 0
+            else np.asarray(p.distance, np.float32)
+            for p in predictions
+        ]
+        masks = [m > 0 for m in maps]
+        for seed in seeds:
+            for min_seed in min_seeds:
+                counts = np.zeros(3, dtype=np.int64)
+                for distance, mask, box, truth, margin in zip(
+                    maps, masks, boxes, full_truths, margins, strict=True
+                ):
+                    found = seed_labels(distance, mask, seed, min_seed)
+                    key = hashlib.blake2b(
+                        found.tobytes() + f"{smooth}|{box.name}".encode(), digest_size=16
+                    ).digest()
+                    if key not in scored:
+                        labels = flood_seeds(distance, found, mask)
+                        row = evaluate_box(
+                            labels, truth, box, margin=margin, iou_threshold=IOU_THRESHOLD
+                        )
+                        scored[key] = (row["tp"], row["fp"], row["fn"])
+                    counts += scored[key]
+                tp, fp, fn = (int(c) for c in counts)
+                precision, recall, f1 = detection_scores(tp, fp, fn)
+                table.append(
+                    {
+                        "seed_threshold_nm": seed,
+                        "smooth_nm": smooth,
+                        "min_seed_voxels": int(min_seed),
+                        "tp": tp,
+                        "fp": fp,
+                        "fn": fn,
+                        "precision": precision,
+                        "recall": recall,
+                        "f1": f1,
+                    }
+                )
+                progress("fit segmentation", len(table), total)
+    best = min(
+        table,
+        key=lambda r: (
+            -round(r["f1"], 9),
+            _nearness(r["seed_threshold_nm"], r["smooth_nm"], r["min_seed_voxels"], start, radius),
+        ),
+    )
+    start_row = next(
+        r
+        for r in table
+        if r["seed_threshold_nm"] == round(start.seed_threshold_nm, 6)
+        and r["smooth_nm"] == round(start.smooth_nm, 6)
+        and r["min_seed_voxels"] == start.min_seed_voxels
+    )
+    params = SegmentParams(
+        seed_threshold_nm=float(best["seed_threshold_nm"]),
+        smooth_nm=float(best["smooth_nm"]),
+        min_seed_voxels=int(best["min_seed_voxels"]),
+        clamp_nm=start.clamp_nm,
+        source="fitted",
+        object_radius_nm=radius,
+    )
+    fit = SegmentFit(
+        start=start,
+        params=params,
+        start_f1=float(start_row["f1"]),
+        f1=float(best["f1"]),
+        table=table,
+        boxes=[b.name for b in boxes],
+    )
+    return params, fit
+
+
+def _judge_inputs(
+    predictions: Sequence[BoxPrediction], truths: Sequence[np.ndarray]
+) -> tuple[list[Box], list[np.ndarray], list[tuple[int, ...]]]:
+    """Per box: where it lies in its map, its truth padded to the map, the centroid margin."""
+    boxes = [
+        Box(p.name, tuple(s.start for s in p.box), tuple(s.stop - s.start for s in p.box))
+        for p in predictions
+    ]
+    full_truths = []
+    for pred, truth in zip(predictions, truths, strict=True):
+        full = np.zeros(pred.distance.shape, dtype=np.uint32)
+        full[pred.box] = truth
+        full_truths.append(full)
+    margins = [p.distance.shape for p in predictions]  # the whole context counts for centroids
+    return boxes, full_truths, margins
+
+
+def score_segment_params(
+    predictions: Sequence[BoxPrediction],
+    truths: Sequence[np.ndarray],
+    voxel_size: Sequence[float],
+    params: SegmentParams,
+) -> dict[str, float]:
+    """Object counts and scores (IoU >= 0.5, all boxes together) of one set of settings."""
+    voxel_size = tuple(float(v) for v in voxel_size)
+    _check_inputs(predictions, truths, len(voxel_size))
+    counts = np.zeros(3, dtype=np.int64)
+    judged = zip(predictions, *_judge_inputs(predictions, truths), strict=True)
+    for pred, box, truth, margin in judged:
+        labels = seeded_watershed(
+            pred.distance,
+            seed_threshold=params.seed_threshold_nm,
+            min_seed_voxels=params.min_seed_voxels,
+            smooth_sigma=smooth_sigma_voxels(params.smooth_nm, voxel_size),
+        )
+        row = evaluate_box(labels, truth, box, margin=margin, iou_threshold=IOU_THRESHOLD)
+        counts += (row["tp"], row["fp"], row["fn"])
+    tp, fp, fn = (int(c) for c in counts)
+    precision, recall, f1 = detection_scores(tp, fp, fn)
+    return {"tp": tp, "fp": fp, "fn": fn, "precision": precision, "recall": recall, "f1": f1}
+
+
+class _Crop:
+    """A read-only window of a larger array (reads outside the window are never asked for)."""
+
+    def __init__(self, array: Any, region: tuple[slice, ...]) -> None:
+        self.array = array
+        self.region = region
+        self.shape = tuple(s.stop - s.start for s in region)
+        self.dtype = array.dtype
+        self.ndim = len(self.shape)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        if key is Ellipsis:
+            key = (slice(None),) * self.ndim
+        pairs = zip(self.region, self.shape, key, strict=True)
+        within = [k.indices(n)[:2] for _, n, k in pairs]
+        shifted = tuple(
+            slice(r.start + a, r.start + b) for r, (a, b) in zip(self.region, within, strict=True)
+        )
+        return np.asarray(self.array[shifted])
+
+
+def context_voxels(radius_nm: float, voxel_size: Sequence[float]) -> tuple[int, ...]:
+    """Context per axis around a box: ``CONTEXT_FACTOR`` x the median radius, in voxels."""
+    return tuple(max(1, math.ceil(CONTEXT_FACTOR * radius_nm / float(v))) for v in voxel_size)
+
+
+def predict_boxes(
+    model: Any,
+    boxes: Sequence[Any],
+    context: Sequence[int],
+    *,
+    progress: ProgressCallback = no_progress,
+) -> list[BoxPrediction]:
+    """A loaded model's distance over each training box plus ``context`` voxels (in the image).
+
+    The U-Net sees the real image around that region too (its margin), so the maps equal what
+    whole-volume prediction gives there.
+    """
+    from pipeline.patches import box_region
+    from pipeline.predict import predict_volume
+
+    out: list[BoxPrediction] = []
+    margin = model.config.margin
+    scalings: dict[int, Any] = {}  # per image: a percentile model maps the whole image's range
+    for i, box in enumerate(boxes):
+        scaling = scalings.get(id(box.image))
+        if scaling is None:
+            scaling = scalings[id(box.image)] = model.normalisation.scaling(box.image)
+        shape = tuple(int(n) for n in box.image.shape)
+        inner = box_region(box.box, shape)
+        region = tuple(
+            slice(max(0, s.start - c), min(n, s.stop + c))
+            for s, c, n in zip(inner, context, shape, strict=True)
+        )
+        outer = tuple(
+            slice(max(0, s.start - m), min(n, s.stop + m))
+            for s, m, n in zip(region, margin, shape, strict=True)
+        )
+        with tempfile.TemporaryDirectory(prefix="fit-predict-") as tmp:
+            crop = _Crop(box.image, outer)
+            result = predict_volume(model, crop, Path(tmp) / "p", scaling=scaling)
+            import zarr
+
+            distance = zarr.open_array(str(result.distance_path / "s0"), mode="r")
+            within = tuple(
+                slice(r.start - o.start, r.stop - o.start)
+                for r, o in zip(region, outer, strict=True)
+            )
+            out.append(
+                BoxPrediction(
+                    distance=np.asarray(distance[within], dtype=np.float32),
+                    box=tuple(
+                        slice(s.start - r.start, s.stop - r.start)
+                        for s, r in zip(inner, region, strict=True)
+                    ),
+                    name=box.name,
+                )
+            )
+        progress("predict validation boxes", i + 1, len(boxes))
+    return out
+
+
+def fit_model_segment_params(
+    model_path: Path,
+    boxes: Sequence[Any],
+    config: Any,
+    *,
+    progress: ProgressCallback = no_progress,
+) -> SegmentFit:
+    """After training: fit on the validation boxes and record the result in the model file.
+
+    ``boxes`` and ``config`` are what :func:`pipeline.training.train` was given; the validation
+    boxes are its split (all boxes when it kept none). The start is derived from every box's
+    ground truth, with the model's clamp.
+    """
+    from pipeline.model_io import load_model, record_segment_params
+    from pipeline.patches import box_region
+    from pipeline.torch_setup import configure_threads
+    from pipeline.training import split_boxes
+
+    _, val_boxes = split_boxes(boxes, config.val_fraction, config.seed)
+    fit_boxes = val_boxes or list(boxes)
+    voxel_size = tuple(float(v) for v in config.voxel_size)
+    every = [np.asarray(b.labels[box_region(b.box, b.labels.shape)]) for b in boxes]
+    configure_threads(config.num_threads)
+    model = load_model(Path(model_path), config.device)
+    start = replace(derive_segment_params(every, voxel_size), clamp_nm=model.clamp_nm)
+    assert start.object_radius_nm is not None
+    predictions = predict_boxes(
+        model, fit_boxes, context_voxels(start.object_radius_nm, voxel_size), progress=progress
+    )
+    truths = [np.asarray(b.labels[box_region(b.box, b.labels.shape)]) for b in fit_boxes]
+    _, fit = fit_segment_params(predictions, truths, voxel_size, start, progress=progress)
+    record_segment_params(Path(model_path), fit.params, fit.summary())
+    return fit
+
+
+def write_fit_table(fit: SegmentFit, path: Path) -> None:
+    """The tried combinations as CSV (one row each)."""
+    import pandas as pd
+
+    pd.DataFrame(fit.table).to_csv(path, index=False)

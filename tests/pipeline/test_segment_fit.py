@@ -1,0 +1,139 @@
+"""Fitting the seeded-watershed settings on validation boxes, recorded in the model file."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.commands.run import describe_fit
+from pipeline.errors import InvalidInputError
+from pipeline.model_io import load_model, model_segment_params, record_segment_params, save_model
+from pipeline.segment_fit import BoxPrediction, fit_segment_params, score_segment_params
+from pipeline.segment_params import (
+    SegmentParams,
+    choose_segment_params,
+    derive_segment_params,
+    preset,
+)
+from pipeline.targets import instance_targets
+from pipeline.training import TrainConfig, TrainingBox, check_config, resolve_clamp
+from pipeline.unet import UNet, UNetConfig
+
+VOXEL = (100.0, 100.0, 100.0)
+
+
+def touching_balls(radius: float, n: int, seed: int) -> np.ndarray:
+    """``n``^3 balls on a lattice 1.8 radii apart (so neighbours overlap), split by nearness."""
+    rng = np.random.default_rng(seed)
+    spacing, pad = 1.8 * radius, radius + 2
+    size = int(2 * pad + spacing * (n - 1)) + 1
+    shape = (size,) * 3
+    centres = [
+        np.array([pad + i * spacing, pad + j * spacing, pad + k * spacing])
+        + rng.uniform(-0.1, 0.1, 3) * radius
+        for i in range(n)
+        for j in range(n)
+        for k in range(n)
+    ]
+    grid = np.indices(shape).reshape(3, -1).T.astype(np.float32)
+    d = np.stack([np.linalg.norm(grid - c, axis=1) for c in centres])
+    labels = np.where(d.min(0) <= radius, d.argmin(0) + 1, 0).astype(np.uint32)
+    return labels.reshape(shape)
+
+
+def noisy_predictions(boxes: list[np.ndarray], radius_nm: float) -> list[BoxPrediction]:
+    """The true signed distance plus voxel noise (8 % of the radius), as a network's would be."""
+    rng = np.random.default_rng(5)
+    out = []
+    for labels in boxes:
+        _, distance = instance_targets(labels, VOXEL, 4000.0)
+        noise = rng.normal(0.0, 0.08 * radius_nm, distance.shape).astype(np.float32)
+        out.append(BoxPrediction(distance + noise, tuple(slice(0, n) for n in labels.shape)))
+    return out
+
+
+@pytest.mark.parametrize(("radius", "n", "n_boxes"), [(4, 3, 2), (16, 2, 1)])
+def test_fitting_recovers_good_settings_at_both_scales_where_the_preset_fails(
+    radius: int, n: int, n_boxes: int
+) -> None:
+    boxes = [touching_balls(radius, n, seed) for seed in range(n_boxes)]
+    predictions = noisy_predictions(boxes, radius * VOXEL[0])
+    start = derive_segment_params(boxes, VOXEL)
+    params, fit = fit_segment_params(predictions, boxes, VOXEL, start)
+    with_preset = score_segment_params(predictions, boxes, VOXEL, preset("xray-nuclei"))
+    assert params.source == "fitted" and params.clamp_nm == start.clamp_nm
+    assert fit.f1 >= 0.9 and fit.f1 >= fit.start_f1
+    assert score_segment_params(predictions, boxes, VOXEL, params)["f1"] == fit.f1
+    assert with_preset["f1"] < 0.5  # the published 705.6 nm, unsmoothed, on the same maps
+    # Seeds lie at a fraction of the radius: at 4 voxels the preset's 705.6 nm is too deep.
+    assert 0.1 * radius * VOXEL[0] < params.seed_threshold_nm < 0.7 * radius * VOXEL[0]
+    assert {"seed_threshold_nm", "smooth_nm", "min_seed_voxels", "f1"} <= set(fit.table[0])
+    assert len(fit.table) >= 7 * 3 * 3
+    assert f"object F1 {fit.f1:.3f}" in describe_fit(fit.to_dict())  # what the CLI prints
+
+
+def test_ties_go_to_the_starting_values() -> None:
+    # Clean, well separated balls: every threshold in the grid segments them perfectly.
+    labels = touching_balls(6, 2, 0)
+    labels[labels % 2 == 0] = 0
+    _, distance = instance_targets(labels, VOXEL, 4000.0)
+    start = derive_segment_params([labels], VOXEL)
+    params, fit = fit_segment_params(
+        [BoxPrediction(distance, tuple(slice(0, n) for n in labels.shape))], [labels], VOXEL, start
+    )
+    assert fit.f1 == 1.0
+    assert params.seed_threshold_nm == pytest.approx(start.seed_threshold_nm, rel=1e-5)
+    assert params.smooth_nm == pytest.approx(start.smooth_nm, rel=1e-5)
+    assert params.min_seed_voxels == start.min_seed_voxels
+
+
+def test_mismatched_boxes_are_a_clear_error() -> None:
+    labels = touching_balls(4, 2, 0)
+    prediction = BoxPrediction(np.zeros((5, 5, 5), np.float32), (slice(0, 5),) * 3, "b1")
+    with pytest.raises(InvalidInputError, match="box b1"):
+        fit_segment_params([prediction], [labels], VOXEL, preset("xray-nuclei"))
+
+
+def test_model_file_round_trips_the_fitted_params(tmp_path: Path) -> None:
+    path = tmp_path / "m.pt"
+    save_model(
+        path, UNet(UNetConfig(width=2, depth=1)), mean=0.0, std=1.0, voxel_size=VOXEL,
+        metadata={"clamp_nm": 600.0},
+    )  # fmt: skip
+    assert load_model(path, "cpu").segment_params is None
+    params = SegmentParams(120.0, 40.0, 3, 600.0, "fitted", 400.0)
+    record_segment_params(path, params, {"f1": 0.95})
+    loaded = load_model(path, "cpu")
+    assert loaded.segment_params == params == model_segment_params(path)
+    assert loaded.metadata["segment_fit"]["f1"] == 0.95 and loaded.clamp_nm == 600.0
+
+
+def test_choice_prefers_the_model_then_the_ground_truth_then_the_preset() -> None:
+    fitted = SegmentParams(120.0, 40.0, 3, 600.0, "fitted", 400.0)
+    derived = SegmentParams(150.0, 50.0, 2, 750.0, "derived", 500.0)
+    chosen = choose_segment_params(model=fitted, derive=lambda: derived)
+    assert chosen.params == fitted and "recorded" in chosen.reason
+    assert choose_segment_params(derive=lambda: derived).params == derived
+    fallback = choose_segment_params()
+    assert fallback.params == preset("xray-nuclei") and "no ground truth" in fallback.reason
+    asked = choose_segment_params("xray-nuclei", model=fitted, smooth_nm=10.0)
+    assert asked.params.seed_threshold_nm == 705.6 and asked.params.smooth_nm == 10.0
+    assert asked.overrides == ("smooth_nm",) and "smooth_nm" in asked.describe()
+    with pytest.raises(InvalidInputError, match="unknown segmentation preset"):
+        choose_segment_params("confocal")
+
+
+def test_training_clamp_is_derived_from_the_ground_truth_unless_given() -> None:
+    labels = touching_balls(4, 2, 0)
+    box = TrainingBox(labels.astype(np.float32), labels, (0, 0, 0, *labels.shape), "b")
+    config = TrainConfig(voxel_size=VOXEL)
+    assert config.clamp_nm == "auto"
+    derived = derive_segment_params([labels], VOXEL).clamp_nm
+    assert resolve_clamp(config, [box]).clamp_nm == pytest.approx(derived)
+    assert derived < 1000.0  # 1.5 x a 400 nm radius, far below the published 4 um
+    assert resolve_clamp(dataclasses.replace(config, clamp_nm=1500.0), [box]).clamp_nm == 1500.0
+    with pytest.raises(InvalidInputError, match="clamp_nm"):
+        check_config(dataclasses.replace(config, clamp_nm=-1.0))

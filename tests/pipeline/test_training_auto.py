@@ -1,0 +1,76 @@
+"""Automatic training settings: chosen from the objects' size, the boxes and the device."""
+
+from __future__ import annotations
+
+import torch
+
+from pipeline.training_auto import (
+    SCHEDULE,
+    auto_training,
+    auto_unet,
+    depth_for_radius,
+    receptive_field,
+)
+from pipeline.unet import UNet, UNetConfig
+
+
+def test_receptive_field_matches_a_forward_pass() -> None:
+    # The published depth-2 network sees 41 voxels (tests/pipeline/test_end_to_end.py).
+    assert receptive_field(2) == 41
+    config = UNetConfig(dims=2, width=2, depth=2)
+    model = UNet(config).eval()
+    size = config.valid_input_shape((1, 1))
+    with torch.inference_mode():
+        out = model(torch.zeros(1, 1, *size))
+    # Each output voxel sees input - output + 1 voxels per axis.
+    assert size[0] - out["distance"].shape[-1] + 1 == receptive_field(2)
+
+
+def test_depth_grows_with_the_objects() -> None:
+    assert depth_for_radius(5) == 2
+    assert depth_for_radius(20) == 3  # 60 voxels needed, depth 2 sees 41
+    assert depth_for_radius(40) == 4
+    assert depth_for_radius(1000) == 4  # capped
+
+
+def test_given_values_win_and_the_rest_fit_the_boxes() -> None:
+    unet = UNetConfig(**auto_unet({"width": 4}, dims=3, radius_voxels=6, device="cpu"))
+    assert (unet.width, unet.depth) == (4, 2)
+    values = auto_training(
+        {"lr": 1e-3},
+        unet,
+        box_shapes=[(20, 30, 30), (24, 28, 28)],
+        radius_nm=1200.0,
+        voxel_size=(200.0, 200.0, 200.0),
+        device="cpu",
+    )
+    assert values["lr"] == 1e-3
+    assert values["lr_schedule"] == SCHEDULE["lr_schedule"]
+    output = unet.output_shape(tuple(values["patch_shape"]))
+    # Outputs cover the largest box (rounded to the pooling multiple), no more than one step over.
+    assert all(24 <= o <= 36 for o in output)
+    assert values["contact_nm"] == 400.0
+
+
+def test_cpu_and_gpu_sizes_differ_for_large_boxes() -> None:
+    unet_cpu = UNetConfig(**auto_unet({}, dims=3, radius_voxels=6, device="cpu"))
+    unet_gpu = UNetConfig(**auto_unet({}, dims=3, radius_voxels=6, device="cuda"))
+    assert unet_cpu.width < unet_gpu.width
+    kwargs = dict(box_shapes=[(256, 256, 256)], radius_nm=1200.0, voxel_size=(200.0,) * 3)
+    cpu = auto_training({}, unet_cpu, device="cpu", **kwargs)  # type: ignore[arg-type]
+    gpu = auto_training({}, unet_gpu, device="cuda", **kwargs)  # type: ignore[arg-type]
+    assert unet_cpu.output_shape(tuple(cpu["patch_shape"]))[0] == 48
+    assert unet_gpu.output_shape(tuple(gpu["patch_shape"]))[0] == 96
+    assert (
+        cpu["max_epochs"] * cpu["iterations_per_epoch"]
+        < gpu["max_epochs"] * gpu["iterations_per_epoch"]
+    )
+
+
+def test_2d_patches_are_2d() -> None:
+    unet = UNetConfig(**auto_unet({}, dims=2, radius_voxels=10, device="cpu"))
+    values = auto_training(
+        {}, unet, box_shapes=[(512, 512)], radius_nm=100.0, voxel_size=(10.0, 10.0), device="cpu"
+    )
+    assert len(values["patch_shape"]) == 2
+    assert unet.output_shape(tuple(values["patch_shape"])) == (160, 160)
