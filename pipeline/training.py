@@ -593,7 +593,7 @@ def _set_rng_state(rng: np.random.Generator, saved: Mapping[str, Any]) -> None:
 
 def _box_labels(box: TrainingBox) -> np.ndarray:
     """The instance ids inside a box, as integers (segmentation and matching need them)."""
-    labels = np.asarray(box.labels[box_region(box.box, box.image.shape)])
+    labels = np.asarray(box.labels[box_region(box.box, box.labels.shape)])
     return labels if labels.dtype.kind in "iu" else labels.astype(np.int64)
 
 
@@ -630,7 +630,13 @@ class Trainer:
             float(config.clamp_nm),  # resolved above
         )
         self.val_contexts = [
-            box_context(b.start, b.shape, b.image.shape, self.segment_params, self.voxel_size)
+            box_context(
+                b.start,
+                b.shape,
+                tuple(b.image.shape)[-len(b.start) :],  # spatial: channels come first
+                self.segment_params,
+                self.voxel_size,
+            )
             for b in self.val_boxes
         ]
         # Object-level validation needs the distance head and objects in the validation boxes.
@@ -815,7 +821,8 @@ class Trainer:
         for first in range(0, len(windows), size):
             chunk = windows[first : first + size]
             samples = [self._sample(self.val_boxes[i], start, False) for i, start in chunk]
-            outputs = self.model(self.batches.tensor([s.image for s in samples]))
+            channels = samples[0].image.ndim > samples[0].mask.ndim
+            outputs = self.model(self.batches.tensor([s.image for s in samples], channels))
             for name in names:
                 values = outputs[name][:, 0].float()
                 if name == DISTANCE_HEAD:
