@@ -24,7 +24,9 @@ learning rates above the published 1e-4 (off by default): a linear warm-up over
 to zero by the last epoch; at a constant 3e-3 the validation loss of a small network jumped about
 until the end, and the epoch that happened to be best varied a lot between seeds). ``best.pt`` (a
 model file) holds the best weights, ``last.pt`` everything needed to resume (weights, optimiser,
-history, random states).
+history, random states). Extra logits heads are semantic heads (a mask per head in
+``TrainingBox.semantic``); with them the heads' losses are balanced (``task_balance``, see
+:func:`masked_loss`). An image with ``unet.in_channels`` > 1 has its channels first.
 
 Each training image is normalised by its own robust intensity range (``normalisation``, default
 the 1st and 99.8th percentiles to 0 and 1, see :mod:`pipeline.normalise`), as prediction will
@@ -634,7 +636,13 @@ class Trainer:
             float(config.clamp_nm),  # resolved above
         )
         self.val_contexts = [
-            box_context(b.start, b.shape, b.image.shape, self.segment_params, self.voxel_size)
+            box_context(
+                b.start,
+                b.shape,
+                tuple(b.image.shape)[-len(b.start) :],  # spatial: channels come first
+                self.segment_params,
+                self.voxel_size,
+            )
             for b in self.val_boxes
         ]
         # Object-level validation needs the distance head and objects in the validation boxes.
@@ -819,7 +827,8 @@ class Trainer:
         for first in range(0, len(windows), size):
             chunk = windows[first : first + size]
             samples = [self._sample(self.val_boxes[i], start, False) for i, start in chunk]
-            outputs = self.model(self.batches.tensor([s.image for s in samples]))
+            channels = samples[0].image.ndim > samples[0].mask.ndim
+            outputs = self.model(self.batches.tensor([s.image for s in samples], channels))
             for name in names:
                 values = outputs[name][:, 0].float()
                 if name == DISTANCE_HEAD:
