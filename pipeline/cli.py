@@ -6,6 +6,11 @@ without meshing); ``annotation-points`` (a detections table as Neuroglancer poin
 ``parents`` (per-parent morphometrics of children inside parents, e.g. nuclei in glomeruli).
 
 Each subcommand lives in ``pipeline/commands/<name>.py``.
+
+Exit status: 0 success; 2 bad input or configuration, or a training that failed (a
+:class:`~pipeline.errors.PipelineError`, message on stderr); 3 a stage produced nothing (no seed,
+zero objects, an empty table: see :mod:`pipeline.empty_results`) and ``--allow-empty`` was not
+given.
 """
 
 from __future__ import annotations

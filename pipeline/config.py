@@ -33,14 +33,35 @@ DERIVED_TRAINING_KEYS = frozenset({"unet", "voxel_size"})
 
 
 @dataclass(frozen=True)
-class DataConfig:
-    """The image to segment and, optionally, ground truth in boxes (for training/evaluation)."""
+class TrainingImage:
+    """One image of a training set, with its instance labels and the boxes where they are
+    complete; any format :func:`pipeline.volumes.open_volume` reads (OME-Zarr, TIFF, ``.npy``,
+    ``file.h5:/dataset``). ``semantic`` names a mask image (non-zero = class) per extra logits
+    head of the model."""
 
-    image: Path  # OME-Zarr image (NGFF 0.4 or 0.5), single channel, 2D or 3D
-    labels: Path | None = None  # OME-Zarr label image of ground truth, same shape as the image
-    boxes: Path | None = None  # CSV: x, y, z, w, h, d (voxels), optional name column
+    image: Path
+    labels: Path
+    boxes: Path  # box table (pipeline.box_table)
     voxel_size: tuple[float, ...] | None = None  # nm, z y x; default from the image metadata
     level: int = 0
+    semantic: Mapping[str, Path] | None = None
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """The image to segment and, optionally, ground truth in boxes (for training/evaluation).
+
+    The training set is ``images`` when given (a list of :class:`TrainingImage`), else the image
+    itself with ``labels``, ``boxes`` (and ``semantic``).
+    """
+
+    image: Path  # any format open_volume reads (OME-Zarr NGFF 0.4/0.5, TIFF, .npy, HDF5), 2D/3D
+    labels: Path | None = None  # ground-truth instance labels, same shape as the image
+    boxes: Path | None = None  # box table (pipeline.box_table): origin+size or corners
+    voxel_size: tuple[float, ...] | None = None  # nm, z y x; default from the image metadata
+    level: int = 0
+    semantic: Mapping[str, Path] | None = None  # mask image per extra logits head
+    images: tuple[TrainingImage, ...] = ()  # a training set of several images
 
 
 @dataclass(frozen=True)
@@ -130,6 +151,8 @@ class PipelineConfig:
     filter: FilterConfig = field(default_factory=FilterConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     out: Path | None = None  # default output directory
+    # A step that produces nothing (no seed, zero objects) is expected: `run` exits 0, not 3.
+    allow_empty: bool = False
     source: Path | None = None  # the file this was loaded from
 
     @property
@@ -139,6 +162,19 @@ class PipelineConfig:
     @property
     def gt_boxes(self) -> Path | None:
         return self.evaluate.boxes or self.data.boxes
+
+    def training_images(self) -> list[TrainingImage]:
+        """The training set: ``data.images``, or the image with its labels and boxes."""
+        data = self.data
+        if data.images:
+            return list(data.images)
+        if data.labels is None or data.boxes is None:
+            return []
+        return [
+            TrainingImage(
+                data.image, data.labels, data.boxes, data.voxel_size, data.level, data.semantic
+            )
+        ]
 
     def train_config(self, voxel_size: tuple[float, ...]) -> Any:
         """The :class:`pipeline.training.TrainConfig` for this run (U-Net pooling and default
@@ -231,6 +267,11 @@ def _convert(value: Any, tp: Any, where: _Where, base: Path) -> Any:
     if origin in (Mapping, dict):
         if not isinstance(value, Mapping):
             raise where.error(f"expected a table of keys, got {value!r}")
+
+        if len(args) == 2 and args[1] is not Any:
+            return {
+                str(k): _convert(v, args[1], where.child(str(k)), base) for k, v in value.items()
+            }
         return dict(value)
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
         return build_dataclass(tp, value, where, base)
@@ -294,10 +335,19 @@ def build_dataclass(
 
 def _check_paths_exist(value: Any, where: _Where) -> None:
     """Every path in the (input) sections must exist."""
+    from pipeline.volumes import volume_path_exists
+
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         for f in dataclasses.fields(value):
             _check_paths_exist(getattr(value, f.name), where.child(f.name))
-    elif isinstance(value, Path) and not value.exists():
+    elif isinstance(value, tuple):
+        for i, item in enumerate(value):
+            if dataclasses.is_dataclass(item) or isinstance(item, Path):
+                _check_paths_exist(item, where.child(i))
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            _check_paths_exist(item, where.child(str(key)))
+    elif isinstance(value, Path) and not volume_path_exists(value):
         raise where.error(f"{value} does not exist")
 
 
@@ -407,6 +457,8 @@ def parse_config(data: Mapping[str, Any], *, base: Path, source: str = "config")
             sections[name] = _training_section(data[name], where, base)
         elif name == "out":
             sections[name] = _convert(data[name], Path, where, base)
+        elif name == "allow_empty":
+            sections[name] = _convert(data[name], bool, where, base)
         else:
             hint = typing.get_type_hints(PipelineConfig)[name]
             sections[name] = build_dataclass(hint, data[name], where, base)
@@ -433,7 +485,86 @@ def parse_config(data: Mapping[str, Any], *, base: Path, source: str = "config")
     _check_segment(config.segment, top.child("segment"))
     if not 0 < config.mesh.simplify_ratio <= 1:
         raise top.child("mesh.simplify_ratio").error("must be in (0, 1]")
+    _check_box_tables(config, top)
     return config
+
+
+def _read_box_table(
+    where: _Where, boxes: Path, shape: tuple[int, ...], voxel_size: tuple[float, ...] | None
+) -> None:
+    from pipeline.box_table import box_table_read
+
+    try:
+        box_table_read(boxes, shape=shape, voxel_size=voxel_size)
+    except InvalidInputError as exc:
+        raise where.error(str(exc)) from None
+
+
+def _volume_geometry(
+    where: _Where,
+    path: Path,
+    level: int,
+    voxel_size: tuple[float, ...] | None,
+    what: str,
+    channels: int = 1,
+) -> tuple[tuple[int, ...], tuple[float, ...] | None]:
+    """Spatial shape and voxel size of an input volume (metadata only: no voxel is read)."""
+    from pipeline.volumes import open_volume
+
+    try:
+        volume = open_volume(path, level, voxel_size, what, channels=channels)
+    except InvalidInputError as exc:
+        raise where.error(str(exc)) from None
+    shape = tuple(int(n) for n in volume.array.shape)
+    return shape[1:] if channels > 1 else shape, volume.voxel_size
+
+
+def _check_box_tables(config: PipelineConfig, top: _Where) -> None:
+    """Every box table read and checked against its image now, before any work is done; each
+    training image's labels and masks checked to match it, and its dimensions the model's."""
+    data = config.data
+    unet = config.model.unet
+    train = config.model.path is None
+    channels = unet.in_channels  # the image has this many channels, first, when > 1
+    if data.boxes is not None or config.evaluate.boxes is not None:
+        shape, voxel = _volume_geometry(
+            top.child("data.image"), data.image, data.level, data.voxel_size, "image", channels
+        )
+        for key, table in (("data.boxes", data.boxes), ("evaluate.boxes", config.evaluate.boxes)):
+            if table is not None:
+                _read_box_table(top.child(key), table, shape, voxel)
+    if not train:
+        return
+    prefix = "data.images" if data.images else "data"
+    for i, entry in enumerate(config.training_images()):
+        where = top.child(prefix).child(i) if data.images else top.child(prefix)
+        shape, voxel = _volume_geometry(
+            where.child("image"), entry.image, entry.level, entry.voxel_size, "image", channels
+        )
+        if len(shape) != unet.dims:
+            raise where.child("image").error(
+                f"{entry.image.name} is {len(shape)}D but model.dims is {unet.dims}"
+            )
+        if voxel is None:
+            raise where.child("voxel_size").error(
+                f"{entry.image.name} records no voxel size: give voxel_size (nm)"
+            )
+        others = [("labels", entry.labels)]
+        others += [(f"semantic.{k}", v) for k, v in (entry.semantic or {}).items()]
+        for key, path in others:
+            other, _ = _volume_geometry(where.child(key), path, entry.level, voxel, key)
+            if other != shape:
+                raise where.child(key).error(
+                    f"{path.name} has shape {other}, the image {entry.image.name} {shape}"
+                )
+        if entry.boxes != data.boxes or data.images:
+            _read_box_table(where.child("boxes"), entry.boxes, shape, voxel)
+        heads = {h.name for h in unet.heads if h.kind == "logits"} - {"probability"}
+        missing = sorted(heads - set(entry.semantic or {}))
+        if missing:
+            raise where.child("semantic").error(
+                f"no mask for the model's head(s) {', '.join(missing)}"
+            )
 
 
 def load_config(path: str | Path) -> PipelineConfig:

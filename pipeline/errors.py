@@ -7,3 +7,7 @@ class PipelineError(Exception):
 
 class InvalidInputError(PipelineError):
     """The input file is corrupt, truncated, of an unsupported kind, or inconsistent."""
+
+
+class TrainingFailedError(PipelineError):
+    """Training did not learn to separate objects from background, even after restarts."""

@@ -29,6 +29,7 @@ import numpy.typing as npt
 import pandas as pd
 from scipy.optimize import linear_sum_assignment
 
+from pipeline.box_table import Box, box_table_read
 from pipeline.errors import InvalidInputError
 from pipeline.progress import ProgressCallback, no_progress
 
@@ -38,8 +39,6 @@ FloatArray = npt.NDArray[np.float64]
 RenumberedArray = npt.NDArray[np.integer[Any]]
 # Above this many (pred, gt) cells the contingency table is counted sparsely with np.unique.
 DENSE_TABLE_LIMIT = 1 << 24
-BOX_NAME_COLUMNS: tuple[str, ...] = ("name", "box", "box_name", "bbox_ID", "id")
-AXIS_COLUMNS: tuple[tuple[str, str], ...] = (("z", "d"), ("y", "h"), ("x", "w"))
 
 
 class LabelVolume(Protocol):
@@ -225,45 +224,48 @@ def detection_scores(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
     return precision, recall, f1
 
 
-@dataclass(frozen=True)
-class Box:
-    """An evaluation box in array index space (axis order of the labels: z, y, x or y, x)."""
-
-    name: str
-    start: tuple[int, ...]
-    size: tuple[int, ...]
-
-    def slices(self) -> tuple[slice, ...]:
-        return tuple(slice(s, s + n) for s, n in zip(self.start, self.size, strict=True))
-
-
 def boxes_read_csv(path: Path, ndim: int = 3) -> list[Box]:
-    """Boxes from a CSV with x, y, z (corner) and w, h, d (size) columns in voxels, as published.
+    """Boxes of a box table (:mod:`pipeline.box_table`), not checked against an image."""
+    return box_table_read(path, ndim=ndim)
 
-    A name column (``name``, ``box``, ``box_name``, ``bbox_ID`` or ``id``) is used when present.
-    2D boxes need only x, y, w, h.
-    """
-    try:
-        table = pd.read_csv(path, encoding="utf-8-sig")
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise InvalidInputError(f"{path.name}: cannot read the boxes table ({exc})") from exc
-    axes = AXIS_COLUMNS[-ndim:]
-    needed = [c for pair in axes for c in pair]
-    missing = [c for c in needed if c not in table.columns]
-    if missing:
-        raise InvalidInputError(f"{path.name}: the boxes table lacks columns {', '.join(missing)}")
-    if table.empty:
-        raise InvalidInputError(f"{path.name}: the boxes table has no rows")
-    name_col = next((c for c in BOX_NAME_COLUMNS if c in table.columns), None)
-    boxes = []
-    for i, row in table.iterrows():
-        start = tuple(int(row[a]) for a, _ in axes)
-        size = tuple(int(row[s]) for _, s in axes)
-        if min(size) <= 0:
-            raise InvalidInputError(f"{path.name}: box {i} has a non-positive size")
-        name = str(row[name_col]) if name_col else f"box{i}"
-        boxes.append(Box(name, start, size))
-    return boxes
+
+def semantic_dice(
+    predicted: LabelVolume,
+    truth: LabelVolume,
+    boxes: Sequence[Box],
+    *,
+    threshold: float = 0.5,
+) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Pixel-level Dice of a semantic head inside each box: ``predicted`` (a probability map,
+    foreground where it exceeds ``threshold``) against ``truth`` (a mask, foreground where
+    non-zero); per box, and pooled over all boxes (1.0 where both are empty)."""
+    if tuple(predicted.shape) != tuple(truth.shape):
+        raise InvalidInputError(
+            f"prediction and mask differ in shape: {predicted.shape} and {truth.shape}"
+        )
+    if not boxes:
+        raise InvalidInputError("no boxes to evaluate")
+    rows = []
+    for box in boxes:
+        pred = np.asarray(predicted[box.slices()]) > threshold
+        gt = np.asarray(truth[box.slices()]) != 0
+        inter = int(np.count_nonzero(pred & gt))
+        total = int(np.count_nonzero(pred)) + int(np.count_nonzero(gt))
+        rows.append(
+            {
+                "box": box.name,
+                "dice_pixel": 2.0 * inter / total if total else 1.0,
+                "foreground_intersection": inter,
+                "foreground_sum": total,
+            }
+        )
+    table = pd.DataFrame(rows)
+    total = int(table["foreground_sum"].sum())
+    pooled = 2.0 * int(table["foreground_intersection"].sum()) / total if total else 1.0
+    return table, {
+        "dice_pixel": pooled,
+        "dice_pixel_mean_over_boxes": float(table["dice_pixel"].mean()),
+    }
 
 
 def margin_voxels(margin_um: float, voxel_size_nm: Sequence[float]) -> tuple[int, ...]:

@@ -501,6 +501,12 @@ def _open_source(path: Path, *, axes: str | None, max_voxels: int | None) -> _So
     return source
 
 
+def open_source(path: Path, *, axes: str | None = None) -> _Source:
+    """An input opened for reading in place (:mod:`pipeline.volumes` reads TIFFs through it):
+    ``raw`` in the file's axis order, ``axis_of`` mapping its axes to canonical c, z, y, x."""
+    return _open_source(path, axes=axes, max_voxels=None)
+
+
 def _check_size(info: SourceInfo, where: str, max_voxels: int | None) -> None:
     if any(n == 0 for n in info.shape):
         raise InvalidInputError(f"{where} is empty: shape {info.shape}")

@@ -154,7 +154,8 @@ def sample_intensities(
         raise InvalidInputError(f"cannot sample intensities of an empty array {shape}")
     total = math.prod(shape)
     if total <= max_voxels:
-        return np.asarray(array[...], dtype=np.float32).ravel()
+        whole = tuple(slice(0, n) for n in shape)  # array-likes need not take an Ellipsis
+        return np.asarray(array[whole], dtype=np.float32).ravel()
     block = _block_shape(array, max_voxels)
     grid = tuple(math.ceil(n / b) for n, b in zip(shape, block, strict=True))
     n_grid = math.prod(grid)

@@ -65,6 +65,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cc3d
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
@@ -170,18 +171,22 @@ class _Planes:
         return np.asarray(self._array[key[1:]])[None]
 
 
+PLANE_BLOCK_EDGE = 1024  # a section is read in blocks of about 1024^2 pixels (4 MB of uint32)
+
+
 def _as_3d(array: LabelArray) -> tuple[LabelArray, tuple[int, ...]]:
-    """The array as (z, y, x) and the block shape to read it with."""
+    """The array as (z, y, x) and the block shape to read it with: its chunks (or shards), and
+    for a section whole chunks adding up to about ``PLANE_BLOCK_EDGE`` per side, as its chunks
+    are small against the per-block overhead."""
     shape = tuple(int(n) for n in array.shape)
-    if len(shape) == 2:
-        block2 = block_shape_of(array)
-        if len(block2) != 2:
-            block2 = (1024, 1024)
-        return _Planes(array), (1, max(block2[0], 256), max(block2[1], 256))
-    if len(shape) != 3:
+    if len(shape) not in (2, 3):
         raise InvalidInputError(f"label images must be 2D or 3D, not of shape {shape}")
-    block3 = block_shape_of(array)
-    return array, block3
+    natural = block_shape_of(array)
+    if len(shape) == 3 and shape[0] > 1:
+        return array, natural
+    plane = natural[-2:]
+    grown = tuple(-(-PLANE_BLOCK_EDGE // b) * b for b in plane)
+    return (_Planes(array) if len(shape) == 2 else array), (1, *grown)
 
 
 def _renamed(progress: ProgressCallback, name: str) -> ProgressCallback:
@@ -249,6 +254,16 @@ def assign_children(
     table.loc[too_little, ["parent_id", "inside_voxels"]] = 0
     table.loc[too_little, "inside_fraction"] = 0.0
     return table
+
+
+def label_components(mask: LabelArray) -> npt.NDArray[np.uint32]:
+    """The objects of a semantic mask (non-zero: inside), e.g. a glomerulus head's output:
+    connected components (26-connected in 3D, 8 in 2D) numbered 1..N. Reads the whole mask."""
+    data = np.asarray(mask[...])
+    if data.ndim not in (2, 3):
+        raise InvalidInputError(f"a mask must be 2D or 3D, not of shape {data.shape}")
+    labelled = cc3d.connected_components(data != 0, connectivity=26 if data.ndim == 3 else 8)
+    return np.asarray(labelled, dtype=np.uint32)
 
 
 def nearest_neighbour_distances(points: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -411,7 +426,10 @@ def parent_morphometrics(
                     if len(profiles)
                     else float("nan")
                 )
-            n_v = np.array([abercrombie_density(x, caliper, thickness) for x in n_a])
+            # A parent without profiles has N_V = 0 even when D is unknown (no profile at all).
+            n_v = np.array(
+                [abercrombie_density(x, caliper, thickness) if x > 0 else 0.0 for x in n_a]
+            )
         else:
             fraction = table["child_area_fraction"].to_numpy(dtype=np.float64)
             n_v = np.array(

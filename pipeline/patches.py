@@ -38,19 +38,25 @@ def box_region(box: Sequence[int], shape: Sequence[int]) -> Region:
 
 
 def read_normalised(image: ReadableArray, region: Region, mean: float, std: float) -> FloatArray:
-    """``(image[region] - mean) / std`` as float32, zero where the region leaves the image."""
-    shape = tuple(s.stop - s.start for s in region)
+    """``(image[region] - mean) / std`` as float32, zero where the region leaves the image.
+
+    An image with more axes than ``region`` has channels first: they are read whole and kept.
+    """
+    lead = tuple(int(n) for n in image.shape[: len(image.shape) - len(region)])
+    spatial = image.shape[len(lead) :]
+    shape = (*lead, *(s.stop - s.start for s in region))
     out = np.zeros(shape, dtype=np.float32)
     inside = tuple(
-        slice(max(s.start, 0), min(s.stop, n)) for s, n in zip(region, image.shape, strict=True)
+        slice(max(s.start, 0), min(s.stop, n)) for s, n in zip(region, spatial, strict=True)
     )
     if any(s.stop <= s.start for s in inside):
         return out
-    data = np.asarray(image[inside], dtype=np.float32)
+    whole = (slice(None),) * len(lead)
+    data = np.asarray(image[(*whole, *inside)], dtype=np.float32)
     where = tuple(
         slice(i.start - r.start, i.stop - r.start) for i, r in zip(inside, region, strict=True)
     )
-    out[where] = (data - np.float32(mean)) / np.float32(std)
+    out[(*whole, *where)] = (data - np.float32(mean)) / np.float32(std)
     return out
 
 

@@ -9,8 +9,9 @@ poolings along an axis) is predicted from a window starting at the period below,
 longer, and cropped: block-wise prediction equals whole-volume prediction exactly (up to float
 rounding).
 
-Outputs are NGFF 0.5 images ``probability.ome.zarr`` (sigmoid, float32) and
-``distance.ome.zarr`` (nm, float32) with chunks equal to the block, so concurrent blocks never
+Outputs are NGFF 0.5 images ``probability.ome.zarr`` (sigmoid, float32),
+``distance.ome.zarr`` (nm, float32) and ``<head>.ome.zarr`` (sigmoid) for every other logits
+(semantic) head, with chunks equal to the block, so concurrent blocks never
 share a chunk. After a block's data are written, an empty marker file ``done/<index>`` records
 it: a rerun (same parameters, checked against ``predict.json``) skips finished blocks. Blocks
 whose region holds no voxel of the optional tissue mask are skipped and read back as the fill
@@ -21,6 +22,10 @@ maps this volume's own robust intensity range to [0, 1] (so a session three time
 the training image gives the same inputs); the map is computed once, from a bounded sample of the
 whole volume, before any block, and recorded in ``predict.json``. Older models apply the training
 image's mean and std.
+
+values (probability 0, distance -clamp). The marker holds the block's largest predicted distance
+(nm), so :attr:`PredictResult.distance_max_nm` covers resumed blocks too: a distance map that
+never reaches the seed threshold segments into nothing, and the CLI says so.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -67,6 +72,9 @@ class PredictResult:
     blocks_skipped: int
     blocks_resumed: int = 0
     block_shape: tuple[int, ...] = ()
+    scaling: Scaling | None = None  # the intensity map applied: (x - offset) / scale
+    distance_max_nm: float = math.nan  # over every predicted block (NaN: none predicted)
+    semantic_paths: dict[str, Path] = field(default_factory=dict)  # extra logits heads
 
 
 @dataclass(frozen=True)
@@ -84,6 +92,7 @@ class _Job:
     compile: bool
     num_threads: int | None
     scaling: Scaling
+    semantic: dict[str, Any] = field(default_factory=dict)  # extra logits head -> output array
 
 
 _MODELS: dict[tuple[str, str, bool], tuple[LoadedModel, torch.nn.Module]] = {}
@@ -132,17 +141,38 @@ def _predict_blocks(job: _Job, blocks: Sequence[Block]) -> int:
         inputs.append(read_normalised(job.image, region, job.scaling.offset, job.scaling.scale))
         offsets.append(offset)
     fmt = memory_format(loaded.device, loaded.config.dims)
-    batch = torch.from_numpy(np.stack(inputs)[:, None]).to(loaded.device, memory_format=fmt)
+    stacked = np.stack(inputs)
+    if stacked.ndim == loaded.config.dims + 1:  # one channel: add its axis
+        stacked = stacked[:, None]
+    batch = torch.from_numpy(stacked).to(loaded.device, memory_format=fmt)
     with torch.inference_mode():
         outputs = module(batch)
         probability = torch.sigmoid(outputs[PROBABILITY_HEAD][:, 0]).float().cpu().numpy()
         distance = (outputs[DISTANCE_HEAD][:, 0].float() * loaded.clamp_nm).cpu().numpy()
+        semantic = {
+            name: torch.sigmoid(outputs[name][:, 0]).float().cpu().numpy() for name in job.semantic
+        }
     for i, block in enumerate(blocks):
         crop = tuple(slice(o, o + n) for o, n in zip(offsets[i], block.core_shape, strict=True))
         job.probability[block.core] = probability[i][crop]
         job.distance[block.core] = distance[i][crop]
-        (Path(job.done_dir) / str(block.index)).touch()
+        for name, values in semantic.items():
+            job.semantic[name][block.core] = values[i][crop]
+        marker = Path(job.done_dir) / str(block.index)
+        marker.write_text(repr(float(distance[i][crop].max())))
     return len(blocks)
+
+
+def recorded_distance_max(done_dir: Path) -> float:
+    """The largest distance the finished blocks' markers record (NaN when none records one;
+    markers of older runs are empty)."""
+    values = []
+    for marker in done_dir.iterdir():
+        try:
+            values.append(float(marker.read_text()))
+        except ValueError:
+            continue
+    return max(values) if values else math.nan
 
 
 def default_block_shape(model: LoadedModel, image_shape: Sequence[int]) -> tuple[int, ...]:
@@ -167,14 +197,14 @@ def _check_block_shape(model: LoadedModel, block_shape: Sequence[int]) -> tuple[
 
 
 def _open_image(
-    image: ReadableArray | Path, level: int
+    image: ReadableArray | Path, level: int, channels: int = 1
 ) -> tuple[ReadableArray, tuple[float, ...] | None]:
     """An array-like as-is, or a volume file (OME-Zarr level, .npy) with its voxel size in nm."""
     if not isinstance(image, str | Path):
         return image, None
     from pipeline.volumes import open_volume
 
-    volume = open_volume(Path(image), level)
+    volume = open_volume(Path(image), level, channels=channels)
     return volume.array, volume.voxel_size
 
 
@@ -191,11 +221,12 @@ def _mask_region(
 
 def _prepare_outputs(
     out_dir: Path, manifest: dict[str, Any], shape: tuple[int, ...], block: tuple[int, ...],
-    voxel_size: Sequence[float], clamp_nm: float,
-) -> tuple[Any, Any]:  # fmt: skip
+    voxel_size: Sequence[float], clamp_nm: float, semantic: Sequence[str] = (),
+) -> tuple[Any, Any, dict[str, Any]]:  # fmt: skip
     """Create the outputs, or reopen them when a run with the same parameters left them."""
     manifest_path = out_dir / "predict.json"
     prob_path, dist_path = out_dir / "probability.ome.zarr", out_dir / "distance.ome.zarr"
+    semantic_paths = {name: out_dir / f"{name}.ome.zarr" for name in semantic}
     if manifest_path.is_file():
         previous = json.loads(manifest_path.read_text())
         if previous != manifest:
@@ -205,6 +236,7 @@ def _prepare_outputs(
         return (
             zarr.open_array(str(prob_path / "s0"), mode="r+"),
             zarr.open_array(str(dist_path / "s0"), mode="r+"),
+            {n: zarr.open_array(str(p / "s0"), mode="r+") for n, p in semantic_paths.items()},
         )
     if prob_path.exists() or dist_path.exists():
         raise InvalidInputError(f"{out_dir} already holds prediction outputs without a manifest")
@@ -217,9 +249,13 @@ def _prepare_outputs(
     distance = create_single_level_image(
         dist_path, shape, name=DISTANCE_HEAD, fill_value=-clamp_nm, **common
     )
+    extra = {
+        name: create_single_level_image(path, shape, name=name, **common)
+        for name, path in semantic_paths.items()
+    }
     (out_dir / "done").mkdir(exist_ok=True)
     manifest_path.write_text(json.dumps(manifest, indent=1))
-    return probability, distance
+    return probability, distance, extra
 
 
 def predict_volume(
@@ -262,10 +298,16 @@ def predict_volume(
         h.name for h in config.heads
     }:
         raise InvalidInputError("the model needs a probability and a distance head to predict")
-    array, recorded = _open_image(image, level)
-    shape = tuple(int(n) for n in array.shape)
-    if len(shape) != config.dims:
-        raise InvalidInputError(f"image shape {shape} is not {config.dims}D as the model expects")
+    array, recorded = _open_image(image, level, config.in_channels)
+    full = tuple(int(n) for n in array.shape)
+    shape = full[1:] if config.in_channels > 1 else full
+    if len(shape) != config.dims or (config.in_channels > 1 and full[0] != config.in_channels):
+        raise InvalidInputError(
+            f"image shape {full} is not {config.dims}D"
+            + (f" with {config.in_channels} channels first" if config.in_channels > 1 else "")
+            + " as the model expects"
+        )
+    semantic = [h.name for h in config.heads if h.kind == "logits" and h.name != PROBABILITY_HEAD]
     block = (
         default_block_shape(loaded, shape)
         if block_shape is None
@@ -292,8 +334,8 @@ def predict_volume(
         "clamp_nm": loaded.clamp_nm,
     }
     out_dir = Path(out_dir)
-    probability, distance = _prepare_outputs(
-        out_dir, manifest, shape, block, sizes, loaded.clamp_nm
+    probability, distance, semantic_arrays = _prepare_outputs(
+        out_dir, manifest, shape, block, sizes, loaded.clamp_nm, semantic
     )
     done_dir = out_dir / "done"
     finished = {p.name for p in done_dir.iterdir()}
@@ -318,6 +360,7 @@ def predict_volume(
         compile=compile,
         num_threads=num_threads,
         scaling=scaling,
+        semantic=semantic_arrays,
     )
     groups = [todo[i : i + max(1, batch_size)] for i in range(0, len(todo), max(1, batch_size))]
     counts = run_blocks(
@@ -330,4 +373,7 @@ def predict_volume(
         blocks_skipped=skipped,
         blocks_resumed=resumed,
         block_shape=block,
+        scaling=scaling,
+        distance_max_nm=recorded_distance_max(done_dir),
+        semantic_paths={name: out_dir / f"{name}.ome.zarr" for name in semantic},
     )

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -34,6 +34,9 @@ from pipeline.manifest import Manifest, StepTimer, code_version, digest_of, envi
 from pipeline.measure import DETECTIONS_NAME, MESHES_DIR, FilteredLabels, measure_labels
 from pipeline.progress import ProgressCallback, no_progress
 from pipeline.volumes import Volume, open_volume
+
+if TYPE_CHECKING:
+    from pipeline.training import TrainResult
 
 MODEL_DIR = "model"
 PREDICTION_DIR = "prediction"
@@ -66,27 +69,57 @@ def _per_axis(values: tuple[int, ...], ndim: int, name: str) -> tuple[int, ...]:
     return values
 
 
-def _read_boxes(path: Path, shape: tuple[int, ...]) -> list[Any]:
-    from pipeline.evaluation import boxes_read_csv
+def _read_boxes(
+    path: Path, shape: tuple[int, ...], voxel_size: tuple[float, ...] | None = None
+) -> list[Any]:
+    from pipeline.box_table import box_table_read
 
-    boxes = boxes_read_csv(path, ndim=len(shape))
-    for box in boxes:
-        if any(s < 0 or s + n > dim for s, n, dim in zip(box.start, box.size, shape, strict=True)):
-            raise InvalidInputError(
-                f"{path.name}: box {box.name} ({box.start} + {box.size}) lies outside the "
-                f"volume {shape}"
-            )
-    return boxes
+    return box_table_read(path, shape=shape, voxel_size=voxel_size)
 
 
-def _check_ground_truth(labels: Volume, image: Volume, boxes: list[Any], what: str) -> None:
-    if labels.array.shape != image.array.shape:
+def _fingerprint_volume(path: Path) -> dict[str, Any]:
+    """:func:`fingerprint` of a volume's file; an HDF5 volume's also names its dataset."""
+    from pipeline.volumes import split_hdf5_path
+
+    hdf5 = split_hdf5_path(path)
+    if hdf5 is None:
+        return fingerprint(path)
+    return {**fingerprint(hdf5[0]), "dataset": hdf5[1]}
+
+
+def _check_ground_truth(
+    labels: Volume, shape: tuple[int, ...], boxes: list[Any], what: str
+) -> None:
+    if tuple(labels.array.shape) != shape:
         raise InvalidInputError(
-            f"{what} shape {tuple(labels.array.shape)} differs from the image's "
-            f"{tuple(image.array.shape)}"
+            f"{what} shape {tuple(labels.array.shape)} differs from the image's {shape}"
         )
     if not any(np.any(np.asarray(labels.array[box.slices()])) for box in boxes):
         raise InvalidInputError(f"empty ground truth: no labelled voxel of {what} in any box")
+
+
+def _finite_or_none(value: float) -> float | None:
+    """JSON has no NaN: an unmeasured figure is null."""
+    return float(value) if math.isfinite(value) else None
+
+
+def _json_row(row: Any) -> dict[str, float | None]:
+    return {str(k): _finite_or_none(float(v)) for k, v in row.items()}
+
+
+def _train_metrics(result: TrainResult) -> dict[str, Any]:
+    """The train step's manifest metrics: the kept epoch, its scores, restarts, the history."""
+    return {
+        "best_val_loss": float(result.best_val_loss),
+        "epochs": int(result.epochs),
+        "best_epoch": int(result.best_epoch),
+        "best_val_f1": _finite_or_none(result.best_val_f1),
+        "val_objects": _finite_or_none(result.val_objects),
+        "seed_threshold_nm": _finite_or_none(result.seed_threshold_nm),
+        "attempts": int(result.attempts),
+        "restarts": [r.to_dict() for r in result.restarts],
+        "history": [_json_row(row) for row in result.history],
+    }
 
 
 class _Run:
@@ -107,20 +140,25 @@ class _Run:
         self.ran: list[str] = []
         self.skipped: list[str] = []
         self.keys: dict[str, str] = {}
-        self.image = open_volume(config.data.image, config.data.level, config.data.voxel_size)
+        channels = config.model.unet.in_channels
+        self.image = open_volume(
+            config.data.image, config.data.level, config.data.voxel_size, channels=channels
+        )
         if self.image.voxel_size is None:
             raise InvalidInputError(
                 f"image {config.data.image.name} records no voxel size: give data.voxel_size"
             )
         self.voxel_size: tuple[float, ...] = self.image.voxel_size
-        self.ndim = len(self.image.array.shape)
+        # Channels come first in an image for a model with in_channels > 1.
+        self.shape = tuple(int(n) for n in self.image.array.shape)[1 if channels > 1 else 0 :]
+        self.ndim = len(self.shape)
         self.gt: Volume | None = None
         self.gt_boxes: list[Any] = []
         if config.gt_labels is not None and config.gt_boxes is not None:
             self.gt = open_volume(config.gt_labels, config.data.level, None, "ground-truth labels")
-            self.gt_boxes = _read_boxes(config.gt_boxes, self.image.array.shape)
-        self.inputs_fp = {
-            name: fingerprint(p)
+            self.gt_boxes = _read_boxes(config.gt_boxes, self.shape, self.voxel_size)
+        self.inputs_fp: dict[str, Any] = {
+            name: _fingerprint_volume(p)
             for name, p in (
                 ("image", config.data.image),
                 ("labels", config.data.labels),
@@ -134,6 +172,24 @@ class _Run:
             )
             if p is not None
         }
+        if config.data.semantic:
+            self.inputs_fp["semantic"] = {
+                k: _fingerprint_volume(p) for k, p in sorted(config.data.semantic.items())
+            }
+        if config.data.images:
+            self.inputs_fp["training_images"] = [
+                {
+                    "image": _fingerprint_volume(entry.image),
+                    "labels": _fingerprint_volume(entry.labels),
+                    "boxes": fingerprint(entry.boxes),
+                    "semantic": {
+                        k: _fingerprint_volume(p) for k, p in sorted((entry.semantic or {}).items())
+                    },
+                    "voxel_size": entry.voxel_size,
+                    "level": entry.level,
+                }
+                for entry in config.data.images
+            ]
 
     # -- bookkeeping ---------------------------------------------------------------------------
 
@@ -194,38 +250,43 @@ class _Run:
                 self.skipped.append("train")
             return
         train_config = config.train_config(self.voxel_size)
-        parts = {
+        parts: dict[str, Any] = {
             "training": to_plain(train_config),
             **{k: self.inputs_fp.get(k) for k in ("image", "labels", "boxes")},
         }
+        for key in ("semantic", "training_images"):  # only when used: older keys stay valid
+            if key in self.inputs_fp:
+                parts[key] = self.inputs_fp[key]
         model_dir = self.out / MODEL_DIR
 
         def body(record: Any, resume: bool) -> None:
-            from pipeline.training import TrainingBox, train
+            from pipeline.training import train
+            from pipeline.training_set import training_boxes as read_training_set
 
-            if config.data.labels is None or config.data.boxes is None:
+            images = config.training_images()
+            if not images:
                 raise InvalidInputError(
-                    "training needs data.labels and data.boxes (or give model.path)"
+                    "training needs data.labels and data.boxes, or data.images (or give model.path)"
                 )
-            labels = open_volume(config.data.labels, config.data.level, None, "training labels")
-            boxes = _read_boxes(config.data.boxes, self.image.array.shape)
-            _check_ground_truth(labels, self.image, boxes, "data.labels")
-            training_boxes = [
-                TrainingBox(
-                    image=self.image.array,
-                    labels=labels.array,
-                    box=(*box.start, *(s + n for s, n in zip(box.start, box.size, strict=True))),
-                    name=box.name,
-                )
-                for box in boxes
-            ]
+            training_boxes, _ = read_training_set(images, channels=config.model.unet.in_channels)
+            history: list[dict[str, float | None]] = []
+
+            def on_epoch(row: Any) -> None:
+                # Each epoch's row as it comes (the site plots them live).
+                history.append(_json_row(row))
+                record.metrics["history"] = history
+                self.manifest.save()
+
             result = train(
-                training_boxes, train_config, model_dir, resume=resume, progress=self.progress
+                training_boxes,
+                train_config,
+                model_dir,
+                resume=resume,
+                progress=self.progress,
+                metrics=on_epoch,
             )
             record.outputs["best_checkpoint"] = str(result.best_checkpoint)
-            record.metrics.update(
-                {"best_val_loss": float(result.best_val_loss), "epochs": int(result.epochs)}
-            )
+            record.metrics.update(_train_metrics(result))
             record.metrics.update(
                 fit_and_record(result.best_checkpoint, training_boxes, train_config, self.progress)
             )
@@ -279,6 +340,7 @@ class _Run:
                     "blocks_skipped": result.blocks_skipped,
                     "blocks_resumed": result.blocks_resumed,
                     "block_shape": list(result.block_shape),
+                    "distance_max_nm": _finite_or_none(result.distance_max_nm),
                 }
             )
 
@@ -357,13 +419,25 @@ class _Run:
 
         self.execute("segment", parts, [out], body)
 
+    def _not_for_2d(self, name: str, upstream: str) -> bool:
+        """Meshes, sphericity and their filter are 3D: a 2D run passes over them."""
+        if self.ndim == 3:
+            return False
+        self.keys[name] = digest_of({upstream: self.keys[upstream], "2d": True})
+        if name in self.steps:
+            record = self.manifest.step(name)
+            record.status, record.key = "skipped", self.keys[name]
+            record.metrics = {"reason": "2D image: no meshes or volume/sphericity filter"}
+            self.skipped.append(name)
+        return True
+
     def measure(self) -> None:
+        if self._not_for_2d("measure", "segment"):
+            return
         parts = {"segment": self.keys["segment"], "mesh": to_plain(self.config.mesh)}
         outputs = [self.out / MESHES_DIR, self._detections("csv"), self._detections("parquet")]
 
         def body(record: Any, resume: bool) -> None:
-            if self.ndim != 3:
-                raise InvalidInputError("measuring and meshing need a 3D volume")
             result = measure_labels(
                 self.out / SEGMENTATION_NAME,
                 self.out,
@@ -378,6 +452,8 @@ class _Run:
         return self.out / f"{DETECTIONS_NAME}.{suffix}"
 
     def filter(self) -> None:
+        if self._not_for_2d("filter", "measure"):
+            return
         config = self.config.filter
         parts: dict[str, Any] = {"measure": self.keys["measure"], "filter": to_plain(config)}
         if config.method == "tables":
@@ -464,6 +540,27 @@ class _Run:
             raise InvalidInputError("no detection matches the ground truth: nothing to fit")
         return labelled.reset_index(drop=True)
 
+    def _head_scores(self, instances: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """Per head: object-level (and pixel-level) Dice of the instances, pixel-level Dice of
+        each semantic head that has a ground-truth mask (``data.semantic``)."""
+        from pipeline.evaluation import semantic_dice
+
+        scores: dict[str, dict[str, Any]] = {
+            "instances": {
+                "dice_object": instances.get("dice_object_mean_over_boxes"),
+                "dice_pixel": instances.get("dice_pixel"),
+            }
+        }
+        for head, gt_path in sorted(_semantic_gt(self.config).items()):
+            predicted = self.out / PREDICTION_DIR / f"{head}.ome.zarr"
+            if not predicted.exists():
+                continue
+            pred = open_volume(predicted, 0, self.voxel_size, f"{head} prediction")
+            gt = open_volume(gt_path, self.config.data.level, None, f"{head} mask")
+            _, head_scores = semantic_dice(pred.array, gt.array, self.gt_boxes)
+            scores[head] = {"dice_pixel": head_scores["dice_pixel"]}
+        return scores
+
     def evaluate(self) -> None:
         config = self.config.evaluate
         out = self.out / EVALUATION_DIR
@@ -472,19 +569,21 @@ class _Run:
             "evaluate": to_plain(config),
             "gt": [self.inputs_fp.get("gt_labels"), self.inputs_fp.get("gt_boxes")],
         }
+        if "semantic" in self.inputs_fp:
+            parts["semantic"] = self.inputs_fp["semantic"]
 
         def body(record: Any, resume: bool) -> None:
             from pipeline.evaluation import evaluate_boxes
 
             assert self.gt is not None
             pred = open_volume(self.out / SEGMENTATION_NAME, 0, self.voxel_size, "segmentation")
-            kept_ids = pd.read_parquet(self._detections("parquet")).query("kept")["id"]
             out.mkdir(parents=True, exist_ok=True)
             summary: dict[str, Any] = {}
-            for name, labels in (
-                ("all", pred.array),
-                ("filtered", FilteredLabels(pred.array, kept_ids.to_numpy())),
-            ):
+            variants: list[tuple[str, Any]] = [("all", pred.array)]
+            if self.ndim == 3:
+                kept_ids = pd.read_parquet(self._detections("parquet")).query("kept")["id"]
+                variants.append(("filtered", FilteredLabels(pred.array, kept_ids.to_numpy())))
+            for name, labels in variants:
                 table, scores = evaluate_boxes(
                     labels,
                     self.gt.array,
@@ -496,14 +595,19 @@ class _Run:
                 )
                 table.to_csv(out / f"per_box_{name}.csv", index=False)
                 summary[name] = {k: None if math.isnan(v) else v for k, v in scores.items()}
+            summary["heads"] = self._head_scores(summary["all"])
             (out / SUMMARY_JSON).write_text(json.dumps(summary, indent=2) + "\n")
             record.metrics.update(
                 {
                     f"{name}_{k}": summary[name][k]
-                    for name in summary
+                    for name in ("all", "filtered")
+                    if name in summary
                     for k in ("precision", "recall", "f1")
                 }
             )
+            for head, scores in summary["heads"].items():
+                for k, v in scores.items():
+                    record.metrics[f"{head}_{k}"] = v
 
         self.execute("evaluate", parts, [out], body)
 
@@ -518,6 +622,11 @@ def fit_and_record(
     fit = fit_model_segment_params(model_path, boxes, train_config, progress=progress)
     write_fit_table(fit, model_path.parent / FIT_TABLE_NAME)
     return {"segment_params": fit.params.to_dict(), "segment_fit": fit.to_dict()}
+
+
+def _semantic_gt(config: PipelineConfig) -> dict[str, Path]:
+    """Ground-truth masks of the semantic heads for the image segmented: ``data.semantic``."""
+    return dict(config.data.semantic or {})
 
 
 def default_steps(config: PipelineConfig) -> list[str]:
@@ -552,7 +661,7 @@ def run_pipeline(
     out.mkdir(parents=True, exist_ok=True)
     run = _Run(config, out, chosen, progress)
     if run.gt is not None:
-        _check_ground_truth(run.gt, run.image, run.gt_boxes, "ground-truth labels")
+        _check_ground_truth(run.gt, run.shape, run.gt_boxes, "ground-truth labels")
     manifest = run.manifest
     manifest.parameters = config.parameters()
     manifest.inputs = dict(run.inputs_fp)

@@ -28,8 +28,9 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from pipeline.box_table import Box
 from pipeline.errors import InvalidInputError
-from pipeline.evaluation import Box, detection_scores, evaluate_box
+from pipeline.evaluation import detection_scores, evaluate_box
 from pipeline.progress import ProgressCallback, no_progress
 from pipeline.segment_params import (
     SegmentParams,
@@ -37,7 +38,7 @@ from pipeline.segment_params import (
     median_object_radius_nm,
     smooth_sigma_voxels,
 )
-from pipeline.watershed import flood_seeds, seed_labels
+from pipeline.watershed import flood_seeds, seed_labels, seeded_watershed
 
 SEED_FACTORS = (0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6)
 SMOOTH_FACTORS = (0.0, 0.1, 0.2)
@@ -140,16 +141,7 @@ def fit_segment_params(
     seeds = [s for s in seeds if s > 0]
     smooths = _grid([f * radius for f in SMOOTH_FACTORS], start.smooth_nm)
     min_seeds = sorted({m * derived_min for m in MIN_SEED_MULTIPLES} | {start.min_seed_voxels})
-    boxes = [
-        Box(p.name, tuple(s.start for s in p.box), tuple(s.stop - s.start for s in p.box))
-        for p in predictions
-    ]
-    full_truths = []
-    for pred, truth in zip(predictions, truths, strict=True):
-        full = np.zeros(pred.distance.shape, dtype=np.uint32)
-        full[pred.box] = truth
-        full_truths.append(full)
-    margins = [p.distance.shape for p in predictions]  # the whole context counts for centroids
+    boxes, full_truths, margins = _judge_inputs(predictions, truths)
     table: list[dict[str, Any]] = []
     total = len(smooths) * len(seeds) * len(min_seeds)
     scored: dict[bytes, tuple[int, int, int]] = {}
@@ -228,6 +220,48 @@ def fit_segment_params(
     return params, fit
 
 
+def _judge_inputs(
+    predictions: Sequence[BoxPrediction], truths: Sequence[np.ndarray]
+) -> tuple[list[Box], list[np.ndarray], list[tuple[int, ...]]]:
+    """Per box: where it lies in its map, its truth padded to the map, the centroid margin."""
+    boxes = [
+        Box(p.name, tuple(s.start for s in p.box), tuple(s.stop - s.start for s in p.box))
+        for p in predictions
+    ]
+    full_truths = []
+    for pred, truth in zip(predictions, truths, strict=True):
+        full = np.zeros(pred.distance.shape, dtype=np.uint32)
+        full[pred.box] = truth
+        full_truths.append(full)
+    margins = [p.distance.shape for p in predictions]  # the whole context counts for centroids
+    return boxes, full_truths, margins
+
+
+def score_segment_params(
+    predictions: Sequence[BoxPrediction],
+    truths: Sequence[np.ndarray],
+    voxel_size: Sequence[float],
+    params: SegmentParams,
+) -> dict[str, float]:
+    """Object counts and scores (IoU >= 0.5, all boxes together) of one set of settings."""
+    voxel_size = tuple(float(v) for v in voxel_size)
+    _check_inputs(predictions, truths, len(voxel_size))
+    counts = np.zeros(3, dtype=np.int64)
+    judged = zip(predictions, *_judge_inputs(predictions, truths), strict=True)
+    for pred, box, truth, margin in judged:
+        labels = seeded_watershed(
+            pred.distance,
+            seed_threshold=params.seed_threshold_nm,
+            min_seed_voxels=params.min_seed_voxels,
+            smooth_sigma=smooth_sigma_voxels(params.smooth_nm, voxel_size),
+        )
+        row = evaluate_box(labels, truth, box, margin=margin, iou_threshold=IOU_THRESHOLD)
+        counts += (row["tp"], row["fp"], row["fn"])
+    tp, fp, fn = (int(c) for c in counts)
+    precision, recall, f1 = detection_scores(tp, fp, fn)
+    return {"tp": tp, "fp": fp, "fn": fn, "precision": precision, "recall": recall, "f1": f1}
+
+
 class _Crop:
     """A read-only window of a larger array (reads outside the window are never asked for)."""
 
@@ -238,9 +272,14 @@ class _Crop:
         self.dtype = array.dtype
         self.ndim = len(self.shape)
 
-    def __getitem__(self, key: tuple[slice, ...]) -> np.ndarray:
-        pairs = zip(self.region, key, strict=True)
-        shifted = tuple(slice(r.start + k.start, r.start + k.stop) for r, k in pairs)
+    def __getitem__(self, key: Any) -> np.ndarray:
+        if key is Ellipsis:
+            key = (slice(None),) * self.ndim
+        pairs = zip(self.region, self.shape, key, strict=True)
+        within = [k.indices(n)[:2] for _, n, k in pairs]
+        shifted = tuple(
+            slice(r.start + a, r.start + b) for r, (a, b) in zip(self.region, within, strict=True)
+        )
         return np.asarray(self.array[shifted])
 
 
@@ -266,7 +305,11 @@ def predict_boxes(
 
     out: list[BoxPrediction] = []
     margin = model.config.margin
+    scalings: dict[int, Any] = {}  # per image: a percentile model maps the whole image's range
     for i, box in enumerate(boxes):
+        scaling = scalings.get(id(box.image))
+        if scaling is None:
+            scaling = scalings[id(box.image)] = model.normalisation.scaling(box.image)
         shape = tuple(int(n) for n in box.image.shape)
         inner = box_region(box.box, shape)
         region = tuple(
@@ -278,7 +321,8 @@ def predict_boxes(
             for s, m, n in zip(region, margin, shape, strict=True)
         )
         with tempfile.TemporaryDirectory(prefix="fit-predict-") as tmp:
-            result = predict_volume(model, _Crop(box.image, outer), Path(tmp) / "p")
+            crop = _Crop(box.image, outer)
+            result = predict_volume(model, crop, Path(tmp) / "p", scaling=scaling)
             import zarr
 
             distance = zarr.open_array(str(result.distance_path / "s0"), mode="r")

@@ -274,3 +274,62 @@ def make_sphere_labels(
         box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
         labels[box][inside] = index
     return labels, centres, radii
+
+
+@dataclass(frozen=True)
+class MultiTaskImage:
+    """A synthetic three-channel 2D section for several heads at once (see
+    :func:`make_multitask_image`): ``image`` is (3, y, x) float32, channels first."""
+
+    image: npt.NDArray[np.float32]
+    nuclei: npt.NDArray[np.uint32]  # instance labels of every nucleus
+    masks: dict[str, npt.NDArray[np.uint8]]  # semantic masks: glomerulus, podocyte
+
+
+def make_multitask_image(
+    shape: tuple[int, int] = (96, 96),
+    *,
+    n_glomeruli: int = 2,
+    n_nuclei: int = 30,
+    seed: int = 0,
+) -> MultiTaskImage:
+    """A section like the kidney podometrics study's: a nuclear stain (channel 0, every
+    nucleus), a glomerular stain (channel 1, large discs) and a podocyte marker (channel 2,
+    only the nuclei inside a glomerulus), with blur and Gaussian noise; true nuclei labels and
+    the two semantic masks (glomerulus, podocyte nuclei)."""
+    if len(shape) != 2 or min(shape) < 32:
+        raise InvalidInputError(f"the multi-task image is 2D, at least 32 x 32, got {shape}")
+    rng = np.random.default_rng(seed)
+    yy, xx = np.indices(shape, dtype=np.float64)
+    glomerulus = np.zeros(shape, dtype=bool)
+    r_glom = min(shape) / 5.0
+    for _ in range(n_glomeruli):
+        cy, cx = (rng.uniform(r_glom, n - r_glom) for n in shape)
+        glomerulus |= (yy - cy) ** 2 + (xx - cx) ** 2 <= r_glom**2
+    nuclei = np.zeros(shape, dtype=np.uint32)
+    placed: list[tuple[float, float, float]] = []
+    for _ in range(50 * n_nuclei):  # random sequential addition of disjoint discs
+        if len(placed) == n_nuclei:
+            break
+        r = float(rng.uniform(3.0, 4.5))
+        cy, cx = (float(rng.uniform(r + 1, n - r - 1)) for n in shape)
+        if all((cy - y) ** 2 + (cx - x) ** 2 > (r + q + 1.0) ** 2 for y, x, q in placed):
+            placed.append((cy, cx, r))
+            nuclei[(yy - cy) ** 2 + (xx - cx) ** 2 <= r * r] = len(placed)
+    inside = np.zeros(int(nuclei.max()) + 1, dtype=bool)
+    for k in range(1, inside.size):
+        inside[k] = glomerulus[nuclei == k].mean() > 0.5
+    podocyte = inside[nuclei] & (nuclei > 0)
+    channels = [
+        (nuclei > 0).astype(np.float64),
+        glomerulus.astype(np.float64) * 0.7,
+        podocyte.astype(np.float64),
+    ]
+    image = np.stack(
+        [ndimage.gaussian_filter(c, 1.0) + rng.normal(0.0, 0.08, shape) for c in channels]
+    )
+    return MultiTaskImage(
+        image=image.astype(np.float32),
+        nuclei=nuclei,
+        masks={"glomerulus": glomerulus.astype(np.uint8), "podocyte": podocyte.astype(np.uint8)},
+    )

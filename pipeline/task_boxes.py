@@ -10,17 +10,15 @@ four sources, each a function here so the site and the command line share them:
 - :func:`stratified_sample`: K boxes at random, one per stratum of the tiles in scan order, among
   the tiles that lie mostly inside a mask (a systematic uniform random sample, so the boxes
   spread over the region instead of clustering as K independent draws may);
-- :func:`parse_boxes_csv`: a table of boxes in the published ``bboxes/*.csv`` form (an id
-  column, ``x, y, z`` corner and ``w, h, d`` size in voxels), with the line number of any bad
-  row;
+- :func:`parse_boxes_csv`: a box table (:mod:`pipeline.box_table`, the format every command
+  reads: the published ``bboxes/*.csv`` origin and size columns, or corners), with the line
+  number of any bad row;
 - :func:`boxes_around_points`: a box centred on each point (e.g. missed objects reported by
   proofreaders), shifted to lie inside the volume.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -28,12 +26,11 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from pipeline.box_table import box_table_parse
 from pipeline.errors import InvalidInputError
 
 Triple = tuple[int, int, int]
 
-# Column names of the published box tables (pipeline.evaluation reads the same tables).
-NAME_COLUMNS = ("bbox_ID", "id", "name", "box", "box_name")
 MAX_BOXES = 100_000
 MAX_NAME = 100
 
@@ -189,81 +186,19 @@ def stratified_sample(
     return out
 
 
-def _cell_int(value: str, line: int, column: str) -> int:
-    text = value.strip()
-    try:
-        number = float(text)
-    except ValueError:
-        raise InvalidInputError(
-            f"line {line}: column {column!r} must be a number of voxels, got {text!r}"
-        ) from None
-    if not math.isfinite(number) or number != int(number):
-        raise InvalidInputError(
-            f"line {line}: column {column!r} must be a whole number of voxels, got {text!r}"
-        )
-    return int(number)
-
-
 def parse_boxes_csv(text: str, shape: Sequence[int], max_rows: int = MAX_BOXES) -> list[TaskBox]:
-    """Boxes from a CSV table (``x, y, z`` corner and ``w, h, d`` size in voxels; ``z`` and
-    ``d`` may be left out for a 2D image; an id column names them). Every problem is reported
-    with its line number (the header is line 1)."""
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    reader = csv.reader(io.StringIO(text))
-    try:
-        header = [h.strip() for h in next(reader)]
-    except StopIteration:
-        raise InvalidInputError("the boxes table is empty") from None
-    except csv.Error as exc:
-        raise InvalidInputError(f"line 1: not a CSV header ({exc})") from None
-    lower = {h.lower(): i for i, h in enumerate(header)}
-    two_d = int(shape[0]) == 1 and ("z" not in lower or "d" not in lower)
-    needed = ["x", "y", "w", "h"] + ([] if two_d else ["z", "d"])
-    missing = [c for c in needed if c not in lower]
-    if missing:
-        raise InvalidInputError(
-            f"line 1: the boxes table lacks the column(s) {', '.join(missing)} "
-            "(expected x, y, z corner and w, h, d size in voxels)"
-        )
-    name_index = next((lower[c.lower()] for c in NAME_COLUMNS if c.lower() in lower), None)
-    boxes: list[TaskBox] = []
-    names: set[str] = set()
-    try:
-        for row in reader:
-            line = reader.line_num
-            if not row or all(not cell.strip() for cell in row):
-                continue
-            if len(row) < len(header):
-                raise InvalidInputError(
-                    f"line {line}: {len(row)} values, the header has {len(header)} columns"
-                )
-            if len(boxes) >= max_rows:
-                raise InvalidInputError(f"line {line}: more than {max_rows:,} boxes")
-            value = {c: _cell_int(row[lower[c]], line, c) for c in needed}
-            if two_d:
-                value["z"], value["d"] = 0, 1
-            name = row[name_index].strip() if name_index is not None else f"box-{len(boxes) + 1}"
-            if not name or len(name) > MAX_NAME:
-                raise InvalidInputError(f"line {line}: the id must be 1-{MAX_NAME} characters")
-            if name in names:
-                raise InvalidInputError(f"line {line}: the id {name!r} appears twice")
-            names.add(name)
-            box = TaskBox(
-                name,
-                (value["z"], value["y"], value["x"]),
-                (value["d"], value["h"], value["w"]),
-            )
-            try:
-                check_box(box, shape)
-            except InvalidInputError as exc:
-                raise InvalidInputError(f"line {line}: {exc}") from None
-            boxes.append(box)
-    except csv.Error as exc:
-        raise InvalidInputError(f"line {reader.line_num}: not valid CSV ({exc})") from None
-    if not boxes:
-        raise InvalidInputError("the boxes table has no rows")
-    return boxes
+    """Boxes from a box table (:mod:`pipeline.box_table`: origin and size or corner columns, in
+    voxels; ``z`` may be left out for a 2D image, a volume of depth 1). Every problem is reported
+    with its line number (the header is line 1); names must be 1-100 characters."""
+    boxes = box_table_parse(text, ndim=3, shape=shape, max_rows=max_rows)
+    out = []
+    for box in boxes:
+        if len(box.name) > MAX_NAME:
+            raise InvalidInputError(f"box {box.name[:20]!r}...: ids have 1-{MAX_NAME} characters")
+        z, y, x = box.start
+        d, h, w = box.size
+        out.append(TaskBox(box.name, (z, y, x), (d, h, w)))
+    return out
 
 
 def boxes_around_points(

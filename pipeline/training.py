@@ -14,7 +14,11 @@ augmented patches, then the loss over a fixed set of validation windows; trainin
 ``patience`` epochs without improvement. With ``contact_weight`` > 0 (default 0, off: the
 published loss), voxels within ``contact_nm`` of an interface between two touching objects weigh
 ``1 + contact_weight`` in every head's loss: the separating dip of the distance map there decides
-whether touching nuclei get one seed each, and it is a small share of all voxels. Two guards for
+whether touching nuclei get one seed each, and it is a small share of all voxels. With
+``border_weight`` > 0 (default 0), background voxels in narrow gaps between objects (touching
+objects are first separated by their one-voxel line) weigh more by the U-Net border weight map of
+:mod:`pipeline.loss_weights` (``w0`` = ``border_weight``, sigma ``border_nm``); with both, the
+weights add. Two guards for
 learning rates above the published 1e-4 (off by default): a linear warm-up over
 ``warmup_steps``, gradient-norm clipping at ``grad_clip_norm``, and ``lr_schedule: cosine`` (decay
 to zero by the last epoch; at a constant 3e-3 the validation loss of a small network jumped about
@@ -29,6 +33,17 @@ normalise each volume it is applied to; the model file records the method and pe
 Augmentation (``augment``, settings in ``augmentation``) adds intensity changes (gamma, contrast
 and brightness, noise, blur) to the mirrors and rotations, so that a model holds on a session
 with other contrast and noise.
+
+Every ``val_interval`` epochs (default 1; 0: off) the validation boxes are also segmented and
+scored at object level (:mod:`pipeline.training_validation`); ``best.pt`` is then the epoch with
+the best validation F1 (ties: lower validation loss), and ``patience`` counts those validations.
+The loss decides alone when there are no validation boxes or no objects in them. After
+``health_epochs`` (default 3; later if the warm-up is longer; 0: off) the heads must separate
+objects from background on the training and validation boxes (:mod:`pipeline.training_health`);
+if not, training restarts from seed ``seed + attempt``, at most ``max_restarts`` times, then
+raises :class:`~pipeline.errors.TrainingFailedError`. ``history.csv`` has one row per epoch of
+every attempt (losses, validation F1/precision/recall/objects, the health figures); each row also
+goes to the ``metrics`` callback of :func:`train` as it is written.
 """
 
 from __future__ import annotations
@@ -36,7 +51,7 @@ from __future__ import annotations
 import csv
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -48,7 +63,8 @@ from torch import nn
 
 from pipeline.augment import AugmentConfig, augment_sample
 from pipeline.blocks import ReadableArray
-from pipeline.errors import InvalidInputError
+from pipeline.errors import InvalidInputError, TrainingFailedError
+from pipeline.loss_weights import border_weights
 from pipeline.model_io import model_from_payload, model_payload, save_model
 from pipeline.normalise import Normalisation, Scaling
 from pipeline.patches import (
@@ -69,14 +85,52 @@ from pipeline.torch_setup import (
     memory_format,
     to_memory_format,
 )
+from pipeline.training_health import (
+    FigureMedian,
+    HeadFigures,
+    Restart,
+    failure_message,
+    head_figures,
+    health_problems,
+)
+from pipeline.training_validation import (
+    BoxCanvas,
+    box_context,
+    nan_scores,
+    score_boxes,
+    validation_params,
+)
 from pipeline.unet import UNet, UNetConfig
 
 PROBABILITY_HEAD = "probability"
 DISTANCE_HEAD = "distance"
-HISTORY_FIELDS = ("epoch", "train_loss", "val_loss", "seconds")
+HISTORY_FIELDS = (
+    "epoch",
+    "attempt",
+    "train_loss",
+    "val_loss",
+    "val_f1",
+    "val_precision",
+    "val_recall",
+    "val_objects",
+    "train_distance_p99_nm",
+    "train_probability_gap",
+    "val_distance_p99_nm",
+    "val_probability_gap",
+    "healthy",  # 1 or 0 at the epoch the health check ran, else NaN
+    "seconds",
+)
+# Called with each epoch's history row as it is written (the site plots them live).
+EpochCallback = Callable[[Mapping[str, float]], None]
 CHECKPOINT_VERSION = 1
 STATISTICS_SLAB_VOXELS = 1 << 24
 WEIGHT_KEY = "_loss_weight"  # extra per-voxel loss weight, carried along with the targets
+FIGURE_STEPS = 8  # the training health figures come from the last batches of each epoch
+# Default patches: the published 3D one (output 76 x 76 x 72 at depth 2); in 2D a patch whose
+# output is at least 212 x 212 for the configured network (252 x 252 at depth 2, close to the
+# 256 x 256 tiles 2D nuclei models train on), so ``dims: 2`` alone gives a valid 2D setup.
+DEFAULT_PATCH_3D = (116, 116, 112)
+OUTPUT_2D = (212, 212)
 
 
 @dataclass(frozen=True)
@@ -84,7 +138,8 @@ class TrainingBox:
     """A ground-truth box in a whole image: ``box`` is ``(z0, y0, x0, z1, y1, x1)`` in voxels.
 
     ``labels`` (instance ids, same shape as the image) need only be right inside the box.
-    ``semantic`` gives, for extra logits heads, a mask array per head name.
+    ``semantic`` gives, for extra logits heads, a mask array per head name. ``voxel_size``
+    (nm) is the box's image's own, when a training set mixes scales (default: the config's).
     """
 
     image: ReadableArray
@@ -92,6 +147,7 @@ class TrainingBox:
     box: tuple[int, ...]
     name: str
     semantic: Mapping[str, ReadableArray] | None = None
+    voxel_size: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -99,7 +155,7 @@ class TrainConfig:
     """Training parameters; ``patch_shape`` is the input patch (a valid U-Net input)."""
 
     unet: UNetConfig = field(default_factory=UNetConfig)
-    patch_shape: tuple[int, ...] = (116, 116, 112)
+    patch_shape: tuple[int, ...] = ()  # () = for unet.dims: DEFAULT_PATCH_3D or OUTPUT_2D's input
     voxel_size: tuple[float, ...] | None = None
     batch_size: int = 4
     lr: float = 1e-4
@@ -118,12 +174,21 @@ class TrainConfig:
     clamp_nm: float | Literal["auto"] = "auto"  # auto: derived from the ground truth's objects
     contact_weight: float = 0.0
     contact_nm: float = 1000.0
+    border_weight: float = 0.0  # w0 of the U-Net border weight map (0: off)
+    border_nm: float = 500.0  # its sigma (nm)
+    val_interval: int = 1  # epochs between object-level validations (0: loss only)
+    health_epochs: int = 3  # epochs before the heads' health check (0: no check)
+    max_restarts: int = 2  # restarts from a new seed when the check fails
+    task_balance: bool | None = None  # masked_loss(balance=); default: on with semantic heads
     num_threads: int | None = None
     device: str = "auto"
 
     def __post_init__(self) -> None:
         # One value stands for every axis (as config files allow).
         dims = self.unet.dims
+        if not self.patch_shape:
+            default = DEFAULT_PATCH_3D if dims == 3 else self.unet.valid_input_shape(OUTPUT_2D)
+            object.__setattr__(self, "patch_shape", default)
         if len(self.patch_shape) == 1:
             object.__setattr__(self, "patch_shape", tuple(self.patch_shape) * dims)
         if self.voxel_size is not None and len(self.voxel_size) == 1:
@@ -164,6 +229,13 @@ class TrainResult:
     history_png: Path
     best_val_loss: float
     epochs: int
+    best_epoch: int = 0
+    best_val_f1: float = math.nan  # NaN: selected by loss (no validation objects)
+    val_objects: float = math.nan  # objects the kept model segments in the validation boxes
+    attempts: int = 1
+    restarts: tuple[Restart, ...] = ()
+    seed_threshold_nm: float = math.nan  # used by validation and the health check
+    history: tuple[Mapping[str, float], ...] = ()  # the rows of history.csv
 
 
 @dataclass(frozen=True)
@@ -200,6 +272,10 @@ def check_config(config: TrainConfig) -> tuple[int, ...]:
         raise InvalidInputError(f"clamp_nm must be positive (nm) or auto, not {config.clamp_nm!r}")
     if config.contact_weight < 0 or config.contact_nm <= 0:
         raise InvalidInputError("need contact_weight >= 0 and contact_nm > 0")
+    if config.border_weight < 0 or config.border_nm <= 0:
+        raise InvalidInputError("need border_weight >= 0 and border_nm > 0")
+    if min(config.val_interval, config.health_epochs, config.max_restarts) < 0:
+        raise InvalidInputError("need val_interval, health_epochs and max_restarts >= 0")
     if config.warmup_steps < 0 or (
         config.grad_clip_norm is not None and config.grad_clip_norm <= 0
     ):
@@ -266,12 +342,14 @@ def image_statistics(boxes: Sequence[TrainingBox]) -> tuple[float, float]:
     """Mean and standard deviation of the images over all boxes (float64 sums)."""
     count, total, squares = 0, 0.0, 0.0
     for box in boxes:
-        region = box_region(box.box, box.image.shape)
+        ndim = len(box.box) // 2
+        lead = (slice(None),) * (len(box.image.shape) - ndim)  # channels, pooled
+        region = box_region(box.box, box.image.shape[len(lead) :])
         plane_size = math.prod(s.stop - s.start for s in region[1:])
         step = max(1, STATISTICS_SLAB_VOXELS // plane_size)  # bounded memory, whole chunks
         for start in range(region[0].start, region[0].stop, step):
             stop = min(start + step, region[0].stop)
-            plane = np.asarray(box.image[(slice(start, stop), *region[1:])], np.float64)
+            plane = np.asarray(box.image[(*lead, slice(start, stop), *region[1:])], np.float64)
             count += plane.size
             total += float(plane.sum())
             squares += float(np.square(plane).sum())
@@ -319,20 +397,33 @@ def contact_weights(
     return out
 
 
+def spatial_shape(image: ReadableArray, unet: UNetConfig) -> tuple[int, ...]:
+    """The spatial shape of a training image: channels come first when ``in_channels`` > 1."""
+    shape = tuple(int(n) for n in image.shape)
+    channels = unet.in_channels
+    expected = unet.dims + (1 if channels > 1 else 0)
+    if len(shape) != expected or (channels > 1 and shape[0] != channels):
+        raise InvalidInputError(
+            f"image shape {shape} is not {unet.dims}D"
+            + (f" with {channels} channels first" if channels > 1 else "")
+        )
+    return shape[1:] if channels > 1 else shape
+
+
 def prepare_box(box: TrainingBox, config: TrainConfig) -> PreparedBox:
     """Compute a box's targets (one float32 array per head, box-sized)."""
-    if len(box.image.shape) != config.unet.dims or tuple(box.labels.shape) != tuple(
-        box.image.shape
-    ):
+    spatial = spatial_shape(box.image, config.unet)
+    if tuple(box.labels.shape) != spatial:
         raise InvalidInputError(
             f"box {box.name}: image {tuple(box.image.shape)} and labels "
             f"{tuple(box.labels.shape)} must have the same {config.unet.dims}D shape"
         )
-    region = box_region(box.box, box.image.shape)
-    assert config.voxel_size is not None
+    region = box_region(box.box, spatial)
+    voxel_size = box.voxel_size or config.voxel_size
+    assert voxel_size is not None
     clamp = float(resolve_clamp(config, [box]).clamp_nm)  # Trainer resolves over all boxes
     foreground, distance = instance_targets(
-        np.asarray(box.labels[region]), tuple(config.voxel_size), clamp
+        np.asarray(box.labels[region]), tuple(voxel_size), clamp
     )
     targets: dict[str, np.ndarray] = {}
     for head in config.unet.heads:
@@ -349,10 +440,18 @@ def prepare_box(box: TrainingBox, config: TrainConfig) -> PreparedBox:
     if config.contact_weight > 0:
         targets[WEIGHT_KEY] = contact_weights(
             np.asarray(box.labels[region]),
-            tuple(config.voxel_size),
+            tuple(voxel_size),
             config.contact_weight,
             config.contact_nm,
         )
+    if config.border_weight > 0:
+        labels = np.asarray(box.labels[region])
+        separated = np.where(separate_touching(labels), labels, 0)
+        border = border_weights(
+            separated, tuple(voxel_size), config.border_weight, config.border_nm
+        )
+        extra = targets.get(WEIGHT_KEY)
+        targets[WEIGHT_KEY] = border if extra is None else extra + border - 1.0
     return PreparedBox(
         name=box.name, image=box.image, start=tuple(s.start for s in region), targets=targets
     )
@@ -364,8 +463,16 @@ def masked_loss(
     mask: torch.Tensor,
     kinds: Mapping[str, str],
     weights: Mapping[str, ClassWeights],
+    balance: bool = False,
 ) -> torch.Tensor:
-    """Sum over heads of the masked mean loss (weighted BCE on logits, MSE on linear heads)."""
+    """Sum over heads of the masked mean loss (weighted BCE on logits, MSE on linear heads).
+
+    ``balance`` (several tasks at once, as the podometrics study's dual-output U-Net): each
+    head's loss is divided by the loss a zero output would have on the same batch (ln 2 for a
+    weighted-mean BCE, the weighted mean of target^2 for a linear head), so every task starts at
+    1 and none dominates the gradient whatever its class balance or target scale; the class
+    weights still balance the classes within each logits head.
+    """
     denominator = mask.sum().clamp_min(1.0)
     if WEIGHT_KEY in targets:
         mask = mask * targets[WEIGHT_KEY]
@@ -378,9 +485,11 @@ def masked_loss(
             loss = nn.functional.binary_cross_entropy_with_logits(
                 output, target, weight=voxel_weight, reduction="sum"
             )
+            norm = voxel_weight.sum().clamp_min(1e-6) * math.log(2.0) if balance else denominator
         else:
             loss = (torch.square(output - target) * mask).sum()
-        total = total + loss / denominator
+            norm = (torch.square(target) * mask).sum().clamp_min(1e-6) if balance else denominator
+        total = total + loss / norm
     return total
 
 
@@ -391,14 +500,16 @@ class _Batches:
         self.device = device
         self.format = fmt
 
-    def tensor(self, arrays: Sequence[np.ndarray]) -> torch.Tensor:
-        stacked = torch.from_numpy(np.stack(arrays)[:, None])
-        return stacked.to(self.device, memory_format=self.format, non_blocking=True)
+    def tensor(self, arrays: Sequence[np.ndarray], channels: bool = False) -> torch.Tensor:
+        stacked = np.stack(arrays)
+        batch = torch.from_numpy(stacked if channels else stacked[:, None])
+        return batch.to(self.device, memory_format=self.format, non_blocking=True)
 
     def collate(
         self, samples: Sequence[Sample]
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
-        image = self.tensor([s.image for s in samples])
+        channels = samples[0].image.ndim > samples[0].mask.ndim
+        image = self.tensor([s.image for s in samples], channels)
         names = samples[0].targets.keys()
         targets = {n: self.tensor([s.targets[n] for s in samples]) for n in names}
         return image, targets, self.tensor([s.mask for s in samples])
@@ -408,32 +519,52 @@ class _Batches:
 class _State:
     """What changes from epoch to epoch and goes into ``last.pt``."""
 
-    epoch: int = 0
-    best_loss: float = math.inf
+    epoch: int = 0  # within the current attempt
+    best_loss: float = math.inf  # validation (else training) loss of the kept epoch
+    best_f1: float = -math.inf
+    best_epoch: int = 0
+    best_objects: float = math.nan
     since_best: int = 0
-    history: list[dict[str, float]] = field(default_factory=list)
+    history: list[dict[str, float]] = field(default_factory=list)  # every attempt's epochs
+    attempt: int = 0
+    restarts: list[Restart] = field(default_factory=list)
 
 
 def _write_history(history: Sequence[Mapping[str, float]], csv_path: Path, png_path: Path) -> None:
+    """``history.csv`` (every attempt) and ``history.png`` (the current attempt: losses, and the
+    validation F1, precision and recall when measured)."""
     with csv_path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=HISTORY_FIELDS)
+        writer = csv.DictWriter(handle, fieldnames=HISTORY_FIELDS, restval=math.nan)
         writer.writeheader()
         writer.writerows(history)
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(6.0, 4.0), dpi=100)
+    attempt = history[-1].get("attempt", 0) if history else 0
+    rows = [r for r in history if r.get("attempt", 0) == attempt]
+    fig = Figure(figsize=(10.0, 4.0), dpi=100)
     FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    epochs = [row["epoch"] for row in history]
-    ax.plot(epochs, [row["train_loss"] for row in history], "o-", label="training")
-    val = [row["val_loss"] for row in history]
+    ax, scores = fig.subplots(1, 2)
+    epochs = [row["epoch"] for row in rows]
+    ax.plot(epochs, [row["train_loss"] for row in rows], "o-", label="training")
+    val = [row["val_loss"] for row in rows]
     if not all(math.isnan(v) for v in val):
         ax.plot(epochs, val, "s-", label="validation")
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
     ax.set_yscale("log")
     ax.legend()
+    for key, style in (("val_f1", "o-"), ("val_precision", "^--"), ("val_recall", "v--")):
+        points = [(r["epoch"], r[key]) for r in rows if not math.isnan(r.get(key, math.nan))]
+        if points:
+            scores.plot(*zip(*points, strict=True), style, label=key.removeprefix("val_"))
+    scores.set_xlabel("epoch")
+    scores.set_ylabel("validation objects (IoU >= 0.5)")
+    scores.set_ylim(-0.02, 1.02)
+    if scores.lines:
+        scores.legend()
+    if attempt:
+        fig.suptitle(f"attempt {int(attempt) + 1} (earlier attempts restarted: see history.csv)")
     fig.savefig(png_path)
 
 
@@ -458,6 +589,12 @@ def _set_rng_state(rng: np.random.Generator, saved: Mapping[str, Any]) -> None:
     }
 
 
+def _box_labels(box: TrainingBox) -> np.ndarray:
+    """The instance ids inside a box, as integers (segmentation and matching need them)."""
+    labels = np.asarray(box.labels[box_region(box.box, box.image.shape)])
+    return labels if labels.dtype.kind in "iu" else labels.astype(np.int64)
+
+
 class Trainer:
     """One training run: prepared boxes, model, optimiser and the epoch loop."""
 
@@ -474,32 +611,62 @@ class Trainer:
         self.train_boxes = [prepare_box(b, config) for b in train_boxes]
         self.val_boxes = [prepare_box(b, config) for b in val_boxes]
         self.kinds = {h.name: h.kind for h in config.unet.heads}
+        semantic = set(self.kinds) - {PROBABILITY_HEAD, DISTANCE_HEAD}
+        self.balance = bool(semantic) if config.task_balance is None else config.task_balance
         everything = [*self.train_boxes, *self.val_boxes]
         self.weights = {
             name: class_weights([b.targets[name] for b in everything])
             for name, kind in self.kinds.items()
             if kind == "logits"
         }
+        assert config.voxel_size is not None
+        self.voxel_size = tuple(float(v) for v in config.voxel_size)
+        self.val_labels = [_box_labels(b) for b in val_boxes]
+        train_labels = [_box_labels(b) for b in train_boxes]
+        self.segment_params = validation_params(
+            derive_segment_params([*train_labels, *self.val_labels], self.voxel_size),
+            float(config.clamp_nm),  # resolved above
+        )
+        self.val_contexts = [
+            box_context(b.start, b.shape, b.image.shape, self.segment_params, self.voxel_size)
+            for b in self.val_boxes
+        ]
+        # Object-level validation needs the distance head and objects in the validation boxes.
+        self.use_f1 = (
+            config.val_interval > 0
+            and DISTANCE_HEAD in self.kinds
+            and any(labels.any() for labels in self.val_labels)
+        )
+        warmup_epochs = math.ceil(config.warmup_steps / config.iterations_per_epoch)
+        self.health_epoch = (
+            max(config.health_epochs, warmup_epochs + 1) if config.health_epochs > 0 else 0
+        )
         self.device = choose_device(config.device)
         configure_threads(config.num_threads)
         configure_backends(self.device)
         self.format = memory_format(self.device, config.unet.dims)
         self.batches = _Batches(self.device, self.format)
-        torch.manual_seed(config.seed)
-        self.model = UNet(config.unet)
-        to_memory_format(self.model, self.format, self.device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
-        self.rng = np.random.default_rng(config.seed)
         volumes = np.array([math.prod(b.shape) for b in self.train_boxes], dtype=np.float64)
         self.box_probability = volumes / volumes.sum()
         self.augment = config.augmentation if config.augment else None
         self.val_windows = self._validation_windows()
         self.state = _State()
+        self._start_attempt(config.seed)
+        self.epoch_figures = FigureMedian()
 
-    def _validation_windows(self) -> list[tuple[PreparedBox, tuple[int, ...]]]:
+    def _start_attempt(self, seed: int) -> None:
+        """A fresh model, optimiser and sampling stream from ``seed``."""
+        torch.manual_seed(seed)
+        self.model = UNet(self.config.unet)
+        to_memory_format(self.model, self.format, self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.config.lr)
+        self.rng = np.random.default_rng(seed)
+
+    def _validation_windows(self) -> list[tuple[int, tuple[int, ...]]]:
+        """(validation box index, window start): at most ``max_val_patches``, spread evenly."""
         windows = [
-            (box, start)
-            for box in self.val_boxes
+            (i, start)
+            for i, box in enumerate(self.val_boxes)
             for start in tiling_windows(box.shape, self.output_shape)
         ]
         if len(windows) > self.config.max_val_patches:
@@ -519,9 +686,18 @@ class Trainer:
         if not augment or self.augment is None:
             return sample
         names = list(sample.targets)
+        # Channels after the first ride along as extra arrays: same geometry, no intensity change.
+        extra = list(sample.image[1:]) if sample.image.ndim > sample.mask.ndim else []
+        first = sample.image[0] if extra else sample.image
         image, arrays = augment_sample(
-            sample.image, [*(sample.targets[n] for n in names), sample.mask], self.rng, self.augment
+            first,
+            [*extra, *(sample.targets[n] for n in names), sample.mask],
+            self.rng,
+            self.augment,
         )
+        if extra:
+            image = np.stack([image, *arrays[: len(extra)]])
+            arrays = arrays[len(extra) :]
         return Sample(
             image=image, targets=dict(zip(names, arrays[:-1], strict=True)), mask=arrays[-1]
         )
@@ -544,7 +720,36 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = self.config.lr * scale
 
-    def _train_step(self, step: int) -> float:
+    def _figures(
+        self,
+        outputs: Mapping[str, torch.Tensor],
+        targets: Mapping[str, torch.Tensor | np.ndarray],
+        mask: torch.Tensor | np.ndarray | None,
+    ) -> HeadFigures:
+        """Health figures of a batch of outputs against its targets."""
+
+        def array(value: torch.Tensor | np.ndarray) -> np.ndarray:
+            if isinstance(value, torch.Tensor):
+                return value.detach().float().cpu().numpy()
+            return np.asarray(value)
+
+        if PROBABILITY_HEAD in targets:
+            foreground = array(targets[PROBABILITY_HEAD]) > 0.5
+        elif DISTANCE_HEAD in targets:
+            foreground = array(targets[DISTANCE_HEAD]) > 0
+        else:
+            return HeadFigures()
+        distance = probability = None
+        if DISTANCE_HEAD in outputs:
+            distance = array(outputs[DISTANCE_HEAD]) * np.float32(self.config.clamp_nm)
+        if self.kinds.get(PROBABILITY_HEAD) == "logits" and PROBABILITY_HEAD in outputs:
+            probability = array(torch.sigmoid(outputs[PROBABILITY_HEAD]))
+        return head_figures(
+            foreground, distance, probability, None if mask is None else array(mask)
+        )
+
+    def _train_step(self, step: int, measure: bool = False) -> float:
+        """One optimiser step; with ``measure``, the batch's health figures are kept too."""
         self._set_lr(step)
         samples = []
         for _ in range(self.config.batch_size):
@@ -555,67 +760,156 @@ class Trainer:
             samples.append(self._sample(box, start, augment=True))
         image, targets, mask = self.batches.collate(samples)
         self.optimizer.zero_grad(set_to_none=True)
-        loss = masked_loss(self.model(image), targets, mask, self.kinds, self.weights)
+        outputs = self.model(image)
+        loss = masked_loss(outputs, targets, mask, self.kinds, self.weights, self.balance)
         loss.backward()  # type: ignore[no-untyped-call]
         if self.config.grad_clip_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip_norm)
         self.optimizer.step()
+        if measure:
+            with torch.no_grad():
+                self.epoch_figures.add(self._figures(outputs, targets, mask))
         return float(loss.detach())
+
+    def validate(self, segment: bool) -> dict[str, float]:
+        """The validation loss over the fixed windows, and with ``segment`` the object scores and
+        health figures of the validation boxes predicted whole (NaN where not measured)."""
+        row = {"val_loss": math.nan, **nan_scores()}
+        row["val_distance_p99_nm"] = row["val_probability_gap"] = math.nan
+        if not self.val_boxes:
+            return row
+        self.model.eval()
+        with torch.inference_mode():
+            row["val_loss"] = self._window_loss()
+            if segment:
+                row.update(self._score(self._predict_contexts()))
+        self.model.train()
+        return row
+
+    def _window_loss(self) -> float:
+        total = 0.0
+        size = self.config.batch_size
+        for first in range(0, len(self.val_windows), size):
+            chunk = self.val_windows[first : first + size]
+            samples = [self._sample(self.val_boxes[i], start, False) for i, start in chunk]
+            image, targets, mask = self.batches.collate(samples)
+            loss = masked_loss(
+                self.model(image), targets, mask, self.kinds, self.weights, self.balance
+            )
+            total += float(loss) * len(chunk)
+        return total / len(self.val_windows)
+
+    def _predict_contexts(self) -> dict[str, list[np.ndarray]]:
+        """Distance (nm) and probability over each validation box's region (box plus halo),
+        stitched from the model's output windows."""
+        names = [n for n in (DISTANCE_HEAD, PROBABILITY_HEAD) if n in self.kinds]
+        canvases = {n: [BoxCanvas(c.shape) for c in self.val_contexts] for n in names}
+        windows = [
+            (i, tuple(o + w for o, w in zip(context.offset, start, strict=True)))
+            for i, context in enumerate(self.val_contexts)
+            for start in tiling_windows(context.shape, self.output_shape)
+        ]
+        size = self.config.batch_size
+        for first in range(0, len(windows), size):
+            chunk = windows[first : first + size]
+            samples = [self._sample(self.val_boxes[i], start, False) for i, start in chunk]
+            outputs = self.model(self.batches.tensor([s.image for s in samples]))
+            for name in names:
+                values = outputs[name][:, 0].float()
+                if name == DISTANCE_HEAD:
+                    values = values * self.config.clamp_nm
+                else:
+                    values = torch.sigmoid(values)
+                array = values.cpu().numpy()
+                for k, (i, start) in enumerate(chunk):
+                    region_start = tuple(
+                        w - o for w, o in zip(start, self.val_contexts[i].offset, strict=True)
+                    )
+                    canvases[name][i].paste(region_start, array[k])
+        return {n: [c.array for c in boxes] for n, boxes in canvases.items()}
+
+    def _score(self, maps: Mapping[str, list[np.ndarray]]) -> dict[str, float]:
+        """Object scores (when usable) and health figures of the stitched validation regions."""
+        row: dict[str, float] = {}
+        inner = [c.inner for c in self.val_contexts]
+        distances = maps.get(DISTANCE_HEAD, [])
+        probabilities = maps.get(PROBABILITY_HEAD, [])
+        foreground = np.concatenate([(labels > 0).ravel() for labels in self.val_labels])
+        figures = head_figures(
+            foreground,
+            np.concatenate([d[r].ravel() for d, r in zip(distances, inner, strict=True)])
+            if distances
+            else None,
+            np.concatenate([p[r].ravel() for p, r in zip(probabilities, inner, strict=True)])
+            if probabilities
+            else None,
+        )
+        row["val_distance_p99_nm"] = figures.distance_p99_nm
+        row["val_probability_gap"] = figures.probability_gap
+        if self.use_f1:
+            scores = score_boxes(
+                distances, self.val_labels, self.val_contexts, self.segment_params, self.voxel_size
+            )
+            row.update(
+                {
+                    "val_f1": scores.f1,
+                    "val_precision": scores.precision,
+                    "val_recall": scores.recall,
+                    "val_objects": float(scores.objects),
+                }
+            )
+        return row
 
     def validation_loss(self) -> float:
         """Mean loss over the fixed validation windows (NaN when there are none)."""
-        if not self.val_windows:
-            return math.nan
-        self.model.eval()
-        total = 0.0
-        size = self.config.batch_size
-        with torch.inference_mode():
-            for i in range(0, len(self.val_windows), size):
-                chunk = self.val_windows[i : i + size]
-                samples = [self._sample(box, start, augment=False) for box, start in chunk]
-                image, targets, mask = self.batches.collate(samples)
-                loss = masked_loss(self.model(image), targets, mask, self.kinds, self.weights)
-                total += float(loss) * len(chunk)
-        self.model.train()
-        return total / len(self.val_windows)
+        return self.validate(segment=False)["val_loss"]
 
     def model_metadata(self) -> dict[str, Any]:
+        state = self.state
         return {
             "clamp_nm": self.config.clamp_nm,
             "patch_shape": list(self.config.patch_shape),
             "output_shape": list(self.output_shape),
-            "epoch": self.state.epoch,
-            "val_loss": self.state.best_loss,
+            "epoch": state.best_epoch or state.epoch,
+            "val_loss": state.best_loss,
+            "val_f1": None if math.isinf(state.best_f1) else state.best_f1,
+            "val_objects": None if math.isnan(state.best_objects) else state.best_objects,
+            "attempt": state.attempt,
+            "seed": self.config.seed + state.attempt,
+            "validation_segment_params": self.segment_params.to_dict(),
             "train_boxes": [b.name for b in self.train_boxes],
             "val_boxes": [b.name for b in self.val_boxes],
         }
 
     def save_best(self, path: Path) -> None:
-        assert self.config.voxel_size is not None
         save_model(
             path,
             self.model,
             normalisation=self.normalisation,
-            voxel_size=tuple(self.config.voxel_size),
+            voxel_size=self.voxel_size,
             metadata=self.model_metadata(),
         )
 
     def save_checkpoint(self, path: Path) -> None:
-        assert self.config.voxel_size is not None
         payload = {
             "checkpoint_version": CHECKPOINT_VERSION,
             "model": model_payload(
                 self.model,
                 normalisation=self.normalisation,
-                voxel_size=tuple(self.config.voxel_size),
+                voxel_size=self.voxel_size,
                 metadata=self.model_metadata(),
             ),
             "optimizer": self.optimizer.state_dict(),
             "unet": self.config.unet.to_dict(),
             "epoch": self.state.epoch,
             "best_loss": self.state.best_loss,
+            "best_f1": self.state.best_f1,
+            "best_epoch": self.state.best_epoch,
+            "best_objects": self.state.best_objects,
             "since_best": self.state.since_best,
             "history": self.state.history,
+            "attempt": self.state.attempt,
+            "restarts": [r.to_dict() for r in self.state.restarts],
             "numpy_rng": _rng_state(self.rng),
             "torch_rng": torch.get_rng_state(),
         }
@@ -639,13 +933,82 @@ class Trainer:
         self.state = _State(
             epoch=int(payload["epoch"]),
             best_loss=float(payload["best_loss"]),
+            best_f1=float(payload.get("best_f1", -math.inf)),
+            best_epoch=int(payload.get("best_epoch", 0)),
+            best_objects=float(payload.get("best_objects", math.nan)),
             since_best=int(payload["since_best"]),
             history=[dict(row) for row in payload["history"]],
+            attempt=int(payload.get("attempt", 0)),
+            restarts=[
+                Restart(
+                    attempt=int(r["attempt"]),
+                    seed=int(r["seed"]),
+                    epoch=int(r["epoch"]),
+                    problems=tuple(str(p) for p in r["problems"]),
+                )
+                for r in payload.get("restarts", [])
+            ],
         )
         _set_rng_state(self.rng, payload["numpy_rng"])
         torch.set_rng_state(payload["torch_rng"])
 
-    def run(self, progress: ProgressCallback) -> None:
+    def _improved(self, row: Mapping[str, float], segmented: bool) -> bool | None:
+        """Whether the epoch beats the kept one; None when it was not judged (no validation)."""
+        loss = row["train_loss"] if math.isnan(row["val_loss"]) else row["val_loss"]
+        if self.use_f1:
+            if not segmented:
+                return None
+            f1 = row["val_f1"]
+            better = f1 > self.state.best_f1 or (
+                f1 == self.state.best_f1 and loss < self.state.best_loss
+            )
+            if better:
+                self.state.best_f1, self.state.best_objects = f1, row["val_objects"]
+        else:
+            better = loss < self.state.best_loss
+        if better:
+            self.state.best_loss = loss
+        return better
+
+    def _health(self, row: dict[str, float]) -> list[str]:
+        """The health check's problems (empty: healthy); marks the row.
+
+        Each figure is the best the attempt reached in any epoch so far: a learning network's
+        figures swing from epoch to epoch at higher learning rates, and what must not happen is
+        that they never get there.
+        """
+        rows = [r for r in self.state.history if r.get("attempt", 0) == self.state.attempt]
+        rows.append(row)
+
+        def best(key: str) -> float:
+            values = [r[key] for r in rows if not math.isnan(r.get(key, math.nan))]
+            return max(values) if values else math.nan
+
+        figures = {
+            "training": HeadFigures(best("train_distance_p99_nm"), best("train_probability_gap"))
+        }
+        if self.val_boxes:
+            figures["validation"] = HeadFigures(
+                best("val_distance_p99_nm"), best("val_probability_gap")
+            )
+        radius = self.segment_params.object_radius_nm or math.nan
+        problems = health_problems(figures, self.segment_params.seed_threshold_nm, radius)
+        row["healthy"] = 0.0 if problems else 1.0
+        return problems
+
+    def _restart(self, problems: Sequence[str]) -> None:
+        """Record the failed attempt and start the next from a new seed (or give up)."""
+        state = self.state
+        state.restarts.append(
+            Restart(state.attempt, self.config.seed + state.attempt, state.epoch, tuple(problems))
+        )
+        if state.attempt >= self.config.max_restarts:
+            raise TrainingFailedError(failure_message(state.restarts, self.voxel_size))
+        attempt = state.attempt + 1
+        self.state = _State(history=state.history, attempt=attempt, restarts=state.restarts)
+        self._start_attempt(self.config.seed + attempt)
+
+    def run(self, progress: ProgressCallback, metrics: EpochCallback | None = None) -> None:
         """Train epochs until ``max_epochs`` or early stopping; save after each epoch."""
         config = self.config
         best_path, last_path = self.out_dir / "best.pt", self.out_dir / "last.pt"
@@ -654,30 +1017,50 @@ class Trainer:
         self.model.train()
         while self.state.epoch < config.max_epochs and self.state.since_best < config.patience:
             started = time.perf_counter()
+            self.epoch_figures = FigureMedian()
             losses = []
             for i in range(config.iterations_per_epoch):
-                losses.append(self._train_step(self.state.epoch * config.iterations_per_epoch + i))
+                step = self.state.epoch * config.iterations_per_epoch + i
+                measure = i >= config.iterations_per_epoch - FIGURE_STEPS
+                losses.append(self._train_step(step, measure))
                 progress("train", self.state.epoch * config.iterations_per_epoch + i + 1, total)
-            train_loss = float(np.mean(losses))
-            val_loss = self.validation_loss()
-            monitored = train_loss if math.isnan(val_loss) else val_loss
             self.state.epoch += 1
-            self.state.history.append(
-                {
-                    "epoch": self.state.epoch,
-                    "train_loss": train_loss,
-                    "val_loss": val_loss,
-                    "seconds": time.perf_counter() - started,
-                }
-            )
-            if monitored < self.state.best_loss:
-                self.state.best_loss = monitored
+            epoch = self.state.epoch
+            check = epoch == self.health_epoch
+            segment = check or (config.val_interval > 0 and epoch % config.val_interval == 0)
+            train_figures = self.epoch_figures.result()
+            row: dict[str, float] = {
+                "epoch": epoch,
+                "attempt": self.state.attempt,
+                "train_loss": float(np.mean(losses)),
+                **self.validate(segment),
+                "train_distance_p99_nm": train_figures.distance_p99_nm,
+                "train_probability_gap": train_figures.probability_gap,
+                "healthy": math.nan,
+            }
+            problems = self._health(row) if check else []
+            row["seconds"] = time.perf_counter() - started
+            self.state.history.append(row)
+            if metrics is not None:
+                metrics(dict(row))
+            if problems:
+                _write_history(self.state.history, csv_path, png_path)
+                self._restart(problems)  # raises when no restart is left
+                best_path.unlink(missing_ok=True)
+                self.model.train()
+                continue
+            improved = self._improved(row, segment)
+            if improved:
                 self.state.since_best = 0
+                self.state.best_epoch = epoch
                 self.save_best(best_path)
-            else:
+            elif improved is not None:
                 self.state.since_best += 1
             self.save_checkpoint(last_path)
             _write_history(self.state.history, csv_path, png_path)
+        if not best_path.exists():  # no epoch was judged (validations rarer than the epochs)
+            self.state.best_epoch = self.state.epoch
+            self.save_best(best_path)
         progress("train", total, total)
 
 
@@ -688,8 +1071,13 @@ def train(
     *,
     resume: bool = False,
     progress: ProgressCallback = no_progress,
+    metrics: EpochCallback | None = None,
 ) -> TrainResult:
-    """Train a U-Net on ``boxes``; files go to ``out_dir`` (see the module docstring)."""
+    """Train a U-Net on ``boxes``; files go to ``out_dir`` (see the module docstring).
+
+    ``metrics`` receives each epoch's history row as it is written. Raises
+    :class:`~pipeline.errors.TrainingFailedError` when every attempt fails its health check.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(boxes, config, out_dir)
@@ -698,12 +1086,20 @@ def train(
         trainer.load_checkpoint(last)
     elif not resume and last.exists():
         raise InvalidInputError(f"{out_dir} already holds a training run: resume it or use another")
-    trainer.run(progress)
+    trainer.run(progress, metrics)
+    state = trainer.state
     return TrainResult(
         best_checkpoint=out_dir / "best.pt",
         last_checkpoint=last,
         history_csv=out_dir / "history.csv",
         history_png=out_dir / "history.png",
-        best_val_loss=trainer.state.best_loss,
-        epochs=trainer.state.epoch,
+        best_val_loss=state.best_loss,
+        epochs=state.epoch,
+        best_epoch=state.best_epoch,
+        best_val_f1=state.best_f1 if math.isfinite(state.best_f1) else math.nan,
+        val_objects=state.best_objects,
+        attempts=state.attempt + 1,
+        restarts=tuple(state.restarts),
+        seed_threshold_nm=trainer.segment_params.seed_threshold_nm,
+        history=tuple(state.history),
     )

@@ -24,9 +24,13 @@ and in the published way on a GPU. Every value the config gives explicitly wins;
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
+import numpy as np
+
+from pipeline.errors import InvalidInputError
 from pipeline.unet import CONVS_PER_BLOCK, KERNEL, POOL, UNetConfig
 
 RECEPTIVE_RADII = 3.0
@@ -101,8 +105,12 @@ def auto_training(
     sizes = DEVICE_SIZES[device_kind(str(given.get("device", device)))]
     dims = unet.dims
     largest = [max(int(shape[a]) for shape in box_shapes) for a in range(dims)]
+    finest = min(float(v) for v in voxel_size)
+    # The same physical length along every axis (fewer voxels along a coarse z), at most the
+    # largest box (plus one step of the pooling multiple).
+    target = [max(1, round(sizes["output"][dims] * finest / float(v))) for v in voxel_size]
     output = tuple(
-        _round_output(unet, min(sizes["output"][dims], largest[a] + unet.output_multiple[a]), a)
+        _round_output(unet, min(target[a], largest[a] + unet.output_multiple[a]), a)
         for a in range(dims)
     )
     values: dict[str, Any] = {
@@ -116,3 +124,58 @@ def auto_training(
     }
     values.update(given)
     return values
+
+
+def median_radius_nm(boxes: Sequence[Any], voxel_size: Sequence[float]) -> float:
+    """Median equivalent radius (nm) of the ground-truth objects inside the training boxes."""
+    from pipeline.patches import box_region
+    from pipeline.segment_params import equivalent_radius_nm, object_volumes_nm
+
+    volumes = []
+    for box in boxes:
+        sizes = tuple(box.voxel_size or voxel_size)
+        labels = np.asarray(box.labels[box_region(box.box, box.labels.shape)])
+        volumes.append(object_volumes_nm(labels, sizes))
+    every = np.concatenate(volumes) if volumes else np.zeros(0)
+    if every.size == 0:
+        raise InvalidInputError("the ground truth is empty: no object in any training box")
+    return float(np.median(equivalent_radius_nm(every, len(voxel_size))))
+
+
+def choose_train_config(
+    unet: UNetConfig,
+    unet_given: Collection[str],
+    given: Mapping[str, Any],
+    *,
+    voxel_size: Sequence[float],
+    boxes: Sequence[Any],
+    anisotropy: str = "auto",
+) -> Any:
+    """The :class:`pipeline.training.TrainConfig` a run trains with: what the config gives, the
+    U-Net pooling for the voxel size (:mod:`pipeline.anisotropy`), and the rest as documented."""
+    from pipeline.anisotropy import unet_and_patch_for_voxel_size
+    from pipeline.training import TrainConfig
+
+    voxel = tuple(float(v) for v in voxel_size)
+    radius_nm = median_radius_nm(boxes, voxel)
+    device = str(given.get("device", "auto"))
+    chosen = auto_unet(
+        {k: getattr(unet, k) for k in unet_given},
+        dims=unet.dims,
+        radius_voxels=radius_nm / min(voxel),
+        device=device,
+    )
+    unet = replace(unet, width=chosen["width"], depth=chosen["depth"])
+    # Pooling and kernels for the voxel size; the patch is chosen below (a placeholder keeps
+    # unet_and_patch_for_voxel_size from choosing it).
+    placeholder = {"patch_shape": given.get("patch_shape", ())}
+    unet, _ = unet_and_patch_for_voxel_size(unet, placeholder, voxel, (), anisotropy)
+    shapes = [tuple(b.box[len(b.box) // 2 :][i] - b.box[i] for i in range(len(b.box) // 2))
+              for b in boxes]  # fmt: skip
+    values = auto_training(
+        given, unet, box_shapes=shapes, radius_nm=radius_nm, voxel_size=voxel, device=device
+    )
+    if "warmup_steps" not in given:
+        total = int(values["max_epochs"]) * int(values["iterations_per_epoch"])
+        values["warmup_steps"] = min(int(SCHEDULE["warmup_steps"]), total // 10)
+    return TrainConfig(unet=unet, voxel_size=voxel, **values)

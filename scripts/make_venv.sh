@@ -52,5 +52,7 @@ if ! "$venv/bin/python" -c 'import setuptools, sys; v = tuple(int(p) for p in se
   pip_install "setuptools>=70.1"
 fi
 echo "Installing the project ($(pwd)) into $venv, editable"
-pip_install --no-deps --no-build-isolation --quiet -e .
+# (setuptools warns that same-named folders in the working directory take precedence: that is
+# the point of an editable install of this checkout.)
+PYTHONWARNINGS="ignore::UserWarning" pip_install --no-deps --no-build-isolation --quiet -e .
 echo "Installed the project: python -m pipeline and $venv/bin/annotome-pipeline work from any directory."

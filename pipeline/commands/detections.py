@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from pipeline.empty_results import add_allow_empty_argument, report_empty, table_empty
 from pipeline.errors import InvalidInputError
 from pipeline.progress import tqdm_progress
 
@@ -23,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     )
     csv_path, parquet_path = write_table(table, args.out)
     print(f"{len(table)} objects: {csv_path}, {parquet_path.name}")
-    return 0
+    return report_empty([table_empty("detections", len(table))], args.allow_empty)
 
 
 def register(subparsers: Any) -> None:
@@ -42,4 +43,5 @@ def register(subparsers: Any) -> None:
     parser.add_argument("out", type=Path, help="output path without suffix")
     parser.add_argument("--image", type=Path, default=None, help="OME-Zarr image")
     parser.add_argument("--meshes", type=Path, default=None, help="mesh directory")
+    add_allow_empty_argument(parser)
     parser.set_defaults(func=run)

@@ -8,8 +8,9 @@ import math
 from pathlib import Path
 from typing import Any
 
+from pipeline.box_table import box_table_read
 from pipeline.errors import InvalidInputError
-from pipeline.evaluation import boxes_read_csv, evaluate_boxes
+from pipeline.evaluation import evaluate_boxes, semantic_dice
 from pipeline.progress import tqdm_progress
 from pipeline.volumes import open_volume
 
@@ -27,7 +28,6 @@ def run(args: argparse.Namespace) -> int:
     pred, pred_voxel = pred_volume.array, pred_volume.voxel_size
     gt, gt_voxel = gt_volume.array, gt_volume.voxel_size
     ndim = len(gt.shape)
-    boxes = boxes_read_csv(args.boxes, ndim=ndim)
     if args.voxel_size:
         voxel = tuple(float(v) for v in args.voxel_size)
     elif gt_voxel or pred_voxel:
@@ -38,6 +38,10 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidInputError(
             "the voxel size is unknown (.npy input): give --voxel-size in nm, or --margin-um 0"
         )
+    if len(voxel) == 1:
+        voxel = voxel * ndim
+    known_voxel = voxel if (args.voxel_size or gt_voxel or pred_voxel) else None
+    boxes = box_table_read(args.boxes, shape=tuple(gt.shape), voxel_size=known_voxel)
     bar = tqdm_progress("box")
 
     def progress(stage: str, done: int, total: int) -> None:
@@ -67,6 +71,19 @@ def run(args: argparse.Namespace) -> int:
             "level": args.level,
         },
     }
+    heads: dict[str, dict[str, Any]] = {
+        "instances": {
+            "dice_object": summary["dice_object_mean_over_boxes"],
+            "dice_pixel": summary["dice_pixel"],
+        }
+    }
+    for head, pred_path, gt_path in args.semantic or []:
+        predicted = open_volume(Path(pred_path), args.level, what=f"{head} prediction").array
+        mask = open_volume(Path(gt_path), args.level, what=f"{head} mask").array
+        _, scores = semantic_dice(predicted, mask, boxes, threshold=args.semantic_threshold)
+        heads[head] = {"dice_pixel": scores["dice_pixel"]}
+        print(f"head {head}: Dice pixel {scores['dice_pixel']:.3f}")
+    report["heads"] = heads
     (args.out / SUMMARY_JSON).write_text(json.dumps(report, indent=2) + "\n")
     print(
         f"{len(table)} boxes: precision {summary['precision']:.3f} recall {summary['recall']:.3f} "
@@ -106,4 +123,15 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--iou", type=float, default=0.5, help="IoU to match (default 0.5)")
     parser.add_argument("--level", type=int, default=0, help="OME-Zarr pyramid level (default 0)")
+    parser.add_argument(
+        "--semantic",
+        nargs=3,
+        action="append",
+        metavar=("HEAD", "PRED", "GT"),
+        help="a semantic head: its predicted probability map and its ground-truth mask "
+        "(pixel-level Dice per head; repeat for several heads)",
+    )
+    parser.add_argument(
+        "--semantic-threshold", type=float, default=0.5, help="foreground above (default 0.5)"
+    )
     parser.set_defaults(func=run)

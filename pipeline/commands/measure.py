@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from pipeline.empty_results import add_allow_empty_argument, report_empty, table_empty
 from pipeline.errors import InvalidInputError
 from pipeline.progress import tqdm_progress
 
@@ -33,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
         f"{result.n_objects} objects measured, {result.n_kept} kept: "
         f"{result.detections_csv}, {result.detections_parquet.name}, meshes in {result.meshes_dir}"
     )
-    return 0
+    return report_empty([table_empty("measure", result.n_objects)], args.allow_empty)
 
 
 def register(subparsers: Any) -> None:
@@ -57,4 +58,5 @@ def register(subparsers: Any) -> None:
         default=DEFAULT_SIMPLIFY_RATIO,
         help=f"fraction of mesh faces kept for display (default {DEFAULT_SIMPLIFY_RATIO})",
     )
+    add_allow_empty_argument(parser)
     parser.set_defaults(func=run)

@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     """Read both label images, measure, write the four tables, print a summary."""
     from pipeline.parent_morphometrics import (
         SectionModel,
+        label_components,
         parent_morphometrics,
         write_parent_tables,
     )
@@ -74,8 +75,8 @@ def run(args: argparse.Namespace) -> int:
         parent_size_coefficient=args.parent_size_coefficient,
     )
     result = parent_morphometrics(
-        children.array,
-        parents.array,
+        label_components(children.array) if args.children_mask else children.array,
+        label_components(parents.array) if args.parents_mask else parents.array,
         tuple(v * 1e-3 for v in child_voxel),
         section=section,
         min_inside_fraction=args.min_inside,
@@ -115,6 +116,17 @@ def register(subparsers: Any) -> None:
     parser.add_argument("parents", type=Path, help="parent label image on the same grid")
     parser.add_argument("out_dir", type=Path, help="output directory")
     parser.add_argument("--level", type=int, default=0, help="OME-Zarr level (default 0)")
+    parser.add_argument(
+        "--parents-mask",
+        action="store_true",
+        help="PARENTS is a mask (non-zero inside, e.g. a semantic head's output): its connected "
+        "components are the parents",
+    )
+    parser.add_argument(
+        "--children-mask",
+        action="store_true",
+        help="CHILDREN is a mask: its connected components are the children",
+    )
     parser.add_argument(
         "--voxel-size",
         type=float,

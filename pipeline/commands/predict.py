@@ -2,6 +2,9 @@
 
 IMAGE is an OME-Zarr image (``--level``) or a ``.npy`` array; OUT_DIR receives
 ``probability.ome.zarr`` and ``distance.ome.zarr``. A rerun into the same OUT_DIR resumes.
+A distance map that never exceeds the seed threshold (``--seed-threshold``, default: the model's
+recorded segmentation settings, else the published 705.6 nm) is a warning and exit status 3
+unless ``--allow-empty``.
 """
 
 from __future__ import annotations
@@ -11,7 +14,18 @@ import os
 from pathlib import Path
 from typing import Any
 
+from pipeline.empty_results import add_allow_empty_argument, predict_empty, report_empty
 from pipeline.errors import InvalidInputError
+
+
+def model_seed_threshold(metadata: dict[str, Any]) -> float:
+    """The seed threshold (nm) the model's metadata records, else the published default."""
+    from pipeline.watershed import DEFAULT_SEED_THRESHOLD_NM
+
+    params = metadata.get("segment_params")
+    if isinstance(params, dict) and isinstance(params.get("seed_threshold_nm"), int | float):
+        return float(params["seed_threshold_nm"])
+    return DEFAULT_SEED_THRESHOLD_NM
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,12 +68,28 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if executor is not None:
             executor.shutdown()
+    if result.scaling is not None:
+        normalisation = model.normalisation
+        how = (
+            "the training image's mean and std"
+            if normalisation.method == "meanstd"
+            else "percentiles {:g} and {:g} of this image".format(*normalisation.percentiles)
+        )
+        print(
+            f"intensities normalised as (x - {result.scaling.offset:.6g}) / "
+            f"{result.scaling.scale:.6g} ({how})"
+        )
     print(
         f"{result.blocks_done} blocks predicted, {result.blocks_skipped} outside the mask, "
         f"{result.blocks_resumed} already done (block {result.block_shape}); "
         f"written to {args.out_dir}"
     )
-    return 0
+    threshold = (
+        args.seed_threshold
+        if args.seed_threshold is not None
+        else model_seed_threshold(model.metadata)
+    )
+    return report_empty([predict_empty(result.distance_max_nm, threshold)], args.allow_empty)
 
 
 def register(subparsers: Any) -> None:
@@ -84,4 +114,9 @@ def register(subparsers: Any) -> None:
         "--voxel-size", type=float, nargs="+", default=None, metavar="NM",
         help="voxel size in nm (default: from the OME-Zarr, else the model's)",
     )  # fmt: skip
+    parser.add_argument(
+        "--seed-threshold", type=float, default=None, metavar="NM",
+        help="seed threshold the empty-map check uses (default: the model's, else 705.6)",
+    )  # fmt: skip
+    add_allow_empty_argument(parser)
     parser.set_defaults(func=run)

@@ -1,4 +1,9 @@
-"""``python -m pipeline run --config CONFIG``: the whole pipeline."""
+"""``python -m pipeline run --config CONFIG``: the whole pipeline.
+
+A step that produced nothing (the kept model segments no validation object, the distance map
+never reaches the seed threshold, zero objects) is a warning and exit status 3 unless
+``--allow-empty`` or the config's ``allow_empty: true``.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import STEPS
+from pipeline.empty_results import add_allow_empty_argument, report_empty, run_empty
 from pipeline.errors import InvalidInputError
 from pipeline.progress import PIPELINE_STAGE_UNITS, tqdm_progress
 
@@ -55,11 +61,13 @@ def run(args: argparse.Namespace) -> int:
         print(describe_chosen(result.metrics["segment.params"]))
     if "train.segment_fit" in result.metrics:
         print(describe_fit(result.metrics["train.segment_fit"]))
-    for key in ("segment.objects", "filter.kept", "evaluate.all_f1", "evaluate.filtered_f1"):
+    keys = ("train.best_val_f1", "segment.objects", "filter.kept", "evaluate.all_f1",
+            "evaluate.filtered_f1")  # fmt: skip
+    for key in keys:
         if key in result.metrics:
             print(f"{key}: {result.metrics[key]}")
     print(f"manifest: {result.manifest_path}")
-    return 0
+    return report_empty(run_empty(result.metrics), args.allow_empty or config.allow_empty)
 
 
 def register(subparsers: Any) -> None:
@@ -78,4 +86,5 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--steps", default=None, help=f"comma-separated subset of: {','.join(STEPS)}"
     )
+    add_allow_empty_argument(parser)
     parser.set_defaults(func=run)

@@ -5,6 +5,8 @@ The settings (seed threshold, smoothing, minimum seed) come as in ``run``: ``--p
 ``predict.json`` that ``predict`` wrote next to the distance map), else the published X-ray
 values with a note; ``--preset xray-nuclei`` selects those; ``--seed-threshold``, ``--smooth-nm``
 and ``--min-seed-voxels`` override single values.
+
+Zero objects is a warning and exit status 3 unless ``--allow-empty``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.block_merge import DEFAULT_IOU_THRESHOLD
+from pipeline.empty_results import add_allow_empty_argument, report_empty, segment_empty
 from pipeline.errors import InvalidInputError
 from pipeline.progress import tqdm_progress
 from pipeline.segment import segment_volume
@@ -99,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         f"{result.n_objects} objects ({result.n_segments} block segments, "
         f"{result.n_merged} merged across faces) written to {args.out}"
     )
-    return 0
+    return report_empty([segment_empty(result.n_objects)], args.allow_empty)
 
 
 def register(subparsers: Any) -> None:
@@ -160,4 +163,5 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--workers", type=int, default=1, help="processes (default 1)")
     parser.add_argument("--name", default="nuclei", help="label image name")
+    add_allow_empty_argument(parser)
     parser.set_defaults(func=run)

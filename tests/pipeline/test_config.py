@@ -7,11 +7,13 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
 from pipeline.config import PipelineConfig, load_config
 from pipeline.errors import InvalidInputError
+from pipeline.importers import convert_to_ome_zarr
 from pipeline.unet import HeadConfig
 
 REPO = Path(__file__).resolve().parents[2]
@@ -81,10 +83,24 @@ margin_um = 2
 """
 
 
+def make_store(folder: Path, shape: tuple[int, ...] = (8, 16, 16)) -> None:
+    """A tiny OME-Zarr image with a ``nuclei`` label image: box tables are checked against it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    np.save(folder / "raw.npy", np.zeros(shape, np.uint8))
+    np.save(folder / "raw_labels.npy", np.zeros(shape, np.uint16))
+    convert_to_ome_zarr(
+        folder / "raw.npy",
+        folder,
+        voxel_size=(200.0, 100.0, 100.0),
+        unit="nm",
+        labels={"nuclei": folder / "raw_labels.npy"},
+    )
+
+
 @pytest.fixture
 def inputs(tmp_path: Path) -> Path:
-    """The files the example configs name (content does not matter to loading)."""
-    (tmp_path / "image.ome.zarr" / "labels" / "nuclei").mkdir(parents=True)
+    """The files the example configs name."""
+    make_store(tmp_path)
     (tmp_path / "boxes.csv").write_text("x,y,z,w,h,d\n0,0,0,8,8,8\n")
     return tmp_path
 
@@ -175,7 +191,7 @@ def test_normalisation_and_augmentation_settings(inputs: Path) -> None:
     with pytest.raises(InvalidInputError, match=r"training\.normalisation\.method: 'zscore'"):
         load_config(write(inputs, "bad.yaml", yaml.safe_dump(data)))
     data["training"]["normalisation"] = {"percentiles": [99, 1]}
-    with pytest.raises(InvalidInputError, match="low < high"):
+    with pytest.raises(InvalidInputError, match=r"training\.normalisation: .*low < high"):
         load_config(write(inputs, "bad.yaml", yaml.safe_dump(data)))
 
 
@@ -241,10 +257,38 @@ def test_example_config_is_valid(tmp_path: Path) -> None:
     example = tmp_path / "examples" / "pipeline.yaml"
     example.parent.mkdir()
     shutil.copy(REPO / "examples" / "pipeline.yaml", example)
-    (tmp_path / "data" / "image.ome.zarr" / "labels" / "nuclei").mkdir(parents=True)
+    make_store(tmp_path / "data")
     (tmp_path / "data" / "boxes.csv").write_text("x,y,z,w,h,d\n0,0,0,8,8,8\n")
     config = load_config(example)
     assert config.out == tmp_path / "examples" / ".." / "runs" / "demo"
     assert config.filter.method == "ground_truth"
     assert config.train_config((200.0,) * 3).patch_shape == (116, 116, 112)
     assert config.model.unet.output_shape((116, 116, 112)) == (76, 76, 72)
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        (
+            "x,y,z,w,h,d\n0,0,0,8,8,9\n",
+            r"data\.boxes: .*boxes\.csv: line 2: column 'z'.*not in",
+        ),
+        ("x0,y0,z0,x1,y1,z1\n0,0,0,8,8,8\n0,0,0,4,x,4\n", r"line 3: column 'y1'"),
+        ("name,x_um,y_um,z_um,w_um,h_um,d_um\na,0,0,0,0.8,0.8,2.0\n", r"line 2: column 'z_um'"),
+        ("x,y,w,h\n0,0,4,4\n", r"line 1: a 3D image needs z and d"),
+    ],
+)
+def test_a_bad_box_table_fails_at_load_naming_file_row_and_column(
+    inputs: Path, table: str, message: str
+) -> None:
+    """The corner table ``run`` rejected 31 s into a run now fails (or passes) at load."""
+    (inputs / "boxes.csv").write_text(table)
+    with pytest.raises(InvalidInputError, match=message):
+        load_config(write(inputs, "run.yaml", YAML))
+
+
+def test_corner_and_physical_box_tables_load(inputs: Path) -> None:
+    (inputs / "boxes.csv").write_text("x0,y0,z0,x1,y1,z1\n0,0,0,16,16,8\n")
+    load_config(write(inputs, "run.yaml", YAML))
+    (inputs / "boxes.csv").write_text("x_um,y_um,z_um,w_um,h_um,d_um\n0,0,0,1.6,1.6,1.6\n")
+    load_config(write(inputs, "run.yaml", YAML))

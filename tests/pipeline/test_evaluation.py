@@ -200,5 +200,5 @@ def test_published_boxes_read_in_array_axis_order() -> None:
 def test_boxes_table_without_size_columns_is_rejected(tmp_path: Path) -> None:
     path = tmp_path / "boxes.csv"
     path.write_text("x,y,z\n1,2,3\n")
-    with pytest.raises(InvalidInputError, match="lacks columns d, h, w"):
+    with pytest.raises(InvalidInputError, match="axis z needs z and d"):
         boxes_read_csv(path)

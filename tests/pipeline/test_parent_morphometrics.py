@@ -115,6 +115,11 @@ def test_tie_goes_to_the_smaller_parent_and_no_children_at_all() -> None:
     assert result.children["parent_id"].tolist() == [2]
     empty = parent_morphometrics(np.zeros_like(parents), parents, (1.0, 1.0, 1.0))
     assert empty.parents["n_children"].tolist() == [0, 0] and empty.children.empty
+    section = parent_morphometrics(
+        np.zeros((4, 8), np.uint8), parents[0], (1.0, 1.0), section=SectionModel(thickness_um=3.0)
+    )
+    assert math.isnan(section.caliper_diameter_um or math.nan)  # no profile to measure D on
+    assert section.parents["child_density_est_per_um3"].tolist() == [0.0, 0.0]
 
 
 # 2D case: pixels 0.5 um; parent 1 a 40 x 40 square (400 um^2) with four 4 x 4 children (4 um^2
@@ -164,6 +169,21 @@ def test_2d_abercrombie_with_given_caliper_diameter() -> None:
     assert math.isnan(table.loc[2, "nn_distance_mean_um"])
     assert {"centroid_y_um", "centroid_x_um"} <= set(result.children.columns)
     assert "centroid_z_um" not in result.children.columns
+
+
+def test_2d_anisotropic_pixels() -> None:
+    # pixels 0.5 um (y) x 0.25 um (x): a 20 x 40 pixel parent is 10 x 10 um; children 10 pixels
+    # apart along y and 20 along x are both 5 um apart; 2 x 2 pixels = 4 x 0.125 = 0.5 um^2.
+    parents = np.zeros((30, 50), np.uint8)
+    parents[0:20, 0:40] = 1
+    children = np.zeros_like(parents)
+    children[4:6, 4:6], children[4:6, 24:26], children[14:16, 4:6] = 1, 2, 3
+    section = SectionModel(method="none")
+    result = parent_morphometrics(children, parents, (0.5, 0.25), section=section)
+    row = result.parents.iloc[0]
+    assert row["parent_area_um2"] == 100.0 and row["child_density_per_um2"] == pytest.approx(0.03)
+    assert row["child_area_mean_um2"] == pytest.approx(0.5)
+    assert result.children["nn_distance_um"].tolist() == pytest.approx([5.0, 5.0, 5.0])
 
 
 def test_2d_weibel_gomez_against_a_hand_computed_value() -> None:
@@ -272,3 +292,15 @@ def test_command_line_writes_csv_and_parquet(tmp_path: Path) -> None:
     estimates = pd.read_csv(tmp_path / "o2" / "parents.csv")["child_density_est_per_um3"]
     assert estimates[0] == pytest.approx(0.001)
     assert main(["parents", str(child_path), str(tmp_path / "p.npy"), str(tmp_path / "o3")]) == 2
+
+    # A semantic mask of the parents (all 1): its connected components are the parents.
+    np.save(tmp_path / "mask.npy", (flat_parents > 0).astype(np.uint8))
+    argv[2] = str(tmp_path / "mask.npy")
+    argv[3] = str(tmp_path / "o4")
+    assert main([*argv, "--parents-mask"]) == 0
+    from_mask = pd.read_csv(tmp_path / "o4" / "parents.csv")
+    assert from_mask["n_children"].tolist() == [4, 1]
+    assert (
+        from_mask["parent_area_um2"].tolist()
+        == pd.read_csv(tmp_path / "o2" / "parents.csv")["parent_area_um2"].tolist()
+    )

@@ -154,7 +154,9 @@ def _main(argv: list[str]) -> int:
         return 2
 
 
-def test_train_and_predict_command_lines(tmp_path: Path) -> None:
+def test_train_and_predict_command_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     image, labels = make_nuclei_volume((24, 40, 40), 6, seed=2, voxel_size_nm=200.0)
     np.save(tmp_path / "image.npy", image)
     np.save(tmp_path / "labels.npy", labels)
@@ -168,14 +170,18 @@ def test_train_and_predict_command_lines(tmp_path: Path) -> None:
         "training: {patch_shape: [52], batch_size: 1, max_epochs: 1, iterations_per_epoch: 1,\n"
         "           device: cpu, max_val_patches: 1}\n"
     )
-    assert _main(["train", "--config", str(config), "--out", str(tmp_path / "model")]) == 0
+    # One step learns nothing: no validation object, so --allow-empty (else exit 3).
+    train_argv = ["train", "--config", str(config), "--out", str(tmp_path / "model")]
+    assert _main([*train_argv, "--allow-empty"]) == 0
     model = load_model(tmp_path / "model" / "best.pt")
     assert model.voxel_size == VOXEL and model.metadata["val_boxes"] in (["a"], ["b"])
     out = tmp_path / "pred"
     argv = ["predict", "--model", str(tmp_path / "model" / "best.pt"), str(tmp_path / "image.npy"),
             str(out), "--block", "12"]  # fmt: skip
-    assert _main(argv) == 0
+    assert _main(argv) == 3  # a model trained one step forms no seed: a warning, exit 3
+    assert _main([*argv, "--allow-empty"]) == 0
     assert _read(out / "distance.ome.zarr").shape == image.shape
+    assert "(percentiles 1 and 99.8 of this image)" in capsys.readouterr().out
 
     config.write_text(config.read_text().replace("width: 2", "width: 2, wdith: 3"))
     assert _main(["train", "--config", str(config), "--out", str(tmp_path / "m2")]) == 2

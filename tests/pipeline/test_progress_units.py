@@ -28,6 +28,7 @@ def test_each_stage_gets_its_unit(capsys: pytest.CaptureFixture[str]) -> None:
     report("meshing", 5, 5)
     assert _rate_units(capsys.readouterr().err) == {"step", "block", "object"}
     assert PIPELINE_STAGE_UNITS["train"] == "step"
+    assert PIPELINE_STAGE_UNITS["fit segmentation"] == "setting"
 
 
 def test_segment_bars_count_blocks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -55,4 +56,7 @@ def test_train_bar_counts_steps(tmp_path: Path, capsys: pytest.CaptureFixture[st
     )
     assert main(["train", "--config", str(config), "--out", str(tmp_path / "model")]) == 0
     err = capsys.readouterr().err
-    assert "step" in _rate_units(err) and "chunk" not in err
+    units = _rate_units(err)
+    assert "step" in units and "chunk" not in err and "it" not in units
+    if "fit segmentation" in err:  # the train command then fits the watershed's settings
+        assert "setting" in units

@@ -125,7 +125,11 @@ class OraclePredict:
                 name=name,
             )
         return types.SimpleNamespace(
-            blocks_done=1, blocks_skipped=0, blocks_resumed=0, block_shape=(40, 56, 56)
+            blocks_done=1,
+            blocks_skipped=0,
+            blocks_resumed=0,
+            block_shape=(40, 56, 56),
+            distance_max_nm=float(distance.max()),
         )
 
 
@@ -282,7 +286,7 @@ def run_cli(argv: list[str]) -> int:
     ("sections", "message"),
     [
         ({"data": {"image": "{d}/boxes.csv"}}, "no OME-Zarr directory"),
-        ({"data": {"image": "{d}/flat/image.ome.zarr"}}, "labels shape"),
+        ({"data": {"image": "{d}/flat/image.ome.zarr"}}, "2D but the table has z columns"),
         ({"data": {"labels": "{d}/ds/image.ome.zarr/labels/empty"}}, "empty ground truth"),
         ({"data": {"image": "{d}/nothing.ome.zarr"}}, "data.image"),
         ({"segment": {"blocks": 3}}, "unknown key(s) blocks"),

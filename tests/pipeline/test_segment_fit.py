@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pipeline.commands.run import describe_fit
 from pipeline.errors import InvalidInputError
 from pipeline.model_io import load_model, model_segment_params, record_segment_params, save_model
-from pipeline.segment_fit import BoxPrediction, fit_segment_params
+from pipeline.segment_fit import BoxPrediction, fit_segment_params, score_segment_params
 from pipeline.segment_params import (
     SegmentParams,
     choose_segment_params,
@@ -62,14 +63,16 @@ def test_fitting_recovers_good_settings_at_both_scales_where_the_preset_fails(
     predictions = noisy_predictions(boxes, radius * VOXEL[0])
     start = derive_segment_params(boxes, VOXEL)
     params, fit = fit_segment_params(predictions, boxes, VOXEL, start)
-    _, with_preset = fit_segment_params(predictions, boxes, VOXEL, preset("xray-nuclei"))
+    with_preset = score_segment_params(predictions, boxes, VOXEL, preset("xray-nuclei"))
     assert params.source == "fitted" and params.clamp_nm == start.clamp_nm
     assert fit.f1 >= 0.9 and fit.f1 >= fit.start_f1
-    assert with_preset.start_f1 < 0.5  # the published 705.6 nm, unsmoothed, on the same maps
+    assert score_segment_params(predictions, boxes, VOXEL, params)["f1"] == fit.f1
+    assert with_preset["f1"] < 0.5  # the published 705.6 nm, unsmoothed, on the same maps
     # Seeds lie at a fraction of the radius: at 4 voxels the preset's 705.6 nm is too deep.
     assert 0.1 * radius * VOXEL[0] < params.seed_threshold_nm < 0.7 * radius * VOXEL[0]
     assert {"seed_threshold_nm", "smooth_nm", "min_seed_voxels", "f1"} <= set(fit.table[0])
     assert len(fit.table) >= 7 * 3 * 3
+    assert f"object F1 {fit.f1:.3f}" in describe_fit(fit.to_dict())  # what the CLI prints
 
 
 def test_ties_go_to_the_starting_values() -> None:

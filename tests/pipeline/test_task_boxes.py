@@ -99,11 +99,14 @@ def test_the_published_box_table_reads_as_is() -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("id,x,y,z,w,h\n", "lacks the column"),
+        ("id,x,y,z,w,h\n", "axis z needs z and d"),
         ("id,x,y,z,w,h,d\na,1,2,3,4,5,6\nb,1,2,3,x,5,6\n", "line 3: column 'w'"),
-        ("id,x,y,z,w,h,d\na,1,2,3,4,5,0\n", "line 2: box 'a' has a size of zero"),
+        ("id,x,y,z,w,h,d\na,1,2,3,4,5,0\n", "line 2: column 'd': the box is empty"),
         ("id,x,y,z,w,h,d\na,95,2,3,10,5,6\n", "line 2: .*not inside"),
-        ("id,x,y,z,w,h,d\na,1,2,3,4,5,6\na,1,2,3,4,5,6\n", "line 3: the id 'a' appears twice"),
+        (
+            "id,x,y,z,w,h,d\na,1,2,3,4,5,6\na,1,2,3,4,5,6\n",
+            "line 3: the box name 'a' appears twice",
+        ),
         ("id,x,y,z,w,h,d\na,1,2\n", "line 2: 3 values"),
         ("id,x,y,z,w,h,d\n", "no rows"),
         ("", "empty"),

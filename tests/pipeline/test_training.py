@@ -56,6 +56,8 @@ def _config(**changes: object) -> TrainConfig:
         iterations_per_epoch=2,
         patience=5,
         max_val_patches=2,
+        health_epochs=0,  # a few steps of a width-2 network are not meant to be healthy
+        val_interval=0,  # loss only: object validation is tested in test_training_health.py
         num_threads=2,
         device="cpu",
     )
@@ -243,3 +245,21 @@ def test_warmup_and_cosine_schedule_set_the_learning_rate_and_clipping_bounds_th
         train(_boxes(volume), _config(warmup_steps=-1), tmp_path / "bad")
     with pytest.raises(InvalidInputError, match="grad_clip_norm"):
         train(_boxes(volume), _config(grad_clip_norm=0.0), tmp_path / "bad2")
+
+
+def test_border_weights_in_the_training_targets_add_to_contact_weights(
+    volume: tuple[np.ndarray, np.ndarray], tmp_path: Path
+) -> None:
+    box = _boxes(volume)[0]
+    border = prepare_box(box, _config(border_weight=10.0, border_nm=400.0)).targets[WEIGHT_KEY]
+    foreground = prepare_box(box, _config()).targets["probability"]
+    # Inside the (separated) objects the border map is 1; only background gaps weigh more.
+    assert (border[foreground > 0.5] == 1.0).all()
+    assert border.max() > 2.0
+    both = prepare_box(
+        box, _config(border_weight=10.0, border_nm=400.0, contact_weight=4.0)
+    ).targets[WEIGHT_KEY]
+    contact = prepare_box(box, _config(contact_weight=4.0)).targets[WEIGHT_KEY]
+    np.testing.assert_allclose(both, border + contact - 1.0, rtol=1e-6)
+    with pytest.raises(InvalidInputError, match="border_weight"):
+        train(_boxes(volume), _config(border_weight=-1.0), tmp_path)

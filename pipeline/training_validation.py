@@ -1,0 +1,155 @@
+"""Object-level validation during training: segment the validation boxes and score them.
+
+The loss says how close the maps are voxel by voxel, not whether the seeded watershed finds the
+objects: a distance map a little too low everywhere has a small loss and no seed. So every
+``val_interval`` epochs the trainer predicts each validation box whole (the model's valid
+outputs stitched over the box), segments it with :func:`pipeline.watershed.seeded_watershed` at
+the settings :func:`pipeline.segment_params.derive_segment_params` scales to the ground truth's
+objects, and matches the objects at IoU >= 0.5 (:mod:`pipeline.evaluation`). As in the
+published evaluation, the prediction covers the box plus a margin (the segmentation's own halo,
+:func:`pipeline.segment.default_halo`, inside the image): an object cut by the box often has its
+seed outside it, and without the margin it would be missed. Matching is on the box (ground truth
+exists only there); an unmatched predicted object is a false positive only if centred in the box.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from pipeline.box_table import Box
+from pipeline.evaluation import detection_scores, evaluate_box
+from pipeline.segment import default_halo
+from pipeline.segment_params import SegmentParams, smooth_sigma_voxels
+from pipeline.watershed import seeded_watershed
+
+# The distance head predicts distance / clamp_nm: it cannot exceed the clamp. A seed threshold
+# above this share of the clamp is lowered to it, or no seed could ever form.
+MAX_SEED_CLAMP_FRACTION = 0.5
+
+
+def validation_params(params: SegmentParams, clamp_nm: float) -> SegmentParams:
+    """The derived settings, with the seed threshold kept reachable under the model's clamp."""
+    ceiling = MAX_SEED_CLAMP_FRACTION * clamp_nm
+    if params.seed_threshold_nm <= ceiling:
+        return replace(params, clamp_nm=clamp_nm)
+    return replace(params, seed_threshold_nm=ceiling, clamp_nm=clamp_nm)
+
+
+@dataclass(frozen=True)
+class BoxContext:
+    """The region predicted for a validation box: the box plus ``halo``, inside the image."""
+
+    offset: tuple[int, ...]  # region start minus box start (<= 0 on every axis)
+    shape: tuple[int, ...]  # the region's shape
+    box_shape: tuple[int, ...]
+    halo: tuple[int, ...]
+
+    @property
+    def inner(self) -> tuple[slice, ...]:
+        """The box within the region."""
+        return tuple(slice(-o, -o + b) for o, b in zip(self.offset, self.box_shape, strict=True))
+
+
+def box_context(
+    start: Sequence[int],
+    box_shape: Sequence[int],
+    image_shape: Sequence[int],
+    params: SegmentParams,
+    voxel_size: Sequence[float],
+) -> BoxContext:
+    """The box enlarged by the segmentation's halo at ``params``, clipped to the image."""
+    halo = default_halo(params.seed_threshold_nm, voxel_size, len(box_shape), params.smooth_nm)
+    lo = [max(0, s - h) for s, h in zip(start, halo, strict=True)]
+    hi = [min(n, s + b + h) for s, b, h, n in zip(start, box_shape, halo, image_shape, strict=True)]
+    return BoxContext(
+        offset=tuple(a - s for a, s in zip(lo, start, strict=True)),
+        shape=tuple(b - a for a, b in zip(lo, hi, strict=True)),
+        box_shape=tuple(box_shape),
+        halo=tuple(halo),
+    )
+
+
+class BoxCanvas:
+    """A box-sized map filled window by window from the model's output windows."""
+
+    def __init__(self, shape: Sequence[int]) -> None:
+        self.array = np.zeros(tuple(shape), dtype=np.float32)
+
+    def paste(self, window_start: Sequence[int], output: np.ndarray) -> None:
+        """Put an output window that starts at ``window_start`` (box coordinates; negative where
+        the window is larger than the box) into the box, cropped to it."""
+        inside = tuple(
+            slice(max(w, 0), min(w + o, b))
+            for w, o, b in zip(window_start, output.shape, self.array.shape, strict=True)
+        )
+        source = tuple(
+            slice(s.start - w, s.stop - w) for s, w in zip(inside, window_start, strict=True)
+        )
+        self.array[inside] = output[source]
+
+
+@dataclass(frozen=True)
+class ValidationScores:
+    """Object matches over all validation boxes (micro-averaged)."""
+
+    tp: int
+    fp: int
+    fn: int
+    objects: int  # predicted objects in the boxes
+    gt_objects: int
+
+    @property
+    def precision(self) -> float:
+        return detection_scores(self.tp, self.fp, self.fn)[0]
+
+    @property
+    def recall(self) -> float:
+        return detection_scores(self.tp, self.fp, self.fn)[1]
+
+    @property
+    def f1(self) -> float:
+        return detection_scores(self.tp, self.fp, self.fn)[2]
+
+
+def segment_box(
+    distance_nm: np.ndarray, params: SegmentParams, voxel_size: Sequence[float]
+) -> np.ndarray:
+    """The seeded watershed of one box's distance map at ``params``."""
+    return seeded_watershed(
+        distance_nm,
+        seed_threshold=params.seed_threshold_nm,
+        min_seed_voxels=params.min_seed_voxels,
+        smooth_sigma=smooth_sigma_voxels(params.smooth_nm, voxel_size),
+    )
+
+
+def score_boxes(
+    distances_nm: Sequence[np.ndarray],
+    labels: Sequence[np.ndarray],
+    contexts: Sequence[BoxContext],
+    params: SegmentParams,
+    voxel_size: Sequence[float],
+) -> ValidationScores:
+    """Segment each box's region (distance map over ``context.shape``) and match it to the
+    box's labels (IoU >= 0.5; see the module docstring)."""
+    tp = fp = fn = objects = gt_objects = 0
+    for distance, truth, context in zip(distances_nm, labels, contexts, strict=True):
+        pred = segment_box(distance, params, voxel_size)
+        known = np.zeros(context.shape, dtype=truth.dtype)
+        known[context.inner] = truth
+        start = tuple(s.start for s in context.inner)
+        box = Box("validation", start, context.box_shape)
+        row = evaluate_box(pred, known, box, margin=context.halo)
+        tp, fp, fn = tp + row["tp"], fp + row["fp"], fn + row["fn"]
+        objects += row["n_pred"]
+        gt_objects += row["n_gt"]
+    return ValidationScores(tp, fp, fn, objects, gt_objects)
+
+
+def nan_scores() -> dict[str, float]:
+    """The validation columns of an epoch without object validation."""
+    return {k: math.nan for k in ("val_f1", "val_precision", "val_recall", "val_objects")}
