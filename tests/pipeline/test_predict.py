@@ -175,6 +175,8 @@ def test_train_and_predict_command_lines(
     assert _main([*train_argv, "--allow-empty"]) == 0
     model = load_model(tmp_path / "model" / "best.pt")
     assert model.voxel_size == VOXEL and model.metadata["val_boxes"] in (["a"], ["b"])
+    assert model.segment_params is not None and model.segment_params.source == "fitted"
+    assert (tmp_path / "model" / "segment_fit.csv").is_file()  # the settings tried after training
     out = tmp_path / "pred"
     argv = ["predict", "--model", str(tmp_path / "model" / "best.pt"), str(tmp_path / "image.npy"),
             str(out), "--block", "12"]  # fmt: skip

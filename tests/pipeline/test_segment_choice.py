@@ -85,7 +85,11 @@ class NoisyOracle:
             )  # fmt: skip
             target[:] = array.astype(np.float32)
         return types.SimpleNamespace(
-            blocks_done=1, blocks_skipped=0, blocks_resumed=0, block_shape=self.distance.shape
+            blocks_done=1,
+            blocks_skipped=0,
+            blocks_resumed=0,
+            block_shape=self.distance.shape,
+            distance_max_nm=float(self.distance.max()),
         )
 
 
