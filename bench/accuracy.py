@@ -16,9 +16,9 @@ Public data only. Each set is a training image with its ground truth and a held-
 - ``anisotropic``: ``fluorescence`` generated at 200 nm and every third z slice kept (z:xy 3, as
   in confocal stacks);
 - ``touching``: ``fluorescence`` with twice as many nuclei in the same volume, most touching;
-- ``dsb2018``: the real 2D fluorescence nuclei image of ``tests/data/dsb2018_2d`` (BBBC038, from
-  the stardist wheel, BSD-3; falls back to ``../shared/data``): the left 320 columns train, the
-  right 192 test.
+- ``dsb2018``: the real 2D fluorescence nuclei image (BBBC038, from the stardist wheel, BSD-3):
+  the whole 512 x 512 image of ``../shared/data/dsb2018_2d`` when present, else the repository's
+  256 x 256 crop in ``tests/data/dsb2018_2d``; the left 5/8 of the columns train, the rest test.
 
 Per set and training seed the pipeline runs as a user runs it: ``train`` with a config that gives
 only the data, the seed and the thread count (every other setting is the pipeline's default, as
@@ -118,17 +118,23 @@ def _anisotropic() -> Pair:
 
 
 def _dsb2018() -> Pair:
+    """The whole 512 x 512 image from ``../shared/data`` when present, else the repository's
+    256 x 256 crop; the left 5/8 of the columns train, the rest test."""
     import tifffile
 
-    for folder in (ROOT / "tests/data/dsb2018_2d", ROOT.parent / "shared/data/dsb2018_2d"):
-        if (folder / "img2d.tif").is_file():
-            image = np.asarray(tifffile.imread(folder / "img2d.tif"))
-            labels = np.asarray(tifffile.imread(folder / "mask2d.tif")).astype(np.uint32)
-            cut = 320
+    candidates = [
+        (ROOT.parent / "shared/data/dsb2018_2d", "img2d.tif", "mask2d.tif"),
+        (ROOT / "tests/data/dsb2018_2d", "img2d_crop.tif", "mask2d_crop.tif"),
+    ]
+    for folder, image_name, mask_name in candidates:
+        if (folder / image_name).is_file():
+            image = np.asarray(tifffile.imread(folder / image_name))
+            labels = np.asarray(tifffile.imread(folder / mask_name)).astype(np.uint32)
+            cut = image.shape[1] * 5 // 8
             return Pair(
                 image[:, :cut], labels[:, :cut], image[:, cut:], labels[:, cut:], (1000.0, 1000.0)
             )
-    raise FileNotFoundError("dsb2018_2d not found in tests/data or ../shared/data")
+    raise FileNotFoundError("dsb2018_2d not found in ../shared/data or tests/data")
 
 
 SETS: dict[str, Callable[[], Pair]] = {
