@@ -1,6 +1,7 @@
 """``python -m pipeline predict --model MODEL.pt IMAGE OUT_DIR``: probability and distance maps.
 
-IMAGE is an OME-Zarr image (``--level``) or a ``.npy`` array; OUT_DIR receives
+IMAGE is anything :func:`pipeline.volumes.open_volume` reads (OME-Zarr with ``--level``, TIFF,
+``.npy``, HDF5 ``file.h5:/dataset``); OUT_DIR receives
 ``probability.ome.zarr`` and ``distance.ome.zarr``. A rerun into the same OUT_DIR resumes.
 A distance map that never exceeds the seed threshold (``--seed-threshold``, default: the model's
 recorded segmentation settings, else the published 705.6 nm) is a warning and exit status 3
@@ -97,7 +98,9 @@ def register(subparsers: Any) -> None:
         "predict", help="predict probability and distance maps block by block", description=__doc__
     )
     parser.add_argument("--model", required=True, help="model file written by train")
-    parser.add_argument("image", help="OME-Zarr image or .npy array (z, y, x) or (y, x)")
+    parser.add_argument(
+        "image", help="OME-Zarr, TIFF, .npy or file.h5:/dataset; (z, y, x) or (y, x)"
+    )
     parser.add_argument("out_dir", help="output directory (resumed if it holds a prediction)")
     parser.add_argument("--level", type=int, default=0, help="OME-Zarr pyramid level")
     parser.add_argument(
