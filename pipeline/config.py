@@ -78,7 +78,9 @@ class ModelConfig:
     # auto: pooling and kernels from the voxel size unless unet.pool/kernel are given
     # (pipeline.anisotropy); off: the isotropic published network whatever the voxel size
     anisotropy: Literal["auto", "off"] = "auto"
-    unet_keys: tuple[str, ...] = ()  # the U-Net keys the file gives (the rest are chosen)
+    # The U-Net keys a config file gives (the rest are chosen for the data); None, as when the
+    # section is built in code, keeps the whole ``unet`` as it is.
+    unet_keys: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -510,8 +512,34 @@ def parse_config(data: Mapping[str, Any], *, base: Path, source: str = "config")
     _check_segment(config.segment, top.child("segment"))
     if not 0 < config.mesh.simplify_ratio <= 1:
         raise top.child("mesh.simplify_ratio").error("must be in (0, 1]")
+    config = _dims_from_image(config, top)
     _check_box_tables(config, top)
     return config
+
+
+def _dims_from_image(config: PipelineConfig, top: _Where) -> PipelineConfig:
+    """A model section without ``dims`` trains a network of the image's dimensions (a 2D image
+    needs no ``model: {dims: 2}``). An image that cannot be read is left to the later checks."""
+    keys = config.model.unet_keys
+    if config.model.path is not None or keys is None or "dims" in keys:
+        return config
+    images = config.training_images()
+    path, level, voxel = (
+        (images[0].image, images[0].level, images[0].voxel_size)
+        if images
+        else (config.data.image, config.data.level, config.data.voxel_size)
+    )
+    unet = config.model.unet
+    try:
+        shape, _ = _volume_geometry(
+            top.child("data.image"), path, level, voxel, "image", unet.in_channels
+        )
+    except InvalidInputError:
+        return config
+    if len(shape) == unet.dims or len(shape) not in (2, 3):
+        return config
+    model = dataclasses.replace(config.model, unet=dataclasses.replace(unet, dims=len(shape)))
+    return dataclasses.replace(config, model=model)
 
 
 def _read_box_table(

@@ -115,6 +115,8 @@ def _crop_padded(array: FloatArray, start: Sequence[int], shape: Sequence[int]) 
     inside = tuple(
         slice(max(s.start, 0), min(s.stop, n)) for s, n in zip(region, array.shape, strict=True)
     )
+    if any(i.stop <= i.start for i in inside):
+        return out  # the window lies wholly outside the array (a validation context's halo)
     where = tuple(
         slice(i.start - r.start, i.stop - r.start) for i, r in zip(inside, region, strict=True)
     )

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import fields, replace
 from typing import Any
 
 import numpy as np
@@ -142,9 +142,18 @@ def median_radius_nm(boxes: Sequence[Any], voxel_size: Sequence[float]) -> float
     return float(np.median(equivalent_radius_nm(every, len(voxel_size))))
 
 
+def _fits(unet: UNetConfig, given: Mapping[str, Any]) -> bool:
+    """Whether the given patch is a valid input of ``unet``."""
+    try:
+        unet.output_shape(tuple(int(n) for n in given["patch_shape"]))
+    except (InvalidInputError, TypeError):
+        return False
+    return True
+
+
 def choose_train_config(
     unet: UNetConfig,
-    unet_given: Collection[str],
+    unet_given: Collection[str] | None,
     given: Mapping[str, Any],
     *,
     voxel_size: Sequence[float],
@@ -158,6 +167,8 @@ def choose_train_config(
 
     voxel = tuple(float(v) for v in voxel_size)
     radius_nm = median_radius_nm(boxes, voxel)
+    if unet_given is None:  # a U-Net built in code is taken whole
+        unet_given = [f.name for f in fields(unet)]
     device = str(given.get("device", "auto"))
     chosen = auto_unet(
         {k: getattr(unet, k) for k in unet_given},
@@ -165,11 +176,19 @@ def choose_train_config(
         radius_voxels=radius_nm / min(voxel),
         device=device,
     )
-    unet = replace(unet, width=chosen["width"], depth=chosen["depth"])
     # Pooling and kernels for the voxel size; the patch is chosen below (a placeholder keeps
     # unet_and_patch_for_voxel_size from choosing it).
     placeholder = {"patch_shape": given.get("patch_shape", ())}
-    unet, _ = unet_and_patch_for_voxel_size(unet, placeholder, voxel, (), anisotropy)
+    base = unet
+    unet, _ = unet_and_patch_for_voxel_size(
+        replace(base, width=chosen["width"], depth=chosen["depth"]), placeholder, voxel, (),
+        anisotropy,
+    )  # fmt: skip
+    if "patch_shape" in given and "depth" not in unet_given and not _fits(unet, given):
+        # A given patch was chosen for the given (or published) depth: keep that depth.
+        unet, _ = unet_and_patch_for_voxel_size(
+            replace(base, width=chosen["width"]), placeholder, voxel, (), anisotropy
+        )
     shapes = [tuple(b.box[len(b.box) // 2 :][i] - b.box[i] for i in range(len(b.box) // 2))
               for b in boxes]  # fmt: skip
     values = auto_training(

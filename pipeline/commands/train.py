@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         )
     if config is not None:
         unet_base = config.model.unet
-        unet_keys: tuple[str, ...] = config.model.unet_keys
+        unet_keys: tuple[str, ...] | None = config.model.unet_keys
         given = dict(config.training)
         anisotropy = config.model.anisotropy
     else:

@@ -263,3 +263,12 @@ def test_border_weights_in_the_training_targets_add_to_contact_weights(
     np.testing.assert_allclose(both, border + contact - 1.0, rtol=1e-6)
     with pytest.raises(InvalidInputError, match="border_weight"):
         train(_boxes(volume), _config(border_weight=-1.0), tmp_path)
+
+
+def test_a_target_window_wholly_outside_its_box_is_zero() -> None:
+    from pipeline.patches import _crop_padded
+
+    array = np.ones((4, 4, 4), np.float32)
+    assert _crop_padded(array, (0, 0, 6), (2, 2, 2)).sum() == 0  # beyond the end along x
+    assert _crop_padded(array, (-5, 0, 0), (2, 2, 2)).sum() == 0  # before the start along z
+    assert _crop_padded(array, (-1, 0, 0), (2, 2, 2)).sum() == 4  # half inside

@@ -119,3 +119,19 @@ def test_choose_train_config_refuses_empty_ground_truth() -> None:
     box = TrainingBox(empty.astype(np.float32), empty, (0, 0, 0, 8, 16, 16), "b")
     with pytest.raises(InvalidInputError, match="no object"):
         choose_train_config(UNetConfig(), (), {}, voxel_size=(1.0, 1.0, 1.0), boxes=[box])
+
+
+def test_a_given_patch_keeps_the_depth_it_was_chosen_for() -> None:
+    from pipeline.synthetic import make_sphere_labels
+    from pipeline.training import TrainingBox
+    from pipeline.training_auto import choose_train_config
+
+    # Large objects (radius 20 voxels) ask for depth 3, where a 52^3 patch is not valid.
+    labels, _, _ = make_sphere_labels((64, 64, 64), 1, radius_voxels=(20.0, 20.0), seed=0)
+    boxes = [TrainingBox(labels.astype(np.float32), labels, (0, 0, 0, 64, 64, 64), "b")]
+    chosen = choose_train_config(UNetConfig(), (), {}, voxel_size=(100.0,) * 3, boxes=boxes)
+    assert chosen.unet.depth == 3
+    given = choose_train_config(
+        UNetConfig(), (), {"patch_shape": (52, 52, 52)}, voxel_size=(100.0,) * 3, boxes=boxes
+    )
+    assert given.unet.depth == 2 and given.patch_shape == (52, 52, 52)
