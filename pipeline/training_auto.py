@@ -176,18 +176,15 @@ def choose_train_config(
         radius_voxels=radius_nm / min(voxel),
         device=device,
     )
-    # Pooling and kernels for the voxel size; the patch is chosen below (a placeholder keeps
-    # unet_and_patch_for_voxel_size from choosing it).
-    placeholder = {"patch_shape": given.get("patch_shape", ())}
+    # Pooling and kernels for the voxel size (no default patch passed: it is chosen below).
     base = unet
     unet, _ = unet_and_patch_for_voxel_size(
-        replace(base, width=chosen["width"], depth=chosen["depth"]), placeholder, voxel, (),
-        anisotropy,
-    )  # fmt: skip
+        replace(base, width=chosen["width"], depth=chosen["depth"]), {}, voxel, (), anisotropy
+    )
     if "patch_shape" in given and "depth" not in unet_given and not _fits(unet, given):
         # A given patch was chosen for the given (or published) depth: keep that depth.
         unet, _ = unet_and_patch_for_voxel_size(
-            replace(base, width=chosen["width"]), placeholder, voxel, (), anisotropy
+            replace(base, width=chosen["width"]), {}, voxel, (), anisotropy
         )
     shapes = [tuple(b.box[len(b.box) // 2 :][i] - b.box[i] for i in range(len(b.box) // 2))
               for b in boxes]  # fmt: skip
