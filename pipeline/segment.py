@@ -34,6 +34,7 @@ from pipeline.block_merge import DEFAULT_IOU_THRESHOLD, UnionFind, consecutive_i
 from pipeline.blocks import Block, ReadableArray, grid_shape, iter_blocks, run_blocks
 from pipeline.errors import InvalidInputError
 from pipeline.progress import ProgressCallback, no_progress
+from pipeline.segment_params import smooth_sigma_voxels
 from pipeline.watershed import DEFAULT_SEED_THRESHOLD_NM, seeded_watershed
 
 LABEL_DTYPE = np.uint32
@@ -239,7 +240,7 @@ def segment_volume(
     if smooth_nm < 0 or (smooth_nm > 0 and voxel_size is None):
         raise InvalidInputError("smoothing needs a non-negative smooth_nm and the voxel size")
     smooth_sigma = (
-        tuple(smooth_nm / float(v) for v in voxel_size) if voxel_size is not None else (0.0,) * ndim
+        smooth_sigma_voxels(smooth_nm, voxel_size) if voxel_size is not None else (0.0,) * ndim
     )
     if isinstance(out, str | Path):
         chunks = tuple(OUTPUT_CHUNK if b % OUTPUT_CHUNK == 0 else b for b in blocks_shape)
