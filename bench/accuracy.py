@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/accuracy.py [--seeds 5] [--sets nuclei,small,...] [--threads 2]
                                        [--max-epochs N] [--out DIR]
+                                       [--set training.KEY=VALUE ...]
 
 Public data only. Each set is a training image with its ground truth and a held-out test image:
 
@@ -27,7 +28,10 @@ trained model's defaults. Objects are matched at IoU >= 0.5 over the whole test 
 F1 is below 0.05 counts as collapsed; a training error counts as a failure and is printed. The
 classical baseline (smoothing, Otsu, distance-transform peaks, watershed:
 ``pipeline.assist.classical_labels``) runs on the same test images in the same run. ``--max-epochs``
-caps training for a quick look (the figures are then not the defaults').
+caps training for a quick look (the figures are then not the defaults'); ``--set
+training.contact_weight=4`` (repeatable, a YAML value) changes one setting, to compare a
+candidate default against the current one. Each run's ``history.csv`` (the per-epoch losses and
+validation F1) is kept as ``<set>_seed<N>_history.csv`` in ``--out``.
 Prints one row per set (F1 mean and minimum, collapsed runs, training seconds, baseline F1 and
 the ratio) and writes ``accuracy.csv`` (every run) and ``summary.csv`` to ``--out``.
 """
@@ -48,6 +52,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import yaml
 from scipy import ndimage
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -180,8 +185,26 @@ def _data_section(root: Path) -> dict[str, Any]:
     }
 
 
+def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
+    """``section.key=value`` items (value read as YAML) as nested config sections."""
+    sections: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        section, dot, name = key.partition(".")
+        if not sep or not dot or section not in ("training", "model", "segment"):
+            raise ValueError(f"--set {item!r}: expected training|model|segment.KEY=VALUE")
+        sections.setdefault(section, {})[name] = yaml.safe_load(value)
+    return sections
+
+
 def run_one(
-    pair: Pair, work: Path, seed: int, threads: int, max_epochs: int | None
+    pair: Pair,
+    work: Path,
+    seed: int,
+    threads: int,
+    max_epochs: int | None,
+    overrides: dict[str, dict[str, Any]] | None = None,
+    keep: Path | None = None,
 ) -> dict[str, Any]:
     """Train with the defaults and this seed, segment the test image; F1 and seconds."""
     train_root, test_root = work / "train_data", work / "test_data"
@@ -190,15 +213,20 @@ def run_one(
         _write(test_root, pair.test_image, pair.test_labels, pair.voxel_size)
     run_dir = work / f"seed{seed}"
     shutil.rmtree(run_dir, ignore_errors=True)
-    training: dict[str, Any] = {"seed": seed, "num_threads": threads}
+    sections = {k: dict(v) for k, v in (overrides or {}).items()}
+    training = sections.setdefault("training", {})
+    training.update({"seed": seed, "num_threads": threads})
     if max_epochs is not None:
         training["max_epochs"] = max_epochs
     started = time.perf_counter()
     config = parse_config(
-        {"data": _data_section(train_root), "training": training}, base=work, source="bench"
+        {"data": _data_section(train_root), **sections}, base=work, source="bench"
     )
     trained = run_pipeline(config, run_dir / "train", steps=["train"])
     train_seconds = time.perf_counter() - started
+    if keep is not None:
+        for history in (run_dir / "train").rglob("history.csv"):
+            shutil.copyfile(history, keep / f"{work.name}_seed{seed}_history.csv")
     model = trained.outputs["train.best_checkpoint"]
     apply = parse_config(
         {"data": {"image": str(test_root / "image.ome.zarr")}, "model": {"path": model}},
@@ -224,7 +252,12 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-epochs", type=int, default=None)
     parser.add_argument("--out", type=Path, default=Path("bench_accuracy"))
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args()
+    try:
+        overrides = parse_overrides(args.overrides)
+    except ValueError as exc:
+        parser.error(str(exc))
     names = [n.strip() for n in args.sets.split(",") if n.strip()]
     unknown = [n for n in names if n not in SETS]
     if unknown:
@@ -244,7 +277,10 @@ def main() -> int:
             for seed in range(args.seeds):
                 print(f"[{name}] seed {seed} ...", file=sys.stderr, flush=True)
                 try:
-                    row = run_one(pair, Path(tmp) / name, seed, args.threads, args.max_epochs)
+                    row = run_one(
+                        pair, Path(tmp) / name, seed, args.threads, args.max_epochs,
+                        overrides, args.out,
+                    )  # fmt: skip
                 except Exception as exc:  # a failed run is a result, not the end of the bench
                     traceback.print_exc()
                     row = {"f1": 0.0, "objects": 0, "train_s": math.nan, "apply_s": math.nan,

@@ -1,9 +1,9 @@
 """Whole-volume U-Net prediction, block by block, into OME-Zarr probability and distance maps.
 
 The output grid's blocks tile the volume; each is predicted from its block plus the U-Net's
-``margin`` of context (zero after normalisation outside the image), always at the full block size
-(edge blocks are cropped afterwards), so every call has the same shape. Block sizes are valid
-U-Net outputs and the network is equivariant to shifts by its pooling period
+``margin`` of context (the image mirrored at its edge outside it, as in training), always at the
+full block size (edge blocks are cropped afterwards), so every call has the same shape. Block
+sizes are valid U-Net outputs and the network is equivariant to shifts by its pooling period
 (``UNetConfig.output_multiple``); a block whose corner is off that period (three or more
 poolings along an axis) is predicted from a window starting at the period below, one period
 longer, and cropped: block-wise prediction equals whole-volume prediction exactly (up to float

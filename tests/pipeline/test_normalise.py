@@ -136,7 +136,7 @@ def test_settings_are_checked_and_round_trip() -> None:
 
 
 def _network() -> UNet:
-    torch.manual_seed(0)
+    torch.manual_seed(2)  # seed 0 leaves this tiny network dead on these inputs
     network = UNet(UNetConfig(width=2, depth=1))
     for head in network.heads.values():  # untrained heads are zero: make the outputs vary
         torch.nn.init.normal_(head.weight, std=0.5)
