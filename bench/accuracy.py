@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/accuracy.py [--seeds 5] [--sets nuclei,small,...] [--threads 2]
                                        [--max-epochs N] [--out DIR]
-                                       [--set training.KEY=VALUE ...]
+                                       [--set training.KEY=VALUE ...] [--keep-maps]
 
 Public data only. Each set is a training image with its ground truth and a held-out test image:
 
@@ -31,7 +31,10 @@ classical baseline (smoothing, Otsu, distance-transform peaks, watershed:
 caps training for a quick look (the figures are then not the defaults'); ``--set
 training.contact_weight=4`` (repeatable, a YAML value) changes one setting, to compare a
 candidate default against the current one. Each run's ``history.csv`` (the per-epoch losses and
-validation F1) is kept as ``<set>_seed<N>_history.csv`` in ``--out``.
+validation F1) is kept as ``<set>_seed<N>_history.csv`` in ``--out``; with ``--keep-maps`` also
+the test image's predicted distance map and its truth (``<set>_seed<N>_distance.npy``,
+``<set>_truth.npy``) and the fitted settings (``<set>_seed<N>_segment.json``), to try other
+post-processing on trained models without training again.
 Prints one row per set (F1 mean and minimum, collapsed runs, training seconds, baseline F1 and
 the ratio) and writes ``accuracy.csv`` (every run) and ``summary.csv`` to ``--out``.
 """
@@ -39,6 +42,7 @@ the ratio) and writes ``accuracy.csv`` (every run) and ``summary.csv`` to ``--ou
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import shutil
 import sys
@@ -62,6 +66,7 @@ from pipeline.assist import classical_labels  # noqa: E402
 from pipeline.config import parse_config  # noqa: E402
 from pipeline.evaluation import detection_scores, match_objects  # noqa: E402
 from pipeline.importers import convert_to_ome_zarr  # noqa: E402
+from pipeline.model_io import load_model  # noqa: E402
 from pipeline.run import SEGMENTATION_NAME, run_pipeline  # noqa: E402
 from pipeline.synthetic import make_nuclei_volume  # noqa: E402
 from pipeline.volumes import open_volume  # noqa: E402
@@ -205,6 +210,7 @@ def run_one(
     max_epochs: int | None,
     overrides: dict[str, dict[str, Any]] | None = None,
     keep: Path | None = None,
+    keep_maps: bool = False,
 ) -> dict[str, Any]:
     """Train with the defaults and this seed, segment the test image; F1 and seconds."""
     train_root, test_root = work / "train_data", work / "test_data"
@@ -237,6 +243,12 @@ def run_one(
     run_pipeline(apply, run_dir / "apply", steps=["predict", "segment"])
     apply_seconds = time.perf_counter() - started
     pred = np.asarray(open_volume(run_dir / "apply" / SEGMENTATION_NAME, 0, None).array[:])
+    if keep is not None and keep_maps:
+        distance = open_volume(run_dir / "apply" / "prediction" / "distance.ome.zarr", 0, None)
+        np.save(keep / f"{work.name}_seed{seed}_distance.npy", np.asarray(distance.array[:]))
+        np.save(keep / f"{work.name}_truth.npy", pair.test_labels)
+        params = load_model(Path(model), "cpu").metadata.get("segment_params", {})
+        (keep / f"{work.name}_seed{seed}_segment.json").write_text(json.dumps(params, indent=1))
     return {
         "f1": object_f1(pred, pair.test_labels),
         "objects": len(np.unique(pred[pred != 0])),
@@ -253,6 +265,7 @@ def main() -> int:
     parser.add_argument("--max-epochs", type=int, default=None)
     parser.add_argument("--out", type=Path, default=Path("bench_accuracy"))
     parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--keep-maps", action="store_true")
     args = parser.parse_args()
     try:
         overrides = parse_overrides(args.overrides)
@@ -279,7 +292,7 @@ def main() -> int:
                 try:
                     row = run_one(
                         pair, Path(tmp) / name, seed, args.threads, args.max_epochs,
-                        overrides, args.out,
+                        overrides, args.out, args.keep_maps,
                     )  # fmt: skip
                 except Exception as exc:  # a failed run is a result, not the end of the bench
                     traceback.print_exc()

@@ -45,10 +45,11 @@ with a few dozen validation objects one object more or less is noise, and on a r
 better than the epoch of the lowest loss (0.78-0.81). (Averaging each epoch's F1 with the two
 before it did not help there, and in a short training it credited a late epoch with an early
 one's F1.)
-Training stops after ``patience`` epochs in which neither the kept checkpoint changed nor the
-validation loss reached a new low (counting F1 gains alone stopped one such run after 24 of the
-57 epochs that still helped). The loss decides alone when there are no validation boxes or no
-objects in them. After
+Training stops after ``patience`` epochs in which neither the validation F1 rose above its best
+nor the validation loss fell 1% below its lowest (``LOSS_MIN_DELTA``): counting F1 gains alone
+stopped one such run after 24 of the 57 epochs that still helped, and every new low, however
+small, would keep a run going through the cosine schedule's tail, where the lr is near zero. The
+loss decides alone when there are no validation boxes or no objects in them. After
 ``health_epochs`` (default 3; later if the warm-up is longer; 0: off) the heads must separate
 objects from background on the training and validation boxes (:mod:`pipeline.training_health`);
 a failing check waits another epoch, up to ``health_epochs`` more, while the training figures
@@ -117,6 +118,8 @@ from pipeline.unet import UNet, UNetConfig
 
 # F1s within this many objects' errors (of the validation boxes' objects) of the best count as ties.
 F1_TIE_ERRORS = 2
+# A new lowest loss counts as progress for early stopping only when 1% below the last.
+LOSS_MIN_DELTA = 0.01
 PROBABILITY_HEAD = "probability"
 DISTANCE_HEAD = "distance"
 HISTORY_FIELDS = (
@@ -993,10 +996,12 @@ class Trainer:
 
     def _improved(self, row: Mapping[str, float], segmented: bool) -> tuple[bool, bool]:
         """Whether the epoch replaces the kept one, and whether it counts as progress for early
-        stopping (kept, or a new lowest loss); see the module docstring."""
+        stopping (a validation F1 above any before, or a loss 1% below the lowest); see the
+        module docstring."""
         state = self.state
+        f1_gain = False
         loss = row["train_loss"] if math.isnan(row["val_loss"]) else row["val_loss"]
-        new_low = loss < state.min_loss
+        new_low = loss < state.min_loss * (1.0 - LOSS_MIN_DELTA)
         state.min_loss = min(state.min_loss, loss)
         if not self.use_f1:
             better = loss < state.best_loss
@@ -1004,6 +1009,7 @@ class Trainer:
             better = False
         else:
             f1 = row["val_f1"]
+            f1_gain = f1 > state.max_f1
             state.max_f1 = max(state.max_f1, f1)
             floor = state.max_f1 - self.f1_tolerance(row)
             kept_in_band = state.best_f1 >= floor
@@ -1012,7 +1018,7 @@ class Trainer:
                 state.best_f1, state.best_objects = f1, row["val_objects"]
         if better:
             state.best_loss = loss
-        return better, better or new_low
+        return better, f1_gain or new_low
 
     def f1_tolerance(self, row: Mapping[str, float]) -> float:
         """How far below the best F1 an epoch still ties with it: the standard error of

@@ -39,14 +39,15 @@ def test_f1_within_the_tolerance_is_a_tie_and_the_lower_loss_wins() -> None:
         [
             (0.50, 0.90),  # first: kept
             (0.80, 0.70),  # clearly better F1: kept
-            (0.83, 0.75),  # a tie on F1, higher loss: not kept, not progress
-            (0.78, 0.60),  # a tie with the best (0.83 - 0.05 = 0.78), lower loss: kept
+            (0.80, 0.75),  # the same F1, higher loss: not kept, no progress
+            (0.78, 0.60),  # a tie with the best (0.80 - 0.05 = 0.75), lower loss: kept
+            (0.79, 0.595),  # a tie, lower loss: kept, but less than 1% lower: no progress
             (0.95, 0.80),  # clearly better F1: kept although its loss is higher
             (0.89, 0.50),  # outside the band of 0.95, but a new lowest loss: progress only
         ],
     )
-    assert [kept for kept, _ in decisions] == [True, True, False, True, True, False]
-    assert [progress for _, progress in decisions] == [True, True, False, True, True, True]
+    assert [kept for kept, _ in decisions] == [True, True, False, True, True, True, False]
+    assert [progress for _, progress in decisions] == [True, True, False, True, False, True, True]
     assert trainer.state.best_f1 == trainer.state.max_f1 == 0.95
     assert trainer.state.best_loss == 0.80 and trainer.state.min_loss == 0.50
 
