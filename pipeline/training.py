@@ -549,7 +549,7 @@ class _State:
     best_objects: float = math.nan
     max_f1: float = -math.inf  # the best validation F1 of the attempt (the kept one may be lower)
     min_loss: float = math.inf  # the lowest validation (else training) loss of the attempt
-    since_best: int = 0  # epochs since the kept epoch changed or the loss set a new low
+    since_best: int = 0  # epochs without an F1 above its best or a loss 1% below
     history: list[dict[str, float]] = field(default_factory=list)  # every attempt's epochs
     attempt: int = 0
     restarts: list[Restart] = field(default_factory=list)
@@ -1011,7 +1011,7 @@ class Trainer:
             f1 = row["val_f1"]
             f1_gain = f1 > state.max_f1
             state.max_f1 = max(state.max_f1, f1)
-            floor = state.max_f1 - self.f1_tolerance(row)
+            floor = state.max_f1 - self.f1_tolerance()
             kept_in_band = state.best_f1 >= floor
             better = f1 >= floor and (not kept_in_band or loss < state.best_loss)
             if better:
@@ -1020,13 +1020,13 @@ class Trainer:
             state.best_loss = loss
         return better, f1_gain or new_low
 
-    def f1_tolerance(self, row: Mapping[str, float]) -> float:
+    def f1_tolerance(self) -> float:
         """How far below the best F1 an epoch still ties with it: the standard error of
         an F1 measured on n objects, sqrt(F1 (1 - F1) / n), and at least ``F1_TIE_ERRORS``
         objects' errors (about 2 / 2n of F1 = 2TP / (2TP + FP + FN)). With 24 validation
         objects at F1 0.8 that is 0.08: the epochs of a plateau all tie and the loss decides;
         a collapse (no seeds, F1 near 0) never ties with a working epoch."""
-        n = max(self.val_true_objects or row.get("val_objects", 0.0) or 1.0, 1.0)
+        n = max(self.val_true_objects, 1.0)  # set by the validation before each judgement
         best = min(max(self.state.max_f1, 0.0), 1.0)
         return max(F1_TIE_ERRORS / (2.0 * n), math.sqrt(best * (1.0 - best) / n))
 
@@ -1185,5 +1185,5 @@ def train(
         restarts=tuple(state.restarts),
         seed_threshold_nm=trainer.segment_params.seed_threshold_nm,
         history=tuple(state.history),
-        f1_tolerance=trainer.f1_tolerance({}) if trainer.use_f1 else math.nan,
+        f1_tolerance=trainer.f1_tolerance() if trainer.use_f1 else math.nan,
     )

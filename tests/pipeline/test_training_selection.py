@@ -33,7 +33,7 @@ def _feed(trainer: Trainer, rows: list[tuple[float, float]]) -> list[tuple[bool,
 
 def test_f1_within_the_tolerance_is_a_tie_and_the_lower_loss_wins() -> None:
     trainer = _trainer(true_objects=20)
-    trainer.f1_tolerance = lambda row: 0.05  # type: ignore[method-assign]
+    trainer.f1_tolerance = lambda: 0.05  # type: ignore[method-assign]
     decisions = _feed(
         trainer,
         [
@@ -55,12 +55,12 @@ def test_f1_within_the_tolerance_is_a_tie_and_the_lower_loss_wins() -> None:
 def test_the_tolerance_is_a_standard_error_and_at_least_two_objects_errors() -> None:
     trainer = _trainer(true_objects=24)
     trainer.state.max_f1 = 0.8
-    assert trainer.f1_tolerance({}) == pytest.approx(math.sqrt(0.8 * 0.2 / 24))  # 0.082
+    assert trainer.f1_tolerance() == pytest.approx(math.sqrt(0.8 * 0.2 / 24))  # 0.082
     trainer.state.max_f1 = 1.0  # no spread at F1 1: two objects' errors
-    assert trainer.f1_tolerance({}) == pytest.approx(F1_TIE_ERRORS / 48)
+    assert trainer.f1_tolerance() == pytest.approx(F1_TIE_ERRORS / 48)
     trainer = _trainer(true_objects=400)
     trainer.state.max_f1 = 0.9
-    assert trainer.f1_tolerance({}) == pytest.approx(0.015)
+    assert trainer.f1_tolerance() == pytest.approx(0.015)
 
 
 def test_without_object_validation_the_loss_decides() -> None:
