@@ -54,7 +54,8 @@ loss decides alone when there are no validation boxes or no objects in them. Aft
 objects from background on the training and validation boxes (:mod:`pipeline.training_health`);
 a failing check waits another epoch, up to ``health_epochs`` more, while the training figures
 still rise clearly (slow learning at a low lr, not a stuck network); if not, training restarts
-from seed ``seed + attempt``, at most ``max_restarts`` times, then raises
+from a new seed (:func:`attempt_seed`; not ``seed + 1``, which is another run's own seed, so a
+restarted run would repeat it), at most ``max_restarts`` times, then raises
 :class:`~pipeline.errors.TrainingFailedError`. ``history.csv`` has one row per epoch of every
 attempt (losses, validation F1/precision/recall/objects, the health figures); each row also
 goes to the ``metrics`` callback of :func:`train` as it is written.
@@ -326,6 +327,14 @@ def resolve_clamp(config: TrainConfig, boxes: Sequence[TrainingBox]) -> TrainCon
         raise InvalidInputError("the ground truth is empty: no object in any box (clamp_nm: auto)")
     clamp = derive_segment_params(labels, tuple(config.voxel_size)).clamp_nm
     return replace(config, clamp_nm=clamp)
+
+
+def attempt_seed(seed: int, attempt: int) -> int:
+    """The random seed of a training attempt: ``seed`` first, then one drawn from (seed, attempt)
+    for each restart, so that no restart repeats another seed's first attempt."""
+    if attempt == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, attempt]).generate_state(1)[0])
 
 
 def split_boxes(
@@ -911,7 +920,7 @@ class Trainer:
             "val_f1": None if math.isinf(state.best_f1) else state.best_f1,
             "val_objects": None if math.isnan(state.best_objects) else state.best_objects,
             "attempt": state.attempt,
-            "seed": self.config.seed + state.attempt,
+            "seed": attempt_seed(self.config.seed, state.attempt),
             "validation_segment_params": self.segment_params.to_dict(),
             "train_boxes": [b.name for b in self.train_boxes],
             "val_boxes": [b.name for b in self.val_boxes],
@@ -1081,13 +1090,18 @@ class Trainer:
         """Record the failed attempt and start the next from a new seed (or give up)."""
         state = self.state
         state.restarts.append(
-            Restart(state.attempt, self.config.seed + state.attempt, state.epoch, tuple(problems))
+            Restart(
+                state.attempt,
+                attempt_seed(self.config.seed, state.attempt),
+                state.epoch,
+                tuple(problems),
+            )
         )
         if state.attempt >= self.config.max_restarts:
             raise TrainingFailedError(failure_message(state.restarts, self.voxel_size))
         attempt = state.attempt + 1
         self.state = _State(history=state.history, attempt=attempt, restarts=state.restarts)
-        self._start_attempt(self.config.seed + attempt)
+        self._start_attempt(attempt_seed(self.config.seed, attempt))
 
     def run(self, progress: ProgressCallback, metrics: EpochCallback | None = None) -> None:
         """Train epochs until ``max_epochs`` or early stopping; save after each epoch."""

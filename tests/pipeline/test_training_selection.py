@@ -10,7 +10,7 @@ import pytest
 
 from pipeline.patches import read_normalised
 from pipeline.segment_params import SegmentParams
-from pipeline.training import F1_TIE_ERRORS, Trainer, _State
+from pipeline.training import F1_TIE_ERRORS, Trainer, _State, attempt_seed
 from pipeline.training_validation import BoxContext, score_boxes, validation_seeds
 
 
@@ -123,3 +123,10 @@ def test_reads_beyond_the_image_mirror_its_edge() -> None:
     both = read_normalised(stack, region, 0.0, 1.0)
     assert both.shape == (2, 8, 5)
     np.testing.assert_array_equal(both[1], 2 * both[0])
+
+
+def test_a_restart_never_repeats_another_runs_seed() -> None:
+    # Restarting seed 0 from seed 1 made the benchmark's runs 0 and 1 one and the same model.
+    seeds = [attempt_seed(seed, attempt) for seed in range(20) for attempt in range(3)]
+    assert len(set(seeds)) == len(seeds)
+    assert attempt_seed(7, 0) == 7 and attempt_seed(7, 1) == attempt_seed(7, 1)
