@@ -1,6 +1,7 @@
 """Accuracy benchmark: object F1 of the pipeline's default, automatic settings on varied data.
 
-    .venv/bin/python bench/accuracy.py [--seeds 5] [--sets nuclei,small,...] [--threads 2]
+    .venv/bin/python bench/accuracy.py [--seeds 5] [--first-seed 0] [--sets nuclei,small,...]
+                                       [--threads 2]
                                        [--max-epochs N] [--out DIR]
                                        [--set training.KEY=VALUE ...] [--keep-maps]
 
@@ -33,8 +34,9 @@ training.contact_weight=4`` (repeatable, a YAML value) changes one setting, to c
 candidate default against the current one. Each run's ``history.csv`` (the per-epoch losses and
 validation F1) is kept as ``<set>_seed<N>_history.csv`` in ``--out``; with ``--keep-maps`` also
 the test image's predicted distance map and its truth (``<set>_seed<N>_distance.npy``,
-``<set>_truth.npy``) and the fitted settings (``<set>_seed<N>_segment.json``), to try other
-post-processing on trained models without training again.
+``<set>_truth.npy``), the fitted settings (``<set>_seed<N>_segment.json``) and the model
+(``<set>_seed<N>_model.pt``), to try other post-processing on trained models without training
+again.
 Prints one row per set (F1 mean and minimum, collapsed runs, training seconds, baseline F1 and
 the ratio) and writes ``accuracy.csv`` (every run) and ``summary.csv`` to ``--out``.
 """
@@ -249,6 +251,7 @@ def run_one(
         np.save(keep / f"{work.name}_truth.npy", pair.test_labels)
         params = load_model(Path(model), "cpu").metadata.get("segment_params", {})
         (keep / f"{work.name}_seed{seed}_segment.json").write_text(json.dumps(params, indent=1))
+        shutil.copyfile(model, keep / f"{work.name}_seed{seed}_model.pt")
     return {
         "f1": object_f1(pred, pair.test_labels),
         "objects": len(np.unique(pred[pred != 0])),
@@ -260,6 +263,7 @@ def run_one(
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--sets", default=",".join(SETS))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-epochs", type=int, default=None)
@@ -287,7 +291,7 @@ def main() -> int:
             baseline = object_f1(classical, pair.test_labels)
             baseline_s = time.perf_counter() - started
             f1s: list[float] = []
-            for seed in range(args.seeds):
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
                 print(f"[{name}] seed {seed} ...", file=sys.stderr, flush=True)
                 try:
                     row = run_one(
