@@ -70,6 +70,7 @@ def object_f1(distance: np.ndarray, labels: np.ndarray, params: SegmentParams,
         seed_threshold=params.seed_threshold_nm,
         min_seed_voxels=params.min_seed_voxels,
         smooth_sigma=smooth_sigma_voxels(params.smooth_nm, voxel),
+        seed_dynamic=params.seed_dynamic_nm,
     )
     tp = len(match_objects(segmented, labels, 0.5).matched_a)
     f1 = detection_scores(tp, int(segmented.max()) - tp, int(labels.max()) - tp)[2]

@@ -101,13 +101,14 @@ class SegmentConfig:
     ``preset: auto`` uses the settings fitted after training and recorded in the model file,
     else derives them from the ground truth's object size (``evaluate``/``data`` labels and
     boxes), else falls back to ``xray-nuclei`` (the published 705.6 nm seeds, no smoothing, no
-    minimum seed) with a note; a preset name selects it. ``seed_threshold``, ``smooth_nm`` and
-    ``min_seed_voxels`` override the preset's value when given.
+    minimum seed) with a note; a preset name selects it. ``seed_threshold``, ``seed_dynamic_nm``,
+    ``smooth_nm`` and ``min_seed_voxels`` override the preset's value when given.
     """
 
     preset: str = "auto"  # auto, or a named preset (pipeline.segment_params.PRESETS)
     seed_threshold: float | None = None  # nm: seeds where the distance exceeds this
     min_seed_voxels: int | None = None  # drop smaller seeds (noise maxima); 0 keeps all
+    seed_dynamic_nm: float | None = None  # nm: a seed's peak rises this far above its saddle
     smooth_nm: float | None = None  # Gaussian sigma (nm) on the distance before seeding; 0: off
     iou_threshold: float = 0.75  # merge block segments whose face IoU reaches this
     block: tuple[int, ...] = (128,)
@@ -457,7 +458,7 @@ def _check_segment(config: SegmentConfig, where: _Where) -> None:
         raise where.child("preset").error(
             f"unknown preset {config.preset!r}; known: {', '.join([AUTO, *sorted(PRESETS)])}"
         )
-    for name in ("seed_threshold", "min_seed_voxels", "smooth_nm"):
+    for name in ("seed_threshold", "min_seed_voxels", "smooth_nm", "seed_dynamic_nm"):
         value = getattr(config, name)
         if value is not None and value < 0:
             raise where.child(name).error("must not be negative")

@@ -369,6 +369,7 @@ class _Run:
             seed_threshold_nm=config.seed_threshold,
             smooth_nm=config.smooth_nm,
             min_seed_voxels=config.min_seed_voxels,
+            seed_dynamic_nm=config.seed_dynamic_nm,
         )
 
     def segment(self) -> None:
@@ -402,6 +403,7 @@ class _Run:
                     seed_threshold=params.seed_threshold_nm,
                     min_seed_voxels=params.min_seed_voxels,
                     smooth_nm=params.smooth_nm,
+                    seed_dynamic_nm=params.seed_dynamic_nm,
                     iou_threshold=config.segment.iou_threshold,
                     executor=executor,
                     progress=self.progress,

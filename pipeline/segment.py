@@ -63,6 +63,7 @@ class _Job:
     seed_threshold: float
     mask_threshold: float
     min_seed_voxels: int
+    seed_dynamic: float
     smooth_sigma: tuple[float, ...]
     iou_threshold: float
     scratch: str
@@ -136,6 +137,7 @@ def _segment_block(job: _Job, block: Block) -> int:
         mask_threshold=job.mask_threshold,
         min_seed_voxels=job.min_seed_voxels,
         smooth_sigma=job.smooth_sigma,
+        seed_dynamic=job.seed_dynamic,
     )
     del distance
     inner = block.core_in_outer
@@ -210,6 +212,7 @@ def segment_volume(
     mask_threshold: float = 0.0,
     min_seed_voxels: int = 0,
     smooth_nm: float = 0.0,
+    seed_dynamic_nm: float = 0.0,
     iou_threshold: float = DEFAULT_IOU_THRESHOLD,
     executor: Any = None,
     scratch_dir: str | Path | None = None,
@@ -267,6 +270,7 @@ def segment_volume(
             seed_threshold=seed_threshold,
             mask_threshold=mask_threshold,
             min_seed_voxels=min_seed_voxels,
+            seed_dynamic=seed_dynamic_nm,
             smooth_sigma=smooth_sigma,
             iou_threshold=iou_threshold,
             scratch=str(scratch),

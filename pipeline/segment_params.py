@@ -7,8 +7,10 @@ shallow (large ones get several). Expressed relative to the ground truth's media
 radius ``r`` they carry over: seeds at ``SEED_FACTOR * r`` (the X-ray preset is about 0.25 r),
 smoothing sigma ``SMOOTH_FACTOR * r``, targets clamped at ``CLAMP_FACTOR * r`` (the distance inside
 an object never exceeds its radius; the clamp only has to leave room above it), and seeds smaller
-than ``MIN_SEED_FRACTION`` of the median object's voxels dropped as noise. These derived values are
-the starting point that fitting on the validation boxes refines.
+than ``MIN_SEED_FRACTION`` of the median object's voxels dropped as noise, and a seed kept only on
+a peak of the distance that stands ``DYNAMIC_FACTOR * r`` above its saddle to a higher peak (its
+dynamic: :mod:`pipeline.watershed`). These derived values are the starting point that fitting on
+the validation boxes refines.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ SEED_FACTOR = 0.3
 SMOOTH_FACTOR = 0.1
 CLAMP_FACTOR = 1.5
 MIN_SEED_FRACTION = 0.01
+DYNAMIC_FACTOR = 0.1
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ class SegmentParams:
     clamp_nm: float
     source: str  # "preset:<name>", "derived" or "fitted"
     object_radius_nm: float | None = None  # the ground truth's median equivalent radius
+    seed_dynamic_nm: float = 0.0  # a seed's peak must rise this far above its saddle; 0: off
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -54,6 +58,8 @@ class SegmentParams:
                 clamp_nm=float(data["clamp_nm"]),
                 source=str(data["source"]),
                 object_radius_nm=None if radius is None else float(radius),
+                # Models recorded before the dynamic existed seeded by the threshold alone.
+                seed_dynamic_nm=float(data.get("seed_dynamic_nm", 0.0)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidInputError(f"segmentation parameters are incomplete: {exc}")
@@ -125,6 +131,7 @@ def derive_segment_params(
         clamp_nm=CLAMP_FACTOR * radius,
         source="derived",
         object_radius_nm=radius,
+        seed_dynamic_nm=DYNAMIC_FACTOR * radius,
     )
 
 
@@ -155,7 +162,8 @@ class ChosenSegmentParams:
 def describe_chosen(chosen: Mapping[str, Any]) -> str:
     """One line saying which settings a segmentation used and why (from ``to_dict()``)."""
     text = (
-        f"segmentation: seeds at {chosen['seed_threshold_nm']:.1f} nm, smoothing "
+        f"segmentation: seeds at {chosen['seed_threshold_nm']:.1f} nm, peak dynamic "
+        f"{chosen.get('seed_dynamic_nm', 0.0):.1f} nm, smoothing "
         f"{chosen['smooth_nm']:.1f} nm, minimum seed {chosen['min_seed_voxels']} voxels "
         f"({chosen['source']}: {chosen['reason']}"
     )
@@ -173,6 +181,7 @@ def choose_segment_params(
     seed_threshold_nm: float | None = None,
     smooth_nm: float | None = None,
     min_seed_voxels: int | None = None,
+    seed_dynamic_nm: float | None = None,
 ) -> ChosenSegmentParams:
     """Resolve ``preset: auto`` (or a named preset) and explicit single values.
 
@@ -203,14 +212,17 @@ def choose_segment_params(
         "seed_threshold_nm": seed_threshold_nm,
         "smooth_nm": smooth_nm,
         "min_seed_voxels": min_seed_voxels,
+        "seed_dynamic_nm": seed_dynamic_nm,
     }
     given = {k: v for k, v in overrides.items() if v is not None}
     if not given:
         return chosen
     if (seed_threshold_nm is not None and seed_threshold_nm < 0) or (
-        (smooth_nm or 0) < 0 or (min_seed_voxels or 0) < 0
+        (smooth_nm or 0) < 0 or (min_seed_voxels or 0) < 0 or (seed_dynamic_nm or 0) < 0
     ):
-        raise InvalidInputError("seed threshold, smoothing and minimum seed must not be negative")
+        raise InvalidInputError(
+            "seed threshold, peak dynamic, smoothing and minimum seed must not be negative"
+        )
     params = SegmentParams(
         seed_threshold_nm=float(given.get("seed_threshold_nm", chosen.params.seed_threshold_nm)),
         smooth_nm=float(given.get("smooth_nm", chosen.params.smooth_nm)),
@@ -218,5 +230,6 @@ def choose_segment_params(
         clamp_nm=chosen.params.clamp_nm,
         source=chosen.params.source,
         object_radius_nm=chosen.params.object_radius_nm,
+        seed_dynamic_nm=float(given.get("seed_dynamic_nm", chosen.params.seed_dynamic_nm)),
     )
     return ChosenSegmentParams(params, chosen.reason, tuple(given))

@@ -34,8 +34,9 @@ def describe_fit(fit: dict[str, Any]) -> str:
     """One line on the fitting after training (from ``SegmentFit.to_dict()``)."""
     p = fit["params"]
     return (
-        f"fitted segmentation on {len(fit['boxes'])} validation box(es), {len(fit['table'])} "
-        f"combinations: seeds {p['seed_threshold_nm']:.1f} nm, smoothing {p['smooth_nm']:.1f} nm, "
+        f"fitted segmentation on {len(fit['boxes'])} box(es), {len(fit['table'])} "
+        f"combinations: seeds {p['seed_threshold_nm']:.1f} nm, peak dynamic "
+        f"{p.get('seed_dynamic_nm', 0.0):.1f} nm, smoothing {p['smooth_nm']:.1f} nm, "
         f"minimum seed {p['min_seed_voxels']} voxels; object F1 {fit['f1']:.3f} "
         f"(derived start {fit['start_f1']:.3f}); recorded in the model file"
     )

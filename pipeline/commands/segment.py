@@ -1,10 +1,10 @@
 """``python -m pipeline segment DISTANCE OUT.zarr``: seeded watershed over a whole distance map.
 
-The settings (seed threshold, smoothing, minimum seed) come as in ``run``: ``--preset auto``
-(default) uses those recorded in the model file (``--model``, else the model named in the
-``predict.json`` that ``predict`` wrote next to the distance map), else the published X-ray
-values with a note; ``--preset xray-nuclei`` selects those; ``--seed-threshold``, ``--smooth-nm``
-and ``--min-seed-voxels`` override single values.
+The settings (seed threshold, peak dynamic, smoothing, minimum seed) come as in ``run``: ``--preset
+auto`` (default) uses those recorded in the model file (``--model``, else the model named in the
+``predict.json`` that ``predict`` wrote next to the distance map), else the published X-ray values
+with a note; ``--preset xray-nuclei`` selects those; ``--seed-threshold``, ``--seed-dynamic-nm``,
+``--smooth-nm`` and ``--min-seed-voxels`` override single values.
 
 Zero objects is a warning and exit status 3 unless ``--allow-empty``.
 """
@@ -55,6 +55,7 @@ def chosen_params(args: argparse.Namespace) -> ChosenSegmentParams:
         seed_threshold_nm=args.seed_threshold,
         smooth_nm=args.smooth_nm,
         min_seed_voxels=args.min_seed_voxels,
+        seed_dynamic_nm=args.seed_dynamic_nm,
     )
 
 
@@ -90,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
             seed_threshold=params.seed_threshold_nm,
             smooth_nm=params.smooth_nm,
             min_seed_voxels=params.min_seed_voxels,
+            seed_dynamic_nm=params.seed_dynamic_nm,
             iou_threshold=args.iou,
             executor=executor,
             progress=tqdm_progress("block"),
@@ -144,6 +146,14 @@ def register(subparsers: Any) -> None:
         default=None,
         metavar="NM",
         help="Gaussian sigma on the distance before seeding (0: off)",
+    )
+    parser.add_argument(
+        "--seed-dynamic-nm",
+        type=float,
+        default=None,
+        metavar="NM",
+        help="keep a seed only where its distance peak rises this far above the saddle to a "
+        "higher peak (0: off)",
     )
     parser.add_argument(
         "--min-seed-voxels",

@@ -232,6 +232,8 @@ def test_real_training_and_prediction_with_a_tiny_unet(tmp_path: Path, dataset: 
     fitted = model_segment_params(Path(result.outputs["train.best_checkpoint"]))
     assert fitted is not None and fitted.source == "fitted"  # fitted on the validation box
     assert result.metrics["train.segment_params"] == fitted.to_dict()
+    # The validation box holds few objects: the training box is fitted on too.
+    assert sorted(result.metrics["train.segment_fit"]["boxes"]) == ["a", "b"]
     assert (out / "model" / "segment_fit.csv").is_file()
     distance = zarr.open_array(str(out / "prediction" / "distance.ome.zarr" / "s0"), mode="r")
     assert distance.shape == SHAPE and np.isfinite(distance[:]).all()

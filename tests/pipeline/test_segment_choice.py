@@ -162,15 +162,16 @@ def test_segment_cli_honours_model_preset_and_single_values(
     assert code == 0 and "recorded in model fitted.pt" in out
     assert out.splitlines()[-1].startswith(f"{data['n']} objects")
     code, out = segment("b.zarr", "--preset", "xray-nuclei")
-    assert code == 0 and "seeds at 705.6 nm, smoothing 0.0 nm, minimum seed 0" in out
+    assert code == 0 and "seeds at 705.6 nm, peak dynamic 0.0 nm, smoothing 0.0 nm" in out
     assert int(out.splitlines()[-1].split()[0]) > 2 * data["n"]
     fitted: SegmentParams = data["fitted"]
     code, out = segment(
         "c.zarr", "--preset", "xray-nuclei", "--smooth-nm", str(fitted.smooth_nm),
         "--min-seed-voxels", str(fitted.min_seed_voxels), "--seed-threshold",
-        str(fitted.seed_threshold_nm),
+        str(fitted.seed_threshold_nm), "--seed-dynamic-nm", str(fitted.seed_dynamic_nm),
     )  # fmt: skip
-    assert code == 0 and "set explicitly: seed_threshold_nm, smooth_nm, min_seed_voxels" in out
+    explicit = "set explicitly: seed_threshold_nm, smooth_nm, min_seed_voxels, seed_dynamic_nm"
+    assert code == 0 and explicit in out
     assert out.splitlines()[-1].startswith(f"{data['n']} objects")
     # Without --model, the model named in predict.json next to the map is used.
     folder = tmp_path / "prediction"

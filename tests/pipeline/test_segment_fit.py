@@ -11,7 +11,13 @@ import pytest
 from pipeline.commands.run import describe_fit
 from pipeline.errors import InvalidInputError
 from pipeline.model_io import load_model, model_segment_params, record_segment_params, save_model
-from pipeline.segment_fit import BoxPrediction, fit_segment_params, score_segment_params
+from pipeline.segment_fit import (
+    BoxPrediction,
+    choose_row,
+    fit_segment_params,
+    neighbourhood_f1,
+    score_segment_params,
+)
 from pipeline.segment_params import (
     SegmentParams,
     choose_segment_params,
@@ -137,3 +143,29 @@ def test_training_clamp_is_derived_from_the_ground_truth_unless_given() -> None:
     assert resolve_clamp(dataclasses.replace(config, clamp_nm=1500.0), [box]).clamp_nm == 1500.0
     with pytest.raises(InvalidInputError, match="clamp_nm"):
         check_config(dataclasses.replace(config, clamp_nm=-1.0))
+
+
+def test_a_setting_amid_good_neighbours_beats_a_lone_best() -> None:
+    # One combination scores 1.0 among neighbours of 0.3 (luck on a few objects); another 0.9
+    # among neighbours of 0.9: the plateau wins, and its own F1 and the start break ties.
+    start = SegmentParams(300.0, 100.0, 4, 1500.0, "derived", 1000.0, 100.0)
+    table = [
+        {"seed_threshold_nm": seed, "seed_dynamic_nm": dynamic, "smooth_nm": 100.0,
+         "min_seed_voxels": 4, "f1": 0.3}
+        for seed in (150.0, 200.0, 300.0, 400.0, 500.0, 600.0)
+        for dynamic in (0.0, 100.0, 200.0)
+    ]  # fmt: skip
+    by_key = {(r["seed_threshold_nm"], r["seed_dynamic_nm"]): r for r in table}
+    by_key[(150.0, 0.0)]["f1"] = 1.0
+    for key in [(500.0, 100.0), (500.0, 200.0), (600.0, 100.0), (600.0, 200.0), (400.0, 200.0)]:
+        by_key[key]["f1"] = 0.9
+    by_key[(500.0, 200.0)]["f1"] = 0.92
+    lone = table.index(by_key[(150.0, 0.0)])
+    assert neighbourhood_f1(table)[lone] == pytest.approx((1.0 + 3 * 0.3) / 4)
+    best = choose_row(table, start, 1000.0)
+    # At the grid's corner, its four cells are all on the plateau.
+    assert (best["seed_threshold_nm"], best["seed_dynamic_nm"]) == (600.0, 200.0)
+    assert best["neighbourhood_f1"] == pytest.approx((0.92 + 3 * 0.9) / 4)
+    flat = [dict(r, f1=0.8) for r in table]
+    best = choose_row(flat, start, 1000.0)  # all alike: the start
+    assert (best["seed_threshold_nm"], best["seed_dynamic_nm"]) == (300.0, 100.0)

@@ -10,6 +10,7 @@ import pytest
 from pipeline.errors import InvalidInputError
 from pipeline.segment_params import (
     SegmentParams,
+    choose_segment_params,
     derive_segment_params,
     median_object_radius_nm,
     preset,
@@ -60,3 +61,20 @@ def test_no_objects_and_unknown_preset_are_clear_errors() -> None:
     with pytest.raises(InvalidInputError, match="xray-nuclei"):
         preset("nope")
     assert preset("xray-nuclei").seed_threshold_nm == 705.6
+
+
+def test_model_files_from_before_the_peak_dynamic_seed_by_threshold_alone() -> None:
+    recorded = {
+        "seed_threshold_nm": 400.0, "smooth_nm": 100.0, "min_seed_voxels": 3, "clamp_nm": 3000.0,
+        "source": "fitted",
+    }  # fmt: skip
+    assert SegmentParams.from_dict(recorded).seed_dynamic_nm == 0.0
+    derived = derive_segment_params([np.pad(np.ones((9, 9, 9), np.uint32), 4)], (100.0,) * 3)
+    assert derived.object_radius_nm is not None
+    assert derived.seed_dynamic_nm == pytest.approx(0.1 * derived.object_radius_nm)
+    assert SegmentParams.from_dict(derived.to_dict()) == derived
+    chosen = choose_segment_params(model=derived, seed_dynamic_nm=0.0)
+    assert chosen.params.seed_dynamic_nm == 0.0 and chosen.overrides == ("seed_dynamic_nm",)
+    assert "peak dynamic 0.0 nm" in chosen.describe()
+    with pytest.raises(InvalidInputError, match="negative"):
+        choose_segment_params(model=derived, seed_dynamic_nm=-1.0)

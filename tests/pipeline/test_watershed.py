@@ -94,3 +94,44 @@ def test_small_seeds_are_dropped_and_flooded_by_neighbours() -> None:
     cleaned = seeded_watershed(noisy, seed_threshold=705.6, min_seed_voxels=8)
     assert cleaned.max() == 1
     np.testing.assert_array_equal(cleaned > 0, noisy > 0)
+
+
+def cones(shape: tuple[int, int], peaks: Sequence[tuple[float, float, float]]) -> np.ndarray:
+    """A 2D distance-like map (nm, 100 nm pixels): the upper envelope of cones (row, col, top)."""
+    rows, cols = np.indices(shape, dtype=np.float64)
+    return np.max([h - 100.0 * np.hypot(rows - r, cols - c) for r, c, h in peaks], axis=0).astype(
+        np.float32
+    )
+
+
+def test_a_peak_dynamic_splits_what_no_threshold_can() -> None:
+    # Two fused objects (peaks 1500 nm, saddle 1000 nm) and a small, two-lobed one (lobes 600 nm,
+    # dip 400 nm): a threshold above 1000 nm splits the pair and loses the small object, one
+    # below merges the pair; a dynamic of 300 nm keeps one seed per peak that rises 300 nm above
+    # its saddle (the pair's 500 nm) and joins the lobes (200 nm).
+    distance = cones((80, 100), [(40, 25, 1500), (40, 35, 1500), (40, 70, 600), (40, 74, 600)])
+
+    def right(labels: np.ndarray) -> bool:
+        pair, lobes = labels[40, [25, 35]], labels[40, [70, 74]]
+        return bool(pair.all() and pair[0] != pair[1] and lobes[0] == lobes[1] != 0)
+
+    assert not any(right(seeded_watershed(distance, seed_threshold=t)) for t in range(0, 1500, 25))
+    labels = seeded_watershed(distance, seed_threshold=200.0, seed_dynamic=300.0)
+    assert labels.max() == 3 and right(labels)
+    # A dynamic above the pair's 500 nm joins it too; none (0) is the threshold alone.
+    assert seeded_watershed(distance, seed_threshold=200.0, seed_dynamic=600.0).max() == 2
+    np.testing.assert_array_equal(
+        seeded_watershed(distance, seed_threshold=200.0, seed_dynamic=0.0),
+        seeded_watershed(distance, seed_threshold=200.0),
+    )
+
+
+def test_the_minimum_seed_size_is_judged_before_the_caps() -> None:
+    # A peak's cap is a small disc near its top; the minimum is meant for noise above the
+    # threshold, so a large object keeps its seed while a one-pixel spike is still dropped.
+    distance = cones((60, 60), [(30, 30, 1500)])
+    distance[30, 50] = 900.0  # a spike above the threshold, outside the cone's top
+    labels = seeded_watershed(
+        distance, seed_threshold=300.0, seed_dynamic=100.0, min_seed_voxels=20
+    )
+    assert labels.max() == 1 and labels[30, 30] == 1
