@@ -327,7 +327,9 @@ def predict_volume(
         "shape": list(shape),
         "block_shape": list(block),
         "voxel_size": [float(v) for v in sizes],
-        "model": model_path or "in-memory",
+        # The file the loaded model came from too: `segment` reads its fitted settings.
+        "model": model_path
+        or (str(loaded.path.resolve()) if loaded.path is not None else "in-memory"),
         "normalisation": loaded.normalisation.method,
         "mean": scaling.offset,  # the map applied: (x - mean) / std
         "std": scaling.scale,

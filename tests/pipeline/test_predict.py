@@ -4,6 +4,7 @@ and the train/predict command lines."""
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -184,6 +185,9 @@ def test_train_and_predict_command_lines(
     assert _main([*argv, "--allow-empty"]) == 0
     assert _read(out / "distance.ome.zarr").shape == image.shape
     assert "(percentiles 1 and 99.8 of this image)" in capsys.readouterr().out
+    # predict.json names the model file, so that `segment` finds its fitted settings.
+    recorded = json.loads((out / "predict.json").read_text())["model"]
+    assert recorded == str((tmp_path / "model" / "best.pt").resolve())
 
     config.write_text(config.read_text().replace("width: 2", "width: 2, wdith: 3"))
     assert _main(["train", "--config", str(config), "--out", str(tmp_path / "m2")]) == 2
