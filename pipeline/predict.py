@@ -290,9 +290,9 @@ def predict_volume(
             "pipeline.torch_setup.inference_process_pool (fork server) instead"
         )
     loaded = model if isinstance(model, LoadedModel) else load_model(Path(model), device)
-    model_path = None if isinstance(model, LoadedModel) else str(Path(model).resolve())
-    if model_path is None and executor is not None and loaded.path is not None:
-        model_path = str(loaded.path.resolve())
+    # The model's file, also when a loaded model was given: process-pool workers load it, and
+    # predict.json names it so that `segment` reads the fitted settings recorded in it.
+    model_path = None if loaded.path is None else str(loaded.path.resolve())
     config = loaded.config
     if PROBABILITY_HEAD not in {h.name for h in config.heads} or DISTANCE_HEAD not in {
         h.name for h in config.heads
@@ -327,9 +327,7 @@ def predict_volume(
         "shape": list(shape),
         "block_shape": list(block),
         "voxel_size": [float(v) for v in sizes],
-        # The file the loaded model came from too: `segment` reads its fitted settings.
-        "model": model_path
-        or (str(loaded.path.resolve()) if loaded.path is not None else "in-memory"),
+        "model": model_path or "in-memory",
         "normalisation": loaded.normalisation.method,
         "mean": scaling.offset,  # the map applied: (x - mean) / std
         "std": scaling.scale,

@@ -409,14 +409,16 @@ def fit_model_segment_params(
     from pipeline.torch_setup import configure_threads
     from pipeline.training import split_boxes
 
+    def box_labels(box: Any) -> np.ndarray:
+        return np.asarray(box.labels[box_region(box.box, box.labels.shape)])
+
     train_boxes, val_boxes = split_boxes(boxes, config.val_fraction, config.seed)
-    val_objects = sum(
-        int(np.count_nonzero(np.unique(np.asarray(b.labels[box_region(b.box, b.labels.shape)]))))
-        for b in val_boxes
-    )
-    fit_boxes = val_boxes if val_objects >= MIN_FIT_OBJECTS else [*val_boxes, *train_boxes]
+    fit_boxes, truths = list(val_boxes), [box_labels(b) for b in val_boxes]
+    if sum(int(np.count_nonzero(np.unique(t))) for t in truths) < MIN_FIT_OBJECTS:
+        fit_boxes += train_boxes
+        truths += [box_labels(b) for b in train_boxes]
     voxel_size = tuple(float(v) for v in config.voxel_size)
-    every = [np.asarray(b.labels[box_region(b.box, b.labels.shape)]) for b in boxes]
+    every = [box_labels(b) for b in boxes]
     configure_threads(config.num_threads)
     model = load_model(Path(model_path), config.device)
     start = replace(derive_segment_params(every, voxel_size), clamp_nm=model.clamp_nm)
@@ -424,7 +426,6 @@ def fit_model_segment_params(
     predictions = predict_boxes(
         model, fit_boxes, context_voxels(start.object_radius_nm, voxel_size), progress=progress
     )
-    truths = [np.asarray(b.labels[box_region(b.box, b.labels.shape)]) for b in fit_boxes]
     _, fit = fit_segment_params(predictions, truths, voxel_size, start, progress=progress)
     record_segment_params(Path(model_path), fit.params, fit.summary())
     return fit
