@@ -49,20 +49,8 @@ SCHEDULE: dict[str, Any] = {
     "grad_clip_norm": 1.0,
 }
 DEVICE_SIZES: dict[str, dict[str, Any]] = {
-    "cpu": {
-        "width": {2: 16, 3: 8},
-        "output": {2: 160, 3: 48},
-        "batch_size": 2,
-        "epochs": 60,
-        "steps": 20,
-    },
-    "gpu": {
-        "width": {2: 16, 3: 16},
-        "output": {2: 256, 3: 96},
-        "batch_size": 4,
-        "epochs": 100,
-        "steps": 50,
-    },
+    "cpu": dict(width={2: 16, 3: 8}, output={2: 160, 3: 48}, batch_size=2, epochs=60, steps=20),
+    "gpu": dict(width={2: 16, 3: 16}, output={2: 256, 3: 96}, batch_size=4, epochs=100, steps=50),
 }
 
 
