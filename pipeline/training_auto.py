@@ -18,7 +18,7 @@ and in the published way on a GPU. Every value the config gives explicitly wins;
   16, outputs of 96 (3D) or 256 (2D), batch 4, 100 epochs of 50 steps. Outputs never exceed the
   largest box much: beyond it a window only adds padding. A 2D step is cheap enough for width 16
   on a CPU (a 160^2 output is a quarter of a 48^3 one), and on ``dsb2018`` it held out better
-  than 8 (mean F1 0.907 against 0.896, minimum 0.892 against 0.864, same five seeds).
+  than 8 (mean F1 0.905 against 0.893, minimum 0.867 against 0.833, same ten seeds).
 - **Touching objects**: no extra loss weight at contacts (``contact_weight`` 0, the training
   default). Weighing voxels within a third of the median radius of a contact 5x (4, the former
   default) held out worse on ``bench/accuracy.py``: on ``dsb2018`` mean object F1 0.871 against
