@@ -8,6 +8,7 @@ never reaches the seed threshold, zero objects) is a warning and exit status 3 u
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +32,36 @@ def parse_steps(text: str | None) -> list[str] | None:
 
 
 def describe_fit(fit: dict[str, Any]) -> str:
-    """One line on the fitting after training (from ``SegmentFit.to_dict()``)."""
+    """One line on the fitting after training (from ``SegmentFit.to_dict()``).
+
+    The winner is chosen by its grid neighbourhood's mean F1, so its own F1 can be below the best
+    single combination's or the start's: the line says so, else a user reads it as a bad choice.
+    """
+    from pipeline.segment_fit import GRID_KEYS
+
     p = fit["params"]
+    rows = fit.get("table") or []
+    chosen = next(
+        (
+            r
+            for r in rows
+            if all(math.isclose(float(r[k]), float(p.get(k, 0.0))) for k in GRID_KEYS)
+        ),
+        None,
+    )
+    judged = ""
+    if chosen is not None and "neighbourhood_f1" in chosen:
+        best = max(float(r["f1"]) for r in rows)
+        judged = (
+            f", {float(chosen['neighbourhood_f1']):.3f} with its grid neighbours (the highest; "
+            f"best single combination {best:.3f})"
+        )
     return (
-        f"fitted segmentation on {len(fit['boxes'])} box(es), {len(fit['table'])} "
+        f"fitted segmentation on {len(fit['boxes'])} box(es), {len(rows)} "
         f"combinations: seeds {p['seed_threshold_nm']:.1f} nm, peak dynamic "
         f"{p.get('seed_dynamic_nm', 0.0):.1f} nm, smoothing {p['smooth_nm']:.1f} nm, "
-        f"minimum seed {p['min_seed_voxels']} voxels; object F1 {fit['f1']:.3f} "
-        f"(derived start {fit['start_f1']:.3f}); recorded in the model file"
+        f"minimum seed {p['min_seed_voxels']} voxels; object F1 {fit['f1']:.3f}{judged}, "
+        f"derived start {fit['start_f1']:.3f}; recorded in the model file"
     )
 
 
