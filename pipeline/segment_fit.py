@@ -78,6 +78,7 @@ class SegmentFit:
     f1: float
     table: list[dict[str, Any]]
     boxes: list[str]
+    neighbourhood_f1: float  # the winner's F1 averaged with its grid neighbours' (the judge)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -85,6 +86,7 @@ class SegmentFit:
             "params": self.params.to_dict(),
             "start_f1": self.start_f1,
             "f1": self.f1,
+            "neighbourhood_f1": self.neighbourhood_f1,
             "boxes": list(self.boxes),
             "table": [dict(row) for row in self.table],
         }
@@ -219,6 +221,7 @@ def fit_segment_params(
         f1=float(best["f1"]),
         table=table,
         boxes=[b.name for b in boxes],
+        neighbourhood_f1=float(best["neighbourhood_f1"]),
     )
     return params, fit
 

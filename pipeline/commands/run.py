@@ -8,7 +8,6 @@ never reaches the seed threshold, zero objects) is a warning and exit status 3 u
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 from typing import Any
 
@@ -37,23 +36,13 @@ def describe_fit(fit: dict[str, Any]) -> str:
     The winner is chosen by its grid neighbourhood's mean F1, so its own F1 can be below the best
     single combination's or the start's: the line says so, else a user reads it as a bad choice.
     """
-    from pipeline.segment_fit import GRID_KEYS
-
     p = fit["params"]
     rows = fit.get("table") or []
-    chosen = next(
-        (
-            r
-            for r in rows
-            if all(math.isclose(float(r[k]), float(p.get(k, 0.0))) for k in GRID_KEYS)
-        ),
-        None,
-    )
     judged = ""
-    if chosen is not None and "neighbourhood_f1" in chosen:
+    if "neighbourhood_f1" in fit and rows:  # absent from runs recorded before it was kept
         best = max(float(r["f1"]) for r in rows)
         judged = (
-            f", {float(chosen['neighbourhood_f1']):.3f} with its grid neighbours (the highest; "
+            f", {float(fit['neighbourhood_f1']):.3f} with its grid neighbours (the highest; "
             f"best single combination {best:.3f})"
         )
     return (
