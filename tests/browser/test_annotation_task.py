@@ -173,10 +173,14 @@ def test_annotator_draws_saves_reloads_deletes_and_submits(
     assert [c[0] for c in corners] == [box_a[0], box_a[0] + 1]
     assert [p["object_id"] for p in points] == [1, 2, 3] and bbox["object_id"] == 4
 
-    # Delete the second point: hover it, Ctrl+Alt+right-click.
+    # Delete the second point: hover it until Neuroglancer picks it (a fixed 300 ms wait missed
+    # the pick under the full suite's load), Ctrl+Alt+right-click.
     x, y = cx + step, cy - step
+    page.mouse.move(x + 1, y)
     page.mouse.move(x, y)
-    page.wait_for_timeout(300)
+    page.wait_for_function(
+        "(uid) => annotome.viewer().mouseState.pickedAnnotationId === uid", arg=points[1]["uid"]
+    )
     ctrl_click(page, x, y, alt=True, button="right")
     page.wait_for_function("() => annotome.count() === 3", timeout=10_000)
     page.evaluate("() => annotome.settled()")
