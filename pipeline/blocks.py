@@ -9,7 +9,6 @@ on a Celery adapter that offers ``map`` or ``submit``.
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -85,19 +84,65 @@ def iter_blocks(
     shape: Sequence[int], block_shape: int | Sequence[int], halo: int | Sequence[int] = 0
 ) -> Iterator[Block]:
     """Blocks covering ``shape`` exactly, in C order; the last block on an axis may be smaller."""
-    ndim = len(shape)
-    blocks = _as_tuple(block_shape, ndim, "block shape")
-    halos = _as_tuple(halo, ndim, "halo")
-    if any(b < 1 for b in blocks) or any(h < 0 for h in halos):
-        raise ValueError("block sizes must be positive and halos non-negative")
-    grid = grid_shape(shape, blocks)
-    for index, grid_index in enumerate(itertools.product(*(range(g) for g in grid))):
+    return Grid.of(shape, block_shape, halo).blocks()
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The block grid of a volume: core blocks tiling ``shape`` and the halo read around each.
+
+    A plan stores it (:meth:`to_dict`) so that any process can rebuild one block by its index.
+    """
+
+    shape: tuple[int, ...]
+    block_shape: tuple[int, ...]
+    halo: tuple[int, ...]
+
+    @classmethod
+    def of(
+        cls, shape: Sequence[int], block_shape: int | Sequence[int], halo: int | Sequence[int] = 0
+    ) -> Grid:
+        ndim = len(shape)
+        blocks = _as_tuple(block_shape, ndim, "block shape")
+        halos = _as_tuple(halo, ndim, "halo")
+        if any(b < 1 for b in blocks) or any(h < 0 for h in halos):
+            raise ValueError("block sizes must be positive and halos non-negative")
+        return cls(tuple(int(n) for n in shape), blocks, halos)
+
+    @property
+    def counts(self) -> tuple[int, ...]:
+        """Blocks along each axis."""
+        return grid_shape(self.shape, self.block_shape)
+
+    @property
+    def strides(self) -> tuple[int, ...]:
+        """Index step to the next block along each axis (C order)."""
+        counts = self.counts
+        return tuple(math.prod(counts[axis + 1 :]) for axis in range(len(counts)))
+
+    def __len__(self) -> int:
+        return math.prod(self.counts)
+
+    def block(self, index: int) -> Block:
+        if not 0 <= index < len(self):
+            raise IndexError(f"block {index} outside a grid of {len(self)}")
+        grid_index = tuple(int(i) for i in np.unravel_index(index, self.counts))
         core = tuple(
             slice(i * b, min((i + 1) * b, n))
-            for i, b, n in zip(grid_index, blocks, shape, strict=True)
+            for i, b, n in zip(grid_index, self.block_shape, self.shape, strict=True)
         )
-        outer = tuple(slice(c.start - h, c.stop + h) for c, h in zip(core, halos, strict=True))
-        yield Block(index=index, grid_index=grid_index, core=core, outer=outer)
+        outer = tuple(slice(c.start - h, c.stop + h) for c, h in zip(core, self.halo, strict=True))
+        return Block(index=index, grid_index=grid_index, core=core, outer=outer)
+
+    def blocks(self) -> Iterator[Block]:
+        return (self.block(i) for i in range(len(self)))
+
+    def to_dict(self) -> dict[str, list[int]]:
+        return {"shape": list(self.shape), "block": list(self.block_shape), "halo": list(self.halo)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Grid:
+        return cls.of(data["shape"], data["block"], data["halo"])
 
 
 def read_padded(array: ReadableArray, region: Region, fill: float = 0) -> np.ndarray:

@@ -34,19 +34,26 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
-import zarr
 
-from pipeline.blocks import Block, ReadableArray, iter_blocks, run_blocks
+from pipeline.blocks import Block, Grid, ReadableArray
 from pipeline.errors import InvalidInputError
 from pipeline.model_io import LoadedModel, load_model
 from pipeline.normalise import Scaling
 from pipeline.patches import read_normalised
+from pipeline.plan import (
+    ArrayRef,
+    BlockPlan,
+    LocalExecutor,
+    ref_from_dict,
+    ref_to_dict,
+    resolve,
+    write_atomic,
+)
 from pipeline.progress import ProgressCallback, no_progress
 from pipeline.torch_setup import (
     compile_for_inference,
@@ -78,27 +85,90 @@ class PredictResult:
 
 
 @dataclass(frozen=True)
-class _Job:
-    """What a block task needs; pickles for process pools (the model travels as its path)."""
+class PredictPlan(BlockPlan):
+    """One step, ``predict``: item ``g`` predicts the blocks of ``groups[g]`` as one batch.
+
+    The groups are fixed when planning (blocks outside the tissue mask are left out), so a
+    resumed or remote run numbers them alike; a group is done when all its blocks' markers exist.
+    The model travels as its path (each worker process loads it once); ``model`` is kept only for
+    in-process runs of a model that has no file.
+    """
+
+    kind: ClassVar[str] = "predict"
+    steps: ClassVar[tuple[str, ...]] = ("predict",)
 
     model_path: str | None
     model: LoadedModel | None
     device: str
-    image: ReadableArray
-    probability: Any
-    distance: Any
-    done_dir: str
-    block_shape: tuple[int, ...]
+    image: Any  # array-like, or an ArrayRef
+    out_dir: str
+    grid: Grid
+    groups: tuple[tuple[int, ...], ...]
     compile: bool
     num_threads: int | None
     scaling: Scaling
-    semantic: dict[str, Any] = field(default_factory=dict)  # extra logits head -> output array
+    semantic: tuple[str, ...] = ()  # extra logits heads, each written to <name>.ome.zarr
+
+    def output(self, name: str) -> Any:
+        return ArrayRef(str(Path(self.out_dir) / f"{name}.ome.zarr" / "s0"), writable=True).open()
+
+    @property
+    def done_dir(self) -> Path:
+        return Path(self.out_dir) / "done"
+
+    @property
+    def work_dir(self) -> Path:
+        return Path(self.out_dir)
+
+    def items(self, step: str) -> int:
+        return len(self.groups)
+
+    def is_done(self, step: str, item: int) -> bool:
+        return all((self.done_dir / str(i)).exists() for i in self.groups[item])
+
+    def run_item(self, step: str, item: int) -> None:
+        if step != "predict":
+            raise KeyError(f"predict plan has no step {step!r}")
+        _predict_blocks(self, [self.grid.block(i) for i in self.groups[item]])
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.model_path is None:
+            raise InvalidInputError("a plan for other processes needs the model as a file")
+        return {
+            "model": self.model_path,
+            "device": self.device,
+            "image": ref_to_dict(self.image, "image"),
+            "out_dir": self.out_dir,
+            "grid": self.grid.to_dict(),
+            "groups": [list(g) for g in self.groups],
+            "compile": self.compile,
+            "num_threads": self.num_threads,
+            "scaling": [self.scaling.offset, self.scaling.scale],
+            "semantic": list(self.semantic),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PredictPlan:
+        threads = data["num_threads"]
+        return cls(
+            model_path=str(data["model"]),
+            model=None,
+            device=str(data["device"]),
+            image=ref_from_dict(data["image"]),
+            out_dir=str(data["out_dir"]),
+            grid=Grid.from_dict(data["grid"]),
+            groups=tuple(tuple(int(i) for i in g) for g in data["groups"]),
+            compile=bool(data["compile"]),
+            num_threads=None if threads is None else int(threads),
+            scaling=Scaling(float(data["scaling"][0]), float(data["scaling"][1])),
+            semantic=tuple(str(n) for n in data["semantic"]),
+        )
 
 
 _MODELS: dict[tuple[str, str, bool], tuple[LoadedModel, torch.nn.Module]] = {}
 
 
-def _model_for(job: _Job) -> tuple[LoadedModel, torch.nn.Module]:
+def _model_for(job: PredictPlan) -> tuple[LoadedModel, torch.nn.Module]:
     """The job's model and its callable (channels-last, maybe compiled), cached per process."""
     key = (job.model_path or "in-memory", job.device, job.compile)
     cached = _MODELS.get(key)
@@ -117,10 +187,12 @@ def _model_for(job: _Job) -> tuple[LoadedModel, torch.nn.Module]:
     return loaded, module
 
 
-def _predict_blocks(job: _Job, blocks: Sequence[Block]) -> int:
+def _predict_blocks(job: PredictPlan, blocks: Sequence[Block]) -> int:
     """Predict and write a group of blocks (one batch); returns how many were written."""
     configure_threads(job.num_threads)
     loaded, module = _model_for(job)
+    image = resolve(job.image)
+    probability_out, distance_out = job.output(PROBABILITY_HEAD), job.output(DISTANCE_HEAD)
     configure_backends(loaded.device)
     margin = loaded.config.margin
     period = loaded.config.output_multiple
@@ -128,17 +200,17 @@ def _predict_blocks(job: _Job, blocks: Sequence[Block]) -> int:
     # along an axis valid block sizes are not multiples of it (depth 3: 4, 12, 20, ... period 8),
     # so such a block's window starts at the period below its corner and is a period longer
     # (still a valid output), and the block is cropped out of it.
-    extra = tuple(0 if b % p == 0 else p for b, p in zip(job.block_shape, period, strict=True))
+    extra = tuple(0 if b % p == 0 else p for b, p in zip(job.grid.block_shape, period, strict=True))
     inputs, offsets = [], []
     for block in blocks:
         offset = tuple(c.start % p if e else 0 for c, p, e in zip(block.core, period, extra,
                                                                   strict=True))  # fmt: skip
         region = tuple(
             slice(c.start - o - m, c.start - o + b + e + m)
-            for c, o, b, e, m in zip(block.core, offset, job.block_shape, extra, margin,
+            for c, o, b, e, m in zip(block.core, offset, job.grid.block_shape, extra, margin,
                                      strict=True)
         )  # fmt: skip
-        inputs.append(read_normalised(job.image, region, job.scaling.offset, job.scaling.scale))
+        inputs.append(read_normalised(image, region, job.scaling.offset, job.scaling.scale))
         offsets.append(offset)
     fmt = memory_format(loaded.device, loaded.config.dims)
     stacked = np.stack(inputs)
@@ -154,12 +226,11 @@ def _predict_blocks(job: _Job, blocks: Sequence[Block]) -> int:
         }
     for i, block in enumerate(blocks):
         crop = tuple(slice(o, o + n) for o, n in zip(offsets[i], block.core_shape, strict=True))
-        job.probability[block.core] = probability[i][crop]
-        job.distance[block.core] = distance[i][crop]
+        probability_out[block.core] = probability[i][crop]
+        distance_out[block.core] = distance[i][crop]
         for name, values in semantic.items():
-            job.semantic[name][block.core] = values[i][crop]
-        marker = Path(job.done_dir) / str(block.index)
-        marker.write_text(repr(float(distance[i][crop].max())))
+            job.output(name)[block.core] = values[i][crop]
+        write_atomic(job.done_dir / str(block.index), repr(float(distance[i][crop].max())))
     return len(blocks)
 
 
@@ -168,6 +239,8 @@ def recorded_distance_max(done_dir: Path) -> float:
     markers of older runs are empty)."""
     values = []
     for marker in done_dir.iterdir():
+        if marker.name.startswith("."):  # a marker being written
+            continue
         try:
             values.append(float(marker.read_text()))
         except ValueError:
@@ -197,14 +270,14 @@ def _check_block_shape(model: LoadedModel, block_shape: Sequence[int]) -> tuple[
 
 
 def _open_image(
-    image: ReadableArray | Path, level: int, channels: int = 1
+    image: ReadableArray | ArrayRef, channels: int = 1
 ) -> tuple[ReadableArray, tuple[float, ...] | None]:
     """An array-like as-is, or a volume file (OME-Zarr level, .npy) with its voxel size in nm."""
-    if not isinstance(image, str | Path):
+    if not isinstance(image, ArrayRef):
         return image, None
     from pipeline.volumes import open_volume
 
-    volume = open_volume(Path(image), level, channels=channels)
+    volume = open_volume(Path(image.path), image.level, channels=channels)
     return volume.array, volume.voxel_size
 
 
@@ -222,8 +295,8 @@ def _mask_region(
 def _prepare_outputs(
     out_dir: Path, manifest: dict[str, Any], shape: tuple[int, ...], block: tuple[int, ...],
     voxel_size: Sequence[float], clamp_nm: float, semantic: Sequence[str] = (),
-) -> tuple[Any, Any, dict[str, Any]]:  # fmt: skip
-    """Create the outputs, or reopen them when a run with the same parameters left them."""
+) -> None:  # fmt: skip
+    """Create the outputs, or keep them when a run with the same parameters left them."""
     manifest_path = out_dir / "predict.json"
     prob_path, dist_path = out_dir / "probability.ome.zarr", out_dir / "distance.ome.zarr"
     semantic_paths = {name: out_dir / f"{name}.ome.zarr" for name in semantic}
@@ -233,11 +306,7 @@ def _prepare_outputs(
             raise InvalidInputError(
                 f"{out_dir} holds a prediction with other parameters: use another directory"
             )
-        return (
-            zarr.open_array(str(prob_path / "s0"), mode="r+"),
-            zarr.open_array(str(dist_path / "s0"), mode="r+"),
-            {n: zarr.open_array(str(p / "s0"), mode="r+") for n, p in semantic_paths.items()},
-        )
+        return
     if prob_path.exists() or dist_path.exists():
         raise InvalidInputError(f"{out_dir} already holds prediction outputs without a manifest")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -245,50 +314,36 @@ def _prepare_outputs(
     from pipeline.ome_zarr_io import create_single_level_image
 
     common: dict[str, Any] = {"dtype": np.float32, "chunks": chunks, "voxel_size": voxel_size}
-    probability = create_single_level_image(prob_path, shape, name=PROBABILITY_HEAD, **common)
-    distance = create_single_level_image(
-        dist_path, shape, name=DISTANCE_HEAD, fill_value=-clamp_nm, **common
-    )
-    extra = {
-        name: create_single_level_image(path, shape, name=name, **common)
-        for name, path in semantic_paths.items()
-    }
+    create_single_level_image(prob_path, shape, name=PROBABILITY_HEAD, **common)
+    create_single_level_image(dist_path, shape, name=DISTANCE_HEAD, fill_value=-clamp_nm, **common)
+    for name, path in semantic_paths.items():
+        create_single_level_image(path, shape, name=name, **common)
     (out_dir / "done").mkdir(exist_ok=True)
     manifest_path.write_text(json.dumps(manifest, indent=1))
-    return probability, distance, extra
 
 
-def predict_volume(
+def plan_predict(
     model: LoadedModel | Path,
-    image: ReadableArray | Path,
+    image: ReadableArray | ArrayRef | Path,
     out_dir: Path,
     *,
     level: int = 0,
     block_shape: Sequence[int] | None = None,
     mask: ReadableArray | None = None,
     voxel_size: Sequence[float] | None = None,
-    executor: Any = None,
     batch_size: int = 1,
     compile: bool = False,
     num_threads: int | None = None,
     device: str = "auto",
     scaling: Scaling | None = None,
-    progress: ProgressCallback = no_progress,
-) -> PredictResult:
-    """Predict probability and distance over ``image`` block by block (see the module doc).
+    for_workers: bool = False,
+) -> PredictPlan:
+    """Check the inputs, create (or reopen) the outputs and plan the prediction.
 
-    ``model`` is a loaded model or a model file (a process pool needs a file: each worker loads
-    it once). ``image`` is a (z, y, x) or (y, x) array-like or an OME-Zarr path (``level``);
-    ``block_shape`` is the output block (default :func:`default_block_shape`); ``voxel_size``
-    (nm) for the output metadata defaults to the OME-Zarr's, else the model's. ``scaling``
-    overrides the intensity map the model's normalisation gives for ``image`` (pass the whole
-    volume's when ``image`` is a crop of it).
+    ``for_workers``: the blocks run in other processes, which load the model from its file on
+    ``device`` (a process pool, Celery workers); otherwise the loaded model is used here.
+    Arguments as :func:`predict_volume`.
     """
-    if is_forking_pool(executor):
-        raise InvalidInputError(
-            "torch hangs in workers forked from a process that ran it: pass a pool from "
-            "pipeline.torch_setup.inference_process_pool (fork server) instead"
-        )
     loaded = model if isinstance(model, LoadedModel) else load_model(Path(model), device)
     # The model's file, also when a loaded model was given: process-pool workers load it, and
     # predict.json names it so that `segment` reads the fitted settings recorded in it.
@@ -298,7 +353,9 @@ def predict_volume(
         h.name for h in config.heads
     }:
         raise InvalidInputError("the model needs a probability and a distance head to predict")
-    array, recorded = _open_image(image, level, config.in_channels)
+    if isinstance(image, str | Path):
+        image = ArrayRef(str(Path(image).resolve()), level, config.in_channels)
+    array, recorded = _open_image(image, config.in_channels)
     full = tuple(int(n) for n in array.shape)
     shape = full[1:] if config.in_channels > 1 else full
     if len(shape) != config.dims or (config.in_channels > 1 and full[0] != config.in_channels):
@@ -333,47 +390,82 @@ def predict_volume(
         "std": scaling.scale,
         "clamp_nm": loaded.clamp_nm,
     }
-    out_dir = Path(out_dir)
-    probability, distance, semantic_arrays = _prepare_outputs(
-        out_dir, manifest, shape, block, sizes, loaded.clamp_nm, semantic
-    )
-    done_dir = out_dir / "done"
-    finished = {p.name for p in done_dir.iterdir()}
-    todo: list[Block] = []
-    skipped = resumed = 0
-    for b in iter_blocks(shape, block):
-        if str(b.index) in finished:
-            resumed += 1
-        elif mask is not None and not np.any(mask[_mask_region(b.core, shape, mask.shape)]):
-            skipped += 1
-        else:
-            todo.append(b)
-    job = _Job(
-        model_path=model_path if executor is not None else None,
-        model=None if executor is not None and model_path is not None else loaded,
-        device=str(loaded.device) if executor is None else device,
-        image=array,
-        probability=probability,
-        distance=distance,
-        done_dir=str(done_dir),
-        block_shape=block,
+    out_dir = Path(out_dir).resolve()
+    _prepare_outputs(out_dir, manifest, shape, block, sizes, loaded.clamp_nm, semantic)
+    grid = Grid.of(shape, block)
+    wanted = [
+        b.index
+        for b in grid.blocks()
+        if mask is None or np.any(mask[_mask_region(b.core, shape, mask.shape)])
+    ]
+    size = max(1, batch_size)
+    remote = for_workers and model_path is not None
+    return PredictPlan(
+        model_path=model_path,
+        model=None if remote else loaded,
+        device=device if for_workers else str(loaded.device),
+        image=image,
+        out_dir=str(out_dir),
+        grid=grid,
+        groups=tuple(tuple(wanted[i : i + size]) for i in range(0, len(wanted), size)),
         compile=compile,
         num_threads=num_threads,
         scaling=scaling,
-        semantic=semantic_arrays,
+        semantic=tuple(semantic),
     )
-    groups = [todo[i : i + max(1, batch_size)] for i in range(0, len(todo), max(1, batch_size))]
-    counts = run_blocks(
-        partial(_predict_blocks, job), groups, executor, progress=progress, stage="predict"
-    )
+
+
+def predict_volume(
+    model: LoadedModel | Path,
+    image: ReadableArray | Path,
+    out_dir: Path,
+    *,
+    level: int = 0,
+    block_shape: Sequence[int] | None = None,
+    mask: ReadableArray | None = None,
+    voxel_size: Sequence[float] | None = None,
+    executor: Any = None,
+    batch_size: int = 1,
+    compile: bool = False,
+    num_threads: int | None = None,
+    device: str = "auto",
+    scaling: Scaling | None = None,
+    progress: ProgressCallback = no_progress,
+) -> PredictResult:
+    """Predict probability and distance over ``image`` block by block (see the module doc).
+
+    Plans with :func:`plan_predict` and runs the plan here (:class:`pipeline.plan.LocalExecutor`).
+    ``model`` is a loaded model or a model file (a process pool needs a file: each worker loads
+    it once). ``image`` is a (z, y, x) or (y, x) array-like or an OME-Zarr path (``level``);
+    ``block_shape`` is the output block (default :func:`default_block_shape`); ``voxel_size``
+    (nm) for the output metadata defaults to the OME-Zarr's, else the model's. ``scaling``
+    overrides the intensity map the model's normalisation gives for ``image`` (pass the whole
+    volume's when ``image`` is a crop of it).
+    """
+    if is_forking_pool(executor):
+        raise InvalidInputError(
+            "torch hangs in workers forked from a process that ran it: pass a pool from "
+            "pipeline.torch_setup.inference_process_pool (fork server) instead"
+        )
+    plan = plan_predict(
+        model, image, out_dir,
+        level=level, block_shape=block_shape, mask=mask, voxel_size=voxel_size,
+        batch_size=batch_size, compile=compile, num_threads=num_threads, device=device,
+        scaling=scaling, for_workers=executor is not None,
+    )  # fmt: skip
+    planned = sum(len(g) for g in plan.groups)
+    todo = plan.pending("predict")
+    done = sum(len(plan.groups[g]) for g in todo)
+    LocalExecutor(executor).execute(plan, progress)
+    out = Path(plan.out_dir)
     return PredictResult(
-        probability_path=out_dir / "probability.ome.zarr",
-        distance_path=out_dir / "distance.ome.zarr",
-        blocks_done=sum(counts),
-        blocks_skipped=skipped,
-        blocks_resumed=resumed,
-        block_shape=block,
-        scaling=scaling,
-        distance_max_nm=recorded_distance_max(done_dir),
-        semantic_paths={name: out_dir / f"{name}.ome.zarr" for name in semantic},
+        probability_path=out / "probability.ome.zarr",
+        distance_path=out / "distance.ome.zarr",
+        blocks_done=done,
+        blocks_skipped=len(plan.grid) - planned,
+        blocks_resumed=planned - done,
+        block_shape=plan.grid.block_shape,
+        scaling=plan.scaling,
+        distance_max_nm=recorded_distance_max(plan.done_dir),
+        semantic_paths={name: out / f"{name}.ome.zarr" for name in plan.semantic},
     )

@@ -1,13 +1,13 @@
 """Whole-volume segmentation of a distance map, block by block, in bounded memory.
 
-Pass 1 (one task per block, any executor): seeded watershed on the block plus a halo of context,
-cropped to the core and numbered 1..n locally; the local labels are written into the output array,
-and the labels on the slabs around the block's faces go to a small scratch file.
-Merge (one task per block): for each face shared with the next block along an axis, the segments
-whose footprints on the face slab have IoU >= the threshold are paired; ids are made unique by
-offsetting each block's local ids by the running count of the blocks before it, and union-find over
-the whole volume joins the pairs. Pass 2 (one task per block): each block's local labels are mapped
-to consecutive final ids in place.
+Planned first (:func:`plan_segment`, a :class:`SegmentPlan` that any process can load), then run
+by an executor. Watershed (one task per block): seeded watershed on the block plus a halo of
+context, cropped to the core and numbered 1..n locally into a scratch array; the labels on the slabs
+around the block's faces go to a small scratch file. Merge (one task per block): for each face
+shared with the next block along an axis, the segments whose footprints on the face slab have IoU >=
+the threshold are paired; ids are made unique by offsetting each block's local ids by the running
+count of the blocks before it, and union-find over the whole volume joins the pairs. Relabel (one
+task per block): each block's local labels are mapped to consecutive final ids in the output.
 
 Peak memory is a few copies of one block plus its halo, plus one integer per segment; the volume
 is never loaded. Labels are uint32: final ids are consecutive, so they are bounded by the number of
@@ -17,22 +17,32 @@ objects (4e9), and uint32 halves the storage and transfer of uint64.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
+import os
 import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import fastremap
 import numpy as np
 import zarr
 
 from pipeline.block_merge import DEFAULT_IOU_THRESHOLD, UnionFind, consecutive_ids, face_matches
-from pipeline.blocks import Block, ReadableArray, grid_shape, iter_blocks, run_blocks
+from pipeline.blocks import Block, Grid, ReadableArray
 from pipeline.errors import InvalidInputError
+from pipeline.plan import (
+    ArrayRef,
+    BlockPlan,
+    LocalExecutor,
+    ref_from_dict,
+    ref_to_dict,
+    resolve,
+    write_atomic,
+)
 from pipeline.progress import ProgressCallback, no_progress
 from pipeline.segment_params import smooth_sigma_voxels
 from pipeline.watershed import DEFAULT_SEED_THRESHOLD_NM, seeded_watershed
@@ -51,22 +61,6 @@ class SegmentResult:
     n_segments: int  # segments found in the blocks before merging
     block_shape: tuple[int, ...]
     halo: tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class _Job:
-    """Everything a block task needs; pickles for process pools (zarr arrays pickle by store)."""
-
-    distance: ReadableArray
-    out: Any
-    grid: tuple[int, ...]
-    seed_threshold: float
-    mask_threshold: float
-    min_seed_voxels: int
-    seed_dynamic: float
-    smooth_sigma: tuple[float, ...]
-    iou_threshold: float
-    scratch: str
 
 
 def default_halo(
@@ -119,71 +113,215 @@ def _face_slab(axis: int, start: int, region: tuple[slice, ...]) -> tuple[slice,
     return tuple(slab)
 
 
-def _segment_block(job: _Job, block: Block) -> int:
-    """Pass 1 for one block: write local labels 1..n to the core, save face slabs; returns n."""
-    # Only the part inside the volume: smoothing then sees the volume's own edge, as on the whole.
-    shape = tuple(int(n) for n in job.distance.shape)
-    inside = tuple(
-        slice(max(s.start, 0), min(s.stop, n)) for s, n in zip(block.outer, shape, strict=True)
-    )
-    where = tuple(
-        slice(i.start - o.start, i.stop - o.start) for i, o in zip(inside, block.outer, strict=True)
-    )
-    distance = np.asarray(job.distance[inside]).astype(np.float32, copy=False)
-    labels = np.zeros(tuple(s.stop - s.start for s in block.outer), dtype=LABEL_DTYPE)
-    labels[where] = seeded_watershed(
-        distance,
-        seed_threshold=job.seed_threshold,
-        mask_threshold=job.mask_threshold,
-        min_seed_voxels=job.min_seed_voxels,
-        smooth_sigma=job.smooth_sigma,
-        seed_dynamic=job.seed_dynamic,
-    )
-    del distance
-    inner = block.core_in_outer
-    core = labels[inner]
-    ids = fastremap.unique(core)
-    ids = ids[ids != 0]
-    lut = np.zeros(int(labels.max()) + 1, dtype=LABEL_DTYPE)
-    lut[ids] = np.arange(1, ids.size + 1, dtype=LABEL_DTYPE)
-    job.out[block.core] = lut[core]
-    faces: dict[str, np.ndarray] = {}
-    for axis, position in enumerate(block.grid_index):
-        # The slabs are the core's first/last plane and the halo plane beyond it, seen from here;
-        # halo segments absent from the core map to 0.
-        if position > 0:
-            faces[f"lower{axis}"] = lut[labels[_face_slab(axis, inner[axis].start - 1, inner)]]
-        if position < job.grid[axis] - 1:
-            faces[f"upper{axis}"] = lut[labels[_face_slab(axis, inner[axis].stop - 1, inner)]]
-    np.savez(Path(job.scratch) / f"{block.index}.npz", **faces)  # type: ignore[arg-type]
-    return int(ids.size)
+def _write_npy(path: Path, array: np.ndarray) -> None:
+    """``np.save`` that a concurrent reader sees whole or not at all."""
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")
+    np.save(tmp, array)
+    os.replace(tmp, path)
 
 
-def _merge_block_faces(job: _Job, item: tuple[Block, tuple[int, ...]]) -> np.ndarray:
-    """Pairs of global ids to join across this block's upper faces (offsets per block given)."""
-    block, offsets = item
-    strides = [math.prod(job.grid[axis + 1 :]) for axis in range(len(job.grid))]
-    pairs: list[np.ndarray] = []
-    with np.load(Path(job.scratch) / f"{block.index}.npz") as own:
+@dataclass(frozen=True)
+class SegmentPlan(BlockPlan):
+    """Seeded watershed per block, face matching, union-find and relabelling, as three steps.
+
+    ``watershed`` writes each block's local labels 1..n to a scratch Zarr array (never to the
+    output), its face slabs and its count; ``merge`` pairs segments across each block's upper
+    faces; ``relabel`` writes final ids to the output. Every item only reads what an earlier step
+    finished and writes its own files, so an item run twice gives the same bytes: a worker killed
+    mid-run is recovered by running the plan again.
+    """
+
+    kind: ClassVar[str] = "segment"
+    steps: ClassVar[tuple[str, ...]] = ("watershed", "merge", "relabel")
+
+    distance: Any  # array-like, or an ArrayRef
+    out: Any  # writable array, or a writable ArrayRef
+    grid: Grid
+    seed_threshold: float
+    mask_threshold: float
+    min_seed_voxels: int
+    seed_dynamic: float
+    smooth_sigma: tuple[float, ...]
+    iou_threshold: float
+    work: str
+
+    # --- files in the work directory -------------------------------------------------------
+
+    def _path(self, *parts: str) -> Path:
+        return Path(self.work, *parts)
+
+    def _local(self) -> Any:
+        return ArrayRef(str(self._path("local.zarr")), writable=True).open()
+
+    def prepare(self) -> None:
+        """Create the scratch array and folders (kept when a run resumes)."""
+        import zarr
+
+        for folder in ("faces", "counts", "pairs", "relabel"):
+            self._path(folder).mkdir(parents=True, exist_ok=True)
+        if not self._path("local.zarr").exists():
+            zarr.create_array(
+                str(self._path("local.zarr")), shape=self.grid.shape,
+                chunks=self.grid.block_shape, dtype=LABEL_DTYPE, fill_value=0,
+            )  # fmt: skip
+
+    # --- the plan protocol -------------------------------------------------------------------
+
+    @property
+    def work_dir(self) -> Path:
+        return Path(self.work)
+
+    def items(self, step: str) -> int:
+        return len(self.grid)
+
+    def is_done(self, step: str, item: int) -> bool:
+        marker = {"watershed": ("counts", str(item)), "merge": ("pairs", f"{item}.npy")}.get(
+            step, ("relabel", str(item))
+        )
+        return self._path(*marker).exists()
+
+    def run_item(self, step: str, item: int) -> None:
+        if step == "watershed":
+            self._watershed(self.grid.block(item))
+        elif step == "merge":
+            self._merge(self.grid.block(item))
+        elif step == "relabel":
+            self._relabel(self.grid.block(item))
+        else:
+            raise KeyError(f"segment plan has no step {step!r}")
+
+    def finish_step(self, step: str) -> None:
+        if step == "watershed":
+            counts = [int(self._path("counts", str(i)).read_text()) for i in range(len(self.grid))]
+            offsets = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
+            _write_npy(self._path("offsets.npy"), offsets)
+        elif step == "merge":
+            offsets = np.load(self._path("offsets.npy"))
+            union_find = UnionFind(int(offsets[-1]))
+            n_merged = sum(
+                union_find.union_pairs(np.load(self._path("pairs", f"{i}.npy")))
+                for i in range(len(self.grid))
+            )
+            final, n_objects = consecutive_ids(union_find.roots())
+            _write_npy(self._path("final.npy"), final)
+            summary = {"objects": n_objects, "merged": n_merged, "segments": int(offsets[-1])}
+            write_atomic(self._path("summary.json"), json.dumps(summary))
+
+    def summary(self) -> dict[str, int]:
+        """Objects, merged segments and block segments (after the merge step)."""
+        data: dict[str, int] = json.loads(self._path("summary.json").read_text())
+        return data
+
+    # --- the steps ---------------------------------------------------------------------------
+
+    def _watershed(self, block: Block) -> None:
+        """Local labels 1..n of the block's core to scratch, face slabs, then the count."""
+        distance_array = resolve(self.distance)
+        # Only the part inside the volume: smoothing then sees the volume's own edge, as on the
+        # whole.
+        inside = tuple(
+            slice(max(s.start, 0), min(s.stop, n))
+            for s, n in zip(block.outer, self.grid.shape, strict=True)
+        )
+        where = tuple(
+            slice(i.start - o.start, i.stop - o.start)
+            for i, o in zip(inside, block.outer, strict=True)
+        )
+        distance = np.asarray(distance_array[inside]).astype(np.float32, copy=False)
+        labels = np.zeros(block.outer_shape, dtype=LABEL_DTYPE)
+        labels[where] = seeded_watershed(
+            distance,
+            seed_threshold=self.seed_threshold,
+            mask_threshold=self.mask_threshold,
+            min_seed_voxels=self.min_seed_voxels,
+            smooth_sigma=self.smooth_sigma,
+            seed_dynamic=self.seed_dynamic,
+        )
+        del distance
+        inner = block.core_in_outer
+        core = labels[inner]
+        ids = fastremap.unique(core)
+        ids = ids[ids != 0]
+        lut = np.zeros(int(labels.max()) + 1, dtype=LABEL_DTYPE)
+        lut[ids] = np.arange(1, ids.size + 1, dtype=LABEL_DTYPE)
+        self._local()[block.core] = lut[core]
+        faces: dict[str, np.ndarray] = {}
+        counts = self.grid.counts
         for axis, position in enumerate(block.grid_index):
-            if position >= job.grid[axis] - 1:
-                continue
-            neighbour = block.index + strides[axis]
-            with np.load(Path(job.scratch) / f"{neighbour}.npz") as other:
-                matches = face_matches(
-                    own[f"upper{axis}"], other[f"lower{axis}"], job.iou_threshold
-                )
-            if matches.size:
-                pairs.append(matches + np.array([offsets[0], offsets[1 + axis]], dtype=np.int64))
-    return np.concatenate(pairs) if pairs else np.zeros((0, 2), dtype=np.int64)
+            # The slabs are the core's first/last plane and the halo plane beyond it, seen from
+            # here; halo segments absent from the core map to 0.
+            if position > 0:
+                faces[f"lower{axis}"] = lut[labels[_face_slab(axis, inner[axis].start - 1, inner)]]
+            if position < counts[axis] - 1:
+                faces[f"upper{axis}"] = lut[labels[_face_slab(axis, inner[axis].stop - 1, inner)]]
+        tmp = self._path("faces", f".{block.index}.{os.getpid()}.tmp.npz")
+        np.savez(tmp, **faces)  # type: ignore[arg-type]
+        os.replace(tmp, self._path("faces", f"{block.index}.npz"))
+        write_atomic(self._path("counts", str(block.index)), str(int(ids.size)))
 
+    def _merge(self, block: Block) -> None:
+        """Pairs of global ids to join across the block's upper faces."""
+        offsets = np.load(self._path("offsets.npy"), mmap_mode="r")
+        pairs: list[np.ndarray] = []
+        with np.load(self._path("faces", f"{block.index}.npz")) as own:
+            for axis, position in enumerate(block.grid_index):
+                if position >= self.grid.counts[axis] - 1:
+                    continue
+                neighbour = block.index + self.grid.strides[axis]
+                with np.load(self._path("faces", f"{neighbour}.npz")) as other:
+                    matches = face_matches(
+                        own[f"upper{axis}"], other[f"lower{axis}"], self.iou_threshold
+                    )
+                if matches.size:
+                    shift = np.array([offsets[block.index], offsets[neighbour]], dtype=np.int64)
+                    pairs.append(matches + shift)
+        found = np.concatenate(pairs) if pairs else np.zeros((0, 2), dtype=np.int64)
+        _write_npy(self._path("pairs", f"{block.index}.npy"), found)
 
-def _relabel_block(job: _Job, item: tuple[Block, np.ndarray]) -> None:
-    """Pass 2 for one block: map local ids to final ids in place."""
-    block, lut = item
-    if lut.size > 1:
-        local = np.asarray(job.out[block.core])
-        job.out[block.core] = lut[local]
+    def _relabel(self, block: Block) -> None:
+        """The block's final ids, read through the merged lookup, into the output."""
+        offsets = np.load(self._path("offsets.npy"), mmap_mode="r")
+        final = np.load(self._path("final.npy"), mmap_mode="r")
+        lut = np.concatenate(
+            [
+                np.zeros(1, LABEL_DTYPE),
+                final[offsets[block.index] + 1 : offsets[block.index + 1] + 1],
+            ]
+        )
+        local = np.asarray(self._local()[block.core])
+        resolve(self.out)[block.core] = lut[local]
+        write_atomic(self._path("relabel", str(block.index)), "")
+
+    # --- persistence -------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "distance": ref_to_dict(self.distance, "distance map"),
+            "out": ref_to_dict(self.out, "output label array"),
+            "grid": self.grid.to_dict(),
+            "seed_threshold": self.seed_threshold,
+            "mask_threshold": self.mask_threshold,
+            "min_seed_voxels": self.min_seed_voxels,
+            "seed_dynamic": self.seed_dynamic,
+            "smooth_sigma": list(self.smooth_sigma),
+            "iou_threshold": self.iou_threshold,
+            "work": self.work,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SegmentPlan:
+        return cls(
+            distance=ref_from_dict(data["distance"]),
+            out=ref_from_dict(data["out"]),
+            grid=Grid.from_dict(data["grid"]),
+            seed_threshold=float(data["seed_threshold"]),
+            mask_threshold=float(data["mask_threshold"]),
+            min_seed_voxels=int(data["min_seed_voxels"]),
+            seed_dynamic=float(data["seed_dynamic"]),
+            smooth_sigma=tuple(float(v) for v in data["smooth_sigma"]),
+            iou_threshold=float(data["iou_threshold"]),
+            work=str(data["work"]),
+        )
 
 
 def _check_output(out: Any, shape: tuple[int, ...], block_shape: tuple[int, ...]) -> None:
@@ -201,8 +339,73 @@ def _check_output(out: Any, shape: tuple[int, ...], block_shape: tuple[int, ...]
         )
 
 
+def plan_segment(
+    distance: ReadableArray | ArrayRef | Path,
+    out: Any,
+    work_dir: str | Path,
+    *,
+    block_shape: int | Sequence[int] = 128,
+    halo: int | Sequence[int] | None = None,
+    voxel_size: Sequence[float] | None = None,
+    seed_threshold: float = DEFAULT_SEED_THRESHOLD_NM,
+    mask_threshold: float = 0.0,
+    min_seed_voxels: int = 0,
+    smooth_nm: float = 0.0,
+    seed_dynamic_nm: float = 0.0,
+    iou_threshold: float = DEFAULT_IOU_THRESHOLD,
+    name: str = "nuclei",
+) -> SegmentPlan:
+    """Check the inputs, create the output and the work directory, and plan the segmentation.
+
+    A ``distance`` given as a path (or :class:`ArrayRef`) and an ``out`` given as a path give a
+    plan that :func:`pipeline.plan.save_plan` can hand to other processes.
+    """
+    if isinstance(distance, str | Path):
+        distance = ArrayRef(str(distance))
+    shape = tuple(int(n) for n in resolve(distance).shape)
+    ndim = len(shape)
+    if ndim not in (2, 3):
+        raise InvalidInputError(f"distance map must be 2D or 3D, got shape {shape}")
+    blocks_shape = (block_shape,) * ndim if isinstance(block_shape, int) else tuple(block_shape)
+    if len(blocks_shape) != ndim:
+        raise InvalidInputError(f"block shape {blocks_shape} does not match the map's {ndim}D")
+    if min(blocks_shape) < 1:
+        raise InvalidInputError(f"block shape {blocks_shape}: sizes must be positive")
+    if halo is None:
+        halos = default_halo(seed_threshold, voxel_size, ndim, smooth_nm)
+    else:
+        halos = (halo,) * ndim if isinstance(halo, int) else tuple(halo)
+    if len(halos) != ndim or min(halos) < 1:
+        raise InvalidInputError(f"halo {halos}: need one value of at least 1 voxel per axis")
+    if smooth_nm < 0 or (smooth_nm > 0 and voxel_size is None):
+        raise InvalidInputError("smoothing needs a non-negative smooth_nm and the voxel size")
+    smooth_sigma = (
+        smooth_sigma_voxels(smooth_nm, voxel_size) if voxel_size is not None else (0.0,) * ndim
+    )
+    if isinstance(out, str | Path):
+        chunks = tuple(OUTPUT_CHUNK if b % OUTPUT_CHUNK == 0 else b for b in blocks_shape)
+        chunks = tuple(min(c, n) for c, n in zip(chunks, shape, strict=True))
+        create_label_array(out, shape, chunks=chunks, voxel_size=voxel_size, name=name)
+        out = ArrayRef(str(Path(out) / "s0"), writable=True)
+    _check_output(resolve(out), shape, blocks_shape)
+    plan = SegmentPlan(
+        distance=distance,
+        out=out,
+        grid=Grid.of(shape, blocks_shape, halos),
+        seed_threshold=float(seed_threshold),
+        mask_threshold=float(mask_threshold),
+        min_seed_voxels=int(min_seed_voxels),
+        seed_dynamic=float(seed_dynamic_nm),
+        smooth_sigma=tuple(float(s) for s in smooth_sigma),
+        iou_threshold=float(iou_threshold),
+        work=str(Path(work_dir).resolve()),
+    )
+    plan.prepare()
+    return plan
+
+
 def segment_volume(
-    distance: ReadableArray,
+    distance: ReadableArray | ArrayRef | Path,
     out: Any,
     *,
     block_shape: int | Sequence[int] = 128,
@@ -221,105 +424,35 @@ def segment_volume(
 ) -> SegmentResult:
     """Segment a (z, y, x) or (y, x) distance map (nm) block by block into a label image.
 
+    Plans with :func:`plan_segment` and runs the plan here (:class:`pipeline.plan.LocalExecutor`).
     ``out`` is a writable array of the same shape (zarr, whose chunks divide the block shape, or
     numpy when no process pool is used) or a path where an NGFF 0.5 label image is created.
     ``halo`` defaults to :func:`default_halo`. ``executor`` runs the per-block tasks (see
-    :func:`pipeline.blocks.run_blocks`); ``scratch_dir`` holds the face slabs (a temporary
-    directory by default; it must be shared with the workers).
+    :func:`pipeline.blocks.run_blocks`); ``scratch_dir`` is the plan's work directory (the local
+    labels and face slabs; a temporary directory by default; it must be shared with the workers;
+    a run over an existing one resumes it).
     """
-    shape = tuple(int(n) for n in distance.shape)
-    ndim = len(shape)
-    if ndim not in (2, 3):
-        raise InvalidInputError(f"distance map must be 2D or 3D, got shape {shape}")
-    blocks_shape = (block_shape,) * ndim if isinstance(block_shape, int) else tuple(block_shape)
-    if len(blocks_shape) != ndim:
-        raise InvalidInputError(f"block shape {blocks_shape} does not match the map's {ndim}D")
-    if halo is None:
-        halos = default_halo(seed_threshold, voxel_size, ndim, smooth_nm)
-    else:
-        halos = (halo,) * ndim if isinstance(halo, int) else tuple(halo)
-    if len(halos) != ndim or min(halos) < 1:
-        raise InvalidInputError(f"halo {halos}: need one value of at least 1 voxel per axis")
-    if smooth_nm < 0 or (smooth_nm > 0 and voxel_size is None):
-        raise InvalidInputError("smoothing needs a non-negative smooth_nm and the voxel size")
-    smooth_sigma = (
-        smooth_sigma_voxels(smooth_nm, voxel_size) if voxel_size is not None else (0.0,) * ndim
-    )
-    if isinstance(out, str | Path):
-        chunks = tuple(OUTPUT_CHUNK if b % OUTPUT_CHUNK == 0 else b for b in blocks_shape)
-        chunks = tuple(min(c, n) for c, n in zip(chunks, shape, strict=True))
-        out = create_label_array(out, shape, chunks=chunks, voxel_size=voxel_size, name=name)
-    _check_output(out, shape, blocks_shape)
     if isinstance(out, np.ndarray) and isinstance(executor, ProcessPoolExecutor):
         raise InvalidInputError("a process pool cannot write into an in-memory output array")
-
-    blocks = list(iter_blocks(shape, blocks_shape, halos))
-    grid = grid_shape(shape, blocks_shape)
     scratch_context: contextlib.AbstractContextManager[str | Path] = (
         contextlib.nullcontext(scratch_dir)
         if scratch_dir is not None
-        else tempfile.TemporaryDirectory(prefix="segment-faces-")
+        else tempfile.TemporaryDirectory(prefix="segment-plan-")
     )
-    with scratch_context as scratch_name:
-        scratch = Path(scratch_name)
-        scratch.mkdir(parents=True, exist_ok=True)
-        job = _Job(
-            distance=distance,
-            out=out,
-            grid=grid,
-            seed_threshold=seed_threshold,
-            mask_threshold=mask_threshold,
-            min_seed_voxels=min_seed_voxels,
-            seed_dynamic=seed_dynamic_nm,
-            smooth_sigma=smooth_sigma,
-            iou_threshold=iou_threshold,
-            scratch=str(scratch),
-        )
-        counts = run_blocks(
-            partial(_segment_block, job), blocks, executor, progress=progress, stage="watershed"
-        )
-        offsets = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
-        n_segments = int(offsets[-1])
-        strides = [math.prod(grid[axis + 1 :]) for axis in range(ndim)]
-        merge_items = [
-            (
-                block,
-                (
-                    int(offsets[block.index]),
-                    *(int(offsets[min(block.index + s, len(blocks) - 1)]) for s in strides),
-                ),
-            )
-            for block in blocks
-        ]
-        pair_lists = run_blocks(
-            partial(_merge_block_faces, job),
-            merge_items,
-            executor,
-            progress=progress,
-            stage="merge",
-        )
-    union_find = UnionFind(n_segments)
-    n_merged = sum(union_find.union_pairs(pairs) for pairs in pair_lists)
-    final, n_objects = consecutive_ids(union_find.roots())
-    relabel_items = [
-        (
-            block,
-            np.concatenate(
-                [
-                    np.zeros(1, LABEL_DTYPE),
-                    final[offsets[block.index] + 1 : offsets[block.index + 1] + 1],
-                ]
-            ),
-        )
-        for block in blocks
-    ]
-    run_blocks(
-        partial(_relabel_block, job), relabel_items, executor, progress=progress, stage="relabel"
-    )
+    with scratch_context as work:
+        plan = plan_segment(
+            distance, out, work,
+            block_shape=block_shape, halo=halo, voxel_size=voxel_size,
+            seed_threshold=seed_threshold, mask_threshold=mask_threshold,
+            min_seed_voxels=min_seed_voxels, smooth_nm=smooth_nm,
+            seed_dynamic_nm=seed_dynamic_nm, iou_threshold=iou_threshold, name=name,
+        )  # fmt: skip
+        LocalExecutor(executor).execute(plan, progress)
+        summary = plan.summary()
     return SegmentResult(
-        n_objects=n_objects,
-        n_merged=n_merged,
-        n_segments=n_segments,
-        block_shape=blocks_shape,
-        halo=halos,
+        n_objects=summary["objects"],
+        n_merged=summary["merged"],
+        n_segments=summary["segments"],
+        block_shape=plan.grid.block_shape,
+        halo=plan.grid.halo,
     )
