@@ -1,0 +1,138 @@
+"""A pipeline plan run by real Celery workers gives the command line's output; failures and
+cancellation show in the plan's state and stop it."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import edt
+import numpy as np
+import pytest
+import zarr
+from celery_harness import LiveWorker, wait_for
+from django.conf import settings as django_settings
+
+from pipeline.plan import cancel_plan, plan_state
+from pipeline.segment import SegmentPlan, plan_segment, segment_volume
+from pipeline.synthetic import make_nuclei_volume
+from webapp.celery import ping
+from webapp.core.jobs.plans import CeleryPlanExecutor
+
+pytestmark = pytest.mark.integration
+
+VOXEL = (200.0, 200.0, 200.0)
+BLOCK = (16, 32, 32)
+
+
+def _distance(folder: Path) -> Path:
+    _, labels = make_nuclei_volume((32, 64, 64), 14, seed=4, voxel_size_nm=200.0)
+    signed = edt.edt(labels, anisotropy=VOXEL, black_border=False) - edt.edt(
+        labels == 0, anisotropy=VOXEL
+    )
+    path = folder / "distance.zarr"
+    stored = zarr.create_array(str(path), shape=labels.shape, chunks=BLOCK, dtype=np.float32)
+    stored[:] = signed.astype(np.float32)
+    return path
+
+
+def _plan(folder: Path, name: str) -> SegmentPlan:
+    return plan_segment(
+        folder / "distance.zarr", folder / f"{name}.zarr", folder / f"{name}-work",
+        block_shape=BLOCK, voxel_size=VOXEL, seed_threshold=400.0,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def folder() -> Path:
+    """Under DATA_ROOT, which the worker process shares."""
+    path = Path(django_settings.DATA_ROOT) / "tmp" / "plans"
+    path.mkdir(parents=True, exist_ok=True)
+    _distance(path)
+    return path
+
+
+def test_a_segment_plan_on_a_worker_equals_the_command_line(
+    celery_worker: LiveWorker, folder: Path
+) -> None:
+    reference = segment_volume(
+        folder / "distance.zarr", folder / "reference.zarr", block_shape=BLOCK,
+        voxel_size=VOXEL, seed_threshold=400.0,
+    )  # fmt: skip
+    plan = _plan(folder, "workers")
+    then = ping.s("plan done")
+    CeleryPlanExecutor(on_done=then).execute(plan)
+    state = wait_for(
+        lambda: (s := plan_state(plan.work_dir)).state != "running" and s, 120, "the plan"
+    )
+    assert state.state == "finished", state
+    assert state.steps == {step: (8, 8) for step in plan.steps}
+    assert plan.summary()["objects"] == reference.n_objects > 5
+    assert reference.n_merged > 0  # objects crossed block faces: the merge step mattered
+    out = np.asarray(zarr.open_array(str(folder / "workers.zarr" / "s0"), mode="r")[:])
+    expected = np.asarray(zarr.open_array(str(folder / "reference.zarr" / "s0"), mode="r")[:])
+    np.testing.assert_array_equal(out, expected)
+    log = celery_worker.process.log_path.read_text()
+    assert "core.plan_item" in log and "core.plan_step_done" in log
+    # on_done ran after the last step (the worker logs the ping's result)
+    wait_for(lambda: "plan done" in celery_worker.process.log_path.read_text(), 30, "on_done")
+
+
+def test_a_failing_item_fails_the_plan_with_its_message(
+    celery_worker: LiveWorker, folder: Path
+) -> None:
+    plan = _plan(folder, "broken")
+    shutil.rmtree(folder / "distance.zarr")  # the input vanished after planning
+    CeleryPlanExecutor().execute(plan)
+    state = wait_for(
+        lambda: (s := plan_state(plan.work_dir)).state != "running" and s, 120, "the failure"
+    )
+    assert state.state == "failed"
+    assert state.error.startswith("watershed ") and "distance.zarr" in state.error
+    assert state.steps["relabel"] == (0, 8)
+
+
+def test_a_cancelled_plan_runs_nothing_more(celery_worker: LiveWorker, folder: Path) -> None:
+    plan = _plan(folder, "cancelled")
+    cancel_plan(plan.work_dir)
+    CeleryPlanExecutor().execute(plan)
+    assert ping.delay().get(timeout=60)  # the worker is up and would have run queued items
+    state: Any = plan_state(plan.work_dir)
+    assert state.state == "cancelled" and state.steps["watershed"] == (0, 8)
+
+
+def test_a_predict_plan_on_a_worker_loads_the_model_there(
+    celery_worker: LiveWorker, folder: Path
+) -> None:
+    import torch
+
+    from pipeline.model_io import save_model
+    from pipeline.predict import plan_predict, predict_volume
+    from pipeline.unet import UNet, UNetConfig
+
+    torch.manual_seed(3)
+    network = UNet(UNetConfig(width=2))
+    for head in network.heads.values():  # untrained heads are zero: make the outputs vary
+        torch.nn.init.normal_(head.weight, std=0.5)
+    model = folder / "model.pt"
+    save_model(model, network, mean=100.0, std=20.0, voxel_size=VOXEL, metadata={"clamp_nm": 4e3})
+    image = np.random.default_rng(0).normal(100, 20, (24, 20, 28)).astype(np.float32)
+    np.save(folder / "image.npy", image)
+    reference = predict_volume(model, image, folder / "reference-p", block_shape=(12, 8, 12))
+    plan = plan_predict(
+        model, folder / "image.npy", folder / "predicted", block_shape=(12, 8, 12),
+        batch_size=3, num_threads=1, device="cpu", for_workers=True,
+    )  # fmt: skip
+    CeleryPlanExecutor().execute(plan)
+    state = wait_for(
+        lambda: (s := plan_state(plan.work_dir)).state != "running" and s, 180, "the prediction"
+    )
+    assert state.state == "finished" and state.steps == {"predict": (6, 6)}, state
+    for name in ("probability", "distance"):
+        got = np.asarray(zarr.open_array(str(plan.work_dir / f"{name}.ome.zarr/s0"))[:])
+        want = np.asarray(
+            zarr.open_array(str(reference.probability_path.parent / f"{name}.ome.zarr/s0"))[:]
+        )
+        np.testing.assert_allclose(got, want, atol=0.05 if name == "distance" else 1e-5)
+        assert want.std() > 1e-3

@@ -1,0 +1,22 @@
+"""Celery tasks of the shared machinery: thin wrappers around :mod:`webapp.core.jobs.plans`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import shared_task
+
+from pipeline.plan import run_saved_item
+from webapp.core.jobs.plans import step_done
+
+
+@shared_task(name="core.plan_item", acks_late=True)
+def plan_item_task(work_dir: str, step: str, item: int) -> bool:
+    """Run one item of a saved plan; False when it was done already or the plan stopped."""
+    return run_saved_item(work_dir, step, item)
+
+
+@shared_task(name="core.plan_step_done", acks_late=True)
+def plan_step_done_task(work_dir: str, index: int, on_done: dict[str, Any] | None = None) -> None:
+    """Reduce a finished step and queue the next."""
+    step_done(work_dir, index, on_done)
