@@ -19,6 +19,8 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import shutil
+import uuid
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from functools import partial
@@ -49,7 +51,8 @@ class ArrayRef:
     writable: bool = False
 
     def open(self) -> Any:
-        opened = _OPENED.get(self)
+        key = (self, file_identity(Path(self.path)))
+        opened = _OPENED.get(key)
         if opened is None:
             if self.writable:
                 import zarr
@@ -59,7 +62,9 @@ class ArrayRef:
                 from pipeline.volumes import open_volume
 
                 opened = open_volume(Path(self.path), self.level, channels=self.channels).array
-            _OPENED[self] = opened
+            _OPENED[key] = opened
+            while len(_OPENED) > _OPENED_MAX:
+                del _OPENED[next(iter(_OPENED))]
         return opened
 
     def to_dict(self) -> dict[str, Any]:
@@ -71,7 +76,23 @@ class ArrayRef:
         }
 
 
-_OPENED: dict[ArrayRef, Any] = {}  # per process: a worker running many blocks opens each once
+# Per process: a worker running many blocks opens each array once. Keyed by the file's identity
+# too, so an array deleted and created again at the same path (a rerun) is opened afresh.
+_OPENED: dict[tuple[ArrayRef, tuple[int, ...]], Any] = {}
+_OPENED_MAX = 16
+
+
+def file_identity(path: Path) -> tuple[int, ...]:
+    """Inode and modification time of ``path`` and of its Zarr metadata file, if any: what
+    changes when a file or array is replaced at the same path."""
+    out: list[int] = []
+    for candidate in (path, path / "zarr.json", path / ".zarray"):
+        try:
+            stat = candidate.stat()
+        except OSError:
+            continue
+        out += [stat.st_ino, stat.st_mtime_ns, stat.st_size]
+    return tuple(out)
 
 
 def resolve(array: Any) -> Any:
@@ -136,15 +157,18 @@ def save_plan(plan: BlockPlan) -> Path:
     work_dir = plan.work_dir
     work_dir.mkdir(parents=True, exist_ok=True)
     path = work_dir / PLAN_FILE
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"kind": plan.kind, "plan": plan.to_dict()}, indent=1))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps({"kind": plan.kind, "plan": plan.to_dict()}, indent=1))
     return path
 
 
 def load_plan(work_dir: Path) -> BlockPlan:
-    """The plan :func:`save_plan` wrote into ``work_dir``."""
+    """The plan :func:`save_plan` wrote into ``work_dir`` (parsed once per process and version of
+    the file: a worker runs many items of one plan)."""
     path = Path(work_dir) / PLAN_FILE
+    key = (str(path.resolve()), file_identity(path))
+    cached = _PLANS.get(key)
+    if cached is not None:
+        return cached
     try:
         data = json.loads(path.read_text())
         module_name, _, class_name = PLAN_CLASSES[data["kind"]].partition(":")
@@ -152,7 +176,13 @@ def load_plan(work_dir: Path) -> BlockPlan:
         raise InvalidInputError(f"{path}: not a readable plan ({error})") from error
     cls = getattr(importlib.import_module(module_name), class_name)
     plan: BlockPlan = cls.from_dict(data["plan"])
+    _PLANS[key] = plan
+    while len(_PLANS) > _OPENED_MAX:
+        del _PLANS[next(iter(_PLANS))]
     return plan
+
+
+_PLANS: dict[tuple[str, tuple[int, ...]], BlockPlan] = {}
 
 
 def run_item(plan: BlockPlan, step: str, item: int) -> None:
@@ -203,47 +233,94 @@ def plan_stopped(work_dir: Path) -> bool:
     return (Path(work_dir) / CANCELLED_FILE).exists() or (Path(work_dir) / FAILED_FILE).exists()
 
 
+#: Starts of one item before the plan fails: a task whose process is killed (out of memory, a
+#: hard time limit) is delivered again, and would be forever.
+MAX_ITEM_STARTS = 3
+
+
+def record_failure(work_dir: Path, where: str, error: BaseException | str) -> None:
+    """Fail the plan: its state becomes ``failed`` with ``where: error`` as the message."""
+    detail = {"where": where, "error": f"{where}: {error}"}
+    write_atomic(Path(work_dir) / FAILED_FILE, json.dumps(detail))
+
+
+def _count_start(folder: Path, step: str, item: int) -> int:
+    """Record one more start of an item; returns how many there have been."""
+    starts = folder / "starts"
+    starts.mkdir(exist_ok=True)
+    (starts / f"{step}-{item}.{uuid.uuid4().hex}").touch()
+    return sum(1 for _ in starts.glob(f"{step}-{item}.*"))
+
+
 def run_saved_item(work_dir: str, step: str, item: int) -> bool:
     """Run one item of the plan saved in ``work_dir`` (what a remote worker is given).
 
     Skips an item already done (a redelivered task) and every item of a stopped plan; returns
-    whether it ran. A failure is recorded in the plan's files (:func:`plan_state`) and re-raised.
+    whether it ran. A failure, or a :data:`MAX_ITEM_STARTS`-th start of an item that never
+    finished, is recorded in the plan's files (:func:`plan_state`); a failure is re-raised.
     """
     folder = Path(work_dir)
     if plan_stopped(folder):
         return False
-    plan = load_plan(folder)
-    if plan.is_done(step, item):
-        return False
     try:
+        plan = load_plan(folder)
+        if plan.is_done(step, item):
+            return False
+        if _count_start(folder, step, item) > MAX_ITEM_STARTS:
+            record_failure(
+                folder, f"{step} {item}",
+                f"started {MAX_ITEM_STARTS} times without finishing (was its process killed, "
+                "e.g. out of memory?)",
+            )  # fmt: skip
+            return False
         plan.run_item(step, item)
     except Exception as error:
-        detail = {"step": step, "item": item, "error": f"{step} {item}: {error}"}
-        write_atomic(folder / FAILED_FILE, json.dumps(detail))
+        record_failure(folder, f"{step} {item}", error)
         raise
     return True
 
 
 def finish_saved_step(work_dir: str, step: str) -> bool:
     """Reduce ``step`` of a saved plan after its last item; after the last step, mark the plan
-    finished. Returns False (and does nothing) when the plan is stopped or items are missing."""
+    finished. Returns False (and does nothing) when the plan is stopped or items are missing;
+    a failure is recorded (:func:`plan_state`) and re-raised."""
     folder = Path(work_dir)
     if plan_stopped(folder):
         return False
-    plan = load_plan(folder)
-    if plan.pending(step):
-        return False
-    plan.finish_step(step)
+    try:
+        plan = load_plan(folder)
+        if plan.pending(step):
+            return False
+        plan.finish_step(step)
+    except Exception as error:
+        record_failure(folder, f"finishing {step}", error)
+        raise
     if step == plan.steps[-1]:
         write_atomic(folder / FINISHED_FILE, "")
     return True
 
 
+def restart_plan(work_dir: Path) -> None:
+    """Clear a saved plan's stop marks and start counts so that it can run again; finished
+    items stay finished."""
+    folder = Path(work_dir)
+    for name in (FAILED_FILE, CANCELLED_FILE, FINISHED_FILE):
+        (folder / name).unlink(missing_ok=True)
+    for folder_name in ("starts", "dispatch"):
+        shutil.rmtree(folder / folder_name, ignore_errors=True)
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Write a small marker or result so that a reader sees all of it or nothing."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = temp_name(path)
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def temp_name(path: Path, suffix: str = ".tmp") -> Path:
+    """A hidden, unique sibling of ``path`` to write before renaming (unique across hosts that
+    share the directory: two deliveries of one item may run at once)."""
+    return path.with_name(f".{path.name}.{uuid.uuid4().hex}{suffix}")
 
 
 class PlanExecutor(Protocol):

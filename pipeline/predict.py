@@ -49,6 +49,7 @@ from pipeline.plan import (
     ArrayRef,
     BlockPlan,
     LocalExecutor,
+    file_identity,
     ref_from_dict,
     ref_to_dict,
     resolve,
@@ -165,12 +166,14 @@ class PredictPlan(BlockPlan):
         )
 
 
-_MODELS: dict[tuple[str, str, bool], tuple[LoadedModel, torch.nn.Module]] = {}
+_MODELS: dict[tuple[Any, ...], tuple[LoadedModel, torch.nn.Module]] = {}
 
 
 def _model_for(job: PredictPlan) -> tuple[LoadedModel, torch.nn.Module]:
     """The job's model and its callable (channels-last, maybe compiled), cached per process."""
-    key = (job.model_path or "in-memory", job.device, job.compile)
+    # The file's identity too: a model retrained to the same path is loaded afresh.
+    identity = file_identity(Path(job.model_path)) if job.model_path else ()
+    key = (job.model_path or "in-memory", identity, job.device, job.compile)
     cached = _MODELS.get(key)
     if cached is not None and (job.model is None or cached[0] is job.model):
         return cached

@@ -20,6 +20,7 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -41,6 +42,7 @@ from pipeline.plan import (
     ref_from_dict,
     ref_to_dict,
     resolve,
+    temp_name,
     write_atomic,
 )
 from pipeline.progress import ProgressCallback, no_progress
@@ -48,6 +50,12 @@ from pipeline.segment_params import smooth_sigma_voxels
 from pipeline.watershed import DEFAULT_SEED_THRESHOLD_NM, seeded_watershed
 
 LABEL_DTYPE = np.uint32
+#: What a segmentation plan writes into its work directory.
+WORK_ENTRIES = (
+    "local.zarr", "faces", "counts", "pairs", "relabel", "offsets.npy", "final.npy",
+    "summary.json", "plan.json", "plan-finished", "plan-cancelled", "plan-failed.json",
+    "starts", "dispatch",
+)  # fmt: skip
 FALLBACK_HALO_VOXELS = 16
 OUTPUT_CHUNK = 64
 
@@ -115,7 +123,7 @@ def _face_slab(axis: int, start: int, region: tuple[slice, ...]) -> tuple[slice,
 
 def _write_npy(path: Path, array: np.ndarray) -> None:
     """``np.save`` that a concurrent reader sees whole or not at all."""
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")
+    tmp = temp_name(path, ".npy")
     np.save(tmp, array)
     os.replace(tmp, path)
 
@@ -144,6 +152,7 @@ class SegmentPlan(BlockPlan):
     smooth_sigma: tuple[float, ...]
     iou_threshold: float
     work: str
+    local: Any = None  # the local labels in memory (an in-memory output); else local.zarr
 
     # --- files in the work directory -------------------------------------------------------
 
@@ -151,15 +160,23 @@ class SegmentPlan(BlockPlan):
         return Path(self.work, *parts)
 
     def _local(self) -> Any:
+        if self.local is not None:
+            return self.local
         return ArrayRef(str(self._path("local.zarr")), writable=True).open()
 
     def prepare(self) -> None:
-        """Create the scratch array and folders (kept when a run resumes)."""
+        """Create the scratch array and folders in an empty work directory."""
         import zarr
 
+        earlier = [name for name in WORK_ENTRIES if self._path(name).exists()]
+        if earlier:
+            raise InvalidInputError(
+                f"{self.work} holds an earlier segmentation's files ({', '.join(earlier)}): use "
+                "an empty directory, or load its saved plan to resume it"
+            )
         for folder in ("faces", "counts", "pairs", "relabel"):
             self._path(folder).mkdir(parents=True, exist_ok=True)
-        if not self._path("local.zarr").exists():
+        if self.local is None:
             zarr.create_array(
                 str(self._path("local.zarr")), shape=self.grid.shape,
                 chunks=self.grid.block_shape, dtype=LABEL_DTYPE, fill_value=0,
@@ -254,9 +271,10 @@ class SegmentPlan(BlockPlan):
                 faces[f"lower{axis}"] = lut[labels[_face_slab(axis, inner[axis].start - 1, inner)]]
             if position < counts[axis] - 1:
                 faces[f"upper{axis}"] = lut[labels[_face_slab(axis, inner[axis].stop - 1, inner)]]
-        tmp = self._path("faces", f".{block.index}.{os.getpid()}.tmp.npz")
+        target = self._path("faces", f"{block.index}.npz")
+        tmp = temp_name(target, ".npz")
         np.savez(tmp, **faces)  # type: ignore[arg-type]
-        os.replace(tmp, self._path("faces", f"{block.index}.npz"))
+        os.replace(tmp, target)
         write_atomic(self._path("counts", str(block.index)), str(int(ids.size)))
 
     def _merge(self, block: Block) -> None:
@@ -388,6 +406,8 @@ def plan_segment(
         create_label_array(out, shape, chunks=chunks, voxel_size=voxel_size, name=name)
         out = ArrayRef(str(Path(out) / "s0"), writable=True)
     _check_output(resolve(out), shape, blocks_shape)
+    # An output in RAM gets its local labels in RAM; a memory-mapped or Zarr one on disk.
+    in_memory = isinstance(out, np.ndarray) and not isinstance(out, np.memmap)
     plan = SegmentPlan(
         distance=distance,
         out=out,
@@ -399,6 +419,7 @@ def plan_segment(
         smooth_sigma=tuple(float(s) for s in smooth_sigma),
         iou_threshold=float(iou_threshold),
         work=str(Path(work_dir).resolve()),
+        local=np.zeros(shape, LABEL_DTYPE) if in_memory else None,
     )
     plan.prepare()
     return plan
@@ -429,15 +450,28 @@ def segment_volume(
     numpy when no process pool is used) or a path where an NGFF 0.5 label image is created.
     ``halo`` defaults to :func:`default_halo`. ``executor`` runs the per-block tasks (see
     :func:`pipeline.blocks.run_blocks`); ``scratch_dir`` is the plan's work directory (the local
-    labels and face slabs; a temporary directory by default; it must be shared with the workers;
-    a run over an existing one resumes it).
+    labels and face slabs, which an earlier call's are replaced by; by default a temporary
+    directory beside a file output, else in the system's temporary directory; it must be
+    shared with the workers). Resuming an interrupted plan is :func:`pipeline.plan.load_plan`'s.
     """
     if isinstance(out, np.ndarray) and isinstance(executor, ProcessPoolExecutor):
         raise InvalidInputError("a process pool cannot write into an in-memory output array")
+    if scratch_dir is not None:
+        for name in WORK_ENTRIES:  # an earlier call's files: this call starts afresh
+            entry = Path(scratch_dir) / name
+            if entry.is_dir():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink(missing_ok=True)
+    # The scratch holds the local labels (as large as the output, compressed): next to a file
+    # output rather than in /tmp.
+    beside = Path(out).resolve().parent if isinstance(out, str | Path) else None
+    if beside is not None:
+        beside.mkdir(parents=True, exist_ok=True)
     scratch_context: contextlib.AbstractContextManager[str | Path] = (
         contextlib.nullcontext(scratch_dir)
         if scratch_dir is not None
-        else tempfile.TemporaryDirectory(prefix="segment-plan-")
+        else tempfile.TemporaryDirectory(prefix=".segment-plan-", dir=beside)
     )
     with scratch_context as work:
         plan = plan_segment(

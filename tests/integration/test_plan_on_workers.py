@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
 
 import edt
 import numpy as np
@@ -19,6 +18,7 @@ from pipeline.segment import SegmentPlan, plan_segment, segment_volume
 from pipeline.synthetic import make_nuclei_volume
 from webapp.celery import ping
 from webapp.core.jobs.plans import CeleryPlanExecutor
+from webapp.core.tasks import plan_step_done_task
 
 pytestmark = pytest.mark.integration
 
@@ -78,6 +78,28 @@ def test_a_segment_plan_on_a_worker_equals_the_command_line(
     # on_done ran after the last step (the worker logs the ping's result)
     wait_for(lambda: "plan done" in celery_worker.process.log_path.read_text(), 30, "on_done")
 
+    # A redelivered last callback queues nothing; one that finds an item unfinished (a chord
+    # counter thrown off by a redelivery) queues it again, once per round; on_done runs once.
+    work, relabel = str(plan.work_dir), lambda: plan_state(plan.work_dir).steps["relabel"]
+    dispatched = lambda: sorted(p.name for p in (plan.work_dir / "dispatch").iterdir())  # noqa: E731
+    plan_step_done_task.delay(work, 2, dict(then), 0).get(timeout=60)
+    assert dispatched() == ["merge-0", "on-done", "relabel-0", "watershed-0"]
+    (plan.work_dir / "relabel" / "3").unlink()
+    plan_step_done_task.delay(work, 2, dict(then), 0).get(timeout=60)
+    wait_for(lambda: relabel() == (8, 8), 60, "the item queued again")
+    (plan.work_dir / "relabel" / "3").unlink()
+    plan_step_done_task.delay(work, 2, dict(then), 0).get(timeout=60)  # round 1 was queued
+    assert ping.delay().get(timeout=60) and relabel() == (7, 8)
+    plan_step_done_task.delay(work, 2, dict(then), 1).get(timeout=60)
+    wait_for(lambda: relabel() == (8, 8), 60, "round 2")
+    assert dispatched() == [
+        "merge-0", "on-done", "relabel-0", "relabel-1", "relabel-2", "watershed-0",
+    ]  # fmt: skip
+    assert celery_worker.process.log_path.read_text().count("'plan done'") == 1
+    np.testing.assert_array_equal(
+        np.asarray(zarr.open_array(str(folder / "workers.zarr" / "s0"), mode="r")[:]), expected
+    )
+
 
 def test_a_failing_item_fails_the_plan_with_its_message(
     celery_worker: LiveWorker, folder: Path
@@ -91,15 +113,29 @@ def test_a_failing_item_fails_the_plan_with_its_message(
     assert state.state == "failed"
     assert state.error.startswith("watershed ") and "distance.zarr" in state.error
     assert state.steps["relabel"] == (0, 8)
+    _distance(folder)  # the input is back: executing the plan again starts it afresh
+    CeleryPlanExecutor().execute(plan)
+    state = wait_for(
+        lambda: (s := plan_state(plan.work_dir)).state != "running" and s, 120, "the rerun"
+    )
+    assert state.state == "finished" and state.error == ""
 
 
 def test_a_cancelled_plan_runs_nothing_more(celery_worker: LiveWorker, folder: Path) -> None:
     plan = _plan(folder, "cancelled")
-    cancel_plan(plan.work_dir)
     CeleryPlanExecutor().execute(plan)
-    assert ping.delay().get(timeout=60)  # the worker is up and would have run queued items
-    state: Any = plan_state(plan.work_dir)
-    assert state.state == "cancelled" and state.steps["watershed"] == (0, 8)
+    cancel_plan(plan.work_dir)  # long before the first step's eight items and callback are done
+    assert ping.delay().get(timeout=60)  # queued after the step's items: they have been taken
+    state = wait_for(
+        lambda: (s := plan_state(plan.work_dir)).steps["watershed"][0] < 8 and s, 10, "skips"
+    )
+    assert state.state == "cancelled" and state.steps["relabel"] == (0, 8)
+    # Executing it again runs it to the end: what was done stays done.
+    CeleryPlanExecutor().execute(plan)
+    state = wait_for(
+        lambda: (s := plan_state(plan.work_dir)).state != "running" and s, 120, "the rerun"
+    )
+    assert state.state == "finished" and state.steps["relabel"] == (8, 8)
 
 
 def test_a_predict_plan_on_a_worker_loads_the_model_there(

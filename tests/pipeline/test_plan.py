@@ -5,6 +5,7 @@ cannot be handed out."""
 from __future__ import annotations
 
 import multiprocessing
+import shutil
 import subprocess
 import sys
 from concurrent.futures import ProcessPoolExecutor
@@ -14,15 +15,18 @@ import numpy as np
 import pytest
 import torch
 import zarr
-from test_segment import VOXEL, packed_spheres
+from test_segment import VOXEL, assert_same_partition, packed_spheres
 
 from pipeline.blocks import Grid, iter_blocks
 from pipeline.errors import InvalidInputError
 from pipeline.model_io import save_model
 from pipeline.plan import (
+    MAX_ITEM_STARTS,
     LocalExecutor,
     load_plan,
     pending_counts,
+    plan_state,
+    restart_plan,
     run_saved_item,
     save_plan,
 )
@@ -193,3 +197,56 @@ def test_saved_predict_plan_runs_from_its_file_as_predict_volume_does(tmp_path: 
     in_memory = plan_predict(model, image, tmp_path / "memory", block_shape=(12, 8, 12))
     with pytest.raises(InvalidInputError, match="image is an in-memory array"):
         save_plan(in_memory)
+
+
+def test_a_reused_scratch_directory_never_leaks_an_earlier_run(tmp_path: Path) -> None:
+    """segment_volume starts afresh in its scratch; plan_segment refuses a used work directory."""
+    _, distance = packed_spheres((16, 32, 32), VOXEL, seed=1)
+    scratch = tmp_path / "scratch"
+    first = segment_volume(distance, tmp_path / "a.zarr", block_shape=BLOCK, voxel_size=VOXEL,
+                           scratch_dir=scratch)  # fmt: skip
+    assert first.n_objects > 3
+    empty = np.full(distance.shape, -1000.0, np.float32)  # no object at all
+    second = segment_volume(empty, tmp_path / "b.zarr", block_shape=BLOCK, voxel_size=VOXEL,
+                            scratch_dir=scratch)  # fmt: skip
+    assert second.n_objects == 0 and not _labels(tmp_path / "b.zarr").any()
+    again = segment_volume(distance, tmp_path / "c.zarr", block_shape=BLOCK, voxel_size=VOXEL,
+                           scratch_dir=scratch)  # fmt: skip
+    assert again == first
+    np.testing.assert_array_equal(_labels(tmp_path / "c.zarr"), _labels(tmp_path / "a.zarr"))
+    with pytest.raises(InvalidInputError, match="holds an earlier segmentation's files"):
+        plan_segment(distance, tmp_path / "d.zarr", scratch, block_shape=BLOCK)
+
+
+def test_an_output_made_again_at_the_same_path_is_not_read_from_a_stale_cache(
+    tmp_path: Path,
+) -> None:
+    """A worker process keeps arrays open between items: a rerun that deletes and recreates the
+    output (other chunks) must write the new array."""
+    distance = _distance_file(tmp_path)
+    out = tmp_path / "labels.zarr"
+    first = segment_volume(distance, out, block_shape=BLOCK, voxel_size=VOXEL)
+    expected = _labels(out)
+    shutil.rmtree(out)
+    second = segment_volume(distance, out, block_shape=(8, 32, 32), voxel_size=VOXEL)
+    assert second.n_objects == first.n_objects
+    assert_same_partition(_labels(out), expected)  # other blocks number the objects otherwise
+
+
+def test_an_item_started_too_often_fails_the_plan_instead_of_looping(tmp_path: Path) -> None:
+    """A task whose process is killed each time (out of memory) is redelivered forever by the
+    broker: after MAX_ITEM_STARTS starts the plan fails with a message that says so."""
+    plan = _saved_segment_plan(tmp_path, "oom")
+    starts = plan.work_dir / "starts"
+    starts.mkdir()
+    for k in range(MAX_ITEM_STARTS):  # what three killed deliveries leave
+        (starts / f"watershed-2.killed{k}").touch()
+    assert run_saved_item(plan.work, "watershed", 2) is False
+    state = plan_state(plan.work_dir)
+    assert state.state == "failed"
+    assert state.error.startswith("watershed 2: started 3 times without finishing")
+    assert run_saved_item(plan.work, "watershed", 3) is False  # a failed plan runs nothing more
+    assert state.steps["watershed"] == (0, len(plan.grid))
+    restart_plan(plan.work_dir)
+    assert run_saved_item(plan.work, "watershed", 2) is True
+    assert plan_state(plan.work_dir).state == "running"

@@ -17,6 +17,8 @@ def plan_item_task(work_dir: str, step: str, item: int) -> bool:
 
 
 @shared_task(name="core.plan_step_done", acks_late=True)
-def plan_step_done_task(work_dir: str, index: int, on_done: dict[str, Any] | None = None) -> None:
+def plan_step_done_task(
+    work_dir: str, index: int, on_done: dict[str, Any] | None = None, round_: int = 0
+) -> None:
     """Reduce a finished step and queue the next."""
-    step_done(work_dir, index, on_done)
+    step_done(work_dir, index, on_done, round_)

@@ -275,6 +275,9 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 # Prefetch 1: a revoke for a queued task must reach the worker before the task does.
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TRACK_STARTED = True
+# A redelivered message (acks_late: its worker died after the task finished, before the ack) of a
+# task that succeeded is not run again; plans' chords would otherwise count its part twice.
+CELERY_WORKER_DEDUPLICATE_SUCCESSFUL_TASKS = True
 CELERY_RESULT_EXTENDED = True
 CELERY_TASK_ALWAYS_EAGER = False
 # Where tasks are sent, also those a task queues (an import queues its detections builds): the
