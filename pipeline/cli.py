@@ -42,6 +42,7 @@ COMMAND_MODULES: list[str] = [
     "annotation_points",
     "label_export",
     "parents",
+    "plan",
 ]
 
 

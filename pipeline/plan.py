@@ -296,8 +296,13 @@ def finish_saved_step(work_dir: str, step: str) -> bool:
         record_failure(folder, f"finishing {step}", error)
         raise
     if step == plan.steps[-1]:
-        write_atomic(folder / FINISHED_FILE, "")
+        mark_finished(folder)
     return True
+
+
+def mark_finished(work_dir: Path) -> None:
+    """Record that every step of the saved plan in ``work_dir`` ran (a local run's end)."""
+    write_atomic(Path(work_dir) / FINISHED_FILE, "")
 
 
 def restart_plan(work_dir: Path) -> None:

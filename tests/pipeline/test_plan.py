@@ -17,6 +17,7 @@ import torch
 import zarr
 from test_segment import VOXEL, assert_same_partition, packed_spheres
 
+from pipeline import cli
 from pipeline.blocks import Grid, iter_blocks
 from pipeline.errors import InvalidInputError
 from pipeline.model_io import save_model
@@ -250,3 +251,32 @@ def test_an_item_started_too_often_fails_the_plan_instead_of_looping(tmp_path: P
     restart_plan(plan.work_dir)
     assert run_saved_item(plan.work, "watershed", 2) is True
     assert plan_state(plan.work_dir).state == "running"
+
+
+def test_the_plan_command_resumes_a_killed_run_and_reports_its_state(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What a user does when the site's workers went away mid-plan: resume it on this machine."""
+    segment_volume(
+        _distance_file(tmp_path), tmp_path / "reference.zarr", block_shape=BLOCK,
+        voxel_size=VOXEL, smooth_nm=100.0,
+    )  # fmt: skip
+    plan = _saved_segment_plan(tmp_path, "killed")
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_RUN, plan.work], cwd=REPO, capture_output=True, text=True
+    )
+    assert killed.returncode == -9, killed.stderr
+    n = len(plan.grid)
+    assert cli.main(["plan", plan.work, "--status"]) == 0
+    out = capsys.readouterr().out
+    assert "segment plan" in out and ": running" in out
+    assert f"watershed: {n}/{n}" in out and f"relabel: 5/{n}" in out
+    assert cli.main(["plan", plan.work, "--workers", "2"]) == 0
+    captured = capsys.readouterr()
+    assert "finished" in captured.out and "block/s" in captured.err  # a bar that counts blocks
+    np.testing.assert_array_equal(_labels(tmp_path / "killed.zarr"), _labels(
+        tmp_path / "reference.zarr"))  # fmt: skip
+    assert cli.main(["plan", plan.work, "--status"]) == 0
+    assert ": finished" in capsys.readouterr().out
+    assert cli.main(["plan", str(tmp_path / "nowhere")]) == 2
+    assert "not a readable plan" in capsys.readouterr().err
