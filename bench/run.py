@@ -1,0 +1,226 @@
+"""Plans on Celery workers: the same prediction and segmentation with 1 and 2 worker processes.
+
+    .venv/bin/python bench/run.py [--size 256] [--width 8] [--workers 1,2] [--keep DIR] [--services]
+
+The site runs a pipeline step as a saved plan (:mod:`pipeline.plan`) whose items Celery workers
+take one by one (:mod:`webapp.core.jobs.plans`), so more worker processes, on this machine or on
+others sharing ``DATA_ROOT``, make a step faster. This measures it on a synthetic nuclei volume
+(``size``^3 voxels, 200 nm): U-Net prediction (untrained model of ``width``: weights do not change
+the speed) and the seeded watershed on the ground truth's signed distance (an untrained model's
+map has no nuclei), each item on one thread, so a worker process is one core's worth.
+
+The site's embedded configuration (SQLite, the file-system broker, no server) runs in a
+temporary directory (``--services``: the environment's PostgreSQL and Redis); for each worker
+count a real ``celery -A webapp worker --concurrency N`` runs both plans. The baseline, in the
+same run: the same plans in this process (:class:`pipeline.plan.LocalExecutor`, one thread).
+Prints wall times, the speed-up over one worker and the ratio to the in-process run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+VOXEL = (200.0, 200.0, 200.0)
+NUCLEI_PER_256 = 300
+
+
+def _environment(root: Path, services: bool) -> dict[str, str]:
+    """The embedded configuration in ``root``; with ``services``, the environment's
+    DATABASE_URL and CELERY_BROKER_URL (PostgreSQL and Redis, as in production) are kept."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if services or not k.startswith(("CELERY_", "DATABASE_"))
+    }
+    env.update(
+        ANNOTOME_VAR_DIR=str(root / "var"),
+        DJANGO_SETTINGS_MODULE="webapp.settings.dev",
+        ANNOTOME_BROKER_POLL_SECONDS="0.05",
+    )
+    return env
+
+
+def _make_inputs(folder: Path, size: int, width: int) -> tuple[Path, Path, Path]:
+    """The image (OME-Zarr), the truth's signed distance (Zarr) and an untrained model."""
+    import edt
+    import torch
+    import zarr
+
+    from pipeline.model_io import save_model
+    from pipeline.ome_zarr_io import create_single_level_image
+    from pipeline.synthetic import make_nuclei_volume
+    from pipeline.unet import UNet, UNetConfig
+
+    folder.mkdir(parents=True, exist_ok=True)
+    n = max(1, round(NUCLEI_PER_256 * (size / 256) ** 3))
+    image, labels = make_nuclei_volume((size, size, size), n, seed=0, voxel_size_nm=VOXEL[0])
+    image_path = folder / "image.ome.zarr"
+    stored = create_single_level_image(
+        image_path,
+        image.shape,
+        dtype=image.dtype,
+        chunks=(64, 64, 64),
+        voxel_size=VOXEL,
+        name="image",
+    )
+    stored[:] = image
+    signed = edt.edt(labels, anisotropy=VOXEL, black_border=False) - edt.edt(
+        labels == 0, anisotropy=VOXEL
+    )
+    distance_path = folder / "distance.zarr"
+    distance = zarr.create_array(
+        str(distance_path), shape=labels.shape, chunks=(64, 64, 64), dtype=np.float32
+    )
+    distance[:] = signed.astype(np.float32)
+    torch.manual_seed(0)
+    model_path = folder / "model.pt"
+    save_model(
+        model_path, UNet(UNetConfig(width=width)), mean=float(image.mean()),
+        std=float(image.std()), voxel_size=VOXEL, metadata={"clamp_nm": 4000.0},
+    )  # fmt: skip
+    return image_path, distance_path, model_path
+
+
+def _plans(inputs: tuple[Path, Path, Path], out: Path, for_workers: bool) -> list[Any]:
+    from pipeline.predict import plan_predict
+    from pipeline.segment import plan_segment
+
+    image, distance, model = inputs
+    predict = plan_predict(
+        model, image, out / "prediction", num_threads=1, device="cpu", for_workers=for_workers
+    )
+    segment = plan_segment(
+        distance, out / "labels.zarr", out / "segment-work", block_shape=64, voxel_size=VOXEL,
+        seed_threshold=705.6,
+    )  # fmt: skip
+    return [predict, segment]
+
+
+def _start_worker(env: dict[str, str], concurrency: int, log: Path) -> subprocess.Popen[bytes]:
+    command = [
+        sys.executable, "-m", "celery", "-A", "webapp", "worker", "-l", "info",
+        "--concurrency", str(concurrency), "--pool", "prefork",
+        "--without-gossip", "--without-mingle", "--without-heartbeat",
+        "-n", f"bench-{concurrency}@%h",
+    ]  # fmt: skip
+    handle = log.open("ab")
+    proc = subprocess.Popen(
+        command, cwd=REPO_ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while b" ready." not in log.read_bytes():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"the worker did not start; its log:\n{log.read_text()}")
+        time.sleep(0.2)
+    return proc
+
+
+def _on_workers(plans: list[Any]) -> list[float]:
+    """Each plan on the workers, one after the other; seconds each."""
+    from pipeline.plan import plan_state
+    from webapp.core.jobs.plans import CeleryPlanExecutor
+
+    times = []
+    for plan in plans:
+        start = time.perf_counter()
+        CeleryPlanExecutor().execute(plan)
+        while (state := plan_state(plan.work_dir)).state == "running":
+            time.sleep(0.05)
+        if state.state != "finished":
+            raise SystemExit(f"{plan.kind} plan {state.state}: {state.error}")
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _here(plans: list[Any]) -> list[float]:
+    from pipeline.plan import LocalExecutor
+
+    times = []
+    for plan in plans:
+        start = time.perf_counter()
+        LocalExecutor().execute(plan)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", type=int, default=256, help="edge of the volume in voxels")
+    parser.add_argument("--width", type=int, default=8, help="U-Net width (untrained)")
+    parser.add_argument("--workers", default="1,2", help="worker process counts to compare")
+    parser.add_argument("--keep", type=Path, help="keep the files here (default: a temp dir)")
+    parser.add_argument(
+        "--services", action="store_true",
+        help="use DATABASE_URL and CELERY_BROKER_URL from the environment (migrated here)",
+    )  # fmt: skip
+    args = parser.parse_args()
+    counts = [int(c) for c in args.workers.split(",")]
+    root = args.keep or Path(tempfile.mkdtemp(prefix="bench-run-"))
+    env = _environment(root, args.services)
+    for key in [k for k in os.environ if k not in env]:
+        del os.environ[key]
+    os.environ.update(env)
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=REPO_ROOT, env=env,
+        check=True,
+    )  # fmt: skip
+    import django
+
+    django.setup()
+    from django.conf import settings
+
+    import webapp.celery  # noqa: F401  (the app the executor sends with)
+
+    data = Path(settings.DATA_ROOT) / "bench"
+    t0 = time.perf_counter()
+    inputs = _make_inputs(data / "inputs", args.size, args.width)
+    broker = settings.CELERY_BROKER_URL.split("://", 1)[0]
+    database = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
+    print(f"{args.size}^3 voxels, U-Net width {args.width}; broker {broker}, database "
+          f"{database}; inputs in {time.perf_counter() - t0:.0f} s under {root}")  # fmt: skip
+
+    here = _here(_plans(inputs, data / "here", for_workers=False))
+    rows = [("in this process, 1 thread", here)]
+    for n in counts:
+        proc = _start_worker(env, n, root / f"worker-{n}.log")
+        try:
+            rows.append((f"{n} worker process{'es' if n > 1 else ''}", _on_workers(
+                _plans(inputs, data / f"workers-{n}", for_workers=True))))  # fmt: skip
+        finally:
+            os.killpg(proc.pid, 15)
+            proc.wait(timeout=60)
+
+    one = next((t for name, t in rows if name.startswith("1 worker")), None)
+    print(f"\n{'':28} {'predict s':>10} {'segment s':>10} {'total s':>9} "
+          f"{'vs 1 worker':>12} {'vs here':>8}")  # fmt: skip
+    for name, (predict, segment) in rows:
+        total = predict + segment
+        speed_up = f"{sum(one) / total:.2f}x" if one else "-"
+        print(f"{name:28} {predict:10.1f} {segment:10.1f} {total:9.1f} {speed_up:>12} "
+              f"{sum(here) / total:7.2f}x")  # fmt: skip
+    labels = [np.asarray(__import__("zarr").open_array(
+        str(data / name / "labels.zarr" / "s0"), mode="r")[:])
+        for name in ["here", *(f"workers-{n}" for n in counts)]]  # fmt: skip
+    same = all(np.array_equal(labels[0], other) for other in labels[1:])
+    print(f"\nlabels identical across runs: {same}; objects: {len(np.unique(labels[0])) - 1}")
+    if not args.keep:
+        import shutil
+
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
