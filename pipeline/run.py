@@ -43,6 +43,7 @@ PREDICTION_DIR = "prediction"
 DISTANCE_NAME = "distance.ome.zarr"
 PROBABILITY_NAME = "probability.ome.zarr"
 SEGMENTATION_NAME = "segmentation.ome.zarr"
+SEGMENT_PLAN_DIR = "segment-plan"  # while segmenting: the plan, its markers and scratch labels
 FILTER_DIR = "filter"
 THRESHOLDS_JSON = "thresholds.json"
 EVALUATION_DIR = "evaluation"
@@ -384,19 +385,29 @@ class _Run:
         }
 
         def body(record: Any, resume: bool) -> None:
-            from pipeline.segment import segment_volume
-
-            if out.exists():
-                shutil.rmtree(out)  # segmentation has no partial resume
-            distance = open_volume(
-                self.out / PREDICTION_DIR / DISTANCE_NAME, 0, self.voxel_size, "distance"
+            from pipeline.plan import (
+                ArrayRef,
+                LocalExecutor,
+                load_plan,
+                mark_finished,
+                restart_plan,
+                save_plan,
             )
-            halo = config.segment.halo
-            executor = self.executor(config.segment.workers)
-            try:
-                result = segment_volume(
-                    distance.array,
+            from pipeline.segment import SegmentPlan, plan_segment
+
+            work = self.out / SEGMENT_PLAN_DIR
+            if resume and out.exists() and (work / "plan.json").is_file():
+                plan = load_plan(work)  # an interrupted segmentation: finished blocks stay
+                assert isinstance(plan, SegmentPlan)
+            else:
+                for path in (out, work):
+                    if path.exists():
+                        shutil.rmtree(path)
+                halo = config.segment.halo
+                plan = plan_segment(
+                    ArrayRef(str(self.out / PREDICTION_DIR / DISTANCE_NAME)),
                     out,
+                    work,
                     block_shape=_per_axis(config.segment.block, self.ndim, "segment.block"),
                     halo=None if halo is None else _per_axis(halo, self.ndim, "segment.halo"),
                     voxel_size=self.voxel_size,
@@ -405,17 +416,23 @@ class _Run:
                     smooth_nm=params.smooth_nm,
                     seed_dynamic_nm=params.seed_dynamic_nm,
                     iou_threshold=config.segment.iou_threshold,
-                    executor=executor,
-                    progress=self.progress,
                 )
+                save_plan(plan)
+            restart_plan(work)
+            executor = self.executor(config.segment.workers)
+            try:
+                LocalExecutor(executor).execute(plan, self.progress)
             finally:
                 if executor is not None:
                     executor.shutdown()
+            mark_finished(work)
+            summary = plan.summary()
+            shutil.rmtree(work)  # its scratch labels are as large as the output
             record.metrics.update(
                 {
-                    "objects": result.n_objects,
-                    "block_segments": result.n_segments,
-                    "merged": result.n_merged,
+                    "objects": summary["objects"],
+                    "block_segments": summary["segments"],
+                    "merged": summary["merged"],
                     "params": chosen.to_dict(),
                 }
             )

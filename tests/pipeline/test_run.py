@@ -26,7 +26,7 @@ from pipeline.importers import convert_to_ome_zarr
 from pipeline.manifest import MANIFEST_NAME
 from pipeline.model_io import model_segment_params, save_model
 from pipeline.ome_zarr_io import ArrayRegions, write_pyramid
-from pipeline.run import run_pipeline
+from pipeline.run import SEGMENT_PLAN_DIR, SEGMENTATION_NAME, run_pipeline
 from pipeline.segment import create_label_array
 from pipeline.synthetic import make_nuclei_volume
 from pipeline.targets import instance_targets
@@ -316,3 +316,37 @@ def test_run_command_rejects_unknown_steps(
     path = write_config(tmp_path, dataset)
     assert run_cli(["run", "--config", str(path), "--steps", "predict,mesh"]) == 2
     assert "unknown step(s) mesh" in capsys.readouterr().err
+
+
+def test_an_interrupted_segmentation_resumes_its_plan(
+    tmp_path: Path, dataset: Path, oracle: OraclePredict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed in the relabel step, a rerun finishes only the blocks left; same labels as an
+    uninterrupted run, and the plan's scratch is gone after."""
+    from pipeline.segment import SegmentPlan
+
+    config = load_config(write_config(tmp_path, dataset))
+    clean = run_pipeline(config, tmp_path / "clean", steps=["predict", "segment"])
+    expected = np.asarray(zarr.open_array(str(tmp_path / "clean" / SEGMENTATION_NAME / "s0"))[:])
+    relabelled: list[int] = []
+    original = SegmentPlan._relabel
+
+    def dies_at_block_3(plan: SegmentPlan, block: Any) -> None:
+        if block.index == 3 and not relabelled.count(-1):
+            relabelled.append(-1)
+            raise RuntimeError("killed mid-relabel")
+        relabelled.append(block.index)
+        original(plan, block)
+
+    monkeypatch.setattr(SegmentPlan, "_relabel", dies_at_block_3)
+    out = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="killed mid-relabel"):
+        run_pipeline(config, out, steps=["predict", "segment"])
+    assert relabelled == [0, 1, 2, -1] and (out / SEGMENT_PLAN_DIR / "plan.json").is_file()
+    result = run_pipeline(config, out, steps=["predict", "segment"])
+    assert result.ran == ["segment"]
+    assert relabelled[4:] == [3, 4, 5, 6, 7]  # 2 x 2 x 2 blocks; 0-2 were not done again
+    assert result.metrics["segment.objects"] == clean.metrics["segment.objects"] > 3
+    labels = np.asarray(zarr.open_array(str(out / SEGMENTATION_NAME / "s0"))[:])
+    np.testing.assert_array_equal(labels, expected)
+    assert not (out / SEGMENT_PLAN_DIR).exists()
