@@ -3,8 +3,11 @@ cancellation show in the plan's state and stop it."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 from pathlib import Path
+from typing import Any
 
 import edt
 import numpy as np
@@ -172,3 +175,54 @@ def test_a_predict_plan_on_a_worker_loads_the_model_there(
         )
         np.testing.assert_allclose(got, want, atol=0.05 if name == "distance" else 1e-5)
         assert want.std() > 1e-3
+
+
+def test_a_pool_child_killed_mid_item_is_recovered_with_identical_output(
+    celery_worker: LiveWorker, folder: Path
+) -> None:
+    """SIGKILL the worker's pool process while it predicts a batch: the task comes back, the
+    batch runs again, and the maps equal those of a plan no one disturbed."""
+    import torch
+
+    from pipeline.model_io import save_model
+    from pipeline.plan import LocalExecutor
+    from pipeline.predict import plan_predict
+    from pipeline.unet import UNet, UNetConfig
+
+    torch.manual_seed(5)
+    network = UNet(UNetConfig(width=8))
+    for head in network.heads.values():
+        torch.nn.init.normal_(head.weight, std=0.5)
+    model = folder / "model8.pt"
+    save_model(model, network, mean=100.0, std=20.0, voxel_size=VOXEL, metadata={"clamp_nm": 4e3})
+    image = np.random.default_rng(1).normal(100, 20, (48, 96, 96)).astype(np.float32)
+    np.save(folder / "image96.npy", image)
+
+    def planned(name: str) -> Any:
+        return plan_predict(
+            model, folder / "image96.npy", folder / name, block_shape=(24, 48, 48),
+            batch_size=4, num_threads=1, device="cpu", for_workers=True,
+        )  # fmt: skip
+
+    undisturbed = planned("undisturbed")
+    threads = torch.get_num_threads()
+    try:
+        LocalExecutor().execute(undisturbed)  # one thread per batch, as the worker runs it
+    finally:
+        torch.set_num_threads(threads)
+    plan = planned("killed")
+    CeleryPlanExecutor().execute(plan)
+    starts = plan.work_dir / "starts"
+    wait_for(lambda: starts.is_dir() and any(starts.iterdir()), 60, "the first batch to start")
+    assert plan.pending("predict") == [0, 1]  # it is still running
+    [child] = celery_worker.process.pool_children()
+    os.kill(child, signal.SIGKILL)
+    state = wait_for(
+        lambda: (s := plan_state(plan.work_dir)).state != "running" and s, 180, "the recovery"
+    )
+    assert state.state == "finished", state
+    assert len(list(starts.glob("predict-0.*"))) == 2  # the killed batch ran again, once
+    for name in ("probability", "distance"):
+        got = zarr.open_array(str(plan.work_dir / f"{name}.ome.zarr/s0"), mode="r")[:]
+        want = zarr.open_array(str(undisturbed.work_dir / f"{name}.ome.zarr/s0"), mode="r")[:]
+        np.testing.assert_array_equal(got, want)
