@@ -7,7 +7,8 @@ take one by one (:mod:`webapp.core.jobs.plans`), so more worker processes, on th
 others sharing ``DATA_ROOT``, make a step faster. This measures it on a synthetic nuclei volume
 (``size``^3 voxels, 200 nm): U-Net prediction (untrained model of ``width``: weights do not change
 the speed) and the seeded watershed on the ground truth's signed distance (an untrained model's
-map has no nuclei), each item on one thread, so a worker process is one core's worth.
+map has no nuclei; 64^3 blocks, ``--blocks-per-item`` of them per task, by default
+``blocks_per_item_for``'s 8), each item on one thread, so a worker process is one core's worth.
 
 The site's embedded configuration (SQLite, the file-system broker, no server) runs in a
 temporary directory (``--services``: the environment's PostgreSQL and Redis); for each worker
@@ -93,7 +94,9 @@ def _make_inputs(folder: Path, size: int, width: int) -> tuple[Path, Path, Path]
     return image_path, distance_path, model_path
 
 
-def _plans(inputs: tuple[Path, Path, Path], out: Path, for_workers: bool) -> list[Any]:
+def _plans(
+    inputs: tuple[Path, Path, Path], out: Path, for_workers: bool, blocks_per_item: int
+) -> list[Any]:
     from pipeline.predict import plan_predict
     from pipeline.segment import plan_segment
 
@@ -103,7 +106,7 @@ def _plans(inputs: tuple[Path, Path, Path], out: Path, for_workers: bool) -> lis
     )
     segment = plan_segment(
         distance, out / "labels.zarr", out / "segment-work", block_shape=64, voxel_size=VOXEL,
-        seed_threshold=705.6,
+        seed_threshold=705.6, blocks_per_item=blocks_per_item,
     )  # fmt: skip
     return [predict, segment]
 
@@ -163,6 +166,10 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2", help="worker process counts to compare")
     parser.add_argument("--keep", type=Path, help="keep the files here (default: a temp dir)")
     parser.add_argument(
+        "--blocks-per-item", type=int, default=None,
+        help="segmentation blocks (64^3) per task (default: blocks_per_item_for, 8)",
+    )  # fmt: skip
+    parser.add_argument(
         "--services", action="store_true",
         help="use DATABASE_URL and CELERY_BROKER_URL from the environment (migrated here)",
     )  # fmt: skip
@@ -192,13 +199,17 @@ def main() -> None:
     print(f"{args.size}^3 voxels, U-Net width {args.width}; broker {broker}, database "
           f"{database}; inputs in {time.perf_counter() - t0:.0f} s under {root}")  # fmt: skip
 
-    here = _here(_plans(inputs, data / "here", for_workers=False))
+    from pipeline.segment import blocks_per_item_for
+
+    per_item = args.blocks_per_item or blocks_per_item_for((64, 64, 64))
+    print(f"segmentation: 64^3 blocks, {per_item} per task")
+    here = _here(_plans(inputs, data / "here", False, per_item))
     rows = [("in this process, 1 thread", here)]
     for n in counts:
         proc = _start_worker(env, n, root / f"worker-{n}.log")
         try:
             rows.append((f"{n} worker process{'es' if n > 1 else ''}", _on_workers(
-                _plans(inputs, data / f"workers-{n}", for_workers=True))))  # fmt: skip
+                _plans(inputs, data / f"workers-{n}", True, per_item))))  # fmt: skip
         finally:
             os.killpg(proc.pid, 15)
             proc.wait(timeout=60)

@@ -153,6 +153,9 @@ class SegmentPlan(BlockPlan):
     iou_threshold: float
     work: str
     local: Any = None  # the local labels in memory (an in-memory output); else local.zarr
+    # Consecutive blocks per item: a Celery task costs tens of ms of messaging, so small blocks
+    # go to workers a few at a time.
+    blocks_per_item: int = 1
 
     # --- files in the work directory -------------------------------------------------------
 
@@ -188,24 +191,31 @@ class SegmentPlan(BlockPlan):
     def work_dir(self) -> Path:
         return Path(self.work)
 
-    def items(self, step: str) -> int:
-        return len(self.grid)
+    def _blocks_of(self, item: int) -> range:
+        k = self.blocks_per_item
+        return range(item * k, min((item + 1) * k, len(self.grid)))
 
-    def is_done(self, step: str, item: int) -> bool:
-        marker = {"watershed": ("counts", str(item)), "merge": ("pairs", f"{item}.npy")}.get(
-            step, ("relabel", str(item))
+    def items(self, step: str) -> int:
+        return -(-len(self.grid) // self.blocks_per_item)
+
+    def _block_done(self, step: str, index: int) -> bool:
+        marker = {"watershed": ("counts", str(index)), "merge": ("pairs", f"{index}.npy")}.get(
+            step, ("relabel", str(index))
         )
         return self._path(*marker).exists()
 
+    def is_done(self, step: str, item: int) -> bool:
+        return all(self._block_done(step, i) for i in self._blocks_of(item))
+
     def run_item(self, step: str, item: int) -> None:
-        if step == "watershed":
-            self._watershed(self.grid.block(item))
-        elif step == "merge":
-            self._merge(self.grid.block(item))
-        elif step == "relabel":
-            self._relabel(self.grid.block(item))
-        else:
+        run = {"watershed": self._watershed, "merge": self._merge, "relabel": self._relabel}.get(
+            step
+        )
+        if run is None:
             raise KeyError(f"segment plan has no step {step!r}")
+        for index in self._blocks_of(item):
+            if not self._block_done(step, index):  # a resumed item: its finished blocks stay
+                run(self.grid.block(index))
 
     def finish_step(self, step: str) -> None:
         if step == "watershed":
@@ -324,6 +334,7 @@ class SegmentPlan(BlockPlan):
             "smooth_sigma": list(self.smooth_sigma),
             "iou_threshold": self.iou_threshold,
             "work": self.work,
+            "blocks_per_item": self.blocks_per_item,
         }
 
     @classmethod
@@ -339,6 +350,7 @@ class SegmentPlan(BlockPlan):
             smooth_sigma=tuple(float(v) for v in data["smooth_sigma"]),
             iou_threshold=float(data["iou_threshold"]),
             work=str(data["work"]),
+            blocks_per_item=int(data.get("blocks_per_item", 1)),
         )
 
 
@@ -357,6 +369,16 @@ def _check_output(out: Any, shape: tuple[int, ...], block_shape: tuple[int, ...]
         )
 
 
+#: Voxels an item of a plan run by workers should cover at least (128^3: ~0.1 s of watershed).
+ITEM_VOXELS = 128**3
+
+
+def blocks_per_item_for(block_shape: Sequence[int]) -> int:
+    """Blocks per item so that one item covers about :data:`ITEM_VOXELS`: a task's messaging
+    then stays small beside its work (measured in ``bench/run.py``)."""
+    return max(1, ITEM_VOXELS // math.prod(int(b) for b in block_shape))
+
+
 def plan_segment(
     distance: ReadableArray | ArrayRef | Path,
     out: Any,
@@ -372,12 +394,16 @@ def plan_segment(
     seed_dynamic_nm: float = 0.0,
     iou_threshold: float = DEFAULT_IOU_THRESHOLD,
     name: str = "nuclei",
+    blocks_per_item: int = 1,
 ) -> SegmentPlan:
     """Check the inputs, create the output and the work directory, and plan the segmentation.
 
     A ``distance`` given as a path (or :class:`ArrayRef`) and an ``out`` given as a path give a
-    plan that :func:`pipeline.plan.save_plan` can hand to other processes.
+    plan that :func:`pipeline.plan.save_plan` can hand to other processes; ``blocks_per_item``
+    consecutive blocks make one item (see :func:`blocks_per_item_for`).
     """
+    if blocks_per_item < 1:
+        raise InvalidInputError(f"blocks_per_item must be at least 1, not {blocks_per_item}")
     if isinstance(distance, str | Path):
         distance = ArrayRef(str(distance))
     shape = tuple(int(n) for n in resolve(distance).shape)
@@ -420,6 +446,7 @@ def plan_segment(
         iou_threshold=float(iou_threshold),
         work=str(Path(work_dir).resolve()),
         local=np.zeros(shape, LABEL_DTYPE) if in_memory else None,
+        blocks_per_item=int(blocks_per_item),
     )
     plan.prepare()
     return plan

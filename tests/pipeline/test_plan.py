@@ -32,7 +32,7 @@ from pipeline.plan import (
     save_plan,
 )
 from pipeline.predict import plan_predict, predict_volume
-from pipeline.segment import SegmentPlan, plan_segment, segment_volume
+from pipeline.segment import SegmentPlan, blocks_per_item_for, plan_segment, segment_volume
 from pipeline.unet import UNet, UNetConfig
 
 REPO = Path(__file__).resolve().parents[2]
@@ -280,3 +280,34 @@ def test_the_plan_command_resumes_a_killed_run_and_reports_its_state(
     assert ": finished" in capsys.readouterr().out
     assert cli.main(["plan", str(tmp_path / "nowhere")]) == 2
     assert "not a readable plan" in capsys.readouterr().err
+
+
+def test_items_of_several_blocks_give_the_same_labels_and_resume_per_block(
+    tmp_path: Path,
+) -> None:
+    segment_volume(
+        _distance_file(tmp_path), tmp_path / "reference.zarr", block_shape=BLOCK,
+        voxel_size=VOXEL, smooth_nm=100.0,
+    )  # fmt: skip
+    plan = plan_segment(
+        tmp_path / "distance.zarr", tmp_path / "grouped.zarr", tmp_path / "grouped-work",
+        block_shape=BLOCK, voxel_size=VOXEL, smooth_nm=100.0, blocks_per_item=4,
+    )  # fmt: skip
+    assert len(plan.grid) == 18 and plan.items("watershed") == 5  # the last item has 2 blocks
+    assert blocks_per_item_for(BLOCK) == 128**3 // (8 * 16 * 16) and blocks_per_item_for(
+        (128, 128, 128)) == 1  # fmt: skip
+    save_plan(plan)
+    assert load_plan(plan.work_dir) == plan
+    plan.run_item("watershed", 0)
+    first = (plan.work_dir / "counts" / "0").stat().st_mtime_ns
+    (plan.work_dir / "counts" / "1").unlink()  # killed after block 0, before block 1's count
+    assert plan.pending("watershed") == [0, 1, 2, 3, 4]
+    plan.run_item("watershed", 0)
+    assert (plan.work_dir / "counts" / "0").stat().st_mtime_ns == first  # not redone
+    assert plan.pending("watershed") == [1, 2, 3, 4]
+    LocalExecutor().execute(plan)
+    np.testing.assert_array_equal(_labels(tmp_path / "grouped.zarr"), _labels(
+        tmp_path / "reference.zarr"))  # fmt: skip
+    with pytest.raises(InvalidInputError, match="blocks_per_item"):
+        plan_segment(tmp_path / "distance.zarr", tmp_path / "x.zarr", tmp_path / "x",
+                     block_shape=BLOCK, blocks_per_item=0)  # fmt: skip
