@@ -115,7 +115,9 @@ for step in plan.steps:
 """
 
 
-def test_a_worker_killed_mid_run_is_recovered_with_identical_output(tmp_path: Path) -> None:
+def _killed_plan(tmp_path: Path) -> SegmentPlan:
+    """A reference segmentation, and a saved plan of the same whose process was SIGKILLed at the
+    sixth relabel item."""
     segment_volume(
         _distance_file(tmp_path), tmp_path / "reference.zarr", block_shape=BLOCK,
         voxel_size=VOXEL, smooth_nm=100.0,
@@ -125,6 +127,11 @@ def test_a_worker_killed_mid_run_is_recovered_with_identical_output(tmp_path: Pa
         [sys.executable, "-c", KILLED_RUN, plan.work], cwd=REPO, capture_output=True, text=True
     )
     assert killed.returncode == -9, killed.stderr
+    return plan
+
+
+def test_a_worker_killed_mid_run_is_recovered_with_identical_output(tmp_path: Path) -> None:
+    plan = _killed_plan(tmp_path)
     assert pending_counts(plan)["relabel"] == (5, len(plan.grid))
     progress: list[tuple[str, int, int]] = []
     LocalExecutor().execute(load_plan(Path(plan.work)), lambda *a: progress.append(a))
@@ -257,15 +264,7 @@ def test_the_plan_command_resumes_a_killed_run_and_reports_its_state(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """What a user does when the site's workers went away mid-plan: resume it on this machine."""
-    segment_volume(
-        _distance_file(tmp_path), tmp_path / "reference.zarr", block_shape=BLOCK,
-        voxel_size=VOXEL, smooth_nm=100.0,
-    )  # fmt: skip
-    plan = _saved_segment_plan(tmp_path, "killed")
-    killed = subprocess.run(
-        [sys.executable, "-c", KILLED_RUN, plan.work], cwd=REPO, capture_output=True, text=True
-    )
-    assert killed.returncode == -9, killed.stderr
+    plan = _killed_plan(tmp_path)
     n = len(plan.grid)
     assert cli.main(["plan", plan.work, "--status"]) == 0
     out = capsys.readouterr().out
