@@ -62,9 +62,7 @@ class ArrayRef:
                 from pipeline.volumes import open_volume
 
                 opened = open_volume(Path(self.path), self.level, channels=self.channels).array
-            _OPENED[key] = opened
-            while len(_OPENED) > _OPENED_MAX:
-                del _OPENED[next(iter(_OPENED))]
+            _remember(_OPENED, key, opened)
         return opened
 
     def to_dict(self) -> dict[str, Any]:
@@ -79,7 +77,14 @@ class ArrayRef:
 # Per process: a worker running many blocks opens each array once. Keyed by the file's identity
 # too, so an array deleted and created again at the same path (a rerun) is opened afresh.
 _OPENED: dict[tuple[ArrayRef, tuple[int, ...]], Any] = {}
-_OPENED_MAX = 16
+_CACHE_SIZE = 16
+
+
+def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
+    """Add to a per-process cache, dropping the oldest entries beyond :data:`_CACHE_SIZE`."""
+    cache[key] = value
+    while len(cache) > _CACHE_SIZE:
+        del cache[next(iter(cache))]
 
 
 def file_identity(path: Path) -> tuple[int, ...]:
@@ -176,9 +181,7 @@ def load_plan(work_dir: Path) -> BlockPlan:
         raise InvalidInputError(f"{path}: not a readable plan ({error})") from error
     cls = getattr(importlib.import_module(module_name), class_name)
     plan: BlockPlan = cls.from_dict(data["plan"])
-    _PLANS[key] = plan
-    while len(_PLANS) > _OPENED_MAX:
-        del _PLANS[next(iter(_PLANS))]
+    _remember(_PLANS, key, plan)
     return plan
 
 
@@ -346,17 +349,15 @@ class LocalExecutor:
     """Runs a plan here: sequentially, or on ``pool`` (anything with ``map(fn, items)`` or
     ``submit(fn, item)``, see :func:`pipeline.blocks.run_blocks`); returns when it is done."""
 
-    def __init__(self, pool: Any = None, stage_names: dict[str, str] | None = None) -> None:
+    def __init__(self, pool: Any = None) -> None:
         self.pool = pool
-        self.stage_names = stage_names or {}
 
     def execute(self, plan: BlockPlan, progress: ProgressCallback = no_progress) -> None:
         for step in plan.steps:
-            stage = self.stage_names.get(step, step)
             total = plan.items(step)
             todo = plan.pending(step)
-            report = partial(_offset_progress, progress, stage, total - len(todo), total)
-            run_blocks(partial(run_item, plan, step), todo, self.pool, progress=report, stage=stage)
+            report = partial(_offset_progress, progress, step, total - len(todo), total)
+            run_blocks(partial(run_item, plan, step), todo, self.pool, progress=report, stage=step)
             plan.finish_step(step)
 
 
