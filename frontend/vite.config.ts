@@ -23,6 +23,7 @@ const entries = {
   annotation_campaign: "src/pages/annotation_campaign.ts",
   annotation_audit: "src/pages/annotation_audit.ts",
   annotation_dashboard: "src/pages/annotation_dashboard.ts",
+  run: "src/pages/run.ts",
   // Style sheets: the key only has to be unique; the file keeps its source name.
   "style:site": "src/styles/site.css",
   "style:viewer": "src/styles/viewer.css",
@@ -31,6 +32,7 @@ const entries = {
   "style:stereology": "src/styles/stereology.css",
   "style:annotation_task": "src/styles/annotation_task.css",
   "style:annotation": "src/styles/annotation.css",
+  "style:runs": "src/styles/runs.css",
 };
 
 /** "src/styles/viewer.css" -> "viewer.css"; other assets get a content hash. */

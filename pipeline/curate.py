@@ -318,7 +318,8 @@ def curate(
 
 def add_label_name(image_store: Path, name: str) -> None:
     """List label image ``name`` in ``<image_store>/labels``'s metadata (NGFF ``labels``), written
-    atomically; nothing to do when it is listed already."""
+    atomically (the group is made when the image has none); nothing to do when it is listed
+    already."""
     labels_dir = Path(image_store) / "labels"
     v3 = labels_dir / "zarr.json"
     if v3.is_file():
@@ -337,7 +338,20 @@ def add_label_name(image_store: Path, name: str) -> None:
             names.append(name)
             write_json_atomically(v2, attrs)
         return
-    raise InvalidInputError(f"{image_store} has no labels group")
+    image_v3 = Path(image_store) / "zarr.json"
+    if image_v3.is_file():  # an image without labels yet: its first label image
+        version = json.loads(image_v3.read_text()).get("attributes", {}).get("ome", {})
+        ome = {"version": version.get("version", "0.5"), "labels": [name]}
+        labels_dir.mkdir(exist_ok=True)
+        group = {"zarr_format": 3, "node_type": "group", "attributes": {"ome": ome}}
+        write_json_atomically(v3, group)
+        return
+    if (Path(image_store) / ".zattrs").is_file():
+        labels_dir.mkdir(exist_ok=True)
+        write_json_atomically(labels_dir / ".zgroup", {"zarr_format": 2})
+        write_json_atomically(v2, {"labels": [name]})
+        return
+    raise InvalidInputError(f"{image_store} is not an OME-Zarr image")
 
 
 def remove_label_name(image_store: Path, name: str) -> None:

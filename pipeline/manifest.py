@@ -215,8 +215,14 @@ class Manifest:
         return self.path
 
 
+class StepPending(Exception):
+    """Raised out of a step whose work goes on in other processes: it stays ``running``."""
+
+
 class StepTimer:
-    """Context manager: marks a step running, then done (timed) or failed; saves each time."""
+    """Context manager: marks a step running, then done (timed) or failed; saves each time.
+
+    A step that raises :class:`StepPending` stays running (its work goes on elsewhere)."""
 
     def __init__(self, manifest: Manifest, name: str, key: str) -> None:
         self.manifest = manifest
@@ -241,6 +247,8 @@ class StepTimer:
         self.record.finished = datetime.now(UTC).isoformat()
         if exc is None:
             self.record.status = "done"
+        elif isinstance(exc, StepPending):
+            self.record.finished = None
         else:
             self.record.status = "failed"
             self.record.error = f"{type(exc).__name__}: {exc}"

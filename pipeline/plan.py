@@ -29,6 +29,7 @@ from typing import Any, ClassVar, Protocol
 
 from pipeline.blocks import run_blocks
 from pipeline.errors import InvalidInputError
+from pipeline.manifest import StepPending
 from pipeline.progress import ProgressCallback, no_progress
 
 PLAN_FILE = "plan.json"
@@ -331,9 +332,52 @@ def temp_name(path: Path, suffix: str = ".tmp") -> Path:
     return path.with_name(f".{path.name}.{uuid.uuid4().hex}{suffix}")
 
 
+class PlanPending(StepPending):
+    """The plan runs in other processes (an executor that returns at once): call the step again
+    when it has finished (the executor's callback does)."""
+
+    def __init__(self, work_dir: Path) -> None:
+        super().__init__(f"plan {work_dir} runs on workers")
+        self.work_dir = Path(work_dir)
+
+
+class PlanFailed(RuntimeError):
+    """A saved plan that an item, or a step's reduction, failed (its recorded message)."""
+
+
+def execute_plan(
+    executor: PlanExecutor, plan: BlockPlan, progress: ProgressCallback = no_progress
+) -> None:
+    """Run ``plan`` with ``executor`` to its end, once.
+
+    A saved plan that finished is not run again and one that failed raises :class:`PlanFailed`.
+    An executor that returns before the plan finished (``waits`` false: Celery) makes this raise
+    :class:`PlanPending`; calling again after the executor's callback finds the plan finished.
+    """
+    work = plan.work_dir
+    if (work / PLAN_FILE).exists():
+        state = plan_state(work)
+        if state.state == "finished":
+            return
+        if state.state == "failed":
+            raise PlanFailed(state.error)
+    executor.execute(plan, progress)
+    if executor.waits:
+        mark_finished(work)
+        return
+    state = plan_state(work)
+    if state.state == "failed":
+        raise PlanFailed(state.error)
+    if state.state != "finished":
+        raise PlanPending(work)
+
+
 class PlanExecutor(Protocol):
     """Runs every step of a plan in order, each step's pending items in any order or at once,
-    and ``finish_step`` after a step's last item: in-process, on a pool, or as Celery chords."""
+    and ``finish_step`` after a step's last item: in-process, on a pool, or as Celery chords.
+    ``waits``: whether ``execute`` returns only once the plan ran (see :func:`execute_plan`)."""
+
+    waits: bool
 
     def execute(self, plan: BlockPlan, progress: ProgressCallback = no_progress) -> Any: ...
 
@@ -348,6 +392,8 @@ def _offset_progress(
 class LocalExecutor:
     """Runs a plan here: sequentially, or on ``pool`` (anything with ``map(fn, items)`` or
     ``submit(fn, item)``, see :func:`pipeline.blocks.run_blocks`); returns when it is done."""
+
+    waits = True
 
     def __init__(self, pool: Any = None) -> None:
         self.pool = pool

@@ -30,12 +30,21 @@ import pandas as pd
 
 from pipeline.config import STEPS, PipelineConfig, to_plain
 from pipeline.errors import InvalidInputError
-from pipeline.manifest import Manifest, StepTimer, code_version, digest_of, environment, fingerprint
+from pipeline.manifest import (
+    Manifest,
+    StepPending,
+    StepTimer,
+    code_version,
+    digest_of,
+    environment,
+    fingerprint,
+)
 from pipeline.measure import DETECTIONS_NAME, MESHES_DIR, FilteredLabels, measure_labels
 from pipeline.progress import ProgressCallback, no_progress
 from pipeline.volumes import Volume, open_volume
 
 if TYPE_CHECKING:
+    from pipeline.plan import PlanExecutor
     from pipeline.training import TrainResult
 
 MODEL_DIR = "model"
@@ -60,6 +69,8 @@ class RunResult:
     skipped: list[str]
     outputs: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    #: the step whose plan runs on other processes (``plans`` executor): call again when it ends
+    waiting: str | None = None
 
 
 def _per_axis(values: tuple[int, ...], ndim: int, name: str) -> tuple[int, ...]:
@@ -132,8 +143,10 @@ class _Run:
         out_dir: Path,
         steps: Sequence[str],
         progress: ProgressCallback,
+        plans: PlanExecutor | None = None,
     ) -> None:
         self.config = config
+        self.plans = plans
         self.out = out_dir
         self.steps = list(steps)
         self.progress = progress
@@ -314,6 +327,9 @@ class _Run:
             mask = None
             if config.predict.mask is not None:
                 mask = open_volume(config.predict.mask, 0, None, "mask").array
+            if self.plans is not None:
+                self._predict_planned(self.plans, out, mask, record)
+                return
             executor = self.executor(config.predict.workers)
             try:
                 block = config.predict.block
@@ -347,6 +363,37 @@ class _Run:
             )
 
         self.execute("predict", parts, [out], body)
+
+    def _predict_planned(self, plans: PlanExecutor, out: Path, mask: Any, record: Any) -> None:
+        """Prediction as a saved plan run by ``plans`` (the site's workers), which may return
+        before it ends: :class:`pipeline.plan.PlanPending` then leaves the step running."""
+        from pipeline.plan import execute_plan
+        from pipeline.predict import plan_predict, recorded_distance_max
+
+        config = self.config
+        block = config.predict.block
+        plan = plan_predict(
+            self.model_path(),
+            config.data.image,
+            out,
+            level=config.data.level,
+            block_shape=None if block is None else _per_axis(block, self.ndim, "predict.block"),
+            mask=mask,
+            voxel_size=self.voxel_size,
+            batch_size=config.predict.batch_size,
+            compile=config.predict.compile,
+            num_threads=config.predict.num_threads,
+            device=config.predict.device,
+            for_workers=True,
+        )
+        execute_plan(plans, plan, self.progress)
+        record.metrics.update(
+            {
+                "blocks_done": sum(len(g) for g in plan.groups),
+                "block_shape": list(plan.grid.block_shape),
+                "distance_max_nm": _finite_or_none(recorded_distance_max(plan.done_dir)),
+            }
+        )
 
     def segment_params(self) -> Any:
         """The seeded-watershed settings: see :class:`pipeline.config.SegmentConfig`."""
@@ -388,6 +435,7 @@ class _Run:
             from pipeline.plan import (
                 ArrayRef,
                 LocalExecutor,
+                execute_plan,
                 load_plan,
                 mark_finished,
                 restart_plan,
@@ -396,7 +444,11 @@ class _Run:
             from pipeline.segment import SegmentPlan, plan_segment
 
             work = self.out / SEGMENT_PLAN_DIR
-            if resume and out.exists() and (work / "plan.json").is_file():
+            planned = resume and out.exists() and (work / "plan.json").is_file()
+            if planned and self.plans is not None:
+                plan = load_plan(work)  # running on workers, or finished there
+                assert isinstance(plan, SegmentPlan)
+            elif planned:
                 plan = load_plan(work)  # an interrupted segmentation: finished blocks stay
                 assert isinstance(plan, SegmentPlan)
             else:
@@ -418,14 +470,17 @@ class _Run:
                     iou_threshold=config.segment.iou_threshold,
                 )
                 save_plan(plan)
-            restart_plan(work)
-            executor = self.executor(config.segment.workers)
-            try:
-                LocalExecutor(executor).execute(plan, self.progress)
-            finally:
-                if executor is not None:
-                    executor.shutdown()
-            mark_finished(work)
+            if self.plans is not None:
+                execute_plan(self.plans, plan, self.progress)
+            else:
+                restart_plan(work)
+                executor = self.executor(config.segment.workers)
+                try:
+                    LocalExecutor(executor).execute(plan, self.progress)
+                finally:
+                    if executor is not None:
+                        executor.shutdown()
+                mark_finished(work)
             summary = plan.summary()
             shutil.rmtree(work)  # its scratch labels are as large as the output
             record.metrics.update(
@@ -661,8 +716,14 @@ def run_pipeline(
     *,
     steps: Sequence[str] | None = None,
     progress: ProgressCallback = no_progress,
+    plans: PlanExecutor | None = None,
 ) -> RunResult:
-    """Run (or resume) the pipeline described by ``config`` into ``out_dir``."""
+    """Run (or resume) the pipeline described by ``config`` into ``out_dir``.
+
+    ``plans``: run prediction and segmentation as saved plans on this executor (the site's
+    Celery workers) instead of in this process. When it returns before a plan ends, so does
+    this, with ``waiting`` naming the step: calling again once the plan finished goes on.
+    """
     out = Path(out_dir) if out_dir is not None else config.out
     if out is None:
         raise InvalidInputError("no output directory: give one (--out) or set 'out' in the config")
@@ -679,7 +740,7 @@ def run_pipeline(
     if config.filter.method == "ground_truth" and "filter" in chosen and not has_gt:
         raise InvalidInputError("filter method 'ground_truth' needs ground-truth labels and boxes")
     out.mkdir(parents=True, exist_ok=True)
-    run = _Run(config, out, chosen, progress)
+    run = _Run(config, out, chosen, progress, plans)
     if run.gt is not None:
         _check_ground_truth(run.gt, run.shape, run.gt_boxes, "ground-truth labels")
     manifest = run.manifest
@@ -692,7 +753,11 @@ def run_pipeline(
     manifest.save()
     last = max(STEPS.index(s) for s in chosen) if chosen else -1
     for name in STEPS[: last + 1]:
-        getattr(run, name)()
+        try:
+            getattr(run, name)()
+        except StepPending:
+            manifest.save()
+            return RunResult(out, manifest.path, run.ran, run.skipped, waiting=name)
     manifest.save()
     outputs: dict[str, str] = {}
     metrics: dict[str, Any] = {}

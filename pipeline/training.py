@@ -108,6 +108,7 @@ from pipeline.training_health import (
     head_figures,
     health_problems,
 )
+from pipeline.training_history import HISTORY_FIELDS
 from pipeline.training_validation import (
     BoxCanvas,
     box_context,
@@ -123,23 +124,6 @@ F1_TIE_ERRORS = 2
 LOSS_MIN_DELTA = 0.01
 PROBABILITY_HEAD = "probability"
 DISTANCE_HEAD = "distance"
-HISTORY_FIELDS = (
-    "epoch",
-    "attempt",
-    "train_loss",
-    "val_loss",
-    "val_f1",
-    "val_precision",
-    "val_recall",
-    "val_objects",
-    "val_seed_nm",  # the seed threshold of the best validation F1
-    "train_distance_p99_nm",
-    "train_probability_gap",
-    "val_distance_p99_nm",
-    "val_probability_gap",
-    "healthy",  # 1 or 0 at the epoch the health check ran, else NaN
-    "seconds",
-)
 # Called with each epoch's history row as it is written (the site plots them live).
 EpochCallback = Callable[[Mapping[str, float]], None]
 CHECKPOINT_VERSION = 1

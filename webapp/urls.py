@@ -22,6 +22,7 @@ api_v1: list[URLPattern | URLResolver] = [
     path("", include("webapp.curation.api.urls")),
     path("", include("webapp.stereology.api.urls")),
     path("", include("webapp.annotation.api.urls")),
+    path("", include("webapp.runs.api.urls")),
     path("", include("webapp.viewer.api.urls")),
 ]
 
@@ -40,5 +41,6 @@ urlpatterns = [
     path("proofreading/", include("webapp.proofreading.urls")),
     path("stereology/", include("webapp.stereology.urls")),
     path("annotation/", include("webapp.annotation.urls")),
+    path("", include("webapp.runs.urls")),
     path("", include("webapp.viewer.urls")),
 ]

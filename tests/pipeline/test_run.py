@@ -350,3 +350,68 @@ def test_an_interrupted_segmentation_resumes_its_plan(
     labels = np.asarray(zarr.open_array(str(out / SEGMENTATION_NAME / "s0"))[:])
     np.testing.assert_array_equal(labels, expected)
     assert not (out / SEGMENT_PLAN_DIR).exists()
+
+
+class DeferredExecutor:
+    """An executor that returns at once, as Celery's does: the test runs the plan later."""
+
+    waits = False
+
+    def __init__(self) -> None:
+        self.plans: list[Any] = []
+
+    def execute(self, plan: Any, progress: Any = None) -> None:
+        from pipeline.plan import save_plan
+
+        save_plan(plan)
+        self.plans.append(plan.work_dir)
+
+
+def test_a_run_whose_plans_run_elsewhere_waits_and_goes_on(tmp_path: Path, dataset: Path) -> None:
+    """With ``plans`` an executor that returns before the plan ran, ``run_pipeline`` returns
+    ``waiting`` (the step stays running in the manifest) and, called again once the plan ran,
+    goes on; a call while it runs queues nothing new. Same labels as a run in one process."""
+    from pipeline.manifest import Manifest
+    from pipeline.plan import LocalExecutor, load_plan, mark_finished
+
+    config = load_config(write_config(tmp_path, dataset))
+    steps = ["predict", "segment", "measure"]
+    local = run_pipeline(config, tmp_path / "local", steps=steps)
+    deferred = DeferredExecutor()
+    out = tmp_path / "deferred"
+    waited = []
+    for _ in range(4):
+        result = run_pipeline(config, out, steps=steps, plans=deferred)
+        if result.waiting is None:
+            break
+        waited.append(result.waiting)
+        assert Manifest.load_or_new(out).step(result.waiting).status == "running"
+        again = run_pipeline(config, out, steps=steps, plans=deferred)  # a duplicate delivery
+        assert again.waiting == result.waiting
+        work = deferred.plans[-1]
+        LocalExecutor().execute(load_plan(work))
+        mark_finished(work)
+    assert waited == ["predict", "segment"] and result.ran == ["segment", "measure"]
+    for name in ("probability", "distance"):
+        expected = zarr.open_array(
+            str(tmp_path / "local" / "prediction" / f"{name}.ome.zarr" / "s0")
+        )
+        got = zarr.open_array(str(out / "prediction" / f"{name}.ome.zarr" / "s0"))
+        np.testing.assert_array_equal(np.asarray(got[:]), np.asarray(expected[:]))
+    expected = np.asarray(zarr.open_array(str(tmp_path / "local" / SEGMENTATION_NAME / "s0"))[:])
+    labels = np.asarray(zarr.open_array(str(out / SEGMENTATION_NAME / "s0"))[:])
+    np.testing.assert_array_equal(labels, expected)
+    assert result.metrics["measure.objects"] == local.metrics["measure.objects"]
+    assert not (out / SEGMENT_PLAN_DIR).exists()
+
+
+def test_a_failed_plan_fails_its_step(tmp_path: Path, dataset: Path) -> None:
+    from pipeline.plan import PlanFailed, record_failure
+
+    config = load_config(write_config(tmp_path, dataset))
+    deferred = DeferredExecutor()
+    out = tmp_path / "run"
+    assert run_pipeline(config, out, steps=["predict"], plans=deferred).waiting == "predict"
+    record_failure(deferred.plans[-1], "predict 0", "out of memory")
+    with pytest.raises(PlanFailed, match="predict 0: out of memory"):
+        run_pipeline(config, out, steps=["predict"], plans=deferred)

@@ -165,6 +165,7 @@ def campaign_page(request: HttpRequest, campaign_id: int) -> HttpResponse:
     """Settings, members, boxes and the coverage map (members); managers add and remove
     members, add boxes and clear flags."""
     from webapp.proofreading.models import MissedObject, ProofreadingCampaign
+    from webapp.runs.views import retrain_panel
 
     campaign = _member_campaign(request, campaign_id)
     roles = selectors.roles_of(campaign, request.user)
@@ -219,6 +220,8 @@ def campaign_page(request: HttpRequest, campaign_id: int) -> HttpResponse:
         "reporter": manager or Role.REVIEWER in roles,
         "exports": export_links(campaign.pk, painted=campaign.painted),
         "config": config,
+        # The runs app's "Retrain" panel: managers of painted campaigns.
+        "retrain": retrain_panel(campaign) if manager and campaign.painted else None,
         "csrf": get_token(request),
     }
     return render(request, "annotation/campaign.html", context)

@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "webapp.curation",
     "webapp.stereology",
     "webapp.annotation",
+    "webapp.runs",
     "webapp.viewer",
 ]
 

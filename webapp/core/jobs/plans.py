@@ -3,7 +3,8 @@ step, so adding worker processes or machines that share ``DATA_ROOT`` makes a st
 
 Tasks carry only the plan's work directory, the step and the item: a worker loads the saved plan
 and runs the same code per block as the command line. A step's chord callback reduces the step and
-queues the next one. State lives in the plan's files (:func:`pipeline.plan.plan_state`): items
+queues the next one; after the last step, or once the plan stopped, it queues the owner's
+``on_done`` (once). State lives in the plan's files (:func:`pipeline.plan.plan_state`): items
 done per step, finished, cancelled, failed and why.
 
 Deliveries happen more than once (``acks_late``: a worker killed after a task finished gets it
@@ -57,6 +58,7 @@ def dispatch_step(
     plan = load_plan(folder)
     while index < len(plan.steps):
         if plan_stopped(folder):
+            _notify(work_dir, on_done)
             return
         step = plan.steps[index]
         items = plan.pending(step)
@@ -65,6 +67,7 @@ def dispatch_step(
                 record_failure(
                     folder, step, f"{len(items)} items still unfinished after {round_} rounds"
                 )
+                _notify(work_dir, on_done)
                 return
             if not _claim(work_dir, f"{step}-{round_}"):
                 return  # a duplicate delivery: the first one queued this round
@@ -76,7 +79,13 @@ def dispatch_step(
             return
         finish_saved_step(work_dir, step)
         index, round_ = index + 1, 0
-    if on_done is not None and not plan_stopped(folder) and _claim(work_dir, "on-done"):
+    _notify(work_dir, on_done)
+
+
+def _notify(work_dir: str, on_done: dict[str, Any] | None) -> None:
+    """Queue ``on_done`` once: after the last step, or when the plan stopped (its owner reads
+    why from the plan's state)."""
+    if on_done is not None and _claim(work_dir, "on-done"):
         signature(on_done, app=current_app).apply_async()
 
 
@@ -90,6 +99,7 @@ def step_done(
         plan = load_plan(folder)
         step = plan.steps[index]
         if plan_stopped(folder):
+            _notify(work_dir, on_done)
             return
         if plan.pending(step):
             dispatch_step(work_dir, index, on_done, round_ + 1)
@@ -98,18 +108,26 @@ def step_done(
     except Exception as error:
         if not plan_stopped(folder):
             record_failure(folder, f"after step {index}", error)
+        _notify(work_dir, on_done)
         raise
 
 
 class CeleryPlanExecutor:
     """The site's :class:`pipeline.plan.PlanExecutor`: saves the plan, clears what stopped an
     earlier run of it (finished items stay done) and queues its first step; returns at once.
-    ``on_done`` is queued after the last step (e.g. the run's next stage)."""
+    ``on_done`` is queued after the last step (e.g. the run's next stage), also when the plan
+    stopped (cancelled, failed), so that its owner learns it. Executing a plan whose steps are
+    already queued (a duplicate delivery of the owner's task) queues nothing."""
+
+    waits = False
 
     def __init__(self, on_done: Any = None) -> None:
         self.on_done = None if on_done is None else dict(on_done)
 
     def execute(self, plan: BlockPlan, progress: ProgressCallback = no_progress) -> None:
+        dispatched = plan.work_dir / "dispatch"
+        if dispatched.is_dir() and any(dispatched.iterdir()) and not plan_stopped(plan.work_dir):
+            return
         save_plan(plan)
         restart_plan(plan.work_dir)
         dispatch_step(str(plan.work_dir), 0, self.on_done)

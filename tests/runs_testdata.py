@@ -1,0 +1,83 @@
+"""A dataset of synthetic nuclei with a painted campaign whose boxes hold approved ground truth:
+what a retraining run starts from, for the runs app's API and integration tests.
+
+The image is ``make_nuclei_volume`` (the demo's generator) at 200 nm; the campaign's boxes tile
+it, and the first ``approved`` of them are painted with the true labels, submitted and approved.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from pipeline.ome_zarr_io import create_single_level_image
+from pipeline.synthetic import make_nuclei_volume
+from tests.model_factories import DatasetFactory, LayerFactory, UserFactory
+from webapp.annotation import services
+from webapp.annotation.models import AnnotationCampaign, Role
+
+VOXEL_NM = 200.0
+SHAPE = (64, 96, 96)
+BOX = (32, 48, 48)  # 8 boxes
+NUCLEI = 24  # the demo's density: 300 in 256^3
+
+
+def people() -> dict[str, Any]:
+    """owner (dataset owner, campaign manager), manager (a second manager), annotator a1,
+    reviewer rv, an outsider."""
+    return {
+        name: UserFactory(username=name) for name in ("owner", "manager", "a1", "rv", "outsider")
+    }
+
+
+def retrain_campaign(
+    who: dict[str, Any],
+    *,
+    approved: int = 5,
+    painted: bool = True,
+    visibility: str = "public",
+    shape: tuple[int, int, int] = SHAPE,
+    box: tuple[int, int, int] = BOX,
+) -> tuple[AnnotationCampaign, np.ndarray]:
+    """The campaign (boxes tiled, the first ``approved`` painted with the truth and approved)
+    and the true labels of the whole image."""
+    image, labels = make_nuclei_volume(
+        shape=shape, n_nuclei=NUCLEI * int(np.prod(shape)) // int(np.prod(SHAPE)), seed=3,
+        voxel_size_nm=VOXEL_NM,
+    )  # fmt: skip
+    dataset = DatasetFactory(owner=who["owner"], visibility=visibility)
+    layer = LayerFactory(
+        dataset=dataset, shape=list(shape), voxel_size=[VOXEL_NM] * 3, dtype="uint16"
+    )
+    path = dataset.root / layer.path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    array = create_single_level_image(
+        path, shape, dtype=np.uint16, chunks=box, voxel_size=(VOXEL_NM,) * 3, name="image"
+    )
+    array[...] = image
+    spec = services.CampaignSpec(
+        name="Nuclei",
+        instructions="Paint every nucleus.",
+        label_schema=None,
+        box_size_um=[n * VOXEL_NM / 1000 for n in box],
+        redundancy=1,
+        painted=painted,
+    )
+    campaign = services.campaign_create(who["owner"], dataset, layer, spec)
+    services.member_add(campaign, who["owner"], who["manager"].username, Role.MANAGER)
+    services.member_add(campaign, who["owner"], who["a1"].username, Role.ANNOTATOR)
+    services.member_add(campaign, who["owner"], who["rv"].username, Role.REVIEWER)
+    services.boxes_tile(campaign, who["owner"])
+    for _ in range(approved):
+        row = services.next_task(campaign, who["a1"])
+        assert row is not None
+        start = [int(n) for n in row.box.start]
+        size = [int(n) for n in row.box.size]
+        crop = labels[tuple(slice(a, a + n) for a, n in zip(start, size, strict=True))]
+        if painted:
+            services.labels_save(row, who["a1"], row.version, {(0, 0, 0): crop.copy()})
+            row.refresh_from_db()
+        row = services.submit(row, who["a1"], row.version)
+        services.approve(row, who["rv"])
+    return campaign, labels

@@ -1,0 +1,156 @@
+"""The runs pages: a run's page (whoever sees the dataset; 404 otherwise; Cancel for the
+dataset's owner and the run's starter only; the campaign linked for its members) and the
+"Retrain" panel on a painted campaign's page (managers only, with the ground truth a run would
+take: approved painted boxes and how many are held out).
+
+No worker runs: runs are started in a transaction that never commits, so no task is sent."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from tests.runs_testdata import people, retrain_campaign
+from webapp.annotation.models import AnnotationCampaign
+from webapp.datasets.models import Visibility
+from webapp.runs import services
+from webapp.runs.models import PipelineRun
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings: Any) -> None:
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def who() -> dict[str, Any]:
+    return people()
+
+
+@pytest.fixture
+def campaign(who: dict[str, Any]) -> AnnotationCampaign:
+    return retrain_campaign(who, approved=5)[0]
+
+
+@pytest.fixture
+def run(who: dict[str, Any], campaign: AnnotationCampaign) -> PipelineRun:
+    return services.run_start(who["manager"], campaign, preset="tiny")
+
+
+def as_user(user: Any = None) -> Client:
+    client = Client()
+    if user is not None:
+        client.force_login(user)
+    return client
+
+
+def json_script(html: str, element_id: str) -> Any:
+    found = re.search(rf'<script id="{element_id}" type="application/json">(.*?)</script>', html)
+    assert found, f"no #{element_id} in the page"
+    return json.loads(found.group(1))
+
+
+def test_the_run_page_frames_the_run_for_its_script(
+    who: dict[str, Any], campaign: AnnotationCampaign, run: PipelineRun
+) -> None:
+    answer = as_user(who["manager"]).get(f"/runs/{run.pk}/")
+    assert answer.status_code == 200
+    html = answer.content.decode()
+    config = json_script(html, "run-config")
+    assert config["runId"] == run.pk and config["runUrl"] == f"/api/v1/runs/{run.pk}/"
+    assert config["dataset"] == campaign.dataset.slug
+    assert config["viewerUrl"] == f"/datasets/{campaign.dataset.slug}/"
+    assert config["stages"][:2] == ["export", "train"] and config["canCancel"] is True
+    # Header: dataset, campaign (the manager is a member), preset, who started it, status.
+    assert f'href="/annotation/{campaign.pk}/"' in html
+    assert "tiny" in html and "manager" in html and 'id="run-status"' in html
+    assert html.count('class="run-stage"') == 8
+    assert 'id="run-cancel"' in html and "run.js" in html
+
+
+@pytest.mark.parametrize(
+    ("name", "can_cancel", "campaign_link"),
+    [
+        ("owner", True, True),  # the dataset's owner
+        ("manager", True, True),  # who started it
+        ("a1", False, True),  # an annotator of the campaign
+        ("outsider", False, False),  # sees the public dataset, not the campaign
+    ],
+)
+def test_who_may_cancel_and_who_gets_the_campaign_link(
+    who: dict[str, Any],
+    campaign: AnnotationCampaign,
+    run: PipelineRun,
+    name: str,
+    can_cancel: bool,
+    campaign_link: bool,
+) -> None:
+    html = as_user(who[name]).get(f"/runs/{run.pk}/").content.decode()
+    assert json_script(html, "run-config")["canCancel"] is can_cancel
+    assert ('id="run-cancel"' in html) is can_cancel
+    assert (f'href="/annotation/{campaign.pk}/"' in html) is campaign_link
+    assert campaign.name in html
+
+
+def test_a_public_datasets_run_is_seen_anonymously_a_private_ones_is_404(
+    who: dict[str, Any], campaign: AnnotationCampaign, run: PipelineRun
+) -> None:
+    answer = as_user().get(f"/runs/{run.pk}/")
+    assert answer.status_code == 200
+    assert json_script(answer.content.decode(), "run-config")["canCancel"] is False
+    campaign.dataset.visibility = Visibility.PRIVATE
+    campaign.dataset.save()
+    assert as_user().get(f"/runs/{run.pk}/").status_code == 404
+    assert as_user(who["outsider"]).get(f"/runs/{run.pk}/").status_code == 404
+    assert as_user(who["owner"]).get(f"/runs/{run.pk}/").status_code == 200
+    assert as_user(who["owner"]).get(f"/runs/{run.pk + 1000}/").status_code == 404
+    assert as_user(who["owner"]).post(f"/runs/{run.pk}/").status_code == 405
+
+
+def test_the_retrain_panel_is_for_managers_of_painted_campaigns(
+    who: dict[str, Any], campaign: AnnotationCampaign
+) -> None:
+    for name in ("owner", "manager"):
+        html = as_user(who[name]).get(f"/annotation/{campaign.pk}/").content.decode()
+        panel = json_script(html, "retrain-config")
+        # Five approved painted boxes, a fifth of them held out: what run_start snapshots.
+        assert panel == {
+            "campaignId": campaign.pk,
+            "dataset": campaign.dataset.slug,
+            "boxes": 5,
+            "heldOut": 1,
+            "training": 4,
+            "error": "",
+            "runsUrl": "/runs/",
+        }
+        assert 'id="retrain"' in html and "runs.css" in html
+        text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", html))
+        assert "Ground truth: 5 approved painted boxes; 1 held out for evaluation, 4 to train" in (
+            text
+        )
+    for name in ("a1", "rv"):
+        html = as_user(who[name]).get(f"/annotation/{campaign.pk}/").content.decode()
+        assert 'id="retrain"' not in html and "retrain-config" not in html
+
+
+def test_the_retrain_panel_counts_honestly(who: dict[str, Any]) -> None:
+    none_approved, _ = retrain_campaign(who, approved=0)
+    html = as_user(who["owner"]).get(f"/annotation/{none_approved.pk}/").content.decode()
+    panel = json_script(html, "retrain-config")
+    assert (panel["boxes"], panel["heldOut"]) == (0, 0)
+    assert re.search(r'id="retrain-start"\s+disabled', html)
+    assert "No approved painted ground truth yet" in html
+    one, _ = retrain_campaign(who, approved=1)
+    panel = json_script(
+        as_user(who["owner"]).get(f"/annotation/{one.pk}/").content.decode(), "retrain-config"
+    )
+    assert (panel["boxes"], panel["heldOut"], panel["training"]) == (1, 0, 1)
+    points, _ = retrain_campaign(who, approved=1, painted=False)
+    html = as_user(who["owner"]).get(f"/annotation/{points.pk}/").content.decode()
+    assert "retrain-config" not in html

@@ -1,0 +1,173 @@
+"""Runs API serializers: a run with its stages and curves, a start request, a model version."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from pipeline.training_history import HISTORY_FIELDS
+from webapp.core.jobs.models import JobState, JobStatus
+from webapp.runs import selectors
+from webapp.runs.models import STAGES, ModelVersion, PipelineRun
+from webapp.runs.presets import OVERRIDES, PRESETS
+
+MAX_ID = 2**31 - 1
+
+
+class RunStageSerializer(serializers.Serializer[dict[str, Any]]):
+    name = serializers.ChoiceField(choices=[(s, s) for s in STAGES])
+    state = serializers.ChoiceField(
+        choices=[(s, s) for s in ("pending", "running", "done", "skipped", "stopped")],
+        help_text="'stopped': the run ended (failed, cancelled) while it ran.",
+    )
+    done = serializers.IntegerField()
+    total = serializers.IntegerField(help_text="0 while unknown.")
+    seconds = serializers.FloatField(allow_null=True)
+    started = serializers.CharField(allow_null=True)
+    eta = serializers.CharField(allow_null=True, help_text="When it should end at its pace so far.")
+
+
+class RunEpochSerializer(serializers.Serializer[dict[str, Any]]):
+    """One epoch of training (``pipeline.training.HISTORY_FIELDS``); null where not measured
+    (validation scores only every ``val_interval`` epochs)."""
+
+
+for _name in HISTORY_FIELDS:
+    RunEpochSerializer._declared_fields[_name] = serializers.FloatField(
+        allow_null=True, required=False
+    )
+
+
+class RunBoxSerializer(serializers.Serializer[dict[str, Any]]):
+    """A box of the ground truth a run trains on."""
+
+    box = serializers.IntegerField(help_text="The campaign's box id.")
+    name = serializers.CharField()
+    source = serializers.ChoiceField(  # type: ignore[assignment]  # a field named source
+        choices=[(s, s) for s in ("consensus", "assignment", "approved")],
+        help_text="A manager's accepted consensus or volume, else the first approved one.",
+    )
+    version = serializers.IntegerField(help_text="The labels' version it uses.")
+    held_out = serializers.BooleanField(help_text="Kept for evaluation, not trained on.")
+
+
+class RunSerializer(serializers.ModelSerializer[PipelineRun]):
+    status = serializers.ChoiceField(choices=JobStatus.choices, read_only=True)
+    state = serializers.ChoiceField(
+        choices=JobState.choices,
+        read_only=True,
+        help_text="status as it stands now: 'retrying' while a stage's worker is gone.",
+    )
+    progress = serializers.FloatField(read_only=True, help_text="done / total of the stage, 0-1.")
+    dataset = serializers.CharField(source="dataset.slug", read_only=True)
+    campaign = serializers.IntegerField(source="campaign_id", read_only=True, allow_null=True)
+    owner = serializers.CharField(source="owner.username", read_only=True, allow_null=True)
+    parent = serializers.IntegerField(  # type: ignore[assignment]  # a field, not the serializer's
+        source="parent_id", read_only=True, allow_null=True
+    )
+    result_layer = serializers.CharField(
+        source="result_layer.name", read_only=True, allow_null=True
+    )
+    model = serializers.SerializerMethodField(help_text="The model version it registered.")
+    model_id = serializers.SerializerMethodField(
+        help_text="Id of that model version (models/<id>/, models/<id>/download/)."
+    )
+    stages = serializers.SerializerMethodField()
+    history = serializers.SerializerMethodField()
+    boxes = serializers.SerializerMethodField(
+        help_text="The ground truth it trains on: per box its name, source, version and "
+        "whether it is held out for evaluation."
+    )
+
+    class Meta:
+        model = PipelineRun
+        fields = [
+            "id", "dataset", "campaign", "owner", "preset", "params", "parent",
+            "status", "state", "stage", "done", "total", "progress", "stages", "history",
+            "boxes", "metrics", "error", "result_layer", "model", "model_id",
+            "created", "started", "finished",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+    @extend_schema_field(RunStageSerializer(many=True))
+    def get_stages(self, run: PipelineRun) -> list[dict[str, Any]]:
+        return selectors.run_stages(run)
+
+    @extend_schema_field(RunEpochSerializer(many=True))
+    def get_history(self, run: PipelineRun) -> list[dict[str, Any]]:
+        return selectors.run_history(run)
+
+    @extend_schema_field(RunBoxSerializer(many=True))
+    def get_boxes(self, run: PipelineRun) -> list[dict[str, Any]]:
+        return [
+            {k: b[k] for k in ("box", "name", "source", "version", "held_out")}
+            for b in (run.ground_truth or {}).get("boxes", [])
+        ]
+
+    @extend_schema_field(serializers.IntegerField(allow_null=True))
+    def get_model(self, run: PipelineRun) -> int | None:
+        model = getattr(run, "model", None)
+        return None if model is None else model.number
+
+    @extend_schema_field(serializers.IntegerField(allow_null=True))
+    def get_model_id(self, run: PipelineRun) -> int | None:
+        model = getattr(run, "model", None)
+        return None if model is None else model.pk
+
+
+class RunStartSerializer(serializers.Serializer[dict[str, Any]]):
+    campaign = serializers.IntegerField(
+        min_value=1, max_value=MAX_ID, help_text="The painted annotation campaign to train on."
+    )
+    preset = serializers.ChoiceField(choices=sorted(PRESETS), default="standard")
+    params = serializers.DictField(
+        child=serializers.FloatField(min_value=-1e12, max_value=1e12),
+        required=False,
+        help_text="Overrides, 'section.key': value; see runs/presets/.",
+    )
+
+
+class RunPresetSerializer(serializers.Serializer[dict[str, Any]]):
+    name = serializers.CharField()
+    title = serializers.CharField()
+    description = serializers.CharField()
+    config = serializers.DictField()
+
+
+class RunOverrideSerializer(serializers.Serializer[dict[str, Any]]):
+    name = serializers.CharField()
+    type = serializers.CharField()
+    low = serializers.FloatField()
+    high = serializers.FloatField()
+    help = serializers.CharField()
+
+
+class RunPresetsSerializer(serializers.Serializer[dict[str, Any]]):
+    presets = RunPresetSerializer(many=True)
+    params = RunOverrideSerializer(many=True)
+
+
+def presets_body() -> dict[str, Any]:
+    return {
+        "presets": [
+            {"name": p.name, "title": p.label, "description": p.description, "config": p.config}
+            for p in PRESETS.values()
+        ],
+        "params": [
+            {"name": k, "type": o.kind.__name__, "low": o.low, "high": o.high, "help": o.help}
+            for k, o in sorted(OVERRIDES.items())
+        ],
+    }
+
+
+class ModelVersionSerializer(serializers.ModelSerializer[ModelVersion]):
+    dataset = serializers.CharField(source="dataset.slug", read_only=True)
+    run = serializers.IntegerField(source="run_id", read_only=True, allow_null=True)
+    layer = serializers.CharField(source="layer.name", read_only=True, allow_null=True)
+
+    class Meta:
+        model = ModelVersion
+        fields = ["id", "dataset", "number", "run", "layer", "params", "metrics", "created"]
+        read_only_fields = fields

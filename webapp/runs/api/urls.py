@@ -1,0 +1,15 @@
+"""Runs API routes, included under /api/v1/."""
+
+from django.urls import path
+
+from webapp.runs.api import views
+
+urlpatterns = [
+    path("runs/", views.RunListView.as_view(), name="api-runs"),
+    path("runs/presets/", views.PresetsView.as_view(), name="api-run-presets"),
+    path("runs/<int:pk>/", views.RunDetailView.as_view(), name="api-run"),
+    path("runs/<int:pk>/cancel/", views.RunCancelView.as_view(), name="api-run-cancel"),
+    path("models/", views.ModelListView.as_view(), name="api-models"),
+    path("models/<int:pk>/", views.ModelDetailView.as_view(), name="api-model"),
+    path("models/<int:pk>/download/", views.ModelDownloadView.as_view(), name="api-model-download"),
+]

@@ -1,0 +1,177 @@
+"""Runs API: start runs (dataset owners, campaign managers), follow them (whoever sees the
+dataset), cancel them; the presets; the model registry (list, one, download)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from django.db.models import QuerySet
+from django.http import FileResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import generics, status
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from webapp.annotation.models import AnnotationCampaign
+from webapp.core.api_schema import ErrorSerializer
+from webapp.core.downloads import DownloadRenderer, attachment
+from webapp.core.errors import InvalidRequest, NotFound
+from webapp.core.parsers import StrictJSONParser
+from webapp.core.permissions import VIEW, MayDoAction, RestrictedAPIView
+from webapp.core.users import signed_in_user
+from webapp.runs import publish, selectors, services
+from webapp.runs.api.serializers import (
+    ModelVersionSerializer,
+    RunPresetsSerializer,
+    RunSerializer,
+    RunStartSerializer,
+    presets_body,
+)
+from webapp.runs.models import ModelVersion, PipelineRun
+
+NO_CAMPAIGN = "No such annotation campaign, or you may not see it."
+FILTERS = [
+    OpenApiParameter("dataset", OpenApiTypes.STR, description="Only this dataset's (slug)."),
+    OpenApiParameter("campaign", OpenApiTypes.INT, description="Only this campaign's."),
+]
+
+
+def _filtered(queryset: QuerySet[Any], params: Any, campaign: bool = True) -> QuerySet[Any]:
+    slug = params.get("dataset")
+    if slug:
+        queryset = queryset.filter(dataset__slug=slug[:100])
+    value = params.get("campaign") if campaign else None
+    if value:
+        if not str(value).isdigit() or len(str(value)) > 18:
+            raise InvalidRequest("campaign must be a campaign id (a whole number).")
+        queryset = queryset.filter(campaign_id=int(value))
+    return queryset
+
+
+class RunListView(RestrictedAPIView[PipelineRun], generics.ListAPIView[PipelineRun]):
+    """GET: the runs of datasets the caller may see, newest first (``dataset``, ``campaign``
+    filters). POST: start a run on a painted campaign's approved ground truth (its managers or
+    the dataset's owner): checked before anything is queued, 202 with the run."""
+
+    serializer_class = RunSerializer
+    queryset = selectors.RUNS
+    parser_classes = [StrictJSONParser]
+
+    def get_queryset(self) -> QuerySet[PipelineRun]:
+        return _filtered(super().get_queryset(), self.request.query_params)
+
+    @extend_schema(parameters=FILTERS)
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(
+        request=RunStartSerializer,
+        responses={
+            202: RunSerializer,
+            400: ErrorSerializer,
+            403: ErrorSerializer,
+            404: ErrorSerializer,
+            409: ErrorSerializer,
+        },
+    )
+    def post(self, request: Request) -> Response:
+        form = RunStartSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        user = signed_in_user(request)
+        data = form.validated_data
+        campaign = (
+            AnnotationCampaign.objects.restrict(user, VIEW)
+            .select_related("dataset", "image_layer")
+            .filter(pk=data["campaign"])
+            .first()
+        )
+        if campaign is None:
+            raise NotFound(NO_CAMPAIGN)
+        run = services.run_start(user, campaign, preset=data["preset"], params=data.get("params"))
+        body = RunSerializer(selectors.RUNS.get(pk=run.pk)).data
+        return Response(body, status=status.HTTP_202_ACCEPTED)
+
+
+class RunDetailView(RestrictedAPIView[PipelineRun], generics.RetrieveAPIView[PipelineRun]):
+    """One run: status, per-stage progress (live while workers run a plan), training curves
+    as they come, the ground truth it trains on, metrics, error, what it published."""
+
+    serializer_class = RunSerializer
+    queryset = selectors.RUNS
+
+
+class RunCancelView(RestrictedAPIView[PipelineRun]):
+    """Cancel a queued or running run (409 once it ended): nothing is published and its
+    temporary files go."""
+
+    serializer_class = RunSerializer
+    queryset = selectors.RUNS
+    permission_classes = [IsAuthenticated, MayDoAction]
+    method_actions = {"OPTIONS": VIEW, "POST": "change"}
+    denied_messages: ClassVar[dict[str, str]] = {
+        "change": "Only the dataset's owner or whoever started the run can cancel it."
+    }
+
+    @extend_schema(request=None, responses={200: RunSerializer, 409: ErrorSerializer})
+    def post(self, request: Request, pk: int) -> Response:
+        run = self.get_restricted(self.queryset, "change", pk=pk)
+        run = services.run_cancel(run, signed_in_user(request))
+        return Response(RunSerializer(selectors.RUNS.get(pk=run.pk)).data)
+
+
+class PresetsView(generics.GenericAPIView[Any]):
+    """The run presets and the parameters a run may override, with their ranges."""
+
+    serializer_class = RunPresetsSerializer
+    permission_classes = [AllowAny]
+
+    @extend_schema(responses={200: RunPresetsSerializer})
+    def get(self, request: Request) -> Response:
+        return Response(presets_body())
+
+
+class ModelListView(RestrictedAPIView[ModelVersion], generics.ListAPIView[ModelVersion]):
+    """The model versions of datasets the caller may see (``dataset`` filter), newest first."""
+
+    serializer_class = ModelVersionSerializer
+    queryset = selectors.MODELS
+
+    def get_queryset(self) -> QuerySet[ModelVersion]:
+        return _filtered(super().get_queryset(), self.request.query_params, campaign=False)
+
+    @extend_schema(parameters=FILTERS[:1])
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+
+class ModelDetailView(RestrictedAPIView[ModelVersion], generics.RetrieveAPIView[ModelVersion]):
+    """One model version: its run, parameters, fitted settings and metrics."""
+
+    serializer_class = ModelVersionSerializer
+    queryset = selectors.MODELS
+
+
+@extend_schema(
+    responses={
+        (200, "application/octet-stream"): OpenApiResponse(
+            OpenApiTypes.BINARY, description="The model file (PyTorch), as `pipeline` reads it."
+        )
+    }
+)
+class ModelDownloadView(RestrictedAPIView[ModelVersion]):
+    """The model file, for ``python -m pipeline predict --model`` or a fine-tune elsewhere."""
+
+    queryset = selectors.MODELS
+    renderer_classes = [JSONRenderer, DownloadRenderer]
+
+    def get(self, request: Request, pk: int) -> FileResponse:
+        version = self.get_restricted(self.queryset, VIEW, pk=pk)
+        path = publish.model_file(version)
+        if not path.is_file():
+            raise NotFound("The model file is missing.")
+        response = FileResponse(path.open("rb"), content_type="application/octet-stream")
+        attachment(response, f"{version.dataset.slug}-model-v{version.number}.pt")
+        return response

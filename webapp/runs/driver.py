@@ -1,0 +1,251 @@
+"""Drive a run through its stages: each call of :func:`advance` (the ``runs.advance`` task) goes
+as far as it can and returns.
+
+export -> train -> predict -> segment -> measure -> filter -> evaluate -> publish. The pipeline's
+own ``run_pipeline`` does train..evaluate in the run's work directory, one step per call, so its
+manifest is the truth about which step is done and a repeated call skips it. Prediction and
+segmentation are saved plans run on the Celery workers (``CeleryPlanExecutor``): the call that
+queues one returns at once, *releasing* the row (no worker holds it, stage names the step), and
+the plan's last callback queues ``runs.advance`` again, which takes the row over (a released row
+has no holder, so ``job_start`` takes it at once) and goes on.
+
+Every end removes the work directory: success after publishing (the model file is copied into
+the registry first), failure and cancellation through :func:`layout.stop_and_clean`, which
+leaves it to the plans' callback while workers still write into it.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import logging
+import shutil
+import traceback
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from celery import signature
+from django.utils import timezone
+
+from pipeline.config import parse_config
+from pipeline.errors import PipelineError
+from pipeline.label_export import GroundTruthBox, export_training_labels
+from pipeline.manifest import Manifest
+from pipeline.plan import PlanFailed
+from pipeline.run import default_steps, run_pipeline
+from webapp.annotation import selectors as annotation_selectors
+from webapp.annotation.models import TaskBox
+from webapp.core.errors import DomainError
+from webapp.core.jobs.errors import JobCancelled, JobSuperseded
+from webapp.core.jobs.lifecycle import Attempt, job_fail, job_start
+from webapp.core.jobs.models import JobStatus
+from webapp.core.jobs.plans import CeleryPlanExecutor
+from webapp.core.jobs.progress import JobHeartbeat, JobProgressWriter
+from webapp.runs import layout, publish
+from webapp.runs.models import PipelineRun
+
+logger = logging.getLogger(__name__)
+
+ADVANCE_TASK = "runs.advance"
+FAILURE = "The run failed because of an internal error ({kind}); its log has the details."
+TRAIN_BOXES = "train_boxes.csv"
+HELD_OUT_BOXES = "held_out_boxes.csv"
+
+
+def advance(run_id: int) -> None:
+    """Take the run as far as it goes now (module docstring)."""
+    attempt = job_start(PipelineRun, run_id)
+    if attempt is None:  # ended: a cancelled run's callback cleans up after its workers
+        status = PipelineRun.objects.filter(pk=run_id).values_list("status", flat=True).first()
+        if status in (JobStatus.CANCELLED, JobStatus.FAILED, None):
+            layout.stop_and_clean(run_id)
+        return
+    writer = JobProgressWriter(PipelineRun, attempt)
+    try:
+        with JobHeartbeat(writer):
+            _advance(attempt, writer)
+    except JobSuperseded:
+        logger.warning("run %s: attempt %d was taken over", run_id, attempt.number)
+    except JobCancelled:
+        logger.info("run %s: cancelled", run_id)
+        _ended(run_id)
+    except (PipelineError, DomainError, PlanFailed) as exc:
+        logger.info("run %s failed: %s", run_id, exc)
+        job_fail(PipelineRun, attempt, error=str(exc), log=traceback.format_exc())
+        _ended(run_id)
+    except Exception as exc:
+        logger.exception("run %s failed", run_id)
+        job_fail(
+            PipelineRun,
+            attempt,
+            error=FAILURE.format(kind=type(exc).__name__),
+            log=traceback.format_exc(),
+        )
+        _ended(run_id)
+
+
+def _ended(run_id: int) -> None:
+    """After a failure or cancellation: keep the training curves seen so far (the manifest
+    goes with the work directory), then stop and clean."""
+    fields: dict[str, Any] = {"finished": timezone.now()}
+    record = Manifest.load_or_new(layout.out_dir(run_id)).steps.get("train")
+    if record is not None and record.metrics.get("history"):
+        fields["history"] = record.metrics["history"]
+    PipelineRun.objects.filter(pk=run_id).update(**fields)
+    layout.stop_and_clean(run_id)
+
+
+def _stage(run: PipelineRun, name: str, **fields: Any) -> None:
+    """Record a stage's state in the row (``stages`` JSON), fenced by nothing: only the attempt
+    holding the row writes it."""
+    entry = dict(run.stages.get(name) or {})
+    entry.update(fields)
+    run.stages = {**run.stages, name: entry}
+    PipelineRun.objects.filter(pk=run.pk).update(stages=run.stages)
+
+
+def _advance(attempt: Attempt, writer: JobProgressWriter) -> None:
+    run = PipelineRun.objects.select_related("dataset", "image_layer", "campaign").get(
+        pk=attempt.job_id
+    )
+    work = layout.run_dir(run.pk)
+    out = layout.out_dir(run.pk)
+    if (run.stages.get("export") or {}).get("state") != "done":
+        started = timezone.now().isoformat()
+        _stage(run, "export", state="running", started=started)
+        writer("export", 0, 1)
+        export_ground_truth(run, work)
+        _stage(run, "export", state="done", done=1, total=1, seconds=_since(started))
+    config = pipeline_config(run, work)
+    steps = run_steps(run, config)
+    plans = CeleryPlanExecutor(on_done=signature(ADVANCE_TASK, args=(run.pk,), immutable=True))
+    for step in steps:
+        if (run.stages.get(step) or {}).get("state") in ("done", "skipped"):
+            continue
+        if (run.stages.get(step) or {}).get("state") != "running":
+            _stage(run, step, state="running", started=timezone.now().isoformat())
+
+        writer(step, 0, 0)
+        report = partial(_report, writer, step)
+        result = run_pipeline(config, out, steps=[step], progress=report, plans=plans)
+        record = Manifest.load_or_new(out).step(step)
+        if result.waiting is not None:
+            _release(attempt, step)
+            return
+        _stage(
+            run,
+            step,
+            state="skipped" if step in result.skipped else "done",
+            seconds=_since(run.stages[step].get("started")),
+            metrics=_plain(record.metrics, skip=("history",)),
+        )
+        if step == "train":
+            PipelineRun.objects.filter(pk=run.pk).update(
+                history=record.metrics.get("history") or []
+            )
+    for step in ("filter", "evaluate"):
+        if step not in steps:
+            _stage(run, step, state="skipped")
+    writer.check_cancelled()
+    _stage(run, "publish", state="running", started=timezone.now().isoformat())
+    writer("publish", 0, 1)
+    publish.publish_run(run, out, attempt)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def _since(started: str | None) -> float | None:
+    """Seconds from ``started`` (ISO) until now: a stage's wall time, workers' included."""
+    if not started:
+        return None
+    return round((timezone.now() - dt.datetime.fromisoformat(started)).total_seconds(), 3)
+
+
+def _report(writer: JobProgressWriter, step: str, _: str, done: int, total: int) -> None:
+    """The pipeline's progress of a step, under the run's stage name."""
+    writer(step, done, total)
+
+
+def _plain(metrics: dict[str, Any], skip: tuple[str, ...]) -> dict[str, Any]:
+    return {k: v for k, v in metrics.items() if k not in skip}
+
+
+def _release(attempt: Attempt, step: str) -> None:
+    """Let go of the row while workers run ``step``'s plan (fenced: a cancelled or taken-over
+    run raises); the plan's callback takes it back."""
+    now = timezone.now()
+    released = PipelineRun.objects.filter(
+        pk=attempt.job_id, attempts=attempt.number, status=JobStatus.RUNNING
+    ).update(worker="", stage=step, heartbeat=now, updated=now)
+    if not released:
+        from webapp.core.jobs.lifecycle import job_stop_reason
+
+        raise job_stop_reason(PipelineRun, attempt)
+
+
+def export_ground_truth(run: PipelineRun, work: Path) -> None:
+    """Write the snapshot's labels over the image grid and the training and held-out box
+    tables into ``work/ground-truth`` (redone from scratch when an attempt died in it)."""
+    target = work / layout.GROUND_TRUTH
+    shutil.rmtree(target, ignore_errors=True)
+    work.mkdir(parents=True, exist_ok=True)
+    campaign = run.campaign
+    if campaign is None:
+        raise DomainError("The campaign of this run was deleted.")
+    entries = run.ground_truth["boxes"]
+    boxes = {b.pk: b for b in TaskBox.objects.filter(pk__in=[e["box"] for e in entries])}
+    blobs = annotation_selectors.label_blobs(campaign.pk)
+    chosen = []
+    for entry in entries:
+        box = boxes.get(entry["box"])
+        if box is None:
+            raise DomainError(f"Box {entry['name']} was deleted since the run started.")
+        box.campaign = campaign
+        chunks = {_chunk_index(k): v for k, v in entry["chunks"].items()}
+        geometry = annotation_selectors.label_geometry(box)
+        chosen.append(GroundTruthBox(entry["name"], geometry, chunks, blobs))
+    export = export_training_labels(target, campaign.geometry["shape"], chosen)
+    held = {e["name"] for e in entries if e["held_out"]}
+    with open(export.boxes) as handle:
+        rows = list(csv.reader(handle))
+    header, body = rows[0], rows[1:]
+    name_at = header.index("name")
+    for file_name, keep in ((TRAIN_BOXES, False), (HELD_OUT_BOXES, True)):
+        with open(target / file_name, "w", newline="") as handle:
+            writer = csv.writer(handle, lineterminator="\n")
+            writer.writerow(header)
+            writer.writerows(r for r in body if (r[name_at] in held) == keep)
+
+
+def _chunk_index(key: str) -> tuple[int, int, int]:
+    z, y, x = (int(n) for n in key.split("."))
+    return z, y, x
+
+
+def pipeline_config(run: PipelineRun, work: Path) -> Any:
+    """The run's pipeline configuration: the preset and overrides (``run.config``) on the
+    dataset's image and the exported ground truth; evaluation on the held-out boxes."""
+    truth = work / layout.GROUND_TRUTH
+    has_held_out = any(e["held_out"] for e in run.ground_truth["boxes"])
+    data: dict[str, Any] = {
+        "image": str(run.dataset.root / run.image_layer.path),
+        "labels": str(truth / "labels.ome.zarr"),
+        "boxes": str(truth / TRAIN_BOXES),
+    }
+    document: dict[str, Any] = {**run.config, "data": data}
+    if has_held_out:
+        document["evaluate"] = {
+            **(run.config.get("evaluate") or {}),
+            "labels": str(truth / "labels.ome.zarr"),
+            "boxes": str(truth / HELD_OUT_BOXES),
+        }
+    return parse_config(document, base=work, source=f"run {run.pk}")
+
+
+def run_steps(run: PipelineRun, config: Any) -> list[str]:
+    """The pipeline steps of the run: evaluation only on held-out boxes (on the training boxes
+    it would flatter the model)."""
+    steps = default_steps(config)
+    if not any(e["held_out"] for e in run.ground_truth["boxes"]):
+        steps = [s for s in steps if s != "evaluate"]
+    return steps

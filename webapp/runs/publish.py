@@ -1,0 +1,147 @@
+"""A finished run's publication, all or nothing: the model file into the registry, the
+segmentation and its meshes into the dataset as a new layer, the model version row, and the run
+marked succeeded, in one transaction (a failure puts the directories back). ``layers_changed``
+then builds the new layer's detections table and thumbnail, as after an import."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Max
+
+from pipeline.curate import add_label_name, remove_label_name
+from pipeline.importers import read_ome_zarr_info
+from pipeline.layout import IMAGE_STORE
+from pipeline.manifest import Manifest
+from pipeline.measure import MESHES_DIR
+from pipeline.naming import mesh_layer_name
+from pipeline.run import EVALUATION_DIR, SEGMENTATION_NAME, SUMMARY_JSON
+from pipeline.segment_fit import FIT_TABLE_NAME
+from webapp.core.errors import Conflict
+from webapp.core.jobs.lifecycle import Attempt, job_succeed
+from webapp.datasets.import_publish import layer_fields, mesh_layer_fields, prefixed
+from webapp.datasets.models import Dataset, Layer, LayerKind
+from webapp.datasets.signals import layers_changed
+from webapp.runs import layout
+from webapp.runs.models import ModelVersion, PipelineRun
+
+MODEL_FILE = "model.pt"
+
+
+def model_file(version: ModelVersion) -> Path:
+    return Path(settings.DATA_ROOT) / version.path
+
+
+def layer_name(number: int) -> str:
+    return f"model-v{number}"
+
+
+def next_model_number(dataset_id: int) -> int:
+    top = ModelVersion.objects.filter(dataset_id=dataset_id).aggregate(n=Max("number"))["n"]
+    return int(top or 0) + 1
+
+
+def run_metrics(out: Path) -> dict[str, Any]:
+    """What the run page and the model comparison show: per step the manifest's metrics
+    (training history left out: the row keeps it), and the held-out evaluation's summary."""
+    manifest = Manifest.load_or_new(out)
+    metrics: dict[str, Any] = {
+        name: {k: v for k, v in record.metrics.items() if k != "history"}
+        for name, record in manifest.steps.items()
+    }
+    summary = out / EVALUATION_DIR / SUMMARY_JSON
+    if summary.is_file():
+        metrics["evaluation"] = json.loads(summary.read_text())
+    return metrics
+
+
+def publish_run(run: PipelineRun, out: Path, attempt: Attempt) -> Layer:
+    """Publish the run whose pipeline output is ``out`` (module docstring)."""
+    dataset = run.dataset
+    manifest = Manifest.load_or_new(out)
+    checkpoint = Path(manifest.step("train").outputs["best_checkpoint"])
+    metrics = run_metrics(out)
+    labels_info, _ = read_ome_zarr_info(out / SEGMENTATION_NAME)
+    number = next_model_number(dataset.pk)
+    name = layer_name(number)
+    labels_rel = f"{IMAGE_STORE}/labels/{name}"
+    meshes_rel = f"{MESHES_DIR}/{name}"
+    moved: list[tuple[Path, Path]] = []
+    listed = False
+    image_store = dataset.root / IMAGE_STORE
+    folder = layout.model_dir(dataset.pk, number)
+    try:
+        with transaction.atomic():
+            if Layer.objects.filter(dataset=dataset, name__in=[name, mesh_layer_name(name)]):
+                raise Conflict(f"A layer named {name!r} exists already.")
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True)
+            shutil.copy2(checkpoint, folder / MODEL_FILE)
+            fit_table = checkpoint.parent / FIT_TABLE_NAME
+            if fit_table.is_file():
+                shutil.copy2(fit_table, folder / fit_table.name)
+            # A label image has no contrast window.
+            fields = {**layer_fields(prefixed(labels_info, labels_rel)), "contrast_min": None,
+                      "contrast_max": None}  # fmt: skip
+            segmentation = Layer.objects.create(
+                dataset=dataset, name=name, kind=LayerKind.SEGMENTATION, **fields
+            )
+            has_meshes = (out / MESHES_DIR / "info").is_file()
+            if has_meshes:
+                Layer.objects.create(
+                    dataset=dataset,
+                    name=mesh_layer_name(name),
+                    kind=LayerKind.MESH,
+                    source_layer=segmentation,
+                    **mesh_layer_fields(segmentation, meshes_rel),
+                )
+            for source, rel in (
+                (out / SEGMENTATION_NAME, labels_rel),
+                (out / MESHES_DIR, meshes_rel),
+            ):
+                if source.exists():
+                    target = dataset.root / rel
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    os.rename(source, target)
+                    moved.append((target, source))
+            add_label_name(image_store, name)
+            listed = True
+            ModelVersion.objects.create(
+                dataset=dataset,
+                number=number,
+                run=run,
+                path=str(folder.relative_to(Path(settings.DATA_ROOT)) / MODEL_FILE),
+                params={
+                    "preset": run.preset,
+                    "overrides": run.params,
+                    "config": run.config,
+                    "segment": metrics.get("train", {}).get("segment_params"),
+                },
+                metrics=metrics,
+                layer=segmentation,
+            )
+            stages = {
+                **run.stages,
+                "publish": {**(run.stages.get("publish") or {}), "state": "done"},
+            }
+            job_succeed(
+                PipelineRun, attempt, result_layer=segmentation, metrics=metrics, stages=stages
+            )
+        transaction.on_commit(
+            lambda: layers_changed.send(sender=Dataset, dataset=dataset, layers=[segmentation])
+        )
+        return segmentation
+    except BaseException:
+        for target, back in reversed(moved):
+            if os.path.lexists(target) and not os.path.lexists(back):
+                os.rename(target, back)
+        if listed:
+            remove_label_name(image_store, name)
+        shutil.rmtree(folder, ignore_errors=True)
+        raise

@@ -1,0 +1,85 @@
+"""Reads of the runs app: a run's live per-stage progress and curves, runs and models a user
+may see."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from pipeline.manifest import Manifest
+from pipeline.plan import PLAN_FILE, plan_state
+from pipeline.run import PREDICTION_DIR, SEGMENT_PLAN_DIR
+from webapp.core.users import AnyUser
+from webapp.runs import layout
+from webapp.runs.models import STAGES, ModelVersion, PipelineRun
+
+PLAN_OF_STAGE = {"predict": PREDICTION_DIR, "segment": SEGMENT_PLAN_DIR}
+
+RUNS = PipelineRun.objects.select_related(
+    "dataset", "image_layer", "campaign", "owner", "result_layer", "parent"
+)
+MODELS = ModelVersion.objects.select_related("dataset", "run", "layer")
+
+
+def runs_for(user: AnyUser) -> QuerySet[PipelineRun]:
+    return RUNS.restrict(user, "view")
+
+
+def models_for(user: AnyUser) -> QuerySet[ModelVersion]:
+    return MODELS.restrict(user, "view")
+
+
+def _eta(started: str | None, done: int, total: int) -> str | None:
+    """When the stage should end at its pace so far."""
+    if not started or total <= 0 or done <= 0 or done >= total:
+        return None
+    begun = dt.datetime.fromisoformat(started)
+    elapsed = timezone.now() - begun
+    return (begun + elapsed * (total / done)).isoformat()
+
+
+def run_stages(run: PipelineRun) -> list[dict[str, Any]]:
+    """Each stage in order: state, done, total, seconds, ETA. The running stage's counts come
+    from the row (its process writes them) or, while workers run its plan, from the plan's
+    markers."""
+    rows = []
+    for name in STAGES:
+        entry = dict(run.stages.get(name) or {"state": "pending"})
+        state = entry.get("state", "pending")
+        if state == "running" and run.is_active:
+            if run.waits_on_workers and name in PLAN_OF_STAGE:
+                folder = layout.out_dir(run.pk) / PLAN_OF_STAGE[name]
+                if (folder / PLAN_FILE).is_file():
+                    counts = plan_state(folder).steps.values()
+                    entry["done"] = sum(d for d, _ in counts)
+                    entry["total"] = sum(t for _, t in counts)
+            elif run.stage == name:
+                entry["done"], entry["total"] = run.done, run.total
+            entry["eta"] = _eta(entry.get("started"), entry.get("done", 0), entry.get("total", 0))
+        elif state == "running":
+            entry["state"] = "stopped"
+        rows.append(
+            {
+                "name": name,
+                "state": entry.get("state", "pending"),
+                "done": int(entry.get("done") or 0),
+                "total": int(entry.get("total") or 0),
+                "seconds": entry.get("seconds"),
+                "started": entry.get("started"),
+                "eta": entry.get("eta"),
+            }
+        )
+    return rows
+
+
+def run_history(run: PipelineRun) -> list[dict[str, Any]]:
+    """The training curves: the row's once training ended, else read from the running
+    pipeline's manifest (one row per epoch, written as each ends)."""
+    if run.history or not run.is_active:
+        return list(run.history)
+    manifest = Manifest.load_or_new(layout.out_dir(run.pk))
+    history = manifest.steps.get("train")
+    return list(history.metrics.get("history") or []) if history else []

@@ -1,0 +1,102 @@
+"""Runs pages: a run's page (``/runs/<id>/``: stages with live progress, training curves, the
+held-out evaluation, cancel, the published layer in the viewer) and the context of the
+"Retrain" panel on a painted campaign's page (its managers start runs there).
+
+Each page is a server-rendered frame plus a script that reads and writes through the runs API
+(``frontend/src/pages/run.ts`` with ``frontend/src/runs/``; the panel is mounted by
+``frontend/src/pages/annotation_campaign.ts``). A run is seen by whoever may see its dataset
+(404 for anyone else, as the API).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import Http404, HttpRequest, HttpResponse
+from django.middleware.csrf import get_token
+from django.shortcuts import render
+from django.urls import reverse
+from django.views.decorators.http import require_safe
+
+from pipeline.errors import InvalidInputError
+from webapp.annotation.label_exports import painted_ground_truth
+from webapp.annotation.models import AnnotationCampaign
+from webapp.core.errors import InvalidRequest
+from webapp.runs import selectors
+from webapp.runs.models import STAGES, PipelineRun
+from webapp.runs.services import held_out_count
+
+NO_RUN = "No such run, or you may not see it."
+#: How often the run page asks for the run while it is active.
+POLL_MS = 1000
+
+
+def run_url(run_id: int) -> str:
+    return reverse("runs:run", args=[run_id])
+
+
+@require_safe
+def run_page(request: HttpRequest, run_id: int) -> HttpResponse:
+    """One run, live while it is active (whoever may see its dataset)."""
+    run = selectors.runs_for(request.user).filter(pk=run_id).first()
+    if run is None:
+        raise Http404(NO_RUN)
+    dataset = run.dataset
+    campaign_url = ""
+    if run.campaign_id is not None:
+        # The campaign's page is its members' (404 for others): link it only for them.
+        visible = AnnotationCampaign.objects.restrict(request.user, "view")
+        if visible.filter(pk=run.campaign_id).exists():
+            campaign_url = reverse("annotation:campaign", args=[run.campaign_id])
+    can_cancel = bool(
+        request.user.is_authenticated and PipelineRun.objects.allows(request.user, "change", run)
+    )
+    config = {
+        "runId": run.pk,
+        "runUrl": f"/api/v1/runs/{run.pk}/",
+        "dataset": dataset.slug,
+        "viewerUrl": reverse("viewer:dataset-viewer", args=[dataset.slug]),
+        "canCancel": can_cancel,
+        "pollMs": POLL_MS,
+        "stages": list(STAGES),
+    }
+    context = {
+        "run": run,
+        "params": ", ".join(f"{k} = {_number(v)}" for k, v in sorted(run.params.items())),
+        "dataset": dataset,
+        "campaign": run.campaign,
+        "campaign_url": campaign_url,
+        "viewer_url": config["viewerUrl"],
+        "can_cancel": can_cancel,
+        "stages": STAGES,
+        "config": config,
+        "csrf": get_token(request),
+    }
+    return render(request, "runs/run.html", context)
+
+
+def _number(value: object) -> str:
+    """3.0 -> "3", 0.0001 -> "0.0001" (overrides are stored as floats)."""
+    return f"{value:g}" if isinstance(value, int | float) else str(value)
+
+
+def retrain_panel(campaign: AnnotationCampaign) -> dict[str, Any]:
+    """What the campaign page's "Retrain" panel shows before a start: the approved painted
+    ground truth a run would snapshot now (boxes, of which held out), as ``run_start`` counts
+    them, or why there is none."""
+    error = ""
+    boxes = 0
+    try:
+        boxes = len(painted_ground_truth(campaign))
+    except (InvalidRequest, InvalidInputError) as exc:
+        error = str(exc)
+    held = held_out_count(boxes)
+    return {
+        "campaignId": campaign.pk,
+        "dataset": campaign.dataset.slug,
+        "boxes": boxes,
+        "heldOut": held,
+        "training": boxes - held,
+        "error": error,
+        "runsUrl": "/runs/",
+    }
