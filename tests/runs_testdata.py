@@ -69,15 +69,23 @@ def retrain_campaign(
     services.member_add(campaign, who["owner"], who["a1"].username, Role.ANNOTATOR)
     services.member_add(campaign, who["owner"], who["rv"].username, Role.REVIEWER)
     services.boxes_tile(campaign, who["owner"])
-    for _ in range(approved):
+    approve_next(campaign, who, labels, approved)
+    return campaign, labels
+
+
+def approve_next(
+    campaign: AnnotationCampaign, who: dict[str, Any], labels: np.ndarray, count: int = 1
+) -> None:
+    """a1 paints the next ``count`` boxes with the true labels (a point campaign: nothing) and
+    submits them; rv approves them."""
+    for _ in range(count):
         row = services.next_task(campaign, who["a1"])
         assert row is not None
         start = [int(n) for n in row.box.start]
         size = [int(n) for n in row.box.size]
         crop = labels[tuple(slice(a, a + n) for a, n in zip(start, size, strict=True))]
-        if painted:
+        if campaign.painted:
             services.labels_save(row, who["a1"], row.version, {(0, 0, 0): crop.copy()})
             row.refresh_from_db()
         row = services.submit(row, who["a1"], row.version)
         services.approve(row, who["rv"])
-    return campaign, labels

@@ -40,6 +40,7 @@ from webapp.annotation.models import (
     default_label_schema,
 )
 from webapp.annotation.services import MAX_REDUNDANCY
+from webapp.core import page_panels
 from webapp.core.users import signed_in_user
 from webapp.datasets.models import Dataset, Layer, LayerKind
 from webapp.viewer.neuroglancer_client import neuroglancer_client_url
@@ -165,7 +166,6 @@ def campaign_page(request: HttpRequest, campaign_id: int) -> HttpResponse:
     """Settings, members, boxes and the coverage map (members); managers add and remove
     members, add boxes and clear flags."""
     from webapp.proofreading.models import MissedObject, ProofreadingCampaign
-    from webapp.runs.views import retrain_panel
 
     campaign = _member_campaign(request, campaign_id)
     roles = selectors.roles_of(campaign, request.user)
@@ -221,7 +221,8 @@ def campaign_page(request: HttpRequest, campaign_id: int) -> HttpResponse:
         "exports": export_links(campaign.pk, painted=campaign.painted),
         "config": config,
         # The runs app's "Retrain" panel: managers of painted campaigns.
-        "retrain": retrain_panel(campaign) if manager and campaign.painted else None,
+        # Panels of the apps above (the runs app's Retrain panel): core.page_panels.
+        "panels": page_panels.panels("annotation.campaign", campaign=campaign, manager=manager),
         "csrf": get_token(request),
     }
     return render(request, "annotation/campaign.html", context)

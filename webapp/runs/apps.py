@@ -7,3 +7,14 @@ class RunsConfig(AppConfig):
 
     name = "webapp.runs"
     label = "runs"
+
+    def ready(self) -> None:
+        from django.db.models.signals import post_save
+
+        from webapp.annotation.models import Assignment, BoxLabelTruth
+        from webapp.core import page_panels
+        from webapp.runs import auto_retrain, views
+
+        page_panels.register("annotation.campaign", views.campaign_panel)
+        post_save.connect(auto_retrain.on_assignment_saved, sender=Assignment)
+        post_save.connect(auto_retrain.on_label_truth_saved, sender=BoxLabelTruth)

@@ -158,3 +158,29 @@ class ModelVersion(models.Model):
 
     def __str__(self) -> str:
         return f"model v{self.number} of {self.dataset_id}"
+
+
+class AutoRetrainQuerySet(RestrictedByParent["AutoRetrain"]):
+    """A campaign's automatic retraining is seen by its members and set by its managers."""
+
+    parent_field = "campaign"
+    parent_actions: ClassVar[dict[str, str]] = {"view": "view", "change": "change"}
+
+
+class AutoRetrain(models.Model):
+    """Retrain a campaign automatically each time ``every`` more boxes have approved painted
+    ground truth than its latest run trained on (no row: off, the default). Runs are started
+    as ``owner`` (the manager who set it) with ``preset`` and ``params``."""
+
+    campaign = models.OneToOneField(
+        "annotation.AnnotationCampaign", on_delete=models.CASCADE, related_name="auto_retrain"
+    )
+    every = models.PositiveIntegerField()
+    preset = models.CharField(max_length=50)
+    params = models.JSONField(default=dict, blank=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="auto_retrains"
+    )
+    updated = models.DateTimeField(auto_now=True)
+
+    objects = AutoRetrainQuerySet.as_manager()

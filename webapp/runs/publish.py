@@ -11,6 +11,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
@@ -58,6 +60,12 @@ def run_metrics(out: Path) -> dict[str, Any]:
     summary = out / EVALUATION_DIR / SUMMARY_JSON
     if summary.is_file():
         metrics["evaluation"] = json.loads(summary.read_text())
+        # Per held-out box (the comparison of model versions plots them), both variants.
+        for variant in ("all", "filtered"):
+            table = out / EVALUATION_DIR / f"per_box_{variant}.csv"
+            if table.is_file() and variant in metrics["evaluation"]:
+                rows = pd.read_csv(table).replace({np.nan: None}).to_dict("records")
+                metrics["evaluation"][variant]["per_box"] = rows
     return metrics
 
 

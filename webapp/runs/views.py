@@ -22,6 +22,7 @@ from pipeline.errors import InvalidInputError
 from webapp.annotation.label_exports import painted_ground_truth
 from webapp.annotation.models import AnnotationCampaign
 from webapp.core.errors import InvalidRequest
+from webapp.core.page_panels import Panel
 from webapp.runs import selectors
 from webapp.runs.models import STAGES, PipelineRun
 from webapp.runs.services import held_out_count
@@ -100,3 +101,11 @@ def retrain_panel(campaign: AnnotationCampaign) -> dict[str, Any]:
         "error": error,
         "runsUrl": "/runs/",
     }
+
+
+def campaign_panel(campaign: AnnotationCampaign, manager: bool, **_: Any) -> Panel | None:
+    """The campaign page's slot (``core.page_panels``): the Retrain panel, for the managers of
+    a painted campaign."""
+    if not (manager and campaign.painted):
+        return None
+    return Panel("runs/retrain_panel.html", retrain_panel(campaign), stylesheet="runs.css")

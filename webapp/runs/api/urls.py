@@ -9,6 +9,11 @@ urlpatterns = [
     path("runs/presets/", views.PresetsView.as_view(), name="api-run-presets"),
     path("runs/<int:pk>/", views.RunDetailView.as_view(), name="api-run"),
     path("runs/<int:pk>/cancel/", views.RunCancelView.as_view(), name="api-run-cancel"),
+    path(
+        "runs/auto-retrain/<int:campaign_id>/",
+        views.AutoRetrainView.as_view(),
+        name="api-run-auto-retrain",
+    ),
     path("models/", views.ModelListView.as_view(), name="api-models"),
     path("models/<int:pk>/", views.ModelDetailView.as_view(), name="api-model"),
     path("models/<int:pk>/download/", views.ModelDownloadView.as_view(), name="api-model-download"),

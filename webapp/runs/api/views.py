@@ -22,15 +22,16 @@ from webapp.core.errors import InvalidRequest, NotFound
 from webapp.core.parsers import StrictJSONParser
 from webapp.core.permissions import VIEW, MayDoAction, RestrictedAPIView
 from webapp.core.users import signed_in_user
-from webapp.runs import publish, selectors, services
+from webapp.runs import auto_retrain, publish, selectors, services
 from webapp.runs.api.serializers import (
+    AutoRetrainSerializer,
     ModelVersionSerializer,
     RunPresetsSerializer,
     RunSerializer,
     RunStartSerializer,
     presets_body,
 )
-from webapp.runs.models import ModelVersion, PipelineRun
+from webapp.runs.models import AutoRetrain, ModelVersion, PipelineRun
 
 NO_CAMPAIGN = "No such annotation campaign, or you may not see it."
 FILTERS = [
@@ -175,3 +176,71 @@ class ModelDownloadView(RestrictedAPIView[ModelVersion]):
         response = FileResponse(path.open("rb"), content_type="application/octet-stream")
         attachment(response, f"{version.dataset.slug}-model-v{version.number}.pt")
         return response
+
+
+class AutoRetrainView(RestrictedAPIView[AnnotationCampaign]):
+    """A campaign's automatic retraining (off by default): GET (members), PUT to set it, DELETE
+    to turn it off (managers). With it on, each approval that brings ``every`` more boxes of
+    approved painted ground truth than the latest run trained on starts a run."""
+
+    serializer_class = AutoRetrainSerializer  # type: ignore[assignment]  # answers with policies
+    queryset = AnnotationCampaign.objects.select_related("dataset", "image_layer")
+    parser_classes = [StrictJSONParser]
+    method_actions = {
+        "GET": VIEW,
+        "HEAD": VIEW,
+        "OPTIONS": VIEW,
+        "PUT": "change",
+        "DELETE": "change",
+    }
+    denied_messages: ClassVar[dict[str, str]] = {
+        "change": "Only the campaign's managers can set automatic retraining."
+    }
+
+    def campaign(self, action: str) -> AnnotationCampaign:
+        return self.get_restricted(
+            self.queryset, action, not_found=NO_CAMPAIGN, pk=self.kwargs["campaign_id"]
+        )
+
+    def body(self, campaign: AnnotationCampaign) -> dict[str, Any]:
+        policy = AutoRetrain.objects.select_related("owner").filter(campaign=campaign).first()
+        approved, trained = (
+            auto_retrain.boxes_since_last_run(campaign) if campaign.painted else (0, 0)
+        )
+        return {
+            "enabled": policy is not None,
+            "every": policy.every if policy else 0,
+            "preset": policy.preset if policy else "standard",
+            "params": policy.params if policy else {},
+            "owner": policy.owner.username if policy else None,
+            "approved_boxes": approved,
+            "trained_boxes": trained,
+        }
+
+    @extend_schema(responses={200: AutoRetrainSerializer})
+    def get(self, request: Request, campaign_id: int) -> Response:
+        return Response(self.body(self.campaign(VIEW)))
+
+    @extend_schema(
+        request=AutoRetrainSerializer,
+        responses={200: AutoRetrainSerializer, 400: ErrorSerializer},
+    )
+    def put(self, request: Request, campaign_id: int) -> Response:
+        campaign = self.campaign("change")
+        form = AutoRetrainSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        auto_retrain.auto_retrain_set(
+            signed_in_user(request),
+            campaign,
+            every=data["every"],
+            preset=data["preset"],
+            params=data.get("params"),
+        )
+        return Response(self.body(campaign))
+
+    @extend_schema(request=None, responses={200: AutoRetrainSerializer})
+    def delete(self, request: Request, campaign_id: int) -> Response:
+        campaign = self.campaign("change")
+        auto_retrain.auto_retrain_clear(signed_in_user(request), campaign)
+        return Response(self.body(campaign))
