@@ -30,6 +30,7 @@ up: $(VENV)/.runtime frontend
 	$(PY) manage.py load_demo --if-absent
 	$(PY) manage.py build_detections --missing --queue
 	$(PY) manage.py ensure_demo_admin
+	$(PY) manage.py load_demo_campaign --if-absent
 	$(PY) -m webapp.embedded
 
 system-deps:
