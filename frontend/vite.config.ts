@@ -24,6 +24,7 @@ const entries = {
   annotation_audit: "src/pages/annotation_audit.ts",
   annotation_dashboard: "src/pages/annotation_dashboard.ts",
   run: "src/pages/run.ts",
+  models: "src/pages/models.ts",
   // Style sheets: the key only has to be unique; the file keeps its source name.
   "style:site": "src/styles/site.css",
   "style:viewer": "src/styles/viewer.css",
@@ -33,6 +34,7 @@ const entries = {
   "style:annotation_task": "src/styles/annotation_task.css",
   "style:annotation": "src/styles/annotation.css",
   "style:runs": "src/styles/runs.css",
+  "style:models": "src/styles/models.css",
 };
 
 /** "src/styles/viewer.css" -> "viewer.css"; other assets get a content hash. */

@@ -5,8 +5,8 @@ memory is bounded by a block plus one row per object); the same pass sums the im
 object when an image level of the same shape exists (the mean intensity). Surface areas come from
 the meshes: :func:`pipeline.meshing.build_meshes` measures each object's smoothed surface and
 writes it to ``morphometrics.parquet`` beside them (um^2); objects without one get no area and
-no sphericity. ``mean_probability`` stays empty here: a pipeline run that predicted the volume
-fills it.
+no sphericity. ``mean_probability`` is the mean of a run's foreground probability over each
+object, when the probability map is given (:func:`measure_detections_of_store`), else empty.
 
 Units and positions: physical values are in micrometres whatever the store's unit. Voxel ``i``
 has its centre at ``translation + i * voxel_size`` (NGFF's pixel-centre convention, and where
@@ -213,11 +213,14 @@ def measure_detections_of_store(
     *,
     image_path: Path | None = None,
     meshes_dir: Path | None = None,
+    probability_path: Path | None = None,
     block_shape: Sequence[int] | None = None,
     progress: ProgressCallback = no_progress,
 ) -> pd.DataFrame:
     """The detections table of the OME-Zarr label image at ``labels_path`` (its full resolution),
-    with mean intensities from ``image_path`` and surface areas from ``meshes_dir``."""
+    with mean intensities from ``image_path``, surface areas from ``meshes_dir`` and the mean
+    foreground probability from ``probability_path`` (the prediction a run segmented: a second
+    pass over the labels, with that map as the image)."""
     from pipeline.meshing import open_label_level
 
     level = open_label_level(Path(labels_path))
@@ -227,7 +230,7 @@ def measure_detections_of_store(
         (level.voxel_size_nm[0], level.voxel_size_nm[1], level.voxel_size_nm[2]),
         (level.translation_nm[0], level.translation_nm[1], level.translation_nm[2]),
     )
-    return measure_detections(
+    frame = measure_detections(
         level.array,
         geometry,
         image=image,
@@ -235,3 +238,11 @@ def measure_detections_of_store(
         block_shape=block_shape,
         progress=progress,
     )
+    probability = image_matching(probability_path, shape) if probability_path is not None else None
+    if probability is not None:
+        stats = label_stats(level.array, block_shape, progress, image=probability)
+        means = stats.mean_intensity
+        if means is not None:
+            by_id = dict(zip(stats.ids.tolist(), means.tolist(), strict=True))
+            frame["mean_probability"] = [by_id.get(int(i), np.nan) for i in frame["segment_id"]]
+    return frame

@@ -3,9 +3,10 @@ worker: a manager of a painted campaign reads on its page's Retrain panel the gr
 run will take (5 approved boxes, 1 held out), starts a run with the tiny preset, lands on the
 run's page, sees a stage's progress bar move and the training loss curve drawn as uPlot data,
 waits for success (the held-out evaluation shown, polling stopped; its F1 above a floor), finds
-what it published (a segmentation layer with meshes, a model version whose file downloads, no
-files left in temporary space), and opens the published layer in the viewer: Neuroglancer's state
-holds it, shown. No page throws. (``tests/integration/test_runs.py`` cancels one.)"""
+what it published (a segmentation layer with meshes and its probability map, the detections'
+mean probabilities, a model version whose file downloads, no files left in temporary space),
+and opens the published layer in the viewer: Neuroglancer's state holds it, shown. No page
+throws. (``tests/integration/test_runs.py`` cancels one.)"""
 
 from __future__ import annotations
 
@@ -15,11 +16,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from celery_harness import LiveWorker
+from celery_harness import LiveWorker, wait_for
 
 from pipeline.ome_zarr_io import open_multiscale
 from tests.runs_testdata import people, retrain_campaign
 from webapp.datasets.models import Layer, LayerKind
+from webapp.detections.models import Detection
 from webapp.runs.models import ModelVersion
 
 pytestmark = [
@@ -140,6 +142,15 @@ def test_a_manager_starts_a_run_watches_it_and_opens_its_layer(
     model = ModelVersion.objects.get(dataset=campaign.dataset, number=1)
     assert (model.layer_id, model.run_id, run["model_id"]) == (published.pk, run_id, model.pk)
     assert (Path(settings.DATA_ROOT) / model.path).stat().st_size > 1000
+    probability = Layer.objects.get(source_layer=published, kind=LayerKind.IMAGE)
+    assert probability.name == f"{published.name}-probability"
+    assert (campaign.dataset.root / probability.path).is_dir()
+    # The detections table, built by the worker after the publication: each object's mean
+    # foreground probability from that map.
+    detections = Detection.objects.filter(layer=published)
+    wait_for(lambda: detections.exists(), 120, "the new layer's detections table")
+    means = list(detections.values_list("mean_probability", flat=True))
+    assert means and all(m is not None and 0.0 <= m <= 1.0 for m in means), means[:5]
     leftover = Path(settings.DATA_ROOT) / "tmp" / f"run-{run_id}"
     assert not leftover.exists(), sorted(p.name for p in leftover.iterdir())
     assert page.locator("#run-model-download").inner_text() == "Model v1 (download)"

@@ -24,6 +24,7 @@ from pipeline.detections import (
 from pipeline.errors import InvalidInputError
 from pipeline.meshing import build_meshes
 from pipeline.morphometrics import label_stats
+from pipeline.ome_zarr_io import create_single_level_image
 from tests.pipeline.conftest import write_reference_ome_zarr
 
 # Anisotropic voxels (nm, z y x) and an origin that is not zero.
@@ -154,10 +155,25 @@ def test_store_with_image_pyramid_meshes_and_a_coarser_label_level(tmp_path: Pat
     )
     label_path = store / "labels" / "nuclei"
     build_meshes(label_path, tmp_path / "meshes")
+    # A run's probability map (here the image scaled into 0-1), in a store of its own.
+    probability = tmp_path / "probability.ome.zarr"
+    create_single_level_image(
+        probability, labels.shape, dtype=np.float32, chunks=(8, 8, 8),
+        voxel_size=(2000.0, 500.0, 250.0), name="probability",
+    )[...] = image / 1000.0  # fmt: skip
     table = measure_detections_of_store(
-        label_path, image_path=store, meshes_dir=tmp_path / "meshes", block_shape=(8, 8, 8)
+        label_path,
+        image_path=store,
+        meshes_dir=tmp_path / "meshes",
+        probability_path=probability,
+        block_shape=(8, 8, 8),
     )
     expected = brute_force(labels, image)
+    assert table["mean_probability"].tolist() == pytest.approx(
+        [expected[i]["mean_intensity"] / 1000.0 for i in sorted(expected)], rel=1e-5
+    )
+    plain = measure_detections_of_store(label_path, image_path=store)
+    assert plain["mean_probability"].isna().all()
     assert table["segment_id"].tolist() == sorted(expected)
     for row in table.to_dict("records"):
         want = expected[int(row["segment_id"])]

@@ -40,12 +40,25 @@ _VALUE_COLUMNS = [c for c in DETECTION_COLUMNS if c != "segment_id"]
 
 def source_image_layer(layer: Layer) -> Layer | None:
     """The image whose intensities the layer's objects are measured on: the image store that
-    holds the label image under ``labels/`` (NGFF), else the dataset's first image layer."""
-    images = list(Layer.objects.filter(dataset_id=layer.dataset_id, kind=LayerKind.IMAGE))
+    holds the label image under ``labels/`` (NGFF), else the dataset's first image layer (not a
+    derived one, such as a run's probability map)."""
+    images = list(
+        Layer.objects.filter(
+            dataset_id=layer.dataset_id, kind=LayerKind.IMAGE, source_layer__isnull=True
+        )
+    )
     for image in images:
         if layer.path.startswith(f"{image.path.rstrip('/')}/labels/"):
             return image
     return images[0] if images else None
+
+
+def probability_layer_of(layer: Layer) -> Layer | None:
+    """The foreground probability a pipeline run segmented into ``layer`` (an image layer
+    whose ``source_layer`` is it, published with it), if any."""
+    return Layer.objects.filter(
+        dataset_id=layer.dataset_id, kind=LayerKind.IMAGE, source_layer=layer
+    ).first()
 
 
 def mesh_layer_of(layer: Layer) -> Layer | None:
@@ -171,10 +184,12 @@ class DetectionBuildRunner(JobRunner[DetectionBuild]):
         root = layer.dataset.root
         image = source_image_layer(layer)
         meshes = mesh_layer_of(layer)
+        probability = probability_layer_of(layer)
         frame = measure_detections_of_store(
             root / layer.path,
             image_path=root / image.path if image is not None else None,
             meshes_dir=root / meshes.path if meshes is not None else None,
+            probability_path=root / probability.path if probability is not None else None,
             progress=progress,
         )
         progress.check_cancelled()

@@ -23,7 +23,13 @@ from pipeline.layout import IMAGE_STORE
 from pipeline.manifest import Manifest
 from pipeline.measure import MESHES_DIR
 from pipeline.naming import mesh_layer_name
-from pipeline.run import EVALUATION_DIR, SEGMENTATION_NAME, SUMMARY_JSON
+from pipeline.run import (
+    EVALUATION_DIR,
+    PREDICTION_DIR,
+    PROBABILITY_NAME,
+    SEGMENTATION_NAME,
+    SUMMARY_JSON,
+)
 from pipeline.segment_fit import FIT_TABLE_NAME
 from webapp.core.errors import Conflict
 from webapp.core.jobs.lifecycle import Attempt, job_succeed
@@ -34,6 +40,7 @@ from webapp.runs import layout
 from webapp.runs.models import ModelVersion, PipelineRun
 
 MODEL_FILE = "model.pt"
+PREDICTIONS_DIR = "predictions"  # a run's probability map: predictions/<layer>/probability...
 
 
 def model_file(version: ModelVersion) -> Path:
@@ -80,6 +87,7 @@ def publish_run(run: PipelineRun, out: Path, attempt: Attempt) -> Layer:
     name = layer_name(number)
     labels_rel = f"{IMAGE_STORE}/labels/{name}"
     meshes_rel = f"{MESHES_DIR}/{name}"
+    probability_rel = f"{PREDICTIONS_DIR}/{name}/{PROBABILITY_NAME}"
     moved: list[tuple[Path, Path]] = []
     listed = False
     image_store = dataset.root / IMAGE_STORE
@@ -109,9 +117,21 @@ def publish_run(run: PipelineRun, out: Path, attempt: Attempt) -> Layer:
                     source_layer=segmentation,
                     **mesh_layer_fields(segmentation, meshes_rel),
                 )
+            probability = out / PREDICTION_DIR / PROBABILITY_NAME
+            if probability.is_dir():  # the map it segmented: mean probability per detection
+                info, _ = read_ome_zarr_info(probability)
+                fields = {**layer_fields(prefixed(info, probability_rel)), "contrast_min": 0.0}
+                Layer.objects.create(
+                    dataset=dataset,
+                    name=f"{name}-probability",
+                    kind=LayerKind.IMAGE,
+                    source_layer=segmentation,
+                    **{**fields, "contrast_max": 1.0},
+                )
             for source, rel in (
                 (out / SEGMENTATION_NAME, labels_rel),
                 (out / MESHES_DIR, meshes_rel),
+                (probability, probability_rel),
             ):
                 if source.exists():
                     target = dataset.root / rel

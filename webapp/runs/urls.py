@@ -8,4 +8,5 @@ app_name = "runs"
 
 urlpatterns: list[URLPattern] = [
     path("runs/<int:run_id>/", views.run_page, name="run"),
+    path("datasets/<slug:slug>/models/", views.models_page, name="models"),
 ]

@@ -23,7 +23,9 @@ from webapp.annotation.label_exports import painted_ground_truth
 from webapp.annotation.models import AnnotationCampaign
 from webapp.core.errors import InvalidRequest
 from webapp.core.page_panels import Panel
+from webapp.datasets.models import Dataset
 from webapp.runs import selectors
+from webapp.runs.comparison import version_rows
 from webapp.runs.models import STAGES, PipelineRun
 from webapp.runs.services import held_out_count
 
@@ -101,6 +103,25 @@ def retrain_panel(campaign: AnnotationCampaign) -> dict[str, Any]:
         "error": error,
         "runsUrl": "/runs/",
     }
+
+
+NO_DATASET = "No such dataset, or you may not see it."
+
+
+@require_safe
+def models_page(request: HttpRequest, slug: str) -> HttpResponse:
+    """The dataset's model versions side by side (whoever may see the dataset; 404 otherwise):
+    a row per version, and plots of the chosen versions' held-out scores per box drawn by
+    ``frontend/src/pages/models.ts`` from the rows in the page."""
+    dataset = Dataset.objects.restrict(request.user, "view").filter(slug=slug).first()
+    if dataset is None:
+        raise Http404(NO_DATASET)
+    viewer_url = reverse("viewer:dataset-viewer", args=[dataset.slug])
+    versions = selectors.models_for(request.user).filter(dataset=dataset)
+    rows = version_rows(versions, viewer_url)
+    config = {"dataset": dataset.slug, "viewerUrl": viewer_url, "versions": rows}
+    context = {"dataset": dataset, "rows": rows, "viewer_url": viewer_url, "config": config}
+    return render(request, "runs/models.html", context)
 
 
 def campaign_panel(campaign: AnnotationCampaign, manager: bool, **_: Any) -> Panel | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -125,13 +125,19 @@ def detections_points_layer(
 
 
 def build_viewer_state(
-    dataset: Dataset, base_url: str, share_token: str | None = None, *, show: str | None = None
+    dataset: Dataset,
+    base_url: str,
+    share_token: str | None = None,
+    *,
+    show: str | Sequence[str] | None = None,
 ) -> ViewerState:
     """The default view of ``dataset``: images, then labels with their meshes, then each
     segmentation's detections as points (hidden) when they are built, four panels.
     ``show`` (a segmentation layer's name) shows that one alone among the segmentations (the
     others stay in the state, hidden) and selects it: a curated layer is seen without its
-    source drawn over it."""
+    source drawn over it. Several names (model versions compared) show those and select the
+    first."""
+    shown = None if not show else [show] if isinstance(show, str) else list(show)
     layers = list(dataset.layers.all().order_by("id"))
     images = [la for la in layers if la.kind == LayerKind.IMAGE]
     segmentations = [la for la in layers if la.kind == LayerKind.SEGMENTATION]
@@ -183,7 +189,7 @@ def build_viewer_state(
                 sources=sources,
                 segments=default_segments(segments),
                 n_objects=len(segments),
-                visible=show is None or seg.name == show,
+                visible=shown is None or seg.name in shown,
             )
         )
         selected = selected or seg.name
@@ -197,7 +203,7 @@ def build_viewer_state(
                     sources=[layer_source_url(mesh, base_url, share_token)],
                     segments=default_segments(ids),
                     n_objects=len(ids),
-                    visible=show is None or mesh.name == show,
+                    visible=shown is None or mesh.name in shown,
                 )
             )
             selected = selected or mesh.name
@@ -214,7 +220,7 @@ def build_viewer_state(
         cross_section_scale=cross_scale,
         projection_scale=projection_scale,
         layers=view_layers,
-        selected_layer=show if show is not None else selected,
+        selected_layer=shown[0] if shown else selected,
         layout="xy" if planar else "4panel",
     )
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from django.db.models import Q
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.middleware.csrf import get_token
 from django.shortcuts import render
+from django.urls import reverse
 from django.views.decorators.http import require_safe
 
 from webapp.datasets.models import Dataset, LayerKind
@@ -53,16 +55,20 @@ def _render_viewer(request: HttpRequest, dataset: Dataset, share_token: str | No
     error = ""
     status = 200
     # ``?show=<segmentation layer>``: that layer alone among the segmentations (a publication's
-    # "open in the viewer"); a name the dataset does not have gets the default view.
-    show: str | None = request.GET.get("show", "") or None
+    # "open in the viewer"); ``?show=a,b``: those layers (the model comparison's "compare in
+    # viewer"). A name the dataset does not have gets the default view.
     shown_alone = Q(kind=LayerKind.SEGMENTATION) | Q(kind=LayerKind.MESH, source_layer=None)
-    if show is not None and not dataset.layers.filter(shown_alone, name=show).exists():
+    candidates = set(dataset.layers.filter(shown_alone).values_list("name", flat=True))
+    show = shown_layer_names(request.GET.get("show", ""), candidates)
+    missing = [name for name in show if name not in candidates]
+    if missing:
         error = (
-            f"This dataset has no segmentation layer named {show[:64]!r}; showing the default view."
+            f"This dataset has no segmentation layer named {missing[0][:64]!r}; "
+            "showing the default view."
         )
         status = 404
-        show = None
-    default_state = build_viewer_state(dataset, base_url, share_token, show=show)
+        show = []
+    default_state = build_viewer_state(dataset, base_url, share_token, show=show or None)
     state: dict[str, Any] = default_state.to_json()
     key = request.GET.get("state", "")
     if key:
@@ -91,8 +97,22 @@ def _render_viewer(request: HttpRequest, dataset: Dataset, share_token: str | No
         "share_token": share_token,
         "can_share": can_share,
         "share_links_url": f"/api/v1/datasets/{dataset.slug}/share-links/",
+        # The model versions' comparison (``runs``), once a run has published one.
+        "models_url": (
+            reverse("runs:models", args=[dataset.slug])
+            if share_token is None and dataset.model_versions.exists()
+            else ""
+        ),
     }
     return render(request, "viewer/dataset_viewer.html", context, status=status)
+
+
+def shown_layer_names(value: str, names: Collection[str]) -> list[str]:
+    """The layers ``?show=`` names: one layer's name (which may hold a comma), else a
+    comma-separated list of names (blanks and repeats dropped, order kept)."""
+    if not value or value in names:
+        return [value] if value else []
+    return list(dict.fromkeys(part.strip() for part in value.split(",") if part.strip()))
 
 
 @require_safe
