@@ -32,6 +32,7 @@ HEAVY_FILES_FIRST = (
     "tests/pipeline/test_end_to_end.py",
     "tests/browser/test_make_up_site.py",
     "tests/browser/test_annotation_story.py",
+    "tests/browser/test_run_page.py",
     "tests/test_embedded.py",
 )
 

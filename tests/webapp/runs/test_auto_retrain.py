@@ -55,7 +55,9 @@ def test_managers_set_it_members_read_it_others_do_not_see_it() -> None:
     body = answer.json()
     assert (body["enabled"], body["every"], body["owner"]) == (True, 3, "manager")
     off = client(who["owner"]).delete(url(campaign)).json()
-    assert off["enabled"] is False
+    assert (off["enabled"], off["every"], off["preset"]) == (False, None, None)
+    # OPTIONS describes the PUT form (DRF asks for the object: the URL's campaign).
+    assert client(who["manager"]).options(url(campaign)).status_code == 200
 
 
 def test_every_k_approved_boxes_start_a_run(django_capture_on_commit_callbacks: Any) -> None:

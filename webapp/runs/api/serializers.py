@@ -173,10 +173,9 @@ class ModelVersionSerializer(serializers.ModelSerializer[ModelVersion]):
         read_only_fields = fields
 
 
-class AutoRetrainSerializer(serializers.Serializer[dict[str, Any]]):
-    """A campaign's automatic retraining: off (``enabled`` false) unless its managers set it."""
+class AutoRetrainRequestSerializer(serializers.Serializer[dict[str, Any]]):
+    """Turn a campaign's automatic retraining on, or change it."""
 
-    enabled = serializers.BooleanField(read_only=True)
     every = serializers.IntegerField(
         min_value=1, max_value=10_000, help_text="Retrain after this many newly approved boxes."
     )
@@ -184,12 +183,22 @@ class AutoRetrainSerializer(serializers.Serializer[dict[str, Any]]):
     params = serializers.DictField(
         child=serializers.FloatField(min_value=-1e12, max_value=1e12), required=False
     )
-    owner = serializers.CharField(
-        read_only=True, allow_null=True, help_text="Runs start as this manager."
+
+
+class AutoRetrainSerializer(serializers.Serializer[dict[str, Any]]):
+    """A campaign's automatic retraining: off (``enabled`` false, the rest null) unless its
+    managers set it."""
+
+    enabled = serializers.BooleanField()
+    every = serializers.IntegerField(
+        allow_null=True, help_text="Retrain after this many newly approved boxes."
     )
+    preset = serializers.CharField(allow_null=True)
+    params = serializers.DictField(child=serializers.FloatField(), allow_null=True)
+    owner = serializers.CharField(allow_null=True, help_text="Runs start as this manager.")
     approved_boxes = serializers.IntegerField(
-        read_only=True, help_text="Boxes with approved painted ground truth now."
+        help_text="Boxes with approved painted ground truth now."
     )
     trained_boxes = serializers.IntegerField(
-        read_only=True, help_text="Boxes the campaign's latest run trained on."
+        help_text="Boxes the campaign's latest run trained on."
     )

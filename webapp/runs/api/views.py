@@ -24,6 +24,7 @@ from webapp.core.permissions import VIEW, MayDoAction, RestrictedAPIView
 from webapp.core.users import signed_in_user
 from webapp.runs import auto_retrain, publish, selectors, services
 from webapp.runs.api.serializers import (
+    AutoRetrainRequestSerializer,
     AutoRetrainSerializer,
     ModelVersionSerializer,
     RunPresetsSerializer,
@@ -185,6 +186,7 @@ class AutoRetrainView(RestrictedAPIView[AnnotationCampaign]):
 
     serializer_class = AutoRetrainSerializer  # type: ignore[assignment]  # answers with policies
     queryset = AnnotationCampaign.objects.select_related("dataset", "image_layer")
+    lookup_url_kwarg = "campaign_id"  # OPTIONS describes PUT through get_object()
     parser_classes = [StrictJSONParser]
     method_actions = {
         "GET": VIEW,
@@ -209,9 +211,9 @@ class AutoRetrainView(RestrictedAPIView[AnnotationCampaign]):
         )
         return {
             "enabled": policy is not None,
-            "every": policy.every if policy else 0,
-            "preset": policy.preset if policy else "standard",
-            "params": policy.params if policy else {},
+            "every": policy.every if policy else None,
+            "preset": policy.preset if policy else None,
+            "params": policy.params if policy else None,
             "owner": policy.owner.username if policy else None,
             "approved_boxes": approved,
             "trained_boxes": trained,
@@ -222,12 +224,12 @@ class AutoRetrainView(RestrictedAPIView[AnnotationCampaign]):
         return Response(self.body(self.campaign(VIEW)))
 
     @extend_schema(
-        request=AutoRetrainSerializer,
+        request=AutoRetrainRequestSerializer,
         responses={200: AutoRetrainSerializer, 400: ErrorSerializer},
     )
     def put(self, request: Request, campaign_id: int) -> Response:
         campaign = self.campaign("change")
-        form = AutoRetrainSerializer(data=request.data)
+        form = AutoRetrainRequestSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
         auto_retrain.auto_retrain_set(
