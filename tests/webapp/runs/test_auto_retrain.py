@@ -19,11 +19,6 @@ from webapp.runs.models import PipelineRun
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings: Any) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def client(user: Any = None) -> APIClient:
     api = APIClient()
     if user is not None:

@@ -19,11 +19,6 @@ from webapp.runs.models import ModelVersion
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings: Any) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def who() -> dict[str, Any]:
     return {name: UserFactory(username=name) for name in ("owner", "outsider")}

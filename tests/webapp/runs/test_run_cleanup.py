@@ -20,11 +20,6 @@ from webapp.runs.models import ModelVersion, PipelineRun
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings: Any) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def released_run(who: dict[str, Any], with_plan: bool) -> PipelineRun:
     """A run waiting on its workers (running, no holder), its prediction plan saved."""
     campaign, _ = retrain_campaign(who, approved=2)

@@ -14,28 +14,13 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from tests.runs_testdata import people, retrain_campaign
+from tests.runs_testdata import retrain_campaign
 from webapp.annotation.models import AnnotationCampaign
 from webapp.datasets.models import Visibility
 from webapp.runs import services
 from webapp.runs.models import PipelineRun
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings: Any) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture
-def who() -> dict[str, Any]:
-    return people()
-
-
-@pytest.fixture
-def campaign(who: dict[str, Any]) -> AnnotationCampaign:
-    return retrain_campaign(who, approved=5)[0]
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
-from tests.runs_testdata import people, retrain_campaign
+from tests.runs_testdata import retrain_campaign
 from webapp.annotation.models import AnnotationCampaign
 from webapp.core.jobs.models import JobStatus
 from webapp.datasets.models import Visibility
@@ -22,21 +22,6 @@ from webapp.runs.models import PipelineRun
 pytestmark = pytest.mark.django_db
 
 API = "/api/v1/runs/"
-
-
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings: Any) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture
-def who() -> dict[str, Any]:
-    return people()
-
-
-@pytest.fixture
-def campaign(who: dict[str, Any]) -> AnnotationCampaign:
-    return retrain_campaign(who, approved=5)[0]
 
 
 def client(user: Any = None) -> APIClient:
