@@ -117,6 +117,8 @@ def test_a_manager_starts_a_run_watches_it_and_opens_its_layer(
     ]
     assert moved, seen
     assert all(v == [100, "done"] or v[1] == "skipped" for v in page.evaluate(BARS_JS).values())
+    timed = {s["name"]: s["seconds"] for s in run["stages"] if s["state"] == "done"}
+    assert "publish" in timed and all(v is not None and v >= 0 for v in timed.values()), timed
     # The curves: one point per epoch of the history, drawn on uPlot's canvas; some came live.
     assert curve_points_while_active >= 1
     # (the latest training attempt's epochs: a restart after a failed health check starts over)

@@ -5,6 +5,7 @@ then builds the new layer's detections table and thumbnail, as after an import."
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -16,6 +17,7 @@ import pandas as pd
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
+from django.utils import timezone
 
 from pipeline.curate import add_label_name, remove_label_name
 from pipeline.importers import read_ome_zarr_info
@@ -154,9 +156,15 @@ def publish_run(run: PipelineRun, out: Path, attempt: Attempt) -> Layer:
                 metrics=metrics,
                 layer=segmentation,
             )
+            begun = (run.stages.get("publish") or {}).get("started")
+            seconds = (timezone.now() - dt.datetime.fromisoformat(begun)) if begun else None
             stages = {
                 **run.stages,
-                "publish": {**(run.stages.get("publish") or {}), "state": "done"},
+                "publish": {
+                    **(run.stages.get("publish") or {}),
+                    "state": "done",
+                    "seconds": None if seconds is None else round(seconds.total_seconds(), 3),
+                },
             }
             job_succeed(
                 PipelineRun, attempt, result_layer=segmentation, metrics=metrics, stages=stages
