@@ -17,7 +17,6 @@ leaves it to the plans' callback while workers still write into it.
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import logging
 import shutil
 import traceback
@@ -38,11 +37,11 @@ from webapp.annotation import selectors as annotation_selectors
 from webapp.annotation.models import TaskBox
 from webapp.core.errors import DomainError
 from webapp.core.jobs.errors import JobCancelled, JobSuperseded
-from webapp.core.jobs.lifecycle import Attempt, job_fail, job_start
+from webapp.core.jobs.lifecycle import Attempt, job_fail, job_release, job_start
 from webapp.core.jobs.models import JobStatus
 from webapp.core.jobs.plans import CeleryPlanExecutor
 from webapp.core.jobs.progress import JobHeartbeat, JobProgressWriter
-from webapp.runs import layout, publish
+from webapp.runs import layout, publish, stages
 from webapp.runs.models import PipelineRun
 
 logger = logging.getLogger(__name__)
@@ -89,9 +88,9 @@ def _ended(run_id: int) -> None:
     """After a failure or cancellation: keep the training curves seen so far (the manifest
     goes with the work directory), then stop and clean."""
     fields: dict[str, Any] = {"finished": timezone.now()}
-    record = Manifest.load_or_new(layout.out_dir(run_id)).steps.get("train")
-    if record is not None and record.metrics.get("history"):
-        fields["history"] = record.metrics["history"]
+    history = layout.training_history(run_id)
+    if history:
+        fields["history"] = history
     PipelineRun.objects.filter(pk=run_id).update(**fields)
     layout.stop_and_clean(run_id)
 
@@ -99,9 +98,12 @@ def _ended(run_id: int) -> None:
 def _stage(run: PipelineRun, name: str, **fields: Any) -> None:
     """Record a stage's state in the row (``stages`` JSON), fenced by nothing: only the attempt
     holding the row writes it."""
-    entry = dict(run.stages.get(name) or {})
-    entry.update(fields)
-    run.stages = {**run.stages, name: entry}
+    run.stages = stages.with_stage(run.stages, name, **fields)
+    PipelineRun.objects.filter(pk=run.pk).update(stages=run.stages)
+
+
+def _stage_done(run: PipelineRun, name: str, **fields: Any) -> None:
+    run.stages = stages.done(run.stages, name, **fields)
     PipelineRun.objects.filter(pk=run.pk).update(stages=run.stages)
 
 
@@ -112,11 +114,10 @@ def _advance(attempt: Attempt, writer: JobProgressWriter) -> None:
     work = layout.run_dir(run.pk)
     out = layout.out_dir(run.pk)
     if (run.stages.get("export") or {}).get("state") != "done":
-        started = timezone.now().isoformat()
-        _stage(run, "export", state="running", started=started)
+        _stage(run, "export", state="running", started=timezone.now().isoformat())
         writer("export", 0, 1)
         export_ground_truth(run, work)
-        _stage(run, "export", state="done", done=1, total=1, seconds=_since(started))
+        _stage_done(run, "export", done=1, total=1)
     config = pipeline_config(run, work)
     steps = run_steps(run, config)
     plans = CeleryPlanExecutor(on_done=signature(ADVANCE_TASK, args=(run.pk,), immutable=True))
@@ -131,15 +132,10 @@ def _advance(attempt: Attempt, writer: JobProgressWriter) -> None:
         result = run_pipeline(config, out, steps=[step], progress=report, plans=plans)
         record = Manifest.load_or_new(out).step(step)
         if result.waiting is not None:
-            _release(attempt, step)
+            job_release(PipelineRun, attempt, stage=step)
             return
-        _stage(
-            run,
-            step,
-            state="skipped" if step in result.skipped else "done",
-            seconds=_since(run.stages[step].get("started")),
-            metrics=_plain(record.metrics, skip=("history",)),
-        )
+        state = "skipped" if step in result.skipped else "done"
+        _stage_done(run, step, state=state, metrics=_plain(record.metrics, skip=("history",)))
         if step == "train":
             PipelineRun.objects.filter(pk=run.pk).update(
                 history=record.metrics.get("history") or []
@@ -154,13 +150,6 @@ def _advance(attempt: Attempt, writer: JobProgressWriter) -> None:
     shutil.rmtree(work, ignore_errors=True)
 
 
-def _since(started: str | None) -> float | None:
-    """Seconds from ``started`` (ISO) until now: a stage's wall time, workers' included."""
-    if not started:
-        return None
-    return round((timezone.now() - dt.datetime.fromisoformat(started)).total_seconds(), 3)
-
-
 def _report(writer: JobProgressWriter, step: str, _: str, done: int, total: int) -> None:
     """The pipeline's progress of a step, under the run's stage name."""
     writer(step, done, total)
@@ -168,19 +157,6 @@ def _report(writer: JobProgressWriter, step: str, _: str, done: int, total: int)
 
 def _plain(metrics: dict[str, Any], skip: tuple[str, ...]) -> dict[str, Any]:
     return {k: v for k, v in metrics.items() if k not in skip}
-
-
-def _release(attempt: Attempt, step: str) -> None:
-    """Let go of the row while workers run ``step``'s plan (fenced: a cancelled or taken-over
-    run raises); the plan's callback takes it back."""
-    now = timezone.now()
-    released = PipelineRun.objects.filter(
-        pk=attempt.job_id, attempts=attempt.number, status=JobStatus.RUNNING
-    ).update(worker="", stage=step, heartbeat=now, updated=now)
-    if not released:
-        from webapp.core.jobs.lifecycle import job_stop_reason
-
-        raise job_stop_reason(PipelineRun, attempt)
 
 
 def export_ground_truth(run: PipelineRun, work: Path) -> None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 
+from pipeline.manifest import Manifest
 from pipeline.plan import PLAN_FILE, cancel_plan, plan_state
 from pipeline.run import PREDICTION_DIR, SEGMENT_PLAN_DIR
 
@@ -27,6 +29,13 @@ def plan_dirs(run_id: int) -> list[Path]:
     """The saved plans a run hands to the workers: prediction, then segmentation."""
     out = out_dir(run_id)
     return [out / PREDICTION_DIR, out / SEGMENT_PLAN_DIR]
+
+
+def training_history(run_id: int) -> list[dict[str, Any]]:
+    """The epochs the run's training wrote so far (its manifest, while the work directory
+    lives)."""
+    record = Manifest.load_or_new(out_dir(run_id)).steps.get("train")
+    return list(record.metrics.get("history") or []) if record is not None else []
 
 
 def running_plans(run_id: int) -> list[Path]:

@@ -5,7 +5,6 @@ then builds the new layer's detections table and thumbnail, as after an import."
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import shutil
@@ -17,7 +16,6 @@ import pandas as pd
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
-from django.utils import timezone
 
 from pipeline.curate import add_label_name, remove_label_name
 from pipeline.importers import read_ome_zarr_info
@@ -38,7 +36,7 @@ from webapp.core.jobs.lifecycle import Attempt, job_succeed
 from webapp.datasets.import_publish import layer_fields, mesh_layer_fields, prefixed
 from webapp.datasets.models import Dataset, Layer, LayerKind
 from webapp.datasets.signals import layers_changed
-from webapp.runs import layout
+from webapp.runs import layout, stages
 from webapp.runs.models import ModelVersion, PipelineRun
 
 MODEL_FILE = "model.pt"
@@ -58,10 +56,9 @@ def next_model_number(dataset_id: int) -> int:
     return int(top or 0) + 1
 
 
-def run_metrics(out: Path) -> dict[str, Any]:
+def run_metrics(out: Path, manifest: Manifest) -> dict[str, Any]:
     """What the run page and the model comparison show: per step the manifest's metrics
     (training history left out: the row keeps it), and the held-out evaluation's summary."""
-    manifest = Manifest.load_or_new(out)
     metrics: dict[str, Any] = {
         name: {k: v for k, v in record.metrics.items() if k != "history"}
         for name, record in manifest.steps.items()
@@ -83,7 +80,7 @@ def publish_run(run: PipelineRun, out: Path, attempt: Attempt) -> Layer:
     dataset = run.dataset
     manifest = Manifest.load_or_new(out)
     checkpoint = Path(manifest.step("train").outputs["best_checkpoint"])
-    metrics = run_metrics(out)
+    metrics = run_metrics(out, manifest)
     labels_info, _ = read_ome_zarr_info(out / SEGMENTATION_NAME)
     number = next_model_number(dataset.pk)
     name = layer_name(number)
@@ -156,18 +153,12 @@ def publish_run(run: PipelineRun, out: Path, attempt: Attempt) -> Layer:
                 metrics=metrics,
                 layer=segmentation,
             )
-            begun = (run.stages.get("publish") or {}).get("started")
-            seconds = (timezone.now() - dt.datetime.fromisoformat(begun)) if begun else None
-            stages = {
-                **run.stages,
-                "publish": {
-                    **(run.stages.get("publish") or {}),
-                    "state": "done",
-                    "seconds": None if seconds is None else round(seconds.total_seconds(), 3),
-                },
-            }
             job_succeed(
-                PipelineRun, attempt, result_layer=segmentation, metrics=metrics, stages=stages
+                PipelineRun,
+                attempt,
+                result_layer=segmentation,
+                metrics=metrics,
+                stages=stages.done(run.stages, "publish"),
             )
         transaction.on_commit(
             lambda: layers_changed.send(sender=Dataset, dataset=dataset, layers=[segmentation])

@@ -9,7 +9,6 @@ from typing import Any
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from pipeline.manifest import Manifest
 from pipeline.plan import PLAN_FILE, plan_state
 from pipeline.run import PREDICTION_DIR, SEGMENT_PLAN_DIR
 from webapp.core.users import AnyUser
@@ -80,6 +79,4 @@ def run_history(run: PipelineRun) -> list[dict[str, Any]]:
     pipeline's manifest (one row per epoch, written as each ends)."""
     if run.history or not run.is_active:
         return list(run.history)
-    manifest = Manifest.load_or_new(layout.out_dir(run.pk))
-    history = manifest.steps.get("train")
-    return list(history.metrics.get("history") or []) if history else []
+    return layout.training_history(run.pk)

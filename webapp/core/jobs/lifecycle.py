@@ -191,6 +191,20 @@ def job_succeed(model: type[Job], attempt: Attempt, **fields: Any) -> None:
         raise job_stop_reason(model, attempt)
 
 
+def job_release(model: type[Job], attempt: Attempt, *, stage: str) -> None:
+    """Let go of a running job while other processes work for it (e.g. a plan's items on the
+    workers): no holder, ``stage`` as given. The next ``job_start`` of it takes it at once (a
+    row without a holder has none to wait for). Raises when the attempt no longer holds it."""
+    now = timezone.now()
+    released = (
+        _fenced(model, attempt)
+        .filter(status=JobStatus.RUNNING)
+        .update(worker="", stage=stage, heartbeat=now, updated=now)
+    )
+    if not released:
+        raise job_stop_reason(model, attempt)
+
+
 def job_fail(model: type[Job], attempt: Attempt, *, error: str, log: str = "") -> None:
     """Record the attempt's failure (nothing, if the job was cancelled or taken over)."""
     now = timezone.now()
