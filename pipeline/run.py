@@ -332,22 +332,13 @@ class _Run:
                 return
             executor = self.executor(config.predict.workers)
             try:
-                block = config.predict.block
                 result = predict_volume(
                     self.model_path(),
                     self.image.array,
                     out,
-                    block_shape=None
-                    if block is None
-                    else _per_axis(block, self.ndim, "predict.block"),
-                    mask=mask,
-                    voxel_size=self.voxel_size,
                     executor=executor,
-                    batch_size=config.predict.batch_size,
-                    compile=config.predict.compile,
-                    num_threads=config.predict.num_threads,
-                    device=config.predict.device,
                     progress=self.progress,
+                    **self._predict_options(mask),
                 )
             finally:
                 if executor is not None:
@@ -364,6 +355,20 @@ class _Run:
 
         self.execute("predict", parts, [out], body)
 
+    def _predict_options(self, mask: Any) -> dict[str, Any]:
+        """The prediction settings that ``predict_volume`` and ``plan_predict`` share."""
+        predict = self.config.predict
+        block = predict.block
+        return {
+            "block_shape": None if block is None else _per_axis(block, self.ndim, "predict.block"),
+            "mask": mask,
+            "voxel_size": self.voxel_size,
+            "batch_size": predict.batch_size,
+            "compile": predict.compile,
+            "num_threads": predict.num_threads,
+            "device": predict.device,
+        }
+
     def _predict_planned(self, plans: PlanExecutor, out: Path, mask: Any, record: Any) -> None:
         """Prediction as a saved plan run by ``plans`` (the site's workers), which may return
         before it ends: :class:`pipeline.plan.PlanPending` then leaves the step running."""
@@ -371,20 +376,13 @@ class _Run:
         from pipeline.predict import plan_predict, recorded_distance_max
 
         config = self.config
-        block = config.predict.block
         plan = plan_predict(
             self.model_path(),
             config.data.image,
             out,
             level=config.data.level,
-            block_shape=None if block is None else _per_axis(block, self.ndim, "predict.block"),
-            mask=mask,
-            voxel_size=self.voxel_size,
-            batch_size=config.predict.batch_size,
-            compile=config.predict.compile,
-            num_threads=config.predict.num_threads,
-            device=config.predict.device,
             for_workers=True,
+            **self._predict_options(mask),
         )
         execute_plan(plans, plan, self.progress)
         record.metrics.update(
