@@ -198,6 +198,18 @@ class PipelineConfig:
         from pipeline.anisotropy import unet_and_patch_for_voxel_size
         from pipeline.training import TrainConfig
 
+        init = self.training.get("init_model")
+        if init is not None:  # fine-tuning: the parent's network, whole
+            from pipeline.model_io import model_unet_config
+
+            parent = model_unet_config(init)
+            if boxes is not None:
+                from pipeline.training_auto import choose_train_config
+
+                return choose_train_config(
+                    parent, None, self.training, voxel_size=voxel_size, boxes=boxes
+                )
+            return TrainConfig(unet=parent, voxel_size=voxel_size, **self.training)
         if boxes is not None:
             from pipeline.training_auto import choose_train_config
 
@@ -464,6 +476,22 @@ def _check_segment(config: SegmentConfig, where: _Where) -> None:
             raise where.child(name).error("must not be negative")
 
 
+def _check_fine_tune(config: PipelineConfig, top: _Where) -> None:
+    """``training.init_model`` (fine-tuning) trains the parent's network: it must exist, and
+    neither a trained model (nothing would train) nor U-Net keys (another network) go with it."""
+    init = config.training.get("init_model")
+    if init is None:
+        return
+    where = top.child("training.init_model")
+    if not Path(init).is_file():
+        raise where.error(f"no model file at {init}")
+    if config.model.path is not None:
+        raise where.error("model.path skips training: give one or the other")
+    if config.model.unet_keys:
+        keys = ", ".join(f"model.{k}" for k in config.model.unet_keys)
+        raise where.error(f"a fine-tune keeps its parent's U-Net: leave out {keys}")
+
+
 def parse_config(data: Mapping[str, Any], *, base: Path, source: str = "config") -> PipelineConfig:
     """Build and validate a :class:`PipelineConfig` from already-parsed data."""
     top = _Where(source)
@@ -511,6 +539,7 @@ def parse_config(data: Mapping[str, Any], *, base: Path, source: str = "config")
     if min(config.predict.workers, config.predict.batch_size, config.segment.workers) < 1:
         raise top.error("workers and batch_size must be >= 1")
     _check_segment(config.segment, top.child("segment"))
+    _check_fine_tune(config, top)
     if not 0 < config.mesh.simplify_ratio <= 1:
         raise top.child("mesh.simplify_ratio").error("must be in (0, 1]")
     config = _dims_from_image(config, top)

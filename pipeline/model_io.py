@@ -159,6 +159,24 @@ def _read_payload(path: Path) -> dict[str, Any]:
     return payload
 
 
+def model_unet_config(path: Path) -> UNetConfig:
+    """The U-Net a model file holds (a fine-tune trains that network from its weights)."""
+    return UNetConfig.from_dict(_read_payload(path)["config"])
+
+
+def parent_state_dict(path: Path, unet: UNetConfig) -> dict[str, Any]:
+    """The weights of the model file ``path`` for a fine-tune of the network ``unet``; a
+    clear error when the file holds another network."""
+    payload = _read_payload(path)
+    if UNetConfig.from_dict(payload["config"]).to_dict() != unet.to_dict():
+        raise InvalidInputError(
+            f"{Path(path).name}: its U-Net differs from the one to train (a fine-tune keeps "
+            "the parent's network: leave the model section's U-Net keys out)"
+        )
+    state: dict[str, Any] = payload["state_dict"]
+    return state
+
+
 def model_segment_params(path: Path) -> SegmentParams | None:
     """The segmentation settings a model file records, without building the network."""
     return _segment_params(dict(_read_payload(path)["metadata"]))

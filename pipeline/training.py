@@ -80,7 +80,7 @@ from pipeline.augment import AugmentConfig, augment_sample
 from pipeline.blocks import ReadableArray
 from pipeline.errors import InvalidInputError, TrainingFailedError
 from pipeline.loss_weights import border_weights
-from pipeline.model_io import model_from_payload, model_payload, save_model
+from pipeline.model_io import model_from_payload, model_payload, parent_state_dict, save_model
 from pipeline.normalise import Normalisation, Scaling
 from pipeline.patches import (
     PreparedBox,
@@ -189,6 +189,9 @@ class TrainConfig:
     task_balance: bool | None = None  # masked_loss(balance=); default: on with semantic heads
     num_threads: int | None = None
     device: str = "auto"
+    # Fine-tuning: a model file whose weights training starts from (its U-Net is used whole;
+    # the normalisation is measured on the new boxes, as for a fresh model).
+    init_model: Path | None = None
 
     def __post_init__(self) -> None:
         # One value stands for every axis (as config files allow).
@@ -204,6 +207,8 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["unet"] = self.unet.to_dict()
+        if self.init_model is not None:
+            data["init_model"] = str(self.init_model)
         return data
 
     @classmethod
@@ -220,6 +225,8 @@ class TrainConfig:
             values["augmentation"] = AugmentConfig.from_dict(values["augmentation"])
         if isinstance(values.get("normalisation"), Mapping):
             values["normalisation"] = Normalisation.from_dict(values["normalisation"])
+        if values.get("init_model") is not None:
+            values["init_model"] = Path(values["init_model"])
         for key in ("patch_shape", "voxel_size"):
             if values.get(key) is not None:
                 values[key] = tuple(values[key])
@@ -684,6 +691,8 @@ class Trainer:
         """A fresh model, optimiser and sampling stream from ``seed``."""
         torch.manual_seed(seed)
         self.model = UNet(self.config.unet)
+        if self.config.init_model is not None:
+            self.model.load_state_dict(parent_state_dict(self.config.init_model, self.config.unet))
         to_memory_format(self.model, self.format, self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.config.lr)
         self.rng = np.random.default_rng(seed)

@@ -174,6 +174,15 @@ def choose_train_config(
     if unet_given is None:  # a U-Net built in code is taken whole
         unet_given = [f.name for f in fields(unet)]
     device = str(given.get("device", "auto"))
+    if given.get("init_model") is not None:
+        # A fine-tune trains its parent's network as it is: only the schedule and patch are
+        # chosen (the caller passes the parent's U-Net).
+        shapes = [tuple(b.box[len(b.box) // 2 :][i] - b.box[i] for i in range(len(b.box) // 2))
+                  for b in boxes]  # fmt: skip
+        values = auto_training(
+            given, unet, box_shapes=shapes, radius_nm=radius_nm, voxel_size=voxel, device=device
+        )
+        return TrainConfig(unet=unet, voxel_size=voxel, **values)
     chosen = auto_unet(
         {k: getattr(unet, k) for k in unet_given},
         dims=unet.dims,

@@ -3,7 +3,8 @@ their layers copies of a real label image, so Neuroglancer loads them), reached 
 viewer's "Models" link. The latest two are ticked and plotted per held-out box as uPlot bars
 (a box only some versions were evaluated on has bars for those only); ticking and unticking
 versions and choosing another score redraws the plot; "Compare in viewer" opens the viewer
-with both versions' layers shown. No page throws."""
+with both versions' layers shown; the owner makes a version current and opens a proofreading
+campaign on one (refused with the reason while its detections are missing). No page throws."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from django.contrib.auth import get_user_model
 from nuclei_dataset import build_nuclei_dataset
 
 from tests.models_testdata import add_model_version
+from tests.webapp.proofreading.proofreading_testdata import synthetic_frame, table_with
 from webapp.datasets.models import Visibility
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -129,4 +131,22 @@ def test_compare_versions_per_box_and_open_both_in_the_viewer(
     assert loaded == [True, True]
     page.wait_for_function("() => annotome.viewer().isReady()", timeout=READY_MS)
     page.screenshot(path=str(artifacts_dir / "models-viewer.png"))
+
+    # The owner makes v2 the current model, then opens a proofreading campaign on a version:
+    # refused with the reason while its detections table is missing, opened once it exists.
+    page.goto(f"{live_server.url}/datasets/{dataset.slug}/models/")
+    page.evaluate("() => annotome.ready")
+    assert page.locator(".model-current").count() == 0
+    page.click(f"tr[data-model='{v2.pk}'] button.model-make-current")
+    page.wait_for_selector(f"tr[data-model='{v2.pk}'] .model-current")
+    assert page.locator(".model-current").count() == 1
+    assert page.locator(f"tr[data-model='{v2.pk}'] button.model-make-current").count() == 0
+    page.click(f"tr[data-model='{v3.pk}'] button.model-proofread")
+    page.wait_for_selector("#models-error:not([hidden])")
+    assert "no detections table yet" in page.inner_text("#models-error")
+    table_with(v2.layer, synthetic_frame(12, seed=4))
+    page.click(f"tr[data-model='{v2.pk}'] button.model-proofread")
+    page.wait_for_url("**/proofreading/*/")
+    assert "Proofread model v2" in page.inner_text("main")
+    page.screenshot(path=str(artifacts_dir / "models-proofreading.png"))
     assert errors == [], errors

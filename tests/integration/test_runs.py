@@ -1,5 +1,6 @@
 """Retraining runs on a real Celery worker (one process), through the API: a run cancelled while
-it trains publishes nothing and leaves nothing in temporary space. (A run to its publication is
+it trains publishes nothing and leaves nothing in temporary space; a registered model fine-tuned,
+applied to another dataset and proofread. (A run to its publication is
 ``tests/browser/test_run_page.py``, started and watched from the pages.)"""
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from rest_framework.authtoken.models import Token
 
 from tests.runs_testdata import people, retrain_campaign
 from webapp.datasets.models import Layer
-from webapp.runs.models import ModelVersion
+from webapp.runs.models import ModelVersion, PipelineRun
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -58,3 +59,71 @@ def test_a_cancelled_run_publishes_nothing_and_leaves_no_files(
     assert list(Layer.objects.filter(dataset=campaign.dataset).values_list("name", flat=True)) == [
         "image"
     ]
+
+
+def finished(api: requests.Session, url: str, timeout: float = 600) -> dict[str, Any]:
+    body: dict[str, Any] = wait_for(
+        lambda: (b := api.get(url, timeout=30).json())["status"] in ("succeeded", "failed") and b,
+        timeout,
+        "the run to end",
+        interval=0.5,
+    )
+    if body["status"] != "succeeded":
+        log = PipelineRun.objects.get(pk=body["id"]).log
+        raise AssertionError(f"run {body['id']} failed: {body['error']}\n{log[-3000:]}")
+    return body
+
+
+def test_a_registered_model_is_fine_tuned_applied_to_another_dataset_and_proofread(
+    celery_worker: LiveWorker, live_server: Any
+) -> None:
+    """The registry's loop on one worker: train v1, fine-tune it (v2 starts from v1's
+    weights), segment a second dataset with v1 (nothing trained, its boxes all evaluate it),
+    then open a proofreading campaign on a version's detections in one request."""
+    who = people()
+    campaign, _ = retrain_campaign(who, approved=3)
+    target, _ = retrain_campaign(who, approved=2)
+    api = session(who["owner"])
+    base = f"{live_server.url}/api/v1"
+    quick = {"training.max_epochs": 1, "training.iterations_per_epoch": 4}
+    first = api.post(f"{base}/runs/", json={"campaign": campaign.pk, "preset": "tiny"}, timeout=30)
+    assert first.status_code == 202, first.text
+    v1 = finished(api, f"{base}/runs/{first.json()['id']}/")
+    assert v1["mode"] == "train" and v1["model"] == 1
+    tune = api.post(
+        f"{base}/runs/",
+        json={"campaign": campaign.pk, "preset": "tiny", "params": quick, "parent": v1["model_id"]},
+        timeout=30,
+    )
+    assert tune.status_code == 202, tune.text
+    v2 = finished(api, f"{base}/runs/{tune.json()['id']}/")
+    assert (v2["mode"], v2["parent"], v2["model"]) == ("fine-tune", v1["model_id"], 2)
+    # Applied to the second dataset through its campaign: no training, every box evaluates.
+    apply = api.post(
+        f"{base}/runs/", json={"campaign": target.pk, "model": v1["model_id"]}, timeout=30
+    )
+    assert apply.status_code == 202, apply.text
+    applied = finished(api, f"{base}/runs/{apply.json()['id']}/")
+    stages = {s["name"]: s["state"] for s in applied["stages"]}
+    assert stages["train"] == "skipped" and stages["predict"] == "done"
+    assert applied["metrics"]["evaluation"]["all"]["boxes"] == 2
+    models = api.get(f"{base}/models/", params={"dataset": target.dataset.slug}, timeout=30)
+    (version,) = models.json()["results"]
+    assert version["current"] is True and version["params"]["mode"] == "predict"
+    assert version["params"]["parent"]["dataset"] == campaign.dataset.slug
+    tuned = ModelVersion.objects.get(pk=v2["model_id"])
+    assert tuned.params["parent"]["number"] == 1 and tuned.params["mode"] == "fine-tune"
+    # Once its detections are built (after publishing), one request opens a campaign on it.
+    answers: list[requests.Response] = []
+
+    def open_campaign() -> dict[str, Any] | None:
+        answers.append(api.post(f"{base}/models/{version['id']}/proofreading/", timeout=30))
+        return answers[-1].json() if answers[-1].status_code == 201 else None
+
+    try:
+        opened = wait_for(open_campaign, 120, "the detections to be built", interval=1.0)
+    except AssertionError:
+        raise AssertionError(f"{answers[-1].status_code}: {answers[-1].text}") from None
+    assert opened["items"] == applied["metrics"]["measure"]["objects"] > 0  # no filter fitted
+    assert opened["url"].startswith("/proofreading/")
+    assert api.get(f"{live_server.url}{opened['url']}", timeout=30).status_code == 200

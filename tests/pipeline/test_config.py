@@ -176,6 +176,33 @@ def test_anisotropy_auto_off_or_explicit_pooling(inputs: Path) -> None:
         load_config(write(inputs, "bad.yaml", yaml.safe_dump(data)))
 
 
+def test_a_fine_tune_trains_its_parents_network_whatever_the_voxel_size(inputs: Path) -> None:
+    from pipeline.model_io import save_model
+    from pipeline.unet import UNet, UNetConfig
+
+    parent_unet = UNetConfig(width=2, depth=1)  # isotropic, though the data is not
+    save_model(
+        inputs / "parent.pt", UNet(parent_unet), mean=0.0, std=1.0, voxel_size=(100.0,) * 3,
+        metadata={},
+    )  # fmt: skip
+    data = yaml.safe_load(YAML)
+    model_keys = data.pop("model")
+    data["training"]["init_model"] = "parent.pt"
+    config = load_config(write(inputs, "tune.yaml", yaml.safe_dump(data)))
+    assert config.training["init_model"] == inputs / "parent.pt"
+    tuned = config.train_config((400.0, 100.0, 100.0))
+    assert tuned.unet == parent_unet and tuned.init_model == inputs / "parent.pt"
+    assert tuned.patch_shape == (44, 44, 44) and tuned.lr == 0.001
+    for change, message in (
+        ({"model": model_keys}, "keeps its parent's U-Net: leave out model.depth"),
+        ({"model": {"path": "parent.pt"}}, "model.path skips training"),
+        ({"training": {**data["training"], "init_model": "nope.pt"}}, "no model file at"),
+    ):
+        bad = write(inputs, "bad.yaml", yaml.safe_dump({**data, **change}))
+        with pytest.raises(InvalidInputError, match=message):
+            load_config(bad)
+
+
 def test_normalisation_and_augmentation_settings(inputs: Path) -> None:
     data = yaml.safe_load(YAML)
     data["training"]["normalisation"] = {"method": "meanstd"}

@@ -272,3 +272,31 @@ def test_a_target_window_wholly_outside_its_box_is_zero() -> None:
     assert _crop_padded(array, (0, 0, 6), (2, 2, 2)).sum() == 0  # beyond the end along x
     assert _crop_padded(array, (-5, 0, 0), (2, 2, 2)).sum() == 0  # before the start along z
     assert _crop_padded(array, (-1, 0, 0), (2, 2, 2)).sum() == 4  # half inside
+
+
+def test_a_fine_tune_starts_from_its_parents_weights_and_learns_faster(
+    volume: tuple[np.ndarray, np.ndarray], tmp_path: Path
+) -> None:
+    boxes = _boxes(volume)
+    parent = train(
+        boxes, _config(lr=3e-3, max_epochs=20, patience=20, augment=False), tmp_path / "parent"
+    )  # 40 steps: enough to learn something (test_loss_drops_...)
+    parent_model = load_model(parent.best_checkpoint, "cpu").model
+    child = Trainer(boxes, _config(init_model=parent.best_checkpoint), tmp_path / "child")
+    for name, weights in parent_model.state_dict().items():
+        assert torch.equal(child.model.state_dict()[name], weights), name
+    scratch = Trainer(boxes, _config(), tmp_path / "scratch")
+    assert not all(
+        torch.equal(scratch.model.state_dict()[name], weights)
+        for name, weights in parent_model.state_dict().items()
+    )
+    # One epoch from the parent is already past where one epoch from scratch is.
+    tuned = train(boxes, _config(init_model=parent.best_checkpoint, max_epochs=1), tmp_path / "t")
+    fresh = train(boxes, _config(max_epochs=1), tmp_path / "f")
+    assert tuned.best_val_loss < fresh.best_val_loss
+    with pytest.raises(InvalidInputError, match="U-Net differs"):
+        Trainer(
+            boxes,
+            _config(unet=UNetConfig(width=4), init_model=parent.best_checkpoint),
+            tmp_path / "other",
+        )

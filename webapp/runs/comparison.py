@@ -49,6 +49,16 @@ def _per_box(summary: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def origin_text(mode: str, parent: dict[str, Any] | None, slug: str) -> str:
+    """How a version was made, in words: trained, fine-tuned from v2, v3 of another dataset."""
+    if mode == "train" or parent is None:
+        return "trained"
+    name = f"v{parent.get('number')}"
+    if parent.get("dataset") != slug:
+        name += f" of {parent.get('dataset')}"
+    return f"fine-tuned from {name}" if mode == "fine-tune" else f"{name}, applied here"
+
+
 def version_row(version: ModelVersion, viewer_url: str) -> dict[str, Any]:
     """One version's row (the table) and plot data (the script), JSON-ready."""
     metrics = version.metrics if isinstance(version.metrics, dict) else {}
@@ -62,9 +72,13 @@ def version_row(version: ModelVersion, viewer_url: str) -> dict[str, Any]:
         per_box[variant] = _per_box(summary)
     layer = version.layer.name if version.layer is not None else None
     run = version.run
+    parent = params.get("parent") if isinstance(params.get("parent"), dict) else None
     return {
         "id": version.pk,
         "number": version.number,
+        "current": version.current,
+        "mode": str(params.get("mode") or "train"),
+        "origin": origin_text(str(params.get("mode") or "train"), parent, version.dataset.slug),
         "created": version.created,
         "run": version.run_id,
         "runUrl": reverse("runs:run", args=[version.run_id]) if version.run_id else None,

@@ -41,6 +41,7 @@ from webapp.core.jobs.lifecycle import Attempt, job_fail, job_release, job_start
 from webapp.core.jobs.models import JobStatus
 from webapp.core.jobs.plans import CeleryPlanExecutor
 from webapp.core.jobs.progress import JobHeartbeat, JobProgressWriter
+from webapp.core.json_values import finite_json
 from webapp.runs import layout, publish, stages
 from webapp.runs.models import PipelineRun
 
@@ -108,12 +109,14 @@ def _stage_done(run: PipelineRun, name: str, **fields: Any) -> None:
 
 
 def _advance(attempt: Attempt, writer: JobProgressWriter) -> None:
-    run = PipelineRun.objects.select_related("dataset", "image_layer", "campaign").get(
-        pk=attempt.job_id
-    )
+    run = PipelineRun.objects.select_related(
+        "dataset", "image_layer", "campaign", "parent__dataset"
+    ).get(pk=attempt.job_id)
     work = layout.run_dir(run.pk)
     out = layout.out_dir(run.pk)
-    if (run.stages.get("export") or {}).get("state") != "done":
+    if not run.ground_truth.get("boxes"):  # segments with a registered model, no campaign
+        _stage(run, "export", state="skipped")
+    elif (run.stages.get("export") or {}).get("state") != "done":
         _stage(run, "export", state="running", started=timezone.now().isoformat())
         writer("export", 0, 1)
         export_ground_truth(run, work)
@@ -138,7 +141,7 @@ def _advance(attempt: Attempt, writer: JobProgressWriter) -> None:
         _stage_done(run, step, state=state, metrics=_plain(record.metrics, skip=("history",)))
         if step == "train":
             PipelineRun.objects.filter(pk=run.pk).update(
-                history=record.metrics.get("history") or []
+                history=finite_json(record.metrics.get("history") or [])
             )
     for step in ("filter", "evaluate"):
         if step not in steps:
@@ -156,7 +159,8 @@ def _report(writer: JobProgressWriter, step: str, _: str, done: int, total: int)
 
 
 def _plain(metrics: dict[str, Any], skip: tuple[str, ...]) -> dict[str, Any]:
-    return {k: v for k, v in metrics.items() if k not in skip}
+    plain: dict[str, Any] = finite_json({k: v for k, v in metrics.items() if k not in skip})
+    return plain
 
 
 def export_ground_truth(run: PipelineRun, work: Path) -> None:
@@ -200,14 +204,13 @@ def _chunk_index(key: str) -> tuple[int, int, int]:
 
 def pipeline_config(run: PipelineRun, work: Path) -> Any:
     """The run's pipeline configuration: the preset and overrides (``run.config``) on the
-    dataset's image and the exported ground truth; evaluation on the held-out boxes."""
+    dataset's image and the exported ground truth (training boxes unless it only predicts);
+    evaluation on the held-out boxes."""
     truth = work / layout.GROUND_TRUTH
     has_held_out = any(e["held_out"] for e in run.ground_truth["boxes"])
-    data: dict[str, Any] = {
-        "image": str(run.dataset.root / run.image_layer.path),
-        "labels": str(truth / "labels.ome.zarr"),
-        "boxes": str(truth / TRAIN_BOXES),
-    }
+    data: dict[str, Any] = {"image": str(run.dataset.root / run.image_layer.path)}
+    if run.mode != "predict":
+        data |= {"labels": str(truth / "labels.ome.zarr"), "boxes": str(truth / TRAIN_BOXES)}
     document: dict[str, Any] = {**run.config, "data": data}
     if has_held_out:
         document["evaluate"] = {

@@ -80,8 +80,10 @@ class PipelineRun(Job):
     # relative to the run's work directory).
     params = models.JSONField(default=dict, blank=True)
     config = models.JSONField(default=dict, blank=True)
-    # What it trains on: per box its id, name, source and version; which boxes are held out.
+    # What it trains on: per box its id, name, source and version; which boxes are held out
+    # (all of them when it trains nothing; none without a campaign).
     ground_truth = models.JSONField(default=dict, blank=True)
+    # The model it fine-tunes, or segments with (``mode``).
     parent = models.ForeignKey(
         "runs.ModelVersion",
         null=True,
@@ -107,6 +109,16 @@ class PipelineRun(Job):
 
     def __str__(self) -> str:
         return f"run {self.pk} of {self.dataset_id}"
+
+    @property
+    def mode(self) -> str:
+        """``train`` (from scratch), ``fine-tune`` (from ``parent``'s weights) or ``predict``
+        (segments with ``parent``, trains nothing): what its configuration says."""
+        if (self.config.get("model") or {}).get("path"):
+            return "predict"
+        if (self.config.get("training") or {}).get("init_model"):
+            return "fine-tune"
+        return "train"
 
     @property
     def waits_on_workers(self) -> bool:
@@ -146,6 +158,9 @@ class ModelVersion(models.Model):
     layer = models.ForeignKey(
         "datasets.Layer", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # The dataset's current model (at most one): what "Suggest next boxes" and the painting
+    # editor's model assistance use (``publish.current_decision`` says when a new one takes over).
+    current = models.BooleanField(default=False)
     created = models.DateTimeField(auto_now_add=True)
 
     objects = ModelVersionQuerySet.as_manager()
@@ -153,7 +168,10 @@ class ModelVersion(models.Model):
     class Meta:
         ordering = ["dataset", "-number"]
         constraints = [
-            models.UniqueConstraint(fields=["dataset", "number"], name="unique_model_number")
+            models.UniqueConstraint(fields=["dataset", "number"], name="unique_model_number"),
+            models.UniqueConstraint(
+                fields=["dataset"], condition=Q(current=True), name="one_current_model"
+            ),
         ]
 
     def __str__(self) -> str:

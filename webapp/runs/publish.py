@@ -6,6 +6,7 @@ then builds the new layer's detections table and thumbnail, as after an import."
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from pathlib import Path
@@ -33,9 +34,11 @@ from pipeline.run import (
 from pipeline.segment_fit import FIT_TABLE_NAME
 from webapp.core.errors import Conflict
 from webapp.core.jobs.lifecycle import Attempt, job_succeed
+from webapp.core.json_values import finite_json
 from webapp.datasets.import_publish import layer_fields, mesh_layer_fields, prefixed
 from webapp.datasets.models import Dataset, Layer, LayerKind
 from webapp.datasets.signals import layers_changed
+from webapp.detections.filters import FilterValues, layer_filter_set
 from webapp.runs import layout, stages
 from webapp.runs.models import ModelVersion, PipelineRun
 
@@ -56,6 +59,54 @@ def next_model_number(dataset_id: int) -> int:
     return int(top or 0) + 1
 
 
+def fitted_filter(metrics: dict[str, Any]) -> FilterValues | None:
+    """The filter step's thresholds as a layer filter (volumes in um^3), in the bounds a
+    layer filter takes; None when the step fitted none."""
+    fitted = metrics.get("filter") or {}
+    volume, spher = fitted.get("t_volume"), fitted.get("t_sphericity")
+    if not isinstance(volume, int | float) or not isinstance(spher, int | float):
+        return None
+    if not (math.isfinite(volume) and math.isfinite(spher)):
+        return None
+    return FilterValues(
+        volume_min=max(0.0, float(volume)), sphericity_min=min(1.0, max(0.0, float(spher)))
+    )
+
+
+def parent_reference(version: ModelVersion | None) -> dict[str, Any] | None:
+    """The model a version was fine-tuned from or copied from, as its parameters keep it
+    (the row may go with its dataset; the reference stays readable)."""
+    if version is None:
+        return None
+    return {"id": version.pk, "number": version.number, "dataset": version.dataset.slug}
+
+
+def held_out_f1(metrics: dict[str, Any]) -> float | None:
+    """A version's held-out F1: after the filter when measured, else of every object."""
+    evaluation = metrics.get("evaluation") if isinstance(metrics, dict) else None
+    for variant in ("filtered", "all"):
+        section = evaluation.get(variant) if isinstance(evaluation, dict) else None
+        value = section.get("f1") if isinstance(section, dict) else None
+        if isinstance(value, int | float) and not isinstance(value, bool) and value == value:
+            return float(value)
+    return None
+
+
+def current_decision(metrics: dict[str, Any], current: ModelVersion | None) -> dict[str, Any]:
+    """Whether a new version replaces the dataset's current one: when there is none, or when
+    its held-out F1 is at least the current one's (an automatic retraining must not replace a
+    better model with a worse one); with either unmeasured, the newer wins. The answer, with
+    the figures it was decided on, is kept in the run's metrics."""
+    new, old = held_out_f1(metrics), held_out_f1(current.metrics) if current else None
+    decision = {
+        "current": current is None or new is None or old is None or new >= old,
+        "f1": new,
+        "previous": current.number if current else None,
+        "previous_f1": old,
+    }
+    return decision
+
+
 def run_metrics(out: Path, manifest: Manifest) -> dict[str, Any]:
     """What the run page and the model comparison show: per step the manifest's metrics
     (training history left out: the row keeps it), and the held-out evaluation's summary."""
@@ -72,7 +123,8 @@ def run_metrics(out: Path, manifest: Manifest) -> dict[str, Any]:
             if table.is_file() and variant in metrics["evaluation"]:
                 rows = pd.read_csv(table).replace({np.nan: None}).to_dict("records")
                 metrics["evaluation"][variant]["per_box"] = rows
-    return metrics
+    clean: dict[str, Any] = finite_json(metrics)
+    return clean
 
 
 def publish_run(run: PipelineRun, out: Path, attempt: Attempt) -> Layer:
@@ -139,12 +191,33 @@ def publish_run(run: PipelineRun, out: Path, attempt: Attempt) -> Layer:
                     moved.append((target, source))
             add_label_name(image_store, name)
             listed = True
+            fitted = fitted_filter(metrics)
+            if fitted is not None:
+                # The fitted filter becomes the layer's: the detections table's filter flag
+                # and a proofreading campaign's filter selection start from it.
+                layer_filter_set(
+                    segmentation,
+                    run.owner,  # type: ignore[arg-type]  # None once the user was deleted
+                    fitted,
+                    source=f"fitted by run {run.pk}",
+                    check_permission=False,
+                )
+            current = (
+                ModelVersion.objects.select_for_update()
+                .filter(dataset=dataset, current=True)
+                .first()
+            )
+            metrics["registry"] = current_decision(metrics, current)
+            if current is not None and metrics["registry"]["current"]:
+                ModelVersion.objects.filter(pk=current.pk).update(current=False)
             ModelVersion.objects.create(
                 dataset=dataset,
                 number=number,
                 run=run,
                 path=str(folder.relative_to(Path(settings.DATA_ROOT)) / MODEL_FILE),
                 params={
+                    "mode": run.mode,
+                    "parent": parent_reference(run.parent),
                     "preset": run.preset,
                     "overrides": run.params,
                     "config": run.config,
@@ -152,6 +225,7 @@ def publish_run(run: PipelineRun, out: Path, attempt: Attempt) -> Layer:
                 },
                 metrics=metrics,
                 layer=segmentation,
+                current=metrics["registry"]["current"],
             )
             job_succeed(
                 PipelineRun,

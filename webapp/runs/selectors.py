@@ -18,7 +18,7 @@ from webapp.runs.models import STAGES, ModelVersion, PipelineRun
 PLAN_OF_STAGE = {"predict": PREDICTION_DIR, "segment": SEGMENT_PLAN_DIR}
 
 RUNS = PipelineRun.objects.select_related(
-    "dataset", "image_layer", "campaign", "owner", "result_layer", "parent"
+    "dataset", "image_layer", "campaign", "owner", "result_layer", "parent__dataset"
 )
 MODELS = ModelVersion.objects.select_related("dataset", "run", "layer")
 

@@ -1,24 +1,30 @@
 """Writes of the runs app: start a run (everything checked before anything is queued), cancel
-one."""
+one; choose a dataset's current model; open a proofreading campaign on a model's segmentation."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from django.contrib.auth.models import User
 from django.db import transaction
 
 from pipeline.config import parse_config
 from pipeline.errors import InvalidInputError
+from pipeline.naming import IMAGE_LAYER_NAME
 from webapp.annotation.label_exports import painted_ground_truth
 from webapp.annotation.models import AnnotationCampaign
 from webapp.core.errors import Conflict, InvalidRequest, NotAllowed
 from webapp.core.jobs.lifecycle import job_cancel, job_create_queued
 from webapp.core.jobs.models import ACTIVE_STATUSES
-from webapp.datasets.models import Dataset
-from webapp.runs import layout
-from webapp.runs.models import STAGES, PipelineRun
+from webapp.datasets.models import Dataset, Layer, LayerKind
+from webapp.detections.filters import layer_filter_values
+from webapp.detections.models import Detection
+from webapp.proofreading.models import ProofreadingCampaign, QueueOrder, Selection
+from webapp.proofreading.services import CampaignSettings, campaign_create
+from webapp.runs import layout, publish
+from webapp.runs.models import STAGES, ModelVersion, PipelineRun
 from webapp.runs.presets import HELD_OUT_FRACTION, OVERRIDES, preset_config
 
 logger = logging.getLogger(__name__)
@@ -36,17 +42,20 @@ def held_out_count(boxes: int) -> int:
     return max(1, round(boxes * HELD_OUT_FRACTION))
 
 
-def ground_truth_snapshot(campaign: AnnotationCampaign) -> dict[str, object]:
+def ground_truth_snapshot(
+    campaign: AnnotationCampaign, *, all_held_out: bool = False
+) -> dict[str, object]:
     """What a run of ``campaign`` trains and evaluates on, fixed when it starts: per box its
     source and the chunk map of the chosen labels (blob keys are content hashes, so later edits
-    do not change what the run reads); every k-th box held out."""
+    do not change what the run reads); every k-th box held out (every box for a run that
+    trains nothing)."""
     try:
         truths = painted_ground_truth(campaign)
     except InvalidInputError as exc:
         raise InvalidRequest(str(exc)) from None
     if not truths:
         raise InvalidRequest(NO_GROUND_TRUTH)
-    held = held_out_count(len(truths))
+    held = len(truths) if all_held_out else held_out_count(len(truths))
     # Evenly spread over the boxes in their order, so neither end is favoured.
     held_at = {round((i + 0.5) * len(truths) / held - 0.5) for i in range(held)} if held else set()
     boxes = []
@@ -78,49 +87,114 @@ def config_check(config: dict[str, object], image: Path) -> None:
         raise InvalidRequest(f"The run's settings are not valid: {exc}") from None
 
 
+def source_image(dataset: Dataset) -> Layer:
+    """The image a run without a campaign segments: the dataset's own (not a derived map)."""
+    images = dataset.layers.filter(kind=LayerKind.IMAGE, source_layer__isnull=True)
+    layer = images.filter(name=IMAGE_LAYER_NAME).first() or images.order_by("pk").first()
+    if layer is None:
+        raise InvalidRequest("The dataset has no image layer to segment.")
+    return layer
+
+
+def model_config(
+    config: dict[str, Any],
+    params: dict[str, object] | None,
+    *,
+    parent: ModelVersion | None,
+    model: ModelVersion | None,
+) -> dict[str, Any]:
+    """The run's configuration with a registered model in it: ``parent``, the weights a
+    fine-tune starts from (its network kept, so no ``model.*`` override), or ``model``, the
+    one that predicts (nothing trained)."""
+    version = parent or model
+    if version is None:
+        return config
+    if parent is not None and model is not None:
+        raise InvalidRequest("Give parent (fine-tune it) or model (predict with it), not both.")
+    network = sorted(k for k in (params or {}) if k.startswith("model."))
+    if network:
+        raise InvalidRequest(
+            f"{', '.join(network)}: a run with a registered model keeps that model's network."
+        )
+    path = publish.model_file(version)
+    if not path.is_file():
+        raise Conflict(f"The file of model v{version.number} is missing on the server.")
+    config = {k: v for k, v in config.items() if k != "model"}
+    if parent is not None:
+        config["training"] = {**(config.get("training") or {}), "init_model": str(path)}
+    else:
+        config.pop("training", None)
+        config["model"] = {"path": str(path)}
+    return config
+
+
 def run_start(
     user: User,
-    campaign: AnnotationCampaign,
+    campaign: AnnotationCampaign | None,
     *,
     preset: str,
     params: dict[str, object] | None = None,
+    dataset: Dataset | None = None,
+    parent: ModelVersion | None = None,
+    model: ModelVersion | None = None,
 ) -> PipelineRun:
-    """Start a retraining run on ``campaign``'s approved painted ground truth.
+    """Start a run: train on ``campaign``'s approved painted ground truth (from scratch, or
+    fine-tuning ``parent``), or segment with a registered ``model`` (nothing trained; the
+    campaign's boxes, when given, all evaluate it) on the campaign's dataset or ``dataset``.
 
-    The dataset's owner or a campaign manager may; a bad preset or parameter, a campaign that
-    is not painted or has no approved ground truth is refused (400) and a second active run of
-    the campaign too (409), before anything is queued.
+    The dataset's owner or a campaign manager may (the models must be ones the caller may
+    see: the views check); a bad preset or parameter, a campaign that is not painted or has
+    no approved ground truth is refused (400) and a second active run of the campaign (or of
+    the dataset, without one) too (409), before anything is queued.
     """
     from webapp.runs.tasks import advance_task
 
-    dataset = campaign.dataset
+    if campaign is not None:
+        dataset = campaign.dataset
+    if dataset is None:
+        raise InvalidRequest("Give the campaign to train on, or a dataset and a model.")
+    if campaign is None and model is None:
+        raise InvalidRequest("Training needs a campaign's ground truth: give campaign.")
     if not (
-        AnnotationCampaign.objects.allows(user, "change", campaign)
+        (campaign is not None and AnnotationCampaign.objects.allows(user, "change", campaign))
         or Dataset.objects.allows(user, "change", dataset)
     ):
         raise NotAllowed("Only the dataset's owner or the campaign's managers can start runs.")
-    config = preset_config(preset, params)
-    config_check(config, dataset.root / campaign.image_layer.path)
-    if not campaign.painted:
+    image_layer = campaign.image_layer if campaign is not None else source_image(dataset)
+    config = model_config(preset_config(preset, params), params, parent=parent, model=model)
+    config_check(config, dataset.root / image_layer.path)
+    if campaign is not None and not campaign.painted:
         raise InvalidRequest("Retraining needs painted objects: this campaign marks points only.")
-    snapshot = ground_truth_snapshot(campaign)
+    snapshot: dict[str, object] = (
+        ground_truth_snapshot(campaign, all_held_out=model is not None)
+        if campaign is not None
+        else {"campaign": None, "boxes": []}
+    )
     with transaction.atomic():
-        # Lock the campaign row so two starts cannot both see no active run.
-        AnnotationCampaign.objects.select_for_update().filter(pk=campaign.pk).first()
-        if PipelineRun.objects.filter(campaign=campaign, status__in=ACTIVE_STATUSES).exists():
-            raise Conflict("A run of this campaign is already queued or running: wait for it or "
-                           "cancel it.")  # fmt: skip
+        # Lock the campaign (or dataset) row so two starts cannot both see no active run.
+        if campaign is not None:
+            AnnotationCampaign.objects.select_for_update().filter(pk=campaign.pk).first()
+            active = PipelineRun.objects.filter(campaign=campaign)
+        else:
+            Dataset.objects.select_for_update().filter(pk=dataset.pk).first()
+            active = PipelineRun.objects.filter(dataset=dataset, campaign__isnull=True)
+        if active.filter(status__in=ACTIVE_STATUSES).exists():
+            raise Conflict(
+                f"A run of this {'campaign' if campaign else 'dataset'} is already queued or "
+                "running: wait for it or cancel it."
+            )
         run = job_create_queued(
             PipelineRun,
             task=advance_task,
             dataset=dataset,
-            image_layer=campaign.image_layer,
+            image_layer=image_layer,
             campaign=campaign,
             owner=user,
             preset=preset,
             params={k: OVERRIDES[k].kind(v) for k, v in (params or {}).items()},
             config=config,
             ground_truth=snapshot,
+            parent=parent or model,
             stages={s: {"state": "pending"} for s in STAGES},
         )
     return run
@@ -137,3 +211,45 @@ def run_cancel(run: PipelineRun, user: User) -> PipelineRun:
     if not holder:  # queued, or waiting on its workers; a running stage stops itself
         layout.stop_and_clean(run.pk)
     return run
+
+
+def model_make_current(user: User, version: ModelVersion) -> ModelVersion:
+    """Make ``version`` its dataset's current model (the dataset's owner), the previous
+    current one no longer."""
+    if not ModelVersion.objects.allows(user, "change", version):
+        raise NotAllowed("Only the dataset's owner can choose its current model.")
+    with transaction.atomic():
+        # Lock the dataset's versions so two choices cannot leave two current ones.
+        list(ModelVersion.objects.select_for_update().filter(dataset_id=version.dataset_id))
+        ModelVersion.objects.filter(dataset_id=version.dataset_id, current=True).exclude(
+            pk=version.pk
+        ).update(current=False)
+        ModelVersion.objects.filter(pk=version.pk).update(current=True)
+    version.current = True
+    return version
+
+
+def proofreading_from_model(user: User, version: ModelVersion) -> ProofreadingCampaign:
+    """A proofreading campaign over ``version``'s segmentation in one step (the dataset's
+    owner): the detections its fitted filter keeps (all when it fitted none), most uncertain
+    first (random when nothing ranks them), the caller its manager. 400 while the detections
+    table is still being built."""
+    layer = version.layer
+    if layer is None:
+        raise Conflict(f"The segmentation layer of model v{version.number} was deleted.")
+    filtered = not layer_filter_values(layer).is_empty
+    # Uncertainty needs a filter's thresholds or the model's probabilities to rank by.
+    uncertain = filtered or (
+        Detection.objects.filter(layer=layer, mean_probability__isnull=False).exists()
+    )
+    settings = CampaignSettings(
+        name=f"Proofread model v{version.number}",
+        description=(
+            f"The detections of {layer.name}"
+            + (", those its fitted filter keeps" if filtered else "")
+            + (", most uncertain first." if uncertain else ", in random order.")
+        ),
+        selection=Selection.FILTER if filtered else Selection.ALL,
+        order=QueueOrder.UNCERTAINTY if uncertain else QueueOrder.RANDOM,
+    )
+    return campaign_create(user, layer, settings)

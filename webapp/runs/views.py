@@ -26,7 +26,7 @@ from webapp.core.page_panels import Panel
 from webapp.datasets.models import Dataset
 from webapp.runs import selectors
 from webapp.runs.comparison import version_rows
-from webapp.runs.models import STAGES, PipelineRun
+from webapp.runs.models import STAGES, ModelVersion, PipelineRun
 from webapp.runs.services import held_out_count
 
 NO_RUN = "No such run, or you may not see it."
@@ -60,6 +60,10 @@ def run_page(request: HttpRequest, run_id: int) -> HttpResponse:
         "dataset": dataset.slug,
         "viewerUrl": reverse("viewer:dataset-viewer", args=[dataset.slug]),
         "canCancel": can_cancel,
+        "canManage": bool(
+            request.user.is_authenticated
+            and Dataset.objects.allows(request.user, "change", dataset)
+        ),
         "pollMs": POLL_MS,
         "stages": list(STAGES),
     }
@@ -94,6 +98,7 @@ def retrain_panel(campaign: AnnotationCampaign) -> dict[str, Any]:
     except (InvalidRequest, InvalidInputError) as exc:
         error = str(exc)
     held = held_out_count(boxes)
+    versions = ModelVersion.objects.filter(dataset_id=campaign.dataset_id).order_by("-number")
     return {
         "campaignId": campaign.pk,
         "dataset": campaign.dataset.slug,
@@ -102,6 +107,8 @@ def retrain_panel(campaign: AnnotationCampaign) -> dict[str, Any]:
         "training": boxes - held,
         "error": error,
         "runsUrl": "/runs/",
+        # What a run may fine-tune: the dataset's versions, newest first.
+        "models": [{"id": v.pk, "number": v.number, "current": v.current} for v in versions[:50]],
     }
 
 
@@ -119,8 +126,36 @@ def models_page(request: HttpRequest, slug: str) -> HttpResponse:
     viewer_url = reverse("viewer:dataset-viewer", args=[dataset.slug])
     versions = selectors.models_for(request.user).filter(dataset=dataset)
     rows = version_rows(versions, viewer_url)
-    config = {"dataset": dataset.slug, "viewerUrl": viewer_url, "versions": rows}
-    context = {"dataset": dataset, "rows": rows, "viewer_url": viewer_url, "config": config}
+    owner = bool(
+        request.user.is_authenticated and Dataset.objects.allows(request.user, "change", dataset)
+    )
+    # An owner may segment the dataset with any model they may see (another dataset's too).
+    others = (
+        [
+            {
+                "id": v.pk,
+                "label": f"{v.dataset.name} · v{v.number}" + (" (current)" if v.current else ""),
+            }
+            for v in selectors.models_for(request.user).order_by("dataset__name", "-number")[:200]
+        ]
+        if owner
+        else []
+    )
+    config = {
+        "dataset": dataset.slug,
+        "viewerUrl": viewer_url,
+        "versions": rows,
+        "canManage": owner,
+    }
+    context = {
+        "dataset": dataset,
+        "rows": rows,
+        "viewer_url": viewer_url,
+        "config": config,
+        "can_manage": owner,
+        "models": others,
+        "csrf": get_token(request),
+    }
     return render(request, "runs/models.html", context)
 
 

@@ -26,6 +26,8 @@ export interface RunConfig {
   dataset: string;
   viewerUrl: string;
   canCancel: boolean;
+  /** The dataset's owner: may open a proofreading campaign on the published version. */
+  canManage: boolean;
   pollMs: number;
   stages: string[];
 }
@@ -157,7 +159,32 @@ export function mountRunPage(doc: Document = document): RunHooks {
         textContent: `Model v${model.number} (download)`,
       });
       link.id = "run-model-download";
-      modelSpan.replaceChildren(link);
+      const parts: (Node | string)[] = [link];
+      const registry = (run.metrics as { registry?: Record<string, unknown> }).registry;
+      if (model.current) {
+        parts.push(" · the current model");
+      } else if (registry && registry["current"] === false) {
+        parts.push(
+          ` · not made current: held-out F1 ${Number(registry["f1"]).toFixed(3)} below ` +
+            `v${String(registry["previous"])}'s ${Number(registry["previous_f1"]).toFixed(3)}`,
+        );
+      }
+      if (config.canManage) {
+        const proofread = el("button", { type: "button", textContent: "Proofread this version" });
+        proofread.id = "run-proofread";
+        proofread.addEventListener("click", () => {
+          proofread.disabled = true;
+          api.post("/api/v1/models/{id}/proofreading/", { path: { id: model.id } }).then(
+            (campaign) => win.location.assign(campaign.url),
+            (e: unknown) => {
+              showBanner(`No proofreading campaign: ${message(e)}`);
+              proofread.disabled = false;
+            },
+          );
+        });
+        parts.push(" ", proofread);
+      }
+      modelSpan.replaceChildren(...parts);
     } catch {
       modelSpan.textContent = `Model v${run.model}`;
     }

@@ -44,6 +44,7 @@ export function mountRetrainPanel(doc: Document = document): RetrainHooks | unde
   const win = doc.defaultView ?? window;
   const form = byId("retrain-form", HTMLFormElement, doc);
   const select = byId("retrain-preset", HTMLSelectElement, doc);
+  const parentSelect = doc.getElementById("retrain-parent") as HTMLSelectElement | null;
   const help = byId("retrain-preset-help", HTMLElement, doc);
   const paramsBox = byId("retrain-params", HTMLElement, doc);
   const start = byId("retrain-start", HTMLButtonElement, doc);
@@ -167,6 +168,7 @@ export function mountRetrainPanel(doc: Document = document): RetrainHooks | unde
           campaign: config.campaignId,
           preset: select.value as PresetName,
           ...(Object.keys(params).length ? { params } : {}),
+          ...(parentSelect?.value ? { parent: Number(parentSelect.value) } : {}),
         },
       })
       .then(

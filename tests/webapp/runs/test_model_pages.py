@@ -165,3 +165,20 @@ def test_the_run_page_and_the_viewer_link_to_the_comparison(
     assert version.run is not None
     run_page = owner.get(f"/runs/{version.run.pk}/").content.decode()
     assert 'id="run-models" href="/datasets/cells/models/"' in run_page
+
+
+def test_the_owner_manages_versions_others_only_compare_them(
+    who: dict[str, Any], dataset: Dataset, versions: list[ModelVersion]
+) -> None:
+    ModelVersion.objects.filter(pk=versions[1].pk).update(current=True)
+    owner = as_user(who["owner"]).get("/datasets/cells/models/").content.decode()
+    rows = json_script(owner, "models-config")["versions"]
+    assert [(r["number"], r["current"], r["origin"]) for r in rows] == [
+        (2, True, "trained"), (1, False, "trained"),
+    ]  # fmt: skip
+    assert owner.count('class="model-proofread"') == 2
+    assert owner.count('class="model-make-current"') == 1  # not on the current one
+    assert 'id="apply-form"' in owner and f'<option value="{versions[0].pk}">' in owner
+    public = as_user(who["outsider"]).get("/datasets/cells/models/").content.decode()
+    assert "model-proofread" not in public and 'id="apply-form"' not in public
+    assert public.count('class="model-current"') == 1

@@ -113,6 +113,7 @@ def test_the_retrain_panel_is_for_managers_of_painted_campaigns(
             "training": 4,
             "error": "",
             "runsUrl": "/runs/",
+            "models": [],  # none to fine-tune yet
         }
         assert 'id="retrain"' in html and "runs.css" in html
         text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", html))

@@ -65,7 +65,16 @@ class RunSerializer(serializers.ModelSerializer[PipelineRun]):
     campaign = serializers.IntegerField(source="campaign_id", read_only=True, allow_null=True)
     owner = serializers.CharField(source="owner.username", read_only=True, allow_null=True)
     parent = serializers.IntegerField(  # type: ignore[assignment]  # a field, not the serializer's
-        source="parent_id", read_only=True, allow_null=True
+        source="parent_id",
+        read_only=True,
+        allow_null=True,
+        help_text="The model version it fine-tunes or segments with (see mode).",
+    )
+    mode = serializers.ChoiceField(
+        choices=[(m, m) for m in ("train", "fine-tune", "predict")],
+        read_only=True,
+        help_text="train: from scratch; fine-tune: from parent's weights; predict: segments "
+        "with parent, trains nothing.",
     )
     result_layer = serializers.CharField(
         source="result_layer.name", read_only=True, allow_null=True
@@ -84,7 +93,7 @@ class RunSerializer(serializers.ModelSerializer[PipelineRun]):
     class Meta:
         model = PipelineRun
         fields = [
-            "id", "dataset", "campaign", "owner", "preset", "params", "parent",
+            "id", "dataset", "campaign", "owner", "preset", "params", "mode", "parent",
             "status", "state", "stage", "done", "total", "progress", "stages", "history",
             "boxes", "metrics", "error", "result_layer", "model", "model_id",
             "created", "started", "finished",
@@ -119,7 +128,29 @@ class RunSerializer(serializers.ModelSerializer[PipelineRun]):
 
 class RunStartSerializer(serializers.Serializer[dict[str, Any]]):
     campaign = serializers.IntegerField(
-        min_value=1, max_value=MAX_ID, help_text="The painted annotation campaign to train on."
+        min_value=1,
+        max_value=MAX_ID,
+        required=False,
+        help_text="The painted annotation campaign to train on (with `model`: to evaluate on).",
+    )
+    dataset = serializers.SlugField(
+        max_length=100,
+        required=False,
+        help_text="With `model` and no campaign: the dataset (slug) to segment.",
+    )
+    parent = serializers.IntegerField(  # type: ignore[assignment]  # a field, not the serializer's
+        min_value=1,
+        max_value=MAX_ID,
+        required=False,
+        help_text="Fine-tune this model version (of any dataset you may see) instead of "
+        "training from scratch.",
+    )
+    model = serializers.IntegerField(
+        min_value=1,
+        max_value=MAX_ID,
+        required=False,
+        help_text="Segment with this model version (of any dataset you may see): nothing is "
+        "trained; a campaign's approved boxes, if given, all evaluate it.",
     )
     preset = serializers.ChoiceField(choices=sorted(PRESETS), default="standard")
     params = serializers.DictField(
@@ -166,11 +197,25 @@ class ModelVersionSerializer(serializers.ModelSerializer[ModelVersion]):
     dataset = serializers.CharField(source="dataset.slug", read_only=True)
     run = serializers.IntegerField(source="run_id", read_only=True, allow_null=True)
     layer = serializers.CharField(source="layer.name", read_only=True, allow_null=True)
+    current = serializers.BooleanField(
+        read_only=True, help_text="The dataset's current model (at most one is)."
+    )
 
     class Meta:
         model = ModelVersion
-        fields = ["id", "dataset", "number", "run", "layer", "params", "metrics", "created"]
+        fields = [
+            "id", "dataset", "number", "current", "run", "layer", "params", "metrics", "created",
+        ]  # fmt: skip
         read_only_fields = fields
+
+
+class ModelProofreadingSerializer(serializers.Serializer[dict[str, Any]]):
+    """The proofreading campaign opened on a model version's segmentation."""
+
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    items = serializers.IntegerField(help_text="Detections to proofread.")
+    url = serializers.CharField(help_text="The campaign's page.")
 
 
 class AutoRetrainRequestSerializer(serializers.Serializer[dict[str, Any]]):

@@ -17,4 +17,10 @@ urlpatterns = [
     path("models/", views.ModelListView.as_view(), name="api-models"),
     path("models/<int:pk>/", views.ModelDetailView.as_view(), name="api-model"),
     path("models/<int:pk>/download/", views.ModelDownloadView.as_view(), name="api-model-download"),
+    path("models/<int:pk>/current/", views.ModelCurrentView.as_view(), name="api-model-current"),
+    path(
+        "models/<int:pk>/proofreading/",
+        views.ModelProofreadingView.as_view(),
+        name="api-model-proofreading",
+    ),
 ]

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 from django.db.models import QuerySet
 from django.http import FileResponse
+from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, status
@@ -22,10 +23,12 @@ from webapp.core.errors import InvalidRequest, NotFound
 from webapp.core.parsers import StrictJSONParser
 from webapp.core.permissions import VIEW, MayDoAction, RestrictedAPIView
 from webapp.core.users import signed_in_user
+from webapp.datasets.models import Dataset
 from webapp.runs import auto_retrain, publish, selectors, services
 from webapp.runs.api.serializers import (
     AutoRetrainRequestSerializer,
     AutoRetrainSerializer,
+    ModelProofreadingSerializer,
     ModelVersionSerializer,
     RunPresetsSerializer,
     RunSerializer,
@@ -35,6 +38,7 @@ from webapp.runs.api.serializers import (
 from webapp.runs.models import AutoRetrain, ModelVersion, PipelineRun
 
 NO_CAMPAIGN = "No such annotation campaign, or you may not see it."
+NO_MODEL = "No such model version, or you may not see it."
 FILTERS = [
     OpenApiParameter("dataset", OpenApiTypes.STR, description="Only this dataset's (slug)."),
     OpenApiParameter("campaign", OpenApiTypes.INT, description="Only this campaign's."),
@@ -84,17 +88,42 @@ class RunListView(RestrictedAPIView[PipelineRun], generics.ListAPIView[PipelineR
         form.is_valid(raise_exception=True)
         user = signed_in_user(request)
         data = form.validated_data
-        campaign = (
-            AnnotationCampaign.objects.restrict(user, VIEW)
-            .select_related("dataset", "image_layer")
-            .filter(pk=data["campaign"])
-            .first()
+        campaign, dataset = None, None
+        if "campaign" in data:
+            campaign = (
+                AnnotationCampaign.objects.restrict(user, VIEW)
+                .select_related("dataset", "image_layer")
+                .filter(pk=data["campaign"])
+                .first()
+            )
+            if campaign is None:
+                raise NotFound(NO_CAMPAIGN)
+            if "dataset" in data and data["dataset"] != campaign.dataset.slug:
+                raise InvalidRequest("dataset: the campaign belongs to another dataset.")
+        elif "dataset" in data:
+            dataset = Dataset.objects.restrict(user, VIEW).filter(slug=data["dataset"]).first()
+            if dataset is None:
+                raise NotFound("No such dataset, or you may not see it.")
+        versions = {
+            key: self.visible_model(user, data[key]) for key in ("parent", "model") if key in data
+        }
+        run = services.run_start(
+            user,
+            campaign,
+            dataset=dataset,
+            preset=data["preset"],
+            params=data.get("params"),
+            **versions,
         )
-        if campaign is None:
-            raise NotFound(NO_CAMPAIGN)
-        run = services.run_start(user, campaign, preset=data["preset"], params=data.get("params"))
         body = RunSerializer(selectors.RUNS.get(pk=run.pk)).data
         return Response(body, status=status.HTTP_202_ACCEPTED)
+
+    @staticmethod
+    def visible_model(user: Any, pk: int) -> ModelVersion:
+        version = selectors.models_for(user).filter(pk=pk).first()
+        if version is None:
+            raise NotFound(NO_MODEL)
+        return version
 
 
 class RunDetailView(RestrictedAPIView[PipelineRun], generics.RetrieveAPIView[PipelineRun]):
@@ -177,6 +206,54 @@ class ModelDownloadView(RestrictedAPIView[ModelVersion]):
         response = FileResponse(path.open("rb"), content_type="application/octet-stream")
         attachment(response, f"{version.dataset.slug}-model-v{version.number}.pt")
         return response
+
+
+class ModelCurrentView(RestrictedAPIView[ModelVersion]):
+    """Make this version its dataset's current model (the dataset's owner). A run's new
+    version becomes current by itself unless it scores lower on its held-out boxes."""
+
+    serializer_class = ModelVersionSerializer
+    queryset = selectors.MODELS
+    permission_classes = [IsAuthenticated, MayDoAction]
+    method_actions = {"OPTIONS": VIEW, "POST": "change"}
+    denied_messages: ClassVar[dict[str, str]] = {
+        "change": "Only the dataset's owner can choose its current model."
+    }
+
+    @extend_schema(request=None, responses={200: ModelVersionSerializer})
+    def post(self, request: Request, pk: int) -> Response:
+        version = self.get_restricted(self.queryset, "change", pk=pk)
+        services.model_make_current(signed_in_user(request), version)
+        return Response(ModelVersionSerializer(selectors.MODELS.get(pk=pk)).data)
+
+
+class ModelProofreadingView(RestrictedAPIView[ModelVersion]):
+    """Open a proofreading campaign on this version's segmentation in one step (the dataset's
+    owner): the detections its fitted filter keeps, most uncertain first; 201 with the
+    campaign's id and page. 400 while its detections table is still being built."""
+
+    serializer_class = ModelProofreadingSerializer  # type: ignore[assignment]  # answers a campaign
+    queryset = selectors.MODELS
+    permission_classes = [IsAuthenticated, MayDoAction]
+    method_actions = {"OPTIONS": VIEW, "POST": "change"}
+    denied_messages: ClassVar[dict[str, str]] = {
+        "change": "Only the dataset's owner can open proofreading campaigns on its layers."
+    }
+
+    @extend_schema(
+        request=None,
+        responses={201: ModelProofreadingSerializer, 400: ErrorSerializer, 409: ErrorSerializer},
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        version = self.get_restricted(self.queryset, "change", pk=pk)
+        campaign = services.proofreading_from_model(signed_in_user(request), version)
+        body = {
+            "id": campaign.pk,
+            "name": campaign.name,
+            "items": campaign.n_items,
+            "url": reverse("proofreading:queue", args=[campaign.pk]),
+        }
+        return Response(body, status=status.HTTP_201_CREATED)
 
 
 class AutoRetrainView(RestrictedAPIView[AnnotationCampaign]):

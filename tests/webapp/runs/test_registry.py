@@ -1,0 +1,180 @@
+"""The model registry beyond training from scratch: a run that fine-tunes a registered model or
+segments with one (on another dataset too), checked before anything is queued; a dataset's
+current model (one at most; a new version takes over unless it scores lower on held-out
+boxes); a proofreading campaign opened on a version's segmentation in one request.
+
+No worker runs here (see test_runs_api.py); ``tests/integration/test_runs.py`` runs them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from rest_framework.test import APIClient
+
+from pipeline.model_io import save_model
+from pipeline.unet import UNet, UNetConfig
+from tests.model_factories import DatasetFactory, LayerFactory
+from tests.models_testdata import add_model_version
+from tests.webapp.proofreading.proofreading_testdata import synthetic_frame, table_with
+from webapp.annotation.models import AnnotationCampaign
+from webapp.datasets.models import Visibility
+from webapp.detections.filters import FilterValues, layer_filter_set
+from webapp.proofreading.models import ProofreadingCampaign, QueueOrder, Selection
+from webapp.runs import publish
+from webapp.runs.models import ModelVersion, PipelineRun
+
+pytestmark = pytest.mark.django_db
+
+API = "/api/v1/runs/"
+
+
+def client(user: Any = None) -> APIClient:
+    api = APIClient()
+    if user is not None:
+        api.force_authenticate(user)
+    return api
+
+
+def registered(dataset: Any, number: int = 1, f1: float | None = None) -> ModelVersion:
+    """A version with a real (untrained, width 2) model file; held-out F1 ``f1`` if given."""
+    per_box = None if f1 is None else {"b": (int(f1 * 10), 10 - int(f1 * 10), 10 - int(f1 * 10))}
+    version = add_model_version(dataset, number, per_box_all=per_box)
+    path = publish.model_file(version)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_model(path, UNet(UNetConfig(width=2, depth=1)), mean=0, std=1, voxel_size=(200.0,) * 3,
+               metadata={})  # fmt: skip
+    return version
+
+
+def test_a_fine_tune_starts_from_a_registered_model_and_keeps_its_network(
+    who: dict[str, Any], campaign: AnnotationCampaign
+) -> None:
+    other = DatasetFactory(owner=who["outsider"], visibility=Visibility.PUBLIC)
+    LayerFactory(dataset=other)
+    parent = registered(other)  # another owner's public dataset: anyone may build on it
+    body = {"campaign": campaign.pk, "preset": "tiny", "parent": parent.pk}
+    answer = client(who["manager"]).post(API, body, format="json")
+    assert answer.status_code == 202, answer.content
+    assert answer.json()["mode"] == "fine-tune" and answer.json()["parent"] == parent.pk
+    run = PipelineRun.objects.get(pk=answer.json()["id"])
+    assert run.config["training"]["init_model"] == str(publish.model_file(parent))
+    assert "model" not in run.config  # the tiny preset's width is the parent's now
+    assert run.config["training"]["max_epochs"] == 6  # the preset's schedule stays
+    assert sum(b["held_out"] for b in run.ground_truth["boxes"]) == 1
+    run.delete()
+    for extra, status, message in (
+        ({"params": {"model.width": 8}}, 400, "keeps that model's network"),
+        ({"model": parent.pk}, 400, "not both"),
+        ({"parent": 10**6}, 404, "No such model version"),
+    ):
+        answer = client(who["manager"]).post(API, {**body, **extra}, format="json")
+        assert answer.status_code == status and message in answer.json()["message"], extra
+    other.visibility = Visibility.PRIVATE
+    other.save()
+    answer = client(who["manager"]).post(API, body, format="json")
+    assert answer.status_code == 404 and "No such model version" in answer.json()["message"]
+    publish.model_file(parent).unlink()
+    answer = client(who["outsider"]).post(  # the parent's owner, not a campaign manager
+        API, {**body, "campaign": campaign.pk}, format="json"
+    )
+    assert answer.status_code == 404  # cannot see the campaign
+    assert not PipelineRun.objects.filter(campaign=campaign).exists()
+
+
+def test_a_registered_model_segments_another_dataset_and_is_evaluated_on_every_box(
+    who: dict[str, Any], campaign: AnnotationCampaign
+) -> None:
+    source = DatasetFactory(owner=who["owner"], visibility=Visibility.PRIVATE)
+    LayerFactory(dataset=source)
+    model = registered(source)
+    target = DatasetFactory(owner=who["owner"])
+    image = LayerFactory(dataset=target)
+    (target.root / image.path).mkdir(parents=True)
+    answer = client(who["owner"]).post(
+        API, {"dataset": target.slug, "model": model.pk, "preset": "tiny"}, format="json"
+    )
+    assert answer.status_code == 202, answer.content
+    run = PipelineRun.objects.get(pk=answer.json()["id"])
+    assert (run.mode, run.campaign, run.image_layer, run.parent) == ("predict", None, image, model)
+    assert run.config["model"] == {"path": str(publish.model_file(model))}
+    assert "training" not in run.config and run.ground_truth["boxes"] == []
+    again = client(who["owner"]).post(
+        API, {"dataset": target.slug, "model": model.pk}, format="json"
+    )
+    assert again.status_code == 409 and "dataset is already" in again.json()["message"]
+    # With a campaign, nothing is trained on its boxes: all of them evaluate the model.
+    answer = client(who["owner"]).post(
+        API, {"campaign": campaign.pk, "model": model.pk, "preset": "tiny"}, format="json"
+    )
+    assert answer.status_code == 202, answer.content
+    assert all(b["held_out"] for b in answer.json()["boxes"]) and len(answer.json()["boxes"]) == 5
+    # Training needs a campaign; a private dataset's model is not another user's to use.
+    answer = client(who["owner"]).post(API, {"dataset": target.slug}, format="json")
+    assert answer.status_code == 400 and "give campaign" in answer.json()["message"]
+    answer = client(who["manager"]).post(
+        API, {"campaign": campaign.pk, "model": model.pk}, format="json"
+    )
+    assert answer.status_code == 404
+
+
+def test_one_current_model_per_dataset_chosen_by_held_out_f1_or_by_the_owner(
+    who: dict[str, Any],
+) -> None:
+    dataset = DatasetFactory(owner=who["owner"], visibility=Visibility.PUBLIC)
+    LayerFactory(dataset=dataset)
+    v1, v2 = registered(dataset, 1, f1=0.8), registered(dataset, 2, f1=0.6)
+    assert publish.current_decision(v2.metrics, None)["current"] is True
+    worse = publish.current_decision(v2.metrics, v1)
+    assert worse == {"current": False, "f1": 0.6, "previous": 1, "previous_f1": 0.8}
+    assert publish.current_decision(v1.metrics, v2)["current"] is True
+    assert publish.current_decision({}, v1)["current"] is True  # unmeasured: the newer
+    url = f"/api/v1/models/{v2.pk}/current/"
+    assert client(who["outsider"]).post(url).status_code == 403
+    for version in (v1, v2):
+        answer = client(who["owner"]).post(f"/api/v1/models/{version.pk}/current/")
+        assert answer.status_code == 200 and answer.json()["current"] is True
+    assert list(ModelVersion.objects.filter(current=True)) == [v2]
+    listed = client(who["outsider"]).get("/api/v1/models/", {"dataset": dataset.slug}).json()
+    assert [(m["number"], m["current"]) for m in listed["results"]] == [(2, True), (1, False)]
+
+
+def test_a_proofreading_campaign_opens_on_a_versions_detections_in_one_request(
+    who: dict[str, Any],
+) -> None:
+    dataset = DatasetFactory(owner=who["owner"], visibility=Visibility.PUBLIC)
+    LayerFactory(dataset=dataset)
+    version = registered(dataset)
+    url = f"/api/v1/models/{version.pk}/proofreading/"
+    answer = client(who["owner"]).post(url)
+    assert answer.status_code == 400 and "no detections table yet" in answer.json()["message"]
+    frame = synthetic_frame(40, seed=2)
+    table_with(version.layer, frame)
+    assert client(who["outsider"]).post(url).status_code == 403
+    # The run's fitted filter (publish stores it as the layer's) chooses the detections.
+    layer_filter_set(version.layer, who["owner"], FilterValues(sphericity_min=0.6))
+    answer = client(who["owner"]).post(url)
+    assert answer.status_code == 201, answer.content
+    body = answer.json()
+    campaign = ProofreadingCampaign.objects.get(pk=body["id"])
+    kept = int((frame["sphericity"] >= 0.6).sum())
+    assert body["items"] == campaign.n_items == kept and 0 < kept < 40
+    assert body["name"] == "Proofread model v1" and body["url"] == f"/proofreading/{campaign.pk}/"
+    assert (campaign.layer, campaign.selection, campaign.order) == (
+        version.layer, Selection.FILTER, QueueOrder.UNCERTAINTY,
+    )  # fmt: skip
+    assert client(who["owner"]).get(body["url"]).status_code in (200, 302)
+
+
+def test_publish_takes_the_fitted_filter_within_a_layer_filters_bounds() -> None:
+    assert publish.fitted_filter({"filter": {"t_volume": 2.5, "t_sphericity": 0.7}}) == (
+        FilterValues(volume_min=2.5, sphericity_min=0.7)
+    )
+    assert publish.fitted_filter({"filter": {"t_volume": -1, "t_sphericity": 1.2}}) == (
+        FilterValues(volume_min=0.0, sphericity_min=1.0)
+    )
+    assert publish.fitted_filter({"filter": {"t_volume": None, "t_sphericity": 0.5}}) is None
+    assert (
+        publish.fitted_filter({"filter": {"t_volume": float("inf"), "t_sphericity": 0.5}}) is None
+    )
+    assert publish.fitted_filter({}) is None
