@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from rest_framework.test import APIClient
 
 from pipeline.ome_zarr_io import create_single_level_image
 from pipeline.synthetic import make_nuclei_volume
@@ -17,6 +18,7 @@ from tests.model_factories import DatasetFactory, LayerFactory, UserFactory
 from webapp.annotation import services
 from webapp.annotation.models import AnnotationCampaign, Role
 
+RUNS_API = "/api/v1/runs/"
 VOXEL_NM = 200.0
 SHAPE = (64, 96, 96)
 BOX = (32, 48, 48)  # 8 boxes
@@ -89,3 +91,11 @@ def approve_next(
             row.refresh_from_db()
         row = services.submit(row, who["a1"], row.version)
         services.approve(row, who["rv"])
+
+
+def client(user: Any = None) -> APIClient:
+    """An API client signed in as ``user`` (anonymous without)."""
+    api = APIClient()
+    if user is not None:
+        api.force_authenticate(user)
+    return api

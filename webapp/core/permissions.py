@@ -322,3 +322,11 @@ class RestrictedAPIView(generics.GenericAPIView[M]):
         return self.action_for(method) == VIEW and not any(
             isinstance(p, IsAuthenticated) for p in self.get_permissions()
         )
+
+
+class RestrictedActionView(RestrictedAPIView[M]):
+    """A POST that acts on one object (cancel a job, make a version current...): signed-in
+    callers who may change the object; OPTIONS for those who see it."""
+
+    permission_classes = [IsAuthenticated, MayDoAction]
+    method_actions: ClassVar[Mapping[str, str]] = {"OPTIONS": VIEW, "POST": CHANGE}

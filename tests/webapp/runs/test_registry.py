@@ -10,12 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from rest_framework.test import APIClient
 
 from pipeline.model_io import save_model
 from pipeline.unet import UNet, UNetConfig
 from tests.model_factories import DatasetFactory, LayerFactory
 from tests.models_testdata import add_model_version
+from tests.runs_testdata import RUNS_API, client
 from tests.webapp.proofreading.proofreading_testdata import synthetic_frame, table_with
 from webapp.annotation.models import AnnotationCampaign
 from webapp.datasets.models import Visibility
@@ -26,14 +26,7 @@ from webapp.runs.models import ModelVersion, PipelineRun
 
 pytestmark = pytest.mark.django_db
 
-API = "/api/v1/runs/"
-
-
-def client(user: Any = None) -> APIClient:
-    api = APIClient()
-    if user is not None:
-        api.force_authenticate(user)
-    return api
+API = RUNS_API
 
 
 def registered(dataset: Any, number: int = 1, f1: float | None = None) -> ModelVersion:

@@ -11,9 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from rest_framework.test import APIClient
 
-from tests.runs_testdata import retrain_campaign
+from tests.runs_testdata import RUNS_API, client, retrain_campaign
 from webapp.annotation.models import AnnotationCampaign
 from webapp.core.jobs.models import JobStatus
 from webapp.datasets.models import Visibility
@@ -21,14 +20,7 @@ from webapp.runs.models import PipelineRun
 
 pytestmark = pytest.mark.django_db
 
-API = "/api/v1/runs/"
-
-
-def client(user: Any = None) -> APIClient:
-    api = APIClient()
-    if user is not None:
-        api.force_authenticate(user)
-    return api
+API = RUNS_API
 
 
 def start(user: Any, campaign: AnnotationCampaign, **body: Any) -> Any:

@@ -13,7 +13,7 @@ from rest_framework.response import Response
 
 from webapp.core.api_schema import ErrorSerializer
 from webapp.core.parsers import StrictJSONParser
-from webapp.core.permissions import VIEW, MayDoAction, RestrictedAPIView
+from webapp.core.permissions import VIEW, MayDoAction, RestrictedActionView, RestrictedAPIView
 from webapp.core.users import signed_in_user
 from webapp.curation import selectors, services
 from webapp.curation.api.serializers import CurationJobSerializer, PublishRequestSerializer
@@ -79,13 +79,11 @@ class CurationJobDetailView(RestrictedAPIView[CurationJob], generics.RetrieveAPI
         return super().get_queryset()
 
 
-class CurationJobCancelView(RestrictedAPIView[CurationJob]):
+class CurationJobCancelView(RestrictedActionView[CurationJob]):
     """Cancel a queued or running curation job (409 when it already ended)."""
 
     serializer_class = CurationJobSerializer
     queryset = JOBS
-    permission_classes = [IsAuthenticated, MayDoAction]
-    method_actions = {"OPTIONS": VIEW, "POST": "change"}
     denied_messages: ClassVar[dict[str, str]] = {"change": "Only the job's owner can cancel it."}
 
     @extend_schema(request=None, responses={200: CurationJobSerializer, 409: ErrorSerializer})

@@ -23,7 +23,7 @@ from rest_framework.views import APIView
 from webapp.core.api_schema import ErrorSerializer
 from webapp.core.errors import InvalidRequest, NotAllowed, NotFound, TooLarge
 from webapp.core.parsers import StrictJSONParser
-from webapp.core.permissions import VIEW, MayDoAction, RestrictedAPIView
+from webapp.core.permissions import VIEW, MayDoAction, RestrictedActionView, RestrictedAPIView
 from webapp.core.users import signed_in_user
 from webapp.datasets import services
 from webapp.datasets.api.serializers import (
@@ -305,13 +305,11 @@ class JobDetailView(RestrictedAPIView[DatasetJob], generics.RetrieveAPIView[Data
     permission_classes = [IsAuthenticated, MayDoAction]
 
 
-class JobCancelView(RestrictedAPIView[DatasetJob]):
+class JobCancelView(RestrictedActionView[DatasetJob]):
     """Cancel a queued or running job (409 when it already ended)."""
 
     serializer_class = JobSerializer
     queryset = DatasetJob.objects.select_related("dataset")
-    permission_classes = [IsAuthenticated, MayDoAction]
-    method_actions = {"OPTIONS": VIEW, "POST": "change"}
     denied_messages = {"change": "Only the job's owner can cancel it."}
 
     @extend_schema(request=None, responses={200: JobSerializer, 409: ErrorSerializer})
@@ -321,15 +319,13 @@ class JobCancelView(RestrictedAPIView[DatasetJob]):
         return Response(self.get_serializer(job).data)
 
 
-class MeshesBuildView(RestrictedAPIView[Dataset]):
+class MeshesBuildView(RestrictedActionView[Dataset]):
     """Rebuild the meshes of a segmentation layer in a background job (owner only)."""
 
     # The view looks up a dataset but answers with the job it starts; the stubs tie
     # ``serializer_class`` to the queryset's model.
     serializer_class = JobSerializer  # type: ignore[assignment]
     queryset = Dataset.objects.all()
-    permission_classes = [IsAuthenticated, MayDoAction]
-    method_actions = {"OPTIONS": VIEW, "POST": "change"}
     denied_messages = {"change": "Only the dataset's owner can rebuild its meshes."}
 
     @extend_schema(request=None, responses={202: JobSerializer})

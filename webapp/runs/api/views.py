@@ -11,7 +11,7 @@ from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, status
-from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.permissions import AllowAny
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -21,7 +21,7 @@ from webapp.core.api_schema import ErrorSerializer
 from webapp.core.downloads import DownloadRenderer, attachment
 from webapp.core.errors import InvalidRequest, NotFound
 from webapp.core.parsers import StrictJSONParser
-from webapp.core.permissions import VIEW, MayDoAction, RestrictedAPIView
+from webapp.core.permissions import VIEW, RestrictedActionView, RestrictedAPIView
 from webapp.core.users import signed_in_user
 from webapp.datasets.models import Dataset
 from webapp.runs import auto_retrain, publish, selectors, services
@@ -134,14 +134,12 @@ class RunDetailView(RestrictedAPIView[PipelineRun], generics.RetrieveAPIView[Pip
     queryset = selectors.RUNS
 
 
-class RunCancelView(RestrictedAPIView[PipelineRun]):
+class RunCancelView(RestrictedActionView[PipelineRun]):
     """Cancel a queued or running run (409 once it ended): nothing is published and its
     temporary files go."""
 
     serializer_class = RunSerializer
     queryset = selectors.RUNS
-    permission_classes = [IsAuthenticated, MayDoAction]
-    method_actions = {"OPTIONS": VIEW, "POST": "change"}
     denied_messages: ClassVar[dict[str, str]] = {
         "change": "Only the dataset's owner or whoever started the run can cancel it."
     }
@@ -208,14 +206,12 @@ class ModelDownloadView(RestrictedAPIView[ModelVersion]):
         return response
 
 
-class ModelCurrentView(RestrictedAPIView[ModelVersion]):
+class ModelCurrentView(RestrictedActionView[ModelVersion]):
     """Make this version its dataset's current model (the dataset's owner). A run's new
     version becomes current by itself unless it scores lower on its held-out boxes."""
 
     serializer_class = ModelVersionSerializer
     queryset = selectors.MODELS
-    permission_classes = [IsAuthenticated, MayDoAction]
-    method_actions = {"OPTIONS": VIEW, "POST": "change"}
     denied_messages: ClassVar[dict[str, str]] = {
         "change": "Only the dataset's owner can choose its current model."
     }
@@ -227,15 +223,13 @@ class ModelCurrentView(RestrictedAPIView[ModelVersion]):
         return Response(ModelVersionSerializer(selectors.MODELS.get(pk=pk)).data)
 
 
-class ModelProofreadingView(RestrictedAPIView[ModelVersion]):
+class ModelProofreadingView(RestrictedActionView[ModelVersion]):
     """Open a proofreading campaign on this version's segmentation in one step (the dataset's
     owner): the detections its fitted filter keeps, most uncertain first; 201 with the
     campaign's id and page. 400 while its detections table is still being built."""
 
     serializer_class = ModelProofreadingSerializer  # type: ignore[assignment]  # answers a campaign
     queryset = selectors.MODELS
-    permission_classes = [IsAuthenticated, MayDoAction]
-    method_actions = {"OPTIONS": VIEW, "POST": "change"}
     denied_messages: ClassVar[dict[str, str]] = {
         "change": "Only the dataset's owner can open proofreading campaigns on its layers."
     }
