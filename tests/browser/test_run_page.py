@@ -5,7 +5,8 @@ run's page, sees a stage's progress bar move and the training loss curve drawn a
 waits for success (the held-out evaluation shown, polling stopped; its F1 above a floor), finds
 what it published (a segmentation layer with meshes and its probability map, the detections'
 mean probabilities, a model version whose file downloads, no files left in temporary space),
-and opens the published layer in the viewer: Neuroglancer's state holds it, shown. No page
+and opens the published layer in the viewer: Neuroglancer's state holds it, shown; back on
+the campaign page, "Suggest next boxes" with the new model puts two boxes first. No page
 throws. (``tests/integration/test_runs.py`` cancels one.)"""
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from celery_harness import LiveWorker, wait_for
 
 from pipeline.ome_zarr_io import open_multiscale
 from tests.runs_testdata import people, retrain_campaign
+from webapp.annotation.models import TaskBox
 from webapp.datasets.models import Layer, LayerKind
 from webapp.detections.models import Detection
 from webapp.runs.models import ModelVersion
@@ -177,4 +179,11 @@ def test_a_manager_starts_a_run_watches_it_and_opens_its_layer(
     row = page.locator(f"#runs-table tr[data-run='{run_id}']")
     assert row.get_attribute("data-state") == "succeeded"
     assert row.locator(f"a[href='/runs/{run_id}/']").count() == 1
+    # "Suggest next boxes" with the new model (the current one): two boxes go first.
+    assert page.locator("#suggest-model option:checked").inner_text() == "v1 (current)"
+    page.fill("#suggest-count", "2")
+    page.click("#suggest-start")
+    page.wait_for_selector("#suggest-status[data-boxes='2']")
+    assert "Model v1 suggests: " in page.inner_text("#suggest-status")
+    assert TaskBox.objects.filter(campaign=campaign, priority__gt=0).count() == 2
     assert errors == [], errors

@@ -1,7 +1,8 @@
 """Retraining runs on a real Celery worker (one process), through the API: a run cancelled while
 it trains publishes nothing and leaves nothing in temporary space; a registered model fine-tuned,
-applied to another dataset and proofread. (A run to its publication is
-``tests/browser/test_run_page.py``, started and watched from the pages.)"""
+applied to another dataset and proofread; the next boxes suggested by a model's uncertainty.
+(A run to its publication is ``tests/browser/test_run_page.py``, started and watched from the
+pages.)"""
 
 from __future__ import annotations
 
@@ -90,6 +91,16 @@ def test_a_registered_model_is_fine_tuned_applied_to_another_dataset_and_proofre
     assert first.status_code == 202, first.text
     v1 = finished(api, f"{base}/runs/{first.json()['id']}/")
     assert v1["mode"] == "train" and v1["model"] == 1
+    # Its uncertainty ranks the boxes nobody started (five of eight): two go first.
+    suggested = api.post(
+        f"{base}/models/{v1['model_id']}/suggestions/",
+        json={"campaign": campaign.pk, "count": 2},
+        timeout=30,
+    )
+    assert suggested.status_code == 201, suggested.text
+    boxes = suggested.json()["boxes"]
+    assert len(boxes) == 2 and boxes[0]["uncertainty"] >= boxes[1]["uncertainty"] > 0
+    assert not any(b["created"] for b in boxes)  # the campaign is tiled: none is new
     tune = api.post(
         f"{base}/runs/",
         json={"campaign": campaign.pk, "preset": "tiny", "params": quick, "parent": v1["model_id"]},

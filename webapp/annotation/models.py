@@ -67,6 +67,7 @@ class BoxSource(models.TextChoices):
     SAMPLE = "sample", "Stratified random sample"
     CSV = "csv", "Imported table"
     MISSED = "missed", "Missed objects of a proofreading campaign"
+    SUGGESTED = "suggested", "Suggested by a model's uncertainty"
 
 
 class AssignmentState(models.TextChoices):

@@ -40,7 +40,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, F, OuterRef, Q, Subquery
+from django.db.models import Count, Exists, F, Max, OuterRef, Q, Subquery
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -606,6 +606,55 @@ def boxes_from_points(
     return boxes_add(
         campaign, actor, specs, BoxSource.MISSED, source_ref=source_ref, priority=priority
     )
+
+
+def untouched_boxes(campaign: AnnotationCampaign) -> list[TaskBox]:
+    """The campaign's boxes nobody has started (every assignment still to do)."""
+    started = Assignment.objects.filter(box=OuterRef("pk")).exclude(state=AssignmentState.TODO)
+    return list(TaskBox.objects.filter(campaign=campaign).exclude(Exists(started)).order_by("pk"))
+
+
+def boxes_suggested(
+    campaign: AnnotationCampaign,
+    actor: User,
+    ranked: Sequence[tuple[BoxSpec, TaskBox | None, float]],
+    ref: str,
+) -> list[TaskBox]:
+    """Put ``ranked`` boxes (most wanted first: a spec, the untouched box it is when it exists
+    already, its score) at the front of the campaign's queue (managers): existing boxes get a
+    higher priority, new ones are added (source ``suggested``, ``ref`` and the score noted).
+    The first is handed out first; earlier priorities keep their order below them."""
+    _require_manager(campaign, actor)
+    if not ranked:
+        raise InvalidRequest("No boxes to suggest.")
+    with transaction.atomic():
+        top = TaskBox.objects.filter(campaign=campaign).aggregate(p=Max("priority"))["p"] or 0
+        new = [(i, spec, score) for i, (spec, box, score) in enumerate(ranked) if box is None]
+        prefix = _free_prefix(campaign, "suggest")
+        created = (
+            boxes_add(
+                campaign,
+                actor,
+                [BoxSpec(f"{prefix}-{i + 1}", spec.start, spec.size) for i, spec, _ in new],
+                BoxSource.SUGGESTED,
+                source_ref=ref,
+            )
+            if new
+            else []
+        )
+        made = {i: row for (i, _, _), row in zip(new, created, strict=True)}
+        out = []
+        for i, (_, box, score) in enumerate(ranked):
+            row = made.get(i) or box
+            assert row is not None
+            row.priority = top + len(ranked) - i
+            if i in made:
+                row.source_ref = f"{ref}, uncertainty {score:.3f}"[:200]
+            TaskBox.objects.filter(pk=row.pk).update(
+                priority=row.priority, source_ref=row.source_ref
+            )
+            out.append(row)
+    return out
 
 
 def _free_prefix(campaign: AnnotationCampaign, base: str) -> str:

@@ -32,7 +32,8 @@ from pipeline.errors import PipelineError
 from pipeline.label_export import GroundTruthBox, export_training_labels
 from pipeline.manifest import Manifest
 from pipeline.plan import PlanFailed
-from pipeline.run import default_steps, run_pipeline
+from pipeline.run import PREDICTION_DIR, PROBABILITY_NAME, default_steps, run_pipeline
+from pipeline.suggest import CELLS_FILE, cells_of_map
 from webapp.annotation import selectors as annotation_selectors
 from webapp.annotation.models import TaskBox
 from webapp.core.errors import DomainError
@@ -149,8 +150,18 @@ def _advance(attempt: Attempt, writer: JobProgressWriter) -> None:
     writer.check_cancelled()
     _stage(run, "publish", state="running", started=timezone.now().isoformat())
     writer("publish", 0, 1)
+    uncertainty_cells(out, partial(_report, writer, "publish"))
     publish.publish_run(run, out, attempt)
     shutil.rmtree(work, ignore_errors=True)
+
+
+def uncertainty_cells(out: Path, progress: Any) -> None:
+    """The model's uncertainty over the image, summed per cell (``pipeline.suggest``), kept
+    with the model so that "Suggest next boxes" answers at once whatever the image's size."""
+    probability = out / PREDICTION_DIR / PROBABILITY_NAME
+    target = out / CELLS_FILE
+    if probability.is_dir() and not target.is_file():
+        cells_of_map(probability, progress=progress).save(target)
 
 
 def _report(writer: JobProgressWriter, step: str, _: str, done: int, total: int) -> None:

@@ -32,6 +32,7 @@ from pipeline.run import (
     SUMMARY_JSON,
 )
 from pipeline.segment_fit import FIT_TABLE_NAME
+from pipeline.suggest import CELLS_FILE
 from webapp.core.errors import Conflict
 from webapp.core.jobs.lifecycle import Attempt, job_succeed
 from webapp.core.json_values import finite_json
@@ -48,6 +49,11 @@ PREDICTIONS_DIR = "predictions"  # a run's probability map: predictions/<layer>/
 
 def model_file(version: ModelVersion) -> Path:
     return Path(settings.DATA_ROOT) / version.path
+
+
+def uncertainty_file(version: ModelVersion) -> Path:
+    """The model's uncertainty per cell of its dataset's image (``pipeline.suggest``)."""
+    return model_file(version).parent / CELLS_FILE
 
 
 def layer_name(number: int) -> str:
@@ -153,6 +159,8 @@ def publish_run(run: PipelineRun, out: Path, attempt: Attempt) -> Layer:
             fit_table = checkpoint.parent / FIT_TABLE_NAME
             if fit_table.is_file():
                 shutil.copy2(fit_table, folder / fit_table.name)
+            if (out / CELLS_FILE).is_file():  # what "Suggest next boxes" ranks boxes by
+                shutil.copy2(out / CELLS_FILE, folder / CELLS_FILE)
             # A label image has no contrast window.
             fields = {**layer_fields(prefixed(labels_info, labels_rel)), "contrast_min": None,
                       "contrast_max": None}  # fmt: skip

@@ -13,8 +13,12 @@ from django.db import transaction
 from pipeline.config import parse_config
 from pipeline.errors import InvalidInputError
 from pipeline.naming import IMAGE_LAYER_NAME
+from pipeline.suggest import EntropyCells, suggest_boxes
+from pipeline.task_boxes import TaskBox as BoxSpec
+from pipeline.task_boxes import tile_boxes
+from webapp.annotation import services as annotation_services
 from webapp.annotation.label_exports import painted_ground_truth
-from webapp.annotation.models import AnnotationCampaign
+from webapp.annotation.models import AnnotationCampaign, TaskBox
 from webapp.core.errors import Conflict, InvalidRequest, NotAllowed
 from webapp.core.jobs.lifecycle import job_cancel, job_create_queued
 from webapp.core.jobs.models import ACTIVE_STATUSES
@@ -253,3 +257,72 @@ def proofreading_from_model(user: User, version: ModelVersion) -> ProofreadingCa
         order=QueueOrder.UNCERTAINTY if uncertain else QueueOrder.RANDOM,
     )
     return campaign_create(user, layer, settings)
+
+
+MAX_SUGGESTIONS = 100
+
+
+def suggest_next_boxes(
+    user: User, version: ModelVersion, campaign: AnnotationCampaign, count: int
+) -> list[tuple[TaskBox, float, bool]]:
+    """Active learning: the ``count`` boxes of ``campaign``'s image where ``version`` is least
+    sure (``pipeline.suggest``), put first in its queue (its managers). Candidates are the
+    boxes nobody has started and the campaign-sized tiles no box overlaps yet; boxes being
+    or already annotated are never suggested again. Returns (box, mean entropy in bits,
+    whether it is new), most uncertain first."""
+    if not AnnotationCampaign.objects.allows(user, "change", campaign):
+        raise NotAllowed("Only the campaign's managers can add boxes to it.")
+    if not 1 <= count <= MAX_SUGGESTIONS:
+        raise InvalidRequest(f"count must be between 1 and {MAX_SUGGESTIONS}.")
+    if version.dataset_id != campaign.dataset_id:
+        raise InvalidRequest(
+            f"Model v{version.number} segmented another dataset: suggest with a version of "
+            "the campaign's dataset."
+        )
+    path = publish.uncertainty_file(version)
+    if not path.is_file():
+        raise Conflict(
+            f"Model v{version.number} has no uncertainty map (published before they were kept, "
+            "or it predicted nothing): a new run makes one."
+        )
+    try:
+        cells = EntropyCells.load(path)
+    except InvalidInputError as exc:
+        raise Conflict(str(exc)) from None
+    shape = annotation_services.campaign_shape(campaign)
+    if tuple(cells.shape) != tuple(shape):
+        raise InvalidRequest(
+            f"The campaign's image ({'x'.join(map(str, shape))} voxels) is not the one model "
+            f"v{version.number} segmented ({'x'.join(map(str, cells.shape))})."
+        )
+    untouched = annotation_services.untouched_boxes(campaign)
+    taken = list(TaskBox.objects.filter(campaign=campaign))
+    tiles = [
+        tile
+        for tile in tile_boxes(shape, annotation_services.box_voxels_of(campaign))
+        if not any(_overlaps(tile, box) for box in taken)
+    ]
+    candidates: list[tuple[BoxSpec, TaskBox | None]] = [
+        (BoxSpec(b.name, (b.z0, b.y0, b.x0), (b.depth, b.height, b.width)), b) for b in untouched
+    ] + [(t, None) for t in tiles]
+    if not candidates:
+        raise InvalidRequest("Every box of the campaign is started or done, and no tile is free.")
+    ranked = suggest_boxes(cells, [spec for spec, _ in candidates], count)
+    by_name = {spec.name: (spec, box) for spec, box in candidates}
+    rows = annotation_services.boxes_suggested(
+        campaign,
+        user,
+        [(*by_name[s.box.name], s.score) for s in ranked],
+        ref=f"model v{version.number}",
+    )
+    return [
+        (row, s.score, by_name[s.box.name][1] is None) for row, s in zip(rows, ranked, strict=True)
+    ]
+
+
+def _overlaps(spec: BoxSpec, box: TaskBox) -> bool:
+    start = (box.z0, box.y0, box.x0)
+    stop = (box.z0 + box.depth, box.y0 + box.height, box.x0 + box.width)
+    return all(
+        a < d and c < b for a, b, c, d in zip(spec.start, spec.stop, start, stop, strict=True)
+    )

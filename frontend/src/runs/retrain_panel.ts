@@ -185,6 +185,46 @@ export function mountRetrainPanel(doc: Document = document): RetrainHooks | unde
       );
   });
 
+  const suggestForm = doc.getElementById("suggest-form");
+  suggestForm?.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const model = Number(byId("suggest-model", HTMLSelectElement, doc).value);
+    const count = Number(byId("suggest-count", HTMLInputElement, doc).value);
+    const button = byId("suggest-start", HTMLButtonElement, doc);
+    const said = byId("suggest-status", HTMLElement, doc);
+    showError("");
+    button.disabled = true;
+    said.textContent = "Ranking the boxes…";
+    api
+      .post("/api/v1/models/{id}/suggestions/", {
+        path: { id: model },
+        body: { campaign: config.campaignId, count },
+      })
+      .then(
+        (answer) => {
+          said.replaceChildren(
+            `Model v${answer.model} suggests: ` +
+              answer.boxes
+                .map(
+                  (b) =>
+                    `${b.name} (${b.created ? "new" : "moved up"}, ${b.uncertainty.toFixed(2)} bits)`,
+                )
+                .join(", ") +
+              ". Annotators get them first. ",
+            el("a", { href: win.location.pathname, textContent: "Show them on the map" }),
+          );
+          said.dataset["boxes"] = String(answer.boxes.length);
+        },
+        (e: unknown) => {
+          said.textContent = "";
+          showError(message(e));
+        },
+      )
+      .finally(() => {
+        button.disabled = false;
+      });
+  });
+
   const ready = Promise.all([
     loadPresets().catch((e: unknown) =>
       showError(`The presets could not be loaded: ${message(e)}`),

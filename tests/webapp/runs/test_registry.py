@@ -9,15 +9,18 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytest
 
 from pipeline.model_io import save_model
+from pipeline.suggest import entropy_cells
 from pipeline.unet import UNet, UNetConfig
 from tests.model_factories import DatasetFactory, LayerFactory
 from tests.models_testdata import add_model_version
-from tests.runs_testdata import RUNS_API, client
+from tests.runs_testdata import RUNS_API, SHAPE, client
 from tests.webapp.proofreading.proofreading_testdata import synthetic_frame, table_with
-from webapp.annotation.models import AnnotationCampaign
+from webapp.annotation import services as annotation_services
+from webapp.annotation.models import AnnotationCampaign, TaskBox
 from webapp.datasets.models import Visibility
 from webapp.detections.filters import FilterValues, layer_filter_set
 from webapp.proofreading.models import ProofreadingCampaign, QueueOrder, Selection
@@ -171,3 +174,58 @@ def test_publish_takes_the_fitted_filter_within_a_layer_filters_bounds() -> None
         publish.fitted_filter({"filter": {"t_volume": float("inf"), "t_sphericity": 0.5}}) is None
     )
     assert publish.fitted_filter({}) is None
+
+
+def test_suggest_next_boxes_puts_the_most_uncertain_untouched_or_free_boxes_first(
+    who: dict[str, Any], campaign: AnnotationCampaign
+) -> None:
+    """Five of the eight tiles are annotated; one untouched tile is deleted (free again).
+    The model is unsure on the free tile, less on one untouched box, sure elsewhere."""
+    version = registered(campaign.dataset)
+    untouched = annotation_services.untouched_boxes(campaign)
+    assert len(untouched) == 3
+    free, unsure = untouched[0], untouched[1]
+    free_region = (free.z0, free.y0, free.x0, free.depth, free.height, free.width)
+    free.delete()
+    probability = np.zeros(SHAPE, np.float32)
+    for box, value in ((free_region, 0.5), (unsure, 0.2)):
+        z, y, x, d, h, w = box if isinstance(box, tuple) else (
+            box.z0, box.y0, box.x0, box.depth, box.height, box.width)  # fmt: skip
+        probability[z : z + d, y : y + h, x : x + w] = value
+    for done in TaskBox.objects.filter(campaign=campaign).exclude(
+        pk__in=[b.pk for b in untouched]
+    ):  # annotated boxes: never suggested, however unsure the model is there
+        probability[done.z0 : done.z0 + done.depth, done.y0 : done.y0 + done.height,
+                    done.x0 : done.x0 + done.width] = 0.5  # fmt: skip
+    entropy_cells(probability).save(publish.uncertainty_file(version))
+    url = f"/api/v1/models/{version.pk}/suggestions/"
+    answer = client(who["manager"]).post(url, {"campaign": campaign.pk, "count": 2}, format="json")
+    assert answer.status_code == 201, answer.content
+    first, second = answer.json()["boxes"]
+    assert (first["name"], first["created"], first["uncertainty"]) == ("suggest-1", True, 1.0)
+    assert first["start"] == list(free_region[:3]) and first["size"] == list(free_region[3:])
+    assert (second["name"], second["created"]) == (unsure.name, False)
+    assert second["uncertainty"] == pytest.approx(0.722, abs=1e-3)
+    assert first["priority"] > second["priority"] > 0
+    row = TaskBox.objects.get(pk=first["id"])
+    assert row.source == "suggested" and row.source_ref == "model v1, uncertainty 1.000"
+    # The next task handed out is the most uncertain box.
+    task = annotation_services.next_task(campaign, who["a1"])
+    assert task is not None and task.box.name == "suggest-1"
+    for body, status, message in (
+        ({"campaign": campaign.pk, "count": 0}, 400, "count"),
+        ({"campaign": 10**6}, 404, "No such annotation campaign"),
+    ):
+        answer = client(who["manager"]).post(url, body, format="json")
+        assert answer.status_code == status and message in str(answer.json()), body
+    assert client(who["a1"]).post(url, {"campaign": campaign.pk}, format="json").status_code == 403
+    elsewhere = DatasetFactory(owner=who["owner"], visibility=Visibility.PUBLIC)
+    LayerFactory(dataset=elsewhere)
+    other = registered(elsewhere)
+    answer = client(who["manager"]).post(
+        f"/api/v1/models/{other.pk}/suggestions/", {"campaign": campaign.pk}, format="json"
+    )
+    assert answer.status_code == 400 and "another dataset" in answer.json()["message"]
+    publish.uncertainty_file(version).unlink()
+    answer = client(who["manager"]).post(url, {"campaign": campaign.pk}, format="json")
+    assert answer.status_code == 409 and "no uncertainty map" in answer.json()["message"]

@@ -247,3 +247,28 @@ class AutoRetrainSerializer(serializers.Serializer[dict[str, Any]]):
     trained_boxes = serializers.IntegerField(
         help_text="Boxes the campaign's latest run trained on."
     )
+
+
+class SuggestionsRequestSerializer(serializers.Serializer[dict[str, Any]]):
+    campaign = serializers.IntegerField(
+        min_value=1, max_value=MAX_ID, help_text="The annotation campaign to add the boxes to."
+    )
+    count = serializers.IntegerField(
+        min_value=1, max_value=100, default=5, help_text="How many boxes to suggest."
+    )
+
+
+class SuggestedBoxSerializer(serializers.Serializer[dict[str, Any]]):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    start = serializers.ListField(child=serializers.IntegerField(), help_text="z, y, x voxels.")
+    size = serializers.ListField(child=serializers.IntegerField(), help_text="z, y, x voxels.")
+    priority = serializers.IntegerField(help_text="Higher is handed out first.")
+    uncertainty = serializers.FloatField(help_text="Mean voxel entropy of the probability, bits.")
+    created = serializers.BooleanField(help_text="A new box (else an untouched one moved up).")
+
+
+class SuggestionsSerializer(serializers.Serializer[dict[str, Any]]):
+    model = serializers.IntegerField(help_text="The model version's number.")
+    campaign = serializers.IntegerField()
+    boxes = SuggestedBoxSerializer(many=True, help_text="Most uncertain first.")

@@ -19,6 +19,11 @@ urlpatterns = [
     path("models/<int:pk>/download/", views.ModelDownloadView.as_view(), name="api-model-download"),
     path("models/<int:pk>/current/", views.ModelCurrentView.as_view(), name="api-model-current"),
     path(
+        "models/<int:pk>/suggestions/",
+        views.ModelSuggestionsView.as_view(),
+        name="api-model-suggestions",
+    ),
+    path(
         "models/<int:pk>/proofreading/",
         views.ModelProofreadingView.as_view(),
         name="api-model-proofreading",

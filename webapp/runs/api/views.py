@@ -33,6 +33,8 @@ from webapp.runs.api.serializers import (
     RunPresetsSerializer,
     RunSerializer,
     RunStartSerializer,
+    SuggestionsRequestSerializer,
+    SuggestionsSerializer,
     presets_body,
 )
 from webapp.runs.models import AutoRetrain, ModelVersion, PipelineRun
@@ -246,6 +248,59 @@ class ModelProofreadingView(RestrictedActionView[ModelVersion]):
             "name": campaign.name,
             "items": campaign.n_items,
             "url": reverse("proofreading:queue", args=[campaign.pk]),
+        }
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class ModelSuggestionsView(RestrictedAPIView[ModelVersion]):
+    """Suggest next boxes (active learning): the ``count`` boxes of a campaign's image where
+    this version is least sure, put first in the campaign's queue (its managers; the model
+    must be of the campaign's dataset). Untouched boxes move up, free tiles become new boxes
+    (source ``suggested``); 201 with them, most uncertain first."""
+
+    serializer_class = SuggestionsSerializer  # type: ignore[assignment]  # answers boxes
+    queryset = selectors.MODELS
+    parser_classes = [StrictJSONParser]
+    method_actions = {"OPTIONS": VIEW, "POST": VIEW}  # the campaign's managers: the service
+
+    @extend_schema(
+        request=SuggestionsRequestSerializer,
+        responses={
+            201: SuggestionsSerializer,
+            400: ErrorSerializer,
+            403: ErrorSerializer,
+            404: ErrorSerializer,
+            409: ErrorSerializer,
+        },
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        user = signed_in_user(request)
+        version = self.get_restricted(self.queryset, VIEW, not_found=NO_MODEL, pk=pk)
+        form = SuggestionsRequestSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        campaign = self.get_restricted(
+            AnnotationCampaign.objects.select_related("dataset"),
+            VIEW,
+            not_found=NO_CAMPAIGN,
+            pk=data["campaign"],
+        )
+        suggested = services.suggest_next_boxes(user, version, campaign, data["count"])
+        body = {
+            "model": version.number,
+            "campaign": campaign.pk,
+            "boxes": [
+                {
+                    "id": box.pk,
+                    "name": box.name,
+                    "start": [box.z0, box.y0, box.x0],
+                    "size": [box.depth, box.height, box.width],
+                    "priority": box.priority,
+                    "uncertainty": score,
+                    "created": created,
+                }
+                for box, score, created in suggested
+            ],
         }
         return Response(body, status=status.HTTP_201_CREATED)
 

@@ -1,0 +1,59 @@
+"""Active learning's scores: voxel entropy, cell sums in one pass, box means from the cells
+(exact on the cell grid), and the ranking of candidate boxes by uncertainty."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.errors import InvalidInputError
+from pipeline.suggest import EntropyCells, box_scores, entropy_cells, suggest_boxes, voxel_entropy
+from pipeline.task_boxes import TaskBox, tile_boxes
+
+
+def test_voxel_entropy_is_one_bit_at_a_half_and_zero_when_sure() -> None:
+    values = voxel_entropy([0.5, 0.0, 1.0, np.nan, 0.1])
+    assert values[0] == pytest.approx(1.0)
+    assert values[1:4] == pytest.approx([0.0, 0.0, 0.0], abs=1e-4)
+    assert values[4] == pytest.approx(0.469, abs=1e-3)
+
+
+def test_box_scores_from_cells_equal_the_mean_entropy_of_the_boxes_voxels(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    probability = rng.random((40, 56, 72)).astype(np.float32)  # not a multiple of the cell
+    cells = entropy_cells(probability, cell=8, slab_cells=2)
+    assert cells.sums.shape == (5, 7, 9) and int(cells.counts.sum()) == probability.size
+    assert cells.sums.sum() == pytest.approx(voxel_entropy(probability).sum(), rel=1e-9)
+    boxes = [TaskBox("a", (0, 8, 16), (16, 24, 32)), TaskBox("edge", (32, 48, 64), (8, 8, 8))]
+    for box, score in zip(boxes, box_scores(cells, boxes), strict=True):
+        region = probability[
+            tuple(slice(s, s + n) for s, n in zip(box.start, box.size, strict=True))
+        ]
+        assert score == pytest.approx(voxel_entropy(region).mean(), rel=1e-9), box.name
+    cells.save(tmp_path / "cells.npz")
+    again = EntropyCells.load(tmp_path / "cells.npz")
+    assert again.cell == 8 and again.shape == (40, 56, 72)
+    assert np.array_equal(again.sums, cells.sums) and np.array_equal(again.counts, cells.counts)
+    (tmp_path / "bad.npz").write_bytes(b"nope")
+    with pytest.raises(InvalidInputError, match="not an uncertainty cell file"):
+        EntropyCells.load(tmp_path / "bad.npz")
+
+
+def test_the_boxes_the_model_cannot_decide_come_first() -> None:
+    probability = np.zeros((64, 64, 64), np.float32)  # confident background...
+    probability[40:56, 8:24, 8:24] = 1.0  # ...a confident object...
+    probability[0:32, 32:64, 32:64] = 0.45  # ...one undecided box...
+    probability[32:64, 0:32, 32:64] = 0.2  # ...and one less so
+    cells = entropy_cells(probability)
+    candidates = tile_boxes(probability.shape, (32, 32, 32))
+    ranked = suggest_boxes(cells, candidates, 3)
+    assert [s.box.name for s in ranked[:2]] == ["tile-0-1-1", "tile-1-0-1"]
+    assert [s.rank for s in ranked] == [1, 2, 3]
+    assert ranked[0].score == pytest.approx(float(voxel_entropy([0.45])[0]), rel=1e-6)
+    assert ranked[2].score < 1e-3
+    with pytest.raises(InvalidInputError, match="count"):
+        suggest_boxes(cells, candidates, 0)
+    with pytest.raises(InvalidInputError, match="3D"):
+        entropy_cells(np.zeros((4, 4), np.float32))
