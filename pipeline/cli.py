@@ -3,7 +3,8 @@
 Proofreading statistics too: agreement (kappas, consensus) and disector (miss-rate estimate);
 the gallery's cards (one PNG per detection); ``detections`` (a label image's detections table
 without meshing); ``annotation-points`` (a detections table as Neuroglancer point annotations);
-``parents`` (per-parent morphometrics of children inside parents, e.g. nuclei in glomeruli).
+``parents`` (per-parent morphometrics of children inside parents, e.g. nuclei in glomeruli);
+``suggest`` (the next boxes to annotate, where a model's probability is least sure).
 
 Each subcommand lives in ``pipeline/commands/<name>.py``.
 
@@ -43,6 +44,7 @@ COMMAND_MODULES: list[str] = [
     "label_export",
     "parents",
     "plan",
+    "suggest",
 ]
 
 

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from pipeline.errors import InvalidInputError
@@ -57,3 +59,23 @@ def test_the_boxes_the_model_cannot_decide_come_first() -> None:
         suggest_boxes(cells, candidates, 0)
     with pytest.raises(InvalidInputError, match="3D"):
         entropy_cells(np.zeros((4, 4), np.float32))
+
+
+def test_the_command_line_writes_the_most_uncertain_free_tiles_as_a_box_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pipeline.cli import main
+
+    probability = np.zeros((32, 64, 64), np.float32)
+    probability[:, :32, :32] = 0.5  # annotated already: excluded
+    probability[:, 32:, 32:] = 0.4
+    np.save(tmp_path / "probability.npy", probability)
+    (tmp_path / "done.csv").write_text("name,x,y,z,w,h,d\nold,0,0,0,32,32,32\n")
+    args = ["suggest", str(tmp_path / "probability.npy"), "--box", "32", "32", "32"]
+    assert main([*args, "--count", "2", "--exclude", str(tmp_path / "done.csv")]) == 0
+    table = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    assert list(table["name"]) == ["suggest-1", "suggest-2"]
+    assert (table.loc[0, ["x", "y", "z", "w"]].tolist()) == [32, 32, 0, 32]
+    assert table.loc[0, "uncertainty"] == pytest.approx(0.971, abs=1e-3)
+    assert main([*args, "--count", "1", "--out", str(tmp_path / "next.csv")]) == 0
+    assert pd.read_csv(tmp_path / "next.csv").loc[0, ["x", "y"]].tolist() == [0, 0]
