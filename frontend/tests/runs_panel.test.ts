@@ -48,11 +48,23 @@ function run(id: number, over: Record<string, unknown> = {}): Record<string, unk
   };
 }
 
+const AUTO_OFF = {
+  enabled: false,
+  every: null,
+  preset: null,
+  params: null,
+  owner: null,
+  approved_boxes: 5,
+  trained_boxes: 0,
+};
+
 function page(boxes = 5): void {
   document.body.innerHTML = `
     <p id="retrain-truth"></p>
     <form id="retrain-form"><select id="retrain-preset"></select><p id="retrain-preset-help"></p>
       <div id="retrain-params"></div><button type="submit" id="retrain-start">Start</button></form>
+    <form id="auto-form"><input type="checkbox" id="auto-enabled"><input id="auto-every" value="10">
+      <span id="auto-status"></span></form>
     <p id="retrain-status"></p><p id="retrain-error" hidden></p>
     <table id="runs-table"><tbody></tbody></table><p id="runs-empty" hidden></p>
     <script type="application/json" id="retrain-config">${JSON.stringify({
@@ -80,6 +92,9 @@ describe("Retrain panel", () => {
     page();
     const sent = scriptFetch((request) => {
       if (request.url.startsWith("/api/v1/runs/presets/")) return { status: 200, body: PRESETS };
+      if (request.url.startsWith("/api/v1/runs/auto-retrain/")) {
+        return { status: 200, body: AUTO_OFF };
+      }
       if (request.method === "GET") {
         return { status: 200, body: { count: 1, results: [run(3)] } };
       }
@@ -118,6 +133,9 @@ describe("Retrain panel", () => {
     page();
     const sent = scriptFetch((request) => {
       if (request.url.startsWith("/api/v1/runs/presets/")) return { status: 200, body: PRESETS };
+      if (request.url.startsWith("/api/v1/runs/auto-retrain/")) {
+        return { status: 200, body: AUTO_OFF };
+      }
       if (request.method === "GET") return { status: 200, body: { count: 0, results: [] } };
       return { status: 409, body: { message: "A run of this campaign is already queued." } };
     });
@@ -140,5 +158,37 @@ describe("Retrain panel", () => {
       campaign: 7,
       preset: "standard",
     });
+  });
+
+  it("turns automatic retraining on with the chosen preset and off again", async () => {
+    page();
+    const on = { ...AUTO_OFF, enabled: true, every: 3, preset: "tiny", owner: "manager" };
+    const sent = scriptFetch((request) => {
+      if (request.url.startsWith("/api/v1/runs/presets/")) return { status: 200, body: PRESETS };
+      if (request.url === "/api/v1/runs/auto-retrain/7/") {
+        const body = { GET: AUTO_OFF, PUT: on, DELETE: AUTO_OFF }[request.method];
+        return { status: 200, body };
+      }
+      return { status: 200, body: { count: 0, results: [] } };
+    });
+    const hooks = mountRetrainPanel(document)!;
+    await hooks.ready;
+    const status = document.getElementById("auto-status")!;
+    expect(status.textContent).toBe("Off (5 boxes approved so far).");
+    const enabled = document.getElementById("auto-enabled") as HTMLInputElement;
+    const select = document.getElementById("retrain-preset") as HTMLSelectElement;
+    select.value = "tiny";
+    enabled.checked = true;
+    (document.getElementById("auto-every") as HTMLInputElement).value = "3";
+    document.getElementById("auto-form")!.dispatchEvent(new Event("submit"));
+    await vi.waitFor(() => expect(status.dataset["enabled"]).toBe("true"));
+    expect(sent.find((r) => r.method === "PUT")!.body).toEqual({ every: 3, preset: "tiny" });
+    expect(status.textContent).toBe(
+      "On: every 3 boxes with the tiny preset, as manager; 5 approved since the last run.",
+    );
+    enabled.checked = false;
+    document.getElementById("auto-form")!.dispatchEvent(new Event("submit"));
+    await vi.waitFor(() => expect(status.dataset["enabled"]).toBe("false"));
+    expect(sent.filter((r) => r.method === "DELETE")).toHaveLength(1);
   });
 });

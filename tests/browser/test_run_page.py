@@ -6,7 +6,8 @@ waits for success (the held-out evaluation shown, polling stopped; its F1 above 
 what it published (a segmentation layer with meshes and its probability map, the detections'
 mean probabilities, a model version whose file downloads, no files left in temporary space),
 and opens the published layer in the viewer: Neuroglancer's state holds it, shown; back on
-the campaign page, "Suggest next boxes" with the new model puts two boxes first. No page
+the campaign page, "Suggest next boxes" with the new model puts two boxes first. Before the
+run, automatic retraining is turned on and off from the panel. No page
 throws. (``tests/integration/test_runs.py`` cancels one.)"""
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from tests.runs_testdata import people, retrain_campaign
 from webapp.annotation.models import TaskBox
 from webapp.datasets.models import Layer, LayerKind
 from webapp.detections.models import Detection
-from webapp.runs.models import ModelVersion
+from webapp.runs.models import AutoRetrain, ModelVersion
 
 pytestmark = [
     pytest.mark.browser,
@@ -80,6 +81,20 @@ def test_a_manager_starts_a_run_watches_it_and_opens_its_layer(
     assert (
         page.locator("input[data-param='training.max_epochs']").get_attribute("placeholder") == "6"
     )
+    # Automatic retraining, off by default: turned on (every 50 boxes, this preset), then off.
+    auto = page.locator("#auto-status")
+    assert auto.get_attribute("data-enabled") == "false"
+    page.check("#auto-enabled")
+    page.fill("#auto-every", "50")
+    page.click("#auto-save")
+    page.wait_for_selector("#auto-status[data-enabled='true']")
+    assert "every 50 boxes with the tiny preset, as manager" in auto.inner_text()
+    policy = AutoRetrain.objects.get(campaign=campaign)
+    assert (policy.every, policy.preset, policy.owner.username) == (50, "tiny", "manager")
+    page.uncheck("#auto-enabled")
+    page.click("#auto-save")
+    page.wait_for_selector("#auto-status[data-enabled='false']")
+    assert not AutoRetrain.objects.filter(campaign=campaign).exists()
     page.screenshot(path=str(artifacts_dir / "retrain-panel.png"), full_page=True)
     page.click("#retrain-start")
     page.wait_for_url("**/runs/*/", timeout=30_000)

@@ -241,6 +241,12 @@ export const api = {
   ): Promise<Result<Operation<P, "post">>> {
     return call("post", template, options as never) as Promise<Result<Operation<P, "post">>>;
   },
+  put<P extends PathsWith<"put">>(
+    template: P,
+    ...[options]: Args<Operation<P, "put">>
+  ): Promise<Result<Operation<P, "put">>> {
+    return call("put", template, options as never) as Promise<Result<Operation<P, "put">>>;
+  },
   patch<P extends PathsWith<"patch">>(
     template: P,
     ...[options]: Args<Operation<P, "patch">>

@@ -185,6 +185,38 @@ export function mountRetrainPanel(doc: Document = document): RetrainHooks | unde
       );
   });
 
+  const autoEnabled = byId("auto-enabled", HTMLInputElement, doc);
+  const autoEvery = byId("auto-every", HTMLInputElement, doc);
+  const autoStatus = byId("auto-status", HTMLElement, doc);
+  const autoPath = { campaign_id: config.campaignId };
+  type Auto = Schemas["AutoRetrain"];
+
+  function showAuto(auto: Auto): void {
+    autoEnabled.checked = auto.enabled;
+    if (auto.every !== null) autoEvery.value = String(auto.every);
+    const since = auto.approved_boxes - auto.trained_boxes;
+    autoStatus.textContent = auto.enabled
+      ? `On: every ${auto.every} boxes with the ${auto.preset} preset, as ${auto.owner}; ` +
+        `${since} approved since the last run.`
+      : `Off (${auto.approved_boxes} boxes approved so far).`;
+    autoStatus.dataset["enabled"] = String(auto.enabled);
+  }
+
+  const loadAuto = (): Promise<void> =>
+    api.get("/api/v1/runs/auto-retrain/{campaign_id}/", { path: autoPath }).then(showAuto);
+
+  byId("auto-form", HTMLFormElement, doc).addEventListener("submit", (event) => {
+    event.preventDefault();
+    showError("");
+    const saving = autoEnabled.checked
+      ? api.put("/api/v1/runs/auto-retrain/{campaign_id}/", {
+          path: autoPath,
+          body: { every: Number(autoEvery.value), preset: select.value as PresetName },
+        })
+      : api.delete("/api/v1/runs/auto-retrain/{campaign_id}/", { path: autoPath });
+    saving.then(showAuto, (e: unknown) => showError(message(e)));
+  });
+
   const suggestForm = doc.getElementById("suggest-form");
   suggestForm?.addEventListener("submit", (event) => {
     event.preventDefault();
@@ -230,6 +262,9 @@ export function mountRetrainPanel(doc: Document = document): RetrainHooks | unde
       showError(`The presets could not be loaded: ${message(e)}`),
     ),
     refreshRuns().catch((e: unknown) => showError(`The runs could not be loaded: ${message(e)}`)),
+    loadAuto().catch((e: unknown) =>
+      showError(`The automatic retraining could not be loaded: ${message(e)}`),
+    ),
   ]).then(() => {
     pollRuns();
   });
