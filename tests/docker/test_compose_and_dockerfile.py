@@ -212,3 +212,22 @@ def test_dockerfile_passes_hadolint() -> None:
         [hadolint, "--no-color", str(DOCKER / "Dockerfile")], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_optional_cuda_worker_consumes_the_gpu_queue_the_site_routes_to(
+    compose: dict[str, Any],
+) -> None:
+    """``worker-gpu`` (profile ``gpu``) listens only on the queue that web and the workers send
+    training and prediction to (webapp/core/jobs/queues.py), on a reserved NVIDIA GPU."""
+    services = compose["services"]
+    gpu = services["worker-gpu"]
+    assert gpu["profiles"] == ["gpu"] and gpu["image"] == services["web"]["image"]
+    queue = _env(services["web"])["ANNOTOME_GPU_QUEUE"]
+    assert (
+        queue == _env(services["worker"])["ANNOTOME_GPU_QUEUE"] == _env(gpu)["ANNOTOME_GPU_QUEUE"]
+    )
+    assert f"--queues={queue}" in gpu["command"] and "--concurrency=1" in gpu["command"]
+    (device,) = gpu["deploy"]["resources"]["reservations"]["devices"]
+    assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"]
+    assert "data:/data" in gpu["volumes"]
+    assert "worker-gpu" not in {n for n, s in services.items() if not s.get("profiles")}

@@ -7,12 +7,13 @@ pages.)"""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from celery_harness import LiveWorker, wait_for
+from celery_harness import LiveWorker, WorkerProcess, wait_for
 from django.conf import settings
 from rest_framework.authtoken.models import Token
 
@@ -75,12 +76,34 @@ def finished(api: requests.Session, url: str, timeout: float = 600) -> dict[str,
     return body
 
 
+GPU_QUEUE = "annotome-test-gpu"
+
+
+@pytest.fixture
+def gpu_worker(celery_worker: LiveWorker, settings: Any, tmp_path: Path) -> Iterator[WorkerProcess]:
+    """A second worker consuming only the GPU queue, as a CUDA worker does (docker/README.md);
+    the site and the first worker route to it (``worker_env`` marker)."""
+    settings.ANNOTOME_GPU_QUEUE = GPU_QUEUE
+    gpu = WorkerProcess(dict(celery_worker.process.env), tmp_path / "gpu.log", queues=GPU_QUEUE)
+    try:
+        yield gpu.start()
+    finally:
+        gpu.stop(graceful=False)
+        from webapp.celery import app as celery_app
+
+        with celery_app.connection_for_write() as conn:
+            conn.default_channel.queue_delete(GPU_QUEUE)
+
+
+@pytest.mark.worker_env(ANNOTOME_GPU_QUEUE=GPU_QUEUE)
 def test_a_registered_model_is_fine_tuned_applied_to_another_dataset_and_proofread(
-    celery_worker: LiveWorker, live_server: Any
+    celery_worker: LiveWorker, gpu_worker: WorkerProcess, live_server: Any
 ) -> None:
-    """The registry's loop on one worker: train v1, fine-tune it (v2 starts from v1's
-    weights), segment a second dataset with v1 (nothing trained, its boxes all evaluate it),
-    then open a proofreading campaign on a version's detections in one request."""
+    """The registry's loop: train v1, fine-tune it (v2 starts from v1's weights), segment a
+    second dataset with v1 (nothing trained, its boxes all evaluate it), then open a
+    proofreading campaign on a version's detections in one request. A second worker consumes
+    only the GPU queue (as a CUDA worker would): the runs' training and prediction go to it,
+    segmentation to the first."""
     who = people()
     campaign, _ = retrain_campaign(who, approved=3)
     target, _ = retrain_campaign(who, approved=2)
@@ -138,3 +161,6 @@ def test_a_registered_model_is_fine_tuned_applied_to_another_dataset_and_proofre
     assert opened["items"] == applied["metrics"]["measure"]["objects"] > 0  # no filter fitted
     assert opened["url"].startswith("/proofreading/")
     assert api.get(f"{live_server.url}{opened['url']}", timeout=30).status_code == 200
+    gpu_log, cpu_log = gpu_worker.log_text(), celery_worker.process.log_text()
+    assert "Task runs.advance[" in gpu_log and "Task core.plan_item[" in gpu_log
+    assert "Task runs.advance[" not in cpu_log and "Task core.plan_item[" in cpu_log  # segment

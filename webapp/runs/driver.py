@@ -42,6 +42,7 @@ from webapp.core.jobs.lifecycle import Attempt, job_fail, job_release, job_start
 from webapp.core.jobs.models import JobStatus
 from webapp.core.jobs.plans import CeleryPlanExecutor
 from webapp.core.jobs.progress import JobHeartbeat, JobProgressWriter
+from webapp.core.jobs.queues import gpu_queue, wants_gpu
 from webapp.core.json_values import finite_json
 from webapp.runs import layout, publish, stages
 from webapp.runs.models import PipelineRun
@@ -124,7 +125,9 @@ def _advance(attempt: Attempt, writer: JobProgressWriter) -> None:
         _stage_done(run, "export", done=1, total=1)
     config = pipeline_config(run, work)
     steps = run_steps(run, config)
-    plans = CeleryPlanExecutor(on_done=signature(ADVANCE_TASK, args=(run.pk,), immutable=True))
+    gpu = gpu_queue() if wants_gpu(run.config) else None
+    routing = {"queue": gpu} if gpu else {}
+    advance = signature(ADVANCE_TASK, args=(run.pk,), immutable=True, **routing)
     for step in steps:
         if (run.stages.get(step) or {}).get("state") in ("done", "skipped"):
             continue
@@ -133,6 +136,8 @@ def _advance(attempt: Attempt, writer: JobProgressWriter) -> None:
 
         writer(step, 0, 0)
         report = partial(_report, writer, step)
+        # Prediction's items want the GPU; segmentation's are CPU work for any worker.
+        plans = CeleryPlanExecutor(on_done=advance, queue=gpu if step == "predict" else None)
         result = run_pipeline(config, out, steps=[step], progress=report, plans=plans)
         record = Manifest.load_or_new(out).step(step)
         if result.waiting is not None:

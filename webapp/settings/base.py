@@ -285,6 +285,10 @@ CELERY_TASK_ALWAYS_EAGER = False
 # queue this site's workers consume (`celery worker -Q`); the integration tests give each
 # worker a queue of its own.
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "celery")
+# Training and prediction go to this queue when a worker consumes it (a CUDA worker:
+# docker/README.md), else to the default one (webapp/core/jobs/queues.py); "" turns it off.
+ANNOTOME_GPU_QUEUE = env_str("ANNOTOME_GPU_QUEUE", "gpu")
+ANNOTOME_GPU_QUEUE_CHECK_SECONDS = float(env_str("ANNOTOME_GPU_QUEUE_CHECK_SECONDS", "30"))
 
 # Background jobs (webapp.core.jobs): a running job's worker refreshes its heartbeat every
 # quarter of this lease; a job whose heartbeat is older (or whose worker process is gone) shows

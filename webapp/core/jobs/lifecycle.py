@@ -48,9 +48,15 @@ def jobs_run_inline() -> Iterator[None]:
 
 
 def job_create_queued(
-    model: type[J], *, task: Any, task_kwargs: dict[str, Any] | None = None, **fields: Any
+    model: type[J],
+    *,
+    task: Any,
+    task_kwargs: dict[str, Any] | None = None,
+    queue: str | None = None,
+    **fields: Any,
 ) -> J:
-    """Create a queued job row and, once the transaction commits, send ``task(job.id)``.
+    """Create a queued job row and, once the transaction commits, send ``task(job.id)`` (to
+    ``queue``, else the default queue).
 
     ``task`` is a Celery task (or None to leave the job for the caller to run in-process).
     Sending on commit means a worker never sees a job id whose row it cannot read yet. Inside
@@ -62,18 +68,25 @@ def job_create_queued(
         job = model._default_manager.create(celery_task_id=task_id, **fields)
         if task is not None:
             transaction.on_commit(
-                partial(_send, task, job.pk, task_id, task_kwargs or {}, inline=inline)
+                partial(_send, task, job.pk, task_id, task_kwargs or {}, inline=inline, queue=queue)
             )
     return job
 
 
 def _send(
-    task: Any, job_id: int, task_id: str, kwargs: dict[str, Any], *, inline: bool = False
+    task: Any,
+    job_id: int,
+    task_id: str,
+    kwargs: dict[str, Any],
+    *,
+    inline: bool = False,
+    queue: str | None = None,
 ) -> None:
     if inline:
         task.apply(args=[job_id], kwargs=kwargs, task_id=task_id)
     else:
-        task.apply_async(args=[job_id], kwargs=kwargs, task_id=task_id)
+        routing = {"queue": queue} if queue else {}
+        task.apply_async(args=[job_id], kwargs=kwargs, task_id=task_id, **routing)
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,8 @@ from pipeline.progress import ProgressCallback, no_progress
 ITEM_TASK = "core.plan_item"
 STEP_DONE_TASK = "core.plan_step_done"
 MAX_ROUNDS = 3
+# In a plan's folder: the Celery queue its items go to (absent: the default queue).
+QUEUE_FILE = "queue"
 
 
 def _claim(work_dir: str, name: str) -> bool:
@@ -71,7 +73,12 @@ def dispatch_step(
                 return
             if not _claim(work_dir, f"{step}-{round_}"):
                 return  # a duplicate delivery: the first one queued this round
-            header = [signature(ITEM_TASK, args=(work_dir, step, i), immutable=True) for i in items]
+            queue = _item_queue(folder)
+            routing = {"queue": queue} if queue else {}
+            header = [
+                signature(ITEM_TASK, args=(work_dir, step, i), immutable=True, **routing)
+                for i in items
+            ]
             body = signature(
                 STEP_DONE_TASK, args=(work_dir, index, on_done, round_), immutable=True
             )
@@ -80,6 +87,11 @@ def dispatch_step(
         finish_saved_step(work_dir, step)
         index, round_ = index + 1, 0
     _notify(work_dir, on_done)
+
+
+def _item_queue(folder: Path) -> str | None:
+    path = folder / QUEUE_FILE
+    return path.read_text().strip() or None if path.is_file() else None
 
 
 def _notify(work_dir: str, on_done: dict[str, Any] | None) -> None:
@@ -117,12 +129,14 @@ class CeleryPlanExecutor:
     earlier run of it (finished items stay done) and queues its first step; returns at once.
     ``on_done`` is queued after the last step (e.g. the run's next stage), also when the plan
     stopped (cancelled, failed), so that its owner learns it. Executing a plan whose steps are
-    already queued (a duplicate delivery of the owner's task) queues nothing."""
+    already queued (a duplicate delivery of the owner's task) queues nothing. ``queue``: where
+    the plan's items go (e.g. the GPU queue, ``queues.gpu_queue``), else the default queue."""
 
     waits = False
 
-    def __init__(self, on_done: Any = None) -> None:
+    def __init__(self, on_done: Any = None, queue: str | None = None) -> None:
         self.on_done = None if on_done is None else dict(on_done)
+        self.queue = queue
 
     def execute(self, plan: BlockPlan, progress: ProgressCallback = no_progress) -> None:
         dispatched = plan.work_dir / "dispatch"
@@ -130,4 +144,5 @@ class CeleryPlanExecutor:
             return
         save_plan(plan)
         restart_plan(plan.work_dir)
+        (plan.work_dir / QUEUE_FILE).write_text(self.queue or "")
         dispatch_step(str(plan.work_dir), 0, self.on_done)
