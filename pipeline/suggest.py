@@ -1,7 +1,9 @@
 """Which boxes to annotate next: the model's uncertainty per box of the image (active learning).
 
 A box where the model's foreground probability sits near 0.5 is one it cannot decide; painting
-its objects teaches it most, more than a box it already segments confidently. The uncertainty
+its objects is meant to teach it more than a box it already segments confidently
+(``bench/active_learning.py`` measures whether it does: on the synthetic fluorescence set, not
+yet better than random boxes; bench/README.md). The uncertainty
 of a voxel is the binary entropy of its probability, in bits (1 at p = 0.5, 0 at p = 0 or 1);
 a box's is the mean over its voxels.
 
