@@ -56,6 +56,14 @@ class TaskBox:
         return self.size[0] * self.size[1] * self.size[2]
 
 
+def overlaps(a: TaskBox, b: TaskBox) -> bool:
+    """Whether two boxes share a voxel."""
+    return all(
+        lo_a < hi_b and lo_b < hi_a
+        for lo_a, hi_a, lo_b, hi_b in zip(a.start, a.stop, b.start, b.stop, strict=True)
+    )
+
+
 def check_box(box: TaskBox, shape: Sequence[int]) -> None:
     """Refuse a box of zero size or one that is not wholly inside a volume of ``shape``."""
     if any(n <= 0 for n in box.size):

@@ -22,22 +22,12 @@ def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from pipeline.suggest import cells_of_map, suggest_boxes
-    from pipeline.task_boxes import parse_boxes_csv, tile_boxes
+    from pipeline.task_boxes import overlaps, parse_boxes_csv, tile_boxes
 
     cells = cells_of_map(args.probability, progress=tqdm_progress("slab"))
     shape = cells.shape
     done = parse_boxes_csv(args.exclude.read_text(), shape) if args.exclude else []
-    tiles = [
-        tile
-        for tile in tile_boxes(shape, args.box)
-        if not any(
-            all(
-                a < d and c < b
-                for a, b, c, d in zip(tile.start, tile.stop, o.start, o.stop, strict=True)
-            )
-            for o in done
-        )
-    ]
+    tiles = [t for t in tile_boxes(shape, args.box) if not any(overlaps(t, o) for o in done)]
     if not tiles:
         raise InvalidInputError("every tile overlaps an excluded box: nothing to suggest")
     ranked = suggest_boxes(cells, tiles, args.count)

@@ -15,7 +15,7 @@ from pipeline.errors import InvalidInputError
 from pipeline.naming import IMAGE_LAYER_NAME
 from pipeline.suggest import EntropyCells, suggest_boxes
 from pipeline.task_boxes import TaskBox as BoxSpec
-from pipeline.task_boxes import tile_boxes
+from pipeline.task_boxes import overlaps, tile_boxes
 from webapp.annotation import services as annotation_services
 from webapp.annotation.label_exports import painted_ground_truth
 from webapp.annotation.models import AnnotationCampaign, TaskBox
@@ -298,15 +298,15 @@ def suggest_next_boxes(
             f"v{version.number} segmented ({'x'.join(map(str, cells.shape))})."
         )
     untouched = annotation_services.untouched_boxes(campaign)
-    taken = list(TaskBox.objects.filter(campaign=campaign))
+    taken = [_spec(b) for b in TaskBox.objects.filter(campaign=campaign)]
     tiles = [
         tile
         for tile in tile_boxes(shape, annotation_services.box_voxels_of(campaign))
-        if not any(_overlaps(tile, box) for box in taken)
+        if not any(overlaps(tile, box) for box in taken)
     ]
-    candidates: list[tuple[BoxSpec, TaskBox | None]] = [
-        (BoxSpec(b.name, (b.z0, b.y0, b.x0), (b.depth, b.height, b.width)), b) for b in untouched
-    ] + [(t, None) for t in tiles]
+    candidates: list[tuple[BoxSpec, TaskBox | None]] = [(_spec(b), b) for b in untouched] + [
+        (t, None) for t in tiles
+    ]
     if not candidates:
         raise InvalidRequest("Every box of the campaign is started or done, and no tile is free.")
     ranked = suggest_boxes(cells, [spec for spec, _ in candidates], count)
@@ -322,9 +322,5 @@ def suggest_next_boxes(
     ]
 
 
-def _overlaps(spec: BoxSpec, box: TaskBox) -> bool:
-    start = (box.z0, box.y0, box.x0)
-    stop = (box.z0 + box.depth, box.y0 + box.height, box.x0 + box.width)
-    return all(
-        a < d and c < b for a, b, c, d in zip(spec.start, spec.stop, start, stop, strict=True)
-    )
+def _spec(box: TaskBox) -> BoxSpec:
+    return BoxSpec(box.name, (box.z0, box.y0, box.x0), (box.depth, box.height, box.width))
