@@ -23,9 +23,16 @@ _cache: dict[str, tuple[float, bool]] = {}
 
 
 def _consumed(queue: str) -> bool:
-    """Whether a worker consumes ``queue`` now (False when no worker answers in time)."""
+    """Whether a worker consumes ``queue`` now (False when no worker answers in time).
+
+    The question goes over a connection of its own, closed at once: the app's pooled one would
+    keep a Redis channel waiting on its reply queue (BRPOP), and a process forked later (a
+    ProcessPoolExecutor in a worker or a test) closes inherited channels after the fork by
+    reading that socket, forever."""
     try:
-        replies = current_app.control.inspect(timeout=1.0).active_queues() or {}
+        with current_app.connection_for_read() as connection:
+            inspect = current_app.control.inspect(timeout=1.0, connection=connection)
+            replies = inspect.active_queues() or {}
     except Exception as exc:  # a broker hiccup: route to the default queue
         logger.warning("could not ask the workers for their queues: %s", exc)
         return False
