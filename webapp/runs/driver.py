@@ -42,7 +42,7 @@ from webapp.core.jobs.lifecycle import Attempt, job_fail, job_release, job_start
 from webapp.core.jobs.models import JobStatus
 from webapp.core.jobs.plans import CeleryPlanExecutor
 from webapp.core.jobs.progress import JobHeartbeat, JobProgressWriter
-from webapp.core.jobs.queues import gpu_queue, wants_gpu
+from webapp.core.jobs.queues import queue_for
 from webapp.core.json_values import finite_json
 from webapp.runs import layout, publish, stages
 from webapp.runs.models import PipelineRun
@@ -125,7 +125,7 @@ def _advance(attempt: Attempt, writer: JobProgressWriter) -> None:
         _stage_done(run, "export", done=1, total=1)
     config = pipeline_config(run, work)
     steps = run_steps(run, config)
-    gpu = gpu_queue() if wants_gpu(run.config) else None
+    gpu = queue_for(run.config)
     routing = {"queue": gpu} if gpu else {}
     advance = signature(ADVANCE_TASK, args=(run.pk,), immutable=True, **routing)
     for step in steps:

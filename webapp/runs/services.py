@@ -22,7 +22,7 @@ from webapp.annotation.models import AnnotationCampaign, TaskBox
 from webapp.core.errors import Conflict, InvalidRequest, NotAllowed
 from webapp.core.jobs.lifecycle import job_cancel, job_create_queued
 from webapp.core.jobs.models import ACTIVE_STATUSES
-from webapp.core.jobs.queues import gpu_queue, wants_gpu
+from webapp.core.jobs.queues import queue_for
 from webapp.datasets.models import Dataset, Layer, LayerKind
 from webapp.detections.filters import layer_filter_values
 from webapp.detections.models import Detection
@@ -191,7 +191,7 @@ def run_start(
         run = job_create_queued(
             PipelineRun,
             task=advance_task,
-            queue=gpu_queue() if wants_gpu(config) else None,
+            queue=queue_for(config),
             dataset=dataset,
             image_layer=image_layer,
             campaign=campaign,

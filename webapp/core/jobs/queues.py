@@ -61,3 +61,8 @@ def wants_gpu(config: dict[str, Any]) -> bool:
     sections = [config.get(name) for name in ("training", "predict")]
     devices = [str(s.get("device", "auto")) if isinstance(s, dict) else "auto" for s in sections]
     return any(d != "cpu" for d in devices)
+
+
+def queue_for(config: dict[str, Any]) -> str | None:
+    """Where a run with this configuration sends its GPU work now: the GPU queue, or None."""
+    return gpu_queue() if wants_gpu(config) else None
