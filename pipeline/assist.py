@@ -236,7 +236,8 @@ def _objects(
     return found
 
 
-def _ball_voxels(diameter_nm: float, voxel_size: Sequence[float]) -> int:
+def ball_voxels(diameter_nm: float, voxel_size: Sequence[float]) -> int:
+    """Voxels of a ball of ``diameter_nm``: the smallest object worth proposing."""
     return max(1, int(math.pi / 6 * diameter_nm**3 / math.prod(voxel_size)))
 
 
@@ -464,7 +465,7 @@ def propose_all(
         progress(STAGE, 2, stages)
         source = "watershed"
         scores = _contrast_scores(labels, smoothed, threshold)
-    found = _objects(labels, (0, 0, 0), source, scores, _ball_voxels(min_diameter_nm, sizes))
+    found = _objects(labels, (0, 0, 0), source, scores, ball_voxels(min_diameter_nm, sizes))
     progress(STAGE, 3, stages)
     return sorted(found, key=lambda o: (-o.score, o.bbox))
 

@@ -14,6 +14,7 @@ import {
   startProposals,
   type Proposal,
 } from "../src/annotation_task/assist";
+import { clickSummary } from "../src/annotation_task/assist_panel";
 import { ApiError } from "../src/lib/api";
 import { scriptFetch } from "./helpers";
 
@@ -53,13 +54,25 @@ describe("provenance", () => {
       new Map([
         [3, provenanceOf(p, "proposal")],
         [7, { source: "manual" as const }],
+        [9, provenanceOf({ ...p, source: "model", model: "model v2" }, "click")],
       ]),
     );
     expect(JSON.parse(field)).toEqual({
       "3": { source: "proposal", proposal_source: "watershed" },
       "7": { source: "manual" },
+      "9": { source: "click", proposal_source: "model", model: "model v2" },
     });
     expect(() => provenanceField(new Map([[0, { source: "manual" as const }]]))).toThrow();
+  });
+});
+
+describe("a click's answer", () => {
+  it("says what grew the object: the model version, or the watershed", () => {
+    const p = proposal("c", [0, 0, 0, 1, 1, 2], [0, 2], 2);
+    expect(clickSummary(p)).toBe("Object of 2 voxels (watershed)");
+    expect(clickSummary({ ...p, source: "model", model: "model v3" })).toBe(
+      "Object of 2 voxels (model v3)",
+    );
   });
 });
 

@@ -357,6 +357,22 @@ describe("the editor's tools, keys and proposals", () => {
     ]);
     expect(editor.proposal).toBeNull();
     expect(editor.key({ key: "Enter" })).toBeNull();
+    // A model's proposal: its version is kept with the object.
+    editor.showProposal({
+      ...p,
+      id: "c",
+      bbox: [0, 1, 1, 1, 3, 3],
+      source: "model",
+      model: "model v4",
+    });
+    expect(editor.key({ key: "Enter" })?.action).toBe("accept");
+    const second = editor.volume.get(0, 1, 1);
+    expect(second).not.toBe(id);
+    expect(editor.provenanceNow()[second]).toEqual({
+      source: "proposal",
+      proposal_source: "model",
+      model: "model v4",
+    });
   });
 });
 

@@ -39,6 +39,10 @@ describe("painted objects in the review page", () => {
     expect(objectCells(none)).toEqual(["8", "12.3", "–", "–", "–"]);
     const proposed = object(9, { provenance: { source: "proposal", proposal_source: "model" } });
     expect(provenanceText(proposed)).toBe("proposal (model)");
+    const named = object(10, {
+      provenance: { source: "click", proposal_source: "model", model: "model v3" },
+    });
+    expect(provenanceText(named)).toBe("click (model v3)");
   });
 
   it("shows an object at its centroid voxel (z, y, x)", () => {

@@ -11,13 +11,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import requests
 from celery_harness import LiveWorker, WorkerProcess, wait_for
 from django.conf import settings
 from rest_framework.authtoken.models import Token
+from scipy import ndimage
 
+from pipeline.assist import rle_decode
+from pipeline.box_image import read_box
 from tests.runs_testdata import people, retrain_campaign
+from webapp.annotation import services
 from webapp.datasets.models import Layer
 from webapp.runs.models import ModelVersion, PipelineRun
 
@@ -124,6 +129,29 @@ def test_a_registered_model_is_fine_tuned_applied_to_another_dataset_and_proofre
     boxes = suggested.json()["boxes"]
     assert len(boxes) == 2 and boxes[0]["uncertainty"] >= boxes[1]["uncertainty"] > 0
     assert not any(b["created"] for b in boxes)  # the campaign is tiled: none is new
+    # v1, the dataset's current model, powers the painting editor: a click in the next task
+    # takes v1's published object under it.
+    task = services.next_task(campaign, who["a1"])
+    assert task is not None
+    segmentation = ModelVersion.objects.get(pk=v1["model_id"]).layer
+    assert segmentation is not None
+    box = tuple(slice(a, a + n) for a, n in zip(task.box.start, task.box.size, strict=True))
+    published = read_box(campaign.dataset.root / segmentation.path, task.box.start, task.box.size)
+    assert published.shape == tuple(s.stop - s.start for s in box)
+    inside = np.argwhere(ndimage.binary_erosion(published > 0))
+    assert len(inside), "v1 found no object in the task's box"
+    z, y, x = (int(v) for v in inside[len(inside) // 2])
+    click = session(who["a1"]).post(
+        f"{base}/annotation/assignments/{task.pk}/assist/click/",
+        json={"z": z, "y": y, "x": x},
+        timeout=30,
+    )
+    assert click.status_code == 200, click.text
+    proposal = click.json()["proposal"]
+    assert (proposal["source"], proposal["model"]) == ("model", "model v1")
+    z0, y0, x0, z1, y1, x1 = proposal["bbox"]
+    mask = rle_decode(proposal["rle"], (z1 - z0, y1 - y0, x1 - x0))
+    assert np.array_equal(mask, published[z0:z1, y0:y1, x0:x1] == published[z, y, x])
     tune = api.post(
         f"{base}/runs/",
         json={"campaign": campaign.pk, "preset": "tiny", "params": quick, "parent": v1["model_id"]},

@@ -1,15 +1,21 @@
 """Model-assisted objects in a painted task: object from a click, and "propose all in box".
 
-Both read the task box's image through :func:`pipeline.box_image.read_box` and run
-:mod:`pipeline.assist`; answers are the issue-10 contract's Proposals in box-local voxels. A
-click is answered at once (a window around it, well under a second); proposing over the whole
-box runs as an :class:`AssistJob` on a Celery worker, its progress on the job row.
+Answers are the issue-10 contract's Proposals in box-local voxels. A click is answered at once
+(a window around it, well under a second); proposing over the whole box runs as an
+:class:`AssistJob` on a Celery worker, its progress on the job row.
 
-The source is the classical watershed on the image: no app of the site records a trained model
-per dataset yet (models are files of the ``pipeline`` command line), so there is no current model
-to look up. :func:`pipeline.assist.propose_all` and ``click_object`` take a model's predictions
-when a caller has them (``pipeline.assist.predict_box``).
+The source is the dataset's current model (:mod:`webapp.core.current_models`, kept by the runs
+app) when there is one, else the classical watershed on the image
+(:func:`pipeline.assist.click_object`, :func:`pipeline.assist.propose_all`):
 
+- the model's published segmentation of the campaign's image (the seeded watershed on its
+  probability and distance maps, merged over the whole image) answers both, read in the click's
+  window or the box (:mod:`pipeline.assist_segmentation`), scored by the mean probability;
+- a model that segmented another layer predicts the box in the propose-all job
+  (:func:`pipeline.assist.predict_box`); a click then uses the watershed, as it does where the
+  model sees no object (a missed nucleus is still one click away).
+
+Proposals from a model carry its name (``model``), which the labels save keeps as provenance.
 Only the annotator who took an editable task of a painted campaign may ask; the proposals of the
 latest job are readable by whoever may read the assignment.
 """
@@ -24,10 +30,24 @@ import numpy as np
 from django.contrib.auth.models import User
 from django.db import transaction
 
-from pipeline.assist import click_object, click_window, propose_all
+from pipeline.assist import (
+    DEFAULT_MIN_DIAMETER_NM,
+    AssistObject,
+    Predictions,
+    ball_voxels,
+    click_object,
+    click_window,
+    predict_box,
+    propose_all,
+)
+from pipeline.assist_segmentation import segmentation_click, segmentation_objects
 from pipeline.box_image import read_box
+from pipeline.errors import InvalidInputError
+from pipeline.ome_zarr_io import open_spatial_level
+from pipeline.progress import ProgressCallback
 from webapp.annotation.models import Assignment, AssignmentState, AssistJob
 from webapp.annotation.selectors import label_geometry
+from webapp.core.current_models import CurrentModel, current_model
 from webapp.core.errors import Conflict, InvalidRequest, NotAllowed
 from webapp.core.jobs.lifecycle import job_create_queued
 from webapp.core.jobs.models import ACTIVE_STATUSES
@@ -70,6 +90,19 @@ def box_image(assignment: Assignment) -> tuple[np.ndarray, tuple[float, float, f
     return image, label_geometry(box).voxel_size_nm
 
 
+def box_model(assignment: Assignment) -> CurrentModel | None:
+    """The current model of the box's dataset, for the campaign's image layer."""
+    layer = assignment.box.campaign.image_layer
+    return current_model(layer.dataset_id, layer.pk)
+
+
+def _proposal(found: AssistObject, object_id: str, model: CurrentModel | None) -> dict[str, Any]:
+    proposal = found.proposal(object_id)
+    if model is not None and found.source == "model":
+        proposal["model"] = model.name
+    return proposal
+
+
 def assist_click(
     assignment: Assignment, user: User, click: tuple[int, int, int]
 ) -> tuple[dict[str, Any] | None, str]:
@@ -86,17 +119,29 @@ def assist_click(
     window = click_window(click, size, voxel_size)
     layer = box.campaign.image_layer
     origin = [s + w.start for s, w in zip(box.start, window, strict=True)]
-    image = read_box(
-        Path(layer.dataset.root) / layer.path, origin, [w.stop - w.start for w in window]
-    )
+    shape = [w.stop - w.start for w in window]
+    image = read_box(Path(layer.dataset.root) / layer.path, origin, shape)
     local = tuple(c - w.start for c, w in zip(click, window, strict=True))
     if any(c >= n for c, n in zip(local, image.shape, strict=True)):
         return None, "The click lies past the image's edge (the box reaches beyond it)."
+    object_id = f"click-{secrets.token_hex(6)}"
+    starts = [w.start for w in window]
+    model = box_model(assignment)
+    missed = ""
+    if model is not None and model.segmentation is not None:
+        labels = read_box(model.segmentation, origin, shape)
+        probability = None
+        if model.probability is not None:
+            probability = read_box(model.probability, origin, shape)
+        picked = segmentation_click(labels, local, probability)
+        if picked is not None:
+            reason = f"An object of {picked.voxels} voxels ({model.name})."
+            return _proposal(picked.shifted(starts), object_id, model), reason
+        missed = f"{model.name} sees no object here. "
     found, reason = click_object(image, local, voxel_size)
     if found is None:
-        return None, reason
-    found = found.shifted([w.start for w in window])
-    return found.proposal(f"click-{secrets.token_hex(6)}"), reason
+        return None, missed + reason
+    return _proposal(found.shifted(starts), object_id, model), missed + reason
 
 
 def proposals_start(assignment: Assignment, user: User) -> AssistJob:
@@ -151,12 +196,67 @@ class AssistProposalsRunner(JobRunner[AssistJob]):
     def work(self, job: AssistJob, work_dir: Path, progress: JobProgressWriter) -> None:
         progress("reading the box's image", 0, 1)
         image, voxel_size = box_image(job.assignment)
-        found = propose_all(image, voxel_size, progress=progress)
-        proposals = [item.proposal(f"job{job.pk}-{n}") for n, item in enumerate(found, 1)]
-        sources = sorted({p["source"] for p in proposals}) or ["watershed"]
-        message = f"{len(proposals)} objects proposed ({', '.join(sources)})."
+        model = box_model(job.assignment)
+        found, note = box_objects(job.assignment, image, voxel_size, model, work_dir, progress)
+        proposals = [_proposal(item, f"job{job.pk}-{n}", model) for n, item in enumerate(found, 1)]
+        sources = sorted({p.get("model", p["source"]) for p in proposals}) or ["watershed"]
+        message = f"{len(proposals)} objects proposed ({', '.join(sources)}).{note}"
         with transaction.atomic():
             self.succeed(proposals=proposals, message=message)
+
+
+def box_objects(
+    assignment: Assignment,
+    image: np.ndarray,
+    voxel_size: tuple[float, float, float],
+    model: CurrentModel | None,
+    work_dir: Path,
+    progress: ProgressCallback,
+) -> tuple[list[AssistObject], str]:
+    """Every object of the box (module docstring: which source) and a note when the model
+    could not be used."""
+    box = assignment.box
+    if model is not None and model.segmentation is not None:
+        progress("reading the model's segmentation", 0, 1)
+        labels = read_box(model.segmentation, box.start, box.size)
+        probability = None
+        if model.probability is not None:
+            probability = read_box(model.probability, box.start, box.size)
+        smallest = ball_voxels(DEFAULT_MIN_DIAMETER_NM, voxel_size)
+        found = segmentation_objects(labels, probability, min_voxels=smallest)
+        progress("reading the model's segmentation", 1, 1)
+        return found, ""
+    if model is not None and not model.model_file.is_file():
+        note = f" The file of {model.name} is missing: the image's watershed instead."
+        return propose_all(image, voxel_size, progress=progress), note
+    if model is not None:
+        from pipeline.model_io import model_segment_params  # torch: only when a model is used
+
+        try:
+            predictions = _predict(assignment, model, image, work_dir, progress)
+        except InvalidInputError as error:
+            note = f" {model.name} could not be applied ({error}): the image's watershed instead."
+            return propose_all(image, voxel_size, progress=progress), note
+        params = model_segment_params(model.model_file)
+        seed = {"seed_threshold_nm": params.seed_threshold_nm} if params is not None else {}
+        return propose_all(image, voxel_size, predictions, progress=progress, **seed), ""
+    return propose_all(image, voxel_size, progress=progress), ""
+
+
+def _predict(
+    assignment: Assignment,
+    model: CurrentModel,
+    image: np.ndarray,
+    work_dir: Path,
+    progress: ProgressCallback,
+) -> Predictions:
+    """The model's maps over the box, normalised by the whole image (as a run predicts it)."""
+    from pipeline.model_io import load_model  # torch: only when a model is used
+
+    layer = assignment.box.campaign.image_layer
+    whole = open_spatial_level(Path(layer.dataset.root) / layer.path, 0, what="image")
+    scaling = load_model(model.model_file, device="cpu").normalisation.scaling(whole.array)
+    return predict_box(model.model_file, image, work_dir, scaling=scaling, progress=progress)
 
 
 def proposals_run(job_id: int) -> AssistJob:

@@ -1326,12 +1326,13 @@ def label_payloads_parse(
 
 PROVENANCE_SOURCES = OBJECT_SOURCES
 MAX_PROVENANCE_BYTES = 1024**2
+MAX_MODEL_NAME = 100
 
 
 def provenance_parse(text: str) -> dict[str, dict[str, str]]:
     """The labels save's ``provenance`` field (JSON text), checked: an object mapping object ids
     (decimal uint32, not 0) to {"source": manual|click|proposal, "proposal_source"?:
-    model|watershed}. 400 with the reason for anything else."""
+    model|watershed, "model"?: the model's name}. 400 with the reason for anything else."""
     if len(text) > MAX_PROVENANCE_BYTES:
         raise TooLarge(f"provenance may be at most {MAX_PROVENANCE_BYTES:,} characters.")
     try:
@@ -1349,7 +1350,7 @@ def provenance_parse(text: str) -> dict[str, dict[str, str]]:
                 f"provenance of object {key}: source must be one of "
                 f"{', '.join(PROVENANCE_SOURCES)}."
             )
-        extra = set(value) - {"source", "proposal_source"}
+        extra = set(value) - {"source", "proposal_source", "model"}
         if extra:
             raise InvalidRequest(
                 f"provenance of object {key}: unknown field(s) {', '.join(sorted(extra))[:60]}."
@@ -1361,6 +1362,14 @@ def provenance_parse(text: str) -> dict[str, dict[str, str]]:
                     f"provenance of object {key}: proposal_source must be model or watershed."
                 )
             entry["proposal_source"] = str(value["proposal_source"])
+        if "model" in value:
+            model = value["model"]
+            if not isinstance(model, str) or not 0 < len(model) <= MAX_MODEL_NAME:
+                raise InvalidRequest(
+                    f"provenance of object {key}: model must be a name of 1 to "
+                    f"{MAX_MODEL_NAME} characters."
+                )
+            entry["model"] = model
         checked[str(int(key))] = entry
     return checked
 

@@ -24,7 +24,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_safe
 
-from webapp.annotation import selectors, services
+from webapp.annotation import assist, selectors, services
 from webapp.annotation.api import label_views
 from webapp.annotation.api.serializers import AssignmentSerializer
 from webapp.annotation.instructions import instructions_html
@@ -117,8 +117,22 @@ def task_page(request: HttpRequest, assignment_id: int) -> HttpResponse:
         "state": state,
         "config": config,
         "client_url": neuroglancer_client_url(),
+        "assist_source": assist_source(assignment) if campaign.painted else "",
     }
     return render(request, "annotation/task.html", context)
+
+
+def assist_source(assignment: Assignment) -> str:
+    """What the assistance grows objects from, said before the annotator asks."""
+    model = assist.box_model(assignment)
+    if model is None:
+        return "Proposals come from the image (a watershed): this dataset has no model yet."
+    if model.segmentation is not None:
+        return f"Proposals come from {model.name}, the dataset's current model."
+    return (
+        f"Proposals come from {model.name}, the dataset's current model: Propose all applies "
+        "it to the box; a click grows an object from the image."
+    )
 
 
 @login_required

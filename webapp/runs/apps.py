@@ -12,9 +12,10 @@ class RunsConfig(AppConfig):
         from django.db.models.signals import post_save
 
         from webapp.annotation.models import Assignment, BoxLabelTruth
-        from webapp.core import page_panels
-        from webapp.runs import auto_retrain, views
+        from webapp.core import current_models, page_panels
+        from webapp.runs import auto_retrain, current_model, views
 
         page_panels.register("annotation.campaign", views.campaign_panel)
+        current_models.register(current_model.current_model_of)
         post_save.connect(auto_retrain.on_assignment_saved, sender=Assignment)
         post_save.connect(auto_retrain.on_label_truth_saved, sender=BoxLabelTruth)

@@ -21,11 +21,12 @@ export function provenanceOf(o: LabelObject): Provenance {
   return o.provenance?.source ?? "unknown";
 }
 
-/** The provenance as the table writes it: "proposal (model)" names what proposed it. */
+/** The provenance as the table writes it: "proposal (model v3)" names what proposed it. */
 export function provenanceText(o: LabelObject): string {
   const p = o.provenance;
   if (!p) return "–";
-  return p.proposal_source ? `${p.source} (${p.proposal_source})` : p.source;
+  const by = p.model ?? p.proposal_source;
+  return by ? `${p.source} (${by})` : p.source;
 }
 
 /** A table row: id, volume (um^3), surface (um^2), sphericity, provenance. */

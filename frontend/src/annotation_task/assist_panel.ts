@@ -18,6 +18,11 @@ function asEditorProposal(p: Proposal): EditorProposal {
   return p as unknown as EditorProposal; // same contract; the schema types bbox as number[]
 }
 
+/** What a click proposed and what grew it: "Object of 812 voxels (model v3)". */
+export function clickSummary(p: Proposal): string {
+  return `Object of ${p.voxels} voxels (${p.model ?? p.source})`;
+}
+
 /** Proposals mostly painted already (e.g. an object accepted from a click) are not asked
  * about again. */
 export const PAINTED_ALREADY = 0.5;
@@ -63,7 +68,7 @@ export function mountAssist(
       .then((result) => {
         if (result.proposal) {
           paint.showProposal(asEditorProposal(result.proposal));
-          say(`Object of ${result.proposal.voxels} voxels: Enter accepts, Esc rejects.`);
+          say(`${clickSummary(result.proposal)}: Enter accepts, Esc rejects.`);
         } else {
           say(result.reason || "No object found at the click.");
         }

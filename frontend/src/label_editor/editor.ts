@@ -16,6 +16,8 @@ export type Tool = "brush" | "eraser" | "sphere" | "fill" | "pick";
 export interface Provenance {
   source: "manual" | "click" | "proposal";
   proposal_source?: "model" | "watershed";
+  /** The model version that proposed it ("model v3"). */
+  model?: string;
 }
 
 /** What changed, for the page to redraw: a voxel box (inclusive), or everything. */
@@ -239,10 +241,11 @@ export class LabelEditor {
     for (let i = 0; i < shown.indices.length; i++) {
       if (this.volume.data[shown.indices[i]!] === 0) edit.set(shown.indices[i]!, id);
     }
-    this.provenance[id] =
-      shown.kind === "click"
-        ? { source: "click", proposal_source: shown.p.source }
-        : { source: "proposal", proposal_source: shown.p.source };
+    this.provenance[id] = {
+      source: shown.kind === "click" ? "click" : "proposal",
+      proposal_source: shown.p.source,
+      ...(shown.p.model ? { model: shown.p.model } : {}),
+    };
     const changed = this.record(edit);
     this.onProposalDone?.(true, shown.p);
     return changed ?? "all";

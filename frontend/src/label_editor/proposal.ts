@@ -11,6 +11,8 @@ export interface Proposal {
   voxels: number;
   score: number;
   source: "model" | "watershed";
+  /** The model version that proposed it ("model v3"), when source is model. */
+  model?: string;
 }
 
 /** The proposal's voxels as flat indices of ``vol`` (those inside the volume), and a mask

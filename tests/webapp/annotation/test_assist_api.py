@@ -202,7 +202,10 @@ def test_provenance_round_trip_and_refusals(task: Assignment, people: dict[str, 
     api = client(people, "a1")
     url, objects = f"{API}{task.pk}/labels/", f"{API}{task.pk}/labels/objects/"
     labels = truth()
-    first = {"1": {"source": "click"}, "2": {"source": "proposal", "proposal_source": "watershed"}}
+    first = {
+        "1": {"source": "click"},
+        "2": {"source": "proposal", "proposal_source": "model", "model": "model v2"},
+    }
     answer = api.post(
         url,
         {"base_version": "0", "provenance": json.dumps(first), "0.0.0": part(labels[:, :64, :64])},
@@ -221,6 +224,9 @@ def test_provenance_round_trip_and_refusals(task: Assignment, people: dict[str, 
         json.dumps({"3": "manual"}),
         json.dumps({"3": {"source": "proposal", "proposal_source": "oracle"}}),
         json.dumps({"3": {"source": "manual", "colour": "red"}}),
+        json.dumps({"3": {"source": "click", "proposal_source": "model", "model": ""}}),
+        json.dumps({"3": {"source": "click", "proposal_source": "model", "model": 3}}),
+        json.dumps({"3": {"source": "click", "model": "m" * 101}}),
     ):
         changed = labels.copy()
         changed[changed == 3] = 4

@@ -35,6 +35,10 @@ class ProposalSerializer(serializers.Serializer[dict[str, Any]]):
         choices=PROPOSAL_SOURCES,
         help_text="The current model's predictions, or the classical watershed on the image.",
     )
+    model = serializers.CharField(
+        required=False,
+        help_text='The model version that proposed it ("model v3"), when source is model.',
+    )
 
 
 class ClickResultSerializer(serializers.Serializer[dict[str, Any]]):

@@ -91,7 +91,8 @@ SAVE_FORM = {
         "provenance": {
             "type": "string",
             "description": 'JSON text: {"<object id>": {"source": "manual" | "click" | '
-            '"proposal", "proposal_source": "model" | "watershed" (optional)}}; updates where '
+            '"proposal", "proposal_source": "model" | "watershed" (optional), "model": the '
+            "model version's name (optional)}}; updates where "
             "the objects came from (400, nothing saved, when malformed).",
         },
     },

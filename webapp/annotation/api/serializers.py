@@ -384,6 +384,9 @@ class ObjectProvenanceSerializer(serializers.Serializer[dict[str, Any]]):
     proposal_source = serializers.ChoiceField(
         choices=PROPOSAL_SOURCES, required=False, help_text="What proposed it."
     )
+    model = serializers.CharField(
+        required=False, max_length=100, help_text="The model version that proposed it."
+    )
 
 
 class LabelObjectSerializer(serializers.Serializer[dict[str, Any]]):
