@@ -6,6 +6,9 @@ pages.)"""
 
 from __future__ import annotations
 
+import hashlib
+import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +26,7 @@ from pipeline.assist import rle_decode
 from pipeline.box_image import read_box
 from tests.runs_testdata import people, retrain_campaign
 from webapp.annotation import services
-from webapp.datasets.models import Layer
+from webapp.datasets.models import Layer, LayerKind
 from webapp.runs.models import ModelVersion, PipelineRun
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -100,15 +103,18 @@ def gpu_worker(celery_worker: LiveWorker, settings: Any, tmp_path: Path) -> Iter
             conn.default_channel.queue_delete(GPU_QUEUE)
 
 
-@pytest.mark.worker_env(ANNOTOME_GPU_QUEUE=GPU_QUEUE)
+@pytest.mark.worker_env(
+    ANNOTOME_GPU_QUEUE=GPU_QUEUE, ANNOTOME_TEST_PREDICT_PAUSE="{tmp_path}/pause-predict"
+)
 def test_a_registered_model_is_fine_tuned_applied_to_another_dataset_and_proofread(
-    celery_worker: LiveWorker, gpu_worker: WorkerProcess, live_server: Any
+    celery_worker: LiveWorker, gpu_worker: WorkerProcess, live_server: Any, tmp_path: Path
 ) -> None:
     """The registry's loop: train v1, fine-tune it (v2 starts from v1's weights), segment a
     second dataset with v1 (nothing trained, its boxes all evaluate it), then open a
     proofreading campaign on a version's detections in one request. A second worker consumes
     only the GPU queue (as a CUDA worker would): the runs' training and prediction go to it,
-    segmentation to the first."""
+    segmentation to the first. Last, the application is run again with the GPU worker's
+    process killed in the middle of prediction: the same bytes are published."""
     who = people()
     campaign, _ = retrain_campaign(who, approved=3)
     target, _ = retrain_campaign(who, approved=2)
@@ -192,3 +198,57 @@ def test_a_registered_model_is_fine_tuned_applied_to_another_dataset_and_proofre
     gpu_log, cpu_log = gpu_worker.log_text(), celery_worker.process.log_text()
     assert "Task runs.advance[" in gpu_log and "Task core.plan_item[" in gpu_log
     assert "Task runs.advance[" not in cpu_log and "Task core.plan_item[" in cpu_log  # segment
+    killed_mid_prediction(api, base, target.pk, v1["model_id"], applied, gpu_worker, tmp_path)
+
+
+def store_chunks(store: Path) -> dict[str, str]:
+    """SHA-256 of every chunk file of an OME-Zarr store (not its metadata, which names it)."""
+    metadata = {".zattrs", ".zarray", ".zgroup", "zarr.json"}
+    return {
+        str(path.relative_to(store)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(store.rglob("*"))
+        if path.is_file() and path.name not in metadata
+    }
+
+
+def published_stores(model_id: int) -> tuple[Path, Path]:
+    """The label image and probability map a version's run published."""
+    layer = ModelVersion.objects.get(pk=model_id).layer
+    assert layer is not None
+    probability = Layer.objects.get(source_layer=layer, kind=LayerKind.IMAGE)
+    root = layer.dataset.root
+    return root / layer.path, root / probability.path
+
+
+def killed_mid_prediction(
+    api: requests.Session,
+    base: str,
+    campaign_id: int,
+    model_id: int,
+    undisturbed: dict[str, Any],
+    gpu_worker: WorkerProcess,
+    tmp_path: Path,
+) -> None:
+    """Apply the model again while ``pause`` holds the prediction items (worker_test_tasks:
+    maps written, done marker not yet); SIGKILL the GPU worker's process holding one. The
+    worker starts a new process, the item runs again there, and the run publishes chunk for
+    chunk the bytes of the undisturbed application."""
+    pause, log = tmp_path / "pause-predict", tmp_path / "pause-predict.log"
+    seen = len(log.read_text().split()) if log.exists() else 0
+    pause.touch()
+    again = api.post(f"{base}/runs/", json={"campaign": campaign_id, "model": model_id}, timeout=30)
+    assert again.status_code == 202, again.text
+    wait_for(lambda: log.exists() and len(log.read_text().split()) > seen, 120, "an item to pause")
+    held = int(log.read_text().split()[seen])
+    assert held in gpu_worker.pool_children()
+    os.kill(held, signal.SIGKILL)
+    pause.unlink()
+    rerun = finished(api, f"{base}/runs/{again.json()['id']}/")
+    after = [int(pid) for pid in log.read_text().split()[seen + 1 :]]
+    assert after and held not in after  # the item ran again, in the worker's new process
+    assert rerun["metrics"]["measure"] == undisturbed["metrics"]["measure"]
+    for first, second in zip(
+        published_stores(undisturbed["model_id"]), published_stores(rerun["model_id"]), strict=True
+    ):
+        chunks = store_chunks(first)
+        assert chunks and store_chunks(second) == chunks, second

@@ -54,4 +54,27 @@ def _slow_down_progress_reports() -> None:
     JobProgressWriter.__call__ = slow_report  # type: ignore[method-assign]
 
 
+def _pause_prediction_items() -> None:
+    """Test knob ``ANNOTOME_TEST_PREDICT_PAUSE=path``: a prediction item about to mark a block
+    done (its maps written, its done marker not yet) appends its process id to ``path.log``
+    and waits while ``path`` exists, so a test can kill the worker's process in the middle of
+    an item of a run's prediction plan."""
+    pause = os.environ.get("ANNOTOME_TEST_PREDICT_PAUSE") or ""
+    if not pause:
+        return
+    import pipeline.predict
+
+    write = pipeline.predict.write_atomic
+
+    def paused_write(path: Path, text: str) -> None:
+        with open(f"{pause}.log", "a") as log:
+            log.write(f"{os.getpid()}\n")
+        while os.path.exists(pause):
+            time.sleep(0.05)
+        write(path, text)
+
+    pipeline.predict.write_atomic = paused_write  # type: ignore[assignment]
+
+
 _slow_down_progress_reports()
+_pause_prediction_items()
