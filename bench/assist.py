@@ -3,7 +3,8 @@ per object whose Dice with the truth is >= 0.9, fully manual painting versus cli
 versus propose-and-correct.
 
     .venv/bin/python bench/assist.py [--boxes 3] [--box 64 64 64] [--manual-step 4]
-                                     [--corrections 3] [--reuse DIR] [--keep]
+                                     [--corrections 3] [--model tiny|standard]
+                                     [--reuse DIR] [--keep]
 
 One command. It prepares a var directory as ``make up`` does (``migrate``, ``collectstatic``,
 ``manage.py load_demo``: 256^3 synthetic nuclei, 300 objects, 200 nm voxels, seed 0, whose true
@@ -30,6 +31,14 @@ voxels, as a person scrolls through the box.
 - propose-and-correct: the "Propose all" button (shared by the box's targets), then per
   proposal Enter when it matches a target not yet taken at IoU >= 0.5, else Esc (shared);
   corrections as above for accepted ones; targets left over are done by click.
+
+With ``--model PRESET`` the loop is closed first-hand: after the three ways above (the classical
+watershed proposes, no model exists yet), the demo's painted campaign (``load_demo_campaign``:
+six approved 64^3 boxes) is retrained on the site's worker with that preset, the run's model
+becomes the demo's current model, and click-to-object and propose-and-correct are played again
+by two more annotators of the same boxes (``click-model``, ``propose-model``): the model's
+published segmentation now proposes. The run's wall time, its held-out F1 and how much of each
+bench box the training boxes cover are printed.
 
 At the end the page's volume (``annotome.paint.editor.volume.data``) is read and every target's
 Dice is the best Dice of one painted id with it. Reported per strategy: targets reaching Dice
@@ -76,11 +85,14 @@ SEED = 0
 GOOD_DICE = 0.9
 MIN_DIAMETER_UM = 1.0
 PASSWORD = "bench-assist-pass-123"
-STRATEGIES = ("manual", "click", "propose")
+STRATEGIES = ("manual", "click", "propose", "click-model", "propose-model")
+MODEL_STRATEGIES = ("click-model", "propose-model")
 NAMES = {
     "manual": "manual (baseline)",
     "click": "click-to-object",
     "propose": "propose-and-correct",
+    "click-model": "click, model",
+    "propose-model": "propose, model",
 }
 PAINT_READY = "() => annotome.paint !== null && annotome.paint.ready.then(() => true)"
 WAIT_MS = 120_000
@@ -107,7 +119,8 @@ out = []
 for n, centre in enumerate(%(centres)r):
     spec = services.CampaignSpec(
         name=f"assist bench {n + 1}", instructions="Paint every nucleus.",
-        box_size_um=[b * v for b, v in zip(%(box)r, voxel)], redundancy=3, painted=True,
+        box_size_um=[b * v for b, v in zip(%(box)r, voxel)], redundancy=len(people),
+        painted=True,
     )
     campaign = services.campaign_create(dataset.owner, dataset, layer, spec)
     campaign.painted = True
@@ -118,6 +131,32 @@ for n, centre in enumerate(%(centres)r):
     rows = {s: services.next_task(campaign, u).pk for s, u in people.items()}
     out.append({"start": list(box.start), "size": list(box.size), "assignments": rows})
 print(json.dumps(out))
+"""
+
+TRAIN_CODE = """
+from django.contrib.auth import get_user_model
+from webapp.annotation.models import AnnotationCampaign
+from webapp.runs import services
+from webapp.runs.management.commands.load_demo_campaign import NAME
+campaign = AnnotationCampaign.objects.get(name=NAME)
+admin = get_user_model().objects.get(username="admin")
+run = services.run_start(admin, campaign, preset=%(preset)r)
+boxes = [[list(b.start), list(b.size)] for b in campaign.boxes.filter(
+    assignments__state="approved").distinct()]
+print(json.dumps({"run": run.pk, "boxes": boxes}))
+"""
+
+RUN_STATE_CODE = """
+from webapp.runs.models import ModelVersion, PipelineRun
+run = PipelineRun.objects.get(pk=%(run)d)
+version = ModelVersion.objects.filter(run=run).first()
+f1 = None
+if version is not None:
+    evaluation = version.metrics.get("evaluation") or {}
+    f1 = (evaluation.get("filtered") or evaluation.get("all") or {}).get("f1")
+print(json.dumps({"status": run.status, "stage": run.stage, "progress": run.progress,
+                  "error": run.error, "model": version and version.number,
+                  "current": bool(version and version.current), "f1": f1}))
 """
 
 
@@ -469,6 +508,44 @@ def box_centres(
     return [[int(v) for v in rng.integers(lo, hi + 1)] for _ in range(n)]
 
 
+def last_json(output: str) -> Any:
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def train_model(env: dict[str, str], preset: str) -> dict[str, Any]:
+    """Retrain the demo's painted campaign on the running site's worker (as its Retrain button
+    does) and wait with a bar; the run's figures and its training boxes (start, size)."""
+    manage(env, "ensure_demo_admin")
+    manage(env, "load_demo_campaign", "--if-absent")
+    started = time.monotonic()
+    code = "import json\n" + TRAIN_CODE % {"preset": preset}
+    run = last_json(manage(env, "shell", "-c", code))
+    bar = tqdm(total=100, desc=f"retraining ({preset})", unit="%", file=sys.stderr)
+    while True:
+        code = "import json\n" + RUN_STATE_CODE % {"run": run["run"]}
+        state = last_json(manage(env, "shell", "-c", code))
+        bar.n = round(100 * float(state["progress"]))
+        bar.set_postfix_str(state["stage"] or state["status"])
+        if state["status"] in ("succeeded", "failed", "cancelled"):
+            break
+        time.sleep(5)
+    bar.close()
+    if state["status"] != "succeeded" or not state["current"]:
+        raise SystemExit(f"the run did not give a current model: {state}")
+    return {**state, "seconds": time.monotonic() - started, "boxes": run["boxes"]}
+
+
+def covered(box: dict[str, Any], training: list[list[list[int]]]) -> float:
+    """The share of ``box``'s voxels inside the training boxes (they do not overlap)."""
+    inside = 0
+    for start, size in training:
+        extent = 1
+        for a, n, b, m in zip(box["start"], box["size"], start, size, strict=True):
+            extent *= max(0, min(a + n, b + m) - max(a, b))
+        inside += extent
+    return inside / float(np.prod(box["size"]))
+
+
 @dataclass
 class Outcome:
     """What one strategy did on one target."""
@@ -494,7 +571,7 @@ def run_strategy(
     task = Task(page, (int(z), int(y), int(x)))
     shared = Work()
     works: dict[int, Work] = {}
-    if strategy == "propose":
+    if strategy.startswith("propose"):
         works = propose_and_correct(task, targets, args.corrections, args.manual_step, shared)
         bar.update(len(targets))
     else:
@@ -537,7 +614,14 @@ def main() -> None:
     parser.add_argument("--corrections", type=int, default=3, help="correction strokes at most")
     parser.add_argument("--shape", nargs=3, type=int, default=[256, 256, 256])
     parser.add_argument("--nuclei", type=int, default=300)
-    parser.add_argument("--strategies", default=",".join(STRATEGIES), help="which, in order")
+    parser.add_argument(
+        "--strategies", help="which, in order (default: all, the model's with --model only)"
+    )
+    parser.add_argument(
+        "--model",
+        choices=("tiny", "standard"),
+        help="retrain the demo campaign with this preset, then play click and propose with it",
+    )
     parser.add_argument("--reuse", type=Path, help="var directory to keep and reuse across runs")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args()
@@ -547,9 +631,13 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="annotome-bench-assist-"))
     var_dir = (args.reuse or tmp / "var").resolve()
     site: Server | None = None
-    chosen = [s for s in args.strategies.split(",") if s]
+    default = STRATEGIES if args.model else STRATEGIES[:3]
+    chosen = [s for s in (args.strategies or ",".join(default)).split(",") if s]
     if not chosen or set(chosen) - set(STRATEGIES):
         parser.error(f"--strategies: a comma-separated list of {', '.join(STRATEGIES)}")
+    if set(chosen) & set(MODEL_STRATEGIES) and not args.model:
+        parser.error(f"{', '.join(MODEL_STRATEGIES)} need --model")
+    trained: dict[str, Any] | None = None
     results: dict[str, list[Outcome]] = {s: [] for s in chosen}
     try:
         env = site_env(var_dir)
@@ -586,6 +674,9 @@ def main() -> None:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             bar = tqdm(total=n_targets * len(chosen), unit="object", file=sys.stderr)
             for strategy in chosen:
+                if strategy in MODEL_STRATEGIES and trained is None:
+                    trained = train_model(env, args.model)
+                    print_training(trained, boxes)
                 context = browser.new_context(viewport=VIEWPORT)  # type: ignore[arg-type]
                 page = context.new_page()
                 page.goto(f"{site.url}/accounts/login/")
@@ -613,6 +704,18 @@ def main() -> None:
         else:
             shutil.rmtree(tmp, ignore_errors=True)
     report(results, load)
+    if trained is not None:
+        print_training(trained, boxes)
+
+
+def print_training(trained: dict[str, Any], boxes: list[dict[str, Any]]) -> None:
+    f1 = "-" if trained["f1"] is None else f"{trained['f1']:.3f}"
+    shares = ", ".join(f"{covered(b, trained['boxes']):.0%}" for b in boxes)
+    print(
+        f"\nretrained: model v{trained['model']} in {trained['seconds']:.0f} s, held-out F1 {f1};"
+        f" bench boxes inside its {len(trained['boxes'])} training boxes: {shares}",
+        flush=True,
+    )
 
 
 def report(results: dict[str, list[Outcome]], load: float) -> None:
