@@ -1,6 +1,7 @@
 """Plans on Celery workers: the same prediction and segmentation with 1 and 2 worker processes.
 
     .venv/bin/python bench/run.py [--size 256] [--width 8] [--workers 1,2] [--keep DIR] [--services]
+    .venv/bin/python bench/run.py --site [--size 256] [--workers 1,2] [--services]
 
 The site runs a pipeline step as a saved plan (:mod:`pipeline.plan`) whose items Celery workers
 take one by one (:mod:`webapp.core.jobs.plans`), so more worker processes, on this machine or on
@@ -15,6 +16,15 @@ temporary directory (``--services``: the environment's PostgreSQL and Redis); fo
 count a real ``celery -A webapp worker --concurrency N`` runs both plans. The baseline, in the
 same run: the same plans in this process (:class:`pipeline.plan.LocalExecutor`, one thread).
 Prints wall times, the speed-up over one worker and the ratio to the in-process run.
+
+``--site``: the same *site run* instead, as "Segment with a registered model" starts it
+(``runs.services.run_start`` with a dataset and a model): predict, segment, merge, measure,
+mesh, publish, with 1 and then 2 worker processes (``--concurrency``). The dataset is the
+browser tests' synthetic nuclei (``size``^3, 200 nm); the model is trained first in this
+process (the ``tiny`` preset's settings on four 64^3 boxes of the truth, about a minute) and
+registered, so that prediction finds the nuclei and the later stages have objects to work on.
+Prints each run's wall time from queueing to publication, its stages' seconds, the speed-up,
+and whether the runs published the same labels.
 """
 
 from __future__ import annotations
@@ -159,6 +169,98 @@ def _here(plans: list[Any]) -> list[float]:
     return times
 
 
+def _site_model(dataset: Any, folder: Path) -> Any:
+    """A model trained here on four 64^3 boxes of the dataset's truth (the tiny preset's
+    settings), registered as the dataset's version 1."""
+    import pandas as pd
+    from django.conf import settings
+
+    from pipeline.config import parse_config
+    from pipeline.run import run_pipeline
+    from webapp.datasets.models import LayerKind
+    from webapp.runs.models import ModelVersion
+
+    folder.mkdir(parents=True, exist_ok=True)
+    image = dataset.layers.get(kind=LayerKind.IMAGE)
+    truth = dataset.layers.get(kind=LayerKind.SEGMENTATION)
+    size = int(image.shape[-1])
+    corners = [(0, 0, 0), (size - 64, size - 64, size - 64), (0, size - 64, 0), (size - 64, 0, 0)]
+    table = folder / "boxes.csv"
+    pd.DataFrame(
+        [{"name": f"b{i}", "z": z, "y": y, "x": x, "d": 64, "h": 64, "w": 64}
+         for i, (z, y, x) in enumerate(corners)]
+    ).to_csv(table, index=False)  # fmt: skip
+    config = parse_config(
+        {
+            "data": {"image": str(dataset.root / image.path),
+                     "labels": str(dataset.root / truth.path), "boxes": str(table)},
+            "model": {"width": 4},
+            "training": {"seed": 0, "batch_size": 2, "max_epochs": 6, "iterations_per_epoch": 25,
+                         "lr": 1e-2, "val_interval": 2, "max_val_patches": 2, "health_epochs": 0},
+        },
+        base=folder,
+        source="bench",
+    )  # fmt: skip
+    result = run_pipeline(config, folder / "train", steps=["train"])
+    target = Path(settings.DATA_ROOT) / "models" / f"dataset-{dataset.pk}" / "v1" / "model.pt"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(Path(result.outputs["train.best_checkpoint"]).read_bytes())
+    return ModelVersion.objects.create(
+        dataset=dataset, number=1, path=str(target.relative_to(settings.DATA_ROOT)),
+        params={"mode": "train"}, metrics={}, current=True,
+    )  # fmt: skip
+
+
+def _site_runs(env: dict[str, str], counts: list[int], root: Path, size: int) -> None:
+    """The same site run with each worker count (module docstring)."""
+    from django.contrib.auth import get_user_model
+
+    from tests.browser.nuclei_dataset import build_nuclei_dataset
+    from webapp.runs import services
+    from webapp.runs.models import STAGES, ModelVersion, PipelineRun
+
+    owner = get_user_model().objects.create_user("bench-owner")
+    t0 = time.perf_counter()
+    n = max(1, round(NUCLEI_PER_256 * (size / 256) ** 3))
+    dataset = build_nuclei_dataset(owner, slug="bench-run", shape=(size,) * 3, n_nuclei=n)
+    model = _site_model(dataset, root / "model")
+    print(f"dataset {size}^3 with {n} nuclei and a model trained in "
+          f"{time.perf_counter() - t0:.0f} s", flush=True)  # fmt: skip
+    rows: list[tuple[str, float, dict[str, float], int]] = []
+    for count in counts:
+        proc = _start_worker(env, count, root / f"site-worker-{count}.log")
+        try:
+            start = time.perf_counter()
+            run = services.run_start(owner, None, preset="standard", dataset=dataset, model=model)
+            while (run := PipelineRun.objects.get(pk=run.pk)).is_active:
+                time.sleep(0.2)
+            wall = time.perf_counter() - start
+        finally:
+            os.killpg(proc.pid, 15)
+            proc.wait(timeout=60)
+        if run.status != "succeeded":
+            raise SystemExit(f"the run {run.status}: {run.error}\n{run.log[-2000:]}")
+        version = ModelVersion.objects.get(run=run)
+        seconds = {s: float((run.stages.get(s) or {}).get("seconds") or 0) for s in STAGES}
+        rows.append((f"{count} worker process{'es' if count > 1 else ''}", wall, seconds,
+                     version.pk))  # fmt: skip
+        print(f"  {rows[-1][0]}: {wall:.1f} s", flush=True)
+    shown = [s for s in STAGES if any(r[2][s] >= 0.05 for r in rows)]
+    print(f"\n{'':22} {'wall s':>8} {'vs 1':>6}  " + " ".join(f"{s:>9}" for s in shown))
+    for name, wall, seconds, _ in rows:
+        print(f"{name:22} {wall:8.1f} {rows[0][1] / wall:5.2f}x  "
+              + " ".join(f"{seconds[s]:9.1f}" for s in shown))  # fmt: skip
+    from pipeline.ome_zarr_io import open_spatial_level
+
+    stores = []
+    for *_, version_id in rows:
+        layer = ModelVersion.objects.get(pk=version_id).layer
+        assert layer is not None
+        stores.append(np.asarray(open_spatial_level(dataset.root / layer.path, 0).array[:]))
+    same = all(np.array_equal(stores[0], other) for other in stores[1:])
+    print(f"\nsame labels published by every run: {same}; objects: {len(np.unique(stores[0])) - 1}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=256, help="edge of the volume in voxels")
@@ -173,6 +275,9 @@ def main() -> None:
         "--services", action="store_true",
         help="use DATABASE_URL and CELERY_BROKER_URL from the environment (migrated here)",
     )  # fmt: skip
+    parser.add_argument(
+        "--site", action="store_true", help="a whole site run per worker count (see above)"
+    )
     args = parser.parse_args()
     counts = [int(c) for c in args.workers.split(",")]
     root = args.keep or Path(tempfile.mkdtemp(prefix="bench-run-"))
@@ -191,6 +296,13 @@ def main() -> None:
 
     import webapp.celery  # noqa: F401  (the app the executor sends with)
 
+    if args.site:
+        _site_runs(env, counts, root, args.size)
+        if not args.keep:
+            import shutil
+
+            shutil.rmtree(root, ignore_errors=True)
+        return
     data = Path(settings.DATA_ROOT) / "bench"
     t0 = time.perf_counter()
     inputs = _make_inputs(data / "inputs", args.size, args.width)
