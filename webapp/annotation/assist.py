@@ -22,7 +22,9 @@ latest job are readable by whoever may read the assignment.
 
 from __future__ import annotations
 
+import logging
 import secrets
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +55,8 @@ from webapp.core.jobs.lifecycle import job_create_queued
 from webapp.core.jobs.models import ACTIVE_STATUSES
 from webapp.core.jobs.progress import JobProgressWriter
 from webapp.core.jobs.runner import JobRunner
+
+logger = logging.getLogger(__name__)
 
 EDITABLE = (AssignmentState.IN_PROGRESS, AssignmentState.REJECTED)
 # What the contract calls a job's state, from the job row's state (retrying is still running).
@@ -96,6 +100,18 @@ def box_model(assignment: Assignment) -> CurrentModel | None:
     return current_model(layer.dataset_id, layer.pk)
 
 
+def model_output(
+    model: CurrentModel, origin: Sequence[int], shape: Sequence[int]
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The model's published labels (and probability, when kept) over a region of the image."""
+    assert model.segmentation is not None
+    labels = read_box(model.segmentation, origin, shape)
+    probability = None
+    if model.probability is not None:
+        probability = read_box(model.probability, origin, shape)
+    return labels, probability
+
+
 def _proposal(found: AssistObject, object_id: str, model: CurrentModel | None) -> dict[str, Any]:
     proposal = found.proposal(object_id)
     if model is not None and found.source == "model":
@@ -129,15 +145,19 @@ def assist_click(
     model = box_model(assignment)
     missed = ""
     if model is not None and model.segmentation is not None:
-        labels = read_box(model.segmentation, origin, shape)
-        probability = None
-        if model.probability is not None:
-            probability = read_box(model.probability, origin, shape)
-        picked = segmentation_click(labels, local, probability)
-        if picked is not None:
-            reason = f"An object of {picked.voxels} voxels ({model.name})."
-            return _proposal(picked.shifted(starts), object_id, model), reason
-        missed = f"{model.name} sees no object here. "
+        try:
+            output = model_output(model, origin, shape)
+        except (InvalidInputError, OSError, ValueError) as error:
+            # A damaged published store must not cost the annotator the click.
+            logger.warning("%s: its segmentation could not be read: %s", model.name, error)
+            output = None
+            missed = f"{model.name}'s segmentation could not be read. "
+        if output is not None:
+            picked = segmentation_click(output[0], local, output[1])
+            if picked is not None:
+                reason = f"An object of {picked.voxels} voxels ({model.name})."
+                return _proposal(picked.shifted(starts), object_id, model), reason
+            missed = f"{model.name} sees no object here. "
     found, reason = click_object(image, local, voxel_size)
     if found is None:
         return None, missed + reason
@@ -216,16 +236,19 @@ def box_objects(
     """Every object of the box (module docstring: which source) and a note when the model
     could not be used."""
     box = assignment.box
+    note = ""
     if model is not None and model.segmentation is not None:
         progress("reading the model's segmentation", 0, 1)
-        labels = read_box(model.segmentation, box.start, box.size)
-        probability = None
-        if model.probability is not None:
-            probability = read_box(model.probability, box.start, box.size)
+        try:
+            labels, probability = model_output(model, box.start, box.size)
+        except (InvalidInputError, OSError, ValueError) as error:
+            logger.warning("%s: its segmentation could not be read: %s", model.name, error)
+            note = f" {model.name}'s segmentation could not be read: the image's watershed instead."
+            return propose_all(image, voxel_size, progress=progress), note
         smallest = ball_voxels(DEFAULT_MIN_DIAMETER_NM, voxel_size)
         found = segmentation_objects(labels, probability, min_voxels=smallest)
         progress("reading the model's segmentation", 1, 1)
-        return found, ""
+        return found, note
     if model is not None and not model.model_file.is_file():
         note = f" The file of {model.name} is missing: the image's watershed instead."
         return propose_all(image, voxel_size, progress=progress), note

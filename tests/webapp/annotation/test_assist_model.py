@@ -211,3 +211,29 @@ def test_a_worker_proposes_the_models_objects(
     assert [p["model"] for p in proposals] == ["model v1", "model v1"]
     assert np.array_equal(decoded(proposals[0]), labels == 2)
     assert np.array_equal(decoded(proposals[1]), labels == 1)
+
+
+@pytest.mark.django_db
+def test_a_damaged_published_segmentation_falls_back_to_the_image(
+    painted: AnnotationCampaign,  # noqa: F811
+    task: Assignment,  # noqa: F811
+    people: dict[str, Any],
+    tmp_path: Path,
+) -> None:
+    version = publish_model(painted)
+    assert version.layer is not None
+    store = painted.image_layer.dataset.root / version.layer.path
+    for meta in [*store.glob(".zattrs"), *store.glob("zarr.json")]:
+        meta.unlink()  # no longer an OME-Zarr image
+    z, y, x = CENTRES[0]
+    body = client(people, "a1").post(
+        f"{API}{task.pk}/assist/click/", {"z": z, "y": y, "x": x}, format="json"
+    )
+    assert body.status_code == 200, body.content
+    assert body.json()["proposal"]["source"] == "watershed"
+    assert body.json()["reason"].startswith("model v1's segmentation could not be read.")
+    image, voxel_size = assist.box_image(task)
+    model = assist.box_model(task)
+    found, note = assist.box_objects(task, image, voxel_size, model, tmp_path, lambda *_: None)
+    assert {item.source for item in found} == {"watershed"} and len(found) == 3
+    assert note == " model v1's segmentation could not be read: the image's watershed instead."
