@@ -20,6 +20,17 @@ candidates. Each model segments the test image; objects
 match at IoU >= 0.5. M0's F1 is the baseline of the run. Prints one row per seed, then the mean
 F1 of each arm, the mean gain of uncertainty over random and how many seeds it won; writes
 ``active_learning.csv`` to ``--out``.
+
+``--criteria``: a cheaper question first: does a criterion point at the boxes M0 gets wrong?
+Per seed, M0 (as above) predicts and segments the training image; every candidate box gets M0's
+object errors there (false positives plus missed objects against the truth, objects clipped to
+the box, IoU >= 0.5) and a score per criterion: ``entropy`` (the site's: mean voxel entropy),
+``disagreement`` (share of voxels where the probability head says foreground, p > 0.5, and the
+distance head says background, d <= 0, or the reverse), ``core entropy`` (mean entropy over the
+voxels the distance head puts more than two voxels from any boundary: the confusion that is not
+boundary blur) and ``random``. Printed per criterion: Spearman's rho between score and errors,
+and the errors inside its top ``--add`` boxes against the best possible (the boxes with the most
+errors) and the mean of random picks. No further training.
 """
 
 from __future__ import annotations
@@ -41,13 +52,15 @@ sys.path.insert(0, str(ROOT))
 from accuracy import Pair, _nuclei, _write, object_f1  # noqa: E402
 
 from pipeline.config import parse_config  # noqa: E402
+from pipeline.evaluation import match_objects  # noqa: E402
 from pipeline.run import (  # noqa: E402
+    DISTANCE_NAME,
     PREDICTION_DIR,
     PROBABILITY_NAME,
     SEGMENTATION_NAME,
     run_pipeline,
 )
-from pipeline.suggest import cells_of_map, suggest_boxes  # noqa: E402
+from pipeline.suggest import cells_of_map, suggest_boxes, voxel_entropy  # noqa: E402
 from pipeline.task_boxes import TaskBox, tile_boxes  # noqa: E402
 from pipeline.volumes import open_volume  # noqa: E402
 
@@ -122,6 +135,81 @@ def one_seed(pair: Pair, roots: tuple[Path, Path], work: Path, seed: int, args: 
     return row
 
 
+CRITERIA = ("entropy", "disagreement", "core entropy", "random")
+
+
+def box_errors(pred: np.ndarray, truth: np.ndarray) -> int:
+    """M0's object errors in a box: its unmatched objects plus the missed true ones."""
+    matching = match_objects(pred, truth, 0.5)
+    n_pred = len(np.unique(pred[pred != 0]))
+    n_true = len(np.unique(truth[truth != 0]))
+    return (n_pred - len(matching.matched_a)) + (n_true - len(matching.matched_a))
+
+
+def criteria_scores(
+    probability: np.ndarray, distance: np.ndarray, voxel_nm: float, rng: np.random.Generator
+) -> dict[str, float]:
+    """Each criterion's score of one box from the model's two maps there (module docstring)."""
+    entropy = voxel_entropy(probability)
+    core = np.abs(distance) > 2 * voxel_nm
+    return {
+        "entropy": float(entropy.mean()),
+        "disagreement": float(np.mean((probability > 0.5) != (distance > 0))),
+        "core entropy": float(entropy[core].mean()) if core.any() else 0.0,
+        "random": float(rng.random()),
+    }
+
+
+def criteria_seed(pair: Pair, roots: tuple[Path, Path], work: Path, seed: int, args: Any) -> dict:
+    """Train M0, segment the training image, score the candidate boxes (``--criteria``)."""
+    from scipy.stats import spearmanr
+
+    train_root = roots[0]
+    tiles = tile_boxes(pair.train_image.shape, (args.box,) * 3)
+    rng = np.random.default_rng(seed)
+    order = [tiles[int(i)] for i in rng.permutation(len(tiles))]
+    start, rest = order[: args.start], order[args.start :]
+    m0, _ = train(train_root, work / "m0", start, seed, args)
+    out = apply(m0, train_root, work / "m0-apply", ["predict", "segment"])
+    probability = np.asarray(open_volume(out / PREDICTION_DIR / PROBABILITY_NAME, 0, None).array[:])
+    distance = np.asarray(open_volume(out / PREDICTION_DIR / DISTANCE_NAME, 0, None).array[:])
+    segmentation = np.asarray(open_volume(out / SEGMENTATION_NAME, 0, None).array[:])
+    voxel_nm = float(min(pair.voxel_size))
+    errors, scores = [], {c: [] for c in CRITERIA}
+    for box in rest:
+        region = tuple(slice(a, a + n) for a, n in zip(box.start, box.size, strict=True))
+        errors.append(box_errors(segmentation[region], pair.train_labels[region]))
+        for name, value in criteria_scores(
+            probability[region], distance[region], voxel_nm, rng
+        ).items():
+            scores[name].append(value)
+    errors_array = np.asarray(errors, dtype=float)
+    k = args.add
+    row: dict[str, Any] = {
+        "seed": seed,
+        "boxes": len(rest),
+        "errors": int(errors_array.sum()),
+        "best_top_k": float(np.sort(errors_array)[::-1][:k].sum()),
+        "random_top_k": float(errors_array.mean() * k),
+    }
+    for name in CRITERIA:
+        values = np.asarray(scores[name])
+        top = np.argsort(-values, kind="stable")[:k]
+        rho = spearmanr(values, errors_array).statistic
+        row[f"rho {name}"] = float(rho) if np.isfinite(rho) else 0.0
+        row[f"top_k {name}"] = float(errors_array[top].sum())
+    return row
+
+
+def criteria_report(rows: list[dict]) -> None:
+    table = pd.DataFrame(rows)
+    best, random = table["best_top_k"].mean(), table["random_top_k"].mean()
+    print(f"\n{'criterion':14} {'rho':>6} {'errors in top K':>16}  (best {best:.1f}, "
+          f"random {random:.1f}; means over {len(table)} seeds)")  # fmt: skip
+    for name in CRITERIA:
+        print(f"{name:14} {table[f'rho {name}'].mean():6.2f} {table[f'top_k {name}'].mean():16.1f}")
+
+
 def _objects(labels: np.ndarray, box: TaskBox) -> int:
     region = labels[tuple(slice(s, s + n) for s, n in zip(box.start, box.size, strict=True))]
     return len(np.unique(region[region != 0]))
@@ -137,6 +225,9 @@ def main() -> int:
     parser.add_argument("--max-epochs", type=int, default=12)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--criteria", action="store_true", help="score criteria against M0's errors only"
+    )
     args = parser.parse_args()
     pair = _nuclei(hard=True)
     rows = []
@@ -148,6 +239,20 @@ def main() -> int:
             f"fluorescence set {pair.train_image.shape}, boxes of {args.box}^3, start "
             f"{args.start} random boxes, +{args.add} per arm, max {args.max_epochs} epochs"
         )
+        if args.criteria:
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
+                row = criteria_seed(pair, roots, Path(tmp) / f"seed{seed}", seed, args)
+                rows.append(row)
+                print(
+                    f"seed {seed}: {row['boxes']} candidate boxes, {row['errors']} errors; rho "
+                    + ", ".join(f"{c} {row[f'rho {c}']:+.2f}" for c in CRITERIA),
+                    flush=True,
+                )
+            criteria_report(rows)
+            if args.out is not None:
+                args.out.mkdir(parents=True, exist_ok=True)
+                pd.DataFrame(rows).to_csv(args.out / "criteria.csv", index=False)
+            return 0
         print(f"{'seed':>4} {'M0 F1':>7} {'+uncertain':>11} {'+random':>8}  (objects in added)")
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             row = one_seed(pair, roots, Path(tmp) / f"seed{seed}", seed, args)
