@@ -11,12 +11,13 @@ z blur, few photons; a training and a separate test image, 64 x 128 x 128 at 200
 training image is tiled into ``--box``-voxel boxes, the campaign's task boxes.
 
 Per seed: ``--start`` boxes drawn at random train model M0 (the pipeline's defaults, training
-capped at ``--max-epochs``, no health check: a weak model is expected here). M0 predicts the
-training image; ``pipeline.suggest`` ranks the other boxes by its uncertainty (mean binary
-entropy of the foreground probability, what the site's "Suggest next boxes" uses). Two models
-are then trained from scratch with the same seed and budget: on the start boxes plus the
-``--add`` most uncertain ones, and plus ``--add`` boxes drawn at random among the same
-candidates. Each model segments the test image; objects
+capped at ``--max-epochs``, no health check: a weak model is expected here). M0 predicts and
+segments the training image; ``pipeline.suggest`` ranks the other boxes two ways: by voxel
+uncertainty (mean binary entropy of the foreground probability) and by odd objects (M0's objects
+below half or above twice their median volume, fragments and merges, counted by centroid:
+``odd_object_scores``). Three models are then trained from scratch with the same seed and
+budget: on the start boxes plus the ``--add`` top boxes of each ranking, and plus ``--add`` boxes
+drawn at random among the same candidates. Each model segments the test image; objects
 match at IoU >= 0.5. M0's F1 is the baseline of the run. Prints one row per seed, then the mean
 F1 of each arm, the mean gain of uncertainty over random and how many seeds it won; writes
 ``active_learning.csv`` to ``--out``.
@@ -28,7 +29,9 @@ the box, IoU >= 0.5) and a score per criterion: ``entropy`` (the site's: mean vo
 ``disagreement`` (share of voxels where the probability head says foreground, p > 0.5, and the
 distance head says background, d <= 0, or the reverse), ``core entropy`` (mean entropy over the
 voxels the distance head puts more than two voxels from any boundary: the confusion that is not
-boundary blur) and ``random``. Printed per criterion: Spearman's rho between score and errors,
+boundary blur), ``odd sizes`` (M0's objects in the box smaller than half or larger than twice
+the median volume of its whole segmentation: fragments and merges), ``objects`` (how many M0
+found there) and ``random``. Printed per criterion: Spearman's rho between score and errors,
 and the errors inside its top ``--add`` boxes against the best possible (the boxes with the most
 errors) and the mean of random picks. No further training.
 """
@@ -45,6 +48,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import ndimage
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -60,7 +64,13 @@ from pipeline.run import (  # noqa: E402
     SEGMENTATION_NAME,
     run_pipeline,
 )
-from pipeline.suggest import cells_of_map, suggest_boxes, voxel_entropy  # noqa: E402
+from pipeline.suggest import (  # noqa: E402
+    cells_of_map,
+    odd_object_scores,
+    odd_objects,
+    suggest_boxes,
+    voxel_entropy,
+)
 from pipeline.task_boxes import TaskBox, tile_boxes  # noqa: E402
 from pipeline.volumes import open_volume  # noqa: E402
 
@@ -119,12 +129,17 @@ def one_seed(pair: Pair, roots: tuple[Path, Path], work: Path, seed: int, args: 
     order = [tiles[int(i)] for i in rng.permutation(len(tiles))]
     start, rest = order[: args.start], order[args.start :]
     m0, s0 = train(train_root, work / "m0", start, seed, args)
-    predicted = apply(m0, train_root, work / "m0-predict", ["predict"])
+    predicted = apply(m0, train_root, work / "m0-predict", ["predict", "segment"])
     cells = cells_of_map(predicted / PREDICTION_DIR / PROBABILITY_NAME)
     uncertain = [s.box for s in suggest_boxes(cells, rest, args.add)]
+    segmentation = np.asarray(open_volume(predicted / SEGMENTATION_NAME, 0, None).array[:])
+    ids, volumes = np.unique(segmentation[segmentation != 0], return_counts=True)
+    centroids = ndimage.center_of_mass(segmentation > 0, segmentation, ids) if ids.size else []
+    odd_scores = odd_object_scores(centroids, odd_objects(volumes), rest)
+    odd = [rest[int(i)] for i in np.argsort(-odd_scores, kind="stable")[: args.add]]
     chosen_at_random = rest[: args.add]  # ``rest`` is already in a random order
     row: dict[str, Any] = {"seed": seed, "f1_start": f1_on_test(m0, pair, test_root, work / "t0")}
-    for arm, extra in (("uncertainty", uncertain), ("random", chosen_at_random)):
+    for arm, extra in (("uncertainty", uncertain), ("odd", odd), ("random", chosen_at_random)):
         model, seconds = train(train_root, work / arm, start + extra, seed, args)
         row[f"f1_{arm}"] = f1_on_test(model, pair, test_root, work / f"t-{arm}")
         row[f"{arm}_boxes"] = " ".join(b.name for b in extra)
@@ -132,10 +147,11 @@ def one_seed(pair: Pair, roots: tuple[Path, Path], work: Path, seed: int, args: 
     row["start_train_s"] = s0
     row["objects_uncertain"] = int(sum(_objects(pair.train_labels, b) for b in uncertain))
     row["objects_random"] = int(sum(_objects(pair.train_labels, b) for b in chosen_at_random))
+    row["objects_odd"] = int(sum(_objects(pair.train_labels, b) for b in odd))
     return row
 
 
-CRITERIA = ("entropy", "disagreement", "core entropy", "random")
+CRITERIA = ("entropy", "disagreement", "core entropy", "odd sizes", "objects", "random")
 
 
 def box_errors(pred: np.ndarray, truth: np.ndarray) -> int:
@@ -147,15 +163,24 @@ def box_errors(pred: np.ndarray, truth: np.ndarray) -> int:
 
 
 def criteria_scores(
-    probability: np.ndarray, distance: np.ndarray, voxel_nm: float, rng: np.random.Generator
+    probability: np.ndarray,
+    distance: np.ndarray,
+    segmentation: np.ndarray,
+    odd: np.ndarray,
+    voxel_nm: float,
+    rng: np.random.Generator,
 ) -> dict[str, float]:
-    """Each criterion's score of one box from the model's two maps there (module docstring)."""
+    """Each criterion's score of one box from the model's maps and segmentation there (module
+    docstring); ``odd``: the ids of objects whose whole volume is odd."""
     entropy = voxel_entropy(probability)
     core = np.abs(distance) > 2 * voxel_nm
+    ids = np.unique(segmentation[segmentation != 0])
     return {
         "entropy": float(entropy.mean()),
         "disagreement": float(np.mean((probability > 0.5) != (distance > 0))),
         "core entropy": float(entropy[core].mean()) if core.any() else 0.0,
+        "odd sizes": float(np.isin(ids, odd).sum()),
+        "objects": float(len(ids)),
         "random": float(rng.random()),
     }
 
@@ -175,12 +200,17 @@ def criteria_seed(pair: Pair, roots: tuple[Path, Path], work: Path, seed: int, a
     distance = np.asarray(open_volume(out / PREDICTION_DIR / DISTANCE_NAME, 0, None).array[:])
     segmentation = np.asarray(open_volume(out / SEGMENTATION_NAME, 0, None).array[:])
     voxel_nm = float(min(pair.voxel_size))
+    # Odd sizes: objects whose whole volume is below half or above twice the median of M0's
+    # segmentation (fragments and merges).
+    every, volumes = np.unique(segmentation[segmentation != 0], return_counts=True)
+    median = float(np.median(volumes)) if volumes.size else 1.0
+    odd = every[(volumes < 0.5 * median) | (volumes > 2.0 * median)]
     errors, scores = [], {c: [] for c in CRITERIA}
     for box in rest:
         region = tuple(slice(a, a + n) for a, n in zip(box.start, box.size, strict=True))
         errors.append(box_errors(segmentation[region], pair.train_labels[region]))
         for name, value in criteria_scores(
-            probability[region], distance[region], voxel_nm, rng
+            probability[region], distance[region], segmentation[region], odd, voxel_nm, rng
         ).items():
             scores[name].append(value)
     errors_array = np.asarray(errors, dtype=float)
@@ -253,24 +283,29 @@ def main() -> int:
                 args.out.mkdir(parents=True, exist_ok=True)
                 pd.DataFrame(rows).to_csv(args.out / "criteria.csv", index=False)
             return 0
-        print(f"{'seed':>4} {'M0 F1':>7} {'+uncertain':>11} {'+random':>8}  (objects in added)")
+        print(
+            f"{'seed':>4} {'M0 F1':>7} {'+uncertain':>11} {'+odd sizes':>11} {'+random':>8}"
+            "  (objects in added: uncertain, odd, random)"
+        )
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             row = one_seed(pair, roots, Path(tmp) / f"seed{seed}", seed, args)
             rows.append(row)
             print(
                 f"{seed:>4} {row['f1_start']:>7.3f} {row['f1_uncertainty']:>11.3f} "
-                f"{row['f1_random']:>8.3f}  ({row['objects_uncertain']} vs "
-                f"{row['objects_random']})",
+                f"{row['f1_odd']:>11.3f} {row['f1_random']:>8.3f}  ({row['objects_uncertain']}, "
+                f"{row['objects_odd']}, {row['objects_random']})",
                 flush=True,
             )
     table = pd.DataFrame(rows)
-    gain = table["f1_uncertainty"] - table["f1_random"]
-    print(
-        f"mean F1: start {table['f1_start'].mean():.3f}, +uncertain "
-        f"{table['f1_uncertainty'].mean():.3f}, +random {table['f1_random'].mean():.3f}; "
-        f"gain {gain.mean():+.3f} (uncertainty won {int((gain > 0).sum())} of {len(gain)} seeds; "
-        f"ratio {table['f1_uncertainty'].mean() / max(table['f1_random'].mean(), 1e-9):.2f})"
-    )
+    random = table["f1_random"]
+    print(f"mean F1: start {table['f1_start'].mean():.3f}, +random {random.mean():.3f}")
+    for arm, name in (("uncertainty", "uncertain (mean entropy)"), ("odd", "odd sizes")):
+        gain = table[f"f1_{arm}"] - random
+        print(
+            f"  +{name}: {table[f'f1_{arm}'].mean():.3f}, gain over random {gain.mean():+.3f} "
+            f"(won {int((gain > 0).sum())} of {len(gain)} seeds; ratio "
+            f"{table[f'f1_{arm}'].mean() / max(random.mean(), 1e-9):.2f})"
+        )
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         table.to_csv(args.out / "active_learning.csv", index=False)

@@ -162,6 +162,41 @@ def suggest_boxes(
     ]
 
 
+#: An object below this fraction, or above its inverse times, of the median volume is odd: a
+#: fragment or a merge, the model's object-level mistakes.
+ODD_FRACTION = 0.5
+
+
+def odd_objects(volumes: npt.ArrayLike, fraction: float = ODD_FRACTION) -> npt.NDArray[np.bool_]:
+    """Which objects are odd for their size: below ``fraction`` or above 1/``fraction`` of the
+    median volume of all of them (fragments and merges)."""
+    sizes = np.asarray(volumes, dtype=np.float64)
+    if sizes.size == 0:
+        return np.zeros(0, dtype=bool)
+    if not 0 < fraction < 1:
+        raise InvalidInputError(f"fraction must lie between 0 and 1, got {fraction}")
+    median = float(np.median(sizes))
+    odd: npt.NDArray[np.bool_] = (sizes < fraction * median) | (sizes > median / fraction)
+    return odd
+
+
+def odd_object_scores(
+    centroids: npt.ArrayLike, odd: npt.ArrayLike, boxes: Sequence[TaskBox]
+) -> npt.NDArray[np.float64]:
+    """Per box: the odd objects whose centroid (z, y, x voxels) lies in it, plus a thousandth
+    per object there (among equals, the box with more objects teaches more)."""
+    points = np.asarray(centroids, dtype=np.float64).reshape(-1, 3)
+    flags = np.asarray(odd, dtype=bool)
+    if flags.shape != (len(points),):
+        raise InvalidInputError("one odd flag per centroid is needed")
+    scores = np.zeros(len(boxes), np.float64)
+    for i, box in enumerate(boxes):
+        lo = np.asarray(box.start, dtype=np.float64)
+        inside = np.all((points >= lo) & (points < lo + np.asarray(box.size)), axis=1)
+        scores[i] = float(np.count_nonzero(inside & flags)) + 1e-3 * np.count_nonzero(inside)
+    return scores
+
+
 def cells_of_map(
     path: Path, *, cell: int = CELL, progress: ProgressCallback = no_progress
 ) -> EntropyCells:

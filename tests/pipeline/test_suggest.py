@@ -11,7 +11,15 @@ import pandas as pd
 import pytest
 
 from pipeline.errors import InvalidInputError
-from pipeline.suggest import EntropyCells, box_scores, entropy_cells, suggest_boxes, voxel_entropy
+from pipeline.suggest import (
+    EntropyCells,
+    box_scores,
+    entropy_cells,
+    odd_object_scores,
+    odd_objects,
+    suggest_boxes,
+    voxel_entropy,
+)
 from pipeline.task_boxes import TaskBox, tile_boxes
 
 
@@ -79,3 +87,18 @@ def test_the_command_line_writes_the_most_uncertain_free_tiles_as_a_box_table(
     assert table.loc[0, "uncertainty"] == pytest.approx(0.971, abs=1e-3)
     assert main([*args, "--count", "1", "--out", str(tmp_path / "next.csv")]) == 0
     assert pd.read_csv(tmp_path / "next.csv").loc[0, ["x", "y"]].tolist() == [0, 0]
+
+
+def test_odd_objects_are_fragments_and_merges_and_rank_their_boxes() -> None:
+    volumes = [100, 110, 90, 105, 30, 400]  # median 102.5: 30 a fragment, 400 a merge
+    assert odd_objects(volumes).tolist() == [False, False, False, False, True, True]
+    assert odd_objects([]).tolist() == []
+    with pytest.raises(InvalidInputError):
+        odd_objects(volumes, fraction=1.5)
+    boxes = [TaskBox("a", (0, 0, 0), (10, 10, 10)), TaskBox("b", (0, 0, 10), (10, 10, 10))]
+    centroids = [(1, 1, 1), (2, 2, 2), (3, 3, 3), (4, 4, 12), (5, 5, 15), (9.5, 9.5, 19.9)]
+    scores = odd_object_scores(centroids, odd_objects(volumes), boxes)
+    # a: three typical objects; b: one typical, the fragment and the merge.
+    assert scores == pytest.approx([0.003, 2.003])
+    with pytest.raises(InvalidInputError):
+        odd_object_scores(centroids, [True], boxes)
