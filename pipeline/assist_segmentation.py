@@ -2,10 +2,10 @@
 
 A run segments the whole image with the seeded watershed on its model's probability and
 distance maps, merged across chunks: the object holding a click, or the objects of a task box,
-are read from that label image instead of predicting the box again (no network on the request,
-no seams at a window's edge, and the annotator is shown exactly what the model published). Both
-answers are :class:`pipeline.assist.AssistObject` with ``source="model"``, like
-:func:`pipeline.assist.propose_all` on predictions.
+are read from that label image (holes inside an object filled) instead of predicting the box
+again (no network on the request, no seams at a window's edge, and the annotator is shown what
+the model published). Both answers are :class:`pipeline.assist.AssistObject` with
+``source="model"``, like :func:`pipeline.assist.propose_all` on predictions.
 """
 
 from __future__ import annotations
@@ -61,7 +61,10 @@ def segmentation_objects(
     for index, where in enumerate(ndimage.find_objects(renumbered), start=1):
         if where is None:
             continue
-        mask = renumbered[where] == index
+        crop = renumbered[where]
+        # Holes a weak model leaves inside an object (voxels below its probability threshold)
+        # are the annotator's to fill otherwise; other objects' voxels are never taken.
+        mask = ndimage.binary_fill_holes(crop == index) & ((crop == 0) | (crop == index))
         if int(np.count_nonzero(mask)) < min_voxels:
             continue
         found.append(

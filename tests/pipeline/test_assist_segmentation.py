@@ -43,3 +43,16 @@ def test_a_click_picks_the_object_under_it() -> None:
         segmentation_objects(seg, np.zeros((1, 1, 1)))
     with pytest.raises(InvalidInputError, match="3D"):
         segmentation_objects(np.zeros((3, 3), np.uint32))
+
+
+def test_holes_inside_an_object_are_filled_but_not_other_objects() -> None:
+    seg = np.zeros((7, 9, 9), np.uint32)
+    seg[1:6, 1:8, 1:8] = 5
+    seg[3, 4, 4] = 0  # a hole the model left
+    seg[2:4, 2:4, 5:7] = 9  # an object inside, whose voxels stay its own
+    found = {o.bbox: o for o in segmentation_objects(seg)}
+    big = found[(1, 1, 1, 6, 8, 8)].paste(seg.shape)
+    assert big[3, 4, 4] and not big[2:4, 2:4, 5:7].any()
+    assert big.sum() == 5 * 7 * 7 - 2 * 2 * 2
+    small = found[(2, 2, 5, 4, 4, 7)].paste(seg.shape)
+    assert small.sum() == 8

@@ -38,6 +38,9 @@ export function mountAssist(
   const bar = root.querySelector<HTMLProgressElement>("[data-assist=progress]")!;
   const status = root.querySelector<HTMLElement>("[data-assist=status]")!;
   let queue: ProposalQueue | null = null;
+  // What the last propose-all job said ("6 objects proposed (model v1)."), kept in front of the
+  // queue's counts so the source stays readable while the annotator works through them.
+  let proposed = "";
   button.disabled = !editable;
   skip.disabled = true;
 
@@ -49,7 +52,8 @@ export function mountAssist(
     if (!queue) return;
     const c = queue.counts;
     say(
-      `${c.accepted} accepted, ${c.rejected} rejected, ${c.pending} to decide of ${c.total}` +
+      (proposed ? `${proposed} ` : "") +
+        `${c.accepted} accepted, ${c.rejected} rejected, ${c.pending} to decide of ${c.total}` +
         (c.pending ? " · Enter accepts, Esc rejects" : ""),
     );
     skip.disabled = c.pending < 2;
@@ -96,6 +100,7 @@ export function mountAssist(
       const proposals = await pollProposals(assignmentId, {
         onProgress: (progress, message) => {
           bar.value = progress;
+          proposed = message;
           say(
             `Proposing objects: ${Math.round(progress * 100)} %${message ? ` · ${message}` : ""}`,
           );
@@ -112,7 +117,11 @@ export function mountAssist(
       bar.value = 1;
       const known = proposals.length - fresh.length;
       if (!fresh.length)
-        say(proposals.length ? "Every object found is painted already." : "No objects found.");
+        say(
+          proposals.length
+            ? `${proposed} Every object found is painted already.`
+            : proposed || "No objects found.",
+        );
       else showCurrent();
       if (known) status.textContent += ` (${known} already painted, left out)`;
     } catch (e) {

@@ -155,11 +155,16 @@ def job_start(
             error="",
         )
         if won:
-            if took_over:
+            if took_over and not row["worker"]:
+                # A job that released its row while others worked for it (a run waiting on its
+                # plan's workers), taken back: the expected path, not a rescue.
+                logger.info("job %s: taken back after a release (attempt %d)", job_id,
+                            row["attempts"] + 1)  # fmt: skip
+            elif took_over:
                 logger.warning(
                     "job %s: taking over from %s (attempt %d)",
                     job_id,
-                    row["worker"] or "an unknown worker",
+                    row["worker"],
                     row["attempts"] + 1,
                 )
             return Attempt(job_id, row["attempts"] + 1, took_over)
