@@ -43,6 +43,7 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -122,14 +123,33 @@ def f1_on_test(model: str, pair: Pair, test_root: Path, work: Path) -> float:
     return object_f1(pred, pair.test_labels)
 
 
-def one_seed(pair: Pair, roots: tuple[Path, Path], work: Path, seed: int, args: Any) -> dict:
-    train_root, test_root = roots
+@dataclass
+class StartModel:
+    """M0 of a seed: the random start boxes, the candidates left, the model and its output
+    over the training image (predicted and segmented)."""
+
+    start: list[TaskBox]
+    rest: list[TaskBox]
+    rng: np.random.Generator
+    model: str
+    seconds: float
+    out: Path
+
+
+def start_model(pair: Pair, train_root: Path, work: Path, seed: int, args: Any) -> StartModel:
     tiles = tile_boxes(pair.train_image.shape, (args.box,) * 3)
     rng = np.random.default_rng(seed)
     order = [tiles[int(i)] for i in rng.permutation(len(tiles))]
     start, rest = order[: args.start], order[args.start :]
-    m0, s0 = train(train_root, work / "m0", start, seed, args)
-    predicted = apply(m0, train_root, work / "m0-predict", ["predict", "segment"])
+    model, seconds = train(train_root, work / "m0", start, seed, args)
+    out = apply(model, train_root, work / "m0-apply", ["predict", "segment"])
+    return StartModel(start, rest, rng, model, seconds, out)
+
+
+def one_seed(pair: Pair, roots: tuple[Path, Path], work: Path, seed: int, args: Any) -> dict:
+    train_root, test_root = roots
+    m = start_model(pair, train_root, work, seed, args)
+    start, rest, m0, s0, predicted = m.start, m.rest, m.model, m.seconds, m.out
     cells = cells_of_map(predicted / PREDICTION_DIR / PROBABILITY_NAME)
     uncertain = [s.box for s in suggest_boxes(cells, rest, args.add)]
     segmentation = np.asarray(open_volume(predicted / SEGMENTATION_NAME, 0, None).array[:])
@@ -189,13 +209,8 @@ def criteria_seed(pair: Pair, roots: tuple[Path, Path], work: Path, seed: int, a
     """Train M0, segment the training image, score the candidate boxes (``--criteria``)."""
     from scipy.stats import spearmanr
 
-    train_root = roots[0]
-    tiles = tile_boxes(pair.train_image.shape, (args.box,) * 3)
-    rng = np.random.default_rng(seed)
-    order = [tiles[int(i)] for i in rng.permutation(len(tiles))]
-    start, rest = order[: args.start], order[args.start :]
-    m0, _ = train(train_root, work / "m0", start, seed, args)
-    out = apply(m0, train_root, work / "m0-apply", ["predict", "segment"])
+    m = start_model(pair, roots[0], work, seed, args)
+    rest, rng, out = m.rest, m.rng, m.out
     probability = np.asarray(open_volume(out / PREDICTION_DIR / PROBABILITY_NAME, 0, None).array[:])
     distance = np.asarray(open_volume(out / PREDICTION_DIR / DISTANCE_NAME, 0, None).array[:])
     segmentation = np.asarray(open_volume(out / SEGMENTATION_NAME, 0, None).array[:])
