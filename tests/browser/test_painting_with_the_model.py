@@ -1,7 +1,8 @@
 """The current model in the painting editor, in real Chromium: the task page says the dataset's
 model v1 proposes; an Alt+click on a nucleus proposes v1's object (which, to tell it from the
 image's watershed, covers only the nucleus's lower half), Enter paints exactly it, and the save
-records that model v1 proposed it."""
+records that model v1 proposed it; "Propose all" then offers the model's other objects of the
+box, naming it."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from scipy import ndimage
 from test_label_editor import BOX, PAINT_READY, PASSWORD, login, make_campaign, stored, volume
 from viewer_mouse import failed_responses
 
+from pipeline.assist import DEFAULT_MIN_DIAMETER_NM, ball_voxels
 from pipeline.box_image import read_box
 from tests.models_testdata import add_model_version
 from webapp.annotation.models import Assignment
@@ -35,7 +37,7 @@ def full_resolution(path: Path) -> Any:
 
 
 def test_an_alt_click_proposes_the_current_models_object(
-    live_server: Any, browser_context: Any, artifacts_dir: Path
+    celery_worker: Any, live_server: Any, browser_context: Any, artifacts_dir: Path
 ) -> None:
     users = get_user_model().objects
     owner = users.create_user("owner", password=PASSWORD)
@@ -99,5 +101,17 @@ def test_an_alt_click_proposes_the_current_models_object(
     assert [o["provenance"] for o in objects] == [
         {"source": "click", "proposal_source": "model", "model": "model v1"}
     ]
+    # "Propose all" (a job on the worker): the model's other objects of the box, its source
+    # still named while the annotator works through them; the accepted one is left out.
+    page.click("[data-assist=propose]")
+    page.wait_for_function(
+        "() => /to decide of/.test(document.querySelector('[data-assist=status]').textContent)",
+        timeout=120_000,
+    )
+    status = page.inner_text("[data-assist=status]")
+    ids, sizes = np.unique(region[region > 0], return_counts=True)
+    found = int((sizes >= ball_voxels(DEFAULT_MIN_DIAMETER_NM, (200.0,) * 3)).sum())
+    assert status.startswith(f"{found} objects proposed (model v1). 0 accepted"), status
+    assert "(1 already painted, left out)" in status, status
     # Neuroglancer probes the painted labels' zarr metadata and reads absent (all-zero) chunks.
     assert [f for f in failed if not ("/labels/v" in f and f.startswith("404"))] == []
