@@ -209,13 +209,15 @@ def _model_labels(
     return seeded_watershed(distance, seed_threshold=seed_threshold_nm, probability=probability)
 
 
-def _objects(
+def label_objects(
     labels: npt.NDArray[np.uint32],
     offset: Sequence[int],
     source: Source,
     scores: dict[int, float],
     min_voxels: int,
 ) -> list[AssistObject]:
+    """The objects of ``labels`` (ids 1..n) of at least ``min_voxels``, bboxes shifted by
+    ``offset``, each scored from ``scores`` (clipped to 0..1; 0 when missing)."""
     found = []
     for index, where in enumerate(ndimage.find_objects(labels), start=1):
         if where is None:
@@ -257,9 +259,10 @@ def _contrast_scores(
     }
 
 
-def _probability_scores(
+def probability_scores(
     labels: npt.NDArray[np.uint32], probability: npt.NDArray[Any]
 ) -> dict[int, float]:
+    """Mean probability of each object of ``labels`` (ids 1..n)."""
     if not labels.any():
         return {}
     index = np.arange(1, int(labels.max()) + 1)
@@ -324,11 +327,12 @@ def click_object(
         labels = _model_labels(predictions, region, seed_threshold_nm)
         if not labels[at]:
             return None, "The model sees no object at this voxel."
-        scores = _probability_scores(labels, predictions.probability[region])
+        scores = probability_scores(labels, predictions.probability[region])
         picked = labels == labels[at]
         if _wider_than(picked, reach):
             return None, too_wide
-        found = _objects(picked.astype(np.uint32), lo, "model", {1: scores[int(labels[at])]}, 1)
+        score = {1: scores[int(labels[at])]}
+        found = label_objects(picked.astype(np.uint32), lo, "model", score, 1)
         return found[0], f"An object of {found[0].voxels} voxels (model)."
     smoothed = _smoothed(image[region], sizes)
     if float(smoothed.min()) == float(smoothed.max()):
@@ -362,7 +366,7 @@ def click_object(
             reason = too_wide
             continue
         scores = _contrast_scores(picked.astype(np.uint32), smoothed, threshold)
-        found = _objects(picked.astype(np.uint32), lo, "watershed", scores, 1)
+        found = label_objects(picked.astype(np.uint32), lo, "watershed", scores, 1)
         return found[0], f"An object of {found[0].voxels} voxels (watershed)."
     return None, reason
 
@@ -456,7 +460,7 @@ def propose_all(
         labels = _model_labels(predictions, everything, seed_threshold_nm)
         progress(STAGE, 2, stages)
         source: Source = "model"
-        scores = _probability_scores(labels, predictions.probability)
+        scores = probability_scores(labels, predictions.probability)
     else:
         smoothed = _smoothed(image, sizes)
         foreground, core, threshold = _foreground(smoothed, True)
@@ -465,7 +469,7 @@ def propose_all(
         progress(STAGE, 2, stages)
         source = "watershed"
         scores = _contrast_scores(labels, smoothed, threshold)
-    found = _objects(labels, (0, 0, 0), source, scores, ball_voxels(min_diameter_nm, sizes))
+    found = label_objects(labels, (0, 0, 0), source, scores, ball_voxels(min_diameter_nm, sizes))
     progress(STAGE, 3, stages)
     return sorted(found, key=lambda o: (-o.score, o.bbox))
 

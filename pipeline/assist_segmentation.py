@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
-from pipeline.assist import AssistObject
+from pipeline.assist import AssistObject, label_objects, probability_scores
 from pipeline.errors import InvalidInputError
 
 
@@ -28,14 +28,15 @@ def _renumbered(labels: npt.NDArray[Any]) -> tuple[npt.NDArray[np.uint32], int]:
     return np.asarray(renumbered, dtype=np.uint32), max(0, len(mapping) - 1)
 
 
-def _scores(
-    labels: npt.NDArray[np.uint32], count: int, probability: npt.NDArray[Any] | None
-) -> npt.NDArray[np.float64]:
-    """Mean probability per object (1..count); 1 for each when no map is kept."""
-    if probability is None or count == 0:
-        return np.ones(count, dtype=np.float64)
-    means = ndimage.mean(np.asarray(probability, dtype=np.float32), labels, np.arange(1, count + 1))
-    return np.clip(np.nan_to_num(np.atleast_1d(means).astype(np.float64)), 0.0, 1.0)
+def _fill_holes(labels: npt.NDArray[np.uint32]) -> None:
+    """Fill, in place, the holes a weak model leaves inside each object (voxels below its
+    probability threshold), which the annotator would otherwise paint; only background is
+    filled, never another object's voxels."""
+    for index, where in enumerate(ndimage.find_objects(labels), start=1):
+        if where is None:
+            continue
+        crop = labels[where]  # a view: holes lie inside the object's bbox
+        crop[ndimage.binary_fill_holes(crop == index) & (crop == 0)] = index
 
 
 def _check_shapes(labels: npt.NDArray[Any], probability: npt.NDArray[Any] | None) -> None:
@@ -56,32 +57,14 @@ def segmentation_objects(
     are left out."""
     _check_shapes(labels, probability)
     renumbered, count = _renumbered(labels)
-    scores = _scores(renumbered, count, probability)
-    found = []
-    for index, where in enumerate(ndimage.find_objects(renumbered), start=1):
-        if where is None:
-            continue
-        crop = renumbered[where]
-        # Holes a weak model leaves inside an object (voxels below its probability threshold)
-        # are the annotator's to fill otherwise; other objects' voxels are never taken.
-        mask = ndimage.binary_fill_holes(crop == index) & ((crop == 0) | (crop == index))
-        if int(np.count_nonzero(mask)) < min_voxels:
-            continue
-        found.append(
-            AssistObject(
-                bbox=(
-                    int(where[0].start),
-                    int(where[1].start),
-                    int(where[2].start),
-                    int(where[0].stop),
-                    int(where[1].stop),
-                    int(where[2].stop),
-                ),
-                mask=np.ascontiguousarray(mask),
-                score=float(scores[index - 1]),
-                source="model",
-            )
-        )
+    # Scored on the object's own voxels, before its holes are filled.
+    if probability is None:
+        scores = dict.fromkeys(range(1, count + 1), 1.0)
+    else:
+        means = probability_scores(renumbered, probability)
+        scores = {i: float(np.nan_to_num(m)) for i, m in means.items()}
+    _fill_holes(renumbered)
+    found = label_objects(renumbered, (0, 0, 0), "model", scores, min_voxels)
     return sorted(found, key=lambda o: (-o.score, o.bbox))
 
 
