@@ -102,13 +102,19 @@ def box_model(assignment: Assignment) -> CurrentModel | None:
 
 def model_output(
     model: CurrentModel, origin: Sequence[int], shape: Sequence[int]
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """The model's published labels (and probability, when kept) over a region of the image."""
+) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """The model's published labels (and probability, when kept) over a region of the image;
+    None, logged, when they cannot be read: a damaged store must not cost the annotator the
+    assistance (the callers fall back to the image's watershed)."""
     assert model.segmentation is not None
-    labels = read_box(model.segmentation, origin, shape)
-    probability = None
-    if model.probability is not None:
-        probability = read_box(model.probability, origin, shape)
+    try:
+        labels = read_box(model.segmentation, origin, shape)
+        probability = None
+        if model.probability is not None:
+            probability = read_box(model.probability, origin, shape)
+    except (InvalidInputError, OSError, ValueError) as error:
+        logger.warning("%s: its segmentation could not be read: %s", model.name, error)
+        return None
     return labels, probability
 
 
@@ -145,18 +151,13 @@ def assist_click(
     model = box_model(assignment)
     missed = ""
     if model is not None and model.segmentation is not None:
-        try:
-            output = model_output(model, origin, shape)
-        except (InvalidInputError, OSError, ValueError) as error:
-            # A damaged published store must not cost the annotator the click.
-            logger.warning("%s: its segmentation could not be read: %s", model.name, error)
-            output = None
+        output = model_output(model, origin, shape)
+        if output is None:
             missed = f"{model.name}'s segmentation could not be read. "
-        if output is not None:
-            picked = segmentation_click(output[0], local, output[1])
-            if picked is not None:
-                reason = f"An object of {picked.voxels} voxels ({model.name})."
-                return _proposal(picked.shifted(starts), object_id, model), reason
+        elif (picked := segmentation_click(output[0], local, output[1])) is not None:
+            reason = f"An object of {picked.voxels} voxels ({model.name})."
+            return _proposal(picked.shifted(starts), object_id, model), reason
+        else:
             missed = f"{model.name} sees no object here. "
     found, reason = click_object(image, local, voxel_size)
     if found is None:
@@ -235,35 +236,33 @@ def box_objects(
 ) -> tuple[list[AssistObject], str]:
     """Every object of the box (module docstring: which source) and a note when the model
     could not be used."""
+    if model is None:
+        return propose_all(image, voxel_size, progress=progress), ""
     box = assignment.box
-    note = ""
-    if model is not None and model.segmentation is not None:
+    if model.segmentation is not None:
         progress("reading the model's segmentation", 0, 1)
-        try:
-            labels, probability = model_output(model, box.start, box.size)
-        except (InvalidInputError, OSError, ValueError) as error:
-            logger.warning("%s: its segmentation could not be read: %s", model.name, error)
-            note = f" {model.name}'s segmentation could not be read: the image's watershed instead."
-            return propose_all(image, voxel_size, progress=progress), note
-        smallest = ball_voxels(DEFAULT_MIN_DIAMETER_NM, voxel_size)
-        found = segmentation_objects(labels, probability, min_voxels=smallest)
-        progress("reading the model's segmentation", 1, 1)
-        return found, note
-    if model is not None and not model.model_file.is_file():
-        note = f" The file of {model.name} is missing: the image's watershed instead."
-        return propose_all(image, voxel_size, progress=progress), note
-    if model is not None:
+        output = model_output(model, box.start, box.size)
+        if output is not None:
+            smallest = ball_voxels(DEFAULT_MIN_DIAMETER_NM, voxel_size)
+            found = segmentation_objects(output[0], output[1], min_voxels=smallest)
+            progress("reading the model's segmentation", 1, 1)
+            return found, ""
+        why = f"{model.name}'s segmentation could not be read"
+    elif not model.model_file.is_file():
+        why = f"The file of {model.name} is missing"
+    else:
         from pipeline.model_io import model_segment_params  # torch: only when a model is used
 
         try:
             predictions = _predict(assignment, model, image, work_dir, progress)
         except InvalidInputError as error:
-            note = f" {model.name} could not be applied ({error}): the image's watershed instead."
-            return propose_all(image, voxel_size, progress=progress), note
-        params = model_segment_params(model.model_file)
-        seed = {"seed_threshold_nm": params.seed_threshold_nm} if params is not None else {}
-        return propose_all(image, voxel_size, predictions, progress=progress, **seed), ""
-    return propose_all(image, voxel_size, progress=progress), ""
+            why = f"{model.name} could not be applied ({error})"
+        else:
+            params = model_segment_params(model.model_file)
+            seed = {"seed_threshold_nm": params.seed_threshold_nm} if params is not None else {}
+            return propose_all(image, voxel_size, predictions, progress=progress, **seed), ""
+    note = f" {why}: the image's watershed instead."
+    return propose_all(image, voxel_size, progress=progress), note
 
 
 def _predict(

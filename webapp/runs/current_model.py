@@ -4,6 +4,7 @@ the asked image layer voxel for voxel (the run segmented that layer at full reso
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from webapp.core.current_models import CurrentModel
@@ -51,9 +52,4 @@ def current_model_of(dataset_id: int, image_layer_id: int) -> CurrentModel | Non
         probability_path = root / probability.path
         if not probability_path.exists():
             probability_path = None
-    return CurrentModel(
-        name=found.name,
-        model_file=found.model_file,
-        segmentation=labels,
-        probability=probability_path,
-    )
+    return replace(found, segmentation=labels, probability=probability_path)
