@@ -76,6 +76,13 @@ def login(page: Any, url: str, username: str, next_path: str) -> None:
     page.click("button[type=submit]")
 
 
+def open_task(page: Any, url: str, campaign: AnnotationCampaign) -> None:
+    """Sign in as the annotator "ann", take the campaign's next task and wait for its Paint tab."""
+    login(page, url, "ann", f"/annotation/{campaign.id}/next/")
+    page.wait_for_url("**/annotation/task/*/")
+    assert page.evaluate(PAINT_READY)
+
+
 def drag(page: Any, canvas: dict[str, float], points: list[tuple[float, float]]) -> None:
     """A mouse drag over voxel positions (x, y) of the xy canvas, in small steps."""
     scale = canvas["width"] / BOX
@@ -119,10 +126,8 @@ def test_annotator_paints_interpolates_undoes_saves_and_reloads(
     campaign = make_campaign(owner, ann)
     page = browser_context.new_page()
     failed = failed_responses(page)
-    login(page, live_server.url, "ann", f"/annotation/{campaign.id}/next/")
-    page.wait_for_url("**/annotation/task/*/")
+    open_task(page, live_server.url, campaign)
     row = Assignment.objects.get(annotator=ann)
-    assert page.evaluate(PAINT_READY)
     assert page.evaluate("() => annotome.paint.editor.volume.shape") == [BOX, BOX, BOX]
     canvas = page.locator("[data-paint-view=xy] canvas").bounding_box()
     assert canvas is not None and canvas["width"] == pytest.approx(512)
@@ -301,9 +306,7 @@ def test_xz_and_yz_views_keep_the_physical_aspect_and_the_mouse_hits_its_voxel(
     campaign.geometry = {**campaign.geometry, "voxel_size_um": [0.4, 0.2, 0.2]}
     campaign.save()
     page = browser_context.new_page()
-    login(page, live_server.url, "ann", f"/annotation/{campaign.id}/next/")
-    page.wait_for_url("**/annotation/task/*/")
-    assert page.evaluate(PAINT_READY)
+    open_task(page, live_server.url, campaign)
     sizes = {
         plane: page.locator(f"[data-paint-view={plane}] canvas").bounding_box()
         for plane in ("xy", "xz", "yz")
@@ -342,9 +345,7 @@ def test_editor_draws_strokes_and_switches_slices_at_screen_rate(
     ann = users.create_user("ann", password=PASSWORD)
     campaign = make_campaign(owner, ann, shape=side, box=side)
     page = browser_context.new_page()
-    login(page, live_server.url, "ann", f"/annotation/{campaign.id}/next/")
-    page.wait_for_url("**/annotation/task/*/")
-    assert page.evaluate(PAINT_READY)
+    open_task(page, live_server.url, campaign)
     assert page.evaluate("() => annotome.paint.editor.volume.shape") == [side, side, side]
     page.evaluate(MEASURE)
     canvas = page.locator("[data-paint-view=xy] canvas").bounding_box()

@@ -14,7 +14,7 @@ import pytest
 import zarr
 from django.contrib.auth import get_user_model
 from scipy import ndimage
-from test_label_editor import BOX, PAINT_READY, PASSWORD, login, make_campaign, stored, volume
+from test_label_editor import BOX, PASSWORD, make_campaign, open_task, stored, volume
 from viewer_mouse import failed_responses
 
 from pipeline.assist import DEFAULT_MIN_DIAMETER_NM, ball_voxels
@@ -68,10 +68,8 @@ def test_an_alt_click_proposes_the_current_models_object(
 
     page = browser_context.new_page()
     failed = failed_responses(page)
-    login(page, live_server.url, "ann", f"/annotation/{campaign.id}/next/")
-    page.wait_for_url("**/annotation/task/*/")
+    open_task(page, live_server.url, campaign)
     row = Assignment.objects.get(annotator=ann)
-    assert page.evaluate(PAINT_READY)
     said = page.inner_text("[data-assist=source]")
     assert said == "Proposals come from model v1, the dataset's current model.", said
 
