@@ -10,11 +10,11 @@ import {
   proposalBboxMask,
   proposalBoxMask,
   provenanceField,
-  provenanceOf,
   startProposals,
   type Proposal,
 } from "../src/annotation_task/assist";
 import { clickSummary } from "../src/annotation_task/assist_panel";
+import { proposalProvenance } from "../src/label_editor/editor";
 import { ApiError } from "../src/lib/api";
 import { scriptFetch } from "./helpers";
 
@@ -52,9 +52,9 @@ describe("provenance", () => {
     const p = proposal("job1-1", [0, 0, 0, 1, 1, 1], [0, 1], 1);
     const field = provenanceField(
       new Map([
-        [3, provenanceOf(p, "proposal")],
+        [3, proposalProvenance(p, "proposal")],
         [7, { source: "manual" as const }],
-        [9, provenanceOf({ ...p, source: "model", model: "model v2" }, "click")],
+        [9, proposalProvenance({ ...p, source: "model", model: "model v2" }, "click")],
       ]),
     );
     expect(JSON.parse(field)).toEqual({

@@ -139,13 +139,6 @@ export function proposalBoxMask(p: Proposal, box: Shape3): Uint8Array {
 
 export type ObjectProvenance = Schemas["ObjectProvenance"];
 
-/** What a labels save records for an object painted from an accepted proposal: "click" for
- * one grown from a click, "proposal" for one of a propose-all job, and what made it (the
- * model version's name when a model did). */
-export function provenanceOf(p: Proposal, via: "click" | "proposal"): ObjectProvenance {
-  return { source: via, proposal_source: p.source, ...(p.model ? { model: p.model } : {}) };
-}
-
 /** The labels save's `provenance` form field for object ids -> provenance. */
 export function provenanceField(objects: ReadonlyMap<number, ObjectProvenance>): string {
   const out: Record<string, ObjectProvenance> = {};

@@ -20,6 +20,16 @@ export interface Provenance {
   model?: string;
 }
 
+/** What a labels save records for an object painted from an accepted proposal: "click" for
+ * one grown from a click, "proposal" for one of a propose-all job, and what made it (the
+ * model version's name when a model did). */
+export function proposalProvenance(
+  p: Pick<Proposal, "source" | "model">,
+  via: "click" | "proposal",
+): Provenance {
+  return { source: via, proposal_source: p.source, ...(p.model ? { model: p.model } : {}) };
+}
+
 /** What changed, for the page to redraw: a voxel box (inclusive), or everything. */
 export type Changed =
   { min: [number, number, number]; max: [number, number, number] } | "all" | null;
@@ -241,11 +251,7 @@ export class LabelEditor {
     for (let i = 0; i < shown.indices.length; i++) {
       if (this.volume.data[shown.indices[i]!] === 0) edit.set(shown.indices[i]!, id);
     }
-    this.provenance[id] = {
-      source: shown.kind === "click" ? "click" : "proposal",
-      proposal_source: shown.p.source,
-      ...(shown.p.model ? { model: shown.p.model } : {}),
-    };
+    this.provenance[id] = proposalProvenance(shown.p, shown.kind);
     const changed = this.record(edit);
     this.onProposalDone?.(true, shown.p);
     return changed ?? "all";
