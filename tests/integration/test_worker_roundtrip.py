@@ -46,3 +46,21 @@ def test_uses_postgresql_and_redis_when_configured(celery_worker: LiveWorker) ->
         assert celery_app.connection_for_write().transport.driver_name == "annotome-fs"
     answer = ping.delay().get(timeout=60)
     assert answer["worker"].startswith(celery_worker.nodename_prefix)
+
+
+@pytest.mark.parametrize(
+    "preloaded",
+    [
+        pytest.param(True, marks=pytest.mark.worker_env(ANNOTOME_WORKER_PRELOAD="1")),
+        pytest.param(False, marks=pytest.mark.worker_env(ANNOTOME_WORKER_PRELOAD="0")),
+    ],
+)
+def test_pool_processes_start_with_torch_imported_unless_told_not_to(
+    celery_worker: LiveWorker, preloaded: bool
+) -> None:
+    """The worker imports the predictor before its pool forks (webapp.celery.preload_pipeline),
+    so the first prediction item of every pool process does not pay the import."""
+    names = ["torch", "pipeline.predict"]
+    answer = celery_app.send_task("annotome_test.loaded_modules", args=[names]).get(timeout=60)
+    assert answer == dict.fromkeys(names, preloaded)
+    assert ping.delay().get(timeout=60)["worker"].startswith(celery_worker.nodename_prefix)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -78,3 +79,9 @@ def _pause_prediction_items() -> None:
 
 _slow_down_progress_reports()
 _pause_prediction_items()
+
+
+@shared_task(name="annotome_test.loaded_modules")
+def loaded_modules(names: list[str]) -> dict[str, bool]:
+    """Which of ``names`` the pool process had imported before this task ran."""
+    return {name: name in sys.modules for name in names}

@@ -289,6 +289,10 @@ CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "celery")
 # docker/README.md), else to the default one (webapp/core/jobs/queues.py); "" turns it off.
 ANNOTOME_GPU_QUEUE = env_str("ANNOTOME_GPU_QUEUE", "gpu")
 ANNOTOME_GPU_QUEUE_CHECK_SECONDS = float(env_str("ANNOTOME_GPU_QUEUE_CHECK_SECONDS", "30"))
+# A worker imports torch and the predictor once in its main process, before the pool forks, so
+# every pool process starts with them: otherwise each pays ~2 s of import on its first
+# prediction item, which made a second process slow a small run down (bench/README.md, run.py).
+ANNOTOME_WORKER_PRELOAD = env_bool("ANNOTOME_WORKER_PRELOAD", True)
 
 # Background jobs (webapp.core.jobs): a running job's worker refreshes its heartbeat every
 # quarter of this lease; a job whose heartbeat is older (or whose worker process is gone) shows
