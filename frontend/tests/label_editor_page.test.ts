@@ -37,7 +37,10 @@ interface Posted {
   provenance: string | null;
 }
 
-function fakeServer(saves: { status: number; body: unknown }[]): Posted[] {
+function fakeServer(
+  saves: { status: number; body: unknown }[],
+  labels: { version: number } = { version: 0 },
+): Posted[] {
   const posted: Posted[] = [];
   const image = new Uint8Array(SHAPE[0]! * SHAPE[1]! * SHAPE[2]!).map((_, i) => i);
   vi.stubGlobal(
@@ -61,7 +64,8 @@ function fakeServer(saves: { status: number; body: unknown }[]): Posted[] {
       }
       if (url === BASE) {
         const geometry = { shape: SHAPE, chunk: [2, 4, 4] };
-        return new Response(JSON.stringify({ version: 0, current_version: 0, geometry }));
+        const { version } = labels;
+        return new Response(JSON.stringify({ version, current_version: version, geometry }));
       }
       if (url === `${BASE}image/`) {
         return new Response(image, { headers: { "X-Shape": SHAPE.join(",") } });
@@ -179,6 +183,75 @@ describe("the Paint tab", () => {
     root.hidden = false;
     key("b");
     expect(paint.editor.tool).toBe("brush");
+  });
+});
+
+describe("the Paint tab's page wiring", () => {
+  async function mountTab(labels?: { version: number }) {
+    fakeServer([], labels);
+    const root = document.getElementById("paint")!;
+    const paint = mountPaint(
+      root,
+      { assignmentId: 9, csrfToken: "t", editable: true, provenance: false },
+      () => undefined,
+    );
+    mounted.push(paint);
+    await paint.ready;
+    return { root, paint };
+  }
+
+  it("Shift+wheel over a view sizes the brush; the wheel alone moves the slice", async () => {
+    const { root, paint } = await mountTab();
+    const xy = root.querySelector<HTMLCanvasElement>("[data-paint-view=xy] canvas")!;
+    const radius = paint.editor.radius;
+    const wheel = (deltaY: number, shiftKey: boolean): void => {
+      const event = new WheelEvent("wheel", { deltaY, cancelable: true });
+      // happy-dom's WheelEvent drops the modifier keys of its init: set it as Chromium would.
+      Object.defineProperty(event, "shiftKey", { value: shiftKey });
+      xy.dispatchEvent(event);
+    };
+    wheel(-100, true);
+    expect(paint.editor.radius).toBe(radius + 1);
+    wheel(100, true);
+    wheel(100, true);
+    expect(paint.editor.radius).toBe(radius - 1);
+    expect(root.querySelector("[data-paint=info]")!.textContent).toContain(`radius ${radius - 1}`);
+    expect(paint.editor.slice("xy")).toBe(1);
+    wheel(-100, false);
+    expect(paint.editor.slice("xy")).toBe(0);
+    expect(root.querySelector("[data-paint-view=xy] .paint-slice")!.textContent).toBe("xy 1/2");
+  });
+
+  it("the contrast inputs redraw the views through the new window", async () => {
+    const { root } = await mountTab();
+    const xy = root.querySelector<HTMLCanvasElement>("[data-paint-view=xy] canvas")!;
+    const grey = (): number => (xy as unknown as { drawn: ImageData }).drawn.data[4 * 7]!;
+    expect(grey()).toBe(31); // image value 31 (slice 1, y 1, x 1) through the window 0-255
+    const high = root.querySelector<HTMLInputElement>("[data-paint=high]")!;
+    high.value = "62";
+    high.dispatchEvent(new Event("input"));
+    expect(grey()).toBeGreaterThanOrEqual(127);
+    expect(grey()).toBeLessThanOrEqual(129); // 31 is half of the window 0-62
+  });
+
+  it("reload (after a restore) shows the server's version and forgets the session", async () => {
+    const labels = { version: 0 };
+    const { root, paint } = await mountTab(labels);
+    const editor = paint.editor;
+    editor.radius = 0.5;
+    editor.press("xy", 5, 3);
+    editor.release();
+    editor.interpolated.push({ plane: "xy", id: editor.activeId, slices: [1] });
+    expect(paint.unsaved()).toBe(true);
+    labels.version = 5; // a restore made version 5; its chunks (404 here) are empty
+    expect(await paint.reload()).toBe(5);
+    expect(paint.version()).toBe(5);
+    expect(paint.unsaved()).toBe(false);
+    expect(editor.volume.data.every((v) => v === 0)).toBe(true);
+    expect(editor.undo()).toBe(null); // nothing to take back into the restored version
+    expect(editor.interpolated).toEqual([]);
+    expect(root.querySelector("[data-paint=interpolated]")!.textContent).toBe("");
+    expect(root.querySelector("[data-paint=status]")!.textContent).toBe("Showing version 5.");
   });
 });
 

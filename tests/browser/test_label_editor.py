@@ -267,6 +267,59 @@ def test_annotator_paints_interpolates_undoes_saves_and_reloads(
     assert (volume(page) == accepted).all()
 
 
+def test_restoring_a_version_brings_its_voxels_back_into_the_editor_and_the_viewer(
+    live_server: Any, browser_context: Any
+) -> None:
+    """Restore in the task's version list: the Paint tab and the "painted labels" layer show the
+    restored voxels (not the ones painted since), and painting not yet saved is saved first, so
+    the restore loses nothing."""
+    users = get_user_model().objects
+    owner = users.create_user("owner", password=PASSWORD)
+    ann = users.create_user("ann", password=PASSWORD)
+    campaign = make_campaign(owner, ann)
+    page = browser_context.new_page()
+    open_task(page, live_server.url, campaign)
+    row = Assignment.objects.get(annotator=ann)
+    canvas = page.locator("[data-paint-view=xy] canvas").bounding_box()
+    assert canvas is not None
+
+    def stroke_and_save(y: int, version: int) -> np.ndarray:
+        page.keyboard.press("c")
+        drag(page, canvas, [(8, y), (20, y)])
+        page.keyboard.press("Control+s")
+        page.wait_for_function(f"() => annotome.paint.version() === {version}", timeout=10_000)
+        return volume(page)
+
+    v1 = stroke_and_save(8, 1)
+    v2 = stroke_and_save(24, 2)
+    assert (v2 != v1).any()
+    page.wait_for_selector("#task-versions li[data-version='2']")
+    # A third stroke, not saved, then "restore" on version 1.
+    page.keyboard.press("c")
+    drag(page, canvas, [(8, 16), (20, 16)])
+    unsaved = volume(page)
+    page.click("#task-versions li[data-version='1'] .task-version-restore")
+    # The unsaved stroke became version 3, the restore version 4.
+    page.wait_for_function("() => annotome.paint.version() === 4", timeout=15_000)
+    assert (volume(page) == v1).all()
+    assert (stored(row) == v1).all()
+    held = selectors.labels_at(row, 3)
+    assert (labels_read(held.blobs, held.geometry, held.chunks) == unsaved).all()
+    assert not page.evaluate("() => annotome.paint.unsaved()")
+    assert page.evaluate("() => annotome.paint.editor.history.undo()") is None
+    page.wait_for_selector("#task-versions li[data-version='4']")
+    assert "restored version 1" in page.inner_text("#task-versions li[data-version='4']")
+    # The viewer's painted labels follow: its sources are version 4's.
+    page.wait_for_function(
+        """() => annotome.viewer().layerManager.getLayerByName("painted labels").layer
+             .dataSources.every((s) => s.spec.url.includes("/labels/v4/"))""",
+        timeout=15_000,
+    )
+    # Painting goes on from the restored voxels: the next save is version 5 on top of 4.
+    v5 = stroke_and_save(28, 5)
+    assert (stored(row) == v5).all() and ((v5 == 0) | (v5 == v1) | (v1 == 0)).all()
+
+
 # Listeners added after the page's own, so they run once its handler has drawn: each records
 # the time from the input event to the end of its handling, and from a key to the second
 # animation frame after it (the frame that shows the handled change).

@@ -478,11 +478,15 @@ export function mountTaskPage(doc: Document = document): TaskHooks {
       try {
         await saver.settled();
         if (saver.stale) return;
+        // Unsaved painting is saved first, so the restore keeps it in the history.
+        if (painting?.unsaved()) await painting.save();
+        if (painting?.unsaved()) return; // not saved (a newer version): the banner says so
         await api.post(`${ASSIGNMENT}restore/`, {
           path: { assignment_id },
           body: { version, base_version: ledger.version },
         });
         await reloadCurrent(false);
+        if (painting) showSavedLabels(await painting.reload());
       } catch (error) {
         const current = staleVersion(error);
         if (current === undefined) {

@@ -32,6 +32,9 @@ export interface PaintHooks {
   /** Whether the editor holds painted changes not yet saved. */
   unsaved(): boolean;
   save(): Promise<void>;
+  /** Loads the server's current labels version in place of the editor's (after a restore);
+   * answers that version. Unsaved painting is dropped: save it first. */
+  reload(): Promise<number>;
   showProposal(p: Proposal): void;
   /** Stops listening to the window's keys. */
   dispose(): void;
@@ -462,6 +465,23 @@ export function mountPaint(
     await save();
   }
 
+  async function reload(): Promise<number> {
+    await ready;
+    if (saving) await saving;
+    const state = await fetchLabels();
+    const current = new LabelVolume(editor!.volume.shape);
+    await loadVersion(base, state.version, current, editor!.grid);
+    editor!.replace(current.data);
+    version = state.version;
+    staleAt = null;
+    conflict.hidden = true;
+    sliceLabels();
+    redraw("all");
+    countNow();
+    say(`Showing version ${version}.`);
+    return version;
+  }
+
   const ready = (async () => {
     const [state, img] = await Promise.all([fetchLabels(), fetchImage()]);
     const shape = state.geometry.shape as [number, number, number];
@@ -535,6 +555,7 @@ export function mountPaint(
     objects: () => objects,
     unsaved: () => !!editor && config.editable && editor.dirty,
     save,
+    reload,
     showProposal(p: Proposal): void {
       if (!editor) return;
       editor.showProposal(p);

@@ -336,6 +336,19 @@ export class LabelEditor {
     this.tracker.markSaved(parts);
   }
 
+  /** Replaces the voxels by another version's and forgets this session (a restore): nothing is
+   * unsaved, undo has nothing to take back, and the session's provenance, interpolated slices and
+   * shown proposal belonged to voxels that are gone. */
+  replace(current: Uint32Array): void {
+    this.volume.data.set(current);
+    this.tracker = new ChunkTracker(this.volume, this.grid);
+    this.history.clear();
+    this.provenance = {};
+    this.interpolated.length = 0;
+    this.proposal = null;
+    this.activeId = this.volume.nextFreeId();
+  }
+
   /** Replaces the voxels by another version's and re-applies this session's changes on top
    * (a stale save's "reload my changes on top"); answers how many voxels were re-applied. */
   rebase(current: Uint32Array): number {
