@@ -148,6 +148,21 @@ describe("interpolation", () => {
     expect(filled).toEqual([1, 2, 3, 4, 6, 7, 8, 9, 10]);
     for (let x = 0; x < 12; x++) expect(vol.get(10, 10, x)).toBe(2);
   });
+
+  it("works along the xz plane's normal (y)", () => {
+    const vol = new LabelVolume([16, 10, 16]);
+    const edit = new Edit(vol, "brush");
+    paintDisc(edit, "xz", 1, 8, 8, 2, 4);
+    paintDisc(edit, "xz", 7, 8, 8, 5, 4);
+    const filled = interpolate(new Edit(vol, "interpolate"), "xz", 4);
+    expect(filled).toEqual([2, 3, 4, 5, 6]);
+    for (let y = 1; y <= 7; y++) expect(vol.get(8, y, 8)).toBe(4);
+    expect(vol.get(8, 0, 8)).toBe(0);
+    expect(vol.get(8, 8, 8)).toBe(0);
+    // The disc grows from radius 2 to 5: slice 6 reaches further along x than slice 2.
+    expect(vol.get(8, 6, 12)).toBe(4);
+    expect(vol.get(8, 2, 12)).toBe(0);
+  });
 });
 
 describe("undo and redo", () => {
@@ -311,6 +326,35 @@ describe("the editor's tools, keys and proposals", () => {
     expect(editor.volume.get(2, 8, 8)).toBe(3);
     editor.undo();
     expect(editor.volume.get(2, 8, 8)).toBe(0);
+    expect(editor.interpolated).toEqual([]); // undo takes the record back too
+    editor.redo();
+    expect(editor.interpolated).toEqual([{ plane: "xy", id: 3, slices: [1, 2, 3] }]);
+  });
+
+  it("records interpolated slices in the save's provenance, with an earlier session's", () => {
+    const editor = new LabelEditor([5, 16, 16], [64, 64, 64]);
+    // Loaded with the version: object 3 came from a click, and its y slices 9-10 (xz) were
+    // interpolated in an earlier session; object 7 was painted but is gone now.
+    editor.volume.data[editor.volume.index(0, 0, 0)] = 3;
+    editor.provenance = {
+      "3": { source: "click", interpolated: { xz: [9, 10] } },
+      "7": { source: "manual" },
+    };
+    editor.activeId = 3;
+    for (const z of [0, 4]) {
+      editor.position[0] = z;
+      editor.press("xy", 8, 8);
+      editor.release();
+    }
+    editor.key({ key: "v" });
+    expect(editor.filledSlices()).toEqual([
+      { plane: "xy", id: 3, slices: [1, 2, 3] },
+      { plane: "xz", id: 3, slices: [9, 10] },
+    ]);
+    // A stroke on a clicked object keeps its provenance; the interpolation is added to it.
+    expect(editor.provenanceNow()).toEqual({
+      "3": { source: "click", interpolated: { xz: [9, 10], xy: [1, 2, 3] } },
+    });
   });
 
   it("shows a proposal; Enter paints it as a new object with provenance, Esc drops it", () => {

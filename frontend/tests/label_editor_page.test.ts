@@ -250,7 +250,7 @@ describe("the Paint tab's page wiring", () => {
     expect(editor.volume.data.every((v) => v === 0)).toBe(true);
     expect(editor.undo()).toBe(null); // nothing to take back into the restored version
     expect(editor.interpolated).toEqual([]);
-    expect(root.querySelector("[data-paint=interpolated]")!.textContent).toBe("");
+    expect(root.querySelector("[data-paint=interpolated]")!.textContent).toBe("none yet");
     expect(root.querySelector("[data-paint=status]")!.textContent).toBe("Showing version 5.");
   });
 });

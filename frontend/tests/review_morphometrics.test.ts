@@ -43,6 +43,10 @@ describe("painted objects in the review page", () => {
       provenance: { source: "click", proposal_source: "model", model: "model v3" },
     });
     expect(provenanceText(named)).toBe("click (model v3)");
+    const filled = object(11, {
+      provenance: { source: "manual", interpolated: { xy: [13, 14, 15, 17], yz: [] } },
+    });
+    expect(provenanceText(filled)).toBe("manual, interpolated xy 14–16, 18");
   });
 
   it("shows an object at its centroid voxel (z, y, x)", () => {

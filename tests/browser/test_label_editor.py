@@ -156,7 +156,8 @@ def test_annotator_paints_interpolates_undoes_saves_and_reloads(
     assert interpolated == [{"plane": "xy", "id": object_id, "slices": [13, 14, 15, 17, 18, 19]}]
     after_v = volume(page)
     assert sorted(set(np.nonzero(after_v == object_id)[0])) == list(range(12, 21))
-    assert "13" in page.inner_text("[data-paint=interpolated]")
+    filled_text = "object 1, xy slices 14\u201316, 18\u201320"  # 1-based, as the views number them
+    assert page.inner_text("[data-paint=interpolated]") == filled_text
     page.keyboard.press("Control+z")
     assert (volume(page) == painted).all()
     page.keyboard.press("Control+y")
@@ -208,6 +209,10 @@ def test_annotator_paints_interpolates_undoes_saves_and_reloads(
     assert (volume(page) == after_v).all()
     page.keyboard.press("f")  # slice 17 (an interpolated one)
     assert page.evaluate("() => annotome.paint.editor.slice('xy')") == 17
+    # The save recorded the interpolated slices: listed, and marked on the slice shown.
+    assert page.inner_text("[data-paint=interpolated]") == filled_text
+    xy_label = "[data-paint-view=xy] .paint-slice"
+    assert page.inner_text(xy_label) == f"xy 18/{BOX} · interpolated (object 1)"
     assert len(set(pixel(page, "xy", 16, 16)[:3])) > 1
     grey = int(image[17, 2, 2])
     assert pixel(page, "xy", 2, 2) == [grey, grey, grey, 255]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -227,18 +227,21 @@ def label_blobs(campaign_id: int) -> BlobStore:
     return BlobStore(label_blobs_root(campaign_id), durable=durable)
 
 
-def label_version_at(assignment_id: int, version: int, geometry: LabelGeometry) -> LabelVersion:
-    """The labels manifest in force at ``version``: the latest revision <= it that changed the
-    labels, renumbered ``version`` (points and labels share one version sequence); empty when
-    none did."""
-    manifest = (
+def _labels_revision_at(assignment_id: int, version: int) -> tuple[Any, dict[str, Any]]:
+    """The manifest and provenance of the latest revision <= ``version`` that changed the
+    labels (None and {} when none did): one query."""
+    row = (
         Revision.objects.filter(
             assignment_id=assignment_id, number__lte=version, labels__isnull=False
         )
         .order_by("-number")
-        .values_list("labels", flat=True)
+        .values_list("labels", "provenance")
         .first()
     )
+    return (None, {}) if row is None else (row[0], dict(row[1] or {}))
+
+
+def _version_of(manifest: Any, version: int, geometry: LabelGeometry) -> LabelVersion:
     if manifest is None:
         return LabelVersion(number=version, based_on=None) if version else version_empty()
     found = LabelVersion.from_json(manifest, geometry)
@@ -251,6 +254,14 @@ def label_version_at(assignment_id: int, version: int, geometry: LabelGeometry) 
     )
 
 
+def label_version_at(assignment_id: int, version: int, geometry: LabelGeometry) -> LabelVersion:
+    """The labels manifest in force at ``version``: the latest revision <= it that changed the
+    labels, renumbered ``version`` (points and labels share one version sequence); empty when
+    none did."""
+    manifest, _ = _labels_revision_at(assignment_id, version)
+    return _version_of(manifest, version, geometry)
+
+
 @dataclass(frozen=True)
 class Labels:
     """An assignment's painted labels at one version: the chunk map and where its blobs are."""
@@ -259,14 +270,17 @@ class Labels:
     geometry: LabelGeometry
     chunks: Mapping[ChunkIndex, str]
     blobs: BlobStore
+    #: Where each object came from (:func:`labels_provenance_at`), read with the chunk map.
+    provenance: Mapping[str, Any] = field(default_factory=dict)
 
 
 def labels_at(assignment: Assignment, version: int | None = None) -> Labels:
     """The labels of ``version`` (the current one when None); the caller checks the number."""
     number = assignment.version if version is None else version
     geometry = label_geometry(assignment.box)
-    manifest = label_version_at(assignment.pk, number, geometry)
-    return Labels(number, geometry, manifest.chunks, label_blobs(assignment.box.campaign_id))
+    manifest, provenance = _labels_revision_at(assignment.pk, number)
+    chunks = _version_of(manifest, number, geometry).chunks
+    return Labels(number, geometry, chunks, label_blobs(assignment.box.campaign_id), provenance)
 
 
 def label_meshes_root(campaign_id: int) -> Path:
@@ -293,15 +307,7 @@ def assist_job_latest(assignment: Assignment) -> AssistJob | None:
 def labels_provenance_at(assignment_id: int, version: int) -> dict[str, Any]:
     """Where each painted object of ``version`` came from: the provenance of the labels
     revision in force at it (as :func:`label_version_at`); empty when none was recorded."""
-    found = (
-        Revision.objects.filter(
-            assignment_id=assignment_id, number__lte=version, labels__isnull=False
-        )
-        .order_by("-number")
-        .values_list("provenance", flat=True)
-        .first()
-    )
-    return dict(found or {})
+    return _labels_revision_at(assignment_id, version)[1]
 
 
 @dataclass(frozen=True)

@@ -1329,10 +1329,11 @@ MAX_PROVENANCE_BYTES = 1024**2
 MAX_MODEL_NAME = 100
 
 
-def provenance_parse(text: str) -> dict[str, dict[str, str]]:
+def provenance_parse(text: str) -> dict[str, dict[str, Any]]:
     """The labels save's ``provenance`` field (JSON text), checked: an object mapping object ids
     (decimal uint32, not 0) to {"source": manual|click|proposal, "proposal_source"?:
-    model|watershed, "model"?: the model's name}. 400 with the reason for anything else."""
+    model|watershed, "model"?: the model's name, "interpolated"?: {plane: filled slices}}. 400
+    with the reason for anything else."""
     if len(text) > MAX_PROVENANCE_BYTES:
         raise TooLarge(f"provenance may be at most {MAX_PROVENANCE_BYTES:,} characters.")
     try:
@@ -1341,7 +1342,7 @@ def provenance_parse(text: str) -> dict[str, dict[str, str]]:
         raise InvalidRequest("provenance must be JSON text.") from None
     if not isinstance(data, dict):
         raise InvalidRequest('provenance must be a JSON object: {"<object id>": {"source": ...}}.')
-    checked: dict[str, dict[str, str]] = {}
+    checked: dict[str, dict[str, Any]] = {}
     for key, value in data.items():
         if not (key.isascii() and key.isdigit() and len(key) <= 10 and 0 < int(key) < 2**32):
             raise InvalidRequest(f"provenance key {key[:20]!r} is not an object id (1..2^32-1).")
@@ -1350,12 +1351,12 @@ def provenance_parse(text: str) -> dict[str, dict[str, str]]:
                 f"provenance of object {key}: source must be one of "
                 f"{', '.join(PROVENANCE_SOURCES)}."
             )
-        extra = set(value) - {"source", "proposal_source", "model"}
+        extra = set(value) - {"source", "proposal_source", "model", "interpolated"}
         if extra:
             raise InvalidRequest(
                 f"provenance of object {key}: unknown field(s) {', '.join(sorted(extra))[:60]}."
             )
-        entry = {"source": str(value["source"])}
+        entry: dict[str, Any] = {"source": str(value["source"])}
         if "proposal_source" in value:
             if value["proposal_source"] not in PROPOSAL_SOURCES:
                 raise InvalidRequest(
@@ -1370,8 +1371,36 @@ def provenance_parse(text: str) -> dict[str, dict[str, str]]:
                     f"{MAX_MODEL_NAME} characters."
                 )
             entry["model"] = model
+        if "interpolated" in value:
+            entry["interpolated"] = _interpolated_parse(key, value["interpolated"])
         checked[str(int(key))] = entry
     return checked
+
+
+INTERPOLATION_PLANES = ("xy", "xz", "yz")
+MAX_INTERPOLATED_SLICES = 4096
+
+
+def _interpolated_parse(key: str, value: Any) -> dict[str, list[int]]:
+    """An object's ``interpolated`` provenance: the slices (box-relative indices along the
+    plane's normal) that interpolation filled, per plane, e.g. {"xy": [13, 14, 15]}."""
+    where = f"provenance of object {key}: interpolated"
+    if not isinstance(value, dict) or not set(value) <= set(INTERPOLATION_PLANES):
+        raise InvalidRequest(f"{where} must map xy, xz or yz to lists of slice numbers.")
+    out: dict[str, list[int]] = {}
+    for plane, slices in value.items():
+        if (
+            not isinstance(slices, list)
+            or len(slices) > MAX_INTERPOLATED_SLICES
+            or not all(type(n) is int and 0 <= n < 2**31 for n in slices)
+        ):
+            raise InvalidRequest(
+                f"{where} {plane} must be a list of at most {MAX_INTERPOLATED_SLICES} slice "
+                "numbers (whole numbers from 0)."
+            )
+        if slices:
+            out[plane] = sorted(set(slices))
+    return out
 
 
 def labels_save(
@@ -1379,7 +1408,7 @@ def labels_save(
     user: User,
     base_version: int,
     chunks: Any,
-    provenance: dict[str, dict[str, str]] | None = None,
+    provenance: dict[str, dict[str, Any]] | None = None,
 ) -> LabelsSaveResult:
     """Write changed chunks (index -> uint32 array) of the painted labels as one new version.
 

@@ -3,6 +3,7 @@
 // of a volume-sphericity scatter coloured by where each object came from. Pure: the page draws.
 
 import type { Schemas } from "../lib/api";
+import { sliceRanges } from "../lib/format";
 import { figure } from "./layers";
 
 export type LabelObject = Schemas["LabelObject"];
@@ -21,12 +22,18 @@ export function provenanceOf(o: LabelObject): Provenance {
   return o.provenance?.source ?? "unknown";
 }
 
-/** The provenance as the table writes it: "proposal (model v3)" names what proposed it. */
+/** The provenance as the table writes it: "proposal (model v3)" names what proposed it;
+ * "manual, interpolated xy 14–16" the slices interpolation filled (numbered from 1). */
 export function provenanceText(o: LabelObject): string {
   const p = o.provenance;
   if (!p) return "–";
   const by = p.model ?? p.proposal_source;
-  return by ? `${p.source} (${by})` : p.source;
+  const filled = Object.entries(p.interpolated ?? {})
+    .filter(([, slices]) => slices.length)
+    .map(([plane, slices]) => `${plane} ${sliceRanges(slices.map((n) => n + 1))}`);
+  return (
+    (by ? `${p.source} (${by})` : p.source) + filled.map((f) => `, interpolated ${f}`).join("")
+  );
 }
 
 /** A table row: id, volume (um^3), surface (um^2), sphericity, provenance. */

@@ -6,10 +6,11 @@
 // and yz of 400 nm z / 200 nm xy voxels are not squashed; the mouse maps to voxels per axis.
 
 import { ChunkGrid, MAX_CHUNKS_PER_SAVE, loadVersion, saveForm } from "../label_editor/chunks";
-import { type Changed, LabelEditor, type Tool } from "../label_editor/editor";
+import { type Changed, LabelEditor, type Provenance, type Tool } from "../label_editor/editor";
 import type { Proposal } from "../label_editor/proposal";
 import { drawOutline, drawRegion } from "../label_editor/render";
 import { LabelVolume, PLANES, type Plane } from "../label_editor/volume";
+import { sliceRanges } from "../lib/format";
 
 export interface PaintConfig {
   assignmentId: number;
@@ -55,6 +56,8 @@ interface LabelsState {
   version: number;
   current_version: number;
   geometry: { shape: number[]; chunk: number[] };
+  /** Where each object of the version came from (its interpolated slices too). */
+  provenance?: Record<string, Provenance>;
 }
 
 const VIEWS: Plane[] = ["xy", "xz", "yz"];
@@ -197,11 +200,12 @@ export function mountPaint(
     for (const button of root.querySelectorAll<HTMLButtonElement>("[data-paint-tool]")) {
       button.setAttribute("aria-pressed", String(button.dataset["paintTool"] === editor.tool));
     }
-    filledList.textContent = editor.interpolated
-      .map(
-        (f) => `object ${f.id}, ${f.plane} slices ${f.slices[0]}–${f.slices[f.slices.length - 1]}`,
-      )
-      .join("; ");
+    filledList.textContent =
+      editor
+        .filledSlices()
+        .map((f) => `object ${f.id}, ${f.plane} slices ${sliceRanges(f.slices.map((n) => n + 1))}`)
+        .join("; ") || "none yet";
+    sliceLabels();
   }
 
   /** Redraws the part of ``view`` inside the voxel box ``changed`` (or all of it). */
@@ -292,11 +296,20 @@ export function mountPaint(
     view.cursor.hidden = false;
   }
 
+  /** Each view's slice number, and the objects interpolation filled on that slice. */
   function sliceLabels(): void {
     if (!editor) return;
+    const filled = editor.filledSlices();
     for (const view of views) {
       const { depth } = editor.volume.planeSize(view.plane);
-      view.label.textContent = `${view.plane} ${editor.slice(view.plane) + 1}/${depth}`;
+      const slice = editor.slice(view.plane);
+      const ids = filled
+        .filter((f) => f.plane === view.plane && f.slices.includes(slice))
+        .map((f) => f.id);
+      const which = ids.length === 1 ? `object ${ids[0]}` : `objects ${ids.join(", ")}`;
+      view.label.textContent =
+        `${view.plane} ${slice + 1}/${depth}` + (ids.length ? ` · interpolated (${which})` : "");
+      view.label.classList.toggle("paint-slice-interpolated", ids.length > 0);
     }
   }
 
@@ -472,6 +485,7 @@ export function mountPaint(
     const current = new LabelVolume(editor!.volume.shape);
     await loadVersion(base, state.version, current, editor!.grid);
     editor!.replace(current.data);
+    editor!.provenance = { ...state.provenance };
     version = state.version;
     staleAt = null;
     conflict.hidden = true;
@@ -490,6 +504,9 @@ export function mountPaint(
     const vol = new LabelVolume(shape);
     await loadVersion(base, version, vol, new ChunkGrid(vol.shape, chunk));
     editor = new LabelEditor(shape, chunk, vol.data);
+    // The saved provenance goes on with the objects: a later stroke on a clicked object keeps
+    // "click", and the slices an earlier session interpolated stay recorded and shown.
+    editor.provenance = { ...state.provenance };
     // The image may be clipped where the box reaches past it: pad it to the box with zeros.
     if (img.shape.join() === shape.join()) {
       image = img.data;

@@ -18,6 +18,8 @@ export interface Provenance {
   proposal_source?: "model" | "watershed";
   /** The model version that proposed it ("model v3"). */
   model?: string;
+  /** The slices interpolation filled, per plane (box indices along the plane's normal). */
+  interpolated?: Partial<Record<Plane, number[]>>;
 }
 
 /** What a labels save records for an object painted from an accepted proposal: "click" for
@@ -66,7 +68,9 @@ export class LabelEditor {
   window: [number, number] = [0, 255];
   lut = contrastLut(0, 255);
   provenance: Record<string, Provenance> = {};
+  /** This session's interpolations (V), in order; undo takes one back, redo puts it again. */
   readonly interpolated: Interpolated[] = [];
+  private readonly filledBy = new Map<Edit, Interpolated>();
   proposal: {
     p: Proposal;
     indices: Uint32Array;
@@ -210,17 +214,44 @@ export class LabelEditor {
   interpolate(plane: Plane = this.plane): Changed {
     const edit = this.edit("interpolate");
     const slices = interpolate(edit, plane, this.activeId);
-    if (slices.length) this.interpolated.push({ plane, id: this.activeId, slices });
+    if (slices.length) {
+      const filled = { plane, id: this.activeId, slices };
+      this.interpolated.push(filled);
+      this.filledBy.set(edit, filled);
+    }
     return this.record(edit);
+  }
+
+  /** Every object's interpolated slices per plane: those its saved provenance records (an
+   * earlier session's) and this session's (``interpolated``, less what undo took back). */
+  filledSlices(): Interpolated[] {
+    const byKey = new Map<string, Interpolated>();
+    const add = (id: number, plane: Plane, slices: readonly number[]): void => {
+      const key = `${id} ${plane}`;
+      const entry = byKey.get(key) ?? { plane, id, slices: [] };
+      entry.slices = [...new Set([...entry.slices, ...slices])].sort((a, b) => a - b);
+      byKey.set(key, entry);
+    };
+    for (const [id, p] of Object.entries(this.provenance)) {
+      for (const [plane, slices] of Object.entries(p.interpolated ?? {})) {
+        add(Number(id), plane as Plane, slices);
+      }
+    }
+    for (const f of this.interpolated) add(f.id, f.plane, f.slices);
+    return [...byKey.values()].sort((a, b) => a.id - b.id || a.plane.localeCompare(b.plane));
   }
 
   undo(): Changed {
     const edit = this.history.undo();
+    const filled = edit && this.filledBy.get(edit);
+    if (filled) this.interpolated.splice(this.interpolated.indexOf(filled), 1);
     return edit && edit.size ? { min: [...edit.bounds.min], max: [...edit.bounds.max] } : null;
   }
 
   redo(): Changed {
     const edit = this.history.redo();
+    const filled = edit && this.filledBy.get(edit);
+    if (filled) this.interpolated.push(filled);
     return edit && edit.size ? { min: [...edit.bounds.min], max: [...edit.bounds.max] } : null;
   }
 
@@ -273,6 +304,10 @@ export class LabelEditor {
     for (let i = 0; i < data.length; i++) if (data[i]!) present.add(data[i]!);
     const out: Record<string, Provenance> = {};
     for (const [id, p] of Object.entries(this.provenance)) if (present.has(Number(id))) out[id] = p;
+    for (const f of this.filledSlices()) {
+      const p = out[String(f.id)];
+      if (p) out[String(f.id)] = { ...p, interpolated: { ...p.interpolated, [f.plane]: f.slices } };
+    }
     return out;
   }
 
@@ -345,6 +380,7 @@ export class LabelEditor {
     this.history.clear();
     this.provenance = {};
     this.interpolated.length = 0;
+    this.filledBy.clear();
     this.proposal = null;
     this.activeId = this.volume.nextFreeId();
   }

@@ -205,6 +205,7 @@ def test_provenance_round_trip_and_refusals(task: Assignment, people: dict[str, 
     first = {
         "1": {"source": "click"},
         "2": {"source": "proposal", "proposal_source": "model", "model": "model v2"},
+        "3": {"source": "manual", "interpolated": {"xy": [5, 4, 6], "yz": [], "xz": [9]}},
     }
     answer = api.post(
         url,
@@ -213,7 +214,11 @@ def test_provenance_round_trip_and_refusals(task: Assignment, people: dict[str, 
     )
     assert answer.status_code == 200, answer.content
     found = {o["segment_id"]: o["provenance"] for o in api.get(objects).json()["objects"]}
-    assert found == {1: first["1"], 2: first["2"], 3: None}
+    interpolated_3 = {"source": "manual", "interpolated": {"xy": [4, 5, 6], "xz": [9]}}
+    assert found == {1: first["1"], 2: first["2"], 3: interpolated_3}
+    # The labels' state gives the editor the same map (it carries it into its next saves).
+    assert api.get(url).json()["provenance"] == {"1": first["1"], "2": first["2"],
+                                                 "3": interpolated_3}  # fmt: skip
     # Refusals: nothing saved.
     for bad in (
         "{not json",
@@ -227,6 +232,11 @@ def test_provenance_round_trip_and_refusals(task: Assignment, people: dict[str, 
         json.dumps({"3": {"source": "click", "proposal_source": "model", "model": ""}}),
         json.dumps({"3": {"source": "click", "proposal_source": "model", "model": 3}}),
         json.dumps({"3": {"source": "click", "model": "m" * 101}}),
+        json.dumps({"3": {"source": "manual", "interpolated": [4, 5]}}),
+        json.dumps({"3": {"source": "manual", "interpolated": {"zz": [4]}}}),
+        json.dumps({"3": {"source": "manual", "interpolated": {"xy": [-1]}}}),
+        json.dumps({"3": {"source": "manual", "interpolated": {"xy": [1.5]}}}),
+        json.dumps({"3": {"source": "manual", "interpolated": {"xy": list(range(4097))}}}),
     ):
         changed = labels.copy()
         changed[changed == 3] = 4
@@ -257,7 +267,7 @@ def test_provenance_round_trip_and_refusals(task: Assignment, people: dict[str, 
     old = {
         o["segment_id"]: o["provenance"] for o in api.get(f"{objects}?version=1").json()["objects"]
     }
-    assert old == {1: first["1"], 2: first["2"], 3: None}
+    assert old == {1: first["1"], 2: first["2"], 3: interpolated_3}
     services.restore(task, people["a1"], 1, 2)
     found = {o["segment_id"]: o["provenance"] for o in api.get(objects).json()["objects"]}
-    assert found == {1: first["1"], 2: first["2"], 3: None}
+    assert found == {1: first["1"], 2: first["2"], 3: interpolated_3}

@@ -92,7 +92,9 @@ SAVE_FORM = {
             "type": "string",
             "description": 'JSON text: {"<object id>": {"source": "manual" | "click" | '
             '"proposal", "proposal_source": "model" | "watershed" (optional), "model": the '
-            "model version's name (optional)}}; updates where "
+            "model version's name (optional), "
+            '"interpolated": {"xy" | "xz" | "yz": [slice, ...]} (optional: the slices '
+            "interpolation filled)}}; updates where "
             "the objects came from (400, nothing saved, when malformed).",
         },
     },
@@ -129,6 +131,7 @@ def _labels_body(request: HttpRequest, row: Assignment, version: int | None) -> 
         # The meshes (label_mesh_views) only once there is something to mesh.
         "neuroglancer_sources": [f"zarr2://{url}"]
         + ([f"precomputed://{url}meshes/"] if labels.chunks else []),
+        "provenance": dict(labels.provenance),
     }
 
 

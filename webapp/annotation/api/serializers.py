@@ -358,6 +358,25 @@ class LabelGeometrySerializer(serializers.Serializer[dict[str, Any]]):
     )
 
 
+class ObjectProvenanceSerializer(serializers.Serializer[dict[str, Any]]):
+    source = serializers.ChoiceField(  # type: ignore[assignment]
+        choices=OBJECT_SOURCES,
+        help_text="Painted by hand, accepted from a click, or accepted from a proposal.",
+    )
+    proposal_source = serializers.ChoiceField(
+        choices=PROPOSAL_SOURCES, required=False, help_text="What proposed it."
+    )
+    model = serializers.CharField(
+        required=False, max_length=100, help_text="The model version that proposed it."
+    )
+    interpolated = serializers.DictField(
+        child=serializers.ListField(child=serializers.IntegerField(min_value=0)),
+        required=False,
+        help_text="The slices interpolation filled, per plane (xy, xz, yz): indices in the box "
+        "along the plane's normal.",
+    )
+
+
 class LabelsStateSerializer(serializers.Serializer[dict[str, Any]]):
     version = serializers.IntegerField(help_text="The version these labels are of.")
     current_version = serializers.IntegerField()
@@ -374,18 +393,10 @@ class LabelsStateSerializer(serializers.Serializer[dict[str, Any]]):
         help_text="The sources of a Neuroglancer segmentation layer showing this version: the "
         "OME-Zarr labels, then its objects' meshes (precomputed, absent while nothing is painted).",
     )
-
-
-class ObjectProvenanceSerializer(serializers.Serializer[dict[str, Any]]):
-    source = serializers.ChoiceField(  # type: ignore[assignment]
-        choices=OBJECT_SOURCES,
-        help_text="Painted by hand, accepted from a click, or accepted from a proposal.",
-    )
-    proposal_source = serializers.ChoiceField(
-        choices=PROPOSAL_SOURCES, required=False, help_text="What proposed it."
-    )
-    model = serializers.CharField(
-        required=False, max_length=100, help_text="The model version that proposed it."
+    provenance = serializers.DictField(
+        child=ObjectProvenanceSerializer(),
+        help_text="Where each object of this version came from, by object id (as the saves said; "
+        "objects saved without it are absent).",
     )
 
 
