@@ -2,7 +2,12 @@
 import { describe, expect, it } from "vitest";
 
 import { labelTruthText, truthChoices } from "../src/annotation_campaign/campaign_page";
-import { labelBoxBars, labelPairBars } from "../src/annotation_dashboard/page";
+import {
+  labelBoxBars,
+  labelBoxRows,
+  labelPairBars,
+  labelPairRows,
+} from "../src/annotation_dashboard/page";
 import {
   boxPointGlobal,
   consensusLayer,
@@ -107,6 +112,28 @@ describe("painted agreement on the dashboard", () => {
     ]);
     expect(labelPairBars([{ reference: "a1", other: "a2", dice: null }], "#000")).toEqual([
       { label: "a1 / a2", value: null, colour: "#000" },
+    ]);
+  });
+});
+
+describe("the dashboard's painted agreement tables", () => {
+  it("writes one row per annotator pair with every figure, and one per box", () => {
+    const pair = {
+      reference: "a1",
+      other: "a2",
+      boxes: 3,
+      matched: 17,
+      precision: 0.8947,
+      recall: 0.85,
+      f1: 0.8718,
+      dice: 0.9132,
+      mean_matched_iou: null,
+    };
+    expect(labelPairRows([pair])).toEqual([
+      ["a1 / a2", "3", "17", "0.89", "0.85", "0.87", "0.91", "–"],
+    ]);
+    expect(labelBoxRows([{ name: "b1", mean_f1: 0.5, mean_dice: null }])).toEqual([
+      ["b1", "0.50", "–"],
     ]);
   });
 });

@@ -870,4 +870,13 @@ def play_the_painted_story(
     assert page.is_visible("figure:has(#plot-label-dice)")
     assert not page.is_visible("figure:has(#plot-agreement)")
     assert f"mean Dice {pair.dice:.2f}" in page.inner_text("#agreement-text")
+    # Its tables: every figure of the annotator pair, and the box.
+    cells = page.locator("#label-pairs tbody tr").first.locator("td").all_inner_texts()
+    assert cells[:3] == ["p1 / p2", "1", str(pair.matched)], cells
+    shown = [float(c) for c in cells[3:]]
+    wanted = [pair.precision, pair.recall, pair.f1, pair.dice, pair.mean_matched_iou]
+    assert shown == pytest.approx(wanted, abs=0.006), cells
+    box_cells = page.locator("#label-boxes tbody tr").first.locator("td").all_inner_texts()
+    assert box_cells[0] == "nucleus"
+    assert [float(c) for c in box_cells[1:]] == pytest.approx([pair.f1, pair.dice], abs=0.006)
     desk.shot("painted-8-dashboard")

@@ -78,6 +78,30 @@ export function labelPairBars(
   return pairs.map((p) => ({ label: `${p.reference} / ${p.other}`, value: p.dice, colour }));
 }
 
+const figureText = (v: number | null | undefined): string => (v == null ? "–" : v.toFixed(2));
+
+/** The rows of the painted agreement's per-pair table: the pair, boxes, matched objects,
+ * precision, recall, F1, voxel Dice and the mean IoU of matched objects. */
+export function labelPairRows(pairs: readonly Schemas["DashboardLabelPair"][]): string[][] {
+  return pairs.map((p) => [
+    `${p.reference} / ${p.other}`,
+    String(p.boxes),
+    String(p.matched),
+    figureText(p.precision),
+    figureText(p.recall),
+    figureText(p.f1),
+    figureText(p.dice),
+    figureText(p.mean_matched_iou),
+  ]);
+}
+
+/** The rows of the per-box table: the box, its pairs' mean F1 and mean voxel Dice. */
+export function labelBoxRows(
+  boxes: readonly { name: string; mean_f1: number | null; mean_dice: number | null }[],
+): string[][] {
+  return boxes.map((b) => [b.name, figureText(b.mean_f1), figureText(b.mean_dice)]);
+}
+
 export function mountAnnotationDashboard(doc: Document = document): AnnotationDashboardHooks {
   const config = jsonScript<Config>("dashboard-config", doc);
   const path = { campaign_id: config.campaignId };
@@ -190,6 +214,7 @@ export function mountAnnotationDashboard(doc: Document = document): AnnotationDa
       const figure = plot(id).closest("figure");
       if (figure) figure.hidden = !painted;
     }
+    byId("label-agreement", HTMLElement, doc).hidden = !painted;
     if (!painted) {
       charts.labelF1!.update([]);
       charts.labelDice!.update([]);
@@ -201,6 +226,21 @@ export function mountAnnotationDashboard(doc: Document = document): AnnotationDa
       `mean Dice ${painted.mean_dice == null ? "–" : painted.mean_dice.toFixed(2)}.`;
     charts.labelF1!.update(labelBoxBars(painted.boxes));
     charts.labelDice!.update(labelPairBars(painted.pairs));
+    fillTable("label-pairs", labelPairRows(painted.pairs));
+    fillTable("label-boxes", labelBoxRows(painted.boxes));
+  }
+
+  function fillTable(id: string, rows: string[][]): void {
+    const body = byId(id, HTMLTableElement, doc).tBodies[0]!;
+    body.replaceChildren(
+      ...rows.map((cells) =>
+        el(
+          "tr",
+          {},
+          cells.map((c) => el("td", { textContent: c })),
+        ),
+      ),
+    );
   }
 
   const poll = livePoll(
