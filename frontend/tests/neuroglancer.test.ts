@@ -16,13 +16,16 @@ describe("layerReport", () => {
     const [image] = viewer.addLayer("image", 1);
     const [labels, meshes] = viewer.addLayer("nuclei", 2);
     viewer.layerManager.managedLayers.push({ name: "pending", layer: null });
-    const wanted = ["image", "nuclei", "pending", "absent"];
+    // In no viewer of a side-by-side layout: kept, never created, nothing to wait for.
+    viewer.layerManager.managedLayers.push({ name: "archived", layer: null, archived: true });
+    const wanted = ["image", "nuclei", "pending", "absent", "archived"];
 
     expect(layerReport(viewer, wanted)).toEqual([
       { name: "image", loaded: false, errors: [] },
       { name: "nuclei", loaded: false, errors: [] },
       { name: "pending", loaded: true, errors: ["layer was not created"] },
       { name: "absent", loaded: true, errors: ["layer was not created"] },
+      { name: "archived", loaded: true, errors: [] },
     ]);
     image!.loadState = {};
     labels!.loadState = { error: new Error("404 Not Found") };

@@ -119,8 +119,18 @@ def test_compare_versions_per_box_and_open_both_in_the_viewer(
     state = page.evaluate("() => annotome.viewer().state.toJSON()")
     shown = {la["name"]: la.get("visible", True) for la in state["layers"]}
     assert shown["model-v2"] is True and shown["model-v3"] is True, shown
-    assert shown["model-v1"] is False and shown["nuclei"] is False, shown
+    archived = {la["name"] for la in state["layers"] if la.get("archived")}
+    assert {"model-v1", "nuclei"} <= archived and not {"model-v2", "model-v3"} & archived
     assert state["selectedLayer"]["layer"] == "model-v3"
+    # Side by side: a row of two viewers, each with the image and one version, both drawn.
+    layout = state["layout"]
+    assert layout["type"] == "row", layout
+    assert [child["layers"][-1] for child in layout["children"]] == ["model-v3", "model-v2"]
+    assert all(child["layers"][:-1] == ["image"] for child in layout["children"]), layout
+    frame = page.frame_locator("#neuroglancer")
+    assert frame.locator(".neuroglancer-layer-group-viewer").count() == 2
+    panels = frame.locator(".neuroglancer-layer-group-viewer .neuroglancer-rendered-data-panel")
+    assert panels.count() == 8  # four panels (xy, xz, yz, 3D) in each
     loaded = page.evaluate(
         """(names) => names.map((n) => {
           const layer = annotome.viewer().layerManager.getLayerByName(n);

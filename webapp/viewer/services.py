@@ -25,6 +25,7 @@ from webapp.viewer.state import (
     AnnotationLayer,
     Dimension,
     ImageLayer,
+    Layout,
     SegmentationLayer,
     ViewerLayer,
     ViewerState,
@@ -214,6 +215,7 @@ def build_viewer_state(
             view_layers.append(points)
             layer_names.add(points.name)
 
+    panels: Layout = "xy" if planar else "4panel"
     return ViewerState(
         dimensions=dimensions,
         position=position,
@@ -221,8 +223,23 @@ def build_viewer_state(
         projection_scale=projection_scale,
         layers=view_layers,
         selected_layer=shown[0] if shown else selected,
-        layout="xy" if planar else "4panel",
+        layout=side_by_side(view_layers, shown, panels) if shown and len(shown) > 1 else panels,
     )
+
+
+def side_by_side(
+    layers: Sequence[ViewerLayer], shown: Sequence[str], panels: Layout
+) -> dict[str, Any]:
+    """Neuroglancer's layout of a row of viewers, one per shown segmentation (model versions
+    compared), each with the images under it; their positions and zoom stay linked, so both
+    show the same place."""
+    images = [layer.name for layer in layers if isinstance(layer, ImageLayer)]
+    return {
+        "type": "row",
+        "children": [
+            {"type": "viewer", "layers": [*images, name], "layout": panels} for name in shown
+        ],
+    }
 
 
 def _data_url_pattern(dataset: Dataset) -> re.Pattern[str]:

@@ -162,7 +162,17 @@ class ViewerState:
     projection_scale: float
     layers: list[ViewerLayer]
     selected_layer: str | None = None
-    layout: Layout = "4panel"
+    #: A layout name, or Neuroglancer's layout JSON (e.g. a row of layer-group viewers).
+    layout: Layout | dict[str, Any] = "4panel"
+
+    def _layer_json(self, layer: ViewerLayer) -> dict[str, Any]:
+        """A layer's JSON; in a layout of several viewers, one that none of them shows is
+        archived (Neuroglancer would drop it otherwise; its layer list can bring it back)."""
+        data = layer.to_json()
+        if isinstance(self.layout, dict) and layer.name not in _layout_layers(self.layout):
+            data.pop("visible", None)
+            data["archived"] = True
+        return data
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -170,12 +180,20 @@ class ViewerState:
             "position": list(self.position),
             "crossSectionScale": self.cross_section_scale,
             "projectionScale": self.projection_scale,
-            "layers": [layer.to_json() for layer in self.layers],
+            "layers": [self._layer_json(layer) for layer in self.layers],
             "layout": self.layout,
         }
         if self.selected_layer is not None:
             data["selectedLayer"] = {"layer": self.selected_layer, "visible": True}
         return data
+
+
+def _layout_layers(layout: dict[str, Any]) -> set[str]:
+    """The layer names the viewers of a layout JSON show (rows and columns nest)."""
+    names = set(layout.get("layers") or [])
+    for child in layout.get("children") or []:
+        names |= _layout_layers(child)
+    return names
 
 
 def camera_for_extent(

@@ -45,6 +45,9 @@ export interface ManagedLayer {
   name: string;
   /** null until the layer is created from its spec. */
   layer: UserLayer | null;
+  /** In the state but in no viewer of the layout (e.g. a side-by-side comparison's other
+   * segmentations): Neuroglancer keeps its spec and creates nothing. */
+  archived?: boolean;
 }
 
 export interface LayerManager {
@@ -103,7 +106,9 @@ function errorText(error: unknown): string {
 export function layerReport(viewer: Viewer, wanted: readonly string[]): LayerReport[] {
   const managed = viewer.layerManager.managedLayers;
   return wanted.map((name) => {
-    const layer = managed.find((m) => m.name === name)?.layer;
+    const found = managed.find((m) => m.name === name);
+    if (found?.archived) return { name, loaded: true, errors: [] }; // nothing to load
+    const layer = found?.layer;
     if (!layer) return { name, loaded: true, errors: ["layer was not created"] };
     const sources = layer.dataSources;
     const errors: string[] = [];

@@ -47,14 +47,23 @@ def test_show_takes_a_comma_separated_list_of_segmentations(
     response = client.get("/datasets/cells/?show=model-v2,model-v1")
     assert response.status_code == 200
     state = page_state(response)
-    assert visibility(state) == {
-        "image": True,
-        "nuclei": False,
-        "model-v1": True,
-        "model-v2": True,
-        "odd,name": False,
+    shown = {
+        la["name"]: la.get("visible", True) for la in state["layers"] if not la.get("archived")
     }
+    assert shown == {"image": True, "model-v1": True, "model-v2": True}
     assert state["selectedLayer"]["layer"] == "model-v2"
+    # Side by side: one viewer per version shown, the image under each.
+    assert state["layout"] == {
+        "type": "row",
+        "children": [
+            {"type": "viewer", "layers": ["image", "model-v2"], "layout": "4panel"},
+            {"type": "viewer", "layers": ["image", "model-v1"], "layout": "4panel"},
+        ],
+    }
+    assert page_state(client.get("/datasets/cells/?show=model-v1"))["layout"] == "4panel"
+    # The segmentations neither viewer shows are archived, not dropped by Neuroglancer.
+    archived = {la["name"] for la in state["layers"] if la.get("archived")}
+    assert archived == {"nuclei", "odd,name"}
     # Percent-encoded commas, blanks and repeats read the same.
     same = client.get("/datasets/cells/?show=model-v2%2C%20model-v1,,model-v2")
     assert page_state(same) == state
