@@ -47,6 +47,7 @@ from pipeline.morphometrics import (
     write_table,
 )
 from pipeline.precomputed import (
+    MEAN_PROBABILITY_PROPERTY,
     VOLUME_PROPERTY,
     NumberProperty,
     write_mesh,
@@ -340,7 +341,8 @@ def _mesh_sink(
 
 
 def write_properties(mesh_dir: Path, table: pd.DataFrame) -> None:
-    """Neuroglancer segment properties of an object table: volume, surface, sphericity."""
+    """Neuroglancer segment properties of an object table: volume, surface, sphericity, and the
+    mean foreground probability when the table has it (``mean_probability``: a run's objects)."""
     ids = [int(i) for i in table["id"]]
     volume = table["volume"].to_numpy(dtype=np.float64)
     surface = table["surface_area"].to_numpy(dtype=np.float64)
@@ -349,17 +351,24 @@ def write_properties(mesh_dir: Path, table: pd.DataFrame) -> None:
         f"volume {v:.2f} um^3, surface {a:.2f} um^2, sphericity {s:.3f}"
         for v, a, s in zip(volume, surface, spher, strict=True)
     ]
+    numbers = [
+        NumberProperty(VOLUME_PROPERTY, "volume (um^3)", volume.tolist()),
+        NumberProperty("surface_um2", "surface area (um^2)", surface.tolist()),
+        NumberProperty("sphericity", "sphericity pi^(1/3) (6V)^(2/3) / A", spher.tolist()),
+    ]
+    mean = table.get(MEAN_PROBABILITY_PROPERTY)
+    if mean is not None and np.isfinite(mean.to_numpy(dtype=np.float64)).all():
+        mean = mean.to_numpy(dtype=np.float64)
+        descriptions = [
+            f"{d}, mean probability {p:.3f}" for d, p in zip(descriptions, mean, strict=True)
+        ]
+        numbers.append(
+            NumberProperty(MEAN_PROBABILITY_PROPERTY, "mean foreground probability", mean.tolist())
+        )
     write_segment_properties(
-        mesh_dir,
-        ids,
-        labels=[f"object {i}" for i in ids],
-        descriptions=descriptions,
-        numbers=[
-            NumberProperty(VOLUME_PROPERTY, "volume (um^3)", volume.tolist()),
-            NumberProperty("surface_um2", "surface area (um^2)", surface.tolist()),
-            NumberProperty("sphericity", "sphericity pi^(1/3) (6V)^(2/3) / A", spher.tolist()),
-        ],
-    )
+        mesh_dir, ids, labels=[f"object {i}" for i in ids], descriptions=descriptions,
+        numbers=numbers,
+    )  # fmt: skip
 
 
 def _replace_dir(built: Path, target: Path) -> None:

@@ -37,6 +37,7 @@ MESH_INFO_TYPE = "neuroglancer_legacy_mesh"
 SEGMENT_PROPERTIES_TYPE = "neuroglancer_segment_properties"
 SEGMENT_PROPERTIES_DIR = "segment_properties"
 VOLUME_PROPERTY = "volume_um3"  # the numeric property meshing writes and the site ranks by
+MEAN_PROBABILITY_PROPERTY = "mean_probability"  # a run's objects: mean of its probability map
 VERDICT_PROPERTY = "verdict"  # the tags property proofreading verdicts are written as
 
 

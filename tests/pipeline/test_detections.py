@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import tracemalloc
 from pathlib import Path
@@ -22,6 +23,7 @@ from pipeline.detections import (
     mesh_areas_um2,
 )
 from pipeline.errors import InvalidInputError
+from pipeline.measure import measure_labels
 from pipeline.meshing import build_meshes
 from pipeline.morphometrics import label_stats
 from pipeline.ome_zarr_io import create_single_level_image
@@ -174,6 +176,24 @@ def test_store_with_image_pyramid_meshes_and_a_coarser_label_level(tmp_path: Pat
     )
     plain = measure_detections_of_store(label_path, image_path=store)
     assert plain["mean_probability"].isna().all()
+    # The pipeline's measure step (a run's) puts the same means into the detections table and
+    # into the meshes' segment properties, which Neuroglancer shows per object.
+    measured = measure_labels(label_path, tmp_path / "measured", probability_path=probability)
+    written = pd.read_csv(measured.detections_csv).set_index("id")["mean_probability"]
+    assert written.to_dict() == pytest.approx(
+        table.set_index("segment_id")["mean_probability"].to_dict(), rel=1e-5
+    )
+    info = json.loads((measured.meshes_dir / "segment_properties" / "info").read_text())
+    properties = {p["id"]: p for p in info["inline"]["properties"]}
+    assert properties["mean_probability"]["type"] == "number"
+    by_id = dict(
+        zip(map(int, info["inline"]["ids"]), properties["mean_probability"]["values"], strict=True)
+    )
+    assert by_id == pytest.approx(written.to_dict(), rel=1e-5)
+    assert "mean probability" in properties["description"]["values"][0]
+    bare = measure_labels(label_path, tmp_path / "bare")
+    bare_info = json.loads((bare.meshes_dir / "segment_properties" / "info").read_text())
+    assert "mean_probability" not in {p["id"] for p in bare_info["inline"]["properties"]}
     assert table["segment_id"].tolist() == sorted(expected)
     for row in table.to_dict("records"):
         want = expected[int(row["segment_id"])]
