@@ -511,10 +511,13 @@ class _Run:
         outputs = [self.out / MESHES_DIR, self._detections("csv"), self._detections("parquet")]
 
         def body(record: Any, resume: bool) -> None:
+            probability = self.out / PREDICTION_DIR / PROBABILITY_NAME
             result = measure_labels(
                 self.out / SEGMENTATION_NAME,
                 self.out,
                 simplify_ratio=self.config.mesh.simplify_ratio,
+                # The map segmented: each object's mean probability in its segment properties.
+                probability_path=probability if probability.is_dir() else None,
                 progress=self.progress,
             )
             record.metrics["objects"] = result.n_objects
@@ -614,8 +617,8 @@ class _Run:
         return labelled.reset_index(drop=True)
 
     def _head_scores(self, instances: dict[str, Any]) -> dict[str, dict[str, Any]]:
-        """Per head: object-level (and pixel-level) Dice of the instances, pixel-level Dice of
-        each semantic head that has a ground-truth mask (``data.semantic``)."""
+        """Per head: object- and pixel-level Dice of the instances and of each semantic head that
+        has a ground-truth mask (``data.semantic``; its objects are connected components)."""
         from pipeline.evaluation import semantic_dice
 
         scores: dict[str, dict[str, Any]] = {
@@ -631,7 +634,10 @@ class _Run:
             pred = open_volume(predicted, 0, self.voxel_size, f"{head} prediction")
             gt = open_volume(gt_path, self.config.data.level, None, f"{head} mask")
             _, head_scores = semantic_dice(pred.array, gt.array, self.gt_boxes)
-            scores[head] = {"dice_pixel": head_scores["dice_pixel"]}
+            scores[head] = {
+                "dice_pixel": head_scores["dice_pixel"],
+                "dice_object": head_scores["dice_object_mean_over_boxes"],
+            }
         return scores
 
     def evaluate(self) -> None:

@@ -81,8 +81,14 @@ def run(args: argparse.Namespace) -> int:
         predicted = open_volume(Path(pred_path), args.level, what=f"{head} prediction").array
         mask = open_volume(Path(gt_path), args.level, what=f"{head} mask").array
         _, scores = semantic_dice(predicted, mask, boxes, threshold=args.semantic_threshold)
-        heads[head] = {"dice_pixel": scores["dice_pixel"]}
-        print(f"head {head}: Dice pixel {scores['dice_pixel']:.3f}")
+        heads[head] = {
+            "dice_pixel": scores["dice_pixel"],
+            "dice_object": scores["dice_object_mean_over_boxes"],
+        }
+        print(
+            f"head {head}: Dice pixel {scores['dice_pixel']:.3f} "
+            f"object {scores['dice_object_mean_over_boxes']:.3f}"
+        )
     report["heads"] = heads
     (args.out / SUMMARY_JSON).write_text(json.dumps(report, indent=2) + "\n")
     print(

@@ -58,6 +58,27 @@ def test_semantic_dice_per_box_and_pooled() -> None:
     )
     assert table["dice_pixel"].tolist() == [1.0, 0.0]
     assert scores["dice_pixel"] == pytest.approx(2 * 25 / (25 + 50))
+    # Object Dice: in "left" one predicted object equals the one true object; in "right" the
+    # true object has no match and nothing was predicted.
+    assert table["dice_object"].tolist() == [1.0, 0.0]
+    assert scores["dice_object_mean_over_boxes"] == 0.5
+
+
+def test_semantic_object_dice_takes_connected_components_or_the_truths_own_ids() -> None:
+    """Two touching true objects (ids 1 and 2) predicted as one blob: the pixels agree, the
+    objects do not; a binary truth of the same blob is one object and matches."""
+    truth = np.zeros((8, 16), np.uint8)
+    truth[2:6, 2:8] = 1
+    truth[2:6, 8:14] = 2
+    predicted = (truth > 0).astype(np.float32)
+    box = [Box("all", (0, 0), (8, 16))]
+    _, scores = semantic_dice(predicted, truth, box)
+    assert scores["dice_pixel"] == 1.0
+    # Each true half's best match is the blob (Dice 2*24/(24+48) = 2/3), the blob's best match
+    # is a half (2/3): object Dice 2/3.
+    assert scores["dice_object_mean_over_boxes"] == pytest.approx(2 / 3)
+    _, merged = semantic_dice(predicted, (truth > 0).astype(np.uint8), box)
+    assert merged["dice_object_mean_over_boxes"] == 1.0
 
 
 def test_three_channel_image_trains_semantic_and_instance_heads_end_to_end(tmp_path: Path) -> None:
@@ -102,6 +123,7 @@ def test_three_channel_image_trains_semantic_and_instance_heads_end_to_end(tmp_p
     # measured: glomerulus 0.98, podocyte 0.89, nuclei object Dice 0.94 (250 steps, ~25 s)
     assert heads["glomerulus"]["dice_pixel"] > 0.9
     assert heads["podocyte"]["dice_pixel"] > 0.7
+    assert heads["glomerulus"]["dice_object"] > 0.8  # two glomeruli, found as two objects
     assert heads["instances"]["dice_object"] > 0.7
 
     argv = ["evaluate", "--pred", str(out / "segmentation.ome.zarr"), "--gt",
@@ -113,4 +135,7 @@ def test_three_channel_image_trains_semantic_and_instance_heads_end_to_end(tmp_p
     report = json.loads((tmp_path / "eval" / "evaluation_summary.json").read_text())
     assert report["heads"]["glomerulus"]["dice_pixel"] == pytest.approx(
         heads["glomerulus"]["dice_pixel"]
+    )
+    assert report["heads"]["glomerulus"]["dice_object"] == pytest.approx(
+        heads["glomerulus"]["dice_object"]
     )
