@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from pipeline.empty_results import add_allow_empty_argument, report_empty, table_empty
 from pipeline.progress import tqdm_progress
 
 # Same as pipeline.meshing.DEFAULT_SIMPLIFY_RATIO and MESH_FORMATS; the command imports meshing
@@ -37,6 +38,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="multires: sharded multi-resolution Draco meshes (default); legacy: a manifest "
         "and a fragment file per object",
     )
+    add_allow_empty_argument(parser)
     parser.set_defaults(func=run)
 
 
@@ -58,4 +60,4 @@ def run(args: argparse.Namespace) -> int:
         progress=progress,
     )
     print(f"{result.n_objects} objects meshed into {args.out_dir} ({result.properties_csv})")
-    return 0
+    return report_empty([table_empty("mesh", result.n_objects)], args.allow_empty)

@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from pipeline.empty_results import add_allow_empty_argument, report_empty, table_empty
 from pipeline.errors import InvalidInputError
 from pipeline.progress import tqdm_progress
 
@@ -95,7 +96,21 @@ def run(args: argparse.Namespace) -> int:
         f"{len(result.outside_children)} outside every parent{caliper}: "
         f"{len(paths)} files in {args.out_dir}"
     )
-    return 0
+    return report_empty(
+        [table_empty("parents", len(result.parents)), _no_children(n_children, result)],
+        args.allow_empty,
+    )
+
+
+def _no_children(n_children: int, result: Any) -> str | None:
+    """A warning when the parents hold no child at all (a wrong pairing of label images)."""
+    if n_children or not len(result.parents):
+        return None
+    outside = len(result.outside_children)
+    return (
+        f"parents: no child lies inside any parent ({outside} outside every parent): are the "
+        "children and parents label images given the right way round and on the same grid?"
+    )
 
 
 def register(subparsers: Any) -> None:
@@ -187,4 +202,5 @@ def register(subparsers: Any) -> None:
         default=1.0,
         help="size distribution coefficient of the parents' volume estimate (default 1)",
     )
+    add_allow_empty_argument(parser)
     parser.set_defaults(func=run)

@@ -14,6 +14,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from pipeline.empty_results import add_allow_empty_argument, report_empty, segment_empty
 from pipeline.plan import LocalExecutor, load_plan, mark_finished, plan_state, restart_plan
 from pipeline.progress import tqdm_progress
 
@@ -45,6 +46,12 @@ def run(args: argparse.Namespace) -> int:
             pool.shutdown()
     mark_finished(folder)
     print(f"{plan.kind} plan in {folder}: finished")
+    from pipeline.segment import SegmentPlan  # here: ``--help`` stays fast
+
+    if isinstance(plan, SegmentPlan):
+        objects = int(plan.summary()["objects"])
+        print(f"  {objects} objects")
+        return report_empty([segment_empty(objects)], args.allow_empty)
     return 0
 
 
@@ -56,4 +63,5 @@ def register(subparsers: Any) -> None:
     parser.add_argument("dir", help="the plan's work directory (holds plan.json)")
     parser.add_argument("--status", action="store_true", help="print its state and exit")
     parser.add_argument("--workers", type=int, default=1, help="processes (default 1)")
+    add_allow_empty_argument(parser)
     parser.set_defaults(func=run)

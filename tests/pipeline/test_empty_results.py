@@ -57,6 +57,27 @@ def test_measure_and_detections_of_an_empty_label_image_exit_3(
     assert cli.main(["measure", str(labels), str(tmp_path / "m2"), "--allow-empty"]) == 0
     assert cli.main(["detections", str(labels), str(tmp_path / "d")]) == EXIT_EMPTY
     assert "warning: detections: zero objects" in capsys.readouterr().err
+    assert cli.main(["mesh", str(labels), str(tmp_path / "meshes")]) == EXIT_EMPTY
+    assert "warning: mesh: zero objects" in capsys.readouterr().err
+    assert cli.main(["mesh", str(labels), str(tmp_path / "meshes2"), "--allow-empty"]) == 0
+
+
+def test_parents_without_any_child_inside_exit_3(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Children and parents that never overlap (e.g. two label images of other regions)."""
+    parents = np.zeros((32, 32), np.uint32)
+    parents[2:12, 2:12] = 1
+    children = np.zeros((32, 32), np.uint32)
+    children[20:24, 20:24] = 1
+    np.save(tmp_path / "parents.npy", parents)
+    np.save(tmp_path / "children.npy", children)
+    args = ["parents", str(tmp_path / "children.npy"), str(tmp_path / "parents.npy")]
+    size = ["--voxel-size", "500", "500", "--stereology", "none"]
+    assert cli.main([*args, str(tmp_path / "out"), *size]) == EXIT_EMPTY
+    err = capsys.readouterr().err
+    assert "warning: parents: no child lies inside any parent (1 outside every parent)" in err
+    assert cli.main([*args, str(tmp_path / "out2"), *size, "--allow-empty"]) == 0
 
 
 def test_predict_records_the_distance_maximum_and_the_cli_flags_a_map_without_seeds(

@@ -19,6 +19,7 @@ from test_segment import VOXEL, assert_same_partition, packed_spheres
 
 from pipeline import cli
 from pipeline.blocks import Grid, iter_blocks
+from pipeline.empty_results import EXIT_EMPTY
 from pipeline.errors import InvalidInputError
 from pipeline.model_io import save_model
 from pipeline.plan import (
@@ -310,3 +311,18 @@ def test_items_of_several_blocks_give_the_same_labels_and_resume_per_block(
     with pytest.raises(InvalidInputError, match="blocks_per_item"):
         plan_segment(tmp_path / "distance.zarr", tmp_path / "x.zarr", tmp_path / "x",
                      block_shape=BLOCK, blocks_per_item=0)  # fmt: skip
+
+
+def test_the_plan_command_warns_and_exits_3_when_a_segmentation_plan_finds_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    distance = tmp_path / "distance.zarr"
+    stored = zarr.create_array(str(distance), shape=(16, 48, 48), chunks=BLOCK, dtype=np.float32)
+    stored[:] = -300.0  # no voxel is inside an object: no seed can form
+    for name, extra in (("empty", []), ("allowed", ["--allow-empty"])):
+        plan = _saved_segment_plan(tmp_path, name)
+        code = cli.main(["plan", plan.work, *extra])
+        captured = capsys.readouterr()
+        assert "0 objects" in captured.out
+        assert "warning: segment: no seed formed" in captured.err
+        assert code == (0 if extra else EXIT_EMPTY)
