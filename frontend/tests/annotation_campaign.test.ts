@@ -3,7 +3,14 @@ import { describe, expect, it } from "vitest";
 
 import { detailText } from "../src/annotation_campaign/audit_page";
 import { groundTruthText, mayAcceptConsensus } from "../src/annotation_campaign/campaign_page";
-import { type Coverage, drawCoverage, rectAttributes } from "../src/annotation_campaign/coverage";
+import {
+  type Coverage,
+  type CoverageBox,
+  SUGGESTED_COLOUR,
+  boxTitle,
+  drawCoverage,
+  rectAttributes,
+} from "../src/annotation_campaign/coverage";
 import { deadlineIso, schemaFromRows } from "../src/annotation_campaign/list_page";
 
 const styles = {
@@ -14,12 +21,38 @@ const styles = {
 describe("coverage map", () => {
   it("draws a box's rectangle in its state's colour, dashed off the thumbnail's slice", () => {
     const attrs = rectAttributes(
-      { id: 3, name: "b", state: "approved", rect: [10, 20, 0.2, 30], crosses_slice: false },
+      {
+        id: 3,
+        name: "b",
+        state: "approved",
+        rect: [10, 20, 0.2, 30],
+        crosses_slice: false,
+        suggested: null,
+      },
       styles,
     );
     expect(attrs).toMatchObject({ x: "10", y: "20", width: "1", height: "30", fill: "#4caf50" });
     expect(attrs["stroke-dasharray"]).toBe("3 2");
     expect(attrs["data-box"]).toBe("3");
+    expect(attrs["data-suggested"]).toBeUndefined();
+  });
+
+  it("outlines the boxes a model suggested, with its uncertainty in the tooltip", () => {
+    const box: CoverageBox = {
+      id: 4,
+      name: "suggest-1",
+      state: "todo",
+      rect: [0, 0, 8, 8],
+      crosses_slice: true,
+      suggested: 0.7219,
+    };
+    const attrs = rectAttributes(box, styles);
+    expect(attrs).toMatchObject({ stroke: SUGGESTED_COLOUR, "stroke-width": "3" });
+    expect(attrs["data-suggested"]).toBe("0.722");
+    expect(attrs.fill).toBe("#9e9e9e"); // still filled by its state
+    expect(boxTitle(box, styles)).toBe(
+      "suggest-1: To do, suggested by the model (uncertainty 0.72 bits)",
+    );
   });
 
   it("draws one rect per box over the thumbnail", () => {
@@ -35,8 +68,22 @@ describe("coverage map", () => {
       truncated: false,
       counts: { todo: 2 },
       boxes: [
-        { id: 1, name: "a", state: "todo", rect: [0, 0, 128, 128], crosses_slice: true },
-        { id: 2, name: "b", state: "todo", rect: [128, 0, 128, 128], crosses_slice: true },
+        {
+          id: 1,
+          name: "a",
+          state: "todo",
+          rect: [0, 0, 128, 128],
+          crosses_slice: true,
+          suggested: null,
+        },
+        {
+          id: 2,
+          name: "b",
+          state: "todo",
+          rect: [128, 0, 128, 128],
+          crosses_slice: true,
+          suggested: null,
+        },
       ],
     };
     expect(drawCoverage(svg, image, coverage, styles)).toBe(2);

@@ -70,6 +70,7 @@ ROW_FIELDS = (
     "height",
     "width",
     "flag_reason",
+    "suggested_uncertainty",
     "n_taken",
     "n_submitted",
     "n_approved",
@@ -159,6 +160,7 @@ class DrawnBox:
     start: tuple[int, int, int]
     size: tuple[int, int, int]
     state: str
+    suggested: float | None = None
 
 
 def drawn_boxes(campaign: AnnotationCampaign, limit: int = MAX_DRAWN) -> tuple[list[DrawnBox], int]:
@@ -179,6 +181,7 @@ def drawn_boxes(campaign: AnnotationCampaign, limit: int = MAX_DRAWN) -> tuple[l
                 row["n_approved"],
                 bool(row["flag_reason"]),
             ),
+            suggested=row["suggested_uncertainty"],
         )
         for row in _rows(boxes[:limit])
     ]
@@ -212,6 +215,7 @@ def coverage_of(campaign: AnnotationCampaign) -> dict[str, Any]:
                 "state": b.state,
                 "rect": list(project_box(b.start, b.size, shape, size)),
                 "crosses_slice": b.start[0] <= shape[0] // 2 < b.start[0] + b.size[0],
+                "suggested": b.suggested,
             }
             for b in boxes
         ],

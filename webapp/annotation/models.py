@@ -300,6 +300,12 @@ class TaskBox(models.Model):
     priority = models.IntegerField(default=0, help_text="Higher is handed out first.")
     source = models.CharField(max_length=10, choices=BoxSource.choices)
     source_ref = models.CharField(max_length=200, blank=True)
+    suggested_uncertainty = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="Set when a model suggested the box (Suggest next boxes): its mean entropy "
+        "there, in bits; the coverage map marks such boxes.",
+    )
     flag_reason = models.CharField(max_length=500, blank=True)
     flagged_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

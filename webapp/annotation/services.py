@@ -648,10 +648,13 @@ def boxes_suggested(
             row = made.get(i) or box
             assert row is not None
             row.priority = top + len(ranked) - i
+            row.suggested_uncertainty = float(score)
             if i in made:
                 row.source_ref = f"{ref}, uncertainty {score:.3f}"[:200]
             TaskBox.objects.filter(pk=row.pk).update(
-                priority=row.priority, source_ref=row.source_ref
+                priority=row.priority,
+                source_ref=row.source_ref,
+                suggested_uncertainty=row.suggested_uncertainty,
             )
             out.append(row)
     return out

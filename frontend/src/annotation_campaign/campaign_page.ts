@@ -4,7 +4,7 @@
 // one approved annotator's volume), the four ways to add boxes, and the coverage map.
 
 import { ApiError, api, setCsrfToken, type Schemas } from "../lib/api";
-import { byId, el, jsonScript } from "../lib/dom";
+import { BOXES_CHANGED, byId, el, jsonScript } from "../lib/dom";
 import { type Coverage, type StateStyle, drawCoverage } from "./coverage";
 
 export interface CampaignConfig {
@@ -307,9 +307,14 @@ export function mountCampaignPage(doc: Document = document): CampaignHooks {
   async function loadCoverage(): Promise<void> {
     coverage = await api.get("/api/v1/annotation/campaigns/{campaign_id}/coverage/", { path });
     if (svg) drawCoverage(svg, image, coverage, config.states);
-    for (const node of doc.querySelectorAll<HTMLElement>("#coverage-legend .count")) {
+    for (const node of doc.querySelectorAll<HTMLElement>("#coverage-legend .count[data-state]")) {
       node.textContent = String(coverage.counts[node.dataset["state"] ?? ""] ?? 0);
     }
+    const suggested = coverage.boxes.filter((b) => b.suggested != null).length;
+    const suggestedItem = doc.getElementById("coverage-suggested");
+    if (suggestedItem) suggestedItem.hidden = suggested === 0;
+    const suggestedCount = doc.getElementById("coverage-suggested-count");
+    if (suggestedCount) suggestedCount.textContent = String(suggested);
     coverageStatus.textContent = coverage.truncated
       ? `The first ${coverage.boxes.length.toLocaleString()} of ${coverage.total.toLocaleString()} boxes are drawn.`
       : coverage.thumbnail_url
@@ -439,6 +444,8 @@ export function mountCampaignPage(doc: Document = document): CampaignHooks {
     mountMembers(doc, path);
   }
 
+  // Boxes added or moved up elsewhere on the page (the Retrain panel's "Suggest next boxes").
+  doc.addEventListener(BOXES_CHANGED, () => void refresh().catch(() => undefined));
   const ready = refresh().catch((error: unknown) => {
     coverageStatus.textContent = `The boxes could not be loaded: ${message(error)}`;
     throw error;

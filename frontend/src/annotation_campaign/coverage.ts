@@ -35,7 +35,26 @@ export function rectAttributes(
     "data-box": String(box.id),
     "data-state": box.state,
     ...(box.crosses_slice ? {} : { "stroke-dasharray": "3 2" }),
+    // A box a model suggested (Suggest next boxes) gets a thick outline of its own colour.
+    ...(box.suggested == null
+      ? {}
+      : {
+          stroke: SUGGESTED_COLOUR,
+          "stroke-width": "3",
+          "data-suggested": box.suggested.toFixed(3),
+        }),
   };
+}
+
+/** The outline of the boxes a model suggested (the legend's swatch too). */
+export const SUGGESTED_COLOUR = "#d81b60";
+
+/** A box's tooltip: its name and state, and the model's uncertainty there if it suggested it. */
+export function boxTitle(box: CoverageBox, styles: Readonly<Record<string, StateStyle>>): string {
+  const state = styles[box.state]?.label ?? box.state;
+  return box.suggested == null
+    ? `${box.name}: ${state}`
+    : `${box.name}: ${state}, suggested by the model (uncertainty ${box.suggested.toFixed(2)} bits)`;
 }
 
 /** Redraws `svg` (and the thumbnail `image`) for `coverage`; returns the rectangles drawn. */
@@ -62,7 +81,7 @@ export function drawCoverage(
       rect.setAttribute(name, value);
     }
     const title = doc.createElementNS(SVG, "title");
-    title.textContent = `${box.name}: ${styles[box.state]?.label ?? box.state}`;
+    title.textContent = boxTitle(box, styles);
     rect.append(title);
     nodes.push(rect);
   }

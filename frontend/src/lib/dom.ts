@@ -41,3 +41,7 @@ export function el<K extends keyof HTMLElementTagNameMap>(
   node.append(...children);
   return node;
 }
+
+/** The event a page part dispatches on the document after it added or reordered a campaign's
+ * boxes (e.g. Suggest next boxes), so the campaign page redraws its table and coverage map. */
+export const BOXES_CHANGED = "annotome:boxes-changed";

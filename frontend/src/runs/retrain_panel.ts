@@ -4,7 +4,7 @@
 // of them is active.
 
 import { api, type Schemas } from "../lib/api";
-import { byId, el, jsonScript } from "../lib/dom";
+import { BOXES_CHANGED, byId, el, jsonScript } from "../lib/dom";
 import { formatWhen } from "../lib/format";
 import { type Override, type Run, isActive, overridesFrom, presetValue, statusText } from "./logic";
 
@@ -243,9 +243,11 @@ export function mountRetrainPanel(doc: Document = document): RetrainHooks | unde
                 )
                 .join(", ") +
               ". Annotators get them first. ",
-            el("a", { href: win.location.pathname, textContent: "Show them on the map" }),
+            el("a", { href: "#coverage-title", textContent: "See them on the coverage map" }),
           );
           said.dataset["boxes"] = String(answer.boxes.length);
+          // The campaign page redraws its boxes table and coverage map (outlined: suggested).
+          doc.dispatchEvent(new CustomEvent(BOXES_CHANGED));
         },
         (e: unknown) => {
           said.textContent = "";

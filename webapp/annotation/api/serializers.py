@@ -506,6 +506,11 @@ class CoverageBoxSerializer(serializers.Serializer[dict[str, Any]]):
     crosses_slice = serializers.BooleanField(
         help_text="Whether the box holds the thumbnail's slice (the middle z)."
     )
+    suggested = serializers.FloatField(
+        allow_null=True,
+        help_text="The model's uncertainty (mean entropy, bits) where Suggest next boxes chose "
+        "this box; null for boxes no model suggested.",
+    )
 
 
 class CoverageSerializer(serializers.Serializer[dict[str, Any]]):
