@@ -192,3 +192,19 @@ describe("Retrain panel", () => {
     expect(sent.filter((r) => r.method === "DELETE")).toHaveLength(1);
   });
 });
+
+describe("the run page's warnings", () => {
+  it("lists each stage that produced nothing under one heading, nothing without any", async () => {
+    const { warningItems } = await import("../src/runs/page");
+    expect(warningItems([])).toEqual([]);
+    const host = document.createElement("div");
+    host.replaceChildren(...warningItems(["segment: no seed formed", "measure: zero objects"]));
+    expect(host.querySelector("strong")!.textContent).toBe(
+      "2 stages produced nothing; this version is not made the current model:",
+    );
+    expect([...host.querySelectorAll("li")].map((li) => li.textContent)).toEqual([
+      "segment: no seed formed",
+      "measure: zero objects",
+    ]);
+  });
+});

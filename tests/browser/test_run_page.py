@@ -12,6 +12,7 @@ throws. (``tests/integration/test_runs.py`` cancels one.)"""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -152,10 +153,28 @@ def test_a_manager_starts_a_run_watches_it_and_opens_its_layer(
     assert table.locator("tr[data-variant='all'] td").nth(3).inner_text() == f"{f1:.3f}"
     assert f1 >= F1_FLOOR, run["metrics"]["evaluation"]
     assert not page.locator("#run-cancel").is_visible()  # ended: nothing to cancel
+    # The log: a line per stage started and ended, with its figures, then what was published.
+    log = page.inner_text("#run-log")
+    assert log == run["log"] and not page.is_visible("#run-warnings"), log
+    lines = [line.split(" ", 2)[2] for line in log.splitlines()]  # without date and time
+    assert lines[0] == "export: started" and lines[1].startswith("export: done in "), lines
+    assert any(line.startswith("train: done in ") and "validation F1" in line for line in lines), (
+        lines
+    )
+    segmented = run["metrics"]["segment"]["objects"]
+    assert any(line.startswith("segment: done in ") and line.endswith(f": {segmented} objects")
+               for line in lines), lines  # fmt: skip
+    assert lines[-1] == (f"publish: {run['result_layer']}, model v1 is the dataset's current "
+                         "model"), lines  # fmt: skip
     # Published: the layers, the model version and its file; the work directory is gone.
     published = Layer.objects.get(dataset=campaign.dataset, name=run["result_layer"])
     assert published.kind == LayerKind.SEGMENTATION
-    assert Layer.objects.filter(source_layer=published, kind=LayerKind.MESH).count() == 1
+    mesh = Layer.objects.get(source_layer=published, kind=LayerKind.MESH)
+    # Its segment properties: volume, surface, sphericity and each object's mean probability.
+    info = json.loads((campaign.dataset.root / mesh.path / "segment_properties/info").read_text())
+    numbers = {p["id"]: p["values"] for p in info["inline"]["properties"] if p["type"] == "number"}
+    assert set(numbers) == {"volume_um3", "surface_um2", "sphericity", "mean_probability"}
+    assert all(0.0 <= v <= 1.0 for v in numbers["mean_probability"]), numbers["mean_probability"]
     labels = np.asarray(open_multiscale(campaign.dataset.root / published.path).levels[0])
     assert labels.shape == tuple(campaign.geometry["shape"]) and labels.max() > 0
     model = ModelVersion.objects.get(dataset=campaign.dataset, number=1)
@@ -201,4 +220,9 @@ def test_a_manager_starts_a_run_watches_it_and_opens_its_layer(
     page.wait_for_selector("#suggest-status[data-boxes='2']")
     assert "Model v1 suggests: " in page.inner_text("#suggest-status")
     assert TaskBox.objects.filter(campaign=campaign, priority__gt=0).count() == 2
+    # The coverage map redraws at once: the two boxes outlined, counted in its legend.
+    page.wait_for_selector("#coverage-svg rect[data-suggested]")
+    assert page.locator("#coverage-svg rect[data-suggested]").count() == 2
+    assert page.inner_text("#coverage-suggested-count") == "2"
+    assert page.is_visible("#coverage-suggested")
     assert errors == [], errors

@@ -38,7 +38,7 @@ from webapp.annotation import selectors as annotation_selectors
 from webapp.annotation.models import TaskBox
 from webapp.core.errors import DomainError
 from webapp.core.jobs.errors import JobCancelled, JobSuperseded
-from webapp.core.jobs.lifecycle import Attempt, job_fail, job_release, job_start
+from webapp.core.jobs.lifecycle import Attempt, job_fail, job_log, job_release, job_start
 from webapp.core.jobs.models import JobStatus
 from webapp.core.jobs.plans import CeleryPlanExecutor
 from webapp.core.jobs.progress import JobHeartbeat, JobProgressWriter
@@ -71,13 +71,16 @@ def advance(run_id: int) -> None:
         logger.warning("run %s: attempt %d was taken over", run_id, attempt.number)
     except JobCancelled:
         logger.info("run %s: cancelled", run_id)
+        job_log(PipelineRun, run_id, "cancelled: nothing published")
         _ended(run_id)
     except (PipelineError, DomainError, PlanFailed) as exc:
         logger.info("run %s failed: %s", run_id, exc)
+        job_log(PipelineRun, run_id, f"failed: {exc}")
         job_fail(PipelineRun, attempt, error=str(exc), log=traceback.format_exc())
         _ended(run_id)
     except Exception as exc:
         logger.exception("run %s failed", run_id)
+        job_log(PipelineRun, run_id, f"failed: {type(exc).__name__}: {exc}")
         job_fail(
             PipelineRun,
             attempt,
@@ -100,14 +103,43 @@ def _ended(run_id: int) -> None:
 
 def _stage(run: PipelineRun, name: str, **fields: Any) -> None:
     """Record a stage's state in the row (``stages`` JSON), fenced by nothing: only the attempt
-    holding the row writes it."""
+    holding the row writes it; its start (or skip) goes to the run's log."""
     run.stages = stages.with_stage(run.stages, name, **fields)
     PipelineRun.objects.filter(pk=run.pk).update(stages=run.stages)
+    if fields.get("state") in ("running", "skipped"):
+        job_log(
+            PipelineRun,
+            run.pk,
+            f"{name}: {'started' if fields['state'] == 'running' else 'skipped'}",
+        )
 
 
 def _stage_done(run: PipelineRun, name: str, **fields: Any) -> None:
     run.stages = stages.done(run.stages, name, **fields)
     PipelineRun.objects.filter(pk=run.pk).update(stages=run.stages)
+    entry = run.stages[name]
+    seconds = entry.get("seconds")
+    took = f" in {seconds:.1f} s" if isinstance(seconds, (int, float)) else ""
+    summary = stage_summary(name, entry.get("metrics") or {})
+    job_log(PipelineRun, run.pk, f"{name}: {entry['state']}{took}{summary}")
+
+
+def stage_summary(name: str, metrics: dict[str, Any]) -> str:
+    """What the log says of a finished stage besides its time: the figures a user checks first."""
+    parts: list[str] = []
+    if name == "train":
+        if metrics.get("epochs") is not None:
+            parts.append(f"{metrics['epochs']} epochs, kept epoch {metrics.get('best_epoch')}")
+        if isinstance(metrics.get("best_val_f1"), (int, float)):
+            parts.append(f"validation F1 {metrics['best_val_f1']:.3f}")
+        for restart in metrics.get("restarts") or []:
+            problems = "; ".join(restart.get("problems") or []) or "unhealthy"
+            parts.append(f"restarted after attempt {restart.get('attempt')} ({problems})")
+    elif name == "predict" and isinstance(metrics.get("distance_max_nm"), (int, float)):
+        parts.append(f"largest predicted distance {metrics['distance_max_nm']:.0f} nm")
+    elif name in ("segment", "measure") and metrics.get("objects") is not None:
+        parts.append(f"{metrics['objects']} objects")
+    return f": {', '.join(parts)}" if parts else ""
 
 
 def _advance(attempt: Attempt, writer: JobProgressWriter) -> None:

@@ -33,8 +33,8 @@ STAGES: tuple[str, ...] = (
 
 
 class PipelineRunQuerySet(RestrictedByParent["PipelineRun"]):
-    """Whoever may see the dataset sees its runs; its owner, and whoever started a run, may
-    cancel it ("change")."""
+    """Whoever may see the dataset sees its runs; its owner, whoever started a run and the
+    managers of the campaign it trains on may cancel it ("change")."""
 
     parent_field = "dataset"
     parent_actions: ClassVar[dict[str, str]] = {"view": "view", "change": "change"}
@@ -46,9 +46,13 @@ class PipelineRunQuerySet(RestrictedByParent["PipelineRun"]):
         principal = user if isinstance(user, Principal) else principal_of(user)
         if action != "change" or principal.is_superuser or not principal.is_authenticated:
             return allowed
-        mine = self.filter(owner_id=principal.user_id).filter(
-            dataset__in=super().restrict(user, "view").values("dataset")
-        )
+        from webapp.annotation.models import CampaignMember, Role
+
+        assert principal.user_id is not None  # authenticated
+        managed = CampaignMember.objects.filter(user_id=principal.user_id, role=Role.MANAGER)
+        mine = self.filter(
+            Q(owner_id=principal.user_id) | Q(campaign_id__in=managed.values("campaign_id"))
+        ).filter(dataset__in=super().restrict(user, "view").values("dataset"))
         return self.filter(Q(pk__in=allowed.values("pk")) | Q(pk__in=mine.values("pk")))
 
 

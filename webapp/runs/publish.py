@@ -19,6 +19,7 @@ from django.db import transaction
 from django.db.models import Max
 
 from pipeline.curate import add_label_name, remove_label_name
+from pipeline.empty_results import run_empty
 from pipeline.importers import read_ome_zarr_info
 from pipeline.layout import IMAGE_STORE
 from pipeline.manifest import Manifest
@@ -34,7 +35,7 @@ from pipeline.run import (
 from pipeline.segment_fit import FIT_TABLE_NAME
 from pipeline.suggest import CELLS_FILE
 from webapp.core.errors import Conflict
-from webapp.core.jobs.lifecycle import Attempt, job_succeed
+from webapp.core.jobs.lifecycle import Attempt, job_log, job_succeed
 from webapp.core.json_values import finite_json
 from webapp.datasets.import_publish import layer_fields, mesh_layer_fields, prefixed
 from webapp.datasets.models import Dataset, Layer, LayerKind
@@ -98,19 +99,52 @@ def held_out_f1(metrics: dict[str, Any]) -> float | None:
     return None
 
 
+def run_warnings(metrics: dict[str, Any]) -> list[str]:
+    """The pipeline's warnings for stages of the run that produced nothing (no seed above the
+    threshold, no object segmented or measured, a kept model segmenting nothing in validation):
+    :func:`pipeline.empty_results.run_empty` on the run's per-step metrics."""
+    flat = {
+        f"{step}.{key}": value
+        for step, values in metrics.items()
+        if isinstance(values, dict)
+        for key, value in values.items()
+    }
+    params = (metrics.get("segment") or {}).get("params") or {}
+    if isinstance(params, dict) and params.get("seed_threshold_nm") is not None:
+        flat.setdefault("segment.seed_threshold_nm", params["seed_threshold_nm"])
+    return run_empty(flat)
+
+
 def current_decision(metrics: dict[str, Any], current: ModelVersion | None) -> dict[str, Any]:
     """Whether a new version replaces the dataset's current one: when there is none, or when
     its held-out F1 is at least the current one's (an automatic retraining must not replace a
-    better model with a worse one); with either unmeasured, the newer wins. The answer, with
-    the figures it was decided on, is kept in the run's metrics."""
+    better model with a worse one); with either unmeasured, the newer wins. A run with warnings
+    that a stage produced nothing (``metrics["warnings"]``) never does: the painting editor's
+    assistance would offer nothing. The answer, with the figures it was decided on, is kept in
+    the run's metrics."""
     new, old = held_out_f1(metrics), held_out_f1(current.metrics) if current else None
-    decision = {
-        "current": current is None or new is None or old is None or new >= old,
+    empty = bool(metrics.get("warnings"))
+    decision: dict[str, Any] = {
+        "current": not empty and (current is None or new is None or old is None or new >= old),
         "f1": new,
         "previous": current.number if current else None,
         "previous_f1": old,
     }
+    if empty:
+        decision["why"] = "a stage produced nothing (see the warnings)"
     return decision
+
+
+def registry_text(number: int, decision: dict[str, Any]) -> str:
+    """The log's words for :func:`current_decision`'s answer."""
+    if decision["current"]:
+        return f"model v{number} is the dataset's current model"
+    if decision.get("why"):
+        return f"model v{number} is not made current: {decision['why']}"
+    return (
+        f"model v{number} is not made current: its held-out F1 {decision['f1']:.3f} is below "
+        f"v{decision['previous']}'s {decision['previous_f1']:.3f}"
+    )
 
 
 def run_metrics(out: Path, manifest: Manifest) -> dict[str, Any]:
@@ -139,6 +173,7 @@ def publish_run(run: PipelineRun, out: Path, attempt: Attempt) -> Layer:
     manifest = Manifest.load_or_new(out)
     checkpoint = Path(manifest.step("train").outputs["best_checkpoint"])
     metrics = run_metrics(out, manifest)
+    metrics["warnings"] = run_warnings(metrics)
     labels_info, _ = read_ome_zarr_info(out / SEGMENTATION_NAME)
     number = next_model_number(dataset.pk)
     name = layer_name(number)
@@ -244,6 +279,11 @@ def publish_run(run: PipelineRun, out: Path, attempt: Attempt) -> Layer:
             )
         transaction.on_commit(
             lambda: layers_changed.send(sender=Dataset, dataset=dataset, layers=[segmentation])
+        )
+        for warning in metrics["warnings"]:
+            job_log(PipelineRun, run.pk, f"warning: {warning}")
+        job_log(
+            PipelineRun, run.pk, f"publish: {name}, {registry_text(number, metrics['registry'])}"
         )
         return segmentation
     except BaseException:

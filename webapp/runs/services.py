@@ -31,6 +31,7 @@ from webapp.proofreading.services import CampaignSettings, campaign_create
 from webapp.runs import layout, publish
 from webapp.runs.models import STAGES, ModelVersion, PipelineRun
 from webapp.runs.presets import HELD_OUT_FRACTION, OVERRIDES, preset_config
+from webapp.runs.verdicts import verdict_filter
 
 logger = logging.getLogger(__name__)
 
@@ -167,6 +168,14 @@ def run_start(
         raise NotAllowed("Only the dataset's owner or the campaign's managers can start runs.")
     image_layer = campaign.image_layer if campaign is not None else source_image(dataset)
     config = model_config(preset_config(preset, params), params, parent=parent, model=model)
+    # Proofreaders' verdicts on an earlier version set the filter the run applies.
+    verdicts = verdict_filter(dataset) if "filter" not in config else None
+    if verdicts is not None:
+        config["filter"] = {
+            "method": "fixed",
+            "t_volume": verdicts["t_volume"],
+            "t_sphericity": verdicts["t_sphericity"],
+        }
     config_check(config, dataset.root / image_layer.path)
     if campaign is not None and not campaign.painted:
         raise InvalidRequest("Retraining needs painted objects: this campaign marks points only.")
@@ -175,6 +184,7 @@ def run_start(
         if campaign is not None
         else {"campaign": None, "boxes": []}
     )
+    snapshot["verdicts"] = verdicts
     with transaction.atomic():
         # Lock the campaign (or dataset) row so two starts cannot both see no active run.
         if campaign is not None:
@@ -210,7 +220,10 @@ def run_cancel(run: PipelineRun, user: User) -> PipelineRun:
     """Cancel a queued or running run (409 once it ended): its plans stop, nothing is published
     and its work directory goes (now, or when its workers are done with it)."""
     if not PipelineRun.objects.allows(user, "change", run):
-        raise NotAllowed("Only the dataset's owner or whoever started the run can cancel it.")
+        raise NotAllowed(
+            "Only the dataset's owner, whoever started the run or a manager of its campaign "
+            "can cancel it."
+        )
     holder = run.worker
     if not job_cancel(run):
         raise Conflict(f"The run has already ended ({run.status}).")

@@ -48,6 +48,25 @@ function message(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
+/** The warnings banner's content: a heading line, then one item per warning. */
+export function warningItems(found: readonly string[]): Node[] {
+  if (!found.length) return [];
+  const heading = el("strong", {
+    textContent:
+      found.length === 1
+        ? "A stage produced nothing; this version is not made the current model:"
+        : `${found.length} stages produced nothing; this version is not made the current model:`,
+  });
+  return [
+    heading,
+    el(
+      "ul",
+      {},
+      found.map((w) => el("li", { textContent: w })),
+    ),
+  ];
+}
+
 export function mountRunPage(doc: Document = document): RunHooks {
   const config = jsonScript<RunConfig>("run-config", doc);
   const input = doc.querySelector<HTMLInputElement>("input[name=csrfmiddlewaretoken]");
@@ -58,6 +77,8 @@ export function mountRunPage(doc: Document = document): RunHooks {
   const updated = byId("run-updated", HTMLElement, doc);
   const banner = byId("run-error", HTMLElement, doc);
   const failure = byId("run-failure", HTMLElement, doc);
+  const warnings = byId("run-warnings", HTMLElement, doc);
+  const log = byId("run-log", HTMLElement, doc);
   const eta = byId("run-eta", HTMLElement, doc);
   const open = byId("run-open", HTMLAnchorElement, doc);
   const modelSpan = byId("run-model", HTMLElement, doc);
@@ -140,6 +161,13 @@ export function mountRunPage(doc: Document = document): RunHooks {
     failure.hidden = run.status !== "failed";
     failure.textContent =
       run.status === "failed" ? `The run failed: ${run.error || "see the worker's log."}` : "";
+    warnings.hidden = run.warnings.length === 0;
+    warnings.replaceChildren(...warningItems(run.warnings));
+    if (log.textContent !== (run.log || "–")) {
+      const atEnd = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
+      log.textContent = run.log || "–";
+      if (atEnd) log.scrollTop = log.scrollHeight; // follow the log unless scrolled back
+    }
     open.hidden = !run.result_layer;
     if (run.result_layer) open.href = viewerLink(config.viewerUrl, run.result_layer);
     if (cancel) cancel.hidden = !(config.canCancel && isActive(run));
@@ -165,8 +193,10 @@ export function mountRunPage(doc: Document = document): RunHooks {
         parts.push(" · the current model");
       } else if (registry && registry["current"] === false) {
         parts.push(
-          ` · not made current: held-out F1 ${Number(registry["f1"]).toFixed(3)} below ` +
-            `v${String(registry["previous"])}'s ${Number(registry["previous_f1"]).toFixed(3)}`,
+          registry["why"]
+            ? ` · not made current: ${String(registry["why"])}`
+            : ` · not made current: held-out F1 ${Number(registry["f1"]).toFixed(3)} below ` +
+                `v${String(registry["previous"])}'s ${Number(registry["previous_f1"]).toFixed(3)}`,
         );
       }
       if (config.canManage) {

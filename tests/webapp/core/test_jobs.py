@@ -22,6 +22,8 @@ from webapp.core.jobs.lease import worker_identity, worker_is_dead
 from webapp.core.jobs.lifecycle import (
     job_cancel,
     job_create_queued,
+    job_fail,
+    job_log,
     job_start,
     job_succeed,
 )
@@ -256,3 +258,20 @@ def test_a_superseded_runner_leaves_the_row_and_the_inputs_alone(user: Any) -> N
     assert (ended.status, ended.attempts, ended.stage) == ("running", 2, "restarting")
     assert _Runner.behaviour["cleaned"] is False
     assert not _Runner.behaviour["work_dir"].exists()
+
+
+def test_the_log_gathers_lines_and_a_failure_keeps_them(user: Any) -> None:
+    job = _queued(user)
+    attempt = job_start(DatasetJob, job.pk)
+    assert attempt is not None
+    job_log(DatasetJob, job.pk, "convert: started")
+    job_log(DatasetJob, job.pk, "convert: done in 1.0 s\n")
+    job_fail(DatasetJob, attempt, error="boom", log="Traceback ...\n")
+    job.refresh_from_db()
+    lines = job.log.splitlines()
+    assert [line.split(" ", 2)[2] for line in lines[:2]] == [
+        "convert: started",
+        "convert: done in 1.0 s",
+    ]
+    assert dt.datetime.strptime(" ".join(lines[0].split(" ")[:2]), "%Y-%m-%d %H:%M:%S")
+    assert lines[2:] == ["Traceback ..."] and job.error == "boom"

@@ -125,6 +125,18 @@ def test_one_current_model_per_dataset_chosen_by_held_out_f1_or_by_the_owner(
     assert worse == {"current": False, "f1": 0.6, "previous": 1, "previous_f1": 0.8}
     assert publish.current_decision(v1.metrics, v2)["current"] is True
     assert publish.current_decision({}, v1)["current"] is True  # unmeasured: the newer
+    # A run a stage of which produced nothing is never made current, however it scores.
+    empty = {**v1.metrics, "warnings": ["segment: no seed formed"]}
+    assert publish.current_decision(empty, None) == {
+        "current": False, "f1": 0.8, "previous": None, "previous_f1": None,
+        "why": "a stage produced nothing (see the warnings)",
+    }  # fmt: skip
+    assert publish.registry_text(3, publish.current_decision(empty, None)) == (
+        "model v3 is not made current: a stage produced nothing (see the warnings)"
+    )
+    assert publish.registry_text(2, worse) == (
+        "model v2 is not made current: its held-out F1 0.600 is below v1's 0.800"
+    )
     url = f"/api/v1/models/{v2.pk}/current/"
     assert client(who["outsider"]).post(url).status_code == 403
     for version in (v1, v2):
@@ -209,6 +221,12 @@ def test_suggest_next_boxes_puts_the_most_uncertain_untouched_or_free_boxes_firs
     assert first["priority"] > second["priority"] > 0
     row = TaskBox.objects.get(pk=first["id"])
     assert row.source == "suggested" and row.source_ref == "model v1, uncertainty 1.000"
+    # The coverage map marks them with the model's uncertainty there; others are unmarked.
+    coverage = (
+        client(who["manager"]).get(f"/api/v1/annotation/campaigns/{campaign.pk}/coverage/").json()
+    )
+    marked = {b["name"]: b["suggested"] for b in coverage["boxes"] if b["suggested"] is not None}
+    assert marked == pytest.approx({"suggest-1": 1.0, unsure.name: 0.722}, abs=1e-3)
     # The next task handed out is the most uncertain box.
     task = annotation_services.next_task(campaign, who["a1"])
     assert task is not None and task.box.name == "suggest-1"
@@ -229,3 +247,24 @@ def test_suggest_next_boxes_puts_the_most_uncertain_untouched_or_free_boxes_firs
     publish.uncertainty_file(version).unlink()
     answer = client(who["manager"]).post(url, {"campaign": campaign.pk}, format="json")
     assert answer.status_code == 409 and "no uncertainty map" in answer.json()["message"]
+
+
+def test_run_warnings_name_the_stages_that_produced_nothing() -> None:
+    """The run's per-step metrics read as the CLI's ``run_empty`` reads its flat ones."""
+    healthy = {
+        "train": {"val_objects": 12.0},
+        "predict": {"distance_max_nm": 2400.0},
+        "segment": {"objects": 31, "params": {"seed_threshold_nm": 700.0}},
+        "measure": {"objects": 31},
+    }
+    assert publish.run_warnings(healthy) == []
+    collapsed = {
+        "train": {"val_objects": 0.0},
+        "predict": {"distance_max_nm": 198.0},
+        "segment": {"objects": 0, "params": {"seed_threshold_nm": 700.0}},
+        "measure": {"objects": 0},
+        "evaluation": {"all": {"f1": 0.0}},
+    }
+    found = publish.run_warnings(collapsed)
+    assert [w.split(":")[0] for w in found] == ["train", "predict", "segment"]
+    assert "198 nm at most vs 700 nm" in found[1]

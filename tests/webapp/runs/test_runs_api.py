@@ -11,9 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.contrib.auth import get_user_model
 
 from tests.runs_testdata import RUNS_API, client, retrain_campaign
-from webapp.annotation.models import AnnotationCampaign
+from webapp.annotation import services as annotation_services
+from webapp.annotation.models import AnnotationCampaign, Role
 from webapp.core.jobs.models import JobStatus
 from webapp.datasets.models import Visibility
 from webapp.runs.models import PipelineRun
@@ -91,12 +93,20 @@ def test_who_may_start_see_and_cancel(who: dict[str, Any], campaign: AnnotationC
     cancelled = client(who["manager"]).post(f"{API}{run_id}/cancel/")
     assert cancelled.status_code == 200 and cancelled.json()["status"] == JobStatus.CANCELLED
     assert client(who["owner"]).post(f"{API}{run_id}/cancel/").status_code == 409
+    # Another manager of the campaign cancels a run a fellow manager started; its message
+    # names who may.
+    co_manager = get_user_model().objects.create_user("co-manager")
+    annotation_services.member_add(campaign, who["owner"], co_manager.username, Role.MANAGER)
+    second = start(who["manager"], campaign).json()["id"]
+    refused = client(who["a1"]).post(f"{API}{second}/cancel/")
+    assert "a manager of its campaign" in refused.json()["message"]
+    assert client(co_manager).post(f"{API}{second}/cancel/").status_code == 200
     # A private dataset's runs are invisible to outsiders (404, as if absent).
     campaign.dataset.visibility = Visibility.PRIVATE
     campaign.dataset.save()
     assert client(who["outsider"]).get(f"{API}{run_id}/").status_code == 404
     assert client(who["outsider"]).get(API).json()["count"] == 0
-    assert client(who["owner"]).get(API, {"campaign": campaign.pk}).json()["count"] == 1
+    assert client(who["owner"]).get(API, {"campaign": campaign.pk}).json()["count"] == 2
 
 
 def test_presets_list_their_parameters() -> None:

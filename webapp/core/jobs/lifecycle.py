@@ -18,7 +18,8 @@ from functools import partial
 from typing import Any, TypeVar
 
 from django.db import transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import F, Q, QuerySet, TextField, Value
+from django.db.models.functions import Concat
 from django.utils import timezone
 
 from webapp.core.jobs.errors import JobCancelled, JobSuperseded
@@ -223,11 +224,22 @@ def job_release(model: type[Job], attempt: Attempt, *, stage: str) -> None:
         raise job_stop_reason(model, attempt)
 
 
+def _appended(text: str) -> Concat:
+    return Concat(F("log"), Value(text), output_field=TextField())
+
+
+def job_log(model: type[Job], job_id: int, text: str) -> None:
+    """Append a timestamped line to the job's log (what its page shows as it runs)."""
+    line = f"{timezone.now():%Y-%m-%d %H:%M:%S} {text.rstrip()}\n"
+    model._default_manager.filter(pk=job_id).update(log=_appended(line))
+
+
 def job_fail(model: type[Job], attempt: Attempt, *, error: str, log: str = "") -> None:
-    """Record the attempt's failure (nothing, if the job was cancelled or taken over)."""
+    """Record the attempt's failure (nothing, if the job was cancelled or taken over); ``log``
+    (a traceback) goes after the lines logged so far."""
     now = timezone.now()
     _fenced(model, attempt).filter(status=JobStatus.RUNNING).update(
-        status=JobStatus.FAILED, error=error, log=log, finished=now, updated=now
+        status=JobStatus.FAILED, error=error, log=_appended(log), finished=now, updated=now
     )
 
 

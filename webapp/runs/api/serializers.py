@@ -53,6 +53,18 @@ class RunBoxSerializer(serializers.Serializer[dict[str, Any]]):
     held_out = serializers.BooleanField(help_text="Kept for evaluation, not trained on.")
 
 
+class RunVerdictsSerializer(serializers.Serializer[dict[str, Any]]):
+    campaign = serializers.IntegerField(help_text="The proofreading campaign.")
+    name = serializers.CharField()
+    layer = serializers.CharField(help_text="The segmentation layer it proofread.")
+    verdicts = serializers.IntegerField(help_text="Final verdicts fitted on.")
+    t_volume = serializers.FloatField(help_text="Objects are kept from this volume (um^3)...")
+    t_sphericity = serializers.FloatField(help_text="...and this sphericity.")
+    precision = serializers.FloatField()
+    recall = serializers.FloatField()
+    f1 = serializers.FloatField()
+
+
 class RunSerializer(serializers.ModelSerializer[PipelineRun]):
     status = serializers.ChoiceField(choices=JobStatus.choices, read_only=True)
     state = serializers.ChoiceField(
@@ -89,14 +101,28 @@ class RunSerializer(serializers.ModelSerializer[PipelineRun]):
         help_text="The ground truth it trains on: per box its name, source, version and "
         "whether it is held out for evaluation."
     )
+    verdicts = serializers.SerializerMethodField(
+        help_text="The proofreading verdicts whose fitted volume/sphericity filter the run "
+        "applies (campaign, how many, the thresholds and their scores on the verdicts); null "
+        "when none: the run keeps every object."
+    )
+    warnings = serializers.SerializerMethodField(
+        help_text="Stages that produced nothing (no seed, no object, a model segmenting nothing "
+        "in validation): such a version is published but never made the current model."
+    )
+    log = serializers.CharField(
+        read_only=True,
+        help_text="One timestamped line per stage started and ended (with its figures), the "
+        "warnings, what was published; a failure's traceback at the end.",
+    )
 
     class Meta:
         model = PipelineRun
         fields = [
             "id", "dataset", "campaign", "owner", "preset", "params", "mode", "parent",
             "status", "state", "stage", "done", "total", "progress", "stages", "history",
-            "boxes", "metrics", "error", "result_layer", "model", "model_id",
-            "created", "started", "finished",
+            "boxes", "verdicts", "metrics", "warnings", "error", "log", "result_layer", "model",
+            "model_id", "created", "started", "finished",
         ]  # fmt: skip
         read_only_fields = fields
 
@@ -114,6 +140,16 @@ class RunSerializer(serializers.ModelSerializer[PipelineRun]):
             {k: b[k] for k in ("box", "name", "source", "version", "held_out")}
             for b in (run.ground_truth or {}).get("boxes", [])
         ]
+
+    @extend_schema_field(RunVerdictsSerializer(allow_null=True))
+    def get_verdicts(self, run: PipelineRun) -> dict[str, Any] | None:
+        found = (run.ground_truth or {}).get("verdicts")
+        return dict(found) if found else None
+
+    @extend_schema_field(serializers.ListField(child=serializers.CharField()))
+    def get_warnings(self, run: PipelineRun) -> list[str]:
+        found = (run.metrics or {}).get("warnings") or []
+        return [str(w) for w in found]
 
     @extend_schema_field(serializers.IntegerField(allow_null=True))
     def get_model(self, run: PipelineRun) -> int | None:

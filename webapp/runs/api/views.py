@@ -143,7 +143,8 @@ class RunCancelView(RestrictedActionView[PipelineRun]):
     serializer_class = RunSerializer
     queryset = selectors.RUNS
     denied_messages: ClassVar[dict[str, str]] = {
-        "change": "Only the dataset's owner or whoever started the run can cancel it."
+        "change": "Only the dataset's owner, whoever started the run or a manager of its "
+        "campaign can cancel it."
     }
 
     @extend_schema(request=None, responses={200: RunSerializer, 409: ErrorSerializer})
