@@ -1,6 +1,12 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 
-import { ChunkGrid, decodeChunkFile, loadVersion, saveForm } from "../src/label_editor/chunks";
+import {
+  ChunkGrid,
+  compressedSaveForm,
+  decodeChunkFile,
+  loadVersion,
+  saveForm,
+} from "../src/label_editor/chunks";
 import { LabelEditor } from "../src/label_editor/editor";
 import { Edit, History } from "../src/label_editor/history";
 import { distanceTransform2d, interpolate } from "../src/label_editor/interpolate";
@@ -224,6 +230,13 @@ describe("chunk diffing and the save", () => {
     const file = form.get("0.1.2") as File;
     expect(file.name).toBe("0.1.2");
     expect(new Uint8Array(await file.arrayBuffer())).toEqual(far.bytes);
+    // The page sends the same form with gzip parts: a gzip stream of the same bytes.
+    const zipped = (await compressedSaveForm(parts, 4)).get("0.1.2") as File;
+    expect(zipped.type).toBe("application/gzip");
+    const header = new Uint8Array(await zipped.arrayBuffer()).subarray(0, 2);
+    expect([...header]).toEqual([0x1f, 0x8b]);
+    const raw = zipped.stream().pipeThrough(new DecompressionStream("gzip"));
+    expect(new Uint8Array(await new Response(raw).arrayBuffer())).toEqual(far.bytes);
     // A change made while the save is under way (after its parts were taken) goes with the
     // next save; the saved chunks are otherwise the new base.
     editor.position[0] = 2;

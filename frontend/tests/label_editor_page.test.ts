@@ -51,7 +51,11 @@ function fakeServer(
         const parts: Record<string, Uint32Array> = {};
         for (const [key, value] of form.entries()) {
           if (typeof value !== "string") {
-            parts[key] = new Uint32Array(await (value as Blob).arrayBuffer());
+            const blob = value as Blob;
+            // The page gzips every part (application/gzip): what the server reads.
+            expect(blob.type).toBe("application/gzip");
+            const raw = blob.stream().pipeThrough(new DecompressionStream("gzip"));
+            parts[key] = new Uint32Array(await new Response(raw).arrayBuffer());
           }
         }
         posted.push({

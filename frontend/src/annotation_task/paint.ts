@@ -5,7 +5,12 @@
 // The views are drawn at the voxels' physical aspect ratio (the campaign's voxel size), so xz
 // and yz of 400 nm z / 200 nm xy voxels are not squashed; the mouse maps to voxels per axis.
 
-import { ChunkGrid, MAX_CHUNKS_PER_SAVE, loadVersion, saveForm } from "../label_editor/chunks";
+import {
+  ChunkGrid,
+  MAX_CHUNKS_PER_SAVE,
+  compressedSaveForm,
+  loadVersion,
+} from "../label_editor/chunks";
 import { type Changed, LabelEditor, type Provenance, type Tool } from "../label_editor/editor";
 import type { Proposal } from "../label_editor/proposal";
 import { drawOutline, drawRegion } from "../label_editor/render";
@@ -434,7 +439,7 @@ export function mountPaint(
         const batch = parts.slice(i, i + MAX_CHUNKS_PER_SAVE);
         const response = await fetch(base, {
           method: "POST",
-          body: saveForm(batch, version, provenance),
+          body: await compressedSaveForm(batch, version, provenance),
           credentials: "same-origin",
           headers: { "X-CSRFToken": config.csrfToken },
         });

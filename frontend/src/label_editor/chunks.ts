@@ -199,6 +199,30 @@ export class ChunkTracker {
 /** The server's limit of chunks per save (services.MAX_LABEL_CHUNKS_PER_SAVE). */
 export const MAX_CHUNKS_PER_SAVE = 100;
 
+/** The gzip of ``bytes`` by the browser's own CompressionStream. */
+export async function gzipBytes(bytes: Uint8Array<ArrayBuffer>): Promise<Uint8Array<ArrayBuffer>> {
+  const stream = new Blob([bytes]).stream().pipeThrough(new CompressionStream("gzip"));
+  return new Uint8Array(await new Response(stream).arrayBuffer());
+}
+
+/** The save form with every chunk part gzip-compressed (``application/gzip``, which the server
+ * reads as gzip): painted labels compress about 70-fold, so a save of 100 changed 64^3 chunks
+ * sends 1.4 MiB instead of 100 MiB (bench/label_save_api.py). Without CompressionStream the
+ * parts go raw. */
+export async function compressedSaveForm(
+  parts: ChunkPart[],
+  baseVersion: number,
+  provenance?: Record<string, unknown>,
+): Promise<FormData> {
+  if (typeof CompressionStream === "undefined") return saveForm(parts, baseVersion, provenance);
+  const zipped = await Promise.all(parts.map((part) => gzipBytes(new Uint8Array(part.bytes))));
+  const form = saveForm([], baseVersion, provenance);
+  parts.forEach((part, i) => {
+    form.append(part.key, new Blob([zipped[i]!], { type: "application/gzip" }), part.key);
+  });
+  return form;
+}
+
 /** The multipart form of a labels save: base_version, optional provenance, one file part per
  * chunk named z.y.x. */
 export function saveForm(
