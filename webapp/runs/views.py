@@ -158,9 +158,34 @@ def models_page(request: HttpRequest, slug: str) -> HttpResponse:
         "config": config,
         "can_manage": owner,
         "models": others,
+        "trainable": trainable_campaigns(request.user, dataset),
         "csrf": get_token(request),
     }
     return render(request, "runs/models.html", context)
+
+
+def trainable_campaigns(user: Any, dataset: Dataset) -> list[dict[str, Any]]:
+    """The dataset's painted campaigns the user manages (or all, for its owner), with how many
+    approved painted boxes a run would take: where a new model is trained from (Retrain)."""
+    if not user.is_authenticated:
+        return []
+    campaigns = AnnotationCampaign.objects.restrict(user, "change").filter(
+        dataset=dataset, painted=True
+    )
+    out = []
+    for campaign in campaigns.order_by("-created", "-id")[:20]:
+        try:
+            boxes = len(painted_ground_truth(campaign))
+        except (InvalidRequest, InvalidInputError):
+            boxes = 0
+        out.append(
+            {
+                "name": campaign.name,
+                "boxes": boxes,
+                "url": reverse("annotation:campaign", args=[campaign.pk]) + "#retrain",
+            }
+        )
+    return out
 
 
 def campaign_panel(campaign: AnnotationCampaign, manager: bool, **_: Any) -> Panel | None:

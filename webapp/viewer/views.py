@@ -97,10 +97,11 @@ def _render_viewer(request: HttpRequest, dataset: Dataset, share_token: str | No
         "share_token": share_token,
         "can_share": can_share,
         "share_links_url": f"/api/v1/datasets/{dataset.slug}/share-links/",
-        # The model versions' comparison (``runs``), once a run has published one.
+        # The model versions' comparison (``runs``), once a run has published one; for the
+        # owner always: where a new model is trained from (its painted campaigns).
         "models_url": (
             reverse("runs:models", args=[dataset.slug])
-            if share_token is None and dataset.model_versions.exists()
+            if share_token is None and (dataset.model_versions.exists() or can_share)
             else ""
         ),
     }

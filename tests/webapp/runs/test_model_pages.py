@@ -13,6 +13,7 @@ from django.test import Client
 
 from tests.model_factories import DatasetFactory, LayerFactory, UserFactory
 from tests.models_testdata import add_model_version
+from tests.runs_testdata import people, retrain_campaign
 from webapp.datasets.models import Dataset, Visibility
 from webapp.runs.models import ModelVersion
 
@@ -157,11 +158,12 @@ def test_the_run_page_and_the_viewer_link_to_the_comparison(
     who: dict[str, Any], dataset: Dataset
 ) -> None:
     owner = as_user(who["owner"])
-    viewer = owner.get("/datasets/cells/").content.decode()
-    assert 'id="models-link"' not in viewer  # no version yet
+    link = 'id="models-link" class="button" href="/datasets/cells/models/"'
+    # No version yet: the owner has the link (where a model is trained from), others not.
+    assert link in owner.get("/datasets/cells/").content.decode()
+    assert 'id="models-link"' not in as_user().get("/datasets/cells/").content.decode()
     version = add_model_version(dataset, 1, per_box_all={"b1": (1, 0, 0)})
-    viewer = owner.get("/datasets/cells/").content.decode()
-    assert 'id="models-link" class="button" href="/datasets/cells/models/"' in viewer
+    assert link in as_user().get("/datasets/cells/").content.decode()
     assert version.run is not None
     run_page = owner.get(f"/runs/{version.run.pk}/").content.decode()
     assert 'id="run-models" href="/datasets/cells/models/"' in run_page
@@ -182,3 +184,15 @@ def test_the_owner_manages_versions_others_only_compare_them(
     public = as_user(who["outsider"]).get("/datasets/cells/models/").content.decode()
     assert "model-proofread" not in public and 'id="apply-form"' not in public
     assert public.count('class="model-current"') == 1
+
+
+def test_the_models_page_points_managers_to_the_campaigns_that_train_a_model() -> None:
+    who = people()
+    campaign, _ = retrain_campaign(who, approved=5)
+    url = f"/datasets/{campaign.dataset.slug}/models/"
+    page = as_user(who["manager"]).get(url).content.decode()
+    assert 'id="train-campaigns"' in page
+    assert f'href="/annotation/{campaign.pk}/#retrain">{campaign.name}</a> · 5 approved' in page
+    # An annotator of the campaign (not a manager) and visitors get no such list.
+    assert 'id="train-campaigns"' not in as_user(who["a1"]).get(url).content.decode()
+    assert 'id="train-campaigns"' not in as_user().get(url).content.decode()
