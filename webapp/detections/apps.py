@@ -21,3 +21,8 @@ class DetectionsConfig(AppConfig):
         from webapp.detections.points import points_on_layer_deleted
 
         post_delete.connect(points_on_layer_deleted, sender=Layer, dispatch_uid="detections-points")
+
+        from webapp.detections.export_registry import register_export_columns
+        from webapp.detections.filters import filter_export_columns
+
+        register_export_columns("filter", filter_export_columns)  # the exports' kept column

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +20,8 @@ from django.db.models import QuerySet
 
 from webapp.core.errors import InvalidRequest, NotAllowed
 from webapp.datasets.models import Dataset, Layer, LayerKind
-from webapp.detections.models import DetectionFilter
+from webapp.detections.models import Detection, DetectionFilter
+from webapp.detections.selectors import ExtraColumn
 
 logger = logging.getLogger(__name__)
 
@@ -139,3 +141,34 @@ def layer_filter_set(
         str(row),
     )
     return row
+
+
+def filter_passes(values: FilterValues, volume: float | None, sphericity: float | None) -> bool:
+    """Whether a detection passes the filter ``values`` (a bound it cannot be compared with,
+    e.g. the sphericity of a 2D object, is not passed)."""
+    if values.volume_min is not None and (volume is None or volume < values.volume_min):
+        return False
+    if values.volume_max is not None and (volume is None or volume > values.volume_max):
+        return False
+    return values.sphericity_min is None or (
+        sphericity is not None and sphericity >= values.sphericity_min
+    )
+
+
+def filter_export_columns(layer: Layer) -> list[ExtraColumn]:
+    """The exports' ``kept`` column: whether each detection passes the layer's filter (a run's
+    fitted one, or the owner's); none while the layer has no filter."""
+    values = layer_filter_values(layer)
+    if values.is_empty:
+        return []
+
+    def kept(ids: Sequence[int]) -> list[bool]:
+        rows = {
+            pk: (volume, sphericity)
+            for pk, volume, sphericity in Detection.objects.filter(pk__in=ids).values_list(
+                "pk", "volume", "sphericity"
+            )
+        }
+        return [filter_passes(values, *rows[i]) for i in ids]
+
+    return [ExtraColumn("kept", kept, "bool")]

@@ -20,6 +20,7 @@ from webapp.accounts.models import Team
 from webapp.datasets.models import Layer, LayerKind, Visibility
 from webapp.detections import exports, selectors
 from webapp.detections.builds import mesh_layer_of
+from webapp.detections.filters import FilterValues, layer_filter_set
 from webapp.detections.models import Detection, DetectionBuild
 from webapp.detections.selectors import DetectionQuery, ExtraColumn
 
@@ -301,6 +302,23 @@ def test_exports_take_extra_columns_and_stream_in_batches(layer: Layer) -> None:
     assert text.splitlines()[0].endswith(",verdict") and len(text.splitlines()) == ROWS + 1
     with pytest.raises(ValueError, match="clash"):
         list(selectors.export_batches(layer, extra=[ExtraColumn("volume", verdicts)]))
+
+
+def test_exports_flag_what_the_layers_filter_keeps(signed_in: APIClient, layer: Layer) -> None:
+    """With a filter on the layer (a run's fitted one, or the owner's), a ``kept`` column says
+    whether each detection passes it; without one, no such column."""
+    assert "kept" not in body(signed_in.get(url(layer, "export.csv"))).decode().splitlines()[0]
+    layer_filter_set(
+        layer, layer.dataset.owner, FilterValues(volume_min=10.0, sphericity_min=0.5),
+        check_permission=False,
+    )  # fmt: skip
+    table = pd.read_csv(io.BytesIO(body(signed_in.get(url(layer, "export.csv")))))
+    assert list(table.columns) == [*DETECTION_COLUMNS, "kept"]
+    want = (table["volume"] >= 10.0) & (table["sphericity"] >= 0.5)
+    assert 0 < want.sum() < len(table)
+    assert table["kept"].tolist() == want.tolist()
+    parquet = pq.read_table(io.BytesIO(body(signed_in.get(url(layer, "export.parquet")))))
+    assert parquet.column("kept").to_pylist() == want.tolist()
 
 
 def test_empty_table_exports_are_valid_files(signed_in: APIClient, make_layer: Any) -> None:

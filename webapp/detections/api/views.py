@@ -238,7 +238,8 @@ class DetectionExportView(_LayerView):
     """The layer's detections table as CSV or Parquet (the list's columns, in segment id
     order), streamed; the list's range, region and verdict filters apply. Once a proofreading
     campaign over the layer has decided detections, two more columns: ``verdict`` (the final
-    verdict) and ``verdict_campaign`` (whose: the latest campaign with decided items)."""
+    verdict) and ``verdict_campaign`` (whose: the latest campaign with decided items); once the
+    layer has a filter (a run's fitted one, or its owner's), ``kept``: whether each passes it."""
 
     renderer_classes = [JSONRenderer, DownloadRenderer]
 
