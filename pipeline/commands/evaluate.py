@@ -114,7 +114,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--pred", type=Path, required=True, help="predicted labels")
     parser.add_argument("--gt", type=Path, required=True, help="ground-truth labels")
     parser.add_argument(
-        "--boxes", type=Path, required=True, help="boxes CSV: x, y, z, w, h, d in voxels"
+        "--boxes",
+        type=Path,
+        required=True,
+        help="box table (CSV): origin and size (x, y, z, w, h, d) or corners (x0..x1, y0..y1, "
+        "z0..z1), in voxels or a unit named in the header (x_um, w_nm); see pipeline/box_table.py",
     )
     parser.add_argument("--out", type=Path, required=True, help="output directory")
     parser.add_argument(

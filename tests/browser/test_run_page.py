@@ -6,7 +6,8 @@ waits for success (the held-out evaluation shown, polling stopped; its F1 above 
 what it published (a segmentation layer with meshes and its probability map, the detections'
 mean probabilities, a model version whose file downloads, no files left in temporary space),
 and opens the published layer in the viewer: Neuroglancer's state holds it, shown; back on
-the campaign page, "Suggest next boxes" with the new model puts two boxes first. Before the
+the campaign page, "Suggest next boxes" with the new model puts two boxes first (outlined on
+the coverage map). The owner opens a proofreading campaign on the version's detections. Before the
 run, automatic retraining is turned on and off from the panel. No page
 throws. (``tests/integration/test_runs.py`` cancels one.)"""
 
@@ -22,7 +23,7 @@ import pytest
 from celery_harness import LiveWorker, wait_for
 
 from pipeline.ome_zarr_io import open_multiscale
-from tests.runs_testdata import people, retrain_campaign
+from tests.runs_testdata import client, people, retrain_campaign
 from webapp.annotation.models import TaskBox
 from webapp.datasets.models import Layer, LayerKind
 from webapp.detections.models import Detection
@@ -189,6 +190,11 @@ def test_a_manager_starts_a_run_watches_it_and_opens_its_layer(
     wait_for(lambda: detections.exists(), 120, "the new layer's detections table")
     means = list(detections.values_list("mean_probability", flat=True))
     assert means and all(m is not None and 0.0 <= m <= 1.0 for m in means), means[:5]
+    # The loop closes: the dataset's owner opens a proofreading campaign on the new version's
+    # detections in one request; its queue holds them.
+    opened = client(who["owner"]).post(f"/api/v1/models/{model.pk}/proofreading/")
+    assert opened.status_code == 201, opened.content
+    assert 0 < opened.json()["items"] <= detections.count()
     leftover = Path(settings.DATA_ROOT) / "tmp" / f"run-{run_id}"
     assert not leftover.exists(), sorted(p.name for p in leftover.iterdir())
     assert page.locator("#run-model-download").inner_text() == "Model v1 (download)"
