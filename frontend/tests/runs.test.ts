@@ -28,6 +28,7 @@ function stage(over: Partial<Stage>): Stage {
     seconds: null,
     started: null,
     eta: null,
+    part: null,
     ...over,
   };
 }
@@ -66,6 +67,10 @@ describe("stages", () => {
     const eta = "2026-12-01T10:01:00Z";
     expect(stageCaption(stage({ done: 3, total: 12, eta }), NOW)).toBe("3 / 12 · about 1 min left");
     expect(stageCaption(stage({}), NOW)).toBe("running…");
+    // After training, the stage's own parts count from 0 under their names.
+    expect(stageCaption(stage({ done: 45, total: 189, part: "fit segmentation" }), NOW)).toBe(
+      "fit segmentation: 45 / 189",
+    );
     expect(stageCaption(stage({ state: "done", seconds: 65 }), NOW)).toBe("done in 1 min 5 s");
     expect(stageCaption(stage({ state: "done" }), NOW)).toBe("done");
     expect(stageCaption(stage({ state: "stopped", done: 2, total: 9 }), NOW)).toBe(

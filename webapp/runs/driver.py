@@ -201,9 +201,13 @@ def uncertainty_cells(out: Path, progress: Any) -> None:
         cells_of_map(probability, progress=progress).save(target)
 
 
-def _report(writer: JobProgressWriter, step: str, _: str, done: int, total: int) -> None:
-    """The pipeline's progress of a step, under the run's stage name."""
-    writer(step, done, total)
+def _report(writer: JobProgressWriter, step: str, part: str, done: int, total: int) -> None:
+    """The pipeline's progress of a step, under the run's stage name. After training, the
+    train step predicts the validation boxes and fits the segmentation settings, each with
+    counts of its own: those are named ("train · fit segmentation") so the bar starts over
+    under that name instead of showing a total that jumps."""
+    named = step == "train" and part not in ("train", "")
+    writer(f"{step}{stages.SUBSTEP}{part}" if named else step, done, total)
 
 
 def _plain(metrics: dict[str, Any], skip: tuple[str, ...]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from pipeline.run import PREDICTION_DIR, SEGMENT_PLAN_DIR
 from webapp.core.users import AnyUser
 from webapp.runs import layout
 from webapp.runs.models import STAGES, ModelVersion, PipelineRun
+from webapp.runs.stages import SUBSTEP
 
 PLAN_OF_STAGE = {"predict": PREDICTION_DIR, "segment": SEGMENT_PLAN_DIR}
 
@@ -57,7 +58,14 @@ def run_stages(run: PipelineRun) -> list[dict[str, Any]]:
                     entry["total"] = sum(t for _, t in counts)
             elif run.stage == name:
                 entry["done"], entry["total"] = run.done, run.total
-            entry["eta"] = _eta(entry.get("started"), entry.get("done", 0), entry.get("total", 0))
+            elif run.stage.startswith(name + SUBSTEP):
+                # A part of the stage with counts of its own: no ETA from the stage's start.
+                entry["done"], entry["total"] = run.done, run.total
+                entry["part"] = run.stage[len(name + SUBSTEP) :]
+            if "part" not in entry:
+                entry["eta"] = _eta(
+                    entry.get("started"), entry.get("done", 0), entry.get("total", 0)
+                )
         elif state == "running":
             entry["state"] = "stopped"
         rows.append(
@@ -69,6 +77,7 @@ def run_stages(run: PipelineRun) -> list[dict[str, Any]]:
                 "seconds": entry.get("seconds"),
                 "started": entry.get("started"),
                 "eta": entry.get("eta"),
+                "part": entry.get("part"),
             }
         )
     return rows

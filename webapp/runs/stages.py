@@ -8,6 +8,9 @@ from typing import Any
 
 from django.utils import timezone
 
+#: Between a stage and a part of it with counts of its own, in the row's ``stage``.
+SUBSTEP = " · "
+
 
 def seconds_since(started: str | None) -> float | None:
     """Seconds from ``started`` (ISO) until now: a stage's wall time, workers' included."""

@@ -58,7 +58,8 @@ export function stageCaption(stage: Stage, now: Date): string {
       return counts ? `stopped at ${counts}` : "stopped";
     default: {
       const eta = etaText(stage.eta, now);
-      return [counts || "running…", eta].filter(Boolean).join(" · ");
+      const part = stage.part ? `${stage.part}: ` : "";
+      return [part + (counts || "running…"), eta].filter(Boolean).join(" · ");
     }
   }
 }

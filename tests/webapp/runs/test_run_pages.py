@@ -13,11 +13,13 @@ from typing import Any
 
 import pytest
 from django.test import Client
+from django.utils import timezone
 
 from tests.runs_testdata import retrain_campaign
 from webapp.annotation.models import AnnotationCampaign
+from webapp.core.jobs.models import JobStatus
 from webapp.datasets.models import Visibility
-from webapp.runs import services
+from webapp.runs import selectors, services
 from webapp.runs.models import PipelineRun
 
 pytestmark = pytest.mark.django_db
@@ -114,12 +116,14 @@ def test_the_retrain_panel_is_for_managers_of_painted_campaigns(
             "error": "",
             "runsUrl": "/runs/",
             "models": [],  # none to fine-tune yet
+            "verdicts": "none: the run keeps every object it segments",
         }
         assert 'id="retrain"' in html and "runs.css" in html
         text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", html))
         assert "Ground truth: 5 approved painted boxes; 1 held out for evaluation, 4 to train" in (
             text
         )
+        assert "Filter from proofreading verdicts: none: the run keeps every object" in text
     for name in ("a1", "rv"):
         html = as_user(who[name]).get(f"/annotation/{campaign.pk}/").content.decode()
         assert 'id="retrain"' not in html and "retrain-config" not in html
@@ -140,3 +144,28 @@ def test_the_retrain_panel_counts_honestly(who: dict[str, Any]) -> None:
     points, _ = retrain_campaign(who, approved=1, painted=False)
     html = as_user(who["owner"]).get(f"/annotation/{points.pk}/").content.decode()
     assert "retrain-config" not in html
+
+
+def test_a_part_of_the_train_stage_counts_under_its_own_name(who: dict[str, Any]) -> None:
+    """After training, predicting the validation boxes and fitting the segmentation settings
+    report counts of their own: the stage row names the part and gives no ETA from the stage's
+    start, instead of a total that jumps from the training steps to the fit's."""
+    campaign, _ = retrain_campaign(who, approved=2)
+    run = services.run_start(who["owner"], campaign, preset="tiny")
+    started = timezone.now().isoformat()
+    PipelineRun.objects.filter(pk=run.pk).update(
+        status=JobStatus.RUNNING, stage="train", done=100, total=150, attempts=1,
+        worker="elsewhere", stages={**run.stages, "train": {"state": "running",
+                                                           "started": started}},
+    )  # fmt: skip
+    run.refresh_from_db()
+    (train,) = [s for s in selectors.run_stages(run) if s["name"] == "train"]
+    assert (train["done"], train["total"], train["part"]) == (100, 150, None)
+    assert train["eta"] is not None
+    PipelineRun.objects.filter(pk=run.pk).update(
+        stage="train \u00b7 fit segmentation", done=45, total=189
+    )
+    run.refresh_from_db()
+    (train,) = [s for s in selectors.run_stages(run) if s["name"] == "train"]
+    assert (train["done"], train["total"], train["part"]) == (45, 189, "fit segmentation")
+    assert train["eta"] is None

@@ -27,6 +27,11 @@ class RunStageSerializer(serializers.Serializer[dict[str, Any]]):
     seconds = serializers.FloatField(allow_null=True)
     started = serializers.CharField(allow_null=True)
     eta = serializers.CharField(allow_null=True, help_text="When it should end at its pace so far.")
+    part = serializers.CharField(
+        allow_null=True,
+        help_text="The part of the running stage that done/total count (e.g. 'fit segmentation' "
+        "after training); null while they count the stage itself.",
+    )
 
 
 class RunEpochSerializer(serializers.Serializer[dict[str, Any]]):
