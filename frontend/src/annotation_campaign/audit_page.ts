@@ -3,6 +3,7 @@
 
 import { api } from "../lib/api";
 import { byId, el, jsonScript } from "../lib/dom";
+import { formatWhen } from "../lib/format";
 
 export interface AuditConfig {
   campaignId: number;
@@ -51,7 +52,7 @@ export function mountAuditPage(doc: Document = document): AuditHooks {
       tbody.replaceChildren(
         ...body.results.map((entry) =>
           el("tr", {}, [
-            el("td", { textContent: new Date(entry.created).toLocaleString() }),
+            el("td", { textContent: formatWhen(entry.created) }),
             el("td", { textContent: entry.actor ?? "" }),
             el("td", { textContent: entry.action }),
             el("td", { textContent: entry.box ?? "" }),

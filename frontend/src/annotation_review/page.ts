@@ -50,6 +50,7 @@ import {
   provenanceCounts,
   scatterPoints,
 } from "./morphometrics";
+import { formatWhen } from "../lib/format";
 
 export type Assignment = Schemas["Assignment"];
 export type BoxAgreement = Schemas["BoxAgreement"];
@@ -155,7 +156,7 @@ export function mountReviewPage(doc: Document = document): ReviewHooks {
       ["Annotator", a.annotator ?? "–"],
       ["Version", String(a.version)],
       ["Annotations", String(a.count)],
-      ["Submitted", a.submitted ? new Date(a.submitted).toLocaleString() : "–"],
+      ["Submitted", a.submitted ? formatWhen(a.submitted) : "–"],
       ["Time on task", `${Math.round(a.active_seconds / 60)} min`],
       ["Box (z y x)", `${a.box.start.join(" ")} + ${a.box.size.join(" ")} voxels`],
     ];
@@ -301,7 +302,7 @@ export function mountReviewPage(doc: Document = document): ReviewHooks {
             ? `restored version ${r.restored_from ?? "?"}`
             : `+${s["created"] ?? 0} ~${s["changed"] ?? 0} −${s["deleted"] ?? 0}`;
         return el("li", {
-          textContent: `v${r.number} ${new Date(r.created).toLocaleString()} ${r.author}: ${what} (${s["count"] ?? "?"} in all)`,
+          textContent: `v${r.number} ${formatWhen(r.created)} ${r.author}: ${what} (${s["count"] ?? "?"} in all)`,
         });
       }),
     );

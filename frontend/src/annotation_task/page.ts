@@ -34,6 +34,7 @@ import { labelsLayer, labelsSegments, showLabelsVersion } from "./labels_layer";
 import { type AssistPanel, mountAssist } from "./assist_panel";
 import { type PaintHooks, mountPaint } from "./paint";
 import { type ApiAnnotation, Ledger, type Op, Saver, StaleError } from "./sync";
+import { formatWhen } from "../lib/format";
 
 export interface TaskConfig {
   assignmentId: number;
@@ -416,7 +417,7 @@ export function mountTaskPage(doc: Document = document): TaskHooks {
     show.addEventListener("click", () => void (shown ? hideVersion() : showVersion(r.number)));
     const items: (Node | string)[] = [
       el("strong", { textContent: `v${r.number}` }),
-      ` ${what}${count} · ${r.author ?? "?"} · ${new Date(r.created).toLocaleString()} `,
+      ` ${what}${count} · ${r.author ?? "?"} · ${formatWhen(r.created)} `,
       show,
     ];
     if (config.editable && r.number < ledger.version) {

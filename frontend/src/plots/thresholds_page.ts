@@ -23,6 +23,7 @@ import {
   logTicks,
   sphericityRange,
 } from "./threshold_math";
+import { formatWhen } from "../lib/format";
 
 interface Config {
   campaignId: number;
@@ -334,7 +335,7 @@ export function mountThresholdsPage(doc: Document = document): ThresholdHooks {
         );
         const f = saved.filter;
         saveStatus.textContent = f
-          ? `Saved as the layer's filter by ${f.created_by ?? "?"} (${new Date(f.created).toLocaleString()}).`
+          ? `Saved as the layer's filter by ${f.created_by ?? "?"} (${formatWhen(f.created)}).`
           : "Saved.";
         saveStatus.dataset["saved"] = String(f?.id ?? "");
       } catch (error) {
