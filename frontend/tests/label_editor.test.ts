@@ -326,8 +326,8 @@ describe("the editor's tools, keys and proposals", () => {
     expect(editor.activeId).toBe(6);
   });
 
-  it("V interpolates the active object and records the slices", () => {
-    const editor = new LabelEditor([5, 16, 16], [64, 64, 64]);
+  /** Object 3 brushed at (8, 8) on xy slices 0 and 4, then V. */
+  function strokesThenV(editor: LabelEditor): void {
     editor.activeId = 3;
     for (const z of [0, 4]) {
       editor.position[0] = z;
@@ -335,6 +335,11 @@ describe("the editor's tools, keys and proposals", () => {
       editor.release();
     }
     editor.key({ key: "v" });
+  }
+
+  it("V interpolates the active object and records the slices", () => {
+    const editor = new LabelEditor([5, 16, 16], [64, 64, 64]);
+    strokesThenV(editor);
     expect(editor.interpolated).toEqual([{ plane: "xy", id: 3, slices: [1, 2, 3] }]);
     expect(editor.volume.get(2, 8, 8)).toBe(3);
     editor.undo();
@@ -353,13 +358,7 @@ describe("the editor's tools, keys and proposals", () => {
       "3": { source: "click", interpolated: { xz: [9, 10] } },
       "7": { source: "manual" },
     };
-    editor.activeId = 3;
-    for (const z of [0, 4]) {
-      editor.position[0] = z;
-      editor.press("xy", 8, 8);
-      editor.release();
-    }
-    editor.key({ key: "v" });
+    strokesThenV(editor);
     expect(editor.filledSlices()).toEqual([
       { plane: "xy", id: 3, slices: [1, 2, 3] },
       { plane: "xz", id: 3, slices: [9, 10] },

@@ -111,6 +111,21 @@ function key(k: string, ctrl = false): void {
   window.dispatchEvent(new KeyboardEvent("keydown", { key: k, ctrlKey: ctrl, cancelable: true }));
 }
 
+/** The Paint tab mounted on a scripted server with no saves to answer (``labels``: the
+ * version its labels state names). */
+async function mountTab(labels?: { version: number }) {
+  fakeServer([], labels);
+  const root = document.getElementById("paint")!;
+  const paint = mountPaint(
+    root,
+    { assignmentId: 9, csrfToken: "t", editable: true, provenance: false },
+    () => undefined,
+  );
+  mounted.push(paint);
+  await paint.ready;
+  return { root, paint };
+}
+
 describe("the Paint tab", () => {
   it("loads, draws the image, saves with Ctrl+S and re-applies its changes after a 409", async () => {
     const posted = fakeServer([
@@ -168,15 +183,7 @@ describe("the Paint tab", () => {
   });
 
   it("reaches the editor's keys only while the tab is shown; E and B switch tools", async () => {
-    fakeServer([]);
-    const root = document.getElementById("paint")!;
-    const paint = mountPaint(
-      root,
-      { assignmentId: 9, csrfToken: "t", editable: true, provenance: false },
-      () => undefined,
-    );
-    mounted.push(paint);
-    await paint.ready;
+    const { root, paint } = await mountTab();
     key("e");
     expect(paint.editor.tool).toBe("eraser");
     const pressed = root.querySelector("[data-paint-tool=eraser]")!.getAttribute("aria-pressed");
@@ -191,19 +198,6 @@ describe("the Paint tab", () => {
 });
 
 describe("the Paint tab's page wiring", () => {
-  async function mountTab(labels?: { version: number }) {
-    fakeServer([], labels);
-    const root = document.getElementById("paint")!;
-    const paint = mountPaint(
-      root,
-      { assignmentId: 9, csrfToken: "t", editable: true, provenance: false },
-      () => undefined,
-    );
-    mounted.push(paint);
-    await paint.ready;
-    return { root, paint };
-  }
-
   it("Shift+wheel over a view sizes the brush; the wheel alone moves the slice", async () => {
     const { root, paint } = await mountTab();
     const xy = root.querySelector<HTMLCanvasElement>("[data-paint-view=xy] canvas")!;
