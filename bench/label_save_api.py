@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,7 +34,7 @@ import requests
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from bench.run import _environment  # noqa: E402
+from bench.run import django_here  # noqa: E402
 from bench.viewer import start_site  # noqa: E402
 
 GOAL_S = 1.0
@@ -119,15 +117,7 @@ def main() -> None:
     parser.add_argument("--services", action="store_true", help="PostgreSQL from DATABASE_URL")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="bench-label-save-"))
-    env = _environment(root, args.services)
-    os.environ.update(env)
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=REPO_ROOT, env=env,
-        check=True,
-    )  # fmt: skip
-    import django
-
-    django.setup()
+    env = django_here(root, args.services)
     from django.contrib.auth import get_user_model
 
     from webapp.annotation import services

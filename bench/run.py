@@ -63,6 +63,24 @@ def _environment(root: Path, services: bool) -> dict[str, str]:
     return env
 
 
+def django_here(root: Path, services: bool) -> dict[str, str]:
+    """This process as a site process of the configuration in ``root`` (:func:`_environment`):
+    its environment only, the database migrated, Django set up. Returns the environment (for
+    the site's and workers' processes)."""
+    env = _environment(root, services)
+    for key in [k for k in os.environ if k not in env]:
+        del os.environ[key]
+    os.environ.update(env)
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=REPO_ROOT, env=env,
+        check=True,
+    )  # fmt: skip
+    import django
+
+    django.setup()
+    return env
+
+
 def _make_inputs(folder: Path, size: int, width: int) -> tuple[Path, Path, Path]:
     """The image (OME-Zarr), the truth's signed distance (Zarr) and an untrained model."""
     import edt
@@ -281,17 +299,7 @@ def main() -> None:
     args = parser.parse_args()
     counts = [int(c) for c in args.workers.split(",")]
     root = args.keep or Path(tempfile.mkdtemp(prefix="bench-run-"))
-    env = _environment(root, args.services)
-    for key in [k for k in os.environ if k not in env]:
-        del os.environ[key]
-    os.environ.update(env)
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=REPO_ROOT, env=env,
-        check=True,
-    )  # fmt: skip
-    import django
-
-    django.setup()
+    env = django_here(root, args.services)
     from django.conf import settings
 
     import webapp.celery  # noqa: F401  (the app the executor sends with)
