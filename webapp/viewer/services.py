@@ -160,9 +160,17 @@ def build_viewer_state(
     )
 
     view_layers: list[ViewerLayer] = []
+    derived: set[str] = set()  # images made from a segmentation (a run's probability map)
     for image in images:
         contrast = default_contrast(image)
         source = layer_source_url(image, base_url, share_token)
+        if image.source_layer_id is not None:
+            # Listed, hidden: drawn over the raw image it would hide it.
+            derived.add(image.name)
+            view_layers.append(
+                ImageLayer(name=image.name, source=source, contrast=contrast, visible=False)
+            )
+            continue
         if image.channels > 1:
             for c in range(image.channels):
                 view_layers.append(
@@ -223,7 +231,11 @@ def build_viewer_state(
         projection_scale=projection_scale,
         layers=view_layers,
         selected_layer=shown[0] if shown else selected,
-        layout=side_by_side(view_layers, shown, panels) if shown and len(shown) > 1 else panels,
+        layout=(
+            side_by_side([la for la in view_layers if la.name not in derived], shown, panels)
+            if shown and len(shown) > 1
+            else panels
+        ),
     )
 
 

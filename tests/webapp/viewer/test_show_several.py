@@ -89,3 +89,30 @@ def test_shown_layer_names_reads_one_name_or_a_list() -> None:
     assert shown_layer_names("b, a,,b", names) == ["b", "a"]
     assert shown_layer_names("x", names) == ["x"]
     assert shown_layer_names(" , ", names) == []
+
+
+def test_a_runs_probability_map_is_listed_hidden_and_not_under_the_compared_versions(
+    client: Client, make_dataset: Any
+) -> None:
+    """A published run's probability map is an image layer made from its segmentation: shown by
+    default it would hide the raw image, so it is listed hidden, and a comparison's viewers hold
+    the raw image and one version each."""
+    cells = make_dataset("cells", Visibility.PUBLIC)
+    image = Layer.objects.get(dataset=cells, name="image")
+    for name in ("model-v1", "model-v2"):
+        segmentation = add_segmentation(cells, name)
+        Layer.objects.create(
+            dataset=cells, name=f"{name}-probability", kind=LayerKind.IMAGE,
+            source_layer=segmentation, path=f"predictions/{name}/probability.ome.zarr",
+            ngff_version="0.5", dtype="float32", shape=image.shape, axes=image.axes,
+            voxel_size=image.voxel_size, unit=image.unit,
+        )  # fmt: skip
+    default = page_state(client.get("/datasets/cells/"))
+    shown = visibility(default)
+    assert shown["image"] is True
+    assert shown["model-v1-probability"] is False and shown["model-v2-probability"] is False
+    compared = page_state(client.get("/datasets/cells/?show=model-v2,model-v1"))
+    assert [c["layers"] for c in compared["layout"]["children"]] == [
+        ["image", "model-v2"],
+        ["image", "model-v1"],
+    ]
