@@ -91,6 +91,11 @@ describe("coverage map", () => {
     expect(svg.getAttribute("viewBox")).toBe("0 0 256 128");
     expect(image.getAttribute("src")).toBe("/datasets/d/thumbnail.png");
     expect(svg.querySelector("title")?.textContent).toBe("a: To do");
+    // A suggested box is drawn last (on top of the boxes projected onto the same place).
+    coverage.boxes = [{ ...coverage.boxes[0]!, suggested: 0.5 }, coverage.boxes[1]!];
+    drawCoverage(svg, image, coverage, styles);
+    expect([...svg.querySelectorAll("rect")].map((r) => r.dataset["box"])).toEqual(["2", "1"]);
+    expect(svg.querySelector("rect:last-child")!.getAttribute("stroke-dasharray")).toBe("none");
   });
 });
 

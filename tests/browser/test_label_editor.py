@@ -191,7 +191,7 @@ def test_annotator_paints_interpolates_undoes_saves_and_reloads(
         "() => document.querySelector('#task-save').textContent.startsWith('All changes saved')"
     )
     page.wait_for_selector("#task-versions li")
-    assert "painted: 1 chunk(s) changed" in page.inner_text("#task-versions li")
+    assert "painted: 1 chunk(s) changed, 1 with labels" in page.inner_text("#task-versions li")
     # The side panel's Objects counts the painted object (no points in this task).
     page.wait_for_function(
         "() => document.querySelector('#task-count').textContent === '1 painted · 0 points'"
@@ -312,6 +312,7 @@ def test_restoring_a_version_brings_its_voxels_back_into_the_editor_and_the_view
     assert (labels_read(held.blobs, held.geometry, held.chunks) == unsaved).all()
     assert not page.evaluate("() => annotome.paint.unsaved()")
     assert page.evaluate("() => annotome.paint.editor.history.undo()") is None
+    assert page.inner_text("[data-paint=status]") == "Restored version 1 as version 4."
     page.wait_for_selector("#task-versions li[data-version='4']")
     assert "restored version 1" in page.inner_text("#task-versions li[data-version='4']")
     # The viewer's painted labels follow: its sources are version 4's.

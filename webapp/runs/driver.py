@@ -104,9 +104,11 @@ def _ended(run_id: int) -> None:
 def _stage(run: PipelineRun, name: str, **fields: Any) -> None:
     """Record a stage's state in the row (``stages`` JSON), fenced by nothing: only the attempt
     holding the row writes it; its start (or skip) goes to the run's log."""
+    before = (run.stages.get(name) or {}).get("state")
     run.stages = stages.with_stage(run.stages, name, **fields)
     PipelineRun.objects.filter(pk=run.pk).update(stages=run.stages)
-    if fields.get("state") in ("running", "skipped"):
+    # Logged once: each call of the driver (after each plan) records skipped stages again.
+    if fields.get("state") in ("running", "skipped") and fields["state"] != before:
         job_log(
             PipelineRun,
             run.pk,

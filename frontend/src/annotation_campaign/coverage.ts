@@ -41,13 +41,14 @@ export function rectAttributes(
       : {
           stroke: SUGGESTED_COLOUR,
           "stroke-width": "3",
+          "stroke-dasharray": "none", // always solid: the thick outline is the mark
           "data-suggested": box.suggested.toFixed(3),
         }),
   };
 }
 
 /** The outline of the boxes a model suggested (the legend's swatch too). */
-export const SUGGESTED_COLOUR = "#d81b60";
+export const SUGGESTED_COLOUR = "#7b1fa2"; // purple: no state's colour
 
 /** A box's tooltip: its name and state, and the model's uncertainty there if it suggested it. */
 export function boxTitle(box: CoverageBox, styles: Readonly<Record<string, StateStyle>>): string {
@@ -75,7 +76,13 @@ export function drawCoverage(
     image.hidden = false;
   }
   const nodes: SVGRectElement[] = [];
-  for (const box of coverage.boxes) {
+  // Suggested boxes last, so their outline and tooltip are on top of the boxes above or below
+  // them (every box is projected along z onto one plane).
+  const ordered = [
+    ...coverage.boxes.filter((b) => b.suggested == null),
+    ...coverage.boxes.filter((b) => b.suggested != null),
+  ];
+  for (const box of ordered) {
     const rect = doc.createElementNS(SVG, "rect");
     for (const [name, value] of Object.entries(rectAttributes(box, styles))) {
       rect.setAttribute(name, value);

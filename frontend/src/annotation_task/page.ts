@@ -405,7 +405,7 @@ export function mountTaskPage(doc: Document = document): TaskHooks {
       r.kind === "restore"
         ? `restored version ${r.restored_from ?? "?"}`
         : labelsSave
-          ? `painted: ${r.summary["chunks_changed"]} chunk(s) changed, ${r.summary["chunks"] ?? 0} painted`
+          ? `painted: ${r.summary["chunks_changed"]} chunk(s) changed, ${r.summary["chunks"] ?? 0} with labels`
           : `+${r.summary["created"] ?? 0} ~${r.summary["changed"] ?? 0} −${r.summary["deleted"] ?? 0}`;
     const count = labelsSave ? "" : ` · ${r.summary["count"] ?? 0} objects`;
     const shown = r.number === shownVersion;
@@ -487,7 +487,11 @@ export function mountTaskPage(doc: Document = document): TaskHooks {
           body: { version, base_version: ledger.version },
         });
         await reloadCurrent(false);
-        if (painting) showSavedLabels(await painting.reload());
+        if (painting) {
+          showSavedLabels(
+            await painting.reload((now) => `Restored version ${version} as version ${now}.`),
+          );
+        }
       } catch (error) {
         const current = staleVersion(error);
         if (current === undefined) {

@@ -40,7 +40,7 @@ export interface PaintHooks {
   save(): Promise<void>;
   /** Loads the server's current labels version in place of the editor's (after a restore);
    * answers that version. Unsaved painting is dropped: save it first. */
-  reload(): Promise<number>;
+  reload(describe?: (version: number) => string): Promise<number>;
   showProposal(p: Proposal): void;
   /** Stops listening to the window's keys. */
   dispose(): void;
@@ -483,7 +483,9 @@ export function mountPaint(
     await save();
   }
 
-  async function reload(): Promise<number> {
+  async function reload(
+    describe: (version: number) => string = (v) => `Showing version ${v}.`,
+  ): Promise<number> {
     await ready;
     if (saving) await saving;
     const state = await fetchLabels();
@@ -497,7 +499,7 @@ export function mountPaint(
     sliceLabels();
     redraw("all");
     countNow();
-    say(`Showing version ${version}.`);
+    say(describe(version));
     return version;
   }
 

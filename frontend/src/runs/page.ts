@@ -136,9 +136,11 @@ export function mountRunPage(doc: Document = document): RunHooks {
           ? ` (training restarted ${curves.restarts} time${curves.restarts === 1 ? "" : "s"}: its health check failed; the latest attempt is shown)`
           : "") +
         (isActive(run) && run.stage === "train" ? "; more appear as each epoch ends." : ".")
-      : isActive(run)
-        ? "The losses appear as each epoch ends."
-        : "No epoch of training was recorded.";
+      : run.mode === "predict"
+        ? "Nothing is trained: this run segments with a registered model."
+        : isActive(run)
+          ? "The losses appear as each epoch ends."
+          : "No epoch of training was recorded.";
     const rows = evaluationRows(run.metrics);
     evaluation.hidden = rows.length === 0;
     evaluation.tBodies[0]!.replaceChildren(
@@ -153,11 +155,13 @@ export function mountRunPage(doc: Document = document): RunHooks {
     );
     evaluationCaption.textContent = rows.length
       ? "Objects matched at IoU ≥ 0.5 in the boxes held out from training."
-      : !run.boxes.some((b) => b["held_out"] === true)
-        ? "No box was held out (two or more approved boxes are needed): nothing to evaluate."
-        : isActive(run)
-          ? "Measured once the run has segmented the image."
-          : "The run ended before its evaluation.";
+      : run.boxes.length === 0
+        ? "No campaign's boxes go with this run: nothing to evaluate it on."
+        : !run.boxes.some((b) => b["held_out"] === true)
+          ? "No box was held out (two or more approved boxes are needed): nothing to evaluate."
+          : isActive(run)
+            ? "Measured once the run has segmented the image."
+            : "The run ended before its evaluation.";
     failure.hidden = run.status !== "failed";
     failure.textContent =
       run.status === "failed" ? `The run failed: ${run.error || "see the worker's log."}` : "";
