@@ -92,6 +92,14 @@ def _annotators(campaign: AnnotationCampaign) -> list[dict[str, Any]]:
             .values_list("assignment_id", "n")
         )
     )
+    # Painted objects, counted when each task was handed in.
+    objects.update(
+        dict(
+            Assignment.objects.filter(pk__in=done_ids, painted_objects__isnull=False).values_list(
+                "id", "painted_objects"
+            )
+        )
+    )
     reviews: Counter[tuple[str, str]] = Counter(
         AuditEntry.objects.filter(
             campaign=campaign,

@@ -358,6 +358,12 @@ class Assignment(models.Model):
     version = models.PositiveIntegerField(default=0)  # the latest revision; 0 = nothing saved
     taken = models.DateTimeField(null=True, blank=True)
     submitted = models.DateTimeField(null=True, blank=True)
+    painted_objects = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Objects in the painted labels as handed in (counted at submit; the dashboard "
+        "adds them to the points).",
+    )
     reviewer = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

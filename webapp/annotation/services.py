@@ -37,6 +37,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import fastremap
+import numpy as np
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import IntegrityError, connection, transaction
@@ -53,6 +55,7 @@ from pipeline.label_store import (
     PayloadTooLargeError,
     chunk_from_payload,
     chunks_write,
+    labels_read,
 )
 from pipeline.label_versions import (
     LabelVersion,
@@ -87,6 +90,7 @@ from webapp.annotation.selectors import (
     label_blobs,
     label_geometry,
     label_version_at,
+    labels_at,
     labels_provenance_at,
 )
 from webapp.core.errors import Conflict, InvalidRequest, NotAllowed, NotFound, TooLarge
@@ -1486,10 +1490,22 @@ def submit(assignment: Assignment, user: User, base_version: int) -> Assignment:
         row.submitted = now
         row.reviewer = None
         row.reviewed = None
+        if row.box.campaign.painted:
+            row.painted_objects = _painted_objects(row)
         row.save()
         _audit(row.box.campaign_id, user, AuditAction.ASSIGNMENT_SUBMIT, assignment=row,
                version=row.version)  # fmt: skip
     return row
+
+
+def _painted_objects(row: Assignment) -> int:
+    """How many objects (distinct non-zero ids) the task's current labels hold: counted once,
+    when it is handed in, so the dashboard need not read every box's labels."""
+    labels = labels_at(row)
+    if not labels.chunks:
+        return 0
+    ids = fastremap.unique(labels_read(labels.blobs, labels.geometry, labels.chunks))
+    return int(np.count_nonzero(ids))
 
 
 # --- review -------------------------------------------------------------------------------------

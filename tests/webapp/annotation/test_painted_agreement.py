@@ -405,6 +405,10 @@ def test_dashboard_plots_painted_agreement_and_no_point_agreement(
     rv = _client(people["rv"])
     data = rv.get(f"{API}/campaigns/{painted.pk}/dashboard/").json()
     assert data["agreement"] is None  # points: none in a painted campaign
+    # Each annotator's objects are the painted ones, counted when the task was handed in.
+    painted_counts = {a["annotator"]: a["objects"] for a in data["annotators"]}
+    assert {k: painted_counts[k] for k in ("a1", "a2", "a3")} == {"a1": 3, "a2": 3, "a3": 2}
+    assert handed_in["a1"].__class__.objects.get(pk=handed_in["a1"].pk).painted_objects == 3
     label = data["painted_agreement"]
     assert label["boxes_compared"] == 1
     assert label["boxes"][0]["mean_f1"] == round((2 / 3 + 0.8 + 0.4) / 3, 4)
