@@ -256,6 +256,12 @@ class Transport(filesystem.Transport):
     _states: dict[str, virtual_base.BrokerState] = {}
     cycle: FairCycle  # set by the base Transport's __init__
 
+    @property
+    def default_connection_params(self) -> dict[str, Any]:
+        """No host: a spool folder has none (kombu would warn "No hostname was supplied" on
+        every connection of ``filesystem://``, e.g. during ``make up``)."""
+        return {"port": self.default_port}
+
     def __init__(self, client: Any, **kwargs: Any) -> None:
         super().__init__(client, **kwargs)
         control = str(client.transport_options.get("control_folder", "control"))

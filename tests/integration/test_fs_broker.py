@@ -41,6 +41,17 @@ def _drain(conn: Connection) -> None:
         pass
 
 
+def test_connections_to_a_spool_name_no_host_and_warn_of_none(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A spool folder has no host: kombu used to warn "No hostname was supplied" on every
+    clone of the connection (each task sent by ``make up``'s demo loading printed it)."""
+    with caplog.at_level("WARNING"), _connection(tmp_path / "spool") as conn:
+        conn.ensure_connection()
+        conn.clone().ensure_connection()
+    assert "hostname" not in caplog.text
+
+
 def test_claimed_message_stays_on_disk_until_acked(tmp_path: Path) -> None:
     queue = Queue("jobs", Exchange("jobs", type="direct"), routing_key="jobs")
     spool = tmp_path / "spool"
