@@ -14,7 +14,7 @@ from typing import Any
 
 from webapp.core.errors import InvalidRequest
 from webapp.datasets.models import Dataset
-from webapp.proofreading.models import ProofreadingCampaign
+from webapp.proofreading.models import CampaignItem, ItemStatus, ProofreadingCampaign
 from webapp.proofreading.thresholds import thresholds_fit
 
 #: Fewer labelled verdicts than this fit no filter (a fit on a handful is noise).
@@ -50,6 +50,27 @@ def verdict_filter(dataset: Dataset) -> dict[str, Any] | None:
             "f1": fit.f1,
         }
     return None
+
+
+def verdict_source(dataset: Dataset) -> dict[str, Any] | None:
+    """What :func:`verdict_filter` would fit on, without fitting (the Retrain panel shows it on
+    every page load): the most recent campaign of the dataset with enough decided items."""
+    campaigns = ProofreadingCampaign.objects.filter(layer__dataset=dataset).select_related("layer")
+    for campaign in campaigns.order_by("-created", "-id")[:CAMPAIGNS_TRIED]:
+        decided = CampaignItem.objects.filter(campaign=campaign, status=ItemStatus.DECIDED).count()
+        if decided >= MIN_VERDICTS:
+            return {"name": campaign.name, "layer": campaign.layer.name, "decided": decided}
+    return None
+
+
+def source_text(found: dict[str, Any] | None) -> str:
+    """The Retrain panel's words for :func:`verdict_source`."""
+    if not found:
+        return "none: the run keeps every object it segments"
+    return (
+        f"the run fits it on the {found['decided']} decided items of “{found['name']}” "
+        f"on {found['layer']}"
+    )
 
 
 def verdicts_text(found: dict[str, Any] | None) -> str:

@@ -28,7 +28,7 @@ from webapp.runs import selectors
 from webapp.runs.comparison import version_rows
 from webapp.runs.models import STAGES, ModelVersion, PipelineRun
 from webapp.runs.services import held_out_count
-from webapp.runs.verdicts import verdict_filter, verdicts_text
+from webapp.runs.verdicts import source_text, verdict_source, verdicts_text
 
 NO_RUN = "No such run, or you may not see it."
 #: How often the run page asks for the run while it is active.
@@ -102,8 +102,8 @@ def retrain_panel(campaign: AnnotationCampaign) -> dict[str, Any]:
     held = held_out_count(boxes)
     versions = ModelVersion.objects.filter(dataset_id=campaign.dataset_id).order_by("-number")
     return {
-        # The filter a run would apply: fitted on proofreaders' verdicts, or none.
-        "verdicts": verdicts_text(verdict_filter(campaign.dataset)),
+        # The filter a run would apply: fitted on proofreaders' verdicts (at the start), or none.
+        "verdicts": source_text(verdict_source(campaign.dataset)),
         "campaignId": campaign.pk,
         "dataset": campaign.dataset.slug,
         "boxes": boxes,

@@ -60,7 +60,7 @@ def test_a_run_filters_with_the_thresholds_fitted_on_the_verdicts(
     page = Client()
     page.force_login(who["owner"])
     html = page.get(f"/annotation/{campaign.pk}/").content.decode()
-    assert f"12 verdicts of \u201c{proofreading.name}\u201d on model-v1" in html
+    assert f"the run fits it on the 12 decided items of \u201c{proofreading.name}\u201d" in html
     answer = client(who["owner"]).post(
         RUNS_API, {"campaign": campaign.pk, "preset": "tiny"}, format="json"
     )
