@@ -238,28 +238,11 @@ def measure_detections_of_store(
         block_shape=block_shape,
         progress=progress,
     )
-    if probability_path is not None:
-        by_id = mean_probabilities(level.array, probability_path, block_shape, progress)
-        if by_id is not None:
+    probability = image_matching(probability_path, shape) if probability_path is not None else None
+    if probability is not None:
+        stats = label_stats(level.array, block_shape, progress, image=probability)
+        means = stats.mean_intensity
+        if means is not None:
+            by_id = dict(zip(stats.ids.tolist(), means.tolist(), strict=True))
             frame["mean_probability"] = [by_id.get(int(i), np.nan) for i in frame["segment_id"]]
     return frame
-
-
-def mean_probabilities(
-    labels: LabelArray,
-    probability_path: Path,
-    block_shape: Sequence[int] | None = None,
-    progress: ProgressCallback = no_progress,
-) -> dict[int, float] | None:
-    """Each object's mean of the probability map at ``probability_path`` (the prediction the
-    labels were segmented from), read block by block; None when no level of the map has the
-    labels' shape."""
-    shape = tuple(int(s) for s in labels.shape)
-    probability = image_matching(probability_path, shape)
-    if probability is None:
-        return None
-    stats = label_stats(labels, block_shape, progress, image=probability)
-    means = stats.mean_intensity
-    if means is None:
-        return None
-    return {int(i): float(m) for i, m in zip(stats.ids.tolist(), means.tolist(), strict=True)}

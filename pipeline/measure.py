@@ -20,7 +20,6 @@ import pandas as pd
 
 from pipeline.errors import InvalidInputError
 from pipeline.morphometrics import write_table
-from pipeline.precomputed import MEAN_PROBABILITY_PROPERTY
 from pipeline.progress import ProgressCallback, no_progress
 from pipeline.thresholds import detections_keep_mask
 
@@ -75,13 +74,7 @@ def measure_labels(
 
     With ``probability_path`` (the probability map the labels were segmented from), each
     object's mean probability joins the table and the meshes' segment properties."""
-    from pipeline.detections import mean_probabilities
-    from pipeline.meshing import (
-        DEFAULT_SIMPLIFY_RATIO,
-        build_meshes,
-        open_label_level,
-        write_properties,
-    )
+    from pipeline.meshing import DEFAULT_SIMPLIFY_RATIO, build_meshes
 
     if (t_volume is None) != (t_sphericity is None):
         raise InvalidInputError("give both the volume and the sphericity threshold, or neither")
@@ -91,18 +84,10 @@ def measure_labels(
         Path(labels_path),
         meshes_dir,
         simplify_ratio=simplify_ratio if simplify_ratio is not None else DEFAULT_SIMPLIFY_RATIO,
+        probability_path=probability_path,
         progress=progress,
     )
     morphometrics = pd.read_csv(meshes_dir / MORPHOMETRICS_CSV)
-    if probability_path is not None and len(morphometrics):
-        labels = open_label_level(Path(labels_path)).array
-        means = mean_probabilities(labels, Path(probability_path), progress=progress)
-        if means is not None:
-            morphometrics[MEAN_PROBABILITY_PROPERTY] = [
-                means.get(int(i), np.nan) for i in morphometrics["id"]
-            ]
-            morphometrics.to_csv(meshes_dir / MORPHOMETRICS_CSV, index=False)
-            write_properties(meshes_dir, morphometrics)
     table = detections_table(morphometrics, t_volume, t_sphericity)
     csv_path, parquet_path = write_table(table, out_dir / DETECTIONS_NAME)
     return MeasureResult(

@@ -387,6 +387,7 @@ def build_meshes(
     level: int = 0,
     simplify_ratio: float = DEFAULT_SIMPLIFY_RATIO,
     mesh_format: MeshFormat = "multires",
+    probability_path: Path | None = None,
     progress: ProgressCallback = no_progress,
 ) -> MeshResult:
     """Mesh and measure every object of the label image at ``labels_path``.
@@ -397,6 +398,9 @@ def build_meshes(
     ``morphometrics.csv``/``.parquet``, whose ``volume`` is in um^3 and ``surface_area`` in um^2.
     ``simplify_ratio`` is the fraction of marching-cubes faces kept for display (0.05: 20x fewer;
     the finest level of detail), subject to ``MIN_FACES`` and the ``MAX_SIMPLIFY_CHANGE`` check.
+    With ``probability_path`` (the probability map the labels were segmented from: a run's),
+    each object's mean of it is measured in the same pass and joins the table and the segment
+    properties (``mean_probability``); a map of another shape is ignored.
     """
     if not 0 < simplify_ratio <= 1:
         raise InvalidInputError("simplify_ratio must be in (0, 1]")
@@ -404,7 +408,12 @@ def build_meshes(
         raise InvalidInputError(f"mesh format must be one of {', '.join(MESH_FORMATS)}")
     source = open_label_level(Path(labels_path), level)
     report = _Throttled(progress)
-    stats: LabelStats = label_stats(source.array, progress=report)
+    probability = None
+    if probability_path is not None:
+        from pipeline.detections import image_matching  # reads OME-Zarr: only when asked
+
+        probability = image_matching(Path(probability_path), source.array.shape)
+    stats: LabelStats = label_stats(source.array, progress=report, image=probability)
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     building = out_dir.with_name(f".{out_dir.name}.building-{os.getpid()}")
@@ -423,6 +432,8 @@ def build_meshes(
                 report("meshing", index + 1, len(stats))
         voxel_size_um = [v * 1e-3 for v in source.voxel_size_nm]
         table = object_table(stats, voxel_size_um, areas_um2)
+        if stats.mean_intensity is not None:
+            table[MEAN_PROBABILITY_PROPERTY] = stats.mean_intensity
         write_properties(building, table)
         write_table(table, building / PROPERTIES_NAME)
         _replace_dir(building, out_dir)
