@@ -16,7 +16,7 @@ from typing import Any
 
 from django.contrib.auth.models import User
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from webapp.core.errors import InvalidRequest, NotAllowed
 from webapp.datasets.models import Dataset, Layer, LayerKind
@@ -40,6 +40,19 @@ class FilterValues:
     @property
     def is_empty(self) -> bool:
         return self.volume_min is None and self.volume_max is None and self.sphericity_min is None
+
+    def q(self) -> Q:
+        """The detections the filter keeps, as a query condition (``volume >= volume_min``,
+        ``volume <= volume_max``, ``sphericity >= sphericity_min``, as ``pipeline.thresholds``;
+        a missing value, e.g. a 2D object's sphericity, does not pass a bound)."""
+        condition = Q()
+        if self.volume_min is not None:
+            condition &= Q(volume__gte=self.volume_min)
+        if self.volume_max is not None:
+            condition &= Q(volume__lte=self.volume_max)
+        if self.sphericity_min is not None:
+            condition &= Q(sphericity__gte=self.sphericity_min)
+        return condition
 
 
 def _bound(name: str, value: Any) -> float | None:
@@ -143,18 +156,6 @@ def layer_filter_set(
     return row
 
 
-def filter_passes(values: FilterValues, volume: float | None, sphericity: float | None) -> bool:
-    """Whether a detection passes the filter ``values`` (a bound it cannot be compared with,
-    e.g. the sphericity of a 2D object, is not passed)."""
-    if values.volume_min is not None and (volume is None or volume < values.volume_min):
-        return False
-    if values.volume_max is not None and (volume is None or volume > values.volume_max):
-        return False
-    return values.sphericity_min is None or (
-        sphericity is not None and sphericity >= values.sphericity_min
-    )
-
-
 def filter_export_columns(layer: Layer) -> list[ExtraColumn]:
     """The exports' ``kept`` column: whether each detection passes the layer's filter (a run's
     fitted one, or the owner's); none while the layer has no filter."""
@@ -163,12 +164,7 @@ def filter_export_columns(layer: Layer) -> list[ExtraColumn]:
         return []
 
     def kept(ids: Sequence[int]) -> list[bool]:
-        rows = {
-            pk: (volume, sphericity)
-            for pk, volume, sphericity in Detection.objects.filter(pk__in=ids).values_list(
-                "pk", "volume", "sphericity"
-            )
-        }
-        return [filter_passes(values, *rows[i]) for i in ids]
+        passing = set(Detection.objects.filter(values.q(), pk__in=ids).values_list("pk", flat=True))
+        return [i in passing for i in ids]
 
     return [ExtraColumn("kept", kept, "bool")]

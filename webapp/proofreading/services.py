@@ -46,7 +46,7 @@ from pipeline.agreement import detection_consensus
 from pipeline.units import nanometres_per_unit
 from webapp.core.errors import Conflict, InvalidRequest, NotAllowed, NotFound
 from webapp.datasets.models import Dataset, Layer, LayerKind
-from webapp.detections.filters import layer_filter_values
+from webapp.detections.filters import FilterValues, layer_filter_values
 from webapp.detections.models import Detection
 from webapp.proofreading.models import (
     FIRST_ROUND,
@@ -293,13 +293,8 @@ def _candidates(
     """The layer's detections passing the filter, in segment-id order (the filter keeps
     ``volume >= volume_min`` and ``sphericity >= sphericity_min``, as ``pipeline.thresholds``,
     and ``volume <= volume_max``)."""
-    queryset = Detection.objects.filter(layer_id=layer.id)
-    if volume_min is not None:
-        queryset = queryset.filter(volume__gte=volume_min)
-    if volume_max is not None:
-        queryset = queryset.filter(volume__lte=volume_max)
-    if sphericity_min is not None:
-        queryset = queryset.filter(sphericity__gte=sphericity_min)
+    bounds = FilterValues(volume_min, volume_max, sphericity_min)
+    queryset = Detection.objects.filter(bounds.q(), layer_id=layer.id)
     columns = ["id", "segment_id", "volume", "sphericity", "mean_probability"]
     columns += ["centroid_z", "centroid_y", "centroid_x"]
     rows = queryset.order_by("segment_id").values_list(*columns)
