@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db.models import QuerySet
+
 from webapp.core.errors import InvalidRequest
 from webapp.datasets.models import Dataset
 from webapp.proofreading.models import CampaignItem, ItemStatus, ProofreadingCampaign
@@ -23,15 +25,20 @@ MIN_VERDICTS = 8
 CAMPAIGNS_TRIED = 3
 
 
+#: What the pages say when no verdicts set a filter.
+NO_FILTER = "none: the run keeps every object it segments"
+
+
+def _recent_campaigns(dataset: Dataset) -> QuerySet[ProofreadingCampaign]:
+    """The dataset's most recent proofreading campaigns, newest first."""
+    campaigns = ProofreadingCampaign.objects.filter(layer__dataset=dataset).select_related("layer")
+    return campaigns.order_by("-created", "-id")[:CAMPAIGNS_TRIED]
+
+
 def verdict_filter(dataset: Dataset) -> dict[str, Any] | None:
     """The filter fitted on the final verdicts of the most recent proofreading campaign of the
     dataset that has enough of them (none: None), with where it came from."""
-    campaigns = (
-        ProofreadingCampaign.objects.filter(layer__dataset=dataset)
-        .select_related("layer")
-        .order_by("-created", "-id")[:CAMPAIGNS_TRIED]
-    )
-    for campaign in campaigns:
+    for campaign in _recent_campaigns(dataset):
         try:
             fit = thresholds_fit(campaign)
         except InvalidRequest:  # nothing decided, or no positive: nothing to fit
@@ -55,8 +62,7 @@ def verdict_filter(dataset: Dataset) -> dict[str, Any] | None:
 def verdict_source(dataset: Dataset) -> dict[str, Any] | None:
     """What :func:`verdict_filter` would fit on, without fitting (the Retrain panel shows it on
     every page load): the most recent campaign of the dataset with enough decided items."""
-    campaigns = ProofreadingCampaign.objects.filter(layer__dataset=dataset).select_related("layer")
-    for campaign in campaigns.order_by("-created", "-id")[:CAMPAIGNS_TRIED]:
+    for campaign in _recent_campaigns(dataset):
         decided = CampaignItem.objects.filter(campaign=campaign, status=ItemStatus.DECIDED).count()
         if decided >= MIN_VERDICTS:
             return {"name": campaign.name, "layer": campaign.layer.name, "decided": decided}
@@ -66,7 +72,7 @@ def verdict_source(dataset: Dataset) -> dict[str, Any] | None:
 def source_text(found: dict[str, Any] | None) -> str:
     """The Retrain panel's words for :func:`verdict_source`."""
     if not found:
-        return "none: the run keeps every object it segments"
+        return NO_FILTER
     return (
         f"the run fits it on the {found['decided']} decided items of “{found['name']}” "
         f"on {found['layer']}"
@@ -74,9 +80,9 @@ def source_text(found: dict[str, Any] | None) -> str:
 
 
 def verdicts_text(found: dict[str, Any] | None) -> str:
-    """How the run page and the Retrain panel say it."""
+    """How the run page says what :func:`verdict_filter` found."""
     if not found:
-        return "none: the run keeps every object it segments"
+        return NO_FILTER
     return (
         f"{found['verdicts']} verdicts of \u201c{found['name']}\u201d on {found['layer']}: "
         f"objects kept from {found['t_volume']:.3g} \u00b5m\u00b3 and sphericity "
