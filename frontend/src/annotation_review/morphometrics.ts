@@ -30,7 +30,7 @@ export function provenanceText(o: LabelObject): string {
   const by = p.model ?? p.proposal_source;
   const filled = Object.entries(p.interpolated ?? {})
     .filter(([, slices]) => slices.length)
-    .map(([plane, slices]) => `${plane} ${sliceRanges(slices.map((n) => n + 1))}`);
+    .map(([plane, slices]) => `${plane} ${sliceRanges(slices)}`);
   return (
     (by ? `${p.source} (${by})` : p.source) + filled.map((f) => `, interpolated ${f}`).join("")
   );

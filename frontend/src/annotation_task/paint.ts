@@ -205,12 +205,11 @@ export function mountPaint(
     for (const button of root.querySelectorAll<HTMLButtonElement>("[data-paint-tool]")) {
       button.setAttribute("aria-pressed", String(button.dataset["paintTool"] === editor.tool));
     }
+    const filled = editor.filledSlices();
     filledList.textContent =
-      editor
-        .filledSlices()
-        .map((f) => `object ${f.id}, ${f.plane} slices ${sliceRanges(f.slices.map((n) => n + 1))}`)
-        .join("; ") || "none yet";
-    sliceLabels();
+      filled.map((f) => `object ${f.id}, ${f.plane} slices ${sliceRanges(f.slices)}`).join("; ") ||
+      "none yet";
+    sliceLabels(filled);
   }
 
   /** Redraws the part of ``view`` inside the voxel box ``changed`` (or all of it). */
@@ -302,9 +301,8 @@ export function mountPaint(
   }
 
   /** Each view's slice number, and the objects interpolation filled on that slice. */
-  function sliceLabels(): void {
+  function sliceLabels(filled = editor?.filledSlices() ?? []): void {
     if (!editor) return;
-    const filled = editor.filledSlices();
     for (const view of views) {
       const { depth } = editor.volume.planeSize(view.plane);
       const slice = editor.slice(view.plane);

@@ -18,13 +18,14 @@ export function formatWhen(iso: string, locale?: string): string {
   return new Date(iso).toLocaleString(locale, { dateStyle: "medium", timeStyle: "short" });
 }
 
-/** Slice numbers as ranges: [3, 4, 5, 9] -> "3–5, 9". */
+/** Sorted slice indices (from 0) as the pages number slices (from 1), in ranges:
+ * [2, 3, 4, 8] -> "3–5, 9". */
 export function sliceRanges(slices: readonly number[]): string {
   const parts: string[] = [];
   for (let i = 0; i < slices.length; i++) {
     let j = i;
     while (j + 1 < slices.length && slices[j + 1] === slices[j]! + 1) j++;
-    parts.push(j > i ? `${slices[i]}–${slices[j]}` : String(slices[i]));
+    parts.push(j > i ? `${slices[i]! + 1}–${slices[j]! + 1}` : String(slices[i]! + 1));
     i = j;
   }
   return parts.join(", ");
