@@ -235,20 +235,6 @@ def test_fit_on_constructed_verdicts(fitted: ProofreadingCampaign, people: Any) 
     )
 
 
-def test_a_fit_reads_at_most_max_fit_rows_verdicts(
-    fitted: ProofreadingCampaign, people: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Beyond MAX_FIT_ROWS decided detections a seeded sample is fitted (the grid search's
-    memory grows with the square of the verdicts: 100,000 were killed at 22 GB)."""
-    from webapp.proofreading import thresholds
-
-    monkeypatch.setattr(thresholds, "MAX_FIT_ROWS", 6)
-    fit = thresholds.thresholds_fit(fitted, n_folds=1)
-    assert fit.n_labelled <= 6  # of the sample's 6 rows, those with a threshold class
-    assert fit.n_labelled >= 4
-    assert thresholds.thresholds_fit(fitted, n_folds=1) == fit  # the same sample each time
-
-
 def test_fit_without_positives_is_a_400(people: Any) -> None:
     layer = constructed_layer(people["owner"])
     campaign = campaign_with(layer, people["owner"], seed=1)
