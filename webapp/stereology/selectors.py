@@ -24,6 +24,7 @@ from pipeline.units import nanometres_per_unit
 from webapp.core.errors import InvalidRequest
 from webapp.core.users import AnyUser
 from webapp.datasets.models import Layer
+from webapp.detections.filters import FilterValues
 from webapp.detections.models import Detection
 from webapp.proofreading.models import ProofreadingCampaign, Role
 from webapp.stereology.models import DisectorMark, DisectorStudy, PairCount
@@ -116,15 +117,14 @@ def open_layer_array(layer: Layer, geometry: LayerGeometry) -> Any | None:
 
 
 def population(campaign: ProofreadingCampaign) -> QuerySet[Detection]:
-    """The layer's detections that count as found: those passing the campaign's volume and
-    sphericity filter (the population of a sample campaign too; all without a filter)."""
-    detections = Detection.objects.filter(layer_id=campaign.layer_id)
+    """The layer's detections that count as found: those the campaign's filter keeps (volume
+    bounds and sphericity minimum; the population of a sample campaign too; all without one),
+    by the same condition that chose the campaign's items."""
     params = campaign.selection_params or {}
-    if params.get("volume_min") is not None:
-        detections = detections.filter(volume__gte=params["volume_min"])
-    if params.get("sphericity_min") is not None:
-        detections = detections.filter(sphericity__gte=params["sphericity_min"])
-    return detections
+    bounds = FilterValues(
+        params.get("volume_min"), params.get("volume_max"), params.get("sphericity_min")
+    )
+    return Detection.objects.filter(bounds.q(), layer_id=campaign.layer_id)
 
 
 def detections_in_study_region(study: DisectorStudy) -> int:

@@ -133,6 +133,37 @@ def test_a_filtered_out_segment_is_not_detected(truth: Truth, people: dict[str, 
     assert selectors.estimate(study, people["r1"])["detections"] == expected
 
 
+def test_a_segment_above_the_volume_maximum_is_not_detected(
+    truth: Truth, people: dict[str, Any]
+) -> None:
+    """The campaign's volume maximum bounds the population as it bounded its items: a mark on
+    a larger segment does not match and the larger ones are not counted in D."""
+    from webapp.detections.models import Detection
+    from webapp.proofreading import services as proofreading_services
+    from webapp.proofreading.services import CampaignSettings
+
+    volumes = sorted(Detection.objects.filter(layer=truth.layer).values_list("volume", flat=True))
+    cap = volumes[len(volumes) // 2]
+    campaign = proofreading_services.campaign_create(
+        people["owner"],
+        truth.layer,
+        CampaignSettings(name="Small only", selection="filter", volume_max=cap),
+        members=[("r1", "reviewer")],
+    )
+    study = services.study_create(people["owner"], campaign, name="M", n_pairs=4, seed=2)
+    large = set(
+        Detection.objects.filter(layer=truth.layer, volume__gt=cap).values_list(
+            "segment_id", flat=True
+        )
+    )
+    pair, obj, (z, y, x) = next(m for m in perfect_marks(truth, study.plan) if m[1] in large)
+    mark = services.mark_add(study, people["r1"], pair, z, y, x)
+    assert mark.segment_id == obj and mark.match == "filtered" and not mark.matched
+    expected = Detection.objects.filter(layer=truth.layer, volume__lte=cap).count()
+    assert expected == campaign.n_items < Detection.objects.filter(layer=truth.layer).count()
+    assert selectors.estimate(study, people["r1"])["detections"] == expected
+
+
 def test_matching_by_bounding_box_without_a_label_image(
     truth: Truth, campaign: ProofreadingCampaign, people: dict[str, Any], tmp_path: Any
 ) -> None:
