@@ -16,7 +16,9 @@ The thresholds page draws its plots from ``GET /api/v1/proofreading/campaigns/<i
 token; the baseline measured in the same run is ``GET /api/v1/me/`` (a trivial authenticated
 request). Printed: median and max ms, the body size, and the ratios to the baseline and to the
 smallest size. Goal: 100,000 detections answered in under 1 s on this machine (the page then
-stays usable on a campaign the size of a whole-brain volume).
+stays usable on a campaign the size of a whole-brain volume). Then the page's "Fit" (``POST
+.../thresholds/fit/``, five folds by box, recall >= 0.8; a run's start fits the same way) three
+times per size: the fit's grid is at most 1,024 x 1,024 candidates (``pipeline.thresholds``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -40,6 +43,7 @@ from bench.viewer import Server, start_site  # noqa: E402
 
 DATABASE = "annotome_bench_thresholds"
 GOAL_MS = 1000.0
+FIT_BODY = {"min_recall": 0.8, "n_folds": 5}
 
 SETUP_CODE = """
 import json
@@ -68,14 +72,23 @@ print(json.dumps({"token": Token.objects.create(user=owner).key, "campaigns": ca
 """
 
 
-def timed(session: requests.Session, url: str, repeats: int) -> tuple[list[float], int]:
-    """Milliseconds of ``repeats`` GETs after one warm-up, and the body size in bytes."""
-    warm = session.get(url, timeout=120)
+def timed(
+    session: requests.Session, url: str, repeats: int, body: dict[str, Any] | None = None
+) -> tuple[list[float], int]:
+    """Milliseconds of ``repeats`` GETs (POSTs of ``body`` when given) after one warm-up, and
+    the body size in bytes."""
+
+    def ask() -> requests.Response:
+        if body is None:
+            return session.get(url, timeout=120)
+        return session.post(url, json=body, timeout=120)
+
+    warm = ask()
     warm.raise_for_status()
     ms = []
     for _ in range(repeats):
         started = time.perf_counter()
-        answer = session.get(url, timeout=120)
+        answer = ask()
         ms.append((time.perf_counter() - started) * 1000)
         answer.raise_for_status()
     return ms, len(warm.content)
@@ -92,6 +105,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="annotome-bench-thresholds-"))
     site: Server | None = None
     rows: list[tuple[str, list[float], int]] = []
+    fits: list[tuple[str, list[float], int]] = []
     try:
         env = postgres_site_env(args.database, DATABASE, tmp / "var")
         print(f"building {', '.join(map(str, args.sizes))} detections ...", file=sys.stderr)
@@ -109,6 +123,10 @@ def main() -> None:
             ms, size = timed(session, url, args.repeats)
             assert len(session.get(url, timeout=120).json()["volume"]) == n
             rows.append((f"thresholds, {n:,} decided", ms, size))
+        for n in args.sizes:  # the page's "Fit" (and a run's start): five folds by box
+            url = f"{site.url}/api/v1/proofreading/campaigns/{world['campaigns'][str(n)]}"
+            ms, size = timed(session, f"{url}/thresholds/fit/", 3, FIT_BODY)
+            fits.append((f"fit, {n:,} decided", ms, size))
     finally:
         if site is not None:
             site.stop()
@@ -119,15 +137,16 @@ def main() -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
     base = statistics.median(rows[0][1])
-    smallest = statistics.median(rows[1][1]) if len(rows) > 1 else base
     head = f"{'median ms':>10} {'max ms':>9} {'MB':>7} {'x baseline':>11} {'x first':>8}"
     print(f"{'request':32} {head}")
-    for name, ms, size in rows:
-        median = statistics.median(ms)
-        print(
-            f"{name:32} {median:10.1f} {max(ms):9.1f} {size / 1e6:7.2f} "
-            f"{median / base:11.1f} {median / smallest:8.2f}"
-        )
+    for group in (rows[:1], rows[1:], fits):
+        first = statistics.median(group[0][1]) if group else base
+        for name, ms, size in group:
+            median = statistics.median(ms)
+            print(
+                f"{name:32} {median:10.1f} {max(ms):9.1f} {size / 1e6:7.2f} "
+                f"{median / base:11.1f} {median / first:8.2f}"
+            )
     largest = statistics.median(rows[-1][1])
     verdict = "met" if largest < GOAL_MS else "NOT met"
     print(f"goal: {rows[-1][0]} under {GOAL_MS:.0f} ms: {verdict} ({largest:.0f} ms)")
