@@ -4,6 +4,7 @@
                                        [--threads 2]
                                        [--max-epochs N] [--out DIR]
                                        [--set training.KEY=VALUE ...] [--keep-maps]
+                                       [--compare-flips]
 
 Public data only. Each set is a training image with its ground truth and a held-out test image:
 
@@ -36,7 +37,9 @@ validation F1) is kept as ``<set>_seed<N>_history.csv`` in ``--out``; with ``--k
 the test image's predicted distance map and its truth (``<set>_seed<N>_distance.npy``,
 ``<set>_truth.npy``), the fitted settings (``<set>_seed<N>_segment.json``) and the model
 (``<set>_seed<N>_model.pt``), to try other post-processing on trained models without training
-again.
+again. ``--compare-flips``: each trained model is also fitted and applied the other way round
+for test-time flips (``predict.flips``: on by default in 2D, off in 3D), so the two are
+compared on the same weights (columns ``f1_flips_on``, ``f1_flips_off``).
 Prints one row per set (F1 mean and minimum, collapsed runs, training seconds, baseline F1 and
 the ratio) and writes ``accuracy.csv`` (every run) and ``summary.csv`` to ``--out``.
 """
@@ -204,6 +207,9 @@ def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
     return sections
 
 
+FLIPS_KEYS = ("f1_flips_on", "f1_flips_off")
+
+
 def run_one(
     pair: Pair,
     work: Path,
@@ -213,6 +219,7 @@ def run_one(
     overrides: dict[str, dict[str, Any]] | None = None,
     keep: Path | None = None,
     keep_maps: bool = False,
+    compare_flips: bool = False,
 ) -> dict[str, Any]:
     """Train with the defaults and this seed, segment the test image; F1 and seconds."""
     train_root, test_root = work / "train_data", work / "test_data"
@@ -252,12 +259,42 @@ def run_one(
         params = load_model(Path(model), "cpu").metadata.get("segment_params", {})
         (keep / f"{work.name}_seed{seed}_segment.json").write_text(json.dumps(params, indent=1))
         shutil.copyfile(model, keep / f"{work.name}_seed{seed}_model.pt")
-    return {
+    row = {
         "f1": object_f1(pred, pair.test_labels),
         "objects": len(np.unique(pred[pred != 0])),
         "train_s": train_seconds,
         "apply_s": apply_seconds,
     }
+    if compare_flips:
+        default = len(pair.voxel_size) == 2
+        other = _other_flips(pair, config, Path(model), run_dir, test_root, not default)
+        row.update({f"f1_flips_{'on' if default else 'off'}": row["f1"],
+                    f"f1_flips_{'off' if default else 'on'}": other})  # fmt: skip
+    return row
+
+
+def _other_flips(
+    pair: Pair, config: Any, model: Path, run_dir: Path, test_root: Path, flips: bool
+) -> float:
+    """Held-out F1 of a copy of ``model`` refitted and applied with test-time ``flips``."""
+    from pipeline.progress import no_progress
+    from pipeline.run import fit_and_record
+    from pipeline.training_set import training_boxes
+
+    copy = run_dir / f"model_flips_{flips}.pt"
+    shutil.copyfile(model, copy)
+    boxes, _ = training_boxes(config.training_images(), channels=config.model.unet.in_channels)
+    train_config = config.train_config(tuple(pair.voxel_size), boxes)
+    fit_and_record(copy, boxes, train_config, no_progress, flips=flips)
+    apply = parse_config(
+        {"data": {"image": str(test_root / "image.ome.zarr")},
+         "model": {"path": str(copy)}, "predict": {"flips": flips}},
+        base=run_dir, source="bench",
+    )  # fmt: skip
+    out = run_dir / f"apply_flips_{flips}"
+    run_pipeline(apply, out, steps=["predict", "segment"])
+    pred = np.asarray(open_volume(out / SEGMENTATION_NAME, 0, None).array[:])
+    return object_f1(pred, pair.test_labels)
 
 
 def main() -> int:
@@ -270,6 +307,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("bench_accuracy"))
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--keep-maps", action="store_true")
+    parser.add_argument("--compare-flips", action="store_true")
     args = parser.parse_args()
     try:
         overrides = parse_overrides(args.overrides)
@@ -296,7 +334,7 @@ def main() -> int:
                 try:
                     row = run_one(
                         pair, Path(tmp) / name, seed, args.threads, args.max_epochs,
-                        overrides, args.out, args.keep_maps,
+                        overrides, args.out, args.keep_maps, args.compare_flips,
                     )  # fmt: skip
                 except Exception as exc:  # a failed run is a result, not the end of the bench
                     traceback.print_exc()
@@ -304,8 +342,19 @@ def main() -> int:
                            "error": f"{type(exc).__name__}: {exc}"}  # fmt: skip
                 rows.append({"set": name, "seed": seed, **row})
                 f1s.append(float(row["f1"]))
-                print(f"[{name}] seed {seed}: F1 {row['f1']:.3f}", file=sys.stderr, flush=True)
+                flips = "".join(
+                    f", flips {k[-3:].strip('_')} {row[k]:.3f}" for k in FLIPS_KEYS if k in row
+                )
+                print(
+                    f"[{name}] seed {seed}: F1 {row['f1']:.3f}{flips}", file=sys.stderr, flush=True
+                )
             train_s = [r["train_s"] for r in rows if r["set"] == name]
+            compared = {
+                f"{k}_{stat}": float(fn([r.get(k, math.nan) for r in rows if r["set"] == name]))
+                for k in FLIPS_KEYS
+                if args.compare_flips
+                for stat, fn in (("mean", np.mean), ("min", np.min))
+            }
             summary.append(
                 {
                     "set": name,
@@ -318,6 +367,7 @@ def main() -> int:
                     "baseline_f1": baseline,
                     "baseline_s": baseline_s,
                     "ratio_to_baseline": float(np.mean(f1s)) / baseline if baseline else math.inf,
+                    **compared,
                 }
             )
             pd.DataFrame(rows).to_csv(args.out / "accuracy.csv", index=False)

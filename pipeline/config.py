@@ -92,6 +92,7 @@ class PredictConfig:
     compile: bool = False  # torch.compile + weight freezing (no faster on the 2-core bench CPU)
     num_threads: int | None = None  # torch threads per process (default: all cores)
     device: str = "auto"
+    flips: bool | None = None  # test-time flips along y and x (4x the work); default: 2D only
 
 
 @dataclass(frozen=True)

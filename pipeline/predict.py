@@ -26,6 +26,11 @@ image's mean and std.
 values (probability 0, distance -clamp). The marker holds the block's largest predicted distance
 (nm), so :attr:`PredictResult.distance_max_nm` covers resumed blocks too: a distance map that
 never reaches the seed threshold segments into nothing, and the CLI says so.
+
+Test-time flips (``flips``; by default on for 2D models, off in 3D): each block is also predicted
+mirrored along y, along x and along both, and the four outputs, mirrored back, are averaged. The
+window's margins are symmetric, so every flipped output covers the same voxels. Four forward
+passes cost four times the prediction, cheap on a 2D image, not on a large volume.
 """
 
 from __future__ import annotations
@@ -109,6 +114,7 @@ class PredictPlan(BlockPlan):
     num_threads: int | None
     scaling: Scaling
     semantic: tuple[str, ...] = ()  # extra logits heads, each written to <name>.ome.zarr
+    flips: bool = False  # test-time flips along y and x, averaged
 
     def output(self, name: str) -> Any:
         return ArrayRef(str(Path(self.out_dir) / f"{name}.ome.zarr" / "s0"), writable=True).open()
@@ -146,6 +152,7 @@ class PredictPlan(BlockPlan):
             "num_threads": self.num_threads,
             "scaling": [self.scaling.offset, self.scaling.scale],
             "semantic": list(self.semantic),
+            "flips": self.flips,
         }
 
     @classmethod
@@ -163,6 +170,7 @@ class PredictPlan(BlockPlan):
             num_threads=None if threads is None else int(threads),
             scaling=Scaling(float(data["scaling"][0]), float(data["scaling"][1])),
             semantic=tuple(str(n) for n in data["semantic"]),
+            flips=bool(data.get("flips", False)),
         )
 
 
@@ -221,12 +229,10 @@ def _predict_blocks(job: PredictPlan, blocks: Sequence[Block]) -> int:
         stacked = stacked[:, None]
     batch = torch.from_numpy(stacked).to(loaded.device, memory_format=fmt)
     with torch.inference_mode():
-        outputs = module(batch)
-        probability = torch.sigmoid(outputs[PROBABILITY_HEAD][:, 0]).float().cpu().numpy()
-        distance = (outputs[DISTANCE_HEAD][:, 0].float() * loaded.clamp_nm).cpu().numpy()
-        semantic = {
-            name: torch.sigmoid(outputs[name][:, 0]).float().cpu().numpy() for name in job.semantic
-        }
+        heads = _forward(module, batch, (PROBABILITY_HEAD, *job.semantic), job.flips)
+        probability = heads[PROBABILITY_HEAD].cpu().numpy()
+        distance = (heads[DISTANCE_HEAD] * loaded.clamp_nm).cpu().numpy()
+        semantic = {name: heads[name].cpu().numpy() for name in job.semantic}
     for i, block in enumerate(blocks):
         crop = tuple(slice(o, o + n) for o, n in zip(offsets[i], block.core_shape, strict=True))
         probability_out[block.core] = probability[i][crop]
@@ -235,6 +241,27 @@ def _predict_blocks(job: PredictPlan, blocks: Sequence[Block]) -> int:
             job.output(name)[block.core] = values[i][crop]
         write_atomic(job.done_dir / str(block.index), repr(float(distance[i][crop].max())))
     return len(blocks)
+
+
+def _forward(
+    module: torch.nn.Module, batch: torch.Tensor, logits: Sequence[str], flips: bool
+) -> dict[str, torch.Tensor]:
+    """Each head's first channel for ``batch`` (n, c, spatial...), the ``logits`` heads as
+    probabilities, the others (distance: a fraction of the clamp) as they are. With ``flips``,
+    the mean over the batch as is and mirrored along y, x and both (each output mirrored back)."""
+    y, x = batch.ndim - 1 - 2, batch.ndim - 1 - 1  # of the outputs, which lose the channel axis
+    combos: list[tuple[int, ...]] = [(), (y,), (x,), (y, x)] if flips else [()]
+    sums: dict[str, torch.Tensor] = {}
+    for axes in combos:
+        outputs = module(torch.flip(batch, [a + 1 for a in axes]) if axes else batch)
+        for name, out in outputs.items():
+            value = out[:, 0].float()
+            if name in logits:
+                value = torch.sigmoid(value)
+            if axes:
+                value = torch.flip(value, axes)
+            sums[name] = sums[name] + value if name in sums else value
+    return {name: total / len(combos) for name, total in sums.items()}
 
 
 def recorded_distance_max(done_dir: Path) -> float:
@@ -340,12 +367,13 @@ def plan_predict(
     device: str = "auto",
     scaling: Scaling | None = None,
     for_workers: bool = False,
+    flips: bool | None = None,
 ) -> PredictPlan:
     """Check the inputs, create (or reopen) the outputs and plan the prediction.
 
     ``for_workers``: the blocks run in other processes, which load the model from its file on
     ``device`` (a process pool, Celery workers); otherwise the loaded model is used here.
-    Arguments as :func:`predict_volume`.
+    Arguments as :func:`predict_volume`; ``flips`` None: on for a 2D model (module doc).
     """
     loaded = model if isinstance(model, LoadedModel) else load_model(Path(model), device)
     # The model's file, also when a loaded model was given: process-pool workers load it, and
@@ -393,6 +421,10 @@ def plan_predict(
         "std": scaling.scale,
         "clamp_nm": loaded.clamp_nm,
     }
+    if flips is None:
+        flips = config.dims == 2
+    if flips:  # only then: predictions made before flips existed resume as they were
+        manifest["flips"] = True
     out_dir = Path(out_dir).resolve()
     _prepare_outputs(out_dir, manifest, shape, block, sizes, loaded.clamp_nm, semantic)
     grid = Grid.of(shape, block)
@@ -415,6 +447,7 @@ def plan_predict(
         num_threads=num_threads,
         scaling=scaling,
         semantic=tuple(semantic),
+        flips=flips,
     )
 
 
@@ -433,6 +466,7 @@ def predict_volume(
     num_threads: int | None = None,
     device: str = "auto",
     scaling: Scaling | None = None,
+    flips: bool | None = None,
     progress: ProgressCallback = no_progress,
 ) -> PredictResult:
     """Predict probability and distance over ``image`` block by block (see the module doc).
@@ -443,7 +477,8 @@ def predict_volume(
     ``block_shape`` is the output block (default :func:`default_block_shape`); ``voxel_size``
     (nm) for the output metadata defaults to the OME-Zarr's, else the model's. ``scaling``
     overrides the intensity map the model's normalisation gives for ``image`` (pass the whole
-    volume's when ``image`` is a crop of it).
+    volume's when ``image`` is a crop of it). ``flips``: test-time flips (module doc); None
+    turns them on for a 2D model.
     """
     if is_forking_pool(executor):
         raise InvalidInputError(
@@ -454,7 +489,7 @@ def predict_volume(
         model, image, out_dir,
         level=level, block_shape=block_shape, mask=mask, voxel_size=voxel_size,
         batch_size=batch_size, compile=compile, num_threads=num_threads, device=device,
-        scaling=scaling, for_workers=executor is not None,
+        scaling=scaling, for_workers=executor is not None, flips=flips,
     )  # fmt: skip
     planned = sum(len(g) for g in plan.groups)
     todo = plan.pending("predict")

@@ -303,7 +303,13 @@ class _Run:
             record.outputs["best_checkpoint"] = str(result.best_checkpoint)
             record.metrics.update(_train_metrics(result))
             record.metrics.update(
-                fit_and_record(result.best_checkpoint, training_boxes, train_config, self.progress)
+                fit_and_record(
+                    result.best_checkpoint,
+                    training_boxes,
+                    train_config,
+                    self.progress,
+                    flips=config.predict.flips,
+                )
             )
 
         self.execute("train", parts, [model_dir], body)
@@ -367,6 +373,7 @@ class _Run:
             "compile": predict.compile,
             "num_threads": predict.num_threads,
             "device": predict.device,
+            "flips": predict.flips,
         }
 
     def _predict_planned(self, plans: PlanExecutor, out: Path, mask: Any, record: Any) -> None:
@@ -692,13 +699,18 @@ class _Run:
 
 
 def fit_and_record(
-    model_path: Path, boxes: Sequence[Any], train_config: Any, progress: ProgressCallback
+    model_path: Path,
+    boxes: Sequence[Any],
+    train_config: Any,
+    progress: ProgressCallback,
+    flips: bool | None = None,
 ) -> dict[str, Any]:
     """Fit the segmentation settings on the validation boxes, record them in the model file and
-    write the table of tried values next to it; returns what the manifest keeps."""
+    write the table of tried values next to it; returns what the manifest keeps. ``flips``: as
+    the prediction the settings will serve (None: the default for the model's dimensions)."""
     from pipeline.segment_fit import FIT_TABLE_NAME, fit_model_segment_params, write_fit_table
 
-    fit = fit_model_segment_params(model_path, boxes, train_config, progress=progress)
+    fit = fit_model_segment_params(model_path, boxes, train_config, progress=progress, flips=flips)
     write_fit_table(fit, model_path.parent / FIT_TABLE_NAME)
     return {"segment_params": fit.params.to_dict(), "segment_fit": fit.to_dict()}
 

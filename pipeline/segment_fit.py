@@ -339,6 +339,7 @@ def predict_boxes(
     boxes: Sequence[Any],
     context: Sequence[int],
     *,
+    flips: bool | None = None,
     progress: ProgressCallback = no_progress,
 ) -> list[BoxPrediction]:
     """A loaded model's distance over each training box plus ``context`` voxels (in the image).
@@ -368,7 +369,7 @@ def predict_boxes(
         )
         with tempfile.TemporaryDirectory(prefix="fit-predict-") as tmp:
             crop = _Crop(box.image, outer)
-            result = predict_volume(model, crop, Path(tmp) / "p", scaling=scaling)
+            result = predict_volume(model, crop, Path(tmp) / "p", scaling=scaling, flips=flips)
             import zarr
 
             distance = zarr.open_array(str(result.distance_path / "s0"), mode="r")
@@ -395,6 +396,7 @@ def fit_model_segment_params(
     boxes: Sequence[Any],
     config: Any,
     *,
+    flips: bool | None = None,
     progress: ProgressCallback = no_progress,
 ) -> SegmentFit:
     """After training: fit on the validation boxes and record the result in the model file.
@@ -427,7 +429,11 @@ def fit_model_segment_params(
     start = replace(derive_segment_params(every, voxel_size), clamp_nm=model.clamp_nm)
     assert start.object_radius_nm is not None
     predictions = predict_boxes(
-        model, fit_boxes, context_voxels(start.object_radius_nm, voxel_size), progress=progress
+        model,
+        fit_boxes,
+        context_voxels(start.object_radius_nm, voxel_size),
+        flips=flips,
+        progress=progress,
     )
     _, fit = fit_segment_params(predictions, truths, voxel_size, start, progress=progress)
     record_segment_params(Path(model_path), fit.params, fit.summary())

@@ -64,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
             compile=args.compile,
             num_threads=threads,
             device=args.device,
+            flips=args.flips,
             progress=tqdm_progress("batch"),
         )
     finally:
@@ -113,6 +114,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--batch-size", type=int, default=1, help="blocks per forward pass")
     parser.add_argument("--compile", action="store_true", help="torch.compile (CPU ~1.5x)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    parser.add_argument(
+        "--flips", action=argparse.BooleanOptionalAction, default=None,
+        help="average the prediction over mirrored copies along y and x (4x the work; "
+        "default: on for 2D models, off for 3D)",
+    )  # fmt: skip
     parser.add_argument(
         "--voxel-size", type=float, nargs="+", default=None, metavar="NM",
         help="voxel size in nm (default: from the OME-Zarr, else the model's)",

@@ -52,17 +52,25 @@ def _read(path: Path) -> np.ndarray:
     return np.asarray(zarr.open_array(str(path / "s0"), mode="r")[:])
 
 
-def _whole_volume(model: LoadedModel, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The model applied once to the whole volume plus its margin (no blocks)."""
+def _whole_volume(
+    model: LoadedModel, image: np.ndarray, flips: tuple[tuple[int, ...], ...] = ((),)
+) -> tuple[np.ndarray, np.ndarray]:
+    """The model applied once to the whole volume plus its margin (no blocks); the mean over
+    ``flips`` (spatial axes mirrored in and back out)."""
     config = model.config
     out_shape = config.output_shape(config.valid_input_shape(image.shape))
     region = tuple(slice(-m, n + m) for n, m in zip(out_shape, config.margin, strict=True))
     x = torch.from_numpy(read_normalised(image, region, model.mean, model.std))[None, None]
-    with torch.inference_mode():
-        out = model.model(x)
     crop = tuple(slice(0, n) for n in image.shape)
-    probability = torch.sigmoid(out["probability"])[0, 0].numpy()[crop]
-    return probability, out["distance"][0, 0].numpy()[crop] * model.clamp_nm
+    probability, distance = np.zeros(image.shape), np.zeros(image.shape)
+    for axes in flips:
+        with torch.inference_mode():
+            out = model.model(torch.flip(x, [a + 2 for a in axes]) if axes else x)
+        p = torch.sigmoid(out["probability"])[0, 0].numpy()
+        d = out["distance"][0, 0].numpy()
+        probability += np.flip(p, axes)[crop] / len(flips)
+        distance += np.flip(d, axes)[crop] * model.clamp_nm / len(flips)
+    return probability, distance
 
 
 def test_blockwise_equals_whole_volume(model_path: Path, image: np.ndarray, tmp_path: Path) -> None:
@@ -80,6 +88,24 @@ def test_blockwise_equals_whole_volume(model_path: Path, image: np.ndarray, tmp_
     assert written.levels[0].chunks == (12, 8, 12) and written.levels[0].dtype == np.float32
     with pytest.raises(InvalidInputError, match="not a valid U-Net output"):
         predict_volume(model, image, tmp_path / "bad", block_shape=(10, 8, 12))
+
+
+def test_flips_average_four_mirrored_predictions_block_by_block(
+    model_path: Path, image: np.ndarray, tmp_path: Path
+) -> None:
+    """Test-time flips: block-wise prediction equals the whole volume's mean over the image as
+    is and mirrored along y, x and both; it differs from the plain prediction; a rerun with
+    other flips refuses the directory."""
+    model = load_model(model_path, "cpu")
+    result = predict_volume(model, image, tmp_path / "out", block_shape=(12, 8, 12), flips=True)
+    probability, distance = _whole_volume(model, image, ((), (1,), (2,), (1, 2)))
+    np.testing.assert_allclose(_read(result.probability_path), probability, atol=1e-6)
+    np.testing.assert_allclose(_read(result.distance_path), distance, atol=1e-2)
+    plain, _ = _whole_volume(model, image)
+    assert np.abs(plain - probability).max() > 1e-3  # the flips changed something
+    assert json.loads((tmp_path / "out" / "predict.json").read_text())["flips"] is True
+    with pytest.raises(InvalidInputError, match="other parameters"):
+        predict_volume(model, image, tmp_path / "out", block_shape=(12, 8, 12))  # 3D: off
 
 
 def test_mask_skips_blocks_and_rerun_resumes(model_path: Path, tmp_path: Path) -> None:

@@ -78,6 +78,8 @@ def test_real_2d_nuclei_image_end_to_end_with_a_tiny_training(tmp_path: Path) ->
     # Chosen for a CPU (training_auto): outputs of 160 pixels, capped by the 128-pixel-high boxes.
     output = model.metadata["output_shape"]
     assert len(model.metadata["patch_shape"]) == 2 and 128 <= output[0] < 160 and output[1] == 160
+    # 2D: test-time flips by default, in the run's prediction as in the fit after training.
+    assert json.loads((tmp_path / "out" / "prediction" / "predict.json").read_text())["flips"]
     summary = json.loads((tmp_path / "out" / "evaluation" / "summary.json").read_text())
     f1 = summary["all"]["f1"]
     print(f"2D end to end: F1 {f1:.2f}, {seconds:.1f} s")
