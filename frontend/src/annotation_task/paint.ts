@@ -481,37 +481,48 @@ export function mountPaint(
     await save();
   }
 
+  /** The task's labels as the server has them now: the state and its version's voxels. */
+  async function currentLabels(
+    state: LabelsState,
+  ): Promise<{ vol: LabelVolume; chunk: [number, number, number] }> {
+    const shape = state.geometry.shape as [number, number, number];
+    const chunk = state.geometry.chunk as [number, number, number];
+    const vol = new LabelVolume(shape);
+    await loadVersion(base, state.version, vol, new ChunkGrid(vol.shape, chunk));
+    return { vol, chunk };
+  }
+
+  /** After loading a version: its provenance goes on with the objects (a later stroke on a
+   * clicked object keeps "click", slices an earlier session interpolated stay recorded), and
+   * every view, count and label is redrawn. */
+  function shown(state: LabelsState, message: string): void {
+    editor!.provenance = { ...state.provenance };
+    version = state.version;
+    sliceLabels();
+    redraw("all");
+    countNow();
+    say(message);
+  }
+
   async function reload(
     describe: (version: number) => string = (v) => `Showing version ${v}.`,
   ): Promise<number> {
     await ready;
     if (saving) await saving;
     const state = await fetchLabels();
-    const current = new LabelVolume(editor!.volume.shape);
-    await loadVersion(base, state.version, current, editor!.grid);
-    editor!.replace(current.data);
-    editor!.provenance = { ...state.provenance };
-    version = state.version;
+    const { vol } = await currentLabels(state);
+    editor!.replace(vol.data);
     staleAt = null;
     conflict.hidden = true;
-    sliceLabels();
-    redraw("all");
-    countNow();
-    say(describe(version));
+    shown(state, describe(state.version));
     return version;
   }
 
   const ready = (async () => {
     const [state, img] = await Promise.all([fetchLabels(), fetchImage()]);
-    const shape = state.geometry.shape as [number, number, number];
-    const chunk = state.geometry.chunk as [number, number, number];
-    version = state.version;
-    const vol = new LabelVolume(shape);
-    await loadVersion(base, version, vol, new ChunkGrid(vol.shape, chunk));
+    const { vol, chunk } = await currentLabels(state);
+    const shape = vol.shape;
     editor = new LabelEditor(shape, chunk, vol.data);
-    // The saved provenance goes on with the objects: a later stroke on a clicked object keeps
-    // "click", and the slices an earlier session interpolated stay recorded and shown.
-    editor.provenance = { ...state.provenance };
     // The image may be clipped where the box reaches past it: pad it to the box with zeros.
     if (img.shape.join() === shape.join()) {
       image = img.data;
@@ -559,10 +570,7 @@ export function mountPaint(
     conflict.querySelector("button")!.addEventListener("click", () => {
       void reloadOnTop().catch((e: unknown) => say(String(e)));
     });
-    sliceLabels();
-    redraw("all");
-    countNow();
-    say(config.editable ? "Ready: paint with the mouse." : "Read-only.");
+    shown(state, config.editable ? "Ready: paint with the mouse." : "Read-only.");
   })();
   ready.catch((e: unknown) => say(`The painting editor could not load: ${String(e)}`));
   doc.defaultView?.addEventListener("keydown", onKey, true);
