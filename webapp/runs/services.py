@@ -26,7 +26,13 @@ from webapp.core.jobs.queues import queue_for
 from webapp.datasets.models import Dataset, Layer, LayerKind
 from webapp.detections.filters import layer_filter_values
 from webapp.detections.models import Detection
-from webapp.proofreading.models import ProofreadingCampaign, QueueOrder, Selection
+from webapp.proofreading.models import (
+    CampaignState,
+    ProofreadingCampaign,
+    QueueOrder,
+    Role,
+    Selection,
+)
 from webapp.proofreading.services import CampaignSettings, campaign_create
 from webapp.runs import layout, publish
 from webapp.runs.models import STAGES, ModelVersion, PipelineRun
@@ -248,14 +254,30 @@ def model_make_current(user: User, version: ModelVersion) -> ModelVersion:
     return version
 
 
-def proofreading_from_model(user: User, version: ModelVersion) -> ProofreadingCampaign:
+def proofreading_from_model(user: User, version: ModelVersion) -> tuple[ProofreadingCampaign, bool]:
     """A proofreading campaign over ``version``'s segmentation in one step (the dataset's
     owner): the detections its fitted filter keeps (all when it fitted none), most uncertain
-    first (random when nothing ranks them), the caller its manager. 400 while the detections
-    table is still being built."""
+    first (random when nothing ranks them), the caller its manager, reviewer and expert (one
+    click should leave one person able to work both rounds: an "uncertain" verdict goes to
+    the experts); and whether it is new.
+    An open campaign the caller manages on that layer is returned instead of a second one
+    (verdicts split over look-alike campaigns help nobody). 400 while the detections table is
+    still being built."""
     layer = version.layer
     if layer is None:
         raise Conflict(f"The segmentation layer of model v{version.number} was deleted.")
+    existing = (
+        ProofreadingCampaign.objects.filter(
+            layer=layer,
+            state=CampaignState.OPEN,
+            members__user=user,
+            members__role=Role.MANAGER,
+        )
+        .order_by("-created", "-id")
+        .first()
+    )
+    if existing is not None:
+        return existing, False
     filtered = not layer_filter_values(layer).is_empty
     # Uncertainty needs a filter's thresholds or the model's probabilities to rank by.
     uncertain = filtered or (
@@ -271,7 +293,8 @@ def proofreading_from_model(user: User, version: ModelVersion) -> ProofreadingCa
         selection=Selection.FILTER if filtered else Selection.ALL,
         order=QueueOrder.UNCERTAINTY if uncertain else QueueOrder.RANDOM,
     )
-    return campaign_create(user, layer, settings)
+    me = [(user.username, Role.REVIEWER.value), (user.username, Role.EXPERT.value)]
+    return campaign_create(user, layer, settings, members=me), True
 
 
 MAX_SUGGESTIONS = 100

@@ -52,7 +52,9 @@ export function mountModelActions(doc: Document = document): ModelActionsHooks {
     act(button, async (id) => {
       const campaign = await api.post("/api/v1/models/{id}/proofreading/", { path: { id } });
       if (status)
-        status.textContent = `${campaign.name}: ${campaign.items} detections. Opening it…`;
+        status.textContent = campaign.created
+          ? `${campaign.name}: ${campaign.items} detections. Opening it…`
+          : `${campaign.name} is already open for you: opening it…`;
       win.location.assign(campaign.url);
     });
   }

@@ -23,7 +23,7 @@ from webapp.annotation import services as annotation_services
 from webapp.annotation.models import AnnotationCampaign, TaskBox
 from webapp.datasets.models import Visibility
 from webapp.detections.filters import FilterValues, layer_filter_set
-from webapp.proofreading.models import ProofreadingCampaign, QueueOrder, Selection
+from webapp.proofreading.models import CampaignState, ProofreadingCampaign, QueueOrder, Selection
 from webapp.runs import publish
 from webapp.runs.models import ModelVersion, PipelineRun
 
@@ -172,6 +172,27 @@ def test_a_proofreading_campaign_opens_on_a_versions_detections_in_one_request(
         version.layer, Selection.FILTER, QueueOrder.UNCERTAINTY,
     )  # fmt: skip
     assert client(who["owner"]).get(body["url"]).status_code in (200, 302)
+    # The one person who clicked can work both rounds: an uncertain verdict goes to experts.
+    assert sorted(campaign.members.filter(user=who["owner"]).values_list("role", flat=True)) == [
+        "expert", "manager", "reviewer",
+    ]  # fmt: skip
+    api = f"/api/v1/proofreading/campaigns/{campaign.pk}/"
+    item = client(who["owner"]).post(f"{api}next/", {}, format="json").json()[0]["item"]
+    decided = client(who["owner"]).post(
+        f"{api}verdicts/", {"item": item["id"], "verdict": "uncertain"}, format="json"
+    )
+    assert decided.status_code in (200, 201), decided.content
+    second = client(who["owner"]).post(f"{api}next/", {"round": 2}, format="json")
+    assert second.status_code == 200, second.content
+    assert [claim["item"]["id"] for claim in second.json()] == [item["id"]]
+    # Asked again: the open campaign, not a look-alike second one; once closed, a new one.
+    again = client(who["owner"]).post(url)
+    assert again.status_code == 200 and again.json() == {**body, "created": False}
+    assert body["created"] is True
+    ProofreadingCampaign.objects.filter(pk=campaign.pk).update(state=CampaignState.CLOSED)
+    fresh = client(who["owner"]).post(url)
+    assert fresh.status_code == 201 and fresh.json()["id"] != campaign.pk
+    assert ProofreadingCampaign.objects.filter(layer=version.layer).count() == 2
 
 
 def test_publish_takes_the_fitted_filter_within_a_layer_filters_bounds() -> None:

@@ -257,6 +257,9 @@ class ModelProofreadingSerializer(serializers.Serializer[dict[str, Any]]):
     name = serializers.CharField()
     items = serializers.IntegerField(help_text="Detections to proofread.")
     url = serializers.CharField(help_text="The campaign's page.")
+    created = serializers.BooleanField(
+        help_text="False: the open campaign the caller already manages on this layer."
+    )
 
 
 class AutoRetrainRequestSerializer(serializers.Serializer[dict[str, Any]]):

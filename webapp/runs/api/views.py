@@ -229,7 +229,8 @@ class ModelCurrentView(RestrictedActionView[ModelVersion]):
 class ModelProofreadingView(RestrictedActionView[ModelVersion]):
     """Open a proofreading campaign on this version's segmentation in one step (the dataset's
     owner): the detections its fitted filter keeps, most uncertain first; 201 with the
-    campaign's id and page. 400 while its detections table is still being built."""
+    campaign's id and page, or 200 with the open campaign the caller already manages on that
+    layer. 400 while its detections table is still being built."""
 
     serializer_class = ModelProofreadingSerializer  # type: ignore[assignment]  # answers a campaign
     queryset = selectors.MODELS
@@ -239,18 +240,24 @@ class ModelProofreadingView(RestrictedActionView[ModelVersion]):
 
     @extend_schema(
         request=None,
-        responses={201: ModelProofreadingSerializer, 400: ErrorSerializer, 409: ErrorSerializer},
+        responses={
+            200: ModelProofreadingSerializer,
+            201: ModelProofreadingSerializer,
+            400: ErrorSerializer,
+            409: ErrorSerializer,
+        },
     )
     def post(self, request: Request, pk: int) -> Response:
         version = self.get_restricted(self.queryset, "change", pk=pk)
-        campaign = services.proofreading_from_model(signed_in_user(request), version)
+        campaign, created = services.proofreading_from_model(signed_in_user(request), version)
         body = {
             "id": campaign.pk,
             "name": campaign.name,
             "items": campaign.n_items,
             "url": reverse("proofreading:queue", args=[campaign.pk]),
+            "created": created,
         }
-        return Response(body, status=status.HTTP_201_CREATED)
+        return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
 class ModelSuggestionsView(RestrictedAPIView[ModelVersion]):
