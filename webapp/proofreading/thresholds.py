@@ -77,6 +77,9 @@ def threshold_data(campaign: ProofreadingCampaign) -> dict[str, Any]:
     )
     rows = [r for r in rows if r[3] in index]
     decided = CampaignItem.objects.filter(campaign=campaign, status=ItemStatus.DECIDED).count()
+    second_round = CampaignItem.objects.filter(
+        campaign=campaign, status=ItemStatus.SECOND_ROUND
+    ).count()
     current = layer_filter_values(campaign.layer)
     return {
         "classes": [
@@ -88,6 +91,7 @@ def threshold_data(campaign: ProofreadingCampaign) -> dict[str, Any]:
         "verdict": [index[r[3]] for r in rows],
         "items": campaign.n_items,
         "decided": decided,
+        "second_round": second_round,
         "left_out": decided - len(rows),
         "filter": {
             "volume_min": current.volume_min,

@@ -273,7 +273,12 @@ export function mountThresholdsPage(doc: Document = document): ThresholdHooks {
       sphericityMin: filter.sphericity_min,
     };
     byId("score-note", HTMLElement, doc).textContent =
-      `${data.decided} of ${data.items} items decided; ${data.volume.length} plotted` +
+      `${data.decided} of ${data.items} items decided` +
+      (data.second_round
+        ? ` (${data.second_round} more ${data.second_round === 1 ? "waits" : "wait"} for ` +
+          "an expert: uncertain or disputed in the first round)"
+        : "") +
+      `; ${data.volume.length} plotted` +
       (data.left_out ? ` (${data.left_out} left out: no sphericity or detection gone)` : "") +
       ". Positive: verdicts of a positive kind (true positive, with or without shape " +
       "distortion); negative: false positive. Uncertain verdicts are left out of precision " +

@@ -193,6 +193,7 @@ def test_threshold_data_is_compact_arrays(fitted: ProofreadingCampaign, people: 
     by_segment = dict(zip(data["segment_id"], data["verdict"], strict=True))
     assert {s: names[v] for s, v in by_segment.items()} == VERDICTS
     assert data["decided"] == 9 and data["left_out"] == 0 and data["items"] == 9
+    assert data["second_round"] == 0
     assert data["filter"] == {"volume_min": None, "volume_max": None, "sphericity_min": None}
     assert data["min_recall_default"] == 0.8
     # Undecided items are not sent.
@@ -200,6 +201,12 @@ def test_threshold_data_is_compact_arrays(fitted: ProofreadingCampaign, people: 
         status=ItemStatus.PENDING, verdict=""
     )
     assert len(as_user(people["owner"]).get(url(fitted, "thresholds/")).json()["volume"]) == 8
+    # An item waiting for an expert is counted apart (the page says so beside "decided").
+    CampaignItem.objects.filter(campaign=fitted, segment_id=9).update(
+        status=ItemStatus.SECOND_ROUND
+    )
+    data = as_user(people["owner"]).get(url(fitted, "thresholds/")).json()
+    assert (data["decided"], data["second_round"]) == (8, 1)
 
 
 def test_fit_on_constructed_verdicts(fitted: ProofreadingCampaign, people: Any) -> None:

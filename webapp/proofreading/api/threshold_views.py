@@ -52,6 +52,9 @@ class ThresholdDataSerializer(serializers.Serializer[dict[str, Any]]):
     verdict = serializers.ListField(child=serializers.IntegerField(min_value=0))
     items = serializers.IntegerField(help_text="Items in the campaign.")
     decided = serializers.IntegerField(help_text="Items with a final verdict.")
+    second_round = serializers.IntegerField(
+        help_text="Items waiting for an expert (the first round disagreed or was uncertain)."
+    )
     left_out = serializers.IntegerField(
         help_text="Decided items left out: their detection is gone or has no sphericity."
     )
