@@ -144,14 +144,19 @@ describe("queueInitialState", () => {
   it("starts the campaign's layer with no segment and others hidden", () => {
     const state = queueInitialState(
       {
-        layers: [{ name: "image" }, { name: "nuclei", segments: ["1", "2"] }],
+        layers: [
+          { name: "image", type: "image" },
+          { name: "nuclei", segments: ["1", "2"] },
+          { name: "truth", type: "segmentation" },
+        ],
         selectedLayer: { layer: "image", visible: true },
       },
       "nuclei",
     );
     expect(state.layers).toEqual([
-      { name: "image" },
+      { name: "image", type: "image" },
       { name: "nuclei", segments: [], notSelectedAlpha: 0 },
+      { name: "truth", type: "segmentation", visible: false },
     ]);
     expect(state["selectedLayer"]).toEqual({ layer: "nuclei", visible: false });
     expect(queueInitialState({ layers: [] }, "nuclei")["selectedLayer"]).toBeUndefined();

@@ -77,7 +77,9 @@ export function missedLayerJson(name: string): { name: string; [key: string]: un
 
 /**
  * The page's initial state: the dataset's default view with the campaign's layer showing no
- * segment yet and unselected segments hidden in 2D (so the current one is shown alone),
+ * segment yet and unselected segments hidden in 2D (so the current one is shown alone), the
+ * dataset's other segmentations hidden (a ground truth or another model version drawn over the
+ * detection under review blurs what is judged; the layer panel can still show them),
  * Neuroglancer's layer side panel closed, the missed-object layer (when named) and the round's
  * view changes.
  */
@@ -95,7 +97,9 @@ export function queueInitialState(
           notSelectedAlpha: 0,
           ...(view.selectedAlpha !== undefined ? { selectedAlpha: view.selectedAlpha } : {}),
         }
-      : layer,
+      : layer["type"] === "segmentation"
+        ? { ...layer, visible: false }
+        : layer,
   );
   if (missedLayer) layers.push(missedLayerJson(missedLayer));
   return {
