@@ -162,6 +162,8 @@ def test_a_manager_starts_a_run_watches_it_and_opens_its_layer(
     assert any(line.startswith("train: done in ") and "validation F1" in line for line in lines), (
         lines
     )
+    # What the train step does after its last training step is said as it starts.
+    assert any(line.startswith("train: fit segmentation (") for line in lines), lines
     segmented = run["metrics"]["segment"]["objects"]
     assert any(line.startswith("segment: done in ") and line.endswith(f": {segmented} objects")
                for line in lines), lines  # fmt: skip

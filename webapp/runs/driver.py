@@ -20,7 +20,6 @@ import csv
 import logging
 import shutil
 import traceback
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -169,7 +168,7 @@ def _advance(attempt: Attempt, writer: JobProgressWriter) -> None:
             _stage(run, step, state="running", started=timezone.now().isoformat())
 
         writer(step, 0, 0)
-        report = partial(_report, writer, step)
+        report = StageReport(writer, step)
         # Prediction's items want the GPU; segmentation's are CPU work for any worker.
         plans = CeleryPlanExecutor(on_done=advance, queue=gpu if step == "predict" else None)
         result = run_pipeline(config, out, steps=[step], progress=report, plans=plans)
@@ -189,7 +188,7 @@ def _advance(attempt: Attempt, writer: JobProgressWriter) -> None:
     writer.check_cancelled()
     _stage(run, "publish", state="running", started=timezone.now().isoformat())
     writer("publish", 0, 1)
-    uncertainty_cells(out, partial(_report, writer, "publish"))
+    uncertainty_cells(out, StageReport(writer, "publish"))
     publish.publish_run(run, out, attempt)
     shutil.rmtree(work, ignore_errors=True)
 
@@ -203,13 +202,24 @@ def uncertainty_cells(out: Path, progress: Any) -> None:
         cells_of_map(probability, progress=progress).save(target)
 
 
-def _report(writer: JobProgressWriter, step: str, part: str, done: int, total: int) -> None:
+class StageReport:
     """The pipeline's progress of a step, under the run's stage name. After training, the
     train step predicts the validation boxes and fits the segmentation settings, each with
     counts of its own: those are named ("train · fit segmentation") so the bar starts over
-    under that name instead of showing a total that jumps."""
-    named = step == "train" and part not in ("train", "")
-    writer(f"{step}{stages.SUBSTEP}{part}" if named else step, done, total)
+    under that name instead of showing a total that jumps, and each start is a log line
+    ("train: fit segmentation (189)"), so a minute spent after the last training step says
+    what it is doing."""
+
+    def __init__(self, writer: JobProgressWriter, step: str) -> None:
+        self.writer, self.step = writer, step
+        self.part: str | None = None
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        named = self.step == "train" and stage not in ("train", "")
+        if named and stage != self.part:
+            job_log(PipelineRun, self.writer.job_id, f"{self.step}: {stage} ({total})")
+        self.part = stage
+        self.writer(f"{self.step}{stages.SUBSTEP}{stage}" if named else self.step, done, total)
 
 
 def _plain(metrics: dict[str, Any], skip: tuple[str, ...]) -> dict[str, Any]:
