@@ -5,6 +5,7 @@
 
 import { ApiError, api, setCsrfToken } from "../lib/api";
 import { byId, el, jsonScript } from "../lib/dom";
+import { formatWhen } from "../lib/format";
 import { type CurvesChart, curvesChart } from "./curves";
 import {
   type Curves,
@@ -233,7 +234,7 @@ export function mountRunPage(doc: Document = document): RunHooks {
       polling = isActive(run);
       updated.textContent = polling
         ? `Updated ${new Date().toLocaleTimeString()} (every ${config.pollMs / 1000} s)`
-        : `Ended ${run.finished ? new Date(run.finished).toLocaleString() : ""}`.trim();
+        : `Ended ${run.finished ? formatWhen(run.finished) : ""}`.trim();
       updated.dataset["refreshes"] = String(refreshes);
     } catch (error) {
       showBanner(`The run could not be loaded: ${message(error)}`);
