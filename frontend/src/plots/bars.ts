@@ -61,6 +61,25 @@ export function labelLayout(
   return { step: labelStep(labels, widthPx), wrap: false };
 }
 
+const Y_AXIS_PX = 56;
+
+/** Writes each bar's value just above it (in the plot's own canvas coordinates). */
+function drawValues(u: uPlot, bars: readonly Bar[], fmt: (v: number) => string): void {
+  const ctx = u.ctx;
+  ctx.save();
+  ctx.font = `${Math.round(11 * uPlot.pxRatio)}px sans-serif`;
+  ctx.fillStyle = "#344054";
+  ctx.textAlign = "center";
+  ctx.textBaseline = "bottom";
+  bars.forEach((bar, i) => {
+    if (bar.value === null) return;
+    const x = u.valToPos(i, "x", true);
+    const y = u.valToPos(bar.value, "y", true);
+    ctx.fillText(fmt(bar.value), x, y - 2 * uPlot.pxRatio);
+  });
+  ctx.restore();
+}
+
 export function barChart(
   root: HTMLElement,
   options: {
@@ -82,8 +101,11 @@ export function barChart(
     labels = bars.map((b) => b.label);
     const n = Math.max(1, bars.length);
     const fmt = options.format ?? ((v: number) => String(Math.round(v * 100) / 100));
+    const width = Math.max(260, root.clientWidth);
+    // When not every bar can be labelled under it, a legend names them all by colour.
+    const crowded = labelLayout(labels, width - Y_AXIS_PX).step > 1;
     const opts: uPlot.Options = {
-      width: Math.max(260, root.clientWidth),
+      width,
       height,
       scales: {
         x: { time: false, range: () => [-0.5, n - 0.5] },
@@ -93,6 +115,7 @@ export function barChart(
         {
           splits: (u) => {
             const { step } = labelLayout(labels, u.bbox.width / uPlot.pxRatio);
+            if (crowded) return []; // the legend names the bars
             return labels.map((_, i) => i).filter((i) => i % step === 0);
           },
           values: (u, splits) => {
@@ -108,12 +131,14 @@ export function barChart(
         {
           values: (_u, splits) => splits.map(fmt),
           grid: { stroke: "#e4e7ec" },
-          size: 56,
+          size: Y_AXIS_PX,
           ...(options.integer ? { incrs: INTEGER_STEPS } : {}),
         },
       ],
-      legend: { show: false },
+      legend: { show: crowded, live: false },
       cursor: { show: false },
+      // Each bar's value above it: a bar of 1 on a scale of 300 is thinner than a pixel.
+      hooks: { draw: [(u) => drawValues(u, current, fmt)] },
       series: [
         {},
         ...bars.map((bar) => ({
