@@ -307,7 +307,7 @@ def test_api_saves_raw_and_gzip_chunks_and_reports_the_labels(
         ],
     }
     assert state["source"].endswith(f"{API}{task.pk}/labels/v2/")
-    assert state["neuroglancer_source"] == f"zarr2://{state['source']}"
+    assert state["neuroglancer_source"] == f"zarr3://{state['source']}"
     older = api.get(url, {"version": 1}).json()
     assert older["version"] == 1 and older["chunks"] == 2
     assert api.get(url, {"version": 3}).status_code == 400

@@ -127,9 +127,9 @@ def _labels_body(request: HttpRequest, row: Assignment, version: int | None) -> 
         },
         "chunks": len(labels.chunks),
         "source": url,
-        "neuroglancer_source": f"zarr2://{url}",
+        "neuroglancer_source": f"zarr3://{url}",
         # The meshes (label_mesh_views) only once there is something to mesh.
-        "neuroglancer_sources": [f"zarr2://{url}"]
+        "neuroglancer_sources": [f"zarr3://{url}"]
         + ([f"precomputed://{url}meshes/"] if labels.chunks else []),
         "provenance": dict(labels.provenance),
     }
