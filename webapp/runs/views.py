@@ -22,6 +22,7 @@ from pipeline.errors import InvalidInputError
 from webapp.annotation.label_exports import painted_ground_truth
 from webapp.annotation.models import AnnotationCampaign
 from webapp.core.errors import InvalidRequest
+from webapp.core.jobs.models import JobStatus
 from webapp.core.page_panels import Panel
 from webapp.datasets.models import Dataset
 from webapp.runs import selectors
@@ -94,11 +95,12 @@ def retrain_panel(campaign: AnnotationCampaign) -> dict[str, Any]:
     ground truth a run would snapshot now (boxes, of which held out), as ``run_start`` counts
     them, or why there is none."""
     error = ""
-    boxes = 0
+    truths: list[Any] = []
     try:
-        boxes = len(painted_ground_truth(campaign))
+        truths = painted_ground_truth(campaign)
     except (InvalidRequest, InvalidInputError) as exc:
         error = str(exc)
+    boxes = len(truths)
     held = held_out_count(boxes)
     versions = ModelVersion.objects.filter(dataset_id=campaign.dataset_id).order_by("-number")
     return {
@@ -110,10 +112,32 @@ def retrain_panel(campaign: AnnotationCampaign) -> dict[str, Any]:
         "heldOut": held,
         "training": boxes - held,
         "error": error,
+        "sameAsRun": _same_ground_truth_run(campaign, truths),
         "runsUrl": "/runs/",
         # What a run may fine-tune: the dataset's versions, newest first.
         "models": [{"id": v.pk, "number": v.number, "current": v.current} for v in versions[:50]],
     }
+
+
+def _same_ground_truth_run(campaign: AnnotationCampaign, truths: list[Any]) -> int | None:
+    """The latest succeeded run of ``campaign`` that trained on exactly this ground truth
+    (the same boxes, labels versions and sources), if any: a run from scratch with the same
+    preset would train that model again (training is seeded)."""
+    if not truths:
+        return None
+    run = (
+        PipelineRun.objects.filter(campaign=campaign, status=JobStatus.SUCCEEDED)
+        .order_by("-created", "-id")
+        .first()
+    )
+    if run is None:
+        return None
+    now = {(t.box.pk, t.source, t.labels.version) for t in truths}
+    then = {
+        (e.get("box"), e.get("source"), e.get("version"))
+        for e in (run.ground_truth or {}).get("boxes", [])
+    }
+    return run.pk if now == then else None
 
 
 NO_DATASET = "No such dataset, or you may not see it."

@@ -114,6 +114,7 @@ def test_the_retrain_panel_is_for_managers_of_painted_campaigns(
             "heldOut": 1,
             "training": 4,
             "error": "",
+            "sameAsRun": None,  # no run trained on this ground truth yet
             "runsUrl": "/runs/",
             "models": [],  # none to fine-tune yet
             "verdicts": "none: the run keeps every object it segments",
@@ -144,6 +145,30 @@ def test_the_retrain_panel_counts_honestly(who: dict[str, Any]) -> None:
     points, _ = retrain_campaign(who, approved=1, painted=False)
     html = as_user(who["owner"]).get(f"/annotation/{points.pk}/").content.decode()
     assert "retrain-config" not in html
+
+
+def test_the_retrain_panel_says_when_a_run_already_trained_on_this_ground_truth(
+    who: dict[str, Any],
+) -> None:
+    """Training is seeded: a succeeded run on the same approved boxes and labels versions would
+    be trained again identically, and the panel says so (not while that run is unfinished)."""
+    campaign, _ = retrain_campaign(who, approved=2)
+    run = services.run_start(who["owner"], campaign, preset="tiny")
+    url = f"/annotation/{campaign.pk}/"
+    assert (
+        json_script(as_user(who["owner"]).get(url).content.decode(), "retrain-config")["sameAsRun"]
+        is None
+    )  # queued, not succeeded
+    PipelineRun.objects.filter(pk=run.pk).update(status=JobStatus.SUCCEEDED)
+    html = as_user(who["owner"]).get(url).content.decode()
+    assert json_script(html, "retrain-config")["sameAsRun"] == run.pk
+    assert f'<a href="/runs/{run.pk}/">run {run.pk}</a> trained on' in html
+    # Other labels (a new version of one box's truth): a new run would learn something else.
+    boxes = [{**e, "version": e["version"] + 1} if i == 0 else e
+             for i, e in enumerate(run.ground_truth["boxes"])]  # fmt: skip
+    PipelineRun.objects.filter(pk=run.pk).update(ground_truth={**run.ground_truth, "boxes": boxes})
+    html = as_user(who["owner"]).get(url).content.decode()
+    assert json_script(html, "retrain-config")["sameAsRun"] is None and "retrain-same" not in html
 
 
 def test_a_part_of_the_train_stage_counts_under_its_own_name(who: dict[str, Any]) -> None:
