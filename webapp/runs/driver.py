@@ -140,6 +140,18 @@ def stage_summary(name: str, metrics: dict[str, Any]) -> str:
         parts.append(f"largest predicted distance {metrics['distance_max_nm']:.0f} nm")
     elif name in ("segment", "measure") and metrics.get("objects") is not None:
         parts.append(f"{metrics['objects']} objects")
+    elif name == "filter" and metrics.get("kept") is not None:
+        parts.append(f"kept {metrics['kept']} of {metrics.get('objects')} objects")
+        bounds = [
+            f"{what} >= {metrics[key]:.3g}{unit}"
+            for key, what, unit in (
+                ("t_volume", "volume", " \u00b5m\u00b3"),
+                ("t_sphericity", "sphericity", ""),
+            )
+            if isinstance(metrics.get(key), (int, float))
+        ]
+        if bounds:
+            parts.append(" and ".join(bounds))
     return f": {', '.join(parts)}" if parts else ""
 
 
