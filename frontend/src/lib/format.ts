@@ -18,6 +18,15 @@ export function formatWhen(iso: string, locale?: string): string {
   return new Date(iso).toLocaleString(locale, { dateStyle: "medium", timeStyle: "short" });
 }
 
+/** Server-rendered `<time class="when" datetime="…">` elements in the same format as the
+ * scripts' dates (the server writes an ISO-like fallback, in its own time zone). */
+export function formatTimes(root: ParentNode): void {
+  for (const time of root.querySelectorAll<HTMLTimeElement>("time.when[datetime]")) {
+    const iso = time.getAttribute("datetime") ?? "";
+    if (!Number.isNaN(Date.parse(iso))) time.textContent = formatWhen(iso);
+  }
+}
+
 /** Sorted slice indices (from 0) as the pages number slices (from 1), in ranges:
  * [2, 3, 4, 8] -> "3–5, 9". */
 export function sliceRanges(slices: readonly number[]): string {
