@@ -39,6 +39,7 @@ from webapp.proofreading.models import (
     ProofreadingCampaign,
     Role,
 )
+from webapp.proofreading.selectors import item_status_counts
 from webapp.proofreading.verdict_sets import threshold_classes, verdict_classes
 
 #: ``pipeline.thresholds.fit_thresholds_from_verdicts``' defaults, shown on the page.
@@ -76,10 +77,8 @@ def threshold_data(campaign: ProofreadingCampaign) -> dict[str, Any]:
         campaign, "detection__segment_id", "detection__volume", "detection__sphericity", "verdict"
     )
     rows = [r for r in rows if r[3] in index]
-    decided = CampaignItem.objects.filter(campaign=campaign, status=ItemStatus.DECIDED).count()
-    second_round = CampaignItem.objects.filter(
-        campaign=campaign, status=ItemStatus.SECOND_ROUND
-    ).count()
+    counts = item_status_counts(campaign)
+    decided = counts[ItemStatus.DECIDED]
     current = layer_filter_values(campaign.layer)
     return {
         "classes": [
@@ -91,7 +90,7 @@ def threshold_data(campaign: ProofreadingCampaign) -> dict[str, Any]:
         "verdict": [index[r[3]] for r in rows],
         "items": campaign.n_items,
         "decided": decided,
-        "second_round": second_round,
+        "second_round": counts[ItemStatus.SECOND_ROUND],
         "left_out": decided - len(rows),
         "filter": {
             "volume_min": current.volume_min,
