@@ -4,6 +4,7 @@ one; choose a dataset's current model; open a proofreading campaign on a model's
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,16 @@ def ground_truth_snapshot(
             }
         )
     return {"campaign": campaign.pk, "boxes": boxes}
+
+
+def trained_on(run: PipelineRun, truths: Sequence[Any]) -> bool:
+    """Whether ``run``'s snapshot holds exactly ``truths`` (``painted_ground_truth``'s): the
+    same boxes, sources and labels versions, as :func:`ground_truth_snapshot` records them."""
+    then = {
+        (e.get("box"), e.get("source"), e.get("version"))
+        for e in (run.ground_truth or {}).get("boxes", [])
+    }
+    return then == {(t.box.pk, t.source, t.labels.version) for t in truths}
 
 
 def config_check(config: dict[str, object], image: Path) -> None:

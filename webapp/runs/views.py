@@ -28,7 +28,7 @@ from webapp.datasets.models import Dataset
 from webapp.runs import selectors
 from webapp.runs.comparison import version_rows
 from webapp.runs.models import STAGES, ModelVersion, PipelineRun
-from webapp.runs.services import held_out_count
+from webapp.runs.services import held_out_count, trained_on
 from webapp.runs.verdicts import source_text, verdict_source, verdicts_text
 
 NO_RUN = "No such run, or you may not see it."
@@ -120,9 +120,9 @@ def retrain_panel(campaign: AnnotationCampaign) -> dict[str, Any]:
 
 
 def _same_ground_truth_run(campaign: AnnotationCampaign, truths: list[Any]) -> int | None:
-    """The latest succeeded run of ``campaign`` that trained on exactly this ground truth
-    (the same boxes, labels versions and sources), if any: a run from scratch with the same
-    preset would train that model again (training is seeded)."""
+    """The latest succeeded run of ``campaign`` when it trained on exactly this ground truth
+    (``services.trained_on``), else None: a run from scratch with the same preset would train
+    that model again (training is seeded)."""
     if not truths:
         return None
     run = (
@@ -130,14 +130,7 @@ def _same_ground_truth_run(campaign: AnnotationCampaign, truths: list[Any]) -> i
         .order_by("-created", "-id")
         .first()
     )
-    if run is None:
-        return None
-    now = {(t.box.pk, t.source, t.labels.version) for t in truths}
-    then = {
-        (e.get("box"), e.get("source"), e.get("version"))
-        for e in (run.ground_truth or {}).get("boxes", [])
-    }
-    return run.pk if now == then else None
+    return run.pk if run is not None and trained_on(run, truths) else None
 
 
 NO_DATASET = "No such dataset, or you may not see it."
