@@ -1,8 +1,9 @@
 // The painted labels of a task as a Neuroglancer segmentation layer: the labels version's
 // OME-Zarr (zarr3://, NGFF 0.5: read through its zarr.json files, where zarr2:// had
 // Neuroglancer probe .zarray and .zattrs files that do not exist, each a 404 in the console)
-// and the meshes of its objects (precomputed://, absent while nothing is painted), as `labels/`'s `neuroglancer_sources` gives them. A version's URLs never change, so
-// showing a new version swaps the layer's sources in place (`showLabelsVersion`): Neuroglancer
+// and the meshes of its objects (precomputed://, absent while nothing is painted), as
+// `labels/`'s `neuroglancer_sources` gives them. A version's URLs never change, so showing a
+// new version swaps the layer's sources in place (`showLabelsVersion`): Neuroglancer
 // reloads that layer only, and the objects whose voxels did not change keep their mesh fragment
 // URL (webapp/annotation/api/label_mesh_views.py), which the browser already holds.
 
