@@ -126,6 +126,16 @@ def ome_zarr_files(
     raise InvalidInputError(f"zarr_format must be 2 or 3, not {zarr_format!r}")
 
 
+def neuroglancer_source(url: str) -> str:
+    """Neuroglancer's data source for a label image served by :func:`ome_zarr_files` at ``url``.
+
+    NGFF 0.5 (``zarr3://``: one ``zarr.json`` per group and array). With ``zarr2://`` Neuroglancer
+    also probes files a 0.4 label image does not have (a ``.zarray`` at the group, ``s0/.zattrs``):
+    404s in the console of every page that shows one.
+    """
+    return f"zarr3://{url}"
+
+
 def zarr_chunk_path(index: ChunkIndex, zarr_format: ZarrFormat = 3) -> str:
     """The store path of chunk ``index``'s file (``s0/c/z/y/x`` in v3, ``s0/z/y/x`` in v2)."""
     keys = "/".join(str(i) for i in index)

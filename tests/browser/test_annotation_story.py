@@ -794,11 +794,15 @@ def play_the_painted_story(
     assert layer["source"].endswith(f"/label-consensus/{token}/"), layer
     for _ in range(240):  # Neuroglancer reads the consensus's array metadata and its chunk
         got = {path[path.index(files) :] for status, path in story.seen if files in path}
-        if {f"{files}.zarray", f"{files}0/0/0"} <= got:
+        if {f"{files}zarr.json", f"{files}c/0/0/0"} <= got:
             break
         page.wait_for_timeout(250)
-    assert {f"{files}.zarray", f"{files}0/0/0"} <= got, got
-    assert all(status == 200 for status, path in story.seen if path.endswith(f"{files}0/0/0"))
+    assert {f"{files}zarr.json", f"{files}c/0/0/0"} <= got, got
+    assert all(status == 200 for status, path in story.seen if path.endswith(f"{files}c/0/0/0"))
+    # Read as NGFF 0.5: no probe of a metadata file the consensus does not have.
+    metadata = re.compile(r"(zarr\.json|\.zattrs|\.zgroup|\.zarray)$")
+    probed = [(s, p) for s, p in story.seen if f"/label-consensus/{token}/" in p]
+    assert all(s == 200 for s, p in probed if metadata.search(p)), probed
     reviewer.shot("painted-6-review")
     page.click("#review-current h2")
     page.keyboard.press("a")

@@ -33,6 +33,7 @@ import numpy as np
 from django.core.cache import cache
 
 from pipeline import label_agreement as la
+from pipeline.label_export import neuroglancer_source
 from pipeline.label_store import ChunkIndex, chunks_write, labels_read
 from pipeline.label_versions import LabelVersion, chunk_key
 from pipeline.point_agreement import default_quorum
@@ -418,5 +419,5 @@ def box_label_consensus(
     if base_url is not None:
         url = f"{base_url}{found.token}/"
         body["source"] = url
-        body["neuroglancer_source"] = f"zarr2://{url}"
+        body["neuroglancer_source"] = neuroglancer_source(url)
     return body

@@ -236,7 +236,7 @@ export interface SegmentationLayerJson {
 }
 
 /** The consensus volume as a segmentation layer: `source` is the API's neuroglancer_source
- * (zarr2://…/label-consensus/q<n>-<versions>/, an immutable URL), every object selected. */
+ * (zarr3://…/label-consensus/q<n>-<versions>/, an immutable URL), every object selected. */
 export function consensusLayer(
   source: string,
   objectIds: readonly number[],

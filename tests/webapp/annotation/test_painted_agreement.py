@@ -222,18 +222,19 @@ def test_consensus_at_two_quorums_and_its_files(
     assert body["objects"][0]["members"] == [["a1", 1], ["a2", 10], ["a3", 5]]
     assert [(u["annotator"], u["id"], u["support"]) for u in body["unmatched"]] == [("a2", 30, 1)]
     assert body["unmatched"][0]["centroid"] == [13.5, 3.5, 51.5]
-    assert body["neuroglancer_source"] == f"zarr2://{body['source']}"
+    assert body["neuroglancer_source"] == f"zarr3://{body['source']}"
     # The files: metadata at the box's physical position, the one chunk the consensus.
     source = body["source"]
-    zarray = rv.get(f"{source}s0/.zarray").json()
-    assert zarray["shape"] == list(BOX) and zarray["dtype"] == "<u4"
-    attrs = rv.get(f"{source}.zattrs").json()
-    translation = attrs["multiscales"][0]["datasets"][0]["coordinateTransformations"][1]
+    array = rv.get(f"{source}s0/zarr.json").json()
+    assert array["shape"] == list(BOX) and array["data_type"] == "uint32"
+    group = rv.get(f"{source}zarr.json").json()
+    multiscales = group["attributes"]["ome"]["multiscales"]
+    translation = multiscales[0]["datasets"][0]["coordinateTransformations"][1]
     start = painted.boxes.get(pk=handed_in["a1"].box_id).start
     assert translation["translation"] == [
         o * 1000 + s * v for o, s, v in zip(ORIGIN_UM, start, VOXEL_NM, strict=True)
     ]
-    chunk = rv.get(f"{source}s0/0/0/0")
+    chunk = rv.get(f"{source}s0/c/0/0/0")
     assert chunk.status_code == 200 and chunk["Cache-Control"].endswith("immutable")
     geometry = selectors.label_geometry(painted.boxes.get(pk=handed_in["a1"].box_id))
     decoded = chunk_decode(chunk.content, geometry, (0, 0, 0))
@@ -248,13 +249,13 @@ def test_consensus_at_two_quorums_and_its_files(
         ("a2", 30, 1),
         ("a3", 6, 2),
     ]
-    strict_chunk = rv.get(f"{strict['source']}s0/c/0/0/0")  # zarr v3 key, same bytes
+    strict_chunk = rv.get(f"{strict['source']}s0/0/0/0")  # zarr v2 key, same bytes
     assert (chunk_decode(strict_chunk.content, geometry, (0, 0, 0)) == expected_consensus(3)).all()
     # Out of range: 400; a stale URL (versions no longer handed in), an outsider: 404.
     assert rv.get(url, {"quorum": 4}).status_code == 400
     assert rv.get(url, {"quorum": "x"}).status_code == 400
     services.reject(handed_in["a3"], people["rv"], "paint B")
-    assert rv.get(f"{source}s0/0/0/0").status_code == 404
+    assert rv.get(f"{source}s0/c/0/0/0").status_code == 404
     outsider = _client(people["outsider"])
     assert outsider.get(url).status_code == 404
     fresh = rv.get(url).json()  # a1 and a2 only: quorum 2 of 2

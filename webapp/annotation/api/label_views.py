@@ -31,7 +31,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from pipeline.errors import InvalidInputError
-from pipeline.label_export import ZarrFormat, ome_zarr_files, zarr_chunk_index
+from pipeline.label_export import (
+    ZarrFormat,
+    neuroglancer_source,
+    ome_zarr_files,
+    zarr_chunk_index,
+)
 from pipeline.label_store import BlobError, PayloadEncoding, blob_key_check
 from webapp.annotation import label_exports, selectors, services
 from webapp.annotation.api import serializers as s
@@ -127,9 +132,9 @@ def _labels_body(request: HttpRequest, row: Assignment, version: int | None) -> 
         },
         "chunks": len(labels.chunks),
         "source": url,
-        "neuroglancer_source": f"zarr3://{url}",
+        "neuroglancer_source": neuroglancer_source(url),
         # The meshes (label_mesh_views) only once there is something to mesh.
-        "neuroglancer_sources": [f"zarr3://{url}"]
+        "neuroglancer_sources": [neuroglancer_source(url)]
         + ([f"precomputed://{url}meshes/"] if labels.chunks else []),
         "provenance": dict(labels.provenance),
     }
