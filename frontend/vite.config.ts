@@ -6,6 +6,7 @@
 import { defineConfig } from "vitest/config";
 
 const entries = {
+  site: "src/pages/site.ts",
   viewer: "src/pages/viewer.ts",
   import: "src/pages/import.ts",
   share_links: "src/pages/share_links.ts",

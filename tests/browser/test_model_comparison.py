@@ -77,6 +77,14 @@ def test_compare_versions_per_box_and_open_both_in_the_viewer(
     page.wait_for_url(f"**/datasets/{dataset.slug}/models/")
     page.evaluate("() => annotome.ready")
     assert page.locator("#models-table tbody tr").count() == 3
+    # "Created" in the reader's locale, as the scripts write dates (the server's fallback is
+    # "2026-12-06 11:56").
+    created = page.locator(f"tr[data-model='{v1.pk}'] time.when")
+    assert created.inner_text() == page.evaluate(
+        """(iso) => new Date(iso).toLocaleString(undefined,
+             { dateStyle: "medium", timeStyle: "short" })""",
+        created.get_attribute("datetime"),
+    )
 
     # The latest two are ticked and drawn, boxes in natural order, bars where evaluated.
     assert page.evaluate("() => annotome.chosen()") == [v2.pk, v3.pk]
@@ -87,6 +95,7 @@ def test_compare_versions_per_box_and_open_both_in_the_viewer(
     assert rounded == {"v2": [0.75, 0.857, 0.667], "v3": [1.0, 0.667, 0.857]}
     assert page.locator("#models-per-box canvas").count() == 1
     assert page.locator("#models-per-box").get_attribute("data-bars") == '{"v2":3,"v3":3}'
+    assert page.locator("#models-per-box").get_attribute("data-labelled") == "6"  # values
     overall = plotted(page, "overallChart")
     assert overall["categories"] == ["v2", "v3"]
     assert list(overall["series"]) == ["all objects", "after the filter"]

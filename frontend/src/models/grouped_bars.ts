@@ -1,7 +1,8 @@
 // Grouped bar charts on uPlot for the model comparison: categories along x (held-out boxes, or
 // versions), one coloured bar per series in each category (`logic.groupedBarData` lays the
-// bars out). `update` rebuilds the plot (series come and go as versions are ticked); the root's
-// data-series and data-bars say what is drawn (the browser test reads them).
+// bars out), each bar's value written above it when the bars are wide enough for it. `update`
+// rebuilds the plot (series come and go as versions are ticked); the root's data-series,
+// data-bars and data-labelled say what is drawn (the browser test reads them).
 
 import uPlot from "uplot";
 import { labelLayout } from "../plots/bars";
@@ -9,6 +10,34 @@ import { type Grouped, barCounts, groupedBarData } from "./logic";
 
 /** The most horizontal pixels a bar's slot takes (its bar 90 % of it). */
 const GROUP_PX = 48;
+/** The narrowest slot (CSS pixels) that gets its value written above the bar ("0.86"). */
+const VALUE_LABEL_PX = 24;
+
+/** Writes each bar's value above it when a bar's slot is at least VALUE_LABEL_PX wide;
+ * returns how many it wrote. */
+function drawValues(u: uPlot, slot: number): number {
+  const slotPx = Math.abs(u.valToPos(slot, "x") - u.valToPos(0, "x"));
+  if (slotPx < VALUE_LABEL_PX) return 0;
+  const ctx = u.ctx;
+  ctx.save();
+  ctx.font = `${Math.round(10 * uPlot.pxRatio)}px sans-serif`;
+  ctx.fillStyle = "#344054";
+  ctx.textAlign = "center";
+  ctx.textBaseline = "bottom";
+  let written = 0;
+  const xs = u.data[0];
+  for (let s = 1; s < u.data.length; s++) {
+    u.data[s]!.forEach((value, i) => {
+      if (value === null || value === undefined) return;
+      const x = u.valToPos(xs[i]!, "x", true);
+      const y = u.valToPos(value, "y", true);
+      ctx.fillText(value.toFixed(2), x, y - 2 * uPlot.pxRatio);
+      written++;
+    });
+  }
+  ctx.restore();
+  return written;
+}
 
 export interface GroupedChart {
   update(grouped: Grouped): void;
@@ -33,12 +62,19 @@ export function groupedBarChart(
     plot?.destroy();
     const labels = grouped.categories;
     const n = Math.max(1, labels.length);
+    const plotWidth = Math.max(320, root.clientWidth || 640);
+    // A group spans at most GROUP_PX per bar, so a few categories on a wide plot keep their
+    // bars side by side instead of spread across the category.
+    const perCategoryPx = Math.max(1, (plotWidth - 60) / n);
+    const k = Math.max(1, grouped.series.length);
+    const width = Math.min(0.8, (k * GROUP_PX) / perCategoryPx);
+    const slot = width / k;
     const opts: uPlot.Options = {
-      width: Math.max(320, root.clientWidth || 640),
+      width: plotWidth,
       height,
       scales: {
         x: { time: false, range: () => [-0.5, n - 0.5] },
-        y: { range: () => [0, 1.05] },
+        y: { range: () => [0, 1.12] }, // room for a value above a bar of 1
       },
       axes: [
         {
@@ -60,6 +96,13 @@ export function groupedBarChart(
       ],
       legend: { show: true, live: false },
       cursor: { show: false },
+      hooks: {
+        draw: [
+          (u) => {
+            root.dataset["labelled"] = String(drawValues(u, slot));
+          },
+        ],
+      },
       series: [
         {},
         ...grouped.series.map((s) => ({
@@ -71,10 +114,6 @@ export function groupedBarChart(
         })),
       ],
     };
-    // A group spans at most GROUP_PX per bar, so a few categories on a wide plot keep their
-    // bars side by side instead of spread across the category.
-    const perCategoryPx = Math.max(1, (opts.width - 60) / n);
-    const width = Math.min(0.8, (Math.max(1, grouped.series.length) * GROUP_PX) / perCategoryPx);
     plot = new uPlot(opts, groupedBarData(grouped, width) as uPlot.AlignedData, root);
   }
 

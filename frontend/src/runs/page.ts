@@ -5,7 +5,7 @@
 
 import { ApiError, api, setCsrfToken } from "../lib/api";
 import { byId, el, jsonScript } from "../lib/dom";
-import { formatTimes, formatWhen } from "../lib/format";
+import { formatWhen } from "../lib/format";
 import { type CurvesChart, curvesChart } from "./curves";
 import {
   type Curves,
@@ -70,7 +70,6 @@ export function warningItems(found: readonly string[]): Node[] {
 
 export function mountRunPage(doc: Document = document): RunHooks {
   const config = jsonScript<RunConfig>("run-config", doc);
-  formatTimes(doc);
   const input = doc.querySelector<HTMLInputElement>("input[name=csrfmiddlewaretoken]");
   setCsrfToken(input?.value);
   const win = doc.defaultView ?? window;
