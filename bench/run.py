@@ -159,6 +159,17 @@ def _start_worker(env: dict[str, str], concurrency: int, log: Path) -> subproces
     return proc
 
 
+def _stop_worker(proc: subprocess.Popen[bytes]) -> None:
+    """Celery's warm shutdown (TERM to the main process: tasks still running finish, such as a
+    run's last log lines after its publication committed); the whole group after 60 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+        proc.wait(timeout=60)
+
+
 def _on_workers(plans: list[Any]) -> list[float]:
     """Each plan on the workers, one after the other; seconds each."""
     from pipeline.plan import plan_state
@@ -254,8 +265,7 @@ def _site_runs(env: dict[str, str], counts: list[int], root: Path, size: int) ->
                 time.sleep(0.2)
             wall = time.perf_counter() - start
         finally:
-            os.killpg(proc.pid, 15)
-            proc.wait(timeout=60)
+            _stop_worker(proc)
         if run.status != "succeeded":
             raise SystemExit(f"the run {run.status}: {run.error}\n{run.log[-2000:]}")
         version = ModelVersion.objects.get(run=run)
@@ -331,8 +341,7 @@ def main() -> None:
             rows.append((f"{n} worker process{'es' if n > 1 else ''}", _on_workers(
                 _plans(inputs, data / f"workers-{n}", True, per_item))))  # fmt: skip
         finally:
-            os.killpg(proc.pid, 15)
-            proc.wait(timeout=60)
+            _stop_worker(proc)
 
     one = next((t for name, t in rows if name.startswith("1 worker")), None)
     print(f"\n{'':28} {'predict s':>10} {'segment s':>10} {'total s':>9} "

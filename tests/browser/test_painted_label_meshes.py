@@ -149,6 +149,8 @@ def test_painted_labels_show_with_meshes_and_a_new_version_fetches_only_what_cha
 
     page = browser_context.new_page()
     failed = failed_responses(page)
+    page_errors: list[str] = []
+    page.on("pageerror", lambda e: page_errors.append(str(e)))
     page.goto(f"{live_server.url}/accounts/login/?next=/annotation/task/{row.pk}/")
     page.fill("#id_username", "ann")
     page.fill("#id_password", PASSWORD)
@@ -248,6 +250,13 @@ def test_painted_labels_show_with_meshes_and_a_new_version_fetches_only_what_cha
     )
     page.wait_for_function(MESHES_LOADED, arg=[LAYER, 3], timeout=READY_MS)
     assert page.evaluate("() => annotome.errors") == []
+    # Back and forth between the tabs: Neuroglancer draws again, nothing throws (a viewer hidden
+    # by display: none drew into 0 x 0 framebuffers: "Framebuffer configuration not supported").
+    for tab in ("viewer", "paint", "viewer"):
+        page.click(f"#tab-{tab}")
+        page.wait_for_timeout(500)
+    page.wait_for_function("() => annotome.viewer().isReady()", timeout=READY_MS)
+    assert page_errors == []
 
     # The reviewer's page shows the annotator's painted labels as a layer too, with meshes.
     rv = users.create_user("rv", password=PASSWORD)

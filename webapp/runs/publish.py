@@ -1,6 +1,7 @@
 """A finished run's publication, all or nothing: the model file into the registry, the
 segmentation and its meshes into the dataset as a new layer, the model version row, and the run
-marked succeeded, in one transaction (a failure puts the directories back). ``layers_changed``
+marked succeeded, in one transaction (a failure before its commit puts the directories back;
+after it, nothing does: the rows point at the files). ``layers_changed``
 then builds the new layer's detections table and thumbnail, as after an import."""
 
 from __future__ import annotations
@@ -277,15 +278,6 @@ def publish_run(run: PipelineRun, out: Path, attempt: Attempt) -> Layer:
                 metrics=metrics,
                 stages=stages.done(run.stages, "publish"),
             )
-        transaction.on_commit(
-            lambda: layers_changed.send(sender=Dataset, dataset=dataset, layers=[segmentation])
-        )
-        for warning in metrics["warnings"]:
-            job_log(PipelineRun, run.pk, f"warning: {warning}")
-        job_log(
-            PipelineRun, run.pk, f"publish: {name}, {registry_text(number, metrics['registry'])}"
-        )
-        return segmentation
     except BaseException:
         for target, back in reversed(moved):
             if os.path.lexists(target) and not os.path.lexists(back):
@@ -294,3 +286,12 @@ def publish_run(run: PipelineRun, out: Path, attempt: Attempt) -> Layer:
             remove_label_name(image_store, name)
         shutil.rmtree(folder, ignore_errors=True)
         raise
+    # Committed: the version row points at these files now, so nothing after this line may put
+    # them back (a worker stopped while logging once left a published layer with no files).
+    transaction.on_commit(
+        lambda: layers_changed.send(sender=Dataset, dataset=dataset, layers=[segmentation])
+    )
+    for warning in metrics["warnings"]:
+        job_log(PipelineRun, run.pk, f"warning: {warning}")
+    job_log(PipelineRun, run.pk, f"publish: {name}, {registry_text(number, metrics['registry'])}")
+    return segmentation
