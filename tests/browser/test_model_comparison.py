@@ -167,5 +167,14 @@ def test_compare_versions_per_box_and_open_both_in_the_viewer(
     page.click(f"tr[data-model='{v2.pk}'] button.model-proofread")
     page.wait_for_url("**/proofreading/*/")
     assert "Proofread model v2" in page.inner_text("main")
+    flash = page.locator("li.flash")
+    assert "a new proofreading campaign of 12 detections" in flash.inner_text()
     page.screenshot(path=str(artifacts_dir / "models-proofreading.png"))
+    # Again: the open campaign, said so on its page (the models page had no time to).
+    campaign_url = page.url
+    page.go_back()
+    page.evaluate("() => annotome.ready")
+    page.click(f"tr[data-model='{v2.pk}'] button.model-proofread")
+    page.wait_for_url(campaign_url)
+    assert "was already open" in page.locator("li.flash").inner_text()
     assert errors == [], errors

@@ -5,6 +5,7 @@
 
 import { api, setCsrfToken } from "../lib/api";
 import { byId } from "../lib/dom";
+import { flashNext } from "../lib/flash";
 
 export interface ModelActionsHooks {
   /** The last action's promise (tests wait on it). */
@@ -41,6 +42,14 @@ export function mountModelActions(doc: Document = document): ModelActionsHooks {
     });
   }
 
+  // Back from the page an action went to: the browser may restore this one as it was left,
+  // its button disabled while the action ran.
+  win.addEventListener("pageshow", (event) => {
+    if (!event.persisted) return;
+    for (const button of doc.querySelectorAll<HTMLButtonElement>("button[data-model]"))
+      button.disabled = false;
+  });
+
   for (const button of doc.querySelectorAll<HTMLButtonElement>("button.model-make-current")) {
     act(button, async (id) => {
       const version = await api.post("/api/v1/models/{id}/current/", { path: { id } });
@@ -51,10 +60,11 @@ export function mountModelActions(doc: Document = document): ModelActionsHooks {
   for (const button of doc.querySelectorAll<HTMLButtonElement>("button.model-proofread")) {
     act(button, async (id) => {
       const campaign = await api.post("/api/v1/models/{id}/proofreading/", { path: { id } });
-      if (status)
-        status.textContent = campaign.created
-          ? `${campaign.name}: ${campaign.items} detections. Opening it…`
-          : `${campaign.name} is already open for you: opening it…`;
+      const text = campaign.created
+        ? `${campaign.name}: a new proofreading campaign of ${campaign.items} detections.`
+        : `${campaign.name} was already open: here it is (no second campaign was made).`;
+      if (status) status.textContent = text;
+      flashNext(text); // shown by the campaign's page
       win.location.assign(campaign.url);
     });
   }

@@ -219,3 +219,14 @@ def test_the_campaign_page_renders_the_instructions_as_safe_markdown(
     page = _as(people["a1"]).get(f"/annotation/{campaign.pk}/").content.decode()
     assert "<strong>every</strong>" in page
     assert "<script>x()" not in page and "**every**" not in page
+
+
+def test_a_site_administrator_is_told_why_they_hold_every_role(
+    campaign: AnnotationCampaign, people: dict[str, Any], django_user_model: Any
+) -> None:
+    admin = django_user_model.objects.create_superuser("root", password="x")
+    for url in (f"/annotation/{campaign.pk}/", "/annotation/"):
+        page = _as(admin).get(url).content.decode()
+        assert "site administrator)" in page, url
+        member = _as(people["owner"]).get(url).content.decode()
+        assert "site administrator" not in member, url
