@@ -42,7 +42,7 @@ from webapp.datasets.import_publish import layer_fields, mesh_layer_fields, pref
 from webapp.datasets.models import Dataset, Layer, LayerKind
 from webapp.datasets.signals import layers_changed
 from webapp.detections.filters import FilterValues, layer_filter_set
-from webapp.runs import layout, stages
+from webapp.runs import layout, selectors, stages
 from webapp.runs.models import ModelVersion, PipelineRun
 
 MODEL_FILE = "model.pt"
@@ -243,7 +243,7 @@ def publish_run(run: PipelineRun, out: Path, attempt: Attempt) -> Layer:
                     segmentation,
                     run.owner,  # type: ignore[arg-type]  # None once the user was deleted
                     fitted,
-                    source=f"fitted by run {run.pk}",
+                    source=selectors.fitted_source(run.pk),
                     check_permission=False,
                 )
             current = (

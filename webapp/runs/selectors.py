@@ -4,6 +4,7 @@ may see."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from typing import Any
 
 from django.db.models import QuerySet
@@ -12,6 +13,8 @@ from django.utils import timezone
 from pipeline.plan import PLAN_FILE, plan_state
 from pipeline.run import PREDICTION_DIR, SEGMENT_PLAN_DIR
 from webapp.core.users import AnyUser
+from webapp.detections.filters import FilterValues, layer_filter
+from webapp.detections.models import Detection
 from webapp.runs import layout
 from webapp.runs.models import STAGES, ModelVersion, PipelineRun
 from webapp.runs.stages import SUBSTEP
@@ -30,6 +33,33 @@ def runs_for(user: AnyUser) -> QuerySet[PipelineRun]:
 
 def models_for(user: AnyUser) -> QuerySet[ModelVersion]:
     return MODELS.restrict(user, "view")
+
+
+def fitted_source(run_id: int | None) -> str:
+    """The ``source`` of the layer filter a run fitted and published with its layer."""
+    return f"fitted by run {run_id}"
+
+
+def kept_now(versions: Iterable[ModelVersion]) -> dict[int, dict[str, Any]]:
+    """For each version whose layer's filter changed after publication (its latest filter is not
+    the one its run fitted, e.g. saved from the thresholds page): how many of its detections
+    that filter keeps, and where it came from. The run's own "kept" stays the figure its
+    held-out scores were measured with."""
+    out: dict[int, dict[str, Any]] = {}
+    for version in versions:
+        layer = version.layer
+        current = layer_filter(layer) if layer is not None else None
+        if layer is None or current is None or current.source == fitted_source(version.run_id):
+            continue
+        detections = Detection.objects.filter(layer=layer)
+        if not detections.exists():  # no table yet: nothing to count
+            continue
+        values = FilterValues(current.volume_min, current.volume_max, current.sphericity_min)
+        out[version.pk] = {
+            "count": detections.filter(values.q()).count(),
+            "source": current.source or "set later",
+        }
+    return out
 
 
 def _eta(started: str | None, done: int, total: int) -> str | None:

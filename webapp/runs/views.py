@@ -147,6 +147,9 @@ def models_page(request: HttpRequest, slug: str) -> HttpResponse:
     viewer_url = reverse("viewer:dataset-viewer", args=[dataset.slug])
     versions = selectors.models_for(request.user).filter(dataset=dataset)
     rows = version_rows(versions, viewer_url)
+    now = selectors.kept_now(versions)
+    for row in rows:
+        row["keptNow"] = now.get(row["id"])
     owner = bool(
         request.user.is_authenticated and Dataset.objects.allows(request.user, "change", dataset)
     )

@@ -14,8 +14,11 @@ from django.test import Client
 from tests.model_factories import DatasetFactory, LayerFactory, UserFactory
 from tests.models_testdata import add_model_version
 from tests.runs_testdata import people, retrain_campaign
+from tests.webapp.proofreading.proofreading_testdata import synthetic_frame, table_with
 from webapp.datasets.models import Dataset, Visibility
+from webapp.detections.filters import FilterValues, layer_filter_set
 from webapp.runs.models import ModelVersion
+from webapp.runs.selectors import fitted_source
 
 pytestmark = pytest.mark.django_db
 
@@ -196,3 +199,28 @@ def test_the_models_page_points_managers_to_the_campaigns_that_train_a_model() -
     # An annotator of the campaign (not a manager) and visitors get no such list.
     assert 'id="train-campaigns"' not in as_user(who["a1"]).get(url).content.decode()
     assert 'id="train-campaigns"' not in as_user().get(url).content.decode()
+
+
+def test_kept_now_follows_the_layer_filter_saved_after_publication(
+    who: dict[str, Any], dataset: Dataset, versions: list[ModelVersion]
+) -> None:
+    v1, v2 = versions
+    frame = synthetic_frame(40, seed=5)
+    for version in versions:
+        assert version.layer is not None
+        table_with(version.layer, frame)
+    # v1 keeps its run's fitted filter; v2's is replaced from the thresholds page.
+    assert v1.layer is not None and v2.layer is not None
+    layer_filter_set(v1.layer, who["owner"], FilterValues(sphericity_min=0.9),
+                     source=fitted_source(v1.run_id), check_permission=False)  # fmt: skip
+    layer_filter_set(v2.layer, who["owner"], FilterValues(sphericity_min=0.6),
+                     source="campaign 4: fit", check_permission=False)  # fmt: skip
+    html = as_user(who["outsider"]).get("/datasets/cells/models/").content.decode()
+    expected = int((frame["sphericity"] >= 0.6).sum())
+    assert 0 < expected < 40
+    row_2 = re.search(r'data-number="2">(.*?)</tr>', html, re.S)
+    row_1 = re.search(r'data-number="1">(.*?)</tr>', html, re.S)
+    assert row_1 and row_2
+    assert row_cells(html, 2)["kept"] == "33"  # the run's figure stays
+    assert f">{expected} now<" in row_2.group(1) and "campaign 4: fit" in row_2.group(1)
+    assert "kept-now" not in row_1.group(1)
