@@ -151,26 +151,38 @@ def one_seed(pair: Pair, roots: tuple[Path, Path], work: Path, seed: int, args: 
     m = start_model(pair, train_root, work, seed, args)
     start, rest, m0, s0, predicted = m.start, m.rest, m.model, m.seconds, m.out
     cells = cells_of_map(predicted / PREDICTION_DIR / PROBABILITY_NAME)
-    uncertain = [s.box for s in suggest_boxes(cells, rest, args.add)]
-    segmentation = np.asarray(open_volume(predicted / SEGMENTATION_NAME, 0, None).array[:])
-    ids, volumes = np.unique(segmentation[segmentation != 0], return_counts=True)
-    centroids = ndimage.center_of_mass(segmentation > 0, segmentation, ids) if ids.size else []
-    odd_scores = odd_object_scores(centroids, odd_objects(volumes), rest)
-    odd = [rest[int(i)] for i in np.argsort(-odd_scores, kind="stable")[: args.add]]
-    chosen_at_random = rest[: args.add]  # ``rest`` is already in a random order
+
+    def odd() -> list[TaskBox]:
+        segmentation = np.asarray(open_volume(predicted / SEGMENTATION_NAME, 0, None).array[:])
+        ids, volumes = np.unique(segmentation[segmentation != 0], return_counts=True)
+        centroids = ndimage.center_of_mass(segmentation > 0, segmentation, ids) if ids.size else []
+        scores = odd_object_scores(centroids, odd_objects(volumes), rest)
+        return [rest[int(i)] for i in np.argsort(-scores, kind="stable")[: args.add]]
+
+    choose = {
+        "uncertainty": lambda: [s.box for s in suggest_boxes(cells, rest, args.add)],
+        "spread": lambda: [s.box for s in suggest_boxes(cells, rest, args.add, spread_from=start)],
+        "odd": odd,
+        "random": lambda: rest[: args.add],  # ``rest`` is already in a random order
+    }
     row: dict[str, Any] = {"seed": seed, "f1_start": f1_on_test(m0, pair, test_root, work / "t0")}
-    for arm, extra in (("uncertainty", uncertain), ("odd", odd), ("random", chosen_at_random)):
+    for arm in args.arms:
+        extra = choose[arm]()
         model, seconds = train(train_root, work / arm, start + extra, seed, args)
         row[f"f1_{arm}"] = f1_on_test(model, pair, test_root, work / f"t-{arm}")
         row[f"{arm}_boxes"] = " ".join(b.name for b in extra)
         row[f"{arm}_train_s"] = seconds
+        row[f"objects_{arm}"] = int(sum(_objects(pair.train_labels, b) for b in extra))
     row["start_train_s"] = s0
-    row["objects_uncertain"] = int(sum(_objects(pair.train_labels, b) for b in uncertain))
-    row["objects_random"] = int(sum(_objects(pair.train_labels, b) for b in chosen_at_random))
-    row["objects_odd"] = int(sum(_objects(pair.train_labels, b) for b in odd))
     return row
 
 
+ARMS = ("uncertainty", "spread", "odd", "random")
+ARM_NAMES = {
+    "uncertainty": "uncertain (mean entropy)",
+    "spread": "uncertain and spread out",
+    "odd": "odd sizes",
+}
 CRITERIA = ("entropy", "disagreement", "core entropy", "odd sizes", "objects", "random")
 
 
@@ -273,7 +285,15 @@ def main() -> int:
     parser.add_argument(
         "--criteria", action="store_true", help="score criteria against M0's errors only"
     )
+    parser.add_argument(
+        "--arms", default="uncertainty,odd,random",
+        help=f"comma-separated, of {', '.join(ARMS)}: how each arm picks its boxes",
+    )  # fmt: skip
     args = parser.parse_args()
+    args.arms = [a for a in args.arms.split(",") if a]
+    unknown = [a for a in args.arms if a not in ARMS]
+    if unknown:
+        parser.error(f"unknown arm(s) {unknown}; known: {', '.join(ARMS)}")
     pair = _nuclei(hard=True)
     rows = []
     with tempfile.TemporaryDirectory(prefix="annotome-al-") as tmp:
@@ -299,22 +319,26 @@ def main() -> int:
                 pd.DataFrame(rows).to_csv(args.out / "criteria.csv", index=False)
             return 0
         print(
-            f"{'seed':>4} {'M0 F1':>7} {'+uncertain':>11} {'+odd sizes':>11} {'+random':>8}"
-            "  (objects in added: uncertain, odd, random)"
-        )
+            f"{'seed':>4} {'M0 F1':>7} " + " ".join(f"{'+' + a:>12}" for a in args.arms)
+            + "  (objects in the added boxes, same order)"
+        )  # fmt: skip
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             row = one_seed(pair, roots, Path(tmp) / f"seed{seed}", seed, args)
             rows.append(row)
             print(
-                f"{seed:>4} {row['f1_start']:>7.3f} {row['f1_uncertainty']:>11.3f} "
-                f"{row['f1_odd']:>11.3f} {row['f1_random']:>8.3f}  ({row['objects_uncertain']}, "
-                f"{row['objects_odd']}, {row['objects_random']})",
+                f"{seed:>4} {row['f1_start']:>7.3f} "
+                + " ".join(f"{row[f'f1_{a}']:>12.3f}" for a in args.arms)
+                + f"  ({', '.join(str(row[f'objects_{a}']) for a in args.arms)})",
                 flush=True,
             )
     table = pd.DataFrame(rows)
+    if "random" not in args.arms:
+        return 0
     random = table["f1_random"]
     print(f"mean F1: start {table['f1_start'].mean():.3f}, +random {random.mean():.3f}")
-    for arm, name in (("uncertainty", "uncertain (mean entropy)"), ("odd", "odd sizes")):
+    for arm, name in ARM_NAMES.items():
+        if arm not in args.arms:
+            continue
         gain = table[f"f1_{arm}"] - random
         print(
             f"  +{name}: {table[f'f1_{arm}'].mean():.3f}, gain over random {gain.mean():+.3f} "

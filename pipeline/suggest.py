@@ -149,17 +149,79 @@ class Suggestion:
 
 
 def suggest_boxes(
-    cells: EntropyCells, candidates: Sequence[TaskBox], count: int
+    cells: EntropyCells,
+    candidates: Sequence[TaskBox],
+    count: int,
+    *,
+    spread_from: Sequence[TaskBox] | None = None,
+    voxel_size: Sequence[float] | None = None,
 ) -> list[Suggestion]:
-    """The ``count`` most uncertain candidates, most uncertain first (ties: candidate order)."""
+    """The ``count`` most uncertain candidates, most uncertain first (ties: candidate order).
+
+    With ``spread_from`` (the boxes annotated already, maybe none) the choice is greedy and
+    spread out: each next box maximises its uncertainty rank (1 for the most uncertain, near 0
+    for the least) times its distance to the nearest box annotated or chosen so far (divided by
+    the largest such distance), so the boxes do not crowd one corner (:func:`spread_order`).
+    Distances are between box centres, in units of ``voxel_size`` (voxels without).
+    """
     if count < 1:
         raise InvalidInputError("count must be at least 1")
     scores = box_scores(cells, candidates)
-    order = np.argsort(-scores, kind="stable")[:count]
-    return [
-        Suggestion(candidates[int(i)], float(scores[int(i)]), rank + 1)
-        for rank, i in enumerate(order)
-    ]
+    if spread_from is None:
+        order = [int(i) for i in np.argsort(-scores, kind="stable")[:count]]
+    else:
+        order = spread_order(scores, candidates, spread_from, count, voxel_size)
+    return [Suggestion(candidates[i], float(scores[i]), rank + 1) for rank, i in enumerate(order)]
+
+
+def _centres(boxes: Sequence[TaskBox], scale: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    return (
+        np.asarray(
+            [[s + n / 2 for s, n in zip(b.start, b.size, strict=True)] for b in boxes], np.float64
+        ).reshape(-1, 3)
+        * scale
+    )
+
+
+def spread_order(
+    scores: npt.ArrayLike,
+    candidates: Sequence[TaskBox],
+    annotated: Sequence[TaskBox],
+    count: int,
+    voxel_size: Sequence[float] | None = None,
+) -> list[int]:
+    """Indices of ``count`` candidates chosen greedily by uncertainty rank times distance to
+    the nearest box annotated or chosen already (:func:`suggest_boxes`). With nothing
+    annotated the first pick is the most uncertain box."""
+    values = np.asarray(scores, np.float64)
+    n = len(candidates)
+    if n == 0:
+        return []
+    # Rank 1 for the most uncertain down to 1/n for the least (ties share the better rank).
+    order = np.argsort(-values, kind="stable")
+    rank = np.empty(n, np.float64)
+    rank[order] = (n - np.arange(n)) / n
+    scale = np.asarray(voxel_size if voxel_size is not None else (1.0, 1.0, 1.0), np.float64)
+    centres = _centres(candidates, scale)
+    nearest = np.full(n, np.inf)
+    if annotated:
+        taken = _centres(annotated, scale)
+        nearest = np.min(np.linalg.norm(centres[:, None] - taken[None], axis=2), axis=1)
+    chosen: list[int] = []
+    free = np.ones(n, bool)
+    for _ in range(min(count, n)):
+        finite = np.isfinite(nearest) & free
+        if finite.any():
+            far = nearest / max(float(nearest[finite].max()), 1e-12)
+            far[~np.isfinite(nearest)] = 1.0
+        else:
+            far = np.ones(n)
+        gain = np.where(free, rank * far, -np.inf)
+        pick = int(np.argmax(gain))  # of equals, the first in input order
+        chosen.append(pick)
+        free[pick] = False
+        nearest = np.minimum(nearest, np.linalg.norm(centres - centres[pick], axis=1))
+    return chosen
 
 
 #: An object below this fraction, or above its inverse times, of the median volume is odd: a

@@ -17,6 +17,7 @@ from pipeline.suggest import (
     entropy_cells,
     odd_object_scores,
     odd_objects,
+    spread_order,
     suggest_boxes,
     voxel_entropy,
 )
@@ -67,6 +68,25 @@ def test_the_boxes_the_model_cannot_decide_come_first() -> None:
         suggest_boxes(cells, candidates, 0)
     with pytest.raises(InvalidInputError, match="3D"):
         entropy_cells(np.zeros((4, 4), np.float32))
+
+
+def test_spread_out_suggestions_leave_the_annotated_corner_and_each_other() -> None:
+    # A row of eight boxes along x; uncertainty falls from x = 0 to the far end.
+    boxes = [TaskBox(f"b{i}", (0, 0, 10 * i), (10, 10, 10)) for i in range(8)]
+    scores = [0.9, 0.85, 0.8, 0.75, 0.3, 0.25, 0.2, 0.1]
+    assert spread_order(scores, boxes, [], 1) == [0]  # nothing annotated: most uncertain
+    # Plain ranking takes 0, 1, 2, side by side. Spread: the most uncertain, then the best
+    # product of rank (b4: 4/8) and distance (40 of 70), then b2 (6/8 x 20 of 30): every
+    # other box.
+    assert spread_order(scores, boxes, [], 3) == [0, 4, 2]
+    annotated = [TaskBox("done", (0, 0, 0), (10, 10, 10))]  # where box 0 is
+    first = spread_order(scores, boxes, annotated, 2)
+    assert 0 not in first[:1] and first[0] >= 3  # away from the annotated box
+    # Physical distances: a z step of 10 voxels at 5 um is farther than 10 voxels in x at 1 um.
+    column = [TaskBox("z", (10, 0, 0), (10, 10, 10)), TaskBox("x", (0, 0, 10), (10, 10, 10))]
+    origin = [TaskBox("o", (0, 0, 0), (10, 10, 10))]
+    assert spread_order([0.5, 0.5], column, origin, 1, voxel_size=(5.0, 1.0, 1.0)) == [0]
+    assert spread_order([0.5, 0.5], column, origin, 1) == [0]  # equal: input order
 
 
 def test_the_command_line_writes_the_most_uncertain_free_tiles_as_a_box_table(
