@@ -5,7 +5,7 @@
 // data-bars and data-labelled say what is drawn (the browser test reads them).
 
 import uPlot from "uplot";
-import { labelLayout } from "../plots/bars";
+import { type ValueLabel, labelLayout, writeValues } from "../plots/bars";
 import { type Grouped, barCounts, groupedBarData } from "./logic";
 
 /** The most horizontal pixels a bar's slot takes (its bar 90 % of it). */
@@ -18,25 +18,15 @@ const VALUE_LABEL_PX = 24;
 function drawValues(u: uPlot, slot: number): number {
   const slotPx = Math.abs(u.valToPos(slot, "x") - u.valToPos(0, "x"));
   if (slotPx < VALUE_LABEL_PX) return 0;
-  const ctx = u.ctx;
-  ctx.save();
-  ctx.font = `${Math.round(10 * uPlot.pxRatio)}px sans-serif`;
-  ctx.fillStyle = "#344054";
-  ctx.textAlign = "center";
-  ctx.textBaseline = "bottom";
-  let written = 0;
   const xs = u.data[0];
-  for (let s = 1; s < u.data.length; s++) {
-    u.data[s]!.forEach((value, i) => {
-      if (value === null || value === undefined) return;
-      const x = u.valToPos(xs[i]!, "x", true);
-      const y = u.valToPos(value, "y", true);
-      ctx.fillText(value.toFixed(2), x, y - 2 * uPlot.pxRatio);
-      written++;
+  const labels: ValueLabel[] = [];
+  for (const series of u.data.slice(1)) {
+    series.forEach((value, i) => {
+      if (value !== null && value !== undefined)
+        labels.push({ text: value.toFixed(2), x: xs[i]!, top: value });
     });
   }
-  ctx.restore();
-  return written;
+  return writeValues(u, labels, 10);
 }
 
 export interface GroupedChart {

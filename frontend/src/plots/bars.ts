@@ -63,21 +63,39 @@ export function labelLayout(
 
 const Y_AXIS_PX = 56;
 
-/** Writes each bar's value just above it (in the plot's own canvas coordinates). */
-function drawValues(u: uPlot, bars: readonly Bar[], fmt: (v: number) => string): void {
+/** A value written above a bar: its text, the bar's x and top in the plot's scales. */
+export interface ValueLabel {
+  text: string;
+  x: number;
+  top: number;
+}
+
+/** Writes each label just above its bar (in the plot's own canvas); returns how many. */
+export function writeValues(u: uPlot, labels: Iterable<ValueLabel>, fontPx = 11): number {
   const ctx = u.ctx;
   ctx.save();
-  ctx.font = `${Math.round(11 * uPlot.pxRatio)}px sans-serif`;
+  ctx.font = `${Math.round(fontPx * uPlot.pxRatio)}px sans-serif`;
   ctx.fillStyle = "#344054";
   ctx.textAlign = "center";
   ctx.textBaseline = "bottom";
-  bars.forEach((bar, i) => {
-    if (bar.value === null) return;
-    const x = u.valToPos(i, "x", true);
-    const y = u.valToPos(bar.value, "y", true);
-    ctx.fillText(fmt(bar.value), x, y - 2 * uPlot.pxRatio);
-  });
+  let written = 0;
+  for (const label of labels) {
+    const x = u.valToPos(label.x, "x", true);
+    const y = u.valToPos(label.top, "y", true);
+    ctx.fillText(label.text, x, y - 2 * uPlot.pxRatio);
+    written++;
+  }
   ctx.restore();
+  return written;
+}
+
+/** Each bar's value just above it. */
+function drawValues(u: uPlot, bars: readonly Bar[], fmt: (v: number) => string): void {
+  const labels: ValueLabel[] = [];
+  bars.forEach((bar, i) => {
+    if (bar.value !== null) labels.push({ text: fmt(bar.value), x: i, top: bar.value });
+  });
+  writeValues(u, labels);
 }
 
 export function barChart(
