@@ -332,6 +332,9 @@ def main() -> int:
                 flush=True,
             )
     table = pd.DataFrame(rows)
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        table.to_csv(args.out / "active_learning.csv", index=False)
     if "random" not in args.arms:
         return 0
     random = table["f1_random"]
@@ -345,9 +348,6 @@ def main() -> int:
             f"(won {int((gain > 0).sum())} of {len(gain)} seeds; ratio "
             f"{table[f'f1_{arm}'].mean() / max(random.mean(), 1e-9):.2f})"
         )
-    if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        table.to_csv(args.out / "active_learning.csv", index=False)
     return 0
 
 

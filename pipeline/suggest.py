@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+from scipy.stats import rankdata
 
 from pipeline.blocks import ReadableArray
 from pipeline.errors import InvalidInputError
@@ -197,10 +198,9 @@ def spread_order(
     n = len(candidates)
     if n == 0:
         return []
-    # Rank 1 for the most uncertain down to 1/n for the least (ties share the better rank).
-    order = np.argsort(-values, kind="stable")
-    rank = np.empty(n, np.float64)
-    rank[order] = (n - np.arange(n)) / n
+    # Rank 1 for the most uncertain down to 1/n for the least; equal scores (e.g. boxes of
+    # background only) share the better rank, so input order does not rank them.
+    rank = rankdata(values, method="max") / n
     scale = np.asarray(voxel_size if voxel_size is not None else (1.0, 1.0, 1.0), np.float64)
     centres = _centres(candidates, scale)
     nearest = np.full(n, np.inf)

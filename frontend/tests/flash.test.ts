@@ -34,4 +34,18 @@ describe("flash messages", () => {
     expect(showFlash(document)).toBe("");
     expect(document.querySelector("ul.messages")).toBeNull();
   });
+
+  it("is only lost where the browser refuses storage", () => {
+    const refusing = {
+      getItem: () => {
+        throw new Error("SecurityError");
+      },
+      setItem: () => {
+        throw new Error("SecurityError");
+      },
+    } as unknown as Storage;
+    document.body.innerHTML = "<main></main>";
+    expect(() => flashNext("x", refusing)).not.toThrow();
+    expect(showFlash(document, refusing)).toBe("");
+  });
 });

@@ -255,6 +255,12 @@ def test_painted_labels_show_with_meshes_and_a_new_version_fetches_only_what_cha
     for tab in ("viewer", "paint", "viewer"):
         page.click(f"#tab-{tab}")
         page.wait_for_timeout(500)
+        # Hidden or shown, the viewer keeps the size of the pane (not an iframe's 300 x 150).
+        frame, pane = page.evaluate(
+            """() => [document.getElementById("neuroglancer").getBoundingClientRect().width,
+                      document.querySelector(".queue-layout").getBoundingClientRect().width]"""
+        )
+        assert frame > 400 and (tab == "viewer" or frame == pane), (tab, frame, pane)
     page.wait_for_function("() => annotome.viewer().isReady()", timeout=READY_MS)
     assert page_errors == []
 

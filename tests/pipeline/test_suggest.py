@@ -82,11 +82,15 @@ def test_spread_out_suggestions_leave_the_annotated_corner_and_each_other() -> N
     annotated = [TaskBox("done", (0, 0, 0), (10, 10, 10))]  # where box 0 is
     first = spread_order(scores, boxes, annotated, 2)
     assert 0 not in first[:1] and first[0] >= 3  # away from the annotated box
-    # Physical distances: a z step of 10 voxels at 5 um is farther than 10 voxels in x at 1 um.
-    column = [TaskBox("z", (10, 0, 0), (10, 10, 10)), TaskBox("x", (0, 0, 10), (10, 10, 10))]
+    # Physical distances: a z step of 10 voxels at 5 um is farther than 10 voxels in x at 1 um;
+    # in voxels the two are equally far and equally uncertain: the first in input order.
+    pair = [TaskBox("x", (0, 0, 10), (10, 10, 10)), TaskBox("z", (10, 0, 0), (10, 10, 10))]
     origin = [TaskBox("o", (0, 0, 0), (10, 10, 10))]
-    assert spread_order([0.5, 0.5], column, origin, 1, voxel_size=(5.0, 1.0, 1.0)) == [0]
-    assert spread_order([0.5, 0.5], column, origin, 1) == [0]  # equal: input order
+    assert spread_order([0.5, 0.5], pair, origin, 1, voxel_size=(5.0, 1.0, 1.0)) == [1]
+    assert spread_order([0.5, 0.5], pair, origin, 1) == [0]
+    # Equal scores share the better rank: distance alone decides between them.
+    flat = [TaskBox(f"f{i}", (0, 0, 10 * (i + 1)), (10, 10, 10)) for i in range(3)]
+    assert spread_order([0.0, 0.0, 0.0], flat, origin, 1) == [2]
 
 
 def test_the_command_line_writes_the_most_uncertain_free_tiles_as_a_box_table(

@@ -14,7 +14,7 @@ from pipeline.plan import PLAN_FILE, plan_state
 from pipeline.run import PREDICTION_DIR, SEGMENT_PLAN_DIR
 from webapp.core.users import AnyUser
 from webapp.detections.filters import FilterValues, layer_filter
-from webapp.detections.models import Detection
+from webapp.detections.models import Detection, DetectionFilter
 from webapp.runs import layout
 from webapp.runs.models import STAGES, ModelVersion, PipelineRun
 from webapp.runs.stages import SUBSTEP
@@ -35,29 +35,37 @@ def models_for(user: AnyUser) -> QuerySet[ModelVersion]:
     return MODELS.restrict(user, "view")
 
 
+FITTED_PREFIX = "fitted by run "
+
+
 def fitted_source(run_id: int | None) -> str:
     """The ``source`` of the layer filter a run fitted and published with its layer."""
-    return f"fitted by run {run_id}"
+    return f"{FITTED_PREFIX}{run_id}"
 
 
 def kept_now(versions: Iterable[ModelVersion]) -> dict[int, dict[str, Any]]:
-    """For each version whose layer's filter changed after publication (its latest filter is not
-    the one its run fitted, e.g. saved from the thresholds page): how many of its detections
-    that filter keeps, and where it came from. The run's own "kept" stays the figure its
-    held-out scores were measured with."""
+    """For each version whose layer's filter changed after publication (a filter row after the
+    one its run fitted, or any row when the run fitted none), e.g. saved from the thresholds
+    page: how many of its detections that filter keeps (all of them once cleared), and where
+    it came from. The run's own "kept" stays the figure its held-out scores were measured with.
+    """
     out: dict[int, dict[str, Any]] = {}
     for version in versions:
         layer = version.layer
-        current = layer_filter(layer) if layer is not None else None
-        if layer is None or current is None or current.source == fitted_source(version.run_id):
+        if layer is None:
             continue
+        rows = list(DetectionFilter.objects.filter(layer=layer).order_by("id")[:2])
+        fitted = bool(rows) and rows[0].source.startswith(FITTED_PREFIX)
+        if not rows or (fitted and len(rows) == 1):
+            continue  # unchanged since publication
+        current = layer_filter(layer)
         detections = Detection.objects.filter(layer=layer)
-        if not detections.exists():  # no table yet: nothing to count
+        if current is None or not detections.exists():  # no table yet: nothing to count
             continue
         values = FilterValues(current.volume_min, current.volume_max, current.sphericity_min)
         out[version.pk] = {
             "count": detections.filter(values.q()).count(),
-            "source": current.source or "set later",
+            "source": ("cleared: " if values.is_empty else "") + (current.source or "set later"),
         }
     return out
 

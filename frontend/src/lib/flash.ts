@@ -5,20 +5,22 @@
 const KEY = "annotome.flash";
 
 /** Keeps `text` for the next page this tab opens. */
-export function flashNext(text: string, storage: Storage = sessionStorage): void {
+export function flashNext(text: string, storage?: Storage): void {
   try {
-    storage.setItem(KEY, text);
+    // Inside the try: where the browser blocks site storage, reading sessionStorage throws.
+    (storage ?? window.sessionStorage).setItem(KEY, text);
   } catch {
     // Storage refused (private mode, quota): the message is only lost.
   }
 }
 
 /** Shows the message kept for this page, if any, and forgets it. Returns its text. */
-export function showFlash(doc: Document = document, storage: Storage = sessionStorage): string {
+export function showFlash(doc: Document = document, storage?: Storage): string {
   let text: string | null = null;
   try {
-    text = storage.getItem(KEY);
-    storage.removeItem(KEY);
+    const kept = storage ?? window.sessionStorage;
+    text = kept.getItem(KEY);
+    kept.removeItem(KEY);
   } catch {
     return "";
   }

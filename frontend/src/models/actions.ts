@@ -46,7 +46,9 @@ export function mountModelActions(doc: Document = document): ModelActionsHooks {
   // its button disabled while the action ran.
   win.addEventListener("pageshow", (event) => {
     if (!event.persisted) return;
-    for (const button of doc.querySelectorAll<HTMLButtonElement>("button[data-model]"))
+    for (const button of doc.querySelectorAll<HTMLButtonElement>(
+      "button[data-model], #apply-start",
+    ))
       button.disabled = false;
   });
 

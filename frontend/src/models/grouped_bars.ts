@@ -20,12 +20,13 @@ function drawValues(u: uPlot, slot: number): number {
   if (slotPx < VALUE_LABEL_PX) return 0;
   const xs = u.data[0];
   const labels: ValueLabel[] = [];
-  for (const series of u.data.slice(1)) {
+  u.data.slice(1).forEach((series, s) => {
+    if (u.series[s + 1]?.show === false) return; // hidden from the legend
     series.forEach((value, i) => {
       if (value !== null && value !== undefined)
         labels.push({ text: value.toFixed(2), x: xs[i]!, top: value });
     });
-  }
+  });
   return writeValues(u, labels, 10);
 }
 

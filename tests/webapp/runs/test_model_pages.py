@@ -224,3 +224,15 @@ def test_kept_now_follows_the_layer_filter_saved_after_publication(
     assert row_cells(html, 2)["kept"] == "33"  # the run's figure stays
     assert f">{expected} now<" in row_2.group(1) and "campaign 4: fit" in row_2.group(1)
     assert "kept-now" not in row_1.group(1)
+    # v1's run deleted: its fitted filter is still the one it published with.
+    assert v1.run is not None
+    v1.run.delete()
+    # v2's filter cleared: it keeps every detection now.
+    layer_filter_set(v2.layer, who["owner"], FilterValues(), source="API",
+                     check_permission=False)  # fmt: skip
+    html = as_user(who["outsider"]).get("/datasets/cells/models/").content.decode()
+    row_2 = re.search(r'data-number="2">(.*?)</tr>', html, re.S)
+    row_1 = re.search(r'data-number="1">(.*?)</tr>', html, re.S)
+    assert row_1 and row_2
+    assert ">40 now<" in row_2.group(1) and "cleared: API" in row_2.group(1)
+    assert "kept-now" not in row_1.group(1)
