@@ -12,7 +12,9 @@ size: :func:`entropy_cells` reads the probability map once, block by block (a ru
 worker right after predicting), and keeps the entropy summed over cells of ``cell`` voxels per
 axis with their voxel counts (a 2048^3 image in 16^3 cells is 2 Mi cells, 16 MiB); then
 :func:`box_scores` scores any boxes from the cells through a summed-volume table: exact for
-boxes on the cell grid, cell-rounded otherwise. :func:`suggest_boxes` ranks candidate boxes.
+boxes on the cell grid, cell-rounded otherwise. :func:`suggest_boxes` ranks candidate boxes,
+by uncertainty alone or spread out (:func:`spread_order`: neither has trained better models
+than random boxes on the synthetic set yet, bench/README.md).
 """
 
 from __future__ import annotations

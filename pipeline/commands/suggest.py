@@ -4,7 +4,8 @@ Tiles the image of a probability map (a model's ``prediction/probability.ome.zar
 leaves out those overlapping ``--exclude`` (the boxes annotated already, a box table), and
 writes the ``--count`` most uncertain ones (mean binary entropy of the probability, bits) as a
 box table, most uncertain first: what the site's "Suggest next boxes" does
-(:mod:`pipeline.suggest`).
+(:mod:`pipeline.suggest`). ``--spread`` chooses them spread out instead: uncertainty rank times
+the distance to the excluded boxes and to those chosen before (``suggest_boxes(spread_from=)``).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     tiles = [t for t in tile_boxes(shape, args.box) if not any(overlaps(t, o) for o in done)]
     if not tiles:
         raise InvalidInputError("every tile overlaps an excluded box: nothing to suggest")
-    ranked = suggest_boxes(cells, tiles, args.count)
+    ranked = suggest_boxes(cells, tiles, args.count, spread_from=done if args.spread else None)
     table = pd.DataFrame(
         [
             {
@@ -46,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         table.to_csv(args.out, index=False)
         print(
-            f"{len(table)} boxes, most uncertain first ({ranked[0].score:.3f} bits) -> {args.out}"
+            f"{len(table)} boxes, {'spread out' if args.spread else 'most uncertain first'} "
+            f"({ranked[0].score:.3f} bits first) -> {args.out}"
         )
     return 0
 
@@ -67,5 +69,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--exclude", type=Path, help="box table of boxes already annotated (never suggested)"
     )
+    parser.add_argument(
+        "--spread", action="store_true",
+        help="spread the boxes out: uncertainty rank times distance to the excluded and the "
+        "chosen boxes (on synthetic data neither ranking beats random boxes yet: bench/README)",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, help="write the box table here (default: stdout)")
     parser.set_defaults(func=run)

@@ -80,8 +80,8 @@ def test_spread_out_suggestions_leave_the_annotated_corner_and_each_other() -> N
     # other box.
     assert spread_order(scores, boxes, [], 3) == [0, 4, 2]
     annotated = [TaskBox("done", (0, 0, 0), (10, 10, 10))]  # where box 0 is
-    first = spread_order(scores, boxes, annotated, 2)
-    assert 0 not in first[:1] and first[0] >= 3  # away from the annotated box
+    # Box 0 annotated (distance 0): b4 (4/8 x 40 of 70), then b2 (6/8 x 20 of 30).
+    assert spread_order(scores, boxes, annotated, 2) == [4, 2]
     # Physical distances: a z step of 10 voxels at 5 um is farther than 10 voxels in x at 1 um;
     # in voxels the two are equally far and equally uncertain: the first in input order.
     pair = [TaskBox("x", (0, 0, 10), (10, 10, 10)), TaskBox("z", (10, 0, 0), (10, 10, 10))]
@@ -111,6 +111,26 @@ def test_the_command_line_writes_the_most_uncertain_free_tiles_as_a_box_table(
     assert table.loc[0, "uncertainty"] == pytest.approx(0.971, abs=1e-3)
     assert main([*args, "--count", "1", "--out", str(tmp_path / "next.csv")]) == 0
     assert pd.read_csv(tmp_path / "next.csv").loc[0, ["x", "y"]].tolist() == [0, 0]
+
+
+def test_the_command_line_spreads_the_boxes_away_from_the_annotated_ones(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pipeline.cli import main
+
+    # Four tiles along x: the first annotated, then 0.5, 0.45 and 0.4 of probability.
+    probability = np.zeros((32, 32, 128), np.float32)
+    for i, p in enumerate([0.5, 0.5, 0.45, 0.4]):
+        probability[..., 32 * i : 32 * (i + 1)] = p
+    np.save(tmp_path / "probability.npy", probability)
+    (tmp_path / "done.csv").write_text("name,x,y,z,w,h,d\nold,0,0,0,32,32,32\n")
+    args = ["suggest", str(tmp_path / "probability.npy"), "--box", "32", "32", "32", "--count",
+            "2", "--exclude", str(tmp_path / "done.csv")]  # fmt: skip
+    assert main(args) == 0
+    assert list(pd.read_csv(io.StringIO(capsys.readouterr().out))["x"]) == [32, 64]
+    # Spread: rank x distance, 1 x 1/3, 2/3 x 2/3, 1/3 x 1: the middle tile, then its neighbour.
+    assert main([*args, "--spread"]) == 0
+    assert list(pd.read_csv(io.StringIO(capsys.readouterr().out))["x"]) == [64, 32]
 
 
 def test_odd_objects_are_fragments_and_merges_and_rank_their_boxes() -> None:
