@@ -3,8 +3,12 @@ import { agreementBins, timelineLabel } from "../src/annotation_dashboard/page";
 
 describe("annotation dashboard", () => {
   it("labels the approvals timeline by day or by hour (UTC)", () => {
-    expect(timelineLabel("2026-03-04T00:00:00Z", "day")).toBe("03-04");
-    expect(timelineLabel("2026-03-04T17:00:00Z", "hour")).toBe("03-04 17:00");
+    expect(timelineLabel("2026-03-04T00:00:00Z", "day", "en-US")).toBe("Mar 4");
+    expect(timelineLabel("2026-03-04T17:00:00Z", "hour", "en-US", "UTC")).toBe("Mar 4, 5 PM");
+    expect(timelineLabel("2026-03-04T17:00:00Z", "hour", "en-GB", "Europe/Paris")).toBe(
+      "4 Mar, 18",
+    );
+    expect(timelineLabel("not a date", "day")).toBe("not a date");
   });
 
   it("draws the F1 histogram as ten labelled bars from red to green", () => {

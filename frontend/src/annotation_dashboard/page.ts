@@ -48,10 +48,24 @@ function fixed(value: number | null | undefined, scale: number, digits: number):
   return value === null || value === undefined ? "–" : (value / scale).toFixed(digits);
 }
 
-/** The x label of a timeline point: "MM-DD" per day, "MM-DD HH:00" per hour (UTC). */
-export function timelineLabel(start: string, bucket: string): string {
-  const day = start.slice(5, 10);
-  return bucket === "hour" ? `${day} ${start.slice(11, 13)}:00` : day;
+/** The x label of a timeline point in the reader's locale, as the pages write dates: "Mar 4"
+ * per day (the server's UTC day), "Mar 4, 5 PM" per hour (the reader's time zone). */
+export function timelineLabel(
+  start: string,
+  bucket: string,
+  locale?: string,
+  timeZone?: string,
+): string {
+  const date = new Date(start);
+  if (Number.isNaN(date.getTime())) return start;
+  if (bucket === "hour")
+    return date.toLocaleString(locale, {
+      month: "short",
+      day: "numeric",
+      hour: "numeric",
+      timeZone,
+    });
+  return date.toLocaleDateString(locale, { month: "short", day: "numeric", timeZone: "UTC" });
 }
 
 /** Bars of the F1 histogram: "0.0–0.1" ... "0.9–1.0", red to green. */
