@@ -240,6 +240,7 @@ def run_one(
     trained = run_pipeline(config, run_dir / "train", steps=["train"])
     train_seconds = time.perf_counter() - started
     if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)  # a folder removed while the bench ran
         for history in (run_dir / "train").rglob("history.csv"):
             shutil.copyfile(history, keep / f"{work.name}_seed{seed}_history.csv")
     model = trained.outputs["train.best_checkpoint"]
@@ -338,7 +339,8 @@ def main() -> int:
                     )  # fmt: skip
                 except Exception as exc:  # a failed run is a result, not the end of the bench
                     traceback.print_exc()
-                    row = {"f1": 0.0, "objects": 0, "train_s": math.nan, "apply_s": math.nan,
+                    # NaN, not 0: a run that failed is not a model that collapsed.
+                    row = {"f1": math.nan, "objects": 0, "train_s": math.nan, "apply_s": math.nan,
                            "error": f"{type(exc).__name__}: {exc}"}  # fmt: skip
                 rows.append({"set": name, "seed": seed, **row})
                 f1s.append(float(row["f1"]))
@@ -349,6 +351,7 @@ def main() -> int:
                     f"[{name}] seed {seed}: F1 {row['f1']:.3f}{flips}", file=sys.stderr, flush=True
                 )
             train_s = [r["train_s"] for r in rows if r["set"] == name]
+            ok = any(not math.isnan(f) for f in f1s)
             compared = {
                 f"{k}_{stat}": float(fn([r.get(k, math.nan) for r in rows if r["set"] == name]))
                 for k in FLIPS_KEYS
@@ -359,14 +362,17 @@ def main() -> int:
                 {
                     "set": name,
                     "objects": n_true,
-                    "f1_mean": float(np.mean(f1s)),
-                    "f1_min": float(np.min(f1s)),
-                    "collapsed": int(sum(f < COLLAPSED_F1 for f in f1s)),
+                    "f1_mean": float(np.nanmean(f1s)) if ok else math.nan,
+                    "f1_min": float(np.nanmin(f1s)) if ok else math.nan,
+                    "collapsed": int(sum(f < COLLAPSED_F1 for f in f1s)),  # NaN never is
                     "runs": len(f1s),
+                    "failed": int(sum(math.isnan(f) for f in f1s)),
                     "train_s_median": float(np.nanmedian(train_s)),
                     "baseline_f1": baseline,
                     "baseline_s": baseline_s,
-                    "ratio_to_baseline": float(np.mean(f1s)) / baseline if baseline else math.inf,
+                    "ratio_to_baseline": (
+                        float(np.nanmean(f1s)) / baseline if baseline and ok else math.nan
+                    ),
                     **compared,
                 }
             )
