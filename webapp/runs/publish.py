@@ -271,6 +271,14 @@ def publish_run(run: PipelineRun, out: Path, attempt: Attempt) -> Layer:
                 layer=segmentation,
                 current=metrics["registry"]["current"],
             )
+            # In the transaction: whoever sees the run succeeded sees its last lines too.
+            for warning in metrics["warnings"]:
+                job_log(PipelineRun, run.pk, f"warning: {warning}")
+            job_log(
+                PipelineRun,
+                run.pk,
+                f"publish: {name}, {registry_text(number, metrics['registry'])}",
+            )
             job_succeed(
                 PipelineRun,
                 attempt,
@@ -287,11 +295,8 @@ def publish_run(run: PipelineRun, out: Path, attempt: Attempt) -> Layer:
         shutil.rmtree(folder, ignore_errors=True)
         raise
     # Committed: the version row points at these files now, so nothing after this line may put
-    # them back (a worker stopped while logging once left a published layer with no files).
+    # them back (a worker stopped after the commit once left a published layer with no files).
     transaction.on_commit(
         lambda: layers_changed.send(sender=Dataset, dataset=dataset, layers=[segmentation])
     )
-    for warning in metrics["warnings"]:
-        job_log(PipelineRun, run.pk, f"warning: {warning}")
-    job_log(PipelineRun, run.pk, f"publish: {name}, {registry_text(number, metrics['registry'])}")
     return segmentation

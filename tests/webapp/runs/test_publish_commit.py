@@ -1,7 +1,7 @@
 """Publication is all or nothing around its commit: a failure inside the transaction puts the
-files back and leaves no version; once committed, a failure after it (the worker stopped while
-the last log lines were written, as a benchmark that stopped its worker at the run's end did)
-leaves the published layer's files and the model file where the version row says they are."""
+files back and leaves no version; once committed, a failure after it (the worker stopped, as a
+benchmark that stopped its worker at the run's end did) leaves the published layer's files and
+the model file where the version row says they are. The run's last log lines commit with it."""
 
 from __future__ import annotations
 
@@ -48,18 +48,26 @@ def finished_run() -> tuple[PipelineRun, Path, Any]:
     return PipelineRun.objects.get(pk=run.pk), out, attempt
 
 
+@pytest.mark.django_db(transaction=True)  # a real commit, after which on_commit runs at once
 def test_a_failure_after_the_commit_keeps_the_published_files(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     run, out, attempt = finished_run()
 
-    def stopped(*_: Any) -> None:
-        raise SystemExit("the worker was stopped")
+    class Stopped:
+        def send(self, **_: Any) -> None:
+            raise SystemExit("the worker was stopped")
 
-    monkeypatch.setattr(publish, "job_log", stopped)
+    monkeypatch.setattr(publish, "layers_changed", Stopped())
     with pytest.raises(SystemExit):
         publish.publish_run(run, out, attempt)
     version = ModelVersion.objects.get(run=run)
+    # The run's last lines came with its success, in the same transaction.
+    assert (
+        PipelineRun.objects.get(pk=run.pk)
+        .log.rstrip()
+        .endswith("publish: model-v1, model v1 is the dataset's current model")
+    )
     assert version.layer is not None
     published = open_spatial_level(run.dataset.root / version.layer.path, 0, what="labels")
     assert int(np.asarray(published.array[:]).max()) == 7
