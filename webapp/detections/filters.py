@@ -99,12 +99,16 @@ def layer_filter(layer: Layer) -> DetectionFilter | None:
     return DetectionFilter.objects.filter(layer=layer).select_related("created_by").first()
 
 
+def filter_values_of(row: DetectionFilter | None) -> FilterValues:
+    """A filter row's bounds (all None for no row)."""
+    if row is None:
+        return FilterValues()
+    return FilterValues(row.volume_min, row.volume_max, row.sphericity_min)
+
+
 def layer_filter_values(layer: Layer) -> FilterValues:
     """The current bounds (all None when no filter was set, or it was cleared)."""
-    current = layer_filter(layer)
-    if current is None:
-        return FilterValues()
-    return FilterValues(current.volume_min, current.volume_max, current.sphericity_min)
+    return filter_values_of(layer_filter(layer))
 
 
 def layer_filter_history(layer: Layer) -> QuerySet[DetectionFilter]:

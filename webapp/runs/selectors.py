@@ -13,7 +13,7 @@ from django.utils import timezone
 from pipeline.plan import PLAN_FILE, plan_state
 from pipeline.run import PREDICTION_DIR, SEGMENT_PLAN_DIR
 from webapp.core.users import AnyUser
-from webapp.detections.filters import FilterValues, layer_filter
+from webapp.detections.filters import filter_values_of, layer_filter
 from webapp.detections.models import Detection, DetectionFilter
 from webapp.runs import layout
 from webapp.runs.models import STAGES, ModelVersion, PipelineRun
@@ -62,7 +62,7 @@ def kept_now(versions: Iterable[ModelVersion]) -> dict[int, dict[str, Any]]:
         detections = Detection.objects.filter(layer=layer)
         if current is None or not detections.exists():  # no table yet: nothing to count
             continue
-        values = FilterValues(current.volume_min, current.volume_max, current.sphericity_min)
+        values = filter_values_of(current)
         out[version.pk] = {
             "count": detections.filter(values.q()).count(),
             "source": ("cleared: " if values.is_empty else "") + (current.source or "set later"),
