@@ -14,8 +14,8 @@ import {
 const dims = ["x", "y", "z"];
 
 describe("review layers", () => {
-  it("writes voxel z y x as global x y z with voxel centres at i + 0.5", () => {
-    expect(toGlobal([1, 2, 3], dims)).toEqual([3.5, 2.5, 1.5]);
+  it("writes voxel z y x as global x y z (voxel i's centre at i in both)", () => {
+    expect(toGlobal([1, 2, 3], dims)).toEqual([3, 2, 1]);
     expect(dimensionNames({ dimensions: { x: [1, "m"], y: [1, "m"] } })).toEqual(["x", "y"]);
     expect(dimensionNames({})).toEqual(dims);
   });
@@ -23,7 +23,7 @@ describe("review layers", () => {
   it("turns each stored kind into Neuroglancer annotations", () => {
     const base = { label: "nucleus", object_id: 0 };
     expect(ngAnnotations({ ...base, uid: "p", kind: "point", coords: [[1, 2, 3]] }, dims)).toEqual([
-      { type: "point", id: "p", point: [3.5, 2.5, 1.5], description: "nucleus" },
+      { type: "point", id: "p", point: [3, 2, 1], description: "nucleus" },
     ]);
     const ellipsoid = ngAnnotations(
       {
@@ -37,7 +37,7 @@ describe("review layers", () => {
       },
       dims,
     );
-    expect(ellipsoid[0]).toMatchObject({ center: [0.5, 0.5, 0.5], radii: [3, 2, 1] });
+    expect(ellipsoid[0]).toMatchObject({ center: [0, 0, 0], radii: [3, 2, 1] });
     const poly = ngAnnotations(
       {
         ...base,
@@ -62,11 +62,17 @@ describe("review layers", () => {
     expect(layer.annotations).toHaveLength(1);
   });
 
-  it("draws the box on its voxels' outer faces and centres the camera on it", () => {
+  it("draws the box on its voxels' outer faces and opens at its middle voxel", () => {
     const box = boxLayer("task box", [0, 10, 20], [10, 32, 32], dims);
-    expect(box.annotations[0]).toMatchObject({ pointA: [20, 10, 0], pointB: [52, 42, 10] });
+    // Voxel i spans i - 0.5 to i + 0.5.
+    expect(box.annotations[0]).toMatchObject({
+      pointA: [19.5, 9.5, -0.5],
+      pointB: [51.5, 41.5, 9.5],
+    });
     const camera = cameraForTaskBox([0, 10, 20], [10, 32, 32], dims, 320, 1);
     expect(camera.position).toEqual([36, 26, 5]);
+    // An odd side: its middle voxel, never the boundary between two sections.
+    expect(cameraForTaskBox([3, 0, 0], [9, 4, 4], dims, 320, 1).position).toEqual([2, 2, 7]);
     expect(camera.crossSectionScale).toBeCloseTo(0.1);
   });
 

@@ -14,6 +14,7 @@ import {
   cameraForTask,
   dimmingLayer,
   outsideSlabs,
+  taskBoxLayer,
   toolForKey,
   toolId,
 } from "../src/annotation_task/layers";
@@ -35,15 +36,16 @@ function point(uid: string, z: number, y: number, x: number, label = "nucleus"):
 }
 
 describe("coordinates", () => {
-  it("maps viewer x y z (voxel centre at i + 0.5) to API z y x (centre at i) and back", () => {
-    expect(toVoxel([10.5, 20.5, 30.5], XYZ)).toEqual([30, 20, 10]);
-    expect(Array.from(toViewer([30, 20, 10], XYZ))).toEqual([10.5, 20.5, 30.5]);
+  it("maps viewer x y z to API z y x and back (voxel i's centre at i in both)", () => {
+    expect(toVoxel([10, 20, 30], XYZ)).toEqual([30, 20, 10]);
+    expect(toVoxel([10.5, 20.25, 30], XYZ)).toEqual([30, 20.25, 10.5]);
+    expect(Array.from(toViewer([30, 20, 10], XYZ))).toEqual([10, 20, 30]);
     const zyx = axesOf(["z", "y", "x"]);
-    expect(toVoxel([3.5, 2.5, 1.5], zyx)).toEqual([3, 2, 1]);
+    expect(toVoxel([3, 2, 1], zyx)).toEqual([3, 2, 1]);
   });
 
   it("keeps float32 noise out (a thousandth of a voxel)", () => {
-    const p = new Float32Array([12.845, 7.5, 3.5]);
+    const p = new Float32Array([12.345, 7, 3]);
     expect(toVoxel(p, XYZ)).toEqual([3, 7, 12.345]);
   });
 
@@ -97,7 +99,7 @@ describe("coordinates", () => {
     }
   });
 
-  it("gives ellipsoid radii without the half-voxel shift", () => {
+  it("gives an ellipsoid's centre and radii in the viewer's order", () => {
     const json = ngGeometryJson(
       "ellipsoid",
       [
@@ -106,7 +108,7 @@ describe("coordinates", () => {
       ],
       XYZ,
     );
-    expect(json["center"]).toEqual([0.5, 0.5, 0.5]);
+    expect(json["center"]).toEqual([0, 0, 0]);
     expect(json["radii"]).toEqual([3, 2, 1]);
   });
 
@@ -142,11 +144,19 @@ describe("layers", () => {
     for (const b of boxes) {
       for (const p of [b.pointA, b.pointB]) {
         p.forEach((v, i) => {
-          expect(v).toBeGreaterThanOrEqual(0);
-          expect(v).toBeLessThanOrEqual([64, 32, 16][i] ?? 0); // viewer x y z
+          // The volume's faces: the edges of voxel 0 and of voxel n (viewer x y z).
+          expect(v).toBeGreaterThanOrEqual(-0.5);
+          expect(v).toBeLessThanOrEqual(([64, 32, 16][i] ?? 0) - 0.5);
         });
       }
     }
+  });
+
+  it("draws the task box on its voxels' outer faces (voxel i spans i - 0.5 to i + 0.5)", () => {
+    const layer = taskBoxLayer({ start: [0, 10, 20], size: [8, 16, 32] }, XYZ);
+    const [box] = layer["annotations"] as { pointA: number[]; pointB: number[] }[];
+    expect(box?.pointA).toEqual([19.5, 9.5, -0.5]);
+    expect(box?.pointB).toEqual([51.5, 25.5, 7.5]);
   });
 
   it("maps Shift+letter to a drawing tool, nothing else, and no tool bindings", () => {
@@ -177,7 +187,8 @@ describe("layers", () => {
 
   it("centres the camera on the box and fits its largest side", () => {
     const camera = cameraForTask({ start: [0, 10, 20], size: [10, 32, 64] }, XYZ, 400, 1.25);
-    expect(camera.position).toEqual([52.5, 26.5, 5.5]);
+    // The middle voxel of each side: a whole section, the one the Paint tab opens at.
+    expect(camera.position).toEqual([52, 26, 5]);
     expect(camera.crossSectionScale).toBeCloseTo((64 * 1.25) / 400);
   });
 

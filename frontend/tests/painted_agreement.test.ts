@@ -90,8 +90,10 @@ describe("painted agreement on the review page", () => {
     ).toContain("matched by 2 annotators, below the quorum");
   });
 
-  it("places a box-local centroid in the viewer's dimensions (voxel centres at i + 0.5)", () => {
-    expect(boxPointGlobal([0, 8, 16], [13.5, 3.5, 51.5], ["x", "y", "z"])).toEqual([68, 12, 14]);
+  it("places a box-local centroid in the viewer's dimensions", () => {
+    expect(boxPointGlobal([0, 8, 16], [13.5, 3.5, 51.5], ["x", "y", "z"])).toEqual([
+      67.5, 11.5, 13.5,
+    ]);
   });
 
   it("makes the consensus a segmentation layer with every object selected", () => {

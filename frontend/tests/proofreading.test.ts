@@ -26,8 +26,8 @@ const box = {
 };
 
 describe("cameraForBox", () => {
-  it("centres on the centroid's voxel centre, x y z", () => {
-    expect(cameraForBox(box, 400).position).toEqual([30.5, 20.5, 10.5]);
+  it("centres on the centroid, x y z (voxel i's centre at i, as in the API)", () => {
+    expect(cameraForBox(box, 400).position).toEqual([30, 20, 10]);
   });
 
   it("fits the largest side of the box into the panel", () => {
@@ -54,14 +54,14 @@ describe("cameraForBox", () => {
 describe("isCentredOn and voxelZyx", () => {
   it("compares positions within a tolerance", () => {
     const camera = cameraForBox(box, 400);
-    expect(isCentredOn([30.5, 20.5, 10.5], camera)).toBe(true);
-    expect(isCentredOn([30.5, 20.5, 11.5], camera)).toBe(false);
+    expect(isCentredOn([30, 20, 10.005], camera)).toBe(true);
+    expect(isCentredOn([30, 20, 10.5], camera)).toBe(false);
     expect(isCentredOn(undefined, camera)).toBe(false);
-    expect(isCentredOn([30.5], camera)).toBe(false);
+    expect(isCentredOn([30], camera)).toBe(false);
   });
 
   it("turns a viewer position into voxel z y x", () => {
-    expect(voxelZyx([30.5, 20.5, 10.5])).toEqual({ z: 10, y: 20, x: 30 });
+    expect(voxelZyx([30, 20.25, 10])).toEqual({ z: 10, y: 20.25, x: 30 });
   });
 });
 
@@ -203,11 +203,11 @@ describe("the second round's view and the missed-object layer", () => {
     expect(missedAnnotation(point, ["x", "y", "z"])).toEqual({
       type: "point",
       id: "missed-4",
-      point: [30.5, 20.75, 10.5],
+      point: [30, 20.25, 10],
       description: "rev",
     });
     expect(missedAnnotation({ ...point, note: "dim" }, ["z", "y", "x"]).point).toEqual([
-      10.5, 20.75, 30.5,
+      10, 20.25, 30,
     ]);
   });
 

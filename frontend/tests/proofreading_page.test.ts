@@ -124,7 +124,7 @@ describe("proofreading queue page", () => {
     expect(hooks.current()?.id).toBe(1);
     expect([...visible]).toEqual([10n]);
     expect([...selected]).toEqual([10n]);
-    expect(viewer.state.toJSON()["position"]).toEqual([1.5, 2.5, 3.5]);
+    expect(viewer.state.toJSON()["position"]).toEqual([1, 2, 3]);
     expect(document.getElementById("queue-segment")!.textContent).toBe("10");
     expect(document.getElementById("queue-measurements")!.textContent).toContain("Volume");
     expect(document.getElementById("queue-counters")!.textContent).toContain("remaining: 2");

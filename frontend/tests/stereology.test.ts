@@ -44,10 +44,9 @@ describe("disectorAction", () => {
 
 describe("positions", () => {
   it("puts the view on the section's voxel centre and keeps x, y when flipping", () => {
-    expect(positionFor(pair, "reference", [100, 80, 60])).toEqual([30, 40, 40.5]);
-    expect(positionFor(pair, "lookup", [100, 80, 60], [12.5, 7.25, 40.5])).toEqual([
-      12.5, 7.25, 45.5,
-    ]);
+    expect(positionFor(pair, "reference", [100, 80, 60])).toEqual([30, 40, 40]);
+    expect(positionFor(pair, "reference", [100, 81, 61])).toEqual([30, 40, 40]);
+    expect(positionFor(pair, "lookup", [100, 80, 60], [12.5, 7.25, 40])).toEqual([12.5, 7.25, 45]);
   });
 
   it("fits the whole section into the panel", () => {
@@ -56,8 +55,11 @@ describe("positions", () => {
   });
 
   it("turns a viewer position into the voxel the API wants", () => {
-    expect(voxelOf([12.5, 7.5, 40.5])).toEqual({ z: 40, y: 7, x: 12 });
-    expect(shownSection([1, 2, 40.99])).toBe(40);
+    // Voxel i spans i - 0.5 to i + 0.5: x and y as they are, z the section shown.
+    expect(voxelOf([12.5, 7.25, 40.4])).toEqual({ z: 40, y: 7.25, x: 12.5 });
+    expect(shownSection([1, 2, 40.49])).toBe(40);
+    expect(shownSection([1, 2, 39.5])).toBe(40);
+    expect(shownSection([1, 2, 40.5])).toBe(41);
     expect(shownSection(undefined)).toBeUndefined();
   });
 });
@@ -79,7 +81,7 @@ describe("marks", () => {
     expect(detected).toMatchObject({ name: MATCHED_LAYER, type: "annotation" });
     expect(missed).toMatchObject({ name: UNMATCHED_LAYER });
     expect(detected!["annotations"]).toEqual([
-      { type: "point", id: "mark-1", point: [12.5, 7.5, 40.5], description: "matched: segment 17" },
+      { type: "point", id: "mark-1", point: [12, 7, 40], description: "matched: segment 17" },
     ]);
     expect((missed!["annotations"] as unknown[]).length).toBe(1);
   });

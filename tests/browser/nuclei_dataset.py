@@ -47,11 +47,16 @@ def build_nuclei_dataset(
     n_nuclei: int = 20,
     visibility: str = Visibility.PUBLIC,
     seed: int = 3,
+    image: np.ndarray | None = None,
 ) -> Dataset:
-    """Write the stores under ``DATA_ROOT/datasets/<slug>`` and create Dataset + 3 Layer rows."""
+    """Write the stores under ``DATA_ROOT/datasets/<slug>`` and create Dataset + 3 Layer rows.
+    ``image`` (of ``shape``) replaces the synthetic image: the labels stay the nuclei's."""
     root = Path(settings.DATA_ROOT) / "datasets" / slug
     root.parent.mkdir(parents=True, exist_ok=True)
-    image, labels = make_nuclei_volume(shape, n_nuclei, seed, 200.0)
+    synthetic, labels = make_nuclei_volume(shape, n_nuclei, seed, 200.0)
+    if image is None:
+        image = synthetic
+    assert image.shape == labels.shape, (image.shape, labels.shape)
     with tempfile.TemporaryDirectory() as tmp:
         np.save(Path(tmp) / "image.npy", image)
         np.save(Path(tmp) / "labels.npy", labels)

@@ -115,6 +115,6 @@ def test_manager_creates_a_campaign_adds_boxes_and_sees_them(
     assert len(boxes) == 11
     assert {b[0] for b in boxes} == {"axis_aligned_bounding_box"}
     right = TaskBox.objects.get(campaign=campaign, name="right")
-    assert [right.x0, right.y0, right.z0] in [b[1] for b in boxes]
+    assert [right.x0 - 0.5, right.y0 - 0.5, right.z0 - 0.5] in [b[1] for b in boxes]
     assert "11 boxes" in page.inner_text("#task-boxes-note")
     assert errors == []

@@ -784,7 +784,7 @@ def play_the_painted_story(
     page.click("#review-unmatched li[data-annotator='p1'] button.unmatched-show")
     position = page.evaluate("() => annotome.viewer().state.toJSON().position")
     assert position == pytest.approx(
-        [s + c + 0.5 for s, c in zip(BOX_START, alone.centroid, strict=True)][::-1]  # x y z
+        [s + c for s, c in zip(BOX_START, alone.centroid, strict=True)][::-1]  # x y z
     )
     layer = page.evaluate(CONSENSUS_LAYER_JS)
     assert layer is not None and layer["type"] == "segmentation", layer

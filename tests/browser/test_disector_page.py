@@ -36,9 +36,7 @@ def login(page: Any, url: str, username: str, next_path: str) -> None:
 
 def hover_voxel(page: Any, z: int, y: int, x: int) -> None:
     """Centre the view on voxel (z, y, x) and put the mouse on the panel's centre."""
-    page.evaluate(
-        "(p) => annotome.viewer().state.restoreState({position: p})", [x + 0.5, y + 0.5, z + 0.5]
-    )
+    page.evaluate("(p) => annotome.viewer().state.restoreState({position: p})", [x, y, z])
     panel = page.frame_locator("#neuroglancer").locator(".neuroglancer-rendered-data-panel")
     box = panel.first.bounding_box()
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
@@ -46,7 +44,7 @@ def hover_voxel(page: Any, z: int, y: int, x: int) -> None:
         """(p) => { const m = annotome.viewer().mouseState;
              return m.active && Math.abs(m.position[0] - p[0]) < 1
                && Math.abs(m.position[1] - p[1]) < 1; }""",
-        arg=[x + 0.5, y + 0.5],
+        arg=[x, y],
     )
 
 
@@ -94,7 +92,7 @@ def test_reviewer_marks_objects_and_sees_matches_and_the_estimate(
     assert page.evaluate("() => annotome.ready.then((r) => r.errors)") == []
     page.wait_for_function("() => annotome.viewer().isReady()", timeout=READY_MS)
     position = page.evaluate("() => annotome.viewer().state.toJSON().position")
-    assert position[2] == pytest.approx(first["reference"] + 0.5)
+    assert position[2] == pytest.approx(first["reference"])
     assert "Pair 1 / 4" in page.inner_text("#disector-where")
     assert "REFERENCE" in page.inner_text("#disector-where")
     page.screenshot(path=str(artifacts_dir / "disector-open.png"))
@@ -133,8 +131,8 @@ def test_reviewer_marks_objects_and_sees_matches_and_the_estimate(
     page.keyboard.press("Tab")
     page.wait_for_function("() => annotome.side() === 'lookup'")
     position = page.evaluate("() => annotome.viewer().state.toJSON().position")
-    assert position[2] == pytest.approx(first["lookup"] + 0.5)
-    assert position[1] == pytest.approx(y_bg + 0.5)  # flipped in place
+    assert position[2] == pytest.approx(first["lookup"])
+    assert position[1] == pytest.approx(y_bg)  # flipped in place
     assert "LOOK-UP" in page.inner_text("#disector-where")
     page.screenshot(path=str(artifacts_dir / "disector-lookup.png"))
     page.keyboard.press("m")  # refused on the look-up section

@@ -52,7 +52,7 @@ def assert_shows_alone(page: Any, item: dict[str, Any]) -> None:
     """Neuroglancer is centred on the item's centroid and shows its segment only."""
     view = page.evaluate(VIEW_JS)
     detection = item["detection"]
-    expected = [detection[f"centroid_{a}"] + 0.5 for a in "xyz"]
+    expected = [detection[f"centroid_{a}"] for a in "xyz"]
     assert all(abs(p - e) < 0.01 for p, e in zip(view["position"], expected, strict=True)), (
         view,
         expected,

@@ -10,6 +10,7 @@ import io
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from django.contrib.auth import get_user_model
 from nuclei_dataset import build_nuclei_dataset
@@ -90,7 +91,7 @@ def test_expert_settles_an_uncertain_detection_in_the_second_round(
     segmentation = next(la for la in state["layers"] if la["name"] == campaign.layer.name)
     assert segmentation["selectedAlpha"] == pytest.approx(0.2)
     assert segmentation["segments"] == [str(item["segment_id"])]
-    centre = [item["detection"][f"centroid_{a}"] + 0.5 for a in "xyz"]
+    centre = [item["detection"][f"centroid_{a}"] for a in "xyz"]
     assert state["position"] == pytest.approx(centre, abs=0.01)
     page.screenshot(path=str(artifacts_dir / "second-round.png"))
 
@@ -100,11 +101,12 @@ def test_expert_settles_an_uncertain_detection_in_the_second_round(
     assert page.evaluate("() => document.activeElement.id") == "neuroglancer"
     z_of = "() => annotome.viewer().state.toJSON().position[2]"
     z = page.evaluate(z_of)
-    # One slice forward, then two back (Neuroglancer moves to the next voxel centre).
+    # One slice forward, then two back: Neuroglancer moves to the centre of the next voxel
+    # (whole coordinates; the centroid's voxel is the one whose cell [i - 0.5, i + 0.5) holds it).
     page.keyboard.press(".")
     page.wait_for_function(f"(z) => ({z_of})() > z + 0.4", arg=z, timeout=10_000)
     forward = page.evaluate(z_of)
-    assert forward - z <= 1.0001, (z, forward)
+    assert forward == np.floor(z + 0.5) + 1, (z, forward)
     page.keyboard.press(",")
     page.keyboard.press(",")
     page.wait_for_function(f"(z) => ({z_of})() < z - 1.5", arg=forward, timeout=10_000)
@@ -156,7 +158,7 @@ def test_reviewer_drops_a_missed_point_at_the_mouse(
     page.wait_for_function("() => annotome.missedPoints().length === 1")
     layer = page.evaluate(LAYER_JS, MISSED)
     assert layer["type"] == "annotation"
-    assert [a["point"] for a in layer["annotations"]] == [[30.5, 20.5, 10.5]]
+    assert [a["point"] for a in layer["annotations"]] == [[30, 20, 10]]
     assert page.inner_text("#queue-missed-count") == "1"
 
     # The mouse over the xy panel (top left of four), away from the centre of the view.
@@ -174,7 +176,7 @@ def test_reviewer_drops_a_missed_point_at_the_mouse(
     assert page.is_hidden("#queue-error"), page.inner_text("#queue-error")
     point = MissedObject.objects.exclude(id=earlier.id).get(campaign=campaign)
     assert point.created_by.username == "rev"
-    assert [point.x, point.y, point.z] == pytest.approx([v - 0.5 for v in mouse[:3]], abs=1e-3)
+    assert [point.x, point.y, point.z] == pytest.approx(mouse[:3], abs=1e-3)
     layer = page.evaluate(LAYER_JS, MISSED)
     points = {a["id"]: a["point"] for a in layer["annotations"]}
     assert points[f"missed-{point.id}"] == pytest.approx(mouse[:3], abs=1e-3)

@@ -98,11 +98,11 @@ def test_reviewer_sees_the_painted_objects_measured_plotted_and_shown(
     )
     assert drawn > 20  # the two coloured squares (blue, orange); axes and grid are grey
 
-    # "show" moves Neuroglancer to object 2's centroid: box voxel 19.5 each way, voxel centres
-    # at +0.5 in Neuroglancer's x y z.
+    # "show" moves Neuroglancer to object 2's centroid: box voxel 19.5 each way (voxel i's
+    # centre at i in Neuroglancer's x y z as in the API).
     rows.nth(1).locator("button.object-show").click()
     position = page.evaluate("() => annotome.viewer().state.toJSON().position")
-    z, y, x = (s + 19.5 + 0.5 for s in BOX_START)
+    z, y, x = (s + 19.5 for s in BOX_START)
     assert position == [x, y, z]
     page.wait_for_timeout(500)
     page.locator("#review-panel").screenshot(path=str(artifacts_dir / "review-objects.png"))

@@ -18,7 +18,7 @@ def xy_panel(page: Any) -> dict[str, float]:
 
 def mouse_voxel(page: Any, x: float, y: float) -> list[float]:
     """Move the mouse to (x, y) and return the viewer's position under it as voxel z y x
-    (voxel i's centre at i).
+    (voxel i's centre at i in the viewer as in the API: the same numbers, in reverse order).
 
     Waits until Neuroglancer's mouse state is at (x, y) itself (its ``pageX``/``pageY``, in
     the viewer frame's page), then has it compute the position there (it does so lazily, on
@@ -44,7 +44,7 @@ def mouse_voxel(page: Any, x: float, y: float) -> list[float]:
         timeout=10_000,
     )
     pos = page.evaluate("() => Array.from(annotome.viewer().mouseState.position)")
-    return [round(pos[2] - 0.5, 3), round(pos[1] - 0.5, 3), round(pos[0] - 0.5, 3)]
+    return [round(pos[2], 3), round(pos[1], 3), round(pos[0], 3)]
 
 
 def ctrl_click(page: Any, x: float, y: float, *, alt: bool = False, button: str = "left") -> None:

@@ -227,13 +227,15 @@ def boxes_layer_json(
 ) -> tuple[dict[str, Any], int]:
     """A Neuroglancer annotation layer with one bounding box per task box (at most
     ``MAX_DRAWN``), in the global space of ``dimension_names`` (e.g. x y z; a 2D dataset's x y
-    drops z). Voxel i spans coordinates [i, i + 1), so a box covers ``start`` to
-    ``start + size``. Returns the layer and how many boxes the campaign has in all."""
+    drops z). Neuroglancer centres voxel i at coordinate i (``frontend/src/lib/voxel_grid.ts``),
+    so voxel i spans [i - 0.5, i + 0.5) and a box covers ``start - 0.5`` to
+    ``start + size - 0.5``. Returns the layer and how many boxes the campaign has in all."""
     boxes, total = drawn_boxes(campaign)
     axis = {"z": 0, "y": 1, "x": 2}
 
-    def point(values: Sequence[int]) -> list[float]:
-        return [float(values[axis[n]]) if n in axis else 0.0 for n in dimension_names]
+    def point(edges: Sequence[int]) -> list[float]:
+        """Voxel edges z y x as the coordinates of the lower faces of those voxels."""
+        return [edges[axis[n]] - 0.5 if n in axis else 0.0 for n in dimension_names]
 
     annotations = [
         {

@@ -201,11 +201,13 @@ def camera_for_extent(
 ) -> tuple[list[float], float, float]:
     """Centre position, cross-section scale and projection scale that frame a whole volume.
 
-    Neuroglancer puts voxel ``i``'s centre at ``i + 0.5``, so the volume's centre is ``shape / 2``.
+    Neuroglancer puts an OME-Zarr voxel ``i``'s centre at ``i`` (it shifts the NGFF translation
+    by half a voxel), so the position is the middle voxel ``shape // 2``: a whole section in every
+    panel, not the boundary between two (which Neuroglancer would draw as the later one).
     ``crossSectionScale`` is voxels per screen pixel; ``projectionScale`` is the 3D view's height
     in voxels.
     """
-    position = [n / 2 for n in shape_xyz]
+    position = [float(n // 2) for n in shape_xyz]
     extent = max(shape_xyz[:2]) if shape_xyz else 1
     cross_section_scale = max(extent * 1.1 / panel_pixels, 0.05)
     projection_scale = max(shape_xyz) * 2.0 if shape_xyz else 256.0

@@ -1,7 +1,10 @@
 // The review page's Neuroglancer layers and keys, as pure functions (unit-tested without a DOM).
 // Neuroglancer's global dimensions are the image layer's voxels (webapp/viewer/services.py):
 // an annotation's voxel position z y x (voxel i's centre at i, as the API stores it) is the
-// global coordinate i + 0.5, written in the order of the state's dimensions (x, y, z).
+// same global coordinates (lib/voxel_grid.ts), written in the order of the state's dimensions
+// (x, y, z).
+
+import { middleVoxel, voxelCentre, voxelEdge } from "../lib/voxel_grid";
 
 /** One annotation as the API gives it (webapp/annotation/api/serializers.py). */
 export interface StoredAnnotation {
@@ -56,13 +59,13 @@ export function dimensionNames(state: { [key: string]: unknown }): string[] {
   return ["x", "y", "z"];
 }
 
-/** A voxel position z y x as global coordinates in the dimensions' order (centre at i + 0.5). */
+/** A voxel position z y x as global coordinates in the dimensions' order. */
 export function toGlobal(zyx: readonly number[], dims: readonly string[]): number[] {
   const voxel: Record<string, number> = { z: zyx[0] ?? 0, y: zyx[1] ?? 0, x: zyx[2] ?? 0 };
-  return dims.map((name) => (voxel[name] ?? 0) + 0.5);
+  return dims.map((name) => voxelCentre(voxel[name] ?? 0));
 }
 
-/** Lengths z y x (an ellipsoid's radii) in the dimensions' order: no half-voxel shift. */
+/** Lengths z y x (an ellipsoid's radii) in the dimensions' order. */
 export function toGlobalLengths(zyx: readonly number[], dims: readonly string[]): number[] {
   const voxel: Record<string, number> = { z: zyx[0] ?? 0, y: zyx[1] ?? 0, x: zyx[2] ?? 0 };
   return dims.map((name) => voxel[name] ?? 1);
@@ -139,8 +142,8 @@ export function boxLayer(
       {
         type: "axis_aligned_bounding_box",
         id: "task-box",
-        pointA: toGlobal(start, dims).map((v) => v - 0.5),
-        pointB: toGlobal(end, dims).map((v) => v - 0.5),
+        pointA: toGlobal(start.map(voxelEdge), dims),
+        pointB: toGlobal(end.map(voxelEdge), dims),
       },
     ],
   };
@@ -152,7 +155,8 @@ export interface BoxCamera {
   projectionScale: number;
 }
 
-/** The camera at the box's centre, zoomed so its largest side fills 1 / margin of a panel. */
+/** The camera at the box's middle voxel (a whole section, where the task page opens too),
+ * zoomed so its largest side fills 1 / margin of a panel. */
 export function cameraForTaskBox(
   start: readonly number[],
   size: readonly number[],
@@ -160,7 +164,7 @@ export function cameraForTaskBox(
   panelPixels: number,
   margin = 1.3,
 ): BoxCamera {
-  const centre = start.map((s, k) => s + (size[k] ?? 1) / 2 - 0.5);
+  const centre = start.map((s, k) => middleVoxel(s, size[k] ?? 1));
   const largest = Math.max(1, ...size);
   return {
     position: toGlobal(centre, dims),

@@ -1,8 +1,8 @@
 // Coordinates between Neuroglancer and the annotation API. The viewer's global dimensions are
 // the image layer's voxels in the order of the state's `dimensions` (x, y, z from
-// webapp/viewer/services.py), with voxel i's centre at i + 0.5; the API stores voxel positions
-// z, y, x with voxel i's centre at i (webapp/annotation/models.py). An ellipsoid is [centre,
-// radii] in both (radii are lengths: no half-voxel shift).
+// webapp/viewer/services.py); the API stores voxel positions z, y, x (webapp/annotation/
+// models.py). Both put voxel i's centre at i (lib/voxel_grid.ts): only the order changes. An
+// ellipsoid is [centre, radii] in both.
 
 export type Kind = "point" | "line" | "axis_aligned_bounding_box" | "ellipsoid" | "polyline";
 
@@ -73,7 +73,7 @@ function take(p: ArrayLike<number>, i: number): number {
 
 /** A viewer position as the API's voxel [z, y, x]. */
 export function toVoxel(p: ArrayLike<number>, axes: Axes): number[] {
-  return [axes.z, axes.y, axes.x].map((i) => (i < 0 ? 0 : round3(take(p, i) - 0.5)));
+  return [axes.z, axes.y, axes.x].map((i) => (i < 0 ? 0 : round3(take(p, i))));
 }
 
 /** A length vector (ellipsoid radii) as [z, y, x]. */
@@ -81,13 +81,13 @@ export function toVoxelLength(p: ArrayLike<number>, axes: Axes): number[] {
   return [axes.z, axes.y, axes.x].map((i) => (i < 0 ? 1 : round3(take(p, i))));
 }
 
-/** The API's voxel [z, y, x] as a viewer position. */
-export function toViewer(v: readonly number[], axes: Axes, shift = 0.5): Float32Array {
+/** The API's voxel [z, y, x] as a viewer position (or a length vector: the same numbers). */
+export function toViewer(v: readonly number[], axes: Axes): Float32Array {
   const out = new Float32Array(axes.rank);
   const [z = 0, y = 0, x = 0] = v;
-  if (axes.z >= 0) out[axes.z] = z + shift;
-  out[axes.y] = y + shift;
-  out[axes.x] = x + shift;
+  if (axes.z >= 0) out[axes.z] = z;
+  out[axes.y] = y;
+  out[axes.x] = x;
   return out;
 }
 
@@ -132,7 +132,7 @@ export function ngGeometryJson(
       return {
         type: "ellipsoid",
         center: at(0),
-        radii: Array.from(toViewer(coords[1] ?? [1, 1, 1], axes, 0)),
+        radii: Array.from(toViewer(coords[1] ?? [1, 1, 1], axes)),
       };
     case "polyline":
       return { type: "polyline", points: coords.map((_, i) => at(i)) };

@@ -4,6 +4,7 @@
 // it is), the annotators' "annotations" layer (class colour and object id as annotation
 // properties) and an empty "earlier version" layer that "show" fills.
 
+import { middleVoxel, voxelEdge } from "../lib/voxel_grid";
 import { type Axes, type Kind, ngGeometryJson, toViewer } from "./coords";
 import type { ApiAnnotation } from "./sync";
 
@@ -76,13 +77,13 @@ export function outsideSlabs(box: TaskBox, outer: { lo: number[]; hi: number[] }
   return slabs;
 }
 
-/** A box of voxel edges [lo, hi) as Neuroglancer corners (edges: no half-voxel shift). */
+/** A box of voxels [lo, hi) as Neuroglancer corners: the edges of voxels lo and hi. */
 function boxJson(id: string, lo: number[], hi: number[], axes: Axes): Record<string, unknown> {
   return {
     type: "axis_aligned_bounding_box",
     id,
-    pointA: Array.from(toViewer(lo, axes, 0)),
-    pointB: Array.from(toViewer(hi, axes, 0)),
+    pointA: Array.from(toViewer(lo.map(voxelEdge), axes)),
+    pointB: Array.from(toViewer(hi.map(voxelEdge), axes)),
   };
 }
 
@@ -183,7 +184,7 @@ export function cameraForTask(
   panelPixels: number,
   margin = 1.25,
 ): Camera {
-  const centre = box.start.map((s, i) => Math.floor(s + (box.size[i] ?? 0) / 2));
+  const centre = box.start.map((s, i) => middleVoxel(s, box.size[i] ?? 0));
   const largest = Math.max(1, ...box.size);
   return {
     position: Array.from(toViewer(centre, axes)),

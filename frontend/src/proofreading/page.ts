@@ -101,7 +101,7 @@ export function earlierVerdictRows(
 }
 
 /** A missed-object point (voxel z y x) as a point of the annotation layer: global coordinates
- * in the order of the viewer's dimensions, voxel centres at i + 0.5 (see zoom.ts). */
+ * in the order of the viewer's dimensions (the same numbers, see zoom.ts). */
 export function missedAnnotation(
   point: MissedPoint,
   dimensions: readonly string[],
@@ -110,7 +110,7 @@ export function missedAnnotation(
   return {
     type: "point",
     id: `missed-${point.id}`,
-    point: dimensions.map((name) => (voxel[name] ?? -0.5) + 0.5),
+    point: dimensions.map((name) => voxel[name] ?? 0),
     description: point.note ? `${point.created_by}: ${point.note}` : point.created_by,
   };
 }

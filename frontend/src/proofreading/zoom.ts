@@ -1,8 +1,8 @@
 // Where the queue page puts the camera for one detection: centred on its centroid, zoomed so that
 // its bounding box fills most of a panel. Neuroglancer's global dimensions are the layer's voxels
 // (webapp/viewer/services.py), so positions are voxel coordinates x, y, z with voxel i's centre
-// at i + 0.5, `crossSectionScale` is voxels per screen pixel and `projectionScale` is the 3D
-// view's height in voxels.
+// at i as in the API (lib/voxel_grid.ts), `crossSectionScale` is voxels per screen pixel and
+// `projectionScale` is the 3D view's height in voxels.
 
 /** The detection columns the camera needs (voxels of the layer's full resolution, z y x). */
 export interface DetectionBox {
@@ -45,7 +45,7 @@ export function cameraForBox(
   const pixels = Math.max(1, panelPixels);
   const diagonal = Math.hypot(...sides.map((side) => Math.max(1, side)));
   return {
-    position: [box.centroid_x + 0.5, box.centroid_y + 0.5, box.centroid_z + 0.5],
+    position: [box.centroid_x, box.centroid_y, box.centroid_z],
     crossSectionScale: Math.max((largest * margin) / pixels, MIN_CROSS_SECTION_SCALE),
     projectionScale: diagonal * margin,
   };
@@ -61,8 +61,8 @@ export function isCentredOn(
   return camera.position.every((value, i) => Math.abs((position[i] ?? NaN) - value) <= tolerance);
 }
 
-/** A viewer position (x, y, z, voxel centres at i + 0.5) as the voxel z, y, x the API wants. */
+/** A viewer position (x, y, z) as the voxel position z, y, x the API wants (the same numbers). */
 export function voxelZyx(position: readonly number[]): { z: number; y: number; x: number } {
   const [x = 0, y = 0, z = 0] = position;
-  return { z: z - 0.5, y: y - 0.5, x: x - 0.5 };
+  return { z, y, x };
 }

@@ -1,7 +1,9 @@
 // The disector page's pure logic (no DOM, no viewer): keys, where each section is, the marks as
 // Neuroglancer point annotations, and the estimate as rows of text. Neuroglancer's global
 // dimensions are the layer's voxels (webapp/viewer/services.py): positions are x, y, z with
-// voxel i's centre at i + 0.5.
+// voxel i's centre at i, as the API has them (lib/voxel_grid.ts).
+
+import { voxelAt, voxelCentre } from "../lib/voxel_grid";
 
 export type DisectorAction =
   { kind: "mark" } | { kind: "flip" } | { kind: "next" } | { kind: "previous" } | { kind: "undo" };
@@ -63,9 +65,9 @@ export function positionFor(
   shape: readonly number[],
   current?: readonly number[],
 ): [number, number, number] {
-  const x = current?.[0] ?? (shape[2] ?? 0) / 2;
-  const y = current?.[1] ?? (shape[1] ?? 0) / 2;
-  return [x, y, sectionZ(pair, side) + 0.5];
+  const x = current?.[0] ?? voxelCentre(Math.floor((shape[2] ?? 0) / 2));
+  const y = current?.[1] ?? voxelCentre(Math.floor((shape[1] ?? 0) / 2));
+  return [x, y, voxelCentre(sectionZ(pair, side))];
 }
 
 /** Voxels per screen pixel that fit a whole section (`shape` z y x) into `pixels`. */
@@ -77,13 +79,14 @@ export function sectionFitScale(shape: readonly number[], pixels = 650): number 
 /** A viewer position (x, y, z) as the voxel (z, y, x) the API stores. */
 export function voxelOf(position: readonly number[]): { z: number; y: number; x: number } {
   const [x = 0, y = 0, z = 0] = position;
-  return { z: Math.floor(z), y: y - 0.5, x: x - 0.5 };
+  return { z: voxelAt(z), y, x };
 }
 
-/** A whole-section z: the section the viewer shows at position z (voxel i spans [i, i + 1)). */
+/** A whole-section z: the section the viewer shows at position z (voxel i spans
+ * [i - 0.5, i + 0.5)). */
 export function shownSection(position: readonly number[] | undefined): number | undefined {
   const z = position?.[2];
-  return z === undefined || !Number.isFinite(z) ? undefined : Math.floor(z);
+  return z === undefined || !Number.isFinite(z) ? undefined : voxelAt(z);
 }
 
 export interface MarkLike {
@@ -111,7 +114,7 @@ export function markAnnotation(mark: MarkLike): {
   return {
     type: "point",
     id: `mark-${mark.id}`,
-    point: [mark.x + 0.5, mark.y + 0.5, mark.z + 0.5],
+    point: [mark.x, mark.y, mark.z],
     description: markLabel(mark),
   };
 }

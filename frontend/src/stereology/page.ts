@@ -27,6 +27,7 @@ import {
   annotationLayers,
   disectorAction,
   estimateRows,
+  markAnnotation,
   markLabel,
   positionFor,
   sectionFitScale,
@@ -229,7 +230,7 @@ export function mountDisectorPage(doc: Document = document): DisectorHooks {
     target?.add({
       type: POINT,
       id: `mark-${mark.id}`,
-      point: new Float32Array([mark.x + 0.5, mark.y + 0.5, mark.z + 0.5]),
+      point: new Float32Array(markAnnotation(mark).point),
       description: markLabel(mark),
       properties: [],
       relatedSegments: [[]],

@@ -147,8 +147,13 @@ def test_the_viewer_page_holds_the_boxes_as_an_annotation_layer(
     box = TaskBox.objects.filter(campaign=campaign).order_by("id").last()
     assert box is not None
     mine = next(a for a in layer["annotations"] if a["id"] == f"box-{box.pk}")
-    assert mine["pointA"] == [box.x0, box.y0, box.z0]
-    assert mine["pointB"] == [box.x0 + box.width, box.y0 + box.height, box.z0 + box.depth]
+    # On the voxels' outer faces: Neuroglancer's voxel i spans [i - 0.5, i + 0.5).
+    assert mine["pointA"] == [box.x0 - 0.5, box.y0 - 0.5, box.z0 - 0.5]
+    assert mine["pointB"] == [
+        box.x0 + box.width - 0.5,
+        box.y0 + box.height - 0.5,
+        box.z0 + box.depth - 0.5,
+    ]
     assert "8 boxes" in html and "task boxes" in html
 
 
