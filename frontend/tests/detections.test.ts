@@ -1,6 +1,6 @@
 // @vitest-environment happy-dom
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { mountDetectionsPanel } from "../src/detections/panel";
+import { mountDetectionsPanel, toggleLabel } from "../src/detections/panel";
 import {
   type DetectionTable,
   countText,
@@ -150,6 +150,12 @@ describe("detections panel", () => {
     );
     const post = sent.find((r) => r.method === "POST")!;
     expect([post.url, post.headers["X-CSRFToken"]]).toEqual([`${BASE}table/`, "c5rf"]);
+  });
+
+  it("counts one table's detections, and names several tables without summing them", () => {
+    expect(toggleLabel([])).toBe("Detections");
+    expect(toggleLabel([{ count: 1234 }])).toBe("Detections (1,234)");
+    expect(toggleLabel([{ count: 270 }, { count: 270 }])).toBe("Detections (2 layers)");
   });
 
   it("shows the server's message when the list fails", async () => {

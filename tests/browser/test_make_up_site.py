@@ -278,6 +278,14 @@ def test_make_up_site_survives_a_new_users_visit(
     page.fill("#id_password", password)
     page.click("button[type=submit]")
     page.wait_for_url(site.url + "/")
+    # A narrow window wraps the header's links; Log out stays in the window.
+    for width in (600, 800):
+        page.set_viewport_size({"width": width, "height": 800})
+        logout = page.locator(".site-user button").bounding_box()
+        assert logout is not None and logout["x"] + logout["width"] <= width, (width, logout)
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= width
+        page.screenshot(path=str(artifacts_dir / f"make-up-front-{width}.png"))
+    page.set_viewport_size({"width": 1280, "height": 800})
 
     # The viewer draws the demo; nothing asks for the held-open event stream.
     page.click(".dataset-card a.button")

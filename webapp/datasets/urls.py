@@ -8,7 +8,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import path
 
-from pipeline.units import space_units_common_first
+from pipeline.units import COMMON_SPACE_UNITS, UNIT_SYMBOLS, space_units_common_first
 from webapp.datasets.models import Visibility
 
 app_name = "datasets"
@@ -17,13 +17,19 @@ app_name = "datasets"
 @login_required
 def import_page(request: HttpRequest) -> HttpResponse:
     """The upload form; the work happens in import.js through /api/v1/imports/ and /jobs/."""
-    units = space_units_common_first()
+    common = [u for u in space_units_common_first() if u in COMMON_SPACE_UNITS]
+    others = [u for u in space_units_common_first() if u not in COMMON_SPACE_UNITS]
     return render(
         request,
         "datasets/import.html",
         {
             "max_upload_bytes": settings.MAX_UPLOAD_BYTES,
-            "units": [(u, u) for u in units],
+            # Microscopy's few units first and named with their symbols; NGFF's other spatial
+            # units (yoctometre to parsec, and the imperial ones) in a group of their own.
+            "unit_groups": [
+                ("Microscopy", [(u, f"{u} ({UNIT_SYMBOLS[u]})") for u in common]),
+                ("Other OME-NGFF units", [(u, u) for u in others]),
+            ],
             "visibilities": Visibility.choices,
         },
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pipeline.errors import InvalidInputError
 from pipeline.units import UNIT_METRES, normalise_unit
@@ -58,6 +58,7 @@ class ImageLayer:
     color: str | None = None  # "#rrggbb": draw as that colour, blended additively
     channel: int | None = None  # index along the channel axis ("c'" in Neuroglancer)
     visible: bool = True
+    legend_kind: ClassVar[str] = "image"  # the page legend's swatch
 
     def to_json(self) -> dict[str, Any]:
         controls: dict[str, Any] = {"normalized": {"range": [self.contrast[0], self.contrast[1]]}}
@@ -93,6 +94,7 @@ class SegmentationLayer:
     object_alpha: float = 1.0
     tab: str = "segments"
     visible: bool = True
+    legend_kind: ClassVar[str] = "segmentation"
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -133,6 +135,7 @@ class AnnotationLayer:
     linked: dict[str, str] = field(default_factory=dict)
     visible: bool = True
     shader: str = POINTS_SHADER
+    legend_kind: ClassVar[str] = "points"
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {

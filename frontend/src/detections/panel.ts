@@ -13,6 +13,14 @@ export interface DetectionsPanel {
   refresh(): Promise<DetectionTable[]>;
 }
 
+/** The panel button's text: one table's count; with several (a layer and its model versions,
+ * most often the same objects found again), how many tables, never a sum of their counts. */
+export function toggleLabel(tables: readonly Pick<DetectionTable, "count">[]): string {
+  if (tables.length === 0) return "Detections";
+  if (tables.length === 1) return `Detections (${(tables[0]?.count ?? 0).toLocaleString("en")})`;
+  return `Detections (${tables.length} layers)`;
+}
+
 export function mountDetectionsPanel(
   panel: HTMLElement,
   toggle: HTMLButtonElement,
@@ -52,10 +60,7 @@ export function mountDetectionsPanel(
         `/datasets/${encodeURIComponent(slug)}/detections/${encodeURIComponent(t.layer)}/`,
       ...(canRebuild ? { rebuild: (t, b) => void rebuild(t, b) } : {}),
     });
-    const total = tables.reduce((n, t) => n + t.count, 0);
-    toggle.textContent = tables.length
-      ? `Detections (${total.toLocaleString("en")})`
-      : "Detections";
+    toggle.textContent = toggleLabel(tables);
     if (tables.some(isBuilding)) {
       timer = win.setTimeout(() => void refresh().catch(report), POLL_MS);
     }

@@ -145,6 +145,13 @@ def test_import_page_needs_login_and_has_the_form(owner: Any) -> None:
     # checks that it is built) and the limit it checks before uploading.
     assert '<script type="module" src="/static/import.js"></script>' in html
     assert f'data-max-bytes="{django_settings.MAX_UPLOAD_BYTES}"' in html
+    # The units: microscopy's four first, with their symbols, nanometres chosen; the rest of
+    # NGFF's in their own group.
+    common, other = html.split('<optgroup label="Other OME-NGFF units">')
+    assert '<option value="nanometer" selected>nanometer (nm)</option>' in common
+    assert '<option value="micrometer">micrometer (\u00b5m)</option>' in common
+    assert common.count("<option") == 4
+    assert '<option value="parsec">parsec</option>' in other
 
 
 @pytest.mark.parametrize("register", [False, True])

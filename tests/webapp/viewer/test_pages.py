@@ -163,6 +163,9 @@ def test_legend_counts_objects_and_says_how_to_show_meshes(
     settings.VIEWER_DEFAULT_SEGMENTS = 5
     html = client.get(f"/datasets/{nuclei_dataset.slug}/").content.decode()
     assert "(6 objects, meshes: double-click an object to show its mesh)" in html
+    # Each layer's swatch says what it draws: an image, a segmentation.
+    assert html.count('class="legend-item legend-image"') == 1
+    assert html.count('class="legend-item legend-segmentation"') == 1
     settings.VIEWER_DEFAULT_SEGMENTS = 50
     html = client.get(f"/datasets/{nuclei_dataset.slug}/").content.decode()
     assert "(6 objects, meshes)" in html
