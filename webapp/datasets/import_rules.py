@@ -17,6 +17,7 @@ from django.contrib.auth.models import User
 from pipeline import naming, units
 from pipeline.errors import InvalidInputError, PipelineError
 from pipeline.importers import SourceInfo, inspect_source
+from pipeline.ome_zarr_io import open_multiscale
 from webapp.datasets.models import Visibility
 from webapp.datasets.services_errors import ImportRejected, InvalidRequest, NotAllowed
 
@@ -104,3 +105,30 @@ def source_inspect(path: Path, what: str) -> SourceInfo:
         return inspect_source(path)
     except PipelineError as exc:
         raise ImportRejected(f"{what}: {exc}")
+
+
+def origin_check(store: Path) -> None:
+    """An OME-Zarr registered in place must start at the origin (its first level untranslated).
+
+    Every page places the image's voxel (0, 0, 0) at the viewer's origin and keeps positions in
+    voxels of the image, while Neuroglancer draws a translated store (and its meshes and points,
+    measured in physical space) where its translation puts it: the pages would look beside it.
+    A copy is written at the origin, so importing one is the way round.
+    """
+    try:
+        image = open_multiscale(store)
+    except PipelineError as exc:
+        raise ImportRejected(f"Cannot register the store: {exc}")
+    shift = [image.translations[0][i] for i in image.spatial_indices]
+    if any(v != 0 for v in shift):
+        where = ", ".join(
+            f"{v:g} {image.units[i] or 'units'}"
+            for v, i in zip(shift, image.spatial_indices, strict=True)
+        )
+        names = " ".join(image.axes[i] for i in image.spatial_indices)
+        raise ImportRejected(
+            f"This OME-Zarr's full-resolution level is translated by {where} ({names}). "
+            "Annotome places an image at the origin, so a store registered in place must not be "
+            "translated: import a copy instead (the copy starts at the origin), or register a "
+            "store whose first level has no translation."
+        )

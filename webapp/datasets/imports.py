@@ -29,6 +29,7 @@ from webapp.datasets.dataset_jobs import DatasetJobRunner, dataset_job_create, s
 from webapp.datasets.import_publish import dataset_publish, prefixed
 from webapp.datasets.import_rules import (
     label_name_check,
+    origin_check,
     source_inspect,
     spatial_shape,
     team_check,
@@ -127,6 +128,7 @@ def _source_check(
                 "import other formats by copying."
             )
         volume_voxels_check(info.shape)
+        origin_check(source)
         return
     if source.is_file() and source.suffix.lower() == ".zip":
         # The archive's content is inspected after extraction, in the job.

@@ -16,6 +16,7 @@ from datasets_testdata import SHAPE, make_volume
 from ome_zarr.format import FormatV04
 from ome_zarr.writer import write_image, write_labels
 
+from pipeline.ome_zarr_io import create_single_level_image
 from pipeline.precomputed import stored_segment_ids
 from tests.zip_bombs import zeros_deflate_zip
 from webapp.core.jobs.errors import JobCancelled
@@ -314,6 +315,23 @@ def test_register_in_place_refuses_non_zarr(owner: Any, tiff_pair: tuple[Path, P
         services.import_job_create(
             owner, name="x", source_path=tiff_pair[0], register_in_place=True, enqueue=False
         )
+
+
+def test_register_in_place_refuses_a_translated_store(owner: Any, tmp_path: Path) -> None:
+    """The pages place an image at the origin: a translated store would be looked for beside
+    where Neuroglancer draws it. The refusal says so and what to do; a copy is fine."""
+    store = tmp_path / "crop.ome.zarr"
+    array = create_single_level_image(
+        store, (8, 16, 16), dtype="uint8", chunks=(8, 16, 16), voxel_size=(0.4, 0.2, 0.2),
+        unit="micrometer", name="crop", translation=(4.0, 0.0, 2.5),
+    )  # fmt: skip
+    array[:] = 1
+    with pytest.raises(ImportRejected, match=r"translated by 4 micrometer, 0 micrometer, 2\.5"):
+        services.import_job_create(
+            owner, name="x", source_path=store, register_in_place=True, enqueue=False
+        )
+    copy = services.import_job_create(owner, name="Crop", source_path=store, enqueue=False)
+    assert services.import_job_run(copy.id).status == JobStatus.SUCCEEDED
 
 
 def test_upload_directory_is_removed_after_the_job(

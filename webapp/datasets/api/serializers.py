@@ -316,7 +316,10 @@ class ImportRequestSerializer(serializers.Serializer[dict[str, Any]]):
     register_in_place = serializers.BooleanField(
         required=False,
         default=False,
-        help_text="Staff only, with server_path: reference an OME-Zarr 0.4/0.5 without copying.",
+        help_text=(
+            "Staff only, with server_path: reference an OME-Zarr 0.4/0.5 without copying (its "
+            "first level untranslated: the site places images at the origin)."
+        ),
     )
     labels = serializers.ListField(
         child=serializers.FileField(), required=False, default=list, help_text="Label images."
