@@ -622,8 +622,8 @@ class DetectionBoxes:
     """Detections' ids, centroids and bounding boxes [lo, hi) as voxel indices (z y x).
 
     Index coordinates, as :mod:`pipeline.morphometrics` writes them: voxel i is centred on i and
-    spans [i - 0.5, i + 0.5) (a Neuroglancer position, where voxel i spans [i, i + 1), is this
-    plus 0.5).
+    spans [i - 0.5, i + 0.5), as in Neuroglancer's view of an OME-Zarr (the site's positions are
+    these numbers).
     """
 
     ids: npt.NDArray[np.int64]

@@ -26,7 +26,7 @@ from webapp.viewer.services import (
     mesh_segment_ids,
     rebase_state_sources,
 )
-from webapp.viewer.state import Dimension, ImageLayer, SegmentationLayer
+from webapp.viewer.state import Dimension, ImageLayer, SegmentationLayer, camera_for_extent
 
 BASE = "http://testserver/"
 pytestmark = pytest.mark.django_db
@@ -53,7 +53,7 @@ def test_default_state_geometry_sources_and_contrast(make_dataset: Any) -> None:
     assert state["dimensions"]["x"] == pytest.approx([1e-7, "m"])
     assert state["dimensions"]["y"] == pytest.approx([2e-7, "m"])
     assert state["dimensions"]["z"] == pytest.approx([4e-7, "m"])
-    assert state["position"] == [40.0, 30.0, 20.0]  # centre of x=80, y=60, z=40
+    assert state["position"] == [40.0, 30.0, 20.0]  # middle voxels of x=80, y=60, z=40
     assert state["layout"] == "4panel"
     assert 0 < state["crossSectionScale"] < 1
     assert state["projectionScale"] >= 80
@@ -206,3 +206,11 @@ def test_layer_dataclasses_round_trip_flags() -> None:
     assert data["segments"] == ["2", "1"]
     assert data["visible"] is False
     assert "blend" not in ImageLayer(name="i", source="zarr3://a", contrast=(0, 1)).to_json()
+
+
+def test_the_default_view_is_on_a_voxel_centre_whatever_the_shape() -> None:
+    """Neuroglancer centres voxel i at i: an odd side's middle voxel, never a boundary (i + 0.5,
+    which Neuroglancer draws as the next section)."""
+    position, _, _ = camera_for_extent([81, 61, 41])
+    assert position == [40.0, 30.0, 20.0]
+    assert camera_for_extent([1, 1, 1])[0] == [0.0, 0.0, 0.0]
