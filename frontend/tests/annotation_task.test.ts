@@ -257,15 +257,17 @@ describe("saver", () => {
     const page = new Map<string, ApiAnnotation>();
     const timers: (() => void)[] = [];
     const stale: StaleError[] = [];
-    const saver = new Saver({
+    const settled: boolean[] = []; // busy, as the page would read it when told
+    const saver: Saver = new Saver({
       ledger,
       read: (uid) => page.get(uid),
       post,
       onStale: (e) => stale.push(e),
+      onSettled: () => settled.push(saver.busy),
       setTimer: (fn) => timers.push(fn),
       clearTimer: () => undefined,
     });
-    return { ledger, page, saver, timers, stale };
+    return { ledger, page, saver, timers, stale, settled };
   }
 
   it("batches changes into one save based on the last version, one save at a time", async () => {
@@ -293,6 +295,9 @@ describe("saver", () => {
     ]);
     expect(h.ledger.version).toBe(2);
     expect(h.saver.busy).toBe(false);
+    // The page is told after each save, the last time with nothing in flight or dirty (it then
+    // says "All changes saved"; told only from inside the save it kept saying "Saving…").
+    expect(h.settled).toEqual([true, false]);
   });
 
   it("stops on a stale save, keeps the changes, and resumes after a merge", async () => {

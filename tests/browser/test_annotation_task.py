@@ -121,6 +121,11 @@ def test_annotator_draws_saves_reloads_deletes_and_submits(
         expected.append(mouse_voxel(page, x, y))
         ctrl_click(page, x, y)
     page.wait_for_function("() => annotome.count() === 3")
+    # The header says so by itself once the saves are done (nothing asks the page to settle).
+    page.wait_for_function(
+        "() => document.getElementById('task-save').textContent.startsWith('All changes saved')",
+        timeout=15_000,
+    )
     # The tools by Shift+key with the focus in the viewer, then Neuroglancer's own tool button.
     assert_tool(page, "annotatePoint")
     for key, tool in (

@@ -254,10 +254,11 @@ export function mountTaskPage(doc: Document = document): TaskHooks {
       if (changeAt !== undefined) timings.lastChangeToSavedMs = Date.now() - changeAt;
       changeAt = undefined;
       banner.clear();
-      showSaveState();
       showTime();
       void loadRevisions();
     },
+    // "All changes saved" once the save is no longer in flight (onSaved runs inside it).
+    onSettled: () => showSaveState(),
     onStale: (error) => {
       showConflict(
         `Your changes were not saved: version ${error.currentVersion} was saved since ` +

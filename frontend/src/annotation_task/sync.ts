@@ -87,7 +87,10 @@ export interface SaverOptions {
   read: (uid: string) => ApiAnnotation | undefined | null;
   /** POSTs {base_version, ops}; resolves with the new version; StaleError on 409. */
   post: (baseVersion: number, ops: Op[]) => Promise<{ version: number }>;
+  /** A save was applied (it is still in flight: `busy` is true until `onSettled`). */
   onSaved?: (version: number, ops: Op[], ms: number) => void;
+  /** A save ended (applied or not) and none is in flight: what the page says may change. */
+  onSettled?: () => void;
   onStale?: (error: StaleError) => void;
   onError?: (error: unknown) => void;
   /** Quiet time before a save (ms); a save is never later than `maxDelayMs` after a change. */
@@ -158,6 +161,7 @@ export class Saver {
         await sent;
       } finally {
         this.inFlight = undefined;
+        this.options.onSettled?.();
       }
       if (this.lastFailed) return;
     }
