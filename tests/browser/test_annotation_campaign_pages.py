@@ -25,6 +25,18 @@ BOXES_CSV = (
 )
 BAD_CSV = "bbox_ID,x,y,z,w,h,d\nok,0,0,0,8,8,8\nbad,1,two,3,8,8,8\n"
 
+# WCAG contrast ratio of each matched element's text colour against the body's background.
+CONTRASTS_JS = """(selector) => {
+  const rgb = (c) => c.match(/[0-9.]+/g).slice(0, 3).map(Number);
+  const lum = ([r, g, b]) => [r, g, b].map((v) => {
+      v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; })
+    .reduce((sum, v, i) => sum + v * [0.2126, 0.7152, 0.0722][i], 0);
+  const back = lum(rgb(getComputedStyle(document.body).backgroundColor));
+  return [...document.querySelectorAll(selector)].map((e) => {
+    const fore = lum(rgb(getComputedStyle(e).color));
+    return (Math.max(fore, back) + 0.05) / (Math.min(fore, back) + 0.05);
+  });
+}"""
 TASK_BOXES_JS = """() => {
   const viewer = document.getElementById('neuroglancer').contentWindow.viewer;
   const layer = viewer.state.toJSON().layers.find((l) => l.name === 'task boxes');
@@ -66,6 +78,10 @@ def test_manager_creates_a_campaign_adds_boxes_and_sees_them(
     page.check("#f-painted")
     page.click("#member-add")
     page.locator("#members-input .m-username").fill("ann")
+    # The rows' Remove buttons can be read on the form (they once took the dark header's
+    # near-white): a contrast ratio of at least 4.5 against the page's background.
+    ratios = page.evaluate(CONTRASTS_JS, "#schema-table button, #members-input button")
+    assert len(ratios) >= 3 and min(ratios) >= 4.5, ratios
     page.click("#f-submit")
     page.wait_for_url(re.compile(r".*/annotation/\d+/$"))
     campaign = AnnotationCampaign.objects.get(name="Nuclei centres")
