@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from django.contrib.auth import get_user_model
 from nuclei_dataset import build_nuclei_dataset
+from site_login import log_in
 
 from pipeline.ome_zarr_io import open_spatial_level
 from webapp.datasets.models import Layer, LayerKind, Visibility
@@ -27,11 +28,7 @@ PASSWORD = "disector-pass-123"
 
 
 def login(page: Any, url: str, username: str, next_path: str) -> None:
-    page.goto(f"{url}/accounts/login/?next={next_path}")
-    page.fill("#id_username", username)
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"**{next_path}")
+    log_in(page, url, username, PASSWORD, next_path)
 
 
 def hover_voxel(page: Any, z: int, y: int, x: int) -> None:

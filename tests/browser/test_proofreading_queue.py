@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from django.contrib.auth import get_user_model
 from nuclei_dataset import build_nuclei_dataset
+from site_login import log_in
 
 from webapp.datasets.models import Layer, LayerKind, Visibility
 from webapp.detections.models import Detection
@@ -30,11 +31,7 @@ VIEW_JS = """() => { const s = annotome.viewer().state.toJSON();
 
 
 def login(page: Any, url: str, username: str, next_path: str) -> None:
-    page.goto(f"{url}/accounts/login/?next={next_path}")
-    page.fill("#id_username", username)
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"**{next_path}")
+    log_in(page, url, username, PASSWORD, next_path)
 
 
 def current(page: Any) -> dict[str, Any]:

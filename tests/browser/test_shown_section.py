@@ -21,6 +21,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from nuclei_dataset import build_nuclei_dataset
 from PIL import Image
+from site_login import log_in
 from viewer_mouse import READY_MS, ctrl_click, mouse_voxel, viewer_ready
 
 from webapp.annotation import services as annotation_services
@@ -74,11 +75,7 @@ def decode(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def login(page: Any, url: str, username: str, next_path: str) -> None:
-    page.goto(f"{url}/accounts/login/?next={next_path}")
-    page.fill("#id_username", username)
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"**{next_path}")
+    log_in(page, url, username, PASSWORD, next_path)
 
 
 def raw_xy_panel(page: Any, artifacts_dir: Path, name: str) -> tuple[np.ndarray, dict[str, float]]:
