@@ -17,8 +17,7 @@ app_name = "datasets"
 @login_required
 def import_page(request: HttpRequest) -> HttpResponse:
     """The upload form; the work happens in import.js through /api/v1/imports/ and /jobs/."""
-    common = [u for u in space_units_common_first() if u in COMMON_SPACE_UNITS]
-    others = [u for u in space_units_common_first() if u not in COMMON_SPACE_UNITS]
+    others = space_units_common_first()[len(COMMON_SPACE_UNITS) :]
     return render(
         request,
         "datasets/import.html",
@@ -27,7 +26,7 @@ def import_page(request: HttpRequest) -> HttpResponse:
             # Microscopy's few units first and named with their symbols; NGFF's other spatial
             # units (yoctometre to parsec, and the imperial ones) in a group of their own.
             "unit_groups": [
-                ("Microscopy", [(u, f"{u} ({UNIT_SYMBOLS[u]})") for u in common]),
+                ("Microscopy", [(u, f"{u} ({UNIT_SYMBOLS[u]})") for u in COMMON_SPACE_UNITS]),
                 ("Other OME-NGFF units", [(u, u) for u in others]),
             ],
             "visibilities": Visibility.choices,

@@ -3,7 +3,7 @@
 // dimensions are the layer's voxels (webapp/viewer/services.py): positions are x, y, z with
 // voxel i's centre at i, as the API has them (lib/voxel_grid.ts).
 
-import { voxelAt, voxelCentre } from "../lib/voxel_grid";
+import { middleVoxel, voxelAt, voxelCentre } from "../lib/voxel_grid";
 
 export type DisectorAction =
   { kind: "mark" } | { kind: "flip" } | { kind: "next" } | { kind: "previous" } | { kind: "undo" };
@@ -65,8 +65,8 @@ export function positionFor(
   shape: readonly number[],
   current?: readonly number[],
 ): [number, number, number] {
-  const x = current?.[0] ?? voxelCentre(Math.floor((shape[2] ?? 0) / 2));
-  const y = current?.[1] ?? voxelCentre(Math.floor((shape[1] ?? 0) / 2));
+  const x = current?.[0] ?? voxelCentre(middleVoxel(0, shape[2] ?? 0));
+  const y = current?.[1] ?? voxelCentre(middleVoxel(0, shape[1] ?? 0));
   return [x, y, voxelCentre(sectionZ(pair, side))];
 }
 
