@@ -33,10 +33,10 @@ function fakeLayerViewer(urls: string[]): {
 } {
   const sources: FakeSource[] = [];
   const visible = new Set<bigint>([99n]);
-  const make = (url: string): FakeSource => {
+  const make = (url: string, subsources = new Map<string, unknown>()): FakeSource => {
     const source: FakeSource = {
       specSets: 0,
-      spec: { url, transform: undefined, enableDefaultSubsources: true, subsources: new Map() },
+      spec: { url, transform: undefined, enableDefaultSubsources: true, subsources },
     };
     let spec = source.spec;
     Object.defineProperty(source, "spec", {
@@ -49,10 +49,11 @@ function fakeLayerViewer(urls: string[]): {
     });
     return source;
   };
-  sources.push(...urls.map(make));
+  // As Neuroglancer reads the layer's JSON spec: the bounds subsource off.
+  sources.push(...urls.map((url) => make(url, new Map([["bounds", { enabled: false }]]))));
   const layer = {
     dataSources: sources,
-    addDataSource: (spec: FakeSource["spec"]) => sources.push(make(spec.url)),
+    addDataSource: (spec: FakeSource["spec"]) => sources.push(make(spec.url, spec.subsources)),
     displayState: { segmentationGroupState: { value: { visibleSegments: visible } } },
   };
   const managed = { name: PAINTED_LABELS, layer };
@@ -71,7 +72,10 @@ describe("the painted labels layer", () => {
     expect(layer).toMatchObject({
       type: "segmentation",
       name: PAINTED_LABELS,
-      source: [ZARR(2), MESH(2)],
+      source: [
+        { url: ZARR(2), subsources: { bounds: false } },
+        { url: MESH(2), subsources: { bounds: false } },
+      ],
       segments: ["4", "7"],
       hideSegmentZero: true,
     });
@@ -111,6 +115,10 @@ describe("the painted labels layer", () => {
     swapLabelsSources(viewer, [ZARR(4), MESH(4)], ["5"]);
     expect(sources.map((s) => s.spec.url)).toEqual([ZARR(4), MESH(4)]);
     expect([...visible]).toEqual([5n]);
+    // Every source, swapped or added, keeps its bounds outline off (it would hide the task box).
+    for (const source of sources) {
+      expect(source.spec.subsources.get("bounds")).toEqual({ enabled: false });
+    }
   });
 
   it("says so when the page has no such layer", () => {

@@ -80,8 +80,8 @@ def save(api: APIClient, row: Assignment, base: int, chunks: dict[str, np.ndarra
     return sources
 
 
-# The painted layer as Neuroglancer holds it: its sources' URLs and load states, the segments
-# shown, and how many of its chunks and meshes are loaded on the GPU side.
+# The painted layer as Neuroglancer holds it: its sources' URLs and load states, whether each
+# source's "bounds" subsource (the volume's yellow outline) is enabled, and the segments shown.
 LAYER_STATE = """(name) => {
   const managed = annotome.viewer().layerManager.getLayerByName(name);
   const layer = managed && managed.layer;
@@ -90,6 +90,9 @@ LAYER_STATE = """(name) => {
     url: s.spec.url,
     loaded: s.loadState !== undefined,
     error: s.loadState && s.loadState.error ? String(s.loadState.error) : null,
+    bounds: s.loadState && s.loadState.subsources
+      ? s.loadState.subsources.filter((u) => u.subsourceEntry.id === "bounds").map((u) => u.enabled)
+      : [],
   }));
   const visible = layer.displayState.segmentationGroupState.value.visibleSegments;
   return {sources, segments: Array.from(visible, (id) => String(id)).sort()};
@@ -111,6 +114,14 @@ MESHES_LOADED = """([name, n]) => {
   }
   return false;
 }"""
+
+
+def assert_bounds_hidden(state: dict[str, Any]) -> None:
+    """The labels volume has a bounds outline and it is off: it would lie on the task box's
+    cyan outline and hide it; the mesh source has none to show."""
+    volume, *others = state["sources"]
+    assert volume["bounds"] == [False], state
+    assert not any(any(s["bounds"]) for s in others), state
 
 
 @pytest.fixture
@@ -160,6 +171,7 @@ def test_painted_labels_show_with_meshes_and_a_new_version_fetches_only_what_cha
     state = page.evaluate(LAYER_STATE, LAYER)
     assert [s["url"] for s in state["sources"]] == v1_sources
     assert all(s["loaded"] and s["error"] is None for s in state["sources"])
+    assert_bounds_hidden(state)
     assert state["segments"] == ["1", "2"]
     # Neuroglancer fetched the painted chunks (redirected to their blobs) and both objects'
     # meshes (manifest, then fragment by content key), and drew them.
@@ -207,6 +219,7 @@ def test_painted_labels_show_with_meshes_and_a_new_version_fetches_only_what_cha
     state = page.evaluate(LAYER_STATE, LAYER)
     assert [s["url"] for s in state["sources"]] == v2_sources
     assert all(s["loaded"] and s["error"] is None for s in state["sources"])
+    assert_bounds_hidden(state)
     assert state["segments"] == ["1", "2"]
     # Chunk data and mesh fragments downloaded after the swap: the changed chunk's blob and the
     # changed object's fragment, nothing else (object 1 and chunk 0.0.0 came from the cache).
@@ -250,6 +263,7 @@ def test_painted_labels_show_with_meshes_and_a_new_version_fetches_only_what_cha
     )
     page.wait_for_function(MESHES_LOADED, arg=[LAYER, 3], timeout=READY_MS)
     assert page.evaluate("() => annotome.errors") == []
+    assert_bounds_hidden(page.evaluate(LAYER_STATE, LAYER))
     # Back and forth between the tabs: Neuroglancer draws again, nothing throws (a viewer hidden
     # by display: none drew into 0 x 0 framebuffers: "Framebuffer configuration not supported").
     for tab in ("viewer", "paint", "viewer"):
@@ -281,6 +295,7 @@ def test_painted_labels_show_with_meshes_and_a_new_version_fetches_only_what_cha
     state = page.evaluate(LAYER_STATE, "ann · painted")
     assert [s["url"] for s in state["sources"]] == v3_sources
     assert all(s["loaded"] and s["error"] is None for s in state["sources"])
+    assert_bounds_hidden(state)
     assert state["segments"] == sorted(["1", "2", str(new_id)])
     page.wait_for_function(MESHES_LOADED, arg=["ann · painted", 3], timeout=READY_MS)
     print(f"requests after the swap ({len(after)}):", *after, sep="\n  ")

@@ -6,10 +6,20 @@
 // new version swaps the layer's sources in place (`showLabelsVersion`): Neuroglancer
 // reloads that layer only, and the objects whose voxels did not change keep their mesh fragment
 // URL (webapp/annotation/api/label_mesh_views.py), which the browser already holds.
+// Each source's "bounds" subsource (Neuroglancer's yellow outline of the volume) is off: the
+// labels volume is the task box, and its outline would lie on the box's own cyan one and hide it.
 
 import type { Viewer } from "../lib/neuroglancer";
 
 export const PAINTED_LABELS = "painted labels";
+
+/** Neuroglancer's subsource ids a labels source leaves off (see the top of this module). */
+export const HIDDEN_SUBSOURCES = ["bounds"] as const;
+
+/** The JSON spec of one source: its URL with the hidden subsources off. */
+function sourceSpec(url: string): { url: string; subsources: Record<string, boolean> } {
+  return { url, subsources: Object.fromEntries(HIDDEN_SUBSOURCES.map((id) => [id, false])) };
+}
 
 /** The mesh source among a version's sources (its `precomputed://` URL), if any. */
 export function meshSource(sources: readonly string[]): string | undefined {
@@ -26,7 +36,7 @@ export function labelsLayer(
   return {
     type: "segmentation",
     name,
-    source: [...sources],
+    source: sources.map(sourceSpec),
     segments: [...segments],
     selectedAlpha: 0.4,
     notSelectedAlpha: 0.15,
@@ -75,8 +85,9 @@ interface SegmentationLayerLike {
 
 /** Points the existing layer `name` at a version's `sources` (and shows `segments`) without
  * touching any other layer: sources whose URL is unchanged stay as they are, a changed URL is
- * set on its data source (Neuroglancer reloads that one), a missing one is added, a surplus
- * one removed (its URL set to "", Neuroglancer's way to drop a source). */
+ * set on its data source (Neuroglancer reloads that one; its subsource choices, the hidden
+ * bounds included, carry over), a missing one is added with the hidden subsources off, a
+ * surplus one removed (its URL set to "", Neuroglancer's way to drop a source). */
 export function swapLabelsSources(
   viewer: Viewer,
   sources: readonly string[],
@@ -98,7 +109,7 @@ export function swapLabelsSources(
         url,
         transform: undefined,
         enableDefaultSubsources: true,
-        subsources: new Map(),
+        subsources: new Map(HIDDEN_SUBSOURCES.map((id) => [id, { enabled: false }])),
       });
     } else if (source.spec.url !== url) {
       source.spec = { ...source.spec, url };
