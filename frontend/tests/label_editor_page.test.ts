@@ -13,7 +13,7 @@ import {
   viewCssSize,
   voxelSize,
 } from "../src/annotation_task/paint";
-import { objectsText } from "../src/annotation_task/format";
+import { objectsText, revisionText } from "../src/annotation_task/format";
 
 const SHAPE = [2, 4, 6];
 const BASE = "/api/v1/annotation/assignments/9/labels/";
@@ -346,6 +346,16 @@ describe("counting objects", () => {
   it("writes the side panel's Objects with the painted ones named in a painted campaign", () => {
     expect(objectsText(4, null)).toBe("4");
     expect(objectsText(1, 3)).toBe("3 painted · 1 point");
+    // Version lists: a painting save in chunks, not in point edits ("+0 ~0 −0 (? in all)").
+    expect(revisionText({ kind: "save", summary: { chunks_changed: 2, chunks: 5 } })).toBe(
+      "painted: 2 chunk(s) changed, 5 with labels",
+    );
+    expect(
+      revisionText({ kind: "save", summary: { created: 1, changed: 0, deleted: 2, count: 7 } }),
+    ).toBe("+1 ~0 −2 · 7 objects");
+    expect(revisionText({ kind: "restore", restored_from: 3, summary: {} })).toBe(
+      "restored version 3",
+    );
     expect(objectsText(0, 0)).toBe("0 painted · 0 points");
   });
 });

@@ -4,9 +4,11 @@ import {
   layerReport,
   loadState,
   onStateChanged,
+  sourcesWithoutBounds,
   viewerIn,
   visibleSegmentCount,
   waitForLayers,
+  withoutBounds,
 } from "../src/lib/neuroglancer";
 import { fakeFrame, fakeViewer } from "./fake_viewer";
 
@@ -117,5 +119,26 @@ describe("viewer helpers", () => {
     remove();
     viewer.state.restoreState({ layout: "xy" });
     expect(seen).toEqual([{ layout: "3d" }]);
+  });
+});
+
+describe("volume outlines off", () => {
+  it("turns the bounds subsource off in every form a source takes, keeping the rest", () => {
+    expect(sourcesWithoutBounds("zarr3://a/")).toEqual([
+      { url: "zarr3://a/", subsources: { bounds: false } },
+    ]);
+    expect(
+      sourcesWithoutBounds(["zarr3://a/", { url: "precomputed://m/", subsources: { mesh: true } }]),
+    ).toEqual([
+      { url: "zarr3://a/", subsources: { bounds: false } },
+      { url: "precomputed://m/", subsources: { mesh: true, bounds: false } },
+    ]);
+    expect(withoutBounds({ name: "img", type: "image", source: "zarr3://a/" })).toEqual({
+      name: "img",
+      type: "image",
+      source: [{ url: "zarr3://a/", subsources: { bounds: false } }],
+    });
+    const local = { name: "box", type: "annotation" };
+    expect(withoutBounds(local)).toBe(local); // no source: nothing to change
   });
 });

@@ -7,7 +7,9 @@ import {
   labelsOf,
   logRange,
   formatTick,
+  logAxisLabels,
   logTicks,
+  thinLogLabels,
   sphericityRange,
 } from "../src/plots/threshold_math";
 
@@ -91,6 +93,34 @@ describe("formatting and ranges", () => {
     expect(hi).toBeCloseTo(1000);
     expect(logRange([])).toEqual([0.1, 10]);
     expect(logRange([4, 4])).toEqual([2, 8]);
+  });
+});
+
+describe("log axis tick labels", () => {
+  // One object of 0.9 um3: the range [0.45, 1.8] ticks at 0.5, 0.6, ..., 1; on a 300 px log
+  // axis the labels of 0.7, 0.8, 0.9 and 1 ran together as "0.70.80.91".
+  const ticks = logTicks(0.45, 1.8);
+  const px = (v: number): number =>
+    (300 * (Math.log10(v) - Math.log10(0.45))) / (Math.log10(1.8) - Math.log10(0.45));
+  it("blanks the labels that would overlap, keeping 1, 2 and 5 first", () => {
+    expect(ticks).toEqual([0.5, 0.6, 0.7, 0.8, 0.9, 1]);
+    const labels = thinLogLabels(ticks, ticks.map(px));
+    expect(labels[0]).toBe("0.5");
+    expect(labels[5]).toBe("1");
+    expect(labels.filter((l) => l !== "").length).toBeLessThan(ticks.length);
+    // No two labels kept closer than their half-widths plus a gap.
+    const kept = ticks.map((t, i) => [px(t), labels[i]!] as const).filter(([, l]) => l !== "");
+    for (let i = 1; i < kept.length; i++) {
+      const [a, la] = kept[i - 1]!;
+      const [b, lb] = kept[i]!;
+      expect(b - a).toBeGreaterThanOrEqual(((la.length + lb.length) * 7) / 2 + 8);
+    }
+  });
+  it("keeps every label where there is room, and none for uPlot's null ticks", () => {
+    const wide = logTicks(0.8, 3000);
+    const spread = wide.map((_, i) => i * 60);
+    expect(thinLogLabels(wide, spread)).toEqual(wide.map((t) => formatTick(t)));
+    expect(logAxisLabels([1, null, 10], (v) => v * 100)).toEqual(["1", "", "10"]);
   });
 });
 

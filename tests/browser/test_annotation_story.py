@@ -365,6 +365,10 @@ def play_the_story(site: MakeUpSite, story: Story, desk: Seat, reviewer: Seat) -
     assert page.evaluate("() => annotome.current()") is None
     assert page.is_visible("#review-empty")
     assert page.evaluate("() => annotome.decided()") == 2
+    # Nothing left: no task's history, and the whole view in x y z order (as first loaded).
+    assert page.inner_text("#review-history").strip() == ""
+    page.wait_for_function("() => annotome.viewer().isReady()", timeout=60_000)
+    assert list(page.evaluate("() => annotome.viewer().state.toJSON().dimensions")) == list("xyz")
 
     # 5. a1: "Next task" brings the rejected task back first, with the reviewer's comment; a1
     # puts the point back and resubmits.

@@ -173,6 +173,15 @@ def test_painted_labels_show_with_meshes_and_a_new_version_fetches_only_what_cha
     assert all(s["loaded"] and s["error"] is None for s in state["sources"])
     assert_bounds_hidden(state)
     assert state["segments"] == ["1", "2"]
+    # No layer of the task page outlines its volume in yellow: the image's outline lay on the
+    # task box's edges where they are the volume's faces, and hid them.
+    outlines = page.evaluate(
+        """() => annotome.viewer().layerManager.managedLayers.flatMap((m) =>
+             m.layer ? m.layer.dataSources.flatMap((s) => (s.loadState && s.loadState.subsources
+               ? s.loadState.subsources : []).filter((u) => u.subsourceEntry.id === "bounds")
+               .map((u) => [m.name, u.enabled])) : [])"""
+    )
+    assert outlines and not [o for o in outlines if o[1]], outlines
     # Neuroglancer fetched the painted chunks (redirected to their blobs) and both objects'
     # meshes (manifest, then fragment by content key), and drew them.
     base = f"/api/v1/annotation/assignments/{row.pk}/labels/"

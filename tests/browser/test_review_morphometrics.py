@@ -84,6 +84,11 @@ def test_reviewer_sees_the_painted_objects_measured_plotted_and_shown(
         assert 0.5 < float(cells[3]) <= 1.05  # a cube's smoothed mesh: near-spherical
     legend = page.inner_text("#review-objects-legend")
     assert "manual (1)" in legend and "click (1)" in legend
+    # The facts count the painted objects (points are an extra in a painted campaign).
+    facts = page.locator("#review-facts dd").all_inner_texts()
+    terms = page.locator("#review-facts dt").all_inner_texts()
+    assert dict(zip(terms, facts, strict=True))["Painted objects"] == "2", (terms, facts)
+    assert "0 point(s)" in page.inner_text("#review-layers")
 
     # The scatter: both objects drawn on uPlot's canvas, not blank.
     page.wait_for_function("() => annotome.objectsPlot()?.draws() >= 1")
@@ -125,3 +130,10 @@ def test_reviewer_sees_the_painted_objects_measured_plotted_and_shown(
     assert "1 submitted task(s) of yours wait for another reviewer" in own.inner_text(
         "#review-empty"
     )
+    # With nothing to review the dataset's whole view shows, in the viewer page's x y z order
+    # (once its layers have loaded: restored anew, Neuroglancer took the image's z y x order).
+    own.wait_for_function("() => annotome.viewer().isReady()", timeout=60_000)
+    own.wait_for_timeout(500)
+    names = own.evaluate("() => annotome.viewer().state.toJSON().dimensions")
+    assert list(names) == ["x", "y", "z"], names
+    assert own.inner_text("#review-history").strip() == ""

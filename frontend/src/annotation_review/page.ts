@@ -23,6 +23,7 @@ import {
 import { ErrorBanner, SerialWork } from "../lib/page_work";
 import { waitFor } from "../lib/wait";
 import { type Scatter, scatterChart } from "../plots/scatter";
+import { revisionText } from "../annotation_task/format";
 import { labelsLayer, labelsSegments } from "../annotation_task/labels_layer";
 import {
   OTHER_COLOURS,
@@ -155,7 +156,13 @@ export function mountReviewPage(doc: Document = document): ReviewHooks {
     const facts: [string, string][] = [
       ["Annotator", a.annotator ?? "–"],
       ["Version", String(a.version)],
-      ["Annotations", String(a.count)],
+      // A painted campaign's work is its painted objects; points are an extra there.
+      ...(config.painted
+        ? ([
+            ["Painted objects", objects ? String(objects.objects.length) : "–"],
+            ["Points", String(a.count)],
+          ] as [string, string][])
+        : ([["Annotations", String(a.count)]] as [string, string][])),
       ["Submitted", a.submitted ? formatWhen(a.submitted) : "–"],
       ["Time on task", `${Math.round(a.active_seconds / 60)} min`],
       ["Box (z y x)", `${a.box.start.join(" ")} + ${a.box.size.join(" ")} voxels`],
@@ -168,7 +175,7 @@ export function mountReviewPage(doc: Document = document): ReviewHooks {
       ...shown.map((layer) =>
         el("li", {
           textContent:
-            `${layer.name}: ${layer.count} annotation(s), ${layer.state}` +
+            `${layer.name}: ${layer.count} ${config.painted ? "point(s)" : "annotation(s)"}, ${layer.state}` +
             (layer.reviewed ? " (under review)" : ""),
         }),
       ),
@@ -295,16 +302,11 @@ export function mountReviewPage(doc: Document = document): ReviewHooks {
 
   function renderHistory(revisions: readonly Revision[]): void {
     byId("review-history", HTMLElement, doc).replaceChildren(
-      ...revisions.map((r) => {
-        const s = r.summary;
-        const what =
-          r.kind === "restore"
-            ? `restored version ${r.restored_from ?? "?"}`
-            : `+${s["created"] ?? 0} ~${s["changed"] ?? 0} −${s["deleted"] ?? 0}`;
-        return el("li", {
-          textContent: `v${r.number} ${formatWhen(r.created)} ${r.author}: ${what} (${s["count"] ?? "?"} in all)`,
-        });
-      }),
+      ...revisions.map((r) =>
+        el("li", {
+          textContent: `v${r.number} ${formatWhen(r.created)} ${r.author ?? "?"}: ${revisionText(r)}`,
+        }),
+      ),
     );
   }
 
@@ -459,6 +461,10 @@ export function mountReviewPage(doc: Document = document): ReviewHooks {
 
   async function showNothing(): Promise<void> {
     const viewer = await ready;
+    // The dataset's whole view, restored in two steps: restored over the layers already there,
+    // Neuroglancer rebuilt the global dimensions from the reloaded image layer, in its z y x
+    // order (panels "z y"); restored over none, they keep the state's x y z, as on first load.
+    viewer.viewer.state.restoreState({ ...baseState, layers: [] });
     viewer.viewer.state.restoreState(baseState);
     current = undefined;
     shown = [];
@@ -470,6 +476,7 @@ export function mountReviewPage(doc: Document = document): ReviewHooks {
     byId("review-current", HTMLElement, doc).hidden = true;
     const empty = byId("review-empty", HTMLElement, doc);
     empty.hidden = false;
+    renderHistory([]);
     renderCounters();
     // No one reviews their own work: say so when only the caller's own submissions wait.
     const own = await api.get("/api/v1/annotation/campaigns/{campaign_id}/assignments/", {

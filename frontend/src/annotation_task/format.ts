@@ -15,3 +15,19 @@ export function objectsText(points: number, painted: number | null): string {
   if (painted === null) return String(points);
   return `${painted} painted · ${points} point${points === 1 ? "" : "s"}`;
 }
+
+/** A saved version as the version lists (task page, review page) describe it: a restore, a
+ * painting save (labels chunks), or point edits with the count of objects in all. */
+export function revisionText(r: {
+  kind: string;
+  restored_from?: number | null;
+  summary: Record<string, unknown>;
+}): string {
+  const s = r.summary;
+  if (r.kind === "restore") return `restored version ${r.restored_from ?? "?"}`;
+  if (s["chunks_changed"] !== undefined) {
+    return `painted: ${String(s["chunks_changed"])} chunk(s) changed, ${String(s["chunks"] ?? 0)} with labels`;
+  }
+  const edits = `+${String(s["created"] ?? 0)} ~${String(s["changed"] ?? 0)} −${String(s["deleted"] ?? 0)}`;
+  return `${edits} · ${String(s["count"] ?? 0)} objects`;
+}

@@ -7,19 +7,12 @@
 // reloads that layer only, and the objects whose voxels did not change keep their mesh fragment
 // URL (webapp/annotation/api/label_mesh_views.py), which the browser already holds.
 // Each source's "bounds" subsource (Neuroglancer's yellow outline of the volume) is off: the
-// labels volume is the task box, and its outline would lie on the box's own cyan one and hide it.
+// labels volume is the task box, and its outline would lie on the box's own cyan one and hide it
+// (`sourcesWithoutBounds`; the swap keeps it off).
 
-import type { Viewer } from "../lib/neuroglancer";
+import { type Viewer, sourcesWithoutBounds } from "../lib/neuroglancer";
 
 export const PAINTED_LABELS = "painted labels";
-
-/** Neuroglancer's subsource ids a labels source leaves off (see the top of this module). */
-export const HIDDEN_SUBSOURCES = ["bounds"] as const;
-
-/** The JSON spec of one source: its URL with the hidden subsources off. */
-function sourceSpec(url: string): { url: string; subsources: Record<string, boolean> } {
-  return { url, subsources: Object.fromEntries(HIDDEN_SUBSOURCES.map((id) => [id, false])) };
-}
 
 /** The mesh source among a version's sources (its `precomputed://` URL), if any. */
 export function meshSource(sources: readonly string[]): string | undefined {
@@ -36,7 +29,7 @@ export function labelsLayer(
   return {
     type: "segmentation",
     name,
-    source: sources.map(sourceSpec),
+    source: sourcesWithoutBounds(sources),
     segments: [...segments],
     selectedAlpha: 0.4,
     notSelectedAlpha: 0.15,
@@ -109,7 +102,7 @@ export function swapLabelsSources(
         url,
         transform: undefined,
         enableDefaultSubsources: true,
-        subsources: new Map(HIDDEN_SUBSOURCES.map((id) => [id, { enabled: false }])),
+        subsources: new Map([["bounds", { enabled: false }]]),
       });
     } else if (source.spec.url !== url) {
       source.spec = { ...source.spec, url };

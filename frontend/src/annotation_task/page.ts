@@ -6,7 +6,7 @@
 
 import { ApiError, api, setCsrfToken } from "../lib/api";
 import { byId, el, jsonScript } from "../lib/dom";
-import { formatDuration, objectsText } from "./format";
+import { formatDuration, objectsText, revisionText } from "./format";
 import { ErrorBanner, SerialWork, errorMessage } from "../lib/page_work";
 import {
   type LoadedView,
@@ -14,6 +14,7 @@ import {
   type ViewerStateJson,
   loadState,
   viewerIn,
+  withoutBounds,
 } from "../lib/neuroglancer";
 import { type Axes, type NgAnnotation, axesOf, geometryOf, packRgb } from "./coords";
 import {
@@ -401,14 +402,6 @@ export function mountTaskPage(doc: Document = document): TaskHooks {
   }
 
   function revisionItem(r: Revision): HTMLLIElement {
-    const labelsSave = r.summary["chunks_changed"] !== undefined;
-    const what =
-      r.kind === "restore"
-        ? `restored version ${r.restored_from ?? "?"}`
-        : labelsSave
-          ? `painted: ${r.summary["chunks_changed"]} chunk(s) changed, ${r.summary["chunks"] ?? 0} with labels`
-          : `+${r.summary["created"] ?? 0} ~${r.summary["changed"] ?? 0} −${r.summary["deleted"] ?? 0}`;
-    const count = labelsSave ? "" : ` · ${r.summary["count"] ?? 0} objects`;
     const shown = r.number === shownVersion;
     const show = el("button", {
       type: "button",
@@ -418,7 +411,7 @@ export function mountTaskPage(doc: Document = document): TaskHooks {
     show.addEventListener("click", () => void (shown ? hideVersion() : showVersion(r.number)));
     const items: (Node | string)[] = [
       el("strong", { textContent: `v${r.number}` }),
-      ` ${what}${count} · ${r.author ?? "?"} · ${formatWhen(r.created)} `,
+      ` ${revisionText(r)} · ${r.author ?? "?"} · ${formatWhen(r.created)} `,
       show,
     ];
     if (config.editable && r.number < ledger.version) {
@@ -759,7 +752,9 @@ export function mountTaskPage(doc: Document = document): TaskHooks {
       // The 3D panel's sections without their grey background: only the volume is drawn there.
       hideCrossSectionBackground3D: true,
       layers: [
-        ...(baseState.layers ?? []),
+        // The image without its volume outline: it would hide the task box's edges on the
+        // volume's faces (the first boxes of a tiling all have some).
+        ...(baseState.layers ?? []).map(withoutBounds),
         dimmingLayer(config.box, shape, axes),
         taskBoxLayer(config.box, axes),
         earlierLayer(),

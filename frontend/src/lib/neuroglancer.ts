@@ -11,6 +11,27 @@ export interface ViewerStateJson {
   [key: string]: unknown;
 }
 
+type LayerJson = NonNullable<ViewerStateJson["layers"]>[number];
+
+/** A layer's `source` (a URL, a source spec, or a list of either) as specs whose "bounds"
+ * subsource, Neuroglancer's yellow outline of the volume, is off: where a page outlines its own
+ * box, the volume's outline would lie on the box's faces that are the volume's and hide them. */
+export function sourcesWithoutBounds(source: unknown): Record<string, unknown>[] {
+  const list = source === undefined ? [] : Array.isArray(source) ? source : [source];
+  return list.map((item: unknown) => {
+    const spec = typeof item === "string" ? { url: item } : { ...(item as object) };
+    const subsources = (spec as { subsources?: Record<string, unknown> }).subsources ?? {};
+    return { ...spec, subsources: { ...subsources, bounds: false } };
+  });
+}
+
+/** `layer` with its sources' bounds outlines off (see {@link sourcesWithoutBounds}). */
+export function withoutBounds(layer: LayerJson): LayerJson {
+  return layer["source"] === undefined
+    ? layer
+    : { ...layer, source: sourcesWithoutBounds(layer["source"]) };
+}
+
 /** A Neuroglancer signal: `add` registers a handler and returns its remover. */
 export interface Signal {
   add(handler: () => void): () => void;

@@ -3,7 +3,7 @@
 // side panel. `update` replaces the points and the axes' ranges.
 
 import uPlot from "uplot";
-import { formatTick, logRange, logTicks, sphericityRange } from "./threshold_math";
+import { logAxisLabels, logRange, logTicks, sphericityRange } from "./threshold_math";
 
 export interface Point {
   x: number;
@@ -63,8 +63,8 @@ export function scatterChart(
           grid: { stroke: "#e4e7ec" },
           splits: () => logTicks(xRange[0], xRange[1]),
           filter: (_u: uPlot, splits: number[]) => splits,
-          values: (_u: uPlot, ticks: (number | null)[]) =>
-            ticks.map((t) => (t === null ? "" : formatTick(t))),
+          values: (u: uPlot, ticks: (number | null)[]) =>
+            logAxisLabels(ticks, (v) => u.valToPos(v, "x")),
           size: 40,
         },
         { label: options.yLabel, stroke: "#1d2330", grid: { stroke: "#e4e7ec" }, size: 40 },

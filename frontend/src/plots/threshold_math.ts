@@ -132,6 +132,49 @@ export function logTicks(lo: number, hi: number): number[] {
   return coarse.length >= 3 ? coarse : pick([1, 2, 3, 4, 5, 6, 7, 8, 9]);
 }
 
+/** The labels of log-axis ticks at `positions` (px), blank where a label would overlap one
+ * already placed: labels of 1 x 10^k first, then 2 and 5, then the rest, each kept only where
+ * it has room (about `charPx` per character and `gapPx` between labels). Every integer
+ * multiple of a narrow range is a tick; near the top of a decade they crowd ("0.70.80.91"). */
+export function thinLogLabels(
+  ticks: readonly number[],
+  positions: readonly number[],
+  charPx = 7,
+  gapPx = 8,
+): string[] {
+  const rank = (v: number): number => {
+    const mantissa = Number((v / 10 ** Math.floor(Math.log10(v))).toPrecision(6));
+    return mantissa === 1 ? 0 : mantissa === 2 || mantissa === 5 ? 1 : 2;
+  };
+  const labels = ticks.map((t) => (Number.isFinite(t) ? formatTick(t) : ""));
+  const order = ticks.map((_, i) => i).sort((a, b) => rank(ticks[a]!) - rank(ticks[b]!) || a - b);
+  const placed: [number, number][] = [];
+  const out = labels.map(() => "");
+  for (const i of order) {
+    const at = positions[i]!;
+    if (!Number.isFinite(at)) continue;
+    const half = (labels[i]!.length * charPx + gapPx) / 2;
+    if (placed.every(([lo, hi]) => at + half <= lo || at - half >= hi)) {
+      placed.push([at - half, at + half]);
+      out[i] = labels[i]!;
+    }
+  }
+  return out;
+}
+
+/** uPlot's `values` for a log x axis: its ticks (null where uPlot leaves one unlabelled)
+ * labelled by {@link thinLogLabels} at their positions (`toPx`). */
+export function logAxisLabels(
+  ticks: readonly (number | null)[],
+  toPx: (v: number) => number,
+): string[] {
+  const shown = ticks.map((t) => (t === null ? Number.NaN : t));
+  return thinLogLabels(
+    shown,
+    shown.map((t) => (Number.isNaN(t) ? Number.NaN : toPx(t))),
+  );
+}
+
 /** A tick label a person reads at once: 0.05, 2, 300, 4,000, 2e5. */
 export function formatTick(value: number): string {
   if (value >= 1e5) return value.toExponential(0).replace("e+", "e");

@@ -18,7 +18,7 @@ import {
   filterScores,
   formatScore,
   labelsOf,
-  formatTick,
+  logAxisLabels,
   logRange,
   logTicks,
   sphericityRange,
@@ -235,8 +235,8 @@ export function mountThresholdsPage(doc: Document = document): ThresholdHooks {
           // Every split labelled (uPlot's log filter would keep the decades only).
           filter: (_u: uPlot, splits: number[]) => splits,
           // uPlot passes null for ticks it leaves unlabelled (too dense).
-          values: (_u: uPlot, ticks: (number | null)[]) =>
-            ticks.map((t) => (t === null ? "" : formatTick(t))),
+          values: (u: uPlot, ticks: (number | null)[]) =>
+            logAxisLabels(ticks, (v) => u.valToPos(v, "x")),
         },
         { label: "Sphericity", stroke: "#1d2330", grid: { stroke: "#e4e7ec" } },
       ],
