@@ -137,3 +137,9 @@ def test_reviewer_sees_the_painted_objects_measured_plotted_and_shown(
     names = own.evaluate("() => annotome.viewer().state.toJSON().dimensions")
     assert list(names) == ["x", "y", "z"], names
     assert own.inner_text("#review-history").strip() == ""
+    # N on the empty queue looks again and says so (the status line had kept "No task to
+    # decide" from an earlier key).
+    own.click("#review-next")
+    own.wait_for_function(
+        "() => document.querySelector('#review-status').textContent.includes('Nothing waits')"
+    )

@@ -535,8 +535,12 @@ export function mountReviewPage(doc: Document = document): ReviewHooks {
     return work.run(async () => {
       banner.clear();
       try {
-        if (action === "next") await loadNext();
-        else await decide(action);
+        if (action === "next") {
+          await loadNext();
+          // Said again on every N, so a press on an empty queue visibly did something.
+          if (!current)
+            setStatus(`Nothing waits for review (looked at ${new Date().toLocaleTimeString()}).`);
+        } else await decide(action);
       } catch (error) {
         showError(error);
       }
