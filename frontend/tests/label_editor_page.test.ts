@@ -217,7 +217,9 @@ describe("the Paint tab's page wiring", () => {
     expect(paint.editor.slice("xy")).toBe(1);
     wheel(-100, false);
     expect(paint.editor.slice("xy")).toBe(0);
-    expect(root.querySelector("[data-paint-view=xy] .paint-slice")!.textContent).toBe("xy 1/2");
+    expect(root.querySelector("[data-paint-view=xy] .paint-slice")!.textContent).toBe(
+      "xy · z 0 of 0–1",
+    );
   });
 
   it("the contrast inputs redraw the views through the new window", async () => {

@@ -212,7 +212,7 @@ def test_annotator_paints_interpolates_undoes_saves_and_reloads(
     # The save recorded the interpolated slices: listed, and marked on the slice shown.
     assert page.inner_text("[data-paint=interpolated]") == filled_text
     xy_label = "[data-paint-view=xy] .paint-slice"
-    assert page.inner_text(xy_label) == f"xy 18/{BOX} · interpolated (object 1)"
+    assert page.inner_text(xy_label) == f"xy · z 17 of 0\u2013{BOX - 1} · interpolated (object 1)"
     assert len(set(pixel(page, "xy", 16, 16)[:3])) > 1
     grey = int(image[17, 2, 2])
     assert pixel(page, "xy", 2, 2) == [grey, grey, grey, 255]

@@ -31,3 +31,11 @@ export function revisionText(r: {
   const edits = `+${String(s["created"] ?? 0)} ~${String(s["changed"] ?? 0)} −${String(s["deleted"] ?? 0)}`;
   return `${edits} · ${String(s["count"] ?? 0)} objects`;
 }
+
+/** A paint view's caption: its plane and the slice it shows as the voxel coordinate along the
+ * plane's normal, counted from 0 as the position line counts ("xy · z 25 of 0–49"; it said
+ * "xy 26/50" beside "z 25"). */
+export function sliceCaption(plane: "xy" | "xz" | "yz", slice: number, depth: number): string {
+  const axis = { xy: "z", xz: "y", yz: "x" }[plane];
+  return `${plane} · ${axis} ${slice} of 0–${depth - 1}`;
+}

@@ -16,6 +16,7 @@ import type { Proposal } from "../label_editor/proposal";
 import { drawOutline, drawRegion } from "../label_editor/render";
 import { LabelVolume, PLANES, type Plane } from "../label_editor/volume";
 import { sliceRanges } from "../lib/format";
+import { sliceCaption } from "./format";
 
 export interface PaintConfig {
   assignmentId: number;
@@ -311,7 +312,7 @@ export function mountPaint(
         .map((f) => f.id);
       const which = ids.length === 1 ? `object ${ids[0]}` : `objects ${ids.join(", ")}`;
       view.label.textContent =
-        `${view.plane} ${slice + 1}/${depth}` + (ids.length ? ` · interpolated (${which})` : "");
+        sliceCaption(view.plane, slice, depth) + (ids.length ? ` · interpolated (${which})` : "");
       view.label.classList.toggle("paint-slice-interpolated", ids.length > 0);
     }
   }
