@@ -91,6 +91,38 @@ def box_size_voxels(
     return (out[0], out[1], out[2])
 
 
+def _nice_floor(value: float) -> float:
+    """The largest 1, 2 or 5 x 10^k not above ``value`` (a box size a person reads at once)."""
+    decade = 10.0 ** math.floor(math.log10(value))
+    step = max(m for m in (1.0, 2.0, 5.0) if m * decade <= value * (1 + 1e-9))
+    return float(f"{step * decade:.6g}")
+
+
+def suggested_box_size_um(
+    voxel_size_um: Sequence[float],
+    shape: Sequence[int],
+    *,
+    largest_um: float = 50.0,
+    parts: int = 4,
+) -> list[float]:
+    """A new campaign's first box size (z y x, um) for a volume: about a ``parts``-th of it along
+    each axis, so that tiling gives several boxes, at most ``largest_um``, rounded down to 1, 2
+    or 5 x 10^k um and never below one voxel; an axis of fewer than ``parts`` voxels (a 2D
+    image's one section) is taken whole. A fixed 50 um made the 51.2 um demo volume one box."""
+    if len(voxel_size_um) != 3 or len(shape) != 3:
+        raise InvalidInputError("the voxel size and shape need three values (z y x)")
+    out = []
+    for um, n in zip(voxel_size_um, shape, strict=True):
+        if not (math.isfinite(um) and um > 0) or int(n) < 1:
+            raise InvalidInputError(f"no box size for voxels of {list(voxel_size_um)} um")
+        extent = float(um) * int(n)
+        if int(n) < parts:
+            out.append(float(f"{extent:.6g}"))
+            continue
+        out.append(max(float(f"{um:.6g}"), _nice_floor(min(largest_um, extent / parts))))
+    return out
+
+
 def _region(shape: Sequence[int], region: TaskBox | None) -> TaskBox:
     whole = TaskBox("volume", (0, 0, 0), (int(shape[0]), int(shape[1]), int(shape[2])))
     if region is None:

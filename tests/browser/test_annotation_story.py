@@ -236,6 +236,8 @@ def play_the_story(site: MakeUpSite, story: Story, desk: Seat, reviewer: Seat) -
     page.fill("#f-name", "Story")
     page.select_option("#f-dataset", "demo-nuclei")
     page.select_option("#f-layer", "image")
+    # The form suggests a box for the demo's 51.2 um volume: 10 um, 5 x 5 x 5 boxes tiled.
+    assert [page.input_value(f"#f-box-{axis}") for axis in "zyx"] == ["10", "10", "10"]
     for axis, um in zip("zyx", ("25.6", "51.2", "51.2"), strict=True):
         page.fill(f"#f-box-{axis}", um)
     page.fill("#f-redundancy", "2")

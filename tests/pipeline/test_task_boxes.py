@@ -16,6 +16,7 @@ from pipeline.task_boxes import (
     mask_fraction,
     parse_boxes_csv,
     stratified_sample,
+    suggested_box_size_um,
     tile_boxes,
 )
 
@@ -130,3 +131,18 @@ def test_boxes_around_points_are_centred_and_shifted_inside() -> None:
     assert boxes[1].start == (0, 90, 0)
     with pytest.raises(InvalidInputError, match="outside the volume"):
         boxes_around_points([("far", (25.0, 1.0, 1.0))], (5, 10, 10), (20, 100, 100))
+
+
+def test_a_first_box_size_gives_several_boxes_of_a_round_size() -> None:
+    # The demo volume, 256^3 voxels of 0.2 um (51.2 um): 50 um made one box; 10 um gives 5^3.
+    demo = suggested_box_size_um((0.2, 0.2, 0.2), (256, 256, 256))
+    assert demo == [10.0, 10.0, 10.0]
+    assert len(tile_boxes((256,) * 3, box_size_voxels(demo, (200.0,) * 3, (256,) * 3))) == 125
+    # Large volumes are capped at 50 um; a 2D image keeps its one section whole.
+    assert suggested_box_size_um((1.0, 0.5, 0.5), (400, 2000, 300)) == [50.0, 50.0, 20.0]
+    assert suggested_box_size_um((0.5, 0.5, 0.5), (1, 512, 512)) == [0.5, 50.0, 50.0]
+    # Small ones: a round size a quarter of the extent or below, never below one voxel.
+    assert suggested_box_size_um((0.1, 0.1, 0.1), (8, 9, 30)) == [0.2, 0.2, 0.5]
+    assert suggested_box_size_um((3.0, 0.1, 0.1), (5, 9, 30)) == [3.0, 0.2, 0.5]
+    with pytest.raises(InvalidInputError):
+        suggested_box_size_um((0.0, 0.1, 0.1), (5, 9, 30))

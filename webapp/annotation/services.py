@@ -225,8 +225,8 @@ def box_size_parse(value: Any) -> list[float]:
     return [float(v) for v in value]
 
 
-def layer_geometry(layer: Layer) -> dict[str, list[float]]:
-    """Full-resolution shape (z y x; depth 1 for a 2D image), voxel size and origin in um."""
+def layer_extent(layer: Layer) -> tuple[list[int], list[float]]:
+    """Full-resolution shape (z y x; depth 1 for a 2D image) and voxel size (um), from the row."""
     try:
         sizes = dict(zip(layer.axes, layer.shape, strict=True))
         shape = [int(sizes.get("z", 1)), int(sizes["y"]), int(sizes["x"])]
@@ -239,6 +239,12 @@ def layer_geometry(layer: Layer) -> dict[str, list[float]]:
     voxel = voxel[-3:]
     if len(voxel) != 3 or not all(math.isfinite(v) and v > 0 for v in voxel):
         raise InvalidRequest(f"Layer {layer.name!r} has no positive voxel size.")
+    return shape, voxel
+
+
+def layer_geometry(layer: Layer) -> dict[str, list[float]]:
+    """Full-resolution shape (z y x; depth 1 for a 2D image), voxel size and origin in um."""
+    shape, voxel = layer_extent(layer)
     origin = [0.0, 0.0, 0.0]
     try:
         from pipeline.ome_zarr_io import open_spatial_level

@@ -20,7 +20,9 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_safe
 
-from webapp.annotation import selectors
+from pipeline import task_boxes
+from pipeline.errors import PipelineError
+from webapp.annotation import selectors, services
 from webapp.annotation.agreement import default_quorum
 from webapp.annotation.coverage import (
     BOX_STATES,
@@ -41,6 +43,7 @@ from webapp.annotation.models import (
 )
 from webapp.annotation.services import MAX_REDUNDANCY
 from webapp.core import page_panels
+from webapp.core.errors import InvalidRequest
 from webapp.core.users import signed_in_user
 from webapp.datasets.models import Dataset, Layer, LayerKind
 from webapp.viewer.neuroglancer_client import neuroglancer_client_url
@@ -90,14 +93,29 @@ def _owned_datasets(request: HttpRequest) -> list[dict[str, Any]]:
     """Datasets the caller may start campaigns on (theirs) with their image layers."""
     datasets = Dataset.objects.restrict(request.user, "change").order_by("name")
     layers = Layer.objects.filter(dataset__in=datasets, kind=LayerKind.IMAGE).order_by("id")
-    by_dataset: dict[int, list[str]] = {}
+    by_dataset: dict[int, list[Layer]] = {}
     for layer in layers:
-        by_dataset.setdefault(layer.dataset_id, []).append(layer.name)
+        by_dataset.setdefault(layer.dataset_id, []).append(layer)
     return [
-        {"slug": d.slug, "name": d.name, "image_layers": by_dataset[d.pk]}
+        {
+            "slug": d.slug,
+            "name": d.name,
+            "image_layers": [layer.name for layer in by_dataset[d.pk]],
+            "box_size_um": _suggested_box_size(by_dataset[d.pk][0]),
+        }
         for d in datasets
         if d.pk in by_dataset
     ]
+
+
+def _suggested_box_size(layer: Layer) -> list[float]:
+    """The form's first box size for a dataset (its first image layer's volume), or the
+    campaign default where the layer's row has no usable geometry."""
+    try:
+        shape, voxel_um = services.layer_extent(layer)
+        return task_boxes.suggested_box_size_um(voxel_um, shape)
+    except (InvalidRequest, PipelineError):
+        return default_box_size_um()
 
 
 @login_required

@@ -9,7 +9,8 @@ type LabelClass = Schemas["LabelClass"];
 
 export interface ListConfig {
   apiUrl: string;
-  datasets: { slug: string; name: string; image_layers: string[] }[];
+  /** The caller's datasets, each with its image layers and a first box size for its volume. */
+  datasets: { slug: string; name: string; image_layers: string[]; box_size_um?: number[] }[];
   dataset: string;
   defaultSchema: LabelClass[];
   defaultBoxSizeUm: number[];
@@ -110,10 +111,19 @@ export function mountListPage(doc: Document = document): ListHooks {
   for (const c of config.defaultSchema) addClass(c);
   byId("schema-add", HTMLButtonElement, doc).addEventListener("click", () => addClass());
   byId("member-add", HTMLButtonElement, doc).addEventListener("click", () => addMember());
-  const [bz = 50, by = 50, bx = 50] = config.defaultBoxSizeUm;
-  byId("f-box-z", HTMLInputElement, doc).value = String(bz);
-  byId("f-box-y", HTMLInputElement, doc).value = String(by);
-  byId("f-box-x", HTMLInputElement, doc).value = String(bx);
+  // The box size follows the chosen dataset (a quarter of its volume along each axis, at most
+  // 50 um) until the person types one.
+  const boxInputs = ["z", "y", "x"].map((axis) => byId(`f-box-${axis}`, HTMLInputElement, doc));
+  let boxTyped = false;
+  for (const input of boxInputs) input.addEventListener("input", () => (boxTyped = true));
+  function fillBoxSize(): void {
+    if (boxTyped) return;
+    const dataset = config.datasets.find((d) => d.slug === datasetSelect.value);
+    const size = dataset?.box_size_um ?? config.defaultBoxSizeUm;
+    boxInputs.forEach((input, i) => (input.value = String(size[i] ?? 50)));
+  }
+  datasetSelect.addEventListener("change", fillBoxSize);
+  fillBoxSize();
 
   const value = (row: Element, selector: string): string =>
     row.querySelector<HTMLInputElement | HTMLSelectElement>(selector)?.value ?? "";

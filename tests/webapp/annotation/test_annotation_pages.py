@@ -12,6 +12,7 @@ import pytest
 from annotation_testdata import campaign_with, image_layer
 from django.test import Client
 
+from pipeline import task_boxes
 from webapp.annotation import services
 from webapp.annotation.coverage import box_state, boxes_layer_json, project_box, thumbnail_size_for
 from webapp.annotation.models import AnnotationCampaign, TaskBox
@@ -115,8 +116,12 @@ def test_the_list_shows_roles_counts_and_the_creation_form(
             "slug": campaign.dataset.slug,
             "name": campaign.dataset.name,
             "image_layers": [campaign.image_layer.name],
+            "box_size_um": config["datasets"][0]["box_size_um"],
         }
     ]
+    # A quarter of the layer's volume per axis, rounded down to 1, 2 or 5 x 10^k um, <= 50 um.
+    shape, voxel_um = services.layer_extent(campaign.image_layer)
+    assert config["datasets"][0]["box_size_um"] == task_boxes.suggested_box_size_um(voxel_um, shape)
     assert config["defaultSchema"][0]["name"] == "nucleus"
     assert config["defaultBoxSizeUm"] == [50.0, 50.0, 50.0]
     annotator = _as(people["a1"]).get("/annotation/").content.decode()
