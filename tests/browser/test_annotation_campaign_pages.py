@@ -14,6 +14,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from nuclei_dataset import build_nuclei_dataset
 
+from webapp.annotation.coverage import STATE_COLOURS, drawn_boxes
 from webapp.annotation.models import AnnotationCampaign, TaskBox
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -40,7 +41,7 @@ CONTRASTS_JS = """(selector) => {
 TASK_BOXES_JS = """() => {
   const viewer = document.getElementById('neuroglancer').contentWindow.viewer;
   const layer = viewer.state.toJSON().layers.find((l) => l.name === 'task boxes');
-  return layer ? layer.annotations.map((a) => [a.type, a.pointA, a.pointB]) : null;
+  return layer ? layer.annotations.map((a) => [a.type, a.pointA, a.pointB, a.props]) : null;
 }"""
 
 
@@ -61,10 +62,11 @@ def test_manager_creates_a_campaign_adds_boxes_and_sees_them(
     page.click("button[type=submit]")
     page.wait_for_url("**/annotation/")
 
-    # The creation form: one default class, a 50 um cube; boxes of 6.4 um (32 voxels) here.
+    # The creation form: one default class, a box suggested for the dataset's 12.8 um volume (a
+    # quarter, rounded down to 2 um); boxes of 6.4 um (32 voxels) here.
     assert page.locator("#schema-table tbody tr").count() == 1
     assert page.input_value("#schema-table .c-name") == "nucleus"
-    assert page.input_value("#f-box-x") == "50"
+    assert [page.input_value(f"#f-box-{axis}") for axis in "zyx"] == ["2", "2", "2"]
     assert page.input_value("#f-layer") == "image"
     page.fill("#f-name", "Nuclei centres")
     page.fill("#f-instructions", "Click the centre of every **nucleus**.")
@@ -132,5 +134,15 @@ def test_manager_creates_a_campaign_adds_boxes_and_sees_them(
     assert {b[0] for b in boxes} == {"axis_aligned_bounding_box"}
     right = TaskBox.objects.get(campaign=campaign, name="right")
     assert [right.x0 - 0.5, right.y0 - 0.5, right.z0 - 0.5] in [b[1] for b in boxes]
+    # Each box in its state's colour, as on the coverage map (Neuroglancer kept the property).
+    (drawn,) = (b for b in boxes if b[1] == [right.x0 - 0.5, right.y0 - 0.5, right.z0 - 0.5])
+    states = {b.id: b.state for b in drawn_boxes(campaign)[0]}
+    assert drawn[3] == [STATE_COLOURS[states[right.pk]]], drawn
+    assert len({b[3][0] for b in boxes}) == len(set(states.values()))
     assert "11 boxes" in page.inner_text("#task-boxes-note")
+    page.wait_for_function(
+        "() => document.getElementById('neuroglancer').contentWindow.viewer.isReady()",
+        timeout=READY_MS,
+    )
+    page.screenshot(path=str(artifacts_dir / "campaign-viewer.png"))
     assert errors == []

@@ -229,7 +229,9 @@ def boxes_layer_json(
     ``MAX_DRAWN``), in the global space of ``dimension_names`` (e.g. x y z; a 2D dataset's x y
     drops z). Neuroglancer centres voxel i at coordinate i (``frontend/src/lib/voxel_grid.ts``),
     so voxel i spans [i - 0.5, i + 0.5) and a box covers ``start - 0.5`` to
-    ``start + size - 0.5``. Returns the layer and how many boxes the campaign has in all."""
+    ``start + size - 0.5``. Each box is drawn in its state's colour, as on the coverage map
+    (a ``color`` property and a shader; one colour for all read as the volume's own yellow
+    outline). Returns the layer and how many boxes the campaign has in all."""
     boxes, total = drawn_boxes(campaign)
     axis = {"z": 0, "y": 1, "x": 2}
 
@@ -244,6 +246,7 @@ def boxes_layer_json(
             "pointA": point(b.start),
             "pointB": point([s + n for s, n in zip(b.start, b.size, strict=True)]),
             "description": f"{b.name} ({STATE_LABELS[b.state]})",
+            "props": [STATE_COLOURS[b.state]],
         }
         for b in boxes
     ]
@@ -252,6 +255,8 @@ def boxes_layer_json(
         "name": name,
         "source": "local://annotations",
         "annotationColor": "#ffcc00",
+        "annotationProperties": [{"id": "color", "type": "rgb", "default": "#ffcc00"}],
+        "shader": "void main() {\n  setColor(prop_color());\n}\n",
         "annotations": annotations,
     }
     return layer, total

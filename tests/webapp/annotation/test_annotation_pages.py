@@ -14,7 +14,14 @@ from django.test import Client
 
 from pipeline import task_boxes
 from webapp.annotation import services
-from webapp.annotation.coverage import box_state, boxes_layer_json, project_box, thumbnail_size_for
+from webapp.annotation.coverage import (
+    STATE_COLOURS,
+    box_state,
+    boxes_layer_json,
+    drawn_boxes,
+    project_box,
+    thumbnail_size_for,
+)
 from webapp.annotation.models import AnnotationCampaign, TaskBox
 
 pytestmark = pytest.mark.django_db
@@ -140,6 +147,10 @@ def test_the_dataset_viewer_and_the_navigation_link_to_the_campaigns(
     assert 'href="/annotation/">Annotation</a>' in html
 
 
+def box_state_of(campaign: AnnotationCampaign, box_id: int) -> str:
+    return next(b.state for b in drawn_boxes(campaign)[0] if b.id == box_id)
+
+
 def test_the_viewer_page_holds_the_boxes_as_an_annotation_layer(
     campaign: AnnotationCampaign, people: dict[str, Any]
 ) -> None:
@@ -159,6 +170,9 @@ def test_the_viewer_page_holds_the_boxes_as_an_annotation_layer(
         box.y0 + box.height - 0.5,
         box.z0 + box.depth - 0.5,
     ]
+    # In its state's colour (the coverage map's), through a colour property and a shader.
+    assert mine["props"] == [STATE_COLOURS[box_state_of(campaign, box.pk)]]
+    assert layer["annotationProperties"][0]["id"] == "color" and "prop_color()" in layer["shader"]
     assert "8 boxes" in html and "task boxes" in html
 
 
