@@ -184,6 +184,9 @@ def submit(page: Any, assignment_id: int) -> None:
     """Submit and next: the page hands the task in and moves on to the annotator's next."""
     page.click("#task-submit")
     page.wait_for_url(lambda url: f"/task/{assignment_id}/" not in url, timeout=30_000)
+    # The page that opens says what was handed in (the next task, or the list).
+    flash = page.wait_for_selector("li.flash", timeout=30_000)
+    assert flash is not None and "Submitted box" in flash.inner_text(), flash
 
 
 def flat(rows: list[list[float]]) -> list[float]:

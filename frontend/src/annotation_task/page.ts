@@ -7,6 +7,7 @@
 import { ApiError, api, setCsrfToken } from "../lib/api";
 import { byId, el, jsonScript } from "../lib/dom";
 import { formatDuration, objectsText, revisionText } from "./format";
+import { flashNext } from "../lib/flash";
 import { ErrorBanner, SerialWork, errorMessage } from "../lib/page_work";
 import {
   type LoadedView,
@@ -529,6 +530,9 @@ export function mountTaskPage(doc: Document = document): TaskHooks {
           await api.post(`${ASSIGNMENT}flag/`, { path: { assignment_id }, body: { reason } });
         }
         saver.enabled = false;
+        // Said on the page that opens next (the next task, or the list when none is left).
+        const done = { submit: "Submitted", skip: "Skipped", flag: "Flagged" }[action];
+        flashNext(`${done} box ${config.box.name} (version ${ledger.version}).`);
         doc.defaultView?.location.assign(config.nextUrl);
       } catch (error) {
         const current = staleVersion(error);
