@@ -15,9 +15,13 @@ Examples (z:xy, depth 2): 1 -> pool (2,2,2),(2,2,2); 2 or 3 -> (1,2,2),(2,2,2) w
 at the first level (2.2, the embryo confocal data, too); 4 -> (1,2,2),(1,2,2), z convolved only in
 the bottom block.
 
-The distance targets are already in physical units (:mod:`pipeline.targets`); the default training
-patch for anisotropic data covers a similar physical length along every axis
-(:func:`anisotropic_patch_shape`) instead of the same number of voxels.
+The distance targets are already in physical units (:mod:`pipeline.targets`); the training patch
+for anisotropic data covers a similar physical length along every axis instead of the same number
+of voxels along each: the published patch scaled down along the coarse axis
+(:func:`anisotropic_patch_shape`, a config without training boxes), and with the automatic
+settings a physical cube holding as many voxels as the isotropic patch
+(:func:`pipeline.training_auto.output_target`; at z:xy 3 it held out better than the
+published patch scaled down, see bench/README.md).
 """
 
 from __future__ import annotations

@@ -16,7 +16,9 @@ and in the published way on a GPU. Every value the config gives explicitly wins;
 - **Width, patch and steps** from the device: on a CPU, width 8 (3D) or 16 (2D), outputs of 48
   (3D) or 160 (2D) voxels per axis, batch 2, 60 epochs of 20 steps; on a GPU the published width
   16, outputs of 96 (3D) or 256 (2D), batch 4, 100 epochs of 50 steps. Outputs never exceed the
-  largest box much: beyond it a window only adds padding. A 2D step is cheap enough for width 16
+  largest box much: beyond it a window only adds padding. Anisotropic voxels keep the voxel
+  count of the isotropic output, over the same physical length along every axis
+  (:func:`output_target`). A 2D step is cheap enough for width 16
   on a CPU (a 160^2 output is a quarter of a 48^3 one), and on ``dsb2018`` it held out better
   than 8 (mean F1 0.905 against 0.893, minimum 0.867 against 0.833, same ten seeds).
 - **Touching objects**: no extra loss weight at contacts (``contact_weight`` 0, the training
@@ -86,6 +88,19 @@ def _round_output(unet: UNetConfig, wanted: int, axis: int) -> int:
     return max(multiple, math.ceil(wanted / multiple) * multiple)
 
 
+def output_target(isotropic: int, voxel_size: Sequence[float]) -> list[int]:
+    """The training output (voxels per axis) before it is capped by the boxes: as many voxels as
+    an isotropic ``isotropic``-voxel cube, spread so that every axis spans the same physical
+    length. A z voxel three times the xy one gives (isotropic / 3, isotropic, isotropic) times
+    the cube root of 3: at 600 x 200 x 200 nm, 23 x 69 x 69 instead of 48 x 48 x 48. Keeping
+    the physical length of the isotropic cube instead (16 x 48 x 48) gave a coarse-z model a
+    third of the voxels, and of the objects, per step (see ``bench/README.md``)."""
+    finest = min(float(v) for v in voxel_size)
+    ratios = [finest / float(v) for v in voxel_size]
+    grow = math.prod(ratios) ** (-1.0 / len(ratios))
+    return [max(1, round(isotropic * grow * r)) for r in ratios]
+
+
 def auto_unet(
     given: Mapping[str, Any], *, dims: int, radius_voxels: float, device: str
 ) -> dict[str, Any]:
@@ -109,10 +124,8 @@ def auto_training(
     sizes = DEVICE_SIZES[device_kind(str(given.get("device", device)))]
     dims = unet.dims
     largest = [max(int(shape[a]) for shape in box_shapes) for a in range(dims)]
-    finest = min(float(v) for v in voxel_size)
-    # The same physical length along every axis (fewer voxels along a coarse z), at most the
-    # largest box (plus one step of the pooling multiple).
-    target = [max(1, round(sizes["output"][dims] * finest / float(v))) for v in voxel_size]
+    # At most the largest box (plus one step of the pooling multiple): beyond it, only padding.
+    target = output_target(sizes["output"][dims], voxel_size)
     output = tuple(
         _round_output(unet, min(target[a], largest[a] + unet.output_multiple[a]), a)
         for a in range(dims)

@@ -10,6 +10,7 @@ from pipeline.training_auto import (
     auto_training,
     auto_unet,
     depth_for_radius,
+    output_target,
     receptive_field,
 )
 from pipeline.unet import UNet, UNetConfig
@@ -80,6 +81,16 @@ def test_cpu_and_gpu_sizes_differ_for_large_boxes() -> None:
         cpu["max_epochs"] * cpu["iterations_per_epoch"]
         < gpu["max_epochs"] * gpu["iterations_per_epoch"]
     )
+
+
+def test_anisotropic_outputs_keep_the_isotropic_voxel_count_over_a_physical_cube() -> None:
+    assert output_target(48, (200.0, 200.0, 200.0)) == [48, 48, 48]
+    assert output_target(160, (500.0, 500.0)) == [160, 160]
+    coarse = output_target(48, (600.0, 200.0, 200.0))
+    assert coarse == [23, 69, 69]  # 48 * 3 ** (1 / 3) = 69 voxels of 200 nm, 23 of 600 nm
+    assert abs(np.prod(coarse) / 48**3 - 1) < 0.05
+    # The same physical length along every axis (to a voxel).
+    assert abs(coarse[0] * 600 - coarse[1] * 200) <= 600
 
 
 def test_2d_patches_are_2d() -> None:
