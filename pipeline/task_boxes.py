@@ -91,6 +91,11 @@ def box_size_voxels(
     return (out[0], out[1], out[2])
 
 
+#: A suggested box is at least this many voxels deep along each axis (a box one slice deep is
+#: no painting task), or the whole axis where it has fewer than four times as many.
+MIN_BOX_VOXELS = 8
+
+
 def _nice_floor(value: float) -> float:
     """The largest 1, 2 or 5 x 10^k not above ``value`` (a box size a person reads at once)."""
     decade = 10.0 ** math.floor(math.log10(value))
@@ -106,9 +111,10 @@ def suggested_box_size_um(
     parts: int = 4,
 ) -> list[float]:
     """A new campaign's first box size (z y x, um) for a volume: about a ``parts``-th of it along
-    each axis, so that tiling gives several boxes, at most ``largest_um``, rounded down to 1, 2
-    or 5 x 10^k um and never below one voxel; an axis of fewer than ``parts`` voxels (a 2D
-    image's one section) is taken whole. A fixed 50 um made the 51.2 um demo volume one box."""
+    each axis, so that tiling gives several boxes, at most ``largest_um`` (unless one voxel is
+    larger), rounded down to 1, 2 or 5 x 10^k um and never below ``MIN_BOX_VOXELS`` voxels; an
+    axis whose ``parts``-th would be thinner than that (a 2D image's one section, a stack of a few
+    slices) is taken whole. A fixed 50 um made the 51.2 um demo volume one box."""
     if len(voxel_size_um) != 3 or len(shape) != 3:
         raise InvalidInputError("the voxel size and shape need three values (z y x)")
     out = []
@@ -116,10 +122,11 @@ def suggested_box_size_um(
         if not (math.isfinite(um) and um > 0) or int(n) < 1:
             raise InvalidInputError(f"no box size for voxels of {list(voxel_size_um)} um")
         extent = float(um) * int(n)
-        if int(n) < parts:
+        if int(n) < parts * MIN_BOX_VOXELS:
             out.append(float(f"{extent:.6g}"))
             continue
-        out.append(max(float(f"{um:.6g}"), _nice_floor(min(largest_um, extent / parts))))
+        least = float(f"{MIN_BOX_VOXELS * um:.6g}")
+        out.append(max(least, _nice_floor(min(largest_um, extent / parts))))
     return out
 
 

@@ -92,9 +92,10 @@ def output_target(isotropic: int, voxel_size: Sequence[float]) -> list[int]:
     """The training output (voxels per axis) before it is capped by the boxes: as many voxels as
     an isotropic ``isotropic``-voxel cube, spread so that every axis spans the same physical
     length. A z voxel three times the xy one gives (isotropic / 3, isotropic, isotropic) times
-    the cube root of 3: at 600 x 200 x 200 nm, 23 x 69 x 69 instead of 48 x 48 x 48. Keeping
-    the physical length of the isotropic cube instead (16 x 48 x 48) gave a coarse-z model a
-    third of the voxels, and of the objects, per step (see ``bench/README.md``)."""
+    the cube root of 3: at 600 x 200 x 200 nm, 23 x 69 x 69 (24 x 72 x 72 once rounded to the
+    pooling multiples) for the isotropic 48^3. Keeping the isotropic cube's physical length
+    instead (16 x 48 x 48) gave a coarse-z model a third of the voxels, and of the objects, per
+    step, and it held out worse (``bench/README.md``)."""
     finest = min(float(v) for v in voxel_size)
     ratios = [finest / float(v) for v in voxel_size]
     grow = math.prod(ratios) ** (-1.0 / len(ratios))

@@ -133,7 +133,7 @@ def test_reviewer_sees_the_painted_objects_measured_plotted_and_shown(
     # With nothing to review the dataset's whole view shows, in the viewer page's x y z order
     # (once its layers have loaded: restored anew, Neuroglancer took the image's z y x order).
     own.wait_for_function("() => annotome.viewer().isReady()", timeout=60_000)
-    own.wait_for_timeout(500)
+    own.wait_for_timeout(500)  # the order flipped after the image layer loaded again
     names = own.evaluate("() => annotome.viewer().state.toJSON().dimensions")
     assert list(names) == ["x", "y", "z"], names
     assert own.inner_text("#review-history").strip() == ""

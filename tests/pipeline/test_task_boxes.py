@@ -141,8 +141,10 @@ def test_a_first_box_size_gives_several_boxes_of_a_round_size() -> None:
     # Large volumes are capped at 50 um; a 2D image keeps its one section whole.
     assert suggested_box_size_um((1.0, 0.5, 0.5), (400, 2000, 300)) == [50.0, 50.0, 20.0]
     assert suggested_box_size_um((0.5, 0.5, 0.5), (1, 512, 512)) == [0.5, 50.0, 50.0]
-    # Small ones: a round size a quarter of the extent or below, never below one voxel.
-    assert suggested_box_size_um((0.1, 0.1, 0.1), (8, 9, 30)) == [0.2, 0.2, 0.5]
-    assert suggested_box_size_um((3.0, 0.1, 0.1), (5, 9, 30)) == [3.0, 0.2, 0.5]
+    # Thin axes (a quarter under 8 voxels) are taken whole: no boxes one slice deep.
+    assert suggested_box_size_um((3.0, 0.1, 0.1), (6, 9, 30)) == [18.0, 0.9, 3.0]
+    # Never below 8 voxels: a quarter of 35 voxels of 0.2 um is 1.75 um, rounded down 1 um (5
+    # voxels), so 1.6 um (8 voxels).
+    assert suggested_box_size_um((0.2, 0.2, 0.2), (35, 40, 256)) == [1.6, 2.0, 10.0]
     with pytest.raises(InvalidInputError):
         suggested_box_size_um((0.0, 0.1, 0.1), (5, 9, 30))

@@ -10,7 +10,7 @@ type LabelClass = Schemas["LabelClass"];
 export interface ListConfig {
   apiUrl: string;
   /** The caller's datasets, each with its image layers and a first box size for its volume. */
-  datasets: { slug: string; name: string; image_layers: string[]; box_size_um?: number[] }[];
+  datasets: { slug: string; name: string; image_layers: string[]; box_size_um: number[] }[];
   dataset: string;
   defaultSchema: LabelClass[];
   defaultBoxSizeUm: number[];
@@ -120,7 +120,7 @@ export function mountListPage(doc: Document = document): ListHooks {
     if (boxTyped) return;
     const dataset = config.datasets.find((d) => d.slug === datasetSelect.value);
     const size = dataset?.box_size_um ?? config.defaultBoxSizeUm;
-    boxInputs.forEach((input, i) => (input.value = String(size[i] ?? 50)));
+    boxInputs.forEach((input, i) => (input.value = String(size[i] ?? config.defaultBoxSizeUm[i])));
   }
   datasetSelect.addEventListener("change", fillBoxSize);
   fillBoxSize();

@@ -29,7 +29,7 @@ export function revisionText(r: {
     return `painted: ${String(s["chunks_changed"])} chunk(s) changed, ${String(s["chunks"] ?? 0)} with labels`;
   }
   const edits = `+${String(s["created"] ?? 0)} ~${String(s["changed"] ?? 0)} −${String(s["deleted"] ?? 0)}`;
-  return `${edits} · ${String(s["count"] ?? 0)} objects`;
+  return `${edits} · ${String(s["count"] ?? "?")} objects`;
 }
 
 /** A paint view's caption: its plane and the slice it shows as the voxel coordinate along the

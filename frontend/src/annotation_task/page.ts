@@ -532,7 +532,8 @@ export function mountTaskPage(doc: Document = document): TaskHooks {
         saver.enabled = false;
         // Said on the page that opens next (the next task, or the list when none is left).
         const done = { submit: "Submitted", skip: "Skipped", flag: "Flagged" }[action];
-        flashNext(`${done} box ${config.box.name} (version ${ledger.version}).`);
+        const version = action === "submit" ? ` (version ${ledger.version})` : "";
+        flashNext(`${done} box ${config.box.name}${version}.`);
         doc.defaultView?.location.assign(config.nextUrl);
       } catch (error) {
         const current = staleVersion(error);

@@ -12,7 +12,6 @@ import pytest
 from annotation_testdata import campaign_with, image_layer
 from django.test import Client
 
-from pipeline import task_boxes
 from webapp.annotation import services
 from webapp.annotation.coverage import (
     STATE_COLOURS,
@@ -23,6 +22,7 @@ from webapp.annotation.coverage import (
     thumbnail_size_for,
 )
 from webapp.annotation.models import AnnotationCampaign, TaskBox
+from webapp.datasets.models import Layer
 
 pytestmark = pytest.mark.django_db
 
@@ -123,14 +123,17 @@ def test_the_list_shows_roles_counts_and_the_creation_form(
             "slug": campaign.dataset.slug,
             "name": campaign.dataset.name,
             "image_layers": [campaign.image_layer.name],
-            "box_size_um": config["datasets"][0]["box_size_um"],
+            # 8 x 12.8 x 12.8 um: z (20 slices) whole, y and x a quarter rounded down to 2 um.
+            "box_size_um": [8.0, 2.0, 2.0],
         }
     ]
-    # A quarter of the layer's volume per axis, rounded down to 1, 2 or 5 x 10^k um, <= 50 um.
-    shape, voxel_um = services.layer_extent(campaign.image_layer)
-    assert config["datasets"][0]["box_size_um"] == task_boxes.suggested_box_size_um(voxel_um, shape)
     assert config["defaultSchema"][0]["name"] == "nucleus"
     assert config["defaultBoxSizeUm"] == [50.0, 50.0, 50.0]
+    # A layer row without a usable geometry: the campaign default, not an error page.
+    Layer.objects.filter(pk=campaign.image_layer.pk).update(shape=[])
+    page = _as(people["owner"]).get("/annotation/").content.decode()
+    assert _json_script(page, "annotation-config")["datasets"][0]["box_size_um"] == [50.0] * 3
+    Layer.objects.filter(pk=campaign.image_layer.pk).update(shape=list(campaign.image_layer.shape))
     annotator = _as(people["a1"]).get("/annotation/").content.decode()
     assert f"/annotation/{campaign.pk}/next/" in annotator
     assert 'id="annotation-form"' not in annotator  # a1 owns no dataset
