@@ -284,6 +284,8 @@ def boxes_viewer(request: HttpRequest, campaign_id: int) -> HttpResponse:
         "annotation_campaign": campaign,
         "annotation_boxes": total,
         "annotation_page": reverse("annotation:campaign", args=[campaign.pk]),
+        # The boxes' colours (their state's, as on the coverage map), named under the note.
+        "annotation_states": [(STATE_LABELS[s], STATE_COLOURS[s]) for s in BOX_STATES],
     }
     return render(request, "viewer/dataset_viewer.html", context)
 

@@ -15,6 +15,7 @@ from django.test import Client
 from webapp.annotation import services
 from webapp.annotation.coverage import (
     STATE_COLOURS,
+    STATE_LABELS,
     box_state,
     boxes_layer_json,
     drawn_boxes,
@@ -177,6 +178,10 @@ def test_the_viewer_page_holds_the_boxes_as_an_annotation_layer(
     assert mine["props"] == [STATE_COLOURS[box_state_of(campaign, box.pk)]]
     assert layer["annotationProperties"][0]["id"] == "color" and "prop_color()" in layer["shader"]
     assert "8 boxes" in html and "task boxes" in html
+    # The note names the colours.
+    note = html[html.index('id="task-boxes-note"') :].split("</p>", 1)[0]
+    for state, colour in STATE_COLOURS.items():
+        assert f"background: {colour}" in note and STATE_LABELS[state] in note, state
 
 
 def test_the_audit_page_lists_the_filters(
