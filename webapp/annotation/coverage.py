@@ -248,7 +248,9 @@ def boxes_layer_json(
             "description": f"{b.name} ({STATE_LABELS[b.state]})",
             "props": [STATE_COLOURS[b.state]],
         }
-        for b in boxes
+        # Boxes to do first, so that tiled neighbours sharing an edge draw the coloured (begun)
+        # box's edge over the grey one.
+        for b in sorted(boxes, key=lambda b: (b.state != "todo", b.id))
     ]
     layer = {
         "type": "annotation",

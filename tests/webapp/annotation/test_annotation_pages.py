@@ -158,6 +158,7 @@ def box_state_of(campaign: AnnotationCampaign, box_id: int) -> str:
 def test_the_viewer_page_holds_the_boxes_as_an_annotation_layer(
     campaign: AnnotationCampaign, people: dict[str, Any]
 ) -> None:
+    services.next_task(campaign, people["a1"])  # one box begun: in progress
     html = _as(people["a2"]).get(_pages(campaign)["viewer"]).content.decode()
     state = _json_script(html, "viewer-state")
     layer = next(la for la in state["layers"] if la["name"] == "task boxes")
@@ -178,6 +179,13 @@ def test_the_viewer_page_holds_the_boxes_as_an_annotation_layer(
     assert mine["props"] == [STATE_COLOURS[box_state_of(campaign, box.pk)]]
     assert layer["annotationProperties"][0]["id"] == "color" and "prop_color()" in layer["shader"]
     assert "8 boxes" in html and "task boxes" in html
+    # Begun boxes after the boxes to do (drawn over them where tiled edges meet); the image
+    # without its yellow volume outline over the boxes' edges.
+    states = [box_state_of(campaign, int(a["id"][4:])) for a in layer["annotations"]]
+    assert states == sorted(states, key=lambda s: s != "todo") and "todo" in states
+    assert len(set(states)) > 1, states
+    image = next(la for la in state["layers"] if la["type"] == "image")
+    assert all(s["subsources"]["bounds"] is False for s in image["source"]), image
     # The note names the colours.
     note = html[html.index('id="task-boxes-note"') :].split("</p>", 1)[0]
     for state, colour in STATE_COLOURS.items():
