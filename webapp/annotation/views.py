@@ -49,6 +49,7 @@ from webapp.datasets.models import Dataset, Layer, LayerKind
 from webapp.viewer.neuroglancer_client import neuroglancer_client_url
 from webapp.viewer.selectors import dataset_summary
 from webapp.viewer.services import build_viewer_state
+from webapp.viewer.state import layer_without_bounds
 
 API = "/api/v1/annotation/campaigns/"
 NOT_MEMBER = "No such annotation campaign, or you are not one of its members."
@@ -246,19 +247,6 @@ def campaign_page(request: HttpRequest, campaign_id: int) -> HttpResponse:
     return render(request, "annotation/campaign.html", context)
 
 
-def without_bounds(layer: dict[str, Any]) -> dict[str, Any]:
-    """A Neuroglancer layer whose sources have their ``bounds`` subsource (the volume's outline)
-    off; frontend/src/lib/neuroglancer.ts's ``withoutBounds`` does the same in the pages."""
-    if "source" not in layer:
-        return layer
-    sources = layer["source"] if isinstance(layer["source"], list) else [layer["source"]]
-    specs: list[dict[str, Any]] = [{"url": s} if isinstance(s, str) else dict(s) for s in sources]
-    for spec in specs:
-        subsources: dict[str, Any] = dict(spec.get("subsources") or {})
-        spec["subsources"] = {**subsources, "bounds": False}
-    return {**layer, "source": specs}
-
-
 @login_required
 @require_safe
 def boxes_viewer(request: HttpRequest, campaign_id: int) -> HttpResponse:
@@ -273,7 +261,7 @@ def boxes_viewer(request: HttpRequest, campaign_id: int) -> HttpResponse:
     layer, total = boxes_layer_json(campaign, list(state["dimensions"]))
     # The dataset's layers without their yellow volume outline: it lay on the boxes' edges on the
     # volume's faces and hid their state colours (as on the task page).
-    state["layers"] = [without_bounds(la) for la in state["layers"]] + [layer]
+    state["layers"] = [layer_without_bounds(la) for la in state["layers"]] + [layer]
     state["selectedLayer"] = {"layer": layer["name"], "visible": False}
     shown = len(layer["annotations"])
     error = (

@@ -191,6 +191,19 @@ class ViewerState:
         return data
 
 
+def layer_without_bounds(layer: dict[str, Any]) -> dict[str, Any]:
+    """A Neuroglancer layer whose sources have their ``bounds`` subsource (the volume's outline)
+    off; frontend/src/lib/neuroglancer.ts's ``withoutBounds`` does the same in the pages."""
+    if "source" not in layer:
+        return layer
+    sources = layer["source"] if isinstance(layer["source"], list) else [layer["source"]]
+    specs: list[dict[str, Any]] = [{"url": s} if isinstance(s, str) else dict(s) for s in sources]
+    for spec in specs:
+        subsources: dict[str, Any] = dict(spec.get("subsources") or {})
+        spec["subsources"] = {**subsources, "bounds": False}
+    return {**layer, "source": specs}
+
+
 def _layout_layers(layout: dict[str, Any]) -> set[str]:
     """The layer names the viewers of a layout JSON show (rows and columns nest)."""
     names = set(layout.get("layers") or [])
