@@ -183,6 +183,8 @@ describe("layers", () => {
     const layer = annotationsLayer([], XYZ, [], true);
     expect(layer["toolBindings"]).toBeUndefined();
     expect(layer["tool"]).toBe("annotatePoint");
+    // A painted task's Neuroglancer tab opens with no tool armed.
+    expect(annotationsLayer([], XYZ, [], false)["tool"]).toBeUndefined();
   });
 
   it("centres the camera on the box and fits its largest side", () => {

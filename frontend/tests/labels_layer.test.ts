@@ -5,8 +5,11 @@ import {
   labelsLayer,
   labelsSegments,
   meshSource,
+  packedSegmentColour,
+  segmentColour,
   swapLabelsSources,
 } from "../src/annotation_task/labels_layer";
+import { colourOf } from "../src/label_editor/render";
 import type { Viewer } from "../src/lib/neuroglancer";
 
 const ZARR = (v: number): string =>
@@ -30,9 +33,11 @@ function fakeLayerViewer(urls: string[]): {
   viewer: Viewer;
   sources: FakeSource[];
   visible: Set<bigint>;
+  colours: Map<bigint, bigint>;
 } {
   const sources: FakeSource[] = [];
   const visible = new Set<bigint>([99n]);
+  const colours = new Map<bigint, bigint>();
   const make = (url: string, subsources = new Map<string, unknown>()): FakeSource => {
     const source: FakeSource = {
       specSets: 0,
@@ -54,7 +59,10 @@ function fakeLayerViewer(urls: string[]): {
   const layer = {
     dataSources: sources,
     addDataSource: (spec: FakeSource["spec"]) => sources.push(make(spec.url, spec.subsources)),
-    displayState: { segmentationGroupState: { value: { visibleSegments: visible } } },
+    displayState: {
+      segmentationGroupState: { value: { visibleSegments: visible } },
+      segmentationColorGroupState: { value: { segmentStatedColors: colours } },
+    },
   };
   const managed = { name: PAINTED_LABELS, layer };
   const viewer = {
@@ -63,7 +71,7 @@ function fakeLayerViewer(urls: string[]): {
       getLayerByName: (name: string) => (name === PAINTED_LABELS ? managed : undefined),
     },
   } as unknown as Viewer;
-  return { viewer, sources, visible };
+  return { viewer, sources, visible, colours };
 }
 
 describe("the painted labels layer", () => {
@@ -79,6 +87,11 @@ describe("the painted labels layer", () => {
       segments: ["4", "7"],
       hideSegmentZero: true,
     });
+    // Each object in the Paint tab's colour, not Neuroglancer's hash of its id.
+    expect(layer["segmentColors"]).toEqual({ "4": segmentColour("4"), "7": segmentColour("7") });
+    expect(segmentColour("4")).toMatch(/^#[0-9a-f]{6}$/);
+    expect(parseInt(segmentColour("4").slice(1), 16)).toBe(colourOf(4));
+    expect(segmentColour("4")).not.toBe(segmentColour("7"));
     expect(meshSource([ZARR(2), MESH(2)])).toBe(MESH(2));
     expect(meshSource([ZARR(0)])).toBeUndefined();
   });
@@ -99,7 +112,7 @@ describe("the painted labels layer", () => {
   });
 
   it("swaps only the sources whose URL changed, adds and drops the mesh source", () => {
-    const { viewer, sources, visible } = fakeLayerViewer([ZARR(1), MESH(1)]);
+    const { viewer, sources, visible, colours } = fakeLayerViewer([ZARR(1), MESH(1)]);
     const [zarr, mesh] = sources;
     swapLabelsSources(viewer, [ZARR(2), MESH(2)], ["1", "2"]);
     expect(sources.map((s) => s.spec.url)).toEqual([ZARR(2), MESH(2)]);
@@ -115,6 +128,11 @@ describe("the painted labels layer", () => {
     swapLabelsSources(viewer, [ZARR(4), MESH(4)], ["5"]);
     expect(sources.map((s) => s.spec.url)).toEqual([ZARR(4), MESH(4)]);
     expect([...visible]).toEqual([5n]);
+    // New objects get the Paint tab's colours too, packed as Neuroglancer holds them (red low).
+    expect(colours.get(5n)).toBe(packedSegmentColour("5"));
+    const rgb = colourOf(5);
+    expect(Number(packedSegmentColour("5")) & 255).toBe((rgb >> 16) & 255);
+    expect((Number(packedSegmentColour("5")) >> 16) & 255).toBe(rgb & 255);
     // Every source, swapped or added, keeps its bounds outline off (it would hide the task box).
     for (const source of sources) {
       expect(source.spec.subsources.get("bounds")).toEqual({ enabled: false });

@@ -116,6 +116,31 @@ MESHES_LOADED = """([name, n]) => {
 }"""
 
 
+def paint_colour(object_id: int) -> str:
+    """The Paint tab's colour of an object (frontend/src/label_editor/render.ts's ``colourOf``,
+    the same 32-bit hash) as Neuroglancer's "#rrggbb"."""
+    word = 0xFFFFFFFF
+    h = ((object_id ^ 0x9E3779B9) * 0x85EBCA6B) & word
+    h ^= h >> 13
+    h = (h * 0xC2B2AE35) & word
+    h ^= h >> 16
+    rgb = h & 0xFFFFFF
+    if (rgb >> 16 & 255) + (rgb >> 8 & 255) + (rgb & 255) < 240:
+        rgb |= 0x808080
+    return f"#{rgb:06x}"
+
+
+# The colours Neuroglancer gives a layer's segments (its own state JSON).
+SEGMENT_COLOURS = """(name) => (annotome.viewer().state.toJSON().layers
+  .find((l) => l.name === name) || {}).segmentColors || {}"""
+
+
+def assert_paint_colours(page: Any, layer: str, ids: list[str]) -> None:
+    """Every object of the layer in the colour the Paint tab draws it in."""
+    colours = page.evaluate(SEGMENT_COLOURS, layer)
+    assert colours == {i: paint_colour(int(i)) for i in ids}, colours
+
+
 def assert_bounds_hidden(state: dict[str, Any]) -> None:
     """The labels volume has a bounds outline and it is off: it would lie on the task box's
     cyan outline and hide it; the mesh source has none to show."""
@@ -182,6 +207,17 @@ def test_painted_labels_show_with_meshes_and_a_new_version_fetches_only_what_cha
                .map((u) => [m.name, u.enabled])) : [])"""
     )
     assert outlines and not [o for o in outlines if o[1]], outlines
+    # A painted task paints in its Paint tab: the Neuroglancer tab opens for looking, with no
+    # point tool armed (a click there would drop a point) and the layer panel closed.
+    opened = page.evaluate(
+        """() => { const s = annotome.viewer().state.toJSON();
+             return {selected: s.selectedLayer || {},
+                     tool: (s.layers.find((l) => l.name === "annotations") || {}).tool || null,
+                     pressed: document.querySelectorAll("[data-tool][aria-pressed=true]").length};
+           }"""
+    )
+    assert opened["tool"] is None and opened["pressed"] == 0, opened
+    assert not opened["selected"].get("visible"), opened
     # Neuroglancer fetched the painted chunks (redirected to their blobs) and both objects'
     # meshes (manifest, then fragment by content key), and drew them.
     base = f"/api/v1/annotation/assignments/{row.pk}/labels/"
@@ -273,6 +309,8 @@ def test_painted_labels_show_with_meshes_and_a_new_version_fetches_only_what_cha
     page.wait_for_function(MESHES_LOADED, arg=[LAYER, 3], timeout=READY_MS)
     assert page.evaluate("() => annotome.errors") == []
     assert_bounds_hidden(page.evaluate(LAYER_STATE, LAYER))
+    # The new object too, in the Paint tab's colour (set on the swap, not in the first state).
+    assert_paint_colours(page, LAYER, ["1", "2", str(new_id)])
     # Back and forth between the tabs: Neuroglancer draws again, nothing throws (a viewer hidden
     # by display: none drew into 0 x 0 framebuffers: "Framebuffer configuration not supported").
     for tab in ("viewer", "paint", "viewer"):
@@ -306,5 +344,6 @@ def test_painted_labels_show_with_meshes_and_a_new_version_fetches_only_what_cha
     assert all(s["loaded"] and s["error"] is None for s in state["sources"])
     assert_bounds_hidden(state)
     assert state["segments"] == sorted(["1", "2", str(new_id)])
+    assert_paint_colours(page, "ann · painted", state["segments"])
     page.wait_for_function(MESHES_LOADED, arg=["ann · painted", 3], timeout=READY_MS)
     print(f"requests after the swap ({len(after)}):", *after, sep="\n  ")

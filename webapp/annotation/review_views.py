@@ -26,6 +26,7 @@ from webapp.annotation import selectors
 from webapp.annotation.views import export_links
 from webapp.viewer.neuroglancer_client import neuroglancer_client_url
 from webapp.viewer.services import build_viewer_state
+from webapp.viewer.state import layer_without_bounds
 
 
 @login_required
@@ -42,6 +43,11 @@ def review_page(request: HttpRequest, campaign_id: int) -> HttpResponse:
     state: dict[str, Any] = build_viewer_state(
         campaign.dataset, request.build_absolute_uri("/")
     ).to_json()
+    # As on the task page: no volume outline over the reviewed box's edges, and the layer panel
+    # (the segmentation's list of every object, a third of the viewer) closed.
+    state["layers"] = [layer_without_bounds(la) for la in state["layers"]]
+    if "selectedLayer" in state:
+        state["selectedLayer"]["visible"] = False
     may_report = selectors.may(campaign, request.user, "report")
     config = {
         "campaignId": campaign.pk,

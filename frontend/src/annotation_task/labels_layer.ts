@@ -8,8 +8,11 @@
 // URL (webapp/annotation/api/label_mesh_views.py), which the browser already holds.
 // Each source's "bounds" subsource (Neuroglancer's yellow outline of the volume) is off: the
 // labels volume is the task box, and its outline would lie on the box's own cyan one and hide it
-// (`sourcesWithoutBounds`; the swap keeps it off).
+// (`sourcesWithoutBounds`; the swap keeps it off). Each object has the colour the Paint tab draws
+// it in (`label_editor/render.colourOf`), not Neuroglancer's own hash of its id: one object, one
+// colour on both tabs.
 
+import { colourOf } from "../label_editor/render";
 import { type Viewer, sourcesWithoutBounds } from "../lib/neuroglancer";
 
 export const PAINTED_LABELS = "painted labels";
@@ -17,6 +20,17 @@ export const PAINTED_LABELS = "painted labels";
 /** The mesh source among a version's sources (its `precomputed://` URL), if any. */
 export function meshSource(sources: readonly string[]): string | undefined {
   return sources.find((url) => url.startsWith("precomputed://"));
+}
+
+/** The Paint tab's colour of object `id` (decimal) as Neuroglancer's "#rrggbb". */
+export function segmentColour(id: string): string {
+  return `#${colourOf(Number(id)).toString(16).padStart(6, "0")}`;
+}
+
+/** The same colour packed as Neuroglancer holds a stated segment colour (red in the low byte). */
+export function packedSegmentColour(id: string): bigint {
+  const rgb = colourOf(Number(id));
+  return BigInt(((rgb >> 16) & 255) | (rgb & 0xff00) | ((rgb & 255) << 16));
 }
 
 /** Neuroglancer's spec of a segmentation layer showing `sources`, with `segments` (decimal
@@ -31,6 +45,7 @@ export function labelsLayer(
     name,
     source: sourcesWithoutBounds(sources),
     segments: [...segments],
+    segmentColors: Object.fromEntries(segments.map((id) => [id, segmentColour(id)])),
     selectedAlpha: 0.4,
     notSelectedAlpha: 0.15,
     objectAlpha: 1,
@@ -70,10 +85,16 @@ interface VisibleSegments {
   add(id: bigint): void;
   readonly size: number;
 }
+interface StatedColours {
+  set(id: bigint, colour: bigint): void;
+}
 interface SegmentationLayerLike {
   dataSources: SwappableSource[];
   addDataSource(spec: DataSourceSpec): unknown;
-  displayState?: { segmentationGroupState?: { value: { visibleSegments: VisibleSegments } } };
+  displayState?: {
+    segmentationGroupState?: { value: { visibleSegments: VisibleSegments } };
+    segmentationColorGroupState?: { value: { segmentStatedColors: StatedColours } };
+  };
 }
 
 /** Points the existing layer `name` at a version's `sources` (and shows `segments`) without
@@ -108,6 +129,8 @@ export function swapLabelsSources(
       source.spec = { ...source.spec, url };
     }
   });
+  const colours = layer.displayState?.segmentationColorGroupState?.value.segmentStatedColors;
+  for (const id of segments) colours?.set(BigInt(id), packedSegmentColour(id));
   const visible = layer.displayState?.segmentationGroupState?.value.visibleSegments;
   if (visible) {
     visible.clear();

@@ -139,7 +139,7 @@ export function annotationsLayer(
   annotations: readonly ApiAnnotation[],
   axes: Axes,
   schema: readonly LabelClass[],
-  editable: boolean,
+  pointTool: boolean,
 ): Record<string, unknown> {
   const colours = new Map(schema.map((c) => [c.name, c.colour]));
   const colourOf = (label: string): string => colours.get(label) ?? "#ffffff";
@@ -153,7 +153,7 @@ export function annotationsLayer(
       { id: "object", type: "uint32", default: 0 },
     ],
     shader: ANNOTATION_SHADER,
-    ...(editable ? { tool: "annotatePoint" } : {}),
+    ...(pointTool ? { tool: "annotatePoint" } : {}),
     annotations: annotations.map((a) => annotationJson(a, axes, colourOf)),
   };
 }

@@ -764,9 +764,11 @@ export function mountTaskPage(doc: Document = document): TaskHooks {
         taskBoxLayer(config.box, axes),
         earlierLayer(),
         ...painted,
-        annotationsLayer(body.annotations, axes, schema, config.editable),
+        // A painted task paints in its Paint tab: its Neuroglancer tab opens for looking (no
+        // point tool armed, the layer panel closed; the tool buttons still arm one).
+        annotationsLayer(body.annotations, axes, schema, config.editable && !config.painted),
       ] as NonNullable<ViewerStateJson["layers"]>,
-      selectedLayer: { layer: ANNOTATIONS, visible: true },
+      selectedLayer: { layer: ANNOTATIONS, visible: !config.painted },
     };
     loading = true;
     let view: LoadedView;
