@@ -44,7 +44,9 @@ with a few dozen validation objects one object more or less is noise, and on a r
 (BBBC038, 3 seeds) the epoch of the strictly best F1 scored 0.64-0.85 on the held-out image, no
 better than the epoch of the lowest loss (0.78-0.81). (Averaging each epoch's F1 with the two
 before it did not help there, and in a short training it credited a late epoch with an early
-one's F1.)
+one's F1.) With ``ema_decay`` > 0 an exponential moving average of the weights
+(:func:`moving_average`, PyTorch's ``AveragedModel``) is what is validated and kept; the
+optimiser still steps the weights as trained, and ``last.pt`` holds both.
 Training stops after ``patience`` epochs in which neither the validation F1 rose above its best
 nor the validation loss fell 1% below its lowest (``LOSS_MIN_DELTA``): counting F1 gains alone
 stopped one such run after 24 of the 57 epochs that still helped, and every new low, however
@@ -69,7 +71,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import edt
 import numpy as np
@@ -189,6 +191,9 @@ class TrainConfig:
     task_balance: bool | None = None  # masked_loss(balance=); default: on with semantic heads
     num_threads: int | None = None
     device: str = "auto"
+    # Validate and keep an exponential moving average of the weights (its decay; 0: off, the
+    # weights as trained). The decay warms up as min(decay, (1 + n) / (10 + n)) after n steps.
+    ema_decay: float = 0.0
     # Fine-tuning: a model file whose weights training starts from (its U-Net is used whole;
     # the normalisation is measured on the new boxes, as for a fresh model).
     init_model: Path | None = None
@@ -283,6 +288,8 @@ def check_config(config: TrainConfig) -> tuple[int, ...]:
         raise InvalidInputError("batch_size, iterations_per_epoch and max_epochs must be >= 1")
     if not 0.0 <= config.val_fraction < 1.0 or config.patience < 1 or config.lr <= 0:
         raise InvalidInputError("need 0 <= val_fraction < 1, patience >= 1 and lr > 0")
+    if not 0.0 <= config.ema_decay < 1.0:
+        raise InvalidInputError(f"ema_decay must be in [0, 1), not {config.ema_decay}")
     if config.clamp_nm != "auto" and (isinstance(config.clamp_nm, str) or not config.clamp_nm > 0):
         raise InvalidInputError(f"clamp_nm must be positive (nm) or auto, not {config.clamp_nm!r}")
     if config.contact_weight < 0 or config.contact_nm <= 0:
@@ -621,6 +628,19 @@ def _box_labels(box: TrainingBox) -> np.ndarray:
     return labels if labels.dtype.kind in "iu" else labels.astype(np.int64)
 
 
+def moving_average(model: nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel | None:
+    """An exponential moving average of ``model``'s weights (None with ``decay`` 0). Its decay
+    warms up, so the average of the first steps is not held to the random start."""
+    if decay <= 0.0:
+        return None
+
+    def average(kept: torch.Tensor, new: torch.Tensor, count: torch.Tensor | int) -> torch.Tensor:
+        d = min(decay, (1.0 + float(count)) / (10.0 + float(count)))
+        return kept * d + new * (1.0 - d)
+
+    return torch.optim.swa_utils.AveragedModel(model, avg_fn=average)
+
+
 class Trainer:
     """One training run: prepared boxes, model, optimiser and the epoch loop."""
 
@@ -695,7 +715,13 @@ class Trainer:
             self.model.load_state_dict(parent_state_dict(self.config.init_model, self.config.unet))
         to_memory_format(self.model, self.format, self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.config.lr)
+        self.ema = moving_average(self.model, self.config.ema_decay)
         self.rng = np.random.default_rng(seed)
+
+    @property
+    def eval_model(self) -> UNet:
+        """The weights validated and kept: the moving average when there is one."""
+        return self.model if self.ema is None else cast(UNet, self.ema.module)
 
     def _validation_windows(self) -> list[tuple[int, tuple[int, ...]]]:
         """(validation box index, window start): at most ``max_val_patches``, spread evenly."""
@@ -801,6 +827,8 @@ class Trainer:
         if self.config.grad_clip_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip_norm)
         self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
         if measure:
             with torch.no_grad():
                 self.epoch_figures.add(self._figures(outputs, targets, mask))
@@ -813,7 +841,7 @@ class Trainer:
         row["val_distance_p99_nm"] = row["val_probability_gap"] = math.nan
         if not self.val_boxes:
             return row
-        self.model.eval()
+        self.eval_model.eval()
         with torch.inference_mode():
             row["val_loss"] = self._window_loss()
             if segment:
@@ -829,7 +857,7 @@ class Trainer:
             samples = [self._sample(self.val_boxes[i], start, False) for i, start in chunk]
             image, targets, mask = self.batches.collate(samples)
             loss = masked_loss(
-                self.model(image), targets, mask, self.kinds, self.weights, self.balance
+                self.eval_model(image), targets, mask, self.kinds, self.weights, self.balance
             )
             total += float(loss) * len(chunk)
         return total / len(self.val_windows)
@@ -849,7 +877,7 @@ class Trainer:
             chunk = windows[first : first + size]
             samples = [self._sample(self.val_boxes[i], start, False) for i, start in chunk]
             channels = samples[0].image.ndim > samples[0].mask.ndim
-            outputs = self.model(self.batches.tensor([s.image for s in samples], channels))
+            outputs = self.eval_model(self.batches.tensor([s.image for s in samples], channels))
             for name in names:
                 values = outputs[name][:, 0].float()
                 if name == DISTANCE_HEAD:
@@ -922,7 +950,7 @@ class Trainer:
     def save_best(self, path: Path) -> None:
         save_model(
             path,
-            self.model,
+            self.eval_model,
             normalisation=self.normalisation,
             voxel_size=self.voxel_size,
             metadata=self.model_metadata(),
@@ -938,6 +966,7 @@ class Trainer:
                 metadata=self.model_metadata(),
             ),
             "optimizer": self.optimizer.state_dict(),
+            "ema": None if self.ema is None else self.ema.state_dict(),
             "unet": self.config.unet.to_dict(),
             "epoch": self.state.epoch,
             "best_loss": self.state.best_loss,
@@ -971,6 +1000,8 @@ class Trainer:
         self.model.load_state_dict(restored.state_dict())
         to_memory_format(self.model, self.format)
         self.optimizer.load_state_dict(payload["optimizer"])
+        if self.ema is not None and payload.get("ema") is not None:
+            self.ema.load_state_dict(payload["ema"])
         self.state = _State(
             epoch=int(payload["epoch"]),
             best_loss=float(payload["best_loss"]),

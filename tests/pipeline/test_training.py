@@ -166,6 +166,43 @@ def test_resume_continues_and_matches_an_uninterrupted_run(
     assert resumed.best_val_loss == full.best_val_loss
 
 
+def test_a_moving_average_of_the_weights_is_validated_kept_and_resumed(
+    volume: tuple[np.ndarray, np.ndarray], tmp_path: Path
+) -> None:
+    boxes = _boxes(volume)
+    config = _config(ema_decay=0.9, max_epochs=3, lr=3e-3)
+    full = train(boxes, config, tmp_path / "full")
+    # The kept model is the average, not the weights as trained: the last checkpoint holds both.
+    last = torch.load(tmp_path / "full" / "last.pt", map_location="cpu", weights_only=True)
+    assert last["ema"] is not None and int(last["ema"]["n_averaged"]) == 3 * 2
+    trainer = Trainer(boxes, config, tmp_path / "probe")
+    trainer.load_checkpoint(tmp_path / "full" / "last.pt")
+    trained = dict(trainer.model.named_parameters())
+    averaged = dict(trainer.eval_model.named_parameters())
+    assert set(trained) == set(averaged)
+    assert any(not torch.equal(trained[k], averaged[k]) for k in trained)
+    # The warm-up: after one step the average is the step's weights (decay 1/10 -> weight 0.9).
+    one = Trainer(boxes, config, tmp_path / "one")
+    one._train_step(0)
+    one._train_step(1)
+    w = dict(one.model.named_parameters())
+    a = dict(one.eval_model.named_parameters())
+    moved = [k for k in w if not torch.equal(w[k], a[k])]
+    assert moved  # two steps: the average lags the weights
+    # Resume continues the average exactly.
+    train(boxes, _config(ema_decay=0.9, max_epochs=2, lr=3e-3), tmp_path / "resumed")
+    resumed = train(boxes, config, tmp_path / "resumed", resume=True)
+
+    def losses(path: Path) -> list[tuple[str, str]]:
+        return [(r["train_loss"], r["val_loss"]) for r in csv.DictReader(path.open())]
+
+    assert losses(resumed.history_csv) == losses(full.history_csv)
+    # Off by default, and a decay outside [0, 1) is refused.
+    assert TrainConfig().ema_decay == 0.0 and Trainer(boxes, _config(), tmp_path / "p").ema is None
+    with pytest.raises(InvalidInputError, match="ema_decay"):
+        train(boxes, _config(ema_decay=1.0), tmp_path / "bad")
+
+
 def test_bad_config_is_rejected(volume: tuple[np.ndarray, np.ndarray], tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match="not valid"):
         train(_boxes(volume), _config(patch_shape=(51, 52, 52)), tmp_path)
