@@ -16,6 +16,7 @@ from nuclei_dataset import build_nuclei_dataset
 
 from webapp.annotation.coverage import STATE_COLOURS, drawn_boxes
 from webapp.annotation.models import AnnotationCampaign, TaskBox
+from webapp.datasets.models import Layer
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 PASSWORD = "annotate-pass-123"
@@ -51,7 +52,13 @@ def test_manager_creates_a_campaign_adds_boxes_and_sees_them(
     users = get_user_model().objects
     owner = users.create_user("owner", password=PASSWORD)
     users.create_user("ann", password=PASSWORD)
-    build_nuclei_dataset(owner, slug="nuclei", shape=(64, 64, 64), n_nuclei=6)
+    dataset = build_nuclei_dataset(owner, slug="nuclei", shape=(64, 64, 64), n_nuclei=6)
+    # A second image layer four times coarser (a 51.2 um volume): the suggested box follows the
+    # layer chosen, not the dataset's first.
+    coarse = Layer.objects.get(dataset=dataset, name="image")
+    coarse.pk, coarse.name = None, "coarse"
+    coarse.voxel_size = [4 * float(v) for v in coarse.voxel_size]
+    coarse.save()
     page = browser_context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
@@ -68,6 +75,10 @@ def test_manager_creates_a_campaign_adds_boxes_and_sees_them(
     assert page.input_value("#schema-table .c-name") == "nucleus"
     assert [page.input_value(f"#f-box-{axis}") for axis in "zyx"] == ["2", "2", "2"]
     assert page.input_value("#f-layer") == "image"
+    page.select_option("#f-layer", "coarse")
+    assert [page.input_value(f"#f-box-{axis}") for axis in "zyx"] == ["10", "10", "10"]
+    page.select_option("#f-layer", "image")
+    assert [page.input_value(f"#f-box-{axis}") for axis in "zyx"] == ["2", "2", "2"]
     page.fill("#f-name", "Nuclei centres")
     page.fill("#f-instructions", "Click the centre of every **nucleus**.")
     page.click("#schema-add")

@@ -102,7 +102,8 @@ def _owned_datasets(request: HttpRequest) -> list[dict[str, Any]]:
             "slug": d.slug,
             "name": d.name,
             "image_layers": [layer.name for layer in by_dataset[d.pk]],
-            "box_size_um": _suggested_box_size(by_dataset[d.pk][0]),
+            # Per image layer: the form follows the layer chosen (layers may differ in extent).
+            "box_sizes_um": {layer.name: _suggested_box_size(layer) for layer in by_dataset[d.pk]},
         }
         for d in datasets
         if d.pk in by_dataset
@@ -110,8 +111,8 @@ def _owned_datasets(request: HttpRequest) -> list[dict[str, Any]]:
 
 
 def _suggested_box_size(layer: Layer) -> list[float]:
-    """The form's first box size for a dataset (its first image layer's volume), or the
-    campaign default where the layer's row has no usable geometry."""
+    """The form's first box size for an image layer (from its volume), or the campaign default
+    where the layer's row has no usable geometry."""
     try:
         shape, voxel_um = services.layer_extent(layer)
         return task_boxes.suggested_box_size_um(voxel_um, shape)

@@ -10,7 +10,13 @@ type LabelClass = Schemas["LabelClass"];
 export interface ListConfig {
   apiUrl: string;
   /** The caller's datasets, each with its image layers and a first box size for its volume. */
-  datasets: { slug: string; name: string; image_layers: string[]; box_size_um: number[] }[];
+  datasets: {
+    slug: string;
+    name: string;
+    image_layers: string[];
+    /** The suggested box size (z, y, x um) per image layer. */
+    box_sizes_um: Record<string, number[]>;
+  }[];
   dataset: string;
   defaultSchema: LabelClass[];
   defaultBoxSizeUm: number[];
@@ -111,18 +117,19 @@ export function mountListPage(doc: Document = document): ListHooks {
   for (const c of config.defaultSchema) addClass(c);
   byId("schema-add", HTMLButtonElement, doc).addEventListener("click", () => addClass());
   byId("member-add", HTMLButtonElement, doc).addEventListener("click", () => addMember());
-  // The box size follows the chosen dataset (a quarter of its volume along each axis, at most
-  // 50 um) until the person types one.
+  // The box size follows the chosen dataset and image layer (a quarter of the layer's volume
+  // along each axis, at most 50 um) until the person types one.
   const boxInputs = ["z", "y", "x"].map((axis) => byId(`f-box-${axis}`, HTMLInputElement, doc));
   let boxTyped = false;
   for (const input of boxInputs) input.addEventListener("input", () => (boxTyped = true));
   function fillBoxSize(): void {
     if (boxTyped) return;
     const dataset = config.datasets.find((d) => d.slug === datasetSelect.value);
-    const size = dataset?.box_size_um ?? config.defaultBoxSizeUm;
+    const size = dataset?.box_sizes_um[layerSelect.value] ?? config.defaultBoxSizeUm;
     boxInputs.forEach((input, i) => (input.value = String(size[i] ?? config.defaultBoxSizeUm[i])));
   }
   datasetSelect.addEventListener("change", fillBoxSize);
+  layerSelect.addEventListener("change", fillBoxSize);
   fillBoxSize();
 
   const value = (row: Element, selector: string): string =>

@@ -125,7 +125,7 @@ def test_the_list_shows_roles_counts_and_the_creation_form(
             "name": campaign.dataset.name,
             "image_layers": [campaign.image_layer.name],
             # 8 x 12.8 x 12.8 um: z (20 slices) whole, y and x a quarter rounded down to 2 um.
-            "box_size_um": [8.0, 2.0, 2.0],
+            "box_sizes_um": {campaign.image_layer.name: [8.0, 2.0, 2.0]},
         }
     ]
     assert config["defaultSchema"][0]["name"] == "nucleus"
@@ -133,7 +133,8 @@ def test_the_list_shows_roles_counts_and_the_creation_form(
     # A layer row without a usable geometry: the campaign default, not an error page.
     Layer.objects.filter(pk=campaign.image_layer.pk).update(shape=[])
     page = _as(people["owner"]).get("/annotation/").content.decode()
-    assert _json_script(page, "annotation-config")["datasets"][0]["box_size_um"] == [50.0] * 3
+    sizes = _json_script(page, "annotation-config")["datasets"][0]["box_sizes_um"]
+    assert sizes == {campaign.image_layer.name: [50.0] * 3}
     Layer.objects.filter(pk=campaign.image_layer.pk).update(shape=list(campaign.image_layer.shape))
     annotator = _as(people["a1"]).get("/annotation/").content.decode()
     assert f"/annotation/{campaign.pk}/next/" in annotator
