@@ -11,6 +11,7 @@ import {
   mountPaint,
   planePointAt,
   viewCssSize,
+  viewFits,
   voxelSize,
 } from "../src/annotation_task/paint";
 import { objectsText, revisionText } from "../src/annotation_task/format";
@@ -279,6 +280,24 @@ describe("the views' physical aspect ratio", () => {
     const deep = viewCssSize("yz", [256, 16, 16], anisotropic, VIEW_FIT.yz);
     expect(deep.height).toBe(512);
     expect(deep.width).toBeCloseTo((512 * 16 * 0.2) / (256 * 0.4));
+  });
+
+  it("fits xy on the left and xz over yz on the right of the tab's free area", () => {
+    // The Paint tab at 1280 x 800: about 880 x 550 px below the tools.
+    const fits = viewFits(880, 550);
+    const cube = [32, 32, 32];
+    const xy = viewCssSize("xy", cube, [1, 1, 1], fits.xy);
+    const xz = viewCssSize("xz", cube, [1, 1, 1], fits.xz);
+    const yz = viewCssSize("yz", cube, [1, 1, 1], fits.yz);
+    // Side by side within the width; xz and yz stacked within the height, captions included.
+    expect(xy.width + 8 + Math.max(xz.width, yz.width)).toBeLessThanOrEqual(880);
+    expect(xy.height + 22).toBeLessThanOrEqual(550);
+    expect(xz.height + 22 + 8 + yz.height + 22).toBeLessThanOrEqual(550);
+    expect(xy.width).toBeGreaterThan(xz.width); // the main view is the larger
+    // A tiny area does not shrink the views to nothing (the tab scrolls); a huge one does not
+    // blow them up past their largest size.
+    expect(viewFits(100, 100).xz.maxHeight).toBe(160);
+    expect(viewFits(10_000, 10_000).xy.maxWidth).toBe(900);
   });
 
   it("maps every voxel centre on screen back to its voxel, however stretched", () => {

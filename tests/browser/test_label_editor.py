@@ -130,7 +130,9 @@ def test_annotator_paints_interpolates_undoes_saves_and_reloads(
     row = Assignment.objects.get(annotator=ann)
     assert page.evaluate("() => annotome.paint.editor.volume.shape") == [BOX, BOX, BOX]
     canvas = page.locator("[data-paint-view=xy] canvas").bounding_box()
-    assert canvas is not None and canvas["width"] == pytest.approx(512)
+    assert canvas is not None and canvas["width"] == pytest.approx(canvas["height"])
+    assert canvas["width"] > 400  # fitted to the tab: the main view, not a thumbnail
+    assert_views_on_screen(page)
 
     # New object (C), then one horizontal stroke on each of three slices (F/D move the slice).
     page.keyboard.press("c")
@@ -352,12 +354,37 @@ MEASURE = """() => {
 }"""
 
 
+def assert_views_on_screen(page: Any) -> dict[str, dict[str, float]]:
+    """The three slice views lie wholly inside the window (1280 x 800) and the Paint tab: none
+    below the fold (the fixed sizes put yz there), none under the side panel."""
+    boxes = page.evaluate(
+        """() => {
+          const tab = document.getElementById("paint").getBoundingClientRect();
+          const out = {tab: {left: tab.left, right: tab.right, bottom: tab.bottom},
+                       window: {width: innerWidth, height: innerHeight}};
+          for (const plane of ["xy", "xz", "yz"]) {
+            const r = document.querySelector(`[data-paint-view=${plane}] canvas`)
+              .getBoundingClientRect();
+            out[plane] = {left: r.left, top: r.top, right: r.right, bottom: r.bottom,
+                          width: r.width, height: r.height};
+          }
+          return out;
+        }"""
+    )
+    for plane in ("xy", "xz", "yz"):
+        box = boxes[plane]
+        assert box["width"] > 100 and box["height"] > 100, boxes
+        assert box["bottom"] <= min(boxes["window"]["height"], boxes["tab"]["bottom"]), boxes
+        assert boxes["tab"]["left"] <= box["left"] and box["right"] <= boxes["tab"]["right"], boxes
+    return {plane: boxes[plane] for plane in ("xy", "xz", "yz")}
+
+
 def test_xz_and_yz_views_keep_the_physical_aspect_and_the_mouse_hits_its_voxel(
     live_server: Any, browser_context: Any, artifacts_dir: Path
 ) -> None:
     """Voxels of 400 nm z and 200 nm xy: the xz and yz views of the 32^3 box are drawn twice as
-    tall as wide (256 x 512 px: as tall as the xy view), and a click on a voxel of the stretched
-    xz view paints that voxel and no other."""
+    tall as wide, all three on screen, and a click on a voxel of the stretched xz view paints
+    that voxel and no other."""
     users = get_user_model().objects
     owner = users.create_user("owner", password=PASSWORD)
     ann = users.create_user("ann", password=PASSWORD)
@@ -366,23 +393,20 @@ def test_xz_and_yz_views_keep_the_physical_aspect_and_the_mouse_hits_its_voxel(
     campaign.save()
     page = browser_context.new_page()
     open_task(page, live_server.url, campaign)
-    sizes = {
-        plane: page.locator(f"[data-paint-view={plane}] canvas").bounding_box()
-        for plane in ("xy", "xz", "yz")
-    }
-    assert all(box is not None for box in sizes.values())
-    assert (sizes["xy"]["width"], sizes["xy"]["height"]) == (512, 512)  # type: ignore[index]
+    sizes = assert_views_on_screen(page)
+    assert sizes["xy"]["width"] == pytest.approx(sizes["xy"]["height"], abs=1)
     for plane in ("xz", "yz"):
-        assert (sizes[plane]["width"], sizes[plane]["height"]) == (256, 512)  # type: ignore[index]
+        assert sizes[plane]["height"] == pytest.approx(2 * sizes[plane]["width"], abs=1)
     # A one-voxel brush clicked on the centre of xz voxel (x 10, z 20) at slice y 16.
     page.evaluate("() => { annotome.paint.editor.radius = 0.5; }")
     object_id = page.evaluate("() => annotome.paint.editor.activeId")
-    # 8 px per x voxel, 16 per z voxel.
-    page.locator("[data-paint-view=xz] canvas").click(position={"x": 10.5 * 8, "y": 20.5 * 16})
+    px_x, px_z = sizes["xz"]["width"] / BOX, sizes["xz"]["height"] / BOX
+    at = {"x": 10.5 * px_x, "y": 20.5 * px_z}
+    page.locator("[data-paint-view=xz] canvas").click(position=at)
     painted = volume(page)
     assert list(zip(*np.nonzero(painted), strict=True)) == [(20, 16, 10)]
     assert painted[20, 16, 10] == object_id
-    page.locator("[data-paint-view=xz] canvas").hover(position={"x": 84, "y": 328})
+    page.locator("[data-paint-view=xz] canvas").hover(position=at)
     page.screenshot(path=str(artifacts_dir / "label-editor-anisotropic.png"), full_page=True)
 
 

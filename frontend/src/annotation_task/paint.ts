@@ -68,13 +68,39 @@ interface LabelsState {
 
 const VIEWS: Plane[] = ["xy", "xz", "yz"];
 
-/** The largest CSS box each view is drawn in (px): the xy view is the main one; a deep box's
- * xz and yz are no taller than it, so the three views stay in one row on a laptop screen. */
-export const VIEW_FIT: Record<Plane, { maxWidth: number; maxHeight: number }> = {
+type Fit = { maxWidth: number; maxHeight: number };
+
+/** The largest CSS box each view is drawn in (px) when the page cannot measure its area (the
+ * Paint tab hidden): the xy view is the main one. */
+export const VIEW_FIT: Record<Plane, Fit> = {
   xy: { maxWidth: 512, maxHeight: 1024 },
   xz: { maxWidth: 320, maxHeight: 512 },
   yz: { maxWidth: 320, maxHeight: 512 },
 };
+
+/** Space a view's caption and the gaps between views take (px). */
+const CAPTION_PX = 22;
+const GAP_PX = 8;
+/** No view is fitted smaller than this (a tiny window scrolls) or larger (a big screen does
+ * not blow a 32-voxel box up to giant pixels). */
+const VIEW_MIN_PX = 160;
+const VIEW_MAX_PX: Record<Plane, number> = { xy: 900, xz: 600, yz: 600 };
+
+/** Each view's fit in an area of `width` x `height` CSS pixels: xy on the left over the whole
+ * height, xz and yz stacked on the right, so that the three show at once on a laptop screen
+ * (at 1280 x 800 the fixed sizes put yz below the fold). */
+export function viewFits(width: number, height: number): Record<Plane, Fit> {
+  const clamp = (px: number, plane: Plane): number =>
+    Math.min(VIEW_MAX_PX[plane], Math.max(VIEW_MIN_PX, Math.floor(px)));
+  const left = (width - GAP_PX) * 0.6;
+  const right = width - GAP_PX - left;
+  const half = (height - GAP_PX) / 2 - CAPTION_PX;
+  return {
+    xy: { maxWidth: clamp(left, "xy"), maxHeight: clamp(height - CAPTION_PX, "xy") },
+    xz: { maxWidth: clamp(right, "xz"), maxHeight: clamp(half, "xz") },
+    yz: { maxWidth: clamp(right, "yz"), maxHeight: clamp(half, "yz") },
+  };
+}
 
 /** The voxel size (z, y, x, um) to draw with: the geometry's, or cubic when it is missing or
  * not three positive numbers. */
@@ -274,13 +300,33 @@ export function mountPaint(
     const canvas = root.querySelector<HTMLCanvasElement>(`[data-paint-view=${plane}] canvas`)!;
     canvas.width = width;
     canvas.height = height;
-    const css = viewCssSize(plane, vol.shape, voxelSize(config.voxelSizeUm), VIEW_FIT[plane]);
-    canvas.style.width = `${css.width}px`;
-    canvas.style.height = `${css.height}px`;
     const ctx = canvas.getContext("2d")!;
     const cursor = root.querySelector<HTMLElement>(`[data-paint-view=${plane}] .paint-cursor`)!;
     const label = root.querySelector<HTMLElement>(`[data-paint-view=${plane}] .paint-slice`)!;
     return { plane, canvas, ctx, pixels: ctx.createImageData(width, height), cursor, label };
+  }
+
+  /** Sizes the views to the Paint tab's free area (below the tools, to the bottom of the
+   * tab); while the tab is hidden it cannot be measured and they keep their sizes. */
+  function fitViews(): void {
+    const vol = editor?.volume;
+    if (!vol) return;
+    const area = root.querySelector<HTMLElement>(".paint-views");
+    const width = area?.clientWidth ?? 0;
+    const height = area
+      ? root.getBoundingClientRect().bottom - area.getBoundingClientRect().top - GAP_PX
+      : 0;
+    const fits = width > 0 && height > 0 ? viewFits(width, height) : VIEW_FIT;
+    for (const view of views) {
+      const css = viewCssSize(
+        view.plane,
+        vol.shape,
+        voxelSize(config.voxelSizeUm),
+        fits[view.plane],
+      );
+      view.canvas.style.width = `${css.width}px`;
+      view.canvas.style.height = `${css.height}px`;
+    }
   }
 
   /** Plane pixel (u, v) under a mouse event. */
@@ -539,6 +585,8 @@ export function mountPaint(
       views.push(view);
       wire(view);
     }
+    fitViews();
+    doc.defaultView?.addEventListener("resize", fitViews);
     for (const button of root.querySelectorAll<HTMLButtonElement>("[data-paint-tool]")) {
       button.disabled = !config.editable;
       button.addEventListener("click", () => {
