@@ -455,3 +455,34 @@ def test_a_task_with_2000_points_opens_and_saves_smoothly(
     moved = services.annotations_at(assignment.id, None).get(uid="p1000")
     assert moved.coords[0][2] == ops[1000]["coords"][0][2] + loads
     assert open_ms < 30_000 and save_ms < 2_000
+
+
+def test_submitting_a_box_with_nothing_marked_asks_first(
+    live_server: Any, browser_context: Any
+) -> None:
+    """An empty box is ground truth that nothing is there: Submit asks before handing it in;
+    "Keep working" leaves the task as it was, "Submit empty box" submits it."""
+    users = get_user_model().objects
+    owner = users.create_user("owner", password=PASSWORD)
+    ann = users.create_user("ann", password=PASSWORD)
+    campaign = make_campaign(owner, ann)
+    page = browser_context.new_page()
+    login(page, live_server.url, "ann", f"/annotation/{campaign.id}/next/")
+    page.wait_for_url("**/annotation/task/*/")
+    viewer_ready(page)
+    assignment = Assignment.objects.get(annotator=ann)
+    url = page.url
+    assert page.is_hidden("#task-empty")
+    page.click("#task-submit")
+    page.wait_for_selector("#task-empty", state="visible")
+    assert "Nothing is marked in this box" in page.inner_text("#task-empty")
+    page.click("#task-empty-cancel")
+    assert page.is_hidden("#task-empty") and page.url == url
+    assignment.refresh_from_db()
+    assert assignment.state == AssignmentState.IN_PROGRESS
+    page.click("#task-submit")
+    page.click("#task-empty-submit")
+    page.wait_for_url(lambda u: f"/task/{assignment.id}/" not in u, timeout=30_000)
+    assignment.refresh_from_db()
+    assert assignment.state == AssignmentState.SUBMITTED
+    assert list(services.annotations_at(assignment.id, None)) == []

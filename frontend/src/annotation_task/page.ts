@@ -644,8 +644,30 @@ export function mountTaskPage(doc: Document = document): TaskHooks {
   byId("task-merge", HTMLButtonElement, doc).addEventListener("click", () => {
     void work.run(() => reloadCurrent(true).catch((e: unknown) => banner.show(e)));
   });
+  // A box with nothing marked is asked about first: submitted, it is ground truth that the box
+  // holds no object (a model learns its voxels as background).
+  const emptyAsk = byId("task-empty", HTMLElement, doc);
+  function nothingMarked(): boolean {
+    const src = source();
+    let points = 0;
+    if (src) for (const _ of src) points++;
+    const painted = config.painted && (paintedObjects > 0 || !!paint?.unsaved());
+    return points === 0 && !painted;
+  }
   byId("task-submit", HTMLButtonElement, doc).addEventListener("click", () => {
+    if (config.editable && nothingMarked()) {
+      emptyAsk.hidden = false;
+      byId("task-empty-submit", HTMLButtonElement, doc).focus();
+      return;
+    }
     void leaveFor("submit");
+  });
+  byId("task-empty-submit", HTMLButtonElement, doc).addEventListener("click", () => {
+    emptyAsk.hidden = true;
+    void leaveFor("submit");
+  });
+  byId("task-empty-cancel", HTMLButtonElement, doc).addEventListener("click", () => {
+    emptyAsk.hidden = true;
   });
   byId("task-skip", HTMLButtonElement, doc).addEventListener("click", () => {
     void leaveFor("skip");
