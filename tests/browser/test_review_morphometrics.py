@@ -36,16 +36,19 @@ def make_campaign() -> AnnotationCampaign:
     campaign.save()
     services.member_add(campaign, owner, "a1", Role.ANNOTATOR)
     services.member_add(campaign, owner, "rv", Role.REVIEWER)
-    services.boxes_import_csv(campaign, owner, "bbox_ID,x,y,z,w,h,d\nb1,16,8,0,32,32,32\n")
+    services.boxes_import_csv(
+        campaign, owner, "bbox_ID,x,y,z,w,h,d\nb1,16,8,0,32,32,32\nb2,16,8,32,32,32,32\n"
+    )
     labels = np.zeros(BOX, np.uint32)
     labels[4:14, 4:14, 4:14] = 1
     labels[16:24, 16:24, 16:24] = 2
-    row = services.next_task(campaign, a1)
-    assert row is not None
     provenance = {"1": {"source": "manual"}, "2": {"source": "click"}}
-    services.labels_save(row, a1, row.version, {(0, 0, 0): labels}, provenance)
-    row.refresh_from_db()
-    services.submit(row, a1, row.version)
+    for _ in range(2):  # b1, then b2 (the same objects: the second is for moving on)
+        row = services.next_task(campaign, a1)
+        assert row is not None
+        services.labels_save(row, a1, row.version, {(0, 0, 0): labels}, provenance)
+        row.refresh_from_db()
+        services.submit(row, a1, row.version)
     return campaign
 
 
@@ -112,6 +115,19 @@ def test_reviewer_sees_the_painted_objects_measured_plotted_and_shown(
     page.wait_for_timeout(500)
     page.locator("#review-panel").screenshot(path=str(artifacts_dir / "review-objects.png"))
     page.screenshot(path=str(artifacts_dir / "review-objects-page.png"))
+    assert bad == []
+
+    # Approve (A): the next task (b2) opens in place, in the same x y z order (restoring a
+    # whole state over the same image layer once gave Neuroglancer's z y x order).
+    page.locator("#review-panel").click(position={"x": 5, "y": 5})
+    page.keyboard.press("a")
+    page.wait_for_function("() => annotome.loads() >= 2", timeout=90_000)
+    page.evaluate("() => annotome.settled()")
+    assert "b2" in page.inner_text("#review-current")
+    page.wait_for_function("() => annotome.viewer().isReady()", timeout=60_000)
+    page.wait_for_timeout(500)
+    names = page.evaluate("() => annotome.viewer().state.toJSON().dimensions")
+    assert list(names) == ["x", "y", "z"], names
     assert bad == []
 
     # a1, a reviewer too, finds nothing to review: the one submitted task is a1's own, and the
