@@ -132,7 +132,23 @@ def test_annotator_paints_interpolates_undoes_saves_and_reloads(
     canvas = page.locator("[data-paint-view=xy] canvas").bounding_box()
     assert canvas is not None and canvas["width"] == pytest.approx(canvas["height"])
     assert canvas["width"] > 400  # fitted to the tab: the main view, not a thumbnail
+    fitted = assert_views_on_screen(page)
+    # A banner above the page (the next task's "Submitted box ..." flash) pushes the tab down:
+    # the views refit and stay on screen; closed, they grow back.
+    page.evaluate(
+        """() => { const b = document.createElement("div"); b.id = "test-banner";
+                   b.style.height = "90px"; document.body.prepend(b); }"""
+    )
+    page.wait_for_function(
+        f"() => document.querySelector('[data-paint-view=xy] canvas')"
+        f".getBoundingClientRect().height < {fitted['xy']['height'] - 40}"
+    )
     assert_views_on_screen(page)
+    page.evaluate("() => document.getElementById('test-banner').remove()")
+    page.wait_for_function(
+        f"() => document.querySelector('[data-paint-view=xy] canvas')"
+        f".getBoundingClientRect().height === {fitted['xy']['height']}"
+    )
 
     # New object (C), then one horizontal stroke on each of three slices (F/D move the slice).
     page.keyboard.press("c")

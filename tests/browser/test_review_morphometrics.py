@@ -92,6 +92,12 @@ def test_reviewer_sees_the_painted_objects_measured_plotted_and_shown(
     terms = page.locator("#review-facts dt").all_inner_texts()
     assert dict(zip(terms, facts, strict=True))["Painted objects"] == "2", (terms, facts)
     assert "0 point(s)" in page.inner_text("#review-layers")
+    # The dataset's own segmentation starts hidden: drawn over the box it was taken for the
+    # annotator's painting.
+    layers = page.evaluate("() => annotome.viewer().state.toJSON().layers")
+    nuclei = next(la for la in layers if la["name"] == "nuclei")
+    assert nuclei.get("visible") is False, nuclei
+    assert all(la.get("visible", True) for la in layers if la["type"] == "image"), layers
 
     # The scatter: both objects drawn on uPlot's canvas, not blank.
     page.wait_for_function("() => annotome.objectsPlot()?.draws() >= 1")

@@ -29,6 +29,13 @@ from webapp.viewer.services import build_viewer_state
 from webapp.viewer.state import layer_without_bounds
 
 
+def _reviewed_over(layer: dict[str, Any]) -> dict[str, Any]:
+    """A dataset layer as the review page starts it: images shown, every other layer hidden."""
+    if layer.get("type") == "image" or layer.get("archived"):
+        return layer
+    return {**layer, "visible": False}
+
+
 @login_required
 @require_safe
 def review_page(request: HttpRequest, campaign_id: int) -> HttpResponse:
@@ -44,8 +51,10 @@ def review_page(request: HttpRequest, campaign_id: int) -> HttpResponse:
         campaign.dataset, request.build_absolute_uri("/")
     ).to_json()
     # As on the task page: no volume outline over the reviewed box's edges, and the layer panel
-    # (the segmentation's list of every object, a third of the viewer) closed.
-    state["layers"] = [layer_without_bounds(la) for la in state["layers"]]
+    # (the segmentation's list of every object, a third of the viewer) closed. The dataset's
+    # segmentations and detections start hidden (still in the layer list): drawn over the box
+    # they were taken for the annotator's work.
+    state["layers"] = [_reviewed_over(layer_without_bounds(la)) for la in state["layers"]]
     if "selectedLayer" in state:
         state["selectedLayer"]["visible"] = False
     may_report = selectors.may(campaign, request.user, "report")

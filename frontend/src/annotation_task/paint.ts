@@ -586,7 +586,12 @@ export function mountPaint(
       wire(view);
     }
     fitViews();
-    doc.defaultView?.addEventListener("resize", fitViews);
+    // Refitted whenever the tab's box changes: a window resize, and also a banner above it
+    // appearing or closed (the views were pushed below the fold, or left a gap).
+    const win = doc.defaultView;
+    const Observer = win?.ResizeObserver as typeof ResizeObserver | undefined;
+    if (Observer) new Observer(() => fitViews()).observe(root);
+    else win?.addEventListener("resize", fitViews);
     for (const button of root.querySelectorAll<HTMLButtonElement>("[data-paint-tool]")) {
       button.disabled = !config.editable;
       button.addEventListener("click", () => {
