@@ -197,6 +197,10 @@ def test_annotator_paints_interpolates_undoes_saves_and_reloads(
     assert len(set(pixel(page, "xz", 16, 25)[:3])) == 1
     page.screenshot(path=str(artifacts_dir / "label-editor-painted.png"))
 
+    # The side panel counts the painted object as soon as the painting pauses, before a save.
+    page.wait_for_function(
+        "() => document.querySelector('#task-count').textContent === '1 painted · 0 points'"
+    )
     # The header says the painting is not saved yet; Ctrl+S saves version 1, and the server
     # holds exactly the page's voxels.
     assert "Painted changes not saved" in page.inner_text("#task-save")

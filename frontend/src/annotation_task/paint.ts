@@ -78,6 +78,9 @@ export const VIEW_FIT: Record<Plane, Fit> = {
   yz: { maxWidth: 320, maxHeight: 512 },
 };
 
+/** How long the painting must pause before its objects are counted again (ms). */
+const COUNT_DELAY_MS = 300;
+
 /** Space a view's caption and the gaps between views take (px). */
 const CAPTION_PX = 22;
 const GAP_PX = 8;
@@ -215,11 +218,21 @@ export function mountPaint(
     status.textContent = text;
   }
 
+  let countTimer: ReturnType<typeof setTimeout> | undefined;
   /** Counts the objects (after a load or a save) and tells the page. */
   function countNow(): void {
     if (!editor) return;
+    if (countTimer !== undefined) clearTimeout(countTimer);
+    countTimer = undefined;
     objects = countObjects(editor.volume.data);
     onObjects(objects);
+  }
+
+  /** Counts again once the painting pauses (a 256^3 box takes tens of ms: not per frame), so
+   * the side panel's Objects follows the strokes before they are saved. */
+  function countSoon(): void {
+    if (countTimer !== undefined) clearTimeout(countTimer);
+    countTimer = setTimeout(countNow, COUNT_DELAY_MS);
   }
 
   function showInfo(): void {
@@ -291,6 +304,7 @@ export function mountPaint(
     // A proposal's outline spans slices: draw whole views while one is shown.
     for (const view of views) draw(view, editor?.proposal ? "all" : changed);
     showInfo();
+    countSoon();
   }
 
   let image: Uint8Array | null = null;
@@ -648,6 +662,7 @@ export function mountPaint(
     },
     stats,
     dispose(): void {
+      if (countTimer !== undefined) clearTimeout(countTimer);
       doc.defaultView?.removeEventListener("keydown", onKey, true);
     },
   };
