@@ -14,7 +14,7 @@ import {
   viewFits,
   voxelSize,
 } from "../src/annotation_task/paint";
-import { objectsText, revisionText } from "../src/annotation_task/format";
+import { objectsText, revisionText, sliceCaption } from "../src/annotation_task/format";
 
 const SHAPE = [2, 4, 6];
 const BASE = "/api/v1/annotation/assignments/9/labels/";
@@ -365,6 +365,9 @@ describe("counting objects", () => {
   });
 
   it("writes the side panel's Objects with the painted ones named in a painted campaign", () => {
+    // Slices in the dataset's coordinates, as Neuroglancer's position bar shows them.
+    expect(sliceCaption("xy", 25, 50, 32)).toBe("xy · z 57 of 32–81");
+    expect(sliceCaption("yz", 0, 16)).toBe("yz · x 0 of 0–15");
     expect(objectsText(4, null)).toBe("4");
     expect(objectsText(1, 3)).toBe("3 painted · 1 point");
     // Version lists: a painting save in chunks, not in point edits ("+0 ~0 −0 (? in all)").

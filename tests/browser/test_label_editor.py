@@ -408,12 +408,19 @@ def test_xz_and_yz_views_keep_the_physical_aspect_and_the_mouse_hits_its_voxel(
     users = get_user_model().objects
     owner = users.create_user("owner", password=PASSWORD)
     ann = users.create_user("ann", password=PASSWORD)
-    campaign = make_campaign(owner, ann, shape=64)
+    # One box from voxel 16 along each axis: the tab shows the dataset's coordinates.
+    campaign = make_campaign(owner, ann, shape=64, around=(32, 32, 32))
     campaign.geometry = {**campaign.geometry, "voxel_size_um": [0.4, 0.2, 0.2]}
     campaign.save()
     page = browser_context.new_page()
     open_task(page, live_server.url, campaign)
     sizes = assert_views_on_screen(page)
+    start = page.evaluate("() => annotome.config.box.start")
+    assert start == [16, 16, 16], start
+    # Positions and slices as Neuroglancer's position bar gives them (x y z, the dataset's).
+    assert "x 32 y 32 z 32" in page.inner_text("[data-paint=info]")
+    assert page.inner_text("[data-paint-view=xy] .paint-slice") == "xy · z 32 of 16\u201347"
+    assert page.inner_text("[data-paint-view=yz] .paint-slice") == "yz · x 32 of 16\u201347"
     assert sizes["xy"]["width"] == pytest.approx(sizes["xy"]["height"], abs=1)
     for plane in ("xz", "yz"):
         assert sizes[plane]["height"] == pytest.approx(2 * sizes[plane]["width"], abs=1)

@@ -32,10 +32,15 @@ export function revisionText(r: {
   return `${edits} · ${String(s["count"] ?? "?")} objects`;
 }
 
-/** A paint view's caption: its plane and the slice it shows as the voxel coordinate along the
- * plane's normal, counted from 0 as the position line counts ("xy · z 25 of 0–49"; it said
- * "xy 26/50" beside "z 25"). */
-export function sliceCaption(plane: "xy" | "xz" | "yz", slice: number, depth: number): string {
+/** A paint view's caption: its plane and the slice it shows as the dataset's voxel coordinate
+ * along the plane's normal, as Neuroglancer's position bar and the position line count it
+ * (`origin`: the box's first voxel along that axis): "xy · z 57 of 32–81" for a box from z 32. */
+export function sliceCaption(
+  plane: "xy" | "xz" | "yz",
+  slice: number,
+  depth: number,
+  origin = 0,
+): string {
   const axis = { xy: "z", xz: "y", yz: "x" }[plane];
-  return `${plane} · ${axis} ${slice} of 0–${depth - 1}`;
+  return `${plane} · ${axis} ${origin + slice} of ${origin}–${origin + depth - 1}`;
 }

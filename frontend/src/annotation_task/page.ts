@@ -741,6 +741,7 @@ export function mountTaskPage(doc: Document = document): TaskHooks {
         editable: config.editable,
         provenance: !!config.labelsProvenance,
         voxelSizeUm: config.geometry.voxel_size_um,
+        origin: config.box.start,
       },
       (version) => {
         // Points and labels share one version sequence: the points' next save builds on it.

@@ -27,6 +27,9 @@ export interface PaintConfig {
   /** The campaign's voxel size (z, y, x) in um (its geometry): the views are drawn at the
    * voxels' physical aspect ratio. Missing: cubic voxels. */
   voxelSizeUm?: readonly number[] | undefined;
+  /** The box's first voxel (z, y, x) in the dataset: positions and slices are shown in the
+   * dataset's coordinates, as Neuroglancer shows them. Missing: the box's own, from 0. */
+  origin?: readonly number[] | undefined;
 }
 
 /** What the page and tests reach: the editor's contract hooks and a few read-outs. */
@@ -67,6 +70,8 @@ interface LabelsState {
 }
 
 const VIEWS: Plane[] = ["xy", "xz", "yz"];
+/** The (z, y, x) axis along each view's normal. */
+const NORMAL_AXIS: Record<Plane, number> = { xy: 0, xz: 1, yz: 2 };
 
 type Fit = { maxWidth: number; maxHeight: number };
 
@@ -195,6 +200,7 @@ export function mountPaint(
   onObjects: (count: number) => void = () => undefined,
 ): PaintHooks {
   const doc = root.ownerDocument;
+  const origin = config.origin ?? [0, 0, 0];
   const base = `/api/v1/annotation/assignments/${config.assignmentId}/labels/`;
   const status = root.querySelector<HTMLElement>("[data-paint=status]")!;
   const conflict = root.querySelector<HTMLElement>("[data-paint=conflict]")!;
@@ -240,7 +246,8 @@ export function mountPaint(
     const [z, y, x] = editor.position;
     info.textContent =
       `tool ${editor.tool} · object ${editor.activeId} · radius ${editor.radius} · ` +
-      `z ${z} y ${y} x ${x} · version ${version}` +
+      `x ${x + (origin[2] ?? 0)} y ${y + (origin[1] ?? 0)} z ${z + (origin[0] ?? 0)} · ` +
+      `version ${version}` +
       (editor.proposal ? ` · proposal ${editor.proposal.p.id}: Enter accepts, Esc rejects` : "");
     for (const button of root.querySelectorAll<HTMLButtonElement>("[data-paint-tool]")) {
       button.setAttribute("aria-pressed", String(button.dataset["paintTool"] === editor.tool));
@@ -372,7 +379,8 @@ export function mountPaint(
         .map((f) => f.id);
       const which = ids.length === 1 ? `object ${ids[0]}` : `objects ${ids.join(", ")}`;
       view.label.textContent =
-        sliceCaption(view.plane, slice, depth) + (ids.length ? ` · interpolated (${which})` : "");
+        sliceCaption(view.plane, slice, depth, origin[NORMAL_AXIS[view.plane]] ?? 0) +
+        (ids.length ? ` · interpolated (${which})` : "");
       view.label.classList.toggle("paint-slice-interpolated", ids.length > 0);
     }
   }
