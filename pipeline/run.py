@@ -272,8 +272,11 @@ class _Run:
             )
         training_boxes, _ = read_training_set(images, channels=config.model.unet.in_channels)
         train_config = config.train_config(self.voxel_size, training_boxes)
+        training = to_plain(train_config)
+        if not training.get("ema_decay"):  # off: older keys stay valid
+            training.pop("ema_decay", None)
         parts: dict[str, Any] = {
-            "training": to_plain(train_config),
+            "training": training,
             **{k: self.inputs_fp.get(k) for k in ("image", "labels", "boxes")},
         }
         for key in ("semantic", "training_images"):  # only when used: older keys stay valid

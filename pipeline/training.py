@@ -634,11 +634,14 @@ def moving_average(model: nn.Module, decay: float) -> torch.optim.swa_utils.Aver
     if decay <= 0.0:
         return None
 
-    def average(kept: torch.Tensor, new: torch.Tensor, count: torch.Tensor | int) -> torch.Tensor:
-        d = min(decay, (1.0 + float(count)) / (10.0 + float(count)))
-        return kept * d + new * (1.0 - d)
+    tensors = tuple[torch.Tensor, ...] | list[torch.Tensor]
 
-    return torch.optim.swa_utils.AveragedModel(model, avg_fn=average)
+    def average(kept: tensors, new: tensors, count: torch.Tensor | int) -> None:
+        # Every parameter at once, the decay read once per step (not once per tensor).
+        n = float(count)
+        torch._foreach_lerp_(kept, new, 1.0 - min(decay, (1.0 + n) / (10.0 + n)))
+
+    return torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=average)
 
 
 class Trainer:
@@ -1000,8 +1003,15 @@ class Trainer:
         self.model.load_state_dict(restored.state_dict())
         to_memory_format(self.model, self.format)
         self.optimizer.load_state_dict(payload["optimizer"])
-        if self.ema is not None and payload.get("ema") is not None:
-            self.ema.load_state_dict(payload["ema"])
+        saved_ema = payload.get("ema")
+        if (saved_ema is not None) != (self.ema is not None):
+            how = "with" if saved_ema is not None else "without"
+            raise InvalidInputError(
+                f"{path}: the checkpoint was trained {how} a moving average of the weights"
+                " (ema_decay): resume with the same setting"
+            )
+        if self.ema is not None:
+            self.ema.load_state_dict(saved_ema)
         self.state = _State(
             epoch=int(payload["epoch"]),
             best_loss=float(payload["best_loss"]),

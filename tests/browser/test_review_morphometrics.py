@@ -158,6 +158,9 @@ def test_reviewer_sees_the_painted_objects_measured_plotted_and_shown(
     own.wait_for_timeout(500)  # the order flipped after the image layer loaded again
     names = own.evaluate("() => annotome.viewer().state.toJSON().dimensions")
     assert list(names) == ["x", "y", "z"], names
+    # ... with the layer panel (the nuclei's list of every object) closed.
+    selected = own.evaluate("() => annotome.viewer().state.toJSON().selectedLayer") or {}
+    assert selected.get("layer") == "nuclei" and not selected.get("visible"), selected
     assert own.inner_text("#review-history").strip() == ""
     # N on the empty queue looks again and says so (the status line had kept "No task to
     # decide" from an earlier key).

@@ -181,14 +181,26 @@ def test_a_moving_average_of_the_weights_is_validated_kept_and_resumed(
     averaged = dict(trainer.eval_model.named_parameters())
     assert set(trained) == set(averaged)
     assert any(not torch.equal(trained[k], averaged[k]) for k in trained)
-    # The warm-up: after one step the average is the step's weights (decay 1/10 -> weight 0.9).
+    # The warm-up: the first step's weights are copied; the second blends in with decay
+    # min(0.9, (1 + 1) / (10 + 1)) = 2/11, so the average is 2/11 of the first and 9/11 of
+    # the second.
     one = Trainer(boxes, config, tmp_path / "one")
     one._train_step(0)
+    first = {k: v.detach().clone() for k, v in one.model.named_parameters()}
+    assert all(torch.equal(first[k], v) for k, v in one.eval_model.named_parameters())
     one._train_step(1)
-    w = dict(one.model.named_parameters())
-    a = dict(one.eval_model.named_parameters())
-    moved = [k for k in w if not torch.equal(w[k], a[k])]
-    assert moved  # two steps: the average lags the weights
+    second = dict(one.model.named_parameters())
+    for k, v in one.eval_model.named_parameters():
+        expected = first[k] * (2 / 11) + second[k].detach() * (9 / 11)
+        assert torch.allclose(v, expected, atol=1e-6), k
+    assert any(not torch.equal(first[k], second[k]) for k in first)
+    # The kept model file (best.pt) holds the averaged weights, not the trained ones.
+    one.save_best(tmp_path / "kept.pt")
+    kept = load_model(tmp_path / "kept.pt", "cpu").model.state_dict()
+    averaged_state = one.eval_model.state_dict()
+    trained_state = one.model.state_dict()
+    assert all(torch.equal(kept[k], averaged_state[k]) for k in kept)
+    assert any(not torch.equal(kept[k], trained_state[k]) for k in kept)
     # Resume continues the average exactly.
     train(boxes, _config(ema_decay=0.9, max_epochs=2, lr=3e-3), tmp_path / "resumed")
     resumed = train(boxes, config, tmp_path / "resumed", resume=True)
@@ -197,6 +209,9 @@ def test_a_moving_average_of_the_weights_is_validated_kept_and_resumed(
         return [(r["train_loss"], r["val_loss"]) for r in csv.DictReader(path.open())]
 
     assert losses(resumed.history_csv) == losses(full.history_csv)
+    # A checkpoint resumed with another setting is refused, not silently mixed.
+    with pytest.raises(InvalidInputError, match="moving average"):
+        train(boxes, _config(max_epochs=4, lr=3e-3), tmp_path / "full", resume=True)
     # Off by default, and a decay outside [0, 1) is refused.
     assert TrainConfig().ema_decay == 0.0 and Trainer(boxes, _config(), tmp_path / "p").ema is None
     with pytest.raises(InvalidInputError, match="ema_decay"):

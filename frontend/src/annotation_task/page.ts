@@ -651,8 +651,11 @@ export function mountTaskPage(doc: Document = document): TaskHooks {
     const src = source();
     let points = 0;
     if (src) for (const _ of src) points++;
-    const painted = config.painted && (paintedObjects > 0 || !!paint?.unsaved());
-    return points === 0 && !painted;
+    if (points > 0 || !config.painted) return points === 0;
+    // Counted now (the side panel's count waits for a pause in the painting); not asked while
+    // the painting has not loaded (its saved objects are not known yet).
+    const painted = paint?.objectsNow();
+    return painted === 0 && !paint?.unsaved();
   }
   byId("task-submit", HTMLButtonElement, doc).addEventListener("click", () => {
     if (config.editable && nothingMarked()) {
@@ -670,9 +673,11 @@ export function mountTaskPage(doc: Document = document): TaskHooks {
     emptyAsk.hidden = true;
   });
   byId("task-skip", HTMLButtonElement, doc).addEventListener("click", () => {
+    emptyAsk.hidden = true;
     void leaveFor("skip");
   });
   byId("task-flag", HTMLButtonElement, doc).addEventListener("click", () => {
+    emptyAsk.hidden = true;
     flagForm.hidden = !flagForm.hidden;
   });
   flagForm.addEventListener("submit", (event) => {

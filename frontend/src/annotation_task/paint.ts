@@ -37,8 +37,11 @@ export interface PaintHooks {
   editor: LabelEditor;
   ready: Promise<void>;
   version(): number;
-  /** Objects (distinct non-zero ids) in the labels as last loaded or saved. */
+  /** Objects (distinct non-zero ids) in the labels as last counted (after a load, a save, or
+   * a pause in the painting). */
   objects(): number;
+  /** Objects in the editor's labels this moment (counted now); null before they are loaded. */
+  objectsNow(): number | null;
   /** Whether the editor holds painted changes not yet saved. */
   unsaved(): boolean;
   save(): Promise<void>;
@@ -46,7 +49,7 @@ export interface PaintHooks {
    * answers that version. Unsaved painting is dropped: save it first. */
   reload(describe?: (version: number) => string): Promise<number>;
   showProposal(p: Proposal): void;
-  /** Stops listening to the window's keys. */
+  /** Stops listening to the window's keys and to the tab's size. */
   dispose(): void;
   /** Redraws so far, the last one's time, and how long the last mouse move and key took to
    * handle, drawing included (the benchmark reads them). */
@@ -225,6 +228,8 @@ export function mountPaint(
   }
 
   let countTimer: ReturnType<typeof setTimeout> | undefined;
+  let observer: ResizeObserver | undefined;
+  let disposed = false;
   /** Counts the objects (after a load or a save) and tells the page. */
   function countNow(): void {
     if (!editor) return;
@@ -237,6 +242,7 @@ export function mountPaint(
   /** Counts again once the painting pauses (a 256^3 box takes tens of ms: not per frame), so
    * the side panel's Objects follows the strokes before they are saved. */
   function countSoon(): void {
+    if (disposed) return;
     if (countTimer !== undefined) clearTimeout(countTimer);
     countTimer = setTimeout(countNow, COUNT_DELAY_MS);
   }
@@ -331,13 +337,16 @@ export function mountPaint(
    * tab); while the tab is hidden it cannot be measured and they keep their sizes. */
   function fitViews(): void {
     const vol = editor?.volume;
-    if (!vol) return;
+    if (!vol || disposed) return;
     const area = root.querySelector<HTMLElement>(".paint-views");
     const width = area?.clientWidth ?? 0;
-    const height = area
-      ? root.getBoundingClientRect().bottom - area.getBoundingClientRect().top - GAP_PX
+    // The views' top within the tab's content (however far the tab is scrolled) to its bottom.
+    const top = area
+      ? area.getBoundingClientRect().top - root.getBoundingClientRect().top + root.scrollTop
       : 0;
-    const fits = width > 0 && height > 0 ? viewFits(width, height) : VIEW_FIT;
+    const height = root.clientHeight - top - GAP_PX;
+    // Hidden (no width): the fixed sizes; too short: the smallest fit (the tab scrolls).
+    const fits = width > 0 ? viewFits(width, Math.max(0, height)) : VIEW_FIT;
     for (const view of views) {
       const css = viewCssSize(
         view.plane,
@@ -608,12 +617,19 @@ export function mountPaint(
       wire(view);
     }
     fitViews();
-    // Refitted whenever the tab's box changes: a window resize, and also a banner above it
-    // appearing or closed (the views were pushed below the fold, or left a gap).
+    // Refitted whenever the tab's box changes (a window resize, a banner above the tab shown or
+    // closed) or what lies above the views in it does (the conflict banner, a status line that
+    // wraps, the proposals' progress bar): the views were pushed below the fold, or left a gap.
     const win = doc.defaultView;
     const Observer = win?.ResizeObserver as typeof ResizeObserver | undefined;
-    if (Observer) new Observer(() => fitViews()).observe(root);
-    else win?.addEventListener("resize", fitViews);
+    if (Observer) {
+      observer = new Observer(() => fitViews());
+      observer.observe(root);
+      for (const child of root.children)
+        if (!child.matches(".paint-views")) observer.observe(child);
+    } else {
+      win?.addEventListener("resize", fitViews);
+    }
     for (const button of root.querySelectorAll<HTMLButtonElement>("[data-paint-tool]")) {
       button.disabled = !config.editable;
       button.addEventListener("click", () => {
@@ -659,6 +675,11 @@ export function mountPaint(
     ready,
     version: () => version,
     objects: () => objects,
+    objectsNow(): number | null {
+      if (!editor) return null;
+      countNow();
+      return objects;
+    },
     unsaved: () => !!editor && config.editable && editor.dirty,
     save,
     reload,
@@ -670,7 +691,10 @@ export function mountPaint(
     },
     stats,
     dispose(): void {
+      disposed = true;
       if (countTimer !== undefined) clearTimeout(countTimer);
+      observer?.disconnect();
+      doc.defaultView?.removeEventListener("resize", fitViews);
       doc.defaultView?.removeEventListener("keydown", onKey, true);
     },
   };
