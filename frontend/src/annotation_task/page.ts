@@ -207,12 +207,17 @@ export function mountTaskPage(doc: Document = document): TaskHooks {
   /** Painted objects in the labels as last loaded or saved (a painted campaign's). */
   let paintedObjects = 0;
 
-  /** The side panel's "Objects": the points, plus the painted objects in a painted campaign. */
-  function showCount(): void {
+  /** Annotations (points and other shapes) in the viewer's layer now. */
+  function pointCount(): number {
     const src = source();
     let n = 0;
     if (src) for (const _ of src) n++;
-    countLabel.textContent = objectsText(n, config.painted ? paintedObjects : null);
+    return n;
+  }
+
+  /** The side panel's "Objects": the points, plus the painted objects in a painted campaign. */
+  function showCount(): void {
+    countLabel.textContent = objectsText(pointCount(), config.painted ? paintedObjects : null);
   }
 
   /** The painting editor once mounted (the header also tells of its unsaved strokes). */
@@ -648,9 +653,7 @@ export function mountTaskPage(doc: Document = document): TaskHooks {
   // holds no object (a model learns its voxels as background).
   const emptyAsk = byId("task-empty", HTMLElement, doc);
   function nothingMarked(): boolean {
-    const src = source();
-    let points = 0;
-    if (src) for (const _ of src) points++;
+    const points = pointCount();
     if (points > 0 || !config.painted) return points === 0;
     // Counted now (the side panel's count waits for a pause in the painting); not asked while
     // the painting has not loaded (its saved objects are not known yet).
