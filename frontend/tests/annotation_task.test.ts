@@ -27,7 +27,6 @@ import {
   diffAll,
   keyOf,
 } from "../src/annotation_task/sync";
-import { formatDuration } from "../src/annotation_task/format";
 
 const XYZ = axesOf(["x", "y", "z"]);
 
@@ -192,12 +191,6 @@ describe("layers", () => {
     // The middle voxel of each side: a whole section, the one the Paint tab opens at.
     expect(camera.position).toEqual([52, 26, 5]);
     expect(camera.crossSectionScale).toBeCloseTo((64 * 1.25) / 400);
-  });
-
-  it("formats time on task", () => {
-    expect(formatDuration(5.7)).toBe("5 s");
-    expect(formatDuration(185)).toBe("3 min 05 s");
-    expect(formatDuration(3720)).toBe("1 h 02 min");
   });
 });
 

@@ -51,7 +51,7 @@ import {
   provenanceCounts,
   scatterPoints,
 } from "./morphometrics";
-import { formatWhen } from "../lib/format";
+import { formatDuration, formatWhen } from "../lib/format";
 
 export type Assignment = Schemas["Assignment"];
 export type BoxAgreement = Schemas["BoxAgreement"];
@@ -164,7 +164,7 @@ export function mountReviewPage(doc: Document = document): ReviewHooks {
           ] as [string, string][])
         : ([["Annotations", String(a.count)]] as [string, string][])),
       ["Submitted", a.submitted ? formatWhen(a.submitted) : "–"],
-      ["Time on task", `${Math.round(a.active_seconds / 60)} min`],
+      ["Time on task", formatDuration(a.active_seconds)],
       ["Box (z y x)", `${a.box.start.join(" ")} + ${a.box.size.join(" ")} voxels`],
     ];
     if (a.review_comment) facts.push(["Last review", a.review_comment]);

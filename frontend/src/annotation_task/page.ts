@@ -6,7 +6,7 @@
 
 import { ApiError, api, setCsrfToken } from "../lib/api";
 import { byId, el, jsonScript } from "../lib/dom";
-import { formatDuration, objectsText, revisionText } from "./format";
+import { objectsText, revisionText } from "./format";
 import { flashNext } from "../lib/flash";
 import { ErrorBanner, SerialWork, errorMessage } from "../lib/page_work";
 import {
@@ -36,7 +36,7 @@ import { labelsLayer, labelsSegments, showLabelsVersion } from "./labels_layer";
 import { type AssistPanel, mountAssist } from "./assist_panel";
 import { type PaintHooks, mountPaint } from "./paint";
 import { type ApiAnnotation, Ledger, type Op, Saver, StaleError } from "./sync";
-import { formatWhen } from "../lib/format";
+import { formatDuration, formatWhen } from "../lib/format";
 
 export interface TaskConfig {
   assignmentId: number;

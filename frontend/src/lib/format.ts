@@ -13,6 +13,15 @@ export function formatBytes(n: number): string {
   return `${value.toFixed(i ? 1 : 0)} ${BYTE_UNITS[i]}`;
 }
 
+/** A duration as a ticking clock reads it (whole seconds, cut down): 0 s, 42 s, 3 min 05 s,
+ * 1 h 02 min. One format for time on task and a run's stages. */
+export function formatDuration(seconds: number): string {
+  const s = Math.max(0, Math.floor(seconds));
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${String(s % 60).padStart(2, "0")} s`;
+  return `${Math.floor(s / 3600)} h ${String(Math.floor((s % 3600) / 60)).padStart(2, "0")} min`;
+}
+
 /** An ISO date-time in the reader's locale, e.g. "12 Mar 2026, 14:05". */
 export function formatWhen(iso: string, locale?: string): string {
   return new Date(iso).toLocaleString(locale, { dateStyle: "medium", timeStyle: "short" });

@@ -3,6 +3,7 @@
 // evaluation's rows, the overrides read from the form.
 
 import type { Schemas } from "../lib/api";
+import { formatDuration } from "../lib/format";
 
 export type Run = Schemas["Run"];
 export type Stage = Schemas["RunStage"];
@@ -15,25 +16,21 @@ export function isActive(run: Pick<Run, "status">): boolean {
   return ACTIVE.has(run.status);
 }
 
-/** 42 -> "42 s", 185 -> "3 min 5 s", 3900 -> "1 h 5 min". */
-export function formatDuration(seconds: number): string {
-  const s = Math.max(0, Math.round(seconds));
-  if (s < 60) return `${s} s`;
-  if (s < 3600) {
-    const rest = s % 60;
-    return `${Math.floor(s / 60)} min${rest ? ` ${rest} s` : ""}`;
-  }
-  const minutes = Math.round((s % 3600) / 60);
-  return `${Math.floor(s / 3600)} h${minutes ? ` ${minutes} min` : ""}`;
-}
-
 /** "about 2 min left" from a stage's ETA (an ISO time), "" when unknown. */
 export function etaText(eta: string | null | undefined, now: Date): string {
   if (!eta) return "";
   const end = Date.parse(eta);
   if (Number.isNaN(end)) return "";
   const left = (end - now.getTime()) / 1000;
-  return left <= 1 ? "finishing" : `about ${formatDuration(left)} left`;
+  if (left <= 1) return "finishing";
+  // An estimate: whole minutes from one minute on (a clock's "2 min 07 s" would claim more).
+  const text =
+    left < 60
+      ? `${Math.round(left)} s`
+      : left < 3600
+        ? `${Math.round(left / 60)} min`
+        : formatDuration(left);
+  return `about ${text} left`;
 }
 
 /** How full a stage's bar is, 0-100; null while a running stage's total is unknown. */
