@@ -435,6 +435,15 @@ def test_xz_and_yz_views_keep_the_physical_aspect_and_the_mouse_hits_its_voxel(
     assert painted[20, 16, 10] == object_id
     page.locator("[data-paint-view=xz] canvas").hover(position=at)
     page.screenshot(path=str(artifacts_dir / "label-editor-anisotropic.png"), full_page=True)
+    # The painting keys are read beside the views, without scrolling; not on the viewer's tab.
+    keys = page.locator("#paint-keys")
+    where = keys.bounding_box()
+    assert keys.is_visible() and where is not None, where
+    assert where["y"] + where["height"] <= page.viewport_size["height"], where
+    page.click("#tab-viewer")
+    assert keys.is_hidden()
+    page.click("#tab-paint")
+    assert keys.is_visible()
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -728,12 +728,14 @@ export function mountTaskPage(doc: Document = document): TaskHooks {
   /** The painting editor in its tab beside Neuroglancer (which keeps its own state). */
   function mountPaintTab(): PaintHooks {
     const section = byId("paint", HTMLElement, doc);
+    const keys = byId("paint-keys", HTMLElement, doc); // in the side panel: no scrolling to read
     const tabs = {
       viewer: byId("tab-viewer", HTMLButtonElement, doc),
       paint: byId("tab-paint", HTMLButtonElement, doc),
     };
     const show = (which: "viewer" | "paint"): void => {
       section.hidden = which !== "paint";
+      keys.hidden = which !== "paint";
       frame.classList.toggle("paint-behind", which === "paint");
       tabs.viewer.setAttribute("aria-selected", String(which === "viewer"));
       tabs.paint.setAttribute("aria-selected", String(which === "paint"));
