@@ -289,3 +289,54 @@ def test_run_warnings_name_the_stages_that_produced_nothing() -> None:
     found = publish.run_warnings(collapsed)
     assert [w.split(":")[0] for w in found] == ["train", "predict", "segment"]
     assert "198 nm at most vs 700 nm" in found[1]
+
+
+def test_a_version_downloads_as_its_model_file_to_whoever_may_see_it(
+    who: dict[str, Any],
+) -> None:
+    dataset = DatasetFactory(owner=who["owner"], visibility=Visibility.PRIVATE)
+    LayerFactory(dataset=dataset)
+    version = registered(dataset)
+    url = f"/api/v1/models/{version.pk}/download/"
+    answer = client(who["owner"]).get(url)
+    assert answer.status_code == 200, answer.content
+    assert answer["Content-Type"] == "application/octet-stream"
+    name = f"{dataset.slug}-model-v{version.number}.pt"
+    assert name in answer["Content-Disposition"] and "attachment" in answer["Content-Disposition"]
+    body = b"".join(answer.streaming_content)  # type: ignore[attr-defined]
+    assert body == publish.model_file(version).read_bytes() and len(body) > 1000
+    # Loadable as the pipeline loads a model for ``predict --model`` or a fine-tune elsewhere.
+    from pipeline.model_io import load_model
+
+    saved = publish.model_file(version).parent / "downloaded.pt"
+    saved.write_bytes(body)
+    assert load_model(saved, "cpu").config.width == 2
+    # A private dataset's model is not there for others; a lost file says so.
+    assert client(who["outsider"]).get(url).status_code == 404
+    assert client(None).get(url).status_code in (401, 404)
+    publish.model_file(version).unlink()
+    answer = client(who["owner"]).get(url)
+    assert answer.status_code == 404 and "missing" in answer.json()["message"]
+
+
+def test_the_schema_documents_the_runs_and_models_endpoints() -> None:
+    from rest_framework.test import APIClient
+
+    paths = APIClient().get("/api/schema/?format=json").json()["paths"]
+    for path, methods in {
+        "/api/v1/runs/": {"get", "post"},
+        "/api/v1/runs/presets/": {"get"},
+        "/api/v1/runs/{id}/": {"get"},
+        "/api/v1/runs/{id}/cancel/": {"post"},
+        "/api/v1/runs/auto-retrain/{campaign_id}/": {"get"},
+        "/api/v1/models/": {"get"},
+        "/api/v1/models/{id}/": {"get"},
+        "/api/v1/models/{id}/download/": {"get"},
+        "/api/v1/models/{id}/current/": {"post"},
+        "/api/v1/models/{id}/suggestions/": {"post"},
+        "/api/v1/models/{id}/proofreading/": {"post"},
+    }.items():
+        assert path in paths, (path, sorted(p for p in paths if "runs" in p or "models" in p))
+        assert methods <= set(paths[path]), (path, paths[path].keys())
+    start = paths["/api/v1/runs/"]["post"]["responses"]
+    assert {"202", "400", "404"} <= set(start), start.keys()
