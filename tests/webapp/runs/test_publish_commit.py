@@ -18,7 +18,8 @@ from pipeline.run import SEGMENTATION_NAME
 from pipeline.unet import UNet, UNetConfig
 from tests.runs_testdata import people, retrain_campaign
 from webapp.core.jobs.lifecycle import job_start
-from webapp.runs import layout, publish, services
+from webapp.detections.filters import FilterValues, layer_filter, layer_filter_values
+from webapp.runs import layout, publish, selectors, services
 from webapp.runs.models import ModelVersion, PipelineRun
 
 pytestmark = pytest.mark.django_db
@@ -69,6 +70,7 @@ def test_a_failure_after_the_commit_keeps_the_published_files(
         .endswith("publish: model-v1, model v1 is the dataset's current model")
     )
     assert version.layer is not None
+    assert layer_filter_values(version.layer).is_empty  # the run applied no filter
     published = open_spatial_level(run.dataset.root / version.layer.path, 0, what="labels")
     assert int(np.asarray(published.array[:]).max()) == 7
     assert publish.model_file(version).is_file()
@@ -89,3 +91,20 @@ def test_a_failure_before_the_commit_puts_the_files_back(
     assert not ModelVersion.objects.filter(run=run).exists()
     assert (out / SEGMENTATION_NAME).is_dir()
     assert not layout.model_dir(run.dataset_id, 1).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_runs_filter_becomes_the_published_layers_filter() -> None:
+    """The thresholds the filter step applied (from proofreaders' verdicts, or fitted) are the
+    published layer's filter: its detections table's flag and a proofreading campaign's
+    selection start from them (without thresholds it has none: the test above)."""
+    run, out, attempt = finished_run()
+    manifest = Manifest.load_or_new(out)
+    manifest.step("filter").metrics.update(
+        {"method": "fixed", "t_volume": 2.5, "t_sphericity": 0.4, "objects": 1, "kept": 1}
+    )
+    manifest.save()
+    layer = publish.publish_run(run, out, attempt)
+    assert layer_filter_values(layer) == FilterValues(volume_min=2.5, sphericity_min=0.4)
+    row = layer_filter(layer)
+    assert row is not None and row.source == selectors.fitted_source(run.pk)
