@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from pipeline.model_io import load_model, model_segment_params, record_segment_p
 from pipeline.segment_fit import (
     BoxPrediction,
     choose_row,
+    contenders,
     fit_segment_params,
     neighbourhood_f1,
     score_segment_params,
@@ -177,3 +179,32 @@ def test_a_setting_amid_good_neighbours_beats_a_lone_best() -> None:
     flat = [dict(r, f1=0.8) for r in table]
     best = choose_row(flat, start, 1000.0)  # all alike: the start
     assert (best["seed_threshold_nm"], best["seed_dynamic_nm"]) == (300.0, 100.0)
+
+
+def test_a_plateau_far_below_the_best_does_not_win() -> None:
+    # 40 objects. A plateau of 0.77 everywhere but one corner, where a setting scores 0.88
+    # beside neighbours of 0.5: the plateau's neighbourhood average is higher, but 0.77 lies
+    # more than two standard errors (2 x sqrt(0.88 x 0.12 / 40) = 0.10) below the best.
+    start = SegmentParams(300.0, 100.0, 4, 1500.0, "derived", 1000.0, 100.0)
+
+    def row(seed: float, dynamic: float, f1: float) -> dict[str, Any]:
+        tp = round(40 * f1)
+        return {"seed_threshold_nm": seed, "seed_dynamic_nm": dynamic, "smooth_nm": 100.0,
+                "min_seed_voxels": 4, "f1": f1, "tp": tp, "fn": 40 - tp}  # fmt: skip
+
+    table = [row(seed, dynamic, 0.77) for seed in (150.0, 200.0, 300.0, 400.0)
+             for dynamic in (0.0, 100.0, 200.0)]  # fmt: skip
+    by_key = {(r["seed_threshold_nm"], r["seed_dynamic_nm"]): r for r in table}
+    by_key[(150.0, 0.0)]["f1"] = 0.88
+    for key in [(150.0, 100.0), (200.0, 0.0), (200.0, 100.0)]:
+        by_key[key]["f1"] = 0.5
+    assert [r["f1"] for r in contenders(table)] == [0.88]
+    best = choose_row(table, start, 1000.0)
+    assert (best["seed_threshold_nm"], best["seed_dynamic_nm"]) == (150.0, 0.0)
+    # Within two standard errors the neighbourhood still decides: 0.80 amid 0.80s beats 0.88.
+    for r in table:
+        if r["f1"] == 0.77:
+            r["f1"] = 0.80
+    assert len(contenders(table)) == len(table) - 3
+    best = choose_row(table, start, 1000.0)
+    assert best["f1"] == 0.80
