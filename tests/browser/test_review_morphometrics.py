@@ -122,6 +122,12 @@ def test_reviewer_sees_the_painted_objects_measured_plotted_and_shown(
     page.locator("#review-panel").screenshot(path=str(artifacts_dir / "review-objects.png"))
     page.screenshot(path=str(artifacts_dir / "review-objects-page.png"))
     assert bad == []
+    # The decision stays in sight (1280x800) below the figures that fill the panel.
+    viewport = page.viewport_size
+    assert viewport is not None
+    for button in ("#review-approve", "#review-reject"):
+        box = page.locator(button).bounding_box()
+        assert box is not None and 0 <= box["y"] and box["y"] + box["height"] <= viewport["height"]
 
     # Approve (A): the next task (b2) opens in place, in the same x y z order (restoring a
     # whole state over the same image layer once gave Neuroglancer's z y x order).

@@ -1,14 +1,14 @@
 """A retraining run from the pages, in real Chromium against a live server with a real Celery
-worker: a manager of a painted campaign reads on its page's Retrain panel the ground truth a
-run will take (5 approved boxes, 1 held out), starts a run with the tiny preset, lands on the
-run's page, sees a stage's progress bar move and the training loss curve drawn as uPlot data,
-waits for success (the held-out evaluation shown, polling stopped; its F1 above a floor), finds
-what it published (a segmentation layer with meshes and its probability map, the detections'
-mean probabilities, a model version whose file downloads, no files left in temporary space),
-and opens the published layer in the viewer: Neuroglancer's state holds it, shown; back on
-the campaign page, "Suggest next boxes" with the new model puts two boxes first (outlined on
-the coverage map). The owner opens a proofreading campaign on the version's detections. Before the
-run, automatic retraining is turned on and off from the panel. No page
+worker: a manager of a painted campaign reads on its page's Retrain panel the ground truth a run
+will take (5 approved boxes, 1 held out; reached from the dataset viewer's "Retrain"), starts a run
+with the tiny preset, lands on the run's page, sees a stage's progress bar move and the training
+loss curve drawn as uPlot data, waits for success (the held-out evaluation shown, polling stopped;
+its F1 above a floor), finds what it published (a segmentation layer with meshes and its
+probability map, the detections' mean probabilities, a model version whose file downloads, no files
+left in temporary space), and opens the published layer in the viewer: Neuroglancer's state holds
+it, shown; back on the campaign page, "Suggest next boxes" with the new model puts two boxes first
+(outlined on the coverage map). The owner opens a proofreading campaign on the version's
+detections. Before the run, automatic retraining is turned on and off from the panel. No page
 throws. (``tests/integration/test_runs.py`` cancels one.)"""
 
 from __future__ import annotations
@@ -63,14 +63,19 @@ def test_a_manager_starts_a_run_watches_it_and_opens_its_layer(
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
 
-    # The campaign page's Retrain panel: the ground truth it will use, counted by the server.
+    # From the dataset's viewer, "Retrain" opens the campaign page at its Retrain panel: the
+    # ground truth it will use, counted by the server.
     path = f"/annotation/{campaign.pk}/"
-    page.goto(f"{live_server.url}/accounts/login/?next={path}")
+    viewer = f"/datasets/{campaign.dataset.slug}/"
+    page.goto(f"{live_server.url}/accounts/login/?next={viewer}")
     page.fill("#id_username", "manager")
     page.fill("#id_password", PASSWORD)
     page.click("button[type=submit]")
-    page.wait_for_url(f"**{path}")
+    page.wait_for_url(f"**{viewer}")
+    page.click("#retrain-link")
+    page.wait_for_url(f"**{path}#retrain")
     page.evaluate("() => annotome.retrain.ready")
+    assert page.locator("#retrain-title").is_visible()
     truth = page.locator("#retrain-truth")
     assert (truth.get_attribute("data-boxes"), truth.get_attribute("data-held-out")) == ("5", "1")
     assert "5 approved painted boxes; 1 held out for evaluation, 4 to train on" in " ".join(

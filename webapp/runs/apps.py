@@ -16,6 +16,7 @@ class RunsConfig(AppConfig):
         from webapp.runs import auto_retrain, current_model, views
 
         page_panels.register("annotation.campaign", views.campaign_panel)
+        page_panels.register("viewer.toolbar", views.viewer_retrain)
         current_models.register(current_model.current_model_of)
         post_save.connect(auto_retrain.on_assignment_saved, sender=Assignment)
         post_save.connect(auto_retrain.on_label_truth_saved, sender=BoxLabelTruth)

@@ -208,6 +208,26 @@ def trainable_campaigns(user: Any, dataset: Dataset) -> list[dict[str, Any]]:
     return out
 
 
+def viewer_retrain(dataset: Dataset, user: Any, **_: Any) -> Panel | None:
+    """The dataset viewer's "Retrain" (``core.page_panels`` slot ``viewer.toolbar``), for whoever
+    manages one of its painted campaigns: straight to that campaign's Retrain panel (the preset
+    and the ground truth a run takes are shown there before it starts), or, with several, to the
+    models page that lists them."""
+    campaigns = trainable_campaigns(user, dataset)
+    if not campaigns:
+        return None
+    if len(campaigns) == 1:
+        (only,) = campaigns
+        title = (
+            f"Train a model on {only['name']}: {only['boxes']} approved painted "
+            f"box{'es' if only['boxes'] != 1 else ''}"
+        )
+        return Panel("runs/viewer_retrain.html", {"url": only["url"], "title": title})
+    url = reverse("runs:models", args=[dataset.slug]) + "#train-title"
+    title = f"Train a model on one of {len(campaigns)} painted campaigns"
+    return Panel("runs/viewer_retrain.html", {"url": url, "title": title})
+
+
 def campaign_panel(campaign: AnnotationCampaign, manager: bool, **_: Any) -> Panel | None:
     """The campaign page's slot (``core.page_panels``): the Retrain panel, for the managers of
     a painted campaign."""

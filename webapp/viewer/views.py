@@ -12,6 +12,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_safe
 
+from webapp.core import page_panels
 from webapp.datasets.models import Dataset, LayerKind
 from webapp.viewer.neuroglancer_client import neuroglancer_client_url
 from webapp.viewer.selectors import (
@@ -103,6 +104,13 @@ def _render_viewer(request: HttpRequest, dataset: Dataset, share_token: str | No
             reverse("runs:models", args=[dataset.slug])
             if share_token is None and (dataset.model_versions.exists() or can_share)
             else ""
+        ),
+        # Actions of the apps above (the runs app's "Retrain"): core.page_panels; none through
+        # a share link.
+        "panels": (
+            page_panels.panels("viewer.toolbar", dataset=dataset, user=request.user)
+            if share_token is None
+            else []
         ),
     }
     return render(request, "viewer/dataset_viewer.html", context, status=status)

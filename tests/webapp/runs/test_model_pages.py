@@ -15,6 +15,8 @@ from tests.model_factories import DatasetFactory, LayerFactory, UserFactory
 from tests.models_testdata import add_model_version
 from tests.runs_testdata import people, retrain_campaign
 from tests.webapp.proofreading.proofreading_testdata import synthetic_frame, table_with
+from webapp.annotation import services as annotation_services
+from webapp.datasets import services as dataset_services
 from webapp.datasets.models import Dataset, Visibility
 from webapp.detections.filters import FilterValues, layer_filter_set
 from webapp.runs.models import ModelVersion
@@ -199,6 +201,41 @@ def test_the_models_page_points_managers_to_the_campaigns_that_train_a_model() -
     # An annotator of the campaign (not a manager) and visitors get no such list.
     assert 'id="train-campaigns"' not in as_user(who["a1"]).get(url).content.decode()
     assert 'id="train-campaigns"' not in as_user().get(url).content.decode()
+
+
+def retrain_link(html: str) -> tuple[str, str] | None:
+    found = re.search(r'<a id="retrain-link" class="button" href="([^"]+)" title="([^"]+)">', html)
+    return (found.group(1), found.group(2)) if found else None
+
+
+def test_the_viewer_offers_retrain_to_the_managers_of_a_painted_campaign() -> None:
+    who = people()
+    campaign, _ = retrain_campaign(who, approved=5)
+    viewer = f"/datasets/{campaign.dataset.slug}/"
+    # One painted campaign: straight to its Retrain panel, saying what it trains on.
+    for name in ("owner", "manager"):
+        assert retrain_link(as_user(who[name]).get(viewer).content.decode()) == (
+            f"/annotation/{campaign.pk}/#retrain",
+            "Train a model on Nuclei: 5 approved painted boxes",
+        )
+    # An annotator, a visitor and a share link's viewer of the (public) dataset get none.
+    for user in (who["a1"], who["rv"], who["outsider"], None):
+        assert retrain_link(as_user(user).get(viewer).content.decode()) is None
+    link = dataset_services.share_link_create(campaign.dataset, who["owner"])
+    shared = as_user(who["owner"]).get(f"/s/{link.token}{viewer}")
+    assert shared.status_code == 200 and retrain_link(shared.content.decode()) is None
+    # A second painted campaign on the dataset: the models page, which lists both.
+    spec = annotation_services.CampaignSpec(
+        name="Nuclei again", instructions="", label_schema=None, box_size_um=[6.4, 9.6, 9.6],
+        redundancy=1, painted=True,
+    )  # fmt: skip
+    annotation_services.campaign_create(who["owner"], campaign.dataset, campaign.image_layer, spec)
+    assert retrain_link(as_user(who["owner"]).get(viewer).content.decode()) == (
+        f"/datasets/{campaign.dataset.slug}/models/#train-title",
+        "Train a model on one of 2 painted campaigns",
+    )
+    models = as_user(who["owner"]).get(f"/datasets/{campaign.dataset.slug}/models/")
+    assert models.content.decode().count("#retrain\">") == 2
 
 
 def test_kept_now_follows_the_layer_filter_saved_after_publication(
