@@ -122,12 +122,16 @@ def test_reviewer_sees_the_painted_objects_measured_plotted_and_shown(
     page.locator("#review-panel").screenshot(path=str(artifacts_dir / "review-objects.png"))
     page.screenshot(path=str(artifacts_dir / "review-objects-page.png"))
     assert bad == []
-    # The decision stays in sight (1280x800) below the figures that fill the panel.
+    # The decision stays in sight (1280x800) below the figures that fill the panel, scrolled
+    # to its top as a reviewer starts reading.
+    page.evaluate("() => { document.getElementById('review-panel').scrollTop = 0; }")
+    assert page.locator("#review-box").is_visible()
     viewport = page.viewport_size
     assert viewport is not None
     for button in ("#review-approve", "#review-reject"):
         box = page.locator(button).bounding_box()
-        assert box is not None and 0 <= box["y"] and box["y"] + box["height"] <= viewport["height"]
+        assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= viewport["height"]
+    page.screenshot(path=str(artifacts_dir / "review-objects-top.png"))
 
     # Approve (A): the next task (b2) opens in place, in the same x y z order (restoring a
     # whole state over the same image layer once gave Neuroglancer's z y x order).

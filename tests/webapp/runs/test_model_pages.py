@@ -235,7 +235,7 @@ def test_the_viewer_offers_retrain_to_the_managers_of_a_painted_campaign() -> No
         "Train a model on one of 2 painted campaigns",
     )
     models = as_user(who["owner"]).get(f"/datasets/{campaign.dataset.slug}/models/")
-    assert models.content.decode().count("#retrain\">") == 2
+    assert models.content.decode().count('#retrain">') == 2
 
 
 def test_kept_now_follows_the_layer_filter_saved_after_publication(
