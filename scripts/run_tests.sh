@@ -4,7 +4,7 @@
 # with every marker (unit, integration, nginx, browser). Uses PostgreSQL and Redis when they answer on their usual ports
 # (or DATABASE_URL / CELERY_BROKER_URL as given); otherwise SQLite and the file-system broker.
 # With CI set, PostgreSQL and Redis are required: no silent fallback to the embedded ones.
-# PYTEST_WORKERS=N runs pytest-xdist with N processes (default 2 on 2 or more cores; 1 = plain pytest). Extra arguments go to pytest.
+# PYTEST_WORKERS=N runs pytest-xdist with N processes (default 3 on 2 or more cores; 1 = plain pytest). Extra arguments go to pytest.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 PY=.venv/bin/python
@@ -47,10 +47,11 @@ $PY -m mypy pipeline webapp || { echo "mypy (strict for pipeline/ and webapp/) f
 # The frontend: build (pytest's pages load it), type-check, vitest unit tests.
 bash scripts/build_frontend.sh --check || { echo "frontend build, type-check or unit tests failed" >&2; exit 1; }
 
-# Two pytest processes by default where there are two cores (the suite waits on subprocesses,
-# browsers and workers much of the time): 31 -> 18 minutes on this 2-core machine. Whole files go
+# Three pytest processes by default where there are two or more cores (the suite waits on
+# subprocesses, browsers and workers much of the time: 1.2-1.4 cores busy on average): pytest
+# took 1,676 s with two and 1,322 s with three on this 2-core machine (2026-12-07). Whole files go
 # to one process (--dist loadfile) so module-scoped sites, workers and volumes are built once.
-workers="${PYTEST_WORKERS:-$(($(nproc) >= 2 ? 2 : 1))}"
+workers="${PYTEST_WORKERS:-$(($(nproc) >= 2 ? 3 : 1))}"
 xdist=()
 if [ "$workers" -gt 1 ]; then
   xdist=(-n "$workers" --dist loadfile --no-loadscope-reorder)
