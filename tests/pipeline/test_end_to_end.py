@@ -17,7 +17,7 @@ gives touching nuclei one seed each. The seed threshold and dynamic are those fi
 (recorded with the model); smoothing and seed size as below. About 6 minutes on one thread, 5 on
 two. Measured on one thread: object F1 0.969 (training seed 0, the test's), 0.94 (seed 2), 0.98
 (seed 3), and 0.99 with seed 7 on another pair of volumes (generator seeds 3, 4); on two threads
-(since 2026-12-07): 0.950, 0.990, 1.000 (seeds 0, 2, 3). 600 steps (patches of 68^3 or 76^3) fell
+(since 2026-12-07): 0.950, 0.980, 0.990, 1.000 (seeds 0-3). 600 steps (patches of 68^3 or 76^3) fell
 below 0.9 with two seeds of four. Before: 300 steps of a one-level width-8 network passed only with
 some seeds (0.74-0.97); without the cosine decay seed 2 gave 0.87; with the U-Net's heads
 initialised like the other layers, seed 5 on volumes 3, 4 never learnt (F1 0).
@@ -75,7 +75,7 @@ TRAINING = {
     # Two threads: their waits sleep (pipeline/__init__.py), so the second takes a free core and
     # costs nothing when there is none (bench/threads.py); the scheduler also gives the test two
     # shares of a loaded machine instead of one (with one thread it passed pytest's 900 s limit
-    # under the suite's three processes). Seeds 0, 2, 3 at two threads: F1 0.950, 0.990, 1.000.
+    # under the suite's three processes). Seeds 0-3 at two threads: F1 0.950, 0.980, 0.990, 1.000.
     "num_threads": 2,
     "device": "cpu",
 }
