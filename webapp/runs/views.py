@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.middleware.csrf import get_token
 from django.shortcuts import render
@@ -184,48 +185,44 @@ def models_page(request: HttpRequest, slug: str) -> HttpResponse:
     return render(request, "runs/models.html", context)
 
 
-def trainable_campaigns(user: Any, dataset: Dataset) -> list[dict[str, Any]]:
-    """The dataset's painted campaigns the user manages (or all, for its owner), with how many
-    approved painted boxes a run would take: where a new model is trained from (Retrain)."""
+def _trainable(user: Any, dataset: Dataset) -> QuerySet[AnnotationCampaign]:
+    """The dataset's painted campaigns the user manages (or all, for its owner), newest first."""
     if not user.is_authenticated:
-        return []
-    campaigns = AnnotationCampaign.objects.restrict(user, "change").filter(
-        dataset=dataset, painted=True
-    )
-    out = []
-    for campaign in campaigns.order_by("-created", "-id")[:20]:
-        try:
-            boxes = len(painted_ground_truth(campaign))
-        except (InvalidRequest, InvalidInputError):
-            boxes = 0
-        out.append(
-            {
-                "name": campaign.name,
-                "boxes": boxes,
-                "url": reverse("annotation:campaign", args=[campaign.pk]) + "#retrain",
-            }
-        )
-    return out
+        return AnnotationCampaign.objects.none()
+    campaigns = AnnotationCampaign.objects.restrict(user, "change")
+    return campaigns.filter(dataset=dataset, painted=True).order_by("-created", "-id")
+
+
+def _trainable_row(campaign: AnnotationCampaign) -> dict[str, Any]:
+    """A campaign with how many approved painted boxes a run would take (reads their labels)."""
+    try:
+        boxes = len(painted_ground_truth(campaign))
+    except (InvalidRequest, InvalidInputError):
+        boxes = 0
+    url = reverse("annotation:campaign", args=[campaign.pk]) + "#retrain"
+    return {"name": campaign.name, "boxes": boxes, "url": url}
+
+
+def trainable_campaigns(user: Any, dataset: Dataset) -> list[dict[str, Any]]:
+    """Where a new model is trained from (Retrain): :func:`_trainable`'s campaigns, counted."""
+    return [_trainable_row(campaign) for campaign in _trainable(user, dataset)[:20]]
 
 
 def viewer_retrain(dataset: Dataset, user: Any, **_: Any) -> Panel | None:
     """The dataset viewer's "Retrain" (``core.page_panels`` slot ``viewer.toolbar``), for whoever
     manages one of its painted campaigns: straight to that campaign's Retrain panel (the preset
     and the ground truth a run takes are shown there before it starts), or, with several, to the
-    models page that lists them."""
-    campaigns = trainable_campaigns(user, dataset)
+    models page that lists them. Only a lone campaign's boxes are counted: the viewer opens often
+    and counting reads every approved box's labels."""
+    campaigns = list(_trainable(user, dataset)[:2])
     if not campaigns:
         return None
     if len(campaigns) == 1:
-        (only,) = campaigns
-        title = (
-            f"Train a model on {only['name']}: {only['boxes']} approved painted "
-            f"box{'es' if only['boxes'] != 1 else ''}"
-        )
-        return Panel("runs/viewer_retrain.html", {"url": only["url"], "title": title})
+        return Panel("runs/viewer_retrain.html", {"only": _trainable_row(campaigns[0])})
     url = reverse("runs:models", args=[dataset.slug]) + "#train-title"
-    title = f"Train a model on one of {len(campaigns)} painted campaigns"
-    return Panel("runs/viewer_retrain.html", {"url": url, "title": title})
+    return Panel(
+        "runs/viewer_retrain.html", {"url": url, "several": _trainable(user, dataset).count()}
+    )
 
 
 def campaign_panel(campaign: AnnotationCampaign, manager: bool, **_: Any) -> Panel | None:
