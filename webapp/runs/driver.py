@@ -201,6 +201,7 @@ def _advance(attempt: Attempt, writer: JobProgressWriter) -> None:
     _stage(run, "publish", state="running", started=timezone.now().isoformat())
     writer("publish", 0, 1)
     uncertainty_cells(out, StageReport(writer, "publish"))
+    writer("publish", 0, 1)  # the part above ended: the layers' publication follows
     publish.publish_run(run, out, attempt)
     shutil.rmtree(work, ignore_errors=True)
 
@@ -215,19 +216,19 @@ def uncertainty_cells(out: Path, progress: Any) -> None:
 
 
 class StageReport:
-    """The pipeline's progress of a step, under the run's stage name. After training, the
-    train step predicts the validation boxes and fits the segmentation settings, each with
-    counts of its own: those are named ("train · fit segmentation") so the bar starts over
-    under that name instead of showing a total that jumps, and each start is a log line
-    ("train: fit segmentation (189)"), so a minute spent after the last training step says
-    what it is doing."""
+    """The pipeline's progress of a step, under the run's stage name. A step's parts with
+    counts of their own (after training: predicting the validation boxes, fitting the
+    segmentation settings; in measure: the objects' statistics, then their meshes) are named
+    ("train · fit segmentation", "measure · meshing") so the bar starts over under that name
+    instead of showing a total that jumps, and each start is a log line ("measure: meshing
+    (120)"), so a minute spent in a part says what it is doing."""
 
     def __init__(self, writer: JobProgressWriter, step: str) -> None:
         self.writer, self.step = writer, step
         self.part: str | None = None
 
     def __call__(self, stage: str, done: int, total: int) -> None:
-        named = self.step == "train" and stage not in ("train", "")
+        named = stage not in (self.step, "")
         if named and stage != self.part:
             job_log(PipelineRun, self.writer.job_id, f"{self.step}: {stage} ({total})")
         self.part = stage

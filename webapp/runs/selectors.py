@@ -79,6 +79,19 @@ def _eta(started: str | None, done: int, total: int) -> str | None:
     return (begun + elapsed * (total / done)).isoformat()
 
 
+def _plan_counts(steps: dict[str, tuple[int, int]]) -> dict[str, Any]:
+    """A plan's counts as a stage row shows them. With several steps (segmentation's
+    watershed, merge, relabel) the step under way is named with its own counts: summing them
+    would give a bar whose pace changes at each step (a merge item costs more than a block's
+    watershed) and an ETA that lies."""
+    if len(steps) == 1:
+        ((done, total),) = steps.values()
+        return {"done": done, "total": total}
+    running = next((s for s, (d, t) in steps.items() if d < t), list(steps)[-1])
+    done, total = steps[running]
+    return {"done": done, "total": total, "part": running}
+
+
 def run_stages(run: PipelineRun) -> list[dict[str, Any]]:
     """Each stage in order: state, done, total, seconds, ETA. The running stage's counts come
     from the row (its process writes them) or, while workers run its plan, from the plan's
@@ -91,9 +104,7 @@ def run_stages(run: PipelineRun) -> list[dict[str, Any]]:
             if run.waits_on_workers and name in PLAN_OF_STAGE:
                 folder = layout.out_dir(run.pk) / PLAN_OF_STAGE[name]
                 if (folder / PLAN_FILE).is_file():
-                    counts = plan_state(folder).steps.values()
-                    entry["done"] = sum(d for d, _ in counts)
-                    entry["total"] = sum(t for _, t in counts)
+                    entry.update(_plan_counts(plan_state(folder).steps))
             elif run.stage == name:
                 entry["done"], entry["total"] = run.done, run.total
             elif run.stage.startswith(name + SUBSTEP):

@@ -11,6 +11,7 @@ import json
 import re
 from typing import Any
 
+import numpy as np
 import pytest
 from django.test import Client
 from django.utils import timezone
@@ -194,3 +195,79 @@ def test_a_part_of_the_train_stage_counts_under_its_own_name(who: dict[str, Any]
     (train,) = [s for s in selectors.run_stages(run) if s["name"] == "train"]
     assert (train["done"], train["total"], train["part"]) == (45, 189, "fit segmentation")
     assert train["eta"] is None
+
+
+def test_segmentation_on_workers_shows_the_step_under_way_with_its_own_counts(
+    who: dict[str, Any], campaign: AnnotationCampaign, run: PipelineRun
+) -> None:
+    """While workers run the segmentation plan, the stage row names its step (watershed, then
+    merge, then relabel) with that step's counts, read from the plan's markers; a one-step
+    plan (prediction) keeps its plain counts and ETA."""
+    import zarr
+    from scipy import ndimage
+
+    from pipeline.plan import run_item, save_plan
+    from pipeline.run import SEGMENT_PLAN_DIR
+    from pipeline.segment import plan_segment
+    from webapp.runs import layout
+
+    balls = np.zeros((16, 32, 32), bool)
+    balls[8, 8, 8] = balls[8, 24, 24] = True
+    distance = 1000.0 - ndimage.distance_transform_edt(~balls, sampling=200.0)
+    source = layout.run_dir(run.pk) / "distance.zarr"
+    stored = zarr.create_array(str(source), shape=balls.shape, chunks=(8, 16, 16), dtype="f4")
+    stored[:] = distance.clip(0).astype(np.float32)
+    plan = plan_segment(
+        source, layout.run_dir(run.pk) / "labels.zarr", layout.out_dir(run.pk) / SEGMENT_PLAN_DIR,
+        block_shape=(8, 16, 16), voxel_size=(200.0, 200.0, 200.0), seed_threshold=400.0,
+    )  # fmt: skip
+    save_plan(plan)
+    started = timezone.now().isoformat()
+    PipelineRun.objects.filter(pk=run.pk).update(
+        status=JobStatus.RUNNING, stage="segment", attempts=1, worker="",
+        stages={**run.stages, "segment": {"state": "running", "started": started}},
+    )  # fmt: skip
+    run.refresh_from_db()
+    assert run.waits_on_workers
+
+    def segment_row() -> dict[str, Any]:
+        (row,) = [s for s in selectors.run_stages(run) if s["name"] == "segment"]
+        return row
+
+    watershed = plan.items("watershed")
+    assert watershed == 8 and plan.items("merge") > 0
+    row = segment_row()
+    assert (row["part"], row["done"], row["total"], row["eta"]) == ("watershed", 0, 8, None)
+    run_item(plan, "watershed", 0)
+    assert (segment_row()["part"], segment_row()["done"]) == ("watershed", 1)
+    for item in range(1, watershed):
+        run_item(plan, "watershed", item)
+    plan.finish_step("watershed")
+    row = segment_row()
+    assert (row["part"], row["done"], row["total"]) == ("merge", 0, plan.items("merge"))
+
+
+def test_the_parts_of_a_measure_step_count_under_their_own_names(run: PipelineRun) -> None:
+    """Measuring reports the objects' statistics, then their meshes, each with its own total:
+    the row's stage names each part and the log says when each began."""
+    from webapp.runs.driver import StageReport
+
+    written: list[tuple[str, int, int]] = []
+
+    class Writer:
+        job_id = run.pk
+
+        def __call__(self, stage: str, done: int, total: int) -> None:
+            written.append((stage, done, total))
+
+    report = StageReport(Writer(), "measure")  # type: ignore[arg-type]
+    report("measuring", 4, 4)
+    report("meshing", 3, 120)
+    report("measure", 1, 1)
+    assert written == [
+        ("measure \u00b7 measuring", 4, 4),
+        ("measure \u00b7 meshing", 3, 120),
+        ("measure", 1, 1),
+    ]
+    run.refresh_from_db()
+    assert "measure: measuring (4)" in run.log and "measure: meshing (120)" in run.log
