@@ -180,7 +180,7 @@ def _advance(attempt: Attempt, writer: JobProgressWriter) -> None:
             _stage(run, step, state="running", started=timezone.now().isoformat())
 
         writer(step, 0, 0)
-        report = StageReport(writer, step)
+        report = StageReport(writer, step, run)
         # Prediction's items want the GPU; segmentation's are CPU work for any worker.
         plans = CeleryPlanExecutor(on_done=advance, queue=gpu if step == "predict" else None)
         result = run_pipeline(config, out, steps=[step], progress=report, plans=plans)
@@ -221,11 +221,19 @@ class StageReport:
     segmentation settings; in measure: the objects' statistics, then their meshes) are named
     ("train · fit segmentation", "measure · meshing") so the bar starts over under that name
     instead of showing a total that jumps, and each start is a log line ("measure: meshing
-    (120)"), so a minute spent in a part says what it is doing."""
+    (120)"), so a minute spent in a part says what it is doing.
 
-    def __init__(self, writer: JobProgressWriter, step: str) -> None:
-        self.writer, self.step = writer, step
+    With ``run``, the first count of each part (or of the step) is recorded in the stage's
+    entry (``pace``: when, and how many were done): the ETA is reckoned from there, not from
+    the stage's start, whose set-up (reading the image, building patches, a first step that
+    allocates) made the first ETA of a training several times too long."""
+
+    def __init__(
+        self, writer: JobProgressWriter, step: str, run: PipelineRun | None = None
+    ) -> None:
+        self.writer, self.step, self.run = writer, step, run
         self.part: str | None = None
+        self.paced: str | None = None  # the part (or "") whose pace is recorded
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         named = stage not in (self.step, "")
@@ -233,6 +241,11 @@ class StageReport:
             job_log(PipelineRun, self.writer.job_id, f"{self.step}: {stage} ({total})")
         self.part = stage
         self.writer(f"{self.step}{stages.SUBSTEP}{stage}" if named else self.step, done, total)
+        part = stage if named else ""
+        if self.run is not None and done > 0 and self.paced != part:
+            self.paced = part
+            pace = {"part": part, "at": timezone.now().isoformat(), "done": done}
+            _stage(self.run, self.step, pace=pace)
 
 
 def _plain(metrics: dict[str, Any], skip: tuple[str, ...]) -> dict[str, Any]:

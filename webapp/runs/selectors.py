@@ -79,6 +79,16 @@ def _eta(started: str | None, done: int, total: int) -> str | None:
     return (begun + elapsed * (total / done)).isoformat()
 
 
+def _eta_from_pace(pace: dict[str, Any], done: int, total: int) -> str | None:
+    """When the stage (or its part) should end at its pace since its first count."""
+    first = int(pace.get("done") or 0)
+    if total <= 0 or done <= first or done >= total:
+        return None
+    begun = dt.datetime.fromisoformat(pace["at"])
+    now = timezone.now()
+    return (now + (now - begun) * ((total - done) / (done - first))).isoformat()
+
+
 def _plan_counts(steps: dict[str, tuple[int, int]]) -> dict[str, Any]:
     """A plan's counts as a stage row shows them. With several steps (segmentation's
     watershed, merge, relabel) the step under way is named with its own counts: summing them
@@ -111,10 +121,12 @@ def run_stages(run: PipelineRun) -> list[dict[str, Any]]:
                 # A part of the stage with counts of its own: no ETA from the stage's start.
                 entry["done"], entry["total"] = run.done, run.total
                 entry["part"] = run.stage[len(name + SUBSTEP) :]
-            if "part" not in entry:
-                entry["eta"] = _eta(
-                    entry.get("started"), entry.get("done", 0), entry.get("total", 0)
-                )
+            pace = entry.get("pace") or {}
+            done, total = entry.get("done", 0), entry.get("total", 0)
+            if pace.get("part") == (entry.get("part") or "") and "at" in pace:
+                entry["eta"] = _eta_from_pace(pace, done, total)
+            elif "part" not in entry:
+                entry["eta"] = _eta(entry.get("started"), done, total)
         elif state == "running":
             entry["state"] = "stopped"
         rows.append(

@@ -271,3 +271,53 @@ def test_the_parts_of_a_measure_step_count_under_their_own_names(run: PipelineRu
     ]
     run.refresh_from_db()
     assert "measure: measuring (4)" in run.log and "measure: meshing (120)" in run.log
+
+
+def test_the_eta_counts_from_the_first_step_not_from_the_set_up(run: PipelineRun) -> None:
+    """A training's set-up (reading the image, building patches) is no part of its pace: the
+    first count of the step, and of each part, is recorded, and the ETA is reckoned from it."""
+    import datetime as dt
+
+    from webapp.runs.driver import StageReport
+
+    class Writer:
+        job_id = run.pk
+
+        def __call__(self, stage: str, done: int, total: int) -> None:
+            pass
+
+    report = StageReport(Writer(), "train", run)  # type: ignore[arg-type]
+    report("train", 0, 110)
+    assert "pace" not in (run.stages.get("train") or {})
+    report("train", 1, 110)
+    first = PipelineRun.objects.get(pk=run.pk).stages["train"]["pace"]
+    assert (first["part"], first["done"]) == ("", 1)
+    report("train", 2, 110)  # recorded once per part
+    assert PipelineRun.objects.get(pk=run.pk).stages["train"]["pace"] == first
+    report("fit segmentation", 3, 189)
+    assert PipelineRun.objects.get(pk=run.pk).stages["train"]["pace"]["part"] == "fit segmentation"
+
+    now = timezone.now()
+    an_hour_ago, ten_s_ago = (now - dt.timedelta(seconds=s) for s in (3600, 10))
+    PipelineRun.objects.filter(pk=run.pk).update(
+        status=JobStatus.RUNNING, stage="train", done=20, total=110, attempts=1,
+        worker="elsewhere", stages={"train": {
+            "state": "running", "started": an_hour_ago.isoformat(),
+            "pace": {"part": "", "at": ten_s_ago.isoformat(), "done": 10}}},
+    )  # fmt: skip
+    run.refresh_from_db()
+
+    def eta_in_seconds() -> float:
+        (train,) = [s for s in selectors.run_stages(run) if s["name"] == "train"]
+        return (dt.datetime.fromisoformat(train["eta"]) - now).total_seconds()
+
+    # 10 steps in 10 s, 90 to go: about 90 s (from the stage's start: 20 in an hour, 4.5 h).
+    assert 80 < eta_in_seconds() < 110
+    PipelineRun.objects.filter(pk=run.pk).update(
+        stage="train \u00b7 fit segmentation", done=15, total=25,
+        stages={"train": {**run.stages["train"],
+                          "pace": {"part": "fit segmentation", "at": ten_s_ago.isoformat(),
+                                   "done": 5}}},
+    )  # fmt: skip
+    run.refresh_from_db()
+    assert 5 < eta_in_seconds() < 20  # the part's own pace: 10 in 10 s, 10 to go
