@@ -1,6 +1,7 @@
 """Retraining runs on a real Celery worker (one process), through the API: a run cancelled while
-it trains publishes nothing and leaves nothing in temporary space; a registered model fine-tuned,
-applied to another dataset and proofread; the next boxes suggested by a model's uncertainty.
+it trains, or while workers predict, publishes nothing and leaves nothing in temporary space; a
+registered model fine-tuned, applied to another dataset and proofread; the next boxes suggested by
+a model's uncertainty; a worker killed mid-prediction changes no byte of the output.
 (A run to its publication is ``tests/browser/test_run_page.py``, started and watched from the
 pages.)"""
 
@@ -114,7 +115,8 @@ def test_a_registered_model_is_fine_tuned_applied_to_another_dataset_and_proofre
     proofreading campaign on a version's detections in one request. A second worker consumes
     only the GPU queue (as a CUDA worker would): the runs' training and prediction go to it,
     segmentation to the first. Last, the application is run again with the GPU worker's
-    process killed in the middle of prediction: the same bytes are published."""
+    process killed in the middle of prediction: the same bytes are published; and once more,
+    cancelled in the middle of prediction: nothing is published and no file stays."""
     who = people()
     campaign, _ = retrain_campaign(who, approved=3)
     target, _ = retrain_campaign(who, approved=2)
@@ -199,6 +201,7 @@ def test_a_registered_model_is_fine_tuned_applied_to_another_dataset_and_proofre
     assert "Task runs.advance[" in gpu_log and "Task core.plan_item[" in gpu_log
     assert "Task runs.advance[" not in cpu_log and "Task core.plan_item[" in cpu_log  # segment
     killed_mid_prediction(api, base, target.pk, v1["model_id"], applied, gpu_worker, tmp_path)
+    cancelled_mid_prediction(api, base, target.pk, v1["model_id"], tmp_path)
 
 
 def store_chunks(store: Path) -> dict[str, str]:
@@ -252,3 +255,32 @@ def killed_mid_prediction(
     ):
         chunks = store_chunks(first)
         assert chunks and store_chunks(second) == chunks, second
+
+
+def cancelled_mid_prediction(
+    api: requests.Session, base: str, campaign_id: int, model_id: int, tmp_path: Path
+) -> None:
+    """Apply the model once more and cancel the run while workers hold a prediction item (no
+    process holds the run then: its plan is stopped instead). The API answers "cancelled" at
+    once; the held item ends into the stopped plan, whose callback removes the run's work
+    directory; no model version and no layer appear."""
+    pause, log = tmp_path / "pause-predict", tmp_path / "pause-predict.log"
+    seen = len(log.read_text().split()) if log.exists() else 0
+    versions, layers = ModelVersion.objects.count(), Layer.objects.count()
+    pause.touch()
+    started = api.post(
+        f"{base}/runs/", json={"campaign": campaign_id, "model": model_id}, timeout=30
+    )
+    assert started.status_code == 202, started.text
+    url = f"{base}/runs/{started.json()['id']}/"
+    wait_for(lambda: log.exists() and len(log.read_text().split()) > seen, 120, "an item to pause")
+    running = api.get(url, timeout=30).json()
+    assert (running["state"], running["stage"]) == ("running", "predict"), running
+    cancelled = api.post(f"{url}cancel/", timeout=30)
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    pause.unlink()
+    wait_for(lambda: run_files() == [], 120, "the cancelled run's files to go")
+    time.sleep(1.0)  # a callback arriving late must not publish either
+    final = api.get(url, timeout=30).json()
+    assert final["status"] == "cancelled" and final["result_layer"] is None
+    assert (ModelVersion.objects.count(), Layer.objects.count()) == (versions, layers)
