@@ -45,6 +45,11 @@ F1_FLOOR = 0.3
 BARS_JS = """() => Object.fromEntries([...document.querySelectorAll('.run-stage')].map((li) =>
   [li.dataset.stage, [Number(li.querySelector('.stage-bar').getAttribute('aria-valuenow')),
    li.dataset.state]]))"""
+# The words beside running bars: a part of a stage counts under its own name ("meshing: 3 / 8").
+CAPTIONS_JS = """() => [...document.querySelectorAll(
+  '.run-stage[data-state=running] .stage-caption')].map((e) => e.textContent)"""
+PARTS = {"predict validation boxes", "fit segmentation", "watershed", "merge", "relabel",
+         "measuring", "meshing", "uncertainty"}  # fmt: skip
 
 
 def test_a_manager_starts_a_run_watches_it_and_opens_its_layer(
@@ -111,6 +116,7 @@ def test_a_manager_starts_a_run_watches_it_and_opens_its_layer(
     page.evaluate("() => annotome.ready")
     assert "tiny" in page.locator(".run-facts").inner_text()
     seen: dict[str, set[int]] = {}
+    parts_seen: set[str] = set()
     curve_points_while_active = 0
     shot_while_running = False
     deadline = time.monotonic() + RUN_SECONDS
@@ -121,6 +127,7 @@ def test_a_manager_starts_a_run_watches_it_and_opens_its_layer(
             if state == "running" and 0 < value < 100 and not shot_while_running:
                 page.screenshot(path=str(artifacts_dir / "run-page-running.png"), full_page=True)
                 shot_while_running = True
+        parts_seen.update(c.split(":")[0] for c in page.evaluate(CAPTIONS_JS) if ":" in c)
         if status in ("queued", "running", "retrying"):
             curve_points_while_active = max(
                 curve_points_while_active, page.evaluate("() => annotome.chart.points()")
@@ -135,6 +142,7 @@ def test_a_manager_starts_a_run_watches_it_and_opens_its_layer(
     assert run["status"] == "succeeded", (run["error"], run["stage"])
     assert run["id"] == run_id and run["preset"] == "tiny"
     assert run["params"] == {}
+    assert parts_seen & PARTS, f"no stage named a part of its own: {parts_seen}"
     # A bar moved: some stage was seen part-way, or at least at two values, before it ended.
     moved = [
         s for s, values in seen.items() if len(values) >= 2 or any(0 < v < 100 for v in values)
