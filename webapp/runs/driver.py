@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import logging
 import shutil
+import threading
 import traceback
 from pathlib import Path
 from typing import Any
@@ -234,6 +235,8 @@ class StageReport:
         self.writer, self.step, self.run = writer, step, run
         self.part: str | None = None
         self.paced: str | None = None  # the part (or "") whose pace is recorded
+        self.last_done = 0
+        self.thread = threading.get_ident()
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         named = stage not in (self.step, "")
@@ -242,10 +245,25 @@ class StageReport:
         self.part = stage
         self.writer(f"{self.step}{stages.SUBSTEP}{stage}" if named else self.step, done, total)
         part = stage if named else ""
-        if self.run is not None and done > 0 and self.paced != part:
+        if done < self.last_done:  # counting again (a training restarted from a new seed)
+            self.paced = None
+        self.last_done = done
+        # Only from the thread that runs the step (the writer shares its own connection with
+        # pool threads; this write does not need to come from them).
+        on_step_thread = threading.get_ident() == self.thread
+        if self.run is not None and done > 0 and self.paced != part and on_step_thread:
             self.paced = part
-            pace = {"part": part, "at": timezone.now().isoformat(), "done": done}
-            _stage(self.run, self.step, pace=pace)
+            self._record_pace({"part": part, "at": timezone.now().isoformat(), "done": done})
+
+    def _record_pace(self, pace: dict[str, Any]) -> None:
+        """Into the stage's entry, fenced to this attempt: a stale attempt (cancelled, taken
+        over) must not write its copy of the stages over the row."""
+        run = self.run
+        assert run is not None
+        run.stages = stages.with_stage(run.stages, self.step, pace=pace)
+        PipelineRun.objects.filter(
+            pk=run.pk, attempts=self.writer.attempt.number, status=JobStatus.RUNNING
+        ).update(stages=run.stages)
 
 
 def _plain(metrics: dict[str, Any], skip: tuple[str, ...]) -> dict[str, Any]:

@@ -277,25 +277,39 @@ def test_the_eta_counts_from_the_first_step_not_from_the_set_up(run: PipelineRun
     """A training's set-up (reading the image, building patches) is no part of its pace: the
     first count of the step, and of each part, is recorded, and the ETA is reckoned from it."""
     import datetime as dt
+    from types import SimpleNamespace
 
     from webapp.runs.driver import StageReport
 
     class Writer:
         job_id = run.pk
+        attempt = SimpleNamespace(number=1)
 
         def __call__(self, stage: str, done: int, total: int) -> None:
             pass
 
+    PipelineRun.objects.filter(pk=run.pk).update(status=JobStatus.RUNNING, attempts=1)
+
+    def pace() -> dict[str, Any] | None:
+        return PipelineRun.objects.get(pk=run.pk).stages.get("train", {}).get("pace")
+
     report = StageReport(Writer(), "train", run)  # type: ignore[arg-type]
     report("train", 0, 110)
-    assert "pace" not in (run.stages.get("train") or {})
+    assert pace() is None
     report("train", 1, 110)
-    first = PipelineRun.objects.get(pk=run.pk).stages["train"]["pace"]
-    assert (first["part"], first["done"]) == ("", 1)
-    report("train", 2, 110)  # recorded once per part
-    assert PipelineRun.objects.get(pk=run.pk).stages["train"]["pace"] == first
+    first = pace()
+    assert first is not None and (first["part"], first["done"]) == ("", 1)
+    report("train", 5, 110)  # recorded once per part ...
+    assert pace() == first
+    report("train", 2, 110)  # ... and again when counting starts over (a restarted training)
+    again = pace()
+    assert again is not None and again["done"] == 2 and again["at"] >= first["at"]
     report("fit segmentation", 3, 189)
-    assert PipelineRun.objects.get(pk=run.pk).stages["train"]["pace"]["part"] == "fit segmentation"
+    assert (pace() or {}).get("part") == "fit segmentation"
+    # An attempt that lost the row (taken over: attempts moved on) writes nothing.
+    PipelineRun.objects.filter(pk=run.pk).update(attempts=2)
+    report("train", 1, 110)
+    assert (pace() or {}).get("part") == "fit segmentation"
 
     now = timezone.now()
     an_hour_ago, ten_s_ago = (now - dt.timedelta(seconds=s) for s in (3600, 10))
@@ -311,8 +325,9 @@ def test_the_eta_counts_from_the_first_step_not_from_the_set_up(run: PipelineRun
         (train,) = [s for s in selectors.run_stages(run) if s["name"] == "train"]
         return (dt.datetime.fromisoformat(train["eta"]) - now).total_seconds()
 
-    # 10 steps in 10 s, 90 to go: about 90 s (from the stage's start: 20 in an hour, 4.5 h).
-    assert 80 < eta_in_seconds() < 110
+    # 10 steps in 10 s, 90 to go: about 90 s (from the stage's start: 20 in an hour, 4.5 h;
+    # the bound leaves the selector ~10 s of a loaded machine after ``now``).
+    assert 80 < eta_in_seconds() < 200
     PipelineRun.objects.filter(pk=run.pk).update(
         stage="train \u00b7 fit segmentation", done=15, total=25,
         stages={"train": {**run.stages["train"],
@@ -320,4 +335,4 @@ def test_the_eta_counts_from_the_first_step_not_from_the_set_up(run: PipelineRun
                                    "done": 5}}},
     )  # fmt: skip
     run.refresh_from_db()
-    assert 5 < eta_in_seconds() < 20  # the part's own pace: 10 in 10 s, 10 to go
+    assert 5 < eta_in_seconds() < 60  # the part's own pace: 10 in 10 s, 10 to go
