@@ -70,23 +70,14 @@ def kept_now(versions: Iterable[ModelVersion]) -> dict[int, dict[str, Any]]:
     return out
 
 
-def _eta(started: str | None, done: int, total: int) -> str | None:
-    """When the stage should end at its pace so far."""
-    if not started or total <= 0 or done <= 0 or done >= total:
+def _eta(since: str | None, done: int, total: int, first: int = 0) -> str | None:
+    """When the stage (or its part) should end at its pace since ``since``, when ``first``
+    were done (the stage's start and 0, or its recorded pace)."""
+    if not since or total <= 0 or done <= first or done >= total:
         return None
-    begun = dt.datetime.fromisoformat(started)
-    elapsed = timezone.now() - begun
-    return (begun + elapsed * (total / done)).isoformat()
-
-
-def _eta_from_pace(pace: dict[str, Any], done: int, total: int) -> str | None:
-    """When the stage (or its part) should end at its pace since its first count."""
-    first = int(pace.get("done") or 0)
-    if total <= 0 or done <= first or done >= total:
-        return None
-    begun = dt.datetime.fromisoformat(pace["at"])
     now = timezone.now()
-    return (now + (now - begun) * ((total - done) / (done - first))).isoformat()
+    elapsed = now - dt.datetime.fromisoformat(since)
+    return (now + elapsed * ((total - done) / (done - first))).isoformat()
 
 
 def _plan_counts(steps: dict[str, tuple[int, int]]) -> dict[str, Any]:
@@ -124,7 +115,7 @@ def run_stages(run: PipelineRun) -> list[dict[str, Any]]:
             pace = entry.get("pace") or {}
             done, total = entry.get("done", 0), entry.get("total", 0)
             if pace.get("part") == (entry.get("part") or "") and "at" in pace:
-                entry["eta"] = _eta_from_pace(pace, done, total)
+                entry["eta"] = _eta(pace["at"], done, total, int(pace.get("done") or 0))
             elif "part" not in entry:
                 entry["eta"] = _eta(entry.get("started"), done, total)
         elif state == "running":
