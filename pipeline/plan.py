@@ -22,7 +22,7 @@ import os
 import shutil
 import uuid
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -197,6 +197,10 @@ def run_item(plan: BlockPlan, step: str, item: int) -> None:
 FINISHED_FILE = "plan-finished"
 CANCELLED_FILE = "plan-cancelled"
 FAILED_FILE = "plan-failed.json"
+#: One empty file per step, made when a worker finished the step's first item: its time starts
+#: the step's pace (an ETA reckoned from the step's start would count its set-up, such as
+#: loading the model, as if it were work on every item).
+FIRST_DONE_DIR = "first-done"
 
 
 @dataclass(frozen=True)
@@ -204,12 +208,14 @@ class PlanState:
     """Where a saved plan stands, read from its files: what the site shows while workers run it.
 
     ``state`` is ``running`` (or not started), ``finished``, ``cancelled`` or ``failed``;
-    ``steps`` maps each step to (items done, items in all); ``error`` says what failed.
+    ``steps`` maps each step to (items done, items in all); ``error`` says what failed;
+    ``first_done`` maps a step to the POSIX time its first item finished on a worker.
     """
 
     state: str
     steps: dict[str, tuple[int, int]]
     error: str = ""
+    first_done: dict[str, float] = field(default_factory=dict)
 
 
 def plan_state(work_dir: Path) -> PlanState:
@@ -224,7 +230,9 @@ def plan_state(work_dir: Path) -> PlanState:
         state = "finished"
     else:
         state = "running"
-    return PlanState(state, pending_counts(plan), error)
+    marks = work_dir / FIRST_DONE_DIR
+    first_done = {p.name: p.stat().st_mtime for p in marks.iterdir()} if marks.is_dir() else {}
+    return PlanState(state, pending_counts(plan), error, first_done)
 
 
 def cancel_plan(work_dir: Path) -> None:
@@ -278,10 +286,21 @@ def run_saved_item(work_dir: str, step: str, item: int) -> bool:
             )  # fmt: skip
             return False
         plan.run_item(step, item)
+        _note_first_done(folder, step)
     except Exception as error:
         record_failure(folder, f"{step} {item}", error)
         raise
     return True
+
+
+def _note_first_done(folder: Path, step: str) -> None:
+    """Mark when the step's first item finished (the first of several workers to get here)."""
+    marks = folder / FIRST_DONE_DIR
+    marks.mkdir(exist_ok=True)
+    try:
+        (marks / step).open("x").close()
+    except FileExistsError:
+        pass
 
 
 def finish_saved_step(work_dir: str, step: str) -> bool:

@@ -8,6 +8,7 @@ import multiprocessing
 import shutil
 import subprocess
 import sys
+import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -85,12 +86,18 @@ def test_saved_segment_plan_runs_item_by_item_in_spawned_workers(tmp_path: Path)
     assert loaded == plan and isinstance(loaded, SegmentPlan)
     assert pending_counts(loaded) == {s: (0, len(plan.grid)) for s in plan.steps}
     spawn = multiprocessing.get_context("spawn")
+    first_done: dict[str, float] = {}
     with ProcessPoolExecutor(2, mp_context=spawn) as pool:
         for step in loaded.steps:
             items = loaded.pending(step)
+            before = time.time()
             list(pool.map(run_saved_item, [plan.work] * len(items), [step] * len(items), items))
+            first_done[step] = plan_state(plan.work_dir).first_done[step]
+            assert before - 1 <= first_done[step] <= time.time()  # when its first item ended
             loaded.finish_step(step)
     assert pending_counts(loaded) == {s: (len(plan.grid),) * 2 for s in plan.steps}
+    assert plan_state(plan.work_dir).first_done == first_done  # later items leave it be
+    assert first_done["watershed"] <= first_done["merge"] <= first_done["relabel"]
     summary = loaded.summary()
     assert summary == {
         "objects": reference.n_objects, "merged": reference.n_merged,

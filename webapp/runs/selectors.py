@@ -10,7 +10,7 @@ from typing import Any
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from pipeline.plan import PLAN_FILE, plan_state
+from pipeline.plan import PLAN_FILE, PlanState, plan_state
 from pipeline.run import PREDICTION_DIR, SEGMENT_PLAN_DIR
 from webapp.core.users import AnyUser
 from webapp.detections.filters import filter_values_of, layer_filter
@@ -80,17 +80,21 @@ def _eta(since: str | None, done: int, total: int, first: int = 0) -> str | None
     return (now + elapsed * ((total - done) / (done - first))).isoformat()
 
 
-def _plan_counts(steps: dict[str, tuple[int, int]]) -> dict[str, Any]:
+def _plan_counts(plan: PlanState) -> dict[str, Any]:
     """A plan's counts as a stage row shows them. With several steps (segmentation's
     watershed, merge, relabel) the step under way is named with its own counts: summing them
     would give a bar whose pace changes at each step (a merge item costs more than a block's
-    watershed) and an ETA that lies."""
-    if len(steps) == 1:
-        ((done, total),) = steps.values()
-        return {"done": done, "total": total}
+    watershed) and an ETA that lies. The step's pace runs from its first finished item."""
+    steps = plan.steps
     running = next((s for s, (d, t) in steps.items() if d < t), list(steps)[-1])
     done, total = steps[running]
-    return {"done": done, "total": total, "part": running}
+    out: dict[str, Any] = {"done": done, "total": total}
+    if len(steps) > 1:
+        out["part"] = running
+    if running in plan.first_done:
+        at = dt.datetime.fromtimestamp(plan.first_done[running], tz=dt.UTC)
+        out["pace"] = {"part": out.get("part", ""), "at": at.isoformat(), "done": 1}
+    return out
 
 
 def run_stages(run: PipelineRun) -> list[dict[str, Any]]:
@@ -105,7 +109,7 @@ def run_stages(run: PipelineRun) -> list[dict[str, Any]]:
             if run.waits_on_workers and name in PLAN_OF_STAGE:
                 folder = layout.out_dir(run.pk) / PLAN_OF_STAGE[name]
                 if (folder / PLAN_FILE).is_file():
-                    entry.update(_plan_counts(plan_state(folder).steps))
+                    entry.update(_plan_counts(plan_state(folder)))
             elif run.stage == name:
                 entry["done"], entry["total"] = run.done, run.total
             elif run.stage.startswith(name + SUBSTEP):

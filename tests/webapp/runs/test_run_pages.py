@@ -7,8 +7,11 @@ No worker runs: runs are started in a transaction that never commits, so no task
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import os
 import re
+import time
 from typing import Any
 
 import numpy as np
@@ -206,7 +209,7 @@ def test_segmentation_on_workers_shows_the_step_under_way_with_its_own_counts(
     import zarr
     from scipy import ndimage
 
-    from pipeline.plan import run_item, save_plan
+    from pipeline.plan import FIRST_DONE_DIR, run_item, run_saved_item, save_plan
     from pipeline.run import SEGMENT_PLAN_DIR
     from pipeline.segment import plan_segment
     from webapp.runs import layout
@@ -238,9 +241,19 @@ def test_segmentation_on_workers_shows_the_step_under_way_with_its_own_counts(
     assert watershed == 8 and plan.items("merge") > 0
     row = segment_row()
     assert (row["part"], row["done"], row["total"], row["eta"]) == ("watershed", 0, 8, None)
-    run_item(plan, "watershed", 0)
-    assert (segment_row()["part"], segment_row()["done"]) == ("watershed", 1)
-    for item in range(1, watershed):
+    # As a worker runs them: the step's pace starts when its first item ends, not at its start.
+    assert run_saved_item(plan.work, "watershed", 0)
+    row = segment_row()
+    assert (row["part"], row["done"], row["eta"]) == ("watershed", 1, None)
+    for item in (1, 2):
+        run_saved_item(plan.work, "watershed", item)
+    a_minute_ago = time.time() - 60  # the first item ended a minute ago: 2 more in 60 s
+    os.utime(plan.work_dir / FIRST_DONE_DIR / "watershed", (a_minute_ago, a_minute_ago))
+    row = segment_row()
+    assert (row["done"], row["total"]) == (3, 8)
+    left = (dt.datetime.fromisoformat(row["eta"]) - timezone.now()).total_seconds()
+    assert 140 <= left <= 155  # 5 items at 30 s each (the stage's start, just now, says ~0)
+    for item in range(3, watershed):
         run_item(plan, "watershed", item)
     plan.finish_step("watershed")
     row = segment_row()
@@ -276,7 +289,6 @@ def test_the_parts_of_a_measure_step_count_under_their_own_names(run: PipelineRu
 def test_the_eta_counts_from_the_first_step_not_from_the_set_up(run: PipelineRun) -> None:
     """A training's set-up (reading the image, building patches) is no part of its pace: the
     first count of the step, and of each part, is recorded, and the ETA is reckoned from it."""
-    import datetime as dt
     from types import SimpleNamespace
 
     from webapp.runs.driver import StageReport
