@@ -35,6 +35,7 @@ HEAVY_FILES_FIRST = (
     "tests/integration/test_runs.py",
     "tests/browser/test_run_page.py",
     "tests/test_embedded.py",
+    "tests/integration/test_run_worker_loss.py",
 )
 
 

@@ -160,6 +160,8 @@ def _advance(attempt: Attempt, writer: JobProgressWriter) -> None:
     run = PipelineRun.objects.select_related(
         "dataset", "image_layer", "campaign", "parent__dataset"
     ).get(pk=attempt.job_id)
+    if attempt.rescued:
+        _restarted(run, attempt)
     work = layout.run_dir(run.pk)
     out = layout.out_dir(run.pk)
     if not run.ground_truth.get("boxes"):  # segments with a registered model, no campaign
@@ -205,6 +207,23 @@ def _advance(attempt: Attempt, writer: JobProgressWriter) -> None:
     writer("publish", 0, 1)  # the part above ended: the layers' publication follows
     publish.publish_run(run, out, attempt)
     shutil.rmtree(work, ignore_errors=True)
+
+
+def _restarted(run: PipelineRun, attempt: Attempt) -> None:
+    """A run whose worker was lost mid-stage is taken over by a new attempt, which does the
+    stage again: the log says so, and the stage's time and ETA count from now (the last
+    attempt's pace and the time its worker lay dead are no part of this one's)."""
+    for name, entry in run.stages.items():
+        if (entry or {}).get("state") != "running":
+            continue
+        fresh = {k: v for k, v in entry.items() if k != "pace"}
+        fresh["started"] = timezone.now().isoformat()
+        run.stages = {**run.stages, name: fresh}
+        PipelineRun.objects.filter(pk=run.pk).update(stages=run.stages)
+        job_log(
+            PipelineRun, run.pk,
+            f"{name}: started again by attempt {attempt.number} (the worker running it was lost)",
+        )  # fmt: skip
 
 
 def uncertainty_cells(out: Path, progress: Any) -> None:

@@ -24,6 +24,7 @@ from webapp.core.jobs.lifecycle import (
     job_create_queued,
     job_fail,
     job_log,
+    job_release,
     job_start,
     job_succeed,
 )
@@ -76,7 +77,8 @@ def test_queued_job_is_sent_once_its_row_commits(
 def test_start_counts_attempts_and_is_a_no_op_once_the_job_ended(user: Any) -> None:
     job = _queued(user)
     attempt = job_start(DatasetJob, job.id)
-    assert attempt is not None and (attempt.number, attempt.took_over) == (1, False)
+    assert attempt is not None and (attempt.number, attempt.took_over, attempt.rescued) == (
+        1, False, False)  # fmt: skip
     job.refresh_from_db()
     assert (job.status, job.attempts, job.stage, job.state) == ("running", 1, "starting", "running")
     assert job.worker == worker_identity() and job.heartbeat is not None
@@ -98,7 +100,7 @@ def test_a_dead_attempt_is_taken_over_at_once_and_fenced_off(user: Any) -> None:
     started = time.monotonic()
     new = job_start(DatasetJob, job.id)
     assert time.monotonic() - started < 1, "no need to wait out the lease of a dead process"
-    assert new is not None and (new.number, new.took_over) == (2, True)
+    assert new is not None and (new.number, new.took_over, new.rescued) == (2, True, True)
     job.refresh_from_db()
     assert (job.stage, job.done, job.attempts, job.state) == ("restarting", 0, 2, "retrying")
 
@@ -109,6 +111,19 @@ def test_a_dead_attempt_is_taken_over_at_once_and_fenced_off(user: Any) -> None:
     JobProgressWriter(DatasetJob, new).write("image level 0", 1, 8)
     job.refresh_from_db()
     assert (job.state, job.stage, job.done) == ("running", "image level 0", 1)
+
+
+def test_a_released_job_is_taken_back_at_once_and_not_as_a_rescue(user: Any) -> None:
+    """A run lets go of its row while workers run its plan; taking it back is the expected
+    path (``rescued`` is for a holder that was lost: the run's log says so then)."""
+    job = _queued(user)
+    first = job_start(DatasetJob, job.id)
+    assert first is not None
+    job_release(DatasetJob, first, stage="predict")
+    started = time.monotonic()
+    back = job_start(DatasetJob, job.id)
+    assert time.monotonic() - started < 1
+    assert back is not None and (back.number, back.took_over, back.rescued) == (2, True, False)
 
 
 def test_a_live_holder_is_waited_for_until_its_lease_expires(user: Any, settings: Any) -> None:

@@ -92,11 +92,14 @@ def _send(
 
 @dataclass(frozen=True)
 class Attempt:
-    """The attempt this process runs: the job's id and its fencing number."""
+    """The attempt this process runs: the job's id and its fencing number. ``took_over``: the
+    row was running (released by its holder, or held by one now gone); ``rescued``: its holder
+    was lost (killed, out of memory, its machine gone), not a release."""
 
     job_id: int
     number: int
     took_over: bool
+    rescued: bool = False
 
 
 def job_start(
@@ -168,7 +171,8 @@ def job_start(
                     row["worker"],
                     row["attempts"] + 1,
                 )
-            return Attempt(job_id, row["attempts"] + 1, took_over)
+            rescued = took_over and bool(row["worker"])
+            return Attempt(job_id, row["attempts"] + 1, took_over, rescued)
 
 
 def _fenced(model: type[Job], attempt: Attempt) -> QuerySet[Job]:
