@@ -48,8 +48,9 @@ $PY -m mypy pipeline webapp || { echo "mypy (strict for pipeline/ and webapp/) f
 bash scripts/build_frontend.sh --check || { echo "frontend build, type-check or unit tests failed" >&2; exit 1; }
 
 # Three pytest processes by default where there are two or more cores (the suite waits on
-# subprocesses, browsers and workers much of the time: 1.2-1.4 cores busy on average): pytest
-# took 1,676 s with two and 1,322 s with three on this 2-core machine (2026-12-07). Whole files go
+# subprocesses, browsers and workers much of the time): pytest took 1,676 s with two and 1,322 s
+# with three on this 2-core machine (2026-12-07), 994 s with three once the browser tests
+# composited in software (1,975 CPU-s: both cores busy, 1.94 on average). Whole files go
 # to one process (--dist loadfile) so module-scoped sites, workers and volumes are built once.
 workers="${PYTEST_WORKERS:-$(($(nproc) >= 2 ? 3 : 1))}"
 xdist=()
