@@ -16,12 +16,14 @@ groups and chords (the site), with the same code per block: that is the executor
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
 import shutil
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -197,10 +199,11 @@ def run_item(plan: BlockPlan, step: str, item: int) -> None:
 FINISHED_FILE = "plan-finished"
 CANCELLED_FILE = "plan-cancelled"
 FAILED_FILE = "plan-failed.json"
-#: One empty file per step, made when a worker finished the step's first item: its time starts
-#: the step's pace (an ETA reckoned from the step's start would count its set-up, such as
-#: loading the model, as if it were work on every item).
-FIRST_DONE_DIR = "first-done"
+#: Per step, ``<step>.started`` (when a worker started its first item) and ``<step>.done`` (when
+#: one first finished an item, holding how many were done then): the step's pace for the site's
+#: ETA, which counts from the first finished item, not from the step's set-up (model loading,
+#: queueing).
+PACE_DIR = "pace"
 
 
 @dataclass(frozen=True)
@@ -209,13 +212,15 @@ class PlanState:
 
     ``state`` is ``running`` (or not started), ``finished``, ``cancelled`` or ``failed``;
     ``steps`` maps each step to (items done, items in all); ``error`` says what failed;
-    ``first_done`` maps a step to the POSIX time its first item finished on a worker.
+    ``first_started`` maps a step to the POSIX time a worker started its first item,
+    ``first_done`` to when one first finished an item and how many were done then.
     """
 
     state: str
     steps: dict[str, tuple[int, int]]
     error: str = ""
-    first_done: dict[str, float] = field(default_factory=dict)
+    first_started: dict[str, float] = field(default_factory=dict)
+    first_done: dict[str, tuple[float, int]] = field(default_factory=dict)
 
 
 def plan_state(work_dir: Path) -> PlanState:
@@ -230,9 +235,23 @@ def plan_state(work_dir: Path) -> PlanState:
         state = "finished"
     else:
         state = "running"
-    marks = work_dir / FIRST_DONE_DIR
-    first_done = {p.name: p.stat().st_mtime for p in marks.iterdir()} if marks.is_dir() else {}
-    return PlanState(state, pending_counts(plan), error, first_done)
+    state_now = PlanState(state, pending_counts(plan), error)
+    try:  # the folder goes when the run is cleaned up: no pace then
+        with os.scandir(work_dir / PACE_DIR) as entries:
+            marks = [(e.name, e.path, e.stat().st_mtime) for e in entries if e.is_file()]
+    except FileNotFoundError:
+        return state_now
+    for name, path, mtime in marks:
+        step, _, kind = name.rpartition(".")
+        if kind == "started":
+            state_now.first_started[step] = mtime
+        elif kind == "done":
+            try:
+                text = Path(path).read_text().strip()
+            except FileNotFoundError:
+                continue
+            state_now.first_done[step] = (mtime, int(text) if text.isdigit() else 1)
+    return state_now
 
 
 def cancel_plan(work_dir: Path) -> None:
@@ -285,22 +304,24 @@ def run_saved_item(work_dir: str, step: str, item: int) -> bool:
                 "e.g. out of memory?)",
             )  # fmt: skip
             return False
+        _mark_pace(folder, f"{step}.started", lambda: "")
         plan.run_item(step, item)
-        _note_first_done(folder, step)
     except Exception as error:
         record_failure(folder, f"{step} {item}", error)
         raise
+    _mark_pace(folder, f"{step}.done", lambda: str(plan.items(step) - len(plan.pending(step))))
     return True
 
 
-def _note_first_done(folder: Path, step: str) -> None:
-    """Mark when the step's first item finished (the first of several workers to get here)."""
-    marks = folder / FIRST_DONE_DIR
-    marks.mkdir(exist_ok=True)
-    try:
-        (marks / step).open("x").close()
-    except FileExistsError:
-        pass
+def _mark_pace(folder: Path, name: str, text: Callable[[], str]) -> None:
+    """Write a pace mark (:data:`PACE_DIR`) unless one is there: the first worker to get here
+    writes it (two at once write nearly the same). Only the ETA depends on it: a mark that
+    cannot be written fails nothing."""
+    path = folder / PACE_DIR / name
+    with contextlib.suppress(OSError):
+        if not path.exists():
+            path.parent.mkdir(exist_ok=True)
+            write_atomic(path, text())
 
 
 def finish_saved_step(work_dir: str, step: str) -> bool:
@@ -334,7 +355,7 @@ def restart_plan(work_dir: Path) -> None:
     folder = Path(work_dir)
     for name in (FAILED_FILE, CANCELLED_FILE, FINISHED_FILE):
         (folder / name).unlink(missing_ok=True)
-    for folder_name in ("starts", "dispatch"):
+    for folder_name in ("starts", "dispatch", PACE_DIR):
         shutil.rmtree(folder / folder_name, ignore_errors=True)
 
 

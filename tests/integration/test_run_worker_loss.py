@@ -77,6 +77,7 @@ def test_a_worker_killed_while_a_run_trains_is_replaced_and_the_run_publishes_on
     # the run taking its row back after each plan its workers ran.
     assert "train: started again by attempt 2 (the worker running it was lost)" in run.log
     assert run.log.count("train: started") == 2 and run.log.count("train: done") == 1
+    assert run.log.count("started again") == run.log.count("taken over") + 1 == 1
     assert run.stages["train"]["state"] == "done" and run.history  # trained again, to the end
     assert ModelVersion.objects.filter(run=run).count() == 1
     assert run.result_layer is not None and body["result_layer"] == run.result_layer.name

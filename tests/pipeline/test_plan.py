@@ -5,6 +5,7 @@ cannot be handed out."""
 from __future__ import annotations
 
 import multiprocessing
+import os
 import shutil
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from pipeline.errors import InvalidInputError
 from pipeline.model_io import save_model
 from pipeline.plan import (
     MAX_ITEM_STARTS,
+    PACE_DIR,
     LocalExecutor,
     load_plan,
     pending_counts,
@@ -86,18 +88,26 @@ def test_saved_segment_plan_runs_item_by_item_in_spawned_workers(tmp_path: Path)
     assert loaded == plan and isinstance(loaded, SegmentPlan)
     assert pending_counts(loaded) == {s: (0, len(plan.grid)) for s in plan.steps}
     spawn = multiprocessing.get_context("spawn")
-    first_done: dict[str, float] = {}
+    long_ago = float(int(time.time()) - 3600)  # whole seconds: file times keep them exactly
     with ProcessPoolExecutor(2, mp_context=spawn) as pool:
         for step in loaded.steps:
             items = loaded.pending(step)
             before = time.time()
-            list(pool.map(run_saved_item, [plan.work] * len(items), [step] * len(items), items))
-            first_done[step] = plan_state(plan.work_dir).first_done[step]
-            assert before - 1 <= first_done[step] <= time.time()  # when its first item ended
+            assert run_saved_item(plan.work, step, items[0])
+            paced = plan_state(plan.work_dir)
+            assert before - 1 <= paced.first_started[step] <= paced.first_done[step][0]
+            assert paced.first_done[step][1] == 1 and paced.first_done[step][0] <= time.time()
+            for mark in (f"{step}.started", f"{step}.done"):  # later items must leave them be
+                os.utime(plan.work_dir / PACE_DIR / mark, (long_ago, long_ago))
+            rest = items[1:]
+            list(pool.map(run_saved_item, [plan.work] * len(rest), [step] * len(rest), rest))
             loaded.finish_step(step)
     assert pending_counts(loaded) == {s: (len(plan.grid),) * 2 for s in plan.steps}
-    assert plan_state(plan.work_dir).first_done == first_done  # later items leave it be
-    assert first_done["watershed"] <= first_done["merge"] <= first_done["relabel"]
+    paced = plan_state(plan.work_dir)
+    assert paced.first_started == dict.fromkeys(plan.steps, long_ago)
+    assert paced.first_done == dict.fromkeys(plan.steps, (long_ago, 1))
+    restart_plan(plan.work_dir)  # a plan run again paces itself again
+    assert plan_state(plan.work_dir).first_done == {}
     summary = loaded.summary()
     assert summary == {
         "objects": reference.n_objects, "merged": reference.n_merged,

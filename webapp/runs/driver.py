@@ -210,20 +210,28 @@ def _advance(attempt: Attempt, writer: JobProgressWriter) -> None:
 
 
 def _restarted(run: PipelineRun, attempt: Attempt) -> None:
-    """A run whose worker was lost mid-stage is taken over by a new attempt, which does the
-    stage again: the log says so, and the stage's time and ETA count from now (the last
-    attempt's pace and the time its worker lay dead are no part of this one's)."""
+    """A run whose worker was lost mid-stage (or fell silent past its lease) is taken over by
+    a new attempt. A stage the driver runs itself (export, train ...) is done again: the log
+    says so, and its time and ETA count from now (the last attempt's pace and the time its
+    worker lay dead are no part of this one's). A stage whose plan the workers already run
+    goes on where it stands (finished items are kept): the log says only who took over."""
     for name, entry in run.stages.items():
         if (entry or {}).get("state") != "running":
             continue
+        lost = "the worker running it was lost"
+        if layout.saved_plan(run.pk, name) is not None:
+            job_log(PipelineRun, run.pk, f"{name}: taken over by attempt {attempt.number} ({lost})")
+            continue
         fresh = {k: v for k, v in entry.items() if k != "pace"}
         fresh["started"] = timezone.now().isoformat()
-        run.stages = {**run.stages, name: fresh}
-        PipelineRun.objects.filter(pk=run.pk).update(stages=run.stages)
-        job_log(
-            PipelineRun, run.pk,
-            f"{name}: started again by attempt {attempt.number} (the worker running it was lost)",
-        )  # fmt: skip
+        stages_now = {**run.stages, name: fresh}
+        if PipelineRun.objects.filter(
+            pk=run.pk, attempts=attempt.number, status=JobStatus.RUNNING
+        ).update(stages=stages_now):
+            run.stages = stages_now
+            job_log(
+                PipelineRun, run.pk, f"{name}: started again by attempt {attempt.number} ({lost})"
+            )
 
 
 def uncertainty_cells(out: Path, progress: Any) -> None:

@@ -15,6 +15,8 @@ from pipeline.run import PREDICTION_DIR, SEGMENT_PLAN_DIR
 
 OUT = "out"  # the pipeline run's output directory (pipeline.run layout)
 GROUND_TRUTH = "ground-truth"  # the exported labels and box tables
+#: The stages whose work is a saved plan run by the workers, and the plan's folder in ``out``.
+PLAN_OF_STAGE = {"predict": PREDICTION_DIR, "segment": SEGMENT_PLAN_DIR}
 
 
 def run_dir(run_id: int) -> Path:
@@ -23,6 +25,14 @@ def run_dir(run_id: int) -> Path:
 
 def out_dir(run_id: int) -> Path:
     return run_dir(run_id) / OUT
+
+
+def saved_plan(run_id: int, stage: str) -> Path | None:
+    """The folder of the plan ``stage`` handed to the workers, once saved; else None."""
+    if stage not in PLAN_OF_STAGE:
+        return None
+    folder = out_dir(run_id) / PLAN_OF_STAGE[stage]
+    return folder if (folder / PLAN_FILE).is_file() else None
 
 
 def plan_dirs(run_id: int) -> list[Path]:

@@ -4,22 +4,20 @@ may see."""
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Iterable
 from typing import Any
 
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from pipeline.plan import PLAN_FILE, PlanState, plan_state
-from pipeline.run import PREDICTION_DIR, SEGMENT_PLAN_DIR
+from pipeline.plan import PlanState, plan_state
 from webapp.core.users import AnyUser
 from webapp.detections.filters import filter_values_of, layer_filter
 from webapp.detections.models import Detection, DetectionFilter
 from webapp.runs import layout
 from webapp.runs.models import STAGES, ModelVersion, PipelineRun
 from webapp.runs.stages import SUBSTEP
-
-PLAN_OF_STAGE = {"predict": PREDICTION_DIR, "segment": SEGMENT_PLAN_DIR}
 
 RUNS = PipelineRun.objects.select_related(
     "dataset", "image_layer", "campaign", "owner", "result_layer", "parent__dataset"
@@ -77,6 +75,8 @@ def _eta(since: str | None, done: int, total: int, first: int = 0) -> str | None
         return None
     now = timezone.now()
     elapsed = now - dt.datetime.fromisoformat(since)
+    if elapsed <= dt.timedelta(0):  # a clock ahead of this one (a shared folder's server)
+        return None
     return (now + elapsed * ((total - done) / (done - first))).isoformat()
 
 
@@ -91,9 +91,13 @@ def _plan_counts(plan: PlanState) -> dict[str, Any]:
     out: dict[str, Any] = {"done": done, "total": total}
     if len(steps) > 1:
         out["part"] = running
-    if running in plan.first_done:
-        at = dt.datetime.fromtimestamp(plan.first_done[running], tz=dt.UTC)
-        out["pace"] = {"part": out.get("part", ""), "at": at.isoformat(), "done": 1}
+    if running in plan.first_done and running in plan.first_started:
+        at, first = plan.first_done[running]
+        # Workers that started together end their first items together: until one item's
+        # time has passed since, those would count as done in no time and the ETA as ~0.
+        if time.time() - at >= at - plan.first_started[running]:
+            when = dt.datetime.fromtimestamp(at, tz=dt.UTC).isoformat()
+            out["pace"] = {"part": out.get("part", ""), "at": when, "done": first}
     return out
 
 
@@ -106,9 +110,9 @@ def run_stages(run: PipelineRun) -> list[dict[str, Any]]:
         entry = dict(run.stages.get(name) or {"state": "pending"})
         state = entry.get("state", "pending")
         if state == "running" and run.is_active:
-            if run.waits_on_workers and name in PLAN_OF_STAGE:
-                folder = layout.out_dir(run.pk) / PLAN_OF_STAGE[name]
-                if (folder / PLAN_FILE).is_file():
+            if run.waits_on_workers and name in layout.PLAN_OF_STAGE:
+                folder = layout.saved_plan(run.pk, name)
+                if folder is not None:
                     entry.update(_plan_counts(plan_state(folder)))
             elif run.stage == name:
                 entry["done"], entry["total"] = run.done, run.total

@@ -209,7 +209,7 @@ def test_segmentation_on_workers_shows_the_step_under_way_with_its_own_counts(
     import zarr
     from scipy import ndimage
 
-    from pipeline.plan import FIRST_DONE_DIR, run_item, run_saved_item, save_plan
+    from pipeline.plan import PACE_DIR, run_item, run_saved_item, save_plan
     from pipeline.run import SEGMENT_PLAN_DIR
     from pipeline.segment import plan_segment
     from webapp.runs import layout
@@ -247,12 +247,21 @@ def test_segmentation_on_workers_shows_the_step_under_way_with_its_own_counts(
     assert (row["part"], row["done"], row["eta"]) == ("watershed", 1, None)
     for item in (1, 2):
         run_saved_item(plan.work, "watershed", item)
-    a_minute_ago = time.time() - 60  # the first item ended a minute ago: 2 more in 60 s
-    os.utime(plan.work_dir / FIRST_DONE_DIR / "watershed", (a_minute_ago, a_minute_ago))
+
+    def marks(started_s_ago: float, done_s_ago: float) -> None:
+        now = time.time()
+        for mark, ago in (("watershed.started", started_s_ago), ("watershed.done", done_s_ago)):
+            os.utime(plan.work_dir / PACE_DIR / mark, (now - ago, now - ago))
+
+    # The first item took 70 s and ended 60 s ago: the two since may have run beside it (two
+    # workers), so no pace yet (it would say they took no time).
+    marks(130, 60)
     row = segment_row()
-    assert (row["done"], row["total"]) == (3, 8)
-    left = (dt.datetime.fromisoformat(row["eta"]) - timezone.now()).total_seconds()
-    assert 140 <= left <= 155  # 5 items at 30 s each (the stage's start, just now, says ~0)
+    assert (row["done"], row["total"], row["eta"]) == (3, 8, None)
+    # It took 5 s and ended a minute ago: 2 more in 60 s.
+    marks(65, 60)
+    left = (dt.datetime.fromisoformat(segment_row()["eta"]) - timezone.now()).total_seconds()
+    assert 140 <= left <= 170  # 5 items at 30 s each (the stage's start, just now, says ~0)
     for item in range(3, watershed):
         run_item(plan, "watershed", item)
     plan.finish_step("watershed")
@@ -348,3 +357,44 @@ def test_the_eta_counts_from_the_first_step_not_from_the_set_up(run: PipelineRun
     )  # fmt: skip
     run.refresh_from_db()
     assert 5 < eta_in_seconds() < 60  # the part's own pace: 10 in 10 s, 10 to go
+
+
+def test_a_rescued_run_starts_its_own_stage_again_and_leaves_a_plan_stage_running(
+    run: PipelineRun,
+) -> None:
+    """After its worker was lost, the attempt that takes a run over does a stage it runs itself
+    again (its start and pace reset, the log says so), lets the workers' plan of another stage
+    go on where it stands, and writes nothing once it no longer holds the row."""
+    from pipeline.plan import PLAN_FILE
+    from webapp.core.jobs.lifecycle import Attempt
+    from webapp.runs import layout
+    from webapp.runs.driver import _restarted
+
+    old = "2026-01-01T00:00:00+00:00"
+    pace = {"part": "", "at": old, "done": 3}
+    plan = layout.saved_plan  # a saved prediction plan: its folder and plan file
+    folder = layout.out_dir(run.pk) / layout.PLAN_OF_STAGE["predict"]
+    folder.mkdir(parents=True)
+    (folder / PLAN_FILE).write_text("{}")
+    assert plan(run.pk, "predict") == folder and plan(run.pk, "train") is None
+    stages = {
+        "export": {"state": "done", "started": old},
+        "train": {"state": "running", "started": old, "pace": pace},
+        "predict": {"state": "running", "started": old},
+    }
+    PipelineRun.objects.filter(pk=run.pk).update(
+        status=JobStatus.RUNNING, attempts=2, stages=stages
+    )
+    run.refresh_from_db()
+    _restarted(run, Attempt(run.pk, 2, took_over=True, rescued=True))
+    run.refresh_from_db()
+    assert run.stages["train"]["started"] > old and "pace" not in run.stages["train"]
+    assert run.stages["predict"] == stages["predict"] and run.stages["export"] == stages["export"]
+    assert "train: started again by attempt 2 (the worker running it was lost)" in run.log
+    assert "predict: taken over by attempt 2" in run.log
+
+    PipelineRun.objects.filter(pk=run.pk).update(attempts=3, stages=stages, log="")
+    run.refresh_from_db()
+    _restarted(run, Attempt(run.pk, 2, took_over=True, rescued=True))  # a stale attempt
+    run.refresh_from_db()
+    assert run.stages["train"] == stages["train"] and "started again" not in run.log

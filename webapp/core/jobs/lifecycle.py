@@ -94,7 +94,8 @@ def _send(
 class Attempt:
     """The attempt this process runs: the job's id and its fencing number. ``took_over``: the
     row was running (released by its holder, or held by one now gone); ``rescued``: its holder
-    was lost (killed, out of memory, its machine gone), not a release."""
+    was lost (killed, out of memory, its machine gone) or fell silent past its lease, not a
+    release."""
 
     job_id: int
     number: int
