@@ -37,8 +37,7 @@ def saved_plan(run_id: int, stage: str) -> Path | None:
 
 def plan_dirs(run_id: int) -> list[Path]:
     """The saved plans a run hands to the workers: prediction, then segmentation."""
-    out = out_dir(run_id)
-    return [out / PREDICTION_DIR, out / SEGMENT_PLAN_DIR]
+    return [out_dir(run_id) / folder for folder in PLAN_OF_STAGE.values()]
 
 
 def training_history(run_id: int) -> list[dict[str, Any]]:
