@@ -5,9 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol
 
+#: What training reports its steps as: a part of the run's train step, named, since the step
+#: goes on after its last step (predicting the validation boxes, fitting the segmentation
+#: settings): the site's ETA for these counts must not read as the whole step's.
+TRAINING_STEPS = "training steps"
+
 #: Units of the stages of a whole pipeline run (``pipeline.run``) that do not count blocks.
 PIPELINE_STAGE_UNITS: dict[str, str] = {
-    "train": "step",
+    TRAINING_STEPS: "step",
     "predict": "batch",
     "meshing": "object",
     "evaluate": "box",

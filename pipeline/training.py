@@ -92,7 +92,7 @@ from pipeline.patches import (
     random_window,
     tiling_windows,
 )
-from pipeline.progress import ProgressCallback, no_progress
+from pipeline.progress import TRAINING_STEPS, ProgressCallback, no_progress
 from pipeline.segment_params import derive_segment_params
 from pipeline.targets import instance_targets, separate_touching
 from pipeline.torch_setup import (
@@ -1152,7 +1152,7 @@ class Trainer:
                 step = self.state.epoch * config.iterations_per_epoch + i
                 measure = i >= config.iterations_per_epoch - FIGURE_STEPS
                 losses.append(self._train_step(step, measure))
-                progress("train", self.state.epoch * config.iterations_per_epoch + i + 1, total)
+                progress(TRAINING_STEPS, step + 1, total)
             self.state.epoch += 1
             epoch = self.state.epoch
             check = 0 < self.health_epoch <= epoch and not self.state.healthy
@@ -1192,7 +1192,7 @@ class Trainer:
         if not best_path.exists():  # no epoch was judged (validations rarer than the epochs)
             self.state.best_epoch = self.state.epoch
             self.save_best(best_path)
-        progress("train", total, total)
+        progress(TRAINING_STEPS, total, total)
 
 
 def train(

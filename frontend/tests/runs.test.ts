@@ -78,6 +78,10 @@ describe("stages", () => {
     expect(runEtaText({ status: "running", stages }, NOW)).toBe("train: about 40 s left");
     expect(runEtaText({ status: "failed", stages }, NOW)).toBe("");
     expect(runEtaText({ status: "running", stages: [stages[0]!] }, NOW)).toBe("");
+    const steps = stage({ name: "train", part: "training steps", eta: "2026-12-01T10:00:40Z" });
+    expect(runEtaText({ status: "running", stages: [stages[0]!, steps] }, NOW)).toBe(
+      "train · training steps: about 40 s left",
+    );
   });
 });
 

@@ -48,8 +48,8 @@ BARS_JS = """() => Object.fromEntries([...document.querySelectorAll('.run-stage'
 # The words beside running bars: a part of a stage counts under its own name ("meshing: 3 / 8").
 CAPTIONS_JS = """() => [...document.querySelectorAll(
   '.run-stage[data-state=running] .stage-caption')].map((e) => e.textContent)"""
-PARTS = {"predict validation boxes", "fit segmentation", "watershed", "merge", "relabel",
-         "measuring", "meshing", "uncertainty"}  # fmt: skip
+PARTS = {"training steps", "predict validation boxes", "fit segmentation", "watershed", "merge",
+         "relabel", "measuring", "meshing", "uncertainty"}  # fmt: skip
 
 
 def test_a_manager_starts_a_run_watches_it_and_opens_its_layer(
@@ -117,6 +117,7 @@ def test_a_manager_starts_a_run_watches_it_and_opens_its_layer(
     assert "tiny" in page.locator(".run-facts").inner_text()
     seen: dict[str, set[int]] = {}
     parts_seen: set[str] = set()
+    etas_seen: set[str] = set()
     curve_points_while_active = 0
     shot_while_running = False
     deadline = time.monotonic() + RUN_SECONDS
@@ -128,6 +129,7 @@ def test_a_manager_starts_a_run_watches_it_and_opens_its_layer(
                 page.screenshot(path=str(artifacts_dir / "run-page-running.png"), full_page=True)
                 shot_while_running = True
         parts_seen.update(c.split(":")[0] for c in page.evaluate(CAPTIONS_JS) if ":" in c)
+        etas_seen.add(page.inner_text("#run-eta"))
         if status in ("queued", "running", "retrying"):
             curve_points_while_active = max(
                 curve_points_while_active, page.evaluate("() => annotome.chart.points()")
@@ -143,6 +145,9 @@ def test_a_manager_starts_a_run_watches_it_and_opens_its_layer(
     assert run["id"] == run_id and run["preset"] == "tiny"
     assert run["params"] == {}
     assert parts_seen & PARTS, f"no stage named a part of its own: {parts_seen}"
+    # The header's time left names the part it counts: the training steps' ETA is not the
+    # train stage's (predicting the validation boxes and the fit follow).
+    assert not any(e.startswith("train: ") for e in etas_seen), etas_seen
     # A bar moved: some stage was seen part-way, or at least at two values, before it ended.
     moved = [
         s for s, values in seen.items() if len(values) >= 2 or any(0 < v < 100 for v in values)
@@ -175,7 +180,8 @@ def test_a_manager_starts_a_run_watches_it_and_opens_its_layer(
     assert any(line.startswith("train: done in ") and "validation F1" in line for line in lines), (
         lines
     )
-    # What the train step does after its last training step is said as it starts.
+    # What the train step does, part by part, is said as each starts.
+    assert any(line.startswith("train: training steps (") for line in lines), lines
     assert any(line.startswith("train: fit segmentation (") for line in lines), lines
     segmented = run["metrics"]["segment"]["objects"]
     assert any(line.startswith("segment: done in ") and line.endswith(f": {segmented} objects")

@@ -16,9 +16,11 @@ from celery_harness import LiveWorker, wait_for
 from django.conf import settings as django_settings
 from rest_framework.authtoken.models import Token
 
+from pipeline.progress import TRAINING_STEPS
 from tests.runs_testdata import people, retrain_campaign
 from webapp.datasets.models import Layer
 from webapp.runs.models import ModelVersion, PipelineRun
+from webapp.runs.stages import SUBSTEP
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -26,6 +28,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 # runs every quarter of it, so a live run is never taken for dead.
 LEASE_SECONDS = "4"
 PAUSE = "{tmp_path}/pause-progress"
+STEPS = f"train{SUBSTEP}{TRAINING_STEPS}"  # the run's stage while it counts training steps
 
 
 def _run_files() -> list[str]:
@@ -53,7 +56,7 @@ def test_a_worker_killed_while_a_run_trains_is_replaced_and_the_run_publishes_on
 
     def training() -> bool:
         run.refresh_from_db()
-        return run.stage == "train" and run.done > 0
+        return run.stage == STEPS and run.done > 0
 
     wait_for(training, 180, "training to count steps", interval=0.1)
     pause = Path(PAUSE.format(tmp_path=tmp_path))
@@ -61,7 +64,7 @@ def test_a_worker_killed_while_a_run_trains_is_replaced_and_the_run_publishes_on
     time.sleep(1.5)
     run.refresh_from_db()
     held = run.done
-    assert run.stage == "train" and 0 < held < run.total, (run.stage, held, run.total)
+    assert run.stage == STEPS and 0 < held < run.total, (run.stage, held, run.total)
     celery_worker.process.kill()
     wait_for(lambda: api.get(url, timeout=30).json()["state"] == "retrying", 10, "retrying")
     pause.unlink()

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from pipeline.cli import main
-from pipeline.progress import PIPELINE_STAGE_UNITS, tqdm_progress
+from pipeline.progress import PIPELINE_STAGE_UNITS, TRAINING_STEPS, tqdm_progress
 from pipeline.synthetic import make_nuclei_volume, make_sphere_labels
 
 
@@ -22,12 +22,12 @@ def _rate_units(stderr: str) -> set[str]:
 
 
 def test_each_stage_gets_its_unit(capsys: pytest.CaptureFixture[str]) -> None:
-    report = tqdm_progress("block", {"train": "step", "meshing": "object"})
-    report("train", 2, 2)
+    report = tqdm_progress("block", {TRAINING_STEPS: "step", "meshing": "object"})
+    report(TRAINING_STEPS, 2, 2)
     report("watershed", 3, 3)
     report("meshing", 5, 5)
     assert _rate_units(capsys.readouterr().err) == {"step", "block", "object"}
-    assert PIPELINE_STAGE_UNITS["train"] == "step"
+    assert PIPELINE_STAGE_UNITS[TRAINING_STEPS] == "step"
     assert PIPELINE_STAGE_UNITS["fit segmentation"] == "setting"
 
 

@@ -91,6 +91,49 @@ def test_fitting_recovers_good_settings_at_both_scales_where_the_preset_fails(
     assert f"best single combination {max(r['f1'] for r in fit.table):.3f}" in line
 
 
+def test_the_fits_costly_part_is_spread_so_its_eta_holds_from_the_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The run page reckons the fit's ETA from its pace since the first reported combination.
+    A box's peak caps for one dynamic cost about fifteen times its flood and count (measured);
+    on a clock that counts those costs, the ETA at every report stays within 2x of the time
+    really left (scored seed-major, every cap was paid in a smoothing's first combinations:
+    ~4.5x at first)."""
+    import pipeline.seed_search as seed_search
+
+    clock = [0.0]
+    real_caps = seed_search.peak_caps
+
+    def costly_caps(distance: np.ndarray, dynamic: float) -> np.ndarray:
+        clock[0] += 15.0
+        return real_caps(distance, dynamic)
+
+    monkeypatch.setattr(seed_search, "peak_caps", costly_caps)
+    boxes = [touching_balls(4, 2, seed) for seed in range(2)]
+    reports: list[tuple[float, int, int]] = []
+
+    def progress(stage: str, done: int, total: int) -> None:
+        clock[0] += len(boxes)  # one combination: a flood and a count per box
+        reports.append((clock[0], done, total))
+
+    _, fit = fit_segment_params(
+        noisy_predictions(boxes, 400.0), boxes, VOXEL, derive_segment_params(boxes, VOXEL),
+        progress=progress,
+    )  # fmt: skip
+    end, total = clock[0], len(fit.table)
+    assert [r[1] for r in reports] == list(range(1, total + 1))
+    (at, first), ratios = reports[0][:2], []
+    for now, done, _ in reports[1:-1]:
+        eta = (now - at) * (total - done) / (done - first)
+        ratios.append(eta / (end - now))
+    assert min(ratios) >= 0.5 and max(ratios) <= 2.0, (min(ratios), max(ratios))
+    # Whatever the scoring order, the table keeps the grid's order (ties in the choice go the
+    # same way): smoothing, then seed threshold, dynamic, minimum seed size, all ascending.
+    keys = [(r["smooth_nm"], r["seed_threshold_nm"], r["seed_dynamic_nm"], r["min_seed_voxels"])
+            for r in fit.table]  # fmt: skip
+    assert keys == sorted(keys) and len(set(keys)) == total
+
+
 def test_ties_go_to_the_starting_values() -> None:
     # Clean, well separated balls: every threshold in the grid segments them perfectly.
     labels = touching_balls(6, 2, 0)

@@ -84,7 +84,10 @@ export function runEtaText(run: Pick<Run, "stages" | "status">, now: Date): stri
   if (!isActive(run)) return "";
   const running = run.stages.find((s) => s.state === "running");
   const eta = running ? etaText(running.eta, now) : "";
-  return running && eta ? `${running.name}: ${eta}` : "";
+  // The part it counts, when named: "train · training steps: about 40 s left" must not read
+  // as the whole stage's time left (predicting and fitting follow the steps).
+  const what = running?.part ? `${running.name} · ${running.part}` : running?.name;
+  return running && eta ? `${what}: ${eta}` : "";
 }
 
 /** The ground truth in words: "5 boxes: 4 to train on, 1 held out for evaluation (b3)". */
