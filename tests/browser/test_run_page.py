@@ -49,7 +49,7 @@ BARS_JS = """() => Object.fromEntries([...document.querySelectorAll('.run-stage'
 CAPTIONS_JS = """() => [...document.querySelectorAll(
   '.run-stage[data-state=running] .stage-caption')].map((e) => e.textContent)"""
 PARTS = {"training steps", "predict validation boxes", "fit segmentation", "watershed", "merge",
-         "relabel", "measuring", "meshing", "uncertainty"}  # fmt: skip
+         "relabel", "measuring", "meshing", "uncertainty", "layers"}  # fmt: skip
 
 
 def test_a_manager_starts_a_run_watches_it_and_opens_its_layer(

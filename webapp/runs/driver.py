@@ -204,7 +204,9 @@ def _advance(attempt: Attempt, writer: JobProgressWriter) -> None:
     _stage(run, "publish", state="running", started=timezone.now().isoformat())
     writer("publish", 0, 1)
     uncertainty_cells(out, StageReport(writer, "publish"))
-    writer("publish", 0, 1)  # the part above ended: the layers' publication follows
+    # The part above ended; the publication follows, a part with no count (a bar that went
+    # back from "uncertainty: 4 / 4" to the stage's "0 / 1" looked like a restart).
+    writer(f"publish{stages.SUBSTEP}layers", 0, 0)
     publish.publish_run(run, out, attempt)
     shutil.rmtree(work, ignore_errors=True)
 

@@ -198,6 +198,17 @@ def test_a_part_of_the_train_stage_counts_under_its_own_name(who: dict[str, Any]
     (train,) = [s for s in selectors.run_stages(run) if s["name"] == "train"]
     assert (train["done"], train["total"], train["part"]) == (45, 189, "fit segmentation")
     assert train["eta"] is None
+    # Publishing after the uncertainty cells: a part with no count (the bar does not go back
+    # to the stage's "0 / 1" as if it had started over).
+    PipelineRun.objects.filter(pk=run.pk).update(
+        stage="publish \u00b7 layers", done=0, total=0,
+        stages={**run.stages, "publish": {"state": "running", "started": started}},
+    )  # fmt: skip
+    run.refresh_from_db()
+    (publish,) = [s for s in selectors.run_stages(run) if s["name"] == "publish"]
+    assert (publish["done"], publish["total"], publish["part"], publish["eta"]) == (
+        0, 0, "layers", None
+    )  # fmt: skip
 
 
 def test_segmentation_on_workers_shows_the_step_under_way_with_its_own_counts(
