@@ -1152,7 +1152,8 @@ class Trainer:
                 step = self.state.epoch * config.iterations_per_epoch + i
                 measure = i >= config.iterations_per_epoch - FIGURE_STEPS
                 losses.append(self._train_step(step, measure))
-                progress(TRAINING_STEPS, step + 1, total)
+                if i + 1 < config.iterations_per_epoch:  # the last: once validated and saved
+                    progress(TRAINING_STEPS, step + 1, total)
             self.state.epoch += 1
             epoch = self.state.epoch
             check = 0 < self.health_epoch <= epoch and not self.state.healthy
@@ -1189,6 +1190,9 @@ class Trainer:
             self.state.since_best = 0 if progressed else self.state.since_best + 1
             self.save_checkpoint(last_path)
             _write_history(self.state.history, csv_path, png_path)
+            # The epoch's last step counts only now: its validation is part of the steps' pace
+            # (the last epoch's would otherwise stand at "150 / 150" with no time left shown).
+            progress(TRAINING_STEPS, epoch * config.iterations_per_epoch, total)
         if not best_path.exists():  # no epoch was judged (validations rarer than the epochs)
             self.state.best_epoch = self.state.epoch
             self.save_best(best_path)

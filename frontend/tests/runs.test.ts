@@ -13,6 +13,7 @@ import {
   stageCaption,
   stagePercent,
   statusText,
+  trainingSteps,
   viewerLink,
 } from "../src/runs/logic";
 
@@ -36,6 +37,8 @@ describe("times", () => {
   it("turns an ETA into the time left, nothing when unknown", () => {
     expect(etaText("2026-12-01T10:02:30Z", NOW)).toBe("about 3 min left");
     expect(etaText("2026-12-01T10:00:00.500Z", NOW)).toBe("finishing");
+    expect(etaText("2026-12-01T10:00:59.600Z", NOW)).toBe("about 1 min left");
+    expect(etaText("2026-12-01T10:00:59.400Z", NOW)).toBe("about 59 s left");
     expect(etaText("2026-12-01T09:59:00Z", NOW)).toBe("finishing");
     expect(etaText(null, NOW)).toBe("");
     expect(etaText("not a time", NOW)).toBe("");
@@ -90,6 +93,13 @@ describe("status", () => {
     for (const s of ["queued", "running"] as const) expect(isActive({ status: s })).toBe(true);
     for (const s of ["succeeded", "failed", "cancelled"] as const)
       expect(isActive({ status: s })).toBe(false);
+  });
+
+  it("knows when epochs are still to come", () => {
+    expect(trainingSteps({ stage: "train" })).toBe(true);
+    expect(trainingSteps({ stage: "train · training steps" })).toBe(true);
+    expect(trainingSteps({ stage: "train · fit segmentation" })).toBe(false);
+    expect(trainingSteps({ stage: "predict" })).toBe(false);
   });
 
   it("words the state with the stage", () => {

@@ -13,6 +13,7 @@ import torch
 from pipeline.errors import InvalidInputError
 from pipeline.model_io import load_model
 from pipeline.patches import extract_sample
+from pipeline.progress import TRAINING_STEPS
 from pipeline.synthetic import make_nuclei_volume
 from pipeline.training import (
     WEIGHT_KEY,
@@ -133,8 +134,24 @@ def test_early_stopping_keeps_best_and_writes_history(
 ) -> None:
     # An update far below float32 resolution never changes the weights: no improvement after
     # the first epoch, so training stops after 1 + patience epochs.
-    result = train(_boxes(volume), _config(lr=1e-20, max_epochs=20, patience=2), tmp_path)
+    config = _config(lr=1e-20, max_epochs=20, patience=2)
+    events: list[tuple[str, int]] = []
+
+    def progress(stage: str, done: int, total: int) -> None:
+        assert stage == TRAINING_STEPS and total == 20 * config.iterations_per_epoch
+        events.append(("step", done))
+
+    def metrics(row: dict[str, float]) -> None:
+        events.append(("epoch", int(row["epoch"])))
+
+    result = train(_boxes(volume), config, tmp_path, progress=progress, metrics=metrics)
     assert result.epochs == 3
+    # An epoch's last step counts once the epoch is validated and saved (the wait is part of
+    # the steps' pace), and stopping early counts the rest as done.
+    for epoch in (1, 2, 3):
+        last = ("step", epoch * config.iterations_per_epoch)
+        assert events.index(last) == events.index(("epoch", epoch)) + 1, events
+    assert events[-1] == ("step", 20 * config.iterations_per_epoch)
     rows = list(csv.DictReader(result.history_csv.open()))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     assert len({r["val_loss"] for r in rows}) == 1

@@ -202,7 +202,7 @@ def _advance(attempt: Attempt, writer: JobProgressWriter) -> None:
             _stage(run, step, state="skipped")
     writer.check_cancelled()
     _stage(run, "publish", state="running", started=timezone.now().isoformat())
-    writer("publish", 0, 1)
+    writer("publish", 0, 0)  # reading the probability map: no count yet
     uncertainty_cells(out, StageReport(writer, "publish"))
     # The part above ended; the publication follows, a part with no count (a bar that went
     # back from "uncertainty: 4 / 4" to the stage's "0 / 1" looked like a restart).

@@ -23,9 +23,10 @@ export function etaText(eta: string | null | undefined, now: Date): string {
   if (Number.isNaN(end)) return "";
   const left = (end - now.getTime()) / 1000;
   if (left <= 1) return "finishing";
-  // An estimate: whole minutes from one minute on (a clock's "2 min 07 s" would claim more).
+  // An estimate: whole minutes from one minute on (a clock's "2 min 07 s" would claim more);
+  // 59.6 s is "1 min", not "60 s".
   const text =
-    left < 60
+    Math.round(left) < 60
       ? `${Math.round(left)} s`
       : left < 3600
         ? `${Math.round(left / 60)} min`
@@ -59,6 +60,12 @@ export function stageCaption(stage: Stage, now: Date): string {
       return [part + (counts || "running…"), eta].filter(Boolean).join(" · ");
     }
   }
+}
+
+/** The run is training (setting up, or counting its steps): epochs are still to come. The
+ * train stage's later parts (predicting the validation boxes, the fit) add none. */
+export function trainingSteps(run: Pick<Run, "stage">): boolean {
+  return run.stage === "train" || run.stage === "train · training steps";
 }
 
 /** The run's status in words (the header badge). */

@@ -18,6 +18,7 @@ import {
   stageCaption,
   stagePercent,
   statusText,
+  trainingSteps,
   viewerLink,
 } from "./logic";
 
@@ -136,7 +137,7 @@ export function mountRunPage(doc: Document = document): RunHooks {
         (curves.restarts
           ? ` (training restarted ${curves.restarts} time${curves.restarts === 1 ? "" : "s"}: its health check failed; the latest attempt is shown)`
           : "") +
-        (isActive(run) && run.stage.startsWith("train") ? "; more appear as each epoch ends." : ".")
+        (isActive(run) && trainingSteps(run) ? "; more appear as each epoch ends." : ".")
       : run.mode === "predict"
         ? "Nothing is trained: this run segments with a registered model."
         : isActive(run)
