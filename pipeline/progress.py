@@ -34,8 +34,9 @@ def tqdm_progress(unit: str, stage_units: Mapping[str, str] | None = None) -> Pr
 
     ``unit`` says what a stage's ``done`` and ``total`` count ("step", "block", "object",
     "box"), which the bar shows in its rate (``3.2block/s``); ``stage_units`` names the unit of
-    stages that count something else (``{"train": "step", "meshing": "object"}``). There is no
-    default: a caller that counted blocks and showed "it/s" or "chunk/s" told the user nothing.
+    stages that count something else (``{TRAINING_STEPS: "step", "meshing": "object"}``).
+    There is no default: a caller that counted blocks and showed "it/s" or "chunk/s" told the
+    user nothing.
     """
     from tqdm import tqdm
 

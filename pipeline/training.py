@@ -1180,6 +1180,7 @@ class Trainer:
             if problems:
                 _write_history(self.state.history, csv_path, png_path)
                 self._restart(problems)  # raises when no restart is left
+                progress(TRAINING_STEPS, 0, total)  # counting starts over (the site sees it)
                 best_path.unlink(missing_ok=True)
                 self.model.train()
                 continue

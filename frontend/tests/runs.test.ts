@@ -39,6 +39,7 @@ describe("times", () => {
     expect(etaText("2026-12-01T10:00:00.500Z", NOW)).toBe("finishing");
     expect(etaText("2026-12-01T10:00:59.600Z", NOW)).toBe("about 1 min left");
     expect(etaText("2026-12-01T10:00:59.400Z", NOW)).toBe("about 59 s left");
+    expect(etaText("2026-12-01T10:59:45Z", NOW)).toBe("about 1 h 00 min left");
     expect(etaText("2026-12-01T09:59:00Z", NOW)).toBe("finishing");
     expect(etaText(null, NOW)).toBe("");
     expect(etaText("not a time", NOW)).toBe("");

@@ -145,6 +145,7 @@ def test_a_manager_starts_a_run_watches_it_and_opens_its_layer(
     assert run["id"] == run_id and run["preset"] == "tiny"
     assert run["params"] == {}
     assert parts_seen & PARTS, f"no stage named a part of its own: {parts_seen}"
+    assert "training steps" in parts_seen, parts_seen
     # The header's time left names the part it counts: the training steps' ETA is not the
     # train stage's (predicting the validation boxes and the fit follow).
     assert not any(e.startswith("train: ") for e in etas_seen), etas_seen

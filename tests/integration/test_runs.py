@@ -25,10 +25,12 @@ from scipy import ndimage
 
 from pipeline.assist import rle_decode
 from pipeline.box_image import read_box
+from pipeline.progress import TRAINING_STEPS
 from tests.runs_testdata import people, retrain_campaign
 from webapp.annotation import services
 from webapp.datasets.models import Layer, LayerKind
 from webapp.runs.models import ModelVersion, PipelineRun
+from webapp.runs.stages import SUBSTEP
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -57,8 +59,9 @@ def test_a_cancelled_run_publishes_nothing_and_leaves_no_files(
     started = api.post(f"{base}/runs/", json=body, timeout=30)
     assert started.status_code == 202, started.text
     url = f"{base}/runs/{started.json()['id']}/"
+    training = ("train", f"train{SUBSTEP}{TRAINING_STEPS}")  # setting up, counting steps
     wait_for(
-        lambda: api.get(url, timeout=30).json()["stage"].startswith("train"),
+        lambda: api.get(url, timeout=30).json()["stage"] in training,
         120,
         "training",
         interval=0.2,

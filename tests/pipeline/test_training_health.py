@@ -124,8 +124,15 @@ def test_training_that_cannot_learn_restarts_then_fails_saying_what_was_seen(
     data: dict[str, np.ndarray], tmp_path: Path
 ) -> None:
     config = _config(health_epochs=2, max_epochs=4, iterations_per_epoch=5, max_restarts=2)
+    counts: list[int] = []
     with pytest.raises(TrainingFailedError) as failure:
-        train(_boxes(data["noise"], data["labels"]), config, tmp_path)
+        train(
+            _boxes(data["noise"], data["labels"]), config, tmp_path,
+            progress=lambda stage, done, total: counts.append(done),
+        )  # fmt: skip
+    # Each restart says at once that counting starts over: from 9 of the failed attempt's 10
+    # steps (its epoch's last counts only once it passed its check) to 0, then 1.
+    assert [counts[i - 1 : i + 2] for i, c in enumerate(counts) if c == 0] == [[9, 0, 1]] * 2
     assert isinstance(failure.value, PipelineError)  # so the CLI exits 2 with the message
     message = str(failure.value)
     assert "3 attempt(s)" in message

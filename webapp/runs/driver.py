@@ -247,9 +247,9 @@ def uncertainty_cells(out: Path, progress: Any) -> None:
 
 class StageReport:
     """The pipeline's progress of a step, under the run's stage name. A step's parts with
-    counts of their own (after training: predicting the validation boxes, fitting the
-    segmentation settings; in measure: the objects' statistics, then their meshes) are named
-    ("train · fit segmentation", "measure · meshing") so the bar starts over under that name
+    counts of their own (in train: the training steps, then predicting the validation boxes,
+    fitting the segmentation settings; in measure: the objects' statistics, then their meshes)
+    are named ("train · training steps", "measure · meshing") so the bar starts over under that name
     instead of showing a total that jumps, and each start is a log line ("measure: meshing
     (120)"), so a minute spent in a part says what it is doing.
 

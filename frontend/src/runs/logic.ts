@@ -28,9 +28,9 @@ export function etaText(eta: string | null | undefined, now: Date): string {
   const text =
     Math.round(left) < 60
       ? `${Math.round(left)} s`
-      : left < 3600
+      : Math.round(left / 60) < 60
         ? `${Math.round(left / 60)} min`
-        : formatDuration(left);
+        : formatDuration(Math.max(left, 3600));
   return `about ${text} left`;
 }
 
@@ -63,7 +63,9 @@ export function stageCaption(stage: Stage, now: Date): string {
 }
 
 /** The run is training (setting up, or counting its steps): epochs are still to come. The
- * train stage's later parts (predicting the validation boxes, the fit) add none. */
+ * train stage's later parts (predicting the validation boxes, the fit) add none. The part's
+ * name is the pipeline's (pipeline/progress.py TRAINING_STEPS), after the site's separator
+ * (webapp/runs/stages.py SUBSTEP). */
 export function trainingSteps(run: Pick<Run, "stage">): boolean {
   return run.stage === "train" || run.stage === "train · training steps";
 }

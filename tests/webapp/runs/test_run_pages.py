@@ -19,12 +19,14 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
+from pipeline.progress import TRAINING_STEPS
 from tests.runs_testdata import retrain_campaign
 from webapp.annotation.models import AnnotationCampaign
 from webapp.core.jobs.models import JobStatus
 from webapp.datasets.models import Visibility
 from webapp.runs import selectors, services
 from webapp.runs.models import PipelineRun
+from webapp.runs.stages import SUBSTEP
 
 pytestmark = pytest.mark.django_db
 
@@ -176,20 +178,23 @@ def test_the_retrain_panel_says_when_a_run_already_trained_on_this_ground_truth(
 
 
 def test_a_part_of_the_train_stage_counts_under_its_own_name(who: dict[str, Any]) -> None:
-    """After training, predicting the validation boxes and fitting the segmentation settings
-    report counts of their own: the stage row names the part and gives no ETA from the stage's
-    start, instead of a total that jumps from the training steps to the fit's."""
+    """The training steps, then predicting the validation boxes and fitting the segmentation
+    settings report counts of their own: the stage row names the part and reckons its ETA from
+    that part's pace only, instead of a total that jumps from the training steps to the fit's."""
     campaign, _ = retrain_campaign(who, approved=2)
     run = services.run_start(who["owner"], campaign, preset="tiny")
     started = timezone.now().isoformat()
     PipelineRun.objects.filter(pk=run.pk).update(
-        status=JobStatus.RUNNING, stage="train", done=100, total=150, attempts=1,
-        worker="elsewhere", stages={**run.stages, "train": {"state": "running",
-                                                           "started": started}},
+        status=JobStatus.RUNNING, stage=f"train{SUBSTEP}{TRAINING_STEPS}", done=100, total=150,
+        attempts=1, worker="elsewhere",
+        stages={**run.stages, "train": {
+            "state": "running", "started": started,
+            "pace": {"part": TRAINING_STEPS, "at": started, "done": 1},
+        }},
     )  # fmt: skip
     run.refresh_from_db()
     (train,) = [s for s in selectors.run_stages(run) if s["name"] == "train"]
-    assert (train["done"], train["total"], train["part"]) == (100, 150, None)
+    assert (train["done"], train["total"], train["part"]) == (100, 150, TRAINING_STEPS)
     assert train["eta"] is not None
     PipelineRun.objects.filter(pk=run.pk).update(
         stage="train \u00b7 fit segmentation", done=45, total=189
