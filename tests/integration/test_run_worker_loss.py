@@ -20,7 +20,7 @@ from pipeline.progress import TRAINING_STEPS
 from tests.runs_testdata import people, retrain_campaign
 from webapp.datasets.models import Layer
 from webapp.runs.models import ModelVersion, PipelineRun
-from webapp.runs.stages import SUBSTEP
+from webapp.runs.stages import part_stage
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 # runs every quarter of it, so a live run is never taken for dead.
 LEASE_SECONDS = "4"
 PAUSE = "{tmp_path}/pause-progress"
-STEPS = f"train{SUBSTEP}{TRAINING_STEPS}"  # the run's stage while it counts training steps
+STEPS = part_stage("train", TRAINING_STEPS)  # the run's stage while it counts training steps
 
 
 def _run_files() -> list[str]:

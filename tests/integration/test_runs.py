@@ -30,7 +30,7 @@ from tests.runs_testdata import people, retrain_campaign
 from webapp.annotation import services
 from webapp.datasets.models import Layer, LayerKind
 from webapp.runs.models import ModelVersion, PipelineRun
-from webapp.runs.stages import SUBSTEP
+from webapp.runs.stages import part_stage
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -59,7 +59,7 @@ def test_a_cancelled_run_publishes_nothing_and_leaves_no_files(
     started = api.post(f"{base}/runs/", json=body, timeout=30)
     assert started.status_code == 202, started.text
     url = f"{base}/runs/{started.json()['id']}/"
-    training = ("train", f"train{SUBSTEP}{TRAINING_STEPS}")  # setting up, counting steps
+    training = ("train", part_stage("train", TRAINING_STEPS))  # setting up, counting steps
     wait_for(
         lambda: api.get(url, timeout=30).json()["stage"] in training,
         120,

@@ -206,7 +206,7 @@ def _advance(attempt: Attempt, writer: JobProgressWriter) -> None:
     uncertainty_cells(out, StageReport(writer, "publish"))
     # The part above ended; the publication follows, a part with no count (a bar that went
     # back from "uncertainty: 4 / 4" to the stage's "0 / 1" looked like a restart).
-    writer(f"publish{stages.SUBSTEP}layers", 0, 0)
+    writer(stages.part_stage("publish", "layers"), 0, 0)
     publish.publish_run(run, out, attempt)
     shutil.rmtree(work, ignore_errors=True)
 
@@ -272,7 +272,7 @@ class StageReport:
         if named and stage != self.part:
             job_log(PipelineRun, self.writer.job_id, f"{self.step}: {stage} ({total})")
         self.part = stage
-        self.writer(f"{self.step}{stages.SUBSTEP}{stage}" if named else self.step, done, total)
+        self.writer(stages.part_stage(self.step, stage) if named else self.step, done, total)
         part = stage if named else ""
         if done < self.last_done:  # counting again (a training restarted from a new seed)
             self.paced = None

@@ -12,6 +12,11 @@ from django.utils import timezone
 SUBSTEP = " · "
 
 
+def part_stage(stage: str, part: str) -> str:
+    """The row's ``stage`` while a part of ``stage`` counts: "train · training steps"."""
+    return f"{stage}{SUBSTEP}{part}"
+
+
 def seconds_since(started: str | None) -> float | None:
     """Seconds from ``started`` (ISO) until now: a stage's wall time, workers' included."""
     if not started:

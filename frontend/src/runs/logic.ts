@@ -25,11 +25,13 @@ export function etaText(eta: string | null | undefined, now: Date): string {
   if (left <= 1) return "finishing";
   // An estimate: whole minutes from one minute on (a clock's "2 min 07 s" would claim more);
   // 59.6 s is "1 min", not "60 s".
+  const seconds = Math.round(left);
+  const minutes = Math.round(left / 60);
   const text =
-    Math.round(left) < 60
-      ? `${Math.round(left)} s`
-      : Math.round(left / 60) < 60
-        ? `${Math.round(left / 60)} min`
+    seconds < 60
+      ? `${seconds} s`
+      : minutes < 60
+        ? `${minutes} min`
         : formatDuration(Math.max(left, 3600));
   return `about ${text} left`;
 }

@@ -26,7 +26,7 @@ from webapp.core.jobs.models import JobStatus
 from webapp.datasets.models import Visibility
 from webapp.runs import selectors, services
 from webapp.runs.models import PipelineRun
-from webapp.runs.stages import SUBSTEP
+from webapp.runs.stages import part_stage
 
 pytestmark = pytest.mark.django_db
 
@@ -185,7 +185,7 @@ def test_a_part_of_the_train_stage_counts_under_its_own_name(who: dict[str, Any]
     run = services.run_start(who["owner"], campaign, preset="tiny")
     started = timezone.now().isoformat()
     PipelineRun.objects.filter(pk=run.pk).update(
-        status=JobStatus.RUNNING, stage=f"train{SUBSTEP}{TRAINING_STEPS}", done=100, total=150,
+        status=JobStatus.RUNNING, stage=part_stage("train", TRAINING_STEPS), done=100, total=150,
         attempts=1, worker="elsewhere",
         stages={**run.stages, "train": {
             "state": "running", "started": started,
@@ -197,7 +197,7 @@ def test_a_part_of_the_train_stage_counts_under_its_own_name(who: dict[str, Any]
     assert (train["done"], train["total"], train["part"]) == (100, 150, TRAINING_STEPS)
     assert train["eta"] is not None
     PipelineRun.objects.filter(pk=run.pk).update(
-        stage="train \u00b7 fit segmentation", done=45, total=189
+        stage=part_stage("train", "fit segmentation"), done=45, total=189
     )
     run.refresh_from_db()
     (train,) = [s for s in selectors.run_stages(run) if s["name"] == "train"]
@@ -206,7 +206,7 @@ def test_a_part_of_the_train_stage_counts_under_its_own_name(who: dict[str, Any]
     # Publishing after the uncertainty cells: a part with no count (the bar does not go back
     # to the stage's "0 / 1" as if it had started over).
     PipelineRun.objects.filter(pk=run.pk).update(
-        stage="publish \u00b7 layers", done=0, total=0,
+        stage=part_stage("publish", "layers"), done=0, total=0,
         stages={**run.stages, "publish": {"state": "running", "started": started}},
     )  # fmt: skip
     run.refresh_from_db()
@@ -366,7 +366,7 @@ def test_the_eta_counts_from_the_first_step_not_from_the_set_up(run: PipelineRun
     # the bound leaves the selector ~10 s of a loaded machine after ``now``).
     assert 80 < eta_in_seconds() < 200
     PipelineRun.objects.filter(pk=run.pk).update(
-        stage="train \u00b7 fit segmentation", done=15, total=25,
+        stage=part_stage("train", "fit segmentation"), done=15, total=25,
         stages={"train": {**run.stages["train"],
                           "pace": {"part": "fit segmentation", "at": ten_s_ago.isoformat(),
                                    "done": 5}}},
