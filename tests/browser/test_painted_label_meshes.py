@@ -98,6 +98,10 @@ LAYER_STATE = """(name) => {
   return {sources, segments: Array.from(visible, (id) => String(id)).sort()};
 }"""
 
+# True once every source of the layer has loaded (its subsources, the bounds outline among them,
+# are known only then).
+SOURCES_LOADED = "(name) => (" + LAYER_STATE + ")(name).sources.every((s) => s.loaded)"
+
 
 # True once the layer's mesh render layer holds `n` manifests and `n` fragments on the GPU
 # (Neuroglancer's ChunkState.GPU_MEMORY is 0): the objects are drawn in the 3D view. The mesh
@@ -193,6 +197,7 @@ def test_painted_labels_show_with_meshes_and_a_new_version_fetches_only_what_cha
     page.click("button[type=submit]")
     page.wait_for_url("**/annotation/task/*/")
     viewer_ready(page)
+    page.wait_for_function(SOURCES_LOADED, arg=LAYER, timeout=READY_MS)
     state = page.evaluate(LAYER_STATE, LAYER)
     assert [s["url"] for s in state["sources"]] == v1_sources
     assert all(s["loaded"] and s["error"] is None for s in state["sources"])
@@ -307,6 +312,8 @@ def test_painted_labels_show_with_meshes_and_a_new_version_fetches_only_what_cha
         timeout=READY_MS,
     )
     page.wait_for_function(MESHES_LOADED, arg=[LAYER, 3], timeout=READY_MS)
+    # The meshes may come before the new volume source's metadata: wait for every source.
+    page.wait_for_function(SOURCES_LOADED, arg=LAYER, timeout=READY_MS)
     assert page.evaluate("() => annotome.errors") == []
     assert_bounds_hidden(page.evaluate(LAYER_STATE, LAYER))
     # The new object too, in the Paint tab's colour (set on the swap, not in the first state).
@@ -339,6 +346,7 @@ def test_painted_labels_show_with_meshes_and_a_new_version_fetches_only_what_cha
     page.wait_for_function("() => annotome.loads() >= 1", timeout=READY_MS)
     page.evaluate("() => annotome.settled()")
     assert page.evaluate("() => annotome.errors") == []
+    page.wait_for_function(SOURCES_LOADED, arg="ann · painted", timeout=READY_MS)
     state = page.evaluate(LAYER_STATE, "ann · painted")
     assert [s["url"] for s in state["sources"]] == v3_sources
     assert all(s["loaded"] and s["error"] is None for s in state["sources"])
