@@ -208,6 +208,24 @@ def image_matching(image_path: Path, shape: Sequence[int]) -> LabelArray | None:
     return None
 
 
+class DepthOneView:
+    """A 2D (y, x) array read as (1, y, x): a 2D label image measured as the one-voxel-deep
+    volume the site's campaigns make of a 2D image (its depth as thick as a pixel is wide)."""
+
+    def __init__(self, array: LabelArray) -> None:
+        self._array = array
+        self.shape: tuple[int, ...] = (1, *(int(n) for n in array.shape))
+        self.dtype = np.dtype(getattr(array, "dtype", np.uint32))
+        for attr in ("chunks", "shards"):
+            inner = getattr(array, attr, None)
+            setattr(self, attr, None if inner is None else (1, *(int(n) for n in inner)))
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        key = key if isinstance(key, tuple) else (key,)
+        plane = np.asarray(self._array[key[1:]])
+        return plane if isinstance(key[0], int | np.integer) else plane[None][key[0]]
+
+
 def measure_detections_of_store(
     labels_path: Path,
     *,
@@ -221,26 +239,33 @@ def measure_detections_of_store(
     with mean intensities from ``image_path``, surface areas from ``meshes_dir`` and the mean
     foreground probability from ``probability_path`` (the prediction a run segmented: a second
     pass over the labels, with that map as the image)."""
-    from pipeline.meshing import open_label_level
+    from pipeline.ome_zarr_io import open_spatial_level
 
-    level = open_label_level(Path(labels_path))
+    level = open_spatial_level(Path(labels_path), 0, "label image")
     shape = tuple(int(s) for s in level.array.shape)
-    image = image_matching(image_path, shape) if image_path is not None else None
-    geometry = Geometry(
-        (level.voxel_size_nm[0], level.voxel_size_nm[1], level.voxel_size_nm[2]),
-        (level.translation_nm[0], level.translation_nm[1], level.translation_nm[2]),
-    )
+    voxel, origin = level.voxel_size_nm, level.translation_nm
+    labels: LabelArray = level.array
+
+    def matching(path: Path | None) -> LabelArray | None:
+        found = image_matching(path, shape) if path is not None else None
+        return DepthOneView(found) if found is not None and len(shape) == 2 else found
+
+    if len(shape) == 2:  # a 2D image: one voxel deep, as thick as a pixel is wide
+        labels, voxel, origin = DepthOneView(labels), (voxel[0], *voxel), (0.0, *origin)
+    elif len(shape) != 3:
+        raise InvalidInputError(f"a label image is 2D or 3D, axes are {list(level.axes)}")
+    geometry = Geometry((voxel[0], voxel[1], voxel[2]), (origin[0], origin[1], origin[2]))
     frame = measure_detections(
-        level.array,
+        labels,
         geometry,
-        image=image,
+        image=matching(image_path),
         areas_um2=mesh_areas_um2(meshes_dir),
         block_shape=block_shape,
         progress=progress,
     )
-    probability = image_matching(probability_path, shape) if probability_path is not None else None
+    probability = matching(probability_path)
     if probability is not None:
-        stats = label_stats(level.array, block_shape, progress, image=probability)
+        stats = label_stats(labels, block_shape, progress, image=probability)
         means = stats.mean_intensity
         if means is not None:
             by_id = dict(zip(stats.ids.tolist(), means.tolist(), strict=True))

@@ -253,6 +253,7 @@ def export_training_labels(
     *,
     chunk: int = 64,
     mask: bool = False,
+    dims: int = 3,
 ) -> TrainingExport:
     """Write ``out_dir`` (new) with ``labels.ome.zarr`` and ``boxes.csv`` for training.
 
@@ -261,14 +262,22 @@ def export_training_labels(
     ``boxes.csv`` has ``name, x, y, z, w, h, d`` in voxels, as ``boxes_read_csv`` reads it.
     With ``mask``, also ``mask.ome.zarr``: uint8, 1 on every box's voxels, same grid (only the
     chunks the boxes touch are written).
+
+    With ``dims=2`` the image is 2D (``image_shape`` and the boxes keep a depth of one, as the
+    label store does): the files are 2D (y, x) and the table ``name, x, y, w, h``, which is
+    what training on the 2D image itself reads.
     """
     from pipeline.ome_zarr_io import create_single_level_image
 
     shape = tuple(int(n) for n in image_shape)
     if len(shape) != 3 or min(shape) < 1:
         raise InvalidInputError(f"the image shape must be three positive sizes, not {shape}")
+    if dims not in (2, 3) or (dims == 2 and shape[0] != 1):
+        raise InvalidInputError(f"a {dims}D export of an image of shape {shape}")
     image = (shape[0], shape[1], shape[2])
     _boxes_check(image, boxes)
+    flat = dims == 2
+    keep = 1 if flat else 0  # the written files' axes of (z, y, x) start at keep
     out_dir = Path(out_dir)
     if out_dir.exists():
         raise InvalidInputError(f"{out_dir} already exists: export into a new directory")
@@ -276,43 +285,41 @@ def export_training_labels(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         first = boxes[0].geometry
-        array = create_single_level_image(
-            tmp / TRAINING_LABELS,
-            image,
-            dtype=LABEL_DTYPE,
-            chunks=tuple(min(chunk, n) for n in image),
-            voxel_size=first.voxel_size_nm,
-            translation=first.image_origin_nm,
-            unit=UNIT,
-            name="ground truth",
-            label=True,
-        )
+        shape_written = image[keep:]
+
+        def label_image(name: str, title: str, dtype: Any) -> Any:
+            return create_single_level_image(
+                tmp / name,
+                shape_written,
+                dtype=dtype,
+                chunks=tuple(min(chunk, n) for n in shape_written),
+                voxel_size=first.voxel_size_nm[keep:],
+                translation=first.image_origin_nm[keep:],
+                unit=UNIT,
+                name=title,
+                label=True,
+            )
+
+        array = label_image(TRAINING_LABELS, "ground truth", LABEL_DTYPE)
         regions = [
             tuple(slice(s, s + n) for s, n in zip(b.geometry.start, b.geometry.shape, strict=True))
             for b in boxes
         ]
         for box, region in zip(boxes, regions, strict=True):
-            array[region] = labels_read(box.blobs, box.geometry, box.chunks)
+            labels = labels_read(box.blobs, box.geometry, box.chunks)
+            array[region[keep:]] = labels[0] if flat else labels
         if mask:
-            annotated = create_single_level_image(
-                tmp / TRAINING_MASK,
-                image,
-                dtype="uint8",
-                chunks=tuple(min(chunk, n) for n in image),
-                voxel_size=first.voxel_size_nm,
-                translation=first.image_origin_nm,
-                unit=UNIT,
-                name="annotated regions",
-                label=True,
-            )
+            annotated = label_image(TRAINING_MASK, "annotated regions", "uint8")
             for region in regions:
-                annotated[region] = 1
+                annotated[region[keep:]] = 1
         with open(tmp / TRAINING_BOXES, "w", newline="") as file:
             writer = csv.writer(file)
-            writer.writerow(["name", "x", "y", "z", "w", "h", "d"])
+            writer.writerow(
+                ["name", "x", "y", "w", "h"] if flat else ["name", "x", "y", "z", "w", "h", "d"]
+            )
             for box in boxes:
                 (z, y, x), (d, h, w) = box.geometry.start, box.geometry.shape
-                writer.writerow([box.name, x, y, z, w, h, d])
+                writer.writerow([box.name, x, y, w, h] if flat else [box.name, x, y, z, w, h, d])
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -287,3 +287,35 @@ def test_cli_writes_the_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert table["segment_id"].tolist() == [5, 9, 12, 1_000_000]
     assert table["mean_intensity"].notna().all()
     assert main(["detections", str(tmp_path / "missing"), str(out)]) == 2
+
+
+def test_a_2d_label_image_is_measured_as_one_voxel_deep(tmp_path: Path) -> None:
+    """A 2D segmentation (a run on a 2D image publishes one) has a table: each object's pixels
+    as voxels one pixel deep, at z 0, with the image's and the probability's means."""
+    labels3, image3 = constructed()
+    labels, image = labels3[2], image3[2]  # a plane holding parts of several objects
+    store = write_reference_ome_zarr(
+        tmp_path / "image.ome.zarr", image, {"nuclei": labels}, version="0.5",
+        scale={"y": 0.5, "x": 0.25},
+    )  # fmt: skip
+    probability = tmp_path / "probability.ome.zarr"
+    create_single_level_image(
+        probability, labels.shape, dtype=np.float32, chunks=(8, 8), voxel_size=(500.0, 250.0),
+        name="probability",
+    )[...] = image / 1000.0  # fmt: skip
+    table = measure_detections_of_store(
+        store / "labels" / "nuclei", image_path=store, probability_path=probability,
+        block_shape=(1, 8, 8),
+    )  # fmt: skip
+    ids = sorted(int(i) for i in np.unique(labels[labels > 0]))
+    assert table["segment_id"].tolist() == ids and len(ids) >= 2
+    for row in table.to_dict("records"):
+        where = np.argwhere(labels == row["segment_id"])
+        assert row["voxels"] == len(where)
+        assert row["volume"] == pytest.approx(len(where) * 0.5 * 0.5 * 0.25)
+        assert (row["centroid_z"], row["bbox_z0"], row["bbox_z1"]) == (0, 0, 1)
+        assert row["centroid_y"] == pytest.approx(where[:, 0].mean())
+        assert row["centroid_x_um"] == pytest.approx(where[:, 1].mean() * 0.25)
+        mean = image[labels == row["segment_id"]].astype(np.float64).mean()
+        assert row["mean_intensity"] == pytest.approx(mean)
+        assert row["mean_probability"] == pytest.approx(mean / 1000.0, rel=1e-5)

@@ -16,6 +16,7 @@ from ome_zarr.io import parse_url
 from ome_zarr.reader import Label, Multiscales, Reader
 from ome_zarr_models.v05.image_label import ImageLabel
 
+from pipeline.box_table import box_table_read
 from pipeline.errors import InvalidInputError
 from pipeline.evaluation import boxes_read_csv
 from pipeline.label_export import (
@@ -524,6 +525,28 @@ def test_training_export_is_what_the_pipeline_reads(tmp_path: Path) -> None:
         export_training_labels(tmp_path / "small", (40, 40, 40), boxes)
     with pytest.raises(InvalidInputError, match="already exists"):
         export_training_labels(tmp_path / "export", image_shape, boxes)
+
+
+def test_a_2d_images_training_export_is_2d(tmp_path: Path) -> None:
+    """Campaigns give a 2D image a depth of one voxel; its export is 2D (y, x) with a
+    ``name, x, y, w, h`` table, what training on the 2D image reads."""
+    plane = np.zeros((1, 40, 50), np.uint32)
+    plane[0, 5:20, 10:30] = 4
+    box = _ground_truth_box(tmp_path, "only", plane, (0, 30, 20))
+    out = export_training_labels(tmp_path / "export", (1, 100, 130), [box], mask=True, dims=2)
+    volume = open_volume(out.labels, what="training labels")
+    truth = np.zeros((100, 130), np.uint32)
+    truth[30:70, 20:70] = plane[0]
+    assert (np.asarray(volume.array[:]) == truth).all()
+    assert volume.voxel_size == GEOMETRY.voxel_size_nm[1:]
+    assert open_spatial_level(out.labels).translation_nm == GEOMETRY.image_origin_nm[1:]
+    assert out.mask is not None
+    assert int(np.asarray(open_volume(out.mask, what="mask").array[:]).sum()) == 40 * 50
+    assert out.boxes.read_text().splitlines() == ["name,x,y,w,h", "only,20,30,50,40"]
+    (read,) = box_table_read(out.boxes, shape=(100, 130))
+    assert (read.name, read.start, read.size) == ("only", (30, 20), (40, 50))
+    with pytest.raises(InvalidInputError, match="2D export"):
+        export_training_labels(tmp_path / "deep", (2, 100, 130), [box], dims=2)
 
 
 @pytest.mark.slow

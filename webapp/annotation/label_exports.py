@@ -14,7 +14,8 @@ every file.
   image grid (its shape, voxel size and origin), the boxes' labels at their voxels, 0 elsewhere;
   only chunks holding labels are written (``data.labels``);
 - ``boxes.csv``: ``name, x, y, z, w, h, d`` in voxels (``data.boxes``;
-  ``pipeline.evaluation.boxes_read_csv`` reads it);
+  ``pipeline.evaluation.boxes_read_csv`` reads it); for a 2D image the label and mask images
+  are 2D and the table ``name, x, y, w, h``, so that training on the 2D image reads them;
 - ``mask.ome.zarr``: uint8 label image on the same grid, 1 on the exported boxes' voxels (where
   0 in the labels means background), 0 elsewhere (where nothing is known): for readers that
   take a mask of annotated regions rather than a boxes table;
@@ -213,7 +214,13 @@ def write_labels_export(campaign: AnnotationCampaign, out_dir: Path) -> Path:
         for t in truths
     ]
     try:
-        export_training_labels(out_dir, campaign.geometry["shape"], boxes, mask=True)
+        export_training_labels(
+            out_dir,
+            campaign.geometry["shape"],
+            boxes,
+            mask=True,
+            dims=campaign.image_layer.spatial_dims,
+        )
         for t in truths:
             labels = t.labels
             export_ome_zarr(

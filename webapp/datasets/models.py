@@ -139,6 +139,11 @@ class Layer(models.Model):
     def __str__(self) -> str:
         return f"{self.dataset.slug}/{self.name}"
 
+    @property
+    def spatial_dims(self) -> int:
+        """2 for a 2D image (no z axis: campaigns give it a depth of one voxel), else 3."""
+        return 3 if "z" in (self.axes or []) else 2
+
 
 def new_share_token() -> str:
     return secrets.token_urlsafe(24)

@@ -321,7 +321,9 @@ def export_ground_truth(run: PipelineRun, work: Path) -> None:
         chunks = {_chunk_index(k): v for k, v in entry["chunks"].items()}
         geometry = annotation_selectors.label_geometry(box)
         chosen.append(GroundTruthBox(entry["name"], geometry, chunks, blobs))
-    export = export_training_labels(target, campaign.geometry["shape"], chosen)
+    export = export_training_labels(
+        target, campaign.geometry["shape"], chosen, dims=run.image_layer.spatial_dims
+    )
     held = {e["name"] for e in entries if e["held_out"]}
     with open(export.boxes) as handle:
         rows = list(csv.reader(handle))
