@@ -4,6 +4,8 @@ segmentation layer."""
 
 from __future__ import annotations
 
+import io
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +74,12 @@ def test_a_2d_image_is_painted_retrained_and_published(
     api = requests.Session()
     api.headers["Authorization"] = f"Token {Token.objects.create(user=who['owner']).key}"
     base = f"{live_server.url}/api/v1"
+    # The campaign's ground truth for training elsewhere is 2D as well, as the image is.
+    exported = api.get(f"{base}/annotation/campaigns/{campaign.pk}/labels.zip", timeout=60)
+    assert exported.status_code == 200, exported.text
+    with zipfile.ZipFile(io.BytesIO(exported.content)) as archive:
+        table = archive.read("boxes.csv").decode().splitlines()
+    assert table[0] == "name,x,y,w,h" and len(table) == 5
     started = api.post(
         f"{base}/runs/", json={"campaign": campaign.pk, "preset": "tiny"}, timeout=30
     )
