@@ -7,9 +7,11 @@ it, and the first ``approved`` of them are painted with the true labels, submitt
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import tifffile
 from rest_framework.test import APIClient
 
 from pipeline.ome_zarr_io import create_single_level_image
@@ -75,6 +77,38 @@ def retrain_campaign(
     return campaign, labels
 
 
+DSB2018 = Path(__file__).resolve().parent / "data" / "dsb2018_2d"
+PIXEL_NM = 100.0
+
+
+def retrain_campaign_2d(who: dict[str, Any]) -> AnnotationCampaign:
+    """A 2D dataset (the real dsb2018 crop, 256 x 256 pixels of 100 nm) and a painted campaign
+    of four 128 x 128 boxes, all painted with the true nuclei by a1 and approved by rv."""
+    image = tifffile.imread(DSB2018 / "img2d_crop.tif")
+    labels = tifffile.imread(DSB2018 / "mask2d_crop.tif").astype(np.uint32)
+    dataset = DatasetFactory(owner=who["owner"], visibility="public")
+    layer = LayerFactory(
+        dataset=dataset, shape=list(image.shape), axes=["y", "x"],
+        voxel_size=[PIXEL_NM] * 2, dtype=str(image.dtype),
+    )  # fmt: skip
+    path = dataset.root / layer.path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    create_single_level_image(
+        path, image.shape, dtype=image.dtype, chunks=(128, 128), voxel_size=(PIXEL_NM,) * 2,
+        name="image",
+    )[...] = image  # fmt: skip
+    spec = services.CampaignSpec(
+        name="Nuclei 2D", box_size_um=[PIXEL_NM / 1000, 12.8, 12.8], painted=True
+    )
+    campaign = services.campaign_create(who["owner"], dataset, layer, spec)
+    services.member_add(campaign, who["owner"], who["manager"].username, Role.MANAGER)
+    services.member_add(campaign, who["owner"], who["a1"].username, Role.ANNOTATOR)
+    services.member_add(campaign, who["owner"], who["rv"].username, Role.REVIEWER)
+    services.boxes_tile(campaign, who["owner"])
+    approve_next(campaign, who, labels[None], 4)
+    return campaign
+
+
 def approve_next(
     campaign: AnnotationCampaign, who: dict[str, Any], labels: np.ndarray, count: int = 1
 ) -> None:
@@ -87,10 +121,22 @@ def approve_next(
         size = [int(n) for n in row.box.size]
         crop = labels[tuple(slice(a, a + n) for a, n in zip(start, size, strict=True))]
         if campaign.painted:
-            services.labels_save(row, who["a1"], row.version, {(0, 0, 0): crop.copy()})
+            services.labels_save(row, who["a1"], row.version, _chunks(crop))
             row.refresh_from_db()
         row = services.submit(row, who["a1"], row.version)
         services.approve(row, who["rv"])
+
+
+def _chunks(crop: np.ndarray, side: int = 64) -> dict[tuple[int, int, int], np.ndarray]:
+    """A box's labels cut into the label store's chunks (64 voxels a side, a 2D box's depth of
+    one whole); a 3D test box is one chunk."""
+    if crop.shape[0] > 1:
+        return {(0, 0, 0): crop.copy()}
+    return {
+        (0, y // side, x // side): crop[:, y : y + side, x : x + side].copy()
+        for y in range(0, crop.shape[1], side)
+        for x in range(0, crop.shape[2], side)
+    }
 
 
 def client(user: Any = None) -> APIClient:

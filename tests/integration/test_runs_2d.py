@@ -6,70 +6,27 @@ from __future__ import annotations
 
 import io
 import zipfile
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import requests
-import tifffile
 from celery_harness import LiveWorker, wait_for
 from rest_framework.authtoken.models import Token
 
-from pipeline.ome_zarr_io import create_single_level_image
-from tests.model_factories import DatasetFactory, LayerFactory
-from tests.runs_testdata import people
-from webapp.annotation import services
+from tests.runs_testdata import people, retrain_campaign_2d
 from webapp.datasets.models import Layer
 from webapp.detections.models import DetectionBuild
 from webapp.runs.models import PipelineRun
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-DSB = Path(__file__).resolve().parents[1] / "data" / "dsb2018_2d"
-PIXEL_NM = 100.0
-
 
 def test_a_2d_image_is_painted_retrained_and_published(
     celery_worker: LiveWorker, live_server: Any
 ) -> None:
     who = people()
-    image = tifffile.imread(DSB / "img2d_crop.tif")
-    labels = tifffile.imread(DSB / "mask2d_crop.tif").astype(np.uint32)
-    dataset = DatasetFactory(owner=who["owner"], visibility="public")
-    layer = LayerFactory(
-        dataset=dataset, shape=list(image.shape), axes=["y", "x"],
-        voxel_size=[PIXEL_NM] * 2, dtype=str(image.dtype),
-    )  # fmt: skip
-    path = dataset.root / layer.path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    array = create_single_level_image(
-        path, image.shape, dtype=image.dtype, chunks=(128, 128), voxel_size=(PIXEL_NM,) * 2,
-        name="image",
-    )  # fmt: skip
-    array[...] = image
-    spec = services.CampaignSpec(
-        name="Nuclei 2D", box_size_um=[0.1, 12.8, 12.8], redundancy=1, painted=True
-    )
-    campaign = services.campaign_create(who["owner"], dataset, layer, spec)
-    services.member_add(campaign, who["owner"], who["a1"].username, services.Role.ANNOTATOR)
-    services.member_add(campaign, who["owner"], who["rv"].username, services.Role.REVIEWER)
-    services.boxes_tile(campaign, who["owner"])
-    for _ in range(4):
-        row = services.next_task(campaign, who["a1"])
-        assert row is not None
-        start = [int(n) for n in row.box.start]
-        size = [int(n) for n in row.box.size]
-        crop = labels[start[1] : start[1] + size[1], start[2] : start[2] + size[2]][None]
-        chunks = {
-            (0, y // 64, x // 64): crop[:, y : y + 64, x : x + 64].copy()
-            for y in range(0, crop.shape[1], 64)
-            for x in range(0, crop.shape[2], 64)
-        }
-        services.labels_save(row, who["a1"], row.version, chunks)
-        row.refresh_from_db()
-        row = services.submit(row, who["a1"], row.version)
-        services.approve(row, who["rv"])
+    campaign = retrain_campaign_2d(who)
+    dataset = campaign.dataset
 
     api = requests.Session()
     api.headers["Authorization"] = f"Token {Token.objects.create(user=who['owner']).key}"
