@@ -222,8 +222,16 @@ class DepthOneView:
 
     def __getitem__(self, key: Any) -> np.ndarray:
         key = key if isinstance(key, tuple) else (key,)
-        plane = np.asarray(self._array[key[1:]])
-        return plane if isinstance(key[0], int | np.integer) else plane[None][key[0]]
+        if any(k is Ellipsis for k in key):
+            at = next(i for i, k in enumerate(key) if k is Ellipsis)
+            fill = (slice(None),) * (3 - len(key) + 1)
+            key = key[:at] + fill + key[at + 1 :]
+        first, rest = key[0], key[1:]
+        if isinstance(first, int | np.integer):
+            if first not in (0, -1):
+                raise IndexError(f"index {first} is out of bounds for a depth of one")
+            return np.asarray(self._array[rest])
+        return np.asarray(np.asarray(self._array[rest])[None][first])
 
 
 def measure_detections_of_store(

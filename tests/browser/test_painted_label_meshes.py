@@ -100,7 +100,10 @@ LAYER_STATE = """(name) => {
 
 # True once every source of the layer has loaded (its subsources, the bounds outline among them,
 # are known only then).
-SOURCES_LOADED = "(name) => (" + LAYER_STATE + ")(name).sources.every((s) => s.loaded)"
+SOURCES_LOADED = (
+    "(name) => { const state = (" + LAYER_STATE + ")(name);"
+    " return !!state && state.sources.length > 0 && state.sources.every((s) => s.loaded); }"
+)
 
 
 # True once the layer's mesh render layer holds `n` manifests and `n` fragments on the GPU

@@ -15,7 +15,8 @@ every file.
   only chunks holding labels are written (``data.labels``);
 - ``boxes.csv``: ``name, x, y, z, w, h, d`` in voxels (``data.boxes``;
   ``pipeline.evaluation.boxes_read_csv`` reads it); for a 2D image the label and mask images
-  are 2D and the table ``name, x, y, w, h``, so that training on the 2D image reads them;
+  are 2D and the table ``name, x, y, w, h``, so that training on the 2D image reads them
+  (``boxes/`` and the morphometrics keep the campaign's depth of one voxel);
 - ``mask.ome.zarr``: uint8 label image on the same grid, 1 on the exported boxes' voxels (where
   0 in the labels means background), 0 elsewhere (where nothing is known): for readers that
   take a mask of annotated regions rather than a boxes table;

@@ -142,7 +142,7 @@ class Layer(models.Model):
     @property
     def spatial_dims(self) -> int:
         """2 for a 2D image (no z axis: campaigns give it a depth of one voxel), else 3."""
-        return 3 if "z" in (self.axes or []) else 2
+        return 2 if self.axes and "z" not in self.axes else 3
 
 
 def new_share_token() -> str:

@@ -12,7 +12,7 @@ from django.test import Client
 from django.utils import timezone
 from PIL import Image
 
-from webapp.datasets.models import Dataset, Visibility
+from webapp.datasets.models import Dataset, Layer, Visibility
 from webapp.viewer.models import SavedState
 
 pytestmark = pytest.mark.django_db
@@ -131,7 +131,6 @@ def test_thumbnail_follows_the_layers_not_the_datasets_name(
     """Renaming does not redraw it; a new layer (or the layers_changed signal) does."""
     import os
 
-    from webapp.datasets.models import Layer
     from webapp.datasets.signals import layers_changed
     from webapp.viewer.thumbnails import thumbnail_current
 
@@ -169,6 +168,12 @@ def test_legend_counts_objects_and_says_how_to_show_meshes(
     settings.VIEWER_DEFAULT_SEGMENTS = 50
     html = client.get(f"/datasets/{nuclei_dataset.slug}/").content.decode()
     assert "(6 objects, meshes)" in html
+    # The count is that of the meshes: a segmentation without them (a 2D one) shows none, not
+    # "0 objects".
+    Layer.objects.filter(dataset=nuclei_dataset, kind="mesh").delete()
+    html = client.get(f"/datasets/{nuclei_dataset.slug}/").content.decode()
+    assert html.count('class="legend-item legend-segmentation"') == 1
+    assert " objects" not in html.split('class="legend"', 1)[1].split("</ul>", 1)[0]
 
 
 def test_show_parameter_shows_one_segmentation_and_hides_the_others(
