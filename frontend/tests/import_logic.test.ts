@@ -166,14 +166,21 @@ describe("the import form", () => {
     expect(() => buildImportForm({ ...base, name: "  " })).toThrow("Give the dataset a name.");
     for (const voxel of [
       ["1", "", ""],
+      ["1", "", "1"],
+      ["", "", "1"],
       ["1", "0", "1"],
       ["1", "-2", "1"],
       ["1", "a", "1"],
+      ["", "0", "1"],
     ] as const) {
       expect(() => buildImportForm({ ...base, voxel: [...voxel] })).toThrow(
-        "Give all three voxel sizes (z, y, x) as positive numbers, or none.",
+        "Give the voxel sizes z, y, x (y and x alone for a 2D image) as positive numbers, or none.",
       );
     }
+    // A 2D image: y and x alone.
+    expect(buildImportForm({ ...base, voxel: ["", "100", " 100"] }).get("voxel_size")).toBe(
+      "100,100",
+    );
     expect(() =>
       buildImportForm({ ...base, labels: [{ file: new File(["y"], "l.tif"), name: "" }] }),
     ).toThrow("Name the label image l.tif.");

@@ -21,6 +21,8 @@ from django.contrib.auth import get_user_model
 
 from webapp.datasets.models import Dataset, DatasetJob
 
+DSB2018_IMAGE = Path(__file__).resolve().parents[1] / "data" / "dsb2018_2d" / "img2d_crop.tif"
+
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 PASSWORD = "importer-pass-123"
 JOB_TIMEOUT_S = 45
@@ -163,3 +165,19 @@ def test_import_page_uploads_shows_job_progress_and_opens_the_viewer(
     assert page.evaluate("() => annotome.ready.then((r) => r.errors)") == []
     layer_names = page.evaluate("() => annotome.state.layers.map((l) => l.name)")
     assert "nuclei" in layer_names, layer_names
+
+    # A 2D image: its voxel size is y and x alone (z left empty).
+    page.goto(f"{live_server.url}/datasets/import/")
+    page.set_input_files("#import-file", str(DSB2018_IMAGE))
+    page.fill("input[name=voxel_y]", "100")
+    page.fill("input[name=voxel_x]", "100")
+    page.select_option("select[name=unit]", "nanometer")
+    page.click("#import-submit")
+    page.wait_for_function(
+        "() => /Import finished|failed|error/i.test("
+        "document.getElementById('import-status').textContent)",
+        timeout=JOB_TIMEOUT_S * 1000,
+    )
+    assert "Import finished." in (page.text_content("#import-status") or "")
+    flat = Dataset.objects.get(name="img2d_crop").layers.get(kind="image")
+    assert (flat.axes, flat.shape, flat.voxel_size) == (["y", "x"], [256, 256], [100.0, 100.0])

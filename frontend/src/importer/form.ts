@@ -31,6 +31,9 @@ export function nameFromLabelFile(filename: string): string {
   return (filename.split(".")[0] ?? "").replace(/[^A-Za-z0-9_-]+/g, "_");
 }
 
+export const VOXEL_SIZE_MESSAGE =
+  "Give the voxel sizes z, y, x (y and x alone for a 2D image) as positive numbers, or none.";
+
 /** The multipart body for POST /api/v1/imports/; throws an Error with a message for a person. */
 export function buildImportForm(input: ImportInput): FormData {
   const data = new FormData();
@@ -45,10 +48,13 @@ export function buildImportForm(input: ImportInput): FormData {
   const voxel = input.voxel.map((v) => v.trim());
   const given = voxel.filter((v) => v !== "");
   if (given.length) {
-    if (given.length !== 3 || voxel.some((v) => !(Number(v) > 0))) {
-      throw new Error("Give all three voxel sizes (z, y, x) as positive numbers, or none.");
+    // A 2D image has no z: y and x alone are its voxel size (the server checks the count
+    // against the file's spatial axes).
+    const flat = given.length === 2 && voxel[0] === "";
+    if ((given.length !== 3 && !flat) || given.some((v) => !(Number(v) > 0))) {
+      throw new Error(VOXEL_SIZE_MESSAGE);
     }
-    data.append("voxel_size", voxel.join(","));
+    data.append("voxel_size", given.join(","));
     data.append("unit", input.unit);
   }
 
