@@ -150,10 +150,12 @@ def next_task(request: HttpRequest, campaign_id: int) -> HttpResponse:
         context = {"campaign": campaign, "message": str(exc)}
         return render(request, "annotation/task_none.html", context, status=exc.status_code)
     if row is None:
-        context = {
-            "campaign": campaign,
-            "message": "Nothing left for you in this campaign: every box you may take is done "
-            "or taken.",
-        }
+        message = (
+            "Nothing left for you in this campaign: every box you may take is done or taken."
+            if campaign.boxes.exists()
+            else "This campaign has no boxes yet: its managers add them on the campaign's page "
+            "(Add boxes: tile, sample, upload a CSV)."
+        )
+        context = {"campaign": campaign, "message": message}
         return render(request, "annotation/task_none.html", context)
     return HttpResponseRedirect(reverse("annotation:task", args=[row.pk]))

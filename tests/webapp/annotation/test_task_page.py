@@ -98,6 +98,9 @@ def test_nothing_left_and_non_annotators(
     response = _client(people["a2"]).get(f"/annotation/{campaign.id}/next/")
     assert response.status_code == 200
     assert "Nothing left for you" in response.content.decode()
+    campaign.boxes.all().delete()  # a new campaign: says what is missing
+    response = _client(people["a2"]).get(f"/annotation/{campaign.id}/next/")
+    assert "This campaign has no boxes yet" in response.content.decode()
     refused = _client(people["rv"]).get(f"/annotation/{campaign.id}/next/")
     assert refused.status_code == 403
     assert _client(people["outsider"]).get(f"/annotation/{campaign.id}/next/").status_code == 404
