@@ -61,7 +61,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from pipeline.detections import Geometry
+from pipeline.detections import Geometry, open_label_zyx
 from pipeline.errors import InvalidInputError
 from pipeline.precomputed_sharding import (
     ShardingSpec,
@@ -389,19 +389,11 @@ def write_detection_points_of_store(
 ) -> PointsResult:
     """:func:`write_detection_points` with the geometry and bounds of the OME-Zarr label image
     at ``labels_path`` (its full resolution, the table's voxels)."""
-    from pipeline.ome_zarr_io import open_spatial_level
-
-    level = open_spatial_level(Path(labels_path), 0, "label image")
-    shape = [int(s) for s in level.array.shape]
-    voxel, origin = level.voxel_size_nm, level.translation_nm
-    if len(shape) == 2:  # one voxel deep, as the detections table measures a 2D image
-        shape, voxel, origin = [1, *shape], (voxel[0], *voxel), (0.0, *origin)
-    elif len(shape) != 3:
-        raise InvalidInputError(f"a label image is 2D or 3D, axes are {list(level.axes)}")
-    geometry = Geometry((voxel[0], voxel[1], voxel[2]), (origin[0], origin[1], origin[2]))
+    level = open_label_zyx(labels_path)  # a 2D image's is one voxel deep, as its table
     return write_detection_points(
-        table, out_dir, geometry, shape=shape, limit=limit, seed=seed, progress=progress
-    )
+        table, out_dir, level.geometry, shape=level.shape, limit=limit, seed=seed,
+        progress=progress,
+    )  # fmt: skip
 
 
 # --- reading back (tests, checks) -------------------------------------------------------------

@@ -26,7 +26,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from pipeline.errors import InvalidInputError
-from pipeline.morphometrics import LabelArray, LabelStats, label_stats, sphericity
+from pipeline.morphometrics import DepthOneView, LabelArray, LabelStats, label_stats, sphericity
 from pipeline.progress import ProgressCallback, no_progress
 
 MORPHOMETRICS_PARQUET = "morphometrics.parquet"
@@ -208,30 +208,33 @@ def image_matching(image_path: Path, shape: Sequence[int]) -> LabelArray | None:
     return None
 
 
-class DepthOneView:
-    """A 2D (y, x) array read as (1, y, x): a 2D label image measured as the one-voxel-deep
-    volume the site's campaigns make of a 2D image (its depth as thick as a pixel is wide)."""
+@dataclass(frozen=True)
+class LabelLevelZyx:
+    """A label image's full resolution as z y x: a 2D one lifted to one voxel deep (its depth
+    as thick as a pixel is wide, as the site's campaigns make a 2D image), its geometry to
+    match; ``flat`` says it was 2D."""
 
-    def __init__(self, array: LabelArray) -> None:
-        self._array = array
-        self.shape: tuple[int, ...] = (1, *(int(n) for n in array.shape))
-        self.dtype = np.dtype(getattr(array, "dtype", np.uint32))
-        for attr in ("chunks", "shards"):
-            inner = getattr(array, attr, None)
-            setattr(self, attr, None if inner is None else (1, *(int(n) for n in inner)))
+    array: LabelArray
+    geometry: Geometry
+    shape: tuple[int, int, int]
+    flat: bool
 
-    def __getitem__(self, key: Any) -> np.ndarray:
-        key = key if isinstance(key, tuple) else (key,)
-        if any(k is Ellipsis for k in key):
-            at = next(i for i, k in enumerate(key) if k is Ellipsis)
-            fill = (slice(None),) * (3 - len(key) + 1)
-            key = key[:at] + fill + key[at + 1 :]
-        first, rest = key[0], key[1:]
-        if isinstance(first, int | np.integer):
-            if first not in (0, -1):
-                raise IndexError(f"index {first} is out of bounds for a depth of one")
-            return np.asarray(self._array[rest])
-        return np.asarray(np.asarray(self._array[rest])[None][first])
+
+def open_label_zyx(labels_path: Path) -> LabelLevelZyx:
+    """Level 0 of the OME-Zarr label image at ``labels_path``, 2D or 3D, as z y x."""
+    from pipeline.ome_zarr_io import open_spatial_level
+
+    level = open_spatial_level(Path(labels_path), 0, "label image")
+    array: LabelArray = level.array
+    voxel, origin = level.voxel_size_nm, level.translation_nm
+    flat = len(level.axes) == 2
+    if flat:
+        array, voxel, origin = DepthOneView(array), (voxel[0], *voxel), (0.0, *origin)
+    elif len(level.axes) != 3:
+        raise InvalidInputError(f"a label image is 2D or 3D, axes are {list(level.axes)}")
+    z, y, x = (int(n) for n in array.shape)
+    geometry = Geometry((voxel[0], voxel[1], voxel[2]), (origin[0], origin[1], origin[2]))
+    return LabelLevelZyx(array, geometry, (z, y, x), flat)
 
 
 def measure_detections_of_store(
@@ -247,25 +250,16 @@ def measure_detections_of_store(
     with mean intensities from ``image_path``, surface areas from ``meshes_dir`` and the mean
     foreground probability from ``probability_path`` (the prediction a run segmented: a second
     pass over the labels, with that map as the image)."""
-    from pipeline.ome_zarr_io import open_spatial_level
-
-    level = open_spatial_level(Path(labels_path), 0, "label image")
-    shape = tuple(int(s) for s in level.array.shape)
-    voxel, origin = level.voxel_size_nm, level.translation_nm
-    labels: LabelArray = level.array
+    level = open_label_zyx(labels_path)
+    stored = level.shape[1:] if level.flat else level.shape  # the image levels' spatial shape
 
     def matching(path: Path | None) -> LabelArray | None:
-        found = image_matching(path, shape) if path is not None else None
-        return DepthOneView(found) if found is not None and len(shape) == 2 else found
+        found = image_matching(path, stored) if path is not None else None
+        return DepthOneView(found) if found is not None and level.flat else found
 
-    if len(shape) == 2:  # a 2D image: one voxel deep, as thick as a pixel is wide
-        labels, voxel, origin = DepthOneView(labels), (voxel[0], *voxel), (0.0, *origin)
-    elif len(shape) != 3:
-        raise InvalidInputError(f"a label image is 2D or 3D, axes are {list(level.axes)}")
-    geometry = Geometry((voxel[0], voxel[1], voxel[2]), (origin[0], origin[1], origin[2]))
     frame = measure_detections(
-        labels,
-        geometry,
+        level.array,
+        level.geometry,
         image=matching(image_path),
         areas_um2=mesh_areas_um2(meshes_dir),
         block_shape=block_shape,
@@ -273,7 +267,7 @@ def measure_detections_of_store(
     )
     probability = matching(probability_path)
     if probability is not None:
-        stats = label_stats(labels, block_shape, progress, image=probability)
+        stats = label_stats(level.array, block_shape, progress, image=probability)
         means = stats.mean_intensity
         if means is not None:
             by_id = dict(zip(stats.ids.tolist(), means.tolist(), strict=True))

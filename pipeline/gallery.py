@@ -291,24 +291,13 @@ def detections_from_table(table: Any, ids: Iterable[int] | None = None) -> list[
     return out
 
 
-class _Lifted2D:
-    """A 2D array seen as 3D with one z slice (the block-wise statistics are 3D only)."""
-
-    def __init__(self, array: Any) -> None:
-        self._array = array
-        self.shape = (1, *(int(n) for n in array.shape))
-
-    def __getitem__(self, key: Any) -> npt.NDArray[Any]:
-        return np.asarray(self._array[key[1:]])[None]
-
-
 def detections_from_labels(labels: Pyramid, ids: Iterable[int] | None = None) -> list[Detection]:
     """Detections measured from a label image's level 0 (block by block): every object, or
     those of ``ids``; boxes and centroids in voxels."""
-    from pipeline.morphometrics import label_stats
+    from pipeline.morphometrics import DepthOneView, label_stats
 
     array = labels.levels[0].array
-    stats = label_stats(array if labels.ndim == 3 else _Lifted2D(array))
+    stats = label_stats(array if labels.ndim == 3 else DepthOneView(array))
     axes = slice(0, 3) if labels.ndim == 3 else slice(1, 3)
     index = {int(i): k for k, i in enumerate(stats.ids.tolist())}
     wanted = list(index) if ids is None else [int(i) for i in ids]

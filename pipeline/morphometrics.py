@@ -53,6 +53,32 @@ class LabelArray(Protocol):
     def __getitem__(self, key: Any) -> Any: ...
 
 
+class DepthOneView:
+    """A 2D (y, x) array read as (1, y, x): the block-wise statistics are 3D only, and a 2D
+    image is the one-voxel-deep volume the site's campaigns make of it."""
+
+    def __init__(self, array: LabelArray) -> None:
+        self._array = array
+        self.shape: tuple[int, ...] = (1, *(int(n) for n in array.shape))
+        self.dtype = np.dtype(getattr(array, "dtype", np.uint32))
+        for attr in ("chunks", "shards"):
+            inner = getattr(array, attr, None)
+            setattr(self, attr, None if inner is None else (1, *(int(n) for n in inner)))
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        key = key if isinstance(key, tuple) else (key,)
+        if any(k is Ellipsis for k in key):
+            at = next(i for i, k in enumerate(key) if k is Ellipsis)
+            fill = (slice(None),) * (3 - len(key) + 1)
+            key = key[:at] + fill + key[at + 1 :]
+        first, rest = key[0], key[1:]
+        if isinstance(first, int | np.integer):
+            if first not in (0, -1):
+                raise IndexError(f"index {first} is out of bounds for a depth of one")
+            return np.asarray(self._array[rest])
+        return np.asarray(np.asarray(self._array[rest])[None][first])
+
+
 def sphericity(volume: float, area: float) -> float:
     """Sphericity pi^(1/3) (6V)^(2/3) / A: 1 for a sphere, about 0.806 for a cube."""
     if area <= 0 or volume <= 0:
