@@ -145,3 +145,25 @@ def client(user: Any = None) -> APIClient:
     if user is not None:
         api.force_authenticate(user)
     return api
+
+
+def open_proofreading(api: Any, base: str, model_id: int) -> dict[str, Any]:
+    """POST ``models/<id>/proofreading/`` (``api`` a signed-in ``requests`` session) until it
+    opens a campaign (201): it answers 400 until the version's detections table is built, after
+    publishing. A timeout says the last answer and the detections builds' errors."""
+    from celery_harness import wait_for
+
+    from webapp.detections.models import DetectionBuild
+
+    answers: list[Any] = []
+
+    def opened() -> dict[str, Any] | None:
+        answers.append(api.post(f"{base}/models/{model_id}/proofreading/", timeout=30))
+        return answers[-1].json() if answers[-1].status_code == 201 else None
+
+    try:
+        body: dict[str, Any] = wait_for(opened, 120, "the detections to be built", interval=1.0)
+    except AssertionError:
+        builds = list(DetectionBuild.objects.values("status", "error"))
+        raise AssertionError(f"{answers[-1].status_code}: {answers[-1].text} {builds}") from None
+    return body

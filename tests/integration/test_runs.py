@@ -26,7 +26,7 @@ from scipy import ndimage
 from pipeline.assist import rle_decode
 from pipeline.box_image import read_box
 from pipeline.progress import TRAINING_STEPS
-from tests.runs_testdata import people, retrain_campaign
+from tests.runs_testdata import open_proofreading, people, retrain_campaign
 from webapp.annotation import services
 from webapp.datasets.models import Layer, LayerKind
 from webapp.runs.models import ModelVersion, PipelineRun
@@ -190,16 +190,7 @@ def test_a_registered_model_is_fine_tuned_applied_to_another_dataset_and_proofre
     tuned = ModelVersion.objects.get(pk=v2["model_id"])
     assert tuned.params["parent"]["number"] == 1 and tuned.params["mode"] == "fine-tune"
     # Once its detections are built (after publishing), one request opens a campaign on it.
-    answers: list[requests.Response] = []
-
-    def open_campaign() -> dict[str, Any] | None:
-        answers.append(api.post(f"{base}/models/{version['id']}/proofreading/", timeout=30))
-        return answers[-1].json() if answers[-1].status_code == 201 else None
-
-    try:
-        opened = wait_for(open_campaign, 120, "the detections to be built", interval=1.0)
-    except AssertionError:
-        raise AssertionError(f"{answers[-1].status_code}: {answers[-1].text}") from None
+    opened = open_proofreading(api, base, version["id"])
     assert opened["items"] == applied["metrics"]["measure"]["objects"] > 0  # no filter fitted
     assert opened["url"].startswith("/proofreading/")
     assert api.get(f"{live_server.url}{opened['url']}", timeout=30).status_code == 200

@@ -13,9 +13,8 @@ import requests
 from celery_harness import LiveWorker, wait_for
 from rest_framework.authtoken.models import Token
 
-from tests.runs_testdata import people, retrain_campaign_2d
+from tests.runs_testdata import open_proofreading, people, retrain_campaign_2d
 from webapp.datasets.models import Layer
-from webapp.detections.models import DetectionBuild
 from webapp.runs.models import PipelineRun
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -59,16 +58,6 @@ def test_a_2d_image_is_painted_retrained_and_published(
     held_out = body["metrics"]["evaluation"]["all"]
     assert held_out["boxes"] == 1 and held_out["f1"] > 0.25, held_out
     # Its detections (built after publishing) open a proofreading campaign in one request.
-    answers: list[requests.Response] = []
-
-    def open_campaign() -> dict[str, Any] | None:
-        answers.append(api.post(f"{base}/models/{body['model_id']}/proofreading/", timeout=30))
-        return answers[-1].json() if answers[-1].status_code == 201 else None
-
-    try:
-        opened = wait_for(open_campaign, 120, "the detections to be built", interval=1.0)
-    except AssertionError:
-        builds = list(DetectionBuild.objects.values("status", "error", "log"))
-        raise AssertionError(f"{answers[-1].status_code}: {answers[-1].text} {builds}") from None
+    opened = open_proofreading(api, base, body["model_id"])
     assert opened["items"] == body["metrics"]["segment"]["objects"]
     assert api.get(f"{live_server.url}{opened['url']}", timeout=30).status_code == 200
