@@ -81,12 +81,11 @@ DSB2018 = Path(__file__).resolve().parent / "data" / "dsb2018_2d"
 PIXEL_NM = 100.0
 
 
-def retrain_campaign_2d(who: dict[str, Any]) -> AnnotationCampaign:
-    """A 2D dataset (the real dsb2018 crop, 256 x 256 pixels of 100 nm) and a painted campaign
-    of four 128 x 128 boxes, all painted with the true nuclei by a1 and approved by rv."""
+def painted_campaign_2d(owner: Any) -> AnnotationCampaign:
+    """A 2D dataset (the real dsb2018 crop, 256 x 256 pixels of 100 nm, axes y, x) and a
+    painted campaign over it tiled with four 128 x 128 boxes (one pixel deep)."""
     image = tifffile.imread(DSB2018 / "img2d_crop.tif")
-    labels = tifffile.imread(DSB2018 / "mask2d_crop.tif").astype(np.uint32)
-    dataset = DatasetFactory(owner=who["owner"], visibility="public")
+    dataset = DatasetFactory(owner=owner, visibility="public")
     layer = LayerFactory(
         dataset=dataset, shape=list(image.shape), axes=["y", "x"],
         voxel_size=[PIXEL_NM] * 2, dtype=str(image.dtype),
@@ -100,11 +99,19 @@ def retrain_campaign_2d(who: dict[str, Any]) -> AnnotationCampaign:
     spec = services.CampaignSpec(
         name="Nuclei 2D", box_size_um=[PIXEL_NM / 1000, 12.8, 12.8], painted=True
     )
-    campaign = services.campaign_create(who["owner"], dataset, layer, spec)
+    campaign = services.campaign_create(owner, dataset, layer, spec)
+    services.boxes_tile(campaign, owner)
+    return campaign
+
+
+def retrain_campaign_2d(who: dict[str, Any]) -> AnnotationCampaign:
+    """``painted_campaign_2d``'s four boxes, all painted with the true nuclei by a1 and
+    approved by rv."""
+    labels = tifffile.imread(DSB2018 / "mask2d_crop.tif").astype(np.uint32)
+    campaign = painted_campaign_2d(who["owner"])
     services.member_add(campaign, who["owner"], who["manager"].username, Role.MANAGER)
     services.member_add(campaign, who["owner"], who["a1"].username, Role.ANNOTATOR)
     services.member_add(campaign, who["owner"], who["rv"].username, Role.REVIEWER)
-    services.boxes_tile(campaign, who["owner"])
     approve_next(campaign, who, labels[None], 4)
     return campaign
 

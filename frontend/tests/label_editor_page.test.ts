@@ -25,6 +25,8 @@ function markup(): string {
     `<figcaption class="paint-slice"></figcaption></figure>`;
   return `<section id="paint">
     <button data-paint-tool="brush"></button><button data-paint-tool="eraser"></button>
+    <button data-paint-tool="sphere" data-paint-3d></button>
+    <button data-paint-action="interpolate" data-paint-3d></button>
     <button data-paint-action="save"></button><button data-paint-action="undo"></button>
     <input data-paint="low" value="0"><input data-paint="high" value="255">
     <span data-paint="info"></span><span data-paint="status"></span>
@@ -41,9 +43,10 @@ interface Posted {
 function fakeServer(
   saves: { status: number; body: unknown }[],
   labels: { version: number } = { version: 0 },
+  shape: number[] = SHAPE,
 ): Posted[] {
   const posted: Posted[] = [];
-  const image = new Uint8Array(SHAPE[0]! * SHAPE[1]! * SHAPE[2]!).map((_, i) => i);
+  const image = new Uint8Array(shape[0]! * shape[1]! * shape[2]!).map((_, i) => i);
   vi.stubGlobal(
     "fetch",
     vi.fn(async (url: string, init: RequestInit = {}) => {
@@ -68,12 +71,12 @@ function fakeServer(
         return new Response(JSON.stringify(reply.body), { status: reply.status });
       }
       if (url === BASE) {
-        const geometry = { shape: SHAPE, chunk: [2, 4, 4] };
+        const geometry = { shape, chunk: [shape[0]!, 4, 4] };
         const { version } = labels;
         return new Response(JSON.stringify({ version, current_version: version, geometry }));
       }
       if (url === `${BASE}image/`) {
-        return new Response(image, { headers: { "X-Shape": SHAPE.join(",") } });
+        return new Response(image, { headers: { "X-Shape": shape.join(",") } });
       }
       return new Response("", { status: 404 }); // every stored chunk: all zero
     }),
@@ -114,8 +117,8 @@ function key(k: string, ctrl = false): void {
 
 /** The Paint tab mounted on a scripted server with no saves to answer (``labels``: the
  * version its labels state names). */
-async function mountTab(labels?: { version: number }) {
-  fakeServer([], labels);
+async function mountTab(labels?: { version: number }, shape?: number[]) {
+  fakeServer([], labels, shape);
   const root = document.getElementById("paint")!;
   const paint = mountPaint(
     root,
@@ -195,6 +198,32 @@ describe("the Paint tab", () => {
     root.hidden = false;
     key("b");
     expect(paint.editor.tool).toBe("brush");
+  });
+
+  it("paints a box one voxel deep (a 2D image's) in its xy view alone", async () => {
+    const { root, paint } = await mountTab(undefined, [1, 4, 6]);
+    expect(paint.editor.flat).toBe(true);
+    const hidden = (p: string) => root.querySelector<HTMLElement>(`[data-paint-view=${p}]`)!.hidden;
+    expect([hidden("xy"), hidden("xz"), hidden("yz")]).toEqual([false, true, true]);
+    // The sphere brush and interpolation leave the toolbar; their keys do nothing.
+    const only3d = [...root.querySelectorAll<HTMLElement>("[data-paint-3d]")];
+    expect(only3d.length).toBe(2);
+    expect(only3d.every((el) => el.hidden)).toBe(true);
+    key("s");
+    expect(paint.editor.tool).toBe("brush");
+    // No z to speak of: the caption names the view, the position line x and y.
+    expect(root.querySelector("[data-paint-view=xy] .paint-slice")!.textContent).toBe("xy");
+    expect(root.querySelector("[data-paint=info]")!.textContent).toContain("x 3 y 2 · version");
+    key("e");
+    expect(paint.editor.tool).toBe("eraser");
+    // A volume's box keeps all three views and the 3D tools.
+    paint.dispose();
+    const volume = await mountTab(undefined, [2, 4, 6]);
+    expect(volume.paint.editor.flat).toBe(false);
+    expect(hidden("xz") || hidden("yz")).toBe(false);
+    expect(only3d.some((el) => el.hidden)).toBe(false);
+    key("s");
+    expect(volume.paint.editor.tool).toBe("sphere");
   });
 });
 
@@ -298,6 +327,16 @@ describe("the views' physical aspect ratio", () => {
     // blow them up past their largest size.
     expect(viewFits(100, 100).xz.maxHeight).toBe(160);
     expect(viewFits(10_000, 10_000).xy.maxWidth).toBe(900);
+  });
+
+  it("gives a box one voxel deep its xy view alone, over the whole area", () => {
+    const fits = viewFits(880, 550, true);
+    expect(fits.xy).toEqual({ maxWidth: 880, maxHeight: 550 - 22 });
+    const xy = viewCssSize("xy", [1, 128, 128], [0.1, 0.1, 0.1], fits.xy);
+    expect(xy.width).toBe(528); // the height limits a square box: larger than in three views
+    expect(xy.width).toBeGreaterThan(
+      viewCssSize("xy", [1, 128, 128], [1, 1, 1], viewFits(880, 550).xy).width,
+    );
   });
 
   it("maps every voxel centre on screen back to its voxel, however stretched", () => {

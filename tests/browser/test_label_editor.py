@@ -22,6 +22,7 @@ from nuclei_dataset import build_nuclei_dataset
 from viewer_mouse import failed_responses
 
 from pipeline.label_store import labels_read
+from tests.runs_testdata import painted_campaign_2d
 from webapp.annotation import selectors, services
 from webapp.annotation.models import AnnotationCampaign, Assignment, Role
 from webapp.datasets.models import Layer, LayerKind, Visibility
@@ -444,6 +445,62 @@ def test_xz_and_yz_views_keep_the_physical_aspect_and_the_mouse_hits_its_voxel(
     assert keys.is_hidden()
     page.click("#tab-paint")
     assert keys.is_visible()
+
+
+def test_a_2d_image_is_painted_in_its_xy_view_alone(
+    live_server: Any, browser_context: Any, artifacts_dir: Path
+) -> None:
+    """A painted campaign on a 2D image (the real dsb2018 crop): its boxes are one pixel deep,
+    so the Paint tab shows the xy view alone over the tab (no xz and yz strips one pixel high),
+    without the sphere brush, interpolation or the slice keys; a stroke saves as the box's 2D
+    labels."""
+    users = get_user_model().objects
+    owner = users.create_user("owner", password=PASSWORD)
+    ann = users.create_user("ann", password=PASSWORD)
+    campaign = painted_campaign_2d(owner)
+    services.member_add(campaign, owner, ann.username, Role.ANNOTATOR)
+    page = browser_context.new_page()
+    failed = failed_responses(page)
+    open_task(page, live_server.url, campaign)
+    row = Assignment.objects.get(annotator=ann)
+    assert page.evaluate("() => annotome.paint.editor.volume.shape") == [1, 128, 128]
+    assert page.locator("[data-paint-view=xz]").is_hidden()
+    assert page.locator("[data-paint-view=yz]").is_hidden()
+    for tool in ("[data-paint-tool=sphere]", "[data-paint-action=interpolate]"):
+        assert page.locator(tool).is_hidden(), tool
+    keys = page.inner_text("#paint-keys")
+    assert "brush" in keys and "sphere" not in keys and "interpolate" not in keys, keys
+    tab = page.locator("#paint").bounding_box()
+    canvas = page.locator("[data-paint-view=xy] canvas").bounding_box()
+    assert tab is not None and canvas is not None
+    assert canvas["width"] == pytest.approx(canvas["height"], abs=1)
+    # Fitted to the tab's whole width or height, not to the 60 % a volume's xy view gets.
+    assert canvas["width"] > 0.6 * tab["width"] or canvas["y"] + canvas["height"] > 0.9 * (
+        tab["y"] + tab["height"]
+    ), (canvas, tab)
+    assert canvas["y"] + canvas["height"] <= page.viewport_size["height"], canvas
+    assert page.inner_text("[data-paint-view=xy] .paint-slice") == "xy"
+    assert " z " not in page.inner_text("[data-paint=info]")
+    page.keyboard.press("s")  # the sphere's key does nothing here
+    assert page.evaluate("() => annotome.paint.editor.tool") == "brush"
+
+    page.keyboard.press("c")
+    object_id = page.evaluate("() => annotome.paint.editor.activeId")
+    scale = canvas["width"] / 128
+    page.mouse.move(canvas["x"] + 30.5 * scale, canvas["y"] + 64.5 * scale)
+    page.mouse.down()
+    page.mouse.move(canvas["x"] + 90.5 * scale, canvas["y"] + 64.5 * scale, steps=12)
+    page.mouse.up()
+    page.keyboard.press("Control+s")
+    page.wait_for_function("() => !annotome.paint.unsaved() && annotome.paint.version() === 1")
+    labels = stored(row)
+    assert labels.shape == (1, 128, 128)
+    painted = np.nonzero(labels[0] == object_id)
+    assert set(labels.ravel()) == {0, object_id}
+    assert painted[1].min() <= 31 and painted[1].max() >= 89  # the stroke's length, in x
+    assert painted[0].min() >= 60 and painted[0].max() <= 69  # and its width, in y
+    page.screenshot(path=str(artifacts_dir / "label-editor-2d.png"))
+    assert [f for f in failed if not (f.startswith("404") and "/labels/" in f)] == []
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -99,10 +99,15 @@ const VIEW_MAX_PX: Record<Plane, number> = { xy: 900, xz: 600, yz: 600 };
 
 /** Each view's fit in an area of `width` x `height` CSS pixels: xy on the left over the whole
  * height, xz and yz stacked on the right, so that the three show at once on a laptop screen
- * (at 1280 x 800 the fixed sizes put yz below the fold). */
-export function viewFits(width: number, height: number): Record<Plane, Fit> {
+ * (at 1280 x 800 the fixed sizes put yz below the fold); a ``flat`` box's xy over all of it. */
+export function viewFits(width: number, height: number, flat = false): Record<Plane, Fit> {
   const clamp = (px: number, plane: Plane): number =>
     Math.min(VIEW_MAX_PX[plane], Math.max(VIEW_MIN_PX, Math.floor(px)));
+  if (flat) {
+    // A box one voxel deep: xy alone, over the whole area (xz and yz would be 1 voxel high).
+    const xy = { maxWidth: clamp(width, "xy"), maxHeight: clamp(height - CAPTION_PX, "xy") };
+    return { ...VIEW_FIT, xy };
+  }
   const left = (width - GAP_PX) * 0.6;
   const right = width - GAP_PX - left;
   const half = (height - GAP_PX) / 2 - CAPTION_PX;
@@ -252,7 +257,8 @@ export function mountPaint(
     const [z, y, x] = editor.position;
     info.textContent =
       `tool ${editor.tool} · object ${editor.activeId} · radius ${editor.radius} · ` +
-      `x ${x + (origin[2] ?? 0)} y ${y + (origin[1] ?? 0)} z ${z + (origin[0] ?? 0)} · ` +
+      `x ${x + (origin[2] ?? 0)} y ${y + (origin[1] ?? 0)}` +
+      (editor.flat ? " · " : ` z ${z + (origin[0] ?? 0)} · `) +
       `version ${version}` +
       (editor.proposal ? ` · proposal ${editor.proposal.p.id}: Enter accepts, Esc rejects` : "");
     for (const button of root.querySelectorAll<HTMLButtonElement>("[data-paint-tool]")) {
@@ -346,7 +352,7 @@ export function mountPaint(
       : 0;
     const height = root.clientHeight - top - GAP_PX;
     // Hidden (no width): the fixed sizes; too short: the smallest fit (the tab scrolls).
-    const fits = width > 0 ? viewFits(width, Math.max(0, height)) : VIEW_FIT;
+    const fits = width > 0 ? viewFits(width, Math.max(0, height), editor!.flat) : VIEW_FIT;
     for (const view of views) {
       const css = viewCssSize(
         view.plane,
@@ -387,8 +393,11 @@ export function mountPaint(
         .filter((f) => f.plane === view.plane && f.slices.includes(slice))
         .map((f) => f.id);
       const which = ids.length === 1 ? `object ${ids[0]}` : `objects ${ids.join(", ")}`;
+      // A flat box's one slice needs no number (a 2D image has no z).
       view.label.textContent =
-        sliceCaption(view.plane, slice, depth, origin[NORMAL_AXIS[view.plane]] ?? 0) +
+        (editor.flat
+          ? view.plane
+          : sliceCaption(view.plane, slice, depth, origin[NORMAL_AXIS[view.plane]] ?? 0)) +
         (ids.length ? ` · interpolated (${which})` : "");
       view.label.classList.toggle("paint-slice-interpolated", ids.length > 0);
     }
@@ -612,10 +621,17 @@ export function mountPaint(
           image.set(img.data.subarray((z * h + y) * w, (z * h + y + 1) * w), vol.index(z, y, 0));
     }
     for (const plane of VIEWS) {
+      const figure = root.querySelector<HTMLElement>(`[data-paint-view=${plane}]`)!;
+      figure.hidden = editor.flat && plane !== "xy";
+      if (figure.hidden) continue;
       const view = makeView(plane, vol);
       views.push(view);
       wire(view);
     }
+    // What only a volume has (the sphere brush, interpolation, next and previous slice, in the
+    // toolbar and the keys' help) leaves the page of a box one voxel deep.
+    for (const el of doc.querySelectorAll<HTMLElement>("[data-paint-3d]")) el.hidden = editor.flat;
+    root.querySelector(".paint-views")?.classList.toggle("paint-views-flat", editor.flat);
     fitViews();
     // Refitted whenever the tab's box changes (a window resize, a banner above the tab shown or
     // closed) or what lies above the views in it does (the conflict banner, a status line that

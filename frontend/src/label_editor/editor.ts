@@ -100,6 +100,12 @@ export class LabelEditor {
     return this.tracker.changed().length > 0;
   }
 
+  /** A box one voxel deep (a 2D image's, or one slice of a volume): painted in its xy view
+   * alone, where the sphere brush and interpolation between slices mean nothing. */
+  get flat(): boolean {
+    return this.volume.shape[0] === 1;
+  }
+
   slice(plane: Plane = this.plane): number {
     return this.position[PLANES[plane].normal];
   }
@@ -324,6 +330,7 @@ export class LabelEditor {
     if (k === "Enter" && this.proposal) return { action: "accept", changed: this.acceptProposal() };
     if (k === "Escape" && this.proposal)
       return { action: "reject", changed: this.rejectProposal() };
+    if (this.flat && (k === "v" || k === "s")) return null;
     switch (k) {
       case "c":
         this.newObject();
