@@ -91,9 +91,12 @@ def export_links(campaign_id: int, *, painted: bool = False) -> list[tuple[str, 
 
 
 def _owned_datasets(request: HttpRequest) -> list[dict[str, Any]]:
-    """Datasets the caller may start campaigns on (theirs) with their image layers."""
+    """Datasets the caller may start campaigns on (theirs) with their image layers: those
+    imported, not a model's probability map (an image layer derived from a segmentation)."""
     datasets = Dataset.objects.restrict(request.user, "change").order_by("name")
-    layers = Layer.objects.filter(dataset__in=datasets, kind=LayerKind.IMAGE).order_by("id")
+    layers = Layer.objects.filter(
+        dataset__in=datasets, kind=LayerKind.IMAGE, source_layer__isnull=True
+    ).order_by("id")
     by_dataset: dict[int, list[Layer]] = {}
     for layer in layers:
         by_dataset.setdefault(layer.dataset_id, []).append(layer)

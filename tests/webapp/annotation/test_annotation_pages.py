@@ -23,7 +23,7 @@ from webapp.annotation.coverage import (
     thumbnail_size_for,
 )
 from webapp.annotation.models import AnnotationCampaign, TaskBox
-from webapp.datasets.models import Layer
+from webapp.datasets.models import Layer, LayerKind
 
 pytestmark = pytest.mark.django_db
 
@@ -130,6 +130,18 @@ def test_the_list_shows_roles_counts_and_the_creation_form(
     ]
     assert config["defaultSchema"][0]["name"] == "nucleus"
     assert config["defaultBoxSizeUm"] == [50.0, 50.0, 50.0]
+    # A run's probability map (an image layer derived from a segmentation) is not offered.
+    image = campaign.image_layer
+    seg = Layer.objects.create(
+        dataset=image.dataset, name="model-v1", kind=LayerKind.SEGMENTATION, path="seg"
+    )
+    Layer.objects.create(
+        dataset=image.dataset, name="model-v1-probability", kind=LayerKind.IMAGE, path="p",
+        source_layer=seg, shape=list(image.shape), voxel_size=list(image.voxel_size),
+    )  # fmt: skip
+    page = _as(people["owner"]).get("/annotation/").content.decode()
+    offered = _json_script(page, "annotation-config")["datasets"][0]["image_layers"]
+    assert offered == [image.name]
     # A layer row without a usable geometry: the campaign default, not an error page.
     Layer.objects.filter(pk=campaign.image_layer.pk).update(shape=[])
     page = _as(people["owner"]).get("/annotation/").content.decode()
