@@ -64,7 +64,7 @@ DETECTION_COLUMNS: tuple[str, ...] = (
 COLUMN_DESCRIPTIONS: dict[str, str] = {
     "segment_id": "the object's id in the label image",
     "voxels": "number of voxels",
-    "volume": "volume in um^3 (voxels times the voxel volume)",
+    "volume": "volume in um^3 (voxels times the voxel volume); a 2D image's objects: area in um^2",
     "surface_area": "surface area in um^2 of the object's smoothed mesh (empty without meshes)",
     "sphericity": "pi^(1/3) (6 V)^(2/3) / A: 1 for a sphere (empty without a surface area)",
     "mean_intensity": "mean value of the image over the object's voxels (first channel)",
@@ -249,7 +249,9 @@ def measure_detections_of_store(
     """The detections table of the OME-Zarr label image at ``labels_path`` (its full resolution),
     with mean intensities from ``image_path``, surface areas from ``meshes_dir`` and the mean
     foreground probability from ``probability_path`` (the prediction a run segmented: a second
-    pass over the labels, with that map as the image)."""
+    pass over the labels, with that map as the image). A 2D label image's ``volume`` column
+    holds each object's area in um^2 (its pixels' area, not times the one-pixel depth it is
+    measured at: a volume of a section would be a made-up number)."""
     level = open_label_zyx(labels_path)
     stored = level.shape[1:] if level.flat else level.shape  # the image levels' spatial shape
 
@@ -265,6 +267,8 @@ def measure_detections_of_store(
         block_shape=block_shape,
         progress=progress,
     )
+    if level.flat:
+        frame["volume"] = frame["volume"] / (level.geometry.voxel_size_nm[0] / 1000.0)
     probability = matching(probability_path)
     if probability is not None:
         stats = label_stats(level.array, block_shape, progress, image=probability)

@@ -11,6 +11,7 @@ import {
 import {
   type Detection,
   cellText,
+  columnsFor,
   initialState,
   listQuery,
   mountDetectionsTable,
@@ -242,5 +243,33 @@ describe("detections table page", () => {
       "0",
       "-volume",
     ]);
+  });
+
+  it("shows a 2D image's objects by their area, without surface, sphericity, z or meshes", async () => {
+    const labels = columnsFor(true).map((c) => c.label);
+    expect(labels).toContain("Area (µm²)");
+    for (const gone of ["Volume (µm³)", "Surface (µm²)", "Sphericity", "z"])
+      expect(labels).not.toContain(gone);
+    expect(columnsFor(false).map((c) => c.label)).toContain("Volume (µm³)");
+    document.body.innerHTML = `
+      <form id="detections-filter"><select name="column"></select>
+        <input name="min"><input name="max"></form>
+      <p id="detections-error" hidden></p>
+      <div id="detections-table" data-url="${BASE}" data-planar="true" data-meshes="false">
+        <table><thead id="detections-head"></thead><tbody id="detections-body"></tbody></table>
+      </div>
+      <button id="detections-previous"></button><span id="detections-range"></span>
+      <button id="detections-next"></button>`;
+    scriptFetch(() => ({
+      status: 200,
+      body: { count: 1, next: null, previous: null, results: [detection(1)] },
+    }));
+    mountDetectionsTable(document.getElementById("detections-table")!);
+    const range = document.getElementById("detections-range")!;
+    await vi.waitFor(() => expect(range.textContent).toBe("1–1 of 1"));
+    const heads = [...document.querySelectorAll("#detections-head th")].map((th) => th.textContent);
+    // Sorted by segment (▲); no Mesh column: a 2D segmentation has no meshes.
+    expect(heads).toEqual(labels.map((label, i) => (i === 0 ? `${label} ▲` : label)));
+    expect(document.querySelector("#detections-body a")).toBeNull();
   });
 });

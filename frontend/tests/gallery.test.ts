@@ -1,7 +1,7 @@
 // @vitest-environment happy-dom
 import { afterEach, describe, expect, it } from "vitest";
 import { setCsrfToken } from "../src/lib/api";
-import { cardUrl, mountGalleryPage, queueLink } from "../src/gallery/page";
+import { cardMeasures, cardUrl, mountGalleryPage, queueLink } from "../src/gallery/page";
 import { PageSelection, galleryActionForKey } from "../src/gallery/selection";
 import { type SentRequest, flush, scriptFetch } from "./helpers";
 import cases from "./card_geometry_cases.json";
@@ -315,5 +315,13 @@ describe("gallery page", () => {
     expect(document.getElementById("gallery-empty")!.hidden).toBe(false);
     key("1");
     expect(document.getElementById("gallery-status")!.textContent).toContain("Select cards first");
+  });
+});
+
+describe("a card's caption", () => {
+  it("gives a volume and a sphericity, or a 2D object's area", () => {
+    const card = { id: 1, segment_id: 10, detection: { volume: 12.5, sphericity: 0.912 } };
+    expect(cardMeasures(card as never)).toBe("12.5 µm³ · sph 0.91");
+    expect(cardMeasures(card as never, true)).toBe("12.5 µm²");
   });
 });

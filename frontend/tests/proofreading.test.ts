@@ -3,7 +3,12 @@ import { describe, expect, it } from "vitest";
 import { actionForKey } from "../src/proofreading/keys";
 import { PrefetchQueue } from "../src/proofreading/prefetch";
 import type { Viewer } from "../src/lib/neuroglancer";
-import { type Item, earlierVerdictRows, missedAnnotation } from "../src/proofreading/page";
+import {
+  type Item,
+  earlierVerdictRows,
+  measurementRows,
+  missedAnnotation,
+} from "../src/proofreading/page";
 import { mousePosition, queueInitialState } from "../src/proofreading/viewer";
 import {
   DEFAULT_MARGIN,
@@ -234,5 +239,30 @@ describe("the second round's view and the missed-object layer", () => {
       { reviewer: "b", verdict: "tp", when: "t2" },
     ]);
     expect(earlierVerdictRows({ verdicts: null } as unknown as Item)).toEqual([]);
+  });
+});
+
+describe("the measurements panel", () => {
+  it("shows a 2D object's area and its x, y; a volume's object its volume, surface and z", () => {
+    const detection = {
+      volume: 3.25,
+      sphericity: 0.9,
+      surface_area: 10,
+      mean_intensity: 100,
+      centroid_x: 4,
+      centroid_y: 5,
+      centroid_z: 0,
+      centroid_x_um: 0.4,
+      centroid_y_um: 0.5,
+      centroid_z_um: 0,
+    };
+    const item = { id: 1, segment_id: 7, detection } as unknown as Item;
+    const flat = Object.fromEntries(measurementRows(item, true));
+    expect(flat["Area (µm²)"]).toBeDefined();
+    expect(Object.keys(flat)).not.toContain("Volume (µm³)");
+    expect(Object.keys(flat)).not.toContain("Sphericity");
+    expect(flat["Position (x, y pixels)"]).toBe("4, 5");
+    const deep = Object.fromEntries(measurementRows(item));
+    expect(Object.keys(deep)).toEqual(expect.arrayContaining(["Volume (µm³)", "Sphericity"]));
   });
 });

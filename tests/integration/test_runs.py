@@ -20,6 +20,7 @@ import pytest
 import requests
 from celery_harness import LiveWorker, WorkerProcess, wait_for
 from django.conf import settings
+from django.test import Client
 from rest_framework.authtoken.models import Token
 from scipy import ndimage
 
@@ -193,7 +194,11 @@ def test_a_registered_model_is_fine_tuned_applied_to_another_dataset_and_proofre
     opened = open_proofreading(api, base, version["id"])
     assert opened["items"] == applied["metrics"]["measure"]["objects"] > 0  # no filter fitted
     assert opened["url"].startswith("/proofreading/")
-    assert api.get(f"{live_server.url}{opened['url']}", timeout=30).status_code == 200
+    # Its queue page opens for the owner (a page: a session, not the token, signs in).
+    pages = Client()
+    pages.force_login(who["owner"])
+    queue = pages.get(opened["url"])
+    assert queue.status_code == 200 and 'id="queue-config"' in queue.text
     gpu_log, cpu_log = gpu_worker.log_text(), celery_worker.process.log_text()
     assert "Task runs.advance[" in gpu_log and "Task core.plan_item[" in gpu_log
     assert "Task runs.advance[" not in cpu_log and "Task core.plan_item[" in cpu_log  # segment

@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 import requests
 from celery_harness import LiveWorker, wait_for
+from django.test import Client
 from rest_framework.authtoken.models import Token
 
-from tests.runs_testdata import open_proofreading, people, retrain_campaign_2d
+from tests.runs_testdata import PIXEL_NM, open_proofreading, people, retrain_campaign_2d
 from webapp.datasets.models import Layer
 from webapp.runs.models import PipelineRun
 
@@ -60,4 +61,15 @@ def test_a_2d_image_is_painted_retrained_and_published(
     # Its detections (built after publishing) open a proofreading campaign in one request.
     opened = open_proofreading(api, base, body["model_id"])
     assert opened["items"] == body["metrics"]["segment"]["objects"]
-    assert api.get(f"{live_server.url}{opened['url']}", timeout=30).status_code == 200
+    # Its queue and gallery (pages: a session, not the token) show areas, not volumes.
+    pages = Client()
+    pages.force_login(who["owner"])
+    for page in (opened["url"], f"{opened['url']}gallery/"):
+        answer = pages.get(page)
+        assert answer.status_code == 200 and '"planar": true' in answer.text, page
+    # Each 2D detection's volume column is its area: pixels times one pixel's area (um^2).
+    listed = f"{base}/datasets/{dataset.slug}/layers/{layer.name}/detections/?limit=5"
+    rows = api.get(listed, timeout=30).json()["results"]
+    assert rows and all(
+        r["volume"] == pytest.approx(r["voxels"] * (PIXEL_NM / 1000) ** 2) for r in rows
+    ), rows

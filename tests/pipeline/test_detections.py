@@ -291,7 +291,8 @@ def test_cli_writes_the_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 
 def test_a_2d_label_image_is_measured_as_one_voxel_deep(tmp_path: Path) -> None:
     """A 2D segmentation (a run on a 2D image publishes one) has a table: each object's pixels
-    as voxels one pixel deep, at z 0, with the image's and the probability's means."""
+    as voxels one pixel deep, at z 0, its area in the volume column (um^2), with the image's
+    and the probability's means."""
     labels3, image3 = constructed()
     labels, image = labels3[2], image3[2]  # a plane holding parts of several objects
     store = write_reference_ome_zarr(
@@ -312,7 +313,7 @@ def test_a_2d_label_image_is_measured_as_one_voxel_deep(tmp_path: Path) -> None:
     for row in table.to_dict("records"):
         where = np.argwhere(labels == row["segment_id"])
         assert row["voxels"] == len(where)
-        assert row["volume"] == pytest.approx(len(where) * 0.5 * 0.5 * 0.25)
+        assert row["volume"] == pytest.approx(len(where) * 0.5 * 0.25)  # its area, um^2
         assert (row["centroid_z"], row["bbox_z0"], row["bbox_z1"]) == (0, 0, 1)
         assert row["centroid_y"] == pytest.approx(where[:, 0].mean())
         assert row["centroid_x_um"] == pytest.approx(where[:, 1].mean() * 0.25)

@@ -10,6 +10,16 @@ from django.views.decorators.http import require_safe
 from webapp.core.errors import NotFound
 from webapp.detections.selectors import layer_for_detections, table_status
 
+FILTER_COLUMNS = (
+    "volume",
+    "surface_area",
+    "sphericity",
+    "mean_intensity",
+    "mean_probability",
+    "voxels",
+    "segment_id",
+)
+
 
 @require_safe
 def detections_table_page(request: HttpRequest, slug: str, layer_name: str) -> HttpResponse:
@@ -19,6 +29,8 @@ def detections_table_page(request: HttpRequest, slug: str, layer_name: str) -> H
     except NotFound as exc:
         raise Http404(str(exc))
     kwargs = {"slug": dataset.slug, "layer_name": layer.name}
+    planar = layer.spatial_dims == 2  # a 2D image's objects: an area, no surface or sphericity
+    columns = [c for c in FILTER_COLUMNS if not (planar and c in ("surface_area", "sphericity"))]
     return render(
         request,
         "detections/table.html",
@@ -32,14 +44,7 @@ def detections_table_page(request: HttpRequest, slug: str, layer_name: str) -> H
                 "api-detections-export", kwargs={**kwargs, "table_format": "parquet"}
             ),
             "meshes_url": reverse("api-detections-meshes-zip", kwargs=kwargs),
-            "filter_columns": [
-                "volume",
-                "surface_area",
-                "sphericity",
-                "mean_intensity",
-                "mean_probability",
-                "voxels",
-                "segment_id",
-            ],
+            "planar": planar,
+            "filter_columns": columns,
         },
     )

@@ -95,6 +95,7 @@ def gallery_page(request: HttpRequest, campaign_id: int) -> HttpResponse:
         "queueUrl": reverse("proofreading:queue", args=[campaign.id]),
         "nextUrl": f"{api}next/",
         "missedCsvUrl": f"{api}missed.csv",
+        "planar": layer.spatial_dims == 2,
     }
     context = {
         "campaign": campaign,

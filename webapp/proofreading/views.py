@@ -271,6 +271,7 @@ def queue_page(request: HttpRequest, campaign_id: int) -> HttpResponse:
         "missedLayer": "missed objects",
         "view": SECOND_ROUND_VIEW if round_ == SECOND_ROUND else {},
         "galleryUrl": reverse("proofreading:gallery", args=[campaign.id]),
+        "planar": campaign.layer.spatial_dims == 2,
     }
     config["focusItem"] = queue_focus_item(request, campaign, round_)
     context = {

@@ -6,6 +6,7 @@ import { api, pathParams } from "../lib/api";
 import type { Schemas } from "../lib/api";
 import type { paths } from "../../generated/openapi";
 import { byId, el } from "../lib/dom";
+import { sizeMeasure } from "../lib/format";
 
 export type Detection = Schemas["Detection"];
 export type ListQuery = NonNullable<
@@ -16,8 +17,10 @@ type Ordering = NonNullable<ListQuery["ordering"]>;
 const LIST = "/api/v1/datasets/{slug}/layers/{layer_name}/detections/";
 export const PAGE_SIZE = 50;
 
+type Column = { key: keyof Detection; label: string; digits: number };
+
 /** The columns the page shows, with their headings. */
-export const COLUMNS: readonly { key: keyof Detection; label: string; digits: number }[] = [
+export const COLUMNS: readonly Column[] = [
   { key: "segment_id", label: "Segment", digits: 0 },
   { key: "voxels", label: "Voxels", digits: 0 },
   { key: "volume", label: "Volume (µm³)", digits: 3 },
@@ -29,6 +32,17 @@ export const COLUMNS: readonly { key: keyof Detection; label: string; digits: nu
   { key: "centroid_y", label: "y", digits: 1 },
   { key: "centroid_x", label: "x", digits: 1 },
 ];
+
+/** A 2D image's layer (`planar`): the volume column is the area, and neither a surface, a
+ * sphericity nor a z is measured, so those columns go. */
+export function columnsFor(planar: boolean): readonly Column[] {
+  if (!planar) return COLUMNS;
+  const { label, unit } = sizeMeasure(true);
+  const gone = new Set<string>(["surface_area", "sphericity", "centroid_z"]);
+  return COLUMNS.filter((c) => !gone.has(c.key)).map((c) =>
+    c.key === "volume" ? { ...c, label: `${label} (${unit})` } : c,
+  );
+}
 
 export interface TableState {
   ordering: string;
@@ -88,10 +102,12 @@ export function mountDetectionsTable(root: HTMLElement, doc: Document = document
   const next = byId("detections-next", HTMLButtonElement, doc);
   const form = byId("detections-filter", HTMLFormElement, doc);
   const state = initialState();
+  const columns = columnsFor(root.dataset.planar === "true");
+  const meshes = root.dataset.meshes !== "false";
   let count = 0;
 
   function renderHead(): void {
-    const cells = COLUMNS.map(({ key, label }) => {
+    const cells = columns.map(({ key, label }) => {
       const sorted = state.ordering.replace(/^-/, "") === key;
       const arrow = sorted ? (state.ordering.startsWith("-") ? " ▼" : " ▲") : "";
       const button = el("button", {
@@ -109,7 +125,8 @@ export function mountDetectionsTable(root: HTMLElement, doc: Document = document
         th.setAttribute("aria-sort", state.ordering.startsWith("-") ? "descending" : "ascending");
       return th;
     });
-    head.replaceChildren(el("tr", {}, [...cells, el("th", { scope: "col", textContent: "Mesh" })]));
+    const mesh = meshes ? [el("th", { scope: "col", textContent: "Mesh" })] : [];
+    head.replaceChildren(el("tr", {}, [...cells, ...mesh]));
   }
 
   function renderRows(rows: readonly Detection[]): void {
@@ -121,10 +138,10 @@ export function mountDetectionsTable(root: HTMLElement, doc: Document = document
           download: "",
         });
         return el("tr", {}, [
-          ...COLUMNS.map(({ key, digits }) =>
+          ...columns.map(({ key, digits }) =>
             el("td", { textContent: cellText(row[key] as number | null, digits) }),
           ),
-          el("td", {}, [mesh]),
+          ...(meshes ? [el("td", {}, [mesh])] : []),
         ]);
       }),
     );

@@ -12,6 +12,7 @@
 import { api, setCsrfToken, type Schemas } from "../lib/api";
 import { ErrorBanner, SerialWork } from "../lib/page_work";
 import { byId, el, jsonScript } from "../lib/dom";
+import { sizeMeasure } from "../lib/format";
 import { type MissedPoint, MissedObjects } from "../lib/missed_objects";
 import {
   type CardGeometry,
@@ -44,6 +45,8 @@ export interface GalleryConfig {
   queueUrl: string;
   /** The campaign's missed-object points as CSV (optional: the list's download link). */
   missedCsvUrl?: string;
+  /** The layer is a 2D image's: its objects have an area, no volume or sphericity. */
+  planar?: boolean;
 }
 
 /** `window.annotome` on the gallery page; the browser test reads it. */
@@ -73,10 +76,11 @@ function short(value: number | null | undefined, digits = 3): string {
   return Number(value.toPrecision(digits)).toString();
 }
 
-/** The card's caption: the measurements a glance needs. */
-export function cardMeasures(item: Item): string {
+/** The card's caption: the measurements a glance needs (a 2D object's: its area). */
+export function cardMeasures(item: Item, planar = false): string {
   const d = item.detection;
   if (!d) return "removed from the layer";
+  if (planar) return `${short(d.volume)} ${sizeMeasure(true).unit}`;
   return `${short(d.volume)} µm³ · sph ${short(d.sphericity, 2)}`;
 }
 
@@ -246,7 +250,7 @@ export function mountGalleryPage(doc: Document = document): GalleryHooks {
       badge,
       el("div", { className: "card-caption" }, [
         el("strong", { textContent: `#${item.segment_id}` }),
-        el("span", { className: "card-measures", textContent: cardMeasures(item) }),
+        el("span", { className: "card-measures", textContent: cardMeasures(item, config.planar) }),
         open,
       ]),
     ]);

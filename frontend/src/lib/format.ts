@@ -36,6 +36,12 @@ export function formatTimes(root: ParentNode): void {
   }
 }
 
+/** What a detection's `volume` column holds: its volume in µm³, or, for an object of a 2D
+ * image (`planar`), its area in µm² (pipeline/detections.py). */
+export function sizeMeasure(planar: boolean): { label: string; unit: string } {
+  return planar ? { label: "Area", unit: "µm²" } : { label: "Volume", unit: "µm³" };
+}
+
 /** Sorted slice indices (from 0) as the pages number slices (from 1), in ranges:
  * [2, 3, 4, 8] -> "3–5, 9". */
 export function sliceRanges(slices: readonly number[]): string {

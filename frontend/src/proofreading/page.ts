@@ -52,6 +52,8 @@ export interface QueueConfig {
   view?: RoundView;
   /** `?item=` (a card opened from the gallery), handed to the reviewer: shown first. */
   focusItem?: number | null;
+  /** The layer is a 2D image's: its objects have an area, no volume, surface or z. */
+  planar?: boolean;
 }
 
 /** One step: from a key (or button) to the next detection drawn and centred. */
@@ -115,10 +117,24 @@ export function missedAnnotation(
   };
 }
 
-/** Rows of the measurements panel: label, value. */
-export function measurementRows(item: Item): [string, string][] {
+/** Rows of the measurements panel: label, value (a 2D image's object: area, x and y). */
+export function measurementRows(item: Item, planar = false): [string, string][] {
   const d = item.detection;
   if (!d) return [["Detection", "removed from the layer"]];
+  if (planar)
+    return [
+      ["Segment", String(item.segment_id)],
+      ["Area (µm²)", formatNumber(d.volume)],
+      ["Mean intensity", formatNumber(d.mean_intensity)],
+      [
+        "Position (x, y pixels)",
+        [d.centroid_x, d.centroid_y].map((v) => formatNumber(v, 4)).join(", "),
+      ],
+      [
+        "Position (x, y µm)",
+        [d.centroid_x_um, d.centroid_y_um].map((v) => formatNumber(v, 4)).join(", "),
+      ],
+    ];
   return [
     ["Segment", String(item.segment_id)],
     ["Volume (µm³)", formatNumber(d.volume)],
@@ -247,7 +263,7 @@ export function mountQueuePage(doc: Document = document): QueueHooks {
     segmentLabel.textContent = String(item.segment_id);
     renderEarlier(item);
     measurements.replaceChildren(
-      ...measurementRows(item).flatMap(([label, value]) => [
+      ...measurementRows(item, config.planar).flatMap(([label, value]) => [
         el("dt", { textContent: label }),
         el("dd", { textContent: value }),
       ]),

@@ -29,6 +29,21 @@ def test_table_page_for_who_may_see_the_layer(make_layer: Any, owner: Any, other
     assert "meshes.zip" not in html  # the layer has no meshes
     assert "detections_table.js" in html
     assert client.get(f"/datasets/{layer.dataset.slug}/detections/image/").status_code == 404
+    assert 'data-planar="false"' in html and ">sphericity</option>" in html
+
+
+def test_table_page_of_a_2d_layer_filters_by_area(make_layer: Any, owner: Any) -> None:
+    """A 2D image's segmentation (axes y, x): the volume column is an area, and neither a
+    surface nor a sphericity is offered to filter on."""
+    layer = make_layer(rows=3)
+    layer.axes = ["y", "x"]
+    layer.save()
+    client = Client()
+    client.force_login(owner)
+    html = client.get(f"/datasets/{layer.dataset.slug}/detections/nuclei/").content.decode()
+    assert 'data-planar="true"' in html and 'data-meshes="false"' in html
+    assert '<option value="volume">area</option>' in html
+    assert "sphericity</option>" not in html and "surface_area</option>" not in html
 
 
 def test_viewer_page_has_the_panel_but_not_through_a_share_link(
