@@ -7,6 +7,7 @@ it, and the first ``approved`` of them are painted with the true labels, submitt
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +15,14 @@ import numpy as np
 import tifffile
 from rest_framework.test import APIClient
 
+from pipeline.importers import convert_to_ome_zarr
 from pipeline.ome_zarr_io import create_single_level_image
 from pipeline.synthetic import make_nuclei_volume
 from tests.model_factories import DatasetFactory, LayerFactory, UserFactory
 from webapp.annotation import services
 from webapp.annotation.models import AnnotationCampaign, Role
+from webapp.datasets.import_publish import layer_fields
+from webapp.datasets.models import Layer, LayerKind
 
 RUNS_API = "/api/v1/runs/"
 VOXEL_NM = 200.0
@@ -81,21 +85,36 @@ DSB2018 = Path(__file__).resolve().parent / "data" / "dsb2018_2d"
 PIXEL_NM = 100.0
 
 
-def painted_campaign_2d(owner: Any) -> AnnotationCampaign:
+def painted_campaign_2d(owner: Any, channels: int = 1) -> AnnotationCampaign:
     """A 2D dataset (the real dsb2018 crop, 256 x 256 pixels of 100 nm, axes y, x) and a
-    painted campaign over it tiled with four 128 x 128 boxes (one pixel deep)."""
+    painted campaign over it tiled with four 128 x 128 boxes (one pixel deep). With
+    ``channels`` 3, an immunofluorescence-like image imported from a TIFF as a user would
+    (axes c, y, x): the nuclei, the nuclei mirrored, and a flat dim channel."""
     image = tifffile.imread(DSB2018 / "img2d_crop.tif")
     dataset = DatasetFactory(owner=owner, visibility="public")
-    layer = LayerFactory(
-        dataset=dataset, shape=list(image.shape), axes=["y", "x"],
-        voxel_size=[PIXEL_NM] * 2, dtype=str(image.dtype),
-    )  # fmt: skip
-    path = dataset.root / layer.path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    create_single_level_image(
-        path, image.shape, dtype=image.dtype, chunks=(128, 128), voxel_size=(PIXEL_NM,) * 2,
-        name="image",
-    )[...] = image  # fmt: skip
+    if channels == 1:
+        layer = LayerFactory(
+            dataset=dataset, shape=list(image.shape), axes=["y", "x"],
+            voxel_size=[PIXEL_NM] * 2, dtype=str(image.dtype),
+        )  # fmt: skip
+        path = dataset.root / layer.path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        create_single_level_image(
+            path, image.shape, dtype=image.dtype, chunks=(128, 128), voxel_size=(PIXEL_NM,) * 2,
+            name="image",
+        )[...] = image  # fmt: skip
+    else:
+        assert channels == 3
+        stack = np.stack([image, image[:, ::-1], np.full_like(image, 20)])
+        with tempfile.TemporaryDirectory() as upload:
+            tif = Path(upload) / "if.tif"
+            tifffile.imwrite(tif, stack, metadata={"axes": "CYX"}, photometric="minisblack")
+            info = convert_to_ome_zarr(
+                tif, dataset.root, voxel_size=(PIXEL_NM / 1000,) * 2, unit="micrometer"
+            ).image
+        layer = Layer.objects.create(
+            dataset=dataset, name="image", kind=LayerKind.IMAGE, **layer_fields(info)
+        )
     spec = services.CampaignSpec(
         name="Nuclei 2D", box_size_um=[PIXEL_NM / 1000, 12.8, 12.8], painted=True
     )
@@ -104,11 +123,11 @@ def painted_campaign_2d(owner: Any) -> AnnotationCampaign:
     return campaign
 
 
-def retrain_campaign_2d(who: dict[str, Any]) -> AnnotationCampaign:
+def retrain_campaign_2d(who: dict[str, Any], channels: int = 1) -> AnnotationCampaign:
     """``painted_campaign_2d``'s four boxes, all painted with the true nuclei by a1 and
     approved by rv."""
     labels = tifffile.imread(DSB2018 / "mask2d_crop.tif").astype(np.uint32)
-    campaign = painted_campaign_2d(who["owner"])
+    campaign = painted_campaign_2d(who["owner"], channels)
     services.member_add(campaign, who["owner"], who["manager"].username, Role.MANAGER)
     services.member_add(campaign, who["owner"], who["a1"].username, Role.ANNOTATOR)
     services.member_add(campaign, who["owner"], who["rv"].username, Role.REVIEWER)

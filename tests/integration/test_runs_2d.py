@@ -1,22 +1,26 @@
 """A 2D image (real fluorescence nuclei, dsb2018) through the whole loop on a real Celery worker:
 a painted campaign on it, its boxes approved, Retrain with the tiny preset, a published 2D
-segmentation layer."""
+segmentation layer; and a three-channel (immunofluorescence-like) image through the same."""
 
 from __future__ import annotations
 
 import io
 import zipfile
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 from celery_harness import LiveWorker, wait_for
+from django.conf import settings
 from django.test import Client
 from rest_framework.authtoken.models import Token
 
+from pipeline.model_io import load_model
 from tests.runs_testdata import PIXEL_NM, open_proofreading, people, retrain_campaign_2d
+from webapp.annotation.models import Assignment
 from webapp.datasets.models import Layer
-from webapp.runs.models import PipelineRun
+from webapp.runs.models import ModelVersion, PipelineRun
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -73,3 +77,44 @@ def test_a_2d_image_is_painted_retrained_and_published(
     assert rows and all(
         r["volume"] == pytest.approx(r["voxels"] * (PIXEL_NM / 1000) ** 2) for r in rows
     ), rows
+
+
+def test_a_multichannel_2d_image_is_painted_on_one_grey_image_and_retrained(
+    celery_worker: LiveWorker, live_server: Any
+) -> None:
+    """Immunofluorescence-like: three channels (c, y, x) imported from a TIFF. The Paint tab's
+    image is one grey image of the three, and a run trains a U-Net reading all three channels
+    (it failed at config load: "the pipeline needs a single channel")."""
+    who = people()
+    campaign = retrain_campaign_2d(who, channels=3)
+    assert campaign.image_layer.axes == ["c", "y", "x"] and campaign.image_layer.channels == 3
+    assignment = Assignment.objects.filter(box__campaign=campaign).order_by("id").first()
+    assert assignment is not None
+    pages = Client()
+    pages.force_login(who["a1"])
+    image = pages.get(f"/api/v1/annotation/assignments/{assignment.pk}/labels/image/")
+    assert image.status_code == 200, image.content[:300]
+    assert image["X-Shape"] == "1,128,128" and len(image.content) == 128 * 128
+
+    api = requests.Session()
+    api.headers["Authorization"] = f"Token {Token.objects.create(user=who['owner']).key}"
+    base = f"{live_server.url}/api/v1"
+    started = api.post(
+        f"{base}/runs/", json={"campaign": campaign.pk, "preset": "tiny"}, timeout=30
+    )
+    assert started.status_code == 202, started.text
+    url = f"{base}/runs/{started.json()['id']}/"
+    body = wait_for(
+        lambda: (b := api.get(url, timeout=30).json())["status"] in ("succeeded", "failed") and b,
+        600,
+        "the run to end",
+        interval=0.5,
+    )
+    if body["status"] != "succeeded":
+        log = PipelineRun.objects.get(pk=body["id"]).log
+        raise AssertionError(f"{body['error']}\n{log[-3000:]}")
+    model = ModelVersion.objects.get(pk=body["model_id"])
+    loaded = load_model(Path(settings.DATA_ROOT) / model.path, device="cpu")
+    assert (loaded.config.in_channels, loaded.config.dims) == (3, 2)
+    held_out = body["metrics"]["evaluation"]["all"]
+    assert held_out["boxes"] == 1 and held_out["f1"] > 0.25, held_out

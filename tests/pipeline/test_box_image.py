@@ -6,9 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tifffile
 
 from pipeline.box_image import read_box, stretch_uint8
 from pipeline.errors import InvalidInputError
+from pipeline.importers import convert_to_ome_zarr
 from pipeline.ome_zarr_io import create_single_level_image
 
 
@@ -51,3 +53,32 @@ def test_stretch_uint8_maps_the_percentile_window_to_the_full_range() -> None:
     assert stretched[0] == 0 and stretched[-1] == 255 and stretched[500] in (127, 128)
     flat, _ = stretch_uint8(np.full((4, 4), 7.0))
     assert not flat.any()
+
+
+@pytest.mark.parametrize("axes", ["CYX", "CZYX"])
+def test_a_multichannel_image_is_read_as_the_brightest_of_its_stretched_channels(
+    tmp_path: Path, axes: str
+) -> None:
+    """Three channels as a user imports them (a TIFF, channels first): the box is one grey
+    image where each channel's structure is as bright as in its own channel, not dimmed to a
+    third by a mean, whatever the channels' ranges (a dim 12-bit marker beside bright nuclei)."""
+    spatial = (4, 24, 32) if axes == "CZYX" else (24, 32)
+    channels = np.zeros((3, *spatial), np.uint16)
+    channels[0, ..., 2:8, 2:8] = 4000  # nuclei, bright
+    channels[1, ..., 10:16, 10:16] = 300  # membranes, dim
+    channels[2, ..., 18:22, 20:30] = 40  # a marker, dimmer
+    tif = tmp_path / "if.tif"
+    tifffile.imwrite(tif, channels, metadata={"axes": axes}, photometric="minisblack")
+    result = convert_to_ome_zarr(tif, tmp_path / "if", voxel_size=(0.5,) * len(spatial))
+    assert result.image.channels == 3
+    image = tmp_path / "if" / result.image.path
+    depth = 4 if axes == "CZYX" else 1
+    block = read_box(image, (0, 0, 0), (depth, 24, 32))
+    assert block.shape == (depth, 24, 32) and block.dtype == np.float32
+    for y, x in ((4, 4), (12, 12), (20, 25)):  # each channel's structure at full brightness
+        assert block[0, y, x] == pytest.approx(1.0), (y, x)
+    assert block[0, 0, 31] == 0.0
+    clipped = read_box(image, (0, 20, 28), (depth, 10, 10))  # past the edge: clipped
+    assert clipped.shape == (depth, 4, 4)
+    with pytest.raises(InvalidInputError, match="outside"):
+        read_box(image, (0, 30, 0), (1, 4, 4))

@@ -351,6 +351,9 @@ def pipeline_config(run: PipelineRun, work: Path) -> Any:
     if run.mode != "predict":
         data |= {"labels": str(truth / "labels.ome.zarr"), "boxes": str(truth / TRAIN_BOXES)}
     document: dict[str, Any] = {**run.config, "data": data}
+    channels = run.image_layer.channels
+    if channels > 1:  # a multichannel image (2D immunofluorescence): the U-Net reads them all
+        document["model"] = {**(run.config.get("model") or {}), "in_channels": channels}
     if has_held_out:
         document["evaluate"] = {
             **(run.config.get("evaluate") or {}),
