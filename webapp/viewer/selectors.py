@@ -33,7 +33,9 @@ class DatasetSummary:
 
     @property
     def voxels_text(self) -> str:
-        return f"{self.voxels:,}"
+        """E.g. "192,000 voxels", or "65,536 pixels" for a 2D image."""
+        spatial = [a for a in self.axes if a not in ("c", "t")]
+        return f"{self.voxels:,} " + ("pixels" if len(spatial) == 2 else "voxels")
 
     @property
     def voxel_size_text(self) -> str:
@@ -65,13 +67,18 @@ def dataset_summary(dataset: Dataset) -> DatasetSummary:
     if reference is None:
         return DatasetSummary(dataset, [], [], 0, 0, [], "", counts)
     shape = [int(n) for n in reference.shape or []]
-    voxels = math.prod(shape) if shape else 0
+    axes = [str(a) for a in reference.axes or []]
+    # Voxels (pixels of a 2D image) count space only: three channels are not three times the
+    # voxels, though they are three times the bytes.
+    spatial = [n for n, a in zip(shape, axes, strict=True) if a not in ("c", "t")]
+    if len(axes) != len(shape):
+        spatial = shape
     return DatasetSummary(
         dataset=dataset,
         shape=shape,
-        axes=[str(a) for a in reference.axes or []],
-        voxels=voxels,
-        nbytes=voxels * _itemsize(reference.dtype),
+        axes=axes,
+        voxels=math.prod(spatial) if spatial else 0,
+        nbytes=(math.prod(shape) if shape else 0) * _itemsize(reference.dtype),
         voxel_size=[float(v) for v in reference.voxel_size or []],
         unit=reference.unit,
         layer_counts=counts,

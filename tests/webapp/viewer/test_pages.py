@@ -12,7 +12,7 @@ from django.test import Client
 from django.utils import timezone
 from PIL import Image
 
-from webapp.datasets.models import Dataset, Layer, Visibility
+from webapp.datasets.models import Dataset, Layer, LayerKind, Visibility
 from webapp.viewer.models import SavedState
 
 pytestmark = pytest.mark.django_db
@@ -39,6 +39,19 @@ def test_list_shows_only_visible_datasets(client: Client, make_dataset: Any, own
     assert "400 \u00d7 200 \u00d7 100 nm (zyx)" in html
     assert "/datasets/mine/thumbnail.png" in html
     assert 'href="/datasets/import/"' in html
+
+
+def test_a_2d_multichannel_card_counts_pixels_not_channels(
+    client: Client, make_dataset: Any, owner: Any
+) -> None:
+    """Three channels of 256 x 384 uint8: 98,304 pixels (not 294,912 "voxels"), 288 KB."""
+    dataset = make_dataset("if2d", Visibility.PUBLIC)
+    Layer.objects.filter(dataset=dataset, kind=LayerKind.IMAGE).update(
+        shape=[3, 256, 384], axes=["c", "y", "x"], voxel_size=[500.0, 500.0], dtype="uint8"
+    )
+    html = client.get("/").content.decode()
+    assert "3 \u00d7 256 \u00d7 384 (cyx)" in html
+    assert "98,304 pixels, 288.0\u00a0KB" in html
 
 
 @pytest.mark.parametrize(
