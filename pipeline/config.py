@@ -603,11 +603,25 @@ def _volume_geometry(
     return shape[1:] if channels > 1 else shape, volume.voxel_size
 
 
+def _network(config: PipelineConfig) -> Any:  # pipeline.unet.UNetConfig (imports torch)
+    """The network the image is read for: a named model file's (the model that segments, or a
+    fine-tune's parent: each keeps its own channels and dimensions), else the model section's."""
+    named = config.model.path or config.training.get("init_model")
+    if named is not None and Path(named).is_file():
+        from pipeline.model_io import model_unet_config  # torch: only when a file is named
+
+        try:
+            return model_unet_config(Path(named))
+        except (InvalidInputError, KeyError, TypeError, ValueError):
+            pass  # an unreadable file is reported where it is loaded
+    return config.model.unet
+
+
 def _check_box_tables(config: PipelineConfig, top: _Where) -> None:
     """Every box table read and checked against its image now, before any work is done; each
     training image's labels and masks checked to match it, and its dimensions the model's."""
     data = config.data
-    unet = config.model.unet
+    unet = _network(config)
     train = config.model.path is None
     channels = unet.in_channels  # the image has this many channels, first, when > 1
     if data.boxes is not None or config.evaluate.boxes is not None:

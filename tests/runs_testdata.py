@@ -173,6 +173,34 @@ def client(user: Any = None) -> APIClient:
     return api
 
 
+def token_session(user: Any) -> Any:
+    """A ``requests`` session signed in to the API with a new token of ``user``."""
+    import requests
+    from rest_framework.authtoken.models import Token
+
+    api = requests.Session()
+    api.headers["Authorization"] = f"Token {Token.objects.create(user=user).key}"
+    return api
+
+
+def run_finished(api: Any, url: str, timeout: float = 600) -> dict[str, Any]:
+    """The run at ``url`` once it has ended; a failed run raises with its error and log."""
+    from celery_harness import wait_for
+
+    from webapp.runs.models import PipelineRun
+
+    body: dict[str, Any] = wait_for(
+        lambda: (b := api.get(url, timeout=30).json())["status"] in ("succeeded", "failed") and b,
+        timeout,
+        "the run to end",
+        interval=0.5,
+    )
+    if body["status"] != "succeeded":
+        log = PipelineRun.objects.get(pk=body["id"]).log
+        raise AssertionError(f"run {body['id']} failed: {body['error']}\n{log[-3000:]}")
+    return body
+
+
 def open_proofreading(api: Any, base: str, model_id: int) -> dict[str, Any]:
     """POST ``models/<id>/proofreading/`` (``api`` a signed-in ``requests`` session) until it
     opens a campaign (201): it answers 400 until the version's detections table is built, after

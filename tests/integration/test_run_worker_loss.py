@@ -11,13 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 from celery_harness import LiveWorker, wait_for
 from django.conf import settings as django_settings
-from rest_framework.authtoken.models import Token
 
 from pipeline.progress import TRAINING_STEPS
-from tests.runs_testdata import people, retrain_campaign
+from tests.runs_testdata import people, retrain_campaign, token_session
 from webapp.datasets.models import Layer
 from webapp.runs.models import ModelVersion, PipelineRun
 from webapp.runs.stages import part_stage
@@ -44,8 +42,7 @@ def test_a_worker_killed_while_a_run_trains_is_replaced_and_the_run_publishes_on
     settings.JOB_LEASE_SECONDS = float(LEASE_SECONDS)  # this process reads states with it
     who = people()
     campaign, _ = retrain_campaign(who, approved=3)
-    api = requests.Session()
-    api.headers["Authorization"] = f"Token {Token.objects.create(user=who['owner']).key}"
+    api = token_session(who["owner"])
     base = f"{live_server.url}/api/v1"
     started = api.post(
         f"{base}/runs/", json={"campaign": campaign.pk, "preset": "tiny"}, timeout=30

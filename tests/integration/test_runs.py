@@ -21,25 +21,24 @@ import requests
 from celery_harness import LiveWorker, WorkerProcess, wait_for
 from django.conf import settings
 from django.test import Client
-from rest_framework.authtoken.models import Token
 from scipy import ndimage
 
 from pipeline.assist import rle_decode
 from pipeline.box_image import read_box
 from pipeline.progress import TRAINING_STEPS
-from tests.runs_testdata import open_proofreading, people, retrain_campaign
+from tests.runs_testdata import (
+    open_proofreading,
+    people,
+    retrain_campaign,
+    run_finished,
+    token_session,
+)
 from webapp.annotation import services
 from webapp.datasets.models import Layer, LayerKind
-from webapp.runs.models import ModelVersion, PipelineRun
+from webapp.runs.models import ModelVersion
 from webapp.runs.stages import part_stage
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def session(user: Any) -> requests.Session:
-    s = requests.Session()
-    s.headers["Authorization"] = f"Token {Token.objects.create(user=user).key}"
-    return s
 
 
 def run_files() -> list[str]:
@@ -54,7 +53,7 @@ def test_a_cancelled_run_publishes_nothing_and_leaves_no_files(
 ) -> None:
     who = people()
     campaign, _ = retrain_campaign(who, approved=3)
-    api = session(who["owner"])
+    api = token_session(who["owner"])
     base = f"{live_server.url}/api/v1"
     body = {"campaign": campaign.pk, "preset": "tiny", "params": {"training.max_epochs": 50}}
     started = api.post(f"{base}/runs/", json=body, timeout=30)
@@ -77,19 +76,6 @@ def test_a_cancelled_run_publishes_nothing_and_leaves_no_files(
     assert list(Layer.objects.filter(dataset=campaign.dataset).values_list("name", flat=True)) == [
         "image"
     ]
-
-
-def finished(api: requests.Session, url: str, timeout: float = 600) -> dict[str, Any]:
-    body: dict[str, Any] = wait_for(
-        lambda: (b := api.get(url, timeout=30).json())["status"] in ("succeeded", "failed") and b,
-        timeout,
-        "the run to end",
-        interval=0.5,
-    )
-    if body["status"] != "succeeded":
-        log = PipelineRun.objects.get(pk=body["id"]).log
-        raise AssertionError(f"run {body['id']} failed: {body['error']}\n{log[-3000:]}")
-    return body
 
 
 GPU_QUEUE = "annotome-test-gpu"
@@ -127,12 +113,12 @@ def test_a_registered_model_is_fine_tuned_applied_to_another_dataset_and_proofre
     who = people()
     campaign, _ = retrain_campaign(who, approved=3)
     target, _ = retrain_campaign(who, approved=2)
-    api = session(who["owner"])
+    api = token_session(who["owner"])
     base = f"{live_server.url}/api/v1"
     quick = {"training.max_epochs": 1, "training.iterations_per_epoch": 4}
     first = api.post(f"{base}/runs/", json={"campaign": campaign.pk, "preset": "tiny"}, timeout=30)
     assert first.status_code == 202, first.text
-    v1 = finished(api, f"{base}/runs/{first.json()['id']}/")
+    v1 = run_finished(api, f"{base}/runs/{first.json()['id']}/")
     assert v1["mode"] == "train" and v1["model"] == 1
     # Its uncertainty ranks the boxes nobody started (five of eight): two go first.
     suggested = api.post(
@@ -156,7 +142,7 @@ def test_a_registered_model_is_fine_tuned_applied_to_another_dataset_and_proofre
     inside = np.argwhere(ndimage.binary_erosion(published > 0))
     assert len(inside), "v1 found no object in the task's box"
     z, y, x = (int(v) for v in inside[len(inside) // 2])
-    click = session(who["a1"]).post(
+    click = token_session(who["a1"]).post(
         f"{base}/annotation/assignments/{task.pk}/assist/click/",
         json={"z": z, "y": y, "x": x},
         timeout=30,
@@ -173,14 +159,14 @@ def test_a_registered_model_is_fine_tuned_applied_to_another_dataset_and_proofre
         timeout=30,
     )
     assert tune.status_code == 202, tune.text
-    v2 = finished(api, f"{base}/runs/{tune.json()['id']}/")
+    v2 = run_finished(api, f"{base}/runs/{tune.json()['id']}/")
     assert (v2["mode"], v2["parent"], v2["model"]) == ("fine-tune", v1["model_id"], 2)
     # Applied to the second dataset through its campaign: no training, every box evaluates.
     apply = api.post(
         f"{base}/runs/", json={"campaign": target.pk, "model": v1["model_id"]}, timeout=30
     )
     assert apply.status_code == 202, apply.text
-    applied = finished(api, f"{base}/runs/{apply.json()['id']}/")
+    applied = run_finished(api, f"{base}/runs/{apply.json()['id']}/")
     stages = {s["name"]: s["state"] for s in applied["stages"]}
     assert stages["train"] == "skipped" and stages["predict"] == "done"
     assert applied["metrics"]["evaluation"]["all"]["boxes"] == 2
@@ -248,7 +234,7 @@ def killed_mid_prediction(
     assert held in gpu_worker.pool_children()
     os.kill(held, signal.SIGKILL)
     pause.unlink()
-    rerun = finished(api, f"{base}/runs/{again.json()['id']}/")
+    rerun = run_finished(api, f"{base}/runs/{again.json()['id']}/")
     after = [int(pid) for pid in log.read_text().split()[seen + 1 :]]
     assert after and held not in after  # the item ran again, in the worker's new process
     assert rerun["metrics"]["measure"] == undisturbed["metrics"]["measure"]

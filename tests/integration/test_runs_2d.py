@@ -10,17 +10,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
-from celery_harness import LiveWorker, wait_for
+from celery_harness import LiveWorker
 from django.conf import settings
 from django.test import Client
-from rest_framework.authtoken.models import Token
 
 from pipeline.model_io import load_model
-from tests.runs_testdata import PIXEL_NM, open_proofreading, people, retrain_campaign_2d
+from tests.runs_testdata import (
+    PIXEL_NM,
+    open_proofreading,
+    people,
+    retrain_campaign_2d,
+    run_finished,
+    token_session,
+)
 from webapp.annotation.models import Assignment
 from webapp.datasets.models import Layer
-from webapp.runs.models import ModelVersion, PipelineRun
+from webapp.runs.models import ModelVersion
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -32,8 +37,7 @@ def test_a_2d_image_is_painted_retrained_and_published(
     campaign = retrain_campaign_2d(who)
     dataset = campaign.dataset
 
-    api = requests.Session()
-    api.headers["Authorization"] = f"Token {Token.objects.create(user=who['owner']).key}"
+    api = token_session(who["owner"])
     base = f"{live_server.url}/api/v1"
     # The campaign's ground truth for training elsewhere is 2D as well, as the image is.
     exported = api.get(f"{base}/annotation/campaigns/{campaign.pk}/labels.zip", timeout=60)
@@ -45,16 +49,7 @@ def test_a_2d_image_is_painted_retrained_and_published(
         f"{base}/runs/", json={"campaign": campaign.pk, "preset": "tiny"}, timeout=30
     )
     assert started.status_code == 202, started.text
-    url = f"{base}/runs/{started.json()['id']}/"
-    body = wait_for(
-        lambda: (b := api.get(url, timeout=30).json())["status"] in ("succeeded", "failed") and b,
-        600,
-        "the run to end",
-        interval=0.5,
-    )
-    if body["status"] != "succeeded":
-        log = PipelineRun.objects.get(pk=body["id"]).log
-        raise AssertionError(f"{body['error']}\n{log[-3000:]}")
+    body = run_finished(api, f"{base}/runs/{started.json()['id']}/")
     # A 2D segmentation of the image's grid, evaluated on the held-out box (the tiny preset's
     # 150 steps: 0.59 when measured; the floor says it learnt something, not how well).
     layer = Layer.objects.get(dataset=dataset, name=body["result_layer"])
@@ -96,23 +91,13 @@ def test_a_multichannel_2d_image_is_painted_on_one_grey_image_and_retrained(
     assert image.status_code == 200, image.content[:300]
     assert image["X-Shape"] == "1,128,128" and len(image.content) == 128 * 128
 
-    api = requests.Session()
-    api.headers["Authorization"] = f"Token {Token.objects.create(user=who['owner']).key}"
+    api = token_session(who["owner"])
     base = f"{live_server.url}/api/v1"
     started = api.post(
         f"{base}/runs/", json={"campaign": campaign.pk, "preset": "tiny"}, timeout=30
     )
     assert started.status_code == 202, started.text
-    url = f"{base}/runs/{started.json()['id']}/"
-    body = wait_for(
-        lambda: (b := api.get(url, timeout=30).json())["status"] in ("succeeded", "failed") and b,
-        600,
-        "the run to end",
-        interval=0.5,
-    )
-    if body["status"] != "succeeded":
-        log = PipelineRun.objects.get(pk=body["id"]).log
-        raise AssertionError(f"{body['error']}\n{log[-3000:]}")
+    body = run_finished(api, f"{base}/runs/{started.json()['id']}/")
     model = ModelVersion.objects.get(pk=body["model_id"])
     loaded = load_model(Path(settings.DATA_ROOT) / model.path, device="cpu")
     assert (loaded.config.in_channels, loaded.config.dims) == (3, 2)

@@ -319,3 +319,35 @@ def test_corner_and_physical_box_tables_load(inputs: Path) -> None:
     load_config(write(inputs, "run.yaml", YAML))
     (inputs / "boxes.csv").write_text("x_um,y_um,z_um,w_um,h_um,d_um\n0,0,0,1.6,1.6,1.6\n")
     load_config(write(inputs, "run.yaml", YAML))
+
+
+def test_a_named_model_reads_as_many_channels_as_its_network(tmp_path: Path) -> None:
+    """A fine-tune of a three-channel 2D model, or segmenting with it, on a three-channel image:
+    the box tables are checked against the image read with the file's channels (the model
+    section gives none: the file keeps its network), not refused as "a single channel"."""
+    import tifffile
+
+    from pipeline.model_io import save_model
+    from pipeline.unet import UNet, UNetConfig
+
+    image = np.zeros((3, 64, 64), np.uint16)
+    tifffile.imwrite(tmp_path / "if.tif", image, metadata={"axes": "CYX"}, photometric="minisblack")
+    convert_to_ome_zarr(
+        tmp_path / "if.tif", tmp_path / "if", voxel_size=(0.1, 0.1), unit="micrometer"
+    )
+    tifffile.imwrite(tmp_path / "labels.tif", np.zeros((64, 64), np.uint32))
+    (tmp_path / "boxes.csv").write_text("name,x,y,w,h\na,0,0,32,32\n")
+    save_model(
+        tmp_path / "if.pt", UNet(UNetConfig(dims=2, in_channels=3, width=2, depth=1)),
+        mean=0.0, std=1.0, voxel_size=(100.0, 100.0), metadata={},
+    )  # fmt: skip
+    data = {"image": "if/image.ome.zarr", "labels": "labels.tif", "boxes": "boxes.csv"}
+    tune = {"data": data, "training": {"init_model": "if.pt"}}
+    config = load_config(write(tmp_path, "tune.yaml", yaml.safe_dump(tune)))
+    assert config.train_config((100.0, 100.0)).unet.in_channels == 3
+    segment = {"data": {"image": data["image"]}, "model": {"path": "if.pt"},
+               "evaluate": {"labels": "labels.tif", "boxes": "boxes.csv"}}  # fmt: skip
+    assert load_config(write(tmp_path, "segment.yaml", yaml.safe_dump(segment))).model.path
+    # A new network given no channels is still told what is wrong with a multichannel image.
+    with pytest.raises(InvalidInputError, match="channel"):
+        load_config(write(tmp_path, "new.yaml", yaml.safe_dump({"data": data})))

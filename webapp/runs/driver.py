@@ -352,7 +352,9 @@ def pipeline_config(run: PipelineRun, work: Path) -> Any:
         data |= {"labels": str(truth / "labels.ome.zarr"), "boxes": str(truth / TRAIN_BOXES)}
     document: dict[str, Any] = {**run.config, "data": data}
     channels = run.image_layer.channels
-    if channels > 1:  # a multichannel image (2D immunofluorescence): the U-Net reads them all
+    if channels > 1 and run.mode == "train":
+        # A multichannel image (immunofluorescence): the new U-Net reads every channel (a
+        # fine-tune or a registered model keeps its own network's).
         document["model"] = {**(run.config.get("model") or {}), "in_channels": channels}
     if has_held_out:
         document["evaluate"] = {
