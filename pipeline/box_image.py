@@ -71,7 +71,7 @@ def _read_channels(
     if any(int(n) != 1 for i, n in enumerate(array.shape) if i not in (*spatial, channel)):
         raise InvalidInputError(
             f"image {image.path.name} has axes {''.join(image.axes)} with shape "
-            f"{tuple(array.shape)}: several time points cannot be shown"
+            f"{tuple(array.shape)}: only its channel and spatial axes may be longer than one"
         )
     ranges = _clipped(origin, shape, tuple(int(array.shape[i]) for i in spatial))
     index: list[Any] = [0] * array.ndim
@@ -93,9 +93,14 @@ def channel_composite(
     out = np.zeros(channels.shape[1:], np.float32)
     for channel in channels:
         data = np.asarray(channel, dtype=np.float32)
-        low, high = (float(v) for v in np.percentile(data, [low_percent, high_percent]))
-        if high > low:
-            np.maximum(out, np.clip((data - low) / (high - low), 0.0, 1.0), out=out)
+        if not np.isfinite(data).any():
+            continue
+        low, high = (float(v) for v in np.nanpercentile(data, [low_percent, high_percent]))
+        if high <= low:  # a structure smaller than the top percentile: its full range instead
+            low, high = float(np.nanmin(data)), float(np.nanmax(data))
+        if high > low:  # a constant channel shows nothing
+            stretched = np.clip((data - low) / (high - low), 0.0, 1.0)
+            np.fmax(out, np.nan_to_num(stretched, nan=0.0), out=out)
     return out
 
 

@@ -610,10 +610,10 @@ def _network(config: PipelineConfig) -> Any:  # pipeline.unet.UNetConfig (import
     if named is not None and Path(named).is_file():
         from pipeline.model_io import model_unet_config  # torch: only when a file is named
 
-        try:
+        try:  # an unreadable file says so here, not as a wrong channel count
             return model_unet_config(Path(named))
-        except (InvalidInputError, KeyError, TypeError, ValueError):
-            pass  # an unreadable file is reported where it is loaded
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidInputError(f"{Path(named).name}: no readable U-Net ({exc})") from None
     return config.model.unet
 
 

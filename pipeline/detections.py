@@ -267,8 +267,9 @@ def measure_detections_of_store(
         block_shape=block_shape,
         progress=progress,
     )
-    if level.flat:
-        frame["volume"] = frame["volume"] / (level.geometry.voxel_size_nm[0] / 1000.0)
+    if level.flat:  # pixels times a pixel's area (nm^2 to um^2)
+        _, y_nm, x_nm = level.geometry.voxel_size_nm
+        frame["volume"] = frame["voxels"] * (y_nm * x_nm / 1e6)
     probability = matching(probability_path)
     if probability is not None:
         stats = label_stats(level.array, block_shape, progress, image=probability)

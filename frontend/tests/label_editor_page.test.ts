@@ -117,12 +117,12 @@ function key(k: string, ctrl = false): void {
 
 /** The Paint tab mounted on a scripted server with no saves to answer (``labels``: the
  * version its labels state names). */
-async function mountTab(labels?: { version: number }, shape?: number[]) {
+async function mountTab(labels?: { version: number }, shape?: number[], planar = false) {
   fakeServer([], labels, shape);
   const root = document.getElementById("paint")!;
   const paint = mountPaint(
     root,
-    { assignmentId: 9, csrfToken: "t", editable: true, provenance: false },
+    { assignmentId: 9, csrfToken: "t", editable: true, provenance: false, planar },
     () => undefined,
   );
   mounted.push(paint);
@@ -201,7 +201,7 @@ describe("the Paint tab", () => {
   });
 
   it("paints a box one voxel deep (a 2D image's) in its xy view alone", async () => {
-    const { root, paint } = await mountTab(undefined, [1, 4, 6]);
+    const { root, paint } = await mountTab(undefined, [1, 4, 6], true);
     expect(paint.editor.flat).toBe(true);
     const hidden = (p: string) => root.querySelector<HTMLElement>(`[data-paint-view=${p}]`)!.hidden;
     expect([hidden("xy"), hidden("xz"), hidden("yz")]).toEqual([false, true, true]);
@@ -216,8 +216,16 @@ describe("the Paint tab", () => {
     expect(root.querySelector("[data-paint=info]")!.textContent).toContain("x 3 y 2 · version");
     key("e");
     expect(paint.editor.tool).toBe("eraser");
-    // A volume's box keeps all three views and the 3D tools.
+    // A one-slice box of a volume: the xy view alone too, but its z stays in the captions.
     paint.dispose();
+    const slice = await mountTab(undefined, [1, 4, 6], false);
+    expect(hidden("xz")).toBe(true);
+    expect(root.querySelector("[data-paint-view=xy] .paint-slice")!.textContent).toBe(
+      "xy · z 0 of 0–0",
+    );
+    expect(root.querySelector("[data-paint=info]")!.textContent).toContain(" z 0 ");
+    // A volume's box keeps all three views and the 3D tools.
+    slice.paint.dispose();
     const volume = await mountTab(undefined, [2, 4, 6]);
     expect(volume.paint.editor.flat).toBe(false);
     expect(hidden("xz") || hidden("yz")).toBe(false);

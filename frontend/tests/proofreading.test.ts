@@ -258,7 +258,7 @@ describe("the measurements panel", () => {
     };
     const item = { id: 1, segment_id: 7, detection } as unknown as Item;
     const flat = Object.fromEntries(measurementRows(item, true));
-    expect(flat["Area (µm²)"]).toBeDefined();
+    expect(flat["Area (µm²)"]).toBe("3.25");
     expect(Object.keys(flat)).not.toContain("Volume (µm³)");
     expect(Object.keys(flat)).not.toContain("Sphericity");
     expect(flat["Position (x, y pixels)"]).toBe("4, 5");

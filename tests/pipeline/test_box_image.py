@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from pipeline.box_image import read_box, stretch_uint8
+from pipeline.box_image import channel_composite, read_box, stretch_uint8
 from pipeline.errors import InvalidInputError
 from pipeline.importers import convert_to_ome_zarr
 from pipeline.ome_zarr_io import create_single_level_image
@@ -82,3 +82,18 @@ def test_a_multichannel_image_is_read_as_the_brightest_of_its_stretched_channels
     assert clipped.shape == (depth, 4, 4)
     with pytest.raises(InvalidInputError, match="outside"):
         read_box(image, (0, 30, 0), (1, 4, 4))
+
+
+def test_the_composite_keeps_a_sparse_channel_and_ignores_nan_and_constant_ones() -> None:
+    """A marker in one pixel of a box (below the top half percent) still shows at full
+    brightness; NaN voxels and a constant channel add nothing."""
+    channels = np.zeros((4, 1, 40, 40), np.float32)
+    channels[0, 0, 5:25, 5:25] = 1000.0  # nuclei, a quarter of the box
+    channels[1, 0, 30, 30] = 50.0  # one bright pixel of a marker
+    channels[2, 0, 0, 0] = np.nan
+    channels[2, 0, 10, 30] = 7.0
+    channels[3] = 12.0  # constant
+    out = channel_composite(channels)
+    assert out[0, 10, 10] == pytest.approx(1.0) and out[0, 30, 30] == pytest.approx(1.0)
+    assert out[0, 10, 30] == pytest.approx(1.0)  # channel 2, its NaN left out of the range
+    assert np.isfinite(out).all() and out[0, 35, 2] == 0.0

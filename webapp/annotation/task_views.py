@@ -107,6 +107,7 @@ def task_page(request: HttpRequest, assignment_id: int) -> HttpResponse:
         "reservedKeys": "nsfu",
         # The labels save's provenance field, once the server takes it (issue 10's assistance).
         "labelsProvenance": "provenance" in label_views.FIELDS,
+        "planar": campaign.image_layer.spatial_dims == 2,
     }
     context = {
         "assignment": assignment,

@@ -70,9 +70,11 @@ def dataset_summary(dataset: Dataset) -> DatasetSummary:
     axes = [str(a) for a in reference.axes or []]
     # Voxels (pixels of a 2D image) count space only: three channels are not three times the
     # voxels, though they are three times the bytes.
-    spatial = [n for n, a in zip(shape, axes, strict=True) if a not in ("c", "t")]
-    if len(axes) != len(shape):
-        spatial = shape
+    spatial = (
+        [n for n, a in zip(shape, axes, strict=True) if a not in ("c", "t")]
+        if len(axes) == len(shape)
+        else shape
+    )
     return DatasetSummary(
         dataset=dataset,
         shape=shape,

@@ -55,6 +55,8 @@ export interface TaskConfig {
   nextUrl: string;
   reservedKeys: string;
   labelsProvenance?: boolean;
+  /** The campaign's image is 2D (no z axis): the Paint tab leaves z out. */
+  planar?: boolean;
 }
 
 interface Revision {
@@ -752,6 +754,7 @@ export function mountTaskPage(doc: Document = document): TaskHooks {
         provenance: !!config.labelsProvenance,
         voxelSizeUm: config.geometry.voxel_size_um,
         origin: config.box.start,
+        planar: !!config.planar,
       },
       (version) => {
         // Points and labels share one version sequence: the points' next save builds on it.

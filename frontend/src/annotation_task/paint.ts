@@ -30,6 +30,9 @@ export interface PaintConfig {
   /** The box's first voxel (z, y, x) in the dataset: positions and slices are shown in the
    * dataset's coordinates, as Neuroglancer shows them. Missing: the box's own, from 0. */
   origin?: readonly number[] | undefined;
+  /** The image is 2D (no z axis): positions and captions leave z out. A one-slice box of a
+   * volume is painted in its xy view alone too, but keeps its z. */
+  planar?: boolean;
 }
 
 /** What the page and tests reach: the editor's contract hooks and a few read-outs. */
@@ -258,7 +261,7 @@ export function mountPaint(
     info.textContent =
       `tool ${editor.tool} · object ${editor.activeId} · radius ${editor.radius} · ` +
       `x ${x + (origin[2] ?? 0)} y ${y + (origin[1] ?? 0)}` +
-      (editor.flat ? " · " : ` z ${z + (origin[0] ?? 0)} · `) +
+      (config.planar ? " · " : ` z ${z + (origin[0] ?? 0)} · `) +
       `version ${version}` +
       (editor.proposal ? ` · proposal ${editor.proposal.p.id}: Enter accepts, Esc rejects` : "");
     for (const button of root.querySelectorAll<HTMLButtonElement>("[data-paint-tool]")) {
@@ -395,7 +398,7 @@ export function mountPaint(
       const which = ids.length === 1 ? `object ${ids[0]}` : `objects ${ids.join(", ")}`;
       // A flat box's one slice needs no number (a 2D image has no z).
       view.label.textContent =
-        (editor.flat
+        (config.planar
           ? view.plane
           : sliceCaption(view.plane, slice, depth, origin[NORMAL_AXIS[view.plane]] ?? 0)) +
         (ids.length ? ` · interpolated (${which})` : "");

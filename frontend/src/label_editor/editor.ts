@@ -101,7 +101,8 @@ export class LabelEditor {
   }
 
   /** A box one voxel deep (a 2D image's, or one slice of a volume): painted in its xy view
-   * alone, where the sphere brush and interpolation between slices mean nothing. */
+   * alone, where the sphere brush and interpolation between slices mean nothing. (Only a 2D
+   * image's page leaves z out of its captions: the page's config says which.) */
   get flat(): boolean {
     return this.volume.shape[0] === 1;
   }

@@ -52,6 +52,10 @@ def test_a_2d_multichannel_card_counts_pixels_not_channels(
     html = client.get("/").content.decode()
     assert "3 \u00d7 256 \u00d7 384 (cyx)" in html
     assert "98,304 pixels, 288.0\u00a0KB" in html
+    # A row whose axes are unknown counts its whole shape, rather than failing the page.
+    Layer.objects.filter(dataset=dataset, kind=LayerKind.IMAGE).update(axes=[])
+    html = client.get("/").content.decode()
+    assert "294,912 voxels" in html
 
 
 @pytest.mark.parametrize(
