@@ -140,8 +140,9 @@ def failure_message(restarts: Sequence[Restart], voxel_size: Sequence[float]) ->
     sizes = " x ".join(f"{v:g}" for v in voxel_size)
     lines.append(
         "Try: more iterations (iterations_per_epoch, health_epochs) or a lower or higher lr "
-        "(with warmup_steps); check that the labels lie on the objects of the image (same "
-        f"shape, same origin, not shifted or transposed) and that the voxel size ({sizes} nm) "
-        "is right, since the seed threshold is derived from the objects' size in nm."
+        "(with warmup_steps); check that every object inside each training box is labelled (an "
+        "unlabelled object is taught as background), that the labels lie on the objects of the "
+        "image (same shape, same origin, not shifted or transposed) and that the voxel size "
+        f"({sizes} nm) is right, since the seed threshold is derived from the objects' size in nm."
     )
     return "\n".join(lines)

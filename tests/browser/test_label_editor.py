@@ -468,6 +468,7 @@ def test_a_2d_image_is_painted_in_its_xy_view_alone(
     assert page.locator("[data-paint-view=yz]").is_hidden()
     for tool in ("[data-paint-tool=sphere]", "[data-paint-action=interpolate]"):
         assert page.locator(tool).is_hidden(), tool
+    assert page.locator("[data-paint=interpolated]").is_hidden()
     keys = page.inner_text("#paint-keys")
     assert "brush" in keys and "sphere" not in keys and "interpolate" not in keys, keys
     tab = page.locator("#paint").bounding_box()

@@ -142,6 +142,7 @@ def test_training_that_cannot_learn_restarts_then_fails_saying_what_was_seen(
     assert "below the seed threshold" in message and "median radius" in message
     assert "probability head barely separates" in message
     assert "more iterations" in message and "labels lie on the objects" in message
+    assert "every object inside each training box is labelled" in message
     assert "voxel size (100 x 100 nm)" in message
     with (tmp_path / "history.csv").open() as handle:
         rows = list(csv.DictReader(handle))

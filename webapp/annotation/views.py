@@ -229,6 +229,9 @@ def campaign_page(request: HttpRequest, campaign_id: int) -> HttpResponse:
         "instructions": instructions_html(campaign.instructions),
         "dataset": campaign.dataset,
         "shape": [int(n) for n in campaign.geometry.get("shape", [])],
+        # Six significant digits: 0.1 um read 0.09999999999999999 (nm divided by 1000).
+        "voxel_um": [f"{float(v):.6g}" for v in campaign.geometry.get("voxel_size_um", [])],
+        "box_um": [f"{float(v):.6g}" for v in campaign.box_size_um or []],
         "roles": roles,
         "manager": manager,
         "members": members,

@@ -74,9 +74,11 @@ def advance(run_id: int) -> None:
         job_log(PipelineRun, run_id, "cancelled: nothing published")
         _ended(run_id)
     except (PipelineError, DomainError, PlanFailed) as exc:
-        logger.info("run %s failed: %s", run_id, exc)
+        # What the data or the request caused: the message says it; the traceback goes to the
+        # server's log, not to the run's, which its starter reads.
+        logger.info("run %s failed: %s", run_id, exc, exc_info=True)
         job_log(PipelineRun, run_id, f"failed: {exc}")
-        job_fail(PipelineRun, attempt, error=str(exc), log=traceback.format_exc())
+        job_fail(PipelineRun, attempt, error=str(exc))
         _ended(run_id)
     except Exception as exc:
         logger.exception("run %s failed", run_id)

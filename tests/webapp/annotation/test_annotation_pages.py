@@ -68,7 +68,11 @@ def test_each_role_sees_its_links(campaign: AnnotationCampaign, people: dict[str
     pages = _pages(campaign)
     # Manager: everything, the forms that add boxes and members.
     manager = _as(people["owner"])
+    # Settings in six significant digits (0.1 um is 0.09999999999999999 after nm / 1000).
+    geometry = {**campaign.geometry, "voxel_size_um": [0.1 * 3, 0.2, 0.2]}
+    AnnotationCampaign.objects.filter(pk=campaign.pk).update(geometry=geometry)
     page = manager.get(pages["page"]).content.decode()
+    assert "voxel 0.3 \u00d7 0.2 \u00d7 0.2 \u00b5m" in page
     for needle in (
         'id="add-tile"',
         'id="add-sample"',

@@ -12,6 +12,7 @@ import pytest
 
 from pipeline.plan import PLAN_FILE, write_atomic
 from tests.runs_testdata import people, retrain_campaign
+from webapp.annotation.models import TaskBox
 from webapp.core.jobs.models import JobStatus
 from webapp.runs import layout, services
 from webapp.runs.driver import advance
@@ -60,4 +61,19 @@ def test_a_run_cancelled_between_stages_loses_its_files_at_once() -> None:
     who = people()
     run = released_run(who, with_plan=False)
     services.run_cancel(run, who["owner"])
+    assert not layout.run_dir(run.pk).exists()
+
+
+def test_a_run_failing_on_its_data_says_why_without_a_traceback() -> None:
+    """A failure the data causes (here a box of the snapshot deleted before the export) ends the
+    run with its message in the error and the log; no traceback reaches the run's log."""
+    who = people()
+    campaign, _ = retrain_campaign(who, approved=2)
+    run = services.run_start(who["owner"], campaign, preset="tiny")
+    TaskBox.objects.filter(pk=run.ground_truth["boxes"][0]["box"]).delete()
+    advance(run.pk)
+    run.refresh_from_db()
+    assert run.status == JobStatus.FAILED
+    assert "was deleted since the run started" in run.error
+    assert "failed: Box" in run.log and "Traceback" not in run.log
     assert not layout.run_dir(run.pk).exists()
