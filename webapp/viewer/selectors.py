@@ -58,12 +58,15 @@ def _itemsize(dtype: str) -> int:
 def dataset_summary(dataset: Dataset) -> DatasetSummary:
     """Shape, size and voxel size of a dataset's first image (or labels) layer."""
     layers: list[Layer] = list(dataset.layers.all())
-    reference = next((la for la in layers if la.kind == LayerKind.IMAGE), None) or next(
+    imported = [la for la in layers if la.source_layer_id is None]  # not a run's probability map
+    reference = next((la for la in imported if la.kind == LayerKind.IMAGE), None) or next(
         (la for la in layers if la.kind == LayerKind.SEGMENTATION), None
     )
     counts: dict[str, int] = {}
     for layer in layers:
-        counts[layer.kind] = counts.get(layer.kind, 0) + 1
+        derived = layer.kind == LayerKind.IMAGE and layer.source_layer_id is not None
+        kind = "probability map" if derived else layer.kind
+        counts[kind] = counts.get(kind, 0) + 1
     if reference is None:
         return DatasetSummary(dataset, [], [], 0, 0, [], "", counts)
     shape = [int(n) for n in reference.shape or []]

@@ -52,6 +52,14 @@ def test_a_2d_multichannel_card_counts_pixels_not_channels(
     html = client.get("/").content.decode()
     assert "3 \u00d7 256 \u00d7 384 (cyx)" in html
     assert "98,304 pixels, 288.0\u00a0KB" in html
+    # A run's probability map (an image derived from a segmentation) is counted as such.
+    seg = Layer.objects.get(dataset=dataset, kind=LayerKind.SEGMENTATION)
+    Layer.objects.create(
+        dataset=dataset, name="model-v1-probability", kind=LayerKind.IMAGE, path="p",
+        source_layer=seg, shape=[256, 384], axes=["y", "x"], voxel_size=[500.0, 500.0],
+    )  # fmt: skip
+    html = client.get("/").content.decode()
+    assert "1 image, 1 segmentation, 1 mesh, 1 probability map" in html
     # A row whose axes are unknown counts its whole shape, rather than failing the page.
     Layer.objects.filter(dataset=dataset, kind=LayerKind.IMAGE).update(axes=[])
     html = client.get("/").content.decode()
