@@ -111,9 +111,10 @@ export function mountGalleryPage(doc: Document = document): GalleryHooks {
   const counters = byId("gallery-counters", HTMLElement, doc);
   const status = byId("gallery-status", HTMLElement, doc);
   const empty = byId("gallery-empty", HTMLElement, doc);
-  const NO_SLICE =
-    "Missed-object points go on a card's slice tile (xy, zy or xz), inside the volume: " +
-    "Alt+click there, or point there and press M.";
+  const NO_SLICE = config.planar
+    ? "Missed-object points go on a card's image: Alt+click there, or point there and press M."
+    : "Missed-object points go on a card's slice tile (xy, zy or xz), inside the volume: " +
+      "Alt+click there, or point there and press M.";
   const colours = new Map(config.verdictSet.map((v) => [v.name, v]));
 
   const selection = new PageSelection();

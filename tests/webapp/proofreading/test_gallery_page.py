@@ -82,6 +82,12 @@ def test_gallery_page_configures_pages_cards_and_keys_and_queues_the_cards(
     # Opening it again queues nothing new.
     _client(people["r2"]).get(f"/proofreading/{campaign.id}/gallery/")
     assert CardBuild.objects.filter(layer=layer).count() == 1
+    assert config["planar"] is False and "xy, zy or xz slice" in html
+    # A 2D image's layer: its cards have one image, its objects an area.
+    type(layer).objects.filter(pk=layer.pk).update(axes=["y", "x"])
+    html = _client(people["r1"]).get(f"/proofreading/{campaign.id}/gallery/").content.decode()
+    assert _config(html, "gallery-config")["planar"] is True
+    assert "+click it on a card's image" in html and "zy or xz" not in html
 
 
 def test_an_expert_only_member_gets_the_second_round(
