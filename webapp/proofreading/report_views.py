@@ -58,6 +58,7 @@ def thresholds_page(request: HttpRequest, campaign_id: int) -> HttpResponse:
         "canSave": may_save_filter(campaign, signed_in_user(request)),
         "minRecall": DEFAULT_MIN_RECALL,
         "nFolds": DEFAULT_FOLDS,
+        "planar": campaign.layer.spatial_dims == 2,
     }
     return render(
         request,

@@ -31,6 +31,8 @@ interface Config {
   canSave: boolean;
   minRecall: number;
   nFolds: number;
+  /** The layer is a 2D image's: the volume column holds areas (µm²). */
+  planar?: boolean;
 }
 
 type Data = Schemas["ThresholdData"];
@@ -228,7 +230,7 @@ export function mountThresholdsPage(doc: Document = document): ThresholdHooks {
       },
       axes: [
         {
-          label: "Volume (µm³, log scale)",
+          label: config.planar ? "Area (µm², log scale)" : "Volume (µm³, log scale)",
           stroke: "#1d2330",
           grid: { stroke: "#e4e7ec" },
           splits: () => logTicks(xRange[0], xRange[1]),

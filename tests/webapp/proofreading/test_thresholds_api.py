@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from django.test import Client
 from proofreading_testdata import (
     DatasetFactory,
     SegmentationLayerFactory,
@@ -358,3 +359,18 @@ def test_report_pages_by_role(fitted: ProofreadingCampaign, people: Any, client:
     assert [client.get(p).status_code for p in pages] == [404, 404]
     client.logout()
     assert client.get(pages[0]).status_code == 302
+
+
+def test_the_thresholds_page_speaks_of_areas_on_a_2d_layer(
+    fitted: ProofreadingCampaign, people: Any
+) -> None:
+    """The page of a volume's layer: volumes in um^3; of a 2D image's layer: areas in um^2, and
+    a note that only the area thresholds apply (no sphericity in 2D)."""
+    client = Client()
+    client.force_login(people["owner"])
+    page = client.get(f"/proofreading/{fitted.id}/thresholds/").content.decode()
+    assert "Volume \u2265" in page and 'id="thresholds-planar"' not in page
+    Layer.objects.filter(pk=fitted.layer_id).update(axes=["y", "x"])
+    page = client.get(f"/proofreading/{fitted.id}/thresholds/").content.decode()
+    assert "Area \u2265" in page and "\u00b5m\u00b2" in page and "Volume \u2265" not in page
+    assert 'id="thresholds-planar"' in page and '"planar": true' in page
