@@ -21,6 +21,7 @@ function object(id: number, extra: Partial<LabelObject> = {}): LabelObject {
     volume_um3: 12.345678,
     surface_area_um2: 30.5,
     sphericity: 0.876543,
+    area_um2: null,
     centroid_z: 10.5,
     centroid_y: 20,
     centroid_x: 30.25,
@@ -33,6 +34,15 @@ function object(id: number, extra: Partial<LabelObject> = {}): LabelObject {
 }
 
 describe("painted objects in the review page", () => {
+  it("gives a 2D image's objects their area: one figure, and the median area", () => {
+    const flat = (id: number, area: number) =>
+      object(id, { volume_um3: null, surface_area_um2: null, sphericity: null, area_um2: area });
+    expect(objectCells(flat(3, 51.234))).toEqual(["3", "51.2", "manual"]);
+    const summary = objectsSummary([flat(1, 10), flat(2, 30), flat(3, 20)], 4);
+    expect(summary).toBe("version 4: 3 object(s), median area 20 µm²");
+    expect(scatterPoints([flat(1, 10)])).toEqual([]); // no volume, no sphericity: no point
+  });
+
   it("writes a row: id, volume, surface, sphericity at 3 figures, provenance", () => {
     expect(objectCells(object(7))).toEqual(["7", "12.3", "30.5", "0.877", "manual"]);
     const none = object(8, { surface_area_um2: null, sphericity: null, provenance: null });

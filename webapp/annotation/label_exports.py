@@ -81,13 +81,14 @@ SOURCE_COLUMNS = (
     "accepted_at",
 )
 #: One painted object's figures: ids, voxels, um^3, um^2, sphericity, centroid (image voxels
-#: and um, z y x).
+#: and um, z y x); an object of a 2D image has its area (um^2) instead of the three 3D figures.
 OBJECT_FIELDS = (
     "segment_id",
     "voxels",
     "volume_um3",
     "surface_area_um2",
     "sphericity",
+    "area_um2",
     "centroid_z",
     "centroid_y",
     "centroid_x",
@@ -102,23 +103,27 @@ def _number(value: float) -> float | None:
     return None if not math.isfinite(value) else round(float(value), 6)
 
 
-def label_objects(labels: selectors.Labels) -> list[dict[str, Any]]:
+def label_objects(labels: selectors.Labels, planar: bool = False) -> list[dict[str, Any]]:
     """Each object of one version's labels measured with the pipeline's own code
     (:func:`pipeline.detections.measure_objects`: voxel counts and centroids from
     ``label_stats``, surface areas from smoothed meshes as ``build_meshes`` measures them):
-    volume um^3, surface area um^2, sphericity, centroid in image voxels and um."""
+    volume um^3, surface area um^2, sphericity, centroid in image voxels and um. Objects of a 2D
+    image (``planar``: the campaign's depth of one voxel is not a thickness) have their area in
+    um^2 instead of a volume, a surface and a sphericity."""
     g = labels.geometry
     array = labels_read(labels.blobs, g, labels.chunks)
     table = measure_objects(array, Geometry(g.voxel_size_nm, g.origin_nm))
+    pixel_um2 = g.voxel_size_nm[1] * g.voxel_size_nm[2] / 1e6
     objects = []
     for row in table.itertuples(index=False):
         objects.append(
             {
                 "segment_id": int(row.segment_id),
                 "voxels": int(row.voxels),
-                "volume_um3": _number(row.volume),
-                "surface_area_um2": _number(row.surface_area),
-                "sphericity": _number(row.sphericity),
+                "volume_um3": None if planar else _number(row.volume),
+                "surface_area_um2": None if planar else _number(row.surface_area),
+                "sphericity": None if planar else _number(row.sphericity),
+                "area_um2": _number(row.voxels * pixel_um2) if planar else None,
                 # In the image grid, where the box's voxel 0 is its start.
                 "centroid_z": _number(row.centroid_z + g.start[0]),
                 "centroid_y": _number(row.centroid_y + g.start[1]),
@@ -243,7 +248,7 @@ def write_labels_export(campaign: AnnotationCampaign, out_dir: Path) -> Path:
         sources.writerow(SOURCE_COLUMNS)
         for t in truths:
             provenance = _provenance(t)
-            measured = label_objects(t.labels)
+            measured = label_objects(t.labels, campaign.image_layer.spatial_dims == 2)
             who = [provenance[k] for k in OBJECT_COLUMNS[:5]]
             for entry in measured:
                 objects.writerow(

@@ -75,5 +75,7 @@ def review_page(request: HttpRequest, campaign_id: int) -> HttpResponse:
         "client_url": neuroglancer_client_url(),
         "may_report": may_report,
         "exports": export_links(campaign.pk, painted=campaign.painted),
+        # A 2D image's painted objects have an area, no volume, surface or sphericity.
+        "planar": campaign.image_layer.spatial_dims == 2,
     }
     return render(request, "annotation/review.html", context)

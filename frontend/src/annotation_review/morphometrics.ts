@@ -36,8 +36,11 @@ export function provenanceText(o: LabelObject): string {
   );
 }
 
-/** A table row: id, volume (um^3), surface (um^2), sphericity, provenance. */
+/** A table row: id, volume (um^3), surface (um^2), sphericity, provenance; an object of a 2D
+ * image: id, area (um^2), provenance. */
 export function objectCells(o: LabelObject): string[] {
+  if (o.area_um2 !== null && o.area_um2 !== undefined)
+    return [String(o.segment_id), figure(o.area_um2), provenanceText(o)];
   return [
     String(o.segment_id),
     figure(o.volume_um3),
@@ -90,9 +93,15 @@ export function median(values: readonly (number | null)[]): number | null {
   return v.length % 2 ? v[mid]! : (v[mid - 1]! + v[mid]!) / 2;
 }
 
-/** The section's one-line summary: count, median volume and sphericity. */
+/** The section's one-line summary: count, median volume and sphericity (a 2D image's objects:
+ * their median area). */
 export function objectsSummary(objects: readonly LabelObject[], version: number): string {
   if (!objects.length) return `version ${version}: no painted objects`;
+  if (objects.some((o) => o.area_um2 !== null && o.area_um2 !== undefined))
+    return (
+      `version ${version}: ${objects.length} object(s), median area ` +
+      `${figure(median(objects.map((o) => o.area_um2 ?? null)))} µm²`
+    );
   return (
     `version ${version}: ${objects.length} object(s), median ` +
     `${figure(median(objects.map((o) => o.volume_um3)))} µm³, sphericity ` +

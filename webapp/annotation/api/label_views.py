@@ -210,8 +210,9 @@ class LabelsView(_AssignmentView):
 
 class LabelObjectsView(_AssignmentView):
     """Morphometrics of the painted objects of version ``?version=`` (default the current one):
-    per object its voxels, volume (um^3), surface area (um^2) and sphericity measured by the
-    pipeline's own code, and its centroid (image voxels and um). Who may read: as ``labels/``."""
+    per object its voxels, volume (um^3), surface area (um^2) and sphericity (a 2D image's: its
+    area, um^2) measured by the pipeline's own code, and its centroid (image voxels and um). Who
+    may read: as ``labels/``."""
 
     serializer_class = s.LabelObjectsSerializer
 
@@ -226,7 +227,8 @@ class LabelObjectsView(_AssignmentView):
             raise InvalidRequest(f"version must be 0-{row.version}.")
         labels = selectors.labels_at(row, version)
         provenance = selectors.labels_provenance_at(row.pk, labels.version)
-        objects = label_exports.label_objects(labels)
+        planar = row.box.campaign.image_layer.spatial_dims == 2
+        objects = label_exports.label_objects(labels, planar)
         for item in objects:
             item["provenance"] = provenance.get(str(item["segment_id"]))
         return Response(

@@ -410,6 +410,11 @@ class LabelObjectSerializer(serializers.Serializer[dict[str, Any]]):
     sphericity = serializers.FloatField(
         allow_null=True, help_text="pi^(1/3) (6 V)^(2/3) / A: 1 for a sphere."
     )
+    area_um2 = serializers.FloatField(
+        allow_null=True,
+        help_text="An object of a 2D image: its area (its volume, surface and sphericity are "
+        "null); null in a volume.",
+    )
     centroid_z = serializers.FloatField(help_text="In the image's voxels.")
     centroid_y = serializers.FloatField()
     centroid_x = serializers.FloatField()
