@@ -11,11 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pipeline.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from pipeline.ome_zarr_io import Multiscale
 
 # A box larger than this many voxels is refused: the editor and the assistance hold it in memory.
 MAX_BOX_VOXELS = 512 * 512 * 512
@@ -30,14 +33,14 @@ def read_box(
     The box is clipped to the image (a box may reach past a volume's edge): the answer has the
     clipped shape. Raises :class:`InvalidInputError` for a box outside the image or too large.
     """
-    from pipeline.ome_zarr_io import open_multiscale, open_spatial_level  # imports dask
+    from pipeline.ome_zarr_io import open_multiscale, spatial_level  # imports dask
 
     image = open_multiscale(Path(image_path))
     channels = image.axes.index("c") if "c" in image.axes else None
     levels = image.levels
     if channels is not None and 0 <= level < len(levels) and levels[level].shape[channels] > 1:
         return channel_composite(_read_channels(image, level, origin, shape))
-    array = open_spatial_level(Path(image_path), level, what="image").array
+    array = spatial_level(image, level, what="image").array
     spatial_shape = tuple(int(n) for n in array.shape)
     block = np.asarray(array[_clipped(origin, shape, spatial_shape)[-len(spatial_shape) :]])
     return block if len(spatial_shape) == 3 else block[np.newaxis]
@@ -62,7 +65,7 @@ def _clipped(
 
 
 def _read_channels(
-    image: Any, level: int, origin: Sequence[int], shape: Sequence[int]
+    image: Multiscale, level: int, origin: Sequence[int], shape: Sequence[int]
 ) -> np.ndarray:
     """The box of every channel of a multichannel OME-Zarr level as (c, z, y, x), clipped as
     :func:`read_box` clips it (any other non-spatial axis must be single)."""

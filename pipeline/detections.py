@@ -91,6 +91,11 @@ class Geometry:
         if len(self.translation_nm) != 3:
             raise InvalidInputError(f"translation must be 3 numbers: {self.translation_nm}")
 
+    @property
+    def pixel_area_um2(self) -> float:
+        """One voxel's y x face, um^2: a 2D image's pixel, whose objects are measured by area."""
+        return self.voxel_size_nm[1] * self.voxel_size_nm[2] / 1e6
+
 
 def detections_frame(
     stats: LabelStats,
@@ -267,9 +272,8 @@ def measure_detections_of_store(
         block_shape=block_shape,
         progress=progress,
     )
-    if level.flat:  # pixels times a pixel's area (nm^2 to um^2)
-        _, y_nm, x_nm = level.geometry.voxel_size_nm
-        frame["volume"] = frame["voxels"] * (y_nm * x_nm / 1e6)
+    if level.flat:
+        frame["volume"] = frame["voxels"] * level.geometry.pixel_area_um2
     probability = matching(probability_path)
     if probability is not None:
         stats = label_stats(level.array, block_shape, progress, image=probability)

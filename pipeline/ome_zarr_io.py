@@ -267,7 +267,11 @@ def open_spatial_level(path: Path, level: int = 0, what: str = "image") -> Spati
     are converted to nanometres axis by axis; an axis without a unit is taken as nanometres.
     ``what`` names the input in error messages.
     """
-    image = open_multiscale(Path(path))
+    return spatial_level(open_multiscale(Path(path)), level, what)
+
+
+def spatial_level(image: Multiscale, level: int = 0, what: str = "image") -> SpatialLevel:
+    """:func:`open_spatial_level` of an image already opened (its metadata read once)."""
     name = f"{what} {image.path.name}"
     if not 0 <= level < len(image.levels):
         raise InvalidInputError(f"{name} has no level {level}: it has {len(image.levels)} levels")

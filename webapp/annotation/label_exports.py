@@ -112,8 +112,8 @@ def label_objects(labels: selectors.Labels, planar: bool = False) -> list[dict[s
     um^2 instead of a volume, a surface and a sphericity."""
     g = labels.geometry
     array = labels_read(labels.blobs, g, labels.chunks)
-    table = measure_objects(array, Geometry(g.voxel_size_nm, g.origin_nm))
-    pixel_um2 = g.voxel_size_nm[1] * g.voxel_size_nm[2] / 1e6
+    geometry = Geometry(g.voxel_size_nm, g.origin_nm)
+    table = measure_objects(array, geometry)
     objects = []
     for row in table.itertuples(index=False):
         objects.append(
@@ -123,7 +123,7 @@ def label_objects(labels: selectors.Labels, planar: bool = False) -> list[dict[s
                 "volume_um3": None if planar else _number(row.volume),
                 "surface_area_um2": None if planar else _number(row.surface_area),
                 "sphericity": None if planar else _number(row.sphericity),
-                "area_um2": _number(row.voxels * pixel_um2) if planar else None,
+                "area_um2": _number(row.voxels * geometry.pixel_area_um2) if planar else None,
                 # In the image grid, where the box's voxel 0 is its start.
                 "centroid_z": _number(row.centroid_z + g.start[0]),
                 "centroid_y": _number(row.centroid_y + g.start[1]),
