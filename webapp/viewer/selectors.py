@@ -17,6 +17,8 @@ from webapp.datasets.selectors import (
 )
 from webapp.viewer.models import SavedState
 
+NON_SPATIAL_AXES = ("c", "t")
+
 
 @dataclass(frozen=True)
 class DatasetSummary:
@@ -32,10 +34,13 @@ class DatasetSummary:
     layer_counts: dict[str, int]
 
     @property
+    def spatial_axes(self) -> list[str]:
+        return [a for a in self.axes if a not in NON_SPATIAL_AXES]
+
+    @property
     def voxels_text(self) -> str:
         """E.g. "192,000 voxels", or "65,536 pixels" for a 2D image."""
-        spatial = [a for a in self.axes if a not in ("c", "t")]
-        return f"{self.voxels:,} " + ("pixels" if len(spatial) == 2 else "voxels")
+        return f"{self.voxels:,} " + ("pixels" if len(self.spatial_axes) == 2 else "voxels")
 
     @property
     def voxel_size_text(self) -> str:
@@ -43,7 +48,7 @@ class DatasetSummary:
         if not self.voxel_size:
             return ""
         unit = UNIT_SYMBOLS.get(self.unit, self.unit)
-        spatial = "".join(a for a in self.axes if a not in ("c", "t"))
+        spatial = "".join(self.spatial_axes)
         sizes = " \u00d7 ".join(f"{v:g}" for v in self.voxel_size)
         return f"{sizes} {unit}" + (f" ({spatial})" if spatial else "")
 
@@ -55,17 +60,21 @@ def _itemsize(dtype: str) -> int:
         return 1
 
 
+def _probability_map(layer: Layer) -> bool:
+    """An image layer a run derived from its segmentation, not an image of the dataset."""
+    return layer.kind == LayerKind.IMAGE and layer.source_layer_id is not None
+
+
 def dataset_summary(dataset: Dataset) -> DatasetSummary:
     """Shape, size and voxel size of a dataset's first image (or labels) layer."""
     layers: list[Layer] = list(dataset.layers.all())
-    imported = [la for la in layers if la.source_layer_id is None]  # not a run's probability map
-    reference = next((la for la in imported if la.kind == LayerKind.IMAGE), None) or next(
+    images = [la for la in layers if la.kind == LayerKind.IMAGE and not _probability_map(la)]
+    reference = next(iter(images), None) or next(
         (la for la in layers if la.kind == LayerKind.SEGMENTATION), None
     )
     counts: dict[str, int] = {}
     for layer in layers:
-        derived = layer.kind == LayerKind.IMAGE and layer.source_layer_id is not None
-        kind = "probability map" if derived else layer.kind
+        kind = "probability map" if _probability_map(layer) else layer.kind
         counts[kind] = counts.get(kind, 0) + 1
     if reference is None:
         return DatasetSummary(dataset, [], [], 0, 0, [], "", counts)
@@ -74,7 +83,7 @@ def dataset_summary(dataset: Dataset) -> DatasetSummary:
     # Voxels (pixels of a 2D image) count space only: three channels are not three times the
     # voxels, though they are three times the bytes.
     spatial = (
-        [n for n, a in zip(shape, axes, strict=True) if a not in ("c", "t")]
+        [n for n, a in zip(shape, axes, strict=True) if a not in NON_SPATIAL_AXES]
         if len(axes) == len(shape)
         else shape
     )

@@ -23,7 +23,7 @@ import {
   logTicks,
   sphericityRange,
 } from "./threshold_math";
-import { formatWhen } from "../lib/format";
+import { formatWhen, sizeMeasure } from "../lib/format";
 
 interface Config {
   campaignId: number;
@@ -65,6 +65,7 @@ function drawOrder(kinds: readonly VerdictKind[]): number[] {
 
 export function mountThresholdsPage(doc: Document = document): ThresholdHooks {
   const config = jsonScript<Config>("thresholds-config", doc);
+  const size = sizeMeasure(!!config.planar); // a 2D layer's "volume" column holds areas
   setCsrfToken(config.csrfToken);
   const path = { campaign_id: config.campaignId };
   const errorBanner = byId("thresholds-error", HTMLDivElement, doc);
@@ -230,7 +231,7 @@ export function mountThresholdsPage(doc: Document = document): ThresholdHooks {
       },
       axes: [
         {
-          label: config.planar ? "Area (µm², log scale)" : "Volume (µm³, log scale)",
+          label: `${size.label} (${size.unit}, log scale)`,
           stroke: "#1d2330",
           grid: { stroke: "#e4e7ec" },
           splits: () => logTicks(xRange[0], xRange[1]),

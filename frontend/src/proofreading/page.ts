@@ -8,6 +8,7 @@ import { ApiError, api, setCsrfToken, type Schemas } from "../lib/api";
 import { ErrorBanner, SerialWork } from "../lib/page_work";
 import { type MissedPoint, MissedObjects } from "../lib/missed_objects";
 import { byId, el, jsonScript } from "../lib/dom";
+import { sizeMeasure } from "../lib/format";
 import {
   type LoadedView,
   type Viewer,
@@ -121,34 +122,25 @@ export function missedAnnotation(
 export function measurementRows(item: Item, planar = false): [string, string][] {
   const d = item.detection;
   if (!d) return [["Detection", "removed from the layer"]];
-  if (planar)
-    return [
-      ["Segment", String(item.segment_id)],
-      ["Area (µm²)", formatNumber(d.volume)],
-      ["Mean intensity", formatNumber(d.mean_intensity)],
-      [
-        "Position (x, y pixels)",
-        [d.centroid_x, d.centroid_y].map((v) => formatNumber(v, 4)).join(", "),
-      ],
-      [
-        "Position (x, y µm)",
-        [d.centroid_x_um, d.centroid_y_um].map((v) => formatNumber(v, 4)).join(", "),
-      ],
-    ];
+  const { label, unit } = sizeMeasure(planar);
+  const axes = planar ? "x, y" : "x, y, z";
+  const at = (values: (number | null | undefined)[]): string =>
+    values.map((v) => formatNumber(v, 4)).join(", ");
+  const voxel = [d.centroid_x, d.centroid_y, d.centroid_z];
+  const um = [d.centroid_x_um, d.centroid_y_um, d.centroid_z_um];
+  const shape: [string, string][] = planar
+    ? []
+    : [
+        ["Sphericity", formatNumber(d.sphericity)],
+        ["Surface area (µm²)", formatNumber(d.surface_area)],
+      ];
   return [
     ["Segment", String(item.segment_id)],
-    ["Volume (µm³)", formatNumber(d.volume)],
-    ["Sphericity", formatNumber(d.sphericity)],
-    ["Surface area (µm²)", formatNumber(d.surface_area)],
+    [`${label} (${unit})`, formatNumber(d.volume)],
+    ...shape,
     ["Mean intensity", formatNumber(d.mean_intensity)],
-    [
-      "Position (x, y, z voxels)",
-      [d.centroid_x, d.centroid_y, d.centroid_z].map((v) => formatNumber(v, 4)).join(", "),
-    ],
-    [
-      "Position (x, y, z µm)",
-      [d.centroid_x_um, d.centroid_y_um, d.centroid_z_um].map((v) => formatNumber(v, 4)).join(", "),
-    ],
+    [`Position (${axes} ${planar ? "pixels" : "voxels"})`, at(planar ? voxel.slice(0, 2) : voxel)],
+    [`Position (${axes} µm)`, at(planar ? um.slice(0, 2) : um)],
   ];
 }
 
